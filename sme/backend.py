@@ -1,0 +1,191 @@
+"""The simulation backend interface and its registry.
+
+A backend turns an elaborated ``Network`` into something that can be ticked. It declares
+what it can do, checks that its tools are installed, prepares a ``Build`` (pure: generated
+code or commands, nothing run yet) and opens ``Session`` objects on it. Backends outside
+``sme`` (the GHDL one lives in ``fpga``) register themselves through the
+``smeflow.backends`` entry-point group, so ``sme`` never imports them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .bus import Bus
+from .errors import BackendError
+from .network import Network, TracedSignal
+from .types import ArrayType, BoolType, EnumType, FixedType, Fixed
+
+
+@dataclass
+class Build:
+    """What ``Backend.prepare`` produced for one network (subclassed by backends)."""
+
+    network: Network
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class Session(ABC):
+    """A running simulation: drive inputs, tick, read values."""
+
+    def __init__(self, build: Build) -> None:
+        self.build = build
+        self.network = build.network
+        self.tick = 0
+
+    @abstractmethod
+    def step(self) -> None:
+        """Advance one clock tick."""
+
+    @abstractmethod
+    def driver(self, bus: Bus) -> Any:
+        """An object whose attribute writes set a top-level input bus's signals."""
+
+    @abstractmethod
+    def monitor(self, bus: Bus) -> Any:
+        """An object whose attributes are a bus's current signal values."""
+
+    @abstractmethod
+    def snapshot(self) -> tuple[Any, ...]:
+        """The values of ``network.traced_signals()`` now, as one trace row."""
+
+    def run_batch(
+        self, stimulus: Mapping[str, np.ndarray], ticks: int, outputs: list[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Drive ``ticks`` ticks from per-signal arrays (``"bus.signal"`` → array of length
+        ``ticks``) and return, for every top-level output signal (or the ``outputs`` named),
+        its value right after each tick as an array."""
+        net = self.network
+        inputs = {t.name: t for t in net.traced_signals() if t.is_input}
+        for name, arr in stimulus.items():
+            if name not in inputs:
+                raise BackendError(
+                    f"run_batch: {name!r} is not a top-level input signal of '{net.name}'; "
+                    f"inputs: {', '.join(inputs) or '-'}"
+                )
+            if len(arr) < ticks:
+                raise BackendError(f"run_batch: stimulus {name!r} has {len(arr)} values, "
+                                   f"need {ticks}")
+        wanted = _output_signals(net, outputs)
+        drivers = [(self.driver(inputs[n].bus), inputs[n].spec.name, _py_values(inputs[n], a))
+                   for n, a in stimulus.items()]
+        monitors = [(self.monitor(t.bus), t.spec.name) for t in wanted]
+        results: list[list[Any]] = [[] for _ in wanted]
+        for i in range(ticks):
+            for drv, sig, values in drivers:
+                setattr(drv, sig, values[i])
+            self.step()
+            for res, (mon, sig) in zip(results, monitors, strict=True):
+                res.append(getattr(mon, sig))
+        return {t.name: to_array(t, r) for t, r in zip(wanted, results, strict=True)}
+
+    def close(self) -> None:
+        """Release what the session holds (processes, files)."""
+
+
+def _output_signals(net: Network, names: list[str] | None) -> list[TracedSignal]:
+    signals = net.traced_signals()
+    if names is None:
+        outs = set(net.outputs)
+        return [t for t in signals if t.bus in outs]
+    by_name = {t.name: t for t in signals}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise BackendError(f"no signal(s) {', '.join(missing)} in network '{net.name}'")
+    return [by_name[n] for n in names]
+
+
+def numpy_dtype(t: TracedSignal) -> np.dtype[Any]:
+    """The numpy dtype that holds a signal's values in batch I/O (raw ints for fixed point,
+    member index for enums)."""
+    ty = t.type
+    if isinstance(ty, BoolType):
+        return np.dtype(np.bool_)
+    signed = getattr(ty, "signed", False)
+    if isinstance(ty, ArrayType):
+        signed = getattr(ty.element, "signed", False)
+    return np.dtype(np.int64 if signed or ty.width < 64 else np.uint64)
+
+
+def to_array(t: TracedSignal, values: list[Any]) -> np.ndarray:
+    """Python values of one signal → numpy array (see ``numpy_dtype``)."""
+    ty = t.type
+    if isinstance(ty, EnumType):
+        return np.array([ty.to_raw(v) for v in values], dtype=numpy_dtype(t))
+    if isinstance(ty, FixedType):
+        return np.array([v.raw for v in values], dtype=numpy_dtype(t))
+    if isinstance(ty, ArrayType):
+        el = ty.element
+        conv = (lambda v: v.raw) if isinstance(el, FixedType) else (
+            el.to_raw if isinstance(el, EnumType) else int)
+        return np.array([[conv(x) for x in v] for v in values], dtype=numpy_dtype(t))
+    return np.array(values, dtype=numpy_dtype(t))
+
+
+def _py_values(t: TracedSignal, arr: np.ndarray) -> list[Any]:
+    ty = t.type
+    if isinstance(ty, BoolType):
+        return [bool(v) for v in arr]
+    if isinstance(ty, EnumType):
+        return [ty.members[int(v)] for v in arr]
+    if isinstance(ty, FixedType):
+        return [Fixed(int(v), ty.frac_bits) for v in arr]
+    return [int(v) if np.ndim(v) == 0 else [int(x) for x in v] for v in arr]
+
+
+class Backend(ABC):
+    """A simulation engine behind ``Simulator``."""
+
+    name: ClassVar[str]
+    capabilities: ClassVar[frozenset[str]] = frozenset({"step", "trace", "batch"})
+
+    def check_available(self) -> None:
+        """Raise ``BackendError`` saying what to install when the backend cannot run here."""
+
+    @abstractmethod
+    def prepare(self, network: Network, **options: Any) -> Build:
+        """Elaborate ``network`` for this backend (generate code, commands); run nothing."""
+
+    @abstractmethod
+    def open(self, build: Build) -> Session:
+        """Start a simulation of a prepared build, in its reset state."""
+
+
+_REGISTRY: dict[str, Callable[[], Backend]] = {}
+
+
+def register_backend(name: str, factory: Callable[[], Backend]) -> None:
+    """Make a backend available to ``get_backend(name)``."""
+    _REGISTRY[name] = factory
+
+
+def _load_entry_points() -> None:
+    for ep in metadata.entry_points(group="smeflow.backends"):
+        if ep.name not in _REGISTRY:
+            _REGISTRY[ep.name] = ep.load()
+
+
+def backend_names() -> list[str]:
+    """Names of every known backend."""
+    _load_entry_points()
+    return sorted(_REGISTRY)
+
+
+def get_backend(name: str) -> Backend:
+    """The backend called ``name``, checked to be available on this machine."""
+    if name not in _REGISTRY:
+        _load_entry_points()
+    factory = _REGISTRY.get(name)
+    if factory is None:
+        raise BackendError(
+            f"unknown simulation backend {name!r}; known backends: {', '.join(backend_names())}"
+        )
+    backend = factory()
+    backend.check_available()
+    return backend

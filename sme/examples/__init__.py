@@ -1,0 +1,1 @@
+"""Example networks: the SME counter and the benchmark pipeline of DESIGN.md."""

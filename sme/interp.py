@@ -1,0 +1,160 @@
+"""The reference backend: an interpreter that runs the process objects themselves.
+
+Each tick it (1) settles the combinational processes that depend on top-level inputs,
+(2) runs every clocked process, (3) latches the buses the clocked processes wrote, and
+(4) settles the combinational processes that depend on those buses. The schedule is
+generated once as a flat Python function, so a tick costs only the process bodies and one
+dictionary update per clocked bus.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from .backend import Backend, Build, Session
+from .bus import Bus, reader_view, writer_view
+from .errors import SimulationError, SmeError
+from .network import Network
+from .process import Process
+from .trace import UNDEFINED
+from .types import ArrayType
+
+
+def _runner(proc: Process) -> Callable[[], None]:
+    """The callable that runs one tick of ``proc``."""
+    if not proc.is_generator():
+        return proc.on_tick  # type: ignore[no-any-return]
+    state: list[Iterator[Any]] = [proc.on_tick()]
+
+    def run() -> None:
+        try:
+            next(state[0])
+        except StopIteration:
+            state[0] = proc.on_tick()
+            try:
+                next(state[0])
+            except StopIteration:
+                raise SimulationError(
+                    f"{proc.describe()}: on_tick() is a generator that returned without "
+                    "yielding; each pass must yield at least once (a yield waits one tick)"
+                ) from None
+
+    return run
+
+
+class InterpSession(Session):
+    """A running interpreter simulation."""
+
+    def __init__(self, build: Build) -> None:
+        super().__init__(build)
+        net = self.network
+        for bus in net.buses:
+            bus.reset()
+        for proc in net.processes:
+            proc.reset()
+        self._drivers: dict[Bus, Any] = {}
+        self._monitors: dict[Bus, Any] = {}
+        ns: dict[str, Any] = {}
+        lines: list[str] = []
+
+        def bind(prefix: str, obj: Any) -> str:
+            name = f"{prefix}{len(ns)}"
+            ns[name] = obj
+            return name
+
+        runners = {p: bind("p", _runner(p)) for p in net.processes}
+        pre = [runners[p] + "()" for p in net.depends_on_inputs()]
+        post = [runners[p] + "()" for p in net.depends_on_registers()]
+        lines += pre + [runners[p] + "()" for p in net.clocked]
+        for bus, writer in net.writer.items():
+            if writer.is_combinational():
+                continue
+            lines.append(f"{bind('u', bus._cur.update)}({bind('n', bus._nxt)})")
+            for spec in bus.signals().values():
+                if isinstance(spec.type, ArrayType):
+                    cur, nxt = bind("c", bus._cur), bind("n", bus._nxt)
+                    lines.append(f"{cur}[{spec.name!r}] = tuple({nxt}[{spec.name!r}])")
+        lines += post
+        args = ", ".join(f"{k}={k}" for k in ns)
+        src = f"def _tick({args}):\n" + "".join(f"    {ln}\n" for ln in lines or ["pass"])
+        exec(compile(src, f"<sme tick of {net.name}>", "exec"), ns)  # noqa: S102
+        self._tick: Callable[[], None] = ns["_tick"]
+        self.source = src
+        self._snapshot = self._make_snapshot()
+        # reset state: combinational outputs settled on the initial values
+        try:
+            for p in net.combinational:
+                runners_fn = _runner(p)
+                runners_fn()
+        except SmeError as exc:
+            _annotate(exc, 0)
+            raise
+
+    def _make_snapshot(self) -> Callable[[], tuple[Any, ...]]:
+        ns: dict[str, Any] = {"U": UNDEFINED, "tuple": tuple}
+        cells = []
+        for i, sig in enumerate(self.network.traced_signals()):
+            d = f"d{i}"
+            ns[d] = sig.bus._cur
+            key = repr(sig.spec.name)
+            if isinstance(sig.type, ArrayType):
+                cells.append(f"(tuple({d}[{key}]) if {key} in {d} else U)")
+            else:
+                cells.append(f"{d}.get({key}, U)")
+        src = "def _snap():\n    return (" + "".join(c + ", " for c in cells) + ")\n"
+        exec(compile(src, f"<sme snapshot of {self.network.name}>", "exec"), ns)  # noqa: S102
+        return ns["_snap"]  # type: ignore[no-any-return]
+
+    def step(self) -> None:
+        try:
+            self._tick()
+        except SmeError as exc:
+            _annotate(exc, self.tick)
+            raise
+        self.tick += 1
+
+    def driver(self, bus: Bus) -> Any:
+        if bus not in self.network.inputs:
+            raise SimulationError(
+                f"{bus.describe()} is not a top-level input of network '{self.network.name}' "
+                f"(inputs: {', '.join(b.name for b in self.network.inputs) or '-'}); only "
+                "top-level inputs are driven from outside"
+            )
+        view = self._drivers.get(bus)
+        if view is None:
+            view = self._drivers[bus] = writer_view(bus, lambda: "the testbench", bus._cur)
+        return view
+
+    def monitor(self, bus: Bus) -> Any:
+        view = self._monitors.get(bus)
+        if view is None:
+            view = self._monitors[bus] = reader_view(bus, lambda: "the testbench")
+        return view
+
+    def snapshot(self) -> tuple[Any, ...]:
+        return self._snapshot()
+
+
+def _annotate(exc: SmeError, tick: int) -> None:
+    if getattr(exc, "tick", None) is None:
+        try:
+            exc.tick = tick  # type: ignore[attr-defined]
+        except AttributeError:
+            pass
+        if not hasattr(exc, "bus"):
+            exc.add_note(f"(at tick {tick})")
+
+
+class InterpBackend(Backend):
+    """Runs the Python process objects directly (the reference semantics)."""
+
+    name = "interp"
+
+    def prepare(self, network: Network, **options: Any) -> Build:
+        if options:
+            raise TypeError(f"the interp backend takes no options, got {', '.join(options)}")
+        return Build(network)
+
+    def open(self, build: Build) -> Session:
+        return InterpSession(build)

@@ -1,0 +1,175 @@
+"""``Simulator``: the one entry point for simulating a network, whatever the backend.
+
+    sim = Simulator(net)                 # the reference interpreter
+    ctl = sim.input(net.bus("counter_control"))
+    ctl.valid = True
+    sim.step()
+    print(sim.output(net.bus("counter_data")).value)
+
+``run`` drives the top-level inputs from an iterator of stimulus (one mapping per tick)
+and records a ``Trace``; ``step`` and the input/output views are the step-by-step mode
+for interactive testbenches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from .backend import Backend, Session, get_backend, register_backend
+from .bus import Bus, bus_of
+from .errors import SimulationError
+from .interp import InterpBackend
+from .network import Network
+from .trace import Column, Trace
+
+register_backend("interp", InterpBackend)
+
+_END: Any = object()
+Stimulus = Iterable[Mapping[Any, Any]]
+"""One mapping per tick: ``{"bus.signal": value}`` or ``{bus: {"signal": value}}``."""
+
+
+class Simulator:
+    """Simulate ``network`` on a backend (``"interp"`` by default).
+
+    Parameters
+    ----------
+    network:
+        The network to simulate. Creating a simulator resets the network's state.
+    backend:
+        A backend name (see ``sme.backend.backend_names()``) or a ``Backend`` object.
+    trace:
+        Record every signal after every tick (``self.trace``); off for the fastest runs.
+    options:
+        Backend-specific options, passed to ``Backend.prepare``.
+    """
+
+    def __init__(
+        self,
+        network: Network,
+        backend: str | Backend = "interp",
+        *,
+        trace: bool = True,
+        **options: Any,
+    ) -> None:
+        self.network = network
+        self.backend = get_backend(backend) if isinstance(backend, str) else backend
+        self.build = self.backend.prepare(network, **options)
+        self.session: Session = self.backend.open(self.build)
+        self._observers: list[Callable[[Simulator], None]] = []
+        self.trace: Trace | None = None
+        if trace:
+            columns = [Column(t.name, t.type, t.is_input) for t in network.traced_signals()]
+            self.trace = Trace(network.name, columns, [self.session.snapshot()])
+
+    @property
+    def tick(self) -> int:
+        """Ticks simulated so far."""
+        return self.session.tick
+
+    def _bus(self, bus: Bus | str | Any) -> Bus:
+        return self.network.bus(bus) if isinstance(bus, str) else bus_of(bus)
+
+    def input(self, bus: Bus | str) -> Any:
+        """A view of a top-level input bus; setting its attributes drives the signals for the
+        coming tick (values hold until set again)."""
+        return self.session.driver(self._bus(bus))
+
+    def output(self, bus: Bus | str) -> Any:
+        """A read-only view of any bus's current values (outputs are read after a tick)."""
+        return self.session.monitor(self._bus(bus))
+
+    def poke(self, signal: str, value: Any) -> None:
+        """Drive ``"bus.signal"`` (a top-level input) to ``value``."""
+        bus, sig = self._split(signal)
+        setattr(self.input(bus), sig, value)
+
+    def peek(self, signal: str) -> Any:
+        """Current value of ``"bus.signal"``."""
+        bus, sig = self._split(signal)
+        return getattr(self.output(bus), sig)
+
+    def _split(self, signal: str) -> tuple[Bus, str]:
+        bus, dot, sig = signal.partition(".")
+        if not dot:
+            raise SimulationError(f"{signal!r}: name a signal as 'bus.signal'")
+        return self.network.bus(bus), sig
+
+    def on_tick(self, callback: Callable[[Simulator], None]) -> None:
+        """Call ``callback(sim)`` after every tick (hooks for tracers and co-simulation)."""
+        self._observers.append(callback)
+
+    def step(self, n: int = 1) -> None:
+        """Advance ``n`` ticks."""
+        session, trace, observers = self.session, self.trace, self._observers
+        for _ in range(n):
+            session.step()
+            if trace is not None:
+                trace.rows.append(session.snapshot())
+            for cb in observers:
+                cb(self)
+
+    def apply(self, values: Mapping[Any, Any]) -> None:
+        """Drive several inputs at once: ``{"bus.signal": v}`` or ``{bus: {"signal": v}}``."""
+        for key, value in values.items():
+            if isinstance(key, str) and "." in key:
+                self.poke(key, value)
+            else:
+                if not isinstance(value, Mapping):
+                    raise SimulationError(
+                        f"stimulus key {key!r}: expected 'bus.signal' or a bus mapped to "
+                        "{signal: value}"
+                    )
+                view = self.input(key)
+                for sig, v in value.items():
+                    setattr(view, sig, v)
+
+    def run(
+        self,
+        ticks: int | None = None,
+        *,
+        stimulus: Stimulus | None = None,
+        until: Callable[[Simulator], bool] | None = None,
+    ) -> Trace | None:
+        """Run ``ticks`` ticks, or until ``stimulus`` ends, or until ``until(sim)`` is true
+        after a tick (whichever comes first). Returns the trace (None when off)."""
+        if ticks is None and stimulus is None and until is None:
+            raise SimulationError("run() needs ticks=, stimulus= or until= to know when to stop")
+        if ticks is not None and ticks < 0:
+            raise SimulationError(f"run(ticks={ticks}): ticks must be >= 0")
+        it = iter(stimulus) if stimulus is not None else None
+        done = 0
+        while ticks is None or done < ticks:
+            if it is not None:
+                item = next(it, _END)
+                if item is _END:
+                    if ticks is None:
+                        break
+                    it = None
+                else:
+                    self.apply(item)
+            self.step()
+            done += 1
+            if until is not None and until(self):
+                break
+        return self.trace
+
+    def run_batch(
+        self, stimulus: Mapping[str, np.ndarray], ticks: int, outputs: list[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Batch mode: per-signal stimulus arrays in, per-signal output arrays out (see
+        ``Session.run_batch``). Not traced."""
+        return self.session.run_batch(stimulus, ticks, outputs)
+
+    def close(self) -> None:
+        """Release the backend's resources."""
+        self.session.close()
+
+    def __enter__(self) -> Simulator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,209 @@
+"""Traces: the value of every bus signal after every tick.
+
+A trace is the equivalence contract between backends: two simulations of a network agree
+when their traces are equal. Its CSV form is what the VHDL testbench replays:
+
+* the header lists ``bus.signal`` names, top-level inputs first;
+* row 0 is the reset state, row ``k`` the state right after tick ``k - 1`` (inputs as
+  driven for that tick);
+* Bool is ``0``/``1``, integers are decimal, enums are member names, fixed-point values are
+  their raw integer (value × 2**f), arrays are their elements separated by spaces, and a
+  signal that has no value yet is ``U``.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import SmeError
+from .types import SignalType
+
+UNDEFINED_TEXT = "U"
+
+
+class _Undefined:
+    """The value of a signal that has no initial value and was never written."""
+
+    _instance: _Undefined | None = None
+
+    def __new__(cls) -> _Undefined:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNDEFINED"
+
+
+UNDEFINED: Any = _Undefined()
+
+
+class TraceFormatError(SmeError, ValueError):
+    """A CSV trace cannot be read: the message names the file, line and column."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """A trace column: ``bus.signal``, its type and whether it is a top-level input."""
+
+    name: str
+    type: SignalType
+    is_input: bool
+
+
+@dataclass(frozen=True)
+class Difference:
+    """The first place where two traces disagree."""
+
+    tick: int
+    signal: str
+    expected: Any
+    got: Any
+
+    def __str__(self) -> str:
+        return (f"tick {self.tick}, signal {self.signal}: expected {self.expected!r}, "
+                f"got {self.got!r}")
+
+
+@dataclass
+class Trace:
+    """Rows of signal values; ``rows[0]`` is the reset state."""
+
+    network: str
+    columns: list[Column]
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        """Column names (``bus.signal``)."""
+        return [c.name for c in self.columns]
+
+    @property
+    def ticks(self) -> int:
+        """Number of ticks recorded (rows after the reset row)."""
+        return max(0, len(self.rows) - 1)
+
+    def column(self, name: str) -> list[Any]:
+        """All values of one signal, row by row."""
+        try:
+            i = self.names.index(name)
+        except ValueError:
+            raise KeyError(f"trace has no signal {name!r}; signals: {', '.join(self.names)}")
+        return [row[i] for row in self.rows]
+
+    def differences(self, other: Trace, limit: int = 10) -> list[Difference]:
+        """Up to ``limit`` differences of ``other`` from ``self`` (self is the expectation),
+        in tick order; a missing column or row counts as a difference."""
+        out: list[Difference] = []
+        mine = {c.name: i for i, c in enumerate(self.columns)}
+        theirs = {c.name: i for i, c in enumerate(other.columns)}
+        for name in mine:
+            if name not in theirs:
+                return [Difference(0, name, "column present", "column missing")]
+        for tick, (a, b) in enumerate(zip(self.rows, other.rows, strict=False)):
+            for name, i in mine.items():
+                va, vb = a[i], b[theirs[name]]
+                if va != vb and not (_is_seq(va) and _is_seq(vb) and tuple(va) == tuple(vb)):
+                    out.append(Difference(tick, name, va, vb))
+                    if len(out) >= limit:
+                        return out
+        if len(self.rows) != len(other.rows):
+            out.append(Difference(min(len(self.rows), len(other.rows)), "<rows>",
+                                  len(self.rows), len(other.rows)))
+        return out
+
+    def first_difference(self, other: Trace) -> Difference | None:
+        """The first difference, or None when the traces are equal."""
+        diffs = self.differences(other, limit=1)
+        return diffs[0] if diffs else None
+
+    # -- CSV ----------------------------------------------------------------------------
+    def text_rows(self) -> Iterator[list[str]]:
+        """Rows as CSV cells."""
+        types = [c.type for c in self.columns]
+        for row in self.rows:
+            yield [UNDEFINED_TEXT if v is UNDEFINED else t.to_text(v)
+                   for t, v in zip(types, row, strict=True)]
+
+    def write_csv(self, path: str | os.PathLike[str]) -> Path:
+        """Write the trace as CSV, atomically (a reader never sees half a file)."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        try:
+            with os.fdopen(fd, "w", newline="") as fh:
+                w = csv.writer(fh, lineterminator="\n")
+                w.writerow(self.names)
+                w.writerows(self.text_rows())
+            os.replace(tmp, target)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        return target
+
+    @classmethod
+    def read_csv(cls, path: str | os.PathLike[str], like: Trace) -> Trace:
+        """Read a CSV trace whose columns are those of ``like`` (same network)."""
+        types = {c.name: c for c in like.columns}
+        with open(path, newline="") as fh:
+            reader = csv.reader(fh)
+            try:
+                header = next(reader)
+            except StopIteration:
+                raise TraceFormatError(f"{path}:1: empty trace file (no header)") from None
+            for j, name in enumerate(header):
+                if name not in types:
+                    raise TraceFormatError(
+                        f"{path}:1: column {j + 1} {name!r} is not a signal of network "
+                        f"'{like.network}'"
+                    )
+            columns = [types[n] for n in header]
+            rows = []
+            for lineno, cells in enumerate(reader, start=2):
+                if len(cells) != len(columns):
+                    raise TraceFormatError(
+                        f"{path}:{lineno}: {len(cells)} cells, expected {len(columns)}"
+                    )
+                row = []
+                for col, cell in zip(columns, cells, strict=True):
+                    if cell == UNDEFINED_TEXT:
+                        row.append(UNDEFINED)
+                        continue
+                    try:
+                        row.append(col.type.from_text(cell))
+                    except (ValueError, SmeError, TypeError) as exc:
+                        raise TraceFormatError(
+                            f"{path}:{lineno}: column {col.name}: {cell!r} is not a "
+                            f"{col.type!r} ({exc})"
+                        ) from None
+                rows.append(tuple(row))
+        return cls(like.network, columns, rows)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Trace):
+            return NotImplemented
+        return self.names == other.names and self.first_difference(other) is None
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _is_seq(v: Any) -> bool:
+    return isinstance(v, (list, tuple))
+
+
+def format_table(trace: Trace, rows: Sequence[int] | None = None) -> str:
+    """A fixed-width text table of the trace (for the terminal)."""
+    names = ["tick", *trace.names]
+    text = list(trace.text_rows())
+    picked = range(len(text)) if rows is None else rows
+    body = [[str(i - 1) if i else "reset", *text[i]] for i in picked]
+    widths = [max(len(r[j]) for r in [names, *body]) for j in range(len(names))]
+    lines = ["  ".join(n.rjust(w) for n, w in zip(names, widths, strict=True))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in body]
+    return "\n".join(lines)

@@ -1,0 +1,590 @@
+"""Signal types: ``Bool``, ``UInt[n]``, ``Int[n]``, enums, ``UFix[i, f]``, ``SFix[i, f]``,
+``Array[T, n]``, and the explicit overflow helpers ``wrap``, ``saturate`` and ``resize``.
+
+Arithmetic in process bodies is exact (Python integers, exact fixed-point values); a value
+is checked when it is stored in a signal or register. A value that does not fit is an
+error unless the code asked for wrap-around or saturation, and a fixed-point value that
+would lose fractional bits is an error unless the code chose a rounding mode.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from fractions import Fraction
+from typing import Any, Literal, cast as _typing_cast
+
+from .errors import DeclarationError
+
+Rounding = Literal["exact", "floor", "nearest"]
+Overflow = Literal["error", "wrap", "saturate"]
+ROUNDINGS: tuple[str, ...] = ("exact", "floor", "nearest")
+MAX_WIDTH = 64
+
+
+class TypeMisfit(Exception):
+    """Internal: a value does not fit a type; the caller adds bus/signal/process context."""
+
+
+class SignalType(ABC):
+    """The type of a signal or register: its width, its values, and how values are written."""
+
+    width: int
+
+    @abstractmethod
+    def coerce(self, value: object, rounding: str = "exact", overflow: str = "error") -> Any:
+        """Return ``value`` as this type's canonical Python value or raise ``TypeMisfit``."""
+
+    @abstractmethod
+    def describe_range(self) -> str:
+        """Human-readable set of allowed values, for error messages."""
+
+    @abstractmethod
+    def zero(self) -> Any:
+        """The value a register of this type holds when nothing else is said."""
+
+    @abstractmethod
+    def to_text(self, value: Any) -> str:
+        """Encode a value for the CSV trace."""
+
+    @abstractmethod
+    def from_text(self, text: str) -> Any:
+        """Decode a CSV trace cell."""
+
+    def to_raw(self, value: Any) -> int:
+        """The value as an integer (bit pattern read as signed or unsigned)."""
+        return int(value)
+
+    def __call__(self, value: object, rounding: Rounding = "exact") -> Any:
+        """Build a checked value of this type, e.g. ``UFix[2, 6](0.75)``."""
+        return self.coerce(value, rounding)
+
+
+class BoolType(SignalType):
+    """A single bit, held as Python ``bool``."""
+
+    width = 1
+
+    def coerce(self, value: object, rounding: str = "exact", overflow: str = "error") -> bool:
+        if type(value) is bool:
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise TypeMisfit(f"{value!r} is not a Bool")
+
+    def describe_range(self) -> str:
+        return "False/True (or 0/1)"
+
+    def zero(self) -> bool:
+        return False
+
+    def to_text(self, value: Any) -> str:
+        return "1" if value else "0"
+
+    def from_text(self, text: str) -> bool:
+        if text not in ("0", "1"):
+            raise ValueError(f"{text!r} is not a Bool (expected 0 or 1)")
+        return text == "1"
+
+    def __repr__(self) -> str:
+        return "Bool"
+
+
+class IntegerType(SignalType):
+    """Common part of ``UInt[n]`` and ``Int[n]``: a range of Python ints."""
+
+    signed: bool
+    lo: int
+    hi: int
+
+    def __init__(self, width: int) -> None:
+        if not isinstance(width, int) or isinstance(width, bool) or not 1 <= width <= MAX_WIDTH:
+            raise DeclarationError(
+                f"{type(self).__name__[:-4]}[{width!r}]: width must be an int in 1..{MAX_WIDTH}"
+            )
+        self.width = width
+
+    def coerce(self, value: object, rounding: str = "exact", overflow: str = "error") -> int:
+        if type(value) is int:
+            v = value
+        elif isinstance(value, Fixed):
+            v = value.rounded(0, rounding)
+        elif isinstance(value, bool):
+            raise TypeMisfit(f"{value!r} is a bool, not an integer; use int(...) to convert")
+        elif isinstance(value, int) or hasattr(value, "__index__"):
+            v = int(value)  # type: ignore[call-overload]  # numpy integers
+        else:
+            raise TypeMisfit(f"{value!r} is not an integer")
+        if self.lo <= v <= self.hi:
+            return v
+        if overflow == "wrap":
+            return self.wrap_int(v)
+        if overflow == "saturate":
+            return min(max(v, self.lo), self.hi)
+        raise TypeMisfit(f"{v} is out of range")
+
+    def wrap_int(self, v: int) -> int:
+        """Two's-complement wrap-around of ``v`` into this type."""
+        v &= (1 << self.width) - 1
+        if self.signed and v > self.hi:
+            v -= 1 << self.width
+        return v
+
+    def describe_range(self) -> str:
+        return f"{self.lo}..{self.hi}"
+
+    def zero(self) -> int:
+        return 0
+
+    def to_text(self, value: Any) -> str:
+        return str(int(value))
+
+    def from_text(self, text: str) -> int:
+        return self.coerce(int(text))
+
+
+class UIntType(IntegerType):
+    """Unsigned integer of ``width`` bits."""
+
+    signed = False
+
+    def __init__(self, width: int) -> None:
+        super().__init__(width)
+        self.lo, self.hi = 0, (1 << width) - 1
+
+    def __repr__(self) -> str:
+        return f"UInt[{self.width}]"
+
+
+class IntType(IntegerType):
+    """Two's-complement signed integer of ``width`` bits."""
+
+    signed = True
+
+    def __init__(self, width: int) -> None:
+        super().__init__(width)
+        self.lo, self.hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+
+    def __repr__(self) -> str:
+        return f"Int[{self.width}]"
+
+
+class EnumType(SignalType):
+    """A Python ``Enum`` subclass used as a signal type; encoded by member position."""
+
+    def __init__(self, enum_cls: type[enum.Enum]) -> None:
+        self.enum_cls = enum_cls
+        self.members: tuple[enum.Enum, ...] = tuple(enum_cls)
+        if not self.members:
+            raise DeclarationError(f"enum {enum_cls.__qualname__} has no members")
+        self.width = max(1, (len(self.members) - 1).bit_length())
+        self._index = {m: i for i, m in enumerate(self.members)}
+
+    def coerce(self, value: object, rounding: str = "exact", overflow: str = "error") -> Any:
+        if isinstance(value, self.enum_cls):
+            return value
+        raise TypeMisfit(f"{value!r} is not a member of {self.enum_cls.__name__}")
+
+    def describe_range(self) -> str:
+        return ", ".join(f"{self.enum_cls.__name__}.{m.name}" for m in self.members)
+
+    def zero(self) -> Any:
+        return self.members[0]
+
+    def to_raw(self, value: Any) -> int:
+        return self._index[value]
+
+    def to_text(self, value: Any) -> str:
+        return str(value.name)
+
+    def from_text(self, text: str) -> Any:
+        try:
+            return self.enum_cls[text]
+        except KeyError:
+            raise ValueError(f"{text!r} is not a member of {self.enum_cls.__name__}") from None
+
+    def __repr__(self) -> str:
+        return self.enum_cls.__name__
+
+
+class Fixed:
+    """An exact fixed-point value: ``raw / 2**frac``.
+
+    Arithmetic between fixed values and ints is exact (the result has as many fractional
+    bits as needed); storing the result in a ``UFix``/``SFix`` signal checks that it fits.
+    """
+
+    __slots__ = ("frac", "raw")
+
+    def __init__(self, raw: int, frac: int) -> None:
+        self.raw = raw
+        self.frac = frac
+
+    @staticmethod
+    def _of(value: object) -> Fixed:
+        if isinstance(value, Fixed):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return Fixed(value, 0)
+        raise TypeError(f"cannot combine a fixed-point value with {value!r}")
+
+    def _align(self, other: object) -> tuple[int, int, int]:
+        o = Fixed._of(other)
+        f = max(self.frac, o.frac)
+        return self.raw << (f - self.frac), o.raw << (f - o.frac), f
+
+    def __add__(self, other: object) -> Fixed:
+        a, b, f = self._align(other)
+        return Fixed(a + b, f)
+
+    __radd__ = __add__
+
+    def __sub__(self, other: object) -> Fixed:
+        a, b, f = self._align(other)
+        return Fixed(a - b, f)
+
+    def __rsub__(self, other: object) -> Fixed:
+        a, b, f = self._align(other)
+        return Fixed(b - a, f)
+
+    def __mul__(self, other: object) -> Fixed:
+        o = Fixed._of(other)
+        return Fixed(self.raw * o.raw, self.frac + o.frac)
+
+    __rmul__ = __mul__
+
+    def __neg__(self) -> Fixed:
+        return Fixed(-self.raw, self.frac)
+
+    def __abs__(self) -> Fixed:
+        return Fixed(abs(self.raw), self.frac)
+
+    def __lshift__(self, n: int) -> Fixed:
+        return Fixed(self.raw << n, self.frac) if n >= 0 else Fixed(self.raw, self.frac - n)
+
+    def __rshift__(self, n: int) -> Fixed:
+        """Exact division by ``2**n`` (adds fractional bits; no bits are lost)."""
+        return Fixed(self.raw, self.frac + n)
+
+    def _cmp(self, other: object) -> tuple[int, int] | None:
+        if isinstance(other, Fixed) or (isinstance(other, int) and not isinstance(other, bool)):
+            a, b, _ = self._align(other)
+            return a, b
+        return None
+
+    def __eq__(self, other: object) -> bool:
+        c = self._cmp(other)
+        return c is not None and c[0] == c[1]
+
+    def __hash__(self) -> int:
+        return hash(self.as_fraction())
+
+    def __lt__(self, other: object) -> bool:
+        a, b, _ = self._align(other)
+        return a < b
+
+    def __le__(self, other: object) -> bool:
+        a, b, _ = self._align(other)
+        return a <= b
+
+    def __gt__(self, other: object) -> bool:
+        a, b, _ = self._align(other)
+        return a > b
+
+    def __ge__(self, other: object) -> bool:
+        a, b, _ = self._align(other)
+        return a >= b
+
+    def as_fraction(self) -> Fraction:
+        """The exact value."""
+        return Fraction(self.raw, 1 << self.frac) if self.frac >= 0 else Fraction(
+            self.raw << -self.frac
+        )
+
+    def __float__(self) -> float:
+        return float(self.as_fraction())
+
+    def rounded(self, frac: int, rounding: str) -> int:
+        """The raw value with ``frac`` fractional bits, rounded as asked."""
+        shift = self.frac - frac
+        if shift <= 0:
+            return self.raw << -shift
+        dropped = self.raw & ((1 << shift) - 1)
+        if rounding == "floor":
+            return self.raw >> shift
+        if rounding == "nearest":
+            return (self.raw + (1 << (shift - 1))) >> shift
+        if dropped:
+            raise TypeMisfit(
+                f"{self} has {self.frac} fractional bits and would lose precision at {frac}; "
+                "choose a rounding: resize(value, T, rounding='floor'|'nearest')"
+            )
+        return self.raw >> shift
+
+    def __repr__(self) -> str:
+        return f"Fixed({self.as_fraction()})"
+
+    def __str__(self) -> str:
+        return str(float(self)) if self.frac <= 52 else str(self.as_fraction())
+
+
+class FixedType(SignalType):
+    """``UFix[i, f]`` / ``SFix[i, f]``: ``i`` integer bits (sign included for SFix), ``f``
+    fractional bits; values are ``Fixed`` and the step is ``2**-f``."""
+
+    def __init__(self, int_bits: int, frac_bits: int, signed: bool) -> None:
+        name = "SFix" if signed else "UFix"
+        ok = all(isinstance(b, int) and not isinstance(b, bool) for b in (int_bits, frac_bits))
+        if not ok or frac_bits < 0 or int_bits < (1 if signed else 0):
+            raise DeclarationError(
+                f"{name}[{int_bits!r}, {frac_bits!r}]: need integer bits >= "
+                f"{1 if signed else 0} and fractional bits >= 0"
+            )
+        self.int_bits, self.frac_bits, self.signed = int_bits, frac_bits, signed
+        self.width = int_bits + frac_bits
+        if not 1 <= self.width <= MAX_WIDTH:
+            raise DeclarationError(f"{name}[{int_bits}, {frac_bits}]: total width must be 1..64")
+        self.raw_type: IntegerType = IntType(self.width) if signed else UIntType(self.width)
+
+    def coerce(self, value: object, rounding: str = "exact", overflow: str = "error") -> Fixed:
+        if isinstance(value, Fixed):
+            raw = value.rounded(self.frac_bits, rounding)
+        elif isinstance(value, bool):
+            raise TypeMisfit(f"{value!r} is a bool, not a number")
+        elif isinstance(value, int) or hasattr(value, "__index__") and not isinstance(value, float):
+            raw = int(value) << self.frac_bits  # type: ignore[call-overload]
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise TypeMisfit(f"{value!r} is not a finite number")
+            fr = Fraction(value)
+            scaled = fr * (1 << self.frac_bits)
+            if scaled.denominator == 1:
+                raw = int(scaled)
+            elif rounding == "floor":
+                raw = math.floor(scaled)
+            elif rounding == "nearest":
+                raw = math.floor(scaled + Fraction(1, 2))
+            else:
+                raise TypeMisfit(
+                    f"{value!r} is not a multiple of 2**-{self.frac_bits}; choose a rounding"
+                )
+        else:
+            raise TypeMisfit(f"{value!r} is not a fixed-point number")
+        try:
+            raw = self.raw_type.coerce(raw, overflow=overflow)
+        except TypeMisfit:
+            raise TypeMisfit(f"{Fixed(raw, self.frac_bits)} is out of range") from None
+        return Fixed(raw, self.frac_bits)
+
+    def describe_range(self) -> str:
+        lo = Fixed(self.raw_type.lo, self.frac_bits)
+        hi = Fixed(self.raw_type.hi, self.frac_bits)
+        return f"{lo}..{hi} in steps of 2**-{self.frac_bits}"
+
+    def zero(self) -> Fixed:
+        return Fixed(0, self.frac_bits)
+
+    def to_raw(self, value: Any) -> int:
+        return int(value.raw)
+
+    def to_text(self, value: Any) -> str:
+        return str(value.raw)
+
+    def from_text(self, text: str) -> Fixed:
+        return Fixed(self.raw_type.coerce(int(text)), self.frac_bits)
+
+    def __repr__(self) -> str:
+        return f"{'SFix' if self.signed else 'UFix'}[{self.int_bits}, {self.frac_bits}]"
+
+
+class ArrayType(SignalType):
+    """``Array[T, n]``: a fixed-length array of ``n`` elements of type ``T``."""
+
+    def __init__(self, element: SignalType, length: int) -> None:
+        if isinstance(element, ArrayType):
+            raise DeclarationError("Array of Array is not supported; flatten it")
+        if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+            raise DeclarationError(f"Array[{element!r}, {length!r}]: length must be an int >= 1")
+        self.element, self.length = element, length
+        self.width = element.width * length
+
+    def coerce(self, value: object, rounding: str = "exact", overflow: str = "error") -> tuple[Any, ...]:
+        if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+            raise TypeMisfit(f"{value!r} is not a sequence")
+        items = list(value)
+        if len(items) != self.length:
+            raise TypeMisfit(f"has {len(items)} elements, expected {self.length}")
+        out = []
+        for i, item in enumerate(items):
+            try:
+                out.append(self.element.coerce(item, rounding, overflow))
+            except TypeMisfit as exc:
+                raise TypeMisfit(f"element [{i}]: {exc}") from None
+        return tuple(out)
+
+    def describe_range(self) -> str:
+        return f"{self.length} elements, each {self.element.describe_range()}"
+
+    def zero(self) -> tuple[Any, ...]:
+        return (self.element.zero(),) * self.length
+
+    def to_raw(self, value: Any) -> int:
+        raise TypeError("an array has no single raw value")
+
+    def to_text(self, value: Any) -> str:
+        return " ".join(self.element.to_text(v) for v in value)
+
+    def from_text(self, text: str) -> tuple[Any, ...]:
+        return tuple(self.element.from_text(t) for t in text.split())
+
+    def __repr__(self) -> str:
+        return f"Array[{self.element!r}, {self.length}]"
+
+
+class _UIntFactory:
+    def __getitem__(self, width: int) -> UIntType:
+        return _cached(("u", width), lambda: UIntType(width))
+
+    def __repr__(self) -> str:
+        return "UInt"
+
+
+class _IntFactory:
+    def __getitem__(self, width: int) -> IntType:
+        return _cached(("s", width), lambda: IntType(width))
+
+    def __repr__(self) -> str:
+        return "Int"
+
+
+class _FixFactory:
+    def __init__(self, signed: bool) -> None:
+        self.signed = signed
+
+    def __getitem__(self, bits: tuple[int, int]) -> FixedType:
+        if not isinstance(bits, tuple) or len(bits) != 2:
+            name = "SFix" if self.signed else "UFix"
+            raise DeclarationError(f"{name}[...] takes two numbers: {name}[int_bits, frac_bits]")
+        i, f = bits
+        return _cached(("f", self.signed, i, f), lambda: FixedType(i, f, self.signed))
+
+    def __repr__(self) -> str:
+        return "SFix" if self.signed else "UFix"
+
+
+class _ArrayFactory:
+    def __getitem__(self, args: tuple[object, int]) -> ArrayType:
+        if not isinstance(args, tuple) or len(args) != 2:
+            raise DeclarationError("Array[...] takes an element type and a length: Array[T, n]")
+        element, length = cast(args[0]), args[1]
+        return _cached(("a", element, length), lambda: ArrayType(element, length))
+
+    def __repr__(self) -> str:
+        return "Array"
+
+
+_CACHE: dict[object, SignalType] = {}
+
+
+def _cached(key: object, make: Any) -> Any:
+    found = _CACHE.get(key)
+    if found is None:
+        found = _CACHE[key] = make()
+    return found
+
+
+Bool = BoolType()
+UInt = _UIntFactory()
+Int = _IntFactory()
+UFix = _FixFactory(signed=False)
+SFix = _FixFactory(signed=True)
+Array = _ArrayFactory()
+
+
+def cast(obj: object) -> SignalType:
+    """Turn whatever a user may write as a signal type into a ``SignalType``.
+
+    Accepts ``SignalType`` instances (``UInt[8]``, ``Bool``…), ``Enum`` subclasses and
+    Python ``bool``; anything else is a ``DeclarationError`` showing the object.
+    """
+    if isinstance(obj, SignalType):
+        return obj
+    if obj is bool:
+        return Bool
+    if isinstance(obj, type) and issubclass(obj, enum.Enum):
+        return _cached(("e", obj), lambda: EnumType(obj))
+    if obj is int:
+        raise DeclarationError("int cannot be converted to a signal type: it has no width; "
+                               "use UInt[n] or Int[n]")
+    raise DeclarationError(f"{obj!r} cannot be converted to a signal type")
+
+
+def is_signal_type(obj: object) -> bool:
+    """True when ``cast(obj)`` would succeed."""
+    try:
+        cast(obj)
+    except DeclarationError:
+        return False
+    return True
+
+
+class Overflowing:
+    """A value marked for deliberate overflow handling when it is stored (see ``wrap``)."""
+
+    __slots__ = ("overflow", "rounding", "value")
+
+    def __init__(self, value: object, overflow: Overflow, rounding: Rounding) -> None:
+        if rounding not in ROUNDINGS:
+            raise ValueError(f"rounding must be one of {ROUNDINGS}, not {rounding!r}")
+        self.value, self.overflow, self.rounding = value, overflow, rounding
+
+    def __repr__(self) -> str:
+        return f"{self.overflow}({self.value!r})"
+
+
+def wrap(value: Any, rounding: Rounding = "exact") -> Any:
+    """Mark ``value`` to wrap around (two's complement) when stored in a narrower signal."""
+    return Overflowing(value, "wrap", rounding)
+
+
+def saturate(value: Any, rounding: Rounding = "exact") -> Any:
+    """Mark ``value`` to saturate at the target type's bounds when stored."""
+    return Overflowing(value, "saturate", rounding)
+
+
+def resize(
+    value: Any, to: object, rounding: Rounding = "exact", overflow: Overflow = "error"
+) -> Any:
+    """Convert ``value`` to type ``to`` now, with explicit rounding and overflow handling.
+
+    Raises ``ValueError`` naming the value and the allowed range when it does not fit and
+    ``overflow="error"``.
+    """
+    t = cast(to)
+    try:
+        return t.coerce(value, rounding, overflow)
+    except TypeMisfit as exc:
+        raise ValueError(f"resize: {exc}; {t!r} allows {t.describe_range()}") from None
+
+
+def store(t: SignalType, value: object) -> Any:
+    """Coerce ``value`` for storing into a signal of type ``t``, honouring ``wrap``/``saturate``
+    markers. Raises ``TypeMisfit`` with the reason when it does not fit."""
+    if type(value) is Overflowing:
+        return t.coerce(value.value, value.rounding, value.overflow)
+    return t.coerce(value)
+
+
+def sequence_of(t: SignalType, values: Sequence[Any]) -> list[Any]:
+    """Coerce every element of ``values`` to ``t`` (used for array initial values)."""
+    return [store(t, v) for v in values]
+
+
+__all__ = [
+    "Array", "ArrayType", "Bool", "BoolType", "EnumType", "Fixed", "FixedType", "Int", "IntType",
+    "IntegerType", "SFix", "SignalType", "TypeMisfit", "UFix", "UInt", "UIntType", "cast",
+    "is_signal_type", "resize", "saturate", "store", "wrap",
+]
+_ = _typing_cast
