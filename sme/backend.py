@@ -20,7 +20,7 @@ import numpy as np
 from .bus import Bus
 from .errors import BackendError
 from .network import Network, TracedSignal
-from .types import ArrayType, BoolType, EnumType, FixedType, Fixed
+from .types import ArrayType, BoolType, EnumType, Fixed, FixedType
 
 
 @dataclass

@@ -108,14 +108,14 @@ class Bus:
         _check_name("bus", self.name, self.src_loc)
         self._cur: dict[str, Any] = {}
         self._nxt: dict[str, Any] = {}
-        self.reset()
+        self._sme_reset()
 
     @classmethod
     def signals(cls) -> dict[str, SignalSpec]:
         """The signals of this bus class, in declaration order."""
         return cls._sme_signals
 
-    def reset(self) -> None:
+    def _sme_reset(self) -> None:
         """Put every signal back to its initial value (undefined ones are removed)."""
         self._cur.clear()
         self._nxt.clear()
@@ -185,7 +185,7 @@ class CheckedArray(list[Any]):
         )
 
     append = extend = insert = pop = remove = clear = __delitem__ = _fixed_length
-    __iadd__ = __imul__ = _fixed_length  # type: ignore[assignment]
+    __iadd__ = __imul__ = _fixed_length
 
 
 def misfit_error(
@@ -256,7 +256,7 @@ def reader_view(bus: Bus, who: Callable[[], str]) -> Any:
     reader for error messages."""
     attrs = {"_sme_bus": bus, "_sme_who": staticmethod(who)}
     cls = type(f"{type(bus).__name__}Reader", (_ReaderBase,), attrs)
-    view = object.__new__(cls)
+    view: Any = object.__new__(cls)
     object.__setattr__(view, "__dict__", bus._cur)
     return view
 
@@ -290,7 +290,7 @@ def writer_view(bus: Bus, who: Callable[[], str], target: dict[str, Any]) -> Any
         "_sme_bus": bus, "_sme_who": staticmethod(who), "__setattr__": __setattr__
     }
     cls = type(f"{type(bus).__name__}Writer", (_ViewBase,), attrs)
-    view = object.__new__(cls)
+    view: Any = object.__new__(cls)
     object.__setattr__(view, "__dict__", target)
     return view
 

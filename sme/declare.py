@@ -7,6 +7,7 @@ the annotation objects be Python types (``UInt[8]`` is an object, not a type).
 
 from __future__ import annotations
 
+import inspect
 import sys
 from typing import Any
 
@@ -18,7 +19,7 @@ def own_annotations(cls: type) -> dict[str, Any]:
     """Evaluated annotations of ``cls`` and its bases (bases first, like dataclasses)."""
     result: dict[str, Any] = {}
     for klass in reversed(cls.__mro__):
-        raw = klass.__dict__.get("__annotations__", {})
+        raw = inspect.get_annotations(klass)
         if not raw:
             continue
         module = sys.modules.get(klass.__module__)
@@ -27,7 +28,7 @@ def own_annotations(cls: type) -> dict[str, Any]:
         for name, ann in raw.items():
             if isinstance(ann, str):
                 try:
-                    ann = eval(ann, globalns, localns)  # noqa: S307 - user's own annotation
+                    ann = eval(ann, globalns, localns)
                 except Exception as exc:
                     raise DeclarationError(
                         f"{class_loc(klass)}: cannot evaluate the annotation of "

@@ -9,6 +9,7 @@ dictionary update per clocked bus.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -24,7 +25,7 @@ from .types import ArrayType
 def _runner(proc: Process) -> Callable[[], None]:
     """The callable that runs one tick of ``proc``."""
     if not proc.is_generator():
-        return proc.on_tick  # type: ignore[no-any-return]
+        return proc.on_tick  # type: ignore[no-any-return,unused-ignore]
     state: list[Iterator[Any]] = [proc.on_tick()]
 
     def run() -> None:
@@ -50,9 +51,9 @@ class InterpSession(Session):
         super().__init__(build)
         net = self.network
         for bus in net.buses:
-            bus.reset()
+            bus._sme_reset()
         for proc in net.processes:
-            proc.reset()
+            proc._sme_reset()
         self._drivers: dict[Bus, Any] = {}
         self._monitors: dict[Bus, Any] = {}
         ns: dict[str, Any] = {}
@@ -78,7 +79,7 @@ class InterpSession(Session):
         lines += post
         args = ", ".join(f"{k}={k}" for k in ns)
         src = f"def _tick({args}):\n" + "".join(f"    {ln}\n" for ln in lines or ["pass"])
-        exec(compile(src, f"<sme tick of {net.name}>", "exec"), ns)  # noqa: S102
+        exec(compile(src, f"<sme tick of {net.name}>", "exec"), ns)
         self._tick: Callable[[], None] = ns["_tick"]
         self.source = src
         self._snapshot = self._make_snapshot()
@@ -103,7 +104,7 @@ class InterpSession(Session):
             else:
                 cells.append(f"{d}.get({key}, U)")
         src = "def _snap():\n    return (" + "".join(c + ", " for c in cells) + ")\n"
-        exec(compile(src, f"<sme snapshot of {self.network.name}>", "exec"), ns)  # noqa: S102
+        exec(compile(src, f"<sme snapshot of {self.network.name}>", "exec"), ns)
         return ns["_snap"]  # type: ignore[no-any-return]
 
     def step(self) -> None:
@@ -138,10 +139,8 @@ class InterpSession(Session):
 
 def _annotate(exc: SmeError, tick: int) -> None:
     if getattr(exc, "tick", None) is None:
-        try:
+        with contextlib.suppress(AttributeError):
             exc.tick = tick  # type: ignore[attr-defined]
-        except AttributeError:
-            pass
         if not hasattr(exc, "bus"):
             exc.add_note(f"(at tick {tick})")
 

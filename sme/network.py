@@ -8,6 +8,7 @@ error names the user's file and line for every party involved.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -156,9 +157,10 @@ class Network:
             for bus, w in deps[p]:
                 if state.get(w) == 1:
                     start = next(i for i, (q, _) in enumerate(stack) if q is w)
-                    cycle = stack[start:] + [(w, bus)]
+                    cycle = [*stack[start:], (w, bus)]
                     lines = []
-                    for (q, _), (_, b) in zip(cycle, cycle[1:], strict=False):
+                    for (q, _), (_, b) in itertools.pairwise(cycle):
+                        assert b is not None
                         lines.append(f"  {q.describe()} reads {b.describe()}")
                     raise CombinationalLoopError(
                         f"combinational loop in network '{self.name}' ({self.src_loc}): each "

@@ -29,12 +29,29 @@ from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, TypeVar, get_args, get_origin
 
 from . import srcloc
-from .bus import Bus, CheckedArray, _ViewBase, misfit_error, reader_view, snake_case, writer_view
-from .bus import SignalSpec, _check_name
+from .bus import (
+    Bus,
+    CheckedArray,
+    SignalSpec,
+    _check_name,
+    _ViewBase,
+    misfit_error,
+    reader_view,
+    snake_case,
+    writer_view,
+)
 from .declare import MISSING, class_loc, own_annotations
 from .errors import BusTypeError, DeclarationError, UndefinedSignalError
-from .types import ArrayType, BoolType, IntegerType, SignalType, TypeMisfit, cast, is_signal_type
-from .types import store
+from .types import (
+    ArrayType,
+    BoolType,
+    IntegerType,
+    SignalType,
+    TypeMisfit,
+    cast,
+    is_signal_type,
+    store,
+)
 
 B = TypeVar("B", bound=Bus)
 
@@ -140,7 +157,7 @@ class Process:
                 f"{where}: combinational process {cls.__qualname__} cannot hold registers "
                 f"({', '.join(registers)}); make it clocked or move the state elsewhere"
             )
-        cls.__setattr__ = _register_setattr(cls)  # type: ignore[method-assign]
+        cls.__setattr__ = _register_setattr(cls)  # type: ignore[method-assign,assignment]
 
     def __init__(self, *, name: str | None = None, **connections: Any) -> None:
         cls = type(self)
@@ -186,13 +203,13 @@ class Process:
                 f"{', '.join(sorted(connections))}; ports: {', '.join(cls._sme_ports) or '-'}; "
                 f"registers: {', '.join(cls._sme_registers) or '-'}"
             )
-        self.reset()
+        self._sme_reset()
 
     def on_tick(self) -> Any:
         """The process's behaviour for one clock tick (or a generator over ticks)."""
         raise NotImplementedError(f"{type(self).__name__} does not implement on_tick()")
 
-    def reset(self) -> None:
+    def _sme_reset(self) -> None:
         """Put every register back to its initial value."""
         for reg, initial in self._sme_initial.items():
             if initial is MISSING:
@@ -305,7 +322,7 @@ def _register_setattr(cls: type[Process]) -> Callable[[Process, str, Any], None]
                 v = CheckedArray(reg.type, v, self.name, name)
             set_plain(self, name, v)
             return
-        if name in ports and "_sme_buses" in self.__dict__ or self.__dict__.get("_sme_frozen"):
+        if (name in ports and "_sme_buses" in self.__dict__) or self.__dict__.get("_sme_frozen"):
             what = "a port" if name in ports else "not a declared register"
             raise DeclarationError(
                 f"{self.describe()}: cannot assign self.{name}: it is {what}; registers are "

@@ -94,7 +94,9 @@ class Trace:
         try:
             i = self.names.index(name)
         except ValueError:
-            raise KeyError(f"trace has no signal {name!r}; signals: {', '.join(self.names)}")
+            raise KeyError(
+                f"trace has no signal {name!r}; signals: {', '.join(self.names)}"
+            ) from None
         return [row[i] for row in self.rows]
 
     def differences(self, other: Trace, limit: int = 10) -> list[Difference]:

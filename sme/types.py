@@ -12,9 +12,9 @@ from __future__ import annotations
 import enum
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from fractions import Fraction
-from typing import Any, Literal, cast as _typing_cast
+from typing import Any, Literal, TypeVar
 
 from .errors import DeclarationError
 
@@ -114,7 +114,7 @@ class IntegerType(SignalType):
         elif isinstance(value, bool):
             raise TypeMisfit(f"{value!r} is a bool, not an integer; use int(...) to convert")
         elif isinstance(value, int) or hasattr(value, "__index__"):
-            v = int(value)  # type: ignore[call-overload]  # numpy integers
+            v = int(value)  # numpy integers
         else:
             raise TypeMisfit(f"{value!r} is not an integer")
         if self.lo <= v <= self.hi:
@@ -353,8 +353,10 @@ class FixedType(SignalType):
             raw = value.rounded(self.frac_bits, rounding)
         elif isinstance(value, bool):
             raise TypeMisfit(f"{value!r} is a bool, not a number")
-        elif isinstance(value, int) or hasattr(value, "__index__") and not isinstance(value, float):
-            raw = int(value) << self.frac_bits  # type: ignore[call-overload]
+        elif isinstance(value, int) or (
+            hasattr(value, "__index__") and not isinstance(value, float)
+        ):
+            raw = int(value) << self.frac_bits
         elif isinstance(value, float):
             if not math.isfinite(value):
                 raise TypeMisfit(f"{value!r} is not a finite number")
@@ -410,7 +412,9 @@ class ArrayType(SignalType):
         self.element, self.length = element, length
         self.width = element.width * length
 
-    def coerce(self, value: object, rounding: str = "exact", overflow: str = "error") -> tuple[Any, ...]:
+    def coerce(
+        self, value: object, rounding: str = "exact", overflow: str = "error"
+    ) -> tuple[Any, ...]:
         if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
             raise TypeMisfit(f"{value!r} is not a sequence")
         items = list(value)
@@ -488,11 +492,14 @@ class _ArrayFactory:
 _CACHE: dict[object, SignalType] = {}
 
 
-def _cached(key: object, make: Any) -> Any:
+_T = TypeVar("_T", bound=SignalType)
+
+
+def _cached(key: object, make: Callable[[], _T]) -> _T:
     found = _CACHE.get(key)
     if found is None:
         found = _CACHE[key] = make()
-    return found
+    return found  # type: ignore[return-value]
 
 
 Bool = BoolType()
@@ -587,4 +594,3 @@ __all__ = [
     "IntegerType", "SFix", "SignalType", "TypeMisfit", "UFix", "UInt", "UIntType", "cast",
     "is_signal_type", "resize", "saturate", "store", "wrap",
 ]
-_ = _typing_cast

@@ -1,0 +1,63 @@
+# smeflow — two commands on a fresh Debian machine: `make demo` and `make test`.
+# Everything they need is installed here: Debian packages (when root), the venv, the package.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.smeflow-installed
+# tool:debian-package pairs the project needs from Debian
+DEBIAN_TOOLS := ghdl:ghdl dot:graphviz
+
+.PHONY: all setup system-deps demo test check lint typecheck bench clean
+
+all: test
+
+system-deps:
+	@missing=""; \
+	for pair in $(DEBIAN_TOOLS); do \
+	  tool=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$tool >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = "0" ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else \
+	    echo "missing Debian packages:$$missing — run: sudo apt-get install -y$$missing"; \
+	  fi; \
+	fi
+
+$(PY):
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  if [ "$$(id -u)" = "0" ]; then apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv && \
+	    $(PYTHON) -m venv $(VENV); \
+	  else echo "run: sudo apt-get install -y python3-venv"; exit 1; fi; }
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	@touch $(STAMP)
+
+setup: system-deps $(STAMP)
+
+demo: setup
+	$(VENV)/bin/smeflow demo
+
+lint: setup
+	$(VENV)/bin/ruff check sme fpga devices dataflow plans analysis tests benchmarks
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+check: lint typecheck
+
+# pytest exits 5 when it collected no test: that is a failure here, as every other non-zero.
+test: setup
+	$(VENV)/bin/pytest -q
+
+bench: setup
+	$(PY) benchmarks/sim_speed.py
+
+clean:
+	rm -rf $(VENV) out build .pytest_cache .mypy_cache .ruff_cache .hypothesis

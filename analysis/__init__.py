@@ -1,0 +1,1 @@
+"""Reduction of acquired frames: OpenCL kernels, live and offline."""

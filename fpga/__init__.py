@@ -1,0 +1,1 @@
+"""smeflow fpga package."""

@@ -1,0 +1,120 @@
+"""The top-level ports of an exported network, as the co-simulation sees them.
+
+The exported VHDL top-level entity ``N`` has one port per signal of each top-level input
+and output bus, named ``<bus>_<signal>``. GHDL's VPI (what cocotb sees) shows ``std_logic``
+as a single bit, ``unsigned``/``signed`` as bit vectors and enumerations as their position
+number, so every value crosses the boundary as a plain integer (its *raw* value): Bool
+``0``/``1``, integers themselves, enums their member position, fixed point its raw integer,
+arrays a list of raw elements. This module maps between those raw values and the Python
+model's values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sme.bus import Bus
+from sme.network import Network, TracedSignal
+from sme.trace import UNDEFINED
+from sme.types import ArrayType, BoolType, EnumType, Fixed, FixedType, SignalType
+
+RawValue = int | list[int] | None
+"""A port value as an integer (``None``: undefined, not driven / not compared)."""
+
+
+def port_name(bus: Bus, signal: str) -> str:
+    """The VHDL port name of ``bus.signal`` on the top-level entity (``<bus>_<signal>``),
+    lower case as GHDL's VPI reports it."""
+    return f"{bus.name}_{signal}".lower()
+
+
+@dataclass(frozen=True)
+class Port:
+    """One top-level port: its VHDL name, the ``bus.signal`` it carries and its type."""
+
+    name: str
+    signal: str
+    type: SignalType
+
+    @property
+    def signed(self) -> bool:
+        """Whether the port's bits are read as two's complement."""
+        t = self.type.element if isinstance(self.type, ArrayType) else self.type
+        return bool(getattr(t, "signed", False))
+
+    @property
+    def length(self) -> int | None:
+        """Number of elements of an array port, ``None`` for a scalar."""
+        return self.type.length if isinstance(self.type, ArrayType) else None
+
+    def wire(self) -> tuple[str, bool, int | None]:
+        """What the cocotb side needs to know: (port name, signed, array length)."""
+        return (self.name, self.signed, self.length)
+
+    def to_raw(self, value: Any) -> RawValue:
+        """A Python model value → the port's raw integer value(s)."""
+        if value is UNDEFINED:
+            return None
+        if isinstance(self.type, ArrayType):
+            el = self.type.element
+            return [_scalar_raw(el, v) for v in value]
+        return _scalar_raw(self.type, value)
+
+    def from_raw(self, raw: Any) -> Any:
+        """A raw value read from the DUT → the Python model's value (strings such as
+        ``"UUUU"`` for unresolvable bits are returned unchanged)."""
+        if isinstance(raw, str) or raw is None:
+            return raw
+        if isinstance(self.type, ArrayType):
+            el = self.type.element
+            return tuple(_scalar_value(el, r) for r in raw)
+        return _scalar_value(self.type, raw)
+
+
+def _scalar_raw(t: SignalType, value: Any) -> int:
+    if isinstance(t, BoolType):
+        return 1 if value else 0
+    if isinstance(t, EnumType):
+        return t.to_raw(value)
+    if isinstance(t, FixedType):
+        return int(value.raw)
+    return int(value)
+
+
+def _scalar_value(t: SignalType, raw: Any) -> Any:
+    if isinstance(raw, str):
+        return raw
+    if isinstance(t, BoolType):
+        return bool(raw)
+    if isinstance(t, EnumType):
+        return t.members[raw] if 0 <= raw < len(t.members) else f"<enum position {raw}>"
+    if isinstance(t, FixedType):
+        return Fixed(raw, t.frac_bits)
+    return raw
+
+
+@dataclass(frozen=True)
+class TopLevel:
+    """The ports of network ``name``'s top-level entity: inputs to drive, outputs to compare."""
+
+    name: str
+    inputs: tuple[Port, ...]
+    outputs: tuple[Port, ...]
+
+    @classmethod
+    def of(cls, network: Network) -> TopLevel:
+        """The top-level ports of ``network`` (inputs and outputs in trace column order)."""
+        outs = set(network.outputs)
+        inputs: list[Port] = []
+        outputs: list[Port] = []
+        for t in network.traced_signals():
+            if t.is_input:
+                inputs.append(_port(t))
+            elif t.bus in outs:
+                outputs.append(_port(t))
+        return cls(network.name, tuple(inputs), tuple(outputs))
+
+
+def _port(t: TracedSignal) -> Port:
+    return Port(port_name(t.bus, t.spec.name), t.name, t.type)

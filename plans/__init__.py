@@ -1,0 +1,1 @@
+"""bluesky plans for the simulated beamline."""

@@ -1,0 +1,132 @@
+"""``smeflow demo``, ``smeflow sim`` and ``smeflow graph`` (registered as entry points)."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .cli import CliError, load_network, load_object
+from .graph import write_graph
+from .network import Network
+from .simulator import Simulator
+from .trace import Trace, format_table
+from .vcd import write_vcd
+
+Subparsers = Any  # argparse's _SubParsersAction is private
+
+
+def _stimulus(spec: str | None, ticks: int | None) -> Iterable[Mapping[Any, Any]] | None:
+    if spec is None:
+        return None
+    obj = load_object(spec)
+    if not callable(obj):
+        raise CliError(f"--stimulus {spec!r} is not a function returning stimulus")
+    stim = obj()
+    return itertools.islice(stim, ticks) if ticks is not None else stim
+
+
+def simulate(network: Network, ticks: int | None, stimulus: str | None,
+             backend: str = "interp") -> Trace:
+    """Simulate a network from the command line's arguments and return its trace."""
+    if ticks is None and stimulus is None:
+        raise CliError("give --ticks N, --stimulus MODULE:FUNC, or both")
+    if ticks is not None and ticks < 0:
+        raise CliError(f"--ticks {ticks}: must be >= 0")
+    sim = Simulator(network, backend=backend)
+    trace = sim.run(ticks, stimulus=_stimulus(stimulus, ticks))
+    assert trace is not None
+    return trace
+
+
+def _save(trace: Trace, csv: str | None, vcd: str | None) -> list[str]:
+    written = []
+    if csv:
+        written.append(str(trace.write_csv(csv)))
+    if vcd:
+        written.append(str(write_vcd(trace, vcd)))
+    return written
+
+
+def _print_trace(trace: Trace, limit: int) -> None:
+    rows = list(range(len(trace.rows)))
+    if len(rows) > limit:
+        half = limit // 2
+        print(format_table(trace, rows[:half]))
+        print(f"... {len(rows) - limit} rows not shown ...")
+        print(format_table(trace, rows[-half:]).split("\n", 1)[1])
+    else:
+        print(format_table(trace, rows))
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    """Simulate a network, print its trace and optionally save CSV/VCD."""
+    trace = simulate(load_network(args.network), args.ticks, args.stimulus, args.backend)
+    if not args.quiet:
+        _print_trace(trace, args.rows)
+    for path in _save(trace, args.csv, args.vcd):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    """Draw a network."""
+    print(f"wrote {write_graph(load_network(args.network), args.output)}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The main job until the beamline exists: simulate the counter and show its trace."""
+    from .examples import counter
+
+    out = Path(args.output)
+    network = counter.build()
+    trace = simulate(network, None, "sme.examples.counter:stimulus")
+    print(f"The SME counter ({counter.__file__}), {trace.ticks} ticks:\n")
+    _print_trace(trace, 40)
+    print()
+    for path in _save(trace, str(out / "counter.csv"), str(out / "counter.vcd")):
+        print(f"wrote {path}")
+    for suffix in ("dot", "svg"):
+        try:
+            print(f"wrote {write_graph(network, out / f'counter.{suffix}')}")
+        except Exception as exc:  # the drawing is optional in the demo
+            print(f"(no {suffix}: {exc})")
+    return 0
+
+
+def _add_sim_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("network", metavar="MODULE:NETWORK",
+                   help="a Network, or a function returning one, e.g. sme.examples.counter:build")
+    p.add_argument("--ticks", type=int, help="number of ticks (default: until stimulus ends)")
+    p.add_argument("--stimulus", metavar="MODULE:FUNC",
+                   help="function returning an iterator of per-tick {'bus.signal': value}")
+
+
+def register_sim(sub: Subparsers) -> None:
+    """``smeflow sim``."""
+    p = sub.add_parser("sim", help="simulate a network and print/save its trace")
+    _add_sim_args(p)
+    p.add_argument("--backend", default="interp", help="simulation backend (default: interp)")
+    p.add_argument("--csv", help="write the trace as CSV")
+    p.add_argument("--vcd", help="write the trace as VCD (GTKWave)")
+    p.add_argument("--rows", type=int, default=40, help="rows of the trace to print")
+    p.add_argument("-q", "--quiet", action="store_true", help="do not print the trace")
+    p.set_defaults(func=cmd_sim)
+
+
+def register_graph(sub: Subparsers) -> None:
+    """``smeflow graph``."""
+    p = sub.add_parser("graph", help="draw a network (.dot, or .svg/.png/.pdf with Graphviz)")
+    p.add_argument("network", metavar="MODULE:NETWORK")
+    p.add_argument("-o", "--output", required=True, help="output file (.dot .svg .png .pdf)")
+    p.set_defaults(func=cmd_graph)
+
+
+def register_demo(sub: Subparsers) -> None:
+    """``smeflow demo``."""
+    p = sub.add_parser("demo", help="run the main demonstration")
+    p.add_argument("-o", "--output", default="out/demo", help="folder for the demo's files")
+    p.set_defaults(func=cmd_demo)
