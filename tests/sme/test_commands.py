@@ -1,0 +1,66 @@
+"""The smeflow command line: demo, sim, graph, and its errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sme.cli import main
+
+
+def test_demo_prints_the_counter_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "-o", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "counter_control.valid" in out and "counter_data.value" in out
+    assert (tmp_path / "counter.csv").read_text().splitlines()[0] == (
+        "counter_control.valid,counter_control.reset,counter_data.value"
+    )
+    assert (tmp_path / "counter.vcd").exists()
+
+
+def test_sim_writes_csv_and_vcd(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    csv = tmp_path / "p.csv"
+    status = main(["sim", "sme.examples.pipeline:build", "--stimulus",
+                   "sme.examples.pipeline:stimulus", "--ticks", "50", "--csv", str(csv),
+                   "--vcd", str(tmp_path / "p.vcd"), "-q"])
+    assert status == 0
+    lines = csv.read_text().splitlines()
+    assert len(lines) == 1 + 51  # header, reset row, 50 ticks
+    assert lines[0].startswith("samples.x,samples.x_valid,")
+    assert lines[1].split(",")[0] == "0" and lines[2].split(",")[0] == "12345"
+
+
+def test_graph_command(tmp_path: Path) -> None:
+    assert main(["graph", "sme.examples.counter:build", "-o", str(tmp_path / "c.dot")]) == 0
+    assert "digraph" in (tmp_path / "c.dot").read_text()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["sim", "nosuchmodule:build", "--ticks", "3"], "cannot import module 'nosuchmodule'"),
+        (["sim", "sme.examples.counter", "--ticks", "3"], "expected MODULE:NAME"),
+        (["sim", "sme.examples.counter:nothing", "--ticks", "3"], "has no 'nothing'"),
+        (["sim", "sme.examples.counter:stimulus", "--ticks", "3"], "is not a Network"),
+        (["sim", "sme.examples.counter:build"], "give --ticks N, --stimulus"),
+        (["sim", "sme.examples.counter:build", "--ticks", "-1"], "--ticks -1: must be >= 0"),
+    ],
+)
+def test_bad_arguments_give_one_clear_error(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_console_script_exits_non_zero_on_error() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "sme", "sim", "nosuchmodule:build", "--ticks", "1"],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 2
+    assert "smeflow sim: error:" in result.stderr
