@@ -1,0 +1,86 @@
+"""Memories: one tick of read latency, read-first writes, initial contents from numpy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sme import DeclarationError, Int, Network, SignalValueError, Simulator, UFix, UInt
+from sme.memory import (
+    address_width,
+    dual_port_ram,
+    ram_port,
+    read_data,
+    read_port,
+    rom,
+    single_port_ram,
+    write_port,
+)
+
+
+def test_address_width() -> None:
+    assert [address_width(d) for d in (1, 2, 3, 4, 5, 1024, 1025)] == [1, 1, 2, 2, 3, 10, 11]
+
+
+def test_classes_are_cached_per_parameters() -> None:
+    assert rom(UInt[8], 16) is rom(UInt[8], 16)
+    assert rom(UInt[8], 16) is not rom(UInt[8], 32)
+    assert read_port(UInt[8], 16).__name__ == "ReadAddressUInt8x16"
+    assert rom(UInt[8], 16).__name__ == "RomUInt8x16"
+
+
+def test_rom_answers_one_tick_after_the_address() -> None:
+    contents = np.arange(16, dtype=np.uint16) * 3
+    addr, data = read_port(UInt[8], 16)("addr"), read_data(UInt[8], 16)("data")
+    sim = Simulator(Network("r", [rom(UInt[8], 16)(read=addr, data=data, mem=contents)]))
+    got = []
+    for a in (5, 9, 15, 0):
+        sim.poke("addr.addr", a)
+        sim.step()
+        got.append(sim.peek("data.rdata"))
+    assert got == [15, 27, 45, 0]
+
+
+def test_single_port_ram_is_read_first() -> None:
+    Ram = single_port_ram(Int[12], 8)
+    port, data = ram_port(Int[12], 8)("port"), read_data(Int[12], 8)("data")
+    sim = Simulator(Network("ram", [Ram(port=port, data=data)]))
+    sim.apply({"port.addr": 2, "port.we": True, "port.wdata": -100})
+    sim.step()
+    assert sim.peek("data.rdata") == 0  # the old word
+    sim.poke("port.we", False)
+    sim.step()
+    assert sim.peek("data.rdata") == -100
+
+
+def test_dual_port_ram_reads_old_word_on_collision() -> None:
+    word = UFix[4, 4]
+    Ram = dual_port_ram(word, 4)
+    w, r, d = write_port(word, 4)("w"), read_port(word, 4)("r"), read_data(word, 4)("d")
+    sim = Simulator(Network("dp", [Ram(write=w, read=r, data=d, mem=[0.5, 1.0, 1.5, 2.0])]))
+    sim.apply({"w.we": True, "w.waddr": 1, "w.wdata": 3.25, "r.addr": 1})
+    sim.step()
+    assert float(sim.peek("d.rdata")) == 1.0
+    sim.poke("w.we", False)
+    sim.step()
+    assert float(sim.peek("d.rdata")) == 3.25
+
+
+def test_write_data_is_checked_against_the_word_type() -> None:
+    Ram = single_port_ram(UInt[4], 4)
+    port, data = ram_port(UInt[4], 4)("port"), read_data(UInt[4], 4)("data")
+    sim = Simulator(Network("ram", [Ram(port=port, data=data)]))
+    with pytest.raises(SignalValueError, match=r"port\.wdata: cannot store 16 .*0\.\.15"):
+        sim.poke("port.wdata", 16)
+
+
+def test_initial_contents_must_fit() -> None:
+    with pytest.raises(DeclarationError, match=r"register rom_u_int4x4\.mem: .*element \[2\]"):
+        rom(UInt[4], 4)(mem=[1, 2, 300, 4])
+    with pytest.raises(DeclarationError, match="has 3 elements, expected 4"):
+        rom(UInt[4], 4)(mem=[1, 2, 3])
+
+
+def test_depth_must_be_positive() -> None:
+    with pytest.raises(DeclarationError, match="depth must be an int >= 1, not 0"):
+        rom(UInt[4], 0)
