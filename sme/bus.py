@@ -251,10 +251,45 @@ class _ReaderBase(_ViewBase):
         )
 
 
+class ReadOnlyArray(tuple[Any, ...]):
+    """An array signal as a reader sees it: writing an element is a ``PortDirectionError``
+    (the bus's own storage is never handed to a reader)."""
+
+    _sme_view: Any
+    _sme_signal: str
+
+    def __new__(cls, values: Iterable[Any], view: Any, signal: str) -> ReadOnlyArray:
+        obj = super().__new__(cls, values)
+        obj._sme_view, obj._sme_signal = view, signal
+        return obj
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        t = type(self._sme_view)
+        raise PortDirectionError(
+            f"{t._sme_who()} cannot write {t._sme_bus.name}.{self._sme_signal}[{index}]: it "
+            f"reads {t._sme_bus.describe()}; a process writes only its Out[...] buses"
+        )
+
+
+def _array_reader(name: str) -> property:
+    """The attribute of a reader view for array signal ``name``: a read-only copy."""
+
+    def get(self: Any) -> Any:
+        d = object.__getattribute__(self, "__dict__")
+        if name not in d:
+            return self.__getattr__(name)  # raises UndefinedSignalError
+        return ReadOnlyArray(d[name], self, name)
+
+    return property(get)
+
+
 def reader_view(bus: Bus, who: Callable[[], str]) -> Any:
     """A read-only view of the values of ``bus`` visible this tick; ``who()`` describes the
     reader for error messages."""
-    attrs = {"_sme_bus": bus, "_sme_who": staticmethod(who)}
+    attrs: dict[str, Any] = {"_sme_bus": bus, "_sme_who": staticmethod(who)}
+    for spec in bus._sme_signals.values():
+        if isinstance(spec.type, ArrayType):
+            attrs[spec.name] = _array_reader(spec.name)
     cls = type(f"{type(bus).__name__}Reader", (_ReaderBase,), attrs)
     view: Any = object.__new__(cls)
     object.__setattr__(view, "__dict__", bus._cur)

@@ -75,7 +75,8 @@ class InterpSession(Session):
             for spec in bus.signals().values():
                 if isinstance(spec.type, ArrayType):
                     cur, nxt = bind("c", bus._cur), bind("n", bus._nxt)
-                    lines.append(f"{cur}[{spec.name!r}] = tuple({nxt}[{spec.name!r}])")
+                    lines.append(f"if {spec.name!r} in {nxt}: "  # undefined until written
+                                 f"{cur}[{spec.name!r}] = tuple({nxt}[{spec.name!r}])")
         lines += post
         args = ", ".join(f"{k}={k}" for k in ns)
         src = f"def _tick({args}):\n" + "".join(f"    {ln}\n" for ln in lines or ["pass"])

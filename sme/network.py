@@ -85,6 +85,12 @@ class Network:
         declared = None if inputs is None else list(inputs)
         self.inputs: list[Bus] = self._find_inputs(declared)
         extra_outputs = list(outputs)
+        for b in extra_outputs:
+            if b not in self.writer:
+                raise NetworkError(
+                    f"{self.src_loc}: {b.describe()} is marked a top-level output of "
+                    f"'{self.name}' but no process of the network writes it"
+                )
         self.outputs: list[Bus] = [
             b for b in self.buses
             if b in self.writer and (not self.readers.get(b) or b in extra_outputs)

@@ -20,12 +20,21 @@ import numpy as np
 
 from .backend import Backend, Session, get_backend, register_backend
 from .bus import Bus, bus_of
-from .errors import SimulationError
+from .errors import SignalValueError, SimulationError
 from .interp import InterpBackend
 from .network import Network
 from .trace import Column, Trace
 
 register_backend("interp", InterpBackend)
+
+
+def _compiled_backend() -> Backend:
+    from .compiled import CompiledBackend  # imported on first use: it loads numba
+
+    return CompiledBackend()
+
+
+register_backend("compiled", _compiled_backend)
 
 _END: Any = object()
 Stimulus = Iterable[Mapping[Any, Any]]
@@ -85,7 +94,14 @@ class Simulator:
     def poke(self, signal: str, value: Any) -> None:
         """Drive ``"bus.signal"`` (a top-level input) to ``value``."""
         bus, sig = self._split(signal)
-        setattr(self.input(bus), sig, value)
+        self._drive(self.input(bus), sig, value)
+
+    def _drive(self, view: Any, signal: str, value: Any) -> None:
+        try:
+            setattr(view, signal, value)
+        except SignalValueError as exc:
+            exc.tick = self.tick
+            raise
 
     def peek(self, signal: str) -> Any:
         """Current value of ``"bus.signal"``."""
@@ -125,7 +141,7 @@ class Simulator:
                     )
                 view = self.input(key)
                 for sig, v in value.items():
-                    setattr(view, sig, v)
+                    self._drive(view, sig, v)
 
     def run(
         self,

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SmeError
-from .types import SignalType
+from .types import SignalType, TypeMisfit
 
 UNDEFINED_TEXT = "U"
 
@@ -165,6 +165,15 @@ class Trace:
                         f"{path}:1: column {j + 1} {name!r} is not a signal of network "
                         f"'{like.network}'"
                     )
+            repeated = sorted({n for n in header if header.count(n) > 1})
+            missing = [n for n in types if n not in header]
+            if repeated or missing:
+                what = (f"repeats {', '.join(repeated)}" if repeated
+                        else f"lacks {', '.join(missing)}")
+                raise TraceFormatError(
+                    f"{path}:1: the header {what}; a trace of '{like.network}' has each of "
+                    "its signals exactly once"
+                )
             columns = [types[n] for n in header]
             rows = []
             for lineno, cells in enumerate(reader, start=2):
@@ -179,7 +188,7 @@ class Trace:
                         continue
                     try:
                         row.append(col.type.from_text(cell))
-                    except (ValueError, SmeError, TypeError) as exc:
+                    except (ValueError, SmeError, TypeError, TypeMisfit) as exc:
                         raise TraceFormatError(
                             f"{path}:{lineno}: column {col.name}: {cell!r} is not a "
                             f"{col.type!r} ({exc})"

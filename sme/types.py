@@ -441,7 +441,10 @@ class ArrayType(SignalType):
         return " ".join(self.element.to_text(v) for v in value)
 
     def from_text(self, text: str) -> tuple[Any, ...]:
-        return tuple(self.element.from_text(t) for t in text.split())
+        cells = text.split()
+        if len(cells) != self.length:
+            raise ValueError(f"has {len(cells)} elements, expected {self.length}")
+        return tuple(self.element.from_text(t) for t in cells)
 
     def __repr__(self) -> str:
         return f"Array[{self.element!r}, {self.length}]"
@@ -495,7 +498,9 @@ _CACHE: dict[object, SignalType] = {}
 _T = TypeVar("_T", bound=SignalType)
 
 
-def _cached(key: object, make: Callable[[], _T]) -> _T:
+def _cached(key: tuple[object, ...], make: Callable[[], _T]) -> _T:
+    # the key holds the argument types too: UInt[True] and UInt[8.0] must not hit UInt[1]/[8]
+    key = (*key, *(type(k) for k in key))
     found = _CACHE.get(key)
     if found is None:
         found = _CACHE[key] = make()
