@@ -1,0 +1,1 @@
+"""VHDL templates: one module per generated file."""

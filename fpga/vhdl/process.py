@@ -1,0 +1,274 @@
+"""One VHDL entity per process class (template for ``<Class>.vhd``).
+
+A clocked process is a ``process (clk)``: registers and locals are variables, every output
+signal has a ``<port>_<signal>_next`` variable (what the process last wrote: reading its own
+output sees it, as in the Python semantics) copied to the port after the body. A
+combinational process is a ``process (all)`` writing its ports directly. A generator becomes
+a ``case`` over its states inside a loop that runs until a state ends the tick.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from sme.lower.ir import (
+    Assign,
+    BoolT,
+    Const,
+    For,
+    Goto,
+    If,
+    LocalTarget,
+    Match,
+    PortTarget,
+    ProcessIR,
+    RegTarget,
+    StateIR,
+    Stmt,
+    VType,
+)
+
+from .expr import EmitError, ExprEmitter, Scope
+from .names import enum_literal, initial, literal, vname, vtype
+
+IND = "  "
+
+
+def port_name(port: str, signal: str) -> str:
+    """The VHDL port of a process entity for ``self.<port>.<signal>``."""
+    return f"{port}_{signal}"
+
+
+def next_name(port: str, signal: str) -> str:
+    """The variable holding what a clocked process last wrote to ``<port>.<signal>``."""
+    return f"{port}_{signal}_next"
+
+
+def state_literal(state: StateIR) -> str:
+    """The VHDL literal of a generator state."""
+    return f"st_{state.name}"
+
+
+@dataclass
+class StmtEmitter:
+    """Emits the statements of one process body."""
+
+    ir: ProcessIR
+    ex: ExprEmitter
+    lines: list[str] = field(default_factory=list)
+
+    def emit(self, stmts: list[Stmt], depth: int) -> None:
+        for s in stmts:
+            self.stmt(s, depth)
+
+    def put(self, depth: int, text: str, where: Stmt | None = None) -> None:
+        comment = f"  -- {where.loc.short}" if where is not None else ""
+        self.lines.append(f"{IND * depth}{text}{comment}")
+
+    def target_type(self, s: Assign) -> VType:
+        return s.value.type
+
+    def stmt(self, s: Stmt, d: int) -> None:
+        ex = self.ex
+        if isinstance(s, Assign):
+            t = s.target
+            value = ex.value(s.value)
+            idx = "" if t.index is None else f"({ex.intexpr(t.index)})"
+            if isinstance(t, PortTarget):
+                if self.ir.combinational:
+                    self.put(d, f"{port_name(t.port, t.signal)}{idx} <= {value};", s)
+                else:
+                    self.put(d, f"{next_name(t.port, t.signal)}{idx} := {value};", s)
+            elif isinstance(t, (RegTarget, LocalTarget)):
+                self.put(d, f"{vname(t.name)}{idx} := {value};", s)
+            return
+        if isinstance(s, If):
+            self.put(d, f"if {ex.cond(s.cond)} then", s)
+            self.emit(s.then, d + 1)
+            orelse = s.orelse
+            while len(orelse) == 1 and isinstance(orelse[0], If) and orelse[0].is_elif:
+                el = orelse[0]
+                self.put(d, f"elsif {ex.cond(el.cond)} then", el)
+                self.emit(el.then, d + 1)
+                orelse = el.orelse
+            if orelse:
+                self.put(d, "else")
+                self.emit(orelse, d + 1)
+            self.put(d, "end if;")
+            return
+        if isinstance(s, Match):
+            et = s.subject.type
+            self.put(d, f"case {ex.value(s.subject)} is", s)
+            covered: set[str] = set()
+            has_default = False
+            for c in s.cases:
+                if c.members is None:
+                    has_default = True
+                    self.put(d + 1, "when others =>", None)
+                else:
+                    covered.update(c.members)
+                    choices = " | ".join(enum_literal(et, m) for m in c.members)  # type: ignore[arg-type]
+                    self.put(d + 1, f"when {choices} =>")
+                self.emit(c.body, d + 2)
+                if not c.body:
+                    self.put(d + 2, "null;")
+            if not has_default and covered != set(et.members):  # type: ignore[attr-defined]
+                self.put(d + 1, "when others =>")
+                self.put(d + 2, "null;")
+            self.put(d, "end case;")
+            return
+        if isinstance(s, For):
+            var = vname(s.var)
+            if s.step == 1:
+                rng = f"{s.start} to {s.stop - 1}"
+            elif s.step == -1:
+                rng = f"{s.start} downto {s.stop + 1}"
+            else:
+                rng = f"0 to {len(s.values) - 1}"
+            self.ex.scope.loop_vars[s.var] = (s.start, s.step)
+            self.put(d, f"for {var} in {rng} loop", s)
+            self.emit(s.body, d + 1)
+            self.put(d, "end loop;")
+            return
+        if isinstance(s, Goto):
+            assert self.ir.states is not None
+            target = state_literal(self.ir.states[s.state])
+            if s.wait:
+                self.put(d, f"tick_state := {target};", s)
+                self.put(d, "exit tick_loop;")
+            else:
+                self.put(d, f"tick_state := {target};", s)
+            return
+        raise EmitError(f"{s.loc}: cannot emit {type(s).__name__}")
+
+
+def _used_constants(ir: ProcessIR) -> set[str]:
+    """Names of the module constants that the emitted code refers to by name."""
+    found: set[str] = set()
+
+    def walk(obj: object) -> None:
+        if isinstance(obj, Const) and obj.name is not None:
+            found.add(obj.name)
+        if isinstance(obj, list | tuple):
+            for x in obj:
+                walk(x)
+        elif hasattr(obj, "__dataclass_fields__") and not isinstance(obj, VType):
+            for f in fields(obj):  # type: ignore[arg-type]
+                walk(getattr(obj, f.name))
+
+    walk(ir.body)
+    walk(ir.states or [])
+    return found
+
+
+def _comment_block(text: str | None, depth: int = 0) -> list[str]:
+    if not text:
+        return []
+    return [f"{IND * depth}-- {ln}".rstrip() for ln in text.splitlines()]
+
+
+def entity_name(ir: ProcessIR, taken: set[str]) -> str:
+    """The entity name of a process class: its class name (``_proc`` added on a clash with
+    the network's own names)."""
+    name = vname(ir.name)
+    return f"{name}_proc" if name.lower() in taken else name
+
+
+def emit_process(ir: ProcessIR, entity: str, pkg: str) -> str:
+    """The VHDL file of one process class."""
+    scope = Scope(port_signal=port_name,
+                  own_output=next_name if not ir.combinational else port_name,
+                  constants={c.name: c.type for c in ir.constants})
+    ex = ExprEmitter(scope)
+    out: list[str] = []
+    out += [f"-- {ir.name} ({ir.loc.short}), generated by smeflow from {ir.loc.file}"]
+    out += _comment_block(ir.doc)
+    kind = "combinational" if ir.combinational else "clocked"
+    if ir.is_generator:
+        kind += " state machine (generator)"
+    out += [f"-- Kind: {kind}."]
+    for h in ir.helpers:
+        out += [f"-- Inlines helper {h.name} ({h.loc.short})" + (f": {h.doc}" if h.doc else "")]
+    out += ["library ieee;", "use ieee.std_logic_1164.all;", "use ieee.numeric_std.all;",
+            "use work.sme_pkg.all;", f"use work.{pkg}.all;", "", f"entity {entity} is"]
+    if ir.registers:
+        out.append(f"{IND}generic (")
+        gens = [f"{IND * 2}{vname(r.name)}_init : {vtype(r.type)} := {initial(r.initial, r.type)}"
+                for r in ir.registers]
+        out.append(";\n".join(gens))
+        out.append(f"{IND});")
+    ports = [f"{IND * 2}clk : in std_logic", f"{IND * 2}rst : in std_logic"]
+    for p in ir.ports:
+        for sig in p.signals:
+            name = port_name(p.name, sig.name)
+            if p.direction == "in":
+                ports.append(f"{IND * 2}{name} : in {vtype(sig.type)}")
+            else:
+                ports.append(f"{IND * 2}{name} : out {vtype(sig.type)} := "
+                             f"{initial(sig.initial, sig.type)}")
+    out += [f"{IND}port (", ";\n".join(ports), f"{IND});", f"end entity {entity};", ""]
+    out += [f"architecture rtl of {entity} is"]
+    if ir.states is not None:
+        lits = ", ".join(state_literal(s) for s in ir.states)
+        out.append(f"{IND}type state_t is ({lits});")
+    out += ["begin", f"{IND}on_tick : process ({'all' if ir.combinational else 'clk'})"]
+    decls: list[str] = []
+    used = _used_constants(ir)
+    for c in ir.constants:
+        if c.name not in used:
+            continue
+        decls.append(f"constant {vname(c.name)} : {vtype(c.type)} := {literal(c.value, c.type)};")
+    for r in ir.registers:
+        decls.append(f"variable {vname(r.name)} : {vtype(r.type)} := {vname(r.name)}_init;")
+    outs = [(p, s) for p in ir.ports if p.direction == "out" for s in p.signals]
+    if not ir.combinational:
+        for p, s in outs:
+            decls.append(f"variable {next_name(p.name, s.name)} : {vtype(s.type)} := "
+                         f"{initial(s.initial, s.type)};")
+    for v in ir.locals:
+        decls.append(f"variable {vname(v.name)} : {vtype(v.type)};"
+                     + (f"  -- {v.loc.short}" if v.loc else ""))
+    if ir.states is not None:
+        decls.append("variable tick_state : state_t := st_start;")
+    out += [f"{IND * 2}{d}" for d in decls]
+    out.append(f"{IND}begin")
+    body = StmtEmitter(ir, ex)
+    if ir.combinational:
+        body.emit(ir.body, 2)
+        if not ir.body:
+            body.put(2, "null;")
+        out += body.lines
+    else:
+        out.append(f"{IND * 2}if rising_edge(clk) then")
+        out.append(f"{IND * 3}if rst = '1' then")
+        for r in ir.registers:
+            out.append(f"{IND * 4}{vname(r.name)} := {vname(r.name)}_init;")
+        for p, s in outs:
+            out.append(f"{IND * 4}{next_name(p.name, s.name)} := {initial(s.initial, s.type)};")
+        if ir.states is not None:
+            out.append(f"{IND * 4}tick_state := st_start;")
+        if not ir.registers and not outs and ir.states is None:
+            out.append(f"{IND * 4}null;")
+        out.append(f"{IND * 3}else")
+        if ir.states is not None:
+            body.put(4, "tick_loop : loop")
+            body.put(5, "case tick_state is")
+            for st in ir.states:
+                body.put(6, f"when {state_literal(st)} =>  -- {st.loc.short}")
+                body.emit(st.body, 7)
+            body.put(5, "end case;")
+            body.put(4, "end loop;")
+        else:
+            body.emit(ir.body, 4)
+            if not ir.body:
+                body.put(4, "null;")
+        out += body.lines
+        out.append(f"{IND * 3}end if;")
+        for p, s in outs:
+            out.append(f"{IND * 3}{port_name(p.name, s.name)} <= {next_name(p.name, s.name)};")
+        out.append(f"{IND * 2}end if;")
+    out += [f"{IND}end process on_tick;", "end architecture rtl;", ""]
+    return "\n".join(out)
+
+
+_ = BoolT

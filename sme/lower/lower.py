@@ -1,0 +1,118 @@
+"""``lower_process``: run the front-end passes on one process class and assemble its IR."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from ..declare import MISSING
+from ..network import Network
+from ..process import Direction, Process
+from .errors import LoweringError, LoweringTypeError
+from .frontend import MAX_FIXPOINT_PASSES, Lowerer, parse_function
+from .ir import (
+    ArrayT,
+    EnumT,
+    Loc,
+    LocalIR,
+    PortIR,
+    ProcessIR,
+    RegisterIR,
+    SignalIR,
+    VType,
+    raw_of,
+    vtype_of,
+)
+from .states import build_states
+
+_CACHE: dict[type, ProcessIR] = {}
+
+
+def _initial(value: Any, t: VType) -> Any:
+    return None if value is MISSING else raw_of(value, t)
+
+
+def _collect_enums(t: VType, out: dict[type, EnumT]) -> None:
+    if isinstance(t, EnumT):
+        out.setdefault(t.enum_cls, t)
+    elif isinstance(t, ArrayT):
+        _collect_enums(t.element, out)
+
+
+def lower_process(cls: type[Process]) -> ProcessIR:
+    """Lower ``cls.on_tick`` to a ``ProcessIR`` (cached per class).
+
+    Raises ``UnsupportedConstructError``/``LoweringTypeError`` (both ``LoweringError``)
+    naming the file, line and column of the offending Python.
+    """
+    cached = _CACHE.get(cls)
+    if cached is not None:
+        return cached
+    on_tick = cls.__dict__.get("on_tick") or getattr(cls, "on_tick", None)
+    func = getattr(on_tick, "__func__", on_tick)
+    if func is None or func is Process.on_tick:
+        raise LoweringError(Loc(inspect.getsourcefile(cls) or "<unknown>", 0),
+                            f"{cls.__qualname__} does not implement on_tick()")
+    parsed = parse_function(func)
+    local_types: dict[str, VType] = {}
+    for _ in range(MAX_FIXPOINT_PASSES):
+        lw = Lowerer(cls, local_types)
+        body = lw.lower_body(parsed)
+        changed = [k for k, v in lw.assigned.items()
+                   if k not in lw.annotated and local_types.get(k) != v]
+        if not changed:
+            break
+        for k in changed:
+            local_types[k] = lw.assigned[k]
+    else:
+        k = changed[0]
+        raise LoweringTypeError(
+            lw.local_locs[k],
+            f"the type of local '{k}' grows with every assignment (an accumulator?); "
+            f"annotate it, e.g. `{k}: UInt[16] = 0`, or use a register")
+    loc = parsed.loc(parsed.node)
+    enums: dict[type, EnumT] = dict(lw.enums)
+    ports = []
+    for name, spec in cls._sme_ports.items():
+        sigs = tuple(
+            SignalIR(s.name, vtype_of(s.type), s.type, _initial(s.initial, vtype_of(s.type)))
+            for s in spec.bus_type.signals().values()
+        )
+        for s in sigs:
+            _collect_enums(s.type, enums)
+        ports.append(PortIR(name, "in" if spec.direction is Direction.IN else "out",
+                            spec.bus_type.__name__, sigs))
+    registers = []
+    for r in cls._sme_registers.values():
+        t = vtype_of(r.type)
+        _collect_enums(t, enums)
+        registers.append(RegisterIR(r.name, t, r.type, _initial(r.initial, t)))
+    generator = cls._sme_generator
+    types = {**local_types, **lw.assigned, **lw.annotated}
+    locals_ = [LocalIR(n, t, generator, lw.local_locs.get(n)) for n, t in types.items()
+               if n not in lw.loop_vars]
+    for v in locals_:
+        _collect_enums(v.type, enums)
+    states = build_states(body, loc) if generator else None
+    ir = ProcessIR(
+        name=cls.__name__, cls=cls, doc=inspect.getdoc(cls) if cls.__doc__ else None, loc=loc,
+        combinational=cls._sme_combinational, ports=ports, registers=registers,
+        locals=locals_, constants=list(lw.constants.values()),
+        helpers=list(lw.helpers.values()), body=body, states=states,
+        enums=list(enums.values()),
+    )
+    _CACHE[cls] = ir
+    return ir
+
+
+def lower_network(network: Network) -> dict[type[Process], ProcessIR]:
+    """Lower every process class of ``network`` (each class once), in first-use order."""
+    out: dict[type[Process], ProcessIR] = {}
+    for p in network.processes:
+        cls = type(p)
+        if cls not in out:
+            out[cls] = lower_process(cls)
+    return out
+
+
+__all__ = ["lower_network", "lower_process"]

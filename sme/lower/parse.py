@@ -1,0 +1,131 @@
+"""Passes 1 and 2 of the front end: parsing a function's source, and flattening ``return``
+statements; plus the table of unsupported constructs and their messages."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import LoweringError
+from .ir import Loc
+
+
+@dataclass
+class ParsedFunction:
+    """A function's AST with what is needed to point back at its source."""
+
+    func: Callable[..., Any]
+    node: ast.FunctionDef
+    file: str
+    line0: int
+    col0: int
+
+    def loc(self, node: ast.AST) -> Loc:
+        """The source location of ``node``."""
+        return Loc(self.file, getattr(node, "lineno", 1) + self.line0 - 1,
+                   getattr(node, "col_offset", 0) + self.col0)
+
+    @property
+    def globals(self) -> dict[str, Any]:
+        """The function's module namespace."""
+        g: dict[str, Any] = getattr(self.func, "__globals__", {})
+        return g
+
+
+def parse_function(func: Callable[..., Any]) -> ParsedFunction:
+    """Parse ``func``'s source (pass 1)."""
+    file = inspect.getsourcefile(func) or "<unknown>"
+    lines, line0 = inspect.getsourcelines(func)
+    src = "".join(lines)
+    dedented = textwrap.dedent(src)
+    col0 = len(lines[0]) - len(lines[0].lstrip()) if dedented != src else 0
+    tree = ast.parse(dedented)
+    node = tree.body[0]
+    if not isinstance(node, ast.FunctionDef):
+        raise LoweringError(Loc(file, line0), f"{func.__qualname__} is not a plain function")
+    return ParsedFunction(func, node, file, line0, col0)
+
+
+def _ends(stmts: list[ast.stmt]) -> bool:
+    """Whether every path through ``stmts`` ends in ``return``."""
+    if not stmts:
+        return False
+    last = stmts[-1]
+    if isinstance(last, ast.Return):
+        return True
+    if isinstance(last, ast.If):
+        return _ends(last.body) and _ends(last.orelse)
+    return False
+
+
+def flatten_returns(stmts: list[ast.stmt]) -> list[ast.stmt]:
+    """Pass 2: move the statements after an ``if`` whose body returns into its ``else``
+    (recursively), so that ``return`` only ever ends a branch."""
+    out: list[ast.stmt] = []
+    for i, s in enumerate(stmts):
+        if isinstance(s, ast.If):
+            body, orelse = flatten_returns(s.body), flatten_returns(s.orelse)
+            rest = stmts[i + 1:]
+            if rest and (_ends(body) or _ends(orelse)):
+                if _ends(body):
+                    orelse = flatten_returns(orelse + rest) if not _ends(orelse) else orelse
+                else:
+                    body = flatten_returns(body + rest)
+                new = ast.If(test=s.test, body=body, orelse=orelse)
+                ast.copy_location(new, s)
+                out.append(new)
+                return out
+            new = ast.If(test=s.test, body=body, orelse=orelse)
+            ast.copy_location(new, s)
+            out.append(new)
+        elif isinstance(s, (ast.For, ast.While)):
+            s.body = flatten_returns(s.body)
+            out.append(s)
+        elif isinstance(s, ast.Match):
+            for c in s.cases:
+                c.body = flatten_returns(c.body)
+            out.append(s)
+        else:
+            out.append(s)
+    return out
+
+
+_CONSTRUCTS: dict[type, tuple[str, str]] = {
+    ast.While: ("while loop", "while loops are not supported in on_tick (use for over a "
+                "constant range)"),
+    ast.Try: ("try statement", "try/except is not supported in on_tick"),
+    ast.With: ("with statement", "with statements are not supported in on_tick"),
+    ast.Raise: ("raise statement", "raise is not supported in on_tick"),
+    ast.Assert: ("assert statement", "assert is not supported in on_tick"),
+    ast.Delete: ("del statement", "del is not supported in on_tick"),
+    ast.Global: ("global statement", "global is not supported in on_tick"),
+    ast.Nonlocal: ("nonlocal statement", "nonlocal is not supported in on_tick"),
+    ast.Import: ("import statement", "import is not supported in on_tick"),
+    ast.ImportFrom: ("import statement", "import is not supported in on_tick"),
+    ast.FunctionDef: ("nested function", "nested functions are not supported in on_tick "
+                      "(define a module-level helper function)"),
+    ast.ClassDef: ("class definition", "class definitions are not supported in on_tick"),
+    ast.Break: ("break statement", "break is not supported in on_tick (loops run over a "
+                "constant range; use an if inside the loop)"),
+    ast.Continue: ("continue statement", "continue is not supported in on_tick (use an if "
+                   "inside the loop)"),
+    ast.AsyncFunctionDef: ("async function", "async code is not supported in on_tick"),
+    ast.Lambda: ("lambda", "lambda is not supported in on_tick (define a module-level helper "
+                 "function)"),
+    ast.ListComp: ("list comprehension", "comprehensions are not supported in on_tick"),
+    ast.GeneratorExp: ("generator expression", "generator expressions are not supported"),
+    ast.DictComp: ("dict comprehension", "comprehensions are not supported in on_tick"),
+    ast.SetComp: ("set comprehension", "comprehensions are not supported in on_tick"),
+    ast.Dict: ("dict", "dicts are not supported in on_tick"),
+    ast.Set: ("set", "sets are not supported in on_tick"),
+    ast.JoinedStr: ("f-string", "strings are not supported in on_tick"),
+    ast.Await: ("await", "await is not supported in on_tick"),
+    ast.YieldFrom: ("yield from", "yield from is not supported in on_tick (use yield)"),
+    ast.NamedExpr: ("walrus operator", "the := operator is not supported in on_tick"),
+    ast.Starred: ("starred expression", "*args are not supported in on_tick"),
+    ast.Slice: ("slice", "slices are not supported in on_tick (index one element)"),
+}

@@ -1,0 +1,162 @@
+"""Process classes that use Python the translators do not support (one construct each)."""
+# ruff: noqa
+from __future__ import annotations
+
+from sme import Bool, Bus, In, Out, Process, UInt
+
+
+class Src(Bus):
+    a: UInt[8] = 0
+    flag: Bool = False
+
+
+class Dst(Bus):
+    b: UInt[8] = 0
+
+
+class WhileLoop(Process):
+    inp: In[Src]
+    out: Out[Dst]
+
+    def on_tick(self) -> None:
+        while self.inp.flag:
+            self.out.b = 1
+
+
+class TryStmt(Process):
+    inp: In[Src]
+    out: Out[Dst]
+
+    def on_tick(self) -> None:
+        try:
+            self.out.b = 1
+        except ValueError:
+            pass
+
+
+class TrueDivision(Process):
+    inp: In[Src]
+    out: Out[Dst]
+
+    def on_tick(self) -> None:
+        self.out.b = self.inp.a / 2
+
+
+class FloatLiteral(Process):
+    inp: In[Src]
+    out: Out[Dst]
+
+    def on_tick(self) -> None:
+        self.out.b = self.inp.a * 0.5
+
+
+class MethodCall(Process):
+    inp: In[Src]
+    out: Out[Dst]
+
+    def on_tick(self) -> None:
+        self.out.b = self.helper()
+
+    def helper(self) -> int:
+        return 1
+
+
+class ForOverPort(Process):
+    inp: In[Src]
+    out: Out[Dst]
+
+    def on_tick(self) -> None:
+        for i in range(self.inp.a):
+            self.out.b = i
+
+
+class BreakStmt(Process):
+    inp: In[Src]
+    out: Out[Dst]
+
+    def on_tick(self) -> None:
+        for i in range(4):
+            if self.inp.flag:
+                break
+            self.out.b = i
+
+
+class Comprehension(Process):
+    inp: In[Src]
+    out: Out[Dst]
+
+    def on_tick(self) -> None:
+        self.out.b = sum([1 for _ in range(3)])
+
+
+class SliceRead(Process):
+    inp: In[Src]
+    out: Out[Dst]
+
+    def on_tick(self) -> None:
+        self.out.b = self.inp.a[1:2]
+
+
+class StringValue(Process):
+    inp: In[Src]
+    out: Out[Dst]
+
+    def on_tick(self) -> None:
+        self.out.b = "x"
+
+
+class InOperator(Process):
+    inp: In[Src]
+    out: Out[Dst]
+
+    def on_tick(self) -> None:
+        if self.inp.a in (1, 2):
+            self.out.b = 1
+
+
+class WriteInput(Process):
+    inp: In[Src]
+    out: Out[Dst]
+
+    def on_tick(self) -> None:
+        self.inp.a = 1
+
+
+class BoolArithmetic(Process):
+    inp: In[Src]
+    out: Out[Dst]
+
+    def on_tick(self) -> None:
+        self.out.b = self.inp.flag + 1
+
+
+class Accumulator(Process):
+    inp: In[Src]
+    out: Out[Dst]
+
+    def on_tick(self) -> None:
+        total = 0
+        for i in range(4):
+            total = total + self.inp.a
+        self.out.b = total
+
+
+class NoYieldPath(Process):
+    inp: In[Src]
+    out: Out[Dst]
+
+    def on_tick(self):  # type: ignore[no-untyped-def]
+        if self.inp.flag:
+            yield
+        self.out.b = 1
+
+
+class Guarded(Process):
+    inp: In[Src]
+    out: Out[Dst]
+
+    def on_tick(self) -> None:
+        if self.inp.flag:
+            self.out.b = 1
+            return
+        self.out.b = 2
