@@ -17,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from peer_myhdl import run_myhdl_pipeline
+from sim_speed_compiled import compiled_figures
 
 from sme import Simulator
 from sme.examples import pipeline
@@ -74,6 +75,7 @@ def main() -> None:
     figures["pipeline.myhdl.ticks_per_s"] = myhdl
     figures["pipeline.interp.ticks_per_s"] = interp
     figures["pipeline.interp.vs_myhdl"] = interp / myhdl
+    figures.update(compiled_figures(myhdl))
     for name, value in figures.items():
         print(f"{name} = {value:.4g}")
 

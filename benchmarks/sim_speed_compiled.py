@@ -1,0 +1,121 @@
+"""Compiled-backend figures for ``benchmarks/sim_speed.py`` (the benchmark pipeline).
+
+* ``pipeline.compiled.ticks_per_s`` — batch mode (``Simulator.run_batch``), overflow checks
+  on, 10,000,000 ticks: stimulus arrays in, every output signal recorded every tick; the
+  stimulus arrays are built before the clock starts (the time of the simulator itself);
+* ``…ticks_per_s_100k`` — the same for 100,000 ticks (result checked against DESIGN.md);
+* ``pipeline.compiled_nochecks.ticks_per_s`` — 10,000,000 ticks with ``checks=False``;
+* ``pipeline.compiled_step.ticks_per_s`` — step mode driven from a Python testbench loop,
+  as the interpreter and MyHDL are measured;
+* ``pipeline.compiled.first_compile_s`` / ``cached_start_s`` — a fresh Python process from
+  ``import sme`` to a ready simulator, with an empty cache and then with the cache filled.
+
+Run alone: ``python benchmarks/sim_speed_compiled.py [myhdl_ticks_per_s]``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sme import Simulator
+from sme.examples import pipeline
+
+_START = """
+import sys, time
+t = time.perf_counter()
+from sme import Simulator
+from sme.examples import pipeline
+Simulator(pipeline.build(), backend="compiled", trace=False, cache_dir=sys.argv[1])
+print(time.perf_counter() - t)
+"""
+
+
+def stimulus_arrays(ticks: int) -> dict[str, np.ndarray]:
+    """The DESIGN.md stimulus as batch arrays."""
+    i = np.arange(ticks, dtype=np.int64)
+    u = (i * 40503 + 12345) & 0xFFFF
+    return {"samples.x": np.where(u >= 32768, u - 65536, u), "samples.x_valid": i % 8 != 7}
+
+
+def batch_rate(ticks: int, repeat: int, checks: bool = True) -> tuple[float, int, int]:
+    """Best ticks/s of ``repeat`` batch runs, and (valid count, valid sum) of the last."""
+    stim = stimulus_arrays(ticks)
+    best = 0.0
+    count = total = 0
+    for _ in range(repeat):
+        sim = Simulator(pipeline.build(), backend="compiled", trace=False, checks=checks)
+        start = time.perf_counter()
+        out = sim.run_batch(stim, ticks)
+        secs = time.perf_counter() - start
+        best = max(best, ticks / secs)
+        valid = out["sum_out.sum_valid"]
+        count, total = int(valid.sum()), int(out["sum_out.sum_out"][valid].sum())
+    return best, count, total
+
+
+def step_rate(ticks: int) -> float:
+    """Ticks/s in step mode from a Python testbench loop (as the interpreter is measured)."""
+    sim = Simulator(pipeline.build(), backend="compiled", trace=False)
+    drive, out, step = sim.input("samples"), sim.output("sum_out"), sim.step
+    count = total = 0
+    start = time.perf_counter()
+    for i in range(ticks):
+        x, valid = pipeline.sample(i)
+        drive.x = x
+        drive.x_valid = valid
+        step()
+        if out.sum_valid:
+            count += 1
+            total += out.sum_out
+    secs = time.perf_counter() - start
+    if ticks == 100_000 and (count, total) != (pipeline.EXPECTED_VALID_COUNT,
+                                              pipeline.EXPECTED_VALID_SUM):
+        sys.exit(f"compiled step mode: WRONG RESULT {count}, {total}")
+    return ticks / secs
+
+
+def start_time(cache: Path) -> float:
+    """Seconds from a fresh interpreter's ``import sme`` to a ready compiled simulator."""
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    out = subprocess.run([sys.executable, "-c", _START, str(cache)], check=True, env=env,
+                         capture_output=True, text=True).stdout
+    return float(out.split()[-1])
+
+
+def compiled_figures(myhdl_ticks_per_s: float) -> dict[str, float]:
+    """Measure the compiled backend on the pipeline; figures named as in DESIGN.md."""
+    rate_100k, count, total = batch_rate(100_000, 5)
+    if (count, total) != (pipeline.EXPECTED_VALID_COUNT, pipeline.EXPECTED_VALID_SUM):
+        sys.exit(f"compiled: WRONG RESULT {count} valid sums totalling {total}")
+    print(f"compiled:    {count} valid sums totalling {total} (100,000 ticks, batch)")
+    rate, count, total = batch_rate(10_000_000, 3)
+    print(f"compiled:    {count} valid sums totalling {total} (10,000,000 ticks, batch)")
+    rate_nochecks, _, _ = batch_rate(10_000_000, 3, checks=False)
+    step = step_rate(100_000)
+    with tempfile.TemporaryDirectory() as tmp:
+        first = start_time(Path(tmp))
+        cached = min(start_time(Path(tmp)) for _ in range(3))
+    return {
+        "pipeline.compiled.ticks_per_s": rate,
+        "pipeline.compiled.vs_myhdl": rate / myhdl_ticks_per_s,
+        "pipeline.compiled.ticks_per_s_100k": rate_100k,
+        "pipeline.compiled.vs_myhdl_100k": rate_100k / myhdl_ticks_per_s,
+        "pipeline.compiled_nochecks.ticks_per_s": rate_nochecks,
+        "pipeline.compiled_step.ticks_per_s": step,
+        "pipeline.compiled_step.vs_myhdl": step / myhdl_ticks_per_s,
+        "pipeline.compiled.first_compile_s": first,
+        "pipeline.compiled.cached_start_s": cached,
+    }
+
+
+if __name__ == "__main__":
+    myhdl = float(sys.argv[1]) if len(sys.argv) > 1 else 77_000.0
+    for name, value in compiled_figures(myhdl).items():
+        print(f"{name} = {value:.4g}")

@@ -1,0 +1,99 @@
+"""The on-disk cache of compiled simulations.
+
+A network's generated module is a pure function of the network's content (process
+source, types, initial values, structure) and of the generator's options, so the SHA-256
+of the module source — together with the numba, Python and machine identity — is the
+cache key. Each key gets a folder holding the module (``sim.py``) and numba's cache of its
+machine code (``__pycache__``, written by numba with ``cache=True``).
+
+Concurrency: the folder's lock file is held (``fcntl.flock``) while the module is written
+and compiled, so two processes that start the same network at once compile it once; the
+second waits and then loads the machine code from the cache. Files are written to a
+temporary name and renamed, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import importlib.util
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+from types import ModuleType
+
+from ..errors import BackendError
+
+ENV_VAR = "SMEFLOW_CACHE_DIR"
+
+
+def default_cache_dir() -> Path:
+    """``$SMEFLOW_CACHE_DIR``, else ``$XDG_CACHE_HOME/smeflow``, else ``~/.cache/smeflow``."""
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "smeflow"
+
+
+def cache_key(source: str) -> str:
+    """The key of a generated module: its source plus the toolchain that compiles it."""
+    import numba
+
+    h = hashlib.sha256()
+    for part in (source, numba.__version__, sys.version, platform.machine(),
+                 platform.processor()):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:32]
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_module(source: str, cache_dir: str | os.PathLike[str] | None = None) -> ModuleType:
+    """Import the generated module, compiling it (and filling the cache) if needed.
+
+    The same source in the same Python process is imported once.
+    """
+    key = cache_key(source)
+    name = f"smeflow_sim_{key}"
+    found = sys.modules.get(name)
+    if found is not None:
+        return found
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    folder = root / "compiled" / key
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BackendError(f"cannot create the compiled-simulation cache folder {folder}: "
+                           f"{exc}; choose another with cache_dir=... or ${ENV_VAR}") from None
+    path = folder / "sim.py"
+    with open(folder / ".lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not path.exists() or path.read_text() != source:
+                _write_atomic(path, source)
+            spec = importlib.util.spec_from_file_location(name, path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            try:
+                spec.loader.exec_module(module)  # compiles, or loads numba's cache
+            except BaseException:
+                del sys.modules[name]
+                raise
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return module

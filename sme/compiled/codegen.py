@@ -1,0 +1,324 @@
+"""Flatten a network into one generated Python module for numba.
+
+The module defines ``run(S, A, in0, …, drv, OUTI, OUTB, rec, ticks, tick0, E)``: scalar
+state is loaded from ``S`` into local variables and ``ticks`` ticks run in one loop —
+drive the inputs from their stimulus arrays ``in<k>``, run the combinational processes
+that depend on inputs, every clocked process, latch the buses they wrote, run the
+combinational processes that depend on registers, and record the signals ``rec`` asks for
+into ``OUTI`` (numbers) and ``OUTB`` (Bools) — then the state is stored back. Array
+elements live in ``A``. A failed check writes ``(site, value, tick, index)`` into ``E`` and
+raises; the Python side turns the site into the interpreter's exception. A stimulus value
+that does not fit stops the loop before its tick (``run`` returns the ticks done).
+``reset(S, A, E)`` settles every combinational process once (row 0 of a trace).
+
+The process bodies come from the shared front end, ``sme.lower`` (one typed IR for the
+VHDL exporter and this backend); ``sme.compiled.emit`` turns them into code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..bus import Bus
+from ..errors import BackendError
+from ..lower import LoweringError, ir, lower_process
+from ..lower.ir import ArrayT, NumT
+from ..network import Network
+from ..types import ArrayType, BoolType, EnumType, FixedType, IntegerType, SignalType
+from .emit import Emitter, Instance, PortView
+from .layout import ArraySlot, Layout, SignalPlace, Site, Slot, Storage
+
+HELPERS = '''
+@njit(cache=True, nogil=True, inline="always")
+def _fail(site, v, t, i, E):
+    E[0] = site
+    E[1] = v
+    E[2] = t
+    E[3] = i
+    raise RuntimeError("smeflow: run-time check failed")
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _cv(v, sh, rnd, chk, lo, hi, ovf, site, t, E):
+    r = v
+    if sh > 0:
+        r = v << sh
+    elif sh < 0:
+        s = -sh
+        if rnd == 2:
+            r = (v + (1 << (s - 1))) >> s
+        else:
+            r = v >> s
+            if rnd == 0 and (v & ((1 << s) - 1)) != 0:
+                _fail(site, v, t, E[3], E)
+    if chk and (r < lo or r > hi):
+        if ovf == 0:
+            _fail(site, v, t, E[3], E)
+        elif ovf == 1:
+            r = r & (hi - lo)
+            if r > hi:
+                r = r + lo + lo
+        elif r < lo:
+            r = lo
+        else:
+            r = hi
+    return r
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _rd(v, d, site, t, E):
+    if d == 0:
+        _fail(site, 0, t, 0, E)
+    return v
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _ix(i, n, d, usite, site, t, E):
+    if d == 0:
+        _fail(usite, 0, t, i, E)
+    j = i + n if i < 0 else i
+    if j < 0 or j >= n:
+        _fail(site, i, t, i, E)
+    return j
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _nz(b, site, t, E):
+    if b == 0:
+        _fail(site, 0, t, 0, E)
+    return b
+'''
+
+def run_signature(inputs: list[SignalType]) -> str:
+    """The numba signature of ``run`` for a network with these top-level input types."""
+    ins = []
+    for t in inputs:
+        el = t.element if isinstance(t, ArrayType) else t
+        base = "boolean" if isinstance(el, BoolType) else "int64"
+        ins.append(f"{base}[:, ::1]" if isinstance(t, ArrayType) else f"{base}[::1]")
+    args = ["int64[::1]", "int64[::1]", *ins, "int64[::1]", "int64[:, ::1]",
+            "boolean[:, ::1]", "int64[::1]", "int64", "int64", "int64[::1]"]
+    return f"int64({', '.join(args)})"
+
+
+RESET_SIGNATURE = "int64(int64[::1], int64[::1], int64[::1])"
+
+
+@dataclass
+class Generated:
+    """The generated module's source and the state layout it works on."""
+
+    source: str
+    layout: Layout
+
+
+def generate(net: Network, checks: bool = True) -> Generated:
+    """Flatten ``net`` into one module's source (``checks``: emit overflow checks)."""
+    lay = Layout()
+    cur: dict[tuple[Bus, str], Storage] = {}
+    nxt: dict[tuple[Bus, str], Storage] = {}
+    for bi, bus in enumerate(net.buses):
+        writer = net.writer.get(bus)
+        for spec in bus.signals().values():
+            cur[bus, spec.name] = lay.storage(f"b{bi}_{spec.name}", spec.type, spec.initial)
+            if writer is not None and not writer.is_combinational():
+                nxt[bus, spec.name] = lay.storage(f"n{bi}_{spec.name}", spec.type,
+                                                  spec.initial)
+    instances = [_instance(lay, net, pi, cur, nxt) for pi in range(len(net.processes))]
+    for t in net.traced_signals():
+        st = cur[t.bus, t.spec.name]
+        place = SignalPlace(t, st)
+        if isinstance(st, Slot):
+            place.s_index = lay.s_vars.index(st.var)
+        if st.defined is not None:
+            place.d_index = lay.s_vars.index(st.defined)
+            place.monitor_site = lay.site(Site("undefined_tb", str(net.src_loc), t.type,
+                                               t.bus.name, t.spec.name, "the testbench"))
+        lay.places.append(place)
+        if t.is_input:
+            lay.inputs.append(place)
+    plain: list[str] = []
+    for inst in instances:
+        persistent = inst.ir.states is not None
+        if persistent:
+            lay.scalar(f"pc{inst.index}", 0)
+        for local in inst.ir.locals:
+            if isinstance(local.type, ArrayT):
+                inst.locals[local.name] = lay.array(local.type.length, local.type.element)
+                continue
+            var = f"v{inst.index}_{local.name}"
+            inst.locals[local.name] = Slot(var, local.type)
+            if persistent or local.persistent:
+                lay.scalar(var, 0)
+            else:
+                plain.append(var)
+        bodies = [inst.ir.body] + [st.body for st in inst.ir.states or []]
+        for name, vt in _for_vars(bodies):
+            if name not in inst.locals:
+                var = f"v{inst.index}_{name}"
+                inst.locals[name] = Slot(var, vt)
+                plain.append(var)
+    em = Emitter(lay, checks)
+    by_proc = dict(zip(net.processes, instances, strict=True))
+    code: list[str] = []
+    for p in net.depends_on_inputs() + net.clocked:
+        code += em.process(by_proc[p])
+    for bus in net.buses:
+        w = net.writer.get(bus)
+        if w is not None and not w.is_combinational():
+            for spec in bus.signals().values():
+                code += _latch(cur[bus, spec.name], nxt[bus, spec.name])
+    for p in net.depends_on_registers():
+        code += em.process(by_proc[p])
+    outs = set(net.outputs)
+    other: list[str] = []
+    for k, place in enumerate(lay.places):
+        (code if place.signal.bus in outs else other).extend(_record(k, place))
+    if other:
+        code += ["if rec_other:", *("    " + ln for ln in other)]
+    drive: list[str] = []
+    for k, place in enumerate(lay.inputs):
+        drive += _drive(lay, place, k)
+    reset_code: list[str] = []
+    for p in net.combinational:
+        reset_code += em.process(by_proc[p])
+    # the layout is complete only now (the emitter adds sites, never variables)
+    load = [f"{v} = S[{i}]" for i, v in enumerate(lay.s_vars)] + [f"{v} = 0" for v in plain]
+    save = [f"S[{i}] = {v}" for i, v in enumerate(lay.s_vars)]
+    sig = run_signature([p.signal.type for p in lay.inputs])
+    ins = "".join(f"in{k}, " for k in range(len(lay.inputs)))
+    out = ["import numpy as np", "from numba import njit", HELPERS]
+    out += [f'@njit("{sig}", cache=True, nogil=True)',
+            f"def run(S, A, {ins}drv, OUTI, OUTB, rec, ticks, tick0, E):"]
+    out += _indent([*load, f"rec_other = rec[{len(lay.places)}] != 0", "_t = 0",
+                    "while _t < ticks:"])
+    out += _indent(_indent(["t = tick0 + _t", *drive, *code, "_t += 1"]))
+    out += _indent([*save, "return _t"])
+    out += ["", "", f'@njit("{RESET_SIGNATURE}", cache=True, nogil=True)',
+            "def reset(S, A, E):"]
+    out += _indent([*load, "t = 0", *reset_code, *save, "return 0"])
+    return Generated("\n".join(out) + "\n", lay)
+
+
+RESET_SIGNATURE = "int64(int64[::1], int64[::1], int64[::1])"
+
+
+def _instance(lay: Layout, net: Network, pi: int, cur: dict[tuple[Bus, str], Storage],
+              nxt: dict[tuple[Bus, str], Storage]) -> Instance:
+    proc = net.processes[pi]
+    try:
+        pir = lower_process(type(proc))
+    except LoweringError as exc:
+        raise BackendError(f"{proc.describe()}: the compiled backend cannot translate its "
+                           f"on_tick: {exc}") from exc
+    ports: dict[str, PortView] = {}
+    outputs = set(proc.output_buses().values())
+    for port, bus in proc._sme_buses.items():
+        specs = bus.signals()
+        read = {n: cur[bus, n] for n in specs}
+        write = {n: (nxt if bus in outputs and not proc.is_combinational() else cur)[bus, n]
+                 for n in specs}
+        writer = net.writer.get(bus)
+        ports[port] = PortView(bus.name, read, write, {n: s.type for n, s in specs.items()},
+                               f"{proc.describe()} through port '{port}'",
+                               writer is not None and not writer.is_combinational())
+    regs: dict[str, Storage] = {}
+    initial = proc.initial_values()
+    types = {name: spec.type for name, spec in type(proc).registers().items()}
+    for name, t in types.items():
+        regs[name] = lay.storage(f"r{pi}_{name}", t, initial[name])
+    return Instance(pi, proc.describe(), proc.name, pir, ports, regs, types)
+
+
+def _for_vars(bodies: list[list[ir.Stmt]]) -> list[tuple[str, NumT]]:
+    """The loop variables of every ``for`` in the bodies (name, type)."""
+    found: list[tuple[str, NumT]] = []
+
+    def walk(stmts: list[ir.Stmt]) -> None:
+        for s in stmts:
+            if isinstance(s, ir.For):
+                found.append((s.var, s.var_type))
+                walk(s.body)
+            elif isinstance(s, ir.If):
+                walk(s.then)
+                walk(s.orelse)
+            elif isinstance(s, ir.Match):
+                for c in s.cases:
+                    walk(c.body)
+            elif isinstance(s, ir.WhileTrue):
+                walk(s.body)
+
+    for b in bodies:
+        walk(b)
+    return found
+
+
+def _latch(dst: Storage, src: Storage) -> list[str]:
+    """The bus latch: the current value takes the next value (and its defined flag)."""
+    if isinstance(dst, ArraySlot):
+        assert isinstance(src, ArraySlot)
+        lines = [f"for _k in range({dst.length}):",
+                 f"    A[{dst.offset} + _k] = A[{src.offset} + _k]"]
+    else:
+        assert isinstance(src, Slot)
+        lines = [f"{dst.var} = {src.var}"]
+    if dst.defined is not None and src.defined is not None:
+        lines.append(f"{dst.defined} = {src.defined}")
+    return lines
+
+
+def _drive(lay: Layout, place: SignalPlace, k: int) -> list[str]:
+    """Drive input ``k`` from its stimulus; a value that does not fit ends the run before
+    this tick (the caller then raises the testbench's error)."""
+    st, t = place.storage, place.signal.type
+    el = t.element if isinstance(t, ArrayType) else t
+    site = lay.site(Site("input", str(place.signal.bus.src_loc), t, place.signal.bus.name,
+                         place.signal.spec.name))
+    bad = None
+    if isinstance(el, EnumType):
+        bad = f"_v < 0 or _v > {len(el.members) - 1}"
+    elif not isinstance(el, BoolType):
+        rt = el.raw_type if isinstance(el, FixedType) else el
+        assert isinstance(rt, IntegerType)
+        bad = f"_v < {rt.lo} or _v > {rt.hi}"
+    lines = [f"if drv[{k}]:"]
+    if isinstance(st, ArraySlot):
+        lines += ["    _bad = False", f"    for _k in range({st.length}):",
+                  f"        _v = in{k}[_t, _k]"]
+        if bad:
+            lines += [f"        if {bad}:", "            _bad = True"]
+        lines += ["    if _bad:", f"        E[0] = {site}", "        break",
+                  f"    for _k in range({st.length}):",
+                  f"        A[{st.offset} + _k] = "
+                  + (f"(1 if in{k}[_t, _k] else 0)" if bad is None else f"in{k}[_t, _k]")]
+    else:
+        lines.append(f"    _v = in{k}[_t]")
+        if bad:
+            lines += [f"    if {bad}:", f"        E[0] = {site}", "        break",
+                      f"    {st.var} = _v"]
+        else:
+            lines.append(f"    {st.var} = 1 if _v else 0")
+    if st.defined is not None:
+        lines.append(f"    {st.defined} = 1")
+    return lines
+
+
+def _record(k: int, place: SignalPlace) -> list[str]:
+    """Record signal ``k`` into its output row when ``rec`` asks for it."""
+    st, t = place.storage, place.signal.type
+    el = t.element if isinstance(t, ArrayType) else t
+    out, conv = ("OUTB", "{} != 0") if isinstance(el, BoolType) else ("OUTI", "{}")
+    if isinstance(st, ArraySlot):
+        lines = [f"if rec[{k}] >= 0:"]
+        if st.defined is not None:
+            lines.append(f"    _rd(0, {st.defined}, {place.monitor_site}, t, E)")
+        return [*lines, f"    for _k in range({st.length}):",
+                f"        {out}[rec[{k}] + _k, _t] = " + conv.format(f"A[{st.offset} + _k]")]
+    v = st.var
+    if st.defined is not None:
+        v = f"_rd({v}, {st.defined}, {place.monitor_site}, t, E)"
+    return [f"if rec[{k}] >= 0:", f"    {out}[rec[{k}], _t] = {conv.format(v)}"]
+
+
+def _indent(lines: list[str]) -> list[str]:
+    return ["    " + ln for ln in lines]

@@ -1,0 +1,452 @@
+"""Typed IR (``sme.lower.ir``) of one process instance → lines of numba-compatible Python.
+
+The IR says the exact range of every expression; this emitter adds the run-time checks
+the interpreter makes (a stored value that may not fit, an index that may be out of
+range, a divisor that may be zero, a read of a value that may be undefined) only where
+the ranges do not already prove them unnecessary, and refuses (``BackendError`` naming
+the process and ``file:line``) any expression whose raw value may not fit 64 bits.
+
+Values are int64 throughout: Bools 0/1, enum members their position, fixed point the raw
+integer. Comparisons and ``and``/``or``/``not`` yield numba booleans; ``val`` and ``cond``
+convert between the two forms where needed.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ..errors import BackendError
+from ..lower import ir
+from ..lower.ir import ArrayT, BoolT, EnumT, NumT, VType
+from ..types import ArrayType, Int, SFix, SignalType, UFix, UInt
+from .layout import ArraySlot, Layout, Site, Slot, Storage, fits_i64
+
+_RND = {"exact": 0, "floor": 1, "nearest": 2}
+_OVF = {"error": 0, "wrap": 1, "saturate": 2}
+
+
+@dataclass
+class PortView:
+    """One port of a process instance: the storage it reads and the storage it writes."""
+
+    bus: str
+    read: dict[str, Storage]
+    write: dict[str, Storage]
+    types: dict[str, SignalType]
+    who: str
+    latched: bool = False  # written by a clocked process: the interpreter holds a tuple
+
+
+@dataclass
+class Instance:
+    """A process instance with its IR and storage."""
+
+    index: int
+    describe: str
+    name: str
+    ir: ir.ProcessIR
+    ports: dict[str, PortView]
+    registers: dict[str, Storage]
+    register_types: dict[str, SignalType]
+    locals: dict[str, Storage] = field(default_factory=dict)
+
+
+class Emitter:
+    """Emits the code of process instances into one flattened function."""
+
+    def __init__(self, layout: Layout, checks: bool) -> None:
+        self.layout = layout
+        self.checks = checks
+        self.tmp = 0
+        self.inst: Instance | None = None
+        self.loc: ir.Loc | None = None
+
+    def fresh(self) -> str:
+        self.tmp += 1
+        return f"_x{self.tmp}"
+
+    def where(self) -> str:
+        return f"{self.loc.file}:{self.loc.line}" if self.loc else "?"
+
+    def fail(self, what: str) -> BackendError:
+        assert self.inst is not None
+        return BackendError(f"{self.where()}: {self.inst.describe}: the compiled backend "
+                            f"cannot translate {what}")
+
+    # -- processes -------------------------------------------------------------------
+    def process(self, inst: Instance) -> list[str]:
+        """The code of one tick of ``inst``."""
+        self.inst = inst
+        p = inst.ir
+        if p.states is None:
+            return [f"# process {inst.name}", *self.block(p.body)]
+        pc, waited = f"pc{inst.index}", f"_w{inst.index}"
+        out = [f"# process {inst.name} (state machine)", f"{waited} = 0",
+               f"while {waited} == 0:"]
+        for k, st in enumerate(p.states):
+            self.loc = st.loc
+            out.append(f"    {'if' if k == 0 else 'elif'} {pc} == {st.index}:")
+            out += ["        " + ln for ln in self.block(st.body)]
+        return out
+
+    def block(self, stmts: list[ir.Stmt]) -> list[str]:
+        out: list[str] = []
+        for s in stmts:
+            self.loc = s.loc
+            out += self.stmt(s)
+        return out or ["pass"]
+
+    def stmt(self, s: ir.Stmt) -> list[str]:
+        inst = self.inst
+        assert inst is not None
+        if isinstance(s, ir.Assign):
+            return self.assign(s)
+        if isinstance(s, ir.If):
+            lines = [f"if {self.cond(s.cond)}:", *_indent(self.block(s.then))]
+            if s.orelse:
+                lines += ["else:", *_indent(self.block(s.orelse))]
+            return lines
+        if isinstance(s, ir.Match):
+            subject = self.fresh()
+            t = s.subject.type
+            assert isinstance(t, EnumT)
+            lines = [f"{subject} = {self.val(s.subject)}"]
+            first = True
+            for case in s.cases:
+                if case.members is None:
+                    head = "else:" if not first else "if True:"
+                else:
+                    test = " or ".join(f"{subject} == {t.index(m)}" for m in case.members)
+                    head = f"{'if' if first else 'elif'} {test}:"
+                lines += [head, *_indent(self.block(case.body))]
+                first = False
+            return lines
+        if isinstance(s, ir.For):
+            var = inst.locals[s.var]
+            assert isinstance(var, Slot)
+            return [f"for {var.var} in range({s.start}, {s.stop}, {s.step}):",
+                    *_indent(self.block(s.body))]
+        if isinstance(s, ir.Goto):
+            lines = [f"pc{inst.index} = {s.state}"]
+            if s.wait:
+                lines.append(f"_w{inst.index} = 1")
+            return lines
+        raise self.fail(f"the statement {type(s).__name__}")
+
+    # -- stores ----------------------------------------------------------------------
+    def target(self, t: ir.Target) -> tuple[Storage, Site]:
+        """The storage of an assignment target and the site describing a failed store."""
+        inst = self.inst
+        assert inst is not None
+        where = self.where()
+        if isinstance(t, ir.PortTarget):
+            pv = inst.ports[t.port]
+            st = pv.write[t.signal]
+            return st, Site("store", where, pv.types[t.signal], pv.bus, t.signal, pv.who)
+        if isinstance(t, ir.RegTarget):
+            return inst.registers[t.name], Site("store", where, inst.register_types[t.name],
+                                                inst.name, t.name, inst.describe,
+                                                register=True)
+        return inst.locals[t.name], Site("store", where)
+
+    def assign(self, s: ir.Assign) -> list[str]:
+        st, site = self.target(s.target)
+        index = s.target.index
+        if isinstance(s.value, ir.Convert) and _stores_resize(s.loc):
+            site = Site("store", site.where)  # the resize(...) is what can fail
+        if isinstance(st, Slot):
+            lines = [f"{st.var} = {self.val(s.value, store=site)}"]
+            if st.defined is not None:
+                lines.append(f"{st.defined} = 1")
+            return lines
+        if index is not None:
+            return self.store_elem(st, index, s.value, site)
+        return self.store_array(st, s.value, site)
+
+    def store_elem(self, arr: ArraySlot, index: ir.Expr, value: ir.Expr,
+                   site: Site) -> list[str]:
+        """``arr[index] = value``: Python evaluates the value, then checks the index, then
+        checks the element."""
+        v, i = self.fresh(), self.fresh()
+        conv = value if isinstance(value, ir.Convert) else None
+        lines = [f"{v} = {self.val(conv.operand if conv else value)}"]
+        d = arr.defined or "1"
+        usite = 0
+        if arr.defined is not None:
+            usite = self.layout.site(Site("undefined", site.where, site.target_type,
+                                          site.owner, site.signal, site.who,
+                                          register=site.register))
+        isite = self.layout.site(Site("index", site.where, site.target_type, site.owner,
+                                      site.signal, length=arr.length))
+        lines.append(f"{i} = _ix({self.val(index)}, {arr.length}, {d}, {usite}, {isite}, t, E)")
+        if conv is not None:
+            elem = site.target_type.element if isinstance(site.target_type, ArrayType) else None
+            esite = Site("store", site.where, site.target_type, site.owner, site.signal,
+                         site.who, element=True, register=site.register)
+            code = self.convert(conv, v, esite if elem is not None else site)
+            if code.startswith("_cv("):
+                lines.append(f"E[3] = {i}")
+            lines.append(f"A[{arr.offset} + {i}] = {code}")
+        else:
+            lines.append(f"A[{arr.offset} + {i}] = {v}")
+        return lines
+
+    def store_array(self, dst: ArraySlot, value: ir.Expr, site: Site) -> list[str]:
+        lines: list[str] = []
+        if isinstance(value, ir.Const):
+            t = value.type
+            assert isinstance(t, ArrayT)
+            for k, x in enumerate(value.value):
+                lines.append(f"A[{dst.offset + k}] = {self.const_raw(x, t.element)}")
+        else:
+            src, usite = self.storage_of(value)
+            if not isinstance(src, ArraySlot):
+                raise self.fail("an array value other than an array signal, register or local")
+            if usite:
+                lines.append(f"_rd(0, {src.defined}, {usite}, t, E)")
+            lines += [f"for _k in range({dst.length}):",
+                      f"    A[{dst.offset} + _k] = A[{src.offset} + _k]"]
+        if dst.defined is not None:
+            lines.append(f"{dst.defined} = 1")
+        return lines
+
+    def storage_of(self, e: ir.Expr) -> tuple[Storage, int]:
+        """Storage read by a Port/Reg/LocalRead, and the site checking it is defined."""
+        inst = self.inst
+        assert inst is not None
+        where = self.where()
+        if isinstance(e, ir.PortRead):
+            pv = inst.ports[e.port]
+            st = (pv.write if e.own_output else pv.read)[e.signal]
+            site = 0
+            if st.defined is not None:
+                site = self.layout.site(Site("undefined", where, pv.types[e.signal], pv.bus,
+                                             e.signal, pv.who))
+            return st, site
+        if isinstance(e, ir.RegRead):
+            st = inst.registers[e.name]
+            site = 0
+            if st.defined is not None:
+                site = self.layout.site(Site("undefined", where, inst.register_types[e.name],
+                                             inst.name, e.name, inst.describe, register=True))
+            return st, site
+        if isinstance(e, ir.LocalRead):
+            return inst.locals[e.name], 0
+        raise self.fail(f"an array expression {type(e).__name__}")
+
+    # -- expressions -----------------------------------------------------------------
+    def val(self, e: ir.Expr, store: Site | None = None) -> str:
+        """``e`` as an int64 value; ``store`` is the site when ``e`` is a stored value."""
+        if isinstance(e, ir.Convert):
+            return self.convert(e, self.val(e.operand), store)
+        if _is_pred(e):
+            return f"(1 if {self.expr(e)} else 0)"
+        return self.expr(e)
+
+    def cond(self, e: ir.Expr) -> str:
+        """``e`` as a truth value."""
+        return self.expr(e) if _is_pred(e) else f"({self.val(e)} != 0)"
+
+    def check_range(self, t: VType) -> None:
+        if not fits_i64(t):
+            raise self.fail(f"a value that may need more than 64 bits ({t}); narrow it with "
+                            "resize(...), wrap(...) or saturate(...)")
+
+    def expr(self, e: ir.Expr) -> str:
+        self.check_range(e.type)
+        if isinstance(e, ir.Const):
+            return self.const_raw(e.value, e.type)
+        if isinstance(e, (ir.PortRead, ir.RegRead, ir.LocalRead)):
+            st, site = self.storage_of(e)
+            if not isinstance(st, Slot):
+                raise self.fail("a whole array used as a value")
+            if site:
+                return f"_rd({st.var}, {st.defined}, {site}, t, E)"
+            return st.var
+        if isinstance(e, ir.Index) and isinstance(e.base, ir.Const):
+            bt = e.base.type
+            assert isinstance(bt, ArrayT)
+            items = [self.const_raw(x, bt.element) for x in e.base.value]
+            isite = self.layout.site(Site("index_read", self.where(),
+                                          who="tuple index out of range"))
+            table = "(" + "".join(f"{x}, " for x in items) + ")"
+            return f"{table}[_ix({self.val(e.index)}, {len(items)}, 1, 0, {isite}, t, E)]"
+        if isinstance(e, ir.Index):
+            st, usite = self.storage_of(e.base)
+            if not isinstance(st, ArraySlot):
+                raise self.fail("an index into something that is not an array")
+            inst = self.inst
+            assert inst is not None
+            isite = self.layout.site(Site("index_read", self.where(),
+                                          who=_read_index_message(inst, e.base)))
+            d = st.defined or "1"
+            return (f"A[{st.offset} + _ix({self.val(e.index)}, {st.length}, {d}, {usite}, "
+                    f"{isite}, t, E)]")
+        if isinstance(e, ir.BinOp):
+            return self.binop(e)
+        if isinstance(e, ir.UnaryOp):
+            if e.op == "not":
+                return f"(not {self.cond(e.operand)})"
+            return f"({e.op}{self.val(e.operand)})"
+        if isinstance(e, ir.Compare):
+            a, b = e.left, e.right
+            if isinstance(a.type, NumT) and isinstance(b.type, NumT):
+                f = max(a.type.frac, b.type.frac)
+                return f"({self.shifted(a, f)} {e.op} {self.shifted(b, f)})"
+            return f"({self.val(a)} {e.op} {self.val(b)})"
+        if isinstance(e, ir.BoolOp):
+            return "(" + f" {e.op} ".join(self.cond(v) for v in e.operands) + ")"
+        if isinstance(e, ir.Select):
+            return f"({self.val(e.if_true)} if {self.cond(e.cond)} else {self.val(e.if_false)})"
+        if isinstance(e, ir.Convert):
+            return self.convert(e, self.val(e.operand))
+        raise self.fail(f"the expression {type(e).__name__}")
+
+    def const_raw(self, value: object, t: VType) -> str:
+        if isinstance(t, EnumT):
+            return str(t.index(value))  # type: ignore[arg-type]  # an enum member
+        if isinstance(t, BoolT):
+            return "1" if value else "0"
+        assert isinstance(value, int)
+        return f"({value})" if value < 0 else str(value)
+
+    def shifted(self, e: ir.Expr, frac: int) -> str:
+        """A number operand aligned to ``frac`` fractional bits."""
+        t = e.type
+        assert isinstance(t, NumT)
+        k = frac - t.frac
+        if k == 0:
+            return self.val(e)
+        self.check_range(NumT(min(t.lo << k, 0), max(t.hi << k, 0)))
+        return f"({self.val(e)} << {k})"
+
+    def binop(self, e: ir.BinOp) -> str:
+        t, a, b = e.type, e.left, e.right
+        assert isinstance(t, NumT)
+        op = e.op
+        if op in ("+", "-"):
+            return f"({self.shifted(a, t.frac)} {op} {self.shifted(b, t.frac)})"
+        if op in ("<<", ">>"):
+            at, bt = a.type, b.type
+            if isinstance(at, NumT) and at.frac != t.frac:  # fixed-point >> n: exact
+                return self.val(a)
+            if isinstance(bt, NumT) and (bt.lo < 0 or bt.hi > 63):
+                raise self.fail("a shift whose count may be negative or above 63")
+        if op in ("//", "%"):
+            bt = b.type
+            divisor = self.val(b)
+            if isinstance(bt, NumT) and bt.lo <= 0 <= bt.hi:
+                site = self.layout.site(Site("zerodiv", self.where()))
+                divisor = f"_nz({divisor}, {site}, t, E)"
+            return f"({self.val(a)} {op} {divisor})"
+        return f"({self.val(a)} {op} {self.val(b)})"
+
+    def convert(self, e: ir.Convert, v: str, store: Site | None = None) -> str:
+        """Code converting the operand's value ``v`` to ``e.type`` as the interpreter does
+        on a store (``store`` given) or in ``resize``."""
+        src, dst = e.operand.type, e.type
+        self.check_range(dst)
+        if isinstance(dst, BoolT) and isinstance(src, NumT):
+            if src.lo >= 0 and src.hi <= 1:
+                return v
+            if store is None or store.target_type is None:
+                return f"(1 if {v} != 0 else 0)"
+            lo, hi, shift = 0, 1, 0
+        elif isinstance(dst, NumT) and isinstance(src, BoolT):
+            return v
+        elif isinstance(dst, NumT) and isinstance(src, NumT):
+            shift = dst.frac - src.frac
+            lo, hi = dst.lo, dst.hi
+        else:
+            return v
+        assert isinstance(src, NumT)
+        if shift >= 0:
+            slo, shi = src.lo << shift, src.hi << shift
+        elif e.rounding == "nearest":
+            half = 1 << (-shift - 1)
+            self.check_range(NumT(src.lo + half, src.hi + half))
+            slo, shi = (src.lo + half) >> -shift, (src.hi + half) >> -shift
+        else:
+            slo, shi = src.lo >> -shift, src.hi >> -shift
+        self.check_range(NumT(min(slo, 0), max(shi, 0)))
+        fits = lo <= slo and shi <= hi
+        needs_check = not fits and (e.overflow != "error" or self.checks)
+        exact_check = shift < 0 and e.rounding == "exact" and self.checks
+        if not needs_check and not exact_check:
+            if shift > 0:
+                return f"({v} << {shift})"
+            if shift < 0:
+                s = -shift
+                return f"(({v} + {1 << (s - 1)}) >> {s})" if e.rounding == "nearest" \
+                    else f"({v} >> {s})"
+            return v
+        if e.overflow == "wrap" and hi - lo >= I64_SPAN:
+            needs_check = False
+        base = store
+        if base is None or base.target_type is None:  # resize(...), or a local variable
+            base = Site("resize", self.where(), _signal_type(dst))
+        site = self.layout.site(replace(base, value_type=src, overflow=e.overflow,
+                                        rounding=e.rounding))
+        return (f"_cv({v}, {shift}, {_RND[e.rounding]}, {needs_check}, {lo}, {hi}, "
+                f"{_OVF[e.overflow]}, {site}, t, E)")
+
+
+I64_SPAN = (1 << 64) - 1
+
+
+@functools.cache
+def _module_ast(file: str) -> ast.Module | None:
+    try:
+        return ast.parse(Path(file).read_text())
+    except (OSError, SyntaxError, ValueError):
+        return None
+
+
+def _stores_resize(loc: ir.Loc) -> bool:
+    """Whether the assignment at ``loc`` stores ``resize(...)`` directly. The IR folds such
+    a resize and the store into one ``Convert``; the interpreter's error is resize's."""
+    tree = _module_ast(loc.file)
+    if tree is None:
+        return False
+    for node in ast.walk(tree):
+        if (isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign))
+                and node.lineno == loc.line and node.col_offset == loc.col):
+            value = node.value
+            return (isinstance(value, ast.Call) and isinstance(value.func, (ast.Name,
+                                                                            ast.Attribute))
+                    and (getattr(value.func, "id", None) or getattr(value.func, "attr", None))
+                    == "resize")
+    return False
+
+
+def _is_pred(e: ir.Expr) -> bool:
+    return isinstance(e, (ir.Compare, ir.BoolOp)) or (isinstance(e, ir.UnaryOp)
+                                                     and e.op == "not")
+
+
+def _read_index_message(inst: Instance, base: ir.Expr) -> str:
+    """Python's message for an index out of range on what the interpreter holds there: a
+    latched bus array is a tuple, anything else a list."""
+    if isinstance(base, ir.PortRead) and not base.own_output:
+        pv = inst.ports[base.port]
+        if pv.read[base.signal] is not pv.write[base.signal] or pv.latched:
+            return "tuple index out of range"
+    return "list index out of range"
+
+
+def _signal_type(t: VType) -> SignalType:
+    """The declared type a ``resize`` target range stands for (for its error message)."""
+    assert isinstance(t, NumT)
+    signed = t.lo < 0
+    width = max(1, t.hi.bit_length() + (1 if signed else 0), (-t.lo - 1).bit_length() + 1
+                if signed else 0)
+    if t.frac == 0:
+        return Int[width] if signed else UInt[width]
+    return SFix[width - t.frac, t.frac] if signed else UFix[width - t.frac, t.frac]
+
+
+def _indent(lines: list[str]) -> list[str]:
+    return ["    " + ln for ln in lines]

@@ -1,0 +1,140 @@
+"""Where the flattened network keeps its state, and the places that can fail at run time.
+
+Scalars (bus signals, their next values, registers, defined-flags, program counters,
+persistent locals) are generated local variables, saved to and loaded from the int64
+array ``S`` at the boundaries of a compiled call. Array elements live in the int64 array
+``A``. Every check the generated code makes has a numbered ``Site`` describing the error
+the interpreter would raise there, so the Python side can raise exactly that error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..declare import MISSING
+from ..lower.ir import ArrayT, BoolT, EnumT, NumT, VType, vtype_of
+from ..network import TracedSignal
+from ..types import ArrayType, SignalType
+
+I64_MIN, I64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A scalar: a generated local variable (and its defined-flag variable, if it may have
+    no value)."""
+
+    var: str
+    type: VType
+    defined: str | None = None
+
+
+@dataclass(frozen=True)
+class ArraySlot:
+    """An array stored in ``A[offset : offset + length]``."""
+
+    offset: int
+    length: int
+    element: VType
+    defined: str | None = None
+
+
+Storage = Slot | ArraySlot
+
+
+@dataclass(frozen=True)
+class Site:
+    """A run-time check and the interpreter error it stands for.
+
+    ``what``: ``"store"`` (a value does not fit its signal/register), ``"resize"``,
+    ``"undefined"`` (read before any value), ``"undefined_tb"`` (the testbench read it),
+    ``"index"``, ``"zerodiv"``, ``"input"`` (a stimulus value does not fit).
+    """
+
+    what: str
+    where: str  # file:line
+    target_type: SignalType | None = None
+    owner: str = ""  # bus or process name
+    signal: str = ""
+    who: str = ""  # describe() of the writer/reader, for the message
+    value_type: VType | None = None
+    overflow: str = "error"
+    rounding: str = "exact"
+    element: bool = False
+    register: bool = False
+    length: int = 0
+
+
+@dataclass
+class SignalPlace:
+    """Where a traced signal lives."""
+
+    signal: TracedSignal
+    storage: Storage
+    s_index: int = -1
+    d_index: int = -1
+    monitor_site: int = 0
+
+
+@dataclass
+class Layout:
+    """The state of a flattened network: ``S`` variables and their initial values, ``A``'s
+    initial contents, the failure sites and where each traced signal lives."""
+
+    s_vars: list[str] = field(default_factory=list)
+    s_init: list[int] = field(default_factory=list)
+    a_init: list[int] = field(default_factory=list)
+    sites: list[Site] = field(default_factory=list)
+    places: list[SignalPlace] = field(default_factory=list)
+    inputs: list[SignalPlace] = field(default_factory=list)
+
+    def scalar(self, var: str, init: int) -> int:
+        """Add an ``S`` variable; returns its index."""
+        self.s_vars.append(var)
+        self.s_init.append(init)
+        return len(self.s_vars) - 1
+
+    def site(self, site: Site) -> int:
+        """Add a failure site; returns its number (1-based: 0 means none)."""
+        self.sites.append(site)
+        return len(self.sites)
+
+    def storage(self, prefix: str, t: SignalType, initial: Any) -> Storage:
+        """Allocate a signal's or register's storage, holding ``initial`` (a Python value of
+        ``t``, or ``MISSING``)."""
+        defined = None
+        if initial is MISSING:
+            defined = f"{prefix}_d"
+            self.scalar(defined, 0)
+        vt = vtype_of(t)
+        if isinstance(t, ArrayType):
+            assert isinstance(vt, ArrayT)
+            off = len(self.a_init)
+            self.a_init += ([raw(t.element, v) for v in initial] if initial is not MISSING
+                            else [0] * t.length)
+            return ArraySlot(off, t.length, vt.element, defined)
+        self.scalar(prefix, raw(t, initial) if initial is not MISSING else 0)
+        return Slot(prefix, vt, defined)
+
+    def array(self, length: int, element: VType) -> ArraySlot:
+        """Scratch array storage (local arrays), zero-filled."""
+        off = len(self.a_init)
+        self.a_init += [0] * length
+        return ArraySlot(off, length, element)
+
+
+def raw(t: SignalType, value: Any) -> int:
+    """A Python value of type ``t`` as the raw integer the compiled code holds."""
+    if isinstance(value, bool):
+        return int(value)
+    return t.to_raw(value)
+
+
+def fits_i64(t: VType) -> bool:
+    """Whether the raw values of ``t`` are signed 64-bit integers."""
+    if isinstance(t, NumT):
+        return t.lo >= I64_MIN and t.hi <= I64_MAX
+    if isinstance(t, ArrayT):
+        return fits_i64(t.element)
+    return isinstance(t, (BoolT, EnumT))

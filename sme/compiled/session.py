@@ -1,0 +1,476 @@
+"""The compiled backend: ``Simulator(net, backend="compiled")``.
+
+``prepare`` lowers the network and generates the module source (pure); ``open`` imports
+it through the on-disk cache (compiling it with numba the first time) and starts a
+session. Batch runs (``run_batch``) execute the whole tick loop in compiled code; ``step``
+runs one tick through the same function, so interactive testbenches and traces work as
+with the interpreter. A failed run-time check is re-raised as the exception the
+interpreter raises, with the same message and tick. After such an error the scalar state
+is that of the start of the failing call (``step``: the start of the failing tick); array
+elements may hold writes made before the check failed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from ..backend import Backend, Build, Session, _output_signals
+from ..bus import Bus, SignalSpec, convert_for, misfit_error
+from ..declare import MISSING
+from ..errors import (
+    BackendError,
+    SignalValueError,
+    SimulationError,
+    SmeError,
+    UndefinedSignalError,
+    UnknownSignalError,
+)
+from ..interp import _annotate
+from ..lower.ir import BoolT, EnumT, NumT, VType
+from ..network import Network
+from ..trace import UNDEFINED
+from ..types import (
+    ArrayType,
+    BoolType,
+    EnumType,
+    Fixed,
+    FixedType,
+    IntegerType,
+    Overflowing,
+    SignalType,
+    TypeMisfit,
+    resize,
+    store,
+)
+from .cache import load_module
+from .codegen import Generated, generate
+from .layout import ArraySlot, SignalPlace, Site, Slot, raw
+
+
+@dataclass
+class CompiledBuild(Build):
+    """The generated module source and the state layout of one network."""
+
+    generated: Generated | None = None
+    cache_dir: str | os.PathLike[str] | None = None
+    module: ModuleType | None = field(default=None, repr=False)
+
+    @property
+    def source(self) -> str:
+        """The generated Python source (what numba compiles), for reading and debugging."""
+        assert self.generated is not None
+        return self.generated.source
+
+
+class CompiledBackend(Backend):
+    """Flattens the network into one function compiled to machine code by numba.
+
+    Options: ``checks`` (default True: a value that does not fit its signal raises the
+    interpreter's ``SignalValueError``; False skips those range checks for speed once a
+    design is verified) and ``cache_dir`` (default ``$SMEFLOW_CACHE_DIR`` or
+    ``~/.cache/smeflow``).
+    """
+
+    name = "compiled"
+
+    def check_available(self) -> None:
+        try:
+            import numba  # noqa: F401
+        except ImportError as exc:
+            raise BackendError(f"the compiled backend needs numba ({exc}); install it with "
+                               "`pip install numba` (it is a dependency of smeflow)") from None
+
+    def prepare(self, network: Network, **options: Any) -> Build:
+        checks = options.pop("checks", True)
+        cache_dir = options.pop("cache_dir", None)
+        if options:
+            raise TypeError("the compiled backend takes the options checks= and cache_dir=, "
+                            f"not {', '.join(options)}")
+        for t in network.traced_signals():
+            ty = t.type.element if isinstance(t.type, ArrayType) else t.type
+            if ty.width >= 64 and not getattr(ty, "signed", False):
+                raise BackendError(
+                    f"{t.bus.src_loc}: {t.name} is {t.type!r}: the compiled backend holds values "
+                    "in signed 64-bit integers, so unsigned 64-bit signals are not supported"
+                )
+        gen = generate(network, checks=bool(checks))
+        return CompiledBuild(network, {"checks": bool(checks)}, gen, cache_dir)
+
+    def open(self, build: Build) -> Session:
+        assert isinstance(build, CompiledBuild) and build.generated is not None
+        if build.module is None:
+            build.module = load_module(build.generated.source, build.cache_dir)
+        return CompiledSession(build)
+
+
+class CompiledSession(Session):
+    """A running compiled simulation."""
+
+    def __init__(self, build: Build) -> None:
+        super().__init__(build)
+        assert isinstance(build, CompiledBuild) and build.generated and build.module
+        gen = build.generated
+        self.layout = lay = gen.layout
+        self._run = build.module.run
+        self.S = np.array(lay.s_init, dtype=np.int64)
+        self.A = np.array(lay.a_init or [0], dtype=np.int64)
+        self.E = np.zeros(8, dtype=np.int64)
+        self._places = {(p.signal.bus, p.signal.spec.name): p for p in lay.places}
+        self._in1 = [_dummy_input(p.signal.type) for p in lay.inputs]
+        self._drv0 = np.zeros(max(1, len(lay.inputs)), dtype=np.int64)
+        self._outi1 = np.zeros((1, 1), dtype=np.int64)
+        self._outb1 = np.zeros((1, 1), dtype=np.bool_)
+        self._rec0 = np.full(len(lay.places) + 1, -1, dtype=np.int64)
+        self._rec0[-1] = 0
+        # step(): the compiled entry point itself (skips the dispatcher's type matching)
+        overloads = list(self._run.overloads.values())
+        self._step = overloads[0].entry_point if len(overloads) == 1 else self._run
+        self._step_args = (self.S, self.A, *self._in1, self._drv0, self._outi1, self._outb1,
+                           self._rec0, 1)
+        self._drivers: dict[Bus, Any] = {}
+        self._monitors: dict[Bus, Any] = {}
+        self.E[:] = 0
+        try:
+            build.module.reset(self.S, self.A, self.E)
+        except RuntimeError:
+            self._raise(0)
+
+    # -- errors ----------------------------------------------------------------------
+    def _raise(self, tick_base: int) -> None:
+        site_no, value, tick, index = (int(x) for x in self.E[:4])
+        if site_no <= 0:
+            raise BackendError("the compiled simulation failed without saying where")
+        site = self.layout.sites[site_no - 1]
+        exc = self._error(site, value, index)
+        if isinstance(exc, SmeError) and site.what not in ("undefined_tb",):
+            _annotate(exc, tick)
+        raise exc from None
+
+    def _error(self, site: Site, value: int, index: int) -> BaseException:
+        what = site.what
+        if what == "store":
+            return self._store_error(site, value, index)
+        if what == "resize":
+            assert site.target_type is not None and site.value_type is not None
+            try:
+                resize(py_value(site.value_type, value), site.target_type,
+                       site.rounding, site.overflow)  # type: ignore[arg-type]
+            except ValueError as exc:
+                return exc
+            return BackendError(f"{site.where}: internal: resize failed in compiled code only")
+        if what in ("undefined", "undefined_tb"):
+            if site.register:
+                return UndefinedSignalError(
+                    f"register {site.owner}.{site.signal} has no initial value and was read "
+                    f"before anything wrote it ({site.who})")
+            bus = self.network.bus(site.owner)
+            return UndefinedSignalError(
+                f"{site.owner}.{site.signal} has no initial value and nothing has written it "
+                f"yet (read by {site.who}); give it a default in {type(bus).__name__} or "
+                "write it first")
+        if what == "index":
+            return IndexError(f"{site.owner}.{site.signal}[{value}]: index out of range "
+                              f"0..{site.length - 1}")
+        if what == "index_read":
+            return IndexError(site.who)
+        if what == "zerodiv":
+            return ZeroDivisionError("integer division or modulo by zero")
+        if what == "noyield":
+            return SimulationError(
+                f"{site.who}: on_tick() is a generator that returned without yielding; "
+                "each pass must yield at least once (a yield waits one tick)")
+        return BackendError(f"unknown failure site {site!r}")
+
+    def _store_error(self, site: Site, value: int, index: int) -> BaseException:
+        t = site.target_type
+        assert t is not None and site.value_type is not None
+        obj: Any = py_value(site.value_type, value)
+        if site.overflow != "error" or site.rounding != "exact":
+            obj = Overflowing(obj, site.overflow, site.rounding)  # type: ignore[arg-type]
+        element_t = t.element if isinstance(t, ArrayType) else t
+        try:
+            store(element_t, obj)
+        except TypeMisfit as exc:
+            if site.element:
+                return SignalValueError(
+                    f"{site.owner}.{site.signal}[{index}]: {exc}; {t!r} allows "
+                    f"{t.describe_range()}", bus=site.owner, signal=site.signal, value=obj)
+            spec = SignalSpec(site.signal, t, MISSING)
+            return misfit_error(site.owner, spec, obj, exc, site.who)
+        return BackendError(f"{site.where}: internal: a value the interpreter accepts failed a "
+                            f"check in compiled code ({obj!r} into {t!r})")
+
+    # -- stepping --------------------------------------------------------------------
+    def step(self) -> None:
+        try:
+            self._step(*self._step_args, self.tick, self.E)
+        except RuntimeError:
+            self._raise(self.tick)
+        self.tick += 1
+
+    def value(self, place: SignalPlace) -> Any:
+        """The current Python value of a traced signal (``UNDEFINED`` when it has none)."""
+        if place.d_index >= 0 and not self.S[place.d_index]:
+            return UNDEFINED
+        st = place.storage
+        t = place.signal.type
+        if isinstance(st, ArraySlot):
+            assert isinstance(t, ArrayType)
+            el = t.element
+            return tuple(py_of_type(el, int(v)) for v in self.A[st.offset:st.offset + st.length])
+        return py_of_type(t, int(self.S[place.s_index]))
+
+    def snapshot(self) -> tuple[Any, ...]:
+        return tuple(self.value(p) for p in self.layout.places)
+
+    def driver(self, bus: Bus) -> Any:
+        if bus not in self.network.inputs:
+            raise SimulationError(
+                f"{bus.describe()} is not a top-level input of network '{self.network.name}' "
+                f"(inputs: {', '.join(b.name for b in self.network.inputs) or '-'}); only "
+                "top-level inputs are driven from outside"
+            )
+        view = self._drivers.get(bus)
+        if view is None:
+            view = self._drivers[bus] = _view(self, bus, drive=True)
+        return view
+
+    def monitor(self, bus: Bus) -> Any:
+        view = self._monitors.get(bus)
+        if view is None:
+            view = self._monitors[bus] = _view(self, bus, drive=False)
+        return view
+
+    def poke(self, bus: Bus, spec: SignalSpec, value: Any) -> None:
+        """Store a checked testbench value into a top-level input."""
+        v = convert_for(bus.name, spec, value, "the testbench")
+        place = self._places[bus, spec.name]
+        st = place.storage
+        if isinstance(st, ArraySlot):
+            assert isinstance(spec.type, ArrayType)
+            self.A[st.offset:st.offset + st.length] = [raw(spec.type.element, x) for x in v]
+        else:
+            self.S[place.s_index] = raw(spec.type, v)
+        if place.d_index >= 0:
+            self.S[place.d_index] = 1
+
+    # -- batch -----------------------------------------------------------------------
+    def run_batch(
+        self, stimulus: Mapping[str, np.ndarray], ticks: int, outputs: list[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        net, lay = self.network, self.layout
+        by_name = {p.signal.name: (p, k) for k, p in enumerate(lay.inputs)}
+        for name, arr in stimulus.items():
+            if name not in by_name:
+                raise BackendError(
+                    f"run_batch: {name!r} is not a top-level input signal of '{net.name}'; "
+                    f"inputs: {', '.join(by_name) or '-'}"
+                )
+            if len(arr) < ticks:
+                raise BackendError(f"run_batch: stimulus {name!r} has {len(arr)} values, "
+                                   f"need {ticks}")
+        wanted = _output_signals(net, outputs)
+        ins: list[np.ndarray] = list(self._in1)
+        drv = np.zeros(max(1, len(lay.inputs)), dtype=np.int64)
+        for name, arr in stimulus.items():
+            place, k = by_name[name]
+            ins[k] = _pack(place.signal.type, np.asarray(arr)[:ticks])
+            drv[k] = 1
+        places = {p.signal.name: (k, p) for k, p in enumerate(lay.places)}
+        rec = np.full(len(lay.places) + 1, -1, dtype=np.int64)
+        rows_i = rows_b = 0
+        outs = set(net.outputs)
+        other = False
+        for t in wanted:
+            k, p = places[t.name]
+            if _is_bool(t.type):
+                rec[k] = rows_b
+                rows_b += _columns(p)
+            else:
+                rec[k] = rows_i
+                rows_i += _columns(p)
+            other = other or t.bus not in outs
+        rec[-1] = int(other)
+        OUTI = np.empty((max(rows_i, 1), max(ticks, 1) if rows_i else 1), dtype=np.int64)
+        OUTB = np.empty((max(rows_b, 1), max(ticks, 1) if rows_b else 1), dtype=np.bool_)
+        self.E[:] = 0
+        try:
+            done = int(self._run(self.S, self.A, *ins, drv, OUTI, OUTB, rec, ticks, self.tick,
+                                 self.E))
+        except RuntimeError:
+            self._raise(self.tick)
+        self.tick += done
+        if done < ticks:  # an input value that does not fit: the testbench's error
+            site = self.layout.sites[int(self.E[0]) - 1]
+            name = f"{site.owner}.{site.signal}"
+            place, _ = by_name[name]
+            self.poke(place.signal.bus, place.signal.spec,
+                      _py_input(place.signal.type, np.asarray(stimulus[name])[done]))
+            raise BackendError(f"run_batch: input {name} at tick {done} stopped the run "
+                               "but the testbench accepts it")
+        result: dict[str, np.ndarray] = {}
+        for t in wanted:
+            k, p = places[t.name]
+            r = int(rec[k])
+            out = OUTB if _is_bool(t.type) else OUTI
+            if isinstance(p.storage, ArraySlot):
+                result[t.name] = np.ascontiguousarray(out[r:r + p.storage.length, :ticks].T)
+            else:
+                result[t.name] = out[r, :ticks]
+        return result
+
+
+def _is_bool(t: SignalType) -> bool:
+    return isinstance(t.element if isinstance(t, ArrayType) else t, BoolType)
+
+
+def _dummy_input(t: SignalType) -> np.ndarray:
+    dt = np.bool_ if _is_bool(t) else np.int64
+    return np.zeros((1, t.length) if isinstance(t, ArrayType) else 1, dtype=dt)
+
+
+def _columns(place: SignalPlace) -> int:
+    st = place.storage
+    return st.length if isinstance(st, ArraySlot) else 1
+
+
+def _pack(t: SignalType, arr: np.ndarray) -> np.ndarray:
+    """A stimulus array as the compiled loop takes it: contiguous int64 raw values (Bool:
+    numpy bool), with no copy when it already is. Ranges are checked in the loop."""
+    el = t.element if isinstance(t, ArrayType) else t
+    if isinstance(el, BoolType):
+        return np.ascontiguousarray(arr if arr.dtype == np.bool_ else arr != 0)
+    if isinstance(el, EnumType):
+        values = arr.astype(np.int64)
+        n = len(el.members)
+        if ((values < -n) | (values >= n)).any():
+            raise IndexError("tuple index out of range")  # what members[int(v)] raises
+        return np.ascontiguousarray(np.where(values < 0, values + n, values))
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def py_value(t: VType, v: int) -> Any:
+    """A raw value of IR type ``t`` as the Python value the interpreter would hold."""
+    if isinstance(t, BoolT):
+        return bool(v)
+    if isinstance(t, EnumT):
+        return list(t.enum_cls)[v]
+    if isinstance(t, NumT) and t.frac:
+        return Fixed(v, t.frac)
+    return v
+
+
+def py_of_type(t: SignalType, v: int) -> Any:
+    """A raw value held in a signal of type ``t`` as its Python value."""
+    if isinstance(t, BoolType):
+        return bool(v)
+    if isinstance(t, EnumType):
+        return t.members[v]
+    if isinstance(t, FixedType):
+        return Fixed(v, t.frac_bits)
+    return v
+
+
+def _py_input(t: SignalType, v: Any) -> Any:
+    if isinstance(t, ArrayType):
+        return [_py_input(t.element, x) for x in v]
+    if isinstance(t, FixedType):
+        return Fixed(int(v), t.frac_bits)
+    return int(v)
+
+
+class _Monitor:
+    """Attribute reads give a bus's current values in a compiled session (each signal a
+    property reading the state array directly; unknown names get the interpreter's error)."""
+
+    _s: tuple[CompiledSession, Bus]
+
+    def __getattr__(self, name: str) -> Any:
+        _, bus = self._s
+        raise UnknownSignalError(f"{bus.describe()} has no signal {name!r}; its signals "
+                                 f"are: {', '.join(bus.signals())}")
+
+
+class _Driver(_Monitor):
+    """Attribute writes drive a top-level input bus (checked as the interpreter checks)."""
+
+    _setters: dict[str, Any]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setter = self._setters.get(name)
+        if setter is None:
+            self.__getattr__(name)  # raises UnknownSignalError
+        else:
+            setter(value)
+
+
+def _getter(session: CompiledSession, place: SignalPlace) -> Any:
+    S = session.S.data  # a memoryview: item access gives Python ints
+    i, d, t = place.s_index, place.d_index, place.signal.type
+    if isinstance(place.storage, Slot) and d < 0:
+        if isinstance(t, BoolType):
+            return lambda self: S[i] != 0
+        if isinstance(t, IntegerType):
+            return lambda self: S[i]
+    bus, name = place.signal.bus, place.signal.spec.name
+
+    def get(self: Any) -> Any:
+        v = session.value(place)
+        if v is UNDEFINED:
+            raise UndefinedSignalError(
+                f"{bus.name}.{name} has no initial value and nothing has written it yet "
+                f"(read by the testbench); give it a default in {type(bus).__name__} or "
+                "write it first")
+        return v
+
+    return get
+
+
+def _setter(session: CompiledSession, place: SignalPlace) -> Any:
+    S = session.S.data  # a memoryview: item access gives Python ints
+    i, t = place.s_index, place.signal.type
+    bus, spec = place.signal.bus, place.signal.spec
+    poke = session.poke
+    if isinstance(place.storage, Slot) and place.d_index < 0 and isinstance(t, IntegerType):
+        lo, hi = t.lo, t.hi
+
+        def set_int(value: Any) -> None:
+            if type(value) is int and lo <= value <= hi:
+                S[i] = value
+            else:
+                poke(bus, spec, value)
+
+        return set_int
+    if isinstance(place.storage, Slot) and place.d_index < 0 and isinstance(t, BoolType):
+
+        def set_bool(value: Any) -> None:
+            if type(value) is bool:
+                S[i] = value
+            else:
+                poke(bus, spec, value)
+
+        return set_bool
+    return lambda value: poke(bus, spec, value)
+
+
+def _view(session: CompiledSession, bus: Bus, drive: bool) -> Any:
+    """A monitor (or driver) object for ``bus`` with one property per signal."""
+    attrs: dict[str, Any] = {"__slots__": ()}
+    setters: dict[str, Any] = {}
+    for name in bus.signals():
+        place = session._places[bus, name]
+        attrs[name] = property(_getter(session, place))
+        if drive:
+            setters[name] = _setter(session, place)
+    attrs["_setters"] = setters
+    base = _Driver if drive else _Monitor
+    cls = type(f"{type(bus).__name__}{base.__name__}", (base,), attrs)
+    view: Any = object.__new__(cls)
+    object.__setattr__(view, "_s", (session, bus))
+    return view
