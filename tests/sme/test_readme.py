@@ -25,3 +25,15 @@ def test_readme_counter_runs_as_shown(
     assert printed == [(0, 1), (1, 2), (2, 3), (3, 3), (4, 4), (5, 5), (6, 6), (7, 6),
                        (8, 0), (9, 1), (10, 2), (11, 2)]
     assert (tmp_path / "counter.csv").read_text().splitlines()[1] == "0,0,0"
+
+
+@pytest.mark.ghdl
+def test_readme_vhdl_export_runs_as_shown(
+    repo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    block = next(b for b in _python_blocks(repo_root / "README.md") if "fpga.export" in b)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "README.md", "exec", dont_inherit=True), {"__name__": "readme_vhdl"})
+    assert capsys.readouterr().out.startswith("PASS: 12 ticks, 0 mismatches")
+    assert (tmp_path / "out/counter/tb_counter.vhd").exists()
