@@ -13,10 +13,7 @@ convert between the two forms where needed.
 
 from __future__ import annotations
 
-import ast
-import functools
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 from ..errors import BackendError
 from ..lower import ir
@@ -155,7 +152,7 @@ class Emitter:
     def assign(self, s: ir.Assign) -> list[str]:
         st, site = self.target(s.target)
         index = s.target.index
-        if isinstance(s.value, ir.Convert) and _stores_resize(s.loc):
+        if isinstance(s.value, ir.Convert) and s.value.origin == "resize":
             site = Site("store", site.where)  # the resize(...) is what can fail
         if isinstance(st, Slot):
             lines = [f"{st.var} = {self.val(s.value, store=site)}"]
@@ -395,31 +392,6 @@ class Emitter:
 
 
 I64_SPAN = (1 << 64) - 1
-
-
-@functools.cache
-def _module_ast(file: str) -> ast.Module | None:
-    try:
-        return ast.parse(Path(file).read_text())
-    except (OSError, SyntaxError, ValueError):
-        return None
-
-
-def _stores_resize(loc: ir.Loc) -> bool:
-    """Whether the assignment at ``loc`` stores ``resize(...)`` directly. The IR folds such
-    a resize and the store into one ``Convert``; the interpreter's error is resize's."""
-    tree = _module_ast(loc.file)
-    if tree is None:
-        return False
-    for node in ast.walk(tree):
-        if (isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign))
-                and node.lineno == loc.line and node.col_offset == loc.col):
-            value = node.value
-            return (isinstance(value, ast.Call) and isinstance(value.func, (ast.Name,
-                                                                            ast.Attribute))
-                    and (getattr(value.func, "id", None) or getattr(value.func, "attr", None))
-                    == "resize")
-    return False
 
 
 def _is_pred(e: ir.Expr) -> bool:

@@ -88,7 +88,7 @@ def _call_resize(lw: Lowerer, node: ast.Call) -> Expr:
     if not isinstance(t, NumT) or not isinstance(value.type, NumT):
         raise lw.type_error(node, "resize() converts numbers only")
     return Convert(t, value, opts.get("rounding", "exact"),  # type: ignore[arg-type]
-                   opts.get("overflow", "error"))  # type: ignore[arg-type]
+                   opts.get("overflow", "error"), origin="resize")  # type: ignore[arg-type]
 
 def _call_builtin(lw: Lowerer, f: Any, node: ast.Call) -> Expr:
     if node.keywords:

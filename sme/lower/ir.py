@@ -333,6 +333,9 @@ class Convert(Expr):
     operand: Expr
     rounding: Literal["exact", "floor", "nearest"] = "exact"
     overflow: Literal["error", "wrap", "saturate"] = "error"
+    origin: Literal["implicit", "resize"] = "implicit"
+    """``"resize"`` when the user wrote ``resize(...)`` (its error is resize's own, also when
+    the result is stored unchanged into a signal of the same type)."""
 
 
 # -- statements --------------------------------------------------------------------------
