@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -31,7 +30,7 @@ from sme.backend import Backend
 from sme.errors import BackendError, UndefinedSignalError
 from sme.network import Network
 from sme.simulator import Simulator
-from sme.trace import Trace
+from sme.trace import UNDEFINED, Trace
 
 from . import _protocol as P
 from ._ports import Port, TopLevel
@@ -48,10 +47,11 @@ class LockstepError(BackendError):
 
 @dataclass(frozen=True)
 class Mismatch:
-    """The first tick at which the VHDL and the Python model disagree."""
+    """The first place where the VHDL and the Python model disagree."""
 
     tick: int
-    """Tick index (the trace row is ``tick + 1``); ``-1`` is the state after reset."""
+    """The trace row, as in ``sme.trace.Difference`` and the testbench's reports: 0 is the
+    state after reset, ``k`` the state right after tick ``k - 1``."""
     signal: str
     """``bus.signal`` of the Python model."""
     port: str
@@ -62,7 +62,7 @@ class Mismatch:
     """The DUT's value (a string when some bits were not 0/1)."""
 
     def __str__(self) -> str:
-        when = "after reset" if self.tick == P.RESET_TICK else f"tick {self.tick}"
+        when = f"tick {self.tick}" + (" (reset state)" if self.tick == 0 else "")
         return (f"{when}, signal {self.signal} (port {self.port}): expected {self.expected!r}, "
                 f"got {self.got!r}")
 
@@ -82,7 +82,7 @@ class LockstepResult:
     network: str
     passed: bool
     ticks: int
-    """Ticks compared (up to and including a mismatching one)."""
+    """Ticks run (up to and including a mismatching one)."""
     seconds: float
     """Wall time of the simulation run (GHDL start-up included, build excluded)."""
     mismatch: Mismatch | None = None
@@ -157,8 +157,6 @@ class _Controller:
             try:
                 out.append(getattr(view, sig))
             except UndefinedSignalError:
-                from sme.trace import UNDEFINED
-
                 out.append(UNDEFINED)
         return out
 
@@ -199,6 +197,7 @@ class _Controller:
                 if item is _END:
                     self.stimulus = None
                     if self.ticks is None:
+                        self.ticks = self.done
                         break
                 else:
                     sim.apply(item)
@@ -341,7 +340,8 @@ def run_lockstep(
         expected = ctl.expected_rows.get(tick, [None] * (index + 1))[index]
         result.passed = False
         result.ticks = tick + 1
-        result.mismatch = Mismatch(tick, port_.signal, port_.name, expected, port_.from_raw(got))
+        result.mismatch = Mismatch(tick + 1, port_.signal, port_.name, expected,
+                                   port_.from_raw(got))
     if check:
         result.check()
     return result
@@ -356,7 +356,7 @@ def _runner() -> Any:
         ) from None
     try:
         return get_runner("ghdl")
-    except (SystemError, RuntimeError, FileNotFoundError) as exc:
+    except SystemExit as exc:  # cocotb's way of saying the simulator is not on PATH
         raise LockstepError(
             f"GHDL is not available ({exc}); install it with `apt-get install ghdl` "
             "(or `make deps`)"
@@ -370,8 +370,3 @@ def _tail(path: Path) -> str:
         return f"(no log at {path})"
     shown = "\n".join("  " + ln for ln in lines[-_LOG_TAIL_LINES:])
     return f"last lines of {path}:\n{shown}"
-
-
-def python_executable() -> str:
-    """The interpreter cocotb will embed in GHDL (the one running this code)."""
-    return sys.executable

@@ -104,7 +104,8 @@ async def _run(dut: Any, conn: Connection) -> None:
     writers = [_writer(_port(dut, n), length) for n, _, length in in_wires]
     readers = [_reader(_port(dut, n), signed, length) for n, signed, length in out_wires]
     names = [n for n, _, _ in out_wires]
-    half = Timer(half_ps, unit="ps")
+    def half() -> Timer:
+        return Timer(half_ps, unit="ps")
 
     # Reset: one rising edge with rst high and the inputs at their initial values.
     rst.value = 1
@@ -112,9 +113,9 @@ async def _run(dut: Any, conn: Connection) -> None:
     for write, v in zip(writers, reset_inputs, strict=True):
         if v is not None:
             write(v)
-    await half
+    await half()
     clk.value = 1
-    await half
+    await half()
     rst.value = 0
     _compare(conn, P.RESET_TICK, readers, names, reset_expected)
 
@@ -133,13 +134,13 @@ async def _run(dut: Any, conn: Connection) -> None:
             for write, v in zip(writers, inputs, strict=True):
                 if v is not None:
                     write(v)
-            await half
+            await half()
             clk.value = 1
-            await half
+            await half()
             _compare(conn, tick, readers, names, expected)
             tick += 1
     clk.value = 0
-    await half
+    await half()
     conn.send((P.DONE, tick))
 
 
@@ -152,7 +153,7 @@ def _compare(
         got = read()
         if got != want:
             conn.send((P.MISMATCH, tick, i, got))
-            when = "after reset" if tick == P.RESET_TICK else f"at tick {tick}"
+            when = f"at tick {tick + 1} (trace row; 0 is the reset state)"
             raise AssertionError(
                 f"lock-step mismatch {when}: port {names[i]} is {got!r}, the Python model has "
                 f"{want!r} (raw values)"

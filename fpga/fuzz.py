@@ -1,0 +1,596 @@
+"""Random SME process bodies for differential fuzzing of the backends.
+
+``module_source(seed, processes=20)`` returns the Python source of a module holding an input
+bus, an enum, ``processes`` random process classes (each with its own output bus and random
+registers) and ``build()`` returning the network of all of them. The bodies use the subset
+the translators support: integer arithmetic on random widths and signedness (``+ - *``,
+``//``/``%`` by constants, shifts, bitwise operators, ``abs``/``min``/``max``, conditional
+expressions), nested ``if``/``elif``/``else``, ``match`` on an enum, locals, registers,
+fixed point with explicit rounding, and every store made to fit with ``wrap``, ``saturate``
+or ``resize``, so the Python simulation never raises. Any backend (interpreter, compiled,
+VHDL) must then produce the same trace for the same stimulus: a difference is a bug.
+
+The random choices go through a ``Choices`` object: ``RandomChoices(seed)`` for plain
+seeded runs, or ``hypothesis_choices(draw)`` inside a hypothesis strategy, which lets
+hypothesis shrink a failing module to a small one. ``load_module`` imports generated source
+from a file (the translators read process source code, so it must live on disk).
+
+    src = module_source(seed=7, processes=10)
+    mod = load_module(src, tmp_path)
+    net = mod.build()
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import random
+import sys
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+MAX_EXPR_BITS = 160
+"""Generated expressions stay below this many bits (the translators reject > 256)."""
+INT_OPS = ("+", "-", "*", "neg", "~", "abs", "min", "max", "//", "%", "<<", ">>", ">>v",
+           "&", "|", "^", "if", "+", "-", "*")
+"""Operators of integer expressions (``neg`` is unary minus, ``>>v`` a variable shift,
+``if`` a conditional expression); repeated ones are drawn more often."""
+FIX_OPS = ("+", "-", "*", "neg", "<<", ">>", "+int", "abs")
+"""Operators of fixed-point expressions; exclude one with ``"fix" + op`` (``"fixneg"``)."""
+
+
+class Choices(Protocol):
+    """The source of every random decision of the generator."""
+
+    def integer(self, lo: int, hi: int) -> int:
+        """An integer in ``lo..hi`` (inclusive)."""
+
+    def pick(self, options: Sequence[T]) -> T:
+        """One of ``options``."""
+
+    def chance(self, p: float) -> bool:
+        """True with probability ``p``."""
+
+
+class RandomChoices:
+    """``Choices`` from a seeded ``random.Random``."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.rng = random.Random(seed)
+
+    def integer(self, lo: int, hi: int) -> int:
+        """An integer in ``lo..hi``."""
+        return self.rng.randint(lo, hi)
+
+    def pick(self, options: Sequence[T]) -> T:
+        """One of ``options``."""
+        return options[self.rng.randrange(len(options))]
+
+    def chance(self, p: float) -> bool:
+        """True with probability ``p``."""
+        return self.rng.random() < p
+
+
+class _DrawChoices:
+    def __init__(self, draw: Callable[[Any], Any]) -> None:
+        from hypothesis import strategies as st
+
+        self.draw, self.st = draw, st
+
+    def integer(self, lo: int, hi: int) -> int:
+        return int(self.draw(self.st.integers(lo, hi)))
+
+    def pick(self, options: Sequence[T]) -> T:
+        return options[self.integer(0, len(options) - 1)]
+
+    def chance(self, p: float) -> bool:
+        # draws 0 ("no") as the simplest value, so shrinking removes optional parts
+        return self.integer(0, 999) >= 1000 - int(p * 1000)
+
+
+def hypothesis_choices(draw: Callable[[Any], Any]) -> Choices:
+    """``Choices`` drawn from a hypothesis ``draw`` (inside ``@st.composite``)."""
+    return _DrawChoices(draw)
+
+
+# -- types ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Num:
+    """An integer or fixed-point type: range of the raw value and fraction bits."""
+
+    signed: bool
+    width: int
+    frac: int = 0
+
+    @property
+    def decl(self) -> str:
+        if self.frac:
+            return (f"{'SFix' if self.signed else 'UFix'}"
+                    f"[{self.width - self.frac}, {self.frac}]")
+        return f"{'Int' if self.signed else 'UInt'}[{self.width}]"
+
+    @property
+    def lo(self) -> int:
+        return -(1 << (self.width - 1)) if self.signed else 0
+
+    @property
+    def hi(self) -> int:
+        return (1 << (self.width - 1)) - 1 if self.signed else (1 << self.width) - 1
+
+
+@dataclass(frozen=True)
+class _Sig:
+    """A readable value: its Python expression, its kind and type."""
+
+    text: str
+    kind: str  # "int", "fix", "bool", "enum"
+    num: _Num | None = None
+
+
+@dataclass
+class _Expr:
+    text: str
+    bits: int  # magnitude bound in bits (sign excluded)
+    frac: int = 0
+
+
+@dataclass
+class _Scope:
+    """What a body can read and write."""
+
+    ints: list[_Sig] = field(default_factory=list)
+    fixes: list[_Sig] = field(default_factory=list)
+    bools: list[_Sig] = field(default_factory=list)
+    enum_in: str = ""
+    locals_: list[_Sig] = field(default_factory=list)
+
+
+class _Generator:
+    def __init__(self, c: Choices, enum_members: list[str],
+                 exclude: frozenset[str] = frozenset()) -> None:
+        self.c = c
+        self.exclude = exclude
+        self.members = enum_members
+        self.local_count = 0
+        self.constants: list[str] = []
+
+    # -- types and values --------------------------------------------------------------
+    def num_type(self, fixed: bool = False) -> _Num:
+        c = self.c
+        signed = c.chance(0.5)
+        if fixed:
+            frac = c.integer(1, 12)
+            ints = c.integer(1 if signed else 0, 12)
+            return _Num(signed, max(ints + frac, 1), frac)
+        width = c.pick([1, 2, 3, 4, 5, 7, 8, 9, 12, 16, 17, 24, 31, 32, 33, 48, 63, 64])
+        if signed and width == 1:
+            width = 2
+        return _Num(signed, width)
+
+    def value_of(self, t: _Num) -> str:
+        c = self.c
+        raw = c.pick([0, t.lo, t.hi, c.integer(t.lo, t.hi)])
+        if t.frac:
+            return f"{t.decl}(Fixed({raw}, {t.frac}))"
+        return str(raw)
+
+    def fix_constant(self, t: _Num) -> str:
+        """A module-level fixed-point constant of type ``t`` (its name)."""
+        name = f"K{len(self.constants)}"
+        self.constants.append(f"{name} = {self.value_of(t)}")
+        return name
+
+    # -- expressions ---------------------------------------------------------------------
+    def int_leaf(self, s: _Scope) -> _Expr:
+        c = self.c
+        options = s.ints + [v for v in s.locals_ if v.kind == "int"]
+        k = c.integer(0, 9)
+        if k <= 6 and options:
+            v = c.pick(options)
+            assert v.num is not None
+            return _Expr(v.text, v.num.width)
+        if k == 7 and s.bools:
+            return _Expr(f"int({c.pick(s.bools).text})", 1)
+        value = c.pick([0, 1, -1, 3, 7, -8, 100, -1000, 2**31 - 1, -(2**40),
+                        c.integer(-70000, 70000)])
+        return _Expr(f"({value})" if value < 0 else str(value), abs(value).bit_length() + 1)
+
+    def int_expr(self, s: _Scope, depth: int) -> _Expr:
+        c = self.c
+        if depth <= 0 or c.chance(0.3):
+            return self.int_leaf(s)
+        op = c.pick([o for o in INT_OPS if o not in self.exclude])
+        a = self.int_expr(s, depth - 1)
+        if op in ("neg", "~", "abs"):
+            text = {"neg": f"-{a.text}", "~": f"~{a.text}", "abs": f"abs({a.text})"}[op]
+            return _Expr(f"({text})" if op != "abs" else text, a.bits + 1)
+        if op in ("//", "%"):
+            d = c.pick([1, 2, 3, 5, 7, 8, 16, 100, -1, -3, -8, 1000])
+            return _Expr(f"({a.text} {op} {d if d > 0 else f'({d})'})", a.bits + 1)
+        if op == "<<":
+            k = c.integer(0, 6)
+            return _Expr(f"({a.text} << {k})", a.bits + k)
+        if op == ">>":
+            return _Expr(f"({a.text} >> {c.integer(0, 12)})", a.bits)
+        if op == ">>v":
+            b = self.int_leaf(s)
+            return _Expr(f"({a.text} >> ({b.text} & 7))", a.bits)
+        if op == "if":
+            b = self.int_expr(s, depth - 1)
+            return _Expr(f"({a.text} if {self.cond(s, depth - 1)} else {b.text})",
+                         max(a.bits, b.bits))
+        b = self.int_expr(s, depth - 1)
+        if op in ("min", "max"):
+            return _Expr(f"{op}({a.text}, {b.text})", max(a.bits, b.bits))
+        bits = a.bits + b.bits if op == "*" else max(a.bits, b.bits) + 1
+        if bits > MAX_EXPR_BITS:
+            return a
+        return _Expr(f"({a.text} {op} {b.text})", bits)
+
+    def fix_expr(self, s: _Scope, depth: int) -> _Expr:
+        c = self.c
+        if depth <= 0 or c.chance(0.3) or not s.fixes:
+            if s.fixes and c.chance(0.8):
+                v = c.pick(s.fixes)
+                assert v.num is not None
+                return _Expr(v.text, v.num.width, v.num.frac)
+            t = self.num_type(fixed=True)
+            return _Expr(self.fix_constant(t), t.width + 1, t.frac)
+        op = c.pick([o for o in FIX_OPS if f"fix{o}" not in self.exclude])
+        a = self.fix_expr(s, depth - 1)
+        if op == "neg":
+            return _Expr(f"(-{a.text})", a.bits + 1, a.frac)
+        if op == "abs":
+            return _Expr(f"abs({a.text})", a.bits + 1, a.frac)
+        if op == "<<":
+            k = c.integer(0, 4)
+            return _Expr(f"({a.text} << {k})", a.bits + k, a.frac)
+        if op == ">>":
+            k = c.integer(0, 4)
+            return _Expr(f"({a.text} >> {k})", a.bits, a.frac + k)
+        if op == "+int":
+            b = self.int_expr(s, 1)
+            return _Expr(f"({a.text} + {b.text})", max(a.bits, b.bits + a.frac) + 1, a.frac)
+        b = self.fix_expr(s, depth - 1)
+        if op == "*":
+            if a.bits + b.bits > MAX_EXPR_BITS or a.frac + b.frac > 40:
+                return a
+            return _Expr(f"({a.text} * {b.text})", a.bits + b.bits, a.frac + b.frac)
+        f = max(a.frac, b.frac)
+        return _Expr(f"({a.text} {op} {b.text})", max(a.bits + f - a.frac, b.bits + f - b.frac)
+                     + 1, f)
+
+    def cond(self, s: _Scope, depth: int) -> str:
+        c = self.c
+        k = c.integer(0, 9)
+        if depth > 0 and k == 0:
+            return f"(not {self.cond(s, depth - 1)})"
+        if depth > 0 and k == 1:
+            op = c.pick(["and", "or"])
+            return f"({self.cond(s, depth - 1)} {op} {self.cond(s, depth - 1)})"
+        if k == 2 and s.bools:
+            return c.pick(s.bools).text
+        if k == 3 and s.enum_in:
+            op = c.pick(["==", "!="])
+            return f"{s.enum_in} {op} Mode.{c.pick(self.members)}"
+        op = c.pick(["<", "<=", "==", "!=", ">", ">="])
+        if k == 4 and s.fixes:
+            return (f"{self.fix_expr(s, min(depth, 1)).text} {op} "
+                    f"{self.int_expr(s, 0).text}")
+        return f"{self.int_expr(s, min(depth, 2)).text} {op} {self.int_expr(s, 1).text}"
+
+    # -- statements ------------------------------------------------------------------------
+    def store(self, target: _Sig, s: _Scope) -> str:
+        c = self.c
+        if target.kind == "bool":
+            return f"{target.text} = {self.cond(s, 2)}"
+        if target.kind == "enum":
+            m1, m2 = c.pick(self.members), c.pick(self.members)
+            if s.enum_in and c.chance(0.3):
+                return f"{target.text} = {s.enum_in}"
+            return f"{target.text} = Mode.{m1} if {self.cond(s, 1)} else Mode.{m2}"
+        assert target.num is not None
+        t = target.num
+        if target.kind == "fix":
+            e = self.fix_expr(s, 3) if c.chance(0.85) else self.int_expr(s, 1)
+            rounding = c.pick(["floor", "nearest"])
+            form = c.integer(0, 2)
+            if form == 0:
+                return f"{target.text} = wrap({e.text}, rounding=\"{rounding}\")"
+            if form == 1:
+                return f"{target.text} = saturate({e.text}, rounding=\"{rounding}\")"
+            overflow = c.pick(["wrap", "saturate"])
+            return (f"{target.text} = resize({e.text}, {t.decl}, rounding=\"{rounding}\", "
+                    f"overflow=\"{overflow}\")")
+        e = self.int_expr(s, 3)
+        return f"{target.text} = {c.pick(['wrap', 'saturate'])}({e.text})"
+
+    def block(self, targets: list[_Sig], s: _Scope, depth: int, n: int) -> list[str]:
+        c = self.c
+        lines: list[str] = []
+        for _ in range(n):
+            k = c.integer(0, 9)
+            if depth > 0 and k <= 1:
+                lines += self.if_stmt(targets, s, depth)
+            elif depth > 0 and k == 2 and s.enum_in:
+                lines += self.match_stmt(targets, s, depth)
+            else:
+                lines.append(self.store(c.pick(targets), s))
+        return lines or ["pass"]
+
+    def if_stmt(self, targets: list[_Sig], s: _Scope, depth: int) -> list[str]:
+        c = self.c
+        lines = [f"if {self.cond(s, 2)}:"]
+        lines += _indent(self.block(targets, s, depth - 1, c.integer(1, 3)))
+        for _ in range(c.integer(0, 2)):
+            lines.append(f"elif {self.cond(s, 2)}:")
+            lines += _indent(self.block(targets, s, depth - 1, c.integer(1, 2)))
+        if c.chance(0.5):
+            lines.append("else:")
+            lines += _indent(self.block(targets, s, depth - 1, c.integer(1, 2)))
+        return lines
+
+    def match_stmt(self, targets: list[_Sig], s: _Scope, depth: int) -> list[str]:
+        c = self.c
+        members = list(self.members)
+        lines = [f"match {s.enum_in}:"]
+        while members:
+            take = members[:c.integer(1, len(members))]
+            members = members[len(take):]
+            if members and c.chance(0.2):
+                lines.append("    case _:")
+                members = []
+            else:
+                lines.append(f"    case {' | '.join('Mode.' + m for m in take)}:")
+            lines += _indent(self.block(targets, s, depth - 1, c.integer(1, 2)), 2)
+        return lines
+
+    # -- one process -----------------------------------------------------------------------
+    def process(self, index: int, inputs: _Scope) -> tuple[str, str, bool]:
+        """(bus class source, process class source, combinational)."""
+        c = self.c
+        comb = c.chance(0.2)
+        outs: list[tuple[str, str, str]] = []  # name, decl, initial
+        targets: list[_Sig] = []
+        for k in range(c.integer(1, 4)):
+            kind = c.pick(["int", "int", "int", "fix", "bool", "enum"])
+            name = f"y{k}"
+            if kind in ("int", "fix"):
+                t = self.num_type(fixed=kind == "fix")
+                outs.append((name, t.decl, self.value_of(t)))
+                targets.append(_Sig(f"self.out.{name}", kind, t))
+            elif kind == "bool":
+                outs.append((name, "Bool", c.pick(["False", "True"])))
+                targets.append(_Sig(f"self.out.{name}", "bool"))
+            else:
+                outs.append((name, "Mode", f"Mode.{c.pick(self.members)}"))
+                targets.append(_Sig(f"self.out.{name}", "enum"))
+        regs: list[tuple[str, str, str]] = []
+        scope = _Scope(list(inputs.ints), list(inputs.fixes), list(inputs.bools),
+                       inputs.enum_in)
+        if not comb:
+            for k in range(c.integer(0, 3)):
+                fixed = c.chance(0.25)
+                t = self.num_type(fixed=fixed)
+                regs.append((f"r{k}", t.decl, self.value_of(t)))
+                sig = _Sig(f"self.r{k}", "fix" if fixed else "int", t)
+                (scope.fixes if fixed else scope.ints).append(sig)
+                targets.append(sig)
+            for sig in targets:  # a clocked process may read its own outputs
+                if sig.text.startswith("self.out.") and sig.kind in ("int", "fix", "bool"):
+                    {"int": scope.ints, "fix": scope.fixes, "bool": scope.bools}[
+                        sig.kind].append(sig)
+        body: list[str] = []
+        for _ in range(c.integer(0, 2)):
+            name = f"t{self.local_count}"
+            self.local_count += 1
+            e = self.int_expr(scope, 2)
+            body.append(f"{name} = {e.text}")
+            scope.locals_.append(_Sig(name, "int", _Num(True, e.bits + 1)))
+        body += self.block(targets, scope, 2, c.integer(2, 5))
+        bus = [f"class Out{index}(Bus):", f"    \"\"\"Outputs of P{index}.\"\"\"", ""]
+        bus += [f"    {n}: {d} = {init}" for n, d, init in outs]
+        flag = ", combinational=True" if comb else ""
+        proc = [f"class P{index}(Process{flag}):", f"    \"\"\"Random body #{index}.\"\"\"", "",
+                "    inp: In[FuzzIn]", f"    out: Out[Out{index}]"]
+        proc += [f"    {n}: {d} = {init}" for n, d, init in regs]
+        proc += ["", "    def on_tick(self) -> None:"] + _indent(body, 2)
+        return "\n".join(bus), "\n".join(proc), comb
+
+
+def _indent(lines: list[str], levels: int = 1) -> list[str]:
+    return ["    " * levels + ln for ln in lines]
+
+
+HEADER = '''"""Random SME processes generated by fpga.fuzz (seeded; every store fits by construction)."""
+# ruff: noqa
+from __future__ import annotations
+
+import enum
+
+from sme import (Bool, Bus, Fixed, In, Int, Network, Out, Process, SFix, UFix, UInt, resize,
+                 saturate, wrap)
+'''
+
+
+def generate_module(c: Choices, processes: int = 20, name: str = "fuzz",
+                    exclude: frozenset[str] = frozenset(),
+                    keep: Collection[int] | None = None) -> str:
+    """The source of a module with ``processes`` random process classes and ``build()``
+    returning network ``name`` of one instance of each (all reading one input bus).
+    ``exclude`` names operators never to generate (from ``INT_OPS``, or ``"fix" + op`` for
+    ``FIX_OPS``), for a backend that does not support them yet. ``keep`` lists the process
+    indices to write out (the others are generated, so the kept ones are the same, but
+    left out): the way to isolate a failing process."""
+    members = [f"M{k}" for k in range(c.integer(2, 5))]
+    g = _Generator(c, members, exclude)
+    inputs = _Scope(enum_in="self.inp.mode")
+    in_decls: list[str] = []
+    for k in range(c.integer(2, 4)):
+        t = g.num_type()
+        in_decls.append(f"    a{k}: {t.decl} = {g.value_of(t)}")
+        inputs.ints.append(_Sig(f"self.inp.a{k}", "int", t))
+    ft = g.num_type(fixed=True)
+    in_decls.append(f"    fx: {ft.decl} = {g.value_of(ft)}")
+    inputs.fixes.append(_Sig("self.inp.fx", "fix", ft))
+    in_decls += ["    flag: Bool = False", f"    mode: Mode = Mode.{members[0]}"]
+    inputs.bools.append(_Sig("self.inp.flag", "bool"))
+    parts = [HEADER, "", "class Mode(enum.Enum):", "    \"\"\"A random enum.\"\"\"", ""]
+    parts += [f"    {m} = {k}" for k, m in enumerate(members)]
+    parts += ["", "", "class FuzzIn(Bus):", "    \"\"\"The stimulus of every process.\"\"\"", ""]
+    parts += in_decls
+    names = []
+    classes: list[str] = []
+    for i in range(processes):
+        bus, proc, _ = g.process(i, inputs)
+        if keep is None or i in keep:
+            classes += ["", "", bus, "", "", proc]
+            names.append(i)
+    if g.constants:
+        parts += ["", ""] + g.constants
+    parts += classes
+    parts += ["", "", "def build() -> Network:", f"    \"\"\"Network '{name}'.\"\"\"",
+              "    inp = FuzzIn()",
+              f"    return Network({name!r}, ["]
+    parts += [f"        P{i}(inp=inp, out=Out{i}())," for i in names]
+    parts += ["    ], inputs=[inp])", ""]
+    return "\n".join(parts)
+
+
+def module_source(seed: int, processes: int = 20, name: str = "fuzz",
+                  exclude: frozenset[str] = frozenset(),
+                  keep: Collection[int] | None = None) -> str:
+    """``generate_module`` with ``RandomChoices(seed)``: the same seed, the same source."""
+    return generate_module(RandomChoices(seed), processes, name, exclude, keep)
+
+
+def reduce_body(source: str, process: str, still_fails: Callable[[str], bool]) -> str:
+    """Shrink the ``on_tick`` of class ``process`` in module ``source``: delete statements
+    one at a time (nested ones too) as long as ``still_fails(new_source)`` stays true, and
+    return the smallest failing source (a greedy delta-debugging pass, repeated until no
+    single deletion keeps the failure)."""
+    tree = ast.parse(source)
+    body = _on_tick(tree, process)
+    progress = True
+    while progress:
+        progress = False
+        for owner, attr, index in list(_statement_slots(body)):
+            block: list[ast.stmt] = getattr(owner, attr)
+            if index >= len(block):
+                continue
+            removed = block.pop(index)
+            if not block:
+                block.append(ast.Pass())
+            candidate = ast.unparse(tree)
+            if still_fails(candidate):
+                progress = True
+                break
+            if isinstance(block[0], ast.Pass) and len(block) == 1:
+                block.pop()
+            block.insert(index, removed)
+    return ast.unparse(tree)
+
+
+def _on_tick(tree: ast.Module, process: str) -> ast.FunctionDef:
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == process:
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef) and item.name == "on_tick":
+                    return item
+    raise ValueError(f"no class {process} with on_tick in the source")
+
+
+def _statement_slots(node: ast.AST) -> list[tuple[ast.AST, str, int]]:
+    """(owner, field, index) of every statement under ``node``, outermost first."""
+    slots: list[tuple[ast.AST, str, int]] = []
+    for attr in ("body", "orelse"):
+        block = getattr(node, attr, None)
+        if isinstance(block, list):
+            slots += [(node, attr, i) for i in range(len(block))]
+    for attr in ("body", "orelse"):
+        for stmt in getattr(node, attr, None) or []:
+            slots += _statement_slots(stmt)
+    for case in getattr(node, "cases", None) or []:
+        slots += [(case, "body", i) for i in range(len(case.body))]
+        for stmt in case.body:
+            slots += _statement_slots(stmt)
+    return slots
+
+
+_loaded = 0
+
+
+def load_module(source: str, folder: str | Path, name: str | None = None) -> ModuleType:
+    """Write ``source`` to ``folder/<name>.py`` and import it under a unique module name
+    (the translators read process source code from the file)."""
+    global _loaded
+    _loaded += 1
+    mod_name = name or f"smeflow_fuzz_{_loaded}_{abs(hash(source)) % 10**8}"
+    path = Path(folder) / f"{mod_name}.py"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[mod_name]
+        raise
+    return module
+
+
+# -- hypothesis strategies ------------------------------------------------------------------
+
+def process_modules(processes: int = 20, name: str = "fuzz",
+                    exclude: frozenset[str] = frozenset()) -> Any:
+    """A hypothesis strategy of module sources (see ``generate_module``)."""
+    from hypothesis import strategies as st
+
+    @st.composite
+    def modules(draw: Callable[[Any], Any]) -> str:
+        return generate_module(hypothesis_choices(draw), processes, name, exclude)
+
+    return modules()
+
+
+def stimulus_strategy(network: Any, min_ticks: int = 1, max_ticks: int = 200) -> Any:
+    """A hypothesis strategy of stimulus lists for ``network``: one ``{"bus.signal": value}``
+    per tick, a value for every top-level input signal, from the signal's whole range."""
+    from hypothesis import strategies as st
+
+    columns = [(t.name, value_strategy(t.type)) for t in network.traced_signals()
+               if t.is_input]
+    tick = st.fixed_dictionaries({name: s for name, s in columns})
+    return st.lists(tick, min_size=min_ticks, max_size=max_ticks)
+
+
+def value_strategy(t: Any) -> Any:
+    """A hypothesis strategy of the values of signal type ``t``."""
+    from hypothesis import strategies as st
+
+    from sme.types import ArrayType, BoolType, EnumType, Fixed, FixedType, IntegerType
+
+    if isinstance(t, BoolType):
+        return st.booleans()
+    if isinstance(t, EnumType):
+        return st.sampled_from(t.members)
+    if isinstance(t, FixedType):
+        raw = st.integers(t.raw_type.lo, t.raw_type.hi)
+        return raw.map(lambda r: Fixed(r, t.frac_bits))
+    if isinstance(t, IntegerType):
+        return st.integers(t.lo, t.hi)
+    if isinstance(t, ArrayType):
+        return st.lists(value_strategy(t.element), min_size=t.length, max_size=t.length)
+    raise TypeError(f"no strategy for signal type {t!r}")
+
+
+__all__ = ["FIX_OPS", "INT_OPS", "Choices", "RandomChoices", "generate_module",
+           "hypothesis_choices", "load_module", "module_source", "process_modules",
+           "reduce_body", "stimulus_strategy", "value_strategy"]
