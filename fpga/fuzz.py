@@ -42,15 +42,12 @@ INT_OPS = ("+", "-", "*", "neg", "~", "abs", "min", "max", "//", "%", "<<", ">>"
 names, ``exclude`` understands ``"%1"``/``"//1"`` (no divisor ±1), ``"neg/"`` (no negative
 divisors), ``"nearest"`` (round fixed point by floor only)
 and ``"latch"`` (combinational processes write every output first, so none holds a value)."""
-KNOWN_VHDL_DIFFERENCES = frozenset({
-    "fixneg", "fixabs",  # unary minus / abs() of fixed point drops the fraction bits
-    "%1",                # x % 1 gives x mod 2
-    "neg/",              # x // -3 wrong when x is the maximum of its unsigned type
-    "nearest",           # rounding "nearest" that carries into a new bit is truncated
-    "latch",             # a combinational output not written on every path latches 'X'
-})
+KNOWN_VHDL_DIFFERENCES: frozenset[str] = frozenset()
 """``exclude`` set for constructs on which the VHDL exporter is known to differ from Python
-(each has a minimal reproduction in ``tests/fpga/test_fuzz_differential.py``)."""
+(each has a minimal reproduction in ``tests/fpga/test_fuzz_differential.py``). Empty: the
+fixed-point ``-x``/``abs`` fraction, ``x % 1``, ``x // -3`` at an unsigned maximum, the
+"nearest" rounding carry and the combinational latch in reset were all fixed, and their
+reproductions are regression tests there."""
 FIX_OPS = ("+", "-", "*", "neg", "<<", ">>", "+int", "abs")
 """Operators of fixed-point expressions; exclude one with ``"fix" + op`` (``"fixneg"``)."""
 
@@ -164,9 +161,12 @@ class _Scope:
 
 class _Generator:
     def __init__(self, c: Choices, enum_members: list[str],
-                 exclude: frozenset[str] = frozenset()) -> None:
+                 exclude: frozenset[str] = frozenset(), max_bits: int | None = None) -> None:
         self.c = c
         self.exclude = exclude
+        # max_bits given: every intermediate value is bounded (fits max_bits + 1 signed bits)
+        self.bounded = max_bits is not None
+        self.max_bits = MAX_EXPR_BITS if max_bits is None else max_bits
         self.members = enum_members
         self.local_count = 0
         self.constants: list[str] = []
@@ -182,6 +182,8 @@ class _Generator:
         width = c.pick([1, 2, 3, 4, 5, 7, 8, 9, 12, 16, 17, 24, 31, 32, 33, 48, 63, 64])
         if signed and width == 1:
             width = 2
+        if self.bounded:
+            width = min(width, self.max_bits + signed)
         return _Num(signed, width)
 
     def value_of(self, t: _Num) -> str:
@@ -220,17 +222,17 @@ class _Generator:
         a = self.int_expr(s, depth - 1)
         if op in ("neg", "~", "abs"):
             text = {"neg": f"-{a.text}", "~": f"~{a.text}", "abs": f"abs({a.text})"}[op]
-            return _Expr(f"({text})" if op != "abs" else text, a.bits + 1)
+            return self._bound(_Expr(f"({text})" if op != "abs" else text, a.bits + 1), a)
         if op in ("//", "%"):
             d = c.pick([1, 2, 3, 5, 7, 8, 16, 100, -1, -3, -8, 1000])
             if d < 0 and "neg/" in self.exclude:
                 d = -d
             if abs(d) == 1 and f"{op}1" in self.exclude:
                 d *= 2
-            return _Expr(f"({a.text} {op} {d if d > 0 else f'({d})'})", a.bits + 1)
+            return self._bound(_Expr(f"({a.text} {op} {d if d > 0 else f'({d})'})", a.bits + 1), a)
         if op == "<<":
             k = c.integer(0, 6)
-            return _Expr(f"({a.text} << {k})", a.bits + k)
+            return self._bound(_Expr(f"({a.text} << {k})", a.bits + k), a)
         if op == ">>":
             return _Expr(f"({a.text} >> {c.integer(0, 12)})", a.bits)
         if op == ">>v":
@@ -244,7 +246,7 @@ class _Generator:
         if op in ("min", "max"):
             return _Expr(f"{op}({a.text}, {b.text})", max(a.bits, b.bits))
         bits = a.bits + b.bits if op == "*" else max(a.bits, b.bits) + 1
-        if bits > MAX_EXPR_BITS:
+        if bits > self.max_bits:
             return a
         return _Expr(f"({a.text} {op} {b.text})", bits)
 
@@ -260,26 +262,31 @@ class _Generator:
         op = c.pick([o for o in FIX_OPS if f"fix{o}" not in self.exclude])
         a = self.fix_expr(s, depth - 1)
         if op == "neg":
-            return _Expr(f"(-{a.text})", a.bits + 1, a.frac)
+            return self._bound(_Expr(f"(-{a.text})", a.bits + 1, a.frac), a)
         if op == "abs":
-            return _Expr(f"abs({a.text})", a.bits + 1, a.frac)
+            return self._bound(_Expr(f"abs({a.text})", a.bits + 1, a.frac), a)
         if op == "<<":
             k = c.integer(0, 4)
-            return _Expr(f"({a.text} << {k})", a.bits + k, a.frac)
+            return self._bound(_Expr(f"({a.text} << {k})", a.bits + k, a.frac), a)
         if op == ">>":
             k = c.integer(0, 4)
             return _Expr(f"({a.text} >> {k})", a.bits, a.frac + k)
         if op == "+int":
             b = self.int_expr(s, 1)
-            return _Expr(f"({a.text} + {b.text})", max(a.bits, b.bits + a.frac) + 1, a.frac)
+            return self._bound(_Expr(f"({a.text} + {b.text})",
+                                     max(a.bits, b.bits + a.frac) + 1, a.frac), a)
         b = self.fix_expr(s, depth - 1)
         if op == "*":
-            if a.bits + b.bits > MAX_EXPR_BITS or a.frac + b.frac > 40:
+            if a.bits + b.bits > self.max_bits or a.frac + b.frac > 40:
                 return a
             return _Expr(f"({a.text} * {b.text})", a.bits + b.bits, a.frac + b.frac)
         f = max(a.frac, b.frac)
-        return _Expr(f"({a.text} {op} {b.text})", max(a.bits + f - a.frac, b.bits + f - b.frac)
-                     + 1, f)
+        return self._bound(_Expr(f"({a.text} {op} {b.text})",
+                                 max(a.bits + f - a.frac, b.bits + f - b.frac) + 1, f), a)
+
+    def _bound(self, e: _Expr, fallback: _Expr) -> _Expr:
+        """``e``, or ``fallback`` when ``max_bits`` was given and ``e`` may exceed it."""
+        return fallback if self.bounded and e.bits > self.max_bits else e
 
     def cond(self, s: _Scope, depth: int) -> str:
         c = self.c
@@ -296,8 +303,10 @@ class _Generator:
             return f"{s.enum_in} {op} Mode.{c.pick(self.members)}"
         op = c.pick(["<", "<=", "==", "!=", ">", ">="])
         if k == 4 and s.fixes:
-            return (f"{self.fix_expr(s, min(depth, 1)).text} {op} "
-                    f"{self.int_expr(s, 0).text}")
+            fx, i = self.fix_expr(s, min(depth, 1)), self.int_expr(s, 0)
+            if self.bounded and max(fx.bits, i.bits + fx.frac) >= self.max_bits:
+                i = _Expr("0", 1)
+            return f"{fx.text} {op} {i.text}"
         return f"{self.int_expr(s, min(depth, 2)).text} {op} {self.int_expr(s, 1).text}"
 
     # -- statements ------------------------------------------------------------------------
@@ -314,6 +323,8 @@ class _Generator:
         t = target.num
         if target.kind == "fix":
             e = self.fix_expr(s, 3) if c.chance(0.85) else self.int_expr(s, 1)
+            if self.bounded and e.bits + max(t.frac - e.frac, 0) >= self.max_bits:
+                e = _Expr(self.fix_constant(t), t.width + 1, t.frac)
             rounding = "floor" if "nearest" in self.exclude else c.pick(["floor", "nearest"])
             form = c.integer(0, 2)
             if form == 0:
@@ -407,7 +418,7 @@ class _Generator:
             self.local_count += 1
             e = self.int_expr(scope, 2)
             body.append(f"{name} = {e.text}")
-            scope.locals_.append(_Sig(name, "int", _Num(True, e.bits + 1)))
+            scope.locals_.append(_Sig(name, "int", _Num(True, e.bits + (not self.bounded))))
         if comb and "latch" in self.exclude:  # every output written on every path
             body += [self.store(t, scope) for t in targets]
         body += self.block(targets, scope, 2, c.integer(2, 5))
@@ -438,15 +449,17 @@ from sme import (Bool, Bus, Fixed, In, Int, Network, Out, Process, SFix, UFix, U
 
 def generate_module(c: Choices, processes: int = 20, name: str = "fuzz",
                     exclude: frozenset[str] = frozenset(),
-                    keep: Collection[int] | None = None) -> str:
+                    keep: Collection[int] | None = None, max_bits: int | None = None) -> str:
     """The source of a module with ``processes`` random process classes and ``build()``
     returning network ``name`` of one instance of each (all reading one input bus).
     ``exclude`` names operators never to generate (from ``INT_OPS``, or ``"fix" + op`` for
     ``FIX_OPS``), for a backend that does not support them yet. ``keep`` lists the process
     indices to write out (the others are generated, so the kept ones are the same, but
-    left out): the way to isolate a failing process."""
+    left out): the way to isolate a failing process. ``max_bits`` (default: no bound beyond
+    ``MAX_EXPR_BITS``) bounds every value and intermediate result to that many bits plus
+    sign (63: signed 64-bit integers, no ``UInt[64]``, for the compiled backend)."""
     members = [f"M{k}" for k in range(c.integer(2, 5))]
-    g = _Generator(c, members, exclude)
+    g = _Generator(c, members, exclude, max_bits)
     inputs = _Scope(enum_in="self.inp.mode")
     in_decls: list[str] = []
     for k in range(c.integer(2, 4)):
@@ -482,9 +495,9 @@ def generate_module(c: Choices, processes: int = 20, name: str = "fuzz",
 
 def module_source(seed: int, processes: int = 20, name: str = "fuzz",
                   exclude: frozenset[str] = frozenset(),
-                  keep: Collection[int] | None = None) -> str:
+                  keep: Collection[int] | None = None, max_bits: int | None = None) -> str:
     """``generate_module`` with ``RandomChoices(seed)``: the same seed, the same source."""
-    return generate_module(RandomChoices(seed), processes, name, exclude, keep)
+    return generate_module(RandomChoices(seed), processes, name, exclude, keep, max_bits)
 
 
 def reduce_body(source: str, process: str, still_fails: Callable[[str], bool]) -> str:
@@ -568,13 +581,14 @@ def load_module(source: str, folder: str | Path, name: str | None = None) -> Mod
 # -- hypothesis strategies ------------------------------------------------------------------
 
 def process_modules(processes: int = 20, name: str = "fuzz",
-                    exclude: frozenset[str] = frozenset()) -> Any:
+                    exclude: frozenset[str] = frozenset(), max_bits: int | None = None) -> Any:
     """A hypothesis strategy of module sources (see ``generate_module``)."""
     from hypothesis import strategies as st
 
     @st.composite
     def modules(draw: Callable[[Any], Any]) -> str:
-        return generate_module(hypothesis_choices(draw), processes, name, exclude)
+        return generate_module(hypothesis_choices(draw), processes, name, exclude,
+                               max_bits=max_bits)
 
     return modules()
 

@@ -111,7 +111,8 @@ class ExprEmitter:
             return self.binop(e)
         if isinstance(e, UnaryOp):
             if e.op == "-":
-                s = NumT.of_width(max(e.operand.type.width, t.width) + 1, True)
+                # same fraction as the operand and the result (negation keeps it)
+                s = NumT.of_width(max(e.operand.type.width, t.width) + 1, True, t.frac)
                 return self.raw(f"-{self.num(e.operand, s)}", s, t)
             j = tr.num_join(e.operand.type, t)  # type: ignore[arg-type]
             j = NumT.of_width(j.width, True)
@@ -132,8 +133,12 @@ class ExprEmitter:
                 f"signed(to_u({self.cond(e.operand)}, {t.width}))"
         assert isinstance(src, NumT)
         if e.overflow == "saturate":
-            aligned = tr.align(src, t.frac) if t.frac >= src.frac else NumT(
-                src.lo >> (src.frac - t.frac), src.hi >> (src.frac - t.frac), t.frac)
+            if t.frac >= src.frac:
+                aligned = tr.align(src, t.frac)
+            else:  # the rounded range: "nearest" may carry into a new bit
+                d = src.frac - t.frac
+                half = 1 << (d - 1) if e.rounding == "nearest" else 0
+                aligned = NumT((src.lo + half) >> d, (src.hi + half) >> d, t.frac)
             j = tr.num_join(aligned, t).full()
             inner = self.conv(self.num(e.operand), src, j, e.rounding)
             lo, hi = num_literal(t.lo, j), num_literal(t.hi, j)
@@ -176,6 +181,8 @@ class ExprEmitter:
                 k = int(b.value).bit_length() - 1
                 if op == "//":
                     return self.raw(f"shift_right({self.num(a)}, {k})", at, t)
+                if k == 0:  # x % 1: always 0 (keeping the low 0 bits has no VHDL width)
+                    return num_literal(0, t)
                 if not at.signed:
                     return self.raw(self.num(a), at, t)
             if not at.signed and not bt.signed:

@@ -161,6 +161,29 @@ def _used_constants(ir: ProcessIR) -> set[str]:
     return found
 
 
+def written_on_every_path(stmts: list[Stmt]) -> set[tuple[str, str]]:
+    """The ``(port, signal)`` outputs that ``stmts`` write whole on every path."""
+    done: set[tuple[str, str]] = set()
+    for s in stmts:
+        if isinstance(s, Assign):
+            t = s.target
+            if isinstance(t, PortTarget) and t.index is None:
+                done.add((t.port, t.signal))
+        elif isinstance(s, If):
+            done |= written_on_every_path(s.then) & written_on_every_path(s.orelse)
+        elif isinstance(s, Match):
+            members = set(s.subject.type.members)  # type: ignore[attr-defined]
+            covered: set[str] = set()
+            for c in s.cases:
+                covered |= members if c.members is None else set(c.members)
+            if covered >= members and s.cases:
+                sets = [written_on_every_path(c.body) for c in s.cases]
+                done |= set.intersection(*sets)
+        elif isinstance(s, For) and len(s.values) > 0:
+            done |= written_on_every_path(s.body)
+    return done
+
+
 def _comment_block(text: str | None, depth: int = 0) -> list[str]:
     if not text:
         return []
@@ -234,6 +257,16 @@ def emit_process(ir: ProcessIR, entity: str, pkg: str) -> str:
     out.append(f"{IND}begin")
     body = StmtEmitter(ir, ex)
     if ir.combinational:
+        # An output not written on every path holds its value (a latch), as in Python; in
+        # reset (row 0) that value is the initial one, whatever ran before reset.
+        held = [(p, s) for p, s in outs
+                if (p.name, s.name) not in written_on_every_path(ir.body)]
+        if held:
+            out.append(f"{IND * 2}if rst = '1' then")
+            for p, s in held:
+                out.append(f"{IND * 3}{port_name(p.name, s.name)} <= "
+                           f"{initial(s.initial, s.type)};")
+            out.append(f"{IND * 2}end if;")
         body.emit(ir.body, 2)
         if not ir.body:
             body.put(2, "null;")

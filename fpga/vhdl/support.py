@@ -139,10 +139,16 @@ package body sme_pkg is
   end function;
 
   function floor_div(a, b : signed) return signed is
-    variable r : signed(a'length - 1 downto 0);
+    -- a - (a mod b) is a multiple of b, but exceeds a's range by up to |b| - 1 (b < 0 and
+    -- a near its maximum), so it is computed one bit wider; the quotient fits in a.
+    constant n : positive := maximum(a'length, b'length) + 1;
+    variable wa : signed(n - 1 downto 0);
+    variable wb : signed(n - 1 downto 0);
   begin
-    r := a - resize(a mod b, a'length);
-    return r / b;
+    wa := resize(a, n);
+    wb := resize(b, n);
+    wa := wa - (wa mod wb);
+    return resize(wa / wb, a'length);
   end function;
 end package body;
 """

@@ -89,11 +89,17 @@ def load_module(source: str, cache_dir: str | os.PathLike[str] | None = None) ->
             assert spec is not None and spec.loader is not None
             module = importlib.util.module_from_spec(spec)
             sys.modules[name] = module
+            # numba's SSA pass recurses once per basic block along a path: a network of
+            # a few dozen branchy processes exceeds Python's default limit of 1000
+            limit = sys.getrecursionlimit()
+            sys.setrecursionlimit(max(limit, 100_000))
             try:
                 spec.loader.exec_module(module)  # compiles, or loads numba's cache
             except BaseException:
                 del sys.modules[name]
                 raise
+            finally:
+                sys.setrecursionlimit(limit)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return module

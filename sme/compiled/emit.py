@@ -414,7 +414,7 @@ def _signal_type(t: VType) -> SignalType:
     assert isinstance(t, NumT)
     signed = t.lo < 0
     width = max(1, t.hi.bit_length() + (1 if signed else 0), (-t.lo - 1).bit_length() + 1
-                if signed else 0)
+                if signed else 0, t.frac + (1 if signed else 0))  # UFix[0, f] at least
     if t.frac == 0:
         return Int[width] if signed else UInt[width]
     return SFix[width - t.frac, t.frac] if signed else UFix[width - t.frac, t.frac]

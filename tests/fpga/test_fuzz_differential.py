@@ -4,8 +4,9 @@ in GHDL (the exported VHDL replaying the Python trace). Nothing may differ.
 At least 200 random bodies per run (8 modules of 25 processes, one GHDL run per module);
 ``benchmarks/fuzz_nightly.py`` runs many more. Constructs on which the exporter is known to
 differ from Python are kept out of the random bodies (``KNOWN_EXPORTER_BUGS``) and each has
-a minimal reproduction below marked ``xfail(strict=True)``: when the exporter is fixed that
-test passes, fails as XPASS, and the construct should come back into the fuzzing.
+a minimal reproduction below, listed in ``STILL_DIFFERENT`` (so ``xfail(strict=True)``): when
+the exporter is fixed that test fails as XPASS, and the construct comes back into the fuzzing
+while its reproduction stays as a regression test (as every one in ``REPROS`` now is).
 """
 
 from __future__ import annotations
@@ -165,27 +166,44 @@ class P(Process):
     def on_tick(self) -> None:
         self.out.y = wrap(-self.inp.x)
 ''',
+    "fixed-point abs": '''
+class I(Bus):
+    x: SFix[4, 4] = SFix[4, 4](Fixed(-40, 4))
+class O(Bus):
+    y: UFix[5, 4] = UFix[5, 4](0)
+class P(Process):
+    inp: In[I]
+    out: Out[O]
+    def on_tick(self) -> None:
+        self.out.y = wrap(abs(self.inp.x))
+''',
     "modulo one": '''
 class I(Bus):
     x: UInt[8] = 0
+    s: Int[8] = 0
 class O(Bus):
     y: UInt[8] = 0
+    z: Int[8] = 0
 class P(Process):
     inp: In[I]
     out: Out[O]
     def on_tick(self) -> None:
         self.out.y = wrap(self.inp.x % 1)
+        self.out.z = wrap(self.inp.s % 1 + self.inp.s % (-1) + self.inp.s // 1)
 ''',
     "floor division of an unsigned maximum by a negative constant": '''
 class I(Bus):
     x: UInt[17] = 131071
+    s: Int[8] = 127
 class O(Bus):
     y: Int[32] = 0
+    z: Int[32] = 0
 class P(Process):
     inp: In[I]
     out: Out[O]
     def on_tick(self) -> None:
         self.out.y = saturate(self.inp.x // -3)
+        self.out.z = saturate(self.inp.s // -7 + self.inp.x % -3 + self.inp.s % -128)
 ''',
     "nearest rounding carry": '''
 K = SFix[11, 4](Fixed(16383, 4))
@@ -219,11 +237,34 @@ def build() -> Network:
 '''
 
 
+STILL_DIFFERENT: set[str] = set()
+"""The reproductions whose construct is still in ``KNOWN_EXPORTER_BUGS`` (marked
+``xfail(strict=True)``); the others are regression tests of fixed exporter bugs."""
+
+
+def _repro_params() -> list[Any]:
+    xfail = pytest.mark.xfail(strict=True,
+                              reason="known exporter difference; see KNOWN_EXPORTER_BUGS")
+    return [pytest.param(name, marks=[xfail] if name in STILL_DIFFERENT else [])
+            for name in REPROS]
+
+
 @pytest.mark.ghdl
-@pytest.mark.xfail(strict=True, reason="known exporter difference; see KNOWN_EXPORTER_BUGS")
-@pytest.mark.parametrize("name", list(REPROS))
+@pytest.mark.parametrize("name", _repro_params())
 def test_known_exporter_difference(name: str, tmp_path: Path) -> None:
     source = REPRO_HEADER + REPROS[name] + REPRO_FOOTER
     module = load_module(source, tmp_path)
     result = python_vs_ghdl(module, tmp_path, 50, 3)
     assert result.passed, result.summary()
+
+
+@pytest.mark.parametrize("name", list(REPROS))
+def test_repro_compiled_equals_interpreter(name: str, tmp_path: Path) -> None:
+    """The compiled backend (same IR as the exporter) agrees with the interpreter on every
+    reproduction."""
+    module = load_module(REPRO_HEADER + REPROS[name] + REPRO_FOOTER, tmp_path)
+    stimulus = list(random_stimulus(module.build(), 50, 3))
+    expected = Simulator(module.build()).run(50, stimulus=stimulus)
+    got = Simulator(module.build(), backend="compiled").run(50, stimulus=stimulus)
+    assert expected is not None and got is not None
+    assert got == expected, [str(d) for d in expected.differences(got, 5)]
