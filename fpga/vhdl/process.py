@@ -3,7 +3,9 @@
 A clocked process is a ``process (clk)``: registers and locals are variables, every output
 signal has a ``<port>_<signal>_next`` variable (what the process last wrote: reading its own
 output sees it, as in the Python semantics) copied to the port after the body. A
-combinational process is a ``process (all)`` writing its ports directly. A generator becomes
+combinational process is a ``process (all)`` writing its ports directly (an output it does
+not write on every path holds its value, set to the initial value during reset so that row 0
+matches Python's reset evaluation). A generator becomes
 a ``case`` over its states inside a loop that runs until a state ends the tick.
 """
 
