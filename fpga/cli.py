@@ -15,12 +15,10 @@ Registered through the ``smeflow.commands`` entry-point group.
 from __future__ import annotations
 
 import argparse
-import itertools
 import time
-from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sme.cli import CliError, load_network, load_object
+from sme.cli import CliError, load_network, load_stimulus
 
 Subparsers = Any  # argparse's _SubParsersAction is private
 
@@ -28,22 +26,6 @@ DEFAULT_TICKS = 100
 """Ticks simulated when neither --ticks nor --stimulus is given (inputs stay at their
 initial values)."""
 MISMATCHES_SHOWN = 10
-
-
-def _stimulus(spec: str | None, ticks: int | None) -> Iterable[Mapping[Any, Any]] | None:
-    """A fresh stimulus iterator from ``--stimulus MODULE:FUNC`` (``FUNC()`` is called)."""
-    if spec is None:
-        return None
-    func = load_object(spec)
-    if not callable(func):
-        raise CliError(f"--stimulus {spec!r} is not a function returning stimulus")
-    stim = func()
-    try:
-        it = iter(stim)
-    except TypeError:
-        raise CliError(f"--stimulus {spec!r} returned {stim!r}, not an iterable of "
-                       "{'bus.signal': value} mappings") from None
-    return itertools.islice(it, ticks) if ticks is not None else it
 
 
 def cmd_vhdl(args: argparse.Namespace) -> int:
@@ -55,7 +37,7 @@ def cmd_vhdl(args: argparse.Namespace) -> int:
     network = load_network(args.network)
     ticks = args.ticks if args.ticks is not None or args.stimulus else DEFAULT_TICKS
     t0 = time.perf_counter()
-    trace = record_trace(network, _stimulus(args.stimulus, ticks), ticks)
+    trace = record_trace(network, load_stimulus(args.stimulus, ticks), ticks)
     written = export(network, args.output, trace)
     print(f"exported '{network.name}' to {written.out_dir}: "
           f"{', '.join(written.sources)}, Makefile, run.sh")
@@ -92,7 +74,7 @@ def _run_testbench(out_dir: Any, ticks: int) -> int:
 def _run_lockstep(args: argparse.Namespace, network: Any, ticks: int | None) -> int:
     from fpga.cosim import run_lockstep
 
-    stimulus = _stimulus(args.stimulus, ticks)
+    stimulus = load_stimulus(args.stimulus, ticks)
     result = run_lockstep(network, args.output, stimulus, ticks)
     mismatches = 0 if result.passed else 1
     print(f"lock-step: {'PASS' if result.passed else 'FAIL'}  ticks = {result.ticks}  "

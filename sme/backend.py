@@ -10,7 +10,7 @@ code or commands, nothing run yet) and opens ``Session`` objects on it. Backends
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, ClassVar
@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .bus import Bus
-from .errors import BackendError
+from .errors import BackendError, SimulationError
 from .network import Network, TracedSignal
 from .types import ArrayType, BoolType, EnumType, Fixed, FixedType
 
@@ -47,6 +47,16 @@ class Session(ABC):
     def driver(self, bus: Bus) -> Any:
         """An object whose attribute writes set a top-level input bus's signals."""
 
+    def require_input(self, bus: Bus) -> None:
+        """Raise ``SimulationError`` unless ``bus`` is a top-level input (what ``driver``
+        accepts)."""
+        if bus not in self.network.inputs:
+            raise SimulationError(
+                f"{bus.describe()} is not a top-level input of network '{self.network.name}' "
+                f"(inputs: {', '.join(b.name for b in self.network.inputs) or '-'}); only "
+                "top-level inputs are driven from outside"
+            )
+
     @abstractmethod
     def monitor(self, bus: Bus) -> Any:
         """An object whose attributes are a bus's current signal values."""
@@ -63,15 +73,7 @@ class Session(ABC):
         its value right after each tick as an array."""
         net = self.network
         inputs = {t.name: t for t in net.traced_signals() if t.is_input}
-        for name, arr in stimulus.items():
-            if name not in inputs:
-                raise BackendError(
-                    f"run_batch: {name!r} is not a top-level input signal of '{net.name}'; "
-                    f"inputs: {', '.join(inputs) or '-'}"
-                )
-            if len(arr) < ticks:
-                raise BackendError(f"run_batch: stimulus {name!r} has {len(arr)} values, "
-                                   f"need {ticks}")
+        check_batch_stimulus(net, inputs, stimulus, ticks)
         wanted = _output_signals(net, outputs)
         drivers = [(self.driver(inputs[n].bus), inputs[n].spec.name, _py_values(inputs[n], a))
                    for n, a in stimulus.items()]
@@ -87,6 +89,22 @@ class Session(ABC):
 
     def close(self) -> None:
         """Release what the session holds (processes, files)."""
+
+
+def check_batch_stimulus(
+    net: Network, inputs: Collection[str], stimulus: Mapping[str, np.ndarray], ticks: int
+) -> None:
+    """Raise ``BackendError`` when ``stimulus`` names a signal that is not one of ``inputs``
+    (the top-level input signals) or holds fewer than ``ticks`` values."""
+    for name, arr in stimulus.items():
+        if name not in inputs:
+            raise BackendError(
+                f"run_batch: {name!r} is not a top-level input signal of '{net.name}'; "
+                f"inputs: {', '.join(inputs) or '-'}"
+            )
+        if len(arr) < ticks:
+            raise BackendError(f"run_batch: stimulus {name!r} has {len(arr)} values, "
+                               f"need {ticks}")
 
 
 def _output_signals(net: Network, names: list[str] | None) -> list[TracedSignal]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import itertools
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import metadata
 from typing import Any
 
@@ -48,6 +49,23 @@ def load_network(spec: str) -> Network:
     if not isinstance(obj, Network):
         raise CliError(f"{spec!r} is not a Network (nor a function returning one): {obj!r}")
     return obj
+
+
+def load_stimulus(spec: str | None, ticks: int | None) -> Iterable[Mapping[Any, Any]] | None:
+    """A fresh stimulus iterator from ``--stimulus MODULE:FUNC`` (``FUNC()`` is called),
+    cut to ``ticks`` items when given; None when ``spec`` is None."""
+    if spec is None:
+        return None
+    func = load_object(spec)
+    if not callable(func):
+        raise CliError(f"--stimulus {spec!r} is not a function returning stimulus")
+    stim = func()
+    try:
+        it = iter(stim)
+    except TypeError:
+        raise CliError(f"--stimulus {spec!r} returned {stim!r}, not an iterable of "
+                       "{'bus.signal': value} mappings") from None
+    return itertools.islice(it, ticks) if ticks is not None else it
 
 
 def _commands() -> list[Callable[[Any], None]]:

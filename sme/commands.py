@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import itertools
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .cli import CliError, load_network, load_object
+from .cli import CliError, load_network, load_stimulus
 from .graph import write_graph
 from .network import Network
 from .simulator import Simulator
@@ -16,16 +14,6 @@ from .trace import Trace, format_table
 from .vcd import write_vcd
 
 Subparsers = Any  # argparse's _SubParsersAction is private
-
-
-def _stimulus(spec: str | None, ticks: int | None) -> Iterable[Mapping[Any, Any]] | None:
-    if spec is None:
-        return None
-    obj = load_object(spec)
-    if not callable(obj):
-        raise CliError(f"--stimulus {spec!r} is not a function returning stimulus")
-    stim = obj()
-    return itertools.islice(stim, ticks) if ticks is not None else stim
 
 
 def simulate(network: Network, ticks: int | None, stimulus: str | None,
@@ -36,7 +24,7 @@ def simulate(network: Network, ticks: int | None, stimulus: str | None,
     if ticks is not None and ticks < 0:
         raise CliError(f"--ticks {ticks}: must be >= 0")
     sim = Simulator(network, backend=backend)
-    trace = sim.run(ticks, stimulus=_stimulus(stimulus, ticks))
+    trace = sim.run(ticks, stimulus=load_stimulus(stimulus, ticks))
     assert trace is not None
     return trace
 

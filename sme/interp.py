@@ -117,12 +117,7 @@ class InterpSession(Session):
         self.tick += 1
 
     def driver(self, bus: Bus) -> Any:
-        if bus not in self.network.inputs:
-            raise SimulationError(
-                f"{bus.describe()} is not a top-level input of network '{self.network.name}' "
-                f"(inputs: {', '.join(b.name for b in self.network.inputs) or '-'}); only "
-                "top-level inputs are driven from outside"
-            )
+        self.require_input(bus)
         view = self._drivers.get(bus)
         if view is None:
             view = self._drivers[bus] = writer_view(bus, lambda: "the testbench", bus._cur)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import Backend, Build, Session, _output_signals
+from ..backend import Backend, Build, Session, _output_signals, check_batch_stimulus
 from ..bus import Bus, SignalSpec, convert_for, misfit_error
 from ..declare import MISSING
 from ..errors import (
@@ -230,12 +230,7 @@ class CompiledSession(Session):
         return tuple(self.value(p) for p in self.layout.places)
 
     def driver(self, bus: Bus) -> Any:
-        if bus not in self.network.inputs:
-            raise SimulationError(
-                f"{bus.describe()} is not a top-level input of network '{self.network.name}' "
-                f"(inputs: {', '.join(b.name for b in self.network.inputs) or '-'}); only "
-                "top-level inputs are driven from outside"
-            )
+        self.require_input(bus)
         view = self._drivers.get(bus)
         if view is None:
             view = self._drivers[bus] = _view(self, bus, drive=True)
@@ -266,15 +261,7 @@ class CompiledSession(Session):
     ) -> dict[str, np.ndarray]:
         net, lay = self.network, self.layout
         by_name = {p.signal.name: (p, k) for k, p in enumerate(lay.inputs)}
-        for name, arr in stimulus.items():
-            if name not in by_name:
-                raise BackendError(
-                    f"run_batch: {name!r} is not a top-level input signal of '{net.name}'; "
-                    f"inputs: {', '.join(by_name) or '-'}"
-                )
-            if len(arr) < ticks:
-                raise BackendError(f"run_batch: stimulus {name!r} has {len(arr)} values, "
-                                   f"need {ticks}")
+        check_batch_stimulus(net, by_name, stimulus, ticks)
         wanted = _output_signals(net, outputs)
         ins: list[np.ndarray] = list(self._in1)
         drv = np.zeros(max(1, len(lay.inputs)), dtype=np.int64)
