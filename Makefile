@@ -5,8 +5,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.smeflow-installed
-# tool:debian-package pairs the project needs from Debian
-DEBIAN_TOOLS := ghdl:ghdl dot:graphviz
+# check:debian-package pairs the project needs from Debian; a check is a command on PATH or
+# an absolute path. Debian's PoCL: the wheel's PoCL (LLVM 14) cannot compile for recent CPUs.
+DEBIAN_TOOLS := ghdl:ghdl dot:graphviz /etc/OpenCL/vendors/pocl.icd:pocl-opencl-icd
 
 .PHONY: all setup system-deps demo test check lint typecheck bench clean
 
@@ -16,7 +17,10 @@ system-deps:
 	@missing=""; \
 	for pair in $(DEBIAN_TOOLS); do \
 	  tool=$${pair%%:*}; pkg=$${pair##*:}; \
-	  command -v $$tool >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	  case $$tool in \
+	    /*) [ -e $$tool ] || missing="$$missing $$pkg";; \
+	    *) command -v $$tool >/dev/null 2>&1 || missing="$$missing $$pkg";; \
+	  esac; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = "0" ]; then \
