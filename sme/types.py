@@ -72,6 +72,8 @@ class BoolType(SignalType):
             return value
         if isinstance(value, int) and value in (0, 1):
             return bool(value)
+        if type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_"):
+            return bool(value)  # numpy.bool_, e.g. an element of a boolean array
         raise TypeMisfit(f"{value!r} is not a Bool")
 
     def describe_range(self) -> str:

@@ -33,6 +33,7 @@ from sme.simulator import Simulator
 from sme.trace import UNDEFINED, Trace
 
 from . import _protocol as P
+from ._flatten import write_wrapper
 from ._ports import Port, TopLevel
 
 BENCH_MODULE = "fpga.cosim.cocotb_bench"
@@ -274,6 +275,12 @@ def run_lockstep(
     log_file = bdir / "lockstep.log"
     runner = _runner()
     top = network.name
+    top_level = TopLevel.of(network)
+    exported = [s for s in sources if s.name == f"{top}.vhd"]
+    wrapper = write_wrapper(top_level, exported[0].parent, bdir) if exported else None
+    if wrapper is not None:
+        sources = [*sources, bdir / f"{wrapper}.vhd"]
+        top, top_level = wrapper, top_level.flattened()
     try:
         runner.build(sources=[s.resolve() for s in sources], hdl_toplevel=top,
                      build_args=["--std=08"], build_dir=bdir, always=True,
@@ -286,7 +293,7 @@ def run_lockstep(
         on_build(bdir)
 
     sim = Simulator(network, backend, trace=trace)
-    ctl = _Controller(sim, TopLevel.of(network), iter(stimulus) if stimulus is not None else None,
+    ctl = _Controller(sim, top_level, iter(stimulus) if stimulus is not None else None,
                       ticks, chunk, period_ns * 500)
     authkey = secrets.token_bytes(16)
     listener = Listener(("127.0.0.1", 0), authkey=authkey)

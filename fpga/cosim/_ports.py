@@ -11,7 +11,7 @@ model's values.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sme.bus import Bus
@@ -36,6 +36,9 @@ class Port:
     name: str
     signal: str
     type: SignalType
+    flat: bool = False
+    """An array port seen as one bit vector (element i in bits (i+1)·w-1 … i·w), as the
+    lock-step's wrapper entity shows it (see ``_flatten``)."""
 
     @property
     def signed(self) -> bool:
@@ -50,6 +53,8 @@ class Port:
 
     def wire(self) -> tuple[str, bool, int | None]:
         """What the cocotb side needs to know: (port name, signed, array length)."""
+        if self.flat:
+            return (self.name, False, None)
         return (self.name, self.signed, self.length)
 
     def to_raw(self, value: Any) -> RawValue:
@@ -58,7 +63,11 @@ class Port:
             return None
         if isinstance(self.type, ArrayType):
             el = self.type.element
-            return [_scalar_raw(el, v) for v in value]
+            raws = [_scalar_raw(el, v) for v in value]
+            if self.flat:
+                mask = (1 << el.width) - 1
+                return sum((r & mask) << (i * el.width) for i, r in enumerate(raws))
+            return raws
         return _scalar_raw(self.type, value)
 
     def from_raw(self, raw: Any) -> Any:
@@ -68,6 +77,11 @@ class Port:
             return raw
         if isinstance(self.type, ArrayType):
             el = self.type.element
+            if self.flat:
+                w, n = el.width, self.type.length
+                raw = [(raw >> (i * w)) & ((1 << w) - 1) for i in range(n)]
+                if self.signed:
+                    raw = [r - (1 << w) if r >> (w - 1) else r for r in raw]
             return tuple(_scalar_value(el, r) for r in raw)
         return _scalar_value(self.type, raw)
 
@@ -114,6 +128,13 @@ class TopLevel:
             elif t.bus in outs:
                 outputs.append(_port(t))
         return cls(network.name, tuple(inputs), tuple(outputs))
+
+    def flattened(self) -> TopLevel:
+        """The same ports with every array port flat (see ``Port.flat``)."""
+        def flat(ports: tuple[Port, ...]) -> tuple[Port, ...]:
+            return tuple(replace(p, flat=isinstance(p.type, ArrayType)) for p in ports)
+
+        return TopLevel(self.name, flat(self.inputs), flat(self.outputs))
 
 
 def _port(t: TracedSignal) -> Port:

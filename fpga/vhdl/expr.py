@@ -147,6 +147,13 @@ class ExprEmitter:
             return self.conv(self.num(e.operand), src, t, e.rounding)
         return self.num(e.operand, t)
 
+    def bit_operand(self, x: Expr, t: NumT, op: str) -> str:
+        """An operand of ``&``/``|``/``^`` in ``t``; a constant mask wider than an unsigned
+        ``&`` result keeps only the bits that can matter (no truncation warning)."""
+        if op == "&" and isinstance(x, Const) and not t.signed and t.frac == 0:
+            return num_literal(int(x.value) & ((1 << t.width) - 1), t)
+        return self.num(x, t)
+
     def binop(self, e: BinOp) -> str:
         t = e.type
         assert isinstance(t, NumT)
@@ -158,7 +165,7 @@ class ExprEmitter:
             return f"({self.num(a, t)} {op} {self.num(b, t)})"
         if op in ("&", "|", "^"):
             word = {"&": "and", "|": "or", "^": "xor"}[op]
-            return f"({self.num(a, t)} {word} {self.num(b, t)})"
+            return f"({self.bit_operand(a, t, op)} {word} {self.bit_operand(b, t, op)})"
         if op == "*":
             if not at.signed and not bt.signed:
                 code = f"({self.num(a)} * {self.num(b)})"

@@ -87,9 +87,23 @@ def literal(value: object, t: VType) -> str:
         return enum_literal(t, value if isinstance(value, str) else value.name)  # type: ignore[attr-defined]
     if isinstance(t, ArrayT):
         assert isinstance(value, (tuple, list))
-        return "(" + ", ".join(f"{i} => {literal(v, t.element)}"
-                               for i, v in enumerate(value)) + ")"
+        return _aggregate([literal(v, t.element) for v in value])
     raise TypeError(t)
+
+
+def _aggregate(items: list[str]) -> str:
+    """A named aggregate; the most frequent element becomes ``others`` and long aggregates
+    are wrapped, four elements per line."""
+    common = max(set(items), key=items.count) if len(items) > 4 else None
+    if common is not None and items.count(common) < 2:
+        common = None
+    parts = [f"{i} => {v}" for i, v in enumerate(items) if v != common]
+    if common is not None:
+        parts.append(f"others => {common}")
+    if len(parts) <= 8:
+        return "(" + ", ".join(parts) + ")"
+    lines = [", ".join(parts[i:i + 4]) for i in range(0, len(parts), 4)]
+    return "(" + (",\n" + " " * 8).join(lines) + ")"
 
 
 def zero(t: VType) -> str:

@@ -159,6 +159,14 @@ def generate(net: Network, checks: bool = True) -> Generated:
                 inst.locals[name] = Slot(var, vt)
                 plain.append(var)
     em = Emitter(lay, checks)
+    for bus in net.buses:
+        w = net.writer.get(bus)
+        if w is not None and not w.is_combinational():
+            for spec in bus.signals().values():
+                slot = nxt[bus, spec.name]
+                if isinstance(slot, ArraySlot):
+                    em.dirty[slot.offset] = f"_dirty{slot.offset}"
+                    plain.append(em.dirty[slot.offset])
     by_proc = dict(zip(net.processes, instances, strict=True))
     code: list[str] = []
     for p in net.depends_on_inputs() + net.clocked:
@@ -167,7 +175,7 @@ def generate(net: Network, checks: bool = True) -> Generated:
         w = net.writer.get(bus)
         if w is not None and not w.is_combinational():
             for spec in bus.signals().values():
-                code += _latch(cur[bus, spec.name], nxt[bus, spec.name])
+                code += _latch(cur[bus, spec.name], nxt[bus, spec.name], em.dirty)
     for p in net.depends_on_registers():
         code += em.process(by_proc[p])
     outs = set(net.outputs)
@@ -187,7 +195,7 @@ def generate(net: Network, checks: bool = True) -> Generated:
     save = [f"S[{i}] = {v}" for i, v in enumerate(lay.s_vars)]
     sig = run_signature([p.signal.type for p in lay.inputs])
     ins = "".join(f"in{k}, " for k in range(len(lay.inputs)))
-    out = ["import numpy as np", "from numba import njit", HELPERS]
+    out = ["import numpy as np", "from numba import njit", HELPERS, *em.table_definitions()]
     out += [f'@njit("{sig}", cache=True, nogil=True)',
             f"def run(S, A, {ins}drv, OUTI, OUTB, rec, ticks, tick0, E):"]
     out += _indent([*load, f"rec_other = rec[{len(lay.places)}] != 0", "_t = 0",
@@ -253,12 +261,17 @@ def _for_vars(bodies: list[list[ir.Stmt]]) -> list[tuple[str, NumT]]:
     return found
 
 
-def _latch(dst: Storage, src: Storage) -> list[str]:
-    """The bus latch: the current value takes the next value (and its defined flag)."""
+def _latch(dst: Storage, src: Storage, dirty: dict[int, str]) -> list[str]:
+    """The bus latch: the current value takes the next value (and its defined flag). An
+    array is copied only when an element of its next value was stored this tick (the
+    ``dirty`` flag of its slot); otherwise both are already equal."""
     if isinstance(dst, ArraySlot):
         assert isinstance(src, ArraySlot)
-        lines = [f"for _k in range({dst.length}):",
-                 f"    A[{dst.offset} + _k] = A[{src.offset} + _k]"]
+        flag = dirty[src.offset]
+        lines = [f"if {flag}:",
+                 f"    {flag} = 0",
+                 f"    for _k in range({dst.length}):",
+                 f"        A[{dst.offset} + _k] = A[{src.offset} + _k]"]
     else:
         assert isinstance(src, Slot)
         lines = [f"{dst.var} = {src.var}"]

@@ -60,6 +60,33 @@ class Emitter:
         self.tmp = 0
         self.inst: Instance | None = None
         self.loc: ir.Loc | None = None
+        self.dirty: dict[int, str] = {}
+        """Flags of the next values of clocked array signals, by slot offset: set when an
+        element is stored, so the latch copies only arrays that changed."""
+        self.tables: dict[tuple[int, ...], str] = {}
+        """Constant arrays indexed at run time: module-level numpy arrays by contents."""
+
+    def index(self, index: ir.Expr, length: int, defined: str, usite: int, isite: int) -> str:
+        """An array index: checked by ``_ix`` unless its type proves it in range (a loop
+        variable over the array, say) and the array is always defined."""
+        t = index.type
+        if defined == "1" and isinstance(t, NumT) and t.frac == 0 and t.lo >= 0 and t.hi < length:
+            return self.val(index)
+        return f"_ix({self.val(index)}, {length}, {defined}, {usite}, {isite}, t, E)"
+
+    def table(self, items: list[str]) -> str:
+        """The module-level constant array holding ``items`` (numba freezes global arrays
+        into the compiled code; a tuple literal would be rebuilt on every use)."""
+        key = tuple(int(x.strip("()")) for x in items)
+        name = self.tables.get(key)
+        if name is None:
+            name = self.tables[key] = f"_TABLE{len(self.tables)}"
+        return name
+
+    def table_definitions(self) -> list[str]:
+        """Source lines defining the constant arrays used so far."""
+        return [f"{name} = np.array({list(values)!r}, dtype=np.int64)"
+                for values, name in self.tables.items()]
 
     def fresh(self) -> str:
         self.tmp += 1
@@ -170,6 +197,8 @@ class Emitter:
         v, i = self.fresh(), self.fresh()
         conv = value if isinstance(value, ir.Convert) else None
         lines = [f"{v} = {self.val(conv.operand if conv else value)}"]
+        if arr.offset in self.dirty:
+            lines.append(f"{self.dirty[arr.offset]} = 1")
         d = arr.defined or "1"
         usite = 0
         if arr.defined is not None:
@@ -178,7 +207,7 @@ class Emitter:
                                           register=site.register))
         isite = self.layout.site(Site("index", site.where, site.target_type, site.owner,
                                       site.signal, length=arr.length))
-        lines.append(f"{i} = _ix({self.val(index)}, {arr.length}, {d}, {usite}, {isite}, t, E)")
+        lines.append(f"{i} = {self.index(index, arr.length, d, usite, isite)}")
         if conv is not None:
             elem = site.target_type.element if isinstance(site.target_type, ArrayType) else None
             esite = Site("store", site.where, site.target_type, site.owner, site.signal,
@@ -193,6 +222,8 @@ class Emitter:
 
     def store_array(self, dst: ArraySlot, value: ir.Expr, site: Site) -> list[str]:
         lines: list[str] = []
+        if dst.offset in self.dirty:
+            lines.append(f"{self.dirty[dst.offset]} = 1")
         if isinstance(value, ir.Const):
             t = value.type
             assert isinstance(t, ArrayT)
@@ -269,8 +300,7 @@ class Emitter:
             items = [self.const_raw(x, bt.element) for x in e.base.value]
             isite = self.layout.site(Site("index_read", self.where(),
                                           who="tuple index out of range"))
-            table = "(" + "".join(f"{x}, " for x in items) + ")"
-            return f"{table}[_ix({self.val(e.index)}, {len(items)}, 1, 0, {isite}, t, E)]"
+            return f"{self.table(items)}[{self.index(e.index, len(items), '1', 0, isite)}]"
         if isinstance(e, ir.Index):
             st, usite = self.storage_of(e.base)
             if not isinstance(st, ArraySlot):
@@ -280,8 +310,7 @@ class Emitter:
             isite = self.layout.site(Site("index_read", self.where(),
                                           who=_read_index_message(inst, e.base)))
             d = st.defined or "1"
-            return (f"A[{st.offset} + _ix({self.val(e.index)}, {st.length}, {d}, {usite}, "
-                    f"{isite}, t, E)]")
+            return f"A[{st.offset} + {self.index(e.index, st.length, d, usite, isite)}]"
         if isinstance(e, ir.BinOp):
             return self.binop(e)
         if isinstance(e, ir.UnaryOp):

@@ -535,10 +535,20 @@ class Lowerer:
             raise self.unsupported(node, "self", "self can only be used as self.<register> or "
                                    "self.<port>.<signal>")
         v = self.lookup(node.id, node)
-        e = self.constant(v, node, node.id)
-        if isinstance(e, Const) and not isinstance(v, enum.Enum) and isinstance(
-                v, (int, Fixed, tuple)):
-            self.constants.setdefault(node.id, ConstantIR(node.id, e.type, e.value))
+        if not isinstance(v, enum.Enum) and isinstance(v, (int, Fixed, tuple)):
+            return self.named_constant(node.id, v, node)
+        return self.constant(v, node, node.id)
+
+    def named_constant(self, name: str, v: Any, node: ast.AST) -> Expr:
+        """A module or class constant used by name (kept as a named constant in the VHDL)."""
+        e = self.constant(v, node, name)
+        assert isinstance(e, Const)
+        known = self.constants.get(name)
+        if known is not None and (known.type, known.value) != (e.type, e.value):
+            raise self.type_error(node, f"'{name}' names two different constants in this "
+                                  "process (a class constant and a module constant?); "
+                                  "rename one")
+        self.constants.setdefault(name, ConstantIR(name, e.type, e.value))
         return e
 
     def lookup(self, name: str, node: ast.AST) -> Any:
@@ -558,9 +568,13 @@ class Lowerer:
                 raise self.unsupported(node, "port used as a value",
                                        f"self.{node.attr} is a port; read its signals: "
                                        f"self.{node.attr}.<signal>")
+            v = getattr(self.cls, node.attr, None)
+            if isinstance(v, (int, Fixed, tuple)) and not isinstance(v, enum.Enum):
+                return self.named_constant(node.attr, v, node)
             raise self.unsupported(node, "attribute of self",
-                                   f"self.{node.attr} is neither a register nor a port (method "
-                                   "calls and other attributes are not supported)")
+                                   f"self.{node.attr} is neither a register, a port nor a "
+                                   "class constant (int, fixed point or tuple); method calls "
+                                   "and other attributes are not supported")
         if (isinstance(base, ast.Attribute) and _is_self(base.value)
                 and base.attr in self.ports):
             port = base.attr

@@ -62,24 +62,29 @@ def _ends(stmts: list[ast.stmt]) -> bool:
     return False
 
 
+def _returns(stmts: list[ast.stmt]) -> bool:
+    """Whether some path through ``stmts`` returns."""
+    return any(isinstance(n, ast.Return) for s in stmts for n in ast.walk(s))
+
+
 def flatten_returns(stmts: list[ast.stmt]) -> list[ast.stmt]:
-    """Pass 2: move the statements after an ``if`` whose body returns into its ``else``
-    (recursively), so that ``return`` only ever ends a branch."""
+    """Pass 2: move the statements after an ``if`` with a ``return`` somewhere inside into
+    each of its branches that does not end in ``return`` (recursively, so nested ``elif``
+    chains work too), so that ``return`` only ever ends a branch."""
     out: list[ast.stmt] = []
     for i, s in enumerate(stmts):
         if isinstance(s, ast.If):
-            body, orelse = flatten_returns(s.body), flatten_returns(s.orelse)
             rest = stmts[i + 1:]
-            if rest and (_ends(body) or _ends(orelse)):
-                if _ends(body):
-                    orelse = flatten_returns(orelse + rest) if not _ends(orelse) else orelse
-                else:
-                    body = flatten_returns(body + rest)
-                new = ast.If(test=s.test, body=body, orelse=orelse)
+            if rest and _returns([s]):
+                body = s.body if _ends(s.body) else s.body + rest
+                orelse = s.orelse if _ends(s.orelse) else s.orelse + rest
+                new = ast.If(test=s.test, body=flatten_returns(body),
+                             orelse=flatten_returns(orelse))
                 ast.copy_location(new, s)
                 out.append(new)
                 return out
-            new = ast.If(test=s.test, body=body, orelse=orelse)
+            new = ast.If(test=s.test, body=flatten_returns(s.body),
+                         orelse=flatten_returns(s.orelse))
             ast.copy_location(new, s)
             out.append(new)
         elif isinstance(s, (ast.For, ast.While)):

@@ -1,0 +1,295 @@
+"""Model of the detector's sensor ASIC: photon flux → counts → link words for the firmware.
+
+Counting model (single-photon-counting pixel detector, Pilatus/Medipix style)
+-----------------------------------------------------------------------------
+Each photon deposits ``photon_energy`` (keV); the pixel's front end measures it with a
+Gaussian error of ``energy_sigma`` and counts the photon when the measured energy is above
+the pixel's threshold ``T_p = threshold + δ_p``, where ``δ_p ~ N(0, threshold_dispersion)``
+is the pixel's residual threshold offset after trimming (fixed per pixel, drawn from the
+seed). The counting efficiency of pixel p is therefore
+
+    ε_p = P(E + noise > T_p) = ½ · erfc((T_p − E) / (√2 · σ))
+
+(1 far below the photon energy, ½ at it, 0 far above; a step when σ = 0). Photons arrive
+independently, so the counts of a pixel with flux Φ_p (photons/s) exposed for t seconds
+are Poisson with mean ε_p · Φ_p · t (a thinned Poisson process), clipped at the counter
+depth 2**20 − 1 (``PIXEL_MAX``). Not modelled: charge sharing between pixels, count-rate
+dead time (pile-up) and the energy spectrum of the beam (monochromatic beam assumed).
+
+Defects, at positions drawn once from the seed: dead pixels always read 0; hot pixels
+count at ``hot_rate`` counts/s on top of any photons (so they saturate in long
+exposures).
+
+The link (``link_stream``) then sends a sequence of count frames to the firmware as
+``lanes`` pixels per tick, with the flags and gaps of docs/firmware.md ("Inputs").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from fpga.designs.params import PIXEL_MAX, ChainParams
+
+_LAM_CAP = 4.0 * PIXEL_MAX
+"""Poisson means above this always saturate the counter (the mean is 4× the counter depth,
+thousands of standard deviations above it): capping keeps ``Generator.poisson`` exact
+after saturation and away from its overflow limit."""
+
+
+def counting_efficiency(photon_energy: float, threshold: npt.ArrayLike,
+                        energy_sigma: float) -> npt.NDArray[np.float64]:
+    """Fraction of photons of ``photon_energy`` counted by pixels with threshold(s)
+    ``threshold`` and energy resolution (rms) ``energy_sigma``, all in keV:
+    ``½·erfc((T − E)/(√2·σ))``; a step (½ at ``T == E``) when ``σ == 0``."""
+    t = np.asarray(threshold, dtype=np.float64)
+    if energy_sigma == 0:
+        return np.where(t < photon_energy, 1.0, np.where(t > photon_energy, 0.0, 0.5))
+    z = (t - photon_energy) / (math.sqrt(2.0) * energy_sigma)
+    erfc = np.frompyfunc(math.erfc, 1, 1)
+    return np.asarray(0.5 * erfc(z), dtype=np.float64)
+
+
+def _positive(name: str, v: float, zero_ok: bool = False) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
+        raise ValueError(f"{name} must be a number, not {v!r}")
+    f = float(v)
+    if not math.isfinite(f) or f < 0 or (f == 0 and not zero_ok):
+        raise ValueError(f"{name} must be finite and {'>= 0' if zero_ok else '> 0'}, not {v!r}")
+    return f
+
+
+def _count(name: str, v: int, hi: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int | np.integer) or not 0 <= v <= hi:
+        raise ValueError(f"{name} must be an int in 0 … {hi}, not {v!r}")
+    return int(v)
+
+
+class SensorModel:
+    """A photon-counting sensor of ``params.height × params.width`` pixels.
+
+    Parameters
+    ----------
+    params
+        Frame shape (the firmware's build parameters).
+    photon_energy, threshold, energy_sigma, threshold_dispersion
+        Beam energy, counting threshold, energy resolution (rms) of the pixel front end and
+        rms pixel-to-pixel threshold spread after trimming, in keV (see the module text).
+        ``threshold`` and ``photon_energy`` may be changed later (the per-pixel offsets
+        stay).
+    dead_pixels, hot_pixels
+        Number of defective pixels of each kind, at positions drawn from ``seed``.
+    hot_rate
+        Counts/s of a hot pixel (on top of photons).
+    seed
+        Seeds both the fixed per-pixel properties and the stream of Poisson noise: two
+        models with the same arguments give the same frames.
+    """
+
+    def __init__(self, params: ChainParams, *, photon_energy: float = 12.0,
+                 threshold: float = 6.0, energy_sigma: float = 0.5,
+                 threshold_dispersion: float = 0.0, dead_pixels: int = 0, hot_pixels: int = 0,
+                 hot_rate: float = 1e6, seed: int = 0) -> None:
+        if not isinstance(params, ChainParams):
+            raise ValueError(f"SensorModel: params must be a ChainParams, not {params!r}")
+        self.params = params
+        self.shape = (params.height, params.width)
+        n = params.height * params.width
+        self._photon_energy = _positive("photon_energy", photon_energy)
+        self._threshold = _positive("threshold", threshold, zero_ok=True)
+        self.energy_sigma = _positive("energy_sigma", energy_sigma, zero_ok=True)
+        self.threshold_dispersion = _positive("threshold_dispersion", threshold_dispersion,
+                                              zero_ok=True)
+        n_dead = _count("dead_pixels", dead_pixels, n)
+        n_hot = _count("hot_pixels", hot_pixels, n - n_dead)
+        self.hot_rate = _positive("hot_rate", hot_rate, zero_ok=True)
+        fixed_seq, noise_seq = np.random.SeedSequence(seed).spawn(2)
+        fixed = np.random.default_rng(fixed_seq)
+        self._rng = np.random.default_rng(noise_seq)
+        # Drawn even without dispersion, so the defect positions do not depend on it.
+        self._offset = self.threshold_dispersion * fixed.standard_normal(self.shape)
+        where = fixed.choice(n, n_dead + n_hot, replace=False)
+        self.dead_mask = np.zeros(self.shape, bool)
+        self.hot_mask = np.zeros(self.shape, bool)
+        self.dead_mask.flat[where[:n_dead]] = True
+        self.hot_mask.flat[where[n_dead:]] = True
+        self.dead_mask.flags.writeable = False
+        self.hot_mask.flags.writeable = False
+        self._update_efficiency()
+
+    def _update_efficiency(self) -> None:
+        if self.threshold_dispersion:
+            eff = counting_efficiency(self._photon_energy, self._threshold + self._offset,
+                                      self.energy_sigma)
+        else:  # one threshold for all pixels: one erfc
+            eff = np.full(self.shape, counting_efficiency(
+                self._photon_energy, self._threshold, self.energy_sigma), dtype=np.float64)
+        eff.flags.writeable = False
+        self._efficiency = eff
+
+    @property
+    def efficiency(self) -> npt.NDArray[np.float64]:
+        """Per-pixel counting efficiency at the current threshold and energy."""
+        return self._efficiency
+
+    @property
+    def threshold(self) -> float:
+        """Counting threshold (keV)."""
+        return self._threshold
+
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        self._threshold = _positive("threshold", value, zero_ok=True)
+        self._update_efficiency()
+
+    @property
+    def photon_energy(self) -> float:
+        """Photon energy of the (monochromatic) beam (keV)."""
+        return self._photon_energy
+
+    @photon_energy.setter
+    def photon_energy(self, value: float) -> None:
+        self._photon_energy = _positive("photon_energy", value)
+        self._update_efficiency()
+
+    def expected_counts(self, flux: npt.ArrayLike, exposure: float) -> npt.NDArray[np.float64]:
+        """Mean counts per pixel (before the counter saturates): ``ε·Φ·t``, plus
+        ``hot_rate·t`` on hot pixels, 0 on dead pixels."""
+        phi = self._check_flux(flux)
+        t = _positive("exposure", exposure)
+        lam = self._efficiency * phi * t
+        lam[self.hot_mask] += self.hot_rate * t
+        lam[self.dead_mask] = 0.0
+        return lam
+
+    def expose(self, flux: npt.ArrayLike, exposure: float) -> npt.NDArray[np.uint32]:
+        """Counts of one exposure of ``exposure`` seconds to ``flux`` (photons/s per pixel,
+        ``height × width``): Poisson, saturating at 2**20 − 1, with dead and hot pixels."""
+        lam = np.minimum(self.expected_counts(flux, exposure), _LAM_CAP)
+        counts = self._rng.poisson(lam)
+        return np.minimum(counts, PIXEL_MAX).astype(np.uint32)
+
+    def frames(self, flux: npt.ArrayLike, exposure: float, n: int) -> list[npt.NDArray[np.uint32]]:
+        """``n`` successive exposures of the same flux."""
+        _count("n", n, 1 << 31)
+        return [self.expose(flux, exposure) for _ in range(n)]
+
+    def _check_flux(self, flux: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        a = np.asarray(flux)
+        if a.shape != self.shape:
+            raise ValueError(f"flux must have the sensor shape {self.shape}, got {a.shape}")
+        if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+            raise ValueError(f"flux must be a real array, got dtype {a.dtype}")
+        phi = a.astype(np.float64)
+        if not np.isfinite(phi).all():
+            raise ValueError("flux must be finite (found NaN or inf)")
+        if (phi < 0).any():
+            y, x = np.argwhere(phi < 0)[0]
+            raise ValueError(f"flux must be >= 0, got {phi[y, x]} at pixel (y={y}, x={x})")
+        return phi
+
+
+@dataclass(frozen=True, eq=False)
+class LinkStream:
+    """Per-tick stimulus of the firmware's ``link`` bus for a sequence of frames.
+
+    ``valid``, ``sof``, ``eol`` are ``bool`` arrays of length ``ticks``; ``data`` is
+    ``(ticks, lanes)`` ``int64`` (all fields 0 on idle ticks). ``sof_ticks[i]`` is the tick
+    of frame i's first word (the timestamp the firmware puts in its header),
+    ``last_ticks[i]`` that of its last word.
+    """
+
+    valid: npt.NDArray[np.bool_]
+    sof: npt.NDArray[np.bool_]
+    eol: npt.NDArray[np.bool_]
+    data: npt.NDArray[np.int64]
+    sof_ticks: npt.NDArray[np.int64]
+    last_ticks: npt.NDArray[np.int64]
+
+    @property
+    def ticks(self) -> int:
+        """Length of the stream in ticks."""
+        return int(self.valid.shape[0])
+
+    def stimulus(self, bus: str = "link", start: int = 0, stop: int | None = None
+                 ) -> dict[str, npt.NDArray[np.generic]]:
+        """Ticks ``start`` … ``stop − 1`` as ``sme.Simulator.run_batch`` stimulus:
+        ``{"<bus>.valid", "<bus>.sof", "<bus>.eol", "<bus>.data"}`` → arrays (views)."""
+        sl = slice(start, stop)
+        return {f"{bus}.valid": self.valid[sl], f"{bus}.sof": self.sof[sl],
+                f"{bus}.eol": self.eol[sl], f"{bus}.data": self.data[sl]}
+
+
+def link_stream(frames: Sequence[npt.ArrayLike] | npt.NDArray[np.integer], params: ChainParams,
+                *, lead_idle: int = 0, idle_prob: float = 0.0, tail_idle: int = 0,
+                seed: int | np.random.Generator | None = 0) -> LinkStream:
+    """Serialise count frames into link words.
+
+    Word c of line y carries pixels ``(y, c·K … c·K + K − 1)``; ``sof`` is set on each
+    frame's first word, ``eol`` on the last word of every line. Idle ticks: ``lead_idle``
+    before the first frame, ``params.frame_gap`` after every frame (also the last, so the
+    firmware can finish its packet), ``tail_idle`` more at the end, and, inside frames,
+    before each word but a frame's first a geometric number of idle ticks
+    (``P(k) = idle_prob**k · (1 − idle_prob)``, drawn from ``seed``) to exercise ``valid``
+    gaps.
+    """
+    k, wpl, wpf = params.lanes, params.words_per_line, params.words_per_frame
+    stack = _check_frames(frames, params)
+    n_frames = stack.shape[0]
+    lead_idle = _count("lead_idle", lead_idle, 1 << 40)
+    tail_idle = _count("tail_idle", tail_idle, 1 << 40)
+    if (isinstance(idle_prob, bool) or not isinstance(idle_prob, int | float)
+            or not 0.0 <= idle_prob < 1.0):
+        raise ValueError(f"idle_prob must be a number in [0, 1), not {idle_prob!r}")
+    n_words = n_frames * wpf
+    # Idle ticks before each word.
+    gaps = np.zeros(n_words, dtype=np.int64)
+    if idle_prob > 0 and n_words:
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        gaps = rng.geometric(1.0 - idle_prob, n_words).astype(np.int64) - 1
+    starts = np.arange(n_frames) * wpf
+    gaps[starts] = params.frame_gap
+    if n_frames:
+        gaps[0] = lead_idle
+    tick = np.cumsum(gaps + 1) - 1
+    total = (int(tick[-1]) + 1 + params.frame_gap if n_words else lead_idle) + tail_idle
+    valid = np.zeros(total, bool)
+    sof = np.zeros(total, bool)
+    eol = np.zeros(total, bool)
+    data = np.zeros((total, k), np.int64)
+    valid[tick] = True
+    sof[tick[starts]] = True
+    eol[tick[wpl - 1::wpl]] = True
+    data[tick] = stack.reshape(n_words, k)
+    return LinkStream(valid=valid, sof=sof, eol=eol, data=data,
+                      sof_ticks=tick[starts].copy(), last_ticks=tick[starts + wpf - 1].copy())
+
+
+def _check_frames(frames: Sequence[npt.ArrayLike] | npt.NDArray[np.integer],
+                  params: ChainParams) -> npt.NDArray[np.int64]:
+    shape = (params.height, params.width)
+    if isinstance(frames, np.ndarray) and frames.ndim == 3:
+        items: list[npt.NDArray[np.generic]] = list(frames)
+    elif isinstance(frames, np.ndarray):
+        raise ValueError(f"frames must be a sequence of {shape} arrays or a (n, {shape[0]}, "
+                         f"{shape[1]}) array, got an array of shape {frames.shape}")
+    else:
+        items = [np.asarray(f) for f in frames]
+    out = np.empty((len(items), *shape), np.int64)
+    for i, f in enumerate(items):
+        if f.shape != shape:
+            raise ValueError(f"frames[{i}] has shape {f.shape}, the sensor is {shape}")
+        if f.dtype == bool or not np.issubdtype(f.dtype, np.integer):
+            raise ValueError(f"frames[{i}] must hold integer counts, got dtype {f.dtype}")
+        if f.size and (int(f.min()) < 0 or int(f.max()) > PIXEL_MAX):
+            raise ValueError(f"frames[{i}] counts must be in 0 … {PIXEL_MAX}, got "
+                             f"{int(f.min())} … {int(f.max())}")
+        out[i] = f
+    return out
+
+
+__all__ = ["LinkStream", "SensorModel", "counting_efficiency", "link_stream"]

@@ -1,0 +1,161 @@
+"""The packetiser: one packet per frame — header, payload, reductions, CRC-32 trailer
+(docs/firmware.md, "The packet")."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sme import Array, Bool, Process, UInt, wrap
+from sme.process import Direction
+
+from .buses import bits, chain_buses, specialise
+from .crc import CRC_T0, CRC_T1, CRC_T2, CRC_T3, INIT, XOR_OUT
+from .params import (
+    HEADER_LANES,
+    MAGIC,
+    REDUCTION_FIELDS,
+    REDUCTION_LANES,
+    VERSION,
+    ChainParams,
+    Flags,
+)
+
+BINNING_FLAG = int(Flags.BINNING)
+FRAMING_FLAG = int(Flags.FRAMING_ERROR)
+
+
+class PacketiserBody(Process):
+    """Emits the header on a frame's first word and the payload one word behind the image
+    (that slot is the header's); after the last word come the reduction words, read from
+    ``results``, and the trailer with the CRC of everything before it. Payload words, the
+    bulk of a packet, take a path of their own that updates the CRC as it copies."""
+
+    if TYPE_CHECKING:  # registers, declared per parameters by the factory below
+        tail: bool
+        err: bool
+        step: int
+        crc: int
+        count: int
+        frame: int
+
+    def on_tick(self) -> None:
+        emit = False
+        last = False
+        self.out.first = False
+        if self.tail:
+            if self.step == 0:
+                for j in range(self.LANES):
+                    self.word[j] = self.held[j]
+            elif self.step <= self.REDUCTION_WORDS:
+                base = (self.step - 1) * self.LANES
+                for j in range(self.LANES):
+                    n = base + j
+                    if n == 0:
+                        self.word[j] = self.results.roi_sum & 0xFFFF
+                    elif n == 1:
+                        self.word[j] = (self.results.roi_sum >> 16) & 0xFFFF
+                    elif n == 2:
+                        self.word[j] = self.results.roi_sum >> 32
+                    elif n == 3:
+                        self.word[j] = self.results.saturated & 0xFFFF
+                    elif n == 4:
+                        self.word[j] = self.results.saturated >> 16
+                    elif n >= REDUCTION_FIELDS and n < REDUCTION_LANES:
+                        count = self.results.hist[(n - REDUCTION_FIELDS) >> 1]
+                        if (n & 1) == 0:
+                            self.word[j] = count & 0xFFFF
+                        else:
+                            self.word[j] = count >> 16
+                    else:
+                        self.word[j] = 0
+            else:
+                value = self.crc ^ XOR_OUT
+                self.word[0] = value & 0xFFFF
+                self.word[1] = value >> 16
+                self.word[2] = self.count & 0xFFFF
+                self.word[3] = self.count >> 16
+                self.word[4] = FRAMING_FLAG if self.err else 0
+                for j in range(5, self.LANES):
+                    self.word[j] = 0
+                last = True
+                self.tail = False
+                self.frame = wrap(self.frame + 1)
+            self.step = self.step + 1
+            emit = True
+        elif self.inp.valid and not self.inp.sof:
+            c: UInt[32] = self.crc
+            for i in range(self.LANES // 2):
+                lo = self.held[2 * i]
+                hi = self.held[2 * i + 1]
+                self.out.data[2 * i] = lo
+                self.out.data[2 * i + 1] = hi
+                self.held[2 * i] = self.inp.data[2 * i]
+                self.held[2 * i + 1] = self.inp.data[2 * i + 1]
+                c = c ^ (lo | (hi << 16))
+                c = (CRC_T3[c & 0xFF] ^ CRC_T2[(c >> 8) & 0xFF]
+                     ^ CRC_T1[(c >> 16) & 0xFF] ^ CRC_T0[c >> 24])
+            self.crc = c
+            self.count = self.count + 1
+            self.out.valid = True
+            self.out.last = False
+            if self.inp.eof:
+                self.tail = True
+                self.step = 0
+                self.err = self.inp.err
+            return
+        elif self.inp.valid:
+            binning = self.config.binning
+            ts = self.info.ts
+            self.word[0] = MAGIC
+            self.word[1] = (VERSION << 8) | self.LANES
+            self.word[2] = self.frame & 0xFFFF
+            self.word[3] = self.frame >> 16
+            self.word[4] = ts & 0xFFFF
+            self.word[5] = (ts >> 16) & 0xFFFF
+            self.word[6] = ts >> 32
+            self.word[7] = self.HEIGHT // 2 if binning else self.HEIGHT
+            self.word[8] = self.WIDTH // 2 if binning else self.WIDTH
+            self.word[9] = BINNING_FLAG if binning else 0
+            self.word[10] = self.config.threshold & 0xFFFF
+            self.word[11] = self.config.threshold >> 16
+            for j in range(HEADER_LANES, self.LANES):
+                self.word[j] = 0
+            self.out.first = True
+            self.crc = INIT
+            self.count = 0
+            for j in range(self.LANES):
+                self.held[j] = self.inp.data[j]
+            if self.inp.eof:
+                self.tail = True
+                self.step = 0
+                self.err = self.inp.err
+            emit = True
+        self.out.valid = emit
+        self.out.last = last
+        if emit:
+            for j in range(self.LANES):
+                self.out.data[j] = self.word[j]
+            if not last:
+                crc: UInt[32] = self.crc
+                for i in range(self.LANES // 2):
+                    crc = crc ^ (self.word[2 * i] | (self.word[2 * i + 1] << 16))
+                    crc = (CRC_T3[crc & 0xFF] ^ CRC_T2[(crc >> 8) & 0xFF]
+                           ^ CRC_T1[(crc >> 16) & 0xFF] ^ CRC_T0[crc >> 24])
+                self.crc = crc
+                self.count = self.count + 1
+
+
+def packetiser(p: ChainParams) -> type[Process]:
+    """The packetiser process class for ``p``."""
+    b = chain_buses(p)
+    return specialise(PacketiserBody, p, {
+        "inp": (Direction.IN, b.image), "results": (Direction.IN, b.results),
+        "info": (Direction.IN, b.frame_info), "config": (Direction.IN, b.config),
+        "out": (Direction.OUT, b.packet),
+    }, {
+        "word": (Array[UInt[16], p.lanes], [0] * p.lanes),
+        "held": (Array[UInt[16], p.lanes], [0] * p.lanes),
+        "tail": (Bool, False), "err": (Bool, False),
+        "step": (UInt[bits(p.reduction_words + 1)], 0),
+        "crc": (UInt[32], INIT), "count": (UInt[32], 0), "frame": (UInt[32], 0),
+    }, LANES=p.lanes, HEIGHT=p.height, WIDTH=p.width, REDUCTION_WORDS=p.reduction_words)

@@ -1,0 +1,129 @@
+"""Build-time parameters of the detector front-end firmware and the packet format constants.
+
+Everything the firmware, its numpy reference model, the sensor model and the readout
+backend must agree on lives here; docs/firmware.md is the prose version.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+PIXEL_BITS = 20
+"""Depth of the sensor's pixel counters (Pilatus-style): counts saturate at 2**20 - 1."""
+PIXEL_MAX = (1 << PIXEL_BITS) - 1
+OUT_BITS = 16
+"""Width of a corrected output pixel."""
+OUT_MAX = (1 << OUT_BITS) - 1
+GAIN_FRAC = 14
+"""Fraction bits of a gain-table entry (``UFix[2, 14]``: 1.0 is 16384, at most 3.99994)."""
+GAIN_ONE = 1 << GAIN_FRAC
+HIST_BINS = 64
+"""Bins of the on-FPGA intensity histogram: bin = value >> HIST_SHIFT."""
+HIST_SHIFT = OUT_BITS - 6
+MAGIC = 0x5AE1
+"""Lane 0 of every packet header."""
+VERSION = 1
+"""Packet format version (header lane 1, high byte)."""
+HEADER_LANES = 12
+"""Lanes of the header that carry information (the rest of the header word is zero)."""
+REDUCTION_FIELDS = 8
+"""Lanes before the histogram in the reduction words: ROI sum (3), saturated count (2),
+reserved (3)."""
+REDUCTION_LANES = REDUCTION_FIELDS + 2 * HIST_BINS
+MIN_LANES = 16
+
+
+class Reg(enum.Enum):
+    """Configuration registers, written through the ``ctrl`` bus (value in ``value``)."""
+
+    THRESHOLD = 0
+    ROI_X0 = 1
+    ROI_Y0 = 2
+    ROI_X1 = 3
+    ROI_Y1 = 4
+    BINNING = 5
+
+
+class Table(enum.Enum):
+    """Calibration tables, written a word (``lanes`` pixels) at a time through ``tables``."""
+
+    DARK = 0
+    GAIN = 1
+    MASK = 2
+
+
+class Flags(enum.IntFlag):
+    """Bits of header lane 9 (``BINNING``) and trailer lane 4 (the others)."""
+
+    BINNING = 1
+    FRAMING_ERROR = 2
+
+
+@dataclass(frozen=True)
+class ChainParams:
+    """Frame shape and pixels per tick (``lanes``) the firmware is built for.
+
+    ``width`` must be a multiple of ``2 * lanes`` and ``height`` even (2×2 binning keeps
+    whole words); ``lanes`` at least 16 (the header fits one word).
+    """
+
+    height: int = 64
+    width: int = 64
+    lanes: int = 16
+
+    def __post_init__(self) -> None:
+        for name in ("height", "width", "lanes"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"ChainParams.{name} must be a positive int, not {v!r}")
+        if self.lanes < MIN_LANES:
+            raise ValueError(f"ChainParams.lanes must be >= {MIN_LANES} (the packet header is "
+                             f"one word of {HEADER_LANES} lanes), not {self.lanes}")
+        if self.width % (2 * self.lanes):
+            raise ValueError(f"ChainParams.width ({self.width}) must be a multiple of "
+                             f"2 * lanes ({2 * self.lanes})")
+        if self.height % 2:
+            raise ValueError(f"ChainParams.height ({self.height}) must be even")
+        if self.height > 0xFFFF or self.width > 0xFFFF:
+            raise ValueError("ChainParams: height and width must fit 16 bits")
+
+    @property
+    def words_per_line(self) -> int:
+        """Link words per sensor line."""
+        return self.width // self.lanes
+
+    @property
+    def words_per_frame(self) -> int:
+        """Link words per sensor frame (and payload words without binning)."""
+        return self.height * self.words_per_line
+
+    def out_shape(self, binning: bool) -> tuple[int, int]:
+        """Shape of the output image."""
+        return (self.height // 2, self.width // 2) if binning else (self.height, self.width)
+
+    def payload_words(self, binning: bool) -> int:
+        """Payload words of one packet."""
+        h, w = self.out_shape(binning)
+        return h * w // self.lanes
+
+    @property
+    def reduction_words(self) -> int:
+        """Words carrying the ROI sum, saturated count and histogram."""
+        return -(-REDUCTION_LANES // self.lanes)
+
+    def packet_words(self, binning: bool) -> int:
+        """Words of one packet: header, payload, reductions, trailer."""
+        return 1 + self.payload_words(binning) + self.reduction_words + 1
+
+    @property
+    def frame_gap(self) -> int:
+        """Idle link ticks the sensor must leave between the last word of a frame and the
+        next frame's first word (the packetiser emits the reductions and the trailer in
+        them)."""
+        return self.reduction_words + 8
+
+    @property
+    def table_depth(self) -> int:
+        """Words in each calibration table (one word per link word of a frame)."""
+        return self.words_per_frame
