@@ -326,11 +326,11 @@ def _record(k: int, place: SignalPlace) -> list[str]:
         if st.defined is not None:
             lines.append(f"    _rd(0, {st.defined}, {place.monitor_site}, t, E)")
         return [*lines, f"    for _k in range({st.length}):",
-                f"        {out}[rec[{k}] + _k, _t] = " + conv.format(f"A[{st.offset} + _k]")]
+                f"        {out}[_t, rec[{k}] + _k] = " + conv.format(f"A[{st.offset} + _k]")]
     v = st.var
     if st.defined is not None:
         v = f"_rd({v}, {st.defined}, {place.monitor_site}, t, E)"
-    return [f"if rec[{k}] >= 0:", f"    {out}[rec[{k}], _t] = {conv.format(v)}"]
+    return [f"if rec[{k}] >= 0:", f"    {out}[_t, rec[{k}]] = {conv.format(v)}"]
 
 
 def _indent(lines: list[str]) -> list[str]:

@@ -284,8 +284,9 @@ class CompiledSession(Session):
                 rows_i += _columns(p)
             other = other or t.bus not in outs
         rec[-1] = int(other)
-        OUTI = np.empty((max(rows_i, 1), max(ticks, 1) if rows_i else 1), dtype=np.int64)
-        OUTB = np.empty((max(rows_b, 1), max(ticks, 1) if rows_b else 1), dtype=np.bool_)
+        # one row per tick: a tick's values (an array's elements) are stored side by side
+        OUTI = np.empty((max(ticks, 1) if rows_i else 1, max(rows_i, 1)), dtype=np.int64)
+        OUTB = np.empty((max(ticks, 1) if rows_b else 1, max(rows_b, 1)), dtype=np.bool_)
         self.E[:] = 0
         try:
             done = int(self._run(self.S, self.A, *ins, drv, OUTI, OUTB, rec, ticks, self.tick,
@@ -307,9 +308,9 @@ class CompiledSession(Session):
             r = int(rec[k])
             out = OUTB if _is_bool(t.type) else OUTI
             if isinstance(p.storage, ArraySlot):
-                result[t.name] = np.ascontiguousarray(out[r:r + p.storage.length, :ticks].T)
+                result[t.name] = np.ascontiguousarray(out[:ticks, r:r + p.storage.length])
             else:
-                result[t.name] = out[r, :ticks]
+                result[t.name] = np.ascontiguousarray(out[:ticks, r])
         return result
 
 

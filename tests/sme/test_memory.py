@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sme import DeclarationError, Int, Network, SignalValueError, Simulator, UFix, UInt
+from sme import Bool, DeclarationError, Int, Network, SignalValueError, Simulator, UFix, UInt
 from sme.memory import (
     address_width,
     dual_port_ram,
@@ -84,3 +84,40 @@ def test_initial_contents_must_fit() -> None:
 def test_depth_must_be_positive() -> None:
     with pytest.raises(DeclarationError, match="depth must be an int >= 1, not 0"):
         rom(UInt[4], 0)
+
+
+@pytest.mark.parametrize("backend", ["interp", "compiled"])
+def test_wide_dual_port_ram_reads_and_writes_whole_words(backend: str) -> None:
+    word, depth, lanes = UInt[16], 8, 4
+    wr, rd = write_port(word, depth, lanes)("wr"), read_port(word, depth, lanes)("rd")
+    q = read_data(word, depth, lanes)("q")
+    ram = dual_port_ram(word, depth, lanes)(write=wr, read=rd, data=q, mem=np.arange(32))
+    sim = Simulator(Network("wide", [ram], inputs=[wr, rd]), backend=backend)
+    sim.poke("rd.addr", 2)
+    sim.step()
+    assert tuple(sim.peek("q.rdata")) == (8, 9, 10, 11)
+    sim.apply({"wr.we": True, "wr.waddr": 2, "wr.wdata": [1, 2, 3, 4]})
+    sim.step()
+    assert tuple(sim.peek("q.rdata")) == (8, 9, 10, 11)  # read-first
+    sim.poke("wr.we", False)
+    sim.step()
+    assert tuple(sim.peek("q.rdata")) == (1, 2, 3, 4)
+
+
+def test_wide_memory_parameters() -> None:
+    assert dual_port_ram(UInt[8], 4, lanes=2).__name__ == "DualRamUInt8x4x2"
+    assert read_data(UInt[8], 4, 2).signals()["rdata"].type.length == 2
+    with pytest.raises(DeclarationError, match="lanes must be an int >= 1"):
+        rom(UInt[8], 4, lanes=0)
+    with pytest.raises(DeclarationError, match="cannot be an Array"):
+        from sme import Array
+        rom(Array[UInt[8], 2], 4)
+
+
+def test_bool_memory_takes_numpy_booleans() -> None:
+    addr, data = read_port(Bool, 4)("addr"), read_data(Bool, 4)("data")
+    mem = np.array([False, True, True, False])
+    sim = Simulator(Network("b", [rom(Bool, 4)(read=addr, data=data, mem=mem)]))
+    sim.poke("addr.addr", 1)
+    sim.step()
+    assert sim.peek("data.rdata") is True
