@@ -1,2 +1,35 @@
 """ophyd devices of the simulated beamline (the detector whose firmware is an SME network,
-motors, shutter, beam monitor) — built on ``sme`` and ``fpga``."""
+motors, shutter, beam monitor) — built on ``sme`` and ``fpga``.
+
+The sample environment the detector looks at is :class:`devices.samples.Scene`; see
+:mod:`devices.samples` for the frames and units shared by all sample models.
+"""
+
+from devices.beam import BeamMonitor
+from devices.motion import MotorLimitError, RotationStage, SimMotor
+from devices.phantom import Ellipsoid, EllipsoidPhantom, PhantomSample, shepp_logan_3d
+from devices.powder import CEO2, SILICON, CubicCrystal, PowderSample, reflections
+from devices.samples import EmptyBeam, IncidentBeam, Pose, Sample, Scene
+from devices.shutter import FastShutter
+
+__all__ = [
+    "CEO2",
+    "SILICON",
+    "BeamMonitor",
+    "CubicCrystal",
+    "Ellipsoid",
+    "EllipsoidPhantom",
+    "EmptyBeam",
+    "FastShutter",
+    "IncidentBeam",
+    "MotorLimitError",
+    "PhantomSample",
+    "Pose",
+    "PowderSample",
+    "RotationStage",
+    "Sample",
+    "Scene",
+    "SimMotor",
+    "reflections",
+    "shepp_logan_3d",
+]

@@ -37,7 +37,7 @@ from fpga.designs.params import PIXEL_MAX, ChainParams
 
 _LAM_CAP = 4.0 * PIXEL_MAX
 """Poisson means above this always saturate the counter (the mean is 4× the counter depth,
-thousands of standard deviations above it): capping keeps ``Generator.poisson`` exact
+over a thousand standard deviations above it): capping keeps ``Generator.poisson`` exact
 after saturation and away from its overflow limit."""
 
 

@@ -80,6 +80,9 @@ class ChainParams:
         if self.lanes < MIN_LANES:
             raise ValueError(f"ChainParams.lanes must be >= {MIN_LANES} (the packet header is "
                              f"one word of {HEADER_LANES} lanes), not {self.lanes}")
+        if self.lanes > 0xFF:
+            raise ValueError(f"ChainParams.lanes must be <= 255 (header lane 1 holds it in "
+                             f"8 bits), not {self.lanes}")
         if self.width % (2 * self.lanes):
             raise ValueError(f"ChainParams.width ({self.width}) must be a multiple of "
                              f"2 * lanes ({2 * self.lanes})")

@@ -1,0 +1,241 @@
+"""The detector packet format, software side: constants and the decoder of one packet.
+
+The firmware (``fpga.designs``) sends one packet per frame; this module is the readout's
+own copy of the format of docs/firmware.md ("The packet"), because ``dataflow`` must not
+import ``fpga``. A test checks that the constants here equal ``fpga.designs.params``.
+
+A packet is ``(n_words, K)`` 16-bit lanes: a header word, the payload (the output image
+row-major, K pixels per word), ⌈136 / K⌉ reduction words and a trailer word. Numbers that
+span lanes are little-endian, 16 bits per lane.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+MAGIC = 0x5AE1
+"""Header lane 0 of every packet."""
+VERSION = 1
+"""Packet format version understood here (header lane 1, high byte)."""
+MIN_LANES = 16
+"""Fewest lanes per word (the header must fit one word)."""
+OUT_BITS = 16
+"""Bits per output pixel (one lane)."""
+HIST_BINS = 64
+"""Bins of the on-FPGA histogram."""
+HIST_SHIFT = OUT_BITS - 6
+"""Histogram bin of a pixel: ``value >> HIST_SHIFT``."""
+
+# Header word lanes.
+H_MAGIC = 0
+H_VERSION = 1
+"""``VERSION << 8 | lanes``."""
+H_FRAME = 2
+"""Frame number, 2 lanes (32 bits)."""
+H_TIMESTAMP = 4
+"""Tick of the frame's start of frame on the link, 3 lanes (48 bits)."""
+H_HEIGHT = 7
+H_WIDTH = 8
+H_FLAGS = 9
+H_THRESHOLD = 10
+"""Threshold register, 2 lanes."""
+HEADER_LANES = 12
+"""Header lanes that carry information; the rest are zero."""
+
+# Reduction lanes (flattened over the reduction words).
+R_ROI_SUM = 0
+"""ROI sum, 3 lanes (48 bits)."""
+R_SATURATED = 3
+"""Saturated sensor pixels, 2 lanes (32 bits)."""
+REDUCTION_FIELDS = 8
+"""Lanes before the histogram (lanes 5–7 are reserved, zero)."""
+R_HIST = REDUCTION_FIELDS
+"""``hist[b]`` is lanes ``R_HIST + 2b`` (low) and ``R_HIST + 2b + 1`` (high)."""
+REDUCTION_LANES = REDUCTION_FIELDS + 2 * HIST_BINS
+
+# Trailer word lanes.
+T_CRC = 0
+"""CRC-32 of all words before the trailer, 2 lanes."""
+T_COUNT = 2
+"""Number of words before the trailer, 2 lanes."""
+T_FLAGS = 4
+TRAILER_LANES = 5
+
+FLAG_BINNING = 1
+"""Header flags bit: the image is 2×2-binned."""
+FLAG_FRAMING_ERROR = 2
+"""Trailer flags bit: the firmware saw a framing error on its link in this frame."""
+
+
+def reduction_words(lanes: int) -> int:
+    """Words that carry the reductions for ``lanes`` lanes per word."""
+    return -(-REDUCTION_LANES // lanes)
+
+
+def packet_words(out_height: int, out_width: int, lanes: int) -> int:
+    """Words of the packet of an ``out_height × out_width`` output image."""
+    return 1 + out_height * out_width // lanes + reduction_words(lanes) + 1
+
+
+class PacketError(ValueError):
+    """A packet failed a check. ``check`` names it (``"magic"``, ``"crc"``, …),
+    ``frame_number`` is the header's frame number when the header could be read (it is
+    not verified when the check that failed is the CRC)."""
+
+    def __init__(self, check: str, message: str, frame_number: int | None = None) -> None:
+        super().__init__(f"packet {check} check failed: {message}")
+        self.check = check
+        self.frame_number = frame_number
+
+
+@dataclass(frozen=True, eq=False)
+class ReadoutFrame:
+    """One frame as the readout received it: header fields, the ``uint16`` output image
+    and the firmware's reductions. ``flags`` is the header flags or'ed with the trailer
+    flags (``FLAG_BINNING``, ``FLAG_FRAMING_ERROR``)."""
+
+    frame_number: int
+    timestamp: int
+    flags: int
+    threshold: int
+    image: npt.NDArray[np.uint16] = field(repr=False)
+    roi_sum: int
+    saturated: int
+    histogram: npt.NDArray[np.int64] = field(repr=False)
+    crc: int
+
+    @property
+    def binning(self) -> bool:
+        """The image is 2×2-binned."""
+        return bool(self.flags & FLAG_BINNING)
+
+    @property
+    def framing_error(self) -> bool:
+        """The firmware flagged a framing error on its link during this frame."""
+        return bool(self.flags & FLAG_FRAMING_ERROR)
+
+
+def _join(lanes: npt.NDArray[Any]) -> int:
+    """Little-endian 16-bit lanes → int."""
+    return sum(int(v) << (16 * i) for i, v in enumerate(lanes))
+
+
+def packet_from_bytes(data: bytes | bytearray | memoryview, lanes: int) -> npt.NDArray[np.uint16]:
+    """A packet received as bytes (each word its lanes in order, each lane little-endian,
+    the layout the CRC is computed over) as ``(n_words, lanes)`` ``uint16``."""
+    if not isinstance(lanes, int) or lanes < MIN_LANES:
+        raise PacketError("lanes", f"lanes must be an int >= {MIN_LANES}, got {lanes!r}")
+    buf = bytes(data)
+    if len(buf) % (2 * lanes):
+        raise PacketError("length", f"{len(buf)} bytes is not a whole number of "
+                                    f"{2 * lanes}-byte words")
+    return np.frombuffer(buf, dtype="<u2").reshape(-1, lanes).copy()
+
+
+def _as_words(words: npt.ArrayLike) -> npt.NDArray[np.uint16]:
+    try:
+        arr = np.asarray(words)
+    except (ValueError, TypeError) as e:
+        raise PacketError("structure", f"not an array of words: {e}") from None
+    if arr.ndim != 2:
+        raise PacketError("structure", f"a packet is a 2-D (words, lanes) array, got "
+                                       f"{arr.ndim}-D shape {arr.shape}")
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
+        raise PacketError("structure", f"packet words must be integers, got dtype {arr.dtype}")
+    if arr.shape[1] < MIN_LANES:
+        raise PacketError("lanes", f"words have {arr.shape[1]} lanes, at least {MIN_LANES} "
+                                   "expected")
+    if arr.shape[0] < 2:
+        raise PacketError("length", f"{arr.shape[0]} word(s): a packet has at least a header "
+                                    "and a trailer")
+    if arr.dtype != np.uint16 and arr.size and (int(arr.min()) < 0 or int(arr.max()) > 0xFFFF):
+        raise PacketError("range", f"lane values must be 16-bit, got {int(arr.min())} … "
+                                   f"{int(arr.max())}")
+    return np.ascontiguousarray(arr, dtype="<u2")
+
+
+def decode_packet(words: npt.ArrayLike, lanes: int | None = None,
+                  sensor_shape: tuple[int, int] | None = None) -> ReadoutFrame:
+    """Check one packet and decode it into a ``ReadoutFrame``.
+
+    Checks, in order: structure and range of the words, the lane count (against
+    ``lanes`` when given and the header's), the magic, the version, the output shape
+    (against ``sensor_shape`` and the binning flag when given), the word count, the CRC,
+    the reserved lanes and flag bits, and that the histogram counts every output pixel.
+
+    Raises
+    ------
+    PacketError
+        The first check that failed, with expected and got values.
+    """
+    w = _as_words(words)
+    n, k = w.shape
+    if lanes is not None and k != lanes:
+        raise PacketError("lanes", f"words have {k} lanes, expected {lanes}")
+    hdr, trl = w[0], w[-1]
+    fn = _join(hdr[H_FRAME:H_FRAME + 2])
+    if hdr[H_MAGIC] != MAGIC:
+        raise PacketError("magic", f"header lane 0 is {int(hdr[H_MAGIC]):#06x}, expected "
+                                   f"{MAGIC:#06x}")
+    if hdr[H_VERSION] >> 8 != VERSION:
+        raise PacketError("version", f"packet version {int(hdr[H_VERSION]) >> 8}, expected "
+                                     f"{VERSION}", fn)
+    if hdr[H_VERSION] & 0xFF != k:
+        raise PacketError("lanes", f"header says {int(hdr[H_VERSION]) & 0xFF} lanes, words "
+                                   f"have {k}", fn)
+    out_h, out_w, hflags = int(hdr[H_HEIGHT]), int(hdr[H_WIDTH]), int(hdr[H_FLAGS])
+    if out_h == 0 or out_w == 0 or (out_h * out_w) % k:
+        raise PacketError("shape", f"output shape {out_h}×{out_w} is not a positive whole "
+                                   f"number of {k}-pixel words", fn)
+    if sensor_shape is not None:
+        sh, sw = sensor_shape
+        want = (sh // 2, sw // 2) if hflags & FLAG_BINNING else (sh, sw)
+        if (out_h, out_w) != want:
+            raise PacketError("shape", f"header shape {out_h}×{out_w}, expected "
+                                       f"{want[0]}×{want[1]} for a {sh}×{sw} sensor "
+                                       f"(binning {'on' if hflags & FLAG_BINNING else 'off'})",
+                              fn)
+    n_pay, n_red = out_h * out_w // k, reduction_words(k)
+    if n != 1 + n_pay + n_red + 1:
+        raise PacketError("length", f"{n} words, expected {1 + n_pay + n_red + 1} for a "
+                                    f"{out_h}×{out_w} image", fn)
+    count = _join(trl[T_COUNT:T_COUNT + 2])
+    if count != n - 1:
+        raise PacketError("word_count", f"trailer counts {count} words before it, the packet "
+                                        f"has {n - 1}", fn)
+    crc = zlib.crc32(w[:-1].data)
+    got = _join(trl[T_CRC:T_CRC + 2])
+    if crc != got:
+        raise PacketError("crc", f"trailer CRC {got:#010x}, computed {crc:#010x}", fn)
+    red = w[1 + n_pay:1 + n_pay + n_red].reshape(-1)
+    tflags = int(trl[T_FLAGS])
+    if (hdr[HEADER_LANES:].any() or trl[TRAILER_LANES:].any()
+            or red[R_SATURATED + 2:REDUCTION_FIELDS].any() or red[REDUCTION_LANES:].any()):
+        raise PacketError("reserved", "a reserved lane is not zero", fn)
+    if hflags & ~FLAG_BINNING or tflags & ~FLAG_FRAMING_ERROR:
+        raise PacketError("reserved", f"undefined flag bits: header {hflags:#x}, trailer "
+                                      f"{tflags:#x}", fn)
+    hist = (red[R_HIST:REDUCTION_LANES:2].astype(np.int64)
+            | (red[R_HIST + 1:REDUCTION_LANES:2].astype(np.int64) << 16))
+    total = int(hist.sum())
+    if total != out_h * out_w:
+        raise PacketError("histogram", f"histogram counts {total} pixels, the image has "
+                                       f"{out_h * out_w}", fn)
+    return ReadoutFrame(
+        frame_number=fn, timestamp=_join(hdr[H_TIMESTAMP:H_TIMESTAMP + 3]),
+        flags=hflags | tflags, threshold=_join(hdr[H_THRESHOLD:H_THRESHOLD + 2]),
+        image=w[1:1 + n_pay].reshape(out_h, out_w).astype(np.uint16, copy=True),
+        roi_sum=_join(red[R_ROI_SUM:R_ROI_SUM + 3]),
+        saturated=_join(red[R_SATURATED:R_SATURATED + 2]), histogram=hist, crc=crc)
+
+
+__all__ = [
+    "FLAG_BINNING", "FLAG_FRAMING_ERROR", "HIST_BINS", "HIST_SHIFT", "MAGIC", "MIN_LANES",
+    "REDUCTION_LANES", "VERSION", "PacketError", "ReadoutFrame", "decode_packet",
+    "packet_from_bytes", "packet_words", "reduction_words",
+]

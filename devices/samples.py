@@ -1,0 +1,239 @@
+"""What the detector sees: a :class:`Scene` turns motor, shutter and beam state into photons.
+
+The detector model (which runs the firmware) asks the scene for the *ideal* photon flux
+on its pixels and does the counting itself::
+
+    scene = Scene(sample_x=sx, sample_y=sy, rotation=rot, shutter=shutter, beam=beam,
+                  sample=PhantomSample(shepp_logan_3d()))
+    flux = scene.flux_image((256, 256), pixel_size=20e-6)        # photons/s per pixel
+    flux = scene.flux_image((256, 256), 20e-6, t=t_mid_exposure)  # motors at wall time t
+
+``flux_image`` returns a C-contiguous float64 array of the requested ``shape`` (rows,
+cols). It is zero when the shutter is not fully open or the beam is down; otherwise it is
+the sample's flux at nominal ring current times ``current / nominal_current``. Swapping
+``scene.sample`` (e.g. to a :class:`~devices.powder.PowderSample` or :class:`EmptyBeam`)
+changes the experiment without touching the detector.
+
+Frames (shared by all samples):
+
+* Lab frame: ``x`` horizontal and perpendicular to the beam (detector columns increase
+  with ``x``), ``y`` vertical up (detector rows increase downwards), ``z`` along the
+  beam. The beam axis hits the detector centre, ``((rows-1)/2, (cols-1)/2)``.
+* The sample X stage translates the sample (and the rotation axis) along ``x``, the
+  sample Y stage along ``y`` (both in mm); the rotation stage turns it about the vertical
+  axis ``y`` by the angle in degrees (counter-clockwise seen from above).
+* ``pixel_size`` is in metres (as in PONI files), either one number or
+  ``(pixel1, pixel2)`` for (rows, cols).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from devices.beam import BeamMonitor
+from devices.motion import RotationStage, SimMotor
+from devices.shutter import FastShutter
+
+__all__ = [
+    "EmptyBeam",
+    "FloatImage",
+    "IncidentBeam",
+    "PixelSize",
+    "Pose",
+    "Sample",
+    "Scene",
+    "detector_coordinates_mm",
+    "pixel_pair",
+]
+
+FloatImage = npt.NDArray[np.float64]
+PixelSize = float | tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Pose:
+    """Where the sample is: stage positions in mm and rotation angle in degrees."""
+
+    x: float = 0.0
+    y: float = 0.0
+    angle: float = 0.0
+
+
+class Sample(Protocol):
+    """Anything that can tell the photon flux it sends to each detector pixel."""
+
+    def flux(self, pose: Pose, shape: tuple[int, int], pixel_size: PixelSize) -> FloatImage:
+        """Photons/s per pixel at nominal ring current with the shutter open."""
+        ...
+
+
+def pixel_pair(pixel_size: PixelSize) -> tuple[float, float]:
+    """``(pixel1, pixel2)`` in metres from one number or a pair, validated."""
+    if isinstance(pixel_size, tuple):
+        if len(pixel_size) != 2:
+            raise ValueError(f"pixel_size must be a number or (pixel1, pixel2), got {pixel_size!r}")
+        pair = (float(pixel_size[0]), float(pixel_size[1]))
+    else:
+        pair = (float(pixel_size), float(pixel_size))
+    if not all(math.isfinite(p) and 0 < p < 1 for p in pair):
+        raise ValueError(f"pixel_size must be in metres, > 0 and < 1, got {pixel_size!r}")
+    return pair
+
+
+def check_shape(shape: tuple[int, int]) -> tuple[int, int]:
+    """Validate a detector shape ``(rows, cols)``."""
+    if len(shape) != 2 or not all(isinstance(n, (int, np.integer)) and n > 0 for n in shape):
+        raise ValueError(f"shape must be two positive ints (rows, cols), got {shape!r}")
+    return int(shape[0]), int(shape[1])
+
+
+def detector_coordinates_mm(
+    shape: tuple[int, int], pixel_size: PixelSize
+) -> tuple[FloatImage, FloatImage]:
+    """Lab ``x`` (shape ``(1, cols)``) and ``y`` (shape ``(rows, 1)``) of pixel centres, mm."""
+    rows, cols = check_shape(shape)
+    p1, p2 = pixel_pair(pixel_size)
+    x = (np.arange(cols, dtype=np.float64) - (cols - 1) / 2.0) * (p2 * 1e3)
+    y = ((rows - 1) / 2.0 - np.arange(rows, dtype=np.float64)) * (p1 * 1e3)
+    return x[None, :], y[:, None]
+
+
+@dataclass(frozen=True)
+class IncidentBeam:
+    """The incident (flat-field) beam at nominal ring current.
+
+    Parameters
+    ----------
+    flux_density
+        Photons/s per mm² on the beam axis.
+    sigma_x, sigma_y
+        Gaussian beam-profile widths in mm (``None`` = uniform in that direction), so
+        that flat fields are not trivially constant.
+    """
+
+    flux_density: float = 1.0e8
+    sigma_x: float | None = None
+    sigma_y: float | None = 5.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.flux_density) and self.flux_density >= 0):
+            raise ValueError(
+                f"IncidentBeam.flux_density must be >= 0, got {self.flux_density!r}"
+            )
+        for name in ("sigma_x", "sigma_y"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"IncidentBeam.{name} must be > 0 mm or None, got {value!r}")
+
+    def image(self, shape: tuple[int, int], pixel_size: PixelSize) -> FloatImage:
+        """Photons/s per pixel of the open beam (a cached, read-only array)."""
+        return _incident_image(self, check_shape(shape), pixel_pair(pixel_size))
+
+
+@lru_cache(maxsize=16)
+def _incident_image(
+    beam: IncidentBeam, shape: tuple[int, int], pixel: tuple[float, float]
+) -> FloatImage:
+    x, y = detector_coordinates_mm(shape, pixel)
+    area_mm2 = (pixel[0] * 1e3) * (pixel[1] * 1e3)
+    px = np.ones_like(x) if beam.sigma_x is None else np.exp(-0.5 * (x / beam.sigma_x) ** 2)
+    py = np.ones_like(y) if beam.sigma_y is None else np.exp(-0.5 * (y / beam.sigma_y) ** 2)
+    image = np.ascontiguousarray((beam.flux_density * area_mm2) * (py * px))
+    image.setflags(write=False)
+    return image
+
+
+@dataclass(frozen=True)
+class EmptyBeam:
+    """No sample in the beam: the detector sees the incident beam (a flat field)."""
+
+    incident: IncidentBeam = IncidentBeam()
+
+    def flux(self, pose: Pose, shape: tuple[int, int], pixel_size: PixelSize) -> FloatImage:
+        """The incident beam image, independent of the pose."""
+        return self.incident.image(shape, pixel_size)
+
+
+class Scene:
+    """The beamline's sample environment: stages, shutter, beam and the current sample.
+
+    Parameters
+    ----------
+    sample_x, sample_y
+        Horizontal and vertical sample stages (mm).
+    rotation
+        Rotation stage (degrees).
+    shutter
+        Fast shutter; no photons unless it reads ``"open"``.
+    beam
+        Beam-current monitor; flux scales with ``current / nominal_current``.
+    sample
+        The sample model (changeable later through :attr:`sample`).
+    """
+
+    def __init__(
+        self,
+        *,
+        sample_x: SimMotor,
+        sample_y: SimMotor,
+        rotation: RotationStage,
+        shutter: FastShutter,
+        beam: BeamMonitor,
+        sample: Sample,
+    ) -> None:
+        self.sample_x = sample_x
+        self.sample_y = sample_y
+        self.rotation = rotation
+        self.shutter = shutter
+        self.beam = beam
+        self.sample = sample
+
+    def pose(self, t: float | None = None) -> Pose:
+        """Stage positions now, or at wall time ``t`` (seconds since the epoch)."""
+        if t is None:
+            return Pose(self.sample_x.position, self.sample_y.position, self.rotation.position)
+        return Pose(
+            self.sample_x.position_at(t),
+            self.sample_y.position_at(t),
+            self.rotation.position_at(t),
+        )
+
+    def beam_factor(self) -> float:
+        """0 with the shutter not open or no beam, else ``current / nominal_current``."""
+        if not self.shutter.is_open:
+            return 0.0
+        return self.beam.beam_factor()
+
+    def flux_image(
+        self, shape: tuple[int, int], pixel_size: PixelSize, *, t: float | None = None
+    ) -> FloatImage:
+        """Ideal photon flux on the detector, photons/s per pixel (float64, ``shape``).
+
+        Parameters
+        ----------
+        shape
+            Detector shape ``(rows, cols)``.
+        pixel_size
+            Pixel pitch in metres, one number or ``(pixel1, pixel2)``.
+        t
+            Wall time at which to take the stage positions (default: now); shutter and
+            beam are taken as they are now.
+        """
+        shape = check_shape(shape)
+        pixel_pair(pixel_size)
+        factor = self.beam_factor()
+        if factor == 0.0:
+            return np.zeros(shape, dtype=np.float64)
+        image = self.sample.flux(self.pose(t), shape, pixel_size)
+        if image.shape != shape:
+            raise ValueError(
+                f"sample {type(self.sample).__name__} returned shape {image.shape}, "
+                f"expected {shape}"
+            )
+        return np.ascontiguousarray(image * factor, dtype=np.float64)

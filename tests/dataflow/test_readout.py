@@ -1,0 +1,402 @@
+"""The readout backend: packets of the numpy reference model → frames, and every check that
+keeps a corrupt frame from being passed on as good."""
+
+from __future__ import annotations
+
+import contextlib
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import dataflow.packets as pk
+from dataflow.packets import PacketError, ReadoutFrame, decode_packet, packet_from_bytes
+from dataflow.readout import Readout
+from fpga.designs import params
+from fpga.designs.params import PIXEL_MAX, ChainParams
+from fpga.designs.reference import (
+    ChainConfig,
+    ChainTables,
+    ReferenceResult,
+    reference_frame,
+    reference_stream,
+)
+
+P = ChainParams(height=8, width=64, lanes=16)
+
+
+def raw_frames(n: int, p: ChainParams = P, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 1 << int(rng.integers(8, 21)), (p.height, p.width)) for _ in range(n)]
+
+
+def packets(n: int, cfg: ChainConfig | None = None, p: ChainParams = P,
+            first_frame: int = 0) -> list[ReferenceResult]:
+    return reference_stream(raw_frames(n, p), p, cfg, first_frame=first_frame).results
+
+
+def fix_crc(words: np.ndarray) -> np.ndarray:
+    """The packet with its trailer CRC recomputed (a corruption the CRC cannot see)."""
+    w = words.copy()
+    crc = zlib.crc32(w[:-1].astype("<u2").tobytes())
+    w[-1, 0], w[-1, 1] = crc & 0xFFFF, crc >> 16
+    return w
+
+
+def bus(words_list: list[np.ndarray], idle_prob: float = 0.0, seed: int = 0,
+        bare: frozenset[int] = frozenset(), no_last: frozenset[int] = frozenset()
+        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Packets on the packet bus (valid/first/last/data, data int64 like run_batch), with
+    random idle ticks. Items in ``bare`` get no first/last flags (stray words), those in
+    ``no_last`` no last flag (a packet whose end was lost)."""
+    words = np.concatenate(words_list)
+    first = np.zeros(len(words), bool)
+    last = np.zeros(len(words), bool)
+    ends = np.cumsum([len(w) for w in words_list])
+    starts = np.concatenate([[0], ends[:-1]])
+    for i, (a, b) in enumerate(zip(starts, ends, strict=True)):
+        first[a] = i not in bare
+        last[b - 1] = i not in bare and i not in no_last
+    rng = np.random.default_rng(seed)
+    gaps = rng.geometric(1 - idle_prob, len(words)) - 1 if idle_prob else np.zeros(len(words), int)
+    tick = np.cumsum(gaps + 1) - 1
+    t = int(tick[-1]) + 4
+    v, f, la = np.zeros(t, bool), np.zeros(t, bool), np.zeros(t, bool)
+    d = np.zeros((t, words.shape[1]), np.int64)
+    v[tick], f[tick], la[tick], d[tick] = True, first, last, words
+    return v, f, la, d
+
+
+def feed_in_pieces(r: Readout, stream: tuple[np.ndarray, ...], seed: int = 0,
+                   max_piece: int = 40) -> list[ReadoutFrame]:
+    v, f, la, d = stream
+    rng = np.random.default_rng(seed)
+    out: list[ReadoutFrame] = []
+    a = 0
+    while a < len(v):
+        b = a + int(rng.integers(1, max_piece))
+        out += r.feed(v[a:b], f[a:b], la[a:b], d[a:b])
+        a = b
+    return out
+
+
+def same(frame: ReadoutFrame, ref: ReferenceResult) -> None:
+    np.testing.assert_array_equal(frame.image, ref.image)
+    assert frame.image.dtype == np.uint16
+    assert (frame.frame_number, frame.timestamp, frame.roi_sum, frame.saturated) == (
+        ref.frame_number, ref.timestamp, ref.roi_sum, ref.saturated)
+    np.testing.assert_array_equal(frame.histogram, ref.histogram)
+
+
+# -- the format constants are the firmware's ------------------------------------------------
+
+def test_constants_equal_the_firmware_params() -> None:
+    for name in ("MAGIC", "VERSION", "MIN_LANES", "OUT_BITS", "HIST_BINS", "HIST_SHIFT",
+                 "HEADER_LANES", "REDUCTION_FIELDS", "REDUCTION_LANES"):
+        assert getattr(pk, name) == getattr(params, name), name
+    assert int(params.Flags.BINNING) == pk.FLAG_BINNING
+    assert int(params.Flags.FRAMING_ERROR) == pk.FLAG_FRAMING_ERROR
+    for p in (P, ChainParams(64, 64, 16), ChainParams(1024, 1024, 16), ChainParams(64, 128, 32),
+              ChainParams(16, 96, 48)):
+        assert pk.reduction_words(p.lanes) == p.reduction_words
+        for binning in (False, True):
+            assert pk.packet_words(*p.out_shape(binning), p.lanes) == p.packet_words(binning)
+
+
+# -- round trip ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cfg", [
+    ChainConfig(),
+    ChainConfig(threshold=100, roi=(3, 1, 40, 6)),
+    ChainConfig(binning=True, roi=(0, 0, 5, 2), threshold=0xFFFFF),
+])
+def test_round_trip_in_pieces(cfg: ChainConfig) -> None:
+    refs = packets(6, cfg)
+    r = Readout(P.lanes, (P.height, P.width))
+    out = feed_in_pieces(r, bus([x.packet for x in refs], idle_prob=0.3))
+    assert len(out) == 6
+    for frame, ref in zip(out, refs, strict=True):
+        same(frame, ref)
+        assert frame.threshold == cfg.threshold
+        assert frame.binning == cfg.binning and not frame.framing_error
+    assert r.report() == {"good": 6, "corrupt": 0, "corrupt_by_check": {}, "dropped": 0,
+                          "framing_errors": 0, "stray_words": 0, "last_frame_number": 5,
+                          "expected_frame": 6, "in_packet": False, "errors": []}
+
+
+def test_round_trip_wide_words_and_full_size_frame() -> None:
+    p = ChainParams(64, 128, 32)
+    refs = packets(3, ChainConfig(binning=True), p)
+    out = Readout(32, (64, 128)).feed(*bus([x.packet for x in refs], idle_prob=0.1))
+    for frame, ref in zip(out, refs, strict=True):
+        same(frame, ref)
+    big = ChainParams(1024, 1024, 16)
+    tables = ChainTables(dark=np.full((1024, 1024), 3), gain=np.full((1024, 1024), 20000),
+                         mask=np.zeros((1024, 1024), bool))
+    ref = reference_frame(np.random.default_rng(2).integers(0, PIXEL_MAX + 1, (1024, 1024)),
+                          big, ChainConfig(threshold=5), tables, frame_number=0, timestamp=77)
+    r = Readout(16, (1024, 1024))
+    v, f, la, d = bus([ref.packet])
+    (frame,) = r.feed(v[:30000], f[:30000], la[:30000], d[:30000]) + r.feed(
+        v[30000:], f[30000:], la[30000:], d[30000:])
+    same(frame, ref)
+
+
+def test_feed_outputs_takes_a_run_batch_dict() -> None:
+    refs = packets(2)
+    v, f, la, d = bus([x.packet for x in refs])
+    r = Readout(P.lanes)
+    out = r.feed_outputs({"packet.valid": v, "packet.first": f, "packet.last": la,
+                          "packet.data": d})
+    assert [x.frame_number for x in out] == [0, 1]
+    with pytest.raises(KeyError, match=r"no signal 'out.valid' in the outputs"):
+        r.feed_outputs({"packet.valid": v}, bus="out")
+
+
+# -- corruption is detected, counted, and good frames around it come out -------------------
+
+def run(words_list: list[np.ndarray], bare: frozenset[int] = frozenset(),
+        no_last: frozenset[int] = frozenset(), **kw: object) -> tuple[Readout, list[ReadoutFrame]]:
+    r = Readout(P.lanes, (P.height, P.width), **kw)  # type: ignore[arg-type]
+    stream = bus(words_list, idle_prob=0.2, bare=bare, no_last=no_last)
+    return r, feed_in_pieces(r, stream, max_piece=25)
+
+
+def test_flipped_payload_bit_is_a_crc_error() -> None:
+    refs = packets(5)
+    words = [x.packet.copy() for x in refs]
+    words[2][3, 7] ^= 1 << 9
+    r, out = run(words)
+    assert [x.frame_number for x in out] == [0, 1, 3, 4]
+    for frame in out:
+        same(frame, refs[frame.frame_number])
+    assert (r.good, r.corrupt, r.dropped) == (4, 1, 0)
+    assert r.corrupt_by_check == {"crc": 1}
+    (err,) = r.errors
+    assert err.check == "crc" and err.frame_number == 2
+    assert "trailer CRC" in err.message and "computed" in err.message
+
+
+def test_flipped_frame_number_is_detected_with_and_without_its_crc() -> None:
+    refs = packets(6)
+    words = [x.packet.copy() for x in refs]
+    words[1][0, 2] ^= 1 << 4                       # frame 1 claims to be 17: CRC fails
+    words[3][0, 2] = 1                             # frame 3 claims to be 1, CRC fixed
+    words[3] = fix_crc(words[3])
+    r, out = run(words)
+    assert [x.frame_number for x in out] == [0, 2, 4, 5]
+    assert r.corrupt_by_check == {"crc": 1, "sequence": 1}
+    assert [(e.check, e.frame_number) for e in r.errors] == [("crc", 17), ("sequence", 1)]
+    assert "frame number 1 repeats or goes back (expected 3)" in r.errors[1].message
+    assert r.dropped == 0                          # both gaps are accounted for
+
+
+def test_missing_frame_is_counted_as_dropped() -> None:
+    refs = packets(6)
+    r, out = run([x.packet for i, x in enumerate(refs) if i not in (2, 4)])
+    assert [x.frame_number for x in out] == [0, 1, 3, 5]
+    assert (r.good, r.corrupt, r.dropped) == (4, 0, 2)
+    # a packet numbered forward with a good CRC is passed on, and the gap is counted
+    words = [x.packet for x in refs]
+    words[2] = words[2].copy()
+    words[2][0, 2] = 9
+    r, out = run([fix_crc(words[2]), words[5]], first_frame=None)
+    assert [x.frame_number for x in out] == [9] and r.corrupt_by_check == {"sequence": 1}
+
+
+def test_truncated_packet_is_corrupt() -> None:
+    refs = packets(5)
+    words = [x.packet for x in refs]
+    words[2] = words[2][:-3]                       # no trailer: the next `first` cuts it
+    r, out = run(words, no_last=frozenset({2}))
+    assert [x.frame_number for x in out] == [0, 1, 3, 4]
+    assert r.corrupt_by_check == {"truncated": 1} and r.dropped == 0
+    assert r.errors[0].frame_number == 2
+    # a packet with its last word but missing payload words fails the length check
+    words = [x.packet for x in refs]
+    words[1] = np.concatenate([words[1][:3], words[1][5:]])
+    r, out = run(words)
+    assert [x.frame_number for x in out] == [0, 2, 3, 4]
+    assert r.corrupt_by_check == {"length": 1}
+    assert "41 words, expected 43" in r.errors[0].message
+
+
+def test_bad_magic_is_corrupt() -> None:
+    refs = packets(4)
+    words = [x.packet.copy() for x in refs]
+    words[1][0, 0] = 0x1234
+    words[1] = fix_crc(words[1])
+    r, out = run(words)
+    assert [x.frame_number for x in out] == [0, 2, 3]
+    assert r.corrupt_by_check == {"magic": 1}
+    assert r.errors[0].frame_number is None
+    assert "header lane 0 is 0x1234, expected 0x5ae1" in r.errors[0].message
+
+
+def test_framing_error_flag_is_passed_on_and_counted() -> None:
+    raw = raw_frames(3)
+    refs = [reference_frame(x, P, frame_number=i, framing_error=i == 1)
+            for i, x in enumerate(raw)]
+    r, out = run([x.packet for x in refs])
+    assert [x.framing_error for x in out] == [False, True, False]
+    assert r.framing_errors == 1 and r.good == 3 and r.corrupt == 0
+
+
+def test_stray_words_and_overrun() -> None:
+    refs = packets(3)
+    stray = np.ones((4, 16), np.uint16)
+    r, out = run([stray, refs[0].packet, stray, refs[1].packet, refs[2].packet],
+                 bare=frozenset({0, 2}))
+    assert len(out) == 3 and r.stray_words == 8 and r.corrupt == 0
+    # a packet whose last word never comes is cut off after the longest possible packet
+    r = Readout(P.lanes, (P.height, P.width))
+    no_last = np.concatenate([refs[0].packet[:-1]] + [refs[1].packet[1:-1]] * 3)
+    v, f, la, d = bus([no_last])
+    la[:] = False
+    assert r.feed(v, f, la, d) == []
+    assert r.corrupt_by_check == {"overrun": 1} and not r.in_packet
+    assert r.feed(*bus([refs[1].packet]))[0].frame_number == 1
+
+
+def test_frame_numbers_wrap_at_32_bits() -> None:
+    refs = packets(4, first_frame=0xFFFF_FFFE)
+    r = Readout(P.lanes, first_frame=0xFFFF_FFFE)
+    out = r.feed(*bus([x.packet for x in refs]))
+    assert [x.frame_number for x in out] == [0xFFFF_FFFE, 0xFFFF_FFFF, 0, 1]
+    assert r.dropped == 0 and r.corrupt == 0
+    r.expect(7)
+    assert r.expected_frame == 7
+    r.feed(*bus([refs[0].packet]))                 # 0xFFFFFFFE is before 7 (mod 2**32)
+    assert r.corrupt_by_check == {"sequence": 1}
+    (later,) = packets(1, first_frame=10)
+    assert [x.frame_number for x in r.feed(*bus([later.packet]))] == [10]
+    assert r.dropped == 2                          # 7, 8, 9 minus the bad packet
+
+
+def test_readout_argument_errors() -> None:
+    with pytest.raises(ValueError, match="Readout: lanes must be an int >= 16, got 8"):
+        Readout(8)
+    with pytest.raises(ValueError, match="Readout: sensor_shape must be"):
+        Readout(16, (0, 64))
+    r = Readout(16)
+    with pytest.raises(ValueError, match=r"Readout.feed: data has shape \(5, 8\), expected "
+                                         r"\(5, 16\)"):
+        r.feed(np.ones(5, bool), np.zeros(5, bool), np.zeros(5, bool), np.zeros((5, 8)))
+    with pytest.raises(ValueError, match=r"Readout.feed: first has shape \(4,\)"):
+        r.feed(np.ones(5, bool), np.zeros(4, bool), np.zeros(5, bool), np.zeros((5, 16)))
+
+
+# -- decode_packet's checks, one message each ----------------------------------------------
+
+def test_decode_packet_messages() -> None:
+    good = packets(1)[0].packet
+
+    def bad(change: tuple[int, int, int], crc: bool = True) -> np.ndarray:
+        w = good.copy()
+        w[change[0], change[1]] = change[2]
+        return fix_crc(w) if crc else w
+
+    cases = [
+        (good[:, :8], "lanes", "words have 8 lanes, at least 16 expected"),
+        (good[:1], "length", r"1 word\(s\): a packet has at least a header and a trailer"),
+        (good.astype(float), "structure", "packet words must be integers, got dtype float64"),
+        (good.ravel(), "structure", "a packet is a 2-D"),
+        (good.astype(np.int64) + 0x10000, "range", "lane values must be 16-bit"),
+        (bad((0, 1, 2 << 8 | 16)), "version", "packet version 2, expected 1"),
+        (bad((0, 1, 1 << 8 | 17)), "lanes", "header says 17 lanes, words have 16"),
+        (bad((0, 7, 0)), "shape", r"output shape 0×64 is not a positive whole number"),
+        (bad((0, 7, 4)), "shape", r"header shape 4×64, expected 8×64 for a 8×64 sensor "
+                                  r"\(binning off\)"),
+        (bad((0, 9, 1)), "shape", r"expected 4×32 .* \(binning on\)"),
+        (bad((-1, 2, 3), crc=False), "word_count", "trailer counts 3 words before it, the "
+                                                   "packet has 42"),
+        (bad((5, 0, 1), crc=False), "crc", "trailer CRC 0x[0-9a-f]{8}, computed 0x[0-9a-f]{8}"),
+        (bad((0, 13, 1)), "reserved", "a reserved lane is not zero"),
+        (bad((-1, 9, 1), crc=False), "reserved", "a reserved lane is not zero"),
+        (bad((-2, 15, 1)), "reserved", "a reserved lane is not zero"),    # lanes ≥ 136
+        (bad((-1, 4, 4), crc=False), "reserved", "undefined flag bits: header 0x0, trailer 0x4"),
+        (bad((-10, 8, int(good[-10, 8]) ^ 1)), "histogram", "histogram counts .* pixels, the image has 512"),
+    ]
+    for words, check, match in cases:
+        with pytest.raises(PacketError, match=match) as e:
+            decode_packet(words, 16, (8, 64))
+        assert e.value.check == check, (check, str(e.value))
+    with pytest.raises(PacketError, match="words have 16 lanes, expected 32"):
+        decode_packet(good, 32)
+    frame = decode_packet(good)
+    assert frame.frame_number == 0 and frame.image.shape == (8, 64)
+
+
+def test_packet_from_bytes() -> None:
+    good = packets(1)[0].packet
+    frame = decode_packet(packet_from_bytes(good.astype("<u2").tobytes(), 16))
+    np.testing.assert_array_equal(frame.image, packets(1)[0].image)
+    with pytest.raises(PacketError, match="5 bytes is not a whole number of 32-byte words"):
+        packet_from_bytes(b"12345", 16)
+    with pytest.raises(PacketError, match="lanes must be an int >= 16"):
+        packet_from_bytes(b"", 4)
+
+
+# -- fuzz: the decoder only ever says PacketError ------------------------------------------
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=2000), st.sampled_from([16, 17, 32]))
+def test_random_bytes_only_raise_packet_error(data: bytes, lanes: int) -> None:
+    with contextlib.suppress(PacketError):
+        decode_packet(packet_from_bytes(data, lanes), lanes)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.integers(-(1 << 70), 1 << 70), min_size=0, max_size=20),
+                max_size=60))
+def test_random_nested_lists_only_raise_packet_error(rows: list[list[int]]) -> None:
+    with contextlib.suppress(PacketError):
+        decode_packet(rows)
+
+
+GOOD = reference_stream(raw_frames(2), P, ChainConfig(binning=True)).results
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(which=st.integers(0, 1),
+       edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 15),
+                                st.integers(0, 0xFFFF)), max_size=4),
+       cut=st.integers(-3, 3), recrc=st.booleans())
+def test_mutated_packets_give_a_frame_or_packet_error(which: int, edits: list[tuple[int, int, int]],
+                                                      cut: int, recrc: bool) -> None:
+    w = GOOD[which].packet.copy()
+    for row, lane, value in edits:
+        w[row % len(w), lane] = value
+    if cut < 0:
+        w = w[:cut]
+    elif cut > 0:
+        w = np.concatenate([w, np.zeros((cut, 16), np.uint16)])
+    if recrc and len(w) > 1:
+        w = fix_crc(w)
+    try:
+        frame = decode_packet(w, 16, (P.height, P.width))
+    except PacketError:
+        return
+    # what the decoder accepts is self-consistent
+    assert frame.histogram.sum() == frame.image.size
+    if not edits and cut == 0:
+        same(frame, GOOD[which])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.booleans(), st.booleans(),
+                          st.integers(0, 0xFFFF)), max_size=200))
+def test_random_bus_streams_never_raise(ticks: list[tuple[bool, bool, bool, int]]) -> None:
+    n = len(ticks)
+    v = np.array([t[0] for t in ticks], bool)
+    f = np.array([t[1] for t in ticks], bool)
+    la = np.array([t[2] for t in ticks], bool)
+    d = np.repeat(np.array([t[3] for t in ticks], np.int64).reshape(n, 1), 16, axis=1)
+    r = Readout(16, (P.height, P.width))
+    assert r.feed(v, f, la, d.reshape(n, 16)) == []
+    rep = r.report()
+    assert rep["good"] == 0
+    n_words = int(v.sum())
+    assert rep["stray_words"] <= n_words

@@ -1,0 +1,236 @@
+"""The sensor ASIC model (counting statistics, threshold, defects) and its link words."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from devices.sensor import LinkStream, SensorModel, counting_efficiency, link_stream
+from fpga.designs.params import PIXEL_MAX, ChainParams
+from fpga.designs.reference import default_timestamps
+
+P64 = ChainParams(height=64, width=64, lanes=16)
+FLAT = np.full((64, 64), 1000.0)
+
+
+# -- counting -------------------------------------------------------------------------------
+
+def test_flat_field_is_poisson() -> None:
+    s = SensorModel(P64, photon_energy=12.0, threshold=3.0, energy_sigma=0.5, seed=1)
+    counts = s.expose(FLAT, 0.1)           # mean 100 (efficiency ≈ 1 far below E)
+    assert counts.dtype == np.uint32 and counts.shape == (64, 64)
+    assert s.efficiency.min() > 1 - 1e-9
+    m, v = counts.mean(), counts.var(ddof=1)
+    # 4096 pixels: standard error of the mean ≈ 0.16, of the variance ≈ 2.2
+    assert abs(m - 100) < 1.0
+    assert abs(v - 100) < 10.0
+
+
+def test_expected_counts_and_fano_at_low_flux() -> None:
+    s = SensorModel(P64, seed=2)
+    lam = s.expected_counts(FLAT * 0.002, 1.0)          # mean 2 counts
+    np.testing.assert_allclose(lam, 2.0 * s.efficiency)
+    c = s.expose(FLAT * 0.002, 1.0)
+    assert abs(c.mean() - 2.0) < 0.1
+    assert abs(c.var(ddof=1) / c.mean() - 1.0) < 0.1
+    assert abs((c == 0).mean() - math.exp(-2.0)) < 0.03
+
+
+def test_efficiency_follows_the_threshold() -> None:
+    e, sigma = 12.0, 0.5
+    assert counting_efficiency(e, e, sigma) == pytest.approx(0.5)
+    assert counting_efficiency(e, e + sigma, sigma) == pytest.approx(0.5 * math.erfc(1 / math.sqrt(2)))
+    assert counting_efficiency(e, e - sigma, sigma) == pytest.approx(0.8413447, abs=1e-6)
+    ts = np.linspace(0, 20, 41)
+    eff = counting_efficiency(e, ts, sigma)
+    assert np.all(np.diff(eff) <= 0) and eff[0] == pytest.approx(1) and eff[-1] < 1e-12
+    assert counting_efficiency(e, ts, 0.0).tolist() == [1.0 if t < e else 0.5 if t == e else 0.0
+                                                         for t in ts]
+    s = SensorModel(P64, photon_energy=e, threshold=e, energy_sigma=sigma, seed=3)
+    c = s.expose(FLAT, 1.0)                 # mean 500
+    assert abs(c.mean() - 500) < 3
+    s.threshold = e + sigma
+    assert abs(s.expose(FLAT, 1.0).mean() - 1000 * 0.158655) < 3
+    s.threshold = 30.0
+    assert s.expose(FLAT, 1.0).max() == 0
+    s.photon_energy = 60.0
+    assert abs(s.expose(FLAT, 1.0).mean() - 1000) < 3
+
+
+def test_threshold_dispersion_spreads_the_efficiency() -> None:
+    s = SensorModel(P64, photon_energy=10.0, threshold=10.0, energy_sigma=0.3,
+                    threshold_dispersion=0.2, seed=4)
+    eff = s.efficiency
+    assert eff.std() > 0.1
+    assert abs(eff.mean() - 0.5) < 0.02
+    # the per-pixel offsets are fixed: a pixel with a high efficiency keeps counting more
+    hi, lo = eff > 0.8, eff < 0.2
+    c = s.expose(FLAT, 1.0)
+    assert c[hi].mean() > 4 * c[lo].mean()
+
+
+def test_counter_saturates_without_overflow() -> None:
+    s = SensorModel(P64, seed=5)
+    c = s.expose(np.full((64, 64), 1e30), 10.0)
+    assert (c == PIXEL_MAX).all()
+    flux = np.full((64, 64), float(PIXEL_MAX))
+    flux[0, 0] = 0
+    c = s.expose(flux, 1.5)
+    assert c.max() == PIXEL_MAX and c[0, 0] == 0
+
+
+def test_dead_and_hot_pixels() -> None:
+    s = SensorModel(P64, dead_pixels=10, hot_pixels=7, hot_rate=1e6, seed=6)
+    assert s.dead_mask.sum() == 10 and s.hot_mask.sum() == 7
+    assert not (s.dead_mask & s.hot_mask).any()
+    c = s.expose(FLAT, 0.1)
+    assert (c[s.dead_mask] == 0).all()
+    assert (c[s.hot_mask] > 90_000).all()             # 1e6/s · 0.1 s + photons
+    dark = s.expose(np.zeros((64, 64)), 0.001)
+    assert (dark[~s.hot_mask] == 0).all()
+    assert abs(dark[s.hot_mask].mean() - 1000) < 100
+    long = s.expose(np.zeros((64, 64)), 5.0)
+    assert (long[s.hot_mask] == PIXEL_MAX).all()      # hot pixels saturate long exposures
+    same = SensorModel(P64, dead_pixels=10, hot_pixels=7, seed=6)
+    other = SensorModel(P64, dead_pixels=10, hot_pixels=7, seed=7)
+    np.testing.assert_array_equal(same.dead_mask, s.dead_mask)
+    np.testing.assert_array_equal(same.hot_mask, s.hot_mask)
+    assert not np.array_equal(other.dead_mask, s.dead_mask)
+    # positions do not depend on the threshold dispersion
+    disp = SensorModel(P64, dead_pixels=10, hot_pixels=7, seed=6, threshold_dispersion=0.1)
+    np.testing.assert_array_equal(disp.hot_mask, s.hot_mask)
+
+
+def test_same_seed_same_frames() -> None:
+    a = SensorModel(P64, seed=8).frames(FLAT, 0.01, 3)
+    b = SensorModel(P64, seed=8).frames(FLAT, 0.01, 3)
+    c = SensorModel(P64, seed=9).frames(FLAT, 0.01, 3)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(a[0], a[1])
+    assert not np.array_equal(a[0], c[0])
+
+
+@pytest.mark.parametrize(("flux", "exposure", "match"), [
+    (np.ones((64, 32)), 1.0, r"flux must have the sensor shape \(64, 64\), got \(64, 32\)"),
+    (np.where(np.eye(64) > 0, -1.0, 1.0)[::-1], 1.0, r"flux must be >= 0, got -1.0 at pixel \(y=0, x=63\)"),
+    (np.full((64, 64), np.nan), 1.0, "flux must be finite"),
+    (np.full((64, 64), "a"), 1.0, "flux must be a real array"),
+    (FLAT, 0.0, "exposure must be finite and > 0, not 0.0"),
+    (FLAT, -1.0, "exposure must be finite and > 0"),
+    (FLAT, float("inf"), "exposure must be finite"),
+])
+def test_expose_errors(flux: np.ndarray, exposure: float, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        SensorModel(P64).expose(flux, exposure)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"photon_energy": 0.0}, "photon_energy must be finite and > 0"),
+    ({"threshold": -1.0}, "threshold must be finite and >= 0"),
+    ({"energy_sigma": float("nan")}, "energy_sigma must be finite"),
+    ({"dead_pixels": 64 * 64 + 1}, r"dead_pixels must be an int in 0 … 4096"),
+    ({"dead_pixels": 4000, "hot_pixels": 100}, r"hot_pixels must be an int in 0 … 96"),
+    ({"hot_rate": "x"}, "hot_rate must be a number"),
+])
+def test_model_errors(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        SensorModel(P64, **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="params must be a ChainParams"):
+        SensorModel((64, 64))  # type: ignore[arg-type]
+
+
+def test_setting_a_bad_threshold_is_refused() -> None:
+    s = SensorModel(P64)
+    with pytest.raises(ValueError, match="threshold must be finite and >= 0, not -2"):
+        s.threshold = -2
+    assert s.threshold == 6.0
+
+
+# -- link ----------------------------------------------------------------------------------
+
+P = ChainParams(height=4, width=64, lanes=16)      # 4 words per line, 16 per frame
+
+
+def numbered_frames(n: int) -> list[np.ndarray]:
+    return [np.arange(4 * 64).reshape(4, 64) + 1000 * i for i in range(n)]
+
+
+def test_link_words_flags_and_gaps() -> None:
+    frames = numbered_frames(3)
+    ls = link_stream(frames, P, lead_idle=5, tail_idle=2)
+    wpf, gap = P.words_per_frame, P.frame_gap
+    assert ls.ticks == 5 + 3 * (wpf + gap) + 2
+    assert ls.sof_ticks.tolist() == [5, 5 + wpf + gap, 5 + 2 * (wpf + gap)]
+    assert ls.sof_ticks.tolist() == default_timestamps(3, P, lead_idle=5)
+    assert (ls.last_ticks - ls.sof_ticks).tolist() == [wpf - 1] * 3
+    assert np.flatnonzero(ls.sof).tolist() == ls.sof_ticks.tolist()
+    v = np.flatnonzero(ls.valid)
+    assert len(v) == 3 * wpf
+    # every line's last word carries eol
+    assert np.flatnonzero(ls.eol).tolist() == v[3::4].tolist()
+    # lane j of word c of line y is pixel (y, c·K + j)
+    words = ls.data[v]
+    assert words[0].tolist() == list(range(16))
+    assert words[5].tolist() == list(range(80, 96))           # line 1, word 1
+    np.testing.assert_array_equal(words.reshape(3, 4, 64), np.stack(frames))
+    # idle ticks carry nothing, and the gap after each frame is exactly frame_gap
+    idle = ~ls.valid
+    assert not ls.sof[idle].any() and not ls.eol[idle].any() and not ls.data[idle].any()
+    assert (ls.sof_ticks[1:] - ls.last_ticks[:-1] - 1).tolist() == [gap, gap]
+    assert ls.ticks - 1 - ls.last_ticks[-1] == gap + 2
+    assert ls.data.dtype == np.int64 and ls.valid.dtype == bool
+
+
+def test_link_random_idle_ticks_inside_frames() -> None:
+    frames = numbered_frames(4)
+    ls = link_stream(frames, P, idle_prob=0.4, seed=11)
+    v = np.flatnonzero(ls.valid)
+    np.testing.assert_array_equal(ls.data[v].reshape(4, 4, 64), np.stack(frames))
+    inside = (ls.last_ticks - ls.sof_ticks + 1 - P.words_per_frame)
+    assert inside.sum() > 10                              # gaps inside frames exist
+    assert (ls.sof_ticks[1:] - ls.last_ticks[:-1] - 1 == P.frame_gap).all()
+    assert np.flatnonzero(ls.sof).tolist() == ls.sof_ticks.tolist()
+    assert ls.eol.sum() == 16 and (ls.valid[ls.eol]).all()
+    again = link_stream(frames, P, idle_prob=0.4, seed=11)
+    np.testing.assert_array_equal(again.valid, ls.valid)
+    assert not np.array_equal(link_stream(frames, P, idle_prob=0.4, seed=12).valid, ls.valid)
+    gen = link_stream(frames, P, idle_prob=0.4, seed=np.random.default_rng(11))
+    np.testing.assert_array_equal(gen.valid, ls.valid)
+
+
+def test_link_stimulus_for_run_batch() -> None:
+    ls = link_stream(np.stack(numbered_frames(2)), P)
+    st = ls.stimulus()
+    assert set(st) == {"link.valid", "link.sof", "link.eol", "link.data"}
+    assert all(len(a) == ls.ticks for a in st.values())
+    assert st["link.data"].shape == (ls.ticks, 16)
+    part = ls.stimulus("sensor", start=3, stop=10)
+    assert set(part) == {"sensor.valid", "sensor.sof", "sensor.eol", "sensor.data"}
+    np.testing.assert_array_equal(part["sensor.data"], ls.data[3:10])
+    assert isinstance(ls, LinkStream)
+
+
+def test_link_from_the_sensor_model() -> None:
+    s = SensorModel(P, hot_pixels=2, seed=1)
+    frames = s.frames(np.full((4, 64), 1e7), 1.0, 2)
+    ls = link_stream(frames, P)
+    assert ls.data.max() == PIXEL_MAX
+    assert len(link_stream([], P, lead_idle=3).valid) == 3
+
+
+@pytest.mark.parametrize(("frames", "kwargs", "match"), [
+    ([np.zeros((4, 32), int)], {}, r"frames\[0\] has shape \(4, 32\), the sensor is \(4, 64\)"),
+    ([np.zeros((4, 64), int), np.zeros((4, 64))], {}, r"frames\[1\] must hold integer counts"),
+    ([np.full((4, 64), PIXEL_MAX + 1)], {}, r"frames\[0\] counts must be in 0 … 1048575"),
+    ([np.full((4, 64), -1)], {}, r"frames\[0\] counts must be in 0 … 1048575, got -1 … -1"),
+    (np.zeros((4, 64), int), {}, r"frames must be a sequence of \(4, 64\) arrays"),
+    ([np.zeros((4, 64), int)], {"idle_prob": 1.0}, r"idle_prob must be a number in \[0, 1\)"),
+    ([np.zeros((4, 64), int)], {"lead_idle": -1}, "lead_idle must be an int"),
+    ([np.zeros((4, 64), int)], {"tail_idle": 1.5}, "tail_idle must be an int"),
+])
+def test_link_errors(frames: list[np.ndarray], kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        link_stream(frames, P, **kwargs)  # type: ignore[arg-type]
