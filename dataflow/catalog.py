@@ -1,0 +1,415 @@
+"""The embedded run catalog: Tiled on SQLite in a local folder, served in-process.
+
+This is smeflow's default "DataBroker": ``Catalog(directory)`` opens (creating on first
+use) a folder holding
+
+- ``catalog.db``  — the Tiled catalog (SQLite): run metadata and where data lives;
+- ``tables.db``   — Tiled's tabular storage (SQLite): the event columns of each stream;
+- ``storage/``    — arrays Tiled writes itself (e.g. small per-event arrays);
+- ``raw/``        — the HDF5 frame files detectors write (``FrameWriter``), registered
+  as external data and read lazily; Tiled only reads folders listed as readable;
+- ``scan_id``     — the last scan number handed out (see ``dataflow.scan_id``).
+
+The folder defaults to ``./smeflow-data``; the environment variable ``SMEFLOW_DATA``
+overrides the default (read only by ``default_data_dir()``, i.e. when no directory is
+passed). The catalog is a real Tiled server application called through an in-process
+transport, so everything written and queried goes through the same API as
+``tiled serve`` would give over HTTP.
+
+Runs are written by ``bluesky_tiled_plugins.TiledWriter``; ``subscribe(RE)`` also makes
+the RunEngine number its scans from the persisted counter, so scan numbers continue
+across processes. Queries are Tiled's own (``Key``, ``FullText``) plus bluesky's
+``TimeRange``, so the same searches work from any Tiled client.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sqlite3
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from .hdf5 import FrameWriter
+from .scan_id import ScanIdCounter
+
+ENV_VAR = "SMEFLOW_DATA"
+DEFAULT_DIR = "smeflow-data"
+ROOT_SPEC = {"name": "CatalogOfBlueskyRuns", "version": "3.0"}
+_UID_RE = re.compile(r"^[0-9a-f][0-9a-f-]{4,35}$")
+_FULL_UID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+class CatalogError(Exception):
+    """A catalog request that cannot be answered: printed as one line by the CLI."""
+
+
+class MalformedUidError(CatalogError, ValueError):
+    """A run reference that is neither a (partial) uid nor a scan number."""
+
+
+class RunNotFoundError(CatalogError, LookupError):
+    """No run matches a uid or scan number."""
+
+
+def default_data_dir() -> Path:
+    """``$SMEFLOW_DATA`` when set, else ``./smeflow-data``."""
+    return Path(os.environ.get(ENV_VAR) or DEFAULT_DIR)
+
+
+def parse_time(value: str | float | datetime, what: str = "time") -> float:
+    """A point in time as seconds since the epoch.
+
+    Accepts a number (epoch seconds), a ``datetime`` or an ISO 8601 string
+    (``2026-05-01``, ``2026-05-01 14:30``, ``2026-05-01T14:30:00+02:00``); times
+    without a zone are local time.
+    """
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, datetime):
+        return value.timestamp()
+    text = str(value).strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise CatalogError(f"{what} {value!r}: not a date; use YYYY-MM-DD, "
+                           "'YYYY-MM-DD HH:MM[:SS]' or seconds since 1970") from None
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One line about a run, as ``smeflow catalog search`` prints it."""
+
+    scan_id: int | None
+    uid: str
+    plan_name: str
+    time: float
+    exit_status: str
+    num_points: int | None
+
+    @property
+    def time_text(self) -> str:
+        """Local start time, to the second."""
+        return datetime.fromtimestamp(self.time).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def summarize(start: Mapping[str, Any], stop: Mapping[str, Any] | None) -> RunSummary:
+    """A ``RunSummary`` from a run's start and (possibly missing) stop documents."""
+    stop = stop or {}
+    num = start.get("num_points")
+    if not isinstance(num, int):
+        events = stop.get("num_events") or {}
+        num = events.get("primary") if isinstance(events, Mapping) else None
+    scan_id = start.get("scan_id")
+    return RunSummary(
+        scan_id=scan_id if isinstance(scan_id, int) else None, uid=str(start["uid"]),
+        plan_name=str(start.get("plan_name", "")), time=float(start.get("time", 0.0)),
+        exit_status=str(stop.get("exit_status", "(running)")),
+        num_points=num if isinstance(num, int) else None)
+
+
+def _initialized(db: Path) -> bool:
+    """True when ``db`` is an SQLite database Tiled has already set up (stamped by
+    alembic). Tiled initializes a catalog in a subprocess (seconds), so skip it then."""
+    if not db.is_file():
+        return False
+    try:
+        with closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)) as con:
+            return bool(con.execute("SELECT COUNT(*) FROM alembic_version").fetchone()[0])
+    except sqlite3.Error:
+        return False
+
+
+def _initialize(db: Path) -> bool:
+    """Create and stamp a new Tiled catalog database in-process; False if that failed.
+
+    ``tiled.catalog.from_uri(init_if_not_exists=True)`` does the same in a Python
+    subprocess, which costs seconds per new catalog (every test's temporary catalog).
+    It runs in a short-lived thread of its own so that a running event loop in the
+    caller (Jupyter) does not matter; tiled's subprocess path remains the fallback.
+    """
+    import asyncio
+    import threading
+
+    def work() -> None:
+        from sqlalchemy.ext.asyncio import create_async_engine
+        from tiled.alembic_utils import stamp_head
+        from tiled.catalog.alembic_constants import ALEMBIC_DIR, ALEMBIC_INI_TEMPLATE_PATH
+        from tiled.catalog.core import initialize_database
+
+        uri = f"sqlite+aiosqlite:///{db}"
+
+        async def create() -> None:
+            engine = create_async_engine(uri)
+            try:
+                await initialize_database(engine)
+            finally:
+                await engine.dispose()
+
+        asyncio.run(create())
+        with warnings.catch_warnings():  # alembic's notice about tiled's ini template
+            warnings.simplefilter("ignore", DeprecationWarning)
+            stamp_head(ALEMBIC_INI_TEMPLATE_PATH, ALEMBIC_DIR, uri)
+
+    failures: list[BaseException] = []
+
+    def guarded() -> None:
+        try:
+            work()
+        except Exception as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=guarded, name="smeflow-catalog-init")
+    thread.start()
+    thread.join()
+    if failures:
+        db.unlink(missing_ok=True)  # half-made: let tiled's own initialization redo it
+    return not failures
+
+
+def _open_client(root: Path, readable: Sequence[Path], quiet: bool) -> Any:
+    """The Tiled catalog of ``root`` as an in-process client (root spec: runs catalog)."""
+    from tiled.catalog import from_uri
+    from tiled.client import from_context
+    from tiled.client.context import Context
+    from tiled.server.app import build_app
+
+    if quiet:  # the in-process server announces its version on stderr at startup
+        logging.getLogger("tiled.server.app").setLevel(logging.WARNING)
+    db = root / "catalog.db"
+    ready = _initialized(db) or (not db.exists() and _initialize(db))
+    adapter = from_uri(
+        f"sqlite:///{root / 'catalog.db'}",
+        writable_storage=[str(root / "storage"), f"sqlite:///{root / 'tables.db'}"],
+        readable_storage=[str(p) for p in readable],
+        init_if_not_exists=not ready, specs=[ROOT_SPEC])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*httpx.*")  # starlette's notice
+        context = Context.from_app(build_app(adapter))
+    return from_context(context)
+
+
+class Catalog:
+    """The embedded Tiled catalog of bluesky runs in one folder.
+
+    Parameters
+    ----------
+    directory
+        The catalog folder, created on first use; default ``default_data_dir()``.
+    readable_storage
+        Further folders holding external files runs may refer to (``raw/`` always is).
+    quiet
+        Silence the in-process server's start-up banner.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str] | None = None, *,
+                 readable_storage: Iterable[str | os.PathLike[str]] = (),
+                 quiet: bool = True) -> None:
+        self.root = Path(directory if directory is not None else default_data_dir()).resolve()
+        if self.root.exists() and not self.root.is_dir():
+            raise CatalogError(f"catalog folder {self.root} is a file, not a folder")
+        self.raw_dir = self.root / "raw"
+        for folder in (self.root, self.raw_dir, self.root / "storage"):
+            folder.mkdir(parents=True, exist_ok=True)
+        readable = [self.raw_dir, *(Path(p).resolve() for p in readable_storage)]
+        self.client: Any = _open_client(self.root, readable, quiet)
+        self.scan_ids = ScanIdCounter(self.root / "scan_id", initial=self.max_scan_id)
+
+    # -- writing -----------------------------------------------------------------------
+
+    def writer(self, batch_size: int | None = None) -> Any:
+        """A ``TiledWriter`` callback writing runs into this catalog.
+
+        ``batch_size=1`` writes each event and frame announcement as it arrives, which
+        live consumers of the catalog need; the default batches until the stop document
+        (several times faster).
+        """
+        from bluesky_tiled_plugins import TiledWriter
+
+        if batch_size is None:
+            return TiledWriter(self.client)
+        if batch_size < 1:
+            raise ValueError(f"batch_size {batch_size}: must be >= 1")
+        return TiledWriter(self.client, batch_size=batch_size)
+
+    def subscribe(self, RE: Any, batch_size: int | None = None) -> int:
+        """Write ``RE``'s runs here and number them from the persisted scan counter.
+
+        Returns the subscription token (for ``RE.unsubscribe``).
+        """
+        RE.scan_id_source = self.scan_ids.scan_id_source
+        token: int = RE.subscribe(self.writer(batch_size))
+        return token
+
+    def frame_writer(self, name: str, frame_shape: Sequence[int], **kwargs: Any) -> FrameWriter:
+        """A ``FrameWriter`` for a new file ``name`` inside ``raw_dir`` (see ``FrameWriter``)."""
+        return FrameWriter(self.raw_dir, name, frame_shape, **kwargs)
+
+    def max_scan_id(self) -> int:
+        """The highest ``scan_id`` of any run in the catalog (0 when empty)."""
+        latest = self.client.sort(("start.scan_id", -1)).values().head(1)
+        if not latest:
+            return 0
+        value = latest[0].metadata.get("start", {}).get("scan_id", 0)
+        return value if isinstance(value, int) else 0
+
+    # -- reading -----------------------------------------------------------------------
+
+    def search(self, criteria: Mapping[str, Any] | None = None, *,
+               since: str | float | datetime | None = None,
+               until: str | float | datetime | None = None,
+               text: str | None = None, **key_values: Any) -> Any:
+        """Runs matching every condition, as a Tiled node (iterate, index, search further).
+
+        Parameters
+        ----------
+        criteria, key_values
+            ``key == value`` on the start document (``"stop.exit_status"`` style keys
+            reach the stop document; use ``criteria`` for keys with dots).
+        since, until
+            Start time bounds (``since <= time < until``); see ``parse_time``.
+        text
+            Words searched in all metadata (Tiled full-text search).
+        """
+        from bluesky_tiled_plugins.queries import TimeRange
+        from tiled.queries import FullText, Key
+
+        node = self.client
+        for key, value in {**(criteria or {}), **key_values}.items():
+            node = node.search(Key(key) == value)
+        if since is not None or until is not None:
+            t0 = parse_time(since, "since") if since is not None else None
+            t1 = parse_time(until, "until") if until is not None else None
+            if t0 is not None and t1 is not None and t0 > t1:
+                raise CatalogError(f"since {since!r} is after until {until!r}")
+            node = node.search(TimeRange(since=t0, until=t1, timezone="UTC"))
+        if text:
+            node = node.search(FullText(text))
+        return node
+
+    def summaries(self, node: Any = None) -> list[RunSummary]:
+        """One ``RunSummary`` per run of ``node`` (default: the whole catalog), oldest first."""
+        node = self.client if node is None else node
+        out = [summarize(run.metadata.get("start") or {"uid": key}, run.metadata.get("stop"))
+               for key, run in node.items()]
+        return sorted(out, key=lambda s: s.time)
+
+    def runs(self) -> list[RunSummary]:
+        """Every run, oldest first."""
+        return self.summaries()
+
+    def run(self, ref: str | int) -> Any:
+        """The run (a Tiled ``BlueskyRun`` node) with uid, uid prefix or scan number ``ref``.
+
+        Its external frames are read lazily: ``run["primary"]["det_image"][0, :10, :10]``
+        reads one region of one frame.
+
+        Raises
+        ------
+        MalformedUidError
+            ``ref`` is neither a scan number nor hex digits and dashes (>= 5 characters).
+        RunNotFoundError
+            Nothing matches.
+        CatalogError
+            A uid prefix matches several runs.
+        """
+        if isinstance(ref, bool):
+            raise MalformedUidError(f"run {ref!r}: expected a uid or a scan number")
+        text = str(ref).strip()
+        if isinstance(ref, int) or text.isdigit():
+            return self._by_scan_id(int(text))
+        uid = text.lower()
+        if not _UID_RE.match(uid):
+            raise MalformedUidError(
+                f"run {text!r}: not a uid (hex digits and dashes, at least 5 characters, "
+                "e.g. 3f2a9c1e) nor a scan number")
+        if _FULL_UID_RE.match(uid):
+            try:
+                return self.client[uid]
+            except KeyError:
+                raise RunNotFoundError(f"no run with uid {uid} in {self.root}") from None
+        from tiled.queries import Like
+
+        found = self.client.search(Like("start.uid", f"{uid}%")).values().head(2)
+        if not found:
+            raise RunNotFoundError(f"no run whose uid starts with {uid!r} in {self.root}")
+        if len(found) > 1:
+            raise CatalogError(f"uid prefix {uid!r} matches several runs; give more "
+                               "characters")
+        return found[0]
+
+    def _by_scan_id(self, scan_id: int) -> Any:
+        from tiled.queries import Key
+
+        if scan_id < 1:
+            raise MalformedUidError(f"scan number {scan_id}: must be >= 1")
+        found = self.client.search(Key("scan_id") == scan_id).values()
+        if not len(found):
+            raise RunNotFoundError(f"no run with scan number {scan_id} in {self.root}")
+        return found.last()  # scan numbers may repeat if the counter was reset: newest
+
+    # -- lifetime ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the in-process server (idempotent)."""
+        client, self.client = self.client, None
+        if client is not None:
+            client.context.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Catalog {self.root}>"
+
+
+def run_details(run: Any) -> dict[str, Any]:
+    """What ``smeflow catalog show`` prints: start/stop metadata and every stream's keys.
+
+    Returns ``{"start": ..., "stop": ..., "streams": {name: {"events": n,
+    "data_keys": {key: {"shape": [...], "dtype": ..., "external": bool}}}}}``.
+    """
+    md = run.metadata
+    stop = md.get("stop") or {}
+    num_events = stop.get("num_events") or {}
+    streams: dict[str, Any] = {}
+    for name in run:
+        stream_md = run[name].metadata or {}
+        keys = {}
+        for key, desc in (stream_md.get("data_keys") or {}).items():
+            keys[key] = {"shape": list(desc.get("shape") or []),
+                         "dtype": desc.get("dtype_numpy") or desc.get("dtype", "?"),
+                         "external": "external" in desc}
+        streams[name] = {"events": num_events.get(name), "data_keys": keys}
+    return {"start": dict(md.get("start") or {}), "stop": dict(stop), "streams": streams}
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value: JSON when it parses (``3``, ``true``, ``"x"``), else the text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+__all__ = [
+    "DEFAULT_DIR", "ENV_VAR", "ROOT_SPEC", "Catalog", "CatalogError", "MalformedUidError",
+    "RunNotFoundError", "RunSummary", "default_data_dir", "parse_time", "parse_value",
+    "run_details", "summarize",
+]

@@ -1,0 +1,180 @@
+"""``smeflow catalog``: search and inspect the runs of the embedded catalog.
+
+    smeflow catalog search plan_name=tomo_scan
+    smeflow catalog search scan_id=3 --data ./smeflow-data
+    smeflow catalog search --since 2026-05-01 --until "2026-05-02 12:00" --text CeO2
+    smeflow catalog show 3          # scan number
+    smeflow catalog show 3f2a9c1e   # uid or uid prefix (>= 5 characters)
+
+Values are JSON when they parse (``scan_id=3`` is the number 3, ``"3"`` the string).
+Keys are start-document keys; ``stop.exit_status=abort`` reaches the stop document. A
+search that matches nothing prints a message and exits 0; a malformed uid, an unknown
+run, a bad date or a missing catalog prints one line on stderr and exits 1 (2 for a
+malformed argument). The catalog folder is ``--data``, else ``$SMEFLOW_DATA``, else
+``./smeflow-data``. Registered through the ``smeflow.commands`` entry-point group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .catalog import (
+    Catalog,
+    CatalogError,
+    RunSummary,
+    default_data_dir,
+    parse_value,
+    run_details,
+)
+from .hdf5 import HDF5ReadError
+
+Subparsers = Any  # argparse's _SubParsersAction is private
+PROG = "smeflow catalog"
+
+
+class UsageError(CatalogError):
+    """A malformed command-line argument (exit status 2)."""
+
+
+def parse_criteria(items: Sequence[str]) -> dict[str, Any]:
+    """``["plan_name=count", "scan_id=3"]`` → ``{"plan_name": "count", "scan_id": 3}``."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise UsageError(f"{item!r}: expected KEY=VALUE, e.g. plan_name=count")
+        out[key] = parse_value(value)
+    return out
+
+
+def format_summaries(rows: Sequence[RunSummary]) -> str:
+    """The search result table."""
+    header = ("scan_id", "uid", "plan_name", "time", "exit_status", "num_points")
+    cells = [header] + [
+        ("" if r.scan_id is None else str(r.scan_id), r.uid[:8], r.plan_name, r.time_text,
+         r.exit_status, "" if r.num_points is None else str(r.num_points)) for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+             for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def format_details(details: dict[str, Any]) -> str:
+    """What ``show`` prints: identity, exit status, start metadata, streams and keys."""
+    start, stop = details["start"], details["stop"]
+    lines = [f"run {start.get('uid')}  scan_id {start.get('scan_id')}  "
+             f"plan {start.get('plan_name', '?')}"]
+    summary = RunSummary(None, "", "", float(start.get("time", 0.0)), "", None)
+    lines.append(f"started      {summary.time_text}")
+    status = stop.get("exit_status", "(running: no stop document)")
+    reason = stop.get("reason")
+    lines.append(f"exit_status  {status}" + (f" ({reason})" if reason else ""))
+    lines.append("metadata:")
+    for key in sorted(start):
+        if key in {"uid", "time"}:
+            continue
+        lines.append(f"  {key}: {json.dumps(start[key], default=str)}")
+    lines.append("streams:")
+    if not details["streams"]:
+        lines.append("  (none)")
+    for name, stream in details["streams"].items():
+        n = stream["events"]
+        lines.append(f"  {name} ({'?' if n is None else n} events)")
+        keys = stream["data_keys"]
+        width = max((len(k) for k in keys), default=0)
+        for key, info in keys.items():
+            shape = tuple([n if n is not None else "?", *info["shape"]])
+            extra = "  external (HDF5)" if info["external"] else ""
+            lines.append(f"    {key.ljust(width)}  shape {shape}  dtype {info['dtype']}{extra}")
+    return "\n".join(lines)
+
+
+def _open(args: argparse.Namespace) -> Catalog:
+    folder = Path(args.data) if args.data else default_data_dir()
+    if not (folder / "catalog.db").is_file():
+        raise CatalogError(f"no catalog in {folder.resolve()} (give --data DIR or set "
+                           "SMEFLOW_DATA; a catalog is created by the first run written)")
+    return Catalog(folder)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """Print the runs matching the criteria."""
+    criteria = parse_criteria(args.criteria)
+    with _open(args) as catalog:
+        rows = catalog.summaries(catalog.search(criteria, since=args.since, until=args.until,
+                                                text=args.text))
+    if not rows:
+        asked = [*args.criteria, *(f"--{k} {v!r}" for k in ("since", "until", "text")
+                                   if (v := getattr(args, k)))]
+        print(f"no runs match {' '.join(asked) or '(no criteria)'}")
+        return 0
+    print(format_summaries(rows))
+    print(f"{len(rows)} run{'s' if len(rows) != 1 else ''}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """Print one run's metadata, streams and data keys."""
+    with _open(args) as catalog:
+        print(format_details(run_details(catalog.run(args.run))))
+    return 0
+
+
+def _guarded(args: argparse.Namespace) -> int:
+    """Run the sub-command; user-facing failures become one line on stderr."""
+    try:
+        status: int = args.catalog_func(args)
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except (CatalogError, HDF5ReadError, OSError, ValueError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # never a traceback on the command line
+        print(f"{PROG}: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return status
+
+
+def register_catalog(sub: Subparsers) -> None:
+    """``smeflow catalog`` with ``search`` and ``show``."""
+    p = sub.add_parser("catalog", help="search and inspect runs in the data catalog",
+                       description=__doc__.split("\n\n")[0] if __doc__ else None)
+    catalog_sub = p.add_subparsers(dest="catalog_command", metavar="ACTION", required=True)
+
+    data_help = "catalog folder (default: $SMEFLOW_DATA, else ./smeflow-data)"
+    s = catalog_sub.add_parser("search", help="list runs matching KEY=VALUE, time and text",
+                               description="List runs whose start document matches every "
+                               "KEY=VALUE (values parsed as JSON when possible), started "
+                               "in [--since, --until), mentioning --text.")
+    s.add_argument("criteria", nargs="*", metavar="KEY=VALUE")
+    s.add_argument("--since", metavar="DATE", help="started at or after (YYYY-MM-DD[ HH:MM])")
+    s.add_argument("--until", metavar="DATE", help="started before (YYYY-MM-DD[ HH:MM])")
+    s.add_argument("--text", metavar="WORDS", help="full-text search in the metadata")
+    s.add_argument("--data", metavar="DIR", help=data_help)
+    s.set_defaults(func=_guarded, catalog_func=cmd_search)
+
+    sh = catalog_sub.add_parser("show", help="metadata, streams and data keys of one run")
+    sh.add_argument("run", metavar="UID|SCAN_ID", help="uid, uid prefix (>= 5) or scan number")
+    sh.add_argument("--data", metavar="DIR", help=data_help)
+    sh.set_defaults(func=_guarded, catalog_func=cmd_show)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``smeflow catalog`` on its own: ``main(["search", "plan_name=count"])``."""
+    parser = argparse.ArgumentParser(prog="smeflow")
+    register_catalog(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["catalog", *(sys.argv[1:] if argv is None else argv)])
+    status: int = args.func(args)
+    return status
+
+
+__all__ = ["format_details", "format_summaries", "main", "parse_criteria",
+           "register_catalog"]

@@ -1,0 +1,235 @@
+"""The embedded Tiled catalog: runs written by a real RunEngine and TiledWriter, external
+HDF5 frames read back lazily, queries, run lookup, and scan numbers across processes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from bluesky import RunEngine
+from bluesky import plan_stubs as bps
+from bluesky.plans import count, scan
+from bluesky_tiled_plugins.queries import TimeRange
+from ophyd.sim import det, motor
+from tiled.client import record_history
+from tiled.queries import FullText, Key
+
+from dataflow.catalog import (
+    Catalog,
+    CatalogError,
+    MalformedUidError,
+    RunNotFoundError,
+    default_data_dir,
+    parse_time,
+)
+from dataflow.scan_id import ScanIdCounter
+
+
+@pytest.fixture(scope="module")
+def filled(catalog: Catalog, frame_cam: Any) -> dict[str, Any]:
+    """The module's catalog after four runs: count with frames, scan, failed, live."""
+    RE = RunEngine()
+    catalog.subscribe(RE)
+    cam = frame_cam(name="cam", folder=catalog.raw_dir)
+    t0 = time.time()
+    (count_uid,) = RE(count([cam, det], 5), sample="CeO2 standard", operator="ada")
+    (scan_uid,) = RE(scan([det], motor, -1, 1, 3), sample="Si wafer")
+
+    def failing() -> Any:
+        yield from bps.open_run(md={"sample": "broken"})
+        raise RuntimeError("shutter jammed")
+
+    with pytest.raises(RuntimeError, match="shutter jammed"):
+        RE(failing())
+    t1 = time.time()
+    return {"count": count_uid, "scan": scan_uid, "cam": cam, "t0": t0, "t1": t1, "RE": RE}
+
+
+def test_plans_with_ophyd_sim_devices_land_in_the_catalog(catalog: Catalog,
+                                                          filled: dict[str, Any]) -> None:
+    rows = catalog.runs()
+    assert [r.plan_name for r in rows][:2] == ["count", "scan"]
+    assert [r.scan_id for r in rows] == [1, 2, 3]
+    assert [r.exit_status for r in rows] == ["success", "success", "fail"]
+    assert [r.num_points for r in rows][:2] == [5, 3]
+    assert rows[0].uid == filled["count"]
+    table = catalog.run(filled["scan"])["primary"].read()
+    np.testing.assert_allclose(table["motor"], [-1.0, 0.0, 1.0])
+    assert len(table["det"]) == 3
+
+
+def test_frames_read_back_through_tiled_equal_what_was_written(
+        catalog: Catalog, filled: dict[str, Any], make_test_frame: Any) -> None:
+    FRAME_SHAPE = filled["cam"].frame_shape
+    images = catalog.run(filled["count"])["primary"]["cam_image"]
+    assert images.shape == (5, *FRAME_SHAPE) and images.dtype == np.uint16
+    np.testing.assert_array_equal(images.read(), np.stack([make_test_frame(i) for i in range(5)]))
+    # the device's file digest is the file's real SHA-256
+    (path,) = catalog.raw_dir.glob("cam_*.h5")
+    assert filled["cam"].digests == [hashlib.sha256(path.read_bytes()).hexdigest()]
+
+
+def test_a_region_of_one_frame_is_fetched_lazily(catalog: Catalog, filled: dict[str, Any],
+                                                 make_test_frame: Any) -> None:
+    images = catalog.run(filled["count"])["primary"]["cam_image"]
+    with record_history() as history:
+        region = images[3, 10:14, 5:8]
+    np.testing.assert_array_equal(region, make_test_frame(3)[10:14, 5:8])
+    # one request, carrying the 12 pixels asked for, not the run or the frame
+    (response,) = [r for r in history.responses if "/array/" in str(r.request.url)]
+    assert "slice=3" in str(response.request.url)
+    assert len(response.content) <= 4 * 3 * 2 + 64 < np.prod(images.shape[1:]) * 2
+
+
+def test_live_writer_shows_frames_before_the_run_ends(tmp_path: Path, frame_cam: Any) -> None:
+    with Catalog(tmp_path / "live") as cat:
+        RE = RunEngine()
+        cat.subscribe(RE, batch_size=1)
+        cam = frame_cam(name="live", folder=cat.raw_dir)
+        shape = cam.frame_shape
+        seen: list[tuple[int, ...]] = []
+
+        def plan() -> Any:
+            yield from bps.stage(cam)
+            uid = yield from bps.open_run()
+            for _ in range(3):
+                yield from bps.trigger_and_read([cam])
+                seen.append(tuple(cat.run(uid)["primary"]["live_image"].shape))
+            yield from bps.close_run()
+            yield from bps.unstage(cam)
+
+        RE(plan())
+        assert seen == [(1, *shape), (2, *shape), (3, *shape)]
+        with pytest.raises(ValueError, match="batch_size 0"):
+            cat.writer(batch_size=0)
+
+
+def test_queries_by_metadata_key(catalog: Catalog, filled: dict[str, Any]) -> None:
+    assert list(catalog.search(plan_name="count")) == [filled["count"]]
+    assert list(catalog.search(sample="Si wafer")) == [filled["scan"]]
+    assert list(catalog.search(scan_id=2)) == [filled["scan"]]
+    assert list(catalog.search({"stop.exit_status": "fail"}, sample="broken"))
+    assert list(catalog.search(no_such_key=1)) == []
+    assert list(catalog.search(plan_name="count", sample="Si wafer")) == []
+    # the same query straight through the Tiled client
+    assert list(catalog.client.search(Key("operator") == "ada")) == [filled["count"]]
+
+
+def test_queries_by_time_range(catalog: Catalog, filled: dict[str, Any]) -> None:
+    t0, t1 = filled["t0"], filled["t1"]
+    assert len(catalog.search(since=t0 - 1, until=t1 + 1)) == 3
+    assert len(catalog.search(since=t1 + 1)) == 0
+    assert len(catalog.search(until=t0 - 1)) == 0
+    day = time.strftime("%Y-%m-%d", time.localtime(t0))
+    assert len(catalog.search(since=day)) == 3
+    assert list(catalog.search(plan_name="scan", since=t0 - 1)) == [filled["scan"]]
+    assert len(catalog.client.search(TimeRange(since=t0 - 1, timezone="UTC"))) == 3
+    with pytest.raises(CatalogError, match="since 'soon': not a date"):
+        catalog.search(since="soon")
+    with pytest.raises(CatalogError, match="is after until"):
+        catalog.search(since=t1, until=t0)
+
+
+def test_queries_by_full_text(catalog: Catalog, filled: dict[str, Any]) -> None:
+    assert list(catalog.search(text="CeO2")) == [filled["count"]]
+    assert list(catalog.search(text="wafer")) == [filled["scan"]]
+    assert list(catalog.search(text="unobtainium")) == []
+    assert list(catalog.client.search(FullText("CeO2"))) == [filled["count"]]
+
+
+def test_run_lookup_by_uid_prefix_and_scan_number(catalog: Catalog,
+                                                  filled: dict[str, Any]) -> None:
+    uid = filled["count"]
+    for ref in (uid, uid[:8], uid.upper()[:10], 1, "1", " 1 "):
+        assert catalog.run(ref).metadata["start"]["uid"] == uid
+    assert catalog.run(2).metadata["start"]["uid"] == filled["scan"]
+
+
+@pytest.mark.parametrize("ref", ["xyz!", "12ab", "run-one", "", "0", True, -3])
+def test_malformed_run_references_are_refused(catalog: Catalog, ref: Any) -> None:
+    with pytest.raises(MalformedUidError, match=r"not a uid|scan number|expected a uid"):
+        catalog.run(ref)
+
+
+def test_unknown_runs_are_reported(catalog: Catalog, filled: dict[str, Any]) -> None:
+    with pytest.raises(RunNotFoundError, match="no run with uid 00000000-0000-0000-0000-"):
+        catalog.run("00000000-0000-0000-0000-000000000000")
+    with pytest.raises(RunNotFoundError, match="no run whose uid starts with 'fffff0'"):
+        catalog.run("fffff0")
+    with pytest.raises(RunNotFoundError, match="no run with scan number 99"):
+        catalog.run(99)
+
+
+def test_scan_numbers_persist_across_catalog_openings(tmp_path: Path) -> None:
+    folder = tmp_path / "persist"
+    with Catalog(folder) as first:
+        RE = RunEngine()
+        first.subscribe(RE)
+        RE(count([det], 1))
+        RE(count([det], 1))
+    with Catalog(folder) as second:  # a new session: new RunEngine, md starts empty
+        RE2 = RunEngine()
+        second.subscribe(RE2)
+        RE2(count([det], 1))
+        assert [r.scan_id for r in second.runs()] == [1, 2, 3]
+        assert second.max_scan_id() == 3
+    (folder / "scan_id").unlink()  # lost counter: continue from the catalog's highest
+    with Catalog(folder) as third:
+        RE3 = RunEngine()
+        third.subscribe(RE3)
+        RE3.md["scan_id"] = 10  # a number set by hand is a floor
+        RE3(count([det], 1))
+        RE3(count([det], 1))
+        assert [r.scan_id for r in third.runs()] == [1, 2, 3, 11, 12]
+
+
+COUNTER_CHILD = textwrap.dedent("""
+    import sys
+    from dataflow.scan_id import ScanIdCounter
+    c = ScanIdCounter(sys.argv[1])
+    print(" ".join(str(c.scan_id_source({})) for _ in range(40)))
+""")
+
+
+def test_two_processes_never_share_a_scan_number(tmp_path: Path, repo_root: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(repo_root)}
+    path = str(tmp_path / "scan_id")
+    procs = [subprocess.Popen([sys.executable, "-c", COUNTER_CHILD, path], env=env,
+                              stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    numbers = [int(n) for p in procs for n in p.communicate(timeout=60)[0].split()]
+    assert all(p.returncode == 0 for p in procs)
+    assert sorted(numbers) == list(range(1, 81))
+    assert ScanIdCounter(path).current() == 80
+
+
+def test_corrupt_counter_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "scan_id").write_text("seven\n")
+    with pytest.raises(ValueError, match=r"scan_id: scan number file holds 'seven'"):
+        ScanIdCounter(tmp_path / "scan_id").next()
+
+
+def test_data_folder_default_and_environment(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SMEFLOW_DATA", raising=False)
+    assert default_data_dir() == Path("smeflow-data")
+    monkeypatch.setenv("SMEFLOW_DATA", str(tmp_path / "elsewhere"))
+    assert default_data_dir() == tmp_path / "elsewhere"
+    (tmp_path / "file").write_text("")
+    with pytest.raises(CatalogError, match="is a file, not a folder"):
+        Catalog(tmp_path / "file")
+
+
+def test_parse_time_forms() -> None:
+    assert parse_time(12.5) == 12.5
+    assert parse_time("1000") == 1000.0
+    assert parse_time("1970-01-01T00:00:10+00:00") == 10.0
+    with pytest.raises(CatalogError, match="until '2026-13-01': not a date"):
+        parse_time("2026-13-01", "until")
