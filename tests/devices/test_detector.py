@@ -1,0 +1,112 @@
+"""The firmware detector under bluesky: frames through the SME firmware into HDF5 and the
+catalog, equal to the numpy reference model of the firmware."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import bluesky.plan_stubs as bps
+import bluesky.plans as bp
+import numpy as np
+import pytest
+from bluesky import RunEngine
+
+from dataflow.catalog import Catalog
+from devices.beamline import Beamline
+from fpga.designs.params import ChainParams
+from fpga.designs.reference import reference_frame
+
+P = ChainParams(64, 64, 16)
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[tuple[RunEngine, Catalog, Beamline]]:
+    catalog = Catalog(tmp_path / "data")
+    RE = RunEngine({})
+    catalog.subscribe(RE)
+    beamline = Beamline.create(catalog.raw_dir, params=P, backend="interp", time_scale=0.001)
+    RE(bps.mv(beamline.shutter, "open"))
+    yield RE, catalog, beamline
+    beamline.close()
+    catalog.close()
+
+
+def collect_counts(RE: RunEngine, beamline: Beamline) -> list[np.ndarray]:
+    """The sensor counts behind each event, captured as the events are emitted."""
+    counts: list[np.ndarray] = []
+
+    def on_event(name: str, doc: dict[str, Any]) -> None:
+        if name == "event" and beamline.det.last_counts is not None:
+            counts.append(beamline.det.last_counts.copy())
+
+    RE.subscribe(on_event)
+    return counts
+
+
+def test_frames_in_the_catalog_are_the_firmware_output(setup: Any) -> None:
+    RE, catalog, beamline = setup
+    det = beamline.det
+    det.threshold.put(5)
+    det.roi.put([8, 4, 40, 50])
+    counts = collect_counts(RE, beamline)
+    (uid,) = RE(bp.scan([det], beamline.rotation, 0, 90, 3))
+    run = catalog.run(uid)
+    images = run["primary"]["det_image"]
+    assert images.shape == (3, 64, 64)
+    roi_sums = np.asarray(run["primary"]["det_roi_sum"].read())
+    config = det.chain_config()
+    for i, raw in enumerate(counts):
+        want = reference_frame(raw, P, config)
+        assert np.array_equal(np.asarray(images[i]), want.image)
+        assert roi_sums[i] == want.roi_sum
+    # a region of one frame, read lazily
+    assert np.array_equal(np.asarray(images[1, 10:20, 30:40]),
+                          reference_frame(counts[1], P, config).image[10:20, 30:40])
+    assert det.last_digest is not None and len(det.digests) == 1
+
+
+def test_describe_announces_external_frames_not_in_read(setup: Any) -> None:
+    _, _, beamline = setup
+    det = beamline.det
+    desc = det.describe()
+    assert desc["det_image"]["external"] == "STREAM:"
+    assert desc["det_image"]["shape"] == [64, 64]
+    assert "det_image" not in det.read()
+    det.binning.put(True)
+    assert det.describe()["det_image"]["shape"] == [32, 32]
+    assert {"det_exposure", "det_backend", "det_roi"} <= set(det.read_configuration())
+
+
+def test_binned_acquisition(setup: Any) -> None:
+    RE, catalog, beamline = setup
+    beamline.det.binning.put(True)
+    (uid,) = RE(bp.count([beamline.det], 2))
+    assert catalog.run(uid)["primary"]["det_image"].shape == (2, 32, 32)
+
+
+def test_trigger_before_stage_is_a_clear_error(setup: Any) -> None:
+    _, _, beamline = setup
+    status = beamline.det.trigger()
+    with pytest.raises(Exception, match="trigger\\(\\) before stage\\(\\)"):
+        status.wait(5)
+
+
+def test_unknown_backend_is_refused(tmp_path: Path) -> None:
+    from devices.detector import FirmwareDetector
+
+    with pytest.raises(ValueError, match="backend 'vhdl'"):
+        FirmwareDetector(name="d", scene=None, folder=tmp_path, backend="vhdl")  # type: ignore[arg-type]
+
+
+@pytest.mark.ghdl
+def test_ghdl_backend_runs_the_exported_vhdl(setup: Any) -> None:
+    RE, catalog, beamline = setup
+    det = beamline.det
+    det.backend.put("ghdl")
+    counts = collect_counts(RE, beamline)
+    (uid,) = RE(bp.count([det], 2))
+    images = catalog.run(uid)["primary"]["det_image"]
+    for i, raw in enumerate(counts):
+        assert np.array_equal(np.asarray(images[i]), reference_frame(raw, P).image)
