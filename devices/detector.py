@@ -38,7 +38,7 @@ from .samples import PixelSize, Scene
 from .sensor import SensorModel
 
 
-class FirmwareDetector(Device):
+class FirmwareDetector(Device):  # type: ignore[misc]
     """A photon-counting area detector with the SME firmware in the loop.
 
     Parameters

@@ -89,7 +89,7 @@ class Firmware:
         frames = self.readout.feed_outputs(out)
         after = self.readout.report()
         if len(frames) != len(counts) or after["corrupt"] != before["corrupt"]:
-            errors = "; ".join(str(e) for e in self.readout.errors[-3:]) or "no packet"
+            errors = "; ".join(str(e) for e in list(self.readout.errors)[-3:]) or "no packet"
             raise FirmwareError(f"firmware ({self.backend}) delivered {len(frames)} of "
                                 f"{len(counts)} frames: {errors}")
         return frames
@@ -120,7 +120,7 @@ class Firmware:
 
 
 def _rows(stim: dict[str, np.ndarray], ticks: int) -> list[dict[str, Any]]:
-    enums = {"ctrl.reg": list(Reg), "tables.table": list(Table)}
+    enums: dict[str, list[Any]] = {"ctrl.reg": list(Reg), "tables.table": list(Table)}
     rows = []
     for i in range(ticks):
         row: dict[str, Any] = {}
