@@ -62,6 +62,10 @@ test: setup
 
 bench: setup
 	$(PY) benchmarks/sim_speed.py
+	$(PY) benchmarks/firmware.py
+	$(PY) benchmarks/azint.py
+	$(PY) benchmarks/fbp.py
+	$(PY) benchmarks/h5_layout.py
 
 clean:
-	rm -rf $(VENV) out build .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) out build smeflow-data .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -114,7 +114,7 @@ def register_graph(sub: Subparsers) -> None:
 
 
 def register_demo(sub: Subparsers) -> None:
-    """``smeflow demo``."""
-    p = sub.add_parser("demo", help="run the main demonstration")
+    """``smeflow counter-demo``: the SME kernel alone (the beamline demo is ``smeflow demo``)."""
+    p = sub.add_parser("counter-demo", help="simulate the counter example: trace, VCD, drawing")
     p.add_argument("-o", "--output", default="out/demo", help="folder for the demo's files")
     p.set_defaults(func=cmd_demo)

@@ -110,3 +110,10 @@ def test_ghdl_backend_runs_the_exported_vhdl(setup: Any) -> None:
     images = catalog.run(uid)["primary"]["det_image"]
     for i, raw in enumerate(counts):
         assert np.array_equal(np.asarray(images[i]), reference_frame(raw, P).image)
+
+
+def test_the_beamline_fixture_is_ready(smeflow_beamline: Any) -> None:
+    bl = smeflow_beamline
+    (uid,) = bl.RE(bp.count([bl.det], 2))
+    assert bl.catalog.run(uid)["primary"]["det_image"].shape == (2, 64, 64)
+    assert bl.rotation is bl.beamline.rotation

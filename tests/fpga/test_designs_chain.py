@@ -3,12 +3,16 @@ packets against the numpy reference model."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fpga.designs.chain import build
 from fpga.designs.params import ChainParams
+from fpga.export import export
+from fpga.ghdl import run_testbench
+from sme import Simulator
 
 P = ChainParams(64, 64, 16)
 
@@ -24,3 +28,16 @@ def test_chain_lockstep_random_frames(binning: bool, sme_hw: Any, make_firmware_
     assert result.ticks == len(rows)
     packets = sum(1 for v in result.trace.column("packet.last") if v)
     assert packets == 4
+
+
+@pytest.mark.ghdl
+def test_chain_passes_its_vhdl_testbench(tmp_path: Path, make_firmware_stimulus: Any,
+                                         stimulus_rows: Any) -> None:
+    net = build(P)
+    rows = stimulus_rows(make_firmware_stimulus(P, frames=3, binning=False, seed=5))
+    trace = Simulator(net).run(stimulus=rows)
+    assert trace is not None
+    export(net, tmp_path, trace)
+    result = run_testbench(tmp_path)
+    assert result.passed, result.mismatches[:3] or result.output[-2000:]
+    assert result.ticks == len(rows)

@@ -12,7 +12,7 @@ from sme.cli import main
 
 
 def test_demo_prints_the_counter_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "-o", str(tmp_path)]) == 0
+    assert main(["counter-demo", "-o", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "counter_control.valid" in out and "counter_data.value" in out
     assert (tmp_path / "counter.csv").read_text().splitlines()[0] == (
