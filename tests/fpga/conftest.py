@@ -9,29 +9,31 @@ import numpy as np
 import pytest
 
 from devices.sensor import link_stream
-from fpga.designs.host import Config, concat, config_stimulus, gain_raw, table_stimulus
 from fpga.designs.params import ChainParams, Reg, Table
+from fpga.designs.reference import ChainConfig, ChainTables, setup_stimulus, setup_ticks
 
 ENUMS = {"ctrl.reg": Reg, "tables.table": Table}
 
 
 def firmware_stimulus(params: ChainParams, frames: int = 3, binning: bool = False,
                       seed: int = 3, idle_prob: float = 0.1) -> dict[str, np.ndarray]:
-    """Random calibration tables, a configuration, then ``frames`` frames of random counts
-    (a few saturated pixels) with random idle ticks inside frames."""
+    """Random calibration tables and a configuration written while the link is idle, then
+    ``frames`` frames of random counts (a few saturated pixels) with random idle ticks."""
     rng = np.random.default_rng(seed)
     shape = (params.height, params.width)
-    dark = rng.integers(0, 40, shape)
-    gain = gain_raw(rng.uniform(0.8, 1.3, shape))
-    mask = rng.random(shape) < 0.02
+    tables = ChainTables(dark=rng.integers(0, 40, shape),
+                         gain=rng.integers(13_000, 21_000, shape),
+                         mask=rng.random(shape) < 0.02)
     counts = rng.integers(0, 90_000, (frames, *shape))
     counts[0, 3, :7] = (1 << 20) - 1
-    w, h = params.out_shape(binning)[1], params.out_shape(binning)[0]
-    roi = (w // 8, h // 5, w - w // 4, h - 3)
-    setup = concat(table_stimulus(params, dark, gain, mask),
-                   config_stimulus(Config(threshold=20, roi=roi, binning=binning)))
-    link = link_stream(counts, params, idle_prob=idle_prob, seed=seed).stimulus()
-    return concat(setup, link)
+    h, w = params.out_shape(binning)
+    config = ChainConfig(threshold=20, roi=(w // 8, h // 5, w - w // 4, h - 3),
+                         binning=binning)
+    link = link_stream(counts, params, lead_idle=setup_ticks(params, config, tables),
+                       idle_prob=idle_prob, seed=seed)
+    stim = link.stimulus()
+    stim.update(setup_stimulus(params, link.ticks, config, tables))
+    return stim
 
 
 def as_rows(stim: dict[str, np.ndarray]) -> list[dict[str, Any]]:
