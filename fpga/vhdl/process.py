@@ -212,8 +212,9 @@ def emit_process(ir: ProcessIR, entity: str, pkg: str) -> str:
     if ir.is_generator:
         kind += " state machine (generator)"
     out += [f"-- Kind: {kind}."]
-    for h in ir.helpers:
-        out += [f"-- Inlines helper {h.name} ({h.loc.short})" + (f": {h.doc}" if h.doc else "")]
+    for h in ir.helpers:  # a multi-line docstring stays a comment on every line
+        out += _comment_block(f"Inlines helper {h.name} ({h.loc.short})"
+                              + (f": {h.doc}" if h.doc else ""))
     out += ["library ieee;", "use ieee.std_logic_1164.all;", "use ieee.numeric_std.all;",
             "use work.sme_pkg.all;", f"use work.{pkg}.all;", "", f"entity {entity} is"]
     if ir.registers:
