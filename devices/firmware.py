@@ -21,9 +21,10 @@ import numpy.typing as npt
 from dataflow.packets import ReadoutFrame
 from dataflow.readout import Readout
 from fpga.designs.chain import build
-from fpga.designs.params import ChainParams, Reg, Table
+from fpga.designs.params import ChainParams
 from fpga.designs.reference import ChainConfig, ChainTables, setup_stimulus, setup_ticks
 from sme import Simulator
+from sme.backend import batch_rows
 
 from .sensor import link_stream
 
@@ -104,7 +105,7 @@ class Firmware:
         link = link_stream(counts, self.params, lead_idle=self._setup_ticks)
         stim = link.stimulus()
         stim.update(setup_stimulus(self.params, link.ticks, self.config, self.tables))
-        rows = _rows(stim, link.ticks)
+        rows = batch_rows(self.network, stim, link.ticks)
         result = run_lockstep(self.network, self._export, rows, trace=True,
                               build_dir=self._export / "lockstep")
         if not result.passed:
@@ -118,14 +119,3 @@ class Firmware:
         """The readout backend's counters (good, corrupt, dropped, …)."""
         return self.readout.report()
 
-
-def _rows(stim: dict[str, np.ndarray], ticks: int) -> list[dict[str, Any]]:
-    enums: dict[str, list[Any]] = {"ctrl.reg": list(Reg), "tables.table": list(Table)}
-    rows = []
-    for i in range(ticks):
-        row: dict[str, Any] = {}
-        for k, v in stim.items():
-            x = v[i]
-            row[k] = enums[k][int(x)] if k in enums else (x.tolist() if v.ndim > 1 else x.item())
-        rows.append(row)
-    return rows

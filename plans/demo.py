@@ -116,14 +116,14 @@ def run_demo(data_dir: Path, out_dir: Path, *, projections: int = 90, backend: s
     sino = np.asarray(proj[:, row, :])
     files["sinogram"] = _save_png(out_dir / "sinogram.png", sino,
                                   f"sinogram of row {row}", aspect="auto")
-    flats = np.asarray(tomo["flat"]["det_image"][:]).astype(float).mean(axis=0)
-    darks = np.asarray(tomo["dark"]["det_image"][:]).astype(float).mean(axis=0)
-    transmission = (sino - darks[row]) / np.maximum(flats[row] - darks[row], 1.0)
-    absorption = -np.log(np.clip(transmission, 1e-6, None)).astype(np.float32)
-    angles = np.asarray(tomo.metadata["start"]["angles"], dtype=float)
     from analysis.fbp import fbp
+    from analysis.tomo import absorption
 
-    slice_ = fbp(absorption, angles)
+    rows = slice(row, row + 1)
+    mu = absorption(np.asarray(proj[:, rows, :]), np.asarray(tomo["dark"]["det_image"][:, rows, :]),
+                    np.asarray(tomo["flat"]["det_image"][:, rows, :]))
+    angles = np.asarray(tomo.metadata["start"]["angles"], dtype=float)
+    slice_ = fbp(np.ascontiguousarray(mu[:, 0, :]), angles)
     files["reconstruction"] = _save_png(out_dir / "reconstruction.png", np.asarray(slice_),
                                         f"reconstruction of row {row} (OpenCL FBP)",
                                         cmap="viridis")

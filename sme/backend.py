@@ -146,6 +146,20 @@ def to_array(t: TracedSignal, values: list[Any]) -> np.ndarray:
     return np.array(values, dtype=numpy_dtype(t))
 
 
+def batch_rows(network: Network, stimulus: Mapping[str, np.ndarray],
+               ticks: int | None = None) -> list[dict[str, Any]]:
+    """Batch stimulus (``"bus.signal"`` → array, enums as member index, fixed point raw,
+    as ``run_batch`` takes it) as one ``{"bus.signal": value}`` mapping per tick, the form
+    ``Simulator.run`` and the cocotb lock-step take. ``ticks`` defaults to the shortest
+    array."""
+    inputs = {t.name: t for t in network.traced_signals() if t.is_input}
+    n = min(len(a) for a in stimulus.values()) if ticks is None else ticks
+    check_batch_stimulus(network, inputs, stimulus, n)
+    columns = {name: _py_values(inputs[name], np.asarray(arr)[:n])
+               for name, arr in stimulus.items()}
+    return [{name: col[i] for name, col in columns.items()} for i in range(n)]
+
+
 def _py_values(t: TracedSignal, arr: np.ndarray) -> list[Any]:
     ty = t.type
     if isinstance(ty, BoolType):

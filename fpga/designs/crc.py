@@ -30,7 +30,8 @@ CRC_T0, CRC_T1, CRC_T2, CRC_T3 = _tables()
 
 def crc32_step(crc: int, word32: int) -> int:
     """One slicing-by-4 step: the running (non-inverted) CRC after four more bytes given as
-    a little-endian 32-bit word. The firmware does the same in ``Packetiser``."""
+    a little-endian 32-bit word. ``Packetiser`` calls it in its process body (inlined, and
+    exported to VHDL as a function of the constant tables)."""
     c = crc ^ word32
     return (CRC_T3[c & 0xFF] ^ CRC_T2[(c >> 8) & 0xFF] ^ CRC_T1[(c >> 16) & 0xFF]
             ^ CRC_T0[c >> 24])

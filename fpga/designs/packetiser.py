@@ -9,7 +9,7 @@ from sme import Array, Bool, Process, UInt, wrap
 from sme.process import Direction
 
 from .buses import bits, chain_buses, specialise
-from .crc import CRC_T0, CRC_T1, CRC_T2, CRC_T3, INIT, XOR_OUT
+from .crc import INIT, XOR_OUT, crc32_step
 from .params import (
     HEADER_LANES,
     MAGIC,
@@ -91,9 +91,7 @@ class PacketiserBody(Process):
                 self.out.data[2 * i + 1] = hi
                 self.held[2 * i] = self.inp.data[2 * i]
                 self.held[2 * i + 1] = self.inp.data[2 * i + 1]
-                c = c ^ (lo | (hi << 16))
-                c = (CRC_T3[c & 0xFF] ^ CRC_T2[(c >> 8) & 0xFF]
-                     ^ CRC_T1[(c >> 16) & 0xFF] ^ CRC_T0[c >> 24])
+                c = crc32_step(c, lo | (hi << 16))
             self.crc = c
             self.count = self.count + 1
             self.out.valid = True
@@ -138,9 +136,7 @@ class PacketiserBody(Process):
             if not last:
                 crc: UInt[32] = self.crc
                 for i in range(self.LANES // 2):
-                    crc = crc ^ (self.word[2 * i] | (self.word[2 * i + 1] << 16))
-                    crc = (CRC_T3[crc & 0xFF] ^ CRC_T2[(crc >> 8) & 0xFF]
-                           ^ CRC_T1[(crc >> 16) & 0xFF] ^ CRC_T0[crc >> 24])
+                    crc = crc32_step(crc, self.word[2 * i] | (self.word[2 * i + 1] << 16))
                 self.crc = crc
                 self.count = self.count + 1
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from devices.sensor import link_stream
-from fpga.designs.params import ChainParams, Reg, Table
+from fpga.designs.params import ChainParams
 from fpga.designs.reference import ChainConfig, ChainTables, setup_stimulus, setup_ticks
-
-ENUMS = {"ctrl.reg": Reg, "tables.table": Table}
+from sme import Network
+from sme.backend import batch_rows
 
 
 def firmware_stimulus(params: ChainParams, frames: int = 3, binning: bool = False,
@@ -36,19 +36,6 @@ def firmware_stimulus(params: ChainParams, frames: int = 3, binning: bool = Fals
     return stim
 
 
-def as_rows(stim: dict[str, np.ndarray]) -> list[dict[str, Any]]:
-    """Batch stimulus arrays as per-tick mappings (enum indexes become members)."""
-    n = len(next(iter(stim.values())))
-    rows = []
-    for i in range(n):
-        row = {k: (v[i].tolist() if v.ndim > 1 else v[i].item()) for k, v in stim.items()}
-        for k, cls in ENUMS.items():
-            if k in row:
-                row[k] = list(cls)[row[k]]
-        rows.append(row)
-    return rows
-
-
 @pytest.fixture
 def make_firmware_stimulus() -> Callable[..., dict[str, np.ndarray]]:
     """``firmware_stimulus(params, frames=3, binning=False, seed=3, idle_prob=0.1)``."""
@@ -56,6 +43,6 @@ def make_firmware_stimulus() -> Callable[..., dict[str, np.ndarray]]:
 
 
 @pytest.fixture
-def stimulus_rows() -> Callable[[dict[str, np.ndarray]], list[dict[str, Any]]]:
-    """``as_rows(batch_stimulus)``: per-tick mappings for ``Simulator.run``."""
-    return as_rows
+def stimulus_rows() -> Callable[[Network, dict[str, np.ndarray]], list[dict[str, Any]]]:
+    """``batch_rows(network, batch_stimulus)``: per-tick mappings for ``Simulator.run``."""
+    return batch_rows

@@ -22,8 +22,9 @@ P = ChainParams(64, 64, 16)
 def test_chain_lockstep_random_frames(binning: bool, sme_hw: Any, make_firmware_stimulus: Any,
                                       stimulus_rows: Any) -> None:
     stim = make_firmware_stimulus(P, frames=4, binning=binning, seed=11 + binning)
-    rows = stimulus_rows(stim)
-    result = sme_hw.lockstep(build(P), rows, trace=True)
+    net = build(P)
+    rows = stimulus_rows(net, stim)
+    result = sme_hw.lockstep(net, rows, trace=True)
     assert result.passed, str(result.mismatch)
     assert result.ticks == len(rows)
     packets = sum(1 for v in result.trace.column("packet.last") if v)
@@ -34,7 +35,7 @@ def test_chain_lockstep_random_frames(binning: bool, sme_hw: Any, make_firmware_
 def test_chain_passes_its_vhdl_testbench(tmp_path: Path, make_firmware_stimulus: Any,
                                          stimulus_rows: Any) -> None:
     net = build(P)
-    rows = stimulus_rows(make_firmware_stimulus(P, frames=3, binning=False, seed=5))
+    rows = stimulus_rows(net, make_firmware_stimulus(P, frames=3, binning=False, seed=5))
     trace = Simulator(net).run(stimulus=rows)
     assert trace is not None
     export(net, tmp_path, trace)

@@ -22,8 +22,8 @@ P = ChainParams(64, 64, 16)
 def chain_trace(request: pytest.FixtureRequest, make_firmware_stimulus: Any,
                 stimulus_rows: Any) -> Trace:
     stim = make_firmware_stimulus(P, binning=request.param)
-    sim = Simulator(build(P))
-    trace = sim.run(stimulus=stimulus_rows(stim))
+    net = build(P)
+    trace = Simulator(net).run(stimulus=stimulus_rows(net, stim))
     assert trace is not None
     return trace
 
