@@ -87,6 +87,42 @@ class PoniGeometry:
                              f"got {self.shape!r}")
         object.__setattr__(self, "shape", (int(shape[0]), int(shape[1])))
 
+    # -- metadata --------------------------------------------------------------------
+
+    def to_metadata(self) -> dict[str, object]:
+        """The geometry as plain JSON values (for a run's start document).
+
+        Keys are the constructor's arguments; :meth:`from_metadata` reads them back, so a
+        reducer finds the geometry a diffraction run was taken with in the run itself."""
+        return {"dist": self.dist, "poni1": self.poni1, "poni2": self.poni2,
+                "rot1": self.rot1, "rot2": self.rot2, "rot3": self.rot3,
+                "pixel1": self.pixel1, "pixel2": self.pixel2,
+                "shape": [self.shape[0], self.shape[1]], "wavelength": self.wavelength}
+
+    @classmethod
+    def from_metadata(cls, md: object, where: str = "geometry") -> PoniGeometry:
+        """The geometry written by :meth:`to_metadata`; ``PoniError`` naming ``where`` and
+        the bad key when ``md`` is not such a mapping."""
+        if not isinstance(md, dict):
+            raise PoniError(f"{where}: expected a mapping of PONI parameters, got {md!r}")
+        keys = ("dist", "poni1", "poni2", "rot1", "rot2", "rot3", "pixel1", "pixel2",
+                "shape", "wavelength")
+        unknown = sorted(set(md) - set(keys))
+        if unknown:
+            raise PoniError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}")
+        if "dist" not in md or "poni1" not in md or "poni2" not in md:
+            raise PoniError(f"{where}: dist, poni1 and poni2 are required")
+        values = dict(md)
+        if "shape" in values:
+            shape = values["shape"]
+            if not (isinstance(shape, list | tuple) and len(shape) == 2):
+                raise PoniError(f"{where}: shape must be [rows, cols], got {shape!r}")
+            values["shape"] = (shape[0], shape[1])
+        try:
+            return cls(**values)
+        except (TypeError, ValueError) as exc:
+            raise PoniError(f"{where}: {exc}") from None
+
     # -- positions -------------------------------------------------------------------
 
     def _offsets(self) -> tuple[FloatArray, FloatArray]:

@@ -103,7 +103,8 @@ def run_demo(data_dir: Path, out_dir: Path, *, projections: int = 90, backend: s
                                           positions, num=2,
                                           exposure=0.1, shutter=beamline.shutter,
                                           md={"sample": "CeO2 powder",
-                                              "purpose": "smeflow demo diffraction"})))
+                                              "purpose": "smeflow demo diffraction",
+                                              "geometry": beamline.geometry.to_metadata()})))
     finally:
         beamline.close()
 

@@ -165,3 +165,20 @@ def test_rotated_arm_against_rotation_matrices() -> None:
     assert got[12, 33] == pytest.approx(delta, abs=1e-15)
     with pytest.raises(ValueError, match="wn and wm must be positive"):
         arm_two_theta(shape, n0, m0, 0.0, wm, phi, delta)
+
+
+def test_geometry_metadata_round_trip_and_errors() -> None:
+    import json
+
+    from dataflow.geometry import PoniError, PoniGeometry
+
+    g = PoniGeometry(dist=0.12, poni1=0.02, poni2=0.021, rot1=0.01, pixel1=172e-6,
+                     pixel2=172e-6, shape=(256, 240), wavelength=0.5e-10)
+    md = json.loads(json.dumps(g.to_metadata()))
+    assert PoniGeometry.from_metadata(md) == g
+    with pytest.raises(PoniError, match="start.geometry: unknown key"):
+        PoniGeometry.from_metadata({**md, "distance": 1}, "start.geometry")
+    with pytest.raises(PoniError, match="dist must be a positive"):
+        PoniGeometry.from_metadata({**md, "dist": -1.0})
+    with pytest.raises(PoniError, match="mapping"):
+        PoniGeometry.from_metadata([1, 2])
