@@ -12,9 +12,19 @@ seed). The counting efficiency of pixel p is therefore
 
 (1 far below the photon energy, ½ at it, 0 far above; a step when σ = 0). Photons arrive
 independently, so the counts of a pixel with flux Φ_p (photons/s) exposed for t seconds
-are Poisson with mean ε_p · Φ_p · t (a thinned Poisson process), clipped at the counter
-depth 2**20 − 1 (``PIXEL_MAX``). Not modelled: charge sharing between pixels, count-rate
-dead time (pile-up) and the energy spectrum of the beam (monochromatic beam assumed).
+are Poisson with mean λ = ε_p · Φ_p · t (a thinned Poisson process), clipped at the
+counter depth 2**20 − 1 (``PIXEL_MAX``).
+
+Drawing the counts: exact Poisson draws for means below ``NORMAL_MIN_MEAN`` (100); above
+it, the Cornish–Fisher expansion of the Poisson quantile in a standard normal ``z``,
+``λ + √λ z + (z² − 1)/6 + (z − z³)/(72√λ)``, rounded to the nearest integer. It has the
+Poisson mean, variance (to 0.15 %), skewness and excess kurtosis, and its distribution
+function differs from Poisson's by less than 0.2 % at λ = 100, less further up
+(``tests/devices/test_sensor.py`` measures it); it costs a fifth of an exact draw, which is
+what lets a 512×512 detector run at hundreds of frames per second.
+
+Not modelled: charge sharing between pixels, count-rate dead time (pile-up) and the
+energy spectrum of the beam (monochromatic beam assumed).
 
 Defects, at positions drawn once from the seed: dead pixels always read 0; hot pixels
 count at ``hot_rate`` counts/s on top of any photons (so they saturate in long
@@ -32,8 +42,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from numba import njit
 
 from fpga.designs.params import PIXEL_MAX, ChainParams
+
+NORMAL_MIN_MEAN = 100.0
+"""Counts with a mean at least this are drawn from the Cornish–Fisher normal expansion."""
 
 _LAM_CAP = 4.0 * PIXEL_MAX
 """Poisson means above this always saturate the counter (the mean is 4× the counter depth,
@@ -170,8 +184,18 @@ class SensorModel:
         """Counts of one exposure of ``exposure`` seconds to ``flux`` (photons/s per pixel,
         ``height × width``): Poisson, saturating at 2**20 − 1, with dead and hot pixels."""
         lam = np.minimum(self.expected_counts(flux, exposure), _LAM_CAP)
-        counts = self._rng.poisson(lam)
-        return np.minimum(counts, PIXEL_MAX).astype(np.uint32)
+        return self._draw(lam)
+
+    def _draw(self, lam: npt.NDArray[np.float64]) -> npt.NDArray[np.uint32]:
+        """Counts of means ``lam`` (see the module text for large means), saturated."""
+        counts = np.empty(lam.shape, dtype=np.uint32)
+        z = self._rng.standard_normal(lam.shape, dtype=np.float32)
+        n_low = _expand_normal(lam.ravel(), z.ravel(), counts.ravel(), NORMAL_MIN_MEAN,
+                               PIXEL_MAX)
+        if n_low:
+            low = lam < NORMAL_MIN_MEAN
+            counts[low] = self._rng.poisson(lam[low])  # below 100: never saturated
+        return counts
 
     def frames(self, flux: npt.ArrayLike, exposure: float, n: int) -> list[npt.NDArray[np.uint32]]:
         """``n`` successive exposures of the same flux."""
@@ -293,3 +317,24 @@ def _check_frames(frames: Sequence[npt.ArrayLike] | npt.NDArray[np.integer],
 
 
 __all__ = ["LinkStream", "SensorModel", "counting_efficiency", "link_stream"]
+
+
+@njit(cache=True, nogil=True)
+def _expand_normal(lam: npt.NDArray[np.float64], z: npt.NDArray[np.float32],
+                   out: npt.NDArray[np.uint32], min_mean: float,
+                   top: int) -> int:  # pragma: no cover - compiled
+    """Counts for the means ``>= min_mean`` from normal deviates ``z`` (Cornish–Fisher,
+    rounded, saturated at ``top``); returns how many means were below ``min_mean``
+    (left for exact Poisson draws)."""
+    n_low = 0
+    for i in range(lam.shape[0]):
+        m = lam[i]
+        if m < min_mean:
+            n_low += 1
+            continue
+        zi = np.float64(z[i])
+        root = np.sqrt(m)
+        v = np.floor(m + root * zi + (zi * zi - 1.0) / 6.0
+                     + zi * (1.0 - zi * zi) / (72.0 * root) + 0.5)
+        out[i] = top if v >= top else (0 if v <= 0.0 else np.uint32(v))
+    return n_low

@@ -17,6 +17,40 @@ FLAT = np.full((64, 64), 1000.0)
 
 # -- counting -------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("mean", [100.0, 180.0, 2500.0])
+def test_large_means_follow_poisson_distribution(mean: float) -> None:
+    """Means >= NORMAL_MIN_MEAN are drawn from the Cornish–Fisher expansion: its moments
+    and distribution function must be Poisson's (400k draws: the CDF's sampling error is
+    about 0.0008, the moments' a few per cent of their Poisson values)."""
+    from scipy import stats
+
+    from devices.sensor import NORMAL_MIN_MEAN
+
+    assert mean >= NORMAL_MIN_MEAN
+    p = ChainParams(height=256, width=256, lanes=16)
+    s = SensorModel(p, seed=11)
+    flux = np.full((256, 256), mean / float(s.efficiency[0, 0]))
+    c = np.concatenate([s.expose(flux, 1.0).ravel() for _ in range(6)]).astype(np.float64)
+    assert abs(c.mean() - mean) < 4 * math.sqrt(mean / c.size)
+    assert abs(c.var() / mean - 1) < 0.01
+    assert abs(stats.skew(c) * math.sqrt(mean) - 1) < 0.1
+    values = np.arange(int(mean - 5 * math.sqrt(mean)), int(mean + 5 * math.sqrt(mean)))
+    empirical = np.searchsorted(np.sort(c), values, side="right") / c.size
+    assert np.abs(empirical - stats.poisson(mean).cdf(values)).max() < 0.003
+    assert np.array_equal(c, np.round(c))
+
+
+def test_mixed_means_draw_each_pixel_from_its_own_law() -> None:
+    """Pixels below and above NORMAL_MIN_MEAN in one frame: both paths fill their pixels."""
+    s = SensorModel(P64, seed=5)
+    flux = np.where(np.arange(64)[None, :] < 32, 5.0, 5000.0) * np.ones((64, 1))
+    frames = np.stack([s.expose(flux / float(s.efficiency[0, 0]), 1.0) for _ in range(40)])
+    low, high = frames[:, :, :32].astype(float), frames[:, :, 32:].astype(float)
+    assert abs(low.mean() - 5) < 0.1 and abs(low.var() / 5 - 1) < 0.05
+    assert abs(high.mean() - 5000) < 1 and abs(high.var() / 5000 - 1) < 0.05
+    assert low.min() == 0  # Poisson(5) gives zeros; the normal path would not
+
+
 def test_flat_field_is_poisson() -> None:
     s = SensorModel(P64, photon_energy=12.0, threshold=3.0, energy_sigma=0.5, seed=1)
     counts = s.expose(FLAT, 0.1)           # mean 100 (efficiency ≈ 1 far below E)
