@@ -50,6 +50,9 @@ from event_model import compose_stream_resource
 DEFAULT_DATASET = "/entry/data/data"
 """Where the frames live inside the file (the NeXus-style path area detectors use)."""
 
+COUNTERS_DATASET = "/entry/instrument/detector/counters"
+"""Where a file's counters (``FrameWriter(counters=...)``) live; names in attr ``names``."""
+
 HDF5_MIMETYPE = "application/x-hdf5"
 TOMO_FRAMES_PER_CHUNK = 8
 TOMO_CHUNK_BYTES = 128 * 1024
@@ -169,6 +172,9 @@ class FrameWriter:
         Flush after this many unflushed frames; default: frames per chunk.
     attrs
         Attributes stored on the dataset (strings and numbers), e.g. the exposure.
+    counters
+        Names of integer counters kept in ``COUNTERS_DATASET`` (zero until
+        ``set_counters``); ``read_counters`` reads them back.
     """
 
     def __init__(self, folder: str | os.PathLike[str], name: str | os.PathLike[str],
@@ -176,7 +182,8 @@ class FrameWriter:
                  data_key: str = "image", dataset: str = DEFAULT_DATASET,
                  layout: Layout = "tomo", compression: str | None = None,
                  flush_every: int | None = None,
-                 attrs: Mapping[str, Any] | None = None) -> None:
+                 attrs: Mapping[str, Any] | None = None,
+                 counters: Sequence[str] = ()) -> None:
         shape = tuple(int(n) for n in frame_shape)
         if len(shape) != 2 or min(shape) < 1:
             raise ValueError(f"frame_shape {tuple(frame_shape)}: expected (rows, cols) >= 1")
@@ -214,6 +221,13 @@ class FrameWriter:
                 dtype=self.dtype, chunks=self.chunk_shape, compression=compression)
             for key, value in (attrs or {}).items():
                 self._ds.attrs[key] = value
+            self._counter_names = tuple(counters)
+            self._counters: h5py.Dataset | None = None
+            if counters:
+                # SWMR forbids new attributes once frames are written, not dataset writes
+                self._counters = self._file.create_dataset(
+                    COUNTERS_DATASET, data=np.zeros(len(counters), np.int64))
+                self._counters.attrs["names"] = list(counters)
             self._file.swmr_mode = True
         except BaseException:
             self._file.close()
@@ -289,6 +303,23 @@ class FrameWriter:
         if not self.closed and self._flushed != self._count:
             self._ds.flush()
             self._flushed = self._count
+
+    def set_counters(self, values: Mapping[str, int]) -> None:
+        """Write the counters declared with ``counters=`` (e.g. the readout's good,
+        corrupt and dropped frames before closing); undeclared names are refused."""
+        self._check_open()
+        if self._counters is None:
+            raise KeyError(f"{self.path}: no counters were declared for this file")
+        names = list(self._counter_names)
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise KeyError(f"{self.path}: undeclared counter(s) {', '.join(unknown)}; "
+                           f"declared: {', '.join(names)}")
+        row = self._counters[...]
+        for name, value in values.items():
+            row[names.index(name)] = int(value)
+        self._counters[...] = row
+        self._counters.flush()
 
     # -- bluesky documents -------------------------------------------------------------
 
@@ -458,6 +489,26 @@ class FrameReader:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def read_counters(path: str | os.PathLike[str]) -> dict[str, int]:
+    """The counters a ``FrameWriter`` stored in ``path`` (empty when it declared none).
+
+    Raises ``HDF5ReadError`` naming the file when it cannot be read."""
+    p = Path(path)
+    try:
+        with h5py.File(p, "r", swmr=True) as f:
+            node = f.get(COUNTERS_DATASET)
+            if not isinstance(node, h5py.Dataset):
+                return {}
+            names = [str(n) for n in node.attrs.get("names", [])]
+            values = [int(v) for v in node[...]]
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise HDF5ReadError(f"{p}: cannot read counters: {_reason(exc)}") from None
+    if len(names) != len(values):
+        raise HDF5ReadError(f"{p}: {COUNTERS_DATASET} has {len(values)} values for "
+                            f"{len(names)} names")
+    return dict(zip(names, values, strict=True))
 
 
 def open_frames(path: str | os.PathLike[str], dataset: str = DEFAULT_DATASET) -> FrameReader:

@@ -6,7 +6,8 @@ The sample environment the detector looks at is :class:`devices.samples.Scene`; 
 """
 
 from devices.beam import BeamMonitor
-from devices.motion import MotorLimitError, RotationStage, SimMotor
+from devices.fly import FlyParameters, PositionTrigger
+from devices.motion import ContinuousRotation, MotorLimitError, RotationStage, SimMotor
 from devices.phantom import Ellipsoid, EllipsoidPhantom, PhantomSample, shepp_logan_3d
 from devices.powder import CEO2, SILICON, CubicCrystal, PowderSample, reflections
 from devices.samples import EmptyBeam, IncidentBeam, Pose, Sample, Scene
@@ -16,15 +17,18 @@ __all__ = [
     "CEO2",
     "SILICON",
     "BeamMonitor",
+    "ContinuousRotation",
     "CubicCrystal",
     "Ellipsoid",
     "EllipsoidPhantom",
     "EmptyBeam",
     "FastShutter",
+    "FlyParameters",
     "IncidentBeam",
     "MotorLimitError",
     "PhantomSample",
     "Pose",
+    "PositionTrigger",
     "PowderSample",
     "RotationStage",
     "Sample",

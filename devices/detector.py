@@ -8,6 +8,16 @@ HDF5 file. The event carries the firmware's own reductions (ROI sum, saturated c
 histogram, frame number); the image is external data (``<name>_image``, announced with
 ``stream_resource``/``stream_datum`` from ``collect_asset_docs``).
 
+Fly scans (``devices.fly``): ``prepare(FlyParameters(...))``, ``kickoff()``, ``complete()``,
+and ``describe_collect()``/``collect_pages()`` for a stream declared with
+``bps.declare_stream(det, name=..., collect=True)``: the frames of a continuous
+acquisition on internal or position-compare triggers, with per-frame reductions, trigger
+times and the rotation angle latched at each trigger (data key: the rotation stage's name).
+
+When a file is closed (``unstage``) the readout backend's counters (``READOUT_COUNTERS``:
+good, corrupt and dropped frames, framing errors, stray words) are written into the file
+(``dataflow.hdf5.read_counters`` reads them), so a run's files say what the link lost.
+
 Configuration signals (``read_configuration``): ``exposure`` (s), ``energy_threshold``
 (keV, the sensor's comparator), ``threshold`` (counts, the firmware's zero suppression),
 ``roi`` (``[x0, y0, x1, y1]`` in output pixels), ``binning`` (2×2), ``backend`` and
@@ -30,12 +40,17 @@ from ophyd import Device, Signal
 from ophyd.status import DeviceStatus
 
 from dataflow.hdf5 import FrameWriter
+from dataflow.packets import ReadoutFrame
 from fpga.designs.params import HIST_BINS, ChainParams
 from fpga.designs.reference import ChainConfig, ChainTables
 
 from .firmware import BACKENDS, Firmware
+from .fly import FlyAcquisition, FlyParameters
 from .samples import PixelSize, Scene
 from .sensor import SensorModel
+
+READOUT_COUNTERS = ("good", "corrupt", "dropped", "framing_errors", "stray_words")
+"""Readout counters stored in every frame file (since the firmware was configured)."""
 
 
 class FirmwareDetector(Device):  # type: ignore[misc]
@@ -102,6 +117,10 @@ class FirmwareDetector(Device):  # type: ignore[misc]
         self.last_counts: np.ndarray | None = None
         """The sensor counts of the last exposure (what went over the link)."""
         self._lock = threading.Lock()
+        self.fly: FlyAcquisition | None = None
+        """The armed or last fly acquisition (``prepare`` makes one)."""
+        self._collected = 0
+        self._announced = 0
 
     # -- keys -------------------------------------------------------------------------
     @property
@@ -139,13 +158,23 @@ class FirmwareDetector(Device):  # type: ignore[misc]
         name = f"{self.name}_{time.strftime('%Y%m%d-%H%M%S')}_{uuid.uuid4().hex[:8]}.h5"
         self.writer = FrameWriter(self.folder, name, self.out_shape(), data_key=self.image_key,
                                   attrs={"exposure": float(self.exposure.get()),
-                                         "backend": backend})
+                                         "backend": backend},
+                                  counters=READOUT_COUNTERS)
         staged: list[Any] = super().stage()
         return staged
 
     def unstage(self) -> list[Any]:
-        """Close the HDF5 file (its SHA-256 goes to ``last_digest`` and ``digests``)."""
+        """Stop a running fly acquisition, record the readout counters on the frame
+        dataset and close the HDF5 file (its SHA-256 goes to ``last_digest`` and
+        ``digests``)."""
+        if self.fly is not None:
+            self.fly.cancel()
         if self.writer is not None:
+            if self.firmware is not None:
+                report = self.firmware.report()
+                with self._lock:
+                    self.writer.set_counters({name: int(report[name])
+                                              for name in READOUT_COUNTERS})
             self.last_digest = self.writer.close()
             self.digests[str(self.writer.path)] = self.last_digest
             self.writer = None
@@ -165,12 +194,15 @@ class FirmwareDetector(Device):  # type: ignore[misc]
         self.last_counts = counts
         with self._lock:
             self.writer.append(frame.image)
-        now = time.time()
+        self.publish_frame(frame, time.time())
+        return frame.image
+
+    def publish_frame(self, frame: ReadoutFrame, now: float) -> None:
+        """Put a frame's reductions on the readback signals (what ``read()`` returns)."""
         self.roi_sum.put(int(frame.roi_sum), timestamp=now)
         self.saturated.put(int(frame.saturated), timestamp=now)
         self.histogram.put([int(v) for v in frame.histogram], timestamp=now)
         self.frame_number.put(int(frame.frame_number), timestamp=now)
-        return frame.image
 
     def trigger(self) -> DeviceStatus:
         """Expose and read one frame; the status finishes when it is in the file."""
@@ -192,8 +224,91 @@ class FirmwareDetector(Device):  # type: ignore[misc]
         threading.Thread(target=work, name=f"{self.name}-exposure", daemon=True).start()
         return status
 
-    def collect_asset_docs(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        """``stream_resource`` (once per file) and ``stream_datum`` for new frames."""
+    def collect_asset_docs(self, index: int | None = None
+                           ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """``stream_resource`` (once per file) and ``stream_datum`` for new frames.
+
+        In a fly scan the frames announced here are exactly those whose readings the
+        following ``collect_pages()`` returns (``index`` is not used: one device)."""
         if self.writer is not None:
             with self._lock:
-                yield from self.writer.asset_docs()
+                docs = list(self.writer.asset_docs())
+                self._announced = self.writer.n_frames
+            yield from docs
+
+    # -- fly scans ----------------------------------------------------------------------
+
+    def prepare(self, value: FlyParameters) -> DeviceStatus:
+        """Arm a fly acquisition (after ``stage()``); applies ``value.exposure``."""
+        if not isinstance(value, FlyParameters):
+            raise TypeError(f"{self.name}.prepare: expected FlyParameters, got {value!r}")
+        if self.writer is None:
+            raise RuntimeError(f"{self.name}: prepare() before stage(); stage the detector "
+                               "first (bluesky plans do)")
+        if self.fly is not None and not self.fly.done.done and self.fly.started:
+            raise RuntimeError(f"{self.name}: a fly acquisition is still running")
+        if value.exposure is not None:
+            self.exposure.put(float(value.exposure))
+        self.fly = FlyAcquisition(self, value)
+        with self._lock:
+            self._collected = self._announced = self.writer.n_frames
+        status = DeviceStatus(self)
+        status.set_finished()
+        return status
+
+    def kickoff(self) -> DeviceStatus:
+        """Start the armed fly acquisition; the status finishes once it runs."""
+        if self.fly is None or self.fly.started is not None:
+            raise RuntimeError(f"{self.name}: kickoff() needs a prepare() with "
+                               "FlyParameters first")
+        self.fly.start()
+        status = DeviceStatus(self)
+        status.set_finished()
+        return status
+
+    def complete(self) -> DeviceStatus:
+        """The status of the running fly acquisition: finished with its last frame."""
+        if self.fly is None or self.fly.started is None:
+            raise RuntimeError(f"{self.name}: complete() before kickoff()")
+        return self.fly.done
+
+    def describe_collect(self) -> dict[str, Any]:
+        """Data keys of a fly stream: the image (external), the firmware's reductions,
+        the trigger time and the angle latched at each trigger."""
+        source = f"smeflow:firmware:{self.backend.get()}"
+        keys: dict[str, Any] = {}
+        for signal in (self.roi_sum, self.saturated, self.histogram, self.frame_number):
+            key = dict(signal.describe()[signal.name])
+            key["source"] = source
+            keys[signal.name] = key
+        keys[f"{self.name}_trigger_time"] = {"source": source, "dtype": "number",
+                                             "shape": [], "units": "s"}
+        rotation = self.scene.rotation
+        keys[rotation.name] = {"source": f"smeflow:position-capture:{rotation.name}",
+                               "dtype": "number", "shape": [], "units": "deg",
+                               "precision": 4}
+        keys[self.image_key] = self.describe()[self.image_key]
+        return keys
+
+    def collect_pages(self) -> Iterator[dict[str, Any]]:
+        """The readings of the frames announced by the last ``collect_asset_docs()``."""
+        if self.fly is None:
+            return
+        with self._lock:
+            rows = self.fly.frames[self._collected:self._announced]
+            self._collected = self._announced
+        if not rows:
+            return
+        rotation = self.scene.rotation.name
+        columns: dict[str, list[Any]] = {
+            self.roi_sum.name: [r.roi_sum for r in rows],
+            self.saturated.name: [r.saturated for r in rows],
+            self.histogram.name: [list(r.histogram) for r in rows],
+            self.frame_number.name: [r.frame_number for r in rows],
+            f"{self.name}_trigger_time": [r.trigger_time for r in rows],
+            rotation: [r.angle for r in rows],
+        }
+        done = [r.done_time for r in rows]
+        triggered = [r.trigger_time for r in rows]
+        timestamps = {key: (triggered if key == rotation else done) for key in columns}
+        yield {"data": columns, "timestamps": timestamps}

@@ -48,6 +48,10 @@ __all__ = [
 ]
 
 
+HISTORY = 64
+"""Trajectories a motor remembers for ``position_at`` in the past."""
+
+
 class MotorLimitError(LimitError):  # type: ignore[misc]
     """A requested position lies outside a motor's soft limits (raised before moving)."""
 
@@ -242,6 +246,7 @@ class SimMotor(Device, PositionerBase):  # type: ignore[misc]
         self._lock = threading.RLock()
         self._trajectory = Trajectory.at_rest(float(init_pos))
         self._t0_wall = time.time()
+        self._history: list[tuple[float, Trajectory]] = [(self._t0_wall, self._trajectory)]
         self._move: _Move | None = None
         self.low_limit_travel.put(low)
         self.high_limit_travel.put(high)
@@ -296,12 +301,24 @@ class SimMotor(Device, PositionerBase):  # type: ignore[misc]
     def position_at(self, t_wall: float) -> float:
         """Position at wall-clock time ``t_wall`` (seconds since the epoch).
 
-        Exact for the current trajectory, past or future; before the current trajectory
-        started it returns the trajectory's starting point.
+        Exact for the current trajectory, past or future, and for the last
+        ``HISTORY`` trajectories before it (what an encoder latched at a trigger in
+        the past read); before the oldest kept one it returns that one's start.
         """
         with self._lock:
-            trajectory, t0 = self._trajectory, self._t0_wall
+            t0, trajectory = self._history[0]
+            for start, candidate in reversed(self._history):
+                if start <= t_wall:
+                    t0, trajectory = start, candidate
+                    break
         return trajectory.position((t_wall - t0) / self.time_scale)
+
+    def _set_trajectory(self, trajectory: Trajectory, t0: float) -> None:
+        """Follow ``trajectory`` from wall time ``t0`` on (kept in the history)."""
+        with self._lock:
+            self._trajectory, self._t0_wall = trajectory, t0
+            self._history.append((t0, trajectory))
+            del self._history[:-HISTORY]
 
     def move_time(self, target: float) -> float:
         """Physical seconds a move from the current position to ``target`` would take."""
@@ -368,8 +385,7 @@ class SimMotor(Device, PositionerBase):  # type: ignore[misc]
                 self, target, moved_cb=moved_cb, timeout=timeout
             )
             self.user_setpoint.put(target)
-            self._trajectory = trajectory
-            self._t0_wall = time.time()
+            self._set_trajectory(trajectory, time.time())
             cancel = threading.Event()
             thread = threading.Thread(
                 target=self._follow,
@@ -401,7 +417,7 @@ class SimMotor(Device, PositionerBase):  # type: ignore[misc]
             self._move = None
             self._moving = False
             final = self._trajectory.end
-            self._trajectory = Trajectory.at_rest(final)
+            self._set_trajectory(Trajectory.at_rest(final), t_end)
         self._publish(time.time())
         self._done_moving(success=True, value=final)
 
@@ -418,8 +434,9 @@ class SimMotor(Device, PositionerBase):  # type: ignore[misc]
                 return None
             self._move.cancel.set()
             self._move = None
-            here = self.position
-            self._trajectory = Trajectory.at_rest(here)
+            now = time.time()
+            here = self.position_at(now)
+            self._set_trajectory(Trajectory.at_rest(here), now)
             self._moving = False
             return here
 
@@ -430,6 +447,16 @@ class SimMotor(Device, PositionerBase):  # type: ignore[misc]
             return
         self._publish(time.time())
         self._done_moving(success=success)
+
+
+@dataclass(frozen=True)
+class ContinuousRotation:
+    """A rotation across ``[start, stop]`` degrees at constant ``velocity`` deg/s, what
+    ``RotationStage.prepare`` takes for a fly scan (see ``start_continuous``)."""
+
+    start: float
+    stop: float
+    velocity: float
 
 
 class RotationStage(SimMotor):
@@ -477,25 +504,12 @@ class RotationStage(SimMotor):
             )
         self.max_velocity = float(max_velocity)
         self._window: tuple[float, float] | None = None
+        self._prepared: ContinuousRotation | None = None
+        self._fly_status: MoveStatus | None = None
 
-    def start_continuous(self, start: float, stop: float, velocity: float) -> MoveStatus:
-        """Rotate across ``[start, stop]`` at constant angular ``velocity`` (deg/s).
-
-        The stage first moves (at its normal velocity) to a run-up angle before ``start``,
-        accelerates so that it passes ``start`` at full ``velocity``, holds it until
-        ``stop``, then decelerates to rest past ``stop``. The returned status completes
-        when the stage is at rest again; :meth:`constant_velocity_window` gives the wall
-        times of passing ``start`` and ``stop``, and :meth:`position_at` the angle at any
-        time.
-
-        Raises
-        ------
-        ValueError
-            ``velocity`` not in ``(0, max_velocity]`` or ``start == stop``.
-        MotorLimitError
-            The run-up or run-out angle lies outside the limits.
-        """
-        start, stop = float(start), float(stop)
+    def run_up_out(self, start: float, stop: float, velocity: float) -> tuple[float, float]:
+        """Run-up and run-out angles of a continuous rotation; checks velocity, angles
+        and limits (the errors ``start_continuous`` documents)."""
         if not (math.isfinite(velocity) and 0 < velocity <= self.max_velocity):
             raise ValueError(
                 f"rotation stage {self.name!r}: continuous velocity must be in "
@@ -519,6 +533,29 @@ class RotationStage(SimMotor):
                     f"deg at {velocity:g} deg/s needs a {what} angle of {angle:g} deg, "
                     f"outside the limits {self.limits}; nothing was moved"
                 ) from err
+        return run_up, run_out
+
+    def start_continuous(self, start: float, stop: float, velocity: float) -> MoveStatus:
+        """Rotate across ``[start, stop]`` at constant angular ``velocity`` (deg/s).
+
+        The stage first moves (at its normal velocity) to a run-up angle before ``start``,
+        accelerates so that it passes ``start`` at full ``velocity``, holds it until
+        ``stop``, then decelerates to rest past ``stop``. The returned status completes
+        when the stage is at rest again; :meth:`constant_velocity_window` gives the wall
+        times of passing ``start`` and ``stop``, and :meth:`position_at` the angle at any
+        time.
+
+        Raises
+        ------
+        ValueError
+            ``velocity`` not in ``(0, max_velocity]`` or ``start == stop``.
+        MotorLimitError
+            The run-up or run-out angle lies outside the limits.
+        """
+        start, stop = float(start), float(stop)
+        run_up, run_out = self.run_up_out(start, stop, velocity)
+        accel = float(self.acceleration.get())
+        sign = 1.0 if stop > start else -1.0
         t_ramp = velocity / accel
         t_const = abs(stop - start) / velocity
         fly = Trajectory(
@@ -541,6 +578,36 @@ class RotationStage(SimMotor):
             t_start = self._t0_wall + (approach.duration + t_ramp) * self.time_scale
             self._window = (t_start, t_start + t_const * self.time_scale)
         return status
+
+    # -- bluesky fly protocol (prepare / kickoff / complete) ---------------------------
+
+    def prepare(self, value: ContinuousRotation) -> MoveStatus:
+        """Move to the run-up angle of the continuous rotation ``value`` (checked
+        against the limits and ``max_velocity`` now); ``kickoff`` then starts it."""
+        if not isinstance(value, ContinuousRotation):
+            raise TypeError(f"{self.name}.prepare: expected ContinuousRotation, got {value!r}")
+        run_up, _ = self.run_up_out(value.start, value.stop, value.velocity)
+        self._prepared = value
+        self._fly_status = None
+        status: MoveStatus = self.set(run_up)
+        return status
+
+    def kickoff(self) -> MoveStatus:
+        """Start the prepared rotation; the returned status is already finished (the
+        stage is moving; ``complete`` follows the motion)."""
+        value = self._prepared
+        if value is None:
+            raise RuntimeError(f"{self.name}: kickoff() needs prepare(ContinuousRotation) first")
+        self._fly_status = self.start_continuous(value.start, value.stop, value.velocity)
+        done = MoveStatus(self, value.start)
+        done.set_finished()
+        return done
+
+    def complete(self) -> MoveStatus:
+        """Finishes when the stage is at rest after the run-out."""
+        if self._fly_status is None:
+            raise RuntimeError(f"{self.name}: complete() before kickoff()")
+        return self._fly_status
 
     def constant_velocity_window(self) -> tuple[float, float]:
         """Wall times at which the last continuous rotation passed ``start`` and ``stop``."""

@@ -6,6 +6,8 @@ the beamline's own experiments:
 
 * :func:`tomo_scan` — darks, flats and projections in one run (streams ``"dark"``,
   ``"flat"``, ``"primary"``), see :mod:`plans.tomo` for the document layout;
+* :func:`fly_tomo_scan` — the same run layout, projections taken on the fly during one
+  continuous rotation (position-compare triggers), see :mod:`plans.fly_tomo`;
 * :func:`diffraction_scan` — frames at explicit sample positions, and
   :func:`diffraction_count`, a validated ``count`` series.
 
@@ -14,6 +16,7 @@ Every plan here checks its arguments when it is called and raises
 """
 
 from plans.diffraction import diffraction_count, diffraction_scan, grid_positions
+from plans.fly_tomo import fly_tomo_scan
 from plans.tomo import IMAGE_KEY, TOMO_STREAMS, tomo_angles, tomo_scan
 from plans.validate import PlanArgumentError, PlanDetector, PlanMotor
 
@@ -25,6 +28,7 @@ __all__ = [
     "PlanMotor",
     "diffraction_count",
     "diffraction_scan",
+    "fly_tomo_scan",
     "grid_positions",
     "tomo_angles",
     "tomo_scan",

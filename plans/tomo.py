@@ -33,7 +33,7 @@ RunEngine re-take exactly the interrupted frame after the beam returns.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +57,10 @@ from plans.validate import (
     require_within_limits,
 )
 
-__all__ = ["IMAGE_KEY", "TOMO_STREAMS", "tomo_angles", "tomo_scan"]
+__all__ = [
+    "IMAGE_KEY", "TOMO_STREAMS", "TomoSetup", "tomo_angles", "tomo_run", "tomo_scan",
+    "validate_tomo",
+]
 
 PLAN = "tomo_scan"
 
@@ -140,33 +143,64 @@ def tomo_scan(
     MsgGenerator[str]
         The plan; it returns the run's uid.
     """
-    require_detector(PLAN, "det", det)
-    require_motor(PLAN, "rotation", rotation)
-    require_motor(PLAN, "sample_x", sample_x)
-    require_movable(PLAN, "shutter", shutter)
-    start_deg = require_within_limits(PLAN, "start", require_number(PLAN, "start", start), rotation)
-    stop_deg = require_within_limits(PLAN, "stop", require_number(PLAN, "stop", stop), rotation)
-    n_proj = require_int(PLAN, "num_projections", num_projections, minimum=1)
+    if not isinstance(endpoint, bool):
+        raise PlanArgumentError(PLAN, "endpoint", endpoint, "True or False")
+    setup = validate_tomo(
+        PLAN, det, rotation, sample_x, shutter, out_position=out_position, start=start,
+        stop=stop, num_projections=num_projections, n_darks=n_darks, n_flats=n_flats,
+        exposure=exposure, in_position=in_position, md=md,
+        angles=lambda a, b, n: tomo_angles(a, b, n, endpoint=endpoint),
+        extra_args={"endpoint": endpoint})
+    return _tomo_scan(setup)
+
+
+def validate_tomo(
+    plan: str,
+    det: Any,
+    rotation: Any,
+    sample_x: Any,
+    shutter: Any,
+    *,
+    out_position: Any,
+    start: Any,
+    stop: Any,
+    num_projections: Any,
+    n_darks: Any,
+    n_flats: Any,
+    exposure: Any,
+    in_position: Any,
+    md: Any,
+    angles: Callable[[float, float, int], list[float]],
+    extra_args: Mapping[str, Any] | None = None,
+    extra_md: Mapping[str, Any] | None = None,
+) -> TomoSetup:
+    """Check the arguments shared by the tomography plans (``PlanArgumentError`` naming
+    ``plan`` and the argument) and return them as a :class:`TomoSetup`; ``angles`` maps
+    ``(start, stop, num_projections)`` to the projection angles."""
+    require_detector(plan, "det", det)
+    require_motor(plan, "rotation", rotation)
+    require_motor(plan, "sample_x", sample_x)
+    require_movable(plan, "shutter", shutter)
+    start_deg = require_within_limits(plan, "start", require_number(plan, "start", start), rotation)
+    stop_deg = require_within_limits(plan, "stop", require_number(plan, "stop", stop), rotation)
+    n_proj = require_int(plan, "num_projections", num_projections, minimum=1)
     if n_proj > 1 and start_deg == stop_deg:
         raise PlanArgumentError(
-            PLAN, "stop", stop, f"different from start ({start_deg:g}) for {n_proj} projections"
+            plan, "stop", stop, f"different from start ({start_deg:g}) for {n_proj} projections"
         )
-    darks = require_int(PLAN, "n_darks", n_darks, minimum=0)
-    flats = require_int(PLAN, "n_flats", n_flats, minimum=0)
+    darks = require_int(plan, "n_darks", n_darks, minimum=0)
+    flats = require_int(plan, "n_flats", n_flats, minimum=0)
     x_out = require_within_limits(
-        PLAN, "out_position", require_number(PLAN, "out_position", out_position), sample_x
+        plan, "out_position", require_number(plan, "out_position", out_position), sample_x
     )
     x_in: float | None = None
     if in_position is not None:
         x_in = require_within_limits(
-            PLAN, "in_position", require_number(PLAN, "in_position", in_position), sample_x
+            plan, "in_position", require_number(plan, "in_position", in_position), sample_x
         )
-    if not isinstance(endpoint, bool):
-        raise PlanArgumentError(PLAN, "endpoint", endpoint, "True or False")
-    exposure_signal = require_exposure(PLAN, det, exposure)
+    exposure_signal = require_exposure(plan, det, exposure)
     seconds = None if exposure is None else float(exposure)
-    user_md = require_md(PLAN, md)
-    angles = tomo_angles(start_deg, stop_deg, n_proj, endpoint=endpoint)
+    user_md = require_md(plan, md)
     plan_args = {
         "det": repr(det),
         "rotation": repr(rotation),
@@ -180,31 +214,32 @@ def tomo_scan(
         "exposure": seconds,
         "out_position": x_out,
         "in_position": x_in,
-        "endpoint": endpoint,
+        **(extra_args or {}),
     }
-    return _tomo_scan(
-        _TomoSetup(
-            det=det,
-            rotation=rotation,
-            sample_x=sample_x,
-            shutter=shutter,
-            angles=angles,
-            n_darks=darks,
-            n_flats=flats,
-            exposure=seconds,
-            exposure_signal=exposure_signal,
-            x_in=x_in,
-            x_out=x_out,
-            plan_args=plan_args,
-            user_md=user_md,
-        )
+    return TomoSetup(
+        plan=plan,
+        det=det,
+        rotation=rotation,
+        sample_x=sample_x,
+        shutter=shutter,
+        angles=angles(start_deg, stop_deg, n_proj),
+        n_darks=darks,
+        n_flats=flats,
+        exposure=seconds,
+        exposure_signal=exposure_signal,
+        x_in=x_in,
+        x_out=x_out,
+        plan_args=plan_args,
+        user_md=user_md,
+        extra_md=dict(extra_md or {}),
     )
 
 
 @dataclass(frozen=True)
-class _TomoSetup:
-    """The validated arguments of one :func:`tomo_scan` call."""
+class TomoSetup:
+    """The validated arguments of one tomography plan call (see :func:`validate_tomo`)."""
 
+    plan: str
     det: PlanDetector
     rotation: PlanMotor
     sample_x: PlanMotor
@@ -218,6 +253,7 @@ class _TomoSetup:
     x_out: float
     plan_args: dict[str, Any]
     user_md: dict[str, Any]
+    extra_md: dict[str, Any]
 
     @property
     def readables(self) -> list[Readable[Any]]:
@@ -231,7 +267,7 @@ class _TomoSetup:
         """The start document's metadata (user ``md`` applied last)."""
         num_points = self.n_darks + self.n_flats + len(self.angles)
         md: dict[str, Any] = {
-            "plan_name": PLAN,
+            "plan_name": self.plan,
             "plan_args": {**self.plan_args, "in_position": x_in},
             "detectors": [self.det.name],
             "detector": self.det.name,
@@ -250,13 +286,16 @@ class _TomoSetup:
             "num_points": num_points,
             "num_intervals": max(num_points - 1, 0),
             "hints": {"dimensions": [([self.rotation.name], TOMO_STREAMS["projection"])]},
+            **self.extra_md,
         }
         md.update(self.user_md)
         return md
 
 
-def _tomo_scan(setup: _TomoSetup) -> MsgGenerator[str]:
-    """The validated tomography plan (see :func:`tomo_scan`)."""
+def tomo_run(setup: TomoSetup,
+             projections: Callable[[], MsgGenerator[None]]) -> MsgGenerator[str]:
+    """The run of a tomography plan: configure, darks, flats, sample back in, then
+    ``projections()``; the shutter is closed at the end whatever happens."""
     x_in = setup.x_in
     if x_in is None:
         x_in = float((yield from bps.rd(setup.sample_x)))
@@ -264,25 +303,16 @@ def _tomo_scan(setup: _TomoSetup) -> MsgGenerator[str]:
     def close_shutter() -> MsgGenerator[None]:
         yield from bps.mv(setup.shutter, "closed")
 
-    def configure() -> MsgGenerator[None]:
-        if setup.exposure_signal is not None:
-            yield from bps.mv(setup.exposure_signal, setup.exposure)
-
     def frames(n: int, stream: str) -> MsgGenerator[None]:
         for _ in range(n):
             yield from bps.checkpoint()
             yield from bps.trigger_and_read(setup.readables, name=TOMO_STREAMS[stream])
 
-    def projections() -> MsgGenerator[None]:
-        for angle in setup.angles:
-            yield from bps.checkpoint()
-            yield from bps.mv(setup.rotation, angle)
-            yield from bps.trigger_and_read(setup.readables, name=TOMO_STREAMS["projection"])
-
     def body() -> MsgGenerator[None]:
         # The detector is staged once per kind of frame: a file (and so one external
         # resource) per stream, as NXtomo writers keep darks, flats and projections apart.
-        yield from configure()
+        if setup.exposure_signal is not None:
+            yield from bps.mv(setup.exposure_signal, setup.exposure)
         yield from bps.mv(setup.shutter, "closed")
         if setup.n_darks:
             yield from staged(frames(setup.n_darks, "dark"), [setup.det])
@@ -292,7 +322,20 @@ def _tomo_scan(setup: _TomoSetup) -> MsgGenerator[str]:
             yield from staged(frames(setup.n_flats, "flat"), [setup.det])
         yield from bps.mv(setup.sample_x, x_in)
         yield from bps.mv(setup.shutter, "open")
-        yield from staged(projections(), [setup.det])
+        yield from projections()
 
     uid: str = yield from recorded_run(with_cleanup(body(), close_shutter), setup.start_md(x_in))
+    return uid
+
+
+def _tomo_scan(setup: TomoSetup) -> MsgGenerator[str]:
+    """The validated step-scan tomography plan (see :func:`tomo_scan`)."""
+
+    def projections() -> MsgGenerator[None]:
+        for angle in setup.angles:
+            yield from bps.checkpoint()
+            yield from bps.mv(setup.rotation, angle)
+            yield from bps.trigger_and_read(setup.readables, name=TOMO_STREAMS["projection"])
+
+    uid: str = yield from tomo_run(setup, lambda: staged(projections(), [setup.det]))
     return uid

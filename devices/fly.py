@@ -1,0 +1,278 @@
+"""Continuous (fly) acquisition of the firmware detector: frames on a train of triggers.
+
+In a fly scan the RunEngine does not trigger the detector frame by frame. The plan arms it
+with :class:`FlyParameters` (``prepare``), starts it (``kickoff``) and, while the sample
+moves continuously, the detector takes ``frames`` exposures, one per trigger; ``complete``
+finishes when the last frame is in the HDF5 file, and ``collect`` hands over what was taken
+since the previous call: the frames as ``stream_resource``/``stream_datum`` documents (they
+are already in the file) and, per frame, the firmware's reductions, the trigger time and
+the angle the position-capture unit latched from the rotation stage's encoder.
+
+Triggers come from one of two sources:
+
+* internal: every ``period`` seconds from kickoff (detector seconds, scaled to wall time
+  by the detector's ``time_scale`` like its exposures);
+* position compare (:class:`PositionTrigger`): the motion controller fires when the
+  rotation stage passes the middle of each of ``frames`` equal angular bins between
+  ``start`` and ``stop`` during its constant-velocity window — how fly tomography is
+  triggered at beamlines (the PSO output of the rotation controller).
+
+Frame ``i`` is exposed around trigger ``i``: the scene is sampled at that instant (motion
+blur during the exposure is not modelled). A frame is never produced before its trigger;
+when the simulation is slower than the trigger rate, frames queue in the detector's buffer
+and arrive after their triggers, which :attr:`FlyAcquisition.max_lag` records.
+
+Two threads share the work so that both cores do some: one computes flux and counts of the
+next frames (scene and sensor models), the other runs frames through the firmware in
+batches of up to :data:`BATCH` and writes them. The compiled parts of both release the GIL.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+from ophyd.status import DeviceStatus
+
+from .motion import RotationStage
+
+if TYPE_CHECKING:
+    from .detector import FirmwareDetector
+
+BATCH = 8
+"""Frames the firmware takes in one simulation call at most."""
+QUEUE_FRAMES = 32
+"""Count frames computed ahead of the firmware at most (the detector's buffer)."""
+
+
+@dataclass(frozen=True)
+class PositionTrigger:
+    """Triggers at the middle of ``frames`` equal bins of ``[start, stop]`` (degrees) while
+    ``stage`` rotates at constant velocity (see ``RotationStage.start_continuous``)."""
+
+    stage: RotationStage
+    start: float
+    stop: float
+
+    def angles(self, frames: int) -> list[float]:
+        """The trigger angles: bin centres ``start + (i + ½)·(stop − start)/frames``."""
+        step = (self.stop - self.start) / frames
+        return [self.start + (i + 0.5) * step for i in range(frames)]
+
+    def times(self, frames: int) -> list[float]:
+        """Wall times at which the stage passes the trigger angles (its continuous
+        rotation across ``[start, stop]`` must have been started)."""
+        t0, t1 = self.stage.constant_velocity_window()
+        span = self.stop - self.start
+        return [t0 + (angle - self.start) / span * (t1 - t0) for angle in self.angles(frames)]
+
+
+@dataclass(frozen=True)
+class FlyParameters:
+    """What the detector's ``prepare`` takes for a fly scan.
+
+    Parameters
+    ----------
+    frames
+        Number of frames (>= 1).
+    exposure
+        Exposure per frame in seconds; ``None`` keeps the detector's ``exposure`` signal.
+    period
+        Internal triggers: seconds between frames (>= exposure; default: the exposure).
+    trigger
+        Position-compare triggers from a rotation stage instead of internal ones.
+    """
+
+    frames: int
+    exposure: float | None = None
+    period: float | None = None
+    trigger: PositionTrigger | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.frames, bool) or not isinstance(self.frames, int | np.integer) \
+                or self.frames < 1:
+            raise ValueError(f"FlyParameters.frames must be an int >= 1, got {self.frames!r}")
+        for name in ("exposure", "period"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int | float) and not
+                                          isinstance(value, bool) and math.isfinite(value)
+                                          and value > 0):
+                raise ValueError(f"FlyParameters.{name} must be a number > 0 s or None, "
+                                 f"got {value!r}")
+        if self.period is not None and self.trigger is not None:
+            raise ValueError("FlyParameters: give a period (internal triggers) or a trigger "
+                             "(position compare), not both")
+        if self.period is not None and self.exposure is not None \
+                and self.period < self.exposure:
+            raise ValueError(f"FlyParameters.period {self.period} s is shorter than the "
+                             f"exposure {self.exposure} s")
+        if self.trigger is not None and self.trigger.start == self.trigger.stop:
+            raise ValueError("FlyParameters.trigger: start and stop angles must differ")
+
+
+@dataclass(frozen=True)
+class FlyFrame:
+    """What the detector reports for one frame of a fly scan (besides the image)."""
+
+    index: int
+    trigger_time: float
+    done_time: float
+    angle: float
+    roi_sum: int
+    saturated: int
+    frame_number: int
+    histogram: tuple[int, ...]
+
+
+Counts = npt.NDArray[np.uint32]
+
+
+class FlyAcquisition:
+    """One armed fly acquisition of ``det`` (made by ``FirmwareDetector.prepare``).
+
+    ``start()`` launches the two worker threads; ``done`` is the status ``complete()``
+    returns; ``frames`` grows as frames reach the file (guarded by ``det``'s lock, which
+    also guards the file, so the two always agree); ``cancel()`` stops early.
+    """
+
+    def __init__(self, det: FirmwareDetector, params: FlyParameters) -> None:
+        self.det = det
+        self.params = params
+        self.exposure = float(params.exposure if params.exposure is not None
+                              else det.exposure.get())
+        self.frames: list[FlyFrame] = []
+        self.done = DeviceStatus(det)
+        self.max_lag = 0.0
+        """Largest delay (s) between a trigger and its frame reaching the file."""
+        self.started: float | None = None
+        self._cancel = threading.Event()
+        self._queue: queue.Queue[tuple[int, float, float, Counts] | None] = \
+            queue.Queue(QUEUE_FRAMES)
+        self._threads: list[threading.Thread] = []
+
+    # -- control ---------------------------------------------------------------------
+
+    def trigger_times(self, t_kickoff: float) -> list[float]:
+        """Wall times of the triggers, for a kickoff at ``t_kickoff``."""
+        n = self.params.frames
+        if self.params.trigger is not None:
+            return self.params.trigger.times(n)
+        period = self.params.period if self.params.period is not None else self.exposure
+        step = period * self.det.time_scale
+        return [t_kickoff + i * step for i in range(n)]
+
+    def start(self) -> None:
+        """Compute the trigger times and start the workers."""
+        self.started = time.time()
+        times = self.trigger_times(self.started)
+        name = self.det.name
+        self._threads = [
+            threading.Thread(target=self._guard, args=(self._produce, times),
+                             name=f"{name}-fly-sensor", daemon=True),
+            threading.Thread(target=self._guard, args=(self._consume, len(times)),
+                             name=f"{name}-fly-firmware", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def cancel(self, wait: float = 5.0) -> None:
+        """Stop the workers (frames already written stay in the file)."""
+        self._cancel.set()
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(wait)
+        if not self.done.done:
+            self.done.set_exception(RuntimeError(
+                f"{self.det.name}: fly acquisition stopped after {len(self.frames)} of "
+                f"{self.params.frames} frames"))
+
+    # -- workers ---------------------------------------------------------------------
+
+    def _guard(self, work: Callable[[Any], None], arg: Any) -> None:
+        try:
+            work(arg)
+        except Exception as exc:
+            self._cancel.set()
+            if not self.done.done:
+                self.done.set_exception(exc)
+
+    def _put(self, item: tuple[int, float, float, Counts] | None) -> bool:
+        while not self._cancel.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self, times: Sequence[float]) -> None:
+        det = self.det
+        shape = (det.params.height, det.params.width)
+        rotation = det.scene.rotation
+        for i, t in enumerate(times):
+            wait = t - time.time()
+            if wait > 0 and self._cancel.wait(wait):
+                return
+            if self._cancel.is_set():
+                return
+            flux = det.scene.flux_image(shape, det.pixel_size, t=t)
+            counts = det.sensor.expose(flux, self.exposure)
+            if not self._put((i, t, rotation.position_at(t), counts)):
+                return
+        self._put(None)
+
+    def _consume(self, n: int) -> None:
+        det = self.det
+        firmware, writer = det.firmware, det.writer
+        if firmware is None or writer is None:
+            raise RuntimeError(f"{det.name}: kickoff() before stage(); stage the detector "
+                               "first (bluesky plans do)")
+        finished = False
+        while not finished and not self._cancel.is_set():
+            try:
+                first = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            batch = [] if first is None else [first]
+            finished = first is None
+            while not finished and len(batch) < BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    finished = True
+                else:
+                    batch.append(item)
+            if batch:
+                self._process(batch)
+        if finished and not self.done.done:
+            if len(self.frames) != n:
+                raise RuntimeError(f"{det.name}: fly acquisition wrote {len(self.frames)} of "
+                                   f"{n} frames")
+            self.done.set_finished()
+
+    def _process(self, batch: list[tuple[int, float, float, Counts]]) -> None:
+        det = self.det
+        assert det.firmware is not None and det.writer is not None
+        out = det.firmware.acquire([counts for _, _, _, counts in batch])
+        images = np.stack([frame.image for frame in out])
+        with det._lock:
+            det.writer.append_many(images)
+            now = time.time()
+            for (index, t, angle, _), frame in zip(batch, out, strict=True):
+                self.frames.append(FlyFrame(
+                    index=index, trigger_time=t, done_time=now, angle=angle,
+                    roi_sum=int(frame.roi_sum), saturated=int(frame.saturated),
+                    frame_number=int(frame.frame_number),
+                    histogram=tuple(int(v) for v in frame.histogram)))
+                self.max_lag = max(self.max_lag, now - t)
+        det.last_counts = batch[-1][3]
+        det.publish_frame(out[-1], now)

@@ -1,0 +1,150 @@
+"""Fly tomography: darks and flats as steps, projections during one continuous rotation.
+
+:func:`fly_tomo_scan` records the same run layout as :func:`plans.tomo.tomo_scan` (streams
+``dark``, ``flat``, ``primary``; the same start metadata, ``plan_name="fly_tomo_scan"``),
+so every reader of step-scan tomography reads it too. What differs is how the projections
+are taken: the rotation stage turns once across ``[start, stop]`` at the constant velocity
+that gives one frame per ``exposure`` (``num_projections`` equal angular bins), and its
+controller triggers the detector at the centre of every bin (position compare,
+:class:`devices.fly.PositionTrigger`). The detector streams frames into its HDF5 file while
+the stage moves; the plan collects them every ``flush_period`` seconds into ``primary``,
+whose events carry, per frame, the angle latched at the trigger (data key: the rotation
+stage's name), the trigger time and the firmware's reductions.
+
+Start metadata added to the tomography keys: ``fly=True``, ``rotation_velocity``
+(deg/s), ``frame_time`` (s) and ``angles`` — the nominal bin centres; the measured angles
+are the events' rotation readings, which a reconstruction should prefer.
+
+A suspender that trips during the rotation cannot re-take part of a continuous rotation:
+the RunEngine pauses after the rotation ends, and the frames taken without beam stay in
+the run (their ``det_roi_sum`` shows it); darks and flats are steps with checkpoints as in
+``tomo_scan``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from bluesky import plan_stubs as bps
+from bluesky.protocols import Movable
+from bluesky.utils import MsgGenerator
+
+from devices.fly import FlyParameters, PositionTrigger
+from devices.motion import ContinuousRotation, RotationStage
+from plans.runs import staged
+from plans.tomo import TOMO_STREAMS, TomoSetup, tomo_run, validate_tomo
+from plans.validate import PlanArgumentError, PlanDetector, PlanMotor, require_number
+
+__all__ = ["fly_tomo_scan"]
+
+PLAN = "fly_tomo_scan"
+FLY_METHODS = ("prepare", "kickoff", "complete", "describe_collect", "collect_pages")
+
+
+def fly_tomo_scan(
+    det: PlanDetector,
+    rotation: PlanMotor,
+    sample_x: PlanMotor,
+    shutter: Movable[Any],
+    *,
+    out_position: float,
+    exposure: float,
+    start: float = 0.0,
+    stop: float = 180.0,
+    num_projections: int = 180,
+    n_darks: int = 5,
+    n_flats: int = 5,
+    in_position: float | None = None,
+    flush_period: float = 0.5,
+    md: Mapping[str, Any] | None = None,
+) -> MsgGenerator[str]:
+    """Darks, flats, then projections on the fly during one continuous rotation.
+
+    Arguments are checked when the function is called (``PlanArgumentError``, no run
+    opened), including that the rotation speed this needs is within the stage's
+    ``max_velocity`` and its run-up and run-out within its limits.
+
+    Parameters
+    ----------
+    det
+        A fly-capable detector (``prepare``/``kickoff``/``complete``/``describe_collect``/
+        ``collect_pages``, e.g. :class:`devices.detector.FirmwareDetector`).
+    rotation
+        A :class:`devices.motion.RotationStage`.
+    sample_x, shutter, out_position, in_position, n_darks, n_flats
+        As for :func:`plans.tomo.tomo_scan`.
+    exposure
+        Seconds per frame (> 0): also the frame period, so the stage turns
+        ``|stop − start| / (num_projections · exposure)`` deg/s.
+    start, stop
+        Angular range in degrees; projection ``i`` is centred on
+        ``start + (i + ½)(stop − start)/num_projections``.
+    num_projections
+        Number of frames during the rotation (>= 1).
+    flush_period
+        Seconds between collections of the frames taken so far (> 0).
+    md
+        Extra start-document metadata.
+
+    Returns
+    -------
+    MsgGenerator[str]
+        The plan; it returns the run's uid.
+    """
+    for method in FLY_METHODS:
+        if not callable(getattr(det, method, None)):
+            raise PlanArgumentError(PLAN, "det", det, "a fly-capable detector with "
+                                    + ", ".join(f"{m}()" for m in FLY_METHODS))
+    if not isinstance(rotation, RotationStage):
+        raise PlanArgumentError(PLAN, "rotation", rotation,
+                                "a RotationStage (continuous rotation with prepare/kickoff)")
+    seconds = require_number(PLAN, "exposure", exposure, positive=True)
+    period = require_number(PLAN, "flush_period", flush_period, positive=True)
+
+    def bin_centres(first: float, last: float, n: int) -> list[float]:
+        return PositionTrigger(rotation, first, last).angles(n)
+
+    setup = validate_tomo(
+        PLAN, det, rotation, sample_x, shutter, out_position=out_position, start=start,
+        stop=stop, num_projections=num_projections, n_darks=n_darks, n_flats=n_flats,
+        exposure=seconds, in_position=in_position, md=md, angles=bin_centres,
+        extra_args={"flush_period": period})
+    first, last = setup.plan_args["start"], setup.plan_args["stop"]
+    if first == last:
+        raise PlanArgumentError(PLAN, "stop", stop, f"different from start ({first:g})")
+    velocity = abs(last - first) / (len(setup.angles) * seconds)
+    try:
+        rotation.run_up_out(first, last, velocity)
+    except ValueError as err:  # MotorLimitError is a ValueError too
+        raise PlanArgumentError(
+            PLAN, "exposure", exposure,
+            f"long enough for the stage: {len(setup.angles)} frames over "
+            f"{abs(last - first):g} deg at {seconds:g} s each need {velocity:g} deg/s ({err})"
+        ) from None
+    setup = TomoSetup(**{**setup.__dict__, "extra_md": {
+        "fly": True, "rotation_velocity": velocity, "frame_time": seconds}})
+    return _fly_tomo_scan(setup, ContinuousRotation(first, last, velocity), period)
+
+
+def _fly_tomo_scan(setup: TomoSetup, motion: ContinuousRotation,
+                   flush_period: float) -> MsgGenerator[str]:
+    """The validated fly tomography plan (see :func:`fly_tomo_scan`)."""
+    det, rotation = setup.det, setup.rotation
+    stream = TOMO_STREAMS["projection"]
+    assert isinstance(rotation, RotationStage)
+
+    def fly() -> MsgGenerator[None]:
+        trigger = PositionTrigger(rotation, motion.start, motion.stop)
+        yield from bps.prepare(rotation, motion, wait=True)
+        yield from bps.prepare(det, FlyParameters(frames=len(setup.angles),
+                                                  exposure=setup.exposure, trigger=trigger),
+                               wait=True)
+        yield from bps.declare_stream(det, name=stream, collect=True)
+        yield from bps.kickoff(rotation, wait=True)
+        yield from bps.kickoff(det, wait=True)
+        yield from bps.collect_while_completing([rotation, det], [det],
+                                                flush_period=flush_period, stream_name=stream)
+
+    uid: str = yield from tomo_run(setup, lambda: staged(fly(), [det]))
+    return uid

@@ -1,0 +1,125 @@
+"""The detector's fly-scan interface (prepare / kickoff / complete / collect) and the
+motion history that position capture relies on."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dataflow.hdf5 import open_frames, read_counters
+from devices.beamline import Beamline
+from devices.fly import FlyParameters, PositionTrigger
+from devices.motion import ContinuousRotation, RotationStage
+from fpga.designs.params import ChainParams
+
+P = ChainParams(64, 64, 16)
+
+
+@pytest.fixture
+def beamline(tmp_path: Path) -> Iterator[Beamline]:
+    bl = Beamline.create(tmp_path, params=P, backend="interp", time_scale=0.001)
+    bl.shutter.set("open").wait(5)
+    bl.use_phantom()
+    yield bl
+    bl.det.unstage()
+    bl.close()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"frames": 0}, "frames must be an int >= 1"),
+    ({"frames": 2.0}, "frames must be an int >= 1"),
+    ({"frames": 2, "exposure": -1.0}, "exposure must be a number > 0"),
+    ({"frames": 2, "exposure": 0.1, "period": 0.05}, "shorter than the exposure"),
+    ({"frames": 2, "period": float("nan")}, "period must be a number > 0"),
+])
+def test_fly_parameters_are_checked(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        FlyParameters(**kwargs)  # type: ignore[arg-type]
+
+
+def test_protocol_order_is_enforced(beamline: Beamline) -> None:
+    det = beamline.det
+    with pytest.raises(RuntimeError, match="prepare\\(\\) before stage\\(\\)"):
+        det.prepare(FlyParameters(frames=2))
+    det.stage()
+    with pytest.raises(RuntimeError, match="kickoff\\(\\) needs a prepare"):
+        det.kickoff()
+    with pytest.raises(RuntimeError, match="complete\\(\\) before kickoff"):
+        det.complete()
+    with pytest.raises(TypeError, match="expected FlyParameters"):
+        det.prepare({"frames": 2})  # type: ignore[arg-type]
+
+
+def test_internal_triggers_follow_the_period(beamline: Beamline) -> None:
+    """Internal triggers every period × time_scale; no frame before its trigger."""
+    det = beamline.det
+    det.time_scale = 0.5
+    det.stage()
+    det.prepare(FlyParameters(frames=5, exposure=0.02, period=0.1)).wait(5)
+    det.kickoff().wait(5)
+    det.complete().wait(30)
+    fly = det.fly
+    assert fly is not None and fly.started is not None
+    triggers = np.array([f.trigger_time for f in fly.frames])
+    np.testing.assert_allclose(np.diff(triggers), 0.05, atol=1e-6)
+    assert all(f.done_time >= f.trigger_time for f in fly.frames)
+    assert fly.max_lag == max(f.done_time - f.trigger_time for f in fly.frames)
+    docs = list(det.collect_asset_docs())
+    assert [name for name, _ in docs] == ["stream_resource", "stream_datum"]
+    assert docs[1][1]["indices"] == {"start": 0, "stop": 5}
+    (page,) = det.collect_pages()
+    assert page["data"]["det_frame_number"] == [0, 1, 2, 3, 4]
+    assert list(det.collect_pages()) == []  # each frame is collected once
+
+
+def test_unstage_stops_a_running_acquisition_and_keeps_its_frames(beamline: Beamline) -> None:
+    det = beamline.det
+    det.stage()
+    det.prepare(FlyParameters(frames=1000, exposure=0.01, period=0.01)).wait(5)
+    det.time_scale = 1.0  # 100 frames/s of triggers: the unstage comes first
+    det.kickoff().wait(5)
+    time.sleep(0.3)
+    status = det.complete()
+    path = det.writer.path if det.writer else None
+    det.unstage()
+    assert status.done and not status.success
+    assert "stopped after" in str(status.exception())
+    assert path is not None
+    with open_frames(path) as reader:
+        written = len(reader)
+        assert 0 < written < 1000
+    assert read_counters(path)["good"] == written
+
+
+def test_position_capture_reads_the_angle_at_each_trigger(beamline: Beamline) -> None:
+    det, rot = beamline.det, beamline.rotation
+    rot.prepare(ContinuousRotation(10.0, 100.0, 90.0)).wait(5)
+    det.stage()
+    trigger = PositionTrigger(rot, 10.0, 100.0)
+    det.prepare(FlyParameters(frames=6, exposure=0.01, trigger=trigger)).wait(5)
+    rot.kickoff().wait(5)
+    det.kickoff().wait(5)
+    det.complete().wait(30)
+    rot.complete().wait(10)
+    assert det.fly is not None
+    angles = [f.angle for f in det.fly.frames]
+    np.testing.assert_allclose(angles, trigger.angles(6), atol=0.05)
+    assert trigger.angles(6) == pytest.approx([17.5, 32.5, 47.5, 62.5, 77.5, 92.5])
+
+
+def test_position_at_remembers_finished_moves() -> None:
+    """After a move ends, its positions in the past stay what they were."""
+    stage = RotationStage(name="rot", time_scale=0.01)
+    t0 = time.time()
+    stage.set(90.0).wait(5)
+    t1 = time.time()
+    stage.set(0.0).wait(5)
+    mid = stage.position_at(t0 + 0.5 * (t1 - t0))
+    assert 0.0 < mid < 90.0
+    assert stage.position_at(t1) == pytest.approx(90.0)
+    assert stage.position == pytest.approx(0.0)
+    stage.destroy()
