@@ -1,0 +1,150 @@
+"""Acquisition speed of the beamline: fly-scan frame rate, step-scan overhead, HDF5 layout.
+
+* ``fly.512.frames_per_s`` — ``fly_tomo_scan`` of the phantom with 512×512 frames: the
+  rotation stage turns in real time and triggers the detector faster than it can keep up
+  (every ``--exposure`` seconds), so the figure is the sustained rate of the whole detector
+  (scene → sensor → firmware on the compiled backend → readout → HDF5), counted from the
+  first trigger to the last frame in the file; the run goes into the embedded catalog. The
+  end-to-end rate of the plan (open to close of the run, catalog written) is printed too.
+  Target ≥ 200 frames/s.
+* ``fly.512.vs_ophyd_sim`` — that rate over the rate of ophyd's own simulated 2D
+  detector (``ophyd.sim.SynSignalWithRegistry`` returning a fixed 512×512 uint16 frame,
+  which it saves as one ``.npy`` file per frame) in ``bluesky.plans.count`` into the same
+  catalog: ophyd.sim has no fly-capable area detector, and ``count`` is the fastest plan
+  that gets frames out of it.
+* ``step.overhead_ms`` — ``bluesky.plans.count`` with the firmware detector (256×256,
+  exposure ``--step-exposure`` waited in real time): wall time per point minus the
+  exposure, i.e. what the RunEngine, the readout, the HDF5 file and the catalog add per
+  point. Target ≤ 20 ms.
+* ``h5.frame_read_mb_per_s``, ``h5.sinogram_read_mb_per_s`` (and the per-frame-chunk
+  figures and ratios) — the tomography writer's chunk layout, from
+  ``benchmarks/h5_layout.py``.
+
+Run: ``python benchmarks/acquisition.py [--frames N] [--skip-h5]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from bluesky import RunEngine
+from bluesky import plans as bp
+
+from dataflow.catalog import Catalog
+from devices.beamline import Beamline
+from fpga.designs.params import ChainParams
+from plans import fly_tomo_scan
+
+
+def fly_rate(folder: Path, frames: int, exposure: float) -> dict[str, float]:
+    """Fly tomography of 512×512 frames into a fresh catalog in ``folder``."""
+    catalog = Catalog(folder / "fly")
+    RE = RunEngine({})
+    catalog.subscribe(RE)
+    bl = Beamline.create(catalog.raw_dir, params=ChainParams(512, 512, 16),
+                         backend="compiled", time_scale=1.0)
+    try:
+        t0 = time.perf_counter()
+        bl.det.stage()  # the firmware compiles (or loads from numba's cache) here
+        bl.det.unstage()
+        print(f"firmware 512×512 ready in {time.perf_counter() - t0:.1f} s")
+        bl.use_phantom()
+        t0 = time.perf_counter()
+        (uid,) = RE(fly_tomo_scan(bl.det, bl.rotation, bl.sample_x, bl.shutter,
+                                  out_position=20.0, exposure=exposure, n_darks=0, n_flats=0,
+                                  num_projections=frames, start=0.0, stop=180.0))
+        wall = time.perf_counter() - t0
+        fly = bl.det.fly
+        assert fly is not None and len(fly.frames) == frames
+        sustained = frames / (fly.frames[-1].done_time - fly.frames[0].trigger_time)
+        shape = catalog.run(uid)["primary"]["det_image"].shape
+        assert shape == (frames, 512, 512), shape
+        print(f"fly_tomo_scan, {frames} frames of 512×512, triggers every {exposure * 1e3:g} ms: "
+              f"{sustained:.0f} frames/s sustained (first trigger → last frame in the file), "
+              f"{frames / wall:.0f} frames/s for the whole plan into the catalog "
+              f"({wall:.2f} s), detector lag at the end {fly.max_lag:.2f} s")
+        return {"fly.512.frames_per_s": sustained, "fly.512.plan_frames_per_s": frames / wall}
+    finally:
+        bl.close()
+        catalog.close()
+
+
+def ophyd_sim_rate(folder: Path, frames: int) -> float:
+    """``count`` of ophyd.sim's file-writing 2D detector (512×512 uint16) into a catalog."""
+    from ophyd.sim import SynSignalWithRegistry
+
+    catalog = Catalog(folder / "peer")
+    RE = RunEngine({})
+    catalog.subscribe(RE)
+    frame = np.random.default_rng(0).poisson(800, (512, 512)).astype(np.uint16)
+    img = SynSignalWithRegistry(func=lambda: frame, name="img",
+                                save_path=str(catalog.raw_dir))
+    try:
+        t0 = time.perf_counter()
+        (uid,) = RE(bp.count([img], frames))
+        wall = time.perf_counter() - t0
+        assert catalog.run(uid)["primary"]["img"].shape == (frames, 512, 512)
+        print(f"ophyd.sim SynSignalWithRegistry, count of {frames} frames of 512×512 into the "
+              f"catalog: {frames / wall:.0f} frames/s ({wall:.2f} s)")
+        return frames / wall
+    finally:
+        catalog.close()
+
+
+def step_overhead(folder: Path, points: int, exposure: float) -> float:
+    """Per-point time of ``count`` with the firmware detector beyond its exposure (ms)."""
+    catalog = Catalog(folder / "step")
+    RE = RunEngine({})
+    catalog.subscribe(RE)
+    bl = Beamline.create(catalog.raw_dir, backend="compiled", exposure_time_scale=1.0)
+    try:
+        bl.det.exposure.put(exposure)
+        RE(bp.count([bl.det], 2))  # warm: firmware compiled, files and catalog opened once
+        t0 = time.perf_counter()
+        (uid,) = RE(bp.count([bl.det], points))
+        wall = time.perf_counter() - t0
+        assert catalog.run(uid)["primary"]["det_image"].shape[0] == points
+        overhead_ms = (wall / points - exposure) * 1e3
+        print(f"count, {points} points of 256×256, exposure {exposure * 1e3:g} ms: "
+              f"{wall / points * 1e3:.1f} ms per point, {overhead_ms:.1f} ms beyond the exposure")
+        return overhead_ms
+    finally:
+        bl.close()
+        catalog.close()
+
+
+def main() -> None:
+    """Print the readable lines, then one ``name = value`` line per figure."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--frames", type=int, default=600, help="fly-scan frames")
+    ap.add_argument("--exposure", type=float, default=0.002,
+                    help="fly-scan frame time (s); triggers come this often")
+    ap.add_argument("--peer-frames", type=int, default=200, help="ophyd.sim frames")
+    ap.add_argument("--points", type=int, default=50, help="step-scan points")
+    ap.add_argument("--step-exposure", type=float, default=0.05, help="step exposure (s)")
+    ap.add_argument("--skip-h5", action="store_true", help="leave out the HDF5 layout part")
+    args = ap.parse_args()
+    figures: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        figures.update(fly_rate(folder, args.frames, args.exposure))
+        peer = ophyd_sim_rate(folder, args.peer_frames)
+        figures["fly.512.ophyd_sim.frames_per_s"] = peer
+        figures["fly.512.vs_ophyd_sim"] = figures["fly.512.frames_per_s"] / peer
+        figures["step.overhead_ms"] = step_overhead(folder, args.points, args.step_exposure)
+    if not args.skip_h5:
+        from h5_layout import measure_layouts
+
+        print("HDF5 chunk layout of the tomography writer against per-frame chunks "
+              "(181 frames of 512×512, cold reads):")
+        figures.update(measure_layouts())
+    for name, value in figures.items():
+        print(f"{name} = {value:.4g}")
+
+
+if __name__ == "__main__":
+    main()
