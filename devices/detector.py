@@ -14,6 +14,10 @@ and ``describe_collect()``/``collect_pages()`` for a stream declared with
 acquisition on internal or position-compare triggers, with per-frame reductions, trigger
 times and the rotation angle latched at each trigger (data key: the rotation stage's name).
 
+A step-scan frame lost on the link (a packet the readout finds corrupt, or one that never
+arrives) is re-exposed up to ``RETAKES`` times, as a detector server re-requests a frame;
+after that the trigger fails with ``FirmwareError`` and the run ends with the reason. In a
+fly scan a lost frame fails the acquisition (its status carries the readout's error).
 When a file is closed (``unstage``) the readout backend's counters (``READOUT_COUNTERS``:
 good, corrupt and dropped frames, framing errors, stray words) are written into the file
 (``dataflow.hdf5.read_counters`` reads them), so a run's files say what the link lost.
@@ -27,6 +31,7 @@ configuration is loaded into the firmware between acquisitions.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -44,13 +49,18 @@ from dataflow.packets import ReadoutFrame
 from fpga.designs.params import HIST_BINS, ChainParams
 from fpga.designs.reference import ChainConfig, ChainTables
 
-from .firmware import BACKENDS, Firmware
+from .firmware import BACKENDS, Firmware, FirmwareError
 from .fly import FlyAcquisition, FlyParameters
 from .samples import PixelSize, Scene
 from .sensor import SensorModel
 
+log = logging.getLogger(__name__)
+
 READOUT_COUNTERS = ("good", "corrupt", "dropped", "framing_errors", "stray_words")
 """Readout counters stored in every frame file (since the firmware was configured)."""
+RETAKES = 2
+"""A step-scan frame lost on the link (corrupt or missing packet) is re-exposed this
+many times before the trigger fails; every loss stays counted in the readout counters."""
 
 
 class FirmwareDetector(Device):  # type: ignore[misc]
@@ -188,9 +198,24 @@ class FirmwareDetector(Device):  # type: ignore[misc]
                                "(bluesky plans do) so it has a file to write to")
         exposure = float(self.exposure.get())
         shape = (self.params.height, self.params.width)
-        flux = self.scene.flux_image(shape, self.pixel_size, t=t)
-        counts = self.sensor.expose(flux, exposure)
-        frame = self.firmware.acquire([counts])[0]
+        for attempt in range(1 + RETAKES):
+            flux = self.scene.flux_image(shape, self.pixel_size, t=t)
+            counts = self.sensor.expose(flux, exposure)
+            seen = self.firmware.report()["corrupt"]
+            frames = self.firmware.acquire([counts], allow_loss=True)
+            if frames:
+                break
+            corrupt = self.firmware.report()["corrupt"] > seen
+            errors = (self.firmware.readout.errors[-1].message if corrupt
+                      else "no packet arrived")
+            log.warning("%s: frame lost on the link (%s); %s", self.name,
+                        errors, "re-taking it" if attempt < RETAKES else
+                        "giving up")
+        else:
+            raise FirmwareError(f"{self.name}: {1 + RETAKES} exposures in a row were lost on "
+                                f"the link ({errors}); counters: "
+                                f"{ {k: self.firmware.report()[k] for k in READOUT_COUNTERS} }")
+        frame = frames[0]
         self.last_counts = counts
         with self._lock:
             self.writer.append(frame.image)

@@ -46,6 +46,10 @@ class Firmware:
     acquisitions, so frame-number gaps between calls are caught too.
     """
 
+    FAULTS = ("flip", "drop")
+    """Faults ``inject_fault`` can put on the packet link: a flipped payload bit (the
+    readout's CRC check catches it) or a packet lost on the way (a frame-number gap)."""
+
     def __init__(self, params: ChainParams, backend: str = "compiled") -> None:
         if backend not in BACKENDS:
             raise ValueError(f"firmware backend {backend!r}: choose one of {', '.join(BACKENDS)}")
@@ -59,6 +63,7 @@ class Firmware:
         self._export: Path | None = None
         self._setup: dict[str, np.ndarray] = {}
         self._setup_ticks = 0
+        self._faults: list[str] = []
 
     def configure(self, config: ChainConfig, tables: ChainTables | None = None) -> None:
         """Reset the board and load ``config`` (and ``tables``, else the current ones)."""
@@ -75,9 +80,37 @@ class Firmware:
         self._sim = Simulator(self.network, backend=self.backend, trace=False)
         self._sim.run_batch(self._setup, self._setup_ticks, outputs=PACKET_SIGNALS)
 
-    def acquire(self, counts: Sequence[npt.ArrayLike]) -> list[ReadoutFrame]:
+    def inject_fault(self, kind: str) -> None:
+        """Damage the next packet the firmware sends (``"flip"`` or ``"drop"``, see
+        ``FAULTS``): how tests and demonstrations show that link errors are caught."""
+        if kind not in self.FAULTS:
+            raise ValueError(f"fault {kind!r}: choose one of {', '.join(self.FAULTS)}")
+        self._faults.append(kind)
+
+    def _apply_faults(self, out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The packet outputs with the injected faults applied to the first packets."""
+        if not self._faults:
+            return out
+        out = {name: np.array(values) for name, values in out.items()}
+        firsts = np.flatnonzero(out["packet.valid"] & out["packet.first"])
+        lasts = np.flatnonzero(out["packet.valid"] & out["packet.last"])
+        for first, last in zip(firsts, lasts, strict=False):
+            if not self._faults:
+                break
+            kind = self._faults.pop(0)
+            if kind == "flip":  # one bit of a payload word in the middle of the packet
+                words = np.flatnonzero(out["packet.valid"][first:last + 1]) + first
+                out["packet.data"][words[len(words) // 2]] ^= 1 << 5
+            else:
+                out["packet.valid"][first:last + 1] = False
+        return out
+
+    def acquire(self, counts: Sequence[npt.ArrayLike], *,
+                allow_loss: bool = False) -> list[ReadoutFrame]:
         """Send ``counts`` (sensor frames) through the firmware; the good frames come
-        back. Raises ``FirmwareError`` when a packet fails a readout check."""
+        back. A packet that fails a readout check is counted by the readout
+        (``report()``) and raises ``FirmwareError``, unless ``allow_loss``: then the
+        frames that arrived are returned and the caller decides."""
         if self._sim is None and self.backend != "ghdl":
             self.configure(self.config)
         before = self.readout.report()
@@ -87,8 +120,10 @@ class Firmware:
             assert self._sim is not None
             link = link_stream(counts, self.params)
             out = self._sim.run_batch(link.stimulus(), link.ticks, outputs=PACKET_SIGNALS)
-        frames = self.readout.feed_outputs(out)
+        frames = self.readout.feed_outputs(self._apply_faults(out))
         after = self.readout.report()
+        if allow_loss:
+            return frames
         if len(frames) != len(counts) or after["corrupt"] != before["corrupt"]:
             errors = "; ".join(str(e) for e in list(self.readout.errors)[-3:]) or "no packet"
             raise FirmwareError(f"firmware ({self.backend}) delivered {len(frames)} of "

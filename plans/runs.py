@@ -6,7 +6,9 @@ close the run itself but lets the RunEngine do it, because only the RunEngine kn
 operator's reason. ``run_wrapper`` closes the run with ``reason=None`` in that case, so
 the stop document of an aborted run says ``exit_status="abort"`` with an empty reason (a
 known upstream behaviour, e.g. DiamondLightSource/blueapi#1306). Failures (exceptions)
-are closed by the plan with ``exit_status="fail"`` and the exception text, as in bluesky.
+are closed by the plan with ``exit_status="fail"`` and the exception text, as in bluesky —
+except that a failed device status is replaced by the device's own error
+(:func:`failure_reason`), so the stop document says why the detector failed.
 
 :func:`staged` and :func:`with_cleanup` are annotated front ends to
 :func:`bluesky.preprocessors.stage_wrapper` and :func:`bluesky.preprocessors.finalize_wrapper`
@@ -20,9 +22,9 @@ from typing import Any, TypeVar
 
 from bluesky import plan_stubs as bps
 from bluesky import preprocessors as bpp
-from bluesky.utils import MsgGenerator, RunEngineControlException
+from bluesky.utils import FailedStatus, MsgGenerator, RunEngineControlException
 
-__all__ = ["recorded_run", "staged", "with_cleanup"]
+__all__ = ["failure_reason", "recorded_run", "staged", "with_cleanup"]
 
 T = TypeVar("T")
 
@@ -40,10 +42,21 @@ def recorded_run(plan: MsgGenerator[Any], md: Mapping[str, Any]) -> MsgGenerator
     except RunEngineControlException:
         raise
     except Exception as err:
-        yield from bps.close_run(exit_status="fail", reason=str(err))
+        yield from bps.close_run(exit_status="fail", reason=failure_reason(err))
         raise
     yield from bps.close_run()
     return uid
+
+
+def failure_reason(err: BaseException) -> str:
+    """The text a failed run's stop document keeps: for a failed device status (bluesky's
+    ``FailedStatus``, whose own text is only the status's repr) the device's error."""
+    if isinstance(err, FailedStatus) and err.args:
+        status = err.args[0]
+        cause = status.exception() if callable(getattr(status, "exception", None)) else None
+        if cause is not None:
+            return f"{type(cause).__name__}: {cause}"
+    return str(err)
 
 
 def staged(plan: MsgGenerator[T], devices: Sequence[Any]) -> MsgGenerator[T]:

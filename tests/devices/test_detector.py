@@ -12,6 +12,7 @@ import bluesky.plans as bp
 import numpy as np
 import pytest
 from bluesky import RunEngine
+from bluesky.utils import FailedStatus
 
 from dataflow.catalog import Catalog
 from devices.beamline import Beamline
@@ -117,3 +118,34 @@ def test_the_beamline_fixture_is_ready(smeflow_beamline: Any) -> None:
     (uid,) = bl.RE(bp.count([bl.det], 2))
     assert bl.catalog.run(uid)["primary"]["det_image"].shape == (2, 64, 64)
     assert bl.rotation is bl.beamline.rotation
+
+
+def test_link_errors_are_caught_counted_retaken_and_recorded(setup: Any) -> None:
+    """A flipped bit and a lost packet during a scan: the readout catches both, the
+    detector re-takes the frames, the file has every point and its counters say what
+    the link lost; three losses in a row fail the run with the reason."""
+    from dataflow.hdf5 import read_counters
+
+    RE, catalog, beamline = setup
+    det = beamline.det
+    det.stage()  # the firmware exists from here on; faults stay queued across stage()
+    det.unstage()
+    det.firmware.inject_fault("flip")
+    det.firmware.inject_fault("drop")
+    (uid,) = RE(bp.count([det], 3))
+    run = catalog.run(uid)
+    assert run.metadata["stop"]["exit_status"] == "success"
+    assert run["primary"]["det_image"].shape == (3, 64, 64)
+    counters = read_counters(list(det.digests)[-1])  # the file of the scan
+    assert counters["good"] == 3 and counters["corrupt"] == 1
+    assert counters["dropped"] >= 1  # the lost packet shows as a frame-number gap
+
+    from plans import diffraction_scan
+
+    for _ in range(3):
+        det.firmware.inject_fault("drop")
+    with pytest.raises(FailedStatus):
+        RE(diffraction_scan(det, beamline.sample_x, beamline.sample_y, [(0.0, 0.0)]))
+    (failed,) = [s for s in catalog.runs() if s.exit_status == "fail"]
+    reason = catalog.run(failed.uid).metadata["stop"]["reason"]
+    assert "3 exposures in a row were lost on the link" in reason
