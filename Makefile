@@ -7,7 +7,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.smeflow-installed
 # check:debian-package pairs the project needs from Debian; a check is a command on PATH or
 # an absolute path. Debian's PoCL: the wheel's PoCL (LLVM 14) cannot compile for recent CPUs.
-DEBIAN_TOOLS := ghdl:ghdl dot:graphviz /etc/OpenCL/vendors/pocl.icd:pocl-opencl-icd
+# PostgreSQL: the catalog-server tests start a throwaway cluster with its initdb/postgres.
+DEBIAN_TOOLS := ghdl:ghdl dot:graphviz /etc/OpenCL/vendors/pocl.icd:pocl-opencl-icd \
+                /usr/lib/postgresql:postgresql
 
 .PHONY: all setup system-deps demo test check lint typecheck bench clean
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import sqlite3
@@ -37,6 +38,7 @@ from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlparse
 
 from .hdf5 import FrameWriter
 from .scan_id import ScanIdCounter
@@ -46,6 +48,12 @@ DEFAULT_DIR = "smeflow-data"
 ROOT_SPEC = {"name": "CatalogOfBlueskyRuns", "version": "3.0"}
 _UID_RE = re.compile(r"^[0-9a-f][0-9a-f-]{4,35}$")
 _FULL_UID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+NO_STOP = "(no stop)"
+"""Exit status shown for a run without a stop document: it is still running, or the
+process that acquired it died (killed, crashed) before closing it; its documents and
+frames up to that moment are in the catalog."""
 
 
 class CatalogError(Exception):
@@ -71,21 +79,34 @@ def parse_time(value: str | float | datetime, what: str = "time") -> float:
     Accepts a number (epoch seconds), a ``datetime`` or an ISO 8601 string
     (``2026-05-01``, ``2026-05-01 14:30``, ``2026-05-01T14:30:00+02:00``); times
     without a zone are local time.
+
+    Raises
+    ------
+    CatalogError
+        Naming ``what`` and the value: not a date, not finite, or out of range.
     """
+    moment = value if isinstance(value, datetime) else None
+    seconds: float = 0.0
     if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, datetime):
-        return value.timestamp()
-    text = str(value).strip()
-    try:
-        return float(text)
-    except ValueError:
+        seconds = value
+    elif moment is None:
+        text = str(value).strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            try:
+                moment = datetime.fromisoformat(text)
+            except ValueError:
+                raise CatalogError(f"{what} {value!r}: not a date; use YYYY-MM-DD, "
+                                   "'YYYY-MM-DD HH:MM[:SS]' or seconds since 1970") from None
+    try:  # nan, inf, and dates the platform cannot convert (year 1) are refused too
+        seconds = moment.timestamp() if moment is not None else seconds
+        if math.isfinite(seconds):
+            return float(seconds)
+    except (OverflowError, OSError, ValueError):
         pass
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        raise CatalogError(f"{what} {value!r}: not a date; use YYYY-MM-DD, "
-                           "'YYYY-MM-DD HH:MM[:SS]' or seconds since 1970") from None
+    raise CatalogError(f"{what} {value!r}: not a time this machine can convert (a finite "
+                       "number of seconds since 1970, or a date)")
 
 
 @dataclass(frozen=True)
@@ -116,7 +137,7 @@ def summarize(start: Mapping[str, Any], stop: Mapping[str, Any] | None) -> RunSu
     return RunSummary(
         scan_id=scan_id if isinstance(scan_id, int) else None, uid=str(start["uid"]),
         plan_name=str(start.get("plan_name", "")), time=float(start.get("time", 0.0)),
-        exit_status=str(stop.get("exit_status", "(running)")),
+        exit_status=str(stop.get("exit_status", NO_STOP)),
         num_points=num if isinstance(num, int) else None)
 
 
@@ -179,6 +200,37 @@ def _initialize(db: Path) -> bool:
     return not failures
 
 
+SQLITE_BUSY_MS = 30_000
+"""How long a write to an SQLite table store waits for another writer (ms)."""
+
+
+def wait_when_busy(adapter: Any) -> Any:
+    """Make ``adapter``'s SQLite table stores wait for each other instead of failing.
+
+    Two writers of one catalog — the raw run's writer and a live reducer's derived run in
+    one process, or the beamline and a consumer process — otherwise meet SQLite's
+    immediate "database is locked". Every pooled connection gets a busy timeout and the
+    file write-ahead logging (readers never block the writer). Returns ``adapter``.
+    """
+    import sqlalchemy
+
+    def patient(connection: Any, _record: Any) -> None:
+        cursor = connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
+        finally:
+            cursor.close()
+
+    for storage in getattr(adapter.context, "writable_storage", {}).values():
+        if getattr(storage, "dialect", None) != "sqlite":
+            continue
+        path = "/" + urlparse(str(storage.uri)).path.lstrip("/")  # sqlite://localhost//x
+        with closing(sqlite3.connect(path, timeout=SQLITE_BUSY_MS / 1000)) as con:
+            con.execute("PRAGMA journal_mode = WAL")  # a property of the file, kept
+        sqlalchemy.event.listen(storage._connection_pool, "connect", patient)
+    return adapter
+
+
 def _open_client(root: Path, readable: Sequence[Path], quiet: bool) -> Any:
     """The Tiled catalog of ``root`` as an in-process client (root spec: runs catalog)."""
     from tiled.catalog import from_uri
@@ -195,6 +247,7 @@ def _open_client(root: Path, readable: Sequence[Path], quiet: bool) -> Any:
         writable_storage=[str(root / "storage"), f"sqlite:///{root / 'tables.db'}"],
         readable_storage=[str(p) for p in readable],
         init_if_not_exists=not ready, specs=[ROOT_SPEC])
+    wait_when_busy(adapter)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*httpx.*")  # starlette's notice
         context = Context.from_app(build_app(adapter))
@@ -327,8 +380,16 @@ class Catalog:
         """
         if isinstance(ref, bool):
             raise MalformedUidError(f"run {ref!r}: expected a uid or a scan number")
+        if isinstance(ref, int):
+            if ref >= 10**18:  # more than any scan counter (or SQLite) holds
+                shown = ref if ref.bit_length() <= 64 else "(more than 64 bits)"
+                raise MalformedUidError(f"scan number {shown}: too large")
+            return self._by_scan_id(ref)
         text = str(ref).strip()
-        if isinstance(ref, int) or text.isdigit():
+        if text.isascii() and text.isdigit():
+            if len(text) > 18:
+                raise MalformedUidError(f"scan number {text[:20]}{'...' * (len(text) > 20)}: "
+                                        "too large")
             return self._by_scan_id(int(text))
         uid = text.lower()
         if not _UID_RE.match(uid):
@@ -349,6 +410,13 @@ class Catalog:
             raise CatalogError(f"uid prefix {uid!r} matches several runs; give more "
                                "characters")
         return found[0]
+
+    def derived_runs(self, raw_uid: str) -> Any:
+        """The runs derived from raw run ``raw_uid`` (reductions: start ``raw_uid`` equal
+        to it), as a Tiled node; see ``analysis.reduce``."""
+        from tiled.queries import Key
+
+        return self.client.search(Key("raw_uid") == raw_uid)
 
     def _by_scan_id(self, scan_id: int) -> Any:
         from tiled.queries import Key
@@ -379,12 +447,100 @@ class Catalog:
         return f"<Catalog {self.root}>"
 
 
+# -- queries on any Tiled client of a runs catalog (embedded or over HTTP) -----------------
+
+
+def search_runs(client: Any, criteria: Mapping[str, Any] | None = None, *,
+                since: str | float | datetime | None = None,
+                until: str | float | datetime | None = None,
+                text: str | None = None, **key_values: Any) -> Any:
+    """Runs of ``client`` matching every condition (see ``Catalog.search``).
+
+    Works on any Tiled client node of a runs catalog: the embedded one or one reached
+    over HTTP (``dataflow.remote.RemoteCatalog``).
+    """
+    from bluesky_tiled_plugins.queries import TimeRange
+    from tiled.queries import FullText, Key
+
+    node = client
+    for key, value in {**(criteria or {}), **key_values}.items():
+        node = node.search(Key(key) == value)
+    if since is not None or until is not None:
+        t0 = parse_time(since, "since") if since is not None else None
+        t1 = parse_time(until, "until") if until is not None else None
+        if t0 is not None and t1 is not None and t0 > t1:
+            raise CatalogError(f"since {since!r} is after until {until!r}")
+        node = node.search(TimeRange(since=t0, until=t1, timezone="UTC"))
+    if text:
+        node = node.search(FullText(text))
+    return node
+
+
+def run_summaries(node: Any) -> list[RunSummary]:
+    """One ``RunSummary`` per run of a Tiled node, oldest first."""
+    out = [summarize(run.metadata.get("start") or {"uid": key}, run.metadata.get("stop"))
+           for key, run in node.items()]
+    return sorted(out, key=lambda s: s.time)
+
+
+def highest_scan_id(client: Any) -> int:
+    """The highest ``scan_id`` of any run of ``client`` (0 when there is none)."""
+    latest = client.sort(("start.scan_id", -1)).values().head(1)
+    if not latest:
+        return 0
+    value = latest[0].metadata.get("start", {}).get("scan_id", 0)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def find_run(client: Any, ref: str | int, where: str) -> Any:
+    """The run of ``client`` with uid, uid prefix or scan number ``ref`` (see ``Catalog.run``).
+
+    ``where`` names the catalog in error messages (a folder or a server address).
+    """
+    if isinstance(ref, bool):
+        raise MalformedUidError(f"run {ref!r}: expected a uid or a scan number")
+    text = str(ref).strip()
+    if isinstance(ref, int) or text.isdigit():
+        from tiled.queries import Key
+
+        scan_id = int(text)
+        if scan_id < 1:
+            raise MalformedUidError(f"scan number {scan_id}: must be >= 1")
+        by_number = client.search(Key("scan_id") == scan_id).values()
+        if not len(by_number):
+            raise RunNotFoundError(f"no run with scan number {scan_id} in {where}")
+        return by_number.last()  # scan numbers may repeat if a counter was reset: newest
+    uid = text.lower()
+    if not _UID_RE.match(uid):
+        raise MalformedUidError(
+            f"run {text!r}: not a uid (hex digits and dashes, at least 5 characters, "
+            "e.g. 3f2a9c1e) nor a scan number")
+    if _FULL_UID_RE.match(uid):
+        try:
+            return client[uid]
+        except KeyError:
+            raise RunNotFoundError(f"no run with uid {uid} in {where}") from None
+    from tiled.queries import Like
+
+    found = client.search(Like("start.uid", f"{uid}%")).values().head(2)
+    if not found:
+        raise RunNotFoundError(f"no run whose uid starts with {uid!r} in {where}")
+    if len(found) > 1:
+        raise CatalogError(f"uid prefix {uid!r} matches several runs; give more characters")
+    return found[0]
+
+
 def run_details(run: Any) -> dict[str, Any]:
     """What ``smeflow catalog show`` prints: start/stop metadata and every stream's keys.
 
     Returns ``{"start": ..., "stop": ..., "streams": {name: {"events": n,
-    "data_keys": {key: {"shape": [...], "dtype": ..., "external": bool}}}}}``.
+    "data_keys": {key: {"shape": [...], "dtype": ..., "external": bool}}}},
+    "derived": [{"uid", "reduction", "live", "time", "exit_status", "reason"}, ...]}``,
+    the derived runs being the reductions of this run (start ``raw_uid`` == its uid),
+    oldest first.
     """
+    from tiled.queries import Key
+
     md = run.metadata
     stop = md.get("stop") or {}
     num_events = stop.get("num_events") or {}
@@ -397,7 +553,20 @@ def run_details(run: Any) -> dict[str, Any]:
                          "dtype": desc.get("dtype_numpy") or desc.get("dtype", "?"),
                          "external": "external" in desc}
         streams[name] = {"events": num_events.get(name), "data_keys": keys}
-    return {"start": dict(md.get("start") or {}), "stop": dict(stop), "streams": streams}
+    derived: list[dict[str, Any]] = []
+    uid = (md.get("start") or {}).get("uid")
+    root = getattr(run, "parent", None)
+    if uid and root is not None:
+        for child in root.search(Key("raw_uid") == uid).values():
+            d_start = child.metadata.get("start") or {}
+            d_stop = child.metadata.get("stop") or {}
+            derived.append({"uid": d_start.get("uid"), "reduction": d_start.get("reduction"),
+                            "live": d_start.get("live"), "time": d_start.get("time", 0.0),
+                            "exit_status": d_stop.get("exit_status", "(running)"),
+                            "reason": d_stop.get("reason", "")})
+    derived.sort(key=lambda d: float(d["time"] or 0.0))
+    return {"start": dict(md.get("start") or {}), "stop": dict(stop), "streams": streams,
+            "derived": derived}
 
 
 def parse_value(text: str) -> Any:
@@ -410,6 +579,6 @@ def parse_value(text: str) -> Any:
 
 __all__ = [
     "DEFAULT_DIR", "ENV_VAR", "ROOT_SPEC", "Catalog", "CatalogError", "MalformedUidError",
-    "RunNotFoundError", "RunSummary", "default_data_dir", "parse_time", "parse_value",
-    "run_details", "summarize",
+    "RunNotFoundError", "RunSummary", "default_data_dir", "find_run", "highest_scan_id",
+    "parse_time", "parse_value", "run_details", "run_summaries", "search_runs", "summarize",
 ]

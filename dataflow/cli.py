@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,15 +43,50 @@ class UsageError(CatalogError):
 
 
 def parse_criteria(items: Sequence[str]) -> dict[str, Any]:
-    """``["plan_name=count", "scan_id=3"]`` → ``{"plan_name": "count", "scan_id": 3}``."""
+    """``["plan_name=count", "scan_id=3"]`` → ``{"plan_name": "count", "scan_id": 3}``.
+
+    A key is a Tiled key path: names separated by dots, none empty, no control
+    characters (inner spaces are fine: metadata keys such as ``sample name`` have them).
+    A value is a JSON number (64-bit integer or finite float), ``true``/``false`` or text;
+    ``null``, lists and objects cannot be matched. A key nobody uses is not an error: it
+    matches no run.
+
+    Raises
+    ------
+    UsageError
+        Naming the item and what is wrong with it.
+    """
     out: dict[str, Any] = {}
     for item in items:
-        key, eq, value = item.partition("=")
+        key, eq, text = item.partition("=")
         key = key.strip()
         if not eq or not key:
             raise UsageError(f"{item!r}: expected KEY=VALUE, e.g. plan_name=count")
-        out[key] = parse_value(value)
+        parts = key.split(".")
+        if any(not p or p != p.strip() for p in parts) or not key.isprintable():
+            raise UsageError(f"{item!r}: key {key!r} is not a key path (names separated "
+                             "by single dots, e.g. start.plan_name, without control "
+                             "characters)")
+        try:
+            value = parse_value(text)
+        except RecursionError:
+            raise UsageError(f"{item!r}: value nested too deeply") from None
+        # lone surrogates are what the shell's bytes that are not UTF-8 become
+        if isinstance(value, str) and not value.isprintable():
+            raise UsageError(f"{item!r}: value {text!r} has control characters or bytes "
+                             "that are not UTF-8")
+        if value is None or isinstance(value, list | dict):
+            raise UsageError(f"{item!r}: only numbers, text and true/false can be "
+                             f"matched, not {text!r} (quote it for text: {key}='\"...\"')")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(f"{item!r}: {text!r} is not a finite number (for the text, "
+                             f"write {key}='\"{text}\"')")
+        if isinstance(value, int) and not isinstance(value, bool) and \
+                not -2**63 <= value < 2**63:
+            raise UsageError(f"{item!r}: {text!r} does not fit a 64-bit integer")
+        out[key] = value
     return out
+
 
 
 def format_summaries(rows: Sequence[RunSummary]) -> str:
@@ -67,7 +103,8 @@ def format_summaries(rows: Sequence[RunSummary]) -> str:
 
 
 def format_details(details: dict[str, Any]) -> str:
-    """What ``show`` prints: identity, exit status, start metadata, streams and keys."""
+    """What ``show`` prints: identity, exit status, start metadata, streams and keys, and
+    the runs derived from this one (reductions, see ``analysis.reduce``)."""
     start, stop = details["start"], details["stop"]
     lines = [f"run {start.get('uid')}  scan_id {start.get('scan_id')}  "
              f"plan {start.get('plan_name', '?')}"]
@@ -93,6 +130,16 @@ def format_details(details: dict[str, Any]) -> str:
             shape = tuple([n if n is not None else "?", *info["shape"]])
             extra = "  external (HDF5)" if info["external"] else ""
             lines.append(f"    {key.ljust(width)}  shape {shape}  dtype {info['dtype']}{extra}")
+    lines.append("derived runs:")
+    derived = details.get("derived") or []
+    if not derived:
+        lines.append("  (none)")
+    for d in derived:
+        when = RunSummary(None, "", "", float(d.get("time") or 0.0), "", None).time_text
+        mode = {True: "live", False: "offline"}.get(d.get("live"), "?")
+        reason = f" ({d['reason']})" if d.get("reason") else ""
+        lines.append(f"  {d.get('uid')}  {d.get('reduction')}  {mode}  {when}  "
+                     f"{d.get('exit_status')}{reason}")
     return "\n".join(lines)
 
 
@@ -165,6 +212,10 @@ def register_catalog(sub: Subparsers) -> None:
     sh.add_argument("run", metavar="UID|SCAN_ID", help="uid, uid prefix (>= 5) or scan number")
     sh.add_argument("--data", metavar="DIR", help=data_help)
     sh.set_defaults(func=_guarded, catalog_func=cmd_show)
+    from .provenance import register_provenance_commands
+    register_provenance_commands(catalog_sub)
+    from .server import add_server_commands
+    add_server_commands(catalog_sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,7 +6,9 @@ see every frame that has been flushed. It also composes the bluesky asset docume
 (``stream_resource`` once, then ``stream_datum`` for the frames appended since the last
 call) that an ophyd device yields from ``collect_asset_docs()``, and when closed it
 returns the SHA-256 digest of the file (also written next to it as ``<file>.sha256`` in
-``sha256sum`` format) so the run can record what the instrument wrote.
+``sha256sum`` format, unless another handle in this process still has the file open: HDF5
+then writes the file's last bytes when that handle closes, and the provenance recorder
+hashes the file afterwards) so the run can record what the instrument wrote.
 
 Chunk layout (``benchmarks/h5_layout.py`` measures it): a tomography reconstruction
 reads sinograms — one detector row across all angles — while a live view reads one
@@ -36,7 +38,9 @@ makes every frame visible at once, at a cost in write rate with multi-frame chun
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -46,6 +50,8 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 from event_model import compose_stream_resource
+
+log = logging.getLogger(__name__)
 
 DEFAULT_DATASET = "/entry/data/data"
 """Where the frames live inside the file (the NeXus-style path area detectors use)."""
@@ -143,6 +149,29 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def open_in_process(path: str | os.PathLike[str]) -> bool:
+    """True while any HDF5 handle in this process has the file ``path`` open.
+
+    HDF5 shares one open file between all handles of a process: when the embedded
+    catalog server or a live reader has a frame file open, a writer's ``close()`` only
+    drops its own handle, and the file's last bytes (the superblock's consistency flags
+    and checksum) are written when the last handle closes. Until then a digest of the
+    file is not that of the closed file.
+    """
+    names = {os.fsencode(path), os.fsencode(os.path.realpath(path))}
+    try:
+        ids = h5py.h5f.get_obj_ids(h5py.h5f.OBJ_ALL, h5py.h5f.OBJ_FILE)
+    except (RuntimeError, ValueError):
+        return False
+    for fid in ids:
+        try:
+            if fid.name in names:
+                return True
+        except (RuntimeError, ValueError):  # closed while we looked
+            continue
+    return False
 
 
 class FrameWriter:
@@ -354,15 +383,27 @@ class FrameWriter:
     def close(self) -> str:
         """Flush, close the file and return its SHA-256 digest (idempotent).
 
-        The digest is also written to ``<file>.sha256`` in ``sha256sum`` format.
+        The digest is also written to ``<file>.sha256`` in ``sha256sum`` format, unless
+        another HDF5 handle in this process (the embedded catalog server, a live reader)
+        still has the file open (``open_in_process``): HDF5 then writes the file's last
+        bytes only when that handle closes, so the returned digest is *provisional* (it
+        will not match the closed file), no sidecar is written and a warning is logged.
+        Flushing before the close does not avoid this: the bytes that change are the
+        superblock's open-for-SWMR-writing flags, cleared only by the last close.
         """
         if self.sha256 is not None:
             return self.sha256
         self.flush()
         self._file.close()
         digest = file_sha256(self.path)
-        sidecar = self.path.with_name(self.path.name + ".sha256")
-        sidecar.write_text(f"{digest}  {self.path.name}\n")
+        if open_in_process(self.path):
+            log.warning("%s: still open by another HDF5 handle in this process after the "
+                        "writer closed it; its final bytes are written when that handle "
+                        "closes, so no .sha256 sidecar was written and the digest %s is "
+                        "provisional", self.path, digest[:16])
+        else:
+            sidecar = self.path.with_name(self.path.name + ".sha256")
+            sidecar.write_text(f"{digest}  {self.path.name}\n")
         self.sha256 = digest
         return digest
 
@@ -390,46 +431,35 @@ class FrameReader:
         self.path = Path(path)
         if not self.path.is_file():
             raise HDF5ReadError(f"{self.path}: no such frame file")
+        # A complete file is checked without SWMR first: HDF5 then compares the file's
+        # size with the end of file its superblock records and fails at once on bad
+        # metadata. In SWMR mode it skips the size check (the file may be growing) and
+        # retries a metadata read that fails its checksum for a long time (minutes), so
+        # a truncated or corrupt file would hang the reader. A file still open for
+        # writing (or left so by a killed writer) cannot be opened without SWMR: it is
+        # checked in SWMR mode only.
         try:
-            self._file = h5py.File(self.path, "r", swmr=True)
-        except (OSError, RuntimeError) as exc:
-            raise HDF5ReadError(f"{self.path}: not a readable HDF5 file (truncated or "
-                                f"corrupt?): {_reason(exc)}") from None
+            checked: tuple[h5py.File, h5py.Dataset] | None = _open_checked(
+                self.path, dataset, swmr=False)
+        except _StillWritten:
+            checked = None
         try:
-            node = self._file[dataset]
-        except (KeyError, OSError, RuntimeError) as exc:
-            self._file.close()
-            raise HDF5ReadError(f"{self.path}: no readable dataset {dataset!r} "
-                                f"({_reason(exc)})") from None
-        if not isinstance(node, h5py.Dataset) or node.ndim != 3:
-            self._file.close()
-            raise HDF5ReadError(f"{self.path}: {dataset!r} is not a 3-D frame dataset")
-        self._ds: h5py.Dataset = node
-        self._check_extent()
-
-    def _check_extent(self) -> None:
-        """Every chunk the file indexes must lie inside the file: a truncated file
-        opens fine in SWMR mode (the file may be growing) but misses its tail."""
-        size = self.path.stat().st_size
-        try:
-            ids = self._ds.id
-            for i in range(ids.get_num_chunks()):
-                info = ids.get_chunk_info(i)
-                if info.byte_offset + info.size > size:
-                    raise HDF5ReadError(
-                        f"{self.path}: not a readable HDF5 file (truncated?): chunk "
-                        f"{info.chunk_offset} ends at byte {info.byte_offset + info.size}, "
-                        f"the file has {size} bytes")
-        except (OSError, RuntimeError, ValueError) as exc:
-            self._file.close()
-            raise HDF5ReadError(f"{self.path}: not a readable HDF5 file (truncated or "
-                                f"corrupt?): {_reason(exc)}") from None
-        except HDF5ReadError:
-            self._file.close()
-            raise
+            self._file, self._ds = _open_checked(self.path, dataset, swmr=True)
+        except HDF5ReadError as exc:
+            # Another handle in this process has the file open without SWMR, and HDF5
+            # shares one open file per process: read through the checked handle.
+            if checked is None or "SWMR read access flag" not in str(exc):
+                raise
+            self._file, self._ds = checked
+            return
+        finally:
+            if checked is not None and checked[0] is not getattr(self, "_file", None):
+                checked[0].close()
 
     def refresh(self) -> int:
         """See frames flushed by the writer since opening; returns the frame count."""
+        if not self._file.swmr_mode:  # opened without SWMR: nobody else is writing it
+            return len(self)
         try:
             self._ds.refresh()
         except (OSError, RuntimeError) as exc:
@@ -511,6 +541,55 @@ def read_counters(path: str | os.PathLike[str]) -> dict[str, int]:
     return dict(zip(names, values, strict=True))
 
 
+class _StillWritten(Exception):
+    """A frame file that a writer still has open (only SWMR can read it)."""
+
+
+def _open_checked(path: Path, dataset: str, swmr: bool) -> tuple[h5py.File, h5py.Dataset]:
+    """Open ``path`` and its 3-D ``dataset``, checking every indexed chunk lies inside the
+    file (a truncated file opens fine in SWMR mode but misses its tail).
+
+    Raises ``HDF5ReadError`` naming the file, or ``_StillWritten`` when ``swmr`` is False
+    and a writer has the file open."""
+    try:
+        f = h5py.File(path, "r", swmr=swmr)
+    except (OSError, RuntimeError) as exc:
+        text = str(exc)
+        if not swmr and ("already open for write" in text or "lock" in text):
+            raise _StillWritten(text) from None
+        sizes = re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", text)
+        if sizes:
+            raise HDF5ReadError(f"{path}: not a readable HDF5 file (truncated: {sizes[1]} "
+                                f"bytes, its superblock says {sizes[2]})") from None
+        raise HDF5ReadError(f"{path}: not a readable HDF5 file (truncated or corrupt?): "
+                            f"{_reason(exc)}") from None
+    try:
+        try:
+            node = f[dataset]
+        except (KeyError, OSError, RuntimeError, ValueError) as exc:
+            raise HDF5ReadError(f"{path}: no readable dataset {dataset!r} "
+                                f"({_reason(exc)})") from None
+        if not isinstance(node, h5py.Dataset) or node.ndim != 3:
+            raise HDF5ReadError(f"{path}: {dataset!r} is not a 3-D frame dataset")
+        size = path.stat().st_size
+        try:
+            ids = node.id
+            for i in range(ids.get_num_chunks()):
+                info = ids.get_chunk_info(i)
+                if info.byte_offset + info.size > size:
+                    raise HDF5ReadError(
+                        f"{path}: not a readable HDF5 file (truncated?): chunk "
+                        f"{info.chunk_offset} ends at byte {info.byte_offset + info.size}, "
+                        f"the file has {size} bytes")
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise HDF5ReadError(f"{path}: not a readable HDF5 file (truncated or "
+                                f"corrupt?): {_reason(exc)}") from None
+    except BaseException:
+        f.close()
+        raise
+    return f, node
+
+
 def open_frames(path: str | os.PathLike[str], dataset: str = DEFAULT_DATASET) -> FrameReader:
     """Open a frame file for reading (SWMR, so it may still be being written)."""
     return FrameReader(path, dataset)
@@ -525,5 +604,6 @@ def _reason(exc: BaseException) -> str:
 __all__ = [
     "DEFAULT_DATASET", "HDF5_MIMETYPE", "FrameMismatchError", "FrameReader", "FrameWriter",
     "HDF5ReadError", "UnsafePathError", "WriterClosedError", "file_sha256", "open_frames",
-    "per_frame_chunks", "resolve_in_folder", "tomo_chunks",
+    "open_in_process", "per_frame_chunks", "read_counters", "resolve_in_folder",
+    "tomo_chunks",
 ]

@@ -3,11 +3,16 @@ the detector firmware into the embedded catalog, then read back and drawn.
 
 What it does: builds the beamline (``devices.Beamline``: stages, rotation stage, shutter,
 beam monitor, the detector whose firmware is the SME chain on the compiled backend),
-subscribes the embedded Tiled catalog, runs ``tomo_scan`` of the 3D phantom (darks,
-flats, 90+ projections) and a ``diffraction_scan`` of a CeO2 powder at a few sample
-positions with bluesky's progress bars and live table, reads the frames back through the
-catalog, reconstructs a slice (OpenCL filtered back-projection) and integrates a
-diffraction frame (OpenCL azimuthal integration), and writes PNG pictures.
+subscribes the embedded Tiled catalog and the live reduction
+(:class:`analysis.live.LiveReducer`), runs ``tomo_scan`` of the 3D phantom (darks, flats,
+90+ projections) and a ``diffraction_scan`` of a CeO2 powder at a few sample positions
+with bluesky's progress bars and live table. While the frames are acquired the live
+reduction back-projects every projection (OpenCL filtered back-projection, one slice per
+detector row) and integrates every diffraction frame (OpenCL azimuthal integration); its
+results are derived runs in the catalog, linked to the raw runs by ``raw_uid``. The
+pictures of the reconstruction and of the powder pattern are drawn from those derived
+runs, read back through the catalog; the raw projection, sinogram and diffraction frame
+from the raw runs. The live reduction's lag behind acquisition is printed for each run.
 """
 
 from __future__ import annotations
@@ -60,12 +65,17 @@ def _save_plot(path: Path, x: np.ndarray, y: np.ndarray, xlabel: str, title: str
 
 
 def run_demo(data_dir: Path, out_dir: Path, *, projections: int = 90, backend: str = "compiled",
-             quiet: bool = False) -> dict[str, Any]:
-    """Run the demonstration; returns the run uids and the files written."""
+             quiet: bool = False, zmq: str | None = None) -> dict[str, Any]:
+    """Run the demonstration; returns the run uids and the files written.
+
+    ``zmq``: also publish every document to the 0MQ proxy's in-address ``HOST:PORT``
+    (``smeflow proxy``), for live consumers in other processes
+    (``smeflow reduce --live --zmq``)."""
     from bluesky import RunEngine
     from bluesky.callbacks.best_effort import BestEffortCallback
     from bluesky.utils import ProgressBarManager
 
+    from analysis.live import LiveReducer
     from dataflow.catalog import Catalog
     from devices.beamline import Beamline
     from plans import diffraction_scan, tomo_scan
@@ -74,6 +84,14 @@ def run_demo(data_dir: Path, out_dir: Path, *, projections: int = 90, backend: s
     catalog = Catalog(data_dir)
     RE = RunEngine({"beamline": "smeflow-sim", "operator": "demo"})
     catalog.subscribe(RE)
+    live = LiveReducer.for_catalog(catalog)
+    RE.subscribe(live)  # type: ignore[no-untyped-call]
+    publisher = None
+    if zmq is not None:
+        from dataflow.bus import DocumentPublisher
+
+        publisher = DocumentPublisher(zmq)
+        RE.subscribe(publisher)  # type: ignore[no-untyped-call]
     if not quiet:
         bec = BestEffortCallback()  # type: ignore[no-untyped-call]
         bec.disable_plots()  # type: ignore[no-untyped-call]
@@ -85,9 +103,10 @@ def run_demo(data_dir: Path, out_dir: Path, *, projections: int = 90, backend: s
     try:
         t0 = time.perf_counter()
         print(f"compiling the detector firmware ({det.params.height}×{det.params.width}, "
-              f"{backend} backend; cached after the first run)…")
+              f"{backend} backend; cached after the first run) and the OpenCL kernels…")
         det.stage()
         det.unstage()
+        live.warm_up((det.params.height, det.params.width), beamline.geometry)
         print(f"  ready in {time.perf_counter() - t0:.1f} s")
 
         beamline.use_phantom()
@@ -96,6 +115,10 @@ def run_demo(data_dir: Path, out_dir: Path, *, projections: int = 90, backend: s
                                    num_projections=projections, n_darks=5, n_flats=5,
                                    exposure=0.05, md={"sample": "Shepp-Logan phantom",
                                                       "purpose": "smeflow demo tomography"})))
+        # the reconstruction is written at the run's stop: let it finish before the next
+        # run, whose frames would otherwise queue behind it (and count it as lag)
+        if not live.wait(tomo_uid, timeout=300):
+            raise RuntimeError(f"live reduction of run {tomo_uid} did not finish in 300 s")
         beamline.use_powder()
         positions = [(0.0, 0.0), (0.5, 0.0), (0.0, 0.5)]
         (diff_uid,) = cast(tuple[str], RE(diffraction_scan(
@@ -105,8 +128,19 @@ def run_demo(data_dir: Path, out_dir: Path, *, projections: int = 90, backend: s
                                           md={"sample": "CeO2 powder",
                                               "purpose": "smeflow demo diffraction",
                                               "geometry": beamline.geometry.to_metadata()})))
+        if not live.wait(diff_uid, timeout=300):
+            raise RuntimeError(f"live reduction of run {diff_uid} did not finish in 300 s")
     finally:
         beamline.close()
+        live.close()
+        if publisher is not None:
+            publisher.close()
+    live_results = {"tomo": live.results[tomo_uid], "diffraction": live.results[diff_uid]}
+    derived: dict[str, str] = {}
+    for what, res in live_results.items():
+        if res.exit_status != "success" or res.derived_uid is None:
+            raise RuntimeError(f"live reduction of the {what} run failed: {res.reason}")
+        derived[what] = res.derived_uid
 
     tomo = catalog.run(tomo_uid)
     proj = tomo["primary"]["det_image"]
@@ -117,16 +151,11 @@ def run_demo(data_dir: Path, out_dir: Path, *, projections: int = 90, backend: s
     sino = np.asarray(proj[:, row, :])
     files["sinogram"] = _save_png(out_dir / "sinogram.png", sino,
                                   f"sinogram of row {row}", aspect="auto")
-    from analysis.fbp import fbp
-    from analysis.tomo import absorption
-
-    rows = slice(row, row + 1)
-    mu = absorption(np.asarray(proj[:, rows, :]), np.asarray(tomo["dark"]["det_image"][:, rows, :]),
-                    np.asarray(tomo["flat"]["det_image"][:, rows, :]))
-    angles = np.asarray(tomo.metadata["start"]["angles"], dtype=float)
-    slice_ = fbp(np.ascontiguousarray(mu[:, 0, :]), angles)
-    files["reconstruction"] = _save_png(out_dir / "reconstruction.png", np.asarray(slice_),
-                                        f"reconstruction of row {row} (OpenCL FBP)",
+    recon = catalog.run(derived["tomo"])
+    rows = [int(r) for r in recon["primary"]["row"].read()]
+    slice_ = np.asarray(recon["primary"]["reconstruction"][rows.index(row)])
+    files["reconstruction"] = _save_png(out_dir / "reconstruction.png", slice_,
+                                        f"reconstruction of row {row} (live OpenCL FBP)",
                                         cmap="viridis")
 
     diff = catalog.run(diff_uid)
@@ -134,13 +163,17 @@ def run_demo(data_dir: Path, out_dir: Path, *, projections: int = 90, backend: s
     files["diffraction"] = _save_png(out_dir / "diffraction.png", np.log1p(frame),
                                      "CeO2 diffraction frame, log(1 + counts)",
                                      cmap="magma")
-    from analysis.azint import AzimuthalIntegrator
-
-    result = AzimuthalIntegrator(beamline.geometry).integrate1d(frame, 500, unit="2th_deg")
-    files["pattern"] = _save_plot(out_dir / "pattern.png", np.asarray(result.radial),
-                                  np.asarray(result.intensity), "2θ (deg)",
-                                  "CeO2 powder pattern (OpenCL azimuthal integration)")
+    patterns = catalog.run(derived["diffraction"])
+    files["pattern"] = _save_plot(out_dir / "pattern.png",
+                                  np.asarray(patterns["axis"]["radial"][0]),
+                                  np.asarray(patterns["primary"]["intensity"][0]), "2θ (deg)",
+                                  "CeO2 powder pattern (live OpenCL azimuthal integration)")
     return {"tomo_uid": tomo_uid, "diffraction_uid": diff_uid, "files": files,
+            "tomo_derived_uid": derived["tomo"],
+            "diffraction_derived_uid": derived["diffraction"],
+            "lags": {k: list(r.lags) for k, r in live_results.items()},
+            "lag_max": {k: r.lag_max for k, r in live_results.items()},
+            "lag_mean": {k: r.lag_mean for k, r in live_results.items()},
             "report": det.firmware.report() if det.firmware else {}}
 
 
@@ -149,15 +182,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     data_dir, out_dir = Path(args.data).resolve(), Path(args.output).resolve()
     result = run_demo(data_dir, out_dir, projections=args.projections, backend=args.backend,
-                      quiet=args.quiet)
+                      quiet=args.quiet, zmq=args.zmq)
     print()
     print(f"done in {time.perf_counter() - start:.0f} s")
     print(f"catalog (Tiled, SQLite) and HDF5 frames: {data_dir}")
     print(f"tomography run {result['tomo_uid']}, diffraction run {result['diffraction_uid']}")
+    for what, key in (("tomography", "tomo"), ("diffraction", "diffraction")):
+        print(f"  live reduction of the {what} run: derived run {result[key + '_derived_uid']}, "
+              f"lag max {result['lag_max'][key]:.3f} s, mean {result['lag_mean'][key]:.3f} s")
     for what, path in result["files"].items():
         print(f"  {what:15s} {path}")
-    print("find the tomography run again with:")
+    print("find the tomography run and its reductions again with:")
     print(f"  smeflow catalog search plan_name=tomo_scan --data {data_dir}")
+    print(f"  smeflow catalog show {result['tomo_uid'][:8]} --data {data_dir}")
     return 0
 
 
@@ -171,4 +208,6 @@ def register_demo(sub: Subparsers) -> None:
     p.add_argument("--backend", default="compiled", choices=["compiled", "interp", "ghdl"],
                    help="firmware backend (ghdl only for small frames)")
     p.add_argument("-q", "--quiet", action="store_true", help="no live table or progress bars")
+    p.add_argument("--zmq", metavar="HOST:PORT", help="also publish the documents to this "
+                   "0MQ proxy in-address (smeflow proxy), for smeflow reduce --live")
     p.set_defaults(func=cmd_demo)

@@ -97,3 +97,101 @@ def frame_cam() -> type[FrameCam]:
 def make_test_frame() -> Callable[[int], np.ndarray]:
     """``make_test_frame(i)``: the frame number ``i`` a ``FrameCam`` writes."""
     return make_frame
+
+
+# -- a real PostgreSQL server for the catalog-server tests --------------------------------
+
+PG_USER = "smeflow"
+PG_DATABASE = "smeflow_catalog"
+
+
+def _pg_binaries() -> Path:
+    """The folder holding ``initdb``, ``pg_ctl`` and ``postgres``: Debian's newest
+    ``/usr/lib/postgresql/*/bin``, else the one on PATH; fails the test when absent."""
+    import shutil
+
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"),
+                        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
+    for folder in reversed(candidates):
+        if all((folder / tool).is_file() for tool in ("initdb", "pg_ctl", "postgres")):
+            return folder
+    on_path = shutil.which("initdb")
+    if on_path and shutil.which("pg_ctl") and shutil.which("postgres"):
+        return Path(on_path).parent
+    pytest.fail("PostgreSQL not found (no initdb/pg_ctl/postgres under "
+                "/usr/lib/postgresql/*/bin or on PATH): install the Debian package "
+                "'postgresql' (make test does it when run as root)", pytrace=False)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def postgres_uri() -> Iterator[str]:
+    """A running PostgreSQL on 127.0.0.1 (free port, temporary cluster, password auth):
+    yields ``postgresql://smeflow:PASSWORD@127.0.0.1:PORT/smeflow_catalog``.
+
+    The cluster lives in a fresh temporary folder (its unix socket too) and is stopped
+    and deleted afterwards, also when a test fails. PostgreSQL refuses to run as root:
+    as root the fixture runs it as ``nobody`` through ``runuser``.
+    """
+    import os
+    import secrets
+    import shutil
+    import subprocess
+    import tempfile
+
+    bin_dir = _pg_binaries()
+    as_root = os.geteuid() == 0
+    prefix: list[str] = []
+    if as_root:
+        runuser = shutil.which("runuser")
+        if runuser is None:
+            pytest.fail("running as root, PostgreSQL must run as another user, but "
+                        "'runuser' (util-linux) is missing", pytrace=False)
+        prefix = [runuser, "-u", "nobody", "--"]
+    base = Path(tempfile.mkdtemp(prefix="smeflow-pg-"))  # /tmp: reachable by nobody
+    cluster, sockets, pwfile = base / "cluster", base / "socket", base / "pw"
+    sockets.mkdir()
+    password = secrets.token_hex(16)
+    pwfile.write_text(password + "\n")
+    if as_root:
+        import pwd
+
+        nobody = pwd.getpwnam("nobody")
+        for path in (base, sockets, pwfile):
+            os.chown(path, nobody.pw_uid, nobody.pw_gid)
+    port = _free_port()
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PGPASSWORD": password}
+
+    def run(*args: str) -> None:
+        done = subprocess.run([*prefix, *args], capture_output=True, text=True, env=env,
+                              cwd=base, timeout=120)
+        if done.returncode != 0:
+            pytest.fail(f"{Path(args[0]).name} failed ({done.returncode}): "
+                        f"{(done.stderr or done.stdout).strip()[-800:]}", pytrace=False)
+
+    started = False
+    try:
+        run(str(bin_dir / "initdb"), "-D", str(cluster), "-U", PG_USER, "-A", "scram-sha-256",
+            "--pwfile", str(pwfile), "-E", "UTF8", "--no-sync")
+        run(str(bin_dir / "pg_ctl"), "-D", str(cluster), "-l", str(base / "postgres.log"),
+            "-w", "-t", "60", "-o",
+            f"-h 127.0.0.1 -p {port} -k {sockets} -c fsync=off -c full_page_writes=off",
+            "start")
+        started = True
+        createdb = bin_dir / "createdb"
+        run(str(createdb) if createdb.is_file() else "createdb", "-h", "127.0.0.1",
+            "-p", str(port), "-U", PG_USER, PG_DATABASE)
+        yield f"postgresql://{PG_USER}:{password}@127.0.0.1:{port}/{PG_DATABASE}"
+    finally:
+        if started:
+            subprocess.run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(cluster), "-m", "fast",
+                            "-w", "stop"], capture_output=True, env=env, cwd=base, timeout=60)
+        shutil.rmtree(base, ignore_errors=True)

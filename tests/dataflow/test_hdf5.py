@@ -238,3 +238,30 @@ def test_missing_file_or_dataset_names_them(tmp_path: Path) -> None:
             r.frame(2)
         with pytest.raises(IndexError, match="row 32 out of range"):
             r.sinogram(32)
+
+
+def test_no_sidecar_while_another_handle_keeps_the_file_open(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """HDF5 finishes a file (superblock flags, checksum) only when the last handle in the
+    process closes, flush or not: a sidecar written at the writer's close would be wrong."""
+    from dataflow.hdf5 import file_sha256, open_in_process
+
+    writer = FrameWriter(tmp_path, "shared.h5", SHAPE)
+    writer.append(np.ones(SHAPE, np.uint16))
+    reader = h5py.File(writer.path, "r", swmr=True)
+    try:
+        with caplog.at_level("WARNING", logger="dataflow.hdf5"):
+            provisional = writer.close()
+        assert open_in_process(writer.path)
+        assert not (tmp_path / "shared.h5.sha256").exists()
+        assert "provisional" in caplog.text and str(writer.path) in caplog.text
+    finally:
+        reader.close()
+    assert not open_in_process(writer.path)
+    assert file_sha256(writer.path) != provisional  # the last bytes came with the reader
+    assert writer.close() == provisional  # idempotent, still says what close() saw
+    # without another handle the sidecar is written and matches the closed file
+    with FrameWriter(tmp_path, "alone.h5", SHAPE) as alone:
+        alone.append(np.ones(SHAPE, np.uint16))
+    assert (tmp_path / "alone.h5.sha256").read_text() == \
+        f"{file_sha256(alone.path)}  alone.h5\n"

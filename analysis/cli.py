@@ -1,0 +1,113 @@
+"""``smeflow reduce``: re-reduce a stored run offline into a new derived run.
+
+    smeflow reduce 3f2a9c1e                 # uid, uid prefix (>= 5) or scan number
+    smeflow reduce 3 --rows 100 128 --data ./smeflow-data
+    smeflow reduce 4 --bins 1000 --unit q_nm^-1
+    smeflow reduce 3 --scheduler local --workers 2   # on Dask workers (analysis.distributed)
+    smeflow reduce --live --zmq 127.0.0.1:5578   # follow runs through the 0MQ proxy
+
+Tomography runs get a reconstruction (``--rows``: detector rows, default all),
+diffraction runs 1D patterns (``--bins``, ``--unit``); see ``analysis.reduce``. Prints
+the derived run's uid and a summary; ``smeflow catalog show RAW_UID`` lists it under
+"derived runs". A malformed uid, an unknown run, a run with nothing to reduce or a
+missing catalog prints one line on stderr and exits 1. Registered through the
+``smeflow.commands`` entry-point group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from analysis.live_consumer import add_live_arguments, cmd_live
+from analysis.reduce import DEFAULT_BINS, DEFAULT_CHUNK_FRAMES, DEFAULT_UNIT, reduce_run
+from dataflow.catalog import Catalog, CatalogError, default_data_dir
+from dataflow.hdf5 import HDF5ReadError
+
+Subparsers = Any  # argparse's _SubParsersAction is private
+PROG = "smeflow reduce"
+
+
+def _open(data: str | None) -> Catalog:
+    folder = Path(data) if data else default_data_dir()
+    if not (folder / "catalog.db").is_file():
+        raise CatalogError(f"no catalog in {folder.resolve()} (give --data DIR or set "
+                           "SMEFLOW_DATA)")
+    return Catalog(folder)
+
+
+def cmd_reduce(args: argparse.Namespace) -> int:
+    """Reduce run ``args.run`` and print the derived run's uid and summary."""
+    if args.workers is not None and args.scheduler is None:
+        raise ValueError("--workers needs --scheduler local|tcp://HOST:PORT")
+    with _open(args.data) as catalog:
+        if args.scheduler is not None:
+            from analysis.distributed import reduce_run_dask
+
+            summary = reduce_run_dask(catalog, args.run, args.scheduler, args.workers,
+                                      rows=args.rows, bins=args.bins, unit=args.unit,
+                                      chunk_frames=args.chunk, device=args.device)
+        else:
+            summary = reduce_run(catalog, args.run, rows=args.rows, bins=args.bins,
+                                 unit=args.unit, chunk_frames=args.chunk, device=args.device)
+    print(summary.uid)
+    print(summary.text())
+    for output in summary.outputs:
+        print(f"  output {output['uri']}  sha256 {output['sha256']}")
+    return 0 if summary.exit_status == "success" else 1
+
+
+def _guarded(args: argparse.Namespace) -> int:
+    """Run the command; user-facing failures become one line on stderr (exit 1)."""
+    try:
+        if args.live or args.run is None:  # cmd_live names a missing or extra UID
+            return cmd_live(args)
+        return cmd_reduce(args)
+    except (CatalogError, HDF5ReadError, OSError, ValueError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # never a traceback on the command line
+        print(f"{PROG}: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+def register_reduce(sub: Subparsers) -> None:
+    """``smeflow reduce UID``."""
+    p = sub.add_parser("reduce", help="re-reduce a stored run into a new derived run",
+                       description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("run", metavar="UID|SCAN_ID", nargs="?",
+                   help="uid, uid prefix (>= 5) or scan number (not with --live)")
+    p.add_argument("--data", metavar="DIR",
+                   help="catalog folder (default: $SMEFLOW_DATA, else ./smeflow-data)")
+    p.add_argument("--rows", type=int, nargs="+", metavar="ROW",
+                   help="tomography: detector rows to reconstruct (default: all)")
+    p.add_argument("--bins", type=int, default=DEFAULT_BINS,
+                   help=f"diffraction: number of bins (default {DEFAULT_BINS})")
+    p.add_argument("--unit", default=DEFAULT_UNIT,
+                   help=f"diffraction: 2th_deg, q_nm^-1 or r_mm (default {DEFAULT_UNIT})")
+    p.add_argument("--chunk", type=int, default=DEFAULT_CHUNK_FRAMES, metavar="FRAMES",
+                   help=f"frames per chunk (default {DEFAULT_CHUNK_FRAMES})")
+    p.add_argument("--device", metavar="CHOICE",
+                   help="OpenCL device: gpu, cpu, any or PLATFORM:DEVICE")
+    p.add_argument("--scheduler", metavar="local|tcp://HOST:PORT",
+                   help="reduce on Dask workers: a local cluster or a running scheduler")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="with --scheduler: local workers to start (default 2), or workers "
+                        "to wait for on a remote scheduler (default 1)")
+    add_live_arguments(p)
+    p.set_defaults(func=_guarded)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``smeflow reduce`` on its own: ``main(["3f2a9c1e", "--data", "DIR"])``."""
+    parser = argparse.ArgumentParser(prog="smeflow")
+    register_reduce(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["reduce", *(sys.argv[1:] if argv is None else argv)])
+    status: int = args.func(args)
+    return status
+
+
+__all__ = ["cmd_reduce", "main", "register_reduce"]

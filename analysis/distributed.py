@@ -1,0 +1,545 @@
+"""Offline reduction on dask.distributed workers, identical to ``reduce_run``'s result.
+
+``reduce_on_dask(catalog, ref, session)`` reduces a stored run the way
+:func:`analysis.reduce.reduce_run` does, with the chunk functions of
+:mod:`analysis.reduce` run as tasks on the workers of a Dask scheduler
+(:func:`connect`: ``"local"`` starts a :class:`distributed.LocalCluster` on loopback,
+``tcp://HOST:PORT`` joins a running scheduler), and writes the same derived run, whose
+start document also records ``scheduler`` and ``workers``.
+
+What travels (never frames from the client, never OpenCL objects):
+
+* to the workers: where the frames are (:class:`FrameSource`: HDF5 paths, dataset,
+  frame counts), index ranges, the projection angles, the chosen rows and plain
+  parameters; each worker reads its frames from the files itself and builds its own
+  OpenCL context (:func:`analysis.cl.runtime`, once per worker process);
+* back: tomography — the averaged dark/flat references (from one task, then sent to
+  the row tasks) and one block of reconstructed slices per task; diffraction — the
+  patterns of a chunk of frames (``PatternChunk``).
+
+Identical results. Tomography tasks split the *detector rows* into blocks
+(``task_rows``); within a block a task runs :func:`~analysis.reduce.tomo_chunk` on the
+same frame chunks (``chunk_frames``) in the same order as ``reduce_run`` and folds them
+with :func:`~analysis.reduce.tomo_combine`, and the client concatenates the blocks. Every
+step is per row (flat field and ``-log`` per pixel, the ramp filter per sinogram row, the
+back-projection per slice) and the float32 sum over chunks keeps ``reduce_run``'s order,
+so the volume is bitwise the single-process one for the same ``chunk_frames`` (a tree
+reduction across workers would change the summation order and the last bits). Splitting
+rows instead of sending every chunk's full partial volume back also keeps the traffic at
+one volume instead of one per chunk. Diffraction patterns are per frame: chunks of
+frames are independent and concatenated in frame order.
+
+Threads: each worker of the local cluster runs one task at a time
+(``threads_per_worker=1``) and its PoCL CPU device uses ``cores_per_worker`` threads
+(environment ``POCL_MAX_PTHREAD_COUNT`` — PoCL 3.x, Debian 12 — and
+``POCL_CPU_MAX_CU_COUNT`` — later PoCL — set in the worker process before it first
+touches OpenCL), so ``n`` workers use ``n`` cores without oversubscribing them. Workers
+of an external scheduler are started by the user (``dask worker --nthreads 1`` with those
+variables set; see ``docs/reduction.md``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+import numpy as np
+import numpy.typing as npt
+
+from analysis.reduce import (
+    DEFAULT_BINS,
+    DEFAULT_CHUNK_FRAMES,
+    DEFAULT_UNIT,
+    AzintParams,
+    Callback,
+    DerivedRun,
+    PatternChunk,
+    ReductionError,
+    ReductionSummary,
+    TomoParams,
+    TomoReferences,
+    azint_chunk,
+    azint_combine,
+    derived_file_name,
+    derived_md,
+    file_inputs,
+    geometry_from,
+    image_key,
+    reduction_for,
+    select_rows,
+    tomo_angles_of,
+    tomo_chunk,
+    tomo_combine,
+    tomo_references,
+    tomo_streams,
+    uri_path,
+)
+from dataflow.hdf5 import DEFAULT_DATASET, FrameReader
+
+if TYPE_CHECKING:
+    from analysis.azint import AzimuthalIntegrator
+    from dataflow.catalog import Catalog
+
+__all__ = [
+    "DEFAULT_TASK_ROWS", "LOCAL", "POCL_THREAD_VARIABLES", "DaskSession", "FrameSource",
+    "SchedulerError", "connect", "frame_source", "reduce_on_dask", "reduce_run_dask",
+    "worker_environment",
+]
+
+LOCAL = "local"
+"""The scheduler choice that starts a LocalCluster in this process."""
+DEFAULT_TASK_ROWS = 32
+"""Detector rows per tomography task (a multiple of the back-projection's 8 slices per
+work-item; 256 rows make 8 tasks)."""
+POCL_THREAD_VARIABLES = ("POCL_MAX_PTHREAD_COUNT", "POCL_CPU_MAX_CU_COUNT")
+"""PoCL's CPU thread-count variables: 3.x (Debian 12's 3.1) reads the first, later
+releases the second; each ignores the other's."""
+CONNECT_TIMEOUT_S = 10.0
+WORKERS_TIMEOUT_S = 60.0
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+
+
+class SchedulerError(ReductionError):
+    """A scheduler address that is malformed, unreachable or has no workers."""
+
+
+# -- where the frames are ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FrameSource:
+    """A stream's frames as a worker reads them: HDF5 files in order, each with the
+    ``dataset`` path and its number of frames; ``shape`` is the stream's
+    ``(frames, rows, cols)`` (the first ``shape[0]`` frames of the files, concatenated).
+
+    Plain strings and integers only, so it pickles to any worker; the files must be at
+    the same paths on the workers (a shared file system)."""
+
+    files: tuple[tuple[str, str, int], ...]
+    shape: tuple[int, int, int]
+    uris: tuple[str, ...] = ()
+    """The catalog's asset URIs (as recorded, for the derived run's ``inputs``)."""
+
+    def read(self, frames: slice, rows: slice = slice(None)) -> npt.NDArray[Any]:
+        """Frames ``frames`` (a step-1 slice), detector ``rows``, all columns."""
+        with self.open() as readers:
+            return readers.read(frames, rows)
+
+    def open(self) -> _OpenSource:
+        """Open the files once for several reads (a context manager)."""
+        return _OpenSource(self)
+
+
+class _OpenSource:
+    """The files of a :class:`FrameSource` opened for reading (closed on exit)."""
+
+    def __init__(self, source: FrameSource) -> None:
+        self.source = source
+        self._readers: list[FrameReader] = []
+
+    def __enter__(self) -> _OpenSource:
+        try:
+            for path, dataset, _ in self.source.files:
+                self._readers.append(FrameReader(path, dataset))
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close every file (idempotent)."""
+        for reader in self._readers:
+            reader.close()
+        self._readers.clear()
+
+    def read(self, frames: slice, rows: slice = slice(None)) -> npt.NDArray[Any]:
+        """See :meth:`FrameSource.read`."""
+        n = self.source.shape[0]
+        start, stop, step = frames.indices(n)
+        if step != 1:
+            raise ReductionError(f"frames {frames}: expected a step of 1")
+        parts: list[npt.NDArray[Any]] = []
+        offset = 0
+        for reader, (_, _, count) in zip(self._readers, self.source.files, strict=True):
+            lo, hi = max(start, offset), min(stop, offset + count)
+            if lo < hi:
+                parts.append(reader.read(np.s_[lo - offset:hi - offset, rows, :]))
+            offset += count
+        if not parts:
+            return np.zeros((0, *self.source.shape[1:]))[:, rows, :]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def frame_source(node: Any, what: str) -> FrameSource:
+    """The :class:`FrameSource` of a catalog array node (its data sources' HDF5 assets).
+
+    Opens each file's header (not its frames) to learn how many frames it holds; raises
+    ``ReductionError`` naming ``what`` and the file when the node is not backed by HDF5
+    frame files or they hold fewer frames than the node."""
+    shape = tuple(int(v) for v in node.shape)
+    if len(shape) != 3:
+        raise ReductionError(f"{what}: expected frames (n, rows, cols), got shape {shape}")
+    files: list[tuple[str, str, int]] = []
+    uris: list[str] = []
+    for source in node.data_sources() or []:
+        if source.mimetype != "application/x-hdf5":
+            raise ReductionError(f"{what}: data source of type {source.mimetype!r}; only "
+                                 "HDF5 frame files can be read by Dask workers")
+        dataset = str((source.parameters or {}).get("dataset") or DEFAULT_DATASET)
+        uris.extend(str(asset.data_uri) for asset in source.assets)
+        for asset in sorted(source.assets, key=lambda a: a.num or 0):
+            path = uri_path(str(asset.data_uri))
+            with FrameReader(path, dataset) as reader:
+                if reader.frame_shape != shape[1:]:
+                    raise ReductionError(f"{what}: {path} holds frames {reader.frame_shape}, "
+                                         f"the run {shape[1:]}")
+                files.append((str(path), dataset, len(reader)))
+    if not files:
+        raise ReductionError(f"{what}: no HDF5 file behind the frames")
+    held = sum(count for _, _, count in files)
+    if held < shape[0]:
+        raise ReductionError(f"{what}: the run has {shape[0]} frames, its files "
+                             f"({', '.join(p for p, _, _ in files)}) hold {held}")
+    return FrameSource(tuple(files), (shape[0], shape[1], shape[2]), tuple(uris))
+
+
+# -- tasks (run on the workers) ----------------------------------------------------------------
+
+
+def _frame_chunks(n: int, size: int) -> list[tuple[int, int]]:
+    """``reduce_run``'s frame chunks ``[start, stop)``."""
+    return [(i, min(n, i + size)) for i in range(0, n, size)]
+
+
+def references_task(dark: FrameSource, flat: FrameSource) -> TomoReferences:
+    """Task: read the darks and flats and average them."""
+    return tomo_references(dark.read(slice(None)), flat.read(slice(None)))
+
+
+def tomo_rows_task(projections: FrameSource, angles: F64, refs: TomoReferences,
+                   rows: Sequence[int], chunks: Sequence[tuple[int, int]], floor: float,
+                   device: str | None) -> F32:
+    """Task: reconstruct detector ``rows`` from every projection, chunk by chunk.
+
+    Reads the row band ``min(rows)..max(rows)`` of each frame chunk, runs ``tomo_chunk``
+    and folds the partials with ``tomo_combine`` in chunk order (``reduce_run``'s
+    order); returns ``(len(rows), W, W)`` float32."""
+    lo, hi = min(rows), max(rows) + 1
+    local = [r - lo for r in rows]
+    band = TomoReferences(np.ascontiguousarray(refs.dark[lo:hi]),
+                          np.ascontiguousarray(refs.flat[lo:hi]))
+    with projections.open() as files:
+        def partials() -> Iterator[Any]:
+            for start, stop in chunks:
+                yield tomo_chunk(files.read(slice(start, stop), slice(lo, hi)),
+                                 angles[start:stop], band, rows=local, floor=floor,
+                                 device=device)
+
+        return tomo_combine(partials())
+
+
+_INTEGRATORS: dict[tuple[str, str | None], AzimuthalIntegrator] = {}
+
+
+def _integrator(geometry: Mapping[str, Any], device: str | None) -> AzimuthalIntegrator:
+    """This worker's integrator for ``geometry`` (built once per process and device)."""
+    from analysis.azint import AzimuthalIntegrator
+    from dataflow.geometry import PoniGeometry
+
+    key = (json.dumps(dict(geometry), sort_keys=True), device)
+    integrator = _INTEGRATORS.get(key)
+    if integrator is None:
+        integrator = _INTEGRATORS[key] = AzimuthalIntegrator(
+            PoniGeometry.from_metadata(dict(geometry), where="start document 'geometry'"),
+            device=device)
+    return integrator
+
+
+def azint_task(frames: FrameSource, start: int, stop: int, geometry: Mapping[str, Any],
+               params: AzintParams) -> PatternChunk:
+    """Task: read frames ``[start, stop)`` and integrate each to a 1D pattern."""
+    return azint_chunk(frames.read(slice(start, stop)),
+                       _integrator(geometry, params.device), params, first=start)
+
+
+def worker_device_info(device: str | None = None) -> dict[str, Any]:
+    """Task: the OpenCL device a worker uses and its compute units (threads on PoCL)."""
+    from analysis import cl
+
+    rt = cl.runtime(device)
+    return {"device": rt.name, "compute_units": int(rt.device.max_compute_units)}
+
+
+# -- schedulers --------------------------------------------------------------------------------
+
+
+def worker_environment(cores: int = 1) -> dict[str, str]:
+    """Environment of a worker process limited to ``cores`` threads (PoCL, OpenMP)."""
+    if isinstance(cores, bool) or not isinstance(cores, int) or cores < 1:
+        raise ReductionError(f"argument `cores_per_worker`: expected an integer >= 1, "
+                             f"got {cores!r}")
+    env = dict.fromkeys(POCL_THREAD_VARIABLES, str(cores))
+    env["OMP_NUM_THREADS"] = str(cores)
+    return env
+
+
+def _check_address(scheduler: str) -> str:
+    if scheduler == LOCAL:
+        return scheduler
+    parsed = urlparse(scheduler)
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+    if parsed.scheme != "tcp" or not parsed.hostname or port is None or \
+            parsed.path not in ("", "/"):
+        raise SchedulerError(f"scheduler {scheduler!r}: expected 'local' or "
+                             "tcp://HOST:PORT")
+    return f"tcp://{parsed.netloc}"
+
+
+@dataclass
+class DaskSession:
+    """A Dask client and, for ``"local"``, the cluster it started (closed together).
+
+    ``scheduler`` is what the user asked for (``"local"`` or the address), recorded in
+    the derived run's start document."""
+
+    client: Any
+    """The ``distributed.Client``."""
+    scheduler: str
+    cluster: Any = None
+    _closed: bool = field(default=False, repr=False)
+
+    @property
+    def workers(self) -> int:
+        """Workers connected now."""
+        return len(self.client.scheduler_info(n_workers=-1).get("workers", {}))
+
+    def worker_info(self, device: str | None = None) -> list[dict[str, Any]]:
+        """Each worker's OpenCL device and compute units (runs a task on every worker)."""
+        info: dict[str, dict[str, Any]] = self.client.run(worker_device_info, device)
+        return [info[k] for k in sorted(info)]
+
+    def close(self) -> None:
+        """Close the client, then the local cluster (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+    def __enter__(self) -> DaskSession:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def connect(scheduler: str = LOCAL, workers: int | None = None, *,
+            cores_per_worker: int = 1, timeout: float = CONNECT_TIMEOUT_S) -> DaskSession:
+    """Open a :class:`DaskSession`.
+
+    Parameters
+    ----------
+    scheduler
+        ``"local"``: start a LocalCluster of ``workers`` (default 2) worker processes on
+        127.0.0.1, one task at a time each, PoCL limited to ``cores_per_worker`` threads,
+        no dashboard. ``tcp://HOST:PORT``: connect to that scheduler and wait up to 60 s
+        for ``workers`` workers (default: at least one).
+    workers
+        See ``scheduler``.
+    cores_per_worker
+        Threads of each local worker's OpenCL CPU device.
+    timeout
+        Seconds to wait for the connection to a remote scheduler.
+
+    Raises
+    ------
+    SchedulerError
+        Malformed address, no scheduler there, or too few workers in time.
+    """
+    import distributed
+
+    dd: Any = distributed  # partly typed: its constructors are untyped
+    address = _check_address(scheduler)
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
+                                or workers < 1):
+        raise SchedulerError(f"argument `workers`: expected an integer >= 1, got {workers!r}")
+    if address == LOCAL:
+        cluster = dd.LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True,
+                               host="127.0.0.1", dashboard_address=None,
+                               env=worker_environment(cores_per_worker))
+        try:
+            client = dd.Client(cluster, set_as_default=False)
+        except BaseException:
+            cluster.close()
+            raise
+        return DaskSession(client, LOCAL, cluster)
+    try:
+        client = dd.Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise SchedulerError(f"scheduler {address}: cannot connect "
+                             f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+                             ) from None
+    try:
+        client.wait_for_workers(workers or 1, timeout=WORKERS_TIMEOUT_S)
+    except TimeoutError:
+        have = len(client.scheduler_info(n_workers=-1).get("workers", {}))
+        client.close()
+        raise SchedulerError(f"scheduler {address}: {have} worker(s) after "
+                             f"{WORKERS_TIMEOUT_S:.0f} s, expected {workers or 1}") from None
+    return DaskSession(client, address)
+
+
+# -- the reduction -----------------------------------------------------------------------------
+
+
+def reduce_on_dask(catalog: Catalog, ref: str | int, session: DaskSession, *,
+                   rows: Sequence[int] | None = None, bins: int = DEFAULT_BINS,
+                   unit: str = DEFAULT_UNIT, chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+                   task_rows: int = DEFAULT_TASK_ROWS,
+                   callbacks: Sequence[Callback] | None = None,
+                   device: str | None = None) -> ReductionSummary:
+    """Re-reduce a stored run on ``session``'s workers into a new derived run.
+
+    The arguments are :func:`analysis.reduce.reduce_run`'s (the result is identical to
+    its result for the same ``chunk_frames``), plus ``session`` (:func:`connect`) and
+    ``task_rows`` (tomography: detector rows per task). ``device`` is the OpenCL device
+    choice *on the workers*. The derived run's start document also has ``scheduler`` and
+    ``workers`` (connected when the reduction started).
+
+    Raises
+    ------
+    ReductionError
+        As ``reduce_run``; a task's own error (``HDF5ReadError`` for a bad file, …) is
+        raised here after the derived run was stopped with ``exit_status="fail"``.
+    """
+    for name, value in (("chunk_frames", chunk_frames), ("task_rows", task_rows)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ReductionError(f"argument `{name}`: expected an integer >= 1, got {value!r}")
+    run = catalog.run(ref)
+    start = dict(run.metadata.get("start") or {})
+    streams = list(run)
+    reduction = reduction_for(start, streams)
+    if reduction is None:
+        raise ReductionError(
+            f"run {start.get('uid')} (plan {start.get('plan_name')!r}): nothing to reduce; "
+            "tomography needs start 'angles' or 'rotation_axis' and streams dark/flat/"
+            f"primary, diffraction a start 'geometry' (streams: {', '.join(streams)})")
+    workers = session.workers
+    if workers < 1:
+        raise SchedulerError(f"scheduler {session.scheduler}: no workers")
+    targets = callbacks if callbacks is not None else [catalog.writer()]
+    where = {"scheduler": session.scheduler, "workers": workers}
+    t0 = time.perf_counter()
+    if reduction == "tomo_fbp":
+        params = TomoParams(tuple(rows) if rows is not None else None, device=device)
+        return _tomo(run, start, catalog.raw_dir, targets, session, params, chunk_frames,
+                     task_rows, where, t0)
+    return _azint(run, start, targets, session, AzintParams(bins, unit, device=device),
+                  chunk_frames, where, t0)
+
+
+def reduce_run_dask(catalog: Catalog, ref: str | int, scheduler: str = LOCAL,
+                    workers: int | None = None, **kwargs: Any) -> ReductionSummary:
+    """:func:`connect`, :func:`reduce_on_dask` (``kwargs``), close: one call."""
+    with connect(scheduler, workers) as session:
+        return reduce_on_dask(catalog, ref, session, **kwargs)
+
+
+def _stream_node(run: Any, stream: str, start: Mapping[str, Any]) -> Any:
+    try:
+        node = run[stream]
+    except KeyError:
+        raise ReductionError(f"run {start['uid']}: no stream {stream!r}") from None
+    key = image_key((node.metadata or {}).get("data_keys") or {}, start,
+                    where=f"run {start['uid']} stream {stream!r}")
+    return node[key]
+
+
+def _stop_failed(derived: DerivedRun, exc: BaseException) -> None:
+    with contextlib.suppress(Exception):  # the reduction's own error is the one to raise
+        derived.stop("fail", f"{type(exc).__name__}: {exc}")
+
+
+def _tomo(run: Any, start: dict[str, Any], raw_dir: Path, callbacks: Sequence[Callback],
+          session: DaskSession, params: TomoParams, chunk: int, task_rows: int,
+          where: Mapping[str, Any], t0: float) -> ReductionSummary:
+    names = tomo_streams(start)
+    nodes = {kind: _stream_node(run, stream, start) for kind, stream in names.items()}
+    sources = {kind: frame_source(node, f"run {start['uid']} stream {names[kind]!r}")
+               for kind, node in nodes.items()}
+    n, height, _ = sources["projection"].shape
+    chosen = select_rows(params.rows, height)
+    angles, angle_source = tomo_angles_of(run, start, names["projection"], n)
+    inputs = file_inputs(uri for s in sources.values() for uri in s.uris)
+    md = derived_md(start, "tomo_fbp", inputs, {**params.metadata(), **where}, live=False)
+    derived = DerivedRun(callbacks, md)
+    client = session.client
+    futures: list[Any] = []
+    try:
+        refs = client.submit(references_task, sources["dark"], sources["flat"], pure=False)
+        futures.append(refs)
+        chunks = _frame_chunks(n, chunk)
+        blocks = [chosen[i:i + task_rows] for i in range(0, len(chosen), task_rows)]
+        futures += [client.submit(tomo_rows_task, sources["projection"], angles, refs, block,
+                                  chunks, params.floor, params.device, pure=False)
+                    for block in blocks]
+        volume = np.concatenate(client.gather(futures[1:]))
+        derived.write_volume(raw_dir, derived_file_name("tomo_fbp", start["uid"], derived.uid),
+                             volume, chosen)
+        derived.frames = n
+        stop = derived.stop("success", frames=n, rows=chosen, angles_from=angle_source)
+    except Exception as exc:
+        client.cancel(futures)
+        _stop_failed(derived, exc)
+        raise
+    return ReductionSummary(derived.uid, start["uid"], "tomo_fbp", stop["exit_status"],
+                            tuple(volume.shape), n, time.perf_counter() - t0,
+                            list(derived.outputs))
+
+
+def _azint(run: Any, start: dict[str, Any], callbacks: Sequence[Callback],
+           session: DaskSession, params: AzintParams, chunk: int, where: Mapping[str, Any],
+           t0: float) -> ReductionSummary:
+    geometry = geometry_from(start)
+    node = _stream_node(run, "primary", start)
+    source = frame_source(node, f"run {start['uid']} stream 'primary'")
+    n = source.shape[0]
+    inputs = file_inputs(source.uris)
+    md = derived_md(start, "azint1d", inputs, {**params.metadata(geometry), **where},
+                    live=False)
+    derived = DerivedRun(callbacks, md)
+    client = session.client
+    futures: list[Any] = []
+    try:
+        seq = np.asarray(run["primary"]["seq_num"].read(), dtype=np.int64) \
+            if "seq_num" in run["primary"] else np.arange(1, n + 1)
+        geometry_md = geometry.to_metadata()
+        futures = [client.submit(azint_task, source, a, b, geometry_md, params, pure=False)
+                   for a, b in _frame_chunks(n, chunk)]
+        patterns = azint_combine(client.gather(futures))
+        derived.emit_patterns(patterns, [int(s) for s in seq[:n]])
+        stop = derived.stop("success", frames=n)
+    except Exception as exc:
+        client.cancel(futures)
+        _stop_failed(derived, exc)
+        raise
+    return ReductionSummary(derived.uid, start["uid"], "azint1d", stop["exit_status"],
+                            tuple(patterns.intensity.shape), n, time.perf_counter() - t0)

@@ -1,0 +1,728 @@
+"""Live reduction: a bluesky callback that reduces every frame while the run is acquired.
+
+:class:`LiveReducer` is a document callback (``reducer(name, doc)``) that needs nothing
+but documents, so it can be subscribed to a RunEngine or fed from a 0MQ dispatcher. For
+each raw run with a reduction (:func:`analysis.reduce.reduction_for`: tomography or
+diffraction) it
+
+1. follows ``stream_resource``/``stream_datum`` documents and reads each frame from the
+   announced HDF5 file (SWMR read mode, :func:`dataflow.hdf5.open_frames`) as soon as
+   both its ``stream_datum`` and its event (which carries the rotation angle of a fly
+   scan) have arrived; the file is opened, read and closed at once under h5py's lock, so
+   a reader never holds a raw file open when the detector closes it (:func:`read_frames`);
+2. reduces it at once with the functions of :mod:`analysis.reduce` — darks and flats are
+   collected, each projection is normalised and back-projected into a running sum on the
+   OpenCL device (slices are written at the raw run's stop); each diffraction frame
+   becomes a 1D pattern event of the derived run immediately;
+3. writes the derived run (see :mod:`analysis.reduce`): it starts with the raw run, so
+   that creating it in the catalog (and, for diffraction, the integrator and the
+   pattern streams) is done before the first frame comes, and it ends at the raw run's
+   stop. The raw files are not known yet when it starts and their SHA-256 only once they
+   are closed: the start document has ``"inputs": []``, the stop document the complete
+   list with digests;
+4. measures its lag behind acquisition: per frame, the wall time at which the reduced
+   result exists minus the time of the frame's event (the ``stream_datum`` arrival when
+   no event comes); ``lag_max_s``/``lag_mean_s`` go into the derived stop document (and
+   a per-pattern ``lag`` column for diffraction) and are attributes of the callback.
+
+Never aborting the scan (bluesky aborts a run when a callback raises): ``__call__`` only
+copies the document into a bounded inbox and returns; a worker thread does everything
+else, and OpenCL contexts are created there. Every exception of the worker is caught,
+logged and recorded: that derived run ends with ``exit_status="fail"`` and the reason
+(an error before its first frame still produces a derived run, started and failed), and
+the raw run continues untouched.
+
+Inbox policy when full: only *frame documents* (``stream_datum``, ``event``,
+``event_page``) count against ``capacity``; run structure documents (start,
+descriptor, stream_resource, stop) are always accepted, so a derived run always ends.
+A frame document waits at most ``put_timeout`` seconds (holding the RunEngine's thread
+that long); if the inbox is still full it is dropped — a reduction is lost, never raw
+data, which the detector and the catalog writer handle on their own — and counted
+(``dropped_documents``, and ``dropped_frames`` in the derived stop document). After a
+drop the inbox sheds frame documents without waiting until it has drained to half its
+capacity, so a worker that cannot keep up costs the acquisition at most one timeout.
+A projection whose ``stream_datum`` was dropped is missing from the reconstruction
+(which is then made from the remaining angles); one whose event was dropped takes its
+angle from the start document's ``"angles"``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from event_model import unpack_event_page
+
+from analysis.reduce import (
+    AzintParams,
+    Callback,
+    DerivedRun,
+    ReductionError,
+    TomoAccumulator,
+    TomoParams,
+    TomoReferences,
+    azint_chunk,
+    derived_file_name,
+    derived_md,
+    file_inputs,
+    geometry_from,
+    image_key,
+    reduction_for,
+    select_rows,
+    tomo_references,
+    tomo_streams,
+    uri_path,
+)
+from dataflow.geometry import PoniGeometry
+from dataflow.hdf5 import DEFAULT_DATASET, HDF5ReadError, open_frames, open_in_process
+
+if TYPE_CHECKING:
+    from analysis.azint import AzimuthalIntegrator
+    from dataflow.catalog import Catalog
+
+__all__ = ["DEFAULT_CAPACITY", "DEFAULT_PUT_TIMEOUT", "LiveReducer", "LiveRunResult",
+           "read_frames"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CAPACITY = 1000
+DEFAULT_PUT_TIMEOUT = 1.0
+DEFAULT_MAX_BATCH = 16
+FRAME_DOCS = frozenset({"stream_datum", "event", "event_page"})
+
+
+@dataclass
+class LiveRunResult:
+    """What the live reduction of one raw run gave (``finished`` after its stop)."""
+
+    raw_uid: str
+    reduction: str | None
+    derived_uid: str | None = None
+    exit_status: str = "running"
+    reason: str = ""
+    frames: int = 0
+    dropped_frames: int = 0
+    lags: list[float] = field(default_factory=list)
+    finished: bool = False
+
+    @property
+    def lag_max(self) -> float:
+        """Largest per-frame lag, s (NaN before the first frame)."""
+        return max(self.lags) if self.lags else math.nan
+
+    @property
+    def lag_mean(self) -> float:
+        """Mean per-frame lag, s (NaN before the first frame)."""
+        return float(np.mean(self.lags)) if self.lags else math.nan
+
+
+def read_frames(path: Path, dataset: str, indices: Sequence[int]) -> list[np.ndarray[Any, Any]]:
+    """Frames ``indices`` of a frame file that may still be being written.
+
+    The file is opened, read and closed at once, holding h5py's global lock: HDF5 shares
+    one open file per process, and a handle still open when the detector's writer closes
+    the file would keep its last bytes unwritten (``FrameWriter.close``); with the lock
+    held, the writer's close and its check for other handles cannot fall in between.
+    A file the writer has open in this process is read through that shared file's
+    in-memory state with plain h5py (``FrameReader``'s truncation check compares the
+    chunk index with the bytes on disk, and chunks still in the writer's cache are not
+    on disk yet); any other file through :func:`dataflow.hdf5.open_frames` (SWMR).
+
+    Raises
+    ------
+    HDF5ReadError
+        The file or a frame cannot be read.
+    """
+    import h5py
+    from h5py._objects import phil
+
+    with phil:
+        if not open_in_process(path):
+            with open_frames(path, dataset) as reader:
+                return [reader.frame(i) for i in indices]
+        try:
+            with h5py.File(path, "r", swmr=True) as f:
+                ds = f[dataset]
+                n = int(ds.shape[0])
+                bad = [i for i in indices if not 0 <= i < n]
+                if bad:
+                    raise HDF5ReadError(f"{path}: frames {bad} announced but the file has "
+                                        f"{n} frames")
+                return [np.asarray(ds[i]) for i in indices]
+        except (OSError, KeyError, RuntimeError, ValueError) as exc:
+            if isinstance(exc, HDF5ReadError):
+                raise
+            raise HDF5ReadError(f"{path}: cannot read frames {list(indices)} of "
+                                f"{dataset!r}: {exc}") from None
+
+
+class _Inbox:
+    """Documents waiting for the worker; frame documents are bounded (module docstring)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: deque[tuple[str, Any]] = deque()
+        self._frames = 0
+        self._shedding = False
+        self._cond = threading.Condition()
+        self.put_count = 0
+        self.done_count = 0
+
+    def put(self, name: str, doc: Any, timeout: float) -> bool:
+        with self._cond:
+            if name in FRAME_DOCS:
+                if self._shedding and self._frames > self.capacity // 2:
+                    return False
+                self._shedding = False
+                deadline = time.monotonic() + timeout
+                while self._frames >= self.capacity:
+                    remaining = deadline - time.monotonic()
+                    timed_out = remaining <= 0 or not self._cond.wait(remaining)
+                    if timed_out and self._frames >= self.capacity:
+                        self._shedding = True
+                        return False
+                self._frames += 1
+            self._items.append((name, doc))
+            self.put_count += 1
+            self._cond.notify_all()
+            return True
+
+    def put_control(self, name: str, doc: Any) -> None:
+        with self._cond:
+            self._items.append((name, doc))
+            self.put_count += 1
+            self._cond.notify_all()
+
+    def get(self) -> tuple[str, Any]:
+        with self._cond:
+            while not self._items:
+                self._cond.wait()
+            name, doc = self._items.popleft()
+            if name in FRAME_DOCS:
+                self._frames -= 1
+            self._cond.notify_all()
+            return name, doc
+
+    def empty(self) -> bool:
+        with self._cond:
+            return not self._items
+
+    def task_done(self) -> None:
+        with self._cond:
+            self.done_count += 1
+            self._cond.notify_all()
+
+    def join(self, timeout: float | None) -> bool:
+        """Wait until everything put so far has been handled."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            target = self.put_count
+            while self.done_count < target:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+            return True
+
+
+@dataclass
+class _Frame:
+    """One announced frame: where it is and the event that goes with it."""
+
+    desc: str
+    seq: int
+    resource: str
+    index: int
+    announced: float
+    event: dict[str, Any] | None = None
+
+
+class _RunState:
+    """Everything the worker knows about one raw run."""
+
+    def __init__(self, start: dict[str, Any], reduction: str | None,
+                 result: LiveRunResult) -> None:
+        self.start = start
+        self.reduction = reduction
+        self.result = result
+        self.streams = tomo_streams(start) if reduction == "tomo_fbp" else \
+            {"projection": "primary"}
+        self.descriptors: dict[str, dict[str, Any]] = {}
+        self.image_keys: dict[str, str] = {}
+        self.resources: dict[str, dict[str, Any]] = {}
+        self.uris: list[str] = []
+        self.pending: dict[tuple[str, int], _Frame] = {}
+        self.early_events: dict[tuple[str, int], dict[str, Any]] = {}
+        self.ready: list[_Frame] = []
+        self.derived: DerivedRun | None = None
+        self.failed = False
+        # tomography
+        self.darks: list[np.ndarray[Any, Any]] = []
+        self.flats: list[np.ndarray[Any, Any]] = []
+        self.acc: TomoAccumulator | None = None
+        self.rows: list[int] = []
+        self.angles_from = "start"
+        # diffraction
+        self.integrator: Any = None
+
+    def role(self, desc_uid: str) -> str | None:
+        """``"dark"``, ``"flat"``, ``"projection"`` (tomography) or ``"projection"`` for
+        the diffraction frames, None for streams that are not reduced."""
+        name = self.descriptors.get(desc_uid, {}).get("name")
+        for role, stream in self.streams.items():
+            if stream == name:
+                return role
+        return None
+
+
+
+class LiveReducer:
+    """Reduce runs while they are acquired; see the module docstring.
+
+    Parameters
+    ----------
+    callbacks
+        Document callbacks that receive the derived runs (e.g. ``catalog.writer()``
+        and a provenance recorder), called from the worker thread in order.
+    derived_dir
+        Folder the derived HDF5 files go into as ``derived/<file>.h5`` (the catalog's
+        ``raw_dir``, which Tiled can read).
+    rows
+        Tomography: detector rows to reconstruct (default all).
+    bins, unit
+        Diffraction: number of bins and radial unit.
+    capacity, put_timeout
+        Inbox bound (frame documents) and how long ``__call__`` may wait when it is full.
+    max_batch
+        Frames reduced together when the worker has fallen behind.
+    device
+        OpenCL device choice (contexts are created in the worker thread).
+    """
+
+    def __init__(self, callbacks: Sequence[Callback], derived_dir: str | Path, *,
+                 rows: Sequence[int] | None = None, bins: int = 500, unit: str = "2th_deg",
+                 capacity: int = DEFAULT_CAPACITY, put_timeout: float = DEFAULT_PUT_TIMEOUT,
+                 max_batch: int = DEFAULT_MAX_BATCH, device: str | None = None) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity {capacity}: must be >= 1")
+        if not (put_timeout >= 0 and math.isfinite(put_timeout)):
+            raise ValueError(f"put_timeout {put_timeout}: must be a finite number >= 0")
+        if max_batch < 1:
+            raise ValueError(f"max_batch {max_batch}: must be >= 1")
+        self.callbacks = list(callbacks)
+        self.derived_dir = Path(derived_dir).resolve()
+        self.tomo = TomoParams(tuple(rows) if rows is not None else None, device=device)
+        self.azint = AzintParams(bins, unit, device=device)
+        self.put_timeout = float(put_timeout)
+        self.max_batch = max_batch
+        self.results: dict[str, LiveRunResult] = {}
+        self.errors: list[str] = []
+        self.dropped_documents = 0
+        self._inbox = _Inbox(capacity)
+        self._runs: dict[str, _RunState] = {}
+        self._desc_run: dict[str, str] = {}
+        self._resource_run: dict[str, str] = {}
+        self._last: LiveRunResult | None = None
+        self._integrators: dict[PoniGeometry, AzimuthalIntegrator] = {}
+        self._lock = threading.Lock()
+        self._done = threading.Condition(self._lock)
+        self._thread = threading.Thread(target=self._work, name="smeflow-live-reducer",
+                                        daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def for_catalog(cls, catalog: Catalog, *, batch_size: int | None = None,
+                    extra_callbacks: Sequence[Callback] = (), **kwargs: Any) -> LiveReducer:
+        """A reducer writing derived runs into ``catalog`` (its own ``TiledWriter`` with
+        ``batch_size``, then ``extra_callbacks``), derived files under its ``raw_dir``."""
+        return cls([catalog.writer(batch_size), *extra_callbacks], catalog.raw_dir, **kwargs)
+
+    # -- the RunEngine's side ----------------------------------------------------------
+
+    def __call__(self, name: str, doc: dict[str, Any]) -> None:
+        """Queue a document (never raises; see the inbox policy in the module docstring)."""
+        try:
+            item = copy.deepcopy(doc)
+            if name in FRAME_DOCS:
+                if not self._inbox.put(name, item, self.put_timeout):
+                    with self._lock:
+                        self.dropped_documents += 1
+                    self._inbox.put_control("_dropped", (name, item))
+            else:
+                self._inbox.put_control(name, item)
+        except Exception as exc:  # pragma: no cover - deepcopy of a document
+            log.exception("live reducer: cannot queue %s document", name)
+            self.errors.append(f"queueing {name}: {type(exc).__name__}: {exc}")
+
+    # -- results -----------------------------------------------------------------------
+
+    @property
+    def lag_max(self) -> float:
+        """Largest per-frame lag of the last finished run, s (NaN before any)."""
+        return self._last.lag_max if self._last else math.nan
+
+    @property
+    def lag_mean(self) -> float:
+        """Mean per-frame lag of the last finished run, s (NaN before any)."""
+        return self._last.lag_mean if self._last else math.nan
+
+    def wait(self, raw_uid: str | None = None, timeout: float | None = 120.0) -> bool:
+        """Wait until every document received so far (or raw run ``raw_uid``'s stop) has
+        been handled; False on timeout."""
+        if raw_uid is None:
+            return self._inbox.join(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._done:
+            while not (raw_uid in self.results and self.results[raw_uid].finished):
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._done.wait(remaining)
+        return True
+
+    def warm_up(self, frame_shape: tuple[int, int], geometry: PoniGeometry | None = None,
+                wait: bool = True) -> None:
+        """Build the OpenCL kernels for ``frame_shape`` (and integrate with ``geometry``)
+        in the worker thread now, so that the first frames of a run do not wait for them
+        (about 2 s on PoCL). Failures are logged, not raised."""
+        self._inbox.put_control("_warm", (tuple(frame_shape), geometry))
+        if wait:
+            self._inbox.join(None)
+
+    def close(self, timeout: float | None = 120.0) -> None:
+        """Handle what is queued, then stop the worker thread."""
+        self._inbox.put_control("_close", None)
+        self._thread.join(timeout)
+
+    # -- the worker --------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            name, doc = self._inbox.get()
+            try:
+                if name == "_close":
+                    return
+                if name == "_warm":
+                    self._warm(*doc)
+                else:
+                    self._dispatch(name, doc)
+            except Exception as exc:  # the worker must survive everything
+                log.exception("live reducer: %s document", name)
+                self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+            finally:
+                self._inbox.task_done()
+
+    def _dispatch(self, name: str, doc: Any) -> None:
+        if name == "start":
+            self._start(doc)
+            return
+        run = self._run_of(name, doc)
+        if run is None:
+            return
+        if run.reduction is None or run.failed:
+            if name == "stop":
+                self._finish(run)
+            return
+        try:
+            getattr(self, f"_on_{name.lstrip('_')}", self._ignore)(run, doc)
+            if run.ready and (len(run.ready) >= self.max_batch or self._inbox.empty()
+                              or name == "stop"):
+                self._reduce_ready(run)
+            if name == "stop":
+                self._complete(run, doc)
+        except Exception as exc:
+            self._fail(run, exc)
+            if name == "stop":
+                self._finish(run)
+
+    def _warm(self, shape: tuple[int, int], geometry: PoniGeometry | None) -> None:
+        rows = list(range(shape[0])) if self.tomo.rows is None else \
+            [r for r in self.tomo.rows if 0 <= r < shape[0]] or [0]
+        refs = TomoReferences(np.zeros(shape, np.float32), np.ones(shape, np.float32))
+        acc = TomoAccumulator(refs, rows, floor=self.tomo.floor, device=self.tomo.device)
+        for _ in range(2):  # the first add and the later ones run different kernels
+            acc.add(np.ones((1, *shape), np.uint16), [0.0])
+        acc.result()
+        if geometry is not None:
+            self._integrator(geometry).integrate1d(np.zeros(geometry.shape, np.uint16),
+                                                   self.azint.bins, unit=self.azint.unit,
+                                                   error_model=self.azint.error_model)
+
+    def _integrator(self, geometry: PoniGeometry) -> AzimuthalIntegrator:
+        integrator = self._integrators.get(geometry)
+        if integrator is None:
+            from analysis.azint import AzimuthalIntegrator
+
+            integrator = AzimuthalIntegrator(geometry, device=self.azint.device)
+            self._integrators[geometry] = integrator
+        return integrator
+
+    def _ignore(self, run: _RunState, doc: Any) -> None:
+        """Documents the reduction does not need (resource, datum, …)."""
+
+    def _run_of(self, name: str, doc: Any) -> _RunState | None:
+        if name == "_dropped":
+            inner_name, inner = doc
+            return self._run_of(inner_name, inner)
+        if name in ("descriptor", "stop", "stream_resource"):
+            uid = doc.get("run_start")
+        elif name == "stream_datum":
+            uid = self._desc_run.get(doc.get("descriptor", ""))
+        else:
+            uid = self._desc_run.get(doc.get("descriptor", ""))
+        return self._runs.get(uid) if uid else None
+
+    def _start(self, doc: dict[str, Any]) -> None:
+        reduction = reduction_for(doc)
+        result = LiveRunResult(doc["uid"], reduction)
+        with self._lock:
+            self.results[doc["uid"]] = result
+        run = _RunState(doc, reduction, result)
+        self._runs[doc["uid"]] = run
+        if reduction is None:
+            result.exit_status = "skipped"
+            return
+        try:
+            if reduction == "azint1d":  # a bad geometry fails now, before the first frame
+                geometry = geometry_from(doc)
+                run.integrator = self._integrator(geometry)
+                plan = run.integrator.plan1d(self.azint.bins, unit=self.azint.unit)
+                derived = self._begin(run, self.azint.metadata(geometry))
+                derived.declare_patterns(np.asarray(plan.radial.centres(), dtype=np.float64),
+                                         sigma=self.azint.error_model is not None, lag=True)
+            else:
+                self._begin(run, self.tomo.metadata())
+        except Exception as exc:
+            self._fail(run, exc)
+
+    def _on_descriptor(self, run: _RunState, doc: dict[str, Any]) -> None:
+        self._desc_run[doc["uid"]] = run.start["uid"]
+        run.descriptors[doc["uid"]] = doc
+        if run.role(doc["uid"]) is None:
+            return
+        run.image_keys[doc["uid"]] = image_key(
+            doc.get("data_keys") or {}, run.start,
+            where=f"run {run.start['uid']} stream {doc.get('name')!r}")
+
+    def _on_stream_resource(self, run: _RunState, doc: dict[str, Any]) -> None:
+        run.resources[doc["uid"]] = doc
+        self._resource_run[doc["uid"]] = run.start["uid"]
+        if doc.get("uri") not in run.uris and doc.get("mimetype") == "application/x-hdf5":
+            run.uris.append(str(doc["uri"]))
+
+    def _on_stream_datum(self, run: _RunState, doc: dict[str, Any]) -> None:
+        desc = doc["descriptor"]
+        if run.role(desc) is None:
+            return
+        resource = run.resources.get(doc["stream_resource"])
+        if resource is None:
+            raise ReductionError(f"stream_datum {doc['uid']}: unknown stream_resource "
+                                 f"{doc['stream_resource']}")
+        if resource.get("data_key") != run.image_keys.get(desc):
+            return
+        now = time.time()
+        idx, seqs = doc["indices"], doc["seq_nums"]
+        if seqs["stop"] - seqs["start"] != idx["stop"] - idx["start"]:
+            raise ReductionError(f"stream_datum {doc['uid']}: {idx} frames for seq_nums "
+                                 f"{seqs}: expected one frame per event")
+        for k in range(idx["stop"] - idx["start"]):
+            key = (desc, seqs["start"] + k)
+            frame = _Frame(desc, key[1], doc["stream_resource"], idx["start"] + k, now)
+            frame.event = run.early_events.pop(key, None)
+            if frame.event is not None:
+                run.ready.append(frame)
+            else:
+                run.pending[key] = frame
+
+    def _on_event(self, run: _RunState, doc: dict[str, Any]) -> None:
+        desc = doc["descriptor"]
+        if run.role(desc) is None:
+            return
+        key = (desc, int(doc["seq_num"]))
+        frame = run.pending.pop(key, None)
+        if frame is None:
+            run.early_events[key] = doc
+            return
+        frame.event = doc
+        run.ready.append(frame)
+
+    def _on_event_page(self, run: _RunState, doc: dict[str, Any]) -> None:
+        for event in unpack_event_page(doc):  # type: ignore[arg-type]
+            self._on_event(run, dict(event))
+
+    def _on_dropped(self, run: _RunState, item: tuple[str, dict[str, Any]]) -> None:
+        name, doc = item
+        if name == "stream_datum" and run.role(doc["descriptor"]) is not None:
+            run.result.dropped_frames += doc["indices"]["stop"] - doc["indices"]["start"]
+
+    def _on_stop(self, run: _RunState, doc: dict[str, Any]) -> None:
+        # frames whose event never came (dropped, or a flyer without events)
+        run.ready.extend(run.pending.values())
+        run.pending.clear()
+
+    # -- reducing ----------------------------------------------------------------------
+
+    def _read_many(self, run: _RunState, frames: Sequence[_Frame]) -> np.ndarray[Any, Any]:
+        """The frames ``(n, rows, cols)``, read file by file (see :func:`read_frames`)."""
+        by_resource: dict[str, list[_Frame]] = {}
+        for f in frames:
+            by_resource.setdefault(f.resource, []).append(f)
+        got: dict[int, np.ndarray[Any, Any]] = {}
+        for resource_uid, group in by_resource.items():
+            res = run.resources[resource_uid]
+            dataset = (res.get("parameters") or {}).get("dataset") or DEFAULT_DATASET
+            images = read_frames(uri_path(str(res["uri"])), str(dataset),
+                                 [f.index for f in group])
+            got.update((id(f), image) for f, image in zip(group, images, strict=True))
+        return np.stack([got[id(f)] for f in frames])
+
+    def _reduce_ready(self, run: _RunState) -> None:
+        ready, run.ready = run.ready, []
+        if run.reduction == "tomo_fbp":
+            self._reduce_tomo(run, ready)
+        else:
+            self._reduce_azint(run, ready)
+
+    def _begin(self, run: _RunState, parameters: dict[str, Any]) -> DerivedRun:
+        if run.derived is None:
+            md = derived_md(run.start, str(run.reduction),
+                            file_inputs(run.uris, digest=False), parameters, live=True)
+            run.derived = DerivedRun(self.callbacks, md)
+            run.result.derived_uid = run.derived.uid
+        return run.derived
+
+    def _lag(self, run: _RunState, frame: _Frame, now: float) -> float:
+        origin = float(frame.event["time"]) if frame.event else frame.announced
+        lag = now - origin
+        run.result.lags.append(lag)
+        run.result.frames += 1
+        return lag
+
+    def _reduce_tomo(self, run: _RunState, ready: list[_Frame]) -> None:
+        stack = self._read_many(run, ready)
+        projections: list[_Frame] = []
+        images: list[np.ndarray[Any, Any]] = []
+        for frame, image in zip(ready, stack, strict=True):
+            role = run.role(frame.desc)
+            if role == "projection":
+                projections.append(frame)
+                images.append(image)
+                continue
+            (run.darks if role == "dark" else run.flats).append(image)
+            self._lag(run, frame, time.time())
+        if not projections:
+            return
+        if run.acc is None:
+            refs = tomo_references(np.stack(run.darks) if run.darks else np.zeros((0, 0, 0)),
+                                   np.stack(run.flats) if run.flats else np.zeros((0, 0, 0)))
+            run.rows = select_rows(self.tomo.rows, int(refs.dark.shape[0]))
+            run.acc = TomoAccumulator(refs, run.rows, floor=self.tomo.floor,
+                                      device=self.tomo.device)
+            axis = run.start.get("rotation_axis")
+            desc = run.descriptors[projections[0].desc]
+            run.angles_from = "events" if axis in (desc.get("data_keys") or {}) else "start"
+        run.acc.add(np.stack(images), [self._angle(run, f) for f in projections])
+        now = time.time()
+        for f in projections:
+            self._lag(run, f, now)
+
+    def _angle(self, run: _RunState, frame: _Frame) -> float:
+        axis = run.start.get("rotation_axis")
+        if frame.event is not None and axis in frame.event.get("data", {}):
+            return float(frame.event["data"][axis])
+        angles = run.start.get("angles")
+        if isinstance(angles, list) and 1 <= frame.seq <= len(angles):
+            return float(angles[frame.seq - 1])
+        raise ReductionError(f"run {run.start['uid']}: no angle for projection {frame.seq} "
+                             f"(no {axis!r} reading in its event, no start 'angles' entry)")
+
+    def _reduce_azint(self, run: _RunState, ready: list[_Frame]) -> None:
+        derived = run.derived
+        assert derived is not None
+        frames = self._read_many(run, ready)
+        chunk = azint_chunk(frames, run.integrator, self.azint)
+        now = time.time()
+        lags = [self._lag(run, f, now) for f in ready]
+        derived.emit_patterns(chunk, [f.seq for f in ready], lags)
+
+    # -- ending ------------------------------------------------------------------------
+
+    def _stats(self, run: _RunState, digest: bool) -> dict[str, Any]:
+        r = run.result
+        inputs = file_inputs(run.uris, digest=False)
+        if digest:  # the raw run has ended: its files are closed
+            try:
+                inputs = file_inputs(run.uris, digest=True)
+            except (ReductionError, OSError) as exc:
+                log.warning("live reducer: cannot digest inputs: %s", exc)
+        return {"frames": r.frames, "dropped_frames": r.dropped_frames,
+                "lag_max_s": r.lag_max if r.lags else None,
+                "lag_mean_s": r.lag_mean if r.lags else None, "inputs": inputs}
+
+    def _complete(self, run: _RunState, stop: dict[str, Any]) -> None:
+        if run.reduction == "tomo_fbp":
+            if run.acc is None:
+                raise ReductionError(f"run {run.start['uid']}: no projections arrived "
+                                     f"(raw run ended {stop.get('exit_status')!r})")
+            begun = self._begin(run, self.tomo.metadata())
+            begun.write_volume(self.derived_dir,
+                               derived_file_name("tomo_fbp", run.start["uid"], begun.uid),
+                               run.acc.result(), run.rows)
+        elif run.result.frames == 0:
+            raise ReductionError(f"run {run.start['uid']}: no frames arrived (raw run "
+                                 f"ended {stop.get('exit_status')!r})")
+        derived = run.derived
+        assert derived is not None
+        raw_status = stop.get("exit_status", "success")
+        status = "success" if raw_status == "success" else raw_status
+        reason = "" if raw_status == "success" else f"raw run ended {raw_status!r}: " \
+            f"{stop.get('reason', '')}"
+        extra = {"rows": run.rows, "angles_from": run.angles_from} \
+            if run.reduction == "tomo_fbp" else {}
+        derived.stop(status, reason, **self._stats(run, digest=True), **extra)
+        run.result.exit_status = status
+        run.result.reason = reason
+        self._finish(run)
+
+    def _fail(self, run: _RunState, exc: BaseException) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        log.error("live reducer: run %s: %s", run.start.get("uid"), reason)
+        self.errors.append(f"run {run.start.get('uid')}: {reason}")
+        run.failed = True
+        run.result.exit_status = "fail"
+        run.result.reason = reason
+        run.ready.clear()
+        run.pending.clear()
+        try:
+            if run.derived is None:
+                params: dict[str, Any] = {}
+                if run.reduction == "azint1d":
+                    params = {"geometry": run.start.get("geometry")}
+                run.derived = DerivedRun(self.callbacks, derived_md(
+                    run.start, str(run.reduction), file_inputs(run.uris, digest=False),
+                    params, live=True))
+                run.result.derived_uid = run.derived.uid
+            run.derived.stop("fail", reason, **self._stats(run, digest=False))
+        except Exception as inner:
+            log.exception("live reducer: cannot record the failure of run %s",
+                          run.start.get("uid"))
+            self.errors.append(f"recording failure: {type(inner).__name__}: {inner}")
+
+    def _finish(self, run: _RunState) -> None:
+        uid = run.start["uid"]
+        self._runs.pop(uid, None)
+        for desc in [d for d, r in self._desc_run.items() if r == uid]:
+            del self._desc_run[desc]
+        with self._done:
+            run.result.finished = True
+            self._last = run.result
+            self._done.notify_all()

@@ -1,0 +1,275 @@
+"""Scale-out figures: the catalog written over HTTP against the embedded catalog.
+
+``catalog.http.vs_embedded``: a 100-point scan with one 512×512 uint16 frame per point
+(frames to external HDF5 with ``FrameWriter``, documents through
+``bluesky_tiled_plugins.TiledWriter``, the same batching on both sides) written
+
+- into the embedded catalog (Tiled on SQLite called in-process), and
+- through a ``smeflow catalog serve`` server on SQLite, run in its own process on
+  127.0.0.1 (as a beamline would use it), with an API key;
+
+the figure is HTTP points/s divided by embedded points/s (1.0 = HTTP costs nothing).
+Each side is measured ``--repeat`` times; the best run counts (the machine is shared).
+
+``dask.2workers.speedup``: a synthetic tomography run (``--dask-size`` square frames,
+``--dask-projections`` projections over 180°, 4 darks, 4 flats; Shepp-Logan phantom)
+reconstructed in full (every detector row) by ``analysis.distributed.reduce_on_dask`` on
+a LocalCluster of 1 and of 2 worker processes, each running one task at a time with PoCL
+limited to one thread (``POCL_MAX_PTHREAD_COUNT=1``), so the figure is scaling, not
+thread contention: time with 1 worker / time with 2 workers (ideal 2.0). Cluster
+start-up and a warm-up reduction (kernel builds in the workers) are excluded.
+``dask.1worker.vs_single_process`` is the single-process ``reduce_run`` (PoCL on every
+core) time over the 1-worker time. Derived documents are discarded (``callbacks=[]``);
+the derived HDF5 file is written in every case. The machine's load average is printed.
+
+Structure: one function per figure returning ``{name: value}``; ``main()`` runs them and
+prints ``name = value`` lines, so further figures (``dask.2workers.speedup``) are one more
+function in ``FIGURES``.
+
+Run: ``python benchmarks/scale.py [--points N] [--size S] [--batch B] [--repeat R]
+[--dask-size S] [--dask-projections P]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from event_model import compose_run
+
+from dataflow.catalog import Catalog
+from dataflow.hdf5 import FrameWriter
+from dataflow.remote import RemoteCatalog
+from dataflow.server import API_KEY_ENV
+from dataflow.spool import server_reachable
+
+
+def write_scan(writer: Callable[[str, dict[str, Any]], None], raw: Path, points: int,
+               size: int) -> float:
+    """Write one scan like a detector would (frame, then its documents); seconds taken."""
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 4096, (size, size), dtype=np.uint16)
+    t0 = time.perf_counter()
+    bundle = compose_run(metadata={"plan_name": "scale_benchmark", "num_points": points})
+    writer("start", bundle.start_doc)
+    frames = FrameWriter(raw, f"scale_{bundle.start_doc['uid']}.h5", (size, size),
+                         data_key="cam_image", layout="per_frame")
+    desc = bundle.compose_descriptor(
+        name="primary", data_keys={"cam_image": frames.describe_key(),
+                                   "sum": {"source": "bench", "shape": [], "dtype": "number"}})
+    writer("descriptor", desc.descriptor_doc)
+    for i in range(points):
+        frames.append(frame)
+        for name, doc in frames.asset_docs():
+            if name == "stream_resource":  # the RunEngine fills these in
+                doc = {**doc, "run_start": bundle.start_doc["uid"]}
+            elif name == "stream_datum":
+                doc = {**doc, "descriptor": desc.descriptor_doc["uid"]}
+            writer(name, doc)
+        writer("event", desc.compose_event(data={"sum": float(i)}, timestamps={"sum": 0.0},
+                                           seq_num=i + 1))
+    frames.close()
+    writer("stop", bundle.compose_stop())
+    return time.perf_counter() - t0
+
+
+class _Server:
+    """``smeflow catalog serve`` on SQLite in a child process, on a free loopback port."""
+
+    def __init__(self, data: Path, key: str) -> None:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        code = "import sys; from dataflow.cli import main; sys.exit(main(sys.argv[1:]))"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code, "serve", "--data", str(data), "--port",
+             str(self.port), "--quiet"], env={**os.environ, API_KEY_ENV: key},
+            cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while not server_reachable(self.url, 1.0):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError("the catalog server did not start")
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+def catalog_http_vs_embedded(points: int = 100, size: int = 512, batch: int | None = None,
+                             repeat: int = 2) -> dict[str, float]:
+    """Points/s writing a scan through the HTTP server vs. the embedded catalog."""
+    key = secrets.token_hex(16)
+    with tempfile.TemporaryDirectory(prefix="smeflow-scale-") as tmp:
+        root = Path(tmp)
+        embedded: list[float] = []
+        with Catalog(root / "embedded") as catalog:
+            for _ in range(repeat):
+                embedded.append(write_scan(catalog.writer(batch), catalog.raw_dir, points,
+                                           size))
+        http: list[float] = []
+        server = _Server(root / "served", key)
+        try:
+            with RemoteCatalog(server.url, key) as remote:
+                for _ in range(repeat):
+                    http.append(write_scan(remote.writer(batch), root / "served" / "raw",
+                                           points, size))
+                assert len(remote.search(plan_name="scale_benchmark")) == repeat
+        finally:
+            server.close()
+    best_embedded, best_http = min(embedded), min(http)
+    label = "batched (TiledWriter default)" if batch is None else f"batch_size={batch}"
+    print(f"catalog write, {points} points of {size}x{size} uint16, {label}:")
+    print(f"  embedded  {best_embedded:6.2f} s  ({points / best_embedded:7.1f} points/s)  "
+          f"runs {', '.join(f'{t:.2f}' for t in embedded)}")
+    print(f"  HTTP      {best_http:6.2f} s  ({points / best_http:7.1f} points/s)  "
+          f"runs {', '.join(f'{t:.2f}' for t in http)}")
+    return {"catalog.embedded.points_per_s": points / best_embedded,
+            "catalog.http.points_per_s": points / best_http,
+            "catalog.http.vs_embedded": best_embedded / best_http}
+
+
+def write_tomo_run(catalog: Catalog, size: int, projections: int) -> str:
+    """A synthetic ``tomo_scan`` run (darks, flats, projections of a Shepp-Logan phantom
+    whose attenuation varies with the detector row) in ``catalog``; returns its uid."""
+    from skimage.data import shepp_logan_phantom
+    from skimage.transform import radon, resize
+
+    angles = np.linspace(0.0, 180.0, projections, endpoint=False)
+    phantom = resize(shepp_logan_phantom(), (size, size), anti_aliasing=True)
+    sino = radon(phantom, angles, circle=True).T * (4.0 / size)  # (angles, cols)
+    weight = 0.5 + 0.5 * np.sin(np.linspace(0.0, np.pi, size))  # per detector row
+    dark, flat = 100.0, 3000.0
+    stacks = {
+        "dark": np.full((4, size, size), dark, np.uint16),
+        "flat": np.full((4, size, size), flat, np.uint16),
+        "primary": np.asarray(dark + (flat - dark) * np.exp(
+            -sino[:, None, :] * weight[None, :, None]), dtype=np.uint16),
+    }
+    writer = catalog.writer()
+    bundle = compose_run(metadata={"plan_name": "tomo_scan", "angles": angles.tolist(),
+                                   "detector": "det", "num_projections": projections})
+    uid: str = bundle.start_doc["uid"]
+    writer("start", bundle.start_doc)
+    for stream, frames in stacks.items():
+        with FrameWriter(catalog.raw_dir, f"bench_{stream}_{uid[:8]}.h5", (size, size),
+                         data_key="det_image") as files:
+            files.append_many(frames)
+            desc = bundle.compose_descriptor(name=stream, data_keys={
+                "det_image": files.describe_key(),
+                "frame": {"source": "bench", "dtype": "integer", "shape": []}})
+            writer("descriptor", desc.descriptor_doc)
+            for name, doc in files.asset_docs():
+                if name == "stream_resource":
+                    doc = {**doc, "run_start": uid}
+                else:
+                    doc = {**doc, "descriptor": desc.descriptor_doc["uid"],
+                           "seq_nums": {"start": 1, "stop": len(frames) + 1}}
+                writer(name, doc)
+            for i in range(len(frames)):
+                writer("event", desc.compose_event(data={"frame": i},
+                                                   timestamps={"frame": 0.0}, seq_num=i + 1))
+    writer("stop", bundle.compose_stop())
+    return uid
+
+
+def _load() -> str:
+    return "load average " + " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def dask_speedup(size: int = 256, projections: int = 180, repeat: int = 2
+                 ) -> dict[str, float]:
+    """Full FBP of a synthetic run: 1 vs 2 Dask workers (1 core each), and single-process;
+    each timed ``repeat`` times, the best counts."""
+    from analysis.distributed import connect, reduce_on_dask
+    from analysis.reduce import reduce_run, uri_path
+    from dataflow.hdf5 import open_frames
+
+    def volume(summary: Any) -> Any:
+        with open_frames(uri_path(summary.outputs[0]["uri"])) as frames:
+            return frames.read()
+
+    warm_rows = list(range(8))
+    with tempfile.TemporaryDirectory(prefix="smeflow-dask-") as tmp, \
+            Catalog(Path(tmp) / "data") as catalog:
+        uid = write_tomo_run(catalog, size, projections)
+        print(f"dask re-reduction: {projections} projections of {size}x{size} uint16, "
+              f"FBP of all {size} rows")
+        reduce_run(catalog, uid, rows=warm_rows, callbacks=[])
+        print(f"  single process     ({_load()})")
+        runs: list[float] = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            summary = reduce_run(catalog, uid, callbacks=[])
+            runs.append(time.perf_counter() - t0)
+        reference, single = volume(summary), min(runs)
+        print(f"  single process     {single:6.2f} s  runs {', '.join(f'{t:.2f}' for t in runs)}")
+        times: dict[int, float] = {}
+        for workers in (1, 2):
+            with connect("local", workers) as session:
+                cores = [w["compute_units"] for w in session.worker_info()]
+                reduce_on_dask(catalog, uid, session, rows=warm_rows, callbacks=[])
+                print(f"  {workers} worker(s), PoCL compute units {cores}  ({_load()})")
+                runs = []
+                for _ in range(repeat):
+                    t0 = time.perf_counter()
+                    summary = reduce_on_dask(catalog, uid, session, callbacks=[])
+                    runs.append(time.perf_counter() - t0)
+                times[workers] = min(runs)
+            same = "identical to" if np.array_equal(volume(summary), reference) else "DIFFERS from"
+            print(f"  {workers} worker(s)        {times[workers]:6.2f} s  runs "
+                  f"{', '.join(f'{t:.2f}' for t in runs)}  ({same} the single-process volume)")
+        print(f"  after              ({_load()})")
+    return {"dask.1worker.seconds": times[1], "dask.2workers.seconds": times[2],
+            "dask.single_process.seconds": single,
+            "dask.2workers.speedup": times[1] / times[2],
+            "dask.1worker.vs_single_process": single / times[1]}
+
+
+FIGURES: list[Callable[[argparse.Namespace], dict[str, float]]] = [
+    lambda a: catalog_http_vs_embedded(a.points, a.size, a.batch, a.repeat),
+    lambda a: dask_speedup(a.dask_size, a.dask_projections, a.repeat),
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure every figure and print ``name = value`` lines."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--points", type=int, default=100)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--batch", type=int, default=None,
+                        help="TiledWriter batch_size (default: its own batching)")
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--dask-size", type=int, default=256,
+                        help="dask figure: frame size (default 256)")
+    parser.add_argument("--dask-projections", type=int, default=180,
+                        help="dask figure: number of projections (default 180)")
+    args = parser.parse_args(argv)
+    figures: dict[str, float] = {}
+    for figure in FIGURES:
+        figures.update(figure(args))
+    print()
+    for name, value in figures.items():
+        print(f"{name} = {value:.3g}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

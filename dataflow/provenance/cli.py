@@ -1,0 +1,52 @@
+"""The ``smeflow catalog verify`` and ``smeflow catalog keygen`` commands."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..cli import _guarded, _open
+from .keys import generate_key, key_id, load_public_key, public_key_path
+from .record import RECORD_DIR_NAME
+from .verify import verify_run
+
+
+def _cmd_verify(args: Any) -> int:
+    """``verify UID``: print the report of ``verify_run``; 0 only when every check passed."""
+    trusted = [load_public_key(p) for p in args.trusted_key] if args.trusted_key else None
+    with _open(args) as catalog:
+        run = catalog.run(args.run)
+        report = verify_run(run, trusted_keys=trusted,
+                            record_dir=catalog.raw_dir / RECORD_DIR_NAME)
+    print("\n".join(report.lines()))
+    return 0 if report.ok else 1
+
+
+def _cmd_keygen(args: Any) -> int:
+    """``keygen PATH``: a new Ed25519 key pair (``keys.generate_key``)."""
+    public = generate_key(args.path)
+    print(f"wrote private key {args.path} (mode 600, keep it secret) and public key "
+          f"{public_key_path(args.path)}; key id {key_id(public)[:16]}")
+    return 0
+
+
+def register_provenance_commands(catalog_sub: Any) -> None:
+    """Add ``verify`` and ``keygen`` to the ``smeflow catalog`` sub-commands."""
+    v = catalog_sub.add_parser(
+        "verify", help="check a run's files, digests and signature",
+        description="Re-hash every file of a run and compare with its provenance "
+        "record; check the record's signature. Prints one line per check; exit status "
+        "0 only when every check passes.")
+    v.add_argument("run", metavar="UID|SCAN_ID", help="uid, uid prefix (>= 5) or scan number")
+    v.add_argument("--data", metavar="DIR",
+                   help="catalog folder (default: $SMEFLOW_DATA, else ./smeflow-data)")
+    v.add_argument("--trusted-key", metavar="PUBKEY.pem", action="append", default=[],
+                   help="require a signature by this public key (repeatable)")
+    v.set_defaults(func=_guarded, catalog_func=_cmd_verify)
+
+    k = catalog_sub.add_parser("keygen", help="create an Ed25519 key for signing records",
+                               description="Write a new Ed25519 private key to PATH "
+                               "(mode 600) and its public key to PATH.pub; never "
+                               "overwrites.")
+    k.add_argument("path", metavar="PATH")
+    k.set_defaults(func=_guarded, catalog_func=_cmd_keygen)
+

@@ -1,0 +1,279 @@
+"""Verifying a run against its provenance record: ``verify_run`` and its report.
+
+``verify_run`` re-hashes every file the record names, compares the record's file list
+with the files the catalog lists for the run (``run_files``), checks the record's
+signature (against trusted keys when given) and, for derived runs, the inputs' digests.
+The record is taken from the run's catalog metadata, else from its ``<uid>.json`` copy;
+when both exist they must agree. ``smeflow catalog verify UID`` prints one line per
+check (``VerificationReport.lines``).
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ..hdf5 import file_sha256
+from .errors import ProvenanceError
+from .keys import ALGORITHM, canonical_json, check_signature, key_id, public_key_bytes
+from .record import ERRORS_KEY, METADATA_KEY, load_record_file, plain, record_path, uri_to_path
+
+
+class Status(enum.StrEnum):
+    """Outcome of one check; ``ok`` below says which count as passing."""
+
+    OK = "OK"
+    UNSIGNED = "UNSIGNED"
+    CHANGED = "CHANGED"
+    MISSING = "MISSING"
+    ADDED = "ADDED"
+    REMOVED = "REMOVED"
+    BAD_SIGNATURE = "BAD SIGNATURE"
+    UNTRUSTED = "UNTRUSTED"
+    NO_RECORD = "NO RECORD"
+    ERROR = "ERROR"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One verified item: a file, an input, the record, or the signature."""
+
+    status: Status
+    kind: str
+    subject: str
+    detail: str = ""
+    ok: bool = False
+
+    def line(self) -> str:
+        """``STATUS  kind  subject  detail`` as ``smeflow catalog verify`` prints it."""
+        return f"{self.status.value:<13} {self.kind:<9} {self.subject}" + \
+            (f"  {self.detail}" if self.detail else "")
+
+
+@dataclass
+class VerificationReport:
+    """Everything ``verify_run`` checked; ``ok`` only when every check passed."""
+
+    run_uid: str
+    checks: list[Check] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when there is at least one check and none failed."""
+        return bool(self.checks) and all(c.ok for c in self.checks)
+
+    @property
+    def failures(self) -> list[Check]:
+        """The checks that did not pass."""
+        return [c for c in self.checks if not c.ok]
+
+    def add(self, status: Status, kind: str, subject: str, detail: str = "",
+            ok: bool | None = None) -> None:
+        """Append a check (``ok`` defaults to ``status == OK``)."""
+        self.checks.append(Check(status, kind, subject, detail,
+                                 status is Status.OK if ok is None else ok))
+
+    def lines(self) -> list[str]:
+        """One line per check, then notes, then a summary line."""
+        out = [c.line() for c in self.checks] + [f"NOTE          {n}" for n in self.notes]
+        bad = len(self.failures)
+        n = len(self.checks)
+        out.append(f"run {self.run_uid}: " + (f"all {n} checks OK" if self.ok else
+                                               f"{bad} of {n} checks FAILED"))
+        return out
+
+
+def run_files(run_node: Any) -> dict[Path, list[str]]:
+    """The external files the catalog lists for a run: local path → data keys.
+
+    Works on any Tiled client node of a bluesky run (embedded or over HTTP): streams'
+    ``data_keys`` marked external, and the assets of those arrays' data sources.
+    """
+    out: dict[Path, list[str]] = {}
+    for stream_name in run_node:
+        stream = run_node[stream_name]
+        data_keys = (stream.metadata or {}).get("data_keys") or {}
+        for key, desc in data_keys.items():
+            if not isinstance(desc, Mapping) or "external" not in desc:
+                continue
+            sources = stream[key].include_data_sources().data_sources() or []
+            for source in sources:
+                for asset in source.assets:
+                    out.setdefault(uri_to_path(asset.data_uri), []).append(str(key))
+    return out
+
+
+def _short(digest: Any) -> str:
+    return f"{str(digest)[:16]}…" if digest else "(none)"
+
+
+def _check_file(report: VerificationReport, kind: str, entry: Mapping[str, Any],
+                cache: dict[Path, str]) -> Path | None:
+    uri = entry.get("uri")
+    label = str(entry.get("data_key") or "") if kind == "file" else ""
+    try:
+        path = uri_to_path(str(uri))
+    except ProvenanceError as exc:
+        report.add(Status.ERROR, kind, str(uri), str(exc))
+        return None
+    subject = f"{path}" + (f" ({label})" if label else "")
+    recorded = entry.get("sha256")
+    if not isinstance(recorded, str):
+        why = entry.get("error") or "no digest recorded"
+        report.add(Status.MISSING, kind, subject, f"not verifiable: {why}")
+        return path
+    if not path.is_file():
+        report.add(Status.MISSING, kind, subject, "file not found")
+        return path
+    size = entry.get("size")
+    try:
+        now_size = path.stat().st_size
+        if isinstance(size, int) and now_size != size:
+            report.add(Status.CHANGED, kind, subject,
+                       f"size recorded {size} bytes, now {now_size}")
+            return path
+        if path not in cache:
+            cache[path] = file_sha256(path)
+    except OSError as exc:
+        report.add(Status.ERROR, kind, subject, f"cannot read: {exc.strerror or exc}")
+        return path
+    if cache[path] != recorded.lower():
+        report.add(Status.CHANGED, kind, subject,
+                   f"sha256 recorded {_short(recorded)}, now {_short(cache[path])}")
+    else:
+        report.add(Status.OK, kind, subject, f"sha256 {_short(recorded)}")
+    return path
+
+
+def _find_record(run_node: Any, uid: str, record_dir: Path | None,
+                 report: VerificationReport) -> dict[str, Any] | None:
+    md = run_node.metadata or {}
+    in_catalog = md.get(METADATA_KEY)
+    file_record: dict[str, Any] | None = None
+    file_path = None
+    if record_dir is not None:
+        file_path = record_path(record_dir, uid)
+        if file_path.is_file():
+            try:
+                file_record = load_record_file(file_path)
+            except ProvenanceError as exc:
+                report.notes.append(str(exc))
+    for err in md.get(ERRORS_KEY) or []:
+        report.notes.append(f"while recording: {err}")
+    record: dict[str, Any]
+    if isinstance(in_catalog, Mapping):
+        record = dict(plain(in_catalog))
+        where = "in the catalog"
+        if file_record is not None:
+            if canonical_json(file_record) != canonical_json(record):
+                report.add(Status.CHANGED, "record", str(file_path),
+                           "differs from the record in the catalog")
+            else:
+                where += f", same as {file_path}"
+    elif file_record is not None:
+        record, where = file_record, f"from {file_path} (not in the catalog metadata)"
+    else:
+        where = f" nor in {file_path}" if file_path else ""
+        report.add(Status.NO_RECORD, "record", uid,
+                   f"no provenance record in the catalog{where}")
+        return None
+    report.add(Status.OK, "record", uid,
+               f"{where}; recorded {record.get('recorded')} by smeflow "
+               f"{record.get('smeflow_version')} on {record.get('host')}")
+    return record
+
+
+def verify_run(run_node: Any, *, trusted_keys: Sequence[Ed25519PublicKey] | None = None,
+               record_dir: str | os.PathLike[str] | None = None) -> VerificationReport:
+    """Check a run's files, digests and signature against its provenance record.
+
+    Parameters
+    ----------
+    run_node
+        The run as any Tiled client node (``Catalog.run(ref)``, or over HTTP).
+    trusted_keys
+        When given, the record must be signed by one of these keys.
+    record_dir
+        Folder of ``<uid>.json`` records: the fallback when the catalog metadata has no
+        record, and a second copy that must agree with it.
+
+    Returns
+    -------
+    VerificationReport
+        One check per file (``OK``/``CHANGED``/``MISSING``), per file the catalog lists
+        but the record does not (``ADDED``) or the reverse (``REMOVED``), per input of a
+        derived run, and for the signature (``OK``/``UNSIGNED``/``BAD SIGNATURE``/
+        ``UNTRUSTED``).
+    """
+    start = (run_node.metadata or {}).get("start") or {}
+    uid = str(start.get("uid", ""))
+    report = VerificationReport(uid)
+    record = _find_record(run_node, uid, Path(record_dir) if record_dir else None, report)
+    if record is None:
+        return report
+    if record.get("run_uid") != uid:
+        report.add(Status.CHANGED, "record", uid,
+                   f"the record belongs to run {record.get('run_uid')!r}")
+    cache: dict[Path, str] = {}
+    recorded_paths: set[Path] = set()
+    files = record.get("files")
+    if not isinstance(files, list):
+        report.add(Status.ERROR, "record", uid, "record has no list of files")
+        files = []
+    for entry in files:
+        if isinstance(entry, Mapping):
+            path = _check_file(report, "file", entry, cache)
+            if path is not None:
+                recorded_paths.add(path)
+    try:
+        listed = run_files(run_node)
+    except Exception as exc:
+        report.add(Status.ERROR, "catalog", uid,
+                   f"cannot list the run's files: {type(exc).__name__}: {exc}")
+    else:
+        for path in sorted(set(listed) - recorded_paths):
+            report.add(Status.ADDED, "file", f"{path} ({', '.join(listed[path])})",
+                       "listed by the catalog, not in the provenance record")
+        for path in sorted(recorded_paths - set(listed)):
+            report.add(Status.REMOVED, "file", str(path),
+                       "in the provenance record, no longer listed by the catalog")
+    for entry in record.get("inputs") or []:
+        if isinstance(entry, Mapping):
+            _check_file(report, "input", entry, cache)
+    _check_signature(report, record, trusted_keys)
+    return report
+
+
+def _check_signature(report: VerificationReport, record: Mapping[str, Any],
+                     trusted_keys: Sequence[Ed25519PublicKey] | None) -> None:
+    state = check_signature(record)
+    if not state.signed:
+        if trusted_keys:
+            report.add(Status.UNSIGNED, "signature", "record",
+                       "record is unsigned but a trusted key was required")
+        else:
+            report.add(Status.UNSIGNED, "signature", "record",
+                       "unsigned: digests checked, origin not proven", ok=True)
+        return
+    who = f"{ALGORITHM} key {key_id(state.key)[:16]}" if state.key else ALGORITHM
+    if not state.valid:
+        report.add(Status.BAD_SIGNATURE, "signature", who, state.reason)
+        return
+    assert state.key is not None
+    if trusted_keys is None:
+        report.add(Status.OK, "signature", who,
+                   "valid (key not checked against a trusted key)")
+        return
+    trusted = {public_key_bytes(k) for k in trusted_keys}
+    if public_key_bytes(state.key) in trusted:
+        report.add(Status.OK, "signature", who, "valid, trusted key")
+    else:
+        report.add(Status.UNTRUSTED, "signature", who,
+                   "valid, but signed by a key that is not among the trusted keys")

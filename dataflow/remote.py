@@ -1,0 +1,189 @@
+"""The catalog over HTTP: ``RemoteCatalog(url, api_key)`` mirrors the embedded ``Catalog``.
+
+    remote = RemoteCatalog("http://127.0.0.1:8000")        # key from $SMEFLOW_API_KEY
+    remote.subscribe(RE, spool_dir="smeflow-spool")           # write runs; spool if down
+    remote.run(3)["primary"]["det_image"][0, :10, :10]
+
+Reading and searching are the embedded catalog's (``dataflow.catalog.search_runs``,
+``find_run``, …) on a Tiled HTTP client. Scan numbers come from the server: the next one
+is the catalog's highest ``scan_id`` + 1 (no counter file; two RunEngines starting runs
+at the same instant against one server may draw the same number). While the server is
+unreachable the numbering continues from the last number this process saw.
+
+Frames are external HDF5 files the server reads itself: a beamline writing through a
+``RemoteCatalog`` must write them into the server's ``raw/`` folder (``raw_dir`` when
+given, on the same machine or a shared file system).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from .catalog import (
+    CatalogError,
+    RunSummary,
+    find_run,
+    highest_scan_id,
+    run_summaries,
+    search_runs,
+)
+from .server import API_KEY_ENV, read_api_key
+from .spool import SpoolingWriter, server_reachable
+
+log = logging.getLogger(__name__)
+
+
+class RemoteCatalog:
+    """The run catalog of a ``smeflow catalog serve`` server (or any Tiled server of runs).
+
+    Parameters
+    ----------
+    url
+        The server, e.g. ``http://127.0.0.1:8000``.
+    api_key
+        The server's key; default ``$SMEFLOW_API_KEY``.
+    raw_dir
+        The server's ``raw/`` folder as this machine sees it, for ``frame_writer`` users
+        (``None`` when unknown).
+    probe_timeout
+        Seconds to wait for the server's ``/healthz`` before declaring it unreachable.
+
+    Raises
+    ------
+    CatalogError
+        No server answers at ``url``, or it refuses the key.
+    """
+
+    def __init__(self, url: str, api_key: str | None = None, *,
+                 raw_dir: str | os.PathLike[str] | None = None,
+                 probe_timeout: float = 2.0) -> None:
+        from tiled.client import from_uri
+
+        self.url = url.rstrip("/")
+        self._key = api_key if api_key is not None else read_api_key(None)
+        self.raw_dir = Path(raw_dir).resolve() if raw_dir is not None else None
+        self.probe_timeout = probe_timeout
+        if not server_reachable(self.url, probe_timeout):
+            raise CatalogError(f"no catalog server answers at {self.url}")
+        import httpx
+
+        try:
+            self.client: Any = from_uri(self.url, api_key=self._key)
+        except httpx.HTTPStatusError as exc:
+            code = exc.response.status_code
+            if code in (401, 403):
+                raise CatalogError(f"the catalog server at {self.url} refused the API key "
+                                   f"(HTTP {code}); check ${API_KEY_ENV} or the key file"
+                                   ) from None
+            raise CatalogError(f"the catalog server at {self.url} answered HTTP {code}"
+                               ) from None
+        self._last_scan_id = 0
+
+    # -- writing -----------------------------------------------------------------------
+
+    def writer(self, batch_size: int | None = None) -> Any:
+        """A ``TiledWriter`` writing runs to the server (``batch_size`` as for ``Catalog``)."""
+        from bluesky_tiled_plugins import TiledWriter
+
+        if batch_size is None:
+            return TiledWriter(self.client)
+        if batch_size < 1:
+            raise ValueError(f"batch_size {batch_size}: must be >= 1")
+        return TiledWriter(self.client, batch_size=batch_size)
+
+    def spooling_writer(self, spool_dir: str | os.PathLike[str], *,
+                        batch_size: int = 1) -> SpoolingWriter:
+        """A writer that keeps documents in ``spool_dir`` while the server is away."""
+        return SpoolingWriter(self.client, spool_dir, batch_size=batch_size,
+                              probe_timeout=self.probe_timeout)
+
+    def max_scan_id(self) -> int:
+        """The highest ``scan_id`` of any run on the server (0 when empty)."""
+        return highest_scan_id(self.client)
+
+    def scan_id_source(self, md: Mapping[str, Any]) -> int:
+        """For ``RunEngine.scan_id_source``: the server's highest scan number + 1.
+
+        Never below ``md["scan_id"]`` + 1 nor the last number handed out here; when the
+        server cannot be asked, continues from the latter (and logs a warning).
+        """
+        floor = md.get("scan_id", 0)
+        floor = floor if isinstance(floor, int) and not isinstance(floor, bool) else 0
+        highest = self._last_scan_id
+        try:
+            if server_reachable(self.url, self.probe_timeout):
+                highest = max(highest, self.max_scan_id())
+            else:
+                log.warning("catalog server %s unreachable: scan number continues from "
+                            "%d", self.url, highest)
+        except Exception as exc:  # never abort a run over its number
+            log.warning("catalog server %s: cannot read the highest scan number (%s)",
+                        self.url, exc)
+        self._last_scan_id = max(highest, floor) + 1
+        return self._last_scan_id
+
+    def subscribe(self, RE: Any, batch_size: int | None = None, *,
+                  spool_dir: str | os.PathLike[str] | None = None) -> int:
+        """Write ``RE``'s runs to the server and number them from the server's catalog.
+
+        With ``spool_dir`` the writer is a ``SpoolingWriter`` (``batch_size`` 1 unless
+        given), which keeps documents locally while the server is unreachable and sends
+        them when it is back. Returns the subscription token.
+        """
+        RE.scan_id_source = self.scan_id_source
+        callback: Any
+        if spool_dir is not None:
+            callback = self.spooling_writer(spool_dir, batch_size=batch_size or 1)
+        else:
+            callback = self.writer(batch_size)
+        token: int = RE.subscribe(callback)
+        return token
+
+    # -- reading -----------------------------------------------------------------------
+
+    def search(self, criteria: Mapping[str, Any] | None = None, *,
+               since: str | float | datetime | None = None,
+               until: str | float | datetime | None = None,
+               text: str | None = None, **key_values: Any) -> Any:
+        """Runs matching every condition (see ``Catalog.search``)."""
+        return search_runs(self.client, criteria, since=since, until=until, text=text,
+                           **key_values)
+
+    def summaries(self, node: Any = None) -> list[RunSummary]:
+        """One ``RunSummary`` per run of ``node`` (default: all), oldest first."""
+        return run_summaries(self.client if node is None else node)
+
+    def runs(self) -> list[RunSummary]:
+        """Every run, oldest first."""
+        return self.summaries()
+
+    def run(self, ref: str | int) -> Any:
+        """The run with uid, uid prefix or scan number ``ref`` (see ``Catalog.run``)."""
+        return find_run(self.client, ref, self.url)
+
+    # -- lifetime ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the HTTP connections (idempotent)."""
+        client, self.client = self.client, None
+        if client is not None:
+            client.context.close()
+
+    def __enter__(self) -> RemoteCatalog:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<RemoteCatalog {self.url}>"
+
+
+__all__ = ["RemoteCatalog"]

@@ -1,0 +1,584 @@
+"""The catalog as a Tiled server over HTTP: SQLite or PostgreSQL, an API key on every request.
+
+    SMEFLOW_API_KEY=... smeflow catalog serve --data ./smeflow-data
+    smeflow catalog serve --db postgresql://smeflow@127.0.0.1:5432/catalog --api-key-file key
+    smeflow catalog replay ./smeflow-data/spool --url http://127.0.0.1:8000
+
+The server opens the same data folder layout as the embedded ``Catalog`` (``catalog.db``,
+``tables.db``, ``storage/``, ``raw/``), so either can open a folder (not both at once).
+With ``--db postgresql://…`` the run metadata and the event tables live in PostgreSQL;
+``storage/`` and ``raw/`` stay in the data folder. Raw HDF5 files must be written into the
+server's ``raw/`` folder (same machine or a shared file system); they are registered as
+external data and read by the server.
+
+Security:
+
+- it binds 127.0.0.1 unless ``--host`` asks for another address;
+- every request needs the API key (Tiled's single-user key; no anonymous access), except
+  ``GET /healthz`` and Tiled's "about" document ``GET /api/v1/`` (no data; every Tiled
+  client reads it before sending its key). The key comes from ``$SMEFLOW_API_KEY`` or
+  ``--api-key-file`` (a file only its owner may read); it is never printed or logged:
+  Tiled's banner with the key URL is not shown, and ``api_key=`` in a logged request line
+  is masked;
+- a client may register external files only inside the readable folders (``raw/`` and any
+  ``readable_storage``): a ``data_uri`` resolving anywhere else (``raw/../..``, a symlink
+  out, another folder) is refused with 403 when it is registered. Tiled's own check at read
+  time compares paths without resolving ``..``.
+
+Tiled keeps the single-user key in process-wide settings: run one server per process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import json
+import logging
+import os
+import re
+import socket
+import stat
+import sys
+import threading
+import warnings
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import unquote, urlparse, urlsplit
+
+from .catalog import (
+    ROOT_SPEC,
+    CatalogError,
+    _initialize,
+    _initialized,
+    default_data_dir,
+    wait_when_busy,
+)
+
+API_KEY_ENV = "SMEFLOW_API_KEY"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+MIN_KEY_LENGTH = 16
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+_OPEN_PATHS = {"/healthz", "/api/v1/", "/api/v1"}
+_REGISTERING_PATHS = ("/api/v1/metadata/", "/api/v1/data_source/", "/api/v1/register/")
+_API_KEY_IN_TEXT = re.compile(r"(api_key=)[^&\s\"']+", re.IGNORECASE)
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class ServerConfigError(CatalogError):
+    """The server cannot start as asked: API key, database URI, folder or address."""
+
+
+# -- configuration -----------------------------------------------------------------------
+
+
+def _check_key(key: str, where: str) -> str:
+    key = key.strip()
+    if not key:
+        raise ServerConfigError(f"{where} is empty: an API key is required")
+    if not key.isalnum() or not key.isascii():
+        raise ServerConfigError(f"{where}: the API key must be letters and digits only "
+                                "(generate one: python -c 'import secrets; "
+                                "print(secrets.token_hex(32))')")
+    if len(key) < MIN_KEY_LENGTH:
+        raise ServerConfigError(f"{where}: the API key is {len(key)} characters; use at "
+                                f"least {MIN_KEY_LENGTH} (e.g. secrets.token_hex(32))")
+    return key
+
+
+def read_api_key(key_file: str | os.PathLike[str] | None = None,
+                 environ: MutableMapping[str, str] | None = None) -> str:
+    """The API key: from ``key_file`` when given, else from ``$SMEFLOW_API_KEY``.
+
+    The file must exist, be a regular file readable by nobody but its owner and group
+    (``chmod 600``), and hold the key (letters and digits, >= 16) on its first line.
+
+    Raises
+    ------
+    ServerConfigError
+        No key, an empty or malformed key, or an unusable file (named in the message;
+        the key itself never is).
+    """
+    env = os.environ if environ is None else environ
+    if key_file is None:
+        value = env.get(API_KEY_ENV)
+        if value is None:
+            raise ServerConfigError(f"no API key: set ${API_KEY_ENV} or pass --api-key-file "
+                                    "FILE (every request to the server needs the key)")
+        return _check_key(value, f"${API_KEY_ENV}")
+    path = Path(key_file)
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ServerConfigError(f"API key file {path}: no such file") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ServerConfigError(f"API key file {path}: not a regular file")
+    if info.st_mode & 0o007:
+        raise ServerConfigError(f"API key file {path}: readable by other users "
+                                f"(mode {stat.filemode(info.st_mode)}); run chmod 600 {path}")
+    try:
+        text = path.read_text(encoding="ascii")
+    except UnicodeDecodeError:
+        raise ServerConfigError(f"API key file {path}: not ASCII text") from None
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return _check_key(first, f"API key file {path}")
+
+
+def redact(uri: str) -> str:
+    """``uri`` with any password replaced by ``***`` (for messages and logs)."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def database_uri(db: str | None, data_dir: Path) -> str:
+    """The catalog database: ``db`` checked, or the data folder's ``catalog.db``.
+
+    Accepts ``sqlite:///PATH`` and ``postgresql://USER[:PASSWORD]@HOST[:PORT]/DB``
+    (``postgresql+asyncpg://`` too).
+    """
+    if db is None:
+        return f"sqlite:///{data_dir / 'catalog.db'}"
+    text = db.strip()
+    scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+    if scheme in {"sqlite", "sqlite+aiosqlite"}:
+        path = text.split("://", 1)[1]
+        if not path.startswith("/") or path == "/":
+            raise ServerConfigError(f"--db {redact(db)!r}: expected sqlite:///PATH (three "
+                                    "slashes, then the database file)")
+        return text
+    if scheme in {"postgresql", "postgresql+asyncpg"}:
+        parts = urlsplit(text)
+        if not parts.hostname or not parts.path.strip("/"):
+            raise ServerConfigError(f"--db {redact(db)!r}: expected "
+                                    "postgresql://USER@HOST:PORT/DATABASE")
+        return text
+    raise ServerConfigError(f"--db {redact(db)!r}: not a database URI; expected "
+                            "sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE")
+
+
+def _is_postgres(uri: str) -> bool:
+    return uri.lower().startswith("postgresql")
+
+
+def _tables_uri(database: str, data_dir: Path) -> str:
+    """Event tables go to PostgreSQL with a PostgreSQL catalog, else to ``tables.db``."""
+    if _is_postgres(database):
+        return "postgresql://" + database.split("://", 1)[1]
+    return f"sqlite:///{data_dir / 'tables.db'}"
+
+
+def catalog_adapter(data_dir: Path, database: str, readable: Sequence[Path]) -> Any:
+    """The Tiled catalog adapter the server serves (created on first use)."""
+    from tiled.catalog import from_uri
+
+    init = True
+    if database.startswith("sqlite:///"):
+        db = Path(database[len("sqlite:///"):])
+        db.parent.mkdir(parents=True, exist_ok=True)
+        init = not (_initialized(db) or (not db.exists() and _initialize(db)))
+    try:
+        return wait_when_busy(from_uri(database, writable_storage=[str(data_dir / "storage"),
+                                                                   _tables_uri(database, data_dir)],
+                                       readable_storage=[str(p) for p in readable],
+                                       init_if_not_exists=init, specs=[ROOT_SPEC]))
+    except Exception as exc:  # tiled reports init failures with the subprocess's stderr
+        lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+        reason = lines[-1] if lines else type(exc).__name__
+        raise ServerConfigError(f"cannot open catalog database {redact(database)}: "
+                                f"{reason}") from None
+
+
+# -- request guards ----------------------------------------------------------------------
+
+
+def _uris(value: Any) -> Iterator[str]:
+    """Every ``data_uri`` string anywhere in a JSON value."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "data_uri" and isinstance(item, str):
+                yield item
+            else:
+                yield from _uris(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _uris(item)
+
+
+class ConfinedAssets:
+    """ASGI middleware: refuse registering ``file:`` data outside the readable folders.
+
+    Looks at the JSON bodies of the requests that create or update nodes and data
+    sources; each ``file:`` ``data_uri`` is resolved (``..`` and symlinks) and must lie
+    inside one of ``roots``. Anything else is answered 403 before Tiled sees it.
+    """
+
+    def __init__(self, app: ASGIApp, roots: Iterable[Path]) -> None:
+        self.app = app
+        self.roots = [Path(os.path.realpath(r)) for r in roots]
+
+    def outside(self, uri: str) -> bool:
+        """True when ``uri`` is a ``file:`` URI resolving outside every root."""
+        parts = urlparse(uri)
+        if parts.scheme != "file":
+            return False
+        path = Path(os.path.realpath(unquote(parts.path)))
+        return not any(path == root or root in path.parents for root in self.roots)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] != "http" or scope["method"] not in {"POST", "PUT", "PATCH"}
+                or not str(scope["path"]).startswith(_REGISTERING_PATHS)):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        try:
+            parsed = json.loads(body) if body else None
+        except ValueError:
+            parsed = None
+        bad = [u for u in _uris(parsed) if self.outside(u)]
+        if bad:
+            log.warning("refused to register %s: outside the readable folders", bad[0])
+            detail = json.dumps({"detail": f"refusing {bad[0]}: outside the server's "
+                                           "readable folders"}).encode()
+            await send({"type": "http.response.start", "status": 403,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(detail)).encode())]})
+            await send({"type": "http.response.body", "body": detail})
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+class RequireApiKey:
+    """ASGI middleware: every HTTP request must carry the key, but two that hold no data.
+
+    Tiled lets its web pages and more answer without credentials; this answers 401 to
+    anything without ``Authorization: Apikey KEY`` (or ``?api_key=KEY``) before Tiled
+    sees it. Open are only ``GET /healthz`` (so clients can tell "server down" from "key
+    wrong") and ``GET /api/v1/``, Tiled's "about" document (version, formats, how to
+    authenticate), which every Tiled client reads before it sends its key.
+    """
+
+    def __init__(self, app: ASGIApp, key: str) -> None:
+        self.app = app
+        self._key = key.encode()
+
+    def _offered(self, scope: Scope) -> bytes:
+        for name, value in scope.get("headers", []):
+            if name.lower() == b"authorization":
+                scheme, _, token = bytes(value).partition(b" ")
+                if scheme.lower() == b"apikey":
+                    return token.strip()
+        for pair in bytes(scope.get("query_string", b"")).split(b"&"):
+            name, _, value = pair.partition(b"=")
+            if name == b"api_key":
+                return unquote(value.decode("ascii", "replace")).encode()
+        return b""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] == "http"
+                and not (scope["method"] in {"GET", "HEAD"} and scope["path"] in _OPEN_PATHS)
+                and not hmac.compare_digest(self._offered(scope), self._key)):
+            detail = b'{"detail":"API key required (Authorization: Apikey KEY)"}'
+            await send({"type": "http.response.start", "status": 401,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(detail)).encode()),
+                                    (b"www-authenticate", b"Apikey")]})
+            await send({"type": "http.response.body", "body": detail})
+            return
+        await self.app(scope, receive, send)
+
+
+class _MaskApiKey(logging.Filter):
+    """Mask ``api_key=…`` in log records (uvicorn's access line shows the query)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_API_KEY_IN_TEXT.sub(r"\1***", a) if isinstance(a, str) else a
+                                for a in record.args)
+        if isinstance(record.msg, str):
+            record.msg = _API_KEY_IN_TEXT.sub(r"\1***", record.msg)
+        return True
+
+
+_MASK = _MaskApiKey()
+for _name in ("uvicorn.access", "uvicorn.error", "tiled"):
+    logging.getLogger(_name).addFilter(_MASK)
+
+
+def build_server_app(data_dir: str | os.PathLike[str], api_key: str, *,
+                     database: str | None = None,
+                     readable_storage: Iterable[str | os.PathLike[str]] = ()) -> Any:
+    """The ASGI application: Tiled serving the catalog of ``data_dir``, key required.
+
+    Parameters
+    ----------
+    data_dir
+        The data folder (``storage/`` and ``raw/`` are created in it).
+    api_key
+        The single key every request must carry (``Authorization: Apikey …``).
+    database
+        ``sqlite:///…`` or ``postgresql://…``; default the folder's ``catalog.db``.
+    readable_storage
+        Further folders external files may live in (``raw/`` always may).
+    """
+    from tiled.config import Authentication
+    from tiled.server.app import build_app
+
+    root = Path(data_dir).resolve()
+    if root.exists() and not root.is_dir():
+        raise ServerConfigError(f"--data {root}: a file, not a folder")
+    key = _check_key(api_key, "the API key")
+    raw = root / "raw"
+    for folder in (root, raw, root / "storage"):
+        folder.mkdir(parents=True, exist_ok=True)
+    readable = [raw, *(Path(p).resolve() for p in readable_storage)]
+    adapter = catalog_adapter(root, database_uri(database, root), readable)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*httpx.*")
+        app = build_app(adapter, Authentication(single_user_api_key=key,
+                                                allow_anonymous_access=False))
+    app.add_middleware(ConfinedAssets, roots=[*readable, root / "storage"])
+    app.add_middleware(RequireApiKey, key=key)  # added last: runs first
+    return app
+
+
+# -- running -----------------------------------------------------------------------------
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ServerConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+                                ) from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _uvicorn_server(app: Any, host: str, port: int) -> Any:
+    import uvicorn
+
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on",
+                            timeout_graceful_shutdown=5)
+    return uvicorn.Server(config)
+
+
+class ServerHandle:
+    """A catalog server running in a thread of this process: ``start()``, ``stop()``, again.
+
+    ``port=0`` picks a free port on the first start; later starts reuse that port, so
+    clients (and a spooling writer) find the server again after a restart.
+
+    Parameters
+    ----------
+    data_dir, api_key, database, readable_storage
+        As for ``build_server_app``.
+    host, port
+        The address to listen on (loopback by default).
+    """
+
+    def __init__(self, data_dir: str | os.PathLike[str], api_key: str, *,
+                 database: str | None = None, host: str = DEFAULT_HOST, port: int = 0,
+                 readable_storage: Iterable[str | os.PathLike[str]] = ()) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self._key = _check_key(api_key, "the API key")
+        self.database = database
+        self.host = host
+        self.port = port
+        self.readable_storage = list(readable_storage)
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` of the server."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        """True between a successful ``start()`` and ``stop()``."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, timeout: float = 60.0) -> ServerHandle:
+        """Build the app, listen and serve in a daemon thread; return when it answers.
+
+        Raises
+        ------
+        ServerConfigError
+            Bad configuration, a busy port, or the server failed to start.
+        """
+        if self.running:
+            raise ServerConfigError(f"the catalog server at {self.url} is already running")
+        app = build_server_app(self.data_dir, self._key, database=self.database,
+                               readable_storage=self.readable_storage)
+        sock = _bind(self.host, self.port)
+        self.port = sock.getsockname()[1]
+        server = _uvicorn_server(app, self.host, self.port)
+        self._failure = None
+
+        def serve() -> None:
+            try:
+                server.run(sockets=[sock])
+            except BaseException as exc:  # SystemExit from uvicorn included
+                self._failure = exc
+            finally:
+                sock.close()
+
+        thread = threading.Thread(target=serve, name=f"smeflow-catalog-server:{self.port}",
+                                  daemon=True)
+        self._server, self._thread = server, thread
+        thread.start()
+        started = threading.Event()
+        while not started.wait(0.02):
+            if server.started:
+                started.set()
+            elif not thread.is_alive() or timeout <= 0:
+                self.stop()
+                reason = f": {self._failure}" if self._failure else ""
+                raise ServerConfigError(f"the catalog server at {self.url} did not start"
+                                        f"{reason}")
+            timeout -= 0.02
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the requests in flight, close the port and the database (idempotent)."""
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is not None:
+            server.should_exit = True
+        if thread is not None:
+            thread.join(timeout)
+
+    def __enter__(self) -> ServerHandle:
+        return self.start() if not self.running else self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<ServerHandle {self.url} {state} data={self.data_dir}>"
+
+
+def serve(data_dir: str | os.PathLike[str], api_key: str, *, database: str | None = None,
+          host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+          readable_storage: Iterable[str | os.PathLike[str]] = ()) -> None:
+    """Run the server in this thread until SIGINT/SIGTERM (what ``catalog serve`` does)."""
+    app = build_server_app(data_dir, api_key, database=database,
+                           readable_storage=readable_storage)
+    sock = _bind(host, port)
+    if host not in _LOOPBACK:
+        print(f"warning: listening on {host}: reachable from other machines; every request "
+              "still needs the API key, but traffic is plain HTTP", file=sys.stderr)
+    shown = database_uri(database, Path(data_dir).resolve())
+    print(f"smeflow catalog server on http://{host}:{port}  database {redact(shown)}  "
+          f"data {Path(data_dir).resolve()}  (API key required)", file=sys.stderr, flush=True)
+    try:
+        _uvicorn_server(app, host, port).run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+# -- command line ------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``smeflow catalog serve``: the catalog server in the foreground."""
+    key = read_api_key(args.api_key_file)
+    data = Path(args.data) if args.data else default_data_dir()
+    if not args.quiet:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve(data, key, database=args.db, host=args.host, port=args.port)
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """``smeflow catalog replay``: send spooled runs to the server, oldest first."""
+    from .remote import RemoteCatalog
+    from .spool import replay_spool
+
+    key = read_api_key(args.api_key_file)
+    folder = Path(args.spool)
+    if not folder.is_dir():
+        raise CatalogError(f"spool folder {folder}: no such folder")
+    with RemoteCatalog(args.url, key) as remote:
+        done = replay_spool(folder, remote.client, include_rejected=args.rejected)
+    print(f"replayed {len(done)} run{'s' if len(done) != 1 else ''}"
+          + (": " + ", ".join(u[:8] for u in done) if done else ""))
+    return 0
+
+
+def add_server_commands(catalog_sub: Any) -> None:
+    """Add ``serve`` and ``replay`` to the ``smeflow catalog`` sub-commands."""
+    from .cli import _guarded
+
+    key_help = f"file holding the API key (mode 600); default ${API_KEY_ENV}"
+    s = catalog_sub.add_parser(
+        "serve", help="serve the catalog over HTTP (Tiled; API key required)",
+        description="Serve the catalog of a data folder over HTTP with Tiled. Every "
+        f"request needs the API key (${API_KEY_ENV} or --api-key-file). Listens on "
+        "127.0.0.1 unless --host says otherwise.")
+    s.add_argument("--data", metavar="DIR",
+                   help="data folder (default: $SMEFLOW_DATA, else ./smeflow-data)")
+    s.add_argument("--db", metavar="URI", help="sqlite:///PATH or postgresql://USER@HOST:"
+                   "PORT/DB (default: DIR/catalog.db)")
+    s.add_argument("--host", default=DEFAULT_HOST, help="address to listen on "
+                   f"(default {DEFAULT_HOST}: this machine only)")
+    s.add_argument("--port", type=int, default=DEFAULT_PORT,
+                   help=f"port (default {DEFAULT_PORT})")
+    s.add_argument("--api-key-file", metavar="FILE", help=key_help)
+    s.add_argument("--quiet", action="store_true", help="no request log")
+    s.set_defaults(func=_guarded, catalog_func=cmd_serve)
+
+    r = catalog_sub.add_parser(
+        "replay", help="send runs spooled while the server was down",
+        description="Write the runs a SpoolingWriter kept in SPOOL_DIR to the server, "
+        "oldest first; each run replaces any partial copy, so replaying twice is harmless.")
+    r.add_argument("spool", metavar="SPOOL_DIR")
+    r.add_argument("--url", required=True, help="server address, e.g. http://127.0.0.1:8000")
+    r.add_argument("--api-key-file", metavar="FILE", help=key_help)
+    r.add_argument("--rejected", action="store_true",
+                   help="also retry runs the server refused before (*.rejected.jsonl)")
+    r.set_defaults(func=_guarded, catalog_func=cmd_replay)
+
+
+__all__ = ["API_KEY_ENV", "DEFAULT_HOST", "DEFAULT_PORT", "ConfinedAssets", "RequireApiKey",
+           "ServerConfigError", "ServerHandle", "add_server_commands", "build_server_app",
+           "catalog_adapter", "database_uri", "read_api_key", "redact", "serve"]

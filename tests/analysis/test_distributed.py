@@ -1,0 +1,214 @@
+"""Re-reduction on dask.distributed workers (``analysis.distributed``,
+``smeflow reduce --scheduler``): bitwise the single-process result, one core per worker,
+scheduler addresses checked."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from analysis.cli import main as reduce_main
+from analysis.distributed import (
+    DaskSession,
+    FrameSource,
+    SchedulerError,
+    connect,
+    reduce_on_dask,
+)
+from analysis.reduce import reduce_run
+from dataflow.hdf5 import DEFAULT_DATASET, FrameWriter
+
+VARYING = {"uid", "time", "scheduler", "workers"}
+FRAME = (64, 64)
+PROJECTIONS = 10
+
+
+@dataclass
+class Runs:
+    """A catalog with a small tomography run and a small diffraction run."""
+
+    catalog: Any
+    tomo_uid: str
+    diff_uid: str
+
+    @property
+    def data_dir(self) -> Path:
+        """The catalog folder (for the command-line tests)."""
+        return Path(self.catalog.root)
+
+
+@pytest.fixture(scope="module")
+def acquired(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
+    """Runs of the beamline (compiled firmware, 64×64) in an embedded catalog, as in
+    ``conftest.acquired`` but with the catalog writer alone on the SQLite file (no live
+    reducer writing at the same time), since these tests only reduce offline."""
+    from bluesky import RunEngine
+    from bluesky import plan_stubs as bps
+
+    from dataflow.catalog import Catalog
+    from devices.beamline import Beamline
+    from fpga.designs.params import ChainParams
+    from plans import diffraction_scan, tomo_scan
+
+    catalog = Catalog(tmp_path_factory.mktemp("dask") / "data")
+    RE: Any = RunEngine({})
+    catalog.subscribe(RE)
+    beamline = Beamline.create(catalog.raw_dir, params=ChainParams(*FRAME, 16),
+                               backend="compiled", time_scale=0.001)
+    try:
+        RE(bps.mv(beamline.shutter, "open"))
+        beamline.use_phantom()
+        (tomo_uid,) = RE(tomo_scan(beamline.det, beamline.rotation, beamline.sample_x,
+                                   beamline.shutter, out_position=20.0,
+                                   num_projections=PROJECTIONS, n_darks=2, n_flats=2))
+        beamline.use_powder()
+        (diff_uid,) = RE(diffraction_scan(beamline.det, beamline.sample_x, beamline.sample_y,
+                                          [(0.0, 0.0), (0.5, 0.0), (0.0, 0.5)], num=1,
+                                          shutter=beamline.shutter,
+                                          md={"geometry": beamline.geometry.to_metadata()}))
+        yield Runs(catalog, tomo_uid, diff_uid)
+    finally:
+        beamline.close()
+        catalog.close()
+
+
+@pytest.fixture(scope="module")
+def dask_session() -> Iterator[DaskSession]:
+    """One local cluster of 2 one-core workers for the module."""
+    with connect("local", 2) as session:
+        yield session
+
+
+def _arrays(run: Any) -> dict[str, np.ndarray]:
+    """Every stream's data keys except the event times and timestamps (which differ
+    between reductions)."""
+    return {f"{stream}/{key}": np.asarray(run[stream][key].read())
+            for stream in run for key in run[stream]
+            if key != "time" and not key.startswith("ts_")}
+
+
+def _assert_same_derived(catalog: Any, single: str, dask: str, scheduler: str) -> None:
+    a, b = catalog.run(single), catalog.run(dask)
+    got, want = _arrays(b), _arrays(a)
+    assert sorted(got) == sorted(want)
+    for key, value in want.items():
+        assert got[key].dtype == value.dtype, key
+        assert np.array_equal(got[key], value), key
+    sa, sb = dict(a.metadata["start"]), dict(b.metadata["start"])
+    assert {k: v for k, v in sa.items() if k not in VARYING} == \
+        {k: v for k, v in sb.items() if k not in VARYING}
+    assert sb["scheduler"] == scheduler and sb["workers"] == 2
+    stop_a, stop_b = a.metadata["stop"], b.metadata["stop"]
+    for key in ("exit_status", "frames", "rows", "angles_from"):
+        assert stop_b.get(key) == stop_a.get(key), key
+
+
+def test_tomography_on_dask_is_the_single_process_result(
+        acquired: Runs, dask_session: DaskSession) -> None:
+    catalog = acquired.catalog
+    single = reduce_run(catalog, acquired.tomo_uid, chunk_frames=3)
+    dask = reduce_on_dask(catalog, acquired.tomo_uid, dask_session, chunk_frames=3,
+                          task_rows=16)
+    assert dask.exit_status == "success" and dask.shape == (64, 64, 64)
+    assert dask.frames == PROJECTIONS
+    recon = np.asarray(catalog.run(dask.uid)["primary"]["reconstruction"][:])
+    assert np.abs(recon).max() > 0.01  # the phantom is there
+    _assert_same_derived(catalog, single.uid, dask.uid, "local")
+
+
+def test_tomography_row_subset_in_small_tasks(acquired: Runs,
+                                              dask_session: DaskSession) -> None:
+    catalog = acquired.catalog
+    rows = [40, 5, 33]
+    single = reduce_run(catalog, acquired.tomo_uid, rows=rows, chunk_frames=4)
+    dask = reduce_on_dask(catalog, acquired.tomo_uid, dask_session, rows=rows,
+                          chunk_frames=4, task_rows=2)
+    assert list(catalog.run(dask.uid)["primary"]["row"].read()) == rows
+    _assert_same_derived(catalog, single.uid, dask.uid, "local")
+
+
+def test_diffraction_on_dask_is_the_single_process_result(
+        acquired: Runs, dask_session: DaskSession) -> None:
+    catalog = acquired.catalog
+    single = reduce_run(catalog, acquired.diff_uid, bins=300, unit="q_nm^-1")
+    dask = reduce_on_dask(catalog, acquired.diff_uid, dask_session, bins=300,
+                          unit="q_nm^-1", chunk_frames=2)
+    assert dask.shape == (3, 300)
+    _assert_same_derived(catalog, single.uid, dask.uid, "local")
+
+
+def test_local_workers_use_one_core_each(dask_session: DaskSession) -> None:
+    info = dask_session.worker_info()
+    assert len(info) == dask_session.workers == 2
+    assert [w["compute_units"] for w in info] == [1, 1]
+
+
+def test_tcp_scheduler_and_command_line(acquired: Runs, dask_session: DaskSession,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    address = dask_session.cluster.scheduler_address
+    assert address.startswith("tcp://127.0.0.1:")
+    status = reduce_main([acquired.tomo_uid[:8], "--data", str(acquired.data_dir),
+                          "--rows", "20", "--scheduler", address, "--workers", "2"])
+    out = capsys.readouterr().out.splitlines()
+    assert status == 0, out
+    derived = acquired.catalog.run(out[0])
+    start = derived.metadata["start"]
+    assert start["scheduler"] == address and start["workers"] == 2
+    assert start["raw_uid"] == acquired.tomo_uid
+    single = reduce_run(acquired.catalog, acquired.tomo_uid, rows=[20])
+    _assert_same_derived(acquired.catalog, single.uid, out[0], address)
+    assert dask_session.workers == 2  # the command closed its client, not the cluster
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@pytest.mark.parametrize("address", ["udp://127.0.0.1:8786", "tcp://127.0.0.1",
+                                     "tcp://127.0.0.1:port", "127.0.0.1:8786", "",
+                                     "tcp://127.0.0.1:8786/path"])
+def test_malformed_scheduler_address(address: str) -> None:
+    with pytest.raises(SchedulerError, match="expected 'local' or tcp://HOST:PORT"):
+        connect(address)
+
+
+def test_unreachable_scheduler() -> None:
+    address = f"tcp://127.0.0.1:{_closed_port()}"
+    with pytest.raises(SchedulerError, match=f"scheduler {address}: cannot connect"):
+        connect(address, timeout=1.0)
+
+
+def test_command_line_errors(acquired: Runs,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    data = str(acquired.data_dir)
+    for extra, message in ((["--scheduler", "udp://host:1"], "expected 'local' or tcp://"),
+                           (["--workers", "2"], "--workers needs --scheduler"),
+                           (["--scheduler", "local", "--workers", "0"],
+                            "argument `workers`: expected an integer >= 1")):
+        assert reduce_main([acquired.tomo_uid[:8], "--data", data, *extra]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+
+
+def test_frame_source_reads_across_files(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 4000, (7, 6, 5), dtype=np.uint16)
+    paths = []
+    for name, part in (("a.h5", frames[:3]), ("b.h5", frames[3:])):
+        with FrameWriter(tmp_path, name, (6, 5), layout="per_frame") as writer:
+            writer.append_many(part)
+        paths.append(str(writer.path))
+    source = FrameSource(((paths[0], DEFAULT_DATASET, 3), (paths[1], DEFAULT_DATASET, 4)),
+                         (6, 6, 5))  # the run has 6 of the 7 frames
+    assert np.array_equal(source.read(slice(None)), frames[:6])
+    assert np.array_equal(source.read(slice(2, 5), slice(1, 4)), frames[2:5, 1:4])
+    assert np.array_equal(source.read(slice(4, 6)), frames[4:6])

@@ -1,0 +1,186 @@
+"""Offline reduction (``analysis.reduce``, ``smeflow reduce``) of runs in a real catalog,
+checked against the numpy references, and the link raw run → derived runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from analysis.azint import AzimuthalIntegrator
+from analysis.cli import main as reduce_main
+from analysis.fbp import fbp_reference
+from analysis.reduce import (
+    ReductionError,
+    TomoReferences,
+    azint_chunk,
+    azint_combine,
+    derived_md,
+    reduce_run,
+    reduction_for,
+    tomo_chunk,
+    tomo_combine,
+    tomo_references,
+)
+from analysis.tomo import minus_log_reference, normalize_reference
+from dataflow.catalog import run_details
+from dataflow.cli import format_details
+from dataflow.cli import main as catalog_main
+from dataflow.geometry import PoniGeometry
+from dataflow.hdf5 import file_sha256
+
+from .conftest import PROJECTIONS, AcquiredRuns
+
+
+def _frames(run: Any, stream: str) -> np.ndarray:
+    return np.asarray(run[stream]["det_image"][:])
+
+
+def test_offline_tomography_equals_numpy_reference(acquired: AcquiredRuns) -> None:
+    catalog = acquired.catalog
+    rows = [20, 33]
+    summary = reduce_run(catalog, acquired.tomo_uid, rows=rows, chunk_frames=3)
+    assert summary.exit_status == "success" and summary.shape == (2, 64, 64)
+    derived = catalog.run(summary.uid)
+    got = np.asarray(derived["primary"]["reconstruction"][:])
+    assert got.dtype == np.float32 and got.shape == (2, 64, 64)
+    assert list(derived["primary"]["row"].read()) == rows
+
+    raw = catalog.run(acquired.tomo_uid)
+    angles = np.asarray(raw["primary"]["rotation"].read())
+    mu = minus_log_reference(normalize_reference(_frames(raw, "primary"), _frames(raw, "dark"),
+                                                 _frames(raw, "flat")))
+    for k, row in enumerate(rows):
+        want = fbp_reference(mu[:, row, :], angles)
+        scale = np.abs(want).max()
+        assert scale > 0.01  # the phantom is in this slice
+        np.testing.assert_allclose(got[k], want, rtol=0, atol=2e-5 * scale)
+    stop = derived.metadata["stop"]
+    assert stop["angles_from"] == "events" and stop["rows"] == rows
+    assert stop["frames"] == PROJECTIONS
+
+
+def test_offline_diffraction_equals_reference1d(acquired: AcquiredRuns) -> None:
+    catalog = acquired.catalog
+    summary = reduce_run(catalog, acquired.diff_uid, bins=300, unit="q_nm^-1")
+    derived = catalog.run(summary.uid)
+    got = np.asarray(derived["primary"]["intensity"][:])
+    sigma = np.asarray(derived["primary"]["sigma"][:])
+    radial = np.asarray(derived["axis"]["radial"][0])
+    raw = catalog.run(acquired.diff_uid)
+    frames = _frames(raw, "primary")
+    assert got.shape == sigma.shape == (3, 300)
+    ai = AzimuthalIntegrator(PoniGeometry.from_metadata(raw.metadata["start"]["geometry"]))
+    for k, frame in enumerate(frames):
+        want = ai.reference1d(frame, 300, unit="q_nm^-1")
+        assert want.sigma is not None
+        np.testing.assert_array_equal(radial, want.radial)
+        filled = want.count > 0
+        np.testing.assert_allclose(got[k][filled], want.intensity[filled], rtol=1e-5)
+        np.testing.assert_allclose(sigma[k][filled], want.sigma[filled], rtol=1e-5)
+    assert list(derived["primary"]["raw_seq_num"].read()) == [1, 2, 3]
+    start = derived.metadata["start"]
+    assert (start["bins"], start["unit"], start["error_model"]) == (300, "q_nm^-1", "poisson")
+    assert start["geometry"] == raw.metadata["start"]["geometry"]
+
+
+def test_derived_run_records_provenance_and_is_listed(acquired: AcquiredRuns) -> None:
+    catalog = acquired.catalog
+    summary = reduce_run(catalog, acquired.tomo_uid, rows=[32])
+    start = catalog.run(summary.uid).metadata["start"]
+    assert start["plan_name"] == "reduce" and start["reduction"] == "tomo_fbp"
+    assert start["raw_uid"] == acquired.tomo_uid and start["live"] is False
+    assert start["smeflow_version"]
+    assert len(start["inputs"]) == 3  # darks, flats, projections: one file each
+    for item in start["inputs"]:
+        path = Path(item["uri"].removeprefix("file://localhost"))
+        assert item["sha256"] == file_sha256(path)
+        assert path.with_name(path.name + ".sha256").read_text().split()[0] == item["sha256"]
+    (output,) = catalog.run(summary.uid).metadata["stop"]["outputs"]
+    out_path = Path(output["uri"].removeprefix("file://localhost"))
+    assert out_path.parent == catalog.raw_dir / "derived"
+    assert output["sha256"] == file_sha256(out_path)
+
+    derived = [run.metadata["start"]["uid"] for run in
+               catalog.derived_runs(acquired.tomo_uid).values()]
+    assert summary.uid in derived and acquired.live.results[acquired.tomo_uid].derived_uid \
+        in derived
+    details = run_details(catalog.run(acquired.tomo_uid))
+    assert summary.uid in [d["uid"] for d in details["derived"]]
+    text = format_details(details)
+    assert "derived runs:" in text and f"{summary.uid}  tomo_fbp  offline" in text
+    assert "derived runs:\n  (none)" in format_details(run_details(catalog.run(summary.uid)))
+
+
+def test_runs_that_cannot_be_reduced(acquired: AcquiredRuns) -> None:
+    catalog = acquired.catalog
+    derived_uid = acquired.live.results[acquired.tomo_uid].derived_uid
+    with pytest.raises(ReductionError, match="nothing to reduce"):
+        reduce_run(catalog, derived_uid)
+    with pytest.raises(ReductionError, match=r"argument `rows`: row\(s\) \[64\]"):
+        reduce_run(catalog, acquired.tomo_uid, rows=[3, 64])
+    with pytest.raises(ReductionError, match="argument `bins`"):
+        reduce_run(catalog, acquired.diff_uid, bins=0)
+    assert reduction_for({"plan_name": "count"}) is None
+    assert reduction_for({"angles": [0.0]}, ["primary"]) is None  # no darks/flats
+    assert reduction_for({"rotation_axis": "rot"}, ["dark", "flat", "primary"]) == "tomo_fbp"
+    with pytest.raises(ReductionError, match="reduction 'x'"):
+        derived_md({"uid": "u"}, "x", [], {}, live=False)
+
+
+def test_chunks_combine_to_one_reduction() -> None:
+    """Splitting the frames into chunks (the Dask decomposition) changes nothing."""
+    rng = np.random.default_rng(7)
+    darks = rng.integers(90, 110, (2, 16, 24)).astype(np.uint16)
+    flats = rng.integers(900, 1100, (3, 16, 24)).astype(np.uint16)
+    proj = rng.integers(300, 900, (9, 16, 24)).astype(np.uint16)
+    angles = np.linspace(0.0, 180.0, 9, endpoint=False)
+    refs = tomo_references(darks, flats)
+    assert isinstance(refs, TomoReferences) and refs.dark.dtype == np.float32
+    whole = tomo_combine([tomo_chunk(proj, angles, refs)])
+    parts = tomo_combine([tomo_chunk(proj[i:i + 2], angles[i:i + 2], refs)
+                          for i in range(0, 9, 2)])
+    np.testing.assert_allclose(parts, whole, rtol=0, atol=1e-5 * np.abs(whole).max())
+    rows = tomo_combine([tomo_chunk(proj, angles, refs, rows=[5, 11])])
+    np.testing.assert_allclose(rows, whole[[5, 11]], rtol=0, atol=1e-6 * np.abs(whole).max())
+    with pytest.raises(ReductionError, match="at least one dark"):
+        tomo_references(darks[:0], flats)
+
+    geometry = PoniGeometry(dist=0.1, poni1=0.0012, poni2=0.0018, pixel1=1e-4, pixel2=1e-4,
+                            shape=(16, 24))
+    ai = AzimuthalIntegrator(geometry)
+    from analysis.reduce import AzintParams
+
+    params = AzintParams(bins=40)
+    one = azint_chunk(proj, ai, params)
+    split = azint_combine([azint_chunk(proj[4:], ai, params, first=4),
+                           azint_chunk(proj[:4], ai, params, first=0)])
+    np.testing.assert_array_equal(split.intensity, one.intensity)
+    with pytest.raises(ReductionError, match="not contiguous"):
+        azint_combine([azint_chunk(proj[5:], ai, params, first=5), one])
+
+
+def test_reduce_command(acquired: AcquiredRuns, capsys: pytest.CaptureFixture[str]) -> None:
+    data = str(acquired.data_dir)
+    assert reduce_main([acquired.tomo_uid[:8], "--data", data, "--rows", "30", "31"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    uid = out[0]
+    assert "(tomo_fbp)" in out[1] and "reconstruction 2×64×64" in out[1]
+    assert catalog_main(["show", acquired.tomo_uid, "--data", data]) == 0
+    shown = capsys.readouterr().out
+    assert f"{uid}  tomo_fbp  offline" in shown
+    run = acquired.catalog.run(uid)
+    assert run.metadata["start"]["raw_uid"] == acquired.tomo_uid
+    assert run["primary"]["reconstruction"].shape == (2, 64, 64)
+
+    for bad, message in (("zz", "not a uid"), ("abcdef12", "no run whose uid starts with"),
+                         (acquired.diff_uid, "argument `unit`")):
+        extra = ["--unit", "furlongs"] if bad == acquired.diff_uid else []
+        assert reduce_main([bad, "--data", data, *extra]) == 1
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        lines = captured.err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("smeflow reduce: error:")
+        assert message in lines[0]
