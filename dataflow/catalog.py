@@ -225,6 +225,7 @@ def wait_when_busy(adapter: Any) -> Any:
         if getattr(storage, "dialect", None) != "sqlite":
             continue
         path = "/" + urlparse(str(storage.uri)).path.lstrip("/")  # sqlite://localhost//x
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         with closing(sqlite3.connect(path, timeout=SQLITE_BUSY_MS / 1000)) as con:
             con.execute("PRAGMA journal_mode = WAL")  # a property of the file, kept
         sqlalchemy.event.listen(storage._connection_pool, "connect", patient)
@@ -577,8 +578,41 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def check_frame_files(run: Any) -> list[Path]:
+    """The external HDF5 frame files of ``run``, each opened and checked (``FrameReader``).
+
+    Call it before reading a run's frames through Tiled: Tiled opens them in SWMR mode,
+    where a truncated file hangs instead of failing, and a missing or corrupt one raises
+    h5py's error without saying which run file it was.
+
+    Raises
+    ------
+    HDF5ReadError
+        Naming the first file that is missing, truncated or corrupt (and the run's key).
+    """
+    from .hdf5 import HDF5ReadError, open_frames
+
+    files: list[Path] = []
+    for name in run:
+        stream = run[name]
+        for key, desc in ((stream.metadata or {}).get("data_keys") or {}).items():
+            if "external" not in desc:
+                continue
+            for source in stream[key].data_sources() or []:
+                dataset = (source.parameters or {}).get("dataset", "/entry/data/data")
+                for asset in source.assets:
+                    path = Path(urlparse(asset.data_uri).path)
+                    try:
+                        open_frames(path, dataset).close()
+                    except HDF5ReadError as exc:
+                        raise HDF5ReadError(f"{exc} (data key {name}/{key})") from None
+                    files.append(path)
+    return files
+
+
 __all__ = [
     "DEFAULT_DIR", "ENV_VAR", "ROOT_SPEC", "Catalog", "CatalogError", "MalformedUidError",
-    "RunNotFoundError", "RunSummary", "default_data_dir", "find_run", "highest_scan_id",
+    "RunNotFoundError", "RunSummary", "check_frame_files", "default_data_dir", "find_run",
+    "highest_scan_id",
     "parse_time", "parse_value", "run_details", "run_summaries", "search_runs", "summarize",
 ]
