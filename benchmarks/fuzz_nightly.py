@@ -8,14 +8,22 @@ failing process with ``fpga.fuzz.reduce_body`` and kept in ``--out``.
     python benchmarks/fuzz_nightly.py --modules 100 --processes 25 --seed 1000
     python benchmarks/fuzz_nightly.py --all-constructs   # include the known differences
 
-Prints one line per module and the figures ``fuzz.bodies``, ``fuzz.failing_modules`` and
-``fuzz.bodies_per_s``; exits 1 when anything differed.
+It then runs the parser fuzz tests (``tests/*/test_fuzz_parsers.py``: CSV traces,
+``.poni`` files, packets and the readout, HDF5 files, catalog arguments) with
+``--parser-examples`` random examples per property instead of the CI's fixed few hundred
+(``SMEFLOW_FUZZ_EXAMPLES``; ``0`` skips them).
+
+Prints one line per module and the figures ``fuzz.bodies``, ``fuzz.failing_modules``,
+``fuzz.bodies_per_s`` and ``fuzz.parser_failures``; exits 1 when anything differed or a
+parser raised what it must not.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -55,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--all-constructs", action="store_true",
                    help="do not leave out the constructs with known VHDL differences")
     p.add_argument("--out", default="out/fuzz", help="where failing modules are kept")
+    p.add_argument("--parser-examples", type=int, default=5000,
+                   help="random examples per parser property (0: skip the parser fuzzing)")
     args = p.parse_args(argv)
     exclude = frozenset() if args.all_constructs else KNOWN_VHDL_DIFFERENCES
     out = Path(args.out)
@@ -76,7 +86,26 @@ def main(argv: list[str] | None = None) -> int:
     print(f"fuzz.bodies = {bodies}")
     print(f"fuzz.failing_modules = {failing}")
     print(f"fuzz.bodies_per_s = {bodies / seconds:.1f}")
-    return 1 if failing else 0
+    parser_failures = fuzz_parsers(args.parser_examples) if args.parser_examples > 0 else 0
+    print(f"fuzz.parser_failures = {parser_failures}")
+    return 1 if failing or parser_failures else 0
+
+
+PARSER_TESTS = ["tests/sme/test_fuzz_parsers.py", "tests/dataflow/test_fuzz_parsers.py"]
+
+
+def fuzz_parsers(examples: int) -> int:
+    """Run the parser properties with ``examples`` random examples each; failed tests."""
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "SMEFLOW_FUZZ_EXAMPLES": str(examples)}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "-k", "not regression", *PARSER_TESTS], cwd=root, env=env,
+                          capture_output=True, text=True, check=False)
+    print(done.stdout[-3000:], end="", flush=True)
+    summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    failed = [int(w) for w, nxt in zip(summary.split(), summary.split()[1:], strict=False)
+              if w.isdigit() and nxt.startswith(("failed", "error"))]
+    return sum(failed) or int(done.returncode != 0)
 
 
 def _reduce(source: str, seed: int, problem: str, args: argparse.Namespace,

@@ -313,11 +313,7 @@ class Catalog:
 
     def max_scan_id(self) -> int:
         """The highest ``scan_id`` of any run in the catalog (0 when empty)."""
-        latest = self.client.sort(("start.scan_id", -1)).values().head(1)
-        if not latest:
-            return 0
-        value = latest[0].metadata.get("start", {}).get("scan_id", 0)
-        return value if isinstance(value, int) else 0
+        return highest_scan_id(self.client)
 
     # -- reading -----------------------------------------------------------------------
 
@@ -337,28 +333,12 @@ class Catalog:
         text
             Words searched in all metadata (Tiled full-text search).
         """
-        from bluesky_tiled_plugins.queries import TimeRange
-        from tiled.queries import FullText, Key
-
-        node = self.client
-        for key, value in {**(criteria or {}), **key_values}.items():
-            node = node.search(Key(key) == value)
-        if since is not None or until is not None:
-            t0 = parse_time(since, "since") if since is not None else None
-            t1 = parse_time(until, "until") if until is not None else None
-            if t0 is not None and t1 is not None and t0 > t1:
-                raise CatalogError(f"since {since!r} is after until {until!r}")
-            node = node.search(TimeRange(since=t0, until=t1, timezone="UTC"))
-        if text:
-            node = node.search(FullText(text))
-        return node
+        return search_runs(self.client, criteria, since=since, until=until, text=text,
+                           **key_values)
 
     def summaries(self, node: Any = None) -> list[RunSummary]:
         """One ``RunSummary`` per run of ``node`` (default: the whole catalog), oldest first."""
-        node = self.client if node is None else node
-        out = [summarize(run.metadata.get("start") or {"uid": key}, run.metadata.get("stop"))
-               for key, run in node.items()]
-        return sorted(out, key=lambda s: s.time)
+        return run_summaries(self.client if node is None else node)
 
     def runs(self) -> list[RunSummary]:
         """Every run, oldest first."""
@@ -379,38 +359,7 @@ class Catalog:
         CatalogError
             A uid prefix matches several runs.
         """
-        if isinstance(ref, bool):
-            raise MalformedUidError(f"run {ref!r}: expected a uid or a scan number")
-        if isinstance(ref, int):
-            if ref >= 10**18:  # more than any scan counter (or SQLite) holds
-                shown = ref if ref.bit_length() <= 64 else "(more than 64 bits)"
-                raise MalformedUidError(f"scan number {shown}: too large")
-            return self._by_scan_id(ref)
-        text = str(ref).strip()
-        if text.isascii() and text.isdigit():
-            if len(text) > 18:
-                raise MalformedUidError(f"scan number {text[:20]}{'...' * (len(text) > 20)}: "
-                                        "too large")
-            return self._by_scan_id(int(text))
-        uid = text.lower()
-        if not _UID_RE.match(uid):
-            raise MalformedUidError(
-                f"run {text!r}: not a uid (hex digits and dashes, at least 5 characters, "
-                "e.g. 3f2a9c1e) nor a scan number")
-        if _FULL_UID_RE.match(uid):
-            try:
-                return self.client[uid]
-            except KeyError:
-                raise RunNotFoundError(f"no run with uid {uid} in {self.root}") from None
-        from tiled.queries import Like
-
-        found = self.client.search(Like("start.uid", f"{uid}%")).values().head(2)
-        if not found:
-            raise RunNotFoundError(f"no run whose uid starts with {uid!r} in {self.root}")
-        if len(found) > 1:
-            raise CatalogError(f"uid prefix {uid!r} matches several runs; give more "
-                               "characters")
-        return found[0]
+        return find_run(self.client, ref, str(self.root))
 
     def derived_runs(self, raw_uid: str) -> Any:
         """The runs derived from raw run ``raw_uid`` (reductions: start ``raw_uid`` equal
@@ -418,16 +367,6 @@ class Catalog:
         from tiled.queries import Key
 
         return self.client.search(Key("raw_uid") == raw_uid)
-
-    def _by_scan_id(self, scan_id: int) -> Any:
-        from tiled.queries import Key
-
-        if scan_id < 1:
-            raise MalformedUidError(f"scan number {scan_id}: must be >= 1")
-        found = self.client.search(Key("scan_id") == scan_id).values()
-        if not len(found):
-            raise RunNotFoundError(f"no run with scan number {scan_id} in {self.root}")
-        return found.last()  # scan numbers may repeat if the counter was reset: newest
 
     # -- lifetime ----------------------------------------------------------------------
 
@@ -500,8 +439,14 @@ def find_run(client: Any, ref: str | int, where: str) -> Any:
     """
     if isinstance(ref, bool):
         raise MalformedUidError(f"run {ref!r}: expected a uid or a scan number")
+    if isinstance(ref, int) and ref >= 10**18:  # (str() of a huge int is itself an error)
+        shown = ref if ref.bit_length() <= 64 else "(more than 64 bits)"
+        raise MalformedUidError(f"scan number {shown}: too large")
     text = str(ref).strip()
-    if isinstance(ref, int) or text.isdigit():
+    if isinstance(ref, int) or (text.isascii() and text.isdigit()):
+        if len(text) > 18:  # more than any scan counter (or SQLite) holds
+            raise MalformedUidError(f"scan number {text[:20]}{'...' * (len(text) > 20)}: "
+                                    "too large")
         from tiled.queries import Key
 
         scan_id = int(text)

@@ -28,6 +28,7 @@ from .catalog import (
     Catalog,
     CatalogError,
     RunSummary,
+    check_frame_files,
     default_data_dir,
     parse_value,
     run_details,
@@ -168,9 +169,16 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    """Print one run's metadata, streams and data keys."""
+    """Print one run's metadata, streams and data keys; then check that its frame files
+    can be read (a missing or damaged one is named on stderr, exit 1)."""
     with _open(args) as catalog:
-        print(format_details(run_details(catalog.run(args.run))))
+        run = catalog.run(args.run)
+        print(format_details(run_details(run)))
+        try:
+            check_frame_files(run)
+        except HDF5ReadError as exc:
+            print(f"{PROG}: error: frame file unreadable: {exc}", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -20,6 +20,7 @@ import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import SupportsFloat
 
 import numpy as np
 import numpy.typing as npt
@@ -73,12 +74,12 @@ class PoniGeometry:
     def __post_init__(self) -> None:
         for name in ("dist", "pixel1", "pixel2", "wavelength"):
             value = getattr(self, name)
-            if not (isinstance(value, numbers.Real) and math.isfinite(value) and float(value) > 0):
+            if not (isinstance(value, numbers.Real) and _finite(value) and float(value) > 0):
                 raise ValueError(f"PoniGeometry.{name} must be a positive finite number, "
                                  f"got {value!r}")
         for name in ("poni1", "poni2", "rot1", "rot2", "rot3"):
             value = getattr(self, name)
-            if not (isinstance(value, numbers.Real) and math.isfinite(value)):
+            if not (isinstance(value, numbers.Real) and _finite(value)):
                 raise ValueError(f"PoniGeometry.{name} must be a finite number, got {value!r}")
         shape = tuple(self.shape)
         if len(shape) != 2 or not all(isinstance(n, (int, np.integer)) and n > 0
@@ -216,11 +217,17 @@ def read_poni(path: str | os.PathLike[str]) -> PoniGeometry:
     """
     p = Path(path)
     try:
-        text = p.read_text()
+        content = p.read_bytes()
     except OSError as exc:
         raise PoniError(f"{p}: cannot read .poni file ({exc.strerror or exc})") from None
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad_line = content.count(b"\n", 0, exc.start) + 1
+        raise PoniError(f"{p}:{bad_line}: not UTF-8 text (byte {content[exc.start]:#04x})"
+                        ) from None
     values: dict[str, tuple[str, int]] = {}
-    for lineno, text_line in enumerate(text.splitlines(), start=1):
+    for lineno, text_line in enumerate(text.split("\n"), start=1):
         stripped = text_line.strip()
         if not stripped or stripped.startswith("#"):
             continue
@@ -247,8 +254,9 @@ def read_poni(path: str | os.PathLike[str]) -> PoniGeometry:
     raw, line = values["detector_config"]
     try:
         config = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise PoniError(f"{p}:{line}: Detector_config is not valid JSON ({exc.msg})") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+        raise PoniError(f"{p}:{line}: Detector_config is not valid JSON ({reason})") from None
     if not isinstance(config, dict):
         raise PoniError(f"{p}:{line}: Detector_config must be a JSON object, got {raw!r}")
     for key in ("pixel1", "pixel2", "max_shape"):
@@ -261,13 +269,14 @@ def read_poni(path: str | os.PathLike[str]) -> PoniGeometry:
                         "(only 3, pyFAI's default)")
     shape = config["max_shape"]
     if not (isinstance(shape, list) and len(shape) == 2
-            and all(isinstance(n, int) and n > 0 for n in shape)):
+            and all(isinstance(n, int) and 0 < n < 2**31 for n in shape)):
         raise PoniError(f"{p}:{line}: Detector_config max_shape must be [rows, cols], "
                         f"got {shape!r}")
     pixels = []
     for key in ("pixel1", "pixel2"):
         value = config[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or not _finite(value) or value <= 0):
             raise PoniError(f"{p}:{line}: Detector_config {key} must be a positive number, "
                             f"got {value!r}")
         pixels.append(float(value))
@@ -279,6 +288,14 @@ def read_poni(path: str | os.PathLike[str]) -> PoniGeometry:
             wavelength=numbers.get("wavelength", PoniGeometry.wavelength))
     except ValueError as exc:
         raise PoniError(f"{p}: {exc}") from None
+
+
+def _finite(value: SupportsFloat) -> bool:
+    """``math.isfinite`` that says False for an int too large for a float."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _display(key: str) -> str:

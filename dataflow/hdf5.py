@@ -555,7 +555,8 @@ def _open_checked(path: Path, dataset: str, swmr: bool) -> tuple[h5py.File, h5py
         f = h5py.File(path, "r", swmr=swmr)
     except (OSError, RuntimeError) as exc:
         text = str(exc)
-        if not swmr and ("already open for write" in text or "lock" in text):
+        if not swmr and ("already open for write" in text
+                         or re.search(r"\block(ing)?\b", text)):  # not "sblock"
             raise _StillWritten(text) from None
         sizes = re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", text)
         if sizes:

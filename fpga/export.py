@@ -110,7 +110,6 @@ def export(network: Network, out_dir: str | os.PathLike[str], trace: Trace | Non
     does not support, naming file, line and column.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     irs = lower_network(network)
     pkg = f"{network.name}_pkg"
     taken = {network.name.lower(), pkg.lower(), f"tb_{network.name}".lower(), "sme_pkg",
@@ -142,6 +141,9 @@ def export(network: Network, out_dir: str | os.PathLike[str], trace: Trace | Non
     files[f"{tb}.vhd"] = emit_testbench(network, pkg, trace.ticks if trace else 100_000)
     sources = list(files)
     make, run = _script(network.name, tb, sources)
+    # Everything is generated before the folder is made: a design the translator refuses
+    # leaves no output folder behind.
+    out.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         (out / name).write_text(text)
     (out / "sources.txt").write_text("\n".join([tb, *sources]) + "\n")

@@ -77,6 +77,7 @@ def run_demo(data_dir: Path, out_dir: Path, *, projections: int = 90, backend: s
 
     from analysis.live import LiveReducer
     from dataflow.catalog import Catalog
+    from dataflow.provenance import ProvenanceRecorder
     from devices.beamline import Beamline
     from plans import diffraction_scan, tomo_scan
 
@@ -84,7 +85,10 @@ def run_demo(data_dir: Path, out_dir: Path, *, projections: int = 90, backend: s
     catalog = Catalog(data_dir)
     RE = RunEngine({"beamline": "smeflow-sim", "operator": "demo"})
     catalog.subscribe(RE)
-    live = LiveReducer.for_catalog(catalog)
+    # digests of every raw and derived file (with the readout counters) go into each run
+    recorder = ProvenanceRecorder.for_catalog(catalog)
+    recorder.subscribe(RE)
+    live = LiveReducer.for_catalog(catalog, extra_callbacks=(recorder,))
     RE.subscribe(live)  # type: ignore[no-untyped-call]
     publisher = None
     if zmq is not None:
@@ -135,6 +139,7 @@ def run_demo(data_dir: Path, out_dir: Path, *, projections: int = 90, backend: s
         live.close()
         if publisher is not None:
             publisher.close()
+        recorder.wait(60)
     live_results = {"tomo": live.results[tomo_uid], "diffraction": live.results[diff_uid]}
     derived: dict[str, str] = {}
     for what, res in live_results.items():

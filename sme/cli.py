@@ -29,10 +29,17 @@ def load_object(spec: str) -> Any:
     module_name, colon, attr = spec.partition(":")
     if not colon or not module_name or not attr:
         raise CliError(f"{spec!r}: expected MODULE:NAME, e.g. sme.examples.counter:build")
+    if module_name.startswith("."):
+        raise CliError(f"{spec!r}: module {module_name!r} is relative; give its full "
+                       "dotted name")
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
         raise CliError(f"{spec!r}: cannot import module {module_name!r}: {exc}") from None
+    except SyntaxError as exc:  # the design file itself is not valid Python
+        raise CliError(f"{spec!r}: {exc.filename}:{exc.lineno}: {exc.msg}") from None
+    except OSError as exc:  # e.g. a design file that exists but cannot be read
+        raise CliError(f"{spec!r}: cannot read module {module_name!r}: {exc}") from None
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)

@@ -14,6 +14,7 @@ when their traces are equal. Its CSV form is what the VHDL testbench replays:
 from __future__ import annotations
 
 import csv
+import io
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -139,7 +140,7 @@ class Trace:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
         try:
-            with os.fdopen(fd, "w", newline="") as fh:
+            with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
                 w = csv.writer(fh, lineterminator="\n")
                 w.writerow(self.names)
                 w.writerows(self.text_rows())
@@ -151,49 +152,28 @@ class Trace:
 
     @classmethod
     def read_csv(cls, path: str | os.PathLike[str], like: Trace) -> Trace:
-        """Read a CSV trace whose columns are those of ``like`` (same network)."""
-        types = {c.name: c for c in like.columns}
-        with open(path, newline="") as fh:
-            reader = csv.reader(fh)
-            try:
-                header = next(reader)
-            except StopIteration:
-                raise TraceFormatError(f"{path}:1: empty trace file (no header)") from None
-            for j, name in enumerate(header):
-                if name not in types:
-                    raise TraceFormatError(
-                        f"{path}:1: column {j + 1} {name!r} is not a signal of network "
-                        f"'{like.network}'"
-                    )
-            repeated = sorted({n for n in header if header.count(n) > 1})
-            missing = [n for n in types if n not in header]
-            if repeated or missing:
-                what = (f"repeats {', '.join(repeated)}" if repeated
-                        else f"lacks {', '.join(missing)}")
-                raise TraceFormatError(
-                    f"{path}:1: the header {what}; a trace of '{like.network}' has each of "
-                    "its signals exactly once"
-                )
-            columns = [types[n] for n in header]
-            rows = []
-            for lineno, cells in enumerate(reader, start=2):
-                if len(cells) != len(columns):
-                    raise TraceFormatError(
-                        f"{path}:{lineno}: {len(cells)} cells, expected {len(columns)}"
-                    )
-                row = []
-                for col, cell in zip(columns, cells, strict=True):
-                    if cell == UNDEFINED_TEXT:
-                        row.append(UNDEFINED)
-                        continue
-                    try:
-                        row.append(col.type.from_text(cell))
-                    except (ValueError, SmeError, TypeError, TypeMisfit) as exc:
-                        raise TraceFormatError(
-                            f"{path}:{lineno}: column {col.name}: {cell!r} is not a "
-                            f"{col.type!r} ({exc})"
-                        ) from None
-                rows.append(tuple(row))
+        """Read a CSV trace whose columns are those of ``like`` (same network).
+
+        Raises
+        ------
+        TraceFormatError
+            The file is not a UTF-8 CSV trace of ``like``'s network; the message names
+            the file and line (and the column when one cell is wrong).
+        OSError
+            The file cannot be read at all.
+        """
+        raw = Path(path).read_bytes()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw.count(b"\n", 0, exc.start) + 1
+            raise TraceFormatError(f"{path}:{line}: not UTF-8 text (byte "
+                                   f"{raw[exc.start]:#04x} at offset {exc.start})") from None
+        reader = csv.reader(io.StringIO(text, newline=""))
+        try:
+            columns, rows = _parse_csv(path, reader, like)
+        except csv.Error as exc:
+            raise TraceFormatError(f"{path}:{reader.line_num}: {exc}") from None
         return cls(like.network, columns, rows)
 
     def __eq__(self, other: object) -> bool:
@@ -206,6 +186,52 @@ class Trace:
 
 def _is_seq(v: Any) -> bool:
     return isinstance(v, (list, tuple))
+
+
+def _parse_csv(path: str | os.PathLike[str], reader: Iterator[list[str]], like: Trace
+               ) -> tuple[list[Column], list[tuple[Any, ...]]]:
+    """Header and rows of a CSV trace of ``like``'s network (see ``Trace.read_csv``)."""
+    types = {c.name: c for c in like.columns}
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise TraceFormatError(f"{path}:1: empty trace file (no header)") from None
+    for j, name in enumerate(header):
+        if name not in types:
+            raise TraceFormatError(
+                f"{path}:1: column {j + 1} {name!r} is not a signal of network "
+                f"'{like.network}'"
+            )
+    repeated = sorted({n for n in header if header.count(n) > 1})
+    missing = [n for n in types if n not in header]
+    if repeated or missing:
+        what = (f"repeats {', '.join(repeated)}" if repeated
+                else f"lacks {', '.join(missing)}")
+        raise TraceFormatError(
+            f"{path}:1: the header {what}; a trace of '{like.network}' has each of "
+            "its signals exactly once"
+        )
+    columns = [types[n] for n in header]
+    rows = []
+    for lineno, cells in enumerate(reader, start=2):
+        if len(cells) != len(columns):
+            raise TraceFormatError(
+                f"{path}:{lineno}: {len(cells)} cells, expected {len(columns)}"
+            )
+        row = []
+        for col, cell in zip(columns, cells, strict=True):
+            if cell == UNDEFINED_TEXT:
+                row.append(UNDEFINED)
+                continue
+            try:
+                row.append(col.type.from_text(cell))
+            except (ValueError, SmeError, TypeError, TypeMisfit) as exc:
+                raise TraceFormatError(
+                    f"{path}:{lineno}: column {col.name}: {cell!r} is not a "
+                    f"{col.type!r} ({exc})"
+                ) from None
+        rows.append(tuple(row))
+    return columns, rows
 
 
 def format_table(trace: Trace, rows: Sequence[int] | None = None) -> str:

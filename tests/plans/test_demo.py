@@ -58,6 +58,19 @@ def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
             assert math.isfinite(stop["lag_max_s"]) and stop["lag_max_s"] >= 0
             assert stop["lag_max_s"] == result["lag_max"][what]
             assert stop["dropped_frames"] == 0
+        # provenance: every raw and derived file's digest and counters, checked again
+        from dataflow.provenance import verify_run
+
+        for uid in (result["tomo_uid"], result["tomo_derived_uid"],
+                    result["diffraction_uid"], result["diffraction_derived_uid"]):
+            run = catalog.run(uid)
+            record = run.metadata["provenance"]
+            assert all(len(f["sha256"]) == 64 for f in record["files"])
+            # patterns are in-event arrays: only the diffraction derived run has no file
+            assert record["files"] or uid == result["diffraction_derived_uid"]
+            assert verify_run(run).ok, verify_run(run).lines()
+        raw_files = catalog.run(result["tomo_uid"]).metadata["provenance"]["files"]
+        assert sum(f["counters"]["good"] for f in raw_files) == 22  # 5 + 5 + 12 frames
     capsys.readouterr()
     assert catalog_main(["search", "plan_name=tomo_scan", "--data", str(data)]) == 0
     assert result["tomo_uid"][:8] in capsys.readouterr().out

@@ -1,0 +1,144 @@
+"""Corrupt and truncated frame files: a clear ``HDF5ReadError`` naming the file, at once.
+
+Reading a truncated file in SWMR mode used to hang (HDF5 retries metadata reads whose
+checksum fails); ``FrameReader`` now checks a complete file without SWMR first. A byte
+flipped inside the raw chunk data is not detected by HDF5 (no checksum on raw data): the
+frames read back differ, and the SHA-256 digest recorded when the file was closed is what
+catches it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytest
+from bluesky import RunEngine
+from bluesky.plans import count
+
+from dataflow.catalog import Catalog, check_frame_files
+from dataflow.hdf5 import DEFAULT_DATASET, FrameWriter, HDF5ReadError, file_sha256, open_frames
+
+SHAPE = (32, 16)
+
+
+def frames(n: int) -> np.ndarray:
+    return (np.arange(n * SHAPE[0] * SHAPE[1], dtype=np.uint32) % 65521).astype(
+        np.uint16).reshape(n, *SHAPE)
+
+
+@pytest.fixture
+def good(tmp_path: Path) -> Path:
+    with FrameWriter(tmp_path, "good.h5", SHAPE, layout=(4, 16, 16)) as w:
+        w.append_many(frames(12))
+    return tmp_path / "good.h5"
+
+
+@pytest.mark.parametrize("cut", [0.002, 0.1, 0.5, 0.9, -1])
+def test_truncated_file_fails_at_once_naming_it(good: Path, cut: float) -> None:
+    data = good.read_bytes()
+    keep = len(data) - 1 if cut == -1 else max(1, int(len(data) * cut))
+    path = good.with_name("cut.h5")
+    path.write_bytes(data[:keep])
+    t0 = time.perf_counter()
+    with pytest.raises(HDF5ReadError, match=rf"^{path}: not a readable HDF5 file \(truncated"):
+        open_frames(path)
+    assert time.perf_counter() - t0 < 5  # SWMR mode alone retried for minutes
+
+
+def test_truncated_file_reports_both_sizes(good: Path) -> None:
+    size = good.stat().st_size
+    path = good.with_name("half.h5")
+    path.write_bytes(good.read_bytes()[:size // 2])
+    with pytest.raises(HDF5ReadError, match=rf"\(truncated: {size // 2} bytes, its superblock "
+                                            rf"says {size}\)$"):
+        open_frames(path)
+
+
+@pytest.mark.parametrize("data", [b"", b"\x00" * 4096, bytes(range(256)) * 4,
+                                  b"\x89HDF\r\n\x1a\n" + b"\xff" * 100])
+def test_empty_or_random_bytes_are_not_a_frame_file(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "junk.h5"
+    path.write_bytes(data)
+    with pytest.raises(HDF5ReadError, match=rf"^{path}: not a readable HDF5 file"):
+        open_frames(path)
+
+
+def test_file_whose_dataset_is_a_group(tmp_path: Path) -> None:
+    path = tmp_path / "group.h5"
+    with h5py.File(path, "w") as f:
+        f.create_group(DEFAULT_DATASET)
+    with pytest.raises(HDF5ReadError, match=rf"^{path}: '/entry/data/data' is not a 3-D"):
+        open_frames(path)
+
+
+def test_flipped_byte_in_chunk_data_is_caught_by_the_digest(good: Path) -> None:
+    """HDF5 keeps no checksum of raw data: the frame reads, changed; the digest differs."""
+    recorded = good.with_name("good.h5.sha256").read_text().split()[0]
+    assert file_sha256(good) == recorded
+    with h5py.File(good, "r") as f:
+        offset = f[DEFAULT_DATASET].id.get_chunk_info(0).byte_offset
+    data = bytearray(good.read_bytes())
+    data[offset + 3] ^= 0x40
+    good.write_bytes(bytes(data))
+    with open_frames(good) as r:
+        first = r.frame(0)
+    assert not np.array_equal(first, frames(1)[0])
+    assert np.count_nonzero(first != frames(1)[0]) == 1
+    assert file_sha256(good) != recorded
+
+
+def test_file_left_open_by_a_killed_writer_is_still_read(tmp_path: Path) -> None:
+    """A file whose writer was SIGKILLed is marked 'open for write'; it is read in SWMR
+    mode (not refused as corrupt) and every flushed frame is there."""
+    code = (f"import os, signal, sys; sys.path.insert(0, {os.getcwd()!r})\n"
+            "import numpy as np\nfrom dataflow.hdf5 import FrameWriter\n"
+            f"w = FrameWriter({str(tmp_path)!r}, 'killed.h5', {SHAPE!r}, flush_every=1)\n"
+            f"for i in range(6): w.append(np.full({SHAPE!r}, i, np.uint16))\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
+    assert done.returncode == -9, done.stderr
+    with open_frames(tmp_path / "killed.h5") as r:
+        assert len(r) == 6 and int(r.frame(5)[0, 0]) == 5
+
+
+# -- through the catalog -------------------------------------------------------------------
+
+@pytest.fixture
+def run_with_frames(catalog: Catalog, frame_cam: Any) -> tuple[Any, Path]:
+    RE = RunEngine()
+    catalog.subscribe(RE)
+    cam = frame_cam(name="cam", folder=catalog.raw_dir)
+    (uid,) = RE(count([cam], 3))
+    run = catalog.run(uid)
+    (path,) = check_frame_files(run)
+    return run, path
+
+
+def test_check_frame_files_lists_the_good_files(run_with_frames: tuple[Any, Path]) -> None:
+    run, path = run_with_frames
+    assert path.suffix == ".h5" and path.is_file()
+    assert run["primary"]["cam_image"][0].shape == (40, 24)
+
+
+def test_truncated_run_file_is_named_before_tiled_reads_it(
+        run_with_frames: tuple[Any, Path]) -> None:
+    run, path = run_with_frames
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(HDF5ReadError, match=rf"^{path}: not a readable HDF5 file \(truncated: "
+                                            r"1000 bytes.*\(data key primary/cam_image\)$"):
+        check_frame_files(run)
+
+
+def test_missing_run_file_is_named(run_with_frames: tuple[Any, Path]) -> None:
+    run, path = run_with_frames
+    path.unlink()
+    with pytest.raises(HDF5ReadError, match=rf"^{path}: no such frame file \(data key "
+                                            r"primary/cam_image\)$"):
+        check_frame_files(run)
