@@ -72,7 +72,7 @@ from analysis.reduce import (
     file_inputs,
     geometry_from,
     image_key,
-    reduction_for,
+    reducible_run,
     select_rows,
     tomo_angles_of,
     tomo_chunk,
@@ -433,15 +433,7 @@ def reduce_on_dask(catalog: Catalog, ref: str | int, session: DaskSession, *,
     for name, value in (("chunk_frames", chunk_frames), ("task_rows", task_rows)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ReductionError(f"argument `{name}`: expected an integer >= 1, got {value!r}")
-    run = catalog.run(ref)
-    start = dict(run.metadata.get("start") or {})
-    streams = list(run)
-    reduction = reduction_for(start, streams)
-    if reduction is None:
-        raise ReductionError(
-            f"run {start.get('uid')} (plan {start.get('plan_name')!r}): nothing to reduce; "
-            "tomography needs start 'angles' or 'rotation_axis' and streams dark/flat/"
-            f"primary, diffraction a start 'geometry' (streams: {', '.join(streams)})")
+    run, start, reduction = reducible_run(catalog, ref)
     workers = session.workers
     if workers < 1:
         raise SchedulerError(f"scheduler {session.scheduler}: no workers")

@@ -647,6 +647,21 @@ def tomo_angles_of(run: Any, start: Mapping[str, Any], stream: str, n: int) -> t
     return angles, source
 
 
+def reducible_run(catalog: Catalog, ref: str | int) -> tuple[Any, dict[str, Any], str]:
+    """The run ``ref``, its start document and its reduction (``reduction_for``);
+    ``ReductionError`` saying what is missing when it has none."""
+    run = catalog.run(ref)
+    start = dict(run.metadata.get("start") or {})
+    streams = list(run)
+    reduction = reduction_for(start, streams)
+    if reduction is None:
+        raise ReductionError(
+            f"run {start.get('uid')} (plan {start.get('plan_name')!r}): nothing to reduce; "
+            "tomography needs start 'angles' or 'rotation_axis' and streams dark/flat/"
+            f"primary, diffraction a start 'geometry' (streams: {', '.join(streams)})")
+    return run, start, reduction
+
+
 def reduce_run(catalog: Catalog, ref: str | int, *, rows: Sequence[int] | None = None,
                bins: int = DEFAULT_BINS, unit: str = DEFAULT_UNIT,
                chunk_frames: int = DEFAULT_CHUNK_FRAMES,
@@ -679,15 +694,7 @@ def reduce_run(catalog: Catalog, ref: str | int, *, rows: Sequence[int] | None =
     """
     if chunk_frames < 1:
         raise ReductionError(f"argument `chunk_frames`: expected >= 1, got {chunk_frames}")
-    run = catalog.run(ref)
-    start = dict(run.metadata.get("start") or {})
-    streams = list(run)
-    reduction = reduction_for(start, streams)
-    if reduction is None:
-        raise ReductionError(
-            f"run {start.get('uid')} (plan {start.get('plan_name')!r}): nothing to reduce; "
-            "tomography needs start 'angles' or 'rotation_axis' and streams dark/flat/"
-            f"primary, diffraction a start 'geometry' (streams: {', '.join(streams)})")
+    run, start, reduction = reducible_run(catalog, ref)
     targets = (callbacks if callbacks is not None else [catalog.writer()])
     t0 = time.perf_counter()
     if reduction == "tomo_fbp":

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlparse
 
 from .hdf5 import FrameWriter
@@ -255,7 +255,27 @@ def _open_client(root: Path, readable: Sequence[Path], quiet: bool) -> Any:
     return from_context(context)
 
 
-class Catalog:
+class ClientOwner:
+    """Owns a Tiled client (``self.client``): ``close()`` (idempotent) ends its
+    connection or in-process server; usable as a context manager."""
+
+    client: Any
+
+    def close(self) -> None:
+        """Close the client's context (the in-process server or the HTTP connections)."""
+        client, self.client = self.client, None
+        if client is not None:
+            client.context.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+class Catalog(ClientOwner):
     """The embedded Tiled catalog of bluesky runs in one folder.
 
     Parameters
@@ -367,21 +387,6 @@ class Catalog:
         from tiled.queries import Key
 
         return self.client.search(Key("raw_uid") == raw_uid)
-
-    # -- lifetime ----------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Stop the in-process server (idempotent)."""
-        client, self.client = self.client, None
-        if client is not None:
-            client.context.close()
-
-    def __enter__(self) -> Catalog:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<Catalog {self.root}>"

@@ -22,11 +22,11 @@ import os
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from .catalog import (
     CatalogError,
+    ClientOwner,
     RunSummary,
     find_run,
     highest_scan_id,
@@ -39,7 +39,7 @@ from .spool import SpoolingWriter, server_reachable
 log = logging.getLogger(__name__)
 
 
-class RemoteCatalog:
+class RemoteCatalog(ClientOwner):
     """The run catalog of a ``smeflow catalog serve`` server (or any Tiled server of runs).
 
     Parameters
@@ -166,21 +166,6 @@ class RemoteCatalog:
     def run(self, ref: str | int) -> Any:
         """The run with uid, uid prefix or scan number ``ref`` (see ``Catalog.run``)."""
         return find_run(self.client, ref, self.url)
-
-    # -- lifetime ----------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Close the HTTP connections (idempotent)."""
-        client, self.client = self.client, None
-        if client is not None:
-            client.context.close()
-
-    def __enter__(self) -> RemoteCatalog:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<RemoteCatalog {self.url}>"
