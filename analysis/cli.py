@@ -19,31 +19,23 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from analysis.live_consumer import add_live_arguments, cmd_live
 from analysis.reduce import DEFAULT_BINS, DEFAULT_CHUNK_FRAMES, DEFAULT_UNIT, reduce_run
-from dataflow.catalog import Catalog, CatalogError, default_data_dir
+from dataflow.catalog import CatalogError
 from dataflow.hdf5 import HDF5ReadError
+from dataflow.remote import open_catalog
 
 Subparsers = Any  # argparse's _SubParsersAction is private
 PROG = "smeflow reduce"
-
-
-def _open(data: str | None) -> Catalog:
-    folder = Path(data) if data else default_data_dir()
-    if not (folder / "catalog.db").is_file():
-        raise CatalogError(f"no catalog in {folder.resolve()} (give --data DIR or set "
-                           "SMEFLOW_DATA)")
-    return Catalog(folder)
 
 
 def cmd_reduce(args: argparse.Namespace) -> int:
     """Reduce run ``args.run`` and print the derived run's uid and summary."""
     if args.workers is not None and args.scheduler is None:
         raise ValueError("--workers needs --scheduler local|tcp://HOST:PORT")
-    with _open(args.data) as catalog:
+    with open_catalog(args.data, args.url, args.api_key_file) as catalog:
         if args.scheduler is not None:
             from analysis.distributed import reduce_run_dask
 
@@ -81,7 +73,12 @@ def register_reduce(sub: Subparsers) -> None:
     p.add_argument("run", metavar="UID|SCAN_ID", nargs="?",
                    help="uid, uid prefix (>= 5) or scan number (not with --live)")
     p.add_argument("--data", metavar="DIR",
-                   help="catalog folder (default: $SMEFLOW_DATA, else ./smeflow-data)")
+                   help="catalog folder (default: $SMEFLOW_DATA, else ./smeflow-data); with "
+                   "--url, the server's data folder (derived files go to its raw/)")
+    p.add_argument("--url", metavar="URL",
+                   help="write to this catalog server (smeflow catalog serve) over HTTP")
+    p.add_argument("--api-key-file", metavar="FILE",
+                   help="the server's API key (default: $SMEFLOW_API_KEY)")
     p.add_argument("--rows", type=int, nargs="+", metavar="ROW",
                    help="tomography: detector rows to reconstruct (default: all)")
     p.add_argument("--bins", type=int, default=DEFAULT_BINS,

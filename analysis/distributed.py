@@ -85,7 +85,7 @@ from dataflow.hdf5 import DEFAULT_DATASET, FrameReader
 
 if TYPE_CHECKING:
     from analysis.azint import AzimuthalIntegrator
-    from dataflow.catalog import Catalog
+    from dataflow.catalog import RunCatalog
 
 __all__ = [
     "DEFAULT_TASK_ROWS", "LOCAL", "POCL_THREAD_VARIABLES", "DaskSession", "FrameSource",
@@ -410,7 +410,7 @@ def connect(scheduler: str = LOCAL, workers: int | None = None, *,
 # -- the reduction -----------------------------------------------------------------------------
 
 
-def reduce_on_dask(catalog: Catalog, ref: str | int, session: DaskSession, *,
+def reduce_on_dask(catalog: RunCatalog, ref: str | int, session: DaskSession, *,
                    rows: Sequence[int] | None = None, bins: int = DEFAULT_BINS,
                    unit: str = DEFAULT_UNIT, chunk_frames: int = DEFAULT_CHUNK_FRAMES,
                    task_rows: int = DEFAULT_TASK_ROWS,
@@ -448,7 +448,7 @@ def reduce_on_dask(catalog: Catalog, ref: str | int, session: DaskSession, *,
                   chunk_frames, where, t0)
 
 
-def reduce_run_dask(catalog: Catalog, ref: str | int, scheduler: str = LOCAL,
+def reduce_run_dask(catalog: RunCatalog, ref: str | int, scheduler: str = LOCAL,
                     workers: int | None = None, **kwargs: Any) -> ReductionSummary:
     """:func:`connect`, :func:`reduce_on_dask` (``kwargs``), close: one call."""
     with connect(scheduler, workers) as session:

@@ -87,7 +87,7 @@ from dataflow.hdf5 import DEFAULT_DATASET, HDF5ReadError, open_frames, open_in_p
 
 if TYPE_CHECKING:
     from analysis.azint import AzimuthalIntegrator
-    from dataflow.catalog import Catalog
+    from dataflow.catalog import RunCatalog
 
 __all__ = ["DEFAULT_CAPACITY", "DEFAULT_PUT_TIMEOUT", "LiveReducer", "LiveRunResult",
            "read_frames"]
@@ -340,7 +340,7 @@ class LiveReducer:
         self._thread.start()
 
     @classmethod
-    def for_catalog(cls, catalog: Catalog, *, batch_size: int | None = None,
+    def for_catalog(cls, catalog: RunCatalog, *, batch_size: int | None = None,
                     extra_callbacks: Sequence[Callback] = (), **kwargs: Any) -> LiveReducer:
         """A reducer writing derived runs into ``catalog`` (its own ``TiledWriter`` with
         ``batch_size``, then ``extra_callbacks``), derived files under its ``raw_dir``."""

@@ -49,13 +49,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TextIO
 
 from analysis.live import LiveReducer, LiveRunResult
 from analysis.reduce import DEFAULT_BINS, DEFAULT_UNIT
 from dataflow.bus import DEFAULT_OUT, SETTLE_S, BusError, DocumentSubscriber, parse_address
-from dataflow.catalog import Catalog, CatalogError, default_data_dir
+from dataflow.catalog import RunCatalog
+from dataflow.remote import open_catalog
 
 __all__ = ["DEFAULT_CONSUMER_BATCH", "DEFAULT_CONSUMER_CAPACITY", "ConsumerStats", "Throttle",
            "add_live_arguments", "cmd_live", "consume", "peak_rss_kib", "run_line"]
@@ -122,7 +122,7 @@ class Throttle:
             time.sleep(self.seconds * len(doc.get("seq_num", ())))
 
 
-def consume(address: str, catalog: Catalog, *, stop: threading.Event,
+def consume(address: str, catalog: RunCatalog, *, stop: threading.Event,
             rows: Sequence[int] | None = None, bins: int = DEFAULT_BINS,
             unit: str = DEFAULT_UNIT, device: str | None = None,
             capacity: int = DEFAULT_CONSUMER_CAPACITY, put_timeout: float = 0.0,
@@ -197,7 +197,7 @@ def consume(address: str, catalog: Catalog, *, stop: threading.Event,
     try:
         time.sleep(SETTLE_S)  # the SUB socket's connection and subscription reach the proxy
         emit(f"live reduction: listening on {subscriber.address}, derived runs into "
-             f"{catalog.root}")
+             f"{catalog!r}")
         if on_ready is not None:
             on_ready()
         while not stop.wait(POLL_S) and thread.is_alive():
@@ -281,15 +281,11 @@ def cmd_live(args: argparse.Namespace) -> int:
         parse_address(address, "--zmq")
     except BusError as exc:
         raise ValueError(str(exc)) from None
-    folder = Path(args.data) if args.data else default_data_dir()
-    if not (folder / "catalog.db").is_file():
-        raise CatalogError(f"no catalog in {folder.resolve()} (give --data DIR or set "
-                           "SMEFLOW_DATA)")
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with Catalog(folder) as catalog:
+        with open_catalog(args.data, args.url, args.api_key_file) as catalog:
             stats = consume(address, catalog, stop=stop, rows=args.rows, bins=args.bins,
                             unit=args.unit, device=args.device, capacity=args.capacity,
                             batch_size=args.batch, throttle_s=args.throttle)

@@ -78,7 +78,7 @@ from dataflow.hdf5 import FrameWriter, file_sha256
 
 if TYPE_CHECKING:
     from analysis.azint import AzimuthalIntegrator
-    from dataflow.catalog import Catalog
+    from dataflow.catalog import RunCatalog
 
 __all__ = [
     "DEFAULT_BINS", "DEFAULT_CHUNK_FRAMES", "DEFAULT_UNIT", "REDUCTIONS", "AzintParams",
@@ -647,7 +647,7 @@ def tomo_angles_of(run: Any, start: Mapping[str, Any], stream: str, n: int) -> t
     return angles, source
 
 
-def reducible_run(catalog: Catalog, ref: str | int) -> tuple[Any, dict[str, Any], str]:
+def reducible_run(catalog: RunCatalog, ref: str | int) -> tuple[Any, dict[str, Any], str]:
     """The run ``ref``, its start document and its reduction (``reduction_for``);
     ``ReductionError`` saying what is missing when it has none."""
     run = catalog.run(ref)
@@ -662,7 +662,7 @@ def reducible_run(catalog: Catalog, ref: str | int) -> tuple[Any, dict[str, Any]
     return run, start, reduction
 
 
-def reduce_run(catalog: Catalog, ref: str | int, *, rows: Sequence[int] | None = None,
+def reduce_run(catalog: RunCatalog, ref: str | int, *, rows: Sequence[int] | None = None,
                bins: int = DEFAULT_BINS, unit: str = DEFAULT_UNIT,
                chunk_frames: int = DEFAULT_CHUNK_FRAMES,
                callbacks: Sequence[Callback] | None = None,

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 from urllib.parse import urlparse
 
 from .hdf5 import FrameWriter
@@ -253,6 +253,21 @@ def _open_client(root: Path, readable: Sequence[Path], quiet: bool) -> Any:
         warnings.filterwarnings("ignore", message=".*httpx.*")  # starlette's notice
         context = Context.from_app(build_app(adapter))
     return from_context(context)
+
+
+class RunCatalog(Protocol):
+    """What reducers need from a catalog, embedded (``Catalog``) or over HTTP
+    (``dataflow.remote.RemoteCatalog``): find runs, write runs, a folder for files."""
+
+    @property
+    def raw_dir(self) -> Path:
+        """Folder the catalog reads external files from (same machine)."""
+
+    def run(self, ref: str | int) -> Any:
+        """The run with uid, uid prefix or scan number ``ref``."""
+
+    def writer(self, batch_size: int | None = None) -> Any:
+        """A TiledWriter callback writing runs into the catalog."""
 
 
 class ClientOwner:

@@ -25,9 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from .catalog import (
+    Catalog,
     CatalogError,
     ClientOwner,
     RunSummary,
+    default_data_dir,
     find_run,
     highest_scan_id,
     run_summaries,
@@ -67,7 +69,7 @@ class RemoteCatalog(ClientOwner):
 
         self.url = url.rstrip("/")
         self._key = api_key if api_key is not None else read_api_key(None)
-        self.raw_dir = Path(raw_dir).resolve() if raw_dir is not None else None
+        self._raw_dir = Path(raw_dir).resolve() if raw_dir is not None else None
         self.probe_timeout = probe_timeout
         if not server_reachable(self.url, probe_timeout):
             raise CatalogError(f"no catalog server answers at {self.url}")
@@ -167,8 +169,36 @@ class RemoteCatalog(ClientOwner):
         """The run with uid, uid prefix or scan number ``ref`` (see ``Catalog.run``)."""
         return find_run(self.client, ref, self.url)
 
+    @property
+    def raw_dir(self) -> Path:
+        """The server's ``raw/`` folder, where files for its runs must be written (same
+        machine); ``CatalogError`` when it was not given."""
+        if self._raw_dir is None:
+            raise CatalogError(f"{self.url}: no raw_dir given: files for this server's runs "
+                               "must go into its data folder's raw/ (pass raw_dir=, or "
+                               "--data DIR on the command line)")
+        return self._raw_dir
+
     def __repr__(self) -> str:
         return f"<RemoteCatalog {self.url}>"
 
 
-__all__ = ["RemoteCatalog"]
+def open_catalog(data: str | os.PathLike[str] | None = None, url: str | None = None,
+                 api_key_file: str | os.PathLike[str] | None = None) -> Catalog | RemoteCatalog:
+    """The catalog a command works on: the server at ``url`` (key from ``api_key_file`` or
+    ``$SMEFLOW_API_KEY``; ``data`` is then the server's data folder, whose ``raw/`` takes
+    the files written for its runs) or else the embedded catalog in ``data`` (default
+    ``default_data_dir()``), which must exist.
+
+    Raises ``CatalogError`` (one line) for a missing catalog or an unreachable server.
+    """
+    folder = Path(data) if data else default_data_dir()
+    if url:
+        return RemoteCatalog(url, read_api_key(api_key_file), raw_dir=folder / "raw")
+    if not (folder / "catalog.db").is_file():
+        raise CatalogError(f"no catalog in {folder.resolve()} (give --data DIR or set "
+                           "SMEFLOW_DATA)")
+    return Catalog(folder)
+
+
+__all__ = ["RemoteCatalog", "open_catalog"]

@@ -372,3 +372,34 @@ def test_confinement_resolves_dots_and_links(tmp_path: Path) -> None:
     assert guard.outside(f"file://localhost{raw}/out/b.h5")
     assert guard.outside(f"file://localhost{raw}%2F..%2Fb.h5")
     assert not guard.outside("https://example.org/a.h5")  # not a file: Tiled's own rules
+
+
+def test_reducers_write_their_derived_runs_over_http(sqlite_server: ServerHandle,
+                                                     monkeypatch: Any,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """``smeflow reduce --url``: the raw run is read from the server and the derived run
+    (1D patterns) is written back to it, linked by ``raw_uid``."""
+    from analysis.cli import main as reduce_main
+    from plans import diffraction_count
+
+    with RemoteCatalog(sqlite_server.url, KEY) as remote:
+        RE, beamline = make_beamline(sqlite_server.data_dir / "raw")
+        try:
+            remote.subscribe(RE)
+            beamline.use_powder()
+            (uid,) = RE(diffraction_count(beamline.det, 3, md={
+                "geometry": beamline.geometry.to_metadata()}))
+        finally:
+            beamline.close()
+        monkeypatch.setenv("SMEFLOW_API_KEY", KEY)
+        capsys.readouterr()
+        assert reduce_main([uid[:8], "--url", sqlite_server.url, "--data",
+                            str(sqlite_server.data_dir), "--bins", "100"]) == 0
+        derived_uid = capsys.readouterr().out.splitlines()[0].strip()
+        derived = remote.run(derived_uid)
+        assert derived.metadata["start"]["raw_uid"] == uid
+        assert derived.metadata["stop"]["exit_status"] == "success"
+        assert derived["primary"]["intensity"].shape == (3, 100)
+    assert reduce_main([uid[:8], "--url", "http://127.0.0.1:9", "--data",
+                        str(sqlite_server.data_dir)]) == 1
+    assert "no catalog server answers" in capsys.readouterr().err
