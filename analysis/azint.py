@@ -344,8 +344,7 @@ class AzimuthalIntegrator:
                                              error_model)
         s = prepared.run(frame, variance)
         p = prepared.plan
-        return Integrate1dResult(p.radial.centres(), s.intensity, s.sigma, s.sum_signal,
-                                 s.sum_variance, p.sum_normalization, p.count, unit)
+        return _result1d(p, s, unit)
 
     def integrate2d(self, frame: Any, npt_rad: int, npt_azim: int = 360,
                     unit: str = "2th_deg", radial_range: Any = None,
@@ -364,18 +363,7 @@ class AzimuthalIntegrator:
                                              azimuth_range, mask, dark, flat,
                                              correct_solid_angle, polarization_factor,
                                              error_model)
-        s = prepared.run(frame, variance)
-        p = prepared.plan
-        assert p.azimuthal is not None
-
-        def cake(a: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-            return np.ascontiguousarray(a.reshape(npt_rad, npt_azim).T)
-
-        return Integrate2dResult(
-            p.radial.centres(), p.azimuthal.centres(), cake(s.intensity),
-            None if s.sigma is None else cake(s.sigma), cake(s.sum_signal),
-            None if s.sum_variance is None else cake(s.sum_variance),
-            cake(p.sum_normalization), cake(p.count), unit)
+        return _result2d(prepared.plan, prepared.run(frame, variance), unit)
 
     def reference1d(self, frame: Any, npt: int, unit: str = "2th_deg",
                     radial_range: Any = None, mask: Any = None, dark: Any = None,
@@ -390,8 +378,7 @@ class AzimuthalIntegrator:
                                              error_model)
         p = prepared.plan
         s = reference_sums(p, frame, variance)
-        return Integrate1dResult(p.radial.centres(), s.intensity, s.sigma, s.sum_signal,
-                                 s.sum_variance, p.sum_normalization, p.count, unit)
+        return _result1d(p, s, unit)
 
     def reference2d(self, frame: Any, npt_rad: int, npt_azim: int = 360,
                     unit: str = "2th_deg", radial_range: Any = None,
@@ -407,15 +394,25 @@ class AzimuthalIntegrator:
                                              azimuth_range, mask, dark, flat,
                                              correct_solid_angle, polarization_factor,
                                              error_model)
-        p = prepared.plan
-        assert p.azimuthal is not None
-        s = reference_sums(p, frame, variance)
+        return _result2d(prepared.plan, reference_sums(prepared.plan, frame, variance), unit)
 
-        def cake(a: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-            return np.ascontiguousarray(a.reshape(npt_rad, npt_azim).T)
 
-        return Integrate2dResult(
-            p.radial.centres(), p.azimuthal.centres(), cake(s.intensity),
-            None if s.sigma is None else cake(s.sigma), cake(s.sum_signal),
-            None if s.sum_variance is None else cake(s.sum_variance),
-            cake(p.sum_normalization), cake(p.count), unit)
+def _result1d(p: Plan, s: Sums, unit: str) -> Integrate1dResult:
+    """The 1D result of plan ``p``'s sums ``s`` (OpenCL or reference alike)."""
+    return Integrate1dResult(p.radial.centres(), s.intensity, s.sigma, s.sum_signal,
+                             s.sum_variance, p.sum_normalization, p.count, unit)
+
+
+def _result2d(p: Plan, s: Sums, unit: str) -> Integrate2dResult:
+    """The cake of plan ``p``'s sums ``s``: bins come radial-major, rows are χ."""
+    assert p.azimuthal is not None
+    shape = (len(p.radial.centres()), len(p.azimuthal.centres()))
+
+    def cake(a: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return np.ascontiguousarray(a.reshape(shape).T)
+
+    return Integrate2dResult(
+        p.radial.centres(), p.azimuthal.centres(), cake(s.intensity),
+        None if s.sigma is None else cake(s.sigma), cake(s.sum_signal),
+        None if s.sum_variance is None else cake(s.sum_variance),
+        cake(p.sum_normalization), cake(p.count), unit)
