@@ -201,11 +201,11 @@ class FirmwareDetector(Device):  # type: ignore[misc]
         for attempt in range(1 + RETAKES):
             flux = self.scene.flux_image(shape, self.pixel_size, t=t)
             counts = self.sensor.expose(flux, exposure)
-            seen = self.firmware.report()["corrupt"]
+            seen = self.firmware.readout.corrupt
             frames = self.firmware.acquire([counts], allow_loss=True)
             if frames:
                 break
-            corrupt = self.firmware.report()["corrupt"] > seen
+            corrupt = self.firmware.readout.corrupt > seen
             errors = (self.firmware.readout.errors[-1].message if corrupt
                       else "no packet arrived")
             log.warning("%s: frame lost on the link (%s); %s", self.name,
