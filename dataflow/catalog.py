@@ -455,7 +455,10 @@ def highest_scan_id(client: Any) -> int:
 def find_run(client: Any, ref: str | int, where: str) -> Any:
     """The run of ``client`` with uid, uid prefix or scan number ``ref`` (see ``Catalog.run``).
 
-    ``where`` names the catalog in error messages (a folder or a server address).
+    A string of decimal digits is a scan number first; when no run has that number and the
+    digits can be a uid prefix (five or more), it is looked up as one, since uids are hex
+    and their first characters are sometimes all digits. ``where`` names the catalog in
+    error messages (a folder or a server address).
     """
     if isinstance(ref, bool):
         raise MalformedUidError(f"run {ref!r}: expected a uid or a scan number")
@@ -463,20 +466,28 @@ def find_run(client: Any, ref: str | int, where: str) -> Any:
         shown = ref if ref.bit_length() <= 64 else "(more than 64 bits)"
         raise MalformedUidError(f"scan number {shown}: too large")
     text = str(ref).strip()
+    uid = text.lower()
     if isinstance(ref, int) or (text.isascii() and text.isdigit()):
-        if len(text) > 18:  # more than any scan counter (or SQLite) holds
+        can_be_uid = isinstance(ref, str) and _UID_RE.match(uid) is not None
+        if len(text) > 18 and not can_be_uid:  # more than any scan counter (or SQLite) holds
             raise MalformedUidError(f"scan number {text[:20]}{'...' * (len(text) > 20)}: "
                                     "too large")
-        from tiled.queries import Key
-
         scan_id = int(text)
-        if scan_id < 1:
+        if scan_id < 1 and not can_be_uid:
             raise MalformedUidError(f"scan number {scan_id}: must be >= 1")
-        by_number = client.search(Key("scan_id") == scan_id).values()
-        if not len(by_number):
+        if 1 <= scan_id < 10**18:
+            from tiled.queries import Key
+
+            by_number = client.search(Key("scan_id") == scan_id).values()
+            if len(by_number):
+                return by_number.last()  # scan numbers may repeat if a counter was reset
+        if not can_be_uid:
             raise RunNotFoundError(f"no run with scan number {scan_id} in {where}")
-        return by_number.last()  # scan numbers may repeat if a counter was reset: newest
-    uid = text.lower()
+        try:
+            return _run_by_uid_prefix(client, uid, where)
+        except RunNotFoundError:
+            raise RunNotFoundError(f"no run with scan number {text} nor a uid starting "
+                                   f"with {uid!r} in {where}") from None
     if not _UID_RE.match(uid):
         raise MalformedUidError(
             f"run {text!r}: not a uid (hex digits and dashes, at least 5 characters, "
@@ -486,13 +497,18 @@ def find_run(client: Any, ref: str | int, where: str) -> Any:
             return client[uid]
         except KeyError:
             raise RunNotFoundError(f"no run with uid {uid} in {where}") from None
+    return _run_by_uid_prefix(client, uid, where)
+
+
+def _run_by_uid_prefix(client: Any, prefix: str, where: str) -> Any:
+    """The one run whose uid starts with ``prefix``."""
     from tiled.queries import Like
 
-    found = client.search(Like("start.uid", f"{uid}%")).values().head(2)
+    found = client.search(Like("start.uid", f"{prefix}%")).values().head(2)
     if not found:
-        raise RunNotFoundError(f"no run whose uid starts with {uid!r} in {where}")
+        raise RunNotFoundError(f"no run whose uid starts with {prefix!r} in {where}")
     if len(found) > 1:
-        raise CatalogError(f"uid prefix {uid!r} matches several runs; give more characters")
+        raise CatalogError(f"uid prefix {prefix!r} matches several runs; give more characters")
     return found[0]
 
 

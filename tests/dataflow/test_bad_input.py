@@ -45,7 +45,9 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
 
 @pytest.mark.parametrize(("argv", "status", "message"), [
     (["show", "0"], 1, "scan number 0: must be >= 1"),
-    (["show", "1" * 30], 1, "scan number 11111111111111111111...: too large"),
+    (["show", "1" * 40], 1, "scan number 11111111111111111111...: too large"),
+    (["show", "1" * 30], 1, "no run with scan number 111111111111111111111111111111 nor a uid "
+                            "starting with '111111111111111111111111111111'"),
     (["show", "٣"], 1, "run '٣': not a uid"),
     (["search", "=x"], 2, "'=x': expected KEY=VALUE"),
     (["search", ".plan_name=count"], 2, "'.plan_name=count': key '.plan_name' is not a key "

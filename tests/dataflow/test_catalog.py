@@ -168,6 +168,27 @@ def test_unknown_runs_are_reported(catalog: Catalog, filled: dict[str, Any]) -> 
         catalog.run(99)
 
 
+def test_a_uid_prefix_of_digits_only_is_found_when_no_scan_has_that_number(
+        tmp_path: Path) -> None:
+    from event_model import compose_run
+
+    uids = ["31415926-5358-4979-8323-846264338327", "2718281a-0000-4000-8000-000000000000"]
+    with Catalog(tmp_path / "digits") as cat:
+        write = cat.writer()
+        for n, uid in enumerate(uids, start=1):
+            bundle = compose_run(uid=uid, metadata={"scan_id": n})
+            write("start", bundle.start_doc)
+            write("stop", bundle.compose_stop())
+        for ref in ("31415926", "3141592", "27182"):
+            assert cat.run(ref).metadata["start"]["uid"].startswith(ref)
+        assert cat.run("2").metadata["start"]["uid"] == uids[1]  # the scan number wins
+        with pytest.raises(RunNotFoundError, match="no run with scan number 99999 nor a uid "
+                                                   "starting with '99999'"):
+            cat.run("99999")
+        with pytest.raises(RunNotFoundError, match=r"^no run with scan number 99999 in"):
+            cat.run(99999)  # an int is only ever a scan number
+
+
 def test_scan_numbers_persist_across_catalog_openings(tmp_path: Path) -> None:
     folder = tmp_path / "persist"
     with Catalog(folder) as first:

@@ -176,7 +176,7 @@ def test_geometry_metadata_round_trip_and_errors() -> None:
                      pixel2=172e-6, shape=(256, 240), wavelength=0.5e-10)
     md = json.loads(json.dumps(g.to_metadata()))
     assert PoniGeometry.from_metadata(md) == g
-    with pytest.raises(PoniError, match="start.geometry: unknown key"):
+    with pytest.raises(PoniError, match=r"start\.geometry: unknown key"):
         PoniGeometry.from_metadata({**md, "distance": 1}, "start.geometry")
     with pytest.raises(PoniError, match="dist must be a positive"):
         PoniGeometry.from_metadata({**md, "dist": -1.0})
