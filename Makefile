@@ -68,6 +68,8 @@ bench: setup
 	$(PY) benchmarks/azint.py
 	$(PY) benchmarks/fbp.py
 	$(PY) benchmarks/h5_layout.py
+	$(PY) benchmarks/acquisition.py
+	$(PY) benchmarks/scale.py
 
 clean:
 	rm -rf $(VENV) out build smeflow-data .pytest_cache .mypy_cache .ruff_cache .hypothesis

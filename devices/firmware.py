@@ -26,7 +26,7 @@ from fpga.designs.reference import ChainConfig, ChainTables, setup_stimulus, set
 from sme import Simulator
 from sme.backend import batch_rows
 
-from .sensor import link_stream
+from .sensor import LinkStream, link_stream
 
 BACKENDS = ("interp", "compiled", "ghdl")
 PACKET_SIGNALS = ["packet.valid", "packet.first", "packet.last", "packet.data"]
@@ -105,22 +105,31 @@ class Firmware:
                 out["packet.valid"][first:last + 1] = False
         return out
 
-    def acquire(self, counts: Sequence[npt.ArrayLike], *,
-                allow_loss: bool = False) -> list[ReadoutFrame]:
+    def link(self, counts: Sequence[npt.ArrayLike]) -> LinkStream | None:
+        """The link words ``acquire`` sends for ``counts``, built ahead (in another thread,
+        say) and handed to ``acquire(links=…)``; ``None`` on the GHDL backend, which
+        builds its own stream around the configuration replay."""
+        return None if self.backend == "ghdl" else link_stream(counts, self.params)
+
+    def acquire(self, counts: Sequence[npt.ArrayLike], *, allow_loss: bool = False,
+                links: Sequence[LinkStream] | None = None) -> list[ReadoutFrame]:
         """Send ``counts`` (sensor frames) through the firmware; the good frames come
         back. A packet that fails a readout check is counted by the readout
         (``report()``) and raises ``FirmwareError``, unless ``allow_loss``: then the
-        frames that arrived are returned and the caller decides."""
+        frames that arrived are returned and the caller decides. ``links``: the counts'
+        link words from ``link`` (together, in order), when they were built ahead."""
         if self._sim is None and self.backend != "ghdl":
             self.configure(self.config)
         before = self.readout.report()
         if self.backend == "ghdl":
-            out = self._acquire_ghdl(counts)
+            frames = self.readout.feed_outputs(self._apply_faults(self._acquire_ghdl(counts)))
         else:
-            assert self._sim is not None
-            link = link_stream(counts, self.params)
-            out = self._sim.run_batch(link.stimulus(), link.ticks, outputs=PACKET_SIGNALS)
-        frames = self.readout.feed_outputs(self._apply_faults(out))
+            sim = self._sim
+            assert sim is not None
+            frames = []
+            for link in links if links is not None else [link_stream(counts, self.params)]:
+                out = sim.run_batch(link.stimulus(), link.ticks, outputs=PACKET_SIGNALS)
+                frames += self.readout.feed_outputs(self._apply_faults(out))
         after = self.readout.report()
         if allow_loss:
             return frames

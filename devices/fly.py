@@ -22,9 +22,10 @@ blur during the exposure is not modelled). A frame is never produced before its 
 when the simulation is slower than the trigger rate, frames queue in the detector's buffer
 and arrive after their triggers, which :attr:`FlyAcquisition.max_lag` records.
 
-Two threads share the work so that both cores do some: one computes flux and counts of the
-next frames (scene and sensor models), the other runs frames through the firmware in
-batches of up to :data:`BATCH` and writes them. The compiled parts of both release the GIL.
+Two threads share the work so that both cores do some: one computes flux, counts and link
+words of the next frames (scene and sensor models, the link serialiser), the other runs
+frames through the firmware in batches of up to :data:`BATCH`, decodes the readout and
+writes them. The compiled parts of both release the GIL.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import numpy.typing as npt
 from ophyd.status import DeviceStatus
 
 from .motion import RotationStage
+from .sensor import LinkStream
 
 if TYPE_CHECKING:
     from .detector import FirmwareDetector
@@ -132,6 +134,8 @@ class FlyFrame:
 
 
 Counts = npt.NDArray[np.uint32]
+Item = tuple[int, float, float, Counts, LinkStream | None]
+"""A frame between the two workers: index, trigger time, angle, counts, link words."""
 
 
 class FlyAcquisition:
@@ -153,8 +157,7 @@ class FlyAcquisition:
         """Largest delay (s) between a trigger and its frame reaching the file."""
         self.started: float | None = None
         self._cancel = threading.Event()
-        self._queue: queue.Queue[tuple[int, float, float, Counts] | None] = \
-            queue.Queue(QUEUE_FRAMES)
+        self._queue: queue.Queue[Item | None] = queue.Queue(QUEUE_FRAMES)
         self._threads: list[threading.Thread] = []
 
     # -- control ---------------------------------------------------------------------
@@ -203,7 +206,7 @@ class FlyAcquisition:
             if not self.done.done:
                 self.done.set_exception(exc)
 
-    def _put(self, item: tuple[int, float, float, Counts] | None) -> bool:
+    def _put(self, item: Item | None) -> bool:
         while not self._cancel.is_set():
             try:
                 self._queue.put(item, timeout=0.1)
@@ -216,6 +219,10 @@ class FlyAcquisition:
         det = self.det
         shape = (det.params.height, det.params.width)
         rotation = det.scene.rotation
+        firmware = det.firmware
+        if firmware is None:
+            raise RuntimeError(f"{det.name}: kickoff() before stage(); stage the detector "
+                               "first (bluesky plans do)")
         for i, t in enumerate(times):
             wait = t - time.time()
             if wait > 0 and self._cancel.wait(wait):
@@ -224,7 +231,8 @@ class FlyAcquisition:
                 return
             flux = det.scene.flux_image(shape, det.pixel_size, t=t)
             counts = det.sensor.expose(flux, self.exposure)
-            if not self._put((i, t, rotation.position_at(t), counts)):
+            link = firmware.link([counts])
+            if not self._put((i, t, rotation.position_at(t), counts, link)):
                 return
         self._put(None)
 
@@ -259,15 +267,17 @@ class FlyAcquisition:
                                    f"{n} frames")
             self.done.set_finished()
 
-    def _process(self, batch: list[tuple[int, float, float, Counts]]) -> None:
+    def _process(self, batch: list[Item]) -> None:
         det = self.det
         assert det.firmware is not None and det.writer is not None
-        out = det.firmware.acquire([counts for _, _, _, counts in batch])
+        links = [item[4] for item in batch if item[4] is not None]
+        out = det.firmware.acquire([item[3] for item in batch],
+                                   links=links if len(links) == len(batch) else None)
         images = np.stack([frame.image for frame in out])
         with det._lock:
             det.writer.append_many(images)
             now = time.time()
-            for (index, t, angle, _), frame in zip(batch, out, strict=True):
+            for (index, t, angle, _, _), frame in zip(batch, out, strict=True):
                 self.frames.append(FlyFrame(
                     index=index, trigger_time=t, done_time=now, angle=angle,
                     roi_sum=int(frame.roi_sum), saturated=int(frame.saturated),

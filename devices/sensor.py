@@ -21,8 +21,9 @@ it, the Cornish–Fisher expansion of the Poisson quantile in a standard normal 
 Poisson mean, variance, skewness and excess kurtosis to first order, and its distribution
 function differs from Poisson's by at most 0.11 % at λ = 10, 0.05 % at 20 and 0.011 % at
 100 (computed exactly from the normal distribution function; the sensor tests check
-samples). It costs a fraction of an exact draw, which is what lets
-a 512×512 detector run at hundreds of frames per second.
+samples). Both laws are drawn in one compiled pass over the frame from one 64-bit random
+word per pixel (``devices.counting``), which is what lets a 512×512 detector run at
+hundreds of frames per second.
 
 Not modelled: charge sharing between pixels, count-rate dead time (pile-up) and the
 energy spectrum of the beam (monochromatic beam assumed).
@@ -44,12 +45,10 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit
 
 from fpga.designs.params import PIXEL_MAX, ChainParams
 
-NORMAL_MIN_MEAN = 10.0
-"""Counts with a mean at least this are drawn from the Cornish–Fisher normal expansion."""
+from .counting import NORMAL_MIN_MEAN, draw_counts, quantile_table
 
 _LAM_CAP = 4.0 * PIXEL_MAX
 """Poisson means above this always saturate the counter (the mean is 4× the counter depth,
@@ -175,7 +174,7 @@ class SensorModel:
     def expected_counts(self, flux: npt.ArrayLike, exposure: float) -> npt.NDArray[np.float64]:
         """Mean counts per pixel (before the counter saturates): ``ε·Φ·t``, plus
         ``hot_rate·t`` on hot pixels, 0 on dead pixels."""
-        phi = self._check_flux(flux)
+        phi = self._checked_flux(flux)
         t = _positive("exposure", exposure)
         lam = self._efficiency * phi * t
         lam[self.hot_mask] += self.hot_rate * t
@@ -184,19 +183,21 @@ class SensorModel:
 
     def expose(self, flux: npt.ArrayLike, exposure: float) -> npt.NDArray[np.uint32]:
         """Counts of one exposure of ``exposure`` seconds to ``flux`` (photons/s per pixel,
-        ``height × width``): Poisson, saturating at 2**20 − 1, with dead and hot pixels."""
-        lam = np.minimum(self.expected_counts(flux, exposure), _LAM_CAP)
-        return self._draw(lam)
-
-    def _draw(self, lam: npt.NDArray[np.float64]) -> npt.NDArray[np.uint32]:
-        """Counts of means ``lam`` (see the module text for large means), saturated."""
-        counts = np.empty(lam.shape, dtype=np.uint32)
-        z = self._rng.standard_normal(lam.shape, dtype=np.float32)
-        n_low = _expand_normal(lam.ravel(), z.ravel(), counts.ravel(), NORMAL_MIN_MEAN,
-                               PIXEL_MAX)
-        if n_low:
-            low = lam < NORMAL_MIN_MEAN
-            counts[low] = self._rng.poisson(lam[low])  # small means: never saturated
+        ``height × width``): Poisson, saturating at 2**20 − 1, with dead and hot pixels
+        (one compiled pass, ``devices.counting.draw_counts``)."""
+        phi = self._check_flux(flux, copy=False)
+        t = _positive("exposure", exposure)
+        counts = np.empty(self.shape, dtype=np.uint32)
+        words = self._rng.bit_generator.random_raw(counts.size)
+        bad = draw_counts(phi.ravel(), self._efficiency.ravel(), self.hot_mask.ravel(),
+                          self.dead_mask.ravel(), t, self.hot_rate, _LAM_CAP, PIXEL_MAX,
+                          words, quantile_table(), counts.ravel())
+        if bad >= 0:
+            y, x = divmod(bad, self.shape[1])
+            value = phi[y, x]
+            if not np.isfinite(value):
+                raise ValueError(f"flux must be finite (found {value} at pixel (y={y}, x={x}))")
+            raise ValueError(f"flux must be >= 0, got {value} at pixel (y={y}, x={x})")
         return counts
 
     def frames(self, flux: npt.ArrayLike, exposure: float, n: int) -> list[npt.NDArray[np.uint32]]:
@@ -204,13 +205,20 @@ class SensorModel:
         _count("n", n, 1 << 31)
         return [self.expose(flux, exposure) for _ in range(n)]
 
-    def _check_flux(self, flux: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    def _check_flux(self, flux: npt.ArrayLike, copy: bool = True) -> npt.NDArray[np.floating]:
+        """``flux`` as a float array of the sensor shape (a copy unless ``copy`` is false
+        and it already is one); ``expose`` checks the values in its compiled pass."""
         a = np.asarray(flux)
         if a.shape != self.shape:
             raise ValueError(f"flux must have the sensor shape {self.shape}, got {a.shape}")
         if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
             raise ValueError(f"flux must be a real array, got dtype {a.dtype}")
-        phi = a.astype(np.float64)
+        if not copy and a.dtype in (np.float32, np.float64):
+            return np.ascontiguousarray(a)
+        return a.astype(np.float64)
+
+    def _checked_flux(self, flux: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        phi = self._check_flux(flux).astype(np.float64, copy=False)
         if not np.isfinite(phi).all():
             raise ValueError("flux must be finite (found NaN or inf)")
         if (phi < 0).any():
@@ -322,25 +330,4 @@ def _check_frames(frames: Sequence[npt.ArrayLike] | npt.NDArray[np.integer],
     return items
 
 
-__all__ = ["LinkStream", "SensorModel", "counting_efficiency", "link_stream"]
-
-
-@njit(cache=True, nogil=True)
-def _expand_normal(lam: npt.NDArray[np.float64], z: npt.NDArray[np.float32],
-                   out: npt.NDArray[np.uint32], min_mean: float,
-                   top: int) -> int:  # pragma: no cover - compiled
-    """Counts for the means ``>= min_mean`` from normal deviates ``z`` (Cornish–Fisher,
-    rounded, saturated at ``top``); returns how many means were below ``min_mean``
-    (left for exact Poisson draws)."""
-    n_low = 0
-    for i in range(lam.shape[0]):
-        m = lam[i]
-        if m < min_mean:
-            n_low += 1
-            continue
-        zi = np.float64(z[i])
-        root = np.sqrt(m)
-        v = np.floor(m + root * zi + (zi * zi - 1.0) / 6.0
-                     + zi * (1.0 - zi * zi) / (72.0 * root) + 0.5)
-        out[i] = top if v >= top else (0 if v <= 0.0 else np.uint32(v))
-    return n_low
+__all__ = ["NORMAL_MIN_MEAN", "LinkStream", "SensorModel", "counting_efficiency", "link_stream"]
