@@ -35,7 +35,7 @@ from .catalog import (
     run_summaries,
     search_runs,
 )
-from .server import API_KEY_ENV, read_api_key
+from .server import API_KEY_ENV, SCAN_ID_PATH, read_api_key
 from .spool import SpoolingWriter, server_reachable
 
 log = logging.getLogger(__name__)
@@ -110,25 +110,46 @@ class RemoteCatalog(ClientOwner):
         return highest_scan_id(self.client)
 
     def scan_id_source(self, md: Mapping[str, Any]) -> int:
-        """For ``RunEngine.scan_id_source``: the server's highest scan number + 1.
+        """For ``RunEngine.scan_id_source``: the next scan number, from the server.
 
-        Never below ``md["scan_id"]`` + 1 nor the last number handed out here; when the
-        server cannot be asked, continues from the latter (and logs a warning).
+        The smeflow server hands it out under a lock (``dataflow.server.SCAN_ID_PATH``),
+        so RunEngines sharing a server never get the same number; it is above the
+        highest ``scan_id`` on the server, ``md["scan_id"]`` and the last number handed
+        out here. A plain Tiled server (no such endpoint) gives its highest scan number
+        + 1; an unreachable one, the last number here + 1 (with a warning).
         """
         floor = md.get("scan_id", 0)
         floor = floor if isinstance(floor, int) and not isinstance(floor, bool) else 0
-        highest = self._last_scan_id
+        floor = max(floor, self._last_scan_id)
         try:
             if server_reachable(self.url, self.probe_timeout):
-                highest = max(highest, self.max_scan_id())
+                floor = max(floor, self.max_scan_id())
+                handed = self._server_scan_id(floor)
+                if handed is not None:
+                    self._last_scan_id = handed
+                    return handed
             else:
                 log.warning("catalog server %s unreachable: scan number continues from "
-                            "%d", self.url, highest)
+                            "%d", self.url, floor)
         except Exception as exc:  # never abort a run over its number
-            log.warning("catalog server %s: cannot read the highest scan number (%s)",
-                        self.url, exc)
-        self._last_scan_id = max(highest, floor) + 1
+            log.warning("catalog server %s: cannot get a scan number (%s)", self.url, exc)
+        self._last_scan_id = floor + 1
         return self._last_scan_id
+
+    def _server_scan_id(self, floor: int) -> int | None:
+        """The server's next scan number above ``floor``; None when it has no counter."""
+        import httpx
+
+        response = httpx.post(self.url + SCAN_ID_PATH, json={"floor": floor},
+                              headers={"Authorization": f"Apikey {self._key}"},
+                              timeout=max(self.probe_timeout, 10.0))
+        if response.status_code in (404, 405):
+            return None
+        response.raise_for_status()
+        value = response.json().get("scan_id")
+        if isinstance(value, bool) or not isinstance(value, int) or value <= floor:
+            raise CatalogError(f"{self.url}{SCAN_ID_PATH} answered {response.text[:80]!r}")
+        return value
 
     def subscribe(self, RE: Any, batch_size: int | None = None, *,
                   spool_dir: str | os.PathLike[str] | None = None) -> int:

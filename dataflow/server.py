@@ -25,6 +25,11 @@ Security:
   out, another folder) is refused with 403 when it is registered. Tiled's own check at read
   time compares paths without resolving ``..``.
 
+Scan numbers: the server hands them out (``POST /smeflow/v1/scan_id``, key required) from
+the data folder's ``scan_id`` counter, the file the embedded ``Catalog`` uses, under an
+exclusive lock: RunEngines in several processes or on several machines writing to one
+server never get the same number (``RemoteCatalog.scan_id_source`` asks for it).
+
 Tiled keeps the single-user key in process-wide settings: run one server per process.
 """
 
@@ -55,6 +60,7 @@ from .catalog import (
     default_data_dir,
     wait_when_busy,
 )
+from .scan_id import ScanIdCounter
 
 API_KEY_ENV = "SMEFLOW_API_KEY"
 DEFAULT_HOST = "127.0.0.1"
@@ -62,6 +68,10 @@ DEFAULT_PORT = 8000
 MIN_KEY_LENGTH = 16
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 _OPEN_PATHS = {"/healthz", "/api/v1/", "/api/v1"}
+SCAN_ID_PATH = "/smeflow/v1/scan_id"
+"""``POST {"floor": N}`` → ``{"scan_id": M}``: the next scan number, M > N (see the module)."""
+MAX_SCAN_ID = 10**18 - 1
+"""The largest scan number handed out (what SQLite's and PostgreSQL's integers hold)."""
 _REGISTERING_PATHS = ("/api/v1/metadata/", "/api/v1/data_source/", "/api/v1/register/")
 _API_KEY_IN_TEXT = re.compile(r"(api_key=)[^&\s\"']+", re.IGNORECASE)
 
@@ -365,9 +375,35 @@ def build_server_app(data_dir: str | os.PathLike[str], api_key: str, *,
         warnings.filterwarnings("ignore", message=".*httpx.*")
         app = build_app(adapter, Authentication(single_user_api_key=key,
                                                 allow_anonymous_access=False))
+    app.add_route(SCAN_ID_PATH, _scan_id_endpoint(ScanIdCounter(root / "scan_id")),
+                  methods=["POST"])
     app.add_middleware(ConfinedAssets, roots=[*readable, root / "storage"])
     app.add_middleware(RequireApiKey, key=key)  # added last: runs first
     return app
+
+
+def _scan_id_endpoint(counter: ScanIdCounter) -> Callable[[Any], Awaitable[Any]]:
+    """The handler of ``POST SCAN_ID_PATH``: one number per call, never handed out twice."""
+    from starlette.concurrency import run_in_threadpool
+    from starlette.responses import JSONResponse
+
+    async def next_scan_id(request: Any) -> Any:
+        try:
+            body = json.loads(await request.body() or b"{}")
+            floor = body.get("floor", 0) if isinstance(body, dict) else None
+        except ValueError:
+            floor = None
+        if isinstance(floor, bool) or not isinstance(floor, int) \
+                or not 0 <= floor < MAX_SCAN_ID:
+            return JSONResponse({"detail": f"expected {{\"floor\": N}} with N an integer "
+                                           f"in 0 … {MAX_SCAN_ID - 1}"}, status_code=422)
+        try:
+            value = await run_in_threadpool(counter.next, floor)
+        except ValueError as exc:  # an unreadable counter file: say which and why
+            return JSONResponse({"detail": str(exc)}, status_code=500)
+        return JSONResponse({"scan_id": value})
+
+    return next_scan_id
 
 
 # -- running -----------------------------------------------------------------------------
@@ -579,6 +615,6 @@ def add_server_commands(catalog_sub: Any) -> None:
     r.set_defaults(func=_guarded, catalog_func=cmd_replay)
 
 
-__all__ = ["API_KEY_ENV", "DEFAULT_HOST", "DEFAULT_PORT", "ConfinedAssets", "RequireApiKey",
-           "ServerConfigError", "ServerHandle", "add_server_commands", "build_server_app",
-           "catalog_adapter", "database_uri", "read_api_key", "redact", "serve"]
+__all__ = ["API_KEY_ENV", "DEFAULT_HOST", "DEFAULT_PORT", "SCAN_ID_PATH", "ConfinedAssets",
+           "RequireApiKey", "ServerConfigError", "ServerHandle", "add_server_commands",
+           "build_server_app", "catalog_adapter", "database_uri", "read_api_key", "redact", "serve"]
