@@ -457,8 +457,9 @@ def find_run(client: Any, ref: str | int, where: str) -> Any:
 
     A string of decimal digits is a scan number first; when no run has that number and the
     digits can be a uid prefix (five or more), it is looked up as one, since uids are hex
-    and their first characters are sometimes all digits. ``where`` names the catalog in
-    error messages (a folder or a server address).
+    and their first characters are sometimes all digits. Five or more digits starting
+    with 0 are only ever a uid prefix (nobody writes scan 12 as 00012). ``where`` names
+    the catalog in error messages (a folder or a server address).
     """
     if isinstance(ref, bool):
         raise MalformedUidError(f"run {ref!r}: expected a uid or a scan number")
@@ -467,6 +468,9 @@ def find_run(client: Any, ref: str | int, where: str) -> Any:
         raise MalformedUidError(f"scan number {shown}: too large")
     text = str(ref).strip()
     uid = text.lower()
+    if isinstance(ref, str) and text.startswith("0") and len(text) >= 5 \
+            and text.isascii() and text.isdigit():
+        return _run_by_uid_prefix(client, uid, where)
     if isinstance(ref, int) or (text.isascii() and text.isdigit()):
         can_be_uid = isinstance(ref, str) and _UID_RE.match(uid) is not None
         if len(text) > 18 and not can_be_uid:  # more than any scan counter (or SQLite) holds

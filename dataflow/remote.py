@@ -5,10 +5,11 @@
     remote.run(3)["primary"]["det_image"][0, :10, :10]
 
 Reading and searching are the embedded catalog's (``dataflow.catalog.search_runs``,
-``find_run``, …) on a Tiled HTTP client. Scan numbers come from the server: the next one
-is the catalog's highest ``scan_id`` + 1 (no counter file; two RunEngines starting runs
-at the same instant against one server may draw the same number). While the server is
-unreachable the numbering continues from the last number this process saw.
+``find_run``, …) on a Tiled HTTP client. Scan numbers come from the server, which hands
+them out under a lock (``dataflow.server.SCAN_ID_PATH``), above the highest ``scan_id`` in
+the catalog: RunEngines sharing a server never draw the same number. While the server is
+unreachable the numbering continues from the last number this process saw (a warning
+says that another RunEngine may then draw the same number).
 
 Frames are external HDF5 files the server reads itself: a beamline writing through a
 ``RemoteCatalog`` must write them into the server's ``raw/`` folder (``raw_dir`` when
@@ -124,15 +125,19 @@ class RemoteCatalog(ClientOwner):
         try:
             if server_reachable(self.url, self.probe_timeout):
                 floor = max(floor, self.max_scan_id())
-                handed = self._server_scan_id(floor)
+                try:
+                    handed = self._server_scan_id(floor)
+                except Exception:  # one retry: a dropped answer may still have counted
+                    handed = self._server_scan_id(floor)
                 if handed is not None:
                     self._last_scan_id = handed
                     return handed
             else:
                 log.warning("catalog server %s unreachable: scan number continues from "
-                            "%d", self.url, floor)
+                            "%d (another RunEngine may draw the same)", self.url, floor)
         except Exception as exc:  # never abort a run over its number
-            log.warning("catalog server %s: cannot get a scan number (%s)", self.url, exc)
+            log.warning("catalog server %s: cannot get a scan number (%s); continuing from "
+                        "%d (another RunEngine may draw the same)", self.url, exc, floor)
         self._last_scan_id = floor + 1
         return self._last_scan_id
 

@@ -104,16 +104,33 @@ def word_to_normal(word: np.uint64, table: npt.NDArray[np.float64]
     return float(table[i] + frac * (table[i + 1] - table[i]))
 
 
-@njit(cache=True, nogil=True)
 def draw_counts(flux: npt.NDArray[np.floating], efficiency: npt.NDArray[np.float64],
+                hot: npt.NDArray[np.bool_], dead: npt.NDArray[np.bool_], exposure: float,
+                hot_rate: float, cap: float, top: int, words: npt.NDArray[np.uint64],
+                out: npt.NDArray[np.uint32]) -> int:
+    """Counts of one exposure into ``out`` (all arrays flat and of one length, one random
+    word per pixel): the mean ``min(ε·Φ·t + hot·rate·t, cap)`` (0 on dead pixels), drawn
+    as the module says and saturated at ``top``. Returns -1, or the index of the first
+    pixel whose flux is not finite or negative (``out`` is then incomplete)."""
+    n = flux.shape[0]
+    for name, array, dtypes in (("flux", flux, (np.float32, np.float64)),
+                                ("efficiency", efficiency, (np.float64,)),
+                                ("hot", hot, (np.bool_,)), ("dead", dead, (np.bool_,)),
+                                ("words", words, (np.uint64,)), ("out", out, (np.uint32,))):
+        if array.ndim != 1 or array.shape[0] != n or array.dtype not in dtypes:
+            raise ValueError(f"draw_counts: {name} must be a flat array of {n} "
+                             f"{' or '.join(np.dtype(d).name for d in dtypes)}, got "
+                             f"{array.dtype} of shape {array.shape}")
+    return int(_draw_counts(flux, efficiency, hot, dead, exposure, hot_rate, cap, top, words,
+                            quantile_table(), out))
+
+
+@njit(cache=True, nogil=True)
+def _draw_counts(flux: npt.NDArray[np.floating], efficiency: npt.NDArray[np.float64],
                 hot: npt.NDArray[np.bool_], dead: npt.NDArray[np.bool_], exposure: float,
                 hot_rate: float, cap: float, top: int, words: npt.NDArray[np.uint64],
                 table: npt.NDArray[np.float64], out: npt.NDArray[np.uint32]
                 ) -> int:  # pragma: no cover - compiled
-    """Counts of one exposure into ``out`` (all arrays flat, one word per pixel): the mean
-    ``min(ε·Φ·t + hot·rate·t, cap)`` (0 on dead pixels), drawn as the module says and
-    saturated at ``top``. Returns -1, or the index of the first pixel whose flux is not
-    finite or negative (``out`` is then incomplete)."""
     hot_counts = hot_rate * exposure
     for i in range(flux.shape[0]):
         phi = np.float64(flux[i])
@@ -131,15 +148,17 @@ def draw_counts(flux: npt.NDArray[np.floating], efficiency: npt.NDArray[np.float
             p = math.exp(-lam)
             cdf = p
             k = 0
-            while u > cdf and k < 1000:  # (k < 1000: rounding cannot loop forever)
+            while u > cdf:
                 k += 1
                 p *= lam / k
+                if k > lam and p <= cdf * 2.0 ** -53:
+                    break  # u fell in the rounding gap above the summed terms: the tail
                 cdf += p
             out[i] = k
             continue
         z = word_to_normal(word, table)
         root = math.sqrt(lam)
-        v = math.floor(lam + root * z + (z * z - 1.0) / 6.0
+        v = math.floor(lam + math.sqrt(lam - 1.0 / 12.0) * z + (z * z - 1.0) / 6.0
                        + z * (1.0 - z * z) / (72.0 * root) + 0.5)
         out[i] = top if v >= top else (0 if v <= 0.0 else np.uint32(v))
     return -1

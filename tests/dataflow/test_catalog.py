@@ -172,7 +172,8 @@ def test_a_uid_prefix_of_digits_only_is_found_when_no_scan_has_that_number(
         tmp_path: Path) -> None:
     from event_model import compose_run
 
-    uids = ["31415926-5358-4979-8323-846264338327", "2718281a-0000-4000-8000-000000000000"]
+    uids = ["31415926-5358-4979-8323-846264338327", "2718281a-0000-4000-8000-000000000000",
+            "00012345-1111-4111-8111-111111111111"]
     with Catalog(tmp_path / "digits") as cat:
         write = cat.writer()
         for n, uid in enumerate(uids, start=1):
@@ -182,6 +183,9 @@ def test_a_uid_prefix_of_digits_only_is_found_when_no_scan_has_that_number(
         for ref in ("31415926", "3141592", "27182"):
             assert cat.run(ref).metadata["start"]["uid"].startswith(ref)
         assert cat.run("2").metadata["start"]["uid"] == uids[1]  # the scan number wins
+        assert cat.run("00012").metadata["start"]["uid"] == uids[2]  # leading 0: a uid
+        with pytest.raises(RunNotFoundError, match=r"^no run whose uid starts with '00003'"):
+            cat.run("00003")  # not scan 3
         with pytest.raises(RunNotFoundError, match="no run with scan number 99999 nor a uid "
                                                    "starting with '99999'"):
             cat.run("99999")
