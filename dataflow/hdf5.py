@@ -327,6 +327,22 @@ class FrameWriter:
                 self.flush()
         return range(start, self._count)
 
+    def discard_unannounced(self) -> int:
+        """Drop the frames appended since the last ``asset_docs()``; returns how many.
+
+        For a detector whose exposure was taken but whose event was never emitted: a
+        plan rewound by a pause or a suspension triggers again, and the file must hold
+        one frame per announced index. Announced frames are never touched.
+        """
+        self._check_open()
+        extra = self._count - self._announced
+        if extra:
+            self._ds.resize(self._announced, axis=0)
+            self._count = self._announced
+            self._ds.flush()
+            self._flushed = self._count
+        return extra
+
     def flush(self) -> None:
         """Make every appended frame visible to SWMR readers."""
         if not self.closed and self._flushed != self._count:

@@ -28,8 +28,9 @@ Security:
 Scan numbers: the server hands them out (``POST /smeflow/v1/scan_id``, key required) from
 the data folder's ``scan_id`` counter, the file the embedded ``Catalog`` uses, under an
 exclusive lock, above the ``floor`` the client sends (``RemoteCatalog`` sends the highest
-``scan_id`` it finds in the catalog): RunEngines in several processes or on several machines writing to one
-server never get the same number (``RemoteCatalog.scan_id_source`` asks for it).
+``scan_id`` it finds in the catalog): RunEngines in several processes or on several
+machines writing to one server never get the same number (``RemoteCatalog.scan_id_source``
+asks for it).
 
 Tiled keeps the single-user key in process-wide settings: run one server per process.
 """

@@ -10,7 +10,11 @@ work on them unchanged::
 
 Updates come from two places: a background thread that refreshes the noisy current every
 ``update_period`` wall seconds (``None`` disables it), and :meth:`drop_beam` /
-:meth:`restore_beam`, which update both signals at once. The noise is drawn from a seeded
+:meth:`restore_beam`, which update both signals at once. While the beam is down the
+thread also re-posts ``available`` = 0 on every update, as a PV that posts monitors on
+every scan: a bluesky suspender gives up on a trip when the RunEngine's loop is busy for
+more than 0.1 s at that moment (a first ``stage()``, a catalog write), and the next
+update trips it again. The noise is drawn from a seeded
 generator, so a run is reproducible up to thread timing.
 """
 
@@ -114,7 +118,7 @@ class BeamMonitor(Device):  # type: ignore[misc]
         with self._lock:
             self.current.put(self._sample_current(), internal=True)
             flag = 1 if self._beam_up else 0
-            if self.available.get() != flag:
+            if self.available.get() != flag or not self._beam_up:
                 self.available.put(flag, internal=True)
 
     def _run(self, period: float) -> None:

@@ -131,6 +131,10 @@ class FirmwareDetector(Device):  # type: ignore[misc]
         """The armed or last fly acquisition (``prepare`` makes one)."""
         self._collected = 0
         self._announced = 0
+        # Power the board on now: building the simulator (compiling or loading the compiled
+        # chain) takes up to seconds, which inside stage() would block the RunEngine's loop.
+        self.firmware = Firmware(self.params, backend)
+        self.firmware.configure(self.chain_config(), self.tables)
 
     # -- keys -------------------------------------------------------------------------
     @property
@@ -230,9 +234,19 @@ class FirmwareDetector(Device):  # type: ignore[misc]
         self.frame_number.put(int(frame.frame_number), timestamp=now)
 
     def trigger(self) -> DeviceStatus:
-        """Expose and read one frame; the status finishes when it is in the file."""
+        """Expose and read one frame; the status finishes when it is in the file.
+
+        A frame from an earlier trigger that no event announced (the plan was paused or
+        suspended and rewound before saving it) is dropped from the file first: each
+        event's frame is its own latest exposure."""
         status = DeviceStatus(self)
         exposure = float(self.exposure.get())
+        if self.writer is not None:
+            with self._lock:
+                dropped = self.writer.discard_unannounced()
+            if dropped:
+                log.info("%s: dropped %d frame(s) no event announced (the plan re-triggered "
+                         "after a pause or suspension)", self.name, dropped)
 
         def work() -> None:
             start = time.monotonic()

@@ -67,6 +67,21 @@ def test_default_layout_serves_frames_and_sinograms(tmp_path: Path) -> None:
         FrameWriter(tmp_path, "y.h5", SHAPE, layout=(1, 64, 20))
 
 
+def test_frames_no_event_announced_can_be_discarded(tmp_path: Path) -> None:
+    w = FrameWriter(tmp_path, "d.h5", SHAPE)
+    w.append_many(frames(2))
+    list(w.asset_docs())                    # frames 0, 1 announced
+    w.append(frames(3)[2])                  # a trigger whose event never came
+    assert w.discard_unannounced() == 1 and w.n_frames == 2
+    assert w.discard_unannounced() == 0     # announced frames are never touched
+    w.append(frames(4)[3])
+    (_, datum), = w.asset_docs()
+    assert datum["indices"] == {"start": 2, "stop": 3}
+    w.close()
+    with open_frames(tmp_path / "d.h5") as r:
+        np.testing.assert_array_equal(r.read(), frames(4)[[0, 1, 3]])
+
+
 def test_compression_is_optional(tmp_path: Path) -> None:
     with FrameWriter(tmp_path, "z.h5", SHAPE, compression="gzip") as w:
         w.append_many(frames(4))

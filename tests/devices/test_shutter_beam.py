@@ -93,6 +93,25 @@ def test_background_updates_run_subscriptions(beam):
     assert all(abs(v - 400.0) < 1.0 for v in values)
 
 
+def test_the_available_flag_is_reposted_while_the_beam_is_down():
+    """So a suspender that missed the first post (RunEngine busy) trips on a later one."""
+    monitor = BeamMonitor(name="ring", update_period=0.02)
+    try:
+        flags: list[int] = []
+        monitor.available.subscribe(lambda value, **kw: flags.append(value), run=False)
+        time.sleep(0.1)
+        assert flags == []  # with beam: posted only on change
+        monitor.drop_beam()
+        time.sleep(0.15)
+        assert len(flags) >= 4 and set(flags) == {0}
+        monitor.restore_beam()
+        count = len(flags)
+        time.sleep(0.1)
+        assert flags[count - 1:] == [1]  # back: one post, then quiet again
+    finally:
+        monitor.destroy()
+
+
 def test_drop_and_restore_update_both_signals():
     monitor = BeamMonitor(name="ring", update_period=None)
     try:
