@@ -40,12 +40,10 @@ variables set; see ``docs/reduction.md``).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -67,6 +65,7 @@ from analysis.reduce import (
     TomoReferences,
     azint_chunk,
     azint_combine,
+    check_derived_folder,
     derived_file_name,
     derived_md,
     file_inputs,
@@ -74,6 +73,7 @@ from analysis.reduce import (
     image_key,
     reducible_run,
     select_rows,
+    stop_failed,
     tomo_angles_of,
     tomo_chunk,
     tomo_combine,
@@ -442,9 +442,10 @@ def reduce_on_dask(catalog: RunCatalog, ref: str | int, session: DaskSession, *,
     t0 = time.perf_counter()
     if reduction == "tomo_fbp":
         params = TomoParams(tuple(rows) if rows is not None else None, device=device)
-        return _tomo(run, start, catalog.raw_dir, targets, session, params, chunk_frames,
+        check_derived_folder(catalog, run, start)
+        return _tomo(run, start, catalog, targets, session, params, chunk_frames,
                      task_rows, where, t0)
-    return _azint(run, start, targets, session, AzintParams(bins, unit, device=device),
+    return _azint(run, start, catalog, targets, session, AzintParams(bins, unit, device=device),
                   chunk_frames, where, t0)
 
 
@@ -465,12 +466,7 @@ def _stream_node(run: Any, stream: str, start: Mapping[str, Any]) -> Any:
     return node[key]
 
 
-def _stop_failed(derived: DerivedRun, exc: BaseException) -> None:
-    with contextlib.suppress(Exception):  # the reduction's own error is the one to raise
-        derived.stop("fail", f"{type(exc).__name__}: {exc}")
-
-
-def _tomo(run: Any, start: dict[str, Any], raw_dir: Path, callbacks: Sequence[Callback],
+def _tomo(run: Any, start: dict[str, Any], catalog: RunCatalog, callbacks: Sequence[Callback],
           session: DaskSession, params: TomoParams, chunk: int, task_rows: int,
           where: Mapping[str, Any], t0: float) -> ReductionSummary:
     names = tomo_streams(start)
@@ -494,20 +490,21 @@ def _tomo(run: Any, start: dict[str, Any], raw_dir: Path, callbacks: Sequence[Ca
                                   chunks, params.floor, params.device, pure=False)
                     for block in blocks]
         volume = np.concatenate(client.gather(futures[1:]))
-        derived.write_volume(raw_dir, derived_file_name("tomo_fbp", start["uid"], derived.uid),
+        derived.write_volume(catalog.raw_dir,
+                             derived_file_name("tomo_fbp", start["uid"], derived.uid),
                              volume, chosen)
         derived.frames = n
         stop = derived.stop("success", frames=n, rows=chosen, angles_from=angle_source)
     except Exception as exc:
         client.cancel(futures)
-        _stop_failed(derived, exc)
+        stop_failed(derived, exc, catalog)
         raise
     return ReductionSummary(derived.uid, start["uid"], "tomo_fbp", stop["exit_status"],
                             tuple(volume.shape), n, time.perf_counter() - t0,
                             list(derived.outputs))
 
 
-def _azint(run: Any, start: dict[str, Any], callbacks: Sequence[Callback],
+def _azint(run: Any, start: dict[str, Any], catalog: RunCatalog, callbacks: Sequence[Callback],
            session: DaskSession, params: AzintParams, chunk: int, where: Mapping[str, Any],
            t0: float) -> ReductionSummary:
     geometry = geometry_from(start)
@@ -531,7 +528,7 @@ def _azint(run: Any, start: dict[str, Any], callbacks: Sequence[Callback],
         stop = derived.stop("success", frames=n)
     except Exception as exc:
         client.cancel(futures)
-        _stop_failed(derived, exc)
+        stop_failed(derived, exc, catalog)
         raise
     return ReductionSummary(derived.uid, start["uid"], "azint1d", stop["exit_status"],
                             tuple(patterns.intensity.shape), n, time.perf_counter() - t0)

@@ -62,7 +62,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import logging
 import time
+import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,12 +82,14 @@ if TYPE_CHECKING:
     from analysis.azint import AzimuthalIntegrator
     from dataflow.catalog import RunCatalog
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "DEFAULT_BINS", "DEFAULT_CHUNK_FRAMES", "DEFAULT_UNIT", "REDUCTIONS", "AzintParams",
     "Callback", "DerivedRun", "PatternChunk", "ReductionError", "ReductionSummary",
     "TomoAccumulator", "TomoParams", "TomoPartial", "TomoReferences", "azint_chunk",
-    "azint_combine", "derived_md", "file_inputs", "image_key", "reduce_run",
-    "reduction_for", "select_rows", "tomo_chunk", "tomo_combine", "tomo_references",
+    "azint_combine", "check_derived_folder", "derived_md", "file_inputs", "image_key", "reduce_run",
+    "reduction_for", "select_rows", "stop_failed", "tomo_chunk", "tomo_combine", "tomo_references",
     "tomo_streams", "uri_path",
 ]
 
@@ -465,6 +469,7 @@ class DerivedRun:
         self.outputs: list[dict[str, Any]] = []
         self.frames = 0
         self.stop_doc: dict[str, Any] | None = None
+        self._stop_sent = False
         self._emit("start", self.start)
 
     def _emit(self, name: str, doc: Mapping[str, Any]) -> None:
@@ -558,14 +563,21 @@ class DerivedRun:
 
     def stop(self, exit_status: str = "success", reason: str = "",
              **extra: Any) -> dict[str, Any]:
-        """Send the stop document (``extra`` keys added: outputs, lag, …); idempotent."""
-        if self.stop_doc is not None:
+        """Send the stop document (``extra`` keys added: outputs, lag, …); idempotent once
+        sent. When a callback raises on it (a writer refused the run's files at the end),
+        ``stop_doc`` keeps it but a later ``stop("fail", …)`` replaces it."""
+        if self._stop_sent and self.stop_doc is not None:
             return self.stop_doc
-        doc = dict(self._bundle.compose_stop(exit_status=exit_status,  # type: ignore[arg-type]
-                                             reason=reason))
+        if self.stop_doc is None:
+            doc = dict(self._bundle.compose_stop(exit_status=exit_status,  # type: ignore[arg-type]
+                                                 reason=reason))
+        else:  # event_model composes one stop per run: the next one is the same, amended
+            doc = {**self.stop_doc, "uid": str(uuid.uuid4()), "time": time.time(),
+                   "exit_status": exit_status, "reason": reason}
         doc.update({"outputs": list(self.outputs), **extra})
         self.stop_doc = doc
         self._emit("stop", doc)
+        self._stop_sent = True
         return doc
 
 
@@ -698,19 +710,57 @@ def reduce_run(catalog: RunCatalog, ref: str | int, *, rows: Sequence[int] | Non
     targets = (callbacks if callbacks is not None else [catalog.writer()])
     t0 = time.perf_counter()
     if reduction == "tomo_fbp":
-        return _reduce_tomo(run, start, catalog.raw_dir, targets,
+        check_derived_folder(catalog, run, start)
+        return _reduce_tomo(run, start, catalog, targets,
                             TomoParams(tuple(rows) if rows is not None else None,
                                        device=device), chunk_frames, t0)
-    return _reduce_azint(run, start, targets, AzintParams(bins, unit, device=device),
-                         chunk_frames, t0)
+    return _reduce_azint(run, start, catalog, targets,
+                         AzintParams(bins, unit, device=device), chunk_frames, t0)
 
 
-def _fail(derived: DerivedRun, exc: BaseException) -> None:
-    with contextlib.suppress(Exception):  # the original error matters more
+def stop_failed(derived: DerivedRun, exc: BaseException, catalog: RunCatalog | None) -> None:
+    """End ``derived`` with ``exit_status="fail"`` and ``exc`` as the reason, never raising.
+
+    When the writer itself failed (the server refused a file, say), ``TiledWriter`` may
+    drop the rest of the run, the stop document included, or have stored a stop document
+    that no longer holds; then this stop document goes into the derived run's metadata in
+    ``catalog`` directly, so no run is left without one, or with the wrong one.
+    """
+    with contextlib.suppress(Exception):  # the reduction's own error is the one to raise
         derived.stop("fail", f"{type(exc).__name__}: {exc}")
+    if catalog is None or derived.stop_doc is None:
+        return
+    try:
+        node = catalog.client[derived.uid]
+        if ((node.metadata or {}).get("stop") or {}).get("uid") != derived.stop_doc["uid"]:
+            node.update_metadata(metadata={"stop": derived.stop_doc})
+    except Exception as again:  # pragma: no cover - the catalog is gone as well
+        log.warning("derived run %s: cannot record its failure (%s)", derived.uid, again)
 
 
-def _reduce_tomo(run: Any, start: dict[str, Any], raw_dir: Path,
+def check_derived_folder(catalog: RunCatalog, run: Any, start: Mapping[str, Any]) -> None:
+    """Refuse to reduce into a catalog server whose data folder is not ``raw_dir``.
+
+    A server registers external files only from its own folders, so a derived file
+    written to another ``--data`` would be refused after all the work; the raw run's
+    files show where the server's folder is. Embedded catalogs always read their own.
+    """
+    from dataflow.remote import RemoteCatalog
+
+    if not isinstance(catalog, RemoteCatalog):
+        return
+    raw_dir = catalog.raw_dir
+    names = tomo_streams(start)
+    paths = [uri_path(uri) for stream in names.values()
+             for uri in _asset_uris(run[stream][_stream_image_key(run, stream, start)])]
+    if paths and not any(path.resolve().is_relative_to(raw_dir) for path in paths):
+        raise ReductionError(
+            f"--data: derived files would go to {raw_dir / 'derived'}, but the server "
+            f"reads run {start['uid']}'s files from {paths[0].parent}; give the server's "
+            "data folder (the one holding its raw/)")
+
+
+def _reduce_tomo(run: Any, start: dict[str, Any], catalog: RunCatalog,
                  callbacks: Sequence[Callback], params: TomoParams, chunk: int,
                  t0: float) -> ReductionSummary:
     names = tomo_streams(start)
@@ -728,20 +778,22 @@ def _reduce_tomo(run: Any, start: dict[str, Any], raw_dir: Path,
                                rows=chosen, floor=params.floor, device=params.device)
                     for sl in _chunks(n, chunk)]
         volume = tomo_combine(partials)
-        derived.write_volume(raw_dir, derived_file_name("tomo_fbp", start["uid"], derived.uid),
+        derived.write_volume(catalog.raw_dir,
+                             derived_file_name("tomo_fbp", start["uid"], derived.uid),
                              volume, chosen)
         derived.frames = n
         stop = derived.stop("success", frames=n, rows=chosen, angles_from=source)
     except Exception as exc:
-        _fail(derived, exc)
+        stop_failed(derived, exc, catalog)
         raise
     return ReductionSummary(derived.uid, start["uid"], "tomo_fbp", stop["exit_status"],
                             tuple(volume.shape), n, time.perf_counter() - t0,
                             list(derived.outputs))
 
 
-def _reduce_azint(run: Any, start: dict[str, Any], callbacks: Sequence[Callback],
-                  params: AzintParams, chunk: int, t0: float) -> ReductionSummary:
+def _reduce_azint(run: Any, start: dict[str, Any], catalog: RunCatalog,
+                  callbacks: Sequence[Callback], params: AzintParams, chunk: int,
+                  t0: float) -> ReductionSummary:
     from analysis.azint import AzimuthalIntegrator
 
     geometry = geometry_from(start)
@@ -761,7 +813,7 @@ def _reduce_azint(run: Any, start: dict[str, Any], callbacks: Sequence[Callback]
         derived.emit_patterns(patterns, [int(s) for s in seq[:n]])
         stop = derived.stop("success", frames=n)
     except Exception as exc:
-        _fail(derived, exc)
+        stop_failed(derived, exc, catalog)
         raise
     return ReductionSummary(derived.uid, start["uid"], "azint1d", stop["exit_status"],
                             tuple(patterns.intensity.shape), n, time.perf_counter() - t0)

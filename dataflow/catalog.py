@@ -259,6 +259,9 @@ class RunCatalog(Protocol):
     """What reducers need from a catalog, embedded (``Catalog``) or over HTTP
     (``dataflow.remote.RemoteCatalog``): find runs, write runs, a folder for files."""
 
+    client: Any
+    """The Tiled client of the catalog's runs."""
+
     @property
     def raw_dir(self) -> Path:
         """Folder the catalog reads external files from (same machine)."""
