@@ -197,8 +197,17 @@ class DocumentSubscriber:
             self._dispatcher.start()
 
     def stop(self) -> None:
-        """Stop receiving (thread-safe)."""
-        self._dispatcher.loop.call_soon_threadsafe(self._dispatcher.stop)
+        """Stop receiving (thread-safe): the receiving task is cancelled on the
+        dispatcher's loop; ``start()`` then closes the socket and the loop itself (closing
+        them from here would close a running loop)."""
+        dispatcher = self._dispatcher
+
+        def cancel() -> None:
+            if dispatcher._task is not None:
+                dispatcher._task.cancel()
+
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to stop
+            dispatcher.loop.call_soon_threadsafe(cancel)
 
 
 def run_proxy(in_address: str = DEFAULT_IN, out_address: str = DEFAULT_OUT) -> None:

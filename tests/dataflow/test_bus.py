@@ -3,6 +3,7 @@ publisher that waits for its connection, JSON on the wire, whole runs for late j
 
 from __future__ import annotations
 
+import logging
 import socket
 import subprocess
 import sys
@@ -102,7 +103,8 @@ def subscribe_in_thread(address: str) -> tuple[DocumentSubscriber, list[tuple[st
     return sub, received, thread
 
 
-def test_every_document_of_a_run_crosses_the_proxy(proxy: tuple[str, str]) -> None:
+def test_every_document_of_a_run_crosses_the_proxy(proxy: tuple[str, str],
+                                                   caplog: pytest.LogCaptureFixture) -> None:
     ins, outs = proxy
     sub, received, thread = subscribe_in_thread(outs)
     RE = RunEngine({})
@@ -116,7 +118,10 @@ def test_every_document_of_a_run_crosses_the_proxy(proxy: tuple[str, str]) -> No
         time.sleep(0.05)
     sub.stop()
     thread.join(5)
+    assert not thread.is_alive()
     publisher.close()
+    # stopping is quiet: no "Cannot close a running event loop" from asyncio
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
     assert [name for name, _ in received] == [name for name, _ in local]
     assert received[0][0] == "start" and received[0][1]["uid"] == uid
     assert received[-1][1]["exit_status"] == "success"
