@@ -94,6 +94,10 @@ __all__ = ["DEFAULT_CAPACITY", "DEFAULT_PUT_TIMEOUT", "LiveReducer", "LiveRunRes
 
 log = logging.getLogger(__name__)
 
+ENDED_BY_CONSUMER = "smeflow_ended_by_consumer"
+"""Key of a stop document a consumer makes up for a raw run it stops following (its
+reason is then the derived run's reason as is, not "raw run ended …")."""
+
 DEFAULT_CAPACITY = 1000
 DEFAULT_PUT_TIMEOUT = 1.0
 DEFAULT_MAX_BATCH = 16
@@ -684,8 +688,11 @@ class LiveReducer:
         assert derived is not None
         raw_status = stop.get("exit_status", "success")
         status = "success" if raw_status == "success" else raw_status
-        reason = "" if raw_status == "success" else f"raw run ended {raw_status!r}: " \
-            f"{stop.get('reason', '')}"
+        if stop.get(ENDED_BY_CONSUMER):  # not the raw run's stop: the follower gave up
+            reason = str(stop.get("reason", ""))
+        else:
+            reason = "" if raw_status == "success" else f"raw run ended {raw_status!r}: " \
+                f"{stop.get('reason', '')}"
         extra = {"rows": run.rows, "angles_from": run.angles_from} \
             if run.reduction == "tomo_fbp" else {}
         derived.stop(status, reason, **self._stats(run, digest=True), **extra)

@@ -51,7 +51,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from analysis.live import LiveReducer, LiveRunResult
+from analysis.live import ENDED_BY_CONSUMER, LiveReducer, LiveRunResult
 from analysis.reduce import DEFAULT_BINS, DEFAULT_UNIT
 from dataflow.bus import DEFAULT_OUT, SETTLE_S, BusError, DocumentSubscriber, parse_address
 from dataflow.catalog import RunCatalog
@@ -234,7 +234,8 @@ def _abort_open_runs(reducer: LiveReducer) -> None:
         if not result.finished:
             reducer("stop", {"uid": f"consumer-stop-{result.raw_uid}", "time": time.time(),
                              "run_start": result.raw_uid, "exit_status": "abort",
-                             "reason": STOP_REASON, "num_events": {}})
+                             "reason": STOP_REASON, "num_events": {},
+                             ENDED_BY_CONSUMER: True})
 
 
 # -- the command line (``smeflow reduce --live``; analysis.cli adds these arguments) ------

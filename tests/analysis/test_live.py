@@ -175,3 +175,24 @@ def test_runs_without_reduction_are_skipped(acquired: AcquiredRuns) -> None:
     assert acquired.live.results[uid].exit_status == "skipped"
     assert acquired.live.results[uid].derived_uid is None
     assert len(acquired.catalog.derived_runs(uid)) == 0
+
+
+def test_a_consumer_that_stops_mid_run_says_so_not_that_the_raw_run_aborted(
+        acquired: AcquiredRuns) -> None:
+    from analysis.live_consumer import STOP_REASON, _abort_open_runs
+
+    catalog = acquired.catalog
+    reducer = LiveReducer.for_catalog(catalog)
+    try:
+        for name, doc in acquired.documents[acquired.diff_uid]:
+            if name != "stop":  # the consumer stops before the raw run ends
+                reducer(name, doc)
+        _abort_open_runs(reducer)
+        assert reducer.wait(acquired.diff_uid, timeout=60)
+    finally:
+        reducer.close()
+    result = reducer.results[acquired.diff_uid]
+    assert (result.exit_status, result.reason) == ("abort", STOP_REASON)
+    assert _stop(catalog, result.derived_uid)["reason"] == STOP_REASON
+    # the raw run itself ended well and is untouched
+    assert catalog.run(acquired.diff_uid).metadata["stop"]["exit_status"] == "success"
