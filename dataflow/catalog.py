@@ -413,6 +413,10 @@ class Catalog(ClientOwner):
 # -- queries on any Tiled client of a runs catalog (embedded or over HTTP) -----------------
 
 
+_TEXT_WORD = re.compile(r"[^\W_]+")
+"""A word of a free-text search: letters and digits (anything else separates words)."""
+
+
 def search_runs(client: Any, criteria: Mapping[str, Any] | None = None, *,
                 since: str | float | datetime | None = None,
                 until: str | float | datetime | None = None,
@@ -420,7 +424,10 @@ def search_runs(client: Any, criteria: Mapping[str, Any] | None = None, *,
     """Runs of ``client`` matching every condition (see ``Catalog.search``).
 
     Works on any Tiled client node of a runs catalog: the embedded one or one reached
-    over HTTP (``dataflow.remote.RemoteCatalog``).
+    over HTTP (``dataflow.remote.RemoteCatalog``), on SQLite or PostgreSQL. ``text`` is
+    plain words: a run matches when its metadata has every word (letters and digits,
+    any case); quotes, operators and other punctuation only separate words. Text without
+    any word raises ``CatalogError``.
     """
     from bluesky_tiled_plugins.queries import TimeRange
     from tiled.queries import FullText, Key
@@ -435,7 +442,15 @@ def search_runs(client: Any, criteria: Mapping[str, Any] | None = None, *,
             raise CatalogError(f"since {since!r} is after until {until!r}")
         node = node.search(TimeRange(since=t0, until=t1, timezone="UTC"))
     if text:
-        node = node.search(FullText(text))
+        # Each word is its own FullText query on its lowercase letters and digits, so no
+        # text is ever read as query syntax: SQLite's FTS5 MATCH would take quotes,
+        # AND/OR/NOT, '*', '^' and 'col:' as operators, PostgreSQL's to_tsquery '&', '|',
+        # '!' and spaces. Both databases fold case and split words at punctuation.
+        words = [w.lower() for w in _TEXT_WORD.findall(text)]
+        if not words:
+            raise CatalogError(f"text {text!r}: no words to search for (letters or digits)")
+        for word in dict.fromkeys(words):
+            node = node.search(FullText(word))
     return node
 
 

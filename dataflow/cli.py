@@ -9,9 +9,12 @@
 Values are JSON when they parse (``scan_id=3`` is the number 3, ``"3"`` the string).
 Keys are start-document keys; ``stop.exit_status=abort`` reaches the stop document. A
 search that matches nothing prints a message and exits 0; a malformed uid, an unknown
-run, a bad date or a missing catalog prints one line on stderr and exits 1 (2 for a
-malformed argument). The catalog folder is ``--data``, else ``$SMEFLOW_DATA``, else
-``./smeflow-data``. Registered through the ``smeflow.commands`` entry-point group.
+run or a missing catalog prints one line on stderr and exits 1; a malformed argument
+(KEY=VALUE, a date, ``--text`` without any word) one line and exits 2. ``--text`` is
+plain words, all of which a run's metadata must contain (any case; punctuation and
+full-text query operators only separate words). The catalog folder is ``--data``, else
+``$SMEFLOW_DATA``, else ``./smeflow-data``. Registered through the ``smeflow.commands``
+entry-point group.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from .catalog import (
     RunSummary,
     check_frame_files,
     default_data_dir,
+    parse_time,
     parse_value,
     run_details,
 )
@@ -152,11 +156,26 @@ def _open(args: argparse.Namespace) -> Catalog:
     return Catalog(folder)
 
 
+def _moment(value: str | None, option: str) -> float | None:
+    """``--since``/``--until`` as epoch seconds (None when not given)."""
+    if value is None:
+        return None
+    try:
+        return parse_time(value, option)
+    except CatalogError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     """Print the runs matching the criteria."""
     criteria = parse_criteria(args.criteria)
+    since, until = _moment(args.since, "--since"), _moment(args.until, "--until")
+    if since is not None and until is not None and since > until:
+        raise UsageError(f"--since {args.since!r} is after --until {args.until!r}")
+    if args.text is not None and not any(c.isalnum() for c in args.text):
+        raise UsageError(f"--text {args.text!r}: no words to search for (letters or digits)")
     with _open(args) as catalog:
-        rows = catalog.summaries(catalog.search(criteria, since=args.since, until=args.until,
+        rows = catalog.summaries(catalog.search(criteria, since=since, until=until,
                                                 text=args.text))
     if not rows:
         asked = [*args.criteria, *(f"--{k} {v!r}" for k in ("since", "until", "text")

@@ -38,6 +38,7 @@ Tiled keeps the single-user key in process-wide settings: run one server per pro
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hmac
 import json
 import logging
@@ -158,18 +159,37 @@ def database_uri(db: str | None, data_dir: Path) -> str:
     """The catalog database: ``db`` checked, or the data folder's ``catalog.db``.
 
     Accepts ``sqlite:///PATH`` and ``postgresql://USER[:PASSWORD]@HOST[:PORT]/DB``
-    (``postgresql+asyncpg://`` too).
+    (``postgresql+asyncpg://`` too). A relative SQLite ``PATH`` (``sqlite:///rel/c.db``)
+    is taken from the current folder and returned absolute (``sqlite:////cwd/rel/c.db``),
+    so the server finds the same file after a restart; its folder must exist (a new
+    database file is created in it, folders never are).
+
+    Raises
+    ------
+    ServerConfigError
+        Naming ``--db`` (password masked): not one of those URIs, an SQLite path that
+        is a folder or in a folder that does not exist.
     """
     if db is None:
         return f"sqlite:///{data_dir / 'catalog.db'}"
     text = db.strip()
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
     if scheme in {"sqlite", "sqlite+aiosqlite"}:
-        path = text.split("://", 1)[1]
-        if not path.startswith("/") or path == "/":
+        rest = text.split("://", 1)[1]
+        name, question, query = rest[1:].partition("?")
+        if not rest.startswith("/") or not name:
             raise ServerConfigError(f"--db {redact(db)!r}: expected sqlite:///PATH (three "
                                     "slashes, then the database file)")
-        return text
+        if name == ":memory:":
+            raise ServerConfigError(f"--db {db!r}: an in-memory database would lose the "
+                                    "catalog when the server stops; give a file")
+        path = Path(os.path.abspath(name))  # relative to the current folder; .. removed
+        if path.is_dir():
+            raise ServerConfigError(f"--db {db!r}: {path} is a folder, not a database file")
+        if not path.parent.is_dir():
+            raise ServerConfigError(f"--db {db!r}: folder {path.parent} does not exist "
+                                    "(create it first)")
+        return f"{scheme}:///{path}{question}{query}"
     if scheme in {"postgresql", "postgresql+asyncpg"}:
         parts = urlsplit(text)
         if not parts.hostname or not parts.path.strip("/"):
@@ -197,19 +217,52 @@ def catalog_adapter(data_dir: Path, database: str, readable: Sequence[Path]) -> 
 
     init = True
     if database.startswith("sqlite:///"):
-        db = Path(database[len("sqlite:///"):])
-        db.parent.mkdir(parents=True, exist_ok=True)
+        db = Path(database[len("sqlite:///"):].partition("?")[0])
         init = not (_initialized(db) or (not db.exists() and _initialize(db)))
     try:
         return wait_when_busy(from_uri(database, writable_storage=[str(data_dir / "storage"),
                                                                    _tables_uri(database, data_dir)],
                                        readable_storage=[str(p) for p in readable],
                                        init_if_not_exists=init, specs=[ROOT_SPEC]))
-    except Exception as exc:  # tiled reports init failures with the subprocess's stderr
-        lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-        reason = lines[-1] if lines else type(exc).__name__
+    except Exception as exc:
         raise ServerConfigError(f"cannot open catalog database {redact(database)}: "
-                                f"{reason}") from None
+                                f"{_failure_reason(exc, database)}") from None
+
+
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception|Failure|Warning): (.+)$")
+_SQLALCHEMY_PREFIX = re.compile(r"^\([\w.]+\)\s*")  # "(sqlite3.DatabaseError) ..."
+
+
+def _failure_reason(exc: BaseException, database: str) -> str:
+    """The database's own message for a failure to open ``database``, on one line.
+
+    SQLAlchemy errors carry the driver's exception (``orig``); tiled reports a failed
+    initialization with the whole (rich) traceback of its subprocess, whose last
+    ``SomethingError: message`` line is the reason. SQLAlchemy's "[SQL: …]" and
+    "(Background on this error at …)" lines are dropped, and the URI's password masked.
+    """
+    reason = ""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen and not reason:
+        seen.add(id(link))
+        orig = getattr(link, "orig", None)
+        if isinstance(orig, BaseException):
+            reason = next((x.strip() for x in str(orig).splitlines() if x.strip()), "")
+        link = link.__cause__ or link.__context__
+    if not reason:
+        lines = [x.strip() for x in str(exc).splitlines() if x.strip()]
+        found = [m.group(1) for m in map(_EXCEPTION_LINE.match, lines) if m]
+        plain = [x for x in lines if not x.startswith(("[SQL:", "(Background on this error"))
+                 and x[0].isascii()]  # the traceback box is drawn with non-ASCII lines
+        reason = found[-1] if found else plain[0] if plain else ""
+    reason = _SQLALCHEMY_PREFIX.sub("", reason).strip() or type(exc).__name__
+    password = urlsplit(database).password
+    if password:
+        reason = reason.replace(f":{password}@", ":***@")
+        if len(password) >= 4:
+            reason = reason.replace(password, "***")
+    return reason
 
 
 # -- request guards ----------------------------------------------------------------------
@@ -368,11 +421,19 @@ def build_server_app(data_dir: str | os.PathLike[str], api_key: str, *,
     if root.exists() and not root.is_dir():
         raise ServerConfigError(f"--data {root}: a file, not a folder")
     key = _check_key(api_key, "the API key")
+    uri = database_uri(database, root)  # checked before any folder is created
     raw = root / "raw"
+    created = [f for f in (root, raw, root / "storage") if not f.exists()]
     for folder in (root, raw, root / "storage"):
         folder.mkdir(parents=True, exist_ok=True)
     readable = [raw, *(Path(p).resolve() for p in readable_storage)]
-    adapter = catalog_adapter(root, database_uri(database, root), readable)
+    try:
+        adapter = catalog_adapter(root, uri, readable)
+    except ServerConfigError:  # leave no empty data folder behind a database refused
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):  # not empty: something was written, keep it
+                folder.rmdir()
+        raise
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*httpx.*")
         app = build_app(adapter, Authentication(single_user_api_key=key,
@@ -556,14 +617,42 @@ def serve(data_dir: str | os.PathLike[str], api_key: str, *, database: str | Non
 # -- command line ------------------------------------------------------------------------
 
 
+def parse_port(text: str) -> int:
+    """``--port`` as a number in 1…65535 (what ``smeflow proxy`` accepts too).
+
+    Raises
+    ------
+    ServerConfigError
+        Naming ``--port`` and the value.
+    """
+    value = text.strip()
+    if not (value.isascii() and value.isdigit()) or not 0 < int(value) < 65536:
+        raise ServerConfigError(f"--port {text!r}: expected a port number in 1…65535")
+    return int(value)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    """``smeflow catalog serve``: the catalog server in the foreground."""
+    """``smeflow catalog serve``: the catalog server in the foreground.
+
+    Every argument is checked before anything is logged or created: a bad one is the
+    only output.
+    """
+    from .cli import UsageError
+
+    try:
+        port = parse_port(str(args.port))
+    except ServerConfigError as exc:
+        raise UsageError(str(exc)) from None
     key = read_api_key(args.api_key_file)
     data = Path(args.data) if args.data else default_data_dir()
+    database = database_uri(args.db, data.resolve())
     if not args.quiet:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    serve(data, key, database=args.db, host=args.host, port=args.port)
+        for chatty in ("alembic.runtime.plugins", "numexpr.utils"):  # start-up noise
+            logging.getLogger(chatty).setLevel(logging.WARNING)
+    serve(data, key, database=None if args.db is None else database, host=args.host,
+          port=port)
     return 0
 
 
@@ -599,8 +688,8 @@ def add_server_commands(catalog_sub: Any) -> None:
                    "PORT/DB (default: DIR/catalog.db)")
     s.add_argument("--host", default=DEFAULT_HOST, help="address to listen on "
                    f"(default {DEFAULT_HOST}: this machine only)")
-    s.add_argument("--port", type=int, default=DEFAULT_PORT,
-                   help=f"port (default {DEFAULT_PORT})")
+    s.add_argument("--port", default=str(DEFAULT_PORT),
+                   help=f"port, 1…65535 (default {DEFAULT_PORT})")
     s.add_argument("--api-key-file", metavar="FILE", help=key_help)
     s.add_argument("--quiet", action="store_true", help="no request log")
     s.set_defaults(func=_guarded, catalog_func=cmd_serve)
@@ -619,4 +708,5 @@ def add_server_commands(catalog_sub: Any) -> None:
 
 __all__ = ["API_KEY_ENV", "DEFAULT_HOST", "DEFAULT_PORT", "SCAN_ID_PATH", "ConfinedAssets",
            "RequireApiKey", "ServerConfigError", "ServerHandle", "add_server_commands",
-           "build_server_app", "catalog_adapter", "database_uri", "read_api_key", "redact", "serve"]
+           "build_server_app", "catalog_adapter", "database_uri", "parse_port", "read_api_key",
+           "redact", "serve"]

@@ -62,9 +62,14 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
     (["search", f"scan_id={2**64}"], 2, f"'{2**64}' does not fit a 64-bit integer"),
     (["search", "sample=\udcff"], 2, "has control characters or bytes that are not UTF-8"),
     (["search", "x=" + "[" * 5000], 2, "value nested too deeply"),
-    (["search", "--since", "yesterday-ish"], 1, "since 'yesterday-ish': not a date"),
-    (["search", "--since", "nan"], 1, "since 'nan': not a time this machine can convert"),
-    (["search", "--until", "0001-01-01"], 1, "until '0001-01-01': not a time"),
+    (["search", "--since", "yesterday-ish"], 2, "--since 'yesterday-ish': not a date"),
+    (["search", "--since", "nan"], 2, "--since 'nan': not a time this machine can convert"),
+    (["search", "--until", "0001-01-01"], 2, "--until '0001-01-01': not a time"),
+    (["search", "--since", "2030-01-01", "--until", "2020-01-01"], 2,
+     "--since '2030-01-01' is after --until '2020-01-01'"),
+    (["search", "--text", '"'], 2, "--text '\"': no words to search for"),
+    (["search", "--text", "*:^-"], 2, "--text '*:^-': no words to search for"),
+    (["search", "--text", ""], 2, "--text '': no words to search for"),
 ])
 def test_bad_arguments_are_one_line(data: str, argv: list[str], status: int, message: str,
                                     capsys: pytest.CaptureFixture[str]) -> None:
@@ -80,6 +85,22 @@ def test_keys_with_inner_spaces_are_metadata_keys(data: str,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     status, out, err = run_cli(capsys, "search", 'sample name="Si wafer"', "--data", data)
     assert status == 0 and err == "" and out.strip().endswith("1 run")
+
+
+@pytest.mark.parametrize("text", ['"', "AND", "OR", "NOT", "NEAR(Si wafer)", "wafer*", 'Si"wafer',
+                                  "col:wafer", "^Si", "Si + wafer", "'); DROP TABLE nodes; --"])
+def test_any_text_is_searched_as_plain_words(data: str, text: str,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Full-text syntax (quotes, operators, prefixes, columns) is not interpreted: the
+    words are searched, all of them; punctuation only separates words."""
+    status, out, err = run_cli(capsys, "search", "--text", text, "--data", data)
+    if status == 2:  # no word at all
+        assert not any(c.isalnum() for c in text) and "no words to search for" in err
+        return
+    assert (status, err) == (0, ""), err
+    words = {w.lower() for w in "".join(c if c.isalnum() else " " for c in text).split()}
+    expected = "1 run" if words <= {"si", "wafer"} else "no runs match"
+    assert expected in out, out
 
 
 def test_data_pointing_at_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -142,6 +142,13 @@ def test_queries_by_full_text(catalog: Catalog, filled: dict[str, Any]) -> None:
     assert list(catalog.search(text="CeO2")) == [filled["count"]]
     assert list(catalog.search(text="wafer")) == [filled["scan"]]
     assert list(catalog.search(text="unobtainium")) == []
+    # plain words, all of them: no quoting, operator or prefix syntax reaches the database
+    assert list(catalog.search(text='"CeO2')) == [filled["count"]]
+    assert list(catalog.search(text="ceo2 STANDARD")) == [filled["count"]]
+    assert list(catalog.search(text="CeO2 OR wafer")) == []
+    assert list(catalog.search(text="AND")) == []
+    with pytest.raises(CatalogError, match=r"""^text '"\*': no words to search for"""):
+        catalog.search(text='"*')
     assert list(catalog.client.search(FullText("CeO2"))) == [filled["count"]]
 
 

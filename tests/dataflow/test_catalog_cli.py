@@ -101,8 +101,6 @@ def test_show_lists_metadata_streams_and_shapes(runs: dict[str, Any],
     (["show", "not-a-uid!"], "run 'not-a-uid!': not a uid"),
     (["show", "42"], "no run with scan number 42"),
     (["show", "abcdef12"], "no run whose uid starts with 'abcdef12'"),
-    (["search", "--since", "yesterday"], "since 'yesterday': not a date"),
-    (["search", "--since", "2030-01-01", "--until", "2020-01-01"], "is after until"),
 ])
 def test_errors_are_one_line_with_status_1(runs: dict[str, Any], argv: list[str], message: str,
                                            capsys: pytest.CaptureFixture[str]) -> None:
@@ -110,6 +108,33 @@ def test_errors_are_one_line_with_status_1(runs: dict[str, Any], argv: list[str]
     assert status == 1 and out == ""
     assert err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith("smeflow catalog: error: ") and message in err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["search", "--since", "yesterday"], "--since 'yesterday': not a date"),
+    (["search", "--until", "tomorrow 9:00"], "--until 'tomorrow 9:00': not a date"),
+    (["search", "--since", "2030-01-01", "--until", "2020-01-01"],
+     "--since '2030-01-01' is after --until '2020-01-01'"),
+])
+def test_bad_dates_are_usage_errors(runs: dict[str, Any], argv: list[str], message: str,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = cli(capsys, *argv, "--data", runs["data"])
+    assert (status, out) == (2, "")
+    assert err.startswith("smeflow catalog: error: ") and err.count("\n") == 1
+    assert message in err, err
+
+
+def test_search_text_is_words_not_query_syntax(runs: dict[str, Any],
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = cli(capsys, "search", "--text", '"CeO2', "--data", runs["data"])
+    assert (status, err) == (0, "") and out.strip().endswith("1 run")
+    assert runs["count"][:8] in out
+    status, out, err = cli(capsys, "search", "--text", "standard, ceo2!", "--data",
+                           runs["data"])
+    assert (status, err) == (0, "") and out.strip().endswith("1 run")
+    # an operator is a word like any other: no run mentions "or"
+    status, out, err = cli(capsys, "search", "--text", "CeO2 OR wafer", "--data", runs["data"])
+    assert (status, err) == (0, "") and out == "no runs match --text 'CeO2 OR wafer'\n"
 
 
 def test_malformed_criterion_is_a_usage_error(runs: dict[str, Any],

@@ -85,6 +85,9 @@ def check_scan_over_http(server: ServerHandle) -> None:
         assert stop["exit_status"] == "success" and stop["num_events"] == {"primary": 4}
         assert remote.run(start["scan_id"]).metadata["start"]["uid"] == uid
         assert list(remote.search(sample="CeO2")) == [uid]
+        # free text is plain words on either database: several words, quotes, operators
+        assert uid in list(remote.search(text='CeO2 "count'))
+        assert uid not in list(remote.search(text="CeO2 OR nothing_like_it"))
         table = run["primary"].read()
         np.testing.assert_array_equal(table["det_frame_number"], [0, 1, 2, 3])
         images = run["primary"]["det_image"]
@@ -321,6 +324,86 @@ def test_serve_with_a_bad_database_uri_is_a_clear_error(tmp_path: Path, monkeypa
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot open catalog database" in err
     assert "secretpw" not in err and "u:***@127.0.0.1" in err
+
+
+NO_HOST = "256.0.0.1"
+"""An address nothing can listen on: a test of a bad argument given this host fails,
+instead of serving forever, when the argument is no longer refused."""
+
+
+def _serve_in_a_process(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``smeflow catalog serve ARGV`` in a fresh process (logging not yet configured)."""
+    env = {**os.environ, API_KEY_ENV: KEY}
+    return subprocess.run([sys.executable, "-c", "import sys; from dataflow.cli import main; "
+                           "sys.exit(main(sys.argv[1:]))", "serve", *argv], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_a_bad_database_uri_is_the_only_output(tmp_path: Path) -> None:
+    done = _serve_in_a_process("--data", "data", "--db", "mysql://x@y/z", cwd=tmp_path)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == ("smeflow catalog: error: --db 'mysql://x@y/z': not a database "
+                           "URI; expected sqlite:///PATH or postgresql://USER@HOST:PORT/"
+                           "DATABASE\n")
+    assert list(tmp_path.iterdir()) == []  # nothing created
+
+
+def test_a_file_that_is_not_a_database_is_named_with_the_reason(
+        tmp_path: Path, monkeypatch: Any, capsys: Any) -> None:
+    monkeypatch.setenv(API_KEY_ENV, KEY)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a database\n" * 100)
+    assert catalog_main(["serve", "--data", str(tmp_path / "data"), "--quiet",
+                         "--db", f"sqlite:///{notes}", "--host", NO_HOST]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"smeflow catalog: error: cannot open catalog database sqlite:///{notes}: "
+                   "file is not a database\n")
+    assert notes.read_text() == "not a database\n" * 100
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]  # no data folder left
+
+
+def test_a_relative_sqlite_path_is_taken_from_the_current_folder(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rel").mkdir()
+    uri = database_uri("sqlite:///rel/c.db", Path("/d"))
+    assert uri == f"sqlite:///{tmp_path}/rel/c.db"
+    assert database_uri(uri, Path("/d")) == uri
+    assert database_uri("sqlite:///rel/../c.db?timeout=5", Path("/d")) == \
+        f"sqlite:///{tmp_path}/c.db?timeout=5"
+    server = ServerHandle(tmp_path / "data", KEY, database="sqlite:///rel/c.db")
+    for _ in range(2):  # a restart opens the same file
+        with server, RemoteCatalog(server.url, KEY) as remote:
+            assert len(remote.client) == 0
+    assert (tmp_path / "rel" / "c.db").is_file()
+
+
+def test_a_database_in_a_missing_folder_is_refused(tmp_path: Path, monkeypatch: Any,
+                                                   capsys: Any) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(API_KEY_ENV, KEY)
+    for db, folder in [("sqlite:///nonexistent/dir/c.db", tmp_path / "nonexistent" / "dir"),
+                       (f"sqlite:///{tmp_path}/gone/c.db", tmp_path / "gone")]:
+        assert catalog_main(["serve", "--data", "data", "--db", db, "--host", NO_HOST]) == 1
+        err = capsys.readouterr().err
+        assert err == (f"smeflow catalog: error: --db {db!r}: folder {folder} does not "
+                       "exist (create it first)\n")
+    assert catalog_main(["serve", "--data", "data", "--db", f"sqlite:///{tmp_path}",
+                         "--host", NO_HOST]) == 1
+    assert "is a folder, not a database file" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # no folder created, not even the data folder
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "0", "65536", "http", ""])
+def test_a_port_out_of_range_is_a_usage_error(port: str, tmp_path: Path, monkeypatch: Any,
+                                              capsys: Any) -> None:
+    monkeypatch.setenv(API_KEY_ENV, KEY)
+    assert catalog_main(["serve", "--data", str(tmp_path / "data"), "--port", port,
+                         "--host", NO_HOST]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"smeflow catalog: error: --port {port!r}: expected a port number in "
+                   "1…65535\n")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_key_and_database_parsing() -> None:
