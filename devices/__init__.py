@@ -1,11 +1,15 @@
 """ophyd devices of the simulated beamline (the detector whose firmware is an SME network,
 motors, shutter, beam monitor) — built on ``sme`` and ``fpga``.
 
+``devices.Beamline.create(folder)`` builds a whole simulated beamline in one call (also
+importable as ``devices.beamline.Beamline``).
+
 The sample environment the detector looks at is :class:`devices.samples.Scene`; see
 :mod:`devices.samples` for the frames and units shared by all sample models.
 """
 
 from devices.beam import BeamMonitor
+from devices.beamline import Beamline
 from devices.fly import FlyParameters, PositionTrigger
 from devices.motion import ContinuousRotation, MotorLimitError, RotationStage, SimMotor
 from devices.phantom import Ellipsoid, EllipsoidPhantom, PhantomSample, shepp_logan_3d
@@ -17,6 +21,7 @@ __all__ = [
     "CEO2",
     "SILICON",
     "BeamMonitor",
+    "Beamline",
     "ContinuousRotation",
     "CubicCrystal",
     "Ellipsoid",

@@ -26,7 +26,12 @@ Configuration signals (``read_configuration``): ``exposure`` (s), ``energy_thres
 (keV, the sensor's comparator), ``threshold`` (counts, the firmware's zero suppression),
 ``roi`` (``[x0, y0, x1, y1]`` in output pixels), ``binning`` (2×2), ``backend`` and
 ``frame_shape``. Changes apply at the next ``stage()``, as on a real detector, where the
-configuration is loaded into the firmware between acquisitions.
+configuration is loaded into the firmware between acquisitions. Every value is checked
+when it is put (or ``set``, as ``bps.mv`` does) against the firmware's own limits
+(:class:`fpga.designs.reference.ChainConfig`), so a bad value fails at once with a
+:class:`DetectorConfigError` naming the signal and the allowed range, never later inside
+a run. ``frame_shape`` is read-only: it is the shape of the frames the firmware sends
+(``out_shape()``) and follows ``binning``.
 """
 
 from __future__ import annotations
@@ -49,12 +54,26 @@ from dataflow.packets import ReadoutFrame
 from fpga.designs.params import HIST_BINS, ChainParams
 from fpga.designs.reference import ChainConfig, ChainTables
 
+from .detector_config import (
+    ConfigSignal,
+    CountsSignal,
+    DetectorConfigError,
+    ReadOnlySignal,
+    check_backend,
+    check_binning,
+    check_energy_threshold,
+    check_exposure,
+    check_roi,
+    check_threshold,
+)
 from .firmware import BACKENDS, Firmware, FirmwareError
 from .fly import FlyAcquisition, FlyParameters
 from .samples import PixelSize, Scene
 from .sensor import SensorModel
 
 log = logging.getLogger(__name__)
+
+__all__ = ["READOUT_COUNTERS", "RETAKES", "DetectorConfigError", "FirmwareDetector"]
 
 READOUT_COUNTERS = ("good", "corrupt", "dropped", "framing_errors", "stray_words")
 """Readout counters stored in every frame file (since the firmware was configured)."""
@@ -87,17 +106,20 @@ class FirmwareDetector(Device):  # type: ignore[misc]
         time_scale`` at least; 0 acquires as fast as the simulation runs).
     """
 
-    exposure = Cpt(Signal, value=0.1, kind="config")
-    energy_threshold = Cpt(Signal, value=6.0, kind="config")
-    threshold = Cpt(Signal, value=0, kind="config")
-    roi = Cpt(Signal, value=[0, 0, 0xFFFF, 0xFFFF], kind="config")
-    binning = Cpt(Signal, value=False, kind="config")
-    backend = Cpt(Signal, value="compiled", kind="config")
-    frame_shape = Cpt(Signal, value=[0, 0], kind="config")
+    exposure = Cpt(ConfigSignal, value=0.1, kind="config", check=check_exposure)
+    energy_threshold = Cpt(ConfigSignal, value=6.0, kind="config",
+                           check=check_energy_threshold)
+    threshold = Cpt(ConfigSignal, value=0, kind="config", check=check_threshold)
+    roi = Cpt(ConfigSignal, value=[0, 0, 0xFFFF, 0xFFFF], kind="config", check=check_roi)
+    binning = Cpt(ConfigSignal, value=False, kind="config", check=check_binning)
+    backend = Cpt(ConfigSignal, value="compiled", kind="config", check=check_backend)
+    frame_shape = Cpt(ReadOnlySignal, value=[0, 0], kind="config",
+                      explain="the [rows, cols] of the frames the firmware sends; it "
+                              "follows binning")
 
     roi_sum = Cpt(Signal, value=0, kind="hinted")
     saturated = Cpt(Signal, value=0, kind="normal")
-    histogram = Cpt(Signal, value=[0] * HIST_BINS, kind="normal")
+    histogram = Cpt(CountsSignal, value=[0] * HIST_BINS, kind="normal")
     frame_number = Cpt(Signal, value=-1, kind="normal")
 
     def __init__(self, *, name: str, scene: Scene, folder: str | Path,
@@ -118,7 +140,8 @@ class FirmwareDetector(Device):  # type: ignore[misc]
         self.tables = tables or ChainTables.reset(self.params)
         self.time_scale = time_scale
         self.backend.put(backend)
-        self.frame_shape.put([self.params.height, self.params.width])
+        self.frame_shape.put(list(self.out_shape()), force=True)
+        self.binning.subscribe(self._follow_binning, run=False)
         self.firmware: Firmware | None = None
         self.writer: FrameWriter | None = None
         self.last_digest: str | None = None
@@ -131,6 +154,7 @@ class FirmwareDetector(Device):  # type: ignore[misc]
         """The armed or last fly acquisition (``prepare`` makes one)."""
         self._collected = 0
         self._announced = 0
+        self._exposing: threading.Thread | None = None
         # Power the board on now: building the simulator (compiling or loading the compiled
         # chain) takes up to seconds, which inside stage() would block the RunEngine's loop.
         self.firmware = Firmware(self.params, backend)
@@ -145,6 +169,10 @@ class FirmwareDetector(Device):  # type: ignore[misc]
     def out_shape(self) -> tuple[int, int]:
         """Shape of the frames the firmware sends with the current binning setting."""
         return self.params.out_shape(bool(self.binning.get()))
+
+    def _follow_binning(self, *, value: Any, **kwargs: Any) -> None:
+        """Keep ``frame_shape`` equal to the shape of the frames (binning changed)."""
+        self.frame_shape.put(list(self.params.out_shape(bool(value))), force=True)
 
     def describe(self) -> dict[str, Any]:
         """Readings plus the external image key."""
@@ -241,16 +269,14 @@ class FirmwareDetector(Device):  # type: ignore[misc]
         event's frame is its own latest exposure."""
         status = DeviceStatus(self)
         exposure = float(self.exposure.get())
-        if self.writer is not None:
-            with self._lock:
-                dropped = self.writer.discard_unannounced()
-            if dropped:
-                log.info("%s: dropped %d frame(s) no event announced (the plan re-triggered "
-                         "after a pause or suspension)", self.name, dropped)
+        previous = self._exposing
 
         def work() -> None:
+            if previous is not None:  # an interrupted exposure finishes (and writes) first
+                previous.join()
             start = time.monotonic()
             try:
+                self._discard_unannounced()
                 self.acquire_frame(t=time.time() + exposure * self.time_scale / 2)
                 left = exposure * self.time_scale - (time.monotonic() - start)
                 if left > 0:
@@ -260,8 +286,21 @@ class FirmwareDetector(Device):  # type: ignore[misc]
             else:
                 status.set_finished()
 
-        threading.Thread(target=work, name=f"{self.name}-exposure", daemon=True).start()
+        self._exposing = threading.Thread(target=work, name=f"{self.name}-exposure",
+                                          daemon=True)
+        self._exposing.start()
         return status
+
+    def _discard_unannounced(self) -> None:
+        """Drop frames of earlier triggers that no event announced (see ``trigger``)."""
+        writer = self.writer
+        if writer is None:
+            return
+        with self._lock:
+            dropped = writer.discard_unannounced()
+        if dropped:
+            log.info("%s: dropped %d frame(s) no event announced (the plan re-triggered "
+                     "after a pause or suspension)", self.name, dropped)
 
     def collect_asset_docs(self, index: int | None = None
                            ) -> Iterator[tuple[str, dict[str, Any]]]:

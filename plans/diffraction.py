@@ -24,8 +24,8 @@ from plans.validate import (
     PlanArgumentError,
     PlanDetector,
     PlanMotor,
-    require_detector,
     require_exposure,
+    require_image_detector,
     require_int,
     require_md,
     require_motor,
@@ -89,7 +89,8 @@ def diffraction_scan(
     Parameters
     ----------
     det
-        Any triggerable, readable detector (needs an ``exposure`` signal only when
+        Any triggerable, readable area detector (``describe()`` with an image data key,
+        see :func:`plans.validate.image_keys`; an ``exposure`` signal only when
         ``exposure`` is given).
     sample_x, sample_y
         The sample stages; every position must lie within their limits.
@@ -114,7 +115,7 @@ def diffraction_scan(
     ``exposure``, ``num_points`` and ``hints``.
     """
     plan = "diffraction_scan"
-    require_detector(plan, "det", det)
+    require_image_detector(plan, "det", det)
     require_motor(plan, "sample_x", sample_x)
     require_motor(plan, "sample_y", sample_y)
     points = require_xy_positions(plan, "positions", positions, sample_x, sample_y)
@@ -186,7 +187,8 @@ def diffraction_count(
     Parameters
     ----------
     det
-        Any triggerable, readable detector.
+        Any triggerable, readable area detector (``describe()`` with an image data key,
+        see :func:`plans.validate.image_keys`).
     num
         Number of frames (>= 1).
     exposure
@@ -204,7 +206,7 @@ def diffraction_count(
         The plan; it returns the run's uid.
     """
     plan = "diffraction_count"
-    require_detector(plan, "det", det)
+    require_image_detector(plan, "det", det)
     frames = require_int(plan, "num", num, minimum=1)
     pause = require_number(plan, "delay", delay)
     if pause < 0:

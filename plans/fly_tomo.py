@@ -31,7 +31,7 @@ from bluesky.protocols import Movable
 from bluesky.utils import MsgGenerator
 
 from devices.fly import FlyParameters, PositionTrigger
-from devices.motion import ContinuousRotation, RotationStage
+from devices.motion import ContinuousRotation, MotorLimitError, RotationStage
 from plans.runs import staged
 from plans.tomo import TOMO_STREAMS, TomoSetup, tomo_run, validate_tomo
 from plans.validate import PlanArgumentError, PlanDetector, PlanMotor, require_number
@@ -63,13 +63,15 @@ def fly_tomo_scan(
 
     Arguments are checked when the function is called (``PlanArgumentError``, no run
     opened), including that the rotation speed this needs is within the stage's
-    ``max_velocity`` and its run-up and run-out within its limits.
+    ``max_velocity`` (else ``exposure`` is at fault) and its run-up and run-out angles
+    within its limits (else ``start`` or ``stop``, with the angle that is outside).
 
     Parameters
     ----------
     det
-        A fly-capable detector (``prepare``/``kickoff``/``complete``/``describe_collect``/
-        ``collect_pages``, e.g. :class:`devices.detector.FirmwareDetector`).
+        A fly-capable area detector (``prepare``/``kickoff``/``complete``/
+        ``describe_collect``/``collect_pages``, and an image data key in ``describe()``),
+        e.g. :class:`devices.detector.FirmwareDetector`.
     rotation
         A :class:`devices.motion.RotationStage`.
     sample_x, shutter, out_position, in_position, n_darks, n_flats
@@ -114,17 +116,49 @@ def fly_tomo_scan(
     if first == last:
         raise PlanArgumentError(PLAN, "stop", stop, f"different from start ({first:g})")
     velocity = abs(last - first) / (len(setup.angles) * seconds)
-    try:
-        rotation.run_up_out(first, last, velocity)
-    except ValueError as err:  # MotorLimitError is a ValueError too
-        raise PlanArgumentError(
-            PLAN, "exposure", exposure,
-            f"long enough for the stage: {len(setup.angles)} frames over "
-            f"{abs(last - first):g} deg at {seconds:g} s each need {velocity:g} deg/s ({err})"
-        ) from None
+    _require_rotation_fits(rotation, first, last, velocity, exposure, len(setup.angles))
     setup = TomoSetup(**{**setup.__dict__, "extra_md": {
         "fly": True, "rotation_velocity": velocity, "frame_time": seconds}})
     return _fly_tomo_scan(setup, ContinuousRotation(first, last, velocity), period)
+
+
+def _require_rotation_fits(rotation: RotationStage, start: float, stop: float,
+                           velocity: float, exposure: Any, frames: int) -> None:
+    """Check that ``rotation`` can turn ``start → stop`` at ``velocity`` (raises
+    ``PlanArgumentError`` naming the argument at fault).
+
+    A velocity above the stage's maximum is the exposure's fault (too short for the
+    frames over that range); a run-up or run-out angle beyond the limits is ``start``'s
+    or ``stop``'s (too close to the limit to accelerate or stop there).
+    """
+    try:
+        rotation.run_up_out(start, stop, velocity)
+    except MotorLimitError as err:
+        limit_error = err
+    except ValueError as err:
+        raise PlanArgumentError(
+            PLAN, "exposure", exposure,
+            f"long enough for the stage: {frames} frames over {abs(stop - start):g} deg at "
+            f"{exposure:g} s each need {velocity:g} deg/s ({err})"
+        ) from None
+    else:
+        return
+    # The same ramp as RotationStage.run_up_out: v² / (2a) to reach or leave velocity v.
+    ramp = velocity * velocity / (2.0 * float(rotation.acceleration.get()))
+    sign = 1.0 if stop > start else -1.0
+    low, high = (float(v) for v in rotation.limits)
+    for argument, angle, extra, what in (("start", start, -sign * ramp, "run-up"),
+                                         ("stop", stop, sign * ramp, "run-out")):
+        if not low <= angle + extra <= high:
+            bound = (f"<= {high - ramp:g}" if extra > 0 else f">= {low + ramp:g}")
+            raise PlanArgumentError(
+                PLAN, argument, angle,
+                f"{bound} deg: at {velocity:g} deg/s the stage needs {ramp:g} deg to "
+                f"{'stop' if what == 'run-out' else 'reach speed'}, and the {what} angle "
+                f"{angle + extra:g} deg would be outside the limits [{low:g}, {high:g}] deg "
+                f"of {rotation.name!r}")
+    raise PlanArgumentError(PLAN, "stop", stop, f"a rotation from start={start:g} deg that "
+                            f"{rotation.name!r} can do ({limit_error})") from None
 
 
 def _fly_tomo_scan(setup: TomoSetup, motion: ContinuousRotation,

@@ -47,8 +47,8 @@ from plans.validate import (
     PlanArgumentError,
     PlanDetector,
     PlanMotor,
-    require_detector,
     require_exposure,
+    require_image_detector,
     require_int,
     require_md,
     require_motor,
@@ -111,8 +111,9 @@ def tomo_scan(
     Parameters
     ----------
     det
-        Any triggerable, readable detector; needs an ``exposure`` signal only when
-        ``exposure`` is given.
+        Any triggerable, readable area detector: its ``describe()`` must have an image
+        data key (shape of 2 dimensions, see :func:`plans.validate.image_keys`); needs an
+        ``exposure`` signal only when ``exposure`` is given.
     rotation
         The rotation stage (degrees); every angle must lie within its limits.
     sample_x
@@ -177,7 +178,7 @@ def validate_tomo(
     """Check the arguments shared by the tomography plans (``PlanArgumentError`` naming
     ``plan`` and the argument) and return them as a :class:`TomoSetup`; ``angles`` maps
     ``(start, stop, num_projections)`` to the projection angles."""
-    require_detector(plan, "det", det)
+    require_image_detector(plan, "det", det)
     require_motor(plan, "rotation", rotation)
     require_motor(plan, "sample_x", sample_x)
     require_movable(plan, "shutter", shutter)

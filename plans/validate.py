@@ -29,9 +29,11 @@ __all__ = [
     "PlanArgumentError",
     "PlanDetector",
     "PlanMotor",
+    "image_keys",
     "motor_limits",
     "require_detector",
     "require_exposure",
+    "require_image_detector",
     "require_int",
     "require_md",
     "require_motor",
@@ -124,6 +126,38 @@ def require_detector(plan: str, argument: str, det: Any) -> PlanDetector:
             plan, argument, det, "a detector with trigger(), read(), describe() and a name"
         )
     return det
+
+
+def image_keys(description: Mapping[str, Any]) -> list[str]:
+    """The data keys of a ``describe()`` result that hold images: a shape of 2 or more
+    dimensions (``[rows, cols]``, in the event or external, e.g. ``external="STREAM:"``)."""
+    keys = []
+    for key, data_key in description.items():
+        shape = data_key.get("shape") if isinstance(data_key, Mapping) else None
+        if isinstance(shape, Sequence) and not isinstance(shape, str) and len(shape) >= 2:
+            keys.append(key)
+    return keys
+
+
+def require_image_detector(plan: str, argument: str, det: Any) -> PlanDetector:
+    """``det`` if it is a detector (:func:`require_detector`) whose ``describe()`` has an
+    image data key (:func:`image_keys`): a motor or a scalar counter would give a run
+    without a single frame."""
+    detector = require_detector(plan, argument, det)
+    name = detector.name
+    try:
+        description = detector.describe()
+    except Exception as err:
+        raise PlanArgumentError(plan, argument, det, f"a detector whose describe() works "
+                                f"({type(err).__name__}: {err})") from err
+    if not isinstance(description, Mapping) or not image_keys(description):
+        keys = sorted(description) if isinstance(description, Mapping) else description
+        raise PlanArgumentError(
+            plan, argument, det,
+            "an area detector: its describe() needs an image data key (a shape of 2 or more "
+            f"dimensions, e.g. external 'STREAM:' frames), but {name!r} describes only "
+            f"{_show(keys)}")
+    return detector
 
 
 def require_motor(plan: str, argument: str, motor: Any) -> PlanMotor:

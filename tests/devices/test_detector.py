@@ -3,6 +3,7 @@ catalog, equal to the numpy reference model of the firmware."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -149,3 +150,137 @@ def test_link_errors_are_caught_counted_retaken_and_recorded(setup: Any) -> None
     (failed,) = [s for s in catalog.runs() if s.exit_status == "fail"]
     reason = catalog.run(failed.uid).metadata["stop"]["reason"]
     assert "3 exposures in a row were lost on the link" in reason
+
+
+# -- configuration checked when it is put ---------------------------------------------------
+
+ROI_RULE = ("must be [x0, y0, x1, y1], ints with 0 ≤ x0 < x1 ≤ 65535 and 0 ≤ y0 < y1 ≤ 65535 "
+            "(x1, y1 exclusive, clipped to the frame), starting inside the 64×64 frame: "
+            "x0 < 64, y0 < 64")
+
+
+@pytest.mark.parametrize(("signal", "value", "message"), [
+    ("exposure", -1, "det.exposure: must be a finite number > 0 s, got -1"),
+    ("exposure", 0, "det.exposure: must be a finite number > 0 s, got 0"),
+    ("exposure", float("nan"), "det.exposure: must be a finite number > 0 s, got nan"),
+    ("exposure", "0.1", "det.exposure: must be a finite number > 0 s, got '0.1'"),
+    ("energy_threshold", -2.0, "det.energy_threshold: must be a finite number >= 0 keV, got -2.0"),
+    ("threshold", -5, "det.threshold: must be an int in 0 … 1048575 counts (the firmware's "
+                      "20-bit threshold register), got -5"),
+    ("threshold", 1 << 20, "det.threshold: must be an int in 0 … 1048575 counts (the "
+                           "firmware's 20-bit threshold register), got 1048576"),
+    ("threshold", 2.5, "det.threshold: must be an int in 0 … 1048575 counts (the firmware's "
+                       "20-bit threshold register), got 2.5"),
+    ("roi", [0, 0], f"det.roi: {ROI_RULE}, got [0, 0]"),
+    ("roi", [10, 10, 5, 5], f"det.roi: {ROI_RULE}, got [10, 10, 5, 5]"),
+    ("roi", [10, 10, 10, 20], f"det.roi: {ROI_RULE}, got [10, 10, 10, 20]"),
+    ("roi", [64, 0, 70, 8], f"det.roi: {ROI_RULE}, got [64, 0, 70, 8]"),
+    ("roi", [-1, 0, 8, 8], f"det.roi: {ROI_RULE}, got [-1, 0, 8, 8]"),
+    ("roi", [0, 0, 0x10000, 8], f"det.roi: {ROI_RULE}, got [0, 0, 65536, 8]"),
+    ("roi", [0, 0, 8.5, 8], f"det.roi: {ROI_RULE}, got [0, 0, 8.5, 8]"),
+    ("roi", "0,0,8,8", f"det.roi: {ROI_RULE}, got '0,0,8,8'"),
+    ("binning", "no", "det.binning: must be True or False (or 1 or 0), got 'no'"),
+    ("binning", 2, "det.binning: must be True or False (or 1 or 0), got 2"),
+    ("backend", "vhdl", "det.backend: must be one of 'interp', 'compiled', 'ghdl', got 'vhdl'"),
+])
+def test_bad_configuration_is_refused_when_put(setup: Any, signal: str, value: Any,
+                                               message: str) -> None:
+    from devices.detector import DetectorConfigError
+
+    det = setup[2].det
+    before = getattr(det, signal).get()
+    with pytest.raises(DetectorConfigError, match="^" + re.escape(message) + "$"):
+        getattr(det, signal).put(value)
+    with pytest.raises(DetectorConfigError, match="^" + re.escape(message) + "$"):
+        getattr(det, signal).check_value(value)  # what plans.validate asks in advance
+    assert getattr(det, signal).get() == before
+
+
+def test_good_configuration_is_stored_normalised(setup: Any) -> None:
+    det = setup[2].det
+    det.exposure.put(np.float32(0.5))
+    det.threshold.put(np.int64(1 << 20) - 1)
+    det.roi.put(np.array([0, 0, 0xFFFF, 0xFFFF]))
+    det.roi.put((8, 4, 40, 50))
+    det.binning.put(1)
+    det.energy_threshold.put(0)
+    assert (det.exposure.get(), det.threshold.get(), det.roi.get(), det.binning.get(),
+            det.energy_threshold.get()) == (0.5, (1 << 20) - 1, [8, 4, 40, 50], True, 0.0)
+    assert det.binning.get() is True and type(det.threshold.get()) is int
+    assert det.chain_config().roi == (8, 4, 40, 50)
+
+
+def test_a_bad_value_set_in_a_plan_fails_at_the_set_with_the_reason(setup: Any) -> None:
+    from devices.detector import DetectorConfigError
+
+    RE, catalog, beamline = setup
+    det = beamline.det
+    RE(bps.mv(det.exposure, 0.2, det.roi, (0, 0, 16, 16)))  # set() returns, no hanging
+    assert (det.exposure.get(), det.roi.get()) == (0.2, [0, 0, 16, 16])
+    with pytest.raises(DetectorConfigError, match=r"^det\.exposure: must be a finite number > 0 s"):
+        RE(bps.mv(det.exposure, -1))
+    assert det.exposure.get() == 0.2 and list(catalog.runs()) == []
+
+
+def test_binning_must_leave_the_roi_inside_the_frame(setup: Any) -> None:
+    from devices.detector import DetectorConfigError
+
+    det = setup[2].det
+    det.roi.put([40, 8, 60, 20])
+    with pytest.raises(DetectorConfigError, match=re.escape(
+            "det.binning: True would make 32×32 frames, which det.roi [40, 8, 60, 20] starts "
+            "outside of (x0 must be < 32, y0 < 32); set det.roi first")):
+        det.binning.put(True)
+    assert det.binning.get() is False
+    det.roi.put([4, 8, 60, 20])
+    det.binning.put(True)
+    with pytest.raises(DetectorConfigError, match="starting inside the 32×32 frame"):
+        det.roi.put([40, 8, 60, 20])
+
+
+def test_frame_shape_is_read_only_and_follows_binning(setup: Any) -> None:
+    from ophyd.utils import ReadOnlyError
+
+    RE, _, beamline = setup
+    det = beamline.det
+    assert det.frame_shape.get() == [64, 64]
+    message = ("det.frame_shape: read-only (the [rows, cols] of the frames the firmware "
+               "sends; it follows binning); it is [64, 64], refused to make it [32, 32]")
+    for write in (det.frame_shape.put, det.frame_shape.set, det.frame_shape.check_value):
+        with pytest.raises(ReadOnlyError, match="^" + re.escape(message) + "$"):
+            write([32, 32])
+    with pytest.raises(ReadOnlyError, match="read-only"):
+        RE(bps.mv(det.frame_shape, [32, 32]))
+    det.binning.put(True)
+    assert det.frame_shape.get() == [32, 32] == det.describe()["det_image"]["shape"]
+    assert det.read_configuration()["det_frame_shape"]["value"] == [32, 32]
+    det.binning.put(False)
+    assert det.frame_shape.get() == [64, 64] == det.describe()["det_image"]["shape"]
+
+
+def test_histogram_is_described_and_recorded_as_integer_counts(setup: Any) -> None:
+    RE, catalog, beamline = setup
+    det = beamline.det
+    assert det.describe()["det_histogram"]["dtype_numpy"] == "<i8"
+    assert det.describe_collect()["det_histogram"]["dtype_numpy"] == "<i8"
+    docs: list[tuple[str, dict[str, Any]]] = []
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    (uid,) = RE(bp.count([det], 2))
+    (descriptor,) = [doc for name, doc in docs if name == "descriptor"]
+    assert descriptor["data_keys"]["det_histogram"]["dtype_numpy"] == "<i8"
+    events = [doc for name, doc in docs if name == "event"]
+    for event in events:
+        values = event["data"]["det_histogram"]
+        assert all(type(v) is int for v in values) and sum(values) == 64 * 64
+    stored = np.asarray(catalog.run(uid)["primary"]["det_histogram"].read())
+    assert stored.dtype.kind == "i" and stored.shape == (2, 64)
+
+
+def test_the_package_exports_beamline_as_the_readme_says() -> None:
+    import devices
+    import devices.beamline
+
+    assert devices.Beamline is devices.beamline.Beamline is Beamline
+    assert "Beamline" in devices.__all__
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    assert "`devices.Beamline.create(folder)`" in readme

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 from bluesky import RunEngine
 from bluesky.utils import Msg, RequestAbort
-from ophyd.sim import SynAxis, SynGauss
+from ophyd.sim import SynAxis, SynSignal
 
 from devices.samples import EmptyBeam, Pose
 from plans import IMAGE_KEY, tomo_angles, tomo_scan
@@ -199,16 +200,20 @@ def test_in_position_defaults_to_where_the_stage_is(
 
 
 def test_tomo_scan_with_ophyd_sim_devices(RE: RunEngine, docs: Any, shutter: Any) -> None:
-    """Any triggerable/readable detector and any positioner work, limits or not."""
+    """Any triggerable/readable area detector and any positioner work, limits or not."""
     theta = SynAxis(name="theta")
     stage_x = SynAxis(name="stage_x")
-    det = SynGauss("det", theta, "theta", center=0.0, Imax=1.0, sigma=30.0)
+
+    def gaussian_image() -> np.ndarray:  # a 4×4 frame whose level peaks at theta = 0
+        return np.full((4, 4), np.exp(-(theta.position / 30.0) ** 2 / 2))
+
+    det = SynSignal(gaussian_image, name="det")
     RE(tomo_scan(det, theta, stage_x, shutter, out_position=100.0, start=-90.0, stop=90.0,
                  num_projections=5, n_darks=1, n_flats=1))
     assert docs.counts() == {"dark": 1, "flat": 1, "primary": 5}
     assert docs.start["rotation_axis"] == "theta"
     projections = docs.events("primary")
     assert [e["data"]["theta"] for e in projections] == [-90.0, -45.0, 0.0, 45.0, 90.0]
-    assert projections[2]["data"]["det"] == pytest.approx(1.0)  # peak of the Gaussian at 0
+    assert np.asarray(projections[2]["data"]["det"]) == pytest.approx(np.ones((4, 4)))
     assert docs.events("flat")[0]["data"]["stage_x"] == 100.0
     assert shutter.state == "closed"

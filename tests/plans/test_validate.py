@@ -9,10 +9,18 @@ import numpy as np
 import ophyd.sim
 import pytest
 from bluesky import RunEngine
-from ophyd import Signal
+from ophyd import Component as Cpt
+from ophyd import Device, Signal
 
-from plans import PlanArgumentError, diffraction_count, diffraction_scan, tomo_scan
+from plans import (
+    PlanArgumentError,
+    diffraction_count,
+    diffraction_scan,
+    fly_tomo_scan,
+    tomo_scan,
+)
 from plans.validate import (
+    image_keys,
     motor_limits,
     require_exposure,
     require_int,
@@ -181,8 +189,9 @@ def test_tomo_scan_validates_at_call_time_not_when_iterated(
 def test_tomo_scan_exposure_on_a_detector_without_exposure_signal(
     RE: RunEngine, docs: Any, rotation: Any, sample_x: Any, shutter: Any
 ) -> None:
+    camera = ophyd.sim.SynSignal(lambda: np.zeros((4, 4)), name="camera")  # no exposure
     with pytest.raises(PlanArgumentError, match="which has no settable 'exposure' signal"):
-        RE(tomo_scan(ophyd.sim.det, rotation, sample_x, shutter, out_position=20.0, exposure=0.1))
+        RE(tomo_scan(camera, rotation, sample_x, shutter, out_position=20.0, exposure=0.1))
     assert docs.docs == []
 
 
@@ -217,3 +226,89 @@ def test_diffraction_plans_reject_bad_arguments_before_any_document(
             RE(make_plan())
     assert docs.docs == []
     assert cam.triggers == 0 and shutter.state == "closed"
+
+
+# -- the detector must take images -----------------------------------------------------------
+
+
+class FlyCounter(Device):  # type: ignore[misc]
+    """Fly-capable (the methods exist) but with a scalar reading only: no image."""
+
+    counts = Cpt(Signal, value=0, kind="hinted")
+
+    def prepare(self, value: Any) -> None: ...
+    def kickoff(self) -> None: ...
+    def complete(self) -> None: ...
+    def describe_collect(self) -> dict[str, Any]: return {}
+    def collect_pages(self) -> list[Any]: return []
+
+
+def test_image_keys_are_the_keys_of_two_dimensional_data() -> None:
+    assert image_keys(ophyd.sim.det.describe()) == []
+    assert image_keys(ophyd.sim.img.describe()) == ["img"]  # external FILESTORE, 10×10
+    assert image_keys({"a": {"shape": []}, "b": {"shape": [64]},
+                       "d_image": {"shape": [64, 64], "external": "STREAM:"}}) == ["d_image"]
+
+
+NO_IMAGE = ("det must be an area detector: its describe() needs an image data key (a shape of "
+            "2 or more dimensions, e.g. external 'STREAM:' frames), but {name!r} describes only "
+            "{keys!r}, got ")
+
+
+def test_plans_refuse_a_detector_without_images_before_any_document(
+    RE: RunEngine, docs: Any, rotation: Any, sample_x: Any, sample_y: Any, shutter: Any
+) -> None:
+    """A motor (or a scalar counter) given as the detector would make a run without a
+    single frame: refused at the call, nothing moves."""
+    motor_keys = sorted(sample_x.describe())
+    counter = FlyCounter(name="counter")
+    cases: list[tuple[Any, str]] = [
+        (lambda: tomo_scan(sample_x, rotation, sample_x, shutter, out_position=20.0),
+         "tomo_scan: " + NO_IMAGE.format(name="sample_x", keys=motor_keys)),
+        (lambda: diffraction_scan(sample_x, sample_x, sample_y, [(0.0, 0.0)]),
+         "diffraction_scan: " + NO_IMAGE.format(name="sample_x", keys=motor_keys)),
+        (lambda: diffraction_count(ophyd.sim.det, 3, shutter=shutter),
+         "diffraction_count: " + NO_IMAGE.format(name="det", keys=["det"])),
+        (lambda: fly_tomo_scan(counter, rotation, sample_x, shutter, out_position=20.0,
+                               exposure=0.01),
+         "fly_tomo_scan: " + NO_IMAGE.format(name="counter", keys=["counter_counts"])),
+        (lambda: fly_tomo_scan(sample_y, rotation, sample_x, shutter, out_position=20.0,
+                               exposure=0.01),
+         "fly_tomo_scan: det must be a fly-capable detector with prepare(), kickoff(), "
+         "complete(), describe_collect(), collect_pages(), got "),
+    ]
+    for make_plan, message in cases:
+        with pytest.raises(PlanArgumentError, match="^" + re.escape(message)):
+            RE(make_plan())
+    assert docs.docs == []
+    assert rotation.position == 0.0 and sample_x.position == 0.0 and shutter.state == "closed"
+
+
+def test_fly_tomo_blames_start_or_stop_for_a_run_up_or_run_out_past_the_limits(
+    smeflow_beamline: Any,
+) -> None:
+    """The stage (limits ±720 deg, 360 deg/s²) at 40 deg/s needs 2.22 deg to stop or to
+    reach speed: the angle that is too close to the limit is at fault, not exposure."""
+    bl = smeflow_beamline
+    seen: list[str] = []
+    bl.RE.subscribe(lambda name, doc: seen.append(name))
+
+    def call(start: float, stop: float) -> Any:
+        return fly_tomo_scan(bl.det, bl.rotation, bl.sample_x, bl.shutter, out_position=20.0,
+                             start=start, stop=stop, exposure=0.05, num_projections=10)
+
+    with pytest.raises(PlanArgumentError, match="^" + re.escape(
+            "fly_tomo_scan: stop must be <= 717.778 deg: at 40 deg/s the stage needs 2.22222 "
+            "deg to stop, and the run-out angle 722.222 deg would be outside the limits "
+            "[-720, 720] deg of 'rotation', got 720.0") + "$"):
+        call(700, 720)
+    with pytest.raises(PlanArgumentError, match="^" + re.escape(
+            "fly_tomo_scan: start must be >= -717.778 deg: at 40 deg/s the stage needs "
+            "2.22222 deg to reach speed, and the run-up angle -721.222 deg would be outside "
+            "the limits [-720, 720] deg of 'rotation', got -719.0") + "$"):
+        call(-719, -699)
+    with pytest.raises(PlanArgumentError, match=r"^fly_tomo_scan: stop must be >= -717\.778 "
+                       r"deg: .* run-out angle -722\.222 deg"):
+        call(-700, -720)  # turning backwards: the run-out is below stop
+    call(700, 717)  # 2.22 deg of room: fine
+    assert seen == []

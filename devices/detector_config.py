@@ -1,0 +1,239 @@
+"""Configuration signals of the firmware detector, checked when they are put.
+
+Each configuration value is checked against the firmware's own limits
+(:class:`fpga.designs.reference.ChainConfig`, the 20-bit counters, the backends) when it
+is put or set, so a bad value fails at once with a :class:`DetectorConfigError` naming
+the signal (``det.exposure``), what it must be and the value given, never later inside a
+run. ``ReadOnlySignal`` holds values the device derives (``frame_shape``);
+``CountsSignal`` declares the histogram's integer dtype, which ophyd cannot infer.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from ophyd import Signal
+from ophyd.status import Status
+from ophyd.utils import ReadOnlyError
+
+from fpga.designs.params import PIXEL_MAX
+
+from .firmware import BACKENDS
+
+
+class DetectorConfigError(ValueError):
+    """A configuration value the detector or its firmware cannot use (refused on put).
+
+    The message names the signal (``det.exposure``), what it must be and the value given.
+    """
+
+
+Check = Callable[["ConfigSignal", Any], Any]
+"""A configuration check: the signal and the value put; returns the value to store
+(normalised, e.g. ``1`` → ``True``) or raises :class:`DetectorConfigError`."""
+
+
+def _label(signal: Signal) -> str:
+    """``det.exposure``: the device's name and the signal's attribute, as a user types it."""
+    parent = signal.parent
+    if parent is None or not signal.attr_name:
+        return str(signal.name)
+    return f"{parent.name}.{signal.attr_name}"
+
+
+class ConfigSignal(Signal):  # type: ignore[misc]
+    """A soft configuration signal that checks every value when it is put or set.
+
+    ``check`` (see :data:`Check`) both validates and normalises: the stored value is the
+    one it returns. ``set`` (what ``bps.mv`` calls) puts synchronously, so a bad value
+    raises :class:`DetectorConfigError` at the ``set`` call instead of failing a status
+    later; ``check_value`` lets plans ask in advance (``plans.validate``).
+    """
+
+    def __init__(self, *, check: Check, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._check = check
+
+    def checked(self, value: Any) -> Any:
+        """``value`` as it would be stored; :class:`DetectorConfigError` if refused."""
+        return self._check(self, value)
+
+    def check_value(self, value: Any) -> None:
+        """Raise :class:`DetectorConfigError` if ``value`` would be refused."""
+        self.checked(value)
+
+    def put(self, value: Any, *, force: bool = False, **kwargs: Any) -> None:
+        """Check and store ``value`` (``force=True`` skips the check: internal use)."""
+        if not force:
+            value = self.checked(value)
+        super().put(value, force=force, **kwargs)
+
+    def set(self, value: Any, *, timeout: float | None = None,
+            settle_time: float | None = None, **kwargs: Any) -> Status:
+        """Put ``value`` now (a soft signal has nothing to wait for); a finished status."""
+        self.put(value)
+        status = Status(self, settle_time=settle_time)
+        status.set_finished()
+        return status
+
+
+class ReadOnlySignal(Signal):  # type: ignore[misc]
+    """A configuration value the device derives itself: users cannot put or set it.
+
+    The device updates it with ``put(value, force=True)``; ``explain`` says in the error
+    what the value follows.
+    """
+
+    def __init__(self, *, explain: str = "", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._explain = explain
+
+    def refusal(self, value: Any) -> ReadOnlyError:
+        """The error for a user's attempt to write ``value``."""
+        return ReadOnlyError(f"{_label(self)}: read-only ({self._explain}); it is "
+                             f"{self.get()!r}, refused to make it {value!r}")
+
+    def check_value(self, value: Any) -> None:
+        """Always refuses: the value is not the user's to choose."""
+        raise self.refusal(value)
+
+    def put(self, value: Any, *, force: bool = False, **kwargs: Any) -> None:
+        """Refused (``ReadOnlyError``) unless ``force=True`` (the device itself)."""
+        if not force:
+            raise self.refusal(value)
+        super().put(value, force=True, **kwargs)
+
+    def set(self, value: Any, **kwargs: Any) -> Status:
+        """Refused (``ReadOnlyError``): see :meth:`put`."""
+        raise self.refusal(value)
+
+
+COUNTS_DTYPE = np.dtype(np.int64)
+"""dtype of the histogram counts (as :class:`dataflow.packets.ReadoutFrame` holds them)."""
+
+
+class CountsSignal(Signal):  # type: ignore[misc]
+    """A soft signal holding an array of integer counts (the firmware's histogram).
+
+    ``describe()`` declares ``dtype_numpy`` ``<i8`` (the readout's histogram dtype), which
+    ophyd cannot infer from a list of ints.
+    """
+
+    def describe(self) -> dict[str, Any]:
+        """ophyd's description with the integer ``dtype_numpy``."""
+        desc: dict[str, Any] = dict(super().describe())
+        desc[self.name] = {**desc[self.name], "dtype_numpy": COUNTS_DTYPE.str}
+        return desc
+
+
+def _refuse(signal: ConfigSignal, allowed: str, value: Any) -> DetectorConfigError:
+    return DetectorConfigError(f"{_label(signal)}: must be {allowed}, got {value!r}")
+
+
+def _real(value: Any) -> float | None:
+    """``value`` as a finite float, or ``None`` if it is not a finite real number."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _int(value: Any) -> int | None:
+    """``value`` as an int (numpy ints too), or ``None`` for bools, floats and others."""
+    if isinstance(value, bool | np.bool_):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
+def check_exposure(signal: ConfigSignal, value: Any) -> float:
+    """Exposure time: a finite number of seconds > 0."""
+    seconds = _real(value)
+    if seconds is None or seconds <= 0:
+        raise _refuse(signal, "a finite number > 0 s", value)
+    return seconds
+
+
+def check_energy_threshold(signal: ConfigSignal, value: Any) -> float:
+    """The sensor's counting threshold: a finite number of keV >= 0."""
+    kev = _real(value)
+    if kev is None or kev < 0:
+        raise _refuse(signal, "a finite number >= 0 keV", value)
+    return kev
+
+
+def check_threshold(signal: ConfigSignal, value: Any) -> int:
+    """Zero-suppression level: an int that fits the firmware's 20-bit register."""
+    counts = _int(value)
+    if counts is None or not 0 <= counts <= PIXEL_MAX:
+        raise _refuse(signal, f"an int in 0 … {PIXEL_MAX} counts (the firmware's 20-bit "
+                      "threshold register)", value)
+    return counts
+
+
+def _roi_allowed(shape: tuple[int, int]) -> str:
+    return (f"[x0, y0, x1, y1], ints with 0 ≤ x0 < x1 ≤ 65535 and 0 ≤ y0 < y1 ≤ 65535 "
+            f"(x1, y1 exclusive, clipped to the frame), starting inside the "
+            f"{shape[0]}×{shape[1]} frame: x0 < {shape[1]}, y0 < {shape[0]}")
+
+
+def roi_fits(roi: list[int], shape: tuple[int, int]) -> bool:
+    """Whether ``roi`` (``[x0, y0, x1, y1]``) starts inside a frame of ``shape``."""
+    return roi[0] < shape[1] and roi[1] < shape[0]
+
+
+def check_roi(signal: ConfigSignal, value: Any) -> list[int]:
+    """ROI of the firmware's sum, in output pixels of the current frame shape.
+
+    The registers are 16 bits (``ChainConfig``); the firmware sums ``x0 ≤ x < x1``,
+    ``y0 ≤ y < y1`` clipped to the frame, so ``x1``/``y1`` may lie past the edge (the
+    reset value ``[0, 0, 65535, 65535]`` is the whole frame) but the ROI must start inside
+    it and not be empty.
+    """
+    det = signal.parent
+    shape = det.out_shape()
+    allowed = _roi_allowed(shape)
+    if isinstance(value, str | bytes) or not hasattr(value, "__len__") or len(value) != 4:
+        raise _refuse(signal, allowed, value)
+    coords = [_int(v) for v in value]
+    ints = [c for c in coords if c is not None and 0 <= c <= 0xFFFF]
+    if len(ints) != 4:
+        raise _refuse(signal, allowed, value)
+    x0, y0, x1, y1 = ints
+    if not (x0 < x1 and y0 < y1 and roi_fits(ints, shape)):
+        raise _refuse(signal, allowed, value)
+    return ints
+
+
+def check_binning(signal: ConfigSignal, value: Any) -> bool:
+    """2×2 binning: ``True``/``False`` (or ``1``/``0``); the ROI must start inside the
+    frame it gives."""
+    if isinstance(value, bool | np.bool_):
+        on = bool(value)
+    elif _int(value) in (0, 1):
+        on = bool(_int(value))
+    else:
+        raise _refuse(signal, "True or False (or 1 or 0)", value)
+    det = signal.parent
+    shape = det.params.out_shape(on)
+    roi = list(det.roi.get())
+    if not roi_fits(roi, shape):
+        raise DetectorConfigError(
+            f"{_label(signal)}: {on!r} would make {shape[0]}×{shape[1]} frames, which "
+            f"{_label(det.roi)} {roi!r} starts outside of (x0 must be < {shape[1]}, "
+            f"y0 < {shape[0]}); set {_label(det.roi)} first")
+    return on
+
+
+def check_backend(signal: ConfigSignal, value: Any) -> str:
+    """Firmware backend: one of :data:`devices.firmware.BACKENDS`."""
+    if not isinstance(value, str) or value not in BACKENDS:
+        raise _refuse(signal, "one of " + ", ".join(repr(b) for b in BACKENDS), value)
+    return value
