@@ -273,51 +273,18 @@ class RunCatalog(Protocol):
         """A TiledWriter callback writing runs into the catalog."""
 
 
-class ClientOwner:
-    """Owns a Tiled client (``self.client``): ``close()`` (idempotent) ends its
-    connection or in-process server; usable as a context manager."""
+class ClientCatalog:
+    """A catalog of bluesky runs behind a Tiled client (``self.client``), embedded or over
+    HTTP: writing and querying runs, and the client's lifetime (``close()``, idempotent,
+    ends its connection or in-process server; usable as a context manager). Subclasses
+    say where the runs are (``where``, for error messages)."""
 
     client: Any
 
-    def close(self) -> None:
-        """Close the client's context (the in-process server or the HTTP connections)."""
-        client, self.client = self.client, None
-        if client is not None:
-            client.context.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-
-class Catalog(ClientOwner):
-    """The embedded Tiled catalog of bluesky runs in one folder.
-
-    Parameters
-    ----------
-    directory
-        The catalog folder, created on first use; default ``default_data_dir()``.
-    readable_storage
-        Further folders holding external files runs may refer to (``raw/`` always is).
-    quiet
-        Silence the in-process server's start-up banner.
-    """
-
-    def __init__(self, directory: str | os.PathLike[str] | None = None, *,
-                 readable_storage: Iterable[str | os.PathLike[str]] = (),
-                 quiet: bool = True) -> None:
-        self.root = Path(directory if directory is not None else default_data_dir()).resolve()
-        if self.root.exists() and not self.root.is_dir():
-            raise CatalogError(f"catalog folder {self.root} is a file, not a folder")
-        self.raw_dir = self.root / "raw"
-        for folder in (self.root, self.raw_dir, self.root / "storage"):
-            folder.mkdir(parents=True, exist_ok=True)
-        readable = [self.raw_dir, *(Path(p).resolve() for p in readable_storage)]
-        self.client: Any = _open_client(self.root, readable, quiet)
-        self.scan_ids = ScanIdCounter(self.root / "scan_id", initial=self.max_scan_id)
+    @property
+    def where(self) -> str:
+        """The catalog's place, as error messages name it (a folder, a server address)."""
+        raise NotImplementedError
 
     # -- writing -----------------------------------------------------------------------
 
@@ -335,19 +302,6 @@ class Catalog(ClientOwner):
         if batch_size < 1:
             raise ValueError(f"batch_size {batch_size}: must be >= 1")
         return TiledWriter(self.client, batch_size=batch_size)
-
-    def subscribe(self, RE: Any, batch_size: int | None = None) -> int:
-        """Write ``RE``'s runs here and number them from the persisted scan counter.
-
-        Returns the subscription token (for ``RE.unsubscribe``).
-        """
-        RE.scan_id_source = self.scan_ids.scan_id_source
-        token: int = RE.subscribe(self.writer(batch_size))
-        return token
-
-    def frame_writer(self, name: str, frame_shape: Sequence[int], **kwargs: Any) -> FrameWriter:
-        """A ``FrameWriter`` for a new file ``name`` inside ``raw_dir`` (see ``FrameWriter``)."""
-        return FrameWriter(self.raw_dir, name, frame_shape, **kwargs)
 
     def max_scan_id(self) -> int:
         """The highest ``scan_id`` of any run in the catalog (0 when empty)."""
@@ -397,7 +351,69 @@ class Catalog(ClientOwner):
         CatalogError
             A uid prefix matches several runs.
         """
-        return find_run(self.client, ref, str(self.root))
+        return find_run(self.client, ref, self.where)
+
+    # -- lifetime ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the client's context (the in-process server or the HTTP connections)."""
+        client, self.client = self.client, None
+        if client is not None:
+            client.context.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+class Catalog(ClientCatalog):
+    """The embedded Tiled catalog of bluesky runs in one folder.
+
+    Parameters
+    ----------
+    directory
+        The catalog folder, created on first use; default ``default_data_dir()``.
+    readable_storage
+        Further folders holding external files runs may refer to (``raw/`` always is).
+    quiet
+        Silence the in-process server's start-up banner.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str] | None = None, *,
+                 readable_storage: Iterable[str | os.PathLike[str]] = (),
+                 quiet: bool = True) -> None:
+        self.root = Path(directory if directory is not None else default_data_dir()).resolve()
+        if self.root.exists() and not self.root.is_dir():
+            raise CatalogError(f"catalog folder {self.root} is a file, not a folder")
+        self.raw_dir = self.root / "raw"
+        for folder in (self.root, self.raw_dir, self.root / "storage"):
+            folder.mkdir(parents=True, exist_ok=True)
+        readable = [self.raw_dir, *(Path(p).resolve() for p in readable_storage)]
+        self.client: Any = _open_client(self.root, readable, quiet)
+        self.scan_ids = ScanIdCounter(self.root / "scan_id", initial=self.max_scan_id)
+
+    # -- writing -----------------------------------------------------------------------
+
+    def subscribe(self, RE: Any, batch_size: int | None = None) -> int:
+        """Write ``RE``'s runs here and number them from the persisted scan counter.
+
+        Returns the subscription token (for ``RE.unsubscribe``).
+        """
+        RE.scan_id_source = self.scan_ids.scan_id_source
+        token: int = RE.subscribe(self.writer(batch_size))
+        return token
+
+    def frame_writer(self, name: str, frame_shape: Sequence[int], **kwargs: Any) -> FrameWriter:
+        """A ``FrameWriter`` for a new file ``name`` inside ``raw_dir`` (see ``FrameWriter``)."""
+        return FrameWriter(self.raw_dir, name, frame_shape, **kwargs)
+
+    @property
+    def where(self) -> str:
+        """The catalog folder."""
+        return str(self.root)
 
     def derived_runs(self, raw_uid: str) -> Any:
         """The runs derived from raw run ``raw_uid`` (reductions: start ``raw_uid`` equal

@@ -4,8 +4,8 @@
     remote.subscribe(RE, spool_dir="smeflow-spool")           # write runs; spool if down
     remote.run(3)["primary"]["det_image"][0, :10, :10]
 
-Reading and searching are the embedded catalog's (``dataflow.catalog.search_runs``,
-``find_run``, …) on a Tiled HTTP client. Scan numbers come from the server, which hands
+Writing, reading and searching are the embedded catalog's (``dataflow.catalog.ClientCatalog``,
+the base of both) on a Tiled HTTP client. Scan numbers come from the server, which hands
 them out under a lock (``dataflow.server.SCAN_ID_PATH``), above the highest ``scan_id`` in
 the catalog: RunEngines sharing a server never draw the same number. While the server is
 unreachable the numbering continues from the last number this process saw (a warning
@@ -21,20 +21,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from .catalog import (
     Catalog,
     CatalogError,
-    ClientOwner,
-    RunSummary,
+    ClientCatalog,
     default_data_dir,
-    find_run,
-    highest_scan_id,
-    run_summaries,
-    search_runs,
 )
 from .server import API_KEY_ENV, SCAN_ID_PATH, read_api_key
 from .spool import SpoolingWriter, server_reachable
@@ -42,7 +36,7 @@ from .spool import SpoolingWriter, server_reachable
 log = logging.getLogger(__name__)
 
 
-class RemoteCatalog(ClientOwner):
+class RemoteCatalog(ClientCatalog):
     """The run catalog of a ``smeflow catalog serve`` server (or any Tiled server of runs).
 
     Parameters
@@ -90,25 +84,11 @@ class RemoteCatalog(ClientOwner):
 
     # -- writing -----------------------------------------------------------------------
 
-    def writer(self, batch_size: int | None = None) -> Any:
-        """A ``TiledWriter`` writing runs to the server (``batch_size`` as for ``Catalog``)."""
-        from bluesky_tiled_plugins import TiledWriter
-
-        if batch_size is None:
-            return TiledWriter(self.client)
-        if batch_size < 1:
-            raise ValueError(f"batch_size {batch_size}: must be >= 1")
-        return TiledWriter(self.client, batch_size=batch_size)
-
     def spooling_writer(self, spool_dir: str | os.PathLike[str], *,
                         batch_size: int = 1) -> SpoolingWriter:
         """A writer that keeps documents in ``spool_dir`` while the server is away."""
         return SpoolingWriter(self.client, spool_dir, batch_size=batch_size,
                               probe_timeout=self.probe_timeout)
-
-    def max_scan_id(self) -> int:
-        """The highest ``scan_id`` of any run on the server (0 when empty)."""
-        return highest_scan_id(self.client)
 
     def scan_id_source(self, md: Mapping[str, Any]) -> int:
         """For ``RunEngine.scan_id_source``: the next scan number, from the server.
@@ -173,27 +153,10 @@ class RemoteCatalog(ClientOwner):
         token: int = RE.subscribe(callback)
         return token
 
-    # -- reading -----------------------------------------------------------------------
-
-    def search(self, criteria: Mapping[str, Any] | None = None, *,
-               since: str | float | datetime | None = None,
-               until: str | float | datetime | None = None,
-               text: str | None = None, **key_values: Any) -> Any:
-        """Runs matching every condition (see ``Catalog.search``)."""
-        return search_runs(self.client, criteria, since=since, until=until, text=text,
-                           **key_values)
-
-    def summaries(self, node: Any = None) -> list[RunSummary]:
-        """One ``RunSummary`` per run of ``node`` (default: all), oldest first."""
-        return run_summaries(self.client if node is None else node)
-
-    def runs(self) -> list[RunSummary]:
-        """Every run, oldest first."""
-        return self.summaries()
-
-    def run(self, ref: str | int) -> Any:
-        """The run with uid, uid prefix or scan number ``ref`` (see ``Catalog.run``)."""
-        return find_run(self.client, ref, self.url)
+    @property
+    def where(self) -> str:
+        """The server's address."""
+        return self.url
 
     @property
     def raw_dir(self) -> Path:
