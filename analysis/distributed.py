@@ -66,7 +66,6 @@ from analysis.reduce import (
     azint_chunk,
     azint_combine,
     check_derived_folder,
-    derived_file_name,
     derived_md,
     file_inputs,
     geometry_from,
@@ -490,11 +489,8 @@ def _tomo(run: Any, start: dict[str, Any], catalog: RunCatalog, callbacks: Seque
                                   chunks, params.floor, params.device, pure=False)
                     for block in blocks]
         volume = np.concatenate(client.gather(futures[1:]))
-        derived.write_volume(catalog.raw_dir,
-                             derived_file_name("tomo_fbp", start["uid"], derived.uid),
-                             volume, chosen)
-        derived.frames = n
-        stop = derived.stop("success", frames=n, rows=chosen, angles_from=angle_source)
+        stop = derived.finish_volume(catalog.raw_dir, volume, chosen, n,
+                                     angles_from=angle_source)
     except Exception as exc:
         client.cancel(futures)
         stop_failed(derived, exc, catalog)

@@ -528,6 +528,16 @@ class DerivedRun:
         self.outputs.append({"uri": f"file://localhost{writer.path}", "sha256": digest})
         return writer.path
 
+    def finish_volume(self, raw_dir: Path, volume: F32, rows: Sequence[int], frames: int,
+                      **extra: Any) -> dict[str, Any]:
+        """An offline tomography reduction's end: the reconstruction into
+        ``raw_dir/derived/`` (``write_volume``) and the stop document (success, ``frames``,
+        ``rows`` and ``extra``)."""
+        self.write_volume(raw_dir, derived_file_name("tomo_fbp", str(self.start["raw_uid"]),
+                                                     self.uid), volume, rows)
+        self.frames = frames
+        return self.stop("success", frames=frames, rows=rows, **extra)
+
     def declare_patterns(self, radial: F64, *, sigma: bool, lag: bool) -> None:
         """The ``axis`` stream (one event: the bin centres ``radial``) and the ``primary``
         stream's keys (``intensity``, ``sigma``, ``raw_seq_num``, live ``lag``)."""
@@ -778,11 +788,7 @@ def _reduce_tomo(run: Any, start: dict[str, Any], catalog: RunCatalog,
                                rows=chosen, floor=params.floor, device=params.device)
                     for sl in _chunks(n, chunk)]
         volume = tomo_combine(partials)
-        derived.write_volume(catalog.raw_dir,
-                             derived_file_name("tomo_fbp", start["uid"], derived.uid),
-                             volume, chosen)
-        derived.frames = n
-        stop = derived.stop("success", frames=n, rows=chosen, angles_from=source)
+        stop = derived.finish_volume(catalog.raw_dir, volume, chosen, n, angles_from=source)
     except Exception as exc:
         stop_failed(derived, exc, catalog)
         raise
