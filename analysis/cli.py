@@ -24,6 +24,7 @@ from typing import Any
 from analysis.live_consumer import add_live_arguments, cmd_live
 from analysis.reduce import DEFAULT_BINS, DEFAULT_CHUNK_FRAMES, DEFAULT_UNIT, reduce_run
 from dataflow.catalog import CatalogError
+from dataflow.cli import run_command
 from dataflow.hdf5 import HDF5ReadError
 from dataflow.remote import open_catalog
 
@@ -100,11 +101,7 @@ def register_reduce(sub: Subparsers) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``smeflow reduce`` on its own: ``main(["3f2a9c1e", "--data", "DIR"])``."""
-    parser = argparse.ArgumentParser(prog="smeflow")
-    register_reduce(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["reduce", *(sys.argv[1:] if argv is None else argv)])
-    status: int = args.func(args)
-    return status
+    return run_command("reduce", register_reduce, argv)
 
 
 __all__ = ["cmd_reduce", "main", "register_reduce"]

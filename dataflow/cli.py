@@ -245,14 +245,20 @@ def register_catalog(sub: Subparsers) -> None:
     add_server_commands(catalog_sub)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``smeflow catalog`` on its own: ``main(["search", "plan_name=count"])``."""
+def run_command(name: str, register: Any, argv: Sequence[str] | None = None) -> int:
+    """Run one ``smeflow`` command on its own (``register`` adds it to the subparsers):
+    what each command module's ``main`` is, for tests and ``python -m``."""
     parser = argparse.ArgumentParser(prog="smeflow")
-    register_catalog(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["catalog", *(sys.argv[1:] if argv is None else argv)])
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args([name, *(sys.argv[1:] if argv is None else argv)])
     status: int = args.func(args)
     return status
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    """``smeflow catalog`` on its own: ``main(["search", "plan_name=count"])``."""
+    return run_command("catalog", register_catalog, argv)
+
+
 __all__ = ["format_details", "format_summaries", "main", "parse_criteria",
-           "register_catalog"]
+           "register_catalog", "run_command"]
