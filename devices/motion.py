@@ -42,6 +42,7 @@ from ophyd.utils.errors import LimitError
 __all__ = [
     "MotorLimitError",
     "RotationStage",
+    "RunUpOutError",
     "SimMotor",
     "Trajectory",
     "trapezoid",
@@ -54,6 +55,22 @@ HISTORY = 64
 
 class MotorLimitError(LimitError):  # type: ignore[misc]
     """A requested position lies outside a motor's soft limits (raised before moving)."""
+
+
+class RunUpOutError(MotorLimitError):
+    """A continuous rotation's run-up or run-out angle lies outside the limits.
+
+    ``end`` is ``"run-up"`` (before ``start``) or ``"run-out"`` (after ``stop``),
+    ``angle`` that angle and ``ramp`` the degrees the stage needs to reach or leave the
+    velocity, so callers can say which end is too close to a limit without redoing the
+    kinematics.
+    """
+
+    def __init__(self, message: str, *, end: str, angle: float, ramp: float) -> None:
+        super().__init__(message)
+        self.end = end
+        self.angle = angle
+        self.ramp = ramp
 
 
 @dataclass(frozen=True)
@@ -528,11 +545,11 @@ class RotationStage(SimMotor):
             try:
                 self.check_value(angle)
             except MotorLimitError as err:
-                raise MotorLimitError(
+                raise RunUpOutError(
                     f"rotation stage {self.name!r}: continuous rotation {start:g}→{stop:g} "
                     f"deg at {velocity:g} deg/s needs a {what} angle of {angle:g} deg, "
-                    f"outside the limits {self.limits}; nothing was moved"
-                ) from err
+                    f"outside the limits {self.limits}; nothing was moved",
+                    end=what, angle=angle, ramp=ramp) from err
         return run_up, run_out
 
     def start_continuous(self, start: float, stop: float, velocity: float) -> MoveStatus:

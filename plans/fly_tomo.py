@@ -31,7 +31,7 @@ from bluesky.protocols import Movable
 from bluesky.utils import MsgGenerator
 
 from devices.fly import FlyParameters, PositionTrigger
-from devices.motion import ContinuousRotation, MotorLimitError, RotationStage
+from devices.motion import ContinuousRotation, RotationStage, RunUpOutError
 from plans.runs import staged
 from plans.tomo import TOMO_STREAMS, TomoSetup, tomo_run, validate_tomo
 from plans.validate import PlanArgumentError, PlanDetector, PlanMotor, require_number
@@ -133,32 +133,22 @@ def _require_rotation_fits(rotation: RotationStage, start: float, stop: float,
     """
     try:
         rotation.run_up_out(start, stop, velocity)
-    except MotorLimitError as err:
-        limit_error = err
+    except RunUpOutError as err:
+        argument, angle = ("start", start) if err.end == "run-up" else ("stop", stop)
+        low, high = (float(v) for v in rotation.limits)
+        bound = f"<= {high - err.ramp:g}" if err.angle > angle else f">= {low + err.ramp:g}"
+        raise PlanArgumentError(
+            PLAN, argument, angle,
+            f"{bound} deg: at {velocity:g} deg/s the stage needs {err.ramp:g} deg to "
+            f"{'stop' if err.end == 'run-out' else 'reach speed'}, and the {err.end} angle "
+            f"{err.angle:g} deg would be outside the limits [{low:g}, {high:g}] deg "
+            f"of {rotation.name!r}") from None
     except ValueError as err:
         raise PlanArgumentError(
             PLAN, "exposure", exposure,
             f"long enough for the stage: {frames} frames over {abs(stop - start):g} deg at "
             f"{exposure:g} s each need {velocity:g} deg/s ({err})"
         ) from None
-    else:
-        return
-    # The same ramp as RotationStage.run_up_out: v² / (2a) to reach or leave velocity v.
-    ramp = velocity * velocity / (2.0 * float(rotation.acceleration.get()))
-    sign = 1.0 if stop > start else -1.0
-    low, high = (float(v) for v in rotation.limits)
-    for argument, angle, extra, what in (("start", start, -sign * ramp, "run-up"),
-                                         ("stop", stop, sign * ramp, "run-out")):
-        if not low <= angle + extra <= high:
-            bound = (f"<= {high - ramp:g}" if extra > 0 else f">= {low + ramp:g}")
-            raise PlanArgumentError(
-                PLAN, argument, angle,
-                f"{bound} deg: at {velocity:g} deg/s the stage needs {ramp:g} deg to "
-                f"{'stop' if what == 'run-out' else 'reach speed'}, and the {what} angle "
-                f"{angle + extra:g} deg would be outside the limits [{low:g}, {high:g}] deg "
-                f"of {rotation.name!r}")
-    raise PlanArgumentError(PLAN, "stop", stop, f"a rotation from start={start:g} deg that "
-                            f"{rotation.name!r} can do ({limit_error})") from None
 
 
 def _fly_tomo_scan(setup: TomoSetup, motion: ContinuousRotation,
