@@ -142,7 +142,10 @@ class FirmwareDetector(Device):  # type: ignore[misc]
         self.backend.put(backend)
         self.frame_shape.put(list(self.out_shape()), force=True)
         self.binning.subscribe(self._follow_binning, run=False)
-        self.firmware: Firmware | None = None
+        # Power the board on now: building the simulator (compiling or loading the compiled
+        # chain) takes up to seconds, which inside stage() would block the RunEngine's loop.
+        self.firmware = Firmware(self.params, backend)
+        self.firmware.configure(self.chain_config(), self.tables)
         self.writer: FrameWriter | None = None
         self.last_digest: str | None = None
         self.digests: dict[str, str] = {}
@@ -155,10 +158,6 @@ class FirmwareDetector(Device):  # type: ignore[misc]
         self._collected = 0
         self._announced = 0
         self._exposing: threading.Thread | None = None
-        # Power the board on now: building the simulator (compiling or loading the compiled
-        # chain) takes up to seconds, which inside stage() would block the RunEngine's loop.
-        self.firmware = Firmware(self.params, backend)
-        self.firmware.configure(self.chain_config(), self.tables)
 
     # -- keys -------------------------------------------------------------------------
     @property
@@ -193,7 +192,7 @@ class FirmwareDetector(Device):  # type: ignore[misc]
         """Load the configuration into the firmware and open a new HDF5 file."""
         config = self.chain_config()
         backend = str(self.backend.get())
-        if self.firmware is None or self.firmware.backend != backend:
+        if self.firmware.backend != backend:
             self.firmware = Firmware(self.params, backend)
         self.firmware.configure(config, self.tables)
         self.sensor.threshold = float(self.energy_threshold.get())
@@ -212,11 +211,10 @@ class FirmwareDetector(Device):  # type: ignore[misc]
         if self.fly is not None:
             self.fly.cancel()
         if self.writer is not None:
-            if self.firmware is not None:
-                report = self.firmware.report()
-                with self._lock:
-                    self.writer.set_counters({name: int(report[name])
-                                              for name in READOUT_COUNTERS})
+            report = self.firmware.report()
+            with self._lock:
+                self.writer.set_counters({name: int(report[name])
+                                          for name in READOUT_COUNTERS})
             self.last_digest = self.writer.close()
             self.digests[str(self.writer.path)] = self.last_digest
             self.writer = None
@@ -225,7 +223,7 @@ class FirmwareDetector(Device):  # type: ignore[misc]
 
     def acquire_frame(self, t: float | None = None) -> np.ndarray:
         """One exposure through the firmware: the frame, also written and published."""
-        if self.writer is None or self.firmware is None:
+        if self.writer is None:
             raise RuntimeError(f"{self.name}: trigger() before stage(); stage the detector "
                                "(bluesky plans do) so it has a file to write to")
         exposure = float(self.exposure.get())

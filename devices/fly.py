@@ -220,9 +220,6 @@ class FlyAcquisition:
         shape = (det.params.height, det.params.width)
         rotation = det.scene.rotation
         firmware = det.firmware
-        if firmware is None:
-            raise RuntimeError(f"{det.name}: kickoff() before stage(); stage the detector "
-                               "first (bluesky plans do)")
         for i, t in enumerate(times):
             wait = t - time.time()
             if wait > 0 and self._cancel.wait(wait):
@@ -238,8 +235,7 @@ class FlyAcquisition:
 
     def _consume(self, n: int) -> None:
         det = self.det
-        firmware, writer = det.firmware, det.writer
-        if firmware is None or writer is None:
+        if det.writer is None:
             raise RuntimeError(f"{det.name}: kickoff() before stage(); stage the detector "
                                "first (bluesky plans do)")
         finished = False
@@ -269,7 +265,7 @@ class FlyAcquisition:
 
     def _process(self, batch: list[Item]) -> None:
         det = self.det
-        assert det.firmware is not None and det.writer is not None
+        assert det.writer is not None
         links = [item[4] for item in batch if item[4] is not None]
         out = det.firmware.acquire([item[3] for item in batch],
                                    links=links if len(links) == len(batch) else None)
