@@ -27,7 +27,7 @@ system-deps:
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = "0" ]; then \
 	    echo "installing Debian packages:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	    apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq $$missing; \
 	  else \
 	    echo "missing Debian packages:$$missing — run: sudo apt-get install -y$$missing"; \
 	  fi; \
@@ -35,8 +35,8 @@ system-deps:
 
 $(PY):
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
-	  if [ "$$(id -u)" = "0" ]; then apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv && \
+	  if [ "$$(id -u)" = "0" ]; then apt-get -o DPkg::Lock::Timeout=600 update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq python3-venv && \
 	    $(PYTHON) -m venv $(VENV); \
 	  else echo "run: sudo apt-get install -y python3-venv"; exit 1; fi; }
 
@@ -59,8 +59,10 @@ typecheck: setup
 check: lint typecheck
 
 # pytest exits 5 when it collected no test: that is a failure here, as every other non-zero.
+# The suite runs on every core (pytest-xdist); tests use their own temp folders and free ports.
+PYTEST_WORKERS ?= auto
 test: setup
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS)
 
 bench: setup
 	$(PY) benchmarks/sim_speed.py
