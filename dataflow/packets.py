@@ -5,8 +5,9 @@ own copy of the format of docs/firmware.md ("The packet"), because ``dataflow`` 
 import ``fpga``. A test checks that the constants here equal ``fpga.designs.params``.
 
 A packet is ``(n_words, K)`` 16-bit lanes: a header word, the payload (the output image
-row-major, K pixels per word), ⌈136 / K⌉ reduction words and a trailer word. Numbers that
-span lanes are little-endian, 16 bits per lane.
+row-major, K pixels per word), ⌈136 / K⌉ reduction words and a trailer word whose last two
+lanes are the CRC-32 of every byte before them. Numbers that span lanes are
+little-endian, 16 bits per lane.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy.typing as npt
 
 MAGIC = 0x5AE1
 """Header lane 0 of every packet."""
-VERSION = 1
+VERSION = 2
 """Packet format version understood here (header lane 1, high byte)."""
 MIN_LANES = 16
 """Fewest lanes per word (the header must fit one word)."""
@@ -59,12 +60,13 @@ R_HIST = REDUCTION_FIELDS
 REDUCTION_LANES = REDUCTION_FIELDS + 2 * HIST_BINS
 
 # Trailer word lanes.
-T_CRC = 0
-"""CRC-32 of all words before the trailer, 2 lanes."""
-T_COUNT = 2
+T_COUNT = 0
 """Number of words before the trailer, 2 lanes."""
-T_FLAGS = 4
-TRAILER_LANES = 5
+T_FLAGS = 2
+TRAILER_FIELDS = 3
+"""Trailer lanes before the reserved ones; the last two lanes are the CRC."""
+CRC_LANES = 2
+"""The CRC-32 is the trailer's last two lanes: of every byte of the packet before it."""
 
 FLAG_BINNING = 1
 """Header flags bit: the image is 2×2-binned."""
@@ -108,6 +110,9 @@ class ReadoutFrame:
     saturated: int
     histogram: npt.NDArray[np.int64] = field(repr=False)
     crc: int
+    lost_before: int = 0
+    """Frames lost on the link (corrupt or missing packets) since the previous good frame
+    (set by ``dataflow.readout.Readout``; 0 from ``decode_packet`` alone)."""
 
     @property
     def binning(self) -> bool:
@@ -128,8 +133,8 @@ def _join(lanes: npt.NDArray[Any]) -> int:
 def packet_from_bytes(data: bytes | bytearray | memoryview, lanes: int) -> npt.NDArray[np.uint16]:
     """A packet received as bytes (each word its lanes in order, each lane little-endian,
     the layout the CRC is computed over) as ``(n_words, lanes)`` ``uint16``."""
-    if not isinstance(lanes, int) or lanes < MIN_LANES:
-        raise PacketError("lanes", f"lanes must be an int >= {MIN_LANES}, got {lanes!r}")
+    if not isinstance(lanes, int) or lanes < MIN_LANES or lanes % 2:
+        raise PacketError("lanes", f"lanes must be an even int >= {MIN_LANES}, got {lanes!r}")
     buf = bytes(data)
     if len(buf) % (2 * lanes):
         raise PacketError("length", f"{len(buf)} bytes is not a whole number of "
@@ -147,9 +152,9 @@ def _as_words(words: npt.ArrayLike) -> npt.NDArray[np.uint16]:
                                        f"{arr.ndim}-D shape {arr.shape}")
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
         raise PacketError("structure", f"packet words must be integers, got dtype {arr.dtype}")
-    if arr.shape[1] < MIN_LANES:
-        raise PacketError("lanes", f"words have {arr.shape[1]} lanes, at least {MIN_LANES} "
-                                   "expected")
+    if arr.shape[1] < MIN_LANES or arr.shape[1] % 2:
+        raise PacketError("lanes", f"words have {arr.shape[1]} lanes, an even number of at "
+                                   f"least {MIN_LANES} expected")
     if arr.shape[0] < 2:
         raise PacketError("length", f"{arr.shape[0]} word(s): a packet has at least a header "
                                     "and a trailer")
@@ -159,14 +164,22 @@ def _as_words(words: npt.ArrayLike) -> npt.NDArray[np.uint16]:
     return np.ascontiguousarray(arr, dtype="<u2")
 
 
+def packet_crc(words: npt.NDArray[np.uint16]) -> int:
+    """The CRC-32 a packet's trailer should carry: of every lane before the trailer's last
+    two (header, payload, reductions, the trailer's word count and flags), each lane
+    little-endian."""
+    return zlib.crc32(np.ascontiguousarray(words, dtype="<u2").reshape(-1)[:-CRC_LANES].data)
+
+
 def decode_packet(words: npt.ArrayLike, lanes: int | None = None,
                   sensor_shape: tuple[int, int] | None = None) -> ReadoutFrame:
     """Check one packet and decode it into a ``ReadoutFrame``.
 
     Checks, in order: structure and range of the words, the lane count (against
     ``lanes`` when given and the header's), the magic, the version, the output shape
-    (against ``sensor_shape`` and the binning flag when given), the word count, the CRC,
-    the reserved lanes and flag bits, and that the histogram counts every output pixel.
+    (against ``sensor_shape`` and the binning flag when given), the packet length, the
+    CRC (of every byte before it, the trailer's fields included), the word count, the
+    reserved lanes and flag bits, and that the histogram counts every output pixel.
 
     Raises
     ------
@@ -204,17 +217,17 @@ def decode_packet(words: npt.ArrayLike, lanes: int | None = None,
     if n != 1 + n_pay + n_red + 1:
         raise PacketError("length", f"{n} words, expected {1 + n_pay + n_red + 1} for a "
                                     f"{out_h}×{out_w} image", fn)
+    crc = packet_crc(w)
+    got = _join(trl[k - CRC_LANES:])
+    if crc != got:
+        raise PacketError("crc", f"trailer CRC {got:#010x}, computed {crc:#010x}", fn)
     count = _join(trl[T_COUNT:T_COUNT + 2])
     if count != n - 1:
         raise PacketError("word_count", f"trailer counts {count} words before it, the packet "
                                         f"has {n - 1}", fn)
-    crc = zlib.crc32(w[:-1].data)
-    got = _join(trl[T_CRC:T_CRC + 2])
-    if crc != got:
-        raise PacketError("crc", f"trailer CRC {got:#010x}, computed {crc:#010x}", fn)
     red = w[1 + n_pay:1 + n_pay + n_red].reshape(-1)
     tflags = int(trl[T_FLAGS])
-    if (hdr[HEADER_LANES:].any() or trl[TRAILER_LANES:].any()
+    if (hdr[HEADER_LANES:].any() or trl[TRAILER_FIELDS:k - CRC_LANES].any()
             or red[R_SATURATED + 2:REDUCTION_FIELDS].any() or red[REDUCTION_LANES:].any()):
         raise PacketError("reserved", "a reserved lane is not zero", fn)
     if hflags & ~FLAG_BINNING or tflags & ~FLAG_FRAMING_ERROR:
@@ -237,5 +250,5 @@ def decode_packet(words: npt.ArrayLike, lanes: int | None = None,
 __all__ = [
     "FLAG_BINNING", "FLAG_FRAMING_ERROR", "HIST_BINS", "HIST_SHIFT", "MAGIC", "MIN_LANES",
     "REDUCTION_LANES", "VERSION", "PacketError", "ReadoutFrame", "decode_packet",
-    "packet_from_bytes", "packet_words", "reduction_words",
+    "packet_crc", "packet_from_bytes", "packet_words", "reduction_words",
 ]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -63,15 +63,19 @@ class Readout:
         How many ``ReadoutError`` records to keep (the counters count all).
 
     Counters: ``good``, ``corrupt`` (per check in ``corrupt_by_check``), ``dropped``
-    (frame numbers missing between good frames that no corrupt packet accounts for),
+    (frame numbers that no good or corrupt packet accounts for: missing between good
+    frames, or — once the sender says how many it sent, ``settle`` — at the end),
     ``framing_errors`` (good frames the firmware flagged), ``stray_words`` (valid words
-    outside any packet).
+    outside any packet). Each good frame carries ``lost_before``: the frames lost since
+    the previous good one.
     """
 
     def __init__(self, lanes: int, sensor_shape: tuple[int, int] | None = None,
                  first_frame: int | None = 0, max_errors: int = 1000) -> None:
-        if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < MIN_LANES:
-            raise ValueError(f"Readout: lanes must be an int >= {MIN_LANES}, got {lanes!r}")
+        if (not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < MIN_LANES
+                or lanes % 2):
+            raise ValueError(f"Readout: lanes must be an even int >= {MIN_LANES}, got "
+                             f"{lanes!r}")
         if sensor_shape is not None:
             if (len(sensor_shape) != 2
                     or not all(isinstance(v, int) and v > 0 for v in sensor_shape)):
@@ -94,6 +98,7 @@ class Readout:
         self.last_frame_number: int | None = None
         self._expected = first_frame
         self._corrupt_since_good = 0
+        self._lost_since_good = 0
         self._pending: list[npt.NDArray[Any]] = []
         self._pending_words = 0
         self._open = False
@@ -105,6 +110,33 @@ class Readout:
         after the firmware was reset."""
         self._expected = None if frame_number is None else frame_number % FRAME_MOD
         self._corrupt_since_good = 0
+
+    def settle(self, next_frame: int) -> int:
+        """The sender has sent every frame numbered before ``next_frame`` (mod 2**32) and
+        all its words have been fed: a packet still open lost its last word (counted
+        ``"truncated"``), and frame numbers up to ``next_frame − 1`` that neither arrived
+        nor failed a check are counted ``dropped`` — the loss of a run's last packets,
+        which no later frame number would reveal. Returns the frames counted lost here;
+        the next good frame's ``lost_before`` includes them."""
+        if not isinstance(next_frame, int) or isinstance(next_frame, bool):
+            raise TypeError(f"Readout.settle: next_frame must be an int, got {next_frame!r}")
+        next_frame %= FRAME_MOD
+        lost = 0
+        if self._open:
+            self._fail_pending("truncated", "the packet's last word never arrived (the sender "
+                                            "had finished)")
+            lost += 1
+        if self._expected is not None:
+            gap = (next_frame - self._expected) % FRAME_MOD
+            if gap >= FRAME_MOD // 2:  # a forward-numbered packet already went past it
+                return lost
+            missing = max(0, gap - self._corrupt_since_good)
+            self.dropped += missing
+            self._lost_since_good += missing
+            lost += missing
+        self._expected = next_frame
+        self._corrupt_since_good = 0
+        return lost
 
     @property
     def expected_frame(self) -> int | None:
@@ -208,6 +240,7 @@ class Readout:
         self.corrupt += 1
         self.corrupt_by_check[check] += 1
         self._corrupt_since_good += 1
+        self._lost_since_good += 1
         self.errors.append(ReadoutError(check, message, frame_number))
 
     def _finish(self, out: list[ReadoutFrame]) -> None:
@@ -226,12 +259,17 @@ class Readout:
                 self._error("sequence", f"frame number {fn} repeats or goes back (expected "
                                         f"{self._expected})", fn)
                 return
-            self.dropped += max(0, gap - self._corrupt_since_good)
+            missing = max(0, gap - self._corrupt_since_good)
+            self.dropped += missing
+            self._lost_since_good += missing
         self.good += 1
         self.framing_errors += frame.framing_error
         self.last_frame_number = fn
         self._expected = (fn + 1) % FRAME_MOD
         self._corrupt_since_good = 0
+        if self._lost_since_good:
+            frame = replace(frame, lost_before=self._lost_since_good)
+            self._lost_since_good = 0
         out.append(frame)
 
     # -- output --------------------------------------------------------------------------

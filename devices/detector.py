@@ -5,7 +5,8 @@ flux, the sensor model counts photons for ``exposure`` seconds, the counts go ov
 link into the firmware (``devices.firmware``: interpreter, compiled or GHDL), the readout
 backend checks and reassembles the frame, and the frame is appended to the acquisition's
 HDF5 file. The event carries the firmware's own reductions (ROI sum, saturated count,
-histogram, frame number); the image is external data (``<name>_image``, announced with
+histogram, frame number) and ``link_lost``, the frames lost on the link before this one
+(re-taken, see below); the image is external data (``<name>_image``, announced with
 ``stream_resource``/``stream_datum`` from ``collect_asset_docs``).
 
 Fly scans (``devices.fly``): ``prepare(FlyParameters(...))``, ``kickoff()``, ``complete()``,
@@ -121,6 +122,8 @@ class FirmwareDetector(Device):  # type: ignore[misc]
     saturated = Cpt(Signal, value=0, kind="normal")
     histogram = Cpt(CountsSignal, value=[0] * HIST_BINS, kind="normal")
     frame_number = Cpt(Signal, value=-1, kind="normal")
+    link_lost = Cpt(Signal, value=0, kind="normal")
+    """Frames lost on the link (corrupt or missing packets, re-taken) before this one."""
 
     def __init__(self, *, name: str, scene: Scene, folder: str | Path,
                  params: ChainParams | None = None, pixel_size: PixelSize = 20e-6,
@@ -258,6 +261,7 @@ class FirmwareDetector(Device):  # type: ignore[misc]
         self.saturated.put(int(frame.saturated), timestamp=now)
         self.histogram.put([int(v) for v in frame.histogram], timestamp=now)
         self.frame_number.put(int(frame.frame_number), timestamp=now)
+        self.link_lost.put(int(frame.lost_before), timestamp=now)
 
     def trigger(self) -> DeviceStatus:
         """Expose and read one frame; the status finishes when it is in the file.
@@ -353,7 +357,8 @@ class FirmwareDetector(Device):  # type: ignore[misc]
         the trigger time and the angle latched at each trigger."""
         source = f"smeflow:firmware:{self.backend.get()}"
         keys: dict[str, Any] = {}
-        for signal in (self.roi_sum, self.saturated, self.histogram, self.frame_number):
+        for signal in (self.roi_sum, self.saturated, self.histogram, self.frame_number,
+                       self.link_lost):
             key = dict(signal.describe()[signal.name])
             key["source"] = source
             keys[signal.name] = key
@@ -381,6 +386,7 @@ class FirmwareDetector(Device):  # type: ignore[misc]
             self.saturated.name: [r.saturated for r in rows],
             self.histogram.name: [list(r.histogram) for r in rows],
             self.frame_number.name: [r.frame_number for r in rows],
+            self.link_lost.name: [r.lost_before for r in rows],
             f"{self.name}_trigger_time": [r.trigger_time for r in rows],
             rotation: [r.angle for r in rows],
         }

@@ -43,12 +43,16 @@ class Firmware:
     ``configure`` loads registers and calibration tables (as a host does over the control
     link); ``acquire`` sends count frames over the link and returns the frames the readout
     backend reassembled, in order. The readout's counters (``report()``) persist across
-    acquisitions, so frame-number gaps between calls are caught too.
+    acquisitions, so frame-number gaps between calls are caught too; after each
+    acquisition the readout is told how many frames the board sent
+    (``Readout.settle``), so the loss of the last packets is counted as well.
     """
 
-    FAULTS = ("flip", "drop")
+    FAULTS = ("flip", "drop", "cut")
     """Faults ``inject_fault`` can put on the packet link: a flipped payload bit (the
-    readout's CRC check catches it) or a packet lost on the way (a frame-number gap)."""
+    readout's CRC check catches it), a packet lost on the way (a frame-number gap, or at
+    the end of an acquisition a frame the board sent that never arrived) or a packet whose
+    last word is lost (truncated)."""
 
     def __init__(self, params: ChainParams, backend: str = "compiled") -> None:
         if backend not in BACKENDS:
@@ -64,6 +68,7 @@ class Firmware:
         self._setup: dict[str, np.ndarray] = {}
         self._setup_ticks = 0
         self._faults: list[str] = []
+        self._sent = 0
 
     def configure(self, config: ChainConfig, tables: ChainTables | None = None) -> None:
         """Reset the board and load ``config`` (and ``tables``, else the current ones)."""
@@ -74,6 +79,7 @@ class Firmware:
         self._setup_ticks = setup_ticks(self.params, config, self.tables)
         self._setup = setup_stimulus(self.params, self._setup_ticks, config, self.tables)
         self.readout = Readout(self.params.lanes, (self.params.height, self.params.width))
+        self._sent = 0  # the board's frame counter restarts at reset
         if self.backend == "ghdl":
             self._sim = None
             return
@@ -81,8 +87,8 @@ class Firmware:
         self._sim.run_batch(self._setup, self._setup_ticks, outputs=PACKET_SIGNALS)
 
     def inject_fault(self, kind: str) -> None:
-        """Damage the next packet the firmware sends (``"flip"`` or ``"drop"``, see
-        ``FAULTS``): how tests and demonstrations show that link errors are caught."""
+        """Damage the next packet the firmware sends (``"flip"``, ``"drop"`` or ``"cut"``,
+        see ``FAULTS``): how tests and demonstrations show that link errors are caught."""
         if kind not in self.FAULTS:
             raise ValueError(f"fault {kind!r}: choose one of {', '.join(self.FAULTS)}")
         self._faults.append(kind)
@@ -101,6 +107,8 @@ class Firmware:
             if kind == "flip":  # one bit of a payload word in the middle of the packet
                 words = np.flatnonzero(out["packet.valid"][first:last + 1]) + first
                 out["packet.data"][words[len(words) // 2]] ^= 1 << 5
+            elif kind == "cut":
+                out["packet.valid"][last] = False
             else:
                 out["packet.valid"][first:last + 1] = False
         return out
@@ -123,6 +131,7 @@ class Firmware:
         before = self.readout.report()
         if self.backend == "ghdl":
             frames = self.readout.feed_outputs(self._apply_faults(self._acquire_ghdl(counts)))
+            self.readout.settle(len(counts))
         else:
             sim = self._sim
             assert sim is not None
@@ -130,10 +139,13 @@ class Firmware:
             for link in links if links is not None else [link_stream(counts, self.params)]:
                 out = sim.run_batch(link.stimulus(), link.ticks, outputs=PACKET_SIGNALS)
                 frames += self.readout.feed_outputs(self._apply_faults(out))
+            self._sent += len(counts)
+            self.readout.settle(self._sent)
         after = self.readout.report()
         if allow_loss:
             return frames
-        if len(frames) != len(counts) or after["corrupt"] != before["corrupt"]:
+        if len(frames) != len(counts) or after["corrupt"] != before["corrupt"] \
+                or after["dropped"] != before["dropped"]:
             errors = "; ".join(str(e) for e in list(self.readout.errors)[-3:]) or "no packet"
             raise FirmwareError(f"firmware ({self.backend}) delivered {len(frames)} of "
                                 f"{len(counts)} frames: {errors}")
@@ -156,7 +168,7 @@ class Firmware:
             raise FirmwareError(f"GHDL and the Python model disagree: {result.mismatch}")
         assert result.trace is not None
         trace = result.trace
-        self.readout.expect(None)
+        self.readout.expect(0)  # each GHDL run starts from reset: frame numbers from 0
         return {name: np.asarray(trace.column(name)[1:]) for name in PACKET_SIGNALS}
 
     def report(self) -> dict[str, Any]:

@@ -131,6 +131,8 @@ class FlyFrame:
     saturated: int
     frame_number: int
     histogram: tuple[int, ...]
+    lost_before: int = 0
+    """Frames lost on the link since the previous good one (``ReadoutFrame.lost_before``)."""
 
 
 Counts = npt.NDArray[np.uint32]
@@ -278,7 +280,8 @@ class FlyAcquisition:
                     index=index, trigger_time=t, done_time=now, angle=angle,
                     roi_sum=int(frame.roi_sum), saturated=int(frame.saturated),
                     frame_number=int(frame.frame_number),
-                    histogram=tuple(int(v) for v in frame.histogram)))
+                    histogram=tuple(int(v) for v in frame.histogram),
+                    lost_before=int(frame.lost_before)))
                 self.max_lag = max(self.max_lag, now - t)
         det.last_counts = batch[-1][3]
         det.publish_frame(out[-1], now)

@@ -1,5 +1,5 @@
-"""The packetiser: one packet per frame — header, payload, reductions, CRC-32 trailer
-(docs/firmware.md, "The packet")."""
+"""The packetiser: one packet per frame — header, payload, reductions, trailer ending in
+the CRC-32 of every byte before it (docs/firmware.md, "The packet")."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from .params import (
     MAGIC,
     REDUCTION_FIELDS,
     REDUCTION_LANES,
+    TRAILER_FIELDS,
     VERSION,
     ChainParams,
     Flags,
@@ -27,8 +28,9 @@ FRAMING_FLAG = int(Flags.FRAMING_ERROR)
 class PacketiserBody(Process):
     """Emits the header on a frame's first word and the payload one word behind the image
     (that slot is the header's); after the last word come the reduction words, read from
-    ``results``, and the trailer with the CRC of everything before it. Payload words, the
-    bulk of a packet, take a path of their own that updates the CRC as it copies."""
+    ``results``, and the trailer: word count and flags, then in its last two lanes the
+    CRC of everything before them (the trailer's own fields included). Payload words,
+    the bulk of a packet, take a path of their own that updates the CRC as it copies."""
 
     if TYPE_CHECKING:  # registers, declared per parameters by the factory below
         tail: bool
@@ -69,14 +71,17 @@ class PacketiserBody(Process):
                     else:
                         self.word[j] = 0
             else:
-                value = self.crc ^ XOR_OUT
-                self.word[0] = value & 0xFFFF
-                self.word[1] = value >> 16
-                self.word[2] = self.count & 0xFFFF
-                self.word[3] = self.count >> 16
-                self.word[4] = FRAMING_FLAG if self.err else 0
-                for j in range(5, self.LANES):
+                self.word[0] = self.count & 0xFFFF
+                self.word[1] = self.count >> 16
+                self.word[2] = FRAMING_FLAG if self.err else 0
+                for j in range(TRAILER_FIELDS, self.LANES):
                     self.word[j] = 0
+                tc: UInt[32] = self.crc
+                for i in range(self.LANES // 2 - 1):
+                    tc = crc32_step(tc, self.word[2 * i] | (self.word[2 * i + 1] << 16))
+                value = tc ^ XOR_OUT
+                self.word[self.LANES - 2] = value & 0xFFFF
+                self.word[self.LANES - 1] = value >> 16
                 last = True
                 self.tail = False
                 self.frame = wrap(self.frame + 1)

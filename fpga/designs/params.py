@@ -23,8 +23,9 @@ HIST_BINS = 64
 HIST_SHIFT = OUT_BITS - 6
 MAGIC = 0x5AE1
 """Lane 0 of every packet header."""
-VERSION = 1
-"""Packet format version (header lane 1, high byte)."""
+VERSION = 2
+"""Packet format version (header lane 1, high byte). Version 2: the CRC is the trailer's
+last two lanes and covers every byte before it, trailer fields included."""
 HEADER_LANES = 12
 """Lanes of the header that carry information (the rest of the header word is zero)."""
 REDUCTION_FIELDS = 8
@@ -32,6 +33,9 @@ REDUCTION_FIELDS = 8
 reserved (3)."""
 REDUCTION_LANES = REDUCTION_FIELDS + 2 * HIST_BINS
 MIN_LANES = 16
+TRAILER_FIELDS = 3
+"""Lanes at the start of the trailer that carry information: word count (2), flags (1); the
+CRC takes the last two lanes, the lanes between are zero."""
 
 
 class Reg(enum.Enum):
@@ -54,7 +58,7 @@ class Table(enum.Enum):
 
 
 class Flags(enum.IntFlag):
-    """Bits of header lane 9 (``BINNING``) and trailer lane 4 (the others)."""
+    """Bits of header lane 9 (``BINNING``) and trailer lane 2 (the others)."""
 
     BINNING = 1
     FRAMING_ERROR = 2
@@ -65,7 +69,8 @@ class ChainParams:
     """Frame shape and pixels per tick (``lanes``) the firmware is built for.
 
     ``width`` must be a multiple of ``2 * lanes`` and ``height`` even (2×2 binning keeps
-    whole words); ``lanes`` at least 16 (the header fits one word).
+    whole words); ``lanes`` even (the CRC takes 32 bits per step) and at least 16 (the
+    header fits one word).
     """
 
     height: int = 64
@@ -80,6 +85,9 @@ class ChainParams:
         if self.lanes < MIN_LANES:
             raise ValueError(f"ChainParams.lanes must be >= {MIN_LANES} (the packet header is "
                              f"one word of {HEADER_LANES} lanes), not {self.lanes}")
+        if self.lanes % 2:
+            raise ValueError(f"ChainParams.lanes must be even (the CRC takes two 16-bit lanes "
+                             f"per step), not {self.lanes}")
         if self.lanes > 0xFF:
             raise ValueError(f"ChainParams.lanes must be <= 255 (header lane 1 holds it in "
                              f"8 bits), not {self.lanes}")

@@ -43,7 +43,8 @@ ROI_RESET = (0, 0, 0xFFFF, 0xFFFF)
 _H_MAGIC, _H_VERSION, _H_FRAME, _H_TIME = 0, 1, 2, 4
 _H_HEIGHT, _H_WIDTH, _H_FLAGS, _H_THRESHOLD = 7, 8, 9, 10
 _R_ROI, _R_SAT, _R_HIST = 0, 3, REDUCTION_FIELDS
-_T_CRC, _T_COUNT, _T_FLAGS = 0, 2, 4
+_T_COUNT, _T_FLAGS = 0, 2
+"""Trailer lanes; the CRC is the last two lanes of the trailer."""
 
 
 @dataclass(frozen=True)
@@ -237,7 +238,8 @@ def encode_packet(image: npt.NDArray[np.uint16], roi_total: int, saturated: int,
                   frame_number: int, timestamp: int, framing_error: bool = False
                   ) -> npt.NDArray[np.uint16]:
     """The packet of one frame, ``(n_words, lanes)`` ``uint16``: header, payload,
-    reductions, trailer (CRC-32 of every word before it, lanes little-endian)."""
+    reductions, trailer (word count, flags, and in its last two lanes the CRC-32 of every
+    lane before them, each lane little-endian)."""
     k = params.lanes
     _check_int("frame_number", frame_number, 0xFFFF_FFFF)
     _check_int("timestamp", timestamp, (1 << 48) - 1)
@@ -264,9 +266,10 @@ def encode_packet(image: npt.NDArray[np.uint16], roi_total: int, saturated: int,
     red[_R_HIST + 1:_R_HIST + 2 * HIST_BINS:2] = h >> 16
     words[1 + n_pay:1 + n_pay + n_red] = red.reshape(n_red, k)
     trl = words[-1]
-    trl[_T_CRC:_T_CRC + 2] = _lanes16(zlib.crc32(np.ascontiguousarray(words[:-1]).data), 2)
     trl[_T_COUNT:_T_COUNT + 2] = _lanes16(n - 1, 2)
     trl[_T_FLAGS] = int(Flags.FRAMING_ERROR) if framing_error else 0
+    covered = np.ascontiguousarray(words).reshape(-1)[:-2]   # all lanes but the CRC's
+    trl[k - 2:] = _lanes16(zlib.crc32(covered.data), 2)
     return words
 
 

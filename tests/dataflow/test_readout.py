@@ -38,10 +38,11 @@ def packets(n: int, cfg: ChainConfig | None = None, p: ChainParams = P,
 
 
 def fix_crc(words: np.ndarray) -> np.ndarray:
-    """The packet with its trailer CRC recomputed (a corruption the CRC cannot see)."""
+    """The packet with its trailer CRC recomputed (a corruption the CRC cannot see): the
+    CRC-32 of every byte before the last four (docs/firmware.md)."""
     w = words.copy()
-    crc = zlib.crc32(w[:-1].astype("<u2").tobytes())
-    w[-1, 0], w[-1, 1] = crc & 0xFFFF, crc >> 16
+    crc = zlib.crc32(w.astype("<u2").tobytes()[:-4])
+    w[-1, -2], w[-1, -1] = crc & 0xFFFF, crc >> 16
     return w
 
 
@@ -260,6 +261,44 @@ def test_stray_words_and_overrun() -> None:
     assert r.feed(*bus([refs[1].packet]))[0].frame_number == 1
 
 
+def test_lost_last_packets_are_counted_once_the_sender_settles() -> None:
+    refs = packets(5)
+    # the last two packets never arrive: no later frame number shows the gap ...
+    r, out = run([x.packet for x in refs[:3]])
+    assert [x.frame_number for x in out] == [0, 1, 2] and r.dropped == 0
+    # ... until the sender says it sent five
+    assert r.settle(5) == 2
+    assert (r.good, r.corrupt, r.dropped, r.expected_frame) == (3, 0, 2, 5)
+    assert r.settle(5) == 0                        # settling again counts nothing twice
+    # the next good frame carries the losses before it
+    (later,) = packets(1, first_frame=5)
+    (frame,) = r.feed(*bus([later.packet]))
+    assert frame.frame_number == 5 and frame.lost_before == 2
+
+
+def test_last_packet_without_its_last_word_is_truncated_on_settle() -> None:
+    refs = packets(3)
+    words = [x.packet for x in refs]
+    r, out = run(words, no_last=frozenset({2}))
+    assert [x.frame_number for x in out] == [0, 1] and r.in_packet and r.corrupt == 0
+    assert r.settle(3) == 1
+    assert r.corrupt_by_check == {"truncated": 1} and r.dropped == 0 and not r.in_packet
+    assert r.errors[-1].frame_number == 2 and "never arrived" in r.errors[-1].message
+
+
+def test_lost_before_counts_corrupt_and_missing_frames_per_frame() -> None:
+    refs = packets(7)
+    words = [x.packet.copy() for x in refs]
+    words[1][4, 3] ^= 1                            # corrupt
+    del words[3]                                   # missing
+    r, out = run(words)
+    assert [(x.frame_number, x.lost_before) for x in out] == [(0, 0), (2, 1), (4, 1), (5, 0),
+                                                              (6, 0)]
+    assert (r.corrupt, r.dropped) == (1, 1)
+    with pytest.raises(TypeError, match="next_frame must be an int"):
+        r.settle(2.5)  # type: ignore[arg-type]
+
+
 def test_frame_numbers_wrap_at_32_bits() -> None:
     refs = packets(4, first_frame=0xFFFF_FFFE)
     r = Readout(P.lanes, first_frame=0xFFFF_FFFE)
@@ -276,8 +315,10 @@ def test_frame_numbers_wrap_at_32_bits() -> None:
 
 
 def test_readout_argument_errors() -> None:
-    with pytest.raises(ValueError, match="Readout: lanes must be an int >= 16, got 8"):
+    with pytest.raises(ValueError, match="Readout: lanes must be an even int >= 16, got 8"):
         Readout(8)
+    with pytest.raises(ValueError, match="Readout: lanes must be an even int >= 16, got 17"):
+        Readout(17)
     with pytest.raises(ValueError, match="Readout: sensor_shape must be"):
         Readout(16, (0, 64))
     r = Readout(16)
@@ -299,24 +340,28 @@ def test_decode_packet_messages() -> None:
         return fix_crc(w) if crc else w
 
     cases = [
-        (good[:, :8], "lanes", "words have 8 lanes, at least 16 expected"),
+        (good[:, :8], "lanes", "words have 8 lanes, an even number of at least 16 expected"),
+        (np.zeros((3, 17), np.uint16), "lanes", "words have 17 lanes, an even number"),
         (good[:1], "length", r"1 word\(s\): a packet has at least a header and a trailer"),
         (good.astype(float), "structure", "packet words must be integers, got dtype float64"),
         (good.ravel(), "structure", "a packet is a 2-D"),
         (good.astype(np.int64) + 0x10000, "range", "lane values must be 16-bit"),
-        (bad((0, 1, 2 << 8 | 16)), "version", "packet version 2, expected 1"),
-        (bad((0, 1, 1 << 8 | 17)), "lanes", "header says 17 lanes, words have 16"),
+        (bad((0, 1, 1 << 8 | 16)), "version", "packet version 1, expected 2"),
+        (bad((0, 1, 2 << 8 | 17)), "lanes", "header says 17 lanes, words have 16"),
         (bad((0, 7, 0)), "shape", r"output shape 0×64 is not a positive whole number"),
         (bad((0, 7, 4)), "shape", r"header shape 4×64, expected 8×64 for a 8×64 sensor "
                                   r"\(binning off\)"),
         (bad((0, 9, 1)), "shape", r"expected 4×32 .* \(binning on\)"),
-        (bad((-1, 2, 3), crc=False), "word_count", "trailer counts 3 words before it, the "
-                                                   "packet has 42"),
+        (bad((-1, 0, 3)), "word_count", "trailer counts 3 words before it, the packet has 42"),
+        (bad((-1, 0, 3), crc=False), "crc", "trailer CRC 0x[0-9a-f]{8}, computed"),
         (bad((5, 0, 1), crc=False), "crc", "trailer CRC 0x[0-9a-f]{8}, computed 0x[0-9a-f]{8}"),
         (bad((0, 13, 1)), "reserved", "a reserved lane is not zero"),
-        (bad((-1, 9, 1), crc=False), "reserved", "a reserved lane is not zero"),
+        (bad((-1, 9, 1)), "reserved", "a reserved lane is not zero"),
         (bad((-2, 15, 1)), "reserved", "a reserved lane is not zero"),    # lanes ≥ 136
-        (bad((-1, 4, 4), crc=False), "reserved", "undefined flag bits: header 0x0, trailer 0x4"),
+        (bad((-1, 2, 4)), "reserved", "undefined flag bits: header 0x0, trailer 0x4"),
+        # every trailer field is under the CRC: a flag flipped on the link is a CRC error
+        (bad((-1, 2, 2), crc=False), "crc", "trailer CRC 0x[0-9a-f]{8}, computed"),
+        (bad((-1, 9, 1), crc=False), "crc", "trailer CRC"),
         (bad((-10, 8, int(good[-10, 8]) ^ 1)), "histogram", "histogram counts .* pixels, the image has 512"),
     ]
     for words, check, match in cases:
@@ -335,7 +380,7 @@ def test_packet_from_bytes() -> None:
     np.testing.assert_array_equal(frame.image, packets(1)[0].image)
     with pytest.raises(PacketError, match="5 bytes is not a whole number of 32-byte words"):
         packet_from_bytes(b"12345", 16)
-    with pytest.raises(PacketError, match="lanes must be an int >= 16"):
+    with pytest.raises(PacketError, match="lanes must be an even int >= 16"):
         packet_from_bytes(b"", 4)
 
 

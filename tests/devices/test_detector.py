@@ -139,7 +139,9 @@ def test_link_errors_are_caught_counted_retaken_and_recorded(setup: Any) -> None
     assert run["primary"]["det_image"].shape == (3, 64, 64)
     counters = read_counters(list(det.digests)[-1])  # the file of the scan
     assert counters["good"] == 3 and counters["corrupt"] == 1
-    assert counters["dropped"] >= 1  # the lost packet shows as a frame-number gap
+    assert counters["dropped"] == 1  # the lost packet, counted when the board settled
+    # each event says how many frames were lost before its own (the two re-takes)
+    assert list(run["primary"]["det_link_lost"]) == [2, 0, 0]
 
     from plans import diffraction_scan
 
@@ -150,6 +152,8 @@ def test_link_errors_are_caught_counted_retaken_and_recorded(setup: Any) -> None
     (failed,) = [s for s in catalog.runs() if s.exit_status == "fail"]
     reason = catalog.run(failed.uid).metadata["stop"]["reason"]
     assert "3 exposures in a row were lost on the link" in reason
+    # every lost packet is counted, the last one too (no later frame reveals that gap)
+    assert read_counters(list(det.digests)[-1])["dropped"] == 3
 
 
 # -- configuration checked when it is put ---------------------------------------------------

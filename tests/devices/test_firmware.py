@@ -47,3 +47,23 @@ def test_a_fault_on_a_link_built_ahead_is_caught() -> None:
 
 def test_the_ghdl_backend_builds_its_own_link() -> None:
     assert Firmware(P, "ghdl").link(_counts(1)) is None
+
+
+@pytest.mark.parametrize("kind, check", [("drop", "dropped"), ("cut", "truncated")])
+def test_the_last_packet_of_an_acquisition_lost_is_counted(kind: str, check: str) -> None:
+    """No later frame number reveals a lost last packet: the board tells the readout how
+    many frames it sent, so the loss is counted all the same."""
+    counts = _counts(3)
+    fw = Firmware(P, "compiled")
+    fw.acquire(counts[:2])
+    fw.inject_fault(kind)
+    frames = fw.acquire(counts[2:], allow_loss=True)
+    assert frames == []
+    report = fw.report()
+    lost = report["dropped"] if kind == "drop" else report["corrupt_by_check"].get(check, 0)
+    assert lost == 1 and report["good"] == 2 and not report["in_packet"]
+    (frame,) = fw.acquire(counts[:1])
+    assert frame.frame_number == 3 and frame.lost_before == 1
+    with pytest.raises(FirmwareError, match=r"delivered 0 of 1 frames"):
+        fw.inject_fault(kind)
+        fw.acquire(counts[:1])

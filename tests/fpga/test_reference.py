@@ -209,10 +209,13 @@ def test_packet_layout() -> None:
     np.testing.assert_array_equal(hist, res.histogram)
     assert not red[136:].any()
     trl = pk[-1]
-    crc = zlib.crc32(pk[:-1].astype("<u2").tobytes())
-    assert int(trl[0]) | int(trl[1]) << 16 == crc
-    assert int(trl[2]) | int(trl[3]) << 16 == len(pk) - 1
-    assert trl[4] == 0 and not trl[5:].any()
+    assert int(trl[0]) | int(trl[1]) << 16 == len(pk) - 1
+    assert trl[2] == 0 and not trl[3:14].any()
+    # the CRC ends the packet and covers every byte before it, trailer fields included
+    crc = zlib.crc32(pk.astype("<u2").tobytes()[:-4])
+    assert int(trl[14]) | int(trl[15]) << 16 == crc
+    # so the CRC-32 of the whole packet is the CRC's constant residue (as for Ethernet)
+    assert zlib.crc32(pk.astype("<u2").tobytes()) ^ 0xFFFFFFFF == 0xDEBB20E3
 
 
 def test_crc_equals_zlib_over_bytes_for_large_frames_and_framing_flag() -> None:
@@ -221,8 +224,9 @@ def test_crc_equals_zlib_over_bytes_for_large_frames_and_framing_flag() -> None:
     res = reference_frame(raw, p, ChainConfig(binning=True), framing_error=True)
     pk = res.packet
     assert pk.shape == (1 + 32 * 64 // 32 + 5 + 1, 32)
-    assert int(pk[-1][0]) | int(pk[-1][1]) << 16 == zlib.crc32(pk[:-1].astype("<u2").tobytes())
-    assert pk[-1][4] == int(Flags.FRAMING_ERROR)
+    assert int(pk[-1][-2]) | int(pk[-1][-1]) << 16 == zlib.crc32(
+        pk.astype("<u2").tobytes()[:-4])
+    assert pk[-1][2] == int(Flags.FRAMING_ERROR)
 
 
 def test_encode_packet_checks_fields() -> None:
@@ -384,3 +388,10 @@ def test_setup_stimulus_writes_registers_and_changed_table_words() -> None:
     assert st["tables.data"].shape == (12, 16) and st["tables.data"][0, 4] == 9
     with pytest.raises(ValueError, match="6 writes need at least 6 ticks, got 5"):
         setup_stimulus(SMALL, 5, cfg, tab)
+
+
+def test_chain_params_need_an_even_lane_count() -> None:
+    """The CRC takes two 16-bit lanes per step: with an odd K a lane would escape it."""
+    with pytest.raises(ValueError, match=r"ChainParams.lanes must be even .* not 17"):
+        ChainParams(height=2, width=68, lanes=17)
+    assert ChainParams(height=2, width=72, lanes=18).lanes == 18
