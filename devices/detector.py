@@ -41,7 +41,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,7 @@ from .detector_config import (
     check_threshold,
 )
 from .firmware import BACKENDS, Firmware, FirmwareError
-from .fly import FlyAcquisition, FlyParameters
+from .fly import Counts, FlyAcquisition, FlyFrame, FlyParameters
 from .samples import PixelSize, Scene
 from .sensor import SensorModel
 
@@ -230,10 +230,8 @@ class FirmwareDetector(Device):  # type: ignore[misc]
             raise RuntimeError(f"{self.name}: trigger() before stage(); stage the detector "
                                "(bluesky plans do) so it has a file to write to")
         exposure = float(self.exposure.get())
-        shape = (self.params.height, self.params.width)
         for attempt in range(1 + RETAKES):
-            flux = self.scene.flux_image(shape, self.pixel_size, t=t)
-            counts = self.sensor.expose(flux, exposure)
+            counts = self.expose(t, exposure)
             seen = self.firmware.readout.corrupt
             frames = self.firmware.acquire([counts], allow_loss=True)
             if frames:
@@ -254,6 +252,29 @@ class FirmwareDetector(Device):  # type: ignore[misc]
             self.writer.append(frame.image)
         self.publish_frame(frame, time.time())
         return frame.image
+
+    def expose(self, t: float | None, exposure: float) -> Counts:
+        """The sensor counts of ``exposure`` seconds of the scene as it is at time ``t``
+        (default: now)."""
+        flux = self.scene.flux_image((self.params.height, self.params.width),
+                                     self.pixel_size, t=t)
+        counts: Counts = self.sensor.expose(flux, exposure)
+        return counts
+
+    def angle_at(self, t: float) -> float:
+        """The rotation stage's angle at time ``t`` (what position capture latches)."""
+        return float(self.scene.rotation.position_at(t))
+
+    def store_fly_frames(self, images: np.ndarray, frames: Sequence[FlyFrame],
+                         last: ReadoutFrame, counts: Counts) -> None:
+        """Append a batch of fly-scan frames to the file (``devices.fly`` calls it)."""
+        if self.writer is None:
+            raise RuntimeError(f"{self.name}: kickoff() before stage(); stage the detector "
+                               "first (bluesky plans do)")
+        with self._lock:
+            self.writer.append_many(images)
+        self.last_counts = counts
+        self.publish_frame(last, frames[-1].time)
 
     def publish_frame(self, frame: ReadoutFrame, now: float) -> None:
         """Put a frame's reductions on the readback signals (what ``read()`` returns)."""
@@ -329,7 +350,7 @@ class FirmwareDetector(Device):  # type: ignore[misc]
             raise RuntimeError(f"{self.name}: a fly acquisition is still running")
         if value.exposure is not None:
             self.exposure.put(float(value.exposure))
-        self.fly = FlyAcquisition(self, value)
+        self.fly = FlyAcquisition(self, value, float(self.exposure.get()))
         with self._lock:
             self._collected = self._announced = self.writer.n_frames
         status = DeviceStatus(self)
@@ -387,10 +408,8 @@ class FirmwareDetector(Device):  # type: ignore[misc]
             self.histogram.name: [list(r.histogram) for r in rows],
             self.frame_number.name: [r.frame_number for r in rows],
             self.link_lost.name: [r.lost_before for r in rows],
-            f"{self.name}_trigger_time": [r.trigger_time for r in rows],
+            f"{self.name}_trigger_time": [r.time for r in rows],
             rotation: [r.angle for r in rows],
         }
-        done = [r.done_time for r in rows]
-        triggered = [r.trigger_time for r in rows]
-        timestamps = {key: (triggered if key == rotation else done) for key in columns}
-        yield {"data": columns, "timestamps": timestamps}
+        stamps = [r.time for r in rows]  # each frame's own time (see devices.fly)
+        yield {"data": columns, "timestamps": {key: stamps for key in columns}}

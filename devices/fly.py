@@ -22,10 +22,25 @@ blur during the exposure is not modelled). A frame is never produced before its 
 when the simulation is slower than the trigger rate, frames queue in the detector's buffer
 and arrive after their triggers, which :attr:`FlyAcquisition.max_lag` records.
 
+Time stamps: each frame carries the time of the trigger that started its exposure on the
+acquisition's clock (:attr:`FlyFrame.time`, the ``timestamps`` of its readings). The frame
+is identified by the firmware's frame counter (frame number minus that of the
+acquisition's first frame), not by arrival order. With internal triggers the clock is the
+detector's own: trigger ``k`` is at ``kickoff + k × period`` in detector seconds, whatever
+the simulation's speed (``time_scale`` only stretches how long the simulation waits), so
+times are strictly increasing even when the simulation runs as fast as it can
+(``time_scale=0``); a simulation running faster than real time therefore stamps its last
+frames later than the wall-clock moment they were written, as a real detector would have
+taken them. Position-compare triggers are at the (wall-clock) moments the stage passes the
+trigger angles.
+
 Two threads share the work so that both cores do some: one computes flux, counts and link
 words of the next frames (scene and sensor models, the link serialiser), the other runs
 frames through the firmware in batches of up to :data:`BATCH`, decodes the readout and
-writes them. The compiled parts of both release the GIL.
+hands them to the detector, which writes them. The compiled parts of both release the GIL.
+
+This module knows the detector only through :class:`FlyDetector` (what a fly acquisition
+needs from it); ``devices.detector`` builds on this module, never the other way round.
 """
 
 from __future__ import annotations
@@ -36,17 +51,18 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 from ophyd.status import DeviceStatus
 
+from dataflow.packets import ReadoutFrame
+from dataflow.readout import FRAME_MOD
+
+from .firmware import Firmware
 from .motion import RotationStage
 from .sensor import LinkStream
-
-if TYPE_CHECKING:
-    from .detector import FirmwareDetector
 
 BATCH = 8
 """Frames the firmware takes in one simulation call at most."""
@@ -121,9 +137,14 @@ class FlyParameters:
 
 @dataclass(frozen=True)
 class FlyFrame:
-    """What the detector reports for one frame of a fly scan (besides the image)."""
+    """What the detector reports for one frame of a fly scan (besides the image).
+
+    ``time`` is the frame's time stamp (its trigger on the acquisition clock, see the
+    module docstring); ``trigger_time`` and ``done_time`` are the wall-clock moments the
+    simulation triggered it and wrote it (their difference is the frame's lag)."""
 
     index: int
+    time: float
     trigger_time: float
     done_time: float
     angle: float
@@ -136,42 +157,78 @@ class FlyFrame:
 
 
 Counts = npt.NDArray[np.uint32]
-Item = tuple[int, float, float, Counts, LinkStream | None]
-"""A frame between the two workers: index, trigger time, angle, counts, link words."""
+
+
+class FlyDetector(Protocol):
+    """What a fly acquisition needs from its detector (``FirmwareDetector`` is one)."""
+
+    name: str
+    time_scale: float
+    firmware: Firmware
+
+    def expose(self, t: float, exposure: float) -> Counts:
+        """The sensor counts of an exposure of ``exposure`` s of the scene at time ``t``."""
+
+    def angle_at(self, t: float) -> float:
+        """The rotation stage's angle at wall-clock time ``t`` (position capture)."""
+
+    def store_fly_frames(self, images: npt.NDArray[np.uint16],
+                         frames: Sequence[FlyFrame], last: ReadoutFrame,
+                         counts: Counts) -> None:
+        """Write ``images`` (the frames' images, in order); ``last`` and ``counts`` are
+        the batch's last readout frame and sensor counts (for the readback signals)."""
+
+
+@dataclass(frozen=True)
+class _Item:
+    """A frame between the two workers."""
+
+    index: int
+    wall: float
+    """Wall-clock moment of the trigger (when the simulation acts on it)."""
+    clock: float
+    """The trigger on the acquisition clock (the frame's time stamp)."""
+    angle: float
+    counts: Counts
+    link: LinkStream | None
 
 
 class FlyAcquisition:
     """One armed fly acquisition of ``det`` (made by ``FirmwareDetector.prepare``).
 
     ``start()`` launches the two worker threads; ``done`` is the status ``complete()``
-    returns; ``frames`` grows as frames reach the file (guarded by ``det``'s lock, which
-    also guards the file, so the two always agree); ``cancel()`` stops early.
+    returns (reported on ``device``, the ophyd device; default ``det``); ``frames``
+    grows by each batch just before the detector writes it (``FlyDetector.store_fly_frames``),
+    so whoever bounds its reads by the frames in the file finds a record for each;
+    ``cancel()`` stops early.
     """
 
-    def __init__(self, det: FirmwareDetector, params: FlyParameters) -> None:
+    def __init__(self, det: FlyDetector, params: FlyParameters, exposure: float,
+                 device: Any = None) -> None:
         self.det = det
         self.params = params
-        self.exposure = float(params.exposure if params.exposure is not None
-                              else det.exposure.get())
+        self.exposure = float(params.exposure if params.exposure is not None else exposure)
         self.frames: list[FlyFrame] = []
-        self.done = DeviceStatus(det)
+        self.done = DeviceStatus(det if device is None else device)
         self.max_lag = 0.0
         """Largest delay (s) between a trigger and its frame reaching the file."""
         self.started: float | None = None
+        self._first_frame_number: int | None = None
         self._cancel = threading.Event()
-        self._queue: queue.Queue[Item | None] = queue.Queue(QUEUE_FRAMES)
+        self._queue: queue.Queue[_Item | None] = queue.Queue(QUEUE_FRAMES)
         self._threads: list[threading.Thread] = []
 
     # -- control ---------------------------------------------------------------------
 
-    def trigger_times(self, t_kickoff: float) -> list[float]:
-        """Wall times of the triggers, for a kickoff at ``t_kickoff``."""
+    def trigger_times(self, t_kickoff: float) -> list[tuple[float, float]]:
+        """``(wall, clock)`` of each trigger for a kickoff at ``t_kickoff``: when the
+        simulation acts on it, and its time on the acquisition clock (module docstring)."""
         n = self.params.frames
         if self.params.trigger is not None:
-            return self.params.trigger.times(n)
+            return [(t, t) for t in self.params.trigger.times(n)]
         period = self.params.period if self.params.period is not None else self.exposure
         step = period * self.det.time_scale
-        return [t_kickoff + i * step for i in range(n)]
+        return [(t_kickoff + i * step, t_kickoff + i * period) for i in range(n)]
 
     def start(self) -> None:
         """Compute the trigger times and start the workers."""
@@ -188,7 +245,7 @@ class FlyAcquisition:
             thread.start()
 
     def cancel(self, wait: float = 5.0) -> None:
-        """Stop the workers (frames already written stay in the file)."""
+        """Stop the workers (frames already stored stay in the file)."""
         self._cancel.set()
         for thread in self._threads:
             if thread is not threading.current_thread():
@@ -208,7 +265,7 @@ class FlyAcquisition:
             if not self.done.done:
                 self.done.set_exception(exc)
 
-    def _put(self, item: Item | None) -> bool:
+    def _put(self, item: _Item | None) -> bool:
         while not self._cancel.is_set():
             try:
                 self._queue.put(item, timeout=0.1)
@@ -217,29 +274,21 @@ class FlyAcquisition:
                 continue
         return False
 
-    def _produce(self, times: Sequence[float]) -> None:
+    def _produce(self, times: Sequence[tuple[float, float]]) -> None:
         det = self.det
-        shape = (det.params.height, det.params.width)
-        rotation = det.scene.rotation
-        firmware = det.firmware
-        for i, t in enumerate(times):
-            wait = t - time.time()
+        for i, (wall, clock) in enumerate(times):
+            wait = wall - time.time()
             if wait > 0 and self._cancel.wait(wait):
                 return
             if self._cancel.is_set():
                 return
-            flux = det.scene.flux_image(shape, det.pixel_size, t=t)
-            counts = det.sensor.expose(flux, self.exposure)
-            link = firmware.link([counts])
-            if not self._put((i, t, rotation.position_at(t), counts, link)):
+            counts = det.expose(wall, self.exposure)
+            link = det.firmware.link([counts])
+            if not self._put(_Item(i, wall, clock, det.angle_at(wall), counts, link)):
                 return
         self._put(None)
 
     def _consume(self, n: int) -> None:
-        det = self.det
-        if det.writer is None:
-            raise RuntimeError(f"{det.name}: kickoff() before stage(); stage the detector "
-                               "first (bluesky plans do)")
         finished = False
         while not finished and not self._cancel.is_set():
             try:
@@ -261,27 +310,40 @@ class FlyAcquisition:
                 self._process(batch)
         if finished and not self.done.done:
             if len(self.frames) != n:
-                raise RuntimeError(f"{det.name}: fly acquisition wrote {len(self.frames)} of "
-                                   f"{n} frames")
+                raise RuntimeError(f"{self.det.name}: fly acquisition wrote {len(self.frames)} "
+                                   f"of {n} frames")
             self.done.set_finished()
 
-    def _process(self, batch: list[Item]) -> None:
+    def _index(self, frame: ReadoutFrame, item: _Item) -> int:
+        """The frame's index in the acquisition from the firmware's frame counter (it
+        must be the trigger the frame was sent for: a gap means a frame went missing)."""
+        if self._first_frame_number is None:
+            self._first_frame_number = frame.frame_number - item.index
+        index = (frame.frame_number - self._first_frame_number) % FRAME_MOD
+        if index != item.index:
+            raise RuntimeError(f"{self.det.name}: firmware frame {frame.frame_number} arrived "
+                               f"for trigger {item.index} (frame counter says {index}): a "
+                               "frame went missing on the way")
+        return index
+
+    def _process(self, batch: list[_Item]) -> None:
         det = self.det
-        assert det.writer is not None
-        links = [item[4] for item in batch if item[4] is not None]
-        out = det.firmware.acquire([item[3] for item in batch],
+        links = [item.link for item in batch if item.link is not None]
+        out = det.firmware.acquire([item.counts for item in batch],
                                    links=links if len(links) == len(batch) else None)
         images = np.stack([frame.image for frame in out])
-        with det._lock:
-            det.writer.append_many(images)
-            now = time.time()
-            for (index, t, angle, _, _), frame in zip(batch, out, strict=True):
-                self.frames.append(FlyFrame(
-                    index=index, trigger_time=t, done_time=now, angle=angle,
-                    roi_sum=int(frame.roi_sum), saturated=int(frame.saturated),
-                    frame_number=int(frame.frame_number),
-                    histogram=tuple(int(v) for v in frame.histogram),
-                    lost_before=int(frame.lost_before)))
-                self.max_lag = max(self.max_lag, now - t)
-        det.last_counts = batch[-1][3]
-        det.publish_frame(out[-1], now)
+        now = time.time()
+        frames = []
+        for item, frame in zip(batch, out, strict=True):
+            index = self._index(frame, item)
+            frames.append(FlyFrame(
+                index=index, time=item.clock, trigger_time=item.wall, done_time=now,
+                angle=item.angle, roi_sum=int(frame.roi_sum), saturated=int(frame.saturated),
+                frame_number=int(frame.frame_number),
+                histogram=tuple(int(v) for v in frame.histogram),
+                lost_before=int(frame.lost_before)))
+        # Recorded before they are written: a reader bounds what it takes by the frames in
+        # the file, so every frame it sees in the file has its record here.
+        self.frames.extend(frames)
+        det.store_fly_frames(images, frames, out[-1], batch[-1].counts)
+        self.max_lag = max([self.max_lag, *(now - item.wall for item in batch)])

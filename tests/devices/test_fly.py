@@ -74,6 +74,33 @@ def test_internal_triggers_follow_the_period(beamline: Beamline) -> None:
     (page,) = det.collect_pages()
     assert page["data"]["det_frame_number"] == [0, 1, 2, 3, 4]
     assert list(det.collect_pages()) == []  # each frame is collected once
+    # time stamps: the detector clock, kickoff + k × period in detector seconds
+    stamps = page["timestamps"]["det_roi_sum"]
+    np.testing.assert_allclose(np.array(stamps) - fly.started, [0, 0.1, 0.2, 0.3, 0.4],
+                               atol=1e-6)
+    assert all(page["timestamps"][key] == stamps for key in page["data"])
+    assert page["data"]["det_trigger_time"] == stamps
+
+
+def test_frames_of_a_fast_simulation_keep_their_own_increasing_times(beamline: Beamline
+                                                                     ) -> None:
+    """time_scale=0 triggers at once in wall time, but each frame keeps its own time on
+    the detector's clock, from its firmware frame number."""
+    det = beamline.det
+    det.time_scale = 0.0
+    det.stage()
+    det.prepare(FlyParameters(frames=12, exposure=0.05)).wait(5)
+    det.kickoff().wait(5)
+    det.complete().wait(30)
+    list(det.collect_asset_docs())
+    (page,) = det.collect_pages()
+    stamps = np.array(page["timestamps"]["det_frame_number"])
+    assert len(set(stamps)) == 12 and np.all(np.diff(stamps) > 0)
+    np.testing.assert_allclose(np.diff(stamps), 0.05, atol=1e-6)
+    first = page["data"]["det_frame_number"][0]
+    assert det.fly is not None
+    assert [f.index for f in det.fly.frames] == [n - first for n in
+                                                 page["data"]["det_frame_number"]]
 
 
 def test_unstage_stops_a_running_acquisition_and_keeps_its_frames(beamline: Beamline) -> None:
