@@ -18,7 +18,7 @@ import argparse
 import time
 from typing import Any
 
-from sme.cli import CliError, load_network, load_stimulus
+from sme.cli import CliError, load_network, load_stimulus, output_dir
 
 Subparsers = Any  # argparse's _SubParsersAction is private
 
@@ -34,10 +34,11 @@ def cmd_vhdl(args: argparse.Namespace) -> int:
 
     if args.ticks is not None and args.ticks < 0:
         raise CliError(f"--ticks {args.ticks}: must be >= 0")
+    output_dir(args.output, "-o")
     network = load_network(args.network)
     ticks = args.ticks if args.ticks is not None or args.stimulus else DEFAULT_TICKS
     t0 = time.perf_counter()
-    trace = record_trace(network, load_stimulus(args.stimulus, ticks), ticks)
+    trace = record_trace(network, load_stimulus(args.stimulus, ticks, network), ticks)
     written = export(network, args.output, trace)
     print(f"exported '{network.name}' to {written.out_dir}: "
           f"{', '.join(written.sources)}, Makefile, run.sh")
@@ -74,7 +75,7 @@ def _run_testbench(out_dir: Any, ticks: int) -> int:
 def _run_lockstep(args: argparse.Namespace, network: Any, ticks: int | None) -> int:
     from fpga.cosim import run_lockstep
 
-    stimulus = load_stimulus(args.stimulus, ticks)
+    stimulus = load_stimulus(args.stimulus, ticks, network)
     result = run_lockstep(network, args.output, stimulus, ticks)
     mismatches = 0 if result.passed else 1
     print(f"lock-step: {'PASS' if result.passed else 'FAIL'}  ticks = {result.ticks}  "
@@ -92,13 +93,16 @@ def register_vhdl(sub: Subparsers) -> None:
         description="Export MODULE:NETWORK as VHDL-2008 with a trace-replay testbench, the "
         "trace recorded by the Python simulation, a Makefile and run.sh.")
     p.add_argument("network", metavar="MODULE:NETWORK",
-                   help="a Network, or a function returning one, e.g. sme.examples.counter:build")
+                   help="a Network, or a function returning one: a dotted module (found from "
+                   "the current folder too) or a file, e.g. sme.examples.counter:build or "
+                   "path/to/design.py:build")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
     p.add_argument("--ticks", type=int,
                    help=f"ticks to record (default: until the stimulus ends, or "
                         f"{DEFAULT_TICKS} without stimulus)")
-    p.add_argument("--stimulus", metavar="MODULE:FUNC",
-                   help="function returning an iterator of per-tick {'bus.signal': value}")
+    p.add_argument("--stimulus", metavar="MODULE:FUNC|FILE.csv",
+                   help="function returning an iterator of per-tick {'bus.signal': value}, "
+                   "or a CSV file with a bus.signal header and one row per tick")
     p.add_argument("--run", action="store_true",
                    help="analyse and run the testbench in GHDL; print PASS/FAIL")
     p.add_argument("--lockstep", action="store_true",

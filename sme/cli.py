@@ -9,70 +9,15 @@ parsed arguments returning an exit status). ``sme`` registers ``demo``, ``sim`` 
 from __future__ import annotations
 
 import argparse
-import importlib
-import itertools
+import os
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from .errors import SmeError
-from .network import Network
-
-
-class CliError(Exception):
-    """A user error on the command line: printed as one line, exit status 2."""
-
-
-def load_object(spec: str) -> Any:
-    """``package.module:attr`` → the object (``attr`` may be dotted)."""
-    module_name, colon, attr = spec.partition(":")
-    if not colon or not module_name or not attr:
-        raise CliError(f"{spec!r}: expected MODULE:NAME, e.g. sme.examples.counter:build")
-    if module_name.startswith("."):
-        raise CliError(f"{spec!r}: module {module_name!r} is relative; give its full "
-                       "dotted name")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise CliError(f"{spec!r}: cannot import module {module_name!r}: {exc}") from None
-    except SyntaxError as exc:  # the design file itself is not valid Python
-        raise CliError(f"{spec!r}: {exc.filename}:{exc.lineno}: {exc.msg}") from None
-    except OSError as exc:  # e.g. a design file that exists but cannot be read
-        raise CliError(f"{spec!r}: cannot read module {module_name!r}: {exc}") from None
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise CliError(f"{spec!r}: module {module_name!r} has no {attr!r}") from None
-    return obj
-
-
-def load_network(spec: str) -> Network:
-    """``MODULE:NAME`` naming a ``Network`` or a function of no arguments returning one."""
-    obj = load_object(spec)
-    if callable(obj) and not isinstance(obj, Network):
-        obj = obj()
-    if not isinstance(obj, Network):
-        raise CliError(f"{spec!r} is not a Network (nor a function returning one): {obj!r}")
-    return obj
-
-
-def load_stimulus(spec: str | None, ticks: int | None) -> Iterable[Mapping[Any, Any]] | None:
-    """A fresh stimulus iterator from ``--stimulus MODULE:FUNC`` (``FUNC()`` is called),
-    cut to ``ticks`` items when given; None when ``spec`` is None."""
-    if spec is None:
-        return None
-    func = load_object(spec)
-    if not callable(func):
-        raise CliError(f"--stimulus {spec!r} is not a function returning stimulus")
-    stim = func()
-    try:
-        it = iter(stim)
-    except TypeError:
-        raise CliError(f"--stimulus {spec!r} returned {stim!r}, not an iterable of "
-                       "{'bus.signal': value} mappings") from None
-    return itertools.islice(it, ticks) if ticks is not None else it
+from .loading import CliError, describe_exception, load_network, load_object, load_stimulus
 
 
 def _commands() -> list[Callable[[Any], None]]:
@@ -89,18 +34,92 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for register in _commands():
         register(sub)
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, show the Python traceback too")
+    for p in sub.choices.values():  # `smeflow sim ... --debug` works as well
+        if "--debug" not in p._option_string_actions:
+            p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                           help="on an error, show the Python traceback too")
     return parser
 
 
+def output_file(path: str, option: str) -> Path:
+    """Check, before any work is done, that ``path`` (given as ``option``) can be written as
+    a file: not a folder, and no existing ancestor that is a file."""
+    p = Path(path)
+    if p.is_dir():
+        raise CliError(f"{option} {path}: is a folder; give a file name, e.g. "
+                       f"{p / _EXAMPLE.get(option, 'out.txt')}")
+    _check_ancestors(p, option, path)
+    return p
+
+
+def output_dir(path: str, option: str) -> Path:
+    """Check, before any work is done, that ``path`` (given as ``option``) is a folder or can
+    be made one."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise CliError(f"{option} {path}: is a file, not a folder; give a folder for the "
+                       "generated files")
+    _check_ancestors(p, option, path)
+    return p
+
+
+_EXAMPLE = {"--csv": "trace.csv", "--vcd": "trace.vcd", "-o": "network.svg"}
+
+
+def _check_ancestors(p: Path, option: str, path: str) -> None:
+    for parent in p.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise CliError(f"{option} {path}: {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise CliError(f"{option} {path}: the folder {parent} is not writable")
+            return
+
+
+def _own_code(location: str) -> bool:
+    """Whether ``file:line`` is in smeflow's packages or an installed library (not the
+    user's design)."""
+    file = location.rpartition(":")[0]
+    roots = [str(Path(__file__).resolve().parent.parent / pkg) for pkg in
+             ("sme", "fpga", "devices", "dataflow", "plans", "analysis")]
+    return any(file.startswith(r + os.sep) for r in roots) or "site-packages" in file \
+        or file.startswith(sys.base_prefix)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``smeflow`` console script."""
+    """Entry point of the ``smeflow`` console script.
+
+    A failure is one line on stderr, ``smeflow COMMAND: error: ...``: exit status 2 for a
+    usage error (``CliError``), 1 for anything else. ``--debug`` shows the traceback.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    prefix = f"smeflow {args.command}"
     try:
         status: int = args.func(args)
-    except (CliError, SmeError) as exc:
-        print(f"smeflow {args.command}: error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, CliError) else 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        if isinstance(exc, (CliError, SmeError)):
+            print(f"{prefix}: error: {exc}", file=sys.stderr)
+            return 2 if isinstance(exc, CliError) else 1
+        if isinstance(exc, OSError) and exc.filename is not None:
+            print(f"{prefix}: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+        from .loading import where
+
+        loc = where(exc)
+        kind = "internal error" if not loc or _own_code(loc) else "error"
+        print(f"{prefix}: {kind}: {describe_exception(exc)}"
+              + ("; rerun with --debug for the traceback" if kind == "internal error" else ""),
+              file=sys.stderr)
+        return 1
     return status
+
+
+__all__ = ["CliError", "build_parser", "load_network", "load_object", "load_stimulus", "main",
+           "output_dir", "output_file"]

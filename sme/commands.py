@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .cli import CliError, load_network, load_stimulus
+from .cli import CliError, load_network, load_stimulus, output_file
 from .graph import write_graph
 from .network import Network
 from .simulator import Simulator
@@ -23,8 +23,9 @@ def simulate(network: Network, ticks: int | None, stimulus: str | None,
         raise CliError("give --ticks N, --stimulus MODULE:FUNC, or both")
     if ticks is not None and ticks < 0:
         raise CliError(f"--ticks {ticks}: must be >= 0")
+    stim = load_stimulus(stimulus, ticks, network)
     sim = Simulator(network, backend=backend)
-    trace = sim.run(ticks, stimulus=load_stimulus(stimulus, ticks))
+    trace = sim.run(ticks, stimulus=stim)
     assert trace is not None
     return trace
 
@@ -51,6 +52,9 @@ def _print_trace(trace: Trace, limit: int) -> None:
 
 def cmd_sim(args: argparse.Namespace) -> int:
     """Simulate a network, print its trace and optionally save CSV/VCD."""
+    for path, option in ((args.csv, "--csv"), (args.vcd, "--vcd")):
+        if path:
+            output_file(path, option)
     trace = simulate(load_network(args.network), args.ticks, args.stimulus, args.backend)
     if not args.quiet:
         _print_trace(trace, args.rows)
@@ -61,6 +65,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 def cmd_graph(args: argparse.Namespace) -> int:
     """Draw a network."""
+    output_file(args.output, "-o")
     print(f"wrote {write_graph(load_network(args.network), args.output)}")
     return 0
 
@@ -87,10 +92,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _add_sim_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("network", metavar="MODULE:NETWORK",
-                   help="a Network, or a function returning one, e.g. sme.examples.counter:build")
+                   help="a Network, or a function returning one: a dotted module "
+                   "(found from the current folder too) or a file, e.g. "
+                   "sme.examples.counter:build or path/to/design.py:build")
     p.add_argument("--ticks", type=int, help="number of ticks (default: until stimulus ends)")
-    p.add_argument("--stimulus", metavar="MODULE:FUNC",
-                   help="function returning an iterator of per-tick {'bus.signal': value}")
+    p.add_argument("--stimulus", metavar="MODULE:FUNC|FILE.csv",
+                   help="function returning an iterator of per-tick {'bus.signal': value}, "
+                   "or a CSV file with a bus.signal header and one row per tick")
 
 
 def register_sim(sub: Subparsers) -> None:

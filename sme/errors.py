@@ -41,6 +41,13 @@ class UnknownSignalError(SmeError, AttributeError):
     """A bus has no signal of the given name."""
 
 
+class UnknownBusError(SmeError, KeyError):
+    """A network has no bus of the given name (also a ``KeyError``: a lookup by name)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class PortDirectionError(SmeError, RuntimeError):
     """A process wrote to a bus it only reads, or read a bus it may not read."""
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from .backend import Backend, Session, get_backend, register_backend
 from .bus import Bus, bus_of
-from .errors import SignalValueError, SimulationError
+from .errors import SignalValueError, SimulationError, UnknownBusError, UnknownSignalError
 from .interp import InterpBackend
 from .network import Network
 from .trace import Column, Trace
@@ -80,7 +80,17 @@ class Simulator:
         return self.session.tick
 
     def _bus(self, bus: Bus | str | Any) -> Bus:
-        return self.network.bus(bus) if isinstance(bus, str) else bus_of(bus)
+        return self._named_bus(bus) if isinstance(bus, str) else bus_of(bus)
+
+    def _named_bus(self, name: str) -> Bus:
+        try:
+            return self.network.bus(name)
+        except KeyError:
+            inputs = ", ".join(b.name for b in self.network.inputs) or "-"
+            raise UnknownBusError(
+                f"network '{self.network.name}' has no bus {name!r} (its top-level inputs: "
+                f"{inputs}; every bus: {', '.join(b.name for b in self.network.buses)})"
+            ) from None
 
     def input(self, bus: Bus | str) -> Any:
         """A view of a top-level input bus; setting its attributes drives the signals for the
@@ -112,7 +122,7 @@ class Simulator:
         bus, dot, sig = signal.partition(".")
         if not dot:
             raise SimulationError(f"{signal!r}: name a signal as 'bus.signal'")
-        return self.network.bus(bus), sig
+        return self._named_bus(bus), sig
 
     def on_tick(self, callback: Callable[[Simulator], None]) -> None:
         """Call ``callback(sim)`` after every tick (hooks for tracers and co-simulation)."""
@@ -130,9 +140,16 @@ class Simulator:
 
     def apply(self, values: Mapping[Any, Any]) -> None:
         """Drive several inputs at once: ``{"bus.signal": v}`` or ``{bus: {"signal": v}}``."""
+        if not isinstance(values, Mapping):
+            raise SimulationError(
+                f"stimulus for tick {self.tick}: {values!r:.60} is a {type(values).__name__}, "
+                "not a mapping {'bus.signal': value}")
         for key, value in values.items():
             if isinstance(key, str) and "." in key:
-                self.poke(key, value)
+                try:
+                    self.poke(key, value)
+                except (UnknownBusError, UnknownSignalError) as exc:
+                    raise type(exc)(f"stimulus {key!r}: {exc}") from None
             else:
                 if not isinstance(value, Mapping):
                     raise SimulationError(
