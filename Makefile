@@ -51,7 +51,7 @@ demo: setup
 	$(VENV)/bin/smeflow demo
 
 lint: setup
-	$(VENV)/bin/ruff check sme fpga devices dataflow plans analysis tests benchmarks
+	$(VENV)/bin/ruff check sme fpga geometry devices dataflow plans analysis tests benchmarks
 
 typecheck: setup
 	$(VENV)/bin/mypy

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from dataflow.geometry import PoniGeometry
+from geometry import PoniGeometry
 
 _EPS32 = 1.0 + float(np.finfo(np.float32).eps)
 F64 = npt.NDArray[np.float64]

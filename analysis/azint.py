@@ -1,6 +1,6 @@
 """Azimuthal integration on OpenCL (1D patterns and 2D "cakes"), without pixel splitting.
 
-:class:`AzimuthalIntegrator` is built from a :class:`dataflow.geometry.PoniGeometry`.
+:class:`AzimuthalIntegrator` is built from a :class:`geometry.PoniGeometry`.
 Everything that depends on the geometry and the configuration (unit, number of bins,
 ranges, mask, dark, flat, solid-angle and polarization corrections) is computed once —
 the bin of every pixel, the per-bin normalisation, pixel count and dark sums — and the
@@ -34,7 +34,7 @@ from analysis._azint_plan import (
     reference_sums,
     to_unit,
 )
-from dataflow.geometry import PoniGeometry
+from geometry import PoniGeometry
 
 __all__ = ["UNITS", "AzimuthalIntegrator", "Integrate1dResult", "Integrate2dResult"]
 

@@ -256,7 +256,7 @@ _INTEGRATORS: dict[tuple[str, str | None], AzimuthalIntegrator] = {}
 def _integrator(geometry: Mapping[str, Any], device: str | None) -> AzimuthalIntegrator:
     """This worker's integrator for ``geometry`` (built once per process and device)."""
     from analysis.azint import AzimuthalIntegrator
-    from dataflow.geometry import PoniGeometry
+    from geometry import PoniGeometry
 
     key = (json.dumps(dict(geometry), sort_keys=True), device)
     integrator = _INTEGRATORS.get(key)

@@ -82,8 +82,8 @@ from analysis.reduce import (
     tomo_streams,
     uri_path,
 )
-from dataflow.geometry import PoniGeometry
 from dataflow.hdf5 import DEFAULT_DATASET, HDF5ReadError, open_frames, open_in_process
+from geometry import PoniGeometry
 
 if TYPE_CHECKING:
     from analysis.azint import AzimuthalIntegrator

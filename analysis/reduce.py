@@ -75,8 +75,8 @@ import numpy as np
 import numpy.typing as npt
 from event_model import compose_run
 
-from dataflow.geometry import PoniGeometry
 from dataflow.hdf5 import FrameWriter, file_sha256
+from geometry import PoniGeometry
 
 if TYPE_CHECKING:
     from analysis.azint import AzimuthalIntegrator

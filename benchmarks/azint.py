@@ -26,7 +26,7 @@ import numpy as np
 
 from analysis import cl
 from analysis.azint import AzimuthalIntegrator
-from dataflow.geometry import PoniGeometry
+from geometry import PoniGeometry
 
 NPT = 1000
 SIZES = {"1024": (1024, 1024), "2162x2068": (2162, 2068)}

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dataflow.geometry import PoniGeometry
 from fpga.designs.params import ChainParams
+from geometry import PoniGeometry
 
 from .beam import BeamMonitor
 from .detector import FirmwareDetector

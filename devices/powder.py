@@ -36,8 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dataflow.geometry import PoniGeometry
 from devices.samples import FloatImage, PixelSize, Pose, check_shape, pixel_pair
+from geometry import PoniGeometry
 
 __all__ = [
     "CEO2",
@@ -239,6 +239,9 @@ class PowderSample:
     )
 
     def __post_init__(self) -> None:
+        if self.geometry.wavelength is None:
+            raise ValueError("PowderSample.geometry needs a wavelength (the ring positions "
+                             "depend on it)")
         for name in ("peak_flux", "background", "debye_waller_b"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
@@ -254,16 +257,23 @@ class PowderSample:
         g = self.geometry
         if (g.shape, g.pixel1, g.pixel2) == (shape, p1, p2):
             return g
-        return dataclasses.replace(g, shape=shape, pixel1=p1, pixel2=p2)
+        return g.replace(shape=shape, pixel1=p1, pixel2=p2)
 
     def rings(self, geometry: PoniGeometry | None = None) -> list[Reflection]:
         """Reflections whose rings can fall on the detector (with a 5σ margin)."""
         g = geometry or self.geometry
+        wavelength = self._wavelength(g)
         tth_max = float(np.max(g.tth())) + math.radians(5.0 * self.ring_width)
         tth_max = min(tth_max, math.pi - 1e-6)
-        d_min = g.wavelength * 1e10 / (2.0 * math.sin(tth_max / 2.0))
+        d_min = wavelength * 1e10 / (2.0 * math.sin(tth_max / 2.0))
         visible = reflections(self.crystal, d_min)
-        return [r for r in visible if not math.isnan(r.two_theta(g.wavelength))]
+        return [r for r in visible if not math.isnan(r.two_theta(wavelength))]
+
+    @staticmethod
+    def _wavelength(g: PoniGeometry) -> float:
+        if g.wavelength is None:
+            raise ValueError("the powder sample's geometry has no wavelength")
+        return g.wavelength
 
     def ring_strength(self, reflection: Reflection, wavelength_m: float) -> float:
         """``m · |F|² · L(θ) · exp(−2 B s²)`` (arbitrary units) of one ring."""
@@ -289,11 +299,12 @@ class PowderSample:
         tth = g.tth()
         sigma = math.radians(self.ring_width)
         rings = self.rings(g)
-        strengths = [self.ring_strength(r, g.wavelength) for r in rings]
+        wavelength = self._wavelength(g)
+        strengths = [self.ring_strength(r, wavelength) for r in rings]
         scale = self.peak_flux / max(strengths) if strengths else 0.0
         profile = np.zeros(shape, dtype=np.float64)
         for r, strength in zip(rings, strengths, strict=True):
-            centre = r.two_theta(g.wavelength)
+            centre = r.two_theta(wavelength)
             near = np.abs(tth - centre) < 8.0 * sigma
             delta = tth[near] - centre
             profile[near] += (scale * strength) * np.exp(-0.5 * (delta / sigma) ** 2)

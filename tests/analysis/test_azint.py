@@ -7,7 +7,7 @@ import pyopencl.array as cla
 import pytest
 
 from analysis.azint import AzimuthalIntegrator
-from dataflow.geometry import PoniGeometry
+from geometry import PoniGeometry
 
 GEOMETRY = PoniGeometry(dist=0.08, poni1=0.012, poni2=0.02, rot1=0.07, rot2=-0.04, rot3=0.3,
                         pixel1=100e-6, pixel2=100e-6, shape=(256, 320), wavelength=1.2e-10)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from analysis.azint import AzimuthalIntegrator
-from dataflow.geometry import PoniGeometry
+from geometry import PoniGeometry
 
 pyFAI = pytest.importorskip("pyFAI")
 from pyFAI.detectors import Detector  # noqa: E402

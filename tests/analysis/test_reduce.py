@@ -28,8 +28,8 @@ from analysis.tomo import minus_log_reference, normalize_reference
 from dataflow.catalog import run_details
 from dataflow.cli import format_details
 from dataflow.cli import main as catalog_main
-from dataflow.geometry import PoniGeometry
 from dataflow.hdf5 import file_sha256
+from geometry import PoniGeometry
 
 from .conftest import PROJECTIONS, AcquiredRuns
 

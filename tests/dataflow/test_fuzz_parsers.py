@@ -40,11 +40,11 @@ from dataflow.catalog import (
     parse_time,
 )
 from dataflow.cli import UsageError, parse_criteria
-from dataflow.geometry import PoniError, PoniGeometry, read_poni, write_poni
 from dataflow.hdf5 import DEFAULT_DATASET, FrameWriter, HDF5ReadError, open_frames
 from dataflow.readout import Readout
 from fpga.designs.params import ChainParams
 from fpga.designs.reference import ChainConfig, reference_stream
+from geometry import PoniError, PoniGeometry, read_poni, write_poni
 
 _NIGHTLY = int(os.environ.get("SMEFLOW_FUZZ_EXAMPLES", "0"))
 

@@ -8,7 +8,6 @@ import math
 import numpy as np
 import pytest
 
-from dataflow.geometry import PoniGeometry
 from devices.phantom import Ellipsoid, EllipsoidPhantom, PhantomSample, shepp_logan_3d
 from devices.powder import CEO2, SILICON, CubicCrystal, PowderSample, reflections
 from devices.samples import (
@@ -18,6 +17,7 @@ from devices.samples import (
     Scene,
     detector_coordinates_mm,
 )
+from geometry import PoniGeometry
 
 SHAPE = (48, 64)
 PIXEL = 50e-6  # m -> 2.4 x 3.2 mm field of view

@@ -1,0 +1,106 @@
+"""Radial and azimuthal units of azimuthal integration, named and scaled as pyFAI does.
+
+Every unit has an *internal* scale in which positions are computed and bins are laid out
+(2θ in rad, q in nm⁻¹, r in m, d*² in nm⁻², χ in rad) and a ``scale`` from internal to
+output values (``2th_deg``: 180/π, ``q_A^-1``: 0.1, ``r_mm``: 1000, ``d*2_A^-2``: 0.01).
+Units of q and d*² need the wavelength; asking for one without it raises ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["AZIMUTHAL_UNITS", "RADIAL_UNITS", "Unit", "azimuthal_unit", "radial_unit"]
+
+F64 = npt.NDArray[np.float64]
+_Formula = Callable[[F64, F64, F64, float], F64]
+
+
+def _r(t1: F64, t2: F64, t3: F64, wavelength: float) -> F64:
+    return np.hypot(t1, t2)
+
+
+def _tth(t1: F64, t2: F64, t3: F64, wavelength: float) -> F64:
+    return np.arctan2(np.hypot(t1, t2), t3)
+
+
+def _q(t1: F64, t2: F64, t3: F64, wavelength: float) -> F64:
+    return (4.0e-9 * math.pi / wavelength) * np.sin(_tth(t1, t2, t3, wavelength) / 2.0)
+
+
+def _d2(t1: F64, t2: F64, t3: F64, wavelength: float) -> F64:
+    q = _q(t1, t2, t3, wavelength) / (2.0 * math.pi)
+    return q * q
+
+
+def _chi(t1: F64, t2: F64, t3: F64, wavelength: float) -> F64:
+    return np.arctan2(t1, t2)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A unit of position on the detector.
+
+    ``scale`` converts internal values to the unit (output = internal × scale);
+    ``needs_wavelength`` is true for q and d*²; ``space`` groups units computed alike
+    (``"2th"``, ``"q"``, ``"r"``, ``"d*2"``, ``"chi"``)."""
+
+    name: str
+    space: str
+    scale: float
+    formula: _Formula
+    needs_wavelength: bool = False
+
+    def values(self, t1: F64, t2: F64, t3: F64, wavelength: float | None) -> F64:
+        """Internal values at lab positions ``(t1, t2, t3)`` (m, t3 along the beam)."""
+        if self.needs_wavelength:
+            if wavelength is None:
+                raise ValueError(f"unit {self.name!r} needs the wavelength, and the geometry "
+                                 "has none (the .poni file has no Wavelength line); set it "
+                                 "or use a 2th_* or r_* unit")
+            return self.formula(t1, t2, t3, wavelength)
+        return self.formula(t1, t2, t3, 0.0)
+
+
+RADIAL_UNITS: dict[str, Unit] = {u.name: u for u in (
+    Unit("2th_deg", "2th", 180.0 / math.pi, _tth),
+    Unit("2th_rad", "2th", 1.0, _tth),
+    Unit("q_nm^-1", "q", 1.0, _q, True),
+    Unit("q_A^-1", "q", 0.1, _q, True),
+    Unit("r_mm", "r", 1000.0, _r),
+    Unit("r_m", "r", 1.0, _r),
+    Unit("d*2_A^-2", "d*2", 0.01, _d2, True),
+    Unit("d*2_nm^-2", "d*2", 1.0, _d2, True),
+)}
+AZIMUTHAL_UNITS: dict[str, Unit] = {u.name: u for u in (
+    Unit("chi_deg", "chi", 180.0 / math.pi, _chi),
+    Unit("chi_rad", "chi", 1.0, _chi),
+)}
+
+
+def _lookup(table: dict[str, Unit], kind: str, unit: object) -> Unit:
+    if isinstance(unit, Unit):
+        if unit.name in table:
+            return unit
+        unit = unit.name
+    if isinstance(unit, str):
+        found = table.get(unit) or next((u for name, u in table.items()
+                                         if name.lower() == unit.lower()), None)
+        if found is not None:
+            return found
+    raise ValueError(f"unknown {kind} unit {unit!r}; valid: {', '.join(table)}")
+
+
+def radial_unit(unit: object) -> Unit:
+    """The radial :class:`Unit` named ``unit`` (case-insensitive, pyFAI's names)."""
+    return _lookup(RADIAL_UNITS, "radial", unit)
+
+
+def azimuthal_unit(unit: object) -> Unit:
+    """The azimuthal :class:`Unit` named ``unit`` (``chi_deg`` or ``chi_rad``)."""
+    return _lookup(AZIMUTHAL_UNITS, "azimuthal", unit)
