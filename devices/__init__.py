@@ -9,7 +9,7 @@ The sample environment the detector looks at is :class:`devices.samples.Scene`; 
 """
 
 from devices.beam import BeamMonitor
-from devices.beamline import Beamline
+from devices.beamline import Beamline, SampleChanger
 from devices.fly import FlyParameters, PositionTrigger
 from devices.motion import ContinuousRotation, MotorLimitError, RotationStage, SimMotor
 from devices.phantom import Ellipsoid, EllipsoidPhantom, PhantomSample, shepp_logan_3d
@@ -37,6 +37,7 @@ __all__ = [
     "PowderSample",
     "RotationStage",
     "Sample",
+    "SampleChanger",
     "Scene",
     "SimMotor",
     "reflections",

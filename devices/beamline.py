@@ -4,14 +4,19 @@ scene, and the detector with its firmware, built together in one call.
 Two sample set-ups share the hardware: ``use_phantom()`` (transmission imaging of a 3D
 Shepp–Logan phantom through imaging optics, 20 µm effective pixels) for tomography and
 ``use_powder()`` (a CeO2 capillary, the detector looking at the diffraction rings directly
-with 172 µm pixels, PONI at the detector centre) for diffraction.
+with 172 µm pixels, PONI at the detector centre) for diffraction. The device ``sample``
+(a :class:`SampleChanger`) swaps them from a plan, ``bps.mv(beamline.sample, "powder")``,
+which is how a plan queue or a notebook changes the experiment.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ophyd import Kind, Signal
 
 from fpga.designs.params import ChainParams
 from geometry import PoniGeometry
@@ -30,6 +35,35 @@ DIFFRACTION_PIXEL = 172e-6
 """Pixel of the detector looking at the rings directly (m), Pilatus-like."""
 
 
+class SampleChanger(Signal):  # type: ignore[misc]
+    """Which sample is in the beam, by name; putting a name swaps the sample.
+
+    Parameters
+    ----------
+    name
+        Device name (read under it, e.g. in the baseline).
+    choices
+        Sample name → the function that puts that sample in the beam.
+    value
+        The sample in the beam at construction.
+    """
+
+    def __init__(self, *, name: str, choices: Mapping[str, Callable[[], None]], value: str,
+                 **kwargs: Any) -> None:
+        if value not in choices:
+            raise ValueError(f"{name}: initial sample {value!r} is not one of {sorted(choices)}")
+        super().__init__(name=name, value=value, kind=Kind.config, **kwargs)
+        self._choices = dict(choices)
+
+    def put(self, value: Any, **kwargs: Any) -> None:
+        """Swap to sample ``value``; an unknown name is refused before anything changes."""
+        if not isinstance(value, str) or value not in self._choices:
+            raise ValueError(f"{self.name}: no sample {value!r}; choose one of "
+                             f"{', '.join(map(repr, sorted(self._choices)))}")
+        self._choices[value]()
+        super().put(value, **kwargs)
+
+
 @dataclass
 class Beamline:
     """The devices of one simulated beamline (see ``create``)."""
@@ -45,6 +79,12 @@ class Beamline:
     powder: PowderSample
     geometry: PoniGeometry
     extra: dict[str, Any] = field(default_factory=dict)
+    sample: SampleChanger = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sample = SampleChanger(name="sample", value="phantom",
+                                    choices={"phantom": self._phantom_in,
+                                             "powder": self._powder_in})
 
     @classmethod
     def create(cls, folder: str | Path, *, params: ChainParams | None = None,
@@ -75,17 +115,24 @@ class Beamline:
 
     def use_phantom(self) -> None:
         """Tomography set-up: the phantom on the rotation stage, imaging pixels."""
-        self.scene.sample = self.phantom
-        self.det.pixel_size = IMAGING_PIXEL
+        self.sample.put("phantom")
 
     def use_powder(self) -> None:
         """Diffraction set-up: the CeO2 powder, direct detection with ``geometry``."""
+        self.sample.put("powder")
+
+    def _phantom_in(self) -> None:
+        self.scene.sample = self.phantom
+        self.det.pixel_size = IMAGING_PIXEL
+
+    def _powder_in(self) -> None:
         self.scene.sample = self.powder
         self.det.pixel_size = DIFFRACTION_PIXEL
 
     def devices(self) -> list[Any]:
         """Every ophyd device, for ``%wa``-style listings and baseline readings."""
-        return [self.sample_x, self.sample_y, self.rotation, self.shutter, self.beam, self.det]
+        return [self.sample_x, self.sample_y, self.rotation, self.shutter, self.beam,
+                self.sample, self.det]
 
     def close(self) -> None:
         """Stop motion and the beam monitor's update thread."""

@@ -1,0 +1,203 @@
+"""``smeflow queue``: Redis and the RE Manager with smeflow's startup profile, driven as a
+beamline user drives it, through bluesky-queueserver-api.
+
+The end-to-end test starts the real command (Debian's redis-server, start-re-manager) on
+free ports, opens the environment, queues a tomography scan and a diffraction series,
+runs the queue, stops the command as Ctrl-C does and finds both runs in the catalog.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dataflow.catalog import Catalog
+from plans.qserver.cli import QueueError, parse_redis, redis_state
+from plans.qserver.settings import QueueSettings, QueueSettingsError
+
+SMEFLOW = str(Path(sys.executable).with_name("smeflow"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_for_manager(RM: object, deadline: float) -> None:
+    from bluesky_queueserver_api.comm_base import RequestTimeoutError
+
+    while True:
+        try:
+            RM.status()  # type: ignore[attr-defined]
+            return
+        except RequestTimeoutError:
+            if time.monotonic() > deadline:
+                raise
+
+
+@pytest.fixture
+def queue_command(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str]]]:
+    """``smeflow queue`` on free ports, 64×64 frames; stopped (and checked) by the test."""
+    where = {"redis": f"127.0.0.1:{free_port()}",
+             "control": f"tcp://127.0.0.1:{free_port()}",
+             "info": f"tcp://127.0.0.1:{free_port()}", "data": str(tmp_path / "data")}
+    log = open(tmp_path / "queue.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [SMEFLOW, "queue", "--data", where["data"], "--backend", "compiled",
+         "--frame", "64x64", "--redis", where["redis"], "--zmq-control-addr",
+         where["control"], "--zmq-info-addr", where["info"]],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        yield proc, where
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+        print((tmp_path / "queue.log").read_text(errors="replace")[-4000:])
+
+
+@pytest.mark.slow
+def test_queue_runs_a_tomography_and_a_diffraction_series_into_the_catalog(
+    queue_command: tuple[subprocess.Popen[bytes], dict[str, str]],
+) -> None:
+    from bluesky_queueserver_api import BPlan
+    from bluesky_queueserver_api.comm_base import RequestFailedError
+    from bluesky_queueserver_api.zmq import REManagerAPI
+
+    proc, where = queue_command
+    RM = REManagerAPI(zmq_control_addr=where["control"], zmq_info_addr=where["info"],
+                      timeout_recv=5.0)
+    try:
+        wait_for_manager(RM, time.monotonic() + 60)
+        assert proc.poll() is None, "smeflow queue exited while starting"
+        RM.environment_open()
+        RM.wait_for_idle(timeout=180)
+        assert RM.status()["worker_environment_exists"]
+        plans = RM.plans_allowed()["plans_allowed"]
+        assert {"tomo_scan", "fly_tomo_scan", "diffraction_scan", "diffraction_count",
+                "count", "scan", "grid_scan", "mv"} <= set(plans)
+        assert set(RM.devices_allowed()["devices_allowed"]) >= {
+            "det", "rotation", "sample_x", "sample_y", "shutter", "beam", "sample"}
+        # the parameters are typed for the queue server from the plan's annotations
+        with pytest.raises(RequestFailedError, match="num_projections"):
+            RM.item_add(BPlan("tomo_scan", "det", "rotation", "sample_x", "shutter",
+                              out_position=20.0, num_projections="many"))
+
+        RM.item_add(BPlan("mv", "sample", "phantom"))
+        RM.item_add(BPlan("tomo_scan", "det", "rotation", "sample_x", "shutter",
+                          out_position=20.0, num_projections=8, n_darks=2, n_flats=2,
+                          md={"sample": "phantom via the queue"}))
+        RM.item_add(BPlan("mv", "sample", "powder"))
+        RM.item_add(BPlan("diffraction_scan", "det", "sample_x", "sample_y",
+                          [[0.0, 0.0], [0.5, 0.0]], num=2, shutter="shutter"))
+        RM.queue_start()
+        RM.wait_for_idle(timeout=240)
+        history = RM.history_get()["items"]
+        assert [(h["name"], h["result"]["exit_status"]) for h in history] == [
+            ("mv", "completed"), ("tomo_scan", "completed"), ("mv", "completed"),
+            ("diffraction_scan", "completed")]
+        tomo_uid, = history[1]["result"]["run_uids"]
+        diff_uid, = history[3]["result"]["run_uids"]
+        RM.environment_close()
+        RM.wait_for_idle(timeout=60)
+    finally:
+        RM.close()
+
+    # Ctrl-C: the manager and the Redis this command started stop, and it exits 0
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 0
+    host, port = parse_redis(where["redis"])
+    assert redis_state(host, port) is False, "the Redis smeflow queue started is still running"
+    control_port = int(where["control"].rsplit(":", 1)[1])
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", control_port), timeout=2).close()
+
+    with Catalog(Path(where["data"])) as catalog:
+        tomo = catalog.run(tomo_uid)
+        assert tomo.metadata["start"]["plan_name"] == "tomo_scan"
+        assert tomo.metadata["start"]["sample_in_beam"] == "phantom"
+        assert tomo.metadata["start"]["sample"] == "phantom via the queue"
+        assert tomo.metadata["stop"]["exit_status"] == "success"
+        assert tomo["primary"]["det_image"].shape == (8, 64, 64)
+        assert tomo["dark"]["det_image"].shape == (2, 64, 64)
+        assert tomo["flat"]["det_image"].shape == (2, 64, 64)
+        diff = catalog.run(diff_uid)
+        start = diff.metadata["start"]
+        assert start["plan_name"] == "diffraction_scan"
+        assert start["sample_in_beam"] == "powder"
+        assert start["geometry"]["shape"] == [64, 64]  # the reduction's input
+        assert diff.metadata["stop"]["exit_status"] == "success"
+        assert diff["primary"]["det_image"].shape == (4, 64, 64)
+        assert [r.uid for r in catalog.runs()] == [tomo_uid, diff_uid]
+
+
+def test_redis_address_is_parsed_and_checked() -> None:
+    assert parse_redis("localhost:6379") == ("localhost", 6379)
+    assert parse_redis("example.org") == ("example.org", 6379)
+    assert parse_redis("[::1]:7000") == ("::1", 7000)
+    for bad in ("host:port", ":6379", "host:0", "host:70000"):
+        with pytest.raises(QueueError, match="expected HOST:PORT"):
+            parse_redis(bad)
+
+
+def test_nothing_listening_is_no_redis_and_a_stranger_on_the_port_is_an_error() -> None:
+    assert redis_state("127.0.0.1", free_port()) is False
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+
+        def answer() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(64)
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+        t = threading.Thread(target=answer)
+        t.start()
+        with pytest.raises(QueueError, match="not Redis"):
+            redis_state("127.0.0.1", server.getsockname()[1])
+        t.join(5)
+
+
+def test_queue_settings_are_checked_on_both_sides() -> None:
+    assert QueueSettings.parse("interp", "64x128") == QueueSettings("interp", (64, 128))
+    settings = QueueSettings("compiled", (128, 64))
+    assert QueueSettings.from_environment(settings.environment()) == settings
+    assert QueueSettings.from_environment({}) == QueueSettings()
+    with pytest.raises(QueueSettingsError, match="backend 'ghdl'"):
+        QueueSettings.parse("ghdl", "64x64")
+    with pytest.raises(QueueSettingsError, match="expected HEIGHTxWIDTH"):
+        QueueSettings.parse("compiled", "64")
+    with pytest.raises(QueueSettingsError, match="multiple of 2 \\* lanes"):
+        QueueSettings.parse("compiled", "64x40")
+
+
+def test_queue_command_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
+    bad_frame = subprocess.run([SMEFLOW, "queue", "--frame", "63x64", "--data",
+                                str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert bad_frame.returncode == 2
+    assert bad_frame.stderr.strip().splitlines() == [
+        "smeflow queue: error: frame '63x64': ChainParams.height (63) must be even"]
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    not_a_folder = subprocess.run([SMEFLOW, "queue", "--data", str(a_file)],
+                                  capture_output=True, text=True, timeout=60)
+    assert not_a_folder.returncode == 1
+    assert not_a_folder.stderr.strip().splitlines() == [
+        f"smeflow queue: error: --data {a_file}: is a file, not a catalog folder"]
