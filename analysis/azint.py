@@ -16,6 +16,7 @@ call :meth:`AzimuthalIntegrator.reset`. Float frames must be finite (mask NaN pi
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -59,6 +60,13 @@ class Integrate1dResult:
     sum_normalization: npt.NDArray[np.float64]
     count: npt.NDArray[np.float64]
     unit: str
+
+    def __iter__(self) -> Iterator[npt.NDArray[np.float64]]:
+        """Unpacks like pyFAI's result: ``x, I`` or, with an error model, ``x, I, sigma``."""
+        yield self.radial
+        yield self.intensity
+        if self.sigma is not None:
+            yield self.sigma
 
 
 @dataclass(frozen=True)
@@ -313,14 +321,16 @@ class AzimuthalIntegrator:
                     radial_range: Any = None, mask: Any = None, dark: Any = None,
                     flat: Any = None, correct_solid_angle: bool = True,
                     polarization_factor: float | None = None,
-                    error_model: str | None = "poisson") -> Integrate1dResult:
+                    error_model: str | None = None) -> Integrate1dResult:
         """Integrate ``frame`` into ``npt`` radial bins.
 
         Parameters
         ----------
         frame
             ``uint16``, ``int32`` or ``float32`` image of the detector's shape (numpy, or a
-            ``pyopencl.array.Array`` on this integrator's context).
+            ``pyopencl.array.Array`` on this integrator's context), or a numpy stack
+            ``(n, rows, cols)`` of such frames: then every result array has a leading axis
+            of ``n`` (one pattern per frame) and ``radial`` stays ``(npt,)``.
         npt
             Number of bins.
         unit
@@ -335,9 +345,12 @@ class AzimuthalIntegrator:
         correct_solid_angle, polarization_factor
             Corrections as pyFAI applies them (normalisation × solid angle × polarization).
         error_model
-            ``"poisson"`` (variance = max(1, raw counts)) or None.
+            ``"poisson"`` (variance = max(1, raw counts)) or None (pyFAI's default).
         """
         npt = self._check_npt("npt", npt)
+        if isinstance(frame, np.ndarray) and frame.ndim == 3:
+            return self._stack1d(frame, npt, unit, radial_range, mask, dark, flat,
+                                 correct_solid_angle, polarization_factor, error_model)
         frame = self._check_frame(frame)
         prepared, variance = self._configure(npt, unit, radial_range, None, None, mask, dark,
                                              flat, correct_solid_angle, polarization_factor,
@@ -346,12 +359,40 @@ class AzimuthalIntegrator:
         p = prepared.plan
         return _result1d(p, s, unit)
 
+    def _stack1d(self, frames: npt.NDArray[Any], npt_: int, unit: str, radial_range: Any,
+                 mask: Any, dark: Any, flat: Any, correct_solid_angle: bool,
+                 polarization_factor: float | None, error_model: str | None
+                 ) -> Integrate1dResult:
+        """:meth:`integrate1d` of every frame of an ``(n, rows, cols)`` stack."""
+        if frames.shape[1:] != self.geometry.shape:
+            raise ValueError(f"frames have shape {frames.shape[1:]}, expected "
+                             f"{self.geometry.shape} (the detector shape)")
+        prepared, variance = self._configure(npt_, unit, radial_range, None, None, mask, dark,
+                                             flat, correct_solid_angle, polarization_factor,
+                                             error_model)
+        sums = [prepared.run(self._check_frame(f), variance) for f in frames]
+        p = prepared.plan
+        n = len(sums)
+
+        def stack(values: list[Any]) -> Any:
+            if not values or values[0] is None:
+                return None if values else np.zeros((0, p.nbins))
+            return np.stack(values)
+
+        return Integrate1dResult(
+            p.radial.centres(), stack([s.intensity for s in sums]),
+            stack([s.sigma for s in sums]) if variance else None,
+            stack([s.sum_signal for s in sums]),
+            stack([s.sum_variance for s in sums]) if variance else None,
+            np.broadcast_to(p.sum_normalization, (n, p.nbins)),
+            np.broadcast_to(p.count, (n, p.nbins)), unit)
+
     def integrate2d(self, frame: Any, npt_rad: int, npt_azim: int = 360,
                     unit: str = "2th_deg", radial_range: Any = None,
                     azimuth_range: Any = None, mask: Any = None, dark: Any = None,
                     flat: Any = None, correct_solid_angle: bool = True,
                     polarization_factor: float | None = None,
-                    error_model: str | None = "poisson") -> Integrate2dResult:
+                    error_model: str | None = None) -> Integrate2dResult:
         """Integrate ``frame`` into a cake of ``npt_rad`` radial × ``npt_azim`` χ bins.
 
         ``azimuth_range`` is in degrees within [−180, 180]; other arguments as
@@ -369,7 +410,7 @@ class AzimuthalIntegrator:
                     radial_range: Any = None, mask: Any = None, dark: Any = None,
                     flat: Any = None, correct_solid_angle: bool = True,
                     polarization_factor: float | None = None,
-                    error_model: str | None = "poisson") -> Integrate1dResult:
+                    error_model: str | None = None) -> Integrate1dResult:
         """The numpy reference of :meth:`integrate1d` (``np.bincount``, no OpenCL)."""
         npt = self._check_npt("npt", npt)
         frame = self._host(self._check_frame(frame))
@@ -385,7 +426,7 @@ class AzimuthalIntegrator:
                     azimuth_range: Any = None, mask: Any = None, dark: Any = None,
                     flat: Any = None, correct_solid_angle: bool = True,
                     polarization_factor: float | None = None,
-                    error_model: str | None = "poisson") -> Integrate2dResult:
+                    error_model: str | None = None) -> Integrate2dResult:
         """The numpy reference of :meth:`integrate2d`."""
         npt_rad = self._check_npt("npt_rad", npt_rad)
         npt_azim = self._check_npt("npt_azim", npt_azim)

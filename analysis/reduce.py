@@ -367,27 +367,19 @@ def geometry_from(start: Mapping[str, Any]) -> PoniGeometry:
 
 def azint_chunk(frames: npt.ArrayLike, integrator: AzimuthalIntegrator, params: AzintParams,
                 first: int = 0) -> PatternChunk:
-    """Integrate each frame of ``(k, rows, cols)`` to a 1D pattern (one Dask task)."""
+    """Integrate each frame of ``(k, rows, cols)`` to a 1D pattern (one Dask task): one
+    call of the integrator's stack API for all ``k`` frames."""
     stack = np.asarray(frames)
     if stack.ndim != 3:
         raise ReductionError(f"frames: expected (n, rows, cols), got shape {stack.shape}")
     if stack.shape[1:] != integrator.geometry.shape:
         raise ReductionError(f"frames {stack.shape[1:]} do not match the geometry's "
                              f"detector shape {integrator.geometry.shape}")
-    rows: list[F64] = []
-    sigmas: list[F64] = []
-    radial: F64 = np.zeros(params.bins)
-    for frame in stack:
-        res = integrator.integrate1d(np.ascontiguousarray(frame), params.bins,
-                                     unit=params.unit, error_model=params.error_model)
-        radial = np.asarray(res.radial, dtype=np.float64)
-        rows.append(np.asarray(res.intensity, dtype=np.float64))
-        if res.sigma is not None:
-            sigmas.append(np.asarray(res.sigma, dtype=np.float64))
-    shape = (0, params.bins)
-    return PatternChunk(first, radial,
-                        np.stack(rows) if rows else np.zeros(shape),
-                        np.stack(sigmas) if sigmas else None)
+    res = integrator.integrate1d(np.ascontiguousarray(stack), params.bins, unit=params.unit,
+                                 error_model=params.error_model)
+    sigma = None if res.sigma is None else np.asarray(res.sigma, dtype=np.float64)
+    return PatternChunk(first, np.asarray(res.radial, dtype=np.float64),
+                        np.asarray(res.intensity, dtype=np.float64), sigma)
 
 
 def azint_combine(chunks: Iterable[PatternChunk]) -> PatternChunk:

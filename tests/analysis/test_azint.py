@@ -32,10 +32,10 @@ def _close(got: np.ndarray | None, want: np.ndarray | None) -> None:
 
 @pytest.mark.parametrize("unit", ["2th_deg", "q_nm^-1", "r_mm"])
 @pytest.mark.parametrize("options", [
-    {},
-    {"mask": MASK, "polarization_factor": 0.95},
+    {"error_model": "poisson"},
+    {"mask": MASK, "polarization_factor": 0.95, "error_model": "poisson"},
     {"mask": MASK, "dark": DARK, "flat": FLAT, "correct_solid_angle": False},
-    {"radial_range": None, "error_model": None},
+    {"radial_range": None},
 ])
 def test_1d_matches_reference(ai: AzimuthalIntegrator, unit: str,
                               options: dict[str, object]) -> None:
@@ -46,7 +46,7 @@ def test_1d_matches_reference(ai: AzimuthalIntegrator, unit: str,
     _close(got.intensity, want.intensity)
     _close(got.sum_signal, want.sum_signal)
     assert np.array_equal(got.count, want.count)
-    if options.get("error_model", "poisson") is None:
+    if options.get("error_model") is None:
         assert got.sigma is None and got.sum_variance is None
     else:
         _close(got.sigma, want.sigma)
@@ -56,7 +56,8 @@ def test_1d_matches_reference(ai: AzimuthalIntegrator, unit: str,
 
 def test_reference_is_a_plain_weighted_histogram(ai: AzimuthalIntegrator) -> None:
     """Independent check of the reference: mean of (x − dark)/norm per bin over pixels."""
-    r = ai.reference1d(FRAME, 50, unit="2th_deg", dark=DARK, flat=FLAT, mask=MASK)
+    r = ai.reference1d(FRAME, 50, unit="2th_deg", dark=DARK, flat=FLAT, mask=MASK,
+                       error_model="poisson")
     plan = ai.plan1d(50, unit="2th_deg", dark=DARK, flat=FLAT, mask=MASK)
     bins = plan.bins
     keep = bins < 50
@@ -79,16 +80,16 @@ def test_reference_is_a_plain_weighted_histogram(ai: AzimuthalIntegrator) -> Non
 @pytest.mark.parametrize("dtype", [np.uint16, np.int32, np.float32])
 def test_frame_dtypes(ai: AzimuthalIntegrator, dtype: type) -> None:
     frame: np.ndarray = FRAME.astype(dtype)
-    got = ai.integrate1d(frame, 100, mask=MASK)
-    want = ai.reference1d(FRAME, 100, mask=MASK)
+    got = ai.integrate1d(frame, 100, mask=MASK, error_model="poisson")
+    want = ai.reference1d(FRAME, 100, mask=MASK, error_model="poisson")
     _close(got.intensity, want.intensity)
     _close(got.sigma, want.sigma)
 
 
 def test_fractional_counts_variance_floor(ai: AzimuthalIntegrator) -> None:
     frame = (FRAME * 0.3).astype(np.float32)  # many pixels below 1: variance max(1, x)
-    got = ai.integrate1d(frame, 80)
-    want = ai.reference1d(frame, 80)
+    got = ai.integrate1d(frame, 80, error_model="poisson")
+    want = ai.reference1d(frame, 80, error_model="poisson")
     _close(got.sum_variance, want.sum_variance)
     assert got.sum_variance is not None
     assert np.all(got.sum_variance >= got.count - 1e-9)
@@ -102,7 +103,7 @@ def test_device_frame(ai: AzimuthalIntegrator) -> None:
 
 
 @pytest.mark.parametrize("options", [
-    {},
+    {"error_model": "poisson"},
     {"mask": MASK, "polarization_factor": 0.5, "dark": DARK, "flat": FLAT},
     {"radial_range": (2.0, 20.0), "azimuth_range": (-90.0, 45.0), "unit": "2th_deg"},
     {"unit": "r_mm", "error_model": None},
@@ -117,8 +118,10 @@ def test_2d_cake_matches_reference(options: dict[str, object]) -> None:
     _close(got.intensity, want.intensity)
     _close(got.sum_signal, want.sum_signal)
     assert np.array_equal(got.count, want.count)
-    if options.get("error_model", "poisson") is not None:
+    if options.get("error_model") is not None:
         _close(got.sigma, want.sigma)
+    else:
+        assert got.sigma is None
     if "azimuth_range" in options:
         assert got.azimuthal[0] > -90 and got.azimuthal[-1] < 45
 
@@ -167,3 +170,18 @@ def test_bad_inputs() -> None:
         AzimuthalIntegrator(GEOMETRY, method="fast")
     with pytest.raises(TypeError, match="frame must be a numpy array or a pyopencl array"):
         ai.integrate1d([[1.0]], 10)
+
+
+def test_stack_gives_one_pattern_per_frame_and_unpacks_like_pyfai(ai: AzimuthalIntegrator
+                                                                   ) -> None:
+    frames = np.stack([FRAME, FRAME * 2, FRAME + 1])
+    res = ai.integrate1d(frames, 64, mask=MASK, error_model="poisson")
+    assert res.intensity.shape == (3, 64) and res.sigma is not None
+    for k in range(3):
+        one = ai.integrate1d(frames[k], 64, mask=MASK, error_model="poisson")
+        assert np.array_equal(res.intensity[k], one.intensity)
+        assert one.sigma is not None and np.array_equal(res.sigma[k], one.sigma)
+    x, intensity, sigma = res
+    assert x.shape == (64,) and intensity is res.intensity and sigma is res.sigma
+    x, intensity = ai.integrate1d(FRAME, 64)
+    assert intensity.shape == (64,)

@@ -97,7 +97,7 @@ def test_dark_and_flat_agree_with_pyfai(ours: AzimuthalIntegrator,
                               dark=dark, flat=flat, polarization_factor=0.9,
                               error_model="poisson")
     got = ours.integrate1d(frame, NPT, unit="q_nm^-1", mask=MASK, dark=dark, flat=flat,
-                           polarization_factor=0.9)
+                           polarization_factor=0.9, error_model="poisson")
     has = want.count > 0
     assert _rel(got.intensity, want.intensity, has) < 1e-4
     assert got.sigma is not None
