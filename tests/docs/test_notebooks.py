@@ -35,6 +35,26 @@ carried = int(outputs["hits.count"][-1])  # the second batch continues the first
 big_expected = (carried + np.cumsum(big_valid & (big_values >= 1000))) % 65536
 assert np.array_equal(big["hits.count"], big_expected)
 ''',
+    "02-beamline.ipynb": '''
+import numpy as np
+start = run.metadata["start"]
+assert start["plan_name"] == "tomo_scan" and run.metadata["stop"]["exit_status"] == "success"
+assert run["primary"]["det_image"].shape == (60, 256, 256)
+# the live plot shows every projection's ROI sum against its angle, as stored
+line = ax_live.lines[0]
+assert np.allclose(line.get_xdata(), run["primary"]["rotation"].read())
+assert np.array_equal(line.get_ydata(), np.asarray(run["primary"]["det_roi_sum"].read()))
+assert np.array_equal(ax_rec.images[0].get_array(), mu)
+assert np.array_equal(ax_sino.images[0].get_array(), sino)
+assert ax_rec.get_xlabel() == "x (mm)" and "FBP" in ax_rec.get_title()
+assert derived.metadata["start"]["raw_uid"] == uid
+# the slice holds the attenuation the projections saw (sum = mean line integral)
+dark = np.asarray(run["dark"]["det_image"].read(), dtype=float)[:, row].mean(0)
+flat = np.asarray(run["flat"]["det_image"].read(), dtype=float)[:, row].mean(0)
+t = np.clip((sino - dark) / (flat - dark), 1e-6, None)
+seen = (-np.log(t)).sum(axis=1).mean()
+assert seen > 1.0 and abs(slice_.sum() / seen - 1) < 0.05, (slice_.sum(), seen)
+''',
     "04-scale.ipynb": '''
 import numpy as np
 from analysis.reduce import reduce_run
