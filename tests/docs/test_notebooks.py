@@ -55,6 +55,22 @@ t = np.clip((sino - dark) / (flat - dark), 1e-6, None)
 seen = (-np.log(t)).sum(axis=1).mean()
 assert seen > 1.0 and abs(slice_.sum() / seen - 1) < 0.05, (slice_.sum(), seen)
 ''',
+    "03-diffraction.ipynb": '''
+import numpy as np
+assert run.metadata["start"]["geometry"] == geometry.to_metadata()  # recorded with the run
+assert frames.shape == (6, 256, 256) and 1 <= mask.sum() <= 6
+# the plot shows both integrations, and they agree to 1e-4 of the highest peak on every bin
+assert np.array_equal(ax.lines[0].get_ydata(), mean_ours)
+assert np.array_equal(ax.lines[1].get_ydata(), mean_pyfai)
+assert np.allclose(tth, tth_pyfai)
+assert np.abs(mean_ours - mean_pyfai).max() < 1e-4 * scale
+assert np.array_equal(ax_diff.lines[0].get_ydata(), (mean_ours - mean_pyfai) / scale)
+# the strongest peak is CeO2 (111) at 2θ = 2 asin(λ / 2d), within a bin
+d111 = 5.411 / np.sqrt(3)
+expected = np.degrees(2 * np.arcsin(wavelength_A / (2 * d111)))
+assert abs(tth[np.argmax(mean_ours)] - expected) < (tth[1] - tth[0]) * 1.5
+assert ax_diff.get_xlabel() == "2θ (deg)"
+''',
     "04-scale.ipynb": '''
 import numpy as np
 from analysis.reduce import reduce_run
