@@ -25,7 +25,6 @@ across processes. Queries are Tiled's own (``Key``, ``FullText``) plus bluesky's
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import re
@@ -237,10 +236,9 @@ def _open_client(root: Path, readable: Sequence[Path], quiet: bool) -> Any:
     from tiled.catalog import from_uri
     from tiled.client import from_context
     from tiled.client.context import Context
-    from tiled.server.app import build_app
 
-    if quiet:  # the in-process server announces its version on stderr at startup
-        logging.getLogger("tiled.server.app").setLevel(logging.WARNING)
+    from .tiled_app import build_tiled_app
+
     db = root / "catalog.db"
     ready = _initialized(db) or (not db.exists() and _initialize(db))
     adapter = from_uri(
@@ -251,7 +249,7 @@ def _open_client(root: Path, readable: Sequence[Path], quiet: bool) -> Any:
     wait_when_busy(adapter)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*httpx.*")  # starlette's notice
-        context = Context.from_app(build_app(adapter))
+        context = Context.from_app(build_tiled_app(adapter, quiet=quiet))
     return from_context(context)
 
 

@@ -243,6 +243,8 @@ def register_catalog(sub: Subparsers) -> None:
     register_provenance_commands(catalog_sub)
     from .server import add_server_commands
     add_server_commands(catalog_sub)
+    from .broker import add_profile_command
+    add_profile_command(catalog_sub)
 
 
 def run_command(name: str, register: Any, argv: Sequence[str] | None = None) -> int:

@@ -48,7 +48,6 @@ import socket
 import stat
 import sys
 import threading
-import warnings
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -415,7 +414,8 @@ def build_server_app(data_dir: str | os.PathLike[str], api_key: str, *,
         Further folders external files may live in (``raw/`` always may).
     """
     from tiled.config import Authentication
-    from tiled.server.app import build_app
+
+    from .tiled_app import build_tiled_app
 
     root = Path(data_dir).resolve()
     if root.exists() and not root.is_dir():
@@ -434,10 +434,8 @@ def build_server_app(data_dir: str | os.PathLike[str], api_key: str, *,
             with contextlib.suppress(OSError):  # not empty: something was written, keep it
                 folder.rmdir()
         raise
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*httpx.*")
-        app = build_app(adapter, Authentication(single_user_api_key=key,
-                                                allow_anonymous_access=False))
+    app = build_tiled_app(adapter, Authentication(single_user_api_key=key,
+                                                  allow_anonymous_access=False))
     app.add_route(SCAN_ID_PATH, _scan_id_endpoint(ScanIdCounter(root / "scan_id")),
                   methods=["POST"])
     app.add_middleware(ConfinedAssets, roots=[*readable, root / "storage"])

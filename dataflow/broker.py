@@ -1,0 +1,171 @@
+"""DataBroker on smeflow's catalog: the v1 ``Broker`` and v2 runs, embedded or served.
+
+databroker 2.x is a client of Tiled: its v1 ``Broker`` wraps a Tiled node of runs, and its
+v2 runs are Tiled ``BlueskyRun`` nodes. So the databroker code of a beamline notebook
+works on smeflow's catalog unchanged:
+
+    from dataflow.broker import open_broker
+    db = open_broker()                        # the embedded catalog (./smeflow-data)
+    db[-1].table()                            # v1: the last run's primary stream
+    db.v2[-1].primary.read()                  # v2: an xarray Dataset
+
+A served catalog (``smeflow catalog serve``) is reached through a *Tiled profile*, the
+way databroker 2 finds catalogs by name: ``smeflow catalog profile NAME --url URL``
+(``write_profile``) writes ``NAME.yml`` into Tiled's user profile folder, and then, with
+the server's key in ``TILED_API_KEY``:
+
+    from databroker import Broker
+    db = Broker.named("NAME")                 # v1
+    import databroker
+    run = databroker.catalog["NAME"].v2[uid]  # v2
+
+The profile holds the server's address, never its key: Tiled reads the key from
+``TILED_API_KEY`` (or asks for it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from .catalog import Catalog, CatalogError, ClientCatalog
+
+PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+"""What a profile name may look like (it is also the file name)."""
+
+
+def open_broker(catalog: ClientCatalog | str | os.PathLike[str] | None = None) -> Any:
+    """A databroker v1 ``Broker`` over a smeflow catalog.
+
+    Parameters
+    ----------
+    catalog
+        An open ``Catalog`` or ``RemoteCatalog``, a catalog folder, or ``None`` for the
+        default embedded catalog (``$SMEFLOW_DATA``, else ``./smeflow-data``). A folder
+        is opened (created on first use) and stays open as long as the Broker is used.
+
+    Returns
+    -------
+    databroker.Broker
+        ``db[-1]``, ``db[uid]``, ``db(plan_name=...)``, ``db.v2`` (the Tiled catalog of
+        runs, with databroker's v2 interface).
+    """
+    from databroker import Broker
+
+    if not isinstance(catalog, ClientCatalog):
+        catalog = Catalog(catalog)
+    if catalog.client is None:
+        raise CatalogError(f"the catalog {catalog.where} is closed")
+    return Broker(catalog.client)
+
+
+def profile_folder() -> Path:
+    """Tiled's user profile folder (``$TILED_PROFILES`` when set), where databroker's
+    ``Broker.named`` and ``databroker.catalog`` look for profiles."""
+    from tiled.profiles import paths
+
+    return Path(paths[-1])
+
+
+def runs_uri(url: str) -> str:
+    """The address of the runs catalog of a smeflow server at ``url`` (what a profile's
+    ``uri`` is)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise CatalogError(f"--url {url!r}: expected the server's address, e.g. "
+                           "http://127.0.0.1:8000")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise CatalogError(f"--url {url!r}: give only scheme, host, port (and a path), "
+                           "no query, fragment or credentials")
+    return url.strip().rstrip("/")
+
+
+def profile_text(name: str, url: str) -> str:
+    """The YAML of a Tiled profile ``name`` for the smeflow server at ``url``."""
+    import json
+
+    check_profile_name(name)
+    # JSON strings are YAML strings: quoting this way keeps any URL intact.
+    return (f"# Tiled profile written by `smeflow catalog profile` for databroker:\n"
+            f"#   Broker.named({name!r}) / databroker.catalog[{name!r}]\n"
+            f"# The API key is not stored here: Tiled reads it from $TILED_API_KEY.\n"
+            f"{json.dumps(name)}:\n  uri: {json.dumps(runs_uri(url))}\n")
+
+
+def check_profile_name(name: str) -> str:
+    """``name`` when it can be a profile name (and file name), else ``CatalogError``."""
+    if not PROFILE_NAME.match(name):
+        raise CatalogError(f"profile name {name!r}: use letters, digits, '_', '-' and '.' "
+                           "(at most 64, starting with a letter or digit)")
+    return name
+
+
+def write_profile(name: str, url: str, folder: str | os.PathLike[str] | None = None, *,
+                  overwrite: bool = False) -> Path:
+    """Write the Tiled profile ``name`` for the smeflow server at ``url``; returns its path.
+
+    Parameters
+    ----------
+    name
+        The profile name (``Broker.named(name)``); letters, digits, ``_ - .``.
+    url
+        The server's address, e.g. ``http://127.0.0.1:8000``.
+    folder
+        Where to write ``name.yml``; default ``profile_folder()``.
+    overwrite
+        Replace an existing, different profile of that name (else ``CatalogError``).
+    """
+    text = profile_text(name, url)
+    target = Path(folder) if folder is not None else profile_folder()
+    target.mkdir(parents=True, exist_ok=True)
+    path = target / f"{name}.yml"
+    if path.exists() and not overwrite and path.read_text() != text:
+        raise CatalogError(f"profile {path} exists with other contents; pass --force to "
+                           "replace it")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
+
+
+def cmd_profile(args: Any) -> int:
+    """``smeflow catalog profile``: write the profile, say how to use it."""
+    from .server import DEFAULT_HOST, DEFAULT_PORT
+
+    url = args.url or f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+    path = write_profile(args.name, url, args.dir, overwrite=args.force)
+    print(f"wrote {path} (server {runs_uri(url)})")
+    print("with the server's key in $TILED_API_KEY:")
+    print(f"  from databroker import Broker; db = Broker.named({args.name!r})")
+    print(f"  import databroker; catalog = databroker.catalog[{args.name!r}]")
+    if args.dir is not None and Path(args.dir).resolve() != profile_folder().resolve():
+        print(f"(Tiled looks in {profile_folder()}: set TILED_PROFILES={args.dir} to use "
+              "this folder)")
+    return 0
+
+
+def add_profile_command(catalog_sub: Any) -> None:
+    """Add ``profile`` to the ``smeflow catalog`` sub-commands."""
+    from .cli import _guarded
+
+    p = catalog_sub.add_parser(
+        "profile", help="write a Tiled profile so databroker finds the server by name",
+        description="Write the Tiled profile NAME for a smeflow catalog server, so that "
+        "databroker finds it: Broker.named(NAME) (v1) and databroker.catalog[NAME] (v2). "
+        "The profile holds the address only; Tiled takes the API key from $TILED_API_KEY.",
+        epilog="example: smeflow catalog profile beamline --url http://127.0.0.1:8000")
+    p.add_argument("name", metavar="NAME", help="profile name (letters, digits, _ - .)")
+    p.add_argument("--url", help="the server's address (default http://127.0.0.1:8000)")
+    p.add_argument("--dir", metavar="DIR", help="profile folder (default: Tiled's user "
+                   "profile folder, $TILED_PROFILES when set)")
+    p.add_argument("--force", action="store_true", help="replace a different profile of "
+                   "that name")
+    p.set_defaults(func=_guarded, catalog_func=cmd_profile)
+
+
+__all__ = ["add_profile_command", "check_profile_name", "cmd_profile", "open_broker",
+           "profile_folder", "profile_text", "runs_uri", "write_profile"]

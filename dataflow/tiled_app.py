@@ -1,0 +1,101 @@
+"""How smeflow builds Tiled's server application, embedded or over HTTP.
+
+The embedded ``Catalog`` and ``smeflow catalog serve`` serve their Tiled catalog through
+the same application, set up here once:
+
+- **``run.documents()``**: databroker's v2 ``BlueskyRun.documents()`` (and v1
+  ``Header.documents()``, ``db.get_documents``) asks the server for the run as
+  ``application/json-seq``. Tiled has no such exporter by default (the request answers
+  406); the one ``bluesky_tiled_plugins`` ships (``exporters.json_seq_exporter``) is
+  registered for the ``BlueskyRun`` spec, as its docs ask a server's configuration to do.
+- **Full-text search with any punctuation**: Tiled hands the text of a ``FullText`` query
+  to the database's own query language unchanged — SQLite's FTS5 ``MATCH`` and
+  PostgreSQL's ``to_tsquery`` — so a hyphen (``sample-3``), a quote, a colon or a
+  parenthesis is query syntax there and the request fails with HTTP 500. smeflow
+  registers a translation that keeps the text literal: each whitespace-separated piece
+  is one FTS5 string (a phrase: ``sample-3`` matches the words "sample" then "3"), and
+  PostgreSQL gets ``plainto_tsquery``, which reads the text as plain words. Every piece
+  must match (AND), as before for plain words. This changes the translation for every
+  Tiled catalog in the process (Tiled keeps one translation per query type), which is
+  the point: no client of this process's catalogs can break it with punctuation.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from typing import Any
+
+JSON_SEQ = "application/json-seq"
+"""The media type of a run as a stream of bluesky documents (RFC 7464)."""
+
+
+def serialization_registry() -> Any:
+    """Tiled's default exporters plus the bluesky run exporter (``JSON_SEQ``)."""
+    from bluesky_tiled_plugins.exporters import json_seq_exporter
+    from tiled.media_type_registration import default_serialization_registry
+
+    registry = copy.deepcopy(default_serialization_registry)
+    registry.register("BlueskyRun", JSON_SEQ, json_seq_exporter)
+    return registry
+
+
+def fts5_literal(text: str) -> str:
+    """``text`` as an SQLite FTS5 query that matches it literally: each whitespace-separated
+    piece a double-quoted string (quotes doubled), all of them required.
+
+    Text without any piece gives ``'""'``, which matches nothing.
+    """
+    pieces = text.split()
+    if not pieces:
+        return '""'
+    return " ".join('"' + piece.replace('"', '""') + '"' for piece in pieces)
+
+
+def _full_text(query: Any, tree: Any) -> Any:
+    """Tiled's ``FullText`` translation with the text kept literal (module docstring)."""
+    from sqlalchemy import cast, func
+    from sqlalchemy.dialects.postgresql import JSONB, REGCONFIG
+    from tiled.catalog import orm
+    from tiled.query_registration import UnsupportedQueryType
+
+    dialect = tree.context.engine.url.get_dialect().name
+    if dialect == "sqlite":
+        condition = orm.metadata_fts5.c.metadata.match(fts5_literal(query.text))
+    elif dialect == "postgresql":
+        tsvector = func.jsonb_to_tsvector(cast("simple", REGCONFIG), orm.Node.metadata_,
+                                          cast(["string"], JSONB))
+        condition = tsvector.op("@@")(func.plainto_tsquery("simple", query.text))
+    else:
+        raise UnsupportedQueryType("full_text")
+    return tree.new_variation(conditions=[*tree.conditions, condition])
+
+
+def install_queries() -> None:
+    """Register smeflow's ``FullText`` translation with Tiled's catalog (idempotent)."""
+    from tiled.catalog.adapter import CatalogNodeAdapter
+    from tiled.queries import FullText
+
+    CatalogNodeAdapter.register_query(FullText, _full_text)
+
+
+def build_tiled_app(adapter: Any, authentication: Any = None, *, quiet: bool = False) -> Any:
+    """The Tiled application serving ``adapter`` with smeflow's exporters and queries.
+
+    ``quiet`` silences the version banner the application logs when it starts (an
+    embedded catalog would print it on every open)."""
+    import logging
+
+    from tiled.server.app import build_app
+
+    if quiet:  # (after the import: tiled's app module sets its logger's level on import)
+        logging.getLogger("tiled.server.app").setLevel(logging.WARNING)
+    install_queries()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*httpx.*")  # starlette's notice
+        return build_app(adapter, authentication,
+                         serialization_registry=serialization_registry())
+
+
+__all__ = ["JSON_SEQ", "build_tiled_app", "fts5_literal", "install_queries",
+           "serialization_registry"]
