@@ -175,7 +175,7 @@ def test_v1_broker_over_the_embedded_catalog(embedded: tuple[Catalog, Docs, Any]
 
 
 def test_v1_broker_opens_a_catalog_folder(embedded: tuple[Catalog, Docs, Any]) -> None:
-    catalog, docs, runs = embedded
+    catalog, _, runs = embedded
     db = open_broker(catalog.root)
     assert db[-1].start["uid"] == runs[1]
     db.v2.context.close()
