@@ -70,7 +70,9 @@ from analysis.reduce import (
     file_inputs,
     geometry_from,
     image_key,
+    mask_uris,
     reducible_run,
+    run_mask,
     select_rows,
     stop_failed,
     tomo_angles_of,
@@ -223,9 +225,10 @@ def _frame_chunks(n: int, size: int) -> list[tuple[int, int]]:
     return [(i, min(n, i + size)) for i in range(0, n, size)]
 
 
-def references_task(dark: FrameSource, flat: FrameSource) -> TomoReferences:
-    """Task: read the darks and flats and average them."""
-    return tomo_references(dark.read(slice(None)), flat.read(slice(None)))
+def references_task(dark: FrameSource, flat: FrameSource,
+                    mask: npt.NDArray[np.bool_] | None = None) -> TomoReferences:
+    """Task: read the darks and flats and average them (with the run's pixel mask)."""
+    return tomo_references(dark.read(slice(None)), flat.read(slice(None)), mask)
 
 
 def tomo_rows_task(projections: FrameSource, angles: F64, refs: TomoReferences,
@@ -238,8 +241,7 @@ def tomo_rows_task(projections: FrameSource, angles: F64, refs: TomoReferences,
     order); returns ``(len(rows), W, W)`` float32."""
     lo, hi = min(rows), max(rows) + 1
     local = [r - lo for r in rows]
-    band = TomoReferences(np.ascontiguousarray(refs.dark[lo:hi]),
-                          np.ascontiguousarray(refs.flat[lo:hi]))
+    band = refs.rows(slice(lo, hi))
     with projections.open() as files:
         def partials() -> Iterator[Any]:
             for start, stop in chunks:
@@ -267,11 +269,25 @@ def _integrator(geometry: Mapping[str, Any], device: str | None) -> AzimuthalInt
     return integrator
 
 
+_MASKS: dict[bytes, npt.NDArray[np.bool_]] = {}
+
+
+def _same_mask(mask: npt.NDArray[np.bool_] | None) -> npt.NDArray[np.bool_] | None:
+    """One array object per mask content in this worker (the integrator caches its tables
+    by the mask's identity, and each task receives its own copy)."""
+    if mask is None:
+        return None
+    key = repr(mask.shape).encode() + np.packbits(mask).tobytes()
+    return _MASKS.setdefault(key, mask)
+
+
 def azint_task(frames: FrameSource, start: int, stop: int, geometry: Mapping[str, Any],
-               params: AzintParams) -> PatternChunk:
-    """Task: read frames ``[start, stop)`` and integrate each to a 1D pattern."""
+               params: AzintParams, mask: npt.NDArray[np.bool_] | None = None) -> PatternChunk:
+    """Task: read frames ``[start, stop)`` and integrate each to a 1D pattern, ignoring
+    the pixels of the run's ``mask``."""
     return azint_chunk(frames.read(slice(start, stop)),
-                       _integrator(geometry, params.device), params, first=start)
+                       _integrator(geometry, params.device), params, first=start,
+                       mask=_same_mask(mask))
 
 
 def worker_device_info(device: str | None = None) -> dict[str, Any]:
@@ -475,13 +491,16 @@ def _tomo(run: Any, start: dict[str, Any], catalog: RunCatalog, callbacks: Seque
     n, height, _ = sources["projection"].shape
     chosen = select_rows(params.rows, height)
     angles, angle_source = tomo_angles_of(run, start, names["projection"], n)
-    inputs = file_inputs(uri for s in sources.values() for uri in s.uris)
+    inputs = file_inputs([*(uri for s in sources.values() for uri in s.uris),
+                          *mask_uris(run, start)])
     md = derived_md(start, "tomo_fbp", inputs, {**params.metadata(), **where}, live=False)
     derived = DerivedRun(callbacks, md)
     client = session.client
     futures: list[Any] = []
     try:
-        refs = client.submit(references_task, sources["dark"], sources["flat"], pure=False)
+        mask = run_mask(run, start, tuple(sources["dark"].shape[1:]))
+        refs = client.submit(references_task, sources["dark"], sources["flat"], mask,
+                             pure=False)
         futures.append(refs)
         chunks = _frame_chunks(n, chunk)
         blocks = [chosen[i:i + task_rows] for i in range(0, len(chosen), task_rows)]
@@ -507,7 +526,7 @@ def _azint(run: Any, start: dict[str, Any], catalog: RunCatalog, callbacks: Sequ
     node = _stream_node(run, "primary", start)
     source = frame_source(node, f"run {start['uid']} stream 'primary'")
     n = source.shape[0]
-    inputs = file_inputs(source.uris)
+    inputs = file_inputs([*source.uris, *mask_uris(run, start)])
     md = derived_md(start, "azint1d", inputs, {**params.metadata(geometry), **where},
                     live=False)
     derived = DerivedRun(callbacks, md)
@@ -517,7 +536,9 @@ def _azint(run: Any, start: dict[str, Any], catalog: RunCatalog, callbacks: Sequ
         seq = np.asarray(run["primary"]["seq_num"].read(), dtype=np.int64) \
             if "seq_num" in run["primary"] else np.arange(1, n + 1)
         geometry_md = geometry.to_metadata()
-        futures = [client.submit(azint_task, source, a, b, geometry_md, params, pure=False)
+        mask = run_mask(run, start, tuple(source.shape[1:]))
+        futures = [client.submit(azint_task, source, a, b, geometry_md, params, mask,
+                                 pure=False)
                    for a, b in _frame_chunks(n, chunk)]
         patterns = azint_combine(client.gather(futures))
         derived.emit_patterns(patterns, [int(s) for s in seq[:n]])

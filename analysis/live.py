@@ -10,17 +10,19 @@ diffraction) it
    both its ``stream_datum`` and its event (which carries the rotation angle of a fly
    scan) have arrived; the file is opened, read and closed at once under h5py's lock, so
    a reader never holds a raw file open when the detector closes it (:func:`read_frames`);
-2. reduces it at once with the functions of :mod:`analysis.reduce` — darks and flats are
+2. takes the run's pixel mask from its ``"mask"`` stream (:mod:`dataflow.pixel_mask`,
+   published before the first frame) and ignores those pixels in every reduction;
+3. reduces each frame at once with the functions of :mod:`analysis.reduce` — darks and flats are
    collected, each projection is normalised and back-projected into a running sum on the
    OpenCL device (slices are written at the raw run's stop); each diffraction frame
    becomes a 1D pattern event of the derived run immediately;
-3. writes the derived run (see :mod:`analysis.reduce`): it starts with the raw run, so
-   that creating it in the catalog (and, for diffraction, the integrator and the
-   pattern streams) is done before the first frame comes, and it ends at the raw run's
+4. writes the derived run (see :mod:`analysis.reduce`): it starts with the raw run, so
+   that creating it in the catalog (and, for diffraction, the integrator) is done
+   before the first frame comes, and it ends at the raw run's
    stop. The raw files are not known yet when it starts and their SHA-256 only once they
    are closed: the start document has ``"inputs": []``, the stop document the complete
    list with digests;
-4. measures its lag behind acquisition: per frame, the wall time at which the reduced
+5. measures its lag behind acquisition: per frame, the wall time at which the reduced
    result exists minus the time of the frame's event (the ``stream_datum`` arrival when
    no event comes); ``lag_max_s``/``lag_mean_s`` go into the derived stop document (and
    a per-pattern ``lag`` column for diffraction) and are attributes of the callback.
@@ -34,7 +36,8 @@ the raw run continues untouched.
 
 Inbox policy when full: only *frame documents* (``stream_datum``, ``event``,
 ``event_page``) count against ``capacity``; run structure documents (start,
-descriptor, stream_resource, stop) are always accepted, so a derived run always ends.
+descriptor, stream_resource, stop) and the pixel mask's documents are always accepted,
+so a derived run always ends and never goes without its mask.
 A frame document waits at most ``put_timeout`` seconds (holding the RunEngine's thread
 that long); if the inbox is still full it is dropped — a reduction is lost, never raw
 data, which the detector and the catalog writer handle on their own — and counted
@@ -71,6 +74,7 @@ from analysis.reduce import (
     TomoParams,
     TomoReferences,
     azint_chunk,
+    checked_mask,
     derived_file_name,
     derived_md,
     file_inputs,
@@ -83,6 +87,7 @@ from analysis.reduce import (
     uri_path,
 )
 from dataflow.hdf5 import DEFAULT_DATASET, HDF5ReadError, open_frames, open_in_process
+from dataflow.pixel_mask import MASK_STREAM
 from geometry import PoniGeometry
 
 if TYPE_CHECKING:
@@ -260,6 +265,8 @@ class _RunState:
         self.result = result
         self.streams = tomo_streams(start) if reduction == "tomo_fbp" else \
             {"projection": "primary"}
+        self.streams["mask"] = MASK_STREAM
+        self.mask: np.ndarray[Any, np.dtype[np.bool_]] | None = None
         self.descriptors: dict[str, dict[str, Any]] = {}
         self.image_keys: dict[str, str] = {}
         self.resources: dict[str, dict[str, Any]] = {}
@@ -280,7 +287,8 @@ class _RunState:
 
     def role(self, desc_uid: str) -> str | None:
         """``"dark"``, ``"flat"``, ``"projection"`` (tomography) or ``"projection"`` for
-        the diffraction frames, None for streams that are not reduced."""
+        the diffraction frames, ``"mask"`` for the pixel mask, None for streams that are
+        not reduced."""
         name = self.descriptors.get(desc_uid, {}).get("name")
         for role, stream in self.streams.items():
             if stream == name:
@@ -335,6 +343,8 @@ class LiveReducer:
         self._runs: dict[str, _RunState] = {}
         self._desc_run: dict[str, str] = {}
         self._resource_run: dict[str, str] = {}
+        self._mask_descriptors: dict[str, str | None] = {}
+        """Descriptor uid → run of the mask streams: their documents are never dropped."""
         self._last: LiveRunResult | None = None
         self._integrators: dict[PoniGeometry, AzimuthalIntegrator] = {}
         self._lock = threading.Lock()
@@ -356,7 +366,13 @@ class LiveReducer:
         """Queue a document (never raises; see the inbox policy in the module docstring)."""
         try:
             item = copy.deepcopy(doc)
-            if name in FRAME_DOCS:
+            if name == "descriptor" and item.get("name") == MASK_STREAM:
+                self._mask_descriptors[item["uid"]] = item.get("run_start")
+            elif name == "stop":
+                for uid in [d for d, r in self._mask_descriptors.items()
+                            if r == item.get("run_start")]:
+                    del self._mask_descriptors[uid]
+            if name in FRAME_DOCS and item.get("descriptor") not in self._mask_descriptors:
                 if not self._inbox.put(name, item, self.put_timeout):
                     with self._lock:
                         self.dropped_documents += 1
@@ -499,10 +515,10 @@ class LiveReducer:
             if reduction == "azint1d":  # a bad geometry fails now, before the first frame
                 geometry = geometry_from(doc)
                 run.integrator = self._integrator(geometry)
-                plan = run.integrator.plan1d(self.azint.bins, unit=self.azint.unit)
-                derived = self._begin(run, self.azint.metadata(geometry))
-                derived.declare_patterns(np.asarray(plan.radial.centres(), dtype=np.float64),
-                                         sigma=self.azint.error_model is not None, lag=True)
+                run.integrator.plan1d(self.azint.bins, unit=self.azint.unit)
+                # the pattern streams are declared with the first patterns: the radial
+                # range is that of the pixels the run's mask leaves
+                self._begin(run, self.azint.metadata(geometry))
             else:
                 self._begin(run, self.tomo.metadata())
         except Exception as exc:
@@ -591,6 +607,13 @@ class LiveReducer:
 
     def _reduce_ready(self, run: _RunState) -> None:
         ready, run.ready = run.ready, []
+        masks = [f for f in ready if run.role(f.desc) == "mask"]
+        if masks:  # the plans publish it before the first frame
+            ready = [f for f in ready if run.role(f.desc) != "mask"]
+            image = self._read_many(run, masks[-1:])[0]
+            run.mask = checked_mask(image, image.shape[-2:])
+        if not ready:
+            return
         if run.reduction == "tomo_fbp":
             self._reduce_tomo(run, ready)
         else:
@@ -627,7 +650,8 @@ class LiveReducer:
             return
         if run.acc is None:
             refs = tomo_references(np.stack(run.darks) if run.darks else np.zeros((0, 0, 0)),
-                                   np.stack(run.flats) if run.flats else np.zeros((0, 0, 0)))
+                                   np.stack(run.flats) if run.flats else np.zeros((0, 0, 0)),
+                                   run.mask)
             run.rows = select_rows(self.tomo.rows, int(refs.dark.shape[0]))
             run.acc = TomoAccumulator(refs, run.rows, floor=self.tomo.floor,
                                       device=self.tomo.device)
@@ -653,7 +677,7 @@ class LiveReducer:
         derived = run.derived
         assert derived is not None
         frames = self._read_many(run, ready)
-        chunk = azint_chunk(frames, run.integrator, self.azint)
+        chunk = azint_chunk(frames, run.integrator, self.azint, mask=run.mask)
         now = time.time()
         lags = [self._lag(run, f, now) for f in ready]
         derived.emit_patterns(chunk, [f.seq for f in ready], lags)

@@ -76,6 +76,7 @@ import numpy.typing as npt
 from event_model import compose_run
 
 from dataflow.hdf5 import FrameWriter, file_sha256
+from dataflow.pixel_mask import MASK_STREAM, as_bool
 from geometry import PoniGeometry
 
 if TYPE_CHECKING:
@@ -85,12 +86,37 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "DEFAULT_BINS", "DEFAULT_CHUNK_FRAMES", "DEFAULT_UNIT", "REDUCTIONS", "AzintParams",
-    "Callback", "DerivedRun", "PatternChunk", "ReductionError", "ReductionSummary",
-    "TomoAccumulator", "TomoParams", "TomoPartial", "TomoReferences", "azint_chunk",
-    "azint_combine", "check_derived_folder", "derived_md", "file_inputs", "image_key", "reduce_run",
-    "reduction_for", "select_rows", "stop_failed", "tomo_chunk", "tomo_combine", "tomo_references",
-    "tomo_streams", "uri_path",
+    "DEFAULT_BINS",
+    "DEFAULT_CHUNK_FRAMES",
+    "DEFAULT_UNIT",
+    "REDUCTIONS",
+    "AzintParams",
+    "Callback",
+    "DerivedRun",
+    "PatternChunk",
+    "ReductionError",
+    "ReductionSummary",
+    "TomoAccumulator",
+    "TomoParams",
+    "TomoPartial",
+    "TomoReferences",
+    "azint_chunk",
+    "azint_combine",
+    "check_derived_folder",
+    "checked_mask",
+    "derived_md",
+    "file_inputs",
+    "image_key",
+    "reduce_run",
+    "reduction_for",
+    "run_mask",
+    "select_rows",
+    "stop_failed",
+    "tomo_chunk",
+    "tomo_combine",
+    "tomo_references",
+    "tomo_streams",
+    "uri_path",
 ]
 
 REDUCTIONS = ("tomo_fbp", "azint1d")
@@ -103,6 +129,7 @@ TOMO_DEFAULT_STREAMS = {"dark": "dark", "flat": "flat", "projection": "primary"}
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
+BoolImage = npt.NDArray[np.bool_]
 Callback = Callable[[str, dict[str, Any]], Any]
 """A bluesky document callback ``(name, doc)``."""
 
@@ -193,20 +220,27 @@ class TomoParams:
 
 @dataclass(frozen=True)
 class TomoReferences:
-    """Mean dark and flat frames (float32), the references of flat-field normalisation."""
+    """Mean dark and flat frames (float32), the references of flat-field normalisation,
+    and the run's pixel ``mask`` (True: ignore the pixel), if it published one."""
 
     dark: F32
     flat: F32
+    mask: BoolImage | None = None
 
-    def rows(self, rows: Sequence[int]) -> TomoReferences:
+    def rows(self, rows: Sequence[int] | slice) -> TomoReferences:
         """The references restricted to ``rows`` (in that order)."""
-        idx = np.asarray(rows, dtype=np.intp)
+        idx: Any = rows if isinstance(rows, slice) else np.asarray(rows, dtype=np.intp)
         return TomoReferences(np.ascontiguousarray(self.dark[idx]),
-                              np.ascontiguousarray(self.flat[idx]))
+                              np.ascontiguousarray(self.flat[idx]),
+                              None if self.mask is None
+                              else np.ascontiguousarray(self.mask[idx]))
 
 
-def tomo_references(darks: npt.ArrayLike, flats: npt.ArrayLike) -> TomoReferences:
-    """Average the dark and flat stacks ``(n, rows, cols)``; ``ReductionError`` if empty."""
+def tomo_references(darks: npt.ArrayLike, flats: npt.ArrayLike,
+                    mask: npt.ArrayLike | None = None) -> TomoReferences:
+    """Average the dark and flat stacks ``(n, rows, cols)``; ``ReductionError`` if empty
+    or when the pixel ``mask`` (NeXus bits or bool, :mod:`dataflow.pixel_mask`) does not
+    have the frames' shape."""
     from analysis.tomo import average_reference
 
     d, f = np.asarray(darks), np.asarray(flats)
@@ -217,7 +251,17 @@ def tomo_references(darks: npt.ArrayLike, flats: npt.ArrayLike) -> TomoReference
     if d.shape[1:] != f.shape[1:]:
         raise ReductionError(f"dark frames {d.shape[1:]} and flat frames {f.shape[1:]} "
                              "differ in shape")
-    return TomoReferences(average_reference(d), average_reference(f))
+    return TomoReferences(average_reference(d), average_reference(f),
+                          None if mask is None else checked_mask(mask, d.shape[1:]))
+
+
+def checked_mask(mask: npt.ArrayLike, shape: tuple[int, ...]) -> BoolImage:
+    """``mask`` as bool of the frames' ``shape`` (True: ignore); ``ReductionError`` when
+    it is another shape or not integer bits."""
+    try:
+        return as_bool(mask, shape)
+    except ValueError as exc:
+        raise ReductionError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -253,6 +297,7 @@ def _chunk_on_device(projections: npt.ArrayLike, angles: npt.ArrayLike,
     rt = cl.runtime(device)
     d_proj = to_device(rt, np.ascontiguousarray(p[:, idx, :]), "projections")
     mu = absorption(d_proj, to_device(rt, sub.dark, "dark"), to_device(rt, sub.flat, "flat"),
+                    mask=None if sub.mask is None else sub.mask.astype(np.uint8),
                     floor=floor)
     plan = FilteredBackProjection(a, int(p.shape[2]), degrees=True, device=device)
     return plan(sinograms(mu))
@@ -366,9 +411,11 @@ def geometry_from(start: Mapping[str, Any]) -> PoniGeometry:
 
 
 def azint_chunk(frames: npt.ArrayLike, integrator: AzimuthalIntegrator, params: AzintParams,
-                first: int = 0) -> PatternChunk:
+                first: int = 0, mask: BoolImage | None = None) -> PatternChunk:
     """Integrate each frame of ``(k, rows, cols)`` to a 1D pattern (one Dask task): one
-    call of the integrator's stack API for all ``k`` frames."""
+    call of the integrator's stack API for all ``k`` frames, ignoring the pixels where
+    ``mask`` is True (the run's pixel mask, one array object per run: the integrator
+    caches its tables by the mask's identity)."""
     stack = np.asarray(frames)
     if stack.ndim != 3:
         raise ReductionError(f"frames: expected (n, rows, cols), got shape {stack.shape}")
@@ -376,7 +423,7 @@ def azint_chunk(frames: npt.ArrayLike, integrator: AzimuthalIntegrator, params: 
         raise ReductionError(f"frames {stack.shape[1:]} do not match the geometry's "
                              f"detector shape {integrator.geometry.shape}")
     res = integrator.integrate1d(np.ascontiguousarray(stack), params.bins, unit=params.unit,
-                                 error_model=params.error_model)
+                                 error_model=params.error_model, mask=mask)
     sigma = None if res.sigma is None else np.asarray(res.sigma, dtype=np.float64)
     return PatternChunk(first, np.asarray(res.radial, dtype=np.float64),
                         np.asarray(res.intensity, dtype=np.float64), sigma)
@@ -623,6 +670,24 @@ def _stream_image_key(run: Any, stream: str, start: Mapping[str, Any]) -> str:
                      where=f"run {start['uid']} stream {stream!r}")
 
 
+def run_mask(run: Any, start: Mapping[str, Any], shape: tuple[int, ...]) -> BoolImage | None:
+    """The run's pixel mask (its ``"mask"`` stream, :mod:`dataflow.pixel_mask`) as bool of
+    the frames' ``shape``, True where a pixel is ignored; None for a run without one.
+    ``ReductionError`` when the stream is there but unreadable or of another shape."""
+    if MASK_STREAM not in run:
+        return None
+    key = _stream_image_key(run, MASK_STREAM, start)
+    bits = _read(run[MASK_STREAM][key], f"run {start['uid']} pixel mask", slice(0, 1))
+    return checked_mask(bits, shape)
+
+
+def mask_uris(run: Any, start: Mapping[str, Any]) -> list[str]:
+    """The files of the run's pixel mask (an input of its reductions), none without one."""
+    if MASK_STREAM not in run:
+        return []
+    return _asset_uris(run[MASK_STREAM][_stream_image_key(run, MASK_STREAM, start)])
+
+
 def _asset_uris(node: Any) -> list[str]:
     uris: list[str] = []
     for source in node.data_sources() or []:
@@ -771,11 +836,13 @@ def _reduce_tomo(run: Any, start: dict[str, Any], catalog: RunCatalog,
     n, height, _ = (int(v) for v in nodes["projection"].shape)
     chosen = select_rows(params.rows, height)
     angles, source = tomo_angles_of(run, start, names["projection"], n)
-    inputs = file_inputs(u for node in nodes.values() for u in _asset_uris(node))
+    inputs = file_inputs([*(u for node in nodes.values() for u in _asset_uris(node)),
+                          *mask_uris(run, start)])
     md = derived_md(start, "tomo_fbp", inputs, params.metadata(), live=False)
     derived = DerivedRun(callbacks, md)
     try:
-        refs = tomo_references(_read(nodes["dark"], "darks"), _read(nodes["flat"], "flats"))
+        refs = tomo_references(_read(nodes["dark"], "darks"), _read(nodes["flat"], "flats"),
+                               run_mask(run, start, (height, int(nodes["dark"].shape[2]))))
         partials = [tomo_chunk(_read(nodes["projection"], "projections", sl), angles[sl], refs,
                                rows=chosen, floor=params.floor, device=params.device)
                     for sl in _chunks(n, chunk)]
@@ -798,14 +865,16 @@ def _reduce_azint(run: Any, start: dict[str, Any], catalog: RunCatalog,
     key = _stream_image_key(run, "primary", start)
     node = run["primary"][key]
     n = int(node.shape[0])
-    md = derived_md(start, "azint1d", file_inputs(_asset_uris(node)),
+    md = derived_md(start, "azint1d", file_inputs([*_asset_uris(node), *mask_uris(run, start)]),
                     params.metadata(geometry), live=False)
     derived = DerivedRun(callbacks, md)
     try:
         integrator = AzimuthalIntegrator(geometry, device=params.device)
+        mask = run_mask(run, start, tuple(int(v) for v in node.shape[1:]))
         seq = np.asarray(run["primary"]["seq_num"].read(), dtype=np.int64) \
             if "seq_num" in run["primary"] else np.arange(1, n + 1)
-        chunks = [azint_chunk(_read(node, "frames", sl), integrator, params, first=sl.start)
+        chunks = [azint_chunk(_read(node, "frames", sl), integrator, params, first=sl.start,
+                              mask=mask)
                   for sl in _chunks(n, chunk)]
         patterns = azint_combine(chunks)
         derived.emit_patterns(patterns, [int(s) for s in seq[:n]])

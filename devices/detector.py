@@ -52,6 +52,7 @@ from ophyd.status import DeviceStatus
 
 from dataflow.hdf5 import FrameWriter
 from dataflow.packets import ReadoutFrame
+from dataflow.pixel_mask import bin_mask
 from fpga.designs.params import HIST_BINS, ChainParams
 from fpga.designs.reference import ChainConfig, ChainTables
 
@@ -69,6 +70,7 @@ from .detector_config import (
 )
 from .firmware import BACKENDS, Firmware, FirmwareError
 from .fly import Counts, FlyAcquisition, FlyFrame, FlyParameters
+from .pixel_mask import PixelMaskReader, pixel_mask_bits
 from .samples import PixelSize, Scene
 from .sensor import SensorModel
 
@@ -101,7 +103,9 @@ class FirmwareDetector(Device):  # type: ignore[misc]
     sensor
         The sensor model (default: one with a few dead and hot pixels).
     tables
-        Calibration tables loaded into the firmware (default: reset values).
+        Calibration tables loaded into the firmware (default: reset dark and gain, and
+        the sensor's dead and hot pixels in the mask table — the detector's bad-pixel
+        map, as a vendor's calibration delivers it).
     time_scale
         Wall seconds per second of exposure (the detector waits ``exposure ×
         time_scale`` at least; 0 acquires as fast as the simulation runs).
@@ -124,6 +128,9 @@ class FirmwareDetector(Device):  # type: ignore[misc]
     frame_number = Cpt(Signal, value=-1, kind="normal")
     link_lost = Cpt(Signal, value=0, kind="normal")
     """Frames lost on the link (corrupt or missing packets, re-taken) before this one."""
+    pixel_mask = Cpt(PixelMaskReader, kind="omitted")
+    """The mask stream's device: ``bps.trigger_and_read([det.pixel_mask], name="mask")``
+    (``plans.mask.publish_mask``) publishes the gaps and bad pixels with the run."""
 
     def __init__(self, *, name: str, scene: Scene, folder: str | Path,
                  params: ChainParams | None = None, pixel_size: PixelSize = 20e-6,
@@ -140,7 +147,7 @@ class FirmwareDetector(Device):  # type: ignore[misc]
         self.params = params or ChainParams(256, 256, 16)
         self.pixel_size = pixel_size
         self.sensor = sensor or SensorModel(self.params, dead_pixels=4, hot_pixels=2, seed=7)
-        self.tables = tables or ChainTables.reset(self.params)
+        self.tables = tables or self.bad_pixel_tables()
         self.time_scale = time_scale
         self.backend.put(backend)
         self.frame_shape.put(list(self.out_shape()), force=True)
@@ -171,6 +178,20 @@ class FirmwareDetector(Device):  # type: ignore[misc]
     def out_shape(self) -> tuple[int, int]:
         """Shape of the frames the firmware sends with the current binning setting."""
         return self.params.out_shape(bool(self.binning.get()))
+
+    def bad_pixel_tables(self) -> ChainTables:
+        """Reset calibration tables with the sensor's dead and hot pixels masked."""
+        reset = ChainTables.reset(self.params)
+        return ChainTables(reset.dark, reset.gain,
+                           self.sensor.dead_mask | self.sensor.hot_mask)
+
+    def pixel_mask_array(self) -> np.ndarray:
+        """NeXus ``pixel_mask`` bits of the frames the firmware sends now (binned like
+        them): the sensor's dead and hot pixels and whatever else the firmware's mask
+        table zeroes (:mod:`dataflow.pixel_mask`)."""
+        bits = pixel_mask_bits(dead=self.sensor.dead_mask, hot=self.sensor.hot_mask,
+                               table=self.tables.mask)
+        return bin_mask(bits) if self.binning.get() else bits
 
     def _follow_binning(self, *, value: Any, **kwargs: Any) -> None:
         """Keep ``frame_shape`` equal to the shape of the frames (binning changed)."""

@@ -5,8 +5,10 @@
 all in the ``"primary"`` stream; each event reads the detector and both stages (and the
 shutter when one is given). :func:`diffraction_count` is :func:`bluesky.plans.count`
 with smeflow's argument checks, an optional exposure and shutter, and its own
-``plan_name``. Like every smeflow plan, both check their arguments when called and raise
-:class:`~plans.validate.PlanArgumentError` before any message exists.
+``plan_name``. Both publish the detector's pixel mask first (the ``"mask"`` stream,
+:mod:`plans.mask`), which the 1D integration ignores. Like every smeflow plan, both
+check their arguments when called and raise :class:`~plans.validate.PlanArgumentError`
+before any message exists.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from bluesky import plans as bp
 from bluesky.protocols import Movable, Readable
 from bluesky.utils import MsgGenerator
 
+from plans.mask import publish_mask, with_mask
 from plans.runs import recorded_run, staged, with_cleanup
 from plans.validate import (
     PlanArgumentError,
@@ -162,6 +165,7 @@ def diffraction_scan(
 
     def body() -> MsgGenerator[None]:
         yield from _set_exposure(exposure_signal, seconds)
+        yield from publish_mask(det)
         yield from staged(acquire(), [det])
 
     return recorded_run(with_cleanup(body(), lambda: _close_shutter(shutter)), start_md)
@@ -221,7 +225,8 @@ def diffraction_count(
     def body() -> MsgGenerator[str]:
         yield from _set_exposure(exposure_signal, seconds)
         yield from _open_shutter(shutter)
-        uid: str = yield from bp.count([det], frames, delay=pause, md=count_md)
+        uid: str = yield from with_mask(bp.count([det], frames, delay=pause, md=count_md),
+                                        det)
         return uid
 
     return with_cleanup(body(), lambda: _close_shutter(shutter))

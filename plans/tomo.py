@@ -7,7 +7,9 @@ Layout of the run that :func:`tomo_scan` records (what a reader relies on):
   ``out_position``, shutter open) and ``"primary"`` (projections, sample back at
   ``in_position``, one event per angle in the order of the start document's ``angles``).
   The start document maps the streams to NeXus NXtomo ``image_key`` values
-  (``{"primary": 0, "flat": 1, "dark": 2}``) for writers that want one stack.
+  (``{"primary": 0, "flat": 1, "dark": 2}``) for writers that want one stack. A fourth
+  stream, ``"mask"``, comes first: one event with the detector's pixel mask (gaps, dead
+  and hot pixels; :mod:`dataflow.pixel_mask`), which the reconstruction ignores.
 * **Event data.** Every event of every stream reads the detector, the rotation stage,
   ``sample_x`` and the shutter, so each frame carries its angle, the sample position and
   the shutter state it was taken with.
@@ -42,6 +44,7 @@ from bluesky import plan_stubs as bps
 from bluesky.protocols import Movable, Readable
 from bluesky.utils import MsgGenerator
 
+from plans.mask import publish_mask
 from plans.runs import recorded_run, staged, with_cleanup
 from plans.validate import (
     PlanArgumentError,
@@ -314,6 +317,7 @@ def tomo_run(setup: TomoSetup,
         # resource) per stream, as NXtomo writers keep darks, flats and projections apart.
         if setup.exposure_signal is not None:
             yield from bps.mv(setup.exposure_signal, setup.exposure)
+        yield from publish_mask(setup.det)
         yield from bps.mv(setup.shutter, "closed")
         if setup.n_darks:
             yield from staged(frames(setup.n_darks, "dark"), [setup.det])

@@ -136,7 +136,8 @@ class Bench:
 
 
 RAW_FILES: dict[str, set[tuple[Path, str]]] = {}
-"""Raw run uid → its frame files and datasets (from its stream_resource documents)."""
+"""Raw run uid → its frame files and datasets (from its stream_resource documents; the
+pixel mask's file is left out)."""
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +160,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
     catalog.subscribe(RE, batch_size=1)  # raw runs written while the consumer writes
 
     def note_files(name: str, doc: dict[str, Any]) -> None:
-        if name == "stream_resource":
+        if name == "stream_resource" and doc.get("data_key") == "det_image":
             from analysis.reduce import uri_path
             from dataflow.hdf5 import DEFAULT_DATASET
 

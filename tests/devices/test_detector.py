@@ -60,12 +60,12 @@ def test_frames_in_the_catalog_are_the_firmware_output(setup: Any) -> None:
     roi_sums = np.asarray(run["primary"]["det_roi_sum"].read())
     config = det.chain_config()
     for i, raw in enumerate(counts):
-        want = reference_frame(raw, P, config)
+        want = reference_frame(raw, P, config, det.tables)
         assert np.array_equal(np.asarray(images[i]), want.image)
         assert roi_sums[i] == want.roi_sum
     # a region of one frame, read lazily
     assert np.array_equal(np.asarray(images[1, 10:20, 30:40]),
-                          reference_frame(counts[1], P, config).image[10:20, 30:40])
+                          reference_frame(counts[1], P, config, det.tables).image[10:20, 30:40])
     assert det.last_digest is not None and len(det.digests) == 1
 
 
@@ -111,7 +111,7 @@ def test_ghdl_backend_runs_the_exported_vhdl(setup: Any) -> None:
     (uid,) = RE(bp.count([det], 2))
     images = catalog.run(uid)["primary"]["det_image"]
     for i, raw in enumerate(counts):
-        assert np.array_equal(np.asarray(images[i]), reference_frame(raw, P).image)
+        assert np.array_equal(np.asarray(images[i]), reference_frame(raw, P, tables=det.tables).image)
 
 
 def test_the_beamline_fixture_is_ready(smeflow_beamline: Any) -> None:

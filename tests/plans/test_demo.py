@@ -14,7 +14,21 @@ import pytest
 from analysis.reduce import reduce_run
 from dataflow.catalog import Catalog
 from dataflow.cli import main as catalog_main
+from devices.powder import CEO2, PowderSample
+from geometry import PoniGeometry
 from plans.demo import run_demo
+
+
+def peak_positions(x: np.ndarray, y: np.ndarray, half_width: int = 3) -> list[float]:
+    """Positions of the local maxima of ``y`` standing 10× above its median (the
+    background), each the largest within ``half_width`` bins on either side."""
+    floor = 10 * max(float(np.median(y)), 1e-9)
+    found = []
+    for i in range(len(y)):
+        lo, hi = max(0, i - half_width), min(len(y), i + half_width + 1)
+        if y[i] > floor and y[i] == y[lo:hi].max():
+            found.append(float(x[i]))
+    return found
 
 
 @pytest.mark.slow
@@ -48,6 +62,19 @@ def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
         patterns = catalog.run(result["diffraction_derived_uid"])
         assert patterns.metadata["start"]["raw_uid"] == result["diffraction_uid"]
         assert patterns["primary"]["intensity"].shape == (6, 500)
+        # the 1D pattern has the sample's peaks and no others (hot pixels are masked)
+        radial = np.asarray(patterns["axis"]["radial"][0])
+        pattern = np.asarray(patterns["primary"]["intensity"][:]).mean(axis=0)
+        geometry = PoniGeometry.from_metadata(diff.metadata["start"]["geometry"])
+        step = float(radial[1] - radial[0])
+        model = [math.degrees(r.two_theta(geometry.wavelength))
+                 for r in PowderSample(CEO2, geometry).rings()]
+        model = [t for t in model if radial[0] + step < t < radial[-1] - step]
+        found = peak_positions(radial, pattern)
+        assert len(model) >= 2, model
+        assert len(found) == len(model), (found, model)
+        for seen, expected in zip(found, model, strict=True):
+            assert abs(seen - expected) <= 1.5 * step, (found, model)
         derived = {run.metadata["start"]["uid"]
                    for run in catalog.derived_runs(result["tomo_uid"]).values()}
         assert derived == {result["tomo_derived_uid"], offline.uid}
@@ -70,7 +97,10 @@ def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
             assert record["files"] or uid == result["diffraction_derived_uid"]
             assert verify_run(run).ok, verify_run(run).lines()
         raw_files = catalog.run(result["tomo_uid"]).metadata["provenance"]["files"]
-        assert sum(f["counters"]["good"] for f in raw_files) == 22  # 5 + 5 + 12 frames
+        frame_files = [f for f in raw_files if f["data_key"] == "det_image"]
+        assert sum(f["counters"]["good"] for f in frame_files) == 22  # 5 + 5 + 12 frames
+        # the pixel mask's file is recorded too (it has no readout counters)
+        assert [f["counters"] for f in raw_files if f["data_key"] == "det_pixel_mask"] == [{}]
     capsys.readouterr()
     assert catalog_main(["search", "plan_name=tomo_scan", "--data", str(data)]) == 0
     assert result["tomo_uid"][:8] in capsys.readouterr().out

@@ -29,7 +29,7 @@ def test_fly_tomo_records_frames_angles_and_the_tomography_layout(smeflow_beamli
     start = run.metadata["start"]
     assert start["plan_name"] == "fly_tomo_scan" and start["fly"] is True
     assert run.metadata["stop"]["exit_status"] == "success"
-    assert run.metadata["stop"]["num_events"] == {"dark": 2, "flat": 3, "primary": 24}
+    assert run.metadata["stop"]["num_events"] == {"mask": 1, "dark": 2, "flat": 3, "primary": 24}
     nominal = np.asarray(start["angles"])
     np.testing.assert_allclose(nominal, 7.5 * np.arange(24) + 3.75)
     assert start["rotation_velocity"] == pytest.approx(180 / (24 * 0.05))

@@ -1,0 +1,94 @@
+"""Pixel masks published with a run: which pixels of a frame the reductions must ignore.
+
+A detector knows pixels whose values mean nothing: the gaps between its sensor modules
+(no sensor there), dead pixels (always 0) and hot ones (counting without photons), the
+last two from its bad-pixel calibration, which its firmware also uses to zero them. A run
+carries that knowledge as one frame of its own, the stream ``"mask"`` (:data:`MASK_STREAM`):
+one event whose external data key (``<detector>_pixel_mask``, ``uint32``, the shape of the
+detector's output frames) lives in a small HDF5 file at the NeXus ``NXdetector`` path
+``/entry/instrument/detector/pixel_mask`` (:data:`PIXEL_MASK_DATASET`). The values are the
+NeXus ``pixel_mask`` bit field, so a NeXus reader understands them as they are:
+
+====  =======================================================
+bit   meaning
+====  =======================================================
+0     gap (no sensor: between modules)
+1     dead
+2     under-responding
+3     over-responding (hot)
+4     noisy
+8     masked for another reason (a calibration-table entry)
+====  =======================================================
+
+Every reducer (live, offline, on Dask) drops the pixels whose value is not 0
+(:func:`as_bool`). Plans emit the stream before the first frame, so a live reducer has it
+when frames come.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["DEAD", "GAP", "MASK_STREAM", "NOISY", "OTHER", "OVER_RESPONDING",
+           "PIXEL_MASK_DATASET", "UNDER_RESPONDING", "as_bool", "bin_mask", "describe_bits",
+           "mask_key"]
+
+MASK_STREAM = "mask"
+"""Name of the stream that carries a run's pixel mask (one event)."""
+PIXEL_MASK_DATASET = "/entry/instrument/detector/pixel_mask"
+"""Where the mask lives in its HDF5 file (NeXus ``NXdetector/pixel_mask``)."""
+
+GAP = 1 << 0
+DEAD = 1 << 1
+UNDER_RESPONDING = 1 << 2
+OVER_RESPONDING = 1 << 3
+NOISY = 1 << 4
+OTHER = 1 << 8
+_NAMES = {GAP: "gap", DEAD: "dead", UNDER_RESPONDING: "under-responding",
+          OVER_RESPONDING: "hot", NOISY: "noisy", OTHER: "masked"}
+
+U32 = npt.NDArray[np.uint32]
+BoolImage = npt.NDArray[np.bool_]
+
+
+def mask_key(detector: str) -> str:
+    """The data key of ``detector``'s mask in the mask stream."""
+    return f"{detector}_pixel_mask"
+
+
+def bin_mask(mask: npt.ArrayLike, factor: int = 2) -> U32:
+    """The mask of ``factor × factor``-binned frames: a binned pixel carries the bits of
+    every pixel summed into it (one bad pixel spoils the sum)."""
+    m = np.asarray(mask, dtype=np.uint32)
+    if m.ndim != 2 or m.shape[0] % factor or m.shape[1] % factor:
+        raise ValueError(f"bin_mask: a 2-D mask with sides divisible by {factor} is needed, "
+                         f"got shape {m.shape}")
+    h, w = m.shape[0] // factor, m.shape[1] // factor
+    blocks = m.reshape(h, factor, w, factor)
+    return np.asarray(np.bitwise_or.reduce(np.bitwise_or.reduce(blocks, axis=3), axis=1),
+                      dtype=np.uint32)
+
+
+def as_bool(mask: Any, shape: tuple[int, ...], where: str = "pixel mask") -> BoolImage:
+    """True where a pixel must be ignored; ``ValueError`` naming ``where`` when ``mask``
+    is not a 2-D integer array of ``shape`` (a mask of another detector or binning)."""
+    m = np.asarray(mask)
+    if m.ndim == 3 and m.shape[0] == 1:
+        m = m[0]
+    if m.shape != tuple(shape):
+        raise ValueError(f"{where}: shape {m.shape} does not match the frames {tuple(shape)}")
+    if m.dtype != bool and not np.issubdtype(m.dtype, np.integer):
+        raise ValueError(f"{where}: expected integer NeXus pixel_mask bits, got dtype "
+                         f"{m.dtype}")
+    out: BoolImage = m != 0
+    return out
+
+
+def describe_bits(mask: npt.ArrayLike) -> dict[str, int]:
+    """How many pixels carry each bit (``{"gap": n, "dead": n, …}``), for people."""
+    m = np.asarray(mask, dtype=np.uint32)
+    return {name: int(np.count_nonzero(m & bit)) for bit, name in _NAMES.items()
+            if np.any(m & bit)}
