@@ -95,7 +95,9 @@ def test_derived_run_records_provenance_and_is_listed(acquired: AcquiredRuns) ->
     assert start["plan_name"] == "reduce" and start["reduction"] == "tomo_fbp"
     assert start["raw_uid"] == acquired.tomo_uid and start["live"] is False
     assert start["smeflow_version"]
-    assert len(start["inputs"]) == 3  # darks, flats, projections: one file each
+    # darks, flats, projections: one file each, and the pixel mask's file
+    assert len(start["inputs"]) == 4
+    assert sum("det_pixel_mask_" in item["uri"] for item in start["inputs"]) == 1
     for item in start["inputs"]:
         path = Path(item["uri"].removeprefix("file://localhost"))
         assert item["sha256"] == file_sha256(path)
