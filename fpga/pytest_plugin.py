@@ -10,6 +10,7 @@ Installed with smeflow (entry point ``pytest11``), so any test can use its fixtu
         trace = sme_hw.simulate(net, counter.stimulus(100))       # Python model → Trace
         sme_hw.testbench(net, counter.stimulus(100))               # exported VHDL + its testbench
         sme_hw.lockstep(net, random_stimulus(net, 10_000, seed=1)) # cocotb lock-step
+        sme_hw.all_backends(net, counter.stimulus(100))            # interp ≡ compiled ≡ GHDL
 
 A difference between the VHDL and the Python model fails the test with a message naming
 the tick, the signal, the expected and the actual value. The single-purpose fixtures
@@ -104,6 +105,22 @@ class HardwareTester:
                 lines += ["  " + ln for ln in result.output.strip().splitlines()[-20:]]
             pytest.fail("\n".join(lines), pytrace=False)
         return result
+
+    def all_backends(self, network: Network, stimulus: Stimulus | None = None,
+                     ticks: int | None = None) -> Trace:
+        """The reference interpreter, the compiled backend and the exported VHDL in GHDL on
+        the same stimulus: fails the test at the first tick and signal where the compiled
+        trace differs from the interpreter's, or where GHDL differs from the trace. Returns
+        the interpreter's trace."""
+        stim = None if stimulus is None else list(stimulus)
+        reference = self.simulate(network, stim, ticks)
+        compiled = self.simulate(network, stim, ticks, backend="compiled")
+        diff = reference.first_difference(compiled)
+        if diff is not None:
+            pytest.fail(f"compiled backend differs from the interpreter on '{network.name}': "
+                        f"{diff}", pytrace=False)
+        self.testbench(network, stim, ticks)
+        return reference
 
     def lockstep(self, network: Network, stimulus: Stimulus | None = None,
                  ticks: int | None = None, *, vhdl: str | os.PathLike[str] | None = None,

@@ -188,6 +188,39 @@ class CheckedArray(list[Any]):
     __iadd__ = __imul__ = _fixed_length
 
 
+class PendingArray:
+    """An array signal or register that has no value yet, as its writer sees it.
+
+    Writing one element gives the array a value: that element, and the type's zero
+    (``False``, ``0``, an enum's first member) in every element not written yet — what a
+    hardware register holds after power-up. Reading an element before that is the
+    ``UndefinedSignalError`` the plain read would raise. ``len()`` is the declared length.
+    """
+
+    __slots__ = ("_commit", "_owner", "_signal", "_type", "_undefined")
+
+    def __init__(self, t: ArrayType, store: Callable[[CheckedArray], None],
+                 undefined: Callable[[], Exception], owner: str, signal: str) -> None:
+        self._type = t
+        self._owner, self._signal = owner, signal
+        self._undefined = undefined
+        self._commit = store
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        arr = CheckedArray(self._type, self._type.zero(), self._owner, self._signal)
+        arr[index] = value  # checked before the array gets its value
+        self._commit(arr)
+
+    def __getitem__(self, index: Any) -> Any:
+        raise self._undefined()
+
+    def __iter__(self) -> Any:
+        raise self._undefined()
+
+    def __len__(self) -> int:
+        return self._type.length
+
+
 def misfit_error(
     bus_name: str, spec: SignalSpec, value: Any, exc: TypeMisfit, writer: str
 ) -> SignalValueError:
@@ -321,13 +354,29 @@ def writer_view(bus: Bus, who: Callable[[], str], target: dict[str, Any]) -> Any
             raise AssertionError(name)
         target[name] = convert_for(bus.name, spec, value, who())
 
+    def __getattr__(self: Any, name: str) -> Any:
+        spec = specs.get(name)
+        if spec is not None and isinstance(spec.type, ArrayType):
+            return PendingArray(spec.type, lambda arr: target.__setitem__(name, arr),
+                                lambda: _undefined(self, name), bus.name, name)
+        return _ViewBase.__getattr__(self, name)
+
     attrs: dict[str, Any] = {
-        "_sme_bus": bus, "_sme_who": staticmethod(who), "__setattr__": __setattr__
+        "_sme_bus": bus, "_sme_who": staticmethod(who), "__setattr__": __setattr__,
+        "__getattr__": __getattr__,
     }
     cls = type(f"{type(bus).__name__}Writer", (_ViewBase,), attrs)
     view: Any = object.__new__(cls)
     object.__setattr__(view, "__dict__", target)
     return view
+
+
+def _undefined(view: Any, name: str) -> Exception:
+    try:
+        _ViewBase.__getattr__(view, name)
+    except UndefinedSignalError as exc:
+        return exc
+    raise AssertionError(name)
 
 
 def bus_of(obj: Any) -> Bus:

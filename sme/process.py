@@ -32,6 +32,7 @@ from . import srcloc
 from .bus import (
     Bus,
     CheckedArray,
+    PendingArray,
     SignalSpec,
     _check_name,
     _ViewBase,
@@ -224,10 +225,15 @@ class Process:
     def __getattr__(self, name: str) -> Any:
         registers = type(self).__dict__.get("_sme_registers") or type(self)._sme_registers
         if name in registers:
-            raise UndefinedSignalError(
+            t = registers[name].type
+            error = UndefinedSignalError(
                 f"register {self.name}.{name} has no initial value and was read before "
                 f"anything wrote it ({self.describe()})"
             )
+            if isinstance(t, ArrayType):  # element writes give it a value
+                return PendingArray(t, lambda arr: self.__dict__.__setitem__(name, arr),
+                                    lambda: error, self.name, name)
+            raise error
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # -- introspection ---------------------------------------------------------------

@@ -199,15 +199,11 @@ class Emitter:
         lines = [f"{v} = {self.val(conv.operand if conv else value)}"]
         if arr.offset in self.dirty:
             lines.append(f"{self.dirty[arr.offset]} = 1")
-        d = arr.defined or "1"
-        usite = 0
-        if arr.defined is not None:
-            usite = self.layout.site(Site("undefined", site.where, site.target_type,
-                                          site.owner, site.signal, site.who,
-                                          register=site.register))
+        # No undefined check: storing an element gives an array without a value one (the
+        # other elements hold the zero they were allocated with, see Layout.storage).
         isite = self.layout.site(Site("index", site.where, site.target_type, site.owner,
                                       site.signal, length=arr.length))
-        lines.append(f"{i} = {self.index(index, arr.length, d, usite, isite)}")
+        lines.append(f"{i} = {self.index(index, arr.length, '1', 0, isite)}")
         if conv is not None:
             elem = site.target_type.element if isinstance(site.target_type, ArrayType) else None
             esite = Site("store", site.where, site.target_type, site.owner, site.signal,
@@ -218,6 +214,8 @@ class Emitter:
             lines.append(f"A[{arr.offset} + {i}] = {code}")
         else:
             lines.append(f"A[{arr.offset} + {i}] = {v}")
+        if arr.defined is not None:
+            lines.append(f"{arr.defined} = 1")
         return lines
 
     def store_array(self, dst: ArraySlot, value: ir.Expr, site: Site) -> list[str]:

@@ -111,8 +111,8 @@ class Layout:
         if isinstance(t, ArrayType):
             assert isinstance(vt, ArrayT)
             off = len(self.a_init)
-            self.a_init += ([raw(t.element, v) for v in initial] if initial is not MISSING
-                            else [0] * t.length)
+            values = initial if initial is not MISSING else t.zero()  # zero until written
+            self.a_init += [raw(t.element, v) for v in values]
             return ArraySlot(off, t.length, vt.element, defined)
         self.scalar(prefix, raw(t, initial) if initial is not MISSING else 0)
         return Slot(prefix, vt, defined)

@@ -39,7 +39,13 @@ class ParsedFunction:
 def parse_function(func: Callable[..., Any]) -> ParsedFunction:
     """Parse ``func``'s source (pass 1)."""
     file = inspect.getsourcefile(func) or "<unknown>"
-    lines, line0 = inspect.getsourcelines(func)
+    try:
+        lines, line0 = inspect.getsourcelines(func)
+    except (OSError, TypeError) as exc:
+        code = getattr(func, "__code__", None)
+        raise LoweringError(Loc(file, getattr(code, "co_firstlineno", 0)),
+                            f"the source of {func.__qualname__} is not available ({exc}); "
+                            "define processes in a Python file") from None
     src = "".join(lines)
     dedented = textwrap.dedent(src)
     col0 = len(lines[0]) - len(lines[0].lstrip()) if dedented != src else 0

@@ -173,7 +173,7 @@ def test_poke_and_peek_errors() -> None:
     sim = Simulator(net)
     with pytest.raises(SimulationError, match=r"^'cmd': name a signal as 'bus\.signal'$"):
         sim.poke("cmd", 1)
-    with pytest.raises(KeyError, match="network 'adder' has no bus 'nope' \(its top-level inputs: cmd; every bus: cmd, total\)"):
+    with pytest.raises(KeyError, match=r"network 'adder' has no bus 'nope' \(its top-level inputs: cmd; every bus: cmd, total\)"):
         sim.peek("nope.x")
     with pytest.raises(UnknownSignalError, match=r"has no signal 'nope'; its signals are: add, "
                        "enable$"):
