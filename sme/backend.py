@@ -121,7 +121,7 @@ def _output_signals(net: Network, names: list[str] | None) -> list[TracedSignal]
 
 def numpy_dtype(t: TracedSignal) -> np.dtype[Any]:
     """The numpy dtype that holds a signal's values in batch I/O (raw ints for fixed point,
-    member index for enums)."""
+    member codes for enums)."""
     ty = t.type
     if isinstance(ty, BoolType):
         return np.dtype(np.bool_)
@@ -148,7 +148,7 @@ def to_array(t: TracedSignal, values: list[Any]) -> np.ndarray:
 
 def batch_rows(network: Network, stimulus: Mapping[str, np.ndarray],
                ticks: int | None = None) -> list[dict[str, Any]]:
-    """Batch stimulus (``"bus.signal"`` → array, enums as member index, fixed point raw,
+    """Batch stimulus (``"bus.signal"`` → array, enums as member codes, fixed point raw,
     as ``run_batch`` takes it) as one ``{"bus.signal": value}`` mapping per tick, the form
     ``Simulator.run`` and the cocotb lock-step take. ``ticks`` defaults to the shortest
     array."""
@@ -165,7 +165,7 @@ def _py_values(t: TracedSignal, arr: np.ndarray) -> list[Any]:
     if isinstance(ty, BoolType):
         return [bool(v) for v in arr]
     if isinstance(ty, EnumType):
-        return [ty.members[int(v)] for v in arr]
+        return [ty.from_raw(int(v)) for v in arr]
     if isinstance(ty, FixedType):
         return [Fixed(int(v), ty.frac_bits) for v in arr]
     return [int(v) if np.ndim(v) == 0 else [int(x) for x in v] for v in arr]

@@ -174,15 +174,40 @@ class IntType(IntegerType):
 
 
 class EnumType(SignalType):
-    """A Python ``Enum`` subclass used as a signal type; encoded by member position."""
+    """A Python ``Enum`` subclass used as a signal type.
+
+    Members are encoded by their *value* when every value is a non-negative ``int``
+    (``IDLE = 0, RUN = 4, DONE = 9`` is 4 bits: 0, 4, 9 on the wires), else by their
+    position in the class (string or ``object()`` values, say). ``codes`` holds each
+    member's encoding; the width is that of the largest code.
+    """
 
     def __init__(self, enum_cls: type[enum.Enum]) -> None:
         self.enum_cls = enum_cls
         self.members: tuple[enum.Enum, ...] = tuple(enum_cls)
         if not self.members:
             raise DeclarationError(f"enum {enum_cls.__qualname__} has no members")
-        self.width = max(1, (len(self.members) - 1).bit_length())
-        self._index = {m: i for i, m in enumerate(self.members)}
+        values = [m.value for m in self.members]
+        self.by_value = all(type(v) is int and v >= 0 for v in values)
+        self.codes: tuple[int, ...] = tuple(values) if self.by_value else tuple(
+            range(len(self.members)))
+        self.width = max(1, max(self.codes).bit_length())
+        self._index = dict(zip(self.members, self.codes, strict=True))
+        self._member = dict(zip(self.codes, self.members, strict=True))
+
+    @property
+    def positional(self) -> bool:
+        """Whether the codes are the positions ``0 .. n-1`` in order (an enumeration type
+        in VHDL encodes exactly so)."""
+        return self.codes == tuple(range(len(self.codes)))
+
+    def from_raw(self, code: int) -> Any:
+        """The member encoded as ``code``; ``ValueError`` for a code no member has."""
+        member = self._member.get(int(code))
+        if member is None:
+            raise ValueError(f"{code} is not the code of a member of {self.enum_cls.__name__} "
+                             f"(codes: {', '.join(map(str, self.codes))})")
+        return member
 
     def coerce(self, value: object, rounding: str = "exact", overflow: str = "error") -> Any:
         if isinstance(value, self.enum_cls):

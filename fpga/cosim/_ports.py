@@ -4,7 +4,9 @@ The exported VHDL top-level entity ``N`` has one port per signal of each top-lev
 and output bus, named ``<bus>_<signal>``. GHDL's VPI (what cocotb sees) shows ``std_logic``
 as a single bit, ``unsigned``/``signed`` as bit vectors and enumerations as their position
 number, so every value crosses the boundary as a plain integer (its *raw* value): Bool
-``0``/``1``, integers themselves, enums their member position, fixed point its raw integer,
+``0``/``1``, integers themselves, enums their member code (an enum whose codes are not its
+positions is an ``unsigned`` port holding the code; one whose codes are its positions is an
+enumeration type, whose position is the code), fixed point its raw integer,
 arrays a list of raw elements. This module maps between those raw values and the Python
 model's values.
 """
@@ -102,7 +104,10 @@ def _scalar_value(t: SignalType, raw: Any) -> Any:
     if isinstance(t, BoolType):
         return bool(raw)
     if isinstance(t, EnumType):
-        return t.members[raw] if 0 <= raw < len(t.members) else f"<enum position {raw}>"
+        try:
+            return t.from_raw(raw)
+        except ValueError:
+            return f"<enum code {raw}>"
     if isinstance(t, FixedType):
         return Fixed(raw, t.frac_bits)
     return raw

@@ -34,12 +34,19 @@ def emit_package(name: str, network: str, enums: list[EnumT], arrays: list[Array
            f"package {name} is"]
     for e in enums:
         t = enum_type_name(e)
-        lits = ", ".join(enum_literal(e, m) for m in e.members)
-        out += [f"{IND}-- enum {e.enum_cls.__module__}.{e.name}",
-                f"{IND}type {t} is ({lits});",
-                f"{IND}function to_{t}(s : string) return {t};",
-                f"{IND}function {t}_text(v : {t}) return string;",
-                f"{IND}function sel(c : boolean; a, b : {t}) return {t};"]
+        out.append(f"{IND}-- enum {e.enum_cls.__module__}.{e.name}")
+        if e.positional:  # codes 0 .. n-1: a VHDL enumeration type encodes exactly so
+            lits = ", ".join(enum_literal(e, m) for m in e.members)
+            out.append(f"{IND}type {t} is ({lits});")
+        else:  # explicit values: the codes themselves, on the wires and in the registers
+            out.append(f"{IND}subtype {t} is unsigned({e.width - 1} downto 0);")
+            for m, code in zip(e.members, e.codes, strict=True):
+                bits = format(code, f"0{e.width}b")
+                out.append(f"{IND}constant {enum_literal(e, m)} : {t} := \"{bits}\";  -- {code}")
+        out += [f"{IND}function to_{t}(s : string) return {t};",
+                f"{IND}function {t}_text(v : {t}) return string;"]
+        if e.positional:  # the unsigned subtype uses sme_pkg's sel
+            out.append(f"{IND}function sel(c : boolean; a, b : {t}) return {t};")
     for arr in arrays:
         out.append(f"{IND}type {array_type_name(arr)} is array (0 to {arr.length - 1}) of "
                    f"{vtype(arr.element)};")
@@ -59,13 +66,19 @@ def emit_package(name: str, network: str, enums: list[EnumT], arrays: list[Array
             out.append(f"{IND * 2}if s = \"{m}\" then return {enum_literal(e, m)}; end if;")
         out += [f"{IND * 2}report \"'\" & s & \"' is not a member of {e.name}\" severity failure;",
                 f"{IND * 2}return {enum_literal(e, e.members[0])};", f"{IND}end function;", "",
-                f"{IND}function {t}_text(v : {t}) return string is", f"{IND}begin",
-                f"{IND * 2}case v is"]
-        for m in e.members:
-            out.append(f"{IND * 3}when {enum_literal(e, m)} => return \"{m}\";")
-        out += [f"{IND * 2}end case;", f"{IND}end function;", "",
-                f"{IND}function sel(c : boolean; a, b : {t}) return {t} is", f"{IND}begin",
-                f"{IND * 2}if c then", f"{IND * 3}return a;", f"{IND * 2}end if;",
-                f"{IND * 2}return b;", f"{IND}end function;", ""]
+                f"{IND}function {t}_text(v : {t}) return string is", f"{IND}begin"]
+        if e.positional:
+            out.append(f"{IND * 2}case v is")
+            for m in e.members:
+                out.append(f"{IND * 3}when {enum_literal(e, m)} => return \"{m}\";")
+            out += [f"{IND * 2}end case;", f"{IND}end function;", "",
+                    f"{IND}function sel(c : boolean; a, b : {t}) return {t} is",
+                    f"{IND}begin", f"{IND * 2}if c then", f"{IND * 3}return a;",
+                    f"{IND * 2}end if;", f"{IND * 2}return b;", f"{IND}end function;", ""]
+        else:
+            for m in e.members:
+                out.append(f"{IND * 2}if v = {enum_literal(e, m)} then return \"{m}\"; end if;")
+            out += [f"{IND * 2}return \"<code \" & integer'image(to_integer(v)) & \">\";",
+                    f"{IND}end function;", ""]
     out += [f"end package body {name};", ""]
     return "\n".join(out)

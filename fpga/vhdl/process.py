@@ -114,7 +114,8 @@ class StmtEmitter:
                 self.emit(c.body, d + 2)
                 if not c.body:
                     self.put(d + 2, "null;")
-            if not has_default and covered != set(et.members):  # type: ignore[attr-defined]
+            if not has_default and (covered != set(et.members)  # type: ignore[attr-defined]
+                                    or not et.positional):  # type: ignore[attr-defined]
                 self.put(d + 1, "when others =>")
                 self.put(d + 2, "null;")
             self.put(d, "end case;")

@@ -289,7 +289,8 @@ def _drive(lay: Layout, place: SignalPlace, k: int) -> list[str]:
                          place.signal.spec.name))
     bad = None
     if isinstance(el, EnumType):
-        bad = f"_v < 0 or _v > {len(el.members) - 1}"
+        bad = (f"_v < 0 or _v > {len(el.members) - 1}" if el.positional else
+               "not (" + " or ".join(f"_v == {c}" for c in el.codes) + ")")
     elif not isinstance(el, BoolType):
         rt = el.raw_type if isinstance(el, FixedType) else el
         assert isinstance(rt, IntegerType)

@@ -6,7 +6,7 @@ range, a divisor that may be zero, a read of a value that may be undefined) only
 the ranges do not already prove them unnecessary, and refuses (``BackendError`` naming
 the process and ``file:line``) any expression whose raw value may not fit 64 bits.
 
-Values are int64 throughout: Bools 0/1, enum members their position, fixed point the raw
+Values are int64 throughout: Bools 0/1, enum members their code, fixed point the raw
 integer. Comparisons and ``and``/``or``/``not`` yield numba booleans; ``val`` and ``cond``
 convert between the two forms where needed.
 """
@@ -143,7 +143,7 @@ class Emitter:
                 if case.members is None:
                     head = "else:" if not first else "if True:"
                 else:
-                    test = " or ".join(f"{subject} == {t.index(m)}" for m in case.members)
+                    test = " or ".join(f"{subject} == {t.code(m)}" for m in case.members)
                     head = f"{'if' if first else 'elif'} {test}:"
                 lines += [head, *_indent(self.block(case.body))]
                 first = False
@@ -331,7 +331,7 @@ class Emitter:
 
     def const_raw(self, value: object, t: VType) -> str:
         if isinstance(t, EnumT):
-            return str(t.index(value))  # type: ignore[arg-type]  # an enum member
+            return str(t.code(value))  # type: ignore[arg-type]  # an enum member
         if isinstance(t, BoolT):
             return "1" if value else "0"
         assert isinstance(value, int)

@@ -335,11 +335,11 @@ def _pack(t: SignalType, arr: np.ndarray) -> np.ndarray:
     if isinstance(el, BoolType):
         return np.ascontiguousarray(arr if arr.dtype == np.bool_ else arr != 0)
     if isinstance(el, EnumType):
-        values = arr.astype(np.int64)
-        n = len(el.members)
-        if ((values < -n) | (values >= n)).any():
-            raise IndexError("tuple index out of range")  # what members[int(v)] raises
-        return np.ascontiguousarray(np.where(values < 0, values + n, values))
+        values = np.ascontiguousarray(arr, dtype=np.int64)
+        bad = ~np.isin(values, np.array(el.codes, dtype=np.int64))
+        if bad.any():
+            el.from_raw(int(values[bad][0]))  # raises what the interpreter's batch raises
+        return values
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
@@ -348,7 +348,7 @@ def py_value(t: VType, v: int) -> Any:
     if isinstance(t, BoolT):
         return bool(v)
     if isinstance(t, EnumT):
-        return list(t.enum_cls)[v]
+        return EnumType(t.enum_cls).from_raw(v)
     if isinstance(t, NumT) and t.frac:
         return Fixed(v, t.frac)
     return v
@@ -359,7 +359,7 @@ def py_of_type(t: SignalType, v: int) -> Any:
     if isinstance(t, BoolType):
         return bool(v)
     if isinstance(t, EnumType):
-        return t.members[v]
+        return t.from_raw(v)
     if isinstance(t, FixedType):
         return Fixed(v, t.frac_bits)
     return v

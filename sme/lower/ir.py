@@ -14,7 +14,8 @@ Value model (the contract a backend implements)
   never overflows. ``width`` may exceed 64 for intermediate products; a backend that cannot
   handle that raises its own error.
 * ``BoolT``: ``False``/``True``.
-* ``EnumT``: a Python ``Enum`` member; encoded by position (``EnumT.index``).
+* ``EnumT``: a Python ``Enum`` member; encoded by its code (``EnumT.code``: the member's
+  value when every value is a non-negative int, else its position).
 * ``ArrayT``: a fixed-length sequence of ``element`` values.
 
 Operators (``BinOp``) compute the exact Python result on the operands' values; operand
@@ -41,6 +42,7 @@ its value across ticks, like a register that only this process sees).
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -123,7 +125,8 @@ class BoolT(VType):
 
 @dataclass(frozen=True)
 class EnumT(VType):
-    """A Python ``Enum``; members are encoded by their position in the class."""
+    """A Python ``Enum``; members are encoded by ``sme.types.EnumType``'s codes (their
+    values when every value is a non-negative int, else their positions)."""
 
     enum_cls: type[enum.Enum]
 
@@ -134,20 +137,35 @@ class EnumT(VType):
 
     @property
     def members(self) -> tuple[str, ...]:
-        """Member names in declaration (encoding) order."""
+        """Member names in declaration order."""
         return tuple(m.name for m in self.enum_cls)
 
-    def index(self, member: enum.Enum | str) -> int:
-        """The position (encoding) of a member."""
+    @property
+    def codes(self) -> tuple[int, ...]:
+        """Each member's encoding, in declaration order."""
+        return _enum_type(self.enum_cls).codes
+
+    @property
+    def positional(self) -> bool:
+        """Whether the codes are the positions ``0 .. n-1``."""
+        return _enum_type(self.enum_cls).positional
+
+    def code(self, member: enum.Enum | str) -> int:
+        """The encoding of a member."""
         name = member if isinstance(member, str) else member.name
-        return self.members.index(name)
+        return self.codes[self.members.index(name)]
 
     @property
     def width(self) -> int:
-        return max(1, (len(self.members) - 1).bit_length())
+        return _enum_type(self.enum_cls).width
 
     def __str__(self) -> str:
         return self.name
+
+
+@functools.cache
+def _enum_type(cls: type[enum.Enum]) -> EnumType:
+    return EnumType(cls)
 
 
 @dataclass(frozen=True)

@@ -160,8 +160,19 @@ def test_enum_rejects_values_and_other_members() -> None:
 
 @pytest.mark.parametrize(("n", "width"), [(1, 1), (2, 1), (3, 2), (4, 2), (5, 3), (9, 4)])
 def test_enum_width_is_enough_bits_for_the_members(n: int, width: int) -> None:
-    e = enum.Enum("E", [f"M{i}" for i in range(n)])  # type: ignore[misc]
+    e = enum.Enum("E", [(f"M{i}", i) for i in range(n)])  # type: ignore[misc]
     assert cast(e).width == width
+    named = enum.Enum("N", [(f"M{i}", f"m{i}") for i in range(n)])  # type: ignore[misc]
+    assert cast(named).width == width  # not ints: encoded by position
+
+
+@pytest.mark.parametrize(("values", "width"), [((0, 4, 9), 4), ((1, 2), 2), ((7,), 3),
+                                               ((0, 255), 8), ((-1, 1), 1)])
+def test_enum_width_is_that_of_the_largest_value(values: tuple[int, ...], width: int) -> None:
+    e = enum.Enum("E", [(f"M{i}", v) for i, v in enumerate(values)])  # type: ignore[misc]
+    t = cast(e)
+    assert t.width == width
+    assert t.codes == (values if min(values) >= 0 else tuple(range(len(values))))
 
 
 def test_empty_enum_is_an_error() -> None:
