@@ -5,6 +5,7 @@
     smeflow catalog search --since 2026-05-01 --until "2026-05-02 12:00" --text CeO2
     smeflow catalog show 3          # scan number
     smeflow catalog show 3f2a9c1e   # uid or uid prefix (>= 5 characters)
+    smeflow catalog show 3 --plot   # ... and draw its main data into 3f2a9c1e.png
 
 Values are JSON when they parse (``scan_id=3`` is the number 3, ``"3"`` the string).
 Keys are start-document keys; ``stop.exit_status=abort`` reaches the stop document. A
@@ -198,6 +199,16 @@ def cmd_show(args: argparse.Namespace) -> int:
         except HDF5ReadError as exc:
             print(f"{PROG}: error: frame file unreadable: {exc}", file=sys.stderr)
             return 1
+        if args.plot is not None:
+            from .plot import plot_run
+
+            uid = str(run.metadata["start"].get("uid", "run"))
+            target = Path(args.plot or f"{uid[:8]}.png")
+            if target.is_dir():
+                raise UsageError(f"--plot {args.plot}: is a folder; give a file name")
+            if not target.parent.resolve().is_dir():
+                raise UsageError(f"--plot {args.plot}: folder {target.parent} does not exist")
+            print(f"picture: {plot_run(run, target)}")
     return 0
 
 
@@ -238,6 +249,9 @@ def register_catalog(sub: Subparsers) -> None:
     sh = catalog_sub.add_parser("show", help="metadata, streams and data keys of one run")
     sh.add_argument("run", metavar="UID|SCAN_ID", help="uid, uid prefix (>= 5) or scan number")
     sh.add_argument("--data", metavar="DIR", help=data_help)
+    sh.add_argument("--plot", nargs="?", const="", metavar="PNG",
+                    help="also draw the run's main data (image, sinogram, patterns, "
+                    "reconstruction) into PNG (default: UID8.png here)")
     sh.set_defaults(func=_guarded, catalog_func=cmd_show)
     from .provenance import register_provenance_commands
     register_provenance_commands(catalog_sub)

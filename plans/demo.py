@@ -27,7 +27,9 @@ import numpy as np
 Subparsers = Any
 
 
-def _save_png(path: Path, image: np.ndarray, title: str, **kwargs: Any) -> Path:
+def _save_png(path: Path, image: np.ndarray, title: str, *, cbar: str,
+              xlabel: str = "detector column (pixels)", ylabel: str = "detector row (pixels)",
+              **kwargs: Any) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -39,8 +41,8 @@ def _save_png(path: Path, image: np.ndarray, title: str, **kwargs: Any) -> Path:
         kwargs.setdefault("vmin", float(np.percentile(finite, 0.5)))
         kwargs.setdefault("vmax", float(np.percentile(finite, 99.5)))
     shown = ax.imshow(image, cmap=kwargs.pop("cmap", "gray"), **kwargs)
-    fig.colorbar(shown, ax=ax)
-    ax.set_title(title)
+    fig.colorbar(shown, ax=ax, label=cbar)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -56,7 +58,7 @@ def _save_plot(path: Path, x: np.ndarray, y: np.ndarray, xlabel: str, title: str
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
     ax.plot(x, y, lw=1)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("intensity")
+    ax.set_ylabel("intensity (counts)")
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path)
@@ -152,22 +154,25 @@ def run_demo(data_dir: Path, out_dir: Path, *, projections: int = 90, backend: s
     row = proj.shape[1] // 2
     mid = proj.shape[0] // 4
     files["projection"] = _save_png(out_dir / "projection.png", np.asarray(proj[mid]),
-                                    f"projection {mid} (firmware output, counts)")
+                                    f"projection {mid} (firmware output)", cbar="counts")
     sino = np.asarray(proj[:, row, :])
-    files["sinogram"] = _save_png(out_dir / "sinogram.png", sino,
-                                  f"sinogram of row {row}", aspect="auto")
+    angles = np.asarray(tomo["primary"]["rotation"].read(), dtype=float)
+    files["sinogram"] = _save_png(out_dir / "sinogram.png", sino, f"sinogram of row {row}",
+                                  cbar="counts", ylabel="rotation (deg)", aspect="auto",
+                                  extent=(-0.5, sino.shape[1] - 0.5, angles[-1], angles[0]))
     recon = catalog.run(derived["tomo"])
     rows = [int(r) for r in recon["primary"]["row"].read()]
     slice_ = np.asarray(recon["primary"]["reconstruction"][rows.index(row)])
     files["reconstruction"] = _save_png(out_dir / "reconstruction.png", slice_,
                                         f"reconstruction of row {row} (live OpenCL FBP)",
-                                        cmap="viridis")
+                                        cbar="attenuation (1/pixel)", xlabel="x (pixels)",
+                                        ylabel="y (pixels)", cmap="viridis")
 
     diff = catalog.run(diff_uid)
     frame = np.asarray(diff["primary"]["det_image"][0])
     files["diffraction"] = _save_png(out_dir / "diffraction.png", np.log1p(frame),
-                                     "CeO2 diffraction frame, log(1 + counts)",
-                                     cmap="magma")
+                                     "CeO2 diffraction frame",
+                                     cbar="log(1 + counts)", cmap="magma")
     patterns = catalog.run(derived["diffraction"])
     files["pattern"] = _save_plot(out_dir / "pattern.png",
                                   np.asarray(patterns["axis"]["radial"][0]),
