@@ -78,6 +78,7 @@ from event_model import compose_run
 from dataflow.hdf5 import FrameWriter, file_sha256
 from dataflow.pixel_mask import MASK_STREAM, as_bool
 from geometry import PoniGeometry
+from sme.progress import progress
 
 if TYPE_CHECKING:
     from analysis.azint import AzimuthalIntegrator
@@ -845,7 +846,8 @@ def _reduce_tomo(run: Any, start: dict[str, Any], catalog: RunCatalog,
                                run_mask(run, start, (height, int(nodes["dark"].shape[2]))))
         partials = [tomo_chunk(_read(nodes["projection"], "projections", sl), angles[sl], refs,
                                rows=chosen, floor=params.floor, device=params.device)
-                    for sl in _chunks(n, chunk)]
+                    for sl in progress(_chunks(n, chunk), desc="reconstructing",
+                                       unit="chunk")]
         volume = tomo_combine(partials)
         stop = derived.finish_volume(catalog.raw_dir, volume, chosen, n, angles_from=source)
     except Exception as exc:
@@ -875,7 +877,7 @@ def _reduce_azint(run: Any, start: dict[str, Any], catalog: RunCatalog,
             if "seq_num" in run["primary"] else np.arange(1, n + 1)
         chunks = [azint_chunk(_read(node, "frames", sl), integrator, params, first=sl.start,
                               mask=mask)
-                  for sl in _chunks(n, chunk)]
+                  for sl in progress(_chunks(n, chunk), desc=\"integrating\", unit=\"chunk\")]
         patterns = azint_combine(chunks)
         derived.emit_patterns(patterns, [int(s) for s in seq[:n]])
         stop = derived.stop("success", frames=n)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sme.errors import SmeError
+from sme.progress import stage
 
 from .export import ANALYSIS_WARNINGS, GHDL_FLAGS
 
@@ -98,11 +99,13 @@ def analyse(out_dir: str | os.PathLike[str]) -> AnalysisResult:
     tb, sources = _sources(folder)
     exe = ghdl_path()
     (folder / "work").mkdir(exist_ok=True)
-    a = _run([exe, "-a", *GHDL_FLAGS, *ANALYSIS_WARNINGS, *sources], folder)
+    with stage(f"GHDL: analysing {len(sources)} files"):
+        a = _run([exe, "-a", *GHDL_FLAGS, *ANALYSIS_WARNINGS, *sources], folder)
     output = a.stdout + a.stderr
     ok = a.returncode == 0
     if ok:
-        e = _run([exe, "-e", *GHDL_FLAGS, tb], folder)
+        with stage(f"GHDL: elaborating {tb}"):
+            e = _run([exe, "-e", *GHDL_FLAGS, tb], folder)
         output += e.stdout + e.stderr
         ok = e.returncode == 0
     warnings = [ln for ln in output.splitlines() if "warning" in ln]
@@ -121,7 +124,8 @@ def run_testbench(out_dir: str | os.PathLike[str], trace: str | os.PathLike[str]
     args = [ghdl_path(), "-r", *GHDL_FLAGS, tb]
     if trace is not None:
         args.append(f"-gTRACE={Path(trace).resolve()}")
-    r = _run(args, folder, timeout)
+    with stage(f"GHDL: running {tb}"):
+        r = _run(args, folder, timeout)
     output = r.stdout + r.stderr
     mismatches = [Mismatch(int(m[1]), m[2], m[3], m[4]) for m in _MISMATCH.finditer(output)]
     result = _RESULT.search(output)

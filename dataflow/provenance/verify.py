@@ -19,6 +19,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from sme.progress import progress
+
 from ..hdf5 import file_sha256
 from .errors import ProvenanceError
 from .keys import ALGORITHM, canonical_json, check_signature, key_id, public_key_bytes
@@ -227,7 +229,7 @@ def verify_run(run_node: Any, *, trusted_keys: Sequence[Ed25519PublicKey] | None
     if not isinstance(files, list):
         report.add(Status.ERROR, "record", uid, "record has no list of files")
         files = []
-    for entry in files:
+    for entry in progress(files, desc="checking files", unit="file"):
         if isinstance(entry, Mapping):
             path = _check_file(report, "file", entry, cache)
             if path is not None:

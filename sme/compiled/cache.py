@@ -25,6 +25,7 @@ from pathlib import Path
 from types import ModuleType
 
 from ..errors import BackendError
+from ..progress import stage
 
 ENV_VAR = "SMEFLOW_CACHE_DIR"
 
@@ -94,7 +95,8 @@ def load_module(source: str, cache_dir: str | os.PathLike[str] | None = None) ->
             limit = sys.getrecursionlimit()
             sys.setrecursionlimit(max(limit, 100_000))
             try:
-                spec.loader.exec_module(module)  # compiles, or loads numba's cache
+                with stage("compiling the simulation (numba; cached afterwards)"):
+                    spec.loader.exec_module(module)  # compiles, or loads numba's cache
             except BaseException:
                 del sys.modules[name]
                 raise
