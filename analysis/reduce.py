@@ -877,7 +877,7 @@ def _reduce_azint(run: Any, start: dict[str, Any], catalog: RunCatalog,
             if "seq_num" in run["primary"] else np.arange(1, n + 1)
         chunks = [azint_chunk(_read(node, "frames", sl), integrator, params, first=sl.start,
                               mask=mask)
-                  for sl in progress(_chunks(n, chunk), desc=\"integrating\", unit=\"chunk\")]
+                  for sl in progress(_chunks(n, chunk), desc="integrating", unit="chunk")]
         patterns = azint_combine(chunks)
         derived.emit_patterns(patterns, [int(s) for s in seq[:n]])
         stop = derived.stop("success", frames=n)
