@@ -3,10 +3,10 @@
 ``RE.preprocessors.append(beamline_metadata(beamline))`` adds to every run's start
 document the sample in the beam (``"sample_in_beam"``: ``"phantom"`` or ``"powder"``,
 read when the run opens) and, when it is the powder, the detector ``"geometry"``
-(:meth:`dataflow.geometry.PoniGeometry.to_metadata`) that the reduction
-(:mod:`analysis.reduce`) needs to integrate the frames. A plan whose own metadata says
-``sample_in_beam`` is taken at its word: nothing is added to it. This is how runs queued through the queue
-server, whose users cannot pass Python objects, still carry their geometry.
+(:meth:`geometry.PoniGeometry.to_metadata`) that the reduction (:mod:`analysis.reduce`)
+needs to integrate the frames. A plan whose own metadata says ``sample_in_beam`` is taken
+at its word: nothing is added to it. This is how runs queued through the queue server,
+whose users cannot pass Python objects, still carry their geometry.
 """
 
 from __future__ import annotations
