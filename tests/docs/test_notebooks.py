@@ -48,6 +48,10 @@ assert np.array_equal(ax_rec.images[0].get_array(), mu)
 assert np.array_equal(ax_sino.images[0].get_array(), sino)
 assert ax_rec.get_xlabel() == "x (mm)" and "FBP" in ax_rec.get_title()
 assert derived.metadata["start"]["raw_uid"] == uid
+# databroker sees the same run: v1 header and table, v2 dataset
+assert header.start["uid"] == uid and uid in [h.start["uid"] for h in hits]
+assert np.array_equal(table["det_roi_sum"].to_numpy(), line.get_ydata())
+assert np.array_equal(dataset["det_roi_sum"].values, line.get_ydata())
 # the slice holds the attenuation the projections saw (sum = mean line integral)
 dark = np.asarray(run["dark"]["det_image"].read(), dtype=float)[:, row].mean(0)
 flat = np.asarray(run["flat"]["det_image"].read(), dtype=float)[:, row].mean(0)
