@@ -19,8 +19,15 @@ interpolation="linear", circle=True)``, so results can be compared with it direc
   (``x^2 + y^2 > (N//2)^2``) are 0.
 
 Sinograms are ``(angles, width)`` or stacks ``(rows, angles, width)`` (see
-:func:`analysis.tomo.sinograms`); a stack is reconstructed in one pass, several slices
-per work-item sharing the geometry.
+:func:`analysis.tomo.sinograms`). One sinogram runs ``kernels/fbp.cl`` (a run of pixels
+of a row per work-item, computed as one vector). A stack runs ``kernels/fbp_stack.cl``:
+its slices are reconstructed in groups of ``SPI`` that share the geometry, stored
+interleaved (``[group, angle, position, 2 * SPI]``: the values then the slopes of the
+group's filtered projections at one detector position), so one position of a whole
+group is one contiguous load and one ``SPI``-wide multiply-add per pixel and angle —
+a stack costs less per slice than a single sinogram. The same kernel adds into an
+existing sum (:meth:`FilteredBackProjection.backproject`), which is what
+:mod:`analysis.tomo_stream` does with each projection as it arrives.
 """
 
 from __future__ import annotations
@@ -45,6 +52,8 @@ from analysis.devarray import (
 SINOGRAM_DTYPES: tuple[npt.DTypeLike, ...] = (np.float32, np.float64)
 _LOCAL = 4
 _VW = 16
+_PPW = 8
+"""Pixels per work-item of the stack kernel (along a row)."""
 
 F64 = np.ndarray[Any, np.dtype[np.float64]]
 
@@ -81,12 +90,29 @@ def filter_sinograms(sinograms: npt.ArrayLike) -> F64:
     return np.asarray(np.fft.irfft(spectrum, n=size, axis=-1)[..., :width + 1])
 
 
-def _slices_per_item(n: int) -> int:
-    """Slices per work-item for a stack of ``n``: more share the geometry (faster per
-    slice), but the stack is padded with empty slices to a multiple of it."""
-    if n >= 32 or (n >= 8 and n % 8 == 0):
-        return 8
-    return 4 if n >= 4 else 1
+def slices_per_group(n: int) -> int:
+    """Slices per group of the stack kernel for a stack of ``n``: more share the geometry
+    (faster per slice), but the stack is padded with empty slices to a multiple of it."""
+    if n >= 64 or (n >= 16 and n % 16 == 0):
+        return 16
+    return 8 if n > 4 else 4
+
+
+def pack_stack(filtered: npt.NDArray[np.floating], spi: int) -> npt.NDArray[np.float32]:
+    """Filtered projections ``(slices, angles, width + 1)`` in the stack kernel's layout
+    ``(groups, angles, width + 3, 2 * spi)`` float32 (see ``kernels/fbp_stack.cl``),
+    padded with zero slices to whole groups."""
+    n, angles, w1 = filtered.shape
+    groups = -(-n // spi)
+    stride = w1 + 2
+    p = np.zeros((groups * spi, angles, stride + 1), np.float32)
+    p[:n, :, 1:w1 + 1] = filtered
+    out = np.empty((groups, angles, stride, 2 * spi), np.float32)
+    grouped = p.reshape(groups, spi, angles, stride + 1)
+    out[..., :spi] = np.moveaxis(grouped[..., :-1], 1, -1)
+    out[..., spi:] = np.moveaxis(grouped[..., 1:], 1, -1)
+    out[..., spi:] -= out[..., :spi]
+    return out
 
 
 def _angles(angles: npt.ArrayLike, n: int, degrees: bool) -> F64:
@@ -142,11 +168,15 @@ class FilteredBackProjection:
         """Number of projections per sinogram."""
         return len(self.theta)
 
-    def _trig_on(self, rt: cl.Runtime) -> Any:
-        d = self._trig.get(id(rt.context))
+    def _trig_on(self, rt: cl.Runtime, theta: F64) -> Any:
+        """(cos, sin) of ``theta`` on the device (the plan's own angles cached)."""
+        own = theta is self.theta
+        d = self._trig.get(id(rt.context)) if own else None
         if d is None:
-            cs = np.stack([np.cos(self.theta), np.sin(self.theta)], axis=1)
-            d = self._trig[id(rt.context)] = to_device(rt, cs.astype(np.float32), "angles")
+            cs = np.stack([np.cos(theta), np.sin(theta)], axis=1)
+            d = to_device(rt, cs.astype(np.float32), "angles")
+            if own:
+                self._trig[id(rt.context)] = d
         return d
 
     def __call__(self, sinograms: Array) -> Array:
@@ -158,35 +188,85 @@ class FilteredBackProjection:
             raise ArrayArgumentError(f"argument `sinograms`: expected (..., angles, width) = "
                                      f"(..., {want[0]}, {want[1]}), got "
                                      f"{tuple(sinograms.shape)}")
-        import pyopencl.array as cla
-
         rt = runtime_for(sinograms, device=self._device)
         host = sinograms.get() if is_device(sinograms) else np.asarray(sinograms)
         stack = host.reshape((-1, *want))
         n = stack.shape[0]
-        spi = _slices_per_item(n)
-        slices = round_up(max(n, 1), spi)
-        stride = self.width + 3
-        filt = np.zeros((slices, self.n_angles, stride, 2), np.float32)
-        if n:
-            p = np.zeros((n, self.n_angles, stride + 1), np.float32)
-            p[:, :, 1:self.width + 2] = filter_sinograms(stack)
-            filt[:n, :, :, 0] = p[:, :, :-1]
-            filt[:n, :, :, 1] = p[:, :, 1:] - p[:, :, :-1]
-        d_filt = cla.to_device(rt.queue, filt)
-        size = self.width
-        out = cla.empty(rt.queue, (slices, size, size), np.float32)
-        runs = round_up(-(-size // _VW), _LOCAL)
-        kernel(rt, "fbp.cl", "backproject", (f"-DSPI={spi}", f"-DVW={_VW}"))(
-            rt.queue, (runs, size, slices // spi), (_LOCAL, 1, 1),
-            d_filt.data, self._trig_on(rt).data, np.uint32(self.n_angles), np.uint32(stride),
-            np.float32(self.centre), np.uint32(size), np.int32(self.circle),
-            np.float32(np.pi / (2 * self.n_angles)), out.data)
-        shape = (*tuple(sinograms.shape[:-2]), size, size)
+        scale = np.pi / (2 * self.n_angles)
+        if n == 1:
+            out = self._single(rt, stack[0], scale)
+        else:
+            out = self.backproject(stack, self.theta, scale=scale, rt=rt)
+        shape = (*tuple(sinograms.shape[:-2]), self.width, self.width)
         if is_device(sinograms):
-            return (out if slices == n else out[:n]).reshape(shape)
+            return (out if out.shape[0] == n else out[:n]).reshape(shape)
         result: np.ndarray[Any, np.dtype[np.float32]] = out.get()[:n].reshape(shape)
         return result
+
+    def _single(self, rt: cl.Runtime, sinogram: npt.NDArray[Any], scale: float) -> Any:
+        """One sinogram with the row-vector kernel; the device array ``(1, W, W)``."""
+        import pyopencl.array as cla
+
+        stride = self.width + 3
+        p = np.zeros((1, self.n_angles, stride + 1), np.float32)
+        p[:, :, 1:self.width + 2] = filter_sinograms(sinogram[None])
+        filt = np.empty((1, self.n_angles, stride, 2), np.float32)
+        filt[..., 0] = p[:, :, :-1]
+        filt[..., 1] = p[:, :, 1:] - p[:, :, :-1]
+        d_filt = cla.to_device(rt.queue, filt)
+        size = self.width
+        out = cla.empty(rt.queue, (1, size, size), np.float32)
+        runs = round_up(-(-size // _VW), _LOCAL)
+        kernel(rt, "fbp.cl", "backproject", ("-DSPI=1", f"-DVW={_VW}"))(
+            rt.queue, (runs, size, 1), (_LOCAL, 1, 1),
+            d_filt.data, self._trig_on(rt, self.theta).data, np.uint32(self.n_angles),
+            np.uint32(stride), np.float32(self.centre), np.uint32(size),
+            np.int32(self.circle), np.float32(scale), out.data)
+        return out
+
+    def backproject(self, sinograms: npt.ArrayLike, theta: npt.ArrayLike, *,
+                    scale: float, into: Any = None, interleaved: bool = False,
+                    rt: cl.Runtime | None = None) -> Any:
+        """Filter and back-project sinograms ``(slices, k, width)`` at angles ``theta``
+        (radians, ``k`` of them) with the stack kernel, times ``scale``; added to the
+        device array ``into`` (from an earlier call with as many slices and the same
+        ``interleaved``) when given, else into a new one. Returns the device array:
+        ``(groups * SPI, W, W)`` whose first ``slices`` planes are the slices, or with
+        ``interleaved`` ``(groups, W, W, SPI)`` (see :func:`deinterleave`), the layout
+        that a sum updated again and again reads and writes fastest."""
+        import pyopencl.array as cla
+
+        s = np.asarray(sinograms)
+        th = np.asarray(theta, dtype=np.float64)
+        n, k = int(s.shape[0]), int(s.shape[1])
+        spi = slices_per_group(n)
+        groups = -(-n // spi)
+        if rt is None:
+            rt = runtime_for(into, device=self._device)
+        size = self.width
+        accumulate = into is not None
+        shape = (groups, size, size, spi) if interleaved else (groups * spi, size, size)
+        if into is None:
+            into = cla.empty(rt.queue, shape, np.float32)
+        elif tuple(into.shape) != shape:
+            raise ArrayArgumentError(f"argument `into`: expected a sum of shape {shape}, "
+                                     f"got {tuple(into.shape)}")
+        d_filt = cla.to_device(rt.queue, pack_stack(filter_sinograms(s), spi))
+        options = (f"-DSPI={spi}", f"-DPPW={_PPW}", *(("-DINTERLEAVED",) if interleaved
+                                                        else ()))
+        kernel(rt, "fbp_stack.cl", "backproject_stack", options)(
+            rt.queue, (round_up(-(-size // _PPW), _LOCAL), size, groups), (_LOCAL, 1, 1),
+            d_filt.data, self._trig_on(rt, th).data, np.uint32(k), np.uint32(size + 3),
+            np.float32(self.centre), np.uint32(size), np.int32(self.circle),
+            np.float32(scale), np.int32(accumulate), into.data)
+        return into
+
+
+def deinterleave(summed: npt.NDArray[np.float32], slices: int) -> npt.NDArray[np.float32]:
+    """The ``(slices, W, W)`` planes of an interleaved sum ``(groups, W, W, SPI)``."""
+    g, h, w, spi = summed.shape
+    planes = np.moveaxis(summed, 3, 1).reshape(g * spi, h, w)
+    return np.ascontiguousarray(planes[:slices])
 
 
 def fbp(sinograms: Array, angles: npt.ArrayLike, *, degrees: bool = True, circle: bool = True,

@@ -273,35 +273,36 @@ class TomoPartial:
     n: int
 
 
-def _chunk_on_device(projections: npt.ArrayLike, angles: npt.ArrayLike,
-                     refs: TomoReferences, rows: Sequence[int], floor: float,
-                     device: str | None) -> Any:
-    """Back-project one chunk; returns the device array ``(rows, W, W)`` float32."""
-    from analysis.devarray import to_device
-    from analysis.fbp import FilteredBackProjection
-    from analysis.tomo import absorption, sinograms
+class _RowsPrep:
+    """The line integrals of chosen ``rows`` of projections: the references of those rows
+    and the pixels to fill (mask, dead flats), prepared once (:mod:`analysis.tomo_stream`)."""
 
-    p = np.asarray(projections)
-    a = np.asarray(angles, dtype=np.float64)
-    if p.ndim != 3 or p.shape[0] != a.shape[0]:
-        raise ReductionError(f"chunk of projections {p.shape} and {a.shape[0]} angles: "
-                             "expected (angles, rows, cols) with one angle per projection")
-    if p.shape[1:] != refs.dark.shape:
-        raise ReductionError(f"projections {p.shape[1:]} and dark/flat references "
-                             f"{refs.dark.shape} differ in shape")
-    if not np.all(np.isfinite(a)):
-        raise ReductionError(f"angles {a.tolist()}: not finite")
-    idx = np.asarray(rows, dtype=np.intp)
-    sub = refs.rows(rows)
-    from analysis import cl
+    def __init__(self, refs: TomoReferences, rows: Sequence[int], floor: float) -> None:
+        from analysis.tomo_stream import fill_for
 
-    rt = cl.runtime(device)
-    d_proj = to_device(rt, np.ascontiguousarray(p[:, idx, :]), "projections")
-    mu = absorption(d_proj, to_device(rt, sub.dark, "dark"), to_device(rt, sub.flat, "flat"),
-                    mask=None if sub.mask is None else sub.mask.astype(np.uint8),
-                    floor=floor)
-    plan = FilteredBackProjection(a, int(p.shape[2]), degrees=True, device=device)
-    return plan(sinograms(mu))
+        self.refs = refs
+        self.rows = list(rows)
+        self.idx = np.asarray(self.rows, dtype=np.intp)
+        self.sub = refs.rows(self.rows)
+        self.fill = fill_for(self.sub.mask, self.sub.dark, self.sub.flat)
+        self.floor = floor
+
+    def __call__(self, projections: npt.ArrayLike, angles: npt.ArrayLike) -> tuple[F32, F64]:
+        """``(k, rows, cols)`` line integrals and the ``k`` angles, checked."""
+        from analysis.tomo_stream import line_integrals
+
+        p = np.asarray(projections)
+        a = np.asarray(angles, dtype=np.float64)
+        if p.ndim != 3 or a.ndim != 1 or p.shape[0] != a.shape[0]:
+            raise ReductionError(f"chunk of projections {p.shape} and {a.shape} angles: "
+                                 "expected (angles, rows, cols) with one angle per projection")
+        if p.shape[1:] != self.refs.dark.shape:
+            raise ReductionError(f"projections {p.shape[1:]} and dark/flat references "
+                                 f"{self.refs.dark.shape} differ in shape")
+        if not np.all(np.isfinite(a)):
+            raise ReductionError(f"angles {a.tolist()}: not finite")
+        return line_integrals(p[:, self.idx, :], self.sub.dark, self.sub.flat, self.fill,
+                              self.floor), a
 
 
 def tomo_chunk(projections: npt.ArrayLike, angles: npt.ArrayLike, refs: TomoReferences, *,
@@ -309,10 +310,14 @@ def tomo_chunk(projections: npt.ArrayLike, angles: npt.ArrayLike, refs: TomoRefe
                device: str | None = None) -> TomoPartial:
     """Reconstruct ``rows`` from one chunk of projections ``(k, rows, cols)`` at ``angles``
     (degrees): a pure function of numpy arrays (a Dask task)."""
+    from analysis.fbp import FilteredBackProjection
+
     p = np.asarray(projections)
     chosen = select_rows(rows, int(p.shape[1]) if p.ndim == 3 else 0)
-    out = _chunk_on_device(p, angles, refs, chosen, floor, device)
-    return TomoPartial(np.asarray(out.get(), dtype=np.float32), int(p.shape[0]))
+    mu, a = _RowsPrep(refs, chosen, floor)(p, angles)
+    plan = FilteredBackProjection(a, int(p.shape[2]), degrees=True, device=device)
+    volume = plan(np.ascontiguousarray(np.swapaxes(mu, 0, 1)))
+    return TomoPartial(np.asarray(volume, dtype=np.float32), int(p.shape[0]))
 
 
 def tomo_combine(partials: Iterable[TomoPartial]) -> F32:
@@ -329,41 +334,39 @@ def tomo_combine(partials: Iterable[TomoPartial]) -> F32:
 
 
 class TomoAccumulator:
-    """The running sum ``sum_k n_k fbp_k`` of chunk reconstructions (live use).
-
-    ``add`` back-projects a chunk on the OpenCL device and adds it to a host sum (on
-    PoCL, pyopencl's generic element-wise kernels take about 0.3 s per 16 M values,
-    ten times a numpy in-place add); ``result`` divides by the number of projections.
+    """The running reconstruction of a tomography run, one projection (or a few) at a
+    time (live use): each :meth:`add` filters and back-projects its projections into a
+    sum kept on the OpenCL device (:class:`analysis.tomo_stream.StreamingFBP`), so its
+    cost is that of its own projections, and :meth:`result` is the reconstruction of
+    every projection added so far.
     """
 
     def __init__(self, refs: TomoReferences, rows: Sequence[int], *, floor: float = 1e-6,
                  device: str | None = None) -> None:
+        from analysis.tomo_stream import StreamingFBP
+
         self.refs = refs
         self.rows = select_rows(rows, refs.dark.shape[0])
         self.floor = floor
         self.device = device
-        self.n = 0
-        self._sum: F32 | None = None
+        self._prep = _RowsPrep(refs, self.rows, floor)
+        self._fbp = StreamingFBP(int(refs.dark.shape[1]), len(self.rows), device=device)
+
+    @property
+    def n(self) -> int:
+        """Projections added so far."""
+        return self._fbp.n
 
     def add(self, projections: npt.ArrayLike, angles: npt.ArrayLike) -> None:
-        """Back-project projections ``(k, rows, cols)`` at ``angles`` into the sum."""
-        p = np.asarray(projections)
-        part: F32 = _chunk_on_device(p, angles, self.refs, self.rows, self.floor,
-                                     self.device).get()
-        k = int(p.shape[0])
-        if k != 1:
-            part *= np.float32(k)
-        if self._sum is None:
-            self._sum = part
-        else:
-            self._sum += part
-        self.n += k
+        """Back-project projections ``(k, rows, cols)`` at ``angles`` (degrees) into the sum."""
+        mu, a = self._prep(projections, angles)
+        self._fbp.add(mu, a)
 
     def result(self) -> F32:
-        """The reconstruction ``(rows, W, W)`` float32."""
-        if self._sum is None or self.n == 0:
+        """The reconstruction ``(rows, W, W)`` float32 of every projection added so far."""
+        if self.n == 0:
             raise ReductionError("no projections to reconstruct")
-        return np.asarray(self._sum / np.float32(self.n), dtype=np.float32)
+        return self._fbp.result()
 
 
 # -- diffraction chunks ----------------------------------------------------------------------

@@ -1,0 +1,113 @@
+// Back-projection of a stack of ramp-filtered sinograms, SPI slices at once (see
+// analysis/fbp.py). The slices of a group share the geometry, so they are the vector:
+// one detector position of all SPI slices is one contiguous load, and each pixel's sum
+// over the angles is one SPI-wide fused multiply-add per angle.
+// Build options: -DSPI=4|8|16 (slices per group), -DPPW=<pixels per work-item along a row>,
+// -DINTERLEAVED (out is [groups, size, size, SPI] instead of [slices, size, size]).
+//
+// filt:  [groups, angles, stride, 2 * SPI] floats: for detector sample s (entry s + 1)
+//        the SPI values v of the filtered projections, then the SPI slopes (next - v);
+//        entry 0's values and entry stride - 1 are zero, so interpolation falls off to zero
+//        just outside the detector, and entry stride - 1 serves off-detector positions.
+// trig:  (cos, sin) per angle.
+// out:   [groups * SPI, size, size]; pixel (i, j) is at x = i - size/2, y = j - size/2 and
+//        sees the detector position t = y cos - x sin + centre (scikit-image's iradon).
+//        With accumulate != 0 the sums are added to what out holds (streaming use).
+// Global size (ceil(size / PPW), size, groups).
+
+#if SPI == 4
+typedef float4 vs;
+typedef float8 WIDE;
+#define LOAD(p) vload8(0, (p))
+#elif SPI == 8
+typedef float8 vs;
+typedef float16 WIDE;
+#define LOAD(p) vload16(0, (p))
+#elif SPI == 16
+typedef float16 vs;
+#else
+#error "SPI must be 4, 8 or 16"
+#endif
+
+__kernel void backproject_stack(__global const float *filt, __global const float2 *trig,
+                                const uint angles, const uint stride, const float centre,
+                                const uint size, const int circle, const float scale,
+                                const int accumulate, __global float *out)
+{
+    const uint j0 = get_global_id(0) * PPW, i = get_global_id(1), g = get_global_id(2);
+    if (j0 >= size) return;
+    const int r = (int)(size / 2);
+    const int xi = (int)i - r;
+    const float x = (float)xi;
+    const size_t npix = (size_t)size * size;
+    const int jn = min((int)PPW, (int)size - (int)j0);
+    const int ya = (int)j0 - r;
+    const uint row = 2 * SPI;
+    const float last = (float)(stride - 1);
+    const float c1 = centre + 1.0f;
+    __global const float *base = filt + (size_t)g * angles * stride * row;
+    vs acc[PPW];
+    for (int p = 0; p < PPW; ++p) acc[p] = (vs)(0.0f);
+    // the whole run of pixels outside the circle: no angle loop
+    const int yb = ya + jn - 1;
+    const int ymin = (ya <= 0 && yb >= 0) ? 0 : min(abs(ya), abs(yb));
+    const uint loops = (circle && xi * xi + ymin * ymin > r * r) ? 0 : angles;
+    for (uint a = 0; a < loops; ++a) {
+        const float2 cs = trig[a];
+        const float xs = fma(-x, cs.y, c1);
+        __global const float *line = base + (size_t)a * stride * row;
+        for (int p = 0; p < PPW; ++p) {
+            // the same arithmetic per pixel as fbp.cl's, so a slice comes out bit for bit
+            // the same whichever kernel and group it went through
+            const float t = fma((float)(ya + p), cs.x, xs);
+            const bool ok = t >= 0.0f && t < last;
+            const int k = ok ? (int)t : (int)stride - 1;
+            const float f = ok ? t - (float)k : 0.0f;
+            __global const float *w = line + (size_t)k * row;
+#if SPI == 16
+            const vs v = vload16(0, w), dv = vload16(1, w);
+#else
+            const WIDE both = LOAD(w);
+            const vs v = both.lo, dv = both.hi;
+#endif
+            acc[p] += fma((vs)(f), dv, v);
+        }
+    }
+#ifdef INTERLEAVED
+    // out: [groups, size, size, SPI], a pixel's SPI slices side by side (streaming sums:
+    // each call reads and writes the whole sum, so it is one vector per pixel)
+    __global float *o = out + (((size_t)g * size + i) * size + j0) * SPI;
+    for (int p = 0; p < jn; ++p) {
+        const int y = ya + p;
+        const bool outside = circle && xi * xi + y * y > r * r;
+        const vs value = outside ? (vs)(0.0f) : acc[p] * scale;
+        __global float *at = o + (size_t)p * SPI;
+#if SPI == 4
+        vstore4(accumulate ? vload4(0, at) + value : value, 0, at);
+#elif SPI == 8
+        vstore8(accumulate ? vload8(0, at) + value : value, 0, at);
+#else
+        vstore16(accumulate ? vload16(0, at) + value : value, 0, at);
+#endif
+    }
+#else
+    __global float *o = out + (size_t)g * SPI * npix + (size_t)i * size + j0;
+    for (int p = 0; p < jn; ++p) {
+        const int y = ya + p;
+        const bool outside = circle && xi * xi + y * y > r * r;
+        float vals[SPI];
+#if SPI == 4
+        vstore4(acc[p] * scale, 0, vals);
+#elif SPI == 8
+        vstore8(acc[p] * scale, 0, vals);
+#else
+        vstore16(acc[p] * scale, 0, vals);
+#endif
+        for (int s = 0; s < SPI; ++s) {
+            const size_t at = (size_t)s * npix + p;
+            const float value = outside ? 0.0f : vals[s];
+            o[at] = accumulate ? o[at] + value : value;
+        }
+    }
+#endif
+}
