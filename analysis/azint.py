@@ -1,179 +1,136 @@
-"""Azimuthal integration on OpenCL (1D patterns and 2D "cakes"), without pixel splitting.
+"""Azimuthal integration on OpenCL, called like pyFAI's ``integrate1d``/``integrate2d``.
 
-:class:`AzimuthalIntegrator` is built from a :class:`geometry.PoniGeometry`.
-Everything that depends on the geometry and the configuration (unit, number of bins,
-ranges, mask, dark, flat, solid-angle and polarization corrections) is computed once —
-the bin of every pixel, the per-bin normalisation, pixel count and dark sums — and the
-bin table is kept on the device. Per frame only the frame goes to the device (no copy at
-all on a CPU device, or when the caller passes a ``pyopencl.array.Array``) and one kernel
-sums it per bin. Results agree with pyFAI's ``("no", "csr", "cython")`` method bin by bin
-(same bin edges and positions, same Poisson error model).
+:class:`AzimuthalIntegrator` is built from a :class:`geometry.PoniGeometry` (or a ``.poni``
+file: :meth:`AzimuthalIntegrator.load`). Its ``integrate1d``/``integrate2d`` take pyFAI's
+arguments with pyFAI's meaning and defaults — ``method`` (pixel splitting ``"no"``,
+``"bbox"`` — the default — or ``"full"``, or a pyFAI method tuple), ``unit``
+(``q_nm^-1`` by default), ``radial_range``, ``azimuth_range``, ``mask`` (the detector's
+module gaps when None), ``dummy``/``delta_dummy`` (the detector's when None), NaN pixels
+dropped, ``correctSolidAngle``, ``polarization_factor``, ``dark``, ``flat``,
+``normalization_factor``, ``error_model`` (None, ``"poisson"``, ``"azimuthal"``) — and return
+results that unpack like pyFAI's. Results agree with pyFAI's CSR engines bin by bin.
 
-A configuration is recognised by its scalar arguments and by the *identity* of the
-``mask``/``dark``/``flat`` arrays: after changing one of them in place, pass a new array or
-call :meth:`AzimuthalIntegrator.reset`. Float frames must be finite (mask NaN pixels).
+Everything that depends on the geometry and the configuration is built once and cached,
+keyed by all it depends on (mask, dark and flat by content): the sparse integration matrix
+(:mod:`analysis.azint_matrix`) and the per-bin normalisation sums
+(:mod:`analysis.azint_plan`). Per call only the frames go to the device — one frame, or a
+stack ``(n, rows, cols)`` in one launch (:mod:`analysis.azint_engine`) — converted from their
+own type on the device.
 """
 
 from __future__ import annotations
 
+import os
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from analysis import azint_args as args
 from analysis import cl
-from analysis._azint_plan import (
-    ERROR_MODELS,
-    UNITS,
-    Plan,
-    Sums,
-    finish,
-    make_plan,
-    reference_sums,
-    to_unit,
-)
-from geometry import PoniGeometry
+from analysis.azint_engine import KINDS, Engine
+from analysis.azint_matrix import Matrix, Request, build
+from analysis.azint_plan import Dummy, Finished, Plan, Sums, finish, make_plan, normalisation
+from analysis.azint_plan import reference as reference_sums
+from geometry import PoniGeometry, Unit, radial_unit, read_poni
 
-__all__ = ["UNITS", "AzimuthalIntegrator", "Integrate1dResult", "Integrate2dResult"]
+__all__ = ["AzimuthalIntegrator", "Integrate1dResult", "Integrate2dResult"]
 
-FRAME_DTYPES = {np.dtype(np.uint16): "ushort", np.dtype(np.int32): "int",
-                np.dtype(np.float32): "float"}
-METHODS = ("auto", "private", "gather")
-#: Largest bin count handled by the private-histogram kernel (a private array per work-item).
-PRIVATE_MAX_BINS = 4096
-_KEEP = 8  # configurations kept per integrator
+F64 = npt.NDArray[np.float64]
+DEFAULT_METHOD = ("bbox", "csr", "cython")
+_MATRICES = 4
+_ENGINES = 8
+
+
+@dataclass(frozen=True, repr=False)
+class _Result:
+    """Arrays common to 1D and 2D results (a leading frame axis for stacks)."""
+
+    intensity: F64
+    sigma: F64 | None
+    count: F64
+    sum_signal: F64
+    sum_variance: F64 | None
+    sum_normalization: F64
+    sum_normalization2: F64
+    std: F64 | None
+    sem: F64 | None
+    error_model: str | None
+    method: tuple[str, str, str]
+    compute_engine: str
+    metadata: Any
+
+    def _tuple(self) -> tuple[F64, ...]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(shape={self.intensity.shape}, "
+                f"npt={self.intensity.shape[-1]}, method={self.method}, "
+                f"error_model={self.error_model!r})")
+
+    def __iter__(self) -> Iterator[F64]:
+        return iter(self._tuple())
+
+    def __len__(self) -> int:
+        return len(self._tuple())
+
+    def __getitem__(self, i: int) -> F64:
+        return self._tuple()[i]
+
+
+@dataclass(frozen=True, repr=False)
+class Integrate1dResult(_Result):
+    """A 1D pattern (or one per frame of a stack), as pyFAI returns it: ``radial`` bin
+    centres in ``unit``; ``intensity``; ``sigma`` (the standard error of the mean, None
+    without error model); the sums behind them. Unpacks as ``x, I`` or ``x, I, sigma``."""
+
+    radial: F64
+    unit: str
+
+    def _tuple(self) -> tuple[F64, ...]:
+        base = (self.radial, self.intensity)
+        return base if self.sigma is None else (*base, self.sigma)
+
+
+@dataclass(frozen=True, repr=False)
+class Integrate2dResult(_Result):
+    """A cake: arrays ``(npt_azim, npt_rad)`` (``(n, npt_azim, npt_rad)`` for a stack),
+    ``radial`` in ``radial_unit``, ``azimuthal`` in ``azimuthal_unit``. Unpacks as pyFAI's:
+    ``I, radial, azimuthal`` or ``I, radial, azimuthal, sigma``."""
+
+    radial: F64
+    azimuthal: F64
+    radial_unit: str
+    azimuthal_unit: str
+
+    @property
+    def unit(self) -> tuple[str, str]:
+        """``(radial_unit, azimuthal_unit)``."""
+        return self.radial_unit, self.azimuthal_unit
+
+    def _tuple(self) -> tuple[F64, ...]:
+        base = (self.intensity, self.radial, self.azimuthal)
+        return base if self.sigma is None else (*base, self.sigma)
 
 
 @dataclass(frozen=True)
-class Integrate1dResult:
-    """A 1D pattern: per-bin radial centres (in ``unit``), intensity, Poisson error
-    (``sigma``, None without error model) and the sums it was computed from."""
+class _Call:
+    """One call's configuration, checked."""
 
-    radial: npt.NDArray[np.float64]
-    intensity: npt.NDArray[np.float64]
-    sigma: npt.NDArray[np.float64] | None
-    sum_signal: npt.NDArray[np.float64]
-    sum_variance: npt.NDArray[np.float64] | None
-    sum_normalization: npt.NDArray[np.float64]
-    count: npt.NDArray[np.float64]
-    unit: str
-
-    def __iter__(self) -> Iterator[npt.NDArray[np.float64]]:
-        """Unpacks like pyFAI's result: ``x, I`` or, with an error model, ``x, I, sigma``."""
-        yield self.radial
-        yield self.intensity
-        if self.sigma is not None:
-            yield self.sigma
-
-
-@dataclass(frozen=True)
-class Integrate2dResult:
-    """A cake: arrays of shape ``(npt_azim, npt_rad)`` as pyFAI returns them; ``radial``
-    in ``unit``, ``azimuthal`` (χ) in degrees."""
-
-    radial: npt.NDArray[np.float64]
-    azimuthal: npt.NDArray[np.float64]
-    intensity: npt.NDArray[np.float64]
-    sigma: npt.NDArray[np.float64] | None
-    sum_signal: npt.NDArray[np.float64]
-    sum_variance: npt.NDArray[np.float64] | None
-    sum_normalization: npt.NDArray[np.float64]
-    count: npt.NDArray[np.float64]
-    unit: str
-
-
-def _kernel_source() -> str:
-    return resources.files("analysis").joinpath("kernels", "azint.cl").read_text()
-
-
-class _Prepared:
-    """One configuration on the device: plan, bin table and built kernels per frame type."""
-
-    def __init__(self, rt: cl.Runtime, plan: Plan, method: str, arrays: tuple[Any, ...]):
-        import pyopencl
-
-        self.rt, self.plan, self.method = rt, plan, method
-        self.arrays = arrays  # keeps mask/dark/flat alive so their ids stay meaningful
-        self.kernels: dict[tuple[str, bool], tuple[Any, ...]] = {}
-        dev = rt.device
-        self.acc = np.dtype(np.float64 if dev.double_fp_config else np.float32)
-        mf = pyopencl.mem_flags
-        n = plan.nbins
-        if method == "private":
-            self.bins = pyopencl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR,
-                                        hostbuf=plan.bins.astype(np.uint16))
-            self.nparts = max(1, int(dev.max_compute_units))
-            self.chunk = ((plan.bins.size + self.nparts - 1) // self.nparts + 7) // 8 * 8
-            self.partial = pyopencl.Buffer(rt.context, mf.READ_WRITE,
-                                           self.nparts * 2 * n * self.acc.itemsize)
-        else:
-            order = np.argsort(plan.bins, kind="stable")
-            counts = np.bincount(plan.bins, minlength=n + 1)[:n]
-            indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.uint32)
-            indices = order[: int(indptr[-1])].astype(np.uint32)
-            self.indptr = pyopencl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR,
-                                          hostbuf=indptr)
-            self.indices = pyopencl.Buffer(rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR,
-                                           hostbuf=indices if indices.size else
-                                           np.zeros(1, np.uint32))
-        self.out = pyopencl.Buffer(rt.context, mf.READ_WRITE, 2 * n * self.acc.itemsize)
-        self.host_out = np.zeros(2 * n, dtype=self.acc)
-        self.frame_buffers: dict[np.dtype[Any], Any] = {}
-
-    def _kernels(self, ctype: str, variance: bool) -> tuple[Any, ...]:
-        key = (ctype, variance)
-        if key not in self.kernels:
-            import pyopencl
-
-            double = self.acc == np.float64
-            opts = (f"-DFRAME_T={ctype}", f"-DACC_T={'double' if double else 'float'}",
-                    f"-DACC_IS_DOUBLE={int(double)}", f"-DNBINS={self.plan.nbins}",
-                    f"-DVARIANCE={int(variance)}")
-            prog = cl.build(self.rt, _kernel_source(), opts)
-            names = (("azint_private", "azint_reduce") if self.method == "private"
-                     else ("azint_gather",))
-            self.kernels[key] = tuple(pyopencl.Kernel(prog, name) for name in names)
-        return self.kernels[key]
-
-    def _frame_buffer(self, frame: Any) -> tuple[Any, np.dtype[Any]]:
-        import pyopencl
-
-        if not isinstance(frame, np.ndarray):  # a pyopencl Array, already checked
-            return frame.data, frame.dtype
-        mf = pyopencl.mem_flags
-        if self.rt.device.type & pyopencl.device_type.CPU:
-            # zero copy: the device reads the host memory; we wait for the result below
-            return pyopencl.Buffer(self.rt.context, mf.READ_ONLY | mf.USE_HOST_PTR,
-                                   hostbuf=frame), frame.dtype
-        buf = self.frame_buffers.get(frame.dtype)
-        if buf is None:
-            buf = self.frame_buffers[frame.dtype] = pyopencl.Buffer(
-                self.rt.context, mf.READ_ONLY, frame.nbytes)
-        pyopencl.enqueue_copy(self.rt.queue, buf, frame, is_blocking=False)
-        return buf, frame.dtype
-
-    def run(self, frame: Any, variance: bool) -> Sums:
-        import pyopencl
-
-        buf, dtype = self._frame_buffer(frame)
-        kernels = self._kernels(FRAME_DTYPES[np.dtype(dtype)], variance)
-        q, n = self.rt.queue, self.plan.nbins
-        if self.method == "private":
-            k_hist, k_reduce = kernels
-            k_hist(q, (self.nparts,), (1,), buf, self.bins, np.uint32(self.plan.bins.size),
-                   np.uint32(self.chunk), self.partial)
-            k_reduce(q, ((1 + variance) * n,), None, self.partial, np.uint32(self.nparts),
-                     self.out)
-        else:
-            (k_gather,) = kernels
-            k_gather(q, (n,), None, buf, self.indptr, self.indices, self.out)
-        pyopencl.enqueue_copy(q, self.host_out, self.out)
-        raw = self.host_out[:n].astype(np.float64)
-        corr = self.host_out[n:].astype(np.float64) if variance else None
-        return finish(self.plan, raw, corr)
+    request: Request
+    mask: npt.NDArray[Any] | None
+    mask_key: object
+    dark: npt.NDArray[Any] | None
+    flat: npt.NDArray[Any] | None
+    correct_solid_angle: bool
+    polarization_factor: float | None
+    error_model: str | None
+    dummy: Dummy | None
+    empty: float
+    normalization_factor: float
 
 
 class AzimuthalIntegrator:
@@ -182,278 +139,292 @@ class AzimuthalIntegrator:
     Parameters
     ----------
     geometry
-        Detector geometry (PONI convention).
+        Detector geometry (PONI convention), e.g. from :func:`geometry.read_poni`.
     device
         OpenCL device choice passed to :func:`analysis.cl.runtime` (None: the default).
-    method
-        ``"private"`` (per-work-item histograms, fastest on CPU devices), ``"gather"``
-        (one work-item per bin over a pixel list, for GPUs and large bin counts) or
-        ``"auto"`` (private on a CPU device when the bins fit, else gather).
+    kernel
+        ``"auto"`` (private histograms on a CPU device when the bins fit, else CSR rows),
+        ``"private"`` (private histograms wherever they apply: at most 4096 bins; 2D cakes
+        with pixel splitting still go row by row) or ``"csr"`` — the kernel changes, not
+        the result.
     """
 
     def __init__(self, geometry: PoniGeometry, device: str | None = None,
-                 method: str = "auto") -> None:
+                 kernel: str = "auto") -> None:
         if not isinstance(geometry, PoniGeometry):
             raise TypeError(f"geometry must be a PoniGeometry, got {type(geometry).__name__}")
-        if method not in METHODS:
-            raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
+        if kernel not in KINDS:
+            raise ValueError(f"unknown kernel {kernel!r}; valid: {', '.join(KINDS)}")
         self.geometry = geometry
-        self.method = method
+        self.kernel = kernel
         self.rt = cl.runtime(device)
-        self._prepared: dict[tuple[Any, ...], _Prepared] = {}
+        self._matrices: OrderedDict[tuple[object, ...], Matrix] = OrderedDict()
+        self._engines: OrderedDict[tuple[object, ...], Engine] = OrderedDict()
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], shape: tuple[int, int] | None = None,
+             device: str | None = None) -> AzimuthalIntegrator:
+        """An integrator for the geometry of a pyFAI ``.poni`` file (``pyFAI.load``)."""
+        return cls(read_poni(path, shape=shape), device=device)
 
     def reset(self) -> None:
-        """Forget all prepared configurations (after changing a mask/dark/flat in place)."""
-        self._prepared.clear()
+        """Forget every cached matrix and plan."""
+        self._matrices.clear()
+        self._engines.clear()
 
-    # -- argument checks ------------------------------------------------------------
+    # -- configuration -----------------------------------------------------------------
 
-    def _check_image(self, name: str, a: Any) -> npt.NDArray[Any] | None:
-        if a is None:
-            return None
-        arr = np.asarray(a)
-        if arr.shape != self.geometry.shape:
-            raise ValueError(f"{name} has shape {arr.shape}, expected {self.geometry.shape} "
-                             "(the detector shape)")
-        return arr
-
-    def _check_frame(self, frame: Any) -> Any:
-        from analysis import devarray
-
-        if devarray.is_device(frame):
-            if frame.context != self.rt.context:
-                raise ValueError("frame is a pyopencl array on another OpenCL context than "
-                                 f"this integrator's ({self.rt.name})")
-            arr_shape, dtype = tuple(frame.shape), np.dtype(frame.dtype)
-            if not frame.flags.c_contiguous:
-                raise ValueError("frame (pyopencl array) must be C-contiguous")
+    def _call(self, dtype: np.dtype[Any], unit: Unit, npt_rad: int, npt_azim: int | None,
+              azim_unit: Unit | None, method: Any, radial_range: Any, azimuth_range: Any,
+              mask: Any, dummy: Any, delta_dummy: Any, dark: Any, flat: Any,
+              correct_solid_angle: Any, polarization_factor: Any, error_model: Any,
+              normalization_factor: Any) -> _Call:
+        g = self.geometry
+        split = args.split_of(method)
+        model = args.error_model(error_model)
+        if unit.needs_wavelength and g.wavelength is None:
+            unit.values(np.zeros(1), np.zeros(1), np.ones(1), None)  # raises, naming it
+        pol = polarization_factor
+        if pol is not None and (isinstance(pol, bool) or not isinstance(
+                pol, (int, float, np.integer, np.floating)) or not -1.0 <= float(pol) <= 1.0):
+            raise ValueError(f"polarization_factor must be in [-1, 1] or None, got {pol!r}")
+        factor = normalization_factor
+        if isinstance(factor, bool) or not isinstance(
+                factor, (int, float, np.integer, np.floating)) or not np.isfinite(factor) \
+                or factor == 0:
+            raise ValueError(f"normalization_factor must be a finite non-zero number, got "
+                             f"{factor!r}")
+        user_mask = args.image("mask", mask, g.shape)
+        if user_mask is None:
+            det_mask = g.detector.mask
+            mask_arr = det_mask if det_mask.any() else None
+            mask_key: object = ("detector", g.detector.name) if mask_arr is not None else None
         else:
-            if not isinstance(frame, np.ndarray):
-                raise TypeError("frame must be a numpy array or a pyopencl array, got "
-                                f"{type(frame).__name__}")
-            arr_shape, dtype = frame.shape, frame.dtype
-        if arr_shape != self.geometry.shape:
-            raise ValueError(f"frame has shape {arr_shape}, expected {self.geometry.shape} "
-                             "(the detector shape)")
-        if dtype not in FRAME_DTYPES:
-            raise TypeError(f"frame dtype {dtype} is not supported; use one of "
-                            + ", ".join(str(d) for d in FRAME_DTYPES))
-        if isinstance(frame, np.ndarray):
-            return np.ascontiguousarray(frame)
-        return frame
+            mask_arr, mask_key = user_mask, args.digest(user_mask)
+        d = args.dummy_of(dummy, delta_dummy, g.detector, dtype)
+        request = Request(split, unit, npt_rad, args.radial_range(radial_range, unit),
+                          npt_azim, args.azimuth_range(
+                              azimuth_range, azim_unit or _CHI_DEG))
+        return _Call(request, mask_arr, mask_key, args.image("dark", dark, g.shape),
+                     args.image("flat", flat, g.shape), bool(correct_solid_angle),
+                     None if pol is None else float(pol), model, d,
+                     0.0 if d is None else d.value, float(factor))
 
-    @staticmethod
-    def _host(frame: Any) -> npt.NDArray[Any]:
-        return frame if isinstance(frame, np.ndarray) else np.asarray(frame.get())
+    def _matrix(self, c: _Call) -> Matrix:
+        r = c.request
+        key = (r.split, r.unit.name, r.npt_rad, r.npt_azim, r.radial_range,
+               r.azimuth_range, c.mask_key)
+        m = self._matrices.get(key)
+        if m is None:
+            mask = np.zeros(self.geometry.shape, bool) if c.mask is None else c.mask != 0
+            m = build(self.geometry, r, mask)
+            if len(self._matrices) >= _MATRICES:
+                self._matrices.popitem(last=False)
+            self._matrices[key] = m
+        else:
+            self._matrices.move_to_end(key)
+        return m
 
-    @staticmethod
-    def _check_npt(name: str, npt_: Any) -> int:
-        if isinstance(npt_, bool) or not isinstance(npt_, (int, np.integer)) or npt_ < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {npt_!r}")
-        return int(npt_)
+    def _engine(self, c: _Call) -> Engine:
+        r = c.request
+        flat_key = args.digest(c.flat)
+        key = (r.split, r.unit.name, r.npt_rad, r.npt_azim, r.radial_range,
+               r.azimuth_range, c.mask_key, flat_key, args.digest(c.dark),
+               c.correct_solid_angle, c.polarization_factor,
+               c.dummy if flat_key is not None else None)
+        e = self._engines.get(key)
+        if e is None:
+            matrix = self._matrix(c)
+            flat = None if c.flat is None else c.flat.astype(np.float32)
+            norm = normalisation(self.geometry, flat, c.correct_solid_angle,
+                                 c.polarization_factor)
+            dark = None if c.dark is None else np.ascontiguousarray(
+                c.dark, dtype=np.float32).ravel()
+            plan = make_plan(matrix, norm, dark, flat, c.dummy)
+            e = Engine(self.rt, plan, self.kernel)
+            if len(self._engines) >= _ENGINES:
+                self._engines.popitem(last=False)
+            self._engines[key] = e
+        else:
+            self._engines.move_to_end(key)
+        return e
 
-    @staticmethod
-    def _check_range(name: str, rng: Any) -> tuple[float, float] | None:
-        if rng is None:
-            return None
-        try:
-            lo, hi = (float(v) for v in rng)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} must be (min, max), got {rng!r}") from None
-        if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
-            raise ValueError(f"{name} must be finite with min < max, got {rng!r}")
-        return lo, hi
+    # -- integration -------------------------------------------------------------------
 
-    def _configure(self, npt_rad: int, unit: str, radial_range: Any, npt_azim: int | None,
-                   azimuth_range: Any, mask: Any, dark: Any, flat: Any,
-                   correct_solid_angle: bool, polarization_factor: float | None,
-                   error_model: str | None) -> tuple[_Prepared, bool]:
-        u = to_unit(unit)
-        if error_model not in ERROR_MODELS:
-            raise ValueError(f"unknown error_model {error_model!r}; valid: 'poisson', None")
-        if polarization_factor is not None and not -1.0 <= float(polarization_factor) <= 1.0:
-            raise ValueError("polarization_factor must be in [-1, 1] or None, got "
-                             f"{polarization_factor!r}")
-        rr = self._check_range("radial_range", radial_range)
-        ar = self._check_range("azimuth_range", azimuth_range)
-        key = (u.name, npt_rad, rr, npt_azim, ar, id(mask), id(dark), id(flat),
-               bool(correct_solid_angle), polarization_factor)
-        prepared = self._prepared.get(key)
-        if prepared is None:
-            m = self._check_image("mask", mask)
-            d = self._check_image("dark", dark)
-            f = self._check_image("flat", flat)
-            plan = make_plan(self.geometry, u, npt_rad, rr, npt_azim, ar,
-                             mask=None if m is None else m.astype(bool),
-                             dark=None if d is None else d.astype(np.float32),
-                             flat=None if f is None else f.astype(np.float32),
-                             correct_solid_angle=correct_solid_angle,
-                             polarization_factor=polarization_factor)
-            method = self.method
-            if method == "auto":
-                import pyopencl
+    def _run(self, data: Any, dim: int, npt_rad: Any, npt_azim: Any, unit: Any,
+             kwargs: dict[str, Any], reference: bool) -> tuple[_Call, Plan, Sums, Finished,
+                                                               bool]:
+        frames = args.check_frames(data, self.geometry.shape, self.rt.context)
+        if dim == 1:
+            r_unit, a_unit = radial_unit(unit), None
+        else:
+            r_unit, a_unit = args.units2d(unit)
+        c = self._call(np.dtype(frames.dtype), r_unit, args.bins("npt", npt_rad)
+                       if dim == 1 else args.bins("npt_rad", npt_rad),
+                       None if dim == 1 else args.bins("npt_azim", npt_azim), a_unit, **kwargs)
+        engine = self._engine(c)
+        stacked = frames.ndim == 3
+        if reference:
+            host = frames if isinstance(frames, np.ndarray) else frames.get()
+            sums = reference_sums(engine.plan, host.reshape(-1, *self.geometry.shape)
+                                  if stacked else host[None], c.error_model, c.dummy)
+        else:
+            sums = engine.sums(engine.frames(frames), c.error_model, c.dummy)
+        return c, engine.plan, sums, finish(sums, c.empty, c.normalization_factor), stacked
 
-                cpu = bool(self.rt.device.type & pyopencl.device_type.CPU)
-                method = "private" if cpu and plan.nbins <= PRIVATE_MAX_BINS else "gather"
-            if method == "private" and plan.nbins > PRIVATE_MAX_BINS:
-                raise ValueError(f"method 'private' handles at most {PRIVATE_MAX_BINS} bins, "
-                                 f"got {plan.nbins}; use 'gather' or 'auto'")
-            if len(self._prepared) >= _KEEP:
-                self._prepared.pop(next(iter(self._prepared)))
-            prepared = self._prepared[key] = _Prepared(self.rt, plan, method,
-                                                       (mask, dark, flat))
-        return prepared, error_model == "poisson"
+    def _result1d(self, data: Any, npt_: Any, unit: Any, kwargs: dict[str, Any],
+                  reference: bool) -> Integrate1dResult:
+        metadata = kwargs.pop("metadata", None)
+        c, plan, s, fin, stacked = self._run(data, 1, npt_, None, unit, kwargs, reference)
 
-    # -- integration ----------------------------------------------------------------
+        def out(a: F64 | None) -> Any:
+            return None if a is None else (a if stacked else a[0])
 
-    def plan1d(self, npt: int, unit: str = "2th_deg", radial_range: Any = None,
-               mask: Any = None, dark: Any = None, flat: Any = None,
-               correct_solid_angle: bool = True,
-               polarization_factor: float | None = None) -> Plan:
-        """The frame-independent :class:`~analysis._azint_plan.Plan` of a 1D configuration
-        (bins per pixel, per-bin normalisation), as :meth:`integrate1d` uses it."""
-        npt = self._check_npt("npt", npt)
-        prepared, _ = self._configure(npt, unit, radial_range, None, None, mask, dark, flat,
-                                      correct_solid_angle, polarization_factor, None)
-        return prepared.plan
+        f = c.normalization_factor
+        return Integrate1dResult(
+            out(fin.intensity), out(fin.sem), out(s.count), out(s.signal), out(s.variance),
+            out(s.norm * f), out(s.norm2 * f * f), out(fin.std), out(fin.sem),
+            c.error_model, (c.request.split, "csr", "opencl"),
+            "numpy reference" if reference else f"OpenCL {self.rt.name}", metadata,
+            plan.matrix.radial.centres(c.request.unit.scale), c.request.unit.name)
 
-    def integrate1d(self, frame: Any, npt: int, unit: str = "2th_deg",
-                    radial_range: Any = None, mask: Any = None, dark: Any = None,
-                    flat: Any = None, correct_solid_angle: bool = True,
-                    polarization_factor: float | None = None,
-                    error_model: str | None = None) -> Integrate1dResult:
-        """Integrate ``frame`` into ``npt`` radial bins.
+    def _result2d(self, data: Any, npt_rad: Any, npt_azim: Any, unit: Any,
+                  kwargs: dict[str, Any], reference: bool) -> Integrate2dResult:
+        metadata = kwargs.pop("metadata", None)
+        c, plan, s, fin, stacked = self._run(data, 2, npt_rad, npt_azim, unit, kwargs,
+                                             reference)
+        m = plan.matrix
+        assert m.azimuthal is not None
+        shape = (m.radial.npt, m.azimuthal.npt)
+
+        def cake(a: F64 | None) -> Any:
+            if a is None:
+                return None
+            out = np.ascontiguousarray(a.reshape(-1, *shape).transpose(0, 2, 1))
+            return out if stacked else out[0]
+
+        r_unit, a_unit = args.units2d(unit)
+        f = c.normalization_factor
+        return Integrate2dResult(
+            cake(fin.intensity), cake(fin.sem), cake(s.count), cake(s.signal),
+            cake(s.variance), cake(s.norm * f), cake(s.norm2 * f * f), cake(fin.std),
+            cake(fin.sem), c.error_model, (c.request.split, "csr", "opencl"),
+            "numpy reference" if reference else f"OpenCL {self.rt.name}", metadata,
+            m.radial.centres(r_unit.scale), m.azimuthal.centres(a_unit.scale),
+            r_unit.name, a_unit.name)
+
+    def integrate1d(self, data: Any, npt: int, *, correctSolidAngle: bool = True,
+                    error_model: str | None = None, radial_range: Any = None,
+                    azimuth_range: Any = None, mask: Any = None, dummy: float | None = None,
+                    delta_dummy: float | None = None, polarization_factor: float | None = None,
+                    dark: Any = None, flat: Any = None, method: Any = DEFAULT_METHOD,
+                    unit: str = "q_nm^-1", safe: bool = True, normalization_factor: float = 1.0,
+                    metadata: Any = None) -> Integrate1dResult:
+        """Integrate ``data`` into ``npt`` radial bins — pyFAI's ``integrate1d``.
 
         Parameters
         ----------
-        frame
-            ``uint16``, ``int32`` or ``float32`` image of the detector's shape (numpy, or a
-            ``pyopencl.array.Array`` on this integrator's context), or a numpy stack
-            ``(n, rows, cols)`` of such frames: then every result array has a leading axis
-            of ``n`` (one pattern per frame) and ``radial`` stays ``(npt,)``.
+        data
+            One frame ``(rows, cols)`` or a stack ``(n, rows, cols)`` (every result array
+            then has a leading axis ``n``) of any of uint8–uint64, int8–int64, float32,
+            float64; numpy, or a ``pyopencl.array.Array`` on this integrator's context.
         npt
-            Number of bins.
-        unit
-            ``"2th_deg"``, ``"q_nm^-1"`` or ``"r_mm"``.
-        radial_range
-            ``(min, max)`` in ``unit``; default: the valid pixels' range.
-        mask
-            Non-zero where pixels are excluded.
-        dark, flat
-            Dark image subtracted from the signal; flat image multiplied into the
-            normalisation.
-        correct_solid_angle, polarization_factor
-            Corrections as pyFAI applies them (normalisation × solid angle × polarization).
+            Number of radial bins.
+        correctSolidAngle, polarization_factor, dark, flat, normalization_factor
+            Corrections as pyFAI applies them: ``(x − dark) / (flat × polarization ×
+            solid angle × normalization_factor)``, summed per bin as numerator and
+            denominator.
         error_model
-            ``"poisson"`` (variance = max(1, raw counts)) or None (pyFAI's default).
+            None (pyFAI's default), ``"poisson"`` (variance max(1, x)) or ``"azimuthal"``
+            (the spread within each bin).
+        radial_range
+            ``(min, max)`` in ``unit``; default: the unmasked pixels' extent.
+        azimuth_range
+            ``(start, end)`` χ in degrees: only pixels in it count.
+        mask
+            Non-zero where pixels are excluded; None: the detector's module gaps.
+        dummy, delta_dummy
+            Pixels equal to ``dummy`` (±``delta_dummy``) do not count, and empty bins get
+            ``dummy``; None: the detector's (−2 ± 1.5 for Dectris detectors).
+        method
+            Pixel splitting ``"no"``, ``"bbox"`` (default), ``"full"`` or a pyFAI method
+            tuple / ``IntegrationMethod``.
+        unit
+            ``2th_deg``, ``2th_rad``, ``q_nm^-1`` (default), ``q_A^-1``, ``r_mm``, ``r_m``,
+            ``d*2_A^-2``, ``d*2_nm^-2``.
+        safe
+            Accepted for pyFAI compatibility (the cache is always checked).
+        metadata
+            Kept on the result.
         """
-        npt = self._check_npt("npt", npt)
-        if isinstance(frame, np.ndarray) and frame.ndim == 3:
-            return self._stack1d(frame, npt, unit, radial_range, mask, dark, flat,
-                                 correct_solid_angle, polarization_factor, error_model)
-        frame = self._check_frame(frame)
-        prepared, variance = self._configure(npt, unit, radial_range, None, None, mask, dark,
-                                             flat, correct_solid_angle, polarization_factor,
-                                             error_model)
-        s = prepared.run(frame, variance)
-        p = prepared.plan
-        return _result1d(p, s, unit)
+        del safe
+        kwargs = dict(method=method, radial_range=radial_range, azimuth_range=azimuth_range,
+                      mask=mask, dummy=dummy, delta_dummy=delta_dummy, dark=dark, flat=flat,
+                      correct_solid_angle=correctSolidAngle,
+                      polarization_factor=polarization_factor, error_model=error_model,
+                      normalization_factor=normalization_factor, metadata=metadata)
+        return self._result1d(data, npt, unit, kwargs, reference=False)
 
-    def _stack1d(self, frames: npt.NDArray[Any], npt_: int, unit: str, radial_range: Any,
-                 mask: Any, dark: Any, flat: Any, correct_solid_angle: bool,
-                 polarization_factor: float | None, error_model: str | None
-                 ) -> Integrate1dResult:
-        """:meth:`integrate1d` of every frame of an ``(n, rows, cols)`` stack."""
-        if frames.shape[1:] != self.geometry.shape:
-            raise ValueError(f"frames have shape {frames.shape[1:]}, expected "
-                             f"{self.geometry.shape} (the detector shape)")
-        prepared, variance = self._configure(npt_, unit, radial_range, None, None, mask, dark,
-                                             flat, correct_solid_angle, polarization_factor,
-                                             error_model)
-        sums = [prepared.run(self._check_frame(f), variance) for f in frames]
-        p = prepared.plan
-        n = len(sums)
+    def integrate2d(self, data: Any, npt_rad: int, npt_azim: int = 360, *,
+                    correctSolidAngle: bool = True, error_model: str | None = None,
+                    radial_range: Any = None, azimuth_range: Any = None, mask: Any = None,
+                    dummy: float | None = None, delta_dummy: float | None = None,
+                    polarization_factor: float | None = None, dark: Any = None,
+                    flat: Any = None, method: Any = DEFAULT_METHOD, unit: Any = "q_nm^-1",
+                    safe: bool = True, normalization_factor: float = 1.0,
+                    metadata: Any = None) -> Integrate2dResult:
+        """A cake of ``npt_rad`` radial × ``npt_azim`` χ bins — pyFAI's ``integrate2d``.
 
-        def stack(values: list[Any]) -> Any:
-            if not values or values[0] is None:
-                return None if values else np.zeros((0, p.nbins))
-            return np.stack(values)
+        ``unit`` is a radial unit or a pair ``(radial, azimuthal)`` (χ in ``chi_deg`` by
+        default, or ``chi_rad``); ``azimuth_range`` is in the azimuthal unit. Other
+        arguments as :meth:`integrate1d`; arrays come back ``(npt_azim, npt_rad)``."""
+        del safe
+        kwargs = dict(method=method, radial_range=radial_range, azimuth_range=azimuth_range,
+                      mask=mask, dummy=dummy, delta_dummy=delta_dummy, dark=dark, flat=flat,
+                      correct_solid_angle=correctSolidAngle,
+                      polarization_factor=polarization_factor, error_model=error_model,
+                      normalization_factor=normalization_factor, metadata=metadata)
+        return self._result2d(data, npt_rad, npt_azim, unit, kwargs, reference=False)
 
-        return Integrate1dResult(
-            p.radial.centres(), stack([s.intensity for s in sums]),
-            stack([s.sigma for s in sums]) if variance else None,
-            stack([s.sum_signal for s in sums]),
-            stack([s.sum_variance for s in sums]) if variance else None,
-            np.broadcast_to(p.sum_normalization, (n, p.nbins)),
-            np.broadcast_to(p.count, (n, p.nbins)), unit)
+    def reference1d(self, data: Any, npt: int, **kwargs: Any) -> Integrate1dResult:
+        """:meth:`integrate1d` computed with numpy straight from the definitions (no
+        OpenCL, no precomputed sums): the kernels' reference."""
+        unit = kwargs.pop("unit", "q_nm^-1")
+        return self._result1d(data, npt, unit, _kwargs(kwargs), reference=True)
 
-    def integrate2d(self, frame: Any, npt_rad: int, npt_azim: int = 360,
-                    unit: str = "2th_deg", radial_range: Any = None,
-                    azimuth_range: Any = None, mask: Any = None, dark: Any = None,
-                    flat: Any = None, correct_solid_angle: bool = True,
-                    polarization_factor: float | None = None,
-                    error_model: str | None = None) -> Integrate2dResult:
-        """Integrate ``frame`` into a cake of ``npt_rad`` radial × ``npt_azim`` χ bins.
+    def reference2d(self, data: Any, npt_rad: int, npt_azim: int = 360, **kwargs: Any
+                    ) -> Integrate2dResult:
+        """:meth:`integrate2d` computed with numpy (see :meth:`reference1d`)."""
+        unit = kwargs.pop("unit", "q_nm^-1")
+        return self._result2d(data, npt_rad, npt_azim, unit, _kwargs(kwargs), reference=True)
 
-        ``azimuth_range`` is in degrees within [−180, 180]; other arguments as
-        :meth:`integrate1d`. Arrays come back with shape ``(npt_azim, npt_rad)``."""
-        npt_rad = self._check_npt("npt_rad", npt_rad)
-        npt_azim = self._check_npt("npt_azim", npt_azim)
-        frame = self._check_frame(frame)
-        prepared, variance = self._configure(npt_rad, unit, radial_range, npt_azim,
-                                             azimuth_range, mask, dark, flat,
-                                             correct_solid_angle, polarization_factor,
-                                             error_model)
-        return _result2d(prepared.plan, prepared.run(frame, variance), unit)
-
-    def reference1d(self, frame: Any, npt: int, unit: str = "2th_deg",
-                    radial_range: Any = None, mask: Any = None, dark: Any = None,
-                    flat: Any = None, correct_solid_angle: bool = True,
-                    polarization_factor: float | None = None,
-                    error_model: str | None = None) -> Integrate1dResult:
-        """The numpy reference of :meth:`integrate1d` (``np.bincount``, no OpenCL)."""
-        npt = self._check_npt("npt", npt)
-        frame = self._host(self._check_frame(frame))
-        prepared, variance = self._configure(npt, unit, radial_range, None, None, mask, dark,
-                                             flat, correct_solid_angle, polarization_factor,
-                                             error_model)
-        p = prepared.plan
-        s = reference_sums(p, frame, variance)
-        return _result1d(p, s, unit)
-
-    def reference2d(self, frame: Any, npt_rad: int, npt_azim: int = 360,
-                    unit: str = "2th_deg", radial_range: Any = None,
-                    azimuth_range: Any = None, mask: Any = None, dark: Any = None,
-                    flat: Any = None, correct_solid_angle: bool = True,
-                    polarization_factor: float | None = None,
-                    error_model: str | None = None) -> Integrate2dResult:
-        """The numpy reference of :meth:`integrate2d`."""
-        npt_rad = self._check_npt("npt_rad", npt_rad)
-        npt_azim = self._check_npt("npt_azim", npt_azim)
-        frame = self._host(self._check_frame(frame))
-        prepared, variance = self._configure(npt_rad, unit, radial_range, npt_azim,
-                                             azimuth_range, mask, dark, flat,
-                                             correct_solid_angle, polarization_factor,
-                                             error_model)
-        return _result2d(prepared.plan, reference_sums(prepared.plan, frame, variance), unit)
+    def plan1d(self, npt: int, **kwargs: Any) -> Plan:
+        """The frame-independent :class:`~analysis.azint_plan.Plan` of a 1D configuration
+        (integration matrix, per-pixel normalisation, static sums; ``plan.radial`` is the
+        bin axis), as :meth:`integrate1d` uses it. Takes :meth:`integrate1d`'s keyword
+        arguments, and ``data_dtype`` (float32 by default) for the dummy value's
+        conversion."""
+        unit = kwargs.pop("unit", "q_nm^-1")
+        dtype = np.dtype(kwargs.pop("data_dtype", np.float32))
+        kw = _kwargs(kwargs)
+        kw.pop("metadata")
+        c = self._call(dtype, radial_unit(unit), args.bins("npt", npt), None, None, **kw)
+        return self._engine(c).plan
 
 
-def _result1d(p: Plan, s: Sums, unit: str) -> Integrate1dResult:
-    """The 1D result of plan ``p``'s sums ``s`` (OpenCL or reference alike)."""
-    return Integrate1dResult(p.radial.centres(), s.intensity, s.sigma, s.sum_signal,
-                             s.sum_variance, p.sum_normalization, p.count, unit)
+_CHI_DEG = args.units2d("2th_deg")[1]
+_DEFAULTS = dict(method=DEFAULT_METHOD, radial_range=None, azimuth_range=None, mask=None,
+                 dummy=None, delta_dummy=None, dark=None, flat=None, correct_solid_angle=True,
+                 polarization_factor=None, error_model=None, normalization_factor=1.0,
+                 metadata=None)
 
 
-def _result2d(p: Plan, s: Sums, unit: str) -> Integrate2dResult:
-    """The cake of plan ``p``'s sums ``s``: bins come radial-major, rows are χ."""
-    assert p.azimuthal is not None
-    shape = (len(p.radial.centres()), len(p.azimuthal.centres()))
-
-    def cake(a: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        return np.ascontiguousarray(a.reshape(shape).T)
-
-    return Integrate2dResult(
-        p.radial.centres(), p.azimuthal.centres(), cake(s.intensity),
-        None if s.sigma is None else cake(s.sigma), cake(s.sum_signal),
-        None if s.sum_variance is None else cake(s.sum_variance),
-        cake(p.sum_normalization), cake(p.count), unit)
+def _kwargs(given: dict[str, Any]) -> dict[str, Any]:
+    """pyFAI-style keyword arguments of the reference/plan calls, with the defaults."""
+    out = dict(_DEFAULTS)
+    for key, value in given.items():
+        name = "correct_solid_angle" if key == "correctSolidAngle" else key
+        if name not in out or key == "correct_solid_angle":
+            raise TypeError(f"unexpected keyword argument {key!r}")
+        out[name] = value
+    return out

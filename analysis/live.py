@@ -475,7 +475,8 @@ class LiveReducer:
         if geometry is not None:
             self._integrator(geometry).integrate1d(np.zeros(geometry.shape, np.uint16),
                                                    self.azint.bins, unit=self.azint.unit,
-                                                   error_model=self.azint.error_model)
+                                                   error_model=self.azint.error_model,
+                                                   method=self.azint.method)
 
     def _integrator(self, geometry: PoniGeometry) -> AzimuthalIntegrator:
         integrator = self._integrators.get(geometry)
@@ -515,7 +516,8 @@ class LiveReducer:
             if reduction == "azint1d":  # a bad geometry fails now, before the first frame
                 geometry = geometry_from(doc)
                 run.integrator = self._integrator(geometry)
-                run.integrator.plan1d(self.azint.bins, unit=self.azint.unit)
+                run.integrator.plan1d(self.azint.bins, unit=self.azint.unit,
+                                      method=self.azint.method)
                 # the pattern streams are declared with the first patterns: the radial
                 # range is that of the pixels the run's mask leaves
                 self._begin(run, self.azint.metadata(geometry))

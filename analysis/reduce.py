@@ -374,16 +374,24 @@ class TomoAccumulator:
 
 @dataclass(frozen=True)
 class AzintParams:
-    """1D integration parameters: ``bins``, ``unit`` and the ``error_model``."""
+    """1D integration parameters: ``bins``, ``unit``, the ``error_model`` (Poisson, asked
+    for explicitly: the integrator's default, like pyFAI's, is none) and the pixel
+    splitting ``method`` (``"no"``: one bin per pixel, the fastest)."""
 
     bins: int = DEFAULT_BINS
     unit: str = DEFAULT_UNIT
     error_model: str | None = "poisson"
     device: str | None = None
+    method: str = "no"
 
     def __post_init__(self) -> None:
-        from analysis.azint import UNITS
+        from analysis.azint_args import split_of
+        from geometry import RADIAL_UNITS as UNITS
 
+        try:
+            split_of(self.method)
+        except ValueError as exc:
+            raise ReductionError(f"argument `method`: {exc}") from None
         if isinstance(self.bins, bool) or not isinstance(self.bins, int) or self.bins < 1:
             raise ReductionError(f"argument `bins`: expected an integer >= 1, got "
                                  f"{self.bins!r}")
@@ -394,7 +402,7 @@ class AzintParams:
     def metadata(self, geometry: PoniGeometry) -> dict[str, Any]:
         """The parameters as start-document values."""
         return {"bins": self.bins, "unit": self.unit, "error_model": self.error_model,
-                "geometry": geometry.to_metadata()}
+                "method": self.method, "geometry": geometry.to_metadata()}
 
 
 @dataclass(frozen=True)
@@ -418,16 +426,19 @@ def azint_chunk(frames: npt.ArrayLike, integrator: AzimuthalIntegrator, params: 
                 first: int = 0, mask: BoolImage | None = None) -> PatternChunk:
     """Integrate each frame of ``(k, rows, cols)`` to a 1D pattern (one Dask task): one
     call of the integrator's stack API for all ``k`` frames, ignoring the pixels where
-    ``mask`` is True (the run's pixel mask, one array object per run: the integrator
-    caches its tables by the mask's identity)."""
+    ``mask`` is True (the run's pixel mask) and, always, the detector's module gaps (a
+    mask given to the integrator replaces the detector's, as in pyFAI)."""
     stack = np.asarray(frames)
     if stack.ndim != 3:
         raise ReductionError(f"frames: expected (n, rows, cols), got shape {stack.shape}")
     if stack.shape[1:] != integrator.geometry.shape:
         raise ReductionError(f"frames {stack.shape[1:]} do not match the geometry's "
                              f"detector shape {integrator.geometry.shape}")
+    if mask is not None:
+        mask = mask | integrator.geometry.detector.mask
     res = integrator.integrate1d(np.ascontiguousarray(stack), params.bins, unit=params.unit,
-                                 error_model=params.error_model, mask=mask)
+                                 error_model=params.error_model, mask=mask,
+                                 method=params.method)
     sigma = None if res.sigma is None else np.asarray(res.sigma, dtype=np.float64)
     return PatternChunk(first, np.asarray(res.radial, dtype=np.float64),
                         np.asarray(res.intensity, dtype=np.float64), sigma)

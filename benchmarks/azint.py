@@ -1,15 +1,24 @@
 """Azimuthal integration speed: ours (OpenCL) against pyFAI, in the same run.
 
-For 1024×1024 and 2162×2068 float32 frames, 1000 bins, unit ``2th_deg``, no corrections
-and no error model (pyFAI's defaults for a plain ``integrate1d``), steady state (the
-geometry-dependent tables are built before timing): frames/s of
-``analysis.azint.AzimuthalIntegrator`` (numpy frames, end to end: frame to device, kernel,
-result back), of pyFAI's fastest CPU method (the faster of ``("no","csr","cython")`` and
-``("no","histogram","cython")``), and of pyFAI ``("no","csr","opencl")`` on the OpenCL
-device our runtime picked. The memory-read bound is a trivial OpenCL kernel that reads a
-frame-sized buffer once (sum of float4s), in frames/s. Results are checked against pyFAI
-before timing. Figures are ``name = value`` lines; ``….vs_pyfai`` is ours divided by
-pyFAI's fastest CPU method. Run: ``python benchmarks/azint.py [--seconds S]``.
+Geometry: a tilted detector, 1000 bins, unit ``2th_deg``, float32 Poisson frames, no
+corrections, steady state (matrices and kernels built before timing). Each figure compares
+the same work on both sides against pyFAI's fastest CPU method for it (the faster of its
+``csr`` and ``histogram`` Cython engines):
+
+* ``azint.1024.vs_pyfai`` — 1024×1024, no pixel splitting, no error model (plain);
+* ``azint.1024.poisson.vs_pyfai`` — the same with Poisson errors on both sides;
+* ``azint.1024.bbox.vs_pyfai`` — bounding-box pixel splitting on both sides (pyFAI's
+  default method);
+* ``azint.2162x2068.vs_pyfai`` — plain, an Eiger2 4M-sized frame;
+* ``azint.1024.stack.frames_per_s`` — plain, a stack of 100 distinct frames in one call;
+* ``azint.1024.fraction_of_memory_bound`` — plain frames/s over the frames/s of a trivial
+  kernel that only reads a frame once (sum of float4s with every compute unit); the two
+  are timed alternately, several rounds, best of each, to cancel drifts of a shared
+  machine's load.
+
+Our frames/s are end to end (numpy frame in, result object out). Results are checked
+against pyFAI before timing. Figures are ``name = value`` lines; ``….vs_pyfai`` is ours
+divided by pyFAI's. Run: ``python benchmarks/azint.py [--seconds S]``.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from analysis.azint import AzimuthalIntegrator
 from geometry import PoniGeometry
 
 NPT = 1000
-SIZES = {"1024": (1024, 1024), "2162x2068": (2162, 2068)}
+STACK = 100
 _READ = """
 __kernel void read_sum(__global const float4 *restrict a, const uint n4,
                        __global float *restrict out)
@@ -46,51 +55,35 @@ __kernel void read_sum(__global const float4 *restrict a, const uint n4,
 """
 
 
-def rate(fn: Callable[[], Any], seconds: float) -> float:
-    """Frames per second of ``fn``: best of three timed runs of about ``seconds`` / 3 each,
-    after a warm-up call (the machine is shared and noisy)."""
+def rate(fn: Callable[[], Any], seconds: float, per_call: int = 1) -> float:
+    """Frames per second of ``fn`` (``per_call`` frames a call): best of three timed runs
+    of about ``seconds`` / 3 each, after a warm-up call (the machine is shared and noisy)."""
     fn()
     start = time.perf_counter()
     fn()
     once = max(time.perf_counter() - start, 1e-6)
-    n = max(3, int(seconds / 3 / once))
+    n = max(2, int(seconds / 3 / once))
     best = 0.0
     for _ in range(3):
         start = time.perf_counter()
         for _ in range(n):
             fn()
-        best = max(best, n / (time.perf_counter() - start))
+        best = max(best, n * per_call / (time.perf_counter() - start))
     return best
 
 
-def device_ids(rt: cl.Runtime) -> tuple[int, int]:
-    """(platform, device) indices of ``rt``'s device, for pyFAI's OpenCL target."""
-    import pyopencl
-
-    for p, plat in enumerate(pyopencl.get_platforms()):
-        for d, dev in enumerate(plat.get_devices()):
-            if dev.int_ptr == rt.device.int_ptr:
-                return p, d
-    raise RuntimeError(f"device {rt.name} not found among the OpenCL platforms")
-
-
-def disambiguate_platforms(platform_id: int) -> None:
-    """Make pyFAI find our OpenCL device by name.
-
-    pyFAI (through silx) looks its device up by platform *name* and takes the last
-    platform of that name; with two PoCL platforms installed (the pyopencl wheel's, which
-    cannot compile on this CPU, and Debian's) it lands on the wrong one. Renaming the other
-    same-named platforms in silx's registry leaves only ours under that name."""
-    from silx.opencl.common import ocl
-
-    wanted = ocl.platforms[platform_id]
-    for plat in ocl.platforms:
-        if plat is not wanted and plat.name == wanted.name:
-            plat.name = f"{plat.name} (#{plat.id}, not used)"
+def interleaved(a: Callable[[], Any], b: Callable[[], Any], seconds: float,
+                rounds: int = 5) -> tuple[float, float]:
+    """Best frames/s of ``a`` and of ``b``, timed alternately for ``rounds`` rounds."""
+    best_a = best_b = 0.0
+    for _ in range(rounds):
+        best_a = max(best_a, rate(a, seconds / rounds))
+        best_b = max(best_b, rate(b, seconds / rounds))
+    return best_a, best_b
 
 
-def memory_bound(rt: cl.Runtime, nbytes: int, seconds: float) -> float:
-    """Frames/s of reading a buffer of ``nbytes`` once with all compute units."""
+def memory_reader(rt: cl.Runtime, nbytes: int) -> Callable[[], None]:
+    """A call that reads a buffer of ``nbytes`` once with all compute units."""
     import pyopencl
 
     prog = cl.build(rt, _READ)
@@ -107,83 +100,111 @@ def memory_bound(rt: cl.Runtime, nbytes: int, seconds: float) -> float:
         kernel(rt.queue, (parts,), (256,), buf, np.uint32(n4), out)
         pyopencl.enqueue_copy(rt.queue, host, out)
 
-    return rate(once, seconds)
+    return once
+
+
+def geometry(shape: tuple[int, int]) -> PoniGeometry:
+    """The benchmark's tilted geometry for a detector of ``shape`` (75 µm pixels)."""
+    return PoniGeometry(dist=0.2, poni1=shape[0] * 75e-6 * 0.45,
+                        poni2=shape[1] * 75e-6 * 0.55, rot1=0.02, rot2=-0.01, shape=shape,
+                        wavelength=1e-10)
+
+
+def pyfai_of(g: PoniGeometry) -> Any:
+    """pyFAI's integrator for ``g``."""
+    from pyFAI.detectors import Detector
+    from pyFAI.integrator.azimuthal import AzimuthalIntegrator as PyFAI
+
+    return PyFAI(dist=g.dist, poni1=g.poni1, poni2=g.poni2, rot1=g.rot1, rot2=g.rot2,
+                 detector=Detector(g.pixel1, g.pixel2, max_shape=g.shape),
+                 wavelength=g.wavelength)
+
+
+def check(ours: Any, theirs: Any, label: str) -> float:
+    """Worst relative difference of intensity (and sigma) on covered bins; exits on > 1e-4."""
+    has = theirs.count > 0
+    worst = float(np.max(np.abs(ours.intensity[has] - theirs.intensity[has])
+                         / np.abs(theirs.intensity[has])))
+    if theirs.sigma is not None:
+        worst = max(worst, float(np.max(np.abs(ours.sigma[has] - theirs.sigma[has])
+                                        / np.abs(theirs.sigma[has]))))
+    if worst > 1e-4:
+        raise SystemExit(f"{label}: WRONG RESULT, relative difference {worst:.2e} "
+                         "against pyFAI")
+    return worst
+
+
+def compare(label: str, g: PoniGeometry, frame: np.ndarray, split: str,
+            error_model: str | None, seconds: float) -> tuple[float, float, str]:
+    """(ours frames/s, pyFAI's best CPU frames/s, its method) for one configuration."""
+    ours = AzimuthalIntegrator(g)
+    theirs = pyfai_of(g)
+    kw = dict(unit="2th_deg", correctSolidAngle=False, error_model=error_model)
+    agreement = check(ours.integrate1d(frame, NPT, method=split, **kw),
+                      theirs.integrate1d(frame, NPT, method=(split, "csr", "cython"), **kw),
+                      label)
+    ours_fps = rate(partial(ours.integrate1d, frame, NPT, method=split, **kw), seconds)
+    cpu = {algo: rate(partial(theirs.integrate1d, frame, NPT,
+                              method=(split, algo, "cython"), **kw), seconds)
+           for algo in ("csr", "histogram")}
+    best = max(cpu, key=lambda a: cpu[a])
+    print(f"\n{label}: agreement with pyFAI {agreement:.1e} relative")
+    print(f"  {'ours (OpenCL)':36s} {ours_fps:9.0f} frames/s")
+    for algo, fps in cpu.items():
+        name = f"pyFAI ({split}, {algo}, cython)"
+        print(f"  {name:36s} {fps:9.1f} frames/s")
+    return ours_fps, cpu[best], f"({split}, {best}, cython)"
 
 
 def main() -> None:
     """Measure and print the figures."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=4.0,
-                    help="time per measured method and size (default 4)")
-    args = ap.parse_args()
+                    help="time per measured method and configuration (default 4)")
+    a = ap.parse_args()
     logging.getLogger("pyFAI").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
-    from pyFAI.detectors import Detector
-    from pyFAI.integrator.azimuthal import AzimuthalIntegrator as PyFAI
-    from pyFAI.method_registry import IntegrationMethod
-
     rt = cl.runtime()
-    platform_id, device_id = device_ids(rt)
-    disambiguate_platforms(platform_id)
-    print(f"OpenCL device: {rt.name} (platform {platform_id}, device {device_id}, "
-          f"{rt.device.max_compute_units} compute units)")
+    print(f"OpenCL device: {rt.name} ({rt.device.max_compute_units} compute units)")
     print(f"integrate1d, {NPT} bins, 2th_deg, float32 frames, no corrections, steady state")
+    rng = np.random.default_rng(0)
     figures: dict[str, float] = {}
-    for label, shape in SIZES.items():
-        g = PoniGeometry(dist=0.2, poni1=shape[0] * 75e-6 * 0.45, poni2=shape[1] * 75e-6 * 0.55,
-                         rot1=0.02, rot2=-0.01, shape=shape)
-        frame = np.random.default_rng(0).poisson(100.0, shape).astype(np.float32)
-        ours = AzimuthalIntegrator(g)
-        theirs = PyFAI(dist=g.dist, poni1=g.poni1, poni2=g.poni2, rot1=g.rot1, rot2=g.rot2,
-                       detector=Detector(g.pixel1, g.pixel2, max_shape=shape),
-                       wavelength=g.wavelength)
-        check = theirs.integrate1d(frame, NPT, unit="2th_deg", method=("no", "csr", "cython"),
-                                   correctSolidAngle=False)
-        mine = ours.integrate1d(frame, NPT, unit="2th_deg", correct_solid_angle=False,
-                                error_model=None)
-        has = check.count > 0
-        worst = np.max(np.abs(mine.intensity[has] - check.intensity[has])
-                       / np.abs(check.intensity[has]))
-        if worst > 1e-4:
-            raise SystemExit(f"{label}: WRONG RESULT, relative difference {worst:.2e} "
-                             "against pyFAI")
+    g1 = geometry((1024, 1024))
+    frame = rng.poisson(100.0, g1.shape).astype(np.float32)
+    for key, split, model in (("azint.1024", "no", None),
+                              ("azint.1024.poisson", "no", "poisson"),
+                              ("azint.1024.bbox", "bbox", None)):
+        ours, theirs, method = compare(f"{key} (1024x1024, split {split}, error model "
+                                       f"{model})", g1, frame, split, model, a.seconds)
+        figures[f"{key}.frames_per_s"] = ours
+        figures[f"{key}.pyfai.frames_per_s"] = theirs
+        figures[f"{key}.vs_pyfai"] = ours / theirs
+        print(f"  ours / pyFAI {method}: {ours / theirs:.1f}x")
+    g4 = geometry((2162, 2068))
+    big = rng.poisson(100.0, g4.shape).astype(np.float32)
+    ours4, theirs4, method4 = compare("azint.2162x2068 (split no, error model None)", g4,
+                                      big, "no", None, a.seconds)
+    figures["azint.2162x2068.frames_per_s"] = ours4
+    figures["azint.2162x2068.pyfai.frames_per_s"] = theirs4
+    figures["azint.2162x2068.vs_pyfai"] = ours4 / theirs4
+    print(f"  ours / pyFAI {method4}: {ours4 / theirs4:.1f}x")
 
-        run_ours = partial(ours.integrate1d, frame, NPT, unit="2th_deg",
-                           correct_solid_angle=False, error_model=None)
-        run_ours_poisson = partial(ours.integrate1d, frame, NPT, unit="2th_deg",
-                                   correct_solid_angle=False)
+    ai = AzimuthalIntegrator(g1)
+    stack = rng.poisson(100.0, (STACK, *g1.shape)).astype(np.float32)
+    kw = dict(unit="2th_deg", correctSolidAngle=False, method="no")
+    one = ai.integrate1d(stack[7], NPT, **kw)
+    if not np.array_equal(ai.integrate1d(stack, NPT, **kw).intensity[7], one.intensity):
+        raise SystemExit("stack: WRONG RESULT, frame 7 differs from its single-frame result")
+    stack_fps = rate(partial(ai.integrate1d, stack, NPT, **kw), a.seconds, per_call=STACK)
+    print(f"\nazint.1024.stack: {STACK} frames per call   {stack_fps:9.0f} frames/s")
+    figures["azint.1024.stack.frames_per_s"] = stack_fps
 
-        def run_pyfai(method: Any, ai: Any = theirs, frame: Any = frame) -> Callable[[], None]:
-            return partial(ai.integrate1d, frame, NPT, unit="2th_deg", method=method,
-                           correctSolidAngle=False)
-
-        ours_fps = rate(run_ours, args.seconds)
-        poisson_fps = rate(run_ours_poisson, args.seconds / 2)
-        cpu = {m: rate(run_pyfai(m), args.seconds)
-               for m in (("no", "csr", "cython"), ("no", "histogram", "cython"))}
-        best_method = max(cpu, key=lambda m: cpu[m])
-        ocl_method = IntegrationMethod.select_method(
-            dim=1, split="no", algo="csr", impl="opencl",
-            target=(platform_id, device_id))[0]
-        ocl_fps = rate(run_pyfai(ocl_method), args.seconds)
-        bound = memory_bound(rt, frame.nbytes, args.seconds / 2)
-        print(f"\n{label} ({shape[0]}x{shape[1]}), agreement with pyFAI: {worst:.1e} relative")
-        print(f"  ours (OpenCL)                    {ours_fps:9.0f} frames/s")
-        print(f"  ours with Poisson errors         {poisson_fps:9.0f} frames/s")
-        for m, fps in cpu.items():
-            print(f"  pyFAI {m!s:30s} {fps:9.1f} frames/s")
-        print(f"  pyFAI {ocl_method.method[1:4]!s:30s} {ocl_fps:9.1f} frames/s (PoCL)")
-        print(f"  memory-read bound                {bound:9.0f} frames/s")
-        print(f"  ours / pyFAI fastest CPU {best_method}: {ours_fps / cpu[best_method]:.1f}x;"
-              f" fraction of memory bound {ours_fps / bound:.2f}")
-        figures[f"azint.{label}.frames_per_s"] = ours_fps
-        figures[f"azint.{label}.vs_pyfai"] = ours_fps / cpu[best_method]
-        figures[f"azint.{label}.poisson.frames_per_s"] = poisson_fps
-        figures[f"azint.{label}.pyfai.frames_per_s"] = cpu[best_method]
-        figures[f"azint.{label}.pyfai_opencl.frames_per_s"] = ocl_fps
-        figures[f"azint.{label}.vs_pyfai_opencl"] = ours_fps / ocl_fps
-        figures[f"azint.{label}.memory_bound.frames_per_s"] = bound
-        figures[f"azint.{label}.fraction_of_memory_bound"] = ours_fps / bound
+    plain, bound = interleaved(partial(ai.integrate1d, frame, NPT, **kw),
+                               memory_reader(rt, frame.nbytes), 2 * a.seconds)
+    print(f"memory-read bound (one read of a 1024x1024 float32 frame) {bound:9.0f} frames/s;"
+          f" ours plain {plain:.0f} frames/s, timed alternately")
+    figures["azint.1024.memory_bound.frames_per_s"] = bound
+    figures["azint.1024.fraction_of_memory_bound"] = plain / bound
     print()
     for name, value in figures.items():
         print(f"{name} = {value:.4g}")

@@ -1,29 +1,36 @@
-/* Azimuthal integration without pixel splitting: per-bin sums of one frame.
+/* Azimuthal integration: per-bin sums of a stack of frames through a precomputed sparse
+ * matrix (rows = bins, coefficient c of each pixel in each bin).
  *
- * The host precomputes, once per geometry/mask/range/unit, the bin of every pixel. Per
- * frame only two sums per bin are computed here:
- *   out[b]         = sum of the raw pixel values x in bin b
- *   out[NBINS + b] = sum of (1 - x) over the pixels of bin b with x < 1 (only when
- *                    VARIANCE is 1), so that the Poisson variance sum(max(1, x)) is
- *                    out[b] + out[NBINS + b].
- * Normalisation sums, pixel counts and dark sums do not depend on the frame: the host
- * keeps them.
+ * Everything that does not depend on the frame (sum of c*norm, of (c*norm)^2, of c, of
+ * c*dark per bin) is kept by the host. Per frame the kernels sum the frame: S = sum c*x and,
+ * for Poisson errors, V = sum c^2 * max(1, x). A pixel whose value is not finite or is the
+ * dummy value does not count in this frame: the private-histogram kernels list it (the host
+ * takes its share out of the static sums), the CSR kernels add its share to "bad" sums.
+ * Frames are read in their own type and converted here, on the device.
  *
  * Compile-time parameters (-D):
- *   FRAME_T   pixel type of the frame (ushort, int or float)
- *   ACC_T     accumulator type (double where the device has fp64, else float)
- *   ACC_IS_DOUBLE  1 when ACC_T is double
- *   NBINS     number of output bins
- *   VARIANCE  1 to accumulate the Poisson variance correction, 0 not to
+ *   FRAME_T        pixel type (uchar, char, ushort, short, uint, int, ulong, long, float,
+ *                  double)
+ *   ACC_T          accumulator type (double where the device has fp64, else float)
+ *   ACC_IS_DOUBLE  1 when ACC_T is double (enables fp64)
+ *   NBINS          number of output bins
+ *   VARIANCE       1 to accumulate the Poisson variance, 0 not to
+ *   CHECK_FINITE   1 for float frames: non-finite values do not count
+ *   CHECK_DUMMY    1 when a dummy value is set; DUMMY_EXACT 1 when its tolerance is 0
+ *   WIDE           1 for 8-byte pixel types (read one by one)
  *
- * Two strategies, chosen by the host:
- *   azint_private + azint_reduce (CPU devices, NBINS small enough for a private array):
- *     each work-item owns a private histogram (plus a "dump" bin NBINS that receives masked
- *     and out-of-range pixels, so the loop has no branch) and streams through one
- *     contiguous slice of the frame, eight pixels per step; no atomics. A second kernel
- *     adds the few partial histograms.
- *   azint_gather (GPUs, or any NBINS): one work-item per bin sums the pixels listed for
- *     that bin in a CSR-style table (pixel indices sorted by bin); no atomics either.
+ * Kernels:
+ *   hist_private   no splitting, CPU devices: each work-item streams through a slice of a
+ *                  frame into a private histogram (plus a dump bin NBINS), no atomics;
+ *                  gid(0) = slice, gid(1) = frame. Poisson: out[NBINS+b] = sum of (1 - x)
+ *                  over pixels with x < 1, so sum max(1, x) = S + that.
+ *   split_private  the same with pixel splitting: each pixel carries (first bin, n) and n
+ *                  coefficients; out[NBINS+b] = V.
+ *   stack_reduce   adds the slices' partial histograms of each frame.
+ *   csr_sums       one work-item per bin and frame over the bin's CSR row: S, V, and the
+ *                  bad pixels' sum c, c*norm, (c*norm)^2, c*dark.
+ *   csr_azimuthal  the "azimuthal" error model: pyFAI's running weighted variance over the
+ *                  row in CSR order, with every sum (S, V, norm, norm^2, count).
  */
 
 #if ACC_IS_DOUBLE
@@ -33,6 +40,25 @@
 #define CAT(a, b) a##b
 #define VEC8(t) CAT(t, 8)
 
+/* 1 when the value x (converted to float, as pyFAI does) does not count */
+inline int is_bad(const float xf, const float dummy, const float delta)
+{
+    int bad = 0;
+#if CHECK_FINITE
+    bad = !isfinite(xf);
+#endif
+#if CHECK_DUMMY
+#if DUMMY_EXACT
+    bad = bad || (xf == dummy);
+#else
+    bad = bad || (fabs(xf - dummy) <= delta);
+#endif
+#endif
+    return bad;
+}
+
+#define CHECKS (CHECK_FINITE || CHECK_DUMMY)
+
 #if VARIANCE
 #define ADD(h, v, b, x) { const ACC_T x_ = (ACC_T)(x); h[b] += x_; \
                           if (x_ < (ACC_T)1) v[b] += (ACC_T)1 - x_; }
@@ -40,13 +66,32 @@
 #define ADD(h, v, b, x) { h[b] += (ACC_T)(x); }
 #endif
 
-__kernel void azint_private(__global const FRAME_T *restrict frame,
-                            __global const ushort *restrict bins,
-                            const uint npix,
-                            const uint chunk,
-                            __global ACC_T *restrict partial)
+#if CHECKS
+/* a pixel of a real bin that does not count: listed, and sent to the dump bin */
+#define SCREEN(b, x, i) if ((b) != NBINS && is_bad((float)(x), dummy, delta)) { \
+        if (nbad < cap) bad_idx[bad_base + nbad] = (i); nbad++; (b) = NBINS; }
+#else
+#define SCREEN(b, x, i)
+#endif
+
+__kernel void hist_private(__global const FRAME_T *restrict frames,
+                           __global const ushort *restrict bins,
+                           const uint npix,
+                           const uint chunk,
+                           __global ACC_T *restrict partial,
+                           __global uint *restrict bad_idx,
+                           __global uint *restrict bad_n,
+                           const uint cap,
+                           const float dummy,
+                           const float delta)
 {
     const uint part = get_global_id(0);
+    const uint nparts = get_global_size(0);
+    const uint f = get_global_id(1);
+    __global const FRAME_T *frame = frames + (size_t)f * npix;
+    const size_t slot = (size_t)f * nparts + part;
+    const size_t bad_base = slot * cap;
+    uint nbad = 0;
     ACC_T h[NBINS + 1];
 #if VARIANCE
     ACC_T v[NBINS + 1];
@@ -60,56 +105,225 @@ __kernel void azint_private(__global const FRAME_T *restrict frame,
     const uint start = part * chunk;   /* chunk is a multiple of 8 */
     const uint stop = min(start + chunk, npix);
     uint i = start;
+#if !WIDE  /* (8-byte types: no 8-wide vector loads, which change the ABI without AVX-512) */
     for (; i + 8 <= stop; i += 8) {
         const VEC8(FRAME_T) x = vload8(0, frame + i);
-        const ushort8 b = vload8(0, bins + i);
+        ushort8 b = vload8(0, bins + i);
+        SCREEN(b.s0, x.s0, i) SCREEN(b.s1, x.s1, i + 1)
+        SCREEN(b.s2, x.s2, i + 2) SCREEN(b.s3, x.s3, i + 3)
+        SCREEN(b.s4, x.s4, i + 4) SCREEN(b.s5, x.s5, i + 5)
+        SCREEN(b.s6, x.s6, i + 6) SCREEN(b.s7, x.s7, i + 7)
         ADD(h, v, b.s0, x.s0); ADD(h, v, b.s1, x.s1);
         ADD(h, v, b.s2, x.s2); ADD(h, v, b.s3, x.s3);
         ADD(h, v, b.s4, x.s4); ADD(h, v, b.s5, x.s5);
         ADD(h, v, b.s6, x.s6); ADD(h, v, b.s7, x.s7);
     }
-    for (; i < stop; i++)
-        ADD(h, v, bins[i], frame[i]);
-    __global ACC_T *o = partial + (size_t)part * 2 * NBINS;
+#endif
+    for (; i < stop; i++) {
+        ushort b = bins[i];
+        const FRAME_T x = frame[i];
+        SCREEN(b, x, i)
+        ADD(h, v, b, x);
+    }
+    __global ACC_T *o = partial + slot * 2 * NBINS;
     for (uint b = 0; b < NBINS; b++)
         o[b] = h[b];
 #if VARIANCE
     for (uint b = 0; b < NBINS; b++)
         o[NBINS + b] = v[b];
 #endif
+    bad_n[slot] = nbad;
 }
 
-__kernel void azint_reduce(__global const ACC_T *restrict partial,
+__kernel void split_private(__global const FRAME_T *restrict frames,
+                            __global const uint *restrict heads,
+                            __global const float *restrict coefs,
+                            __global const uint *restrict coef_start,
+                            const uint npix,
+                            const uint chunk,
+                            __global ACC_T *restrict partial,
+                            __global uint *restrict bad_idx,
+                            __global uint *restrict bad_n,
+                            const uint cap,
+                            const float dummy,
+                            const float delta)
+{
+    const uint part = get_global_id(0);
+    const uint nparts = get_global_size(0);
+    const uint f = get_global_id(1);
+    __global const FRAME_T *frame = frames + (size_t)f * npix;
+    const size_t slot = (size_t)f * nparts + part;
+    const size_t bad_base = slot * cap;
+    uint nbad = 0;
+    ACC_T h[NBINS];
+#if VARIANCE
+    ACC_T v[NBINS];
+#endif
+    for (uint b = 0; b < NBINS; b++) {
+        h[b] = (ACC_T)0;
+#if VARIANCE
+        v[b] = (ACC_T)0;
+#endif
+    }
+    const uint start = part * chunk;
+    const uint stop = min(start + chunk, npix);
+    uint j = coef_start[part];
+    for (uint i = start; i < stop; i++) {
+        const uint head = heads[i];
+        const uint n = head >> 16;
+        if (n == 0)
+            continue;
+        const FRAME_T xr = frame[i];
+#if CHECKS
+        if (is_bad((float)xr, dummy, delta)) {
+            if (nbad < cap) bad_idx[bad_base + nbad] = i;
+            nbad++;
+            j += n;
+            continue;
+        }
+#endif
+        const ACC_T x = (ACC_T)xr;
+        const uint b0 = head & 0xffffu;
+#if VARIANCE
+        const ACC_T var = fmax((ACC_T)1, x);
+#endif
+        for (uint k = 0; k < n; k++) {
+            const ACC_T c = (ACC_T)coefs[j + k];
+            h[b0 + k] += c * x;
+#if VARIANCE
+            v[b0 + k] += c * c * var;
+#endif
+        }
+        j += n;
+    }
+    __global ACC_T *o = partial + slot * 2 * NBINS;
+    for (uint b = 0; b < NBINS; b++)
+        o[b] = h[b];
+#if VARIANCE
+    for (uint b = 0; b < NBINS; b++)
+        o[NBINS + b] = v[b];
+#endif
+    bad_n[slot] = nbad;
+}
+
+__kernel void stack_reduce(__global const ACC_T *restrict partial,
                            const uint nparts,
                            __global ACC_T *restrict out)
 {
     const uint b = get_global_id(0);
+    const uint f = get_global_id(1);
     if (b >= (1 + VARIANCE) * NBINS)
         return;
+    __global const ACC_T *p = partial + (size_t)f * nparts * 2 * NBINS + b;
     ACC_T s = (ACC_T)0;
-    for (uint p = 0; p < nparts; p++)
-        s += partial[(size_t)p * 2 * NBINS + b];
-    out[b] = s;
+    for (uint k = 0; k < nparts; k++)
+        s += p[(size_t)k * 2 * NBINS];
+    out[(size_t)f * 2 * NBINS + b] = s;
 }
 
-__kernel void azint_gather(__global const FRAME_T *restrict frame,
-                           __global const uint *restrict indptr,
-                           __global const uint *restrict indices,
-                           __global ACC_T *restrict out)
+__kernel void csr_sums(__global const FRAME_T *restrict frames,
+                       __global const uint *restrict indptr,
+                       __global const uint *restrict indices,
+                       __global const float *restrict coefs,
+                       __global const float *restrict norm,
+                       __global const float *restrict dark,
+                       const uint npix,
+                       const uint has_dark,
+                       __global ACC_T *restrict out,
+                       const float dummy,
+                       const float delta)
 {
     const uint b = get_global_id(0);
+    const uint f = get_global_id(1);
     if (b >= NBINS)
         return;
-    ACC_T s = (ACC_T)0;
-    ACC_T v = (ACC_T)0;
+    __global const FRAME_T *frame = frames + (size_t)f * npix;
+    ACC_T s = (ACC_T)0, v = (ACC_T)0;
+    ACC_T bc = (ACC_T)0, bn = (ACC_T)0, bn2 = (ACC_T)0, bd = (ACC_T)0;
     const uint stop = indptr[b + 1];
     for (uint j = indptr[b]; j < stop; j++) {
-        const ACC_T x = (ACC_T)frame[indices[j]];
-        s += x;
+        const uint idx = indices[j];
+        const ACC_T c = (ACC_T)coefs[j];
+        const FRAME_T xr = frame[idx];
+#if CHECKS
+        if (is_bad((float)xr, dummy, delta)) {
+            const ACC_T w = c * (ACC_T)norm[idx];
+            bc += c;
+            bn += w;
+            bn2 += w * w;
+            if (has_dark)
+                bd += c * (ACC_T)dark[idx];
+            continue;
+        }
+#endif
+        const ACC_T x = (ACC_T)xr;
+        s += c * x;
 #if VARIANCE
-        v += fmax((ACC_T)1, x) - x;
+        v += c * c * fmax((ACC_T)1, x);
 #endif
     }
-    out[b] = s;
-    out[NBINS + b] = v;
+    __global ACC_T *o = out + (size_t)f * 6 * NBINS;
+    o[b] = s;
+    o[NBINS + b] = v;
+    o[2 * NBINS + b] = bc;
+    o[3 * NBINS + b] = bn;
+    o[4 * NBINS + b] = bn2;
+    o[5 * NBINS + b] = bd;
+}
+
+__kernel void csr_azimuthal(__global const FRAME_T *restrict frames,
+                            __global const uint *restrict indptr,
+                            __global const uint *restrict indices,
+                            __global const float *restrict coefs,
+                            __global const float *restrict norm,
+                            __global const float *restrict dark,
+                            const uint npix,
+                            const uint has_dark,
+                            __global ACC_T *restrict out,
+                            const float dummy,
+                            const float delta)
+{
+    const uint b = get_global_id(0);
+    const uint f = get_global_id(1);
+    if (b >= NBINS)
+        return;
+    __global const FRAME_T *frame = frames + (size_t)f * npix;
+    ACC_T s = (ACC_T)0, vv = (ACC_T)0, wn = (ACC_T)0, wn2 = (ACC_T)0, cnt = (ACC_T)0;
+    const uint stop = indptr[b + 1];
+    for (uint j = indptr[b]; j < stop; j++) {
+        const ACC_T c = (ACC_T)coefs[j];
+        if (c == (ACC_T)0)
+            continue;
+        const uint idx = indices[j];
+        const FRAME_T xr = frame[idx];
+#if CHECKS
+        if (is_bad((float)xr, dummy, delta))
+            continue;
+#endif
+        const ACC_T n = (ACC_T)norm[idx];
+        const ACC_T sig = (ACC_T)xr - (has_dark ? (ACC_T)dark[idx] : (ACC_T)0);
+        const ACC_T w = c * n;
+        cnt += c;
+        if (wn2 <= (ACC_T)0) {
+            s = c * sig;
+            wn = w;
+            wn2 = w * w;
+        } else {
+            const ACC_T before = wn;
+            wn += w;
+            wn2 += w * w;
+            const ACC_T x = sig / n;
+            const ACC_T d1 = s / before - x;
+            s += c * sig;
+            const ACC_T d2 = s / wn - x;
+            vv += w * w * d1 * d2;
+        }
+    }
+    __global ACC_T *o = out + (size_t)f * 6 * NBINS;
+    o[b] = s;
+    o[NBINS + b] = vv;
+    o[2 * NBINS + b] = wn;
+    o[3 * NBINS + b] = wn2;
+    o[4 * NBINS + b] = cnt;
+    o[5 * NBINS + b] = (ACC_T)0;
 }

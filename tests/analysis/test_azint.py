@@ -1,187 +1,234 @@
-"""OpenCL azimuthal integration against its numpy reference, and bad-input messages."""
+"""The OpenCL kernels against the numpy reference (every kernel, splitting, error model,
+frame type and dynamic mask), the result objects, the cache, and bad-input messages."""
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 import pyopencl.array as cla
 import pytest
 
-from analysis.azint import AzimuthalIntegrator
+from analysis.azint import AzimuthalIntegrator, Integrate1dResult
+from analysis.azint_engine import FRAME_TYPES
 from geometry import PoniGeometry
 
-GEOMETRY = PoniGeometry(dist=0.08, poni1=0.012, poni2=0.02, rot1=0.07, rot2=-0.04, rot3=0.3,
-                        pixel1=100e-6, pixel2=100e-6, shape=(256, 320), wavelength=1.2e-10)
+GEOMETRY = PoniGeometry(dist=0.03, poni1=0.0035, poni2=0.0045, rot1=0.07, rot2=-0.04,
+                        rot3=0.3, pixel1=100e-6, pixel2=100e-6, shape=(64, 80),
+                        wavelength=1.2e-10)
 RNG = np.random.default_rng(7)
-FRAME = RNG.poisson(2.0 + 40.0 * (np.sin(GEOMETRY.tth() * 60) ** 8)).astype(np.float32)
+FRAMES = RNG.poisson(2.0 + 40.0 * np.sin(GEOMETRY.tth() * 40) ** 8,
+                     (3, *GEOMETRY.shape)).astype(np.float32)
+FRAMES[0][RNG.random(GEOMETRY.shape) < 0.02] = np.nan
+FRAMES[1][RNG.random(GEOMETRY.shape) < 0.02] = -2.0
+FRAMES[1, :, :3] = np.inf
+FRAME = FRAMES[0]
 MASK = np.zeros(GEOMETRY.shape, dtype=bool)
-MASK[40:60, :] = True
-MASK[:, 200:205] = True
+MASK[20:26, :] = True
+MASK[:, 50:53] = True
 DARK = RNG.poisson(1.0, GEOMETRY.shape).astype(np.float32)
 FLAT = RNG.uniform(0.8, 1.2, GEOMETRY.shape).astype(np.float32)
+FLAT[3, 3] = 0.0  # a dead pixel in the flat
 
 
-@pytest.fixture(scope="module", params=["private", "gather"])
+@pytest.fixture(scope="module", params=["private", "csr"])
 def ai(request: pytest.FixtureRequest) -> AzimuthalIntegrator:
-    return AzimuthalIntegrator(GEOMETRY, method=request.param)
+    return AzimuthalIntegrator(GEOMETRY, kernel=request.param)
 
 
-def _close(got: np.ndarray | None, want: np.ndarray | None) -> None:
-    assert got is not None and want is not None
-    assert np.allclose(got, want, rtol=1e-12, atol=1e-9)
+def _same(got: object, want: object, rtol: float = 1e-9) -> None:
+    if want is None:
+        assert got is None
+        return
+    assert got is not None
+    g, w = np.asarray(got), np.asarray(want)
+    assert g.shape == w.shape
+    assert np.allclose(g, w, rtol=rtol, atol=1e-9 * max(1.0, float(np.abs(w).max()))), \
+        float(np.max(np.abs(g - w)))
 
 
-@pytest.mark.parametrize("unit", ["2th_deg", "q_nm^-1", "r_mm"])
-@pytest.mark.parametrize("options", [
-    {"error_model": "poisson"},
-    {"mask": MASK, "polarization_factor": 0.95, "error_model": "poisson"},
-    {"mask": MASK, "dark": DARK, "flat": FLAT, "correct_solid_angle": False},
-    {"radial_range": None},
-])
-def test_1d_matches_reference(ai: AzimuthalIntegrator, unit: str,
-                              options: dict[str, object]) -> None:
-    got = ai.integrate1d(FRAME, 200, unit=unit, **options)  # type: ignore[arg-type]
-    want = ai.reference1d(FRAME, 200, unit=unit, **options)  # type: ignore[arg-type]
-    assert got.unit == unit and got.radial.shape == (200,)
-    assert np.array_equal(got.radial, want.radial)
-    _close(got.intensity, want.intensity)
-    _close(got.sum_signal, want.sum_signal)
-    assert np.array_equal(got.count, want.count)
-    if options.get("error_model") is None:
-        assert got.sigma is None and got.sum_variance is None
-    else:
-        _close(got.sigma, want.sigma)
-        _close(got.sum_variance, want.sum_variance)
-    assert got.count.sum() > 0.9 * (~MASK).sum()
+def _results_match(got: object, want: object) -> None:
+    for name in ("intensity", "sigma", "std", "count", "sum_signal", "sum_variance",
+                 "sum_normalization", "sum_normalization2"):
+        _same(getattr(got, name), getattr(want, name))
+    assert np.array_equal(got.radial, want.radial)  # type: ignore[attr-defined]
 
 
-def test_reference_is_a_plain_weighted_histogram(ai: AzimuthalIntegrator) -> None:
-    """Independent check of the reference: mean of (x − dark)/norm per bin over pixels."""
-    r = ai.reference1d(FRAME, 50, unit="2th_deg", dark=DARK, flat=FLAT, mask=MASK,
-                       error_model="poisson")
-    plan = ai.plan1d(50, unit="2th_deg", dark=DARK, flat=FLAT, mask=MASK)
-    bins = plan.bins
-    keep = bins < 50
-    x = (FRAME.ravel() - DARK.ravel())[keep].astype(np.float64)
-    norm = (FLAT * GEOMETRY.solid_angle().astype(np.float32)).ravel()[keep].astype(np.float64)
-    signal = np.bincount(bins[keep], x, minlength=50)
-    normsum = np.bincount(bins[keep], norm, minlength=50)
-    var = np.bincount(bins[keep], np.maximum(1.0, FRAME.ravel()[keep]), minlength=50)
-    has = normsum > 0
-    assert np.allclose(r.intensity[has], signal[has] / normsum[has], rtol=1e-6)
-    assert r.sigma is not None
-    assert np.allclose(r.sigma[has], np.sqrt(var[has]) / normsum[has], rtol=1e-6)
-    # the bin of each pixel contains its 2θ
-    edges = np.radians(r.radial[0] - (r.radial[1] - r.radial[0]) / 2) + plan.radial.delta * (
-        np.arange(51))
-    tth = GEOMETRY.tth().ravel()[keep]
-    assert np.all(tth >= edges[bins[keep]] - 1e-12) and np.all(tth < edges[bins[keep] + 1])
+CASES_1D = [dict(method=m, error_model=e, **extra) for m, e, extra in itertools.product(
+    ["no", "bbox", "full"], [None, "poisson", "azimuthal"],
+    [{}, {"mask": MASK, "dark": DARK, "flat": FLAT, "polarization_factor": 0.9,
+          "dummy": -2.0, "delta_dummy": 0.5, "unit": "2th_deg"},
+     {"azimuth_range": (-60.0, 120.0), "radial_range": (2.0, 5.0), "unit": "r_mm",
+      "correctSolidAngle": False, "normalization_factor": 3.0}])]
 
 
-@pytest.mark.parametrize("dtype", [np.uint16, np.int32, np.float32])
-def test_frame_dtypes(ai: AzimuthalIntegrator, dtype: type) -> None:
-    frame: np.ndarray = FRAME.astype(dtype)
-    got = ai.integrate1d(frame, 100, mask=MASK, error_model="poisson")
-    want = ai.reference1d(FRAME, 100, mask=MASK, error_model="poisson")
-    _close(got.intensity, want.intensity)
-    _close(got.sigma, want.sigma)
+@pytest.mark.parametrize("options", CASES_1D, ids=lambda o: "-".join(
+    f"{k}" if not isinstance(v, str) else v for k, v in o.items()))
+def test_1d_stack_matches_reference(ai: AzimuthalIntegrator, options: dict[str, object]
+                                    ) -> None:
+    got = ai.integrate1d(FRAMES, 40, **options)  # type: ignore[arg-type]
+    want = ai.reference1d(FRAMES, 40, **options)
+    assert got.intensity.shape == (3, 40)
+    _results_match(got, want)
 
 
-def test_fractional_counts_variance_floor(ai: AzimuthalIntegrator) -> None:
-    frame = (FRAME * 0.3).astype(np.float32)  # many pixels below 1: variance max(1, x)
-    got = ai.integrate1d(frame, 80, error_model="poisson")
-    want = ai.reference1d(frame, 80, error_model="poisson")
-    _close(got.sum_variance, want.sum_variance)
-    assert got.sum_variance is not None
-    assert np.all(got.sum_variance >= got.count - 1e-9)
-
-
-def test_device_frame(ai: AzimuthalIntegrator) -> None:
-    dev = cla.to_device(ai.rt.queue, FRAME)
-    got = ai.integrate1d(dev, 120, unit="q_nm^-1", mask=MASK)
-    want = ai.reference1d(FRAME, 120, unit="q_nm^-1", mask=MASK)
-    _close(got.intensity, want.intensity)
-
-
-@pytest.mark.parametrize("options", [
-    {"error_model": "poisson"},
-    {"mask": MASK, "polarization_factor": 0.5, "dark": DARK, "flat": FLAT},
-    {"radial_range": (2.0, 20.0), "azimuth_range": (-90.0, 45.0), "unit": "2th_deg"},
-    {"unit": "r_mm", "error_model": None},
-])
-def test_2d_cake_matches_reference(options: dict[str, object]) -> None:
-    ai = AzimuthalIntegrator(GEOMETRY)  # auto: 'gather' for this many bins
-    got = ai.integrate2d(FRAME, 90, 72, **options)  # type: ignore[arg-type]
-    want = ai.reference2d(FRAME, 90, 72, **options)  # type: ignore[arg-type]
-    assert got.intensity.shape == (72, 90) and got.azimuthal.shape == (72,)
-    assert np.array_equal(got.radial, want.radial)
+@pytest.mark.parametrize(("method", "error_model"), [("no", "poisson"), ("bbox", None),
+                                                     ("full", "azimuthal")])
+def test_2d_cake_matches_reference(ai: AzimuthalIntegrator, method: str,
+                                   error_model: str | None) -> None:
+    options = dict(method=method, error_model=error_model, mask=MASK, unit="2th_deg",
+                   azimuth_range=(-150.0, 90.0))
+    got = ai.integrate2d(FRAMES[:2], 30, 24, **options)  # type: ignore[arg-type]
+    want = ai.reference2d(FRAMES[:2], 30, 24, **options)
+    assert got.intensity.shape == (2, 24, 30) and got.azimuthal.shape == (24,)
+    _results_match(got, want)
     assert np.array_equal(got.azimuthal, want.azimuthal)
-    _close(got.intensity, want.intensity)
-    _close(got.sum_signal, want.sum_signal)
-    assert np.array_equal(got.count, want.count)
-    if options.get("error_model") is not None:
-        _close(got.sigma, want.sigma)
-    else:
-        assert got.sigma is None
-    if "azimuth_range" in options:
-        assert got.azimuthal[0] > -90 and got.azimuthal[-1] < 45
+    assert -150 < got.azimuthal[0] < got.azimuthal[-1] < 90
 
 
-def test_cake_sums_to_pattern() -> None:
-    """Summing the cake over χ gives the 1D pattern's sums (same radial bins)."""
-    ai = AzimuthalIntegrator(GEOMETRY, method="private")
-    one = ai.integrate1d(FRAME, 40, mask=MASK)
-    cake = AzimuthalIntegrator(GEOMETRY).integrate2d(FRAME, 40, 36, mask=MASK,
-                                                     radial_range=(one.radial[0] - 0.5 * (
-                                                         one.radial[1] - one.radial[0]),
-                                                         one.radial[-1] + 0.5 * (
-                                                         one.radial[1] - one.radial[0])))
-    assert np.allclose(cake.count.sum(axis=0), one.count, atol=2)
-    assert np.allclose(cake.sum_signal.sum(axis=0), one.sum_signal, rtol=0.02)
+@pytest.mark.parametrize("dtype", list(FRAME_TYPES))
+def test_every_frame_type_is_converted_on_the_device(ai: AzimuthalIntegrator,
+                                                     dtype: np.dtype) -> None:
+    info = np.iinfo(dtype) if dtype.kind in "iu" else None
+    frame = np.clip(FRAMES[2], 0, 100 if info is None else min(100, info.max)).astype(dtype)
+    if info is not None:  # the extremes of the type survive the conversion (64-bit types:
+        top = min(info.max, 2**40)  # a double holds 53 bits, sums of ±2**63 cancel)
+        frame[5, 5:9] = top
+        frame[30, 5:9] = max(info.min, -top)
+    for method in ("no", "bbox"):
+        got = ai.integrate1d(frame, 50, method=method, error_model="poisson", unit="2th_deg")
+        want = ai.reference1d(frame, 50, method=method, error_model="poisson", unit="2th_deg")
+        _results_match(got, want)
+
+
+def test_device_frames_and_single_frames(ai: AzimuthalIntegrator) -> None:
+    dev = cla.to_device(ai.rt.queue, FRAMES)
+    got = ai.integrate1d(dev, 60, unit="2th_deg", mask=MASK, error_model="poisson")
+    want = ai.reference1d(FRAMES, 60, unit="2th_deg", mask=MASK, error_model="poisson")
+    _results_match(got, want)
+    one = ai.integrate1d(cla.to_device(ai.rt.queue, FRAMES[1]), 60, unit="2th_deg",
+                         mask=MASK, error_model="poisson")
+    assert one.intensity.shape == (60,)
+    _same(one.intensity, want.intensity[1])
+
+
+def test_frames_with_many_bad_pixels(ai: AzimuthalIntegrator) -> None:
+    """More pixels drop out than the private kernels list: the frame is summed again."""
+    frame = FRAMES[2].copy()
+    frame[::2] = np.nan
+    frame[1::2, ::3] = -2.0
+    for method in ("no", "full"):
+        got = ai.integrate1d(frame, 64, method=method, dummy=-2.0, error_model="poisson")
+        want = ai.reference1d(frame, 64, method=method, dummy=-2.0, error_model="poisson")
+        _results_match(got, want)
+    empty = ai.integrate1d(np.full(GEOMETRY.shape, np.nan, np.float32), 20, dummy=-7.0)
+    assert np.all(empty.intensity == -7.0) and np.all(empty.count == 0)
+    assert np.all(empty.sum_normalization == 0)
+
+
+def test_results_unpack_like_pyfai(ai: AzimuthalIntegrator) -> None:
+    res = ai.integrate1d(FRAME, 32, error_model="poisson")
+    x, intensity, sigma = res
+    assert len(res) == 3 and res[0] is res.radial and sigma is res.sigma
+    assert np.array_equal(res.sem, sigma) and "npt=32" in repr(res)
+    assert x.shape == intensity.shape == (32,) and res.unit == "q_nm^-1"
+    assert res.method == ("bbox", "csr", "opencl") and res.error_model == "poisson"
+    x, intensity = ai.integrate1d(FRAME, 32)
+    assert isinstance(ai.integrate1d(FRAME, 32), Integrate1dResult)
+    cake = ai.integrate2d(FRAME, 20, 12, unit=("2th_deg", "chi_rad"), error_model="poisson")
+    image, tth, chi, sigma = cake
+    assert image.shape == (12, 20) and tth.shape == (20,) and chi.shape == (12,)
+    assert cake.unit == ("2th_deg", "chi_rad") and np.all(np.abs(chi) <= np.pi)
+    assert len(ai.integrate2d(FRAME, 20, 12)) == 3
+
+
+def test_stack_equals_frame_by_frame(ai: AzimuthalIntegrator) -> None:
+    stack = ai.integrate1d(FRAMES, 48, method="no", error_model="poisson", dummy=-2.0)
+    for k in range(len(FRAMES)):
+        one = ai.integrate1d(FRAMES[k], 48, method="no", error_model="poisson", dummy=-2.0)
+        assert np.array_equal(stack.intensity[k], one.intensity)
+        assert np.array_equal(stack.count[k], one.count)
+
+
+def test_arrays_edited_in_place_are_never_stale() -> None:
+    ai = AzimuthalIntegrator(GEOMETRY)
+    frame = FRAMES[2]
+    mask = MASK.copy()
+    dark = DARK.copy()
+    flat = FLAT.copy()
+    first = ai.integrate1d(frame, 40, mask=mask, dark=dark, flat=flat)
+    for edit in (lambda: mask.__setitem__((slice(0, 10), slice(None)), True),
+                 lambda: dark.__setitem__((slice(None), slice(0, 40)), 5.0),
+                 lambda: flat.__setitem__((slice(30, 40), slice(None)), 2.0)):
+        edit()
+        again = ai.integrate1d(frame, 40, mask=mask, dark=dark, flat=flat)
+        fresh = AzimuthalIntegrator(GEOMETRY).integrate1d(frame, 40, mask=mask.copy(),
+                                                          dark=dark.copy(), flat=flat.copy())
+        assert np.array_equal(again.intensity, fresh.intensity)
+        assert not np.array_equal(again.intensity, first.intensity)
+        first = again
+
+
+def test_named_detector_gaps_and_dummy_apply_by_default() -> None:
+    g = PoniGeometry(dist=0.2, poni1=0.02, poni2=0.04, detector="Pilatus100k",
+                     wavelength=1e-10)
+    ai = AzimuthalIntegrator(g)
+    frame = RNG.poisson(30, g.shape).astype(np.int32)
+    frame[g.detector.mask] = -1  # Pilatus files flag gaps with -1, dead pixels with -2
+    frame[10, 10:20] = -2
+    got = ai.integrate1d(frame, 50, unit="2th_deg")
+    valid = ~g.detector.mask & (frame >= 0)
+    explicit = ai.integrate1d(np.where(valid, frame, 0), 50, unit="2th_deg",
+                              mask=~valid, dummy=-99.0)
+    assert np.allclose(got.intensity[got.count > 0], explicit.intensity[got.count > 0])
+    assert np.all(got.intensity[got.count == 0] == -2.0)  # empty bins get the dummy
+    assert got.count.sum() == pytest.approx(valid.sum())
 
 
 def test_bad_inputs() -> None:
     ai = AzimuthalIntegrator(GEOMETRY)
-    with pytest.raises(ValueError, match=r"frame has shape \(10, 10\), expected \(256, 320\)"):
-        ai.integrate1d(np.zeros((10, 10), np.float32), 10)
-    with pytest.raises(ValueError, match=r"unknown unit 'q_A\^-1'; valid units: 2th_deg, "
-                                         r"q_nm\^-1, r_mm"):
-        ai.integrate1d(FRAME, 10, unit="q_A^-1")
-    with pytest.raises(ValueError, match="npt must be an integer >= 1, got 0"):
-        ai.integrate1d(FRAME, 0)
-    with pytest.raises(ValueError, match="npt_azim must be an integer >= 1, got -3"):
-        ai.integrate2d(FRAME, 10, -3)
-    with pytest.raises(TypeError, match="frame dtype float64 is not supported; use one of "
-                                        "uint16, int32, float32"):
-        ai.integrate1d(FRAME.astype(np.float64), 10)
-    with pytest.raises(ValueError, match=r"mask has shape \(3, 3\), expected \(256, 320\)"):
-        ai.integrate1d(FRAME, 10, mask=np.zeros((3, 3), bool))
-    with pytest.raises(ValueError, match="radial_range must be finite with min < max"):
-        ai.integrate1d(FRAME, 10, radial_range=(5.0, 1.0))
-    with pytest.raises(ValueError, match="unknown error_model 'gauss'"):
-        ai.integrate1d(FRAME, 10, error_model="gauss")
-    with pytest.raises(ValueError, match=r"polarization_factor must be in \[-1, 1\]"):
-        ai.integrate1d(FRAME, 10, polarization_factor=2.0)
-    with pytest.raises(ValueError, match="everything masked"):
-        ai.integrate1d(FRAME, 10, mask=np.ones(GEOMETRY.shape, bool))
-    with pytest.raises(ValueError, match="method 'private' handles at most 4096 bins"):
-        AzimuthalIntegrator(GEOMETRY, method="private").integrate2d(FRAME, 100, 100)
-    with pytest.raises(ValueError, match="unknown method 'fast'; valid methods: auto, "
-                                         "private, gather"):
-        AzimuthalIntegrator(GEOMETRY, method="fast")
-    with pytest.raises(TypeError, match="frame must be a numpy array or a pyopencl array"):
-        ai.integrate1d([[1.0]], 10)
-
-
-def test_stack_gives_one_pattern_per_frame_and_unpacks_like_pyfai(ai: AzimuthalIntegrator
-                                                                   ) -> None:
-    frames = np.stack([FRAME, FRAME * 2, FRAME + 1])
-    res = ai.integrate1d(frames, 64, mask=MASK, error_model="poisson")
-    assert res.intensity.shape == (3, 64) and res.sigma is not None
-    for k in range(3):
-        one = ai.integrate1d(frames[k], 64, mask=MASK, error_model="poisson")
-        assert np.array_equal(res.intensity[k], one.intensity)
-        assert one.sigma is not None and np.array_equal(res.sigma[k], one.sigma)
-    x, intensity, sigma = res
-    assert x.shape == (64,) and intensity is res.intensity and sigma is res.sigma
-    x, intensity = ai.integrate1d(FRAME, 64)
-    assert intensity.shape == (64,)
+    cases: list[tuple[type[Exception], str, object]] = [
+        (ValueError, r"data has shape \(10, 10\), expected \(64, 80\)",
+         lambda: ai.integrate1d(np.zeros((10, 10), np.float32), 10)),
+        (ValueError, r"unknown radial unit 'q_pm\^-1'; valid: 2th_deg",
+         lambda: ai.integrate1d(FRAME, 10, unit="q_pm^-1")),
+        (ValueError, "npt must be an integer >= 1, got 0", lambda: ai.integrate1d(FRAME, 0)),
+        (ValueError, "npt_azim must be an integer >= 1, got -3",
+         lambda: ai.integrate2d(FRAME, 10, -3)),
+        (TypeError, "frames of dtype float16 are not supported",
+         lambda: ai.integrate1d(FRAME.astype(np.float16), 10)),
+        (TypeError, "frames of dtype bool are not supported",
+         lambda: ai.integrate1d(FRAME > 3, 10)),
+        (ValueError, r"mask has shape \(3, 3\), expected \(64, 80\)",
+         lambda: ai.integrate1d(FRAME, 10, mask=np.zeros((3, 3), bool))),
+        (ValueError, "radial_range must be two different finite numbers",
+         lambda: ai.integrate1d(FRAME, 10, radial_range=(1.0, 1.0))),
+        (ValueError, r"azimuth_range \(170.0, -170.0\) crosses the χ discontinuity",
+         lambda: ai.integrate1d(FRAME, 10, azimuth_range=(170.0, -170.0))),
+        (ValueError, "unknown error_model 'gauss'",
+         lambda: ai.integrate1d(FRAME, 10, error_model="gauss")),
+        (ValueError, r"polarization_factor must be in \[-1, 1\]",
+         lambda: ai.integrate1d(FRAME, 10, polarization_factor=2.0)),
+        (ValueError, "every pixel is masked",
+         lambda: ai.integrate1d(FRAME, 10, mask=np.ones(GEOMETRY.shape, bool))),
+        (ValueError, r"unknown method 'pseudo'.*\('bbox', 'csr', 'opencl'\)",
+         lambda: ai.integrate1d(FRAME, 10, method="pseudo")),
+        (ValueError, "kernel .private. needs at most 4096 bins, got 10000",
+         lambda: AzimuthalIntegrator(GEOMETRY, kernel="private").integrate2d(FRAME, 100, 100)),
+        (ValueError, "unknown kernel 'fast'; valid: auto, private, csr",
+         lambda: AzimuthalIntegrator(GEOMETRY, kernel="fast")),
+        (TypeError, "data must be a numpy or pyopencl array, got list",
+         lambda: ai.integrate1d([[1.0]], 10)),
+        (ValueError, "dummy must be a finite number or None, got nan",
+         lambda: ai.integrate1d(FRAME, 10, dummy=float("nan"))),
+        (ValueError, "normalization_factor must be a finite non-zero number",
+         lambda: ai.integrate1d(FRAME, 10, normalization_factor=0)),
+        (ValueError, "unit 'q_nm\\^-1' needs the wavelength",
+         lambda: AzimuthalIntegrator(GEOMETRY.replace(wavelength=None)).integrate1d(FRAME, 10)),
+    ]
+    for exc, message, call in cases:
+        with pytest.raises(exc, match=message):
+            call()  # type: ignore[operator]
+    # without a wavelength, angles and radii still work
+    ai_no_wl = AzimuthalIntegrator(GEOMETRY.replace(wavelength=None))
+    assert ai_no_wl.integrate1d(FRAME, 10, unit="2th_deg").intensity.shape == (10,)

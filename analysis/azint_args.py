@@ -1,0 +1,192 @@
+"""Arguments of ``integrate1d``/``integrate2d`` as pyFAI takes them, checked and turned
+into the integrator's terms: the method (its pixel splitting), units, ranges, the dummy
+value and content digests of the mask, dark and flat arrays (so that an array edited in
+place between calls is noticed)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from analysis import devarray
+from analysis.azint_engine import FRAME_TYPES
+from analysis.azint_matrix import SPLITS
+from analysis.azint_plan import ERROR_MODELS, Dummy
+from geometry import Detector, Unit, azimuthal_unit, radial_unit
+
+__all__ = ["azimuth_range", "bins", "check_frames", "digest", "dummy_of", "error_model",
+           "image", "radial_range", "split_of", "units2d"]
+
+_ALIASES = {"no": "no", "nosplit": "no", "bbox": "bbox", "splitbbox": "bbox", "full": "full",
+            "splitpixel": "full"}
+
+
+def split_of(method: Any) -> str:
+    """The pixel splitting asked for by ``method``: ``"no"``, ``"bbox"``, ``"full"``, a
+    pyFAI method tuple such as ``("bbox", "csr", "opencl")`` (its first item chooses; the
+    algorithm and implementation are accepted — smeflow always runs a CSR-style OpenCL
+    engine), or a pyFAI ``IntegrationMethod``."""
+    candidate: Any = method
+    split = getattr(method, "split_lower", None) or getattr(method, "split", None)
+    if isinstance(split, str):
+        candidate = split
+    elif isinstance(method, (tuple, list)) and method and all(
+            isinstance(m, str) for m in method):
+        candidate = method[0]
+    if isinstance(candidate, str):
+        found = _ALIASES.get(candidate.strip().lower().replace("_", ""))
+        if found is not None:
+            return found
+    raise ValueError(f"unknown method {method!r}: give the pixel splitting "
+                     f"({', '.join(SPLITS)}) or a pyFAI method tuple such as "
+                     "('bbox', 'csr', 'opencl')")
+
+
+def error_model(model: Any) -> str | None:
+    """``None``, ``"poisson"`` or ``"azimuthal"`` (pyFAI's spellings, case-insensitive)."""
+    if model is None or model is False:
+        return None
+    if isinstance(model, str) and model.strip().lower() in ("poisson", "azimuthal"):
+        return model.strip().lower()
+    if isinstance(model, str) and model.strip().lower() in ("", "no", "none"):
+        return None
+    raise ValueError(f"unknown error_model {model!r}; valid: "
+                     + ", ".join(repr(m) for m in ERROR_MODELS))
+
+
+def bins(name: str, value: Any) -> int:
+    """A bin count: an integer ≥ 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def _pair(name: str, rng: Any) -> tuple[float, float]:
+    try:
+        a, b = (float(v) for v in rng)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be (min, max), got {rng!r}") from None
+    if not (math.isfinite(a) and math.isfinite(b)) or a == b:
+        raise ValueError(f"{name} must be two different finite numbers, got {rng!r}")
+    return a, b
+
+
+def radial_range(rng: Any, unit: Unit) -> tuple[float, float] | None:
+    """``(min, max)`` in ``unit`` → internal units (pyFAI takes the smaller as min)."""
+    if rng is None:
+        return None
+    a, b = _pair("radial_range", rng)
+    return min(a, b) / unit.scale, max(a, b) / unit.scale
+
+
+def azimuth_range(rng: Any, unit: Unit) -> tuple[float, float] | None:
+    """``(start, end)`` in ``unit`` (degrees for chi_deg) → rad within [−π, π].
+
+    Like pyFAI, angles are folded into [−180°, 180°) and an end at or before the start
+    goes once round (``(0, 180)`` is ``(0°, 180°)``); a range that would then cross the
+    discontinuity at ±180° is refused (pyFAI returns a partial result)."""
+    if rng is None:
+        return None
+    a, b = _pair("azimuth_range", rng)
+    lo, hi = (_fold(v / unit.scale) for v in (a, b))
+    if hi <= lo:
+        hi += 2.0 * math.pi
+    if hi > math.pi + 1e-12:
+        raise ValueError(f"azimuth_range {rng!r} crosses the χ discontinuity at ±180° "
+                         "(χ runs from -180° to 180°): split it in two")
+    return lo, min(hi, math.pi)
+
+
+def _fold(angle: float) -> float:
+    """An angle in rad folded into [−π, π), as pyFAI's ``deg2rad``."""
+    turn = (angle / math.pi) % 2.0
+    return (turn - 2.0 if turn >= 1.0 else turn) * math.pi
+
+
+def units2d(unit: Any) -> tuple[Unit, Unit]:
+    """A radial unit, or a pyFAI 2-tuple ``(radial, azimuthal)``; χ in degrees by default."""
+    if isinstance(unit, (tuple, list)) and len(unit) == 2:
+        return radial_unit(unit[0]), azimuthal_unit(unit[1])
+    return radial_unit(unit), azimuthal_unit("chi_deg")
+
+
+def dummy_of(dummy: Any, delta_dummy: Any, detector: Detector, dtype: np.dtype[Any]
+             ) -> Dummy | None:
+    """pyFAI's dummy rule: the caller's ``dummy`` (±``delta_dummy``, exact without it),
+    else the named detector's own (e.g. −2 ± 1.5 for Dectris), converted through the
+    frame's type as pyFAI does (−2 in ``uint16`` frames is 65534)."""
+    for name, value in (("dummy", dummy), ("delta_dummy", delta_dummy)):
+        if value is not None and (isinstance(value, bool) or not isinstance(
+                value, (int, float, np.integer, np.floating)) or not math.isfinite(value)):
+            raise ValueError(f"{name} must be a finite number or None, got {value!r}")
+    if dummy is not None:
+        return Dummy(float(np.float32(dummy)),
+                     0.0 if delta_dummy is None else float(np.float32(delta_dummy)))
+    if detector.dummy is None:
+        return None
+    value = np.float32(dtype.type(np.int64(detector.dummy))) if dtype.kind in "iu" \
+        else np.float32(detector.dummy)
+    delta = float(np.finfo(np.float32).eps) if detector.delta_dummy is None \
+        else float(np.float32(detector.delta_dummy))
+    return Dummy(float(value), delta)
+
+
+_KEYS: dict[int, npt.NDArray[np.uint64]] = {}
+
+
+def digest(a: Any) -> tuple[object, ...] | None:
+    """A content digest of an array (dtype, shape and a 64-bit multiply-sum of its bytes),
+    so that an array changed in place is not mistaken for the one seen before."""
+    if a is None:
+        return None
+    arr = np.ascontiguousarray(a)
+    raw = arr.reshape(-1).view(np.uint8)
+    n8 = raw.size // 8 * 8
+    words = raw[:n8].view(np.uint64)
+    keys = _KEYS.get(words.size)
+    if keys is None:
+        rng = np.random.default_rng(words.size)
+        keys = rng.integers(0, 2**63, words.size, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+        _KEYS.clear()
+        _KEYS[words.size] = keys
+    with np.errstate(over="ignore"):
+        h = int(np.sum(words * keys, dtype=np.uint64))
+    return (arr.dtype.str, arr.shape, h, bytes(raw[n8:]))
+
+
+def image(name: str, a: Any, shape: tuple[int, int]) -> npt.NDArray[Any] | None:
+    """A per-pixel array argument (mask, dark, flat) of the detector's shape, or None."""
+    if a is None:
+        return None
+    arr = np.asarray(a)
+    if arr.shape != shape:
+        raise ValueError(f"{name} has shape {arr.shape}, expected {shape} (the detector "
+                         "shape)")
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}")
+    return arr
+
+
+def check_frames(data: Any, shape: tuple[int, int], context: Any) -> Any:
+    """``data`` if it is one frame ``(rows, cols)`` or a stack ``(n, rows, cols)`` of a
+    supported type (numpy, or pyopencl on ``context``), with a clear error otherwise."""
+    if devarray.is_device(data):
+        if data.context != context:
+            raise ValueError("data is a pyopencl array on another OpenCL context than this "
+                             "integrator's")
+        if not data.flags.c_contiguous:
+            raise ValueError("data (pyopencl array) must be C-contiguous")
+    elif not isinstance(data, np.ndarray):
+        raise TypeError(f"data must be a numpy or pyopencl array, got {type(data).__name__}")
+    dims = tuple(data.shape)
+    if len(dims) not in (2, 3) or dims[-2:] != shape:
+        raise ValueError(f"data has shape {dims}, expected {shape} (the detector shape) or "
+                         f"(n, {shape[0]}, {shape[1]}) for a stack of frames")
+    dtype = np.dtype(data.dtype)
+    if dtype not in FRAME_TYPES:
+        raise TypeError(f"frames of dtype {dtype} are not supported; use one of "
+                        + ", ".join(str(d) for d in FRAME_TYPES))
+    return data

@@ -1,0 +1,306 @@
+"""The OpenCL side of the integrator: one :class:`Engine` per plan, frames in, sums out.
+
+The engine keeps the plan on the device and chooses a kernel (``analysis/kernels/
+azint.cl``):
+
+* ``hist_private`` — no pixel splitting on a CPU device with at most
+  :data:`PRIVATE_MAX_BINS` bins: per-work-item histograms over contiguous slices of the
+  frame (2 bytes of bin index per pixel);
+* ``split_private`` — bbox/full splitting of 1D patterns on a CPU device: the same, each
+  pixel carrying its first bin and coefficients;
+* ``csr_sums`` — anything else (GPUs, 2D cakes, many bins): one work-item per bin over
+  its CSR row;
+* ``csr_azimuthal`` — the "azimuthal" error model (a running variance over each row).
+
+A whole stack is one kernel launch (the second global dimension is the frame) and one
+read-back. Pixels that do not count in a frame (not finite, dummy) are listed by the
+private kernels — the host takes their share out of the plan's static sums — or summed
+apart by ``csr_sums``; when more pixels are listed than fit, the frame is summed again
+with ``csr_sums``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from analysis import cl, devarray
+from analysis.azint_plan import Dummy, Plan, Sums
+
+#: Largest bin count of the private-histogram kernels (a private array per work-item).
+PRIVATE_MAX_BINS = 4096
+FRAME_TYPES = {np.dtype(np.uint8): "uchar", np.dtype(np.int8): "char",
+               np.dtype(np.uint16): "ushort", np.dtype(np.int16): "short",
+               np.dtype(np.uint32): "uint", np.dtype(np.int32): "int",
+               np.dtype(np.uint64): "ulong", np.dtype(np.int64): "long",
+               np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+KINDS = ("auto", "private", "csr")
+F64 = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Frames:
+    """A stack on its way to the kernels: the device buffer, frame count and dtype."""
+
+    buffer: Any
+    n: int
+    dtype: np.dtype[Any]
+    host: npt.NDArray[Any] | None  # kept alive while the device reads it (zero copy)
+
+
+class Engine:
+    """Device buffers and kernels of one :class:`~analysis.azint_plan.Plan`."""
+
+    def __init__(self, rt: cl.Runtime, plan: Plan, kind: str = "auto") -> None:
+        import pyopencl
+
+        self.rt, self.plan = rt, plan
+        self.cpu = bool(rt.device.type & pyopencl.device_type.CPU)
+        self.acc = np.dtype(np.float64 if rt.device.double_fp_config else np.float32)
+        split = plan.matrix.split
+        one_d = plan.matrix.azimuthal is None
+        if kind == "private" and plan.nbins > PRIVATE_MAX_BINS:
+            raise ValueError(f"kernel 'private' needs at most {PRIVATE_MAX_BINS} bins, got "
+                             f"{plan.nbins}; use 'auto' or 'csr'")
+        # 2D cakes with splitting have no private kernel: they always go row by row
+        private = (self.cpu if kind == "auto" else kind == "private") \
+            and plan.nbins <= PRIVATE_MAX_BINS and (split == "no" or one_d)
+        self.kind = ("hist" if split == "no" else "split") if private else "csr"
+        self.nparts = max(1, int(rt.device.max_compute_units))
+        npix = plan.matrix.npix
+        self.chunk = ((npix + self.nparts - 1) // self.nparts + 7) // 8 * 8
+        self.cap = max(1024, npix // (16 * self.nparts))
+        self._buffers: dict[str, Any] = {}
+        self._scratch: dict[str, tuple[int, Any]] = {}
+        if self.kind == "hist":
+            self._pixel_bins = plan.pixel_bins()
+            self._upload("bins", self._pixel_bins.astype(np.uint16))
+        elif self.kind == "split":
+            self._pixel_major()
+
+    # -- device data ------------------------------------------------------------------
+
+    def _upload(self, name: str, host: npt.NDArray[Any]) -> Any:
+        import pyopencl
+
+        mf = pyopencl.mem_flags
+        data = host if host.size else np.zeros(1, host.dtype)
+        buf = pyopencl.Buffer(self.rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=data)
+        self._buffers[name] = buf
+        return buf
+
+    def _buffer(self, name: str) -> Any:
+        if name not in self._buffers:
+            p = self.plan
+            if name == "indptr":
+                self._upload("indptr", p.indptr.astype(np.uint32))
+                self._upload("indices", p.indices.astype(np.uint32))
+                self._upload("coefs", p.coefs.astype(np.float32))
+            elif name == "norm":
+                self._upload("norm", p.norm.astype(np.float32))
+                self._upload("dark", np.zeros(1, np.float32) if p.dark is None
+                             else p.dark.astype(np.float32))
+        return self._buffers[name]
+
+    def _scratch_buffer(self, name: str, nbytes: int) -> Any:
+        import pyopencl
+
+        have = self._scratch.get(name)
+        if have is None or have[0] < nbytes:
+            have = (nbytes, pyopencl.Buffer(self.rt.context, pyopencl.mem_flags.READ_WRITE,
+                                            max(nbytes, 8)))
+            self._scratch[name] = have
+        return have[1]
+
+    def _pixel_major(self) -> None:
+        """Per pixel (first bin | count << 16) and its coefficients in pixel order."""
+        p = self.plan
+        rows = p.rows()
+        order = np.lexsort((rows, p.indices))
+        pix, bins, coefs = p.indices[order], rows[order], p.coefs[order]
+        npix = p.matrix.npix
+        count = np.bincount(pix, minlength=npix)
+        first = np.zeros(npix, np.int64)
+        start = np.concatenate([[0], np.cumsum(count)])
+        has = count > 0
+        first[has] = bins[start[:-1][has]]
+        span = np.zeros(npix, np.int64)
+        last = np.zeros(npix, np.int64)
+        last[has] = bins[start[1:][has] - 1]
+        span[has] = last[has] - first[has] + 1
+        dense = np.zeros(int(span.sum()), np.float32)  # consecutive bins, zeros filled in
+        dstart = np.concatenate([[0], np.cumsum(span)])
+        dense[dstart[pix] + (bins - first[pix])] = coefs
+        if span.max(initial=0) >= 1 << 16:
+            raise ValueError("a pixel spreads over 65536 bins or more")
+        self._upload("heads", (first | (span << 16)).astype(np.uint32))
+        self._upload("coefs_dense", dense)
+        part_first = np.minimum(np.arange(self.nparts) * self.chunk, npix)
+        self._upload("coef_start", dstart[part_first].astype(np.uint32))
+        self._csc = (count, start, bins, coefs)
+
+    # -- frames -------------------------------------------------------------------------
+
+    def frames(self, stack: Any) -> Frames:
+        """``stack`` (numpy or pyopencl, ``(n, rows, cols)`` or one frame) on the device."""
+        import pyopencl
+
+        if devarray.is_device(stack):
+            n = 1 if stack.ndim == 2 else int(stack.shape[0])
+            return Frames(stack.data, n, np.dtype(stack.dtype), None)
+        host = np.ascontiguousarray(stack)
+        n = 1 if host.ndim == 2 else int(host.shape[0])
+        mf = pyopencl.mem_flags
+        if self.cpu:  # zero copy: the device reads the host memory
+            buf = pyopencl.Buffer(self.rt.context, mf.READ_ONLY | mf.USE_HOST_PTR,
+                                  hostbuf=host)
+            return Frames(buf, n, host.dtype, host)
+        buf = self._scratch_buffer(f"frames/{host.dtype}", host.nbytes)
+        pyopencl.enqueue_copy(self.rt.queue, buf, host, is_blocking=False)
+        return Frames(buf, n, host.dtype, host)
+
+    # -- sums ---------------------------------------------------------------------------
+
+    def _options(self, dtype: np.dtype[Any], variance: bool, dummy: Dummy | None
+                 ) -> tuple[str, ...]:
+        double = self.acc == np.float64
+        if dtype == np.float64 and not double:
+            raise TypeError(f"float64 frames need a device with double precision; "
+                            f"{self.rt.name} has none")
+        return (f"-DFRAME_T={FRAME_TYPES[dtype]}", f"-DACC_T={'double' if double else 'float'}",
+                f"-DACC_IS_DOUBLE={int(double)}", f"-DNBINS={self.plan.nbins}",
+                f"-DVARIANCE={int(variance)}", f"-DCHECK_FINITE={int(dtype.kind == 'f')}",
+                f"-DCHECK_DUMMY={int(dummy is not None)}",
+                f"-DDUMMY_EXACT={int(dummy is not None and dummy.delta == 0)}",
+                f"-DWIDE={int(dtype.itemsize == 8)}")
+
+    def sums(self, frames: Frames, error_model: str | None, dummy: Dummy | None) -> Sums:
+        """Every per-bin sum of every frame (``(n, nbins)`` each)."""
+        if error_model == "azimuthal":
+            return self._csr(frames, "csr_azimuthal", error_model, dummy)
+        if self.kind == "csr":
+            return self._csr(frames, "csr_sums", error_model, dummy)
+        return self._private(frames, error_model, dummy)
+
+    def _dummy_args(self, dummy: Dummy | None) -> tuple[np.float32, np.float32]:
+        if dummy is None:
+            return np.float32(0), np.float32(0)
+        return np.float32(dummy.value), np.float32(dummy.delta)
+
+    def _private(self, frames: Frames, error_model: str | None, dummy: Dummy | None
+                 ) -> Sums:
+        import pyopencl
+
+        p, n, q = self.plan, frames.n, self.rt.queue
+        variance = error_model == "poisson"
+        opts = self._options(frames.dtype, variance, dummy)
+        nbins, slots = p.nbins, n * self.nparts
+        acc = self.acc.itemsize
+        partial = self._scratch_buffer("partial", slots * 2 * nbins * acc)
+        out = self._scratch_buffer("out", n * 2 * nbins * acc)
+        bad_idx = self._scratch_buffer("bad_idx", slots * self.cap * 4)
+        bad_n = self._scratch_buffer("bad_n", slots * 4)
+        npix = np.uint32(p.matrix.npix)
+        dv, dd = self._dummy_args(dummy)
+        if self.kind == "hist":
+            k = devarray.kernel(self.rt, "azint.cl", "hist_private", opts)
+            k(q, (self.nparts, n), (1, 1), frames.buffer, self._buffers["bins"], npix,
+              np.uint32(self.chunk), partial, bad_idx, bad_n, np.uint32(self.cap), dv, dd)
+        else:
+            k = devarray.kernel(self.rt, "azint.cl", "split_private", opts)
+            k(q, (self.nparts, n), (1, 1), frames.buffer, self._buffers["heads"],
+              self._buffers["coefs_dense"], self._buffers["coef_start"], npix,
+              np.uint32(self.chunk), partial, bad_idx, bad_n, np.uint32(self.cap), dv, dd)
+        reduce = devarray.kernel(self.rt, "azint.cl", "stack_reduce", opts)
+        reduce(q, ((1 + variance) * nbins, n), None, partial, np.uint32(self.nparts), out)
+        host = np.empty((n, 2, nbins), self.acc)
+        counts = np.empty((n, self.nparts), np.uint32)
+        pyopencl.enqueue_copy(q, counts, bad_n, is_blocking=False)
+        pyopencl.enqueue_copy(q, host, out)
+        raw = host.astype(np.float64)
+        s = raw[:, 0]
+        if not variance:
+            v = None
+        elif self.kind == "hist":
+            v = s + raw[:, 1]  # sum max(1, x) = sum x + sum (1 - x) over x < 1
+        else:
+            v = raw[:, 1]
+        bad = self._bad_sums(frames, counts, bad_idx)
+        if bad is None:  # more bad pixels than listed: sum those frames row by row
+            return self._csr(frames, "csr_sums", error_model, dummy)
+        return self._combine(s, v, bad)
+
+    def _bad_sums(self, frames: Frames, counts: npt.NDArray[np.uint32], bad_idx: Any
+                  ) -> F64 | None:
+        """Per frame and bin: (Σc, Σc·norm, Σ(c·norm)², Σc·dark) of the listed pixels."""
+        import pyopencl
+
+        p = self.plan
+        out = np.zeros((frames.n, 4, p.nbins))
+        if not counts.any():
+            return out
+        if (counts > self.cap).any():
+            return None
+        lists = np.empty((frames.n, self.nparts, self.cap), np.uint32)
+        pyopencl.enqueue_copy(self.rt.queue, lists, bad_idx)
+        for f in np.flatnonzero(counts.any(axis=1)):
+            idx = np.concatenate([lists[f, k, :counts[f, k]] for k in range(self.nparts)]
+                                 ).astype(np.int64)
+            if self.kind == "hist":
+                bins, c = self._pixel_bins[idx], np.ones(idx.size)
+                pix = idx
+            else:
+                count, start, all_bins, coefs = self._csc
+                reps = count[idx]
+                at = np.repeat(start[idx], reps) + (
+                    np.arange(int(reps.sum())) - np.repeat(np.cumsum(reps) - reps, reps))
+                pix, bins, c = np.repeat(idx, reps), all_bins[at], coefs[at].astype(np.float64)
+            w = c * p.norm[pix].astype(np.float64)
+            out[f, 0] = np.bincount(bins, c, minlength=p.nbins)[:p.nbins]
+            out[f, 1] = np.bincount(bins, w, minlength=p.nbins)[:p.nbins]
+            out[f, 2] = np.bincount(bins, w * w, minlength=p.nbins)[:p.nbins]
+            if p.dark is not None:
+                out[f, 3] = np.bincount(bins, c * p.dark[pix].astype(np.float64),
+                                        minlength=p.nbins)[:p.nbins]
+        return out
+
+    def _csr(self, frames: Frames, name: str, error_model: str | None, dummy: Dummy | None
+             ) -> Sums:
+        import pyopencl
+
+        p, n, q = self.plan, frames.n, self.rt.queue
+        variance = error_model is not None
+        opts = self._options(frames.dtype, variance, dummy)
+        out = self._scratch_buffer("csr_out", n * 6 * p.nbins * self.acc.itemsize)
+        dv, dd = self._dummy_args(dummy)
+        k = devarray.kernel(self.rt, "azint.cl", name, opts)
+        k(q, (p.nbins, n), None, frames.buffer, self._buffer("indptr"),
+          self._buffers["indices"], self._buffers["coefs"], self._buffer("norm"),
+          self._buffers["dark"], np.uint32(p.matrix.npix), np.uint32(p.dark is not None),
+          out, dv, dd)
+        host = np.empty((n, 6, p.nbins), self.acc)
+        pyopencl.enqueue_copy(q, host, out)
+        raw = host.astype(np.float64)
+        if name == "csr_azimuthal":  # every sum straight from the kernel
+            return Sums(raw[:, 0], raw[:, 1], raw[:, 2], raw[:, 3], raw[:, 4])
+        return self._combine(raw[:, 0], raw[:, 1] if variance else None,
+                             raw[:, 2:6].copy())
+
+    def _combine(self, s: F64, v: F64 | None, bad: F64) -> Sums:
+        """Frame sums plus static sums minus the bad pixels' share."""
+        p = self.plan
+        count = p.count - bad[:, 0]
+        norm = p.sum_norm - bad[:, 1]
+        norm2 = p.sum_norm2 - bad[:, 2]
+        signal = s if p.sum_dark is None else s - (p.sum_dark - bad[:, 3])
+        # bins whose every pixel dropped out: exactly empty, not a rounding residue
+        gone = count <= 1e-9 * np.maximum(p.count, 1e-300)
+        if gone.any():
+            for a in (count, norm, norm2, signal):
+                a[gone] = 0.0
+            if v is not None:
+                v = np.where(gone, 0.0, v)
+        return Sums(signal, v, norm, norm2, count)

@@ -1,0 +1,227 @@
+"""The frame-independent part of one integration, and the numpy reference of the kernels.
+
+A :class:`Plan` is an integration :class:`~analysis.azint_matrix.Matrix` plus the
+per-pixel corrections — the normalisation ``norm = flat × polarization × solid angle``
+(float32, as pyFAI computes it) and the ``dark`` — with the pixels that can never count
+(``norm`` zero or not finite, a non-finite dark, a flat equal to the dummy value) taken
+out, and the per-bin sums that do not depend on the frame: ``Σ c·norm``, ``Σ (c·norm)²``,
+``Σ c`` and ``Σ c·dark`` (``c`` the matrix coefficient). Per frame, a pixel also drops out
+when its value is not finite or equals the dummy value; the kernels then sum only the
+frame: ``Σ c·x`` and, for Poisson errors, ``Σ c²·max(1, x)``.
+
+:func:`reference` computes every per-bin sum directly with numpy for each frame — no
+precomputed totals, no corrections — and is what the OpenCL kernels are tested against.
+:func:`finish` turns sums into pyFAI's results: ``intensity = Σ c·(x − dark) / Σ c·norm``,
+``sem = √(Σ variance) / Σ c·norm``, ``std = √(Σ variance / Σ (c·norm)²)``, and the
+``empty`` value where no pixel counts (``Σ (c·norm)² = 0``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from analysis.azint_matrix import Axis, Matrix
+from geometry import PoniGeometry
+
+F64 = npt.NDArray[np.float64]
+F32 = npt.NDArray[np.float32]
+ERROR_MODELS = (None, "poisson", "azimuthal")
+
+
+def _sum(rows: npt.NDArray[np.int64], weights: F64, n: int) -> F64:
+    """Per-bin sum of ``weights`` (``np.bincount`` as float64)."""
+    return np.bincount(rows, weights, minlength=n).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class Dummy:
+    """Pixels whose value is ``value`` (within ``delta``; exactly when ``delta`` is 0) are
+    invalid, compared in float32 like pyFAI. None: no dummy value."""
+
+    value: float
+    delta: float
+
+    def flags(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.bool_]:
+        """True where ``x`` (float32) is the dummy value."""
+        v, d = np.float32(self.value), np.float32(self.delta)
+        if d == 0:
+            return np.asarray(x == v)
+        return np.asarray(np.abs(x - v) <= d)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Matrix restricted to the pixels that can count, with the static per-bin sums."""
+
+    matrix: Matrix
+    indptr: npt.NDArray[np.int64]
+    indices: npt.NDArray[np.int64]
+    coefs: F32
+    norm: F32
+    dark: F32 | None
+    sum_norm: F64
+    sum_norm2: F64
+    count: F64
+    sum_dark: F64 | None
+
+    @property
+    def nbins(self) -> int:
+        """Number of output bins."""
+        return self.matrix.nbins
+
+    @property
+    def radial(self) -> Axis:
+        """The radial bins."""
+        return self.matrix.radial
+
+    @property
+    def azimuthal(self) -> Axis | None:
+        """The χ bins of a cake (None in 1D)."""
+        return self.matrix.azimuthal
+
+    def rows(self) -> npt.NDArray[np.int64]:
+        """The bin of every entry."""
+        return np.repeat(np.arange(self.nbins, dtype=np.int64), np.diff(self.indptr))
+
+    def pixel_bins(self) -> npt.NDArray[np.int64]:
+        """Without splitting: the bin of every pixel, ``nbins`` for pixels in none."""
+        bins = np.full(self.matrix.npix, self.nbins, dtype=np.int64)
+        bins[self.indices] = self.rows()
+        return bins
+
+
+def normalisation(geometry: PoniGeometry, flat: F32 | None, solid_angle: bool,
+                  polarization_factor: float | None) -> F32:
+    """``flat × polarization × solid angle`` per pixel, float32 in pyFAI's order."""
+    norm = np.ones(geometry.shape, dtype=np.float32)
+    if flat is not None:
+        norm = norm * flat.astype(np.float32)
+    if polarization_factor is not None:
+        norm = norm * geometry.polarization(polarization_factor).astype(np.float32)
+    if solid_angle:
+        norm = norm * geometry.solid_angle().astype(np.float32)
+    return np.ascontiguousarray(norm.ravel(), dtype=np.float32)
+
+
+def make_plan(matrix: Matrix, norm: F32, dark: F32 | None, flat: F32 | None,
+              dummy: Dummy | None) -> Plan:
+    """The :class:`Plan` of ``matrix`` with per-pixel ``norm`` and ``dark`` (flat, ravelled
+    float32); ``flat``/``dummy`` only for pyFAI's rule that a flat equal to the dummy value
+    (0 without one) invalidates the pixel."""
+    valid = np.isfinite(norm) & (norm != 0)
+    if dark is not None:
+        valid &= np.isfinite(dark)
+    if flat is not None:
+        valid &= ~(Dummy(0.0, 0.0) if dummy is None else dummy).flags(flat.ravel())
+    keep = valid[matrix.indices]
+    rows = matrix.rows()[keep]
+    counts = np.bincount(rows, minlength=matrix.nbins)
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    indices = matrix.indices[keep]
+    coefs = matrix.coefs[keep]
+    c = coefs.astype(np.float64)
+    w = c * norm[indices].astype(np.float64)
+    n = matrix.nbins
+    sum_dark = None
+    if dark is not None:
+        sum_dark = _sum(rows, c * dark[indices].astype(np.float64), n)
+    return Plan(matrix, indptr, indices, coefs, norm, dark,
+                _sum(rows, w, n), _sum(rows, w * w, n),
+                _sum(rows, c, n), sum_dark)
+
+
+@dataclass(frozen=True)
+class Sums:
+    """Per-bin sums of a stack of frames, each ``(frames, nbins)`` float64."""
+
+    signal: F64
+    variance: F64 | None
+    norm: F64
+    norm2: F64
+    count: F64
+
+
+def reference(plan: Plan, frames: npt.NDArray[np.generic], error_model: str | None,
+              dummy: Dummy | None) -> Sums:
+    """Every per-bin sum of every frame of ``frames`` (``(n, npix)``), straight from the
+    definition with numpy (the kernels' reference)."""
+    rows = plan.rows()
+    c = plan.coefs.astype(np.float64)
+    n = plan.nbins
+    norm = plan.norm[plan.indices].astype(np.float64)
+    dark = None if plan.dark is None else plan.dark[plan.indices].astype(np.float64)
+    out: dict[str, list[F64]] = {k: [] for k in ("signal", "variance", "norm", "norm2",
+                                                 "count")}
+    for frame in np.asarray(frames).reshape(len(frames), -1):
+        x32 = frame[plan.indices].astype(np.float32)
+        ok = np.isfinite(x32)
+        if dummy is not None:
+            ok &= ~dummy.flags(x32)
+        x = np.where(ok, x32.astype(np.float64), 0.0)
+        sig = x - dark if dark is not None else x
+        w = np.where(ok, c * norm, 0.0)
+        cv = np.where(ok, c, 0.0)
+        out["signal"].append(_sum(rows, cv * sig, n))
+        out["norm"].append(_sum(rows, w, n))
+        out["norm2"].append(_sum(rows, w * w, n))
+        out["count"].append(_sum(rows, cv, n))
+        if error_model == "poisson":
+            out["variance"].append(_sum(rows, cv * cv * np.maximum(1.0, x), n))
+        elif error_model == "azimuthal":
+            out["variance"].append(_azimuthal(plan, rows, cv * sig, w, ok))
+    variance = np.stack(out["variance"]) if error_model is not None else None
+    return Sums(np.stack(out["signal"]), variance, np.stack(out["norm"]),
+                np.stack(out["norm2"]), np.stack(out["count"]))
+
+
+def _azimuthal(plan: Plan, rows: npt.NDArray[np.int64], s: F64, w: F64,
+               ok: npt.NDArray[np.bool_]) -> F64:
+    """pyFAI's running "azimuthal" variance of every bin, entries in CSR order:
+    ``VV += ω² (S₋/Ω₋ − b)(S/Ω − b)`` with ``b = sig/norm`` of the new pixel, ``S``, ``Ω``
+    the running sums of ``c·sig`` and ``ω = c·norm`` (invalid pixels skipped)."""
+    ok = ok & (w != 0)  # pyFAI skips zero coefficients
+    rows, s, w = rows[ok], s[ok], w[ok]
+    counts = np.bincount(rows, minlength=plan.nbins)
+    start = np.concatenate([[0], np.cumsum(counts)])[:-1]
+    cs = np.concatenate([[0.0], np.cumsum(s)])
+    cw = np.concatenate([[0.0], np.cumsum(w)])
+    base_s = np.repeat(cs[start], counts)  # sums of the rows before
+    base_w = np.repeat(cw[start], counts)
+    cs, cw = cs[1:], cw[1:]
+    big_s = cs - base_s  # S_k
+    big_w = cw - base_w  # Ω_k
+    prev_s, prev_w = big_s - s, big_w - w
+    with np.errstate(divide="ignore", invalid="ignore"):
+        b = s / w
+        term = w * w * (prev_s / prev_w - b) * (big_s / big_w - b)
+    later = np.arange(s.size) > np.repeat(start, counts)  # not the row's first entry
+    term = np.where(later, term, 0.0)
+    return _sum(rows, term, plan.nbins)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """Results of :func:`finish`, each ``(frames, nbins)``."""
+
+    intensity: F64
+    sem: F64 | None
+    std: F64 | None
+
+
+def finish(sums: Sums, empty: float, normalization_factor: float = 1.0) -> Finished:
+    """Intensities and errors from the sums (pyFAI's formulas, ``empty`` where no pixel
+    counts); ``normalization_factor`` scales the normalisation as pyFAI's does."""
+    norm = sums.norm * normalization_factor
+    norm2 = sums.norm2 * normalization_factor * normalization_factor
+    has = norm2 > 0
+    safe = np.where(has, norm, 1.0)
+    intensity = np.where(has, sums.signal / safe, empty)
+    sem = std = None
+    if sums.variance is not None:
+        var = np.maximum(sums.variance, 0.0)
+        sem = np.where(has, np.sqrt(var) / safe, empty)
+        std = np.where(has, np.sqrt(var / np.where(has, norm2, 1.0)), empty)
+    return Finished(intensity, sem, std)

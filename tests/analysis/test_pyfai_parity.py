@@ -1,0 +1,238 @@
+"""Parity with pyFAI, run side by side: tilted geometries, every unit, every pixel
+splitting, error models, dummy/NaN/mask/azimuth-range combinations, every frame type, 2D
+cakes, and named-detector ``.poni`` files written by pyFAI and by hand.
+
+pyFAI's CSR engines (``(split, "csr", "cython")``) are the reference; results must agree
+to 1e-5 relative on every bin that has coverage (the issue asks for 1e-3), and bins without
+coverage must hold the same empty value.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from analysis.azint import AzimuthalIntegrator
+from geometry import RADIAL_UNITS, PoniGeometry, read_poni
+
+pyFAI = pytest.importorskip("pyFAI")
+import pyFAI.detectors as pyfai_detectors  # noqa: E402
+from pyFAI.integrator.azimuthal import AzimuthalIntegrator as PyFAI  # noqa: E402
+
+logging.getLogger("pyFAI").setLevel(logging.ERROR)
+
+#: tilted, beam centre on the detector (pixels straddle the χ discontinuity)
+TILTED = PoniGeometry(dist=0.04, poni1=0.0052, poni2=0.0071, rot1=0.12, rot2=-0.07, rot3=0.4,
+                      pixel1=100e-6, pixel2=110e-6, shape=(96, 128), wavelength=0.8e-10)
+SPLITS = ["no", "bbox", "full"]
+TOL = 1e-5
+TOL_SPLIT = 1e-4  # corners are float32 (pyFAI keeps them so): bin edges move by ~1e-7
+
+
+def _powder(g: PoniGeometry, seed: int = 5) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    tth = np.degrees(g.tth())
+    rings = sum(a * np.exp(-0.5 * ((tth - c) / 0.15) ** 2)
+                for a, c in ((400, 4.0), (250, 9.5), (600, 13.0), (150, 21.0)))
+    return rng.poisson(20.0 + rings).astype(np.float32)
+
+
+FRAME = _powder(TILTED)
+MASK = np.zeros(TILTED.shape, dtype=bool)
+MASK[30:36, :] = True
+MASK[:, 90:94] = True
+
+
+def _pyfai(g: PoniGeometry) -> Any:
+    det = pyfai_detectors.Detector(g.pixel1, g.pixel2, max_shape=g.shape)
+    return PyFAI(dist=g.dist, poni1=g.poni1, poni2=g.poni2, rot1=g.rot1, rot2=g.rot2,
+                 rot3=g.rot3, detector=det, wavelength=g.wavelength)
+
+
+@pytest.fixture(scope="module")
+def ours() -> AzimuthalIntegrator:
+    return AzimuthalIntegrator(TILTED)
+
+
+@pytest.fixture(scope="module")
+def theirs() -> Any:
+    return _pyfai(TILTED)
+
+
+def _agree(got: Any, want: Any, tol: float = TOL, skip: np.ndarray | None = None) -> None:
+    """Every array pyFAI returns, bin by bin, on the bins with coverage."""
+    has = np.asarray(want.count) > 0
+    if skip is not None:
+        has &= ~skip
+    assert has.sum() > 0.5 * has.size
+    assert np.allclose(got.radial, want.radial, rtol=1e-6, atol=1e-12)  # float32 corners
+    pairs = [("count", "count"), ("intensity", "intensity"), ("sum_signal", "sum_signal"),
+             ("sum_normalization", "sum_normalization")]
+    if want.sigma is not None:
+        pairs += [("sigma", "sigma"), ("sum_variance", "sum_variance"), ("std", "std")]
+    else:
+        assert got.sigma is None
+    for ours_name, their_name in pairs:
+        a, b = np.asarray(getattr(got, ours_name)), np.asarray(getattr(want, their_name))
+        assert a.shape == b.shape, ours_name
+        scale = np.maximum(np.abs(b[has]), 1e-6 * np.abs(b[has]).max())
+        worst = float(np.max(np.abs(a[has] - b[has]) / scale))
+        assert worst < tol, f"{ours_name}: relative difference {worst:.2e}"
+    empty = ~(np.asarray(want.count) > 0)
+    assert np.array_equal(got.intensity[empty], want.intensity[empty])
+
+
+@pytest.mark.parametrize("unit", list(RADIAL_UNITS))
+@pytest.mark.parametrize("split", SPLITS)
+def test_every_unit_and_splitting(ours: AzimuthalIntegrator, theirs: Any, unit: str,
+                                  split: str) -> None:
+    kw = dict(unit=unit, mask=MASK, error_model="poisson")
+    want = theirs.integrate1d(FRAME, 70, method=(split, "csr", "cython"), **kw)
+    got = ours.integrate1d(FRAME, 70, method=(split, "csr", "opencl"), **kw)
+    assert got.unit == unit
+    _agree(got, want, tol=TOL if split == "no" else TOL_SPLIT)
+
+
+def _dirty(frame: np.ndarray) -> np.ndarray:
+    """NaN, infinite and dummy-valued pixels scattered over the frame."""
+    rng = np.random.default_rng(9)
+    out = frame.copy()
+    out[rng.random(out.shape) < 0.02] = np.nan
+    out[rng.random(out.shape) < 0.01] = np.inf
+    out[rng.random(out.shape) < 0.02] = -5.0
+    out[rng.random(out.shape) < 0.01] = -5.3  # within delta_dummy of -5
+    return out
+
+
+COMBOS: dict[str, dict[str, Any]] = {
+    "nan-dummy-delta": dict(data=_dirty(FRAME), dummy=-5.0, delta_dummy=0.5),
+    "nan-dummy-exact-mask": dict(data=_dirty(FRAME), dummy=-5.0, mask=MASK),
+    "azimuth-range": dict(azimuth_range=(-120.0, 75.0), mask=MASK),
+    "azimuth-range-to-180": dict(azimuth_range=(20.0, 180.0)),
+    "azimuth-range-all": dict(azimuth_range=(-180.0, 180.0), mask=MASK),
+    "radial-range": dict(radial_range=(3.0, 15.0), unit="2th_deg"),
+    "corrections": dict(dark=np.full(TILTED.shape, 3.0, np.float32),
+                        flat=np.linspace(0.8, 1.2, FRAME.size, dtype=np.float32
+                                         ).reshape(TILTED.shape),
+                        polarization_factor=0.95, correctSolidAngle=True),
+    "no-solid-angle-normalisation": dict(correctSolidAngle=False, normalization_factor=2.5),
+    "azimuthal-errors": dict(error_model="azimuthal", mask=MASK),
+}
+
+
+@pytest.mark.parametrize("combo", list(COMBOS))
+@pytest.mark.parametrize("split", SPLITS)
+def test_dummy_nan_mask_ranges_corrections(ours: AzimuthalIntegrator, theirs: Any,
+                                           combo: str, split: str) -> None:
+    kw = dict(COMBOS[combo])
+    data = kw.pop("data", FRAME)
+    kw.setdefault("error_model", "poisson")
+    kw.setdefault("unit", "q_nm^-1")
+    want = theirs.integrate1d(data, 60, method=(split, "csr", "cython"), **kw)
+    got = ours.integrate1d(data, 60, method=(split, "csr", "opencl"), **kw)
+    _agree(got, want, tol=TOL if split == "no" else TOL_SPLIT)
+
+
+PILATUS = PoniGeometry(dist=0.12, poni1=0.014, poni2=0.045, rot1=0.03, rot2=-0.02,
+                       rot3=0.1, detector="Pilatus100k", wavelength=1.0e-10)
+
+
+@pytest.fixture(scope="module")
+def pilatus_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tilted Pilatus 100k: the .poni pyFAI writes today, and an older hand-written one
+    (version 2 with an empty detector config)."""
+    folder = tmp_path_factory.mktemp("poni")
+    g = PILATUS
+    det = pyfai_detectors.Pilatus100k()
+    ai = PyFAI(dist=g.dist, poni1=g.poni1, poni2=g.poni2, rot1=g.rot1, rot2=g.rot2,
+               rot3=g.rot3, detector=det, wavelength=g.wavelength)
+    current = folder / "current.poni"
+    ai.write(str(current))
+    older = folder / "older.poni"
+    older.write_text("\n".join([
+        "# Calibration done at Thu Feb 11 16:01:42 2021", "poni_version: 2",
+        "Detector: Pilatus100k", "Detector_config: {}", f"Distance: {g.dist}",
+        f"Poni1: {g.poni1}", f"Poni2: {g.poni2}", f"Rot1: {g.rot1}", f"Rot2: {g.rot2}",
+        f"Rot3: {g.rot3}", f"Wavelength: {g.wavelength}", ""]))
+    return {"current": current, "older": older}
+
+
+def _pilatus_frame(dtype: np.dtype) -> np.ndarray:
+    frame = _powder(PILATUS, seed=3)
+    det = PILATUS.detector
+    frame[det.mask] = -1  # what Pilatus files hold in the gaps
+    frame[7, 100:140] = -2  # flagged pixels
+    if dtype.kind == "u":  # unsigned frames hold the flags wrapped around
+        return frame.astype(np.int64).astype(dtype)
+    return frame.astype(dtype)
+
+
+@pytest.mark.parametrize("name", ["current", "older"])
+def test_named_detector_poni_files_with_defaults(pilatus_files: dict[str, Path],
+                                                 name: str) -> None:
+    """Both tools load the same file and integrate with their defaults (bbox splitting,
+    q in nm⁻¹, the detector's gap mask and dummy value)."""
+    path = pilatus_files[name]
+    assert read_poni(path).detector.name == "Pilatus100k"
+    theirs = pyFAI.load(str(path))
+    ours = AzimuthalIntegrator.load(path)
+    frame = _pilatus_frame(np.dtype(np.int32))
+    _agree(ours.integrate1d(frame, 200), theirs.integrate1d(frame, 200))
+    _agree(ours.integrate1d(frame, 200, error_model="poisson", unit="2th_deg"),
+           theirs.integrate1d(frame, 200, error_model="poisson", unit="2th_deg"))
+
+
+@pytest.fixture(scope="module")
+def pilatus_pair(pilatus_files: dict[str, Path]) -> tuple[AzimuthalIntegrator, Any]:
+    path = pilatus_files["current"]
+    return AzimuthalIntegrator.load(path), pyFAI.load(str(path))
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "uint32", "int16", "int32", "float32",
+                                   "float64"])
+def test_every_frame_type(pilatus_pair: tuple[AzimuthalIntegrator, Any], dtype: str) -> None:
+    ours, theirs = pilatus_pair
+    frame = _pilatus_frame(np.dtype(dtype))
+    kw = dict(unit="2th_deg", error_model="poisson", method=("bbox", "csr", "cython"))
+    _agree(ours.integrate1d(frame, 150, **kw), theirs.integrate1d(frame, 150, **kw))
+
+
+@pytest.mark.parametrize("split", SPLITS)
+@pytest.mark.parametrize("azimuthal", ["chi_deg", "chi_rad"])
+def test_cakes(ours: AzimuthalIntegrator, theirs: Any, split: str, azimuthal: str) -> None:
+    rng = (-150.0, 100.0) if azimuthal == "chi_deg" else (-2.5, 1.5)
+    kw = dict(unit=("2th_deg", azimuthal), mask=MASK, error_model="poisson",
+              azimuth_range=rng)
+    want = theirs.integrate2d(FRAME, 40, 24, method=(split, "csr", "cython"), **kw)
+    got = ours.integrate2d(FRAME, 40, 24, method=(split, "csr", "opencl"), **kw)
+    assert got.intensity.shape == want.intensity.shape == (24, 40)
+    assert np.allclose(got.azimuthal, want.azimuthal, rtol=1e-9, atol=1e-9)
+    skip = None
+    if split == "full":
+        # pyFAI's 2D full-splitting builder starts from an uninitialised buffer
+        # (numpy.empty), so the first pixel it processes gets arbitrary weights: leave out
+        # the cells of that pixel (the first one our matrix holds, in raster order)
+        engine = next(iter(ours._engines.values()))
+        first = int(engine.plan.indices.min())
+        rows = engine.plan.rows()[engine.plan.indices == first]
+        skip = np.zeros(40 * 24, bool)
+        skip[rows] = True
+        skip = skip.reshape(40, 24).T
+    _agree(got, want, tol={"no": TOL, "bbox": TOL_SPLIT}.get(split, 1e-3), skip=skip)
+
+
+def test_stack_is_n_pyfai_calls(ours: AzimuthalIntegrator, theirs: Any) -> None:
+    frames = np.stack([FRAME, _dirty(FRAME), FRAME * 3])
+    kw = dict(unit="r_mm", error_model="poisson", dummy=-5.0, delta_dummy=0.5)
+    got = ours.integrate1d(frames, 50, method="bbox", **kw)
+    for k in range(3):
+        want = theirs.integrate1d(frames[k], 50, method=("bbox", "csr", "cython"), **kw)
+        for name in ("intensity", "sigma", "count"):
+            one = getattr(got, name)[k]
+            ref = getattr(want, name)
+            has = want.count > 0
+            assert np.allclose(one[has], ref[has], rtol=TOL), name
