@@ -435,8 +435,11 @@ class SimMotor(Device, PositionerBase):  # type: ignore[misc]
             self._moving = False
             final = self._trajectory.end
             self._set_trajectory(Trajectory.at_rest(final), t_end)
-        self._publish(time.time())
-        self._done_moving(success=True, value=final)
+            self._publish(time.time())
+            # Under the lock: ophyd's _done_moving runs the done subscriptions and then
+            # clears them; a new move (from the thread this one just released) must not
+            # subscribe its status in between, or the clearing drops it and it never ends.
+            self._done_moving(success=True, value=final)
 
     def _publish(self, now: float) -> None:
         """Run readback subscriptions with the position at ``now``."""
@@ -459,11 +462,12 @@ class SimMotor(Device, PositionerBase):  # type: ignore[misc]
 
     def stop(self, *, success: bool = False) -> None:
         """Halt a running move where it is; its status finishes with ``success``."""
-        here = self._cancel_running()
-        if here is None:
-            return
-        self._publish(time.time())
-        self._done_moving(success=success)
+        with self._lock:  # see _follow: no new move may subscribe in between
+            here = self._cancel_running()
+            if here is None:
+                return
+            self._publish(time.time())
+            self._done_moving(success=success)
 
 
 @dataclass(frozen=True)
