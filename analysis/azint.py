@@ -196,8 +196,7 @@ class AzimuthalIntegrator:
                              f"{factor!r}")
         user_mask = args.image("mask", mask, g.shape)
         if user_mask is None:
-            det_mask = g.detector.mask
-            mask_arr = det_mask if det_mask.any() else None
+            mask_arr = g.detector.mask if g.detector.has_gaps else None
             mask_key: object = ("detector", g.detector.name) if mask_arr is not None else None
         else:
             mask_arr, mask_key = user_mask, args.digest(user_mask)
@@ -281,9 +280,10 @@ class AzimuthalIntegrator:
             return None if a is None else (a if stacked else a[0])
 
         f = c.normalization_factor
+        norm, norm2 = (s.norm, s.norm2) if f == 1.0 else (s.norm * f, s.norm2 * f * f)
         return Integrate1dResult(
             out(fin.intensity), out(fin.sem), out(s.count), out(s.signal), out(s.variance),
-            out(s.norm * f), out(s.norm2 * f * f), out(fin.std), out(fin.sem),
+            out(norm), out(norm2), out(fin.std), out(fin.sem),
             c.error_model, (c.request.split, "csr", "opencl"),
             "numpy reference" if reference else f"OpenCL {self.rt.name}", metadata,
             plan.matrix.radial.centres(c.request.unit.scale), c.request.unit.name)

@@ -32,6 +32,8 @@ from analysis.azint_plan import Dummy, Plan, Sums
 
 #: Largest bin count of the private-histogram kernels (a private array per work-item).
 PRIVATE_MAX_BINS = 4096
+#: Up to this many bins, ``hist_private`` alternates two histograms (fits the L1 cache).
+TWO_SUMS_MAX_BINS = 2048
 FRAME_TYPES = {np.dtype(np.uint8): "uchar", np.dtype(np.int8): "char",
                np.dtype(np.uint16): "ushort", np.dtype(np.int16): "short",
                np.dtype(np.uint32): "uint", np.dtype(np.int32): "int",
@@ -175,7 +177,8 @@ class Engine:
                 f"-DVARIANCE={int(variance)}", f"-DCHECK_FINITE={int(dtype.kind == 'f')}",
                 f"-DCHECK_DUMMY={int(dummy is not None)}",
                 f"-DDUMMY_EXACT={int(dummy is not None and dummy.delta == 0)}",
-                f"-DWIDE={int(dtype.itemsize == 8)}")
+                f"-DWIDE={int(dtype.itemsize == 8)}",
+                f"-DTWO_SUMS={int(self.plan.nbins <= TWO_SUMS_MAX_BINS)}")
 
     def sums(self, frames: Frames, error_model: str | None, dummy: Dummy | None) -> Sums:
         """Every per-bin sum of every frame (``(n, nbins)`` each)."""
@@ -200,7 +203,6 @@ class Engine:
         nbins, slots = p.nbins, n * self.nparts
         acc = self.acc.itemsize
         partial = self._scratch_buffer("partial", slots * 2 * nbins * acc)
-        out = self._scratch_buffer("out", n * 2 * nbins * acc)
         bad_idx = self._scratch_buffer("bad_idx", slots * self.cap * 4)
         bad_n = self._scratch_buffer("bad_n", slots * 4)
         npix = np.uint32(p.matrix.npix)
@@ -214,13 +216,12 @@ class Engine:
             k(q, (self.nparts, n), (1, 1), frames.buffer, self._buffers["heads"],
               self._buffers["coefs_dense"], self._buffers["coef_start"], npix,
               np.uint32(self.chunk), partial, bad_idx, bad_n, np.uint32(self.cap), dv, dd)
-        reduce = devarray.kernel(self.rt, "azint.cl", "stack_reduce", opts)
-        reduce(q, ((1 + variance) * nbins, n), None, partial, np.uint32(self.nparts), out)
-        host = np.empty((n, 2, nbins), self.acc)
+        # the few partial histograms are added here: cheaper than another launch
+        host = np.empty((n, self.nparts, 2, nbins), self.acc)
         counts = np.empty((n, self.nparts), np.uint32)
         pyopencl.enqueue_copy(q, counts, bad_n, is_blocking=False)
-        pyopencl.enqueue_copy(q, host, out)
-        raw = host.astype(np.float64)
+        pyopencl.enqueue_copy(q, host, partial)
+        raw = host.sum(axis=1, dtype=np.float64)
         s = raw[:, 0]
         if not variance:
             v = None
@@ -231,19 +232,20 @@ class Engine:
         bad = self._bad_sums(frames, counts, bad_idx)
         if bad is None:  # more bad pixels than listed: sum those frames row by row
             return self._csr(frames, "csr_sums", error_model, dummy)
-        return self._combine(s, v, bad)
+        return self._combine(s, v, bad if bad.size else None)
 
     def _bad_sums(self, frames: Frames, counts: npt.NDArray[np.uint32], bad_idx: Any
                   ) -> F64 | None:
-        """Per frame and bin: (Σc, Σc·norm, Σ(c·norm)², Σc·dark) of the listed pixels."""
+        """Per frame and bin: (Σc, Σc·norm, Σ(c·norm)², Σc·dark) of the listed pixels —
+        empty when no pixel is listed, None when more than fit were."""
         import pyopencl
 
         p = self.plan
-        out = np.zeros((frames.n, 4, p.nbins))
         if not counts.any():
-            return out
+            return np.zeros((0, 4, p.nbins))
         if (counts > self.cap).any():
             return None
+        out = np.zeros((frames.n, 4, p.nbins))
         lists = np.empty((frames.n, self.nparts, self.cap), np.uint32)
         pyopencl.enqueue_copy(self.rt.queue, lists, bad_idx)
         for f in np.flatnonzero(counts.any(axis=1)):
@@ -289,9 +291,14 @@ class Engine:
         return self._combine(raw[:, 0], raw[:, 1] if variance else None,
                              raw[:, 2:6].copy())
 
-    def _combine(self, s: F64, v: F64 | None, bad: F64) -> Sums:
-        """Frame sums plus static sums minus the bad pixels' share."""
+    def _combine(self, s: F64, v: F64 | None, bad: F64 | None) -> Sums:
+        """Frame sums plus static sums minus the bad pixels' share (None: no bad pixel)."""
         p = self.plan
+        n = s.shape[0]
+        if bad is None or not bad.any():
+            signal = s if p.sum_dark is None else s - p.sum_dark
+            return Sums(signal, v, _rows(p.sum_norm, n), _rows(p.sum_norm2, n),
+                        _rows(p.count, n))
         count = p.count - bad[:, 0]
         norm = p.sum_norm - bad[:, 1]
         norm2 = p.sum_norm2 - bad[:, 2]
@@ -304,3 +311,9 @@ class Engine:
             if v is not None:
                 v = np.where(gone, 0.0, v)
         return Sums(signal, v, norm, norm2, count)
+
+
+def _rows(a: F64, n: int) -> F64:
+    """``a`` repeated as ``n`` read-only rows (a static sum shared by every frame)."""
+    out: F64 = np.broadcast_to(a, (n, a.size))
+    return out

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -60,12 +61,16 @@ class Axis:
         """Bin width in internal units."""
         return (self.hi - self.lo) / self.npt
 
+    @cached_property
+    def _internal_centres(self) -> F64:
+        d = self.delta
+        return np.linspace(self.lo + 0.5 * d, self.hi - 0.5 * d, self.npt)
+
     def centres(self, scale: float | None = None) -> F64:
         """Bin centres in output units (pyFAI's ``linspace`` of centres), or scaled by
-        ``scale`` (another unit of the same quantity: the matrix is shared)."""
-        d = self.delta
-        return np.linspace(self.lo + 0.5 * d, self.hi - 0.5 * d, self.npt) * (
-            self.scale if scale is None else scale)
+        ``scale`` (another unit of the same quantity); a new array every call."""
+        out: F64 = self._internal_centres * (self.scale if scale is None else scale)
+        return out
 
 
 @dataclass(frozen=True)

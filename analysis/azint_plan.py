@@ -214,14 +214,21 @@ class Finished:
 def finish(sums: Sums, empty: float, normalization_factor: float = 1.0) -> Finished:
     """Intensities and errors from the sums (pyFAI's formulas, ``empty`` where no pixel
     counts); ``normalization_factor`` scales the normalisation as pyFAI's does."""
-    norm = sums.norm * normalization_factor
-    norm2 = sums.norm2 * normalization_factor * normalization_factor
+    norm, norm2 = sums.norm, sums.norm2
+    if normalization_factor != 1.0:
+        norm = norm * normalization_factor
+        norm2 = norm2 * (normalization_factor * normalization_factor)
     has = norm2 > 0
     safe = np.where(has, norm, 1.0)
-    intensity = np.where(has, sums.signal / safe, empty)
+    intensity = sums.signal / safe
+    if not has.all():
+        intensity[~has] = empty
     sem = std = None
     if sums.variance is not None:
-        var = np.maximum(sums.variance, 0.0)
-        sem = np.where(has, np.sqrt(var) / safe, empty)
-        std = np.where(has, np.sqrt(var / np.where(has, norm2, 1.0)), empty)
+        root = np.sqrt(np.maximum(sums.variance, 0.0))
+        sem = root / safe
+        std = root / np.sqrt(np.where(has, norm2, 1.0))
+        if not has.all():
+            sem[~has] = empty
+            std[~has] = empty
     return Finished(intensity, sem, std)

@@ -126,6 +126,11 @@ class Detector:
         mask.flags.writeable = False
         return mask
 
+    @cached_property
+    def has_gaps(self) -> bool:
+        """Whether :attr:`mask` masks any pixel."""
+        return bool(self.mask.any())
+
     def config(self) -> dict[str, object]:
         """The ``Detector_config`` pyFAI writes for this detector (version 2.1)."""
         config: dict[str, object] = {"pixel1": self.pixel1, "pixel2": self.pixel2,

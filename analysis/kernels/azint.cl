@@ -18,15 +18,16 @@
  *   CHECK_FINITE   1 for float frames: non-finite values do not count
  *   CHECK_DUMMY    1 when a dummy value is set; DUMMY_EXACT 1 when its tolerance is 0
  *   WIDE           1 for 8-byte pixel types (read one by one)
+ *   TWO_SUMS       1 to sum alternate pixels into two private histograms (hist_private)
  *
  * Kernels:
  *   hist_private   no splitting, CPU devices: each work-item streams through a slice of a
  *                  frame into a private histogram (plus a dump bin NBINS), no atomics;
- *                  gid(0) = slice, gid(1) = frame. Poisson: out[NBINS+b] = sum of (1 - x)
- *                  over pixels with x < 1, so sum max(1, x) = S + that.
+ *                  gid(0) = slice, gid(1) = frame; the host adds the slices' partial
+ *                  histograms. Poisson: out[NBINS+b] = sum of (1 - x) over pixels with
+ *                  x < 1, so sum max(1, x) = S + that.
  *   split_private  the same with pixel splitting: each pixel carries (first bin, n) and n
  *                  coefficients; out[NBINS+b] = V.
- *   stack_reduce   adds the slices' partial histograms of each frame.
  *   csr_sums       one work-item per bin and frame over the bin's CSR row: S, V, and the
  *                  bad pixels' sum c, c*norm, (c*norm)^2, c*dark.
  *   csr_azimuthal  the "azimuthal" error model: pyFAI's running weighted variance over the
@@ -93,11 +94,19 @@ __kernel void hist_private(__global const FRAME_T *restrict frames,
     const size_t bad_base = slot * cap;
     uint nbad = 0;
     ACC_T h[NBINS + 1];
+#if TWO_SUMS
+    ACC_T h2[NBINS + 1];
+#else
+#define h2 h
+#endif
 #if VARIANCE
     ACC_T v[NBINS + 1];
 #endif
     for (uint b = 0; b <= NBINS; b++) {
         h[b] = (ACC_T)0;
+#if TWO_SUMS
+        h2[b] = (ACC_T)0;
+#endif
 #if VARIANCE
         v[b] = (ACC_T)0;
 #endif
@@ -113,10 +122,12 @@ __kernel void hist_private(__global const FRAME_T *restrict frames,
         SCREEN(b.s2, x.s2, i + 2) SCREEN(b.s3, x.s3, i + 3)
         SCREEN(b.s4, x.s4, i + 4) SCREEN(b.s5, x.s5, i + 5)
         SCREEN(b.s6, x.s6, i + 6) SCREEN(b.s7, x.s7, i + 7)
-        ADD(h, v, b.s0, x.s0); ADD(h, v, b.s1, x.s1);
-        ADD(h, v, b.s2, x.s2); ADD(h, v, b.s3, x.s3);
-        ADD(h, v, b.s4, x.s4); ADD(h, v, b.s5, x.s5);
-        ADD(h, v, b.s6, x.s6); ADD(h, v, b.s7, x.s7);
+        /* neighbouring pixels often share a bin: alternating two histograms keeps
+           their additions independent (no wait on the previous store) */
+        ADD(h, v, b.s0, x.s0); ADD(h2, v, b.s1, x.s1);
+        ADD(h, v, b.s2, x.s2); ADD(h2, v, b.s3, x.s3);
+        ADD(h, v, b.s4, x.s4); ADD(h2, v, b.s5, x.s5);
+        ADD(h, v, b.s6, x.s6); ADD(h2, v, b.s7, x.s7);
     }
 #endif
     for (; i < stop; i++) {
@@ -127,13 +138,20 @@ __kernel void hist_private(__global const FRAME_T *restrict frames,
     }
     __global ACC_T *o = partial + slot * 2 * NBINS;
     for (uint b = 0; b < NBINS; b++)
+#if TWO_SUMS
+        o[b] = h[b] + h2[b];
+#else
         o[b] = h[b];
-#if VARIANCE
+#endif
     for (uint b = 0; b < NBINS; b++)
+#if VARIANCE
         o[NBINS + b] = v[b];
+#else
+        o[NBINS + b] = (ACC_T)0;
 #endif
     bad_n[slot] = nbad;
 }
+#undef h2
 
 __kernel void split_private(__global const FRAME_T *restrict frames,
                             __global const uint *restrict heads,
@@ -199,26 +217,13 @@ __kernel void split_private(__global const FRAME_T *restrict frames,
     __global ACC_T *o = partial + slot * 2 * NBINS;
     for (uint b = 0; b < NBINS; b++)
         o[b] = h[b];
-#if VARIANCE
     for (uint b = 0; b < NBINS; b++)
+#if VARIANCE
         o[NBINS + b] = v[b];
+#else
+        o[NBINS + b] = (ACC_T)0;
 #endif
     bad_n[slot] = nbad;
-}
-
-__kernel void stack_reduce(__global const ACC_T *restrict partial,
-                           const uint nparts,
-                           __global ACC_T *restrict out)
-{
-    const uint b = get_global_id(0);
-    const uint f = get_global_id(1);
-    if (b >= (1 + VARIANCE) * NBINS)
-        return;
-    __global const ACC_T *p = partial + (size_t)f * nparts * 2 * NBINS + b;
-    ACC_T s = (ACC_T)0;
-    for (uint k = 0; k < nparts; k++)
-        s += p[(size_t)k * 2 * NBINS];
-    out[(size_t)f * 2 * NBINS + b] = s;
 }
 
 __kernel void csr_sums(__global const FRAME_T *restrict frames,
