@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +40,7 @@ from geometry import PoniGeometry, Unit, radial_unit, read_poni
 __all__ = ["AzimuthalIntegrator", "Integrate1dResult", "Integrate2dResult"]
 
 F64 = npt.NDArray[np.float64]
+_T = TypeVar("_T")
 DEFAULT_METHOD = ("bbox", "csr", "cython")
 _MATRICES = 4
 _ENGINES = 8
@@ -213,16 +214,11 @@ class AzimuthalIntegrator:
         r = c.request
         key = (r.split, r.unit.name, r.npt_rad, r.npt_azim, r.radial_range,
                r.azimuth_range, c.mask_key)
-        m = self._matrices.get(key)
-        if m is None:
+        def make() -> Matrix:
             mask = np.zeros(self.geometry.shape, bool) if c.mask is None else c.mask != 0
-            m = build(self.geometry, r, mask)
-            if len(self._matrices) >= _MATRICES:
-                self._matrices.popitem(last=False)
-            self._matrices[key] = m
-        else:
-            self._matrices.move_to_end(key)
-        return m
+            return build(self.geometry, r, mask)
+
+        return _cached(self._matrices, key, _MATRICES, make)
 
     def _engine(self, c: _Call) -> Engine:
         r = c.request
@@ -231,22 +227,16 @@ class AzimuthalIntegrator:
                r.azimuth_range, c.mask_key, flat_key, args.digest(c.dark),
                c.correct_solid_angle, c.polarization_factor,
                c.dummy if flat_key is not None else None)
-        e = self._engines.get(key)
-        if e is None:
-            matrix = self._matrix(c)
+        def make() -> Engine:
             flat = None if c.flat is None else c.flat.astype(np.float32)
             norm = normalisation(self.geometry, flat, c.correct_solid_angle,
                                  c.polarization_factor)
             dark = None if c.dark is None else np.ascontiguousarray(
                 c.dark, dtype=np.float32).ravel()
-            plan = make_plan(matrix, norm, dark, flat, c.dummy)
-            e = Engine(self.rt, plan, self.kernel)
-            if len(self._engines) >= _ENGINES:
-                self._engines.popitem(last=False)
-            self._engines[key] = e
-        else:
-            self._engines.move_to_end(key)
-        return e
+            plan = make_plan(self._matrix(c), norm, dark, flat, c.dummy)
+            return Engine(self.rt, plan, self.kernel)
+
+        return _cached(self._engines, key, _ENGINES, make)
 
     # -- integration -------------------------------------------------------------------
 
@@ -358,12 +348,7 @@ class AzimuthalIntegrator:
             Kept on the result.
         """
         del safe
-        kwargs = dict(method=method, radial_range=radial_range, azimuth_range=azimuth_range,
-                      mask=mask, dummy=dummy, delta_dummy=delta_dummy, dark=dark, flat=flat,
-                      correct_solid_angle=correctSolidAngle,
-                      polarization_factor=polarization_factor, error_model=error_model,
-                      normalization_factor=normalization_factor, metadata=metadata)
-        return self._result1d(data, npt, unit, kwargs, reference=False)
+        return self._result1d(data, npt, unit, _given(locals()), reference=False)
 
     def integrate2d(self, data: Any, npt_rad: int, npt_azim: int = 360, *,
                     correctSolidAngle: bool = True, error_model: str | None = None,
@@ -379,12 +364,8 @@ class AzimuthalIntegrator:
         default, or ``chi_rad``); ``azimuth_range`` is in the azimuthal unit. Other
         arguments as :meth:`integrate1d`; arrays come back ``(npt_azim, npt_rad)``."""
         del safe
-        kwargs = dict(method=method, radial_range=radial_range, azimuth_range=azimuth_range,
-                      mask=mask, dummy=dummy, delta_dummy=delta_dummy, dark=dark, flat=flat,
-                      correct_solid_angle=correctSolidAngle,
-                      polarization_factor=polarization_factor, error_model=error_model,
-                      normalization_factor=normalization_factor, metadata=metadata)
-        return self._result2d(data, npt_rad, npt_azim, unit, kwargs, reference=False)
+        return self._result2d(data, npt_rad, npt_azim, unit, _given(locals()),
+                              reference=False)
 
     def reference1d(self, data: Any, npt: int, **kwargs: Any) -> Integrate1dResult:
         """:meth:`integrate1d` computed with numpy straight from the definitions (no
@@ -412,11 +393,32 @@ class AzimuthalIntegrator:
         return self._engine(c).plan
 
 
+def _cached(cache: OrderedDict[Any, _T], key: object, keep: int, make: Callable[[], _T]
+            ) -> _T:
+    """``cache[key]``, made by ``make`` when missing; the ``keep`` most recently used stay."""
+    value = cache.get(key)
+    if value is None:
+        value = make()
+        if len(cache) >= keep:
+            cache.popitem(last=False)
+        cache[key] = value
+    else:
+        cache.move_to_end(key)
+    return value
+
+
 _CHI_DEG = args.units2d("2th_deg")[1]
 _DEFAULTS = dict(method=DEFAULT_METHOD, radial_range=None, azimuth_range=None, mask=None,
                  dummy=None, delta_dummy=None, dark=None, flat=None, correct_solid_angle=True,
                  polarization_factor=None, error_model=None, normalization_factor=1.0,
                  metadata=None)
+
+
+def _given(values: dict[str, Any]) -> dict[str, Any]:
+    """The configuration arguments among an ``integrate*`` call's ``locals()``."""
+    out = {name: values[name] for name in _DEFAULTS if name in values}
+    out["correct_solid_angle"] = values["correctSolidAngle"]
+    return out
 
 
 def _kwargs(given: dict[str, Any]) -> dict[str, Any]:

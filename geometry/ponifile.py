@@ -218,18 +218,8 @@ def _detector_v2(lines: _Lines, shape: tuple[int, int] | None) -> Detector:
     if name.strip().lower() == GENERIC.lower() and None in pixels:
         raise PoniError(f"{where}: Detector_config lacks pixel1/pixel2 (a generic Detector "
                         "needs pixel1, pixel2 and max_shape)")
-    file_shape = None
-    if config.get("max_shape") is not None:
-        file_shape = _pair(config["max_shape"])
-        if file_shape is None:
-            raise PoniError(f"{where}: Detector_config max_shape must be [rows, cols], "
-                            f"got {config['max_shape']!r}")
-    module = None
-    if config.get("module_size") is not None:
-        module = _pair(config["module_size"])
-        if module is None:
-            raise PoniError(f"{where}: Detector_config module_size must be [rows, cols], "
-                            f"got {config['module_size']!r}")
+    file_shape = _config_pair(config, "max_shape", where)
+    module = _config_pair(config, "module_size", where)
     orientation = config.get("orientation", 3)
     if orientation == 0:  # pyFAI's "unspecified": its native orientation
         orientation = 3
@@ -238,6 +228,17 @@ def _detector_v2(lines: _Lines, shape: tuple[int, int] | None) -> Detector:
                         "(1, 2, 3 or 4)")
     return _build(lines.where("detector"), name, pixels[0], pixels[1], file_shape, shape,
                   orientation, module)
+
+
+def _config_pair(config: dict[str, Any], key: str, where: str) -> tuple[int, int] | None:
+    """``config[key]`` as (rows, cols), None when absent."""
+    if config.get(key) is None:
+        return None
+    pair = _pair(config[key])
+    if pair is None:
+        raise PoniError(f"{where}: Detector_config {key} must be [rows, cols], got "
+                        f"{config[key]!r}")
+    return pair
 
 
 def _detector_v1(lines: _Lines, numbers: dict[str, float], shape: tuple[int, int] | None

@@ -75,6 +75,25 @@ inline int is_bad(const float xf, const float dummy, const float delta)
 #define SCREEN(b, x, i)
 #endif
 
+/* the ids of a private-histogram work-item: slice `part` of frame `f`, its output slot */
+#define PRIVATE_SETUP \
+    const uint part = get_global_id(0); \
+    const uint nparts = get_global_size(0); \
+    const uint f = get_global_id(1); \
+    __global const FRAME_T *frame = frames + (size_t)f * npix; \
+    const size_t slot = (size_t)f * nparts + part; \
+    const size_t bad_base = slot * cap; \
+    uint nbad = 0;
+
+/* a work-item's sums (h) and variance sums (v, or none) into its output slot */
+inline void store_partial(__global ACC_T *o, const ACC_T *h, const ACC_T *v)
+{
+    for (uint b = 0; b < NBINS; b++)
+        o[b] = h[b];
+    for (uint b = 0; b < NBINS; b++)
+        o[NBINS + b] = v ? v[b] : (ACC_T)0;
+}
+
 __kernel void hist_private(__global const FRAME_T *restrict frames,
                            __global const ushort *restrict bins,
                            const uint npix,
@@ -86,13 +105,7 @@ __kernel void hist_private(__global const FRAME_T *restrict frames,
                            const float dummy,
                            const float delta)
 {
-    const uint part = get_global_id(0);
-    const uint nparts = get_global_size(0);
-    const uint f = get_global_id(1);
-    __global const FRAME_T *frame = frames + (size_t)f * npix;
-    const size_t slot = (size_t)f * nparts + part;
-    const size_t bad_base = slot * cap;
-    uint nbad = 0;
+    PRIVATE_SETUP
     ACC_T h[NBINS + 1];
 #if TWO_SUMS
     ACC_T h2[NBINS + 1];
@@ -136,18 +149,14 @@ __kernel void hist_private(__global const FRAME_T *restrict frames,
         SCREEN(b, x, i)
         ADD(h, v, b, x);
     }
-    __global ACC_T *o = partial + slot * 2 * NBINS;
-    for (uint b = 0; b < NBINS; b++)
 #if TWO_SUMS
-        o[b] = h[b] + h2[b];
-#else
-        o[b] = h[b];
-#endif
     for (uint b = 0; b < NBINS; b++)
+        h[b] += h2[b];
+#endif
 #if VARIANCE
-        o[NBINS + b] = v[b];
+    store_partial(partial + slot * 2 * NBINS, h, v);
 #else
-        o[NBINS + b] = (ACC_T)0;
+    store_partial(partial + slot * 2 * NBINS, h, 0);
 #endif
     bad_n[slot] = nbad;
 }
@@ -166,13 +175,7 @@ __kernel void split_private(__global const FRAME_T *restrict frames,
                             const float dummy,
                             const float delta)
 {
-    const uint part = get_global_id(0);
-    const uint nparts = get_global_size(0);
-    const uint f = get_global_id(1);
-    __global const FRAME_T *frame = frames + (size_t)f * npix;
-    const size_t slot = (size_t)f * nparts + part;
-    const size_t bad_base = slot * cap;
-    uint nbad = 0;
+    PRIVATE_SETUP
     ACC_T h[NBINS];
 #if VARIANCE
     ACC_T v[NBINS];
@@ -214,14 +217,10 @@ __kernel void split_private(__global const FRAME_T *restrict frames,
         }
         j += n;
     }
-    __global ACC_T *o = partial + slot * 2 * NBINS;
-    for (uint b = 0; b < NBINS; b++)
-        o[b] = h[b];
-    for (uint b = 0; b < NBINS; b++)
 #if VARIANCE
-        o[NBINS + b] = v[b];
+    store_partial(partial + slot * 2 * NBINS, h, v);
 #else
-        o[NBINS + b] = (ACC_T)0;
+    store_partial(partial + slot * 2 * NBINS, h, 0);
 #endif
     bad_n[slot] = nbad;
 }

@@ -1,0 +1,42 @@
+"""The "coming from pyFAI" section of docs/reduction.md runs as printed, and the file it
+writes is the one pyFAI reads."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _section_blocks() -> list[str]:
+    text = (ROOT / "docs" / "reduction.md").read_text()
+    section = text.split("## Azimuthal integration, coming from pyFAI", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, flags=re.S)
+
+
+def test_the_pyfai_section_runs_as_printed(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    blocks = _section_blocks()
+    assert len(blocks) == 2
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {"__name__": "docs_pyfai"}
+    for k, block in enumerate(blocks):
+        exec(compile(block, f"docs/reduction.md (pyFAI block {k + 1})", "exec",
+                     dont_inherit=True), namespace)
+    cake = namespace["cake"]
+    assert cake.intensity.shape == (360, 500)  # type: ignore[attr-defined]
+    sigma = np.asarray(namespace["sigma"])
+    assert sigma.shape == (1000,) and np.all(np.isfinite(sigma))
+    pyFAI = pytest.importorskip("pyFAI")
+    theirs = pyFAI.load(str(tmp_path / "pilatus.poni"))
+    assert type(theirs.detector).__name__ == "Pilatus1M"
+    frame = namespace["frame"]
+    want = theirs.integrate1d(frame, 1000)
+    got = namespace["ai"].integrate1d(frame, 1000)  # type: ignore[attr-defined]
+    has = want.count > 0
+    assert np.allclose(got.intensity[has], want.intensity[has], rtol=1e-4)
