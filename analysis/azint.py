@@ -253,7 +253,10 @@ class AzimuthalIntegrator:
                        None if dim == 1 else args.bins("npt_azim", npt_azim), a_unit, **kwargs)
         engine = self._engine(c)
         stacked = frames.ndim == 3
-        if reference:
+        if stacked and frames.shape[0] == 0:  # nothing to send to the device
+            none = np.zeros((0, engine.plan.nbins))
+            sums = Sums(none, None if c.error_model is None else none, none, none, none)
+        elif reference:
             host = frames if isinstance(frames, np.ndarray) else frames.get()
             sums = reference_sums(engine.plan, host.reshape(-1, *self.geometry.shape)
                                   if stacked else host[None], c.error_model, c.dummy)

@@ -181,6 +181,8 @@ def check_frames(data: Any, shape: tuple[int, int], context: Any) -> Any:
             raise ValueError("data (pyopencl array) must be C-contiguous")
     elif not isinstance(data, np.ndarray):
         raise TypeError(f"data must be a numpy or pyopencl array, got {type(data).__name__}")
+    if isinstance(data, np.ndarray) and not data.dtype.isnative:  # e.g. big-endian files
+        data = data.astype(data.dtype.newbyteorder("="))
     dims = tuple(data.shape)
     if len(dims) not in (2, 3) or dims[-2:] != shape:
         raise ValueError(f"data has shape {dims}, expected {shape} (the detector shape) or "

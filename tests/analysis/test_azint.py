@@ -101,6 +101,16 @@ def test_every_frame_type_is_converted_on_the_device(ai: AzimuthalIntegrator,
         _results_match(got, want)
 
 
+def test_big_endian_and_strided_frames(ai: AzimuthalIntegrator) -> None:
+    want = ai.integrate1d(FRAMES[2].astype(np.uint16), 30, method="no")
+    swapped = FRAMES[2].astype(">u2")
+    assert np.array_equal(ai.integrate1d(swapped, 30, method="no").intensity, want.intensity)
+    wide = np.zeros((GEOMETRY.shape[0], 2 * GEOMETRY.shape[1]), np.uint16)
+    wide[:, ::2] = FRAMES[2].astype(np.uint16)
+    assert np.array_equal(ai.integrate1d(wide[:, ::2], 30, method="no").intensity,
+                          want.intensity)
+
+
 def test_device_frames_and_single_frames(ai: AzimuthalIntegrator) -> None:
     dev = cla.to_device(ai.rt.queue, FRAMES)
     got = ai.integrate1d(dev, 60, unit="2th_deg", mask=MASK, error_model="poisson")
@@ -140,6 +150,14 @@ def test_results_unpack_like_pyfai(ai: AzimuthalIntegrator) -> None:
     assert image.shape == (12, 20) and tth.shape == (20,) and chi.shape == (12,)
     assert cake.unit == ("2th_deg", "chi_rad") and np.all(np.abs(chi) <= np.pi)
     assert len(ai.integrate2d(FRAME, 20, 12)) == 3
+
+
+def test_an_empty_stack_gives_no_pattern(ai: AzimuthalIntegrator) -> None:
+    for method in ("no", "bbox"):
+        res = ai.integrate1d(np.zeros((0, *GEOMETRY.shape), np.uint16), 12, method=method,
+                             error_model="poisson")
+        assert res.intensity.shape == res.sigma.shape == (0, 12)  # type: ignore[union-attr]
+        assert res.radial.shape == (12,)
 
 
 def test_stack_equals_frame_by_frame(ai: AzimuthalIntegrator) -> None:
