@@ -56,7 +56,8 @@ class Frames:
 class Engine:
     """Device buffers and kernels of one :class:`~analysis.azint_plan.Plan`."""
 
-    def __init__(self, rt: cl.Runtime, plan: Plan, kind: str = "auto") -> None:
+    def __init__(self, rt: cl.Runtime, plan: Plan, kind: str = "auto",
+                 width: int | None = None) -> None:
         import pyopencl
 
         self.rt, self.plan = rt, plan
@@ -81,7 +82,7 @@ class Engine:
             self._pixel_bins = plan.pixel_bins()
             self._upload("bins", self._pixel_bins.astype(np.uint16))
         elif self.kind == "split":
-            self._pixel_major()
+            self._pixel_major(width)
 
     # -- device data ------------------------------------------------------------------
 
@@ -117,31 +118,37 @@ class Engine:
             self._scratch[name] = have
         return have[1]
 
-    def _pixel_major(self) -> None:
-        """Per pixel (first bin | count << 16) and its coefficients in pixel order."""
+    def _pixel_major(self, width: int | None) -> None:
+        """Per pixel its first bin and :attr:`width` coefficients (by default the width
+        that holds all the coefficients of 99 % of the pixels, at most 8), plus the list of
+        coefficients beyond that width (pixel, bin, coefficient)."""
         p = self.plan
         rows = p.rows()
         order = np.lexsort((rows, p.indices))
         pix, bins, coefs = p.indices[order], rows[order], p.coefs[order]
         npix = p.matrix.npix
         count = np.bincount(pix, minlength=npix)
-        first = np.zeros(npix, np.int64)
         start = np.concatenate([[0], np.cumsum(count)])
         has = count > 0
+        first = np.full(npix, p.nbins, np.int64)  # no bin: the padding bins, zero weights
         first[has] = bins[start[:-1][has]]
-        span = np.zeros(npix, np.int64)
-        last = np.zeros(npix, np.int64)
-        last[has] = bins[start[1:][has] - 1]
-        span[has] = last[has] - first[has] + 1
-        dense = np.zeros(int(span.sum()), np.float32)  # consecutive bins, zeros filled in
-        dstart = np.concatenate([[0], np.cumsum(span)])
-        dense[dstart[pix] + (bins - first[pix])] = coefs
-        if span.max(initial=0) >= 1 << 16:
-            raise ValueError("a pixel spreads over 65536 bins or more")
-        self._upload("heads", (first | (span << 16)).astype(np.uint32))
-        self._upload("coefs_dense", dense)
-        part_first = np.minimum(np.arange(self.nparts) * self.chunk, npix)
-        self._upload("coef_start", dstart[part_first].astype(np.uint32))
+        offset = bins - first[pix]  # a pixel's bins are consecutive in 1D
+        reach = np.zeros(npix, np.int64)
+        np.maximum.at(reach, pix, offset + 1)
+        if width is None:
+            width = int(min(8, max(1, np.percentile(reach[has], 99) if has.any() else 1)))
+        self.width = width
+        inside = offset < self.width
+        weights = np.zeros((npix, self.width), np.float32)
+        weights[pix[inside], offset[inside]] = coefs[inside]
+        self._upload("firsts", first.astype(np.uint16))
+        self._upload("weights", weights.ravel())
+        out_pix, out_bin, out_coef = pix[~inside], bins[~inside], coefs[~inside]
+        part_first = np.minimum(np.arange(self.nparts + 1) * self.chunk, npix)
+        self._upload("over_pix", out_pix.astype(np.uint32))
+        self._upload("over_bin", out_bin.astype(np.uint16))
+        self._upload("over_coef", out_coef.astype(np.float32))
+        self._upload("over_start", np.searchsorted(out_pix, part_first).astype(np.uint32))
         self._csc = (count, start, bins, coefs)
 
     # -- frames -------------------------------------------------------------------------
@@ -212,9 +219,11 @@ class Engine:
             k(q, (self.nparts, n), (1, 1), frames.buffer, self._buffers["bins"], npix,
               np.uint32(self.chunk), partial, bad_idx, bad_n, np.uint32(self.cap), dv, dd)
         else:
-            k = devarray.kernel(self.rt, "azint.cl", "split_private", opts)
-            k(q, (self.nparts, n), (1, 1), frames.buffer, self._buffers["heads"],
-              self._buffers["coefs_dense"], self._buffers["coef_start"], npix,
+            k = devarray.kernel(self.rt, "azint.cl", "split_private",
+                                (*opts, f"-DWIDTH={self.width}"))
+            b = self._buffers
+            k(q, (self.nparts, n), (1, 1), frames.buffer, b["firsts"], b["weights"],
+              b["over_pix"], b["over_bin"], b["over_coef"], b["over_start"], npix,
               np.uint32(self.chunk), partial, bad_idx, bad_n, np.uint32(self.cap), dv, dd)
         # the few partial histograms are added here: cheaper than another launch
         host = np.empty((n, self.nparts, 2, nbins), self.acc)

@@ -19,6 +19,7 @@
  *   CHECK_DUMMY    1 when a dummy value is set; DUMMY_EXACT 1 when its tolerance is 0
  *   WIDE           1 for 8-byte pixel types (read one by one)
  *   TWO_SUMS       1 to sum alternate pixels into two private histograms (hist_private)
+ *   WIDTH          coefficients stored per pixel (split_private)
  *
  * Kernels:
  *   hist_private   no splitting, CPU devices: each work-item streams through a slice of a
@@ -26,8 +27,10 @@
  *                  gid(0) = slice, gid(1) = frame; the host adds the slices' partial
  *                  histograms. Poisson: out[NBINS+b] = sum of (1 - x) over pixels with
  *                  x < 1, so sum max(1, x) = S + that.
- *   split_private  the same with pixel splitting: each pixel carries (first bin, n) and n
- *                  coefficients; out[NBINS+b] = V.
+ *   split_private  the same with pixel splitting: each pixel carries its first bin and
+ *                  WIDTH coefficients (zeros where it spreads over fewer bins), the
+ *                  coefficients of pixels that spread wider come in a short list after;
+ *                  out[NBINS+b] = V.
  *   csr_sums       one work-item per bin and frame over the bin's CSR row: S, V, and the
  *                  bad pixels' sum c, c*norm, (c*norm)^2, c*dark.
  *   csr_azimuthal  the "azimuthal" error model: pyFAI's running weighted variance over the
@@ -36,6 +39,10 @@
 
 #if ACC_IS_DOUBLE
 #pragma OPENCL EXTENSION cl_khr_fp64 : enable
+#endif
+
+#ifndef WIDTH
+#define WIDTH 1
 #endif
 
 #define CAT(a, b) a##b
@@ -162,10 +169,23 @@ __kernel void hist_private(__global const FRAME_T *restrict frames,
 }
 #undef h2
 
+/* one pixel of split_private: its WIDTH coefficients into bins first..first+WIDTH-1 */
+#if VARIANCE
+#define SPREAD(h, v, first, w, x) { const ACC_T var_ = fmax((ACC_T)1, (x)); \
+    for (uint k = 0; k < WIDTH; k++) { const ACC_T c_ = (ACC_T)(w)[k]; \
+        (h)[(first) + k] += c_ * (x); (v)[(first) + k] += c_ * c_ * var_; } }
+#else
+#define SPREAD(h, v, first, w, x) { \
+    for (uint k = 0; k < WIDTH; k++) (h)[(first) + k] += (ACC_T)(w)[k] * (x); }
+#endif
+
 __kernel void split_private(__global const FRAME_T *restrict frames,
-                            __global const uint *restrict heads,
-                            __global const float *restrict coefs,
-                            __global const uint *restrict coef_start,
+                            __global const ushort *restrict firsts,
+                            __global const float *restrict weights,
+                            __global const uint *restrict over_pix,
+                            __global const ushort *restrict over_bin,
+                            __global const float *restrict over_coef,
+                            __global const uint *restrict over_start,
                             const uint npix,
                             const uint chunk,
                             __global ACC_T *restrict partial,
@@ -176,46 +196,58 @@ __kernel void split_private(__global const FRAME_T *restrict frames,
                             const float delta)
 {
     PRIVATE_SETUP
-    ACC_T h[NBINS];
+    /* WIDTH extra bins: pixels in no bin point at NBINS with zero weights */
+    ACC_T h[NBINS + WIDTH], h2[NBINS + WIDTH];
 #if VARIANCE
-    ACC_T v[NBINS];
+    ACC_T v[NBINS + WIDTH], v2[NBINS + WIDTH];
 #endif
-    for (uint b = 0; b < NBINS; b++) {
+    for (uint b = 0; b < NBINS + WIDTH; b++) {
         h[b] = (ACC_T)0;
+        h2[b] = (ACC_T)0;
 #if VARIANCE
         v[b] = (ACC_T)0;
+        v2[b] = (ACC_T)0;
 #endif
     }
-    const uint start = part * chunk;
+    const uint start = part * chunk;   /* chunk is even */
     const uint stop = min(start + chunk, npix);
-    uint j = coef_start[part];
     for (uint i = start; i < stop; i++) {
-        const uint head = heads[i];
-        const uint n = head >> 16;
-        if (n == 0)
-            continue;
+        /* alternate pixels go to two histograms: their additions do not wait on each
+           other (neighbours share bins) */
+        const ushort first = firsts[i];
         const FRAME_T xr = frame[i];
 #if CHECKS
-        if (is_bad((float)xr, dummy, delta)) {
+        if (first != NBINS && is_bad((float)xr, dummy, delta)) {
             if (nbad < cap) bad_idx[bad_base + nbad] = i;
             nbad++;
-            j += n;
             continue;
         }
 #endif
         const ACC_T x = (ACC_T)xr;
-        const uint b0 = head & 0xffffu;
-#if VARIANCE
-        const ACC_T var = fmax((ACC_T)1, x);
+        __global const float *w = weights + (size_t)i * WIDTH;
+        if (i & 1)
+            SPREAD(h2, v2, first, w, x)
+        else
+            SPREAD(h, v, first, w, x)
+    }
+    /* the coefficients beyond WIDTH of the few pixels that spread wider */
+    for (uint j = over_start[part]; j < over_start[part + 1]; j++) {
+        const FRAME_T xr = frame[over_pix[j]];
+#if CHECKS
+        if (is_bad((float)xr, dummy, delta))
+            continue;
 #endif
-        for (uint k = 0; k < n; k++) {
-            const ACC_T c = (ACC_T)coefs[j + k];
-            h[b0 + k] += c * x;
+        const ACC_T x = (ACC_T)xr, c = (ACC_T)over_coef[j];
+        h[over_bin[j]] += c * x;
 #if VARIANCE
-            v[b0 + k] += c * c * var;
+        v[over_bin[j]] += c * c * fmax((ACC_T)1, x);
 #endif
-        }
-        j += n;
+    }
+    for (uint b = 0; b < NBINS; b++) {
+        h[b] += h2[b];
+#if VARIANCE
+        v[b] += v2[b];
+#endif
     }
 #if VARIANCE
     store_partial(partial + slot * 2 * NBINS, h, v);

@@ -10,7 +10,8 @@ import pyopencl.array as cla
 import pytest
 
 from analysis.azint import AzimuthalIntegrator, Integrate1dResult
-from analysis.azint_engine import FRAME_TYPES
+from analysis.azint_engine import FRAME_TYPES, Engine
+from analysis.azint_plan import Dummy, reference
 from geometry import PoniGeometry
 
 GEOMETRY = PoniGeometry(dist=0.03, poni1=0.0035, poni2=0.0045, rot1=0.07, rot2=-0.04,
@@ -70,6 +71,23 @@ def test_1d_stack_matches_reference(ai: AzimuthalIntegrator, options: dict[str, 
     want = ai.reference1d(FRAMES, 40, **options)
     assert got.intensity.shape == (3, 40)
     _results_match(got, want)
+
+
+@pytest.mark.parametrize("method", ["bbox", "full"])
+@pytest.mark.parametrize("width", [1, 2])
+def test_pixels_spread_wider_than_the_stored_width(method: str, width: int) -> None:
+    """The private split kernel stores a fixed number of coefficients per pixel; the others
+    go through its overflow list (forced here with a narrow width)."""
+    ai = AzimuthalIntegrator(GEOMETRY, kernel="private")
+    options = dict(method=method, error_model="poisson", dummy=-2.0, unit="2th_deg")
+    plan = ai.plan1d(90, **options)
+    engine = Engine(ai.rt, plan, "private", width=width)
+    assert engine.kind == "split" and engine.width == width
+    assert engine._buffers["over_pix"].size >= 4 * 100  # many listed coefficients
+    got = engine.sums(engine.frames(FRAMES), "poisson", Dummy(-2.0, 0.0))
+    want = reference(plan, FRAMES, "poisson", Dummy(-2.0, 0.0))
+    for name in ("signal", "variance", "norm", "norm2", "count"):
+        _same(getattr(got, name), getattr(want, name))
 
 
 @pytest.mark.parametrize(("method", "error_model"), [("no", "poisson"), ("bbox", None),
