@@ -32,8 +32,9 @@ from analysis.azint_plan import Dummy, Plan, Sums
 
 #: Largest bin count of the private-histogram kernels (a private array per work-item).
 PRIVATE_MAX_BINS = 4096
-#: Up to this many bins, ``hist_private`` alternates two histograms (fits the L1 cache).
-TWO_SUMS_MAX_BINS = 2048
+#: How many private histograms ``hist_private`` alternates over, by bin count (so that
+#: they stay in the L1 cache): 4 up to 1024 bins, 2 up to 2048, else 1.
+SUMS_BY_BINS = ((1024, 4), (2048, 2))
 FRAME_TYPES = {np.dtype(np.uint8): "uchar", np.dtype(np.int8): "char",
                np.dtype(np.uint16): "ushort", np.dtype(np.int16): "short",
                np.dtype(np.uint32): "uint", np.dtype(np.int32): "int",
@@ -185,7 +186,7 @@ class Engine:
                 f"-DCHECK_DUMMY={int(dummy is not None)}",
                 f"-DDUMMY_EXACT={int(dummy is not None and dummy.delta == 0)}",
                 f"-DWIDE={int(dtype.itemsize == 8)}",
-                f"-DTWO_SUMS={int(self.plan.nbins <= TWO_SUMS_MAX_BINS)}")
+                f"-DNSUMS={_nsums(self.plan.nbins)}")
 
     def sums(self, frames: Frames, error_model: str | None, dummy: Dummy | None) -> Sums:
         """Every per-bin sum of every frame (``(n, nbins)`` each)."""
@@ -320,6 +321,11 @@ class Engine:
             if v is not None:
                 v = np.where(gone, 0.0, v)
         return Sums(signal, v, norm, norm2, count)
+
+
+def _nsums(nbins: int) -> int:
+    """The number of private histograms for ``nbins`` (see :data:`SUMS_BY_BINS`)."""
+    return next((n for most, n in SUMS_BY_BINS if nbins <= most), 1)
 
 
 def _rows(a: F64, n: int) -> F64:

@@ -18,7 +18,7 @@
  *   CHECK_FINITE   1 for float frames: non-finite values do not count
  *   CHECK_DUMMY    1 when a dummy value is set; DUMMY_EXACT 1 when its tolerance is 0
  *   WIDE           1 for 8-byte pixel types (read one by one)
- *   TWO_SUMS       1 to sum alternate pixels into two private histograms (hist_private)
+ *   NSUMS          1, 2 or 4 private histograms the pixels alternate over (hist_private)
  *   WIDTH          coefficients stored per pixel (split_private)
  *
  * Kernels:
@@ -101,6 +101,20 @@ inline void store_partial(__global ACC_T *o, const ACC_T *h, const ACC_T *v)
         o[NBINS + b] = v ? v[b] : (ACC_T)0;
 }
 
+/* 8 values at once: which do not count (float compares, as is_bad) */
+#if CHECK_FINITE && CHECK_DUMMY && DUMMY_EXACT
+#define BAD8(x) (!isfinite(convert_float8(x)) | (convert_float8(x) == (float8)(dummy)))
+#elif CHECK_FINITE && CHECK_DUMMY
+#define BAD8(x) (!isfinite(convert_float8(x)) | \
+                 (fabs(convert_float8(x) - (float8)(dummy)) <= (float8)(delta)))
+#elif CHECK_FINITE
+#define BAD8(x) (!isfinite(convert_float8(x)))
+#elif CHECK_DUMMY && DUMMY_EXACT
+#define BAD8(x) (convert_float8(x) == (float8)(dummy))
+#elif CHECK_DUMMY
+#define BAD8(x) (fabs(convert_float8(x) - (float8)(dummy)) <= (float8)(delta))
+#endif
+
 __kernel void hist_private(__global const FRAME_T *restrict frames,
                            __global const ushort *restrict bins,
                            const uint npix,
@@ -113,19 +127,31 @@ __kernel void hist_private(__global const FRAME_T *restrict frames,
                            const float delta)
 {
     PRIVATE_SETUP
+    /* neighbouring pixels often share a bin: spreading them over NSUMS histograms keeps
+       their additions independent (none waits on the store before it) */
     ACC_T h[NBINS + 1];
-#if TWO_SUMS
+#if NSUMS >= 2
     ACC_T h2[NBINS + 1];
 #else
 #define h2 h
+#endif
+#if NSUMS == 4
+    ACC_T h3[NBINS + 1], h4[NBINS + 1];
+#else
+#define h3 h
+#define h4 h2
 #endif
 #if VARIANCE
     ACC_T v[NBINS + 1];
 #endif
     for (uint b = 0; b <= NBINS; b++) {
         h[b] = (ACC_T)0;
-#if TWO_SUMS
+#if NSUMS >= 2
         h2[b] = (ACC_T)0;
+#endif
+#if NSUMS == 4
+        h3[b] = (ACC_T)0;
+        h4[b] = (ACC_T)0;
 #endif
 #if VARIANCE
         v[b] = (ACC_T)0;
@@ -138,16 +164,18 @@ __kernel void hist_private(__global const FRAME_T *restrict frames,
     for (; i + 8 <= stop; i += 8) {
         const VEC8(FRAME_T) x = vload8(0, frame + i);
         ushort8 b = vload8(0, bins + i);
-        SCREEN(b.s0, x.s0, i) SCREEN(b.s1, x.s1, i + 1)
-        SCREEN(b.s2, x.s2, i + 2) SCREEN(b.s3, x.s3, i + 3)
-        SCREEN(b.s4, x.s4, i + 4) SCREEN(b.s5, x.s5, i + 5)
-        SCREEN(b.s6, x.s6, i + 6) SCREEN(b.s7, x.s7, i + 7)
-        /* neighbouring pixels often share a bin: alternating two histograms keeps
-           their additions independent (no wait on the previous store) */
+#if CHECKS
+        if (any(BAD8(x))) {  /* rare: look at them one by one */
+            SCREEN(b.s0, x.s0, i) SCREEN(b.s1, x.s1, i + 1)
+            SCREEN(b.s2, x.s2, i + 2) SCREEN(b.s3, x.s3, i + 3)
+            SCREEN(b.s4, x.s4, i + 4) SCREEN(b.s5, x.s5, i + 5)
+            SCREEN(b.s6, x.s6, i + 6) SCREEN(b.s7, x.s7, i + 7)
+        }
+#endif
         ADD(h, v, b.s0, x.s0); ADD(h2, v, b.s1, x.s1);
-        ADD(h, v, b.s2, x.s2); ADD(h2, v, b.s3, x.s3);
+        ADD(h3, v, b.s2, x.s2); ADD(h4, v, b.s3, x.s3);
         ADD(h, v, b.s4, x.s4); ADD(h2, v, b.s5, x.s5);
-        ADD(h, v, b.s6, x.s6); ADD(h2, v, b.s7, x.s7);
+        ADD(h3, v, b.s6, x.s6); ADD(h4, v, b.s7, x.s7);
     }
 #endif
     for (; i < stop; i++) {
@@ -156,10 +184,14 @@ __kernel void hist_private(__global const FRAME_T *restrict frames,
         SCREEN(b, x, i)
         ADD(h, v, b, x);
     }
-#if TWO_SUMS
-    for (uint b = 0; b < NBINS; b++)
+    for (uint b = 0; b < NBINS; b++) {
+#if NSUMS >= 2
         h[b] += h2[b];
 #endif
+#if NSUMS == 4
+        h[b] += h3[b] + h4[b];
+#endif
+    }
 #if VARIANCE
     store_partial(partial + slot * 2 * NBINS, h, v);
 #else
@@ -168,6 +200,8 @@ __kernel void hist_private(__global const FRAME_T *restrict frames,
     bad_n[slot] = nbad;
 }
 #undef h2
+#undef h3
+#undef h4
 
 /* one pixel of split_private: its WIDTH coefficients into bins first..first+WIDTH-1 */
 #if VARIANCE
