@@ -78,6 +78,7 @@ class Engine:
         self.chunk = ((npix + self.nparts - 1) // self.nparts + 7) // 8 * 8
         self.cap = max(1024, npix // (16 * self.nparts))
         self._buffers: dict[str, Any] = {}
+        self._kernels: dict[tuple[object, ...], Any] = {}
         self._scratch: dict[str, tuple[int, Any]] = {}
         if self.kind == "hist":
             self._pixel_bins = plan.pixel_bins()
@@ -188,6 +189,18 @@ class Engine:
                 f"-DWIDE={int(dtype.itemsize == 8)}",
                 f"-DNSUMS={_nsums(self.plan.nbins)}")
 
+    def _kernel(self, name: str, dtype: np.dtype[Any], variance: bool, dummy: Dummy | None
+                ) -> Any:
+        """Kernel ``name`` built for these frames (kept per engine: a dict lookup a call)."""
+        key = (name, dtype, variance, dummy is None, dummy is not None and dummy.delta == 0)
+        k = self._kernels.get(key)
+        if k is None:
+            opts = self._options(dtype, variance, dummy)
+            if name == "split_private":
+                opts = (*opts, f"-DWIDTH={self.width}")
+            k = self._kernels[key] = devarray.kernel(self.rt, "azint.cl", name, opts)
+        return k
+
     def sums(self, frames: Frames, error_model: str | None, dummy: Dummy | None) -> Sums:
         """Every per-bin sum of every frame (``(n, nbins)`` each)."""
         if error_model == "azimuthal":
@@ -207,30 +220,28 @@ class Engine:
 
         p, n, q = self.plan, frames.n, self.rt.queue
         variance = error_model == "poisson"
-        opts = self._options(frames.dtype, variance, dummy)
         nbins, slots = p.nbins, n * self.nparts
         acc = self.acc.itemsize
-        partial = self._scratch_buffer("partial", slots * 2 * nbins * acc)
+        partial = self._scratch_buffer("partial", slots * (2 * nbins + 1) * acc)
         bad_idx = self._scratch_buffer("bad_idx", slots * self.cap * 4)
-        bad_n = self._scratch_buffer("bad_n", slots * 4)
         npix = np.uint32(p.matrix.npix)
         dv, dd = self._dummy_args(dummy)
         if self.kind == "hist":
-            k = devarray.kernel(self.rt, "azint.cl", "hist_private", opts)
+            k = self._kernel("hist_private", frames.dtype, variance, dummy)
             k(q, (self.nparts, n), (1, 1), frames.buffer, self._buffers["bins"], npix,
-              np.uint32(self.chunk), partial, bad_idx, bad_n, np.uint32(self.cap), dv, dd)
+              np.uint32(self.chunk), partial, bad_idx, np.uint32(self.cap), dv, dd)
         else:
-            k = devarray.kernel(self.rt, "azint.cl", "split_private",
-                                (*opts, f"-DWIDTH={self.width}"))
+            k = self._kernel("split_private", frames.dtype, variance, dummy)
             b = self._buffers
             k(q, (self.nparts, n), (1, 1), frames.buffer, b["firsts"], b["weights"],
               b["over_pix"], b["over_bin"], b["over_coef"], b["over_start"], npix,
-              np.uint32(self.chunk), partial, bad_idx, bad_n, np.uint32(self.cap), dv, dd)
-        # the few partial histograms are added here: cheaper than another launch
-        host = np.empty((n, self.nparts, 2, nbins), self.acc)
-        counts = np.empty((n, self.nparts), np.uint32)
-        pyopencl.enqueue_copy(q, counts, bad_n, is_blocking=False)
-        pyopencl.enqueue_copy(q, host, partial)
+              np.uint32(self.chunk), partial, bad_idx, np.uint32(self.cap), dv, dd)
+        # one read: every slot's histograms, then the slots' bad-pixel counts; the few
+        # partial histograms are added here (cheaper than another launch)
+        flat = np.empty(slots * (2 * nbins + 1), self.acc)
+        pyopencl.enqueue_copy(q, flat, partial)
+        host = flat[:slots * 2 * nbins].reshape(n, self.nparts, 2, nbins)
+        counts = flat[slots * 2 * nbins:].reshape(n, self.nparts).astype(np.int64)
         raw = host.sum(axis=1, dtype=np.float64)
         s = raw[:, 0]
         if not variance:
@@ -244,7 +255,7 @@ class Engine:
             return self._csr(frames, "csr_sums", error_model, dummy)
         return self._combine(s, v, bad if bad.size else None)
 
-    def _bad_sums(self, frames: Frames, counts: npt.NDArray[np.uint32], bad_idx: Any
+    def _bad_sums(self, frames: Frames, counts: npt.NDArray[np.int64], bad_idx: Any
                   ) -> F64 | None:
         """Per frame and bin: (Σc, Σc·norm, Σ(c·norm)², Σc·dark) of the listed pixels —
         empty when no pixel is listed, None when more than fit were."""
@@ -285,10 +296,9 @@ class Engine:
 
         p, n, q = self.plan, frames.n, self.rt.queue
         variance = error_model is not None
-        opts = self._options(frames.dtype, variance, dummy)
         out = self._scratch_buffer("csr_out", n * 6 * p.nbins * self.acc.itemsize)
         dv, dd = self._dummy_args(dummy)
-        k = devarray.kernel(self.rt, "azint.cl", name, opts)
+        k = self._kernel(name, frames.dtype, variance, dummy)
         k(q, (p.nbins, n), None, frames.buffer, self._buffer("indptr"),
           self._buffers["indices"], self._buffers["coefs"], self._buffer("norm"),
           self._buffers["dark"], np.uint32(p.matrix.npix), np.uint32(p.dark is not None),

@@ -92,6 +92,11 @@ inline int is_bad(const float xf, const float dummy, const float delta)
     const size_t bad_base = slot * cap; \
     uint nbad = 0;
 
+/* the number of bad pixels a work-item saw, after every slot's histograms (so that one
+   read brings the sums and the counts back) */
+#define STORE_BAD_COUNT \
+    partial[(size_t)get_global_size(0) * get_global_size(1) * 2 * NBINS + slot] = (ACC_T)nbad;
+
 /* a work-item's sums (h) and variance sums (v, or none) into its output slot */
 inline void store_partial(__global ACC_T *o, const ACC_T *h, const ACC_T *v)
 {
@@ -121,7 +126,6 @@ __kernel void hist_private(__global const FRAME_T *restrict frames,
                            const uint chunk,
                            __global ACC_T *restrict partial,
                            __global uint *restrict bad_idx,
-                           __global uint *restrict bad_n,
                            const uint cap,
                            const float dummy,
                            const float delta)
@@ -197,7 +201,7 @@ __kernel void hist_private(__global const FRAME_T *restrict frames,
 #else
     store_partial(partial + slot * 2 * NBINS, h, 0);
 #endif
-    bad_n[slot] = nbad;
+    STORE_BAD_COUNT
 }
 #undef h2
 #undef h3
@@ -224,7 +228,6 @@ __kernel void split_private(__global const FRAME_T *restrict frames,
                             const uint chunk,
                             __global ACC_T *restrict partial,
                             __global uint *restrict bad_idx,
-                            __global uint *restrict bad_n,
                             const uint cap,
                             const float dummy,
                             const float delta)
@@ -288,7 +291,7 @@ __kernel void split_private(__global const FRAME_T *restrict frames,
 #else
     store_partial(partial + slot * 2 * NBINS, h, 0);
 #endif
-    bad_n[slot] = nbad;
+    STORE_BAD_COUNT
 }
 
 __kernel void csr_sums(__global const FRAME_T *restrict frames,
