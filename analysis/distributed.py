@@ -452,7 +452,7 @@ def reduce_on_dask(catalog: RunCatalog, ref: str | int, session: DaskSession, *,
     workers = session.workers
     if workers < 1:
         raise SchedulerError(f"scheduler {session.scheduler}: no workers")
-    targets = callbacks if callbacks is not None else [catalog.writer()]
+    targets = callbacks if callbacks is not None else [catalog.derived_writer()]
     where = {"scheduler": session.scheduler, "workers": workers}
     t0 = time.perf_counter()
     if reduction == "tomo_fbp":

@@ -303,7 +303,7 @@ class LiveReducer:
     Parameters
     ----------
     callbacks
-        Document callbacks that receive the derived runs (e.g. ``catalog.writer()``
+        Document callbacks that receive the derived runs (e.g. ``catalog.derived_writer()``
         and a provenance recorder), called from the worker thread in order.
     derived_dir
         Folder the derived HDF5 files go into as ``derived/<file>.h5`` (the catalog's
@@ -358,7 +358,8 @@ class LiveReducer:
                     extra_callbacks: Sequence[Callback] = (), **kwargs: Any) -> LiveReducer:
         """A reducer writing derived runs into ``catalog`` (its own ``TiledWriter`` with
         ``batch_size``, then ``extra_callbacks``), derived files under its ``raw_dir``."""
-        return cls([catalog.writer(batch_size), *extra_callbacks], catalog.raw_dir, **kwargs)
+        return cls([catalog.derived_writer(batch_size), *extra_callbacks], catalog.raw_dir,
+                   **kwargs)
 
     # -- the RunEngine's side ----------------------------------------------------------
 

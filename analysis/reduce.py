@@ -776,7 +776,7 @@ def reduce_run(catalog: RunCatalog, ref: str | int, *, rows: Sequence[int] | Non
     chunk_frames
         Frames per chunk (the unit a Dask worker would get).
     callbacks
-        Document callbacks of the derived run; default ``[catalog.writer()]``.
+        Document callbacks of the derived run; default ``[catalog.derived_writer()]``.
     device
         OpenCL device choice.
 
@@ -789,7 +789,7 @@ def reduce_run(catalog: RunCatalog, ref: str | int, *, rows: Sequence[int] | Non
     if chunk_frames < 1:
         raise ReductionError(f"argument `chunk_frames`: expected >= 1, got {chunk_frames}")
     run, start, reduction = reducible_run(catalog, ref)
-    targets = (callbacks if callbacks is not None else [catalog.writer()])
+    targets = (callbacks if callbacks is not None else [catalog.derived_writer()])
     t0 = time.perf_counter()
     if reduction == "tomo_fbp":
         check_derived_folder(catalog, run, start)
@@ -813,7 +813,7 @@ def stop_failed(derived: DerivedRun, exc: BaseException, catalog: RunCatalog | N
     if catalog is None or derived.stop_doc is None:
         return
     try:
-        node = catalog.client[derived.uid]
+        node = catalog.derived[derived.uid]
         if ((node.metadata or {}).get("stop") or {}).get("uid") != derived.stop_doc["uid"]:
             node.update_metadata(metadata={"stop": derived.stop_doc})
     except Exception as again:  # pragma: no cover - the catalog is gone as well

@@ -30,7 +30,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .catalog import Catalog, CatalogError, ClientCatalog
+from .catalog import RAW, Catalog, CatalogError, ClientCatalog
 
 PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 """What a profile name may look like (it is also the file name)."""
@@ -70,8 +70,9 @@ def profile_folder() -> Path:
 
 
 def runs_uri(url: str) -> str:
-    """The address of the runs catalog of a smeflow server at ``url`` (what a profile's
-    ``uri`` is)."""
+    """The address of the raw runs of a smeflow server at ``url`` (what a profile's
+    ``uri`` is): ``URL/api/v1/metadata/raw``, so ``databroker.catalog[NAME]`` is the
+    catalog of runs itself (``Broker.named`` would find ``raw`` under the top as well)."""
     from urllib.parse import urlsplit
 
     parts = urlsplit(url.strip())
@@ -79,9 +80,12 @@ def runs_uri(url: str) -> str:
         raise CatalogError(f"--url {url!r}: expected the server's address, e.g. "
                            "http://127.0.0.1:8000")
     if parts.query or parts.fragment or parts.username or parts.password:
-        raise CatalogError(f"--url {url!r}: give only scheme, host, port (and a path), "
-                           "no query, fragment or credentials")
-    return url.strip().rstrip("/")
+        raise CatalogError(f"--url {url!r}: give only scheme, host and port, no query, "
+                           "fragment or credentials")
+    if parts.path.rstrip("/") not in ("", "/api/v1"):
+        raise CatalogError(f"--url {url!r}: give the server's address without a path, "
+                           "e.g. http://127.0.0.1:8000")
+    return f"{parts.scheme}://{parts.netloc}/api/v1/metadata/{RAW}"
 
 
 def profile_text(name: str, url: str) -> str:
@@ -138,7 +142,7 @@ def cmd_profile(args: Any) -> int:
 
     url = args.url or f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
     path = write_profile(args.name, url, args.dir, overwrite=args.force)
-    print(f"wrote {path} (server {runs_uri(url)})")
+    print(f"wrote {path} (runs at {runs_uri(url)})")
     print("with the server's key in $TILED_API_KEY:")
     print(f"  from databroker import Broker; db = Broker.named({args.name!r})")
     print(f"  import databroker; catalog = databroker.catalog[{args.name!r}]")

@@ -16,6 +16,15 @@ passed). The catalog is a real Tiled server application called through an in-pro
 transport, so everything written and queried goes through the same API as
 ``tiled serve`` would give over HTTP.
 
+Inside the Tiled catalog, two containers of runs (``LAYOUT``): ``raw`` holds what the
+instrument recorded, ``derived`` the reductions of raw runs (``analysis.reduce``; each
+names its raw run in ``raw_uid``). ``Catalog.client`` is ``raw``, so ``client[-1]``,
+databroker's ``db[-1]`` and every search mean the instrument's runs, whatever was reduced
+since; ``Catalog.derived`` is the other container. This is the layout databroker expects
+from a facility's Tiled server (``Broker.named`` looks for ``raw`` itself). A catalog
+written before this layout (runs at the top) is opened as it is: both ``client`` and
+``derived`` are then its top (with a warning).
+
 Runs are written by ``bluesky_tiled_plugins.TiledWriter``; ``subscribe(RE)`` also makes
 the RunEngine number its scans from the persisted counter, so scan numbers continue
 across processes. Queries are Tiled's own (``Key``, ``FullText``) plus bluesky's
@@ -25,6 +34,7 @@ across processes. Queries are Tiled's own (``Key``, ``FullText``) plus bluesky's
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -42,9 +52,16 @@ from urllib.parse import urlparse
 from .hdf5 import FrameWriter
 from .scan_id import ScanIdCounter
 
+log = logging.getLogger(__name__)
+
 ENV_VAR = "SMEFLOW_DATA"
 DEFAULT_DIR = "smeflow-data"
 ROOT_SPEC = {"name": "CatalogOfBlueskyRuns", "version": "3.0"}
+"""The spec of a container of bluesky runs (``raw``, ``derived``; the top of an old catalog)."""
+RAW = "raw"
+DERIVED = "derived"
+LAYOUT = (RAW, DERIVED)
+"""The containers of runs at the top of a catalog (module docstring)."""
 _UID_RE = re.compile(r"^[0-9a-f][0-9a-f-]{4,35}$")
 _FULL_UID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
@@ -245,7 +262,7 @@ def _open_client(root: Path, readable: Sequence[Path], quiet: bool) -> Any:
         f"sqlite:///{root / 'catalog.db'}",
         writable_storage=[str(root / "storage"), f"sqlite:///{root / 'tables.db'}"],
         readable_storage=[str(p) for p in readable],
-        init_if_not_exists=not ready, specs=[ROOT_SPEC])
+        init_if_not_exists=not ready)
     wait_when_busy(adapter)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*httpx.*")  # starlette's notice
@@ -253,12 +270,62 @@ def _open_client(root: Path, readable: Sequence[Path], quiet: bool) -> Any:
     return from_context(context)
 
 
+def runs_nodes(top: Any, where: str) -> tuple[Any, Any]:
+    """The ``(raw, derived)`` containers of runs under a catalog's top Tiled node.
+
+    A catalog written before the layout existed keeps its runs at the top: both are then
+    the top, seen as a catalog of runs, and a warning says so once."""
+    from tiled.client.container import Container
+
+    keys = set(top) if isinstance(top, Container) else set()
+    if set(LAYOUT) <= keys:
+        return Container.__getitem__(top, RAW), Container.__getitem__(top, DERIVED)
+    log.warning("%s: runs at the top of the catalog (written before the raw/derived "
+                "layout); reading and writing them there", where)
+    runs = as_runs_catalog(top)
+    return runs, runs
+
+
+def as_runs_catalog(node: Any) -> Any:
+    """``node`` seen through bluesky's catalog-of-runs client (``catalog[-1]``, scan
+    numbers, ``TimeRange``), whatever specs the server gave it."""
+    import copy
+
+    from bluesky_tiled_plugins.clients.catalog_of_bluesky_runs import CatalogOfBlueskyRuns
+
+    if isinstance(node, CatalogOfBlueskyRuns):
+        return node
+    item = copy.deepcopy(node.item)
+    item["attributes"]["specs"] = [ROOT_SPEC]
+    return CatalogOfBlueskyRuns(node.context, item=item,
+                                structure_clients=node.structure_clients)
+
+
+class AllRuns:
+    """Raw and derived runs of a catalog by full uid: ``runs[uid]`` (``KeyError`` when in
+    neither)."""
+
+    def __init__(self, *nodes: Any) -> None:
+        self.nodes = [n for i, n in enumerate(nodes) if all(n is not m for m in nodes[:i])]
+
+    def __getitem__(self, uid: str) -> Any:
+        for node in self.nodes:
+            try:
+                return node[uid]
+            except (KeyError, ValueError):
+                continue
+        raise KeyError(uid)
+
+
 class RunCatalog(Protocol):
     """What reducers need from a catalog, embedded (``Catalog``) or over HTTP
     (``dataflow.remote.RemoteCatalog``): find runs, write runs, a folder for files."""
 
     client: Any
-    """The Tiled client of the catalog's runs."""
+    """The Tiled client of the catalog's raw runs."""
+
+    derived: Any
+    """The Tiled client of the catalog's derived runs."""
 
     @property
     def raw_dir(self) -> Path:
@@ -268,16 +335,21 @@ class RunCatalog(Protocol):
         """The run with uid, uid prefix or scan number ``ref``."""
 
     def writer(self, batch_size: int | None = None) -> Any:
-        """A TiledWriter callback writing runs into the catalog."""
+        """A TiledWriter callback writing raw runs into the catalog."""
+
+    def derived_writer(self, batch_size: int | None = None) -> Any:
+        """A TiledWriter callback writing derived runs into the catalog."""
 
 
 class ClientCatalog:
-    """A catalog of bluesky runs behind a Tiled client (``self.client``), embedded or over
-    HTTP: writing and querying runs, and the client's lifetime (``close()``, idempotent,
-    ends its connection or in-process server; usable as a context manager). Subclasses
-    say where the runs are (``where``, for error messages)."""
+    """A catalog of bluesky runs behind a Tiled client, embedded or over HTTP: the raw runs
+    (``self.client``) and the derived ones (``self.derived``), writing and querying them,
+    and the client's lifetime (``close()``, idempotent, ends its connection or in-process
+    server; usable as a context manager). Subclasses say where the runs are (``where``,
+    for error messages)."""
 
     client: Any
+    derived: Any
 
     @property
     def where(self) -> str:
@@ -293,13 +365,12 @@ class ClientCatalog:
         live consumers of the catalog need; the default batches until the stop document
         (several times faster).
         """
-        from bluesky_tiled_plugins import TiledWriter
+        return _tiled_writer(self.client, batch_size)
 
-        if batch_size is None:
-            return TiledWriter(self.client)
-        if batch_size < 1:
-            raise ValueError(f"batch_size {batch_size}: must be >= 1")
-        return TiledWriter(self.client, batch_size=batch_size)
+    def derived_writer(self, batch_size: int | None = None) -> Any:
+        """A ``TiledWriter`` callback writing *derived* runs (reductions) into
+        ``derived``; ``batch_size`` as for ``writer``."""
+        return _tiled_writer(self.derived, batch_size)
 
     def max_scan_id(self) -> int:
         """The highest ``scan_id`` of any run in the catalog (0 when empty)."""
@@ -335,7 +406,8 @@ class ClientCatalog:
         return self.summaries()
 
     def run(self, ref: str | int) -> Any:
-        """The run (a Tiled ``BlueskyRun`` node) with uid, uid prefix or scan number ``ref``.
+        """The run (a Tiled ``BlueskyRun`` node) with uid, uid prefix or scan number ``ref``:
+        a raw run, else a derived run with that uid (prefix).
 
         Its external frames are read lazily: ``run["primary"]["det_image"][0, :10, :10]``
         reads one region of one frame.
@@ -349,13 +421,33 @@ class ClientCatalog:
         CatalogError
             A uid prefix matches several runs.
         """
-        return find_run(self.client, ref, self.where)
+        try:
+            return find_run(self.client, ref, self.where)
+        except RunNotFoundError as missing:
+            if self.derived is self.client or not _is_uid_like(ref):
+                raise
+            try:  # a derived run's uid (reductions have no scan numbers)
+                return _run_by_uid_prefix(self.derived, str(ref).strip().lower(), self.where)
+            except RunNotFoundError:
+                raise missing from None
+
+    def derived_runs(self, raw_uid: str) -> Any:
+        """The runs derived from raw run ``raw_uid`` (reductions: start ``raw_uid`` equal
+        to it), as a Tiled node; see ``analysis.reduce``."""
+        from tiled.queries import Key
+
+        return self.derived.search(Key("raw_uid") == raw_uid)
+
+    @property
+    def every_run(self) -> AllRuns:
+        """Raw and derived runs by full uid (``every_run[uid]``)."""
+        return AllRuns(self.client, self.derived)
 
     # -- lifetime ----------------------------------------------------------------------
 
     def close(self) -> None:
         """Close the client's context (the in-process server or the HTTP connections)."""
-        client, self.client = self.client, None
+        client, self.client, self.derived = self.client, None, None
         if client is not None:
             client.context.close()
 
@@ -390,7 +482,9 @@ class Catalog(ClientCatalog):
         for folder in (self.root, self.raw_dir, self.root / "storage"):
             folder.mkdir(parents=True, exist_ok=True)
         readable = [self.raw_dir, *(Path(p).resolve() for p in readable_storage)]
-        self.client: Any = _open_client(self.root, readable, quiet)
+        self.tree: Any = _open_client(self.root, readable, quiet)
+        """The top of the Tiled catalog (``raw`` and ``derived``)."""
+        self.client, self.derived = runs_nodes(self.tree, str(self.root))
         self.scan_ids = ScanIdCounter(self.root / "scan_id", initial=self.max_scan_id)
 
     # -- writing -----------------------------------------------------------------------
@@ -413,15 +507,23 @@ class Catalog(ClientCatalog):
         """The catalog folder."""
         return str(self.root)
 
-    def derived_runs(self, raw_uid: str) -> Any:
-        """The runs derived from raw run ``raw_uid`` (reductions: start ``raw_uid`` equal
-        to it), as a Tiled node; see ``analysis.reduce``."""
-        from tiled.queries import Key
-
-        return self.client.search(Key("raw_uid") == raw_uid)
-
     def __repr__(self) -> str:
         return f"<Catalog {self.root}>"
+
+
+def _tiled_writer(node: Any, batch_size: int | None) -> Any:
+    from bluesky_tiled_plugins import TiledWriter
+
+    if batch_size is None:
+        return TiledWriter(node)
+    if batch_size < 1:
+        raise ValueError(f"batch_size {batch_size}: must be >= 1")
+    return TiledWriter(node, batch_size=batch_size)
+
+
+def _is_uid_like(ref: str | int) -> bool:
+    """A string that can be (the start of) a uid."""
+    return isinstance(ref, str) and _UID_RE.match(ref.strip().lower()) is not None
 
 
 # -- queries on any Tiled client of a runs catalog (embedded or over HTTP) -----------------
@@ -548,14 +650,30 @@ def _run_by_uid_prefix(client: Any, prefix: str, where: str) -> Any:
     return found[0]
 
 
-def run_details(run: Any) -> dict[str, Any]:
+def derived_beside(run: Any) -> Any:
+    """The container of derived runs of the catalog ``run`` is in (the run's own container
+    in a catalog without the layout); ``None`` for a run without a parent."""
+    from tiled.client.container import Container
+
+    container = getattr(run, "parent", None)
+    if container is None or container.item["id"] != RAW \
+            or container.item["attributes"]["ancestors"]:  # not the top's raw container
+        return container
+    top = container.parent
+    if isinstance(top, Container) and DERIVED in set(top):
+        return Container.__getitem__(top, DERIVED)
+    return container
+
+
+def run_details(run: Any, derived_runs: Any = None) -> dict[str, Any]:
     """What ``smeflow catalog show`` prints: start/stop metadata and every stream's keys.
 
     Returns ``{"start": ..., "stop": ..., "streams": {name: {"events": n,
     "data_keys": {key: {"shape": [...], "dtype": ..., "external": bool}}}},
     "derived": [{"uid", "reduction", "live", "time", "exit_status", "reason"}, ...]}``,
-    the derived runs being the reductions of this run (start ``raw_uid`` == its uid),
-    oldest first.
+    the derived runs being the reductions of this run (start ``raw_uid`` == its uid) in
+    ``derived_runs`` (a container; default: the ``derived`` container beside the run's,
+    or the run's own in a catalog without the layout), oldest first.
     """
     from tiled.queries import Key
 
@@ -573,7 +691,7 @@ def run_details(run: Any) -> dict[str, Any]:
         streams[name] = {"events": num_events.get(name), "data_keys": keys}
     derived: list[dict[str, Any]] = []
     uid = (md.get("start") or {}).get("uid")
-    root = getattr(run, "parent", None)
+    root = derived_runs if derived_runs is not None else derived_beside(run)
     if uid and root is not None:
         for child in root.search(Key("raw_uid") == uid).values():
             d_start = child.metadata.get("start") or {}
@@ -628,8 +746,9 @@ def check_frame_files(run: Any) -> list[Path]:
 
 
 __all__ = [
-    "DEFAULT_DIR", "ENV_VAR", "ROOT_SPEC", "Catalog", "CatalogError", "MalformedUidError",
-    "RunNotFoundError", "RunSummary", "check_frame_files", "default_data_dir", "find_run",
-    "highest_scan_id",
-    "parse_time", "parse_value", "run_details", "run_summaries", "search_runs", "summarize",
+    "DEFAULT_DIR", "DERIVED", "ENV_VAR", "LAYOUT", "RAW", "ROOT_SPEC", "AllRuns", "Catalog",
+    "CatalogError", "MalformedUidError", "RunNotFoundError", "RunSummary", "as_runs_catalog",
+    "check_frame_files", "default_data_dir", "derived_beside", "find_run", "highest_scan_id",
+    "parse_time", "parse_value", "run_details", "run_summaries", "runs_nodes", "search_runs",
+    "summarize",
 ]

@@ -193,7 +193,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     can be read (a missing or damaged one is named on stderr, exit 1)."""
     with _open(args) as catalog:
         run = catalog.run(args.run)
-        print(format_details(run_details(run)))
+        print(format_details(run_details(run, catalog.derived)))
         try:
             check_frame_files(run)
         except HDF5ReadError as exc:

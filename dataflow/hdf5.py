@@ -23,6 +23,15 @@ Among ``(4, 8)``, ``(8, 8)``, ``(8, 16)``, ``(16, 8)``, ``(16, 16)`` row/frame t
 reads differ by less than the run-to-run noise; ``(8, 16)`` writes fastest of them
 (about 1,400 frames/s against 1,750 with per-frame chunks).
 
+NeXus: a file whose dataset sits at ``/ENTRY/DATA/NAME`` (the default ``/entry/data/data``)
+is a NeXus file as well: ``ENTRY`` is an ``NXentry`` whose ``default`` plot is the
+``NXdata`` group ``DATA`` (``signal`` = the frames, ``axes`` = ``[".", ".", "."]``: frame,
+row, column by index, ``interpretation="image"``); ``/ENTRY/instrument/detector`` is an
+``NXdetector`` holding the same frames as ``data`` (a hard link, NeXus's ``target``
+attribute naming the original), the counters and the detector fields the writer is given
+(``count_time`` in s, ``x_pixel_size``/``y_pixel_size`` in m, ``description`` …), so
+NeXus readers (``nexusformat``, silx view, DAWN) open it and find the image stack.
+
 Compression is off by default: a detector at 200 frames/s of 512x512 uint16 writes
 100 MB/s, more than gzip sustains on one of the two cores, counting noise compresses
 poorly, and reading a region of a frame must decompress whole chunks. ``compression=``
@@ -204,6 +213,10 @@ class FrameWriter:
     counters
         Names of integer counters kept in ``COUNTERS_DATASET`` (zero until
         ``set_counters``); ``read_counters`` reads them back.
+    detector_fields
+        NeXus ``NXdetector`` fields: a name and a value, or a value and its units as a
+        pair (``{"count_time": (0.1, "s"), "description": "..."}``); see the module
+        docstring.
     """
 
     def __init__(self, folder: str | os.PathLike[str], name: str | os.PathLike[str],
@@ -212,7 +225,8 @@ class FrameWriter:
                  layout: Layout = "tomo", compression: str | None = None,
                  flush_every: int | None = None,
                  attrs: Mapping[str, Any] | None = None,
-                 counters: Sequence[str] = ()) -> None:
+                 counters: Sequence[str] = (),
+                 detector_fields: Mapping[str, Any] | None = None) -> None:
         shape = tuple(int(n) for n in frame_shape)
         if len(shape) != 2 or min(shape) < 1:
             raise ValueError(f"frame_shape {tuple(frame_shape)}: expected (rows, cols) >= 1")
@@ -257,6 +271,7 @@ class FrameWriter:
                 self._counters = self._file.create_dataset(
                     COUNTERS_DATASET, data=np.zeros(len(counters), np.int64))
                 self._counters.attrs["names"] = list(counters)
+            write_nexus_tree(self._file, dataset, detector_fields or {})
             self._file.swmr_mode = True
         except BaseException:
             self._file.close()
@@ -279,6 +294,11 @@ class FrameWriter:
     def n_frames(self) -> int:
         """Frames appended so far."""
         return self._count
+
+    @property
+    def counter_names(self) -> tuple[str, ...]:
+        """The counters declared with ``counters=`` (``set_counters`` writes them)."""
+        return self._counter_names
 
     def _check_open(self) -> None:
         if self.closed:
@@ -434,6 +454,39 @@ class FrameWriter:
         state = "closed" if self.closed else "open"
         return (f"<FrameWriter {self.path} {self._count} x {self.frame_shape} {self.dtype} "
                 f"chunks={self.chunk_shape} {state}>")
+
+
+def write_nexus_tree(f: h5py.File, dataset: str, detector_fields: Mapping[str, Any]) -> bool:
+    """Make ``f`` a NeXus file around its frame ``dataset`` (see the module docstring);
+    False (nothing written) when the dataset is not at ``/ENTRY/DATA/NAME``."""
+    parts = dataset.strip("/").split("/")
+    if len(parts) != 3:
+        return False
+    entry_name, data_name, name = parts
+    entry, data, frames = f[entry_name], f[f"{entry_name}/{data_name}"], f[dataset]
+    f.attrs["default"] = entry_name
+    f.attrs["creator"] = "smeflow"
+    entry.attrs["NX_class"] = "NXentry"
+    entry.attrs["default"] = data_name
+    data.attrs["NX_class"] = "NXdata"
+    data.attrs["signal"] = name
+    data.attrs["axes"] = [".", ".", "."]
+    frames.attrs["interpretation"] = "image"
+    frames.attrs["target"] = "/" + "/".join(parts)
+    instrument = entry.require_group("instrument")
+    instrument.attrs["NX_class"] = "NXinstrument"
+    detector = instrument.require_group("detector")
+    detector.attrs["NX_class"] = "NXdetector"
+    if "data" not in detector:
+        detector["data"] = frames  # a hard link: one dataset, two NeXus paths
+    for field, value in detector_fields.items():
+        units = None
+        if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], str):
+            value, units = value
+        node = detector.create_dataset(field, data=value)
+        if units is not None:
+            node.attrs["units"] = units
+    return True
 
 
 class FrameReader:
@@ -622,5 +675,5 @@ __all__ = [
     "DEFAULT_DATASET", "HDF5_MIMETYPE", "FrameMismatchError", "FrameReader", "FrameWriter",
     "HDF5ReadError", "UnsafePathError", "WriterClosedError", "file_sha256", "open_frames",
     "open_in_process", "per_frame_chunks", "read_counters", "resolve_in_folder",
-    "tomo_chunks",
+    "tomo_chunks", "write_nexus_tree",
 ]

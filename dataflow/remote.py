@@ -29,6 +29,7 @@ from .catalog import (
     CatalogError,
     ClientCatalog,
     default_data_dir,
+    runs_nodes,
 )
 from .server import API_KEY_ENV, SCAN_ID_PATH, read_api_key
 from .spool import SpoolingWriter, server_reachable
@@ -71,7 +72,7 @@ class RemoteCatalog(ClientCatalog):
         import httpx
 
         try:
-            self.client: Any = from_uri(self.url, api_key=self._key)
+            self.tree: Any = from_uri(self.url, api_key=self._key)
         except httpx.HTTPStatusError as exc:
             code = exc.response.status_code
             if code in (401, 403):
@@ -80,6 +81,7 @@ class RemoteCatalog(ClientCatalog):
                                    ) from None
             raise CatalogError(f"the catalog server at {self.url} answered HTTP {code}"
                                ) from None
+        self.client, self.derived = runs_nodes(self.tree, self.url)
         self._last_scan_id = 0
 
     # -- writing -----------------------------------------------------------------------

@@ -55,7 +55,6 @@ from typing import Any
 from urllib.parse import unquote, urlparse, urlsplit
 
 from .catalog import (
-    ROOT_SPEC,
     CatalogError,
     _initialize,
     _initialized,
@@ -222,7 +221,7 @@ def catalog_adapter(data_dir: Path, database: str, readable: Sequence[Path]) -> 
         return wait_when_busy(from_uri(database, writable_storage=[str(data_dir / "storage"),
                                                                    _tables_uri(database, data_dir)],
                                        readable_storage=[str(p) for p in readable],
-                                       init_if_not_exists=init, specs=[ROOT_SPEC]))
+                                       init_if_not_exists=init))
     except Exception as exc:
         raise ServerConfigError(f"cannot open catalog database {redact(database)}: "
                                 f"{_failure_reason(exc, database)}") from None

@@ -3,6 +3,9 @@
 The embedded ``Catalog`` and ``smeflow catalog serve`` serve their Tiled catalog through
 the same application, set up here once:
 
+- **Layout**: on a new catalog the application creates the containers ``raw`` and
+  ``derived`` when it starts (``add_layout_task``; see ``dataflow.catalog``).
+
 - **``run.documents()``**: databroker's v2 ``BlueskyRun.documents()`` (and v1
   ``Header.documents()``, ``db.get_documents``) asks the server for the run as
   ``application/json-seq``. Tiled has no such exporter by default (the request answers
@@ -22,6 +25,7 @@ the same application, set up here once:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
 from typing import Any
@@ -79,6 +83,38 @@ def install_queries() -> None:
     CatalogNodeAdapter.register_query(FullText, _full_text)
 
 
+def add_layout_task(adapter: Any) -> None:
+    """Make the server create the catalog's containers of runs (``dataflow.catalog.LAYOUT``)
+    when it starts on an empty catalog.
+
+    A catalog that already has other entries at its top (runs written before the layout)
+    is left as it is. Two processes starting on one new catalog may race: the loser finds
+    the container made (Tiled's ``Collision``) and goes on.
+    """
+    from tiled.catalog.adapter import Collision
+    from tiled.structures.core import Spec, StructureFamily
+
+    from .catalog import LAYOUT, ROOT_SPEC
+
+    async def create_layout() -> None:
+        keys = list(await adapter.keys_range(offset=0, limit=None))
+        if any(key not in LAYOUT for key in keys):
+            return
+        for key in LAYOUT:
+            if key in keys:
+                continue
+            with contextlib.suppress(Collision):  # another process made it meanwhile
+                await adapter.create_node(StructureFamily.container,
+                                          metadata={"description": _DESCRIPTIONS[key]},
+                                          key=key, specs=[Spec(**ROOT_SPEC)])
+
+    adapter.startup_tasks.append(create_layout)
+
+
+_DESCRIPTIONS = {"raw": "bluesky runs as the instrument recorded them",
+                 "derived": "runs derived from raw runs (reductions), linked by raw_uid"}
+
+
 def build_tiled_app(adapter: Any, authentication: Any = None, *, quiet: bool = False) -> Any:
     """The Tiled application serving ``adapter`` with smeflow's exporters and queries.
 
@@ -91,11 +127,12 @@ def build_tiled_app(adapter: Any, authentication: Any = None, *, quiet: bool = F
     if quiet:  # (after the import: tiled's app module sets its logger's level on import)
         logging.getLogger("tiled.server.app").setLevel(logging.WARNING)
     install_queries()
+    add_layout_task(adapter)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*httpx.*")  # starlette's notice
         return build_app(adapter, authentication,
                          serialization_registry=serialization_registry())
 
 
-__all__ = ["JSON_SEQ", "build_tiled_app", "fts5_literal", "install_queries",
+__all__ = ["JSON_SEQ", "add_layout_task", "build_tiled_app", "fts5_literal", "install_queries",
            "serialization_registry"]

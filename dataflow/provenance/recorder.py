@@ -92,8 +92,8 @@ class ProvenanceRecorder:
     Parameters
     ----------
     client
-        A Tiled container of runs (``Catalog.client`` or an HTTP client), or ``None`` to
-        write record files only. Subscribe the recorder *after* the catalog writer.
+        Runs by uid (``client[uid]``: a Tiled container of runs, ``Catalog.every_run``),
+        or ``None`` to write record files only. Subscribe the recorder *after* the catalog writer.
     record_dir
         Folder of the ``<uid>.json`` records (``<raw_dir>/provenance`` for a catalog).
     signing_key
@@ -131,8 +131,9 @@ class ProvenanceRecorder:
 
     @classmethod
     def for_catalog(cls, catalog: Any, **kwargs: Any) -> ProvenanceRecorder:
-        """A recorder for a ``dataflow.catalog.Catalog``: its client, ``raw_dir/provenance``."""
-        return cls(catalog.client, Path(catalog.raw_dir) / RECORD_DIR_NAME, **kwargs)
+        """A recorder for a ``dataflow.catalog.Catalog``: its raw and derived runs
+        (``every_run``), ``raw_dir/provenance``."""
+        return cls(catalog.every_run, Path(catalog.raw_dir) / RECORD_DIR_NAME, **kwargs)
 
     def subscribe(self, RE: Any) -> int:
         """Subscribe to a RunEngine (after the catalog writer); returns the token."""

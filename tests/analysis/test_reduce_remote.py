@@ -46,8 +46,9 @@ def server_with_tomo(tmp_path_factory: pytest.TempPathFactory
 def _derived(server: ServerHandle, raw_uid: str) -> list[dict[str, Any]]:
     """The metadata of every derived run of ``raw_uid`` on the server."""
     with RemoteCatalog(server.url, KEY) as remote:
-        found = [dict(remote.run(s.uid).metadata) for s in remote.summaries()
-                 if s.plan_name == "reduce"]
+        found = [dict(remote.run(s.uid).metadata)
+                 for s in remote.summaries(remote.derived) if s.plan_name == "reduce"]
+        assert all(s.plan_name != "reduce" for s in remote.summaries())  # never raw runs
     return [md for md in found if md["start"].get("raw_uid") == raw_uid]
 
 

@@ -246,7 +246,8 @@ def test_the_profile_holds_the_address_and_never_the_key(tmp_path: Path,
     import yaml
 
     path = write_profile("bl-1.x", "http://127.0.0.1:8123/", tmp_path)
-    assert yaml.safe_load(path.read_text()) == {"bl-1.x": {"uri": "http://127.0.0.1:8123"}}
+    assert yaml.safe_load(path.read_text()) == {
+        "bl-1.x": {"uri": "http://127.0.0.1:8123/api/v1/metadata/raw"}}
     assert write_profile("bl-1.x", "http://127.0.0.1:8123", tmp_path) == path  # same: fine
     with pytest.raises(CatalogError, match="exists with other contents; pass --force"):
         write_profile("bl-1.x", "http://127.0.0.1:9000", tmp_path)
@@ -255,7 +256,8 @@ def test_the_profile_holds_the_address_and_never_the_key(tmp_path: Path,
     for name in ("", "../x", "a/b", ".hidden", "x" * 65, "a b"):
         with pytest.raises(CatalogError, match="profile name"):
             profile_text(name, "http://h:1")
-    for url in ("ftp://h", "h:8000", "http://u:pw@h:1", "http://h:1/?a=1", "http://"):
+    for url in ("ftp://h", "h:8000", "http://u:pw@h:1", "http://h:1/?a=1", "http://",
+                "http://h:1/elsewhere"):
         with pytest.raises(CatalogError, match="--url"):
             profile_text("x", url)
     # the command line: one line on stderr and exit 1 for a bad name; never a traceback

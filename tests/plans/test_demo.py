@@ -6,10 +6,19 @@ it prints finds the tomography run."""
 from __future__ import annotations
 
 import math
+import os
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from databroker.queries import FullText
 
 from analysis.reduce import reduce_run
 from dataflow.catalog import Catalog
@@ -31,10 +40,17 @@ def peak_positions(x: np.ndarray, y: np.ndarray, half_width: int = 3) -> list[fl
     return found
 
 
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """``smeflow demo`` with 12 projections: its data folder and its result."""
+    data = tmp_path_factory.mktemp("demo") / "smeflow-data"
+    return data, run_demo(data, data.parent / "out", projections=12, quiet=True)
+
+
 @pytest.mark.slow
-def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    data, out = tmp_path / "data", tmp_path / "out"
-    result = run_demo(data, out, projections=12, quiet=True)
+def test_demo_end_to_end(demo: tuple[Path, dict[str, Any]],
+                         capsys: pytest.CaptureFixture[str]) -> None:
+    data, result = demo
     for name in ("projection", "sinogram", "reconstruction", "diffraction", "pattern"):
         path = result["files"][name]
         assert path.exists() and path.stat().st_size > 5_000, name
@@ -47,6 +63,8 @@ def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
         darks = np.asarray(tomo["dark"]["det_image"][:])
         flats = np.asarray(tomo["flat"]["det_image"][:])
         assert np.median(darks) < flats.mean() / 100     # shutter closed (hot pixels count on)
+        # the live reductions' runs live apart: the last run is the last scan
+        assert catalog.client[-1].metadata["start"]["uid"] == result["diffraction_uid"]
         diff = catalog.run(result["diffraction_uid"])
         assert diff["primary"]["det_image"].shape == (6, 256, 256)
 
@@ -105,3 +123,103 @@ def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert catalog_main(["search", "plan_name=tomo_scan", "--data", str(data)]) == 0
     assert result["tomo_uid"][:8] in capsys.readouterr().out
     assert result["report"]["corrupt"] == 0
+
+
+def _blocks(text: str, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
+
+
+@pytest.mark.slow
+def test_docs_catalog_walkthrough_runs_on_the_demo_data(
+        demo: tuple[Path, dict[str, Any]], repo_root: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """docs/catalog.md, every snippet as printed, on the demo's ./smeflow-data: databroker
+    v1 and v2, Tiled queries, documents, then the same through a served catalog found by
+    its profile from a fresh Python session."""
+    data, result = demo
+    doc = (repo_root / "docs" / "catalog.md").read_text()
+    python, shell = _blocks(doc, "python"), _blocks(doc, "sh")
+    assert len(python) == 5 and len(shell) == 1
+    monkeypatch.chdir(data.parent)  # where `make demo` leaves ./smeflow-data
+    monkeypatch.delenv("SMEFLOW_DATA", raising=False)
+    namespace: dict[str, Any] = {"__name__": "catalog_md"}
+    printed = []
+    for block in python[:4]:
+        exec(compile(block, "docs/catalog.md", "exec", dont_inherit=True), namespace)
+        printed.append(capsys.readouterr().out.splitlines())
+    diffraction, tomo = result["diffraction_uid"], result["tomo_uid"]
+    with Catalog(data) as catalog:
+        frames = np.asarray(catalog.run(diffraction)["primary"]["det_image"][:])
+    # v1
+    assert printed[0][0] == "diffraction_scan CeO2 powder success"
+    assert namespace["header"].start["uid"] == diffraction
+    assert list(namespace["table"].index) == [1, 2, 3, 4, 5, 6]
+    np.testing.assert_array_equal(np.stack(list(namespace["images"])), frames)
+    assert printed[0][-2] == "6 (256, 256) uint16"
+    assert printed[0][-1] == "1 ['dark', 'flat', 'primary']"
+    # v2
+    np.testing.assert_array_equal(namespace["data"]["det_image"].values, frames)
+    assert printed[1][0].startswith("(6, 256, 256) ")
+    np.testing.assert_array_equal(namespace["corner"], frames[0, :64, :64])
+    # queries: diffraction by plan, the phantom by a hyphenated word, the tomography scan
+    # by its motors, both scans by time (reductions are in `derived`)
+    assert printed[2] == ["1", "1", "1", "2"]
+    assert list(namespace["catalog"].search(FullText("Shepp-Logan"))) == [tomo]
+    # documents
+    assert printed[3] == ["start stop 6"]
+    namespace["db"].v2.context.close()
+
+    # over HTTP: the shell lines as printed (another port), then a fresh Python session
+    port = _free_port()
+    lines = [line.replace("8000", str(port)) for line in shell[0].strip().splitlines()]
+    smeflow = str(Path(sys.executable).parent / "smeflow")
+    env = {**os.environ, "TILED_PROFILES": str(tmp_path / "profiles")}
+    server = None
+    try:
+        for line in lines:
+            if line.startswith("export "):
+                name, _, value = line.removeprefix("export ").partition("=")
+                assert value == "$(cat key.txt)"
+                env[name] = (data.parent / "key.txt").read_text().strip()
+            elif " catalog serve " in line:
+                server = subprocess.Popen([smeflow, *shlex.split(line)[1:]], env=env,
+                                          cwd=data.parent, stderr=subprocess.PIPE, text=True)
+                _wait_for(f"http://127.0.0.1:{port}/healthz", server)
+            else:
+                line = line.replace("smeflow ", smeflow + " ", 1) if line.startswith(
+                    "smeflow ") else line.replace("python ", sys.executable + " ", 1)
+                subprocess.run(line, shell=True, check=True, env=env, cwd=data.parent,
+                               capture_output=True)
+        code = python[4].replace("8000", str(port))
+        done = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines() == ["diffraction_scan 6", "(6, 256, 256) stop"]
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(30)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _wait_for(url: str, process: subprocess.Popen[str], timeout: float = 120) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            err = process.stderr.read() if process.stderr else ""
+            raise AssertionError(f"the server exited: {err}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"no server at {url} after {timeout} s")
