@@ -277,6 +277,9 @@ def runs_nodes(top: Any, where: str) -> tuple[Any, Any]:
     the top, seen as a catalog of runs, and a warning says so once."""
     from tiled.client.container import Container
 
+    from .tiled_app import fix_structure_clients_copy
+
+    fix_structure_clients_copy()  # before anyone can ask these clients for .v2
     keys = set(top) if isinstance(top, Container) else set()
     if set(LAYOUT) <= keys:
         return Container.__getitem__(top, RAW), Container.__getitem__(top, DERIVED)

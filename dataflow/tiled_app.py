@@ -3,6 +3,8 @@
 The embedded ``Catalog`` and ``smeflow catalog serve`` serve their Tiled catalog through
 the same application, set up here once:
 
+- **Clients**: ``fix_structure_clients_copy`` mends a Tiled client bug that turned every
+  run in the process into a databroker v2 run once anything used ``.v2``.
 - **Layout**: on a new catalog the application creates the containers ``raw`` and
   ``derived`` when it starts (``add_layout_task``; see ``dataflow.catalog``).
 
@@ -115,6 +117,31 @@ _DESCRIPTIONS = {"raw": "bluesky runs as the instrument recorded them",
                  "derived": "runs derived from raw runs (reductions), linked by raw_uid"}
 
 
+def fix_structure_clients_copy() -> None:
+    """Make a copy of Tiled's ``OneShotCachedMap`` a copy (idempotent; process-wide).
+
+    ``copy.copy`` of the map (tiled 0.2.x) shares its dictionary with the original, so
+    ``catalog.v2`` in ``bluesky_tiled_plugins`` — which copies the client's structure
+    clients and sets ``BlueskyRun`` to the v2 class in the copy — changes the *original*
+    too, and with it the process-wide defaults: after anything touched ``.v2`` (databroker's
+    v1 ``Header`` does), every run of every client in the process is a v2 run, whose
+    ``run["primary"]["det_image"]`` raises ``KeyError``. With a real copy ``.v2`` gives v2
+    runs and leaves every other client as it was.
+    """
+    from tiled.utils import OneShotCachedMap
+
+    if getattr(OneShotCachedMap, "_smeflow_copy", False):
+        return
+
+    def __copy__(self: Any) -> Any:
+        twin = OneShotCachedMap.__new__(type(self))
+        twin.__setstate__(dict(self.__getstate__()))
+        return twin
+
+    OneShotCachedMap.__copy__ = __copy__
+    OneShotCachedMap._smeflow_copy = True
+
+
 def build_tiled_app(adapter: Any, authentication: Any = None, *, quiet: bool = False) -> Any:
     """The Tiled application serving ``adapter`` with smeflow's exporters and queries.
 
@@ -134,5 +161,5 @@ def build_tiled_app(adapter: Any, authentication: Any = None, *, quiet: bool = F
                          serialization_registry=serialization_registry())
 
 
-__all__ = ["JSON_SEQ", "add_layout_task", "build_tiled_app", "fts5_literal", "install_queries",
-           "serialization_registry"]
+__all__ = ["JSON_SEQ", "add_layout_task", "build_tiled_app", "fix_structure_clients_copy",
+           "fts5_literal", "install_queries", "serialization_registry"]

@@ -186,6 +186,23 @@ def test_v2_runs_over_the_embedded_catalog(embedded: tuple[Catalog, Docs, Any]) 
     check_v2(open_broker(catalog).v2, docs, runs)
 
 
+def test_asking_for_v2_runs_leaves_every_other_client_alone(
+        embedded: tuple[Catalog, Docs, Any]) -> None:
+    """``catalog.v2`` (databroker's v1 Header uses it) gives v2 runs and nothing else
+    changes: tiled 0.2's shallow copy of the structure clients used to turn every run of
+    every client in the process into a v2 run (``dataflow.tiled_app``)."""
+    from bluesky_tiled_plugins.clients.bluesky_run import BlueskyRunV2, BlueskyRunV3
+
+    catalog, _, runs = embedded
+    assert isinstance(catalog.client.v2[runs[1]], BlueskyRunV2)
+    open_broker(catalog)[-1].table()
+    run = catalog.client[runs[1]]
+    assert isinstance(run, BlueskyRunV3)
+    assert run["primary"]["det_image"][0, :2, :2].shape == (2, 2)
+    with Catalog(catalog.root) as again:
+        assert isinstance(again.client[runs[1]], BlueskyRunV3)
+
+
 def test_databroker_reaches_a_server_through_a_profile(tmp_path: Path) -> None:
     """A served catalog: runs written over HTTP, then a fresh Python session finds the
     server by profile name (``Broker.named``, ``databroker.catalog``) with the key in
