@@ -192,7 +192,8 @@ def test_files_without_counters_record_none(unsigned: Env) -> None:
     uid = unsigned.take()
     (entry,) = unsigned.catalog.run(uid).metadata[METADATA_KEY]["files"]
     assert entry["counters"] == {} and "counters_error" not in entry
-    assert entry["attributes"] == {}
+    # the frame dataset's own attributes are NeXus's (an image, linked under the detector)
+    assert entry["attributes"] == {"interpretation": "image", "target": "/entry/data/data"}
 
 
 # -- what verify finds ------------------------------------------------------------------
