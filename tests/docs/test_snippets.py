@@ -10,8 +10,9 @@
   (readers do not see it), with its reason:
   ``<!-- snippet: fragment: REASON -->`` (not a whole program; it must still compile), or
   ``<!-- snippet: run by tests/PATH.py -->`` (another test runs it, as printed: that file
-  must exist and read this document). Any other comment starting ``snippet:`` is an error,
-  and so is an unmarked block that fails.
+  must exist and read this document). ``<!-- snippets: run by tests/PATH.py -->``
+  anywhere in a document marks all its blocks so. Any other comment starting
+  ``snippet:`` is an error, and so is an unmarked block that fails.
 * Every ``smeflow ...`` command line in any other block (``sh``, ``text`` or unlabeled;
   after a ``$ `` prompt, ``.venv/bin/``, environment assignments; continued with ``\\``)
   is parsed by smeflow's own argument parser: a sub-command or option that no longer
@@ -36,6 +37,7 @@ from sme.cli import build_parser
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
+DOC_MARK = re.compile(r"<!--\s*snippets:\s*run by\s+(\S+)\s*-->")
 MARK = re.compile(r"<!--\s*snippet:\s*((?:(?!-->).)*?)\s*-->\s*\Z", re.S)
 ENV = re.compile(r"^[A-Z_][A-Z0-9_]*=\S*$")
 
@@ -62,6 +64,7 @@ def parse(text: str, doc: str) -> list[Block]:
     Raises ValueError naming the line of a malformed mark."""
     found = []
     end = 0
+    whole = DOC_MARK.search(text)
     for m in FENCE.finditer(text):
         line = text[: m.start()].count("\n") + 1
         mark, reason = "", ""
@@ -74,6 +77,8 @@ def parse(text: str, doc: str) -> list[Block]:
                                  " (use 'fragment: REASON' or 'run by tests/PATH.py')")
             mark = "fragment" if kind.group(1) else "run by"
             reason = kind.group(1) or kind.group(2)
+        if whole and not mark:
+            mark, reason = "run by", whole.group(1)
         found.append(Block(doc, line, m.group(1), m.group(2), mark, reason))
         end = m.end()
     return found
@@ -163,7 +168,7 @@ def test_an_unmarked_failing_block_fails_and_a_marked_one_is_left() -> None:
     assert (first.mark, fragment.mark, fragment.reason, last.mark) == (
         "", "fragment", "shows a call only", "")
     namespace: dict[str, Any] = {}
-    with pytest.raises(AssertionError, match="doc.md:9: the snippet fails: AssertionError: x is 1"):
+    with pytest.raises(AssertionError, match=r"doc\.md:9: the snippet fails: AssertionError: x is 1"):
         run_blocks([first, fragment, last], namespace)
     assert namespace["x"] == 1
     with pytest.raises(SyntaxError):  # a fragment must still be python
@@ -177,6 +182,9 @@ def test_a_malformed_mark_is_an_error() -> None:
             parse(f"{mark}\n```python\npass\n```\n", "d.md")
     (plain,) = parse("<!-- a comment -->\n```python\npass\n```\n", "d.md")
     assert plain.mark == ""
+    whole = parse("```python\na\n```\n<!-- snippets: run by tests/t.py -->\n```python\nb\n```\n",
+                  "d.md")
+    assert [(b.mark, b.reason) for b in whole] == [("run by", "tests/t.py")] * 2
     (after_text,) = parse("<!-- snippet: fragment: x -->\nsome words\n```python\npass\n```\n",
                           "d.md")
     assert after_text.mark == "", "a mark applies only to the block right after it"
