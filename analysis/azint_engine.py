@@ -220,7 +220,11 @@ class Engine:
 
         p, n, q = self.plan, frames.n, self.rt.queue
         variance = error_model == "poisson"
-        nbins, slots = p.nbins, n * self.nparts
+        # a stack of several frames per compute unit: one work-item per whole frame
+        # (fewer partial histograms to zero, store and add)
+        parts = 1 if self.kind == "hist" and n >= 2 * self.nparts else self.nparts
+        chunk = self.chunk if parts == self.nparts else (p.matrix.npix + 7) // 8 * 8
+        nbins, slots = p.nbins, n * parts
         acc = self.acc.itemsize
         partial = self._scratch_buffer("partial", slots * (2 * nbins + 1) * acc)
         bad_idx = self._scratch_buffer("bad_idx", slots * self.cap * 4)
@@ -228,8 +232,8 @@ class Engine:
         dv, dd = self._dummy_args(dummy)
         if self.kind == "hist":
             k = self._kernel("hist_private", frames.dtype, variance, dummy)
-            k(q, (self.nparts, n), (1, 1), frames.buffer, self._buffers["bins"], npix,
-              np.uint32(self.chunk), partial, bad_idx, np.uint32(self.cap), dv, dd)
+            k(q, (parts, n), (1, 1), frames.buffer, self._buffers["bins"], npix,
+              np.uint32(chunk), partial, bad_idx, np.uint32(self.cap), dv, dd)
         else:
             k = self._kernel("split_private", frames.dtype, variance, dummy)
             b = self._buffers
@@ -240,8 +244,8 @@ class Engine:
         # partial histograms are added here (cheaper than another launch)
         flat = np.empty(slots * (2 * nbins + 1), self.acc)
         pyopencl.enqueue_copy(q, flat, partial)
-        host = flat[:slots * 2 * nbins].reshape(n, self.nparts, 2, nbins)
-        counts = flat[slots * 2 * nbins:].reshape(n, self.nparts).astype(np.int64)
+        host = flat[:slots * 2 * nbins].reshape(n, parts, 2, nbins)
+        counts = flat[slots * 2 * nbins:].reshape(n, parts).astype(np.int64)
         raw = host.sum(axis=1, dtype=np.float64)
         s = raw[:, 0]
         if not variance:
@@ -267,10 +271,11 @@ class Engine:
         if (counts > self.cap).any():
             return None
         out = np.zeros((frames.n, 4, p.nbins))
-        lists = np.empty((frames.n, self.nparts, self.cap), np.uint32)
+        parts = counts.shape[1]
+        lists = np.empty((frames.n, parts, self.cap), np.uint32)
         pyopencl.enqueue_copy(self.rt.queue, lists, bad_idx)
         for f in np.flatnonzero(counts.any(axis=1)):
-            idx = np.concatenate([lists[f, k, :counts[f, k]] for k in range(self.nparts)]
+            idx = np.concatenate([lists[f, k, :counts[f, k]] for k in range(parts)]
                                  ).astype(np.int64)
             if self.kind == "hist":
                 bins, c = self._pixel_bins[idx], np.ones(idx.size)
