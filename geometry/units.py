@@ -88,6 +88,9 @@ def _lookup(table: dict[str, Unit], kind: str, unit: object) -> Unit:
         if unit.name in table:
             return unit
         unit = unit.name
+    elif not isinstance(unit, str):
+        name = getattr(unit, "name", None)  # another library's unit object (pyFAI's)
+        unit = name if isinstance(name, str) else unit
     if isinstance(unit, str):
         found = table.get(unit) or next((u for name, u in table.items()
                                          if name.lower() == unit.lower()), None)
@@ -97,7 +100,8 @@ def _lookup(table: dict[str, Unit], kind: str, unit: object) -> Unit:
 
 
 def radial_unit(unit: object) -> Unit:
-    """The radial :class:`Unit` named ``unit`` (case-insensitive, pyFAI's names)."""
+    """The radial :class:`Unit` named ``unit`` (case-insensitive, pyFAI's names; a pyFAI
+    ``Unit`` object stands for its name)."""
     return _lookup(RADIAL_UNITS, "radial", unit)
 
 

@@ -225,6 +225,18 @@ def test_cakes(ours: AzimuthalIntegrator, theirs: Any, split: str, azimuthal: st
     _agree(got, want, tol={"no": TOL, "bbox": TOL_SPLIT}.get(split, 1e-3), skip=skip)
 
 
+def test_pyfai_objects_as_arguments(ours: AzimuthalIntegrator, theirs: Any) -> None:
+    """pyFAI's unit and method objects stand for their names."""
+    from pyFAI import units
+    from pyFAI.method_registry import IntegrationMethod
+
+    method = IntegrationMethod.select_one_available(("full", "csr", "cython"), dim=1)
+    want = theirs.integrate1d(FRAME, 40, unit=units.TTH_DEG, method=method)
+    got = ours.integrate1d(FRAME, 40, unit=units.TTH_DEG, method=method)
+    assert got.method == ("full", "csr", "opencl") and got.unit == "2th_deg"
+    _agree(got, want, tol=TOL_SPLIT)
+
+
 def test_stack_is_n_pyfai_calls(ours: AzimuthalIntegrator, theirs: Any) -> None:
     frames = np.stack([FRAME, _dirty(FRAME), FRAME * 3])
     kw = dict(unit="r_mm", error_model="poisson", dummy=-5.0, delta_dummy=0.5)
