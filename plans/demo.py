@@ -82,6 +82,7 @@ def run_demo(data_dir: Path, out_dir: Path, *, projections: int = 90, backend: s
     from dataflow.provenance import ProvenanceRecorder
     from devices.beamline import Beamline
     from plans import diffraction_scan, tomo_scan
+    from sme.progress import progress_enabled
 
     out_dir.mkdir(parents=True, exist_ok=True)
     catalog = Catalog(data_dir)
@@ -102,7 +103,8 @@ def run_demo(data_dir: Path, out_dir: Path, *, projections: int = 90, backend: s
         bec = BestEffortCallback()  # type: ignore[no-untyped-call]
         bec.disable_plots()  # type: ignore[no-untyped-call]
         RE.subscribe(bec)  # type: ignore[no-untyped-call]
-        RE.waiting_hook = ProgressBarManager()  # type: ignore[assignment]
+        if progress_enabled():  # bars only for a person at a terminal, not in a log file
+            RE.waiting_hook = ProgressBarManager()  # type: ignore[assignment]
     beamline = Beamline.create(catalog.raw_dir, backend=backend)
     det = beamline.det
     files: dict[str, Path] = {}

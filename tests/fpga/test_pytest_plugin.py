@@ -4,7 +4,9 @@ and failures that show tick, signal, expected and got."""
 
 from __future__ import annotations
 
+import re
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -75,3 +77,15 @@ def test_user_suite_passes_and_fails_with_tick_signal_expected_got(
     assert "lock-step counter: FAIL" in out
     assert ("first mismatch: tick 1, signal counter_data.value (port counter_data_value): "
             "expected 1, got 255") in out
+
+
+@pytest.mark.ghdl
+def test_the_readme_test_file_passes_as_printed(pytester: pytest.Pytester,
+                                                repo_root: Path) -> None:
+    """README.md's example test file for a firmware engineer's own design, run by pytest."""
+    readme = (repo_root / "README.md").read_text(encoding="utf-8")
+    (example,) = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+                  if "def test_my_design(sme_hw)" in b]
+    pytester.makepyfile(test_readme_example=example)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+    result.assert_outcomes(passed=1)
