@@ -13,6 +13,7 @@
   must exist and read this document). ``<!-- snippets: run by tests/PATH.py -->``
   anywhere in a document marks all its blocks so. Any other comment starting
   ``snippet:`` is an error, and so is an unmarked block that fails.
+* Python code in a block labelled otherwise (``text``, none) is an error: it would escape.
 * Every ``smeflow ...`` command line in any other block (``sh``, ``text`` or unlabeled;
   after a ``$ `` prompt, ``.venv/bin/``, environment assignments; continued with ``\\``)
   is parsed by smeflow's own argument parser: a sub-command or option that no longer
@@ -40,6 +41,7 @@ FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
 DOC_MARK = re.compile(r"<!--\s*snippets:\s*run by\s+(\S+)\s*-->")
 MARK = re.compile(r"<!--\s*snippet:\s*((?:(?!-->).)*?)\s*-->\s*\Z", re.S)
 ENV = re.compile(r"^[A-Z_][A-Z0-9_]*=\S*$")
+PYTHONISH = re.compile(r"^(from [\w.]+ import \w|import [\w.]+\s*$|def \w+\(|class \w+[(:])", re.M)
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,14 @@ def test_python_snippets_run_in_order(doc: str, request: pytest.FixtureRequest,
         namespace = {}                # the document needs nothing before its first block
     namespace.setdefault("__name__", f"snippets_{Path(doc).stem}")
     run_blocks([b for b in BLOCKS if b.doc == doc], namespace)
+
+
+def test_no_python_hides_in_a_block_of_another_language() -> None:
+    """Python code labelled ``text`` or left unlabelled would escape the runner."""
+    hidden = [b.where for b in BLOCKS if b.lang != "python" and PYTHONISH.search(b.body)]
+    assert not hidden, f"label these blocks ```python (and mark them if needed): {hidden}"
+    assert PYTHONISH.search("x = 1\nfrom fpga.stimulus import random_stimulus\n")
+    assert not PYTHONISH.search("smeflow reduce 3 --rows 100 128\nmake demo\n")
 
 
 @pytest.mark.parametrize("block", RUN_ELSEWHERE, ids=[b.where for b in RUN_ELSEWHERE])
