@@ -42,7 +42,8 @@ def _save_png(path: Path, image: np.ndarray, title: str, *, cbar: str,
         kwargs.setdefault("vmax", float(np.percentile(finite, 99.5)))
     shown = ax.imshow(image, cmap=kwargs.pop("cmap", "gray"), **kwargs)
     fig.colorbar(shown, ax=ax, label=cbar)
-    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.set(xlabel=xlabel, ylabel=ylabel)
+    fig.suptitle(title)  # over the image and its colour bar: a long title is not cut
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
