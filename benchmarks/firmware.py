@@ -9,19 +9,23 @@ cycle-accurately: sensor link words in, packets out, every packet word recorded.
 * ``firmware.256.interp.frames_per_s`` — 256×256 frames on the reference interpreter.
 * ``firmware.1024.readout.frames_per_s`` / ``firmware.1024.reference.frames_per_s`` —
   the readout backend decoding those packets and the numpy reference model, for scale.
+* ``firmware.p6m.*`` — the Pilatus 6M: 60 module boards simulated in parallel; see
+  ``benchmarks/firmware_p6m.py`` (``firmware.p6m.frames_per_s``: target ≥ 100, floor 25).
 
 There is no peer: no other open simulator runs this firmware. The link stimulus is built
 before the clock starts; frames are Poisson counts of a ring pattern (sensor model).
 
-Run: ``python benchmarks/firmware.py [--frames N]``.
+Run: ``python benchmarks/firmware.py [--frames N] [--p6m-frames N] [--workers N]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
+from firmware_p6m import p6m_figures
 
 from dataflow.readout import Readout
 from devices.sensor import SensorModel, link_stream
@@ -61,6 +65,9 @@ def firmware_rate(p: ChainParams, backend: str, n: int, repeat: int = 3,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, default=40, help="1024×1024 frames per run")
+    ap.add_argument("--p6m-frames", type=int, default=4, help="Pilatus 6M frames per run")
+    ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+                    help="threads (and processes) simulating the P6M's modules")
     args = ap.parse_args()
     big, small = ChainParams(1024, 1024, 16), ChainParams(256, 256, 16)
 
@@ -84,12 +91,16 @@ def main() -> None:
     fps_ref = 3 / (time.perf_counter() - t)
     print(f"numpy reference model: {fps_ref:.1f} frames/s")
 
+    p6m = p6m_figures(args.p6m_frames, args.workers)
+
     print(f"firmware.1024.compiled.frames_per_s = {fps:.4g}")
     print(f"firmware.1024.compiled.ready_s = {ready:.3g}")
     print(f"firmware.1024.compiled_nochecks.frames_per_s = {fps_nc:.4g}")
     print(f"firmware.256.interp.frames_per_s = {fps_i:.4g}")
     print(f"firmware.1024.readout.frames_per_s = {fps_r:.4g}")
     print(f"firmware.1024.reference.frames_per_s = {fps_ref:.4g}")
+    for name, value in p6m.items():
+        print(f"{name} = {value:.4g}")
 
 
 if __name__ == "__main__":

@@ -5,9 +5,10 @@ own copy of the format of docs/firmware.md ("The packet"), because ``dataflow`` 
 import ``fpga``. A test checks that the constants here equal ``fpga.designs.params``.
 
 A packet is ``(n_words, K)`` 16-bit lanes: a header word, the payload (the output image
-row-major, K pixels per word), ⌈136 / K⌉ reduction words and a trailer word whose last two
-lanes are the CRC-32 of every byte before them. Numbers that span lanes are
-little-endian, 16 bits per lane.
+row-major, K pixels per word, each line whole words: when K does not divide the width,
+the last word of a line ends in zero padding lanes), ⌈136 / K⌉ reduction words and a
+trailer word whose last two lanes are the CRC-32 of every byte before them. Numbers that
+span lanes are little-endian, 16 bits per lane.
 """
 
 from __future__ import annotations
@@ -79,9 +80,15 @@ def reduction_words(lanes: int) -> int:
     return -(-REDUCTION_LANES // lanes)
 
 
+def line_words(out_width: int, lanes: int) -> int:
+    """Payload words of one image line: a line is whole words, the unused lanes of its
+    last word (when ``lanes`` does not divide ``out_width``) are zero padding."""
+    return -(-out_width // lanes)
+
+
 def packet_words(out_height: int, out_width: int, lanes: int) -> int:
     """Words of the packet of an ``out_height × out_width`` output image."""
-    return 1 + out_height * out_width // lanes + reduction_words(lanes) + 1
+    return 1 + out_height * line_words(out_width, lanes) + reduction_words(lanes) + 1
 
 
 class PacketError(ValueError):
@@ -179,7 +186,8 @@ def decode_packet(words: npt.ArrayLike, lanes: int | None = None,
     ``lanes`` when given and the header's), the magic, the version, the output shape
     (against ``sensor_shape`` and the binning flag when given), the packet length, the
     CRC (of every byte before it, the trailer's fields included), the word count, the
-    reserved lanes and flag bits, and that the histogram counts every output pixel.
+    reserved lanes (line padding included) and flag bits, and that the histogram counts
+    every output pixel.
 
     Raises
     ------
@@ -202,9 +210,8 @@ def decode_packet(words: npt.ArrayLike, lanes: int | None = None,
         raise PacketError("lanes", f"header says {int(hdr[H_VERSION]) & 0xFF} lanes, words "
                                    f"have {k}", fn)
     out_h, out_w, hflags = int(hdr[H_HEIGHT]), int(hdr[H_WIDTH]), int(hdr[H_FLAGS])
-    if out_h == 0 or out_w == 0 or (out_h * out_w) % k:
-        raise PacketError("shape", f"output shape {out_h}×{out_w} is not a positive whole "
-                                   f"number of {k}-pixel words", fn)
+    if out_h == 0 or out_w == 0:
+        raise PacketError("shape", f"output shape {out_h}×{out_w} is empty", fn)
     if sensor_shape is not None:
         sh, sw = sensor_shape
         want = (sh // 2, sw // 2) if hflags & FLAG_BINNING else (sh, sw)
@@ -213,7 +220,8 @@ def decode_packet(words: npt.ArrayLike, lanes: int | None = None,
                                        f"{want[0]}×{want[1]} for a {sh}×{sw} sensor "
                                        f"(binning {'on' if hflags & FLAG_BINNING else 'off'})",
                               fn)
-    n_pay, n_red = out_h * out_w // k, reduction_words(k)
+    wpl = line_words(out_w, k)
+    n_pay, n_red = out_h * wpl, reduction_words(k)
     if n != 1 + n_pay + n_red + 1:
         raise PacketError("length", f"{n} words, expected {1 + n_pay + n_red + 1} for a "
                                     f"{out_h}×{out_w} image", fn)
@@ -226,8 +234,10 @@ def decode_packet(words: npt.ArrayLike, lanes: int | None = None,
         raise PacketError("word_count", f"trailer counts {count} words before it, the packet "
                                         f"has {n - 1}", fn)
     red = w[1 + n_pay:1 + n_pay + n_red].reshape(-1)
+    lines = w[1:1 + n_pay].reshape(out_h, wpl * k)
     tflags = int(trl[T_FLAGS])
     if (hdr[HEADER_LANES:].any() or trl[TRAILER_FIELDS:k - CRC_LANES].any()
+            or lines[:, out_w:].any()
             or red[R_SATURATED + 2:REDUCTION_FIELDS].any() or red[REDUCTION_LANES:].any()):
         raise PacketError("reserved", "a reserved lane is not zero", fn)
     if hflags & ~FLAG_BINNING or tflags & ~FLAG_FRAMING_ERROR:
@@ -242,7 +252,7 @@ def decode_packet(words: npt.ArrayLike, lanes: int | None = None,
     return ReadoutFrame(
         frame_number=fn, timestamp=_join(hdr[H_TIMESTAMP:H_TIMESTAMP + 3]),
         flags=hflags | tflags, threshold=_join(hdr[H_THRESHOLD:H_THRESHOLD + 2]),
-        image=w[1:1 + n_pay].reshape(out_h, out_w).astype(np.uint16, copy=True),
+        image=lines[:, :out_w].astype(np.uint16, copy=True),
         roi_sum=_join(red[R_ROI_SUM:R_ROI_SUM + 3]),
         saturated=_join(red[R_SATURATED:R_SATURATED + 2]), histogram=hist, crc=crc)
 
@@ -250,5 +260,5 @@ def decode_packet(words: npt.ArrayLike, lanes: int | None = None,
 __all__ = [
     "FLAG_BINNING", "FLAG_FRAMING_ERROR", "HIST_BINS", "HIST_SHIFT", "MAGIC", "MIN_LANES",
     "REDUCTION_LANES", "VERSION", "PacketError", "ReadoutFrame", "decode_packet",
-    "packet_crc", "packet_from_bytes", "packet_words", "reduction_words",
+    "line_words", "packet_crc", "packet_from_bytes", "packet_words", "reduction_words",
 ]

@@ -18,6 +18,7 @@ from typing import Any
 
 from ophyd import Kind, Signal
 
+from fpga.designs.layout import DetectorLayout
 from fpga.designs.params import ChainParams
 from geometry import PoniGeometry
 
@@ -89,10 +90,16 @@ class Beamline:
     @classmethod
     def create(cls, folder: str | Path, *, params: ChainParams | None = None,
                backend: str = "compiled", time_scale: float = 0.01,
-               exposure_time_scale: float = 0.0) -> Beamline:
+               exposure_time_scale: float = 0.0,
+               layout: DetectorLayout | None = None) -> Beamline:
         """Build the beamline writing frames into ``folder``. Motion runs ``time_scale``
-        wall seconds per physical second; exposures wait ``exposure × exposure_time_scale``."""
-        p = params or ChainParams(256, 256, 16)
+        wall seconds per physical second; exposures wait ``exposure × exposure_time_scale``.
+        ``layout``: a detector of several modules (e.g. ``fpga.designs.layout.PILATUS_6M``)
+        instead of the one-chain detector of ``params``."""
+        if layout is not None and params is not None:
+            raise ValueError("Beamline.create: give params or layout, not both")
+        p = layout.module if layout is not None else params or ChainParams(256, 256, 16)
+        rows, cols = layout.shape if layout is not None else (p.height, p.width)
         sx = SimMotor(name="sample_x", limits=(-25.0, 25.0), velocity=10.0,
                       acceleration=100.0, time_scale=time_scale)
         sy = SimMotor(name="sample_y", limits=(-10.0, 10.0), velocity=5.0,
@@ -101,14 +108,15 @@ class Beamline:
         shutter = FastShutter(name="shutter", actuation_time=0.01, time_scale=time_scale)
         beam = BeamMonitor(name="beam")
         phantom = PhantomSample(shepp_logan_3d(radius=2.0, mu=1.0))
-        geometry = PoniGeometry(dist=0.12, poni1=p.height / 2 * DIFFRACTION_PIXEL,
-                                poni2=p.width / 2 * DIFFRACTION_PIXEL,
+        geometry = PoniGeometry(dist=0.12, poni1=rows / 2 * DIFFRACTION_PIXEL,
+                                poni2=cols / 2 * DIFFRACTION_PIXEL,
                                 pixel1=DIFFRACTION_PIXEL, pixel2=DIFFRACTION_PIXEL,
-                                shape=(p.height, p.width), wavelength=0.5e-10)
+                                shape=(rows, cols), wavelength=0.5e-10)
         powder = PowderSample(CEO2, geometry, peak_flux=2e4, background=50.0)
         scene = Scene(sample_x=sx, sample_y=sy, rotation=rot, shutter=shutter, beam=beam,
                       sample=phantom)
-        det = FirmwareDetector(name="det", scene=scene, folder=folder, params=p,
+        det = FirmwareDetector(name="det", scene=scene, folder=folder,
+                               params=None if layout is not None else p, layout=layout,
                                pixel_size=IMAGING_PIXEL, backend=backend,
                                time_scale=exposure_time_scale)
         return cls(sx, sy, rot, shutter, beam, scene, det, phantom, powder, geometry)
@@ -135,7 +143,8 @@ class Beamline:
                 self.sample, self.det]
 
     def close(self) -> None:
-        """Stop motion and the beam monitor's update thread."""
+        """Stop motion, the beam monitor's update thread and the firmware's simulation."""
         for motor in (self.sample_x, self.sample_y, self.rotation):
             motor.stop()
         self.beam.destroy()
+        self.det.firmware.close()

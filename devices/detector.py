@@ -53,7 +53,8 @@ from ophyd.status import DeviceStatus
 from dataflow.hdf5 import FrameWriter
 from dataflow.packets import ReadoutFrame
 from dataflow.pixel_mask import bin_mask
-from fpga.designs.params import HIST_BINS, ChainParams
+from fpga.designs.layout import DetectorLayout
+from fpga.designs.params import GAIN_ONE, HIST_BINS, ChainParams
 from fpga.designs.reference import ChainConfig, ChainTables
 
 from .detector_config import (
@@ -70,6 +71,7 @@ from .detector_config import (
 )
 from .firmware import BACKENDS, Firmware, FirmwareError
 from .fly import Counts, FlyAcquisition, FlyFrame, FlyParameters
+from .modular import ModularFirmware
 from .pixel_mask import PixelMaskReader, pixel_mask_bits
 from .samples import PixelSize, Scene
 from .sensor import SensorModel
@@ -96,6 +98,13 @@ class FirmwareDetector(Device):  # type: ignore[misc]
         The data folder the HDF5 files go to (a catalog's ``raw_dir``).
     params
         Sensor shape and pixels per tick of the firmware (256×256, 16 by default).
+    layout
+        A detector of several modules, each with its own firmware board
+        (:class:`fpga.designs.layout.DetectorLayout`, e.g. ``PILATUS_6M``), instead of
+        ``params``; frames are the layout's shape, its gaps 0 and in the pixel mask.
+    workers
+        Threads simulating the modules of a multi-module layout at once (default: the
+        CPUs; see :mod:`devices.modular`).
     pixel_size
         Pixel pitch in metres, passed to the scene.
     backend
@@ -136,6 +145,7 @@ class FirmwareDetector(Device):  # type: ignore[misc]
                  params: ChainParams | None = None, pixel_size: PixelSize = 20e-6,
                  backend: str = "compiled", sensor: SensorModel | None = None,
                  tables: ChainTables | None = None, time_scale: float = 1.0,
+                 layout: DetectorLayout | None = None, workers: int | None = None,
                  **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
         if backend not in BACKENDS:
@@ -144,9 +154,18 @@ class FirmwareDetector(Device):  # type: ignore[misc]
             raise ValueError(f"{name}: time_scale must be >= 0, got {time_scale}")
         self.scene = scene
         self.folder = Path(folder)
-        self.params = params or ChainParams(256, 256, 16)
+        if layout is not None and params is not None and params != layout.module:
+            raise ValueError(f"{name}: give params or a layout (whose module is the chain's "
+                             "params), not both")
+        self.params = layout.module if layout is not None else params or ChainParams(256, 256, 16)
+        self.layout = layout or DetectorLayout.single(self.params)
+        self.workers = workers
         self.pixel_size = pixel_size
-        self.sensor = sensor or SensorModel(self.params, dead_pixels=4, hot_pixels=2, seed=7)
+        self.sensor = sensor or SensorModel(self.layout, dead_pixels=4 * self.layout.modules,
+                                            hot_pixels=2 * self.layout.modules, seed=7)
+        if self.sensor.shape != self.layout.shape:
+            raise ValueError(f"{name}: the sensor model is {self.sensor.shape}, the detector "
+                             f"{self.layout.shape}")
         self.tables = tables or self.bad_pixel_tables()
         self.time_scale = time_scale
         self.backend.put(backend)
@@ -154,7 +173,7 @@ class FirmwareDetector(Device):  # type: ignore[misc]
         self.binning.subscribe(self._follow_binning, run=False)
         # Power the board on now: building the simulator (compiling or loading the compiled
         # chain) takes up to seconds, which inside stage() would block the RunEngine's loop.
-        self.firmware = Firmware(self.params, backend)
+        self.firmware = self._board(backend)
         self.firmware.configure(self.chain_config(), self.tables)
         self.writer: FrameWriter | None = None
         self.last_digest: str | None = None
@@ -175,27 +194,45 @@ class FirmwareDetector(Device):  # type: ignore[misc]
         """The data key of the frames (external data, not in ``read()``)."""
         return f"{self.name}_image"
 
+    def _board(self, backend: str) -> Firmware | ModularFirmware:
+        """The firmware: one board, or one per module of a multi-module layout."""
+        if self.layout.modules == 1:
+            return Firmware(self.params, backend)
+        return ModularFirmware(self.layout, backend, workers=self.workers)
+
     def out_shape(self) -> tuple[int, int]:
         """Shape of the frames the firmware sends with the current binning setting."""
-        return self.params.out_shape(bool(self.binning.get()))
+        return self.shape_for(bool(self.binning.get()))
+
+    def shape_for(self, binning: bool) -> tuple[int, int]:
+        """Shape of the frames with ``binning`` on or off (``ValueError`` when the
+        firmware has no binning stage)."""
+        if self.layout.modules == 1:
+            return self.params.out_shape(binning)
+        if binning:
+            raise ValueError(f"binning: this detector's {self.layout.modules} modules do not "
+                             "bin (their firmware has no binning stage)")
+        return self.layout.shape
 
     def bad_pixel_tables(self) -> ChainTables:
-        """Reset calibration tables with the sensor's dead and hot pixels masked."""
-        reset = ChainTables.reset(self.params)
-        return ChainTables(reset.dark, reset.gain,
+        """Reset calibration tables (of the detector's frame) with the sensor's dead and
+        hot pixels masked."""
+        shape = self.layout.shape
+        return ChainTables(np.zeros(shape, np.uint16), np.full(shape, GAIN_ONE, np.uint16),
                            self.sensor.dead_mask | self.sensor.hot_mask)
 
     def pixel_mask_array(self) -> np.ndarray:
         """NeXus ``pixel_mask`` bits of the frames the firmware sends now (binned like
-        them): the sensor's dead and hot pixels and whatever else the firmware's mask
-        table zeroes (:mod:`dataflow.pixel_mask`)."""
+        them): the gaps between modules, the sensor's dead and hot pixels and whatever
+        else the firmware's mask table zeroes (:mod:`dataflow.pixel_mask`)."""
+        gaps = self.layout.gap_mask() if self.layout.modules > 1 else None
         bits = pixel_mask_bits(dead=self.sensor.dead_mask, hot=self.sensor.hot_mask,
-                               table=self.tables.mask)
+                               table=self.tables.mask, gaps=gaps)
         return bin_mask(bits) if self.binning.get() else bits
 
     def _follow_binning(self, *, value: Any, **kwargs: Any) -> None:
         """Keep ``frame_shape`` equal to the shape of the frames (binning changed)."""
-        self.frame_shape.put(list(self.params.out_shape(bool(value))), force=True)
+        self.frame_shape.put(list(self.shape_for(bool(value))), force=True)
 
     def describe(self) -> dict[str, Any]:
         """Readings plus the external image key."""
@@ -217,7 +254,7 @@ class FirmwareDetector(Device):  # type: ignore[misc]
         config = self.chain_config()
         backend = str(self.backend.get())
         if self.firmware.backend != backend:
-            self.firmware = Firmware(self.params, backend)
+            self.firmware = self._board(backend)
         self.firmware.configure(config, self.tables)
         self.sensor.threshold = float(self.energy_threshold.get())
         name = f"{self.name}_{time.strftime('%Y%m%d-%H%M%S')}_{uuid.uuid4().hex[:8]}.h5"
@@ -277,8 +314,7 @@ class FirmwareDetector(Device):  # type: ignore[misc]
     def expose(self, t: float | None, exposure: float) -> Counts:
         """The sensor counts of ``exposure`` seconds of the scene as it is at time ``t``
         (default: now)."""
-        flux = self.scene.flux_image((self.params.height, self.params.width),
-                                     self.pixel_size, t=t)
+        flux = self.scene.flux_image(self.layout.shape, self.pixel_size, t=t)
         counts: Counts = self.sensor.expose(flux, exposure)
         return counts
 

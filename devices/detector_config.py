@@ -222,7 +222,10 @@ def check_binning(signal: ConfigSignal, value: Any) -> bool:
     else:
         raise _refuse(signal, "True or False (or 1 or 0)", value)
     det = signal.parent
-    shape = det.params.out_shape(on)
+    try:
+        shape = det.shape_for(on)
+    except ValueError as exc:
+        raise DetectorConfigError(f"{_label(signal)}: {exc}") from None
     roi = list(det.roi.get())
     if not roi_fits(roi, shape):
         raise DetectorConfigError(

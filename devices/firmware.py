@@ -23,8 +23,8 @@ from dataflow.readout import Readout
 from fpga.designs.chain import build
 from fpga.designs.params import ChainParams
 from fpga.designs.reference import ChainConfig, ChainTables, setup_stimulus, setup_ticks
-from sme import Simulator
-from sme.backend import batch_rows
+from sme import Network
+from sme.backend import Build, Session, batch_rows, get_backend
 
 from .sensor import LinkStream, link_stream
 
@@ -54,16 +54,25 @@ class Firmware:
     the end of an acquisition a frame the board sent that never arrived) or a packet whose
     last word is lost (truncated)."""
 
-    def __init__(self, params: ChainParams, backend: str = "compiled") -> None:
+    def __init__(self, params: ChainParams, backend: str = "compiled", *,
+                 shared: Firmware | None = None, checks: bool = True) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"firmware backend {backend!r}: choose one of {', '.join(BACKENDS)}")
         self.params = params
         self.backend = backend
-        self.network = build(params)
+        self._build: Build | None = None
+        self.checks = bool(checks)
+        self.network: Network
+        if shared is not None and backend == "compiled" and shared.backend == "compiled" \
+                and shared.params == params and shared.checks == self.checks:
+            # another board of the same chain: its compiled code, our own state
+            self.network, self._build = shared.network, shared._prepared()
+        else:
+            self.network = build(params)
         self.config = ChainConfig()
         self.tables = ChainTables.reset(params)
         self.readout = Readout(params.lanes, (params.height, params.width))
-        self._sim: Simulator | None = None
+        self._sim: Session | None = None
         self._export: Path | None = None
         self._setup: dict[str, np.ndarray] = {}
         self._setup_ticks = 0
@@ -80,11 +89,21 @@ class Firmware:
         self._setup = setup_stimulus(self.params, self._setup_ticks, config, self.tables)
         self.readout = Readout(self.params.lanes, (self.params.height, self.params.width))
         self._sent = 0  # the board's frame counter restarts at reset
-        if self.backend == "ghdl":
+        if self._sim is not None:
+            self._sim.close()
             self._sim = None
+        if self.backend == "ghdl":
             return
-        self._sim = Simulator(self.network, backend=self.backend, trace=False)
+        self._sim = get_backend(self.backend).open(self._prepared())  # from reset
         self._sim.run_batch(self._setup, self._setup_ticks, outputs=PACKET_SIGNALS)
+
+    def _prepared(self) -> Build:
+        """The simulation build of the chain (generated once; each ``configure`` opens a
+        new session of it, which starts from reset)."""
+        if self._build is None:
+            options = {"checks": self.checks} if self.backend == "compiled" else {}
+            self._build = get_backend(self.backend).prepare(self.network, **options)
+        return self._build
 
     def inject_fault(self, kind: str) -> None:
         """Damage the next packet the firmware sends (``"flip"``, ``"drop"`` or ``"cut"``,
@@ -126,18 +145,14 @@ class Firmware:
         (``report()``) and raises ``FirmwareError``, unless ``allow_loss``: then the
         frames that arrived are returned and the caller decides. ``links``: the counts'
         link words from ``link`` (together, in order), when they were built ahead."""
-        if self._sim is None and self.backend != "ghdl":
-            self.configure(self.config)
         before = self.readout.report()
         if self.backend == "ghdl":
             frames = self.readout.feed_outputs(self._apply_faults(self._acquire_ghdl(counts)))
             self.readout.settle(len(counts))
         else:
-            sim = self._sim
-            assert sim is not None
             frames = []
             for link in links if links is not None else [link_stream(counts, self.params)]:
-                out = sim.run_batch(link.stimulus(), link.ticks, outputs=PACKET_SIGNALS)
+                out = self.simulate(link)
                 frames += self.readout.feed_outputs(self._apply_faults(out))
             self._sent += len(counts)
             self.readout.settle(self._sent)
@@ -150,6 +165,16 @@ class Firmware:
             raise FirmwareError(f"firmware ({self.backend}) delivered {len(frames)} of "
                                 f"{len(counts)} frames: {errors}")
         return frames
+
+    def simulate(self, link: LinkStream) -> dict[str, np.ndarray]:
+        """The firmware alone: ``link``'s words through the board, its packet outputs
+        per tick (``acquire`` decodes them; benchmarks time this part)."""
+        if self._sim is None:
+            if self.backend == "ghdl":
+                raise FirmwareError("simulate: the GHDL backend runs whole acquisitions only")
+            self.configure(self.config)
+        assert self._sim is not None
+        return self._sim.run_batch(link.stimulus(), link.ticks, outputs=PACKET_SIGNALS)
 
     def _acquire_ghdl(self, counts: Sequence[npt.ArrayLike]) -> dict[str, np.ndarray]:
         from fpga.cosim import run_lockstep
@@ -174,4 +199,10 @@ class Firmware:
     def report(self) -> dict[str, Any]:
         """The readout backend's counters (good, corrupt, dropped, …)."""
         return self.readout.report()
+
+    def close(self) -> None:
+        """Release the simulation (``configure`` starts a new one)."""
+        if self._sim is not None:
+            self._sim.close()
+            self._sim = None
 

@@ -47,7 +47,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from fpga.designs.layout import DetectorLayout
 from fpga.designs.params import PIXEL_MAX, ChainParams
+from fpga.designs.reference import pad_lines
 
 from .counting import NORMAL_MIN_MEAN, draw_counts
 
@@ -86,7 +88,8 @@ def _count(name: str, v: int, hi: int) -> int:
 
 
 class SensorModel:
-    """A photon-counting sensor of ``params.height × params.width`` pixels.
+    """A photon-counting sensor of ``params.height × params.width`` pixels (of the whole
+    frame of a multi-module ``DetectorLayout``; its gap pixels are never sent).
 
     Parameters
     ----------
@@ -106,15 +109,19 @@ class SensorModel:
         models with the same arguments give the same frames.
     """
 
-    def __init__(self, params: ChainParams, *, photon_energy: float = 12.0,
+    def __init__(self, params: ChainParams | DetectorLayout, *, photon_energy: float = 12.0,
                  threshold: float = 6.0, energy_sigma: float = 0.5,
                  threshold_dispersion: float = 0.0, dead_pixels: int = 0, hot_pixels: int = 0,
                  hot_rate: float = 1e6, seed: int = 0) -> None:
-        if not isinstance(params, ChainParams):
-            raise ValueError(f"SensorModel: params must be a ChainParams, not {params!r}")
+        if isinstance(params, DetectorLayout):
+            self.shape: tuple[int, int] = params.shape
+        elif isinstance(params, ChainParams):
+            self.shape = (params.height, params.width)
+        else:
+            raise ValueError(f"SensorModel: params must be a ChainParams or a DetectorLayout, "
+                             f"not {params!r}")
         self.params = params
-        self.shape = (params.height, params.width)
-        n = params.height * params.width
+        n = self.shape[0] * self.shape[1]
         self._photon_energy = _positive("photon_energy", photon_energy)
         self._threshold = _positive("threshold", threshold, zero_ok=True)
         self.energy_sigma = _positive("energy_sigma", energy_sigma, zero_ok=True)
@@ -264,8 +271,9 @@ def link_stream(frames: Sequence[npt.ArrayLike] | npt.NDArray[np.integer], param
                 seed: int | np.random.Generator | None = 0) -> LinkStream:
     """Serialise count frames into link words.
 
-    Word c of line y carries pixels ``(y, c·K … c·K + K − 1)``; ``sof`` is set on each
-    frame's first word, ``eol`` on the last word of every line. Idle ticks: ``lead_idle``
+    Word c of line y carries pixels ``(y, c·K … c·K + K − 1)`` (the lanes past the line's
+    end, when K does not divide the width, are 0); ``sof`` is set on each frame's first
+    word, ``eol`` on the last word of every line. Idle ticks: ``lead_idle``
     before the first frame, ``params.frame_gap`` after every frame (also the last, so the
     firmware can finish its packet), ``tail_idle`` more at the end, and, inside frames,
     before each word but a frame's first a geometric number of idle ticks
@@ -300,11 +308,15 @@ def link_stream(frames: Sequence[npt.ArrayLike] | npt.NDArray[np.integer], param
     sof[tick[starts]] = True
     eol[tick[wpl - 1::wpl]] = True
     if idle_prob > 0:
-        data[tick] = np.stack(items).reshape(n_words, k)
+        data[tick] = np.stack([pad_lines(f, params) for f in items]).reshape(n_words, k)
     else:  # each frame's words are consecutive ticks: one slice copy per frame
         for i, frame in enumerate(items):
             first = int(tick[i * wpf])
-            data[first:first + wpf] = frame.reshape(wpf, k)
+            if params.pad:
+                lines = data[first:first + wpf].reshape(params.height, params.line_width)
+                lines[:, :params.width] = frame
+            else:
+                data[first:first + wpf] = frame.reshape(wpf, k)
     return LinkStream(valid=valid, sof=sof, eol=eol, data=data,
                       sof_ticks=tick[starts].copy(), last_ticks=tick[starts + wpf - 1].copy())
 

@@ -44,8 +44,9 @@ def specialise(body: type[Process], params: ChainParams, ports: dict[str, tuple[
 
 
 def params_tag(p: ChainParams) -> str:
-    """``"64x64k16"``: the parameters in a class name."""
-    return f"{p.height}x{p.width}k{p.lanes}"
+    """``"64x64k16"`` (``"195x487k32nb"`` without the binning stage): the parameters in a
+    class name."""
+    return f"{p.height}x{p.width}k{p.lanes}{'' if p.binning else 'nb'}"
 
 
 def bits(n: int) -> int:
@@ -90,6 +91,13 @@ def chain_buses(p: ChainParams) -> ChainBuses:
     def make(name: str, doc: str, signals: dict[str, tuple[Any, Any]]) -> type[Bus]:
         return bus_class(name + tag, doc, signals)
 
+    corrected = make("Corrected", "Corrected pixels; saturated is the frame's count of "
+                     "saturated pixels, valid on eof.",
+                     {**flags, "saturated": (UInt[32], 0), "data": (out, zeros)})
+    # without the binning stage the reductions and the packetiser read the corrected bus
+    image = make("Image", "The output image (binned or not), K pixels per word.",
+                 {**flags, "saturated": (UInt[32], 0), "data": (out, zeros)}) \
+        if p.binning else corrected
     return ChainBuses(
         link=make("Link", "Link words from the sensor ASIC: K pixel counts per word.",
                   {"valid": (Bool, False), "sof": (Bool, False), "eol": (Bool, False),
@@ -108,11 +116,8 @@ def chain_buses(p: ChainParams) -> ChainBuses:
         pixels=make("Pixels", "Received words with their position flags (eof: last word of "
                     "the frame; err: the frame had a framing error, valid on eof).",
                     {**flags, "data": (raw, zeros)}),
-        corrected=make("Corrected", "Corrected pixels; saturated is the frame's count of "
-                       "saturated pixels, valid on eof.",
-                       {**flags, "saturated": (UInt[32], 0), "data": (out, zeros)}),
-        image=make("Image", "The output image (binned or not), K pixels per word.",
-                   {**flags, "saturated": (UInt[32], 0), "data": (out, zeros)}),
+        corrected=corrected,
+        image=image,
         results=make("Results", "Reductions of the last finished frame.",
                      {"roi_sum": (UInt[48], 0), "saturated": (UInt[32], 0),
                       "hist": (Array[UInt[bits(p.height * p.width)], HIST_BINS],

@@ -31,19 +31,22 @@ TABLE_NAMES = {Table.DARK: "dark", Table.GAIN: "gain", Table.MASK: "mask"}
 def _table_init(t: Table, p: ChainParams) -> np.ndarray:
     """Contents of a table after reset (gain 1.0, dark 0, mask clear), flat."""
     n = p.table_depth * p.lanes
-    if t is Table.GAIN:
-        return np.ones(n, dtype=float)
+    if t is Table.GAIN:  # 1.0 (integers convert to UFix without rounding questions)
+        return np.ones(n, dtype=np.int64)
     return np.zeros(n, dtype=bool if t is Table.MASK else np.int64)
 
 
 def build(params: ChainParams | None = None, name: str = "detector") -> Network:
     """The firmware chain for ``params`` (64×64 frames, 16 lanes by default): inputs
-    ``link``, ``ctrl``, ``tables``; output ``packet``."""
+    ``link``, ``ctrl``, ``tables``; output ``packet``. Without the binning stage
+    (``params.binning`` false) the corrected pixels go straight to the reductions and
+    the packetiser."""
     p = params or ChainParams()
     b = chain_buses(p)
     link, ctrl, tables = b.link("link"), b.ctrl("ctrl"), b.tables("tables")
     config, info = b.config("config"), b.frame_info("frame_info")
-    pixels, corrected, image = b.pixels("pixels"), b.corrected("corrected"), b.image("image")
+    pixels, corrected = b.pixels("pixels"), b.corrected("corrected")
+    image = b.image("image") if p.binning else corrected
     results, packet = b.results("results"), b.packet("packet")
     procs: list[Process] = []
     wr, rd, q = {}, {}, {}
@@ -62,7 +65,8 @@ def build(params: ChainParams | None = None, name: str = "detector") -> Network:
                     dark_rd=rd[Table.DARK], gain_rd=rd[Table.GAIN], mask_rd=rd[Table.MASK]),
         correct(p)(name="correct", inp=pixels, config=config, dark=q[Table.DARK],
                    gain=q[Table.GAIN], mask=q[Table.MASK], out=corrected),
-        binning(p)(name="binning", inp=corrected, config=config, out=image),
+        *([binning(p)(name="binning", inp=corrected, config=config, out=image)]
+          if p.binning else []),
         reduce(p)(name="reduce", inp=image, config=config, out=results),
         packetiser(p)(name="packetiser", inp=image, results=results, info=info,
                       config=config, out=packet),

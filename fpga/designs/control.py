@@ -31,8 +31,8 @@ class ControlBody(Process):
                     self.config.roi_x1 = value & 0xFFFF
                 case Reg.ROI_Y1:
                     self.config.roi_y1 = value & 0xFFFF
-                case Reg.BINNING:
-                    self.config.binning = value != 0
+                case Reg.BINNING:  # a chain without the binning stage keeps it off
+                    self.config.binning = self.HAS_BINNING != 0 and value != 0
         we = self.tables.we
         table = self.tables.table
         self.dark_wr.we = we and table == Table.DARK
@@ -59,4 +59,4 @@ def control(p: ChainParams) -> type[Process]:
         "dark_wr": (Direction.OUT, b.table_write[Table.DARK]),
         "gain_wr": (Direction.OUT, b.table_write[Table.GAIN]),
         "mask_wr": (Direction.OUT, b.table_write[Table.MASK]),
-    }, LANES=p.lanes)
+    }, LANES=p.lanes, HAS_BINNING=int(p.binning))

@@ -66,43 +66,62 @@ class Flags(enum.IntFlag):
 
 @dataclass(frozen=True)
 class ChainParams:
-    """Frame shape and pixels per tick (``lanes``) the firmware is built for.
+    """Frame shape, pixels per tick (``lanes``) and stages the firmware is built for.
 
-    ``width`` must be a multiple of ``2 * lanes`` and ``height`` even (2×2 binning keeps
-    whole words); ``lanes`` even (the CRC takes 32 bits per step) and at least 16 (the
-    header fits one word).
+    ``lanes`` is at least 16 (the header fits one word). With the 2×2 ``binning`` stage
+    (the default), ``width`` must be a multiple of ``2 * lanes`` and ``height`` even
+    (binning keeps whole words). Without it (``binning=False``, what a multi-module
+    detector's modules use, see :mod:`fpga.designs.layout`) any shape works: a line whose
+    width is not a multiple of ``lanes`` is sent as whole words, the unused lanes of its
+    last word are padding (``pad`` of them: 0 on the link, 0 in the packet, not counted
+    by the reductions, cut off by the readout).
     """
 
     height: int = 64
     width: int = 64
     lanes: int = 16
+    binning: bool = True
 
     def __post_init__(self) -> None:
         for name in ("height", "width", "lanes"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"ChainParams.{name} must be a positive int, not {v!r}")
+        if not isinstance(self.binning, bool):
+            raise ValueError(f"ChainParams.binning must be a bool, not {self.binning!r}")
         if self.lanes < MIN_LANES:
             raise ValueError(f"ChainParams.lanes must be >= {MIN_LANES} (the packet header is "
                              f"one word of {HEADER_LANES} lanes), not {self.lanes}")
-        if self.lanes % 2:
-            raise ValueError(f"ChainParams.lanes must be even (the CRC takes two 16-bit lanes "
-                             f"per step), not {self.lanes}")
         if self.lanes > 0xFF:
             raise ValueError(f"ChainParams.lanes must be <= 255 (header lane 1 holds it in "
                              f"8 bits), not {self.lanes}")
-        if self.width % (2 * self.lanes):
+        if self.lanes % 2:
+            raise ValueError(f"ChainParams.lanes must be even (the CRC takes two lanes at a "
+                             f"time), not {self.lanes}")
+        if self.binning and self.width % (2 * self.lanes):
             raise ValueError(f"ChainParams.width ({self.width}) must be a multiple of "
-                             f"2 * lanes ({2 * self.lanes})")
-        if self.height % 2:
-            raise ValueError(f"ChainParams.height ({self.height}) must be even")
-        if self.height > 0xFFFF or self.width > 0xFFFF:
+                             f"2 * lanes ({2 * self.lanes}) with the binning stage "
+                             "(binning=False allows any width)")
+        if self.binning and self.height % 2:
+            raise ValueError(f"ChainParams.height ({self.height}) must be even with the "
+                             "binning stage (binning=False allows any height)")
+        if self.height > 0xFFFF or self.line_width > 0xFFFF:
             raise ValueError("ChainParams: height and width must fit 16 bits")
 
     @property
+    def line_width(self) -> int:
+        """Pixels of a line on the link and in the packet, padding included."""
+        return self.words_per_line * self.lanes
+
+    @property
+    def pad(self) -> int:
+        """Padding lanes at the end of each line (0 when ``width`` is a multiple of K)."""
+        return self.line_width - self.width
+
+    @property
     def words_per_line(self) -> int:
-        """Link words per sensor line."""
-        return self.width // self.lanes
+        """Link words per sensor line (the last one padded when K does not divide it)."""
+        return -(-self.width // self.lanes)
 
     @property
     def words_per_frame(self) -> int:
@@ -111,12 +130,19 @@ class ChainParams:
 
     def out_shape(self, binning: bool) -> tuple[int, int]:
         """Shape of the output image."""
+        self.check_binning(binning)
         return (self.height // 2, self.width // 2) if binning else (self.height, self.width)
 
+    def check_binning(self, binning: bool) -> None:
+        """``ValueError`` when ``binning`` is asked of a chain built without the stage."""
+        if binning and not self.binning:
+            raise ValueError(f"binning: this firmware ({self.height}×{self.width}, "
+                             f"{self.lanes} lanes) is built without the 2×2 binning stage")
+
     def payload_words(self, binning: bool) -> int:
-        """Payload words of one packet."""
+        """Payload words of one packet (each line whole words, padding included)."""
         h, w = self.out_shape(binning)
-        return h * w // self.lanes
+        return h * -(-w // self.lanes)
 
     @property
     def reduction_words(self) -> int:

@@ -14,7 +14,9 @@ from .params import HIST_BINS, HIST_SHIFT, ChainParams
 
 class ReduceBody(Process):
     """Accumulates over the words of a frame; on its last word writes the totals to
-    ``results`` (held there until the next frame ends) and starts again."""
+    ``results`` (held there until the next frame ends) and starts again. The padding
+    lanes at the end of a line (``PAD`` of them, always 0) are left out of the
+    histogram."""
 
     if TYPE_CHECKING:  # registers, declared per parameters by the factory below
         roi_sum: int
@@ -32,8 +34,9 @@ class ReduceBody(Process):
         total: UInt[48] = self.roi_sum
         for j in range(self.LANES):
             v = self.inp.data[j]
-            self.hist[v >> HIST_SHIFT] = self.hist[v >> HIST_SHIFT] + 1
             x = self.x + j
+            if self.PAD == 0 or x < self.WIDTH:  # padding lanes are not pixels
+                self.hist[v >> HIST_SHIFT] = self.hist[v >> HIST_SHIFT] + 1
             if in_rows and x >= x0 and x < x1:
                 total = total + v
         if self.inp.eof:
@@ -61,5 +64,5 @@ def reduce(p: ChainParams) -> type[Process]:
     }, {
         "roi_sum": (UInt[48], 0),
         "hist": (Array[UInt[bits(p.height * p.width)], HIST_BINS], [0] * HIST_BINS),
-        "x": (UInt[bits(p.width)], 0), "y": (UInt[bits(p.height)], 0),
-    }, LANES=p.lanes)
+        "x": (UInt[bits(p.line_width)], 0), "y": (UInt[bits(p.height)], 0),
+    }, LANES=p.lanes, WIDTH=p.width, PAD=p.pad)

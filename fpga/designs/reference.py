@@ -121,10 +121,13 @@ class ChainTables:
 
     def words(self, table: Table, params: ChainParams) -> npt.NDArray[np.int64]:
         """``table`` as the ``(table_depth, lanes)`` words the ``tables`` bus writes
-        (word address ``y · width/K + c`` holds pixels ``(y, c·K … c·K + K − 1)``)."""
+        (word address ``y · words_per_line + c`` holds pixels ``(y, c·K … c·K + K − 1)``;
+        a line's padding lanes hold the reset values)."""
         self.check(params)
         a = {Table.DARK: self.dark, Table.GAIN: self.gain, Table.MASK: self.mask}[table]
-        return a.astype(np.int64).reshape(params.table_depth, params.lanes)
+        reset = GAIN_ONE if table is Table.GAIN else 0
+        return pad_lines(a.astype(np.int64), params, reset).reshape(params.table_depth,
+                                                                     params.lanes)
 
 
 @dataclass(frozen=True, eq=False)
@@ -156,6 +159,19 @@ class ReferenceStream:
     first: npt.NDArray[np.bool_]
     last: npt.NDArray[np.bool_]
     results: list[ReferenceResult]
+
+
+def pad_lines(image: npt.NDArray[Any], params: ChainParams, fill: int = 0
+              ) -> npt.NDArray[Any]:
+    """``image`` ``(rows, width)`` with each line padded to whole words
+    (``(rows, params.line_width)``, the padding ``fill``); ``image`` itself without
+    padding."""
+    if not params.pad or image.shape[1] % params.lanes == 0:
+        return image
+    rows, width = image.shape
+    out = np.full((rows, -(-width // params.lanes) * params.lanes), fill, dtype=image.dtype)
+    out[:, :width] = image
+    return out
 
 
 def _check_int(name: str, v: object, hi: int) -> None:
@@ -257,7 +273,7 @@ def encode_packet(image: npt.NDArray[np.uint16], roi_total: int, saturated: int,
     hdr[_H_HEIGHT], hdr[_H_WIDTH] = out_h, out_w
     hdr[_H_FLAGS] = int(Flags.BINNING) if config.binning else 0
     hdr[_H_THRESHOLD:_H_THRESHOLD + 2] = _lanes16(config.threshold, 2)
-    words[1:1 + n_pay] = image.reshape(n_pay, k)
+    words[1:1 + n_pay] = pad_lines(image, params).reshape(n_pay, k)
     red = np.zeros(n_red * k, dtype=np.int64)
     red[_R_ROI:_R_ROI + 3] = _lanes16(roi_total, 3)
     red[_R_SAT:_R_SAT + 2] = _lanes16(saturated, 2)
@@ -294,6 +310,7 @@ def reference_frame(raw: npt.ArrayLike, params: ChainParams, config: ChainConfig
         only appears when asked for).
     """
     cfg = config or ChainConfig()
+    params.check_binning(cfg.binning)
     pix, sat = correct(raw, params, cfg, tables)
     image = bin2x2(pix) if cfg.binning else pix
     roi = roi_sum(image, cfg.roi)
@@ -399,6 +416,6 @@ def reference_stream(frames: Iterable[npt.ArrayLike], params: ChainParams,
 __all__ = [
     "ROI_RESET", "ChainConfig", "ChainTables", "ReferenceResult",
     "ReferenceStream", "bin2x2", "check_raw", "correct", "default_timestamps",
-    "encode_packet", "histogram", "reference_frame", "reference_stream", "roi_sum",
+    "encode_packet", "histogram", "pad_lines", "reference_frame", "reference_stream", "roi_sum",
     "setup_stimulus", "setup_ticks", "setup_writes",
 ]

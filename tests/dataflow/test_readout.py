@@ -348,7 +348,7 @@ def test_decode_packet_messages() -> None:
         (good.astype(np.int64) + 0x10000, "range", "lane values must be 16-bit"),
         (bad((0, 1, 1 << 8 | 16)), "version", "packet version 1, expected 2"),
         (bad((0, 1, 2 << 8 | 17)), "lanes", "header says 17 lanes, words have 16"),
-        (bad((0, 7, 0)), "shape", r"output shape 0×64 is not a positive whole number"),
+        (bad((0, 7, 0)), "shape", r"output shape 0×64 is empty"),
         (bad((0, 7, 4)), "shape", r"header shape 4×64, expected 8×64 for a 8×64 sensor "
                                   r"\(binning off\)"),
         (bad((0, 9, 1)), "shape", r"expected 4×32 .* \(binning on\)"),
@@ -445,3 +445,26 @@ def test_random_bus_streams_never_raise(ticks: list[tuple[bool, bool, bool, int]
     assert rep["good"] == 0
     n_words = int(v.sum())
     assert rep["stray_words"] <= n_words
+
+
+def test_padded_lines_decode_and_padding_must_be_zero() -> None:
+    """A line whose width is not a multiple of the lanes is whole words: its padding
+    lanes travel as zeros, are checked, and are cut off."""
+    from fpga.designs.params import ChainParams
+    from fpga.designs.reference import reference_frame
+
+    p = ChainParams(6, 40, 16, binning=False)   # 3 words a line, 8 lanes of padding
+    raw = np.arange(6 * 40).reshape(6, 40) * 7
+    want = reference_frame(raw, p)
+    assert want.packet.shape[0] == 1 + 6 * 3 + -(-136 // 16) + 1
+    got = decode_packet(want.packet, 16, (6, 40))
+    assert np.array_equal(got.image, want.image) and got.image.shape == (6, 40)
+    assert int(got.histogram.sum()) == 6 * 40   # padding is not counted
+    bad = want.packet.copy()
+    bad[1 + 2, 9] = 1                            # a padding lane of line 0's last word
+    from dataflow.packets import packet_crc
+
+    bad[-1, -2:] = [packet_crc(bad) & 0xFFFF, packet_crc(bad) >> 16]
+    with pytest.raises(PacketError, match="a reserved lane is not zero") as e:
+        decode_packet(bad, 16, (6, 40))
+    assert e.value.check == "reserved"

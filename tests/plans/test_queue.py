@@ -193,7 +193,8 @@ def test_queue_command_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
                                 str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert bad_frame.returncode == 2
     assert bad_frame.stderr.strip().splitlines() == [
-        "smeflow queue: error: frame '63x64': ChainParams.height (63) must be even"]
+        "smeflow queue: error: frame '63x64': ChainParams.height (63) must be even with the "
+        "binning stage (binning=False allows any height)"]
     a_file = tmp_path / "file"
     a_file.write_text("")
     not_a_folder = subprocess.run([SMEFLOW, "queue", "--data", str(a_file)],
