@@ -34,7 +34,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -143,8 +143,10 @@ def manager_command(state: Path, redis: str, control: str, info: str) -> list[st
             "--zmq-info-addr", info, "--zmq-publish-console", "ON"]
 
 
-def _stop(proc: subprocess.Popen[bytes], sig: int) -> int:
-    """Send ``sig``, wait :data:`STOP_TIMEOUT`, then kill; the exit status."""
+def _stop(proc: subprocess.Popen[bytes], sig: int, *, group: bool = False) -> int:
+    """Send ``sig``, wait :data:`STOP_TIMEOUT`, then kill; the exit status. ``group``: ``proc``
+    leads its own session, and whatever of it is left (the RE Manager's own manager and
+    worker processes) is killed with it, never left behind without a parent."""
     if proc.poll() is None:
         proc.send_signal(sig)
         try:
@@ -152,7 +154,17 @@ def _stop(proc: subprocess.Popen[bytes], sig: int) -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    if group:
+        with suppress(ProcessLookupError, PermissionError):  # gone: a clean stop
+            os.killpg(proc.pid, signal.SIGKILL)
     return proc.returncode
+
+
+def _default_sigint() -> None:
+    """In the RE Manager's process: Ctrl-C's SIGINT, which only this command forwards (the
+    manager has its own session), is its clean stop, even when this command was started
+    with SIGINT ignored (a background job of a script) and the manager inherited that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @contextmanager
@@ -191,14 +203,15 @@ def run_queue(data: Path, settings: QueueSettings, *, redis: str = DEFAULT_REDIS
             else:
                 print(f"{PROG}: using the Redis running at {host}:{port}", flush=True)
             env = {**os.environ, "SMEFLOW_DATA": str(data), **settings.environment()}
-            manager = subprocess.Popen(command, env=env, start_new_session=True)
+            manager = subprocess.Popen(command, env=env, start_new_session=True,
+                                       preexec_fn=_default_sigint)
             print(f"{PROG}: RE Manager (pid {manager.pid}) on {control}, info {info}; "
                   f"catalog {data}; Ctrl-C stops it", flush=True)
             try:
                 status = manager.wait()
             except KeyboardInterrupt:
                 print(f"\n{PROG}: stopping the RE Manager…", flush=True)
-                _stop(manager, signal.SIGINT)
+                _stop(manager, signal.SIGINT, group=True)
                 status = 0
         except KeyboardInterrupt:
             status = 130

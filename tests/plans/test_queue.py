@@ -9,6 +9,7 @@ runs the queue, stops the command as Ctrl-C does and finds both runs in the cata
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -16,12 +17,13 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from dataflow.catalog import Catalog
-from plans.qserver.cli import QueueError, parse_redis, redis_state
+from plans.qserver.cli import STOP_TIMEOUT, QueueError, parse_redis, redis_state
 from plans.qserver.settings import QueueSettings, QueueSettingsError
 
 SMEFLOW = str(Path(sys.executable).with_name("smeflow"))
@@ -46,30 +48,54 @@ def wait_for_manager(RM: object, deadline: float) -> None:
                 raise
 
 
-@pytest.fixture
-def queue_command(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str]]]:
-    """``smeflow queue`` on free ports, 64×64 frames; stopped (and checked) by the test."""
+@contextmanager
+def running_queue(tmp_path: Path, *, ignore_sigint: bool = False
+                  ) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str]]]:
+    """``smeflow queue`` on free ports, 64×64 frames; stopped when the block ends."""
     where = {"redis": f"127.0.0.1:{free_port()}",
              "control": f"tcp://127.0.0.1:{free_port()}",
-             "info": f"tcp://127.0.0.1:{free_port()}", "data": str(tmp_path / "data")}
-    log = open(tmp_path / "queue.log", "wb")  # noqa: SIM115 - closed below
+             "info": f"tcp://127.0.0.1:{free_port()}", "data": str(tmp_path / "data"),
+             "log": str(tmp_path / "queue.log")}
+    log = open(where["log"], "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [SMEFLOW, "queue", "--data", where["data"], "--backend", "compiled",
          "--frame", "64x64", "--redis", where["redis"], "--zmq-control-addr",
          where["control"], "--zmq-info-addr", where["info"]],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint
+        else None)
     try:
         yield proc, where
     finally:
         if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signal.SIGTERM if ignore_sigint else signal.SIGINT)
             try:
                 proc.wait(60)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
         log.close()
-        print((tmp_path / "queue.log").read_text(errors="replace")[-4000:])
+        print(Path(where["log"]).read_text(errors="replace")[-4000:])
+
+
+@pytest.fixture
+def queue_command(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str]]]:
+    """``smeflow queue`` on free ports, 64×64 frames; stopped (and checked) by the test."""
+    with running_queue(tmp_path) as started:
+        yield started
+
+
+def process_group(pgid: int) -> list[int]:
+    """The processes of process group ``pgid`` (from /proc), zombies left out."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended meanwhile
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
 
 
 @pytest.mark.slow
@@ -202,3 +228,29 @@ def test_queue_command_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
     assert not_a_folder.returncode == 1
     assert not_a_folder.stderr.strip().splitlines() == [
         f"smeflow queue: error: --data {a_file}: is a file, not a catalog folder"]
+
+
+@pytest.mark.slow
+def test_queue_stops_cleanly_when_started_with_sigint_ignored(tmp_path: Path) -> None:
+    """A background job of a shell script starts with SIGINT ignored, and its children
+    inherit that: the RE Manager must still take the SIGINT ``smeflow queue`` forwards on
+    SIGTERM and stop at once, leaving none of its processes behind."""
+    from bluesky_queueserver_api.zmq import REManagerAPI
+
+    with running_queue(tmp_path, ignore_sigint=True) as (proc, where):
+        RM = REManagerAPI(zmq_control_addr=where["control"], zmq_info_addr=where["info"],
+                          timeout_recv=5.0)
+        try:
+            wait_for_manager(RM, time.monotonic() + 60)
+        finally:
+            RM.close()
+        started = re.search(r"RE Manager \(pid (\d+)\)", Path(where["log"]).read_text())
+        assert started, "smeflow queue did not say which process the RE Manager is"
+        manager = int(started.group(1))
+        assert len(process_group(manager)) >= 2, "the manager runs in its own process group"
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(STOP_TIMEOUT + 30) == 0
+        assert time.monotonic() - t0 < STOP_TIMEOUT, (
+            "the RE Manager ignored SIGINT and was killed after the timeout")
+        assert process_group(manager) == [], "processes of the RE Manager were left running"
