@@ -34,15 +34,17 @@ PROG = "smeflow reduce"
 
 def cmd_reduce(args: argparse.Namespace) -> int:
     """Reduce run ``args.run`` and print the derived run's uid and summary."""
-    if args.workers is not None and args.scheduler is None:
-        raise ValueError("--workers needs --scheduler local|tcp://HOST:PORT")
+    for given, name in ((args.workers, "--workers"), (args.frames_from, "--frames-from")):
+        if given is not None and args.scheduler is None:
+            raise ValueError(f"{name} needs --scheduler local|tcp://HOST:PORT")
     with open_catalog(args.data, args.url, args.api_key_file) as catalog:
         if args.scheduler is not None:
             from analysis.distributed import reduce_run_dask
 
             summary = reduce_run_dask(catalog, args.run, args.scheduler, args.workers,
                                       rows=args.rows, bins=args.bins, unit=args.unit,
-                                      chunk_frames=args.chunk, device=args.device)
+                                      chunk_frames=args.chunk, device=args.device,
+                                      frames_from=args.frames_from)
         else:
             summary = reduce_run(catalog, args.run, rows=args.rows, bins=args.bins,
                                  unit=args.unit, chunk_frames=args.chunk, device=args.device)
@@ -95,6 +97,9 @@ def register_reduce(sub: Subparsers) -> None:
     p.add_argument("--workers", type=int, metavar="N",
                    help="with --scheduler: local workers to start (default 2), or workers "
                         "to wait for on a remote scheduler (default 1)")
+    p.add_argument("--frames-from", choices=["files", "tiled"],
+                   help="with --scheduler: the workers open the raw files (shared file "
+                        "system, the default) or fetch the frames from the --url server")
     add_live_arguments(p)
     p.set_defaults(func=_guarded)
 

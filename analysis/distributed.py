@@ -82,6 +82,7 @@ from analysis.reduce import (
     tomo_streams,
     uri_path,
 )
+from analysis.tiled_frames import API_KEY_ENV, TiledFrameSource, tiled_frame_source
 from dataflow.hdf5 import DEFAULT_DATASET, FrameReader
 
 if TYPE_CHECKING:
@@ -217,6 +218,10 @@ def frame_source(node: Any, what: str) -> FrameSource:
     return FrameSource(tuple(files), (shape[0], shape[1], shape[2]), tuple(uris))
 
 
+Source = FrameSource | TiledFrameSource
+"""Where a task reads its frames: the raw files, or the catalog server."""
+
+
 # -- tasks (run on the workers) ----------------------------------------------------------------
 
 
@@ -225,13 +230,13 @@ def _frame_chunks(n: int, size: int) -> list[tuple[int, int]]:
     return [(i, min(n, i + size)) for i in range(0, n, size)]
 
 
-def references_task(dark: FrameSource, flat: FrameSource,
+def references_task(dark: Source, flat: Source,
                     mask: npt.NDArray[np.bool_] | None = None) -> TomoReferences:
     """Task: read the darks and flats and average them (with the run's pixel mask)."""
     return tomo_references(dark.read(slice(None)), flat.read(slice(None)), mask)
 
 
-def tomo_rows_task(projections: FrameSource, angles: F64, refs: TomoReferences,
+def tomo_rows_task(projections: Source, angles: F64, refs: TomoReferences,
                    rows: Sequence[int], chunks: Sequence[tuple[int, int]], floor: float,
                    device: str | None) -> F32:
     """Task: reconstruct detector ``rows`` from every projection, chunk by chunk.
@@ -281,7 +286,7 @@ def _same_mask(mask: npt.NDArray[np.bool_] | None) -> npt.NDArray[np.bool_] | No
     return _MASKS.setdefault(key, mask)
 
 
-def azint_task(frames: FrameSource, start: int, stop: int, geometry: Mapping[str, Any],
+def azint_task(frames: Source, start: int, stop: int, geometry: Mapping[str, Any],
                params: AzintParams, mask: npt.NDArray[np.bool_] | None = None) -> PatternChunk:
     """Task: read frames ``[start, stop)`` and integrate each to a 1D pattern, ignoring
     the pixels of the run's ``mask``."""
@@ -367,7 +372,8 @@ class DaskSession:
 
 
 def connect(scheduler: str = LOCAL, workers: int | None = None, *,
-            cores_per_worker: int = 1, timeout: float = CONNECT_TIMEOUT_S) -> DaskSession:
+            cores_per_worker: int = 1, timeout: float = CONNECT_TIMEOUT_S,
+            worker_env: Mapping[str, str] | None = None) -> DaskSession:
     """Open a :class:`DaskSession`.
 
     Parameters
@@ -383,6 +389,10 @@ def connect(scheduler: str = LOCAL, workers: int | None = None, *,
         Threads of each local worker's OpenCL CPU device.
     timeout
         Seconds to wait for the connection to a remote scheduler.
+    worker_env
+        More environment variables of the local workers (e.g. ``SMEFLOW_API_KEY`` for
+        frames read from a catalog server); ignored for a running scheduler, whose
+        workers were started by their owner.
 
     Raises
     ------
@@ -399,7 +409,8 @@ def connect(scheduler: str = LOCAL, workers: int | None = None, *,
     if address == LOCAL:
         cluster = dd.LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True,
                                host="127.0.0.1", dashboard_address=None,
-                               env=worker_environment(cores_per_worker))
+                               env={**worker_environment(cores_per_worker),
+                                    **(worker_env or {})})
         try:
             client = dd.Client(cluster, set_as_default=False)
         except BaseException:
@@ -430,14 +441,19 @@ def reduce_on_dask(catalog: RunCatalog, ref: str | int, session: DaskSession, *,
                    unit: str = DEFAULT_UNIT, chunk_frames: int = DEFAULT_CHUNK_FRAMES,
                    task_rows: int = DEFAULT_TASK_ROWS,
                    callbacks: Sequence[Callback] | None = None,
-                   device: str | None = None) -> ReductionSummary:
+                   device: str | None = None, frames_from: str | None = None
+                   ) -> ReductionSummary:
     """Re-reduce a stored run on ``session``'s workers into a new derived run.
 
     The arguments are :func:`analysis.reduce.reduce_run`'s (the result is identical to
     its result for the same ``chunk_frames``), plus ``session`` (:func:`connect`) and
     ``task_rows`` (tomography: detector rows per task). ``device`` is the OpenCL device
-    choice *on the workers*. The derived run's start document also has ``scheduler`` and
-    ``workers`` (connected when the reduction started).
+    choice *on the workers*. ``frames_from``: ``"files"`` — the workers open the raw HDF5
+    files (a shared file system); ``"tiled"`` — they fetch their frames from the catalog
+    server over HTTP (:mod:`analysis.tiled_frames`; the catalog must be a
+    ``RemoteCatalog``, the workers need ``$SMEFLOW_API_KEY``); default ``"files"``. The
+    derived run's start document also has
+    ``scheduler``, ``workers`` (connected when the reduction started) and ``frames_from``.
 
     Raises
     ------
@@ -448,46 +464,61 @@ def reduce_on_dask(catalog: RunCatalog, ref: str | int, session: DaskSession, *,
     for name, value in (("chunk_frames", chunk_frames), ("task_rows", task_rows)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ReductionError(f"argument `{name}`: expected an integer >= 1, got {value!r}")
+    url = getattr(catalog, "url", None)
+    frames_from = "files" if frames_from is None else frames_from
+    if frames_from not in ("files", "tiled"):
+        raise ReductionError(f"argument `frames_from`: expected 'files' or 'tiled', got "
+                             f"{frames_from!r}")
+    if frames_from == "tiled" and not isinstance(url, str):
+        raise ReductionError("argument `frames_from`: 'tiled' needs a catalog server "
+                             "(a RemoteCatalog); this catalog is embedded")
     run, start, reduction = reducible_run(catalog, ref)
     workers = session.workers
     if workers < 1:
         raise SchedulerError(f"scheduler {session.scheduler}: no workers")
     targets = callbacks if callbacks is not None else [catalog.derived_writer()]
-    where = {"scheduler": session.scheduler, "workers": workers}
+    where = {"scheduler": session.scheduler, "workers": workers, "frames_from": frames_from}
     t0 = time.perf_counter()
     if reduction == "tomo_fbp":
         params = TomoParams(tuple(rows) if rows is not None else None, device=device)
         check_derived_folder(catalog, run, start)
         return _tomo(run, start, catalog, targets, session, params, chunk_frames,
-                     task_rows, where, t0)
+                     task_rows, where, t0, url)
     return _azint(run, start, catalog, targets, session, AzintParams(bins, unit, device=device),
-                  chunk_frames, where, t0)
+                  chunk_frames, where, t0, url)
 
 
 def reduce_run_dask(catalog: RunCatalog, ref: str | int, scheduler: str = LOCAL,
                     workers: int | None = None, **kwargs: Any) -> ReductionSummary:
-    """:func:`connect`, :func:`reduce_on_dask` (``kwargs``), close: one call."""
-    with connect(scheduler, workers) as session:
+    """:func:`connect`, :func:`reduce_on_dask` (``kwargs``), close: one call. The local
+    workers of a catalog server's reduction get its API key in their environment."""
+    key = getattr(catalog, "api_key", None)
+    env = {API_KEY_ENV: key} if isinstance(key, str) and key else None
+    with connect(scheduler, workers, worker_env=env) as session:
         return reduce_on_dask(catalog, ref, session, **kwargs)
 
 
-def _stream_node(run: Any, stream: str, start: Mapping[str, Any]) -> Any:
+def _stream_source(run: Any, stream: str, start: Mapping[str, Any],
+                   where: Mapping[str, Any], url: str | None) -> Source:
+    """Where the workers read the frames of ``stream`` (``where["frames_from"]``)."""
     try:
         node = run[stream]
     except KeyError:
         raise ReductionError(f"run {start['uid']}: no stream {stream!r}") from None
-    key = image_key((node.metadata or {}).get("data_keys") or {}, start,
-                    where=f"run {start['uid']} stream {stream!r}")
-    return node[key]
+    what = f"run {start['uid']} stream {stream!r}"
+    key = image_key((node.metadata or {}).get("data_keys") or {}, start, where=what)
+    if where["frames_from"] == "tiled":
+        assert url is not None
+        return tiled_frame_source(node[key], url, what)
+    return frame_source(node[key], what)
 
 
 def _tomo(run: Any, start: dict[str, Any], catalog: RunCatalog, callbacks: Sequence[Callback],
           session: DaskSession, params: TomoParams, chunk: int, task_rows: int,
-          where: Mapping[str, Any], t0: float) -> ReductionSummary:
+          where: Mapping[str, Any], t0: float, url: str | None) -> ReductionSummary:
     names = tomo_streams(start)
-    nodes = {kind: _stream_node(run, stream, start) for kind, stream in names.items()}
-    sources = {kind: frame_source(node, f"run {start['uid']} stream {names[kind]!r}")
-               for kind, node in nodes.items()}
+    sources = {kind: _stream_source(run, stream, start, where, url)
+               for kind, stream in names.items()}
     n, height, _ = sources["projection"].shape
     chosen = select_rows(params.rows, height)
     angles, angle_source = tomo_angles_of(run, start, names["projection"], n)
@@ -521,10 +552,9 @@ def _tomo(run: Any, start: dict[str, Any], catalog: RunCatalog, callbacks: Seque
 
 def _azint(run: Any, start: dict[str, Any], catalog: RunCatalog, callbacks: Sequence[Callback],
            session: DaskSession, params: AzintParams, chunk: int, where: Mapping[str, Any],
-           t0: float) -> ReductionSummary:
+           t0: float, url: str | None) -> ReductionSummary:
     geometry = geometry_from(start)
-    node = _stream_node(run, "primary", start)
-    source = frame_source(node, f"run {start['uid']} stream 'primary'")
+    source = _stream_source(run, "primary", start, where, url)
     n = source.shape[0]
     inputs = file_inputs([*source.uris, *mask_uris(run, start)])
     md = derived_md(start, "azint1d", inputs, {**params.metadata(geometry), **where},

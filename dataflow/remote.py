@@ -84,6 +84,12 @@ class RemoteCatalog(ClientCatalog):
         self.client, self.derived = runs_nodes(self.tree, self.url)
         self._last_scan_id = 0
 
+    @property
+    def api_key(self) -> str:
+        """The server's key this catalog uses (to hand to processes of the same user,
+        e.g. local Dask workers reading frames from the server; never logged)."""
+        return self._key
+
     # -- writing -----------------------------------------------------------------------
 
     def spooling_writer(self, spool_dir: str | os.PathLike[str], *,

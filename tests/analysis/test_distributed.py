@@ -24,7 +24,7 @@ from analysis.distributed import (
 from analysis.reduce import reduce_run
 from dataflow.hdf5 import DEFAULT_DATASET, FrameWriter
 
-VARYING = {"uid", "time", "scheduler", "workers"}
+VARYING = {"uid", "time", "scheduler", "workers", "frames_from"}
 FRAME = (64, 64)
 PROJECTIONS = 10
 

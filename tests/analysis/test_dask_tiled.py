@@ -1,0 +1,113 @@
+"""The reducer on a Dask cluster reading its frames from the catalog server over HTTP
+(``reduce_on_dask(..., frames_from="tiled")`` with a ``RemoteCatalog``):
+the same patterns as a single-process reduction, no API key in the tasks, clear errors
+for a worker without a key and for an embedded catalog."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from bluesky import RunEngine
+from bluesky import plan_stubs as bps
+
+import analysis.tiled_frames as tiled_frames
+from analysis.distributed import connect, reduce_on_dask
+from analysis.reduce import ReductionError, reduce_run
+from analysis.tiled_frames import TiledFrameSource
+from dataflow.catalog import Catalog
+from dataflow.remote import RemoteCatalog
+from dataflow.server import ServerHandle
+from devices.beamline import Beamline
+from fpga.designs.params import ChainParams
+from plans import diffraction_scan
+
+KEY = secrets.token_hex(16)
+
+
+@pytest.fixture(scope="module")
+def server_with_diffraction(tmp_path_factory: pytest.TempPathFactory
+                            ) -> Iterator[tuple[ServerHandle, str]]:
+    """A catalog server holding one small diffraction run (written over HTTP)."""
+    with ServerHandle(tmp_path_factory.mktemp("dask_tiled") / "data", KEY) as server, \
+            RemoteCatalog(server.url, KEY) as remote:
+        RE = RunEngine({})
+        remote.subscribe(RE)
+        beamline = Beamline.create(server.data_dir / "raw", params=ChainParams(64, 64, 16),
+                                   backend="interp", time_scale=0.001)
+        try:
+            RE(bps.mv(beamline.shutter, "open"))
+            beamline.use_powder()
+            (uid,) = RE(diffraction_scan(beamline.det, beamline.sample_x, beamline.sample_y,
+                                         [(0.0, 0.0), (0.5, 0.0), (0.0, 0.5)], num=2,
+                                         md={"geometry": beamline.geometry.to_metadata()}))
+        finally:
+            beamline.close()
+        yield server, uid
+
+
+def test_dask_workers_read_the_frames_from_the_server(
+        server_with_diffraction: tuple[ServerHandle, str], monkeypatch: Any) -> None:
+    server, uid = server_with_diffraction
+    monkeypatch.setenv("SMEFLOW_API_KEY", KEY)   # the workers inherit it, the tasks not
+    with RemoteCatalog(server.url, KEY) as remote:
+        single = reduce_run(remote, uid, bins=120)
+        with connect("local", 2) as session:
+            sent: list[Any] = []
+            submit = session.client.submit
+
+            def spy(fn: Any, *args: Any, **kwargs: Any) -> Any:
+                sent.append(args)
+                return submit(fn, *args, **kwargs)
+
+            monkeypatch.setattr(session.client, "submit", spy)
+            dask = reduce_on_dask(remote, uid, session, bins=120, chunk_frames=2,
+                                  frames_from="tiled")
+        assert dask.exit_status == "success" and dask.frames == 6
+        sources = [a for args in sent for a in args if isinstance(a, TiledFrameSource)]
+        assert len(sources) == 3                       # one per chunk of 2 frames
+        node = remote.run(uid)["primary"]["det_image"]
+        assert sources[0].url == server.url
+        assert sources[0].path == tuple(node.path_parts)
+        assert sources[0].path[-3:] == (uid, "primary", "det_image")
+        assert all(KEY not in repr(args) for args in sent)
+        start = remote.run(dask.uid).metadata["start"]
+        assert start["frames_from"] == "tiled" and start["workers"] == 2
+        a = np.asarray(remote.run(single.uid)["primary"]["intensity"].read())
+        b = np.asarray(remote.run(dask.uid)["primary"]["intensity"].read())
+        assert a.shape == (6, 120) and np.array_equal(a, b)
+        assert a.max() > 0
+
+
+def test_a_worker_without_the_key_is_told_so(
+        server_with_diffraction: tuple[ServerHandle, str], monkeypatch: Any) -> None:
+    server, uid = server_with_diffraction
+    monkeypatch.setattr(tiled_frames, "_CLIENTS", {})
+    monkeypatch.delenv("SMEFLOW_API_KEY", raising=False)
+    with RemoteCatalog(server.url, KEY) as remote:
+        path = tuple(remote.run(uid)["primary"]["det_image"].path_parts)
+    source = TiledFrameSource(server.url, path, (6, 64, 64))
+    with pytest.raises(ReductionError, match=r"has no API key \(start it with "
+                                             r"\$SMEFLOW_API_KEY set\)"):
+        source.read(slice(0, 2))
+    monkeypatch.setenv("SMEFLOW_API_KEY", KEY)
+    frames = source.read(slice(1, 3), slice(10, 20))
+    assert frames.shape == (2, 10, 64) and frames.any()
+    container = path[:-3]
+    for bad in ((*container, "nope", "primary", "det_image"), (*container, uid, "primary", "nope"),
+                (*container, "0" * 32, "primary", "det_image"), ("nope", uid)):
+        with pytest.raises(ReductionError, match=f"has no {'/'.join(bad)}$"):
+            TiledFrameSource(server.url, bad, (6, 64, 64)).read(slice(0, 1))
+
+
+def test_tiled_frames_need_a_catalog_server(tmp_path: Path) -> None:
+    with Catalog(tmp_path / "data") as catalog, pytest.raises(
+            ReductionError, match="'tiled' needs a catalog server"):
+        reduce_on_dask(catalog, "anything", None, frames_from="tiled")  # type: ignore[arg-type]
+    with Catalog(tmp_path / "data") as catalog, pytest.raises(
+            ReductionError, match="expected 'files' or 'tiled', got 'http'"):
+        reduce_on_dask(catalog, "anything", None, frames_from="http")  # type: ignore[arg-type]
