@@ -236,4 +236,6 @@ class Scene:
                 f"sample {type(self.sample).__name__} returned shape {image.shape}, "
                 f"expected {shape}"
             )
-        return np.ascontiguousarray(image * factor, dtype=np.float64)
+        if factor != 1.0:  # full beam: the sample's image as it is (read-only, no copy)
+            image = image * factor
+        return np.ascontiguousarray(image, dtype=np.float64)

@@ -196,8 +196,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     data_dir, out_dir = Path(args.data).resolve(), Path(args.output).resolve()
     result = run_demo(data_dir, out_dir, projections=args.projections, backend=args.backend,
                       quiet=args.quiet, zmq=args.zmq)
+    wall = time.perf_counter() - start
     print()
-    print(f"done in {time.perf_counter() - start:.0f} s")
+    print(f"done in {wall:.0f} s")
     print(f"catalog (Tiled, SQLite) and HDF5 frames: {data_dir}")
     print(f"tomography run {result['tomo_uid']}, diffraction run {result['diffraction_uid']}")
     for what, key in (("tomography", "tomo"), ("diffraction", "diffraction")):
@@ -208,7 +209,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("find the tomography run and its reductions again with:")
     print(f"  smeflow catalog search plan_name=tomo_scan --data {data_dir}")
     print(f"  smeflow catalog show {result['tomo_uid'][:8]} --data {data_dir}")
+    print(f"demo.wall_s = {wall:.4g}")
+    print(f"demo.peak_rss_mb = {peak_rss_mb():.4g}")
+    print(f"live.tomo.lag_s.max = {result['lag_max']['tomo']:.4g}")
+    print(f"live.diffraction.lag_s.max = {result['lag_max']['diffraction']:.4g}")
     return 0
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (and of any child it waited for), MB."""
+    import resource
+
+    kib = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+              resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    return kib / 1024
 
 
 def register_demo(sub: Subparsers) -> None:
