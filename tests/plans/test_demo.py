@@ -223,3 +223,22 @@ def _wait_for(url: str, process: subprocess.Popen[str], timeout: float = 120) ->
             pass
         time.sleep(0.2)
     raise AssertionError(f"no server at {url} after {timeout} s")
+
+
+def test_demo_figures_of_this_process() -> None:
+    """What ``smeflow demo`` prints at its end: this process's age (it started before the
+    test run did) and peak memory (at least what it holds now)."""
+    import resource
+    import time
+
+    from plans.demo import peak_rss_mb, process_age_s
+
+    age = process_age_s()
+    with open("/proc/uptime") as f:
+        assert 0 < age < float(f.read().split()[0])
+    time.sleep(0.3)
+    assert 0.25 < process_age_s() - age < 5
+    held = np.ones(64 * 1024 * 1024 // 8)        # 64 MB touched: the peak grows past it
+    assert peak_rss_mb() >= held.nbytes / 2**20
+    assert peak_rss_mb() == resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 or \
+        peak_rss_mb() == resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
