@@ -73,6 +73,7 @@ bench: setup
 	$(PY) benchmarks/h5_layout.py
 	$(PY) benchmarks/acquisition.py
 	$(PY) benchmarks/scale.py
+	$(PY) benchmarks/endtoend.py
 
 clean:
 	rm -rf $(VENV) out build smeflow-data .pytest_cache .mypy_cache .ruff_cache .hypothesis
