@@ -237,6 +237,9 @@ class PowderSample:
     _cache: dict[tuple[object, ...], tuple[FloatImage, FloatImage]] = dataclasses.field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False
     )
+    _last_flux: dict[tuple[object, ...], FloatImage] = dataclasses.field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         if self.geometry.wavelength is None:
@@ -324,6 +327,15 @@ class PowderSample:
     def flux(self, pose: Pose, shape: tuple[int, int], pixel_size: PixelSize) -> FloatImage:
         """Photons/s per pixel at nominal ring current with the shutter open."""
         shape = check_shape(shape)
-        ring_image, background = self._images(shape, pixel_size)
         fraction = self.illuminated_fraction(pose)
-        return np.ascontiguousarray(ring_image * fraction + background)
+        # a scan that does not move the sample asks for the same image every frame: keep
+        # the last one (read-only) instead of computing it again
+        key = (shape, pixel_pair(pixel_size), fraction)
+        image = self._last_flux.get(key)
+        if image is None:
+            ring_image, background = self._images(shape, pixel_size)
+            image = np.ascontiguousarray(ring_image * fraction + background)
+            image.setflags(write=False)
+            self._last_flux.clear()
+            self._last_flux[key] = image
+        return image

@@ -213,7 +213,8 @@ class Scene:
     def flux_image(
         self, shape: tuple[int, int], pixel_size: PixelSize, *, t: float | None = None
     ) -> FloatImage:
-        """Ideal photon flux on the detector, photons/s per pixel (float64, ``shape``).
+        """Ideal photon flux on the detector, photons/s per pixel (float64, ``shape``;
+        at full beam the sample's own cached image when it is read-only, not a copy).
 
         Parameters
         ----------
@@ -236,6 +237,7 @@ class Scene:
                 f"sample {type(self.sample).__name__} returned shape {image.shape}, "
                 f"expected {shape}"
             )
-        if factor != 1.0:  # full beam: the sample's image as it is (read-only, no copy)
-            image = image * factor
-        return np.ascontiguousarray(image, dtype=np.float64)
+        if factor == 1.0 and not image.flags.writeable and image.dtype == np.float64 \
+                and image.flags.c_contiguous:
+            return image  # full beam: the sample's cached, read-only image, no copy
+        return np.ascontiguousarray(image * factor, dtype=np.float64)

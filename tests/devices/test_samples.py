@@ -281,6 +281,22 @@ def test_powder_sample_out_of_the_beam_leaves_background():
     assert out == pytest.approx(3.0 * geometry.solid_angle())
 
 
+def test_powder_flux_of_an_unmoved_sample_is_kept_read_only():
+    """A scan that does not move the sample gets the same (read-only) image every frame;
+    a move gives the image of the new position, and the kept one stays right."""
+    geometry = powder_geometry((64, 64))
+    sample = PowderSample(CEO2, geometry, background=3.0, sample_radius=0.25, beam_width=0.1)
+    full = sample.flux(Pose(x=0.0), (64, 64), 75e-6)
+    assert sample.flux(Pose(x=0.0), (64, 64), 75e-6) is full
+    assert not full.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        full[0, 0] = 1.0
+    half = sample.flux(Pose(x=0.25), (64, 64), 75e-6)
+    background = 3.0 * geometry.solid_angle()
+    np.testing.assert_allclose(half - background, (full - background) * 0.5, rtol=1e-12)
+    np.testing.assert_array_equal(sample.flux(Pose(x=0.0), (64, 64), 75e-6), full)
+
+
 def test_powder_uses_the_detector_pixel_size():
     geometry = powder_geometry((200, 200))
     sample = PowderSample(CEO2, geometry)
