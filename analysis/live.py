@@ -65,6 +65,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from event_model import unpack_event_page
 
+from analysis.fbp import slices_per_group
 from analysis.reduce import (
     AzintParams,
     Callback,
@@ -468,6 +469,9 @@ class LiveReducer:
     def _warm(self, shape: tuple[int, int], geometry: PoniGeometry | None) -> None:
         rows = list(range(shape[0])) if self.tomo.rows is None else \
             [r for r in self.tomo.rows if 0 <= r < shape[0]] or [0]
+        # the kernels depend on the slices per group, not on the number of slices: warm
+        # them on one group (a 1024 x 1024 frame's full volume would be 4 GB, twice)
+        rows = rows[:slices_per_group(len(rows))]
         refs = TomoReferences(np.zeros(shape, np.float32), np.ones(shape, np.float32))
         acc = TomoAccumulator(refs, rows, floor=self.tomo.floor, device=self.tomo.device)
         for _ in range(2):  # the first add and the later ones run different kernels

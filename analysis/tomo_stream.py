@@ -173,6 +173,10 @@ class StreamingFBP:
         """The reconstruction so far ``(slices, width, width)``: ``π / (2n) · Σ``."""
         if self._sum is None or self.n == 0:
             raise ArrayArgumentError("no projections added yet: nothing to reconstruct")
-        out = deinterleave(self._sum.get(), self.slices)
+        groups, h, w, spi = self._sum.shape
+        out = np.empty((self.slices, h, w), np.float32)
+        for g in range(groups):  # one group at a time: no second full copy on the host
+            lo, hi = g * spi, min((g + 1) * spi, self.slices)
+            out[lo:hi] = deinterleave(self._sum[g:g + 1].get(), hi - lo)
         out *= np.float32(np.pi / (2 * self.n))
         return out

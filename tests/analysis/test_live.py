@@ -200,3 +200,29 @@ def test_a_consumer_that_stops_mid_run_says_so_not_that_the_raw_run_aborted(
     assert _stop(catalog, result.derived_uid)["reason"] == STOP_REASON
     # the raw run itself ended well and is untouched
     assert catalog.run(acquired.diff_uid).metadata["stop"]["exit_status"] == "success"
+
+
+def test_warming_up_for_megapixel_frames_does_not_build_their_volume() -> None:
+    """warm_up compiles the back-projection on one group of slices: for 1024 x 1024
+    frames the whole volume (1024 slices of 1024 x 1024 float32, 4 GB, and as much again
+    to read it back) must not be allocated. Measured in a fresh process (peak memory)."""
+    import subprocess
+    import sys
+
+    code = """
+from analysis.live import LiveReducer
+def peak():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmHWM")) // 1024
+live = LiveReducer([], ".")
+before = peak()
+live.warm_up((1024, 1024))
+assert not live.errors, live.errors
+live.close()
+print(peak() - before)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    grown_mb = int(done.stdout.split()[-1])
+    assert grown_mb < 1000, f"warm_up grew the peak memory by {grown_mb} MB"
