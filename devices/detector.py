@@ -3,11 +3,18 @@
 On ``trigger()`` the detector asks its :class:`~devices.samples.Scene` for the photon
 flux, the sensor model counts photons for ``exposure`` seconds, the counts go over the
 link into the firmware (``devices.firmware``: interpreter, compiled or GHDL), the readout
-backend checks and reassembles the frame, and the frame is appended to the acquisition's
-HDF5 file. The event carries the firmware's own reductions (ROI sum, saturated count,
-histogram, frame number) and ``link_lost``, the frames lost on the link before this one
-(re-taken, see below); the image is external data (``<name>_image``, announced with
-``stream_resource``/``stream_datum`` from ``collect_asset_docs``).
+backend checks and reassembles the frame. When the RunEngine reads the detector into an
+event, the frame is written to the HDF5 file of that event's stream
+(``devices.frame_files``: one file per stream, so a detector in the baseline and the
+primary stream reads back its own frames in each; a frame no event announces never
+reaches a file; a detector read without being staged, as in a ``SupplementalData``
+baseline, writes each frame to a file of its own). The event carries the firmware's own
+reductions (ROI sum, saturated count, histogram, frame number) and ``link_lost``, the
+frames lost on the link before this one (re-taken, see below); the image is external data
+(``<name>_image``, announced with ``stream_resource``/``stream_datum`` from
+``collect_asset_docs``). A bluesky ``monitor`` of the detector is refused with the reason:
+monitor streams cannot announce frames. ``devices.flyer.DetectorFlyer`` makes it a flyer
+for ``bp.fly``.
 
 Fly scans (``devices.fly``): ``prepare(FlyParameters(...))``, ``kickoff()``, ``complete()``,
 and ``describe_collect()``/``collect_pages()`` for a stream declared with
@@ -20,8 +27,11 @@ arrives) is re-exposed up to ``RETAKES`` times, as a detector server re-requests
 after that the trigger fails with ``FirmwareError`` and the run ends with the reason. In a
 fly scan a lost frame fails the acquisition (its status carries the readout's error).
 When a file is closed (``unstage``) the readout backend's counters (``READOUT_COUNTERS``:
-good, corrupt and dropped frames, framing errors, stray words) are written into the file
-(``dataflow.hdf5.read_counters`` reads them), so a run's files say what the link lost.
+good, corrupt and dropped frames, framing errors, stray words, since the staging began)
+are written into the file (``dataflow.hdf5.read_counters`` reads them), so a run's files
+say what the link lost; a failed trigger's reason carries them too. Each file is a NeXus
+file (``dataflow.hdf5``) whose ``NXdetector`` records the exposure (``count_time``), the
+pixel size and the energy threshold.
 
 Configuration signals (``read_configuration``): ``exposure`` (s), ``energy_threshold``
 (keV, the sensor's comparator), ``threshold`` (counts, the firmware's zero suppression),
@@ -40,7 +50,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -71,10 +80,12 @@ from .detector_config import (
 )
 from .firmware import BACKENDS, Firmware, FirmwareError
 from .fly import Counts, FlyAcquisition, FlyFrame, FlyParameters
+from .frame_files import FrameFiles
 from .modular import ModularFirmware
 from .pixel_mask import PixelMaskReader, pixel_mask_bits
-from .samples import PixelSize, Scene
+from .samples import PixelSize, Scene, pixel_pair
 from .sensor import SensorModel
+from .streams import reading_stream
 
 log = logging.getLogger(__name__)
 
@@ -175,10 +186,12 @@ class FirmwareDetector(Device):  # type: ignore[misc]
         # chain) takes up to seconds, which inside stage() would block the RunEngine's loop.
         self.firmware = self._board(backend)
         self.firmware.configure(self.chain_config(), self.tables)
-        self.writer: FrameWriter | None = None
-        self.last_digest: str | None = None
-        self.digests: dict[str, str] = {}
-        """SHA-256 of every file this detector closed, by path."""
+        self.files = FrameFiles(name, self._open_file)
+        """The frame files: one per event stream and fly acquisition (``devices.frame_files``)."""
+        self._file_shape = self.out_shape()
+        self._file_attrs: dict[str, Any] = {}
+        self._pending: np.ndarray | None = None
+        """The frame of the last trigger until an event announces it (``collect_asset_docs``)."""
         self.last_counts: np.ndarray | None = None
         """The sensor counts of the last exposure (what went over the link)."""
         self._lock = threading.Lock()
@@ -249,44 +262,74 @@ class FirmwareDetector(Device):  # type: ignore[misc]
         return ChainConfig(threshold=int(self.threshold.get()), roi=(x0, y0, x1, y1),
                            binning=bool(self.binning.get()))
 
-    def stage(self) -> list[Any]:
-        """Load the configuration into the firmware and open a new HDF5 file."""
+    @property
+    def digests(self) -> dict[str, str]:
+        """SHA-256 of every file this detector closed, by path, in the order closed."""
+        return self.files.digests
+
+    @property
+    def last_digest(self) -> str | None:
+        """SHA-256 of the file this detector closed last."""
+        return next(reversed(self.files.digests.values()), None)
+
+    def _configure(self) -> None:
+        """Load the configuration signals into the firmware and the sensor (what
+        ``stage()`` does, and a trigger without staging)."""
         config = self.chain_config()
         backend = str(self.backend.get())
         if self.firmware.backend != backend:
             self.firmware = self._board(backend)
         self.firmware.configure(config, self.tables)
         self.sensor.threshold = float(self.energy_threshold.get())
-        name = f"{self.name}_{time.strftime('%Y%m%d-%H%M%S')}_{uuid.uuid4().hex[:8]}.h5"
-        self.writer = FrameWriter(self.folder, name, self.out_shape(), data_key=self.image_key,
-                                  attrs={"exposure": float(self.exposure.get()),
-                                         "backend": backend},
-                                  counters=READOUT_COUNTERS)
+        exposure = float(self.exposure.get())
+        self._file_shape = self.out_shape()
+        bin_factor = 2 if config.binning else 1
+        pixel_y, pixel_x = (p * bin_factor for p in pixel_pair(self.pixel_size))
+        self._file_attrs = {
+            "attrs": {"exposure": exposure, "backend": backend},
+            "detector_fields": {
+                "count_time": (exposure, "s"), "x_pixel_size": (float(pixel_x), "m"),
+                "y_pixel_size": (float(pixel_y), "m"),
+                "description": f"smeflow photon-counting detector, SME firmware "
+                               f"({backend} backend)",
+                "threshold_energy": (float(self.energy_threshold.get()), "keV")}}
+
+    def _open_file(self, name: str) -> FrameWriter:
+        """A new frame file ``name`` in the data folder for the configured frames."""
+        return FrameWriter(self.folder, name, self._file_shape, data_key=self.image_key,
+                           counters=READOUT_COUNTERS, **self._file_attrs)
+
+    def _counters(self) -> dict[str, int]:
+        """The readout counters now (since the firmware was configured)."""
+        report = self.firmware.report()
+        return {name: int(report[name]) for name in READOUT_COUNTERS}
+
+    def stage(self) -> list[Any]:
+        """Load the configuration into the firmware; frames from now on go to the files
+        of this staging (one per event stream, ``devices.frame_files``)."""
+        self._configure()
+        with self._lock:
+            self._pending = None
+            self.files.begin()
         staged: list[Any] = super().stage()
         return staged
 
     def unstage(self) -> list[Any]:
-        """Stop a running fly acquisition, record the readout counters on the frame
-        dataset and close the HDF5 file (its SHA-256 goes to ``last_digest`` and
+        """Stop a running fly acquisition, drop a frame no event announced, record the
+        readout counters in the staging's files and close them (their SHA-256 go to
         ``digests``)."""
         if self.fly is not None:
             self.fly.cancel()
-        if self.writer is not None:
-            report = self.firmware.report()
-            with self._lock:
-                self.writer.set_counters({name: int(report[name])
-                                          for name in READOUT_COUNTERS})
-            self.last_digest = self.writer.close()
-            self.digests[str(self.writer.path)] = self.last_digest
-            self.writer = None
+        counters = self._counters()
+        with self._lock:
+            self._pending = None
+            self.files.end(counters)
         unstaged: list[Any] = super().unstage()
         return unstaged
 
     def acquire_frame(self, t: float | None = None) -> np.ndarray:
-        """One exposure through the firmware: the frame, also written and published."""
-        if self.writer is None:
-            raise RuntimeError(f"{self.name}: trigger() before stage(); stage the detector "
-                               "(bluesky plans do) so it has a file to write to")
+        """One exposure through the firmware: the frame, published on the readback signals
+        and kept until an event announces it (then it is written, ``collect_asset_docs``)."""
         exposure = float(self.exposure.get())
         for attempt in range(1 + RETAKES):
             counts = self.expose(t, exposure)
@@ -307,7 +350,7 @@ class FirmwareDetector(Device):  # type: ignore[misc]
         frame = frames[0]
         self.last_counts = counts
         with self._lock:
-            self.writer.append(frame.image)
+            self._pending = frame.image
         self.publish_frame(frame, time.time())
         return frame.image
 
@@ -325,11 +368,12 @@ class FirmwareDetector(Device):  # type: ignore[misc]
     def store_fly_frames(self, images: np.ndarray, frames: Sequence[FlyFrame],
                          last: ReadoutFrame, counts: Counts) -> None:
         """Append a batch of fly-scan frames to the file (``devices.fly`` calls it)."""
-        if self.writer is None:
-            raise RuntimeError(f"{self.name}: kickoff() before stage(); stage the detector "
-                               "first (bluesky plans do)")
         with self._lock:
-            self.writer.append_many(images)
+            writer = self.files.fly
+            if writer is None:
+                raise RuntimeError(f"{self.name}: kickoff() before prepare(); stage the "
+                                   "detector and prepare it first (bluesky plans do)")
+            writer.append_many(images)
         self.last_counts = counts
         self.publish_frame(last, frames[-1].time)
 
@@ -341,12 +385,28 @@ class FirmwareDetector(Device):  # type: ignore[misc]
         self.frame_number.put(int(frame.frame_number), timestamp=now)
         self.link_lost.put(int(frame.lost_before), timestamp=now)
 
-    def trigger(self) -> DeviceStatus:
-        """Expose and read one frame; the status finishes when it is in the file.
+    def subscribe(self, callback: Any, event_type: str | None = None,
+                  run: bool = True) -> Any:
+        """ophyd's ``subscribe``; without an event type (a bluesky ``monitor``) it is
+        refused: a monitor stream's events cannot announce frames (bluesky emits them
+        without ``stream_resource``/``stream_datum``), so the frames would be lost."""
+        if event_type is None:
+            raise ValueError(
+                f"{self.name}: a detector cannot be monitored: bluesky's monitor streams "
+                "carry events only, not the stream_resource/stream_datum documents of its "
+                f"frames; read it with bps.trigger_and_read([{self.name}], name=STREAM) "
+                "or put it in the baseline")
+        return super().subscribe(callback, event_type=event_type, run=run)
 
-        A frame from an earlier trigger that no event announced (the plan was paused or
-        suspended and rewound before saving it) is dropped from the file first: each
-        event's frame is its own latest exposure."""
+    def trigger(self) -> DeviceStatus:
+        """Expose one frame; the status finishes when the firmware has sent it.
+
+        The frame is written when an event announces it (``collect_asset_docs``). A frame
+        of an earlier trigger that no event announced (the plan was paused or suspended
+        and rewound before reading it) is dropped: each event's frame is its own latest
+        exposure. A detector that is not staged (in a ``SupplementalData`` baseline)
+        loads its configuration into the firmware first and writes each frame to a file
+        of its own."""
         status = DeviceStatus(self)
         exposure = float(self.exposure.get())
         previous = self._exposing
@@ -357,6 +417,8 @@ class FirmwareDetector(Device):  # type: ignore[misc]
             start = time.monotonic()
             try:
                 self._discard_unannounced()
+                if not self.files.staged:
+                    self._configure()
                 self.acquire_frame(t=time.time() + exposure * self.time_scale / 2)
                 left = exposure * self.time_scale - (time.monotonic() - start)
                 if left > 0:
@@ -372,27 +434,33 @@ class FirmwareDetector(Device):  # type: ignore[misc]
         return status
 
     def _discard_unannounced(self) -> None:
-        """Drop frames of earlier triggers that no event announced (see ``trigger``)."""
-        writer = self.writer
-        if writer is None:
-            return
+        """Drop the frame of an earlier trigger that no event announced (``trigger``)."""
         with self._lock:
-            dropped = writer.discard_unannounced()
-        if dropped:
-            log.info("%s: dropped %d frame(s) no event announced (the plan re-triggered "
-                     "after a pause or suspension)", self.name, dropped)
+            dropped, self._pending = self._pending, None
+        if dropped is not None:
+            log.info("%s: dropped a frame no event announced (the plan re-triggered after "
+                     "a pause or suspension)", self.name)
 
     def collect_asset_docs(self, index: int | None = None
                            ) -> Iterator[tuple[str, dict[str, Any]]]:
         """``stream_resource`` (once per file) and ``stream_datum`` for new frames.
 
-        In a fly scan the frames announced here are exactly those whose readings the
-        following ``collect_pages()`` returns (``index`` is not used: one device)."""
-        if self.writer is not None:
-            with self._lock:
-                docs = list(self.writer.asset_docs())
-                self._announced = self.writer.n_frames
-            yield from docs
+        In a step scan: the frame of the last trigger, written now into the file of the
+        event stream the RunEngine is reading the detector into (``devices.streams``;
+        ``"primary"`` outside a RunEngine). In a fly scan: the frames written since the
+        last call, exactly those whose readings the following ``collect_pages()``
+        returns (``index`` is not used: one device)."""
+        with self._lock:
+            frame, self._pending = self._pending, None
+            if frame is not None:
+                docs = self.files.announce(reading_stream() or "primary", frame,
+                                           self._counters)
+            elif self.files.fly is not None:
+                docs = list(self.files.fly.asset_docs())
+                self._announced = self.files.fly.n_frames
+            else:
+                docs = []
+        yield from docs
 
     # -- fly scans ----------------------------------------------------------------------
 
@@ -400,16 +468,18 @@ class FirmwareDetector(Device):  # type: ignore[misc]
         """Arm a fly acquisition (after ``stage()``); applies ``value.exposure``."""
         if not isinstance(value, FlyParameters):
             raise TypeError(f"{self.name}.prepare: expected FlyParameters, got {value!r}")
-        if self.writer is None:
+        if not self.files.staged:
             raise RuntimeError(f"{self.name}: prepare() before stage(); stage the detector "
                                "first (bluesky plans do)")
         if self.fly is not None and not self.fly.done.done and self.fly.started:
             raise RuntimeError(f"{self.name}: a fly acquisition is still running")
         if value.exposure is not None:
             self.exposure.put(float(value.exposure))
-        self.fly = FlyAcquisition(self, value, float(self.exposure.get()))
+        counters = self._counters()
         with self._lock:
-            self._collected = self._announced = self.writer.n_frames
+            self.files.open_fly(counters)
+            self.fly = FlyAcquisition(self, value, float(self.exposure.get()))
+            self._collected = self._announced = 0
         status = DeviceStatus(self)
         status.set_finished()
         return status

@@ -88,11 +88,33 @@ def test_binned_acquisition(setup: Any) -> None:
     assert catalog.run(uid)["primary"]["det_image"].shape == (2, 32, 32)
 
 
-def test_trigger_before_stage_is_a_clear_error(setup: Any) -> None:
+def test_frames_are_written_when_read_into_the_stream_that_reads_them(setup: Any) -> None:
+    """A staged detector writes a file per stream it is read into; outside a staging
+    (a baseline reads devices nobody staged) each frame gets a file of its own; a frame
+    no read announced never reaches a file."""
+    from dataflow.hdf5 import open_frames
+
     _, _, beamline = setup
-    status = beamline.det.trigger()
-    with pytest.raises(Exception, match="trigger\\(\\) before stage\\(\\)"):
-        status.wait(5)
+    det = beamline.det
+    det.trigger().wait(10)  # not staged: the configuration is loaded, the frame kept
+    assert det.digests == {}
+    (resource, datum) = list(det.collect_asset_docs())
+    (path,) = det.digests  # closed as soon as announced
+    assert resource[1]["uri"].endswith(path) and path.endswith("_primary.h5")
+    assert datum[1]["indices"] == {"start": 0, "stop": 1}
+    with open_frames(path) as reader:
+        assert len(reader) == 1
+    det.stage()
+    det.trigger().wait(10)
+    det.trigger().wait(10)  # the first frame of this staging was never announced
+    assert [n for n, _ in det.collect_asset_docs()] == ["stream_resource", "stream_datum"]
+    assert list(det.collect_asset_docs()) == []  # nothing new
+    det.trigger().wait(10)  # taken, never read: dropped at unstage
+    det.unstage()
+    staged = list(det.digests)[1:]
+    assert len(staged) == 1
+    with open_frames(staged[0]) as reader:
+        assert len(reader) == 1
 
 
 def test_unknown_backend_is_refused(tmp_path: Path) -> None:
@@ -153,7 +175,9 @@ def test_link_errors_are_caught_counted_retaken_and_recorded(setup: Any) -> None
     reason = catalog.run(failed.uid).metadata["stop"]["reason"]
     assert "3 exposures in a row were lost on the link" in reason
     # every lost packet is counted, the last one too (no later frame reveals that gap)
-    assert read_counters(list(det.digests)[-1])["dropped"] == 3
+    assert "'dropped': 3" in reason
+    # no frame was announced in that staging, so it left no frame file behind
+    assert len(det.digests) == 1 and not list(det.folder.glob("det_*_primary.h5"))[1:]
 
 
 # -- configuration checked when it is put ---------------------------------------------------

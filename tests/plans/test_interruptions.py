@@ -67,6 +67,30 @@ def test_a_pause_during_an_exposure_retakes_that_frame(bl: Any) -> None:
     _check_run(bl, seen, 3)
 
 
+def test_a_pause_during_an_exposure_then_abort_leaves_no_orphan_frame(bl: Any) -> None:
+    """The frame exposed when the pause came is never read into an event: after the
+    abort the file holds exactly the frames the events announce, and the catalog too."""
+    seen = _record(bl.RE)
+    _at_event(bl.RE, 1, lambda: threading.Timer(EXPOSURE / 3, bl.RE.request_pause).start())
+    with pytest.raises(RunEngineInterrupted):
+        bl.RE(bp.count([bl.det], 3))
+    assert bl.RE.state == "paused"
+    bl.RE.abort("sample moved")
+    stop = next(doc for name, doc in seen if name == "stop")
+    assert stop["exit_status"] == "abort"
+    events = [doc for name, doc in seen if name == "event"]
+    assert len(events) == 1
+    (resource,) = [doc for name, doc in seen if name == "stream_resource"]
+    (datum,) = [doc for name, doc in seen if name == "stream_datum"]
+    assert datum["indices"] == {"start": 0, "stop": 1}
+    with h5py.File(resource["uri"].removeprefix("file://localhost"), "r") as f:
+        in_file = np.asarray(f[resource["parameters"]["dataset"]])
+    assert in_file.shape[0] == len(events)  # the paused exposure never reached the file
+    assert int(in_file.sum()) == events[0]["data"]["det_roi_sum"]
+    images = bl.catalog.run(stop["run_start"])["primary"]["det_image"].read()
+    np.testing.assert_array_equal(images, in_file)
+
+
 def test_a_beam_loss_during_an_exposure_suspends_and_retakes_that_frame(bl: Any) -> None:
     bl.RE.install_suspender(SuspendBoolLow(bl.beam.available))
     states: list[str] = []

@@ -1,0 +1,147 @@
+"""The firmware detector as a flyer for bluesky's ``bp.fly``.
+
+``bp.fly([flyer])`` kicks the flyer off, waits for it to complete and collects it without
+declaring a stream first, which bluesky allows only for flyers that name their streams in
+``describe_collect`` (``{stream: {data keys}}``) and announce external data with ``resource``
+and ``datum`` documents (``stream_resource`` needs a declared stream). :class:`DetectorFlyer`
+is that flyer around a :class:`~devices.detector.FirmwareDetector`:
+
+* ``kickoff()`` stages the detector if nothing else did, arms it with the flyer's
+  :class:`~devices.fly.FlyParameters` and starts the acquisition;
+* ``complete()`` is the detector's: finished when the last frame is in the file;
+* ``collect_asset_docs()`` announces the new frames: one ``resource`` per file (spec
+  ``AD_HDF5_SWMR``, the dataset named in its ``resource_kwargs``) and one ``datum`` per
+  frame (``point_number``), which Tiled's writer turns into the stream's image array;
+* ``collect_pages()`` gives the frames' readings (the firmware's reductions, trigger time
+  and time stamps of each frame, the angle latched at its trigger) and the datum ids of
+  their images; once every frame of a completed acquisition is collected, a detector the
+  flyer staged is unstaged (its file closed).
+
+A plan that declares its stream (``bps.declare_stream(det, name=..., collect=True)``, as
+:func:`plans.fly_tomo_scan` does) uses the detector itself, with ``stream_resource`` and
+``stream_datum`` documents; this wrapper exists for plans, such as ``bp.fly``, that do not.
+If a ``bp.fly`` run is aborted, a detector the flyer staged stays staged until the next
+``kickoff()`` (whose new file closes the old one) or ``unstage()``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from ophyd.status import DeviceStatus
+
+from .detector import FirmwareDetector
+from .fly import FlyParameters
+
+__all__ = ["DetectorFlyer"]
+
+SPEC = "AD_HDF5_SWMR"
+"""The ``resource`` spec of the frame files (an HDF5 file written in SWMR mode)."""
+
+
+class DetectorFlyer:
+    """``det`` as a ``bp.fly`` flyer taking ``params`` per kickoff (module docstring).
+
+    Parameters
+    ----------
+    det
+        The firmware detector.
+    params
+        Frames, exposure and triggers of each fly acquisition.
+    stream
+        The event stream of the frames (default ``"primary"``: ``run.primary``,
+        ``db[-1].table()``).
+    """
+
+    def __init__(self, det: FirmwareDetector, params: FlyParameters, *,
+                 stream: str = "primary") -> None:
+        if not isinstance(params, FlyParameters):
+            raise TypeError(f"DetectorFlyer: params must be FlyParameters, got {params!r}")
+        if not isinstance(stream, str) or not stream:
+            raise ValueError(f"DetectorFlyer: stream must be a non-empty name, got {stream!r}")
+        self.det = det
+        self.params = params
+        self.stream = stream
+        self.name = f"{det.name}_flyer"
+        self.parent = None
+        self._staged_here = False
+        self._resources: dict[str, str] = {}  # file uri -> resource uid
+        self._datum_ids: list[str] = []
+        self._paged = 0
+
+    def kickoff(self) -> DeviceStatus:
+        """Stage the detector (unless staged), arm it and start the acquisition."""
+        if self.det.fly is not None and self.det.fly.started and not self.det.fly.done.done:
+            raise RuntimeError(f"{self.name}: kickoff() while a fly acquisition runs")
+        if not self.det.files.staged:
+            self.det.stage()
+            self._staged_here = True
+        self._datum_ids = []
+        self._paged = 0
+        self.det.prepare(self.params).wait(10)
+        status: DeviceStatus = self.det.kickoff()
+        return status
+
+    def complete(self) -> DeviceStatus:
+        """The acquisition's status: finished with its last frame in the file."""
+        status: DeviceStatus = self.det.complete()
+        return status
+
+    def describe_collect(self) -> dict[str, dict[str, Any]]:
+        """``{stream: data keys}``: the detector's fly keys, the image announced by datum."""
+        keys = dict(self.det.describe_collect())
+        image = dict(keys[self.det.image_key])
+        image["external"] = "FILESTORE:"
+        keys[self.det.image_key] = image
+        return {self.stream: keys}
+
+    def collect_asset_docs(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """``resource`` (once per file) and one ``datum`` per frame written since the last
+        call (the detector's own announcement, restated for an undeclared stream)."""
+        for name, doc in list(self.det.collect_asset_docs()):
+            if name == "stream_resource":
+                uid = str(uuid.uuid4())
+                self._resources[doc["uri"]] = uid
+                path = doc["uri"].removeprefix("file://localhost")
+                yield "resource", {
+                    "uid": uid, "spec": SPEC, "root": "/", "resource_path": path.lstrip("/"),
+                    "resource_kwargs": {"dataset": doc["parameters"]["dataset"]},
+                    "path_semantics": "posix"}
+            elif name == "stream_datum":
+                resource = self._resources[self._uri_of(doc["stream_resource"])]
+                for i in range(doc["indices"]["start"], doc["indices"]["stop"]):
+                    datum_id = f"{resource}/{i}"
+                    self._datum_ids.append(datum_id)
+                    yield "datum", {"datum_id": datum_id, "resource": resource,
+                                    "datum_kwargs": {"point_number": i}}
+
+    def _uri_of(self, stream_resource_uid: str) -> str:
+        """The file of the detector's ``stream_resource`` (its fly file)."""
+        writer = self.det.files.fly
+        if writer is None or writer.stream_resource["uid"] != stream_resource_uid:
+            raise RuntimeError(f"{self.name}: frames announced for an unknown file")
+        return str(writer.stream_resource["uri"])
+
+    def collect_pages(self) -> Iterator[dict[str, Any]]:
+        """The readings of the frames announced by the last ``collect_asset_docs()``,
+        with their images' datum ids; unstages a detector the flyer staged once a
+        completed acquisition is collected."""
+        for page in self.det.collect_pages():
+            n = len(next(iter(page["data"].values())))
+            ids = self._datum_ids[self._paged:self._paged + n]
+            self._paged += n
+            stamps = next(iter(page["timestamps"].values()))
+            yield {"data": {**page["data"], self.det.image_key: ids},
+                   "timestamps": {**page["timestamps"], self.det.image_key: stamps}}
+        fly = self.det.fly
+        if self._staged_here and fly is not None and fly.done.done \
+                and self._paged == len(fly.frames):
+            self._staged_here = False
+            self.det.unstage()
+
+    def stop(self, *, success: bool = False) -> None:
+        """Stop a running acquisition (the RunEngine calls it on abort)."""
+        if self.det.fly is not None:
+            self.det.fly.cancel()

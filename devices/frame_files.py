@@ -1,0 +1,140 @@
+"""The frame files of one detector: one per event stream its frames are read into.
+
+A frame is written when the RunEngine reads it into an event (``collect_asset_docs``),
+into the file of that event's stream (:func:`devices.streams.reading_stream`), so
+
+* each stream's frames are a dataset of their own from index 0 — Tiled's writer binds a
+  ``stream_resource`` to one stream and serves the first N frames of its dataset, so a
+  detector read into both the baseline and the primary stream must not share a dataset
+  between them;
+* a frame that no event announces (the plan was paused or suspended between the trigger
+  and the read, and then aborted or re-triggered) never reaches a file: files and events
+  always agree.
+
+While the detector is staged, the files of the staging are named
+``<device>_<time>_<id>_<stream>.h5`` and closed by ``unstage``; a fly acquisition writes
+its frames as they come into ``<device>_<time>_<id>_fly<k>.h5`` and, when it is closed,
+frames that no ``collect`` announced are dropped. A detector read without being staged (a
+``SupplementalData`` baseline reads devices the plan never stages) writes each frame to a
+file of its own, closed as soon as the frame is announced: the baseline's two frames (start
+and end of the run) are two files under one stream, which the catalog joins.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from dataflow.hdf5 import Document, FrameWriter
+
+__all__ = ["FrameFiles", "file_label"]
+
+OpenFile = Callable[[str], FrameWriter]
+"""Opens a new frame file by name (inside the detector's folder)."""
+
+
+def file_label(stream: str) -> str:
+    """A stream name made safe for a file name (letters, digits, ``-`` and ``_``)."""
+    label = re.sub(r"[^A-Za-z0-9_-]+", "_", stream).strip("_")[:64]
+    return label or "stream"
+
+
+class FrameFiles:
+    """The open frame files of one detector (see the module docstring).
+
+    Parameters
+    ----------
+    device
+        The detector's name (the start of every file name).
+    open_file
+        Makes a ``FrameWriter`` for a new file name (the detector supplies frame shape,
+        data key and attributes).
+    """
+
+    def __init__(self, device: str, open_file: OpenFile) -> None:
+        self.device = device
+        self._open = open_file
+        self._stem: str | None = None
+        self._streams: dict[str, FrameWriter] = {}
+        self._fly: FrameWriter | None = None
+        self._flights = 0
+        self.digests: dict[str, str] = {}
+        """SHA-256 of every file closed, by path, in the order they were closed."""
+
+    def _new_stem(self) -> str:
+        return f"{self.device}_{time.strftime('%Y%m%d-%H%M%S')}_{uuid.uuid4().hex[:8]}"
+
+    @property
+    def staged(self) -> bool:
+        """True between ``begin()`` and ``end()``."""
+        return self._stem is not None
+
+    @property
+    def fly(self) -> FrameWriter | None:
+        """The file of the current fly acquisition, if any."""
+        return self._fly
+
+    def open_files(self) -> list[FrameWriter]:
+        """Every file open now."""
+        return [*self._streams.values(), *([self._fly] if self._fly is not None else [])]
+
+    def begin(self) -> None:
+        """A staging starts: new files from now on."""
+        self._stem = self._new_stem()
+        self._flights = 0
+
+    def announce(self, stream: str, frame: np.ndarray,
+                 counters: Callable[[], Mapping[str, int]]) -> list[Document]:
+        """Write ``frame`` into the file of ``stream`` and return the documents that
+        announce it (``stream_resource`` the first time, then ``stream_datum``).
+
+        Outside a staging the frame gets a file of its own, closed at once with
+        ``counters()`` recorded in it."""
+        if self._stem is None:
+            writer = self._open(f"{self._new_stem()}_{file_label(stream)}.h5")
+            try:
+                writer.append(frame)
+                docs = list(writer.asset_docs())
+            finally:
+                self._close(writer, counters())
+            return docs
+        staged = self._streams.get(stream)
+        if staged is None:
+            staged = self._open(f"{self._stem}_{file_label(stream)}.h5")
+            self._streams[stream] = staged
+        staged.append(frame)
+        return list(staged.asset_docs())
+
+    def open_fly(self, counters: Mapping[str, int]) -> FrameWriter:
+        """A new file for a fly acquisition (the previous one of this staging is closed)."""
+        if self._stem is None:
+            raise RuntimeError(f"{self.device}: prepare() before stage(); stage the detector "
+                               "first (bluesky plans do)")
+        if self._fly is not None:
+            self._close(self._fly, counters)
+        self._flights += 1
+        self._fly = self._open(f"{self._stem}_fly{self._flights}.h5")
+        return self._fly
+
+    def end(self, counters: Mapping[str, int]) -> list[str]:
+        """The staging ends: close every file (recording ``counters``); returns their
+        paths in the order closed."""
+        files = self.open_files()
+        self._streams.clear()
+        self._fly = None
+        self._stem = None
+        for writer in files:
+            self._close(writer, counters)
+        return [str(writer.path) for writer in files]
+
+    def _close(self, writer: FrameWriter, counters: Mapping[str, int]) -> None:
+        """Drop frames no document announced, record the counters, close and keep the
+        digest."""
+        writer.discard_unannounced()
+        if writer.counter_names:
+            writer.set_counters({name: int(counters[name]) for name in writer.counter_names})
+        self.digests[str(writer.path)] = writer.close()

@@ -1,0 +1,40 @@
+"""Which event stream a device is being read into (bluesky does not say).
+
+A RunEngine reads a device into an event stream in three steps: ``create(name=STREAM)``,
+``read(obj)`` for each device (with ``collect_asset_docs()``, which announces external
+data such as a detector's frames), ``save``. Nothing in the ``read`` message or in the
+calls a device receives names the stream. A detector that writes its frames to files
+needs the name all the same: Tiled's writer binds a ``stream_resource`` to the stream of
+its first ``stream_datum`` and serves the first N frames of its dataset, so frames read
+into the baseline and into the primary stream must go to datasets of their own, or the
+baseline's frames turn up in the primary stream.
+
+:func:`reading_stream` finds it where bluesky keeps it: the RunEngine's run bundler (the
+object that builds the event being read) holds the name of the open bundle. The bundler
+calls ``collect_asset_docs`` from its own ``read``, so it is on the calling thread's stack
+while a device announces its data. Outside a RunEngine bundle (a device driven by hand or
+by another orchestrator) there is no stream and the answer is ``None``.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import FrameType
+
+from bluesky.bundlers import RunBundler
+
+__all__ = ["reading_stream"]
+
+
+def reading_stream() -> str | None:
+    """The name of the event stream the calling device is being read into by a bluesky
+    RunEngine (``"primary"``, ``"baseline"``, …), or ``None`` outside a RunEngine bundle
+    (see the module docstring)."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, RunBundler):
+            name = getattr(owner, "_bundle_name", None)
+            return name if isinstance(name, str) else None
+        frame = frame.f_back
+    return None
