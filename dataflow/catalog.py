@@ -49,6 +49,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 from urllib.parse import urlparse
 
+from . import run_search
 from .hdf5 import FrameWriter
 from .scan_id import ScanIdCounter
 
@@ -384,21 +385,27 @@ class ClientCatalog:
     def search(self, criteria: Mapping[str, Any] | None = None, *,
                since: str | float | datetime | None = None,
                until: str | float | datetime | None = None,
-               text: str | None = None, **key_values: Any) -> Any:
+               text: str | None = None, one_of: Mapping[str, Sequence[Any]] | None = None,
+               holding: Mapping[str, Any] | None = None, **key_values: Any) -> Any:
         """Runs matching every condition, as a Tiled node (iterate, index, search further).
 
         Parameters
         ----------
         criteria, key_values
-            ``key == value`` on the start document (``"stop.exit_status"`` style keys
-            reach the stop document; use ``criteria`` for keys with dots).
+            ``key == value`` on the start document, or ``key`` a list holding ``value``
+            (``motors="sample_x"``); ``"stop.exit_status"`` style keys reach the stop
+            document; use ``criteria`` for keys with dots.
+        one_of
+            ``key`` is one of the values (Tiled's ``In``).
+        holding
+            ``key`` is a list holding the value (Tiled's ``Contains``).
         since, until
             Start time bounds (``since <= time < until``); see ``parse_time``.
         text
             Words searched in all metadata (Tiled full-text search).
         """
         return search_runs(self.client, criteria, since=since, until=until, text=text,
-                           **key_values)
+                           one_of=one_of, holding=holding, **key_values)
 
     def summaries(self, node: Any = None) -> list[RunSummary]:
         """One ``RunSummary`` per run of ``node`` (default: the whole catalog), oldest first."""
@@ -539,7 +546,8 @@ _TEXT_WORD = re.compile(r"[^\W_]+")
 def search_runs(client: Any, criteria: Mapping[str, Any] | None = None, *,
                 since: str | float | datetime | None = None,
                 until: str | float | datetime | None = None,
-                text: str | None = None, **key_values: Any) -> Any:
+                text: str | None = None, one_of: Mapping[str, Sequence[Any]] | None = None,
+                holding: Mapping[str, Any] | None = None, **key_values: Any) -> Any:
     """Runs of ``client`` matching every condition (see ``Catalog.search``).
 
     Works on any Tiled client node of a runs catalog: the embedded one or one reached
@@ -549,11 +557,15 @@ def search_runs(client: Any, criteria: Mapping[str, Any] | None = None, *,
     any word raises ``CatalogError``.
     """
     from bluesky_tiled_plugins.queries import TimeRange
-    from tiled.queries import FullText, Key
+    from tiled.queries import FullText
 
     node = client
     for key, value in {**(criteria or {}), **key_values}.items():
-        node = node.search(Key(key) == value)
+        node = run_search.equal_or_holding(node, key, value)
+    for key, values in (one_of or {}).items():
+        node = run_search.one_of(node, key, values)
+    for key, value in (holding or {}).items():
+        node = run_search.holding(node, key, value)
     if since is not None or until is not None:
         t0 = parse_time(since, "since") if since is not None else None
         t1 = parse_time(until, "until") if until is not None else None

@@ -3,12 +3,18 @@
     smeflow catalog search plan_name=tomo_scan
     smeflow catalog search scan_id=3 --data ./smeflow-data
     smeflow catalog search --since 2026-05-01 --until "2026-05-02 12:00" --text CeO2
+    smeflow catalog search motors=sample_x          # a list field holding a value
+    smeflow catalog search --in plan_name=scan,count --contains detectors=det
     smeflow catalog show 3          # scan number
     smeflow catalog show 3f2a9c1e   # uid or uid prefix (>= 5 characters)
     smeflow catalog show 3 --plot   # ... and draw its main data into 3f2a9c1e.png
 
 Values are JSON when they parse (``scan_id=3`` is the number 3, ``"3"`` the string).
-Keys are start-document keys; ``stop.exit_status=abort`` reaches the stop document. A
+Keys are start-document keys; ``stop.exit_status=abort`` reaches the stop document.
+``KEY=VALUE`` also matches a run whose KEY is a list holding VALUE (``motors=sample_x``);
+``--in KEY=V1,V2`` matches KEY equal to one of the values (Tiled's ``In``; a JSON list
+works too: ``--in 'scan_id=[3, 4]'``), ``--contains KEY=VALUE`` a list KEY holding VALUE
+(Tiled's ``Contains``); both may be repeated. A
 search that matches nothing prints a message and exits 0; a malformed uid, an unknown
 run or a missing catalog prints one line on stderr and exits 1; a malformed argument
 (KEY=VALUE, a date, ``--text`` without any word) one line and exits 2. ``--text`` is
@@ -167,9 +173,40 @@ def _moment(value: str | None, option: str) -> float | None:
         raise UsageError(str(exc)) from None
 
 
+def parse_choices(items: Sequence[str]) -> dict[str, list[Any]]:
+    """``--in`` items: ``["plan_name=scan,count"]`` → ``{"plan_name": ["scan", "count"]}``
+    (each value as in ``parse_criteria``; a JSON list ``scan_id=[3, 4]`` works too)."""
+    out: dict[str, list[Any]] = {}
+    for item in items:
+        key, eq, text = item.partition("=")
+        if eq and text.strip().startswith("["):
+            try:
+                values = json.loads(text)
+            except ValueError:
+                raise UsageError(f"--in {item!r}: {text!r} is not a JSON list") from None
+            texts = [json.dumps(v) for v in values] if isinstance(values, list) else [text]
+        else:
+            texts = text.split(",") if eq else []
+        if eq and not [t for t in texts if t.strip()]:
+            raise UsageError(f"--in {item!r}: no values; expected KEY=V1,V2,... e.g. "
+                             "plan_name=scan,count")
+        for one in texts:
+            try:
+                ((k, v),) = parse_criteria([f"{key}={one.strip()}"]).items()
+            except UsageError as exc:
+                raise UsageError(f"--in {exc}") from None
+            out.setdefault(k, []).append(v)
+    return out
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     """Print the runs matching the criteria."""
     criteria = parse_criteria(args.criteria)
+    try:
+        holding = parse_criteria(args.contains)
+    except UsageError as exc:
+        raise UsageError(f"--contains {exc}") from None
+    one_of = parse_choices(args.one_of)
     since, until = _moment(args.since, "--since"), _moment(args.until, "--until")
     if since is not None and until is not None and since > until:
         raise UsageError(f"--since {args.since!r} is after --until {args.until!r}")
@@ -177,10 +214,13 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise UsageError(f"--text {args.text!r}: no words to search for (letters or digits)")
     with _open(args) as catalog:
         rows = catalog.summaries(catalog.search(criteria, since=since, until=until,
-                                                text=args.text))
+                                                text=args.text, one_of=one_of,
+                                                holding=holding))
     if not rows:
         asked = [*args.criteria, *(f"--{k} {v!r}" for k in ("since", "until", "text")
-                                   if (v := getattr(args, k)))]
+                                   if (v := getattr(args, k))),
+                 *(f"--in {v}" for v in args.one_of),
+                 *(f"--contains {v}" for v in args.contains)]
         print(f"no runs match {' '.join(asked) or '(no criteria)'}")
         return 0
     print(format_summaries(rows))
@@ -228,6 +268,16 @@ def _guarded(args: argparse.Namespace) -> int:
     return status
 
 
+SEARCH_EXAMPLES = """examples:
+  smeflow catalog search plan_name=tomo_scan           # a start-document key
+  smeflow catalog search motors=sample_x               # a list field holding a value
+  smeflow catalog search --in plan_name=scan,count     # one of several values
+  smeflow catalog search --in 'scan_id=[3, 4]'         # ... as a JSON list
+  smeflow catalog search --contains detectors=det      # only lists holding the value
+  smeflow catalog search stop.exit_status=abort --since 2026-05-01
+  smeflow catalog search --text "Ce-O2 batch 7"        # words, punctuation is fine"""
+
+
 def register_catalog(sub: Subparsers) -> None:
     """``smeflow catalog`` with ``search`` and ``show``."""
     p = sub.add_parser("catalog", help="search and inspect runs in the data catalog",
@@ -235,11 +285,18 @@ def register_catalog(sub: Subparsers) -> None:
     catalog_sub = p.add_subparsers(dest="catalog_command", metavar="ACTION", required=True)
 
     data_help = "catalog folder (default: $SMEFLOW_DATA, else ./smeflow-data)"
-    s = catalog_sub.add_parser("search", help="list runs matching KEY=VALUE, time and text",
-                               description="List runs whose start document matches every "
-                               "KEY=VALUE (values parsed as JSON when possible), started "
-                               "in [--since, --until), mentioning --text.")
+    s = catalog_sub.add_parser(
+        "search", help="list runs matching KEY=VALUE, time and text",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="List runs whose start document matches every KEY=VALUE (values "
+        "parsed as JSON when possible; a list field matches when it holds the value), "
+        "--in and --contains, started in [--since, --until), mentioning --text.",
+        epilog=SEARCH_EXAMPLES)
     s.add_argument("criteria", nargs="*", metavar="KEY=VALUE")
+    s.add_argument("--in", dest="one_of", action="append", default=[],
+                   metavar="KEY=V1,V2", help="KEY is one of the values (repeatable)")
+    s.add_argument("--contains", action="append", default=[], metavar="KEY=VALUE",
+                   help="KEY is a list holding VALUE (repeatable)")
     s.add_argument("--since", metavar="DATE", help="started at or after (YYYY-MM-DD[ HH:MM])")
     s.add_argument("--until", metavar="DATE", help="started before (YYYY-MM-DD[ HH:MM])")
     s.add_argument("--text", metavar="WORDS", help="full-text search in the metadata")

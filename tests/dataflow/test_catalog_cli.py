@@ -62,6 +62,50 @@ def test_search_values_are_json_and_all_criteria_must_match(
         "scan_id": 3, "ok": True, "s": "Si", "t": "3", "x": "a=b"}
 
 
+def uids_in(out: str) -> set[str]:
+    """The uid column (8 characters) of a search's table."""
+    return {line.split()[1] for line in out.strip().splitlines()[2:-1]}
+
+
+def test_search_list_membership_in_and_contains(
+        runs: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    count8, scan8, data = runs["count"][:8], runs["scan"][:8], runs["data"]
+    # KEY=VALUE: equal, or a list holding the value (detectors: ["cam", "det"] / ["det"])
+    _, out, _ = cli(capsys, "search", "detectors=det", "--data", data)
+    assert uids_in(out) == {count8, scan8}
+    _, out, _ = cli(capsys, "search", "detectors=cam", "--data", data)
+    assert uids_in(out) == {count8}
+    _, out, _ = cli(capsys, "search", "motors=motor", "plan_name=scan", "--data", data)
+    assert uids_in(out) == {scan8}
+    # --in: one of the values, as a comma list or a JSON list; repeatable
+    _, out, _ = cli(capsys, "search", "--in", "plan_name=scan,count", "--data", data)
+    assert uids_in(out) == {count8, scan8}
+    _, out, _ = cli(capsys, "search", "--in", "scan_id=[2, 7]", "--data", data)
+    assert uids_in(out) == {scan8}
+    _, out, _ = cli(capsys, "search", "--in", "plan_name=scan,count", "--in",
+                    'sample=CeO2 standard,"Ti foil"', "--data", data)
+    assert uids_in(out) == {count8}
+    # --contains: only lists holding the value
+    _, out, _ = cli(capsys, "search", "--contains", "detectors=cam", "--data", data)
+    assert uids_in(out) == {count8}
+    status, out, _ = cli(capsys, "search", "--contains", "motors=det", "--data", data)
+    assert status == 0 and out.startswith("no runs match --contains motors=det")
+    # bad items: one line, status 2
+    for argv, message in [(["--in", "plan_name="], "--in 'plan_name=': no values"),
+                          (["--in", "scan_id=[1,"], "is not a JSON list"),
+                          (["--contains", "motors"], "--contains 'motors': expected KEY=VALUE")]:
+        status, out, err = cli(capsys, "search", *argv, "--data", data)
+        assert status == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_search_help_shows_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["search", "--help"])
+    out = capsys.readouterr().out
+    assert "motors=sample_x" in out and "--in plan_name=scan,count" in out
+    assert "--contains detectors=det" in out
+
+
 def test_search_by_time_and_text(runs: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     today = time.strftime("%Y-%m-%d")
     status, out, _ = cli(capsys, "search", "--since", "2000-01-01", "--text", "CeO2",
