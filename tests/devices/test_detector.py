@@ -312,3 +312,27 @@ def test_the_package_exports_beamline_as_the_readme_says() -> None:
     assert "Beamline" in devices.__all__
     readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     assert "`devices.Beamline.create(folder)`" in readme
+
+
+def test_the_detector_writes_nexus_files(setup: Any) -> None:
+    """nexusformat opens a detector file and finds the frames as the default plot and the
+    detector's exposure, pixel size and threshold in its NXdetector."""
+    from nexusformat.nexus import nxload
+
+    _, _, beamline = setup
+    det = beamline.det
+    det.exposure.put(0.05)
+    det.binning.put(True)
+    det.trigger().wait(10)
+    list(det.collect_asset_docs())
+    (path,) = det.digests
+    root = nxload(path)
+    plot = root.plottable_data
+    assert plot is not None and plot.nxsignal.shape == (1, 32, 32)
+    nxdet = root["entry/instrument/detector"]
+    assert nxdet.nxclass == "NXdetector"
+    assert float(nxdet["count_time"]) == 0.05 and nxdet["count_time"].attrs["units"] == "s"
+    assert float(nxdet["x_pixel_size"]) == pytest.approx(2 * beamline.det.pixel_size)
+    assert nxdet["x_pixel_size"].attrs["units"] == "m"
+    assert float(nxdet["threshold_energy"]) == float(det.energy_threshold.get())
+    np.testing.assert_array_equal(np.asarray(nxdet["data"].nxdata), plot.nxsignal.nxdata)

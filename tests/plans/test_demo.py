@@ -156,7 +156,7 @@ def test_docs_catalog_walkthrough_runs_on_the_demo_data(
     assert list(namespace["table"].index) == [1, 2, 3, 4, 5, 6]
     np.testing.assert_array_equal(np.stack(list(namespace["images"])), frames)
     assert printed[0][-2] == "6 (256, 256) uint16"
-    assert printed[0][-1] == "1 ['dark', 'flat', 'primary']"
+    assert printed[0][-1] == "1 ['dark', 'flat', 'mask', 'primary']"
     # v2
     np.testing.assert_array_equal(namespace["data"]["det_image"].values, frames)
     assert printed[1][0].startswith("(6, 256, 256) ")
