@@ -166,7 +166,7 @@ def test_docs_catalog_walkthrough_runs_on_the_demo_data(
     assert printed[2] == ["1", "1", "1", "2"]
     assert list(namespace["catalog"].search(FullText("Shepp-Logan"))) == [tomo]
     # documents
-    assert printed[3] == ["start stop 6"]
+    assert printed[3] == ["start stop 7"]  # 6 frames and the mask's event
     namespace["db"].v2.context.close()
 
     # over HTTP: the shell lines as printed (another port), then a fresh Python session
