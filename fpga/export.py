@@ -16,16 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from sme.lower import lower_network
-from sme.lower.ir import VType, vtype_of
+from sme.lower.ir import vtype_of
 from sme.network import Network
 from sme.simulator import Simulator
 from sme.trace import Trace
 
-from .vhdl.package import collect_types, emit_package
-from .vhdl.process import emit_process, entity_name
+from .vhdl.package import emit_package
+from .vhdl.process import emit_process
+from .vhdl.regions import export_names, types_of
 from .vhdl.support import SME_PKG, TB_PKG
 from .vhdl.testbench import emit_testbench
-from .vhdl.top import bus_signal, emit_top
+from .vhdl.top import emit_top
 
 GHDL_FLAGS = ["--std=08", "--workdir=work"]
 """Flags given to every ``ghdl`` step (``-a``, ``-e``, ``-r``) in the generated scripts."""
@@ -112,33 +113,21 @@ def export(network: Network, out_dir: str | os.PathLike[str], trace: Trace | Non
     out = Path(out_dir)
     irs = lower_network(network)
     pkg = f"{network.name}_pkg"
-    taken = {network.name.lower(), pkg.lower(), f"tb_{network.name}".lower(), "sme_pkg",
-             "tb_sme_pkg"}
-    entities: dict[type, str] = {}
-    for cls, ir in irs.items():
-        name = entity_name(ir, taken)
-        if name.lower() in {e.lower() for e in entities.values()}:
-            raise ValueError(f"two process classes are both called {ir.name}; rename one "
-                             "(each becomes a VHDL entity)")
-        entities[cls] = name
-    types: list[VType] = []
-    for ir in irs.values():
-        types += [s.type for p in ir.ports for s in p.signals]
-        types += [r.type for r in ir.registers] + [v.type for v in ir.locals]
-        types += [c.type for c in ir.constants] + list(ir.enums)
-    enums, arrays = collect_types(types)
+    names = export_names(network)
+    enums, arrays = types_of(irs)
     inputs, outputs = set(network.inputs), set(network.outputs)
-    probes = [(bus_signal(b, s.name), vtype_of(s.type)) for b in network.buses
+    probes = [(names.probe(b, s.name), vtype_of(s.type)) for b in network.buses
               if b not in inputs and b not in outputs for s in b.signals().values()]
     files: dict[str, str] = {"sme_pkg.vhd": SME_PKG,
                              f"{pkg}.vhd": emit_package(pkg, network.name, enums, arrays,
-                                                        probes)}
+                                                        probes, names.types)}
     for cls, ir in irs.items():
-        files[f"{entities[cls]}.vhd"] = emit_process(ir, entities[cls], pkg)
-    files[f"{network.name}.vhd"] = emit_top(network, irs, entities, pkg)
+        pn = names.processes[cls]
+        files[f"{pn.entity}.vhd"] = emit_process(ir, pn, pkg)
+    files[f"{network.name}.vhd"] = emit_top(network, irs, names, pkg)
     files["tb_sme_pkg.vhd"] = TB_PKG
     tb = f"tb_{network.name}"
-    files[f"{tb}.vhd"] = emit_testbench(network, pkg, trace.ticks if trace else 100_000)
+    files[f"{tb}.vhd"] = emit_testbench(network, pkg, trace.ticks if trace else 100_000, names)
     sources = list(files)
     make, run = _script(network.name, tb, sources)
     # Everything is generated before the folder is made: a design the translator refuses

@@ -121,14 +121,19 @@ def _output_signals(net: Network, names: list[str] | None) -> list[TracedSignal]
 
 def numpy_dtype(t: TracedSignal) -> np.dtype[Any]:
     """The numpy dtype that holds a signal's values in batch I/O (raw ints for fixed point,
-    member codes for enums)."""
+    member codes for enums): int64, uint64 for 64-bit unsigned, Python ints (``object``)
+    beyond 64 bits."""
     ty = t.type
     if isinstance(ty, BoolType):
         return np.dtype(np.bool_)
-    signed = getattr(ty, "signed", False)
-    if isinstance(ty, ArrayType):
-        signed = getattr(ty.element, "signed", False)
-    return np.dtype(np.int64 if signed or ty.width < 64 else np.uint64)
+    el = ty.element if isinstance(ty, ArrayType) else ty
+    if isinstance(el, BoolType):
+        return np.dtype(np.bool_)
+    signed = getattr(el, "signed", False)
+    width = el.width
+    if width > 64:
+        return np.dtype(object)  # Python ints: more than 64 bits
+    return np.dtype(np.int64 if signed or width < 64 else np.uint64)
 
 
 def to_array(t: TracedSignal, values: list[Any]) -> np.ndarray:

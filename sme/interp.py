@@ -147,8 +147,15 @@ class InterpBackend(Backend):
     name = "interp"
 
     def prepare(self, network: Network, **options: Any) -> Build:
+        """Check that every process's ``on_tick`` is in the translatable subset (as the
+        other backends do), unless it is ``simulation_only``."""
         if options:
             raise TypeError(f"the interp backend takes no options, got {', '.join(options)}")
+        from .lower import lower_process  # the front end every backend shares
+
+        for cls in dict.fromkeys(type(p) for p in network.processes):
+            if not cls._sme_simulation_only:
+                lower_process(cls)
         return Build(network)
 
     def open(self, build: Build) -> Session:

@@ -103,15 +103,19 @@ class Process:
     _sme_ports: ClassVar[dict[str, PortSpec]] = {}
     _sme_registers: ClassVar[dict[str, RegisterSpec]] = {}
     _sme_combinational: ClassVar[bool] = False
+    _sme_simulation_only: ClassVar[bool] = False
     _sme_generator: ClassVar[bool] = False
     _sme_src_loc: ClassVar[srcloc.SrcLoc]
 
-    def __init_subclass__(cls, combinational: bool | None = None, **kwargs: Any) -> None:
+    def __init_subclass__(cls, combinational: bool | None = None,
+                          simulation_only: bool | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._sme_src_loc = srcloc.caller()
         where = class_loc(cls)
         if combinational is not None:
             cls._sme_combinational = combinational
+        if simulation_only is not None:
+            cls._sme_simulation_only = simulation_only
         ports: dict[str, PortSpec] = {}
         registers: dict[str, RegisterSpec] = {}
         for name, ann in own_annotations(cls).items():

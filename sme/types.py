@@ -21,7 +21,7 @@ from .errors import DeclarationError
 Rounding = Literal["exact", "floor", "nearest"]
 Overflow = Literal["error", "wrap", "saturate"]
 ROUNDINGS: tuple[str, ...] = ("exact", "floor", "nearest")
-MAX_WIDTH = 64
+MAX_WIDTH = 128
 
 
 class TypeMisfit(Exception):
@@ -372,7 +372,7 @@ class FixedType(SignalType):
         self.int_bits, self.frac_bits, self.signed = int_bits, frac_bits, signed
         self.width = int_bits + frac_bits
         if not 1 <= self.width <= MAX_WIDTH:
-            raise DeclarationError(f"{name}[{int_bits}, {frac_bits}]: total width must be 1..64")
+            raise DeclarationError(f"{name}[{int_bits}, {frac_bits}]: total width must be 1..{MAX_WIDTH}")
         self.raw_type: IntegerType = IntType(self.width) if signed else UIntType(self.width)
 
     def coerce(self, value: object, rounding: str = "exact", overflow: str = "error") -> Fixed:

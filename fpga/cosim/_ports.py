@@ -14,21 +14,30 @@ model's values.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sme.bus import Bus
-from sme.network import Network, TracedSignal
+from sme.network import Network
 from sme.trace import UNDEFINED
 from sme.types import ArrayType, BoolType, EnumType, Fixed, FixedType, SignalType
+
+if TYPE_CHECKING:
+    from fpga.vhdl.regions import TopNames
 
 RawValue = int | list[int] | None
 """A port value as an integer (``None``: undefined, not driven / not compared)."""
 
 
-def port_name(bus: Bus, signal: str) -> str:
-    """The VHDL port name of ``bus.signal`` on the top-level entity (``<bus>_<signal>``),
-    lower case as GHDL's VPI reports it."""
-    return f"{bus.name}_{signal}".lower()
+def port_name(bus: Bus, signal: str, network: Network) -> str:
+    """The VHDL port name of ``bus.signal`` on the top-level entity (``<bus>_<signal>``, as
+    the exporter named it), lower case as GHDL's VPI reports it."""
+    return _names(network).signal(bus, signal).lower()
+
+
+def _names(network: Network) -> TopNames:
+    from fpga.vhdl.regions import export_names  # the exporter's names (lowers the network)
+
+    return export_names(network)
 
 
 @dataclass(frozen=True)
@@ -125,13 +134,15 @@ class TopLevel:
     def of(cls, network: Network) -> TopLevel:
         """The top-level ports of ``network`` (inputs and outputs in trace column order)."""
         outs = set(network.outputs)
+        names = _names(network)
         inputs: list[Port] = []
         outputs: list[Port] = []
         for t in network.traced_signals():
+            port = Port(names.signal(t.bus, t.spec.name).lower(), t.name, t.type)
             if t.is_input:
-                inputs.append(_port(t))
+                inputs.append(port)
             elif t.bus in outs:
-                outputs.append(_port(t))
+                outputs.append(port)
         return cls(network.name, tuple(inputs), tuple(outputs))
 
     def flattened(self) -> TopLevel:
@@ -141,6 +152,3 @@ class TopLevel:
 
         return TopLevel(self.name, flat(self.inputs), flat(self.outputs))
 
-
-def _port(t: TracedSignal) -> Port:
-    return Port(port_name(t.bus, t.spec.name), t.name, t.type)

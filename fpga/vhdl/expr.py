@@ -32,7 +32,7 @@ from sme.lower.ir import (
     VType,
 )
 
-from .names import enum_literal, literal, num_literal, vname
+from .names import TypeNames, num_literal
 
 
 class EmitError(Exception):
@@ -45,6 +45,11 @@ class Scope:
 
     port_signal: Callable[[str, str], str]
     own_output: Callable[[str, str], str]
+    var: Callable[[str], str]
+    """The variable of a register or local."""
+    const: Callable[[str], str]
+    """The constant of a named module or class constant."""
+    types: TypeNames
     loop_vars: dict[str, tuple[int, int]] = field(default_factory=dict)
     constants: dict[str, VType] = field(default_factory=dict)
 
@@ -93,7 +98,7 @@ class ExprEmitter:
                 int(e.value) >> (t.frac - target.frac))
             if e.name is not None and self.scope.constants.get(e.name) == t and (
                     want is None or want.frac == t.frac):
-                return self.raw(vname(e.name), t, target)
+                return self.raw(self.scope.const(e.name), t, target)
             return num_literal(raw, target.full())
         if isinstance(e, LocalRead) and e.name in self.scope.loop_vars:
             target = want or t
@@ -208,7 +213,7 @@ class ExprEmitter:
             return str(int(e.value))
         if isinstance(e, LocalRead) and e.name in self.scope.loop_vars:
             start, step = self.scope.loop_vars[e.name]
-            var = vname(e.name)
+            var = self.scope.var(e.name)
             if step in (1, -1):
                 return var
             return f"({start} + {var} * {step})"
@@ -222,10 +227,11 @@ class ExprEmitter:
                 return self.scope.own_output(e.port, e.signal)
             return self.scope.port_signal(e.port, e.signal)
         if isinstance(e, (RegRead, LocalRead)):
-            return vname(e.name)
+            return self.scope.var(e.name)
         if isinstance(e, Index):
             base = e.base
-            b = vname(base.name) if isinstance(base, Const) and base.name else self.name(base)
+            b = self.scope.const(base.name) if isinstance(base, Const) and base.name \
+                else self.name(base)
             return f"{b}({self.intexpr(e.index)})"
         raise EmitError(f"{type(e).__name__} is not a name")
 
@@ -288,13 +294,13 @@ class ExprEmitter:
             return f"to_sl({self.cond(e)})"
         if isinstance(t, EnumT):
             if isinstance(e, Const):
-                return enum_literal(t, e.value.name)
+                return self.scope.types.enum_literal(t, e.value.name)
             if isinstance(e, Select):
                 return f"sel({self.cond(e.cond)}, {self.value(e.if_true)}, " \
                        f"{self.value(e.if_false)})"
             return self.name(e)
         if isinstance(t, ArrayT):
             if isinstance(e, Const):
-                return vname(e.name) if e.name else literal(e.value, t)
+                return self.scope.const(e.name) if e.name else self.scope.types.literal(e.value, t)
             return self.name(e)
         raise EmitError(f"cannot emit a {t}")

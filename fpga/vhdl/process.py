@@ -16,7 +16,9 @@ from dataclasses import dataclass, field, fields
 from sme.lower.ir import (
     Assign,
     BoolT,
+    Break,
     Const,
+    Continue,
     For,
     Goto,
     If,
@@ -25,30 +27,14 @@ from sme.lower.ir import (
     PortTarget,
     ProcessIR,
     RegTarget,
-    StateIR,
     Stmt,
     VType,
 )
 
 from .expr import EmitError, ExprEmitter, Scope
-from .names import enum_literal, initial, literal, vname, vtype
+from .regions import ProcessNames
 
 IND = "  "
-
-
-def port_name(port: str, signal: str) -> str:
-    """The VHDL port of a process entity for ``self.<port>.<signal>``."""
-    return f"{port}_{signal}"
-
-
-def next_name(port: str, signal: str) -> str:
-    """The variable holding what a clocked process last wrote to ``<port>.<signal>``."""
-    return f"{port}_{signal}_next"
-
-
-def state_literal(state: StateIR) -> str:
-    """The VHDL literal of a generator state."""
-    return f"st_{state.name}"
 
 
 @dataclass
@@ -57,6 +43,7 @@ class StmtEmitter:
 
     ir: ProcessIR
     ex: ExprEmitter
+    names: ProcessNames
     lines: list[str] = field(default_factory=list)
 
     def emit(self, stmts: list[Stmt], depth: int) -> None:
@@ -78,11 +65,11 @@ class StmtEmitter:
             idx = "" if t.index is None else f"({ex.intexpr(t.index)})"
             if isinstance(t, PortTarget):
                 if self.ir.combinational:
-                    self.put(d, f"{port_name(t.port, t.signal)}{idx} <= {value};", s)
+                    self.put(d, f"{self.names.port(t.port, t.signal)}{idx} <= {value};", s)
                 else:
-                    self.put(d, f"{next_name(t.port, t.signal)}{idx} := {value};", s)
+                    self.put(d, f"{self.names.next(t.port, t.signal)}{idx} := {value};", s)
             elif isinstance(t, (RegTarget, LocalTarget)):
-                self.put(d, f"{vname(t.name)}{idx} := {value};", s)
+                self.put(d, f"{self.names.var(t.name)}{idx} := {value};", s)
             return
         if isinstance(s, If):
             self.put(d, f"if {ex.cond(s.cond)} then", s)
@@ -109,7 +96,8 @@ class StmtEmitter:
                     self.put(d + 1, "when others =>", None)
                 else:
                     covered.update(c.members)
-                    choices = " | ".join(enum_literal(et, m) for m in c.members)  # type: ignore[arg-type]
+                    choices = " | ".join(self.names.types.enum_literal(et, m)  # type: ignore[arg-type]
+                                         for m in c.members)
                     self.put(d + 1, f"when {choices} =>")
                 self.emit(c.body, d + 2)
                 if not c.body:
@@ -121,7 +109,7 @@ class StmtEmitter:
             self.put(d, "end case;")
             return
         if isinstance(s, For):
-            var = vname(s.var)
+            var = self.names.var(s.var)
             if s.step == 1:
                 rng = f"{s.start} to {s.stop - 1}"
             elif s.step == -1:
@@ -130,16 +118,29 @@ class StmtEmitter:
                 rng = f"0 to {len(s.values) - 1}"
             self.ex.scope.loop_vars[s.var] = (s.start, s.step)
             self.put(d, f"for {var} in {rng} loop", s)
+            if s.guard is not None:
+                self.put(d + 1, f"exit when not ({ex.cond(s.guard)});")
             self.emit(s.body, d + 1)
             self.put(d, "end loop;")
             return
+        if isinstance(s, Break):
+            self.put(d, "exit;", s)
+            return
+        if isinstance(s, Continue):
+            self.put(d, "next;", s)
+            return
         if isinstance(s, Goto):
             assert self.ir.states is not None
-            target = state_literal(self.ir.states[s.state])
+            target = self.names.state(s.state)
             if s.wait:
                 self.put(d, f"tick_state := {target};", s)
                 self.put(d, "exit tick_loop;")
             else:
+                if s.state == 0:  # the generator ended; a second end in one tick is an error
+                    self.put(d, "assert not tick_restarted report \"" + self.ir.name
+                             + ": on_tick() is a generator that returned without yielding\" "
+                             "severity failure;")
+                    self.put(d, "tick_restarted := true;")
                 self.put(d, f"tick_state := {target};", s)
             return
         raise EmitError(f"{s.loc}: cannot emit {type(s).__name__}")
@@ -182,9 +183,22 @@ def written_on_every_path(stmts: list[Stmt]) -> set[tuple[str, str]]:
             if covered >= members and s.cases:
                 sets = [written_on_every_path(c.body) for c in s.cases]
                 done |= set.intersection(*sets)
-        elif isinstance(s, For) and len(s.values) > 0:
+        elif (isinstance(s, For) and len(s.values) > 0 and s.guard is None
+              and not _leaves(s.body)):
             done |= written_on_every_path(s.body)
     return done
+
+
+def _leaves(stmts: list[Stmt]) -> bool:
+    """Whether a loop body can end a pass early (``break``/``continue`` of that loop)."""
+    for s in stmts:
+        if isinstance(s, (Break, Continue)):
+            return True
+        if isinstance(s, If) and (_leaves(s.then) or _leaves(s.orelse)):
+            return True
+        if isinstance(s, Match) and any(_leaves(c.body) for c in s.cases):
+            return True
+    return False
 
 
 def _comment_block(text: str | None, depth: int = 0) -> list[str]:
@@ -193,19 +207,15 @@ def _comment_block(text: str | None, depth: int = 0) -> list[str]:
     return [f"{IND * depth}-- {ln}".rstrip() for ln in text.splitlines()]
 
 
-def entity_name(ir: ProcessIR, taken: set[str]) -> str:
-    """The entity name of a process class: its class name (``_proc`` added on a clash with
-    the network's own names)."""
-    name = vname(ir.name)
-    return f"{name}_proc" if name.lower() in taken else name
-
-
-def emit_process(ir: ProcessIR, entity: str, pkg: str) -> str:
-    """The VHDL file of one process class."""
-    scope = Scope(port_signal=port_name,
-                  own_output=next_name if not ir.combinational else port_name,
+def emit_process(ir: ProcessIR, names: ProcessNames, pkg: str) -> str:
+    """The VHDL file of one process class (entity ``names.entity``)."""
+    entity, types = names.entity, names.types
+    scope = Scope(port_signal=names.port,
+                  own_output=names.next if not ir.combinational else names.port,
+                  var=names.var, const=names.const, types=types,
                   constants={c.name: c.type for c in ir.constants})
     ex = ExprEmitter(scope)
+    vtype, initial = types.vtype, types.initial
     out: list[str] = []
     out += [f"-- {ir.name} ({ir.loc.short}), generated by smeflow from {ir.loc.file}"]
     out += _comment_block(ir.doc)
@@ -220,14 +230,14 @@ def emit_process(ir: ProcessIR, entity: str, pkg: str) -> str:
             "use work.sme_pkg.all;", f"use work.{pkg}.all;", "", f"entity {entity} is"]
     if ir.registers:
         out.append(f"{IND}generic (")
-        gens = [f"{IND * 2}{vname(r.name)}_init : {vtype(r.type)} := {initial(r.initial, r.type)}"
-                for r in ir.registers]
+        gens = [f"{IND * 2}{names.init(r.name)} : {vtype(r.type)} := "
+                f"{initial(r.initial, r.type)}" for r in ir.registers]
         out.append(";\n".join(gens))
         out.append(f"{IND});")
     ports = [f"{IND * 2}clk : in std_logic", f"{IND * 2}rst : in std_logic"]
     for p in ir.ports:
         for sig in p.signals:
-            name = port_name(p.name, sig.name)
+            name = names.port(p.name, sig.name)
             if p.direction == "in":
                 ports.append(f"{IND * 2}{name} : in {vtype(sig.type)}")
             else:
@@ -236,7 +246,7 @@ def emit_process(ir: ProcessIR, entity: str, pkg: str) -> str:
     out += [f"{IND}port (", ";\n".join(ports), f"{IND});", f"end entity {entity};", ""]
     out += [f"architecture rtl of {entity} is"]
     if ir.states is not None:
-        lits = ", ".join(state_literal(s) for s in ir.states)
+        lits = ", ".join(names.state(s.index) for s in ir.states)
         out.append(f"{IND}type state_t is ({lits});")
     out += ["begin", f"{IND}on_tick : process ({'all' if ir.combinational else 'clk'})"]
     decls: list[str] = []
@@ -244,22 +254,25 @@ def emit_process(ir: ProcessIR, entity: str, pkg: str) -> str:
     for c in ir.constants:
         if c.name not in used:
             continue
-        decls.append(f"constant {vname(c.name)} : {vtype(c.type)} := {literal(c.value, c.type)};")
+        decls.append(f"constant {names.const(c.name)} : {vtype(c.type)} := "
+                     f"{types.literal(c.value, c.type)};")
     for r in ir.registers:
-        decls.append(f"variable {vname(r.name)} : {vtype(r.type)} := {vname(r.name)}_init;")
+        decls.append(f"variable {names.var(r.name)} : {vtype(r.type)} := "
+                     f"{names.init(r.name)};")
     outs = [(p, s) for p in ir.ports if p.direction == "out" for s in p.signals]
     if not ir.combinational:
         for p, s in outs:
-            decls.append(f"variable {next_name(p.name, s.name)} : {vtype(s.type)} := "
+            decls.append(f"variable {names.next(p.name, s.name)} : {vtype(s.type)} := "
                          f"{initial(s.initial, s.type)};")
     for v in ir.locals:
-        decls.append(f"variable {vname(v.name)} : {vtype(v.type)};"
+        decls.append(f"variable {names.var(v.name)} : {vtype(v.type)};"
                      + (f"  -- {v.loc.short}" if v.loc else ""))
     if ir.states is not None:
-        decls.append("variable tick_state : state_t := st_start;")
+        decls.append(f"variable tick_state : state_t := {names.state(0)};")
+        decls.append("variable tick_restarted : boolean;")
     out += [f"{IND * 2}{d}" for d in decls]
     out.append(f"{IND}begin")
-    body = StmtEmitter(ir, ex)
+    body = StmtEmitter(ir, ex, names)
     if ir.combinational:
         # An output not written on every path holds its value (a latch), as in Python; in
         # reset (row 0) that value is the initial one, whatever ran before reset.
@@ -268,7 +281,7 @@ def emit_process(ir: ProcessIR, entity: str, pkg: str) -> str:
         if held:
             out.append(f"{IND * 2}if rst = '1' then")
             for p, s in held:
-                out.append(f"{IND * 3}{port_name(p.name, s.name)} <= "
+                out.append(f"{IND * 3}{names.port(p.name, s.name)} <= "
                            f"{initial(s.initial, s.type)};")
             out.append(f"{IND * 2}end if;")
         body.emit(ir.body, 2)
@@ -279,19 +292,21 @@ def emit_process(ir: ProcessIR, entity: str, pkg: str) -> str:
         out.append(f"{IND * 2}if rising_edge(clk) then")
         out.append(f"{IND * 3}if rst = '1' then")
         for r in ir.registers:
-            out.append(f"{IND * 4}{vname(r.name)} := {vname(r.name)}_init;")
+            out.append(f"{IND * 4}{names.var(r.name)} := {names.init(r.name)};")
         for p, s in outs:
-            out.append(f"{IND * 4}{next_name(p.name, s.name)} := {initial(s.initial, s.type)};")
+            out.append(f"{IND * 4}{names.next(p.name, s.name)} := "
+                       f"{initial(s.initial, s.type)};")
         if ir.states is not None:
-            out.append(f"{IND * 4}tick_state := st_start;")
+            out.append(f"{IND * 4}tick_state := {names.state(0)};")
         if not ir.registers and not outs and ir.states is None:
             out.append(f"{IND * 4}null;")
         out.append(f"{IND * 3}else")
         if ir.states is not None:
+            body.put(4, "tick_restarted := false;")
             body.put(4, "tick_loop : loop")
             body.put(5, "case tick_state is")
             for st in ir.states:
-                body.put(6, f"when {state_literal(st)} =>  -- {st.loc.short}")
+                body.put(6, f"when {names.state(st.index)} =>  -- {st.loc.short}")
                 body.emit(st.body, 7)
             body.put(5, "end case;")
             body.put(4, "end loop;")
@@ -302,7 +317,8 @@ def emit_process(ir: ProcessIR, entity: str, pkg: str) -> str:
         out += body.lines
         out.append(f"{IND * 3}end if;")
         for p, s in outs:
-            out.append(f"{IND * 3}{port_name(p.name, s.name)} <= {next_name(p.name, s.name)};")
+            out.append(f"{IND * 3}{names.port(p.name, s.name)} <= "
+                       f"{names.next(p.name, s.name)};")
         out.append(f"{IND * 2}end if;")
     out += [f"{IND}end process on_tick;", "end architecture rtl;", ""]
     return "\n".join(out)

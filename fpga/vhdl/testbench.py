@@ -15,14 +15,14 @@ from __future__ import annotations
 from sme.lower.ir import ArrayT, BoolT, EnumT, NumT, VType, vtype_of
 from sme.network import Network
 
-from .names import enum_type_name, vtype
-from .top import bus_signal
+from .names import TypeNames
+from .regions import TopNames
 
 IND = "  "
 MAX_REPORTED = 10
 
 
-def _parse(t: VType, text: str) -> str:
+def _parse(t: VType, text: str, types: TypeNames) -> str:
     """VHDL that turns the CSV text ``text`` into a value of ``t``."""
     if isinstance(t, NumT):
         kind = "signed" if t.signed else "unsigned"
@@ -30,25 +30,26 @@ def _parse(t: VType, text: str) -> str:
     if isinstance(t, BoolT):
         return f"to_sl({text})"
     if isinstance(t, EnumT):
-        return f"to_{enum_type_name(t)}({text})"
+        return f"{types.enum_from_text(t)}({text})"
     raise TypeError(t)
 
 
-def _differs(t: VType, text: str, got: str) -> str:
+def _differs(t: VType, text: str, got: str, types: TypeNames) -> str:
     if isinstance(t, EnumT):
-        return f"to_{enum_type_name(t)}({text}) /= {got}"
+        return f"{types.enum_from_text(t)}({text}) /= {got}"
     return f"not same({text}, {got})"
 
 
-def _text(t: VType, got: str) -> str:
+def _text(t: VType, got: str, types: TypeNames) -> str:
     if isinstance(t, EnumT):
-        return f"{enum_type_name(t)}_text({got})"
+        return f"{types.enum_text(t)}({got})"
     return f"to_dec({got})"
 
 
-def emit_testbench(net: Network, pkg: str, ticks: int) -> str:
+def emit_testbench(net: Network, pkg: str, ticks: int, names: TopNames) -> str:
     """The VHDL of ``tb_<N>`` for ``net`` (``ticks``: the recorded trace's length, used for
     the watchdog's default)."""
+    types = names.types
     inputs, outputs = set(net.inputs), set(net.outputs)
     tb = f"tb_{net.name}"
     decls: list[str] = []
@@ -57,13 +58,13 @@ def emit_testbench(net: Network, pkg: str, ticks: int) -> str:
     port_map = [f"{IND * 3}clk => clk", f"{IND * 3}rst => rst"]
     for sig in net.traced_signals():
         t = vtype_of(sig.type)
-        name = bus_signal(sig.bus, sig.spec.name)
+        name = names.signal(sig.bus, sig.spec.name)
         if sig.bus in inputs or sig.bus in outputs:
-            decls.append(f"{IND}signal {name} : {vtype(t)};")
+            decls.append(f"{IND}signal {name} : {types.vtype(t)};")
             port_map.append(f"{IND * 3}{name} => {name}")
             got = name
         else:
-            got = f"probe_{name}"
+            got = names.probe(sig.bus, sig.spec.name)
         label = f"{sig.bus.name}.{sig.spec.name}"
         lines = drive if sig.is_input else check
         lines.append(f"{IND * 3}read_field(l, fld);  -- {label}")
@@ -71,23 +72,23 @@ def emit_testbench(net: Network, pkg: str, ticks: int) -> str:
             if isinstance(t, ArrayT):
                 lines += [f"{IND * 3}if fld.all /= \"U\" then",
                           f"{IND * 4}for k in 0 to {t.length - 1} loop",
-                          f"{IND * 5}{name}(k) <= {_parse(t.element, 'word(fld.all, k)')};",
+                          f"{IND * 5}{name}(k) <= {_parse(t.element, 'word(fld.all, k)', types)};",
                           f"{IND * 4}end loop;", f"{IND * 3}end if;"]
             else:
                 lines.append(f"{IND * 3}if fld.all /= \"U\" then {name} <= "
-                             f"{_parse(t, 'fld.all')}; end if;")
+                             f"{_parse(t, 'fld.all', types)}; end if;")
             continue
         if isinstance(t, ArrayT):
             e = t.element
             lines += [f"{IND * 3}if fld.all /= \"U\" then",
                       f"{IND * 4}for k in 0 to {t.length - 1} loop",
-                      f"{IND * 5}if {_differs(e, 'word(fld.all, k)', f'{got}(k)')} then",
+                      f"{IND * 5}if {_differs(e, 'word(fld.all, k)', f'{got}(k)', types)} then",
                       f"{IND * 6}mismatch(\"{label}[\" & integer'image(k) & \"]\", "
-                      f"word(fld.all, k), {_text(e, f'{got}(k)')});",
+                      f"word(fld.all, k), {_text(e, f'{got}(k)', types)});",
                       f"{IND * 5}end if;", f"{IND * 4}end loop;", f"{IND * 3}end if;"]
         else:
-            lines += [f"{IND * 3}if fld.all /= \"U\" and {_differs(t, 'fld.all', got)} then",
-                      f"{IND * 4}mismatch(\"{label}\", fld.all, {_text(t, got)});",
+            lines += [f"{IND * 3}if fld.all /= \"U\" and {_differs(t, 'fld.all', got, types)} then",
+                      f"{IND * 4}mismatch(\"{label}\", fld.all, {_text(t, got, types)});",
                       f"{IND * 3}end if;"]
     out = [f"-- {tb}: replays the CSV trace of the Python simulation of '{net.name}' and "
            "compares every traced signal after every rising edge.",

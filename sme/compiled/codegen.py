@@ -25,7 +25,7 @@ from ..lower import LoweringError, ir, lower_process
 from ..lower.ir import ArrayT, NumT
 from ..network import Network
 from ..types import ArrayType, BoolType, EnumType, FixedType, IntegerType, SignalType
-from .emit import Emitter, Instance, PortView
+from .emit import Emitter, Instance, NeedsWide, PortView
 from .layout import ArraySlot, Layout, SignalPlace, Site, Slot, Storage
 
 HELPERS = '''
@@ -106,14 +106,24 @@ RESET_SIGNATURE = "int64(int64[::1], int64[::1], int64[::1])"
 
 @dataclass
 class Generated:
-    """The generated module's source and the state layout it works on."""
+    """The generated module's source and the state layout it works on. ``wide``: the
+    module holds Python ints and runs without numba (a value may need more than 64 bits)."""
 
     source: str
     layout: Layout
+    wide: bool = False
 
 
 def generate(net: Network, checks: bool = True) -> Generated:
-    """Flatten ``net`` into one module's source (``checks``: emit overflow checks)."""
+    """Flatten ``net`` into one module's source (``checks``: emit overflow checks): machine
+    code over int64 when every value fits 64 bits, else the same code over Python ints."""
+    try:
+        return _generate(net, checks, wide=False)
+    except NeedsWide:
+        return _generate(net, checks, wide=True)
+
+
+def _generate(net: Network, checks: bool, wide: bool) -> Generated:
     lay = Layout()
     cur: dict[tuple[Bus, str], Storage] = {}
     nxt: dict[tuple[Bus, str], Storage] = {}
@@ -158,7 +168,7 @@ def generate(net: Network, checks: bool = True) -> Generated:
                 var = f"v{inst.index}_{name}"
                 inst.locals[name] = Slot(var, vt)
                 plain.append(var)
-    em = Emitter(lay, checks)
+    em = Emitter(lay, checks, wide)
     for bus in net.buses:
         w = net.writer.get(bus)
         if w is not None and not w.is_combinational():
@@ -195,20 +205,21 @@ def generate(net: Network, checks: bool = True) -> Generated:
     save = [f"S[{i}] = {v}" for i, v in enumerate(lay.s_vars)]
     sig = run_signature([p.signal.type for p in lay.inputs])
     ins = "".join(f"in{k}, " for k in range(len(lay.inputs)))
-    out = ["import numpy as np", "from numba import njit", HELPERS, *em.table_definitions()]
-    out += [f'@njit("{sig}", cache=True, nogil=True)',
-            f"def run(S, A, {ins}drv, OUTI, OUTB, rec, ticks, tick0, E):"]
+    helpers = "\n".join(ln for ln in HELPERS.splitlines() if not (wide and ln.startswith("@")))
+    out = ["import numpy as np", "from numba import njit", helpers, *em.table_definitions()]
+    if not wide:
+        out.append(f'@njit("{sig}", cache=True, nogil=True)')
+    out += [f"def run(S, A, {ins}drv, OUTI, OUTB, rec, ticks, tick0, E):"]
     out += _indent([*load, f"rec_other = rec[{len(lay.places)}] != 0", "_t = 0",
                     "while _t < ticks:"])
     out += _indent(_indent(["t = tick0 + _t", *drive, *code, "_t += 1"]))
     out += _indent([*save, "return _t"])
-    out += ["", "", f'@njit("{RESET_SIGNATURE}", cache=True, nogil=True)',
-            "def reset(S, A, E):"]
+    out += ["", ""] + ([] if wide else [f'@njit("{RESET_SIGNATURE}", cache=True, nogil=True)'])
+    out += ["def reset(S, A, E):"]
     out += _indent([*load, "t = 0", *reset_code, *save, "return 0"])
-    return Generated("\n".join(out) + "\n", lay)
+    return Generated("\n".join(out) + "\n", lay, wide)
 
 
-RESET_SIGNATURE = "int64(int64[::1], int64[::1], int64[::1])"
 
 
 def _instance(lay: Layout, net: Network, pi: int, cur: dict[tuple[Bus, str], Storage],
@@ -253,7 +264,7 @@ def _for_vars(bodies: list[list[ir.Stmt]]) -> list[tuple[str, NumT]]:
             elif isinstance(s, ir.Match):
                 for c in s.cases:
                     walk(c.body)
-            elif isinstance(s, ir.WhileTrue):
+            elif isinstance(s, ir.While):
                 walk(s.body)
 
     for b in bodies:

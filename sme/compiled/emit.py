@@ -22,6 +22,9 @@ from ..types import ArrayType, Int, SFix, SignalType, UFix, UInt
 from .layout import ArraySlot, Layout, Site, Slot, Storage, fits_i64
 
 _RND = {"exact": 0, "floor": 1, "nearest": 2}
+MAX_STEPS = 1_000_000
+"""State changes a generator may make in one tick before the run is stopped as a loop that
+never yields (the interpreter would spin there for ever)."""
 _OVF = {"error": 0, "wrap": 1, "saturate": 2}
 
 
@@ -51,12 +54,18 @@ class Instance:
     locals: dict[str, Storage] = field(default_factory=dict)
 
 
-class Emitter:
-    """Emits the code of process instances into one flattened function."""
+class NeedsWide(BackendError):
+    """A value of the network may need more than 64 bits: the network runs in wide mode."""
 
-    def __init__(self, layout: Layout, checks: bool) -> None:
+
+class Emitter:
+    """Emits the code of process instances into one flattened function. ``wide``: values
+    are Python ints (no 64-bit limit; the module runs without numba)."""
+
+    def __init__(self, layout: Layout, checks: bool, wide: bool = False) -> None:
         self.layout = layout
         self.checks = checks
+        self.wide = wide
         self.tmp = 0
         self.inst: Instance | None = None
         self.loc: ir.Loc | None = None
@@ -85,7 +94,8 @@ class Emitter:
 
     def table_definitions(self) -> list[str]:
         """Source lines defining the constant arrays used so far."""
-        return [f"{name} = np.array({list(values)!r}, dtype=np.int64)"
+        dtype = "object" if self.wide else "np.int64"
+        return [f"{name} = np.array({list(values)!r}, dtype={dtype})"
                 for values, name in self.tables.items()]
 
     def fresh(self) -> str:
@@ -108,8 +118,12 @@ class Emitter:
         if p.states is None:
             return [f"# process {inst.name}", *self.block(p.body)]
         pc, waited = f"pc{inst.index}", f"_w{inst.index}"
+        steps = self.layout.site(Site("steps", self.where(), who=inst.describe))
         out = [f"# process {inst.name} (state machine)", f"{waited} = 0",
-               f"while {waited} == 0:"]
+               f"_r{inst.index} = 0", f"_n{inst.index} = 0", f"while {waited} == 0:",
+               f"    _n{inst.index} += 1",
+               f"    if _n{inst.index} > {MAX_STEPS}:",
+               f"        _fail({steps}, 0, t, 0, E)"]
         for k, st in enumerate(p.states):
             self.loc = st.loc
             out.append(f"    {'if' if k == 0 else 'elif'} {pc} == {st.index}:")
@@ -151,12 +165,21 @@ class Emitter:
         if isinstance(s, ir.For):
             var = inst.locals[s.var]
             assert isinstance(var, Slot)
+            guard = [f"if not {self.cond(s.guard)}:", "    break"] if s.guard else []
             return [f"for {var.var} in range({s.start}, {s.stop}, {s.step}):",
-                    *_indent(self.block(s.body))]
+                    *_indent(guard + self.block(s.body))]
+        if isinstance(s, ir.Break):
+            return ["break"]
+        if isinstance(s, ir.Continue):
+            return ["continue"]
         if isinstance(s, ir.Goto):
             lines = [f"pc{inst.index} = {s.state}"]
             if s.wait:
                 lines.append(f"_w{inst.index} = 1")
+            elif s.state == 0:  # the generator ended: a second end in one tick is an error
+                site = self.layout.site(Site("noyield", self.where(), who=inst.describe))
+                lines = [f"if _r{inst.index}:", f"    _fail({site}, 0, t, 0, E)",
+                         f"_r{inst.index} = 1", *lines]
             return lines
         raise self.fail(f"the statement {type(s).__name__}")
 
@@ -277,9 +300,8 @@ class Emitter:
         return self.expr(e) if _is_pred(e) else f"({self.val(e)} != 0)"
 
     def check_range(self, t: VType) -> None:
-        if not fits_i64(t):
-            raise self.fail(f"a value that may need more than 64 bits ({t}); narrow it with "
-                            "resize(...), wrap(...) or saturate(...)")
+        if not self.wide and not fits_i64(t):
+            raise NeedsWide(f"{self.where()}: a value that may need more than 64 bits ({t})")
 
     def expr(self, e: ir.Expr) -> str:
         self.check_range(e.type)
@@ -357,7 +379,7 @@ class Emitter:
             at, bt = a.type, b.type
             if isinstance(at, NumT) and at.frac != t.frac:  # fixed-point >> n: exact
                 return self.val(a)
-            if isinstance(bt, NumT) and (bt.lo < 0 or bt.hi > 63):
+            if isinstance(bt, NumT) and (bt.lo < 0 or (bt.hi > 63 and not self.wide)):
                 raise self.fail("a shift whose count may be negative or above 63")
         if op in ("//", "%"):
             bt = b.type
@@ -407,7 +429,7 @@ class Emitter:
                 return f"(({v} + {1 << (s - 1)}) >> {s})" if e.rounding == "nearest" \
                     else f"({v} >> {s})"
             return v
-        if e.overflow == "wrap" and hi - lo >= I64_SPAN:
+        if e.overflow == "wrap" and hi - lo >= I64_SPAN and not self.wide:
             needs_check = False
         base = store
         if base is None or base.target_type is None:  # resize(...), or a local variable

@@ -20,7 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import Backend, Build, Session, _output_signals, check_batch_stimulus
+from ..backend import (
+    Backend,
+    Build,
+    Session,
+    _output_signals,
+    check_batch_stimulus,
+    numpy_dtype,
+)
 from ..bus import Bus, SignalSpec, convert_for, misfit_error
 from ..declare import MISSING
 from ..errors import (
@@ -50,6 +57,7 @@ from ..types import (
 )
 from .cache import load_module
 from .codegen import Generated, generate
+from .emit import MAX_STEPS
 from .layout import ArraySlot, SignalPlace, Site, Slot, raw
 
 
@@ -92,13 +100,6 @@ class CompiledBackend(Backend):
         if options:
             raise TypeError("the compiled backend takes the options checks= and cache_dir=, "
                             f"not {', '.join(options)}")
-        for t in network.traced_signals():
-            ty = t.type.element if isinstance(t.type, ArrayType) else t.type
-            if ty.width >= 64 and not getattr(ty, "signed", False):
-                raise BackendError(
-                    f"{t.bus.src_loc}: {t.name} is {t.type!r}: the compiled backend holds values "
-                    "in signed 64-bit integers, so unsigned 64-bit signals are not supported"
-                )
         gen = generate(network, checks=bool(checks))
         return CompiledBuild(network, {"checks": bool(checks)}, gen, cache_dir)
 
@@ -118,18 +119,20 @@ class CompiledSession(Session):
         gen = build.generated
         self.layout = lay = gen.layout
         self._run = build.module.run
-        self.S = np.array(lay.s_init, dtype=np.int64)
-        self.A = np.array(lay.a_init or [0], dtype=np.int64)
-        self.E = np.zeros(8, dtype=np.int64)
+        self.wide = gen.wide
+        self._int = object if gen.wide else np.int64  # Python ints in wide mode
+        self.S = np.array(lay.s_init, dtype=self._int)
+        self.A = np.array(lay.a_init or [0], dtype=self._int)
+        self.E = np.zeros(8, dtype=self._int)
         self._places = {(p.signal.bus, p.signal.spec.name): p for p in lay.places}
-        self._in1 = [_dummy_input(p.signal.type) for p in lay.inputs]
+        self._in1 = [_dummy_input(p.signal.type, self._int) for p in lay.inputs]
         self._drv0 = np.zeros(max(1, len(lay.inputs)), dtype=np.int64)
-        self._outi1 = np.zeros((1, 1), dtype=np.int64)
+        self._outi1 = np.zeros((1, 1), dtype=self._int)
         self._outb1 = np.zeros((1, 1), dtype=np.bool_)
         self._rec0 = np.full(len(lay.places) + 1, -1, dtype=np.int64)
         self._rec0[-1] = 0
         # step(): the compiled entry point itself (skips the dispatcher's type matching)
-        overloads = list(self._run.overloads.values())
+        overloads = list(getattr(self._run, "overloads", {}).values())
         self._step = overloads[0].entry_point if len(overloads) == 1 else self._run
         self._step_args = (self.S, self.A, *self._in1, self._drv0, self._outi1, self._outb1,
                            self._rec0, 1)
@@ -181,6 +184,10 @@ class CompiledSession(Session):
             return IndexError(site.who)
         if what == "zerodiv":
             return ZeroDivisionError("integer division or modulo by zero")
+        if what == "steps":
+            return SimulationError(
+                f"{site.who}: on_tick() made {MAX_STEPS:,} state changes in one tick without "
+                "yielding (a loop that never reaches a yield?)")
         if what == "noyield":
             return SimulationError(
                 f"{site.who}: on_tick() is a generator that returned without yielding; "
@@ -267,7 +274,7 @@ class CompiledSession(Session):
         drv = np.zeros(max(1, len(lay.inputs)), dtype=np.int64)
         for name, arr in stimulus.items():
             place, k = by_name[name]
-            ins[k] = _pack(place.signal.type, np.asarray(arr)[:ticks])
+            ins[k] = _pack(place.signal.type, np.asarray(arr)[:ticks], self.wide)
             drv[k] = 1
         places = {p.signal.name: (k, p) for k, p in enumerate(lay.places)}
         rec = np.full(len(lay.places) + 1, -1, dtype=np.int64)
@@ -285,7 +292,7 @@ class CompiledSession(Session):
             other = other or t.bus not in outs
         rec[-1] = int(other)
         # one row per tick: a tick's values (an array's elements) are stored side by side
-        OUTI = np.empty((max(ticks, 1) if rows_i else 1, max(rows_i, 1)), dtype=np.int64)
+        OUTI = np.empty((max(ticks, 1) if rows_i else 1, max(rows_i, 1)), dtype=self._int)
         OUTB = np.empty((max(ticks, 1) if rows_b else 1, max(rows_b, 1)), dtype=np.bool_)
         self.E[:] = 0
         try:
@@ -308,9 +315,11 @@ class CompiledSession(Session):
             r = int(rec[k])
             out = OUTB if _is_bool(t.type) else OUTI
             if isinstance(p.storage, ArraySlot):
-                result[t.name] = np.ascontiguousarray(out[:ticks, r:r + p.storage.length])
+                got = out[:ticks, r:r + p.storage.length]
             else:
-                result[t.name] = np.ascontiguousarray(out[:ticks, r])
+                got = out[:ticks, r]
+            result[t.name] = np.ascontiguousarray(got, dtype=numpy_dtype(t) if not
+                                                  _is_bool(t.type) else np.bool_)
         return result
 
 
@@ -318,8 +327,8 @@ def _is_bool(t: SignalType) -> bool:
     return isinstance(t.element if isinstance(t, ArrayType) else t, BoolType)
 
 
-def _dummy_input(t: SignalType) -> np.ndarray:
-    dt = np.bool_ if _is_bool(t) else np.int64
+def _dummy_input(t: SignalType, int_type: Any = np.int64) -> np.ndarray:
+    dt = np.bool_ if _is_bool(t) else int_type
     return np.zeros((1, t.length) if isinstance(t, ArrayType) else 1, dtype=dt)
 
 
@@ -328,12 +337,16 @@ def _columns(place: SignalPlace) -> int:
     return st.length if isinstance(st, ArraySlot) else 1
 
 
-def _pack(t: SignalType, arr: np.ndarray) -> np.ndarray:
+def _pack(t: SignalType, arr: np.ndarray, wide: bool = False) -> np.ndarray:
     """A stimulus array as the compiled loop takes it: contiguous int64 raw values (Bool:
-    numpy bool), with no copy when it already is. Ranges are checked in the loop."""
+    numpy bool; wide mode: Python ints), with no copy when it already is. Ranges are
+    checked in the loop."""
     el = t.element if isinstance(t, ArrayType) else t
     if isinstance(el, BoolType):
         return np.ascontiguousarray(arr if arr.dtype == np.bool_ else arr != 0)
+    if wide:
+        flat = [int(x) for x in arr.reshape(-1)]
+        return np.array(flat, dtype=object).reshape(arr.shape)
     if isinstance(el, EnumType):
         values = np.ascontiguousarray(arr, dtype=np.int64)
         bad = ~np.isin(values, np.array(el.codes, dtype=np.int64))
@@ -399,7 +412,7 @@ class _Driver(_Monitor):
 
 
 def _getter(session: CompiledSession, place: SignalPlace) -> Any:
-    S = session.S.data  # a memoryview: item access gives Python ints
+    S = session.S if session.wide else session.S.data  # item access gives Python ints
     i, d, t = place.s_index, place.d_index, place.signal.type
     if isinstance(place.storage, Slot) and d < 0:
         if isinstance(t, BoolType):
@@ -421,7 +434,7 @@ def _getter(session: CompiledSession, place: SignalPlace) -> Any:
 
 
 def _setter(session: CompiledSession, place: SignalPlace) -> Any:
-    S = session.S.data  # a memoryview: item access gives Python ints
+    S = session.S if session.wide else session.S.data  # item access gives Python ints
     i, t = place.s_index, place.signal.type
     bus, spec = place.signal.bus, place.signal.spec
     poke = session.poke

@@ -7,13 +7,13 @@ from __future__ import annotations
 import ast
 import inspect
 import types
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from ..declare import MISSING
 from ..types import cast as sme_cast
-from ..types import is_signal_type, resize, saturate, wrap
+from ..types import Fixed, is_signal_type, resize, saturate, wrap
 from . import typerules as tr
-from .frontend import MAX_INLINE_DEPTH, _Frame
+from .context import MAX_INLINE_DEPTH, Frame, LowererBase
 from .ir import (
     ArrayT,
     Assign,
@@ -33,12 +33,9 @@ from .ir import (
 )
 from .parse import _CONSTRUCTS, _ends, flatten_returns, parse_function
 
-if TYPE_CHECKING:
-    from .frontend import Lowerer
-
 
 # ------------------------------------------------------------------------
-def lower_call(lw: Lowerer, node: ast.Call) -> Expr:
+def lower_call(lw: LowererBase, node: ast.Call) -> Expr:
     for arg in [*node.args, *(k.value for k in node.keywords)]:
         for sub in ast.walk(arg):
             construct = _CONSTRUCTS.get(type(sub))
@@ -66,11 +63,25 @@ def lower_call(lw: Lowerer, node: ast.Call) -> Expr:
             raise lw.type_error(node, f"{f!r}(value) takes one constant")
         v = t.coerce(lw.static_value(node.args[0]))
         return Const(vtype_of(t), raw_of(v, vtype_of(t)))
+    if f is Fixed:
+        return _call_fixed(lw, node)
     if isinstance(f, types.FunctionType):
         return _inline(lw, f, node)
     raise lw.unsupported(node, "call", f"cannot call {ast.unparse(node.func)} in on_tick")
 
-def _call_resize(lw: Lowerer, node: ast.Call) -> Expr:
+def _call_fixed(lw: LowererBase, node: ast.Call) -> Expr:
+    """``Fixed(raw, frac)`` with constant integer arguments: a fixed-point constant."""
+    args = [lw.static_value(a) for a in node.args]
+    kw = {k.arg: lw.static_value(k.value) for k in node.keywords}
+    try:
+        v = Fixed(*args, **kw)
+    except TypeError as exc:
+        raise lw.type_error(node, f"Fixed(raw, frac): {exc}") from None
+    if not all(isinstance(x, int) and not isinstance(x, bool) for x in (v.raw, v.frac)):
+        raise lw.type_error(node, "Fixed(raw, frac) takes two constant integers")
+    return lw.constant(v, node)
+
+def _call_resize(lw: LowererBase, node: ast.Call) -> Expr:
     args = list(node.args)
     kw = {k.arg: k.value for k in node.keywords}
     if len(args) < 2:
@@ -90,7 +101,7 @@ def _call_resize(lw: Lowerer, node: ast.Call) -> Expr:
     return Convert(t, value, opts.get("rounding", "exact"),  # type: ignore[arg-type]
                    opts.get("overflow", "error"), origin="resize")  # type: ignore[arg-type]
 
-def _call_builtin(lw: Lowerer, f: Any, node: ast.Call) -> Expr:
+def _call_builtin(lw: LowererBase, f: Any, node: ast.Call) -> Expr:
     if node.keywords:
         raise lw.type_error(node, f"{f.__name__}() keyword arguments are not supported")
     args = [lw.expr(a) for a in node.args]
@@ -142,7 +153,7 @@ def _call_builtin(lw: Lowerer, f: Any, node: ast.Call) -> Expr:
                      Convert(t, acc, "exact", "error"))
     return acc
 
-def _inline(lw: Lowerer, f: types.FunctionType, node: ast.Call) -> Expr:
+def _inline(lw: LowererBase, f: types.FunctionType, node: ast.Call) -> Expr:
     if len(lw.frames) > MAX_INLINE_DEPTH or any(fr.parsed.func is f for fr in lw.frames):
         raise lw.unsupported(node, "recursion", f"{f.__name__} is recursive; helper "
                                "functions cannot call themselves")
@@ -165,7 +176,7 @@ def _inline(lw: Lowerer, f: types.FunctionType, node: ast.Call) -> Expr:
     loc = parsed.loc(fn)
     lw.helpers.setdefault(f.__qualname__, HelperIR(f.__qualname__, loc,
                                                      inspect.getdoc(f)))
-    frame = _Frame(parsed, {})
+    frame = Frame(parsed, {})
     lw.frames.append(frame)
     try:
         for p, a in zip(params, args, strict=True):

@@ -1,12 +1,15 @@
 """From a process class's ``on_tick`` source to typed IR statements.
 
-Passes, in order (each is a function that tests can call on its own):
+Passes, in order (each is a function or class that tests can use on its own):
 
-1. ``parse_function``: source + ``ast`` of a function, with its file and line offset.
+1. ``parse_function`` (``sme.lower.parse``): source + ``ast`` of a function, with its file
+   and line offset.
 2. ``flatten_returns``: guard clauses (``if c: ...; return``) become ``if/else`` so that a
-   ``return`` only ends a branch.
+   ``return`` only ends a branch (not in generators, where ``return`` restarts the
+   generator and becomes a jump to its first state).
 3. ``Lowerer``: names resolved (ports, registers, locals, module constants, enums, helper
-   functions inlined, ``wrap``/``saturate``/``resize``), every expression typed exactly.
+   functions inlined, ``wrap``/``saturate``/``resize``), every expression typed exactly
+   (``sme.lower.exprs``), loops lowered (``sme.lower.loops``), calls (``sme.lower.calls``).
    Locals are typed by a fixpoint: each pass types every local as the join of the values
    assigned to it in the previous pass, until nothing changes.
 4. ``sme.lower.states.build_states`` (generators only): the explicit state machine.
@@ -15,134 +18,50 @@ Passes, in order (each is a function that tests can call on its own):
 from __future__ import annotations
 
 import ast
-import builtins
 import dataclasses
-import enum
-from dataclasses import dataclass
-from typing import Any, Literal, cast
 
-from ..declare import MISSING
-from ..types import Fixed, Overflowing, SignalType, is_signal_type, saturate, wrap
-from ..types import cast as sme_cast
-from . import typerules as tr
-from .errors import LoweringError, LoweringTypeError, UnsupportedConstructError
+from .context import Frame, Marked
+from .exprs import is_self
 from .ir import (
     ArrayT,
     Assign,
-    BinOp,
-    BoolOp,
     BoolT,
-    Compare,
-    Const,
-    ConstantIR,
-    Convert,
+    Break,
+    Continue,
     EnumT,
     Expr,
-    For,
-    HelperIR,
     If,
-    Index,
-    Loc,
-    LocalRead,
     LocalTarget,
     Match,
     MatchCase,
-    NumT,
-    PortRead,
     PortTarget,
-    RegRead,
     RegTarget,
-    Select,
+    Return,
     Stmt,
     Target,
-    UnaryOp,
     VType,
-    WhileTrue,
     Yield,
     vtype_of,
 )
+from .loops import LoopLowering
 from .parse import _CONSTRUCTS, ParsedFunction, flatten_returns, parse_function
 
-MAX_FIXPOINT_PASSES = 12
-MAX_INLINE_DEPTH = 8
 
-
-
-_BINOPS: dict[type, str] = {
-    ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.FloorDiv: "//", ast.Mod: "%",
-    ast.LShift: "<<", ast.RShift: ">>", ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^",
-}
-_CMPOPS: dict[type, str] = {
-    ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=",
-    ast.Is: "==", ast.IsNot: "!=",
-}
-
-
-class _Marked:
-    """``wrap(x)``/``saturate(x)``: only valid as the whole value of a store."""
-
-    def __init__(self, expr: Expr, overflow: str, rounding: str) -> None:
-        self.expr, self.overflow, self.rounding = expr, overflow, rounding
-
-
-@dataclass
-class _Frame:
-    """One function being lowered: ``on_tick`` itself or an inlined helper."""
-
-    parsed: ParsedFunction
-    names: dict[str, str]          # Python local name -> IR local name
-    result: str | None = None      # IR local receiving ``return`` values (helpers)
-
-
-class Lowerer:
+class Lowerer(LoopLowering):
     """Pass 3: lowers one process class (see the module docstring)."""
-
-    def __init__(self, cls: type, local_types: dict[str, VType] | None = None) -> None:
-        from ..process import Direction
-
-        self.cls = cls
-        self.ports = {n: p for n, p in cls._sme_ports.items()}  # type: ignore[attr-defined]
-        self.out_ports = {n for n, p in self.ports.items() if p.direction is Direction.OUT}
-        self.registers = cls._sme_registers  # type: ignore[attr-defined]
-        self.combinational: bool = cls._sme_combinational  # type: ignore[attr-defined]
-        self.generator: bool = cls._sme_generator  # type: ignore[attr-defined]
-        self.local_types: dict[str, VType] = dict(local_types or {})
-        self.assigned: dict[str, VType] = {}
-        self.annotated: dict[str, VType] = {}
-        self.local_locs: dict[str, Loc] = {}
-        self.constants: dict[str, ConstantIR] = {}
-        self.helpers: dict[str, HelperIR] = {}
-        self.enums: dict[type, EnumT] = {}
-        self.pre: list[Stmt] = []
-        self.frames: list[_Frame] = []
-        self.taken: set[str] = set(self.registers) | set(self.ports)
-        self.loop_vars: dict[str, NumT] = {}
 
     # -- entry ------------------------------------------------------------------------
     def lower_body(self, parsed: ParsedFunction) -> list[Stmt]:
         """Lower ``on_tick``'s body."""
-        frame = _Frame(parsed, {})
+        frame = Frame(parsed, {})
         self.frames.append(frame)
         body = parsed.node.body
         if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
             body = body[1:]
         try:
-            return self.block(flatten_returns(list(body)))
+            return self.block(list(body) if self.generator else flatten_returns(list(body)))
         finally:
             self.frames.pop()
-
-    @property
-    def frame(self) -> _Frame:
-        return self.frames[-1]
-
-    def loc(self, node: ast.AST) -> Loc:
-        return self.frame.parsed.loc(node)
-
-    def unsupported(self, node: ast.AST, construct: str, message: str) -> UnsupportedConstructError:
-        return UnsupportedConstructError(self.loc(node), construct, message)
-
-    def type_error(self, node: ast.AST, message: str) -> LoweringTypeError:
-        return LoweringTypeError(self.loc(node), message)
 
     # -- statements -------------------------------------------------------------------
     def block(self, stmts: list[ast.stmt]) -> list[Stmt]:
@@ -173,7 +92,7 @@ class Lowerer:
                 return [Yield(loc)]
             raise self.unsupported(s, "expression statement",
                                    "an expression statement has no effect in hardware; only "
-                                   "assignments, if/match/for and yield are supported")
+                                   "assignments, if/match/for/while and yield are supported")
         if isinstance(s, ast.Assign):
             if len(s.targets) != 1:
                 raise self.unsupported(s, "chained assignment",
@@ -205,12 +124,13 @@ class Lowerer:
         if isinstance(s, ast.Match):
             return [self.match(s)]
         if isinstance(s, ast.For):
-            return [self.for_loop(s)]
+            return self.for_loop(s)
         if isinstance(s, ast.While):
-            test = s.test
-            if (self.generator and isinstance(test, ast.Constant) and test.value is True
-                    and not s.orelse and len(self.frames) == 1):
-                return [WhileTrue(loc, self.block(s.body))]
+            return self.while_loop(s)
+        if isinstance(s, ast.Break):
+            return [Break(loc)]
+        if isinstance(s, ast.Continue):
+            return [Continue(loc)]
         if isinstance(s, ast.Return):
             return self.ret(s)
         construct = _CONSTRUCTS.get(type(s))
@@ -225,7 +145,7 @@ class Lowerer:
             if s.value is not None:
                 raise self.unsupported(s, "return with a value",
                                        "on_tick returns nothing (return ends the tick)")
-            return []
+            return [Return(self.loc(s))] if self.generator else []
         if s.value is None:
             raise self.unsupported(s, "return without a value",
                                    "a helper function must return a value")
@@ -253,36 +173,24 @@ class Lowerer:
             ttype = ttype.element
             tgt = dataclasses.replace(tgt, index=index)
         elif isinstance(tgt, LocalTarget):
-            vt = value.expr.type if isinstance(value, _Marked) else value.type
+            vt = value.expr.type if isinstance(value, Marked) else value.type
             if tgt.name not in self.annotated:
-                if isinstance(value, _Marked):
+                if isinstance(value, Marked):
                     raise self.unsupported(value_node, "wrap of a local",
                                            "wrap()/saturate() need a declared type: annotate "
                                            "the local, e.g. `x: UInt[8] = wrap(...)`")
                 self.note_local(tgt.name, vt, s)
                 ttype = self.local_types.get(tgt.name, vt)
-        marked = value if isinstance(value, _Marked) else None
-        expr = value.expr if isinstance(value, _Marked) else value
+        marked = value if isinstance(value, Marked) else None
+        expr = value.expr if isinstance(value, Marked) else value
         return Assign(loc, tgt, self.store_convert(expr, ttype, marked, value_node))
-
-    def note_local(self, name: str, t: VType, node: ast.AST) -> None:
-        prev = self.assigned.get(name)
-        if prev is None:
-            self.assigned[name] = t
-            self.local_locs.setdefault(name, self.loc(node))
-            return
-        j = tr.join(prev, t)
-        if j is None:
-            raise self.type_error(node, f"local '{name}' holds a {prev} elsewhere and a {t} "
-                                  "here; a local has one type")
-        self.assigned[name] = j
 
     def target(self, node: ast.expr, s: ast.stmt) -> tuple[Target, VType]:
         if isinstance(node, ast.Name):
             name = self.local_name(node.id, node)
             t = self.local_types.get(name) or self.annotated.get(name)
             return LocalTarget(name), t if t is not None else BoolT()
-        if isinstance(node, ast.Attribute) and _is_self(node.value):
+        if isinstance(node, ast.Attribute) and is_self(node.value):
             if node.attr in self.registers:
                 return RegTarget(node.attr), vtype_of(self.registers[node.attr].type)
             if node.attr in self.ports:
@@ -292,7 +200,7 @@ class Lowerer:
             raise self.unsupported(node, "assignment to an attribute",
                                    f"self.{node.attr} is not a declared register")
         if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
-                and _is_self(node.value.value) and node.value.attr in self.ports):
+                and is_self(node.value.value) and node.value.attr in self.ports):
             port = node.value.attr
             spec = self.ports[port].bus_type.signals().get(node.attr)
             if spec is None:
@@ -304,22 +212,6 @@ class Lowerer:
             return PortTarget(port, node.attr), vtype_of(spec.type)
         raise self.unsupported(node, "assignment target",
                                f"cannot assign to {ast.unparse(node)}")
-
-    def local_name(self, py: str, node: ast.AST) -> str:
-        frame = self.frame
-        if py in frame.names:
-            return frame.names[py]
-        if py in self.loop_vars and len(self.frames) == 1:
-            raise self.unsupported(node, "assignment to a loop variable",
-                                   f"the loop variable '{py}' cannot be assigned")
-        base = py if len(self.frames) == 1 else f"{frame.parsed.func.__name__}_{py}"
-        name, n = base, 1
-        while name in self.taken or name.lower() in {t.lower() for t in self.taken}:
-            n += 1
-            name = f"{base}_{n}"
-        self.taken.add(name)
-        frame.names[py] = name
-        return name
 
     def match(self, s: ast.Match) -> Stmt:
         subject = self.expr(s.subject)
@@ -364,454 +256,6 @@ class Lowerer:
                                "only enum members, '|' of members and '_' are supported as "
                                "case patterns")
 
-    def for_loop(self, s: ast.For) -> Stmt:
-        if s.orelse:
-            raise self.unsupported(s, "for-else", "for ... else is not supported")
-        if not isinstance(s.target, ast.Name):
-            raise self.unsupported(s.target, "for target",
-                                   "the for target must be one name")
-        it = s.iter
-        if not (isinstance(it, ast.Call) and isinstance(it.func, ast.Name)
-                and it.func.id == "range" and not it.keywords and 1 <= len(it.args) <= 3):
-            raise self.unsupported(it, "for over a non-range",
-                                   "for loops must run over range(...) with constant bounds")
-        bounds = []
-        for a in it.args:
-            e = self.expr(a)
-            if not (isinstance(e, Const) and isinstance(e.type, NumT) and e.type.frac == 0):
-                raise self.unsupported(a, "for over a non-constant range",
-                                       "range(...) bounds must be constants")
-            bounds.append(int(e.value))
-        r = range(*bounds)
-        if len(r) == 0:
-            return If(self.loc(s), Const(BoolT(), False), [], [])
-        var = self.local_name(s.target.id, s.target)
-        vt = NumT(min(r[0], r[-1]), max(r[0], r[-1]))
-        self.local_types[var] = vt
-        self.loop_vars[var] = vt
-        body = self.block(s.body)
-        return For(self.loc(s), var, r.start, r.stop, r.step, vt, body)
-
-    # -- expressions ------------------------------------------------------------------
-    def condition(self, node: ast.expr) -> Expr:
-        e = self.expr(node)
-        return self.to_bool(e, node)
-
-    def to_bool(self, e: Expr, node: ast.AST) -> Expr:
-        if isinstance(e.type, BoolT):
-            return e
-        if isinstance(e.type, NumT):
-            if isinstance(e, Const):
-                return Const(BoolT(), bool(e.value))
-            return Compare(BoolT(), "!=", e, Const(NumT.const(0), 0))
-        raise self.type_error(node, f"a {e.type} has no truth value here")
-
-    def value(self, node: ast.expr) -> Expr | _Marked:
-        """An expression that may be wrapped in ``wrap``/``saturate`` (store values)."""
-        if isinstance(node, ast.Call) and isinstance(node.func, (ast.Name, ast.Attribute)):
-            f = self.try_static(node.func)
-            if f is wrap or f is saturate:
-                if len(node.args) != 1:
-                    raise self.type_error(node, f"{f.__name__}() takes one value")
-                rounding = "exact"
-                for kw in node.keywords:
-                    if kw.arg != "rounding":
-                        raise self.type_error(kw, f"{f.__name__}() has no argument {kw.arg!r}")
-                    rounding = str(self.static_value(kw.value))
-                return _Marked(self.expr(node.args[0]), f.__name__, rounding)
-        return self.expr(node)
-
-    def expr(self, node: ast.expr) -> Expr:
-        if isinstance(node, ast.Constant):
-            return self.constant(node.value, node)
-        if isinstance(node, ast.Name):
-            return self.name(node)
-        if isinstance(node, ast.Attribute):
-            return self.attribute(node)
-        if isinstance(node, ast.BinOp):
-            return self.binop(node)
-        if isinstance(node, ast.UnaryOp):
-            return self.unaryop(node)
-        if isinstance(node, ast.Compare):
-            return self.compare(node)
-        if isinstance(node, ast.BoolOp):
-            ops = tuple(self.to_bool(self.expr(v), v) for v in node.values)
-            op: Literal["and", "or"] = "and" if isinstance(node.op, ast.And) else "or"
-            if all(isinstance(o, Const) for o in ops):
-                vals = [bool(cast(Const, o).value) for o in ops]
-                return Const(BoolT(), all(vals) if op == "and" else any(vals))
-            return BoolOp(BoolT(), op, ops)
-        if isinstance(node, ast.IfExp):
-            cond = self.condition(node.test)
-            a, b = self.expr(node.body), self.expr(node.orelse)
-            t = tr.join(a.type, b.type)
-            if t is None:
-                raise self.type_error(node, f"the two arms have types {a.type} and {b.type}")
-            if isinstance(cond, Const):
-                return self.widen(a if cond.value else b, t)
-            return Select(t, cond, self.widen(a, t), self.widen(b, t))
-        if isinstance(node, ast.Subscript):
-            if isinstance(node.slice, ast.Slice):
-                raise self.unsupported(node.slice, *_CONSTRUCTS[ast.Slice])
-            base = self.expr(node.value)
-            if not isinstance(base.type, ArrayT):
-                raise self.type_error(node, f"{ast.unparse(node.value)} is not an array")
-            idx = self.index_expr(node.slice, base.type.length)
-            if isinstance(base, Const) and isinstance(idx, Const):
-                return Const(base.type.element, base.value[idx.value])
-            return Index(base.type.element, base, idx)
-        if isinstance(node, ast.Call):
-            return self.call(node)
-        if isinstance(node, ast.Yield):
-            raise self.unsupported(node, "yield expression",
-                                   "yield must be a statement of its own")
-        construct = _CONSTRUCTS.get(type(node))
-        if construct is not None:
-            raise self.unsupported(node, *construct)
-        if isinstance(node, (ast.Tuple, ast.List)):
-            raise self.unsupported(node, "tuple or list",
-                                   "tuple/list values are not supported in on_tick")
-        name = type(node).__name__
-        raise self.unsupported(node, name, f"{name} expressions are not supported in on_tick")
-
-    def index_expr(self, node: ast.expr, length: int | None = None) -> Expr:
-        if isinstance(node, ast.Slice):
-            raise self.unsupported(node, *_CONSTRUCTS[ast.Slice])
-        idx = self.expr(node)
-        if not isinstance(idx.type, NumT) or idx.type.frac:
-            raise self.type_error(node, f"an array index must be an integer, not {idx.type}")
-        if isinstance(idx, Const) and length is not None:
-            v = int(idx.value)
-            if not -length <= v < length:
-                raise self.type_error(node, f"index {v} is out of range 0..{length - 1}")
-            return Const(NumT.const(v % length), v % length)
-        return idx
-
-    def constant(self, v: Any, node: ast.AST, name: str | None = None) -> Expr:
-        if isinstance(v, bool):
-            return Const(BoolT(), v, name)
-        if isinstance(v, int):
-            return Const(NumT.const(v), v, name)
-        if isinstance(v, Fixed):
-            if v.frac < 0:
-                return Const(NumT.const(v.raw << -v.frac), v.raw << -v.frac, name)
-            return Const(NumT.const(v.raw, v.frac), v.raw, name)
-        if isinstance(v, enum.Enum):
-            et = self.enum_type(type(v))
-            return Const(et, v, name)
-        if isinstance(v, float):
-            raise self.unsupported(node, "float", "float values are not supported in on_tick; "
-                                   "use a fixed-point constant such as UFix[2, 6](0.75)")
-        if isinstance(v, tuple) and v and all(isinstance(x, (int, Fixed)) for x in v):
-            elems = [cast(Const, self.constant(x, node)) for x in v]
-            t: VType = elems[0].type
-            for e in elems[1:]:
-                j = tr.join(t, e.type)
-                assert j is not None
-                t = j
-            assert isinstance(t, NumT)
-            raws = tuple(_const_raw(e, t) for e in elems)
-            return Const(ArrayT(t, len(v)), raws, name)
-        if isinstance(v, str):
-            raise self.unsupported(node, "string", "strings are not supported in on_tick")
-        raise self.unsupported(node, "constant", f"the constant {v!r} cannot be used in on_tick")
-
-    def enum_type(self, cls: type[enum.Enum]) -> EnumT:
-        et = self.enums.get(cls)
-        if et is None:
-            sme_cast(cls)
-            et = self.enums[cls] = EnumT(cls)
-        return et
-
-    def name(self, node: ast.Name) -> Expr:
-        frame = self.frame
-        if node.id in frame.names:
-            name = frame.names[node.id]
-            t = self.local_types.get(name) or self.assigned.get(name)
-            if t is None:
-                raise self.type_error(node, f"local '{node.id}' is read before it is assigned")
-            return LocalRead(t, name)
-        if node.id == "self":
-            raise self.unsupported(node, "self", "self can only be used as self.<register> or "
-                                   "self.<port>.<signal>")
-        v = self.lookup(node.id, node)
-        if not isinstance(v, enum.Enum) and isinstance(v, (int, Fixed, tuple)):
-            return self.named_constant(node.id, v, node)
-        return self.constant(v, node, node.id)
-
-    def named_constant(self, name: str, v: Any, node: ast.AST) -> Expr:
-        """A module or class constant used by name (kept as a named constant in the VHDL)."""
-        e = self.constant(v, node, name)
-        assert isinstance(e, Const)
-        known = self.constants.get(name)
-        if known is not None and (known.type, known.value) != (e.type, e.value):
-            raise self.type_error(node, f"'{name}' names two different constants in this "
-                                  "process (a class constant and a module constant?); "
-                                  "rename one")
-        self.constants.setdefault(name, ConstantIR(name, e.type, e.value))
-        return e
-
-    def lookup(self, name: str, node: ast.AST) -> Any:
-        g = self.frame.parsed.globals
-        if name in g:
-            return g[name]
-        if hasattr(builtins, name):
-            return getattr(builtins, name)
-        raise self.type_error(node, f"name '{name}' is not defined")
-
-    def attribute(self, node: ast.Attribute) -> Expr:
-        base = node.value
-        if _is_self(base):
-            if node.attr in self.registers:
-                return RegRead(vtype_of(self.registers[node.attr].type), node.attr)
-            if node.attr in self.ports:
-                raise self.unsupported(node, "port used as a value",
-                                       f"self.{node.attr} is a port; read its signals: "
-                                       f"self.{node.attr}.<signal>")
-            v = getattr(self.cls, node.attr, None)
-            if isinstance(v, (int, Fixed, tuple)) and not isinstance(v, enum.Enum):
-                return self.named_constant(node.attr, v, node)
-            raise self.unsupported(node, "attribute of self",
-                                   f"self.{node.attr} is neither a register, a port nor a "
-                                   "class constant (int, fixed point or tuple); method calls "
-                                   "and other attributes are not supported")
-        if (isinstance(base, ast.Attribute) and _is_self(base.value)
-                and base.attr in self.ports):
-            port = base.attr
-            bus_t = self.ports[port].bus_type
-            spec = bus_t.signals().get(node.attr)
-            if spec is None:
-                raise self.type_error(node, f"bus {bus_t.__name__} of port '{port}' has no "
-                                      f"signal {node.attr!r}; its signals are: "
-                                      f"{', '.join(bus_t.signals())}")
-            own = port in self.out_ports
-            if own and self.combinational:
-                raise self.unsupported(node, "read of an own output",
-                                       f"combinational process reads its own output "
-                                       f"self.{port}.{node.attr}; keep the value in a local")
-            for e_cls in _enum_classes(spec.type):
-                self.enum_type(e_cls)
-            return PortRead(vtype_of(spec.type), port, node.attr, own)
-        v = self.static_value(node)
-        return self.constant(v, node)
-
-    def try_static(self, node: ast.expr) -> Any:
-        try:
-            return self.static_value(node)
-        except LoweringError:
-            return MISSING
-
-    def static_value(self, node: ast.expr) -> Any:
-        """Evaluate a name/attribute/subscript chain of module-level objects."""
-        if isinstance(node, ast.Name):
-            if node.id in self.frame.names or node.id == "self":
-                raise self.type_error(node, f"{node.id} is not a constant")
-            return self.lookup(node.id, node)
-        if isinstance(node, ast.Attribute):
-            base = self.static_value(node.value)
-            try:
-                return getattr(base, node.attr)
-            except AttributeError:
-                raise self.type_error(node, f"{ast.unparse(node)} does not exist") from None
-        if isinstance(node, ast.Constant):
-            return node.value
-        if isinstance(node, ast.Tuple):
-            return tuple(self.static_value(e) for e in node.elts)
-        if isinstance(node, ast.Subscript):
-            return self.static_value(node.value)[self.static_value(node.slice)]
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-            return -self.static_value(node.operand)
-        raise self.type_error(node, f"{ast.unparse(node)} is not a constant")
-
-    def static_type(self, node: ast.expr) -> SignalType:
-        v = self.static_value(node)
-        if not is_signal_type(v):
-            raise self.type_error(node, f"{ast.unparse(node)} is not a signal type")
-        return sme_cast(v)
-
-    def binop(self, node: ast.BinOp) -> Expr:
-        op = _BINOPS.get(type(node.op))
-        if op is None:
-            if isinstance(node.op, ast.Div):
-                raise self.unsupported(node, "true division",
-                                       "/ is true division (floats); use // for integers")
-            if isinstance(node.op, ast.Pow):
-                a, b = self.expr(node.left), self.expr(node.right)
-                if isinstance(a, Const) and isinstance(b, Const) and isinstance(
-                        a.type, NumT) and isinstance(b.type, NumT) and not a.type.frac:
-                    return self.constant(int(a.value) ** int(b.value), node)
-                raise self.unsupported(node, "power", "** is only supported on constants")
-            name = type(node.op).__name__
-            raise self.unsupported(node, name, f"the operator {name} is not supported")
-        a, b = self.expr(node.left), self.expr(node.right)
-        for side, e in (("left", a), ("right", b)):
-            if not isinstance(e.type, NumT):
-                raise self.type_error(node, f"the {side} operand of {op} is a {e.type}, not a "
-                                      "number" + ("; write int(...) to use a Bool as 0/1"
-                                                  if isinstance(e.type, BoolT) else ""))
-        at, bt = cast(NumT, a.type), cast(NumT, b.type)
-        if op in ("//", "%", "&", "|", "^") and (at.frac or bt.frac):
-            raise self.unsupported(node, f"{op} on fixed point",
-                                   f"{op} is only supported on integers")
-        if op in ("<<", ">>"):
-            if bt.frac or bt.lo < 0:
-                raise self.type_error(node, f"the shift amount must be a non-negative integer, "
-                                      f"not {bt}")
-            if at.frac and not isinstance(b, Const):
-                raise self.unsupported(node, "variable shift of fixed point",
-                                       "a fixed-point value can only be shifted by a constant")
-        if op in ("//", "%") and isinstance(b, Const) and b.value == 0:
-            raise self.type_error(node, "division by zero")
-        if isinstance(a, Const) and isinstance(b, Const):
-            raw, frac = tr.fold(op, int(a.value), at.frac, int(b.value), bt.frac)
-            return Const(NumT.const(raw, frac), raw)
-        rt = _result_type(op, at, bt)
-        if rt.width > tr.MAX_BITS:
-            raise self.type_error(node, f"{ast.unparse(node)} needs {rt.width} bits; narrow "
-                                  "its operands")
-        return BinOp(rt, op, a, b)  # type: ignore[arg-type]
-
-    def unaryop(self, node: ast.UnaryOp) -> Expr:
-        e = self.expr(node.operand)
-        if isinstance(node.op, ast.Not):
-            b = self.to_bool(e, node)
-            if isinstance(b, Const):
-                return Const(BoolT(), not b.value)
-            return UnaryOp(BoolT(), "not", b)
-        if not isinstance(e.type, NumT):
-            raise self.type_error(node, f"unary {ast.unparse(node)[0]} needs a number, not "
-                                  f"{e.type}")
-        if isinstance(node.op, ast.UAdd):
-            return e
-        if isinstance(node.op, ast.USub):
-            if isinstance(e, Const):
-                return Const(NumT.const(-int(e.value), e.type.frac), -int(e.value))
-            return UnaryOp(tr.neg(e.type), "-", e)
-        if e.type.frac:
-            raise self.unsupported(node, "~ on fixed point", "~ is only supported on integers")
-        if isinstance(e, Const):
-            return Const(NumT.const(~int(e.value)), ~int(e.value))
-        return UnaryOp(tr.invert(e.type), "~", e)
-
-    def compare(self, node: ast.Compare) -> Expr:
-        parts: list[Expr] = []
-        left = self.expr(node.left)
-        for op_node, right_node in zip(node.ops, node.comparators, strict=True):
-            op = _CMPOPS.get(type(op_node))
-            if op is None:
-                raise self.unsupported(node, "in/not in",
-                                       "'in' and 'not in' are not supported in on_tick")
-            right = self.expr(right_node)
-            parts.append(self.compare2(op, left, right, node))
-            left = right
-        if len(parts) == 1:
-            return parts[0]
-        if all(isinstance(p, Const) for p in parts):
-            return Const(BoolT(), all(cast(Const, p).value for p in parts))
-        return BoolOp(BoolT(), "and", tuple(parts))
-
-    def compare2(self, op: str, a: Expr, b: Expr, node: ast.AST) -> Expr:
-        if isinstance(a.type, NumT) and isinstance(b.type, NumT):
-            if isinstance(a, Const) and isinstance(b, Const):
-                x, y = _aligned(a, b)
-                return Const(BoolT(), _pycmp(op, x, y))
-            return Compare(BoolT(), op, a, b)  # type: ignore[arg-type]
-        if tr.join(a.type, b.type) is None or isinstance(a.type, ArrayT):
-            raise self.type_error(node, f"cannot compare a {a.type} with a {b.type}")
-        if op not in ("==", "!="):
-            raise self.type_error(node, f"{op} is not defined on {a.type}")
-        if isinstance(a, Const) and isinstance(b, Const):
-            return Const(BoolT(), (a.value == b.value) == (op == "=="))
-        return Compare(BoolT(), op, a, b)  # type: ignore[arg-type]
-
-    def widen(self, e: Expr, t: VType) -> Expr:
-        """``e`` as type ``t`` (a lossless conversion; ``t`` holds every value of ``e``)."""
-        if e.type == t:
-            return e
-        if isinstance(e, Const) and isinstance(t, NumT) and isinstance(e.type, NumT):
-            return Const(t, _const_raw(e, t), e.name)
-        if not isinstance(t, NumT):
-            return e
-        return Convert(t, e)
-
-    def store_convert(self, e: Expr, t: VType, marked: _Marked | None, node: ast.AST) -> Expr:
-        """``e`` converted for storing into a ``t`` (checks what Python would reject)."""
-        rounding = marked.rounding if marked else "exact"
-        overflow = marked.overflow if marked else "error"
-        if isinstance(t, NumT):
-            if isinstance(e.type, BoolT):
-                raise self.type_error(node, f"cannot store a Bool into a {t}: Python raises "
-                                      "too; write int(...)")
-            if not isinstance(e.type, NumT):
-                raise self.type_error(node, f"cannot store a {e.type} into a number")
-            if e.type == t and not marked:
-                return e
-            if isinstance(e, Const) and not marked and tr.fits(e.type, t):
-                return Const(t, _const_raw(e, t), e.name)
-            return Convert(t, e, rounding, overflow)  # type: ignore[arg-type]
-        if marked:
-            raise self.type_error(node, f"{marked.overflow}() only applies to numbers")
-        if isinstance(t, BoolT):
-            if isinstance(e.type, BoolT):
-                return e
-            if isinstance(e.type, NumT) and not e.type.frac:
-                if isinstance(e, Const):
-                    if e.value not in (0, 1):
-                        raise self.type_error(node, f"{e.value} is not a Bool (0 or 1)")
-                    return Const(BoolT(), bool(e.value))
-                return Convert(BoolT(), e)
-            raise self.type_error(node, f"cannot store a {e.type} into a Bool")
-        if tr.join(t, e.type) != t or (isinstance(t, ArrayT) and e.type != t):
-            raise self.type_error(node, f"cannot store a {e.type} into a {t}")
-        return e
-
-    # -- calls (sme.lower.calls) --------------------------------------------------------
-    def call(self, node: ast.Call) -> Expr:
-        """A call: builtins, ``resize``, signal-type constants, inlined helpers."""
-        from .calls import lower_call
-
-        return lower_call(self, node)
-
-
-def _result_type(op: str, a: NumT, b: NumT) -> NumT:
-    if op == "+":
-        return tr.add(a, b)
-    if op == "-":
-        return tr.sub(a, b)
-    if op == "*":
-        return tr.mul(a, b)
-    if op == "//":
-        return tr.floordiv(a, b)
-    if op == "%":
-        return tr.mod(a, b)
-    if op == "<<":
-        return tr.lshift(a, b)
-    if op == ">>":
-        if a.frac:
-            return NumT(a.lo, a.hi, a.frac + b.lo)
-        return tr.rshift(a, b)
-    return tr.bitwise(op, a, b)
-
-
-def _aligned(a: Const, b: Const) -> tuple[int, int]:
-    at, bt = cast(NumT, a.type), cast(NumT, b.type)
-    f = max(at.frac, bt.frac)
-    return int(a.value) << (f - at.frac), int(b.value) << (f - bt.frac)
-
-
-def _pycmp(op: str, x: int, y: int) -> bool:
-    return {"==": x == y, "!=": x != y, "<": x < y, "<=": x <= y, ">": x > y,
-            ">=": x >= y}[op]
-
-
-def _const_raw(e: Const, t: NumT) -> Any:
-    et = cast(NumT, e.type)
-    return int(e.value) << (t.frac - et.frac)
-
-
-def _is_self(node: ast.AST) -> bool:
-    return isinstance(node, ast.Name) and node.id == "self"
-
 
 def _as_load(node: ast.expr) -> ast.expr:
     new = ast.parse(ast.unparse(node), mode="eval").body
@@ -821,15 +265,4 @@ def _as_load(node: ast.expr) -> ast.expr:
     return new
 
 
-def _enum_classes(t: SignalType) -> list[type[enum.Enum]]:
-    from ..types import ArrayType, EnumType
-
-    if isinstance(t, EnumType):
-        return [t.enum_cls]
-    if isinstance(t, ArrayType):
-        return _enum_classes(t.element)
-    return []
-
-
 __all__ = ["Lowerer", "ParsedFunction", "flatten_returns", "parse_function"]
-_ = Overflowing

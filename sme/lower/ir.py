@@ -29,9 +29,12 @@ has a ``Loc`` (file, line, column) so generated code can point back at the Pytho
 Generators
 ----------
 A generator process (``on_tick`` contains ``yield``) keeps its structured ``body`` (with
-``Yield`` statements) and also gets ``states``: an explicit state machine in which every
-control path of a state's body ends in a ``Goto``. ``Goto(wait=True)`` ends the tick (the
-next tick starts in that state); ``Goto(wait=False)`` continues in that state within the
+``Yield``, ``While``, ``Return`` and the ``Break``/``Continue`` of its ``While`` loops; a
+``for`` loop that yields is a ``While`` over a hidden counter) and also gets ``states``: an
+explicit state machine in which every control path of a state's body ends in a ``Goto``.
+State bodies hold only ``Assign``, ``If``, ``Match``, ``Goto`` and ``For`` loops that do
+not yield (whose own ``Break``/``Continue`` stay inside them). ``Goto(wait=True)`` ends the
+tick (the next tick starts in that state); ``Goto(wait=False)`` continues in that state within the
 same tick. State 0 is the entry (the top of ``on_tick``); the generator's end restarts at
 state 0 in the same tick, as the interpreter does. The lowering proves that every loop of
 ``wait=False`` edges is broken by a ``yield``, so a backend may run
@@ -41,174 +44,11 @@ its value across ticks, like a register that only this process sees).
 
 from __future__ import annotations
 
-import enum
-import functools
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..types import ArrayType, BoolType, EnumType, FixedType, IntegerType, SignalType
-
-# -- types ------------------------------------------------------------------------------
-
-
-class VType:
-    """Base class of IR value types."""
-
-    @property
-    def width(self) -> int:
-        """Number of bits of the value's representation."""
-        raise NotImplementedError
-
-
-def _bits_signed(lo: int, hi: int) -> int:
-    return max(1, (hi).bit_length() + 1, (-lo - 1).bit_length() + 1)
-
-
-@dataclass(frozen=True)
-class NumT(VType):
-    """An integer or fixed-point number: raw value in ``lo..hi``, value ``raw * 2**-frac``."""
-
-    lo: int
-    hi: int
-    frac: int = 0
-
-    def __post_init__(self) -> None:
-        if self.lo > self.hi:
-            raise ValueError(f"NumT({self.lo}, {self.hi}): empty range")
-        if self.frac < 0:
-            raise ValueError(f"NumT: negative frac {self.frac}")
-
-    @property
-    def signed(self) -> bool:
-        """Whether the representation is two's complement (some value may be negative)."""
-        return self.lo < 0
-
-    @property
-    def width(self) -> int:
-        if self.signed:
-            return _bits_signed(self.lo, self.hi)
-        return max(1, self.hi.bit_length())
-
-    @staticmethod
-    def of_width(width: int, signed: bool, frac: int = 0) -> NumT:
-        """The full range of a ``width``-bit (un)signed raw value."""
-        if signed:
-            return NumT(-(1 << (width - 1)), (1 << (width - 1)) - 1, frac)
-        return NumT(0, (1 << width) - 1, frac)
-
-    @staticmethod
-    def const(raw: int, frac: int = 0) -> NumT:
-        """The type of the single value ``raw``."""
-        return NumT(raw, raw, frac)
-
-    def full(self) -> NumT:
-        """The full range of this type's representation (``width`` bits, same signedness)."""
-        return NumT.of_width(self.width, self.signed, self.frac)
-
-    def __str__(self) -> str:
-        kind = "s" if self.signed else "u"
-        f = f".{self.frac}" if self.frac else ""
-        return f"{kind}{self.width}{f}[{self.lo}..{self.hi}]"
-
-
-@dataclass(frozen=True)
-class BoolT(VType):
-    """A single bit."""
-
-    @property
-    def width(self) -> int:
-        return 1
-
-    def __str__(self) -> str:
-        return "bool"
-
-
-@dataclass(frozen=True)
-class EnumT(VType):
-    """A Python ``Enum``; members are encoded by ``sme.types.EnumType``'s codes (their
-    values when every value is a non-negative int, else their positions)."""
-
-    enum_cls: type[enum.Enum]
-
-    @property
-    def name(self) -> str:
-        """The enum class's name."""
-        return self.enum_cls.__name__
-
-    @property
-    def members(self) -> tuple[str, ...]:
-        """Member names in declaration order."""
-        return tuple(m.name for m in self.enum_cls)
-
-    @property
-    def codes(self) -> tuple[int, ...]:
-        """Each member's encoding, in declaration order."""
-        return _enum_type(self.enum_cls).codes
-
-    @property
-    def positional(self) -> bool:
-        """Whether the codes are the positions ``0 .. n-1``."""
-        return _enum_type(self.enum_cls).positional
-
-    def code(self, member: enum.Enum | str) -> int:
-        """The encoding of a member."""
-        name = member if isinstance(member, str) else member.name
-        return self.codes[self.members.index(name)]
-
-    @property
-    def width(self) -> int:
-        return _enum_type(self.enum_cls).width
-
-    def __str__(self) -> str:
-        return self.name
-
-
-@functools.cache
-def _enum_type(cls: type[enum.Enum]) -> EnumType:
-    return EnumType(cls)
-
-
-@dataclass(frozen=True)
-class ArrayT(VType):
-    """A fixed-length array."""
-
-    element: VType
-    length: int
-
-    @property
-    def width(self) -> int:
-        return self.element.width * self.length
-
-    def __str__(self) -> str:
-        return f"{self.element}[{self.length}]"
-
-
-def vtype_of(t: SignalType) -> VType:
-    """The IR type of a signal/register type (its full range)."""
-    if isinstance(t, BoolType):
-        return BoolT()
-    if isinstance(t, IntegerType):
-        return NumT(t.lo, t.hi, 0)
-    if isinstance(t, FixedType):
-        return NumT(t.raw_type.lo, t.raw_type.hi, t.frac_bits)
-    if isinstance(t, EnumType):
-        return EnumT(t.enum_cls)
-    if isinstance(t, ArrayType):
-        return ArrayT(vtype_of(t.element), t.length)
-    raise TypeError(f"no IR type for {t!r}")
-
-
-def raw_of(value: Any, t: VType) -> Any:
-    """A Python value of a signal of IR type ``t`` as the IR's constant form: ints and
-    ``Fixed`` → raw int, bool → bool, enum → member, arrays → tuple of element forms."""
-    if isinstance(t, ArrayT):
-        return tuple(raw_of(v, t.element) for v in value)
-    if isinstance(t, NumT):
-        return int(value.raw) if hasattr(value, "raw") else int(value)
-    if isinstance(t, BoolT):
-        return bool(value)
-    return value
-
+from ..types import SignalType
+from .vtypes import ArrayT, BoolT, EnumT, NumT, VType, raw_of, vtype_of
 
 # -- source locations ---------------------------------------------------------------------
 
@@ -434,7 +274,11 @@ class Match(Stmt):
 @dataclass
 class For(Stmt):
     """``for var in range(start, stop, step)`` with constant bounds; ``var`` is a local of
-    type ``var_type`` (it is not visible after the loop)."""
+    type ``var_type`` (it is not visible after the loop). ``guard``, when set, is tested
+    before each pass: the loop ends when it is false (``range(n)`` with ``n`` read from a
+    bus: the static bounds cover every value ``n`` can have, the guard is ``var < n``).
+    The body may hold ``Break``/``Continue`` of this loop; it never yields (a loop that
+    yields is lowered to a ``While`` and then to states)."""
 
     var: str
     start: int
@@ -442,10 +286,11 @@ class For(Stmt):
     step: int
     var_type: NumT
     body: list[Stmt]
+    guard: Expr | None = None
 
     @property
     def values(self) -> range:
-        """The values the loop variable takes."""
+        """The values the loop variable takes (at most: ``guard`` may end it earlier)."""
         return range(self.start, self.stop, self.step)
 
 
@@ -455,10 +300,33 @@ class Yield(Stmt):
 
 
 @dataclass
-class WhileTrue(Stmt):
-    """``while True:`` in a generator body (its body must yield on every pass)."""
+class While(Stmt):
+    """A loop of a generator body: while ``cond`` holds, run ``body`` then ``step`` (a
+    ``continue`` runs ``step`` too: it is a ``for`` loop's increment). Lowered to states;
+    no backend sees it."""
 
+    cond: Expr
     body: list[Stmt]
+    step: list[Stmt] = field(default_factory=list)
+    test_first: bool = True
+    """False when the first pass is known to run (a ``for`` over a constant, non-empty
+    range): the condition is then tested after each step only."""
+
+
+@dataclass
+class Break(Stmt):
+    """``break`` out of the innermost loop."""
+
+
+@dataclass
+class Continue(Stmt):
+    """``continue`` with the next pass of the innermost loop."""
+
+
+@dataclass
+class Return(Stmt):
+    """``return`` in a generator: the generator ends and restarts at its top in the same
+    tick (lowered to a ``Goto`` of state 0)."""
 
 
 @dataclass
@@ -602,9 +470,11 @@ __all__ = [
     "BinOp",
     "BoolOp",
     "BoolT",
+    "Break",
     "Compare",
     "Const",
     "ConstantIR",
+    "Continue",
     "Convert",
     "EnumT",
     "Expr",
@@ -627,6 +497,7 @@ __all__ = [
     "RegRead",
     "RegTarget",
     "RegisterIR",
+    "Return",
     "Select",
     "SignalIR",
     "StateIR",
@@ -634,7 +505,7 @@ __all__ = [
     "Target",
     "UnaryOp",
     "VType",
-    "WhileTrue",
+    "While",
     "Yield",
     "raw_of",
     "vtype_of",

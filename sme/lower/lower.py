@@ -8,8 +8,9 @@ from typing import Any
 from ..declare import MISSING
 from ..network import Network
 from ..process import Direction, Process
+from .context import MAX_FIXPOINT_PASSES
 from .errors import LoweringError, LoweringTypeError
-from .frontend import MAX_FIXPOINT_PASSES, Lowerer, parse_function
+from .frontend import Lowerer, parse_function
 from .ir import (
     ArrayT,
     EnumT,
@@ -48,6 +49,11 @@ def lower_process(cls: type[Process]) -> ProcessIR:
     cached = _CACHE.get(cls)
     if cached is not None:
         return cached
+    if cls._sme_simulation_only:
+        raise LoweringError(Loc(inspect.getsourcefile(cls) or "<unknown>",
+                                cls._sme_src_loc.line),
+                            f"{cls.__qualname__} is a simulation-only process "
+                            "(simulation_only=True): it has no compiled or hardware form")
     on_tick = cls.__dict__.get("on_tick") or getattr(cls, "on_tick", None)
     func = getattr(on_tick, "__func__", on_tick)
     if func is None or func is Process.on_tick:

@@ -66,19 +66,29 @@ class ForOverPort(Process):
     out: Out[Dst]
 
     def on_tick(self) -> None:
-        for i in range(self.inp.a):
+        for i in range(self.inp.a, 9):
             self.out.b = i
 
 
-class BreakStmt(Process):
+class ReturnInLoop(Process):
     inp: In[Src]
     out: Out[Dst]
 
     def on_tick(self) -> None:
         for i in range(4):
             if self.inp.flag:
-                break
+                return
             self.out.b = i
+
+
+class WhileNoYield(Process):
+    inp: In[Src]
+    out: Out[Dst]
+
+    def on_tick(self):  # type: ignore[no-untyped-def]
+        while self.inp.flag:
+            self.out.b = 1
+        yield
 
 
 class Comprehension(Process):

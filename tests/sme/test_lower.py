@@ -147,13 +147,18 @@ def test_build_states_on_straight_code() -> None:
 # -- unsupported constructs --------------------------------------------------------------
 UNSUPPORTED = [
     (cases.WhileLoop, "while loop",
-     r"while loops are not supported in on_tick \(use for over a constant range\)"),
+     r"while loops are supported in generator processes \(an on_tick that yields\), where "
+     r"each pass yields; here use for over a range"),
+    (cases.WhileNoYield, "while loop without yield",
+     r"a while loop that does not yield would run without bound in one clock tick"),
+    (cases.ReturnInLoop, "return inside a loop",
+     r"return inside a for loop is not supported here; end the loop with break"),
     (cases.TryStmt, "try statement", r"try/except is not supported in on_tick"),
     (cases.TrueDivision, "true division", r"/ is true division \(floats\); use // for integers"),
     (cases.FloatLiteral, "float", r"float values are not supported in on_tick"),
     (cases.MethodCall, "method call", r"cannot call self.helper: only module-level helper"),
-    (cases.ForOverPort, "for over a non-constant range", r"range\(...\) bounds must be constants"),
-    (cases.BreakStmt, "break statement", r"break is not supported in on_tick"),
+    (cases.ForOverPort, "for over a non-constant range",
+     r"range\(...\) start and step must be constants; the stop may be an integer read"),
     (cases.Comprehension, "list comprehension", r"comprehensions are not supported in on_tick"),
     (cases.SliceRead, "slice", r"slices are not supported in on_tick"),
     (cases.StringValue, "string", r"strings are not supported in on_tick"),

@@ -77,11 +77,11 @@ def test_integer_ranges_for_every_width(width: int) -> None:
     assert u.describe_range() == f"0..{2**width - 1}"
 
 
-@pytest.mark.parametrize("width", [0, 65, -1, True, "8", 8.0])
-def test_integer_width_must_be_1_to_64(width: object) -> None:
-    with pytest.raises(DeclarationError, match=r"UInt\[.*\]: width must be an int in 1\.\.64"):
+@pytest.mark.parametrize("width", [0, 129, -1, True, "8", 8.0])
+def test_integer_width_must_be_1_to_128(width: object) -> None:
+    with pytest.raises(DeclarationError, match=r"UInt\[.*\]: width must be an int in 1\.\.128"):
         UInt[width]  # type: ignore[index]
-    with pytest.raises(DeclarationError, match=r"Int\[.*\]: width must be an int in 1\.\.64"):
+    with pytest.raises(DeclarationError, match=r"Int\[.*\]: width must be an int in 1\.\.128"):
         Int[width]  # type: ignore[index]
 
 
@@ -277,8 +277,8 @@ def test_fix_types() -> None:
         (SFix, (0, 4), r"SFix\[0, 4\]: need integer bits >= 1 and fractional bits >= 0"),
         (UFix, (1.5, 2), r"UFix\[1.5, 2\]: need integer bits"),
         (UFix, (True, 2), r"UFix\[True, 2\]: need integer bits"),
-        (UFix, (0, 0), r"UFix\[0, 0\]: total width must be 1\.\.64"),
-        (SFix, (40, 25), r"SFix\[40, 25\]: total width must be 1\.\.64"),
+        (UFix, (0, 0), r"UFix\[0, 0\]: total width must be 1\.\.128"),
+        (SFix, (80, 49), r"SFix\[80, 49\]: total width must be 1\.\.128"),
         (UFix, 8, r"UFix\[\.\.\.\] takes two numbers: UFix\[int_bits, frac_bits\]"),
         (SFix, (1, 2, 3), r"SFix\[\.\.\.\] takes two numbers"),
     ],

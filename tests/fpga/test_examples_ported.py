@@ -1,0 +1,81 @@
+"""The SME C# examples ported to smeflow behave as their C# testers check: the state-based
+counter, the stopwatch and the MIPS CPU with its program in a RAM (whose memory after the
+program halts equals a separately written instruction-level model's)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sme import Network, Simulator
+from sme.errors import SimulationError
+from sme.examples import mips, statebased_counter, stopwatch
+
+
+def _column(trace: Any, name: str) -> list[Any]:
+    k = trace.names.index(name)
+    return [row[k] for row in trace.rows[1:]]
+
+
+def test_statebased_counter_as_the_csharp_tester_checks() -> None:
+    trace = Simulator(statebased_counter.build()).run(
+        stimulus=list(statebased_counter.stimulus(12)))
+    for bus in ("for_result", "while_result"):
+        valid, number = _column(trace, f"{bus}.valid"), _column(trace, f"{bus}.number")
+        # the request (count 4) is on the bus at tick 1: numbers 0..3 on ticks 1..4
+        assert valid[:1] == [False] and all(valid[1:5])
+        assert number[1:5] == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("backend", ["interp", "compiled"])
+def test_counting_to_zero_is_a_loop_without_yield(backend: str) -> None:
+    sbc = statebased_counter
+    net = Network("zero", [sbc.StatebasedCounter(request=sbc.Control(), result=sbc.Result())])
+    sim = Simulator(net, backend=backend)  # the while-loop version ends twice in one tick
+    with pytest.raises(SimulationError, match=r"StatebasedCounter 'statebased_counter' .*"
+                       r"on_tick\(\) is a generator that returned without yielding"):
+        sim.run(stimulus=[{"control.valid": True, "control.count": 0}])
+
+
+def test_stopwatch_as_the_csharp_tester_checks() -> None:
+    trace = Simulator(stopwatch.build(), backend="compiled").run(
+        stimulus=list(stopwatch.stimulus()))
+    running, reset = _column(trace, "watch_output.running"), _column(trace, "watch_output.reset")
+    val = _column(trace, "number_output.val")
+    # a press shows the same tick: start at 2, stop at 4, start at 6, stop at 8
+    assert running[1:10] == [False, True, True, False, False, True, True, False, False]
+    assert reset[9:12] == [False, True, False]          # reset pressed at tick 10
+    assert running[13:17] == [False, True, True, False]  # a short run, then reset at 18
+    assert not any(running[16:22]) and all(running[22:])  # the long run starts at tick 22
+    last = len(val) - 1                                 # the counter sees it from tick 23
+    assert val[last] == (last - 22) // stopwatch.SKIPS >= 10
+    assert val[22 + stopwatch.SKIPS] == 1 and val[21 + stopwatch.SKIPS] == 0
+
+
+def test_mips_memory_matches_the_reference_model() -> None:
+    program = mips.assemble(mips.FIBONACCI)
+    expected = mips.reference_run(program)
+    fib = [0, 1]
+    while len(fib) < mips.N_FIB:
+        fib.append(fib[-1] + fib[-2])
+    stored = expected[mips.DEPTH - mips.N_FIB:]
+    assert stored == fib[::-1]                       # the stack grows down
+    assert expected[mips.DEPTH - mips.N_FIB - 1] == sum(fib)  # check's sum, below the stack
+    halted = {}
+    for backend in ("interp", "compiled"):
+        net = mips.build()
+        sim = Simulator(net, backend=backend, trace=False)
+        status, memin = sim.output("status"), sim.output("memin")
+        ticks, stores = 0, []
+        while not status.done:
+            sim.step()
+            ticks += 1
+            if memin.we:
+                stores.append((memin.addr, memin.wdata))
+            assert ticks < 2000, "the CPU did not halt"
+        halted[backend] = (ticks, stores)
+        if backend == "interp":
+            assert list(net.process("ram").mem) == expected
+    assert halted["interp"] == halted["compiled"]
+    assert halted["interp"][1][-1] == (mips.DEPTH - mips.N_FIB - 1, sum(fib))
