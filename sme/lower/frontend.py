@@ -27,14 +27,19 @@ from .ir import (
     Assign,
     BoolT,
     Break,
+    Const,
     Continue,
     EnumT,
     Expr,
     If,
+    LocalRead,
     LocalTarget,
     Match,
     MatchCase,
+    NumT,
+    PortRead,
     PortTarget,
+    RegRead,
     RegTarget,
     Return,
     Stmt,
@@ -97,7 +102,7 @@ class Lowerer(LoopLowering):
             if len(s.targets) != 1:
                 raise self.unsupported(s, "chained assignment",
                                        "chained assignment (a = b = ...) is not supported")
-            return [self.assign(s.targets[0], s.value, s)]
+            return self.assign(s.targets[0], s.value, s)
         if isinstance(s, ast.AnnAssign):
             if not isinstance(s.target, ast.Name):
                 raise self.unsupported(s, "annotated attribute",
@@ -108,11 +113,11 @@ class Lowerer(LoopLowering):
             self.local_types[name] = vtype_of(t)
             if s.value is None:
                 return []
-            return [self.assign(s.target, s.value, s)]
+            return self.assign(s.target, s.value, s)
         if isinstance(s, ast.AugAssign):
             op = ast.BinOp(left=_as_load(s.target), op=s.op, right=s.value)
             ast.copy_location(op, s)
-            return [self.assign(s.target, op, s)]
+            return self.assign(s.target, op, s)
         if isinstance(s, ast.If):
             cond = self.condition(s.test)
             then = self.block(s.body)
@@ -155,12 +160,14 @@ class Lowerer(LoopLowering):
         return [Assign(self.loc(s), LocalTarget(frame.result),
                        self.store_convert(value, target_t, None, s))]
 
-    def assign(self, target: ast.expr, value_node: ast.expr, s: ast.stmt) -> Stmt:
+    def assign(self, target: ast.expr, value_node: ast.expr, s: ast.stmt) -> list[Stmt]:
         loc = self.loc(s)
-        value = self.value(value_node)
         if isinstance(target, ast.Tuple):
             raise self.unsupported(s, "tuple assignment",
                                    "tuple unpacking is not supported; assign one value at a time")
+        if isinstance(value_node, (ast.List, ast.Tuple)):
+            return self.assign_elements(target, value_node, s)
+        value = self.value(value_node)
         index: Expr | None = None
         base = target
         if isinstance(target, ast.Subscript):
@@ -183,7 +190,42 @@ class Lowerer(LoopLowering):
                 ttype = self.local_types.get(tgt.name, vt)
         marked = value if isinstance(value, Marked) else None
         expr = value.expr if isinstance(value, Marked) else value
-        return Assign(loc, tgt, self.store_convert(expr, ttype, marked, value_node))
+        return [Assign(loc, tgt, self.store_convert(expr, ttype, marked, value_node))]
+
+    def assign_elements(self, target: ast.expr, value_node: ast.List | ast.Tuple,
+                        s: ast.stmt) -> list[Stmt]:
+        """``array = [e0, e1, ...]``: one store per element. Every element is evaluated
+        before the first store (as Python builds the list first), through a hidden local
+        when it reads the array being written."""
+        loc = self.loc(s)
+        if isinstance(target, ast.Subscript):
+            raise self.type_error(value_node, "a list cannot be stored into one element")
+        tgt, ttype = self.target(target, s)
+        if not isinstance(ttype, ArrayT):
+            hint = (" (annotate the local with its Array type)"
+                    if isinstance(tgt, LocalTarget) else "")
+            raise self.type_error(value_node, f"{ast.unparse(target)} is not an array, so it "
+                                  f"cannot hold a list{hint}")
+        if len(value_node.elts) != ttype.length:
+            raise self.type_error(value_node, f"{ast.unparse(target)} holds {ttype.length} "
+                                  f"elements; the list has {len(value_node.elts)}")
+        out: list[Stmt] = []
+        values: list[Expr] = []
+        for node in value_node.elts:
+            if isinstance(node, ast.Starred):
+                raise self.unsupported(node, "starred element", "*x in a list is not supported")
+            v = self.value(node)
+            marked = v if isinstance(v, Marked) else None
+            e = self.store_convert(v.expr if isinstance(v, Marked) else v, ttype.element,
+                                   marked, node)
+            if _reads(e, tgt):
+                tmp = self.hidden_local("elem", ttype.element, node)
+                out.append(Assign(loc, LocalTarget(tmp), e))
+                e = LocalRead(ttype.element, tmp)
+            values.append(e)
+        for i, e in enumerate(values):
+            out.append(Assign(loc, dataclasses.replace(tgt, index=Const(NumT.const(i), i)), e))
+        return out
 
     def target(self, node: ast.expr, s: ast.stmt) -> tuple[Target, VType]:
         if isinstance(node, ast.Name):
@@ -255,6 +297,21 @@ class Lowerer(LoopLowering):
         raise self.unsupported(p, "match pattern",
                                "only enum members, '|' of members and '_' are supported as "
                                "case patterns")
+
+
+def _reads(e: object, tgt: Target) -> bool:
+    """Whether the expression ``e`` reads the storage ``tgt`` writes."""
+    if isinstance(tgt, PortTarget) and isinstance(e, PortRead):
+        return (e.port, e.signal) == (tgt.port, tgt.signal)
+    if isinstance(tgt, RegTarget) and isinstance(e, RegRead):
+        return e.name == tgt.name
+    if isinstance(tgt, LocalTarget) and isinstance(e, LocalRead):
+        return e.name == tgt.name
+    if isinstance(e, Expr):
+        return any(_reads(v, tgt) for v in vars(e).values())
+    if isinstance(e, tuple):
+        return any(_reads(v, tgt) for v in e)
+    return False
 
 
 def _as_load(node: ast.expr) -> ast.expr:

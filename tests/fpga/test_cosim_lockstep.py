@@ -95,7 +95,7 @@ def test_planted_counter_fault_names_tick_signal_and_values(tmp_path: Path) -> N
         result.check()
 
 
-class MutantAccumulate(pipeline.Accumulate):
+class MutantAccumulate(pipeline.Accumulate, simulation_only=True):
     """The Python twin of the planted VHDL fault: ``acc - c2`` instead of ``acc + c2``."""
 
     def on_tick(self) -> None:

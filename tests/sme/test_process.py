@@ -67,7 +67,7 @@ class Join(Process, combinational=True):
         self.out.value = self.a.value
 
 
-class Source(Process):
+class Source(Process, simulation_only=True):
     """Drives a value chosen by the test through ``make``."""
 
     out: Out[Data]

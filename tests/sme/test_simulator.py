@@ -46,7 +46,7 @@ class Total(Bus):
     mode: Mode = Mode.OFF
 
 
-class Adder(Process):
+class Adder(Process, simulation_only=True):  # exercises values no hardware holds
     cmd: In[Cmd]
     out: Out[Total]
     acc: UInt[16] = 0

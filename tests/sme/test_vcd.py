@@ -30,7 +30,7 @@ class Src(Bus):
     go: Bool = False
 
 
-class Driver(Process):
+class Driver(Process, simulation_only=True):  # a float gain: a testbench driver
     src: In[Src]
     out: Out[Wide]
 
