@@ -80,7 +80,7 @@ def _process(name: str, base: type[Process], doc: str, ann: dict[str, Any], t: S
              depth: int, lanes: int) -> type[Process]:
     ns: dict[str, Any] = {"__annotations__": ann, "__module__": __name__, "__doc__": doc,
                           "mem": (t.zero(),) * (depth * lanes), "DEPTH": depth, "LANES": lanes}
-    return type(name, (base,), ns)
+    return type(name, (base,), ns, storage=("mem",))
 
 
 def read_port(word: Any, depth: int, lanes: int = 1) -> type[Bus]:

@@ -18,13 +18,19 @@ the tick; what it writes becomes visible at the next tick. A *combinational* pro
 visible in the same tick. A process's registers keep their value across ticks; inside one
 tick the process sees its own register writes at once (VHDL variable semantics), and no
 other process can see them. ``on_tick`` may be a generator: each ``yield`` waits one tick.
+
+``class Ram(Process, storage=("mem",))`` marks Array registers as a memory's storage: they
+start with their initial contents like any register, but the VHDL reset does not clear
+them (a memory's words are loaded when the FPGA is configured), so synthesis can map them
+to block RAM. ``simulation_only=True`` declares a process that only the interpreter runs
+(a testbench or a model of an off-chip part, in any Python).
 """
 
 from __future__ import annotations
 
 import enum
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, TypeVar, get_args, get_origin
 
@@ -104,11 +110,13 @@ class Process:
     _sme_registers: ClassVar[dict[str, RegisterSpec]] = {}
     _sme_combinational: ClassVar[bool] = False
     _sme_simulation_only: ClassVar[bool] = False
+    _sme_storage: ClassVar[frozenset[str]] = frozenset()
     _sme_generator: ClassVar[bool] = False
     _sme_src_loc: ClassVar[srcloc.SrcLoc]
 
     def __init_subclass__(cls, combinational: bool | None = None,
-                          simulation_only: bool | None = None, **kwargs: Any) -> None:
+                          simulation_only: bool | None = None,
+                          storage: Iterable[str] | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._sme_src_loc = srcloc.caller()
         where = class_loc(cls)
@@ -147,6 +155,14 @@ class Process:
                         ) from None
                 registers[name] = RegisterSpec(name, t, initial)
         cls._sme_ports, cls._sme_registers = ports, registers
+        if storage is not None:
+            cls._sme_storage = frozenset([storage] if isinstance(storage, str) else storage)
+        for name in sorted(cls._sme_storage):
+            reg = registers.get(name)
+            if reg is None or not isinstance(reg.type, ArrayType):
+                raise DeclarationError(
+                    f"{where}: storage={name!r}: {cls.__qualname__} has no Array register "
+                    f"{name!r} (storage names the Array registers that hold a memory's words)")
         for name in registers:  # registers live on instances only
             if name in cls.__dict__:
                 delattr(cls, name)

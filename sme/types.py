@@ -372,7 +372,8 @@ class FixedType(SignalType):
         self.int_bits, self.frac_bits, self.signed = int_bits, frac_bits, signed
         self.width = int_bits + frac_bits
         if not 1 <= self.width <= MAX_WIDTH:
-            raise DeclarationError(f"{name}[{int_bits}, {frac_bits}]: total width must be 1..{MAX_WIDTH}")
+            raise DeclarationError(
+                f"{name}[{int_bits}, {frac_bits}]: total width must be 1..{MAX_WIDTH}")
         self.raw_type: IntegerType = IntType(self.width) if signed else UIntType(self.width)
 
     def coerce(self, value: object, rounding: str = "exact", overflow: str = "error") -> Fixed:

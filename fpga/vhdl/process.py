@@ -291,14 +291,15 @@ def emit_process(ir: ProcessIR, names: ProcessNames, pkg: str) -> str:
     else:
         out.append(f"{IND * 2}if rising_edge(clk) then")
         out.append(f"{IND * 3}if rst = '1' then")
-        for r in ir.registers:
+        reset = [r for r in ir.registers if not r.storage]  # storage: block RAM, no reset
+        for r in reset:
             out.append(f"{IND * 4}{names.var(r.name)} := {names.init(r.name)};")
         for p, s in outs:
             out.append(f"{IND * 4}{names.next(p.name, s.name)} := "
                        f"{initial(s.initial, s.type)};")
         if ir.states is not None:
             out.append(f"{IND * 4}tick_state := {names.state(0)};")
-        if not ir.registers and not outs and ir.states is None:
+        if not reset and not outs and ir.states is None:
             out.append(f"{IND * 4}null;")
         out.append(f"{IND * 3}else")
         if ir.states is not None:

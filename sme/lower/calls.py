@@ -72,7 +72,7 @@ def lower_call(lw: LowererBase, node: ast.Call) -> Expr:
 def _call_fixed(lw: LowererBase, node: ast.Call) -> Expr:
     """``Fixed(raw, frac)`` with constant integer arguments: a fixed-point constant."""
     args = [lw.static_value(a) for a in node.args]
-    kw = {k.arg: lw.static_value(k.value) for k in node.keywords}
+    kw = {k.arg: lw.static_value(k.value) for k in node.keywords if k.arg is not None}
     try:
         v = Fixed(*args, **kw)
     except TypeError as exc:

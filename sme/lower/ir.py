@@ -378,6 +378,8 @@ class RegisterIR:
     type: VType
     sig_type: SignalType
     initial: Any
+    storage: bool = False
+    """A memory's storage (``Process(storage=...)``): set at power-up, never reset."""
 
 
 @dataclass(frozen=True)

@@ -92,7 +92,8 @@ def lower_process(cls: type[Process]) -> ProcessIR:
     for r in cls._sme_registers.values():
         t = vtype_of(r.type)
         _collect_enums(t, enums)
-        registers.append(RegisterIR(r.name, t, r.type, _initial(r.initial, t)))
+        registers.append(RegisterIR(r.name, t, r.type, _initial(r.initial, t),
+                                    r.name in cls._sme_storage))
     generator = cls._sme_generator
     types = {**local_types, **lw.assigned, **lw.annotated}
     locals_ = [LocalIR(n, t, generator, lw.local_locs.get(n)) for n, t in types.items()

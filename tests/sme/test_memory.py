@@ -5,7 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sme import Bool, DeclarationError, Int, Network, SignalValueError, Simulator, UFix, UInt
+from sme import (
+    Array,
+    Bool,
+    DeclarationError,
+    Int,
+    Network,
+    Process,
+    SignalValueError,
+    Simulator,
+    UFix,
+    UInt,
+)
+from sme.lower import lower_process
 from sme.memory import (
     address_width,
     dual_port_ram,
@@ -121,3 +133,22 @@ def test_bool_memory_takes_numpy_booleans() -> None:
     sim.poke("addr.addr", 1)
     sim.step()
     assert sim.peek("data.rdata") is True
+
+
+def test_storage_names_array_registers_only() -> None:
+    class Buf(Process, storage=("buf",)):
+        buf: Array[UInt[4], 8] = [0] * 8
+        count: UInt[4] = 0
+
+        def on_tick(self) -> None:
+            self.buf[self.count % 8] = self.count
+            self.count = (self.count + 1) % 16
+
+    assert {r.name: r.storage for r in lower_process(Buf).registers} == {
+        "buf": True, "count": False}
+    assert {r.name for r in lower_process(rom(UInt[8], 16)).registers if r.storage} == {"mem"}
+    for bad in ("count", "nothing"):
+        with pytest.raises(DeclarationError, match=rf"storage='{bad}': .* has no Array "
+                           rf"register '{bad}'"):
+            type("Bad", (Process,), {"__annotations__": {"count": UInt[4]}, "count": 0,
+                                     "on_tick": lambda self: None}, storage=(bad,))
