@@ -128,8 +128,14 @@ class ExprLowering(LowererBase):
         if construct is not None:
             raise self.unsupported(node, *construct)
         if isinstance(node, (ast.Tuple, ast.List)):
+            values = [self.try_static(e) for e in node.elts]
+            if values and all(isinstance(v, (int, Fixed)) and not isinstance(v, bool)
+                              for v in values):
+                return self.constant(tuple(values), node)  # a constant array
             raise self.unsupported(node, "tuple or list",
-                                   "tuple/list values are not supported in on_tick")
+                                   "tuple/list values are supported as constants (every "
+                                   "element a number) and as the whole value stored into "
+                                   "an array")
         name = type(node).__name__
         raise self.unsupported(node, name, f"{name} expressions are not supported in on_tick")
 

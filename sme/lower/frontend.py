@@ -250,7 +250,9 @@ class Lowerer(LoopLowering):
                                       f"'{port}' has no signal {node.attr!r}")
             if port not in self.out_ports:
                 raise self.unsupported(node, "write to an input port",
-                                       f"port '{port}' is an In port; it cannot be written")
+                                       f"{self.cls.__qualname__} cannot write self.{port}."
+                                       f"{node.attr}: port '{port}' is an In port (a process "
+                                       "writes only its Out[...] buses)")
             return PortTarget(port, node.attr), vtype_of(spec.type)
         raise self.unsupported(node, "assignment target",
                                f"cannot assign to {ast.unparse(node)}")

@@ -57,7 +57,8 @@ def lower_process(cls: type[Process]) -> ProcessIR:
     on_tick = cls.__dict__.get("on_tick") or getattr(cls, "on_tick", None)
     func = getattr(on_tick, "__func__", on_tick)
     if func is None or func is Process.on_tick:
-        raise LoweringError(Loc(inspect.getsourcefile(cls) or "<unknown>", 0),
+        raise LoweringError(Loc(inspect.getsourcefile(cls) or "<unknown>",
+                                cls._sme_src_loc.line),
                             f"{cls.__qualname__} does not implement on_tick()")
     parsed = parse_function(func)
     local_types: dict[str, VType] = {}

@@ -291,7 +291,7 @@ class Wide(Bus):
 
 
 def run_values(make: Any, ticks: int = 1) -> Simulator:
-    class Emit(Process):
+    class Emit(Process, simulation_only=True):  # any Python value: interp only
         out: Out[Wide]
 
         def on_tick(self) -> None:
@@ -349,7 +349,7 @@ class Fix(Bus):
 
 
 def run_fixed(make: Any) -> Simulator:
-    class EmitFix(Process):
+    class EmitFix(Process, simulation_only=True):
         out: Out[Fix]
 
         def on_tick(self) -> None:
@@ -407,7 +407,7 @@ def test_enums_on_buses_and_in_registers() -> None:
     sim.run(3)
     assert column(sim, "mode_bus.mode") == [Mode.IDLE, Mode.RUN, Mode.DONE, Mode.DONE]
 
-    class Wrong(Process):
+    class Wrong(Process, simulation_only=True):  # the run-time check
         out: Out[ModeBus]
 
         def on_tick(self) -> None:
@@ -438,7 +438,7 @@ def test_array_signals_clocked_element_writes_latch_at_the_tick() -> None:
             self.out.taps[1] = self.out.taps[0]
             self.out.taps[0] = self.inp.value
 
-    class Sum(Process, combinational=True):
+    class Sum(Process, combinational=True, simulation_only=True):
         inp: In[Taps]
         out: Out[Word]
 
@@ -473,7 +473,7 @@ def test_array_signal_without_initial_value_stays_undefined_until_written() -> N
 
 
 def test_readers_cannot_write_array_elements() -> None:
-    class Meddle(Process):
+    class Meddle(Process, simulation_only=True):  # the run-time check
         inp: In[Taps]
         out: Out[Word]
 

@@ -27,6 +27,7 @@ from sme import (
     wrap,
 )
 from sme.declare import MISSING
+from sme.lower import LoweringError
 from sme.process import Direction, PortSpec, RegisterSpec
 
 HERE = "test_process.py"
@@ -259,8 +260,9 @@ def test_on_tick_must_be_implemented() -> None:
     class Lazy(Process):
         out: Out[Data]
 
-    with pytest.raises(NotImplementedError, match=r"Lazy does not implement on_tick\(\)"):
-        run_one(Lazy())
+    with pytest.raises(LoweringError, match=r"test_process\.py:\d+:\d+: .*Lazy does not "
+                       r"implement on_tick\(\)"):
+        run_one(Lazy())  # refused when the simulator is built
 
 
 # -- registers --------------------------------------------------------------------------
@@ -347,7 +349,7 @@ def test_register_wrap_and_saturate() -> None:
 
 
 def test_bool_into_a_uint_register_and_0_1_into_a_bool_register() -> None:
-    class Flags(Process):
+    class Flags(Process, simulation_only=True):  # the interpreter's run-time check
         out: Out[Data]
         n: UInt[4] = 0
         b: Bool = False
@@ -383,7 +385,7 @@ def test_array_register_elements_are_checked() -> None:
 
 
 def test_undeclared_attribute_write_during_simulation() -> None:
-    class Sloppy(Process):
+    class Sloppy(Process, simulation_only=True):  # the interpreter's run-time check
         out: Out[Data]
 
         def on_tick(self) -> None:
@@ -418,7 +420,7 @@ def test_assigning_a_port_is_an_error() -> None:
 
 # -- ports at run time ----------------------------------------------------------------------
 def test_writing_an_input_bus() -> None:
-    class Rude(Process):
+    class Rude(Process, simulation_only=True):  # the interpreter's run-time check
         inp: In[Data]
         out: Out[Other]
 
@@ -439,14 +441,14 @@ def test_writing_an_input_bus() -> None:
 
 
 def test_unknown_signals() -> None:
-    class Typo(Process):
+    class Typo(Process, simulation_only=True):  # the interpreter's run-time check
         inp: In[Data]
         out: Out[Other]
 
         def on_tick(self) -> None:
             self.out.value = self.inp.valeu
 
-    class TypoOut(Process):
+    class TypoOut(Process, simulation_only=True):
         out: Out[Data]
 
         def on_tick(self) -> None:
