@@ -48,6 +48,8 @@ class StatebasedCounterWithForLoop(Process):
                 self.result.number = i
                 self.result.valid = True
                 yield
+            if count == 0:  # nothing to count: wait a tick (else this loop spins in the tick)
+                yield
 
 
 class StatebasedCounter(Process):
@@ -80,8 +82,8 @@ def build() -> Network:
 
 def stimulus(ticks: int = 60) -> Iterator[dict[str, Any]]:
     """The C# tester's request (count 4 after one idle tick), then others. (A request to
-    count to 0 spins without waiting, in C# as here: the for-loop version loops forever
-    within the tick, the while-loop version ends twice in one tick, which is an error.)"""
+    count to 0 makes the while-loop version end twice in one tick, which is an error; the
+    for-loop version waits a tick instead.)"""
     requests = {1: 4, 12: 7, 25: 1, 30: 3, 40: 11}
     for t in range(ticks):
         yield {"control.valid": t in requests, "control.count": requests.get(t, 0)}
