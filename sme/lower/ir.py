@@ -11,8 +11,7 @@ Value model (the contract a backend implements)
   ``raw * 2**-frac``. Integers have ``frac == 0``; ``UFix``/``SFix`` values have ``frac > 0``.
   The range is exact: no expression of the IR ever produces a raw value outside its type's
   range, so a backend that computes every node in ``width`` bits (signed when ``signed``)
-  never overflows. ``width`` may exceed 64 for intermediate products; a backend that cannot
-  handle that raises its own error.
+  never overflows. ``width`` may exceed 64 (the compiled backend then runs on Python ints).
 * ``BoolT``: ``False``/``True``.
 * ``EnumT``: a Python ``Enum`` member; encoded by its code (``EnumT.code``: the member's
   value when every value is a non-negative int, else its position).
@@ -34,12 +33,13 @@ A generator process (``on_tick`` contains ``yield``) keeps its structured ``body
 explicit state machine in which every control path of a state's body ends in a ``Goto``.
 State bodies hold only ``Assign``, ``If``, ``Match``, ``Goto`` and ``For`` loops that do
 not yield (whose own ``Break``/``Continue`` stay inside them). ``Goto(wait=True)`` ends the
-tick (the next tick starts in that state); ``Goto(wait=False)`` continues in that state within the
-same tick. State 0 is the entry (the top of ``on_tick``); the generator's end restarts at
-state 0 in the same tick, as the interpreter does. The lowering proves that every loop of
-``wait=False`` edges is broken by a ``yield``, so a backend may run
-``while not waited: run(state)`` safely. In a generator every local is persistent (it keeps
-its value across ticks, like a register that only this process sees).
+tick (the next tick starts in that state); ``Goto(wait=False)`` continues in that state
+within the same tick. State 0 is the entry (the top of ``on_tick``); the generator's end restarts at
+state 0 in the same tick, as the interpreter does. The lowering refuses a loop of
+``wait=False`` edges that can never be left (``sme.lower.cycles``); a backend runs
+``while not waited: run(state)``, failing a tick that restarts twice or never ends. In a
+generator every local is persistent (it keeps its value across ticks, like a register that
+only this process sees).
 """
 
 from __future__ import annotations
@@ -467,48 +467,10 @@ class ProcessIR:
 
 
 __all__ = [
-    "ArrayT",
-    "Assign",
-    "BinOp",
-    "BoolOp",
-    "BoolT",
-    "Break",
-    "Compare",
-    "Const",
-    "ConstantIR",
-    "Continue",
-    "Convert",
-    "EnumT",
-    "Expr",
-    "For",
-    "Goto",
-    "HelperIR",
-    "If",
-    "Index",
-    "Loc",
-    "LocalIR",
-    "LocalRead",
-    "LocalTarget",
-    "Match",
-    "MatchCase",
-    "NumT",
-    "PortIR",
-    "PortRead",
-    "PortTarget",
-    "ProcessIR",
-    "RegRead",
-    "RegTarget",
-    "RegisterIR",
-    "Return",
-    "Select",
-    "SignalIR",
-    "StateIR",
-    "Stmt",
-    "Target",
-    "UnaryOp",
-    "VType",
-    "While",
-    "Yield",
-    "raw_of",
+    "ArrayT", "Assign", "BinOp", "BoolOp", "BoolT", "Break", "Compare", "Const", "ConstantIR",
+    "Continue", "Convert", "EnumT", "Expr", "For", "Goto", "HelperIR", "If", "Index", "Loc",
+    "LocalIR", "LocalRead", "LocalTarget", "Match", "MatchCase", "NumT", "PortIR", "PortRead",
+    "PortTarget", "ProcessIR", "RegRead", "RegTarget", "RegisterIR", "Return", "Select",
+    "SignalIR", "StateIR", "Stmt", "Target", "UnaryOp", "VType", "While", "Yield", "raw_of",
     "vtype_of",
 ]
