@@ -8,7 +8,12 @@
 * ``pipeline.compiled_step.ticks_per_s`` — step mode driven from a Python testbench loop,
   as the interpreter and MyHDL are measured;
 * ``pipeline.compiled.first_compile_s`` / ``cached_start_s`` — a fresh Python process from
-  ``import sme`` to a ready simulator, with an empty cache and then with the cache filled.
+  ``import sme`` to a ready simulator, with an empty cache and then with the cache filled;
+* ``sim.fsm.compiled_vs_interp`` — a generator design (``sme.examples.statebased_counter``,
+  two ``on_tick`` generators with ``while``/``for`` loops around ``yield``, lowered to state
+  machines) in batch mode: compiled ticks/s over the interpreter's, same stimulus, the two
+  runs' outputs equal on the ticks both ran (``sim.fsm.compiled.ticks_per_s`` and
+  ``sim.fsm.interp.ticks_per_s`` are the rates).
 
 Run alone: ``python benchmarks/sim_speed_compiled.py [myhdl_ticks_per_s]``.
 """
@@ -25,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from sme import Simulator
-from sme.examples import pipeline
+from sme.examples import pipeline, statebased_counter
 
 _START = """
 import sys, time
@@ -81,6 +86,32 @@ def step_rate(ticks: int) -> float:
     return ticks / secs
 
 
+def fsm_stimulus(ticks: int) -> dict[str, np.ndarray]:
+    """Requests to the state-based counters: one every 16 ticks, counting to 1..12."""
+    i = np.arange(ticks, dtype=np.int64)
+    return {"control.valid": i % 16 == 0, "control.count": (i // 16) % 12 + 1}
+
+
+def fsm_figures(interp_ticks: int = 20_000, compiled_ticks: int = 2_000_000
+                ) -> dict[str, float]:
+    """Batch ticks/s of the generator-FSM design in the interpreter and compiled; the
+    compiled outputs must equal the interpreter's on the ticks the interpreter ran."""
+    rates: dict[str, float] = {}
+    outs: dict[str, dict[str, np.ndarray]] = {}
+    for backend, ticks in (("interp", interp_ticks), ("compiled", compiled_ticks)):
+        sim = Simulator(statebased_counter.build(), backend=backend, trace=False)
+        stim = fsm_stimulus(ticks)
+        start = time.perf_counter()
+        outs[backend] = sim.run_batch(stim, ticks)
+        rates[backend] = ticks / (time.perf_counter() - start)
+    for name, ref in outs["interp"].items():
+        if not np.array_equal(ref, outs["compiled"][name][:interp_ticks]):
+            sys.exit(f"generator FSM: compiled {name} differs from the interpreter")
+    return {"sim.fsm.interp.ticks_per_s": rates["interp"],
+            "sim.fsm.compiled.ticks_per_s": rates["compiled"],
+            "sim.fsm.compiled_vs_interp": rates["compiled"] / rates["interp"]}
+
+
 def start_time(cache: Path) -> float:
     """Seconds from a fresh interpreter's ``import sme`` to a ready compiled simulator."""
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
@@ -112,6 +143,7 @@ def compiled_figures(myhdl_ticks_per_s: float) -> dict[str, float]:
         "pipeline.compiled_step.vs_myhdl": step / myhdl_ticks_per_s,
         "pipeline.compiled.first_compile_s": first,
         "pipeline.compiled.cached_start_s": cached,
+        **fsm_figures(),
     }
 
 
