@@ -8,12 +8,17 @@ failing process with ``fpga.fuzz.reduce_body`` and kept in ``--out``.
     python benchmarks/fuzz_nightly.py --modules 100 --processes 25 --seed 1000
     python benchmarks/fuzz_nightly.py --all-constructs   # include the known differences
 
+``--language-modules`` more modules come from ``fpga.fuzz_language`` (generator processes
+with loops, 64-bit registers, a RAM, names clashing up to case or with VHDL reserved words),
+each run in the interpreter, the compiled backend and GHDL.
+
 It then runs the parser fuzz tests (``tests/*/test_fuzz_parsers.py``: CSV traces,
 ``.poni`` files, packets and the readout, HDF5 files, catalog arguments) with
 ``--parser-examples`` random examples per property instead of the CI's fixed few hundred
 (``SMEFLOW_FUZZ_EXAMPLES``; ``0`` skips them).
 
 Prints one line per module and the figures ``fuzz.bodies``, ``fuzz.failing_modules``,
+``fuzz.language_modules``, ``fuzz.language_failing``,
 ``fuzz.bodies_per_s`` and ``fuzz.parser_failures``; exits 1 when anything differed or a
 parser raised what it must not.
 """
@@ -32,6 +37,7 @@ from pathlib import Path
 from fpga.cosim import run_lockstep
 from fpga.export import export, record_trace
 from fpga.fuzz import KNOWN_VHDL_DIFFERENCES, load_module, module_source, reduce_body
+from fpga.fuzz_language import language_source
 from fpga.ghdl import run_testbench
 from fpga.stimulus import random_stimulus
 
@@ -52,6 +58,27 @@ def differs(source: str, folder: Path, ticks: int, seed: int, lockstep: bool) ->
     return None
 
 
+def language_differs(seed: int, folder: Path, ticks: int) -> str | None:
+    """Run one ``fpga.fuzz_language`` module in the interpreter, the compiled backend and
+    GHDL; the first difference as text, or None."""
+    from sme import Simulator
+
+    source = language_source(seed)
+    net = load_module(source, folder).build()
+    stim = list(random_stimulus(net, ticks, seed))
+    trace = record_trace(net, stim)
+    compiled = Simulator(load_module(source, folder).build(), backend="compiled").run(
+        stimulus=stim)
+    diff = trace.first_difference(compiled) if compiled is not None else "no trace"
+    if diff is not None:
+        return f"compiled: {diff}"
+    export(net, folder / "vhdl", trace)
+    result = run_testbench(folder / "vhdl")
+    if not result.passed:
+        return f"testbench: {result.mismatches[0] if result.mismatches else result.output[-500:]}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the fuzzing campaign described by the command line."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -63,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--all-constructs", action="store_true",
                    help="do not leave out the constructs with known VHDL differences")
     p.add_argument("--out", default="out/fuzz", help="where failing modules are kept")
+    p.add_argument("--language-modules", type=int, default=20,
+                   help="fpga.fuzz_language modules to run in all three backends")
     p.add_argument("--parser-examples", type=int, default=5000,
                    help="random examples per parser property (0: skip the parser fuzzing)")
     args = p.parse_args(argv)
@@ -82,13 +111,25 @@ def main(argv: list[str] | None = None) -> int:
             _reduce(source, seed, problem, args, exclude, keep)
         shutil.rmtree(folder, ignore_errors=True)
     seconds = time.perf_counter() - start
+    language_failing = 0
+    for seed in range(args.seed, args.seed + args.language_modules):
+        folder = Path(tempfile.mkdtemp(prefix=f"lang{seed}_"))
+        problem = language_differs(seed, folder, args.ticks)
+        print(f"language seed {seed}: {'OK' if problem is None else 'DIFFERS ' + problem}",
+              flush=True)
+        if problem is not None:
+            language_failing += 1
+            shutil.copytree(folder, out / f"language_{seed}", dirs_exist_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)
     bodies = args.modules * args.processes
     print(f"fuzz.bodies = {bodies}")
     print(f"fuzz.failing_modules = {failing}")
     print(f"fuzz.bodies_per_s = {bodies / seconds:.1f}")
+    print(f"fuzz.language_modules = {args.language_modules}")
+    print(f"fuzz.language_failing = {language_failing}")
     parser_failures = fuzz_parsers(args.parser_examples) if args.parser_examples > 0 else 0
     print(f"fuzz.parser_failures = {parser_failures}")
-    return 1 if failing or parser_failures else 0
+    return 1 if failing or language_failing or parser_failures else 0
 
 
 PARSER_TESTS = ["tests/sme/test_fuzz_parsers.py", "tests/dataflow/test_fuzz_parsers.py"]
