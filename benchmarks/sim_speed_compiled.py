@@ -9,6 +9,9 @@
   as the interpreter and MyHDL are measured;
 * ``pipeline.compiled.first_compile_s`` / ``cached_start_s`` — a fresh Python process from
   ``import sme`` to a ready simulator, with an empty cache and then with the cache filled;
+* ``sim.batch.stimulus_to_sim_time`` — the 10,000,000-tick stimulus given as numpy
+  expressions of the tick index (``pipeline.sample_x``/``sample_valid``, evaluated by
+  ``run_batch`` chunk by chunk): seconds building it over seconds simulating;
 * ``sim.fsm.compiled_vs_interp`` — a generator design (``sme.examples.statebased_counter``,
   two ``on_tick`` generators with ``while``/``for`` loops around ``yield``, lowered to state
   machines) in batch mode: compiled ticks/s over the interpreter's, same stimulus, the two
@@ -26,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,8 +49,33 @@ print(time.perf_counter() - t)
 def stimulus_arrays(ticks: int) -> dict[str, np.ndarray]:
     """The DESIGN.md stimulus as batch arrays."""
     i = np.arange(ticks, dtype=np.int64)
-    u = (i * 40503 + 12345) & 0xFFFF
-    return {"samples.x": np.where(u >= 32768, u - 65536, u), "samples.x_valid": i % 8 != 7}
+    return {"samples.x": pipeline.sample_x(i), "samples.x_valid": pipeline.sample_valid(i)}
+
+
+def stimulus_figures(ticks: int = 10_000_000) -> dict[str, float]:
+    """The pipeline's stimulus given to ``run_batch`` as numpy expressions of the tick index
+    (evaluated chunk by chunk): seconds spent building it over seconds simulating."""
+    spent = [0.0]
+
+    def timed(f: Any) -> Any:
+        def g(i: np.ndarray) -> np.ndarray:
+            t = time.perf_counter()
+            out = np.asarray(f(i))
+            spent[0] += time.perf_counter() - t
+            return out
+        return g
+
+    sim = Simulator(pipeline.build(), backend="compiled", trace=False)
+    start = time.perf_counter()
+    out = sim.run_batch({"samples.x": timed(pipeline.sample_x),
+                         "samples.x_valid": timed(pipeline.sample_valid)}, ticks)
+    total = time.perf_counter() - start
+    ref = batch_rate(ticks, 1)
+    valid = out["sum_out.sum_valid"]
+    if (int(valid.sum()), int(out["sum_out.sum_out"][valid].sum())) != ref[1:]:
+        sys.exit("vectorised stimulus: WRONG RESULT")
+    return {"sim.batch.stimulus_s": spent[0],
+            "sim.batch.stimulus_to_sim_time": spent[0] / (total - spent[0])}
 
 
 def batch_rate(ticks: int, repeat: int, checks: bool = True) -> tuple[float, int, int]:
@@ -144,6 +173,7 @@ def compiled_figures(myhdl_ticks_per_s: float) -> dict[str, float]:
         "pipeline.compiled.first_compile_s": first,
         "pipeline.compiled.cached_start_s": cached,
         **fsm_figures(),
+        **stimulus_figures(),
     }
 
 

@@ -148,14 +148,17 @@ class InterpBackend(Backend):
 
     def prepare(self, network: Network, **options: Any) -> Build:
         """Check that every process's ``on_tick`` is in the translatable subset (as the
-        other backends do), unless it is ``simulation_only``."""
+        other backends do), unless it is ``simulation_only`` or its source cannot be read
+        (typed at the prompt or run by ``exec``: then it runs unchecked)."""
         if options:
             raise TypeError(f"the interp backend takes no options, got {', '.join(options)}")
         from .lower import lower_process  # the front end every backend shares
+        from .lower.errors import SourceUnavailableError
 
         for cls in dict.fromkeys(type(p) for p in network.processes):
             if not cls._sme_simulation_only:
-                lower_process(cls)
+                with contextlib.suppress(SourceUnavailableError):
+                    lower_process(cls)
         return Build(network)
 
     def open(self, build: Build) -> Session:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .backend import Backend, Session, get_backend, register_backend
+from .batch import CHUNK, is_vectorised, run_chunked
 from .bus import Bus, bus_of
 from .errors import SignalValueError, SimulationError, UnknownBusError, UnknownSignalError
 from .interp import InterpBackend
@@ -191,10 +192,17 @@ class Simulator:
         return self.trace
 
     def run_batch(
-        self, stimulus: Mapping[str, np.ndarray], ticks: int, outputs: list[str] | None = None
+        self, stimulus: Mapping[str, Any], ticks: int, outputs: list[str] | None = None,
+        chunk: int = CHUNK,
     ) -> dict[str, np.ndarray]:
-        """Batch mode: per-signal stimulus arrays in, per-signal output arrays out (see
-        ``Session.run_batch``). Not traced."""
+        """Batch mode: per-signal stimulus in, per-signal output arrays out (see
+        ``Session.run_batch``). Not traced. A stimulus value is an array, a function of the
+        tick index (``lambda i: i % 8 != 7``, called with an array of tick numbers) or an
+        iterator of arrays; with functions or iterators the run goes ``chunk`` ticks at a
+        time (``sme.batch``)."""
+        if is_vectorised(stimulus):
+            return run_chunked(self.session.run_batch, stimulus, ticks, self.tick, outputs,
+                               chunk)
         return self.session.run_batch(stimulus, ticks, outputs)
 
     def close(self) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
+
 from sme import Bool, Bus, In, Int, Network, Out, Process, UInt
 
 EXPECTED_VALID_COUNT = 5_468
@@ -132,6 +134,18 @@ def sample(i: int) -> tuple[int, bool]:
     """The stimulus of tick ``i``: (x, x_valid)."""
     u = (i * 40503 + 12345) & 0xFFFF
     return (u - 65536 if u >= 32768 else u), i % 8 != 7
+
+
+def sample_x(i: np.ndarray) -> np.ndarray:
+    """``sample``'s x for an array of tick numbers (a numpy expression of the tick index,
+    for ``Simulator.run_batch``)."""
+    u = (i * 40503 + 12345) & 0xFFFF
+    return np.where(u >= 32768, u - 65536, u)
+
+
+def sample_valid(i: np.ndarray) -> np.ndarray:
+    """``sample``'s x_valid for an array of tick numbers."""
+    return np.asarray(i % 8 != 7)
 
 
 def stimulus(ticks: int = 100_000) -> Iterator[dict[str, object]]:

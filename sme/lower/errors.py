@@ -15,6 +15,11 @@ class LoweringError(SmeError):
         self.detail = message
 
 
+class SourceUnavailableError(LoweringError):
+    """The source of a process body cannot be read (defined at the prompt or by ``exec``):
+    the compiled backend and the exporter refuse it; the interpreter runs it unchecked."""
+
+
 class UnsupportedConstructError(LoweringError):
     """The body uses a Python construct outside the translatable subset; ``construct`` names
     it (for example ``"while loop"``)."""

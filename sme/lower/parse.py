@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import LoweringError
+from .errors import LoweringError, SourceUnavailableError
 from .ir import Loc
 
 
@@ -43,9 +43,10 @@ def parse_function(func: Callable[..., Any]) -> ParsedFunction:
         lines, line0 = inspect.getsourcelines(func)
     except (OSError, TypeError) as exc:
         code = getattr(func, "__code__", None)
-        raise LoweringError(Loc(file, getattr(code, "co_firstlineno", 0)),
-                            f"the source of {func.__qualname__} is not available ({exc}); "
-                            "define processes in a Python file") from None
+        raise SourceUnavailableError(
+            Loc(file, getattr(code, "co_firstlineno", 0)),
+            f"the source of {func.__qualname__} is not available ({exc}); define processes "
+            "in a Python file") from None
     src = "".join(lines)
     dedented = textwrap.dedent(src)
     col0 = len(lines[0]) - len(lines[0].lstrip()) if dedented != src else 0
