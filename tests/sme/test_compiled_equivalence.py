@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 import sme.examples
 from sme import Network, Simulator, SmeError
+from sme.compiled.codegen import generate
 from sme.network import TracedSignal
 from sme.types import ArrayType, BoolType, EnumType, Fixed, FixedType, IntegerType, SignalType
 
@@ -247,9 +248,18 @@ def test_undefined_at_reset_matches() -> None:
     assert "register undefined.r has no initial value" in errors[0][1]
 
 
-def test_wide_intermediate_is_refused() -> None:
-    with pytest.raises(SmeError, match=r"_compiled_nets\.py:\d+: Wide 'wide'.*64 bits"):
-        Simulator(nets.single(nets.Wide), backend="compiled")
+def test_wide_intermediate_runs_exactly_on_python_ints() -> None:
+    a = 2**32 - 5  # a**3 needs 96 bits
+    traces = []
+    for backend in ("interp", "compiled"):
+        net = Network("wide", [nets.Wide(inp=nets.Num(), out=nets.Acc(), a=a)])
+        sim = Simulator(net, backend=backend)
+        traces.append(sim.run(3))
+        assert sim.peek("acc.total") == a**3 % 2**10
+    assert traces[0] is not None and traces[1] is not None
+    assert traces[0].first_difference(traces[1]) is None
+    assert generate(nets.single(nets.Wide)).wide            # Python ints, not int64
+    assert not generate(nets.single(nets.Overflowing)).wide
 
 
 def test_unknown_option() -> None:
