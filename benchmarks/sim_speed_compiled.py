@@ -7,6 +7,7 @@
 * ``pipeline.compiled_nochecks.ticks_per_s`` — 10,000,000 ticks with ``checks=False``;
 * ``pipeline.compiled_step.ticks_per_s`` — step mode driven from a Python testbench loop,
   as the interpreter and MyHDL are measured;
+* ``sim.step.compiled_vs_interp`` — that step mode over the interpreter's, same loop;
 * ``pipeline.compiled.first_compile_s`` / ``cached_start_s`` — a fresh Python process from
   ``import sme`` to a ready simulator, with an empty cache and then with the cache filled;
 * ``sim.batch.stimulus_to_sim_time`` — the 10,000,000-tick stimulus given as numpy
@@ -94,9 +95,9 @@ def batch_rate(ticks: int, repeat: int, checks: bool = True) -> tuple[float, int
     return best, count, total
 
 
-def step_rate(ticks: int) -> float:
+def step_rate(ticks: int, backend: str = "compiled") -> float:
     """Ticks/s in step mode from a Python testbench loop (as the interpreter is measured)."""
-    sim = Simulator(pipeline.build(), backend="compiled", trace=False)
+    sim = Simulator(pipeline.build(), backend=backend, trace=False)
     drive, out, step = sim.input("samples"), sim.output("sum_out"), sim.step
     count = total = 0
     start = time.perf_counter()
@@ -111,7 +112,7 @@ def step_rate(ticks: int) -> float:
     secs = time.perf_counter() - start
     if ticks == 100_000 and (count, total) != (pipeline.EXPECTED_VALID_COUNT,
                                               pipeline.EXPECTED_VALID_SUM):
-        sys.exit(f"compiled step mode: WRONG RESULT {count}, {total}")
+        sys.exit(f"{backend} step mode: WRONG RESULT {count}, {total}")
     return ticks / secs
 
 
@@ -159,6 +160,7 @@ def compiled_figures(myhdl_ticks_per_s: float) -> dict[str, float]:
     print(f"compiled:    {count} valid sums totalling {total} (10,000,000 ticks, batch)")
     rate_nochecks, _, _ = batch_rate(10_000_000, 3, checks=False)
     step = step_rate(100_000)
+    interp_step = step_rate(100_000, "interp")
     with tempfile.TemporaryDirectory() as tmp:
         first = start_time(Path(tmp))
         cached = min(start_time(Path(tmp)) for _ in range(3))
@@ -170,6 +172,7 @@ def compiled_figures(myhdl_ticks_per_s: float) -> dict[str, float]:
         "pipeline.compiled_nochecks.ticks_per_s": rate_nochecks,
         "pipeline.compiled_step.ticks_per_s": step,
         "pipeline.compiled_step.vs_myhdl": step / myhdl_ticks_per_s,
+        "sim.step.compiled_vs_interp": step / interp_step,
         "pipeline.compiled.first_compile_s": first,
         "pipeline.compiled.cached_start_s": cached,
         **fsm_figures(),
