@@ -154,7 +154,7 @@ def cmd_profile(args: Any) -> int:
 
 def add_profile_command(catalog_sub: Any) -> None:
     """Add ``profile`` to the ``smeflow catalog`` sub-commands."""
-    from .cli import _guarded
+    from .cli_support import add_debug, guarded
 
     p = catalog_sub.add_parser(
         "profile", help="write a Tiled profile so databroker finds the server by name",
@@ -168,7 +168,8 @@ def add_profile_command(catalog_sub: Any) -> None:
                    "profile folder, $TILED_PROFILES when set)")
     p.add_argument("--force", action="store_true", help="replace a different profile of "
                    "that name")
-    p.set_defaults(func=_guarded, catalog_func=cmd_profile)
+    add_debug(p)
+    p.set_defaults(func=guarded, catalog_func=cmd_profile)
 
 
 __all__ = ["add_profile_command", "check_profile_name", "cmd_profile", "open_broker",

@@ -50,8 +50,11 @@ from typing import Any, Protocol, Self
 from urllib.parse import urlparse
 
 from . import run_search
+from .assets import AssetPolicy, guard_adapters
+from .errors import CatalogError
 from .hdf5 import FrameWriter
 from .scan_id import ScanIdCounter
+from .server_guards import ConfinedAssets, answer_refusals
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +74,6 @@ NO_STOP = "(no stop)"
 """Exit status shown for a run without a stop document: it is still running, or the
 process that acquired it died (killed, crashed) before closing it; its documents and
 frames up to that moment are in the catalog."""
-
-
-class CatalogError(Exception):
-    """A catalog request that cannot be answered: printed as one line by the CLI."""
 
 
 class MalformedUidError(CatalogError, ValueError):
@@ -265,9 +264,13 @@ def _open_client(root: Path, readable: Sequence[Path], quiet: bool) -> Any:
         readable_storage=[str(p) for p in readable],
         init_if_not_exists=not ready)
     wait_when_busy(adapter)
+    guard_adapters(adapter)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*httpx.*")  # starlette's notice
-        context = Context.from_app(build_tiled_app(adapter, quiet=quiet))
+        app = build_tiled_app(adapter, quiet=quiet)
+        app.add_middleware(ConfinedAssets, policy=AssetPolicy.of_adapter(adapter))
+        answer_refusals(app)
+        context = Context.from_app(app)
     return from_context(context)
 
 

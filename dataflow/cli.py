@@ -34,24 +34,27 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .broker import add_profile_command
 from .catalog import (
-    Catalog,
     CatalogError,
     RunSummary,
     check_frame_files,
-    default_data_dir,
     parse_time,
     parse_value,
     run_details,
 )
-from .hdf5 import HDF5ReadError
-
-Subparsers = Any  # argparse's _SubParsersAction is private
-PROG = "smeflow catalog"
-
-
-class UsageError(CatalogError):
-    """A malformed command-line argument (exit status 2)."""
+from .cli_support import (
+    PROG,
+    Subparsers,
+    UsageError,
+    add_debug,
+    guarded,
+    open_catalog_folder,
+    run_command,
+)
+from .integrity import HDF5ReadError
+from .provenance.cli import register_provenance_commands
+from .server_cli import add_server_commands
 
 
 def parse_criteria(items: Sequence[str]) -> dict[str, Any]:
@@ -155,14 +158,6 @@ def format_details(details: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _open(args: argparse.Namespace) -> Catalog:
-    folder = Path(args.data) if args.data else default_data_dir()
-    if not (folder / "catalog.db").is_file():
-        raise CatalogError(f"no catalog in {folder.resolve()} (give --data DIR or set "
-                           "SMEFLOW_DATA; a catalog is created by the first run written)")
-    return Catalog(folder)
-
-
 def _moment(value: str | None, option: str) -> float | None:
     """``--since``/``--until`` as epoch seconds (None when not given)."""
     if value is None:
@@ -212,7 +207,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise UsageError(f"--since {args.since!r} is after --until {args.until!r}")
     if args.text is not None and not any(c.isalnum() for c in args.text):
         raise UsageError(f"--text {args.text!r}: no words to search for (letters or digits)")
-    with _open(args) as catalog:
+    with open_catalog_folder(args) as catalog:
         rows = catalog.summaries(catalog.search(criteria, since=since, until=until,
                                                 text=args.text, one_of=one_of,
                                                 holding=holding))
@@ -231,7 +226,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     """Print one run's metadata, streams and data keys; then check that its frame files
     can be read (a missing or damaged one is named on stderr, exit 1)."""
-    with _open(args) as catalog:
+    with open_catalog_folder(args) as catalog:
         run = catalog.run(args.run)
         print(format_details(run_details(run, catalog.derived)))
         try:
@@ -250,22 +245,6 @@ def cmd_show(args: argparse.Namespace) -> int:
                 raise UsageError(f"--plot {args.plot}: folder {target.parent} does not exist")
             print(f"picture: {plot_run(run, target)}")
     return 0
-
-
-def _guarded(args: argparse.Namespace) -> int:
-    """Run the sub-command; user-facing failures become one line on stderr."""
-    try:
-        status: int = args.catalog_func(args)
-    except UsageError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except (CatalogError, HDF5ReadError, OSError, ValueError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:  # never a traceback on the command line
-        print(f"{PROG}: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    return status
 
 
 SEARCH_EXAMPLES = """examples:
@@ -301,7 +280,8 @@ def register_catalog(sub: Subparsers) -> None:
     s.add_argument("--until", metavar="DATE", help="started before (YYYY-MM-DD[ HH:MM])")
     s.add_argument("--text", metavar="WORDS", help="full-text search in the metadata")
     s.add_argument("--data", metavar="DIR", help=data_help)
-    s.set_defaults(func=_guarded, catalog_func=cmd_search)
+    add_debug(s)
+    s.set_defaults(func=guarded, catalog_func=cmd_search)
 
     sh = catalog_sub.add_parser("show", help="metadata, streams and data keys of one run")
     sh.add_argument("run", metavar="UID|SCAN_ID", help="uid, uid prefix (>= 5) or scan number")
@@ -309,23 +289,11 @@ def register_catalog(sub: Subparsers) -> None:
     sh.add_argument("--plot", nargs="?", const="", metavar="PNG",
                     help="also draw the run's main data (image, sinogram, patterns, "
                     "reconstruction) into PNG (default: UID8.png here)")
-    sh.set_defaults(func=_guarded, catalog_func=cmd_show)
-    from .provenance import register_provenance_commands
+    add_debug(sh)
+    sh.set_defaults(func=guarded, catalog_func=cmd_show)
     register_provenance_commands(catalog_sub)
-    from .server import add_server_commands
     add_server_commands(catalog_sub)
-    from .broker import add_profile_command
     add_profile_command(catalog_sub)
-
-
-def run_command(name: str, register: Any, argv: Sequence[str] | None = None) -> int:
-    """Run one ``smeflow`` command on its own (``register`` adds it to the subparsers):
-    what each command module's ``main`` is, for tests and ``python -m``."""
-    parser = argparse.ArgumentParser(prog="smeflow")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args([name, *(sys.argv[1:] if argv is None else argv)])
-    status: int = args.func(args)
-    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -333,5 +301,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_command("catalog", register_catalog, argv)
 
 
-__all__ = ["format_details", "format_summaries", "main", "parse_criteria",
+__all__ = ["UsageError", "format_details", "format_summaries", "main", "parse_criteria",
            "register_catalog", "run_command"]

@@ -60,6 +60,15 @@ import numpy as np
 import numpy.typing as npt
 from event_model import compose_stream_resource
 
+from .integrity import (
+    CHECKSUMS_ATTR,
+    HDF5ReadError,
+    check_frames,
+    frame_crc32,
+    frame_range,
+    verify_read,
+)
+
 log = logging.getLogger(__name__)
 
 DEFAULT_DATASET = "/entry/data/data"
@@ -87,10 +96,6 @@ class FrameMismatchError(ValueError):
 
 class WriterClosedError(RuntimeError):
     """A frame was written after the writer was closed."""
-
-
-class HDF5ReadError(OSError):
-    """An HDF5 frame file cannot be read (truncated, corrupt, or missing its dataset)."""
 
 
 def resolve_in_folder(folder: str | os.PathLike[str], name: str | os.PathLike[str]) -> Path:
@@ -217,6 +222,10 @@ class FrameWriter:
         NeXus ``NXdetector`` fields: a name and a value, or a value and its units as a
         pair (``{"count_time": (0.1, "s"), "description": "..."}``); see the module
         docstring.
+
+    Beside the frames, dataset ``<dataset>_crc32`` holds the CRC-32 of each frame (named
+    by the frame dataset's ``frame_crc32`` attribute; ``dataflow.integrity``): HDF5 keeps
+    no checksum of raw data, and readers compare whole frames with it.
     """
 
     def __init__(self, folder: str | os.PathLike[str], name: str | os.PathLike[str],
@@ -264,6 +273,10 @@ class FrameWriter:
                 dtype=self.dtype, chunks=self.chunk_shape, compression=compression)
             for key, value in (attrs or {}).items():
                 self._ds.attrs[key] = value
+            self._crc = self._file.create_dataset(
+                f"{dataset}_crc32", shape=(0,), maxshape=(None,), dtype="<u4",
+                chunks=(max(64, self.chunk_shape[0]),))
+            self._ds.attrs[CHECKSUMS_ATTR] = self._crc.name
             self._counter_names = tuple(counters)
             self._counters: h5py.Dataset | None = None
             if counters:
@@ -327,6 +340,8 @@ class FrameWriter:
         index = self._count
         self._ds.resize(index + 1, axis=0)
         self._ds[index] = arr
+        self._crc.resize(index + 1, axis=0)
+        self._crc[index] = frame_crc32(arr[np.newaxis])[0]
         self._count += 1
         if self._count - self._flushed >= self.flush_every:
             self.flush()
@@ -342,6 +357,8 @@ class FrameWriter:
         if n:
             self._ds.resize(start + n, axis=0)
             self._ds[start:start + n] = arr
+            self._crc.resize(start + n, axis=0)
+            self._crc[start:start + n] = frame_crc32(arr)
             self._count += n
             if self._count - self._flushed >= self.flush_every:
                 self.flush()
@@ -358,7 +375,9 @@ class FrameWriter:
         extra = self._count - self._announced
         if extra:
             self._ds.resize(self._announced, axis=0)
+            self._crc.resize(self._announced, axis=0)
             self._count = self._announced
+            self._crc.flush()
             self._ds.flush()
             self._flushed = self._count
         return extra
@@ -366,7 +385,8 @@ class FrameWriter:
     def flush(self) -> None:
         """Make every appended frame visible to SWMR readers."""
         if not self.closed and self._flushed != self._count:
-            self._ds.flush()
+            self._crc.flush()  # checksums first: a reader never sees a frame's bytes
+            self._ds.flush()   # before its CRC can be there
             self._flushed = self._count
 
     def set_counters(self, values: Mapping[str, int]) -> None:
@@ -557,12 +577,17 @@ class FrameReader:
         return tuple(chunks) if chunks is not None else None
 
     def read(self, index: Any = ()) -> np.ndarray[Any, Any]:
-        """``dataset[index]`` with file errors reported as ``HDF5ReadError``."""
+        """``dataset[index]`` with file errors reported as ``HDF5ReadError``: frames not
+        completely on disk (``dataflow.integrity.IncompleteDataError``), whole frames that
+        fail their stored CRC-32 (``ChecksumError``), anything h5py cannot read."""
+        check_frames(self._ds, self.path, frame_range(index, len(self)))
         try:
-            return np.asarray(self._ds[index])
+            data = np.asarray(self._ds[index])
         except (OSError, RuntimeError) as exc:
             raise HDF5ReadError(f"{self.path}: cannot read {index!r} (corrupt data?): "
                                 f"{_reason(exc)}") from None
+        verify_read(self._ds, self.path, index, data)
+        return data
 
     def frame(self, i: int) -> np.ndarray[Any, Any]:
         """Frame ``i`` (negative counts from the end)."""

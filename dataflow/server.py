@@ -4,6 +4,9 @@
     smeflow catalog serve --db postgresql://smeflow@127.0.0.1:5432/catalog --api-key-file key
     smeflow catalog replay ./smeflow-data/spool --url http://127.0.0.1:8000
 
+(The commands are in ``dataflow.server_cli``, the request guards in
+``dataflow.server_guards``.)
+
 The server opens the same data folder layout as the embedded ``Catalog`` (``catalog.db``,
 ``tables.db``, ``storage/``, ``raw/``), so either can open a folder (not both at once).
 With ``--db postgresql://…`` the run metadata and the event tables live in PostgreSQL;
@@ -13,17 +16,18 @@ external data and read by the server.
 
 Security:
 
-- it binds 127.0.0.1 unless ``--host`` asks for another address;
-- every request needs the API key (Tiled's single-user key; no anonymous access), except
-  ``GET /healthz`` and Tiled's "about" document ``GET /api/v1/`` (no data; every Tiled
-  client reads it before sending its key). The key comes from ``$SMEFLOW_API_KEY`` or
-  ``--api-key-file`` (a file only its owner may read); it is never printed or logged:
-  Tiled's banner with the key URL is not shown, and ``api_key=`` in a logged request line
-  is masked;
-- a client may register external files only inside the readable folders (``raw/`` and any
-  ``readable_storage``): a ``data_uri`` resolving anywhere else (``raw/../..``, a symlink
-  out, another folder) is refused with 403 when it is registered. Tiled's own check at read
-  time compares paths without resolving ``..``.
+- it binds 127.0.0.1 unless ``--host`` asks for another address, and it binds its port
+  before it creates any file or folder (a busy port leaves nothing behind);
+- every request and WebSocket upgrade needs the API key (Tiled's single-user key; no
+  anonymous access), except ``GET /healthz`` and Tiled's "about" document ``GET /api/v1/``
+  (no data; every Tiled client reads it before sending its key). The key comes from
+  ``$SMEFLOW_API_KEY`` or ``--api-key-file`` (a file only its owner may read); it is never
+  printed or logged: Tiled's banner with the key URL is not shown, and ``api_key=`` in a
+  logged request line is masked;
+- request bodies are limited (``--max-request-mb``, 64 MiB by default; HTTP 413);
+- every asset URI a client registers, and every one read, must pass the catalog's
+  ``AssetPolicy`` (``dataflow.assets``): ``file:`` inside the data folders only, no other
+  scheme but the catalog's own table store; raw asset downloads are off.
 
 Scan numbers: the server hands them out (``POST /smeflow/v1/scan_id``, key required) from
 the data folder's ``scan_id`` counter, the file the embedded ``Catalog`` uses, under an
@@ -37,52 +41,45 @@ Tiled keeps the single-user key in process-wide settings: run one server per pro
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import hmac
 import json
-import logging
 import os
 import re
 import socket
 import stat
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import unquote, urlparse, urlsplit
+from urllib.parse import urlsplit
 
+from .assets import AssetPolicy, guard_adapters
 from .catalog import (
     CatalogError,
     _initialize,
     _initialized,
-    default_data_dir,
     wait_when_busy,
 )
 from .scan_id import ScanIdCounter
+from .server_guards import (
+    DEFAULT_MAX_BODY,
+    ConfinedAssets,
+    LimitBodySize,
+    RequireApiKey,
+    answer_refusals,
+)
 
 API_KEY_ENV = "SMEFLOW_API_KEY"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 MIN_KEY_LENGTH = 16
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-_OPEN_PATHS = {"/healthz", "/api/v1/", "/api/v1"}
 SCAN_ID_PATH = "/smeflow/v1/scan_id"
 """``POST {"floor": N}`` → ``{"scan_id": M}``: the next scan number, M > N (see the module)."""
 MAX_SCAN_ID = 10**18 - 1
 """The largest scan number handed out (what SQLite's and PostgreSQL's integers hold)."""
-_REGISTERING_PATHS = ("/api/v1/metadata/", "/api/v1/data_source/", "/api/v1/register/")
-_API_KEY_IN_TEXT = re.compile(r"(api_key=)[^&\s\"']+", re.IGNORECASE)
-
-log = logging.getLogger(__name__)
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class ServerConfigError(CatalogError):
@@ -218,10 +215,11 @@ def catalog_adapter(data_dir: Path, database: str, readable: Sequence[Path]) -> 
         db = Path(database[len("sqlite:///"):].partition("?")[0])
         init = not (_initialized(db) or (not db.exists() and _initialize(db)))
     try:
-        return wait_when_busy(from_uri(database, writable_storage=[str(data_dir / "storage"),
-                                                                   _tables_uri(database, data_dir)],
-                                       readable_storage=[str(p) for p in readable],
-                                       init_if_not_exists=init))
+        adapter = from_uri(database, writable_storage=[str(data_dir / "storage"),
+                                                       _tables_uri(database, data_dir)],
+                           readable_storage=[str(p) for p in readable],
+                           init_if_not_exists=init)
+        return guard_adapters(wait_when_busy(adapter))
     except Exception as exc:
         raise ServerConfigError(f"cannot open catalog database {redact(database)}: "
                                 f"{_failure_reason(exc, database)}") from None
@@ -263,142 +261,10 @@ def _failure_reason(exc: BaseException, database: str) -> str:
     return reason
 
 
-# -- request guards ----------------------------------------------------------------------
-
-
-def _uris(value: Any) -> Iterator[str]:
-    """Every ``data_uri`` string anywhere in a JSON value."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key == "data_uri" and isinstance(item, str):
-                yield item
-            else:
-                yield from _uris(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _uris(item)
-
-
-class ConfinedAssets:
-    """ASGI middleware: refuse registering ``file:`` data outside the readable folders.
-
-    Looks at the JSON bodies of the requests that create or update nodes and data
-    sources; each ``file:`` ``data_uri`` is resolved (``..`` and symlinks) and must lie
-    inside one of ``roots``. Anything else is answered 403 before Tiled sees it.
-    """
-
-    def __init__(self, app: ASGIApp, roots: Iterable[Path]) -> None:
-        self.app = app
-        self.roots = [Path(os.path.realpath(r)) for r in roots]
-
-    def outside(self, uri: str) -> bool:
-        """True when ``uri`` is a ``file:`` URI resolving outside every root."""
-        parts = urlparse(uri)
-        if parts.scheme != "file":
-            return False
-        path = Path(os.path.realpath(unquote(parts.path)))
-        return not any(path == root or root in path.parents for root in self.roots)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (scope["type"] != "http" or scope["method"] not in {"POST", "PUT", "PATCH"}
-                or not str(scope["path"]).startswith(_REGISTERING_PATHS)):
-            await self.app(scope, receive, send)
-            return
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        try:
-            parsed = json.loads(body) if body else None
-        except ValueError:
-            parsed = None
-        bad = [u for u in _uris(parsed) if self.outside(u)]
-        if bad:
-            log.warning("refused to register %s: outside the readable folders", bad[0])
-            detail = json.dumps({"detail": f"refusing {bad[0]}: outside the server's "
-                                           "readable folders"}).encode()
-            await send({"type": "http.response.start", "status": 403,
-                        "headers": [(b"content-type", b"application/json"),
-                                    (b"content-length", str(len(detail)).encode())]})
-            await send({"type": "http.response.body", "body": detail})
-            return
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-
-class RequireApiKey:
-    """ASGI middleware: every HTTP request must carry the key, but two that hold no data.
-
-    Tiled lets its web pages and more answer without credentials; this answers 401 to
-    anything without ``Authorization: Apikey KEY`` (or ``?api_key=KEY``) before Tiled
-    sees it. Open are only ``GET /healthz`` (so clients can tell "server down" from "key
-    wrong") and ``GET /api/v1/``, Tiled's "about" document (version, formats, how to
-    authenticate), which every Tiled client reads before it sends its key.
-    """
-
-    def __init__(self, app: ASGIApp, key: str) -> None:
-        self.app = app
-        self._key = key.encode()
-
-    def _offered(self, scope: Scope) -> bytes:
-        for name, value in scope.get("headers", []):
-            if name.lower() == b"authorization":
-                scheme, _, token = bytes(value).partition(b" ")
-                if scheme.lower() == b"apikey":
-                    return token.strip()
-        for pair in bytes(scope.get("query_string", b"")).split(b"&"):
-            name, _, value = pair.partition(b"=")
-            if name == b"api_key":
-                return unquote(value.decode("ascii", "replace")).encode()
-        return b""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (scope["type"] == "http"
-                and not (scope["method"] in {"GET", "HEAD"} and scope["path"] in _OPEN_PATHS)
-                and not hmac.compare_digest(self._offered(scope), self._key)):
-            detail = b'{"detail":"API key required (Authorization: Apikey KEY)"}'
-            await send({"type": "http.response.start", "status": 401,
-                        "headers": [(b"content-type", b"application/json"),
-                                    (b"content-length", str(len(detail)).encode()),
-                                    (b"www-authenticate", b"Apikey")]})
-            await send({"type": "http.response.body", "body": detail})
-            return
-        await self.app(scope, receive, send)
-
-
-class _MaskApiKey(logging.Filter):
-    """Mask ``api_key=…`` in log records (uvicorn's access line shows the query)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(_API_KEY_IN_TEXT.sub(r"\1***", a) if isinstance(a, str) else a
-                                for a in record.args)
-        if isinstance(record.msg, str):
-            record.msg = _API_KEY_IN_TEXT.sub(r"\1***", record.msg)
-        return True
-
-
-_MASK = _MaskApiKey()
-for _name in ("uvicorn.access", "uvicorn.error", "tiled"):
-    logging.getLogger(_name).addFilter(_MASK)
-
-
 def build_server_app(data_dir: str | os.PathLike[str], api_key: str, *,
                      database: str | None = None,
-                     readable_storage: Iterable[str | os.PathLike[str]] = ()) -> Any:
+                     readable_storage: Iterable[str | os.PathLike[str]] = (),
+                     max_body: int = DEFAULT_MAX_BODY) -> Any:
     """The ASGI application: Tiled serving the catalog of ``data_dir``, key required.
 
     Parameters
@@ -411,6 +277,8 @@ def build_server_app(data_dir: str | os.PathLike[str], api_key: str, *,
         ``sqlite:///…`` or ``postgresql://…``; default the folder's ``catalog.db``.
     readable_storage
         Further folders external files may live in (``raw/`` always may).
+    max_body
+        The largest request body accepted (bytes); larger ones get HTTP 413.
     """
     from tiled.config import Authentication
 
@@ -437,7 +305,9 @@ def build_server_app(data_dir: str | os.PathLike[str], api_key: str, *,
                                                   allow_anonymous_access=False))
     app.add_route(SCAN_ID_PATH, _scan_id_endpoint(ScanIdCounter(root / "scan_id")),
                   methods=["POST"])
-    app.add_middleware(ConfinedAssets, roots=[*readable, root / "storage"])
+    app.add_middleware(ConfinedAssets, policy=AssetPolicy.of_adapter(adapter))
+    answer_refusals(app)
+    app.add_middleware(LimitBodySize, max_bytes=max_body)
     app.add_middleware(RequireApiKey, key=key)  # added last: runs first
     return app
 
@@ -500,7 +370,7 @@ class ServerHandle:
 
     Parameters
     ----------
-    data_dir, api_key, database, readable_storage
+    data_dir, api_key, database, readable_storage, max_body
         As for ``build_server_app``.
     host, port
         The address to listen on (loopback by default).
@@ -508,8 +378,10 @@ class ServerHandle:
 
     def __init__(self, data_dir: str | os.PathLike[str], api_key: str, *,
                  database: str | None = None, host: str = DEFAULT_HOST, port: int = 0,
-                 readable_storage: Iterable[str | os.PathLike[str]] = ()) -> None:
+                 readable_storage: Iterable[str | os.PathLike[str]] = (),
+                 max_body: int = DEFAULT_MAX_BODY) -> None:
         self.data_dir = Path(data_dir).resolve()
+        self.max_body = max_body
         self._key = _check_key(api_key, "the API key")
         self.database = database
         self.host = host
@@ -540,9 +412,14 @@ class ServerHandle:
         """
         if self.running:
             raise ServerConfigError(f"the catalog server at {self.url} is already running")
-        app = build_server_app(self.data_dir, self._key, database=self.database,
-                               readable_storage=self.readable_storage)
-        sock = _bind(self.host, self.port)
+        sock = _bind(self.host, self.port)  # before any file: a busy port leaves none
+        try:
+            app = build_server_app(self.data_dir, self._key, database=self.database,
+                                   readable_storage=self.readable_storage,
+                                   max_body=self.max_body)
+        except BaseException:
+            sock.close()
+            raise
         self.port = sock.getsockname()[1]
         server = _uvicorn_server(app, self.host, self.port)
         self._failure = None
@@ -594,116 +471,29 @@ class ServerHandle:
 
 def serve(data_dir: str | os.PathLike[str], api_key: str, *, database: str | None = None,
           host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-          readable_storage: Iterable[str | os.PathLike[str]] = ()) -> None:
-    """Run the server in this thread until SIGINT/SIGTERM (what ``catalog serve`` does)."""
-    app = build_server_app(data_dir, api_key, database=database,
-                           readable_storage=readable_storage)
+          readable_storage: Iterable[str | os.PathLike[str]] = (),
+          max_body: int = DEFAULT_MAX_BODY) -> None:
+    """Run the server in this thread until SIGINT/SIGTERM (what ``catalog serve`` does).
+
+    The port is bound first: when it is busy nothing is created (no data folder, no
+    database)."""
     sock = _bind(host, port)
-    if host not in _LOOPBACK:
-        print(f"warning: listening on {host}: reachable from other machines; every request "
-              "still needs the API key, but traffic is plain HTTP", file=sys.stderr)
-    shown = database_uri(database, Path(data_dir).resolve())
-    print(f"smeflow catalog server on http://{host}:{port}  database {redact(shown)}  "
-          f"data {Path(data_dir).resolve()}  (API key required)", file=sys.stderr, flush=True)
     try:
+        app = build_server_app(data_dir, api_key, database=database,
+                               readable_storage=readable_storage, max_body=max_body)
+        if host not in _LOOPBACK:
+            print(f"warning: listening on {host}: reachable from other machines; every "
+                  "request still needs the API key, but traffic is plain HTTP",
+                  file=sys.stderr)
+        shown = database_uri(database, Path(data_dir).resolve())
+        print(f"smeflow catalog server on http://{host}:{port}  database {redact(shown)}  "
+              f"data {Path(data_dir).resolve()}  (API key required)", file=sys.stderr,
+              flush=True)
         _uvicorn_server(app, host, port).run(sockets=[sock])
     finally:
         sock.close()
 
 
-# -- command line ------------------------------------------------------------------------
-
-
-def parse_port(text: str) -> int:
-    """``--port`` as a number in 1…65535 (what ``smeflow proxy`` accepts too).
-
-    Raises
-    ------
-    ServerConfigError
-        Naming ``--port`` and the value.
-    """
-    value = text.strip()
-    if not (value.isascii() and value.isdigit()) or not 0 < int(value) < 65536:
-        raise ServerConfigError(f"--port {text!r}: expected a port number in 1…65535")
-    return int(value)
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    """``smeflow catalog serve``: the catalog server in the foreground.
-
-    Every argument is checked before anything is logged or created: a bad one is the
-    only output.
-    """
-    from .cli import UsageError
-
-    try:
-        port = parse_port(str(args.port))
-    except ServerConfigError as exc:
-        raise UsageError(str(exc)) from None
-    key = read_api_key(args.api_key_file)
-    data = Path(args.data) if args.data else default_data_dir()
-    database = database_uri(args.db, data.resolve())
-    if not args.quiet:
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        for chatty in ("alembic.runtime.plugins", "numexpr.utils"):  # start-up noise
-            logging.getLogger(chatty).setLevel(logging.WARNING)
-    serve(data, key, database=None if args.db is None else database, host=args.host,
-          port=port)
-    return 0
-
-
-def cmd_replay(args: argparse.Namespace) -> int:
-    """``smeflow catalog replay``: send spooled runs to the server, oldest first."""
-    from .remote import RemoteCatalog
-    from .spool import replay_spool
-
-    key = read_api_key(args.api_key_file)
-    folder = Path(args.spool)
-    if not folder.is_dir():
-        raise CatalogError(f"spool folder {folder}: no such folder")
-    with RemoteCatalog(args.url, key) as remote:
-        done = replay_spool(folder, remote.client, include_rejected=args.rejected)
-    print(f"replayed {len(done)} run{'s' if len(done) != 1 else ''}"
-          + (": " + ", ".join(u[:8] for u in done) if done else ""))
-    return 0
-
-
-def add_server_commands(catalog_sub: Any) -> None:
-    """Add ``serve`` and ``replay`` to the ``smeflow catalog`` sub-commands."""
-    from .cli import _guarded
-
-    key_help = f"file holding the API key (mode 600); default ${API_KEY_ENV}"
-    s = catalog_sub.add_parser(
-        "serve", help="serve the catalog over HTTP (Tiled; API key required)",
-        description="Serve the catalog of a data folder over HTTP with Tiled. Every "
-        f"request needs the API key (${API_KEY_ENV} or --api-key-file). Listens on "
-        "127.0.0.1 unless --host says otherwise.")
-    s.add_argument("--data", metavar="DIR",
-                   help="data folder (default: $SMEFLOW_DATA, else ./smeflow-data)")
-    s.add_argument("--db", metavar="URI", help="sqlite:///PATH or postgresql://USER@HOST:"
-                   "PORT/DB (default: DIR/catalog.db)")
-    s.add_argument("--host", default=DEFAULT_HOST, help="address to listen on "
-                   f"(default {DEFAULT_HOST}: this machine only)")
-    s.add_argument("--port", default=str(DEFAULT_PORT),
-                   help=f"port, 1…65535 (default {DEFAULT_PORT})")
-    s.add_argument("--api-key-file", metavar="FILE", help=key_help)
-    s.add_argument("--quiet", action="store_true", help="no request log")
-    s.set_defaults(func=_guarded, catalog_func=cmd_serve)
-
-    r = catalog_sub.add_parser(
-        "replay", help="send runs spooled while the server was down",
-        description="Write the runs a SpoolingWriter kept in SPOOL_DIR to the server, "
-        "oldest first; each run replaces any partial copy, so replaying twice is harmless.")
-    r.add_argument("spool", metavar="SPOOL_DIR")
-    r.add_argument("--url", required=True, help="server address, e.g. http://127.0.0.1:8000")
-    r.add_argument("--api-key-file", metavar="FILE", help=key_help)
-    r.add_argument("--rejected", action="store_true",
-                   help="also retry runs the server refused before (*.rejected.jsonl)")
-    r.set_defaults(func=_guarded, catalog_func=cmd_replay)
-
-
-__all__ = ["API_KEY_ENV", "DEFAULT_HOST", "DEFAULT_PORT", "SCAN_ID_PATH", "ConfinedAssets",
-           "RequireApiKey", "ServerConfigError", "ServerHandle", "add_server_commands",
-           "build_server_app", "catalog_adapter", "database_uri", "parse_port", "read_api_key",
-           "redact", "serve"]
+__all__ = ["API_KEY_ENV", "DEFAULT_HOST", "DEFAULT_PORT", "SCAN_ID_PATH", "ServerConfigError",
+           "ServerHandle", "build_server_app", "catalog_adapter", "database_uri",
+           "read_api_key", "redact", "serve"]

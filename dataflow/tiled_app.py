@@ -32,6 +32,8 @@ import copy
 import warnings
 from typing import Any
 
+from .server_guards import SERVER_SETTINGS
+
 JSON_SEQ = "application/json-seq"
 """The media type of a run as a stream of bluesky documents (RFC 7464)."""
 
@@ -157,7 +159,7 @@ def build_tiled_app(adapter: Any, authentication: Any = None, *, quiet: bool = F
     add_layout_task(adapter)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*httpx.*")  # starlette's notice
-        return build_app(adapter, authentication,
+        return build_app(adapter, authentication, server_settings=SERVER_SETTINGS,
                          serialization_registry=serialization_registry())
 
 

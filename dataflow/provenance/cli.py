@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..cli import _guarded, _open
+from ..cli_support import add_debug, guarded, open_catalog_folder
 from .keys import generate_key, key_id, load_public_key, public_key_path
 from .record import RECORD_DIR_NAME
 from .verify import verify_run
@@ -13,7 +13,7 @@ from .verify import verify_run
 def _cmd_verify(args: Any) -> int:
     """``verify UID``: print the report of ``verify_run``; 0 only when every check passed."""
     trusted = [load_public_key(p) for p in args.trusted_key] if args.trusted_key else None
-    with _open(args) as catalog:
+    with open_catalog_folder(args) as catalog:
         run = catalog.run(args.run)
         report = verify_run(run, trusted_keys=trusted,
                             record_dir=catalog.raw_dir / RECORD_DIR_NAME)
@@ -41,12 +41,14 @@ def register_provenance_commands(catalog_sub: Any) -> None:
                    help="catalog folder (default: $SMEFLOW_DATA, else ./smeflow-data)")
     v.add_argument("--trusted-key", metavar="PUBKEY.pem", action="append", default=[],
                    help="require a signature by this public key (repeatable)")
-    v.set_defaults(func=_guarded, catalog_func=_cmd_verify)
+    add_debug(v)
+    v.set_defaults(func=guarded, catalog_func=_cmd_verify)
 
     k = catalog_sub.add_parser("keygen", help="create an Ed25519 key for signing records",
                                description="Write a new Ed25519 private key to PATH "
                                "(mode 600) and its public key to PATH.pub; never "
                                "overwrites.")
     k.add_argument("path", metavar="PATH")
-    k.set_defaults(func=_guarded, catalog_func=_cmd_keygen)
+    add_debug(k)
+    k.set_defaults(func=guarded, catalog_func=_cmd_keygen)
 

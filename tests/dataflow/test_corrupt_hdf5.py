@@ -24,6 +24,7 @@ from bluesky.plans import count
 
 from dataflow.catalog import Catalog, check_frame_files
 from dataflow.hdf5 import DEFAULT_DATASET, FrameWriter, HDF5ReadError, file_sha256, open_frames
+from dataflow.integrity import ChecksumError
 
 SHAPE = (32, 16)
 
@@ -78,8 +79,10 @@ def test_file_whose_dataset_is_a_group(tmp_path: Path) -> None:
         open_frames(path)
 
 
-def test_flipped_byte_in_chunk_data_is_caught_by_the_digest(good: Path) -> None:
-    """HDF5 keeps no checksum of raw data: the frame reads, changed; the digest differs."""
+def test_flipped_byte_in_chunk_data_is_caught_by_the_frame_checksum(good: Path) -> None:
+    """HDF5 keeps no checksum of raw data, so plain h5py reads the changed frame; the
+    writer's per-frame CRC-32 makes it an error naming the file and frame, and the
+    file's digest differs too."""
     recorded = good.with_name("good.h5.sha256").read_text().split()[0]
     assert file_sha256(good) == recorded
     with h5py.File(good, "r") as f:
@@ -87,10 +90,16 @@ def test_flipped_byte_in_chunk_data_is_caught_by_the_digest(good: Path) -> None:
     data = bytearray(good.read_bytes())
     data[offset + 3] ^= 0x40
     good.write_bytes(bytes(data))
+    with h5py.File(good, "r") as f:  # what any reader without the check gets
+        assert np.count_nonzero(f[DEFAULT_DATASET][0] != frames(1)[0]) == 1
     with open_frames(good) as r:
-        first = r.frame(0)
-    assert not np.array_equal(first, frames(1)[0])
-    assert np.count_nonzero(first != frames(1)[0]) == 1
+        with pytest.raises(ChecksumError, match=rf"^{good}: frame 0 is damaged \(its "
+                                                r"CRC-32 is 0x[0-9a-f]{8}, the writer "
+                                                r"stored 0x[0-9a-f]{8}\)$"):
+            r.frame(0)
+        with pytest.raises(ChecksumError, match="frame 0 is damaged"):
+            r.read(np.s_[0:4])
+        np.testing.assert_array_equal(r.frame(4), frames(5)[4])  # other frames are fine
     assert file_sha256(good) != recorded
 
 

@@ -193,7 +193,9 @@ def test_files_without_counters_record_none(unsigned: Env) -> None:
     (entry,) = unsigned.catalog.run(uid).metadata[METADATA_KEY]["files"]
     assert entry["counters"] == {} and "counters_error" not in entry
     # the frame dataset's own attributes are NeXus's (an image, linked under the detector)
-    assert entry["attributes"] == {"interpretation": "image", "target": "/entry/data/data"}
+    # and where the writer keeps each frame's CRC-32
+    assert entry["attributes"] == {"interpretation": "image", "target": "/entry/data/data",
+                                   "frame_crc32": "/entry/data/data_crc32"}
 
 
 # -- what verify finds ------------------------------------------------------------------

@@ -1,0 +1,216 @@
+"""The catalog's reader of HDF5 frames: Tiled's own, refusing frames that are not on disk.
+
+Tiled reads an external HDF5 dataset lazily through dask, in SWMR mode: a truncated file,
+a chunk that was never written, or a flipped bit come back as zeros or changed pixels
+with no error. ``checked_hdf5_adapter`` derives from Tiled's HDF5 reader a class whose
+array reads first check, for the frames a request touches, that every byte is on disk
+(``dataflow.integrity.check_file_size`` and ``check_frames``) and afterwards compare whole
+frames with the CRC-32 the writer stored (``verify_read``). A damaged file is answered
+with HTTP 422 naming the file and the frame (any Tiled client raises it as an error); an
+h5py failure inside the read is reported the same way instead of a bare server error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import h5py
+import numpy as np
+
+from .integrity import (
+    HDF5ReadError,
+    check_file_size,
+    check_frames,
+    frame_range,
+    verify_read,
+    whole_frames,
+)
+
+T = TypeVar("T")
+DAMAGED = 422
+
+
+def _refuse(detail: str) -> Exception:
+    from fastapi import HTTPException
+
+    return HTTPException(status_code=DAMAGED, detail=detail)
+
+
+@dataclass(frozen=True)
+class _FrameFile:
+    path: Path
+    dataset: str
+    swmr: bool
+
+
+def checked_hdf5_adapter(base: type[Any]) -> type[Any]:
+    """A subclass of Tiled's HDF5 reader ``base`` (``tiled.adapters.hdf5.HDF5Adapter``)
+    whose arrays are ``CheckedFrames``."""
+    from tiled.structures.core import StructureFamily
+
+    checked = _checked_frames_class()
+
+    def from_catalog(cls: Any, data_source: Any, node: Any, /, *args: Any,
+                     **kwargs: Any) -> Any:
+        if data_source.structure_family == StructureFamily.array:
+            return checked.from_catalog(data_source, node, *args, **kwargs)
+        return super(adapter, cls).from_catalog(data_source, node, *args, **kwargs)
+
+    adapter: type[Any] = type(f"Checked{base.__name__}", (base,),
+                   {"from_catalog": classmethod(from_catalog), "__module__": __name__})
+    return adapter
+
+
+_CHECKED: list[type[Any]] = []
+
+
+def _checked_frames_class() -> type[Any]:
+    """``CheckedFrames``, defined once on first use (Tiled is imported only then)."""
+    if _CHECKED:
+        return _CHECKED[0]
+    from tiled.adapters.hdf5 import HDF5ArrayAdapter
+    from tiled.ndslice import NDSlice
+    from tiled.utils import path_from_uri
+
+    EVERYTHING = NDSlice(...)
+
+    class CheckedFrames(HDF5ArrayAdapter):  # type: ignore[misc]
+        """Tiled's HDF5 array reader, checking the frames of every read."""
+
+        _files: Sequence[_FrameFile] = ()
+        _plain = True
+
+        @classmethod
+        def from_catalog(cls, data_source: Any, node: Any, /, dataset: str | None = None,
+                         slice: Any = None, squeeze: bool = False, swmr: bool = True,
+                         libver: str = "latest", locking: Any = None) -> Any:
+            assets = data_source.assets
+            uris = [a.data_uri for a in assets if a.parameter == "data_uris"] \
+                or [assets[0].data_uri]
+            files = [_FrameFile(Path(path_from_uri(u)), dataset or "/", swmr) for u in uris]
+            for f in files:
+                _guard(partial(check_file_size, f.path), f.path, "open")
+            adapter = _guard(lambda: super(CheckedFrames, cls).from_catalog(
+                data_source, node, dataset=dataset, slice=slice, squeeze=squeeze, swmr=swmr,
+                libver=libver, locking=locking), files[0].path, "open")
+            adapter._files = files
+            adapter._plain = not slice and not squeeze
+            return adapter
+
+        def read(self, slice: Any = EVERYTHING) -> Any:
+            index = tuple(slice) if slice else (Ellipsis,)
+            return self._checked(index, lambda: super(CheckedFrames, self).read(slice))
+
+        def read_block(self, block: Any, slice: Any = EVERYTHING) -> Any:
+            outer = block.slice_from_chunks(self._structure.chunks)[0]
+            inner = tuple(slice) if slice else ()
+            if inner and not (len(inner) == 1 and inner[0] is Ellipsis):
+                index: tuple[Any, ...] = (outer, Ellipsis)  # checked, not verified
+                whole = False
+            else:
+                index, whole = (outer,), True
+            return self._checked(index, lambda: super(CheckedFrames, self).read_block(
+                block, slice), verify=whole)
+
+        def _checked(self, index: tuple[Any, ...], read: Callable[[], Any],
+                     verify: bool = True) -> Any:
+            n = int(self._structure.shape[0]) if self._structure.shape else 0
+            frames = frame_range(index, n) if self._plain else range(n)
+            located = self._locate(frames)
+            data = _guard(read, self._files[0].path if self._files else Path("?"), "read")
+            shape = tuple(int(v) for v in self._structure.shape[1:])
+            if verify and self._plain and whole_frames(index, shape):
+                self._verify(located, frames, np.asarray(data))
+            return data
+
+        def _locate(self, frames: range) -> list[tuple[_FrameFile, range, int]]:
+            """Check the part of ``frames`` each file holds; returns (file, its frames,
+            position of its first frame in ``frames``)."""
+            located: list[tuple[_FrameFile, range, int]] = []
+            offset = 0
+            for f in self._files:
+                with _open(f) as ds:
+                    count = int(ds.shape[0])
+                    local = range(max(frames.start - offset, 0),
+                                  max(min(frames.stop - offset, count), 0))
+                    if local:
+                        _guard(partial(check_frames, ds, f.path, local), f.path, "check")
+                        located.append((f, local, offset + local.start - frames.start))
+                offset += count
+            if frames and frames.stop > offset and all(_closed(f) for f in self._files):
+                last = self._files[-1].path
+                raise _refuse(f"{last}: frame {offset} was never written (the run's files "
+                              f"hold {offset} frames, the catalog announces "
+                              f"{self._structure.shape[0]})")
+            return located
+
+        def _verify(self, located: list[tuple[_FrameFile, range, int]], frames: range,
+                    data: Any) -> None:
+            stack = data[np.newaxis] if data.ndim == 2 else data
+            for f, local, at in located:
+                with _open(f) as ds:
+                    part = stack[at:at + len(local)]
+                    index = slice(local.start, local.stop)
+                    _guard(partial(verify_read, ds, f.path, index, part), f.path, "verify")
+
+    _CHECKED.append(CheckedFrames)
+    return CheckedFrames
+
+
+class _open:
+    """The frame dataset of a file, opened read-only (SWMR as the catalog reads it)."""
+
+    def __init__(self, f: _FrameFile) -> None:
+        self.f = f
+        self.file: h5py.File | None = None
+
+    def __enter__(self) -> h5py.Dataset:
+        try:
+            self.file = h5py.File(self.f.path, "r", swmr=self.f.swmr)
+            node = self.file[self.f.dataset]
+        except (OSError, RuntimeError, KeyError, ValueError) as exc:
+            if self.file is not None:
+                self.file.close()
+            raise _refuse(f"{self.f.path}: cannot open frame dataset {self.f.dataset!r}: "
+                          f"{_first_line(exc)}") from None
+        if not isinstance(node, h5py.Dataset):
+            self.file.close()
+            raise _refuse(f"{self.f.path}: {self.f.dataset!r} is not a dataset")
+        return node
+
+    def __exit__(self, *exc: object) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def _closed(f: _FrameFile) -> bool:
+    """The file's writer closed it (no writer will add frames)."""
+    try:
+        from .integrity import read_superblock
+
+        return not read_superblock(f.path).open_for_write
+    except HDF5ReadError:
+        return True
+
+
+def _guard(call: Callable[[], T], path: Path, what: str) -> T:
+    """``call()``, with damaged data and h5py failures answered as HTTP 422."""
+    try:
+        return call()
+    except HDF5ReadError as exc:  # IncompleteDataError, ChecksumError included
+        raise _refuse(str(exc)) from None
+    except (OSError, RuntimeError) as exc:
+        raise _refuse(f"{path}: cannot {what} frames (corrupt file?): "
+                      f"{_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text.replace("Unable to synchronously ", "unable to ")
+
+
+__all__ = ["checked_hdf5_adapter"]
