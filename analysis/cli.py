@@ -37,17 +37,25 @@ def cmd_reduce(args: argparse.Namespace) -> int:
     for given, name in ((args.workers, "--workers"), (args.frames_from, "--frames-from")):
         if given is not None and args.scheduler is None:
             raise ValueError(f"{name} needs --scheduler local|tcp://HOST:PORT")
+    from dataflow.provenance import ProvenanceRecorder
+
     with open_catalog(args.data, args.url, args.api_key_file) as catalog:
+        # the derived run's provenance: its output files' digests, its inputs (digests in
+        # the start document) and the code version, signed when a key is given
+        recorder = ProvenanceRecorder.for_catalog(catalog, signing_key=args.signing_key)
+        callbacks = [catalog.writer(), recorder]
         if args.scheduler is not None:
             from analysis.distributed import reduce_run_dask
 
             summary = reduce_run_dask(catalog, args.run, args.scheduler, args.workers,
                                       rows=args.rows, bins=args.bins, unit=args.unit,
                                       chunk_frames=args.chunk, device=args.device,
-                                      frames_from=args.frames_from)
+                                      frames_from=args.frames_from, callbacks=callbacks)
         else:
             summary = reduce_run(catalog, args.run, rows=args.rows, bins=args.bins,
-                                 unit=args.unit, chunk_frames=args.chunk, device=args.device)
+                                 unit=args.unit, chunk_frames=args.chunk, device=args.device,
+                                 callbacks=callbacks)
+        recorder.wait(recorder.close_timeout)
     print(summary.uid)
     print(summary.text())
     for output in summary.outputs:
@@ -100,6 +108,8 @@ def register_reduce(sub: Subparsers) -> None:
     p.add_argument("--frames-from", choices=["files", "tiled"],
                    help="with --scheduler: the workers open the raw files (shared file "
                         "system, the default) or fetch the frames from the --url server")
+    p.add_argument("--signing-key", metavar="KEY.pem",
+                   help="sign the derived run's provenance record (smeflow catalog keygen)")
     add_live_arguments(p)
     p.set_defaults(func=_guarded)
 

@@ -722,8 +722,13 @@ def _chunks(n: int, size: int) -> list[slice]:
     return [slice(i, min(n, i + size)) for i in range(0, n, size)]
 
 
-def tomo_angles_of(run: Any, start: Mapping[str, Any], stream: str, n: int) -> tuple[F64, str]:
-    """Projection angles (degrees) and where they came from (``"events"``/``"start"``)."""
+def tomo_angles_of(run: Any, start: Mapping[str, Any], stream: str, n: int,
+                   partial: bool = False) -> tuple[F64, str]:
+    """Projection angles (degrees) and where they came from (``"events"``/``"start"``).
+
+    ``partial``: the run has no stop document (its process was killed), so the angles
+    may be more than the ``n`` frames (the rest were never taken) or fewer (a frame
+    announced before its event): the first ``min`` of both are returned."""
     axis = start.get("rotation_axis")
     node = run[stream]
     if isinstance(axis, str) and axis in node:
@@ -735,7 +740,9 @@ def tomo_angles_of(run: Any, start: Mapping[str, Any], stream: str, n: int) -> t
     else:
         raise ReductionError(f"run {start['uid']}: no projection angles (no rotation "
                              f"reading {axis!r} in stream {stream!r}, no start 'angles')")
-    if angles.shape != (n,):
+    if partial and angles.ndim == 1:
+        angles = angles[:n]
+    if angles.shape != (n,) and not (partial and angles.ndim == 1):
         raise ReductionError(f"run {start['uid']}: {angles.shape[0] if angles.ndim else 0} "
                              f"angles ({source}) for {n} projections")
     return angles, source
@@ -850,19 +857,25 @@ def _reduce_tomo(run: Any, start: dict[str, Any], catalog: RunCatalog,
     nodes = {kind: run[names[kind]][keys[kind]] for kind in names}
     n, height, _ = (int(v) for v in nodes["projection"].shape)
     chosen = select_rows(params.rows, height)
-    angles, source = tomo_angles_of(run, start, names["projection"], n)
+    angles, source = tomo_angles_of(run, start, names["projection"], n,
+                                    partial=not run.metadata.get("stop"))
+    n = len(angles)
+    if n == 0:
+        raise ReductionError(f"run {start['uid']}: no projections to reduce (a killed run: "
+                             "smeflow catalog repair recovers what it acquired)")
     inputs = file_inputs([*(u for node in nodes.values() for u in _asset_uris(node)),
                           *mask_uris(run, start)])
     md = derived_md(start, "tomo_fbp", inputs, params.metadata(), live=False)
+    # Every frame is read (and checked: complete, checksum) before the derived run
+    # starts: damaged input is an error and leaves no derived run behind.
+    refs = tomo_references(_read(nodes["dark"], "darks"), _read(nodes["flat"], "flats"),
+                           run_mask(run, start, (height, int(nodes["dark"].shape[2]))))
+    partials = [tomo_chunk(_read(nodes["projection"], "projections", sl), angles[sl], refs,
+                           rows=chosen, floor=params.floor, device=params.device)
+                for sl in progress(_chunks(n, chunk), desc="reconstructing", unit="chunk")]
+    volume = tomo_combine(partials)
     derived = DerivedRun(callbacks, md)
     try:
-        refs = tomo_references(_read(nodes["dark"], "darks"), _read(nodes["flat"], "flats"),
-                               run_mask(run, start, (height, int(nodes["dark"].shape[2]))))
-        partials = [tomo_chunk(_read(nodes["projection"], "projections", sl), angles[sl], refs,
-                               rows=chosen, floor=params.floor, device=params.device)
-                    for sl in progress(_chunks(n, chunk), desc="reconstructing",
-                                       unit="chunk")]
-        volume = tomo_combine(partials)
         stop = derived.finish_volume(catalog.raw_dir, volume, chosen, n, angles_from=source)
     except Exception as exc:
         stop_failed(derived, exc, catalog)
@@ -883,16 +896,22 @@ def _reduce_azint(run: Any, start: dict[str, Any], catalog: RunCatalog,
     n = int(node.shape[0])
     md = derived_md(start, "azint1d", file_inputs([*_asset_uris(node), *mask_uris(run, start)]),
                     params.metadata(geometry), live=False)
+    seq = np.asarray(run["primary"]["seq_num"].read(), dtype=np.int64) \
+        if "seq_num" in run["primary"] else np.arange(1, n + 1)
+    n = min(n, len(seq))  # a killed run: a frame may be announced before its event
+    if n == 0:
+        raise ReductionError(f"run {start['uid']}: no frames to reduce (a killed run: "
+                             "smeflow catalog repair recovers what it acquired)")
+    # Every frame is read (and checked: complete, checksum) before the derived run
+    # starts: damaged input is an error and leaves no derived run behind.
+    integrator = AzimuthalIntegrator(geometry, device=params.device)
+    mask = run_mask(run, start, tuple(int(v) for v in node.shape[1:]))
+    chunks = [azint_chunk(_read(node, "frames", sl), integrator, params, first=sl.start,
+                          mask=mask)
+              for sl in progress(_chunks(n, chunk), desc="integrating", unit="chunk")]
+    patterns = azint_combine(chunks)
     derived = DerivedRun(callbacks, md)
     try:
-        integrator = AzimuthalIntegrator(geometry, device=params.device)
-        mask = run_mask(run, start, tuple(int(v) for v in node.shape[1:]))
-        seq = np.asarray(run["primary"]["seq_num"].read(), dtype=np.int64) \
-            if "seq_num" in run["primary"] else np.arange(1, n + 1)
-        chunks = [azint_chunk(_read(node, "frames", sl), integrator, params, first=sl.start,
-                              mask=mask)
-                  for sl in progress(_chunks(n, chunk), desc="integrating", unit="chunk")]
-        patterns = azint_combine(chunks)
         derived.emit_patterns(patterns, [int(s) for s in seq[:n]])
         stop = derived.stop("success", frames=n)
     except Exception as exc:

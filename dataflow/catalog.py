@@ -8,7 +8,10 @@ use) a folder holding
 - ``storage/``    — arrays Tiled writes itself (e.g. small per-event arrays);
 - ``raw/``        — the HDF5 frame files detectors write (``FrameWriter``), registered
   as external data and read lazily; Tiled only reads folders listed as readable;
-- ``scan_id``     — the last scan number handed out (see ``dataflow.scan_id``).
+- ``scan_id``     — the last scan number handed out (see ``dataflow.scan_id``);
+- ``journal/``    — the documents of runs being written (``dataflow.journal``): a run
+  whose process was killed leaves its journal, from which ``smeflow catalog repair``
+  recovers it.
 
 The folder defaults to ``./smeflow-data``; the environment variable ``SMEFLOW_DATA``
 overrides the default (read only by ``default_data_dir()``, i.e. when no directory is
@@ -33,6 +36,7 @@ across processes. Queries are Tiled's own (``Key``, ``FullText``) plus bluesky's
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import math
@@ -40,8 +44,8 @@ import os
 import re
 import sqlite3
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
-from contextlib import closing
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -53,6 +57,7 @@ from . import run_search
 from .assets import AssetPolicy, guard_adapters
 from .errors import CatalogError
 from .hdf5 import FrameWriter
+from .journal import JOURNAL_DIR, JournalingWriter
 from .scan_id import ScanIdCounter
 from .server_guards import ConfinedAssets, answer_refusals
 
@@ -70,10 +75,11 @@ _UID_RE = re.compile(r"^[0-9a-f][0-9a-f-]{4,35}$")
 _FULL_UID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
-NO_STOP = "(no stop)"
+NO_STOP = "incomplete"
 """Exit status shown for a run without a stop document: it is still running, or the
 process that acquired it died (killed, crashed) before closing it; its documents and
-frames up to that moment are in the catalog."""
+frames up to that moment are in the catalog (with a batching writer, in its journal
+until ``smeflow catalog repair`` recovers them)."""
 
 
 class MalformedUidError(CatalogError, ValueError):
@@ -169,6 +175,42 @@ def _initialized(db: Path) -> bool:
         return False
 
 
+@contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive lock on ``folder`` itself (no lock file left behind), shared by every
+    process on this machine."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def database_ready(db: Path) -> bool:
+    """Make ``db`` a stamped Tiled catalog database unless it is one; True when it is.
+
+    Creation is atomic: under a lock on its folder, the database is built in a temporary
+    file and renamed into place, so two processes creating one catalog at once get one
+    working database, and a process killed while creating leaves none (a half-made
+    database used to break the catalog for good). False means ``db`` exists but is not
+    a catalog Tiled set up (Tiled's own initialization then reports why)."""
+    if _initialized(db):
+        return True
+    with _folder_lock(db.parent):
+        if _initialized(db):
+            return True
+        if db.exists():
+            return False
+        for stale in db.parent.glob(f".{db.name}.*.creating"):  # left by a killed creator
+            stale.unlink(missing_ok=True)
+        tmp = db.with_name(f".{db.name}.{os.getpid()}.creating")
+        if not _initialize(tmp):
+            return False
+        os.replace(tmp, db)
+        return True
+
+
 def _initialize(db: Path) -> bool:
     """Create and stamp a new Tiled catalog database in-process; False if that failed.
 
@@ -257,7 +299,7 @@ def _open_client(root: Path, readable: Sequence[Path], quiet: bool) -> Any:
     from .tiled_app import build_tiled_app
 
     db = root / "catalog.db"
-    ready = _initialized(db) or (not db.exists() and _initialize(db))
+    ready = database_ready(db)
     adapter = from_uri(
         f"sqlite:///{root / 'catalog.db'}",
         writable_storage=[str(root / "storage"), f"sqlite:///{root / 'tables.db'}"],
@@ -505,10 +547,14 @@ class Catalog(ClientCatalog):
     def subscribe(self, RE: Any, batch_size: int | None = None) -> int:
         """Write ``RE``'s runs here and number them from the persisted scan counter.
 
+        Every run is journaled (``dataflow.journal``) until its stop document is written,
+        so a run whose process is killed can be recovered whole (``dataflow.repair``).
+
         Returns the subscription token (for ``RE.unsubscribe``).
         """
         RE.scan_id_source = self.scan_ids.scan_id_source
-        token: int = RE.subscribe(self.writer(batch_size))
+        journaled = JournalingWriter(self.writer(batch_size), self.root / JOURNAL_DIR)
+        token: int = RE.subscribe(journaled)
         return token
 
     def frame_writer(self, name: str, frame_shape: Sequence[int], **kwargs: Any) -> FrameWriter:
@@ -700,13 +746,19 @@ def run_details(run: Any, derived_runs: Any = None) -> dict[str, Any]:
     num_events = stop.get("num_events") or {}
     streams: dict[str, Any] = {}
     for name in run:
-        stream_md = run[name].metadata or {}
+        node = run[name]
+        stream_md = node.metadata or {}
         keys = {}
         for key, desc in (stream_md.get("data_keys") or {}).items():
             keys[key] = {"shape": list(desc.get("shape") or []),
                          "dtype": desc.get("dtype_numpy") or desc.get("dtype", "?"),
                          "external": "external" in desc}
-        streams[name] = {"events": num_events.get(name), "data_keys": keys}
+            if "external" in desc:  # frames the catalog knows (none yet: not registered)
+                keys[key]["frames"] = _length(node, key)
+        events = num_events.get(name)
+        if events is None and not stop:  # an incomplete run: what was written so far
+            events = _length(node, "seq_num")
+        streams[name] = {"events": events, "data_keys": keys}
     derived: list[dict[str, Any]] = []
     uid = (md.get("start") or {}).get("uid")
     root = derived_runs if derived_runs is not None else derived_beside(run)
@@ -720,7 +772,15 @@ def run_details(run: Any, derived_runs: Any = None) -> dict[str, Any]:
                             "reason": d_stop.get("reason", "")})
     derived.sort(key=lambda d: float(d["time"] or 0.0))
     return {"start": dict(md.get("start") or {}), "stop": dict(stop), "streams": streams,
-            "derived": derived}
+            "derived": derived, "recovery": md.get("recovery")}
+
+
+def _length(node: Any, key: str) -> int:
+    """Rows of ``node[key]`` (0 when the key was never written, as in a killed run)."""
+    try:
+        return int(node[key].shape[0]) if key in node else 0
+    except Exception:  # a table Tiled cannot size yet
+        return 0
 
 
 def parse_value(text: str) -> Any:
@@ -749,7 +809,7 @@ def check_frame_files(run: Any) -> list[Path]:
     for name in run:
         stream = run[name]
         for key, desc in ((stream.metadata or {}).get("data_keys") or {}).items():
-            if "external" not in desc:
+            if "external" not in desc or key not in stream:  # none registered (killed run)
                 continue
             for source in stream[key].data_sources() or []:
                 dataset = (source.parameters or {}).get("dataset", "/entry/data/data")

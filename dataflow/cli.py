@@ -104,6 +104,10 @@ def parse_criteria(items: Sequence[str]) -> dict[str, Any]:
 
 
 
+INCOMPLETE = ("incomplete (no stop document: still running, or its process was killed; "
+              "smeflow catalog repair UID closes it)")
+
+
 def format_summaries(rows: Sequence[RunSummary]) -> str:
     """The search result table."""
     header = ("scan_id", "uid", "plan_name", "time", "exit_status", "num_points")
@@ -125,9 +129,15 @@ def format_details(details: dict[str, Any]) -> str:
              f"plan {start.get('plan_name', '?')}"]
     summary = RunSummary(None, "", "", float(start.get("time", 0.0)), "", None)
     lines.append(f"started      {summary.time_text}")
-    status = stop.get("exit_status", "(running: no stop document)")
+    status = stop.get("exit_status", INCOMPLETE)
     reason = stop.get("reason")
     lines.append(f"exit_status  {status}" + (f" ({reason})" if reason else ""))
+    recovery = details.get("recovery")
+    if isinstance(recovery, dict):
+        problems = recovery.get("problems") or []
+        lines.append(f"recovered    {recovery.get('time')} from the {recovery.get('source')}"
+                     + (f"; {len(problems)} problem(s): " + "; ".join(map(str, problems))
+                        if problems else "; everything announced was on disk"))
     lines.append("metadata:")
     for key in sorted(start):
         if key in {"uid", "time"}:
@@ -142,8 +152,11 @@ def format_details(details: dict[str, Any]) -> str:
         keys = stream["data_keys"]
         width = max((len(k) for k in keys), default=0)
         for key, info in keys.items():
-            shape = tuple([n if n is not None else "?", *info["shape"]])
+            rows = info["frames"] if info.get("frames") is not None else n
+            shape = tuple([rows if rows is not None else "?", *info["shape"]])
             extra = "  external (HDF5)" if info["external"] else ""
+            if info["external"] and not info.get("frames") and not stop:
+                extra += ", no frames registered yet"
             lines.append(f"    {key.ljust(width)}  shape {shape}  dtype {info['dtype']}{extra}")
     lines.append("derived runs:")
     derived = details.get("derived") or []
@@ -247,6 +260,16 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_repair(args: argparse.Namespace) -> int:
+    """Close a run whose process was killed (``dataflow.repair.repair_run``)."""
+    from .repair import repair_run
+
+    with open_catalog_folder(args) as catalog:
+        report = repair_run(catalog, args.run)
+    print("\n".join(report.lines()))
+    return 0
+
+
 SEARCH_EXAMPLES = """examples:
   smeflow catalog search plan_name=tomo_scan           # a start-document key
   smeflow catalog search motors=sample_x               # a list field holding a value
@@ -291,6 +314,16 @@ def register_catalog(sub: Subparsers) -> None:
                     "reconstruction) into PNG (default: UID8.png here)")
     add_debug(sh)
     sh.set_defaults(func=guarded, catalog_func=cmd_show)
+    r = catalog_sub.add_parser(
+        "repair", help="close a run whose process was killed (stop: abort, recovered)",
+        description="Recover a run without a stop document whose process was killed: "
+        "rewrite it from its journal when one was left, check every frame file it "
+        "announces on disk, and write a stop document (exit_status abort, reason "
+        "recovered). A run that has a stop document is never touched.")
+    r.add_argument("run", metavar="UID|SCAN_ID", help="uid, uid prefix (>= 5) or scan number")
+    r.add_argument("--data", metavar="DIR", help=data_help)
+    add_debug(r)
+    r.set_defaults(func=guarded, catalog_func=cmd_repair)
     register_provenance_commands(catalog_sub)
     add_server_commands(catalog_sub)
     add_profile_command(catalog_sub)

@@ -580,13 +580,15 @@ class FrameReader:
         """``dataset[index]`` with file errors reported as ``HDF5ReadError``: frames not
         completely on disk (``dataflow.integrity.IncompleteDataError``), whole frames that
         fail their stored CRC-32 (``ChecksumError``), anything h5py cannot read."""
-        check_frames(self._ds, self.path, frame_range(index, len(self)))
         try:
+            check_frames(self._ds, self.path, frame_range(index, len(self)))
             data = np.asarray(self._ds[index])
-        except (OSError, RuntimeError) as exc:
+            verify_read(self._ds, self.path, index, data)
+        except HDF5ReadError:
+            raise
+        except (OSError, RuntimeError, ValueError) as exc:
             raise HDF5ReadError(f"{self.path}: cannot read {index!r} (corrupt data?): "
                                 f"{_reason(exc)}") from None
-        verify_read(self._ds, self.path, index, data)
         return data
 
     def frame(self, i: int) -> np.ndarray[Any, Any]:

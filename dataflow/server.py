@@ -58,8 +58,7 @@ from urllib.parse import urlsplit
 from .assets import AssetPolicy, guard_adapters
 from .catalog import (
     CatalogError,
-    _initialize,
-    _initialized,
+    database_ready,
     wait_when_busy,
 )
 from .scan_id import ScanIdCounter
@@ -213,7 +212,7 @@ def catalog_adapter(data_dir: Path, database: str, readable: Sequence[Path]) -> 
     init = True
     if database.startswith("sqlite:///"):
         db = Path(database[len("sqlite:///"):].partition("?")[0])
-        init = not (_initialized(db) or (not db.exists() and _initialize(db)))
+        init = not database_ready(db)
     try:
         adapter = from_uri(database, writable_storage=[str(data_dir / "storage"),
                                                        _tables_uri(database, data_dir)],

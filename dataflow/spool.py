@@ -15,11 +15,14 @@ Tiled-written tables, then a fresh ``TiledWriter`` writes all the run's document
 order. External HDF5 files are only registered, never deleted. So a replayed run holds
 each event exactly once, and replaying the same spool twice gives the same run.
 
-Replay happens
+Replay happens in the writer's background thread, never in the caller's (the RunEngine
+waits for at most one document write, whatever a replay of a long run costs):
 
-- on the next document, at most every ``retry_interval`` seconds, while the run is open
-  (the run then continues live on the new writer);
-- from a timer thread every ``retry_interval`` seconds, and on ``flush()``;
+- while the run is open, at most every ``retry_interval`` seconds, woken by the next
+  document (the run then continues live on the new writer; documents that arrive during
+  the replay are appended to the spool and sent after it, in order);
+- from the same thread every ``retry_interval`` seconds, and on ``flush()`` (which does
+  the work in the calling thread, without holding up the document callback);
 - after a process restart: ``smeflow catalog replay SPOOL_DIR --url URL`` (or
   ``replay_spool``), or a new ``SpoolingWriter`` on the same folder (its timer and
   ``flush()`` pick up the files no other live writer holds; open spool files are locked).
@@ -45,7 +48,7 @@ from urllib.parse import urljoin
 
 import numpy as np
 
-from .catalog import CatalogError
+from .errors import CatalogError
 
 log = logging.getLogger(__name__)
 
@@ -255,6 +258,8 @@ class SpoolingWriter:
         self._owner: dict[str, str] = {}
         self._lock = threading.RLock()
         self._closing = threading.Event()
+        self._wake = threading.Event()
+        self._replaying: set[str] = set()
         self._timer: threading.Thread | None = None
         if spool_files(self.folder):
             self._start_timer()
@@ -300,7 +305,7 @@ class SpoolingWriter:
         else:
             self._append(run, run.lines[-1])
             if not run.rejected and time.monotonic() - run.last_attempt >= self.retry_interval:
-                self._resume(run)
+                self._wake.set()  # the background thread replays; the caller goes on
         if run.stopped and run.spool is None:
             self._forget(run)
 
@@ -368,24 +373,46 @@ class SpoolingWriter:
             self._start_timer()
 
     def _resume(self, run: _Run) -> bool:
-        """Rewrite a spooled run on the server; True when it is live again."""
-        run.last_attempt = time.monotonic()
-        if not server_reachable(self.url, self.probe_timeout):
-            return False
-        docs: list[Document] = [(name, doc) for name, doc in map(json.loads, run.lines)]
+        """Rewrite a spooled run on the server; True when it is live again.
+
+        Called without the lock held: the documents so far are written, then any that
+        arrived meanwhile, and only the switch to live takes the lock (so the document
+        callback never waits for the network)."""
+        with self._lock:
+            if run.uid in self._replaying or run.spool is None or run.rejected:
+                return run.spool is None
+            self._replaying.add(run.uid)
+            run.last_attempt = time.monotonic()
+            lines = list(run.lines)
         try:
-            writer = write_run(self.client, docs, self.batch_size)
-        except Exception as exc:
-            if not is_transient(exc):
-                self._close_spool(run, delete=True)
-                self._to_spool(run, f"refused on replay: {exc}", rejected=True)
-            return False
-        log.info("run %s replayed to the catalog server (%d documents)", run.uid, len(docs))
-        self._close_spool(run, delete=True)
-        run.writer = writer
-        self.replayed_runs += 1
-        if run.stopped:
-            self._forget(run)
+            if not server_reachable(self.url, self.probe_timeout):
+                return False
+            try:
+                writer = write_run(self.client, [tuple(json.loads(x)) for x in lines],
+                                   self.batch_size)
+                while True:
+                    with self._lock:
+                        extra = run.lines[len(lines):]
+                        if not extra:
+                            self._close_spool(run, delete=True)
+                            run.writer = writer
+                            self.replayed_runs += 1
+                            if run.stopped:
+                                self._forget(run)
+                            break
+                    for line in extra:
+                        writer(*json.loads(line))
+                    lines += extra
+            except Exception as exc:
+                if not is_transient(exc):
+                    with self._lock:
+                        self._close_spool(run, delete=True)
+                        self._to_spool(run, f"refused on replay: {exc}", rejected=True)
+                return False
+        finally:
+            with self._lock:
+                self._replaying.discard(run.uid)
+        log.info("run %s replayed to the catalog server (%d documents)", run.uid, len(lines))
         return True
 
     # -- replay ------------------------------------------------------------------------
@@ -396,19 +423,21 @@ class SpoolingWriter:
         return spool_files(self.folder)
 
     def flush(self) -> bool:
-        """Try to send every spooled run now; True when none is left waiting."""
+        """Try to send every spooled run now; True when none is left waiting. The work is
+        done in the calling thread without holding up the document callback."""
         with self._lock:
-            for run in list(self._runs.values()):
-                if run.spool is not None and not run.rejected:
-                    self._resume(run)
-            mine = {r.spool for r in self._runs.values() if r.spool is not None}
-            foreign = [p for p in spool_files(self.folder) if p not in mine]
-            if foreign and server_reachable(self.url, self.probe_timeout):
-                try:
-                    self.replayed_runs += len(replay_spool(self.folder, self.client))
-                except CatalogError as exc:
-                    log.warning("%s", exc)
-            return not self.pending
+            mine = [r for r in self._runs.values() if r.spool is not None and not r.rejected]
+        for run in mine:
+            self._resume(run)
+        with self._lock:
+            held = {r.spool for r in self._runs.values() if r.spool is not None}
+        foreign = [p for p in spool_files(self.folder) if p not in held]
+        if foreign and server_reachable(self.url, self.probe_timeout):
+            try:
+                self.replayed_runs += len(replay_spool(self.folder, self.client))
+            except CatalogError as exc:
+                log.warning("%s", exc)
+        return not self.pending
 
     def _start_timer(self) -> None:
         if self._timer is not None and self._timer.is_alive():
@@ -419,7 +448,11 @@ class SpoolingWriter:
         self._timer.start()
 
     def _tick(self) -> None:
-        while not self._closing.wait(self.retry_interval):
+        while not self._closing.is_set():
+            self._wake.wait(self.retry_interval)
+            self._wake.clear()
+            if self._closing.is_set():
+                return
             try:
                 if self.flush():
                     return
@@ -429,6 +462,7 @@ class SpoolingWriter:
     def close(self) -> None:
         """Stop the replay timer and close spool files (they stay for a later replay)."""
         self._closing.set()
+        self._wake.set()
         if self._timer is not None:
             self._timer.join(self.retry_interval + 30)
         with self._lock:

@@ -189,3 +189,32 @@ def test_reduce_command(acquired: AcquiredRuns, capsys: pytest.CaptureFixture[st
         lines = captured.err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("smeflow reduce: error:")
         assert message in lines[0]
+
+
+def test_damaged_input_is_refused_and_leaves_no_derived_run(
+        acquired: AcquiredRuns, capsys: pytest.CaptureFixture[str]) -> None:
+    """A flipped bit in a raw frame file used to be reduced as data (and a truncated file
+    as zeros); now the frame's checksum fails, the command says which file and frame,
+    and no derived run is written."""
+    import h5py
+
+    from dataflow.hdf5 import DEFAULT_DATASET
+
+    run = acquired.catalog.run(acquired.diff_uid)
+    (source,) = run["primary"]["det_image"].data_sources()
+    path = Path(source.assets[0].data_uri.removeprefix("file://localhost"))
+    before = len(acquired.catalog.derived_runs(acquired.diff_uid))
+    original = path.read_bytes()
+    with h5py.File(path, "r") as f:
+        offset = f[DEFAULT_DATASET].id.get_chunk_info(0).byte_offset
+    damaged = bytearray(original)
+    damaged[offset + 11] ^= 0x01
+    try:
+        path.write_bytes(bytes(damaged))
+        assert reduce_main([acquired.diff_uid, "--data", str(acquired.data_dir)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("smeflow reduce: error: frames: ")
+        assert f"{path}: frame 0 is damaged" in err[0]
+        assert len(acquired.catalog.derived_runs(acquired.diff_uid)) == before
+    finally:
+        path.write_bytes(original)

@@ -82,7 +82,7 @@ def test_a_derived_run_the_server_refuses_ends_with_fail(
     assert "403" in capsys.readouterr().err
     (new,) = [md for md in _derived(server, uid) if md["start"]["uid"] not in before]
     assert new["stop"]["exit_status"] == "fail"
-    assert "outside the server's readable folders" in new["stop"]["reason"]
+    assert "outside the catalog's data folders" in new["stop"]["reason"]
 
 
 def test_the_servers_data_folder_gets_the_reconstruction(

@@ -1,10 +1,12 @@
 """The acquisition process is killed (SIGKILL) in the middle of a scan: every frame
-written before the kill is readable from its HDF5 file, and the catalog shows the run with
-what was taken and no stop document (``exit_status`` "(no stop)")."""
+written before the kill is readable from its HDF5 file, the catalog shows the run as
+``incomplete`` with what was taken, ``show`` works on it, and ``repair`` recovers it —
+with the default (batching) writer too, whose events were still in memory."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,8 +15,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from dataflow.catalog import Catalog
+from dataflow.cli import main as catalog_main
 from dataflow.hdf5 import open_frames
 
 SCAN = textwrap.dedent("""
@@ -26,7 +30,7 @@ SCAN = textwrap.dedent("""
 
     catalog = Catalog(sys.argv[1])
     RE = RunEngine({})
-    catalog.subscribe(RE, batch_size=1)  # every event reaches the catalog as it happens
+    catalog.subscribe(RE, batch_size=int(sys.argv[2]) or None)  # 0: the default batching
     bl = Beamline.create(catalog.raw_dir, params=ChainParams(64, 64, 16), backend="interp",
                          time_scale=0.001, exposure_time_scale=1.0)
     bl.shutter.set("open").wait(5)
@@ -36,23 +40,29 @@ SCAN = textwrap.dedent("""
 """)
 
 
-def test_sigkill_mid_scan_keeps_every_written_frame(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    proc = subprocess.Popen([sys.executable, "-c", SCAN, str(data)], stdout=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+def killed_scan(data: Path, batch_size: int, events_before: int = 6) -> int:
+    """Run SCAN in a process and SIGKILL it after ``events_before`` events."""
+    proc = subprocess.Popen([sys.executable, "-c", SCAN, str(data), str(batch_size)],
+                            stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert proc.stdout is not None
     events = 0
     deadline = time.monotonic() + 120
-    while events < 6 and time.monotonic() < deadline:
+    while events < events_before and time.monotonic() < deadline:
         if proc.stdout.readline().strip() == "event":
             events += 1
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
-    assert events == 6, "the scan did not get going"
+    assert events == events_before, "the scan did not get going"
+    return events
 
+
+def test_sigkill_mid_scan_keeps_every_written_frame(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    killed_scan(data, batch_size=1)  # every event reaches the catalog as it happens
     with Catalog(data) as catalog:
         (summary,) = catalog.runs()
-        assert summary.exit_status == "(no stop)"
+        assert summary.exit_status == "incomplete"
         run = catalog.run(summary.uid)
         assert run.metadata.get("stop") is None
         seen = np.asarray(run["primary"]["det_roi_sum"].read())
@@ -65,3 +75,45 @@ def test_sigkill_mid_scan_keeps_every_written_frame(tmp_path: Path) -> None:
             for i, roi_sum in enumerate(seen):  # the firmware's sum of each frame's ROI
                 assert int(frames.frame(i).astype(np.int64).sum()) == int(roi_sum)
                 np.testing.assert_array_equal(np.asarray(images[i]), frames.frame(i))
+
+
+def test_a_killed_batching_run_is_shown_and_repaired_whole(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The demo's writer batches events until the stop document: a kill left the start
+    and descriptor in the catalog and nothing else (``show`` crashed with KeyError
+    'det_image'). Now ``show`` says what is there, and ``repair`` rewrites the run from
+    its journal, checks the frames on disk and closes it (abort, recovered)."""
+    data = tmp_path / "data"
+    killed_scan(data, batch_size=0)
+    with Catalog(data) as catalog:
+        (summary,) = catalog.runs()
+        assert summary.exit_status == "incomplete"  # visible at once, whatever the batching
+        uid = summary.uid
+    assert catalog_main(["show", uid, "--data", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "exit_status  incomplete (no stop document" in out
+    assert "det_image" in out and "no frames registered yet" in out
+
+    assert catalog_main(["repair", uid[:8], "--data", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert f"run {uid}: recovered from the journal" in out
+    frames = int(re.search(r"primary/det_image: (\d+) frames complete on disk", out)[1])
+    assert frames >= 6 and "problem" not in out
+    assert not list((data / "journal").iterdir())
+    with Catalog(data) as catalog:
+        run = catalog.run(uid)
+        stop = run.metadata["stop"]
+        assert (stop["exit_status"], stop["reason"]) == ("abort", "recovered")
+        seen = np.asarray(run["primary"]["det_roi_sum"].read())
+        images = run["primary"]["det_image"]
+        assert images.shape[0] == frames and len(seen) >= 6
+        (path,) = catalog.raw_dir.glob("det_*.h5")
+        with open_frames(path) as on_disk:
+            for i in range(min(len(seen), frames)):
+                np.testing.assert_array_equal(np.asarray(images[i]), on_disk.frame(i))
+                assert int(on_disk.frame(i).astype(np.int64).sum()) == int(seen[i])
+    assert catalog_main(["show", uid, "--data", str(data)]) == 0
+    assert "exit_status  abort (recovered)" in capsys.readouterr().out
+    assert catalog_main(["repair", uid, "--data", str(data)]) == 1
+    assert "has a stop document (exit_status 'abort'): nothing to repair" in \
+        capsys.readouterr().err

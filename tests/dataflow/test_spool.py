@@ -150,3 +150,41 @@ def test_which_failures_count_as_server_away() -> None:
     assert not is_transient(ValueError("bad document"))
     with pytest.raises(ValueError, match="batch_size 0"):
         SpoolingWriter(object(), ".", batch_size=0)
+
+
+def test_replay_after_an_outage_never_holds_up_the_caller(server: ServerHandle,
+                                                          tmp_path: Path) -> None:
+    """The replay of a long spooled run runs in the writer's thread: each document the
+    RunEngine hands over meanwhile takes one document write, not the whole replay (it
+    used to block the RunEngine for as long as the replay took, ~29 s in the demo)."""
+    import time
+
+    with RemoteCatalog(server.url, KEY) as remote:
+        writer = SpoolingWriter(remote.client, tmp_path / "spool", retry_interval=0.2)
+        docs = make_run(300 + 30)
+        stop = docs.pop()
+        head, tail = docs[:2 + 300], docs[2 + 300:]
+        writer(*head[0])
+        server.stop()
+        for name, doc in head[1:]:
+            writer(name, doc)
+        assert len(writer.pending) == 1
+        server.start()
+        began = time.monotonic()
+        slowest = 0.0
+        for name, doc in [*tail, stop]:
+            t0 = time.monotonic()
+            writer(name, doc)
+            slowest = max(slowest, time.monotonic() - t0)
+            time.sleep(0.02)
+        deadline = time.monotonic() + 900
+        while writer.pending and time.monotonic() < deadline:
+            time.sleep(0.1)
+        replay = time.monotonic() - began
+        assert not writer.pending and writer.replayed_runs == 1
+        # the caller waited for one document at most, never for the replay
+        assert slowest < min(2.0, replay / 3), (slowest, replay)
+        uid = docs[0][1]["uid"]
+        np.testing.assert_array_equal(events(remote, uid), np.arange(330) / 2)
+        assert remote.run(uid).metadata["stop"]["exit_status"] == "success"
+        writer.close()

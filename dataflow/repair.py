@@ -1,0 +1,211 @@
+"""Close a run whose process was killed: check what is on disk, write a stop document.
+
+A run without a stop document is still being acquired, or its process died. ``repair_run``
+(``smeflow catalog repair UID``) is for the second case:
+
+1. when the run's journal is left (``dataflow.journal``, every embedded catalog keeps
+   one), the run is rewritten from it — events and frame announcements a batching writer
+   still held in memory are recovered; otherwise the catalog's copy is used as it is;
+2. every frame file the run announces is checked on disk: it must exist, be readable,
+   hold every announced frame completely, and each frame must match the CRC-32 its
+   writer stored (``dataflow.integrity``); announcements of frames that are not all there
+   are cut back to the frames that are, and each such cut is reported;
+3. a stop document is written with ``exit_status="abort"`` and ``reason="recovered"``,
+   and the run's metadata gets ``recovery``: when, from what, the frames found per data
+   key and every problem found. The journal is then removed.
+
+A run that has a stop document is never touched.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import CatalogError
+from .integrity import HDF5ReadError
+from .journal import JOURNAL_DIR, journal_of
+from .spool import Document, read_spool, write_run
+
+RECOVERED = "recovered"
+"""The ``reason`` of the stop document a repair writes."""
+RECOVERY_KEY = "recovery"
+"""The run metadata key a repair fills in."""
+
+
+@dataclass
+class RepairReport:
+    """What ``repair_run`` found and did."""
+
+    uid: str
+    source: str
+    """``"journal"`` (rewritten from it) or ``"catalog"`` (the catalog's copy kept)."""
+    events: dict[str, int] = field(default_factory=dict)
+    frames: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The report for people, one line each."""
+        out = [f"run {self.uid}: recovered from the {self.source}"]
+        for stream, n in sorted(self.events.items()):
+            out.append(f"  stream {stream}: {n} event{'s' if n != 1 else ''}")
+        for key, n in sorted(self.frames.items()):
+            out.append(f"  {key}: {n} frame{'s' if n != 1 else ''} complete on disk")
+        out += [f"  problem: {p}" for p in self.problems]
+        out.append("  stop document written: exit_status abort, reason recovered")
+        return out
+
+
+def _file_path(uri: str) -> Path:
+    parts = urlsplit(uri)
+    if parts.scheme.lower() != "file" or parts.netloc not in ("", "localhost"):
+        raise CatalogError(f"frame file URI {uri!r}: not a local file")
+    return Path(parts.path)
+
+
+def _frames_on_disk(path: Path, dataset: str, wanted: int) -> tuple[int, str | None]:
+    """How many of the first ``wanted`` frames of ``path`` are complete and intact (and
+    the problem with the first one that is not)."""
+    from .hdf5 import open_frames
+
+    try:
+        reader = open_frames(path, dataset)
+    except HDF5ReadError as exc:
+        return 0, str(exc)
+    with reader:
+        have = min(wanted, len(reader))
+        problem = (None if have == wanted else
+                   f"{path}: {wanted} frames announced, the file holds {len(reader)}")
+        step = max(1, reader.chunks[0] if reader.chunks else 1)
+        for start in range(0, have, step):
+            try:
+                reader.read(slice(start, min(have, start + step)))
+            except HDF5ReadError:
+                for i in range(start, min(have, start + step)):  # which frame exactly
+                    try:
+                        reader.read(i)
+                    except HDF5ReadError as exc:
+                        return i, str(exc)
+    return have, problem
+
+
+def _check_documents(docs: list[Document], report: RepairReport) -> list[Document]:
+    """The documents with frame announcements cut back to the frames on disk."""
+    resources: dict[str, dict[str, Any]] = {}
+    stream_of: dict[str, str] = {}
+    announced: dict[str, int] = Counter()
+    for name, doc in docs:
+        if name == "descriptor":
+            stream_of[doc["uid"]] = doc.get("name", "primary")
+        elif name == "stream_resource":
+            resources[doc["uid"]] = doc
+        elif name == "stream_datum":
+            announced[doc["stream_resource"]] = max(announced[doc["stream_resource"]],
+                                                    int(doc["indices"]["stop"]))
+    complete: dict[str, int] = {}
+    for uid, resource in resources.items():
+        dataset = (resource.get("parameters") or {}).get("dataset", "/entry/data/data")
+        try:
+            path = _file_path(resource["uri"])
+        except CatalogError as exc:
+            complete[uid] = 0
+            report.problems.append(str(exc))
+            continue
+        complete[uid], problem = _frames_on_disk(path, dataset, announced.get(uid, 0))
+        if problem:
+            report.problems.append(problem)
+    out: list[Document] = []
+    for name, doc in docs:
+        if name == "stream_datum":
+            have = complete.get(doc["stream_resource"], 0)
+            start, stop = int(doc["indices"]["start"]), int(doc["indices"]["stop"])
+            if start >= have:
+                continue
+            if stop > have:
+                doc = {**doc, "indices": {"start": start, "stop": have},
+                       "seq_nums": {"start": doc["seq_nums"]["start"],
+                                    "stop": doc["seq_nums"]["start"] + have - start}}
+            data_key = resources[doc["stream_resource"]]["data_key"]
+            key = f"{stream_of.get(doc['descriptor'], '?')}/{data_key}"
+            report.frames[key] = report.frames.get(key, 0) + int(doc["indices"]["stop"]) - start
+        elif name in {"event", "event_page"}:
+            stream = stream_of.get(doc["descriptor"], "?")
+            report.events[stream] = report.events.get(stream, 0) + (
+                len(doc.get("seq_num", [])) if name == "event_page" else 1)
+        out.append((name, doc))
+    return out
+
+
+def _stop(uid: str, report: RepairReport) -> dict[str, Any]:
+    return {"uid": str(uuid.uuid4()), "run_start": uid, "time": time.time(),
+            "exit_status": "abort", "reason": RECOVERED, "num_events": dict(report.events)}
+
+
+def repair_run(catalog: Any, ref: str | int) -> RepairReport:
+    """Recover the run ``ref`` of the embedded ``catalog`` (see the module docstring).
+
+    Raises
+    ------
+    CatalogError
+        The run has a stop document (nothing to repair), or is unknown.
+    """
+    run = catalog.run(ref)
+    md = run.metadata
+    uid = str((md.get("start") or {}).get("uid"))
+    if md.get("stop"):
+        raise CatalogError(f"run {uid} has a stop document (exit_status "
+                           f"{md['stop'].get('exit_status')!r}): nothing to repair")
+    journal = journal_of(Path(catalog.root) / JOURNAL_DIR, uid)
+    if journal is not None:
+        report = RepairReport(uid, "journal")
+        docs = [(n, d) for n, d in read_spool(journal) if n != "stop"]
+        docs = _check_documents(docs, report)
+        write_run(catalog.client, [*docs, ("stop", _stop(uid, report))])
+    else:
+        report = RepairReport(uid, "catalog")
+        _check_catalog_copy(run, report)
+        run.update_metadata(metadata={"stop": _stop(uid, report)})
+    catalog.client[uid].update_metadata(metadata={RECOVERY_KEY: {
+        "time": datetime.now(UTC).isoformat(timespec="seconds"), "source": report.source,
+        "events": report.events, "frames": report.frames, "problems": report.problems}})
+    if journal is not None:
+        journal.unlink(missing_ok=True)
+    return report
+
+
+def _check_catalog_copy(run: Any, report: RepairReport) -> None:
+    """Count the events and check the frame files the catalog already has."""
+    for stream in run:
+        node = run[stream]
+        keys = (node.metadata or {}).get("data_keys") or {}
+        try:
+            report.events[stream] = len(node["seq_num"].read()) if "seq_num" in node else 0
+        except Exception:  # a stream whose table was never written
+            report.events[stream] = 0
+        for key, desc in keys.items():
+            if "external" not in desc:
+                continue
+            if key not in node:
+                report.problems.append(f"{stream}/{key}: no frames were registered")
+                report.frames[f"{stream}/{key}"] = 0
+                continue
+            total = 0
+            announced = int(node[key].shape[0])
+            for source in node[key].data_sources() or []:
+                dataset = (source.parameters or {}).get("dataset", "/entry/data/data")
+                for asset in source.assets:
+                    have, problem = _frames_on_disk(_file_path(asset.data_uri), dataset,
+                                                    announced - total)
+                    total += have
+                    if problem:
+                        report.problems.append(problem)
+            report.frames[f"{stream}/{key}"] = total
+
+
+__all__ = ["RECOVERED", "RECOVERY_KEY", "RepairReport", "repair_run"]
