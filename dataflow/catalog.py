@@ -11,7 +11,9 @@ use) a folder holding
 - ``scan_id``     — the last scan number handed out (see ``dataflow.scan_id``);
 - ``journal/``    — the documents of runs being written (``dataflow.journal``): a run
   whose process was killed leaves its journal, from which ``smeflow catalog repair``
-  recovers it.
+  recovers it;
+- ``catalog-root.json`` — where the folder is, so that a folder moved or copied keeps
+  working (``dataflow.relocate``).
 
 The folder defaults to ``./smeflow-data``; the environment variable ``SMEFLOW_DATA``
 overrides the default (read only by ``default_data_dir()``, i.e. when no directory is
@@ -58,6 +60,7 @@ from .assets import AssetPolicy, guard_adapters
 from .errors import CatalogError
 from .hdf5 import FrameWriter
 from .journal import JOURNAL_DIR, JournalingWriter
+from .relocate import settle_root
 from .scan_id import ScanIdCounter
 from .server_guards import ConfinedAssets, answer_refusals
 
@@ -300,6 +303,9 @@ def _open_client(root: Path, readable: Sequence[Path], quiet: bool) -> Any:
 
     db = root / "catalog.db"
     ready = database_ready(db)
+    if ready:  # moved or copied since it was written: its assets follow it
+        with _folder_lock(root):
+            settle_root(root, f"sqlite:///{db}")
     adapter = from_uri(
         f"sqlite:///{root / 'catalog.db'}",
         writable_storage=[str(root / "storage"), f"sqlite:///{root / 'tables.db'}"],

@@ -58,9 +58,11 @@ from urllib.parse import urlsplit
 from .assets import AssetPolicy, guard_adapters
 from .catalog import (
     CatalogError,
+    _folder_lock,
     database_ready,
     wait_when_busy,
 )
+from .relocate import settle_root
 from .scan_id import ScanIdCounter
 from .server_guards import (
     DEFAULT_MAX_BODY,
@@ -218,6 +220,8 @@ def catalog_adapter(data_dir: Path, database: str, readable: Sequence[Path]) -> 
                                                        _tables_uri(database, data_dir)],
                            readable_storage=[str(p) for p in readable],
                            init_if_not_exists=init)
+        with _folder_lock(data_dir):  # a folder moved since: its assets follow it
+            settle_root(data_dir, database)
         return guard_adapters(wait_when_busy(adapter))
     except Exception as exc:
         raise ServerConfigError(f"cannot open catalog database {redact(database)}: "

@@ -9,6 +9,7 @@ beamline's is what a list of trusted keys adds (``verify_run(trusted_keys=...)``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -176,6 +177,37 @@ def load_public_key(path: str | os.PathLike[str]) -> Ed25519PublicKey:
     if not isinstance(key, Ed25519PublicKey):
         raise KeyFileError(f"{p}: {_key_kind(key)}, expected an Ed25519 public key")
     return key
+
+
+SIGNING_KEYS_DIR = "signing-keys"
+"""Sub-folder of a record folder listing the public keys its records are signed with."""
+
+
+def register_signing_key(record_dir: str | os.PathLike[str], key: Ed25519PrivateKey) -> Path:
+    """Note in ``<record_dir>/signing-keys/`` that records there are signed by ``key``
+    (its public key, named by its id): from then on ``verify`` refuses an unsigned record
+    of that folder — a signature stripped from a record no longer passes as unsigned."""
+    public = key.public_key()
+    folder = Path(record_dir) / SIGNING_KEYS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{key_id(public)[:16]}.pem"
+    if not path.exists():
+        with contextlib.suppress(FileExistsError):
+            _write_new(path, public.public_bytes(serialization.Encoding.PEM,
+                                                 serialization.PublicFormat.SubjectPublicKeyInfo),
+                       0o644)
+    return path
+
+
+def registered_signing_keys(record_dir: str | os.PathLike[str]) -> list[Ed25519PublicKey]:
+    """The public keys ``register_signing_key`` noted for ``record_dir`` (unreadable files
+    are skipped: they only make the folder require signatures, which it does anyway)."""
+    folder = Path(record_dir) / SIGNING_KEYS_DIR
+    keys: list[Ed25519PublicKey] = []
+    for path in sorted(folder.glob("*.pem")) if folder.is_dir() else []:
+        with contextlib.suppress(KeyFileError):
+            keys.append(load_public_key(path))
+    return keys
 
 
 def _unsigned(record: Mapping[str, Any]) -> dict[str, Any]:

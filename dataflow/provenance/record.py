@@ -2,7 +2,7 @@
 
 A record, built from a run's documents by ``build_record``::
 
-    {"format": 1, "run_uid": ..., "exit_status": "success", "recorded": "<ISO 8601 UTC>",
+    {"format": 2, "run_uid": ..., "exit_status": "success", "recorded": "<ISO 8601 UTC>",
      "smeflow_version": "0.1.0", "host": ..., "instrument": ...,
      "files": [{"uri": "file://localhost/abs/path.h5", "data_key": "det_image",
                 "dataset": "/entry/data/data", "sha256": "<hex>", "size": 123,
@@ -10,6 +10,8 @@ A record, built from a run's documents by ``build_record``::
                 "counters": {"good": 180, "corrupt": 0, "dropped": 0, ...}}],
      "inputs": [{"uri": ..., "sha256": ...}],          # derived runs only (from start)
      "raw_uid": ...,                                   # derived runs only (from start)
+     "documents": {"chain": "<hex>", "count": 12, "counts": {"event": 3, ...},
+                   "ledger": "<uid>.documents.jsonl", "version": ...},   # ``ledger``
      "signature": {...}}                               # added by ``keys.sign_record``
 
 Digests are the instrument's own: ``FrameWriter.close()`` writes ``<file>.sha256`` next
@@ -47,8 +49,9 @@ from ..hdf5 import DEFAULT_DATASET, HDF5_MIMETYPE, HDF5ReadError, file_sha256, r
 from .errors import ProvenanceError
 from .keys import canonical_json
 
-RECORD_FORMAT = 1
-"""Version of the record layout (``"format"`` in every record)."""
+RECORD_FORMAT = 2
+"""Version of the record layout (``"format"`` in every record). 2: ``documents``, the
+chained digest of the run's document ledger (``ledger``)."""
 METADATA_KEY = "provenance"
 """Top-level run-metadata key holding the record in the catalog."""
 ERRORS_KEY = "provenance_errors"
@@ -253,8 +256,10 @@ def _inputs(start: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def build_record(start: Mapping[str, Any], resources: Iterable[Mapping[str, Any]],
                  stop: Mapping[str, Any] | None = None, *,
-                 instrument: str | None = None) -> dict[str, Any]:
-    """The unsigned provenance record of a run from its documents (see the module doc)."""
+                 instrument: str | None = None,
+                 documents: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The unsigned provenance record of a run from its documents (see the module doc);
+    ``documents`` is the chain summary of its document ledger (``ledger.Chain``)."""
     digests: dict[Path, tuple[str, str]] = {}
     files = [_file_entry(r, digests) for r in resources]
     files.sort(key=lambda e: (e["uri"], str(e["data_key"])))
@@ -266,6 +271,8 @@ def build_record(start: Mapping[str, Any], resources: Iterable[Mapping[str, Any]
         "files": files}
     if instrument:
         record["instrument"] = instrument
+    if documents is not None:
+        record["documents"] = dict(documents)
     # a live derived run knows its inputs only at the end: its stop document lists them
     late = (stop or {}).get("inputs")
     source = stop if isinstance(late, list) and late else start

@@ -30,7 +30,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..hdf5 import open_in_process
 from .errors import ProvenanceError
-from .keys import load_private_key, sign_record
+from .keys import load_private_key, register_signing_key, sign_record
+from .ledger import LedgerWriter
 from .record import (
     RECORD_DIR_NAME,
     attach_record,
@@ -68,9 +69,12 @@ class RecorderFailure:
 
 @dataclass
 class _OpenRun:
-    """A run between its start and stop documents: the files it announced."""
+    """A run between its start and stop documents: the files it announced and the
+    ledger of its documents (``ledger.LedgerWriter``; ``None`` when it could not be
+    opened, a failure that the record then lists)."""
 
     start: dict[str, Any]
+    ledger: LedgerWriter | None = None
     resources: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -117,6 +121,8 @@ class ProvenanceRecorder:
         self.record_dir = Path(record_dir)
         self.signing_key = signing_key if isinstance(signing_key, Ed25519PrivateKey | None) \
             else load_private_key(signing_key)
+        if self.signing_key is not None:  # records here must be signed from now on
+            register_signing_key(self.record_dir, self.signing_key)
         self.instrument = instrument
         self.close_timeout = close_timeout
         self.records: OrderedDict[str, dict[str, Any]] = OrderedDict()
@@ -125,6 +131,7 @@ class ProvenanceRecorder:
         """Everything that went wrong while recording, oldest first."""
         self._keep = max(1, keep)
         self._open: dict[str, _OpenRun] = {}
+        self._owner: dict[str, str] = {}
         self._last_uid: str | None = None
         self._lock = threading.Lock()
         self._pending: list[threading.Thread] = []
@@ -148,15 +155,26 @@ class ProvenanceRecorder:
                 uid = str(doc["uid"])
                 self._open[uid] = _OpenRun(dict(doc))
                 self._last_uid = uid
-            elif name == "stream_resource":
+                try:
+                    self._open[uid].ledger = LedgerWriter(self.record_dir, uid)
+                except OSError as exc:
+                    self._fail(uid, "opening the document ledger", exc)
+            else:
                 uid = self._run_of(doc)
-                if uid is not None:
-                    self._open[uid].resources.append(dict(doc))
+            run = self._open.get(uid) if uid is not None else None
+            if run is None:
+                return
+            if name in {"descriptor", "stream_resource", "resource"} and "uid" in doc:
+                self._owner[str(doc["uid"])] = str(uid)
+            if run.ledger is not None:
+                run.ledger.add(name, doc)
+            if name == "stream_resource":
+                run.resources.append(dict(doc))
             elif name == "stop":
-                uid = str(doc.get("run_start"))
-                run = self._open.pop(uid, None)
-                if run is not None:
-                    self._on_stop(run, dict(doc))
+                del self._open[str(uid)]
+                for key in [k for k, v in self._owner.items() if v == uid]:
+                    del self._owner[key]
+                self._on_stop(run, dict(doc))
         except Exception as exc:  # a callback must never abort the scan
             self._fail(uid, f"handling the {name} document", exc)
 
@@ -176,6 +194,10 @@ class ProvenanceRecorder:
         uid = doc.get("run_start")
         if isinstance(uid, str) and uid in self._open:
             return uid
+        for key in ("descriptor", "stream_resource", "resource"):
+            ref = doc.get(key)
+            if isinstance(ref, str) and ref in self._owner:
+                return self._owner[ref]
         return self._last_uid if self._last_uid in self._open else None
 
     def _fail(self, uid: str | None, stage: str, exc: BaseException | str) -> str:
@@ -246,7 +268,14 @@ class ProvenanceRecorder:
 
     def _finish(self, run: _OpenRun, stop: Mapping[str, Any], errors: list[str]) -> None:
         uid = str(run.start["uid"])
-        record = build_record(run.start, run.resources, stop, instrument=self.instrument)
+        documents = None
+        if run.ledger is not None:
+            try:
+                documents = run.ledger.close()
+            except OSError as exc:
+                errors.append(self._fail(uid, "writing the document ledger", exc))
+        record = build_record(run.start, run.resources, stop, instrument=self.instrument,
+                              documents=documents)
         if self.signing_key is not None:
             record = sign_record(record, self.signing_key)
         with self._lock:

@@ -22,8 +22,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sme.progress import progress
 
 from ..hdf5 import file_sha256
+from ..relocate import previous_roots
 from .errors import ProvenanceError
-from .keys import ALGORITHM, canonical_json, check_signature, key_id, public_key_bytes
+from .keys import (
+    ALGORITHM,
+    canonical_json,
+    check_signature,
+    key_id,
+    public_key_bytes,
+    registered_signing_keys,
+)
+from .ledger import LEDGER_SUFFIX, compare_with_catalog, read_ledger
 from .record import ERRORS_KEY, METADATA_KEY, load_record_file, plain, record_path, uri_to_path
 
 
@@ -116,12 +125,26 @@ def _short(digest: Any) -> str:
     return f"{str(digest)[:16]}…" if digest else "(none)"
 
 
+def _relocated(path: Path, roots: tuple[Path, Sequence[Path]] | None) -> Path:
+    """``path`` as recorded, or — when the catalog folder was moved or copied since
+    (``dataflow.relocate``) — the same file under the folder's current root (a copy
+    verifies its own files, even while the original is still there)."""
+    if roots is None:
+        return path
+    here, previous = roots
+    for old in previous:
+        if path.is_relative_to(old):
+            return here / path.relative_to(old)
+    return path
+
+
 def _check_file(report: VerificationReport, kind: str, entry: Mapping[str, Any],
-                cache: dict[Path, str]) -> Path | None:
+                cache: dict[Path, str],
+                roots: tuple[Path, Sequence[Path]] | None = None) -> Path | None:
     uri = entry.get("uri")
     label = str(entry.get("data_key") or "") if kind == "file" else ""
     try:
-        path = uri_to_path(str(uri))
+        path = _relocated(uri_to_path(str(uri)), roots)
     except ProvenanceError as exc:
         report.add(Status.ERROR, kind, str(uri), str(exc))
         return None
@@ -225,13 +248,17 @@ def verify_run(run_node: Any, *, trusted_keys: Sequence[Ed25519PublicKey] | None
                    f"the record belongs to run {record.get('run_uid')!r}")
     cache: dict[Path, str] = {}
     recorded_paths: set[Path] = set()
+    roots = None
+    if record_dir is not None:  # <catalog>/raw/provenance: the catalog's roots
+        catalog_root = Path(record_dir).resolve().parent.parent
+        roots = (catalog_root, previous_roots(catalog_root))
     files = record.get("files")
     if not isinstance(files, list):
         report.add(Status.ERROR, "record", uid, "record has no list of files")
         files = []
     for entry in progress(files, desc="checking files", unit="file"):
         if isinstance(entry, Mapping):
-            path = _check_file(report, "file", entry, cache)
+            path = _check_file(report, "file", entry, cache, roots)
             if path is not None:
                 recorded_paths.add(path)
     try:
@@ -248,18 +275,71 @@ def verify_run(run_node: Any, *, trusted_keys: Sequence[Ed25519PublicKey] | None
                        "in the provenance record, no longer listed by the catalog")
     for entry in record.get("inputs") or []:
         if isinstance(entry, Mapping):
-            _check_file(report, "input", entry, cache)
-    _check_signature(report, record, trusted_keys)
+            _check_file(report, "input", entry, cache, roots)
+    _check_documents(report, record, run_node, Path(record_dir) if record_dir else None)
+    registered = registered_signing_keys(record_dir) if record_dir else []
+    _check_signature(report, record, trusted_keys, registered)
     return report
 
 
+def _check_documents(report: VerificationReport, record: Mapping[str, Any], run_node: Any,
+                     record_dir: Path | None) -> None:
+    """The ledger's chain against the record's, then the catalog against the ledger."""
+    uid = report.run_uid
+    summary = record.get("documents")
+    if not isinstance(summary, Mapping):
+        if int(record.get("format") or 1) >= 2:
+            report.add(Status.MISSING, "documents", uid, "the record has no document chain")
+        else:
+            report.notes.append("a format-1 record: the run's documents are not covered")
+        return
+    if record_dir is None:
+        report.add(Status.ERROR, "documents", uid, "no record folder to find the ledger in")
+        return
+    name = summary.get("ledger")
+    if name != f"{uid}{LEDGER_SUFFIX}":
+        report.add(Status.CHANGED, "documents", uid, f"the record names ledger {name!r}")
+        return
+    path = record_dir / name
+    try:
+        docs, chain = read_ledger(path)
+    except ProvenanceError as exc:
+        report.add(Status.MISSING, "documents", str(path), str(exc))
+        return
+    if chain.digest.hex() != summary.get("chain") or chain.count != summary.get("count"):
+        report.add(Status.CHANGED, "documents", str(path),
+                   f"chain over {chain.count} documents is {_short(chain.digest.hex())}, the "
+                   f"record says {_short(summary.get('chain'))} over {summary.get('count')}: "
+                   "a document was changed, added, removed or reordered")
+        return
+    report.add(Status.OK, "documents", str(path),
+               f"chain {_short(chain.digest.hex())} over {chain.count} documents")
+    try:
+        problems = compare_with_catalog(docs, run_node)
+    except Exception as exc:
+        report.add(Status.ERROR, "catalog", uid,
+                   f"cannot compare with the ledger: {type(exc).__name__}: {exc}")
+        return
+    for problem in problems:
+        report.add(Status.CHANGED, "catalog", uid, problem)
+    if not problems:
+        report.add(Status.OK, "catalog", uid, "start, stop, events and frame counts agree "
+                                              "with the ledger")
+
+
 def _check_signature(report: VerificationReport, record: Mapping[str, Any],
-                     trusted_keys: Sequence[Ed25519PublicKey] | None) -> None:
+                     trusted_keys: Sequence[Ed25519PublicKey] | None,
+                     registered: Sequence[Ed25519PublicKey] = ()) -> None:
     state = check_signature(record)
     if not state.signed:
         if trusted_keys:
             report.add(Status.UNSIGNED, "signature", "record",
                        "record is unsigned but a trusted key was required")
+        elif registered:
+            ids = ", ".join(key_id(k)[:16] for k in registered)
+            report.add(Status.UNSIGNED, "signature", "record",
+                       f"unsigned, but this catalog's records are signed (key {ids}): the "
+                       "signature was stripped, or the run was recorded without the key")
         else:
             report.add(Status.UNSIGNED, "signature", "record",
                        "unsigned: digests checked, origin not proven", ok=True)

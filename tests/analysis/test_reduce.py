@@ -179,6 +179,14 @@ def test_reduce_command(acquired: AcquiredRuns, capsys: pytest.CaptureFixture[st
     run = acquired.catalog.run(uid)
     assert run.metadata["start"]["raw_uid"] == acquired.tomo_uid
     assert run["primary"]["reconstruction"].shape == (2, 64, 64)
+    # smeflow reduce records the derived run's provenance: its output, its inputs, the
+    # code version, the chain of its documents
+    record = run.metadata["provenance"]
+    assert record["raw_uid"] == acquired.tomo_uid and record["smeflow_version"]
+    assert len(record["files"]) == 1 and record["files"][0]["sha256"]
+    assert {i["uri"] for i in record["inputs"]} == {
+        i["uri"] for i in run.metadata["start"]["inputs"]}
+    assert record["documents"]["counts"]["stop"] == 1
 
     for bad, message in (("zz", "not a uid"), ("abcdef12", "no run whose uid starts with"),
                          (acquired.diff_uid, "argument `unit`")):

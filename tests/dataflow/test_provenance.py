@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,8 +88,11 @@ def signed(catalog: Catalog, frame_cam: Any, key: Path) -> Env:
 
 
 @pytest.fixture(scope="module")
-def unsigned(catalog: Catalog, frame_cam: Any) -> Env:
-    return make_env(catalog, frame_cam)
+def unsigned(tmp_path_factory: pytest.TempPathFactory, frame_cam: Any) -> Iterator[Env]:
+    """A catalog whose records are not signed (the signed env's catalog requires
+    signatures once its recorder registered its key)."""
+    with Catalog(tmp_path_factory.mktemp("unsigned")) as catalog:
+        yield make_env(catalog, frame_cam)
 
 
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -153,8 +157,13 @@ def test_beamline_run_records_the_detector_digests_signed(signed: Env, key: Path
 
     report = signed.verify(uid, trusted_keys=[public])
     assert report.ok, report.lines()
-    assert statuses(report) == [Status.OK, Status.OK, Status.OK]
-    assert [c.kind for c in report.checks] == ["record", "file", "signature"]
+    assert statuses(report) == [Status.OK] * 5
+    assert [c.kind for c in report.checks] == ["record", "file", "documents", "catalog",
+                                               "signature"]
+    assert record["format"] == 2
+    assert record["documents"]["counts"] == {"descriptor": 1, "event": 3, "start": 1,
+                                             "stop": 1, "stream_datum": 3,
+                                             "stream_resource": 1}
     assert "trusted key" in report.checks[-1].detail
 
 
@@ -165,9 +174,9 @@ def test_verify_cli_prints_one_line_per_check_and_exits_0(
                            "--trusted-key", str(public_key_path(key)))
     assert (status, err) == (0, "")
     lines = out.strip().splitlines()
-    assert [line.split()[0] for line in lines[:3]] == ["OK", "OK", "OK"]
+    assert [line.split()[0] for line in lines[:5]] == ["OK"] * 5
     assert str(only_file(signed, uid)) in lines[1]
-    assert lines[-1] == f"run {uid}: all 3 checks OK"
+    assert lines[-1] == f"run {uid}: all 5 checks OK"
 
 
 def test_readout_counters_in_the_file_show_in_the_provenance(signed: Env,
@@ -215,7 +224,7 @@ def test_a_flipped_byte_is_named_changed_and_the_cli_exits_1(
     assert (status, err) == (1, "")
     changed = [line for line in out.splitlines() if line.startswith("CHANGED")]
     assert len(changed) == 1 and str(path) in changed[0]
-    assert out.strip().splitlines()[-1] == f"run {uid}: 1 of 3 checks FAILED"
+    assert out.strip().splitlines()[-1] == f"run {uid}: 1 of 5 checks FAILED"
 
 
 def test_a_deleted_file_is_missing(signed: Env) -> None:
@@ -256,6 +265,79 @@ def test_unsigned_records_verify_digests_only_and_say_so(
     assert status == 1 and "UNSIGNED" in out and "a trusted key was required" in out
     flip_byte(only_file(unsigned, uid))
     assert statuses(unsigned.verify(uid), "file") == [Status.CHANGED]
+
+
+def test_a_stripped_signature_fails_where_records_are_signed(signed: Env) -> None:
+    """Removing the signature (from both copies) used to pass as an honest unsigned
+    record; the catalog's record folder says its records are signed, so it fails."""
+    uid = signed.take()
+    run = signed.catalog.run(uid)
+    record = json.loads(json.dumps(run.metadata[METADATA_KEY]))
+    del record["signature"]
+    run.update_metadata(metadata={METADATA_KEY: record})
+    path = record_path(signed.catalog.raw_dir / "provenance", uid)
+    path.write_text(json.dumps(record))
+    report = signed.verify(uid)
+    assert not report.ok and statuses(report, "signature") == [Status.UNSIGNED]
+    assert "the signature was stripped" in report.failures[-1].detail
+
+
+def ledger_lines(env: Env, uid: str) -> tuple[Path, list[str]]:
+    path = env.catalog.raw_dir / "provenance" / f"{uid}.documents.jsonl"
+    return path, path.read_text().splitlines()
+
+
+@pytest.mark.parametrize("change", ["edit", "reorder", "remove", "add"])
+def test_any_change_to_the_documents_breaks_the_chain(unsigned: Env, change: str) -> None:
+    uid = unsigned.take(n=4)
+    path, lines = ledger_lines(unsigned, uid)
+    names = [json.loads(line)[0] for line in lines]
+    assert names[0] == "start" and names[-1] == "stop" and names.count("event") == 4
+    i = names.index("event")
+    if change == "edit":
+        name, doc = json.loads(lines[i])
+        doc["data"]["cam_total"] += 1
+        lines[i] = json.dumps([name, doc], sort_keys=True, separators=(",", ":"))
+    elif change == "reorder":
+        lines[i], lines[i + 2] = lines[i + 2], lines[i]
+    elif change == "remove":
+        del lines[i]
+    else:
+        lines.insert(i, lines[i])
+    path.write_text("\n".join(lines) + "\n")
+    report = unsigned.verify(uid)
+    (bad,) = report.failures
+    assert (bad.status, bad.kind) == (Status.CHANGED, "documents")
+    assert "a document was changed, added, removed or reordered" in bad.detail
+
+
+def test_a_change_in_the_catalog_shows_against_the_ledger(unsigned: Env) -> None:
+    """Tiled keeps events in its own tables: an edit there (or of the start document in
+    the run's metadata) shows when the catalog is compared with the ledger."""
+    import sqlite3
+
+    uid = unsigned.take(n=3, sample="CeO2")
+    assert unsigned.verify(uid).ok
+    run = unsigned.catalog.run(uid)
+    table = run["primary"].read()
+    with sqlite3.connect(unsigned.catalog.root / "tables.db") as con:
+        names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        changed = 0
+        for name in names:
+            cols = [r[1] for r in con.execute(f'PRAGMA table_info("{name}")')]
+            if "cam_total" in cols and "seq_num" in cols:
+                changed += con.execute(f'UPDATE "{name}" SET cam_total = cam_total + 7 '
+                                       "WHERE seq_num = 2").rowcount
+    assert changed == 1 and int(table["cam_total"][1]) + 7 == \
+        int(run["primary"].read()["cam_total"][1])
+    report = unsigned.verify(uid)
+    (bad,) = report.failures
+    assert (bad.status, bad.kind) == (Status.CHANGED, "catalog")
+    assert "cam_total of event 2" in bad.detail
+    start = dict(run.metadata["start"])
+    run.update_metadata(metadata={"start": {**start, "sample": "Si"}})
+    details = [c.detail for c in unsigned.verify(uid).failures]
+    assert "the start document in the catalog differs from the ledger" in details
 
 
 def test_a_valid_signature_by_an_unknown_key_is_untrusted(signed: Env, tmp_path: Path) -> None:
