@@ -171,7 +171,7 @@ def repair_run(catalog: Any, ref: str | int) -> RepairReport:
         report = RepairReport(uid, "catalog")
         _check_catalog_copy(run, report)
         run.update_metadata(metadata={"stop": _stop(uid, report)})
-    catalog.client[uid].update_metadata(metadata={RECOVERY_KEY: {
+    catalog.run(uid).update_metadata(metadata={RECOVERY_KEY: {
         "time": datetime.now(UTC).isoformat(timespec="seconds"), "source": report.source,
         "events": report.events, "frames": report.frames, "problems": report.problems}})
     if journal is not None:

@@ -274,7 +274,8 @@ def test_a_stripped_signature_fails_where_records_are_signed(signed: Env) -> Non
     run = signed.catalog.run(uid)
     record = json.loads(json.dumps(run.metadata[METADATA_KEY]))
     del record["signature"]
-    run.update_metadata(metadata={METADATA_KEY: record})
+    run.replace_metadata(metadata={**run.metadata, METADATA_KEY: record})  # not a merge
+    assert "signature" not in signed.catalog.run(uid).metadata[METADATA_KEY]
     path = record_path(signed.catalog.raw_dir / "provenance", uid)
     path.write_text(json.dumps(record))
     report = signed.verify(uid)
@@ -320,6 +321,7 @@ def test_a_change_in_the_catalog_shows_against_the_ledger(unsigned: Env) -> None
     assert unsigned.verify(uid).ok
     run = unsigned.catalog.run(uid)
     table = run["primary"].read()
+    when = float(table["time"][1])  # this run's event 2 (runs share Tiled's tables)
     with sqlite3.connect(unsigned.catalog.root / "tables.db") as con:
         names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         changed = 0
@@ -327,7 +329,7 @@ def test_a_change_in_the_catalog_shows_against_the_ledger(unsigned: Env) -> None
             cols = [r[1] for r in con.execute(f'PRAGMA table_info("{name}")')]
             if "cam_total" in cols and "seq_num" in cols:
                 changed += con.execute(f'UPDATE "{name}" SET cam_total = cam_total + 7 '
-                                       "WHERE seq_num = 2").rowcount
+                                       "WHERE seq_num = 2 AND time = ?", (when,)).rowcount
     assert changed == 1 and int(table["cam_total"][1]) + 7 == \
         int(run["primary"].read()["cam_total"][1])
     report = unsigned.verify(uid)
@@ -402,11 +404,17 @@ def test_an_unwritable_record_folder_does_not_abort_the_scan(
     assert recorder.wait(30)
     run = catalog.run(uid)
     assert run.metadata["stop"]["exit_status"] == "success"
-    (failure,) = recorder.failures
-    assert failure.run_uid == uid and str(blocked) in failure.stage
+    ledger, record = recorder.failures  # the document ledger, then the record file
+    assert {ledger.run_uid, record.run_uid} == {uid}
+    assert ledger.stage == "opening the document ledger" and str(blocked) in ledger.message
+    assert str(blocked) in record.stage
     assert METADATA_KEY in run.metadata  # the catalog copy still made it
     assert str(blocked) in run.metadata[ERRORS_KEY][0]
-    assert verify_run(run).ok
+    # the files verify; the documents, never written to a ledger, are reported uncovered
+    report = verify_run(run)
+    assert [(c.status, c.kind) for c in report.failures] == [(Status.MISSING, "documents")]
+    assert "no document chain" in report.failures[0].detail
+    assert Status.OK in statuses(report, "file")
 
 
 class _UnreachableCatalog:
