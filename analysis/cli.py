@@ -43,7 +43,7 @@ def cmd_reduce(args: argparse.Namespace) -> int:
         # the derived run's provenance: its output files' digests, its inputs (digests in
         # the start document) and the code version, signed when a key is given
         recorder = ProvenanceRecorder.for_catalog(catalog, signing_key=args.signing_key)
-        callbacks = [catalog.writer(), recorder]
+        callbacks = [catalog.derived_writer(), recorder]
         if args.scheduler is not None:
             from analysis.distributed import reduce_run_dask
 

@@ -41,4 +41,5 @@ def test_a_dataset_elsewhere_gets_no_nexus_tree(tmp_path: Path) -> None:
     with FrameWriter(tmp_path, "g.h5", (4, 4), dataset="/frames") as writer:
         writer.append(np.zeros((4, 4), np.uint16))
     with h5py.File(tmp_path / "g.h5", "r") as f:
-        assert "NX_class" not in f.attrs and "default" not in f.attrs and list(f) == ["frames"]
+        assert "NX_class" not in f.attrs and "default" not in f.attrs
+        assert list(f) == ["frames", "frames_crc32"]  # the frames and each frame's CRC-32

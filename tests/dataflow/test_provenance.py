@@ -312,34 +312,40 @@ def test_any_change_to_the_documents_breaks_the_chain(unsigned: Env, change: str
     assert "a document was changed, added, removed or reordered" in bad.detail
 
 
-def test_a_change_in_the_catalog_shows_against_the_ledger(unsigned: Env) -> None:
+def test_a_change_in_the_catalog_shows_against_the_ledger(tmp_path: Path,
+                                                          frame_cam: Any) -> None:
     """Tiled keeps events in its own tables: an edit there (or of the start document in
-    the run's metadata) shows when the catalog is compared with the ledger."""
+    the run's metadata) shows when the catalog is compared with the ledger. The catalog
+    is closed while its database is edited, as an intruder with the files would."""
     import sqlite3
 
-    uid = unsigned.take(n=3, sample="CeO2")
-    assert unsigned.verify(uid).ok
-    run = unsigned.catalog.run(uid)
-    table = run["primary"].read()
-    when = float(table["time"][1])  # this run's event 2 (runs share Tiled's tables)
-    with sqlite3.connect(unsigned.catalog.root / "tables.db") as con:
+    root = tmp_path / "data"
+    with Catalog(root) as catalog:
+        env = make_env(catalog, frame_cam)
+        uid = env.take(n=3, sample="CeO2")
+        assert env.verify(uid).ok
+        before = int(catalog.run(uid)["primary"].read()["cam_total"][1])
+    with sqlite3.connect(root / "tables.db") as con:
         names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         changed = 0
         for name in names:
             cols = [r[1] for r in con.execute(f'PRAGMA table_info("{name}")')]
             if "cam_total" in cols and "seq_num" in cols:
                 changed += con.execute(f'UPDATE "{name}" SET cam_total = cam_total + 7 '
-                                       "WHERE seq_num = 2 AND time = ?", (when,)).rowcount
-    assert changed == 1 and int(table["cam_total"][1]) + 7 == \
-        int(run["primary"].read()["cam_total"][1])
-    report = unsigned.verify(uid)
-    (bad,) = report.failures
-    assert (bad.status, bad.kind) == (Status.CHANGED, "catalog")
-    assert "cam_total of event 2" in bad.detail
-    start = dict(run.metadata["start"])
-    run.update_metadata(metadata={"start": {**start, "sample": "Si"}})
-    details = [c.detail for c in unsigned.verify(uid).failures]
-    assert "the start document in the catalog differs from the ledger" in details
+                                       "WHERE seq_num = 2").rowcount
+    assert changed == 1
+    with Catalog(root) as catalog:
+        env = make_env(catalog, frame_cam)
+        run = catalog.run(uid)
+        assert int(run["primary"].read()["cam_total"][1]) == before + 7
+        report = env.verify(uid)
+        (bad,) = report.failures
+        assert (bad.status, bad.kind) == (Status.CHANGED, "catalog")
+        assert "cam_total of event 2" in bad.detail
+        start = dict(run.metadata["start"])
+        run.update_metadata(metadata={"start": {**start, "sample": "Si"}})
+        details = [c.detail for c in env.verify(uid).failures]
+        assert "the start document in the catalog differs from the ledger" in details
 
 
 def test_a_valid_signature_by_an_unknown_key_is_untrusted(signed: Env, tmp_path: Path) -> None:
@@ -422,20 +428,22 @@ class _UnreachableCatalog:
         raise ConnectionError("catalog server unreachable")
 
 
-def test_an_unreachable_catalog_leaves_the_record_file(
-        catalog: Catalog, frame_cam: Any) -> None:
-    RE = RunEngine()
-    catalog.subscribe(RE)
-    recorder = ProvenanceRecorder(_UnreachableCatalog(), catalog.raw_dir / "provenance")
-    recorder.subscribe(RE)
-    (uid,) = RE(count([frame_cam(name="cam", folder=catalog.raw_dir)], 2))
-    assert recorder.wait(30)
-    assert "unreachable" in recorder.failures[0].message
-    run = catalog.run(uid)
-    assert METADATA_KEY not in run.metadata
-    report = verify_run(run, record_dir=catalog.raw_dir / "provenance")
-    assert report.ok, report.lines()
-    assert "not in the catalog metadata" in report.checks[0].detail
+def test_an_unreachable_catalog_leaves_the_record_file(tmp_path: Path,
+                                                      frame_cam: Any) -> None:
+    # a catalog of its own: the shared one's records are signed, so an unsigned one fails
+    with Catalog(tmp_path / "data") as catalog:
+        RE = RunEngine()
+        catalog.subscribe(RE)
+        recorder = ProvenanceRecorder(_UnreachableCatalog(), catalog.raw_dir / "provenance")
+        recorder.subscribe(RE)
+        (uid,) = RE(count([frame_cam(name="cam", folder=catalog.raw_dir)], 2))
+        assert recorder.wait(30)
+        assert "unreachable" in recorder.failures[0].message
+        run = catalog.run(uid)
+        assert METADATA_KEY not in run.metadata
+        report = verify_run(run, record_dir=catalog.raw_dir / "provenance")
+        assert report.ok, report.lines()
+        assert "not in the catalog metadata" in report.checks[0].detail
 
 
 def test_a_file_never_closed_is_hashed_as_found_after_the_timeout(

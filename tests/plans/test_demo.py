@@ -113,7 +113,8 @@ def test_demo_end_to_end(demo: tuple[Path, dict[str, Any]],
             assert all(len(f["sha256"]) == 64 for f in record["files"])
             # patterns are in-event arrays: only the diffraction derived run has no file
             assert record["files"] or uid == result["diffraction_derived_uid"]
-            assert verify_run(run).ok, verify_run(run).lines()
+            report = verify_run(run, record_dir=catalog.raw_dir / "provenance")
+            assert report.ok, report.lines()
         raw_files = catalog.run(result["tomo_uid"]).metadata["provenance"]["files"]
         frame_files = [f for f in raw_files if f["data_key"] == "det_image"]
         assert sum(f["counters"]["good"] for f in frame_files) == 22  # 5 + 5 + 12 frames
