@@ -26,10 +26,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
+from .disk_check import check_run_on_disk, file_path, frames_on_disk
 from .errors import CatalogError
-from .integrity import HDF5ReadError
 from .journal import JOURNAL_DIR, journal_of
 from .spool import Document, read_spool, write_run
 
@@ -62,39 +61,6 @@ class RepairReport:
         return out
 
 
-def _file_path(uri: str) -> Path:
-    parts = urlsplit(uri)
-    if parts.scheme.lower() != "file" or parts.netloc not in ("", "localhost"):
-        raise CatalogError(f"frame file URI {uri!r}: not a local file")
-    return Path(parts.path)
-
-
-def _frames_on_disk(path: Path, dataset: str, wanted: int) -> tuple[int, str | None]:
-    """How many of the first ``wanted`` frames of ``path`` are complete and intact (and
-    the problem with the first one that is not)."""
-    from .hdf5 import open_frames
-
-    try:
-        reader = open_frames(path, dataset)
-    except HDF5ReadError as exc:
-        return 0, str(exc)
-    with reader:
-        have = min(wanted, len(reader))
-        problem = (None if have == wanted else
-                   f"{path}: {wanted} frames announced, the file holds {len(reader)}")
-        step = max(1, reader.chunks[0] if reader.chunks else 1)
-        for start in range(0, have, step):
-            try:
-                reader.read(slice(start, min(have, start + step)))
-            except HDF5ReadError:
-                for i in range(start, min(have, start + step)):  # which frame exactly
-                    try:
-                        reader.read(i)
-                    except HDF5ReadError as exc:
-                        return i, str(exc)
-    return have, problem
-
-
 def _check_documents(docs: list[Document], report: RepairReport) -> list[Document]:
     """The documents with frame announcements cut back to the frames on disk."""
     resources: dict[str, dict[str, Any]] = {}
@@ -112,12 +78,12 @@ def _check_documents(docs: list[Document], report: RepairReport) -> list[Documen
     for uid, resource in resources.items():
         dataset = (resource.get("parameters") or {}).get("dataset", "/entry/data/data")
         try:
-            path = _file_path(resource["uri"])
+            path = file_path(resource["uri"])
         except CatalogError as exc:
             complete[uid] = 0
             report.problems.append(str(exc))
             continue
-        complete[uid], problem = _frames_on_disk(path, dataset, announced.get(uid, 0))
+        complete[uid], problem = frames_on_disk(path, dataset, announced.get(uid, 0))
         if problem:
             report.problems.append(problem)
     out: list[Document] = []
@@ -169,7 +135,9 @@ def repair_run(catalog: Any, ref: str | int) -> RepairReport:
         write_run(catalog.client, [*docs, ("stop", _stop(uid, report))])
     else:
         report = RepairReport(uid, "catalog")
-        _check_catalog_copy(run, report)
+        found = check_run_on_disk(run)
+        report.events, report.frames, report.problems = (found.events, found.frames,
+                                                         found.problems)
         run.update_metadata(metadata={"stop": _stop(uid, report)})
     catalog.run(uid).update_metadata(metadata={RECOVERY_KEY: {
         "time": datetime.now(UTC).isoformat(timespec="seconds"), "source": report.source,
@@ -177,35 +145,6 @@ def repair_run(catalog: Any, ref: str | int) -> RepairReport:
     if journal is not None:
         journal.unlink(missing_ok=True)
     return report
-
-
-def _check_catalog_copy(run: Any, report: RepairReport) -> None:
-    """Count the events and check the frame files the catalog already has."""
-    for stream in run:
-        node = run[stream]
-        keys = (node.metadata or {}).get("data_keys") or {}
-        try:
-            report.events[stream] = len(node["seq_num"].read()) if "seq_num" in node else 0
-        except Exception:  # a stream whose table was never written
-            report.events[stream] = 0
-        for key, desc in keys.items():
-            if "external" not in desc:
-                continue
-            if key not in node:
-                report.problems.append(f"{stream}/{key}: no frames were registered")
-                report.frames[f"{stream}/{key}"] = 0
-                continue
-            total = 0
-            announced = int(node[key].shape[0])
-            for source in node[key].data_sources() or []:
-                dataset = (source.parameters or {}).get("dataset", "/entry/data/data")
-                for asset in source.assets:
-                    have, problem = _frames_on_disk(_file_path(asset.data_uri), dataset,
-                                                    announced - total)
-                    total += have
-                    if problem:
-                        report.problems.append(problem)
-            report.frames[f"{stream}/{key}"] = total
 
 
 __all__ = ["RECOVERED", "RECOVERY_KEY", "RepairReport", "repair_run"]

@@ -1,8 +1,11 @@
 """Verifying a run against its provenance record: ``verify_run`` and its report.
 
 ``verify_run`` re-hashes every file the record names, compares the record's file list
-with the files the catalog lists for the run (``run_files``), checks the record's
-signature (against trusted keys when given) and, for derived runs, the inputs' digests.
+with the files the catalog lists for the run (``run_files``), checks every frame the
+catalog announces on disk (``dataflow.disk_check``: present, complete, matching its
+CRC-32) and the events against the stop document, the document ledger's chain and the
+catalog against it, the record's signature (against trusted keys when given) and, for
+derived runs, the inputs' digests.
 The record is taken from the run's catalog metadata, else from its ``<uid>.json`` copy;
 when both exist they must agree. ``smeflow catalog verify UID`` prints one line per
 check (``VerificationReport.lines``).
@@ -21,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from sme.progress import progress
 
+from ..disk_check import check_run_on_disk
 from ..hdf5 import file_sha256
 from ..relocate import previous_roots
 from .errors import ProvenanceError
@@ -242,6 +246,7 @@ def verify_run(run_node: Any, *, trusted_keys: Sequence[Ed25519PublicKey] | None
     report = VerificationReport(uid)
     record = _find_record(run_node, uid, Path(record_dir) if record_dir else None, report)
     if record is None:
+        _check_on_disk(report, run_node)
         return report
     if record.get("run_uid") != uid:
         report.add(Status.CHANGED, "record", uid,
@@ -276,10 +281,48 @@ def verify_run(run_node: Any, *, trusted_keys: Sequence[Ed25519PublicKey] | None
     for entry in record.get("inputs") or []:
         if isinstance(entry, Mapping):
             _check_file(report, "input", entry, cache, roots)
+    _check_on_disk(report, run_node)
     _check_documents(report, record, run_node, Path(record_dir) if record_dir else None)
     registered = registered_signing_keys(record_dir) if record_dir else []
     _check_signature(report, record, trusted_keys, registered)
     return report
+
+
+def _check_on_disk(report: VerificationReport, run_node: Any) -> None:
+    """The frames on disk against the catalog's announcements (each intact: extent,
+    chunks, CRC-32), the events against the stop document."""
+    uid = report.run_uid
+    try:
+        found = check_run_on_disk(run_node)
+    except Exception as exc:
+        report.add(Status.ERROR, "frames", uid,
+                   f"cannot check the frames on disk: {type(exc).__name__}: {exc}")
+        return
+    for name, announced in sorted(found.announced.items()):
+        have = found.frames.get(name, 0)
+        if have == announced:
+            report.add(Status.OK, "frames", name, f"{announced} frames intact on disk")
+            continue
+        why = "; ".join(p[len(name) + 2:] for p in found.problems if p.startswith(f"{name}: "))
+        report.add(Status.MISSING, "frames", name,
+                   f"{have} of {announced} announced frames intact on disk" +
+                   (f": {why}" if why else ""))
+    stop = (run_node.metadata or {}).get("stop")
+    if not isinstance(stop, Mapping):
+        report.add(Status.MISSING, "stop", uid, "no stop document: the run is incomplete "
+                   "(still running, or killed: smeflow catalog repair)")
+        return
+    counted = stop.get("num_events") or {}
+    for stream in sorted(set(counted) | set(found.events)):
+        have, says = found.events.get(stream, 0), counted.get(stream)
+        if says is None and not have:
+            continue
+        if says is None or int(says) != have:
+            report.add(Status.CHANGED, "events", f"stream {stream}",
+                       f"{have} events in the catalog, the stop document says {says or 0}")
+        else:
+            report.add(Status.OK, "events", f"stream {stream}",
+                       f"{have} events, as the stop document says")
 
 
 def _check_documents(report: VerificationReport, record: Mapping[str, Any], run_node: Any,

@@ -93,6 +93,9 @@ def test_a_killed_batching_run_is_shown_and_repaired_whole(
     out = capsys.readouterr().out
     assert "exit_status  incomplete (no stop document" in out
     assert "det_image" in out and "no frames registered yet" in out
+    assert catalog_main(["verify", uid, "--data", str(data)]) == 1
+    assert re.search(r"MISSING\s+stop\s+\S+  no stop document: the run is incomplete",
+                     capsys.readouterr().out)
 
     assert catalog_main(["repair", uid[:8], "--data", str(data)]) == 0
     out = capsys.readouterr().out
@@ -114,6 +117,12 @@ def test_a_killed_batching_run_is_shown_and_repaired_whole(
                 assert int(on_disk.frame(i).astype(np.int64).sum()) == int(seen[i])
     assert catalog_main(["show", uid, "--data", str(data)]) == 0
     assert "exit_status  abort (recovered)" in capsys.readouterr().out
+    # verify finds every frame on disk and the events the stop document counts (and no
+    # provenance record: none was recorded in this scan)
+    assert catalog_main(["verify", uid, "--data", str(data)]) == 1
+    out = capsys.readouterr().out
+    assert f"OK            frames    primary/det_image  {frames} frames intact on disk" in out
+    assert "events, as the stop document says" in out and "NO RECORD" in out
     assert catalog_main(["repair", uid, "--data", str(data)]) == 1
     assert "has a stop document (exit_status 'abort'): nothing to repair" in \
         capsys.readouterr().err

@@ -157,9 +157,11 @@ def test_beamline_run_records_the_detector_digests_signed(signed: Env, key: Path
 
     report = signed.verify(uid, trusted_keys=[public])
     assert report.ok, report.lines()
-    assert statuses(report) == [Status.OK] * 5
-    assert [c.kind for c in report.checks] == ["record", "file", "documents", "catalog",
-                                               "signature"]
+    assert statuses(report) == [Status.OK] * 7
+    assert [c.kind for c in report.checks] == ["record", "file", "frames", "events",
+                                               "documents", "catalog", "signature"]
+    assert report.checks[2].detail == "3 frames intact on disk"
+    assert report.checks[3].detail == "3 events, as the stop document says"
     assert record["format"] == 2
     assert record["documents"]["counts"] == {"descriptor": 1, "event": 3, "start": 1,
                                              "stop": 1, "stream_datum": 3,
@@ -174,9 +176,9 @@ def test_verify_cli_prints_one_line_per_check_and_exits_0(
                            "--trusted-key", str(public_key_path(key)))
     assert (status, err) == (0, "")
     lines = out.strip().splitlines()
-    assert [line.split()[0] for line in lines[:5]] == ["OK"] * 5
+    assert [line.split()[0] for line in lines[:7]] == ["OK"] * 7
     assert str(only_file(signed, uid)) in lines[1]
-    assert lines[-1] == f"run {uid}: all 5 checks OK"
+    assert lines[-1] == f"run {uid}: all 7 checks OK"
 
 
 def test_readout_counters_in_the_file_show_in_the_provenance(signed: Env,
@@ -214,17 +216,22 @@ def test_a_flipped_byte_is_named_changed_and_the_cli_exits_1(
         signed: Env, capsys: pytest.CaptureFixture[str]) -> None:
     uid = signed.take()
     path = only_file(signed, uid)
-    flip_byte(path)
+    flip_byte(path)  # inside the second frame's pixels
     report = signed.verify(uid)
     assert not report.ok
-    (bad,) = report.failures
+    bad, frames = report.failures
     assert (bad.status, bad.kind) == (Status.CHANGED, "file")
     assert str(path) in bad.subject and "sha256 recorded" in bad.detail
+    # the frames on disk are checked too: the damaged frame is named
+    assert (frames.status, frames.kind, frames.subject) == (Status.MISSING, "frames",
+                                                            "primary/cam_image")
+    assert "1 of 3 announced frames intact" in frames.detail
+    assert f"{path}" in frames.detail and "frame 1" in frames.detail
     status, out, err = cli(capsys, "verify", uid, "--data", str(signed.catalog.root))
     assert (status, err) == (1, "")
     changed = [line for line in out.splitlines() if line.startswith("CHANGED")]
     assert len(changed) == 1 and str(path) in changed[0]
-    assert out.strip().splitlines()[-1] == f"run {uid}: 1 of 5 checks FAILED"
+    assert out.strip().splitlines()[-1] == f"run {uid}: 2 of 7 checks FAILED"
 
 
 def test_a_deleted_file_is_missing(signed: Env) -> None:
@@ -232,9 +239,11 @@ def test_a_deleted_file_is_missing(signed: Env) -> None:
     path = only_file(signed, uid)
     path.unlink()
     report = signed.verify(uid)
-    (bad,) = report.failures
+    bad, frames = report.failures
     assert (bad.status, bad.detail) == (Status.MISSING, "file not found")
     assert str(path) in bad.subject
+    assert (frames.status, frames.kind) == (Status.MISSING, "frames")
+    assert frames.detail.startswith("0 of 3 announced frames intact on disk")
 
 
 def test_a_tampered_record_has_a_bad_signature(signed: Env) -> None:
@@ -392,7 +401,8 @@ def test_a_run_without_a_record_fails_verification(catalog: Catalog, frame_cam: 
     catalog.subscribe(RE)
     (uid,) = RE(count([frame_cam(name="cam", folder=catalog.raw_dir)], 1))
     report = verify_run(catalog.run(uid), record_dir=catalog.raw_dir / "provenance")
-    assert statuses(report) == [Status.NO_RECORD] and not report.ok
+    assert statuses(report) == [Status.NO_RECORD, Status.OK, Status.OK] and not report.ok
+    assert [c.kind for c in report.checks] == ["record", "frames", "events"]
 
 
 # -- failures while recording never abort the scan ---------------------------------------
