@@ -46,10 +46,9 @@ import json
 import os
 import re
 import socket
-import stat
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -57,13 +56,21 @@ from urllib.parse import urlsplit
 
 from .assets import AssetPolicy, guard_adapters
 from .catalog import (
-    CatalogError,
     _folder_lock,
     database_ready,
     wait_when_busy,
 )
 from .relocate import settle_root
 from .scan_id import ScanIdCounter
+from .server_config import (
+    API_KEY_ENV,
+    ServerConfigError,
+    _tables_uri,
+    check_key,
+    database_uri,
+    read_api_key,
+    redact,
+)
 from .server_guards import (
     DEFAULT_MAX_BODY,
     ConfinedAssets,
@@ -72,139 +79,13 @@ from .server_guards import (
     answer_refusals,
 )
 
-API_KEY_ENV = "SMEFLOW_API_KEY"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
-MIN_KEY_LENGTH = 16
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 SCAN_ID_PATH = "/smeflow/v1/scan_id"
 """``POST {"floor": N}`` → ``{"scan_id": M}``: the next scan number, M > N (see the module)."""
 MAX_SCAN_ID = 10**18 - 1
 """The largest scan number handed out (what SQLite's and PostgreSQL's integers hold)."""
-
-
-class ServerConfigError(CatalogError):
-    """The server cannot start as asked: API key, database URI, folder or address."""
-
-
-# -- configuration -----------------------------------------------------------------------
-
-
-def _check_key(key: str, where: str) -> str:
-    key = key.strip()
-    if not key:
-        raise ServerConfigError(f"{where} is empty: an API key is required")
-    if not key.isalnum() or not key.isascii():
-        raise ServerConfigError(f"{where}: the API key must be letters and digits only "
-                                "(generate one: python -c 'import secrets; "
-                                "print(secrets.token_hex(32))')")
-    if len(key) < MIN_KEY_LENGTH:
-        raise ServerConfigError(f"{where}: the API key is {len(key)} characters; use at "
-                                f"least {MIN_KEY_LENGTH} (e.g. secrets.token_hex(32))")
-    return key
-
-
-def read_api_key(key_file: str | os.PathLike[str] | None = None,
-                 environ: MutableMapping[str, str] | None = None) -> str:
-    """The API key: from ``key_file`` when given, else from ``$SMEFLOW_API_KEY``.
-
-    The file must exist, be a regular file readable by nobody but its owner and group
-    (``chmod 600``), and hold the key (letters and digits, >= 16) on its first line.
-
-    Raises
-    ------
-    ServerConfigError
-        No key, an empty or malformed key, or an unusable file (named in the message;
-        the key itself never is).
-    """
-    env = os.environ if environ is None else environ
-    if key_file is None:
-        value = env.get(API_KEY_ENV)
-        if value is None:
-            raise ServerConfigError(f"no API key: set ${API_KEY_ENV} or pass --api-key-file "
-                                    "FILE (every request to the server needs the key)")
-        return _check_key(value, f"${API_KEY_ENV}")
-    path = Path(key_file)
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        raise ServerConfigError(f"API key file {path}: no such file") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise ServerConfigError(f"API key file {path}: not a regular file")
-    if info.st_mode & 0o007:
-        raise ServerConfigError(f"API key file {path}: readable by other users "
-                                f"(mode {stat.filemode(info.st_mode)}); run chmod 600 {path}")
-    try:
-        text = path.read_text(encoding="ascii")
-    except UnicodeDecodeError:
-        raise ServerConfigError(f"API key file {path}: not ASCII text") from None
-    first = text.strip().splitlines()[0] if text.strip() else ""
-    return _check_key(first, f"API key file {path}")
-
-
-def redact(uri: str) -> str:
-    """``uri`` with any password replaced by ``***`` (for messages and logs)."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
-
-
-def database_uri(db: str | None, data_dir: Path) -> str:
-    """The catalog database: ``db`` checked, or the data folder's ``catalog.db``.
-
-    Accepts ``sqlite:///PATH`` and ``postgresql://USER[:PASSWORD]@HOST[:PORT]/DB``
-    (``postgresql+asyncpg://`` too). A relative SQLite ``PATH`` (``sqlite:///rel/c.db``)
-    is taken from the current folder and returned absolute (``sqlite:////cwd/rel/c.db``),
-    so the server finds the same file after a restart; its folder must exist (a new
-    database file is created in it, folders never are).
-
-    Raises
-    ------
-    ServerConfigError
-        Naming ``--db`` (password masked): not one of those URIs, an SQLite path that
-        is a folder or in a folder that does not exist.
-    """
-    if db is None:
-        return f"sqlite:///{data_dir / 'catalog.db'}"
-    text = db.strip()
-    scheme = text.split("://", 1)[0].lower() if "://" in text else ""
-    if scheme in {"sqlite", "sqlite+aiosqlite"}:
-        rest = text.split("://", 1)[1]
-        name, question, query = rest[1:].partition("?")
-        if not rest.startswith("/") or not name:
-            raise ServerConfigError(f"--db {redact(db)!r}: expected sqlite:///PATH (three "
-                                    "slashes, then the database file)")
-        if name == ":memory:":
-            raise ServerConfigError(f"--db {db!r}: an in-memory database would lose the "
-                                    "catalog when the server stops; give a file")
-        path = Path(os.path.abspath(name))  # relative to the current folder; .. removed
-        if path.is_dir():
-            raise ServerConfigError(f"--db {db!r}: {path} is a folder, not a database file")
-        if not path.parent.is_dir():
-            raise ServerConfigError(f"--db {db!r}: folder {path.parent} does not exist "
-                                    "(create it first)")
-        return f"{scheme}:///{path}{question}{query}"
-    if scheme in {"postgresql", "postgresql+asyncpg"}:
-        parts = urlsplit(text)
-        if not parts.hostname or not parts.path.strip("/"):
-            raise ServerConfigError(f"--db {redact(db)!r}: expected "
-                                    "postgresql://USER@HOST:PORT/DATABASE")
-        return text
-    raise ServerConfigError(f"--db {redact(db)!r}: not a database URI; expected "
-                            "sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE")
-
-
-def _is_postgres(uri: str) -> bool:
-    return uri.lower().startswith("postgresql")
-
-
-def _tables_uri(database: str, data_dir: Path) -> str:
-    """Event tables go to PostgreSQL with a PostgreSQL catalog, else to ``tables.db``."""
-    if _is_postgres(database):
-        return "postgresql://" + database.split("://", 1)[1]
-    return f"sqlite:///{data_dir / 'tables.db'}"
 
 
 def catalog_adapter(data_dir: Path, database: str, readable: Sequence[Path]) -> Any:
@@ -290,7 +171,7 @@ def build_server_app(data_dir: str | os.PathLike[str], api_key: str, *,
     root = Path(data_dir).resolve()
     if root.exists() and not root.is_dir():
         raise ServerConfigError(f"--data {root}: a file, not a folder")
-    key = _check_key(api_key, "the API key")
+    key = check_key(api_key, "the API key")
     uri = database_uri(database, root)  # checked before any folder is created
     raw = root / "raw"
     created = [f for f in (root, raw, root / "storage") if not f.exists()]
@@ -385,7 +266,7 @@ class ServerHandle:
                  max_body: int = DEFAULT_MAX_BODY) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.max_body = max_body
-        self._key = _check_key(api_key, "the API key")
+        self._key = check_key(api_key, "the API key")
         self.database = database
         self.host = host
         self.port = port
