@@ -190,8 +190,36 @@ def run_demo(data_dir: Path, out_dir: Path, *, projections: int = 90, backend: s
             "report": det.firmware.report() if det.firmware else {}}
 
 
+def check_demo_args(args: argparse.Namespace) -> None:
+    """Every argument of ``smeflow demo`` checked before anything is created or run.
+
+    Raises
+    ------
+    sme.cli.CliError
+        Naming the option and what is wrong with it.
+    """
+    from dataflow.bus import BusError, parse_address
+    from sme.cli import CliError, output_dir
+
+    if not 1 <= args.projections <= 100_000:
+        raise CliError(f"--projections {args.projections}: expected 1 … 100000 projections")
+    output_dir(args.output, "-o")
+    data = Path(args.data)
+    if data.exists() and not data.is_dir():
+        raise CliError(f"--data {args.data}: is a file, not a catalog folder")
+    if data.is_dir() and any(data.iterdir()) and not (data / "catalog.db").exists():
+        raise CliError(f"--data {args.data}: a folder that is not a catalog (no catalog.db); "
+                       "give an empty or new folder, or a catalog")
+    if args.zmq is not None:
+        try:
+            parse_address(args.zmq, "--zmq")
+        except BusError as exc:
+            raise CliError(str(exc)) from None
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """``smeflow demo``."""
+    check_demo_args(args)
     start = time.perf_counter()
     startup = process_age_s()  # interpreter start and imports, before the demo itself
     data_dir, out_dir = Path(args.data).resolve(), Path(args.output).resolve()

@@ -44,7 +44,7 @@ from dataflow.catalog import default_data_dir
 from . import PERMISSIONS, STARTUP_MODULE
 from .settings import BACKENDS, QueueSettings, QueueSettingsError
 
-__all__ = ["QueueError", "main", "redis_state", "register_queue", "run_queue"]
+__all__ = ["QueueError", "check_zmq", "main", "redis_state", "register_queue", "run_queue"]
 
 Subparsers = Any
 PROG = "smeflow queue"
@@ -69,6 +69,29 @@ def parse_redis(address: str) -> tuple[str, int]:
     if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise QueueError(f"--redis {address!r}: expected HOST:PORT, e.g. {DEFAULT_REDIS}")
     return host, int(port_text)
+
+
+def check_zmq(address: str, option: str) -> int:
+    """A 0MQ address the manager binds: ``tcp://HOST:PORT`` (HOST may be ``*``), its port
+    free on this host; returns the port. Checked before anything starts (the manager
+    itself would hang on a malformed address)."""
+    scheme, sep, rest = address.partition("://")
+    host, colon, port_text = rest.rpartition(":")
+    if scheme != "tcp" or not sep or not colon or not host.strip("[]") \
+            or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise QueueError(f"{option} {address!r}: expected tcp://HOST:PORT, e.g. "
+                         f"{DEFAULT_CONTROL}")
+    port = int(port_text)
+    bind_host = "0.0.0.0" if host == "*" else host.strip("[]")
+    family = socket.AF_INET6 if ":" in bind_host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as 0MQ binds
+            probe.bind((bind_host, port))
+    except OSError as exc:
+        raise QueueError(f"{option} {address!r}: cannot bind it ({exc.strerror or exc}); "
+                         "another manager running?") from None
+    return port
 
 
 def redis_state(host: str, port: int, timeout: float = 2.0) -> bool:
@@ -184,6 +207,9 @@ def run_queue(data: Path, settings: QueueSettings, *, redis: str = DEFAULT_REDIS
               control: str = DEFAULT_CONTROL, info: str = DEFAULT_INFO) -> int:
     """Start Redis when needed and the RE Manager; return when the manager stops."""
     host, port = parse_redis(redis)
+    if check_zmq(control, "--zmq-control-addr") == check_zmq(info, "--zmq-info-addr"):
+        raise QueueError(f"--zmq-control-addr {control!r} and --zmq-info-addr {info!r}: "
+                         "the two sockets need two ports")
     data = data.resolve()
     if data.exists() and not data.is_dir():
         raise QueueError(f"--data {data}: is a file, not a catalog folder")

@@ -1,0 +1,141 @@
+"""Every data-side ``smeflow`` command — ``catalog`` (each action), ``reduce``, ``proxy``,
+``demo``, ``queue``, ``counter-demo`` — answers bad input through the real entry point with
+one line naming what was wrong, a non-zero exit status and no traceback, and creates
+nothing (``vhdl``, ``sim`` and ``graph`` have their table in ``tests/sme``)."""
+
+from __future__ import annotations
+
+import secrets
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bluesky import RunEngine
+from bluesky.plans import count
+from ophyd.sim import det
+
+from dataflow.catalog import Catalog
+from sme.cli import main
+
+KEY = secrets.token_hex(16)
+
+
+@pytest.fixture(scope="module")
+def place(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A catalog with one run (scan 1, not reducible), a plain file, a folder that is not
+    a catalog, a port something listens on and two free ones."""
+    root = tmp_path_factory.mktemp("cli")
+    with Catalog(root / "data") as catalog:
+        RE = RunEngine({})
+        catalog.subscribe(RE)
+        (uid,) = RE(count([det], 1))
+    (root / "file.txt").write_text("not a folder\n")
+    (root / "stuff").mkdir()
+    (root / "stuff" / "notes.txt").write_text("not a catalog\n")
+    with socket.socket() as busy, socket.socket() as a, socket.socket() as b:
+        for sock in (busy, a, b):
+            sock.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        ports = [str(sock.getsockname()[1]) for sock in (busy, a, b)]
+        a.close()
+        b.close()
+        yield {"D": str(root / "data"), "F": str(root / "file.txt"), "R": str(root),
+               "S": str(root / "stuff"), "UID": str(uid), "KEYFILE": str(root / "file.txt"),
+               "BUSY": ports[0], "P1": ports[1], "P2": ports[2]}
+
+
+QUEUE_PORTS = ["--zmq-control-addr", "tcp://127.0.0.1:{P1}",
+               "--zmq-info-addr", "tcp://127.0.0.1:{P2}"]
+
+CASES: list[tuple[str, list[str], str]] = [
+    # smeflow catalog
+    ("catalog", ["catalog", "show", "zz", "--data", "{D}"], "not a uid"),
+    ("catalog", ["catalog", "show", "7", "--data", "{D}"], "no run with scan number 7"),
+    ("catalog", ["catalog", "show", "1", "--data", "{R}/nothing"], "no catalog in"),
+    ("catalog", ["catalog", "show", "1", "--data", "{F}"], "no catalog in"),
+    ("catalog", ["catalog", "show", "1", "--data", "{D}", "--plot", "{R}/none/x.png"],
+     "does not exist"),
+    ("catalog", ["catalog", "show", "1", "--data", "{D}", "--plot", "{S}"], "is a folder"),
+    ("catalog", ["catalog", "search", "=x", "--data", "{D}"], "expected KEY=VALUE"),
+    ("catalog", ["catalog", "search", "--since", "soon", "--data", "{D}"], "not a date"),
+    ("catalog", ["catalog", "repair", "1", "--data", "{D}"], "nothing to repair"),
+    ("catalog", ["catalog", "repair", "../../etc", "--data", "{D}"], "not a uid"),
+    ("catalog", ["catalog", "verify", "1", "--data", "{D}", "--trusted-key", "{R}/no.pub"],
+     "no.pub"),
+    ("catalog", ["catalog", "verify", "1", "--data", "{D}", "--trusted-key", "{F}"],
+     "file.txt"),
+    ("catalog", ["catalog", "keygen", "{R}/missing-folder/k.pem"], "does not exist"),
+    ("catalog", ["catalog", "keygen", "{F}"], "file exists"),
+    ("catalog", ["catalog", "serve", "--data", "{D}", "--port", "http"], "--port 'http'"),
+    ("catalog", ["catalog", "serve", "--data", "{D}", "--max-request-mb", "0"],
+     "--max-request-mb '0'"),
+    ("catalog", ["catalog", "serve", "--data", "{D}", "--db", "mysql://x@y/z"],
+     "not a database URI"),
+    ("catalog", ["catalog", "serve", "--data", "{D}", "--api-key-file", "{R}/nokey"],
+     "no such file"),
+    ("catalog", ["catalog", "replay", "{R}/nospool", "--url", "http://127.0.0.1:9"],
+     "no such folder"),
+    ("catalog", ["catalog", "profile", "bad name!", "--dir", "{R}"], "bad name!"),
+    # smeflow reduce
+    ("reduce", ["reduce", "zz", "--data", "{D}"], "not a uid"),
+    ("reduce", ["reduce", "1", "--data", "{D}"], "nothing to reduce"),
+    ("reduce", ["reduce", "1", "--data", "{R}/nothing"], "no catalog"),
+    ("reduce", ["reduce", "1", "--data", "{D}", "--workers", "2"], "--workers needs"),
+    ("reduce", ["reduce", "1", "--data", "{D}", "--signing-key", "{R}/no.pem"], "no.pem"),
+    ("reduce", ["reduce", "--data", "{D}"], "give the run to reduce"),
+    ("reduce", ["reduce", "1", "--live", "--data", "{D}"], "not both"),
+    # smeflow proxy
+    ("proxy", ["proxy", "--in-address", "nonsense"], "expected HOST:PORT"),
+    ("proxy", ["proxy", "--out-address", "127.0.0.1:99999"], "expected HOST:PORT"),
+    # smeflow demo: refused before anything is created or simulated
+    ("demo", ["demo", "--projections", "0", "--data", "{R}/d0", "-o", "{R}/o0"],
+     "--projections 0"),
+    ("demo", ["demo", "-o", "{F}", "--data", "{R}/d1"], "is a file, not a folder"),
+    ("demo", ["demo", "--data", "{F}", "-o", "{R}/o2"], "is a file, not a catalog folder"),
+    ("demo", ["demo", "--data", "{S}", "-o", "{R}/o3"], "not a catalog"),
+    ("demo", ["demo", "--zmq", "here", "--data", "{R}/d4", "-o", "{R}/o4"],
+     "--zmq 'here'"),
+    # smeflow queue: refused before Redis or the manager start
+    ("queue", ["queue", "--frame", "0x5", "--data", "{R}/q0"], "frame '0x5'"),
+    ("queue", ["queue", "--frame", "wide", "--data", "{R}/q0"], "'wide'"),
+    ("queue", ["queue", "--redis", "localhost:redis", *QUEUE_PORTS, "--data", "{R}/q1"],
+     "--redis 'localhost:redis': expected HOST:PORT"),
+    ("queue", ["queue", "--zmq-control-addr", "bogus", "--data", "{R}/q2"],
+     "--zmq-control-addr 'bogus': expected tcp://HOST:PORT"),
+    ("queue", ["queue", "--zmq-control-addr", "tcp://127.0.0.1:{P1}", "--zmq-info-addr",
+               "tcp://127.0.0.1:{BUSY}", "--data", "{R}/q3"], "cannot bind it"),
+    ("queue", ["queue", "--zmq-control-addr", "tcp://127.0.0.1:{P1}", "--zmq-info-addr",
+               "tcp://127.0.0.1:{P1}", "--data", "{R}/q4"], "need two ports"),
+    ("queue", ["queue", *QUEUE_PORTS, "--data", "{F}"], "is a file, not a catalog folder"),
+    # smeflow counter-demo
+    ("counter-demo", ["counter-demo", "-o", "{F}"], "file.txt"),
+    ("counter-demo", ["counter-demo", "-o", "{F}/sub"], "Not a directory"),
+]
+
+
+@pytest.mark.parametrize(("command", "argv", "message"), CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_bad_input_is_one_line_without_traceback(
+        place: dict[str, str], command: str, argv: list[str], message: str,
+        capsys: pytest.CaptureFixture[str], monkeypatch: Any) -> None:
+    monkeypatch.setenv("SMEFLOW_API_KEY", KEY)
+    monkeypatch.delenv("SMEFLOW_DATA", raising=False)
+    before = sorted(p.name for p in Path(place["R"]).iterdir())
+    args = [a.format(**place) for a in argv]
+    status = main(args)
+    out, err = capsys.readouterr()
+    assert status not in (0, None), (args, out, err)
+    assert "Traceback" not in err and "internal error" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"smeflow {command}"), lines[0]
+    assert message.format(**place) in lines[0], lines[0]
+    assert sorted(p.name for p in Path(place["R"]).iterdir()) == before  # nothing made
+
+
+def test_debug_shows_the_traceback(place: dict[str, str],
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(Exception, match="not a uid"):
+        main(["catalog", "show", "zz", "--data", place["D"], "--debug"])
