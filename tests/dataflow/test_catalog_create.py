@@ -53,3 +53,40 @@ def test_a_database_is_created_whole_or_not_at_all(tmp_path: Path) -> None:
     assert not database_ready(other)  # never overwritten; Tiled reports it
     assert other.read_text() == "not a catalog"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog.db", "notes.db"]
+
+
+CREATOR = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from bluesky import RunEngine
+    from bluesky.plans import count
+    from ophyd.sim import det
+    go = Path(sys.argv[2])
+    while not go.exists():  # every creator starts at the same moment
+        time.sleep(0.005)
+    from dataflow.catalog import Catalog
+    with Catalog(sys.argv[1]) as catalog:
+        RE = RunEngine({})
+        catalog.subscribe(RE)
+        (uid,) = RE(count([det], 1))
+        print(uid)
+""")
+
+
+def test_creators_racing_for_one_new_catalog_get_one_working_database(tmp_path: Path
+                                                                      ) -> None:
+    """Four processes open one new catalog folder at the same moment and each writes a
+    run: every one succeeds and the catalog holds the four runs."""
+    folder, go = tmp_path / "new", tmp_path / "go"
+    creators = [subprocess.Popen([sys.executable, "-c", CREATOR, str(folder), str(go)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for _ in range(4)]
+    go.touch()
+    uids = []
+    for proc in creators:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+        uids.append(out.split()[-1])
+    with Catalog(folder) as catalog:
+        assert sorted(r.uid for r in catalog.runs()) == sorted(uids)
+    assert not list(folder.glob(".catalog.db.*"))
