@@ -73,6 +73,7 @@ bench: setup
 	$(PY) benchmarks/h5_layout.py
 	$(PY) benchmarks/acquisition.py
 	$(PY) benchmarks/scale.py
+	$(PY) benchmarks/faults.py
 	$(PY) benchmarks/endtoend.py
 
 clean:

@@ -1,0 +1,40 @@
+"""The fault-injection suite, small enough for ``make test`` (``benchmarks/faults.py`` runs
+many more trials): SIGKILL at a random point of a scan (with the default batching writer
+and with ``batch_size=1``), a disk that fills up mid-scan, a frame file cut short at a
+random byte, a random bit flipped. No flushed frame may be lost, no damage may pass
+silently, every killed run must be readable."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from .harness import Report, damaged_file, disk_full, figures, killed_scan
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch", [0, 1], ids=["batching", "batch1"])
+def test_a_killed_scan_loses_no_flushed_frame(tmp_path: Path, batch: int) -> None:
+    report = killed_scan(tmp_path, random.Random(1000 + batch), batch=batch, frames=30)
+    assert (report.recoverable, report.flushed_frames_lost, report.silent_corruptions) == \
+        (1, 0, 0), report.notes
+
+
+@pytest.mark.slow
+def test_a_full_disk_mid_scan_loses_no_flushed_frame(tmp_path: Path) -> None:
+    report = disk_full(tmp_path, random.Random(7), frames=30)
+    assert (report.recoverable, report.flushed_frames_lost, report.silent_corruptions) == \
+        (1, 0, 0), report.notes
+
+
+@pytest.mark.slow
+def test_damaged_files_never_pass_silently(tmp_path: Path) -> None:
+    rng = random.Random(11)
+    total = Report()
+    for kind in ("truncated", "truncated", "flipped", "flipped", "flipped", "flipped"):
+        total.add(damaged_file(tmp_path, rng, kind))
+    assert total.silent_corruptions == 0, total.notes
+    assert total.detected >= total.attempted  # every damaged file was reported
+    assert "faults.silent_corruptions = 0" in figures(total)
