@@ -188,8 +188,10 @@ def check_run(data: Path, seen: int, report: Report, label: str) -> bool:
         for i in range(n):
             try:
                 frame = np.asarray(stream["cam_image"][i])  # type: ignore[index]
-            except Exception:
+            except Exception as exc:
                 report.detected += 1
+                if i == 0 or i == n - 1:
+                    report.notes.append(f"{label}: frame {i}: {type(exc).__name__}: {str(exc)[-400:]}")
                 continue
             if np.array_equal(frame, expected_frame(i)):
                 good += 1
@@ -199,7 +201,9 @@ def check_run(data: Path, seen: int, report: Report, label: str) -> bool:
         lost = max(0, seen - good)
         report.flushed_frames_lost += lost
         if lost:
-            report.notes.append(f"{label}: {lost} of {seen} flushed frames not served")
+            report.notes.append(f"{label}: {lost} of {seen} flushed frames not served "
+                                f"({n} announced, {good} intact; stop "
+                                f"{(run.metadata.get('stop') or {}).get('exit_status')})")
         report.recoverable += 1
         return True
 
