@@ -22,6 +22,14 @@ from sme import Fixed, Network, wrap
 from sme.examples import counter, features, pipeline
 from sme.trace import UNDEFINED
 
+
+def source_ref(module: Any, code: str) -> str:
+    """``file.py:N`` of the one line of ``module``'s source that holds ``code`` (what the
+    VHDL comments cite; computed so that edits of the example do not break the test)."""
+    path = Path(str(module.__file__))
+    (n,) = [i for i, ln in enumerate(path.read_text().splitlines(), 1) if code in ln]
+    return f"{path.name}:{n}"
+
 RANDOM_TICKS = 10_000
 
 
@@ -121,7 +129,7 @@ def mutant_pipeline() -> Network:
 def test_planted_pipeline_fault_stops_at_first_difference(tmp_path: Path) -> None:
     net = pipeline.build()
     export(net, tmp_path)
-    plant(tmp_path, "Accumulate.vhd", "pipeline.py:93", " + ", " - ")
+    plant(tmp_path, "Accumulate.vhd", source_ref(pipeline, "self.out.s3 = self.acc"), " + ", " - ")
     result = run_lockstep(net, tmp_path, pipeline.stimulus(400), trace=True)
     m = result.mismatch
     assert m is not None and result.trace is not None
