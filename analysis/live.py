@@ -378,7 +378,9 @@ class LiveReducer:
                 if not self._inbox.put(name, item, self.put_timeout):
                     with self._lock:
                         self.dropped_documents += 1
-                    self._inbox.put_control("_dropped", (name, item))
+                    # only what the count needs: a dropped document must not stay alive
+                    self._inbox.put_control("_dropped", (name, {
+                        k: item[k] for k in ("descriptor", "indices") if k in item}))
             else:
                 self._inbox.put_control(name, item)
         except Exception as exc:  # pragma: no cover - deepcopy of a document

@@ -282,12 +282,12 @@ def test_consumer_killed_mid_run_restarts_with_the_next_run(bench: Bench) -> Non
 
 def test_slow_consumer_drops_reductions_keeps_raw_data_and_bounded_memory(
         bench: Bench) -> None:
-    """A consumer slower than acquisition (test aid ``--throttle``: 0.5 s per frame vs
-    about 0.1 s per acquired frame, still 2× slower on a machine loaded enough to halve
-    the acquisition rate) with an inbox of 4 frame documents: reductions are
+    """A consumer slower than acquisition (test aid ``--throttle``: 2 s per frame vs
+    about 0.1 s per acquired frame, still slower on a machine loaded enough to make
+    acquisition 10× slower) with an inbox of 4 frame documents: reductions are
     dropped and counted, raw data is complete, and the consumer's peak RSS after a 4×
     longer scan is what it was after the short one."""
-    consumer = bench.consumer("--throttle", "0.5", "--capacity", "4", "--bins", str(BINS),
+    consumer = bench.consumer("--throttle", "2", "--capacity", "4", "--bins", str(BINS),
                               "--batch", "4")
     consumer.wait_for(READY)
     peaks: dict[str, int] = {}
