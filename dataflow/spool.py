@@ -97,7 +97,9 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
-def _plain(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """``json.dumps``'s ``default`` for bluesky documents: numpy values as plain numbers or
+    lists, sets and tuples as lists, paths as text (the spool and the provenance ledger)."""
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):
@@ -111,7 +113,7 @@ def _plain(value: Any) -> Any:
 
 def encode_document(name: str, doc: Any) -> str:
     """One spool line: ``[name, doc]`` as JSON (numpy values as plain numbers/lists)."""
-    return json.dumps([name, doc], default=_plain, separators=(",", ":"), allow_nan=True)
+    return json.dumps([name, doc], default=json_default, separators=(",", ":"), allow_nan=True)
 
 
 def read_spool(path: str | os.PathLike[str]) -> list[Document]:

@@ -31,6 +31,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from ..spool import json_default
 from .errors import ProvenanceError
 
 CHAIN_VERSION = "smeflow provenance chain v1"
@@ -39,22 +40,10 @@ _DOC_KINDS = ("start", "descriptor", "event", "event_page", "stream_resource",
               "stream_datum", "resource", "datum", "datum_page", "stop")
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
 def document_line(name: str, doc: Any) -> str:
     """The canonical ledger line of one document (NaN and infinities kept as JSON's
     non-standard ``NaN``/``Infinity``: detector data may hold them)."""
-    return json.dumps([name, doc], default=_plain, sort_keys=True, separators=(",", ":"),
+    return json.dumps([name, doc], default=json_default, sort_keys=True, separators=(",", ":"),
                       ensure_ascii=False, allow_nan=True)
 
 
