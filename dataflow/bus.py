@@ -89,6 +89,27 @@ def deserialize(data: bytes) -> Document:
     return doc
 
 
+def await_handshake(socket: Any, endpoint: str, timeout: float) -> bool:
+    """Whether ``socket``'s connection to ``endpoint`` completes its handshake within
+    ``timeout`` seconds.
+
+    The socket may already be connected, its handshake already over: a monitor attached
+    now would never hear of it. So the monitor is attached first and the connection then
+    made again, which the monitor is sure to see.
+    """
+    import zmq
+
+    monitor = socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+    try:
+        with contextlib.suppress(zmq.ZMQError):  # not connected yet
+            socket.disconnect(endpoint)
+        socket.connect(endpoint)
+        return bool(monitor.poll(int(timeout * 1000)))
+    finally:
+        socket.disable_monitor()
+        monitor.close()
+
+
 class DocumentPublisher:
     """Publish a RunEngine's documents to the proxy at ``address`` (a callback).
 
@@ -97,18 +118,12 @@ class DocumentPublisher:
     """
 
     def __init__(self, address: str = DEFAULT_IN, *, timeout: float = 5.0) -> None:
-        import zmq
         from bluesky.callbacks.zmq import Publisher
 
         host, port = parse_address(address, "proxy in-address")
         self.address = f"{host}:{port}"
         self._publisher: Any = Publisher((host, port), serializer=serialize)
-        socket = self._publisher._socket
-        monitor = socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
-        connected = bool(monitor.poll(int(timeout * 1000)))
-        socket.disable_monitor()
-        monitor.close()
-        if not connected:
+        if not await_handshake(self._publisher._socket, self._publisher.address, timeout):
             self.close()
             raise BusError(f"no 0MQ proxy answered at {self.address} within {timeout:g} s; "
                            "start one with `smeflow proxy`")
