@@ -12,7 +12,8 @@ compare.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,3 +91,43 @@ def acquired(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AcquiredRuns]
         live.close()
         beamline.close()
         catalog.close()
+
+
+ServedRun = tuple[Any, str]
+"""A running catalog server (``dataflow.server.ServerHandle``) and the uid of its one run."""
+
+
+@pytest.fixture(scope="session")
+def serve_one_run(tmp_path_factory: pytest.TempPathFactory
+                  ) -> Callable[[str, str, Callable[[Any], Any]], AbstractContextManager[ServedRun]]:
+    """A factory of catalog servers that each hold one small run written over HTTP.
+
+    ``with serve_one_run(name, key, plan_for) as (server, uid)``: a server on a fresh
+    folder guarded by ``key``, one run of ``plan_for(beamline)`` (the plan, after the
+    sample is chosen on the interpreted 64×64 beamline with the shutter open) written
+    through a ``RemoteCatalog``; the server stops on leaving the block.
+    """
+    from bluesky import RunEngine
+    from bluesky import plan_stubs as bps
+
+    from dataflow.remote import RemoteCatalog
+    from dataflow.server import ServerHandle
+    from devices.beamline import Beamline
+    from fpga.designs.params import ChainParams
+
+    @contextmanager
+    def serve(name: str, key: str, plan_for: Callable[[Any], Any]) -> Iterator[ServedRun]:
+        with ServerHandle(tmp_path_factory.mktemp(name) / "data", key) as server, \
+                RemoteCatalog(server.url, key) as remote:
+            RE = RunEngine({})
+            remote.subscribe(RE)
+            beamline = Beamline.create(server.data_dir / "raw", params=ChainParams(64, 64, 16),
+                                       backend="interp", time_scale=0.001)
+            try:
+                RE(bps.mv(beamline.shutter, "open"))
+                (uid,) = RE(plan_for(beamline))
+            finally:
+                beamline.close()
+            yield server, uid
+
+    return serve

@@ -12,8 +12,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from bluesky import RunEngine
-from bluesky import plan_stubs as bps
 
 import analysis.tiled_frames as tiled_frames
 from analysis.distributed import connect, reduce_on_dask
@@ -22,32 +20,22 @@ from analysis.tiled_frames import TiledFrameSource
 from dataflow.catalog import Catalog
 from dataflow.remote import RemoteCatalog
 from dataflow.server import ServerHandle
-from devices.beamline import Beamline
-from fpga.designs.params import ChainParams
 from plans import diffraction_scan
 
 KEY = secrets.token_hex(16)
 
 
 @pytest.fixture(scope="module")
-def server_with_diffraction(tmp_path_factory: pytest.TempPathFactory
-                            ) -> Iterator[tuple[ServerHandle, str]]:
+def server_with_diffraction(serve_one_run: Any) -> Iterator[tuple[ServerHandle, str]]:
     """A catalog server holding one small diffraction run (written over HTTP)."""
-    with ServerHandle(tmp_path_factory.mktemp("dask_tiled") / "data", KEY) as server, \
-            RemoteCatalog(server.url, KEY) as remote:
-        RE = RunEngine({})
-        remote.subscribe(RE)
-        beamline = Beamline.create(server.data_dir / "raw", params=ChainParams(64, 64, 16),
-                                   backend="interp", time_scale=0.001)
-        try:
-            RE(bps.mv(beamline.shutter, "open"))
-            beamline.use_powder()
-            (uid,) = RE(diffraction_scan(beamline.det, beamline.sample_x, beamline.sample_y,
-                                         [(0.0, 0.0), (0.5, 0.0), (0.0, 0.5)], num=2,
-                                         md={"geometry": beamline.geometry.to_metadata()}))
-        finally:
-            beamline.close()
-        yield server, uid
+    def plan_for(beamline: Any) -> Any:
+        beamline.use_powder()
+        return diffraction_scan(beamline.det, beamline.sample_x, beamline.sample_y,
+                                [(0.0, 0.0), (0.5, 0.0), (0.0, 0.5)], num=2,
+                                md={"geometry": beamline.geometry.to_metadata()})
+
+    with serve_one_run("dask_tiled", KEY, plan_for) as served:
+        yield served
 
 
 def test_dask_workers_read_the_frames_from_the_server(

@@ -9,38 +9,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bluesky import RunEngine
-from bluesky import plan_stubs as bps
 
 from analysis.cli import main as reduce_main
 from dataflow.remote import RemoteCatalog
 from dataflow.server import ServerHandle
-from devices.beamline import Beamline
-from fpga.designs.params import ChainParams
 from plans import tomo_scan
 
 KEY = secrets.token_hex(16)
 
 
 @pytest.fixture(scope="module")
-def server_with_tomo(tmp_path_factory: pytest.TempPathFactory
-                     ) -> Iterator[tuple[ServerHandle, str]]:
+def server_with_tomo(serve_one_run: Any) -> Iterator[tuple[ServerHandle, str]]:
     """A catalog server holding one small tomography run (written over HTTP)."""
-    with ServerHandle(tmp_path_factory.mktemp("reduce_remote") / "data", KEY) as server, \
-            RemoteCatalog(server.url, KEY) as remote:
-        RE = RunEngine({})
-        remote.subscribe(RE)
-        beamline = Beamline.create(server.data_dir / "raw", params=ChainParams(64, 64, 16),
-                                   backend="interp", time_scale=0.001)
-        try:
-            RE(bps.mv(beamline.shutter, "open"))
-            beamline.use_phantom()
-            (uid,) = RE(tomo_scan(beamline.det, beamline.rotation, beamline.sample_x,
-                                  beamline.shutter, out_position=20.0, num_projections=6,
-                                  n_darks=1, n_flats=1))
-        finally:
-            beamline.close()
-        yield server, uid
+    def plan_for(beamline: Any) -> Any:
+        beamline.use_phantom()
+        return tomo_scan(beamline.det, beamline.rotation, beamline.sample_x, beamline.shutter,
+                         out_position=20.0, num_projections=6, n_darks=1, n_flats=1)
+
+    with serve_one_run("reduce_remote", KEY, plan_for) as served:
+        yield served
 
 
 def _derived(server: ServerHandle, raw_uid: str) -> list[dict[str, Any]]:
