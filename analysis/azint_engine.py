@@ -40,6 +40,8 @@ FRAME_TYPES = {np.dtype(np.uint8): "uchar", np.dtype(np.int8): "char",
                np.dtype(np.uint32): "uint", np.dtype(np.int32): "int",
                np.dtype(np.uint64): "ulong", np.dtype(np.int64): "long",
                np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+#: The signed integer type of each pixel size (vector masks of the frame's type).
+_MASK_TYPES = {1: "char", 2: "short", 4: "int", 8: "long"}
 KINDS = ("auto", "private", "csr")
 F64 = npt.NDArray[np.float64]
 
@@ -186,7 +188,7 @@ class Engine:
                 f"-DVARIANCE={int(variance)}", f"-DCHECK_FINITE={int(dtype.kind == 'f')}",
                 f"-DCHECK_DUMMY={int(dummy is not None)}",
                 f"-DDUMMY_EXACT={int(dummy is not None and dummy.delta == 0)}",
-                f"-DWIDE={int(dtype.itemsize == 8)}",
+                f"-DWIDE={int(dtype.itemsize == 8)}", f"-DMASK_T={_MASK_TYPES[dtype.itemsize]}",
                 f"-DNSUMS={_nsums(self.plan.nbins)}")
 
     def _kernel(self, name: str, dtype: np.dtype[Any], variance: bool, dummy: Dummy | None

@@ -18,6 +18,7 @@
  *   CHECK_FINITE   1 for float frames: non-finite values do not count
  *   CHECK_DUMMY    1 when a dummy value is set; DUMMY_EXACT 1 when its tolerance is 0
  *   WIDE           1 for 8-byte pixel types (read one by one)
+ *   MASK_T         the signed integer type of FRAME_T's size (char, short, int, long)
  *   NSUMS          1, 2 or 4 private histograms the pixels alternate over (hist_private)
  *   WIDTH          coefficients stored per pixel (split_private)
  *
@@ -47,6 +48,8 @@
 
 #define CAT(a, b) a##b
 #define VEC8(t) CAT(t, 8)
+#define XCAT(a, b) CAT(a, b)
+#define CONVERT8(t) XCAT(convert_, VEC8(t))
 
 /* 1 when the value x (converted to float, as pyFAI does) does not count */
 inline int is_bad(const float xf, const float dummy, const float delta)
@@ -74,10 +77,13 @@ inline int is_bad(const float xf, const float dummy, const float delta)
 #define ADD(h, v, b, x) { h[b] += (ACC_T)(x); }
 #endif
 
+/* a pixel that does not count, listed for the host (which counts them all) */
+#define LIST_BAD(i) { if (nbad < cap) bad_idx[bad_base + nbad] = (i); nbad++; }
+
 #if CHECKS
 /* a pixel of a real bin that does not count: listed, and sent to the dump bin */
 #define SCREEN(b, x, i) if ((b) != NBINS && is_bad((float)(x), dummy, delta)) { \
-        if (nbad < cap) bad_idx[bad_base + nbad] = (i); nbad++; (b) = NBINS; }
+        LIST_BAD(i) (b) = NBINS; }
 #else
 #define SCREEN(b, x, i)
 #endif
@@ -165,22 +171,34 @@ __kernel void hist_private(__global const FRAME_T *restrict frames,
     const uint stop = min(start + chunk, npix);
     uint i = start;
 #if !WIDE  /* (8-byte types: no 8-wide vector loads, which change the ABI without AVX-512) */
-    for (; i + 8 <= stop; i += 8) {
-        const VEC8(FRAME_T) x = vload8(0, frame + i);
-        ushort8 b = vload8(0, bins + i);
 #if CHECKS
-        if (any(BAD8(x))) {  /* rare: look at them one by one */
-            SCREEN(b.s0, x.s0, i) SCREEN(b.s1, x.s1, i + 1)
-            SCREEN(b.s2, x.s2, i + 2) SCREEN(b.s3, x.s3, i + 3)
-            SCREEN(b.s4, x.s4, i + 4) SCREEN(b.s5, x.s5, i + 5)
-            SCREEN(b.s6, x.s6, i + 6) SCREEN(b.s7, x.s7, i + 7)
-        }
+    /* no branch in the loop (one costs as much as the histogram): a pixel of a real bin
+       that does not count adds 0, and the work-item notes that it saw one */
+    short8 seen = (short8)0;
+#endif
+    for (; i + 8 <= stop; i += 8) {
+        VEC8(FRAME_T) x = vload8(0, frame + i);
+        const ushort8 b = vload8(0, bins + i);
+#if CHECKS
+        const int8 bad = BAD8(x);
+        x = select(x, (VEC8(FRAME_T))0, CONVERT8(MASK_T)(bad));
+        seen |= convert_short8(bad) & (b != (ushort8)NBINS);
 #endif
         ADD(h, v, b.s0, x.s0); ADD(h2, v, b.s1, x.s1);
         ADD(h3, v, b.s2, x.s2); ADD(h4, v, b.s3, x.s3);
         ADD(h, v, b.s4, x.s4); ADD(h2, v, b.s5, x.s5);
         ADD(h3, v, b.s6, x.s6); ADD(h4, v, b.s7, x.s7);
     }
+#if CHECKS
+    if (any(seen))  /* rare: list them one by one (and take back the 1 - 0 they added) */
+        for (uint j = start; j < i; j++)
+            if (bins[j] != NBINS && is_bad((float)frame[j], dummy, delta)) {
+                LIST_BAD(j)
+#if VARIANCE
+                v[bins[j]] -= (ACC_T)1;
+#endif
+            }
+#endif
 #endif
     for (; i < stop; i++) {
         ushort b = bins[i];
