@@ -251,39 +251,68 @@ __kernel void split_private(__global const FRAME_T *restrict frames,
                             const float delta)
 {
     PRIVATE_SETUP
-    /* WIDTH extra bins: pixels in no bin point at NBINS with zero weights */
-    ACC_T h[NBINS + WIDTH], h2[NBINS + WIDTH];
+    /* WIDTH extra bins: pixels in no bin point at NBINS with zero weights. Neighbouring
+       pixels share bins: spread over 4 histograms (and variance sums), their additions do
+       not wait on each other (with 2, the kernel runs at half the speed) */
+    ACC_T h[NBINS + WIDTH], h2[NBINS + WIDTH], h3[NBINS + WIDTH], h4[NBINS + WIDTH];
 #if VARIANCE
-    ACC_T v[NBINS + WIDTH], v2[NBINS + WIDTH];
+    ACC_T v[NBINS + WIDTH], v2[NBINS + WIDTH], v3[NBINS + WIDTH], v4[NBINS + WIDTH];
 #endif
     for (uint b = 0; b < NBINS + WIDTH; b++) {
-        h[b] = (ACC_T)0;
-        h2[b] = (ACC_T)0;
+        h[b] = h2[b] = h3[b] = h4[b] = (ACC_T)0;
 #if VARIANCE
-        v[b] = (ACC_T)0;
-        v2[b] = (ACC_T)0;
+        v[b] = v2[b] = v3[b] = v4[b] = (ACC_T)0;
 #endif
     }
-    const uint start = part * chunk;   /* chunk is even */
+    const uint start = part * chunk;   /* chunk is a multiple of 8 */
     const uint stop = min(start + chunk, npix);
-    for (uint i = start; i < stop; i++) {
-        /* alternate pixels go to two histograms: their additions do not wait on each
-           other (neighbours share bins) */
+    uint i = start;
+#if !WIDE
+#if CHECKS
+    short8 seen = (short8)0;  /* as in hist_private: no branch in the loop */
+#endif
+    for (; i + 8 <= stop; i += 8) {
+        const ushort8 f = vload8(0, firsts + i);
+        VEC8(FRAME_T) xr = vload8(0, frame + i);
+#if CHECKS
+        const int8 bad = BAD8(xr);
+        xr = select(xr, (VEC8(FRAME_T))0, CONVERT8(MASK_T)(bad));
+        seen |= convert_short8(bad) & (f != (ushort8)NBINS);
+#endif
+        __global const float *w = weights + (size_t)i * WIDTH;
+        SPREAD(h, v, f.s0, w, (ACC_T)xr.s0)
+        SPREAD(h2, v2, f.s1, w + WIDTH, (ACC_T)xr.s1)
+        SPREAD(h3, v3, f.s2, w + 2 * WIDTH, (ACC_T)xr.s2)
+        SPREAD(h4, v4, f.s3, w + 3 * WIDTH, (ACC_T)xr.s3)
+        SPREAD(h, v, f.s4, w + 4 * WIDTH, (ACC_T)xr.s4)
+        SPREAD(h2, v2, f.s5, w + 5 * WIDTH, (ACC_T)xr.s5)
+        SPREAD(h3, v3, f.s6, w + 6 * WIDTH, (ACC_T)xr.s6)
+        SPREAD(h4, v4, f.s7, w + 7 * WIDTH, (ACC_T)xr.s7)
+    }
+#if CHECKS
+    if (any(seen))  /* rare: list them (and take back the c² · max(1, 0) they added) */
+        for (uint j = start; j < i; j++)
+            if (firsts[j] != NBINS && is_bad((float)frame[j], dummy, delta)) {
+                LIST_BAD(j)
+#if VARIANCE
+                for (uint k = 0; k < WIDTH; k++) {
+                    const ACC_T c = (ACC_T)weights[(size_t)j * WIDTH + k];
+                    v[firsts[j] + k] -= c * c;
+                }
+#endif
+            }
+#endif
+#endif
+    for (; i < stop; i++) {  /* the last pixels (every pixel of 8-byte types) */
         const ushort first = firsts[i];
         const FRAME_T xr = frame[i];
 #if CHECKS
         if (first != NBINS && is_bad((float)xr, dummy, delta)) {
-            if (nbad < cap) bad_idx[bad_base + nbad] = i;
-            nbad++;
+            LIST_BAD(i)
             continue;
         }
 #endif
-        const ACC_T x = (ACC_T)xr;
-        __global const float *w = weights + (size_t)i * WIDTH;
-        if (i & 1)
-            SPREAD(h2, v2, first, w, x)
-        else
-            SPREAD(h, v, first, w, x)
+        SPREAD(h, v, first, weights + (size_t)i * WIDTH, (ACC_T)xr)
     }
     /* the coefficients beyond WIDTH of the few pixels that spread wider */
     for (uint j = over_start[part]; j < over_start[part + 1]; j++) {
@@ -299,9 +328,9 @@ __kernel void split_private(__global const FRAME_T *restrict frames,
 #endif
     }
     for (uint b = 0; b < NBINS; b++) {
-        h[b] += h2[b];
+        h[b] += h2[b] + h3[b] + h4[b];
 #if VARIANCE
-        v[b] += v2[b];
+        v[b] += v2[b] + v3[b] + v4[b];
 #endif
     }
 #if VARIANCE
