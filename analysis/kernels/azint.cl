@@ -27,11 +27,16 @@
  *                  frame into a private histogram (plus a dump bin NBINS), no atomics;
  *                  gid(0) = slice, gid(1) = frame; the host adds the slices' partial
  *                  histograms. Poisson: out[NBINS+b] = sum of (1 - x) over pixels with
- *                  x < 1, so sum max(1, x) = S + that.
+ *                  x < 1, so sum max(1, x) = S + that. The pixel loop has no branch (a
+ *                  branch per 8 pixels costs as much as the histogram): pixels that do not
+ *                  count add 0, and a second pass over the slice — only when it holds
+ *                  such pixels or, for Poisson, pixels below 1 — lists them and adds the
+ *                  variance of those below 1.
  *   split_private  the same with pixel splitting: each pixel carries its first bin and
  *                  WIDTH coefficients (zeros where it spreads over fewer bins), the
  *                  coefficients of pixels that spread wider come in a short list after;
- *                  out[NBINS+b] = V.
+ *                  out[NBINS+b] = V Also branch-free, 8 pixels a step over 4
+ *                  histograms; pixels that do not count add 0 (and are listed after).
  *   csr_sums       one work-item per bin and frame over the bin's CSR row: S, V, and the
  *                  bad pixels' sum c, c*norm, (c*norm)^2, c*dark.
  *   csr_azimuthal  the "azimuthal" error model: pyFAI's running weighted variance over the
@@ -76,6 +81,7 @@ inline int is_bad(const float xf, const float dummy, const float delta)
 #else
 #define ADD(h, v, b, x) { h[b] += (ACC_T)(x); }
 #endif
+#define SUM(h, b, x) { h[b] += (ACC_T)(x); }
 
 /* a pixel that does not count, listed for the host (which counts them all) */
 #define LIST_BAD(i) { if (nbad < cap) bad_idx[bad_base + nbad] = (i); nbad++; }
@@ -171,33 +177,46 @@ __kernel void hist_private(__global const FRAME_T *restrict frames,
     const uint stop = min(start + chunk, npix);
     uint i = start;
 #if !WIDE  /* (8-byte types: no 8-wide vector loads, which change the ABI without AVX-512) */
-#if CHECKS
+#if CHECKS || VARIANCE
     /* no branch in the loop (one costs as much as the histogram): a pixel of a real bin
-       that does not count adds 0, and the work-item notes that it saw one */
+       that does not count adds 0, and the work-item notes that it saw one; so it does of
+       a pixel below 1, whose Poisson variance (1, not x) waits for the second pass */
     short8 seen = (short8)0;
 #endif
     for (; i + 8 <= stop; i += 8) {
         VEC8(FRAME_T) x = vload8(0, frame + i);
         const ushort8 b = vload8(0, bins + i);
+        const short8 real = b != (ushort8)NBINS;
+#if VARIANCE
+        seen |= convert_short8(x < (VEC8(FRAME_T))1) & real;
+#endif
 #if CHECKS
         const int8 bad = BAD8(x);
         x = select(x, (VEC8(FRAME_T))0, CONVERT8(MASK_T)(bad));
-        seen |= convert_short8(bad) & (b != (ushort8)NBINS);
+        seen |= convert_short8(bad) & real;
 #endif
-        ADD(h, v, b.s0, x.s0); ADD(h2, v, b.s1, x.s1);
-        ADD(h3, v, b.s2, x.s2); ADD(h4, v, b.s3, x.s3);
-        ADD(h, v, b.s4, x.s4); ADD(h2, v, b.s5, x.s5);
-        ADD(h3, v, b.s6, x.s6); ADD(h4, v, b.s7, x.s7);
+        SUM(h, b.s0, x.s0) SUM(h2, b.s1, x.s1) SUM(h3, b.s2, x.s2) SUM(h4, b.s3, x.s3)
+        SUM(h, b.s4, x.s4) SUM(h2, b.s5, x.s5) SUM(h3, b.s6, x.s6) SUM(h4, b.s7, x.s7)
     }
+#if CHECKS || VARIANCE
+    if (any(seen))  /* the second pass, rare: list the pixels that do not count, and add
+                       1 - x of those below 1 to the variance */
+        for (uint j = start; j < i; j++) {
+            const ushort b = bins[j];
+            const FRAME_T x = frame[j];
+            if (b == NBINS)
+                continue;
 #if CHECKS
-    if (any(seen))  /* rare: list them one by one (and take back the 1 - 0 they added) */
-        for (uint j = start; j < i; j++)
-            if (bins[j] != NBINS && is_bad((float)frame[j], dummy, delta)) {
+            if (is_bad((float)x, dummy, delta)) {
                 LIST_BAD(j)
-#if VARIANCE
-                v[bins[j]] -= (ACC_T)1;
-#endif
+                continue;
             }
+#endif
+#if VARIANCE
+            if ((ACC_T)x < (ACC_T)1)
+                v[b] += (ACC_T)1 - (ACC_T)x;
+#endif
+        }
 #endif
 #endif
     for (; i < stop; i++) {
