@@ -29,9 +29,9 @@
  *                  histograms. Poisson: out[NBINS+b] = sum of (1 - x) over pixels with
  *                  x < 1, so sum max(1, x) = S + that. The pixel loop has no branch (a
  *                  branch per 8 pixels costs as much as the histogram): pixels that do not
- *                  count add 0, and a second pass over the slice — only when it holds
- *                  such pixels or, for Poisson, pixels below 1 — lists them and adds the
- *                  variance of those below 1.
+ *                  count add 0 (listed after, when the slice holds any), and the
+ *                  variance of pixels below 1 is a second (branch-free) pass, when the
+ *                  slice holds any.
  *   split_private  the same with pixel splitting: each pixel carries its first bin and
  *                  WIDTH coefficients (zeros where it spreads over fewer bins), the
  *                  coefficients of pixels that spread wider come in a short list after;
@@ -82,6 +82,7 @@ inline int is_bad(const float xf, const float dummy, const float delta)
 #define ADD(h, v, b, x) { h[b] += (ACC_T)(x); }
 #endif
 #define SUM(h, b, x) { h[b] += (ACC_T)(x); }
+#define LOW(v, b, x) { v[b] += fmax((ACC_T)0, (ACC_T)1 - (ACC_T)(x)); }
 
 /* a pixel that does not count, listed for the host (which counts them all) */
 #define LIST_BAD(i) { if (nbad < cap) bad_idx[bad_base + nbad] = (i); nbad++; }
@@ -177,45 +178,47 @@ __kernel void hist_private(__global const FRAME_T *restrict frames,
     const uint stop = min(start + chunk, npix);
     uint i = start;
 #if !WIDE  /* (8-byte types: no 8-wide vector loads, which change the ABI without AVX-512) */
-#if CHECKS || VARIANCE
     /* no branch in the loop (one costs as much as the histogram): a pixel of a real bin
        that does not count adds 0, and the work-item notes that it saw one; so it does of
-       a pixel below 1, whose Poisson variance (1, not x) waits for the second pass */
-    short8 seen = (short8)0;
+       a pixel below 1, whose Poisson variance (1, not x) is added by a second pass */
+#if CHECKS
+    short8 seen_bad = (short8)0;
+#endif
+#if VARIANCE
+    short8 seen_low = (short8)0;
 #endif
     for (; i + 8 <= stop; i += 8) {
         VEC8(FRAME_T) x = vload8(0, frame + i);
         const ushort8 b = vload8(0, bins + i);
         const short8 real = b != (ushort8)NBINS;
 #if VARIANCE
-        seen |= convert_short8(x < (VEC8(FRAME_T))1) & real;
+        seen_low |= convert_short8(x < (VEC8(FRAME_T))1) & real;
 #endif
 #if CHECKS
         const int8 bad = BAD8(x);
         x = select(x, (VEC8(FRAME_T))0, CONVERT8(MASK_T)(bad));
-        seen |= convert_short8(bad) & real;
+        seen_bad |= convert_short8(bad) & real;
 #endif
         SUM(h, b.s0, x.s0) SUM(h2, b.s1, x.s1) SUM(h3, b.s2, x.s2) SUM(h4, b.s3, x.s3)
         SUM(h, b.s4, x.s4) SUM(h2, b.s5, x.s5) SUM(h3, b.s6, x.s6) SUM(h4, b.s7, x.s7)
     }
-#if CHECKS || VARIANCE
-    if (any(seen))  /* the second pass, rare: list the pixels that do not count, and add
-                       1 - x of those below 1 to the variance */
-        for (uint j = start; j < i; j++) {
-            const ushort b = bins[j];
-            const FRAME_T x = frame[j];
-            if (b == NBINS)
-                continue;
 #if CHECKS
-            if (is_bad((float)x, dummy, delta)) {
+    if (any(seen_bad))  /* rare: list them */
+        for (uint j = start; j < i; j++)
+            if (bins[j] != NBINS && is_bad((float)frame[j], dummy, delta))
                 LIST_BAD(j)
-                continue;
-            }
 #endif
 #if VARIANCE
-            if ((ACC_T)x < (ACC_T)1)
-                v[b] += (ACC_T)1 - (ACC_T)x;
+    if (any(seen_low))  /* Poisson: 1 - x of the pixels below 1 (those that do not
+                           count as 1: they add 0) */
+        for (uint j = start; j < i; j += 8) {
+            VEC8(FRAME_T) x = vload8(0, frame + j);
+            const ushort8 b = vload8(0, bins + j);
+#if CHECKS
+            x = select(x, (VEC8(FRAME_T))1, CONVERT8(MASK_T)(BAD8(x)));
 #endif
+            LOW(v, b.s0, x.s0) LOW(v, b.s1, x.s1) LOW(v, b.s2, x.s2) LOW(v, b.s3, x.s3)
+            LOW(v, b.s4, x.s4) LOW(v, b.s5, x.s5) LOW(v, b.s6, x.s6) LOW(v, b.s7, x.s7)
         }
 #endif
 #endif
