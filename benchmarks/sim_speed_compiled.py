@@ -7,7 +7,10 @@
 * ``pipeline.compiled_nochecks.ticks_per_s`` — 10,000,000 ticks with ``checks=False``;
 * ``pipeline.compiled_step.ticks_per_s`` — step mode driven from a Python testbench loop,
   as the interpreter and MyHDL are measured;
-* ``sim.step.compiled_vs_interp`` — that step mode over the interpreter's, same loop;
+* ``sim.step.compiled_vs_interp`` — that step mode over the interpreter's, same loop
+  (``Simulator(..., trace=False)``, as MyHDL runs untraced);
+* ``sim.step_traced.compiled_vs_interp`` — the same with tracing on (the ``Simulator``
+  default: a trace row of every signal kept per tick, which costs both backends alike);
 * ``pipeline.compiled.first_compile_s`` / ``cached_start_s`` — a fresh Python process from
   ``import sme`` to a ready simulator, with an empty cache and then with the cache filled;
 * ``sim.batch.stimulus_to_sim_time`` — the 10,000,000-tick stimulus given as numpy
@@ -95,9 +98,9 @@ def batch_rate(ticks: int, repeat: int, checks: bool = True) -> tuple[float, int
     return best, count, total
 
 
-def step_rate(ticks: int, backend: str = "compiled") -> float:
+def step_rate(ticks: int, backend: str = "compiled", trace: bool = False) -> float:
     """Ticks/s in step mode from a Python testbench loop (as the interpreter is measured)."""
-    sim = Simulator(pipeline.build(), backend=backend, trace=False)
+    sim = Simulator(pipeline.build(), backend=backend, trace=trace)
     drive, out, step = sim.input("samples"), sim.output("sum_out"), sim.step
     count = total = 0
     start = time.perf_counter()
@@ -161,6 +164,7 @@ def compiled_figures(myhdl_ticks_per_s: float) -> dict[str, float]:
     rate_nochecks, _, _ = batch_rate(10_000_000, 3, checks=False)
     step = step_rate(100_000)
     interp_step = step_rate(100_000, "interp")
+    traced = step_rate(100_000, trace=True) / step_rate(100_000, "interp", trace=True)
     with tempfile.TemporaryDirectory() as tmp:
         first = start_time(Path(tmp))
         cached = min(start_time(Path(tmp)) for _ in range(3))
@@ -173,6 +177,7 @@ def compiled_figures(myhdl_ticks_per_s: float) -> dict[str, float]:
         "pipeline.compiled_step.ticks_per_s": step,
         "pipeline.compiled_step.vs_myhdl": step / myhdl_ticks_per_s,
         "sim.step.compiled_vs_interp": step / interp_step,
+        "sim.step_traced.compiled_vs_interp": traced,
         "pipeline.compiled.first_compile_s": first,
         "pipeline.compiled.cached_start_s": cached,
         **fsm_figures(),

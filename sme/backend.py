@@ -43,6 +43,17 @@ class Session(ABC):
     def step(self) -> None:
         """Advance one clock tick."""
 
+    def lean_step(self) -> Callable[[], Any]:
+        """A callable that advances one tick with as little Python in between as the
+        backend can manage (``Simulator.step`` calls it when nothing traces or observes the
+        ticks). An exception it raises goes to ``step_failed``. Default: ``step``."""
+        return self.step
+
+    def step_failed(self, exc: BaseException) -> None:
+        """Raise the error ``exc`` (raised by ``lean_step()()``) stands for, as ``step``
+        would have raised it. Default: ``exc`` itself."""
+        raise exc
+
     @abstractmethod
     def driver(self, bus: Bus) -> Any:
         """An object whose attribute writes set a top-level input bus's signals."""

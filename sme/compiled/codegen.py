@@ -10,6 +10,10 @@ elements live in ``A``. A failed check writes ``(site, value, tick, index)`` int
 raises; the Python side turns the site into the interpreter's exception. A stimulus value
 that does not fit stops the loop before its tick (``run`` returns the ticks done).
 ``reset(S, A, E)`` settles every combinational process once (row 0 of a trace).
+``step(W)`` is one tick of ``run`` without stimulus arrays or recording, on the state in a
+session's workspace ``W`` (``layout.Workspace``): the per-tick entry point of step-mode
+testbenches, whose inputs the testbench has already stored in ``S``. One array argument
+makes the call from Python several times cheaper than a call of ``run``.
 
 The process bodies come from the shared front end, ``sme.lower`` (one typed IR for the
 VHDL exporter and this backend); ``sme.compiled.emit`` turns them into code.
@@ -26,7 +30,7 @@ from ..lower.ir import ArrayT, NumT
 from ..network import Network
 from ..types import ArrayType, BoolType, EnumType, FixedType, IntegerType, SignalType
 from .emit import Emitter, Instance, NeedsWide, PortView
-from .layout import ArraySlot, Layout, SignalPlace, Site, Slot, Storage
+from .layout import ArraySlot, Layout, SignalPlace, Site, Slot, Storage, Workspace
 
 HELPERS = '''
 @njit(cache=True, nogil=True, inline="always")
@@ -102,6 +106,7 @@ def run_signature(inputs: list[SignalType]) -> str:
 
 
 RESET_SIGNATURE = "int64(int64[::1], int64[::1], int64[::1])"
+STEP_SIGNATURE = "void(int64[::1])"
 
 
 @dataclass
@@ -112,6 +117,7 @@ class Generated:
     source: str
     layout: Layout
     wide: bool = False
+    workspace: Workspace | None = None  # where ``step(W)`` finds its state (not wide)
 
 
 def generate(net: Network, checks: bool = True) -> Generated:
@@ -188,6 +194,7 @@ def _generate(net: Network, checks: bool, wide: bool) -> Generated:
                 code += _latch(cur[bus, spec.name], nxt[bus, spec.name], em.dirty)
     for p in net.depends_on_registers():
         code += em.process(by_proc[p])
+    tick_code = list(code)
     outs = set(net.outputs)
     other: list[str] = []
     for k, place in enumerate(lay.places):
@@ -217,9 +224,13 @@ def _generate(net: Network, checks: bool, wide: bool) -> Generated:
     out += ["", ""] + ([] if wide else [f'@njit("{RESET_SIGNATURE}", cache=True, nogil=True)'])
     out += ["def reset(S, A, E):"]
     out += _indent([*load, "t = 0", *reset_code, *save, "return 0"])
-    return Generated("\n".join(out) + "\n", lay, wide)
-
-
+    ws = None if wide else Workspace.of(lay)
+    if ws is not None:  # one tick of run() on a session's workspace, nothing recorded
+        out += ["", "", f'@njit("{STEP_SIGNATURE}", cache=True, nogil=True)', "def step(W):"]
+        out += _indent([f"S = W[{ws.s}:{ws.a}]", f"A = W[{ws.a}:{ws.e}]",
+                        f"E = W[{ws.e}:{ws.e + 8}]", f"t = W[{ws.tick}]", *load, *tick_code,
+                        *save, f"W[{ws.tick}] = t + 1"])
+    return Generated("\n".join(out) + "\n", lay, wide, ws)
 
 
 def _instance(lay: Layout, net: Network, pi: int, cur: dict[tuple[Bus, str], Storage],

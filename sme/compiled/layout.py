@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ..declare import MISSING
 from ..lower.ir import ArrayT, BoolT, EnumT, NumT, VType, vtype_of
 from ..network import TracedSignal
@@ -64,6 +66,33 @@ class Site:
     element: bool = False
     register: bool = False
     length: int = 0
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where a compiled session keeps its state, in one int64 array ``W`` (one array
+    argument is the cheapest call into compiled code): ``S`` at ``W[s:a]``, ``A`` at
+    ``W[a:e]``, ``E`` (8 words) at ``W[e:e + 8]`` and the tick counter at ``W[tick]``."""
+
+    s: int
+    a: int
+    e: int
+    tick: int
+    size: int
+
+    @classmethod
+    def of(cls, layout: Layout) -> Workspace:
+        """The workspace of ``layout`` (complete: every variable allocated)."""
+        a = len(layout.s_vars)
+        e = a + max(1, len(layout.a_init))
+        return cls(0, a, e, e + 8, e + 9)
+
+    def new(self, layout: Layout) -> np.ndarray:
+        """A fresh ``W`` in the reset state of ``layout``, tick 0."""
+        W = np.zeros(self.size, dtype=np.int64)
+        W[self.s:self.a] = layout.s_init
+        W[self.a:self.a + len(layout.a_init)] = layout.a_init
+        return W
 
 
 @dataclass

@@ -12,8 +12,9 @@ elements may hold writes made before the check failed.
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -36,7 +37,6 @@ from ..errors import (
     SimulationError,
     SmeError,
     UndefinedSignalError,
-    UnknownSignalError,
 )
 from ..interp import _annotate
 from ..lower.ir import BoolT, EnumT, NumT, VType
@@ -48,7 +48,6 @@ from ..types import (
     EnumType,
     Fixed,
     FixedType,
-    IntegerType,
     Overflowing,
     SignalType,
     TypeMisfit,
@@ -58,7 +57,8 @@ from ..types import (
 from .cache import load_module
 from .codegen import Generated, generate
 from .emit import MAX_STEPS
-from .layout import ArraySlot, SignalPlace, Site, Slot, raw
+from .layout import ArraySlot, SignalPlace, Site, raw
+from .views import bus_view, snapshot_function
 
 
 @dataclass
@@ -114,35 +114,45 @@ class CompiledSession(Session):
     """A running compiled simulation."""
 
     def __init__(self, build: Build) -> None:
-        super().__init__(build)
         assert isinstance(build, CompiledBuild) and build.generated and build.module
         gen = build.generated
         self.layout = lay = gen.layout
         self._run = build.module.run
         self.wide = gen.wide
         self._int = object if gen.wide else np.int64  # Python ints in wide mode
-        self.S = np.array(lay.s_init, dtype=self._int)
-        self.A = np.array(lay.a_init or [0], dtype=self._int)
-        self.E = np.zeros(8, dtype=self._int)
-        self._places = {(p.signal.bus, p.signal.spec.name): p for p in lay.places}
         self._in1 = [_dummy_input(p.signal.type, self._int) for p in lay.inputs]
-        self._drv0 = np.zeros(max(1, len(lay.inputs)), dtype=np.int64)
-        self._outi1 = np.zeros((1, 1), dtype=self._int)
-        self._outb1 = np.zeros((1, 1), dtype=np.bool_)
-        self._rec0 = np.full(len(lay.places) + 1, -1, dtype=np.int64)
-        self._rec0[-1] = 0
-        # step(): the compiled entry point itself (skips the dispatcher's type matching)
-        overloads = list(getattr(self._run, "overloads", {}).values())
-        self._step = overloads[0].entry_point if len(overloads) == 1 else self._run
-        self._step_args = (self.S, self.A, *self._in1, self._drv0, self._outi1, self._outb1,
-                           self._rec0, 1)
+        ws = gen.workspace
+        if ws is None:  # wide: Python ints, the generated functions run uncompiled
+            self.S = np.array(lay.s_init, dtype=object)
+            self.A = np.array(lay.a_init or [0], dtype=object)
+            self.E = np.zeros(8, dtype=object)
+            self._ticks: Any = [0]
+            self._lean: Callable[[], Any] = self._wide_step
+        else:  # everything in one array W: step(W) is the cheapest call per tick
+            self.W = ws.new(lay)
+            self.S, self.A = self.W[ws.s:ws.a], self.W[ws.a:ws.e]
+            self.E = self.W[ws.e:ws.e + 8]
+            self._ticks = self.W[ws.tick:ws.tick + 1].data  # item access gives Python ints
+            overloads = list(build.module.step.overloads.values())
+            self._lean = functools.partial(overloads[0].entry_point, self.W)
+        super().__init__(build)  # sets tick = 0
+        self._places = {(p.signal.bus, p.signal.spec.name): p for p in lay.places}
         self._drivers: dict[Bus, Any] = {}
         self._monitors: dict[Bus, Any] = {}
-        self.E[:] = 0
+        self._snapshot = snapshot_function(self)
         try:
             build.module.reset(self.S, self.A, self.E)
         except RuntimeError:
             self._raise(0)
+
+    @property
+    def tick(self) -> int:
+        """Ticks simulated so far (kept in the workspace, where ``step(W)`` counts)."""
+        return int(self._ticks[0])
+
+    @tick.setter
+    def tick(self, value: int) -> None:
+        self._ticks[0] = value
 
     # -- errors ----------------------------------------------------------------------
     def _raise(self, tick_base: int) -> None:
@@ -216,9 +226,25 @@ class CompiledSession(Session):
     # -- stepping --------------------------------------------------------------------
     def step(self) -> None:
         try:
-            self._step(*self._step_args, self.tick, self.E)
+            self._lean()
         except RuntimeError:
             self._raise(self.tick)
+
+    def lean_step(self) -> Callable[[], Any]:
+        return self._lean
+
+    def step_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, RuntimeError):
+            self._raise(self.tick)
+        raise exc
+
+    def _wide_step(self) -> None:
+        """One tick on Python ints (wide mode: the generated ``run`` runs uncompiled)."""
+        drv = np.zeros(max(1, len(self.layout.inputs)), dtype=np.int64)
+        rec = np.full(len(self.layout.places) + 1, -1, dtype=np.int64)
+        rec[-1] = 0
+        self._run(self.S, self.A, *self._in1, drv, np.zeros((1, 1), dtype=object),
+                  np.zeros((1, 1), dtype=np.bool_), rec, 1, self.tick, self.E)
         self.tick += 1
 
     def value(self, place: SignalPlace) -> Any:
@@ -234,19 +260,19 @@ class CompiledSession(Session):
         return py_of_type(t, int(self.S[place.s_index]))
 
     def snapshot(self) -> tuple[Any, ...]:
-        return tuple(self.value(p) for p in self.layout.places)
+        return self._snapshot()  # type: ignore[no-any-return]
 
     def driver(self, bus: Bus) -> Any:
         self.require_input(bus)
         view = self._drivers.get(bus)
         if view is None:
-            view = self._drivers[bus] = _view(self, bus, drive=True)
+            view = self._drivers[bus] = bus_view(self, bus, drive=True)
         return view
 
     def monitor(self, bus: Bus) -> Any:
         view = self._monitors.get(bus)
         if view is None:
-            view = self._monitors[bus] = _view(self, bus, drive=False)
+            view = self._monitors[bus] = bus_view(self, bus, drive=False)
         return view
 
     def poke(self, bus: Bus, spec: SignalSpec, value: Any) -> None:
@@ -384,94 +410,3 @@ def _py_input(t: SignalType, v: Any) -> Any:
     if isinstance(t, FixedType):
         return Fixed(int(v), t.frac_bits)
     return int(v)
-
-
-class _Monitor:
-    """Attribute reads give a bus's current values in a compiled session (each signal a
-    property reading the state array directly; unknown names get the interpreter's error)."""
-
-    _s: tuple[CompiledSession, Bus]
-
-    def __getattr__(self, name: str) -> Any:
-        _, bus = self._s
-        raise UnknownSignalError(f"{bus.describe()} has no signal {name!r}; its signals "
-                                 f"are: {', '.join(bus.signals())}")
-
-
-class _Driver(_Monitor):
-    """Attribute writes drive a top-level input bus (checked as the interpreter checks)."""
-
-    _setters: dict[str, Any]
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setter = self._setters.get(name)
-        if setter is None:
-            self.__getattr__(name)  # raises UnknownSignalError
-        else:
-            setter(value)
-
-
-def _getter(session: CompiledSession, place: SignalPlace) -> Any:
-    S = session.S if session.wide else session.S.data  # item access gives Python ints
-    i, d, t = place.s_index, place.d_index, place.signal.type
-    if isinstance(place.storage, Slot) and d < 0:
-        if isinstance(t, BoolType):
-            return lambda self: S[i] != 0
-        if isinstance(t, IntegerType):
-            return lambda self: S[i]
-    bus, name = place.signal.bus, place.signal.spec.name
-
-    def get(self: Any) -> Any:
-        v = session.value(place)
-        if v is UNDEFINED:
-            raise UndefinedSignalError(
-                f"{bus.name}.{name} has no initial value and nothing has written it yet "
-                f"(read by the testbench); give it a default in {type(bus).__name__} or "
-                "write it first")
-        return v
-
-    return get
-
-
-def _setter(session: CompiledSession, place: SignalPlace) -> Any:
-    S = session.S if session.wide else session.S.data  # item access gives Python ints
-    i, t = place.s_index, place.signal.type
-    bus, spec = place.signal.bus, place.signal.spec
-    poke = session.poke
-    if isinstance(place.storage, Slot) and place.d_index < 0 and isinstance(t, IntegerType):
-        lo, hi = t.lo, t.hi
-
-        def set_int(value: Any) -> None:
-            if type(value) is int and lo <= value <= hi:
-                S[i] = value
-            else:
-                poke(bus, spec, value)
-
-        return set_int
-    if isinstance(place.storage, Slot) and place.d_index < 0 and isinstance(t, BoolType):
-
-        def set_bool(value: Any) -> None:
-            if type(value) is bool:
-                S[i] = value
-            else:
-                poke(bus, spec, value)
-
-        return set_bool
-    return lambda value: poke(bus, spec, value)
-
-
-def _view(session: CompiledSession, bus: Bus, drive: bool) -> Any:
-    """A monitor (or driver) object for ``bus`` with one property per signal."""
-    attrs: dict[str, Any] = {"__slots__": ()}
-    setters: dict[str, Any] = {}
-    for name in bus.signals():
-        place = session._places[bus, name]
-        attrs[name] = property(_getter(session, place))
-        if drive:
-            setters[name] = _setter(session, place)
-    attrs["_setters"] = setters
-    base = _Driver if drive else _Monitor
-    cls = type(f"{type(bus).__name__}{base.__name__}", (base,), attrs)
-    view: Any = object.__new__(cls)
-    object.__setattr__(view, "_s", (session, bus))
-    return view
