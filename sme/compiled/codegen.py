@@ -43,7 +43,7 @@ def _fail(site, v, t, i, E):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _cv(v, sh, rnd, chk, lo, hi, ovf, site, t, E):
+def _cv(v, sh, rnd, chk, lo, hi, ovf, site, t, i, E):
     r = v
     if sh > 0:
         r = v << sh
@@ -54,10 +54,10 @@ def _cv(v, sh, rnd, chk, lo, hi, ovf, site, t, E):
         else:
             r = v >> s
             if rnd == 0 and (v & ((1 << s) - 1)) != 0:
-                _fail(site, v, t, E[3], E)
+                _fail(site, v, t, i, E)
     if chk and (r < lo or r > hi):
         if ovf == 0:
-            _fail(site, v, t, E[3], E)
+            _fail(site, v, t, i, E)
         elif ovf == 1:
             r = r & (hi - lo)
             if r > hi:
@@ -310,6 +310,7 @@ def _drive(lay: Layout, place: SignalPlace, k: int) -> list[str]:
     site = lay.site(Site("input", str(place.signal.bus.src_loc), t, place.signal.bus.name,
                          place.signal.spec.name))
     bad = None
+    bounds: tuple[int, int] | None = None  # an integer range: checked as one interval
     if isinstance(el, EnumType):
         bad = (f"_v < 0 or _v > {len(el.members) - 1}" if el.positional else
                "not (" + " or ".join(f"_v == {c}" for c in el.codes) + ")")
@@ -317,8 +318,18 @@ def _drive(lay: Layout, place: SignalPlace, k: int) -> list[str]:
         rt = el.raw_type if isinstance(el, FixedType) else el
         assert isinstance(rt, IntegerType)
         bad = f"_v < {rt.lo} or _v > {rt.hi}"
+        bounds = (rt.lo, rt.hi)
     lines = [f"if drv[{k}]:"]
-    if isinstance(st, ArraySlot):
+    if isinstance(st, ArraySlot) and bounds is not None:
+        # the whole word at once: its smallest and largest lane (a reduction the compiler
+        # vectorises), then one copy
+        lines += [f"    _lo = in{k}[_t, 0]", "    _hi = _lo",
+                  f"    for _k in range(1, {st.length}):", f"        _v = in{k}[_t, _k]",
+                  "        _lo = min(_lo, _v)", "        _hi = max(_hi, _v)",
+                  f"    if _lo < {bounds[0]} or _hi > {bounds[1]}:", f"        E[0] = {site}",
+                  "        break", f"    for _k in range({st.length}):",
+                  f"        A[{st.offset} + _k] = in{k}[_t, _k]"]
+    elif isinstance(st, ArraySlot):
         lines += ["    _bad = False", f"    for _k in range({st.length}):",
                   f"        _v = in{k}[_t, _k]"]
         if bad:

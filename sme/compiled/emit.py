@@ -231,9 +231,7 @@ class Emitter:
             elem = site.target_type.element if isinstance(site.target_type, ArrayType) else None
             esite = Site("store", site.where, site.target_type, site.owner, site.signal,
                          site.who, element=True, register=site.register)
-            code = self.convert(conv, v, esite if elem is not None else site)
-            if code.startswith("_cv("):
-                lines.append(f"E[3] = {i}")
+            code = self.convert(conv, v, esite if elem is not None else site, index=i)
             lines.append(f"A[{arr.offset} + {i}] = {code}")
         else:
             lines.append(f"A[{arr.offset} + {i}] = {v}")
@@ -390,9 +388,11 @@ class Emitter:
             return f"({self.val(a)} {op} {divisor})"
         return f"({self.val(a)} {op} {self.val(b)})"
 
-    def convert(self, e: ir.Convert, v: str, store: Site | None = None) -> str:
+    def convert(self, e: ir.Convert, v: str, store: Site | None = None,
+                index: str = "0") -> str:
         """Code converting the operand's value ``v`` to ``e.type`` as the interpreter does
-        on a store (``store`` given) or in ``resize``."""
+        on a store (``store`` given) or in ``resize``; ``index``: the array element stored
+        (named in the error of a failed check)."""
         src, dst = e.operand.type, e.type
         self.check_range(dst)
         if isinstance(dst, BoolT) and isinstance(src, NumT):
@@ -437,7 +437,7 @@ class Emitter:
         site = self.layout.site(replace(base, value_type=src, overflow=e.overflow,
                                         rounding=e.rounding))
         return (f"_cv({v}, {shift}, {_RND[e.rounding]}, {needs_check}, {lo}, {hi}, "
-                f"{_OVF[e.overflow]}, {site}, t, E)")
+                f"{_OVF[e.overflow]}, {site}, t, {index}, E)")
 
 
 I64_SPAN = (1 << 64) - 1

@@ -1,0 +1,83 @@
+"""The compiled backend's run-time checks on arrays, word at a time: an element store that
+does not fit names its element, an array stimulus value out of range stops the batch
+before its tick, and both raise what the interpreter raises."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sme import Array, BackendError, Bool, In, Network, Out, Process, SignalValueError, Simulator
+from sme.bus import Bus
+from sme.types import UInt
+
+LANES = 8
+
+
+class Word(Bus):
+    data: Array[UInt[4], LANES] = [0] * LANES
+    valid: Bool = False
+
+
+class Sum(Bus):
+    data: Array[UInt[4], LANES] = [0] * LANES
+
+
+class AddLane(Process):
+    """Adds each lane's index to it: lane j overflows when data[j] + j > 15."""
+
+    inp: In[Word]
+    out: Out[Sum]
+
+    def on_tick(self) -> None:
+        if self.inp.valid:
+            for j in range(LANES):
+                self.out.data[j] = self.inp.data[j] + j
+
+
+def _net() -> Network:
+    word = Word("word")
+    return Network("lanes", [AddLane(inp=word, out=Sum("sum"))], inputs=[word])
+
+
+def _stimulus(ticks: int) -> dict[str, np.ndarray]:
+    data = np.tile(np.arange(LANES, dtype=np.int64) % 8, (ticks, 1))
+    return {"word.data": data, "word.valid": np.ones(ticks, dtype=bool)}
+
+
+def _error(backend: str, stim: dict[str, np.ndarray], ticks: int) -> BaseException:
+    sim = Simulator(_net(), backend=backend, trace=False)
+    with pytest.raises((SignalValueError, BackendError, ValueError)) as info:
+        sim.run_batch(stim, ticks)
+    return info.value
+
+
+@pytest.mark.parametrize("lane", [1, 5, LANES - 1])
+def test_element_store_overflow_names_its_element(lane: int) -> None:
+    stim = _stimulus(6)
+    stim["word.data"][4, lane] = 16 - lane  # lane + its index is 16 at tick 4
+    want = _error("interp", stim, 6)
+    got = _error("compiled", stim, 6)
+    assert type(got) is type(want) and str(got) == str(want)
+    assert f"sum.data[{lane}]" in str(got) and "tick 4" in str(got)
+
+
+@pytest.mark.parametrize("value", [-1, 16])
+def test_array_stimulus_out_of_range_stops_before_its_tick(value: int) -> None:
+    stim = _stimulus(6)
+    stim["word.data"][3, 2] = value
+    want = _error("interp", stim, 6)
+    sim = Simulator(_net(), backend="compiled", trace=False)
+    with pytest.raises(type(want)) as info:
+        sim.run_batch(stim, 6)
+    assert str(info.value) == str(want)
+    assert sim.tick == 3  # the three good ticks ran, the bad one did not
+
+
+def test_word_checks_pass_values_in_range_unchanged() -> None:
+    stim = _stimulus(5)
+    stim["word.data"][:, 0] = 15  # the top of the range, lane 0 adds nothing
+    outs = [Simulator(_net(), backend=b, trace=False).run_batch(stim, 5, outputs=["sum.data"])
+            for b in ("interp", "compiled")]
+    assert np.array_equal(outs[0]["sum.data"], outs[1]["sum.data"])
+    assert outs[1]["sum.data"][-1, 0] == 15
