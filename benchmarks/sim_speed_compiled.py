@@ -18,7 +18,8 @@
   ``run_batch`` chunk by chunk): seconds building it over seconds simulating;
 * ``sim.fsm.compiled_vs_interp`` — a generator design (``sme.examples.statebased_counter``,
   two ``on_tick`` generators with ``while``/``for`` loops around ``yield``, lowered to state
-  machines) in batch mode: compiled ticks/s over the interpreter's, same stimulus, the two
+  machines) in batch mode, best of three runs each: compiled ticks/s over the
+  interpreter's, same stimulus, the two
   runs' outputs equal on the ticks both ran (``sim.fsm.compiled.ticks_per_s`` and
   ``sim.fsm.interp.ticks_per_s`` are the rates).
 
@@ -125,18 +126,21 @@ def fsm_stimulus(ticks: int) -> dict[str, np.ndarray]:
     return {"control.valid": i % 16 == 0, "control.count": (i // 16) % 12 + 1}
 
 
-def fsm_figures(interp_ticks: int = 20_000, compiled_ticks: int = 2_000_000
-                ) -> dict[str, float]:
-    """Batch ticks/s of the generator-FSM design in the interpreter and compiled; the
+def fsm_figures(interp_ticks: int = 20_000, compiled_ticks: int = 2_000_000,
+                repeat: int = 3) -> dict[str, float]:
+    """Batch ticks/s of the generator-FSM design in the interpreter and compiled (the best
+    of ``repeat`` runs each, fresh simulators, as the pipeline's batch figures); the
     compiled outputs must equal the interpreter's on the ticks the interpreter ran."""
     rates: dict[str, float] = {}
     outs: dict[str, dict[str, np.ndarray]] = {}
     for backend, ticks in (("interp", interp_ticks), ("compiled", compiled_ticks)):
-        sim = Simulator(statebased_counter.build(), backend=backend, trace=False)
         stim = fsm_stimulus(ticks)
-        start = time.perf_counter()
-        outs[backend] = sim.run_batch(stim, ticks)
-        rates[backend] = ticks / (time.perf_counter() - start)
+        for _ in range(repeat):
+            sim = Simulator(statebased_counter.build(), backend=backend, trace=False)
+            start = time.perf_counter()
+            outs[backend] = sim.run_batch(stim, ticks)
+            rates[backend] = max(rates.get(backend, 0.0),
+                                 ticks / (time.perf_counter() - start))
     for name, ref in outs["interp"].items():
         if not np.array_equal(ref, outs["compiled"][name][:interp_ticks]):
             sys.exit(f"generator FSM: compiled {name} differs from the interpreter")

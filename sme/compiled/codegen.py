@@ -351,7 +351,9 @@ def _drive(lay: Layout, place: SignalPlace, k: int) -> list[str]:
 
 
 def _record(k: int, place: SignalPlace) -> list[str]:
-    """Record signal ``k`` into its output row when ``rec`` asks for it."""
+    """Record signal ``k`` into its output row(s) when ``rec`` asks for it: one row per
+    signal (per element of an array), one column per tick, so that a signal's values are
+    contiguous and come out of a batch run without a copy."""
     st, t = place.storage, place.signal.type
     el = t.element if isinstance(t, ArrayType) else t
     out, conv = ("OUTB", "{} != 0") if isinstance(el, BoolType) else ("OUTI", "{}")
@@ -360,11 +362,11 @@ def _record(k: int, place: SignalPlace) -> list[str]:
         if st.defined is not None:
             lines.append(f"    _rd(0, {st.defined}, {place.monitor_site}, t, E)")
         return [*lines, f"    for _k in range({st.length}):",
-                f"        {out}[_t, rec[{k}] + _k] = " + conv.format(f"A[{st.offset} + _k]")]
+                f"        {out}[rec[{k}] + _k, _t] = " + conv.format(f"A[{st.offset} + _k]")]
     v = st.var
     if st.defined is not None:
         v = f"_rd({v}, {st.defined}, {place.monitor_site}, t, E)"
-    return [f"if rec[{k}] >= 0:", f"    {out}[_t, rec[{k}]] = {conv.format(v)}"]
+    return [f"if rec[{k}] >= 0:", f"    {out}[rec[{k}], _t] = {conv.format(v)}"]
 
 
 def _indent(lines: list[str]) -> list[str]:

@@ -317,9 +317,11 @@ class CompiledSession(Session):
                 rows_i += _columns(p)
             other = other or t.bus not in outs
         rec[-1] = int(other)
-        # one row per tick: a tick's values (an array's elements) are stored side by side
-        OUTI = np.empty((max(ticks, 1) if rows_i else 1, max(rows_i, 1)), dtype=self._int)
-        OUTB = np.empty((max(ticks, 1) if rows_b else 1, max(rows_b, 1)), dtype=np.bool_)
+        # one row per signal (array element), one column per tick: a signal's values are
+        # contiguous, so the results are views of these buffers (no copy) where the dtype
+        # is already right
+        OUTI = np.empty((max(rows_i, 1), max(ticks, 1) if rows_i else 1), dtype=self._int)
+        OUTB = np.empty((max(rows_b, 1), max(ticks, 1) if rows_b else 1), dtype=np.bool_)
         self.E[:] = 0
         try:
             done = int(self._run(self.S, self.A, *ins, drv, OUTI, OUTB, rec, ticks, self.tick,
@@ -341,9 +343,9 @@ class CompiledSession(Session):
             r = int(rec[k])
             out = OUTB if _is_bool(t.type) else OUTI
             if isinstance(p.storage, ArraySlot):
-                got = out[:ticks, r:r + p.storage.length]
+                got = out[r:r + p.storage.length, :ticks].T
             else:
-                got = out[:ticks, r]
+                got = out[r, :ticks]
             result[t.name] = np.ascontiguousarray(got, dtype=numpy_dtype(t) if not
                                                   _is_bool(t.type) else np.bool_)
         return result
