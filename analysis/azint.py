@@ -159,6 +159,7 @@ class AzimuthalIntegrator:
         self.geometry = geometry
         self.kernel = kernel
         self.rt = cl.runtime(device)
+        self._compute_engine = f"OpenCL {self.rt.name}"
         self._matrices: OrderedDict[tuple[object, ...], Matrix] = OrderedDict()
         self._engines: OrderedDict[tuple[object, ...], Engine] = OrderedDict()
 
@@ -278,7 +279,7 @@ class AzimuthalIntegrator:
             out(fin.intensity), out(fin.sem), out(s.count), out(s.signal), out(s.variance),
             out(norm), out(norm2), out(fin.std), out(fin.sem),
             c.error_model, (c.request.split, "csr", "opencl"),
-            "numpy reference" if reference else f"OpenCL {self.rt.name}", metadata,
+            "numpy reference" if reference else self._compute_engine, metadata,
             plan.matrix.radial.centres(c.request.unit.scale), c.request.unit.name)
 
     def _result2d(self, data: Any, npt_rad: Any, npt_azim: Any, unit: Any,
@@ -302,7 +303,7 @@ class AzimuthalIntegrator:
             cake(fin.intensity), cake(fin.sem), cake(s.count), cake(s.signal),
             cake(s.variance), cake(s.norm * f), cake(s.norm2 * f * f), cake(fin.std),
             cake(fin.sem), c.error_model, (c.request.split, "csr", "opencl"),
-            "numpy reference" if reference else f"OpenCL {self.rt.name}", metadata,
+            "numpy reference" if reference else self._compute_engine, metadata,
             m.radial.centres(r_unit.scale), m.azimuthal.centres(a_unit.scale),
             r_unit.name, a_unit.name)
 

@@ -43,6 +43,17 @@ FRAME_TYPES = {np.dtype(np.uint8): "uchar", np.dtype(np.int8): "char",
 #: The signed integer type of each pixel size (vector masks of the frame's type).
 _MASK_TYPES = {1: "char", 2: "short", 4: "int", 8: "long"}
 KINDS = ("auto", "private", "csr")
+_ArgTypes = list[np.dtype[Any] | None]
+_U32, _F32 = np.dtype(np.uint32), np.dtype(np.float32)
+_BUF: _ArgTypes = [None]
+# npix, chunk, partial, bad_idx, cap, dummy, delta
+_PRIVATE_TAIL: _ArgTypes = [_U32, _U32, None, None, _U32, _F32, _F32]
+_CSR_ARGS: _ArgTypes = _BUF * 6 + [_U32, _U32, None, _F32, _F32]
+#: Each kernel's scalar argument types (None: a buffer), in order.
+_SCALAR_ARGS: dict[str, _ArgTypes] = {
+    "hist_private": _BUF * 2 + _PRIVATE_TAIL,
+    "split_private": _BUF * 7 + _PRIVATE_TAIL,
+    "csr_sums": _CSR_ARGS, "csr_azimuthal": _CSR_ARGS}
 F64 = npt.NDArray[np.float64]
 
 
@@ -82,6 +93,7 @@ class Engine:
         self._buffers: dict[str, Any] = {}
         self._kernels: dict[tuple[object, ...], Any] = {}
         self._scratch: dict[str, tuple[int, Any]] = {}
+        self._rows: tuple[int, F64, F64, F64] | None = None
         if self.kind == "hist":
             self._pixel_bins = plan.pixel_bins()
             self._upload("bins", self._pixel_bins.astype(np.uint16))
@@ -201,6 +213,9 @@ class Engine:
             if name == "split_private":
                 opts = (*opts, f"-DWIDTH={self.width}")
             k = self._kernels[key] = devarray.kernel(self.rt, "azint.cl", name, opts)
+            # declared scalar types: pyopencl then packs them itself (setting a numpy
+            # scalar argument otherwise costs ~9 µs each, most of a call's host time)
+            k.set_scalar_arg_dtypes(_SCALAR_ARGS[name])
         return k
 
     def sums(self, frames: Frames, error_model: str | None, dummy: Dummy | None) -> Sums:
@@ -247,7 +262,7 @@ class Engine:
         flat = np.empty(slots * (2 * nbins + 1), self.acc)
         pyopencl.enqueue_copy(q, flat, partial)
         host = flat[:slots * 2 * nbins].reshape(n, parts, 2, nbins)
-        counts = flat[slots * 2 * nbins:].reshape(n, parts).astype(np.int64)
+        counts = flat[slots * 2 * nbins:].reshape(n, parts)
         raw = host.sum(axis=1, dtype=np.float64)
         s = raw[:, 0]
         if not variance:
@@ -261,15 +276,17 @@ class Engine:
             return self._csr(frames, "csr_sums", error_model, dummy)
         return self._combine(s, v, bad if bad.size else None)
 
-    def _bad_sums(self, frames: Frames, counts: npt.NDArray[np.int64], bad_idx: Any
+    def _bad_sums(self, frames: Frames, listed: npt.NDArray[Any], bad_idx: Any
                   ) -> F64 | None:
-        """Per frame and bin: (Σc, Σc·norm, Σ(c·norm)², Σc·dark) of the listed pixels —
-        empty when no pixel is listed, None when more than fit were."""
+        """Per frame and bin: (Σc, Σc·norm, Σ(c·norm)², Σc·dark) of the listed pixels
+        (``listed``: how many each slot listed) — empty when no pixel is listed, None when
+        more than fit were."""
         import pyopencl
 
         p = self.plan
-        if not counts.any():
+        if not listed.any():
             return np.zeros((0, 4, p.nbins))
+        counts = listed.astype(np.int64)
         if (counts > self.cap).any():
             return None
         out = np.zeros((frames.n, 4, p.nbins))
@@ -324,8 +341,7 @@ class Engine:
         n = s.shape[0]
         if bad is None or not bad.any():
             signal = s if p.sum_dark is None else s - p.sum_dark
-            return Sums(signal, v, _rows(p.sum_norm, n), _rows(p.sum_norm2, n),
-                        _rows(p.count, n))
+            return Sums(signal, v, *self._static_rows(n))
         count = p.count - bad[:, 0]
         norm = p.sum_norm - bad[:, 1]
         norm2 = p.sum_norm2 - bad[:, 2]
@@ -339,13 +355,19 @@ class Engine:
                 v = np.where(gone, 0.0, v)
         return Sums(signal, v, norm, norm2, count)
 
+    def _static_rows(self, n: int) -> tuple[F64, F64, F64]:
+        """The static sums (norm, norm², count) as ``n`` read-only rows, shared by every
+        frame (kept for the last ``n``: building the views costs more than a frame's
+        host work)."""
+        if self._rows is None or self._rows[0] != n:
+            p = self.plan
+            norm, norm2, count = (np.broadcast_to(a, (n, a.size))
+                                  for a in (p.sum_norm, p.sum_norm2, p.count))
+            self._rows = (n, norm, norm2, count)
+        return self._rows[1], self._rows[2], self._rows[3]
+
 
 def _nsums(nbins: int) -> int:
     """The number of private histograms for ``nbins`` (see :data:`SUMS_BY_BINS`)."""
     return next((n for most, n in SUMS_BY_BINS if nbins <= most), 1)
 
-
-def _rows(a: F64, n: int) -> F64:
-    """``a`` repeated as ``n`` read-only rows (a static sum shared by every frame)."""
-    out: F64 = np.broadcast_to(a, (n, a.size))
-    return out
