@@ -1,9 +1,20 @@
-"""Memories: ROM, single-port RAM and simple dual-port RAM as ordinary SME processes.
+"""Memories: ROM, single-port, simple dual-port and true dual-port RAM as ordinary SME
+processes.
 
 Each is a clocked process holding an ``Array`` register ``mem`` and reading it with one
 tick of latency (the address given at tick ``i`` shows its word on ``rdata`` after tick
 ``i``), which is the registered-read template that synthesis tools infer as block RAM.
-Writes are read-first: a read of the address being written returns the old word.
+Writes are read-first: a read of the address being written returns the old word — on the
+writing port and on the other port alike (Xilinx's READ_FIRST mode, Intel's OLD_DATA
+mixed-port read-during-write: the behaviour both vendors' block RAMs give on one clock).
+
+A true dual-port RAM has two ports that each read and write in the same tick. When both
+write the same address in one tick, the simulation stores port ``b``'s word, in every
+backend (GHDL included: port ``b``'s write comes last in the VHDL process). Synthesis
+keeps the two write ports unordered (Yosys infers them with no priority between them),
+and the block RAMs of Xilinx and Intel leave such a collision undefined ("invalid data",
+"unknown"): a design meant for hardware must not write one address from both ports in
+the same tick.
 
 Memories are parameterised by word type and depth, so their buses and process classes
 are made on demand (and cached, so equal parameters give the same classes)::
@@ -140,6 +151,20 @@ class DualPortRamBody(Process):
             self.mem[self.write.waddr] = self.write.wdata
 
 
+class TrueDualPortRamBody(Process):
+    """A true dual-port RAM: ports ``a`` and ``b`` each read (into ``data_a``/``data_b``) and
+    write in the same tick; reads are read-first on both ports, and port ``b``'s write is
+    the one stored when both ports write one address in one tick."""
+
+    def on_tick(self) -> None:
+        self.data_a.rdata = self.mem[self.a.addr]
+        self.data_b.rdata = self.mem[self.b.addr]
+        if self.a.we:
+            self.mem[self.a.addr] = self.a.wdata
+        if self.b.we:
+            self.mem[self.b.addr] = self.b.wdata
+
+
 class WideRomBody(Process):
     """A ROM of words of ``LANES`` elements: ``rdata`` is the word at the previous tick's
     ``addr``."""
@@ -173,6 +198,24 @@ class WideDualPortRamBody(Process):
             wbase = self.write.waddr * self.LANES
             for j in range(self.LANES):
                 self.mem[wbase + j] = self.write.wdata[j]
+
+
+class WideTrueDualPortRamBody(Process):
+    """A true dual-port RAM of words of ``LANES`` elements (rules as the one-lane RAM)."""
+
+    def on_tick(self) -> None:
+        abase = self.a.addr * self.LANES
+        bbase = self.b.addr * self.LANES
+        for j in range(self.LANES):
+            self.data_a.rdata[j] = self.mem[abase + j]
+        for j in range(self.LANES):
+            self.data_b.rdata[j] = self.mem[bbase + j]
+        if self.a.we:
+            for j in range(self.LANES):
+                self.mem[abase + j] = self.a.wdata[j]
+        if self.b.we:
+            for j in range(self.LANES):
+                self.mem[bbase + j] = self.b.wdata[j]
 
 
 def _port(direction: Direction, bus: type[Bus]) -> Any:
@@ -212,3 +255,13 @@ def dual_port_ram(word: Any, depth: int, lanes: int = 1) -> type[Process]:
     return _memory("DualRam", (DualPortRamBody, WideDualPortRamBody), word, depth, lanes,
                    {"write": (Direction.IN, write_port), "read": (Direction.IN, read_port),
                     "data": (Direction.OUT, read_data)})
+
+
+def true_dual_port_ram(word: Any, depth: int, lanes: int = 1) -> type[Process]:
+    """A true dual-port RAM process class: ports ``a`` and ``b`` (each a ``ram_port``:
+    ``addr``, ``we``, ``wdata``) answer on ``data_a`` and ``data_b`` (``read_data``); both
+    read and write in the same tick (see the module docstring for collisions)."""
+    return _memory("TdpRam", (TrueDualPortRamBody, WideTrueDualPortRamBody), word, depth,
+                   lanes, {"a": (Direction.IN, ram_port), "b": (Direction.IN, ram_port),
+                           "data_a": (Direction.OUT, read_data),
+                           "data_b": (Direction.OUT, read_data)})

@@ -25,6 +25,7 @@ from sme.memory import (
     read_port,
     rom,
     single_port_ram,
+    true_dual_port_ram,
     write_port,
 )
 
@@ -69,7 +70,15 @@ def _stimulus(net: Network, ticks: int = 200) -> list[dict[str, Any]]:
     return rows
 
 
-MEMORIES = {"rom": _rom, "single_port_ram": _spram, "dual_port_ram": _dpram}
+def _tdpram() -> Network:
+    return Network("tdpram_net", [true_dual_port_ram(WORD, DEPTH)(
+        a=ram_port(WORD, DEPTH)("pa"), b=ram_port(WORD, DEPTH)("pb"),
+        data_a=read_data(WORD, DEPTH)("qa"), data_b=read_data(WORD, DEPTH)("qb"),
+        mem=[(11 * a) % 4096 for a in range(DEPTH)])])
+
+
+MEMORIES = {"rom": _rom, "single_port_ram": _spram, "dual_port_ram": _dpram,
+            "true_dual_port_ram": _tdpram}
 
 
 def _reset_branch(vhdl: str) -> str:
@@ -91,8 +100,19 @@ def test_memory_storage_is_not_reset_and_matches_python(kind: str,
     vhdl = _process_file(sme_hw.export(net).out_dir, net).read_text()
     assert re.search(r"variable mem : \w+ := mem_init;", vhdl)  # initial contents kept
     reset = _reset_branch(vhdl)
-    assert "data_rdata_next :=" in reset   # the output register is reset ...
+    assert re.search(r"data\w*_rdata_next :=", reset)  # the output register is reset ...
     assert "mem :=" not in reset           # ... the storage array is not
+
+
+def test_true_dual_port_collisions_are_simulated_alike(sme_hw: HardwareTester) -> None:
+    """Both ports on one address every tick, writing at random: GHDL stores port b's word
+    as the Python backends do (the collision rule of sme.memory)."""
+    net = _tdpram()
+    rng = np.random.default_rng(3)
+    rows = [{"pa.addr": 5, "pb.addr": 5, "pa.we": bool(rng.random() < 0.7),
+             "pb.we": bool(rng.random() < 0.7), "pa.wdata": int(rng.integers(0, 4096)),
+             "pb.wdata": int(rng.integers(0, 4096))} for _ in range(60)]
+    sme_hw.all_backends(net, rows)
 
 
 def _yosys_memories(folder: Path, entity: str) -> tuple[str, str]:
@@ -132,3 +152,22 @@ def test_yosys_infers_a_block_ram(tmp_path: Path) -> None:
     notes, stat = _yosys_memories(bad, entity)
     assert "found RAM" not in notes
     assert "$mem_v2" not in stat
+
+
+def test_yosys_infers_a_true_dual_port_ram(tmp_path: Path) -> None:
+    """One memory with two clocked (read-first) read ports and two write ports."""
+    net = _tdpram()
+    export(net, tmp_path)
+    entity = type(net.processes[0]).__name__
+    notes, stat = _yosys_memories(tmp_path, entity)
+    assert re.search(rf'found RAM "[\w.]*mem", width: 12 bits, depth: {DEPTH}', notes)
+    assert re.search(r"\$mem_v2\s+1\b", stat), stat
+    assert re.search(r"^1 objects\.$", stat, re.M), stat
+    subprocess.run(["yosys", "-q", "-p", f"read_verilog {entity}.v; proc; opt; memory -nomap; "
+                    "opt_clean; tee -o dump.txt dump t:$mem_v2"],
+                   capture_output=True, text=True, cwd=tmp_path, timeout=600, check=True)
+    dump = (tmp_path / "dump.txt").read_text()
+    params = dict(re.findall(r"parameter \\(\w+) (\S+)", dump))
+    assert (params["RD_PORTS"], params["WR_PORTS"]) == ("2", "2"), params
+    assert params["RD_CLK_ENABLE"] == "2'11"           # both reads registered
+    assert params["RD_TRANSPARENCY_MASK"] == "4'0000"  # read-first on both ports

@@ -26,6 +26,7 @@ from sme.memory import (
     read_port,
     rom,
     single_port_ram,
+    true_dual_port_ram,
     write_port,
 )
 
@@ -78,6 +79,77 @@ def test_dual_port_ram_reads_old_word_on_collision() -> None:
     assert float(sim.peek("d.rdata")) == 3.25
 
 
+def _tdp(word: object, depth: int, lanes: int = 1, mem: object = None) -> Network:
+    ports = {"a": ram_port(word, depth, lanes)("pa"), "b": ram_port(word, depth, lanes)("pb"),
+             "data_a": read_data(word, depth, lanes)("qa"),
+             "data_b": read_data(word, depth, lanes)("qb")}
+    extra = {} if mem is None else {"mem": mem}
+    return Network("tdp", [true_dual_port_ram(word, depth, lanes)(**ports, **extra)])
+
+
+@pytest.mark.parametrize("backend", ["interp", "compiled"])
+def test_true_dual_port_ram_ports_read_and_write_in_one_tick(backend: str) -> None:
+    sim = Simulator(_tdp(UInt[8], 16, mem=list(range(100, 116))), backend=backend)
+    # both ports write (different addresses) and read in the same tick: old words
+    sim.apply({"pa.addr": 3, "pa.we": True, "pa.wdata": 33,
+               "pb.addr": 7, "pb.we": True, "pb.wdata": 77})
+    sim.step()
+    assert (sim.peek("qa.rdata"), sim.peek("qb.rdata")) == (103, 107)
+    # each port reads what the other wrote; b reads the address a writes now: old word
+    sim.apply({"pa.addr": 7, "pa.we": False, "pb.addr": 3, "pb.we": False})
+    sim.step()
+    assert (sim.peek("qa.rdata"), sim.peek("qb.rdata")) == (77, 33)
+    sim.apply({"pa.addr": 3, "pa.we": True, "pa.wdata": 1, "pb.addr": 3})
+    sim.step()
+    assert (sim.peek("qa.rdata"), sim.peek("qb.rdata")) == (33, 33)  # read-first, both
+    # both ports write one address in one tick: port b's word is stored
+    sim.apply({"pa.addr": 5, "pa.wdata": 50, "pb.addr": 5, "pb.we": True, "pb.wdata": 55})
+    sim.step()
+    sim.apply({"pa.we": False, "pb.we": False})
+    sim.step()
+    assert (sim.peek("qa.rdata"), sim.peek("qb.rdata")) == (55, 55)
+
+
+def _tdp_model(mem: list[int], rows: list[dict[str, int]], lanes: int = 1
+               ) -> list[tuple[object, object]]:
+    """A plain Python model of the documented rules (independent of the process code)."""
+    out = []
+    for row in rows:
+        a, b = row["pa.addr"] * lanes, row["pb.addr"] * lanes
+        qa, qb = mem[a:a + lanes], mem[b:b + lanes]
+        for port, base in (("pa", a), ("pb", b)):  # b after a: b wins a collision
+            if row[f"{port}.we"]:
+                data = row[f"{port}.wdata"]
+                mem[base:base + lanes] = data if lanes > 1 else [data]
+        out.append((tuple(qa), tuple(qb)) if lanes > 1 else (qa[0], qb[0]))
+    return out
+
+
+@pytest.mark.parametrize("backend", ["interp", "compiled"])
+@pytest.mark.parametrize("lanes", [1, 3])
+def test_true_dual_port_ram_matches_a_model(backend: str, lanes: int) -> None:
+    rng = np.random.default_rng(lanes)
+    depth = 8
+    init = [int(v) for v in rng.integers(0, 256, depth * lanes)]
+    rows = []
+    for _ in range(300):
+        row: dict[str, object] = {}
+        for port in ("pa", "pb"):
+            row[f"{port}.addr"] = int(rng.integers(0, 4))  # few addresses: collisions
+            row[f"{port}.we"] = bool(rng.random() < 0.5)
+            data = [int(v) for v in rng.integers(0, 256, lanes)]
+            row[f"{port}.wdata"] = data if lanes > 1 else data[0]
+        rows.append(row)
+    sim = Simulator(_tdp(UInt[8], depth, lanes, mem=init), backend=backend, trace=False)
+    got = []
+    for row in rows:
+        sim.apply(row)
+        sim.step()
+        qa, qb = sim.peek("qa.rdata"), sim.peek("qb.rdata")
+        got.append((tuple(qa), tuple(qb)) if lanes > 1 else (qa, qb))
+    assert got == _tdp_model(list(init), rows, lanes)  # type: ignore[arg-type]
+
+
 def test_write_data_is_checked_against_the_word_type() -> None:
     Ram = single_port_ram(UInt[4], 4)
     port, data = ram_port(UInt[4], 4)("port"), read_data(UInt[4], 4)("data")
@@ -118,6 +190,8 @@ def test_wide_dual_port_ram_reads_and_writes_whole_words(backend: str) -> None:
 
 def test_wide_memory_parameters() -> None:
     assert dual_port_ram(UInt[8], 4, lanes=2).__name__ == "DualRamUInt8x4x2"
+    assert true_dual_port_ram(UInt[8], 4).__name__ == "TdpRamUInt8x4"
+    assert set(true_dual_port_ram(UInt[8], 4).ports()) == {"a", "b", "data_a", "data_b"}
     assert read_data(UInt[8], 4, 2).signals()["rdata"].type.length == 2
     with pytest.raises(DeclarationError, match="lanes must be an int >= 1"):
         rom(UInt[8], 4, lanes=0)
