@@ -160,6 +160,7 @@ class AzimuthalIntegrator:
         self.kernel = kernel
         self.rt = cl.runtime(device)
         self._compute_engine = f"OpenCL {self.rt.name}"
+        self._contents = args.ContentKeys()
         self._matrices: OrderedDict[tuple[object, ...], Matrix] = OrderedDict()
         self._engines: OrderedDict[tuple[object, ...], Engine] = OrderedDict()
 
@@ -201,7 +202,7 @@ class AzimuthalIntegrator:
             mask_arr = g.detector.mask if g.detector.has_gaps else None
             mask_key: object = ("detector", g.detector.name) if mask_arr is not None else None
         else:
-            mask_arr, mask_key = user_mask, args.digest(user_mask)
+            mask_arr, mask_key = user_mask, self._contents.key("mask", user_mask)
         d = args.dummy_of(dummy, delta_dummy, g.detector, dtype)
         request = Request(split, unit, npt_rad, args.radial_range(radial_range, unit),
                           npt_azim, args.azimuth_range(
@@ -223,9 +224,9 @@ class AzimuthalIntegrator:
 
     def _engine(self, c: _Call) -> Engine:
         r = c.request
-        flat_key = args.digest(c.flat)
+        flat_key = self._contents.key("flat", c.flat)
         key = (r.split, r.unit.name, r.npt_rad, r.npt_azim, r.radial_range,
-               r.azimuth_range, c.mask_key, flat_key, args.digest(c.dark),
+               r.azimuth_range, c.mask_key, flat_key, self._contents.key("dark", c.dark),
                c.correct_solid_angle, c.polarization_factor,
                c.dummy if flat_key is not None else None)
         def make() -> Engine:

@@ -9,6 +9,7 @@ import numpy as np
 import pyopencl.array as cla
 import pytest
 
+from analysis import azint_args
 from analysis.azint import AzimuthalIntegrator, Integrate1dResult
 from analysis.azint_engine import FRAME_TYPES, Engine
 from analysis.azint_plan import Dummy, reference
@@ -270,3 +271,26 @@ def test_bad_inputs() -> None:
     # without a wavelength, angles and radii still work
     ai_no_wl = AzimuthalIntegrator(GEOMETRY.replace(wavelength=None))
     assert ai_no_wl.integrate1d(FRAME, 10, unit="2th_deg").intensity.shape == (10,)
+
+
+def test_content_keys_are_exact_and_keep_arrays_used_in_turn_cached() -> None:
+    keys = azint_args.ContentKeys()
+    a = np.arange(13, dtype=np.uint8)  # 13 bytes: one word and a 5-byte tail
+    first = keys.key("dark", a)
+    assert keys.key("dark", a) == first
+    a[11] += 1  # an edit in the tail
+    second = keys.key("dark", a)
+    assert second != first
+    a[2] += 1  # and in the word
+    assert keys.key("dark", a) not in (first, second)
+    assert keys.key("dark", a.astype(np.int8)) != keys.key("dark", a)  # dtype counts
+    assert keys.key("dark", None) is None
+    # two masks used in turn keep their matrices: no rebuild, equal results
+    ai = AzimuthalIntegrator(GEOMETRY)
+    other = MASK.copy()
+    other[:, :4] = True
+    results = [ai.integrate1d(FRAME, 40, mask=m, method="bbox").intensity
+               for m in (MASK, other, MASK, other)]
+    assert len(ai._matrices) == 2
+    assert np.array_equal(results[0], results[2]) and np.array_equal(results[1], results[3])
+    assert not np.array_equal(results[0], results[1])
