@@ -56,24 +56,34 @@
 #define XCAT(a, b) CAT(a, b)
 #define CONVERT8(t) XCAT(convert_, VEC8(t))
 
-/* 1 when the value x (converted to float, as pyFAI does) does not count */
-inline int is_bad(const float xf, const float dummy, const float delta)
-{
-    int bad = 0;
+/* Whether a pixel value (converted to float, as pyFAI compares) does not count: not
+   finite, or the dummy value. BAD(x) for one value — 0 when nothing is checked, so that
+   the test and what depends on it compile away — and BAD8(x) for 8 at once (lanes -1). */
 #if CHECK_FINITE
-    bad = !isfinite(xf);
-#endif
-#if CHECK_DUMMY
-#if DUMMY_EXACT
-    bad = bad || (xf == dummy);
+#define NOT_FINITE(xf) (!isfinite(xf))
 #else
-    bad = bad || (fabs(xf - dummy) <= delta);
+#define NOT_FINITE(xf) 0
 #endif
+#if CHECK_DUMMY && DUMMY_EXACT
+#define IS_DUMMY(xf, T) ((xf) == (T)(dummy))
+#elif CHECK_DUMMY
+#define IS_DUMMY(xf, T) (fabs((xf) - (T)(dummy)) <= (T)(delta))
+#else
+#define IS_DUMMY(xf, T) 0
 #endif
-    return bad;
-}
+#define BAD(x) (NOT_FINITE((float)(x)) | IS_DUMMY((float)(x), float))
+#define BAD8(x) (NOT_FINITE(convert_float8(x)) | IS_DUMMY(convert_float8(x), float8))
 
-#define CHECKS (CHECK_FINITE || CHECK_DUMMY)
+/* 8 pixels at once, without a branch (a branch per 8 pixels costs as much as the
+   histogram): the values that do not count become 0, and `seen` notes those of real bins
+   (their bins b), for a listing pass after the loop */
+#if CHECK_FINITE || CHECK_DUMMY
+#define SCREEN8(x, b, seen) { const int8 bad_ = BAD8(x); \
+    x = select(x, (VEC8(FRAME_T))0, CONVERT8(MASK_T)(bad_)); \
+    seen |= convert_short8(bad_) & ((b) != (ushort8)NBINS); }
+#else
+#define SCREEN8(x, b, seen)
+#endif
 
 #if VARIANCE
 #define ADD(h, v, b, x) { const ACC_T x_ = (ACC_T)(x); h[b] += x_; \
@@ -87,13 +97,8 @@ inline int is_bad(const float xf, const float dummy, const float delta)
 /* a pixel that does not count, listed for the host (which counts them all) */
 #define LIST_BAD(i) { if (nbad < cap) bad_idx[bad_base + nbad] = (i); nbad++; }
 
-#if CHECKS
 /* a pixel of a real bin that does not count: listed, and sent to the dump bin */
-#define SCREEN(b, x, i) if ((b) != NBINS && is_bad((float)(x), dummy, delta)) { \
-        LIST_BAD(i) (b) = NBINS; }
-#else
-#define SCREEN(b, x, i)
-#endif
+#define SCREEN(b, x, i) if ((b) != NBINS && BAD(x)) { LIST_BAD(i) (b) = NBINS; }
 
 /* the ids of a private-histogram work-item: slice `part` of frame `f`, its output slot */
 #define PRIVATE_SETUP \
@@ -119,19 +124,6 @@ inline void store_partial(__global ACC_T *o, const ACC_T *h, const ACC_T *v)
         o[NBINS + b] = v ? v[b] : (ACC_T)0;
 }
 
-/* 8 values at once: which do not count (float compares, as is_bad) */
-#if CHECK_FINITE && CHECK_DUMMY && DUMMY_EXACT
-#define BAD8(x) (!isfinite(convert_float8(x)) | (convert_float8(x) == (float8)(dummy)))
-#elif CHECK_FINITE && CHECK_DUMMY
-#define BAD8(x) (!isfinite(convert_float8(x)) | \
-                 (fabs(convert_float8(x) - (float8)(dummy)) <= (float8)(delta)))
-#elif CHECK_FINITE
-#define BAD8(x) (!isfinite(convert_float8(x)))
-#elif CHECK_DUMMY && DUMMY_EXACT
-#define BAD8(x) (convert_float8(x) == (float8)(dummy))
-#elif CHECK_DUMMY
-#define BAD8(x) (fabs(convert_float8(x) - (float8)(dummy)) <= (float8)(delta))
-#endif
 
 __kernel void hist_private(__global const FRAME_T *restrict frames,
                            __global const ushort *restrict bins,
@@ -181,9 +173,7 @@ __kernel void hist_private(__global const FRAME_T *restrict frames,
     /* no branch in the loop (one costs as much as the histogram): a pixel of a real bin
        that does not count adds 0, and the work-item notes that it saw one; so it does of
        a pixel below 1, whose Poisson variance (1, not x) is added by a second pass */
-#if CHECKS
-    short8 seen_bad = (short8)0;
-#endif
+    short8 seen_bad = (short8)0;  /* stays 0 when nothing is checked */
 #if VARIANCE
     short8 seen_low = (short8)0;
 #endif
@@ -194,27 +184,21 @@ __kernel void hist_private(__global const FRAME_T *restrict frames,
 #if VARIANCE
         seen_low |= convert_short8(x < (VEC8(FRAME_T))1) & real;
 #endif
-#if CHECKS
-        const int8 bad = BAD8(x);
-        x = select(x, (VEC8(FRAME_T))0, CONVERT8(MASK_T)(bad));
-        seen_bad |= convert_short8(bad) & real;
-#endif
+        SCREEN8(x, b, seen_bad)
         SUM(h, b.s0, x.s0) SUM(h2, b.s1, x.s1) SUM(h3, b.s2, x.s2) SUM(h4, b.s3, x.s3)
         SUM(h, b.s4, x.s4) SUM(h2, b.s5, x.s5) SUM(h3, b.s6, x.s6) SUM(h4, b.s7, x.s7)
     }
-#if CHECKS
     if (any(seen_bad))  /* rare: list them */
         for (uint j = start; j < i; j++)
-            if (bins[j] != NBINS && is_bad((float)frame[j], dummy, delta))
+            if (bins[j] != NBINS && BAD(frame[j]))
                 LIST_BAD(j)
-#endif
 #if VARIANCE
     if (any(seen_low))  /* Poisson: 1 - x of the pixels below 1 (those that do not
                            count as 1: they add 0) */
         for (uint j = start; j < i; j += 8) {
             VEC8(FRAME_T) x = vload8(0, frame + j);
             const ushort8 b = vload8(0, bins + j);
-#if CHECKS
+#if CHECK_FINITE || CHECK_DUMMY
             x = select(x, (VEC8(FRAME_T))1, CONVERT8(MASK_T)(BAD8(x)));
 #endif
             LOW(v, b.s0, x.s0) LOW(v, b.s1, x.s1) LOW(v, b.s2, x.s2) LOW(v, b.s3, x.s3)
@@ -290,17 +274,11 @@ __kernel void split_private(__global const FRAME_T *restrict frames,
     const uint stop = min(start + chunk, npix);
     uint i = start;
 #if !WIDE
-#if CHECKS
     short8 seen = (short8)0;  /* as in hist_private: no branch in the loop */
-#endif
     for (; i + 8 <= stop; i += 8) {
         const ushort8 f = vload8(0, firsts + i);
         VEC8(FRAME_T) xr = vload8(0, frame + i);
-#if CHECKS
-        const int8 bad = BAD8(xr);
-        xr = select(xr, (VEC8(FRAME_T))0, CONVERT8(MASK_T)(bad));
-        seen |= convert_short8(bad) & (f != (ushort8)NBINS);
-#endif
+        SCREEN8(xr, f, seen)
         __global const float *w = weights + (size_t)i * WIDTH;
         SPREAD(h, v, f.s0, w, (ACC_T)xr.s0)
         SPREAD(h2, v2, f.s1, w + WIDTH, (ACC_T)xr.s1)
@@ -311,10 +289,9 @@ __kernel void split_private(__global const FRAME_T *restrict frames,
         SPREAD(h3, v3, f.s6, w + 6 * WIDTH, (ACC_T)xr.s6)
         SPREAD(h4, v4, f.s7, w + 7 * WIDTH, (ACC_T)xr.s7)
     }
-#if CHECKS
     if (any(seen))  /* rare: list them (and take back the c² · max(1, 0) they added) */
         for (uint j = start; j < i; j++)
-            if (firsts[j] != NBINS && is_bad((float)frame[j], dummy, delta)) {
+            if (firsts[j] != NBINS && BAD(frame[j])) {
                 LIST_BAD(j)
 #if VARIANCE
                 for (uint k = 0; k < WIDTH; k++) {
@@ -324,25 +301,20 @@ __kernel void split_private(__global const FRAME_T *restrict frames,
 #endif
             }
 #endif
-#endif
     for (; i < stop; i++) {  /* the last pixels (every pixel of 8-byte types) */
         const ushort first = firsts[i];
         const FRAME_T xr = frame[i];
-#if CHECKS
-        if (first != NBINS && is_bad((float)xr, dummy, delta)) {
+        if (first != NBINS && BAD(xr)) {
             LIST_BAD(i)
             continue;
         }
-#endif
         SPREAD(h, v, first, weights + (size_t)i * WIDTH, (ACC_T)xr)
     }
     /* the coefficients beyond WIDTH of the few pixels that spread wider */
     for (uint j = over_start[part]; j < over_start[part + 1]; j++) {
         const FRAME_T xr = frame[over_pix[j]];
-#if CHECKS
-        if (is_bad((float)xr, dummy, delta))
+        if (BAD(xr))
             continue;
-#endif
         const ACC_T x = (ACC_T)xr, c = (ACC_T)over_coef[j];
         h[over_bin[j]] += c * x;
 #if VARIANCE
@@ -387,8 +359,7 @@ __kernel void csr_sums(__global const FRAME_T *restrict frames,
         const uint idx = indices[j];
         const ACC_T c = (ACC_T)coefs[j];
         const FRAME_T xr = frame[idx];
-#if CHECKS
-        if (is_bad((float)xr, dummy, delta)) {
+        if (BAD(xr)) {
             const ACC_T w = c * (ACC_T)norm[idx];
             bc += c;
             bn += w;
@@ -397,7 +368,6 @@ __kernel void csr_sums(__global const FRAME_T *restrict frames,
                 bd += c * (ACC_T)dark[idx];
             continue;
         }
-#endif
         const ACC_T x = (ACC_T)xr;
         s += c * x;
 #if VARIANCE
@@ -438,10 +408,8 @@ __kernel void csr_azimuthal(__global const FRAME_T *restrict frames,
             continue;
         const uint idx = indices[j];
         const FRAME_T xr = frame[idx];
-#if CHECKS
-        if (is_bad((float)xr, dummy, delta))
+        if (BAD(xr))
             continue;
-#endif
         const ACC_T n = (ACC_T)norm[idx];
         const ACC_T sig = (ACC_T)xr - (has_dark ? (ACC_T)dark[idx] : (ACC_T)0);
         const ACC_T w = c * n;
