@@ -133,8 +133,11 @@ class CompiledSession(Session):
             self.S, self.A = self.W[ws.s:ws.a], self.W[ws.a:ws.e]
             self.E = self.W[ws.e:ws.e + 8]
             self._ticks = self.W[ws.tick:ws.tick + 1].data  # item access gives Python ints
-            overloads = list(build.module.step.overloads.values())
-            self._lean = functools.partial(overloads[0].entry_point, self.W)
+            # the compiled entry point itself (skips the dispatcher's type matching)
+            step = build.module.step
+            overloads = list(getattr(step, "overloads", {}).values())
+            entry = overloads[0].entry_point if len(overloads) == 1 else step
+            self._lean = functools.partial(entry, self.W)
         super().__init__(build)  # sets tick = 0
         self._places = {(p.signal.bus, p.signal.spec.name): p for p in lay.places}
         self._drivers: dict[Bus, Any] = {}

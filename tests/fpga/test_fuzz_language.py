@@ -1,5 +1,5 @@
 """Language-corner fuzzing (``fpga.fuzz_language``): random generator processes with loops,
-``break``/``continue``/``return``, 64-bit registers, a RAM, and names that clash up to case
+``break``/``continue``/``return``, 64-bit registers, a RAM and a true dual-port RAM, and names that clash up to case
 or with VHDL reserved and generated names — interpreter ≡ compiled ≡ GHDL, tick by tick.
 ``benchmarks/fuzz_nightly.py --language-modules N`` runs many more (or ``LANG_SEEDS=N`` here)."""
 
@@ -27,7 +27,7 @@ def test_sources_hold_the_corners_they_promise() -> None:
     assert re.search(r"^    out_0_idx: UInt\[8\]", src, re.M) and "Out_0: Out[Res0]" in src
     assert len({r for r in RESERVED if re.search(rf"^    {r}: UInt\[64\]", src, re.M)}) >= 4
     for construct in ("while not self.ctl.go:", "in range(self.ctl.n):", "break", "continue",
-                      "return", "Ram(port=port, data=data)"):
+                      "return", "Ram(port=port, data=data)", "Tdp(a=pa, b=pb"):
         assert construct in src, construct
     assert language_source(5) == language_source(5) != language_source(6)
 

@@ -29,13 +29,7 @@ from sme.types import ArrayType, BoolType, EnumType, Fixed, FixedType, IntegerTy
 
 from . import _compiled_nets as nets
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SMEFLOW_CACHE_DIR", str(tmp_path_factory.mktemp("smeflow-cache")))
-    yield
-    mp.undo()
+pytestmark = pytest.mark.usefixtures("compiled_cache")
 
 
 def _design_modules() -> list[ModuleType]:

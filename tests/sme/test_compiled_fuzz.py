@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +33,7 @@ PROCESSES = 25
 TICKS = 200
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SMEFLOW_CACHE_DIR", str(tmp_path_factory.mktemp("smeflow-cache")))
-    yield
-    mp.undo()
+pytestmark = pytest.mark.usefixtures("compiled_cache")
 
 
 def _njit(*args: Any, **kwargs: Any) -> Any:

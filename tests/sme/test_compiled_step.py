@@ -6,7 +6,7 @@ tick. It must give what batch mode and the interpreter give, refuse what they re
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -20,13 +20,7 @@ from sme.examples import pipeline
 from . import _compiled_nets as nets
 from .test_compiled_equivalence import NETWORKS, _batch_stimulus
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SMEFLOW_CACHE_DIR", str(tmp_path_factory.mktemp("smeflow-cache")))
-    yield
-    mp.undo()
+pytestmark = pytest.mark.usefixtures("compiled_cache")
 
 
 def _step_through(sim: Simulator, rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
