@@ -236,13 +236,14 @@ __kernel void hist_private(__global const FRAME_T *restrict frames,
 #undef h3
 #undef h4
 
-/* one pixel of split_private: its WIDTH coefficients into bins first..first+WIDTH-1 */
+/* one pixel of split_private: its WIDTH coefficients into bins first..first+WIDTH-1, its
+   value x and (Poisson) variance var = max(1, x) */
 #if VARIANCE
-#define SPREAD(h, v, first, w, x) { const ACC_T var_ = fmax((ACC_T)1, (x)); \
+#define SPREAD(h, v, first, w, x, var) { \
     for (uint k = 0; k < WIDTH; k++) { const ACC_T c_ = (ACC_T)(w)[k]; \
-        (h)[(first) + k] += c_ * (x); (v)[(first) + k] += c_ * c_ * var_; } }
+        (h)[(first) + k] += c_ * (x); (v)[(first) + k] += c_ * c_ * (var); } }
 #else
-#define SPREAD(h, v, first, w, x) { \
+#define SPREAD(h, v, first, w, x, var) { \
     for (uint k = 0; k < WIDTH; k++) (h)[(first) + k] += (ACC_T)(w)[k] * (x); }
 #endif
 
@@ -284,15 +285,19 @@ __kernel void split_private(__global const FRAME_T *restrict frames,
         const ushort8 f = vload8(0, firsts + i);
         VEC8(FRAME_T) xr = vload8(0, frame + i);
         SCREEN8(xr, f, seen)
+        /* values and variances as vectors: a scalar max(1, x) became a branch, which
+           low counts mispredicted */
+        const VEC4(ACC_T) x0 = CONVERT4(ACC_T)(xr.lo), x1 = CONVERT4(ACC_T)(xr.hi);
+        const VEC4(ACC_T) r0 = fmax((VEC4(ACC_T))1, x0), r1 = fmax((VEC4(ACC_T))1, x1);
         __global const float *w = weights + (size_t)i * WIDTH;
-        SPREAD(h, v, f.s0, w, (ACC_T)xr.s0)
-        SPREAD(h2, v2, f.s1, w + WIDTH, (ACC_T)xr.s1)
-        SPREAD(h3, v3, f.s2, w + 2 * WIDTH, (ACC_T)xr.s2)
-        SPREAD(h4, v4, f.s3, w + 3 * WIDTH, (ACC_T)xr.s3)
-        SPREAD(h, v, f.s4, w + 4 * WIDTH, (ACC_T)xr.s4)
-        SPREAD(h2, v2, f.s5, w + 5 * WIDTH, (ACC_T)xr.s5)
-        SPREAD(h3, v3, f.s6, w + 6 * WIDTH, (ACC_T)xr.s6)
-        SPREAD(h4, v4, f.s7, w + 7 * WIDTH, (ACC_T)xr.s7)
+        SPREAD(h, v, f.s0, w, x0.s0, r0.s0)
+        SPREAD(h2, v2, f.s1, w + WIDTH, x0.s1, r0.s1)
+        SPREAD(h3, v3, f.s2, w + 2 * WIDTH, x0.s2, r0.s2)
+        SPREAD(h4, v4, f.s3, w + 3 * WIDTH, x0.s3, r0.s3)
+        SPREAD(h, v, f.s4, w + 4 * WIDTH, x1.s0, r1.s0)
+        SPREAD(h2, v2, f.s5, w + 5 * WIDTH, x1.s1, r1.s1)
+        SPREAD(h3, v3, f.s6, w + 6 * WIDTH, x1.s2, r1.s2)
+        SPREAD(h4, v4, f.s7, w + 7 * WIDTH, x1.s3, r1.s3)
     }
     if (any(seen))  /* rare: list them (and take back the c² · max(1, 0) they added) */
         for (uint j = start; j < i; j++)
@@ -313,7 +318,8 @@ __kernel void split_private(__global const FRAME_T *restrict frames,
             LIST_BAD(i)
             continue;
         }
-        SPREAD(h, v, first, weights + (size_t)i * WIDTH, (ACC_T)xr)
+        const ACC_T x = (ACC_T)xr;
+        SPREAD(h, v, first, weights + (size_t)i * WIDTH, x, fmax((ACC_T)1, x))
     }
     /* the coefficients beyond WIDTH of the few pixels that spread wider */
     for (uint j = over_start[part]; j < over_start[part + 1]; j++) {
