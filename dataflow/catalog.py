@@ -287,10 +287,27 @@ def wait_when_busy(adapter: Any) -> Any:
             continue
         path = "/" + urlparse(str(storage.uri)).path.lstrip("/")  # sqlite://localhost//x
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        with closing(sqlite3.connect(path, timeout=SQLITE_BUSY_MS / 1000)) as con:
-            con.execute("PRAGMA journal_mode = WAL")  # a property of the file, kept
+        write_ahead_log(Path(path))
         sqlalchemy.event.listen(storage._connection_pool, "connect", patient)
     return adapter
+
+
+def write_ahead_log(db: Path, timeout: float = SQLITE_BUSY_MS / 1000) -> None:
+    """Put the SQLite database ``db`` in write-ahead-log mode (a property of the file,
+    kept by every later connection): readers never block the writer, and a commit
+    appends to the log instead of syncing a rollback journal and the database (each
+    document a run writes is a few commits; in rollback mode each cost milliseconds of
+    disk syncs). Tiled asks for the mode when it creates a catalog, but from inside a
+    transaction, where SQLite ignores it. A database another process holds locked
+    keeps its mode (logged after ``timeout`` seconds): it works either way."""
+    try:
+        with closing(sqlite3.connect(db, timeout=timeout)) as con:
+            mode = con.execute("PRAGMA journal_mode = WAL").fetchone()
+    except sqlite3.Error as exc:
+        log.warning("%s: left in its journal mode (%s)", db, exc)
+        return
+    if not mode or str(mode[0]).lower() != "wal":
+        log.warning("%s: SQLite kept journal mode %s (write-ahead log refused)", db, mode)
 
 
 def _open_client(root: Path, readable: Sequence[Path], quiet: bool) -> Any:
@@ -306,6 +323,7 @@ def _open_client(root: Path, readable: Sequence[Path], quiet: bool) -> Any:
     if ready:  # moved or copied since it was written: its assets follow it
         with _folder_lock(root):
             settle_root(root, f"sqlite:///{db}")
+            write_ahead_log(db)
     adapter = from_uri(
         f"sqlite:///{root / 'catalog.db'}",
         writable_storage=[str(root / "storage"), f"sqlite:///{root / 'tables.db'}"],

@@ -4,17 +4,21 @@ several processes creating one catalog at once get one working database."""
 
 from __future__ import annotations
 
+import logging
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
+from contextlib import closing
 from pathlib import Path
 
+import pytest
 from bluesky import RunEngine
 from bluesky.plans import count
 from ophyd.sim import det
 
-from dataflow.catalog import Catalog, _initialized, database_ready
+from dataflow.catalog import Catalog, _initialized, database_ready, write_ahead_log
 
 KILLED_CREATOR = textwrap.dedent("""
     import os, signal, sys
@@ -90,3 +94,36 @@ def test_creators_racing_for_one_new_catalog_get_one_working_database(tmp_path: 
     with Catalog(folder) as catalog:
         assert sorted(r.uid for r in catalog.runs()) == sorted(uids)
     assert not list(folder.glob(".catalog.db.*"))
+
+
+def _journal_mode(db: Path) -> str:
+    with closing(sqlite3.connect(db)) as con:
+        return str(con.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+
+
+def test_the_catalog_database_keeps_a_write_ahead_log(tmp_path: Path) -> None:
+    folder = tmp_path / "cat"
+    with Catalog(folder) as catalog:  # new: tiled's own request for WAL came too late
+        RE = RunEngine({})
+        catalog.subscribe(RE)
+        RE(count([det], 2))
+    assert _journal_mode(folder / "catalog.db") == "wal"
+    with closing(sqlite3.connect(folder / "catalog.db")) as con:  # an older catalog
+        con.execute("PRAGMA journal_mode = DELETE")
+    assert _journal_mode(folder / "catalog.db") == "delete"
+    with Catalog(folder) as catalog:  # opening it converts it, runs intact
+        assert len(list(catalog.search({}))) == 1
+    assert _journal_mode(folder / "catalog.db") == "wal"
+
+
+def test_a_locked_database_keeps_its_mode_and_opens(tmp_path: Path,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    db = tmp_path / "plain.db"
+    with closing(sqlite3.connect(db, isolation_level=None)) as holder:
+        holder.execute("CREATE TABLE t (x)")
+        holder.execute("BEGIN EXCLUSIVE")  # another process in the middle of a write
+        with caplog.at_level(logging.WARNING, logger="dataflow.catalog"):
+            write_ahead_log(db, timeout=0.1)
+        holder.execute("ROLLBACK")
+    assert "plain.db" in caplog.text
+    assert _journal_mode(db) == "delete"
