@@ -264,7 +264,9 @@ class AzimuthalIntegrator:
                                   if stacked else host[None], c.error_model, c.dummy)
         else:
             sums = engine.sums(engine.frames(frames), c.error_model, c.dummy)
-        return c, engine.plan, sums, finish(sums, c.empty, c.normalization_factor), stacked
+        div = None if reference else engine.divisors(sums, c.normalization_factor)
+        return c, engine.plan, sums, finish(sums, c.empty, c.normalization_factor, div), \
+            stacked
 
     def _result1d(self, data: Any, npt_: Any, unit: Any, kwargs: dict[str, Any],
                   reference: bool) -> Integrate1dResult:

@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from analysis import cl, devarray
-from analysis.azint_plan import Dummy, Plan, Sums
+from analysis.azint_plan import Divisors, Dummy, Plan, Sums, divisors
 
 #: Largest bin count of the private-histogram kernels (a private array per work-item).
 PRIVATE_MAX_BINS = 4096
@@ -94,6 +94,7 @@ class Engine:
         self._kernels: dict[tuple[object, ...], Any] = {}
         self._scratch: dict[str, tuple[int, Any]] = {}
         self._rows: tuple[int, F64, F64, F64] | None = None
+        self._divisors: tuple[tuple[int, float], Divisors] | None = None
         if self.kind == "hist":
             self._pixel_bins = plan.pixel_bins()
             self._upload("bins", self._pixel_bins.astype(np.uint16))
@@ -354,6 +355,17 @@ class Engine:
             if v is not None:
                 v = np.where(gone, 0.0, v)
         return Sums(signal, v, norm, norm2, count)
+
+    def divisors(self, sums: Sums, normalization_factor: float) -> Divisors | None:
+        """The divisors of ``sums`` when its normalisation is the static one (no pixel
+        dropped out), computed once per stack size and factor; None otherwise."""
+        rows = self._rows
+        if rows is None or sums.norm is not rows[1] or sums.norm2 is not rows[2]:
+            return None
+        key = (rows[0], normalization_factor)
+        if self._divisors is None or self._divisors[0] != key:
+            self._divisors = (key, divisors(rows[1], rows[2], normalization_factor))
+        return self._divisors[1]
 
     def _static_rows(self, n: int) -> tuple[F64, F64, F64]:
         """The static sums (norm, norm², count) as ``n`` read-only rows, shared by every

@@ -211,24 +211,43 @@ class Finished:
     std: F64 | None
 
 
-def finish(sums: Sums, empty: float, normalization_factor: float = 1.0) -> Finished:
-    """Intensities and errors from the sums (pyFAI's formulas, ``empty`` where no pixel
-    counts); ``normalization_factor`` scales the normalisation as pyFAI's does."""
-    norm, norm2 = sums.norm, sums.norm2
+@dataclass(frozen=True)
+class Divisors:
+    """What :func:`finish` divides by: the bins with a normalisation (``has``; ``full``
+    when all have one), and there ``Σ c·norm`` and ``√Σ (c·norm)²`` (1 elsewhere)."""
+
+    has: npt.NDArray[np.bool_]
+    full: bool
+    norm: F64
+    root_norm2: F64
+
+
+def divisors(norm: F64, norm2: F64, normalization_factor: float = 1.0) -> Divisors:
+    """The :class:`Divisors` of the sums ``norm`` and ``norm2``, scaled as pyFAI scales
+    them by ``normalization_factor``."""
     if normalization_factor != 1.0:
         norm = norm * normalization_factor
         norm2 = norm2 * (normalization_factor * normalization_factor)
     has = norm2 > 0
-    safe = np.where(has, norm, 1.0)
-    intensity = sums.signal / safe
-    if not has.all():
-        intensity[~has] = empty
+    return Divisors(has, bool(has.all()), np.where(has, norm, 1.0),
+                    np.sqrt(np.where(has, norm2, 1.0)))
+
+
+def finish(sums: Sums, empty: float, normalization_factor: float = 1.0,
+           div: Divisors | None = None) -> Finished:
+    """Intensities and errors from the sums (pyFAI's formulas, ``empty`` where no pixel
+    counts); ``normalization_factor`` scales the normalisation as pyFAI's does. ``div``:
+    the sums' :func:`divisors` when known (they are static when no pixel dropped out)."""
+    d = divisors(sums.norm, sums.norm2, normalization_factor) if div is None else div
+    intensity = sums.signal / d.norm
+    if not d.full:
+        intensity[~d.has] = empty
     sem = std = None
     if sums.variance is not None:
         root = np.sqrt(np.maximum(sums.variance, 0.0))
-        sem = root / safe
-        std = root / np.sqrt(np.where(has, norm2, 1.0))
-        if not has.all():
-            sem[~has] = empty
-            std[~has] = empty
+        sem = root / d.norm
+        std = root / d.root_norm2
+        if not d.full:
+            sem[~d.has] = empty
+            std[~d.has] = empty
     return Finished(intensity, sem, std)
