@@ -8,7 +8,9 @@
   alone, link words built before the clock starts, as ``firmware.1024``. Target ≥ 100
   frames/s on 2 cores (620 Mpixel/s), floor 25. Its packets are checked equal, bit for
   bit, to a single-threaded run's.
-* ``firmware.p6m.single_thread.frames_per_s`` and ``firmware.p6m.thread_speedup``.
+* ``firmware.p6m.single_thread.frames_per_s`` and ``firmware.p6m.thread_speedup`` — one
+  thread, timed in turn with the threads' runs (each after its warm-up run, as many
+  repeats), so a change of the machine's load between them does not skew the ratio.
 * ``firmware.p6m.compiled_nochecks.frames_per_s`` — the same without the run-time checks.
 * ``firmware.p6m.acquire_frames_per_s`` — link words, firmware, readout (CRC and checks of
   every module packet) and assembly of the frame: what a detector does per frame.
@@ -62,22 +64,39 @@ def best(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
     return t_best, result
 
 
-def thread_rates(counts: Sequence[np.ndarray], workers: int, repeat: int,
-                 checks: bool = True) -> dict[str, Any]:
-    """Firmware-only and whole-acquisition rates of ``ModularFirmware`` on ``workers``
-    threads, with its packet outputs and frames."""
-    fw = ModularFirmware(LAYOUT, "compiled", workers=workers, checks=checks)
-    fw.configure(ChainConfig())
-    links = fw.link(counts)
+def thread_rates(counts: Sequence[np.ndarray], workers: Sequence[int], repeat: int,
+                 checks: bool = True) -> list[dict[str, Any]]:
+    """Firmware-only and whole-acquisition rates of ``ModularFirmware`` on each number of
+    ``workers`` threads, with its packet outputs and frames. The configurations are timed
+    in turn within each repeat (after a warm-up run of each, from reset: the outputs the
+    runs compare), so a machine whose load changes weighs on all of them alike."""
+    fws = [ModularFirmware(LAYOUT, "compiled", workers=w, checks=checks) for w in workers]
+    for fw in fws:
+        fw.configure(ChainConfig())
+    links = fws[0].link(counts)
     assert links is not None
-    outputs = fw.simulate(links)  # from reset (what runs compare) and the warm-up
-    t_sim, _ = best(lambda: fw.simulate(links), repeat)
-    fw.configure(ChainConfig())
-    fw.acquire(counts[:1])
-    t_acq, frames = best(lambda: fw.acquire(counts), repeat)
-    fw.close()
+    outputs = [fw.simulate(links) for fw in fws]
+    t_sim = [float("inf")] * len(fws)
+    for _ in range(repeat):
+        for k, fw in enumerate(fws):
+            t = time.perf_counter()
+            fw.simulate(links)
+            t_sim[k] = min(t_sim[k], time.perf_counter() - t)
+    t_acq = [float("inf")] * len(fws)
+    frames: list[list[Any]] = [[] for _ in fws]
+    for fw in fws:
+        fw.configure(ChainConfig())
+        fw.acquire(counts[:1])
+    for _ in range(repeat):
+        for k, fw in enumerate(fws):
+            t = time.perf_counter()
+            frames[k] = fw.acquire(counts)
+            t_acq[k] = min(t_acq[k], time.perf_counter() - t)
+    for fw in fws:
+        fw.close()
     n = len(counts)
-    return {"sim": n / t_sim, "acquire": n / t_acq, "outputs": outputs, "frames": frames}
+    return [{"sim": n / ts, "acquire": n / ta, "outputs": out, "frames": fr}
+            for ts, ta, out, fr in zip(t_sim, t_acq, outputs, frames, strict=True)]
 
 
 def _worker(modules: list[int], names: tuple[str, str], n: int, conn: Connection) -> None:
@@ -159,15 +178,14 @@ def p6m_figures(frames: int, workers: int, repeat: int = 3) -> dict[str, float]:
           f"{LAYOUT.module.width}, {LAYOUT.module.lanes} lanes, {frames} frames of "
           f"{LAYOUT.shape[0]}×{LAYOUT.shape[1]}, {workers} worker(s) on "
           f"{len(os.sched_getaffinity(0))} CPU(s)")
-    par = thread_rates(counts, workers, repeat)
-    one = thread_rates(counts, 1, max(1, repeat - 1))
+    par, one = thread_rates(counts, [workers, 1], repeat)
     same = all(np.array_equal(a[k], b[k]) for a, b in zip(par["outputs"], one["outputs"],
                                                            strict=True) for k in a)
     same = same and all(np.array_equal(a.image, b.image)
                         for a, b in zip(par["frames"], one["frames"], strict=True))
     if not same:
         raise SystemExit("the parallel firmware run differs from the single-threaded one")
-    nochecks = thread_rates(counts, workers, repeat, checks=False)
+    (nochecks,) = thread_rates(counts, [workers], repeat, checks=False)
     proc_fps, proc_frames = process_rate(counts, workers, repeat)
     if not all(np.array_equal(a.image, b) for a, b in zip(par["frames"], proc_frames,
                                                           strict=True)):
