@@ -50,6 +50,8 @@
 #ifndef WIDTH
 #define WIDTH 1
 #endif
+/* pixels per block of the private kernels' loops (a multiple of 8) */
+#define BLOCK 1024
 
 #define CAT(a, b) a##b
 #define VEC8(t) CAT(t, 8)
@@ -171,45 +173,50 @@ __kernel void hist_private(__global const FRAME_T *restrict frames,
     const uint stop = min(start + chunk, npix);
     uint i = start;
 #if !WIDE  /* (8-byte types: no 8-wide vector loads, which change the ABI without AVX-512) */
-    /* no branch in the loop (one costs as much as the histogram): a pixel of a real bin
-       that does not count adds 0, and the work-item notes that it saw one; so it does of
-       a pixel below 1, whose Poisson variance (1, not x) is added by a second pass */
-    short8 seen_bad = (short8)0;  /* stays 0 when nothing is checked */
+    /* Blocks of BLOCK pixels, 8 at a time without a branch (one per 8 pixels costs as much
+       as the histogram): a pixel of a real bin that does not count adds 0, and the block
+       notes that it saw one; so it does of a pixel below 1, whose Poisson variance (1, not
+       x) is added after. The second passes, rare, go over the noted blocks only. */
+    const uint vstop = start + (stop - start) / 8 * 8;
+    for (uint first = start; first < vstop; first += BLOCK) {
+        const uint last = min(first + BLOCK, vstop);
+        short8 seen_bad = (short8)0;  /* stays 0 when nothing is checked */
+        short8 seen_low = (short8)0;  /* (Poisson only) */
+        for (i = first; i < last; i += 8) {
+            VEC8(FRAME_T) x = vload8(0, frame + i);
+            const ushort8 b = vload8(0, bins + i);
 #if VARIANCE
-    short8 seen_low = (short8)0;
+            seen_low |= convert_short8(x < (VEC8(FRAME_T))1) & (b != (ushort8)NBINS);
 #endif
-    for (; i + 8 <= stop; i += 8) {
-        VEC8(FRAME_T) x = vload8(0, frame + i);
-        const ushort8 b = vload8(0, bins + i);
-        const short8 real = b != (ushort8)NBINS;
-#if VARIANCE
-        seen_low |= convert_short8(x < (VEC8(FRAME_T))1) & real;
-#endif
-        SCREEN8(x, b, seen_bad)
-        SUM(h, b.s0, x.s0) SUM(h2, b.s1, x.s1) SUM(h3, b.s2, x.s2) SUM(h4, b.s3, x.s3)
-        SUM(h, b.s4, x.s4) SUM(h2, b.s5, x.s5) SUM(h3, b.s6, x.s6) SUM(h4, b.s7, x.s7)
-    }
-    if (any(seen_bad))  /* rare: list them */
-        for (uint j = start; j < i; j++)
-            if (bins[j] != NBINS && BAD(frame[j]))
-                LIST_BAD(j)
-#if VARIANCE
-    if (any(seen_low))  /* Poisson: 1 - x of the pixels below 1 (those that do not
-                           count as 1: they add 0) */
-        for (uint j = start; j < i; j += 8) {
-            VEC8(FRAME_T) x = vload8(0, frame + j);
-            const ushort8 b = vload8(0, bins + j);
-#if CHECK_FINITE || CHECK_DUMMY
-            x = select(x, (VEC8(FRAME_T))1, CONVERT8(MASK_T)(BAD8(x)));
-#endif
-            /* max(0, 1 - x) as vectors: a scalar max became a branch, which low counts
-               (half the pixels below 1) mispredicted */
-            const VEC4(ACC_T) u0 = fmax((VEC4(ACC_T))0, (VEC4(ACC_T))1 - CONVERT4(ACC_T)(x.lo));
-            const VEC4(ACC_T) u1 = fmax((VEC4(ACC_T))0, (VEC4(ACC_T))1 - CONVERT4(ACC_T)(x.hi));
-            v[b.s0] += u0.s0; v[b.s1] += u0.s1; v[b.s2] += u0.s2; v[b.s3] += u0.s3;
-            v[b.s4] += u1.s0; v[b.s5] += u1.s1; v[b.s6] += u1.s2; v[b.s7] += u1.s3;
+            SCREEN8(x, b, seen_bad)
+            SUM(h, b.s0, x.s0) SUM(h2, b.s1, x.s1) SUM(h3, b.s2, x.s2) SUM(h4, b.s3, x.s3)
+            SUM(h, b.s4, x.s4) SUM(h2, b.s5, x.s5) SUM(h3, b.s6, x.s6) SUM(h4, b.s7, x.s7)
         }
+        if (any(seen_bad))  /* list them */
+            for (uint j = first; j < last; j++)
+                if (bins[j] != NBINS && BAD(frame[j]))
+                    LIST_BAD(j)
+#if VARIANCE
+        if (any(seen_low))  /* 1 - x of the pixels below 1 (those that do not count as 1:
+                               they add 0) */
+            for (uint j = first; j < last; j += 8) {
+                VEC8(FRAME_T) x = vload8(0, frame + j);
+                const ushort8 b = vload8(0, bins + j);
+#if CHECK_FINITE || CHECK_DUMMY
+                x = select(x, (VEC8(FRAME_T))1, CONVERT8(MASK_T)(BAD8(x)));
 #endif
+                /* max(0, 1 - x) as vectors: a scalar max became a branch, which low
+                   counts (half the pixels below 1) mispredicted */
+                const VEC4(ACC_T) u0 = fmax((VEC4(ACC_T))0,
+                                            (VEC4(ACC_T))1 - CONVERT4(ACC_T)(x.lo));
+                const VEC4(ACC_T) u1 = fmax((VEC4(ACC_T))0,
+                                            (VEC4(ACC_T))1 - CONVERT4(ACC_T)(x.hi));
+                v[b.s0] += u0.s0; v[b.s1] += u0.s1; v[b.s2] += u0.s2; v[b.s3] += u0.s3;
+                v[b.s4] += u1.s0; v[b.s5] += u1.s1; v[b.s6] += u1.s2; v[b.s7] += u1.s3;
+            }
+#endif
+    }
+    i = vstop;
 #endif
     for (; i < stop; i++) {
         ushort b = bins[i];
@@ -280,36 +287,41 @@ __kernel void split_private(__global const FRAME_T *restrict frames,
     const uint stop = min(start + chunk, npix);
     uint i = start;
 #if !WIDE
-    short8 seen = (short8)0;  /* as in hist_private: no branch in the loop */
-    for (; i + 8 <= stop; i += 8) {
-        const ushort8 f = vload8(0, firsts + i);
-        VEC8(FRAME_T) xr = vload8(0, frame + i);
-        SCREEN8(xr, f, seen)
-        /* values and variances as vectors: a scalar max(1, x) became a branch, which
-           low counts mispredicted */
-        const VEC4(ACC_T) x0 = CONVERT4(ACC_T)(xr.lo), x1 = CONVERT4(ACC_T)(xr.hi);
-        const VEC4(ACC_T) r0 = fmax((VEC4(ACC_T))1, x0), r1 = fmax((VEC4(ACC_T))1, x1);
-        __global const float *w = weights + (size_t)i * WIDTH;
-        SPREAD(h, v, f.s0, w, x0.s0, r0.s0)
-        SPREAD(h2, v2, f.s1, w + WIDTH, x0.s1, r0.s1)
-        SPREAD(h3, v3, f.s2, w + 2 * WIDTH, x0.s2, r0.s2)
-        SPREAD(h4, v4, f.s3, w + 3 * WIDTH, x0.s3, r0.s3)
-        SPREAD(h, v, f.s4, w + 4 * WIDTH, x1.s0, r1.s0)
-        SPREAD(h2, v2, f.s5, w + 5 * WIDTH, x1.s1, r1.s1)
-        SPREAD(h3, v3, f.s6, w + 6 * WIDTH, x1.s2, r1.s2)
-        SPREAD(h4, v4, f.s7, w + 7 * WIDTH, x1.s3, r1.s3)
-    }
-    if (any(seen))  /* rare: list them (and take back the c² · max(1, 0) they added) */
-        for (uint j = start; j < i; j++)
-            if (firsts[j] != NBINS && BAD(frame[j])) {
-                LIST_BAD(j)
+    const uint vstop = start + (stop - start) / 8 * 8;
+    for (uint first = start; first < vstop; first += BLOCK) {  /* as in hist_private */
+        const uint last = min(first + BLOCK, vstop);
+        short8 seen = (short8)0;
+        for (i = first; i < last; i += 8) {
+            const ushort8 f = vload8(0, firsts + i);
+            VEC8(FRAME_T) xr = vload8(0, frame + i);
+            SCREEN8(xr, f, seen)
+            /* values and variances as vectors: a scalar max(1, x) became a branch, which
+               low counts mispredicted */
+            const VEC4(ACC_T) x0 = CONVERT4(ACC_T)(xr.lo), x1 = CONVERT4(ACC_T)(xr.hi);
+            const VEC4(ACC_T) r0 = fmax((VEC4(ACC_T))1, x0), r1 = fmax((VEC4(ACC_T))1, x1);
+            __global const float *w = weights + (size_t)i * WIDTH;
+            SPREAD(h, v, f.s0, w, x0.s0, r0.s0)
+            SPREAD(h2, v2, f.s1, w + WIDTH, x0.s1, r0.s1)
+            SPREAD(h3, v3, f.s2, w + 2 * WIDTH, x0.s2, r0.s2)
+            SPREAD(h4, v4, f.s3, w + 3 * WIDTH, x0.s3, r0.s3)
+            SPREAD(h, v, f.s4, w + 4 * WIDTH, x1.s0, r1.s0)
+            SPREAD(h2, v2, f.s5, w + 5 * WIDTH, x1.s1, r1.s1)
+            SPREAD(h3, v3, f.s6, w + 6 * WIDTH, x1.s2, r1.s2)
+            SPREAD(h4, v4, f.s7, w + 7 * WIDTH, x1.s3, r1.s3)
+        }
+        if (any(seen))  /* list them (and take back the c² · max(1, 0) they added) */
+            for (uint j = first; j < last; j++)
+                if (firsts[j] != NBINS && BAD(frame[j])) {
+                    LIST_BAD(j)
 #if VARIANCE
-                for (uint k = 0; k < WIDTH; k++) {
-                    const ACC_T c = (ACC_T)weights[(size_t)j * WIDTH + k];
-                    v[firsts[j] + k] -= c * c;
-                }
+                    for (uint k = 0; k < WIDTH; k++) {
+                        const ACC_T c = (ACC_T)weights[(size_t)j * WIDTH + k];
+                        v[firsts[j] + k] -= c * c;
+                    }
 #endif
-            }
+                }
+    }
+    i = vstop;
 #endif
     for (; i < stop; i++) {  /* the last pixels (every pixel of 8-byte types) */
         const ushort first = firsts[i];

@@ -294,3 +294,22 @@ def test_content_keys_are_exact_and_keep_arrays_used_in_turn_cached() -> None:
     assert len(ai._matrices) == 2
     assert np.array_equal(results[0], results[2]) and np.array_equal(results[1], results[3])
     assert not np.array_equal(results[0], results[1])
+
+
+@pytest.mark.parametrize("method", ["no", "bbox"])
+def test_a_few_bad_and_low_pixels_among_clean_blocks(method: str) -> None:
+    """The private kernels screen blocks of pixels without a branch and go back over the
+    blocks that held a pixel that does not count (or, for Poisson errors, one below 1):
+    a frame where only a few blocks do, in either part of the frame."""
+    ai = AzimuthalIntegrator(GEOMETRY, kernel="private")
+    frame = FRAMES[2] + 5.0  # every pixel above 1
+    frame[3, 7] = np.nan
+    frame[40, 60] = -2.0
+    frame[50, 11] = 0.25
+    for error_model in (None, "poisson"):
+        options = dict(method=method, error_model=error_model, dummy=-2.0, unit="2th_deg")
+        got = ai.integrate1d(frame, 50, **options)  # type: ignore[arg-type]
+        want = ai.reference1d(frame, 50, **options)
+        _results_match(got, want)
+        clean = ai.integrate1d(FRAMES[2] + 5.0, 50, **options)  # type: ignore[arg-type]
+        assert np.all(got.count <= clean.count) and np.any(got.count < clean.count)
