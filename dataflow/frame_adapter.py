@@ -8,6 +8,12 @@ array reads first check, for the frames a request touches, that every byte is on
 frames with the CRC-32 the writer stored (``verify_read``). A damaged file is answered
 with HTTP 422 naming the file and the frame (any Tiled client raises it as an error); an
 h5py failure inside the read is reported the same way instead of a bare server error.
+
+A file its writer closed but that is shorter than its superblock says (the disk filled
+up) is first opened through ``dataflow.cut_short.CutShortFile`` (without SWMR, so lost
+metadata fails at once instead of being retried for minutes); every read of it then
+verifies each frame it touches against its stored CRC-32 (``verify_stored``), so the
+frames flushed intact before the disk filled up are served and the others refused.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Any, TypeVar
 import h5py
 import numpy as np
 
+from .cut_short import CutShortFile, verify_stored
 from .integrity import (
     HDF5ReadError,
     check_file_size,
@@ -40,11 +47,28 @@ def _refuse(detail: str) -> Exception:
     return HTTPException(status_code=DAMAGED, detail=detail)
 
 
+def _rebase(index: tuple[Any, ...], frames: range, n: int) -> tuple[Any, ...]:
+    """``index`` into ``n`` frames, as an index into the stack of ``frames`` alone (the
+    range ``integrity.frame_range`` gives for it)."""
+    first = index[0] if index else Ellipsis
+    if isinstance(first, int | np.integer):
+        i = int(first)
+        return (i + n - frames.start if i < 0 else i - frames.start, *index[1:])
+    if isinstance(first, slice):
+        picked = range(n)[first]
+        stop = picked.stop - frames.start
+        return (slice(picked.start - frames.start, stop if stop >= 0 else None, picked.step),
+                *index[1:])
+    return index  # Ellipsis, arrays: ``frames`` is every frame
+
+
 @dataclass(frozen=True)
 class _FrameFile:
     path: Path
     dataset: str
     swmr: bool
+    cut_short: Any = None
+    """The superblock of a file cut short after its writer closed it, else None."""
 
 
 def checked_hdf5_adapter(base: type[Any]) -> type[Any]:
@@ -65,6 +89,7 @@ def checked_hdf5_adapter(base: type[Any]) -> type[Any]:
     return adapter
 
 
+_Located = tuple[_FrameFile, range, int, "np.ndarray[Any, Any] | None"]
 _CHECKED: list[type[Any]] = []
 
 
@@ -91,9 +116,15 @@ def _checked_frames_class() -> type[Any]:
             assets = data_source.assets
             uris = [a.data_uri for a in assets if a.parameter == "data_uris"] \
                 or [assets[0].data_uri]
-            files = [_FrameFile(Path(path_from_uri(u)), dataset or "/", swmr) for u in uris]
-            for f in files:
-                _guard(partial(check_file_size, f.path), f.path, "open")
+            files = []
+            for u in uris:
+                path = Path(path_from_uri(u))
+                sb = _guard(partial(check_file_size, path, allow_cut_short=True), path, "open")
+                f = _FrameFile(path, dataset or "/", swmr, sb if sb.cut_short else None)
+                if f.cut_short is not None:
+                    with _open(f):  # its metadata and checksums are readable
+                        pass
+                files.append(f)
             adapter = _guard(lambda: super(CheckedFrames, cls).from_catalog(
                 data_source, node, dataset=dataset, slice=slice, squeeze=squeeze, swmr=swmr,
                 libver=libver, locking=locking), files[0].path, "open")
@@ -103,7 +134,9 @@ def _checked_frames_class() -> type[Any]:
 
         def read(self, slice: Any = EVERYTHING) -> Any:
             index = tuple(slice) if slice else (Ellipsis,)
-            return self._checked(index, lambda: super(CheckedFrames, self).read(slice))
+            n = int(self._structure.shape[0]) if self._structure.shape else 0
+            return self._checked(index, lambda: super(CheckedFrames, self).read(slice),
+                                 lambda frames, stack: stack[_rebase(index, frames, n)])
 
         def read_block(self, block: Any, slice: Any = EVERYTHING) -> Any:
             outer = block.slice_from_chunks(self._structure.chunks)[0]
@@ -113,24 +146,32 @@ def _checked_frames_class() -> type[Any]:
                 whole = False
             else:
                 index, whole = (outer,), True
+            rest = tuple(block.slice_from_chunks(self._structure.chunks)[1:])
             return self._checked(index, lambda: super(CheckedFrames, self).read_block(
-                block, slice), verify=whole)
+                block, slice), lambda _, stack: stack[(np.s_[:], *rest)][inner],
+                verify=whole)
 
         def _checked(self, index: tuple[Any, ...], read: Callable[[], Any],
-                     verify: bool = True) -> Any:
+                     select: Callable[[range, Any], Any], verify: bool = True) -> Any:
+            """``read()`` once the frames it touches are checked, and verified after.
+            When a file is cut short, the frames are read, verified and stacked here
+            instead, and ``select(frames, stack)`` picks what ``read()`` would give."""
             n = int(self._structure.shape[0]) if self._structure.shape else 0
             frames = frame_range(index, n) if self._plain else range(n)
             located = self._locate(frames)
+            if frames and self._plain and any(f.cut_short for f, *_ in located):
+                return select(frames, self._stack(located))
             data = _guard(read, self._files[0].path if self._files else Path("?"), "read")
             shape = tuple(int(v) for v in self._structure.shape[1:])
             if verify and self._plain and whole_frames(index, shape):
                 self._verify(located, frames, np.asarray(data))
             return data
 
-        def _locate(self, frames: range) -> list[tuple[_FrameFile, range, int]]:
+        def _locate(self, frames: range) -> list[_Located]:
             """Check the part of ``frames`` each file holds; returns (file, its frames,
-            position of its first frame in ``frames``)."""
-            located: list[tuple[_FrameFile, range, int]] = []
+            position of its first frame in ``frames``, its frames read and verified when
+            the file is cut short)."""
+            located: list[_Located] = []
             offset = 0
             for f in self._files:
                 with _open(f) as ds:
@@ -139,7 +180,10 @@ def _checked_frames_class() -> type[Any]:
                                   max(min(frames.stop - offset, count), 0))
                     if local:
                         _guard(partial(check_frames, ds, f.path, local), f.path, "check")
-                        located.append((f, local, offset + local.start - frames.start))
+                        verified = None if f.cut_short is None else _guard(
+                            partial(verify_stored, ds, f.path, local), f.path, "verify")
+                        located.append((f, local, offset + local.start - frames.start,
+                                        verified))
                 offset += count
             if frames and frames.stop > offset and all(_closed(f) for f in self._files):
                 last = self._files[-1].path
@@ -148,10 +192,19 @@ def _checked_frames_class() -> type[Any]:
                               f"{self._structure.shape[0]})")
             return located
 
-        def _verify(self, located: list[tuple[_FrameFile, range, int]], frames: range,
-                    data: Any) -> None:
+        def _stack(self, located: list[_Located]) -> Any:
+            """The frames located, in order (read now where not read already)."""
+            parts = []
+            for f, local, _, verified in located:
+                if verified is None:
+                    with _open(f) as ds:
+                        verified = _guard(partial(_read_frames, ds, local), f.path, "read")
+                parts.append(verified)
+            return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+        def _verify(self, located: list[_Located], frames: range, data: Any) -> None:
             stack = data[np.newaxis] if data.ndim == 2 else data
-            for f, local, at in located:
+            for f, local, at, _ in located:
                 with _open(f) as ds:
                     part = stack[at:at + len(local)]
                     index = slice(local.start, local.stop)
@@ -162,29 +215,46 @@ def _checked_frames_class() -> type[Any]:
 
 
 class _open:
-    """The frame dataset of a file, opened read-only (SWMR as the catalog reads it)."""
+    """The frame dataset of a file, opened read-only (SWMR as the catalog reads it; a
+    file cut short through ``CutShortFile``)."""
 
     def __init__(self, f: _FrameFile) -> None:
         self.f = f
-        self.file: h5py.File | None = None
+        self.file: h5py.File | CutShortFile | None = None
 
     def __enter__(self) -> h5py.Dataset:
+        if self.f.cut_short is not None:
+            cut = _guard(partial(CutShortFile, self.f.path, self.f.cut_short), self.f.path,
+                         "open")
+            try:
+                ds = _guard(partial(cut.dataset, self.f.dataset), self.f.path, "open")
+            except BaseException:
+                cut.close()
+                raise
+            self.file = cut
+            return ds
+        file: h5py.File | None = None
         try:
-            self.file = h5py.File(self.f.path, "r", swmr=self.f.swmr)
-            node = self.file[self.f.dataset]
+            file = h5py.File(self.f.path, "r", swmr=self.f.swmr)
+            node = file[self.f.dataset]
         except (OSError, RuntimeError, KeyError, ValueError) as exc:
-            if self.file is not None:
-                self.file.close()
+            if file is not None:
+                file.close()
             raise _refuse(f"{self.f.path}: cannot open frame dataset {self.f.dataset!r}: "
                           f"{_first_line(exc)}") from None
+        self.file = file
         if not isinstance(node, h5py.Dataset):
-            self.file.close()
+            file.close()
             raise _refuse(f"{self.f.path}: {self.f.dataset!r} is not a dataset")
         return node
 
     def __exit__(self, *exc: object) -> None:
         if self.file is not None:
             self.file.close()
+
+
+def _read_frames(ds: h5py.Dataset, frames: range) -> np.ndarray[Any, Any]:
+    return np.asarray(ds[frames.start:frames.stop])
 
 
 def _closed(f: _FrameFile) -> bool:

@@ -60,12 +60,15 @@ import numpy as np
 import numpy.typing as npt
 from event_model import compose_stream_resource
 
+from .cut_short import CutShortFile, verify_stored
 from .integrity import (
     CHECKSUMS_ATTR,
     HDF5ReadError,
+    Superblock,
     check_frames,
     frame_crc32,
     frame_range,
+    read_superblock,
     verify_read,
 )
 
@@ -526,7 +529,21 @@ class FrameReader:
         # retries a metadata read that fails its checksum for a long time (minutes), so
         # a truncated or corrupt file would hang the reader. A file still open for
         # writing (or left so by a killed writer) cannot be opened without SWMR: it is
-        # checked in SWMR mode only.
+        # checked in SWMR mode only. A file closed but cut short (the disk filled up) is
+        # read through ``dataflow.cut_short``: only frames that match their CRC-32.
+        self._cut: CutShortFile | None = None
+        try:
+            superblock: Superblock | None = read_superblock(self.path)
+        except HDF5ReadError:
+            superblock = None  # the checks below say what is wrong
+        if superblock is not None and superblock.cut_short:
+            self._cut = CutShortFile(self.path, superblock)
+            try:
+                self._file, self._ds = self._cut.file, self._cut.dataset(dataset)
+            except BaseException:
+                self._cut.close()
+                raise
+            return
         try:
             checked: tuple[h5py.File, h5py.Dataset] | None = _open_checked(
                 self.path, dataset, swmr=False)
@@ -581,7 +598,10 @@ class FrameReader:
         completely on disk (``dataflow.integrity.IncompleteDataError``), whole frames that
         fail their stored CRC-32 (``ChecksumError``), anything h5py cannot read."""
         try:
-            check_frames(self._ds, self.path, frame_range(index, len(self)))
+            frames = frame_range(index, len(self))
+            check_frames(self._ds, self.path, frames)
+            if self._cut is not None:
+                verify_stored(self._ds, self.path, frames)
             data = np.asarray(self._ds[index])
             verify_read(self._ds, self.path, index, data)
         except HDF5ReadError:
@@ -608,6 +628,8 @@ class FrameReader:
     def close(self) -> None:
         """Close the file (idempotent)."""
         self._file.close()
+        if self._cut is not None:
+            self._cut.close()
 
     def __enter__(self) -> FrameReader:
         return self

@@ -10,7 +10,9 @@ zeros from missing data. These checks close that gap, cheaply enough to run on e
 - ``check_file_size``: a file its writer closed (the superblock's consistency flags are
   clear) must be at least as long as the end of file the superblock records; a file still
   marked open (a writer running, or killed) can legitimately be shorter, so only the chunk
-  checks apply to it;
+  checks apply to it. A closed file cut short (the disk filled up as the writer closed
+  it) is refused, unless the caller reads it through ``dataflow.cut_short``, which serves
+  only the frames whose checksums prove them intact;
 - ``check_frames``: the dataset's extent covers the frames asked for, and every data chunk
   holding them is allocated and lies inside the file.
 
@@ -71,6 +73,13 @@ class Superblock:
     """The end-of-file address it records (relative to ``offset``)."""
     open_for_write: bool
     """The consistency flags are set: a writer has (or a killed writer had) the file open."""
+    size: int = 0
+    """The file's size in bytes when the superblock was read."""
+
+    @property
+    def cut_short(self) -> bool:
+        """Its writer closed the file, yet it is shorter than the end of file recorded."""
+        return not self.open_for_write and self.size < self.offset + self.end_of_file
 
 
 def read_superblock(path: str | os.PathLike[str]) -> Superblock:
@@ -90,14 +99,14 @@ def read_superblock(path: str | os.PathLike[str]) -> Superblock:
                 f.seek(offset)
                 head = f.read(96)
                 if head[:8] == SIGNATURE:
-                    return _parse_superblock(p, offset, head)
+                    return _parse_superblock(p, offset, head, size)
                 offset = 512 if offset == 0 else offset * 2
     except OSError as exc:
         raise HDF5ReadError(f"{p}: cannot read: {exc.strerror or exc}") from None
     raise HDF5ReadError(f"{p}: not an HDF5 file (no HDF5 signature)")
 
 
-def _parse_superblock(path: Path, offset: int, head: bytes) -> Superblock:
+def _parse_superblock(path: Path, offset: int, head: bytes, size: int) -> Superblock:
     version = head[8]
     try:
         if version in (0, 1):
@@ -114,7 +123,7 @@ def _parse_superblock(path: Path, offset: int, head: bytes) -> Superblock:
     except (struct.error, IndexError):
         raise HDF5ReadError(f"{path}: not a readable HDF5 file (superblock cut short)"
                             ) from None
-    return Superblock(offset, version, end, bool(flags))
+    return Superblock(offset, version, end, bool(flags), size)
 
 
 def _address(head: bytes, at: int, size: int) -> int:
@@ -123,12 +132,15 @@ def _address(head: bytes, at: int, size: int) -> int:
     return int.from_bytes(head[at:at + size], "little")
 
 
-def check_file_size(path: str | os.PathLike[str]) -> Superblock:
+def check_file_size(path: str | os.PathLike[str], allow_cut_short: bool = False
+                    ) -> Superblock:
     """Refuse a closed HDF5 file shorter than the end of file its superblock records.
 
     Returns the superblock. A file still marked open for writing is not refused here; a
     closed one is also opened once without SWMR, so a damaged superblock or object
-    header fails at once.
+    header fails at once. With ``allow_cut_short``, a closed file cut short is returned
+    (``Superblock.cut_short``) unopened: the caller reads it through
+    ``dataflow.cut_short.CutShortFile``, never in SWMR mode.
 
     Raises
     ------
@@ -139,11 +151,10 @@ def check_file_size(path: str | os.PathLike[str]) -> Superblock:
     """
     p = Path(path)
     sb = read_superblock(p)
-    size = p.stat().st_size
-    if sb.open_for_write:
+    if sb.open_for_write or (sb.cut_short and allow_cut_short):
         return sb
-    if size < sb.offset + sb.end_of_file:
-        raise IncompleteDataError(f"{p}: truncated: {size} bytes, its superblock says "
+    if sb.cut_short:
+        raise IncompleteDataError(f"{p}: truncated: {sb.size} bytes, its superblock says "
                                   f"{sb.offset + sb.end_of_file}", p)
     # Opened without SWMR, HDF5 checks the superblock's checksum and fails at once; in
     # SWMR mode (how Tiled reads) it would retry a damaged one for minutes.

@@ -213,8 +213,11 @@ def test_truncated_file_gives_a_clear_error_naming_it(tmp_path: Path) -> None:
     path = tmp_path / "cut.h5"
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(HDF5ReadError, match=rf"{path}: not a readable HDF5 file \(truncated"):
-        open_frames(path)
+    with open_frames(path) as r, pytest.raises(
+            HDF5ReadError, match=rf"^{path}: frame 15 lies beyond the end of the file "
+                                 r"\(truncated: its data ends at byte \d+, the file has "
+                                 rf"{len(data) // 2} bytes\)$"):
+        r.frame(15)
 
 
 def test_corrupt_file_gives_a_clear_error_naming_it(tmp_path: Path) -> None:
