@@ -199,15 +199,16 @@ class Engine:
         return (f"-DFRAME_T={FRAME_TYPES[dtype]}", f"-DACC_T={'double' if double else 'float'}",
                 f"-DACC_IS_DOUBLE={int(double)}", f"-DNBINS={self.plan.nbins}",
                 f"-DVARIANCE={int(variance)}", f"-DCHECK_FINITE={int(dtype.kind == 'f')}",
-                f"-DCHECK_DUMMY={int(dummy is not None)}",
-                f"-DDUMMY_EXACT={int(dummy is not None and dummy.delta == 0)}",
+                *_dummy_options(dtype, dummy),
                 f"-DWIDE={int(dtype.itemsize == 8)}", f"-DMASK_T={_MASK_TYPES[dtype.itemsize]}",
                 f"-DNSUMS={_nsums(self.plan.nbins)}")
 
     def _kernel(self, name: str, dtype: np.dtype[Any], variance: bool, dummy: Dummy | None
                 ) -> Any:
         """Kernel ``name`` built for these frames (kept per engine: a dict lookup a call)."""
-        key = (name, dtype, variance, dummy is None, dummy is not None and dummy.delta == 0)
+        # integer frames compare with the dummy's integer range, built into the kernel
+        key = (name, dtype, variance, dummy if dtype.kind in "iu" else (
+            dummy is None, dummy is not None and dummy.delta == 0))
         k = self._kernels.get(key)
         if k is None:
             opts = self._options(dtype, variance, dummy)
@@ -377,6 +378,25 @@ class Engine:
                                   for a in (p.sum_norm, p.sum_norm2, p.count))
             self._rows = (n, norm, norm2, count)
         return self._rows[1], self._rows[2], self._rows[3]
+
+
+def _dummy_options(dtype: np.dtype[Any], dummy: Dummy | None) -> tuple[str, ...]:
+    """The kernel options of the dummy test: float frames compare in float32 with the
+    ``dummy``/``delta`` arguments; integer frames with the range of the type's values
+    that are the dummy value (:meth:`Dummy.integers`, exact), as constants — no
+    conversion on the device, and none at all when no value of the type is."""
+    if dummy is None:
+        return ("-DCHECK_DUMMY=0", "-DDUMMY_EXACT=0", "-DDUMMY_RANGE=0")
+    if dtype.kind == "f":
+        return ("-DCHECK_DUMMY=1", f"-DDUMMY_EXACT={int(dummy.delta == 0)}",
+                "-DDUMMY_RANGE=0")
+    span = dummy.integers(dtype)
+    if span is None:
+        return ("-DCHECK_DUMMY=0", "-DDUMMY_EXACT=0", "-DDUMMY_RANGE=0")
+    # the 64-bit pattern, converted to the frame's type (two's complement)
+    lo, hi = (f"((FRAME_T)0x{v & 0xFFFFFFFFFFFFFFFF:x}UL)" for v in span)
+    return ("-DCHECK_DUMMY=1", "-DDUMMY_EXACT=0", "-DDUMMY_RANGE=1", f"-DDUMMY_LO={lo}",
+            f"-DDUMMY_HI={hi}")
 
 
 def _nsums(nbins: int) -> int:

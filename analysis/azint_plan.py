@@ -19,6 +19,7 @@ precomputed totals, no corrections — and is what the OpenCL kernels are tested
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -50,6 +51,32 @@ class Dummy:
         if d == 0:
             return np.asarray(x == v)
         return np.asarray(np.abs(x - v) <= d)
+
+    def integers(self, dtype: np.dtype[Any]) -> tuple[int, int] | None:
+        """For frames of the integer type ``dtype``: the values ``lo..hi`` that are the
+        dummy value by :meth:`flags` (float32 conversion and compare), or None when no
+        value of the type is. They are one range, the conversion being monotonic: integer
+        compares then do the same on the device, without converting."""
+        info = np.iinfo(dtype)
+
+        def dummy(x: int) -> bool:
+            return bool(self.flags(np.asarray([x], dtype=dtype).astype(np.float32))[0])
+
+        near = min(max(round(self.value), info.min), info.max)
+        inside = [x for x in (near - 1, near, near + 1)
+                  if info.min <= x <= info.max and dummy(x)]
+        if not inside:
+            return None
+
+        def edge(true: int, false: int) -> int:  # the last x from `true` towards `false`
+            while abs(false - true) > 1:
+                mid = (true + false) // 2
+                true, false = (mid, false) if dummy(mid) else (true, mid)
+            return true
+
+        lo = info.min if dummy(info.min) else edge(inside[0], info.min)
+        hi = info.max if dummy(info.max) else edge(inside[-1], info.max)
+        return lo, hi
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,9 @@
  *   NBINS          number of output bins
  *   VARIANCE       1 to accumulate the Poisson variance, 0 not to
  *   CHECK_FINITE   1 for float frames: non-finite values do not count
- *   CHECK_DUMMY    1 when a dummy value is set; DUMMY_EXACT 1 when its tolerance is 0
+ *   CHECK_DUMMY    1 when a dummy value is set; DUMMY_EXACT 1 when its tolerance is 0;
+ *                  DUMMY_RANGE 1 for integer frames, whose values DUMMY_LO..DUMMY_HI are
+ *                  the dummy value (as the float32 compare of the others finds it)
  *   WIDE           1 for 8-byte pixel types (read one by one)
  *   MASK_T         the signed integer type of FRAME_T's size (char, short, int, long)
  *   NSUMS          1, 2 or 4 private histograms the pixels alternate over (hist_private)
@@ -75,8 +77,14 @@
 #else
 #define IS_DUMMY(xf, T) 0
 #endif
+#if DUMMY_RANGE  /* integer frames: the values that are the dummy, found by the host */
+#define BAD(x) ((x) >= DUMMY_LO && (x) <= DUMMY_HI)
+#define BAD8(x) convert_int8(((x) >= (VEC8(FRAME_T))DUMMY_LO) & \
+                             ((x) <= (VEC8(FRAME_T))DUMMY_HI))
+#else
 #define BAD(x) (NOT_FINITE((float)(x)) | IS_DUMMY((float)(x), float))
 #define BAD8(x) (NOT_FINITE(convert_float8(x)) | IS_DUMMY(convert_float8(x), float8))
+#endif
 
 /* 8 pixels at once, without a branch (a branch per 8 pixels costs as much as the
    histogram): the values that do not count become 0, and `seen` notes those of real bins

@@ -313,3 +313,30 @@ def test_a_few_bad_and_low_pixels_among_clean_blocks(method: str) -> None:
         _results_match(got, want)
         clean = ai.integrate1d(FRAMES[2] + 5.0, 50, **options)  # type: ignore[arg-type]
         assert np.all(got.count <= clean.count) and np.any(got.count < clean.count)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint16, np.int32, np.uint32,
+                                   np.int64])
+def test_integer_frames_compare_the_dummy_as_pyfai_does(ai: AzimuthalIntegrator,
+                                                        dtype: type) -> None:
+    """Integer frames are compared with the range of the type's values that equal the
+    dummy value in float32 (pyFAI's compare), built into the kernel: the range's edges
+    and the values just outside it."""
+    info = np.iinfo(dtype)
+    value = float(np.float32(info.max)) if info.max > 2**24 else float(info.max - 2)
+    dummy = Dummy(value, 1.5)
+    lo, hi = dummy.integers(np.dtype(dtype)) or (0, -1)
+    assert lo <= hi and dummy.flags(np.array([lo, hi], dtype).astype(np.float32)).all()
+    frame = np.clip(FRAMES[2], 0, 50).astype(dtype)
+    edges = [v for v in (lo - 1, lo, hi, hi + 1) if info.min <= v <= info.max]
+    for k, v in enumerate(edges):
+        frame[5 + 3 * k, 10:70:7] = v
+    for method in ("no", "bbox"):
+        options = dict(method=method, error_model="poisson", dummy=value, delta_dummy=1.5)
+        got = ai.integrate1d(frame, 40, **options)  # type: ignore[arg-type]
+        want = ai.reference1d(frame, 40, **options)
+        assert np.array_equal(got.count, want.count)  # the same pixels count
+        # (the device sums integers exactly, the reference their float32 values, as pyFAI)
+        for name in ("intensity", "sigma", "sum_signal", "sum_variance"):
+            _same(getattr(got, name), getattr(want, name), rtol=1e-7)
+    assert Dummy(0.5, 0.0).integers(np.dtype(dtype)) is None  # no integer is 0.5
