@@ -169,6 +169,9 @@ def batch_rows(network: Network, stimulus: Mapping[str, np.ndarray],
     ``Simulator.run`` and the cocotb lock-step take. ``ticks`` defaults to the shortest
     array."""
     inputs = {t.name: t for t in network.traced_signals() if t.is_input}
+    if ticks is None and not stimulus:
+        raise BackendError(f"batch_rows: no stimulus arrays for '{network.name}', so the "
+                           "number of ticks is unknown; pass ticks=")
     n = min(len(a) for a in stimulus.values()) if ticks is None else ticks
     check_batch_stimulus(network, inputs, stimulus, n)
     columns = {name: _py_values(inputs[name], np.asarray(arr)[:n])

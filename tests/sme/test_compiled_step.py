@@ -14,7 +14,7 @@ import pytest
 
 from sme import Network, Simulator, SmeError
 from sme.backend import batch_rows, to_array
-from sme.errors import PortDirectionError, SignalValueError, UnknownSignalError
+from sme.errors import BackendError, PortDirectionError, SignalValueError, UnknownSignalError
 from sme.examples import pipeline
 
 from . import _compiled_nets as nets
@@ -173,3 +173,10 @@ def test_traced_steps_take_the_full_path() -> None:
     assert sim.trace is not None and ref.trace is not None
     assert len(sim.trace.rows) == 21
     assert ref.trace.differences(sim.trace) == []
+
+
+def test_batch_rows_without_arrays_needs_ticks() -> None:
+    net = pipeline.build()
+    assert batch_rows(net, {}, 3) == [{}, {}, {}]
+    with pytest.raises(BackendError, match=r"no stimulus arrays .* pass ticks="):
+        batch_rows(net, {})
