@@ -16,8 +16,9 @@ frames lost on the link before this one (re-taken, see below); the image is exte
 monitor streams cannot announce frames. ``devices.flyer.DetectorFlyer`` makes it a flyer
 for ``bp.fly``.
 
-Fly scans (``devices.fly``): ``prepare(FlyParameters(...))``, ``kickoff()``, ``complete()``,
-and ``describe_collect()``/``collect_pages()`` for a stream declared with
+Fly scans (``devices.fly``, the flyer methods in ``devices.detector_fly``):
+``prepare(FlyParameters(...))``, ``kickoff()``, ``complete()``, and
+``describe_collect()``/``collect_pages()`` for a stream declared with
 ``bps.declare_stream(det, name=..., collect=True)``: the frames of a continuous
 acquisition on internal or position-compare triggers, with per-frame reductions, trigger
 times and the rotation angle latched at each trigger (data key: the rotation stage's name).
@@ -50,7 +51,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +79,9 @@ from .detector_config import (
     check_roi,
     check_threshold,
 )
+from .detector_fly import FlyScans
 from .firmware import BACKENDS, Firmware, FirmwareError
-from .fly import Counts, FlyAcquisition, FlyFrame, FlyParameters
+from .fly import Counts, FlyAcquisition
 from .frame_files import FrameFiles
 from .modular import ModularFirmware
 from .pixel_mask import PixelMaskReader, pixel_mask_bits
@@ -98,7 +100,7 @@ RETAKES = 2
 many times before the trigger fails; every loss stays counted in the readout counters."""
 
 
-class FirmwareDetector(Device):  # type: ignore[misc]
+class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
     """A photon-counting area detector with the SME firmware in the loop.
 
     Parameters
@@ -361,22 +363,6 @@ class FirmwareDetector(Device):  # type: ignore[misc]
         counts: Counts = self.sensor.expose(flux, exposure)
         return counts
 
-    def angle_at(self, t: float) -> float:
-        """The rotation stage's angle at time ``t`` (what position capture latches)."""
-        return float(self.scene.rotation.position_at(t))
-
-    def store_fly_frames(self, images: np.ndarray, frames: Sequence[FlyFrame],
-                         last: ReadoutFrame, counts: Counts) -> None:
-        """Append a batch of fly-scan frames to the file (``devices.fly`` calls it)."""
-        with self._lock:
-            writer = self.files.fly
-            if writer is None:
-                raise RuntimeError(f"{self.name}: kickoff() before prepare(); stage the "
-                                   "detector and prepare it first (bluesky plans do)")
-            writer.append_many(images)
-        self.last_counts = counts
-        self.publish_frame(last, frames[-1].time)
-
     def publish_frame(self, frame: ReadoutFrame, now: float) -> None:
         """Put a frame's reductions on the readback signals (what ``read()`` returns)."""
         self.roi_sum.put(int(frame.roi_sum), timestamp=now)
@@ -461,82 +447,3 @@ class FirmwareDetector(Device):  # type: ignore[misc]
             else:
                 docs = []
         yield from docs
-
-    # -- fly scans ----------------------------------------------------------------------
-
-    def prepare(self, value: FlyParameters) -> DeviceStatus:
-        """Arm a fly acquisition (after ``stage()``); applies ``value.exposure``."""
-        if not isinstance(value, FlyParameters):
-            raise TypeError(f"{self.name}.prepare: expected FlyParameters, got {value!r}")
-        if not self.files.staged:
-            raise RuntimeError(f"{self.name}: prepare() before stage(); stage the detector "
-                               "first (bluesky plans do)")
-        if self.fly is not None and not self.fly.done.done and self.fly.started:
-            raise RuntimeError(f"{self.name}: a fly acquisition is still running")
-        if value.exposure is not None:
-            self.exposure.put(float(value.exposure))
-        counters = self._counters()
-        with self._lock:
-            self.files.open_fly(counters)
-            self.fly = FlyAcquisition(self, value, float(self.exposure.get()))
-            self._collected = self._announced = 0
-        status = DeviceStatus(self)
-        status.set_finished()
-        return status
-
-    def kickoff(self) -> DeviceStatus:
-        """Start the armed fly acquisition; the status finishes once it runs."""
-        if self.fly is None or self.fly.started is not None:
-            raise RuntimeError(f"{self.name}: kickoff() needs a prepare() with "
-                               "FlyParameters first")
-        self.fly.start()
-        status = DeviceStatus(self)
-        status.set_finished()
-        return status
-
-    def complete(self) -> DeviceStatus:
-        """The status of the running fly acquisition: finished with its last frame."""
-        if self.fly is None or self.fly.started is None:
-            raise RuntimeError(f"{self.name}: complete() before kickoff()")
-        return self.fly.done
-
-    def describe_collect(self) -> dict[str, Any]:
-        """Data keys of a fly stream: the image (external), the firmware's reductions,
-        the trigger time and the angle latched at each trigger."""
-        source = f"smeflow:firmware:{self.backend.get()}"
-        keys: dict[str, Any] = {}
-        for signal in (self.roi_sum, self.saturated, self.histogram, self.frame_number,
-                       self.link_lost):
-            key = dict(signal.describe()[signal.name])
-            key["source"] = source
-            keys[signal.name] = key
-        keys[f"{self.name}_trigger_time"] = {"source": source, "dtype": "number",
-                                             "shape": [], "units": "s"}
-        rotation = self.scene.rotation
-        keys[rotation.name] = {"source": f"smeflow:position-capture:{rotation.name}",
-                               "dtype": "number", "shape": [], "units": "deg",
-                               "precision": 4}
-        keys[self.image_key] = self.describe()[self.image_key]
-        return keys
-
-    def collect_pages(self) -> Iterator[dict[str, Any]]:
-        """The readings of the frames announced by the last ``collect_asset_docs()``."""
-        if self.fly is None:
-            return
-        with self._lock:
-            rows = self.fly.frames[self._collected:self._announced]
-            self._collected = self._announced
-        if not rows:
-            return
-        rotation = self.scene.rotation.name
-        columns: dict[str, list[Any]] = {
-            self.roi_sum.name: [r.roi_sum for r in rows],
-            self.saturated.name: [r.saturated for r in rows],
-            self.histogram.name: [list(r.histogram) for r in rows],
-            self.frame_number.name: [r.frame_number for r in rows],
-            self.link_lost.name: [r.lost_before for r in rows],
-            f"{self.name}_trigger_time": [r.time for r in rows],
-            rotation: [r.angle for r in rows],
-        }
-        stamps = [r.time for r in rows]  # each frame's own time (see devices.fly)
-        yield {"data": columns, "timestamps": {key: stamps for key in columns}}

@@ -1,0 +1,167 @@
+"""The fly-scan side of the firmware detector: bluesky's flyer interface over
+``devices.fly``.
+
+``FirmwareDetector`` (``devices.detector``) takes these methods from :class:`FlyScans`:
+``prepare(FlyParameters(...))`` arms a continuous acquisition, ``kickoff()`` starts it,
+``complete()`` finishes with its last frame, and ``describe_collect()`` /
+``collect_pages()`` describe and hand over the frames of a stream declared with
+``bps.declare_stream(det, name=..., collect=True)`` (the frames themselves are announced
+by the detector's ``collect_asset_docs``). ``store_fly_frames`` and ``angle_at`` are what
+``devices.fly.FlyAcquisition`` calls back (its ``FlyDetector``).
+
+This module knows the detector only through :class:`FlyHost` (what these methods use
+of it); ``devices.detector`` builds on it, never the other way round.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+from ophyd.status import DeviceStatus
+
+from dataflow.packets import ReadoutFrame
+
+from .fly import Counts, FlyAcquisition, FlyDetector, FlyFrame, FlyParameters
+from .frame_files import FrameFiles
+from .samples import Scene
+
+__all__ = ["FlyHost", "FlyScans"]
+
+
+class FlyHost(FlyDetector, Protocol):
+    """What the fly-scan methods use of the detector they are part of (and what a fly
+    acquisition needs of it, ``FlyDetector``)."""
+
+    scene: Scene
+    files: FrameFiles
+    fly: FlyAcquisition | None
+    last_counts: np.ndarray | None
+    _lock: threading.Lock
+    _collected: int
+    _announced: int
+    exposure: Any
+    backend: Any
+    roi_sum: Any
+    saturated: Any
+    histogram: Any
+    frame_number: Any
+    link_lost: Any
+
+    @property
+    def image_key(self) -> str:
+        """The data key of the frames."""
+
+    def describe(self) -> dict[str, Any]:
+        """The detector's data keys (the image key among them)."""
+
+    def publish_frame(self, frame: ReadoutFrame, now: float) -> None:
+        """Put a frame's reductions on the readback signals."""
+
+    def _counters(self) -> dict[str, int]:
+        """The readout counters now."""
+
+
+class FlyScans:
+    """Fly-scan methods of ``FirmwareDetector`` (see the module docstring)."""
+
+    fly: FlyAcquisition | None
+    """The armed or last fly acquisition (``prepare`` makes one)."""
+    last_counts: np.ndarray | None
+    """The sensor counts of the last exposure (what went over the link)."""
+
+    def angle_at(self: FlyHost, t: float) -> float:
+        """The rotation stage's angle at time ``t`` (what position capture latches)."""
+        return float(self.scene.rotation.position_at(t))
+
+    def store_fly_frames(self: FlyHost, images: np.ndarray, frames: Sequence[FlyFrame],
+                         last: ReadoutFrame, counts: Counts) -> None:
+        """Append a batch of fly-scan frames to the file (``devices.fly`` calls it)."""
+        with self._lock:
+            writer = self.files.fly
+            if writer is None:
+                raise RuntimeError(f"{self.name}: kickoff() before prepare(); stage the "
+                                   "detector and prepare it first (bluesky plans do)")
+            writer.append_many(images)
+        self.last_counts = counts
+        self.publish_frame(last, frames[-1].time)
+
+
+    def prepare(self: FlyHost, value: FlyParameters) -> DeviceStatus:
+        """Arm a fly acquisition (after ``stage()``); applies ``value.exposure``."""
+        if not isinstance(value, FlyParameters):
+            raise TypeError(f"{self.name}.prepare: expected FlyParameters, got {value!r}")
+        if not self.files.staged:
+            raise RuntimeError(f"{self.name}: prepare() before stage(); stage the detector "
+                               "first (bluesky plans do)")
+        if self.fly is not None and not self.fly.done.done and self.fly.started:
+            raise RuntimeError(f"{self.name}: a fly acquisition is still running")
+        if value.exposure is not None:
+            self.exposure.put(float(value.exposure))
+        counters = self._counters()
+        with self._lock:
+            self.files.open_fly(counters)
+            self.fly = FlyAcquisition(self, value, float(self.exposure.get()))
+            self._collected = self._announced = 0
+        status = DeviceStatus(self)
+        status.set_finished()
+        return status
+
+    def kickoff(self: FlyHost) -> DeviceStatus:
+        """Start the armed fly acquisition; the status finishes once it runs."""
+        if self.fly is None or self.fly.started is not None:
+            raise RuntimeError(f"{self.name}: kickoff() needs a prepare() with "
+                               "FlyParameters first")
+        self.fly.start()
+        status = DeviceStatus(self)
+        status.set_finished()
+        return status
+
+    def complete(self: FlyHost) -> DeviceStatus:
+        """The status of the running fly acquisition: finished with its last frame."""
+        if self.fly is None or self.fly.started is None:
+            raise RuntimeError(f"{self.name}: complete() before kickoff()")
+        return self.fly.done
+
+    def describe_collect(self: FlyHost) -> dict[str, Any]:
+        """Data keys of a fly stream: the image (external), the firmware's reductions,
+        the trigger time and the angle latched at each trigger."""
+        source = f"smeflow:firmware:{self.backend.get()}"
+        keys: dict[str, Any] = {}
+        for signal in (self.roi_sum, self.saturated, self.histogram, self.frame_number,
+                       self.link_lost):
+            key = dict(signal.describe()[signal.name])
+            key["source"] = source
+            keys[signal.name] = key
+        keys[f"{self.name}_trigger_time"] = {"source": source, "dtype": "number",
+                                             "shape": [], "units": "s"}
+        rotation = self.scene.rotation
+        keys[rotation.name] = {"source": f"smeflow:position-capture:{rotation.name}",
+                               "dtype": "number", "shape": [], "units": "deg",
+                               "precision": 4}
+        keys[self.image_key] = self.describe()[self.image_key]
+        return keys
+
+    def collect_pages(self: FlyHost) -> Iterator[dict[str, Any]]:
+        """The readings of the frames announced by the last ``collect_asset_docs()``."""
+        if self.fly is None:
+            return
+        with self._lock:
+            rows = self.fly.frames[self._collected:self._announced]
+            self._collected = self._announced
+        if not rows:
+            return
+        rotation = self.scene.rotation.name
+        columns: dict[str, list[Any]] = {
+            self.roi_sum.name: [r.roi_sum for r in rows],
+            self.saturated.name: [r.saturated for r in rows],
+            self.histogram.name: [list(r.histogram) for r in rows],
+            self.frame_number.name: [r.frame_number for r in rows],
+            self.link_lost.name: [r.lost_before for r in rows],
+            f"{self.name}_trigger_time": [r.time for r in rows],
+            rotation: [r.angle for r in rows],
+        }
+        stamps = [r.time for r in rows]  # each frame's own time (see devices.fly)
+        yield {"data": columns, "timestamps": {key: stamps for key in columns}}
