@@ -14,6 +14,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from fractions import Fraction
+from itertools import repeat
 from typing import Any, Literal, TypeVar
 
 from .errors import DeclarationError
@@ -445,6 +446,9 @@ class ArrayType(SignalType):
     ) -> tuple[Any, ...]:
         if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
             raise TypeMisfit(f"{value!r} is not a sequence")
+        whole = self._coerce_numpy(value)
+        if whole is not None:
+            return whole
         items = list(value)
         if len(items) != self.length:
             raise TypeMisfit(f"has {len(items)} elements, expected {self.length}")
@@ -455,6 +459,36 @@ class ArrayType(SignalType):
             except TypeMisfit as exc:
                 raise TypeMisfit(f"element [{i}]: {exc}") from None
         return tuple(out)
+
+    def _coerce_numpy(self, value: object) -> tuple[Any, ...] | None:
+        """A flat numpy array of integers (or of Bools, for a Bool element) whose values
+        all fit, converted at once — the contents of a megapixel calibration memory are a
+        million elements — as the element-wise conversion would give; ``None`` for
+        anything else (which that conversion then checks and explains)."""
+        if type(value).__module__ != "numpy" or type(value).__name__ != "ndarray":
+            return None
+        arr: Any = value
+        kind = arr.dtype.kind
+        if arr.ndim != 1 or arr.shape[0] != self.length:
+            return None
+        el = self.element
+        if isinstance(el, BoolType):
+            return tuple(arr.tolist()) if kind == "b" else None
+        if kind not in "iu":
+            return None
+        if isinstance(el, IntegerType):
+            lo, hi, shift = el.lo, el.hi, 0
+        elif isinstance(el, FixedType):
+            lo, hi, shift = el.raw_type.lo, el.raw_type.hi, el.frac_bits
+        else:
+            return None
+        if int(arr.min()) << shift < lo or int(arr.max()) << shift > hi:
+            return None
+        if isinstance(el, IntegerType):
+            return tuple(arr.tolist())
+        if lo >= -(1 << 63) and hi < 1 << 63:  # the raw values fit int64: shifted at once
+            return tuple(map(Fixed, (arr.astype("int64") << shift).tolist(), repeat(shift)))
+        return tuple(Fixed(v << shift, shift) for v in arr.tolist())
 
     def describe_range(self) -> str:
         return f"{self.length} elements, each {self.element.describe_range()}"

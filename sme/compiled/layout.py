@@ -9,6 +9,7 @@ the interpreter would raise there, so the Python side can raise exactly that err
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,7 @@ import numpy as np
 from ..declare import MISSING
 from ..lower.ir import ArrayT, BoolT, EnumT, NumT, VType, vtype_of
 from ..network import TracedSignal
-from ..types import ArrayType, SignalType
+from ..types import ArrayType, BoolType, FixedType, IntegerType, SignalType
 
 I64_MIN, I64_MAX = -(1 << 63), (1 << 63) - 1
 
@@ -141,7 +142,7 @@ class Layout:
             assert isinstance(vt, ArrayT)
             off = len(self.a_init)
             values = initial if initial is not MISSING else t.zero()  # zero until written
-            self.a_init += [raw(t.element, v) for v in values]
+            self.a_init += raws(t.element, values)
             return ArraySlot(off, t.length, vt.element, defined)
         self.scalar(prefix, raw(t, initial) if initial is not MISSING else 0)
         return Slot(prefix, vt, defined)
@@ -151,6 +152,16 @@ class Layout:
         off = len(self.a_init)
         self.a_init += [0] * length
         return ArraySlot(off, length, element)
+
+
+def raws(t: SignalType, values: Sequence[Any]) -> list[int]:
+    """``[raw(t, v) for v in values]``, with the conversion chosen once for the type (a
+    megapixel calibration memory holds millions of elements)."""
+    if isinstance(t, FixedType):
+        return [v.raw for v in values]
+    if isinstance(t, IntegerType | BoolType):  # ints, and Bools (0/1 as ints)
+        return list(map(int, values))
+    return [raw(t, v) for v in values]
 
 
 def raw(t: SignalType, value: Any) -> int:

@@ -3,6 +3,7 @@
 import enum
 import math
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 import pytest
@@ -447,3 +448,43 @@ def test_wrap_and_saturate_check_the_rounding(helper: object) -> None:
     ):
         helper(1, rounding="up")  # type: ignore[operator]
     assert repr(helper(3)) == f"{helper.__name__}(3)"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("element", "values"), [
+    (UInt[20], np.array([0, 7, (1 << 20) - 1], dtype=np.uint32)),
+    (Int[8], np.array([-128, 0, 127], dtype=np.int16)),
+    (UFix[2, 14], np.array([0, 1, 3], dtype=np.int64)),
+    (SFix[4, 4], np.array([-8, -1, 7], dtype=np.int8)),
+    (Bool, np.array([True, False, True])),
+])
+def test_a_numpy_array_converts_as_its_elements_do(element: Any, values: np.ndarray) -> None:
+    got = Array[element, 3].coerce(values)
+    want = tuple(element.coerce(v) for v in values.tolist())
+    assert got == want
+    assert [type(v) for v in got] == [type(v) for v in want]
+    if isinstance(want[0], Fixed):
+        assert [v.raw for v in got] == [v.raw for v in want]
+
+
+@pytest.mark.parametrize(("element", "values", "where"), [
+    (UInt[4], np.array([0, 16, 3]), 1),
+    (UFix[2, 14], np.array([0, 1, 4]), 2),
+    (Int[8], np.array([-129, 0, 0]), 0),
+    (Bool, np.array([0, 1, 1]), 0),  # integers are not Bools in an array either
+    (UInt[4], np.array([True, False, True]), 0),
+])
+def test_a_numpy_array_that_does_not_fit_names_its_element(element: Any, values: np.ndarray,
+                                                          where: int) -> None:
+    with pytest.raises(TypeMisfit) as whole:
+        Array[element, 3].coerce(values)
+    with pytest.raises(TypeMisfit) as one_by_one:  # a list: converted element by element
+        Array[element, 3].coerce(list(values))
+    assert str(whole.value) == str(one_by_one.value)
+    assert str(whole.value).startswith(f"element [{where}]: ")
+
+
+def test_a_numpy_array_wraps_and_saturates_as_its_elements_do() -> None:
+    values = np.array([-1, 5, 17])
+    for overflow in ("wrap", "saturate"):
+        assert Array[UInt[4], 3].coerce(values, overflow=overflow) == tuple(
+            UInt[4].coerce(v, overflow=overflow) for v in values.tolist())
