@@ -168,10 +168,13 @@ class ContentKeys:
     """Cache keys of per-pixel arrays (mask, dark, flat) passed again and again, perhaps
     edited in place in between: equal keys mean equal contents.
 
-    The array last seen under each name is kept (a private copy); the next one is compared
-    with it word by word — exact, and 2–3× faster than digesting it — and gets the same
-    key when it is equal, its :func:`digest` otherwise (so that arrays used in turn keep
-    their cached matrices)."""
+    The array last seen under each name is kept (a private copy, up to :attr:`keep_bytes`;
+    larger ones are digested every time); the next one is compared with it word by word —
+    exact, and 2–3× faster than digesting it — and gets the same key when it is equal, its
+    :func:`digest` otherwise (so that arrays used in turn keep their cached matrices)."""
+
+    #: Largest array kept for comparison (a 16-megapixel float32 image).
+    keep_bytes = 64 << 20
 
     def __init__(self) -> None:
         self._last: dict[str, tuple[npt.NDArray[Any], tuple[object, ...]]] = {}
@@ -190,7 +193,8 @@ class ContentKeys:
                     return key
         new = digest(arr)
         assert new is not None
-        self._last[name] = (arr.copy(), new)  # one (copy, key) pair: seen whole by readers
+        if arr.nbytes <= self.keep_bytes:
+            self._last[name] = (arr.copy(), new)  # one (copy, key) pair, seen whole
         return new
 
 

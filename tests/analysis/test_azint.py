@@ -286,6 +286,12 @@ def test_content_keys_are_exact_and_keep_arrays_used_in_turn_cached() -> None:
     assert keys.key("dark", a) not in (first, second)
     assert keys.key("dark", a.astype(np.int8)) != keys.key("dark", a)  # dtype counts
     assert keys.key("dark", None) is None
+    keys.keep_bytes = 8  # larger arrays: digested every time, still exact about edits
+    big = np.zeros(100, np.float32)
+    assert keys.key("flat", big) == keys.key("flat", big)
+    before = keys.key("flat", big)
+    big[50] = 1.0
+    assert keys.key("flat", big) != before and "flat" not in keys._last
     # two masks used in turn keep their matrices: no rebuild, equal results
     ai = AzimuthalIntegrator(GEOMETRY)
     other = MASK.copy()
