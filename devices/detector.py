@@ -12,9 +12,10 @@ baseline, writes each frame to a file of its own). The event carries the firmwar
 reductions (ROI sum, saturated count, histogram, frame number) and ``link_lost``, the
 frames lost on the link before this one (re-taken, see below); the image is external data
 (``<name>_image``, announced with ``stream_resource``/``stream_datum`` from
-``collect_asset_docs``). A bluesky ``monitor`` of the detector is refused with the reason:
-monitor streams cannot announce frames. ``devices.flyer.DetectorFlyer`` makes it a flyer
-for ``bp.fly``.
+``collect_asset_docs``). A bluesky ``monitor`` of the detector (``monitor_during_wrapper``)
+files every frame it acquires into the monitor stream too, announced there
+(``devices.monitor_stream``). ``devices.flyer.DetectorFlyer`` makes it a flyer for
+``bp.fly``.
 
 Fly scans (``devices.fly``, the flyer methods in ``devices.detector_fly``):
 ``prepare(FlyParameters(...))``, ``kickoff()``, ``complete()``, and
@@ -84,6 +85,7 @@ from .firmware import BACKENDS, Firmware, FirmwareError
 from .fly import Counts, FlyAcquisition
 from .frame_files import FrameFiles
 from .modular import ModularFirmware
+from .monitor_stream import MonitorStream
 from .pixel_mask import PixelMaskReader, pixel_mask_bits
 from .samples import PixelSize, Scene, pixel_pair
 from .sensor import SensorModel
@@ -202,6 +204,8 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
         self._collected = 0
         self._announced = 0
         self._exposing: threading.Thread | None = None
+        self._monitors: dict[Any, MonitorStream] = {}
+        """bluesky monitors of the detector, by their callback (``subscribe``)."""
 
     # -- keys -------------------------------------------------------------------------
     @property
@@ -354,6 +358,7 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
         with self._lock:
             self._pending = frame.image
         self.publish_frame(frame, time.time())
+        self._to_monitors(frame.image)
         return frame.image
 
     def expose(self, t: float | None, exposure: float) -> Counts:
@@ -373,16 +378,32 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
 
     def subscribe(self, callback: Any, event_type: str | None = None,
                   run: bool = True) -> Any:
-        """ophyd's ``subscribe``; without an event type (a bluesky ``monitor``) it is
-        refused: a monitor stream's events cannot announce frames (bluesky emits them
-        without ``stream_resource``/``stream_datum``), so the frames would be lost."""
-        if event_type is None:
-            raise ValueError(
-                f"{self.name}: a detector cannot be monitored: bluesky's monitor streams "
-                "carry events only, not the stream_resource/stream_datum documents of its "
-                f"frames; read it with bps.trigger_and_read([{self.name}], name=STREAM) "
-                "or put it in the baseline")
-        return super().subscribe(callback, event_type=event_type, run=run)
+        """ophyd's ``subscribe``; without an event type it is a bluesky ``monitor``
+        (``devices.monitor_stream``): from now on every frame the detector acquires is
+        filed into the monitor stream's own file and announced there, then bluesky's
+        ``callback`` emits its event. Outside a RunEngine monitor that is an error."""
+        if event_type is not None:
+            return super().subscribe(callback, event_type=event_type, run=run)
+        monitor = MonitorStream.attach(self.name, callback)
+        with self._lock:
+            self._monitors[callback] = monitor
+        return callback
+
+    def clear_sub(self, cb: Any, event_type: str | None = None) -> None:
+        """ophyd's ``clear_sub``, ending a monitor subscribed with ``cb`` (``unmonitor``)."""
+        with self._lock:
+            monitor = self._monitors.pop(cb, None)
+        if monitor is None:
+            super().clear_sub(cb, event_type=event_type)
+
+    def _to_monitors(self, image: np.ndarray) -> None:
+        """File a frame just acquired into each monitor stream and emit its event."""
+        with self._lock:
+            monitors = list(self._monitors.values())
+        for monitor in monitors:
+            with self._lock:
+                docs = self.files.announce(monitor.stream, image, self._counters)
+            monitor.emit(docs)
 
     def trigger(self) -> DeviceStatus:
         """Expose one frame; the status finishes when the firmware has sent it.

@@ -5,7 +5,8 @@ Each run is read back with databroker v1 (``db[uid].table(fill=True)``): every e
 frame is in its stream's array, in order, and its firmware ROI sum (the whole frame: the
 default ROI) is the sum of that frame. In the plans of ``WITH_BASELINE`` the detector is
 in the baseline too (``SupplementalData``), so the same detector's frames land in two
-streams and each must read back its own (v1 and v2). ``bp.fly`` runs with
+streams and each must read back its own (v1 and v2); the same holds for a monitored
+detector's ``det_monitor`` stream. ``bp.fly`` runs with
 :class:`devices.flyer.DetectorFlyer`. Frames are 16×32 so the whole module stays quick.
 """
 
@@ -23,6 +24,7 @@ from bluesky import RunEngine
 from bluesky import plan_stubs as bps
 from bluesky import plans as bp
 from bluesky.preprocessors import SupplementalData
+from bluesky.preprocessors import run_wrapper as bpp_run
 from cycler import cycler
 
 from dataflow.broker import open_broker
@@ -185,13 +187,39 @@ def test_a_detector_only_in_the_baseline_files_its_frames_there(setup: Any) -> N
     assert header.v2.primary.read()["sample_x"].shape == (3,)
 
 
-def test_a_monitored_detector_is_refused_with_the_reason(setup: Any) -> None:
+def test_a_monitored_detector_files_its_frames_in_the_monitor_stream(setup: Any) -> None:
+    """``monitor_during_wrapper``: every frame the detector acquires lands in
+    ``det_monitor``, each announced there; the primary stream holds only the frames read
+    into it. Each stream reads back its own frames (not the first N of a shared file)."""
     from bluesky.preprocessors import monitor_during_wrapper
 
-    RE, _, beamline, _ = setup
-    with pytest.raises(ValueError, match="det: a detector cannot be monitored"):
-        RE(monitor_during_wrapper(  # type: ignore[no-untyped-call]
-            bp.count([beamline.beam], 1), [beamline.det]))
+    RE, _, beamline, db = setup
+    det = beamline.det
+
+    def plan() -> Any:
+        yield from bps.trigger(det, wait=True)  # acquired (so monitored), never read
+        yield from bps.trigger_and_read([det])
+        yield from bps.trigger_and_read([det])
+
+    counted = bp.count([det], 2)
+    (first,) = RE(monitor_during_wrapper(counted, [det]))  # type: ignore[no-untyped-call]
+    check_stream(db[first], "det_monitor", 2)
+    (uid,) = RE(monitor_during_wrapper(bpp_run(plan()), [det]))  # type: ignore[no-untyped-call]
+    header = db[uid]
+    assert set(header.stream_names) == {"det_monitor", "primary"}
+    assert header.stop["num_events"] == {"det_monitor": 3, "primary": 2}
+    monitored = check_stream(header, "det_monitor", 3)
+    primary = check_stream(header, "primary", 2)
+    np.testing.assert_array_equal(primary, monitored[1:])
+    assert not np.array_equal(monitored[0], monitored[1])  # photon noise: frames differ
+    assert db.v2[uid].det_monitor.read()["det_roi_sum"].shape == (3,)
+
+
+def test_subscribing_the_detector_outside_a_monitor_is_refused(setup: Any) -> None:
+    _, _, beamline, _ = setup
+    with pytest.raises(ValueError, match="det: a detector is subscribed without an event "
+                                         "type only by a bluesky RunEngine monitor"):
+        beamline.det.subscribe(lambda **kw: None)
 
 
 def test_bp_fly_with_the_detector_flyer(setup: Any) -> None:
