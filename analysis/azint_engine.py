@@ -201,7 +201,7 @@ class Engine:
                 f"-DVARIANCE={int(variance)}", f"-DCHECK_FINITE={int(dtype.kind == 'f')}",
                 *_dummy_options(dtype, dummy),
                 f"-DWIDE={int(dtype.itemsize == 8)}", f"-DMASK_T={_MASK_TYPES[dtype.itemsize]}",
-                f"-DNSUMS={_nsums(self.plan.nbins)}")
+                f"-DNSUMS={_nsums(self.plan.nbins)}", f"-DPRIVATE_MAX={PRIVATE_MAX_BINS}")
 
     def _kernel(self, name: str, dtype: np.dtype[Any], variance: bool, dummy: Dummy | None
                 ) -> Any:

@@ -13,7 +13,7 @@
  *                  double)
  *   ACC_T          accumulator type (double where the device has fp64, else float)
  *   ACC_IS_DOUBLE  1 when ACC_T is double (enables fp64)
- *   NBINS          number of output bins
+ *   NBINS          number of output bins (at most PRIVATE_MAX for the private kernels)
  *   VARIANCE       1 to accumulate the Poisson variance, 0 not to
  *   CHECK_FINITE   1 for float frames: non-finite values do not count
  *   CHECK_DUMMY    1 when a dummy value is set; DUMMY_EXACT 1 when its tolerance is 0;
@@ -135,6 +135,10 @@ inline void store_partial(__global ACC_T *o, const ACC_T *h, const ACC_T *v)
         o[NBINS + b] = v ? v[b] : (ACC_T)0;
 }
 
+
+/* the private-histogram kernels: only for PRIVATE_MAX bins or fewer (a private array
+   per work-item; their bin indices are ushort) */
+#if NBINS <= PRIVATE_MAX
 
 __kernel void hist_private(__global const FRAME_T *restrict frames,
                            __global const ushort *restrict bins,
@@ -365,6 +369,8 @@ __kernel void split_private(__global const FRAME_T *restrict frames,
 #endif
     STORE_BAD_COUNT
 }
+
+#endif  /* NBINS <= PRIVATE_MAX */
 
 __kernel void csr_sums(__global const FRAME_T *restrict frames,
                        __global const uint *restrict indptr,
