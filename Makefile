@@ -41,9 +41,12 @@ $(PY):
 	    $(PYTHON) -m venv $(VENV); \
 	  else echo "run: sudo apt-get install -y python3-venv"; exit 1; fi; }
 
+# The demo's compiled artefacts (firmware, models, OpenCL kernels) are built once here, so
+# that the first `make demo` finds them cached; a failure there does not fail the install.
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev,bench]'
+	-$(VENV)/bin/smeflow demo --prepare
 	@touch $(STAMP)
 
 setup: system-deps $(STAMP)

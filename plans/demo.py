@@ -106,17 +106,16 @@ def run_demo(data_dir: Path, out_dir: Path, *, projections: int = 90, backend: s
         RE.subscribe(bec)  # type: ignore[no-untyped-call]
         if progress_enabled():  # bars only for a person at a terminal, not in a log file
             RE.waiting_hook = ProgressBarManager()  # type: ignore[assignment]
-    beamline = Beamline.create(catalog.raw_dir, backend=backend)
+    t0 = time.perf_counter()
+    print(f"compiling the detector firmware ({backend} backend) and the OpenCL kernels "
+          "(cached after the first run, or by `smeflow demo --prepare`)…")
+    beamline = Beamline.create(catalog.raw_dir, backend=backend)  # compiles the firmware
     det = beamline.det
     files: dict[str, Path] = {}
     try:
-        t0 = time.perf_counter()
-        print(f"compiling the detector firmware ({det.params.height}×{det.params.width}, "
-              f"{backend} backend; cached after the first run) and the OpenCL kernels…")
-        det.stage()
-        det.unstage()
-        live.warm_up((det.params.height, det.params.width), beamline.geometry)
-        print(f"  ready in {time.perf_counter() - t0:.1f} s")
+        _warm_up(beamline, live)
+        print(f"  {det.params.height}×{det.params.width} detector ready in "
+              f"{time.perf_counter() - t0:.1f} s")
 
         beamline.use_phantom()
         (tomo_uid,) = cast(tuple[str], RE(tomo_scan(det, beamline.rotation, beamline.sample_x,
@@ -190,6 +189,43 @@ def run_demo(data_dir: Path, out_dir: Path, *, projections: int = 90, backend: s
             "report": det.firmware.report() if det.firmware else {}}
 
 
+def _warm_up(beamline: Any, live: Any) -> None:
+    """Load the firmware into the detector, build the live reductions' OpenCL kernels."""
+    det = beamline.det
+    det.stage()
+    det.unstage()
+    live.warm_up((det.params.height, det.params.width), beamline.geometry)
+
+
+def prepare_demo(backend: str = "compiled") -> float:
+    """Compile and cache everything ``smeflow demo`` compiles — the detector firmware, the
+    sensor and sample models, the OpenCL kernels — on a throwaway catalog, without
+    running its scans; returns the seconds it took. ``make setup`` runs it, so that the
+    first demo finds every compiled artefact in the caches."""
+    import tempfile
+
+    from analysis.live import LiveReducer
+    from dataflow.catalog import Catalog
+    from devices.beamline import Beamline
+
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="smeflow-prepare-") as tmp:
+        catalog = Catalog(Path(tmp) / "data")
+        live = LiveReducer.for_catalog(catalog)
+        beamline = Beamline.create(catalog.raw_dir, backend=backend)
+        det = beamline.det
+        try:
+            _warm_up(beamline, live)
+            for sample in (beamline.use_phantom, beamline.use_powder):
+                sample()
+                det.expose(None, 0.05)  # the sensor model and the sample's projection
+        finally:
+            beamline.close()
+            live.close()
+            catalog.close()
+    return time.perf_counter() - t0
+
+
 def check_demo_args(args: argparse.Namespace) -> None:
     """Every argument of ``smeflow demo`` checked before anything is created or run.
 
@@ -220,6 +256,11 @@ def check_demo_args(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     """``smeflow demo``."""
     check_demo_args(args)
+    if args.prepare:
+        took = prepare_demo(args.backend)
+        print(f"the demo's firmware, models and OpenCL kernels are compiled and cached "
+              f"({took:.0f} s)")
+        return 0
     start = time.perf_counter()
     startup = process_age_s()  # interpreter start and imports, before the demo itself
     data_dir, out_dir = Path(args.data).resolve(), Path(args.output).resolve()
@@ -289,4 +330,7 @@ def register_demo(sub: Subparsers) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no live table or progress bars")
     p.add_argument("--zmq", metavar="HOST:PORT", help="also publish the documents to this "
                    "0MQ proxy in-address (smeflow proxy), for smeflow reduce --live")
+    p.add_argument("--prepare", action="store_true",
+                   help="only compile and cache what the demo runs (firmware, models, "
+                   "OpenCL kernels), then stop; make setup does this once")
     p.set_defaults(func=cmd_demo)

@@ -25,7 +25,7 @@ from dataflow.catalog import Catalog
 from dataflow.cli import main as catalog_main
 from devices.powder import CEO2, PowderSample
 from geometry import PoniGeometry
-from plans.demo import run_demo
+from plans.demo import prepare_demo, run_demo
 
 
 def peak_positions(x: np.ndarray, y: np.ndarray, half_width: int = 3) -> list[float]:
@@ -251,3 +251,34 @@ def test_demo_figures_of_this_process() -> None:
                             "print(peak_rss_mb())"], capture_output=True, text=True,
                            timeout=120, check=True)
     assert float(child.stdout) < big.nbytes / 2**20, child.stdout
+
+
+def test_prepare_caches_the_demo_firmware(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """``smeflow demo --prepare`` (what ``make setup`` runs) compiles the demo's firmware
+    through the on-disk cache (``tests/sme/test_compiled_cache.py``: what is loaded
+    there is kept), and leaves nothing else behind: no catalog, no temporary folder."""
+    import tempfile
+
+    import sme.compiled.session as session
+    from devices.beamline import Beamline
+    from sme.compiled.codegen import generate
+
+    loaded: list[str] = []
+    real = session.load_module
+
+    def load_module(source: str, cache_dir: Any = None) -> Any:
+        loaded.append(source)
+        return real(source, cache_dir)
+
+    monkeypatch.setattr(session, "load_module", load_module)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # its throwaway folder here
+    assert prepare_demo() > 0
+    assert list(tmp_path.iterdir()) == []
+    beamline = Beamline.create(tmp_path / "raw")  # the demo's: its firmware's source
+    try:
+        firmware = beamline.det.firmware
+        assert firmware is not None
+        assert generate(firmware.network).source in loaded[:1]
+    finally:
+        beamline.close()
