@@ -140,7 +140,9 @@ def test_docs_catalog_walkthrough_runs_on_the_demo_data(
     data, result = demo
     doc = (repo_root / "docs" / "catalog.md").read_text()
     python, shell = _blocks(doc, "python"), _blocks(doc, "sh")
-    assert len(python) == 5 and len(shell) == 1
+    assert len(python) == 5 and len(shell) == 2
+    (searches,) = [block for block in shell if "catalog search" in block]
+    (serving,) = [block for block in shell if "catalog serve" in block]
     monkeypatch.chdir(data.parent)  # where `make demo` leaves ./smeflow-data
     monkeypatch.delenv("SMEFLOW_DATA", raising=False)
     namespace: dict[str, Any] = {"__name__": "catalog_md"}
@@ -169,11 +171,22 @@ def test_docs_catalog_walkthrough_runs_on_the_demo_data(
     # documents
     assert printed[3] == ["start stop 7"]  # 6 frames and the mask's event
     namespace["db"].v2.context.close()
+    # the shell's searches, as printed: the tomography scan, both scans, the tomography scan
+    smeflow = str(Path(sys.executable).parent / "smeflow")
+    found = []
+    for line in searches.strip().splitlines():
+        done = subprocess.run(line.replace("smeflow ", smeflow + " ", 1), shell=True,
+                              cwd=data.parent, capture_output=True, text=True, timeout=300,
+                              env={k: v for k, v in os.environ.items() if k != "SMEFLOW_DATA"})
+        assert done.returncode == 0, (line, done.stderr)
+        found.append({uid for uid in (tomo, diffraction) if uid[:8] in done.stdout})
+        assert done.stdout.rstrip().endswith(f"{len(found[-1])} run"
+                                             f"{'s' if len(found[-1]) != 1 else ''}"), line
+    assert found == [{tomo}, {tomo, diffraction}, {tomo}]
 
     # over HTTP: the shell lines as printed (another port), then a fresh Python session
     port = _free_port()
-    lines = [line.replace("8000", str(port)) for line in shell[0].strip().splitlines()]
-    smeflow = str(Path(sys.executable).parent / "smeflow")
+    lines = [line.replace("8000", str(port)) for line in serving.strip().splitlines()]
     env = {**os.environ, "TILED_PROFILES": str(tmp_path / "profiles")}
     server = None
     try:
