@@ -10,7 +10,8 @@
 * ``sim.step.compiled_vs_interp`` — that step mode over the interpreter's, same loop
   (``Simulator(..., trace=False)``, as MyHDL runs untraced);
 * ``sim.step_traced.compiled_vs_interp`` — the same with tracing on (the ``Simulator``
-  default: a trace row of every signal kept per tick, which costs both backends alike);
+  default: a trace row of every signal per tick), the trace read at the end (compiled
+  sessions keep raw copies of their state and make the rows when they are read);
 * ``pipeline.compiled.first_compile_s`` / ``cached_start_s`` — a fresh Python process from
   ``import sme`` to a ready simulator, with an empty cache and then with the cache filled;
 * ``sim.batch.stimulus_to_sim_time`` — the 10,000,000-tick stimulus given as numpy
@@ -113,6 +114,8 @@ def step_rate(ticks: int, backend: str = "compiled", trace: bool = False) -> flo
         if out.sum_valid:
             count += 1
             total += out.sum_out
+    if sim.trace is not None and len(sim.trace.rows) != ticks + 1:  # every row, as values
+        sys.exit(f"{backend} step mode: the trace lacks rows")
     secs = time.perf_counter() - start
     if ticks == 100_000 and (count, total) != (pipeline.EXPECTED_VALID_COUNT,
                                               pipeline.EXPECTED_VALID_SUM):

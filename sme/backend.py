@@ -49,6 +49,14 @@ class Session(ABC):
         ticks). An exception it raises goes to ``step_failed``. Default: ``step``."""
         return self.step
 
+    def raw_snapshot(self) -> tuple[Callable[[], Any],
+                                    Callable[[list[Any]], list[tuple[Any, ...]]]] | None:
+        """A cheaper way to record trace rows, or None: a function returning the current
+        state as one raw object (say, the bytes of a state array), and a function turning a
+        list of those into trace rows (as ``snapshot`` gives them), called only when the
+        trace is read. Default: None (``snapshot`` every tick)."""
+        return None
+
     def step_failed(self, exc: BaseException) -> None:
         """Raise the error ``exc`` (raised by ``lean_step()()``) stands for, as ``step``
         would have raised it. Default: ``exc`` itself."""

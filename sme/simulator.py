@@ -74,8 +74,18 @@ class Simulator:
         if trace:
             columns = [Column(t.name, t.type, t.is_input) for t in network.traced_signals()]
             self.trace = Trace(network.name, columns, [self.session.snapshot()])
-        # step(): the session's one-tick callable itself while no observer is registered
+        # step(): the session's one-tick callable itself while no observer is registered,
+        # and the cheapest way the session has to keep a trace row
         self._lean: Callable[[], Any] | None = self.session.lean_step()
+        self._record: Callable[[Any], None] | None = None
+        self._take: Callable[[], Any] = self.session.snapshot
+        if self.trace is not None:
+            raw = self.session.raw_snapshot()
+            if raw is not None:
+                self._take, convert = raw
+                self._record = self.trace.defer(convert)
+            else:
+                self._record = self.trace.rows.append
 
     @property
     def tick(self) -> int:
@@ -140,8 +150,8 @@ class Simulator:
                 lean()
             except Exception as exc:
                 self.session.step_failed(exc)
-            if self.trace is not None:
-                self.trace.rows.append(self.session.snapshot())
+            if self._record is not None:
+                self._record(self._take())
             return
         session, trace, observers = self.session, self.trace, self._observers
         for _ in range(n):

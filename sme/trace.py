@@ -17,8 +17,8 @@ import csv
 import io
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,13 +72,46 @@ class Difference:
                 f"got {self.got!r}")
 
 
-@dataclass
 class Trace:
-    """Rows of signal values; ``rows[0]`` is the reset state."""
+    """Rows of signal values; ``rows[0]`` is the reset state.
 
-    network: str
-    columns: list[Column]
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    A simulator may record rows cheaply (``defer``): it appends raw rows (say, a copy of a
+    state array) and they become rows of Python values only when ``rows`` is read."""
+
+    def __init__(self, network: str, columns: list[Column],
+                 rows: list[tuple[Any, ...]] | None = None) -> None:
+        self.network = network
+        self.columns = columns
+        self._rows: list[tuple[Any, ...]] = [] if rows is None else rows
+        self._pending: list[Any] = []
+        self._convert: Callable[[list[Any]], list[tuple[Any, ...]]] | None = None
+
+    @property
+    def rows(self) -> list[tuple[Any, ...]]:
+        """The rows (raw rows recorded through ``defer`` are converted first)."""
+        if self._pending:
+            assert self._convert is not None
+            self._rows.extend(self._convert(self._pending))
+            self._pending.clear()
+        return self._rows
+
+    @rows.setter
+    def rows(self, rows: list[tuple[Any, ...]]) -> None:
+        self._pending.clear()
+        self._rows = rows
+
+    def defer(self, convert: Callable[[list[Any]], list[tuple[Any, ...]]]
+              ) -> Callable[[Any], None]:
+        """Record rows cheaply from now on: the returned function appends one raw row, and
+        ``convert`` turns a list of raw rows into rows when ``rows`` is next read. Rows
+        appended to ``rows`` directly keep their order with the raw ones."""
+        _ = self.rows  # converts what an earlier converter left
+        self._convert = convert
+        return self._pending.append
+
+    def __repr__(self) -> str:
+        return (f"Trace(network={self.network!r}, {len(self.columns)} columns, "
+                f"{self.ticks} ticks)")
 
     @property
     def names(self) -> list[str]:

@@ -58,7 +58,11 @@ from .cache import load_module
 from .codegen import Generated, generate
 from .emit import MAX_STEPS
 from .layout import ArraySlot, SignalPlace, Site, raw
-from .views import bus_view, snapshot_function
+from .views import bus_view, rows_from_raw, snapshot_function
+
+RAW_A_MAX = 1024
+"""Trace rows are kept as raw copies of the state when ``A`` has at most this many words
+(bigger memories would make the per-tick copy cost more than the Python row)."""
 
 
 @dataclass
@@ -121,7 +125,7 @@ class CompiledSession(Session):
         self.wide = gen.wide
         self._int = object if gen.wide else np.int64  # Python ints in wide mode
         self._in1 = [_dummy_input(p.signal.type, self._int) for p in lay.inputs]
-        ws = gen.workspace
+        ws = self._ws = gen.workspace
         if ws is None:  # wide: Python ints, the generated functions run uncompiled
             self.S = np.array(lay.s_init, dtype=object)
             self.A = np.array(lay.a_init or [0], dtype=object)
@@ -235,6 +239,15 @@ class CompiledSession(Session):
 
     def lean_step(self) -> Callable[[], Any]:
         return self._lean
+
+    def raw_snapshot(self) -> tuple[Callable[[], Any],
+                                    Callable[[list[Any]], list[tuple[Any, ...]]]] | None:
+        """The bytes of ``S`` and ``A`` (one copy per tick, no Python value made), when the
+        state is int64 and ``A`` is small; ``views.rows_from_raw`` converts them."""
+        ws = self._ws
+        if ws is None or ws.e - ws.a > RAW_A_MAX:
+            return None
+        return self.W[:ws.e].tobytes, functools.partial(rows_from_raw, self)
 
     def step_failed(self, exc: BaseException) -> None:
         if isinstance(exc, RuntimeError):

@@ -14,7 +14,10 @@ function that reads every traced signal out of the state arrays.
 
 from __future__ import annotations
 
+import gc
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from ..bus import Bus
 from ..errors import PortDirectionError, UndefinedSignalError, UnknownSignalError
@@ -160,3 +163,50 @@ def _converter(t: SignalType, ns: dict[str, Any], k: int) -> str | None:
         ns[f"fixed{k}"] = lambda v: Fixed(v, frac)
         return f"fixed{k}"
     return None
+
+
+def rows_from_raw(session: CompiledSession, raws: list[bytes]) -> list[tuple[Any, ...]]:
+    """Trace rows from raw copies of ``W[:e]`` (``S`` then ``A``, one per tick): the rows
+    ``snapshot_function`` would have made at those ticks."""
+    paused = gc.isenabled()
+    gc.disable()  # only tuples and numbers are made: no cycle for the collector to find
+    try:
+        return _rows_from_raw(session, raws)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _rows_from_raw(session: CompiledSession, raws: list[bytes]) -> list[tuple[Any, ...]]:
+    ws = session._ws
+    assert ws is not None
+    M = np.frombuffer(b"".join(raws), dtype=np.int64).reshape(len(raws), ws.e)
+    columns: list[list[Any]] = []
+    for k, place in enumerate(session.layout.places):
+        t, st = place.signal.type, place.storage
+        if isinstance(st, ArraySlot):
+            assert isinstance(t, ArrayType)
+            conv = _value_function(t.element, k)
+            start = ws.a + st.offset
+            block = M[:, start:start + st.length].tolist()
+            values = [tuple(map(conv, r)) if conv else tuple(r) for r in block]
+        else:
+            conv = _value_function(t, k)
+            col = M[:, ws.s + place.s_index].tolist()
+            values = list(map(conv, col)) if conv else col
+        if place.d_index >= 0:
+            defined = M[:, ws.s + place.d_index].tolist()
+            values = [v if d else UNDEFINED for v, d in zip(values, defined, strict=True)]
+        columns.append(values)
+    if not columns:
+        return [() for _ in raws]
+    return list(zip(*columns, strict=True))
+
+
+def _value_function(t: SignalType, k: int) -> Any:
+    """The function ``_converter`` names for ``t`` (None: the raw value is the value)."""
+    ns: dict[str, Any] = {}
+    name = _converter(t, ns, k)
+    if name is None:
+        return None
+    return bool if name == "bool" else ns[name]

@@ -180,3 +180,45 @@ def test_batch_rows_without_arrays_needs_ticks() -> None:
     assert batch_rows(net, {}, 3) == [{}, {}, {}]
     with pytest.raises(BackendError, match=r"no stimulus arrays .* pass ticks="):
         batch_rows(net, {})
+
+
+def test_traced_rows_keep_their_order_across_reads_and_observers() -> None:
+    """Compiled traced steps keep raw state copies; reading the trace mid-run and adding an
+    observer (the full step path) must still give the interpreter's rows in order."""
+    traces = []
+    for backend in ("interp", "compiled"):
+        sim = Simulator(nets.build_fsm(), backend=backend)
+        stim = list(nets.fsm_stimulus(60))
+        for row in stim[:20]:
+            sim.apply(row)
+            sim.step()
+        assert sim.trace is not None and len(sim.trace.rows) == 21  # read mid-run
+        for row in stim[20:40]:
+            sim.apply(row)
+            sim.step()
+        seen: list[int] = []
+        sim.on_tick(lambda s, seen=seen: seen.append(s.tick))  # type: ignore[misc]
+        for row in stim[40:]:
+            sim.apply(row)
+            sim.step()
+        assert seen == list(range(41, 61))
+        traces.append(sim.trace)
+    ref, got = traces
+    assert ref is not None and got is not None
+    assert ref.differences(got) == []
+    assert got.rows == ref.rows
+
+
+def test_trace_defer_converts_when_read() -> None:
+    from sme.trace import Trace
+
+    trace = Trace("t", [], [("reset",)])
+    record = trace.defer(lambda raws: [(f"raw {r}",) for r in raws])
+    record(1)
+    record(2)
+    assert trace.rows == [("reset",), ("raw 1",), ("raw 2",)]
+    record(3)
+    trace.rows.append(("direct",))  # converts 3 first: the order is kept
+    record(4)
+    assert trace.rows[-3:] == [("raw 3",), ("direct",), ("raw 4",)]
+    assert trace.ticks == 5
