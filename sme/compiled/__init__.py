@@ -12,6 +12,9 @@ ranges do not prove a store fits; ``sme.compiled.codegen`` puts every process in
 order, the bus latches, stimulus and recording into one loop; ``sme.compiled.cache`` has
 numba compile it (once per network content; machine code cached on disk);
 ``sme.compiled.session`` runs it and turns a failed check into the interpreter's error.
+Step mode (a testbench driving and reading every tick) costs one call of the generated
+``step(W)`` per tick on the session's one state array; ``sme.compiled.views`` gives the
+input/output views that read and write that array, and the trace rows.
 
 Why numba (and not C through the system compiler with cffi, or Cython):
 
