@@ -364,20 +364,22 @@ class Engine:
         if rows is None or sums.norm is not rows[1] or sums.norm2 is not rows[2]:
             return None
         key = (rows[0], normalization_factor)
-        if self._divisors is None or self._divisors[0] != key:
-            self._divisors = (key, divisors(rows[1], rows[2], normalization_factor))
-        return self._divisors[1]
+        have = self._divisors
+        if have is None or have[0] != key:
+            have = self._divisors = (key, divisors(rows[1], rows[2], normalization_factor))
+        return have[1]
 
     def _static_rows(self, n: int) -> tuple[F64, F64, F64]:
         """The static sums (norm, norm², count) as ``n`` read-only rows, shared by every
         frame (kept for the last ``n``: building the views costs more than a frame's
         host work)."""
-        if self._rows is None or self._rows[0] != n:
+        have = self._rows
+        if have is None or have[0] != n:
             p = self.plan
             norm, norm2, count = (np.broadcast_to(a, (n, a.size))
                                   for a in (p.sum_norm, p.sum_norm2, p.count))
-            self._rows = (n, norm, norm2, count)
-        return self._rows[1], self._rows[2], self._rows[3]
+            have = self._rows = (n, norm, norm2, count)
+        return have[1], have[2], have[3]
 
 
 def _dummy_options(dtype: np.dtype[Any], dummy: Dummy | None) -> tuple[str, ...]:
