@@ -100,8 +100,7 @@ class Lowerer(LoopLowering):
                                    "assignments, if/match/for/while and yield are supported")
         if isinstance(s, ast.Assign):
             if len(s.targets) != 1:
-                raise self.unsupported(s, "chained assignment",
-                                       "chained assignment (a = b = ...) is not supported")
+                return self.chained_assign(s)
             return self.assign(s.targets[0], s.value, s)
         if isinstance(s, ast.AnnAssign):
             if not isinstance(s.target, ast.Name):
@@ -191,6 +190,26 @@ class Lowerer(LoopLowering):
         marked = value if isinstance(value, Marked) else None
         expr = value.expr if isinstance(value, Marked) else value
         return [Assign(loc, tgt, self.store_convert(expr, ttype, marked, value_node))]
+
+    def chained_assign(self, s: ast.Assign) -> list[Stmt]:
+        """``a = b = value``: as Python, every target gets the value, left to right, each
+        converted (and checked, wrapped, saturated) for its own type. The value is lowered
+        once per target, which is the same as evaluating it once because expressions have
+        no side effects; a value that reads a target assigned before it in the chain
+        (``x = y = x + 1``) would change, so it is refused."""
+        out: list[Stmt] = []
+        written: list[Target] = []
+        for target in s.targets:
+            stmts = self.assign(target, s.value, s)
+            if any(isinstance(st, Assign) and _reads(st.value, w)
+                   for st in stmts for w in written):
+                raise self.unsupported(s, "chained assignment reading its target",
+                                       f"the value of `{ast.unparse(s)}` reads a target it "
+                                       "assigns first; assign it to one target, then copy "
+                                       "that target to the others")
+            written.extend(st.target for st in stmts if isinstance(st, Assign))
+            out.extend(stmts)
+        return out
 
     def assign_elements(self, target: ast.expr, value_node: ast.List | ast.Tuple,
                         s: ast.stmt) -> list[Stmt]:

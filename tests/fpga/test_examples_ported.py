@@ -1,16 +1,18 @@
 """The SME C# examples ported to smeflow behave as their C# testers check: the state-based
-counter, the stopwatch and the MIPS CPU with its program in a RAM (whose memory after the
+counter, the stopwatch, the colour binner (whose counts equal numpy's binning of the same
+images) and the MIPS CPU with its program in a RAM (whose memory after the
 program halts equals a separately written instruction-level model's)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 
 from sme import Network, Simulator
 from sme.errors import SimulationError
-from sme.examples import mips, statebased_counter, stopwatch
+from sme.examples import colorbin, mips, statebased_counter, stopwatch
 
 
 def _column(trace: Any, name: str) -> list[Any]:
@@ -79,3 +81,21 @@ def test_mips_memory_matches_the_reference_model() -> None:
             assert list(net.process("ram").mem) == expected
     assert halted["interp"] == halted["compiled"]
     assert halted["interp"][1][-1] == (mips.DEPTH - mips.N_FIB - 1, sum(fib))
+
+
+@pytest.mark.parametrize("backend", ["interp", "compiled"])
+def test_colorbin_counts_equal_numpy_binning(backend: str) -> None:
+    images = colorbin.sample_images(seed=11)
+    images.append(np.random.default_rng(5).integers(0, 256, (9, 4, 3), dtype=np.uint8))
+    stimulus = list(colorbin.pixel_stream(images, gap=0))  # back to back, no idle tick
+    trace = Simulator(colorbin.build(), backend=backend).run(stimulus=stimulus)
+    valid = _column(trace, "bins.valid")
+    got = [(low, med, high) for v, low, med, high in zip(
+        valid, _column(trace, "bins.low"), _column(trace, "bins.medium"),
+        _column(trace, "bins.high"), strict=True) if v]
+    assert got == [colorbin.expected_bins(im) for im in images]
+    # latched at the tick of each image's last pixel (tick 0 is idle), for one tick only
+    ends = np.cumsum([im.shape[0] * im.shape[1] for im in images])
+    assert [t for t, v in enumerate(valid) if v] == list(ends)
+    ramp = colorbin.luminance(images[0]).ravel()
+    assert {colorbin.HIGH, colorbin.HIGH + 1, colorbin.MEDIUM, colorbin.MEDIUM + 1} <= set(ramp)
