@@ -54,6 +54,37 @@ class Instance:
     locals: dict[str, Storage] = field(default_factory=dict)
 
 
+@dataclass
+class _Loop:
+    """A ``for`` loop whose body is being emitted in its fast version: the array indices
+    ``base + var`` (``base`` a local the body does not assign) are checked once, for the
+    loop's first and last value, before the loop (``checks``) instead of per element."""
+
+    var: str
+    start: int
+    stop: int
+    assigned: set[str]
+    checks: list[str] = field(default_factory=list)
+
+
+def _assigned(stmts: list[ir.Stmt]) -> set[str]:
+    """The locals (loop variables included) that ``stmts`` may assign."""
+    found: set[str] = set()
+    for s in stmts:
+        if isinstance(s, ir.Assign) and isinstance(s.target, ir.LocalTarget):
+            found.add(s.target.name)
+        elif isinstance(s, ir.For):
+            found |= {s.var} | _assigned(s.body)
+        elif isinstance(s, ir.If):
+            found |= _assigned(s.then) | _assigned(s.orelse)
+        elif isinstance(s, ir.Match):
+            for case in s.cases:
+                found |= _assigned(case.body)
+        elif isinstance(s, ir.While):
+            found |= _assigned(s.body) | _assigned(s.step)
+    return found
+
+
 class NeedsWide(BackendError):
     """A value of the network may need more than 64 bits: the network runs in wide mode."""
 
@@ -74,6 +105,8 @@ class Emitter:
         element is stored, so the latch copies only arrays that changed."""
         self.tables: dict[tuple[int, ...], str] = {}
         """Constant arrays indexed at run time: module-level numpy arrays by contents."""
+        self.loops: list[_Loop] = []
+        """The ``for`` loops around the code being emitted, innermost last."""
 
     def index(self, index: ir.Expr, length: int, defined: str, usite: int, isite: int) -> str:
         """An array index: checked by ``_ix`` unless its type proves it in range (a loop
@@ -81,7 +114,27 @@ class Emitter:
         t = index.type
         if defined == "1" and isinstance(t, NumT) and t.frac == 0 and t.lo >= 0 and t.hi < length:
             return self.val(index)
+        base = self._loop_base(index) if defined == "1" else None
+        if base is not None:  # base + loop variable: checked once, before the loop
+            loop = self.loops[-1]
+            b = self.val(base)
+            loop.checks.append(f"{b} + {loop.start} >= 0 and {b} + {loop.stop - 1} < {length}")
+            return self.val(index)
         return f"_ix({self.val(index)}, {length}, {defined}, {usite}, {isite}, t, E)"
+
+    def _loop_base(self, index: ir.Expr) -> ir.Expr | None:
+        """``b`` when ``index`` is ``b + v`` (or ``v + b``), ``v`` the innermost loop's
+        variable and ``b`` a local integer the loop does not assign; else None."""
+        if not self.loops or not isinstance(index, ir.BinOp) or index.op != "+":
+            return None
+        loop = self.loops[-1]
+        for b, v in ((index.left, index.right), (index.right, index.left)):
+            if (isinstance(v, ir.LocalRead) and v.name == loop.var
+                    and isinstance(b, ir.LocalRead) and b.name not in loop.assigned
+                    and isinstance(b.type, NumT) and b.type.frac == 0
+                    and isinstance(index.type, NumT) and index.type.frac == 0):
+                return b
+        return None
 
     def table(self, items: list[str]) -> str:
         """The module-level constant array holding ``items`` (numba freezes global arrays
@@ -165,9 +218,24 @@ class Emitter:
         if isinstance(s, ir.For):
             var = inst.locals[s.var]
             assert isinstance(var, Slot)
-            guard = [f"if not {self.cond(s.guard)}:", "    break"] if s.guard else []
-            return [f"for {var.var} in range({s.start}, {s.stop}, {s.step}):",
-                    *_indent(guard + self.block(s.body))]
+            head = f"for {var.var} in range({s.start}, {s.stop}, {s.step}):"
+            if s.step != 1 or s.start >= s.stop:
+                return [head, *_indent(self.loop_body(s))]
+            # the fast version: indices base + var checked once, before the loop (any
+            # out of range, for a value the loop may reach: the checked version runs,
+            # and fails where and as the element-wise checks do)
+            loop = _Loop(s.var, s.start, s.stop, _assigned(s.body))
+            self.loops.append(loop)
+            try:
+                fast = self.loop_body(s)
+            finally:
+                self.loops.pop()
+            if not loop.checks:
+                return [head, *_indent(fast)]
+            checked = self.loop_body(s)
+            return [f"if {' and '.join(dict.fromkeys(loop.checks))}:",
+                    *_indent([head, *_indent(fast)]), "else:",
+                    *_indent([head, *_indent(checked)])]
         if isinstance(s, ir.Break):
             return ["break"]
         if isinstance(s, ir.Continue):
@@ -182,6 +250,11 @@ class Emitter:
                          f"_r{inst.index} = 1", *lines]
             return lines
         raise self.fail(f"the statement {type(s).__name__}")
+
+    def loop_body(self, s: ir.For) -> list[str]:
+        """A ``for`` loop's body, its guard first."""
+        guard = [f"if not {self.cond(s.guard)}:", "    break"] if s.guard else []
+        return guard + self.block(s.body)
 
     # -- stores ----------------------------------------------------------------------
     def target(self, t: ir.Target) -> tuple[Storage, Site]:

@@ -4,12 +4,14 @@ before its tick, and both raise what the interpreter raises."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
 from sme import Array, BackendError, Bool, In, Network, Out, Process, SignalValueError, Simulator
 from sme.bus import Bus
-from sme.types import UInt
+from sme.types import Int, UInt
 
 LANES = 8
 
@@ -81,3 +83,63 @@ def test_word_checks_pass_values_in_range_unchanged() -> None:
             for b in ("interp", "compiled")]
     assert np.array_equal(outs[0]["sum.data"], outs[1]["sum.data"])
     assert outs[1]["sum.data"][-1, 0] == 15
+
+
+class Addr(Bus):
+    base: Int[8] = 0
+    valid: Bool = False
+
+
+class Window(Bus):
+    data: Array[UInt[4], 4] = [0] * 4
+
+
+class ReadWindow(Process):
+    """Reads four consecutive elements of a memory from a base the bus gives (a local:
+    the loop checks its indices once, before the loop, when it can)."""
+
+    inp: In[Addr]
+    out: Out[Window]
+    mem: Array[UInt[4], 10] = list(range(10))
+
+    def on_tick(self) -> None:
+        if self.inp.valid:
+            base = self.inp.base
+            for j in range(4):
+                self.out.data[j] = self.mem[base + j]
+
+
+def _window_net() -> Network:
+    addr = Addr("addr")
+    return Network("window", [ReadWindow(inp=addr, out=Window("win"))], inputs=[addr])
+
+
+def test_a_window_read_is_checked_once_per_loop() -> None:
+    from sme.compiled.codegen import generate
+
+    source = generate(_window_net()).source
+    assert "+ 0 >= 0 and" in source and "+ 3 < 10:" in source  # the loop's first and last
+
+
+def _window(backend: str, bases: list[int]) -> tuple[Any, BaseException | None]:
+    sim = Simulator(_window_net(), backend=backend, trace=False)
+    stim = {"addr.base": np.array(bases), "addr.valid": np.ones(len(bases), dtype=bool)}
+    try:
+        return sim.run_batch(stim, len(bases), outputs=["win.data"])["win.data"], None
+    except IndexError as exc:
+        return None, exc
+
+
+@pytest.mark.parametrize("bases", [
+    [0, 6, 3],            # every window inside
+    [-10, -4, -2, 2],     # negative indices count from the end, as in Python
+    [0, 7, 1],            # the second window runs off the end at its fourth element
+    [2, -11, 0],          # and off the start
+])
+def test_indices_checked_before_the_loop_behave_as_element_wise(bases: list[int]) -> None:
+    want, want_exc = _window("interp", bases)
+    got, got_exc = _window("compiled", bases)
+    if want_exc is None:
+        assert got_exc is None and np.array_equal(got, want)
+    else:
+        assert got_exc is not None and str(got_exc) == str(want_exc)
