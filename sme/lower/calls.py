@@ -1,5 +1,5 @@
 """Calls in process bodies: builtins (``int``, ``bool``, ``abs``, ``min``, ``max``,
-``len``), ``resize``, constants built by calling a signal type, and helper functions,
+``len``, ``sum``), ``resize``, constants built by calling a signal type, and helper functions,
 which are inlined (their parameters and result become locals of the process)."""
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ def lower_call(lw: LowererBase, node: ast.Call) -> Expr:
     if f is MISSING:
         raise lw.unsupported(node, "method call",
                                f"cannot call {ast.unparse(node.func)}: only module-level "
-                               "helper functions, resize, int, bool, abs, min, max, len and "
+                               "helper functions, resize, int, bool, abs, min, max, len, sum "
+                               "and "
                                "signal types are supported")
     if f is wrap or f is saturate:
         raise lw.unsupported(node, f"{f.__name__} inside an expression",
@@ -57,6 +58,8 @@ def lower_call(lw: LowererBase, node: ast.Call) -> Expr:
         return _call_resize(lw, node)
     if f in (int, bool, abs, min, max, len):
         return _call_builtin(lw, f, node)
+    if f is sum:
+        return _call_sum(lw, node)
     if is_signal_type(f) and not isinstance(f, type):
         t = sme_cast(f)
         if len(node.args) != 1 or node.keywords:
@@ -152,6 +155,36 @@ def _call_builtin(lw: LowererBase, f: Any, node: ast.Call) -> Expr:
         acc = Select(t, cond, Convert(t, b, "exact", "error"),
                      Convert(t, acc, "exact", "error"))
     return acc
+
+def _call_sum(lw: LowererBase, node: ast.Call) -> Expr:
+    """``sum(a)`` / ``sum(a, start)`` of an array (a bus or register ``Array``, or a tuple
+    constant): its elements added, as exact as Python's left-to-right sum. The length is
+    known, so this is an adder tree over ``a[0] .. a[n-1]`` (Bool elements count as 0/1),
+    lowered as the same additions written out."""
+    if node.keywords or not 1 <= len(node.args) <= 2:
+        raise lw.type_error(node, "sum() takes an array and an optional start value")
+    arr = lw.expr(node.args[0])
+    if not isinstance(arr.type, ArrayT):
+        raise lw.type_error(node, f"sum() takes an array; {ast.unparse(node.args[0])} is "
+                            "not one")
+    terms: list[ast.expr] = []
+    for i in range(arr.type.length):
+        term: ast.expr = ast.Subscript(value=node.args[0], slice=ast.Constant(i),
+                                       ctx=ast.Load())
+        if isinstance(arr.type.element, BoolT):
+            term = ast.Call(func=ast.Name("int", ast.Load()), args=[term], keywords=[])
+        terms.append(term)
+    while len(terms) > 1:  # pairwise: a shallow tree, each sum sized for its inputs
+        pairs: list[ast.expr] = [ast.BinOp(left=a, op=ast.Add(), right=b)
+                                 for a, b in zip(terms[::2], terms[1::2], strict=False)]
+        terms = [*pairs, terms[-1]] if len(terms) % 2 else pairs
+    total = terms[0] if terms else ast.Constant(0)
+    if len(node.args) == 2:
+        total = ast.BinOp(left=node.args[1], op=ast.Add(), right=total)
+    for sub in ast.walk(total):
+        if not hasattr(sub, "lineno"):
+            ast.copy_location(sub, node)
+    return lw.expr(total)
 
 def _inline(lw: LowererBase, f: types.FunctionType, node: ast.Call) -> Expr:
     if len(lw.frames) > MAX_INLINE_DEPTH or any(fr.parsed.func is f for fr in lw.frames):

@@ -82,7 +82,8 @@ def test_every_process_class_is_in_a_design() -> None:
 def test_the_ported_and_shipped_designs_are_found() -> None:
     names = {n for n, _ in DESIGNS}
     assert {"sme.examples.statebased_counter", "sme.examples.stopwatch", "sme.examples.mips",
-            "sme.examples.colorbin", "fpga.designs.chain"} <= names
+            "sme.examples.colorbin", "sme.examples.trader",
+            "fpga.designs.chain"} <= names
 
 
 @pytest.mark.slow

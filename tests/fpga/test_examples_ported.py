@@ -1,6 +1,7 @@
 """The SME C# examples ported to smeflow behave as their C# testers check: the state-based
 counter, the stopwatch, the colour binner (whose counts equal numpy's binning of the same
-images) and the MIPS CPU with its program in a RAM (whose memory after the
+images), the two trend detectors of the simple trader (whose averages and crossings equal
+a reference written from the example's description) and the MIPS CPU with its program in a RAM (whose memory after the
 program halts equals a separately written instruction-level model's)."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import pytest
 
 from sme import Network, Simulator
 from sme.errors import SimulationError
-from sme.examples import colorbin, mips, statebased_counter, stopwatch
+from sme.examples import colorbin, mips, statebased_counter, stopwatch, trader
 
 
 def _column(trace: Any, name: str) -> list[Any]:
@@ -99,3 +100,47 @@ def test_colorbin_counts_equal_numpy_binning(backend: str) -> None:
     assert [t for t, v in enumerate(valid) if v] == list(ends)
     ramp = colorbin.luminance(images[0]).ravel()
     assert {colorbin.HIGH, colorbin.HIGH + 1, colorbin.MEDIUM, colorbin.MEDIUM + 1} <= set(ramp)
+
+
+def _trader_reference(stimulus: list[dict[str, Any]]) -> dict[str, list[tuple[Any, ...]]]:
+    """(tick, short, long, going_up, going_down) of every report of each core, computed
+    from the prices the way the C# example describes its filters."""
+    reports: dict[str, list[tuple[Any, ...]]] = {"ewma": [], "fir": []}
+    series: dict[str, list[tuple[int, int]]] = {"ewma": [], "fir": []}
+    run: list[int] = []
+    for t, s in enumerate(stimulus):
+        if s["prices.restart"]:
+            run, series = [], {"ewma": [], "fir": []}
+            continue
+        if not s["prices.valid"]:
+            continue
+        p = s["prices.value"]
+        run.append(p)
+        taps = [*run[::-1], *[0] * 8]  # newest first, zeros before the run
+        series["fir"].append((sum(taps[:4]) // 4, sum(taps[:8]) // 8))
+        ewma = series["ewma"]
+        if ewma:  # decay 1/4 and 1/8, by shifts
+            s0, l0 = ewma[-1]
+            ewma.append((p // 4 + s0 // 4 * 3, p // 8 + l0 // 8 * 7))
+        else:     # the run's first price seeds both averages
+            ewma.append((p, p))
+        if len(run) > trader.STARTUP:
+            for name, values in series.items():
+                (ns, nl), (ps, pl) = values[-1], values[-2]
+                reports[name].append((t, ns, nl, nl < ns and pl >= ps, nl > ns and pl <= ps))
+    return reports
+
+
+@pytest.mark.parametrize("backend", ["interp", "compiled"])
+def test_trader_reports_equal_the_reference(backend: str) -> None:
+    stimulus = list(trader.stimulus(runs=4, prices_per_run=60, seed=3))
+    trace = Simulator(trader.build(), backend=backend).run(stimulus=stimulus)
+    expected = _trader_reference(stimulus)
+    for core in ("ewma", "fir"):
+        got = [(t, short, long, up, down) for t, (v, short, long, up, down) in enumerate(zip(
+            *(_column(trace, f"{core}.{s}")
+              for s in ("valid", "short", "long", "going_up", "going_down")), strict=True))
+               if v]
+        assert got == expected[core], core
+        assert len(got) == 4 * (60 - trader.STARTUP)
+        assert any(r[3] for r in got) and any(r[4] for r in got)  # both crossings occur

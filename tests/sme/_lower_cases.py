@@ -170,3 +170,20 @@ class Guarded(Process):
             self.out.b = 1
             return
         self.out.b = 2
+
+
+class SumOfScalar(Process):
+    inp: In[Src]
+    out: Out[Dst]
+
+    def on_tick(self) -> None:
+        self.out.b = sum(self.inp.a)
+
+
+class ChainReadsTarget(Process):
+    inp: In[Src]
+    out: Out[Dst]
+    r: UInt[8] = 0
+
+    def on_tick(self) -> None:
+        self.out.b = self.r = self.out.b + 1

@@ -164,6 +164,9 @@ UNSUPPORTED = [
     (cases.StringValue, "string", r"strings are not supported in on_tick"),
     (cases.InOperator, "in/not in", r"'in' and 'not in' are not supported in on_tick"),
     (cases.WriteInput, "write to an input port", r"WriteInput cannot write self\.inp\.a: port 'inp' is an In port"),
+    (cases.ChainReadsTarget, "chained assignment reading its target",
+     r"the value of `self\.out\.b = self\.r = self\.out\.b \+ 1` reads a target it assigns "
+     r"first; assign it to one target, then copy"),
 ]
 
 
@@ -187,6 +190,7 @@ def test_while_message_points_at_the_while() -> None:
 @pytest.mark.parametrize("cls,message", [
     (cases.BoolArithmetic, r"the left operand of \+ is a bool, not a number; write int"),
     (cases.Accumulator, r"the type of local 'total' grows with every assignment"),
+    (cases.SumOfScalar, r"sum\(\) takes an array; self\.inp\.a is not one"),
 ])
 def test_type_errors(cls: type, message: str) -> None:
     with pytest.raises(LoweringTypeError, match=r"^_lower_cases\.py:\d+:\d+: " + message):
