@@ -50,15 +50,35 @@ def _contains(nodes: list[ast.stmt], kinds: tuple[type, ...]) -> bool:
     return any(isinstance(n, kinds) for s in nodes for n in ast.walk(s))
 
 
+def _builtin_call(node: ast.expr, name: str) -> bool:
+    """Whether ``node`` is a call of the builtin ``name`` (by name, as ``range`` is)."""
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id == name)
+
+
 class LoopLowering(ExprLowering):
     """Lowers loops (see the module docstring)."""
 
     def for_loop(self, s: ast.For) -> list[Stmt]:
-        """``for name in range(...)`` or ``for name in <array>``."""
+        """``for name in range(...)``, ``for name in <array>``, ``for i, name in
+        enumerate(<array>)``, ``reversed(...)`` of a constant range or of an array."""
         if s.orelse:
             raise self.unsupported(s, "for-else", "for ... else is not supported")
+        index: str | None = None
+        if _builtin_call(s.iter, "enumerate"):
+            assert isinstance(s.iter, ast.Call)
+            pair = s.target
+            if (len(s.iter.args) != 1 or s.iter.keywords or not isinstance(pair, ast.Tuple)
+                    or len(pair.elts) != 2
+                    or not all(isinstance(e, ast.Name) for e in pair.elts)):
+                raise self.unsupported(s.iter, "enumerate", "enumerate is supported as "
+                                       "`for i, e in enumerate(<array>)` (no start)")
+            index = pair.elts[0].id  # type: ignore[attr-defined]
+            s = ast.For(target=pair.elts[1], iter=s.iter.args[0], body=s.body, orelse=[])
+            ast.copy_location(s, s.target)
         if not isinstance(s.target, ast.Name):
-            raise self.unsupported(s.target, "for target", "the for target must be one name")
+            raise self.unsupported(s.target, "for target", "the for target must be one name "
+                                   "(or `i, e` with enumerate)")
         fsm = self.generator and len(self.frames) == 1 and _contains(
             s.body, (ast.Yield, ast.Return))
         if not fsm and _contains(s.body, (ast.Return,)):
@@ -66,29 +86,53 @@ class LoopLowering(ExprLowering):
                                    "return inside a for loop is not supported here; end the "
                                    "loop with break and test a flag after it")
         it = s.iter
+        backwards = _builtin_call(it, "reversed")
+        if backwards:
+            assert isinstance(it, ast.Call)
+            if len(it.args) != 1 or it.keywords:
+                raise self.type_error(it, "reversed() takes one range or array")
+            it = it.args[0]
+            if index is not None:
+                raise self.unsupported(s.iter, "enumerate of reversed",
+                                       "enumerate(reversed(...)) is not supported; loop "
+                                       "with `for i in range(n)` and read a[n - 1 - i]")
         element: Expr | None = None
-        if (isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "range"
-                and not it.keywords and 1 <= len(it.args) <= 3):
+        if _builtin_call(it, "range") and 1 <= len(it.args) <= 3:  # type: ignore[attr-defined]
+            assert isinstance(it, ast.Call)
             start, stop, step, limit = self._range(it)
+            if backwards and limit is not None:
+                raise self.unsupported(it, "reversed range read at run time",
+                                       "reversed(range(...)) needs constant bounds; count "
+                                       "down with range(n - 1, -1, -1) over a constant n")
         else:
+            if index is not None and _builtin_call(it, "range"):
+                raise self.unsupported(it, "enumerate of a range",
+                                       "enumerate takes an array here; over a range, the "
+                                       "index is the loop variable")
             element = self.expr(it)
             if not isinstance(element.type, ArrayT):
                 raise self.unsupported(it, "for over a non-range",
                                        "for loops run over range(...) or over an array")
             start, stop, step, limit = 0, element.type.length, 1, None
         r = range(start, stop, step)
+        if backwards:
+            r = r[::-1]
         if len(r) == 0:
             return []
         vt = NumT(min(r[0], r[-1]), max(r[0], r[-1]))
         if fsm:
-            return self._fsm_for(s, r, vt, limit, element)
+            return self._fsm_for(s, r, vt, limit, element, index)
         if limit is not None and len(r) > MAX_GUARDED_PASSES:
             raise self.unsupported(it, "for over a wide run-time range",
                                    f"this loop may make {len(r)} passes in one tick (its stop "
                                    f"is a {limit.type}); bound it, e.g. range(min(n, 64)), or "
                                    "yield inside it")
         py = s.target.id
-        counter = self.hidden_local(f"{py}_index", vt, s) if element is not None else None
+        counter = None
+        if index is not None:
+            counter = self.local_name(index, s)
+        elif element is not None:
+            counter = self.hidden_local(f"{py}_index", vt, s)
         var = counter if counter is not None else self.local_name(py, s.target)
         self.local_types[var] = vt
         self.loop_vars[var] = vt
@@ -153,8 +197,9 @@ class LoopLowering(ExprLowering):
         return pre, Compare(BoolT(), "<" if step > 0 else ">", LocalRead(vt, var), limit)
 
     def _fsm_for(self, s: ast.For, r: range, vt: NumT, limit: Expr | None,
-                 element: Expr | None) -> list[Stmt]:
-        """A generator's ``for`` that yields: a ``While`` over a hidden counter."""
+                 element: Expr | None, index: str | None = None) -> list[Stmt]:
+        """A generator's ``for`` that yields: a ``While`` over a hidden counter (and, for
+        ``enumerate``, the index local ``index`` set from it on each pass)."""
         assert isinstance(s.target, ast.Name)
         loc = self.loc(s)
         last = r[-1] + r.step
@@ -193,6 +238,12 @@ class LoopLowering(ExprLowering):
             idx = Convert(vt, LocalRead(kt, k))
             head.append(Assign(loc, LocalTarget(var), self.store_convert(
                 Index(element.type.element, element, idx), t, None, s)))
+            if index is not None:
+                ivar = self.local_name(index, s)
+                self.note_local(ivar, vt, s)
+                it = self.local_types.get(ivar, vt)
+                head.append(Assign(loc, LocalTarget(ivar), self.store_convert(
+                    Convert(vt, LocalRead(kt, k)), it, None, s)))
         body = head + self.block(s.body)
         total = NumT(kt.lo + r.step, kt.hi + r.step)
         inc = Convert(kt, BinOp(total, "+", LocalRead(kt, k), Const(NumT.const(r.step),

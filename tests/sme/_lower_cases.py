@@ -2,7 +2,7 @@
 # ruff: noqa
 from __future__ import annotations
 
-from sme import Bool, Bus, In, Out, Process, UInt
+from sme import Array, Bool, Bus, In, Out, Process, UInt
 
 
 class Src(Bus):
@@ -187,3 +187,35 @@ class ChainReadsTarget(Process):
 
     def on_tick(self) -> None:
         self.out.b = self.r = self.out.b + 1
+
+
+class ArrSrc(Bus):
+    arr: Array[UInt[4], 4] = [0, 0, 0, 0]
+    n: UInt[3] = 0
+
+
+class EnumerateWithStart(Process):
+    inp: In[ArrSrc]
+    out: Out[Dst]
+
+    def on_tick(self) -> None:
+        for i, e in enumerate(self.inp.arr, 1):
+            self.out.b = i + e
+
+
+class EnumerateReversed(Process):
+    inp: In[ArrSrc]
+    out: Out[Dst]
+
+    def on_tick(self) -> None:
+        for i, e in enumerate(reversed(self.inp.arr)):
+            self.out.b = i + e
+
+
+class ReversedRunTimeRange(Process):
+    inp: In[ArrSrc]
+    out: Out[Dst]
+
+    def on_tick(self) -> None:
+        for i in reversed(range(self.inp.n)):
+            self.out.b = i

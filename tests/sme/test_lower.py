@@ -167,6 +167,12 @@ UNSUPPORTED = [
     (cases.ChainReadsTarget, "chained assignment reading its target",
      r"the value of `self\.out\.b = self\.r = self\.out\.b \+ 1` reads a target it assigns "
      r"first; assign it to one target, then copy"),
+    (cases.EnumerateWithStart, "enumerate",
+     r"enumerate is supported as `for i, e in enumerate\(<array>\)` \(no start\)"),
+    (cases.EnumerateReversed, "enumerate of reversed",
+     r"enumerate\(reversed\(...\)\) is not supported; loop with `for i in range\(n\)`"),
+    (cases.ReversedRunTimeRange, "reversed range read at run time",
+     r"reversed\(range\(...\)\) needs constant bounds"),
 ]
 
 
