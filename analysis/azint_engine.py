@@ -103,11 +103,22 @@ class Engine:
 
     # -- device data ------------------------------------------------------------------
 
+    def _fits(self, nbytes: int, name: str) -> None:
+        """``ValueError`` naming the bin count when a buffer is larger than the device can
+        allocate at once (OpenCL would only say INVALID_BUFFER_SIZE)."""
+        limit = int(self.rt.device.max_mem_alloc_size)
+        if nbytes > limit:
+            raise ValueError(
+                f"{self.plan.nbins} bins need a {nbytes / 2**20:.0f} MiB {name!r} buffer on "
+                f"the OpenCL device, more than the {limit / 2**20:.0f} MiB it can allocate at "
+                "once; use fewer bins")
+
     def _upload(self, name: str, host: npt.NDArray[Any]) -> Any:
         import pyopencl
 
         mf = pyopencl.mem_flags
         data = host if host.size else np.zeros(1, host.dtype)
+        self._fits(data.nbytes, name)
         buf = pyopencl.Buffer(self.rt.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=data)
         self._buffers[name] = buf
         return buf
@@ -130,6 +141,7 @@ class Engine:
 
         have = self._scratch.get(name)
         if have is None or have[0] < nbytes:
+            self._fits(nbytes, name)
             have = (nbytes, pyopencl.Buffer(self.rt.context, pyopencl.mem_flags.READ_WRITE,
                                             max(nbytes, 8)))
             self._scratch[name] = have

@@ -192,6 +192,11 @@ def _axis(npt_: int, lows: F64, highs: F64, keep: npt.NDArray[np.bool_],
     return Axis(npt_, lo, upper, scale)
 
 
+MAX_ENTRIES = 2**28
+"""Most (pixel, bin) coefficients a splitting matrix may hold: the device indexes them with
+32-bit integers, and building one takes ~50 bytes per coefficient of host memory (13 GiB here)."""
+
+
 def _fbin(x: F64, axis: Axis) -> F64:
     return (x - axis.lo) / axis.delta
 
@@ -210,9 +215,15 @@ def _spread(fmin: F64, fmax: F64, nbins: int, ok: npt.NDArray[np.bool_], split: 
     if not split:
         return pix, lo, np.ones(pix.size)
     span = hi - lo + 1
+    total = int(span.sum())
+    if total > MAX_ENTRIES:
+        raise ValueError(
+            f"{nbins} bins: pixel splitting would spread {pix.size} pixels over "
+            f"{total} (pixel, bin) coefficients, {total / max(pix.size, 1):.0f} per pixel; at "
+            f"most {MAX_ENTRIES} are supported — use fewer bins or method='no'")
     start = np.cumsum(span) - span
     entry_pix = np.repeat(np.arange(pix.size), span)
-    k = np.arange(int(span.sum())) - np.repeat(start, span)
+    k = np.arange(total) - np.repeat(start, span)
     bins = lo[entry_pix] + k
     f0, f1 = fmin[pix][entry_pix], fmax[pix][entry_pix]
     with np.errstate(divide="ignore"):

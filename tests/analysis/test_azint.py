@@ -347,3 +347,17 @@ def test_integer_frames_compare_the_dummy_as_pyfai_does(ai: AzimuthalIntegrator,
         for name in ("intensity", "sigma", "sum_signal", "sum_variance"):
             _same(getattr(got, name), getattr(want, name), rtol=1e-7)
     assert Dummy(0.5, 0.0).integers(np.dtype(dtype)) is None  # no integer is 0.5
+
+
+def test_too_many_bins_is_a_clear_error_before_memory_runs_out() -> None:
+    """More bins than the device or the splitting matrix can hold: one error naming the bin
+    count, not OpenCL's INVALID_BUFFER_SIZE or a 80 GiB numpy allocation."""
+    ai = AzimuthalIntegrator(GEOMETRY)
+    with pytest.raises(ValueError, match=r"100000000 bins: pixel splitting would spread 5120 "
+                                         r"pixels .* use fewer bins or method='no'"):
+        ai.integrate1d(FRAME, 10**8, method="bbox")
+    frames = 200
+    npt = int(ai.rt.device.max_mem_alloc_size) // (frames * 6 * 4) + 1
+    with pytest.raises(ValueError, match=rf"{npt} bins need a \d+ MiB 'csr_out' buffer on the "
+                                         r"OpenCL device, more than the \d+ MiB it can"):
+        ai.integrate1d(np.repeat(FRAME[None], frames, axis=0), npt, method="no")
