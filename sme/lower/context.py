@@ -98,12 +98,16 @@ class LowererBase:
 
 
     def local_name(self, py: str, node: ast.AST) -> str:
+        """The IR name of the local ``py`` assigned at ``node``. A ``for`` loop's variable
+        (a hardware loop counter, gone when its loop ends) assigned again after its loop
+        becomes a new local with a new name."""
         frame = self.frame
-        if py in frame.names:
-            return frame.names[py]
-        if py in self.loop_vars and len(self.frames) == 1:
-            raise self.unsupported(node, "assignment to a loop variable",
-                                   f"the loop variable '{py}' cannot be assigned")
+        mapped = frame.names.get(py)
+        if mapped is not None and mapped not in self.ended_loops:
+            if mapped in self.loop_vars:
+                raise self.unsupported(node, "assignment to a loop variable",
+                                       f"the loop variable '{py}' cannot be assigned")
+            return mapped
         base = py if len(self.frames) == 1 else f"{frame.parsed.func.__name__}_{py}"
         name, n = base, 1
         while name in self.taken or name.lower() in {t.lower() for t in self.taken}:

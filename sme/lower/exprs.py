@@ -192,6 +192,12 @@ class ExprLowering(LowererBase):
         frame = self.frame
         if node.id in frame.names:
             name = frame.names[node.id]
+            if name in self.ended_loops:
+                raise self.unsupported(node, "loop variable read after its loop",
+                                       f"'{node.id}' is the variable of the for loop at line "
+                                       f"{self.ended_loops[name].line}, read after the loop "
+                                       "ended (a hardware loop counter does not keep its last "
+                                       "value); copy it to another local inside the loop")
             t = self.local_types.get(name) or self.assigned.get(name)
             if t is None:
                 raise self.type_error(node, f"local '{node.id}' is read before it is assigned")

@@ -130,10 +130,10 @@ class LoopLowering(ExprLowering):
         py = s.target.id
         counter = None
         if index is not None:
-            counter = self.local_name(index, s)
+            counter = self.loop_var_name(index, s)
         elif element is not None:
             counter = self.hidden_local(f"{py}_index", vt, s)
-        var = counter if counter is not None else self.local_name(py, s.target)
+        var = counter if counter is not None else self.loop_var_name(py, s.target)
         self.local_types[var] = vt
         self.loop_vars[var] = vt
         self.ended_loops.pop(var, None)
@@ -150,6 +150,13 @@ class LoopLowering(ExprLowering):
         body += self.block(s.body)
         self.ended_loops[var] = self.loc(s)
         return [*pre, For(self.loc(s), var, r.start, r.stop, r.step, vt, body, guard)]
+
+    def loop_var_name(self, py: str, node: ast.AST) -> str:
+        """A new IR name for the hardware loop counter ``py`` (a VHDL ``for`` variable,
+        which exists only inside its loop), never shared with a local of the same Python
+        name assigned before or after the loop."""
+        self.frame.names.pop(py, None)
+        return self.local_name(py, node)
 
     def _range(self, it: ast.Call) -> tuple[int, int, int, Expr | None]:
         """``start, stop, step`` of ``range(...)``; a stop read at run time is returned as

@@ -219,3 +219,23 @@ class ReversedRunTimeRange(Process):
     def on_tick(self) -> None:
         for i in reversed(range(self.inp.n)):
             self.out.b = i
+
+
+class LoopVarReadAfter(Process):
+    inp: In[Src]
+    out: Out[Dst]
+
+    def on_tick(self) -> None:
+        for i in range(4):
+            self.out.b = i
+        self.out.b = i
+
+
+class LoopVarAssigned(Process):
+    inp: In[Src]
+    out: Out[Dst]
+
+    def on_tick(self) -> None:
+        for i in range(4):
+            i = 2
+            self.out.b = i

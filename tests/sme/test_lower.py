@@ -173,6 +173,10 @@ UNSUPPORTED = [
      r"enumerate\(reversed\(...\)\) is not supported; loop with `for i in range\(n\)`"),
     (cases.ReversedRunTimeRange, "reversed range read at run time",
      r"reversed\(range\(...\)\) needs constant bounds"),
+    (cases.LoopVarReadAfter, "loop variable read after its loop",
+     r"'i' is the variable of the for loop at line \d+, read after the loop ended"),
+    (cases.LoopVarAssigned, "assignment to a loop variable",
+     r"the loop variable 'i' cannot be assigned"),
 ]
 
 
