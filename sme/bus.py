@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from . import srcloc
-from .declare import MISSING, class_loc, own_annotations
+from .declare import MISSING, class_loc, defining_namespace, own_annotations
 from .errors import (
     DeclarationError,
     PortDirectionError,
@@ -64,10 +64,12 @@ class Bus:
 
     _sme_signals: ClassVar[dict[str, SignalSpec]] = {}
     _sme_src_loc: ClassVar[SrcLoc]
+    _sme_def_ns: ClassVar[dict[str, Any]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._sme_src_loc = srcloc.caller()
+        cls._sme_def_ns = defining_namespace()
         specs: dict[str, SignalSpec] = {}
         for name, ann in own_annotations(cls).items():
             if name.startswith("_sme") or ann is ClassVar:

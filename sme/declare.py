@@ -24,7 +24,7 @@ def own_annotations(cls: type) -> dict[str, Any]:
             continue
         module = sys.modules.get(klass.__module__)
         globalns = dict(vars(module)) if module is not None else {}
-        localns = dict(vars(klass))
+        localns = {**klass.__dict__.get("_sme_def_ns", {}), **vars(klass)}
         for name, ann in raw.items():
             if isinstance(ann, str):
                 try:
@@ -36,6 +36,20 @@ def own_annotations(cls: type) -> dict[str, Any]:
                     ) from None
             result[name] = ann
     return result
+
+
+def defining_namespace() -> dict[str, Any]:
+    """The local names of the function running the ``class`` statement being declared
+    (call from ``__init_subclass__``), so that string annotations may name its parameters
+    and locals: a class made by a factory (``def fifo(word, depth): class Fifo(Process):
+    buf: Array[word, depth] = ...``) resolves as Python resolves it without ``from
+    __future__ import annotations``. Empty for a class declared at module level."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_name == "__init_subclass__":
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None or frame.f_locals is frame.f_globals:
+        return {}
+    return dict(frame.f_locals)
 
 
 def class_loc(cls: type) -> SrcLoc:

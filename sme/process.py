@@ -47,7 +47,7 @@ from .bus import (
     snake_case,
     writer_view,
 )
-from .declare import MISSING, class_loc, own_annotations
+from .declare import MISSING, class_loc, defining_namespace, own_annotations
 from .errors import BusTypeError, DeclarationError, UndefinedSignalError
 from .types import (
     ArrayType,
@@ -113,12 +113,14 @@ class Process:
     _sme_storage: ClassVar[frozenset[str]] = frozenset()
     _sme_generator: ClassVar[bool] = False
     _sme_src_loc: ClassVar[srcloc.SrcLoc]
+    _sme_def_ns: ClassVar[dict[str, Any]]
 
     def __init_subclass__(cls, combinational: bool | None = None,
                           simulation_only: bool | None = None,
                           storage: Iterable[str] | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._sme_src_loc = srcloc.caller()
+        cls._sme_def_ns = defining_namespace()
         where = class_loc(cls)
         if combinational is not None:
             cls._sme_combinational = combinational

@@ -223,6 +223,9 @@ class ExprLowering(LowererBase):
         return e
 
     def lookup(self, name: str, node: ast.AST) -> Any:
+        closure = self.frame.parsed.closure
+        if name in closure:
+            return closure[name]
         g = self.frame.parsed.globals
         if name in g:
             return g[name]

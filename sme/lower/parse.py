@@ -35,6 +35,20 @@ class ParsedFunction:
         g: dict[str, Any] = getattr(self.func, "__globals__", {})
         return g
 
+    @property
+    def closure(self) -> dict[str, Any]:
+        """The names the function takes from enclosing functions (a process class made by
+        a factory function reads the factory's parameters), with their current values."""
+        code = getattr(self.func, "__code__", None)
+        cells = getattr(self.func, "__closure__", None) or ()
+        out: dict[str, Any] = {}
+        for name, cell in zip(code.co_freevars if code else (), cells, strict=False):
+            try:
+                out[name] = cell.cell_contents
+            except ValueError:  # an empty cell: the name is not bound yet
+                continue
+        return out
+
 
 def parse_function(func: Callable[..., Any]) -> ParsedFunction:
     """Parse ``func``'s source (pass 1)."""

@@ -82,7 +82,7 @@ def test_every_process_class_is_in_a_design() -> None:
 def test_the_ported_and_shipped_designs_are_found() -> None:
     names = {n for n, _ in DESIGNS}
     assert {"sme.examples.statebased_counter", "sme.examples.stopwatch", "sme.examples.mips",
-            "sme.examples.colorbin", "sme.examples.trader",
+            "sme.examples.colorbin", "sme.examples.trader", "sme.examples.fifo",
             "fpga.designs.chain"} <= names
 
 

@@ -1,7 +1,8 @@
 """The SME C# examples ported to smeflow behave as their C# testers check: the state-based
 counter, the stopwatch, the colour binner (whose counts equal numpy's binning of the same
 images), the two trend detectors of the simple trader (whose averages and crossings equal
-a reference written from the example's description) and the MIPS CPU with its program in a RAM (whose memory after the
+a reference written from the example's description), the generic FIFO
+buffer (the C# component tester's checks, and a deque on random traffic) and the MIPS CPU with its program in a RAM (whose memory after the
 program halts equals a separately written instruction-level model's)."""
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sme import Network, Simulator
+from sme import Network, Simulator, UInt
 from sme.errors import SimulationError
-from sme.examples import colorbin, mips, statebased_counter, stopwatch, trader
+from sme.examples import colorbin, fifo, mips, statebased_counter, stopwatch, trader
 
 
 def _column(trace: Any, name: str) -> list[Any]:
@@ -144,3 +145,46 @@ def test_trader_reports_equal_the_reference(backend: str) -> None:
         assert got == expected[core], core
         assert len(got) == 4 * (60 - trader.STARTUP)
         assert any(r[3] for r in got) and any(r[4] for r in got)  # both crossings occur
+
+
+@pytest.mark.parametrize("backend", ["interp", "compiled"])
+@pytest.mark.parametrize("first", [0, 7, 254])
+def test_fifo_as_the_csharp_tester_checks(backend: str, first: int) -> None:
+    trace = Simulator(fifo.build(UInt[8], 2), backend=backend).run(
+        stimulus=fifo.tester_stimulus(first))
+    valid, value = _column(trace, "data.valid"), _column(trace, "data.value")
+    filled = _column(trace, "data.filled")
+    assert (valid[1], value[1]) == (True, first)                 # ready after one write
+    assert (valid[2], value[2], filled[2]) == (True, first, True)  # two written: full
+    assert (valid[3], value[3], filled[3]) == (True, first + 1, False)  # one read
+    assert not valid[4] and not filled[4]                        # both read: empty
+
+
+@pytest.mark.parametrize("backend", ["interp", "compiled"])
+def test_fifo_matches_a_queue_on_random_traffic(backend: str) -> None:
+    depth = 3
+    stimulus = list(fifo.stimulus(400, seed=9))
+    trace = Simulator(fifo.build(UInt[8], depth), backend=backend).run(stimulus=stimulus)
+    queue: list[int] = []
+    expected, dropped = [], 0
+    for s in stimulus:
+        if s["control.read"] and queue:
+            queue.pop(0)
+        if s["control.valid"]:
+            if len(queue) < depth:
+                queue.append(s["control.value"])
+            else:
+                dropped += 1
+        expected.append((bool(queue), queue[0] if queue else None, len(queue) == depth))
+    got = [(v, x if v else None, f) for v, x, f in zip(
+        _column(trace, "data.valid"), _column(trace, "data.value"),
+        _column(trace, "data.filled"), strict=True)]
+    assert got == expected
+    assert dropped > 0 and sum(not v for v, _, _ in got) > 10  # full and empty both reached
+
+
+def test_fifo_classes_are_made_once_per_parameters() -> None:
+    assert fifo.fifo_buffer(UInt[8], 4) is fifo.fifo_buffer(UInt[8], 4)
+    assert fifo.fifo_buffer(UInt[8], 4) is not fifo.fifo_buffer(UInt[12], 4)
+    with pytest.raises(ValueError, match="at least one word"):
+        fifo.fifo_buffer(UInt[8], 0)
