@@ -1,6 +1,7 @@
 """Calls in process bodies: builtins (``int``, ``bool``, ``abs``, ``min``, ``max``,
-``len``, ``sum``), ``resize``, constants built by calling a signal type, and helper functions,
-which are inlined (their parameters and result become locals of the process)."""
+``len``, ``sum``, ``any``, ``all``), ``resize``, constants built by calling a signal
+type, and helper functions, which are inlined (their parameters and result become locals
+of the process)."""
 
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ def lower_call(lw: LowererBase, node: ast.Call) -> Expr:
     if f is MISSING:
         raise lw.unsupported(node, "method call",
                                f"cannot call {ast.unparse(node.func)}: only module-level "
-                               "helper functions, resize, int, bool, abs, min, max, len, sum "
+                               "helper functions, resize, int, bool, abs, min, max, len, sum, "
+                               "any, all "
                                "and "
                                "signal types are supported")
     if f is wrap or f is saturate:
@@ -58,8 +60,8 @@ def lower_call(lw: LowererBase, node: ast.Call) -> Expr:
         return _call_resize(lw, node)
     if f in (int, bool, abs, min, max, len):
         return _call_builtin(lw, f, node)
-    if f is sum:
-        return _call_sum(lw, node)
+    if f in (sum, any, all):
+        return _call_reduce(lw, f, node)
     if is_signal_type(f) and not isinstance(f, type):
         t = sme_cast(f)
         if len(node.args) != 1 or node.keywords:
@@ -156,31 +158,41 @@ def _call_builtin(lw: LowererBase, f: Any, node: ast.Call) -> Expr:
                      Convert(t, acc, "exact", "error"))
     return acc
 
-def _call_sum(lw: LowererBase, node: ast.Call) -> Expr:
-    """``sum(a)`` / ``sum(a, start)`` of an array (a bus or register ``Array``, or a tuple
-    constant): its elements added, as exact as Python's left-to-right sum. The length is
-    known, so this is an adder tree over ``a[0] .. a[n-1]`` (Bool elements count as 0/1),
-    lowered as the same additions written out."""
-    if node.keywords or not 1 <= len(node.args) <= 2:
-        raise lw.type_error(node, "sum() takes an array and an optional start value")
+def _call_reduce(lw: LowererBase, f: Any, node: ast.Call) -> Expr:
+    """``sum(a)`` / ``sum(a, start)``, ``any(a)``, ``all(a)`` of an array (a bus or register
+    ``Array``, or a tuple constant). The length is known, so they are written out over
+    ``a[0] .. a[n-1]`` and lowered as such: ``sum`` an adder tree (exact, as Python's
+    left-to-right sum; Bool elements count as 0/1), ``any``/``all`` an ``or``/``and`` of
+    ``bool(a[i])``."""
+    name = f.__name__
+    if node.keywords or not 1 <= len(node.args) <= (2 if f is sum else 1):
+        raise lw.type_error(node, f"{name}() takes an array" + (
+            " and an optional start value" if f is sum else ""))
     arr = lw.expr(node.args[0])
     if not isinstance(arr.type, ArrayT):
-        raise lw.type_error(node, f"sum() takes an array; {ast.unparse(node.args[0])} is "
-                            "not one")
+        raise lw.type_error(node, f"{name}() takes an array; {ast.unparse(node.args[0])} "
+                            "is not one")
     terms: list[ast.expr] = []
     for i in range(arr.type.length):
         term: ast.expr = ast.Subscript(value=node.args[0], slice=ast.Constant(i),
                                        ctx=ast.Load())
-        if isinstance(arr.type.element, BoolT):
-            term = ast.Call(func=ast.Name("int", ast.Load()), args=[term], keywords=[])
+        if f is not sum or isinstance(arr.type.element, BoolT):
+            conv = "int" if f is sum else "bool"
+            term = ast.Call(func=ast.Name(conv, ast.Load()), args=[term], keywords=[])
         terms.append(term)
-    while len(terms) > 1:  # pairwise: a shallow tree, each sum sized for its inputs
-        pairs: list[ast.expr] = [ast.BinOp(left=a, op=ast.Add(), right=b)
-                                 for a, b in zip(terms[::2], terms[1::2], strict=False)]
-        terms = [*pairs, terms[-1]] if len(terms) % 2 else pairs
-    total = terms[0] if terms else ast.Constant(0)
-    if len(node.args) == 2:
-        total = ast.BinOp(left=node.args[1], op=ast.Add(), right=total)
+    total: ast.expr
+    if f is sum:
+        while len(terms) > 1:  # pairwise: a shallow tree, each sum sized for its inputs
+            pairs: list[ast.expr] = [ast.BinOp(left=a, op=ast.Add(), right=b)
+                                     for a, b in zip(terms[::2], terms[1::2], strict=False)]
+            terms = [*pairs, terms[-1]] if len(terms) % 2 else pairs
+        total = terms[0] if terms else ast.Constant(0)
+        if len(node.args) == 2:
+            total = ast.BinOp(left=node.args[1], op=ast.Add(), right=total)
+    elif len(terms) < 2:
+        total = terms[0] if terms else ast.Constant(f is all)
+    else:
+        total = ast.BoolOp(op=ast.Or() if f is any else ast.And(), values=terms)
     for sub in ast.walk(total):
         if not hasattr(sub, "lineno"):
             ast.copy_location(sub, node)

@@ -239,3 +239,11 @@ class LoopVarAssigned(Process):
         for i in range(4):
             i = 2
             self.out.b = i
+
+
+class AnyOfScalar(Process):
+    inp: In[Src]
+    out: Out[Dst]
+
+    def on_tick(self) -> None:
+        self.out.b = int(any(self.inp.a))

@@ -201,6 +201,7 @@ def test_while_message_points_at_the_while() -> None:
     (cases.BoolArithmetic, r"the left operand of \+ is a bool, not a number; write int"),
     (cases.Accumulator, r"the type of local 'total' grows with every assignment"),
     (cases.SumOfScalar, r"sum\(\) takes an array; self\.inp\.a is not one"),
+    (cases.AnyOfScalar, r"any\(\) takes an array; self\.inp\.a is not one"),
 ])
 def test_type_errors(cls: type, message: str) -> None:
     with pytest.raises(LoweringTypeError, match=r"^_lower_cases\.py:\d+:\d+: " + message):
