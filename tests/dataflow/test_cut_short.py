@@ -36,41 +36,47 @@ shape = {shape!r}
 frames = [((np.arange(shape[0] * shape[1], dtype=np.uint32) * 7 + i * 1009) % 65521)
           .astype(np.uint16).reshape(shape) for i in range(60)]
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+def fill(append, close):
+    # append(i, frame) returns how many frames are flushed and announced so far
+    resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
+    try:
+        for i, frame in enumerate(frames):
+            print("announced", append(i, frame), flush=True)
+    except Exception as exc:
+        print("failed", type(exc).__name__, flush=True)
+    try:
+        close()
+    except Exception:
+        pass
+
+
 if plain:  # a frame file of another writer: no per-frame checksums
     import h5py
     f = h5py.File(folder + "/full.h5", "w", libver="latest")
     ds = f.create_dataset("/entry/data/data", shape=(0, *shape), maxshape=(None, *shape),
                           chunks=(8, *shape), dtype="<u2")
     f.swmr_mode = True
-    resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
-    try:
-        for i, frame in enumerate(frames):
-            ds.resize(i + 1, axis=0)
-            ds[i] = frame
-            ds.flush()
-            print("announced", i + 1, flush=True)
-    except Exception as exc:
-        print("failed", type(exc).__name__, flush=True)
-    try:
-        f.close()
-    except Exception:
-        pass
-    sys.exit(0)
-w = FrameWriter(folder, "full.h5", shape)
-resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
-try:
-    for frame in frames:
+
+    def append(i, frame):
+        ds.resize(i + 1, axis=0)
+        ds[i] = frame
+        ds.flush()
+        return i + 1
+
+    fill(append, f.close)
+else:
+    w = FrameWriter(folder, "full.h5", shape)
+    announced = [0]
+
+    def append(i, frame):
         w.append(frame)
-        announced = sum(d["indices"]["stop"] - d["indices"]["start"]
-                        for name, d in w.asset_docs() if name == "stream_datum")
-        if announced:
-            print("announced", announced, flush=True)
-except Exception as exc:
-    print("failed", type(exc).__name__, flush=True)
-try:
-    w.close()
-except Exception:
-    pass
+        announced[0] += sum(d["indices"]["stop"] - d["indices"]["start"]
+                            for name, d in w.asset_docs() if name == "stream_datum")
+        return announced[0]
+
+    fill(append, w.close)
 '''
 
 
@@ -87,11 +93,8 @@ def fill_the_disk(folder: Path, plain: bool = False) -> tuple[Path, int]:
     done = subprocess.run([sys.executable, "-c", code, str(folder),
                            "plain" if plain else "smeflow"],
                           capture_output=True, text=True, timeout=120)
-    announced = sum(int(line.split()[1]) for line in done.stdout.splitlines()
-                    if line.startswith("announced"))
-    if plain:
-        announced = max([int(line.split()[1]) for line in done.stdout.splitlines()
-                         if line.startswith("announced")], default=0)
+    announced = max([int(line.split()[1]) for line in done.stdout.splitlines()
+                     if line.startswith("announced")], default=0)
     assert "failed" in done.stdout, (done.stdout, done.stderr[-2000:])
     path = folder / "full.h5"
     sb = read_superblock(path)
