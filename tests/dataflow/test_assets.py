@@ -171,8 +171,9 @@ def test_a_truncated_file_is_an_error_never_zeros(catalog: Catalog, frame_cam: A
     np.testing.assert_array_equal(images[5], make_test_frame(5))
     size = path.stat().st_size
     path.write_bytes(path.read_bytes()[:size * 3 // 4])  # a disk that filled up
-    with pytest.raises(ClientError, match=rf"422: {path}: truncated: {size * 3 // 4} bytes, "
-                                          rf"its superblock says {size}"):
+    with pytest.raises(ClientError, match=rf"422: {path}: frame 5 lies beyond the end of the "
+                                          rf"file \(truncated: its data ends at byte {size}, "
+                                          rf"the file has {size * 3 // 4} bytes\)"):
         images[5]
 
 
