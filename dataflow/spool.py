@@ -116,6 +116,15 @@ def encode_document(name: str, doc: Any) -> str:
     return json.dumps([name, doc], default=json_default, separators=(",", ":"), allow_nan=True)
 
 
+def decode_document(line: str) -> Document:
+    """The ``(name, doc)`` of one ``[name, doc]`` JSON line (a spool or ledger line);
+    ``ValueError`` for anything else."""
+    name, doc = json.loads(line)
+    if not isinstance(name, str) or not isinstance(doc, dict):
+        raise ValueError("expected [name, document]")
+    return name, doc
+
+
 def read_spool(path: str | os.PathLike[str]) -> list[Document]:
     """The documents of one spool file, in order.
 
@@ -129,9 +138,7 @@ def read_spool(path: str | os.PathLike[str]) -> list[Document]:
     out: list[Document] = []
     for number, line in enumerate(lines, 1):
         try:
-            name, doc = json.loads(line)
-            if not isinstance(name, str) or not isinstance(doc, dict):
-                raise ValueError("expected [name, document]")
+            name, doc = decode_document(line)
         except ValueError as exc:
             if number == len(lines):
                 log.warning("%s:%d: incomplete last line dropped", path, number)

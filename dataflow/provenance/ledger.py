@@ -31,7 +31,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from ..spool import json_default
+from ..spool import decode_document, json_default
 from .errors import ProvenanceError
 
 CHAIN_VERSION = "smeflow provenance chain v1"
@@ -125,9 +125,7 @@ def read_ledger(path: str | os.PathLike[str]) -> tuple[list[tuple[str, dict[str,
     chain = Chain(p.name.removesuffix(LEDGER_SUFFIX))
     for number, line in enumerate(lines, 1):
         try:
-            name, doc = json.loads(line)
-            if not isinstance(name, str) or not isinstance(doc, dict):
-                raise ValueError("expected [name, document]")
+            name, doc = decode_document(line)
         except ValueError as exc:
             raise ProvenanceError(f"{p}:{number}: not a ledger line ({exc})") from None
         chain.add(line)
