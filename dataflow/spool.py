@@ -119,10 +119,11 @@ def encode_document(name: str, doc: Any) -> str:
 def decode_document(line: str) -> Document:
     """The ``(name, doc)`` of one ``[name, doc]`` JSON line (a spool or ledger line);
     ``ValueError`` for anything else."""
-    name, doc = json.loads(line)
-    if not isinstance(name, str) or not isinstance(doc, dict):
+    item = json.loads(line)
+    if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
+            and isinstance(item[1], dict)):
         raise ValueError("expected [name, document]")
-    return name, doc
+    return item[0], item[1]
 
 
 def read_spool(path: str | os.PathLike[str]) -> list[Document]:

@@ -124,9 +124,10 @@ def test_spool_file_format(tmp_path: Path) -> None:
     back = read_spool(path)
     assert [n for n, _ in back] == [n for n, _ in docs]
     assert back[2][1]["data"] == {"x": 0.0, "v": list(range(40))}
-    path.write_text("\n".join([lines[0], "{not json", *lines[1:]]) + "\n")
-    with pytest.raises(SpoolError, match=r"run\.jsonl:2: not a spooled document"):
-        read_spool(path)
+    for bad in ("{not json", "5", '"ab"', "[1, 2, 3]"):  # a JSON value must be [name, doc]
+        path.write_text("\n".join([lines[0], bad, *lines[1:]]) + "\n")
+        with pytest.raises(SpoolError, match=r"run\.jsonl:2: not a spooled document"):
+            read_spool(path)
     path.write_text("\n".join(lines[1:]) + "\n")
     with pytest.raises(SpoolError, match="does not begin with a start document"):
         read_spool(path)
