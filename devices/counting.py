@@ -1,11 +1,24 @@
 """Poisson counts of a whole frame in one compiled pass: the sensor model's inner loop.
 
-One 64-bit random word per pixel (from a numpy ``Generator``'s bit generator, so a seed
-gives the same frames on every machine) decides the pixel's count:
+Random words. Pixel ``i`` of frame ``f`` of a sensor whose noise key is ``key`` gets the
+64-bit word ``mix64(key + c·γ)`` with the counter ``c = f·2³² + i``: SplitMix64's output
+function (a bijective 64-bit mixer; the SplitMix64 sequence passes BigCrush) at
+position ``c`` of the SplitMix64 sequence that starts at ``key``. A word depends only on
+``(key, frame, pixel)``, so a seed gives the same frames on every machine, whichever
+part of the frame is drawn first and however many threads share it, and distinct
+``(frame, pixel)`` never share a word (no noise is reused between frames). Tests (and
+callers that bring their own generator) may pass the words instead
+(:class:`CounterWords` or an array).
+
+Each word decides its pixel's count:
 
 * mean ``λ < NORMAL_MIN_MEAN``: exact Poisson by inversion, the word read as a uniform
   ``u`` in (0, 1) with 53 bits, ``k`` the smallest count whose distribution function
-  reaches ``u``;
+  reaches ``u``. The first ``TERMS`` terms are summed for every pixel without a branch
+  (``k`` counts the partial sums below ``u``; that loop runs four pixels per
+  instruction), which is what makes it fast: a search that stops at a random count
+  mispredicts a branch per pixel. Pixels whose count is beyond ``TERMS`` (one in 10⁶ at
+  ``λ = 1``, a third at ``λ = 9``) continue the same sum one term at a time;
 * ``λ >= NORMAL_MIN_MEAN``: the Cornish–Fisher expansion of the Poisson quantile in a
   standard normal ``z`` (see ``devices.sensor``), where ``z = Φ⁻¹(u)`` comes from
   inverse-transform sampling: the top 16 bits of the word pick one of 2¹⁶ equal-probability
@@ -16,13 +29,14 @@ gives the same frames on every machine) decides the pixel's count:
   most 1e-5 (next to those bins; below 1e-7 for |z| < 2), far less than a count.
 
 Fusing the mean (efficiency × flux × exposure, hot and dead pixels, the cap), the flux
-checks and the draw into one loop is what lets a 512×512 sensor run at hundreds of frames
-per second; the separate numpy passes and numpy's normal generator cost three times more.
+checks, the words and the draw into one pass over blocks of ``BLOCK`` pixels (kept in
+cache between the steps) is what lets a megapixel sensor run at the firmware's rate.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -104,65 +118,197 @@ def word_to_normal(word: np.uint64, table: npt.NDArray[np.float64]
     return float(table[i] + frac * (table[i + 1] - table[i]))
 
 
+@njit(inline="always")
+def mix64(z: np.uint64) -> np.uint64:  # pragma: no cover - compiled
+    """SplitMix64's output function: a bijective mix of the 64 bits of ``z``."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@dataclass(frozen=True)
+class CounterWords:
+    """The random words of pixels ``0 … n − 1`` of frame ``frame`` of the noise stream
+    ``key``: pixel ``i``'s word is ``mix64(key + (frame·2³² + i)·γ)`` (module docstring)."""
+
+    key: int
+    frame: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.key < 1 << 64 or not 0 <= self.frame < 1 << 32:
+            raise ValueError(f"CounterWords: key must be in 0 … 2**64 − 1 and frame in "
+                             f"0 … 2**32 − 1, got key={self.key}, frame={self.frame}")
+
+    @property
+    def base(self) -> np.uint64:
+        """``key + frame·2³²·γ`` (mod 2⁶⁴): pixel ``i``'s word is ``mix64(base + i·γ)``."""
+        return np.uint64((self.key + (self.frame << 32) * GAMMA) % (1 << 64))
+
+    def words(self, n: int) -> npt.NDArray[np.uint64]:
+        """The words of pixels ``0 … n − 1`` (what ``draw_counts`` draws from)."""
+        if not 0 <= n <= 1 << 32:
+            raise ValueError(f"CounterWords.words: n must be in 0 … 2**32, got {n}")
+        out = np.empty(n, np.uint64)
+        _counter_words(self.base, out)
+        return out
+
+
+GAMMA = 0x9E3779B97F4A7C15
+"""SplitMix64's increment γ (odd, so ``c ↦ key + c·γ`` never repeats over 2⁶⁴ counters)."""
+_GAMMA = np.uint64(GAMMA)
+
+TERMS = 8
+"""Terms of the Poisson sum every pixel below ``NORMAL_MIN_MEAN`` gets without a branch."""
+BLOCK = 2048
+"""Pixels per block of the compiled pass (its scratch arrays stay in the cache)."""
+_INV = np.array([0.0] + [1.0 / k for k in range(1, 256)])
+"""``1/k``: the Poisson terms' ratios ``λ/k`` as products (a division is slower)."""
+
+
+EXP_STEPS = 64
+"""Table steps per unit of ``exp_neg``'s argument."""
+_EXP_TABLE = np.exp(-np.arange(int(NORMAL_MIN_MEAN) * EXP_STEPS + 1) / EXP_STEPS)
+_EXP_TAYLOR = tuple((-1.0) ** k / math.factorial(k) for k in range(7, -1, -1))
+
+
+@njit(inline="always")
+def exp_neg(x: float) -> float:  # pragma: no cover - compiled
+    """``e^(−x)`` for ``0 <= x <= NORMAL_MIN_MEAN`` to 2 units in the last place:
+    ``e^(−i/64)`` from a table times the Taylor polynomial of ``e^(−f)``, ``0 <= f < 1/64``
+    (twice as fast as ``math.exp``, which is a call)."""
+    i = int(x * EXP_STEPS)
+    f = x - i * (1.0 / EXP_STEPS)
+    e = 0.0
+    for c in _EXP_TAYLOR:
+        e = e * f + c
+    return float(_EXP_TABLE[i] * e)
+
+
+@njit(cache=True, nogil=True)
+def _counter_words(base: np.uint64, out: npt.NDArray[np.uint64]) -> None:  # pragma: no cover
+    for i in range(out.shape[0]):
+        out[i] = mix64(base + np.uint64(i) * _GAMMA)
+
+
 def draw_counts(flux: npt.NDArray[np.floating], efficiency: npt.NDArray[np.float64],
                 hot: npt.NDArray[np.bool_], dead: npt.NDArray[np.bool_], exposure: float,
-                hot_rate: float, cap: float, top: int, words: npt.NDArray[np.uint64],
+                hot_rate: float, cap: float, top: int,
+                words: CounterWords | npt.NDArray[np.uint64],
                 out: npt.NDArray[np.uint32]) -> int:
     """Counts of one exposure into ``out`` (all arrays flat and of one length, one random
-    word per pixel): the mean ``min(ε·Φ·t + hot·rate·t, cap)`` (0 on dead pixels), drawn
-    as the module says and saturated at ``top``. Returns -1, or the index of the first
-    pixel whose flux is not finite or negative (``out`` is then incomplete)."""
+    word per pixel, from ``words``: a :class:`CounterWords` stream or the words
+    themselves): the mean ``min(ε·Φ·t + hot·rate·t, cap)`` (0 on dead pixels), drawn as
+    the module says and saturated at ``top``. Returns -1, or the index of the first pixel
+    whose flux is not finite or negative (``out`` is then incomplete)."""
     n = flux.shape[0]
-    for name, array, dtypes in (("flux", flux, (np.float32, np.float64)),
-                                ("efficiency", efficiency, (np.float64,)),
-                                ("hot", hot, (np.bool_,)), ("dead", dead, (np.bool_,)),
-                                ("words", words, (np.uint64,)), ("out", out, (np.uint32,))):
-        if array.ndim != 1 or array.shape[0] != n or array.dtype not in dtypes:
+    if isinstance(words, CounterWords):
+        if n > 1 << 32:
+            raise ValueError(f"draw_counts: a frame of {n} pixels has more than 2**32")
+        base, given, use_given = words.base, np.zeros(1, np.uint64), False
+    else:
+        base, given, use_given = np.uint64(0), words, True
+    for name, a, dtypes in (("flux", flux, (np.float32, np.float64)),
+                            ("efficiency", efficiency, (np.float64,)),
+                            ("hot", hot, (np.bool_,)), ("dead", dead, (np.bool_,)),
+                            ("words", given if use_given else None, (np.uint64,)),
+                            ("out", out, (np.uint32,))):
+        if a is None:
+            continue
+        if not isinstance(a, np.ndarray) or a.ndim != 1 or a.shape[0] != n \
+                or a.dtype not in dtypes:
+            got = f"{a.dtype} of shape {a.shape}" if isinstance(a, np.ndarray) else repr(a)
             raise ValueError(f"draw_counts: {name} must be a flat array of {n} "
-                             f"{' or '.join(np.dtype(d).name for d in dtypes)}, got "
-                             f"{array.dtype} of shape {array.shape}")
-    return int(_draw_counts(flux, efficiency, hot, dead, exposure, hot_rate, cap, top, words,
-                            quantile_table(), out))
+                             f"{' or '.join(np.dtype(d).name for d in dtypes)}, got {got}")
+    return int(_draw_counts(flux, efficiency, hot, dead, exposure, hot_rate, cap, top, base,
+                            given, use_given, quantile_table(), out))
 
 
 @njit(cache=True, nogil=True)
 def _draw_counts(flux: npt.NDArray[np.floating], efficiency: npt.NDArray[np.float64],
-                hot: npt.NDArray[np.bool_], dead: npt.NDArray[np.bool_], exposure: float,
-                hot_rate: float, cap: float, top: int, words: npt.NDArray[np.uint64],
-                table: npt.NDArray[np.float64], out: npt.NDArray[np.uint32]
-                ) -> int:  # pragma: no cover - compiled
+                 hot: npt.NDArray[np.bool_], dead: npt.NDArray[np.bool_], exposure: float,
+                 hot_rate: float, cap: float, top: int, base: np.uint64,
+                 given: npt.NDArray[np.uint64], use_given: bool,
+                 table: npt.NDArray[np.float64], out: npt.NDArray[np.uint32]
+                 ) -> int:  # pragma: no cover - compiled
     hot_counts = hot_rate * exposure
-    for i in range(flux.shape[0]):
-        phi = np.float64(flux[i])
-        if not (phi >= 0.0 and phi < np.inf):
-            return i
-        lam = efficiency[i] * phi * exposure
-        if hot[i]:
-            lam += hot_counts
-        if dead[i]:
-            lam = 0.0
-        lam = min(lam, cap)
-        word = words[i]
-        if lam < NORMAL_MIN_MEAN:
-            u = (np.float64(word >> np.uint64(11)) + 0.5) * 2.0 ** -53
-            p = math.exp(-lam)
+    lams = np.empty(BLOCK)
+    words = np.empty(BLOCK, np.uint64)
+    terms = np.empty(BLOCK)
+    sums = np.empty(BLOCK)
+    ks = np.empty(BLOCK, np.uint8)
+    n = flux.shape[0]
+    for start in range(0, n, BLOCK):
+        m = min(BLOCK, n - start)
+        # 1. means, flux checks and words: no branch
+        ok: np.bool_ = np.bool_(True)
+        large = 0
+        for j in range(m):
+            i = start + j
+            phi = np.float64(flux[i])
+            ok &= (phi >= 0.0) & (phi < np.inf)
+            lam = min(0.0 if dead[i] else efficiency[i] * phi * exposure + hot_counts * hot[i],
+                      cap)
+            lams[j] = lam
+            large += lam >= NORMAL_MIN_MEAN
+            words[j] = given[i] if use_given else mix64(base + np.uint64(i) * _GAMMA)
+        if not ok:
+            for j in range(m):
+                phi = np.float64(flux[start + j])
+                if not (phi >= 0.0 and phi < np.inf):
+                    return start + j
+        # 2. the first TERMS terms of the inversion for every pixel, no branch
+        rest = large
+        m_small = 0 if large == m else m  # (a block of large means only skips it)
+        for j in range(m_small):
+            terms[j] = exp_neg(min(lams[j], NORMAL_MIN_MEAN))
+        for j in range(m_small):
+            lam = min(lams[j], NORMAL_MIN_MEAN)
+            u = (np.float64(words[j] >> np.uint64(11)) + 0.5) * 2.0 ** -53
+            p = terms[j]
             cdf = p
             k = 0
-            while u > cdf:
-                k += 1
-                p *= lam / k
-                if k > lam and p <= cdf * 2.0 ** -53:
-                    break  # u fell in the rounding gap above the summed terms: the tail
+            for t in range(1, TERMS + 1):
+                k += u > cdf
+                p *= lam * _INV[t]
                 cdf += p
-            out[i] = k
+            k += u > cdf
+            ks[j] = k
+            out[start + j] = min(k, top)
+            terms[j] = p
+            sums[j] = cdf
+            rest += k > TERMS
+        if rest == 0:
             continue
-        z = word_to_normal(word, table)
-        root = math.sqrt(lam)
-        v = math.floor(lam + math.sqrt(lam - 1.0 / 12.0) * z + (z * z - 1.0) / 6.0
-                       + z * (1.0 - z * z) / (72.0 * root) + 0.5)
-        out[i] = top if v >= top else (0 if v <= 0.0 else np.uint32(v))
+        # 3. the pixels that need more: large means, and counts beyond TERMS
+        for j in range(m):
+            lam = lams[j]
+            if lam >= NORMAL_MIN_MEAN:
+                z = word_to_normal(words[j], table)
+                root = math.sqrt(lam)
+                v = math.floor(lam + math.sqrt(lam - 1.0 / 12.0) * z + (z * z - 1.0) / 6.0
+                               + z * (1.0 - z * z) / (72.0 * root) + 0.5)
+                out[start + j] = top if v >= top else (0 if v <= 0.0 else np.uint32(v))
+            elif ks[j] > TERMS:
+                out[start + j] = min(_continue(lam, words[j], terms[j], sums[j]), top)
     return -1
 
 
-__all__ = ["NORMAL_MIN_MEAN", "TABLE_BITS", "TAIL_BINS", "draw_counts", "normal_quantile",
-           "quantile_table", "word_to_normal"]
+@njit(cache=True, nogil=True)
+def _continue(lam: float, word: np.uint64, p: float, cdf: float) -> int:  # pragma: no cover
+    """The inversion from count ``TERMS + 1`` on, for a ``u`` above the first ``TERMS``
+    terms' sum ``cdf`` (``p``: the term at ``TERMS``)."""
+    u = (np.float64(word >> np.uint64(11)) + 0.5) * 2.0 ** -53
+    k = TERMS
+    while True:
+        k += 1
+        p *= lam * _INV[k] if k < _INV.shape[0] else lam / k
+        if k > lam and p <= cdf * 2.0 ** -53:
+            return k  # u fell in the rounding gap above the summed terms: the tail
+        cdf += p
+        if u <= cdf:
+            return k
+
+
+__all__ = ["BLOCK", "GAMMA", "NORMAL_MIN_MEAN", "TABLE_BITS", "TAIL_BINS", "TERMS",
+           "CounterWords", "draw_counts", "mix64", "normal_quantile", "quantile_table",
+           "word_to_normal"]

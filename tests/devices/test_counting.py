@@ -11,9 +11,14 @@ import pytest
 from scipy import stats
 
 from devices.counting import (
+    BLOCK,
+    NORMAL_MIN_MEAN,
     TABLE_BITS,
     TAIL_BINS,
+    TERMS,
+    CounterWords,
     draw_counts,
+    exp_neg,
     normal_quantile,
     quantile_table,
     word_to_normal,
@@ -138,3 +143,147 @@ def test_rounding_adds_no_variance_above_the_normal_threshold(mean: float) -> No
     (2M draws: the variance ratio's standard error is about 0.001)."""
     c = _draw(np.full(2_000_000, mean), seed=int(mean)).astype(np.float64)
     assert abs(c.var() / mean - 1) < 4 * math.sqrt(2 / c.size) * 1.05
+
+
+@numba.njit(cache=False)
+def _exps(x: np.ndarray) -> np.ndarray:  # pragma: no cover
+    out = np.empty(x.shape[0])
+    for i in range(x.shape[0]):
+        out[i] = exp_neg(x[i])
+    return out
+
+
+def test_exp_neg_is_exp_to_the_last_places() -> None:
+    x = np.concatenate([np.linspace(0.0, NORMAL_MIN_MEAN, 100_001),
+                        np.random.default_rng(3).uniform(0.0, NORMAL_MIN_MEAN, 100_000),
+                        np.nextafter(np.arange(1, 641) / 64, 0.0)])  # just below table steps
+    ours = _exps(x)
+    assert ours[0] == 1.0
+    assert np.abs(ours / np.exp(-x) - 1).max() <= 2.5 * np.finfo(float).eps
+
+
+def _counts(lam: np.ndarray, words: CounterWords | np.ndarray, top: int = 2**20 - 1
+            ) -> np.ndarray:
+    out = np.empty(lam.size, np.uint32)
+    n = lam.size
+    assert draw_counts(lam, np.ones(n), np.zeros(n, bool), np.zeros(n, bool), 1.0, 0.0,
+                       4.0 * (2**20 - 1), top, words, out) == -1
+    return out
+
+
+def _poisson_gof(counts: np.ndarray, mean: float, top: int | None = None) -> float:
+    """Chi-square p-value of ``counts`` against Poisson(``mean``) (cut at ``top``): the
+    counts with an expected frequency of at least 20 each a class, the rest pooled."""
+    n = counts.size
+    law = stats.poisson(mean)
+    values = np.arange(int(mean + 12 * math.sqrt(mean) + 12))
+    expected = law.pmf(values) * n
+    if top is not None:
+        values = values[:top + 1]
+        expected = expected[:top + 1]
+        expected[top] = law.sf(top - 1) * n
+    observed = np.bincount(counts, minlength=values.size)[:values.size]
+    keep = expected >= 20
+    rest_obs, rest_exp = n - observed[keep].sum(), n - expected[keep].sum()
+    obs = np.append(observed[keep], rest_obs)
+    exp = np.append(expected[keep], rest_exp)
+    if rest_exp < 1e-9 * n:
+        obs, exp = obs[:-1], exp[:-1]
+        assert rest_obs == 0
+    return float(stats.chisquare(obs, exp * obs.sum() / exp.sum()).pvalue)
+
+
+@pytest.mark.parametrize("mean", [0.02, 0.3, 1.0, 2.5, 6.0, 9.99])
+def test_counter_words_give_poisson_counts(mean: float) -> None:
+    """Chi-square goodness of fit against scipy's Poisson law, means on both sides of the
+    branch-free terms (at 6 and 9.99 a sixth and a third of the counts are beyond TERMS).
+    The same test rejects a law with a mean 1 % off (the test can fail)."""
+    n = 600_000
+    c = _counts(np.full(n, mean), CounterWords(1234, int(mean * 100)))
+    assert _poisson_gof(c, mean) > 1e-4
+    assert abs(c.mean() - mean) < 4.5 * math.sqrt(mean / n)
+    if mean >= 1.0:
+        off = _counts(np.full(n, mean * 1.01 + 0.02), CounterWords(1234, 7))
+        assert _poisson_gof(off, mean) < 1e-4
+
+
+def test_mixed_means_in_one_block_each_follow_their_law() -> None:
+    """Alternating small and large means in every block: the paths do not mix pixels."""
+    n = 400_000
+    lam = np.where(np.arange(n) % 3 == 0, 40.0, 0.7)
+    c = _counts(lam, CounterWords(99, 5))
+    assert _poisson_gof(c[lam == 0.7], 0.7) > 1e-4
+    big = c[lam == 40.0].astype(float)
+    assert abs(big.mean() - 40) < 4.5 * math.sqrt(40 / big.size)
+    assert abs(big.var() / 40 - 1) < 4.5 * math.sqrt(2 / big.size)
+
+
+def test_a_counter_below_the_branch_free_terms_saturates_at_top() -> None:
+    """A 3-count counter at mean 5: counts 0, 1, 2 as Poisson's, the rest read 3."""
+    top = 3
+    assert top <= TERMS
+    c = _counts(np.full(300_000, 5.0), CounterWords(8, 8), top=top)
+    assert c.max() == top
+    assert _poisson_gof(c, 5.0, top=top) > 1e-4
+
+
+def test_counter_words_are_the_words_drawn_from() -> None:
+    """A stream's words, materialised, give the very same counts (and the same frame
+    number twice the same words, another frame or key others)."""
+    lam = np.random.default_rng(2).exponential(4.0, BLOCK * 3 + 17)
+    stream = CounterWords(5, 9)
+    assert np.array_equal(_counts(lam, stream), _counts(lam, stream.words(lam.size)))
+    assert np.array_equal(stream.words(100), CounterWords(5, 9).words(100))
+    assert not np.array_equal(stream.words(100), CounterWords(5, 10).words(100))
+    assert not np.array_equal(stream.words(100), CounterWords(6, 9).words(100))
+    # pixel i of frame f: SplitMix64 (Steele, Lea & Flood 2014; Vigna's splitmix64.c) at
+    # counter f·2³² + i from the key
+    mask = (1 << 64) - 1
+
+    def splitmix(state: int) -> int:
+        z = state & mask
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        return z ^ (z >> 31)
+
+    gamma = 0x9E3779B97F4A7C15
+    for i in (0, 2, BLOCK + 1):
+        assert int(stream.words(BLOCK + 2)[i]) == splitmix(5 + ((9 << 32) + i) * gamma)
+
+
+def test_counter_words_are_uniform_and_independent() -> None:
+    """Top bytes uniform (chi-square), no correlation between neighbouring pixels or
+    between the same pixel of successive frames."""
+    n = 1 << 20
+    a = CounterWords(42, 0).words(n)
+    b = CounterWords(42, 1).words(n)
+    top = (a >> np.uint64(56)).astype(np.int64)
+    assert stats.chisquare(np.bincount(top, minlength=256)).pvalue > 1e-4
+    low = (a & np.uint64(0xFF)).astype(np.int64)
+    assert stats.chisquare(np.bincount(low, minlength=256)).pvalue > 1e-4
+    ua = (a >> np.uint64(11)).astype(np.float64)
+    ub = (b >> np.uint64(11)).astype(np.float64)
+    bound = 4.5 / math.sqrt(n)
+    assert abs(np.corrcoef(ua[:-1], ua[1:])[0, 1]) < bound
+    assert abs(np.corrcoef(ua, ub)[0, 1]) < bound
+    assert len(np.unique(np.concatenate([a, b]))) == 2 * n
+
+
+def test_counter_words_refuse_out_of_range_keys_and_frames() -> None:
+    with pytest.raises(ValueError, match=r"frame in 0 … 2\*\*32 − 1, got key=1, frame=-1"):
+        CounterWords(1, -1)
+    with pytest.raises(ValueError, match=r"got key=18446744073709551616"):
+        CounterWords(1 << 64, 0)
+
+
+def test_bad_flux_in_a_later_block_is_reported_at_its_index() -> None:
+    n = BLOCK * 2 + 5
+    flux = np.ones(n)
+    flux[BLOCK + 3] = -2.0
+    flux[BLOCK * 2 + 1] = np.nan
+    out = np.empty(n, np.uint32)
+    args = (np.ones(n), np.zeros(n, bool), np.zeros(n, bool), 1.0, 0.0, 1e7, 2**20 - 1,
+            CounterWords(0, 0), out)
+    assert draw_counts(flux, *args) == BLOCK + 3
+    flux[BLOCK + 3] = 0.0
+    assert draw_counts(flux, *args) == BLOCK * 2 + 1

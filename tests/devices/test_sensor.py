@@ -269,3 +269,20 @@ def test_link_from_the_sensor_model() -> None:
 def test_link_errors(frames: list[np.ndarray], kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         link_stream(frames, P, **kwargs)  # type: ignore[arg-type]
+
+
+def test_each_exposure_draws_fresh_noise_whichever_thread_asks() -> None:
+    """Exposures taken from several threads at once are the model's exposures 0, 1, …
+    (each its own noise; none reused), and successive frames are uncorrelated."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    flux = FLAT * 0.005                     # mean 5 counts
+    seq = SensorModel(P64, seed=3).frames(flux, 1.0, 8)
+    threaded = SensorModel(P64, seed=3)
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda _: threaded.expose(flux, 1.0), range(8)))
+    assert sorted(f.tobytes() for f in got) == sorted(f.tobytes() for f in seq)
+    assert len({f.tobytes() for f in seq}) == 8
+    a = np.stack(seq).reshape(8, -1).astype(float)
+    corr = np.corrcoef(a)[np.triu_indices(8, 1)]
+    assert np.abs(corr).max() < 5 / math.sqrt(a.shape[1])
