@@ -23,6 +23,17 @@ the same application, set up here once:
   must match (AND), as before for plain words. This changes the translation for every
   Tiled catalog in the process (Tiled keeps one translation per query type), which is
   the point: no client of this process's catalogs can break it with punctuation.
+- **Settings without per-request dependency analysis**: Tiled puts its server settings
+  into the application as a FastAPI dependency override of ``get_settings``. With any
+  override present, FastAPI re-analyses every dependency of a route on every request
+  (about 160 signatures and parameter models for a metadata request) in case one is
+  overridden: half the CPU time of a catalog request, which a run pays a few dozen
+  times. Tiled's override is cached: its first call writes the application's settings
+  into the process-wide ``get_settings()`` object and returns that object, and every
+  later call returns it unchanged. ``apply_settings_once`` makes that first call when
+  the application is built, so ``get_settings()`` is what the override would give, and
+  hides the override from FastAPI (the last application built in a process sets the
+  settings, as with Tiled's own override).
 """
 
 from __future__ import annotations
@@ -144,6 +155,29 @@ def fix_structure_clients_copy() -> None:
     OneShotCachedMap._smeflow_copy = True
 
 
+class _SettingsOverride(dict[Any, Any]):
+    """An application's dependency overrides, false for FastAPI while Tiled's settings
+    override is the only one (module docstring); any other override makes FastAPI apply
+    them all, per dependency, as before."""
+
+    def __bool__(self) -> bool:
+        from tiled.server.settings import get_settings
+
+        return any(key is not get_settings for key in self)
+
+
+def apply_settings_once(app: Any) -> Any:
+    """Apply Tiled's settings override of ``app`` now, and let FastAPI resolve the
+    routes' dependencies as analysed once (module docstring); returns ``app``."""
+    from tiled.server.settings import get_settings
+
+    override = app.dependency_overrides.get(get_settings)
+    if override is None or override() is not get_settings():
+        return app  # (a Tiled whose override gives other settings keeps it, slow and right)
+    app.dependency_overrides = _SettingsOverride(app.dependency_overrides)
+    return app
+
+
 def build_tiled_app(adapter: Any, authentication: Any = None, *, quiet: bool = False) -> Any:
     """The Tiled application serving ``adapter`` with smeflow's exporters and queries.
 
@@ -159,9 +193,11 @@ def build_tiled_app(adapter: Any, authentication: Any = None, *, quiet: bool = F
     add_layout_task(adapter)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*httpx.*")  # starlette's notice
-        return build_app(adapter, authentication, server_settings=SERVER_SETTINGS,
-                         serialization_registry=serialization_registry())
+        app = build_app(adapter, authentication, server_settings=SERVER_SETTINGS,
+                        serialization_registry=serialization_registry())
+    return apply_settings_once(app)
 
 
-__all__ = ["JSON_SEQ", "add_layout_task", "build_tiled_app", "fix_structure_clients_copy",
-           "fts5_literal", "install_queries", "serialization_registry"]
+__all__ = ["JSON_SEQ", "add_layout_task", "apply_settings_once", "build_tiled_app",
+           "fix_structure_clients_copy", "fts5_literal", "install_queries",
+           "serialization_registry"]
