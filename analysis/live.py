@@ -713,7 +713,7 @@ class LiveReducer:
             begun = self._begin(run, self.tomo.metadata())
             begun.write_volume(self.derived_dir,
                                derived_file_name("tomo_fbp", run.start["uid"], begun.uid),
-                               run.acc.result(), run.rows)
+                               run.acc.slabs(), run.rows)
         elif run.result.frames == 0:
             raise ReductionError(f"run {run.start['uid']}: no frames arrived (raw run "
                                  f"ended {stop.get('exit_status')!r})")

@@ -62,10 +62,11 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import itertools
 import logging
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -368,6 +369,13 @@ class TomoAccumulator:
             raise ReductionError("no projections to reconstruct")
         return self._fbp.result()
 
+    def slabs(self) -> Iterator[F32]:
+        """:meth:`result` a few rows at a time (``(k, W, W)`` slabs in row order), for
+        writing it out without the whole volume on the host."""
+        if self.n == 0:
+            raise ReductionError("no projections to reconstruct")
+        return self._fbp.slabs()
+
 
 # -- diffraction chunks ----------------------------------------------------------------------
 
@@ -551,18 +559,29 @@ class DerivedRun:
                                                   timestamps=dict.fromkeys(values, now))
         self._emit("event", doc)
 
-    def write_volume(self, folder: Path, name: str, volume: F32, rows: Sequence[int]) -> Path:
+    def write_volume(self, folder: Path, name: str, volume: F32 | Iterable[F32],
+                     rows: Sequence[int]) -> Path:
         """Slices ``(n, W, W)`` into the HDF5 file ``folder/name`` and one ``primary``
-        event per slice (``row``, external ``reconstruction``)."""
-        vol = np.ascontiguousarray(volume, dtype=np.float32)
-        if vol.ndim != 3 or vol.shape[0] != len(rows):
-            raise ReductionError(f"volume {vol.shape} and {len(rows)} rows: expected one "
+        event per slice (``row``, external ``reconstruction``). ``volume`` is the whole
+        stack or its slabs ``(k, W, W)`` in row order (:meth:`TomoAccumulator.slabs`),
+        written as they come."""
+        if isinstance(volume, np.ndarray) and (volume.ndim != 3 or len(volume) != len(rows)):
+            raise ReductionError(f"volume {volume.shape} and {len(rows)} rows: expected one "
                                  "slice per row")
-        with FrameWriter(folder, name, vol.shape[1:], dtype=np.float32,
+        slabs = iter([volume] if isinstance(volume, np.ndarray) else volume)
+        first = np.ascontiguousarray(next(slabs, np.empty((0, 0, 0))), dtype=np.float32)
+        if first.ndim != 3 or first.shape[0] == 0:
+            raise ReductionError(f"volume {first.shape}: expected slices (n, W, W) for "
+                                 f"{len(rows)} rows")
+        with FrameWriter(folder, name, first.shape[1:], dtype=np.float32,
                          data_key=RECONSTRUCTION_KEY, layout="per_frame",
                          attrs={"raw_uid": str(self.start["raw_uid"]),
                                 "derived_uid": self.uid}) as writer:
-            writer.append_many(vol)
+            for slab in itertools.chain([first], slabs):
+                writer.append_many(np.asarray(slab, dtype=np.float32))
+            if writer.n_frames != len(rows):
+                raise ReductionError(f"volume of {writer.n_frames} slices and {len(rows)} "
+                                     "rows: expected one slice per row")
             self.descriptor("primary", {
                 RECONSTRUCTION_KEY: writer.describe_key("smeflow.analysis.reduce"),
                 "row": {"source": "smeflow.analysis.reduce", "dtype": "integer",

@@ -17,7 +17,7 @@ filled by linear interpolation along their detector row from the nearest good pi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -169,14 +169,28 @@ class StreamingFBP:
         self._sum.finish()  # the sum is current when add returns (the lag is honest)
         self.n += int(p.shape[0])
 
-    def result(self) -> F32:
-        """The reconstruction so far ``(slices, width, width)``: ``π / (2n) · Σ``."""
+    def slabs(self) -> Iterator[F32]:
+        """The reconstruction so far, a few slices at a time: ``(k, width, width)`` slabs
+        in slice order, ``π / (2n) · Σ``. Only one slab is on the host at once, so a
+        caller that writes them out never holds the whole volume next to the device sum."""
         if self._sum is None or self.n == 0:
             raise ArrayArgumentError("no projections added yet: nothing to reconstruct")
-        groups, h, w, spi = self._sum.shape
-        out = np.empty((self.slices, h, w), np.float32)
-        for g in range(groups):  # one group at a time: no second full copy on the host
+        groups, _, _, spi = self._sum.shape
+        scale = np.float32(np.pi / (2 * self.n))
+        for g in range(groups):
             lo, hi = g * spi, min((g + 1) * spi, self.slices)
-            out[lo:hi] = deinterleave(self._sum[g:g + 1].get(), hi - lo)
-        out *= np.float32(np.pi / (2 * self.n))
+            slab = deinterleave(self._sum[g:g + 1].get(), hi - lo)
+            slab *= scale
+            yield slab
+
+    def result(self) -> F32:
+        """The reconstruction so far ``(slices, width, width)``: ``π / (2n) · Σ``."""
+        parts = self.slabs()
+        first = next(parts)
+        out = np.empty((self.slices, *first.shape[1:]), np.float32)
+        out[:len(first)] = first
+        lo = len(first)
+        for slab in parts:  # one group at a time: no second full copy on the host
+            out[lo:lo + len(slab)] = slab
+            lo += len(slab)
         return out

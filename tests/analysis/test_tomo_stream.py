@@ -137,3 +137,15 @@ def test_accumulator_one_at_a_time_equals_chunks_with_a_mask() -> None:
     unfilled = tomo_combine([tomo_chunk(np.where(mask, 0, proj).astype(np.uint16), angles,
                                         tomo_references(darks, flats))])
     np.testing.assert_allclose(unfilled, whole, rtol=0, atol=1e-6 * np.abs(whole).max())
+
+
+def test_slabs_are_the_result_in_row_order_one_group_at_a_time(sinogram: np.ndarray) -> None:
+    slices = 2 * slices_per_group(40) + 3  # several groups, the last one partly padding
+    stream = StreamingFBP(N, slices)
+    stack = np.stack([sinogram * (1 + k) for k in range(slices)])
+    stream.add(stack.transpose(1, 0, 2), ANGLES)
+    slabs = list(stream.slabs())
+    assert len(slabs) == 3 and sum(len(s) for s in slabs) == slices
+    np.testing.assert_array_equal(np.concatenate(slabs), stream.result())
+    with pytest.raises(ArrayArgumentError, match="no projections added yet"):
+        next(StreamingFBP(N, 1).slabs())
