@@ -46,6 +46,10 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev,bench]'
+	# JupyterLab brings rfc3987-syntax, which jsonschema imports with event-model and which
+	# builds a Lark grammar at import: 1-3 s more for every smeflow command, test subprocess
+	# and Dask worker, for an "iri" format check nothing here uses (see the README)
+	$(PY) -m pip uninstall -y -q rfc3987-syntax
 	-$(VENV)/bin/smeflow demo --prepare
 	@touch $(STAMP)
 

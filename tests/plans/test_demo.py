@@ -266,6 +266,19 @@ def test_demo_figures_of_this_process() -> None:
     assert float(child.stdout) < big.nbytes / 2**20, child.stdout
 
 
+def test_commands_start_without_compiling_jsonschemas_iri_grammar() -> None:
+    """``make setup`` leaves out rfc3987-syntax (README, "Dependencies and why"): importing
+    smeflow's CLI and event-model must not build its Lark grammar (1–3 s per process)."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; import sme.cli, event_model, "
+             "jsonschema; print('rfc3987_syntax' in sys.modules, 'lark' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, timeout=120).stdout.split()
+    assert out == ["False", "False"], out
+
+
 def test_prepare_caches_the_demo_firmware(tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """``smeflow demo --prepare`` (what ``make setup`` runs) compiles the demo's firmware
