@@ -15,16 +15,20 @@
 //        With accumulate != 0 the sums are added to what out holds (streaming use).
 // Global size (ceil(size / PPW), size, groups).
 
+// Loads are at most 8 floats wide: PoCL's vload16 is a call returning a float16, which
+// without AVX-512 goes through memory (and LLVM warns that it changes the ABI).
 #if SPI == 4
 typedef float4 vs;
-typedef float8 WIDE;
-#define LOAD(p) vload8(0, (p))
+#define LOAD_V(p) vload4(0, (p))
+#define LOAD_DV(p) vload4(1, (p))
 #elif SPI == 8
 typedef float8 vs;
-typedef float16 WIDE;
-#define LOAD(p) vload16(0, (p))
+#define LOAD_V(p) vload8(0, (p))
+#define LOAD_DV(p) vload8(1, (p))
 #elif SPI == 16
 typedef float16 vs;
+#define LOAD_V(p) ((vs)(vload8(0, (p)), vload8(1, (p))))
+#define LOAD_DV(p) ((vs)(vload8(2, (p)), vload8(3, (p))))
 #else
 #error "SPI must be 4, 8 or 16"
 #endif
@@ -64,12 +68,7 @@ __kernel void backproject_stack(__global const float *filt, __global const float
             const int k = ok ? (int)t : (int)stride - 1;
             const float f = ok ? t - (float)k : 0.0f;
             __global const float *w = line + (size_t)k * row;
-#if SPI == 16
-            const vs v = vload16(0, w), dv = vload16(1, w);
-#else
-            const WIDE both = LOAD(w);
-            const vs v = both.lo, dv = both.hi;
-#endif
+            const vs v = LOAD_V(w), dv = LOAD_DV(w);
             acc[p] += fma((vs)(f), dv, v);
         }
     }
