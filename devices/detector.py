@@ -417,16 +417,21 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
         status = DeviceStatus(self)
         exposure = float(self.exposure.get())
         previous = self._exposing
+        # The exposure starts now, not when its thread first runs (which on a busy machine
+        # can be milliseconds later): the frame is ready no earlier than one exposure after
+        # the trigger, and the simulation's own time falls inside that exposure.
+        start, wall = time.monotonic(), time.time()
 
         def work() -> None:
-            if previous is not None:  # an interrupted exposure finishes (and writes) first
-                previous.join()
-            start = time.monotonic()
+            nonlocal start, wall
+            if previous is not None and previous.is_alive():
+                previous.join()  # an interrupted exposure finishes (and writes) first
+                start, wall = time.monotonic(), time.time()
             try:
                 self._discard_unannounced()
                 if not self.files.staged:
                     self._configure()
-                self.acquire_frame(t=time.time() + exposure * self.time_scale / 2)
+                self.acquire_frame(t=wall + exposure * self.time_scale / 2)
                 left = exposure * self.time_scale - (time.monotonic() - start)
                 if left > 0:
                     time.sleep(left)

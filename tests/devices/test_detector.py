@@ -4,6 +4,7 @@ catalog, equal to the numpy reference model of the firmware."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -336,3 +337,31 @@ def test_the_detector_writes_nexus_files(setup: Any) -> None:
     assert nxdet["x_pixel_size"].attrs["units"] == "m"
     assert float(nxdet["threshold_energy"]) == float(det.energy_threshold.get())
     np.testing.assert_array_equal(np.asarray(nxdet["data"].nxdata), plot.nxsignal.nxdata)
+
+
+def test_an_exposure_runs_from_the_trigger(tmp_path: Path) -> None:
+    """The exposure clock starts when ``trigger()`` is called (not when its worker thread
+    first runs): the status finishes no earlier than one exposure after the call, and the
+    scene is sampled in the middle of that exposure."""
+    beamline = Beamline.create(tmp_path, params=P, backend="interp", exposure_time_scale=1.0)
+    try:
+        det = beamline.det
+        det.exposure.put(0.3)
+        sampled: list[float] = []
+        expose = det.expose
+
+        def spy(t: float | None, exposure: float) -> Any:
+            assert t is not None
+            sampled.append(t)
+            return expose(t, exposure)
+
+        det.expose = spy  # type: ignore[method-assign]
+        for _ in range(2):  # the second trigger follows a finished exposure
+            before = time.time()
+            status = det.trigger()
+            after = time.time()
+            status.wait(10)
+            assert time.time() - before >= 0.3
+            assert before + 0.15 <= sampled[-1] <= after + 0.15
+    finally:
+        beamline.close()
