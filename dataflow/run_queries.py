@@ -297,10 +297,10 @@ def run_details(run: Any, derived_runs: Any = None) -> dict[str, Any]:
                          "dtype": desc.get("dtype_numpy") or desc.get("dtype", "?"),
                          "external": "external" in desc}
             if "external" in desc:  # frames the catalog knows (none yet: not registered)
-                keys[key]["frames"] = _length(node, key)
+                keys[key]["frames"] = stream_length(node, key)
         events = num_events.get(name)
         if events is None and not stop:  # an incomplete run: what was written so far
-            events = _length(node, "seq_num")
+            events = stream_length(node, "seq_num")
         streams[name] = {"events": events, "data_keys": keys}
     derived: list[dict[str, Any]] = []
     uid = (md.get("start") or {}).get("uid")
@@ -318,7 +318,7 @@ def run_details(run: Any, derived_runs: Any = None) -> dict[str, Any]:
             "derived": derived, "recovery": md.get("recovery")}
 
 
-def _length(node: Any, key: str) -> int:
+def stream_length(node: Any, key: str) -> int:
     """Rows of ``node[key]`` (0 when the key was never written, as in a killed run)."""
     try:
         return int(node[key].shape[0]) if key in node else 0
@@ -385,5 +385,6 @@ __all__ = [
     "run_details",
     "run_summaries",
     "search_runs",
+    "stream_length",
     "summarize",
 ]

@@ -160,7 +160,7 @@ def _same(a: Any, b: Any) -> bool:
 def compare_with_catalog(docs: list[tuple[str, dict[str, Any]]], run_node: Any) -> list[str]:
     """Every difference between the ledger's documents and what the catalog serves for
     the run (empty: they agree). See the module docstring for what is compared."""
-    from ..catalog import _length
+    from ..run_queries import stream_length
     from .record import plain
 
     problems: list[str] = []
@@ -189,7 +189,7 @@ def compare_with_catalog(docs: list[tuple[str, dict[str, Any]]], run_node: Any) 
                 int(doc["indices"]["stop"]) - int(doc["indices"]["start"])
     for key, n in sorted(announced.items()):
         stream, data_key = key.split("/", 1)
-        have = _length(run_node[stream], data_key) if stream in run_node else 0
+        have = stream_length(run_node[stream], data_key) if stream in run_node else 0
         if have != n:
             problems.append(f"{key}: the catalog has {have} frames, the ledger announces {n}")
     return problems
