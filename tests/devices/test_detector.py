@@ -44,7 +44,7 @@ def collect_counts(RE: RunEngine, beamline: Beamline) -> list[np.ndarray]:
         if name == "event" and beamline.det.last_counts is not None:
             counts.append(beamline.det.last_counts.copy())
 
-    RE.subscribe(on_event)
+    RE.subscribe(on_event)  # type: ignore[no-untyped-call]
     return counts
 
 
