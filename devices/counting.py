@@ -194,12 +194,13 @@ def draw_counts(flux: npt.NDArray[np.floating], efficiency: npt.NDArray[np.float
                 hot: npt.NDArray[np.bool_], dead: npt.NDArray[np.bool_], exposure: float,
                 hot_rate: float, cap: float, top: int,
                 words: CounterWords | npt.NDArray[np.uint64],
-                out: npt.NDArray[np.uint32]) -> int:
+                out: npt.NDArray[np.uint32], *, scale: float = 1.0) -> int:
     """Counts of one exposure into ``out`` (all arrays flat and of one length, one random
     word per pixel, from ``words``: a :class:`CounterWords` stream or the words
-    themselves): the mean ``min(ε·Φ·t + hot·rate·t, cap)`` (0 on dead pixels), drawn as
-    the module says and saturated at ``top``. Returns -1, or the index of the first pixel
-    whose flux is not finite or negative (``out`` is then incomplete)."""
+    themselves): the mean ``min(ε·s·Φ·t + hot·rate·t, cap)`` (0 on dead pixels; ``s`` is
+    ``scale``, the flux's factor), drawn as the module says and saturated at ``top``.
+    Returns -1, or the index of the first pixel whose flux is not finite or negative
+    (``out`` is then incomplete)."""
     n = flux.shape[0]
     if isinstance(words, CounterWords):
         if n > 1 << 32:
@@ -219,18 +220,17 @@ def draw_counts(flux: npt.NDArray[np.floating], efficiency: npt.NDArray[np.float
             got = f"{a.dtype} of shape {a.shape}" if isinstance(a, np.ndarray) else repr(a)
             raise ValueError(f"draw_counts: {name} must be a flat array of {n} "
                              f"{' or '.join(np.dtype(d).name for d in dtypes)}, got {got}")
-    return int(_draw_counts(flux, efficiency, hot, dead, exposure, hot_rate, cap, top, base,
-                            given, use_given, quantile_table(), out))
+    return int(_draw_counts(flux, efficiency, hot, dead, exposure * scale, exposure * hot_rate,
+                            cap, top, base, given, use_given, quantile_table(), out))
 
 
 @njit(cache=True, nogil=True)
 def _draw_counts(flux: npt.NDArray[np.floating], efficiency: npt.NDArray[np.float64],
                  hot: npt.NDArray[np.bool_], dead: npt.NDArray[np.bool_], exposure: float,
-                 hot_rate: float, cap: float, top: int, base: np.uint64,
+                 hot_counts: float, cap: float, top: int, base: np.uint64,
                  given: npt.NDArray[np.uint64], use_given: bool,
                  table: npt.NDArray[np.float64], out: npt.NDArray[np.uint32]
                  ) -> int:  # pragma: no cover - compiled
-    hot_counts = hot_rate * exposure
     lams = np.empty(BLOCK)
     words = np.empty(BLOCK, np.uint64)
     terms = np.empty(BLOCK)

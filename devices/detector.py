@@ -364,8 +364,8 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
     def expose(self, t: float | None, exposure: float) -> Counts:
         """The sensor counts of ``exposure`` seconds of the scene as it is at time ``t``
         (default: now)."""
-        flux = self.scene.flux_image(self.layout.shape, self.pixel_size, t=t)
-        counts: Counts = self.sensor.expose(flux, exposure)
+        image, factor = self.scene.flux_parts(self.layout.shape, self.pixel_size, t=t)
+        counts: Counts = self.sensor.expose(image, exposure, scale=factor)
         return counts
 
     def publish_frame(self, frame: ReadoutFrame, now: float) -> None:

@@ -226,18 +226,29 @@ class Scene:
             Wall time at which to take the stage positions (default: now); shutter and
             beam are taken as they are now.
         """
+        image, factor = self.flux_parts(shape, pixel_size, t=t)
+        if factor == 1.0 and not image.flags.writeable and image.dtype == np.float64 \
+                and image.flags.c_contiguous:
+            return image  # full beam: the sample's cached, read-only image, no copy
+        return np.ascontiguousarray(image * factor, dtype=np.float64)
+
+    def flux_parts(
+        self, shape: tuple[int, int], pixel_size: PixelSize, *, t: float | None = None
+    ) -> tuple[FloatImage, float]:
+        """``flux_image`` as the sample's image at nominal current (as the sample returns
+        it: often its cached, read-only array) and the beam factor to multiply it by —
+        for a detector model that folds the factor into its own pass over the pixels
+        (``SensorModel.expose(image, t, scale=factor)``) instead of a copy per frame.
+        With the shutter closed or no beam: zeros and 0."""
         shape = check_shape(shape)
         pixel_pair(pixel_size)
         factor = self.beam_factor()
         if factor == 0.0:
-            return np.zeros(shape, dtype=np.float64)
+            return np.zeros(shape, dtype=np.float64), 0.0
         image = self.sample.flux(self.pose(t), shape, pixel_size)
         if image.shape != shape:
             raise ValueError(
                 f"sample {type(self.sample).__name__} returned shape {image.shape}, "
                 f"expected {shape}"
             )
-        if factor == 1.0 and not image.flags.writeable and image.dtype == np.float64 \
-                and image.flags.c_contiguous:
-            return image  # full beam: the sample's cached, read-only image, no copy
-        return np.ascontiguousarray(image * factor, dtype=np.float64)
+        return image, factor

@@ -197,19 +197,23 @@ class SensorModel:
         lam[self.dead_mask] = 0.0
         return lam
 
-    def expose(self, flux: npt.ArrayLike, exposure: float) -> npt.NDArray[np.uint32]:
-        """Counts of one exposure of ``exposure`` seconds to ``flux`` (photons/s per pixel,
-        ``height × width``): Poisson, saturating at 2**20 − 1, with dead and hot pixels
-        (one compiled pass, ``devices.counting.draw_counts``)."""
+    def expose(self, flux: npt.ArrayLike, exposure: float, *,
+               scale: float = 1.0) -> npt.NDArray[np.uint32]:
+        """Counts of one exposure of ``exposure`` seconds to ``scale × flux`` (photons/s
+        per pixel, ``height × width``): Poisson, saturating at 2**20 − 1, with dead and hot
+        pixels (one compiled pass, ``devices.counting.draw_counts``; ``scale``, e.g. the
+        beam current over its nominal value, is applied in that pass, with no copy of
+        ``flux``)."""
         phi = self._check_flux(flux, copy=False)
         t = _positive("exposure", exposure)
+        scale = _positive("scale", scale, zero_ok=True)
         counts = np.empty(self.shape, dtype=np.uint32)
         with self._frame_lock:  # each exposure its own noise, whichever thread asks
             frame = self._frame
             self._frame = (frame + 1) % (1 << 32)
         bad = draw_counts(phi.ravel(), self._efficiency.ravel(), self.hot_mask.ravel(),
                           self.dead_mask.ravel(), t, self.hot_rate, _LAM_CAP, PIXEL_MAX,
-                          CounterWords(self._noise_key, frame), counts.ravel())
+                          CounterWords(self._noise_key, frame), counts.ravel(), scale=scale)
         if bad >= 0:
             y, x = divmod(bad, self.shape[1])
             value = phi[y, x]

@@ -148,6 +148,20 @@ def test_scene_projection_at_the_motor_positions(scene, rotation, beam):
     assert flux.min() < 0.5 * flux.max()  # the sample is seen
 
 
+
+def test_flux_parts_are_the_samples_image_and_the_beam_factor(scene, shutter, beam):
+    """What a detector model multiplies in its own pass: the sample's image (a cached
+    one not copied) and the factor; their product is ``flux_image``. Dark: zeros, 0."""
+    image, factor = scene.flux_parts(SHAPE, PIXEL)
+    assert factor == pytest.approx(beam.beam_factor(), rel=1e-3)  # current noise only
+    assert np.array_equal(image, scene.sample.flux(scene.pose(), SHAPE, PIXEL))
+    assert image * factor == pytest.approx(scene.flux_image(SHAPE, PIXEL), rel=1e-3)
+    scene.sample = EmptyBeam()
+    assert scene.flux_parts(SHAPE, PIXEL)[0] is EmptyBeam().incident.image(SHAPE, PIXEL)
+    shutter.set("closed").wait(timeout=1)
+    image, factor = scene.flux_parts(SHAPE, PIXEL)
+    assert factor == 0.0 and image.shape == SHAPE and not image.any()
+
 def test_flat_when_the_sample_is_moved_out(scene, sample_x):
     sample_x.set(20.0).wait(timeout=2)
     flux = scene.flux_image(SHAPE, PIXEL)

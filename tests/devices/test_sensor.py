@@ -286,3 +286,17 @@ def test_each_exposure_draws_fresh_noise_whichever_thread_asks() -> None:
     a = np.stack(seq).reshape(8, -1).astype(float)
     corr = np.corrcoef(a)[np.triu_indices(8, 1)]
     assert np.abs(corr).max() < 5 / math.sqrt(a.shape[1])
+
+
+def test_scale_multiplies_the_flux_not_the_hot_pixels() -> None:
+    """``scale`` (the beam factor) scales the photons only: hot pixels count at their
+    rate whatever the beam, and scale 0 leaves them alone on a dark frame."""
+    s = SensorModel(P64, hot_pixels=5, hot_rate=1e4, seed=12)
+    photons = ~s.hot_mask
+    half = np.stack([s.expose(FLAT, 0.1, scale=0.5) for _ in range(20)]).astype(float)
+    assert abs(half[:, photons].mean() - 50.0 * s.efficiency[0, 0]) < 0.3
+    assert abs(half[:, s.hot_mask].mean() - (1e4 * 0.1 + 50.0 * s.efficiency[0, 0])) < 15
+    dark = s.expose(FLAT, 0.1, scale=0.0)
+    assert not dark[photons].any() and (dark[s.hot_mask] > 900).all()
+    with pytest.raises(ValueError, match="scale must be finite and >= 0, not -1"):
+        s.expose(FLAT, 0.1, scale=-1)
