@@ -263,7 +263,7 @@ class AzimuthalIntegrator:
             sums = reference_sums(engine.plan, host.reshape(-1, *self.geometry.shape)
                                   if stacked else host[None], c.error_model, c.dummy)
         else:
-            sums = engine.sums(engine.frames(frames), c.error_model, c.dummy)
+            sums = engine.stack_sums(frames, c.error_model, c.dummy)
         div = None if reference else engine.divisors(sums, c.normalization_factor)
         return c, engine.plan, sums, finish(sums, c.empty, c.normalization_factor, div), \
             stacked

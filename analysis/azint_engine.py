@@ -21,7 +21,7 @@ with ``csr_sums``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -90,6 +90,9 @@ class Engine:
         npix = plan.matrix.npix
         self.chunk = ((npix + self.nparts - 1) // self.nparts + 7) // 8 * 8
         self.cap = max(1024, npix // (16 * self.nparts))
+        self.max_alloc = int(rt.device.max_mem_alloc_size)
+        """The largest buffer the device allocates at once (bytes): a stack whose scratch
+        buffers would be larger is summed a part at a time (:meth:`stack_sums`)."""
         self._buffers: dict[str, Any] = {}
         self._kernels: dict[tuple[object, ...], Any] = {}
         self._scratch: dict[str, tuple[int, Any]] = {}
@@ -106,7 +109,7 @@ class Engine:
     def _fits(self, nbytes: int, name: str) -> None:
         """``ValueError`` naming the bin count when a buffer is larger than the device can
         allocate at once (OpenCL would only say INVALID_BUFFER_SIZE)."""
-        limit = int(self.rt.device.max_mem_alloc_size)
+        limit = self.max_alloc
         if nbytes > limit:
             raise ValueError(
                 f"{self.plan.nbins} bins need a {nbytes / 2**20:.0f} MiB {name!r} buffer on "
@@ -231,6 +234,43 @@ class Engine:
             # scalar argument otherwise costs ~9 µs each, most of a call's host time)
             k.set_scalar_arg_dtypes(_SCALAR_ARGS[name])
         return k
+
+    def frame_bytes(self, dtype: np.dtype[Any]) -> int:
+        """The largest scratch buffer one frame of ``dtype`` adds to a call: the kernel's
+        per-frame outputs, and the frame itself on a device with its own memory."""
+        p, acc = self.plan, self.acc.itemsize
+        per_frame = [6 * p.nbins * acc]  # row-by-row sums (also the private kernels' fallback)
+        if self.kind != "csr":
+            per_frame += [self.nparts * (2 * p.nbins + 1) * acc, self.nparts * self.cap * 4]
+        if not self.cpu:
+            per_frame.append(p.matrix.npix * dtype.itemsize)
+        return max(per_frame)
+
+    def frames_per_call(self, dtype: np.dtype[Any]) -> int:
+        """How many frames of ``dtype`` one call sums with every scratch buffer within
+        :attr:`max_alloc`; at least 1 (one frame too large is :meth:`_fits`'s error)."""
+        return max(1, self.max_alloc // self.frame_bytes(dtype))
+
+    def stack_sums(self, stack: Any, error_model: str | None, dummy: Dummy | None) -> Sums:
+        """:meth:`sums` of a whole stack (numpy or pyopencl, or one frame), in parts of
+        :meth:`frames_per_call` frames when it would not fit the device at once; the parts'
+        rows are the rows of a single call."""
+        n = 1 if stack.ndim == 2 else int(stack.shape[0])
+        step = self.frames_per_call(np.dtype(stack.dtype))
+        if n <= step:
+            return self.sums(self.frames(stack), error_model, dummy)
+        if devarray.is_device(stack):
+            raise ValueError(
+                f"a stack of {n} frames already on the OpenCL device needs buffers larger than "
+                f"the {self.max_alloc / 2**20:.0f} MiB it can allocate at once with "
+                f"{self.plan.nbins} bins; pass at most {step} frames per call")
+        parts = [self.sums(self.frames(stack[i:i + step]), error_model, dummy)
+                 for i in range(0, n, step)]
+        joined: dict[str, Any] = {}
+        for f in fields(Sums):
+            rows = [getattr(part, f.name) for part in parts]
+            joined[f.name] = None if rows[0] is None else np.concatenate(rows)
+        return Sums(**joined)
 
     def sums(self, frames: Frames, error_model: str | None, dummy: Dummy | None) -> Sums:
         """Every per-bin sum of every frame (``(n, nbins)`` each)."""

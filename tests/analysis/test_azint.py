@@ -4,6 +4,7 @@ frame type and dynamic mask), the result objects, the cache, and bad-input messa
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
 import pyopencl.array as cla
@@ -356,8 +357,52 @@ def test_too_many_bins_is_a_clear_error_before_memory_runs_out() -> None:
     with pytest.raises(ValueError, match=r"100000000 bins: pixel splitting would spread 5120 "
                                          r"pixels .* use fewer bins or method='no'"):
         ai.integrate1d(FRAME, 10**8, method="bbox")
-    frames = 200
-    npt = int(ai.rt.device.max_mem_alloc_size) // (frames * 6 * 4) + 1
-    with pytest.raises(ValueError, match=rf"{npt} bins need a \d+ MiB 'csr_out' buffer on the "
-                                         r"OpenCL device, more than the \d+ MiB it can"):
-        ai.integrate1d(np.repeat(FRAME[None], frames, axis=0), npt, method="no")
+
+
+def test_too_many_bins_for_one_frame_names_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When even one frame's sums do not fit (the device's limit lowered to 1 MiB), the error
+    names the bins, the buffer and the limit before anything is allocated."""
+    from analysis.azint_engine import Engine
+
+    real_init = Engine.__init__
+
+    def one_mib(self: Engine, *a: Any, **k: Any) -> None:
+        real_init(self, *a, **k)
+        self.max_alloc = 2**20
+
+    monkeypatch.setattr(Engine, "__init__", one_mib)
+    with pytest.raises(ValueError, match=r"100000 bins need a \d+ MiB 'csr_out' buffer on "
+                                         r"the OpenCL device, more than the 1 MiB it can"):
+        AzimuthalIntegrator(GEOMETRY).integrate1d(FRAME, 100_000, method="no",
+                                                  error_model="azimuthal")
+
+
+@pytest.mark.parametrize(("method", "error_model"), [("no", None), ("no", "poisson"),
+                                                     ("bbox", "poisson"), ("no", "azimuthal")])
+def test_a_stack_too_large_for_one_call_is_summed_in_parts(method: str,
+                                                           error_model: str | None) -> None:
+    """A stack whose scratch buffers would exceed what the device allocates at once (here
+    lowered to five frames' worth) is summed five frames at a time, every row the same as
+    one call's; a stack already on the device is refused, saying how many frames fit."""
+    stack = np.random.default_rng(5).poisson(30.0, (23, *GEOMETRY.shape)).astype(np.uint32)
+    ai = AzimuthalIntegrator(GEOMETRY)
+    whole = ai.integrate1d(stack, 300, method=method, error_model=error_model)
+    (engine,) = ai._engines.values()
+    assert engine.frames_per_call(stack.dtype) >= 23
+    engine.max_alloc = 5 * engine.frame_bytes(stack.dtype) + 1
+    calls: list[int] = []
+    real_sums = engine.sums
+
+    def counted(frames: Any, *args: Any) -> Any:
+        calls.append(frames.n)
+        return real_sums(frames, *args)
+
+    engine.sums = counted  # type: ignore[method-assign]
+    parts = ai.integrate1d(stack, 300, method=method, error_model=error_model)
+    assert calls == [5, 5, 5, 5, 3]
+    for name in ("intensity", "sigma", "count", "sum_signal", "sum_normalization"):
+        np.testing.assert_array_equal(getattr(parts, name), getattr(whole, name), err_msg=name)
+    on_device = cla.to_device(ai.rt.queue, stack)
+    with pytest.raises(ValueError, match=r"a stack of 23 frames already on the OpenCL "
+                                         r"device .* pass at most 5 frames per call"):
+        ai.integrate1d(on_device, 300, method=method, error_model=error_model)
