@@ -1,7 +1,7 @@
 """The reducer on a Dask cluster reading its frames from the catalog server over HTTP
 (``reduce_on_dask(..., frames_from="tiled")`` with a ``RemoteCatalog``):
-the same patterns as a single-process reduction, no API key in the tasks, clear errors
-for a worker without a key and for an embedded catalog."""
+the same patterns and the same reconstruction as a single-process reduction, no API key in
+the tasks, clear errors for a worker without a key and for an embedded catalog."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from analysis.tiled_frames import TiledFrameSource
 from dataflow.catalog import Catalog
 from dataflow.remote import RemoteCatalog
 from dataflow.server import ServerHandle
-from plans import diffraction_scan
+from plans import diffraction_scan, tomo_scan
 
 KEY = secrets.token_hex(16)
 
@@ -69,6 +69,32 @@ def test_dask_workers_read_the_frames_from_the_server(
         b = np.asarray(remote.run(dask.uid)["primary"]["intensity"].read())
         assert a.shape == (6, 120) and np.array_equal(a, b)
         assert a.max() > 0
+
+
+def test_tomography_on_dask_from_the_server_is_the_single_process_volume(
+        serve_one_run: Any, monkeypatch: Any) -> None:
+    """The tomography pipeline on a LocalCluster of 2 worker processes, the frames of
+    darks, flats and projections fetched from the server: the volume of ``reduce_run``
+    bit for bit, written next to the server's raw files."""
+    def plan_for(beamline: Any) -> Any:
+        beamline.use_phantom()
+        return tomo_scan(beamline.det, beamline.rotation, beamline.sample_x,
+                         beamline.shutter, out_position=20.0, num_projections=6,
+                         n_darks=2, n_flats=2)
+
+    monkeypatch.setenv("SMEFLOW_API_KEY", KEY)
+    with serve_one_run("dask_tiled_tomo", KEY, plan_for) as (server, uid), \
+            RemoteCatalog(server.url, KEY, raw_dir=server.data_dir / "raw") as remote:
+        single = reduce_run(remote, uid, chunk_frames=2)
+        with connect("local", 2) as session:
+            dask = reduce_on_dask(remote, uid, session, chunk_frames=2, task_rows=16,
+                                  frames_from="tiled")
+        assert dask.exit_status == "success" and dask.shape == (64, 64, 64)
+        start = remote.run(dask.uid).metadata["start"]
+        assert start["frames_from"] == "tiled" and start["workers"] == 2
+        a = np.asarray(remote.run(single.uid)["primary"]["reconstruction"][:])
+        b = np.asarray(remote.run(dask.uid)["primary"]["reconstruction"][:])
+        assert np.abs(a).max() > 0.01 and np.array_equal(a, b)
 
 
 def test_a_worker_without_the_key_is_told_so(
