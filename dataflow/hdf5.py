@@ -8,7 +8,9 @@ call) that an ophyd device yields from ``collect_asset_docs()``, and when closed
 returns the SHA-256 digest of the file (also written next to it as ``<file>.sha256`` in
 ``sha256sum`` format, unless another handle in this process still has the file open: HDF5
 then writes the file's last bytes when that handle closes, and the provenance recorder
-hashes the file afterwards) so the run can record what the instrument wrote.
+hashes the file afterwards) so the run can record what the instrument wrote. Reading
+the files back (``FrameReader``, ``open_frames``, ``read_counters``) is ``dataflow.hdf5_read``,
+whose names this module re-exports.
 
 Chunk layout (``benchmarks/h5_layout.py`` measures it): a tomography reconstruction
 reads sinograms — one detector row across all angles — while a live view reads one
@@ -49,7 +51,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -60,25 +61,14 @@ import numpy as np
 import numpy.typing as npt
 from event_model import compose_stream_resource
 
-from .cut_short import CutShortFile, verify_stored
+from .hdf5_read import COUNTERS_DATASET, DEFAULT_DATASET, FrameReader, open_frames, read_counters
 from .integrity import (
     CHECKSUMS_ATTR,
     HDF5ReadError,
-    Superblock,
-    check_frames,
     frame_crc32,
-    frame_range,
-    read_superblock,
-    verify_read,
 )
 
 log = logging.getLogger(__name__)
-
-DEFAULT_DATASET = "/entry/data/data"
-"""Where the frames live inside the file (the NeXus-style path area detectors use)."""
-
-COUNTERS_DATASET = "/entry/instrument/detector/counters"
-"""Where a file's counters (``FrameWriter(counters=...)``) live; names in attr ``names``."""
 
 HDF5_MIMETYPE = "application/x-hdf5"
 TOMO_FRAMES_PER_CHUNK = 8
@@ -510,214 +500,6 @@ def write_nexus_tree(f: h5py.File, dataset: str, detector_fields: Mapping[str, A
         if units is not None:
             node.attrs["units"] = units
     return True
-
-
-class FrameReader:
-    """Read frames from an HDF5 frame file, also while it is being written (SWMR).
-
-    Every failure of the file itself (missing, truncated, corrupt, no such dataset) is an
-    ``HDF5ReadError`` naming the file, not an h5py traceback.
-    """
-
-    def __init__(self, path: str | os.PathLike[str], dataset: str = DEFAULT_DATASET) -> None:
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise HDF5ReadError(f"{self.path}: no such frame file")
-        # A complete file is checked without SWMR first: HDF5 then compares the file's
-        # size with the end of file its superblock records and fails at once on bad
-        # metadata. In SWMR mode it skips the size check (the file may be growing) and
-        # retries a metadata read that fails its checksum for a long time (minutes), so
-        # a truncated or corrupt file would hang the reader. A file still open for
-        # writing (or left so by a killed writer) cannot be opened without SWMR: it is
-        # checked in SWMR mode only. A file closed but cut short (the disk filled up) is
-        # read through ``dataflow.cut_short``: only frames that match their CRC-32.
-        self._cut: CutShortFile | None = None
-        try:
-            superblock: Superblock | None = read_superblock(self.path)
-        except HDF5ReadError:
-            superblock = None  # the checks below say what is wrong
-        if superblock is not None and superblock.cut_short:
-            self._cut = CutShortFile(self.path, superblock)
-            try:
-                self._file, self._ds = self._cut.file, self._cut.dataset(dataset)
-            except BaseException:
-                self._cut.close()
-                raise
-            return
-        try:
-            checked: tuple[h5py.File, h5py.Dataset] | None = _open_checked(
-                self.path, dataset, swmr=False)
-        except _StillWritten:
-            checked = None
-        try:
-            self._file, self._ds = _open_checked(self.path, dataset, swmr=True)
-        except HDF5ReadError as exc:
-            # Another handle in this process has the file open without SWMR, and HDF5
-            # shares one open file per process: read through the checked handle.
-            if checked is None or "SWMR read access flag" not in str(exc):
-                raise
-            self._file, self._ds = checked
-            return
-        finally:
-            if checked is not None and checked[0] is not getattr(self, "_file", None):
-                checked[0].close()
-
-    def refresh(self) -> int:
-        """See frames flushed by the writer since opening; returns the frame count."""
-        if not self._file.swmr_mode:  # opened without SWMR: nobody else is writing it
-            return len(self)
-        try:
-            self._ds.refresh()
-        except (OSError, RuntimeError) as exc:
-            raise HDF5ReadError(f"{self.path}: cannot refresh (corrupt file?): "
-                                f"{_reason(exc)}") from None
-        return len(self)
-
-    def __len__(self) -> int:
-        return int(self._ds.shape[0])
-
-    @property
-    def frame_shape(self) -> tuple[int, int]:
-        """``(rows, cols)`` of the frames."""
-        return (int(self._ds.shape[1]), int(self._ds.shape[2]))
-
-    @property
-    def dtype(self) -> np.dtype[Any]:
-        """Pixel type."""
-        dtype: np.dtype[Any] = np.dtype(self._ds.dtype)
-        return dtype
-
-    @property
-    def chunks(self) -> tuple[int, ...] | None:
-        """The dataset's chunk shape."""
-        chunks = self._ds.chunks
-        return tuple(chunks) if chunks is not None else None
-
-    def read(self, index: Any = ()) -> np.ndarray[Any, Any]:
-        """``dataset[index]`` with file errors reported as ``HDF5ReadError``: frames not
-        completely on disk (``dataflow.integrity.IncompleteDataError``), whole frames that
-        fail their stored CRC-32 (``ChecksumError``), anything h5py cannot read."""
-        try:
-            frames = frame_range(index, len(self))
-            check_frames(self._ds, self.path, frames)
-            if self._cut is not None:
-                verify_stored(self._ds, self.path, frames)
-            data = np.asarray(self._ds[index])
-            verify_read(self._ds, self.path, index, data)
-        except HDF5ReadError:
-            raise
-        except (OSError, RuntimeError, ValueError) as exc:
-            raise HDF5ReadError(f"{self.path}: cannot read {index!r} (corrupt data?): "
-                                f"{_reason(exc)}") from None
-        return data
-
-    def frame(self, i: int) -> np.ndarray[Any, Any]:
-        """Frame ``i`` (negative counts from the end)."""
-        n = len(self)
-        if not -n <= i < n:
-            raise IndexError(f"{self.path}: frame {i} out of range, file has {n} frames")
-        return self.read(i)
-
-    def sinogram(self, row: int) -> np.ndarray[Any, Any]:
-        """Detector row ``row`` of every frame: shape ``(n_frames, cols)``."""
-        rows = self.frame_shape[0]
-        if not 0 <= row < rows:
-            raise IndexError(f"{self.path}: row {row} out of range 0..{rows - 1}")
-        return self.read(np.s_[:, row, :])
-
-    def close(self) -> None:
-        """Close the file (idempotent)."""
-        self._file.close()
-        if self._cut is not None:
-            self._cut.close()
-
-    def __enter__(self) -> FrameReader:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-
-def read_counters(path: str | os.PathLike[str]) -> dict[str, int]:
-    """The counters a ``FrameWriter`` stored in ``path`` (empty when it declared none).
-
-    Raises ``HDF5ReadError`` naming the file when it cannot be read."""
-    p = Path(path)
-    try:
-        with h5py.File(p, "r", swmr=True) as f:
-            node = f.get(COUNTERS_DATASET)
-            if not isinstance(node, h5py.Dataset):
-                return {}
-            names = [str(n) for n in node.attrs.get("names", [])]
-            values = [int(v) for v in node[...]]
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise HDF5ReadError(f"{p}: cannot read counters: {_reason(exc)}") from None
-    if len(names) != len(values):
-        raise HDF5ReadError(f"{p}: {COUNTERS_DATASET} has {len(values)} values for "
-                            f"{len(names)} names")
-    return dict(zip(names, values, strict=True))
-
-
-class _StillWritten(Exception):
-    """A frame file that a writer still has open (only SWMR can read it)."""
-
-
-def _open_checked(path: Path, dataset: str, swmr: bool) -> tuple[h5py.File, h5py.Dataset]:
-    """Open ``path`` and its 3-D ``dataset``, checking every indexed chunk lies inside the
-    file (a truncated file opens fine in SWMR mode but misses its tail).
-
-    Raises ``HDF5ReadError`` naming the file, or ``_StillWritten`` when ``swmr`` is False
-    and a writer has the file open."""
-    try:
-        f = h5py.File(path, "r", swmr=swmr)
-    except (OSError, RuntimeError) as exc:
-        text = str(exc)
-        if not swmr and ("already open for write" in text
-                         or re.search(r"\block(ing)?\b", text)):  # not "sblock"
-            raise _StillWritten(text) from None
-        sizes = re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", text)
-        if sizes:
-            raise HDF5ReadError(f"{path}: not a readable HDF5 file (truncated: {sizes[1]} "
-                                f"bytes, its superblock says {sizes[2]})") from None
-        raise HDF5ReadError(f"{path}: not a readable HDF5 file (truncated or corrupt?): "
-                            f"{_reason(exc)}") from None
-    try:
-        try:
-            node = f[dataset]
-        except (KeyError, OSError, RuntimeError, ValueError) as exc:
-            raise HDF5ReadError(f"{path}: no readable dataset {dataset!r} "
-                                f"({_reason(exc)})") from None
-        if not isinstance(node, h5py.Dataset) or node.ndim != 3:
-            raise HDF5ReadError(f"{path}: {dataset!r} is not a 3-D frame dataset")
-        size = path.stat().st_size
-        try:
-            ids = node.id
-            for i in range(ids.get_num_chunks()):
-                info = ids.get_chunk_info(i)
-                if info.byte_offset + info.size > size:
-                    raise HDF5ReadError(
-                        f"{path}: not a readable HDF5 file (truncated?): chunk "
-                        f"{info.chunk_offset} ends at byte {info.byte_offset + info.size}, "
-                        f"the file has {size} bytes")
-        except (OSError, RuntimeError, ValueError) as exc:
-            raise HDF5ReadError(f"{path}: not a readable HDF5 file (truncated or "
-                                f"corrupt?): {_reason(exc)}") from None
-    except BaseException:
-        f.close()
-        raise
-    return f, node
-
-
-def open_frames(path: str | os.PathLike[str], dataset: str = DEFAULT_DATASET) -> FrameReader:
-    """Open a frame file for reading (SWMR, so it may still be being written)."""
-    return FrameReader(path, dataset)
-
-
-def _reason(exc: BaseException) -> str:
-    """The useful part of an h5py error message (its first line, without the prefix)."""
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text.replace("Unable to synchronously ", "unable to ")
 
 
 __all__ = [
