@@ -5,10 +5,11 @@ state is loaded from ``S`` into local variables and ``ticks`` ticks run in one l
 drive the inputs from their stimulus arrays ``in<k>``, run the combinational processes
 that depend on inputs, every clocked process, latch the buses they wrote, run the
 combinational processes that depend on registers, and record the signals ``rec`` asks for
-into ``OUTI`` (numbers) and ``OUTB`` (Bools) — then the state is stored back. Array
-elements live in ``A``. A failed check writes ``(site, value, tick, index)`` into ``E`` and
-raises; the Python side turns the site into the interpreter's exception. A stimulus value
-that does not fit stops the loop before its tick (``run`` returns the ticks done).
+into ``OUTI`` (numbers) and ``OUTB`` (Bools), a row per tick — then the state is stored
+back. Array elements live in ``A``. A failed check writes ``(site, value, tick, index)``
+into ``E`` and raises; the Python side turns the site into the interpreter's exception.
+A stimulus value that does not fit stops the loop before its tick (``run`` returns the
+ticks done).
 ``reset(S, A, E)`` settles every combinational process once (row 0 of a trace).
 ``step(W)`` is one tick of ``run`` without stimulus arrays or recording, on the state in a
 session's workspace ``W`` (``layout.Workspace``): the per-tick entry point of step-mode
@@ -351,9 +352,10 @@ def _drive(lay: Layout, place: SignalPlace, k: int) -> list[str]:
 
 
 def _record(k: int, place: SignalPlace) -> list[str]:
-    """Record signal ``k`` into its output row(s) when ``rec`` asks for it: one row per
-    signal (per element of an array), one column per tick, so that a signal's values are
-    contiguous and come out of a batch run without a copy."""
+    """Record signal ``k`` into its output column(s) when ``rec`` asks for it: one row per
+    tick, one column per signal (per element of an array), so that an array's elements
+    are written together (one contiguous store of the word, not one strided store per
+    element) and a tick's word comes out of a batch run without a transpose."""
     st, t = place.storage, place.signal.type
     el = t.element if isinstance(t, ArrayType) else t
     out, conv = ("OUTB", "{} != 0") if isinstance(el, BoolType) else ("OUTI", "{}")
@@ -362,11 +364,11 @@ def _record(k: int, place: SignalPlace) -> list[str]:
         if st.defined is not None:
             lines.append(f"    _rd(0, {st.defined}, {place.monitor_site}, t, E)")
         return [*lines, f"    for _k in range({st.length}):",
-                f"        {out}[rec[{k}] + _k, _t] = " + conv.format(f"A[{st.offset} + _k]")]
+                f"        {out}[_t, rec[{k}] + _k] = " + conv.format(f"A[{st.offset} + _k]")]
     v = st.var
     if st.defined is not None:
         v = f"_rd({v}, {st.defined}, {place.monitor_site}, t, E)"
-    return [f"if rec[{k}] >= 0:", f"    {out}[rec[{k}], _t] = {conv.format(v)}"]
+    return [f"if rec[{k}] >= 0:", f"    {out}[_t, rec[{k}]] = {conv.format(v)}"]
 
 
 def _indent(lines: list[str]) -> list[str]:

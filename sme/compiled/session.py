@@ -333,11 +333,11 @@ class CompiledSession(Session):
                 rows_i += _columns(p)
             other = other or t.bus not in outs
         rec[-1] = int(other)
-        # one row per signal (array element), one column per tick: a signal's values are
-        # contiguous, so the results are views of these buffers (no copy) where the dtype
-        # is already right
-        OUTI = np.empty((max(rows_i, 1), max(ticks, 1) if rows_i else 1), dtype=self._int)
-        OUTB = np.empty((max(rows_b, 1), max(ticks, 1) if rows_b else 1), dtype=np.bool_)
+        # one row per tick, one column per signal (array element): a word of many lanes is
+        # one contiguous store per tick, and an array signal's result is these rows (a
+        # copy only to its dtype, no transpose)
+        OUTI = np.empty((max(ticks, 1) if rows_i else 1, max(rows_i, 1)), dtype=self._int)
+        OUTB = np.empty((max(ticks, 1) if rows_b else 1, max(rows_b, 1)), dtype=np.bool_)
         self.E[:] = 0
         try:
             done = int(self._run(self.S, self.A, *ins, drv, OUTI, OUTB, rec, ticks, self.tick,
@@ -359,9 +359,9 @@ class CompiledSession(Session):
             r = int(rec[k])
             out = OUTB if _is_bool(t.type) else OUTI
             if isinstance(p.storage, ArraySlot):
-                got = out[r:r + p.storage.length, :ticks].T
+                got = out[:ticks, r:r + p.storage.length]
             else:
-                got = out[r, :ticks]
+                got = out[:ticks, r]
             result[t.name] = np.ascontiguousarray(got, dtype=numpy_dtype(t) if not
                                                   _is_bool(t.type) else np.bool_)
         return result
