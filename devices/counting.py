@@ -37,10 +37,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 from numba import njit
+
+_A = TypeVar("_A", bound=np.generic)
 
 NORMAL_MIN_MEAN = 10.0
 """Counts with a mean at least this are drawn from the Cornish–Fisher normal expansion."""
@@ -220,8 +223,20 @@ def draw_counts(flux: npt.NDArray[np.floating], efficiency: npt.NDArray[np.float
             got = f"{a.dtype} of shape {a.shape}" if isinstance(a, np.ndarray) else repr(a)
             raise ValueError(f"draw_counts: {name} must be a flat array of {n} "
                              f"{' or '.join(np.dtype(d).name for d in dtypes)}, got {got}")
-    return int(_draw_counts(flux, efficiency, hot, dead, exposure * scale, exposure * hot_rate,
-                            cap, top, base, given, use_given, quantile_table(), out))
+    return int(_draw_counts(_read_only(flux), _read_only(efficiency), _read_only(hot),
+                            _read_only(dead), exposure * scale, exposure * hot_rate, cap, top,
+                            base, _read_only(given), use_given, quantile_table(), out))
+
+
+def _read_only(a: npt.NDArray[_A]) -> npt.NDArray[_A]:
+    """``a`` as a read-only array (a view when it is writeable): numba compiles the pass
+    once for read-only and once for writeable inputs, and the scene's cached flux images
+    are read-only — so every input is, and the first frame never waits for a compile."""
+    if not a.flags.writeable:
+        return a
+    view = a.view()
+    view.flags.writeable = False
+    return view
 
 
 @njit(cache=True, nogil=True)

@@ -287,3 +287,18 @@ def test_bad_flux_in_a_later_block_is_reported_at_its_index() -> None:
     assert draw_counts(flux, *args) == BLOCK + 3
     flux[BLOCK + 3] = 0.0
     assert draw_counts(flux, *args) == BLOCK * 2 + 1
+
+
+def test_read_only_and_writeable_inputs_share_one_compiled_pass() -> None:
+    """The scene's cached flux is read-only, a computed one writeable: both run the same
+    compiled specialisation (no compile when the first frame of a scan arrives)."""
+    from devices.counting import _draw_counts
+
+    lam = np.full(100, 3.0)
+    _counts(lam, CounterWords(1, 1))
+    before = len(_draw_counts.signatures)
+    frozen = lam.copy()
+    frozen.flags.writeable = False
+    assert np.array_equal(_counts(frozen, CounterWords(1, 1)), _counts(lam, CounterWords(1, 1)))
+    assert len(_draw_counts.signatures) == before
+    assert lam.flags.writeable  # the caller's array is left as it was
