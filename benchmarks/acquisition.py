@@ -12,6 +12,14 @@
   which it saves as one ``.npy`` file per frame) in ``bluesky.plans.count`` into the same
   catalog: ophyd.sim has no fly-capable area detector, and ``count`` is the fastest plan
   that gets frames out of it.
+* ``fly.512.cpu_ms.<stage>`` — where a fly-scan frame's time goes: each stage of the
+  detector's pipeline run alone on one thread for ``--breakdown-frames`` frames of the
+  phantom at angles across 180°, CPU milliseconds per frame: ``flux`` (the phantom's
+  projection), ``sensor`` (Poisson counts), ``link`` (the link serialiser),
+  ``firmware`` (the compiled firmware alone), ``readout`` (decoding and checking the
+  packets), ``hdf5`` (appending the frames to a file in batches of 8, as the fly writer
+  does); ``total``, and ``fly.512.cpu_bound_frames_per_s`` = 2 cores × 1000 / total, the
+  most two cores could sustain if the work split perfectly.
 * ``step.overhead_ms`` — ``bluesky.plans.count`` with the firmware detector (256×256,
   exposure ``--step-exposure`` waited in real time): wall time per point minus the
   exposure, i.e. what the RunEngine, the readout, the HDF5 file and the catalog add per
@@ -35,13 +43,18 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from bluesky import RunEngine
 from bluesky import plans as bp
 
 from dataflow.catalog import Catalog
+from dataflow.hdf5 import FrameWriter
+from dataflow.readout import Readout
 from devices.beamline import Beamline
+from devices.firmware import Firmware
+from devices.samples import Pose
 from fpga.designs.params import ChainParams
 from plans import fly_tomo_scan
 
@@ -64,7 +77,7 @@ def best_of(repeat: int, measure: Callable[[Path], dict[str, float]], key: str,
 def fly_rate(folder: Path, frames: int, exposure: float) -> dict[str, float]:
     """Fly tomography of 512×512 frames into a fresh catalog in ``folder``."""
     catalog = Catalog(folder / "fly")
-    RE = RunEngine({})
+    RE: Any = RunEngine({})
     catalog.subscribe(RE)
     t0 = time.perf_counter()  # the detector builds its firmware (numba's cache) here
     bl = Beamline.create(catalog.raw_dir, params=ChainParams(512, 512, 16),
@@ -92,12 +105,63 @@ def fly_rate(folder: Path, frames: int, exposure: float) -> dict[str, float]:
         catalog.close()
 
 
+def fly_breakdown(folder: Path, frames: int, exposure: float) -> dict[str, float]:
+    """CPU ms per 512×512 frame of each stage of the fly pipeline, each run alone."""
+    bl = Beamline.create(folder, params=ChainParams(512, 512, 16), backend="compiled",
+                         time_scale=1.0)
+    det = bl.det
+    bl.use_phantom()
+    sample, shape = det.scene.sample, det.layout.shape
+    assert isinstance(det.firmware, Firmware)  # one module
+    board = Firmware(det.params, "compiled", shared=det.firmware)  # the detector's twin
+    board.configure(det.chain_config(), det.tables)
+    readout = Readout(det.params.lanes, shape)
+    cpu: dict[str, float] = {}
+
+    def timed(stage: str, work: Callable[..., Any], *args: Any) -> Any:
+        t0 = time.thread_time()
+        result = work(*args)
+        cpu[stage] = cpu.get(stage, 0.0) + time.thread_time() - t0
+        return result
+
+    try:
+        writer = FrameWriter(folder, "breakdown.h5", det.out_shape(), data_key="det_image")
+        batch: list[np.ndarray] = []
+        for k, angle in enumerate(np.linspace(0.0, 180.0, frames + 1)):
+            flux = timed("flux", sample.flux, Pose(angle=float(angle)), shape, det.pixel_size)
+            counts = timed("sensor", det.sensor.expose, flux, exposure)
+            link = timed("link", board.link, [counts])
+            out = timed("firmware", board.simulate, link)
+            (frame,) = timed("readout", readout.feed_outputs, out)
+            if k == 0:  # a warm-up frame: every compiled function loaded
+                cpu.clear()
+                continue
+            batch.append(frame.image)
+            if len(batch) == 8 or k == frames:
+                timed("hdf5", writer.append_many, np.stack(batch))
+                batch.clear()
+        timed("hdf5", writer.close)
+    finally:
+        board.close()
+        bl.close()
+    per_frame = {f"fly.512.cpu_ms.{stage}": seconds / frames * 1e3
+                 for stage, seconds in cpu.items()}
+    total = sum(per_frame.values())
+    per_frame["fly.512.cpu_ms.total"] = total
+    per_frame["fly.512.cpu_bound_frames_per_s"] = 2 * 1000 / total
+    print(f"fly pipeline, CPU per 512×512 frame, each stage alone ({frames} frames): "
+          + ", ".join(f"{name.rsplit('.', 1)[1]} {ms:.2f} ms" for name, ms in per_frame.items()
+                      if ".cpu_ms." in name)
+          + f"; two cores at most {per_frame['fly.512.cpu_bound_frames_per_s']:.0f} frames/s")
+    return per_frame
+
+
 def ophyd_sim_rate(folder: Path, frames: int) -> float:
     """``count`` of ophyd.sim's file-writing 2D detector (512×512 uint16) into a catalog."""
     from ophyd.sim import SynSignalWithRegistry
 
     catalog = Catalog(folder / "peer")
-    RE = RunEngine({})
+    RE: Any = RunEngine({})
     catalog.subscribe(RE)
     frame = np.random.default_rng(0).poisson(800, (512, 512)).astype(np.uint16)
     img = SynSignalWithRegistry(func=lambda: frame, name="img",
@@ -117,7 +181,7 @@ def ophyd_sim_rate(folder: Path, frames: int) -> float:
 def step_overhead(folder: Path, points: int, exposure: float) -> dict[str, float]:
     """Per-point time of ``count`` with the firmware detector beyond its exposure (ms)."""
     catalog = Catalog(folder / "step")
-    RE = RunEngine({})
+    RE: Any = RunEngine({})
     catalog.subscribe(RE)
     bl = Beamline.create(catalog.raw_dir, backend="compiled", exposure_time_scale=1.0)
     try:
@@ -145,6 +209,8 @@ def main() -> None:
     ap.add_argument("--peer-frames", type=int, default=200, help="ophyd.sim frames")
     ap.add_argument("--points", type=int, default=50, help="step-scan points")
     ap.add_argument("--step-exposure", type=float, default=0.05, help="step exposure (s)")
+    ap.add_argument("--breakdown-frames", type=int, default=48,
+                    help="frames of the per-stage CPU breakdown")
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs of the fly and step figures (the best counts)")
     ap.add_argument("--skip-h5", action="store_true", help="leave out the HDF5 layout part")
@@ -154,6 +220,9 @@ def main() -> None:
     figures.update(best_of(args.repeat, lambda folder: fly_rate(folder, args.frames,
                                                                  args.exposure),
                            "fly.512.frames_per_s"))
+    with tempfile.TemporaryDirectory() as tmp:
+        figures.update(fly_breakdown(Path(tmp), args.breakdown_frames, args.exposure))
+    print(f"  ({_load()})")
     with tempfile.TemporaryDirectory() as tmp:
         peer = ophyd_sim_rate(Path(tmp), args.peer_frames)
     print(f"  ({_load()})")
