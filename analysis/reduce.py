@@ -56,33 +56,58 @@ every reduction is a separate bluesky run composed with ``event_model.compose_ru
 
 The documents go to a list of document callbacks (the catalog's ``TiledWriter`` by
 default), so other consumers (a provenance recorder) can be attached.
+
+This module chooses the reduction and runs it offline (:func:`reduce_run`); the chunk
+functions are :mod:`analysis.reduce_chunks`, the derived run's documents and files
+:mod:`analysis.derived_run`, the error :mod:`analysis.reductions`. Their public names
+are importable from here as well.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
-import itertools
 import logging
 import time
-import uuid
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlparse
 
 import numpy as np
 import numpy.typing as npt
-from event_model import compose_run
 
-from dataflow.hdf5 import FrameWriter, file_sha256
-from dataflow.pixel_mask import MASK_STREAM, as_bool
-from geometry import PoniGeometry
+from analysis.derived_run import (  # re-exported
+    DERIVED_FOLDER,
+    RECONSTRUCTION_KEY,
+    Callback,
+    DerivedRun,
+    derived_file_name,
+    derived_md,
+    file_inputs,
+    uri_path,
+)
+from analysis.reduce_chunks import (  # re-exported
+    DEFAULT_BINS,
+    DEFAULT_UNIT,
+    AzintParams,
+    PatternChunk,
+    TomoAccumulator,
+    TomoParams,
+    TomoPartial,
+    TomoReferences,
+    azint_chunk,
+    azint_combine,
+    checked_mask,
+    geometry_from,
+    select_rows,
+    tomo_chunk,
+    tomo_combine,
+    tomo_references,
+)
+from analysis.reductions import REDUCTIONS, ReductionError  # re-exported
+from dataflow.pixel_mask import MASK_STREAM
 from sme.progress import progress
 
 if TYPE_CHECKING:
-    from analysis.azint import AzimuthalIntegrator
     from dataflow.catalog import RunCatalog
 
 log = logging.getLogger(__name__)
@@ -91,6 +116,8 @@ __all__ = [
     "DEFAULT_BINS",
     "DEFAULT_CHUNK_FRAMES",
     "DEFAULT_UNIT",
+    "DERIVED_FOLDER",
+    "RECONSTRUCTION_KEY",
     "REDUCTIONS",
     "AzintParams",
     "Callback",
@@ -106,8 +133,10 @@ __all__ = [
     "azint_combine",
     "check_derived_folder",
     "checked_mask",
+    "derived_file_name",
     "derived_md",
     "file_inputs",
+    "geometry_from",
     "image_key",
     "reduce_run",
     "reduction_for",
@@ -121,23 +150,12 @@ __all__ = [
     "uri_path",
 ]
 
-REDUCTIONS = ("tomo_fbp", "azint1d")
-DEFAULT_BINS = 500
-DEFAULT_UNIT = "2th_deg"
 DEFAULT_CHUNK_FRAMES = 16
-DERIVED_FOLDER = "derived"
-RECONSTRUCTION_KEY = "reconstruction"
 TOMO_DEFAULT_STREAMS = {"dark": "dark", "flat": "flat", "projection": "primary"}
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 BoolImage = npt.NDArray[np.bool_]
-Callback = Callable[[str, dict[str, Any]], Any]
-"""A bluesky document callback ``(name, doc)``."""
-
-
-class ReductionError(ValueError):
-    """A run that cannot be reduced (names the run and the missing or bad key)."""
 
 
 # -- choosing a reduction ------------------------------------------------------------------
@@ -184,489 +202,6 @@ def image_key(data_keys: Mapping[str, Mapping[str, Any]], start: Mapping[str, An
                              f"(data keys: {', '.join(data_keys) or 'none'})")
     raise ReductionError(f"{where}: several frame data keys ({', '.join(keys)}) and none "
                          f"is {preferred!r}")
-
-
-def select_rows(rows: Sequence[int] | None, height: int) -> list[int]:
-    """The detector rows to reconstruct: ``rows`` checked against ``height`` (None: all)."""
-    if rows is None:
-        return list(range(height))
-    out = [int(r) for r in rows]
-    if not out:
-        raise ReductionError("argument `rows`: expected at least one row")
-    bad = [r for r in out if not 0 <= r < height]
-    if bad:
-        raise ReductionError(f"argument `rows`: row(s) {bad} outside the detector's rows "
-                             f"0..{height - 1}")
-    if len(set(out)) != len(out):
-        raise ReductionError(f"argument `rows`: repeated rows in {out}")
-    return out
-
-
-# -- tomography chunks -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TomoParams:
-    """Tomography reduction parameters: ``rows`` to reconstruct (None: all), the ``-log``
-    ``floor``, and the OpenCL ``device`` choice."""
-
-    rows: tuple[int, ...] | None = None
-    floor: float = 1e-6
-    device: str | None = None
-
-    def metadata(self) -> dict[str, Any]:
-        """The parameters as start-document values (``rows`` None: every detector row;
-        the stop document lists the rows reconstructed)."""
-        return {"rows": None if self.rows is None else list(self.rows), "floor": self.floor}
-
-
-@dataclass(frozen=True)
-class TomoReferences:
-    """Mean dark and flat frames (float32), the references of flat-field normalisation,
-    and the run's pixel ``mask`` (True: ignore the pixel), if it published one."""
-
-    dark: F32
-    flat: F32
-    mask: BoolImage | None = None
-
-    def rows(self, rows: Sequence[int] | slice) -> TomoReferences:
-        """The references restricted to ``rows`` (in that order)."""
-        idx: Any = rows if isinstance(rows, slice) else np.asarray(rows, dtype=np.intp)
-        return TomoReferences(np.ascontiguousarray(self.dark[idx]),
-                              np.ascontiguousarray(self.flat[idx]),
-                              None if self.mask is None
-                              else np.ascontiguousarray(self.mask[idx]))
-
-
-def tomo_references(darks: npt.ArrayLike, flats: npt.ArrayLike,
-                    mask: npt.ArrayLike | None = None) -> TomoReferences:
-    """Average the dark and flat stacks ``(n, rows, cols)``; ``ReductionError`` if empty
-    or when the pixel ``mask`` (NeXus bits or bool, :mod:`dataflow.pixel_mask`) does not
-    have the frames' shape."""
-    from analysis.tomo import average_reference
-
-    d, f = np.asarray(darks), np.asarray(flats)
-    for name, stack in (("dark", d), ("flat", f)):
-        if stack.ndim != 3 or stack.shape[0] == 0:
-            raise ReductionError(f"tomography needs at least one {name} frame; got "
-                                 f"{name} stack of shape {stack.shape}")
-    if d.shape[1:] != f.shape[1:]:
-        raise ReductionError(f"dark frames {d.shape[1:]} and flat frames {f.shape[1:]} "
-                             "differ in shape")
-    return TomoReferences(average_reference(d), average_reference(f),
-                          None if mask is None else checked_mask(mask, d.shape[1:]))
-
-
-def checked_mask(mask: npt.ArrayLike, shape: tuple[int, ...]) -> BoolImage:
-    """``mask`` as bool of the frames' ``shape`` (True: ignore); ``ReductionError`` when
-    it is another shape or not integer bits."""
-    try:
-        return as_bool(mask, shape)
-    except ValueError as exc:
-        raise ReductionError(str(exc)) from None
-
-
-@dataclass(frozen=True)
-class TomoPartial:
-    """A chunk's reconstruction ``(rows, W, W)`` float32, scaled for its own ``n`` angles."""
-
-    volume: F32
-    n: int
-
-
-class _RowsPrep:
-    """The line integrals of chosen ``rows`` of projections: the references of those rows
-    and the pixels to fill (mask, dead flats), prepared once (:mod:`analysis.tomo_stream`)."""
-
-    def __init__(self, refs: TomoReferences, rows: Sequence[int], floor: float) -> None:
-        from analysis.tomo_stream import fill_for
-
-        self.refs = refs
-        self.rows = list(rows)
-        self.idx = np.asarray(self.rows, dtype=np.intp)
-        self.sub = refs.rows(self.rows)
-        self.fill = fill_for(self.sub.mask, self.sub.dark, self.sub.flat)
-        self.floor = floor
-
-    def __call__(self, projections: npt.ArrayLike, angles: npt.ArrayLike) -> tuple[F32, F64]:
-        """``(k, rows, cols)`` line integrals and the ``k`` angles, checked."""
-        from analysis.tomo_stream import line_integrals
-
-        p = np.asarray(projections)
-        a = np.asarray(angles, dtype=np.float64)
-        if p.ndim != 3 or a.ndim != 1 or p.shape[0] != a.shape[0]:
-            raise ReductionError(f"chunk of projections {p.shape} and {a.shape} angles: "
-                                 "expected (angles, rows, cols) with one angle per projection")
-        if p.shape[1:] != self.refs.dark.shape:
-            raise ReductionError(f"projections {p.shape[1:]} and dark/flat references "
-                                 f"{self.refs.dark.shape} differ in shape")
-        if not np.all(np.isfinite(a)):
-            raise ReductionError(f"angles {a.tolist()}: not finite")
-        return line_integrals(p[:, self.idx, :], self.sub.dark, self.sub.flat, self.fill,
-                              self.floor), a
-
-
-def tomo_chunk(projections: npt.ArrayLike, angles: npt.ArrayLike, refs: TomoReferences, *,
-               rows: Sequence[int] | None = None, floor: float = 1e-6,
-               device: str | None = None) -> TomoPartial:
-    """Reconstruct ``rows`` from one chunk of projections ``(k, rows, cols)`` at ``angles``
-    (degrees): a pure function of numpy arrays (a Dask task)."""
-    from analysis.fbp import FilteredBackProjection
-
-    p = np.asarray(projections)
-    chosen = select_rows(rows, int(p.shape[1]) if p.ndim == 3 else 0)
-    mu, a = _RowsPrep(refs, chosen, floor)(p, angles)
-    plan = FilteredBackProjection(a, int(p.shape[2]), degrees=True, device=device)
-    volume = plan(np.ascontiguousarray(np.swapaxes(mu, 0, 1)))
-    return TomoPartial(np.asarray(volume, dtype=np.float32), int(p.shape[0]))
-
-
-def tomo_combine(partials: Iterable[TomoPartial]) -> F32:
-    """The reconstruction from chunk partials: ``sum_k n_k fbp_k / sum_k n_k``."""
-    total: F32 | None = None
-    n = 0
-    for part in partials:
-        weighted = part.volume * np.float32(part.n)
-        total = weighted if total is None else total + weighted
-        n += part.n
-    if total is None or n == 0:
-        raise ReductionError("no projections to reconstruct")
-    return np.asarray(total / np.float32(n), dtype=np.float32)
-
-
-class TomoAccumulator:
-    """The running reconstruction of a tomography run, one projection (or a few) at a
-    time (live use): each :meth:`add` filters and back-projects its projections into a
-    sum kept on the OpenCL device (:class:`analysis.tomo_stream.StreamingFBP`), so its
-    cost is that of its own projections, and :meth:`result` is the reconstruction of
-    every projection added so far.
-    """
-
-    def __init__(self, refs: TomoReferences, rows: Sequence[int], *, floor: float = 1e-6,
-                 device: str | None = None) -> None:
-        from analysis.tomo_stream import StreamingFBP
-
-        self.refs = refs
-        self.rows = select_rows(rows, refs.dark.shape[0])
-        self.floor = floor
-        self.device = device
-        self._prep = _RowsPrep(refs, self.rows, floor)
-        self._fbp = StreamingFBP(int(refs.dark.shape[1]), len(self.rows), device=device)
-
-    @property
-    def n(self) -> int:
-        """Projections added so far."""
-        return self._fbp.n
-
-    def add(self, projections: npt.ArrayLike, angles: npt.ArrayLike) -> None:
-        """Back-project projections ``(k, rows, cols)`` at ``angles`` (degrees) into the sum."""
-        mu, a = self._prep(projections, angles)
-        self._fbp.add(mu, a)
-
-    def result(self) -> F32:
-        """The reconstruction ``(rows, W, W)`` float32 of every projection added so far."""
-        if self.n == 0:
-            raise ReductionError("no projections to reconstruct")
-        return self._fbp.result()
-
-    def slabs(self) -> Iterator[F32]:
-        """:meth:`result` a few rows at a time (``(k, W, W)`` slabs in row order), for
-        writing it out without the whole volume on the host."""
-        if self.n == 0:
-            raise ReductionError("no projections to reconstruct")
-        return self._fbp.slabs()
-
-
-# -- diffraction chunks ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AzintParams:
-    """1D integration parameters: ``bins``, ``unit``, the ``error_model`` (Poisson, asked
-    for explicitly: the integrator's default, like pyFAI's, is none) and the pixel
-    splitting ``method`` (``"no"``: one bin per pixel, the fastest)."""
-
-    bins: int = DEFAULT_BINS
-    unit: str = DEFAULT_UNIT
-    error_model: str | None = "poisson"
-    device: str | None = None
-    method: str = "no"
-
-    def __post_init__(self) -> None:
-        from analysis.azint_args import split_of
-        from geometry import RADIAL_UNITS as UNITS
-
-        try:
-            split_of(self.method)
-        except ValueError as exc:
-            raise ReductionError(f"argument `method`: {exc}") from None
-        if isinstance(self.bins, bool) or not isinstance(self.bins, int) or self.bins < 1:
-            raise ReductionError(f"argument `bins`: expected an integer >= 1, got "
-                                 f"{self.bins!r}")
-        if self.unit not in UNITS:
-            raise ReductionError(f"argument `unit`: {self.unit!r} is not one of "
-                                 f"{', '.join(UNITS)}")
-
-    def metadata(self, geometry: PoniGeometry) -> dict[str, Any]:
-        """The parameters as start-document values."""
-        return {"bins": self.bins, "unit": self.unit, "error_model": self.error_model,
-                "method": self.method, "geometry": geometry.to_metadata()}
-
-
-@dataclass(frozen=True)
-class PatternChunk:
-    """Patterns of consecutive frames from frame ``first``: ``intensity`` and ``sigma``
-    ``(k, bins)`` float64 (``sigma`` None without error model), bin centres ``radial``."""
-
-    first: int
-    radial: F64
-    intensity: F64
-    sigma: F64 | None
-
-
-def geometry_from(start: Mapping[str, Any]) -> PoniGeometry:
-    """The run's detector geometry (start ``"geometry"``), ``PoniError`` when malformed."""
-    return PoniGeometry.from_metadata(start.get("geometry"), where="start document "
-                                      "'geometry'")
-
-
-def azint_chunk(frames: npt.ArrayLike, integrator: AzimuthalIntegrator, params: AzintParams,
-                first: int = 0, mask: BoolImage | None = None) -> PatternChunk:
-    """Integrate each frame of ``(k, rows, cols)`` to a 1D pattern (one Dask task): one
-    call of the integrator's stack API for all ``k`` frames, ignoring the pixels where
-    ``mask`` is True (the run's pixel mask) and, always, the detector's module gaps (a
-    mask given to the integrator replaces the detector's, as in pyFAI)."""
-    stack = np.asarray(frames)
-    if stack.ndim != 3:
-        raise ReductionError(f"frames: expected (n, rows, cols), got shape {stack.shape}")
-    if stack.shape[1:] != integrator.geometry.shape:
-        raise ReductionError(f"frames {stack.shape[1:]} do not match the geometry's "
-                             f"detector shape {integrator.geometry.shape}")
-    if mask is not None:
-        mask = mask | integrator.geometry.detector.mask
-    res = integrator.integrate1d(np.ascontiguousarray(stack), params.bins, unit=params.unit,
-                                 error_model=params.error_model, mask=mask,
-                                 method=params.method)
-    sigma = None if res.sigma is None else np.asarray(res.sigma, dtype=np.float64)
-    return PatternChunk(first, np.asarray(res.radial, dtype=np.float64),
-                        np.asarray(res.intensity, dtype=np.float64), sigma)
-
-
-def azint_combine(chunks: Iterable[PatternChunk]) -> PatternChunk:
-    """Concatenate pattern chunks in frame order; they must be contiguous."""
-    ordered = sorted(chunks, key=lambda c: c.first)
-    if not ordered:
-        raise ReductionError("no frames to integrate")
-    expected = ordered[0].first
-    for c in ordered:
-        if c.first != expected:
-            raise ReductionError(f"pattern chunks not contiguous: chunk starts at frame "
-                                 f"{c.first}, expected {expected}")
-        expected += c.intensity.shape[0]
-    sig = None
-    if all(c.sigma is not None for c in ordered):
-        sig = np.concatenate([c.sigma for c in ordered if c.sigma is not None])
-    return PatternChunk(ordered[0].first, ordered[0].radial,
-                        np.concatenate([c.intensity for c in ordered]), sig)
-
-
-# -- derived runs ------------------------------------------------------------------------------
-
-
-def uri_path(uri: str) -> Path:
-    """The local path of a ``file://localhost/abs/path`` URI."""
-    parsed = urlparse(uri)
-    if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
-        raise ReductionError(f"input {uri!r}: not a local file:// URI")
-    return Path(unquote(parsed.path))
-
-
-def file_inputs(uris: Iterable[str], *, digest: bool = True) -> list[dict[str, Any]]:
-    """``[{"uri": ..., "sha256": ...}]`` for raw files (sha256 None when not ``digest``)."""
-    out: list[dict[str, Any]] = []
-    for uri in dict.fromkeys(uris):
-        path = uri_path(uri)
-        if digest and not path.is_file():
-            raise ReductionError(f"input {uri}: file is missing")
-        out.append({"uri": uri, "sha256": file_sha256(path) if digest else None})
-    return out
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("smeflow")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - installed -e
-        return "unknown"
-
-
-def derived_md(raw_start: Mapping[str, Any], reduction: str, inputs: list[dict[str, Any]],
-               parameters: Mapping[str, Any], *, live: bool) -> dict[str, Any]:
-    """The start metadata of a derived run (see the module docstring)."""
-    if reduction not in REDUCTIONS:
-        raise ReductionError(f"reduction {reduction!r}: expected one of {REDUCTIONS}")
-    md: dict[str, Any] = {
-        "plan_name": "reduce", "raw_uid": raw_start["uid"],
-        "raw_plan_name": raw_start.get("plan_name"), "raw_scan_id": raw_start.get("scan_id"),
-        "reduction": reduction, "smeflow_version": _version(), "live": live,
-        "inputs": inputs, **parameters}
-    for key in ("sample", "beamline"):
-        if key in raw_start:
-            md[key] = raw_start[key]
-    return md
-
-
-class DerivedRun:
-    """Compose a derived run's documents and send them to ``callbacks`` in order.
-
-    The start document is sent on construction. Exceptions of a callback propagate
-    (the caller decides: offline they are errors, the live callback records them).
-    """
-
-    def __init__(self, callbacks: Sequence[Callback], md: Mapping[str, Any]) -> None:
-        self.callbacks = list(callbacks)
-        self._bundle = compose_run(metadata=dict(md))
-        self.start: dict[str, Any] = dict(self._bundle.start_doc)
-        self.uid: str = self.start["uid"]
-        self._streams: dict[str, Any] = {}
-        self.outputs: list[dict[str, Any]] = []
-        self.frames = 0
-        self.stop_doc: dict[str, Any] | None = None
-        self._stop_sent = False
-        self._emit("start", self.start)
-
-    def _emit(self, name: str, doc: Mapping[str, Any]) -> None:
-        for callback in self.callbacks:
-            callback(name, dict(doc))
-
-    def descriptor(self, stream: str, data_keys: Mapping[str, Mapping[str, Any]]) -> None:
-        """Declare ``stream`` with ``data_keys`` (once)."""
-        if stream in self._streams:
-            raise ReductionError(f"derived stream {stream!r} declared twice")
-        bundle = self._bundle.compose_descriptor(name=stream, data_keys=dict(data_keys))
-        self._streams[stream] = bundle
-        self._emit("descriptor", bundle.descriptor_doc)
-
-    def has_stream(self, stream: str) -> bool:
-        """Whether ``stream`` was declared."""
-        return stream in self._streams
-
-    def event(self, stream: str, data: Mapping[str, Any]) -> None:
-        """One event of ``stream`` (numpy values are sent as lists/Python numbers)."""
-        now = time.time()
-        values = {k: (v.tolist() if isinstance(v, np.ndarray | np.generic) else v)
-                  for k, v in data.items()}
-        doc = self._streams[stream].compose_event(data=values,
-                                                  timestamps=dict.fromkeys(values, now))
-        self._emit("event", doc)
-
-    def write_volume(self, folder: Path, name: str, volume: F32 | Iterable[F32],
-                     rows: Sequence[int]) -> Path:
-        """Slices ``(n, W, W)`` into the HDF5 file ``folder/name`` and one ``primary``
-        event per slice (``row``, external ``reconstruction``). ``volume`` is the whole
-        stack or its slabs ``(k, W, W)`` in row order (:meth:`TomoAccumulator.slabs`),
-        written as they come."""
-        if isinstance(volume, np.ndarray) and (volume.ndim != 3 or len(volume) != len(rows)):
-            raise ReductionError(f"volume {volume.shape} and {len(rows)} rows: expected one "
-                                 "slice per row")
-        slabs = iter([volume] if isinstance(volume, np.ndarray) else volume)
-        first = np.ascontiguousarray(next(slabs, np.empty((0, 0, 0))), dtype=np.float32)
-        if first.ndim != 3 or first.shape[0] == 0:
-            raise ReductionError(f"volume {first.shape}: expected slices (n, W, W) for "
-                                 f"{len(rows)} rows")
-        with FrameWriter(folder, name, first.shape[1:], dtype=np.float32,
-                         data_key=RECONSTRUCTION_KEY, layout="per_frame",
-                         attrs={"raw_uid": str(self.start["raw_uid"]),
-                                "derived_uid": self.uid}) as writer:
-            for slab in itertools.chain([first], slabs):
-                writer.append_many(np.asarray(slab, dtype=np.float32))
-            if writer.n_frames != len(rows):
-                raise ReductionError(f"volume of {writer.n_frames} slices and {len(rows)} "
-                                     "rows: expected one slice per row")
-            self.descriptor("primary", {
-                RECONSTRUCTION_KEY: writer.describe_key("smeflow.analysis.reduce"),
-                "row": {"source": "smeflow.analysis.reduce", "dtype": "integer",
-                        "shape": []}})
-            desc = self._streams["primary"].descriptor_doc
-            for doc_name, doc in writer.asset_docs():
-                if doc_name == "stream_resource":
-                    doc = {**doc, "run_start": self.uid}
-                else:
-                    start, stop = doc["indices"]["start"], doc["indices"]["stop"]
-                    doc = {**doc, "descriptor": desc["uid"],
-                           "seq_nums": {"start": start + 1, "stop": stop + 1}}
-                self._emit(doc_name, doc)
-            for row in rows:
-                self.event("primary", {"row": int(row)})
-            digest = writer.close()
-        self.outputs.append({"uri": f"file://localhost{writer.path}", "sha256": digest})
-        return writer.path
-
-    def finish_volume(self, raw_dir: Path, volume: F32, rows: Sequence[int], frames: int,
-                      **extra: Any) -> dict[str, Any]:
-        """An offline tomography reduction's end: the reconstruction into
-        ``raw_dir/derived/`` (``write_volume``) and the stop document (success, ``frames``,
-        ``rows`` and ``extra``)."""
-        self.write_volume(raw_dir, derived_file_name("tomo_fbp", str(self.start["raw_uid"]),
-                                                     self.uid), volume, rows)
-        self.frames = frames
-        return self.stop("success", frames=frames, rows=rows, **extra)
-
-    def declare_patterns(self, radial: F64, *, sigma: bool, lag: bool) -> None:
-        """The ``axis`` stream (one event: the bin centres ``radial``) and the ``primary``
-        stream's keys (``intensity``, ``sigma``, ``raw_seq_num``, live ``lag``)."""
-        bins = int(radial.shape[0])
-        arr = {"source": "smeflow.analysis.reduce", "dtype": "array", "dtype_numpy": "<f8",
-               "shape": [bins]}
-        self.descriptor("axis", {"radial": dict(arr)})
-        self.event("axis", {"radial": radial})
-        keys: dict[str, dict[str, Any]] = {"intensity": dict(arr)}
-        if sigma:
-            keys["sigma"] = dict(arr)
-        keys["raw_seq_num"] = {"source": "smeflow.analysis.reduce", "dtype": "integer",
-                               "shape": []}
-        if lag:
-            keys["lag"] = {"source": "smeflow.analysis.live", "dtype": "number", "shape": [],
-                           "units": "s"}
-        self.descriptor("primary", keys)
-
-    def emit_patterns(self, chunk: PatternChunk, raw_seq_nums: Sequence[int],
-                      lags: Sequence[float] | None = None) -> None:
-        """One ``primary`` event per pattern (declaring the streams first if needed)."""
-        if not self.has_stream("primary"):
-            self.declare_patterns(chunk.radial, sigma=chunk.sigma is not None,
-                                  lag=lags is not None)
-        for i, seq in enumerate(raw_seq_nums):
-            data: dict[str, Any] = {"intensity": chunk.intensity[i], "raw_seq_num": int(seq)}
-            if chunk.sigma is not None:
-                data["sigma"] = chunk.sigma[i]
-            if lags is not None:
-                data["lag"] = float(lags[i])
-            self.event("primary", data)
-            self.frames += 1
-
-    def stop(self, exit_status: str = "success", reason: str = "",
-             **extra: Any) -> dict[str, Any]:
-        """Send the stop document (``extra`` keys added: outputs, lag, …); idempotent once
-        sent. When a callback raises on it (a writer refused the run's files at the end),
-        ``stop_doc`` keeps it but a later ``stop("fail", …)`` replaces it."""
-        if self._stop_sent and self.stop_doc is not None:
-            return self.stop_doc
-        if self.stop_doc is None:
-            doc = dict(self._bundle.compose_stop(exit_status=exit_status,  # type: ignore[arg-type]
-                                                 reason=reason))
-        else:  # event_model composes one stop per run: the next one is the same, amended
-            doc = {**self.stop_doc, "uid": str(uuid.uuid4()), "time": time.time(),
-                   "exit_status": exit_status, "reason": reason}
-        doc.update({"outputs": list(self.outputs), **extra})
-        self.stop_doc = doc
-        self._emit("stop", doc)
-        self._stop_sent = True
-        return doc
-
-
-def derived_file_name(reduction: str, raw_uid: str, derived_uid: str) -> str:
-    """``derived/<reduction>_<raw uid[:8]>_<derived uid[:8]>.h5`` inside ``raw_dir``."""
-    return f"{DERIVED_FOLDER}/{reduction}_{raw_uid[:8]}_{derived_uid[:8]}.h5"
 
 
 # -- offline reduction ------------------------------------------------------------------------

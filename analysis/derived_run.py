@@ -1,0 +1,238 @@
+"""Derived runs: the bluesky documents of a reduction's output (``DerivedRun``: start with
+``raw_uid`` and the inputs' digests, descriptors, events, the volume or patterns written to
+HDF5, stop), the names of their files and the digests of their inputs.
+``analysis.reduce`` re-exports every name.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import itertools
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+import numpy.typing as npt
+from event_model import compose_run
+
+from analysis.reduce_chunks import PatternChunk
+from analysis.reductions import REDUCTIONS, ReductionError
+from dataflow.hdf5 import FrameWriter, file_sha256
+
+if TYPE_CHECKING:
+    pass
+
+log = logging.getLogger(__name__)
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+BoolImage = npt.NDArray[np.bool_]
+
+DERIVED_FOLDER = "derived"
+RECONSTRUCTION_KEY = "reconstruction"
+Callback = Callable[[str, dict[str, Any]], Any]
+"""A bluesky document callback ``(name, doc)``."""
+
+
+# -- derived runs ------------------------------------------------------------------------------
+
+
+def uri_path(uri: str) -> Path:
+    """The local path of a ``file://localhost/abs/path`` URI."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
+        raise ReductionError(f"input {uri!r}: not a local file:// URI")
+    return Path(unquote(parsed.path))
+
+
+def file_inputs(uris: Iterable[str], *, digest: bool = True) -> list[dict[str, Any]]:
+    """``[{"uri": ..., "sha256": ...}]`` for raw files (sha256 None when not ``digest``)."""
+    out: list[dict[str, Any]] = []
+    for uri in dict.fromkeys(uris):
+        path = uri_path(uri)
+        if digest and not path.is_file():
+            raise ReductionError(f"input {uri}: file is missing")
+        out.append({"uri": uri, "sha256": file_sha256(path) if digest else None})
+    return out
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("smeflow")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - installed -e
+        return "unknown"
+
+
+def derived_md(raw_start: Mapping[str, Any], reduction: str, inputs: list[dict[str, Any]],
+               parameters: Mapping[str, Any], *, live: bool) -> dict[str, Any]:
+    """The start metadata of a derived run (see the module docstring)."""
+    if reduction not in REDUCTIONS:
+        raise ReductionError(f"reduction {reduction!r}: expected one of {REDUCTIONS}")
+    md: dict[str, Any] = {
+        "plan_name": "reduce", "raw_uid": raw_start["uid"],
+        "raw_plan_name": raw_start.get("plan_name"), "raw_scan_id": raw_start.get("scan_id"),
+        "reduction": reduction, "smeflow_version": _version(), "live": live,
+        "inputs": inputs, **parameters}
+    for key in ("sample", "beamline"):
+        if key in raw_start:
+            md[key] = raw_start[key]
+    return md
+
+
+class DerivedRun:
+    """Compose a derived run's documents and send them to ``callbacks`` in order.
+
+    The start document is sent on construction. Exceptions of a callback propagate
+    (the caller decides: offline they are errors, the live callback records them).
+    """
+
+    def __init__(self, callbacks: Sequence[Callback], md: Mapping[str, Any]) -> None:
+        self.callbacks = list(callbacks)
+        self._bundle = compose_run(metadata=dict(md))
+        self.start: dict[str, Any] = dict(self._bundle.start_doc)
+        self.uid: str = self.start["uid"]
+        self._streams: dict[str, Any] = {}
+        self.outputs: list[dict[str, Any]] = []
+        self.frames = 0
+        self.stop_doc: dict[str, Any] | None = None
+        self._stop_sent = False
+        self._emit("start", self.start)
+
+    def _emit(self, name: str, doc: Mapping[str, Any]) -> None:
+        for callback in self.callbacks:
+            callback(name, dict(doc))
+
+    def descriptor(self, stream: str, data_keys: Mapping[str, Mapping[str, Any]]) -> None:
+        """Declare ``stream`` with ``data_keys`` (once)."""
+        if stream in self._streams:
+            raise ReductionError(f"derived stream {stream!r} declared twice")
+        bundle = self._bundle.compose_descriptor(name=stream, data_keys=dict(data_keys))
+        self._streams[stream] = bundle
+        self._emit("descriptor", bundle.descriptor_doc)
+
+    def has_stream(self, stream: str) -> bool:
+        """Whether ``stream`` was declared."""
+        return stream in self._streams
+
+    def event(self, stream: str, data: Mapping[str, Any]) -> None:
+        """One event of ``stream`` (numpy values are sent as lists/Python numbers)."""
+        now = time.time()
+        values = {k: (v.tolist() if isinstance(v, np.ndarray | np.generic) else v)
+                  for k, v in data.items()}
+        doc = self._streams[stream].compose_event(data=values,
+                                                  timestamps=dict.fromkeys(values, now))
+        self._emit("event", doc)
+
+    def write_volume(self, folder: Path, name: str, volume: F32 | Iterable[F32],
+                     rows: Sequence[int]) -> Path:
+        """Slices ``(n, W, W)`` into the HDF5 file ``folder/name`` and one ``primary``
+        event per slice (``row``, external ``reconstruction``). ``volume`` is the whole
+        stack or its slabs ``(k, W, W)`` in row order (:meth:`TomoAccumulator.slabs`),
+        written as they come."""
+        if isinstance(volume, np.ndarray) and (volume.ndim != 3 or len(volume) != len(rows)):
+            raise ReductionError(f"volume {volume.shape} and {len(rows)} rows: expected one "
+                                 "slice per row")
+        slabs = iter([volume] if isinstance(volume, np.ndarray) else volume)
+        first = np.ascontiguousarray(next(slabs, np.empty((0, 0, 0))), dtype=np.float32)
+        if first.ndim != 3 or first.shape[0] == 0:
+            raise ReductionError(f"volume {first.shape}: expected slices (n, W, W) for "
+                                 f"{len(rows)} rows")
+        with FrameWriter(folder, name, first.shape[1:], dtype=np.float32,
+                         data_key=RECONSTRUCTION_KEY, layout="per_frame",
+                         attrs={"raw_uid": str(self.start["raw_uid"]),
+                                "derived_uid": self.uid}) as writer:
+            for slab in itertools.chain([first], slabs):
+                writer.append_many(np.asarray(slab, dtype=np.float32))
+            if writer.n_frames != len(rows):
+                raise ReductionError(f"volume of {writer.n_frames} slices and {len(rows)} "
+                                     "rows: expected one slice per row")
+            self.descriptor("primary", {
+                RECONSTRUCTION_KEY: writer.describe_key("smeflow.analysis.reduce"),
+                "row": {"source": "smeflow.analysis.reduce", "dtype": "integer",
+                        "shape": []}})
+            desc = self._streams["primary"].descriptor_doc
+            for doc_name, doc in writer.asset_docs():
+                if doc_name == "stream_resource":
+                    doc = {**doc, "run_start": self.uid}
+                else:
+                    start, stop = doc["indices"]["start"], doc["indices"]["stop"]
+                    doc = {**doc, "descriptor": desc["uid"],
+                           "seq_nums": {"start": start + 1, "stop": stop + 1}}
+                self._emit(doc_name, doc)
+            for row in rows:
+                self.event("primary", {"row": int(row)})
+            digest = writer.close()
+        self.outputs.append({"uri": f"file://localhost{writer.path}", "sha256": digest})
+        return writer.path
+
+    def finish_volume(self, raw_dir: Path, volume: F32, rows: Sequence[int], frames: int,
+                      **extra: Any) -> dict[str, Any]:
+        """An offline tomography reduction's end: the reconstruction into
+        ``raw_dir/derived/`` (``write_volume``) and the stop document (success, ``frames``,
+        ``rows`` and ``extra``)."""
+        self.write_volume(raw_dir, derived_file_name("tomo_fbp", str(self.start["raw_uid"]),
+                                                     self.uid), volume, rows)
+        self.frames = frames
+        return self.stop("success", frames=frames, rows=rows, **extra)
+
+    def declare_patterns(self, radial: F64, *, sigma: bool, lag: bool) -> None:
+        """The ``axis`` stream (one event: the bin centres ``radial``) and the ``primary``
+        stream's keys (``intensity``, ``sigma``, ``raw_seq_num``, live ``lag``)."""
+        bins = int(radial.shape[0])
+        arr = {"source": "smeflow.analysis.reduce", "dtype": "array", "dtype_numpy": "<f8",
+               "shape": [bins]}
+        self.descriptor("axis", {"radial": dict(arr)})
+        self.event("axis", {"radial": radial})
+        keys: dict[str, dict[str, Any]] = {"intensity": dict(arr)}
+        if sigma:
+            keys["sigma"] = dict(arr)
+        keys["raw_seq_num"] = {"source": "smeflow.analysis.reduce", "dtype": "integer",
+                               "shape": []}
+        if lag:
+            keys["lag"] = {"source": "smeflow.analysis.live", "dtype": "number", "shape": [],
+                           "units": "s"}
+        self.descriptor("primary", keys)
+
+    def emit_patterns(self, chunk: PatternChunk, raw_seq_nums: Sequence[int],
+                      lags: Sequence[float] | None = None) -> None:
+        """One ``primary`` event per pattern (declaring the streams first if needed)."""
+        if not self.has_stream("primary"):
+            self.declare_patterns(chunk.radial, sigma=chunk.sigma is not None,
+                                  lag=lags is not None)
+        for i, seq in enumerate(raw_seq_nums):
+            data: dict[str, Any] = {"intensity": chunk.intensity[i], "raw_seq_num": int(seq)}
+            if chunk.sigma is not None:
+                data["sigma"] = chunk.sigma[i]
+            if lags is not None:
+                data["lag"] = float(lags[i])
+            self.event("primary", data)
+            self.frames += 1
+
+    def stop(self, exit_status: str = "success", reason: str = "",
+             **extra: Any) -> dict[str, Any]:
+        """Send the stop document (``extra`` keys added: outputs, lag, …); idempotent once
+        sent. When a callback raises on it (a writer refused the run's files at the end),
+        ``stop_doc`` keeps it but a later ``stop("fail", …)`` replaces it."""
+        if self._stop_sent and self.stop_doc is not None:
+            return self.stop_doc
+        if self.stop_doc is None:
+            doc = dict(self._bundle.compose_stop(exit_status=exit_status,  # type: ignore[arg-type]
+                                                 reason=reason))
+        else:  # event_model composes one stop per run: the next one is the same, amended
+            doc = {**self.stop_doc, "uid": str(uuid.uuid4()), "time": time.time(),
+                   "exit_status": exit_status, "reason": reason}
+        doc.update({"outputs": list(self.outputs), **extra})
+        self.stop_doc = doc
+        self._emit("stop", doc)
+        self._stop_sent = True
+        return doc
+
+
+def derived_file_name(reduction: str, raw_uid: str, derived_uid: str) -> str:
+    """``derived/<reduction>_<raw uid[:8]>_<derived uid[:8]>.h5`` inside ``raw_dir``."""
+    return f"{DERIVED_FOLDER}/{reduction}_{raw_uid[:8]}_{derived_uid[:8]}.h5"
