@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import analysis.tiled_frames as tiled_frames
-from analysis.distributed import connect, reduce_on_dask
+from analysis.distributed import DaskSession, connect, reduce_on_dask
 from analysis.reduce import ReductionError, reduce_run
 from analysis.tiled_frames import TiledFrameSource
 from dataflow.catalog import Catalog
@@ -38,23 +38,33 @@ def server_with_diffraction(serve_one_run: Any) -> Iterator[tuple[ServerHandle, 
         yield served
 
 
+@pytest.fixture(scope="module")
+def keyed_cluster() -> Iterator[DaskSession]:
+    """A LocalCluster of 2 worker processes started with ``$SMEFLOW_API_KEY`` (the workers
+    inherit it, the tasks never carry it)."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("SMEFLOW_API_KEY", KEY)
+        with connect("local", 2) as session:
+            yield session
+
+
 def test_dask_workers_read_the_frames_from_the_server(
-        server_with_diffraction: tuple[ServerHandle, str], monkeypatch: Any) -> None:
+        server_with_diffraction: tuple[ServerHandle, str], keyed_cluster: DaskSession,
+        monkeypatch: Any) -> None:
     server, uid = server_with_diffraction
-    monkeypatch.setenv("SMEFLOW_API_KEY", KEY)   # the workers inherit it, the tasks not
+    session = keyed_cluster
     with RemoteCatalog(server.url, KEY) as remote:
         single = reduce_run(remote, uid, bins=120)
-        with connect("local", 2) as session:
-            sent: list[Any] = []
-            submit = session.client.submit
+        sent: list[Any] = []
+        submit = session.client.submit
 
-            def spy(fn: Any, *args: Any, **kwargs: Any) -> Any:
-                sent.append(args)
-                return submit(fn, *args, **kwargs)
+        def spy(fn: Any, *args: Any, **kwargs: Any) -> Any:
+            sent.append(args)
+            return submit(fn, *args, **kwargs)
 
-            monkeypatch.setattr(session.client, "submit", spy)
-            dask = reduce_on_dask(remote, uid, session, bins=120, chunk_frames=2,
-                                  frames_from="tiled")
+        monkeypatch.setattr(session.client, "submit", spy)
+        dask = reduce_on_dask(remote, uid, session, bins=120, chunk_frames=2,
+                              frames_from="tiled")
         assert dask.exit_status == "success" and dask.frames == 6
         sources = [a for args in sent for a in args if isinstance(a, TiledFrameSource)]
         assert len(sources) == 3                       # one per chunk of 2 frames
@@ -72,7 +82,7 @@ def test_dask_workers_read_the_frames_from_the_server(
 
 
 def test_tomography_on_dask_from_the_server_is_the_single_process_volume(
-        serve_one_run: Any, monkeypatch: Any) -> None:
+        serve_one_run: Any, keyed_cluster: DaskSession) -> None:
     """The tomography pipeline on a LocalCluster of 2 worker processes, the frames of
     darks, flats and projections fetched from the server: the volume of ``reduce_run``
     bit for bit, written next to the server's raw files."""
@@ -82,13 +92,11 @@ def test_tomography_on_dask_from_the_server_is_the_single_process_volume(
                          beamline.shutter, out_position=20.0, num_projections=6,
                          n_darks=2, n_flats=2)
 
-    monkeypatch.setenv("SMEFLOW_API_KEY", KEY)
     with serve_one_run("dask_tiled_tomo", KEY, plan_for) as (server, uid), \
             RemoteCatalog(server.url, KEY, raw_dir=server.data_dir / "raw") as remote:
         single = reduce_run(remote, uid, chunk_frames=2)
-        with connect("local", 2) as session:
-            dask = reduce_on_dask(remote, uid, session, chunk_frames=2, task_rows=16,
-                                  frames_from="tiled")
+        dask = reduce_on_dask(remote, uid, keyed_cluster, chunk_frames=2, task_rows=16,
+                              frames_from="tiled")
         assert dask.exit_status == "success" and dask.shape == (64, 64, 64)
         start = remote.run(dask.uid).metadata["start"]
         assert start["frames_from"] == "tiled" and start["workers"] == 2
