@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -193,17 +193,19 @@ def _counter_words(base: np.uint64, out: npt.NDArray[np.uint64]) -> None:  # pra
         out[i] = mix64(base + np.uint64(i) * _GAMMA)
 
 
-def draw_counts(flux: npt.NDArray[np.floating], efficiency: npt.NDArray[np.float64],
-                hot: npt.NDArray[np.bool_], dead: npt.NDArray[np.bool_], exposure: float,
-                hot_rate: float, cap: float, top: int,
+def draw_counts(flux: npt.NDArray[np.floating], efficiency: float | npt.NDArray[np.float64],
+                hot: npt.NDArray[np.bool_ | np.intp], dead: npt.NDArray[np.bool_ | np.intp],
+                exposure: float, hot_rate: float, cap: float, top: int,
                 words: CounterWords | npt.NDArray[np.uint64],
                 out: npt.NDArray[np.uint32], *, scale: float = 1.0) -> int:
     """Counts of one exposure into ``out`` (all arrays flat and of one length, one random
     word per pixel, from ``words``: a :class:`CounterWords` stream or the words
     themselves): the mean ``min(ε·s·Φ·t + hot·rate·t, cap)`` (0 on dead pixels; ``s`` is
     ``scale``, the flux's factor), drawn as the module says and saturated at ``top``.
-    Returns -1, or the index of the first pixel whose flux is not finite or negative
-    (``out`` is then incomplete)."""
+    ``efficiency`` is per pixel or one number for all; ``hot`` and ``dead`` are masks
+    or the sorted indices of their pixels (a few among millions: the pass then reads
+    only the flux per pixel). Returns -1, or the index of the first pixel whose flux is
+    not finite or negative (``out`` is then incomplete)."""
     n = flux.shape[0]
     if isinstance(words, CounterWords):
         if n > 1 << 32:
@@ -211,9 +213,10 @@ def draw_counts(flux: npt.NDArray[np.floating], efficiency: npt.NDArray[np.float
         base, given, use_given = words.base, np.zeros(1, np.uint64), False
     else:
         base, given, use_given = np.uint64(0), words, True
+    uniform = not isinstance(efficiency, np.ndarray)
+    eff = efficiency if isinstance(efficiency, np.ndarray) else np.array([float(efficiency)])
     for name, a, dtypes in (("flux", flux, (np.float32, np.float64)),
-                            ("efficiency", efficiency, (np.float64,)),
-                            ("hot", hot, (np.bool_,)), ("dead", dead, (np.bool_,)),
+                            ("efficiency", None if uniform else eff, (np.float64,)),
                             ("words", given if use_given else None, (np.uint64,)),
                             ("out", out, (np.uint32,))):
         if a is None:
@@ -223,9 +226,30 @@ def draw_counts(flux: npt.NDArray[np.floating], efficiency: npt.NDArray[np.float
             got = f"{a.dtype} of shape {a.shape}" if isinstance(a, np.ndarray) else repr(a)
             raise ValueError(f"draw_counts: {name} must be a flat array of {n} "
                              f"{' or '.join(np.dtype(d).name for d in dtypes)}, got {got}")
-    return int(_draw_counts(_read_only(flux), _read_only(efficiency), _read_only(hot),
-                            _read_only(dead), exposure * scale, exposure * hot_rate, cap, top,
-                            base, _read_only(given), use_given, quantile_table(), out))
+    hot_at, dead_at = _pixel_indices("hot", hot, n), _pixel_indices("dead", dead, n)
+    return int(_draw_counts(_read_only(flux), _read_only(eff), uniform, hot_at, dead_at,
+                            exposure * scale, exposure * hot_rate, cap, top, base,
+                            _read_only(given), use_given, quantile_table(), out))
+
+
+def _pixel_indices(name: str, pixels: npt.NDArray[Any], n: int) -> npt.NDArray[np.intp]:
+    """A mask of ``n`` pixels, or sorted distinct indices below ``n``, as the indices."""
+    if not isinstance(pixels, np.ndarray) or pixels.ndim != 1:
+        raise ValueError(f"draw_counts: {name} must be a flat mask of {n} bools or an array "
+                         f"of pixel indices, got {pixels!r}")
+    if pixels.dtype == np.bool_:
+        if pixels.shape[0] != n:
+            raise ValueError(f"draw_counts: {name} must be a flat array of {n} bool, got "
+                             f"bool of shape {pixels.shape}")
+        return np.flatnonzero(pixels)
+    if not np.issubdtype(pixels.dtype, np.integer):
+        raise ValueError(f"draw_counts: {name} must be a mask or pixel indices, got dtype "
+                         f"{pixels.dtype}")
+    at = pixels.astype(np.intp, copy=False)
+    if at.size and (at[0] < 0 or at[-1] >= n or (np.diff(at) <= 0).any()):
+        raise ValueError(f"draw_counts: {name} indices must be sorted, distinct and in "
+                         f"0 … {n - 1}")
+    return _read_only(at)
 
 
 def _read_only(a: npt.NDArray[_A]) -> npt.NDArray[_A]:
@@ -241,8 +265,8 @@ def _read_only(a: npt.NDArray[_A]) -> npt.NDArray[_A]:
 
 @njit(cache=True, nogil=True)
 def _draw_counts(flux: npt.NDArray[np.floating], efficiency: npt.NDArray[np.float64],
-                 hot: npt.NDArray[np.bool_], dead: npt.NDArray[np.bool_], exposure: float,
-                 hot_counts: float, cap: float, top: int, base: np.uint64,
+                 uniform: bool, hot: npt.NDArray[np.intp], dead: npt.NDArray[np.intp],
+                 exposure: float, hot_counts: float, cap: float, top: int, base: np.uint64,
                  given: npt.NDArray[np.uint64], use_given: bool,
                  table: npt.NDArray[np.float64], out: npt.NDArray[np.uint32]
                  ) -> int:  # pragma: no cover - compiled
@@ -252,20 +276,35 @@ def _draw_counts(flux: npt.NDArray[np.floating], efficiency: npt.NDArray[np.floa
     sums = np.empty(BLOCK)
     ks = np.empty(BLOCK, np.uint8)
     n = flux.shape[0]
+    next_hot = next_dead = 0
     for start in range(0, n, BLOCK):
         m = min(BLOCK, n - start)
-        # 1. means, flux checks and words: no branch
+        # 1. means, flux checks and words: no branch (the few hot and dead pixels after)
         ok: np.bool_ = np.bool_(True)
+        if uniform:
+            rate = efficiency[0] * exposure
+            for j in range(m):
+                phi = np.float64(flux[start + j])
+                ok &= (phi >= 0.0) & (phi < np.inf)
+                lams[j] = rate * phi
+        else:
+            for j in range(m):
+                phi = np.float64(flux[start + j])
+                ok &= (phi >= 0.0) & (phi < np.inf)
+                lams[j] = efficiency[start + j] * phi * exposure
+        while next_hot < hot.shape[0] and hot[next_hot] < start + m:
+            lams[hot[next_hot] - start] += hot_counts
+            next_hot += 1
+        while next_dead < dead.shape[0] and dead[next_dead] < start + m:
+            lams[dead[next_dead] - start] = 0.0
+            next_dead += 1
         large = 0
         for j in range(m):
-            i = start + j
-            phi = np.float64(flux[i])
-            ok &= (phi >= 0.0) & (phi < np.inf)
-            lam = min(0.0 if dead[i] else efficiency[i] * phi * exposure + hot_counts * hot[i],
-                      cap)
+            lam = min(lams[j], cap)
             lams[j] = lam
             large += lam >= NORMAL_MIN_MEAN
-            words[j] = given[i] if use_given else mix64(base + np.uint64(i) * _GAMMA)
+            words[j] = given[start + j] if use_given else mix64(base + np.uint64(start + j)
+                                                                 * _GAMMA)
         if not ok:
             for j in range(m):
                 phi = np.float64(flux[start + j])

@@ -150,6 +150,8 @@ class SensorModel:
         self.hot_mask.flat[where[n_dead:]] = True
         self.dead_mask.flags.writeable = False
         self.hot_mask.flags.writeable = False
+        self._hot_at = np.flatnonzero(self.hot_mask)   # what the counting pass takes
+        self._dead_at = np.flatnonzero(self.dead_mask)
         self._update_efficiency()
 
     def _update_efficiency(self) -> None:
@@ -161,6 +163,9 @@ class SensorModel:
                 self._photon_energy, self._threshold, self.energy_sigma), dtype=np.float64)
         eff.flags.writeable = False
         self._efficiency = eff
+        # one number for the counting pass when every pixel has the same efficiency
+        self._pass_efficiency: float | npt.NDArray[np.float64] = \
+            eff.ravel() if self.threshold_dispersion else float(eff.flat[0])
 
     @property
     def efficiency(self) -> npt.NDArray[np.float64]:
@@ -211,8 +216,8 @@ class SensorModel:
         with self._frame_lock:  # each exposure its own noise, whichever thread asks
             frame = self._frame
             self._frame = (frame + 1) % (1 << 32)
-        bad = draw_counts(phi.ravel(), self._efficiency.ravel(), self.hot_mask.ravel(),
-                          self.dead_mask.ravel(), t, self.hot_rate, _LAM_CAP, PIXEL_MAX,
+        bad = draw_counts(phi.ravel(), self._pass_efficiency, self._hot_at, self._dead_at,
+                          t, self.hot_rate, _LAM_CAP, PIXEL_MAX,
                           CounterWords(self._noise_key, frame), counts.ravel(), scale=scale)
         if bad >= 0:
             y, x = divmod(bad, self.shape[1])

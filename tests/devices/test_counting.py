@@ -302,3 +302,33 @@ def test_read_only_and_writeable_inputs_share_one_compiled_pass() -> None:
     assert np.array_equal(_counts(frozen, CounterWords(1, 1)), _counts(lam, CounterWords(1, 1)))
     assert len(_draw_counts.signatures) == before
     assert lam.flags.writeable  # the caller's array is left as it was
+
+
+def test_hot_and_dead_as_indices_and_one_efficiency_for_all() -> None:
+    """The forms the sensor passes (one efficiency, sorted hot/dead indices) draw the
+    very counts of the per-pixel forms; dead wins over hot; bad indices are refused."""
+    n = BLOCK * 2 + 9
+    flux = np.random.default_rng(4).exponential(30.0, n)
+    hot = np.zeros(n, bool)
+    dead = np.zeros(n, bool)
+    hot[[3, BLOCK + 1, n - 1]] = True
+    dead[[0, 3, BLOCK * 2]] = True
+    words = CounterWords(77, 2)
+
+    def draw(eff: float | np.ndarray, h: np.ndarray, d: np.ndarray) -> np.ndarray:
+        out = np.empty(n, np.uint32)
+        assert draw_counts(flux, eff, h, d, 0.5, 1e4, 4e6, 2**20 - 1, words, out) == -1
+        return out
+
+    masks = draw(np.full(n, 0.8), hot, dead)
+    assert np.array_equal(draw(0.8, np.flatnonzero(hot), np.flatnonzero(dead)), masks)
+    assert masks[0] == masks[3] == masks[BLOCK * 2] == 0          # dead, also when hot
+    assert masks[BLOCK + 1] > 4000 and masks[n - 1] > 4000        # 1e4/s for 0.5 s
+    out = np.empty(n, np.uint32)
+    for bad in (np.array([5, 5]), np.array([7, 2]), np.array([n]), np.array([-1])):
+        with pytest.raises(ValueError, match=r"hot indices must be sorted, distinct and in "
+                                             rf"0 … {n - 1}"):
+            draw_counts(flux, 0.8, bad, dead, 0.5, 1e4, 4e6, 2**20 - 1, words, out)
+    with pytest.raises(ValueError, match=r"dead must be a mask or pixel indices, got dtype "
+                                         r"float64"):
+        draw_counts(flux, 0.8, hot, np.zeros(3), 0.5, 1e4, 4e6, 2**20 - 1, words, out)
