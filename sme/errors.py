@@ -78,3 +78,7 @@ class SimulationError(SmeError, RuntimeError):
 
 class BackendError(SmeError):
     """A simulation backend is unknown, unavailable or cannot run this network."""
+
+
+class TypeMisfit(Exception):
+    """Internal: a value does not fit a type; the caller adds bus/signal/process context."""

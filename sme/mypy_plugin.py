@@ -1,7 +1,7 @@
 """A mypy plugin so that hardware declarations type-check as what they hold.
 
 ``UInt[8]`` and ``Int[n]`` are ints, ``Bool`` is a bool, ``UFix``/``SFix`` are
-``sme.types.Fixed`` and ``Array[T, n]`` is a ``list`` of ``T`` — which is what a process
+``sme.fixed.Fixed`` and ``Array[T, n]`` is a ``list`` of ``T`` — which is what a process
 body reads and writes. Enable it with ``plugins = ["sme.mypy_plugin"]`` in the mypy
 configuration (smeflow's own ``pyproject.toml`` does).
 """
@@ -17,8 +17,8 @@ _SCALARS = {
     "sme.types.UInt": "builtins.int",
     "sme.types.Int": "builtins.int",
     "sme.types.Bool": "builtins.bool",
-    "sme.types.UFix": "sme.types.Fixed",
-    "sme.types.SFix": "sme.types.Fixed",
+    "sme.types.UFix": "sme.fixed.Fixed",
+    "sme.types.SFix": "sme.fixed.Fixed",
 }
 
 
