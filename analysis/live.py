@@ -155,10 +155,14 @@ def read_frames(path: Path, dataset: str, indices: Sequence[int]) -> list[np.nda
     import h5py
     from h5py._objects import phil
 
+    runs = _runs(indices)
     with phil:
         if not open_in_process(path):
             with open_frames(path, dataset) as reader:
-                return [reader.frame(i) for i in indices]
+                n = len(reader)
+                if any(not 0 <= i < n for i in indices):  # (as reader.frame would say)
+                    return [reader.frame(i) for i in indices]
+                return [frame for a, b in runs for frame in reader.read(slice(a, b))]
         try:
             with h5py.File(path, "r", swmr=True) as f:
                 ds = f[dataset]
@@ -167,12 +171,26 @@ def read_frames(path: Path, dataset: str, indices: Sequence[int]) -> list[np.nda
                 if bad:
                     raise HDF5ReadError(f"{path}: frames {bad} announced but the file has "
                                         f"{n} frames")
-                return [np.asarray(ds[i]) for i in indices]
+                return [frame for a, b in runs for frame in np.asarray(ds[a:b])]
         except (OSError, KeyError, RuntimeError, ValueError) as exc:
             if isinstance(exc, HDF5ReadError):
                 raise
             raise HDF5ReadError(f"{path}: cannot read frames {list(indices)} of "
                                 f"{dataset!r}: {exc}") from None
+
+
+def _runs(indices: Sequence[int]) -> list[tuple[int, int]]:
+    """``indices`` as runs ``[a, b)`` of consecutive frames, in order: a run is read as one
+    slice, each HDF5 chunk once (the default chunks hold 8 frames; frame by frame, every
+    chunk a frame touches would be read once per frame in it)."""
+    runs: list[tuple[int, int]] = []
+    for i in indices:
+        i = int(i)
+        if runs and runs[-1][1] == i:
+            runs[-1] = (runs[-1][0], i + 1)
+        else:
+            runs.append((i, i + 1))
+    return runs
 
 
 class _Inbox:

@@ -226,3 +226,31 @@ print(peak() - before)
     assert done.returncode == 0, done.stderr[-2000:]
     grown_mb = int(done.stdout.split()[-1])
     assert grown_mb < 1000, f"warm_up grew the peak memory by {grown_mb} MB"
+
+
+def test_read_frames_in_any_order_while_written_and_after(tmp_path: Any) -> None:
+    """Frames asked in any order (runs of consecutive ones are read as one slice) come
+    back as written, from a file the writer still has open and from the closed file; a
+    frame the file does not have is an error naming it."""
+    import pytest
+
+    from analysis.live import read_frames
+    from dataflow.hdf5 import FrameWriter
+    from dataflow.hdf5_read import DEFAULT_DATASET
+    from dataflow.integrity import HDF5ReadError
+
+    frames = np.random.default_rng(3).integers(0, 60000, (20, 16, 24), dtype=np.uint16)
+    writer = FrameWriter(tmp_path, "frames.h5", (16, 24), dtype=np.uint16)
+    writer.append_many(frames)
+    writer.flush()
+    name = DEFAULT_DATASET
+    order = [8, 9, 10, 11, 3, 4, 19, 0, 1, 2, 12]
+    for _ in (0, 1):
+        got = read_frames(writer.path, name, order)
+        assert len(got) == len(order)
+        for i, image in zip(order, got, strict=True):
+            np.testing.assert_array_equal(image, frames[i])
+        with pytest.raises((HDF5ReadError, IndexError), match=r"20"):
+            read_frames(writer.path, name, [18, 19, 20])
+        if not writer.closed:
+            writer.close()
