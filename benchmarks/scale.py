@@ -16,8 +16,10 @@ Each side is measured ``--repeat`` times; the best run counts (the machine is sh
 reconstructed in full (every detector row) by ``analysis.distributed.reduce_on_dask`` on
 a LocalCluster of 1 and of 2 worker processes, each running one task at a time with PoCL
 limited to one thread (``POCL_MAX_PTHREAD_COUNT=1``), so the figure is scaling, not
-thread contention: time with 1 worker / time with 2 workers (ideal 2.0). Cluster
-start-up and a warm-up reduction (kernel builds in the workers) are excluded.
+thread contention: time with 1 worker / time with 2 workers (ideal 2.0). Both clusters
+run side by side and their reductions alternate (1, 2, 1, 2, …), so a change in the
+machine's load hits both alike; each side's best run counts. Cluster start-up and a
+warm-up reduction (kernel builds in the workers) are excluded.
 ``dask.1worker.vs_single_process`` is the single-process ``reduce_run`` (PoCL on every
 core) time over the 1-worker time. Derived documents are discarded (``callbacks=[]``);
 the derived HDF5 file is written in every case. The machine's load average is printed.
@@ -221,19 +223,27 @@ def dask_speedup(size: int = 256, projections: int = 180, repeat: int = 2
             runs.append(time.perf_counter() - t0)
         reference, single = volume(summary), min(runs)
         print(f"  single process     {single:6.2f} s  runs {', '.join(f'{t:.2f}' for t in runs)}")
-        times: dict[int, float] = {}
-        for workers in (1, 2):
-            with connect("local", workers) as session:
+        # Both clusters up at once and their runs interleaved (1, 2, 1, 2, …), so that a
+        # change of the machine's load during the measurement hits both alike.
+        with connect("local", 1) as one, connect("local", 2) as two:
+            sessions = {1: one, 2: two}
+            for workers, session in sessions.items():
                 cores = [w["compute_units"] for w in session.worker_info()]
                 reduce_on_dask(catalog, uid, session, rows=warm_rows, callbacks=[])
                 print(f"  {workers} worker(s), PoCL compute units {cores}  ({_load()})")
-                runs = []
-                for _ in range(repeat):
+            runs_of: dict[int, list[float]] = {1: [], 2: []}
+            summaries: dict[int, Any] = {}
+            for _ in range(repeat):
+                for workers, session in sessions.items():
                     t0 = time.perf_counter()
-                    summary = reduce_on_dask(catalog, uid, session, callbacks=[])
-                    runs.append(time.perf_counter() - t0)
-                times[workers] = min(runs)
-            same = "identical to" if np.array_equal(volume(summary), reference) else "DIFFERS from"
+                    summaries[workers] = reduce_on_dask(catalog, uid, session, callbacks=[])
+                    runs_of[workers].append(time.perf_counter() - t0)
+                print(f"  runs so far: 1 worker {runs_of[1][-1]:.2f} s, 2 workers "
+                      f"{runs_of[2][-1]:.2f} s  ({_load()})")
+        times = {workers: min(runs) for workers, runs in runs_of.items()}
+        for workers, runs in runs_of.items():
+            same = ("identical to" if np.array_equal(volume(summaries[workers]), reference)
+                    else "DIFFERS from")
             print(f"  {workers} worker(s)        {times[workers]:6.2f} s  runs "
                   f"{', '.join(f'{t:.2f}' for t in runs)}  ({same} the single-process volume)")
         print(f"  after              ({_load()})")
