@@ -507,10 +507,22 @@ def _stream_source(run: Any, stream: str, start: Mapping[str, Any],
         raise ReductionError(f"run {start['uid']}: no stream {stream!r}") from None
     what = f"run {start['uid']} stream {stream!r}"
     key = image_key((node.metadata or {}).get("data_keys") or {}, start, where=what)
+    frames = _frames_node(node, key)
     if where["frames_from"] == "tiled":
         assert url is not None
-        return tiled_frame_source(node[key], url, what)
-    return frame_source(node[key], what)
+        return tiled_frame_source(frames, url, what)
+    return frame_source(frames, what)
+
+
+def _frames_node(stream: Any, key: str) -> Any:
+    """The array node ``key`` of a stream, with its data sources, in one request (through
+    the stream's composite view it took four: the view lists its keys twice, then the node,
+    then its data sources)."""
+    base = getattr(stream, "base", stream)
+    try:
+        return base.new_variation(include_data_sources=True)[key]
+    except KeyError:  # not a direct child: the composite view knows where it is
+        return stream[key]
 
 
 def _tomo(run: Any, start: dict[str, Any], catalog: RunCatalog, callbacks: Sequence[Callback],
