@@ -170,3 +170,29 @@ def test_missing_run_file_is_named(run_with_frames: tuple[Any, Path]) -> None:
     with pytest.raises(HDF5ReadError, match=rf"^{path}: no such frame file \(data key "
                                             r"primary/cam_image\)$"):
         check_frame_files(run)
+
+
+def test_a_chunk_past_the_end_is_named_once_and_found_in_one_pass(good: Path) -> None:
+    """A file cut inside its last chunk that still opens (as SWMR readers open it): the
+    chunk and both sizes, in one message; the check reads the chunk index once (a
+    thousand-frame megapixel file has 16,000 chunks)."""
+    from dataflow.hdf5_read import DEFAULT_DATASET, _open_checked
+
+    size = good.stat().st_size
+    path = good.with_name("cut_chunk.h5")
+    path.write_bytes(good.read_bytes()[:size - 10])
+    with pytest.raises(HDF5ReadError) as caught:
+        _open_checked(path, DEFAULT_DATASET, swmr=True)
+    message = str(caught.value)
+    assert message == (f"{path}: not a readable HDF5 file (truncated?): chunk (8, 16, 0) "
+                       f"ends at byte {size}, the file has {size - 10} bytes")
+
+    many = good.with_name("many_chunks.h5")
+    with FrameWriter(good.parent, many.name, SHAPE, layout=(1, 1, SHAPE[1])) as w:
+        w.append_many(frames(256))             # a chunk per row: 256 × 32 = 8192 chunks
+    t0 = time.perf_counter()
+    f, ds = _open_checked(many, DEFAULT_DATASET, swmr=True)
+    assert ds.shape == (256, *SHAPE)
+    took = time.perf_counter() - t0
+    f.close()
+    assert took < 1.0, f"8192 chunks checked in {took:.2f} s (chunk by chunk: ~10 s)"
