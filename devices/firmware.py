@@ -30,6 +30,8 @@ from .sensor import LinkStream, link_stream
 
 BACKENDS = ("interp", "compiled", "ghdl")
 PACKET_SIGNALS = ["packet.valid", "packet.first", "packet.last", "packet.data"]
+PACKET_DTYPES = {"packet.data": np.uint16}
+"""Packet words come out as the 16-bit lanes they are (a quarter of int64's memory)."""
 
 
 class FirmwareError(RuntimeError):
@@ -174,7 +176,8 @@ class Firmware:
                 raise FirmwareError("simulate: the GHDL backend runs whole acquisitions only")
             self.configure(self.config)
         assert self._sim is not None
-        return self._sim.run_batch(link.stimulus(), link.ticks, outputs=PACKET_SIGNALS)
+        return self._sim.run_batch(link.stimulus(), link.ticks, outputs=PACKET_SIGNALS,
+                                   dtypes=PACKET_DTYPES)
 
     def _acquire_ghdl(self, counts: Sequence[npt.ArrayLike]) -> dict[str, np.ndarray]:
         from fpga.cosim import run_lockstep

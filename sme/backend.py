@@ -16,11 +16,12 @@ from importlib import metadata
 from typing import Any, ClassVar
 
 import numpy as np
+import numpy.typing as npt
 
 from .bus import Bus
 from .errors import BackendError, SimulationError
 from .network import Network, TracedSignal
-from .types import ArrayType, BoolType, EnumType, Fixed, FixedType
+from .types import ArrayType, BoolType, EnumType, Fixed, FixedType, IntegerType
 
 
 @dataclass
@@ -85,15 +86,18 @@ class Session(ABC):
         """The values of ``network.traced_signals()`` now, as one trace row."""
 
     def run_batch(
-        self, stimulus: Mapping[str, np.ndarray], ticks: int, outputs: list[str] | None = None
+        self, stimulus: Mapping[str, np.ndarray], ticks: int, outputs: list[str] | None = None,
+        dtypes: Mapping[str, npt.DTypeLike] | None = None,
     ) -> dict[str, np.ndarray]:
         """Drive ``ticks`` ticks from per-signal arrays (``"bus.signal"`` → array of length
         ``ticks``) and return, for every top-level output signal (or the ``outputs`` named),
-        its value right after each tick as an array."""
+        its value right after each tick as an array (of ``numpy_dtype``, or of the dtype
+        ``dtypes`` gives for it: see ``result_dtypes``)."""
         net = self.network
         inputs = {t.name: t for t in net.traced_signals() if t.is_input}
         check_batch_stimulus(net, inputs, stimulus, ticks)
         wanted = _output_signals(net, outputs)
+        kinds = result_dtypes(wanted, dtypes)
         drivers = [(self.driver(inputs[n].bus), inputs[n].spec.name, _py_values(inputs[n], a))
                    for n, a in stimulus.items()]
         monitors = [(self.monitor(t.bus), t.spec.name) for t in wanted]
@@ -104,7 +108,8 @@ class Session(ABC):
             self.step()
             for res, (mon, sig) in zip(results, monitors, strict=True):
                 res.append(getattr(mon, sig))
-        return {t.name: to_array(t, r) for t, r in zip(wanted, results, strict=True)}
+        return {t.name: to_array(t, r).astype(kinds[t.name], copy=False)
+                for t, r in zip(wanted, results, strict=True)}
 
     def close(self) -> None:
         """Release what the session holds (processes, files)."""
@@ -153,6 +158,32 @@ def numpy_dtype(t: TracedSignal) -> np.dtype[Any]:
     if width > 64:
         return np.dtype(object)  # Python ints: more than 64 bits
     return np.dtype(np.int64 if signed or width < 64 else np.uint64)
+
+
+def result_dtypes(wanted: list[TracedSignal], dtypes: Mapping[str, npt.DTypeLike] | None
+                  ) -> dict[str, np.dtype[Any]]:
+    """The dtype of each batch result: ``numpy_dtype``, or the one ``dtypes`` names for the
+    signal — an integer dtype holding every raw value of the (integer or fixed-point)
+    signal, e.g. ``{"packet.data": np.uint16}`` for ``Array[UInt[16], K]``: results a
+    quarter the size of int64 ones, for a caller that keeps many."""
+    kinds = {t.name: numpy_dtype(t) for t in wanted}
+    for name, dt in (dtypes or {}).items():
+        if name not in kinds:
+            raise BackendError(f"run_batch: dtypes names {name!r}, not one of the outputs "
+                               f"({', '.join(kinds) or '-'})")
+        t = next(w for w in wanted if w.name == name)
+        el = t.type.element if isinstance(t.type, ArrayType) else t.type
+        rt = el.raw_type if isinstance(el, FixedType) else el
+        try:
+            kind = np.dtype(dt)
+        except TypeError as exc:
+            raise BackendError(f"run_batch: dtypes[{name!r}]: {exc}") from None
+        if not isinstance(rt, IntegerType) or kind.kind not in "iu" \
+                or not np.iinfo(kind).min <= rt.lo <= rt.hi <= np.iinfo(kind).max:
+            raise BackendError(f"run_batch: dtypes[{name!r}] = {kind} cannot hold every value "
+                               f"of {t.type!r}")
+        kinds[name] = kind
+    return kinds
 
 
 def to_array(t: TracedSignal, values: list[Any]) -> np.ndarray:

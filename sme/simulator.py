@@ -13,10 +13,12 @@ for interactive testbenches.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from .backend import Backend, Session, get_backend, register_backend
 from .batch import CHUNK, is_vectorised, run_chunked
@@ -215,17 +217,18 @@ class Simulator:
 
     def run_batch(
         self, stimulus: Mapping[str, Any], ticks: int, outputs: list[str] | None = None,
-        chunk: int = CHUNK,
+        chunk: int = CHUNK, dtypes: Mapping[str, npt.DTypeLike] | None = None,
     ) -> dict[str, np.ndarray]:
         """Batch mode: per-signal stimulus in, per-signal output arrays out (see
-        ``Session.run_batch``). Not traced. A stimulus value is an array, a function of the
-        tick index (``lambda i: i % 8 != 7``, called with an array of tick numbers) or an
-        iterator of arrays; with functions or iterators the run goes ``chunk`` ticks at a
-        time (``sme.batch``)."""
+        ``Session.run_batch``; ``dtypes``: narrower result dtypes, see
+        ``sme.backend.result_dtypes``). Not traced. A stimulus value is an array, a function
+        of the tick index (``lambda i: i % 8 != 7``, called with an array of tick numbers)
+        or an iterator of arrays; with functions or iterators the run goes ``chunk`` ticks
+        at a time (``sme.batch``)."""
         if is_vectorised(stimulus):
-            return run_chunked(self.session.run_batch, stimulus, ticks, self.tick, outputs,
-                               chunk)
-        return self.session.run_batch(stimulus, ticks, outputs)
+            run = functools.partial(self.session.run_batch, dtypes=dtypes)
+            return run_chunked(run, stimulus, ticks, self.tick, outputs, chunk)
+        return self.session.run_batch(stimulus, ticks, outputs, dtypes)
 
     def close(self) -> None:
         """Release the backend's resources."""

@@ -94,20 +94,28 @@ def _nz(b, site, t, E):
     return b
 '''
 
-def run_signature(inputs: list[SignalType]) -> str:
-    """The numba signature of ``run`` for a network with these top-level input types."""
+def run_signature(inputs: list[SignalType], memories: list[str] | None = None) -> str:
+    """The numba signature of ``run`` for a network with these top-level input types (and
+    memories of these dtypes, see ``layout.MEMORY_MIN``)."""
     ins = []
     for t in inputs:
         el = t.element if isinstance(t, ArrayType) else t
         base = "boolean" if isinstance(el, BoolType) else "int64"
         ins.append(f"{base}[:, ::1]" if isinstance(t, ArrayType) else f"{base}[::1]")
-    args = ["int64[::1]", "int64[::1]", *ins, "int64[::1]", "int64[:, ::1]",
+    mems = [f"{dtype}[::1]" for dtype in memories or []]
+    args = ["int64[::1]", "int64[::1]", *mems, *ins, "int64[::1]", "int64[:, ::1]",
             "boolean[:, ::1]", "int64[::1]", "int64", "int64", "int64[::1]"]
     return f"int64({', '.join(args)})"
 
 
-RESET_SIGNATURE = "int64(int64[::1], int64[::1], int64[::1])"
-STEP_SIGNATURE = "void(int64[::1])"
+def reset_signature(memories: list[str]) -> str:
+    """The numba signature of ``reset(S, A, M0, …, E)``."""
+    return f"int64({', '.join(['int64[::1]'] * 2 + [f'{d}[::1]' for d in memories])}, int64[::1])"
+
+
+def step_signature(memories: list[str]) -> str:
+    """The numba signature of ``step(W, M0, …)``."""
+    return f"void({', '.join(['int64[::1]'] + [f'{d}[::1]' for d in memories])})"
 
 
 @dataclass
@@ -131,7 +139,7 @@ def generate(net: Network, checks: bool = True) -> Generated:
 
 
 def _generate(net: Network, checks: bool, wide: bool) -> Generated:
-    lay = Layout()
+    lay = Layout(wide=wide)
     cur: dict[tuple[Bus, str], Storage] = {}
     nxt: dict[tuple[Bus, str], Storage] = {}
     for bi, bus in enumerate(net.buses):
@@ -211,8 +219,11 @@ def _generate(net: Network, checks: bool, wide: bool) -> Generated:
     # the layout is complete only now (the emitter adds sites, never variables)
     load = [f"{v} = S[{i}]" for i, v in enumerate(lay.s_vars)] + [f"{v} = 0" for v in plain]
     save = [f"S[{i}] = {v}" for i, v in enumerate(lay.s_vars)]
-    sig = run_signature([p.signal.type for p in lay.inputs])
-    ins = "".join(f"in{k}, " for k in range(len(lay.inputs)))
+    dtypes = [dtype for _, dtype, _ in lay.memories]
+    sig = run_signature([p.signal.type for p in lay.inputs], dtypes)
+    ins = "".join(f"{name}, " for name, _, _ in lay.memories)
+    ins += "".join(f"in{k}, " for k in range(len(lay.inputs)))
+    mems = "".join(f", {name}" for name, _, _ in lay.memories)
     helpers = "\n".join(ln for ln in HELPERS.splitlines() if not (wide and ln.startswith("@")))
     out = ["import numpy as np", "from numba import njit", helpers, *em.table_definitions()]
     if not wide:
@@ -222,12 +233,14 @@ def _generate(net: Network, checks: bool, wide: bool) -> Generated:
                     "while _t < ticks:"])
     out += _indent(_indent(["t = tick0 + _t", *drive, *code, "_t += 1"]))
     out += _indent([*save, "return _t"])
-    out += ["", ""] + ([] if wide else [f'@njit("{RESET_SIGNATURE}", cache=True, nogil=True)'])
-    out += ["def reset(S, A, E):"]
+    out += ["", ""] + ([] if wide else [f'@njit("{reset_signature(dtypes)}", cache=True, '
+                                        'nogil=True)'])
+    out += [f"def reset(S, A{mems}, E):"]
     out += _indent([*load, "t = 0", *reset_code, *save, "return 0"])
     ws = None if wide else Workspace.of(lay)
     if ws is not None:  # one tick of run() on a session's workspace, nothing recorded
-        out += ["", "", f'@njit("{STEP_SIGNATURE}", cache=True, nogil=True)', "def step(W):"]
+        out += ["", "", f'@njit("{step_signature(dtypes)}", cache=True, nogil=True)',
+                f"def step(W{mems}):"]
         out += _indent([f"S = W[{ws.s}:{ws.a}]", f"A = W[{ws.a}:{ws.e}]",
                         f"E = W[{ws.e}:{ws.e + 8}]", f"t = W[{ws.tick}]", *load, *tick_code,
                         *save, f"W[{ws.tick}] = t + 1"])
@@ -257,7 +270,7 @@ def _instance(lay: Layout, net: Network, pi: int, cur: dict[tuple[Bus, str], Sto
     initial = proc.initial_values()
     types = {name: spec.type for name, spec in type(proc).registers().items()}
     for name, t in types.items():
-        regs[name] = lay.storage(f"r{pi}_{name}", t, initial[name])
+        regs[name] = lay.memory(f"r{pi}_{name}", t, initial[name])
     return Instance(pi, proc.describe(), proc.name, pir, ports, regs, types)
 
 

@@ -293,7 +293,7 @@ class Emitter:
         v, i = self.fresh(), self.fresh()
         conv = value if isinstance(value, ir.Convert) else None
         lines = [f"{v} = {self.val(conv.operand if conv else value)}"]
-        if arr.offset in self.dirty:
+        if arr.array == "A" and arr.offset in self.dirty:
             lines.append(f"{self.dirty[arr.offset]} = 1")
         # No undefined check: storing an element gives an array without a value one (the
         # other elements hold the zero they were allocated with, see Layout.storage).
@@ -305,22 +305,22 @@ class Emitter:
             esite = Site("store", site.where, site.target_type, site.owner, site.signal,
                          site.who, element=True, register=site.register)
             code = self.convert(conv, v, esite if elem is not None else site, index=i)
-            lines.append(f"A[{arr.offset} + {i}] = {code}")
+            lines.append(f"{arr.at(i)} = {code}")
         else:
-            lines.append(f"A[{arr.offset} + {i}] = {v}")
+            lines.append(f"{arr.at(i)} = {v}")
         if arr.defined is not None:
             lines.append(f"{arr.defined} = 1")
         return lines
 
     def store_array(self, dst: ArraySlot, value: ir.Expr, site: Site) -> list[str]:
         lines: list[str] = []
-        if dst.offset in self.dirty:
+        if dst.array == "A" and dst.offset in self.dirty:
             lines.append(f"{self.dirty[dst.offset]} = 1")
         if isinstance(value, ir.Const):
             t = value.type
             assert isinstance(t, ArrayT)
             for k, x in enumerate(value.value):
-                lines.append(f"A[{dst.offset + k}] = {self.const_raw(x, t.element)}")
+                lines.append(f"{dst.at(str(k))} = {self.const_raw(x, t.element)}")
         else:
             src, usite = self.storage_of(value)
             if not isinstance(src, ArraySlot):
@@ -328,7 +328,7 @@ class Emitter:
             if usite:
                 lines.append(f"_rd(0, {src.defined}, {usite}, t, E)")
             lines += [f"for _k in range({dst.length}):",
-                      f"    A[{dst.offset} + _k] = A[{src.offset} + _k]"]
+                      f"    {dst.at('_k')} = {src.at('_k')}"]
         if dst.defined is not None:
             lines.append(f"{dst.defined} = 1")
         return lines
@@ -401,7 +401,7 @@ class Emitter:
             isite = self.layout.site(Site("index_read", self.where(),
                                           who=_read_index_message(inst, e.base)))
             d = st.defined or "1"
-            return f"A[{st.offset} + {self.index(e.index, st.length, d, usite, isite)}]"
+            return st.at(self.index(e.index, st.length, d, usite, isite))
         if isinstance(e, ir.BinOp):
             return self.binop(e)
         if isinstance(e, ir.UnaryOp):

@@ -35,12 +35,26 @@ class Slot:
 
 @dataclass(frozen=True)
 class ArraySlot:
-    """An array stored in ``A[offset : offset + length]``."""
+    """An array stored in ``A[offset : offset + length]`` (a memory: in its own array
+    ``array``, from offset 0)."""
 
     offset: int
     length: int
     element: VType
     defined: str | None = None
+    array: str = "A"
+
+    def at(self, index: str) -> str:
+        """The generated code of element ``index`` (code) of this array."""
+        return f"{self.array}[{self.offset} + {index}]"
+
+
+MEMORY_MIN = 1024
+"""Register arrays of at least this many elements (memories: calibration tables, line
+buffers) get an array of their own in the narrowest signed dtype their values fit, not
+int64 words in ``A``: a module's three 32-lane tables take 9 bytes a pixel instead of 24,
+which keeps them in cache when many modules run. Signed, because numba computes with
+unsigned operands in uint64 (and with uint64 and int64 in float64)."""
 
 
 Storage = Slot | ArraySlot
@@ -118,6 +132,10 @@ class Layout:
     sites: list[Site] = field(default_factory=list)
     places: list[SignalPlace] = field(default_factory=list)
     inputs: list[SignalPlace] = field(default_factory=list)
+    memories: list[tuple[str, str, np.ndarray]] = field(default_factory=list)
+    """The memories (name, numpy dtype, initial raw values), see ``MEMORY_MIN``."""
+    wide: bool = False
+    """Python ints (the generated code runs uncompiled): every array in ``A``."""
 
     def scalar(self, var: str, init: int) -> int:
         """Add an ``S`` variable; returns its index."""
@@ -147,6 +165,23 @@ class Layout:
         self.scalar(prefix, raw(t, initial) if initial is not MISSING else 0)
         return Slot(prefix, vt, defined)
 
+    def memory(self, prefix: str, t: SignalType, initial: Any) -> Storage:
+        """A register's storage: a memory of its own (``M<k>``, see ``MEMORY_MIN``) when it
+        is a big array with an initial value and narrow elements, else as ``storage``."""
+        vt = vtype_of(t)
+        dtype = memory_dtype(vt.element) if isinstance(vt, ArrayT) else None
+        if (self.wide or dtype is None or not isinstance(t, ArrayType)
+                or t.length < MEMORY_MIN or initial is MISSING):
+            return self.storage(prefix, t, initial)
+        assert isinstance(vt, ArrayT)
+        name = f"M{len(self.memories)}"
+        self.memories.append((name, dtype, np.array(raws(t.element, initial), dtype=dtype)))
+        return ArraySlot(0, t.length, vt.element, None, name)
+
+    def new_memories(self) -> list[np.ndarray]:
+        """Fresh memories in their reset state (a session's own)."""
+        return [init.copy() for _, _, init in self.memories]
+
     def array(self, length: int, element: VType) -> ArraySlot:
         """Scratch array storage (local arrays), zero-filled."""
         off = len(self.a_init)
@@ -169,6 +204,18 @@ def raw(t: SignalType, value: Any) -> int:
     if isinstance(value, bool):
         return int(value)
     return t.to_raw(value)
+
+
+def memory_dtype(t: VType) -> str | None:
+    """The narrowest signed numpy dtype below int64 holding every raw value of ``t``."""
+    if isinstance(t, BoolT):
+        return "int8"
+    if not isinstance(t, NumT):
+        return None
+    for bits in (8, 16, 32):
+        if -(1 << (bits - 1)) <= t.lo and t.hi < 1 << (bits - 1):
+            return f"int{bits}"
+    return None
 
 
 def fits_i64(t: VType) -> bool:

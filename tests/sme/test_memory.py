@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -226,3 +228,45 @@ def test_storage_names_array_registers_only() -> None:
                            rf"register '{bad}'"):
             type("Bad", (Process,), {"__annotations__": {"count": UInt[4]}, "count": 0,
                                      "on_tick": lambda self: None}, storage=(bad,))
+
+
+@pytest.mark.parametrize(("word", "dtype"), [
+    (UInt[8], "int16"), (Int[12], "int16"), (UInt[31], "int32"), (Bool, "int8"),
+    (UInt[40], None)])
+def test_big_memories_hold_their_words_in_narrow_arrays(word: object, dtype: str | None
+                                                        ) -> None:
+    """A memory of MEMORY_MIN words or more is an array of its own in the narrowest signed
+    dtype (int64 words in the state array otherwise): the extremes of the word's range
+    survive writes and reads at both ends of the address range, as in the model."""
+    from sme.compiled.layout import MEMORY_MIN
+
+    depth = MEMORY_MIN
+    rt: Any = getattr(word, "raw_type", word)
+    lo, hi = (0, 1) if word is Bool else (rt.lo, rt.hi)
+    rng = np.random.default_rng(depth)
+
+    def value() -> object:
+        v = int(rng.choice([lo, hi, int(rng.integers(lo, hi + 1))]))
+        return bool(v) if word is Bool else v
+
+    init = [value() for _ in range(depth)]
+    rows = []
+    for _ in range(400):
+        row: dict[str, object] = {}
+        for port in ("pa", "pb"):
+            row[f"{port}.addr"] = int(rng.choice([0, depth - 1, int(rng.integers(0, depth))]))
+            row[f"{port}.we"] = bool(rng.random() < 0.5)
+            row[f"{port}.wdata"] = value()
+        rows.append(row)
+    sim = Simulator(_tdp(word, depth, mem=init), backend="compiled", trace=False)
+    memories = sim.session.M  # type: ignore[attr-defined]
+    assert [m.dtype.name for m in memories] == ([dtype] if dtype else [])
+    got = []
+    for row in rows:
+        sim.apply(row)
+        sim.step()
+        got.append((sim.peek("qa.rdata"), sim.peek("qb.rdata")))
+    assert got == _tdp_model(list(init), rows)  # type: ignore[arg-type]
+    stim = {name: np.array([row[name] for row in rows]) for name in rows[0]}
+    batch = Simulator(_tdp(word, depth, mem=init), backend="compiled").run_batch(stim, len(rows))
+    assert [tuple(x) for x in zip(batch["qa.rdata"], batch["qb.rdata"], strict=True)] == got
