@@ -10,7 +10,9 @@
   bit, to a single-threaded run's.
 * ``firmware.p6m.single_thread.frames_per_s`` and ``firmware.p6m.thread_speedup`` — one
   thread, timed in turn with the threads' runs (each after its warm-up run, as many
-  repeats), so a change of the machine's load between them does not skew the ratio.
+  repeats), so a change of the machine's load between them does not skew the ratio;
+  ``firmware.p6m.single_thread.ns_per_module_tick``: its time per tick of one module's
+  chain (a tick moves 32 pixels; 100 frames/s on 2 cores needs about 107 ns).
 * ``firmware.p6m.compiled_nochecks.frames_per_s`` — the same without the run-time checks.
 * ``firmware.p6m.acquire_frames_per_s`` — link words, firmware, readout (CRC and checks of
   every module packet) and assembly of the frame: what a detector does per frame.
@@ -95,7 +97,9 @@ def thread_rates(counts: Sequence[np.ndarray], workers: Sequence[int], repeat: i
     for fw in fws:
         fw.close()
     n = len(counts)
-    return [{"sim": n / ts, "acquire": n / ta, "outputs": out, "frames": fr}
+    ticks = sum(stream.ticks for stream in links.streams)
+    return [{"sim": n / ts, "acquire": n / ta, "outputs": out, "frames": fr,
+             "ns_per_tick": ts / ticks * 1e9}
             for ts, ta, out, fr in zip(t_sim, t_acq, outputs, frames, strict=True)]
 
 
@@ -177,7 +181,8 @@ def p6m_figures(frames: int, workers: int, repeat: int = 3) -> dict[str, float]:
     print(f"Pilatus 6M: {LAYOUT.modules} modules of {LAYOUT.module.height}×"
           f"{LAYOUT.module.width}, {LAYOUT.module.lanes} lanes, {frames} frames of "
           f"{LAYOUT.shape[0]}×{LAYOUT.shape[1]}, {workers} worker(s) on "
-          f"{len(os.sched_getaffinity(0))} CPU(s)")
+          f"{len(os.sched_getaffinity(0))} CPU(s), load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} before the runs")
     par, one = thread_rates(counts, [workers, 1], repeat)
     same = all(np.array_equal(a[k], b[k]) for a, b in zip(par["outputs"], one["outputs"],
                                                            strict=True) for k in a)
@@ -199,6 +204,7 @@ def p6m_figures(frames: int, workers: int, repeat: int = 3) -> dict[str, float]:
     return {
         "firmware.p6m.frames_per_s": par["sim"],
         "firmware.p6m.single_thread.frames_per_s": one["sim"],
+        "firmware.p6m.single_thread.ns_per_module_tick": one["ns_per_tick"],
         "firmware.p6m.thread_speedup": par["sim"] / one["sim"],
         "firmware.p6m.compiled_nochecks.frames_per_s": nochecks["sim"],
         "firmware.p6m.mpixel_per_s": par["sim"] * mpix,

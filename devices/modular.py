@@ -38,7 +38,7 @@ from fpga.designs.layout import DetectorLayout
 from fpga.designs.reference import ChainConfig, ChainTables
 
 from .firmware import BACKENDS, Firmware, FirmwareError
-from .sensor import LinkStream
+from .sensor import LinkStream, link_stream
 
 __all__ = ["ModularFirmware", "ModuleLinks"]
 
@@ -189,14 +189,23 @@ class ModularFirmware:
         per_frame = [self.layout.split(c) for c in counts]
         return [[parts[m] for parts in per_frame] for m in range(len(self.boards))]
 
+    def _streams(self, modules: list[list[npt.NDArray[Any]]]) -> list[LinkStream]:
+        """Every module's link words; a module's bad counts (out of the 20-bit range, say)
+        are a ``ValueError`` naming the module."""
+        def one(m: int) -> LinkStream:
+            try:
+                return link_stream(modules[m], self.params)
+            except ValueError as exc:
+                raise ValueError(f"module {m}: {exc}") from None
+
+        return self._map(one)
+
     def link(self, counts: Sequence[npt.ArrayLike]) -> ModuleLinks | None:
         """Every module's link words for ``counts`` (detector frames), built ahead; None
         on the GHDL backend."""
         if self.backend == "ghdl":
             return None
-        modules = self._module_counts(counts)
-        streams = self._map(lambda m: self.boards[m].link(modules[m]))
-        return ModuleLinks(tuple(s for s in streams if s is not None))
+        return ModuleLinks(tuple(self._streams(self._module_counts(counts))))
 
     def simulate(self, links: ModuleLinks) -> list[dict[str, np.ndarray]]:
         """The firmware alone: every module's link words through its board, in parallel;
@@ -206,11 +215,17 @@ class ModularFirmware:
     def acquire(self, counts: Sequence[npt.ArrayLike], *, allow_loss: bool = False,
                 links: Sequence[ModuleLinks] | None = None) -> list[ReadoutFrame]:
         """Send detector frames of ``counts`` through every module's board; the frames
-        every module delivered come back, assembled (see ``Firmware.acquire``)."""
+        every module delivered come back, assembled (see ``Firmware.acquire``). Every
+        module's counts are checked before any board runs, so a module's bad counts leave
+        every board as it was (their frame counters stay in step)."""
         modules = self._module_counts(counts)
+        built = self._streams(modules) if links is None else []
 
         def one(m: int) -> list[ReadoutFrame]:
-            own = None if links is None else [group.streams[m] for group in links]
+            if links is not None:
+                own: list[LinkStream] | None = [group.streams[m] for group in links]
+            else:  # the GHDL backend builds its stream around the configuration replay
+                own = None if self.backend == "ghdl" else [built[m]]
             return self.boards[m].acquire(modules[m], allow_loss=True, links=own)
 
         delivered = self._map(one)

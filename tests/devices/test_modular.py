@@ -7,9 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from devices.firmware import FirmwareError
+from devices.firmware import Firmware, FirmwareError
 from devices.modular import ModularFirmware
+from devices.sensor import link_stream
 from fpga.designs.layout import PILATUS_6M, DetectorLayout
+from fpga.designs.params import PIXEL_MAX
 from fpga.designs.reference import ChainConfig, ChainTables, reference_frame
 
 # six Pilatus modules (the P6M's chain: compiled once for every test that uses it)
@@ -85,3 +87,43 @@ def test_modular_firmware_checks() -> None:
     fw = ModularFirmware(LAYOUT, "compiled", workers=1)
     with pytest.raises(ValueError, match=r"tables have shape \(195, 487\), the detector is"):
         fw.configure(ChainConfig(), ChainTables.reset(LAYOUT.module))
+
+
+def test_each_module_is_its_own_board_on_its_own_data() -> None:
+    """The detector's modules (different counts, tables and ROI parts; one module all
+    saturated at the 20-bit maximum) give the packets, bit for bit, of independent
+    single-module boards; counts beyond 20 bits in one module are an error naming it that
+    runs no board (the frame counters stay in step: the next frames still assemble)."""
+    counts = _counts(2, seed=7)
+    origins = LAYOUT.origins()
+    h, w = LAYOUT.module.height, LAYOUT.module.width
+    y0, x0 = origins[4]
+    counts[0][y0:y0 + h, x0:x0 + w] = PIXEL_MAX
+    y0, x0 = origins[1]
+    counts[1][y0:y0 + 9, x0:x0 + w] = PIXEL_MAX  # some lines saturated
+    tables = _tables(2)
+    fw = ModularFirmware(LAYOUT, "compiled", workers=2)
+    fw.configure(CONFIG, tables)
+    links = fw.link(counts)
+    assert links is not None
+    outputs = fw.simulate(links)
+    dark, gain, mask = (LAYOUT.split(t) for t in (tables.dark, tables.gain, tables.mask))
+    for m in range(LAYOUT.modules):
+        board = Firmware(LAYOUT.module, "compiled")
+        board.configure(ChainConfig(CONFIG.threshold, LAYOUT.module_roi(CONFIG.roi, m)),
+                        ChainTables(dark[m], gain[m], mask[m]))
+        want = board.simulate(link_stream([LAYOUT.split(c)[m] for c in counts], LAYOUT.module))
+        assert set(outputs[m]) == set(want)
+        for name, values in want.items():
+            assert np.array_equal(outputs[m][name], values), (m, name)
+    bad = counts[1].copy()
+    y0, x0 = origins[3]
+    bad[y0 + 5, x0 + 7] = PIXEL_MAX + 1
+    for call in (fw.link, fw.acquire):
+        with pytest.raises(ValueError, match=r"^module 3: frames\[1\] counts must be in 0 … "
+                                             r"1048575, got \d+ … 1048576$"):
+            call([counts[0], bad])
+    # no board ran for the bad frames: every module's next frames are numbers 2 and 3
+    frames = fw.acquire(counts, allow_loss=True)
+    assert [f.frame_number for f in frames] == [2, 3] and fw.report()["good"] == 2
+    assert frames[0].saturated > 0.95 * h * w  # module 4 (its unmasked pixels)
