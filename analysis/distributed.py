@@ -84,6 +84,7 @@ from analysis.reduce import (
 )
 from analysis.tiled_frames import API_KEY_ENV, TiledFrameSource, tiled_frame_source
 from dataflow.hdf5 import DEFAULT_DATASET, FrameReader
+from dataflow.pixel_mask import MASK_STREAM
 
 if TYPE_CHECKING:
     from analysis.azint import AzimuthalIntegrator
@@ -534,14 +535,15 @@ def _tomo(run: Any, start: dict[str, Any], catalog: RunCatalog, callbacks: Seque
     n, height, _ = sources["projection"].shape
     chosen = select_rows(params.rows, height)
     angles, angle_source = tomo_angles_of(run, start, names["projection"], n)
+    has_mask = MASK_STREAM in run  # (asked once: without one, each asking costs requests)
     inputs = file_inputs([*(uri for s in sources.values() for uri in s.uris),
-                          *mask_uris(run, start)])
+                          *(mask_uris(run, start) if has_mask else [])])
     md = derived_md(start, "tomo_fbp", inputs, {**params.metadata(), **where}, live=False)
     derived = DerivedRun(callbacks, md)
     client = session.client
     futures: list[Any] = []
     try:
-        mask = run_mask(run, start, tuple(sources["dark"].shape[1:]))
+        mask = run_mask(run, start, tuple(sources["dark"].shape[1:])) if has_mask else None
         refs = client.submit(references_task, sources["dark"], sources["flat"], mask,
                              pure=False)
         futures.append(refs)
@@ -568,7 +570,8 @@ def _azint(run: Any, start: dict[str, Any], catalog: RunCatalog, callbacks: Sequ
     geometry = geometry_from(start)
     source = _stream_source(run, "primary", start, where, url)
     n = source.shape[0]
-    inputs = file_inputs([*source.uris, *mask_uris(run, start)])
+    has_mask = MASK_STREAM in run  # (asked once: without one, each asking costs requests)
+    inputs = file_inputs([*source.uris, *(mask_uris(run, start) if has_mask else [])])
     md = derived_md(start, "azint1d", inputs, {**params.metadata(geometry), **where},
                     live=False)
     derived = DerivedRun(callbacks, md)
@@ -578,7 +581,7 @@ def _azint(run: Any, start: dict[str, Any], catalog: RunCatalog, callbacks: Sequ
         seq = np.asarray(run["primary"]["seq_num"].read(), dtype=np.int64) \
             if "seq_num" in run["primary"] else np.arange(1, n + 1)
         geometry_md = geometry.to_metadata()
-        mask = run_mask(run, start, tuple(source.shape[1:]))
+        mask = run_mask(run, start, tuple(source.shape[1:])) if has_mask else None
         futures = [client.submit(azint_task, source, a, b, geometry_md, params, mask,
                                  pure=False)
                    for a, b in _frame_chunks(n, chunk)]
