@@ -356,7 +356,8 @@ def _check_frames(frames: Sequence[npt.ArrayLike] | npt.NDArray[np.integer],
             raise ValueError(f"frames[{i}] has shape {f.shape}, the sensor is {shape}")
         if f.dtype == bool or not np.issubdtype(f.dtype, np.integer):
             raise ValueError(f"frames[{i}] must hold integer counts, got dtype {f.dtype}")
-        if f.size and (int(f.min()) < 0 or int(f.max()) > PIXEL_MAX):
+        signed = np.issubdtype(f.dtype, np.signedinteger)  # (an unsigned min is >= 0)
+        if f.size and ((signed and int(f.min()) < 0) or int(f.max()) > PIXEL_MAX):
             raise ValueError(f"frames[{i}] counts must be in 0 … {PIXEL_MAX}, got "
                              f"{int(f.min())} … {int(f.max())}")
     return items
