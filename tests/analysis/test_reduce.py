@@ -226,3 +226,29 @@ def test_damaged_input_is_refused_and_leaves_no_derived_run(
         assert len(acquired.catalog.derived_runs(acquired.diff_uid)) == before
     finally:
         path.write_bytes(original)
+
+
+def test_derived_events_are_valid_documents_and_wrong_keys_are_refused() -> None:
+    """A derived event is composed without event_model's schema walk: what it sends
+    still passes that schema, and data whose keys are not the stream's is refused with
+    both key lists (the one check the walk made of documents composed here)."""
+    from event_model import DocumentNames, schema_validators
+
+    from analysis.derived_run import DerivedRun
+
+    docs: list[tuple[str, dict[str, Any]]] = []
+    run = DerivedRun([lambda name, doc: docs.append((name, doc))], {"raw_uid": "r"})
+    run.descriptor("primary", {"intensity": {"source": "t", "dtype": "array", "shape": [3]},
+                               "raw_seq_num": {"source": "t", "dtype": "integer",
+                                               "shape": []}})
+    run.event("primary", {"intensity": np.array([1.0, 2.0, 3.0]),
+                          "raw_seq_num": np.int64(4)})
+    name, event = docs[-1]
+    assert name == "event" and event["data"] == {"intensity": [1.0, 2.0, 3.0],
+                                                 "raw_seq_num": 4}
+    schema_validators[DocumentNames.event].validate(event)
+    with pytest.raises(ReductionError, match=r"event of derived stream 'primary': data keys "
+                                             r"\['intensity'\], the stream declares "
+                                             r"\['intensity', 'raw_seq_num'\]"):
+        run.event("primary", {"intensity": np.zeros(3)})
+    assert len(docs) == 3  # start, descriptor, the one good event
