@@ -165,10 +165,13 @@ class _SettingsOverride(dict[Any, Any]):
     override is the only one (module docstring); any other override makes FastAPI apply
     them all, per dependency, as before."""
 
-    def __bool__(self) -> bool:
-        from tiled.server.settings import get_settings
+    def __init__(self, overrides: Any = (), settings: Any = None) -> None:
+        super().__init__(overrides)
+        self.settings = settings
+        """Tiled's ``get_settings`` (FastAPI asks for the truth value per dependency)."""
 
-        return any(key is not get_settings for key in self)
+    def __bool__(self) -> bool:
+        return any(key is not self.settings for key in self)
 
 
 def apply_settings_once(app: Any) -> Any:
@@ -179,7 +182,7 @@ def apply_settings_once(app: Any) -> Any:
     override = app.dependency_overrides.get(get_settings)
     if override is None or override() is not get_settings():
         return app  # (a Tiled whose override gives other settings keeps it, slow and right)
-    app.dependency_overrides = _SettingsOverride(app.dependency_overrides)
+    app.dependency_overrides = _SettingsOverride(app.dependency_overrides, get_settings)
     return app
 
 
