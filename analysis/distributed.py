@@ -69,12 +69,12 @@ from analysis.reduce import (
     derived_md,
     file_inputs,
     geometry_from,
-    image_key,
     mask_uris,
     reducible_run,
     run_mask,
     select_rows,
     stop_failed,
+    stream_frames,
     tomo_angles_of,
     tomo_chunk,
     tomo_combine,
@@ -502,28 +502,12 @@ def reduce_run_dask(catalog: RunCatalog, ref: str | int, scheduler: str = LOCAL,
 def _stream_source(run: Any, stream: str, start: Mapping[str, Any],
                    where: Mapping[str, Any], url: str | None) -> Source:
     """Where the workers read the frames of ``stream`` (``where["frames_from"]``)."""
-    try:
-        node = run[stream]
-    except KeyError:
-        raise ReductionError(f"run {start['uid']}: no stream {stream!r}") from None
+    _, frames = stream_frames(run, stream, start)
     what = f"run {start['uid']} stream {stream!r}"
-    key = image_key((node.metadata or {}).get("data_keys") or {}, start, where=what)
-    frames = _frames_node(node, key)
     if where["frames_from"] == "tiled":
         assert url is not None
         return tiled_frame_source(frames, url, what)
     return frame_source(frames, what)
-
-
-def _frames_node(stream: Any, key: str) -> Any:
-    """The array node ``key`` of a stream, with its data sources, in one request (through
-    the stream's composite view it took four: the view lists its keys twice, then the node,
-    then its data sources)."""
-    base = getattr(stream, "base", stream)
-    try:
-        return base.new_variation(include_data_sources=True)[key]
-    except KeyError:  # not a direct child: the composite view knows where it is
-        return stream[key]
 
 
 def _tomo(run: Any, start: dict[str, Any], catalog: RunCatalog, callbacks: Sequence[Callback],
@@ -537,13 +521,13 @@ def _tomo(run: Any, start: dict[str, Any], catalog: RunCatalog, callbacks: Seque
     angles, angle_source = tomo_angles_of(run, start, names["projection"], n)
     has_mask = MASK_STREAM in run  # (asked once: without one, each asking costs requests)
     inputs = file_inputs([*(uri for s in sources.values() for uri in s.uris),
-                          *(mask_uris(run, start) if has_mask else [])])
+                          *mask_uris(run, start, present=has_mask)])
     md = derived_md(start, "tomo_fbp", inputs, {**params.metadata(), **where}, live=False)
     derived = DerivedRun(callbacks, md)
     client = session.client
     futures: list[Any] = []
     try:
-        mask = run_mask(run, start, tuple(sources["dark"].shape[1:])) if has_mask else None
+        mask = run_mask(run, start, tuple(sources["dark"].shape[1:]), present=has_mask)
         refs = client.submit(references_task, sources["dark"], sources["flat"], mask,
                              pure=False)
         futures.append(refs)
@@ -571,7 +555,7 @@ def _azint(run: Any, start: dict[str, Any], catalog: RunCatalog, callbacks: Sequ
     source = _stream_source(run, "primary", start, where, url)
     n = source.shape[0]
     has_mask = MASK_STREAM in run  # (asked once: without one, each asking costs requests)
-    inputs = file_inputs([*source.uris, *(mask_uris(run, start) if has_mask else [])])
+    inputs = file_inputs([*source.uris, *mask_uris(run, start, present=has_mask)])
     md = derived_md(start, "azint1d", inputs, {**params.metadata(geometry), **where},
                     live=False)
     derived = DerivedRun(callbacks, md)
@@ -581,7 +565,7 @@ def _azint(run: Any, start: dict[str, Any], catalog: RunCatalog, callbacks: Sequ
         seq = np.asarray(run["primary"]["seq_num"].read(), dtype=np.int64) \
             if "seq_num" in run["primary"] else np.arange(1, n + 1)
         geometry_md = geometry.to_metadata()
-        mask = run_mask(run, start, tuple(source.shape[1:])) if has_mask else None
+        mask = run_mask(run, start, tuple(source.shape[1:]), present=has_mask)
         futures = [client.submit(azint_task, source, a, b, geometry_md, params, mask,
                                  pure=False)
                    for a, b in _frame_chunks(n, chunk)]

@@ -136,6 +136,7 @@ __all__ = [
     "derived_file_name",
     "derived_md",
     "file_inputs",
+    "frames_node",
     "geometry_from",
     "image_key",
     "reduce_run",
@@ -143,6 +144,7 @@ __all__ = [
     "run_mask",
     "select_rows",
     "stop_failed",
+    "stream_frames",
     "tomo_chunk",
     "tomo_combine",
     "tomo_references",
@@ -230,31 +232,50 @@ class ReductionSummary:
         return line + (f" ({self.reason})" if self.reason else "")
 
 
-def _stream_image_key(run: Any, stream: str, start: Mapping[str, Any]) -> str:
+def stream_frames(run: Any, stream: str, start: Mapping[str, Any]) -> tuple[str, Any]:
+    """The frame data key of the run's ``stream`` (:func:`image_key`) and its array node.
+
+    Raises ``ReductionError`` naming the run when the stream or its frames are missing."""
     try:
         node = run[stream]
     except KeyError:
         raise ReductionError(f"run {start['uid']}: no stream {stream!r}") from None
-    return image_key((node.metadata or {}).get("data_keys") or {}, start,
-                     where=f"run {start['uid']} stream {stream!r}")
+    key = image_key((node.metadata or {}).get("data_keys") or {}, start,
+                    where=f"run {start['uid']} stream {stream!r}")
+    return key, frames_node(node, key)
 
 
-def run_mask(run: Any, start: Mapping[str, Any], shape: tuple[int, ...]) -> BoolImage | None:
+def frames_node(stream: Any, key: str) -> Any:
+    """The array node ``key`` of a stream, with its data sources, in one catalog request
+    (through the stream's composite view it takes four: the view lists its keys twice,
+    then the node, then its data sources)."""
+    base = getattr(stream, "base", stream)
+    try:
+        return base.new_variation(include_data_sources=True)[key]
+    except KeyError:  # not a direct child: the composite view knows where it is
+        return stream[key]
+
+
+def run_mask(run: Any, start: Mapping[str, Any], shape: tuple[int, ...], *,
+             present: bool | None = None) -> BoolImage | None:
     """The run's pixel mask (its ``"mask"`` stream, :mod:`dataflow.pixel_mask`) as bool of
     the frames' ``shape``, True where a pixel is ignored; None for a run without one.
+    ``present``: whether the run has the stream, when the caller already asked (asking a
+    catalog costs requests, most of all for a run without one).
     ``ReductionError`` when the stream is there but unreadable or of another shape."""
-    if MASK_STREAM not in run:
+    if not (MASK_STREAM in run if present is None else present):
         return None
-    key = _stream_image_key(run, MASK_STREAM, start)
-    bits = _read(run[MASK_STREAM][key], f"run {start['uid']} pixel mask", slice(0, 1))
+    _, node = stream_frames(run, MASK_STREAM, start)
+    bits = _read(node, f"run {start['uid']} pixel mask", slice(0, 1))
     return checked_mask(bits, shape)
 
 
-def mask_uris(run: Any, start: Mapping[str, Any]) -> list[str]:
-    """The files of the run's pixel mask (an input of its reductions), none without one."""
-    if MASK_STREAM not in run:
+def mask_uris(run: Any, start: Mapping[str, Any], *, present: bool | None = None) -> list[str]:
+    """The files of the run's pixel mask (an input of its reductions), none without one
+    (``present`` as for :func:`run_mask`)."""
+    if not (MASK_STREAM in run if present is None else present):
         return []
-    return _asset_uris(run[MASK_STREAM][_stream_image_key(run, MASK_STREAM, start)])
+    return _asset_uris(stream_frames(run, MASK_STREAM, start)[1])
 
 
 def _asset_uris(node: Any) -> list[str]:
@@ -395,7 +416,7 @@ def check_derived_folder(catalog: RunCatalog, run: Any, start: Mapping[str, Any]
     raw_dir = catalog.raw_dir
     names = tomo_streams(start)
     paths = [uri_path(uri) for stream in names.values()
-             for uri in _asset_uris(run[stream][_stream_image_key(run, stream, start)])]
+             for uri in _asset_uris(stream_frames(run, stream, start)[1])]
     if paths and not any(path.resolve().is_relative_to(raw_dir) for path in paths):
         raise ReductionError(
             f"--data: derived files would go to {raw_dir / 'derived'}, but the server "
@@ -407,8 +428,7 @@ def _reduce_tomo(run: Any, start: dict[str, Any], catalog: RunCatalog,
                  callbacks: Sequence[Callback], params: TomoParams, chunk: int,
                  t0: float) -> ReductionSummary:
     names = tomo_streams(start)
-    keys = {kind: _stream_image_key(run, stream, start) for kind, stream in names.items()}
-    nodes = {kind: run[names[kind]][keys[kind]] for kind in names}
+    nodes = {kind: stream_frames(run, stream, start)[1] for kind, stream in names.items()}
     n, height, _ = (int(v) for v in nodes["projection"].shape)
     chosen = select_rows(params.rows, height)
     angles, source = tomo_angles_of(run, start, names["projection"], n,
@@ -417,13 +437,15 @@ def _reduce_tomo(run: Any, start: dict[str, Any], catalog: RunCatalog,
     if n == 0:
         raise ReductionError(f"run {start['uid']}: no projections to reduce (a killed run: "
                              "smeflow catalog repair recovers what it acquired)")
+    has_mask = MASK_STREAM in run
     inputs = file_inputs([*(u for node in nodes.values() for u in _asset_uris(node)),
-                          *mask_uris(run, start)])
+                          *mask_uris(run, start, present=has_mask)])
     md = derived_md(start, "tomo_fbp", inputs, params.metadata(), live=False)
     # Every frame is read (and checked: complete, checksum) before the derived run
     # starts: damaged input is an error and leaves no derived run behind.
     refs = tomo_references(_read(nodes["dark"], "darks"), _read(nodes["flat"], "flats"),
-                           run_mask(run, start, (height, int(nodes["dark"].shape[2]))))
+                           run_mask(run, start, (height, int(nodes["dark"].shape[2])),
+                                    present=has_mask))
     partials = [tomo_chunk(_read(nodes["projection"], "projections", sl), angles[sl], refs,
                            rows=chosen, floor=params.floor, device=params.device)
                 for sl in progress(_chunks(n, chunk), desc="reconstructing", unit="chunk")]
@@ -445,10 +467,11 @@ def _reduce_azint(run: Any, start: dict[str, Any], catalog: RunCatalog,
     from analysis.azint import AzimuthalIntegrator
 
     geometry = geometry_from(start)
-    key = _stream_image_key(run, "primary", start)
-    node = run["primary"][key]
+    _, node = stream_frames(run, "primary", start)
     n = int(node.shape[0])
-    md = derived_md(start, "azint1d", file_inputs([*_asset_uris(node), *mask_uris(run, start)]),
+    has_mask = MASK_STREAM in run
+    md = derived_md(start, "azint1d",
+                    file_inputs([*_asset_uris(node), *mask_uris(run, start, present=has_mask)]),
                     params.metadata(geometry), live=False)
     seq = np.asarray(run["primary"]["seq_num"].read(), dtype=np.int64) \
         if "seq_num" in run["primary"] else np.arange(1, n + 1)
@@ -459,7 +482,7 @@ def _reduce_azint(run: Any, start: dict[str, Any], catalog: RunCatalog,
     # Every frame is read (and checked: complete, checksum) before the derived run
     # starts: damaged input is an error and leaves no derived run behind.
     integrator = AzimuthalIntegrator(geometry, device=params.device)
-    mask = run_mask(run, start, tuple(int(v) for v in node.shape[1:]))
+    mask = run_mask(run, start, tuple(int(v) for v in node.shape[1:]), present=has_mask)
     chunks = [azint_chunk(_read(node, "frames", sl), integrator, params, first=sl.start,
                           mask=mask)
               for sl in progress(_chunks(n, chunk), desc="integrating", unit="chunk")]
