@@ -285,14 +285,16 @@ def test_slow_consumer_drops_reductions_keeps_raw_data_and_bounded_memory(
     """A consumer slower than acquisition (test aid ``--throttle``: 2 s per frame vs
     about 0.1 s per acquired frame, still slower on a machine loaded enough to make
     acquisition 10× slower) with an inbox of 4 frame documents: reductions are
-    dropped and counted, raw data is complete, and the consumer's peak RSS after a 4×
-    longer scan is what it was after the short one."""
+    dropped and counted, raw data is complete, and a 4× longer scan raises the consumer's
+    peak RSS no more than another short one does (each run costs the consumer about
+    4 MB, the same for 12 frames as for 48: measured by two short scans in a row, so
+    that only growth with the number of frames fails)."""
     consumer = bench.consumer("--throttle", "2", "--capacity", "4", "--bins", str(BINS),
                               "--batch", "4")
     consumer.wait_for(READY)
     peaks: dict[str, int] = {}
     dropped: dict[str, int] = {}
-    for what, frames in (("warm-up", 12), ("short", 12), ("long", 48)):
+    for what, frames in (("warm-up", 12), ("short", 12), ("short again", 12), ("long", 48)):
         uid = bench.scan(frames)
         line = derived_line(consumer, uid, timeout=120)
         peaks[what] = consumer.peak_rss_kib()
@@ -308,5 +310,7 @@ def test_slow_consumer_drops_reductions_keeps_raw_data_and_bounded_memory(
     assert int(stats["dropped"]) >= sum(dropped.values())
     assert dropped["long"] > dropped["short"]
     print(f"consumer peak RSS (KiB): {peaks}, dropped frames {dropped}")
-    growth = peaks["long"] - peaks["short"]
-    assert growth < 4 * 1024, f"peak RSS grew by {growth} KiB over a 4x longer scan: {peaks}"
+    per_run = max(peaks["short again"] - peaks["short"], 0)
+    excess = peaks["long"] - peaks["short again"] - per_run
+    assert excess < 2 * 1024, (f"a 4x longer scan raised peak RSS {excess} KiB more than a "
+                               f"short scan ({per_run} KiB): {peaks}")
