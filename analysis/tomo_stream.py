@@ -185,12 +185,9 @@ class StreamingFBP:
 
     def result(self) -> F32:
         """The reconstruction so far ``(slices, width, width)``: ``π / (2n) · Σ``."""
-        parts = self.slabs()
-        first = next(parts)
-        out = np.empty((self.slices, *first.shape[1:]), np.float32)
-        out[:len(first)] = first
-        lo = len(first)
-        for slab in parts:  # one group at a time: no second full copy on the host
+        out = np.empty((self.slices, self.width, self.width), np.float32)
+        lo = 0
+        for slab in self.slabs():  # one group at a time: no second full copy on the host
             out[lo:lo + len(slab)] = slab
             lo += len(slab)
         return out
