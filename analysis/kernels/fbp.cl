@@ -12,27 +12,16 @@
 //        the detector position t = y cos - x sin + centre (scikit-image's iradon).
 // Global size (ceil(size / VW) rounded up to the local size, size, slices / SPI).
 
-#define G1(n) v0.s##n = row[k.s##n].x; dv.s##n = row[k.s##n].y;
-#define GATHER8 G1(0) G1(1) G1(2) G1(3) G1(4) G1(5) G1(6) G1(7)
-#if VW == 8
-typedef float8 vf;
-typedef int8 vi;
-#define CONVERT_VI convert_int8
-#define CONVERT_VF convert_float8
-#define GATHER GATHER8
-#define IOTA ((float8)(0, 1, 2, 3, 4, 5, 6, 7))
-#define VSTORE vstore8
-#elif VW == 16
-typedef float16 vf;
-typedef int16 vi;
-#define CONVERT_VI convert_int16
-#define CONVERT_VF convert_float16
-#define GATHER GATHER8 G1(8) G1(9) G1(a) G1(b) G1(c) G1(d) G1(e) G1(f)
-#define IOTA ((float16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
-#define VSTORE vstore16
-#else
+// Vectors are 8 floats wide: PoCL passes a float16 to its builtins (fma, convert, vstore)
+// through memory without AVX-512, and LLVM warns that it changes the ABI. So VW = 16 is
+// NH = 2 halves of 8 pixels, each with its own accumulators.
+#if VW != 8 && VW != 16
 #error "VW must be 8 or 16"
 #endif
+#define NH (VW / 8)
+#define G1(n) v0.s##n = row[k.s##n].x; dv.s##n = row[k.s##n].y;
+#define GATHER G1(0) G1(1) G1(2) G1(3) G1(4) G1(5) G1(6) G1(7)
+#define IOTA ((float8)(0, 1, 2, 3, 4, 5, 6, 7))
 
 __kernel void backproject(__global const float2 *filt, __global const float2 *trig,
                           const uint angles, const uint stride, const float centre,
@@ -50,32 +39,36 @@ __kernel void backproject(__global const float2 *filt, __global const float2 *tr
     // the whole run of pixels outside the circle: no angle loop
     const int ymin = (ya <= 0 && yb >= 0) ? 0 : min(abs(ya), abs(yb));
     const bool skip = circle && xi * xi + ymin * ymin > r * r;
-    vf acc[SPI];
-    for (int s = 0; s < SPI; ++s) acc[s] = (vf)(0.0f);
+    float8 acc[SPI * NH];
+    for (int s = 0; s < SPI * NH; ++s) acc[s] = (float8)(0.0f);
     if (!skip) {
-        const vf y = (vf)((float)ya) + IOTA;
         const float last = (float)(stride - 1);
         const size_t slice_stride = (size_t)angles * stride;
         const float c1 = centre + 1.0f;
         __global const float2 *base = filt + (size_t)g * SPI * slice_stride;
         for (uint a = 0; a < angles; ++a) {
             const float2 cs = trig[a];
-            const vf t = fma(y, (vf)(cs.x), (vf)(fma(-x, cs.y, c1)));
-            const vi ok = (t >= (vf)(0.0f)) & (t < (vf)(last));
-            const vi k = select((vi)((int)stride - 1), CONVERT_VI(t), ok);
-            const vf f = select((vf)(0.0f), t - CONVERT_VF(k), ok);
-            for (int s = 0; s < SPI; ++s) {
-                __global const float2 *row = base + s * slice_stride + (size_t)a * stride;
-                vf v0, dv;
-                GATHER
-                acc[s] += fma(f, dv, v0);
+            const float xs = fma(-x, cs.y, c1);
+            #pragma unroll
+            for (int h = 0; h < NH; ++h) {
+                const float8 y = (float8)((float)(ya + 8 * h)) + IOTA;
+                const float8 t = fma(y, (float8)(cs.x), (float8)(xs));
+                const int8 ok = (t >= (float8)(0.0f)) & (t < (float8)(last));
+                const int8 k = select((int8)((int)stride - 1), convert_int8(t), ok);
+                const float8 f = select((float8)(0.0f), t - convert_float8(k), ok);
+                for (int s = 0; s < SPI; ++s) {
+                    __global const float2 *row = base + s * slice_stride + (size_t)a * stride;
+                    float8 v0, dv;
+                    GATHER
+                    acc[s * NH + h] += fma(f, dv, v0);
+                }
             }
         }
     }
     __global float *o = out + (size_t)g * SPI * npix + (size_t)i * size + j0;
     for (int s = 0; s < SPI; ++s) {
         float run[VW];
-        VSTORE(acc[s] * scale, 0, run);
+        for (int h = 0; h < NH; ++h) vstore8(acc[s * NH + h] * scale, h, run);
         for (int jj = 0; jj < jn; ++jj) {
             const int y = ya + jj;
             const bool outside = circle && xi * xi + y * y > r * r;

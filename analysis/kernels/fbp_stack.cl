@@ -15,20 +15,19 @@
 //        With accumulate != 0 the sums are added to what out holds (streaming use).
 // Global size (ceil(size / PPW), size, groups).
 
-// Loads are at most 8 floats wide: PoCL's vload16 is a call returning a float16, which
-// without AVX-512 goes through memory (and LLVM warns that it changes the ABI).
+// Vectors are at most 8 floats wide: PoCL passes a float16 to its builtins (fma, vload16,
+// vstore16) through memory without AVX-512, and LLVM warns that it changes the ABI. So
+// SPI = 16 is two float8 halves (NV = 2), each with its own accumulator.
 #if SPI == 4
 typedef float4 vs;
-#define LOAD_V(p) vload4(0, (p))
-#define LOAD_DV(p) vload4(1, (p))
-#elif SPI == 8
+#define NV 1
+#define LOAD(k, p) vload4((k), (p))
+#define STORE(v, k, p) vstore4((v), (k), (p))
+#elif SPI == 8 || SPI == 16
 typedef float8 vs;
-#define LOAD_V(p) vload8(0, (p))
-#define LOAD_DV(p) vload8(1, (p))
-#elif SPI == 16
-typedef float16 vs;
-#define LOAD_V(p) ((vs)(vload8(0, (p)), vload8(1, (p))))
-#define LOAD_DV(p) ((vs)(vload8(2, (p)), vload8(3, (p))))
+#define NV (SPI / 8)
+#define LOAD(k, p) vload8((k), (p))
+#define STORE(v, k, p) vstore8((v), (k), (p))
 #else
 #error "SPI must be 4, 8 or 16"
 #endif
@@ -50,8 +49,8 @@ __kernel void backproject_stack(__global const float *filt, __global const float
     const float last = (float)(stride - 1);
     const float c1 = centre + 1.0f;
     __global const float *base = filt + (size_t)g * angles * stride * row;
-    vs acc[PPW];
-    for (int p = 0; p < PPW; ++p) acc[p] = (vs)(0.0f);
+    vs acc[PPW * NV];
+    for (int p = 0; p < PPW * NV; ++p) acc[p] = (vs)(0.0f);
     // the whole run of pixels outside the circle: no angle loop
     const int yb = ya + jn - 1;
     const int ymin = (ya <= 0 && yb >= 0) ? 0 : min(abs(ya), abs(yb));
@@ -68,8 +67,9 @@ __kernel void backproject_stack(__global const float *filt, __global const float
             const int k = ok ? (int)t : (int)stride - 1;
             const float f = ok ? t - (float)k : 0.0f;
             __global const float *w = line + (size_t)k * row;
-            const vs v = LOAD_V(w), dv = LOAD_DV(w);
-            acc[p] += fma((vs)(f), dv, v);
+            #pragma unroll
+            for (int h = 0; h < NV; ++h)  // values at vector h, slopes at NV + h
+                acc[p * NV + h] += fma((vs)(f), LOAD(NV + h, w), LOAD(h, w));
         }
     }
 #ifdef INTERLEAVED
@@ -79,15 +79,11 @@ __kernel void backproject_stack(__global const float *filt, __global const float
     for (int p = 0; p < jn; ++p) {
         const int y = ya + p;
         const bool outside = circle && xi * xi + y * y > r * r;
-        const vs value = outside ? (vs)(0.0f) : acc[p] * scale;
         __global float *at = o + (size_t)p * SPI;
-#if SPI == 4
-        vstore4(accumulate ? vload4(0, at) + value : value, 0, at);
-#elif SPI == 8
-        vstore8(accumulate ? vload8(0, at) + value : value, 0, at);
-#else
-        vstore16(accumulate ? vload16(0, at) + value : value, 0, at);
-#endif
+        for (int h = 0; h < NV; ++h) {
+            const vs value = outside ? (vs)(0.0f) : acc[p * NV + h] * scale;
+            STORE(accumulate ? LOAD(h, at) + value : value, h, at);
+        }
     }
 #else
     __global float *o = out + (size_t)g * SPI * npix + (size_t)i * size + j0;
@@ -95,13 +91,7 @@ __kernel void backproject_stack(__global const float *filt, __global const float
         const int y = ya + p;
         const bool outside = circle && xi * xi + y * y > r * r;
         float vals[SPI];
-#if SPI == 4
-        vstore4(acc[p] * scale, 0, vals);
-#elif SPI == 8
-        vstore8(acc[p] * scale, 0, vals);
-#else
-        vstore16(acc[p] * scale, 0, vals);
-#endif
+        for (int h = 0; h < NV; ++h) STORE(acc[p * NV + h] * scale, h, vals);
         for (int s = 0; s < SPI; ++s) {
             const size_t at = (size_t)s * npix + p;
             const float value = outside ? 0.0f : vals[s];
