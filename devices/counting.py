@@ -197,11 +197,13 @@ def draw_counts(flux: npt.NDArray[np.floating], efficiency: float | npt.NDArray[
                 hot: npt.NDArray[np.bool_ | np.intp], dead: npt.NDArray[np.bool_ | np.intp],
                 exposure: float, hot_rate: float, cap: float, top: int,
                 words: CounterWords | npt.NDArray[np.uint64],
-                out: npt.NDArray[np.uint32], *, scale: float = 1.0) -> int:
+                out: npt.NDArray[np.uint32 | np.int64], *, scale: float = 1.0) -> int:
     """Counts of one exposure into ``out`` (all arrays flat and of one length, one random
     word per pixel, from ``words``: a :class:`CounterWords` stream or the words
     themselves): the mean ``min(ε·s·Φ·t + hot·rate·t, cap)`` (0 on dead pixels; ``s`` is
     ``scale``, the flux's factor), drawn as the module says and saturated at ``top``.
+    ``out`` is ``uint32``, or ``int64``: the words of the firmware's link, which the counts
+    can then be drawn into without a copy (``devices.sensor.frame_link``).
     ``efficiency`` is per pixel or one number for all; ``hot`` and ``dead`` are masks
     or the sorted indices of their pixels (a few among millions: the pass then reads
     only the flux per pixel). Returns -1, or the index of the first pixel whose flux is
@@ -218,7 +220,7 @@ def draw_counts(flux: npt.NDArray[np.floating], efficiency: float | npt.NDArray[
     for name, a, dtypes in (("flux", flux, (np.float32, np.float64)),
                             ("efficiency", None if uniform else eff, (np.float64,)),
                             ("words", given if use_given else None, (np.uint64,)),
-                            ("out", out, (np.uint32,))):
+                            ("out", out, (np.uint32, np.int64))):
         if a is None:
             continue
         if not isinstance(a, np.ndarray) or a.ndim != 1 or a.shape[0] != n \
@@ -268,7 +270,7 @@ def _draw_counts(flux: npt.NDArray[np.floating], efficiency: npt.NDArray[np.floa
                  uniform: bool, hot: npt.NDArray[np.intp], dead: npt.NDArray[np.intp],
                  exposure: float, hot_counts: float, cap: float, top: int, base: np.uint64,
                  given: npt.NDArray[np.uint64], use_given: bool,
-                 table: npt.NDArray[np.float64], out: npt.NDArray[np.uint32]
+                 table: npt.NDArray[np.float64], out: npt.NDArray[np.uint32 | np.int64]
                  ) -> int:  # pragma: no cover - compiled
     lams = np.empty(BLOCK)
     words = np.empty(BLOCK, np.uint64)

@@ -361,11 +361,11 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
         self._to_monitors(frame.image)
         return frame.image
 
-    def expose(self, t: float | None, exposure: float) -> Counts:
+    def expose(self, t: float | None, exposure: float, out: Counts | None = None) -> Counts:
         """The sensor counts of ``exposure`` seconds of the scene as it is at time ``t``
-        (default: now)."""
+        (default: now), drawn into ``out`` when given (``SensorModel.expose``)."""
         image, factor = self.scene.flux_parts(self.layout.shape, self.pixel_size, t=t)
-        counts: Counts = self.sensor.expose(image, exposure, scale=factor)
+        counts: Counts = self.sensor.expose(image, exposure, scale=factor, out=out)
         return counts
 
     def publish_frame(self, frame: ReadoutFrame, now: float) -> None:

@@ -85,7 +85,8 @@ class FlyScans:
                 raise RuntimeError(f"{self.name}: kickoff() before prepare(); stage the "
                                    "detector and prepare it first (bluesky plans do)")
             writer.append_many(images)
-        self.last_counts = counts
+        # (a copy when the counts are the words of a link stream, whose buffers are reused)
+        self.last_counts = counts if counts.dtype == np.uint32 else counts.astype(np.uint32)
         self.publish_frame(last, frames[-1].time)
 
 

@@ -38,6 +38,11 @@ Two threads share the work so that both cores do some: one computes flux, counts
 words of the next frames (scene and sensor models, the link serialiser), the other runs
 frames through the firmware in batches of up to :data:`BATCH`, decodes the readout and
 hands them to the detector, which writes them. The compiled parts of both release the GIL.
+On a single board (not GHDL) the sensor draws each frame's counts straight into the words
+of a one-frame link stream (``devices.sensor.frame_link``: no counts array, no copy into
+the link), and the streams the firmware is done with carry the next frames: at most the
+frames in flight (the buffer's, a batch's, one being drawn) have buffers, and they go at
+the acquisition's end.
 
 This module knows the detector only through :class:`FlyDetector` (what a fly acquisition
 needs from it); ``devices.detector`` builds on this module, never the other way round.
@@ -62,7 +67,7 @@ from dataflow.readout import FRAME_MOD
 
 from .firmware import Firmware
 from .motion import RotationStage
-from .sensor import LinkStream
+from .sensor import LinkStream, frame_link
 
 BATCH = 8
 """Frames the firmware takes in one simulation call at most."""
@@ -156,7 +161,9 @@ class FlyFrame:
     """Frames lost on the link since the previous good one (``ReadoutFrame.lost_before``)."""
 
 
-Counts = npt.NDArray[np.uint32]
+Counts = npt.NDArray[np.uint32 | np.int64]
+"""A frame of sensor counts: ``uint32``, or ``int64`` when drawn straight into the words of
+the link (``devices.sensor.frame_link``)."""
 
 
 class FlyDetector(Protocol):
@@ -166,8 +173,9 @@ class FlyDetector(Protocol):
     time_scale: float
     firmware: Firmware
 
-    def expose(self, t: float, exposure: float) -> Counts:
-        """The sensor counts of an exposure of ``exposure`` s of the scene at time ``t``."""
+    def expose(self, t: float, exposure: float, out: Counts | None = None) -> Counts:
+        """The sensor counts of an exposure of ``exposure`` s of the scene at time ``t``
+        (drawn into ``out`` when given, ``SensorModel.expose``)."""
 
     def angle_at(self, t: float) -> float:
         """The rotation stage's angle at wall-clock time ``t`` (position capture)."""
@@ -217,6 +225,12 @@ class FlyAcquisition:
         self._cancel = threading.Event()
         self._queue: queue.Queue[_Item | None] = queue.Queue(QUEUE_FRAMES)
         self._threads: list[threading.Thread] = []
+        self._reuse_links = False
+        """Whether the sensor draws each frame into a one-frame link stream's words, whose
+        buffers are used again once the firmware is done with them (``start`` decides)."""
+        self._spare_links: queue.SimpleQueue[LinkStream] = queue.SimpleQueue()
+        """Link streams the firmware is done with, refilled for the next frames (never
+        more than the frames in flight: the queue's, a batch's and one being built)."""
 
     # -- control ---------------------------------------------------------------------
 
@@ -233,6 +247,9 @@ class FlyAcquisition:
     def start(self) -> None:
         """Compute the trigger times and start the workers."""
         self.started = time.time()
+        firmware = self.det.firmware
+        self._reuse_links = (type(firmware) is Firmware and firmware.backend != "ghdl"
+                             and not firmware.params.pad)
         times = self.trigger_times(self.started)
         name = self.det.name
         self._threads = [
@@ -282,13 +299,39 @@ class FlyAcquisition:
                 return
             if self._cancel.is_set():
                 return
-            counts = det.expose(wall, self.exposure)
-            link = det.firmware.link([counts])
+            link, into = self._spare_link()
+            counts = det.expose(wall, self.exposure, out=into)
+            if link is None:
+                link = det.firmware.link([counts])
             if not self._put(_Item(i, wall, clock, det.angle_at(wall), counts, link)):
                 return
         self._put(None)
 
+    def _spare_link(self) -> tuple[LinkStream | None, Counts | None]:
+        """A one-frame link stream for the next frame and its frame's words, for the
+        sensor to draw the counts into (``devices.sensor.frame_link``): the buffers of a
+        stream the firmware is done with when there is one. ``(None, None)`` where the
+        words are not one block of the frame (a GHDL board builds its own stream, a
+        multi-module detector one per module, padded lines): ``Firmware.link`` then."""
+        firmware = self.det.firmware
+        if not self._reuse_links:
+            return None, None
+        try:
+            spare: LinkStream | None = self._spare_links.get_nowait()
+        except queue.Empty:
+            spare = None
+        made = frame_link(firmware.params, reuse=spare)
+        assert made is not None  # (``_reuse_links`` says the lines are not padded)
+        return made
+
     def _consume(self, n: int) -> None:
+        try:
+            self._consume_all(n)
+        finally:  # the spare buffers go with the acquisition's end, not with its object
+            while not self._spare_links.empty():
+                self._spare_links.get_nowait()
+
+    def _consume_all(self, n: int) -> None:
         finished = False
         while not finished and not self._cancel.is_set():
             try:
@@ -331,6 +374,9 @@ class FlyAcquisition:
         links = [item.link for item in batch if item.link is not None]
         out = det.firmware.acquire([item.counts for item in batch],
                                    links=links if len(links) == len(batch) else None)
+        if self._reuse_links:
+            for link in links:
+                self._spare_links.put(link)
         images = np.stack([frame.image for frame in out])
         now = time.time()
         frames = []

@@ -45,7 +45,7 @@ import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -55,6 +55,8 @@ from fpga.designs.params import PIXEL_MAX, ChainParams
 from fpga.designs.reference import pad_lines
 
 from .counting import NORMAL_MIN_MEAN, CounterWords, draw_counts
+
+_Out = TypeVar("_Out", npt.NDArray[np.uint32], npt.NDArray[np.int64])
 
 _LAM_CAP = 4.0 * PIXEL_MAX
 """Poisson means above this always saturate the counter (the mean is 4× the counter depth,
@@ -202,17 +204,43 @@ class SensorModel:
         lam[self.dead_mask] = 0.0
         return lam
 
-    def expose(self, flux: npt.ArrayLike, exposure: float, *,
-               scale: float = 1.0) -> npt.NDArray[np.uint32]:
+    @overload
+    def expose(self, flux: npt.ArrayLike, exposure: float, *, scale: float = 1.0,
+               out: None = None) -> npt.NDArray[np.uint32]: ...
+
+    @overload
+    def expose(self, flux: npt.ArrayLike, exposure: float, *, scale: float = 1.0,
+               out: _Out) -> _Out: ...
+
+    @overload
+    def expose(self, flux: npt.ArrayLike, exposure: float, *, scale: float = 1.0,
+               out: npt.NDArray[np.uint32 | np.int64] | None
+               ) -> npt.NDArray[np.uint32 | np.int64]: ...
+
+    def expose(self, flux: npt.ArrayLike, exposure: float, *, scale: float = 1.0,
+               out: npt.NDArray[np.uint32 | np.int64] | None = None
+               ) -> npt.NDArray[np.uint32 | np.int64]:
         """Counts of one exposure of ``exposure`` seconds to ``scale × flux`` (photons/s
         per pixel, ``height × width``): Poisson, saturating at 2**20 − 1, with dead and hot
         pixels (one compiled pass, ``devices.counting.draw_counts``; ``scale``, e.g. the
         beam current over its nominal value, is applied in that pass, with no copy of
-        ``flux``)."""
+        ``flux``). ``out``: a C-contiguous ``height × width`` ``uint32`` or ``int64`` array
+        to draw into and return (the frame of a link stream, ``frame_link``); default a
+        new ``uint32`` array."""
         phi = self._check_flux(flux, copy=False)
         t = _positive("exposure", exposure)
         scale = _positive("scale", scale, zero_ok=True)
-        counts = np.empty(self.shape, dtype=np.uint32)
+        if out is None:
+            counts: npt.NDArray[np.uint32 | np.int64] = np.empty(self.shape, dtype=np.uint32)
+        elif (not isinstance(out, np.ndarray) or out.shape != self.shape
+              or out.dtype not in (np.uint32, np.int64) or not out.flags.c_contiguous
+              or not out.flags.writeable):
+            got = (f"{out.dtype} of shape {out.shape}" if isinstance(out, np.ndarray)
+                   else repr(out))
+            raise ValueError(f"expose: out must be a writeable C-contiguous {self.shape} "
+                             f"uint32 or int64 array, got {got}")
+        else:
+            counts = out
         with self._frame_lock:  # each exposure its own noise, whichever thread asks
             frame = self._frame
             self._frame = (frame + 1) % (1 << 32)
@@ -287,7 +315,8 @@ class LinkStream:
 
 def link_stream(frames: Sequence[npt.ArrayLike] | npt.NDArray[np.integer], params: ChainParams,
                 *, lead_idle: int = 0, idle_prob: float = 0.0, tail_idle: int = 0,
-                seed: int | np.random.Generator | None = 0) -> LinkStream:
+                seed: int | np.random.Generator | None = 0,
+                reuse: LinkStream | None = None) -> LinkStream:
     """Serialise count frames into link words.
 
     Word c of line y carries pixels ``(y, c·K … c·K + K − 1)`` (the lanes past the line's
@@ -298,6 +327,12 @@ def link_stream(frames: Sequence[npt.ArrayLike] | npt.NDArray[np.integer], param
     before each word but a frame's first a geometric number of idle ticks
     (``P(k) = idle_prob**k · (1 − idle_prob)``, drawn from ``seed``) to exercise ``valid``
     gaps.
+
+    ``reuse``: a stream its caller is done with. When it has the ticks and frames this
+    call makes (built for as many frames of the same ``params`` with the same idle ticks
+    and no random ones), its words are overwritten with ``frames`` and it is returned —
+    no new buffers (a megapixel frame's words are 8 MB, and the pages of a fresh buffer
+    cost more than the copy); otherwise a new stream is made.
     """
     k, wpl, wpf = params.lanes, params.words_per_line, params.words_per_frame
     items = _check_frames(frames, params)
@@ -308,6 +343,11 @@ def link_stream(frames: Sequence[npt.ArrayLike] | npt.NDArray[np.integer], param
             or not 0.0 <= idle_prob < 1.0):
         raise ValueError(f"idle_prob must be a number in [0, 1), not {idle_prob!r}")
     n_words = n_frames * wpf
+    if reuse is not None and idle_prob == 0 and _fits(reuse, params, n_frames, lead_idle,
+                                                      tail_idle):
+        for i, frame in enumerate(items):
+            _put_words(reuse.data, int(reuse.sof_ticks[i]), frame, params)
+        return reuse
     # Idle ticks before each word.
     gaps = np.zeros(n_words, dtype=np.int64)
     if idle_prob > 0 and n_words:
@@ -330,14 +370,59 @@ def link_stream(frames: Sequence[npt.ArrayLike] | npt.NDArray[np.integer], param
         data[tick] = np.stack([pad_lines(f, params) for f in items]).reshape(n_words, k)
     else:  # each frame's words are consecutive ticks: one slice copy per frame
         for i, frame in enumerate(items):
-            first = int(tick[i * wpf])
-            if params.pad:
-                lines = data[first:first + wpf].reshape(params.height, params.line_width)
-                lines[:, :params.width] = frame
-            else:
-                data[first:first + wpf] = frame.reshape(wpf, k)
+            _put_words(data, int(tick[i * wpf]), frame, params)
     return LinkStream(valid=valid, sof=sof, eol=eol, data=data,
                       sof_ticks=tick[starts].copy(), last_ticks=tick[starts + wpf - 1].copy())
+
+
+def frame_link(params: ChainParams, reuse: LinkStream | None = None
+               ) -> tuple[LinkStream, npt.NDArray[np.int64]] | None:
+    """A one-frame link stream (as ``link_stream`` makes it) and its frame's words as a
+    ``(height, width)`` view, for a sensor to draw the counts into (``SensorModel.expose(…,
+    out=…)``): no counts array and no copy into the link. ``reuse``: a one-frame stream
+    its caller is done with, returned again when it fits. ``None`` when the lines are
+    padded (``params.lanes`` does not divide the width: the frame is not one block of the
+    words)."""
+    if params.pad:
+        return None
+    wpf, wpl = params.words_per_frame, params.words_per_line
+    if reuse is None or not _fits(reuse, params, 1, 0, 0):
+        ticks = wpf + params.frame_gap  # (what link_stream makes of one frame of zeros)
+        valid, sof, eol = (np.zeros(ticks, bool) for _ in range(3))
+        valid[:wpf] = True
+        sof[0] = True
+        eol[wpl - 1:wpf:wpl] = True
+        reuse = LinkStream(valid=valid, sof=sof, eol=eol,
+                           data=np.zeros((ticks, params.lanes), np.int64),
+                           sof_ticks=np.zeros(1, np.int64),
+                           last_ticks=np.full(1, wpf - 1, np.int64))
+    view = reuse.data[:wpf].reshape(params.height, params.width)
+    return reuse, view
+
+
+def _fits(link: LinkStream, params: ChainParams, n_frames: int, lead_idle: int,
+          tail_idle: int) -> bool:
+    """Whether ``link`` has the ticks of ``n_frames`` frames of ``params`` with these idle
+    ticks and none inside the frames (``link_stream(reuse=…)`` may then refill it)."""
+    wpf, step = params.words_per_frame, params.words_per_frame + params.frame_gap
+    firsts = lead_idle + step * np.arange(n_frames, dtype=np.int64)
+    return (isinstance(link, LinkStream) and link.ticks == lead_idle + n_frames * step + tail_idle
+            and link.data.shape == (link.ticks, params.lanes) and link.data.flags.writeable
+            and np.array_equal(link.sof_ticks, firsts)
+            and np.array_equal(link.last_ticks, firsts + wpf - 1)
+            and int(np.count_nonzero(link.valid)) == n_frames * wpf)
+
+
+def _put_words(data: npt.NDArray[np.int64], first: int, frame: npt.NDArray[np.integer],
+               params: ChainParams) -> None:
+    """A frame's words into ``data`` from tick ``first`` on (consecutive ticks; the lanes
+    past a line's end are left as they are: 0)."""
+    wpf = params.words_per_frame
+    if params.pad:
+        lines = data[first:first + wpf].reshape(params.height, params.line_width)
+        lines[:, :params.width] = frame
+    else:
+        data[first:first + wpf] = frame.reshape(wpf, params.lanes)
 
 
 def _check_frames(frames: Sequence[npt.ArrayLike] | npt.NDArray[np.integer],
@@ -363,4 +448,5 @@ def _check_frames(frames: Sequence[npt.ArrayLike] | npt.NDArray[np.integer],
     return items
 
 
-__all__ = ["NORMAL_MIN_MEAN", "LinkStream", "SensorModel", "counting_efficiency", "link_stream"]
+__all__ = ["NORMAL_MIN_MEAN", "LinkStream", "SensorModel", "counting_efficiency", "frame_link",
+           "link_stream"]

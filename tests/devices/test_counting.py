@@ -132,8 +132,8 @@ def test_draw_counts_refuses_arrays_of_the_wrong_kind() -> None:
         draw_counts(*args, 1.0, 0.0, 1e7, 2**20 - 1, np.zeros(n, np.int64), tail[1])
     with pytest.raises(ValueError, match=r"flux must be a flat array of 4 float32 or float64"):
         draw_counts(np.ones(n, int), *args[1:], 1.0, 0.0, 1e7, 2**20 - 1, *tail)
-    with pytest.raises(ValueError, match=r"out must be a flat array of 4 uint32, got uint32 "
-                                         r"of shape \(3,\)"):
+    with pytest.raises(ValueError, match=r"out must be a flat array of 4 uint32 or int64, "
+                                         r"got uint32 of shape \(3,\)"):
         draw_counts(*args, 1.0, 0.0, 1e7, 2**20 - 1, tail[0], np.empty(3, np.uint32))
 
 

@@ -161,3 +161,60 @@ def test_position_at_remembers_finished_moves() -> None:
     assert stage.position_at(t1) == pytest.approx(90.0)
     assert stage.position == pytest.approx(0.0)
     stage.destroy()
+
+
+def test_frames_drawn_into_reused_link_buffers_are_the_firmware_of_their_counts(
+        beamline: Beamline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sensor draws each frame straight into a one-frame link stream's words, and the
+    streams the firmware is done with are filled again: every frame in the file is still
+    the firmware's output for that frame's own counts, in order, whichever buffer carried
+    it; fewer buffers than frames are made; ``last_counts`` is a copy the reuse leaves
+    alone."""
+    import devices.fly as fly_module
+    from devices.firmware import Firmware
+
+    det = beamline.det
+    det.time_scale = 0.0  # all triggers at once: the buffer is full, links come back
+    sent: list[np.ndarray] = []
+    expose = det.expose
+
+    def recording(t: float | None, exposure: float, out: Any = None) -> Any:
+        counts = expose(t, exposure, out=out)
+        assert out is None or counts is out
+        sent.append(np.array(counts, dtype=np.uint32))
+        return counts
+
+    made: list[int] = []
+    reused: list[bool] = []
+    frame_link = fly_module.frame_link
+
+    def tracking(params: ChainParams, reuse: Any = None) -> Any:
+        got = frame_link(params, reuse=reuse)
+        assert got is not None
+        reused.append(got[0] is reuse)
+        made.append(id(got[0]))
+        return got
+
+    monkeypatch.setattr(det, "expose", recording)
+    monkeypatch.setattr(fly_module, "frame_link", tracking)
+    det.stage()
+    n = fly_module.QUEUE_FRAMES + 3 * fly_module.BATCH
+    det.prepare(FlyParameters(frames=n, exposure=0.01)).wait(5)
+    det.kickoff().wait(5)
+    det.complete().wait(120)
+    list(det.collect_asset_docs())  # (announced: the file keeps them)
+    assert det.files.fly is not None
+    path = det.files.fly.path
+    last = det.last_counts
+    det.unstage()
+    assert len(sent) == n and any(reused) and len(set(made)) < n
+    reference = Firmware(P, "interp")
+    reference.configure(det.chain_config(), det.tables)
+    want = [frame.image for frame in reference.acquire(sent)]
+    with open_frames(path) as reader:
+        got = list(reader.read())
+    assert len(got) == n
+    for i, (a, b) in enumerate(zip(got, want, strict=True)):
+        np.testing.assert_array_equal(a, b, err_msg=f"frame {i}")
+    assert last is not None and last.dtype == np.uint32
+    np.testing.assert_array_equal(last, sent[-1])

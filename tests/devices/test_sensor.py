@@ -300,3 +300,58 @@ def test_scale_multiplies_the_flux_not_the_hot_pixels() -> None:
     assert not dark[photons].any() and (dark[s.hot_mask] > 900).all()
     with pytest.raises(ValueError, match="scale must be finite and >= 0, not -1"):
         s.expose(FLAT, 0.1, scale=-1)
+
+
+def test_frame_link_is_the_link_of_the_counts_drawn_into_it() -> None:
+    """Counts drawn into ``frame_link``'s view make the stream ``link_stream`` makes of
+    them (flags, idle ticks, words), as the model's own uint32 draw; a fitting stream
+    is filled again in place, one that does not fit is not touched."""
+    from devices.sensor import frame_link
+
+    flux = FLAT * 0.01
+    made = frame_link(P64)
+    assert made is not None
+    link, into = made
+    counts = SensorModel(P64, hot_pixels=3, seed=4).expose(flux, 1.0, out=into)
+    assert counts is into and counts.dtype == np.int64
+    own = SensorModel(P64, hot_pixels=3, seed=4).expose(flux, 1.0)
+    np.testing.assert_array_equal(counts, own)
+    want = link_stream([own], P64)
+    for name in ("valid", "sof", "eol", "data", "sof_ticks", "last_ticks"):
+        np.testing.assert_array_equal(getattr(link, name), getattr(want, name), err_msg=name)
+    again = frame_link(P64, reuse=link)
+    assert again is not None and again[0] is link
+    np.testing.assert_array_equal(again[1], own)  # the same words, to be overwritten
+    two = link_stream([own, own], P64)
+    other = frame_link(P64, reuse=two)
+    assert other is not None and other[0] is not two and not other[1].any()
+    assert frame_link(ChainParams(4, 60, 16, binning=False)) is None  # padded: not one block
+
+
+def test_link_stream_refills_a_stream_of_the_same_ticks() -> None:
+    frames = numbered_frames(2)
+    first = link_stream(frames, P, lead_idle=3, tail_idle=1)
+    swapped = [frames[1], frames[0]]
+    again = link_stream(swapped, P, lead_idle=3, tail_idle=1, reuse=first)
+    assert again is first
+    fresh = link_stream(swapped, P, lead_idle=3, tail_idle=1)
+    for name in ("valid", "sof", "eol", "data", "sof_ticks", "last_ticks"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(fresh, name))
+    # other idle ticks, another number of frames or random idle ticks: a new stream
+    for kwargs in ({"lead_idle": 4, "tail_idle": 1}, {"idle_prob": 0.3}):
+        new = link_stream(swapped, P, reuse=first, **kwargs)  # type: ignore[arg-type]
+        assert new is not first
+    assert link_stream(frames[:1], P, lead_idle=3, tail_idle=1, reuse=first) is not first
+    np.testing.assert_array_equal(first.data, fresh.data)  # untouched by the refusals
+
+
+@pytest.mark.parametrize("out, match", [
+    (np.empty((64, 64), np.int32), "int32 of shape"),
+    (np.empty((64, 32), np.uint32), r"uint32 of shape \(64, 32\)"),
+    (np.empty((64, 128), np.int64)[:, ::2], "C-contiguous"),
+    ([[0] * 64] * 64, "got \\[\\["),
+])
+def test_expose_refuses_a_wrong_out(out: object, match: str) -> None:
+    with pytest.raises(ValueError, match=f"out must be a writeable C-contiguous.*{match}"
+                       if match != "C-contiguous" else "writeable C-contiguous"):
+        SensorModel(P64).expose(FLAT, 1.0, out=out)  # type: ignore[arg-type]
