@@ -241,6 +241,7 @@ def _open_client(root: Path, readable: Sequence[Path], quiet: bool) -> Any:
     from tiled.client import from_context
     from tiled.client.context import Context
 
+    from .inprocess import one_trip_statements, use_in_process_transport
     from .tiled_app import build_tiled_app
 
     db = root / "catalog.db"
@@ -254,6 +255,7 @@ def _open_client(root: Path, readable: Sequence[Path], quiet: bool) -> Any:
         writable_storage=[str(root / "storage"), f"sqlite:///{root / 'tables.db'}"],
         readable_storage=[str(p) for p in readable],
         init_if_not_exists=not ready)
+    one_trip_statements(adapter)  # (before its first connection; see dataflow.inprocess)
     wait_when_busy(adapter)
     guard_adapters(adapter)
     with warnings.catch_warnings():
@@ -262,6 +264,7 @@ def _open_client(root: Path, readable: Sequence[Path], quiet: bool) -> Any:
         app.add_middleware(ConfinedAssets, policy=AssetPolicy.of_adapter(adapter))
         answer_refusals(app)
         context = Context.from_app(app)
+    use_in_process_transport(context, adapter)
     return from_context(context)
 
 

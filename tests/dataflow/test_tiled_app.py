@@ -46,7 +46,7 @@ def test_catalog_requests_analyse_no_dependency(tmp_path: Path,
         monkeypatch.setattr(pydantic._internal._generics, "create_generic_submodel",
                             counting_models)
         (uid,) = RE(count([det], 3))  # type: ignore[misc]
-        assert list(catalog.run(uid)["primary"]["det"].read()) == [1.0, 1.0, 1.0]
+        assert len(catalog.run(uid)["primary"]["det"].read()) == 3  # (ophyd.sim det: a shared motor)
         assert built == []
         assert models == []
     finally:

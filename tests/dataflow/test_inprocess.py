@@ -1,0 +1,262 @@
+"""The embedded catalog's request path (``dataflow.inprocess``): one thread trip per request
+and per SQL statement, stream closes answered without a look-up while nobody can follow
+streams, and the same answers as starlette's ``TestClient``."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import anyio.from_thread
+import httpx
+import pytest
+import sqlalchemy
+from bluesky import RunEngine
+from bluesky.plans import count
+from ophyd.sim import det
+from sqlalchemy.ext.asyncio import create_async_engine
+from tiled.catalog.adapter import CatalogNodeAdapter
+
+from dataflow.catalog import Catalog
+from dataflow.inprocess import (
+    InProcessTransport,
+    OneTripConnection,
+    one_trip_statements,
+    use_in_process_transport,
+)
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Iterator[Catalog]:
+    with Catalog(tmp_path / "c") as cat:
+        yield cat
+
+
+def _transport(catalog: Catalog) -> InProcessTransport:
+    transport = catalog.tree.context.http_client._transport.transport
+    assert isinstance(transport, InProcessTransport)
+    return transport
+
+
+def test_answers_as_testclient_does(catalog: Catalog) -> None:
+    """The same requests through the in-process transport and through TestClient's get
+    the same status, media type and body: found, searched, missing, refused."""
+    RE = RunEngine({})
+    catalog.subscribe(RE)
+    (uid,) = RE(count([det], 2))  # type: ignore[misc]
+    http = catalog.tree.context.http_client
+    ours = _transport(catalog)
+    requests = [("GET", f"/api/v1/metadata/raw/{uid}"),
+                ("GET", f"/api/v1/search/raw?filter[fulltext][condition][text]={uid[:8]}"),
+                ("GET", "/api/v1/metadata/raw/no-such-run"),
+                ("GET", f"/api/v1/table/full/raw/{uid}/primary/internal?format=text/csv"),
+                ("POST", "/api/v1/metadata/raw/no-such-run")]
+    for method, path in requests:
+        answers = []
+        for transport in (ours, ours.fallback):
+            http._transport.transport = transport
+            answers.append(http.request(method, path))
+        http._transport.transport = ours
+        mine, theirs = answers
+        assert (mine.status_code, mine.headers.get("content-type")) == \
+            (theirs.status_code, theirs.headers.get("content-type")), path
+        if mine.headers.get("content-type", "").startswith("application/json"):
+            assert mine.json() == theirs.json(), path
+        else:
+            assert mine.content == theirs.content, path
+    assert len(catalog.run(uid)["primary"]["det"].read()) == 2
+
+
+def test_stream_closes_skip_the_lookup_only_without_streams(
+        catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run's five stream closes reach no handler while the server keeps no streams; a
+    server that keeps them gets every close, and Tiled's own answers (404 when missing)."""
+    closed: list[Any] = []
+    original = CatalogNodeAdapter.close_stream
+
+    async def recording(self: Any) -> None:
+        closed.append(self.node.key)
+        await original(self)
+
+    monkeypatch.setattr(CatalogNodeAdapter, "close_stream", recording)
+    RE = RunEngine({})
+    catalog.subscribe(RE)
+    (uid,) = RE(count([det], 2))  # type: ignore[misc]
+    assert closed == []
+    _transport(catalog).keeps_streams = lambda: True
+    (uid2,) = RE(count([det], 2))  # type: ignore[misc]
+    assert uid2 in closed and "primary" in closed
+    http = catalog.tree.context.http_client
+    assert http.delete("/api/v1/stream/close/raw/no-such-run").status_code == 404
+    assert len(catalog.run(uid)["primary"]["det"].read()) == 2
+
+
+_NOWHERE = httpx.MockTransport(lambda request: httpx.Response(599))
+"""A fallback transport the tests never reach."""
+
+
+def _portal() -> Any:
+    return anyio.from_thread.start_blocking_portal()
+
+
+def test_exchange_carries_body_query_and_waits_for_disconnect() -> None:
+    """The request's body, query and headers reach the application; a second ``receive``
+    (middleware watching for a disconnect) answers only after the response is out."""
+    seen: dict[str, Any] = {}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen["request"] = await receive()
+        seen["query"], seen["method"] = scope["query_string"], scope["method"]
+        seen["headers"] = dict(scope["headers"])
+
+        async def after() -> None:
+            seen["after"] = await receive()
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(after)
+            await anyio.sleep(0.01)
+            assert "after" not in seen  # no disconnect before the answer
+            await send({"type": "http.response.start", "status": 201,
+                        "headers": [(b"x-echo", b"yes")]})
+            await send({"type": "http.response.body", "body": b"ab", "more_body": True})
+            await send({"type": "http.response.body", "body": seen["request"]["body"]})
+
+    with _portal() as portal:
+        transport = InProcessTransport(app, portal, _NOWHERE,
+                                       keeps_streams=lambda: False)
+        with httpx.Client(transport=transport, base_url="http://local") as client:
+            answer = client.put("/x?a=1&b=%20", content=b"payload", headers={"X-Y": "z"})
+    assert (answer.status_code, answer.headers["x-echo"], answer.content) == \
+        (201, "yes", b"abpayload")
+    assert seen["query"] == b"a=1&b=%20" and seen["method"] == "PUT"
+    assert seen["headers"][b"x-y"] == b"z"
+    assert seen["after"] == {"type": "http.disconnect"}
+
+
+def test_server_exceptions_reach_the_caller() -> None:
+    """An application's exception is raised in the caller (as TestClient raises it); an
+    application that answers nothing is an error, not an empty response."""
+
+    async def failing(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        raise ValueError("broken handler")
+
+    async def silent(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        return None
+
+    with _portal() as portal:
+        for app, raised, match in ((failing, ValueError, "broken handler"),
+                                   (silent, RuntimeError, "sent no response")):
+            transport = InProcessTransport(app, portal, _NOWHERE,
+                                           keeps_streams=lambda: False)
+            with httpx.Client(transport=transport, base_url="http://local") as client, \
+                    pytest.raises(raised, match=match):
+                client.get("/anything")
+
+
+def test_installing_twice_keeps_one_transport(catalog: Catalog) -> None:
+    transport = _transport(catalog)
+    use_in_process_transport(catalog.tree.context, SimpleNamespace(context=None))
+    assert _transport(catalog) is transport
+
+
+def _engine(path: Path) -> Any:
+    engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
+    assert one_trip_statements(SimpleNamespace(context=SimpleNamespace(engine=engine)))
+    return engine
+
+
+def test_one_trip_statements_keep_sqlalchemy_semantics(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows, row counts, inserted ids and errors are SQLAlchemy's as before, and each
+    statement costs one trip to the connection's thread (four before)."""
+    trips: list[Any] = []
+    original = OneTripConnection._execute
+
+    async def counting(self: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        trips.append(fn)
+        run: Any = original
+        return await run(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(OneTripConnection, "_execute", counting)
+    text = sqlalchemy.text
+
+    async def work() -> dict[str, Any]:
+        engine = _engine(tmp_path / "t.db")
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT UNIQUE)"))
+                inserted = await conn.execute(text("INSERT INTO t (v) VALUES ('a')"))
+                many = await conn.execute(text("INSERT INTO t (v) VALUES (:v)"),
+                                          [{"v": "b"}, {"v": "c"}])
+                trips.clear()
+                rows = (await conn.execute(text("SELECT id, v FROM t ORDER BY id"))).all()
+                one_statement = len(trips)
+                updated = await conn.execute(text("UPDATE t SET v = v || '!' WHERE id > 1"))
+            with pytest.raises(sqlalchemy.exc.IntegrityError, match="UNIQUE"):
+                async with engine.begin() as conn:
+                    await conn.execute(text("INSERT INTO t (v) VALUES ('a')"))
+            async with engine.connect() as conn:
+                after = (await conn.execute(text("SELECT v FROM t ORDER BY id"))).scalars().all()
+            return {"lastrowid": inserted.lastrowid, "many": many.rowcount, "rows": rows,
+                    "trips": one_statement, "updated": updated.rowcount, "after": after}
+        finally:
+            await engine.dispose()
+
+    got = asyncio.run(work())
+    assert got["rows"] == [(1, "a"), (2, "b"), (3, "c")]
+    assert (got["lastrowid"], got["many"], got["updated"]) == (1, 2, 2)
+    assert got["after"] == ["a", "b!", "c!"]
+    assert got["trips"] == 1
+
+
+def test_a_statement_waiting_for_a_lock_leaves_the_event_loop_running(tmp_path: Path) -> None:
+    """A statement waiting for another writer's lock (busy timeout) waits in its
+    connection's thread: the event loop serves other work meanwhile, and the statement
+    succeeds once the lock is released."""
+    db = tmp_path / "l.db"
+    with sqlite3.connect(db) as setup:
+        setup.execute("CREATE TABLE t (v INTEGER)")
+    holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO t VALUES (1)")
+    release = threading.Timer(0.5, lambda: holder.execute("COMMIT"))
+
+    async def work() -> tuple[int, float, int]:
+        engine = create_async_engine(f"sqlite+aiosqlite:///{db}",
+                                     connect_args={"timeout": 10})
+        one_trip_statements(SimpleNamespace(context=SimpleNamespace(engine=engine)))
+        ticks = 0
+
+        async def ticking() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(ticking())
+        try:
+            t0 = time.perf_counter()
+            release.start()
+            async with engine.begin() as conn:
+                await conn.execute(sqlalchemy.text("INSERT INTO t VALUES (2)"))
+            waited = time.perf_counter() - t0
+            async with engine.connect() as conn:
+                rows = (await conn.execute(sqlalchemy.text("SELECT COUNT(*) FROM t"))).scalar_one()
+            return ticks, waited, rows
+        finally:
+            ticker.cancel()
+            await engine.dispose()
+
+    try:
+        ticks, waited, rows = asyncio.run(work())
+    finally:
+        release.cancel()
+        holder.close()
+    assert waited >= 0.4 and rows == 2
+    assert ticks >= 10  # the loop kept running while the insert waited
