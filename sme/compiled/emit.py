@@ -136,6 +136,17 @@ class Emitter:
                 return b
         return None
 
+    def unsigned(self, index: str) -> str:
+        """An array index the generated code has proven or checked in range (``index``
+        gives only such), as an unsigned integer: numba then skips its negative-index
+        wrap-around, a few instructions on every element access (on the critical path of
+        a chain of table lookups such as a CRC)."""
+        return index if self.wide else f"np.uint64({index})"
+
+    def element(self, arr: ArraySlot, index: str) -> str:
+        """Element ``index`` (an index from ``index``) of ``arr``."""
+        return f"{arr.array}[{self.unsigned(f'{arr.offset} + {index}')}]"
+
     def table(self, items: list[str]) -> str:
         """The module-level constant array holding ``items`` (numba freezes global arrays
         into the compiled code; a tuple literal would be rebuilt on every use)."""
@@ -305,9 +316,9 @@ class Emitter:
             esite = Site("store", site.where, site.target_type, site.owner, site.signal,
                          site.who, element=True, register=site.register)
             code = self.convert(conv, v, esite if elem is not None else site, index=i)
-            lines.append(f"{arr.at(i)} = {code}")
+            lines.append(f"{self.element(arr, i)} = {code}")
         else:
-            lines.append(f"{arr.at(i)} = {v}")
+            lines.append(f"{self.element(arr, i)} = {v}")
         if arr.defined is not None:
             lines.append(f"{arr.defined} = 1")
         return lines
@@ -391,7 +402,8 @@ class Emitter:
             items = [self.const_raw(x, bt.element) for x in e.base.value]
             isite = self.layout.site(Site("index_read", self.where(),
                                           who="tuple index out of range"))
-            return f"{self.table(items)}[{self.index(e.index, len(items), '1', 0, isite)}]"
+            i = self.index(e.index, len(items), '1', 0, isite)
+            return f"{self.table(items)}[{self.unsigned(i)}]"
         if isinstance(e, ir.Index):
             st, usite = self.storage_of(e.base)
             if not isinstance(st, ArraySlot):
@@ -401,7 +413,7 @@ class Emitter:
             isite = self.layout.site(Site("index_read", self.where(),
                                           who=_read_index_message(inst, e.base)))
             d = st.defined or "1"
-            return st.at(self.index(e.index, st.length, d, usite, isite))
+            return self.element(st, self.index(e.index, st.length, d, usite, isite))
         if isinstance(e, ir.BinOp):
             return self.binop(e)
         if isinstance(e, ir.UnaryOp):
@@ -417,10 +429,32 @@ class Emitter:
         if isinstance(e, ir.BoolOp):
             return "(" + f" {e.op} ".join(self.cond(v) for v in e.operands) + ")"
         if isinstance(e, ir.Select):
+            pick = self.min_max(e)
+            if pick is not None:
+                return pick
             return f"({self.val(e.if_true)} if {self.cond(e.cond)} else {self.val(e.if_false)})"
         if isinstance(e, ir.Convert):
             return self.convert(e, self.val(e.operand))
         raise self.fail(f"the expression {type(e).__name__}")
+
+    def min_max(self, e: ir.Select) -> str | None:
+        """``min(a, b)`` / ``max(a, b)`` as ``sme.lower`` writes them (``b if b < a else a``,
+        each side converted to the result's range) without the conversions' range checks:
+        the smaller (larger) of two values always lies in the result's range, which the
+        front end makes from both operands' ranges. Branch-free, so a lane loop of them
+        stays vector code. None when ``e`` is another choice (or the sides need an
+        alignment of their fraction bits)."""
+        c, yes, no, t = e.cond, e.if_true, e.if_false, e.type
+        if not (isinstance(c, ir.Compare) and c.op in ("<", ">") and isinstance(t, NumT)
+                and isinstance(yes, ir.Convert) and isinstance(no, ir.Convert)
+                and yes.operand is c.left and no.operand is c.right):
+            return None
+        for side in (yes, no):
+            st = side.operand.type
+            if (side.rounding != "exact" or side.overflow != "error" or side.type != t
+                    or not isinstance(st, NumT) or st.frac != t.frac):
+                return None
+        return f"{'min' if c.op == '<' else 'max'}({self.val(c.left)}, {self.val(c.right)})"
 
     def const_raw(self, value: object, t: VType) -> str:
         if isinstance(t, EnumT):

@@ -143,3 +143,62 @@ def test_indices_checked_before_the_loop_behave_as_element_wise(bases: list[int]
         assert got_exc is None and np.array_equal(got, want)
     else:
         assert got_exc is not None and str(got_exc) == str(want_exc)
+
+
+def test_window_reads_index_unsigned() -> None:
+    """Every index the code has proven or checked in range is unsigned (numba then skips
+    its negative-index wrap-around); the negative bases above still count from the end."""
+    from sme.compiled.codegen import generate
+
+    source = generate(_window_net()).source
+    assert "[np.uint64(" in source
+    assert "[np.uint64(8 + _ix(" in source  # the checked version, after _ix normalised it
+
+
+class Pair(Bus):
+    a: UInt[4] = 0
+    b: UInt[4] = 0
+
+
+class Clamped(Bus):
+    diff: UInt[4] = 0
+    low: UInt[3] = 0
+    high: Int[5] = 0
+
+
+class MinMax(Process):
+    """``max``/``min`` whose operands' ranges overlap the result's: no check needed."""
+
+    inp: In[Pair]
+    out: Out[Clamped]
+
+    def on_tick(self) -> None:
+        self.out.diff = max(self.inp.a - self.inp.b, 0)
+        self.out.low = min(self.inp.a, 7, self.inp.b)
+        self.out.high = max(self.inp.b - 15, self.inp.a - self.inp.b)
+
+
+def _minmax_net() -> Network:
+    pair = Pair("pair")
+    return Network("minmax", [MinMax(inp=pair, out=Clamped("clamped"))], inputs=[pair])
+
+
+def test_min_max_need_no_range_check() -> None:
+    from sme.compiled.codegen import generate
+
+    source = generate(_minmax_net()).source
+    body = source[source.index("# process"):]
+    assert "max(" in body and "min(" in body and "_cv(" not in body.split("\n\n")[0]
+
+
+def test_min_max_equal_the_interpreter() -> None:
+    a, b = np.meshgrid(np.arange(16), np.arange(16))
+    stim = {"pair.a": a.ravel(), "pair.b": b.ravel()}
+    outs = ["clamped.diff", "clamped.low", "clamped.high"]
+    want = Simulator(_minmax_net(), trace=False).run_batch(stim, 256, outputs=outs)
+    got = Simulator(_minmax_net(), backend="compiled", trace=False).run_batch(stim, 256,
+                                                                            outputs=outs)
+    for name in outs:
+        assert np.array_equal(got[name], want[name]), name
+    assert np.array_equal(want["clamped.diff"], np.maximum(a - b, 0).ravel())
+    assert np.array_equal(want["clamped.low"], np.minimum(np.minimum(a, 7), b).ravel())
