@@ -11,9 +11,10 @@ The sample environment the detector looks at is :class:`devices.samples.Scene`; 
 from devices.beam import BeamMonitor
 from devices.beamline import Beamline, SampleChanger
 from devices.fly import FlyParameters, PositionTrigger
-from devices.motion import ContinuousRotation, MotorLimitError, RotationStage, SimMotor
+from devices.motion import MotorLimitError, SimMotor
 from devices.phantom import Ellipsoid, EllipsoidPhantom, PhantomSample, shepp_logan_3d
 from devices.powder import CEO2, SILICON, CubicCrystal, PowderSample, reflections
+from devices.rotation import ContinuousRotation, RotationStage
 from devices.samples import EmptyBeam, IncidentBeam, Pose, Sample, Scene
 from devices.shutter import FastShutter
 

@@ -24,9 +24,10 @@ from geometry import PoniGeometry
 
 from .beam import BeamMonitor
 from .detector import FirmwareDetector
-from .motion import RotationStage, SimMotor
+from .motion import SimMotor
 from .phantom import PhantomSample, shepp_logan_3d
 from .powder import CEO2, PowderSample
+from .rotation import RotationStage
 from .samples import Scene
 from .shutter import FastShutter
 

@@ -66,7 +66,7 @@ from dataflow.packets import ReadoutFrame
 from dataflow.readout import FRAME_MOD
 
 from .firmware import Firmware
-from .motion import RotationStage
+from .rotation import RotationStage
 from .sensor import LinkStream, frame_link
 
 BATCH = 8

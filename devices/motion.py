@@ -1,4 +1,5 @@
-"""Simulated motors: sample X/Y stages and a rotation stage, as ophyd v1 positioners.
+"""Simulated motors (sample X/Y stages, the base of the rotation stage) as ophyd v1
+positioners.
 
 A :class:`SimMotor` behaves like an ``EpicsMotor`` seen from bluesky: ``set`` returns a
 :class:`ophyd.status.MoveStatus` that completes after the time a real stage needs for the
@@ -18,10 +19,7 @@ Completion is driven by a per-move timer thread that also publishes the readback
 ``update_period`` wall seconds so progress bars and subscriptions see the motion; ``set``
 itself never blocks.
 
-:class:`RotationStage` adds continuous rotation for fly tomography:
-:meth:`RotationStage.start_continuous` runs up, crosses ``[start, stop]`` at a constant
-angular velocity and runs out, and :meth:`RotationStage.constant_velocity_window` gives the
-wall times at which the stage passes ``start`` and ``stop``.
+:class:`devices.rotation.RotationStage` adds continuous rotation for fly tomography.
 """
 
 from __future__ import annotations
@@ -39,12 +37,10 @@ from ophyd.signal import InternalSignal
 from ophyd.status import MoveStatus
 from ophyd.utils.errors import LimitError
 
-from .trajectory import Segment, Trajectory, trapezoid
+from .trajectory import Trajectory, trapezoid
 
 __all__ = [
     "MotorLimitError",
-    "RotationStage",
-    "RunUpOutError",
     "SimMotor",
     "Trajectory",
     "trapezoid",
@@ -57,22 +53,6 @@ HISTORY = 64
 
 class MotorLimitError(LimitError):  # type: ignore[misc]
     """A requested position lies outside a motor's soft limits (raised before moving)."""
-
-
-class RunUpOutError(MotorLimitError):
-    """A continuous rotation's run-up or run-out angle lies outside the limits.
-
-    ``end`` is ``"run-up"`` (before ``start``) or ``"run-out"`` (after ``stop``),
-    ``angle`` that angle and ``ramp`` the degrees the stage needs to reach or leave the
-    velocity, so callers can say which end is too close to a limit without redoing the
-    kinematics.
-    """
-
-    def __init__(self, message: str, *, end: str, angle: float, ramp: float) -> None:
-        super().__init__(message)
-        self.end = end
-        self.angle = angle
-        self.ramp = ramp
 
 
 class _PositiveSignal(Signal):  # type: ignore[misc]
@@ -381,172 +361,3 @@ class SimMotor(Device, PositionerBase):  # type: ignore[misc]
                 return
             self._publish(time.time())
             self._done_moving(success=success)
-
-
-@dataclass(frozen=True)
-class ContinuousRotation:
-    """A rotation across ``[start, stop]`` degrees at constant ``velocity`` deg/s, what
-    ``RotationStage.prepare`` takes for a fly scan (see ``start_continuous``)."""
-
-    start: float
-    stop: float
-    velocity: float
-
-
-class RotationStage(SimMotor):
-    """A rotation stage (degrees) with continuous rotation for fly scans.
-
-    Parameters
-    ----------
-    name
-        Device name.
-    limits
-        Soft limits in degrees (continuous rotations must keep their run-up and run-out
-        inside them).
-    velocity, acceleration
-        Point-to-point move speed (deg/s) and acceleration (deg/s²).
-    max_velocity
-        Highest angular velocity accepted by :meth:`start_continuous`.
-    **kwargs
-        As for :class:`SimMotor`.
-    """
-
-    def __init__(
-        self,
-        *,
-        name: str,
-        limits: tuple[float, float] = (-720.0, 720.0),
-        velocity: float = 90.0,
-        acceleration: float = 360.0,
-        max_velocity: float = 360.0,
-        egu: str = "deg",
-        precision: int = 3,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            name=name,
-            limits=limits,
-            velocity=velocity,
-            acceleration=acceleration,
-            egu=egu,
-            precision=precision,
-            **kwargs,
-        )
-        if not (math.isfinite(max_velocity) and max_velocity > 0):
-            raise ValueError(
-                f"rotation stage {name!r}: max_velocity must be > 0, got {max_velocity!r}"
-            )
-        self.max_velocity = float(max_velocity)
-        self._window: tuple[float, float] | None = None
-        self._prepared: ContinuousRotation | None = None
-        self._fly_status: MoveStatus | None = None
-
-    def run_up_out(self, start: float, stop: float, velocity: float) -> tuple[float, float]:
-        """Run-up and run-out angles of a continuous rotation; checks velocity, angles
-        and limits (the errors ``start_continuous`` documents)."""
-        if not (math.isfinite(velocity) and 0 < velocity <= self.max_velocity):
-            raise ValueError(
-                f"rotation stage {self.name!r}: continuous velocity must be in "
-                f"(0, {self.max_velocity:g}] deg/s, got {velocity!r}"
-            )
-        if not (math.isfinite(start) and math.isfinite(stop)) or start == stop:
-            raise ValueError(
-                f"rotation stage {self.name!r}: continuous rotation needs finite start != "
-                f"stop, got start={start!r}, stop={stop!r}"
-            )
-        accel = float(self.acceleration.get())
-        sign = 1.0 if stop > start else -1.0
-        ramp = velocity * velocity / (2.0 * accel)
-        run_up, run_out = start - sign * ramp, stop + sign * ramp
-        for angle, what in ((run_up, "run-up"), (run_out, "run-out")):
-            try:
-                self.check_value(angle)
-            except MotorLimitError as err:
-                raise RunUpOutError(
-                    f"rotation stage {self.name!r}: continuous rotation {start:g}→{stop:g} "
-                    f"deg at {velocity:g} deg/s needs a {what} angle of {angle:g} deg, "
-                    f"outside the limits {self.limits}; nothing was moved",
-                    end=what, angle=angle, ramp=ramp) from err
-        return run_up, run_out
-
-    def start_continuous(self, start: float, stop: float, velocity: float) -> MoveStatus:
-        """Rotate across ``[start, stop]`` at constant angular ``velocity`` (deg/s).
-
-        The stage first moves (at its normal velocity) to a run-up angle before ``start``,
-        accelerates so that it passes ``start`` at full ``velocity``, holds it until
-        ``stop``, then decelerates to rest past ``stop``. The returned status completes
-        when the stage is at rest again; :meth:`constant_velocity_window` gives the wall
-        times of passing ``start`` and ``stop``, and :meth:`position_at` the angle at any
-        time.
-
-        Raises
-        ------
-        ValueError
-            ``velocity`` not in ``(0, max_velocity]`` or ``start == stop``.
-        MotorLimitError
-            The run-up or run-out angle lies outside the limits.
-        """
-        start, stop = float(start), float(stop)
-        run_up, run_out = self.run_up_out(start, stop, velocity)
-        accel = float(self.acceleration.get())
-        sign = 1.0 if stop > start else -1.0
-        t_ramp = velocity / accel
-        t_const = abs(stop - start) / velocity
-        fly = Trajectory(
-            (
-                Segment(0.0, run_up, 0.0, sign * accel),
-                Segment(t_ramp, start, sign * velocity, 0.0),
-                Segment(t_ramp + t_const, stop, sign * velocity, -sign * accel),
-            ),
-            2.0 * t_ramp + t_const,
-            run_out,
-        )
-        with self._lock:
-            approach = trapezoid(
-                self.position,
-                run_up,
-                float(self.velocity.get()),
-                accel,
-            )
-            status = self._run(approach.then(fly), run_out)
-            t_start = self._t0_wall + (approach.duration + t_ramp) * self.time_scale
-            self._window = (t_start, t_start + t_const * self.time_scale)
-        return status
-
-    # -- bluesky fly protocol (prepare / kickoff / complete) ---------------------------
-
-    def prepare(self, value: ContinuousRotation) -> MoveStatus:
-        """Move to the run-up angle of the continuous rotation ``value`` (checked
-        against the limits and ``max_velocity`` now); ``kickoff`` then starts it."""
-        if not isinstance(value, ContinuousRotation):
-            raise TypeError(f"{self.name}.prepare: expected ContinuousRotation, got {value!r}")
-        run_up, _ = self.run_up_out(value.start, value.stop, value.velocity)
-        self._prepared = value
-        self._fly_status = None
-        status: MoveStatus = self.set(run_up)
-        return status
-
-    def kickoff(self) -> MoveStatus:
-        """Start the prepared rotation; the returned status is already finished (the
-        stage is moving; ``complete`` follows the motion)."""
-        value = self._prepared
-        if value is None:
-            raise RuntimeError(f"{self.name}: kickoff() needs prepare(ContinuousRotation) first")
-        self._fly_status = self.start_continuous(value.start, value.stop, value.velocity)
-        done = MoveStatus(self, value.start)
-        done.set_finished()
-        return done
-
-    def complete(self) -> MoveStatus:
-        """Finishes when the stage is at rest after the run-out."""
-        if self._fly_status is None:
-            raise RuntimeError(f"{self.name}: complete() before kickoff()")
-        return self._fly_status
-
-    def constant_velocity_window(self) -> tuple[float, float]:
-        """Wall times at which the last continuous rotation passed ``start`` and ``stop``."""
-        if self._window is None:
-            raise RuntimeError(
-                f"rotation stage {self.name!r}: no continuous rotation was started"
-            )
-        return self._window

@@ -37,7 +37,8 @@ import numpy as np
 import numpy.typing as npt
 
 from devices.beam import BeamMonitor
-from devices.motion import RotationStage, SimMotor
+from devices.motion import SimMotor
+from devices.rotation import RotationStage
 from devices.shutter import FastShutter
 
 __all__ = [

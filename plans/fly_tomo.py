@@ -31,7 +31,7 @@ from bluesky.protocols import Movable
 from bluesky.utils import MsgGenerator
 
 from devices.fly import FlyParameters, PositionTrigger
-from devices.motion import ContinuousRotation, RotationStage, RunUpOutError
+from devices.rotation import ContinuousRotation, RotationStage, RunUpOutError
 from plans.runs import staged
 from plans.tomo import TOMO_STREAMS, TomoSetup, tomo_run, validate_tomo
 from plans.validate import PlanArgumentError, PlanDetector, PlanMotor, require_number
@@ -73,7 +73,7 @@ def fly_tomo_scan(
         ``describe_collect``/``collect_pages``, and an image data key in ``describe()``),
         e.g. :class:`devices.detector.FirmwareDetector`.
     rotation
-        A :class:`devices.motion.RotationStage`.
+        A :class:`devices.rotation.RotationStage`.
     sample_x, shutter, out_position, in_position, n_darks, n_flats
         As for :func:`plans.tomo.tomo_scan`.
     exposure

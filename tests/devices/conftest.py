@@ -8,7 +8,8 @@ import pytest
 from bluesky import RunEngine
 
 from devices.beam import BeamMonitor
-from devices.motion import RotationStage, SimMotor
+from devices.motion import SimMotor
+from devices.rotation import RotationStage
 from devices.shutter import FastShutter
 
 #: Wall seconds per physical second in the tests (100 times faster than real time).

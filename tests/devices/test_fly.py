@@ -14,7 +14,7 @@ import pytest
 from dataflow.hdf5 import open_frames, read_counters
 from devices.beamline import Beamline
 from devices.fly import FlyParameters, PositionTrigger
-from devices.motion import ContinuousRotation, RotationStage
+from devices.rotation import ContinuousRotation, RotationStage
 from fpga.designs.params import ChainParams
 
 P = ChainParams(64, 64, 16)

@@ -13,7 +13,8 @@ from ophyd.sim import det
 from ophyd.status import MoveStatus
 from ophyd.utils.errors import LimitError
 
-from devices.motion import MotorLimitError, RotationStage, SimMotor, trapezoid
+from devices.motion import MotorLimitError, SimMotor, trapezoid
+from devices.rotation import RotationStage
 
 TIME_SCALE = 0.01
 

@@ -22,8 +22,9 @@ from ophyd import Device, Kind, Signal
 from ophyd.status import DeviceStatus
 
 from devices.beam import BeamMonitor
-from devices.motion import RotationStage, SimMotor
+from devices.motion import SimMotor
 from devices.phantom import PhantomSample, shepp_logan_3d
+from devices.rotation import RotationStage
 from devices.samples import Scene
 from devices.shutter import FastShutter
 
