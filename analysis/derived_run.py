@@ -155,8 +155,13 @@ class DerivedRun:
                          data_key=RECONSTRUCTION_KEY, layout="per_frame",
                          attrs={"raw_uid": str(self.start["raw_uid"]),
                                 "derived_uid": self.uid}) as writer:
-            for slab in itertools.chain([first], slabs):
-                writer.append_many(np.asarray(slab, dtype=np.float32))
+            try:
+                for slab in itertools.chain([first], slabs):
+                    writer.append_many(np.asarray(slab, dtype=np.float32))
+            except BaseException:  # a slab that failed to come: no half-written volume
+                writer.close()
+                writer.path.unlink(missing_ok=True)
+                raise
             if writer.n_frames != len(rows):
                 raise ReductionError(f"volume of {writer.n_frames} slices and {len(rows)} "
                                      "rows: expected one slice per row")
@@ -179,10 +184,11 @@ class DerivedRun:
         self.outputs.append({"uri": f"file://localhost{writer.path}", "sha256": digest})
         return writer.path
 
-    def finish_volume(self, raw_dir: Path, volume: F32, rows: Sequence[int], frames: int,
-                      **extra: Any) -> dict[str, Any]:
-        """An offline tomography reduction's end: the reconstruction into
-        ``raw_dir/derived/`` (``write_volume``) and the stop document (success, ``frames``,
+    def finish_volume(self, raw_dir: Path, volume: F32 | Iterable[F32], rows: Sequence[int],
+                      frames: int, **extra: Any) -> dict[str, Any]:
+        """An offline tomography reduction's end: the reconstruction (the stack, or its
+        slabs in row order) into ``raw_dir/derived/`` (``write_volume``) and the stop
+        document (success, ``frames``,
         ``rows`` and ``extra``)."""
         self.write_volume(raw_dir, derived_file_name("tomo_fbp", str(self.start["raw_uid"]),
                                                      self.uid), volume, rows)

@@ -36,6 +36,21 @@ Threads: each worker of the local cluster runs one task at a time
 touches OpenCL), so ``n`` workers use ``n`` cores without oversubscribing them. Workers
 of an external scheduler are started by the user (``dask worker --nthreads 1`` with those
 variables set; see ``docs/reduction.md``).
+
+Memory: Dask starts worker processes with ``MALLOC_TRIM_THRESHOLD_=65536`` (its
+``distributed.nanny.pre-spawn-environ``), to hand freed memory back to the system at
+once. Setting it also turns off glibc's adaptive ``mmap`` threshold, so every array above
+128 kB is a fresh mapping the kernel must fault in page by page: a tomography task makes
+a few 8 MB arrays per chunk of frames and spent as much CPU in page faults (70 000 per
+task of 32 rows of 256², twice the task's own work) as in reconstructing. The local
+cluster's workers start without it (glibc's default: memory freed is reused, up to
+64 MB of it kept); a variable the user set in this process's environment still reaches
+them.
+
+The client's own work (the catalog's answers, the inputs' digests, the derived run, the
+volume file) is serial: the tasks are submitted before the derived run is started, and
+the volume is written block by block as the blocks come back, while the workers compute
+the rest.
 """
 
 from __future__ import annotations
@@ -104,6 +119,9 @@ work-item; 256 rows make 8 tasks)."""
 POCL_THREAD_VARIABLES = ("POCL_MAX_PTHREAD_COUNT", "POCL_CPU_MAX_CU_COUNT")
 """PoCL's CPU thread-count variables: 3.x (Debian 12's 3.1) reads the first, later
 releases the second; each ignores the other's."""
+KEEP_FREED_MEMORY = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
+"""Dask's setting that makes worker processes return freed memory at once (unset for the
+local cluster's workers: module docstring, Memory)."""
 CONNECT_TIMEOUT_S = 10.0
 WORKERS_TIMEOUT_S = 60.0
 
@@ -400,6 +418,7 @@ def connect(scheduler: str = LOCAL, workers: int | None = None, *,
     SchedulerError
         Malformed address, no scheduler there, or too few workers in time.
     """
+    import dask
     import distributed
 
     dd: Any = distributed  # partly typed: its constructors are untyped
@@ -408,10 +427,12 @@ def connect(scheduler: str = LOCAL, workers: int | None = None, *,
                                 or workers < 1):
         raise SchedulerError(f"argument `workers`: expected an integer >= 1, got {workers!r}")
     if address == LOCAL:
-        cluster = dd.LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True,
-                               host="127.0.0.1", dashboard_address=None,
-                               env={**worker_environment(cores_per_worker),
-                                    **(worker_env or {})})
+        with dask.config.set({KEEP_FREED_MEMORY: None}):  # (module docstring: Memory)
+            cluster = dd.LocalCluster(n_workers=workers or 2, threads_per_worker=1,
+                                      processes=True, host="127.0.0.1",
+                                      dashboard_address=None,
+                                      env={**worker_environment(cores_per_worker),
+                                           **(worker_env or {})})
         try:
             client = dd.Client(cluster, set_as_default=False)
         except BaseException:
@@ -516,35 +537,38 @@ def _tomo(run: Any, start: dict[str, Any], catalog: RunCatalog, callbacks: Seque
     names = tomo_streams(start)
     sources = {kind: _stream_source(run, stream, start, where, url)
                for kind, stream in names.items()}
-    n, height, _ = sources["projection"].shape
+    n, height, width = sources["projection"].shape
     chosen = select_rows(params.rows, height)
     angles, angle_source = tomo_angles_of(run, start, names["projection"], n)
-    has_mask = MASK_STREAM in run  # (asked once: without one, each asking costs requests)
-    inputs = file_inputs([*(uri for s in sources.values() for uri in s.uris),
-                          *mask_uris(run, start, present=has_mask)])
-    md = derived_md(start, "tomo_fbp", inputs, {**params.metadata(), **where}, live=False)
-    derived = DerivedRun(callbacks, md)
+    has_mask = MASK_STREAM in list(run)  # (its streams, listed by reducible_run)
+    mask = run_mask(run, start, tuple(sources["dark"].shape[1:]), present=has_mask)
     client = session.client
-    futures: list[Any] = []
+    # The tasks go out first: the derived run's start (the inputs' digests read every raw
+    # file) and writing the volume block by block as the blocks come back overlap with
+    # the workers' reconstruction instead of adding to it.
+    refs = client.submit(references_task, sources["dark"], sources["flat"], mask, pure=False)
+    blocks = [chosen[i:i + task_rows] for i in range(0, len(chosen), task_rows)]
+    row_futures = [client.submit(tomo_rows_task, sources["projection"], angles, refs, block,
+                                 _frame_chunks(n, chunk), params.floor, params.device,
+                                 pure=False)
+                   for block in blocks]
+    futures = [refs, *row_futures]
+    derived: DerivedRun | None = None
     try:
-        mask = run_mask(run, start, tuple(sources["dark"].shape[1:]), present=has_mask)
-        refs = client.submit(references_task, sources["dark"], sources["flat"], mask,
-                             pure=False)
-        futures.append(refs)
-        chunks = _frame_chunks(n, chunk)
-        blocks = [chosen[i:i + task_rows] for i in range(0, len(chosen), task_rows)]
-        futures += [client.submit(tomo_rows_task, sources["projection"], angles, refs, block,
-                                  chunks, params.floor, params.device, pure=False)
-                    for block in blocks]
-        volume = np.concatenate(client.gather(futures[1:]))
-        stop = derived.finish_volume(catalog.raw_dir, volume, chosen, n,
-                                     angles_from=angle_source)
+        inputs = file_inputs([*(uri for s in sources.values() for uri in s.uris),
+                              *mask_uris(run, start, present=has_mask)])
+        md = derived_md(start, "tomo_fbp", inputs, {**params.metadata(), **where},
+                        live=False)
+        derived = DerivedRun(callbacks, md)
+        stop = derived.finish_volume(catalog.raw_dir, (f.result() for f in row_futures),
+                                     chosen, n, angles_from=angle_source)
     except Exception as exc:
         client.cancel(futures)
-        stop_failed(derived, exc, catalog)
+        if derived is not None:
+            stop_failed(derived, exc, catalog)
         raise
     return ReductionSummary(derived.uid, start["uid"], "tomo_fbp", stop["exit_status"],
-                            tuple(volume.shape), n, time.perf_counter() - t0,
+                            (len(chosen), width, width), n, time.perf_counter() - t0,
                             list(derived.outputs))
 
 
@@ -554,7 +578,7 @@ def _azint(run: Any, start: dict[str, Any], catalog: RunCatalog, callbacks: Sequ
     geometry = geometry_from(start)
     source = _stream_source(run, "primary", start, where, url)
     n = source.shape[0]
-    has_mask = MASK_STREAM in run  # (asked once: without one, each asking costs requests)
+    has_mask = MASK_STREAM in list(run)  # (its streams, listed by reducible_run)
     inputs = file_inputs([*source.uris, *mask_uris(run, start, present=has_mask)])
     md = derived_md(start, "azint1d", inputs, {**params.metadata(geometry), **where},
                     live=False)

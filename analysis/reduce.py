@@ -305,8 +305,8 @@ def tomo_angles_of(run: Any, start: Mapping[str, Any], stream: str, n: int,
     may be more than the ``n`` frames (the rest were never taken) or fewer (a frame
     announced before its event): the first ``min`` of both are returned."""
     axis = start.get("rotation_axis")
-    node = run[stream]
-    if isinstance(axis, str) and axis in node:
+    node = run[stream] if isinstance(axis, str) else None  # (a request: only when needed)
+    if node is not None and axis in node:
         angles = np.asarray(node[axis].read(), dtype=np.float64)
         source = "events"
     elif "angles" in start:
