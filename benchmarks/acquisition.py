@@ -15,7 +15,8 @@
 * ``fly.512.cpu_ms.<stage>`` — where a fly-scan frame's time goes: each stage of the
   detector's pipeline run alone on one thread for ``--breakdown-frames`` frames of the
   phantom at angles across 180°, CPU milliseconds per frame: ``flux`` (the phantom's
-  projection), ``sensor`` (Poisson counts), ``link`` (the link serialiser),
+  projection), ``sensor`` (Poisson counts, drawn into the link's words as the fly
+  acquisition does), ``link`` (a link stream for them: the last one, refilled),
   ``firmware`` (the compiled firmware alone), ``readout`` (decoding and checking the
   packets), ``hdf5`` (appending the frames to a file in batches of 8, as the fly writer
   does); ``total``, and ``fly.512.cpu_bound_frames_per_s`` = 2 cores × 1000 / total, the
@@ -59,6 +60,7 @@ from dataflow.readout import Readout
 from devices.beamline import Beamline
 from devices.firmware import Firmware
 from devices.samples import Pose
+from devices.sensor import LinkStream, frame_link
 from fpga.designs.params import ChainParams
 from plans import fly_tomo_scan
 
@@ -131,10 +133,14 @@ def fly_breakdown(folder: Path, frames: int, exposure: float) -> dict[str, float
     try:
         writer = FrameWriter(folder, "breakdown.h5", det.out_shape(), data_key="det_image")
         batch: list[np.ndarray] = []
+        link: LinkStream | None = None
         for k, angle in enumerate(np.linspace(0.0, 180.0, frames + 1)):
             flux = timed("flux", sample.flux, Pose(angle=float(angle)), shape, det.pixel_size)
-            counts = timed("sensor", det.sensor.expose, flux, exposure)
-            link = timed("link", board.link, [counts])
+            # as the fly acquisition does: the counts drawn into a reused link stream's words
+            made = timed("link", frame_link, det.params, link if k else None)
+            assert made is not None  # (512 pixels a line: 32 words of 16 lanes)
+            link, into = made
+            timed("sensor", lambda f=flux, o=into: det.sensor.expose(f, exposure, out=o))
             out = timed("firmware", board.simulate, link)
             (frame,) = timed("readout", readout.feed_outputs, out)
             if k == 0:  # a warm-up frame: every compiled function loaded
