@@ -28,6 +28,13 @@ Each word decides its pixel's count:
   ``z`` is computed exactly from the 53-bit uniform. The interpolated ``z`` is off by at
   most 1e-5 (next to those bins; below 1e-7 for |z| < 2), far less than a count.
 
+A block whose means are all large (a bright image, as in transmission imaging) draws its
+normals without a branch, four pixels per instruction (the bin clamped out of the tails),
+then redoes the few pixels whose word falls in a tail bin: the same counts as the
+per-pixel path. The pass is compiled with numpy's error model, so a float division has
+no zero-divisor branch to keep its loop from running four pixels at a time (no divisor
+in it can be 0).
+
 Fusing the mean (efficiency × flux × exposure, hot and dead pixels, the cap), the flux
 checks, the words and the draw into one pass over blocks of ``BLOCK`` pixels (kept in
 cache between the steps) is what lets a megapixel sensor run at the firmware's rate.
@@ -265,7 +272,7 @@ def _read_only(a: npt.NDArray[_A]) -> npt.NDArray[_A]:
     return view
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")  # (see the module docstring)
 def _draw_counts(flux: npt.NDArray[np.floating], efficiency: npt.NDArray[np.float64],
                  uniform: bool, hot: npt.NDArray[np.intp], dead: npt.NDArray[np.intp],
                  exposure: float, hot_counts: float, cap: float, top: int, base: np.uint64,
@@ -312,12 +319,24 @@ def _draw_counts(flux: npt.NDArray[np.floating], efficiency: npt.NDArray[np.floa
                 phi = np.float64(flux[start + j])
                 if not (phi >= 0.0 and phi < np.inf):
                     return start + j
+        if large == m:  # 2a. every mean large (a bright image): the normal draws without
+            # a branch, four at a time, then the few words in the table's tails again
+            _normal_block(lams, words, table, float(top), m, terms, sums)
+            for j in range(m):
+                out[start + j] = np.int64(sums[j])
+            shift = np.uint64(64 - TABLE_BITS)
+            for j in range(m):
+                idx = words[j] >> shift
+                if idx < np.uint64(TAIL_BINS) \
+                        or idx >= np.uint64((1 << TABLE_BITS) - TAIL_BINS):
+                    v = _normal_count(lams[j], word_to_normal(words[j], table))
+                    out[start + j] = top if v >= top else (0 if v <= 0.0 else np.uint32(v))
+            continue
         # 2. the first TERMS terms of the inversion for every pixel, no branch
         rest = large
-        m_small = 0 if large == m else m  # (a block of large means only skips it)
-        for j in range(m_small):
+        for j in range(m):
             terms[j] = exp_neg(min(lams[j], NORMAL_MIN_MEAN))
-        for j in range(m_small):
+        for j in range(m):
             lam = min(lams[j], NORMAL_MIN_MEAN)
             u = (np.float64(words[j] >> np.uint64(11)) + 0.5) * 2.0 ** -53
             p = terms[j]
@@ -339,14 +358,42 @@ def _draw_counts(flux: npt.NDArray[np.floating], efficiency: npt.NDArray[np.floa
         for j in range(m):
             lam = lams[j]
             if lam >= NORMAL_MIN_MEAN:
-                z = word_to_normal(words[j], table)
-                root = math.sqrt(lam)
-                v = math.floor(lam + math.sqrt(lam - 1.0 / 12.0) * z + (z * z - 1.0) / 6.0
-                               + z * (1.0 - z * z) / (72.0 * root) + 0.5)
+                v = _normal_count(lam, word_to_normal(words[j], table))
                 out[start + j] = top if v >= top else (0 if v <= 0.0 else np.uint32(v))
             elif ks[j] > TERMS:
                 out[start + j] = min(_continue(lam, words[j], terms[j], sums[j]), top)
     return -1
+
+
+@njit(inline="always")
+def _normal_count(lam: float, z: float) -> float:  # pragma: no cover - compiled
+    """The count of mean ``lam`` at the standard normal ``z`` before saturation: the
+    Cornish–Fisher expansion (``devices.sensor``) rounded down (``np.floor``, a float: four
+    pixels per instruction where the caller's loop has no branch)."""
+    return float(np.floor(lam + math.sqrt(lam - 1.0 / 12.0) * z + (z * z - 1.0) / 6.0
+                          + z * (1.0 - z * z) / (72.0 * math.sqrt(lam)) + 0.5))
+
+
+@njit(inline="always")
+def _normal_block(lams: npt.NDArray[np.float64], words: npt.NDArray[np.uint64],
+                  table: npt.NDArray[np.float64], top: float, m: int,
+                  zs: npt.NDArray[np.float64], counts: npt.NDArray[np.float64]
+                  ) -> None:  # pragma: no cover - compiled
+    """Counts (saturated at ``top``, as floats into ``counts``) of the ``m`` pixels of a
+    block whose means are all large, each word's ``z`` interpolated in the table with its
+    bin clamped out of the tails (``word_to_normal`` elsewhere; the caller redoes the
+    pixels whose bin is a tail bin). Two loops without a branch."""
+    shift = np.uint64(64 - TABLE_BITS)
+    for j in range(m):
+        w = words[j]
+        i: int = min(max(int(np.int64(w >> shift)), TAIL_BINS),
+                     (1 << TABLE_BITS) - TAIL_BINS - 1)
+        frac = np.float64(np.int64((w >> np.uint64(64 - TABLE_BITS - 32))
+                                   & np.uint64(0xFFFFFFFF))) * 2.0 ** -32
+        below = table[i]
+        zs[j] = below + frac * (table[i + 1] - below)
+    for j in range(m):
+        counts[j] = min(max(_normal_count(lams[j], zs[j]), 0.0), top)
 
 
 @njit(cache=True, nogil=True)

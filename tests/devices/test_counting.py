@@ -332,3 +332,29 @@ def test_hot_and_dead_as_indices_and_one_efficiency_for_all() -> None:
     with pytest.raises(ValueError, match=r"dead must be a mask or pixel indices, got dtype "
                                          r"float64"):
         draw_counts(flux, 0.8, hot, np.zeros(3), 0.5, 1e4, 4e6, 2**20 - 1, words, out)
+
+
+def test_a_block_of_large_means_draws_as_a_mixed_block_does() -> None:
+    """A block whose means are all large takes the branch-free normal draws (the table's
+    tail words redone exactly); a block with one small mean takes the per-pixel path:
+    the same words and means give the same counts either way, tail words included, and
+    saturation at ``top`` too."""
+    n = BLOCK
+    words = np.random.default_rng(5).bit_generator.random_raw(n).astype(np.uint64)
+    bins = np.array([0, 1, TAIL_BINS - 1, TAIL_BINS, (1 << TABLE_BITS) - TAIL_BINS - 1,
+                     (1 << TABLE_BITS) - TAIL_BINS, (1 << TABLE_BITS) - 1], np.uint64)
+    words[:bins.size] = (bins << np.uint64(64 - TABLE_BITS)) | np.uint64(12345)
+    lam = np.random.default_rng(6).uniform(10.0, 3000.0, n)
+    lam[bins.size] = 5e6  # saturates
+    for top in (2**20 - 1, 2000):
+        large = _counts(lam, words, top=top)
+        mixed_lam = lam.copy()
+        mixed_lam[-1] = 0.5
+        mixed = _counts(mixed_lam, words, top=top)
+        np.testing.assert_array_equal(large[:-1], mixed[:-1])
+        assert large[bins.size] == top and large.max() == top
+        z = np.array([_normals(words[i:i + 1], quantile_table())[0] for i in range(bins.size)])
+        want = np.floor(lam[:bins.size] + np.sqrt(lam[:bins.size] - 1 / 12) * z
+                        + (z * z - 1) / 6 + z * (1 - z * z) / (72 * np.sqrt(lam[:bins.size]))
+                        + 0.5)
+        np.testing.assert_array_equal(large[:bins.size], np.clip(want, 0, top))
