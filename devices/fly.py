@@ -374,9 +374,6 @@ class FlyAcquisition:
         links = [item.link for item in batch if item.link is not None]
         out = det.firmware.acquire([item.counts for item in batch],
                                    links=links if len(links) == len(batch) else None)
-        if self._reuse_links:
-            for link in links:
-                self._spare_links.put(link)
         images = np.stack([frame.image for frame in out])
         now = time.time()
         frames = []
@@ -393,3 +390,6 @@ class FlyAcquisition:
         self.frames.extend(frames)
         det.store_fly_frames(images, frames, out[-1], batch[-1].counts)
         self.max_lag = max([self.max_lag, *(now - item.wall for item in batch)])
+        if self._reuse_links:  # only now: the last counts are the words of its link
+            for link in links:
+                self._spare_links.put(link)
