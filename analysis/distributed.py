@@ -87,6 +87,7 @@ from analysis.reduce import (
     mask_uris,
     reducible_run,
     run_mask,
+    run_streams,
     select_rows,
     stop_failed,
     stream_frames,
@@ -521,9 +522,11 @@ def reduce_run_dask(catalog: RunCatalog, ref: str | int, scheduler: str = LOCAL,
 
 
 def _stream_source(run: Any, stream: str, start: Mapping[str, Any],
-                   where: Mapping[str, Any], url: str | None) -> Source:
-    """Where the workers read the frames of ``stream`` (``where["frames_from"]``)."""
-    _, frames = stream_frames(run, stream, start)
+                   where: Mapping[str, Any], url: str | None,
+                   streams: Mapping[str, Any]) -> Source:
+    """Where the workers read the frames of ``stream`` (``where["frames_from"]``);
+    ``streams``: the run's stream nodes (:func:`~analysis.reduce.run_streams`)."""
+    _, frames = stream_frames(run, stream, start, streams)
     what = f"run {start['uid']} stream {stream!r}"
     if where["frames_from"] == "tiled":
         assert url is not None
@@ -535,12 +538,13 @@ def _tomo(run: Any, start: dict[str, Any], catalog: RunCatalog, callbacks: Seque
           session: DaskSession, params: TomoParams, chunk: int, task_rows: int,
           where: Mapping[str, Any], t0: float, url: str | None) -> ReductionSummary:
     names = tomo_streams(start)
-    sources = {kind: _stream_source(run, stream, start, where, url)
+    streams = run_streams(run)
+    sources = {kind: _stream_source(run, stream, start, where, url, streams)
                for kind, stream in names.items()}
     n, height, width = sources["projection"].shape
     chosen = select_rows(params.rows, height)
     angles, angle_source = tomo_angles_of(run, start, names["projection"], n)
-    has_mask = MASK_STREAM in list(run)  # (its streams, listed by reducible_run)
+    has_mask = MASK_STREAM in streams
     mask = run_mask(run, start, tuple(sources["dark"].shape[1:]), present=has_mask)
     client = session.client
     # The tasks go out first: the derived run's start (the inputs' digests read every raw
@@ -576,9 +580,10 @@ def _azint(run: Any, start: dict[str, Any], catalog: RunCatalog, callbacks: Sequ
            session: DaskSession, params: AzintParams, chunk: int, where: Mapping[str, Any],
            t0: float, url: str | None) -> ReductionSummary:
     geometry = geometry_from(start)
-    source = _stream_source(run, "primary", start, where, url)
+    streams = run_streams(run)
+    source = _stream_source(run, "primary", start, where, url, streams)
     n = source.shape[0]
-    has_mask = MASK_STREAM in list(run)  # (its streams, listed by reducible_run)
+    has_mask = MASK_STREAM in streams
     inputs = file_inputs([*source.uris, *mask_uris(run, start, present=has_mask)])
     md = derived_md(start, "azint1d", inputs, {**params.metadata(geometry), **where},
                     live=False)

@@ -142,6 +142,7 @@ __all__ = [
     "reduce_run",
     "reduction_for",
     "run_mask",
+    "run_streams",
     "select_rows",
     "stop_failed",
     "stream_frames",
@@ -232,12 +233,25 @@ class ReductionSummary:
         return line + (f" ({self.reason})" if self.reason else "")
 
 
-def stream_frames(run: Any, stream: str, start: Mapping[str, Any]) -> tuple[str, Any]:
-    """The frame data key of the run's ``stream`` (:func:`image_key`) and its array node.
+def run_streams(run: Any) -> dict[str, Any]:
+    """The run's streams by name, each node with its metadata, in one catalog request (the
+    run's own listing takes three, then each stream one more). A run of the older layout
+    (streams under ``streams/``) is listed there."""
+    nodes = dict(getattr(run, "base", run).items())
+    inner: Any = nodes.get("streams")
+    if inner is not None and "BlueskyEventStream" not in {s.name for s in inner.specs or []}:
+        nodes = dict(getattr(inner, "base", inner).items())
+    return nodes
+
+
+def stream_frames(run: Any, stream: str, start: Mapping[str, Any],
+                  streams: Mapping[str, Any] | None = None) -> tuple[str, Any]:
+    """The frame data key of the run's ``stream`` (:func:`image_key`) and its array node;
+    ``streams``: the run's stream nodes when the caller has them (:func:`run_streams`).
 
     Raises ``ReductionError`` naming the run when the stream or its frames are missing."""
     try:
-        node = run[stream]
+        node = run[stream] if streams is None else streams[stream]
     except KeyError:
         raise ReductionError(f"run {start['uid']}: no stream {stream!r}") from None
     key = image_key((node.metadata or {}).get("data_keys") or {}, start,
@@ -328,7 +342,7 @@ def reducible_run(catalog: RunCatalog, ref: str | int) -> tuple[Any, dict[str, A
     ``ReductionError`` saying what is missing when it has none."""
     run = catalog.run(ref)
     start = dict(run.metadata.get("start") or {})
-    streams = list(run)
+    streams = sorted(run_streams(run))
     reduction = reduction_for(start, streams)
     if reduction is None:
         raise ReductionError(
