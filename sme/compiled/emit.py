@@ -105,6 +105,9 @@ class Emitter:
         element is stored, so the latch copies only arrays that changed."""
         self.tables: dict[tuple[int, ...], str] = {}
         """Constant arrays indexed at run time: module-level numpy arrays by contents."""
+        self.unsigned_memories = {name for name, dtype, _ in layout.memories
+                                  if dtype.startswith("uint")}
+        """Memories whose elements are read through ``np.int64`` (``load``)."""
         self.loops: list[_Loop] = []
         """The ``for`` loops around the code being emitted, innermost last."""
 
@@ -144,8 +147,14 @@ class Emitter:
         return index if self.wide else f"np.uint64({index})"
 
     def element(self, arr: ArraySlot, index: str) -> str:
-        """Element ``index`` (an index from ``index``) of ``arr``."""
+        """Element ``index`` (an index from ``index``) of ``arr``, to store into."""
         return f"{arr.array}[{self.unsigned(f'{arr.offset} + {index}')}]"
+
+    def load(self, arr: ArraySlot, index: str) -> str:
+        """The value of element ``index`` of ``arr`` as int64 (a memory of unsigned words
+        is read through ``np.int64``, see ``layout.memory_dtype``)."""
+        code = self.element(arr, index)
+        return f"np.int64({code})" if arr.array in self.unsigned_memories else code
 
     def table(self, items: list[str]) -> str:
         """The module-level constant array holding ``items`` (numba freezes global arrays
@@ -339,7 +348,7 @@ class Emitter:
             if usite:
                 lines.append(f"_rd(0, {src.defined}, {usite}, t, E)")
             lines += [f"for _k in range({dst.length}):",
-                      f"    {dst.at('_k')} = {src.at('_k')}"]
+                      f"    {dst.at('_k')} = {self.load(src, '_k')}"]
         if dst.defined is not None:
             lines.append(f"{dst.defined} = 1")
         return lines
@@ -413,7 +422,7 @@ class Emitter:
             isite = self.layout.site(Site("index_read", self.where(),
                                           who=_read_index_message(inst, e.base)))
             d = st.defined or "1"
-            return self.element(st, self.index(e.index, st.length, d, usite, isite))
+            return self.load(st, self.index(e.index, st.length, d, usite, isite))
         if isinstance(e, ir.BinOp):
             return self.binop(e)
         if isinstance(e, ir.UnaryOp):

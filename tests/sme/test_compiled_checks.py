@@ -202,3 +202,24 @@ def test_min_max_equal_the_interpreter() -> None:
         assert np.array_equal(got[name], want[name]), name
     assert np.array_equal(want["clamped.diff"], np.maximum(a - b, 0).ravel())
     assert np.array_equal(want["clamped.low"], np.minimum(np.minimum(a, 7), b).ravel())
+
+
+def test_batch_calls_with_other_outputs_and_dtypes_record_what_each_asks() -> None:
+    """A session keeps each batch call's recording plan: calls alternating between
+    outputs and dtypes still get exactly the columns and dtypes they ask for."""
+    a, b = np.meshgrid(np.arange(16), np.arange(16))
+    stim = {"pair.a": a.ravel(), "pair.b": b.ravel()}
+    want = Simulator(_minmax_net(), trace=False).run_batch(
+        stim, 256, outputs=["clamped.diff", "clamped.low", "clamped.high"])
+    sim = Simulator(_minmax_net(), backend="compiled", trace=False)
+    calls: list[tuple[list[str] | None, dict[str, Any] | None]] = [
+        (["clamped.diff"], None), (["clamped.low", "clamped.diff"], {"clamped.low": np.uint8}),
+        (["clamped.diff"], None), (None, None), (["clamped.low", "clamped.diff"], None)]
+    for outputs, dtypes in calls * 2:
+        got = sim.run_batch(stim, 256, outputs=outputs, dtypes=dtypes)
+        assert list(got) == (outputs or ["clamped.diff", "clamped.low", "clamped.high"])
+        for name, values in got.items():
+            assert np.array_equal(values, want[name]), name
+            assert values.dtype == np.dtype((dtypes or {}).get(name, np.int64)), name
+    with pytest.raises(BackendError, match=r"dtypes names 'pair\.a'"):
+        sim.run_batch(stim, 256, outputs=["clamped.diff"], dtypes={"pair.a": np.uint8})

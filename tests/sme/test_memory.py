@@ -231,12 +231,13 @@ def test_storage_names_array_registers_only() -> None:
 
 
 @pytest.mark.parametrize(("word", "dtype"), [
-    (UInt[8], "int16"), (Int[12], "int16"), (UInt[31], "int32"), (Bool, "int8"),
-    (UInt[40], None)])
+    (UInt[8], "uint8"), (Int[12], "int16"), (UInt[16], "uint16"), (UInt[31], "uint32"),
+    (Int[8], "int8"), (Int[32], "int32"), (Bool, "int8"), (UInt[40], None)])
 def test_big_memories_hold_their_words_in_narrow_arrays(word: object, dtype: str | None
                                                         ) -> None:
-    """A memory of MEMORY_MIN words or more is an array of its own in the narrowest signed
-    dtype (int64 words in the state array otherwise): the extremes of the word's range
+    """A memory of MEMORY_MIN words or more is an array of its own in the narrowest dtype,
+    unsigned for words with no negative value (int64 words in the state array otherwise),
+    read as int64 by the generated code: the extremes of the word's range
     survive writes and reads at both ends of the address range, as in the model."""
     from sme.compiled.layout import MEMORY_MIN
 
