@@ -13,6 +13,13 @@ reduced live, and how far the reduction falls behind.
   firmware, file, the scan's periodic collection, the reduction). Target max < 1 s.
 * ``endtoend.1024.detector_frames_per_s`` — the detector alone (first trigger → last
   frame in the file).
+* ``endtoend.1024.cpu_ms.<part>`` — CPU milliseconds per frame over the scan (from
+  before the plan to the last pattern) of the process's threads by what they do:
+  ``sensor`` and ``firmware`` (the fly acquisition's two threads), ``live_reducer``,
+  ``run_engine``, ``tiled`` (the in-process Tiled server), ``other`` (the main thread,
+  OpenCL's and the HDF5/catalog helpers'), ``total``; and
+  ``endtoend.1024.cpu_bound_frames_per_s`` = 2 cores × 1000 / total, the most frames/s two
+  cores could sustain if the work split perfectly. Linux only (``/proc``).
 * ``endtoend.1024.pyfai.frames_per_s`` and ``endtoend.1024.reduce_vs_pyfai`` — the peer:
   pyFAI's ``integrate1d`` (CSR, cython, one thread of CPU; the method pyFAI's
   documentation recommends for CPUs) of the same frames read back from the run's file,
@@ -84,6 +91,62 @@ class _Times:
             return np.array([self.pattern[s] - self.trigger[s] for s in sorted(self.trigger)])
 
 
+class _ThreadCPU:
+    """CPU seconds of this process's threads over a stretch of time, by thread name
+    (Linux ``/proc``): sampled every ``every`` seconds, so a thread that ends is counted
+    up to its last sample (at most ``every`` short)."""
+
+    GROUPS = (("sensor", "-fly-sensor"), ("firmware", "-fly-firmware"),
+              ("live_reducer", "smeflow-live-reducer"), ("run_engine", "bluesky-run-engine"),
+              ("tiled", "asyncio-portal"))
+    """Figure name → what the thread's name contains (the rest is ``other``)."""
+
+    def __init__(self, every: float = 0.1) -> None:
+        self.every = every
+        self._tick = os.sysconf("SC_CLK_TCK")
+        self._cpu: dict[int, float] = {}
+        self._names: dict[int, str] = {}
+        self._start: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="endtoend-cpu", daemon=True)
+
+    def _sample(self) -> None:
+        for t in threading.enumerate():
+            if t.native_id is not None:
+                self._names[t.native_id] = t.name
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{tid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:  # (the thread ended)
+                continue
+            self._cpu[int(tid)] = (int(fields[11]) + int(fields[12])) / self._tick
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self._sample()
+
+    def start(self) -> None:
+        """Take the baseline and start sampling."""
+        self._sample()
+        self._start = dict(self._cpu)
+        self._thread.start()
+
+    def stop(self) -> dict[str, float]:
+        """CPU seconds since ``start`` by group (``GROUPS``, ``other``, ``total``)."""
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        out = dict.fromkeys([name for name, _ in self.GROUPS] + ["other"], 0.0)
+        for tid, cpu in self._cpu.items():
+            used = cpu - self._start.get(tid, 0.0)
+            thread = self._names.get(tid, "")
+            group = next((name for name, part in self.GROUPS if part in thread), "other")
+            out[group] += used
+        out["total"] = sum(out.values())
+        return out
+
+
 def endtoend(folder: Path, frames: int, period: float) -> dict[str, float]:
     """The fly diffraction scan with live integration; its figures."""
     catalog = Catalog(folder / "catalog")
@@ -104,6 +167,9 @@ def endtoend(folder: Path, frames: int, period: float) -> dict[str, float]:
         print(f"1024×1024 firmware, sensor and OpenCL kernels ready in "
               f"{time.perf_counter() - t0:.1f} s")
         bl.use_powder()
+        cpu = _ThreadCPU() if os.path.isdir("/proc/self/task") else None
+        if cpu is not None:
+            cpu.start()
         (uid,) = RE(fly_tomo_scan(
             bl.det, bl.rotation, bl.sample_x, bl.shutter, out_position=20.0,
             exposure=period, n_darks=0, n_flats=0, num_projections=frames, start=0.0,
@@ -111,6 +177,7 @@ def endtoend(folder: Path, frames: int, period: float) -> dict[str, float]:
             md={"geometry": bl.geometry.to_metadata(), "purpose": "end-to-end benchmark"}))
         if not live.wait(uid, timeout=600):
             raise SystemExit("the live reduction did not finish in 600 s")
+        used = cpu.stop() if cpu is not None else {}
         result = live.results[uid]
         if result.exit_status != "success" or result.derived_uid is None:
             raise SystemExit(f"live reduction failed: {result.reason}")
@@ -139,6 +206,13 @@ def endtoend(folder: Path, frames: int, period: float) -> dict[str, float]:
               f"trigger → pattern in the catalog (detector alone {detector:.1f} frames/s); "
               f"lag max {lags.max():.3f} s, p99 {np.percentile(lags, 99):.3f} s, mean "
               f"{lags.mean():.3f} s; dropped reductions {result.dropped_frames}")
+        figures.update({f"endtoend.1024.cpu_ms.{name}": seconds / frames * 1e3
+                        for name, seconds in used.items()})
+        if used:
+            figures["endtoend.1024.cpu_bound_frames_per_s"] = 2000 / (used["total"] / frames
+                                                                      * 1e3)
+            print("CPU per frame by thread (ms): " + ", ".join(
+                f"{name} {seconds / frames * 1e3:.1f}" for name, seconds in used.items()))
         figures.update(peer_rate(bl, sample, pattern0))
         return figures
     finally:
