@@ -56,9 +56,7 @@ import logging
 import math
 import threading
 import time
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +64,8 @@ import numpy as np
 from event_model import unpack_event_page
 
 from analysis.fbp import slices_per_group
+from analysis.live_inbox import DEFAULT_CAPACITY, DEFAULT_PUT_TIMEOUT, FRAME_DOCS, Inbox
+from analysis.live_runs import Frame, LiveRunResult, RunState, read_frames
 from analysis.reduce import (
     AzintParams,
     Callback,
@@ -84,10 +84,7 @@ from analysis.reduce import (
     reduction_for,
     select_rows,
     tomo_references,
-    tomo_streams,
-    uri_path,
 )
-from dataflow.hdf5 import DEFAULT_DATASET, HDF5ReadError, open_frames, open_in_process
 from dataflow.pixel_mask import MASK_STREAM
 from geometry import PoniGeometry
 
@@ -104,216 +101,8 @@ ENDED_BY_CONSUMER = "smeflow_ended_by_consumer"
 """Key of a stop document a consumer makes up for a raw run it stops following (its
 reason is then the derived run's reason as is, not "raw run ended …")."""
 
-DEFAULT_CAPACITY = 1000
-DEFAULT_PUT_TIMEOUT = 1.0
 DEFAULT_MAX_BATCH = 16
-FRAME_DOCS = frozenset({"stream_datum", "event", "event_page"})
-
-
-@dataclass
-class LiveRunResult:
-    """What the live reduction of one raw run gave (``finished`` after its stop)."""
-
-    raw_uid: str
-    reduction: str | None
-    derived_uid: str | None = None
-    exit_status: str = "running"
-    reason: str = ""
-    frames: int = 0
-    dropped_frames: int = 0
-    lags: list[float] = field(default_factory=list)
-    finished: bool = False
-
-    @property
-    def lag_max(self) -> float:
-        """Largest per-frame lag, s (NaN before the first frame)."""
-        return max(self.lags) if self.lags else math.nan
-
-    @property
-    def lag_mean(self) -> float:
-        """Mean per-frame lag, s (NaN before the first frame)."""
-        return float(np.mean(self.lags)) if self.lags else math.nan
-
-
-def read_frames(path: Path, dataset: str, indices: Sequence[int]) -> list[np.ndarray[Any, Any]]:
-    """Frames ``indices`` of a frame file that may still be being written.
-
-    The file is opened, read and closed at once, holding h5py's global lock: HDF5 shares
-    one open file per process, and a handle still open when the detector's writer closes
-    the file would keep its last bytes unwritten (``FrameWriter.close``); with the lock
-    held, the writer's close and its check for other handles cannot fall in between.
-    A file the writer has open in this process is read through that shared file's
-    in-memory state with plain h5py (``FrameReader``'s truncation check compares the
-    chunk index with the bytes on disk, and chunks still in the writer's cache are not
-    on disk yet); any other file through :func:`dataflow.hdf5.open_frames` (SWMR).
-
-    Raises
-    ------
-    HDF5ReadError
-        The file or a frame cannot be read.
-    """
-    import h5py
-    from h5py._objects import phil
-
-    runs = _runs(indices)
-    with phil:
-        if not open_in_process(path):
-            with open_frames(path, dataset) as reader:
-                n = len(reader)
-                if any(not 0 <= i < n for i in indices):  # (as reader.frame would say)
-                    return [reader.frame(i) for i in indices]
-                return [frame for a, b in runs for frame in reader.read(slice(a, b))]
-        try:
-            with h5py.File(path, "r", swmr=True) as f:
-                ds = f[dataset]
-                n = int(ds.shape[0])
-                bad = [i for i in indices if not 0 <= i < n]
-                if bad:
-                    raise HDF5ReadError(f"{path}: frames {bad} announced but the file has "
-                                        f"{n} frames")
-                return [frame for a, b in runs for frame in np.asarray(ds[a:b])]
-        except (OSError, KeyError, RuntimeError, ValueError) as exc:
-            if isinstance(exc, HDF5ReadError):
-                raise
-            raise HDF5ReadError(f"{path}: cannot read frames {list(indices)} of "
-                                f"{dataset!r}: {exc}") from None
-
-
-def _runs(indices: Sequence[int]) -> list[tuple[int, int]]:
-    """``indices`` as runs ``[a, b)`` of consecutive frames, in order: a run is read as one
-    slice, each HDF5 chunk once (the default chunks hold 8 frames; frame by frame, every
-    chunk a frame touches would be read once per frame in it)."""
-    runs: list[tuple[int, int]] = []
-    for i in indices:
-        i = int(i)
-        if runs and runs[-1][1] == i:
-            runs[-1] = (runs[-1][0], i + 1)
-        else:
-            runs.append((i, i + 1))
-    return runs
-
-
-class _Inbox:
-    """Documents waiting for the worker; frame documents are bounded (module docstring)."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._items: deque[tuple[str, Any]] = deque()
-        self._frames = 0
-        self._shedding = False
-        self._cond = threading.Condition()
-        self.put_count = 0
-        self.done_count = 0
-
-    def put(self, name: str, doc: Any, timeout: float) -> bool:
-        with self._cond:
-            if name in FRAME_DOCS:
-                if self._shedding and self._frames > self.capacity // 2:
-                    return False
-                self._shedding = False
-                deadline = time.monotonic() + timeout
-                while self._frames >= self.capacity:
-                    remaining = deadline - time.monotonic()
-                    timed_out = remaining <= 0 or not self._cond.wait(remaining)
-                    if timed_out and self._frames >= self.capacity:
-                        self._shedding = True
-                        return False
-                self._frames += 1
-            self._items.append((name, doc))
-            self.put_count += 1
-            self._cond.notify_all()
-            return True
-
-    def put_control(self, name: str, doc: Any) -> None:
-        with self._cond:
-            self._items.append((name, doc))
-            self.put_count += 1
-            self._cond.notify_all()
-
-    def get(self) -> tuple[str, Any]:
-        with self._cond:
-            while not self._items:
-                self._cond.wait()
-            name, doc = self._items.popleft()
-            if name in FRAME_DOCS:
-                self._frames -= 1
-            self._cond.notify_all()
-            return name, doc
-
-    def empty(self) -> bool:
-        with self._cond:
-            return not self._items
-
-    def task_done(self) -> None:
-        with self._cond:
-            self.done_count += 1
-            self._cond.notify_all()
-
-    def join(self, timeout: float | None) -> bool:
-        """Wait until everything put so far has been handled."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            target = self.put_count
-            while self.done_count < target:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
-            return True
-
-
-@dataclass
-class _Frame:
-    """One announced frame: where it is and the event that goes with it."""
-
-    desc: str
-    seq: int
-    resource: str
-    index: int
-    announced: float
-    event: dict[str, Any] | None = None
-
-
-class _RunState:
-    """Everything the worker knows about one raw run."""
-
-    def __init__(self, start: dict[str, Any], reduction: str | None,
-                 result: LiveRunResult) -> None:
-        self.start = start
-        self.reduction = reduction
-        self.result = result
-        self.streams = tomo_streams(start) if reduction == "tomo_fbp" else \
-            {"projection": "primary"}
-        self.streams["mask"] = MASK_STREAM
-        self.mask: np.ndarray[Any, np.dtype[np.bool_]] | None = None
-        self.descriptors: dict[str, dict[str, Any]] = {}
-        self.image_keys: dict[str, str] = {}
-        self.resources: dict[str, dict[str, Any]] = {}
-        self.uris: list[str] = []
-        self.pending: dict[tuple[str, int], _Frame] = {}
-        self.early_events: dict[tuple[str, int], dict[str, Any]] = {}
-        self.ready: list[_Frame] = []
-        self.derived: DerivedRun | None = None
-        self.failed = False
-        # tomography
-        self.darks: list[np.ndarray[Any, Any]] = []
-        self.flats: list[np.ndarray[Any, Any]] = []
-        self.acc: TomoAccumulator | None = None
-        self.rows: list[int] = []
-        self.angles_from = "start"
-        # diffraction
-        self.integrator: Any = None
-
-    def role(self, desc_uid: str) -> str | None:
-        """``"dark"``, ``"flat"``, ``"projection"`` (tomography) or ``"projection"`` for
-        the diffraction frames, ``"mask"`` for the pixel mask, None for streams that are
-        not reduced."""
-        name = self.descriptors.get(desc_uid, {}).get("name")
-        for role, stream in self.streams.items():
-            if stream == name:
-                return role
-        return None
-
+"""Frames the worker reduces in one call at most."""
 
 
 class LiveReducer:
@@ -358,8 +147,8 @@ class LiveReducer:
         self.results: dict[str, LiveRunResult] = {}
         self.errors: list[str] = []
         self.dropped_documents = 0
-        self._inbox = _Inbox(capacity)
-        self._runs: dict[str, _RunState] = {}
+        self._inbox = Inbox(capacity)
+        self._runs: dict[str, RunState] = {}
         self._desc_run: dict[str, str] = {}
         self._resource_run: dict[str, str] = {}
         self._mask_descriptors: dict[str, str | None] = {}
@@ -512,10 +301,10 @@ class LiveReducer:
             self._integrators[geometry] = integrator
         return integrator
 
-    def _ignore(self, run: _RunState, doc: Any) -> None:
+    def _ignore(self, run: RunState, doc: Any) -> None:
         """Documents the reduction does not need (resource, datum, …)."""
 
-    def _run_of(self, name: str, doc: Any) -> _RunState | None:
+    def _run_of(self, name: str, doc: Any) -> RunState | None:
         if name == "_dropped":
             inner_name, inner = doc
             return self._run_of(inner_name, inner)
@@ -532,7 +321,7 @@ class LiveReducer:
         result = LiveRunResult(doc["uid"], reduction)
         with self._lock:
             self.results[doc["uid"]] = result
-        run = _RunState(doc, reduction, result)
+        run = RunState(doc, reduction, result)
         self._runs[doc["uid"]] = run
         if reduction is None:
             result.exit_status = "skipped"
@@ -551,7 +340,7 @@ class LiveReducer:
         except Exception as exc:
             self._fail(run, exc)
 
-    def _on_descriptor(self, run: _RunState, doc: dict[str, Any]) -> None:
+    def _on_descriptor(self, run: RunState, doc: dict[str, Any]) -> None:
         self._desc_run[doc["uid"]] = run.start["uid"]
         run.descriptors[doc["uid"]] = doc
         if run.role(doc["uid"]) is None:
@@ -560,13 +349,13 @@ class LiveReducer:
             doc.get("data_keys") or {}, run.start,
             where=f"run {run.start['uid']} stream {doc.get('name')!r}")
 
-    def _on_stream_resource(self, run: _RunState, doc: dict[str, Any]) -> None:
+    def _on_stream_resource(self, run: RunState, doc: dict[str, Any]) -> None:
         run.resources[doc["uid"]] = doc
         self._resource_run[doc["uid"]] = run.start["uid"]
         if doc.get("uri") not in run.uris and doc.get("mimetype") == "application/x-hdf5":
             run.uris.append(str(doc["uri"]))
 
-    def _on_stream_datum(self, run: _RunState, doc: dict[str, Any]) -> None:
+    def _on_stream_datum(self, run: RunState, doc: dict[str, Any]) -> None:
         desc = doc["descriptor"]
         if run.role(desc) is None:
             return
@@ -583,14 +372,14 @@ class LiveReducer:
                                  f"{seqs}: expected one frame per event")
         for k in range(idx["stop"] - idx["start"]):
             key = (desc, seqs["start"] + k)
-            frame = _Frame(desc, key[1], doc["stream_resource"], idx["start"] + k, now)
+            frame = Frame(desc, key[1], doc["stream_resource"], idx["start"] + k, now)
             frame.event = run.early_events.pop(key, None)
             if frame.event is not None:
                 run.ready.append(frame)
             else:
                 run.pending[key] = frame
 
-    def _on_event(self, run: _RunState, doc: dict[str, Any]) -> None:
+    def _on_event(self, run: RunState, doc: dict[str, Any]) -> None:
         desc = doc["descriptor"]
         if run.role(desc) is None:
             return
@@ -602,42 +391,28 @@ class LiveReducer:
         frame.event = doc
         run.ready.append(frame)
 
-    def _on_event_page(self, run: _RunState, doc: dict[str, Any]) -> None:
+    def _on_event_page(self, run: RunState, doc: dict[str, Any]) -> None:
         for event in unpack_event_page(doc):  # type: ignore[arg-type]
             self._on_event(run, dict(event))
 
-    def _on_dropped(self, run: _RunState, item: tuple[str, dict[str, Any]]) -> None:
+    def _on_dropped(self, run: RunState, item: tuple[str, dict[str, Any]]) -> None:
         name, doc = item
         if name == "stream_datum" and run.role(doc["descriptor"]) is not None:
             run.result.dropped_frames += doc["indices"]["stop"] - doc["indices"]["start"]
 
-    def _on_stop(self, run: _RunState, doc: dict[str, Any]) -> None:
+    def _on_stop(self, run: RunState, doc: dict[str, Any]) -> None:
         # frames whose event never came (dropped, or a flyer without events)
         run.ready.extend(run.pending.values())
         run.pending.clear()
 
     # -- reducing ----------------------------------------------------------------------
 
-    def _read_many(self, run: _RunState, frames: Sequence[_Frame]) -> np.ndarray[Any, Any]:
-        """The frames ``(n, rows, cols)``, read file by file (see :func:`read_frames`)."""
-        by_resource: dict[str, list[_Frame]] = {}
-        for f in frames:
-            by_resource.setdefault(f.resource, []).append(f)
-        got: dict[int, np.ndarray[Any, Any]] = {}
-        for resource_uid, group in by_resource.items():
-            res = run.resources[resource_uid]
-            dataset = (res.get("parameters") or {}).get("dataset") or DEFAULT_DATASET
-            images = read_frames(uri_path(str(res["uri"])), str(dataset),
-                                 [f.index for f in group])
-            got.update((id(f), image) for f, image in zip(group, images, strict=True))
-        return np.stack([got[id(f)] for f in frames])
-
-    def _reduce_ready(self, run: _RunState) -> None:
+    def _reduce_ready(self, run: RunState) -> None:
         ready, run.ready = run.ready, []
         masks = [f for f in ready if run.role(f.desc) == "mask"]
         if masks:  # the plans publish it before the first frame
             ready = [f for f in ready if run.role(f.desc) != "mask"]
-            image = self._read_many(run, masks[-1:])[0]
+            image = run.read(masks[-1:])[0]
             run.mask = checked_mask(image, image.shape[-2:])
         if not ready:
             return
@@ -646,7 +421,7 @@ class LiveReducer:
         else:
             self._reduce_azint(run, ready)
 
-    def _begin(self, run: _RunState, parameters: dict[str, Any]) -> DerivedRun:
+    def _begin(self, run: RunState, parameters: dict[str, Any]) -> DerivedRun:
         if run.derived is None:
             md = derived_md(run.start, str(run.reduction),
                             file_inputs(run.uris, digest=False), parameters, live=True)
@@ -654,16 +429,9 @@ class LiveReducer:
             run.result.derived_uid = run.derived.uid
         return run.derived
 
-    def _lag(self, run: _RunState, frame: _Frame, now: float) -> float:
-        origin = float(frame.event["time"]) if frame.event else frame.announced
-        lag = now - origin
-        run.result.lags.append(lag)
-        run.result.frames += 1
-        return lag
-
-    def _reduce_tomo(self, run: _RunState, ready: list[_Frame]) -> None:
-        stack = self._read_many(run, ready)
-        projections: list[_Frame] = []
+    def _reduce_tomo(self, run: RunState, ready: list[Frame]) -> None:
+        stack = run.read(ready)
+        projections: list[Frame] = []
         images: list[np.ndarray[Any, Any]] = []
         for frame, image in zip(ready, stack, strict=True):
             role = run.role(frame.desc)
@@ -672,7 +440,7 @@ class LiveReducer:
                 images.append(image)
                 continue
             (run.darks if role == "dark" else run.flats).append(image)
-            self._lag(run, frame, time.time())
+            run.lag(frame, time.time())
         if not projections:
             return
         if run.acc is None:
@@ -685,45 +453,23 @@ class LiveReducer:
             axis = run.start.get("rotation_axis")
             desc = run.descriptors[projections[0].desc]
             run.angles_from = "events" if axis in (desc.get("data_keys") or {}) else "start"
-        run.acc.add(np.stack(images), [self._angle(run, f) for f in projections])
+        run.acc.add(np.stack(images), [run.angle(f) for f in projections])
         now = time.time()
         for f in projections:
-            self._lag(run, f, now)
+            run.lag(f, now)
 
-    def _angle(self, run: _RunState, frame: _Frame) -> float:
-        axis = run.start.get("rotation_axis")
-        if frame.event is not None and axis in frame.event.get("data", {}):
-            return float(frame.event["data"][axis])
-        angles = run.start.get("angles")
-        if isinstance(angles, list) and 1 <= frame.seq <= len(angles):
-            return float(angles[frame.seq - 1])
-        raise ReductionError(f"run {run.start['uid']}: no angle for projection {frame.seq} "
-                             f"(no {axis!r} reading in its event, no start 'angles' entry)")
-
-    def _reduce_azint(self, run: _RunState, ready: list[_Frame]) -> None:
+    def _reduce_azint(self, run: RunState, ready: list[Frame]) -> None:
         derived = run.derived
         assert derived is not None
-        frames = self._read_many(run, ready)
+        frames = run.read(ready)
         chunk = azint_chunk(frames, run.integrator, self.azint, mask=run.mask)
         now = time.time()
-        lags = [self._lag(run, f, now) for f in ready]
+        lags = [run.lag(f, now) for f in ready]
         derived.emit_patterns(chunk, [f.seq for f in ready], lags)
 
     # -- ending ------------------------------------------------------------------------
 
-    def _stats(self, run: _RunState, digest: bool) -> dict[str, Any]:
-        r = run.result
-        inputs = file_inputs(run.uris, digest=False)
-        if digest:  # the raw run has ended: its files are closed
-            try:
-                inputs = file_inputs(run.uris, digest=True)
-            except (ReductionError, OSError) as exc:
-                log.warning("live reducer: cannot digest inputs: %s", exc)
-        return {"frames": r.frames, "dropped_frames": r.dropped_frames,
-                "lag_max_s": r.lag_max if r.lags else None,
-                "lag_mean_s": r.lag_mean if r.lags else None, "inputs": inputs}
-
-    def _complete(self, run: _RunState, stop: dict[str, Any]) -> None:
+    def _complete(self, run: RunState, stop: dict[str, Any]) -> None:
         if run.reduction == "tomo_fbp":
             if run.acc is None:
                 raise ReductionError(f"run {run.start['uid']}: no projections arrived "
@@ -746,12 +492,12 @@ class LiveReducer:
                 f"{stop.get('reason', '')}"
         extra = {"rows": run.rows, "angles_from": run.angles_from} \
             if run.reduction == "tomo_fbp" else {}
-        derived.stop(status, reason, **self._stats(run, digest=True), **extra)
+        derived.stop(status, reason, **run.stats(digest=True), **extra)
         run.result.exit_status = status
         run.result.reason = reason
         self._finish(run)
 
-    def _fail(self, run: _RunState, exc: BaseException) -> None:
+    def _fail(self, run: RunState, exc: BaseException) -> None:
         reason = f"{type(exc).__name__}: {exc}"
         log.error("live reducer: run %s: %s", run.start.get("uid"), reason)
         self.errors.append(f"run {run.start.get('uid')}: {reason}")
@@ -769,13 +515,13 @@ class LiveReducer:
                     run.start, str(run.reduction), file_inputs(run.uris, digest=False),
                     params, live=True))
                 run.result.derived_uid = run.derived.uid
-            run.derived.stop("fail", reason, **self._stats(run, digest=False))
+            run.derived.stop("fail", reason, **run.stats(digest=False))
         except Exception as inner:
             log.exception("live reducer: cannot record the failure of run %s",
                           run.start.get("uid"))
             self.errors.append(f"recording failure: {type(inner).__name__}: {inner}")
 
-    def _finish(self, run: _RunState) -> None:
+    def _finish(self, run: RunState) -> None:
         uid = run.start["uid"]
         self._runs.pop(uid, None)
         for desc in [d for d, r in self._desc_run.items() if r == uid]:
