@@ -200,6 +200,11 @@ def wait_when_busy(adapter: Any) -> Any:
     """
     import sqlalchemy
 
+    from .table_store import retry_table_setup
+    from .table_store import write_ahead_log as store_write_ahead_log
+
+    retry_table_setup(SQLITE_BUSY_MS)  # (what the busy timeout cannot cover)
+
     def patient(connection: Any, _record: Any) -> None:
         cursor = connection.cursor()
         try:
@@ -212,7 +217,7 @@ def wait_when_busy(adapter: Any) -> Any:
             continue
         path = "/" + urlparse(str(storage.uri)).path.lstrip("/")  # sqlite://localhost//x
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        write_ahead_log(Path(path))
+        store_write_ahead_log(Path(path), SQLITE_BUSY_MS)  # (through the store's SQLite)
         sqlalchemy.event.listen(storage._connection_pool, "connect", patient)
     return adapter
 
@@ -224,7 +229,9 @@ def write_ahead_log(db: Path, timeout: float = SQLITE_BUSY_MS / 1000) -> None:
     document a run writes is a few commits; in rollback mode each cost milliseconds of
     disk syncs). Tiled asks for the mode when it creates a catalog, but from inside a
     transaction, where SQLite ignores it. A database another process holds locked
-    keeps its mode (logged after ``timeout`` seconds): it works either way."""
+    keeps its mode (logged after ``timeout`` seconds): it works either way. For the
+    catalog database, which Python's ``sqlite3`` opens (aiosqlite); the table store has
+    its own (``dataflow.table_store.write_ahead_log``)."""
     try:
         with closing(sqlite3.connect(db, timeout=timeout)) as con:
             mode = con.execute("PRAGMA journal_mode = WAL").fetchone()
