@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -61,7 +61,8 @@ def running_queue(tmp_path: Path, *, ignore_sigint: bool = False
         [SMEFLOW, "queue", "--data", where["data"], "--backend", "compiled",
          "--frame", "64x64", "--redis", where["redis"], "--zmq-control-addr",
          where["control"], "--zmq-info-addr", where["info"]],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"},
         preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint
         else None)
     try:
@@ -83,6 +84,22 @@ def queue_command(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], dic
     """``smeflow queue`` on free ports, 64×64 frames; stopped (and checked) by the test."""
     with running_queue(tmp_path) as started:
         yield started
+
+
+def print_stuck_state(proc: subprocess.Popen[bytes]) -> None:
+    """What a ``smeflow queue`` that did not stop was doing: its signal masks and state,
+    each thread's kernel wait, then its Python stacks (SIGABRT: faulthandler, enabled by
+    ``running_queue``, writes them to the log that the fixture prints)."""
+    base = Path(f"/proc/{proc.pid}")
+    status = (base / "status").read_text().splitlines()
+    print("stuck smeflow queue:", [line for line in status if line.startswith(("State", "Sig"))])
+    for task in sorted(base.glob("task/*")):
+        print("  thread", task.name, (task / "comm").read_text().strip(),
+              (task / "stat").read_text().rsplit(")", 1)[1].split()[0],
+              (task / "wchan").read_text())
+    proc.send_signal(signal.SIGABRT)
+    with suppress(subprocess.TimeoutExpired):
+        proc.wait(10)
 
 
 def process_group(pgid: int) -> list[int]:
@@ -148,7 +165,12 @@ def test_queue_runs_a_tomography_and_a_diffraction_series_into_the_catalog(
     # Ctrl-C: the manager and the Redis this command started stop, and it exits 0 (within
     # the command's own bounds: each gets STOP_TIMEOUT before it is killed)
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(2 * STOP_TIMEOUT + 30) == 0
+    try:
+        proc.wait(2 * STOP_TIMEOUT + 30)
+    except subprocess.TimeoutExpired:
+        print_stuck_state(proc)  # (an intermittent hang in full-suite runs: its evidence)
+        raise
+    assert proc.returncode == 0
     host, port = parse_redis(where["redis"])
     assert redis_state(host, port) is False, "the Redis smeflow queue started is still running"
     control_port = int(where["control"].rsplit(":", 1)[1])
