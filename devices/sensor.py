@@ -385,18 +385,9 @@ def frame_link(params: ChainParams, reuse: LinkStream | None = None
     words)."""
     if params.pad:
         return None
-    wpf, wpl = params.words_per_frame, params.words_per_line
     if reuse is None or not _fits(reuse, params, 1, 0, 0):
-        ticks = wpf + params.frame_gap  # (what link_stream makes of one frame of zeros)
-        valid, sof, eol = (np.zeros(ticks, bool) for _ in range(3))
-        valid[:wpf] = True
-        sof[0] = True
-        eol[wpl - 1:wpf:wpl] = True
-        reuse = LinkStream(valid=valid, sof=sof, eol=eol,
-                           data=np.zeros((ticks, params.lanes), np.int64),
-                           sof_ticks=np.zeros(1, np.int64),
-                           last_ticks=np.full(1, wpf - 1, np.int64))
-    view = reuse.data[:wpf].reshape(params.height, params.width)
+        reuse = link_stream([np.zeros((params.height, params.width), np.uint32)], params)
+    view = reuse.data[:params.words_per_frame].reshape(params.height, params.width)
     return reuse, view
 
 
