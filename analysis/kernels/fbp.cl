@@ -1,6 +1,6 @@
 // Back-projection of ramp-filtered parallel-beam sinograms (see analysis/fbp.py).
 // Build options: -DSPI=<slices per work-item> (they share the geometry), -DVW=8|16
-// (pixels per work-item along a row, computed as one OpenCL vector: PoCL does not
+// (pixels per work-item along a row, computed as OpenCL vectors of 8: PoCL does not
 // vectorise across work-items around the angle loop, so the kernel does it itself).
 //
 // filt:  [slices (a multiple of SPI), angles, stride] of (v, next - v) pairs of the

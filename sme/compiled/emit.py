@@ -104,9 +104,9 @@ class Emitter:
         """Flags of the next values of clocked array signals, by slot offset: set when an
         element is stored, so the latch copies only arrays that changed."""
         self.tables: dict[tuple[int, ...], str] = {}
+        """Constant arrays indexed at run time: module-level numpy arrays by contents."""
         self.table_dtypes: dict[str, str] = {}
         """Each constant array's numpy dtype (code)."""
-        """Constant arrays indexed at run time: module-level numpy arrays by contents."""
         self.unsigned_memories = {name for name, dtype, _ in layout.memories
                                   if dtype.startswith("uint")}
         """Memories whose elements are read through ``np.int64`` (``load``)."""
