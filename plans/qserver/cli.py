@@ -186,8 +186,10 @@ def _stop(proc: subprocess.Popen[bytes], sig: int, *, group: bool = False) -> in
 def _default_sigint() -> None:
     """In the RE Manager's process: Ctrl-C's SIGINT, which only this command forwards (the
     manager has its own session), is its clean stop, even when this command was started
-    with SIGINT ignored (a background job of a script) and the manager inherited that."""
+    with SIGINT ignored (a background job of a script) or blocked, and the manager inherited
+    that (a signal mask survives ``exec``)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 @contextmanager
@@ -197,6 +199,8 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, interrupt)
+    # a parent that blocked them (the mask survives exec) would leave Ctrl-C pending forever
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         yield
     finally:

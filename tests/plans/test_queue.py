@@ -48,6 +48,13 @@ def wait_for_manager(RM: object, deadline: float) -> None:
                 raise
 
 
+def _ignore_and_block_sigint() -> None:
+    """A background job of a script: SIGINT ignored; and a parent that had SIGINT and
+    SIGTERM blocked (a signal mask survives ``exec``)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
 @contextmanager
 def running_queue(tmp_path: Path, *, ignore_sigint: bool = False
                   ) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str]]]:
@@ -63,8 +70,7 @@ def running_queue(tmp_path: Path, *, ignore_sigint: bool = False
          where["control"], "--zmq-info-addr", where["info"]],
         stdout=log, stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"},
-        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint
-        else None)
+        preexec_fn=_ignore_and_block_sigint if ignore_sigint else None)
     try:
         yield proc, where
     finally:
@@ -86,20 +92,29 @@ def queue_command(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], dic
         yield started
 
 
-def print_stuck_state(proc: subprocess.Popen[bytes]) -> None:
-    """What a ``smeflow queue`` that did not stop was doing: its signal masks and state,
-    each thread's kernel wait, then its Python stacks (SIGABRT: faulthandler, enabled by
-    ``running_queue``, writes them to the log that the fixture prints)."""
-    base = Path(f"/proc/{proc.pid}")
-    status = (base / "status").read_text().splitlines()
-    print("stuck smeflow queue:", [line for line in status if line.startswith(("State", "Sig"))])
-    for task in sorted(base.glob("task/*")):
-        print("  thread", task.name, (task / "comm").read_text().strip(),
-              (task / "stat").read_text().rsplit(")", 1)[1].split()[0],
-              (task / "wchan").read_text())
-    proc.send_signal(signal.SIGABRT)
+def print_stuck_state(proc: subprocess.Popen[bytes], log: Path) -> None:
+    """What a ``smeflow queue`` that did not stop was doing, and the RE Manager's processes
+    with it: each one's signal masks and state and each thread's kernel wait, then their
+    Python stacks (SIGABRT: faulthandler, enabled by ``running_queue`` and inherited by the
+    manager and its worker, writes them to the log that the fixture prints)."""
+    started = re.search(r"RE Manager \(pid (\d+)\)", log.read_text(errors="replace"))
+    manager = process_group(int(started.group(1))) if started else []
+    for pid in [proc.pid, *manager]:
+        base = Path(f"/proc/{pid}")
+        with suppress(OSError):
+            status = (base / "status").read_text().splitlines()
+            print(f"stuck process {pid}:", (base / "cmdline").read_bytes()[:120],
+                  [line for line in status if line.startswith(("State", "Sig"))])
+            for task in sorted(base.glob("task/*")):
+                print("  thread", task.name, (task / "comm").read_text().strip(),
+                      (task / "stat").read_text().rsplit(")", 1)[1].split()[0],
+                      (task / "wchan").read_text())
+    for pid in [*manager, proc.pid]:
+        with suppress(OSError):
+            os.kill(pid, signal.SIGABRT)
     with suppress(subprocess.TimeoutExpired):
         proc.wait(10)
+    time.sleep(2)  # the manager's processes write their stacks too
 
 
 def process_group(pgid: int) -> list[int]:
@@ -168,7 +183,7 @@ def test_queue_runs_a_tomography_and_a_diffraction_series_into_the_catalog(
     try:
         proc.wait(2 * STOP_TIMEOUT + 30)
     except subprocess.TimeoutExpired:
-        print_stuck_state(proc)  # (an intermittent hang in full-suite runs: its evidence)
+        print_stuck_state(proc, Path(where["log"]))  # (an intermittent hang in full-suite runs: its evidence)
         raise
     assert proc.returncode == 0
     host, port = parse_redis(where["redis"])
@@ -256,8 +271,9 @@ def test_queue_command_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_queue_stops_cleanly_when_started_with_sigint_ignored(tmp_path: Path) -> None:
     """A background job of a shell script starts with SIGINT ignored, and its children
-    inherit that: the RE Manager must still take the SIGINT ``smeflow queue`` forwards on
-    SIGTERM and stop at once, leaving none of its processes behind."""
+    inherit that (and a parent's blocked signals too): the RE Manager must still take the
+    SIGINT ``smeflow queue`` forwards on SIGTERM and stop at once, leaving none of its
+    processes behind."""
     from bluesky_queueserver_api.zmq import REManagerAPI
 
     with running_queue(tmp_path, ignore_sigint=True) as (proc, where):
