@@ -113,6 +113,11 @@ class EllipsoidPhantom:
         self.ellipsoids = tuple(ellipsoids)
         self._quadrics = [e.quadric() for e in self.ellipsoids]
         self._centers = [np.asarray(e.center, dtype=np.float64) for e in self.ellipsoids]
+        # stacked for ray_coefficients (one frame's pose: a few array products in all)
+        self._m = np.stack(self._quadrics)
+        self._c = np.stack(self._centers)
+        self._cmc = np.einsum("ki,kij,kj->k", self._c, self._m, self._c) - 1.0
+        self._mu = np.array([e.mu for e in self.ellipsoids], dtype=np.float64)
 
     @property
     def radius(self) -> float:
@@ -172,14 +177,23 @@ class EllipsoidPhantom:
         2 cxy X Y − 2 cx X − 2 cy Y + c0`` and the chord is ``(2/a) √(b² − a c)`` where
         positive (see :meth:`line_integrals_at`, the same algebra on arrays)."""
         rot_t = _rotation_y(pose.angle).T
-        ex, ey, d = rot_t[:, 0], rot_t[:, 1], rot_t[:, 2]
-        rows = []
-        for e, m, c in zip(self.ellipsoids, self._quadrics, self._centers, strict=True):
-            md, mx, my, mc = m @ d, m @ ex, m @ ey, m @ c
-            rows.append((float(d @ md), float(ex @ md), float(ey @ md), -float(c @ md),
-                         float(ex @ mx), float(ey @ my), float(ex @ my), float(ex @ mc),
-                         float(ey @ mc), float(c @ mc) - 1.0, e.mu))
-        return np.array(rows, dtype=np.float64)
+        axes = rot_t.T  # rows: ex, ey, d (the lab x, y axes and the beam in the sample frame)
+        m_axes = self._m @ rot_t  # (k, 3, 3): M ex, M ey, M d as columns
+        c_m = np.einsum("ki,kij->kj", self._c, m_axes)  # c·M ex, c·M ey, c·M d
+        ex_m = axes @ m_axes  # (k, 3, 3): row r, column s = axis_r · M axis_s
+        out = np.empty((self._m.shape[0], 11), dtype=np.float64)
+        out[:, 0] = ex_m[:, 2, 2]   # a = d·M d
+        out[:, 1] = ex_m[:, 0, 2]   # ex·M d
+        out[:, 2] = ex_m[:, 1, 2]   # ey·M d
+        out[:, 3] = -c_m[:, 2]      # −c·M d
+        out[:, 4] = ex_m[:, 0, 0]   # ex·M ex
+        out[:, 5] = ex_m[:, 1, 1]   # ey·M ey
+        out[:, 6] = ex_m[:, 0, 1]   # ex·M ey
+        out[:, 7] = c_m[:, 0]       # ex·M c (M symmetric)
+        out[:, 8] = c_m[:, 1]       # ey·M c
+        out[:, 9] = self._cmc       # c·M c − 1
+        out[:, 10] = self._mu
+        return out
 
     def line_integrals(
         self, pose: Pose, shape: tuple[int, int], pixel_size: PixelSize
@@ -194,6 +208,16 @@ class EllipsoidPhantom:
         _integrate_rays(np.ascontiguousarray(x[0]) - pose.x,
                         np.ascontiguousarray(y[:, 0]) - pose.y,
                         self.ray_coefficients(pose), out)
+        return out
+
+    def transmit(self, pose: Pose, incident: FloatImage, pixel_size: PixelSize) -> FloatImage:
+        """``incident × exp(−∫μ dl)`` per pixel (a new array of ``incident``'s shape):
+        the projection in one compiled pass that keeps one row of line integrals and
+        takes ``exp`` only where a ray meets the phantom (no image of the integrals)."""
+        x, y = detector_coordinates_mm(incident.shape, pixel_size)
+        out = np.empty(incident.shape, dtype=np.float64)
+        _transmit(np.ascontiguousarray(x[0]) - pose.x, np.ascontiguousarray(y[:, 0]) - pose.y,
+                  self.ray_coefficients(pose), np.ascontiguousarray(incident, np.float64), out)
         return out
 
     def sinogram(
@@ -281,62 +305,79 @@ class PhantomSample:
 
     def flux(self, pose: Pose, shape: tuple[int, int], pixel_size: PixelSize) -> FloatImage:
         """Photons/s per pixel behind the sample at nominal ring current."""
-        integrals = self.phantom.line_integrals(pose, shape, pixel_size)
-        out = np.array(self.incident.image(shape, pixel_size), dtype=np.float64)
-        _attenuate(out, integrals)
-        return out
+        return self.phantom.transmit(pose, self.incident.image(shape, pixel_size), pixel_size)
+
+
+@njit(inline="always")
+def _row_chords(xs: FloatArray, yr: float, coef: FloatArray, k: int,
+                acc: FloatArray) -> tuple[int, int]:  # pragma: no cover - compiled
+    """Add ellipsoid ``k``'s chord × μ of the rays at ``(xs[col], yr)`` to ``acc[col]``;
+    returns the interval of columns ``[lo, hi)`` visited (empty: ``lo >= hi``). The
+    discriminant is a concave quadratic in ``X``, so the columns a ray of which meets the
+    ellipsoid form one interval, found first."""
+    n_cols = xs.shape[0]
+    x0 = xs[0]
+    dx = xs[1] - xs[0] if n_cols > 1 else 1.0
+    a, bx, by, b0 = coef[k, 0], coef[k, 1], coef[k, 2], coef[k, 3]
+    cxx, cyy, cxy, cx, cy, c0, mu = (coef[k, 4], coef[k, 5], coef[k, 6], coef[k, 7],
+                                     coef[k, 8], coef[k, 9], coef[k, 10])
+    scale = 2.0 * mu / a
+    bb = by * yr + b0  # b = bx X + bb
+    c1 = 2.0 * cxy * yr - 2.0 * cx  # c = cxx X² + c1 X + cc0
+    cc0 = cyy * yr * yr - 2.0 * cy * yr + c0
+    qa = bx * bx - a * cxx  # disc = qa X² + qb X + qc, qa < 0
+    qb = 2.0 * bx * bb - a * c1
+    qc = bb * bb - a * cc0
+    if qa >= 0.0:
+        lo, hi = 0, n_cols
+    else:
+        det = qb * qb - 4.0 * qa * qc
+        if det <= 0.0:
+            return 0, 0
+        r = np.sqrt(det)
+        xa, xb = (-qb + r) / (2.0 * qa), (-qb - r) / (2.0 * qa)
+        if dx > 0:
+            lo = max(int(np.floor((min(xa, xb) - x0) / dx)), 0)
+            hi = min(int(np.ceil((max(xa, xb) - x0) / dx)) + 1, n_cols)
+        else:
+            lo = max(int(np.floor((max(xa, xb) - x0) / dx)), 0)
+            hi = min(int(np.ceil((min(xa, xb) - x0) / dx)) + 1, n_cols)
+    for j in range(lo, hi):
+        xr = xs[j]
+        b = bx * xr + bb
+        c = cxx * xr * xr + c1 * xr + cc0
+        disc = b * b - a * c
+        if disc > 0.0:
+            acc[j] += scale * np.sqrt(disc)
+    return lo, hi
 
 
 @njit(cache=True, nogil=True)
 def _integrate_rays(xs: FloatArray, ys: FloatArray, coef: FloatArray,
                     out: FloatArray) -> None:  # pragma: no cover - compiled
     """Add every ellipsoid's chord × μ to ``out[row, col]`` (rays at ``(xs[col], ys[row])``,
-    ``xs`` evenly spaced). Per row the discriminant is a concave quadratic in ``X``, so
-    the columns a ray of which meets the ellipsoid form one interval, found first."""
-    n_cols = xs.shape[0]
-    x0 = xs[0]
-    dx = xs[1] - xs[0] if n_cols > 1 else 1.0
-    for k in range(coef.shape[0]):
-        a, bx, by, b0 = coef[k, 0], coef[k, 1], coef[k, 2], coef[k, 3]
-        cxx, cyy, cxy, cx, cy, c0, mu = (coef[k, 4], coef[k, 5], coef[k, 6], coef[k, 7],
-                                         coef[k, 8], coef[k, 9], coef[k, 10])
-        scale = 2.0 * mu / a
-        for i in range(ys.shape[0]):
-            yr = ys[i]
-            bb = by * yr + b0  # b = bx X + bb
-            c1 = 2.0 * cxy * yr - 2.0 * cx  # c = cxx X² + c1 X + cc0
-            cc0 = cyy * yr * yr - 2.0 * cy * yr + c0
-            qa = bx * bx - a * cxx  # disc = qa X² + qb X + qc, qa < 0
-            qb = 2.0 * bx * bb - a * c1
-            qc = bb * bb - a * cc0
-            if qa >= 0.0:
-                lo, hi = 0, n_cols
-            else:
-                det = qb * qb - 4.0 * qa * qc
-                if det <= 0.0:
-                    continue
-                r = np.sqrt(det)
-                xa, xb = (-qb + r) / (2.0 * qa), (-qb - r) / (2.0 * qa)
-                if dx > 0:
-                    lo = max(int(np.floor((min(xa, xb) - x0) / dx)), 0)
-                    hi = min(int(np.ceil((max(xa, xb) - x0) / dx)) + 1, n_cols)
-                else:
-                    lo = max(int(np.floor((max(xa, xb) - x0) / dx)), 0)
-                    hi = min(int(np.ceil((min(xa, xb) - x0) / dx)) + 1, n_cols)
-            for j in range(lo, hi):
-                xr = xs[j]
-                b = bx * xr + bb
-                c = cxx * xr * xr + c1 * xr + cc0
-                disc = b * b - a * c
-                if disc > 0.0:
-                    out[i, j] += scale * np.sqrt(disc)
+    ``xs`` evenly spaced), row by row (``_row_chords``)."""
+    for i in range(ys.shape[0]):
+        for k in range(coef.shape[0]):
+            _row_chords(xs, ys[i], coef, k, out[i])
 
 
 @njit(cache=True, nogil=True)
-def _attenuate(image: FloatArray, integrals: FloatArray) -> None:  # pragma: no cover
-    """``image *= exp(-integrals)`` where the ray met the sample (``exp`` only there)."""
-    for i in range(image.shape[0]):
-        for j in range(image.shape[1]):
-            t = integrals[i, j]
+def _transmit(xs: FloatArray, ys: FloatArray, coef: FloatArray, incident: FloatArray,
+              out: FloatArray) -> None:  # pragma: no cover - compiled
+    """``out = incident · exp(−Σ chord × μ)`` (the rays of ``_integrate_rays``; the same
+    sums, ellipsoid by ellipsoid): per row, the integrals in one row buffer, ``exp`` only
+    in the columns some ellipsoid's interval covers and where the sum is not 0."""
+    acc = np.zeros(xs.shape[0])
+    for i in range(ys.shape[0]):
+        first, last = xs.shape[0], 0
+        for k in range(coef.shape[0]):
+            lo, hi = _row_chords(xs, ys[i], coef, k, acc)
+            if lo < hi:
+                first, last = min(first, lo), max(last, hi)
+        out[i, :] = incident[i, :]
+        for j in range(first, last):
+            t = acc[j]
             if t != 0.0:
-                image[i, j] *= np.exp(-t)
+                out[i, j] *= np.exp(-t)
+                acc[j] = 0.0
