@@ -159,6 +159,32 @@ def test_local_workers_reuse_freed_memory(dask_session: DaskSession) -> None:
     assert list(seen.values()) == [None, None]
 
 
+def test_local_workers_skip_dashboard_only_work(dask_session: DaskSession) -> None:
+    """The local cluster has no dashboard: its workers do not run Dask's statistical
+    profiler (a stack sample of every thread each 10 ms) and tick every 200 ms."""
+    import dask
+
+    def settings() -> tuple[Any, Any]:
+        return (dask.config.get("distributed.worker.profile.enabled"),
+                dask.config.get("distributed.admin.tick.interval"))
+
+    assert list(dask_session.client.run(settings).values()) == [(False, "200ms")] * 2
+
+
+def test_local_cluster_keeps_the_users_dask_settings() -> None:
+    """Only settings still at Dask's default are made lighter: one the user configured
+    (here through ``dask.config.set``, as a configuration file would) is kept."""
+    import dask
+
+    from analysis.distributed import LOCAL_CLUSTER_CONFIG, _unless_configured
+
+    assert _unless_configured(LOCAL_CLUSTER_CONFIG) == LOCAL_CLUSTER_CONFIG
+    with dask.config.set({"distributed.admin.tick.interval": "50ms"}):
+        kept = _unless_configured(LOCAL_CLUSTER_CONFIG)
+    assert "distributed.admin.tick.interval" not in kept
+    assert kept["distributed.worker.profile.enabled"] is False
+
+
 def test_volume_left_unfinished_is_removed(tmp_path: Path) -> None:
     """The Dask reduction writes the volume block by block as the blocks come back: a
     block that fails to come (its task raised) leaves no half-written volume file."""
