@@ -86,6 +86,7 @@ from analysis.reduce import (
     PatternChunk,
     ReductionError,
     ReductionSummary,
+    RunNodes,
     TomoParams,
     TomoReferences,
     azint_chunk,
@@ -94,10 +95,9 @@ from analysis.reduce import (
     derived_md,
     file_inputs,
     geometry_from,
+    listed_run,
     mask_uris,
-    reducible_run,
     run_mask,
-    run_streams,
     select_rows,
     stop_failed,
     stream_frames,
@@ -108,7 +108,6 @@ from analysis.reduce import (
     tomo_streams,
 )
 from analysis.tiled_frames import API_KEY_ENV, TiledFrameSource, tiled_frame_source
-from dataflow.pixel_mask import MASK_STREAM
 
 if TYPE_CHECKING:
     from analysis.azint import AzimuthalIntegrator
@@ -418,7 +417,7 @@ def reduce_on_dask(catalog: RunCatalog, ref: str | int, session: DaskSession, *,
     if frames_from == "tiled" and not isinstance(url, str):
         raise ReductionError("argument `frames_from`: 'tiled' needs a catalog server "
                              "(a RemoteCatalog); this catalog is embedded")
-    run, start, reduction = reducible_run(catalog, ref)
+    run, start, reduction, listing = listed_run(catalog, ref)
     workers = session.workers
     if workers < 1:
         raise SchedulerError(f"scheduler {session.scheduler}: no workers")
@@ -427,11 +426,11 @@ def reduce_on_dask(catalog: RunCatalog, ref: str | int, session: DaskSession, *,
     t0 = time.perf_counter()
     if reduction == "tomo_fbp":
         params = TomoParams(tuple(rows) if rows is not None else None, device=device)
-        check_derived_folder(catalog, run, start)
-        return _tomo(run, start, catalog, targets, session, params, chunk_frames,
+        check_derived_folder(catalog, run, start, listing)
+        return _tomo(run, start, listing, catalog, targets, session, params, chunk_frames,
                      task_rows, where, t0, url)
-    return _azint(run, start, catalog, targets, session, AzintParams(bins, unit, device=device),
-                  chunk_frames, where, t0, url)
+    return _azint(run, start, listing, catalog, targets, session,
+                  AzintParams(bins, unit, device=device), chunk_frames, where, t0, url)
 
 
 def reduce_run_dask(catalog: RunCatalog, ref: str | int, scheduler: str = LOCAL,
@@ -445,11 +444,10 @@ def reduce_run_dask(catalog: RunCatalog, ref: str | int, scheduler: str = LOCAL,
 
 
 def _stream_source(run: Any, stream: str, start: Mapping[str, Any],
-                   where: Mapping[str, Any], url: str | None,
-                   streams: Mapping[str, Any]) -> Source:
+                   where: Mapping[str, Any], url: str | None, listing: RunNodes) -> Source:
     """Where the workers read the frames of ``stream`` (``where["frames_from"]``);
-    ``streams``: the run's stream nodes (:func:`~analysis.reduce.run_streams`)."""
-    _, frames = stream_frames(run, stream, start, streams)
+    ``listing``: the run's nodes (:func:`~analysis.reduce.run_nodes`)."""
+    _, frames = stream_frames(run, stream, start, listing)
     what = f"run {start['uid']} stream {stream!r}"
     if where["frames_from"] == "tiled":
         assert url is not None
@@ -457,18 +455,17 @@ def _stream_source(run: Any, stream: str, start: Mapping[str, Any],
     return frame_source(frames, what)
 
 
-def _tomo(run: Any, start: dict[str, Any], catalog: RunCatalog, callbacks: Sequence[Callback],
-          session: DaskSession, params: TomoParams, chunk: int, task_rows: int,
-          where: Mapping[str, Any], t0: float, url: str | None) -> ReductionSummary:
+def _tomo(run: Any, start: dict[str, Any], listing: RunNodes, catalog: RunCatalog,
+          callbacks: Sequence[Callback], session: DaskSession, params: TomoParams, chunk: int,
+          task_rows: int, where: Mapping[str, Any], t0: float, url: str | None
+          ) -> ReductionSummary:
     names = tomo_streams(start)
-    streams = run_streams(run)
-    sources = {kind: _stream_source(run, stream, start, where, url, streams)
+    sources = {kind: _stream_source(run, stream, start, where, url, listing)
                for kind, stream in names.items()}
     n, height, width = sources["projection"].shape
     chosen = select_rows(params.rows, height)
     angles, angle_source = tomo_angles_of(run, start, names["projection"], n)
-    has_mask = MASK_STREAM in streams
-    mask = run_mask(run, start, tuple(sources["dark"].shape[1:]), present=has_mask)
+    mask = run_mask(run, start, tuple(sources["dark"].shape[1:]), nodes=listing)
     client = session.client
     # The tasks go out first: the derived run's start (the inputs' digests read every raw
     # file) and writing the volume block by block as the blocks come back overlap with
@@ -483,7 +480,7 @@ def _tomo(run: Any, start: dict[str, Any], catalog: RunCatalog, callbacks: Seque
     derived: DerivedRun | None = None
     try:
         inputs = file_inputs([*(uri for s in sources.values() for uri in s.uris),
-                              *mask_uris(run, start, present=has_mask)])
+                              *mask_uris(run, start, nodes=listing)])
         md = derived_md(start, "tomo_fbp", inputs, {**params.metadata(), **where},
                         live=False)
         derived = DerivedRun(callbacks, md)
@@ -499,15 +496,14 @@ def _tomo(run: Any, start: dict[str, Any], catalog: RunCatalog, callbacks: Seque
                             list(derived.outputs))
 
 
-def _azint(run: Any, start: dict[str, Any], catalog: RunCatalog, callbacks: Sequence[Callback],
-           session: DaskSession, params: AzintParams, chunk: int, where: Mapping[str, Any],
-           t0: float, url: str | None) -> ReductionSummary:
+def _azint(run: Any, start: dict[str, Any], listing: RunNodes, catalog: RunCatalog,
+           callbacks: Sequence[Callback], session: DaskSession, params: AzintParams,
+           chunk: int, where: Mapping[str, Any], t0: float, url: str | None
+           ) -> ReductionSummary:
     geometry = geometry_from(start)
-    streams = run_streams(run)
-    source = _stream_source(run, "primary", start, where, url, streams)
+    source = _stream_source(run, "primary", start, where, url, listing)
     n = source.shape[0]
-    has_mask = MASK_STREAM in streams
-    inputs = file_inputs([*source.uris, *mask_uris(run, start, present=has_mask)])
+    inputs = file_inputs([*source.uris, *mask_uris(run, start, nodes=listing)])
     md = derived_md(start, "azint1d", inputs, {**params.metadata(geometry), **where},
                     live=False)
     derived = DerivedRun(callbacks, md)
@@ -517,7 +513,7 @@ def _azint(run: Any, start: dict[str, Any], catalog: RunCatalog, callbacks: Sequ
         seq = np.asarray(run["primary"]["seq_num"].read(), dtype=np.int64) \
             if "seq_num" in run["primary"] else np.arange(1, n + 1)
         geometry_md = geometry.to_metadata()
-        mask = run_mask(run, start, tuple(source.shape[1:]), present=has_mask)
+        mask = run_mask(run, start, tuple(source.shape[1:]), nodes=listing)
         futures = [client.submit(azint_task, source, a, b, geometry_md, params, mask,
                                  pure=False)
                    for a, b in _frame_chunks(n, chunk)]

@@ -104,6 +104,7 @@ from analysis.reduce_chunks import (  # re-exported
     tomo_references,
 )
 from analysis.reductions import REDUCTIONS, ReductionError  # re-exported
+from analysis.run_nodes import RunNodes, run_nodes, run_streams  # re-exported
 from dataflow.pixel_mask import MASK_STREAM
 from sme.progress import progress
 
@@ -125,6 +126,7 @@ __all__ = [
     "PatternChunk",
     "ReductionError",
     "ReductionSummary",
+    "RunNodes",
     "TomoAccumulator",
     "TomoParams",
     "TomoPartial",
@@ -139,9 +141,11 @@ __all__ = [
     "frames_node",
     "geometry_from",
     "image_key",
+    "listed_run",
     "reduce_run",
     "reduction_for",
     "run_mask",
+    "run_nodes",
     "run_streams",
     "select_rows",
     "stop_failed",
@@ -233,30 +237,22 @@ class ReductionSummary:
         return line + (f" ({self.reason})" if self.reason else "")
 
 
-def run_streams(run: Any) -> dict[str, Any]:
-    """The run's streams by name, each node with its metadata, in one catalog request (the
-    run's own listing takes three, then each stream one more). A run of the older layout
-    (streams under ``streams/``) is listed there."""
-    nodes = dict(getattr(run, "base", run).items())
-    inner: Any = nodes.get("streams")
-    if inner is not None and "BlueskyEventStream" not in {s.name for s in inner.specs or []}:
-        nodes = dict(getattr(inner, "base", inner).items())
-    return nodes
-
-
 def stream_frames(run: Any, stream: str, start: Mapping[str, Any],
-                  streams: Mapping[str, Any] | None = None) -> tuple[str, Any]:
+                  streams: Mapping[str, Any] | RunNodes | None = None) -> tuple[str, Any]:
     """The frame data key of the run's ``stream`` (:func:`image_key`) and its array node;
-    ``streams``: the run's stream nodes when the caller has them (:func:`run_streams`).
+    ``streams``: the run's nodes when the caller has them (:func:`run_nodes`, or the
+    stream nodes of :func:`run_streams`), which saves the requests for them.
 
     Raises ``ReductionError`` naming the run when the stream or its frames are missing."""
+    listed = streams.streams if isinstance(streams, RunNodes) else streams
     try:
-        node = run[stream] if streams is None else streams[stream]
+        node = run[stream] if listed is None else listed[stream]
     except KeyError:
         raise ReductionError(f"run {start['uid']}: no stream {stream!r}") from None
     key = image_key((node.metadata or {}).get("data_keys") or {}, start,
                     where=f"run {start['uid']} stream {stream!r}")
-    return key, frames_node(node, key)
+    array = streams.arrays.get((stream, key)) if isinstance(streams, RunNodes) else None
+    return key, frames_node(node, key) if array is None else array
 
 
 def frames_node(stream: Any, key: str) -> Any:
@@ -271,25 +267,33 @@ def frames_node(stream: Any, key: str) -> Any:
 
 
 def run_mask(run: Any, start: Mapping[str, Any], shape: tuple[int, ...], *,
-             present: bool | None = None) -> BoolImage | None:
+             present: bool | None = None, nodes: RunNodes | None = None) -> BoolImage | None:
     """The run's pixel mask (its ``"mask"`` stream, :mod:`dataflow.pixel_mask`) as bool of
     the frames' ``shape``, True where a pixel is ignored; None for a run without one.
     ``present``: whether the run has the stream, when the caller already asked (asking a
-    catalog costs requests, most of all for a run without one).
+    catalog costs requests, most of all for a run without one); ``nodes``: the run's
+    listing (:func:`run_nodes`), which answers both.
     ``ReductionError`` when the stream is there but unreadable or of another shape."""
-    if not (MASK_STREAM in run if present is None else present):
+    if not _has_mask(run, present, nodes):
         return None
-    _, node = stream_frames(run, MASK_STREAM, start)
+    _, node = stream_frames(run, MASK_STREAM, start, nodes)
     bits = _read(node, f"run {start['uid']} pixel mask", slice(0, 1))
     return checked_mask(bits, shape)
 
 
-def mask_uris(run: Any, start: Mapping[str, Any], *, present: bool | None = None) -> list[str]:
+def mask_uris(run: Any, start: Mapping[str, Any], *, present: bool | None = None,
+              nodes: RunNodes | None = None) -> list[str]:
     """The files of the run's pixel mask (an input of its reductions), none without one
-    (``present`` as for :func:`run_mask`)."""
-    if not (MASK_STREAM in run if present is None else present):
+    (``present`` and ``nodes`` as for :func:`run_mask`)."""
+    if not _has_mask(run, present, nodes):
         return []
-    return _asset_uris(stream_frames(run, MASK_STREAM, start)[1])
+    return _asset_uris(stream_frames(run, MASK_STREAM, start, nodes)[1])
+
+
+def _has_mask(run: Any, present: bool | None, nodes: RunNodes | None) -> bool:
+    if nodes is not None:
+        return MASK_STREAM in nodes
+    return MASK_STREAM in run if present is None else present
 
 
 def _asset_uris(node: Any) -> list[str]:
@@ -340,16 +344,25 @@ def tomo_angles_of(run: Any, start: Mapping[str, Any], stream: str, n: int,
 def reducible_run(catalog: RunCatalog, ref: str | int) -> tuple[Any, dict[str, Any], str]:
     """The run ``ref``, its start document and its reduction (``reduction_for``);
     ``ReductionError`` saying what is missing when it has none."""
+    run, start, reduction, _ = listed_run(catalog, ref)
+    return run, start, reduction
+
+
+def listed_run(catalog: RunCatalog, ref: str | int
+               ) -> tuple[Any, dict[str, Any], str, RunNodes]:
+    """:func:`reducible_run` and the run's streams and arrays (:func:`run_nodes`, listed
+    to find the reduction: one request)."""
     run = catalog.run(ref)
     start = dict(run.metadata.get("start") or {})
-    streams = sorted(run_streams(run))
+    nodes = run_nodes(run)
+    streams = sorted(nodes.streams)
     reduction = reduction_for(start, streams)
     if reduction is None:
         raise ReductionError(
             f"run {start.get('uid')} (plan {start.get('plan_name')!r}): nothing to reduce; "
             "tomography needs start 'angles' or 'rotation_axis' and streams dark/flat/"
             f"primary, diffraction a start 'geometry' (streams: {', '.join(streams)})")
-    return run, start, reduction
+    return run, start, reduction, nodes
 
 
 def reduce_run(catalog: RunCatalog, ref: str | int, *, rows: Sequence[int] | None = None,
@@ -384,16 +397,16 @@ def reduce_run(catalog: RunCatalog, ref: str | int, *, rows: Sequence[int] | Non
     """
     if chunk_frames < 1:
         raise ReductionError(f"argument `chunk_frames`: expected >= 1, got {chunk_frames}")
-    run, start, reduction = reducible_run(catalog, ref)
+    run, start, reduction, listing = listed_run(catalog, ref)
     targets = (callbacks if callbacks is not None else [catalog.derived_writer()])
     t0 = time.perf_counter()
     if reduction == "tomo_fbp":
-        check_derived_folder(catalog, run, start)
+        check_derived_folder(catalog, run, start, listing)
         return _reduce_tomo(run, start, catalog, targets,
                             TomoParams(tuple(rows) if rows is not None else None,
-                                       device=device), chunk_frames, t0)
+                                       device=device), chunk_frames, t0, listing)
     return _reduce_azint(run, start, catalog, targets,
-                         AzintParams(bins, unit, device=device), chunk_frames, t0)
+                         AzintParams(bins, unit, device=device), chunk_frames, t0, listing)
 
 
 def stop_failed(derived: DerivedRun, exc: BaseException, catalog: RunCatalog | None) -> None:
@@ -416,7 +429,8 @@ def stop_failed(derived: DerivedRun, exc: BaseException, catalog: RunCatalog | N
         log.warning("derived run %s: cannot record its failure (%s)", derived.uid, again)
 
 
-def check_derived_folder(catalog: RunCatalog, run: Any, start: Mapping[str, Any]) -> None:
+def check_derived_folder(catalog: RunCatalog, run: Any, start: Mapping[str, Any],
+                         nodes: RunNodes | None = None) -> None:
     """Refuse to reduce into a catalog server whose data folder is not ``raw_dir``.
 
     A server registers external files only from its own folders, so a derived file
@@ -430,7 +444,7 @@ def check_derived_folder(catalog: RunCatalog, run: Any, start: Mapping[str, Any]
     raw_dir = catalog.raw_dir
     names = tomo_streams(start)
     paths = [uri_path(uri) for stream in names.values()
-             for uri in _asset_uris(stream_frames(run, stream, start)[1])]
+             for uri in _asset_uris(stream_frames(run, stream, start, nodes)[1])]
     if paths and not any(path.resolve().is_relative_to(raw_dir) for path in paths):
         raise ReductionError(
             f"--data: derived files would go to {raw_dir / 'derived'}, but the server "
@@ -440,9 +454,10 @@ def check_derived_folder(catalog: RunCatalog, run: Any, start: Mapping[str, Any]
 
 def _reduce_tomo(run: Any, start: dict[str, Any], catalog: RunCatalog,
                  callbacks: Sequence[Callback], params: TomoParams, chunk: int,
-                 t0: float) -> ReductionSummary:
+                 t0: float, listing: RunNodes) -> ReductionSummary:
     names = tomo_streams(start)
-    nodes = {kind: stream_frames(run, stream, start)[1] for kind, stream in names.items()}
+    nodes = {kind: stream_frames(run, stream, start, listing)[1]
+             for kind, stream in names.items()}
     n, height, _ = (int(v) for v in nodes["projection"].shape)
     chosen = select_rows(params.rows, height)
     angles, source = tomo_angles_of(run, start, names["projection"], n,
@@ -451,15 +466,14 @@ def _reduce_tomo(run: Any, start: dict[str, Any], catalog: RunCatalog,
     if n == 0:
         raise ReductionError(f"run {start['uid']}: no projections to reduce (a killed run: "
                              "smeflow catalog repair recovers what it acquired)")
-    has_mask = MASK_STREAM in run
     inputs = file_inputs([*(u for node in nodes.values() for u in _asset_uris(node)),
-                          *mask_uris(run, start, present=has_mask)])
+                          *mask_uris(run, start, nodes=listing)])
     md = derived_md(start, "tomo_fbp", inputs, params.metadata(), live=False)
     # Every frame is read (and checked: complete, checksum) before the derived run
     # starts: damaged input is an error and leaves no derived run behind.
     refs = tomo_references(_read(nodes["dark"], "darks"), _read(nodes["flat"], "flats"),
                            run_mask(run, start, (height, int(nodes["dark"].shape[2])),
-                                    present=has_mask))
+                                    nodes=listing))
     partials = [tomo_chunk(_read(nodes["projection"], "projections", sl), angles[sl], refs,
                            rows=chosen, floor=params.floor, device=params.device)
                 for sl in progress(_chunks(n, chunk), desc="reconstructing", unit="chunk")]
@@ -477,15 +491,14 @@ def _reduce_tomo(run: Any, start: dict[str, Any], catalog: RunCatalog,
 
 def _reduce_azint(run: Any, start: dict[str, Any], catalog: RunCatalog,
                   callbacks: Sequence[Callback], params: AzintParams, chunk: int,
-                  t0: float) -> ReductionSummary:
+                  t0: float, listing: RunNodes) -> ReductionSummary:
     from analysis.azint import AzimuthalIntegrator
 
     geometry = geometry_from(start)
-    _, node = stream_frames(run, "primary", start)
+    _, node = stream_frames(run, "primary", start, listing)
     n = int(node.shape[0])
-    has_mask = MASK_STREAM in run
     md = derived_md(start, "azint1d",
-                    file_inputs([*_asset_uris(node), *mask_uris(run, start, present=has_mask)]),
+                    file_inputs([*_asset_uris(node), *mask_uris(run, start, nodes=listing)]),
                     params.metadata(geometry), live=False)
     seq = np.asarray(run["primary"]["seq_num"].read(), dtype=np.int64) \
         if "seq_num" in run["primary"] else np.arange(1, n + 1)
@@ -496,7 +509,7 @@ def _reduce_azint(run: Any, start: dict[str, Any], catalog: RunCatalog,
     # Every frame is read (and checked: complete, checksum) before the derived run
     # starts: damaged input is an error and leaves no derived run behind.
     integrator = AzimuthalIntegrator(geometry, device=params.device)
-    mask = run_mask(run, start, tuple(int(v) for v in node.shape[1:]), present=has_mask)
+    mask = run_mask(run, start, tuple(int(v) for v in node.shape[1:]), nodes=listing)
     chunks = [azint_chunk(_read(node, "frames", sl), integrator, params, first=sl.start,
                           mask=mask)
               for sl in progress(_chunks(n, chunk), desc="integrating", unit="chunk")]
