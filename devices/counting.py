@@ -38,6 +38,12 @@ in it can be 0).
 Fusing the mean (efficiency × flux × exposure, hot and dead pixels, the cap), the flux
 checks, the words and the draw into one pass over blocks of ``BLOCK`` pixels (kept in
 cache between the steps) is what lets a megapixel sensor run at the firmware's rate.
+The one thing of a small mean's draw that does not depend on the word, its first term
+``e^(−λ)``, is the dearest part (an exponential per pixel, which the compiled loop
+cannot run four at a time: its table lookup does not vectorise here); a caller whose
+means do not change between exposures (a powder pattern while the sample stays put)
+may have the pass keep those terms and read them back the next times (``exps``): a
+fifth less time per frame of a diffraction pattern, the very same counts.
 """
 
 from __future__ import annotations
@@ -204,7 +210,8 @@ def draw_counts(flux: npt.NDArray[np.floating], efficiency: float | npt.NDArray[
                 hot: npt.NDArray[np.bool_ | np.intp], dead: npt.NDArray[np.bool_ | np.intp],
                 exposure: float, hot_rate: float, cap: float, top: int,
                 words: CounterWords | npt.NDArray[np.uint64],
-                out: npt.NDArray[np.uint32 | np.int64], *, scale: float = 1.0) -> int:
+                out: npt.NDArray[np.uint32 | np.int64], *, scale: float = 1.0,
+                exps: npt.NDArray[np.float64] | None = None, exps_ready: bool = False) -> int:
     """Counts of one exposure into ``out`` (all arrays flat and of one length, one random
     word per pixel, from ``words``: a :class:`CounterWords` stream or the words
     themselves): the mean ``min(ε·s·Φ·t + hot·rate·t, cap)`` (0 on dead pixels; ``s`` is
@@ -214,7 +221,16 @@ def draw_counts(flux: npt.NDArray[np.floating], efficiency: float | npt.NDArray[
     ``efficiency`` is per pixel or one number for all; ``hot`` and ``dead`` are masks
     or the sorted indices of their pixels (a few among millions: the pass then reads
     only the flux per pixel). Returns -1, or the index of the first pixel whose flux is
-    not finite or negative (``out`` is then incomplete)."""
+    not finite or negative (``out`` is then incomplete).
+
+    ``exps``: a flat ``float64`` array of ``n`` where the pass keeps the first term
+    ``e^(−λ)`` of each pixel's inversion (the pixels of blocks with a small mean; the
+    rest of it is left as it is), so that exposures of the same means need not compute
+    them again: with ``exps_ready`` it reads them from there instead. That is the
+    caller's promise that every mean (flux, efficiency, scale, exposure, hot and dead
+    pixels, cap) is the one of the pass that filled ``exps`` (``SensorModel.expose``
+    keeps them for a flux image that cannot change); the counts are the same either
+    way."""
     n = flux.shape[0]
     if isinstance(words, CounterWords):
         if n > 1 << 32:
@@ -224,10 +240,13 @@ def draw_counts(flux: npt.NDArray[np.floating], efficiency: float | npt.NDArray[
         base, given, use_given = np.uint64(0), words, True
     uniform = not isinstance(efficiency, np.ndarray)
     eff = efficiency if isinstance(efficiency, np.ndarray) else np.array([float(efficiency)])
+    if exps_ready and exps is None:
+        raise ValueError("draw_counts: exps_ready without exps")
     for name, a, dtypes in (("flux", flux, (np.float32, np.float64)),
                             ("efficiency", None if uniform else eff, (np.float64,)),
                             ("words", given if use_given else None, (np.uint64,)),
-                            ("out", out, (np.uint32, np.int64))):
+                            ("out", out, (np.uint32, np.int64)),
+                            ("exps", exps, (np.float64,))):
         if a is None:
             continue
         if not isinstance(a, np.ndarray) or a.ndim != 1 or a.shape[0] != n \
@@ -235,10 +254,17 @@ def draw_counts(flux: npt.NDArray[np.floating], efficiency: float | npt.NDArray[
             got = f"{a.dtype} of shape {a.shape}" if isinstance(a, np.ndarray) else repr(a)
             raise ValueError(f"draw_counts: {name} must be a flat array of {n} "
                              f"{' or '.join(np.dtype(d).name for d in dtypes)}, got {got}")
+    if exps is not None and not exps.flags.writeable:
+        raise ValueError("draw_counts: exps must be writeable (the pass keeps terms in it)")
     hot_at, dead_at = _pixel_indices("hot", hot, n), _pixel_indices("dead", dead, n)
     return int(_draw_counts(_read_only(flux), _read_only(eff), uniform, hot_at, dead_at,
                             exposure * scale, exposure * hot_rate, cap, top, base,
-                            _read_only(given), use_given, quantile_table(), out))
+                            _read_only(given), use_given, quantile_table(), out,
+                            _NO_EXPS if exps is None else exps, exps_ready))
+
+
+_NO_EXPS = np.zeros(0)
+"""What the pass gets for ``exps`` when there is none (it keeps no terms then)."""
 
 
 def _pixel_indices(name: str, pixels: npt.NDArray[Any], n: int) -> npt.NDArray[np.intp]:
@@ -277,7 +303,8 @@ def _draw_counts(flux: npt.NDArray[np.floating], efficiency: npt.NDArray[np.floa
                  uniform: bool, hot: npt.NDArray[np.intp], dead: npt.NDArray[np.intp],
                  exposure: float, hot_counts: float, cap: float, top: int, base: np.uint64,
                  given: npt.NDArray[np.uint64], use_given: bool,
-                 table: npt.NDArray[np.float64], out: npt.NDArray[np.uint32 | np.int64]
+                 table: npt.NDArray[np.float64], out: npt.NDArray[np.uint32 | np.int64],
+                 exps: npt.NDArray[np.float64], exps_ready: bool
                  ) -> int:  # pragma: no cover - compiled
     lams = np.empty(BLOCK)
     words = np.empty(BLOCK, np.uint64)
@@ -334,8 +361,15 @@ def _draw_counts(flux: npt.NDArray[np.floating], efficiency: npt.NDArray[np.floa
             continue
         # 2. the first TERMS terms of the inversion for every pixel, no branch
         rest = large
-        for j in range(m):
-            terms[j] = exp_neg(min(lams[j], NORMAL_MIN_MEAN))
+        if exps_ready:  # the first terms kept from a pass with these very means
+            for j in range(m):
+                terms[j] = exps[start + j]
+        else:
+            for j in range(m):
+                terms[j] = exp_neg(min(lams[j], NORMAL_MIN_MEAN))
+            if exps.shape[0]:
+                for j in range(m):
+                    exps[start + j] = terms[j]
         for j in range(m):
             lam = min(lams[j], NORMAL_MIN_MEAN)
             u = (np.float64(words[j] >> np.uint64(11)) + 0.5) * 2.0 ** -53

@@ -92,6 +92,33 @@ def _count(name: str, v: int, hi: int) -> int:
     return int(v)
 
 
+@dataclass(frozen=True, eq=False)
+class _KeptTerms:
+    """The means of the last exposure of a flux image that cannot change (``_frozen``),
+    and, from its second exposure on, the first terms of their draws
+    (``draw_counts(exps=…)``), for the next exposures with the same means."""
+
+    flux: npt.NDArray[np.floating]
+    efficiency: float | npt.NDArray[np.float64]
+    """The counting pass's efficiency object (a new one whenever it changes)."""
+    scale: float
+    exposure: float
+    exps: npt.NDArray[np.float64] | None
+    """The terms, or ``None`` after one exposure (nothing kept for a one-off image)."""
+
+
+def _frozen(a: npt.NDArray[Any]) -> bool:
+    """Whether nothing can change ``a``'s values: it is read-only, and so is every array
+    it is a view of (a sample's cached flux image; a read-only view of a writeable array
+    is not)."""
+    base: object = a
+    while isinstance(base, np.ndarray):
+        if base.flags.writeable:
+            return False
+        base = base.base
+    return base is None
+
+
 class SensorModel:
     """A photon-counting sensor of ``params.height × params.width`` pixels (of the whole
     frame of a multi-module ``DetectorLayout``; its gap pixels are never sent).
@@ -154,6 +181,7 @@ class SensorModel:
         self.hot_mask.flags.writeable = False
         self._hot_at = np.flatnonzero(self.hot_mask)   # what the counting pass takes
         self._dead_at = np.flatnonzero(self.dead_mask)
+        self._kept: _KeptTerms | None = None
         self._update_efficiency()
 
     def _update_efficiency(self) -> None:
@@ -226,7 +254,13 @@ class SensorModel:
         beam current over its nominal value, is applied in that pass, with no copy of
         ``flux``). ``out``: a C-contiguous ``height × width`` ``uint32`` or ``int64`` array
         to draw into and return (the frame of a link stream, ``frame_link``); default a
-        new ``uint32`` array."""
+        new ``uint32`` array.
+
+        A flux image nothing can change (read-only, and so is what it is a view of: the
+        image a sample keeps while it stays put) exposed again with the same ``exposure``,
+        ``scale`` and efficiency has the same means: from its second exposure on, the
+        draws' first terms are kept (8 bytes a pixel, until another image comes) and
+        read back instead of computed — the same counts, a fifth less time."""
         phi = self._check_flux(flux, copy=False)
         t = _positive("exposure", exposure)
         scale = _positive("scale", scale, zero_ok=True)
@@ -244,9 +278,23 @@ class SensorModel:
         with self._frame_lock:  # each exposure its own noise, whichever thread asks
             frame = self._frame
             self._frame = (frame + 1) % (1 << 32)
-        bad = draw_counts(phi.ravel(), self._pass_efficiency, self._hot_at, self._dead_at,
+        efficiency = self._pass_efficiency
+        kept, exps, ready = self._kept, None, False
+        if _frozen(phi):  # the means may be those of the last exposures
+            same = (kept is not None and kept.flux is phi and kept.efficiency is efficiency
+                    and kept.scale == scale and kept.exposure == t)
+            if same and kept is not None and kept.exps is not None:
+                exps, ready = kept.exps, True
+            elif same:  # the second exposure of these means: keep its terms
+                exps = np.empty(phi.size)
+            else:
+                self._kept = _KeptTerms(phi, efficiency, scale, t, None)
+        bad = draw_counts(phi.ravel(), efficiency, self._hot_at, self._dead_at,
                           t, self.hot_rate, _LAM_CAP, PIXEL_MAX,
-                          CounterWords(self._noise_key, frame), counts.ravel(), scale=scale)
+                          CounterWords(self._noise_key, frame), counts.ravel(), scale=scale,
+                          exps=exps, exps_ready=ready)
+        if exps is not None and not ready and bad < 0:
+            self._kept = _KeptTerms(phi, efficiency, scale, t, exps)
         if bad >= 0:
             y, x = divmod(bad, self.shape[1])
             value = phi[y, x]

@@ -358,3 +358,54 @@ def test_a_block_of_large_means_draws_as_a_mixed_block_does() -> None:
                         + (z * z - 1) / 6 + z * (1 - z * z) / (72 * np.sqrt(lam[:bins.size]))
                         + 0.5)
         np.testing.assert_array_equal(large[:bins.size], np.clip(want, 0, top))
+
+
+def test_kept_terms_give_the_counts_of_computed_ones() -> None:
+    """``exps``: a pass keeps each small mean's first term, a pass told they are ready
+    reads them back (the same counts: blocks of small, mixed and only large means, a
+    count beyond TERMS), and really reads them (terms of 1 make every small mean's count
+    0)."""
+    rng = np.random.default_rng(8)
+    n = BLOCK * 3 + 11
+    lam = rng.uniform(0.0, 9.0, n)
+    lam[BLOCK:2 * BLOCK] = rng.uniform(10.0, 500.0, BLOCK)        # a block of large means
+    lam[2 * BLOCK::7] = rng.uniform(10.0, 500.0, lam[2 * BLOCK::7].size)  # mixed
+    words = CounterWords(31, 4)
+    plain = _counts(lam, words)
+    exps = np.empty(n)
+    n_ = lam.size
+
+    def draw(ready: bool) -> np.ndarray:
+        out = np.empty(n_, np.uint32)
+        assert draw_counts(lam, 1.0, np.zeros(0, np.intp), np.zeros(0, np.intp), 1.0, 0.0,
+                           4.0 * (2**20 - 1), 2**20 - 1, words, out, exps=exps,
+                           exps_ready=ready) == -1
+        return out
+
+    np.testing.assert_array_equal(draw(False), plain)
+    small = lam < NORMAL_MIN_MEAN
+    np.testing.assert_allclose(exps[small], np.exp(-lam[small]), rtol=3e-16, atol=0)
+    np.testing.assert_array_equal(draw(True), plain)
+    assert (plain[small] > TERMS).any()
+    exps[:] = 1.0
+    ones = draw(True)
+    assert not ones[small].any()
+    np.testing.assert_array_equal(ones[~small], plain[~small])
+
+
+def test_kept_terms_are_checked() -> None:
+    n = 6
+    args = (np.ones(n), 1.0, np.zeros(0, np.intp), np.zeros(0, np.intp), 1.0, 0.0, 1e7,
+            2**20 - 1, CounterWords(0, 0), np.empty(n, np.uint32))
+    with pytest.raises(ValueError, match=r"exps must be a flat array of 6 float64, got "
+                                         r"float32 of shape \(6,\)"):
+        draw_counts(*args, exps=np.empty(n, np.float32))
+    with pytest.raises(ValueError, match=r"exps must be a flat array of 6 float64, got "
+                                         r"float64 of shape \(5,\)"):
+        draw_counts(*args, exps=np.empty(5))
+    with pytest.raises(ValueError, match="exps_ready without exps"):
+        draw_counts(*args, exps_ready=True)
+    frozen = np.empty(n)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="exps must be writeable"):
+        draw_counts(*args, exps=frozen)

@@ -148,6 +148,42 @@ def test_same_seed_same_frames() -> None:
     assert not np.array_equal(a[0], c[0])
 
 
+def test_a_frozen_flux_image_draws_the_counts_of_a_fresh_one() -> None:
+    """A flux image nothing can change (a sample's cached image) has its draws' first
+    terms kept from its second exposure on: frame for frame the counts of the same image
+    given as a writeable array (computed every time), across changes of exposure, scale
+    and threshold, hot and dead pixels included."""
+    rng = np.random.default_rng(3)
+    image = np.where(rng.random((64, 64)) < 0.05, rng.uniform(2e3, 5e4, (64, 64)),
+                     rng.uniform(0.0, 200.0, (64, 64)))  # means below and above 10 at 0.01 s
+    frozen = image.copy()
+    frozen.flags.writeable = False
+    kwargs = {"dead_pixels": 9, "hot_pixels": 5, "hot_rate": 2e3, "seed": 12}
+    kept, fresh = SensorModel(P64, **kwargs), SensorModel(P64, **kwargs)
+    steps = [(0.01, 1.0)] * 4 + [(0.02, 1.0)] * 3 + [(0.02, 0.5)] * 3 + ["threshold"] \
+        + [(0.02, 0.5)] * 3
+    for step in steps:
+        if step == "threshold":
+            kept.threshold = fresh.threshold = 11.0
+            continue
+        t, scale = step
+        a = kept.expose(frozen, t, scale=scale)
+        np.testing.assert_array_equal(a, fresh.expose(image.copy(), t, scale=scale))
+    assert kept._kept is not None and kept._kept.exps is not None  # (they were kept)
+    assert fresh._kept is None
+
+
+def test_a_read_only_view_of_a_writeable_flux_is_not_taken_as_unchanging() -> None:
+    base = np.full((64, 64), 50.0)
+    view = base.view()
+    view.flags.writeable = False
+    s, fresh = SensorModel(P64, seed=4), SensorModel(P64, seed=4)
+    for value in (50.0, 50.0, 50.0, 0.0, 400.0):
+        base[:] = value
+        np.testing.assert_array_equal(s.expose(view, 0.01), fresh.expose(base.copy(), 0.01))
+    assert s._kept is None
+
+
 @pytest.mark.parametrize(("flux", "exposure", "match"), [
     (np.ones((64, 32)), 1.0, r"flux must have the sensor shape \(64, 64\), got \(64, 32\)"),
     (np.where(np.eye(64) > 0, -1.0, 1.0)[::-1], 1.0, r"flux must be >= 0, got -1.0 at pixel \(y=0, x=63\)"),
