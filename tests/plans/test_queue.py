@@ -48,6 +48,15 @@ def wait_for_manager(RM: object, deadline: float) -> None:
                 raise
 
 
+def _terminal_signals() -> None:
+    """A command started at a terminal prompt: SIGINT and SIGTERM at their defaults and
+    unblocked, whatever the test process inherited or was left with (an xdist worker was
+    seen with SIGINT ignored after other suites, and a child inherits an ignored signal)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
 def _ignore_and_block_sigint() -> None:
     """A background job of a script: SIGINT ignored; and a parent that had SIGINT and
     SIGTERM blocked (a signal mask survives ``exec``)."""
@@ -70,7 +79,7 @@ def running_queue(tmp_path: Path, *, ignore_sigint: bool = False
          where["control"], "--zmq-info-addr", where["info"]],
         stdout=log, stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"},
-        preexec_fn=_ignore_and_block_sigint if ignore_sigint else None)
+        preexec_fn=_ignore_and_block_sigint if ignore_sigint else _terminal_signals)
     try:
         yield proc, where
     finally:
