@@ -50,8 +50,11 @@ def wait_for_manager(RM: object, deadline: float) -> None:
 
 def _terminal_signals() -> None:
     """A command started at a terminal prompt: SIGINT and SIGTERM at their defaults and
-    unblocked, whatever the test process inherited or was left with (an xdist worker was
-    seen with SIGINT ignored after other suites, and a child inherits an ignored signal)."""
+    unblocked, whatever the test process has. A suite started as a background job of a
+    script has SIGINT ignored, and bluesky's RunEngine puts back the handler it found at
+    each run's end (SIG_IGN, as Python recorded it at start-up, even where a library has
+    reset it since); a child inherits an ignored signal, and ``smeflow queue`` rightly
+    keeps it, so the test's Ctrl-C was ignored depending on the tests run before."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
