@@ -316,14 +316,18 @@ def _chunks(n: int, size: int) -> list[slice]:
 
 
 def tomo_angles_of(run: Any, start: Mapping[str, Any], stream: str, n: int,
-                   partial: bool = False) -> tuple[F64, str]:
+                   partial: bool = False, nodes: RunNodes | None = None) -> tuple[F64, str]:
     """Projection angles (degrees) and where they came from (``"events"``/``"start"``).
 
     ``partial``: the run has no stop document (its process was killed), so the angles
     may be more than the ``n`` frames (the rest were never taken) or fewer (a frame
-    announced before its event): the first ``min`` of both are returned."""
+    announced before its event): the first ``min`` of both are returned. ``nodes``: the
+    run's listing (:func:`run_nodes`), which has the stream's node."""
     axis = start.get("rotation_axis")
-    node = run[stream] if isinstance(axis, str) else None  # (a request: only when needed)
+    node = None
+    if isinstance(axis, str):  # (a request, unless listed: only when needed)
+        node = nodes.streams.get(stream) if nodes is not None else None
+        node = run[stream] if node is None else node
     if node is not None and axis in node:
         angles = np.asarray(node[axis].read(), dtype=np.float64)
         source = "events"
@@ -461,7 +465,7 @@ def _reduce_tomo(run: Any, start: dict[str, Any], catalog: RunCatalog,
     n, height, _ = (int(v) for v in nodes["projection"].shape)
     chosen = select_rows(params.rows, height)
     angles, source = tomo_angles_of(run, start, names["projection"], n,
-                                    partial=not run.metadata.get("stop"))
+                                    partial=not run.metadata.get("stop"), nodes=listing)
     n = len(angles)
     if n == 0:
         raise ReductionError(f"run {start['uid']}: no projections to reduce (a killed run: "

@@ -176,7 +176,7 @@ def test_local_cluster_keeps_the_users_dask_settings() -> None:
     (here through ``dask.config.set``, as a configuration file would) is kept."""
     import dask
 
-    from analysis.distributed import LOCAL_CLUSTER_CONFIG, _unless_configured
+    from analysis.dask_session import LOCAL_CLUSTER_CONFIG, _unless_configured
 
     assert _unless_configured(LOCAL_CLUSTER_CONFIG) == LOCAL_CLUSTER_CONFIG
     with dask.config.set({"distributed.admin.tick.interval": "50ms"}):

@@ -34,12 +34,14 @@ def _count_requests(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return sent
 
 
-def _run_with_frames(catalog: Catalog) -> str:
-    """A tomography run: ``primary``, ``dark`` and ``flat`` streams with external frames."""
+def _run_with_frames(catalog: Catalog, **md: Any) -> str:
+    """A tomography run: ``primary``, ``dark`` and ``flat`` streams with external frames
+    and a reading ``x`` (0, 1, 2, …); start ``angles`` unless ``md`` says otherwise."""
     from event_model import compose_run
 
     writer = catalog.writer()
-    bundle = compose_run(metadata={"plan_name": "tomo_scan", "angles": [0.0, 60.0, 120.0]})
+    bundle = compose_run(metadata={"plan_name": "tomo_scan", **(md or {
+        "angles": [0.0, 60.0, 120.0]})})
     writer("start", bundle.start_doc)
     uid: str = bundle.start_doc["uid"]
     for stream, frames in (("primary", 3), ("dark", 2), ("flat", 2)):
@@ -100,6 +102,25 @@ def test_reduction_requests_of_a_dask_tomography(tmp_path: Path,
         assert len(sent) == 2, sent
         assert reduction == "tomo_fbp"
         assert [s.shape for s in sources] == [(2, 4, 5), (2, 4, 5), (3, 4, 5)]
+
+
+def test_angles_read_from_the_listed_stream(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run whose angles are a rotation stage's readings: the stream node comes from the
+    listing, only the readings are asked for."""
+    from analysis.reduce import listed_run, tomo_angles_of
+
+    with Catalog(tmp_path / "c") as catalog:
+        uid = _run_with_frames(catalog, rotation_axis="x")
+        run, start, reduction, listing = listed_run(catalog, uid)
+        assert reduction == "tomo_fbp"
+        alone = tomo_angles_of(run, start, "primary", 3)
+        sent = _count_requests(monkeypatch)
+        angles, source = tomo_angles_of(run, start, "primary", 3, nodes=listing)
+        monkeypatch.undo()
+        assert source == "events" and angles.tolist() == [0.0, 1.0, 2.0]
+        assert angles.tolist() == alone[0].tolist() and alone[1] == "events"
+        assert not any(s.endswith(("/primary?", "/primary")) for s in sent), sent
 
 
 def test_streams_and_metadata_in_one_request(tmp_path: Path,
