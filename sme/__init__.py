@@ -23,10 +23,11 @@ from .errors import (
     UnknownSignalError,
 )
 from .network import Network
+from .overflow import resize, saturate, wrap
 from .process import In, Out, Process
 from .simulator import Simulator
 from .trace import UNDEFINED, Trace
-from .types import Array, Bool, Fixed, Int, SFix, UFix, UInt, cast, resize, saturate, wrap
+from .types import Array, Bool, Fixed, Int, SFix, UFix, UInt, cast
 
 __all__ = [
     "UNDEFINED", "Array", "Backend", "BackendError", "Bool", "Build", "Bus", "BusTypeError",

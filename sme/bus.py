@@ -28,8 +28,9 @@ from .errors import (
     UndefinedSignalError,
     UnknownSignalError,
 )
+from .overflow import store
 from .srcloc import SrcLoc
-from .types import ArrayType, BoolType, IntegerType, SignalType, TypeMisfit, cast, store
+from .types import ArrayType, BoolType, IntegerType, SignalType, TypeMisfit, cast
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ from .bus import (
 )
 from .declare import MISSING, class_loc, defining_namespace, own_annotations
 from .errors import BusTypeError, DeclarationError, UndefinedSignalError
+from .overflow import store
 from .types import (
     ArrayType,
     BoolType,
@@ -57,7 +58,6 @@ from .types import (
     TypeMisfit,
     cast,
     is_signal_type,
-    store,
 )
 
 B = TypeVar("B", bound=Bus)

@@ -1,5 +1,6 @@
 """Signal types: ``Bool``, ``UInt[n]``, ``Int[n]``, enums, ``UFix[i, f]``, ``SFix[i, f]``,
-``Array[T, n]``, and the explicit overflow helpers ``wrap``, ``saturate`` and ``resize``.
+``Array[T, n]`` (the explicit overflow helpers ``wrap``, ``saturate`` and ``resize`` are in
+:mod:`sme.overflow`).
 
 Arithmetic in process bodies is exact (Python integers, exact fixed-point values); a value
 is checked when it is stored in a signal or register. A value that does not fit is an
@@ -12,7 +13,7 @@ from __future__ import annotations
 import enum
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from fractions import Fraction
 from itertools import repeat
 from typing import Any, Literal, TypeVar
@@ -480,60 +481,8 @@ def is_signal_type(obj: object) -> bool:
     return True
 
 
-class Overflowing:
-    """A value marked for deliberate overflow handling when it is stored (see ``wrap``)."""
-
-    __slots__ = ("overflow", "rounding", "value")
-
-    def __init__(self, value: object, overflow: Overflow, rounding: Rounding) -> None:
-        if rounding not in ROUNDINGS:
-            raise ValueError(f"rounding must be one of {ROUNDINGS}, not {rounding!r}")
-        self.value, self.overflow, self.rounding = value, overflow, rounding
-
-    def __repr__(self) -> str:
-        return f"{self.overflow}({self.value!r})"
-
-
-def wrap(value: Any, rounding: Rounding = "exact") -> Any:
-    """Mark ``value`` to wrap around (two's complement) when stored in a narrower signal."""
-    return Overflowing(value, "wrap", rounding)
-
-
-def saturate(value: Any, rounding: Rounding = "exact") -> Any:
-    """Mark ``value`` to saturate at the target type's bounds when stored."""
-    return Overflowing(value, "saturate", rounding)
-
-
-def resize(
-    value: Any, to: object, rounding: Rounding = "exact", overflow: Overflow = "error"
-) -> Any:
-    """Convert ``value`` to type ``to`` now, with explicit rounding and overflow handling.
-
-    Raises ``ValueError`` naming the value and the allowed range when it does not fit and
-    ``overflow="error"``.
-    """
-    t = cast(to)
-    try:
-        return t.coerce(value, rounding, overflow)
-    except TypeMisfit as exc:
-        raise ValueError(f"resize: {exc}; {t!r} allows {t.describe_range()}") from None
-
-
-def store(t: SignalType, value: object) -> Any:
-    """Coerce ``value`` for storing into a signal of type ``t``, honouring ``wrap``/``saturate``
-    markers. Raises ``TypeMisfit`` with the reason when it does not fit."""
-    if type(value) is Overflowing:
-        return t.coerce(value.value, value.rounding, value.overflow)
-    return t.coerce(value)
-
-
-def sequence_of(t: SignalType, values: Sequence[Any]) -> list[Any]:
-    """Coerce every element of ``values`` to ``t`` (used for array initial values)."""
-    return [store(t, v) for v in values]
-
-
 __all__ = [
     "Array", "ArrayType", "Bool", "BoolType", "EnumType", "Fixed", "FixedType", "Int", "IntType",
     "IntegerType", "SFix", "SignalType", "TypeMisfit", "UFix", "UInt", "UIntType", "cast",
-    "is_signal_type", "resize", "saturate", "store", "wrap",
+    "is_signal_type",
 ]

@@ -43,6 +43,7 @@ from ..errors import (
 from ..interp import _annotate
 from ..lower.ir import BoolT, EnumT, NumT, VType
 from ..network import Network
+from ..overflow import Overflowing, resize, store
 from ..trace import UNDEFINED
 from ..types import (
     ArrayType,
@@ -50,11 +51,8 @@ from ..types import (
     EnumType,
     Fixed,
     FixedType,
-    Overflowing,
     SignalType,
     TypeMisfit,
-    resize,
-    store,
 )
 from .cache import load_module
 from .codegen import Generated, generate

@@ -11,7 +11,8 @@ import types
 from typing import Any, cast
 
 from ..declare import MISSING
-from ..types import Fixed, is_signal_type, resize, saturate, wrap
+from ..overflow import resize, saturate, wrap
+from ..types import Fixed, is_signal_type
 from ..types import cast as sme_cast
 from . import typerules as tr
 from .context import MAX_INLINE_DEPTH, Frame, LowererBase

@@ -10,7 +10,8 @@ import enum
 from typing import Any, Literal, cast
 
 from ..declare import MISSING
-from ..types import Fixed, SignalType, is_signal_type, saturate, wrap
+from ..overflow import saturate, wrap
+from ..types import Fixed, SignalType, is_signal_type
 from ..types import cast as sme_cast
 from . import typerules as tr
 from .calls import lower_call

@@ -7,7 +7,8 @@ import pytest
 
 from sme import Array, Bool, Bus, DeclarationError, Int, SignalValueError, UInt
 from sme.bus import CheckedArray, SignalSpec, convert_for, snake_case
-from sme.types import TypeMisfit, saturate, wrap
+from sme.overflow import saturate, wrap
+from sme.types import TypeMisfit
 
 HERE = "test_bus.py"
 

@@ -24,7 +24,8 @@ from sme import (
     saturate,
     wrap,
 )
-from sme.types import ArrayType, EnumType, TypeMisfit, store
+from sme.overflow import store
+from sme.types import ArrayType, EnumType, TypeMisfit
 
 
 class Color(enum.Enum):
