@@ -22,14 +22,20 @@ from a file (the translators read process source code, so it must live on disk).
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
-from .fuzz_tools import load_module, reduce_body, stimulus_strategy, value_strategy
+from .fuzz_tools import (
+    Choices,
+    RandomChoices,
+    hypothesis_choices,
+    load_module,
+    reduce_body,
+    stimulus_strategy,
+    value_strategy,
+)
 
-T = TypeVar("T")
 MAX_EXPR_BITS = 160
 """Generated expressions stay below this many bits (the translators reject > 256)."""
 INT_OPS = ("+", "-", "*", "neg", "~", "abs", "min", "max", "//", "%", "<<", ">>", ">>v",
@@ -47,60 +53,6 @@ fixed-point ``-x``/``abs`` fraction, ``x % 1``, ``x // -3`` at an unsigned maxim
 reproductions are regression tests there."""
 FIX_OPS = ("+", "-", "*", "neg", "<<", ">>", "+int", "abs")
 """Operators of fixed-point expressions; exclude one with ``"fix" + op`` (``"fixneg"``)."""
-
-
-class Choices(Protocol):
-    """The source of every random decision of the generator."""
-
-    def integer(self, lo: int, hi: int) -> int:
-        """An integer in ``lo..hi`` (inclusive)."""
-
-    def pick(self, options: Sequence[T]) -> T:
-        """One of ``options``."""
-
-    def chance(self, p: float) -> bool:
-        """True with probability ``p``."""
-
-
-class RandomChoices:
-    """``Choices`` from a seeded ``random.Random``."""
-
-    def __init__(self, seed: int | None = None) -> None:
-        self.rng = random.Random(seed)
-
-    def integer(self, lo: int, hi: int) -> int:
-        """An integer in ``lo..hi``."""
-        return self.rng.randint(lo, hi)
-
-    def pick(self, options: Sequence[T]) -> T:
-        """One of ``options``."""
-        return options[self.rng.randrange(len(options))]
-
-    def chance(self, p: float) -> bool:
-        """True with probability ``p``."""
-        return self.rng.random() < p
-
-
-class _DrawChoices:
-    def __init__(self, draw: Callable[[Any], Any]) -> None:
-        from hypothesis import strategies as st
-
-        self.draw, self.st = draw, st
-
-    def integer(self, lo: int, hi: int) -> int:
-        return int(self.draw(self.st.integers(lo, hi)))
-
-    def pick(self, options: Sequence[T]) -> T:
-        return options[self.integer(0, len(options) - 1)]
-
-    def chance(self, p: float) -> bool:
-        # draws 0 ("no") as the simplest value, so shrinking removes optional parts
-        return self.integer(0, 999) >= 1000 - int(p * 1000)
-
-
-def hypothesis_choices(draw: Callable[[Any], Any]) -> Choices:
-    """``Choices`` drawn from a hypothesis ``draw`` (inside ``@st.composite``)."""
-    return _DrawChoices(draw)
 
 
 # -- types ------------------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""Tools of the differential fuzzers (``fpga.fuzz``, ``fpga.fuzz_language``): loading a
+"""Tools of the differential fuzzers (``fpga.fuzz``, ``fpga.fuzz_language``): where the
+generator's random decisions come from (``Choices``: a seeded ``random.Random``, or a
+hypothesis ``draw`` so that hypothesis can shrink a failing module), loading a
 generated module from a file (the translators read process source code, so it must live on
 disk), shrinking a failing process body statement by statement, and hypothesis strategies
 of stimuli and signal values. ``fpga.fuzz`` re-exports them.
@@ -8,13 +10,72 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import random
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
-__all__ = ["load_module", "reduce_body", "stimulus_strategy", "value_strategy"]
+__all__ = ["Choices", "RandomChoices", "hypothesis_choices", "load_module", "reduce_body",
+           "stimulus_strategy", "value_strategy"]
+
+T = TypeVar("T")
+
+
+class Choices(Protocol):
+    """The source of every random decision of the generator."""
+
+    def integer(self, lo: int, hi: int) -> int:
+        """An integer in ``lo..hi`` (inclusive)."""
+
+    def pick(self, options: Sequence[T]) -> T:
+        """One of ``options``."""
+
+    def chance(self, p: float) -> bool:
+        """True with probability ``p``."""
+
+
+class RandomChoices:
+    """``Choices`` from a seeded ``random.Random``."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.rng = random.Random(seed)
+
+    def integer(self, lo: int, hi: int) -> int:
+        """An integer in ``lo..hi``."""
+        return self.rng.randint(lo, hi)
+
+    def pick(self, options: Sequence[T]) -> T:
+        """One of ``options``."""
+        return options[self.rng.randrange(len(options))]
+
+    def chance(self, p: float) -> bool:
+        """True with probability ``p``."""
+        return self.rng.random() < p
+
+
+class _DrawChoices:
+    def __init__(self, draw: Callable[[Any], Any]) -> None:
+        from hypothesis import strategies as st
+
+        self.draw, self.st = draw, st
+
+    def integer(self, lo: int, hi: int) -> int:
+        return int(self.draw(self.st.integers(lo, hi)))
+
+    def pick(self, options: Sequence[T]) -> T:
+        return options[self.integer(0, len(options) - 1)]
+
+    def chance(self, p: float) -> bool:
+        # draws 0 ("no") as the simplest value, so shrinking removes optional parts
+        return self.integer(0, 999) >= 1000 - int(p * 1000)
+
+
+def hypothesis_choices(draw: Callable[[Any], Any]) -> Choices:
+    """``Choices`` drawn from a hypothesis ``draw`` (inside ``@st.composite``)."""
+    return _DrawChoices(draw)
+
 
 
 def reduce_body(source: str, process: str, still_fails: Callable[[str], bool]) -> str:
