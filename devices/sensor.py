@@ -382,7 +382,7 @@ def link_stream(frames: Sequence[npt.ArrayLike] | npt.NDArray[np.integer], param
     no new buffers (a megapixel frame's words are 8 MB, and the pages of a fresh buffer
     cost more than the copy); otherwise a new stream is made.
     """
-    k, wpl, wpf = params.lanes, params.words_per_line, params.words_per_frame
+    k, wpf = params.lanes, params.words_per_frame
     items = _check_frames(frames, params)
     n_frames = len(items)
     lead_idle = _count("lead_idle", lead_idle, 1 << 40)
@@ -390,12 +390,27 @@ def link_stream(frames: Sequence[npt.ArrayLike] | npt.NDArray[np.integer], param
     if (isinstance(idle_prob, bool) or not isinstance(idle_prob, int | float)
             or not 0.0 <= idle_prob < 1.0):
         raise ValueError(f"idle_prob must be a number in [0, 1), not {idle_prob!r}")
-    n_words = n_frames * wpf
     if reuse is not None and idle_prob == 0 and _fits(reuse, params, n_frames, lead_idle,
                                                       tail_idle):
         for i, frame in enumerate(items):
             _put_words(reuse.data, int(reuse.sof_ticks[i]), frame, params)
         return reuse
+    link, tick = _layout(n_frames, params, lead_idle, idle_prob, tail_idle, seed)
+    if idle_prob > 0:
+        link.data[tick] = np.stack([pad_lines(f, params) for f in items]).reshape(tick.size, k)
+    else:  # each frame's words are consecutive ticks: one slice copy per frame
+        for i, frame in enumerate(items):
+            _put_words(link.data, int(tick[i * wpf]), frame, params)
+    return link
+
+
+def _layout(n_frames: int, params: ChainParams, lead_idle: int, idle_prob: float,
+            tail_idle: int, seed: int | np.random.Generator | None
+            ) -> tuple[LinkStream, npt.NDArray[np.int64]]:
+    """The ticks and flags of a link stream of ``n_frames`` frames (``link_stream``'s
+    arguments, checked), its words all 0, and the tick of each word."""
+    k, wpl, wpf = params.lanes, params.words_per_line, params.words_per_frame
+    n_words = n_frames * wpf
     # Idle ticks before each word.
     gaps = np.zeros(n_words, dtype=np.int64)
     if idle_prob > 0 and n_words:
@@ -414,13 +429,9 @@ def link_stream(frames: Sequence[npt.ArrayLike] | npt.NDArray[np.integer], param
     valid[tick] = True
     sof[tick[starts]] = True
     eol[tick[wpl - 1::wpl]] = True
-    if idle_prob > 0:
-        data[tick] = np.stack([pad_lines(f, params) for f in items]).reshape(n_words, k)
-    else:  # each frame's words are consecutive ticks: one slice copy per frame
-        for i, frame in enumerate(items):
-            _put_words(data, int(tick[i * wpf]), frame, params)
-    return LinkStream(valid=valid, sof=sof, eol=eol, data=data,
-                      sof_ticks=tick[starts].copy(), last_ticks=tick[starts + wpf - 1].copy())
+    link = LinkStream(valid=valid, sof=sof, eol=eol, data=data, sof_ticks=tick[starts].copy(),
+                      last_ticks=tick[starts + wpf - 1].copy())
+    return link, tick
 
 
 def frame_link(params: ChainParams, reuse: LinkStream | None = None
@@ -433,8 +444,8 @@ def frame_link(params: ChainParams, reuse: LinkStream | None = None
     words)."""
     if params.pad:
         return None
-    if reuse is None or not _fits(reuse, params, 1, 0, 0):
-        reuse = link_stream([np.zeros((params.height, params.width), np.uint32)], params)
+    if reuse is None or not _fits(reuse, params, 1, 0, 0):  # (words 0 until drawn into)
+        reuse = _layout(1, params, 0, 0.0, 0, None)[0]
     view = reuse.data[:params.words_per_frame].reshape(params.height, params.width)
     return reuse, view
 
