@@ -87,13 +87,15 @@ def derived_md(raw_start: Mapping[str, Any], reduction: str, inputs: list[dict[s
 class DerivedRun:
     """Compose a derived run's documents and send them to ``callbacks`` in order.
 
-    The start document is sent on construction. Exceptions of a callback propagate
-    (the caller decides: offline they are errors, the live callback records them).
+    The start document is sent on construction (its ``uid`` given, or a new one).
+    Exceptions of a callback propagate (the caller decides: offline they are errors, the
+    live callback records them).
     """
 
-    def __init__(self, callbacks: Sequence[Callback], md: Mapping[str, Any]) -> None:
+    def __init__(self, callbacks: Sequence[Callback], md: Mapping[str, Any],
+                 uid: str | None = None) -> None:
         self.callbacks = list(callbacks)
-        self._bundle = compose_run(metadata=dict(md))
+        self._bundle = compose_run(uid=uid, metadata=dict(md))
         self.start: dict[str, Any] = dict(self._bundle.start_doc)
         self.uid: str = self.start["uid"]
         self._streams: dict[str, Any] = {}
@@ -151,10 +153,8 @@ class DerivedRun:
         if first.ndim != 3 or first.shape[0] == 0:
             raise ReductionError(f"volume {first.shape}: expected slices (n, W, W) for "
                                  f"{len(rows)} rows")
-        with FrameWriter(folder, name, first.shape[1:], dtype=np.float32,
-                         data_key=RECONSTRUCTION_KEY, layout="per_frame",
-                         attrs={"raw_uid": str(self.start["raw_uid"]),
-                                "derived_uid": self.uid}) as writer:
+        with volume_file(folder, name, first.shape[1:], str(self.start["raw_uid"]),
+                         self.uid) as writer:
             try:
                 for slab in itertools.chain([first], slabs):
                     writer.append_many(np.asarray(slab, dtype=np.float32))
@@ -162,27 +162,42 @@ class DerivedRun:
                 writer.close()
                 writer.path.unlink(missing_ok=True)
                 raise
-            if writer.n_frames != len(rows):
-                raise ReductionError(f"volume of {writer.n_frames} slices and {len(rows)} "
-                                     "rows: expected one slice per row")
-            self.descriptor("primary", {
-                RECONSTRUCTION_KEY: writer.describe_key("smeflow.analysis.reduce"),
-                "row": {"source": "smeflow.analysis.reduce", "dtype": "integer",
-                        "shape": []}})
-            desc = self._streams["primary"].descriptor_doc
-            for doc_name, doc in writer.asset_docs():
-                if doc_name == "stream_resource":
-                    doc = {**doc, "run_start": self.uid}
-                else:
-                    start, stop = doc["indices"]["start"], doc["indices"]["stop"]
-                    doc = {**doc, "descriptor": desc["uid"],
-                           "seq_nums": {"start": start + 1, "stop": stop + 1}}
-                self._emit(doc_name, doc)
-            for row in rows:
-                self.event("primary", {"row": int(row)})
-            digest = writer.close()
-        self.outputs.append({"uri": f"file://localhost{writer.path}", "sha256": digest})
+            self._announce_volume(writer, rows)
         return writer.path
+
+    def finish_written_volume(self, writer: FrameWriter, rows: Sequence[int], frames: int,
+                              **extra: Any) -> dict[str, Any]:
+        """:meth:`finish_volume` for a reconstruction already in ``writer``
+        (:func:`volume_file`): announced, closed, and the stop document."""
+        with writer:
+            self._announce_volume(writer, rows)
+        self.frames = frames
+        return self.stop("success", frames=frames, rows=rows, **extra)
+
+    def _announce_volume(self, writer: FrameWriter, rows: Sequence[int]) -> None:
+        """The ``primary`` stream of a written volume (one event per slice, ``row``, the
+        frames as external ``reconstruction``), the file closed and listed in
+        ``outputs``."""
+        if writer.n_frames != len(rows):
+            raise ReductionError(f"volume of {writer.n_frames} slices and {len(rows)} "
+                                 "rows: expected one slice per row")
+        self.descriptor("primary", {
+            RECONSTRUCTION_KEY: writer.describe_key("smeflow.analysis.reduce"),
+            "row": {"source": "smeflow.analysis.reduce", "dtype": "integer",
+                    "shape": []}})
+        desc = self._streams["primary"].descriptor_doc
+        for doc_name, doc in writer.asset_docs():
+            if doc_name == "stream_resource":
+                doc = {**doc, "run_start": self.uid}
+            else:
+                start, stop = doc["indices"]["start"], doc["indices"]["stop"]
+                doc = {**doc, "descriptor": desc["uid"],
+                       "seq_nums": {"start": start + 1, "stop": stop + 1}}
+            self._emit(doc_name, doc)
+        for row in rows:
+            self.event("primary", {"row": int(row)})
+        digest = writer.close()
+        self.outputs.append({"uri": f"file://localhost{writer.path}", "sha256": digest})
 
     def finish_volume(self, raw_dir: Path, volume: F32 | Iterable[F32], rows: Sequence[int],
                       frames: int, **extra: Any) -> dict[str, Any]:
@@ -246,6 +261,18 @@ class DerivedRun:
         self._emit("stop", doc)
         self._stop_sent = True
         return doc
+
+
+def volume_file(folder: Path, name: str, shape: Sequence[int], raw_uid: str,
+                derived_uid: str, *, reserved: bool = False) -> FrameWriter:
+    """The HDF5 file ``folder/name`` of a reconstruction (float32 slices of ``shape``, one
+    chunk each); ``reserved``: a :class:`~dataflow.hdf5_reserve.ReservedFrameWriter`,
+    whose slices other processes write."""
+    from dataflow.hdf5_reserve import ReservedFrameWriter
+
+    kind = ReservedFrameWriter if reserved else FrameWriter
+    return kind(folder, name, shape, dtype=np.float32, data_key=RECONSTRUCTION_KEY,
+                layout="per_frame", attrs={"raw_uid": raw_uid, "derived_uid": derived_uid})
 
 
 def derived_file_name(reduction: str, raw_uid: str, derived_uid: str) -> str:

@@ -17,6 +17,15 @@ What travels (never frames from the client, never OpenCL objects):
   the row tasks) and one block of reconstructed slices per task; diffraction — the
   patterns of a chunk of frames (``PatternChunk``).
 
+Workers of the local cluster reading the raw files (``frames_from="files"``) write their
+slices into the volume file themselves (:mod:`dataflow.hdf5_reserve`: the client creates
+the file with every slice's place reserved, each task writes its slices there and
+sends back their CRC-32s), so no slice crosses to the client, which would spend as much
+CPU receiving and writing the 4 bytes per voxel as the workers spend sending them, on
+the cores they compute on. Workers elsewhere (a running scheduler, or frames fetched
+from the catalog server) may not see the client's folder: their blocks come back and the
+client writes them as they come.
+
 Identical results. Tomography tasks split the *detector rows* into blocks
 (``task_rows``); within a block a task runs :func:`~analysis.reduce.tomo_chunk` on the
 same frame chunks (``chunk_frames``) in the same order as ``reduce_run`` and folds them
@@ -33,17 +42,18 @@ Threads, memory and background work of the local cluster's workers:
 :mod:`analysis.dask_session` (:func:`connect`, :class:`DaskSession`, re-exported here).
 
 The client's own work (the catalog's answers, the inputs' digests, the derived run, the
-volume file) is serial: the tasks are submitted before the derived run is started, and
-the volume is written block by block as the blocks come back, while the workers compute
-the rest.
+volume file's documents and digest) is serial: the tasks are submitted before the
+derived run is started, and blocks that come back are written as they come, while the
+workers compute the rest.
 """
 
 from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -56,6 +66,7 @@ from analysis.dask_session import (  # re-exported
     connect,
     worker_environment,
 )
+from analysis.derived_run import derived_file_name, volume_file
 from analysis.file_frames import FrameSource, frame_source
 from analysis.reduce import (
     DEFAULT_BINS,
@@ -89,6 +100,7 @@ from analysis.reduce import (
     tomo_streams,
 )
 from analysis.tiled_frames import API_KEY_ENV, TiledFrameSource, tiled_frame_source
+from dataflow.hdf5_reserve import ReservedFrameWriter, write_frames_at
 
 if TYPE_CHECKING:
     from analysis.azint import AzimuthalIntegrator
@@ -144,6 +156,16 @@ def tomo_rows_task(projections: Source, angles: F64, refs: TomoReferences,
                                  device=device)
 
         return tomo_combine(partials())
+
+
+def tomo_rows_file_task(projections: Source, angles: F64, refs: TomoReferences,
+                        rows: Sequence[int], chunks: Sequence[tuple[int, int]], floor: float,
+                        device: str | None, path: str, offsets: Sequence[int]
+                        ) -> npt.NDArray[np.uint32]:
+    """Task: :func:`tomo_rows_task`, its slices written into the volume file ``path`` at
+    ``offsets`` (reserved by the client); returns their CRC-32s."""
+    block = tomo_rows_task(projections, angles, refs, rows, chunks, floor, device)
+    return write_frames_at(path, offsets, block, np.float32)
 
 
 _INTEGRATORS: dict[tuple[str, str | None], AzimuthalIntegrator] = {}
@@ -274,26 +296,51 @@ def _tomo(run: Any, start: dict[str, Any], listing: RunNodes, catalog: RunCatalo
     mask = run_mask(run, start, tuple(sources["dark"].shape[1:]), nodes=listing)
     client = session.client
     # The tasks go out first: the derived run's start (the inputs' digests read every raw
-    # file) and writing the volume block by block as the blocks come back overlap with
-    # the workers' reconstruction instead of adding to it.
-    refs = client.submit(references_task, sources["dark"], sources["flat"], mask, pure=False)
+    # file) and writing blocks as they come back overlap with the workers' reconstruction
+    # instead of adding to it (its uid is chosen here: the volume file is named by it).
     blocks = [chosen[i:i + task_rows] for i in range(0, len(chosen), task_rows)]
-    row_futures = [client.submit(tomo_rows_task, sources["projection"], angles, refs, block,
-                                 _frame_chunks(n, chunk), params.floor, params.device,
-                                 pure=False)
-                   for block in blocks]
-    futures = [refs, *row_futures]
+    firsts = range(0, len(chosen), task_rows)
+    task_args = (_frame_chunks(n, chunk), params.floor, params.device)
+    uid = str(uuid.uuid4())
+    futures: list[Any] = []
+    writer: ReservedFrameWriter | None = None
     derived: DerivedRun | None = None
     try:
+        refs = client.submit(references_task, sources["dark"], sources["flat"], mask,
+                             pure=False)
+        futures.append(refs)
+        if session.cluster is not None and where["frames_from"] == "files":  # (docstring)
+            writer = cast(ReservedFrameWriter, volume_file(
+                catalog.raw_dir, derived_file_name("tomo_fbp", start["uid"], uid),
+                (width, width), start["uid"], uid, reserved=True))
+            offsets = writer.reserve(len(chosen))
+            row_futures = [client.submit(tomo_rows_file_task, sources["projection"], angles,
+                                         refs, block, *task_args, str(writer.path),
+                                         offsets[first:first + len(block)], pure=False)
+                           for first, block in zip(firsts, blocks, strict=True)]
+        else:
+            row_futures = [client.submit(tomo_rows_task, sources["projection"], angles, refs,
+                                         block, *task_args, pure=False)
+                           for block in blocks]
+        futures.extend(row_futures)
         inputs = file_inputs([*(uri for s in sources.values() for uri in s.uris),
                               *mask_uris(run, start, nodes=listing)])
         md = derived_md(start, "tomo_fbp", inputs, {**params.metadata(), **where},
                         live=False)
-        derived = DerivedRun(callbacks, md)
-        stop = derived.finish_volume(catalog.raw_dir, (f.result() for f in row_futures),
-                                     chosen, n, angles_from=angle_source)
+        derived = DerivedRun(callbacks, md, uid=uid)
+        if writer is None:
+            stop = derived.finish_volume(catalog.raw_dir, (f.result() for f in row_futures),
+                                         chosen, n, angles_from=angle_source)
+        else:
+            for first, future in zip(firsts, row_futures, strict=True):
+                writer.set_checksums(first, future.result())
+            stop = derived.finish_written_volume(writer, chosen, n, angles_from=angle_source)
     except Exception as exc:
         client.cancel(futures)
+        if writer is not None and not writer.closed:  # no half-written volume (a
+            writer.close()                               # closed one is announced)
+            writer.path.unlink(missing_ok=True)
+            writer.path.with_name(writer.path.name + ".sha256").unlink(missing_ok=True)
         if derived is not None:
             stop_failed(derived, exc, catalog)
         raise

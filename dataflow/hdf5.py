@@ -263,7 +263,8 @@ class FrameWriter:
         try:
             self._ds = self._file.create_dataset(
                 dataset, shape=(0, *self.frame_shape), maxshape=(None, *self.frame_shape),
-                dtype=self.dtype, chunks=self.chunk_shape, compression=compression)
+                dtype=self.dtype, chunks=self.chunk_shape, compression=compression,
+                **self._frames_options())
             for key, value in (attrs or {}).items():
                 self._ds.attrs[key] = value
             self._crc = self._file.create_dataset(
@@ -288,6 +289,10 @@ class FrameWriter:
             parameters={"dataset": dataset, "chunk_shape": self.chunk_shape, "swmr": True})
         self.stream_resource: dict[str, Any] = dict(bundle.stream_resource_doc)
         self._compose_datum = bundle.compose_stream_datum
+
+    def _frames_options(self) -> dict[str, Any]:
+        """More ``create_dataset`` options of the frame dataset (for subclasses)."""
+        return {}
 
     # -- writing ---------------------------------------------------------------------
 

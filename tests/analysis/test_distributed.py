@@ -122,6 +122,51 @@ def test_tomography_on_dask_is_the_single_process_result(
     _assert_same_derived(catalog, single.uid, dask.uid, "local")
 
 
+def test_local_workers_write_the_volume_themselves(acquired: Runs,
+                                                  dask_session: DaskSession,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Local workers reading the raw files write their slices into the volume file: what
+    comes back to the client is one CRC-32 per slice, never the slices; the file is the
+    one the single-process reduction writes (checked by _assert_same_derived through the
+    catalog, which verifies every slice's checksum as it reads)."""
+    catalog = acquired.catalog
+    submitted: list[tuple[str, Any]] = []
+    submit = dask_session.client.submit
+
+    def recording(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        future = submit(fn, *args, **kwargs)
+        submitted.append((fn.__name__, future))
+        return future
+
+    monkeypatch.setattr(dask_session.client, "submit", recording)
+    dask = reduce_on_dask(catalog, acquired.tomo_uid, dask_session, rows=[3, 4, 9],
+                          chunk_frames=4, task_rows=2)
+    monkeypatch.undo()
+    rows = [(name, f.result()) for name, f in submitted if name != "references_task"]
+    assert [name for name, _ in rows] == ["tomo_rows_file_task"] * 2
+    assert [r.dtype for _, r in rows] == [np.uint32] * 2
+    assert [r.shape for _, r in rows] == [(2,), (1,)]
+    single = reduce_run(catalog, acquired.tomo_uid, rows=[3, 4, 9], chunk_frames=4)
+    _assert_same_derived(catalog, single.uid, dask.uid, "local")
+
+
+def test_a_failed_task_leaves_no_volume_written_by_workers(
+        acquired: Runs, dask_session: DaskSession) -> None:
+    """A task that fails (here: no such OpenCL device on the workers) after the volume
+    file was made for the workers: the file goes, the derived run ends with fail."""
+    from analysis.cl import OpenCLUnavailable
+
+    derived_dir = acquired.catalog.raw_dir / "derived"
+    before = sorted(derived_dir.glob("*")) if derived_dir.exists() else []
+    with pytest.raises(OpenCLUnavailable, match="does not exist"):
+        reduce_on_dask(acquired.catalog, acquired.tomo_uid, dask_session, rows=[1],
+                       device="9:9")
+    assert sorted(derived_dir.glob("*")) == before
+    failed = acquired.catalog.derived.values().last()
+    assert failed.metadata["start"]["raw_uid"] == acquired.tomo_uid
+    assert failed.metadata["stop"]["exit_status"] == "fail"
+
+
 def test_tomography_row_subset_in_small_tasks(acquired: Runs,
                                               dask_session: DaskSession) -> None:
     catalog = acquired.catalog
