@@ -453,7 +453,8 @@ class LiveReducer:
             axis = run.start.get("rotation_axis")
             desc = run.descriptors[projections[0].desc]
             run.angles_from = "events" if axis in (desc.get("data_keys") or {}) else "start"
-        run.acc.add(np.stack(images), [run.angle(f) for f in projections])
+        run.acc.add(stack if len(images) == len(ready) else np.stack(images),
+                    [run.angle(f) for f in projections])
         now = time.time()
         for f in projections:
             run.lag(f, now)

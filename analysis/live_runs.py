@@ -23,7 +23,8 @@ from analysis.reduce import (
 from dataflow.hdf5 import DEFAULT_DATASET, HDF5ReadError, open_frames, open_in_process
 from dataflow.pixel_mask import MASK_STREAM
 
-__all__ = ["Frame", "LiveRunResult", "RunState", "consecutive_runs", "read_frames"]
+__all__ = ["Frame", "LiveRunResult", "RunState", "consecutive_runs", "read_frame_stack",
+           "read_frames"]
 
 log = logging.getLogger("analysis.live")  # (the live reducer's messages, one logger)
 
@@ -54,7 +55,15 @@ class LiveRunResult:
 
 
 def read_frames(path: Path, dataset: str, indices: Sequence[int]) -> list[np.ndarray[Any, Any]]:
-    """Frames ``indices`` of a frame file that may still be being written.
+    """Frames ``indices`` of a frame file that may still be being written (see
+    :func:`read_frame_stack`, whose frames these are)."""
+    return [frame for block in _read_blocks(path, dataset, indices) for frame in block]
+
+
+def read_frame_stack(path: Path, dataset: str, indices: Sequence[int]) -> np.ndarray[Any, Any]:
+    """Frames ``indices`` of a frame file that may still be being written, as one array
+    ``(n, rows, cols)``: consecutive frames are the array HDF5 reads them into (no copy
+    into a stack of their own).
 
     The file is opened, read and closed at once, holding h5py's global lock: HDF5 shares
     one open file per process, and a handle still open when the detector's writer closes
@@ -70,6 +79,16 @@ def read_frames(path: Path, dataset: str, indices: Sequence[int]) -> list[np.nda
     HDF5ReadError
         The file or a frame cannot be read.
     """
+    if len(indices) == 0:
+        raise ValueError(f"read_frame_stack: no frames asked for from {path}")
+    blocks = _read_blocks(path, dataset, indices)
+    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+
+
+def _read_blocks(path: Path, dataset: str, indices: Sequence[int]
+                 ) -> list[np.ndarray[Any, Any]]:
+    """The frames ``indices`` as ``(k, rows, cols)`` blocks, one per run of consecutive
+    frames, in order (``read_frame_stack``)."""
     import h5py
     from h5py._objects import phil
 
@@ -79,8 +98,8 @@ def read_frames(path: Path, dataset: str, indices: Sequence[int]) -> list[np.nda
             with open_frames(path, dataset) as reader:
                 n = len(reader)
                 if any(not 0 <= i < n for i in indices):  # (as reader.frame would say)
-                    return [reader.frame(i) for i in indices]
-                return [frame for a, b in runs for frame in reader.read(slice(a, b))]
+                    return [reader.frame(i)[None] for i in indices]
+                return [np.asarray(reader.read(slice(a, b))) for a, b in runs]
         try:
             with h5py.File(path, "r", swmr=True) as f:
                 ds = f[dataset]
@@ -89,7 +108,7 @@ def read_frames(path: Path, dataset: str, indices: Sequence[int]) -> list[np.nda
                 if bad:
                     raise HDF5ReadError(f"{path}: frames {bad} announced but the file has "
                                         f"{n} frames")
-                return [frame for a, b in runs for frame in np.asarray(ds[a:b])]
+                return [np.asarray(ds[a:b]) for a, b in runs]
         except (OSError, KeyError, RuntimeError, ValueError) as exc:
             if isinstance(exc, HDF5ReadError):
                 raise
@@ -168,6 +187,11 @@ class RunState:
         by_resource: dict[str, list[Frame]] = {}
         for f in frames:
             by_resource.setdefault(f.resource, []).append(f)
+        if len(by_resource) == 1:  # one file: its frames as HDF5 reads them
+            res = self.resources[next(iter(by_resource))]
+            dataset = (res.get("parameters") or {}).get("dataset") or DEFAULT_DATASET
+            return read_frame_stack(uri_path(str(res["uri"])), str(dataset),
+                                    [f.index for f in frames])
         got: dict[int, np.ndarray[Any, Any]] = {}
         for resource_uid, group in by_resource.items():
             res = self.resources[resource_uid]

@@ -235,6 +235,7 @@ def test_read_frames_in_any_order_while_written_and_after(tmp_path: Any) -> None
     import pytest
 
     from analysis.live import read_frames
+    from analysis.live_runs import read_frame_stack
     from dataflow.hdf5 import FrameWriter
     from dataflow.hdf5_read import DEFAULT_DATASET
     from dataflow.integrity import HDF5ReadError
@@ -250,7 +251,15 @@ def test_read_frames_in_any_order_while_written_and_after(tmp_path: Any) -> None
         assert len(got) == len(order)
         for i, image in zip(order, got, strict=True):
             np.testing.assert_array_equal(image, frames[i])
+        np.testing.assert_array_equal(read_frame_stack(writer.path, name, order), frames[order])
+        run = read_frame_stack(writer.path, name, [4, 5, 6])  # one run: HDF5's own array
+        np.testing.assert_array_equal(run, frames[4:7])
+        assert run.flags.owndata and run.flags.writeable
         with pytest.raises((HDF5ReadError, IndexError), match=r"20"):
             read_frames(writer.path, name, [18, 19, 20])
+        with pytest.raises((HDF5ReadError, IndexError), match=r"20"):
+            read_frame_stack(writer.path, name, [19, 20])
+        with pytest.raises(ValueError, match="no frames asked for"):
+            read_frame_stack(writer.path, name, [])
         if not writer.closed:
             writer.close()
