@@ -38,20 +38,17 @@ across processes. Queries are Tiled's own (``Key``, ``FullText``) plus bluesky's
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
-import sqlite3
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import closing, contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self
-from urllib.parse import urlparse
 
 from .assets import AssetPolicy, guard_adapters
+from .catalog_db import database_ready, folder_lock, wait_when_busy, write_ahead_log
 from .errors import CatalogError
 from .hdf5 import FrameWriter
 from .journal import JOURNAL_DIR, JournalingWriter
@@ -91,157 +88,6 @@ def default_data_dir() -> Path:
     return Path(os.environ.get(ENV_VAR) or DEFAULT_DIR)
 
 
-def _initialized(db: Path) -> bool:
-    """True when ``db`` is an SQLite database Tiled has already set up (stamped by
-    alembic). Tiled initializes a catalog in a subprocess (seconds), so skip it then."""
-    if not db.is_file():
-        return False
-    try:
-        with closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)) as con:
-            return bool(con.execute("SELECT COUNT(*) FROM alembic_version").fetchone()[0])
-    except sqlite3.Error:
-        return False
-
-
-@contextmanager
-def _folder_lock(folder: Path) -> Iterator[None]:
-    """An exclusive lock on ``folder`` itself (no lock file left behind), shared by every
-    process on this machine."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def database_ready(db: Path) -> bool:
-    """Make ``db`` a stamped Tiled catalog database unless it is one; True when it is.
-
-    Creation is atomic: under a lock on its folder, the database is built in a temporary
-    file and renamed into place, so two processes creating one catalog at once get one
-    working database, and a process killed while creating leaves none (a half-made
-    database used to break the catalog for good). False means ``db`` exists but is not
-    a catalog Tiled set up (Tiled's own initialization then reports why)."""
-    if _initialized(db):
-        return True
-    with _folder_lock(db.parent):
-        if _initialized(db):
-            return True
-        if db.exists():
-            return False
-        for stale in db.parent.glob(f".{db.name}.*.creating"):  # left by a killed creator
-            stale.unlink(missing_ok=True)
-        tmp = db.with_name(f".{db.name}.{os.getpid()}.creating")
-        if not _initialize(tmp):
-            return False
-        os.replace(tmp, db)
-        return True
-
-
-def _initialize(db: Path) -> bool:
-    """Create and stamp a new Tiled catalog database in-process; False if that failed.
-
-    ``tiled.catalog.from_uri(init_if_not_exists=True)`` does the same in a Python
-    subprocess, which costs seconds per new catalog (every test's temporary catalog).
-    It runs in a short-lived thread of its own so that a running event loop in the
-    caller (Jupyter) does not matter; tiled's subprocess path remains the fallback.
-    """
-    import asyncio
-    import threading
-
-    def work() -> None:
-        from sqlalchemy.ext.asyncio import create_async_engine
-        from tiled.alembic_utils import stamp_head
-        from tiled.catalog.alembic_constants import ALEMBIC_DIR, ALEMBIC_INI_TEMPLATE_PATH
-        from tiled.catalog.core import initialize_database
-
-        uri = f"sqlite+aiosqlite:///{db}"
-
-        async def create() -> None:
-            engine = create_async_engine(uri)
-            try:
-                await initialize_database(engine)
-            finally:
-                await engine.dispose()
-
-        asyncio.run(create())
-        with warnings.catch_warnings():  # alembic's notice about tiled's ini template
-            warnings.simplefilter("ignore", DeprecationWarning)
-            stamp_head(ALEMBIC_INI_TEMPLATE_PATH, ALEMBIC_DIR, uri)
-
-    failures: list[BaseException] = []
-
-    def guarded() -> None:
-        try:
-            work()
-        except Exception as exc:
-            failures.append(exc)
-
-    thread = threading.Thread(target=guarded, name="smeflow-catalog-init")
-    thread.start()
-    thread.join()
-    if failures:
-        db.unlink(missing_ok=True)  # half-made: let tiled's own initialization redo it
-    return not failures
-
-
-SQLITE_BUSY_MS = 30_000
-"""How long a write to an SQLite table store waits for another writer (ms)."""
-
-
-def wait_when_busy(adapter: Any) -> Any:
-    """Make ``adapter``'s SQLite table stores wait for each other instead of failing.
-
-    Two writers of one catalog — the raw run's writer and a live reducer's derived run in
-    one process, or the beamline and a consumer process — otherwise meet SQLite's
-    immediate "database is locked". Every pooled connection gets a busy timeout and the
-    file write-ahead logging (readers never block the writer). Returns ``adapter``.
-    """
-    import sqlalchemy
-
-    from .table_store import retry_table_setup
-    from .table_store import write_ahead_log as store_write_ahead_log
-
-    retry_table_setup(SQLITE_BUSY_MS)  # (what the busy timeout cannot cover)
-
-    def patient(connection: Any, _record: Any) -> None:
-        cursor = connection.cursor()
-        try:
-            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
-        finally:
-            cursor.close()
-
-    for storage in getattr(adapter.context, "writable_storage", {}).values():
-        if getattr(storage, "dialect", None) != "sqlite":
-            continue
-        path = "/" + urlparse(str(storage.uri)).path.lstrip("/")  # sqlite://localhost//x
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        store_write_ahead_log(Path(path), SQLITE_BUSY_MS)  # (through the store's SQLite)
-        sqlalchemy.event.listen(storage._connection_pool, "connect", patient)
-    return adapter
-
-
-def write_ahead_log(db: Path, timeout: float = SQLITE_BUSY_MS / 1000) -> None:
-    """Put the SQLite database ``db`` in write-ahead-log mode (a property of the file,
-    kept by every later connection): readers never block the writer, and a commit
-    appends to the log instead of syncing a rollback journal and the database (each
-    document a run writes is a few commits; in rollback mode each cost milliseconds of
-    disk syncs). Tiled asks for the mode when it creates a catalog, but from inside a
-    transaction, where SQLite ignores it. A database another process holds locked
-    keeps its mode (logged after ``timeout`` seconds): it works either way. For the
-    catalog database, which Python's ``sqlite3`` opens (aiosqlite); the table store has
-    its own (``dataflow.table_store.write_ahead_log``)."""
-    try:
-        with closing(sqlite3.connect(db, timeout=timeout)) as con:
-            mode = con.execute("PRAGMA journal_mode = WAL").fetchone()
-    except sqlite3.Error as exc:
-        log.warning("%s: left in its journal mode (%s)", db, exc)
-        return
-    if not mode or str(mode[0]).lower() != "wal":
-        log.warning("%s: SQLite kept journal mode %s (write-ahead log refused)", db, mode)
-
-
 def _open_client(root: Path, readable: Sequence[Path], quiet: bool) -> Any:
     """The Tiled catalog of ``root`` as an in-process client (root spec: runs catalog)."""
     from tiled.catalog import from_uri
@@ -254,7 +100,7 @@ def _open_client(root: Path, readable: Sequence[Path], quiet: bool) -> Any:
     db = root / "catalog.db"
     ready = database_ready(db)
     if ready:  # moved or copied since it was written: its assets follow it
-        with _folder_lock(root):
+        with folder_lock(root):
             settle_root(root, f"sqlite:///{db}")
             write_ahead_log(db)
     adapter = from_uri(

@@ -18,7 +18,7 @@ Three costs of that path are not the catalog's work:
   microseconds; a request makes a dozen statements. ``one_trip_statements`` gives the
   catalog database's engine connections whose cursor does the four in one trip. The
   statements still run in the connection's thread, so a statement waiting for another
-  writer's lock (``dataflow.catalog.SQLITE_BUSY_MS``) holds up that connection only,
+  writer's lock (``dataflow.catalog_db.SQLITE_BUSY_MS``) holds up that connection only,
   never the event loop.
 - **Closing streams nobody can follow.** ``TiledWriter`` ends every run by closing the
   stream of each node it wrote (five requests for a one-stream run, a third of the run's

@@ -55,11 +55,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .assets import AssetPolicy, guard_adapters
-from .catalog import (
-    _folder_lock,
-    database_ready,
-    wait_when_busy,
-)
+from .catalog_db import database_ready, folder_lock, wait_when_busy
 from .relocate import settle_root
 from .scan_id import ScanIdCounter
 from .server_config import (
@@ -101,7 +97,7 @@ def catalog_adapter(data_dir: Path, database: str, readable: Sequence[Path]) -> 
                                                        _tables_uri(database, data_dir)],
                            readable_storage=[str(p) for p in readable],
                            init_if_not_exists=init)
-        with _folder_lock(data_dir):  # a folder moved since: its assets follow it
+        with folder_lock(data_dir):  # a folder moved since: its assets follow it
             settle_root(data_dir, database)
         return guard_adapters(wait_when_busy(adapter))
     except Exception as exc:

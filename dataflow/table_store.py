@@ -7,7 +7,7 @@ when the table exists already (``CREATE TABLE IF NOT EXISTS``, ``CREATE INDEX IF
 EXISTS``), then writes (the store's dataset counter). In write-ahead-log mode SQLite
 cannot turn such a transaction into a writing one once another connection has committed
 since it began: it fails at once with "database is locked", without the busy timeout's
-wait (``dataflow.catalog.wait_when_busy``), because waiting could not help. Two writers
+wait (``dataflow.catalog_db.wait_when_busy``), because waiting could not help. Two writers
 of one catalog (the beamline and a live consumer, or processes creating one catalog
 together) starting a stream at the same moment then lost a run: the error reached the
 RunEngine at the run's stop. The set-up commits only at its end, so a refused attempt
@@ -47,7 +47,7 @@ def is_locked(exc: BaseException) -> bool:
 
 def write_ahead_log(db: Path, timeout_ms: int) -> None:
     """Put the table store ``db`` in write-ahead-log mode through the ADBC driver (see
-    the module docstring; ``dataflow.catalog.write_ahead_log`` says why the mode). A
+    the module docstring; ``dataflow.catalog_db.write_ahead_log`` says why the mode). A
     store another process holds locked for longer than ``timeout_ms`` keeps its mode
     (logged): it works either way."""
     import adbc_driver_sqlite.dbapi

@@ -18,7 +18,8 @@ from bluesky import RunEngine
 from bluesky.plans import count
 from ophyd.sim import det
 
-from dataflow.catalog import Catalog, _initialized, database_ready, write_ahead_log
+from dataflow.catalog import Catalog
+from dataflow.catalog_db import _initialized, database_ready, write_ahead_log
 
 KILLED_CREATOR = textwrap.dedent("""
     import os, signal, sys

@@ -18,7 +18,7 @@ from tiled.structures.core import StructureFamily
 from tiled.structures.data_source import DataSource
 from tiled.structures.table import TableStructure
 
-from dataflow.catalog import SQLITE_BUSY_MS
+from dataflow.catalog_db import SQLITE_BUSY_MS
 from dataflow.table_store import retry_table_setup, write_ahead_log
 
 
