@@ -13,9 +13,10 @@ What travels (never frames from the client, never OpenCL objects):
   frame counts), index ranges, the projection angles, the chosen rows and plain
   parameters; each worker reads its frames from the files itself and builds its own
   OpenCL context (:func:`analysis.cl.runtime`, once per worker process);
-* back: tomography — the averaged dark/flat references (from one task, then sent to
-  the row tasks) and one block of reconstructed slices per task; diffraction — the
-  patterns of a chunk of frames (``PatternChunk``).
+* back: tomography — one block of reconstructed slices per task (the averaged dark and
+  flat references come from the client, which reads those few frames from the files,
+  or, frames read from the catalog server, from one task); diffraction — the patterns
+  of a chunk of frames (``PatternChunk``).
 
 Workers of the local cluster reading the raw files (``frames_from="files"``) write their
 slices into the volume file themselves (:mod:`dataflow.hdf5_reserve`: the client creates
@@ -306,9 +307,15 @@ def _tomo(run: Any, start: dict[str, Any], listing: RunNodes, catalog: RunCatalo
     writer: ReservedFrameWriter | None = None
     derived: DerivedRun | None = None
     try:
-        refs = client.submit(references_task, sources["dark"], sources["flat"], mask,
-                             pure=False)
-        futures.append(refs)
+        dark, flat = sources["dark"], sources["flat"]
+        refs: Any
+        if isinstance(dark, FrameSource) and isinstance(flat, FrameSource):
+            # A few frames the client reads as fast as a task's round trip takes: averaged
+            # here and sent with each task (256² floats), no task waits for another.
+            refs = references_task(dark, flat, mask)
+        else:  # (the workers have the catalog server's key, maybe not this process)
+            refs = client.submit(references_task, dark, flat, mask, pure=False)
+            futures.append(refs)
         if session.cluster is not None and where["frames_from"] == "files":  # (docstring)
             writer = cast(ReservedFrameWriter, volume_file(
                 catalog.raw_dir, derived_file_name("tomo_fbp", start["uid"], uid),

@@ -126,7 +126,8 @@ def test_local_workers_write_the_volume_themselves(acquired: Runs,
                                                   dask_session: DaskSession,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Local workers reading the raw files write their slices into the volume file: what
-    comes back to the client is one CRC-32 per slice, never the slices; the file is the
+    comes back to the client is one CRC-32 per slice, never the slices (and no task waits
+    for another: the client averages the darks and flats); the file is the
     one the single-process reduction writes (checked by _assert_same_derived through the
     catalog, which verifies every slice's checksum as it reads)."""
     catalog = acquired.catalog
@@ -142,8 +143,8 @@ def test_local_workers_write_the_volume_themselves(acquired: Runs,
     dask = reduce_on_dask(catalog, acquired.tomo_uid, dask_session, rows=[3, 4, 9],
                           chunk_frames=4, task_rows=2)
     monkeypatch.undo()
-    rows = [(name, f.result()) for name, f in submitted if name != "references_task"]
-    assert [name for name, _ in rows] == ["tomo_rows_file_task"] * 2
+    rows = [(name, f.result()) for name, f in submitted]
+    assert [name for name, _ in rows] == ["tomo_rows_file_task"] * 2  # (references: here)
     assert [r.dtype for _, r in rows] == [np.uint32] * 2
     assert [r.shape for _, r in rows] == [(2,), (1,)]
     single = reduce_run(catalog, acquired.tomo_uid, rows=[3, 4, 9], chunk_frames=4)
