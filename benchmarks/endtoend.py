@@ -15,7 +15,8 @@ reduced live, and how far the reduction falls behind.
   frame in the file).
 * ``endtoend.1024.cpu_ms.<part>`` — CPU milliseconds per frame over the scan (from
   before the plan to the last pattern) of the process's threads by what they do:
-  ``sensor`` and ``firmware`` (the fly acquisition's two threads), ``live_reducer``,
+  ``sensor``, ``firmware`` and ``writer`` (the fly acquisition's threads: counts,
+  firmware and readout, HDF5), ``live_reducer``,
   ``run_engine``, ``tiled`` (the in-process Tiled server), ``other`` (the main thread,
   OpenCL's and the HDF5/catalog helpers'), ``total``; and
   ``endtoend.1024.cpu_bound_frames_per_s`` = 2 cores × 1000 / total, the most frames/s two
@@ -96,7 +97,7 @@ class _ThreadCPU:
     (Linux ``/proc``): sampled every ``every`` seconds, so a thread that ends is counted
     up to its last sample (at most ``every`` short)."""
 
-    GROUPS = (("sensor", "-fly-sensor"), ("firmware", "-fly-firmware"),
+    GROUPS = (("sensor", "-fly-sensor"), ("firmware", "-fly-firmware"), ("writer", "-fly-writer"),
               ("live_reducer", "smeflow-live-reducer"), ("run_engine", "bluesky-run-engine"),
               ("tiled", "asyncio-portal"))
     """Figure name → what the thread's name contains (the rest is ``other``)."""

@@ -34,10 +34,12 @@ frames later than the wall-clock moment they were written, as a real detector wo
 taken them. Position-compare triggers are at the (wall-clock) moments the stage passes the
 trigger angles.
 
-Two threads share the work so that both cores do some: one computes flux, counts and link
-words of the next frames (scene and sensor models, the link serialiser), the other runs
-frames through the firmware in batches of up to :data:`BATCH`, decodes the readout and
-hands them to the detector, which writes them. The compiled parts of both release the GIL.
+Three threads share the work so that both cores do some: one computes flux, counts and
+link words of the next frames (scene and sensor models, the link serialiser), one runs
+frames through the firmware in batches of up to :data:`BATCH` and decodes the readout,
+and one hands each decoded batch to the detector, which writes it (while the firmware
+runs the next batch: at most :data:`WRITE_BATCHES` batches wait for the writer). The
+compiled parts release the GIL.
 On a single board (not GHDL) the sensor draws each frame's counts straight into the words
 of a one-frame link stream (``devices.sensor.frame_link``: no counts array, no copy into
 the link), and the streams the firmware is done with carry the next frames: at most the
@@ -73,6 +75,8 @@ BATCH = 8
 """Frames the firmware takes in one simulation call at most."""
 QUEUE_FRAMES = 32
 """Count frames computed ahead of the firmware at most (the detector's buffer)."""
+WRITE_BATCHES = 1
+"""Decoded batches waiting for the writer at most (besides the one it writes)."""
 
 
 @dataclass(frozen=True)
@@ -201,6 +205,19 @@ class _Item:
     link: LinkStream | None
 
 
+@dataclass(frozen=True)
+class _Decoded:
+    """A batch between the firmware and the writer."""
+
+    items: list[_Item]
+    indices: list[int]
+    """Each frame's index in the acquisition (from the firmware's frame counter)."""
+    out: list[ReadoutFrame]
+    images: npt.NDArray[np.uint16]
+    counts: npt.NDArray[np.uint32]
+    """The sensor counts of the batch's last frame (a copy: its link is reused)."""
+
+
 class FlyAcquisition:
     """One armed fly acquisition of ``det`` (made by ``FirmwareDetector.prepare``).
 
@@ -224,6 +241,7 @@ class FlyAcquisition:
         self._first_frame_number: int | None = None
         self._cancel = threading.Event()
         self._queue: queue.Queue[_Item | None] = queue.Queue(QUEUE_FRAMES)
+        self._decoded: queue.Queue[_Decoded | None] = queue.Queue(WRITE_BATCHES)
         self._threads: list[threading.Thread] = []
         self._reuse_links = False
         """Whether the sensor draws each frame into a one-frame link stream's words, whose
@@ -257,6 +275,8 @@ class FlyAcquisition:
                              name=f"{name}-fly-sensor", daemon=True),
             threading.Thread(target=self._guard, args=(self._consume, len(times)),
                              name=f"{name}-fly-firmware", daemon=True),
+            threading.Thread(target=self._guard, args=(self._write, None),
+                             name=f"{name}-fly-writer", daemon=True),
         ]
         for thread in self._threads:
             thread.start()
@@ -283,9 +303,13 @@ class FlyAcquisition:
                 self.done.set_exception(exc)
 
     def _put(self, item: _Item | None) -> bool:
+        return self._offer(self._queue, item)
+
+    def _offer(self, to: queue.Queue[Any], item: Any) -> bool:
+        """Put ``item`` into ``to`` when there is room; False if cancelled first."""
         while not self._cancel.is_set():
             try:
-                self._queue.put(item, timeout=0.1)
+                to.put(item, timeout=0.1)
                 return True
             except queue.Full:
                 continue
@@ -351,7 +375,10 @@ class FlyAcquisition:
                     batch.append(item)
             if batch:
                 self._process(batch)
-        if finished and not self.done.done:
+        if not finished or not self._offer(self._decoded, None):
+            return
+        self._threads[2].join()  # the writer: done with every batch, or stopped
+        if not self._cancel.is_set() and not self.done.done:
             if len(self.frames) != n:
                 raise RuntimeError(f"{self.det.name}: fly acquisition wrote {len(self.frames)} "
                                    f"of {n} frames")
@@ -375,21 +402,36 @@ class FlyAcquisition:
         out = det.firmware.acquire([item.counts for item in batch],
                                    links=links if len(links) == len(batch) else None)
         images = np.stack([frame.image for frame in out])
-        now = time.time()
-        frames = []
-        for item, frame in zip(batch, out, strict=True):
-            index = self._index(frame, item)
-            frames.append(FlyFrame(
+        counts = batch[-1].counts
+        # (a copy when the counts are the words of a link stream, whose buffers the sensor
+        # draws into again from now on)
+        last_counts: npt.NDArray[np.uint32] = counts.astype(np.uint32, copy=False)
+        if self._reuse_links:
+            for link in links:
+                self._spare_links.put(link)
+        indices = [self._index(frame, item) for item, frame in zip(batch, out, strict=True)]
+        self._offer(self._decoded, _Decoded(batch, indices, out, images, last_counts))
+
+    def _write(self, _: None) -> None:
+        """The writer thread: each decoded batch to the detector, in order."""
+        while not self._cancel.is_set():
+            try:
+                batch = self._decoded.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if batch is None:
+                return
+            now = time.time()
+            frames = [FlyFrame(
                 index=index, time=item.clock, trigger_time=item.wall, done_time=now,
                 angle=item.angle, roi_sum=int(frame.roi_sum), saturated=int(frame.saturated),
                 frame_number=int(frame.frame_number),
                 histogram=tuple(int(v) for v in frame.histogram),
-                lost_before=int(frame.lost_before)))
-        # Recorded before they are written: a reader bounds what it takes by the frames in
-        # the file, so every frame it sees in the file has its record here.
-        self.frames.extend(frames)
-        det.store_fly_frames(images, frames, out[-1], batch[-1].counts)
-        self.max_lag = max([self.max_lag, *(now - item.wall for item in batch)])
-        if self._reuse_links:  # only now: the last counts are the words of its link
-            for link in links:
-                self._spare_links.put(link)
+                lost_before=int(frame.lost_before))
+                for index, item, frame in zip(batch.indices, batch.items, batch.out,
+                                              strict=True)]
+            # Recorded before they are written: a reader bounds what it takes by the frames
+            # in the file, so every frame it sees in the file has its record here.
+            self.frames.extend(frames)
+            self.det.store_fly_frames(batch.images, frames, batch.out[-1], batch.counts)
+            self.max_lag = max([self.max_lag, *(now - item.wall for item in batch.items)])
