@@ -14,7 +14,14 @@ from .params import OUT_MAX, PIXEL_MAX, ChainParams, Table
 
 class CorrectBody(Process):
     """Corrects the K pixels of a word with the calibration words read for it and counts the
-    frame's saturated pixels (reported with the last word)."""
+    frame's saturated pixels (reported with the last word).
+
+    Each lane is written branch-free, as a pipeline of selects (what the hardware is): the
+    dark-subtracted signal floored at 0 and zero-suppressed below the threshold, times the
+    gain, capped at ``OUT_MAX``; a saturated counter or product gives ``OUT_MAX``, a masked
+    pixel 0. The word's saturated pixels are counted apart (at most K <= 255: the 8-bit
+    count cannot overflow, which the compiled backend proves, so its lane loop has no
+    check and runs as vector code) and added to the frame's count once per word."""
 
     if TYPE_CHECKING:  # registers, declared per parameters by the factory below
         saturated: int
@@ -26,25 +33,18 @@ class CorrectBody(Process):
             self.out.eol = self.inp.eol
             self.out.eof = self.inp.eof
             self.out.err = self.inp.err
-            count: UInt[32] = self.saturated
             threshold = self.config.threshold
+            word: UInt[8] = 0
             for j in range(self.LANES):
                 raw = self.inp.data[j]
-                if self.mask.rdata[j]:
-                    self.out.data[j] = 0
-                elif raw == PIXEL_MAX:
-                    self.out.data[j] = OUT_MAX
-                    count = count + 1
-                else:
-                    signal = raw - self.dark.rdata[j]
-                    if signal < threshold:
-                        signal = 0
-                    value = resize(signal * self.gain.rdata[j], UInt[23], rounding="nearest")
-                    if value > OUT_MAX:
-                        self.out.data[j] = OUT_MAX
-                        count = count + 1
-                    else:
-                        self.out.data[j] = value
+                masked = self.mask.rdata[j]
+                above = max(raw - self.dark.rdata[j], 0)
+                signal = above if above >= threshold else 0
+                value = resize(signal * self.gain.rdata[j], UInt[23], rounding="nearest")
+                full = raw == PIXEL_MAX or value > OUT_MAX
+                self.out.data[j] = 0 if masked else (OUT_MAX if full else min(value, OUT_MAX))
+                word = word + int(full and not masked)
+            count: UInt[32] = self.saturated + word
             if self.inp.eof:
                 self.out.saturated = count
                 self.saturated = 0

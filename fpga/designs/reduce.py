@@ -16,7 +16,10 @@ class ReduceBody(Process):
     """Accumulates over the words of a frame; on its last word writes the totals to
     ``results`` (held there until the next frame ends) and starts again. The padding
     lanes at the end of a line (``PAD`` of them, always 0) are left out of the
-    histogram."""
+    histogram. The word's ROI pixels are summed first, into a 24-bit local (K <= 255
+    pixels of 16 bits cannot overflow it, which the compiled backend proves: that loop
+    has no check and runs as vector code), and added to the frame's sum once per word;
+    the histogram, a read-modify-write per lane, has a loop of its own."""
 
     if TYPE_CHECKING:  # registers, declared per parameters by the factory below
         roi_sum: int
@@ -31,14 +34,16 @@ class ReduceBody(Process):
         in_rows = y >= self.config.roi_y0 and y < self.config.roi_y1
         x0 = self.config.roi_x0
         x1 = self.config.roi_x1
-        total: UInt[48] = self.roi_sum
+        word: UInt[24] = 0  # the word's ROI pixels (K <= 255 of 16 bits)
+        for j in range(self.LANES):
+            x = self.x + j
+            inside = in_rows and x >= x0 and x < x1
+            word = word + (self.inp.data[j] if inside else 0)
+        total: UInt[48] = self.roi_sum + word
         for j in range(self.LANES):
             v = self.inp.data[j]
-            x = self.x + j
-            if self.PAD == 0 or x < self.WIDTH:  # padding lanes are not pixels
+            if self.PAD == 0 or self.x + j < self.WIDTH:  # padding lanes are not pixels
                 self.hist[v >> HIST_SHIFT] = self.hist[v >> HIST_SHIFT] + 1
-            if in_rows and x >= x0 and x < x1:
-                total = total + v
         if self.inp.eof:
             self.out.roi_sum = total
             self.out.saturated = self.inp.saturated

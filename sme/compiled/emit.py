@@ -13,12 +13,14 @@ convert between the two forms where needed.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 
 from ..errors import BackendError
 from ..lower import ir
 from ..lower.ir import ArrayT, BoolT, EnumT, NumT, VType
 from ..types import ArrayType, Int, SFix, SignalType, UFix, UInt
+from .accumulate import Known, assigned, proven_accumulations
 from .layout import ArraySlot, Layout, Site, Slot, Storage, fits_i64, memory_dtype
 
 _RND = {"exact": 0, "floor": 1, "nearest": 2}
@@ -26,6 +28,8 @@ MAX_STEPS = 1_000_000
 """State changes a generator may make in one tick before the run is stopped as a loop that
 never yields (the interpreter would spin there for ever)."""
 _OVF = {"error": 0, "wrap": 1, "saturate": 2}
+_CHECKS = re.compile(r"\b(_cv|_rd|_ix|_nz|_fail)\(")
+"""The generated helpers that may fail a run-time check."""
 
 
 @dataclass
@@ -67,24 +71,6 @@ class _Loop:
     checks: list[str] = field(default_factory=list)
 
 
-def _assigned(stmts: list[ir.Stmt]) -> set[str]:
-    """The locals (loop variables included) that ``stmts`` may assign."""
-    found: set[str] = set()
-    for s in stmts:
-        if isinstance(s, ir.Assign) and isinstance(s.target, ir.LocalTarget):
-            found.add(s.target.name)
-        elif isinstance(s, ir.For):
-            found |= {s.var} | _assigned(s.body)
-        elif isinstance(s, ir.If):
-            found |= _assigned(s.then) | _assigned(s.orelse)
-        elif isinstance(s, ir.Match):
-            for case in s.cases:
-                found |= _assigned(case.body)
-        elif isinstance(s, ir.While):
-            found |= _assigned(s.body) | _assigned(s.step)
-    return found
-
-
 class NeedsWide(BackendError):
     """A value of the network may need more than 64 bits: the network runs in wide mode."""
 
@@ -112,6 +98,10 @@ class Emitter:
         """Memories whose elements are read through ``np.int64`` (``load``)."""
         self.loops: list[_Loop] = []
         """The ``for`` loops around the code being emitted, innermost last."""
+        self.known = Known()
+        """Locals holding a known constant at the statement being emitted."""
+        self.proven: set[int] = set()
+        """Assignments (ids) whose store check ``accumulate`` proved unnecessary."""
 
     def index(self, index: ir.Expr, length: int, defined: str, usite: int, isite: int) -> str:
         """An array index: checked by ``_ix`` unless its type proves it in range (a loop
@@ -193,6 +183,7 @@ class Emitter:
     def process(self, inst: Instance) -> list[str]:
         """The code of one tick of ``inst``."""
         self.inst = inst
+        self.known = Known()
         p = inst.ir
         if p.states is None:
             return [f"# process {inst.name}", *self.block(p.body)]
@@ -205,16 +196,30 @@ class Emitter:
                f"        _fail({steps}, 0, t, 0, E)"]
         for k, st in enumerate(p.states):
             self.loc = st.loc
+            self.known = Known()
             out.append(f"    {'if' if k == 0 else 'elif'} {pc} == {st.index}:")
             out += ["        " + ln for ln in self.block(st.body)]
         return out
 
     def block(self, stmts: list[ir.Stmt]) -> list[str]:
         out: list[str] = []
-        for s in stmts:
-            self.loc = s.loc
-            out += self.stmt(s)
+        outer = self.known.values
+        self.known.values = dict(outer)
+        try:
+            for s in stmts:
+                self.loc = s.loc
+                out += self.stmt(s)
+                self.known.after(s)
+        finally:
+            self.known.values = outer
         return out or ["pass"]
+
+    def loop_entry(self, body: list[ir.Stmt], var: str | None = None) -> dict[str, int]:
+        """Enter a loop: what is known on every pass (the locals the body or loop may
+        assign are not); the caller restores the returned values afterwards."""
+        outer = self.known.values
+        self.known.values = self.known.without(assigned(body) | ({var} if var else set()))
+        return outer
 
     def stmt(self, s: ir.Stmt) -> list[str]:
         inst = self.inst
@@ -242,26 +247,12 @@ class Emitter:
                 first = False
             return lines
         if isinstance(s, ir.For):
-            var = inst.locals[s.var]
-            assert isinstance(var, Slot)
-            head = f"for {var.var} in range({s.start}, {s.stop}, {s.step}):"
-            if s.step != 1 or s.start >= s.stop:
-                return [head, *_indent(self.loop_body(s))]
-            # the fast version: indices base + var checked once, before the loop (any
-            # out of range, for a value the loop may reach: the checked version runs,
-            # and fails where and as the element-wise checks do)
-            loop = _Loop(s.var, s.start, s.stop, _assigned(s.body))
-            self.loops.append(loop)
+            self.proven |= proven_accumulations(s, self.known.values)
+            outer = self.loop_entry(s.body, s.var)
             try:
-                fast = self.loop_body(s)
+                return self.for_loop(s)
             finally:
-                self.loops.pop()
-            if not loop.checks:
-                return [head, *_indent(fast)]
-            checked = self.loop_body(s)
-            return [f"if {' and '.join(dict.fromkeys(loop.checks))}:",
-                    *_indent([head, *_indent(fast)]), "else:",
-                    *_indent([head, *_indent(checked)])]
+                self.known.values = outer
         if isinstance(s, ir.Break):
             return ["break"]
         if isinstance(s, ir.Continue):
@@ -276,6 +267,30 @@ class Emitter:
                          f"_r{inst.index} = 1", *lines]
             return lines
         raise self.fail(f"the statement {type(s).__name__}")
+
+    def for_loop(self, s: ir.For) -> list[str]:
+        """A ``for`` loop: its fast version when its indices can be checked before it (any
+        out of range, for a value the loop may reach: the checked version runs, and fails
+        where and as the element-wise checks do)."""
+        inst = self.inst
+        assert inst is not None
+        var = inst.locals[s.var]
+        assert isinstance(var, Slot)
+        head = f"for {var.var} in range({s.start}, {s.stop}, {s.step}):"
+        if s.step != 1 or s.start >= s.stop:
+            return [head, *_indent(self.loop_body(s))]
+        loop = _Loop(s.var, s.start, s.stop, assigned(s.body))
+        self.loops.append(loop)
+        try:
+            fast = self.loop_body(s)
+        finally:
+            self.loops.pop()
+        if not loop.checks:
+            return [head, *_indent(fast)]
+        checked = self.loop_body(s)
+        return [f"if {' and '.join(dict.fromkeys(loop.checks))}:",
+                *_indent([head, *_indent(fast)]), "else:",
+                *_indent([head, *_indent(checked)])]
 
     def loop_body(self, s: ir.For) -> list[str]:
         """A ``for`` loop's body, its guard first."""
@@ -304,7 +319,11 @@ class Emitter:
         if isinstance(s.value, ir.Convert) and s.value.origin == "resize":
             site = Site("store", site.where)  # the resize(...) is what can fail
         if isinstance(st, Slot):
-            lines = [f"{st.var} = {self.val(s.value, store=site)}"]
+            value = s.value
+            if id(s) in self.proven:  # x = x + e that cannot leave x's range
+                assert isinstance(value, ir.Convert)
+                value = value.operand
+            lines = [f"{st.var} = {self.val(value, store=site)}"]
             if st.defined is not None:
                 lines.append(f"{st.defined} = 1")
             return lines
@@ -444,7 +463,12 @@ class Emitter:
                 return f"({self.shifted(a, f)} {e.op} {self.shifted(b, f)})"
             return f"({self.val(a)} {e.op} {self.val(b)})"
         if isinstance(e, ir.BoolOp):
-            return "(" + f" {e.op} ".join(self.cond(v) for v in e.operands) + ")"
+            parts = [self.cond(v) for v in e.operands]
+            # operands that cannot fail (no check) are all evaluated, branch-free: a lane
+            # loop of them stays vector code; else Python's short circuit guards a check
+            op = e.op if any(_CHECKS.search(p) for p in parts) else \
+                {"and": "&", "or": "|"}[e.op]
+            return "(" + f" {op} ".join(parts) + ")"
         if isinstance(e, ir.Select):
             pick = self.min_max(e)
             if pick is not None:
