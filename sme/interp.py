@@ -10,29 +10,37 @@ dictionary update per clocked bus.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+import types
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from .backend import Backend, Build, Session
 from .bus import Bus, reader_view, writer_view
 from .errors import SimulationError, SmeError
+from .interp_locals import checked_on_tick
 from .network import Network
 from .process import Process
 from .trace import UNDEFINED
 from .types import ArrayType
 
 
-def _runner(proc: Process) -> Callable[[], None]:
-    """The callable that runs one tick of ``proc``."""
+def _runner(proc: Process, checked: Mapping[type[Process], Callable[..., Any]]
+            ) -> Callable[[], Any]:
+    """The callable that runs one tick of ``proc`` (its class's ``on_tick`` with annotated
+    locals checked, when ``checked`` has one: :mod:`sme.interp_locals`)."""
+    on_tick: Callable[[], Any] = proc.on_tick
+    if type(proc) in checked:
+        on_tick = types.MethodType(checked[type(proc)], proc)
     if not proc.is_generator():
-        return proc.on_tick  # type: ignore[no-any-return,unused-ignore]
-    state: list[Iterator[Any]] = [proc.on_tick()]
+        return on_tick
+    state: list[Iterator[Any]] = [on_tick()]
 
     def run() -> None:
         try:
             next(state[0])
         except StopIteration:
-            state[0] = proc.on_tick()
+            state[0] = on_tick()
             try:
                 next(state[0])
             except StopIteration:
@@ -64,7 +72,8 @@ class InterpSession(Session):
             ns[name] = obj
             return name
 
-        runners = {p: bind("p", _runner(p)) for p in net.processes}
+        checked = build.checked_locals if isinstance(build, InterpBuild) else {}
+        runners = {p: bind("p", _runner(p, checked)) for p in net.processes}
         pre = [runners[p] + "()" for p in net.depends_on_inputs()]
         post = [runners[p] + "()" for p in net.depends_on_registers()]
         lines += pre + [runners[p] + "()" for p in net.clocked]
@@ -87,7 +96,7 @@ class InterpSession(Session):
         # reset state: combinational outputs settled on the initial values
         try:
             for p in net.combinational:
-                runners_fn = _runner(p)
+                runners_fn = _runner(p, checked)
                 runners_fn()
         except SmeError as exc:
             _annotate(exc, 0)
@@ -141,6 +150,25 @@ def _annotate(exc: SmeError, tick: int) -> None:
             exc.add_note(f"(at tick {tick})")
 
 
+_CHECKED: dict[type[Process], Callable[..., Any] | None] = {}
+
+
+def _checked_on_tick(cls: type[Process]) -> Callable[..., Any] | None:
+    """``cls.on_tick`` with its annotated locals checked (made once per class)."""
+    if cls not in _CHECKED:
+        on_tick = cls.__dict__.get("on_tick") or cls.on_tick
+        _CHECKED[cls] = checked_on_tick(getattr(on_tick, "__func__", on_tick))
+    return _CHECKED[cls]
+
+
+@dataclass
+class InterpBuild(Build):
+    """A network prepared for the interpreter, with the ``on_tick`` variants of its process
+    classes that check their annotated locals."""
+
+    checked_locals: dict[type[Process], Callable[..., Any]] = field(default_factory=dict)
+
+
 class InterpBackend(Backend):
     """Runs the Python process objects directly (the reference semantics)."""
 
@@ -155,11 +183,15 @@ class InterpBackend(Backend):
         from .lower import lower_process  # the front end every backend shares
         from .lower.errors import SourceUnavailableError
 
+        checked: dict[type[Process], Callable[..., Any]] = {}
         for cls in dict.fromkeys(type(p) for p in network.processes):
             if not cls._sme_simulation_only:
                 with contextlib.suppress(SourceUnavailableError):
                     lower_process(cls)
-        return Build(network)
+                    fn = _checked_on_tick(cls)
+                    if fn is not None:
+                        checked[cls] = fn
+        return InterpBuild(network, checked_locals=checked)
 
     def open(self, build: Build) -> Session:
         return InterpSession(build)
