@@ -18,7 +18,6 @@ from typing import Any
 from .backend import Backend, Build, Session
 from .bus import Bus, reader_view, writer_view
 from .errors import SimulationError, SmeError
-from .interp_locals import checked_on_tick
 from .network import Network
 from .process import Process
 from .trace import UNDEFINED
@@ -155,9 +154,12 @@ _CHECKED: dict[type[Process], Callable[..., Any] | None] = {}
 
 def _checked_on_tick(cls: type[Process]) -> Callable[..., Any] | None:
     """``cls.on_tick`` with its annotated locals checked (made once per class)."""
+    from .interp_locals import checked_on_tick  # (with the front end: not at import)
+    from .lower.lower import on_tick_function
+
     if cls not in _CHECKED:
-        on_tick = cls.__dict__.get("on_tick") or cls.on_tick
-        _CHECKED[cls] = checked_on_tick(getattr(on_tick, "__func__", on_tick))
+        func = on_tick_function(cls)
+        _CHECKED[cls] = checked_on_tick(func) if func is not None else None
     return _CHECKED[cls]
 
 

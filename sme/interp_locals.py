@@ -18,7 +18,6 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from .lower.parse import parse_function
 from .overflow import Overflowing, resize
 
 CHECK = "__sme_store_local__"
@@ -37,6 +36,8 @@ def store_local(t: Any, value: Any) -> Any:
 def checked_on_tick(func: Callable[..., Any]) -> Callable[..., Any] | None:
     """``func`` (a process's ``on_tick``) with its annotated locals checked, or None when it
     has none. Raises the front end's ``LoweringError`` when its source cannot be read."""
+    from .lower.parse import parse_function  # (the front end is loaded when a design is)
+
     parsed = parse_function(func)
     annotations = {node.target.id: node.annotation for node in _own_nodes(parsed.node.body)
                    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)}
@@ -106,11 +107,11 @@ def _checked(stmts: list[ast.stmt], annotations: dict[str, ast.expr]) -> list[as
     a loop's target is checked as its body starts)."""
     out: list[ast.stmt] = []
     for s in stmts:
+        nested_scope = isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
         for field in ("body", "orelse", "finalbody"):
             inner = getattr(s, field, None)
-            if isinstance(inner, list) and inner and isinstance(inner[0], ast.stmt) \
-                    and not isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef
-                                       | ast.ClassDef):
+            if not nested_scope and isinstance(inner, list) and inner \
+                    and isinstance(inner[0], ast.stmt):
                 setattr(s, field, _checked(inner, annotations))
         for handler in getattr(s, "handlers", []):
             handler.body = _checked(handler.body, annotations)

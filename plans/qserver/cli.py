@@ -186,10 +186,10 @@ def _stop(proc: subprocess.Popen[bytes], sig: int, *, group: bool = False) -> in
 def _default_sigint() -> None:
     """In the RE Manager's process: Ctrl-C's SIGINT, which only this command forwards (the
     manager has its own session), is its clean stop, even when this command was started
-    with SIGINT ignored (a background job of a script) or blocked, and the manager inherited
-    that (a signal mask survives ``exec``)."""
+    with SIGINT ignored (a background job of a script) and the manager inherited that (a
+    blocked SIGINT this command has already unblocked for itself: ``_sigterm_as_interrupt``,
+    around the manager's start)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 @contextmanager

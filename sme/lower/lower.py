@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 from ..declare import MISSING
@@ -40,6 +41,14 @@ def _collect_enums(t: VType, out: dict[type, EnumT]) -> None:
         _collect_enums(t.element, out)
 
 
+def on_tick_function(cls: type[Process]) -> Callable[..., Any] | None:
+    """The plain function behind ``cls.on_tick`` (None when the class has none of its own
+    making: only ``Process``'s)."""
+    on_tick = cls.__dict__.get("on_tick") or getattr(cls, "on_tick", None)
+    func = getattr(on_tick, "__func__", on_tick)
+    return None if func is None or func is Process.on_tick else func
+
+
 def lower_process(cls: type[Process]) -> ProcessIR:
     """Lower ``cls.on_tick`` to a ``ProcessIR`` (cached per class).
 
@@ -54,9 +63,8 @@ def lower_process(cls: type[Process]) -> ProcessIR:
                                 cls._sme_src_loc.line),
                             f"{cls.__qualname__} is a simulation-only process "
                             "(simulation_only=True): it has no compiled or hardware form")
-    on_tick = cls.__dict__.get("on_tick") or getattr(cls, "on_tick", None)
-    func = getattr(on_tick, "__func__", on_tick)
-    if func is None or func is Process.on_tick:
+    func = on_tick_function(cls)
+    if func is None:
         raise LoweringError(Loc(inspect.getsourcefile(cls) or "<unknown>",
                                 cls._sme_src_loc.line),
                             f"{cls.__qualname__} does not implement on_tick()")

@@ -109,8 +109,8 @@ def print_stuck_state(proc: subprocess.Popen[bytes], log: Path) -> None:
     with it: each one's signal masks and state and each thread's kernel wait, then their
     Python stacks (SIGABRT: faulthandler, enabled by ``running_queue`` and inherited by the
     manager and its worker, writes them to the log that the fixture prints)."""
-    started = re.search(r"RE Manager \(pid (\d+)\)", log.read_text(errors="replace"))
-    manager = process_group(int(started.group(1))) if started else []
+    pid = manager_pid(log)
+    manager = process_group(pid) if pid is not None else []
     for pid in [proc.pid, *manager]:
         base = Path(f"/proc/{pid}")
         with suppress(OSError):
@@ -127,6 +127,12 @@ def print_stuck_state(proc: subprocess.Popen[bytes], log: Path) -> None:
     with suppress(subprocess.TimeoutExpired):
         proc.wait(10)
     time.sleep(2)  # the manager's processes write their stacks too
+
+
+def manager_pid(log: Path) -> int | None:
+    """The RE Manager's process, as ``smeflow queue`` names it in its log; None before that."""
+    started = re.search(r"RE Manager \(pid (\d+)\)", log.read_text(errors="replace"))
+    return int(started.group(1)) if started else None
 
 
 def process_group(pgid: int) -> list[int]:
@@ -195,7 +201,7 @@ def test_queue_runs_a_tomography_and_a_diffraction_series_into_the_catalog(
     try:
         proc.wait(2 * STOP_TIMEOUT + 30)
     except subprocess.TimeoutExpired:
-        print_stuck_state(proc, Path(where["log"]))  # (an intermittent hang in full-suite runs: its evidence)
+        print_stuck_state(proc, Path(where["log"]))
         raise
     assert proc.returncode == 0
     host, port = parse_redis(where["redis"])
@@ -295,9 +301,8 @@ def test_queue_stops_cleanly_when_started_with_sigint_ignored(tmp_path: Path) ->
             wait_for_manager(RM, time.monotonic() + 60)
         finally:
             RM.close()
-        started = re.search(r"RE Manager \(pid (\d+)\)", Path(where["log"]).read_text())
-        assert started, "smeflow queue did not say which process the RE Manager is"
-        manager = int(started.group(1))
+        manager = manager_pid(Path(where["log"]))
+        assert manager is not None, "smeflow queue did not say which process the RE Manager is"
         assert len(process_group(manager)) >= 2, "the manager runs in its own process group"
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
