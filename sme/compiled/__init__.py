@@ -6,8 +6,8 @@ overflow checks once a design is verified) and ``cache_dir=`` (default
 ``$SMEFLOW_CACHE_DIR``, else ``~/.cache/smeflow``).
 
 Pipeline: ``sme.lower`` (the front end shared with the VHDL exporter) gives each process
-class a typed IR with exact value ranges; ``sme.compiled.emit`` turns each process
-instance into Python statements over int64 locals, adding a run-time check only where the
+class a typed IR with exact value ranges; ``sme.compiled.emit`` (statements) and
+``emit_expr`` (expressions) turn each process instance into Python statements over int64 locals, adding a run-time check only where the
 ranges do not prove a store fits; ``sme.compiled.codegen`` puts every process in schedule
 order, the bus latches, stimulus and recording into one loop; ``sme.compiled.cache`` has
 numba compile it (once per network content; machine code cached on disk);

@@ -30,7 +30,8 @@ from ..lower import LoweringError, ir, lower_process
 from ..lower.ir import ArrayT, NumT
 from ..network import Network
 from ..types import ArrayType, BoolType, EnumType, FixedType, IntegerType, SignalType
-from .emit import Emitter, Instance, NeedsWide, PortView
+from .emit import Emitter
+from .emit_expr import Instance, NeedsWide, PortView
 from .layout import ArraySlot, Layout, SignalPlace, Site, Slot, Storage, Workspace
 
 HELPERS = '''
