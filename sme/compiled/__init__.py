@@ -7,11 +7,12 @@ overflow checks once a design is verified) and ``cache_dir=`` (default
 
 Pipeline: ``sme.lower`` (the front end shared with the VHDL exporter) gives each process
 class a typed IR with exact value ranges; ``sme.compiled.emit`` (statements) and
-``emit_expr`` (expressions) turn each process instance into Python statements over int64 locals, adding a run-time check only where the
-ranges do not prove a store fits; ``sme.compiled.codegen`` puts every process in schedule
-order, the bus latches, stimulus and recording into one loop; ``sme.compiled.cache`` has
-numba compile it (once per network content; machine code cached on disk);
-``sme.compiled.session`` runs it and turns a failed check into the interpreter's error.
+``emit_expr`` (expressions) turn each process instance into Python statements over int64
+locals, adding a run-time check only where the ranges do not prove a store fits;
+``sme.compiled.codegen`` puts every process in schedule order, the bus latches, stimulus
+and recording into one loop; ``sme.compiled.cache`` has numba compile it (once per
+network content; machine code cached on disk); ``sme.compiled.session`` runs it and
+turns a failed check into the interpreter's error.
 Step mode (a testbench driving and reading every tick) costs one call of the generated
 ``step(W)`` per tick on the session's one state array; ``sme.compiled.views`` gives the
 input/output views that read and write that array, and the trace rows.
