@@ -13,6 +13,7 @@ locals, adding a run-time check only where the ranges do not prove a store fits;
 and recording into one loop; ``sme.compiled.cache`` has numba compile it (once per
 network content; machine code cached on disk); ``sme.compiled.session`` runs it and
 turns a failed check into the interpreter's error.
+
 Step mode (a testbench driving and reading every tick) costs one call of the generated
 ``step(W)`` per tick on the session's one state array; ``sme.compiled.views`` gives the
 input/output views that read and write that array, and the trace rows.
