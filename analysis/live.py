@@ -65,25 +65,18 @@ from event_model import unpack_event_page
 
 from analysis.fbp import slices_per_group
 from analysis.live_inbox import DEFAULT_CAPACITY, DEFAULT_PUT_TIMEOUT, FRAME_DOCS, Inbox
+from analysis.live_reduction import begin_derived, complete, record_failure, reduce_ready
 from analysis.live_runs import Frame, LiveRunResult, RunState, read_frames
 from analysis.reduce import (
     AzintParams,
     Callback,
-    DerivedRun,
     ReductionError,
     TomoAccumulator,
     TomoParams,
     TomoReferences,
-    azint_chunk,
-    checked_mask,
-    derived_file_name,
-    derived_md,
-    file_inputs,
     geometry_from,
     image_key,
     reduction_for,
-    select_rows,
-    tomo_references,
 )
 from dataflow.pixel_mask import MASK_STREAM
 from geometry import PoniGeometry
@@ -96,10 +89,6 @@ __all__ = ["DEFAULT_CAPACITY", "DEFAULT_PUT_TIMEOUT", "LiveReducer", "LiveRunRes
            "read_frames"]
 
 log = logging.getLogger(__name__)
-
-ENDED_BY_CONSUMER = "smeflow_ended_by_consumer"
-"""Key of a stop document a consumer makes up for a raw run it stops following (its
-reason is then the derived run's reason as is, not "raw run ended …")."""
 
 DEFAULT_MAX_BATCH = 16
 """Frames the worker reduces in one call at most."""
@@ -267,9 +256,10 @@ class LiveReducer:
             getattr(self, f"_on_{name.lstrip('_')}", self._ignore)(run, doc)
             if run.ready and (len(run.ready) >= self.max_batch or self._inbox.empty()
                               or name == "stop"):
-                self._reduce_ready(run)
+                reduce_ready(run, self.tomo, self.azint)
             if name == "stop":
-                self._complete(run, doc)
+                complete(run, doc, self.callbacks, self.tomo, self.derived_dir)
+                self._finish(run)
         except Exception as exc:
             self._fail(run, exc)
             if name == "stop":
@@ -310,8 +300,6 @@ class LiveReducer:
             return self._run_of(inner_name, inner)
         if name in ("descriptor", "stop", "stream_resource"):
             uid = doc.get("run_start")
-        elif name == "stream_datum":
-            uid = self._desc_run.get(doc.get("descriptor", ""))
         else:
             uid = self._desc_run.get(doc.get("descriptor", ""))
         return self._runs.get(uid) if uid else None
@@ -334,9 +322,9 @@ class LiveReducer:
                                       method=self.azint.method)
                 # the pattern streams are declared with the first patterns: the radial
                 # range is that of the pixels the run's mask leaves
-                self._begin(run, self.azint.metadata(geometry))
+                begin_derived(run, self.callbacks, self.azint.metadata(geometry))
             else:
-                self._begin(run, self.tomo.metadata())
+                begin_derived(run, self.callbacks, self.tomo.metadata())
         except Exception as exc:
             self._fail(run, exc)
 
@@ -405,122 +393,11 @@ class LiveReducer:
         run.ready.extend(run.pending.values())
         run.pending.clear()
 
-    # -- reducing ----------------------------------------------------------------------
-
-    def _reduce_ready(self, run: RunState) -> None:
-        ready, run.ready = run.ready, []
-        masks = [f for f in ready if run.role(f.desc) == "mask"]
-        if masks:  # the plans publish it before the first frame
-            ready = [f for f in ready if run.role(f.desc) != "mask"]
-            image = run.read(masks[-1:])[0]
-            run.mask = checked_mask(image, image.shape[-2:])
-        if not ready:
-            return
-        if run.reduction == "tomo_fbp":
-            self._reduce_tomo(run, ready)
-        else:
-            self._reduce_azint(run, ready)
-
-    def _begin(self, run: RunState, parameters: dict[str, Any]) -> DerivedRun:
-        if run.derived is None:
-            md = derived_md(run.start, str(run.reduction),
-                            file_inputs(run.uris, digest=False), parameters, live=True)
-            run.derived = DerivedRun(self.callbacks, md)
-            run.result.derived_uid = run.derived.uid
-        return run.derived
-
-    def _reduce_tomo(self, run: RunState, ready: list[Frame]) -> None:
-        stack = run.read(ready)
-        projections: list[Frame] = []
-        images: list[np.ndarray[Any, Any]] = []
-        for frame, image in zip(ready, stack, strict=True):
-            role = run.role(frame.desc)
-            if role == "projection":
-                projections.append(frame)
-                images.append(image)
-                continue
-            (run.darks if role == "dark" else run.flats).append(image)
-            run.lag(frame, time.time())
-        if not projections:
-            return
-        if run.acc is None:
-            refs = tomo_references(np.stack(run.darks) if run.darks else np.zeros((0, 0, 0)),
-                                   np.stack(run.flats) if run.flats else np.zeros((0, 0, 0)),
-                                   run.mask)
-            run.rows = select_rows(self.tomo.rows, int(refs.dark.shape[0]))
-            run.acc = TomoAccumulator(refs, run.rows, floor=self.tomo.floor,
-                                      device=self.tomo.device)
-            axis = run.start.get("rotation_axis")
-            desc = run.descriptors[projections[0].desc]
-            run.angles_from = "events" if axis in (desc.get("data_keys") or {}) else "start"
-        run.acc.add(stack if len(images) == len(ready) else np.stack(images),
-                    [run.angle(f) for f in projections])
-        now = time.time()
-        for f in projections:
-            run.lag(f, now)
-
-    def _reduce_azint(self, run: RunState, ready: list[Frame]) -> None:
-        derived = run.derived
-        assert derived is not None
-        frames = run.read(ready)
-        chunk = azint_chunk(frames, run.integrator, self.azint, mask=run.mask)
-        now = time.time()
-        lags = [run.lag(f, now) for f in ready]
-        derived.emit_patterns(chunk, [f.seq for f in ready], lags)
-
-    # -- ending ------------------------------------------------------------------------
-
-    def _complete(self, run: RunState, stop: dict[str, Any]) -> None:
-        if run.reduction == "tomo_fbp":
-            if run.acc is None:
-                raise ReductionError(f"run {run.start['uid']}: no projections arrived "
-                                     f"(raw run ended {stop.get('exit_status')!r})")
-            begun = self._begin(run, self.tomo.metadata())
-            begun.write_volume(self.derived_dir,
-                               derived_file_name("tomo_fbp", run.start["uid"], begun.uid),
-                               run.acc.slabs(), run.rows)
-        elif run.result.frames == 0:
-            raise ReductionError(f"run {run.start['uid']}: no frames arrived (raw run "
-                                 f"ended {stop.get('exit_status')!r})")
-        derived = run.derived
-        assert derived is not None
-        raw_status = stop.get("exit_status", "success")
-        status = "success" if raw_status == "success" else raw_status
-        if stop.get(ENDED_BY_CONSUMER):  # not the raw run's stop: the follower gave up
-            reason = str(stop.get("reason", ""))
-        else:
-            reason = "" if raw_status == "success" else f"raw run ended {raw_status!r}: " \
-                f"{stop.get('reason', '')}"
-        extra = {"rows": run.rows, "angles_from": run.angles_from} \
-            if run.reduction == "tomo_fbp" else {}
-        derived.stop(status, reason, **run.stats(digest=True), **extra)
-        run.result.exit_status = status
-        run.result.reason = reason
-        self._finish(run)
-
     def _fail(self, run: RunState, exc: BaseException) -> None:
         reason = f"{type(exc).__name__}: {exc}"
         log.error("live reducer: run %s: %s", run.start.get("uid"), reason)
         self.errors.append(f"run {run.start.get('uid')}: {reason}")
-        run.failed = True
-        run.result.exit_status = "fail"
-        run.result.reason = reason
-        run.ready.clear()
-        run.pending.clear()
-        try:
-            if run.derived is None:
-                params: dict[str, Any] = {}
-                if run.reduction == "azint1d":
-                    params = {"geometry": run.start.get("geometry")}
-                run.derived = DerivedRun(self.callbacks, derived_md(
-                    run.start, str(run.reduction), file_inputs(run.uris, digest=False),
-                    params, live=True))
-                run.result.derived_uid = run.derived.uid
-            run.derived.stop("fail", reason, **run.stats(digest=False))
-        except Exception as inner:
-            log.exception("live reducer: cannot record the failure of run %s",
-                          run.start.get("uid"))
-            self.errors.append(f"recording failure: {type(inner).__name__}: {inner}")
+        self.errors += record_failure(run, reason, self.callbacks)
 
     def _finish(self, run: RunState) -> None:
         uid = run.start["uid"]

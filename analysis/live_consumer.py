@@ -51,7 +51,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from analysis.live import ENDED_BY_CONSUMER, LiveReducer, LiveRunResult
+from analysis.live import LiveReducer, LiveRunResult
+from analysis.live_reduction import ENDED_BY_CONSUMER
 from analysis.reduce import DEFAULT_BINS, DEFAULT_UNIT
 from dataflow.bus import DEFAULT_OUT, SETTLE_S, BusError, DocumentSubscriber, parse_address
 from dataflow.catalog import RunCatalog
