@@ -57,8 +57,9 @@ every reduction is a separate bluesky run composed with ``event_model.compose_ru
 The documents go to a list of document callbacks (the catalog's ``TiledWriter`` by
 default), so other consumers (a provenance recorder) can be attached.
 
-This module chooses the reduction and runs it offline (:func:`reduce_run`); the chunk
-functions are :mod:`analysis.reduce_chunks`, the derived run's documents and files
+This module runs a reduction offline (:func:`reduce_run`); choosing it and reading a raw
+run's inputs from the catalog is :mod:`analysis.run_read`, the chunk functions are
+:mod:`analysis.reduce_chunks`, the derived run's documents and files
 :mod:`analysis.derived_run`, the error :mod:`analysis.reductions`. Their public names
 are importable from here as well.
 """
@@ -68,7 +69,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -105,7 +106,18 @@ from analysis.reduce_chunks import (  # re-exported
 )
 from analysis.reductions import REDUCTIONS, ReductionError  # re-exported
 from analysis.run_nodes import RunNodes, run_nodes, run_streams  # re-exported
-from dataflow.pixel_mask import MASK_STREAM
+from analysis.run_read import (  # re-exported (asset_uris and read_node used here)
+    asset_uris,
+    frames_node,
+    image_key,
+    mask_uris,
+    read_node,
+    reduction_for,
+    run_mask,
+    stream_frames,
+    tomo_angles_of,
+    tomo_streams,
+)
 from sme.progress import progress
 
 if TYPE_CHECKING:
@@ -142,6 +154,7 @@ __all__ = [
     "geometry_from",
     "image_key",
     "listed_run",
+    "mask_uris",
     "reduce_run",
     "reduction_for",
     "run_mask",
@@ -150,6 +163,7 @@ __all__ = [
     "select_rows",
     "stop_failed",
     "stream_frames",
+    "tomo_angles_of",
     "tomo_chunk",
     "tomo_combine",
     "tomo_references",
@@ -158,7 +172,6 @@ __all__ = [
 ]
 
 DEFAULT_CHUNK_FRAMES = 16
-TOMO_DEFAULT_STREAMS = {"dark": "dark", "flat": "flat", "projection": "primary"}
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -166,49 +179,6 @@ BoolImage = npt.NDArray[np.bool_]
 
 
 # -- choosing a reduction ------------------------------------------------------------------
-
-
-def tomo_streams(start: Mapping[str, Any]) -> dict[str, str]:
-    """The dark, flat and projection stream names (start ``"streams"`` or the defaults)."""
-    given = start.get("streams")
-    out = dict(TOMO_DEFAULT_STREAMS)
-    if isinstance(given, Mapping):
-        out.update({k: str(v) for k, v in given.items() if k in out})
-    return out
-
-
-def reduction_for(start: Mapping[str, Any], streams: Collection[str] | None = None) -> str | None:
-    """Which reduction applies to a run (``"tomo_fbp"``, ``"azint1d"``) or None.
-
-    ``streams`` (the run's stream names) confirms a tomography layout when known; the
-    live callback decides from the start document alone and checks the streams later.
-    """
-    if "geometry" in start:
-        return "azint1d"
-    tomo_like = start.get("plan_name") == "tomo_scan" or "angles" in start \
-        or "rotation_axis" in start
-    layout_ok = streams is None or set(tomo_streams(start).values()) <= set(streams)
-    return "tomo_fbp" if tomo_like and layout_ok else None
-
-
-def image_key(data_keys: Mapping[str, Mapping[str, Any]], start: Mapping[str, Any],
-              where: str = "descriptor") -> str:
-    """The data key of the detector frames: the external 2-D key of a stream.
-
-    With several, ``<start["detector"]>_image`` decides. Raises ``ReductionError``
-    when there is none (or no way to choose)."""
-    keys = [k for k, v in data_keys.items()
-            if "external" in v and len(v.get("shape") or []) == 2]
-    if len(keys) == 1:
-        return keys[0]
-    preferred = f"{start.get('detector')}_image"
-    if preferred in keys:
-        return preferred
-    if not keys:
-        raise ReductionError(f"{where}: no external 2-D frame data key to reduce "
-                             f"(data keys: {', '.join(data_keys) or 'none'})")
-    raise ReductionError(f"{where}: several frame data keys ({', '.join(keys)}) and none "
-                         f"is {preferred!r}")
 
 
 # -- offline reduction ------------------------------------------------------------------------
@@ -237,112 +207,8 @@ class ReductionSummary:
         return line + (f" ({self.reason})" if self.reason else "")
 
 
-def stream_frames(run: Any, stream: str, start: Mapping[str, Any],
-                  streams: Mapping[str, Any] | RunNodes | None = None) -> tuple[str, Any]:
-    """The frame data key of the run's ``stream`` (:func:`image_key`) and its array node;
-    ``streams``: the run's nodes when the caller has them (:func:`run_nodes`, or the
-    stream nodes of :func:`run_streams`), which saves the requests for them.
-
-    Raises ``ReductionError`` naming the run when the stream or its frames are missing."""
-    listed = streams.streams if isinstance(streams, RunNodes) else streams
-    try:
-        node = run[stream] if listed is None else listed[stream]
-    except KeyError:
-        raise ReductionError(f"run {start['uid']}: no stream {stream!r}") from None
-    key = image_key((node.metadata or {}).get("data_keys") or {}, start,
-                    where=f"run {start['uid']} stream {stream!r}")
-    array = streams.arrays.get((stream, key)) if isinstance(streams, RunNodes) else None
-    return key, frames_node(node, key) if array is None else array
-
-
-def frames_node(stream: Any, key: str) -> Any:
-    """The array node ``key`` of a stream, with its data sources, in one catalog request
-    (through the stream's composite view it takes four: the view lists its keys twice,
-    then the node, then its data sources)."""
-    base = getattr(stream, "base", stream)
-    try:
-        return base.new_variation(include_data_sources=True)[key]
-    except KeyError:  # not a direct child: the composite view knows where it is
-        return stream[key]
-
-
-def run_mask(run: Any, start: Mapping[str, Any], shape: tuple[int, ...], *,
-             present: bool | None = None, nodes: RunNodes | None = None) -> BoolImage | None:
-    """The run's pixel mask (its ``"mask"`` stream, :mod:`dataflow.pixel_mask`) as bool of
-    the frames' ``shape``, True where a pixel is ignored; None for a run without one.
-    ``present``: whether the run has the stream, when the caller already asked (asking a
-    catalog costs requests, most of all for a run without one); ``nodes``: the run's
-    listing (:func:`run_nodes`), which answers both.
-    ``ReductionError`` when the stream is there but unreadable or of another shape."""
-    if not _has_mask(run, present, nodes):
-        return None
-    _, node = stream_frames(run, MASK_STREAM, start, nodes)
-    bits = _read(node, f"run {start['uid']} pixel mask", slice(0, 1))
-    return checked_mask(bits, shape)
-
-
-def mask_uris(run: Any, start: Mapping[str, Any], *, present: bool | None = None,
-              nodes: RunNodes | None = None) -> list[str]:
-    """The files of the run's pixel mask (an input of its reductions), none without one
-    (``present`` and ``nodes`` as for :func:`run_mask`)."""
-    if not _has_mask(run, present, nodes):
-        return []
-    return _asset_uris(stream_frames(run, MASK_STREAM, start, nodes)[1])
-
-
-def _has_mask(run: Any, present: bool | None, nodes: RunNodes | None) -> bool:
-    if nodes is not None:
-        return MASK_STREAM in nodes
-    return MASK_STREAM in run if present is None else present
-
-
-def _asset_uris(node: Any) -> list[str]:
-    uris: list[str] = []
-    for source in node.data_sources() or []:
-        uris.extend(str(asset.data_uri) for asset in source.assets)
-    return uris
-
-
-def _read(node: Any, what: str, sl: slice | None = None) -> npt.NDArray[Any]:
-    try:
-        return np.asarray(node[sl] if sl is not None else node[:])
-    except Exception as exc:  # tiled wraps file errors in several types
-        raise ReductionError(f"{what}: cannot read frames ({type(exc).__name__}: "
-                             f"{exc})") from None
-
-
 def _chunks(n: int, size: int) -> list[slice]:
     return [slice(i, min(n, i + size)) for i in range(0, n, size)]
-
-
-def tomo_angles_of(run: Any, start: Mapping[str, Any], stream: str, n: int,
-                   partial: bool = False, nodes: RunNodes | None = None) -> tuple[F64, str]:
-    """Projection angles (degrees) and where they came from (``"events"``/``"start"``).
-
-    ``partial``: the run has no stop document (its process was killed), so the angles
-    may be more than the ``n`` frames (the rest were never taken) or fewer (a frame
-    announced before its event): the first ``min`` of both are returned. ``nodes``: the
-    run's listing (:func:`run_nodes`), which has the stream's node."""
-    axis = start.get("rotation_axis")
-    node = None
-    if isinstance(axis, str):  # (a request, unless listed: only when needed)
-        node = nodes.streams.get(stream) if nodes is not None else None
-        node = run[stream] if node is None else node
-    if node is not None and axis in node:
-        angles = np.asarray(node[axis].read(), dtype=np.float64)
-        source = "events"
-    elif "angles" in start:
-        angles = np.asarray(start["angles"], dtype=np.float64)
-        source = "start"
-    else:
-        raise ReductionError(f"run {start['uid']}: no projection angles (no rotation "
-                             f"reading {axis!r} in stream {stream!r}, no start 'angles')")
-    if partial and angles.ndim == 1:
-        angles = angles[:n]
-    if angles.shape != (n,) and not (partial and angles.ndim == 1):
-        raise ReductionError(f"run {start['uid']}: {angles.shape[0] if angles.ndim else 0} "
-                             f"angles ({source}) for {n} projections")
-    return angles, source
 
 
 def reducible_run(catalog: RunCatalog, ref: str | int) -> tuple[Any, dict[str, Any], str]:
@@ -448,7 +314,7 @@ def check_derived_folder(catalog: RunCatalog, run: Any, start: Mapping[str, Any]
     raw_dir = catalog.raw_dir
     names = tomo_streams(start)
     paths = [uri_path(uri) for stream in names.values()
-             for uri in _asset_uris(stream_frames(run, stream, start, nodes)[1])]
+             for uri in asset_uris(stream_frames(run, stream, start, nodes)[1])]
     if paths and not any(path.resolve().is_relative_to(raw_dir) for path in paths):
         raise ReductionError(
             f"--data: derived files would go to {raw_dir / 'derived'}, but the server "
@@ -470,15 +336,15 @@ def _reduce_tomo(run: Any, start: dict[str, Any], catalog: RunCatalog,
     if n == 0:
         raise ReductionError(f"run {start['uid']}: no projections to reduce (a killed run: "
                              "smeflow catalog repair recovers what it acquired)")
-    inputs = file_inputs([*(u for node in nodes.values() for u in _asset_uris(node)),
+    inputs = file_inputs([*(u for node in nodes.values() for u in asset_uris(node)),
                           *mask_uris(run, start, nodes=listing)])
     md = derived_md(start, "tomo_fbp", inputs, params.metadata(), live=False)
     # Every frame is read (and checked: complete, checksum) before the derived run
     # starts: damaged input is an error and leaves no derived run behind.
-    refs = tomo_references(_read(nodes["dark"], "darks"), _read(nodes["flat"], "flats"),
+    refs = tomo_references(read_node(nodes["dark"], "darks"), read_node(nodes["flat"], "flats"),
                            run_mask(run, start, (height, int(nodes["dark"].shape[2])),
                                     nodes=listing))
-    partials = [tomo_chunk(_read(nodes["projection"], "projections", sl), angles[sl], refs,
+    partials = [tomo_chunk(read_node(nodes["projection"], "projections", sl), angles[sl], refs,
                            rows=chosen, floor=params.floor, device=params.device)
                 for sl in progress(_chunks(n, chunk), desc="reconstructing", unit="chunk")]
     volume = tomo_combine(partials)
@@ -502,7 +368,7 @@ def _reduce_azint(run: Any, start: dict[str, Any], catalog: RunCatalog,
     _, node = stream_frames(run, "primary", start, listing)
     n = int(node.shape[0])
     md = derived_md(start, "azint1d",
-                    file_inputs([*_asset_uris(node), *mask_uris(run, start, nodes=listing)]),
+                    file_inputs([*asset_uris(node), *mask_uris(run, start, nodes=listing)]),
                     params.metadata(geometry), live=False)
     seq = np.asarray(run["primary"]["seq_num"].read(), dtype=np.int64) \
         if "seq_num" in run["primary"] else np.arange(1, n + 1)
@@ -514,7 +380,7 @@ def _reduce_azint(run: Any, start: dict[str, Any], catalog: RunCatalog,
     # starts: damaged input is an error and leaves no derived run behind.
     integrator = AzimuthalIntegrator(geometry, device=params.device)
     mask = run_mask(run, start, tuple(int(v) for v in node.shape[1:]), nodes=listing)
-    chunks = [azint_chunk(_read(node, "frames", sl), integrator, params, first=sl.start,
+    chunks = [azint_chunk(read_node(node, "frames", sl), integrator, params, first=sl.start,
                           mask=mask)
               for sl in progress(_chunks(n, chunk), desc="integrating", unit="chunk")]
     patterns = azint_combine(chunks)
