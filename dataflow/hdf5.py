@@ -26,13 +26,7 @@ reads differ by less than the run-to-run noise; ``(8, 16)`` writes fastest of th
 (about 1,400 frames/s against 1,750 with per-frame chunks).
 
 NeXus: a file whose dataset sits at ``/ENTRY/DATA/NAME`` (the default ``/entry/data/data``)
-is a NeXus file as well: ``ENTRY`` is an ``NXentry`` whose ``default`` plot is the
-``NXdata`` group ``DATA`` (``signal`` = the frames, ``axes`` = ``[".", ".", "."]``: frame,
-row, column by index, ``interpretation="image"``); ``/ENTRY/instrument/detector`` is an
-``NXdetector`` holding the same frames as ``data`` (a hard link, NeXus's ``target``
-attribute naming the original), the counters and the detector fields the writer is given
-(``count_time`` in s, ``x_pixel_size``/``y_pixel_size`` in m, ``description`` …), so
-NeXus readers (``nexusformat``, silx view, DAWN) open it and find the image stack.
+is a NeXus file as well (``dataflow.hdf5_nexus``).
 
 Compression is off by default: a detector at 200 frames/s of 512x512 uint16 writes
 100 MB/s, more than gzip sustains on one of the two cores, counting noise compresses
@@ -61,6 +55,7 @@ import numpy as np
 import numpy.typing as npt
 from event_model import compose_stream_resource
 
+from .hdf5_nexus import write_nexus_tree
 from .hdf5_read import COUNTERS_DATASET, DEFAULT_DATASET, FrameReader, open_frames, read_counters
 from .integrity import (
     CHECKSUMS_ATTR,
@@ -472,39 +467,6 @@ class FrameWriter:
         state = "closed" if self.closed else "open"
         return (f"<FrameWriter {self.path} {self._count} x {self.frame_shape} {self.dtype} "
                 f"chunks={self.chunk_shape} {state}>")
-
-
-def write_nexus_tree(f: h5py.File, dataset: str, detector_fields: Mapping[str, Any]) -> bool:
-    """Make ``f`` a NeXus file around its frame ``dataset`` (see the module docstring);
-    False (nothing written) when the dataset is not at ``/ENTRY/DATA/NAME``."""
-    parts = dataset.strip("/").split("/")
-    if len(parts) != 3:
-        return False
-    entry_name, data_name, name = parts
-    entry, data, frames = f[entry_name], f[f"{entry_name}/{data_name}"], f[dataset]
-    f.attrs["default"] = entry_name
-    f.attrs["creator"] = "smeflow"
-    entry.attrs["NX_class"] = "NXentry"
-    entry.attrs["default"] = data_name
-    data.attrs["NX_class"] = "NXdata"
-    data.attrs["signal"] = name
-    data.attrs["axes"] = [".", ".", "."]
-    frames.attrs["interpretation"] = "image"
-    frames.attrs["target"] = "/" + "/".join(parts)
-    instrument = entry.require_group("instrument")
-    instrument.attrs["NX_class"] = "NXinstrument"
-    detector = instrument.require_group("detector")
-    detector.attrs["NX_class"] = "NXdetector"
-    if "data" not in detector:
-        detector["data"] = frames  # a hard link: one dataset, two NeXus paths
-    for field, value in detector_fields.items():
-        units = None
-        if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], str):
-            value, units = value
-        node = detector.create_dataset(field, data=value)
-        if units is not None:
-            node.attrs["units"] = units
-    return True
 
 
 __all__ = [

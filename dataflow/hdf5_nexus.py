@@ -1,0 +1,51 @@
+"""The NeXus tree around a frame file's dataset (``dataflow.hdf5.FrameWriter`` writes it).
+
+NeXus: a file whose dataset sits at ``/ENTRY/DATA/NAME`` (the default ``/entry/data/data``)
+is a NeXus file as well: ``ENTRY`` is an ``NXentry`` whose ``default`` plot is the
+``NXdata`` group ``DATA`` (``signal`` = the frames, ``axes`` = ``[".", ".", "."]``: frame,
+row, column by index, ``interpretation="image"``); ``/ENTRY/instrument/detector`` is an
+``NXdetector`` holding the same frames as ``data`` (a hard link, NeXus's ``target``
+attribute naming the original), the counters and the detector fields the writer is given
+(``count_time`` in s, ``x_pixel_size``/``y_pixel_size`` in m, ``description`` …), so
+NeXus readers (``nexusformat``, silx view, DAWN) open it and find the image stack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import h5py
+
+
+def write_nexus_tree(f: h5py.File, dataset: str, detector_fields: Mapping[str, Any]) -> bool:
+    """Make ``f`` a NeXus file around its frame ``dataset`` (see the module docstring);
+    False (nothing written) when the dataset is not at ``/ENTRY/DATA/NAME``."""
+    parts = dataset.strip("/").split("/")
+    if len(parts) != 3:
+        return False
+    entry_name, data_name, name = parts
+    entry, data, frames = f[entry_name], f[f"{entry_name}/{data_name}"], f[dataset]
+    f.attrs["default"] = entry_name
+    f.attrs["creator"] = "smeflow"
+    entry.attrs["NX_class"] = "NXentry"
+    entry.attrs["default"] = data_name
+    data.attrs["NX_class"] = "NXdata"
+    data.attrs["signal"] = name
+    data.attrs["axes"] = [".", ".", "."]
+    frames.attrs["interpretation"] = "image"
+    frames.attrs["target"] = "/" + "/".join(parts)
+    instrument = entry.require_group("instrument")
+    instrument.attrs["NX_class"] = "NXinstrument"
+    detector = instrument.require_group("detector")
+    detector.attrs["NX_class"] = "NXdetector"
+    if "data" not in detector:
+        detector["data"] = frames  # a hard link: one dataset, two NeXus paths
+    for field, value in detector_fields.items():
+        units = None
+        if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], str):
+            value, units = value
+        node = detector.create_dataset(field, data=value)
+        if units is not None:
+            node.attrs["units"] = units
+    return True
