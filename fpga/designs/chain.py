@@ -48,7 +48,7 @@ def build(params: ChainParams | None = None, name: str = "detector") -> Network:
     pixels, corrected = b.pixels("pixels"), b.corrected("corrected")
     image = b.image("image") if p.binning else corrected
     results, packet = b.results("results"), b.packet("packet")
-    procs: list[Process] = []
+    tables_: list[Process] = []
     wr, rd, q = {}, {}, {}
     for t, word in TABLE_WORDS.items():
         tn = TABLE_NAMES[t]
@@ -56,20 +56,24 @@ def build(params: ChainParams | None = None, name: str = "detector") -> Network:
         rd[t] = b.table_read[t](f"{tn}_rd")
         q[t] = b.table_data[t](f"{tn}_q")
         ram = dual_port_ram(word, p.table_depth, p.lanes)
-        procs.append(ram(name=f"{tn}_table", write=wr[t], read=rd[t], data=q[t],
-                         mem=_table_init(t, p)))
-    procs += [
-        control(p)(name="control", ctrl=ctrl, tables=tables, config=config, dark_wr=wr[Table.DARK],
-                   gain_wr=wr[Table.GAIN], mask_wr=wr[Table.MASK]),
-        receiver(p)(name="receiver", link=link, info=info, pixels=pixels,
-                    dark_rd=rd[Table.DARK], gain_rd=rd[Table.GAIN], mask_rd=rd[Table.MASK]),
-        correct(p)(name="correct", inp=pixels, config=config, dark=q[Table.DARK],
-                   gain=q[Table.GAIN], mask=q[Table.MASK], out=corrected),
-        *([binning(p)(name="binning", inp=corrected, config=config, out=image)]
-          if p.binning else []),
-        reduce(p)(name="reduce", inp=image, config=config, out=results),
+        tables_.append(ram(name=f"{tn}_table", write=wr[t], read=rd[t], data=q[t],
+                           mem=_table_init(t, p)))
+    # Last stage first: every stage reads its input buses before the stage writing them
+    # runs, so the compiled backend stores each stage's outputs in place, without a copy
+    # at the clock edge (sme.compiled.codegen._latched_buses).
+    procs: list[Process] = [
         packetiser(p)(name="packetiser", inp=image, results=results, info=info,
                       config=config, out=packet),
+        reduce(p)(name="reduce", inp=image, config=config, out=results),
+        *([binning(p)(name="binning", inp=corrected, config=config, out=image)]
+          if p.binning else []),
+        correct(p)(name="correct", inp=pixels, config=config, dark=q[Table.DARK],
+                   gain=q[Table.GAIN], mask=q[Table.MASK], out=corrected),
+        *tables_,
+        receiver(p)(name="receiver", link=link, info=info, pixels=pixels,
+                    dark_rd=rd[Table.DARK], gain_rd=rd[Table.GAIN], mask_rd=rd[Table.MASK]),
+        control(p)(name="control", ctrl=ctrl, tables=tables, config=config, dark_wr=wr[Table.DARK],
+                   gain_wr=wr[Table.GAIN], mask_wr=wr[Table.MASK]),
     ]
     return Network(name, procs, inputs=[link, ctrl, tables], outputs=[packet])
 

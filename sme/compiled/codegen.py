@@ -3,7 +3,8 @@
 The module defines ``run(S, A, in0, …, drv, OUTI, OUTB, rec, ticks, tick0, E)``: scalar
 state is loaded from ``S`` into local variables and ``ticks`` ticks run in one loop —
 drive the inputs from their stimulus arrays ``in<k>``, run the combinational processes
-that depend on inputs, every clocked process, latch the buses they wrote, run the
+that depend on inputs, every clocked process, latch the buses they wrote (but those whose
+clocked readers all run before the writer, which the writer stores in place), run the
 combinational processes that depend on registers, and record the signals ``rec`` asks for
 into ``OUTI`` (numbers) and ``OUTB`` (Bools), a row per tick — then the state is stored
 back. Array elements live in ``A``. A failed check writes ``(site, value, tick, index)``
@@ -143,11 +144,11 @@ def _generate(net: Network, checks: bool, wide: bool) -> Generated:
     lay = Layout(wide=wide)
     cur: dict[tuple[Bus, str], Storage] = {}
     nxt: dict[tuple[Bus, str], Storage] = {}
+    latched = _latched_buses(net)
     for bi, bus in enumerate(net.buses):
-        writer = net.writer.get(bus)
         for spec in bus.signals().values():
             cur[bus, spec.name] = lay.storage(f"b{bi}_{spec.name}", spec.type, spec.initial)
-            if writer is not None and not writer.is_combinational():
+            if bus in latched:
                 nxt[bus, spec.name] = lay.storage(f"n{bi}_{spec.name}", spec.type,
                                                   spec.initial)
     instances = [_instance(lay, net, pi, cur, nxt) for pi in range(len(net.processes))]
@@ -186,8 +187,7 @@ def _generate(net: Network, checks: bool, wide: bool) -> Generated:
                 plain.append(var)
     em = Emitter(lay, checks, wide)
     for bus in net.buses:
-        w = net.writer.get(bus)
-        if w is not None and not w.is_combinational():
+        if bus in latched:
             for spec in bus.signals().values():
                 slot = nxt[bus, spec.name]
                 if isinstance(slot, ArraySlot):
@@ -198,8 +198,7 @@ def _generate(net: Network, checks: bool, wide: bool) -> Generated:
     for p in net.depends_on_inputs() + net.clocked:
         code += em.process(by_proc[p])
     for bus in net.buses:
-        w = net.writer.get(bus)
-        if w is not None and not w.is_combinational():
+        if bus in latched:
             for spec in bus.signals().values():
                 code += _latch(cur[bus, spec.name], nxt[bus, spec.name], em.dirty)
     for p in net.depends_on_registers():
@@ -261,7 +260,7 @@ def _instance(lay: Layout, net: Network, pi: int, cur: dict[tuple[Bus, str], Sto
     for port, bus in proc._sme_buses.items():
         specs = bus.signals()
         read = {n: cur[bus, n] for n in specs}
-        write = {n: (nxt if bus in outputs and not proc.is_combinational() else cur)[bus, n]
+        write = {n: nxt.get((bus, n), cur[bus, n]) if bus in outputs else cur[bus, n]
                  for n in specs}
         writer = net.writer.get(bus)
         ports[port] = PortView(bus.name, read, write, {n: s.type for n, s in specs.items()},
@@ -273,6 +272,26 @@ def _instance(lay: Layout, net: Network, pi: int, cur: dict[tuple[Bus, str], Sto
     for name, t in types.items():
         regs[name] = lay.memory(f"r{pi}_{name}", t, initial[name])
     return Instance(pi, proc.describe(), proc.name, pir, ports, regs, types)
+
+
+def _latched_buses(net: Network) -> set[Bus]:
+    """The buses written by a clocked process that need a next value and a latch at the
+    clock edge. A bus every clocked reader of which runs before its writer in the tick
+    (``net.clocked`` order: a pipeline listed last stage first) needs neither: its readers
+    have read the value of the previous tick by the time the writer stores the new one,
+    so the writer stores into the bus itself, as the latch would have; the combinational
+    processes read it before the clocked ones run (those that depend on the inputs) or
+    after the clock edge (those that depend on registers), as with a latch. The order of
+    the processes, and so which check fails first in a tick, stays the interpreter's."""
+    order = {p: k for k, p in enumerate(net.clocked)}
+    latched: set[Bus] = set()
+    for bus, w in net.writer.items():
+        if w.is_combinational():
+            continue
+        if any(r is w or (not r.is_combinational() and order[r] > order[w])
+               for r in net.readers.get(bus, [])):
+            latched.add(bus)
+    return latched
 
 
 def _for_vars(bodies: list[list[ir.Stmt]]) -> list[tuple[str, NumT]]:

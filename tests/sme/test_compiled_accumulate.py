@@ -92,10 +92,12 @@ def test_bounded_accumulation_has_no_check_others_keep_theirs() -> None:
 
 
 def test_pure_and_is_branch_free_a_checked_operand_keeps_the_short_circuit() -> None:
-    lines = {ln.split(" = ")[0].strip(): ln for ln in _body().splitlines() if " = (1 if (" in ln}
-    assert " & " in lines["n1_pure"] and " and " not in lines["n1_pure"]
+    # the bus signal the line stores (a name ending in the signal's)
+    lines = {ln.split(" = ")[0].strip().rsplit("_", 1)[-1]: ln for ln in _body().splitlines()
+             if " = (1 if (" in ln}
+    assert " & " in lines["pure"] and " and " not in lines["pure"]
     # the table read under k < 4 needs its index check: Python's short circuit stays
-    assert "_ix(" in lines["n1_guarded"] and " and " in lines["n1_guarded"]
+    assert "_ix(" in lines["guarded"] and " and " in lines["guarded"]
 
 
 def _run(backend: str, data: np.ndarray, start: np.ndarray, k: np.ndarray
