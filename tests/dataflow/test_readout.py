@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dataflow.packets as pk
+from dataflow.integrity import frame_crc32
 from dataflow.packets import PacketError, ReadoutFrame, decode_packet, packet_from_bytes
 from dataflow.readout import Readout
 from fpga.designs import params
@@ -163,6 +164,23 @@ def run(words_list: list[np.ndarray], bare: frozenset[int] = frozenset(),
     r = Readout(P.lanes, (P.height, P.width), **kw)  # type: ignore[arg-type]
     stream = bus(words_list, idle_prob=0.2, bare=bare, no_last=no_last)
     return r, feed_in_pieces(r, stream, max_piece=25)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 70_000), st.integers(0, 2**32 - 1), st.sampled_from(["<u2", ">u2",
+                                                                            "<u4", ">i8"]))
+def test_the_crcs_are_zlibs(words: int, seed: int, dtype: str) -> None:
+    """The packet CRC and the frames' CRC-32 (ISA-L's code) are zlib.crc32 of the same
+    little-endian bytes, at every length (a few words to megabytes: the folding code's
+    head, body and tail) and whatever the frames' byte order."""
+    rng = np.random.default_rng(seed)
+    w = rng.integers(0, 1 << 16, (words, 2), dtype=np.uint16)
+    assert pk.packet_crc(w) == zlib.crc32(w.astype("<u2").tobytes()[:-4])
+    frames = rng.integers(0, 1 << 15, (2, 1, words // 2 + 1)).astype(dtype)
+    assert frame_crc32(frames).tolist() == [
+        zlib.crc32(f.astype(np.dtype(dtype).newbyteorder("<")).tobytes()) for f in frames]
+    big = rng.integers(0, 1 << 16, ((3 << 20) // 4 + words % 17, 2), dtype=np.uint16)
+    assert pk.packet_crc(big) == zlib.crc32(big.astype("<u2").tobytes()[:-4])
 
 
 def test_flipped_payload_bit_is_a_crc_error() -> None:
