@@ -207,12 +207,12 @@ def _generate(net: Network, checks: bool, wide: bool) -> Generated:
     outs = set(net.outputs)
     other: list[str] = []
     for k, place in enumerate(lay.places):
-        (code if place.signal.bus in outs else other).extend(_record(k, place))
+        (code if place.signal.bus in outs else other).extend(_record(k, place, wide))
     if other:
         code += ["if rec_other:", *("    " + ln for ln in other)]
     drive: list[str] = []
     for k, place in enumerate(lay.inputs):
-        drive += _drive(lay, place, k)
+        drive += _drive(lay, place, k, wide)
     reset_code: list[str] = []
     for p in net.combinational:
         reset_code += em.process(by_proc[p])
@@ -336,9 +336,12 @@ def _latch(dst: Storage, src: Storage, dirty: dict[int, str]) -> list[str]:
     return lines
 
 
-def _drive(lay: Layout, place: SignalPlace, k: int) -> list[str]:
+def _drive(lay: Layout, place: SignalPlace, k: int, wide: bool) -> list[str]:
     """Drive input ``k`` from its stimulus; a value that does not fit ends the run before
-    this tick (the caller then raises the testbench's error)."""
+    this tick (the caller then raises the testbench's error). An array of unsigned
+    words of ``n`` bits is checked by OR-ing its lanes (every lane fits if and only if
+    the OR has no bit at or above ``n`` and no sign bit): one OR a lane, where the
+    smallest and largest lane cost a compare and a select each, on two chains."""
     st, t = place.storage, place.signal.type
     el = t.element if isinstance(t, ArrayType) else t
     site = lay.site(Site("input", str(place.signal.bus.src_loc), t, place.signal.bus.name,
@@ -354,7 +357,15 @@ def _drive(lay: Layout, place: SignalPlace, k: int) -> list[str]:
         bad = f"_v < {rt.lo} or _v > {rt.hi}"
         bounds = (rt.lo, rt.hi)
     lines = [f"if drv[{k}]:"]
-    if isinstance(st, ArraySlot) and bounds is not None:
+    row = "_t" if wide else "np.uint64(_t)"  # unsigned: no negative-index wrap-around
+    if isinstance(st, ArraySlot) and bounds is not None and bounds[0] == 0 \
+            and bounds[1] & (bounds[1] + 1) == 0:
+        lines += [f"    _or = in{k}[{row}, 0]", f"    for _k in range(1, {st.length}):",
+                  f"        _or = _or | in{k}[{row}, _k]",
+                  f"    if _or < 0 or _or > {bounds[1]}:", f"        E[0] = {site}",
+                  "        break", f"    for _k in range({st.length}):",
+                  f"        A[{st.offset} + _k] = in{k}[{row}, _k]"]
+    elif isinstance(st, ArraySlot) and bounds is not None:
         # the whole word at once: its smallest and largest lane (a reduction the compiler
         # vectorises), then one copy
         lines += [f"    _lo = in{k}[_t, 0]", "    _hi = _lo",
@@ -384,24 +395,31 @@ def _drive(lay: Layout, place: SignalPlace, k: int) -> list[str]:
     return lines
 
 
-def _record(k: int, place: SignalPlace) -> list[str]:
+def _record(k: int, place: SignalPlace, wide: bool) -> list[str]:
     """Record signal ``k`` into its output column(s) when ``rec`` asks for it: one row per
     tick, one column per signal (per element of an array), so that an array's elements
     are written together (one contiguous store of the word, not one strided store per
-    element) and a tick's word comes out of a batch run without a transpose."""
+    element) and a tick's word comes out of a batch run without a transpose. The column
+    is read from ``rec`` once (a store into the output could alias ``rec``, so in the
+    loop it would be read again for every element) and the indices are unsigned (no
+    negative-index wrap-around): recording a 32-lane word cost as much as the
+    packetiser's CRC."""
     st, t = place.storage, place.signal.type
     el = t.element if isinstance(t, ArrayType) else t
     out, conv = ("OUTB", "{} != 0") if isinstance(el, BoolType) else ("OUTI", "{}")
+    row, col = ("_t", "{}") if wide else ("np.uint64(_t)", "np.uint64({})")
     if isinstance(st, ArraySlot):
         lines = [f"if rec[{k}] >= 0:"]
         if st.defined is not None:
             lines.append(f"    _rd(0, {st.defined}, {place.monitor_site}, t, E)")
-        return [*lines, f"    for _k in range({st.length}):",
-                f"        {out}[_t, rec[{k}] + _k] = " + conv.format(f"A[{st.offset} + _k]")]
+        return [*lines, f"    _c = rec[{k}]", f"    for _k in range({st.length}):",
+                f"        {out}[{row}, {col.format('_c + _k')}] = "
+                + conv.format(f"A[{st.offset} + _k]")]
     v = st.var
     if st.defined is not None:
         v = f"_rd({v}, {st.defined}, {place.monitor_site}, t, E)"
-    return [f"if rec[{k}] >= 0:", f"    {out}[_t, rec[{k}]] = {conv.format(v)}"]
+    return [f"if rec[{k}] >= 0:", f"    {out}[{row}, {col.format(f'rec[{k}]')}] = "
+            f"{conv.format(v)}"]
 
 
 def _indent(lines: list[str]) -> list[str]:

@@ -65,7 +65,8 @@ def test_element_store_overflow_names_its_element(lane: int) -> None:
     assert f"sum.data[{lane}]" in str(got) and "tick 4" in str(got)
 
 
-@pytest.mark.parametrize("value", [-1, 16])
+# unsigned words are checked by OR-ing the lanes: values whose bits the OR could hide
+@pytest.mark.parametrize("value", [-1, 16, 31, 17, -(1 << 40), 1 << 62])
 def test_array_stimulus_out_of_range_stops_before_its_tick(value: int) -> None:
     stim = _stimulus(6)
     stim["word.data"][3, 2] = value
