@@ -138,17 +138,25 @@ def references_task(dark: Source, flat: Source,
     return tomo_references(dark.read(slice(None)), flat.read(slice(None)), mask)
 
 
-def tomo_rows_task(projections: Source, angles: F64, refs: TomoReferences,
-                   rows: Sequence[int], chunks: Sequence[tuple[int, int]], floor: float,
+def tomo_rows_task(rows: Sequence[int], refs: TomoReferences, projections: Source,
+                   angles: F64, chunks: Sequence[tuple[int, int]], floor: float,
                    device: str | None) -> F32:
     """Task: reconstruct detector ``rows`` from every projection, chunk by chunk.
 
     Reads the row band ``min(rows)..max(rows)`` of each frame chunk, runs ``tomo_chunk``
     and folds the partials with ``tomo_combine`` in chunk order (``reduce_run``'s
-    order); returns ``(len(rows), W, W)`` float32."""
+    order); returns ``(len(rows), W, W)`` float32. ``refs`` are the references of the
+    whole frame or of the band's rows only (:func:`_band_references`)."""
     lo, hi = min(rows), max(rows) + 1
     local = [r - lo for r in rows]
-    band = refs.rows(slice(lo, hi))
+    height = projections.shape[1]
+    if refs.dark.shape[0] == height:
+        band = refs.rows(slice(lo, hi))
+    elif refs.dark.shape[0] == hi - lo:
+        band = refs
+    else:
+        raise ReductionError(f"references of {refs.dark.shape[0]} rows for rows {lo}..{hi - 1} "
+                             f"of {height}: expected the frame's or the band's")
     with projections.open() as files:
         def partials() -> Iterator[Any]:
             for start, stop in chunks:
@@ -159,13 +167,13 @@ def tomo_rows_task(projections: Source, angles: F64, refs: TomoReferences,
         return tomo_combine(partials())
 
 
-def tomo_rows_file_task(projections: Source, angles: F64, refs: TomoReferences,
-                        rows: Sequence[int], chunks: Sequence[tuple[int, int]], floor: float,
-                        device: str | None, path: str, offsets: Sequence[int]
+def tomo_rows_file_task(rows: Sequence[int], refs: TomoReferences, offsets: Sequence[int],
+                        projections: Source, angles: F64, chunks: Sequence[tuple[int, int]],
+                        floor: float, device: str | None, path: str
                         ) -> npt.NDArray[np.uint32]:
     """Task: :func:`tomo_rows_task`, its slices written into the volume file ``path`` at
     ``offsets`` (reserved by the client); returns their CRC-32s."""
-    block = tomo_rows_task(projections, angles, refs, rows, chunks, floor, device)
+    block = tomo_rows_task(rows, refs, projections, angles, chunks, floor, device)
     return write_frames_at(path, offsets, block, np.float32)
 
 
@@ -284,6 +292,16 @@ def _stream_source(run: Any, stream: str, start: Mapping[str, Any],
     return frame_source(frames, what)
 
 
+def _band_references(refs: Any, rows: Sequence[int]) -> Any:
+    """What a row task gets of the references: the rows ``min(rows)..max(rows)`` of
+    references the client holds (the whole frame's would travel with every task, 8 times
+    the volume's references for 8 tasks, through the scheduler), or the future of a
+    references task as it is."""
+    if isinstance(refs, TomoReferences):
+        return refs.rows(slice(min(rows), max(rows) + 1))
+    return refs
+
+
 def _tomo(run: Any, start: dict[str, Any], listing: RunNodes, catalog: RunCatalog,
           callbacks: Sequence[Callback], session: DaskSession, params: TomoParams, chunk: int,
           task_rows: int, where: Mapping[str, Any], t0: float, url: str | None
@@ -301,7 +319,9 @@ def _tomo(run: Any, start: dict[str, Any], listing: RunNodes, catalog: RunCatalo
     # instead of adding to it (its uid is chosen here: the volume file is named by it).
     blocks = [chosen[i:i + task_rows] for i in range(0, len(chosen), task_rows)]
     firsts = range(0, len(chosen), task_rows)
-    task_args = (_frame_chunks(n, chunk), params.floor, params.device)
+    common = {"projections": sources["projection"], "angles": angles,
+              "chunks": _frame_chunks(n, chunk), "floor": params.floor,
+              "device": params.device}
     uid = str(uuid.uuid4())
     futures: list[Any] = []
     writer: ReservedFrameWriter | None = None
@@ -311,24 +331,25 @@ def _tomo(run: Any, start: dict[str, Any], listing: RunNodes, catalog: RunCatalo
         refs: Any
         if isinstance(dark, FrameSource) and isinstance(flat, FrameSource):
             # A few frames the client reads as fast as a task's round trip takes: averaged
-            # here and sent with each task (256² floats), no task waits for another.
+            # here, each task gets its band's rows, no task waits for another.
             refs = references_task(dark, flat, mask)
         else:  # (the workers have the catalog server's key, maybe not this process)
             refs = client.submit(references_task, dark, flat, mask, pure=False)
             futures.append(refs)
+        bands = [_band_references(refs, block) for block in blocks]
         if session.cluster is not None and where["frames_from"] == "files":  # (docstring)
             writer = cast(ReservedFrameWriter, volume_file(
                 catalog.raw_dir, derived_file_name("tomo_fbp", start["uid"], uid),
                 (width, width), start["uid"], uid, reserved=True))
             offsets = writer.reserve(len(chosen))
-            row_futures = [client.submit(tomo_rows_file_task, sources["projection"], angles,
-                                         refs, block, *task_args, str(writer.path),
-                                         offsets[first:first + len(block)], pure=False)
-                           for first, block in zip(firsts, blocks, strict=True)]
+            # (one graph for every task: one message to the scheduler, not one each)
+            row_futures = client.map(
+                tomo_rows_file_task, blocks, bands,
+                [offsets[first:first + len(block)] for first, block in zip(firsts, blocks,
+                                                                           strict=True)],
+                path=str(writer.path), pure=False, **common)
         else:
-            row_futures = [client.submit(tomo_rows_task, sources["projection"], angles, refs,
-                                         block, *task_args, pure=False)
-                           for block in blocks]
+            row_futures = client.map(tomo_rows_task, blocks, bands, pure=False, **common)
         futures.extend(row_futures)
         inputs = file_inputs([*(uri for s in sources.values() for uri in s.uris),
                               *mask_uris(run, start, nodes=listing)])

@@ -127,26 +127,38 @@ def test_local_workers_write_the_volume_themselves(acquired: Runs,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Local workers reading the raw files write their slices into the volume file: what
     comes back to the client is one CRC-32 per slice, never the slices (and no task waits
-    for another: the client averages the darks and flats); the file is the
-    one the single-process reduction writes (checked by _assert_same_derived through the
-    catalog, which verifies every slice's checksum as it reads)."""
+    for another: the client averages the darks and flats, and each task gets the rows of
+    them its band needs, not the whole frames); the file is the one the single-process
+    reduction writes (checked by _assert_same_derived through the catalog, which verifies
+    every slice's checksum as it reads)."""
     catalog = acquired.catalog
-    submitted: list[tuple[str, Any]] = []
-    submit = dask_session.client.submit
+    submitted: list[tuple[str, Any, Any]] = []
+    client = dask_session.client
+    submit, map_ = client.submit, client.map
 
     def recording(fn: Any, *args: Any, **kwargs: Any) -> Any:
         future = submit(fn, *args, **kwargs)
-        submitted.append((fn.__name__, future))
+        submitted.append((fn.__name__, args, future))
         return future
 
-    monkeypatch.setattr(dask_session.client, "submit", recording)
+    def recording_map(fn: Any, *iterables: Any, **kwargs: Any) -> Any:
+        futures = map_(fn, *iterables, **kwargs)
+        submitted.extend((fn.__name__, args, future)
+                         for args, future in zip(zip(*iterables, strict=True), futures,
+                                                 strict=True))
+        return futures
+
+    monkeypatch.setattr(client, "submit", recording)
+    monkeypatch.setattr(client, "map", recording_map)
     dask = reduce_on_dask(catalog, acquired.tomo_uid, dask_session, rows=[3, 4, 9],
                           chunk_frames=4, task_rows=2)
     monkeypatch.undo()
-    rows = [(name, f.result()) for name, f in submitted]
-    assert [name for name, _ in rows] == ["tomo_rows_file_task"] * 2  # (references: here)
-    assert [r.dtype for _, r in rows] == [np.uint32] * 2
-    assert [r.shape for _, r in rows] == [(2,), (1,)]
+    rows = [(name, args, f.result()) for name, args, f in submitted]
+    assert [name for name, _, _ in rows] == ["tomo_rows_file_task"] * 2  # (refs: here)
+    assert [r.dtype for _, _, r in rows] == [np.uint32] * 2
+    assert [r.shape for _, _, r in rows] == [(2,), (1,)]
+    assert [args[0] for _, args, _ in rows] == [[3, 4], [9]]
+    assert [args[1].dark.shape for _, args, _ in rows] == [(2, FRAME[1]), (1, FRAME[1])]
     single = reduce_run(catalog, acquired.tomo_uid, rows=[3, 4, 9], chunk_frames=4)
     _assert_same_derived(catalog, single.uid, dask.uid, "local")
 
@@ -312,3 +324,15 @@ def test_frame_source_reads_across_files(tmp_path: Path) -> None:
     assert np.array_equal(source.read(slice(None)), frames[:6])
     assert np.array_equal(source.read(slice(2, 5), slice(1, 4)), frames[2:5, 1:4])
     assert np.array_equal(source.read(slice(4, 6)), frames[4:6])
+
+
+def test_row_task_refuses_references_of_other_rows() -> None:
+    """A row task takes the references of the whole frame or of its band's rows; any
+    other height is an error naming both (not a silently shifted flat field)."""
+    from analysis.distributed import tomo_rows_task
+    from analysis.reduce import ReductionError, TomoReferences
+
+    source = FrameSource((("/nonexistent.h5", DEFAULT_DATASET, 4),), (4, 16, 8))
+    refs = TomoReferences(np.zeros((5, 8), np.float32), np.ones((5, 8), np.float32))
+    with pytest.raises(ReductionError, match=r"references of 5 rows for rows 2\.\.4 of 16"):
+        tomo_rows_task([2, 4], refs, source, np.zeros(4), [(0, 4)], 1e-6, None)

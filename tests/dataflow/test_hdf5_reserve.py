@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from dataflow.hdf5 import FrameWriter, open_frames
-from dataflow.hdf5_reserve import ReservedFrameWriter, write_frames_at
+from dataflow.hdf5_reserve import ReservedFrameWriter, chunk_offsets, write_frames_at
 
 SHAPE = (6, 10)
 
@@ -106,4 +106,24 @@ def test_bad_writes_are_refused(tmp_path: Path) -> None:
     link.symlink_to(writer.path)
     with pytest.raises(OSError):  # not followed
         write_frames_at(link, offsets, _stack(2), np.float32)
+    writer.close()
+
+
+def test_chunk_offsets_walked_or_asked_one_by_one_agree(tmp_path: Path) -> None:
+    """The one walk of the chunk index gives each frame's chunk offset as asking for the
+    chunks one by one does (the way left for an HDF5 without H5Dchunk_iter)."""
+
+    class OneByOne:  # the low-level dataset id of an h5py without chunk_iter
+        def __init__(self, dsid: object) -> None:
+            self.get_chunk_info_by_coord = dsid.get_chunk_info_by_coord  # type: ignore[attr-defined]
+
+    writer = ReservedFrameWriter(tmp_path, "r.h5", SHAPE, dtype=np.float32, data_key="v",
+                                 layout="per_frame")
+    first = writer.reserve(3)
+    later = writer.reserve(4)
+    dsid = writer._ds.id
+    assert later == chunk_offsets(dsid, 3, 7) == chunk_offsets(OneByOne(dsid), 3, 7)
+    assert first == chunk_offsets(OneByOne(dsid), 0, 3)
+    assert len(set(first + later)) == 7 and min(first + later) > 0
+    writer.set_checksums(0, np.zeros(7, np.uint32))
     writer.close()
