@@ -95,7 +95,7 @@ def _count(name: str, v: int, hi: int) -> int:
 @dataclass(frozen=True, eq=False)
 class _KeptTerms:
     """The means of the last exposure of a flux image that cannot change (``_frozen``),
-    and, from its second exposure on, the first terms of their draws
+    and, from the image's second exposure on, the first terms of their draws
     (``draw_counts(exps=…)``), for the next exposures with the same means."""
 
     flux: npt.NDArray[np.floating]
@@ -258,9 +258,12 @@ class SensorModel:
 
         A flux image nothing can change (read-only, and so is what it is a view of: the
         image a sample keeps while it stays put) exposed again with the same ``exposure``,
-        ``scale`` and efficiency has the same means: from its second exposure on, the
-        draws' first terms are kept (8 bytes a pixel, until another image comes) and
-        read back instead of computed — the same counts, a fifth less time."""
+        ``scale`` and efficiency has the same means: from the image's second exposure
+        on, each exposure's first terms of the draws are kept (8 bytes a pixel, until
+        another image comes; an exposure with other means keeps its own, so a beam
+        scale that drifts every few frames costs one computing pass per change) and the
+        next exposures with the same means read them back instead of computing them —
+        the same counts, a fifth less time."""
         phi = self._check_flux(flux, copy=False)
         t = _positive("exposure", exposure)
         scale = _positive("scale", scale, zero_ok=True)
@@ -281,11 +284,13 @@ class SensorModel:
         efficiency = self._pass_efficiency
         kept, exps, ready = self._kept, None, False
         if _frozen(phi):  # the means may be those of the last exposures
-            same = (kept is not None and kept.flux is phi and kept.efficiency is efficiency
+            seen = kept is not None and kept.flux is phi
+            same = (seen and kept is not None and kept.efficiency is efficiency
                     and kept.scale == scale and kept.exposure == t)
             if same and kept is not None and kept.exps is not None:
                 exps, ready = kept.exps, True
-            elif same:  # the second exposure of these means: keep its terms
+            elif seen:  # the image again, with these means or new ones (the beam's scale
+                # drifts): keep this exposure's terms for the next ones
                 exps = np.empty(phi.size)
             else:
                 self._kept = _KeptTerms(phi, efficiency, scale, t, None)

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+import devices.counting as counting
 from devices.sensor import LinkStream, SensorModel, counting_efficiency, link_stream
 from fpga.designs.params import PIXEL_MAX, ChainParams
 from fpga.designs.reference import default_timestamps
@@ -171,6 +172,37 @@ def test_a_frozen_flux_image_draws_the_counts_of_a_fresh_one() -> None:
         np.testing.assert_array_equal(a, fresh.expose(image.copy(), t, scale=scale))
     assert kept._kept is not None and kept._kept.exps is not None  # (they were kept)
     assert fresh._kept is None
+
+
+def test_a_drifting_beam_scale_keeps_the_terms_of_each_scale(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The beam's scale changes every few frames (a ring current's noise): the first
+    exposure of a new image keeps nothing (a one-off image costs nothing more), every
+    later exposure with new means keeps its terms and the next ones with the same means
+    read them back — frame for frame the counts of a writeable copy."""
+    passes: list[tuple[bool, bool]] = []  # (terms kept, terms read back) of each pass
+
+    def spy(*args: object, **kwargs: object) -> int:
+        passes.append((kwargs["exps"] is not None, bool(kwargs["exps_ready"])))
+        return counting.draw_counts(*args, **kwargs)  # type: ignore[arg-type]
+
+    rng = np.random.default_rng(5)
+    image = rng.uniform(0.0, 300.0, (64, 64))  # means below 3 at 0.01 s
+    frozen = image.copy()
+    frozen.flags.writeable = False
+    other = frozen[::-1].copy()
+    other.flags.writeable = False
+    kept, fresh = SensorModel(P64, hot_pixels=3, seed=2), SensorModel(P64, hot_pixels=3, seed=2)
+    scales = [1.0, 1.0, 1.0, 1.0001, 1.0001, 1.0001, 0.9998, 0.9998]
+    with monkeypatch.context() as m:
+        m.setattr("devices.sensor.draw_counts", spy)
+        for flux, scale in [(frozen, s) for s in scales] + [(other, 1.0), (frozen, 1.0)]:
+            a = kept.expose(flux, 0.01, scale=scale)
+            np.testing.assert_array_equal(a, fresh.expose(np.array(flux), 0.01, scale=scale))
+    assert passes[::2] == [(False, False), (True, False), (True, True), (True, False),
+                           (True, True), (True, True), (True, False), (True, True),
+                           (False, False), (False, False)]
+    assert passes[1::2] == [(False, False)] * 10  # (the writeable copies keep nothing)
 
 
 def test_a_read_only_view_of_a_writeable_flux_is_not_taken_as_unchanging() -> None:
