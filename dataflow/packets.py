@@ -171,6 +171,16 @@ def _as_words(words: npt.ArrayLike) -> npt.NDArray[np.uint16]:
     return np.ascontiguousarray(arr, dtype="<u2")
 
 
+def describe_array(a: object) -> str:
+    """What an argument that should have been an array is, for an error message: dtype,
+    shape and, if so, that it is not C-contiguous or is read-only; else its repr."""
+    if not isinstance(a, np.ndarray):
+        return repr(a)
+    notes = [note for note, bad in (("not C-contiguous", not a.flags.c_contiguous),
+                                    ("read-only", not a.flags.writeable)) if bad]
+    return f"{a.dtype} of shape {a.shape}" + "".join(f", {note}" for note in notes)
+
+
 def packet_crc(words: npt.NDArray[np.uint16]) -> int:
     """The CRC-32 a packet's trailer should carry: of every lane before the trailer's last
     two (header, payload, reductions, the trailer's word count and flags), each lane
@@ -180,8 +190,14 @@ def packet_crc(words: npt.NDArray[np.uint16]) -> int:
 
 
 def decode_packet(words: npt.ArrayLike, lanes: int | None = None,
-                  sensor_shape: tuple[int, int] | None = None) -> ReadoutFrame:
+                  sensor_shape: tuple[int, int] | None = None, *,
+                  out: npt.NDArray[np.uint16] | None = None) -> ReadoutFrame:
     """Check one packet and decode it into a ``ReadoutFrame``.
+
+    The frame's image is a new array, or ``out`` when given (a writeable C-contiguous
+    ``uint16`` array of the image's shape, e.g. a slot of a batch the caller stacks its
+    frames in: no copy of the images afterwards); ``out`` is written only when every
+    check passed.
 
     Checks, in order: structure and range of the words, the lane count (against
     ``lanes`` when given and the header's), the magic, the version, the output shape
@@ -195,6 +211,11 @@ def decode_packet(words: npt.ArrayLike, lanes: int | None = None,
     PacketError
         The first check that failed, with expected and got values.
     """
+    if out is not None and (not isinstance(out, np.ndarray) or out.dtype != np.uint16
+                            or out.ndim != 2 or not out.flags.c_contiguous
+                            or not out.flags.writeable):
+        raise ValueError(f"decode_packet: out must be a writeable C-contiguous 2-D uint16 "
+                         f"array, got {describe_array(out)}")
     w = _as_words(words)
     n, k = w.shape
     if lanes is not None and k != lanes:
@@ -250,10 +271,18 @@ def decode_packet(words: npt.ArrayLike, lanes: int | None = None,
     if total != out_h * out_w:
         raise PacketError("histogram", f"histogram counts {total} pixels, the image has "
                                        f"{out_h * out_w}", fn)
+    if out is None:
+        image = lines[:, :out_w].astype(np.uint16, copy=True)
+    elif out.shape != (out_h, out_w):
+        raise ValueError(f"decode_packet: out has shape {out.shape}, the packet's image is "
+                         f"{out_h}×{out_w}")
+    else:
+        out[...] = lines[:, :out_w]
+        image = out
     return ReadoutFrame(
         frame_number=fn, timestamp=_join(hdr[H_TIMESTAMP:H_TIMESTAMP + 3]),
         flags=hflags | tflags, threshold=_join(hdr[H_THRESHOLD:H_THRESHOLD + 2]),
-        image=lines[:, :out_w].astype(np.uint16, copy=True),
+        image=image,
         roi_sum=_join(red[R_ROI_SUM:R_ROI_SUM + 3]),
         saturated=_join(red[R_SATURATED:R_SATURATED + 2]), histogram=hist, crc=crc)
 
@@ -261,5 +290,6 @@ def decode_packet(words: npt.ArrayLike, lanes: int | None = None,
 __all__ = [
     "FLAG_BINNING", "FLAG_FRAMING_ERROR", "HIST_BINS", "HIST_SHIFT", "MAGIC", "MIN_LANES",
     "REDUCTION_LANES", "VERSION", "PacketError", "ReadoutFrame", "decode_packet",
-    "line_words", "packet_crc", "packet_from_bytes", "packet_words", "reduction_words",
+    "describe_array", "line_words", "packet_crc", "packet_from_bytes", "packet_words",
+    "reduction_words",
 ]

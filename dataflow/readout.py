@@ -23,11 +23,14 @@ import numpy.typing as npt
 
 from .packets import (
     H_FRAME,
+    H_HEIGHT,
+    H_WIDTH,
     MAGIC,
     MIN_LANES,
     PacketError,
     ReadoutFrame,
     decode_packet,
+    describe_array,
     packet_words,
 )
 
@@ -102,6 +105,44 @@ class Readout:
         self._pending: list[npt.NDArray[Any]] = []
         self._pending_words = 0
         self._open = False
+        self._into: npt.NDArray[np.uint16] | None = None
+        self._into_used = 0
+
+    # -- where images go -----------------------------------------------------------------
+
+    def decode_into(self, images: npt.NDArray[np.uint16] | None) -> None:
+        """Decode the next good frames' images into ``images[0]``, ``images[1]``, … (a
+        writeable C-contiguous ``(n, rows, cols)`` ``uint16`` array: a batch the caller
+        would otherwise stack its frames' images into), each frame's ``image`` a view of
+        its slot; once the ``n`` slots are used, or with ``None``, into new arrays again.
+        A slot is used only by a frame returned as good (``decoded_into`` counts them),
+        so the good frames' images are ``images[:decoded_into]``, in order. A frame whose
+        image (by its header) does not have the slots' shape gets a new array instead."""
+        if images is not None and (not isinstance(images, np.ndarray)
+                                   or images.dtype != np.uint16 or images.ndim != 3
+                                   or not images.flags.c_contiguous
+                                   or not images.flags.writeable):
+            raise ValueError(f"Readout.decode_into: images must be a writeable C-contiguous "
+                             f"(n, rows, cols) uint16 array, got {describe_array(images)}")
+        self._into, self._into_used = images, 0
+
+    @property
+    def decoded_into(self) -> int:
+        """Good frames decoded into the array of the last ``decode_into`` call."""
+        return self._into_used
+
+    def _slot(self, packet: npt.NDArray[Any]) -> npt.NDArray[np.uint16] | None:
+        """The ``decode_into`` slot for the image of ``packet``, if one is left and the
+        header's shape (unchecked yet: ``decode_packet`` checks it) is the slots'."""
+        into, used = self._into, self._into_used
+        if into is None or used >= len(into) or packet.ndim != 2 or not len(packet) \
+                or packet.shape[1] <= max(H_HEIGHT, H_WIDTH):
+            return None
+        header = packet[0]
+        if into.shape[1:] != (int(header[H_HEIGHT]), int(header[H_WIDTH])):
+            return None
+        slot: npt.NDArray[np.uint16] = into[used]
+        return slot
 
     # -- frame numbers -------------------------------------------------------------------
 
@@ -247,8 +288,9 @@ class Readout:
         chunks = self._pending
         self._pending, self._pending_words, self._open = [], 0, False
         packet = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+        slot = self._slot(packet)
         try:
-            frame = decode_packet(packet, self.lanes, self.sensor_shape)
+            frame = decode_packet(packet, self.lanes, self.sensor_shape, out=slot)
         except PacketError as e:
             self._error(e.check, str(e), e.frame_number)
             return
@@ -270,6 +312,8 @@ class Readout:
         if self._lost_since_good:
             frame = replace(frame, lost_before=self._lost_since_good)
             self._lost_since_good = 0
+        if slot is not None:
+            self._into_used += 1
         out.append(frame)
 
     # -- output --------------------------------------------------------------------------

@@ -44,7 +44,9 @@ On a single board (not GHDL) the sensor draws each frame's counts straight into 
 of a one-frame link stream (``devices.sensor.frame_link``: no counts array, no copy into
 the link), and the streams the firmware is done with carry the next frames: at most the
 frames in flight (the buffer's, a batch's, one being drawn) have buffers, and they go at
-the acquisition's end.
+the acquisition's end. Likewise the readout decodes each batch's images straight into a
+batch array (``Readout.decode_into``: no image copied into a stack afterwards), which the
+writer hands back once the batch is in the file.
 
 This module knows the detector only through :class:`FlyDetector` (what a fly acquisition
 needs from it); ``devices.detector`` builds on this module, never the other way round.
@@ -216,6 +218,9 @@ class _Decoded:
     images: npt.NDArray[np.uint16]
     counts: npt.NDArray[np.uint32]
     """The sensor counts of the batch's last frame (a copy: its link is reused)."""
+    slots: npt.NDArray[np.uint16] | None
+    """The batch array ``images`` is the first frames of, when the readout decoded into
+    it (it goes back to the spare ones once written)."""
 
 
 class FlyAcquisition:
@@ -249,6 +254,12 @@ class FlyAcquisition:
         self._spare_links: queue.SimpleQueue[LinkStream] = queue.SimpleQueue()
         """Link streams the firmware is done with, refilled for the next frames (never
         more than the frames in flight: the queue's, a batch's and one being built)."""
+        self._spare_slots: queue.SimpleQueue[npt.NDArray[np.uint16]] = queue.SimpleQueue()
+        """Batch arrays the writer is done with, for the readout to decode the next
+        batches' images into (never more than the batches in flight: one being decoded,
+        ``WRITE_BATCHES`` waiting, one being written)."""
+        self._image_shape: tuple[int, int] | None = None
+        """The shape of the images of the last batch (the next ones', as a rule)."""
 
     # -- control ---------------------------------------------------------------------
 
@@ -354,6 +365,8 @@ class FlyAcquisition:
         finally:  # the spare buffers go with the acquisition's end, not with its object
             while not self._spare_links.empty():
                 self._spare_links.get_nowait()
+            while not self._spare_slots.empty():
+                self._spare_slots.get_nowait()
 
     def _consume_all(self, n: int) -> None:
         finished = False
@@ -399,9 +412,26 @@ class FlyAcquisition:
     def _process(self, batch: list[_Item]) -> None:
         det = self.det
         links = [item.link for item in batch if item.link is not None]
-        out = det.firmware.acquire([item.counts for item in batch],
-                                   links=links if len(links) == len(batch) else None)
-        images = np.stack([frame.image for frame in out])
+        sent = [item.counts for item in batch]
+        slots = self._slots()
+        if slots is None:
+            out = det.firmware.acquire(sent, links=links if len(links) == len(batch) else None)
+            decoded = 0
+        else:  # the images decoded straight into a batch array
+            readout = det.firmware.readout
+            readout.decode_into(slots)
+            try:
+                out = det.firmware.acquire(sent,
+                                           links=links if len(links) == len(batch) else None)
+                decoded = readout.decoded_into
+            finally:
+                readout.decode_into(None)
+        if slots is not None and decoded == len(out):
+            images = slots[:len(out)]
+        else:  # (the first batch, or the images changed shape: the batch stacked)
+            images = np.stack([frame.image for frame in out])
+            slots = None
+        self._image_shape = (int(images.shape[1]), int(images.shape[2])) if len(out) else None
         counts = batch[-1].counts
         # (a copy when the counts are the words of a link stream, whose buffers the sensor
         # draws into again from now on)
@@ -410,7 +440,21 @@ class FlyAcquisition:
             for link in links:
                 self._spare_links.put(link)
         indices = [self._index(frame, item) for item, frame in zip(batch, out, strict=True)]
-        self._offer(self._decoded, _Decoded(batch, indices, out, images, last_counts))
+        self._offer(self._decoded, _Decoded(batch, indices, out, images, last_counts, slots))
+
+    def _slots(self) -> npt.NDArray[np.uint16] | None:
+        """A ``(BATCH, rows, cols)`` array for the readout to decode the next batch into
+        (a spare one when there is one), shaped as the last batch's images; ``None``
+        before the first batch and for a firmware of several modules (which assembles
+        its frames itself)."""
+        shape = self._image_shape
+        if shape is None or type(self.det.firmware) is not Firmware:
+            return None
+        while not self._spare_slots.empty():
+            spare = self._spare_slots.get_nowait()
+            if spare.shape[1:] == shape:
+                return spare
+        return np.empty((BATCH, *shape), np.uint16)
 
     def _write(self, _: None) -> None:
         """The writer thread: each decoded batch to the detector, in order."""
@@ -434,4 +478,6 @@ class FlyAcquisition:
             # in the file, so every frame it sees in the file has its record here.
             self.frames.extend(frames)
             self.det.store_fly_frames(batch.images, frames, batch.out[-1], batch.counts)
+            if batch.slots is not None:  # (written: its images are in the file)
+                self._spare_slots.put(batch.slots)
             self.max_lag = max([self.max_lag, *(now - item.wall for item in batch.items)])

@@ -183,6 +183,67 @@ def test_the_crcs_are_zlibs(words: int, seed: int, dtype: str) -> None:
     assert pk.packet_crc(big) == zlib.crc32(big.astype("<u2").tobytes()[:-4])
 
 
+def test_images_decoded_into_the_slots_of_a_batch() -> None:
+    """``decode_into``: the good frames' images are written into the slots in order (a
+    corrupt packet uses none), each frame's image is its slot; past the last slot, with
+    ``None`` again, or for a frame of another shape, the images are new arrays."""
+    refs = packets(6)
+    words = [x.packet.copy() for x in refs]
+    words[1][3, 7] ^= 1 << 9  # a CRC error: frame 1 never arrives
+    r = Readout(P.lanes, (P.height, P.width))
+    slots = np.full((3, P.height, P.width), 7, np.uint16)
+    r.decode_into(slots)
+    out = feed_in_pieces(r, bus(words[:5], idle_prob=0.3))
+    assert [x.frame_number for x in out] == [0, 2, 3, 4] and r.decoded_into == 3
+    for frame in out:
+        same(frame, refs[frame.frame_number])
+    for i, frame in enumerate(out[:3]):
+        assert frame.image.base is slots and np.shares_memory(frame.image, slots[i])
+    assert not np.shares_memory(out[3].image, slots)
+    r.decode_into(None)
+    (last,) = r.feed(*bus(words[5:]))
+    same(last, refs[5])
+    assert not np.shares_memory(last.image, slots) and r.decoded_into == 0
+    binned = packets(1, ChainConfig(binning=True), first_frame=6)
+    r.decode_into(np.zeros((2, P.height, P.width), np.uint16))
+    (small,) = r.feed(*bus([binned[0].packet]))
+    same(small, binned[0])
+    assert small.image.shape == (P.height // 2, P.width // 2) and r.decoded_into == 0
+
+
+@pytest.mark.parametrize(("images", "match"), [
+    (np.zeros((2, 8, 64), np.uint32), r"uint32 of shape \(2, 8, 64\)"),
+    (np.zeros((8, 64), np.uint16), r"uint16 of shape \(8, 64\)"),
+    (np.zeros((2, 8, 64), np.uint16)[:, :, ::2], r"uint16 of shape \(2, 8, 32\), not "
+                                                  r"C-contiguous$"),
+    (np.broadcast_to(np.zeros(64, np.uint16), (2, 8, 64)), r"not C-contiguous, read-only$"),
+    ([[[0]]], r"\[\[\[0\]\]\]$"),
+])
+def test_decode_into_refuses_what_it_cannot_decode_into(images: object, match: str) -> None:
+    with pytest.raises(ValueError, match=r"Readout.decode_into: images must be a writeable "
+                                         r"C-contiguous \(n, rows, cols\) uint16 array, got .*"
+                                         + match):
+        Readout(P.lanes, (P.height, P.width)).decode_into(images)  # type: ignore[arg-type]
+
+
+def test_decode_packet_writes_out_only_for_a_good_packet_of_its_shape() -> None:
+    ref = packets(1)[0]
+    out = np.full((P.height, P.width), 5, np.uint16)
+    frame = decode_packet(ref.packet, P.lanes, (P.height, P.width), out=out)
+    assert frame.image is out
+    np.testing.assert_array_equal(out, ref.image)
+    bad = ref.packet.copy()
+    bad[2, 1] ^= 1
+    out[...] = 5
+    with pytest.raises(PacketError, match="crc"):
+        decode_packet(bad, P.lanes, out=out)
+    assert (out == 5).all()
+    with pytest.raises(ValueError, match=r"out has shape \(8, 32\), the packet's image is 8×64"):
+        decode_packet(ref.packet, out=np.zeros((8, 32), np.uint16))
+    with pytest.raises(ValueError, match="out must be a writeable C-contiguous 2-D uint16"):
+        decode_packet(ref.packet, out=np.zeros((8, 64), np.int64))
+
+
 def test_flipped_payload_bit_is_a_crc_error() -> None:
     refs = packets(5)
     words = [x.packet.copy() for x in refs]

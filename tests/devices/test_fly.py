@@ -170,7 +170,8 @@ def test_frames_drawn_into_reused_link_buffers_are_the_firmware_of_their_counts(
     the firmware's output for that frame's own counts, in order, whichever buffer carried
     it; fewer buffers than frames are made; ``last_counts`` is a copy the reuse leaves
     alone, and after every batch it is that batch's last frame (its link is not drawn
-    into again before the copy is made)."""
+    into again before the copy is made); the batches after the first are decoded into
+    batch arrays the writer hands back, and the file still has every frame's image."""
     import devices.fly as fly_module
     from devices.firmware import Firmware
 
@@ -199,12 +200,14 @@ def test_frames_drawn_into_reused_link_buffers_are_the_firmware_of_their_counts(
         return got
 
     readbacks: list[bool] = []
+    batch_arrays: list[Any] = []  # what each batch's images are a view of (None: stacked)
     store = det.store_fly_frames
 
     def checking(images: Any, frames: Any, last: Any, counts: Any) -> None:
         time.sleep(0.03)  # the sensor thread draws meanwhile, into whatever it is given
         store(images, frames, last, counts)  # the readback is the batch's last frame's
         readbacks.append(np.array_equal(det.last_counts, sent[frames[-1].index]))
+        batch_arrays.append(images.base)
 
     monkeypatch.setattr(det, "expose", recording)
     monkeypatch.setattr(det, "store_fly_frames", checking)
@@ -221,6 +224,11 @@ def test_frames_drawn_into_reused_link_buffers_are_the_firmware_of_their_counts(
     det.unstage()
     assert len(sent) == n and any(reused) and len(set(made)) < n
     assert readbacks and all(readbacks), readbacks
+    # the readout decoded the batches after the first into batch arrays, used again once
+    # written (the file's frames are checked below)
+    decoded = [a for a in batch_arrays[1:] if a is not None]
+    assert batch_arrays[0] is None and len(decoded) == len(batch_arrays) - 1
+    assert len({id(a) for a in decoded}) < len(decoded)
     reference = Firmware(P, "interp")
     reference.configure(det.chain_config(), det.tables)
     want = [frame.image for frame in reference.acquire(sent)]
