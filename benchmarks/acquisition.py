@@ -18,9 +18,10 @@
   projection), ``sensor`` (Poisson counts, drawn into the link's words as the fly
   acquisition does), ``link`` (a link stream for them: the last one, refilled),
   ``firmware`` (the compiled firmware alone), ``readout`` (decoding and checking the
-  packets), ``hdf5`` (appending the frames to a file in batches of 8, as the fly writer
-  does); ``total``, and ``fly.512.cpu_bound_frames_per_s`` = 2 cores × 1000 / total, the
-  most two cores could sustain if the work split perfectly.
+  packets, the images into a batch array as the fly acquisition does), ``hdf5``
+  (appending the frames to a file in batches of 8, as the fly writer does); ``total``,
+  and ``fly.512.cpu_bound_frames_per_s`` = 2 cores × 1000 / total, the most two cores
+  could sustain if the work split perfectly.
 * ``step.overhead_ms`` — ``bluesky.plans.count`` with the firmware detector (256×256,
   exposure ``--step-exposure`` waited in real time): wall time per point minus the
   exposure, i.e. what the RunEngine, the readout, the HDF5 file and the catalog add per
@@ -59,6 +60,7 @@ from dataflow.hdf5 import FrameWriter
 from dataflow.readout import Readout
 from devices.beamline import Beamline
 from devices.firmware import Firmware
+from devices.fly import BATCH
 from devices.samples import Pose
 from devices.sensor import LinkStream, frame_link
 from fpga.designs.params import ChainParams
@@ -132,7 +134,8 @@ def fly_breakdown(folder: Path, frames: int, exposure: float) -> dict[str, float
 
     try:
         writer = FrameWriter(folder, "breakdown.h5", det.out_shape(), data_key="det_image")
-        batch: list[np.ndarray] = []
+        images = np.empty((BATCH, *det.out_shape()), np.uint16)  # (as devices.fly decodes)
+        batch = 0
         link: LinkStream | None = None
         for k, angle in enumerate(np.linspace(0.0, 180.0, frames + 1)):
             flux = timed("flux", sample.flux, Pose(angle=float(angle)), shape, det.pixel_size)
@@ -142,14 +145,16 @@ def fly_breakdown(folder: Path, frames: int, exposure: float) -> dict[str, float
             link, into = made
             timed("sensor", lambda f=flux, o=into: det.sensor.expose(f, exposure, out=o))
             out = timed("firmware", board.simulate, link)
-            (frame,) = timed("readout", readout.feed_outputs, out)
+            readout.decode_into(images[batch:])
+            (_,) = timed("readout", readout.feed_outputs, out)
+            assert readout.decoded_into == 1
             if k == 0:  # a warm-up frame: every compiled function loaded
                 cpu.clear()
                 continue
-            batch.append(frame.image)
-            if len(batch) == 8 or k == frames:
-                timed("hdf5", writer.append_many, np.stack(batch))
-                batch.clear()
+            batch += 1
+            if batch == BATCH or k == frames:
+                timed("hdf5", writer.append_many, images[:batch])
+                batch = 0
         timed("hdf5", writer.close)
     finally:
         board.close()
