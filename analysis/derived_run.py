@@ -23,6 +23,7 @@ from event_model import compose_run
 from analysis.reduce_chunks import PatternChunk
 from analysis.reductions import REDUCTIONS, ReductionError
 from dataflow.hdf5 import FrameWriter, file_sha256
+from dataflow.integrity import read_sidecar
 
 if TYPE_CHECKING:
     pass
@@ -51,13 +52,18 @@ def uri_path(uri: str) -> Path:
 
 
 def file_inputs(uris: Iterable[str], *, digest: bool = True) -> list[dict[str, Any]]:
-    """``[{"uri": ..., "sha256": ...}]`` for raw files (sha256 None when not ``digest``)."""
+    """``[{"uri": ..., "sha256": ...}]`` for raw files (sha256 None when not ``digest``):
+    the digest its writer took when it closed the file, from its ``.sha256`` sidecar
+    when that is not older than the file (``dataflow.integrity.read_sidecar``, as the
+    provenance record takes it), else computed from the file — a raw file is not read
+    a second time in full at the end of every reduction of it."""
     out: list[dict[str, Any]] = []
     for uri in dict.fromkeys(uris):
         path = uri_path(uri)
         if digest and not path.is_file():
             raise ReductionError(f"input {uri}: file is missing")
-        out.append({"uri": uri, "sha256": file_sha256(path) if digest else None})
+        out.append({"uri": uri,
+                    "sha256": (read_sidecar(path) or file_sha256(path)) if digest else None})
     return out
 
 

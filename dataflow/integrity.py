@@ -28,6 +28,7 @@ and the catalog's HDF5 reader both use it.
 from __future__ import annotations
 
 import os
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -280,6 +281,29 @@ class ChecksumError(HDF5ReadError):
         self.frame = frame
 
 
+_SIDECAR_RE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")
+
+
+def read_sidecar(path: str | os.PathLike[str]) -> str | None:
+    """The writer's digest of a closed file: ``<file>.sha256`` (``sha256sum`` format).
+
+    ``None`` unless the sidecar names ``path``'s file and is not older than it (a file
+    written to after its digest was taken is still open, or was reopened).
+    """
+    file = Path(path)
+    sidecar = file.with_name(file.name + ".sha256")
+    try:
+        if sidecar.stat().st_mtime_ns < file.stat().st_mtime_ns:
+            return None
+        line = sidecar.read_text(encoding="utf-8").splitlines()[0].strip()
+    except (OSError, UnicodeDecodeError, IndexError):
+        return None
+    match = _SIDECAR_RE.match(line)
+    if not match or match.group(2) != file.name:
+        return None
+    return match.group(1).lower()
+
+
 def frame_crc32(frames: npt.NDArray[Any]) -> npt.NDArray[np.uint32]:
     """The CRC-32 (``zlib.crc32``'s, computed by ISA-L's folding code, several times
     faster) of each frame of a stack ``(n, rows, cols)``: of its bytes in C order, each
@@ -365,4 +389,5 @@ def verify_read(ds: h5py.Dataset, path: str | os.PathLike[str], index: Any,
 
 __all__ = ["CHECKSUMS_ATTR", "ChecksumError", "HDF5ReadError", "IncompleteDataError",
            "Superblock", "check_file_size", "check_frames", "checksums_of", "frame_crc32",
-           "frame_range", "read_superblock", "verify_frames", "verify_read", "whole_frames"]
+           "frame_range", "read_sidecar", "read_superblock", "verify_frames", "verify_read",
+           "whole_frames"]

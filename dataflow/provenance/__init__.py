@@ -17,6 +17,7 @@ The raw data must be traceable to the instrument. One job per module:
 Everything public is importable from ``dataflow.provenance``; see docs/provenance.md.
 """
 
+from ..integrity import read_sidecar
 from .cli import register_provenance_commands
 from .errors import KeyFileError, ProvenanceError
 from .keys import (
@@ -42,7 +43,6 @@ from .record import (
     dataset_attributes,
     load_record_file,
     plain,
-    read_sidecar,
     record_path,
     smeflow_version,
     uri_to_path,

@@ -46,6 +46,7 @@ import h5py
 import numpy as np
 
 from ..hdf5 import DEFAULT_DATASET, HDF5_MIMETYPE, HDF5ReadError, file_sha256, read_counters
+from ..integrity import read_sidecar
 from .errors import ProvenanceError
 from .keys import canonical_json
 
@@ -63,7 +64,6 @@ MAX_ATTRIBUTE_BYTES = 64 * 1024
 MAX_ARRAY_ATTRIBUTE = 64
 """Array attributes with more elements are left out (they are data, not metadata)."""
 _UID_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]{0,127}$")
-_SIDECAR_RE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")
 
 
 def smeflow_version() -> str:
@@ -102,26 +102,6 @@ def record_path(record_dir: str | os.PathLike[str], uid: str) -> Path:
         raise ProvenanceError(f"run uid {uid!r}: not a plain uid (letters, digits, '-', "
                               "'_'); refusing to use it as a file name")
     return Path(record_dir) / f"{uid}.json"
-
-
-def read_sidecar(path: str | os.PathLike[str]) -> str | None:
-    """The writer's digest of a closed file: ``<file>.sha256`` (``sha256sum`` format).
-
-    ``None`` unless the sidecar names ``path``'s file and is not older than it (a file
-    written to after its digest was taken is still open, or was reopened).
-    """
-    file = Path(path)
-    sidecar = file.with_name(file.name + ".sha256")
-    try:
-        if sidecar.stat().st_mtime_ns < file.stat().st_mtime_ns:
-            return None
-        line = sidecar.read_text(encoding="utf-8").splitlines()[0].strip()
-    except (OSError, UnicodeDecodeError, IndexError):
-        return None
-    match = _SIDECAR_RE.match(line)
-    if not match or match.group(2) != file.name:
-        return None
-    return match.group(1).lower()
 
 
 def sidecar_state(path: Path) -> str:

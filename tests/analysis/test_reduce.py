@@ -252,3 +252,42 @@ def test_derived_events_are_valid_documents_and_wrong_keys_are_refused() -> None
                                              r"\['intensity', 'raw_seq_num'\]"):
         run.event("primary", {"intensity": np.zeros(3)})
     assert len(docs) == 3  # start, descriptor, the one good event
+
+
+def test_input_digests_are_the_writers_unless_the_file_changed_since(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A derived run's input digest is its writer's (the fresh ``.sha256`` sidecar: the
+    file is not hashed again), and the file's own when the file is newer than the sidecar
+    (written to after its writer's digest) or has none."""
+    import os
+
+    import analysis.derived_run as derived_run
+    from dataflow.hdf5 import FrameWriter
+
+    writer = FrameWriter(tmp_path, "raw.h5", (4, 6))
+    writer.append_many(np.arange(48, dtype=np.uint16).reshape(2, 4, 6))
+    digest = writer.close()
+    path = tmp_path / "raw.h5"
+    uri = f"file://localhost{path}"
+    hashed: list[Path] = []
+
+    def counting(p: Any) -> str:
+        hashed.append(Path(p))
+        return file_sha256(p)
+
+    monkeypatch.setattr(derived_run, "file_sha256", counting)
+    assert derived_run.file_inputs([uri]) == [{"uri": uri, "sha256": digest}]
+    assert hashed == []
+    with open(path, "r+b") as f:  # a byte changed after the writer's digest
+        f.seek(-1, os.SEEK_END)
+        last = f.read(1)
+        f.seek(-1, os.SEEK_END)
+        f.write(bytes([last[0] ^ 1]))
+    sidecar = path.with_name("raw.h5.sha256")
+    stamp = sidecar.stat().st_mtime_ns
+    os.utime(path, ns=(stamp + 10**9, stamp + 10**9))  # (newer than the sidecar)
+    (item,) = derived_run.file_inputs([uri])
+    assert hashed == [path] and item["sha256"] == file_sha256(path) != digest
+    sidecar.unlink()
+    assert derived_run.file_inputs([uri])[0]["sha256"] == file_sha256(path)
+    assert derived_run.file_inputs([uri], digest=False) == [{"uri": uri, "sha256": None}]
