@@ -43,7 +43,9 @@ Threads, memory and background work of the local cluster's workers:
 :mod:`analysis.dask_session` (:func:`connect`, :class:`DaskSession`, re-exported here).
 
 The client's own work (the catalog's answers, the inputs' digests, the derived run, the
-volume file's documents and digest) is serial: the tasks are submitted before the
+volume file's documents and digest) is serial, except the inputs' digests: a thread
+reads the raw files from the moment the listing names them, on the core the client's
+own preparation leaves idle until the tasks start. The tasks are submitted before the
 derived run is started, and blocks that come back are written as they come, while the
 workers compute the rest.
 """
@@ -54,6 +56,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -314,9 +317,9 @@ def _tomo(run: Any, start: dict[str, Any], listing: RunNodes, catalog: RunCatalo
     angles, angle_source = tomo_angles_of(run, start, names["projection"], n, nodes=listing)
     mask = run_mask(run, start, tuple(sources["dark"].shape[1:]), nodes=listing)
     client = session.client
-    # The tasks go out first: the derived run's start (the inputs' digests read every raw
-    # file) and writing blocks as they come back overlap with the workers' reconstruction
-    # instead of adding to it (its uid is chosen here: the volume file is named by it).
+    # The tasks go out first: the derived run's start (after the inputs' digests) and
+    # writing blocks as they come back overlap with the workers' reconstruction instead
+    # of adding to it (its uid is chosen here: the volume file is named by it).
     blocks = [chosen[i:i + task_rows] for i in range(0, len(chosen), task_rows)]
     firsts = range(0, len(chosen), task_rows)
     common = {"projections": sources["projection"], "angles": angles,
@@ -326,6 +329,12 @@ def _tomo(run: Any, start: dict[str, Any], listing: RunNodes, catalog: RunCatalo
     futures: list[Any] = []
     writer: ReservedFrameWriter | None = None
     derived: DerivedRun | None = None
+    # The inputs' digests (every raw file read) start now, on a core the client's own
+    # preparation leaves idle until the tasks start, and end beside the workers.
+    digests = ThreadPoolExecutor(1, thread_name_prefix="smeflow-input-digests")
+    inputs = digests.submit(file_inputs, [*(uri for s in sources.values() for uri in s.uris),
+                                          *mask_uris(run, start, nodes=listing)])
+    digests.shutdown(wait=False)
     try:
         dark, flat = sources["dark"], sources["flat"]
         refs: Any
@@ -351,9 +360,7 @@ def _tomo(run: Any, start: dict[str, Any], listing: RunNodes, catalog: RunCatalo
         else:
             row_futures = client.map(tomo_rows_task, blocks, bands, pure=False, **common)
         futures.extend(row_futures)
-        inputs = file_inputs([*(uri for s in sources.values() for uri in s.uris),
-                              *mask_uris(run, start, nodes=listing)])
-        md = derived_md(start, "tomo_fbp", inputs, {**params.metadata(), **where},
+        md = derived_md(start, "tomo_fbp", inputs.result(), {**params.metadata(), **where},
                         live=False)
         derived = DerivedRun(callbacks, md, uid=uid)
         if writer is None:
@@ -365,6 +372,7 @@ def _tomo(run: Any, start: dict[str, Any], listing: RunNodes, catalog: RunCatalo
             stop = derived.finish_written_volume(writer, chosen, n, angles_from=angle_source)
     except Exception as exc:
         client.cancel(futures)
+        wait([inputs])  # (no file read in the background once this returns)
         if writer is not None and not writer.closed:  # no half-written volume (a
             writer.close()                               # closed one is announced)
             writer.path.unlink(missing_ok=True)

@@ -180,6 +180,36 @@ def test_a_failed_task_leaves_no_volume_written_by_workers(
     assert failed.metadata["stop"]["exit_status"] == "fail"
 
 
+def test_inputs_that_cannot_be_digested_leave_nothing(
+        acquired: Runs, dask_session: DaskSession, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The inputs' digests are read in a thread while the client prepares and submits
+    the tasks: when they fail (a raw file gone), the reduction raises that error after
+    the tasks were cancelled and the workers' volume file removed, and starts no
+    derived run."""
+    import threading
+    import time
+
+    import analysis.distributed as distributed
+    from analysis.reduce import ReductionError
+
+    digesting: list[str] = []
+
+    def file_gone(uris: Any) -> Any:
+        digesting.append(threading.current_thread().name)
+        time.sleep(0.2)  # (the tasks are out meanwhile)
+        raise ReductionError("input file://localhost/raw.h5: file is missing")
+
+    monkeypatch.setattr(distributed, "file_inputs", file_gone)
+    derived_dir = acquired.catalog.raw_dir / "derived"
+    before = sorted(derived_dir.glob("*")) if derived_dir.exists() else []
+    runs = len(acquired.catalog.derived)
+    with pytest.raises(ReductionError, match="file is missing"):
+        reduce_on_dask(acquired.catalog, acquired.tomo_uid, dask_session, rows=[1, 2])
+    assert digesting and digesting[0] != threading.current_thread().name
+    assert sorted(derived_dir.glob("*")) == before
+    assert len(acquired.catalog.derived) == runs
+
+
 def test_tomography_row_subset_in_small_tasks(acquired: Runs,
                                               dask_session: DaskSession) -> None:
     catalog = acquired.catalog
