@@ -20,6 +20,12 @@ thread contention: time with 1 worker / time with 2 workers (ideal 2.0). Both cl
 run side by side and their reductions alternate (1, 2, 1, 2, …), so a change in the
 machine's load hits both alike; each side's best run counts. Cluster start-up and a
 warm-up reduction (kernel builds in the workers) are excluded.
+``dask.2workers.client_cpu_s`` is the client process's CPU per 2-worker reduction (its
+scheduler included) and ``dask.2workers.serial_s`` the client's serial part of one more
+2-worker reduction with its tasks recorded: time to the first task's start plus from the
+last task's end to the return (the speed-up is below 2 by about these: the serial part
+counts in full with either cluster, the client's CPU while the workers compute slows two
+workers on two cores, not one).
 ``dask.1worker.vs_single_process`` is the single-process ``reduce_run`` (PoCL on every
 core) time over the 1-worker time. Derived documents are discarded (``callbacks=[]``);
 the derived HDF5 file is written in every case. The machine's load average is printed.
@@ -232,25 +238,57 @@ def dask_speedup(size: int = 256, projections: int = 180, repeat: int = 2
                 reduce_on_dask(catalog, uid, session, rows=warm_rows, callbacks=[])
                 print(f"  {workers} worker(s), PoCL compute units {cores}  ({_load()})")
             runs_of: dict[int, list[float]] = {1: [], 2: []}
+            cpu_of: dict[int, list[float]] = {1: [], 2: []}
             summaries: dict[int, Any] = {}
             for _ in range(repeat):
                 for workers, session in sessions.items():
-                    t0 = time.perf_counter()
+                    c0, t0 = time.process_time(), time.perf_counter()
                     summaries[workers] = reduce_on_dask(catalog, uid, session, callbacks=[])
                     runs_of[workers].append(time.perf_counter() - t0)
+                    cpu_of[workers].append(time.process_time() - c0)
                 print(f"  runs so far: 1 worker {runs_of[1][-1]:.2f} s, 2 workers "
                       f"{runs_of[2][-1]:.2f} s  ({_load()})")
+            spans = {workers: _task_spans(session, catalog, uid)
+                     for workers, session in sessions.items()}
         times = {workers: min(runs) for workers, runs in runs_of.items()}
         for workers, runs in runs_of.items():
             same = ("identical to" if np.array_equal(volume(summaries[workers]), reference)
                     else "DIFFERS from")
             print(f"  {workers} worker(s)        {times[workers]:6.2f} s  runs "
                   f"{', '.join(f'{t:.2f}' for t in runs)}  ({same} the single-process volume)")
+        for workers, span in spans.items():
+            print(f"  {workers} worker(s), one more run: {span['wall']:.2f} s, first task "
+                  f"after {span['head']:.3f} s, return {span['tail']:.3f} s after the last "
+                  f"task, workers' last tasks end {span['spread']:.3f} s apart; client CPU "
+                  f"per run {np.median(cpu_of[workers]):.3f} s")
         print(f"  after              ({_load()})")
     return {"dask.1worker.seconds": times[1], "dask.2workers.seconds": times[2],
             "dask.single_process.seconds": single,
             "dask.2workers.speedup": times[1] / times[2],
-            "dask.1worker.vs_single_process": single / times[1]}
+            "dask.1worker.vs_single_process": single / times[1],
+            "dask.2workers.client_cpu_s": float(np.median(cpu_of[2])),
+            "dask.2workers.serial_s": spans[2]["head"] + spans[2]["tail"]}
+
+
+def _task_spans(session: Any, catalog: Catalog, uid: str) -> dict[str, float]:
+    """One more reduction on ``session``, its tasks recorded (Dask's task stream): wall
+    time, time to the first task's start (``head``) and from the last task's end to the
+    return (``tail``) — the client's serial part — and how far apart the workers' last
+    tasks end (``spread``)."""
+    from distributed import get_task_stream
+
+    from analysis.distributed import reduce_on_dask
+
+    t0 = time.time()
+    with get_task_stream(session.client) as stream:
+        reduce_on_dask(catalog, uid, session, callbacks=[])
+    t1 = time.time()
+    computes = [(task["worker"], span["start"], span["stop"]) for task in stream.data
+                for span in task["startstops"] if span["action"] == "compute"]
+    last = {worker: max(stop for w, _, stop in computes if w == worker)
+            for worker, _, _ in computes}
+    return {"wall": t1 - t0, "head": min(start for _, start, _ in computes) - t0,
+            "tail": t1 - max(last.values()), "spread": max(last.values()) - min(last.values())}
 
 
 FIGURES: list[Callable[[argparse.Namespace], dict[str, float]]] = [
