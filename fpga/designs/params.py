@@ -21,6 +21,10 @@ GAIN_ONE = 1 << GAIN_FRAC
 HIST_BINS = 64
 """Bins of the on-FPGA intensity histogram: bin = value >> HIST_SHIFT."""
 HIST_SHIFT = OUT_BITS - 6
+HIST_BANKS = 4
+"""Banks of the histogram counters in the reduction stage: lane j counts into bank
+j mod HIST_BANKS, and the banks are added when the frame ends (neighbouring lanes, which
+often fall in the same bin, update different counters)."""
 MAGIC = 0x5AE1
 """Lane 0 of every packet header."""
 VERSION = 2

@@ -9,7 +9,7 @@ from sme import Array, Process, UInt
 from sme.process import Direction
 
 from .buses import bits, chain_buses, specialise
-from .params import HIST_BINS, HIST_SHIFT, ChainParams
+from .params import HIST_BANKS, HIST_BINS, HIST_SHIFT, ChainParams
 
 
 class ReduceBody(Process):
@@ -19,7 +19,11 @@ class ReduceBody(Process):
     histogram. The word's ROI pixels are summed first, into a 24-bit local (K <= 255
     pixels of 16 bits cannot overflow it, which the compiled backend proves: that loop
     has no check and runs as vector code), and added to the frame's sum once per word;
-    the histogram, a read-modify-write per lane, has a loop of its own."""
+    the histogram, a read-modify-write per lane, has a loop of its own. Lane j counts into
+    bank j mod ``HIST_BANKS`` of the counters (``hist[bank · HIST_BINS + bin]``), added
+    up when the frame ends: neighbouring pixels often fall in the same bin, and one set of
+    counters made each lane's update wait for the previous lane's (a chain of dependent
+    memory updates in the simulation; in hardware, fewer lanes per counter)."""
 
     if TYPE_CHECKING:  # registers, declared per parameters by the factory below
         roi_sum: int
@@ -43,13 +47,17 @@ class ReduceBody(Process):
         for j in range(self.LANES):
             v = self.inp.data[j]
             if self.PAD == 0 or self.x + j < self.WIDTH:  # padding lanes are not pixels
-                self.hist[v >> HIST_SHIFT] = self.hist[v >> HIST_SHIFT] + 1
+                k = (j % HIST_BANKS) * HIST_BINS + (v >> HIST_SHIFT)
+                self.hist[k] = self.hist[k] + 1
         if self.inp.eof:
             self.out.roi_sum = total
             self.out.saturated = self.inp.saturated
             for b in range(HIST_BINS):
-                self.out.hist[b] = self.hist[b]
-                self.hist[b] = 0
+                count: UInt[32] = 0  # at most the frame's pixels
+                for bank in range(HIST_BANKS):
+                    count = count + self.hist[bank * HIST_BINS + b]
+                    self.hist[bank * HIST_BINS + b] = 0
+                self.out.hist[b] = count
             self.roi_sum = 0
         else:
             self.roi_sum = total
@@ -68,6 +76,7 @@ def reduce(p: ChainParams) -> type[Process]:
         "out": (Direction.OUT, b.results),
     }, {
         "roi_sum": (UInt[48], 0),
-        "hist": (Array[UInt[bits(p.height * p.width)], HIST_BINS], [0] * HIST_BINS),
+        "hist": (Array[UInt[bits(p.height * p.width)], HIST_BANKS * HIST_BINS],
+                 [0] * (HIST_BANKS * HIST_BINS)),
         "x": (UInt[bits(p.line_width)], 0), "y": (UInt[bits(p.height)], 0),
     }, LANES=p.lanes, WIDTH=p.width, PAD=p.pad)
