@@ -84,10 +84,13 @@ class ExprEmitter:
         self.dirty: dict[int, str] = {}
         """Flags of the next values of clocked array signals, by slot offset: set when an
         element is stored, so the latch copies only arrays that changed."""
-        self.tables: dict[tuple[int, ...], str] = {}
-        """Constant arrays indexed at run time: module-level numpy arrays by contents."""
+        self.tables: dict[tuple[int, ...], tuple[str, int]] = {}
+        """Constant arrays indexed at run time, by contents: the module-level numpy array
+        holding them and their offset in it (``table``)."""
+        self.table_parts: dict[str, list[tuple[int, ...]]] = {}
+        """The constant arrays in each module-level array, in order."""
         self.table_dtypes: dict[str, str] = {}
-        """Each constant array's numpy dtype (code)."""
+        """Each module-level array's numpy dtype (code)."""
         self.unsigned_memories = {name for name, dtype, _ in layout.memories
                                   if dtype.startswith("uint")}
         """Memories whose elements are read through ``np.int64`` (``load``)."""
@@ -143,24 +146,31 @@ class ExprEmitter:
         code = self.element(arr, index)
         return f"np.int64({code})" if arr.array in self.unsigned_memories else code
 
-    def table(self, items: list[str]) -> str:
-        """The module-level constant array holding ``items`` (numba freezes global arrays
-        into the compiled code; a tuple literal would be rebuilt on every use)."""
+    def table(self, items: list[str]) -> tuple[str, int]:
+        """The module-level array holding the constant array ``items``, and where in it
+        ``items`` start (numba freezes global arrays into the compiled code; a tuple
+        literal would be rebuilt on every use). The constant arrays of one dtype share one
+        module-level array: its address is one register, each table a displacement (a
+        CRC step's sixteen tables each needed a 64-bit address load of its own)."""
         key = tuple(int(x.strip("()")) for x in items)
-        name = self.tables.get(key)
-        if name is None:
-            name = self.tables[key] = f"_TABLE{len(self.tables)}"
+        found = self.tables.get(key)
+        if found is None:
             narrow = None if self.wide or not key else memory_dtype(NumT(min(key), max(key)))
-            self.table_dtypes[name] = f"np.{narrow}" if narrow else \
-                ("object" if self.wide else "np.int64")
-        return name
+            dtype = f"np.{narrow}" if narrow else ("object" if self.wide else "np.int64")
+            name = f"_TABLES_{dtype.removeprefix('np.')}"
+            parts = self.table_parts.setdefault(name, [])
+            found = self.tables[key] = (name, sum(len(part) for part in parts))
+            parts.append(key)
+            self.table_dtypes[name] = dtype
+        return found
 
     def table_definitions(self) -> list[str]:
-        """Source lines defining the constant arrays used so far, each in the narrowest
-        dtype of its values (``layout.memory_dtype``; read as int64): sixteen CRC tables
-        of 256 words take 16 KB, not 32 KB, and stay in the first-level cache."""
-        return [f"{name} = np.array({list(values)!r}, dtype={self.table_dtypes[name]})"
-                for values, name in self.tables.items()]
+        """Source lines defining the module-level arrays of the constant arrays used so
+        far, each constant array in the narrowest dtype of its values
+        (``layout.memory_dtype``; read as int64): sixteen CRC tables of 256 words take
+        16 KB, not 32 KB, and stay in the first-level cache."""
+        return [f"{name} = np.array({[v for part in parts for v in part]!r}, "
+                f"dtype={self.table_dtypes[name]})" for name, parts in self.table_parts.items()]
 
     def fresh(self) -> str:
         self.tmp += 1
@@ -235,8 +245,8 @@ class ExprEmitter:
             isite = self.layout.site(Site("index_read", self.where(),
                                           who="tuple index out of range"))
             i = self.index(e.index, len(items), '1', 0, isite)
-            name = self.table(items)
-            code = f"{name}[{self.unsigned(i)}]"
+            name, offset = self.table(items)  # i is in range for items: checked or proven
+            code = f"{name}[{self.unsigned(f'{offset} + {i}' if offset else i)}]"
             return code if self.table_dtypes[name] == "np.int64" else f"np.int64({code})"
         if isinstance(e, ir.Index):
             st, usite = self.storage_of(e.base)

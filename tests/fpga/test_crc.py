@@ -34,12 +34,21 @@ def test_sixteen_and_four_byte_steps_give_zlibs_crc(seed: int) -> None:
 
 
 def test_the_compiled_packetiser_keeps_its_crc_tables_in_32_bits() -> None:
+    """The sixteen CRC tables are 32-bit words, in one module-level array (one base
+    address, each table a displacement), each read at its own offset."""
     from fpga.designs.chain import build
+    from fpga.designs.crc import _tables
     from fpga.designs.params import ChainParams
     from sme.compiled.codegen import generate
 
     source = generate(build(ChainParams(16, 64, 16, binning=False))).source
-    tables = [ln for ln in source.splitlines() if ln.startswith("_TABLE")]
-    assert len(tables) >= 16
-    assert all(ln.endswith("dtype=np.uint32)") for ln in tables[:16])
-    assert "np.int64(_TABLE" in source  # read as int64: no uint64 arithmetic follows
+    (line,) = [ln for ln in source.splitlines() if ln.startswith("_TABLES_uint32 = ")]
+    namespace = {"np": np}
+    exec(line, namespace)
+    words = namespace["_TABLES_uint32"]
+    assert words.dtype == np.uint32 and len(words) == 16 * 256
+    for k, table in enumerate(_tables(16)):  # every table once, 256 words each
+        start = next(i for i in range(0, len(words), 256)
+                     if np.array_equal(words[i:i + 256], table))
+        assert f"_TABLES_uint32[np.uint64({start} + " in source or start == 0, k
+    assert "np.int64(_TABLES_uint32[" in source  # read as int64: no uint64 arithmetic
