@@ -458,6 +458,13 @@ class FlyAcquisition:
 
     def _write(self, _: None) -> None:
         """The writer thread: each decoded batch to the detector, in order."""
+        try:
+            self._write_all()
+        finally:  # (the batch arrays it handed back go with the acquisition's end)
+            while not self._spare_slots.empty():
+                self._spare_slots.get_nowait()
+
+    def _write_all(self) -> None:
         while not self._cancel.is_set():
             try:
                 batch = self._decoded.get(timeout=0.1)

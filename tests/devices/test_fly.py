@@ -131,6 +131,9 @@ def test_unstage_stops_a_running_acquisition_and_keeps_only_announced_frames(
     with open_frames(path) as reader:
         assert len(reader) == announced
     assert read_counters(path)["good"] >= announced
+    # the reused buffers (link streams, batch arrays) went with the acquisition's end
+    fly = det.fly
+    assert fly is not None and fly._spare_links.empty() and fly._spare_slots.empty()
 
 
 def test_position_capture_reads_the_angle_at_each_trigger(beamline: Beamline) -> None:
