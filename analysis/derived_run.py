@@ -6,6 +6,7 @@ HDF5, stop), the names of their files and the digests of their inputs.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import itertools
 import logging
@@ -106,6 +107,9 @@ class DerivedRun:
         self.uid: str = self.start["uid"]
         self._streams: dict[str, Any] = {}
         self.outputs: list[dict[str, Any]] = []
+        self.volume_referenced = False
+        """Whether a volume file's ``stream_resource`` was sent (a consumer may have
+        stored a reference to the file)."""
         self.frames = 0
         self.stop_doc: dict[str, Any] | None = None
         self._stop_sent = False
@@ -159,31 +163,42 @@ class DerivedRun:
         if first.ndim != 3 or first.shape[0] == 0:
             raise ReductionError(f"volume {first.shape}: expected slices (n, W, W) for "
                                  f"{len(rows)} rows")
-        with volume_file(folder, name, first.shape[1:], str(self.start["raw_uid"]),
-                         self.uid) as writer:
-            try:
-                for slab in itertools.chain([first], slabs):
-                    writer.append_many(np.asarray(slab, dtype=np.float32))
-            except BaseException:  # a slab that failed to come: no half-written volume
-                writer.close()
-                writer.path.unlink(missing_ok=True)
-                raise
-            self._announce_volume(writer, rows)
+        writer = volume_file(folder, name, first.shape[1:], str(self.start["raw_uid"]),
+                             self.uid)
+        try:
+            for slab in itertools.chain([first], slabs):
+                writer.append_many(np.asarray(slab, dtype=np.float32))
+        except BaseException:  # a slab that failed to come: no half-written volume
+            discard_volume(writer)
+            raise
+        self._announce_volume(writer, rows)
         return writer.path
 
     def finish_written_volume(self, writer: FrameWriter, rows: Sequence[int], frames: int,
                               **extra: Any) -> dict[str, Any]:
         """:meth:`finish_volume` for a reconstruction already in ``writer``
         (:func:`volume_file`): announced, closed, and the stop document."""
-        with writer:
-            self._announce_volume(writer, rows)
+        self._announce_volume(writer, rows)
         self.frames = frames
         return self.stop("success", frames=frames, rows=rows, **extra)
 
     def _announce_volume(self, writer: FrameWriter, rows: Sequence[int]) -> None:
         """The ``primary`` stream of a written volume (one event per slice, ``row``, the
         frames as external ``reconstruction``), the file closed and listed in
-        ``outputs``."""
+        ``outputs``. When that fails (a callback refused a document, an interrupt), the
+        file goes too unless its ``stream_resource`` was sent (``volume_referenced``:
+        a consumer may hold it then), and is closed either way."""
+        try:
+            self._announce(writer, rows)
+        except BaseException:
+            if self.volume_referenced:
+                with contextlib.suppress(Exception):
+                    writer.close()
+            else:
+                discard_volume(writer)
+            raise
+
+    def _announce(self, writer: FrameWriter, rows: Sequence[int]) -> None:
         if writer.n_frames != len(rows):
             raise ReductionError(f"volume of {writer.n_frames} slices and {len(rows)} "
                                  "rows: expected one slice per row")
@@ -195,6 +210,7 @@ class DerivedRun:
         for doc_name, doc in writer.asset_docs():
             if doc_name == "stream_resource":
                 doc = {**doc, "run_start": self.uid}
+                self.volume_referenced = True
             else:
                 start, stop = doc["indices"]["start"], doc["indices"]["stop"]
                 doc = {**doc, "descriptor": desc["uid"],
@@ -279,6 +295,15 @@ def volume_file(folder: Path, name: str, shape: Sequence[int], raw_uid: str,
     kind = ReservedFrameWriter if reserved else FrameWriter
     return kind(folder, name, shape, dtype=np.float32, data_key=RECONSTRUCTION_KEY,
                 layout="per_frame", attrs={"raw_uid": raw_uid, "derived_uid": derived_uid})
+
+
+def discard_volume(writer: FrameWriter) -> None:
+    """Remove a volume file nothing references (a reduction that failed or was
+    interrupted before announcing it) and its ``.sha256`` sidecar, closing it first."""
+    with contextlib.suppress(Exception):  # (the reduction's own error is the one raised)
+        writer.close()
+    writer.path.unlink(missing_ok=True)
+    writer.path.with_name(writer.path.name + ".sha256").unlink(missing_ok=True)
 
 
 def derived_file_name(reduction: str, raw_uid: str, derived_uid: str) -> str:

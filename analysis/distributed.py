@@ -70,7 +70,7 @@ from analysis.dask_session import (  # re-exported
     connect,
     worker_environment,
 )
-from analysis.derived_run import derived_file_name, volume_file
+from analysis.derived_run import derived_file_name, discard_volume, volume_file
 from analysis.file_frames import FrameSource, frame_source
 from analysis.reduce import (
     DEFAULT_BINS,
@@ -370,13 +370,11 @@ def _tomo(run: Any, start: dict[str, Any], listing: RunNodes, catalog: RunCatalo
             for first, future in zip(firsts, row_futures, strict=True):
                 writer.set_checksums(first, future.result())
             stop = derived.finish_written_volume(writer, chosen, n, angles_from=angle_source)
-    except Exception as exc:
+    except BaseException as exc:  # (an interrupt too: nothing half-written stays)
         client.cancel(futures)
         wait([inputs])  # (no file read in the background once this returns)
-        if writer is not None and not writer.closed:  # no half-written volume (a
-            writer.close()                               # closed one is announced)
-            writer.path.unlink(missing_ok=True)
-            writer.path.with_name(writer.path.name + ".sha256").unlink(missing_ok=True)
+        if writer is not None and (derived is None or not derived.volume_referenced):
+            discard_volume(writer)  # (a referenced one was closed by the announcement)
         if derived is not None:
             stop_failed(derived, exc, catalog)
         raise
@@ -409,7 +407,7 @@ def _azint(run: Any, start: dict[str, Any], listing: RunNodes, catalog: RunCatal
         patterns = azint_combine(client.gather(futures))
         derived.emit_patterns(patterns, [int(s) for s in seq[:n]])
         stop = derived.stop("success", frames=n)
-    except Exception as exc:
+    except BaseException as exc:
         client.cancel(futures)
         stop_failed(derived, exc, catalog)
         raise

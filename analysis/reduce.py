@@ -351,7 +351,7 @@ def _reduce_tomo(run: Any, start: dict[str, Any], catalog: RunCatalog,
     derived = DerivedRun(callbacks, md)
     try:
         stop = derived.finish_volume(catalog.raw_dir, volume, chosen, n, angles_from=source)
-    except Exception as exc:
+    except BaseException as exc:  # (an interrupt too: the run gets its stop document)
         stop_failed(derived, exc, catalog)
         raise
     return ReductionSummary(derived.uid, start["uid"], "tomo_fbp", stop["exit_status"],
@@ -388,7 +388,7 @@ def _reduce_azint(run: Any, start: dict[str, Any], catalog: RunCatalog,
     try:
         derived.emit_patterns(patterns, [int(s) for s in seq[:n]])
         stop = derived.stop("success", frames=n)
-    except Exception as exc:
+    except BaseException as exc:  # (an interrupt too: the run gets its stop document)
         stop_failed(derived, exc, catalog)
         raise
     return ReductionSummary(derived.uid, start["uid"], "azint1d", stop["exit_status"],

@@ -210,6 +210,94 @@ def test_inputs_that_cannot_be_digested_leave_nothing(
     assert len(acquired.catalog.derived) == runs
 
 
+def _derived_files(catalog: Any) -> list[Path]:
+    folder = catalog.raw_dir / "derived"
+    return sorted(folder.glob("*")) if folder.exists() else []
+
+
+def test_an_interrupt_while_the_workers_compute_leaves_nothing_half_written(
+        acquired: Runs, dask_session: DaskSession, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while the client waits for the workers' slices (raised where it records
+    the first block's checksums): the volume file is closed and removed with its
+    sidecar, the derived run gets its stop document (fail), the interrupt propagates."""
+    from dataflow.hdf5_reserve import ReservedFrameWriter
+
+    catalog = acquired.catalog
+    before = _derived_files(catalog)
+    writers: list[ReservedFrameWriter] = []
+
+    def interrupted(self: ReservedFrameWriter, first: int, crcs: Any) -> None:
+        writers.append(self)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ReservedFrameWriter, "set_checksums", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        reduce_on_dask(catalog, acquired.tomo_uid, dask_session, rows=[3, 4, 5],
+                       task_rows=2)
+    monkeypatch.undo()
+    assert writers and writers[0].closed
+    assert _derived_files(catalog) == before
+    stop = catalog.derived.values().last().metadata["stop"]
+    assert stop["exit_status"] == "fail" and stop["reason"].startswith("KeyboardInterrupt")
+
+
+def test_tasks_cancelled_from_another_thread(acquired: Runs,
+                                             dask_session: DaskSession) -> None:
+    """The user cancels the row tasks from another thread: the reduction raises, the
+    volume goes, the derived run fails."""
+    import threading
+
+    catalog, client = acquired.catalog, dask_session.client
+    before = _derived_files(catalog)
+    map_ = client.map
+
+    def cancelled_soon(fn: Any, *iterables: Any, **kwargs: Any) -> Any:
+        futures = map_(fn, *iterables, **kwargs)
+        threading.Timer(0.05, client.cancel, [futures]).start()
+        return futures
+
+    client.map = cancelled_soon
+    try:
+        with pytest.raises(Exception, match="cancel"):
+            reduce_on_dask(catalog, acquired.tomo_uid, dask_session, task_rows=16)
+    finally:
+        del client.map
+    assert _derived_files(catalog) == before
+    assert catalog.derived.values().last().metadata["stop"]["exit_status"] == "fail"
+
+
+@pytest.mark.parametrize("where", ["dask", "single"])
+def test_a_refused_announcement_leaves_no_volume(acquired: Runs, dask_session: DaskSession,
+                                                 where: str) -> None:
+    """The documents' consumer refuses the volume's descriptor: the reduction fails and
+    the volume file (complete, closed, with its sidecar) goes, since no document
+    references it; refused after its stream_resource went out, it stays."""
+    catalog = acquired.catalog
+    for refused, kept in (("descriptor", False), ("event", True)):
+        before = _derived_files(catalog)
+        docs: list[str] = []
+
+        def refusing(name: str, doc: dict[str, Any], refused: str = refused,
+                     docs: list[str] = docs) -> None:
+            docs.append(name)
+            if name == refused:
+                raise OSError(f"catalog refused the {refused}")
+
+        with pytest.raises(OSError, match="refused"):
+            if where == "dask":
+                reduce_on_dask(catalog, acquired.tomo_uid, dask_session, rows=[3, 4],
+                               callbacks=[refusing])
+            else:
+                reduce_run(catalog, acquired.tomo_uid, rows=[3, 4], callbacks=[refusing])
+        left = [p.name for p in _derived_files(catalog) if p not in before]
+        assert ("stream_resource" in docs) == kept
+        assert docs[-1] == "stop"
+        if kept:
+            assert sorted(p.rsplit(".", 1)[-1] for p in left) == ["h5", "sha256"]
+        else:
+            assert left == []
+
+
 def test_tomography_row_subset_in_small_tasks(acquired: Runs,
                                               dask_session: DaskSession) -> None:
     catalog = acquired.catalog
