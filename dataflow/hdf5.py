@@ -55,6 +55,8 @@ import numpy as np
 import numpy.typing as npt
 from event_model import compose_stream_resource
 
+from sme.atomic_file import write_text_atomic
+
 from .hdf5_nexus import write_nexus_tree
 from .hdf5_read import COUNTERS_DATASET, DEFAULT_DATASET, FrameReader, open_frames, read_counters
 from .integrity import (
@@ -331,10 +333,14 @@ class FrameWriter:
         arr = np.asarray(frame)
         self._check(arr, "frame", stack=False)
         index = self._count
-        self._ds.resize(index + 1, axis=0)
-        self._ds[index] = arr
-        self._crc.resize(index + 1, axis=0)
-        self._crc[index] = frame_crc32(arr[np.newaxis])[0]
+        try:
+            self._ds.resize(index + 1, axis=0)
+            self._ds[index] = arr
+            self._crc.resize(index + 1, axis=0)
+            self._crc[index] = frame_crc32(arr[np.newaxis])[0]
+        except BaseException:
+            self._truncate(index)
+            raise
         self._count += 1
         if self._count - self._flushed >= self.flush_every:
             self.flush()
@@ -348,10 +354,14 @@ class FrameWriter:
         n = arr.shape[0]
         start = self._count
         if n:
-            self._ds.resize(start + n, axis=0)
-            self._ds[start:start + n] = arr
-            self._crc.resize(start + n, axis=0)
-            self._crc[start:start + n] = frame_crc32(arr)
+            try:
+                self._ds.resize(start + n, axis=0)
+                self._ds[start:start + n] = arr
+                self._crc.resize(start + n, axis=0)
+                self._crc[start:start + n] = frame_crc32(arr)
+            except BaseException:
+                self._truncate(start)
+                raise
             self._count += n
             if self._count - self._flushed >= self.flush_every:
                 self.flush()
@@ -366,14 +376,26 @@ class FrameWriter:
         """
         self._check_open()
         extra = self._count - self._announced
-        if extra:
-            self._ds.resize(self._announced, axis=0)
-            self._crc.resize(self._announced, axis=0)
+        if extra or self._ds.shape[0] != self._announced:
+            self._truncate(self._announced)
             self._count = self._announced
             self._crc.flush()
             self._ds.flush()
             self._flushed = self._count
         return extra
+
+    def _truncate(self, n: int) -> None:
+        """Shrink the frames and their checksums back to ``n`` (after a failed append:
+        the file must not keep frames, nor zero checksums, that were never appended).
+        Best effort: when the file cannot even be resized (a full disk), the next
+        ``discard_unannounced`` (run when the file is closed) tries again."""
+        for ds in (self._ds, self._crc):
+            try:
+                if ds.shape[0] > n:
+                    ds.resize(n, axis=0)
+            except Exception:
+                log.warning("%s: cannot shrink %s back to %d frames after a failed append",
+                            self.path, ds.name, n)
 
     def flush(self) -> None:
         """Make every appended frame visible to SWMR readers."""
@@ -452,7 +474,7 @@ class FrameWriter:
                         "provisional", self.path, digest[:16])
         else:
             sidecar = self.path.with_name(self.path.name + ".sha256")
-            sidecar.write_text(f"{digest}  {self.path.name}\n")
+            write_text_atomic(sidecar, f"{digest}  {self.path.name}\n")
         self.sha256 = digest
         return digest
 

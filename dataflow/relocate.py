@@ -22,6 +22,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from sme.atomic_file import write_text_atomic
+
 ROOT_FILE = "catalog-root.json"
 """``{"root": "/abs/path", "previous": ["/older/path", ...]}`` inside the catalog folder."""
 
@@ -43,10 +45,8 @@ def previous_roots(folder: str | os.PathLike[str]) -> list[Path]:
 
 
 def _write_roots(folder: Path, root: Path, previous: list[Path]) -> None:
-    tmp = folder / f".{ROOT_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps({"root": str(root), "previous": [str(p) for p in previous]},
-                              indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, folder / ROOT_FILE)
+    write_text_atomic(folder / ROOT_FILE, json.dumps(
+        {"root": str(root), "previous": [str(p) for p in previous]}, indent=1) + "\n")
 
 
 def _prefixes(old: Path, new: Path) -> list[tuple[str, str]]:

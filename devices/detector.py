@@ -324,13 +324,15 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
         """Stop a running fly acquisition, drop a frame no event announced, record the
         readout counters in the staging's files and close them (their SHA-256 go to
         ``digests``)."""
-        if self.fly is not None:
-            self.fly.cancel()
-        counters = self._counters()
-        with self._lock:
-            self._pending = None
-            self.files.end(counters)
-        unstaged: list[Any] = super().unstage()
+        try:
+            if self.fly is not None:
+                self.fly.cancel()
+            counters = self._counters()
+            with self._lock:
+                self._pending = None
+                self.files.end(counters)
+        finally:  # (a file that cannot be closed must not leave the detector staged)
+            unstaged: list[Any] = super().unstage()
         return unstaged
 
     def acquire_frame(self, t: float | None = None) -> np.ndarray:

@@ -99,6 +99,8 @@ class FlyScans:
                                "first (bluesky plans do)")
         if self.fly is not None and not self.fly.done.done and self.fly.started:
             raise RuntimeError(f"{self.name}: a fly acquisition is still running")
+        if self.fly is not None:  # a failed one's workers may still hold a batch to store
+            self.fly.cancel()
         if value.exposure is not None:
             self.exposure.put(float(value.exposure))
         counters = self._counters()

@@ -54,6 +54,7 @@ needs from it); ``devices.detector`` builds on this module, never the other way 
 
 from __future__ import annotations
 
+import logging
 import math
 import queue
 import threading
@@ -72,6 +73,11 @@ from dataflow.readout import FRAME_MOD
 from .firmware import Firmware
 from .rotation import RotationStage
 from .sensor import LinkStream, frame_link
+
+log = logging.getLogger(__name__)
+
+JOIN_WARN_S = 5.0
+"""How long ``cancel`` waits for a worker before it logs that it is still waiting."""
 
 BATCH = 8
 """Frames the firmware takes in one simulation call at most."""
@@ -243,6 +249,8 @@ class FlyAcquisition:
         self.max_lag = 0.0
         """Largest delay (s) between a trigger and its frame reaching the file."""
         self.started: float | None = None
+        self.stopped_early = False
+        """Whether ``cancel`` ended the acquisition before its last frame."""
         self._first_frame_number: int | None = None
         self._cancel = threading.Event()
         self._queue: queue.Queue[_Item | None] = queue.Queue(QUEUE_FRAMES)
@@ -292,16 +300,30 @@ class FlyAcquisition:
         for thread in self._threads:
             thread.start()
 
-    def cancel(self, wait: float = 5.0) -> None:
-        """Stop the workers (frames already stored stay in the file)."""
+    def cancel(self) -> None:
+        """Stop the workers and wait until they have ended (frames already stored stay in
+        the file; nothing is written after this returns, so a new file can be opened).
+
+        A stop that is asked for (``unstage`` after an abort, a stop or a failed plan;
+        the flyer's ``stop``) is not the acquisition's failure: ``done`` ends without
+        an error if it had not ended, and ``stopped_early`` says so. Failing it would
+        make bluesky replace the run's real outcome (the operator's abort, the plan's
+        own exception) with this status's failure. An error of a worker still fails
+        ``done`` when it happens."""
         self._cancel.set()
         for thread in self._threads:
-            if thread is not threading.current_thread():
-                thread.join(wait)
+            if thread is threading.current_thread():
+                continue
+            thread.join(JOIN_WARN_S)
+            while thread.is_alive():  # a long firmware batch (GHDL) finishes first
+                log.warning("%s: waiting for %s to finish its batch", self.det.name,
+                            thread.name)
+                thread.join(JOIN_WARN_S)
         if not self.done.done:
-            self.done.set_exception(RuntimeError(
-                f"{self.det.name}: fly acquisition stopped after {len(self.frames)} of "
-                f"{self.params.frames} frames"))
+            self.stopped_early = True
+            log.info("%s: fly acquisition stopped after %d of %d frames", self.det.name,
+                     len(self.frames), self.params.frames)
+            self.done.set_finished()
 
     # -- workers ---------------------------------------------------------------------
 

@@ -122,13 +122,20 @@ class FrameFiles:
 
     def end(self, counters: Mapping[str, int]) -> list[str]:
         """The staging ends: close every file (recording ``counters``); returns their
-        paths in the order closed."""
+        paths in the order closed. Every file is closed even when one cannot be (a full
+        disk); the first such error is raised afterwards."""
         files = self.open_files()
         self._streams.clear()
         self._fly = None
         self._stem = None
+        failed: BaseException | None = None
         for writer in files:
-            self._close(writer, counters)
+            try:
+                self._close(writer, counters)
+            except Exception as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed
         return [str(writer.path) for writer in files]
 
     def _close(self, writer: FrameWriter, counters: Mapping[str, int]) -> None:

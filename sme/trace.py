@@ -16,12 +16,12 @@ from __future__ import annotations
 import csv
 import io
 import os
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .atomic_file import atomic_write
 from .errors import SmeError
 from .types import SignalType, TypeMisfit
 
@@ -171,16 +171,10 @@ class Trace:
         """Write the trace as CSV, atomically (a reader never sees half a file)."""
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-                w = csv.writer(fh, lineterminator="\n")
-                w.writerow(self.names)
-                w.writerows(self.text_rows())
-            os.replace(tmp, target)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        with atomic_write(target, newline="") as fh:
+            w = csv.writer(fh, lineterminator="\n")
+            w.writerow(self.names)
+            w.writerows(self.text_rows())
         return target
 
     @classmethod

@@ -45,6 +45,8 @@ from urllib.parse import unquote, urlsplit
 import h5py
 import numpy as np
 
+from sme.atomic_file import atomic_write
+
 from ..hdf5 import DEFAULT_DATASET, HDF5_MIMETYPE, HDF5ReadError, file_sha256, read_counters
 from ..integrity import read_sidecar
 from .errors import ProvenanceError
@@ -267,17 +269,9 @@ def write_record_file(record_dir: str | os.PathLike[str], record: Mapping[str, A
     """Write ``<record_dir>/<run_uid>.json`` atomically (temporary file, fsync, rename)."""
     path = record_path(record_dir, str(record.get("run_uid")))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(record, f, indent=1, sort_keys=True, ensure_ascii=False,
-                      allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path, fsync=True) as f:
+        json.dump(record, f, indent=1, sort_keys=True, ensure_ascii=False, allow_nan=False)
+        f.write("\n")
     return path
 
 

@@ -20,10 +20,10 @@ import importlib.util
 import os
 import platform
 import sys
-import tempfile
 from pathlib import Path
 from types import ModuleType
 
+from ..atomic_file import write_text_atomic
 from ..errors import BackendError
 from ..progress import stage
 
@@ -52,17 +52,6 @@ def cache_key(source: str) -> str:
     return h.hexdigest()[:32]
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def load_module(source: str, cache_dir: str | os.PathLike[str] | None = None) -> ModuleType:
     """Import the generated module, compiling it (and filling the cache) if needed.
 
@@ -85,7 +74,7 @@ def load_module(source: str, cache_dir: str | os.PathLike[str] | None = None) ->
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             if not path.exists() or path.read_text() != source:
-                _write_atomic(path, source)
+                write_text_atomic(path, source)
             spec = importlib.util.spec_from_file_location(name, path)
             assert spec is not None and spec.loader is not None
             module = importlib.util.module_from_spec(spec)

@@ -82,6 +82,54 @@ def test_frames_no_event_announced_can_be_discarded(tmp_path: Path) -> None:
         np.testing.assert_array_equal(r.read(), frames(4)[[0, 1, 3]])
 
 
+@pytest.mark.parametrize("many", [True, False])
+def test_a_failed_append_leaves_no_frame_behind(tmp_path: Path, many: bool,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write that fails half-way (here the checksums, after the frames were stored: a
+    full disk) takes its frames back out: the closed file holds the frames appended
+    before, each with its checksum, and nothing else."""
+    import dataflow.hdf5 as hdf5
+
+    w = FrameWriter(tmp_path, "f.h5", SHAPE)
+    w.append_many(frames(3))
+    list(w.asset_docs())
+    crc = hdf5.frame_crc32
+
+    def disk_full(_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(hdf5, "frame_crc32", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        w.append_many(frames(5, 3)) if many else w.append(frames(4)[3])
+    monkeypatch.setattr(hdf5, "frame_crc32", crc)
+    assert w.n_frames == 3
+    w.close()  # (as unstage does after the error)
+    with open_frames(tmp_path / "f.h5") as r:
+        np.testing.assert_array_equal(r.read(), frames(3))  # (their CRCs checked)
+    with h5py.File(tmp_path / "f.h5", "r") as f:
+        assert [f[name].shape[0] for name in (DEFAULT_DATASET, DEFAULT_DATASET + "_crc32")] \
+            == [3, 3]
+
+
+def test_the_digest_sidecar_is_whole_or_absent(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sidecar that cannot be written (a full disk) leaves no empty or partial file."""
+    import sme.atomic_file as atomic_file
+
+    w = FrameWriter(tmp_path, "s.h5", SHAPE)
+    w.append_many(frames(2))
+    real_replace = atomic_file.os.replace
+
+    def disk_full(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(atomic_file.os, "replace", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        w.close()
+    monkeypatch.setattr(atomic_file.os, "replace", real_replace)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.h5"]
+
+
 def test_compression_is_optional(tmp_path: Path) -> None:
     with FrameWriter(tmp_path, "z.h5", SHAPE, compression="gzip") as w:
         w.append_many(frames(4))
