@@ -103,6 +103,8 @@ class _KeptTerms:
     """The counting pass's efficiency object (a new one whenever it changes)."""
     scale: float
     exposure: float
+    hot_rate: float
+    """The hot pixels' rate (a public attribute of the model, which may change)."""
     exps: npt.NDArray[np.float64] | None
     """The terms, or ``None`` after one exposure (nothing kept for a one-off image)."""
 
@@ -281,25 +283,26 @@ class SensorModel:
         with self._frame_lock:  # each exposure its own noise, whichever thread asks
             frame = self._frame
             self._frame = (frame + 1) % (1 << 32)
-        efficiency = self._pass_efficiency
+        efficiency, hot_rate = self._pass_efficiency, float(self.hot_rate)
         kept, exps, ready = self._kept, None, False
         if _frozen(phi):  # the means may be those of the last exposures
             seen = kept is not None and kept.flux is phi
             same = (seen and kept is not None and kept.efficiency is efficiency
-                    and kept.scale == scale and kept.exposure == t)
+                    and kept.scale == scale and kept.exposure == t
+                    and kept.hot_rate == hot_rate)
             if same and kept is not None and kept.exps is not None:
                 exps, ready = kept.exps, True
             elif seen:  # the image again, with these means or new ones (the beam's scale
                 # drifts): keep this exposure's terms for the next ones
                 exps = np.empty(phi.size)
             else:
-                self._kept = _KeptTerms(phi, efficiency, scale, t, None)
+                self._kept = _KeptTerms(phi, efficiency, scale, t, hot_rate, None)
         bad = draw_counts(phi.ravel(), efficiency, self._hot_at, self._dead_at,
-                          t, self.hot_rate, _LAM_CAP, PIXEL_MAX,
+                          t, hot_rate, _LAM_CAP, PIXEL_MAX,
                           CounterWords(self._noise_key, frame), counts.ravel(), scale=scale,
                           exps=exps, exps_ready=ready)
         if exps is not None and not ready and bad < 0:
-            self._kept = _KeptTerms(phi, efficiency, scale, t, exps)
+            self._kept = _KeptTerms(phi, efficiency, scale, t, hot_rate, exps)
         if bad >= 0:
             y, x = divmod(bad, self.shape[1])
             value = phi[y, x]

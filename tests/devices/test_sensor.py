@@ -153,7 +153,7 @@ def test_a_frozen_flux_image_draws_the_counts_of_a_fresh_one() -> None:
     """A flux image nothing can change (a sample's cached image) has its draws' first
     terms kept from its second exposure on: frame for frame the counts of the same image
     given as a writeable array (computed every time), across changes of exposure, scale
-    and threshold, hot and dead pixels included."""
+    and threshold and of the hot pixels' rate, hot and dead pixels included."""
     rng = np.random.default_rng(3)
     image = np.where(rng.random((64, 64)) < 0.05, rng.uniform(2e3, 5e4, (64, 64)),
                      rng.uniform(0.0, 200.0, (64, 64)))  # means below and above 10 at 0.01 s
@@ -162,10 +162,13 @@ def test_a_frozen_flux_image_draws_the_counts_of_a_fresh_one() -> None:
     kwargs = {"dead_pixels": 9, "hot_pixels": 5, "hot_rate": 2e3, "seed": 12}
     kept, fresh = SensorModel(P64, **kwargs), SensorModel(P64, **kwargs)
     steps = [(0.01, 1.0)] * 4 + [(0.02, 1.0)] * 3 + [(0.02, 0.5)] * 3 + ["threshold"] \
-        + [(0.02, 0.5)] * 3
+        + [(0.02, 0.5)] * 3 + ["hot_rate"] + [(0.02, 0.5)] * 3
     for step in steps:
         if step == "threshold":
             kept.threshold = fresh.threshold = 11.0
+            continue
+        if step == "hot_rate":  # a public attribute in every hot pixel's mean
+            kept.hot_rate = fresh.hot_rate = 200.0  # means 40 -> 4: the small-mean draws
             continue
         t, scale = step
         a = kept.expose(frozen, t, scale=scale)
