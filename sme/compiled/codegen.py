@@ -1,12 +1,13 @@
 """Flatten a network into one generated Python module for numba.
 
-The module defines ``run(S, A, in0, …, drv, OUTI, OUTB, rec, ticks, tick0, E)``: scalar
+The module defines ``run(S, A, in0, …, drv, OUTI, OUTB, OUTH, rec, ticks, tick0, E)``: scalar
 state is loaded from ``S`` into local variables and ``ticks`` ticks run in one loop —
 drive the inputs from their stimulus arrays ``in<k>``, run the combinational processes
 that depend on inputs, every clocked process, latch the buses they wrote (but those whose
 clocked readers all run before the writer, which the writer stores in place), run the
 combinational processes that depend on registers, and record the signals ``rec`` asks for
-into ``OUTI`` (numbers) and ``OUTB`` (Bools), a row per tick — then the state is stored
+into ``OUTI`` (numbers), ``OUTB`` (Bools) or ``OUTH`` (numbers the caller asked for as
+``uint16``), a row per tick — then the state is stored
 back. Array elements live in ``A``. A failed check writes ``(site, value, tick, index)``
 into ``E`` and raises; the Python side turns the site into the interpreter's exception.
 A stimulus value that does not fit stops the loop before its tick (``run`` returns the
@@ -106,7 +107,7 @@ def run_signature(inputs: list[SignalType], memories: list[str] | None = None) -
         ins.append(f"{base}[:, ::1]" if isinstance(t, ArrayType) else f"{base}[::1]")
     mems = [f"{dtype}[::1]" for dtype in memories or []]
     args = ["int64[::1]", "int64[::1]", *mems, *ins, "int64[::1]", "int64[:, ::1]",
-            "boolean[:, ::1]", "int64[::1]", "int64", "int64", "int64[::1]"]
+            "boolean[:, ::1]", "uint16[:, ::1]", "int64[::1]", "int64", "int64", "int64[::1]"]
     return f"int64({', '.join(args)})"
 
 
@@ -228,7 +229,7 @@ def _generate(net: Network, checks: bool, wide: bool) -> Generated:
     out = ["import numpy as np", "from numba import njit", helpers, *em.table_definitions()]
     if not wide:
         out.append(f'@njit("{sig}", cache=True, nogil=True)')
-    out += [f"def run(S, A, {ins}drv, OUTI, OUTB, rec, ticks, tick0, E):"]
+    out += [f"def run(S, A, {ins}drv, OUTI, OUTB, OUTH, rec, ticks, tick0, E):"]
     out += _indent([*load, f"rec_other = rec[{len(lay.places)}] != 0", "_t = 0",
                     "while _t < ticks:"])
     out += _indent(_indent(["t = tick0 + _t", *drive, *code, "_t += 1"]))
@@ -403,23 +404,34 @@ def _record(k: int, place: SignalPlace, wide: bool) -> list[str]:
     is read from ``rec`` once (a store into the output could alias ``rec``, so in the
     loop it would be read again for every element) and the indices are unsigned (no
     negative-index wrap-around): recording a 32-lane word cost as much as the
-    packetiser's CRC."""
+    packetiser's CRC. A number ``rec`` gives a column ``c <= -2`` goes into column
+    ``-2 - c`` of ``OUTH`` (``uint16``; the session does so only for a signal every value
+    of which fits and that the caller asked for as ``uint16``: no int64 copy to narrow
+    afterwards)."""
     st, t = place.storage, place.signal.type
     el = t.element if isinstance(t, ArrayType) else t
-    out, conv = ("OUTB", "{} != 0") if isinstance(el, BoolType) else ("OUTI", "{}")
+    boolean = isinstance(el, BoolType)
+    out, conv = ("OUTB", "{} != 0") if boolean else ("OUTI", "{}")
     row, col = ("_t", "{}") if wide else ("np.uint64(_t)", "np.uint64({})")
+    check = ([f"    _rd(0, {st.defined}, {place.monitor_site}, t, E)"]
+             if st.defined is not None else [])
     if isinstance(st, ArraySlot):
-        lines = [f"if rec[{k}] >= 0:"]
-        if st.defined is not None:
-            lines.append(f"    _rd(0, {st.defined}, {place.monitor_site}, t, E)")
-        return [*lines, f"    _c = rec[{k}]", f"    for _k in range({st.length}):",
-                f"        {out}[{row}, {col.format('_c + _k')}] = "
-                + conv.format(f"A[{st.offset} + _k]")]
+        def store(into: str) -> list[str]:
+            return [f"    for _k in range({st.length}):",
+                    f"        {into}[{row}, {col.format('_c + _k')}] = "
+                    + conv.format(f"A[{st.offset} + _k]")]
+        lines = [f"_c = rec[{k}]", "if _c >= 0:", *check, *store(out)]
+        if not boolean and not wide:
+            lines += ["elif _c < -1:", *check, "    _c = -2 - _c", *store("OUTH")]
+        return lines
     v = st.var
     if st.defined is not None:
         v = f"_rd({v}, {st.defined}, {place.monitor_site}, t, E)"
-    return [f"if rec[{k}] >= 0:", f"    {out}[{row}, {col.format(f'rec[{k}]')}] = "
-            f"{conv.format(v)}"]
+    lines = [f"_c = rec[{k}]", "if _c >= 0:", f"    {out}[{row}, {col.format('_c')}] = "
+             f"{conv.format(v)}"]
+    if not boolean and not wide:
+        lines += ["elif _c < -1:", f"    OUTH[{row}, {col.format('-2 - _c')}] = {v}"]
+    return lines
 
 
 def _indent(lines: list[str]) -> list[str]:

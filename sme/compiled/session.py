@@ -266,7 +266,8 @@ class CompiledSession(Session):
         rec = np.full(len(self.layout.places) + 1, -1, dtype=np.int64)
         rec[-1] = 0
         self._run(self.S, self.A, *self.M, *self._in1, drv, np.zeros((1, 1), dtype=object),
-                  np.zeros((1, 1), dtype=np.bool_), rec, 1, self.tick, self.E)
+                  np.zeros((1, 1), dtype=np.bool_), np.zeros((1, 1), dtype=np.uint16), rec, 1,
+                  self.tick, self.E)
         self.tick += 1
 
     def value(self, place: SignalPlace) -> Any:
@@ -330,25 +331,25 @@ class CompiledSession(Session):
         kinds = result_dtypes(wanted, dtypes)
         places = {p.signal.name: (k, p) for k, p in enumerate(lay.places)}
         rec = np.full(len(lay.places) + 1, -1, dtype=np.int64)
-        rows_i = rows_b = 0
+        rows = {"i": 0, "b": 0, "h": 0}
         outs = set(net.outputs)
         other = False
         columns = []
         for t in wanted:
             k, p = places[t.name]
-            boolean = _is_bool(t.type)
-            r = rows_b if boolean else rows_i
-            rec[k] = r
-            if boolean:
-                rows_b += _columns(p)
-            else:
-                rows_i += _columns(p)
+            # Bools into OUTB; numbers asked for as uint16 (every value fits, result_dtypes
+            # made sure) straight into OUTH, column c as -2 - c in rec; the rest into OUTI
+            out = "b" if _is_bool(t.type) else \
+                "h" if kinds[t.name] == np.uint16 and not self.wide else "i"
+            r = rows[out]
+            rec[k] = -2 - r if out == "h" else r
+            rows[out] += _columns(p)
             other = other or t.bus not in outs
             length = p.storage.length if isinstance(p.storage, ArraySlot) else -1
-            columns.append((t.name, r, length, boolean, kinds[t.name]))
+            columns.append((t.name, r, length, out, kinds[t.name]))
         rec[-1] = int(other)
-        narrow = all(_is_bool(t.type) or kinds[t.name] != self._int for t in wanted)
-        plan = _BatchPlan(rec, rows_i, rows_b, narrow, columns)
+        narrow = all(out != "i" or kind != self._int for _, _, _, out, kind in columns)
+        plan = _BatchPlan(rec, rows["i"], rows["b"], rows["h"], narrow, columns)
         if key is not None and len(self._plans) < 64:
             self._plans[key] = plan
         return plan
@@ -377,10 +378,13 @@ class CompiledSession(Session):
         OUTI = _scratch(shape_i, self._int) if plan.narrow else np.empty(shape_i, self._int)
         OUTB = np.empty((max(ticks, 1) if plan.rows_b else 1, max(plan.rows_b, 1)),
                         dtype=np.bool_)
+        # uint16 results are copied out of this thread's reused buffer (below)
+        OUTH = _scratch((max(ticks, 1) if plan.rows_h else 1, max(plan.rows_h, 1)),
+                        np.uint16, "outh")
         self.E[:] = 0
         try:
-            done = int(self._run(self.S, self.A, *self.M, *ins, drv, OUTI, OUTB, rec, ticks,
-                                 self.tick, self.E))
+            done = int(self._run(self.S, self.A, *self.M, *ins, drv, OUTI, OUTB, OUTH, rec,
+                                 ticks, self.tick, self.E))
         except RuntimeError:
             self._raise(self.tick)
         self.tick += done
@@ -393,40 +397,43 @@ class CompiledSession(Session):
             raise BackendError(f"run_batch: input {name} at tick {done} stopped the run "
                                "but the testbench accepts it")
         result: dict[str, np.ndarray] = {}
-        for name, r, length, boolean, kind in plan.columns:
-            out = OUTB if boolean else OUTI
+        for name, r, length, which, kind in plan.columns:
+            out = {"i": OUTI, "b": OUTB, "h": OUTH}[which]
             got = out[:ticks, r] if length < 0 else out[:ticks, r:r + length]
-            result[name] = np.ascontiguousarray(got, dtype=kind)
+            result[name] = np.array(got, dtype=kind) if which == "h" else \
+                np.ascontiguousarray(got, dtype=kind)
         return result
 
 
 @dataclass(frozen=True)
 class _BatchPlan:
     """A batch call's recording: ``rec`` (the generated ``run``'s column of each signal,
-    -1 when not recorded; its last element says whether a signal off the output buses is
-    recorded), the numbers' and Bools' columns and whether every number comes out
-    narrower than the state (``narrow``), and each result as ``(name, first column,
-    elements or -1 for a scalar, Bool, dtype)``."""
+    -1 when not recorded, ``-2 - c`` for column c of ``OUTH``; its last element says
+    whether a signal off the output buses is recorded), the columns of ``OUTI`` (numbers),
+    ``OUTB`` (Bools) and ``OUTH`` (numbers asked for as ``uint16``), whether every number
+    of ``OUTI`` comes out narrower than the state (``narrow``), and each result as
+    ``(name, first column, elements or -1 for a scalar, output "i"/"b"/"h", dtype)``."""
 
     rec: np.ndarray
     rows_i: int
     rows_b: int
+    rows_h: int
     narrow: bool
-    columns: list[tuple[str, int, int, bool, Any]]
+    columns: list[tuple[str, int, int, str, Any]]
 
 
-def _scratch(shape: tuple[int, int], dtype: Any) -> np.ndarray:
+def _scratch(shape: tuple[int, int], dtype: Any, slot: str = "outi") -> np.ndarray:
     """An uninitialised ``shape`` buffer of ``dtype``, reused by this thread's next batch
     runs (whose results are copies out of it): a fresh buffer each run made the kernel map
     and zero its pages each time (a P6M module's outputs of four frames as int64 are
     3.2 MB: 800 page faults per module run, a quarter of its time)."""
     n = shape[0] * shape[1]
-    buf: np.ndarray | None = getattr(_SCRATCH, "outi", None)
+    buf: np.ndarray | None = getattr(_SCRATCH, slot, None)
     if dtype is object:  # wide mode: Python ints are not kept alive between runs
         return np.empty(shape, dtype=object)
     if buf is None or buf.size < n:
         buf = np.empty(n, dtype=dtype)
-        _SCRATCH.outi = buf
+        setattr(_SCRATCH, slot, buf)
     return buf[:n].reshape(shape)
 
 

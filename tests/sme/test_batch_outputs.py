@@ -77,6 +77,24 @@ def test_dtypes_narrow_the_results_they_name(backend: str) -> None:
     assert not np.shares_memory(narrow["s.copy"], narrow2["s.copy"])
 
 
+@pytest.mark.parametrize("backend", ["interp", "compiled"])
+def test_uint16_results_side_by_side(backend: str) -> None:
+    """A scalar and an array asked for as uint16 (the compiled loop records them straight
+    into a uint16 buffer, side by side), a number left int64 and Bools between them."""
+    stim = _stimulus(150)
+    plain = Simulator(_net(), backend=backend).run_batch(stim, 150)
+    sim = Simulator(_net(), backend=backend)
+    asked = {"s.total": np.uint16, "s.copy": np.uint16}
+    first = sim.run_batch({n: v[:70] for n, v in stim.items()}, 70, dtypes=asked)
+    second = sim.run_batch({n: v[70:] for n, v in stim.items()}, 80, dtypes=asked)
+    for name, values in plain.items():
+        got = np.concatenate([first[name], second[name]])
+        assert got.dtype == (np.uint16 if name in asked else values.dtype), name
+        assert np.array_equal(got, values), name
+    assert first["s.total"].max() > 255  # values that need the high byte
+    assert not np.shares_memory(first["s.total"], second["s.total"])
+
+
 @pytest.mark.parametrize(("dtypes", "message"), [
     ({"s.nothing": np.uint16}, r"dtypes names 's\.nothing', not one of the outputs"),
     ({"s.total": np.uint8}, r"dtypes\['s\.total'\] = uint8 cannot hold every value"),
