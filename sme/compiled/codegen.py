@@ -36,6 +36,10 @@ from .emit import Emitter
 from .emit_expr import Instance, NeedsWide, PortView
 from .layout import ArraySlot, Layout, SignalPlace, Site, Slot, Storage, Workspace
 
+STOPPED = 7
+"""The slot of the error record ``E`` that says a session stopped on a failed check:
+``step(W)`` refuses to run a tick (``session.py``)."""
+
 HELPERS = '''
 @njit(cache=True, nogil=True, inline="always")
 def _fail(site, v, t, i, E):
@@ -243,7 +247,10 @@ def _generate(net: Network, checks: bool, wide: bool) -> Generated:
         out += ["", "", f'@njit("{step_signature(dtypes)}", cache=True, nogil=True)',
                 f"def step(W{mems}):"]
         out += _indent([f"S = W[{ws.s}:{ws.a}]", f"A = W[{ws.a}:{ws.e}]",
-                        f"E = W[{ws.e}:{ws.e + 8}]", f"t = W[{ws.tick}]", *load, *tick_code,
+                        f"E = W[{ws.e}:{ws.e + 8}]",
+                        f"if E[{STOPPED}] != 0:  # stopped on a failed check (session.py)",
+                        '    raise RuntimeError("smeflow: stopped on a failed check")',
+                        f"t = W[{ws.tick}]", *load, *tick_code,
                         *save, f"W[{ws.tick}] = t + 1"])
     return Generated("\n".join(out) + "\n", lay, wide, ws)
 

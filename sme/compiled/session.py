@@ -7,7 +7,11 @@ runs one tick through the same function, so interactive testbenches and traces w
 with the interpreter. A failed run-time check is re-raised as the exception the
 interpreter raises, with the same message and tick. After such an error the scalar state
 is that of the start of the failing call (``step``: the start of the failing tick); array
-elements may hold writes made before the check failed.
+elements may hold writes made before the check failed (a bus stored in place among them),
+so the state is not the interpreter's: the session can still be read (``peek``), but a
+further tick or batch raises ``SimulationError`` saying so instead of going on from it
+(``STOPPED``, set in the workspace, stops ``step(W)`` itself, which testbenches call
+directly).
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ from ..types import (
     TypeMisfit,
 )
 from .cache import load_module
-from .codegen import Generated, generate
+from .codegen import STOPPED, Generated, generate
 from .emit import MAX_STEPS
 from .layout import ArraySlot, SignalPlace, Site, raw
 from .views import bus_view, rows_from_raw, snapshot_function
@@ -153,6 +157,8 @@ class CompiledSession(Session):
         self._snapshot = snapshot_function(self)
         self._inputs_by_name = {p.signal.name: (p, k) for k, p in enumerate(lay.inputs)}
         self._plans: dict[Any, _BatchPlan] = {}
+        self._stopped: str | None = None
+        """The failed check the session stopped on (see the module docstring)."""
         try:
             build.module.reset(self.S, self.A, *self.M, self.E)
         except RuntimeError:
@@ -169,6 +175,12 @@ class CompiledSession(Session):
 
     # -- errors ----------------------------------------------------------------------
     def _raise(self, tick_base: int) -> None:
+        if self._stopped is not None:
+            raise SimulationError(
+                f"the compiled simulation stopped on a failed check ({self._stopped}); the "
+                "state it stopped in is not the interpreter's (writes of the failing tick "
+                "stay in arrays), so it does not go on from it: build a new Simulator, or "
+                "use backend='interp' to continue past errors") from None
         site_no, value, tick, index = (int(x) for x in self.E[:4])
         if site_no <= 0:
             raise BackendError("the compiled simulation failed without saying where")
@@ -176,6 +188,8 @@ class CompiledSession(Session):
         exc = self._error(site, value, index)
         if isinstance(exc, SmeError) and site.what not in ("undefined_tb",):
             _annotate(exc, tick)
+        self._stopped = f"{type(exc).__name__} at tick {tick}"
+        self.E[STOPPED] = 1
         raise exc from None
 
     def _error(self, site: Site, value: int, index: int) -> BaseException:
@@ -262,6 +276,8 @@ class CompiledSession(Session):
 
     def _wide_step(self) -> None:
         """One tick on Python ints (wide mode: the generated ``run`` runs uncompiled)."""
+        if self._stopped is not None:
+            raise RuntimeError("smeflow: stopped on a failed check")
         drv = np.zeros(max(1, len(self.layout.inputs)), dtype=np.int64)
         rec = np.full(len(self.layout.places) + 1, -1, dtype=np.int64)
         rec[-1] = 0
@@ -381,6 +397,8 @@ class CompiledSession(Session):
         # uint16 results are copied out of this thread's reused buffer (below)
         OUTH = _scratch((max(ticks, 1) if plan.rows_h else 1, max(plan.rows_h, 1)),
                         np.uint16, "outh")
+        if self._stopped is not None:
+            self._raise(self.tick)
         self.E[:] = 0
         try:
             done = int(self._run(self.S, self.A, *self.M, *ins, drv, OUTI, OUTB, OUTH, rec,

@@ -21,6 +21,7 @@ from sme import (
     Out,
     Process,
     SignalValueError,
+    SimulationError,
     Simulator,
     UInt,
     wrap,
@@ -203,3 +204,72 @@ def test_two_failures_in_one_tick_report_the_interpreters_first() -> None:
         errors.append((type(info.value), str(info.value)))
     assert errors[0] == errors[1]
     assert "reader" in errors[0][1]
+
+
+class Pair(Bus):
+    x: UInt[8] = 0
+    y: UInt[8] = 0
+
+
+class Vec(Bus):
+    a: Array[UInt[8], 2] = [0, 0]
+    v: UInt[8] = 0
+
+
+class VecWriter(Process):
+    """Stores into its array output, then fails on an overflow (``x + y > 255``): the
+    failing tick leaves ``a[0]`` written on a bus stored in place."""
+
+    inp: In[Pair]
+    out: Out[Vec]
+
+    def on_tick(self) -> None:
+        self.out.a[0] = self.inp.x
+        self.out.v = self.inp.x + self.inp.y
+
+
+class VecReader(Process):
+    inp: In[Vec]
+    out: Out[Pair]
+
+    def on_tick(self) -> None:
+        self.out.x = self.inp.a[0]
+        self.out.y = self.inp.v
+
+
+@pytest.mark.parametrize("how", ["step", "batch"])
+def test_a_session_stopped_on_a_failed_check_does_not_go_on(how: str) -> None:
+    """The failing tick's writes stay in the arrays of a bus stored in place (the
+    interpreter never latches that tick): going on from there gave the next ticks'
+    outputs from a value the interpreter never had (c.x 200 where it has 2). The
+    compiled session raises the interpreter's error, can still be read, and refuses to
+    go on, saying why; the interpreter goes on."""
+
+    def build() -> Network:
+        a, b, c = Pair("a"), Vec("b"), Pair("c")
+        return Network("stopped", [VecReader(name="reader", inp=b, out=c),
+                                   VecWriter(name="writer", inp=a, out=b)], inputs=[a])
+
+    assert build().bus("b") not in _latched_buses(build())  # stored in place
+    good = [{"a.x": 1, "a.y": 1}, {"a.x": 2, "a.y": 2}]
+    errors = []
+    for backend in ("interp", "compiled"):
+        sim = Simulator(build(), backend=backend)
+        sim.run(stimulus=good)
+        with pytest.raises(SignalValueError) as info:
+            if how == "step":
+                sim.run(stimulus=[{"a.x": 200, "a.y": 100}])
+            else:
+                sim.run_batch({"a.x": np.array([200]), "a.y": np.array([100])}, 1)
+        errors.append(str(info.value))
+        sim.peek("b.a")  # still readable
+        if backend == "interp":
+            sim.run(stimulus=good)
+            continue
+        with pytest.raises(SimulationError, match="stopped on a failed check"):
+            sim.run(stimulus=good)
+        with pytest.raises(SimulationError, match="stopped on a failed check"):
+            sim.step()
+        with pytest.raises(SimulationError, match="stopped on a failed check"):
+            sim.run_batch({"a.x": np.array([3])}, 1)
+    assert errors[0] == errors[1]
