@@ -251,12 +251,15 @@ def test_tasks_cancelled_from_another_thread(acquired: Runs,
     before = _derived_files(catalog)
     map_ = client.map
 
-    def cancelled_soon(fn: Any, *iterables: Any, **kwargs: Any) -> Any:
+    def cancelled_from_another_thread(fn: Any, *iterables: Any, **kwargs: Any) -> Any:
         futures = map_(fn, *iterables, **kwargs)
-        threading.Timer(0.05, client.cancel, [futures]).start()
+        # (before they can finish: a timer let fast tasks end first, and nothing raised)
+        canceller = threading.Thread(target=client.cancel, args=[futures])
+        canceller.start()
+        canceller.join()
         return futures
 
-    client.map = cancelled_soon
+    client.map = cancelled_from_another_thread
     try:
         with pytest.raises(Exception, match="cancel"):
             reduce_on_dask(catalog, acquired.tomo_uid, dask_session, task_rows=16)
