@@ -332,19 +332,7 @@ class FrameWriter:
         self._check_open()
         arr = np.asarray(frame)
         self._check(arr, "frame", stack=False)
-        index = self._count
-        try:
-            self._ds.resize(index + 1, axis=0)
-            self._ds[index] = arr
-            self._crc.resize(index + 1, axis=0)
-            self._crc[index] = frame_crc32(arr[np.newaxis])[0]
-        except BaseException:
-            self._truncate(index)
-            raise
-        self._count += 1
-        if self._count - self._flushed >= self.flush_every:
-            self.flush()
-        return index
+        return self.append_many(arr[np.newaxis]).start
 
     def append_many(self, frames: npt.ArrayLike) -> range:
         """Append a stack ``(n, rows, cols)`` of frames; returns their indices."""
@@ -376,7 +364,7 @@ class FrameWriter:
         """
         self._check_open()
         extra = self._count - self._announced
-        if extra or self._ds.shape[0] != self._announced:
+        if extra or {self._ds.shape[0], self._crc.shape[0]} != {self._announced}:
             self._truncate(self._announced)
             self._count = self._announced
             self._crc.flush()
