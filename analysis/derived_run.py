@@ -24,7 +24,7 @@ from event_model import compose_run
 from analysis.reduce_chunks import PatternChunk
 from analysis.reductions import REDUCTIONS, ReductionError
 from dataflow.hdf5 import FrameWriter, file_sha256
-from dataflow.integrity import read_sidecar
+from dataflow.integrity import read_sidecar, sidecar_path
 
 if TYPE_CHECKING:
     pass
@@ -55,7 +55,7 @@ def uri_path(uri: str) -> Path:
 def file_inputs(uris: Iterable[str], *, digest: bool = True) -> list[dict[str, Any]]:
     """``[{"uri": ..., "sha256": ...}]`` for raw files (sha256 None when not ``digest``):
     the digest its writer took when it closed the file, from its ``.sha256`` sidecar
-    when that is not older than the file (``dataflow.integrity.read_sidecar``, as the
+    while the file has not changed since (``dataflow.integrity.read_sidecar``, as the
     provenance record takes it), else computed from the file — a raw file is not read
     a second time in full at the end of every reduction of it."""
     out: list[dict[str, Any]] = []
@@ -303,7 +303,7 @@ def discard_volume(writer: FrameWriter) -> None:
     with contextlib.suppress(Exception):  # (the reduction's own error is the one raised)
         writer.close()
     writer.path.unlink(missing_ok=True)
-    writer.path.with_name(writer.path.name + ".sha256").unlink(missing_ok=True)
+    sidecar_path(writer.path).unlink(missing_ok=True)
 
 
 def derived_file_name(reduction: str, raw_uid: str, derived_uid: str) -> str:

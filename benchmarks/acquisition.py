@@ -22,6 +22,12 @@
   (appending the frames to a file in batches of 8, as the fly writer does); ``total``,
   and ``fly.512.cpu_bound_frames_per_s`` = 2 cores × 1000 / total, the most two cores
   could sustain if the work split perfectly.
+* ``fly.512.plan_cpu_ms.<part>`` — CPU milliseconds per frame of the fly scan (from the
+  plan's start to the last frame in the file, not the file's digest at the run's close
+  after it) by thread, as ``benchmarks/endtoend.py``
+  groups them (``sensor``, ``firmware``, ``writer``, ``run_engine``, ``tiled``,
+  ``other``, ``total``; ``benchmarks/thread_cpu.py``): beside the detector's stages,
+  what the RunEngine, the catalog and the rest take. Linux only (``/proc``).
 * ``step.overhead_ms`` — ``bluesky.plans.count`` with the firmware detector (256×256,
   exposure ``--step-exposure`` waited in real time): wall time per point minus the
   exposure, i.e. what the RunEngine, the readout, the HDF5 file and the catalog add per
@@ -54,6 +60,7 @@ from typing import Any
 import numpy as np
 from bluesky import RunEngine
 from bluesky import plans as bp
+from thread_cpu import ThreadCPU
 
 from dataflow.catalog import Catalog
 from dataflow.hdf5 import FrameWriter
@@ -93,6 +100,9 @@ def fly_rate(folder: Path, frames: int, exposure: float) -> dict[str, float]:
     try:
         print(f"beamline with 512×512 firmware ready in {time.perf_counter() - t0:.1f} s")
         bl.use_phantom()
+        cpu = ThreadCPU() if os.path.isdir("/proc/self/task") else None
+        if cpu is not None:
+            cpu.start()
         t0 = time.perf_counter()
         (uid,) = RE(fly_tomo_scan(bl.det, bl.rotation, bl.sample_x, bl.shutter,
                                   out_position=20.0, exposure=exposure, n_darks=0, n_flats=0,
@@ -100,6 +110,9 @@ def fly_rate(folder: Path, frames: int, exposure: float) -> dict[str, float]:
         wall = time.perf_counter() - t0
         fly = bl.det.fly
         assert fly is not None and len(fly.frames) == frames
+        if cpu is not None:  # (to the last frame in the file, as the rate)
+            cpu.stop()
+        used = cpu.until(fly.frames[-1].done_time) if cpu is not None else {}
         sustained = frames / (fly.frames[-1].done_time - fly.frames[0].trigger_time)
         shape = catalog.run(uid)["primary"]["det_image"].shape
         assert shape == (frames, 512, 512), shape
@@ -107,7 +120,14 @@ def fly_rate(folder: Path, frames: int, exposure: float) -> dict[str, float]:
               f"{sustained:.0f} frames/s sustained (first trigger → last frame in the file), "
               f"{frames / wall:.0f} frames/s for the whole plan into the catalog "
               f"({wall:.2f} s), detector lag at the end {fly.max_lag:.2f} s")
-        return {"fly.512.frames_per_s": sustained, "fly.512.plan_frames_per_s": frames / wall}
+        figures = {"fly.512.frames_per_s": sustained, "fly.512.plan_frames_per_s": frames / wall}
+        if used:
+            print("  CPU per frame by thread, plan start → last frame in the file (ms): "
+                  + ", ".join(f"{name} {seconds / frames * 1e3:.2f}"
+                              for name, seconds in used.items()))
+            figures.update({f"fly.512.plan_cpu_ms.{name}": seconds / frames * 1e3
+                            for name, seconds in used.items()})
+        return figures
     finally:
         bl.close()
         catalog.close()

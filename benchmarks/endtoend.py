@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 from bluesky import RunEngine
+from thread_cpu import ThreadCPU
 
 from analysis.live import LiveReducer
 from dataflow.catalog import Catalog
@@ -92,62 +93,6 @@ class _Times:
             return np.array([self.pattern[s] - self.trigger[s] for s in sorted(self.trigger)])
 
 
-class _ThreadCPU:
-    """CPU seconds of this process's threads over a stretch of time, by thread name
-    (Linux ``/proc``): sampled every ``every`` seconds, so a thread that ends is counted
-    up to its last sample (at most ``every`` short)."""
-
-    GROUPS = (("sensor", "-fly-sensor"), ("firmware", "-fly-firmware"), ("writer", "-fly-writer"),
-              ("live_reducer", "smeflow-live-reducer"), ("run_engine", "bluesky-run-engine"),
-              ("tiled", "asyncio-portal"))
-    """Figure name → what the thread's name contains (the rest is ``other``)."""
-
-    def __init__(self, every: float = 0.1) -> None:
-        self.every = every
-        self._tick = os.sysconf("SC_CLK_TCK")
-        self._cpu: dict[int, float] = {}
-        self._names: dict[int, str] = {}
-        self._start: dict[int, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="endtoend-cpu", daemon=True)
-
-    def _sample(self) -> None:
-        for t in threading.enumerate():
-            if t.native_id is not None:
-                self._names[t.native_id] = t.name
-        for tid in os.listdir("/proc/self/task"):
-            try:
-                with open(f"/proc/self/task/{tid}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:  # (the thread ended)
-                continue
-            self._cpu[int(tid)] = (int(fields[11]) + int(fields[12])) / self._tick
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every):
-            self._sample()
-
-    def start(self) -> None:
-        """Take the baseline and start sampling."""
-        self._sample()
-        self._start = dict(self._cpu)
-        self._thread.start()
-
-    def stop(self) -> dict[str, float]:
-        """CPU seconds since ``start`` by group (``GROUPS``, ``other``, ``total``)."""
-        self._stop.set()
-        self._thread.join()
-        self._sample()
-        out = dict.fromkeys([name for name, _ in self.GROUPS] + ["other"], 0.0)
-        for tid, cpu in self._cpu.items():
-            used = cpu - self._start.get(tid, 0.0)
-            thread = self._names.get(tid, "")
-            group = next((name for name, part in self.GROUPS if part in thread), "other")
-            out[group] += used
-        out["total"] = sum(out.values())
-        return out
-
-
 def endtoend(folder: Path, frames: int, period: float) -> dict[str, float]:
     """The fly diffraction scan with live integration; its figures."""
     catalog = Catalog(folder / "catalog")
@@ -168,7 +113,7 @@ def endtoend(folder: Path, frames: int, period: float) -> dict[str, float]:
         print(f"1024×1024 firmware, sensor and OpenCL kernels ready in "
               f"{time.perf_counter() - t0:.1f} s")
         bl.use_powder()
-        cpu = _ThreadCPU() if os.path.isdir("/proc/self/task") else None
+        cpu = ThreadCPU() if os.path.isdir("/proc/self/task") else None
         if cpu is not None:
             cpu.start()
         (uid,) = RE(fly_tomo_scan(
@@ -178,7 +123,8 @@ def endtoend(folder: Path, frames: int, period: float) -> dict[str, float]:
             md={"geometry": bl.geometry.to_metadata(), "purpose": "end-to-end benchmark"}))
         if not live.wait(uid, timeout=600):
             raise SystemExit("the live reduction did not finish in 600 s")
-        used = cpu.stop() if cpu is not None else {}
+        if cpu is not None:
+            cpu.stop()
         result = live.results[uid]
         if result.exit_status != "success" or result.derived_uid is None:
             raise SystemExit(f"live reduction failed: {result.reason}")
@@ -187,6 +133,8 @@ def endtoend(folder: Path, frames: int, period: float) -> dict[str, float]:
         lags = times.lags()
         first_trigger = min(times.trigger.values())
         last_pattern = max(times.pattern.values())
+        # (up to the last pattern: not the raw file's digest at the run's close after it)
+        used = cpu.until(last_pattern) if cpu is not None else {}
         detector = frames / (fly.frames[-1].done_time - fly.frames[0].trigger_time)
         patterns = catalog.run(result.derived_uid)["primary"]["intensity"]
         if patterns.shape[0] != frames:

@@ -18,8 +18,11 @@ a LocalCluster of 1 and of 2 worker processes, each running one task at a time w
 limited to one thread (``POCL_MAX_PTHREAD_COUNT=1``), so the figure is scaling, not
 thread contention: time with 1 worker / time with 2 workers (ideal 2.0). Both clusters
 run side by side and their reductions alternate (1, 2, 1, 2, …), so a change in the
-machine's load hits both alike; each side's best run counts. Cluster start-up and a
-warm-up reduction (kernel builds in the workers) are excluded.
+machine's load hits both alike; each side's best run counts. ``--dask-repeat`` rounds
+(default 5); ``dask.2workers.speedup.median`` is the median of the rounds' own ratios
+(1-worker time / the 2-worker time right after it), the figure to trust on a machine
+whose load changes. Cluster start-up and a warm-up reduction (kernel builds in the
+workers) are excluded.
 ``dask.2workers.client_cpu_s`` is the client process's CPU per 2-worker reduction (its
 scheduler included) and ``dask.2workers.serial_s`` the client's serial part of one more
 2-worker reduction with its tasks recorded: time to the first task's start plus from the
@@ -35,7 +38,7 @@ prints ``name = value`` lines, so further figures (``dask.2workers.speedup``) ar
 function in ``FIGURES``.
 
 Run: ``python benchmarks/scale.py [--points N] [--size S] [--batch B] [--repeat R]
-[--dask-size S] [--dask-projections P]``.
+[--dask-size S] [--dask-projections P] [--dask-repeat R]``.
 """
 
 from __future__ import annotations
@@ -202,10 +205,11 @@ def _load() -> str:
     return "load average " + " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
-def dask_speedup(size: int = 256, projections: int = 180, repeat: int = 2
+def dask_speedup(size: int = 256, projections: int = 180, repeat: int = 5
                  ) -> dict[str, float]:
     """Full FBP of a synthetic run: 1 vs 2 Dask workers (1 core each), and single-process;
-    each timed ``repeat`` times, the best counts."""
+    each timed ``repeat`` times, the best counts (and the median of the rounds' 1/2-worker
+    ratios)."""
     from analysis.distributed import connect, reduce_on_dask
     from analysis.reduce import reduce_run, uri_path
     from dataflow.hdf5 import open_frames
@@ -256,6 +260,8 @@ def dask_speedup(size: int = 256, projections: int = 180, repeat: int = 2
                     else "DIFFERS from")
             print(f"  {workers} worker(s)        {times[workers]:6.2f} s  runs "
                   f"{', '.join(f'{t:.2f}' for t in runs)}  ({same} the single-process volume)")
+        ratios = [a / b for a, b in zip(runs_of[1], runs_of[2], strict=True)]
+        print(f"  speed-up per round {', '.join(f'{r:.2f}' for r in ratios)}")
         for workers, span in spans.items():
             print(f"  {workers} worker(s), one more run: {span['wall']:.2f} s, first task "
                   f"after {span['head']:.3f} s, return {span['tail']:.3f} s after the last "
@@ -265,6 +271,7 @@ def dask_speedup(size: int = 256, projections: int = 180, repeat: int = 2
     return {"dask.1worker.seconds": times[1], "dask.2workers.seconds": times[2],
             "dask.single_process.seconds": single,
             "dask.2workers.speedup": times[1] / times[2],
+            "dask.2workers.speedup.median": float(np.median(ratios)),
             "dask.1worker.vs_single_process": single / times[1],
             "dask.2workers.client_cpu_s": float(np.median(cpu_of[2])),
             "dask.2workers.serial_s": spans[2]["head"] + spans[2]["tail"]}
@@ -293,7 +300,7 @@ def _task_spans(session: Any, catalog: Catalog, uid: str) -> dict[str, float]:
 
 FIGURES: list[Callable[[argparse.Namespace], dict[str, float]]] = [
     lambda a: catalog_http_vs_embedded(a.points, a.size, a.batch, a.repeat),
-    lambda a: dask_speedup(a.dask_size, a.dask_projections, a.repeat),
+    lambda a: dask_speedup(a.dask_size, a.dask_projections, a.dask_repeat),
 ]
 
 
@@ -309,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="dask figure: frame size (default 256)")
     parser.add_argument("--dask-projections", type=int, default=180,
                         help="dask figure: number of projections (default 180)")
+    parser.add_argument("--dask-repeat", type=int, default=5,
+                        help="dask figure: rounds of 1 then 2 workers (default 5)")
     args = parser.parse_args(argv)
     figures: dict[str, float] = {}
     for figure in FIGURES:

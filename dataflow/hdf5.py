@@ -55,14 +55,13 @@ import numpy as np
 import numpy.typing as npt
 from event_model import compose_stream_resource
 
-from sme.atomic_file import write_text_atomic
-
 from .hdf5_nexus import write_nexus_tree
 from .hdf5_read import COUNTERS_DATASET, DEFAULT_DATASET, FrameReader, open_frames, read_counters
 from .integrity import (
     CHECKSUMS_ATTR,
     HDF5ReadError,
     frame_crc32,
+    write_sidecar,
 )
 
 log = logging.getLogger(__name__)
@@ -454,15 +453,17 @@ class FrameWriter:
             return self.sha256
         self.flush()
         self._file.close()
+        taken = os.stat(self.path)
         digest = file_sha256(self.path)
         if open_in_process(self.path):
             log.warning("%s: still open by another HDF5 handle in this process after the "
                         "writer closed it; its final bytes are written when that handle "
                         "closes, so no .sha256 sidecar was written and the digest %s is "
                         "provisional", self.path, digest[:16])
-        else:
-            sidecar = self.path.with_name(self.path.name + ".sha256")
-            write_text_atomic(sidecar, f"{digest}  {self.path.name}\n")
+        elif not write_sidecar(self.path, digest, taken):
+            log.warning("%s: the file changed while the writer hashed it after closing it; "
+                        "no .sha256 sidecar was written and the digest %s is of the bytes "
+                        "read then", self.path, digest[:16])
         self.sha256 = digest
         return digest
 

@@ -27,8 +27,10 @@ and the catalog's HDF5 reader both use it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,8 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 from isal.isal_zlib import crc32
+
+from sme.atomic_file import atomic_write
 
 CHECKSUMS_ATTR = "frame_crc32"
 """Attribute of a frame dataset: the path of the dataset holding each frame's CRC-32."""
@@ -284,24 +288,88 @@ class ChecksumError(HDF5ReadError):
 _SIDECAR_RE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")
 
 
+SIDECAR_MAX = 4096
+"""Bytes a ``.sha256`` sidecar may have at most (one ``sha256sum`` line: 64 hex digits, two
+separators and the file's name)."""
+
+
+def sidecar_path(path: str | os.PathLike[str]) -> Path:
+    """``<file>.sha256`` next to ``path``."""
+    file = Path(path)
+    return file.with_name(file.name + ".sha256")
+
+
+SIDECAR_XATTR = "user.smeflow.digest_of"
+"""Extended attribute of a sidecar written by ``write_sidecar``: the identity of the file
+as it was hashed, ``"<dev> <ino> <size> <mtime_ns> <ctime_ns>"``."""
+
+
 def read_sidecar(path: str | os.PathLike[str]) -> str | None:
     """The writer's digest of a closed file: ``<file>.sha256`` (``sha256sum`` format).
 
-    ``None`` unless the sidecar names ``path``'s file and is not older than it (a file
-    written to after its digest was taken is still open, or was reopened).
+    ``None`` unless the sidecar is a small regular file naming ``path``'s file and the
+    file is still the very one its writer hashed: same device, inode, size, modification
+    and inode-change times as ``write_sidecar`` recorded on the sidecar
+    (``SIDECAR_XATTR``). A write, truncation, rename, replacement, copy or metadata
+    change of the file after the digest changes one of them (``st_ctime`` only the
+    kernel sets), so the digest is never trusted for bytes it may not be the digest of;
+    the file is then hashed again. A sidecar without that record (written by
+    ``sha256sum``, copied without the attribute, on a filesystem without extended
+    attributes) is not trusted either. A named pipe, device or oversized file in the
+    sidecar's place is ignored without reading it.
     """
-    file = Path(path)
-    sidecar = file.with_name(file.name + ".sha256")
+    sidecar = sidecar_path(path)
     try:
-        if sidecar.stat().st_mtime_ns < file.stat().st_mtime_ns:
+        fd = os.open(sidecar, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > SIDECAR_MAX:
             return None
-        line = sidecar.read_text(encoding="utf-8").splitlines()[0].strip()
-    except (OSError, UnicodeDecodeError, IndexError):
+        recorded = os.getxattr(fd, SIDECAR_XATTR)
+        if recorded != _identity(os.stat(path)):
+            return None
+        data = os.read(fd, SIDECAR_MAX + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    try:
+        line = data.decode("utf-8").splitlines()[0].strip()
+    except (UnicodeDecodeError, IndexError):
         return None
     match = _SIDECAR_RE.match(line)
-    if not match or match.group(2) != file.name:
+    if not match or match.group(2) != Path(path).name:
         return None
     return match.group(1).lower()
+
+
+def write_sidecar(path: str | os.PathLike[str], digest: str, taken: os.stat_result) -> bool:
+    """Write ``digest`` to ``path``'s sidecar (atomically, with the file's identity as
+    ``taken`` recorded for ``read_sidecar``).
+
+    ``taken`` is the file's ``os.stat`` from before the digest was computed. When the
+    file changed while it was being hashed (its identity differs from ``taken``
+    afterwards), no sidecar is left and False is returned (the digest may be of neither
+    version). On a filesystem without extended attributes the sidecar is written
+    without the record (for ``sha256sum -c``), and readers hash the file themselves.
+    """
+    sidecar = sidecar_path(path)
+    with atomic_write(sidecar) as fh:
+        fh.write(f"{digest}  {Path(path).name}\n")
+        fh.flush()
+        with contextlib.suppress(OSError):  # (no user extended attributes here)
+            os.setxattr(fh.fileno(), SIDECAR_XATTR, _identity(taken))
+    if _identity(os.stat(path)) != _identity(taken):
+        sidecar.unlink(missing_ok=True)
+        return False
+    return True
+
+
+def _identity(info: os.stat_result) -> bytes:
+    return (f"{info.st_dev} {info.st_ino} {info.st_size} {info.st_mtime_ns} "
+            f"{info.st_ctime_ns}").encode()
 
 
 def frame_crc32(frames: npt.NDArray[Any]) -> npt.NDArray[np.uint32]:
@@ -387,7 +455,7 @@ def verify_read(ds: h5py.Dataset, path: str | os.PathLike[str], index: Any,
     verify_frames(path, stored[frames.start:frames.stop], stack, frames.start)
 
 
-__all__ = ["CHECKSUMS_ATTR", "ChecksumError", "HDF5ReadError", "IncompleteDataError",
-           "Superblock", "check_file_size", "check_frames", "checksums_of", "frame_crc32",
-           "frame_range", "read_sidecar", "read_superblock", "verify_frames", "verify_read",
-           "whole_frames"]
+__all__ = ["CHECKSUMS_ATTR", "SIDECAR_MAX", "SIDECAR_XATTR", "ChecksumError", "HDF5ReadError",
+           "IncompleteDataError", "Superblock", "check_file_size", "check_frames",
+           "checksums_of", "frame_crc32", "frame_range", "read_sidecar", "read_superblock",
+           "sidecar_path", "verify_frames", "verify_read", "whole_frames", "write_sidecar"]

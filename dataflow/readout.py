@@ -7,8 +7,11 @@ packets, checks each (``dataflow.packets.decode_packet``) and the frame-number
 continuity, and returns the good frames. A frame that fails a check is never returned:
 it is counted, with its reason, in ``errors`` and ``report()``.
 
-Everything per word is vectorised (boolean indexing of valid words, a reshape of the
-payload, the CRC-32 over the bytes by ISA-L), so a 1024×1024 frame costs about a ms.
+Everything per word is vectorised (the packets' ends from the flags of the valid ticks, a
+packet's words a view of the caller's array when none of its ticks is idle, a reshape of
+the payload, the CRC-32 over the bytes by ISA-L): a batch of eight 1024×1024 frames from
+the firmware 3.9 ms, 3.2 of it the packets' checks, CRCs and images (10.9 ms when every valid
+word's tick was gathered first).
 """
 
 from __future__ import annotations
@@ -209,20 +212,22 @@ class Readout:
             if t < 0 or a.shape != shape:
                 raise ValueError(f"Readout.feed: {name} has shape {a.shape}, expected "
                                  f"{shape if t >= 0 else '(T,) for valid'}")
-        vi = np.flatnonzero(v)  # ticks of the valid words
-        f, la = f_all[vi].astype(bool, copy=False), l_all[vi].astype(bool, copy=False)
+        f = np.asarray(f_all).astype(bool, copy=False) & v   # (flags count on valid
+        la = np.asarray(l_all).astype(bool, copy=False) & v  # ticks only)
 
         def rows(a: int, b: int) -> npt.NDArray[Any]:
-            """Data of valid words a … b − 1: a view when their ticks are contiguous."""
-            if b > a and vi[b - 1] - vi[a] == b - 1 - a:
-                return d_all[vi[a]:vi[b - 1] + 1]
-            return d_all[vi[a:b]]
+            """The valid words of ticks a … b − 1: a view when every one is valid."""
+            words: npt.NDArray[Any] = d_all[a:b]
+            return words if np.count_nonzero(v[a:b]) == b - a else words[v[a:b]]
+
+        def valid_words(a: int, b: int) -> int:
+            return int(np.count_nonzero(v[a:b])) if b > a else 0
 
         out: list[ReadoutFrame] = []
-        # Events in stream order; at one index a `first` comes before a `last`.
+        # Events in stream order; at one tick a `first` comes before a `last`.
         events = sorted([(int(i), 0) for i in np.flatnonzero(f)]
                         + [(int(i), 1) for i in np.flatnonzero(la)])
-        pos = 0  # first valid word not yet consumed
+        pos = 0  # first tick whose valid word is not consumed yet
         for i, kind in events:
             if kind == 0:  # first
                 if self._open:
@@ -230,7 +235,7 @@ class Readout:
                     self._fail_pending("truncated", "a new packet started before this one's "
                                                     "last word")
                 else:
-                    self._stray(i - pos)
+                    self._stray(valid_words(pos, i))
                 self._open = True
                 pos = i
             else:  # last
@@ -239,15 +244,15 @@ class Readout:
                     if self._open:
                         self._finish(out)
                 else:
-                    self._stray(i + 1 - pos)
+                    self._stray(valid_words(pos, i + 1))
                 pos = i + 1
         if self._open:
-            self._take(rows(pos, len(vi)))
+            self._take(rows(pos, t))
             # The packet continues in the next call: keep copies, not views of the caller's
             # arrays.
             self._pending = [c if c.base is None else c.copy() for c in self._pending]
         else:
-            self._stray(len(vi) - pos)
+            self._stray(valid_words(pos, t))
         return out
 
     # -- internals -----------------------------------------------------------------------

@@ -284,7 +284,8 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
         config = self.chain_config()
         backend = str(self.backend.get())
         if self.firmware.backend != backend:
-            self.firmware = self._board(backend)
+            old, self.firmware = self.firmware, self._board(backend)
+            old.close()  # (a GHDL board's build folder goes with it)
         self.firmware.configure(config, self.tables)
         self.sensor.threshold = float(self.energy_threshold.get())
         exposure = float(self.exposure.get())
@@ -415,7 +416,8 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
         and rewound before reading it) is dropped: each event's frame is its own latest
         exposure. A detector that is not staged (in a ``SupplementalData`` baseline)
         loads its configuration into the firmware first and writes each frame to a file
-        of its own."""
+        of its own. Refused (``RuntimeError``) while a fly acquisition runs."""
+        self.refuse_while_flying("trigger()")
         status = DeviceStatus(self)
         exposure = float(self.exposure.get())
         previous = self._exposing

@@ -39,6 +39,7 @@ class FlyHost(FlyDetector, Protocol):
     files: FrameFiles
     fly: FlyAcquisition | None
     last_counts: np.ndarray | None
+    _exposing: threading.Thread | None
     _lock: threading.Lock
     _collected: int
     _announced: int
@@ -97,8 +98,7 @@ class FlyScans:
         if not self.files.staged:
             raise RuntimeError(f"{self.name}: prepare() before stage(); stage the detector "
                                "first (bluesky plans do)")
-        if self.fly is not None and not self.fly.done.done and self.fly.started:
-            raise RuntimeError(f"{self.name}: a fly acquisition is still running")
+        FlyScans.refuse_while_flying(self, "prepare()")
         if self.fly is not None:  # a failed one's workers may still hold a batch to store
             self.fly.cancel()
         if value.exposure is not None:
@@ -112,11 +112,23 @@ class FlyScans:
         status.set_finished()
         return status
 
+    def refuse_while_flying(self: FlyHost, what: str) -> None:
+        """Raise if a fly acquisition is running: it drives the firmware and its readout
+        from its own threads, and another exposure would share them (its frame numbered
+        among the fly's, its image decoded into the fly's batch arrays)."""
+        if self.fly is not None and self.fly.started and not self.fly.done.done:
+            raise RuntimeError(f"{self.name}: {what} while a fly acquisition is still "
+                               "running; complete() (or stop the plan) first")
+
     def kickoff(self: FlyHost) -> DeviceStatus:
-        """Start the armed fly acquisition; the status finishes once it runs."""
+        """Start the armed fly acquisition (after a step exposure still running has
+        finished); the status finishes once it runs."""
         if self.fly is None or self.fly.started is not None:
             raise RuntimeError(f"{self.name}: kickoff() needs a prepare() with "
                                "FlyParameters first")
+        exposing = self._exposing
+        if exposing is not None and exposing.is_alive():
+            exposing.join()  # (a trigger()'s frame goes through the firmware first)
         self.fly.start()
         status = DeviceStatus(self)
         status.set_finished()

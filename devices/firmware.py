@@ -5,11 +5,17 @@ Backends: ``"interp"`` (reference interpreter), ``"compiled"`` (numba; the defau
 enough for megapixel frames) and ``"ghdl"`` — the exported VHDL of the chain run in GHDL
 through cocotb, in lock-step with the Python model (every output compared every tick),
 for small frames. Each GHDL acquisition starts the simulator from reset, so the
-configuration is replayed first.
+configuration is replayed first, and the frames' numbers and time stamps (which the
+VHDL's counters start again from 0) are continued from the previous acquisitions': the
+frames of both boards carry the same numbers and time stamps, as one board that is not
+reset between acquisitions does (the readout checks each run's packets as they came).
+``close`` removes the GHDL board's build folder.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,19 +25,21 @@ import numpy as np
 import numpy.typing as npt
 
 from dataflow.packets import ReadoutFrame
-from dataflow.readout import Readout
+from dataflow.readout import FRAME_MOD, Readout
 from fpga.designs.chain import build
 from fpga.designs.params import ChainParams
 from fpga.designs.reference import ChainConfig, ChainTables, setup_stimulus, setup_ticks
 from sme import Network
 from sme.backend import Build, Session, batch_rows, get_backend
 
-from .sensor import LinkStream, link_stream
+from .sensor_link import LinkStream, link_stream
 
 BACKENDS = ("interp", "compiled", "ghdl")
 PACKET_SIGNALS = ["packet.valid", "packet.first", "packet.last", "packet.data"]
 PACKET_DTYPES = {"packet.data": np.uint16}
 """Packet words come out as the 16-bit lanes they are (a quarter of int64's memory)."""
+TIMESTAMP_MOD = 1 << 48
+"""The header's time stamp is the receiver's 48-bit tick counter."""
 
 
 class FirmwareError(RuntimeError):
@@ -80,6 +88,9 @@ class Firmware:
         self._setup_ticks = 0
         self._faults: list[str] = []
         self._sent = 0
+        self._ticks = 0
+        """Ticks of the link since the configuration (GHDL: the previous runs' after their
+        configuration replay), for the GHDL runs' time stamps."""
 
     def configure(self, config: ChainConfig, tables: ChainTables | None = None) -> None:
         """Reset the board and load ``config`` (and ``tables``, else the current ones)."""
@@ -91,6 +102,7 @@ class Firmware:
         self._setup = setup_stimulus(self.params, self._setup_ticks, config, self.tables)
         self.readout = Readout(self.params.lanes, (self.params.height, self.params.width))
         self._sent = 0  # the board's frame counter restarts at reset
+        self._ticks = 0
         if self._sim is not None:
             self._sim.close()
             self._sim = None
@@ -149,8 +161,12 @@ class Firmware:
         link words from ``link`` (together, in order), when they were built ahead."""
         before = self.readout.report()
         if self.backend == "ghdl":
-            frames = self.readout.feed_outputs(self._apply_faults(self._acquire_ghdl(counts)))
+            outputs, ticks = self._acquire_ghdl(counts)
+            frames = [self._continued(f) for f in
+                      self.readout.feed_outputs(self._apply_faults(outputs))]
             self.readout.settle(len(counts))
+            self._sent += len(counts)
+            self._ticks += ticks
         else:
             frames = []
             for link in links if links is not None else [link_stream(counts, self.params)]:
@@ -179,10 +195,21 @@ class Firmware:
         return self._sim.run_batch(link.stimulus(), link.ticks, outputs=PACKET_SIGNALS,
                                    dtypes=PACKET_DTYPES)
 
-    def _acquire_ghdl(self, counts: Sequence[npt.ArrayLike]) -> dict[str, np.ndarray]:
+    def _continued(self, frame: ReadoutFrame) -> ReadoutFrame:
+        """A GHDL run's frame numbered and stamped on from the previous runs'."""
+        return dataclasses.replace(
+            frame, frame_number=(frame.frame_number + self._sent) % FRAME_MOD,
+            timestamp=(frame.timestamp + self._ticks) % TIMESTAMP_MOD)
+
+    def _acquire_ghdl(self, counts: Sequence[npt.ArrayLike]
+                      ) -> tuple[dict[str, np.ndarray], int]:
+        """The packet outputs of one GHDL run from reset (the configuration replayed,
+        then ``counts``), and the ticks of the link after the replay."""
         from fpga.cosim import run_lockstep
         from fpga.export import export
 
+        if not self._setup:  # never configured: replay the configuration as the compiled
+            self.configure(self.config)  # board's first acquisition does
         if self._export is None:
             self._export = Path(tempfile.mkdtemp(prefix="smeflow-firmware-"))
             export(self.network, self._export)
@@ -197,15 +224,20 @@ class Firmware:
         assert result.trace is not None
         trace = result.trace
         self.readout.expect(0)  # each GHDL run starts from reset: frame numbers from 0
-        return {name: np.asarray(trace.column(name)[1:]) for name in PACKET_SIGNALS}
+        return ({name: np.asarray(trace.column(name)[1:]) for name in PACKET_SIGNALS},
+                link.ticks - self._setup_ticks)
 
     def report(self) -> dict[str, Any]:
         """The readout backend's counters (good, corrupt, dropped, …)."""
         return self.readout.report()
 
     def close(self) -> None:
-        """Release the simulation (``configure`` starts a new one)."""
+        """Release the simulation (``configure`` starts a new one) and remove the GHDL
+        board's build folder (the next acquisition exports the VHDL again)."""
         if self._sim is not None:
             self._sim.close()
             self._sim = None
+        if self._export is not None:
+            shutil.rmtree(self._export, ignore_errors=True)
+            self._export = None
 

@@ -38,7 +38,7 @@ from fpga.designs.layout import DetectorLayout
 from fpga.designs.reference import ChainConfig, ChainTables
 
 from .firmware import BACKENDS, Firmware, FirmwareError
-from .sensor import LinkStream, link_stream
+from .sensor_link import LinkStream, link_stream
 
 __all__ = ["ModularFirmware", "ModuleLinks"]
 

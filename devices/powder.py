@@ -36,7 +36,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from devices.samples import FloatImage, PixelSize, Pose, check_shape, pixel_pair
+from devices.samples import (
+    FloatImage,
+    PixelSize,
+    Pose,
+    check_shape,
+    frozen_image,
+    pixel_pair,
+)
 from geometry import PoniGeometry
 
 __all__ = [
@@ -334,8 +341,7 @@ class PowderSample:
         image = self._last_flux.get(key)
         if image is None:
             ring_image, background = self._images(shape, pixel_size)
-            image = np.ascontiguousarray(ring_image * fraction + background)
-            image.setflags(write=False)
+            image = frozen_image(ring_image * fraction + background)
             self._last_flux.clear()
             self._last_flux[key] = image
         return image

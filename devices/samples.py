@@ -137,6 +137,16 @@ class IncidentBeam:
         return _incident_image(self, check_shape(shape), pixel_pair(pixel_size))
 
 
+def frozen_image(image: FloatImage) -> FloatImage:
+    """A copy of ``image`` nothing can change: its memory an immutable ``bytes`` object
+    (numpy refuses to make it, or any view of it, writeable again; a read-only array
+    that owns its memory can be made writeable by whoever holds it). What a sample hands
+    out for an image it keeps, so that the sensor may keep the terms of its means from
+    one exposure to the next (``SensorModel.expose``)."""
+    a = np.ascontiguousarray(image, dtype=np.float64)
+    return np.frombuffer(a.tobytes(), dtype=np.float64).reshape(a.shape)
+
+
 @lru_cache(maxsize=16)
 def _incident_image(
     beam: IncidentBeam, shape: tuple[int, int], pixel: tuple[float, float]
@@ -145,9 +155,7 @@ def _incident_image(
     area_mm2 = (pixel[0] * 1e3) * (pixel[1] * 1e3)
     px = np.ones_like(x) if beam.sigma_x is None else np.exp(-0.5 * (x / beam.sigma_x) ** 2)
     py = np.ones_like(y) if beam.sigma_y is None else np.exp(-0.5 * (y / beam.sigma_y) ** 2)
-    image = np.ascontiguousarray((beam.flux_density * area_mm2) * (py * px))
-    image.setflags(write=False)
-    return image
+    return frozen_image((beam.flux_density * area_mm2) * (py * px))
 
 
 @dataclass(frozen=True)

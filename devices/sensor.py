@@ -26,7 +26,8 @@ samples). Both laws are drawn in one compiled pass over the frame from one 64-bi
 word per pixel (``devices.counting``), a counter-based word of (noise key, exposure
 number, pixel): every exposure draws fresh noise, and a seed gives the same frames
 whatever thread draws them. That pass is what lets a megapixel detector keep up with its
-firmware (about 10 ms per 1024×1024 frame of a diffraction pattern, most means below 10).
+firmware (about 10 ms per 1024×1024 frame of a diffraction pattern, most means below 10;
+6 ms when its means are those of the exposure before: ``expose``).
 
 Not modelled: charge sharing between pixels, count-rate dead time (pile-up) and the
 energy spectrum of the beam (monochromatic beam assumed).
@@ -35,15 +36,15 @@ Defects, at positions drawn once from the seed: dead pixels always read 0; hot p
 count at ``hot_rate`` counts/s on top of any photons (so they saturate in long
 exposures).
 
-The link (``link_stream``) then sends a sequence of count frames to the firmware as
-``lanes`` pixels per tick, with the flags and gaps of docs/firmware.md ("Inputs").
+The link (``devices.sensor_link.link_stream``, re-exported here) then sends a sequence of
+count frames to the firmware as ``lanes`` pixels per tick, with the flags and gaps of
+docs/firmware.md ("Inputs").
 """
 
 from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
@@ -52,9 +53,9 @@ import numpy.typing as npt
 
 from fpga.designs.layout import DetectorLayout
 from fpga.designs.params import PIXEL_MAX, ChainParams
-from fpga.designs.reference import pad_lines
 
-from .counting import NORMAL_MIN_MEAN, CounterWords, draw_counts
+from .counting import NORMAL_MIN_MEAN, CounterWords, KeptTerms, draw_counts
+from .sensor_link import LinkStream, _count, frame_link, link_stream
 
 _Out = TypeVar("_Out", npt.NDArray[np.uint32], npt.NDArray[np.int64])
 
@@ -86,17 +87,11 @@ def _positive(name: str, v: float, zero_ok: bool = False) -> float:
     return f
 
 
-def _count(name: str, v: int, hi: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, int | np.integer) or not 0 <= v <= hi:
-        raise ValueError(f"{name} must be an int in 0 … {hi}, not {v!r}")
-    return int(v)
-
-
 @dataclass(frozen=True, eq=False)
-class _KeptTerms:
+class _Kept:
     """The means of the last exposure of a flux image that cannot change (``_frozen``),
-    and, from the image's second exposure on, the first terms of their draws
-    (``draw_counts(exps=…)``), for the next exposures with the same means."""
+    and, from the image's second exposure on, what the counting pass keeps of them
+    (``draw_counts(kept=…)``), for the next exposures with the same means."""
 
     flux: npt.NDArray[np.floating]
     efficiency: float | npt.NDArray[np.float64]
@@ -105,20 +100,22 @@ class _KeptTerms:
     exposure: float
     hot_rate: float
     """The hot pixels' rate (a public attribute of the model, which may change)."""
-    exps: npt.NDArray[np.float64] | None
-    """The terms, or ``None`` after one exposure (nothing kept for a one-off image)."""
+    terms: KeptTerms | None
+    """What the pass kept, or ``None`` after one exposure (nothing kept for a one-off
+    image)."""
 
 
 def _frozen(a: npt.NDArray[Any]) -> bool:
     """Whether nothing can change ``a``'s values: it is read-only, and so is every array
-    it is a view of (a sample's cached flux image; a read-only view of a writeable array
-    is not)."""
+    it is a view of, down to memory that is an immutable ``bytes`` object
+    (``devices.samples.frozen_image``). A read-only array that owns its memory is not:
+    numpy lets its owner make it writeable again."""
     base: object = a
     while isinstance(base, np.ndarray):
         if base.flags.writeable:
             return False
         base = base.base
-    return base is None
+    return isinstance(base, bytes)
 
 
 class SensorModel:
@@ -164,7 +161,7 @@ class SensorModel:
                                               zero_ok=True)
         n_dead = _count("dead_pixels", dead_pixels, n)
         n_hot = _count("hot_pixels", hot_pixels, n - n_dead)
-        self.hot_rate = _positive("hot_rate", hot_rate, zero_ok=True)
+        self._hot_rate = _positive("hot_rate", hot_rate, zero_ok=True)
         if n > 1 << 32:
             raise ValueError(f"SensorModel: {n} pixels, more than 2**32")
         fixed_seq, noise_seq = np.random.SeedSequence(seed).spawn(2)
@@ -183,7 +180,10 @@ class SensorModel:
         self.hot_mask.flags.writeable = False
         self._hot_at = np.flatnonzero(self.hot_mask)   # what the counting pass takes
         self._dead_at = np.flatnonzero(self.dead_mask)
-        self._kept: _KeptTerms | None = None
+        self._kept: _Kept | None = None
+        self._kept_lock = threading.Lock()
+        """Held while a pass keeps terms or reads them (their buffers are refilled when
+        the means change)."""
         self._update_efficiency()
 
     def _update_efficiency(self) -> None:
@@ -203,6 +203,15 @@ class SensorModel:
     def efficiency(self) -> npt.NDArray[np.float64]:
         """Per-pixel counting efficiency at the current threshold and energy."""
         return self._efficiency
+
+    @property
+    def hot_rate(self) -> float:
+        """Counts/s of a hot pixel on top of the photons (finite, >= 0)."""
+        return self._hot_rate
+
+    @hot_rate.setter
+    def hot_rate(self, value: float) -> None:
+        self._hot_rate = _positive("hot_rate", value, zero_ok=True)
 
     @property
     def threshold(self) -> float:
@@ -258,14 +267,15 @@ class SensorModel:
         to draw into and return (the frame of a link stream, ``frame_link``); default a
         new ``uint32`` array.
 
-        A flux image nothing can change (read-only, and so is what it is a view of: the
-        image a sample keeps while it stays put) exposed again with the same ``exposure``,
+        A flux image nothing can change (read-only down to memory nobody can write:
+        ``devices.samples.frozen_image``, the image a sample keeps while it stays put)
+        exposed again with the same ``exposure``,
         ``scale`` and efficiency has the same means: from the image's second exposure
-        on, each exposure's first terms of the draws are kept (8 bytes a pixel, until
-        another image comes; an exposure with other means keeps its own, so a beam
-        scale that drifts every few frames costs one computing pass per change) and the
-        next exposures with the same means read them back instead of computing them —
-        the same counts, a fifth less time."""
+        on, what the counting pass keeps of each exposure's means is kept (``KeptTerms``:
+        about 10 bytes a pixel, until another image comes; an exposure with other means
+        keeps its own in the same buffers, so a beam scale that drifts every few frames
+        costs one computing pass per change) and the next exposures with the same means
+        read them back instead of computing them — the same counts, 40 % less time."""
         phi = self._check_flux(flux, copy=False)
         t = _positive("exposure", exposure)
         scale = _positive("scale", scale, zero_ok=True)
@@ -283,26 +293,28 @@ class SensorModel:
         with self._frame_lock:  # each exposure its own noise, whichever thread asks
             frame = self._frame
             self._frame = (frame + 1) % (1 << 32)
-        efficiency, hot_rate = self._pass_efficiency, float(self.hot_rate)
-        kept, exps, ready = self._kept, None, False
-        if _frozen(phi):  # the means may be those of the last exposures
-            seen = kept is not None and kept.flux is phi
-            same = (seen and kept is not None and kept.efficiency is efficiency
-                    and kept.scale == scale and kept.exposure == t
-                    and kept.hot_rate == hot_rate)
-            if same and kept is not None and kept.exps is not None:
-                exps, ready = kept.exps, True
-            elif seen:  # the image again, with these means or new ones (the beam's scale
-                # drifts): keep this exposure's terms for the next ones
-                exps = np.empty(phi.size)
-            else:
-                self._kept = _KeptTerms(phi, efficiency, scale, t, hot_rate, None)
-        bad = draw_counts(phi.ravel(), efficiency, self._hot_at, self._dead_at,
-                          t, hot_rate, _LAM_CAP, PIXEL_MAX,
-                          CounterWords(self._noise_key, frame), counts.ravel(), scale=scale,
-                          exps=exps, exps_ready=ready)
-        if exps is not None and not ready and bad < 0:
-            self._kept = _KeptTerms(phi, efficiency, scale, t, hot_rate, exps)
+        efficiency, hot_rate = self._pass_efficiency, self._hot_rate
+        if not _frozen(phi):
+            bad = self._draw(phi, efficiency, t, hot_rate, frame, counts, scale, None, False)
+        else:  # the means may be those of the last exposures
+            with self._kept_lock:
+                kept, terms, ready = self._kept, None, False
+                seen = kept is not None and kept.flux is phi
+                if seen and kept is not None and kept.terms is not None \
+                        and kept.efficiency is efficiency and kept.scale == scale \
+                        and kept.exposure == t and kept.hot_rate == hot_rate:
+                    terms, ready = kept.terms, True
+                elif seen and kept is not None:  # the image again, with new means (the
+                    # beam's scale drifts): keep this exposure's terms for the next ones,
+                    # in the buffers of the last ones when there are some
+                    terms = kept.terms if kept.terms is not None else KeptTerms(phi.size)
+                    self._kept = None
+                else:
+                    self._kept = _Kept(phi, efficiency, scale, t, hot_rate, None)
+                bad = self._draw(phi, efficiency, t, hot_rate, frame, counts, scale, terms,
+                                 ready)
+                if terms is not None and not ready and bad < 0:
+                    self._kept = _Kept(phi, efficiency, scale, t, hot_rate, terms)
         if bad >= 0:
             y, x = divmod(bad, self.shape[1])
             value = phi[y, x]
@@ -310,6 +322,14 @@ class SensorModel:
                 raise ValueError(f"flux must be finite (found {value} at pixel (y={y}, x={x}))")
             raise ValueError(f"flux must be >= 0, got {value} at pixel (y={y}, x={x})")
         return counts
+
+    def _draw(self, phi: npt.NDArray[np.floating], efficiency: float | npt.NDArray[np.float64],
+              t: float, hot_rate: float, frame: int, counts: npt.NDArray[np.uint32 | np.int64],
+              scale: float, terms: KeptTerms | None, ready: bool) -> int:
+        """The counting pass of one exposure (``draw_counts``'s return)."""
+        return draw_counts(phi.ravel(), efficiency, self._hot_at, self._dead_at, t, hot_rate,
+                           _LAM_CAP, PIXEL_MAX, CounterWords(self._noise_key, frame),
+                           counts.ravel(), scale=scale, kept=terms, kept_ready=ready)
 
     def frames(self, flux: npt.ArrayLike, exposure: float, n: int) -> list[npt.NDArray[np.uint32]]:
         """``n`` successive exposures of the same flux."""
@@ -336,174 +356,6 @@ class SensorModel:
             y, x = np.argwhere(phi < 0)[0]
             raise ValueError(f"flux must be >= 0, got {phi[y, x]} at pixel (y={y}, x={x})")
         return phi
-
-
-@dataclass(frozen=True, eq=False)
-class LinkStream:
-    """Per-tick stimulus of the firmware's ``link`` bus for a sequence of frames.
-
-    ``valid``, ``sof``, ``eol`` are ``bool`` arrays of length ``ticks``; ``data`` is
-    ``(ticks, lanes)`` ``int64`` (all fields 0 on idle ticks). ``sof_ticks[i]`` is the tick
-    of frame i's first word (the timestamp the firmware puts in its header),
-    ``last_ticks[i]`` that of its last word.
-    """
-
-    valid: npt.NDArray[np.bool_]
-    sof: npt.NDArray[np.bool_]
-    eol: npt.NDArray[np.bool_]
-    data: npt.NDArray[np.int64]
-    sof_ticks: npt.NDArray[np.int64]
-    last_ticks: npt.NDArray[np.int64]
-
-    @property
-    def ticks(self) -> int:
-        """Length of the stream in ticks."""
-        return int(self.valid.shape[0])
-
-    def stimulus(self, bus: str = "link", start: int = 0, stop: int | None = None
-                 ) -> dict[str, npt.NDArray[np.generic]]:
-        """Ticks ``start`` … ``stop − 1`` as ``sme.Simulator.run_batch`` stimulus:
-        ``{"<bus>.valid", "<bus>.sof", "<bus>.eol", "<bus>.data"}`` → arrays (views)."""
-        sl = slice(start, stop)
-        return {f"{bus}.valid": self.valid[sl], f"{bus}.sof": self.sof[sl],
-                f"{bus}.eol": self.eol[sl], f"{bus}.data": self.data[sl]}
-
-
-def link_stream(frames: Sequence[npt.ArrayLike] | npt.NDArray[np.integer], params: ChainParams,
-                *, lead_idle: int = 0, idle_prob: float = 0.0, tail_idle: int = 0,
-                seed: int | np.random.Generator | None = 0,
-                reuse: LinkStream | None = None) -> LinkStream:
-    """Serialise count frames into link words.
-
-    Word c of line y carries pixels ``(y, c·K … c·K + K − 1)`` (the lanes past the line's
-    end, when K does not divide the width, are 0); ``sof`` is set on each frame's first
-    word, ``eol`` on the last word of every line. Idle ticks: ``lead_idle``
-    before the first frame, ``params.frame_gap`` after every frame (also the last, so the
-    firmware can finish its packet), ``tail_idle`` more at the end, and, inside frames,
-    before each word but a frame's first a geometric number of idle ticks
-    (``P(k) = idle_prob**k · (1 − idle_prob)``, drawn from ``seed``) to exercise ``valid``
-    gaps.
-
-    ``reuse``: a stream its caller is done with. When it has the ticks and frames this
-    call makes (built for as many frames of the same ``params`` with the same idle ticks
-    and no random ones), its words are overwritten with ``frames`` and it is returned —
-    no new buffers (a megapixel frame's words are 8 MB, and the pages of a fresh buffer
-    cost more than the copy); otherwise a new stream is made.
-    """
-    k, wpf = params.lanes, params.words_per_frame
-    items = _check_frames(frames, params)
-    n_frames = len(items)
-    lead_idle = _count("lead_idle", lead_idle, 1 << 40)
-    tail_idle = _count("tail_idle", tail_idle, 1 << 40)
-    if (isinstance(idle_prob, bool) or not isinstance(idle_prob, int | float)
-            or not 0.0 <= idle_prob < 1.0):
-        raise ValueError(f"idle_prob must be a number in [0, 1), not {idle_prob!r}")
-    if reuse is not None and idle_prob == 0 and _fits(reuse, params, n_frames, lead_idle,
-                                                      tail_idle):
-        for i, frame in enumerate(items):
-            _put_words(reuse.data, int(reuse.sof_ticks[i]), frame, params)
-        return reuse
-    link, tick = _layout(n_frames, params, lead_idle, idle_prob, tail_idle, seed)
-    if idle_prob > 0:
-        link.data[tick] = np.stack([pad_lines(f, params) for f in items]).reshape(tick.size, k)
-    else:  # each frame's words are consecutive ticks: one slice copy per frame
-        for i, frame in enumerate(items):
-            _put_words(link.data, int(tick[i * wpf]), frame, params)
-    return link
-
-
-def _layout(n_frames: int, params: ChainParams, lead_idle: int, idle_prob: float,
-            tail_idle: int, seed: int | np.random.Generator | None
-            ) -> tuple[LinkStream, npt.NDArray[np.int64]]:
-    """The ticks and flags of a link stream of ``n_frames`` frames (``link_stream``'s
-    arguments, checked), its words all 0, and the tick of each word."""
-    k, wpl, wpf = params.lanes, params.words_per_line, params.words_per_frame
-    n_words = n_frames * wpf
-    # Idle ticks before each word.
-    gaps = np.zeros(n_words, dtype=np.int64)
-    if idle_prob > 0 and n_words:
-        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        gaps = rng.geometric(1.0 - idle_prob, n_words).astype(np.int64) - 1
-    starts = np.arange(n_frames) * wpf
-    gaps[starts] = params.frame_gap
-    if n_frames:
-        gaps[0] = lead_idle
-    tick = np.cumsum(gaps + 1) - 1
-    total = (int(tick[-1]) + 1 + params.frame_gap if n_words else lead_idle) + tail_idle
-    valid = np.zeros(total, bool)
-    sof = np.zeros(total, bool)
-    eol = np.zeros(total, bool)
-    data = np.zeros((total, k), np.int64)
-    valid[tick] = True
-    sof[tick[starts]] = True
-    eol[tick[wpl - 1::wpl]] = True
-    link = LinkStream(valid=valid, sof=sof, eol=eol, data=data, sof_ticks=tick[starts].copy(),
-                      last_ticks=tick[starts + wpf - 1].copy())
-    return link, tick
-
-
-def frame_link(params: ChainParams, reuse: LinkStream | None = None
-               ) -> tuple[LinkStream, npt.NDArray[np.int64]] | None:
-    """A one-frame link stream (as ``link_stream`` makes it) and its frame's words as a
-    ``(height, width)`` view, for a sensor to draw the counts into (``SensorModel.expose(…,
-    out=…)``): no counts array and no copy into the link. ``reuse``: a one-frame stream
-    its caller is done with, returned again when it fits. ``None`` when the lines are
-    padded (``params.lanes`` does not divide the width: the frame is not one block of the
-    words)."""
-    if params.pad:
-        return None
-    if reuse is None or not _fits(reuse, params, 1, 0, 0):  # (words 0 until drawn into)
-        reuse = _layout(1, params, 0, 0.0, 0, None)[0]
-    view = reuse.data[:params.words_per_frame].reshape(params.height, params.width)
-    return reuse, view
-
-
-def _fits(link: LinkStream, params: ChainParams, n_frames: int, lead_idle: int,
-          tail_idle: int) -> bool:
-    """Whether ``link`` has the ticks of ``n_frames`` frames of ``params`` with these idle
-    ticks and none inside the frames (``link_stream(reuse=…)`` may then refill it)."""
-    wpf, step = params.words_per_frame, params.words_per_frame + params.frame_gap
-    firsts = lead_idle + step * np.arange(n_frames, dtype=np.int64)
-    return (isinstance(link, LinkStream) and link.ticks == lead_idle + n_frames * step + tail_idle
-            and link.data.shape == (link.ticks, params.lanes) and link.data.flags.writeable
-            and np.array_equal(link.sof_ticks, firsts)
-            and np.array_equal(link.last_ticks, firsts + wpf - 1)
-            and int(np.count_nonzero(link.valid)) == n_frames * wpf)
-
-
-def _put_words(data: npt.NDArray[np.int64], first: int, frame: npt.NDArray[np.integer],
-               params: ChainParams) -> None:
-    """A frame's words into ``data`` from tick ``first`` on (consecutive ticks; the lanes
-    past a line's end are left as they are: 0)."""
-    wpf = params.words_per_frame
-    if params.pad:
-        lines = data[first:first + wpf].reshape(params.height, params.line_width)
-        lines[:, :params.width] = frame
-    else:
-        data[first:first + wpf] = frame.reshape(wpf, params.lanes)
-
-
-def _check_frames(frames: Sequence[npt.ArrayLike] | npt.NDArray[np.integer],
-                  params: ChainParams) -> list[npt.NDArray[np.integer]]:
-    """The frames as integer arrays of the sensor shape with counts in range."""
-    shape = (params.height, params.width)
-    if isinstance(frames, np.ndarray) and frames.ndim == 3:
-        items: list[npt.NDArray[Any]] = list(frames)
-    elif isinstance(frames, np.ndarray):
-        raise ValueError(f"frames must be a sequence of {shape} arrays or a (n, {shape[0]}, "
-                         f"{shape[1]}) array, got an array of shape {frames.shape}")
-    else:
-        items = [np.asarray(f) for f in frames]
-    for i, f in enumerate(items):
-        if f.shape != shape:
-            raise ValueError(f"frames[{i}] has shape {f.shape}, the sensor is {shape}")
-        if f.dtype == bool or not np.issubdtype(f.dtype, np.integer):
-            raise ValueError(f"frames[{i}] must hold integer counts, got dtype {f.dtype}")
-        signed = np.issubdtype(f.dtype, np.signedinteger)  # (an unsigned min is >= 0)
-        if f.size and ((signed and int(f.min()) < 0) or int(f.max()) > PIXEL_MAX):
-            raise ValueError(f"frames[{i}] counts must be in 0 … {PIXEL_MAX}, got "
-                             f"{int(f.min())} … {int(f.max())}")
-    return items
 
 
 __all__ = ["NORMAL_MIN_MEAN", "LinkStream", "SensorModel", "counting_efficiency", "frame_link",

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from .batch import check_whole_values
 from .bus import Bus
 from .errors import BackendError, SimulationError
 from .network import Network, TracedSignal
@@ -119,7 +120,10 @@ def check_batch_stimulus(
     net: Network, inputs: Collection[str], stimulus: Mapping[str, np.ndarray], ticks: int
 ) -> None:
     """Raise ``BackendError`` when ``stimulus`` names a signal that is not one of ``inputs``
-    (the top-level input signals) or holds fewer than ``ticks`` values."""
+    (the top-level input signals), holds fewer than ``ticks`` values, or holds values
+    that are not integers (batch values are raw integers: a float array is taken only when
+    every value it holds is a whole number, so 1.5 is refused, never truncated to 1 — for
+    a fixed-point input the raw value of 1.5 is ``1.5 * 2**frac``)."""
     for name, arr in stimulus.items():
         if name not in inputs:
             raise BackendError(
@@ -129,6 +133,7 @@ def check_batch_stimulus(
         if len(arr) < ticks:
             raise BackendError(f"run_batch: stimulus {name!r} has {len(arr)} values, "
                                f"need {ticks}")
+        check_whole_values(name, np.asarray(arr)[:ticks])
 
 
 def _output_signals(net: Network, names: list[str] | None) -> list[TracedSignal]:

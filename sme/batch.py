@@ -83,6 +83,51 @@ def is_vectorised(stimulus: Mapping[str, Any]) -> bool:
     return any(callable(v) or isinstance(v, Iterator) for v in stimulus.values())
 
 
+_INT64_BOUND = 2.0 ** 63
+
+
+def check_whole_values(name: str, values: np.ndarray, first: int = 0) -> None:
+    """Raise ``BackendError`` unless the stimulus ``values`` of input ``name`` (tick
+    ``first`` on) are whole numbers: integer or bool arrays; float arrays (and object
+    arrays, element by element) only when every value is a finite whole number within the
+    64-bit integer range. Batch values are raw integers, so 1.5 is refused, never
+    truncated to 1 (a fixed-point input's raw value of 1.5 is ``1.5 * 2**frac_bits``), and
+    a float no 64-bit integer can hold is refused rather than cast to a wrong one."""
+    kind = values.dtype.kind
+    if kind in "biu":
+        return
+    if kind == "f":
+        bad = ~np.isfinite(values) | (values != np.trunc(values)) \
+            | (np.abs(values) >= _INT64_BOUND)
+    elif kind == "O":
+        bad = np.frompyfunc(_not_whole, 1, 1)(values).astype(bool) if values.size \
+            else np.zeros(values.shape, bool)
+    else:
+        raise BackendError(f"run_batch: stimulus {name!r} has dtype {values.dtype}; batch "
+                           "values are raw integers (or bools)")
+    if not bad.any():
+        return
+    where = tuple(int(i) for i in np.argwhere(bad)[0])
+    at = f"tick {first + where[0]}" + (f", element {where[1:]}" if len(where) > 1 else "")
+    value = values[where]
+    shown = repr(value.item() if isinstance(value, np.generic) else value)
+    raise BackendError(
+        f"run_batch: stimulus {name!r} holds {shown} at {at}: not a whole number in the "
+        "64-bit range (batch values are raw integers; a fixed-point input's raw value is "
+        "value * 2**frac_bits)")
+
+
+def _not_whole(v: Any) -> bool:
+    """For object arrays: Python and numpy integers (any size: wide signals) pass, floats
+    as in float arrays, anything else is refused."""
+    if isinstance(v, int | np.integer):
+        return False
+    if isinstance(v, float | np.floating):
+        f = float(v)
+        return not (np.isfinite(f) and f == int(f) and abs(f) < _INT64_BOUND)
+    return True
+
+
 def run_chunked(run: RunBatch, stimulus: Mapping[str, Any], ticks: int, first_tick: int,
                 outputs: list[str] | None, chunk: int = CHUNK) -> dict[str, np.ndarray]:
     """Run ``ticks`` ticks through ``run`` (a session's ``run_batch``) ``chunk`` ticks at a
@@ -94,7 +139,10 @@ def run_chunked(run: RunBatch, stimulus: Mapping[str, Any], ticks: int, first_ti
     done = 0
     while done < ticks or not parts:
         n = min(chunk, ticks - done)
-        got = run({s.name: s.take(first_tick + done, n) for s in sources}, n, outputs)
+        taken = {s.name: s.take(first_tick + done, n) for s in sources}
+        for name, values in taken.items():  # (checked here to name the run's tick)
+            check_whole_values(name, np.asarray(values)[:n], done)
+        got = run(taken, n, outputs)
         for name, arr in got.items():
             parts.setdefault(name, []).append(arr)
         done += n
@@ -104,4 +152,4 @@ def run_chunked(run: RunBatch, stimulus: Mapping[str, Any], ticks: int, first_ti
             for name, arrs in parts.items()}
 
 
-__all__ = ["CHUNK", "is_vectorised", "run_chunked"]
+__all__ = ["CHUNK", "check_whole_values", "is_vectorised", "run_chunked"]

@@ -15,8 +15,8 @@ A record, built from a run's documents by ``build_record``::
      "signature": {...}}                               # added by ``keys.sign_record``
 
 Digests are the instrument's own: ``FrameWriter.close()`` writes ``<file>.sha256`` next
-to the file (``read_sidecar``). A file without a sidecar, or whose sidecar is older than
-the file (written to after its writer took the digest), is hashed as found
+to the file (``read_sidecar``). A file without a sidecar, or that changed after its
+sidecar was written (written to, replaced, renamed), is hashed as found
 (``"digest_source": "computed"``; a stale sidecar also adds a ``"note"``). ``attributes``
 are the frame dataset's HDF5 attributes that are JSON-able; ``counters`` are the
 readout counters the detector stores in the file (``dataflow.hdf5.read_counters``:
@@ -48,7 +48,7 @@ import numpy as np
 from sme.atomic_file import atomic_write
 
 from ..hdf5 import DEFAULT_DATASET, HDF5_MIMETYPE, HDF5ReadError, file_sha256, read_counters
-from ..integrity import read_sidecar
+from ..integrity import read_sidecar, sidecar_path
 from .errors import ProvenanceError
 from .keys import canonical_json
 
@@ -107,11 +107,11 @@ def record_path(record_dir: str | os.PathLike[str], uid: str) -> Path:
 
 
 def sidecar_state(path: Path) -> str:
-    """``"fresh"`` (``read_sidecar`` trusts it), ``"stale"`` (older than the file, or not
-    naming it) or ``"none"``."""
+    """``"fresh"`` (``read_sidecar`` trusts it), ``"stale"`` (the file changed after it,
+    or it does not name the file) or ``"none"``."""
     if read_sidecar(path) is not None:
         return "fresh"
-    return "stale" if path.with_name(path.name + ".sha256").exists() else "none"
+    return "stale" if sidecar_path(path).exists() else "none"
 
 
 def _json_value(value: Any) -> tuple[bool, Any]:
@@ -205,8 +205,9 @@ def _file_entry(resource: Mapping[str, Any], digests: dict[Path, tuple[str, str]
                 (file_sha256(path), "computed")
         entry["sha256"], entry["digest_source"] = digests[path]
         if entry["digest_source"] == "computed" and sidecar_state(path) == "stale":
-            entry["note"] = ("file written after its writer's digest (.sha256 older than "
-                             "the file); digest computed from the file as closed")
+            entry["note"] = ("file changed after its writer's digest (written, replaced "
+                             "or its metadata changed after the .sha256); digest computed "
+                             "from the file as closed")
     except OSError as exc:
         entry["error"] = f"{path}: {exc.strerror or exc} when the run stopped"
         return entry

@@ -212,7 +212,7 @@ def _generate(net: Network, checks: bool, wide: bool) -> Generated:
     outs = set(net.outputs)
     other: list[str] = []
     for k, place in enumerate(lay.places):
-        (code if place.signal.bus in outs else other).extend(_record(k, place, wide))
+        (code if place.signal.bus in outs else other).extend(_record(lay, k, place))
     if other:
         code += ["if rec_other:", *("    " + ln for ln in other)]
     drive: list[str] = []
@@ -273,7 +273,8 @@ def _instance(lay: Layout, net: Network, pi: int, cur: dict[tuple[Bus, str], Sto
         writer = net.writer.get(bus)
         ports[port] = PortView(bus.name, read, write, {n: s.type for n, s in specs.items()},
                                f"{proc.describe()} through port '{port}'",
-                               writer is not None and not writer.is_combinational())
+                               (writer is not None and not writer.is_combinational())
+                               or bus in net.inputs)
     regs: dict[str, Storage] = {}
     initial = proc.initial_values()
     types = {name: spec.type for name, spec in type(proc).registers().items()}
@@ -368,10 +369,11 @@ def _drive(lay: Layout, place: SignalPlace, k: int, wide: bool) -> list[str]:
     row = "_t" if wide else "np.uint64(_t)"  # unsigned: no negative-index wrap-around
     if isinstance(st, ArraySlot) and bounds is not None and bounds[0] == 0 \
             and bounds[1] & (bounds[1] + 1) == 0:
-        lines += [f"    _or = in{k}[{row}, 0]", f"    for _k in range(1, {st.length}):",
+        n = lay.trip(st.length)
+        lines += [f"    _or = in{k}[{row}, 0]", f"    for _k in range(1, {n}):",
                   f"        _or = _or | in{k}[{row}, _k]",
                   f"    if _or < 0 or _or > {bounds[1]}:", f"        E[0] = {site}",
-                  "        break", f"    for _k in range({st.length}):",
+                  "        break", f"    for _k in range({n}):",
                   f"        A[{st.offset} + _k] = in{k}[{row}, _k]"]
     elif isinstance(st, ArraySlot) and bounds is not None:
         # the whole word at once: its smallest and largest lane (a reduction the compiler
@@ -403,7 +405,7 @@ def _drive(lay: Layout, place: SignalPlace, k: int, wide: bool) -> list[str]:
     return lines
 
 
-def _record(k: int, place: SignalPlace, wide: bool) -> list[str]:
+def _record(lay: Layout, k: int, place: SignalPlace) -> list[str]:
     """Record signal ``k`` into its output column(s) when ``rec`` asks for it: one row per
     tick, one column per signal (per element of an array), so that an array's elements
     are written together (one contiguous store of the word, not one strided store per
@@ -415,7 +417,7 @@ def _record(k: int, place: SignalPlace, wide: bool) -> list[str]:
     ``-2 - c`` of ``OUTH`` (``uint16``; the session does so only for a signal every value
     of which fits and that the caller asked for as ``uint16``: no int64 copy to narrow
     afterwards)."""
-    st, t = place.storage, place.signal.type
+    st, t, wide = place.storage, place.signal.type, lay.wide
     el = t.element if isinstance(t, ArrayType) else t
     boolean = isinstance(el, BoolType)
     out, conv = ("OUTB", "{} != 0") if boolean else ("OUTI", "{}")
@@ -424,7 +426,7 @@ def _record(k: int, place: SignalPlace, wide: bool) -> list[str]:
              if st.defined is not None else [])
     if isinstance(st, ArraySlot):
         def store(into: str) -> list[str]:
-            return [f"    for _k in range({st.length}):",
+            return [f"    for _k in range({lay.trip(st.length)}):",
                     f"        {into}[{row}, {col.format('_c + _k')}] = "
                     + conv.format(f"A[{st.offset} + _k]")]
         lines = [f"_c = rec[{k}]", "if _c >= 0:", *check, *store(out)]

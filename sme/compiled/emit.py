@@ -122,7 +122,10 @@ class Emitter(ExprEmitter):
         assert inst is not None
         var = inst.locals[s.var]
         assert isinstance(var, Slot)
-        head = f"for {var.var} in range({s.start}, {s.stop}, {s.step}):"
+        stop = str(s.stop)
+        if s.step == 1 and s.stop - s.start > 1 and _copies(s):
+            stop = self.layout.trip(s.stop)
+        head = f"for {var.var} in range({s.start}, {stop}, {s.step}):"
         if s.step != 1 or s.start >= s.stop:
             return [head, *_indent(self.loop_body(s))]
         loop = FastLoop(s.var, s.start, s.stop, assigned(s.body))
@@ -218,12 +221,19 @@ class Emitter(ExprEmitter):
                 raise self.fail("an array value other than an array signal, register or local")
             if usite:
                 lines.append(f"_rd(0, {src.defined}, {usite}, t, E)")
-            lines += [f"for _k in range({dst.length}):",
+            lines += [f"for _k in range({self.layout.trip(dst.length)}):",
                       f"    {dst.at('_k')} = {self.load(src, '_k')}"]
         if dst.defined is not None:
             lines.append(f"{dst.defined} = 1")
         return lines
 
+
+def _copies(s: ir.For) -> bool:
+    """Whether the loop ``s`` only stores array elements (a copy or a conversion of
+    words, lane by lane: no scalar locals, no branches), so that its trip count is made
+    opaque (``Layout.trip``)."""
+    return s.guard is None and all(isinstance(b, ir.Assign) and b.target.index is not None
+                                   for b in s.body)
 
 
 def _indent(lines: list[str]) -> list[str]:

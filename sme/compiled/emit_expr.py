@@ -36,7 +36,9 @@ class PortView:
     write: dict[str, Storage]
     types: dict[str, SignalType]
     who: str
-    latched: bool = False  # written by a clocked process: the interpreter holds a tuple
+    held_as_tuple: bool = False
+    """The interpreter holds the bus's arrays as tuples: a clocked process writes it, or it
+    is a network input (the testbench drives it)."""
 
 
 @dataclass
@@ -406,10 +408,10 @@ def _is_pred(e: ir.Expr) -> bool:
 
 def _read_index_message(inst: Instance, base: ir.Expr) -> str:
     """Python's message for an index out of range on what the interpreter holds there: a
-    latched bus array is a tuple, anything else a list."""
+    latched or network-input bus array is a tuple, anything else a list."""
     if isinstance(base, ir.PortRead) and not base.own_output:
         pv = inst.ports[base.port]
-        if pv.read[base.signal] is not pv.write[base.signal] or pv.latched:
+        if pv.read[base.signal] is not pv.write[base.signal] or pv.held_as_tuple:
             return "tuple index out of range"
     return "list index out of range"
 

@@ -143,6 +143,17 @@ class Layout:
         self.s_init.append(init)
         return len(self.s_vars) - 1
 
+    def trip(self, n: int) -> str:
+        """A variable holding ``n`` that the compiler cannot see through (an ``S``
+        variable, loaded at the start of a call): the trip count of a copy loop, which
+        then stays a loop that the loop vectoriser turns into vector code. A loop of
+        constant trip count (a 32-lane word) with a short body is fully unrolled first,
+        into scalar code (LLVM's SLP vectoriser, which would take it, is off in numba)."""
+        var = f"_len{n}"
+        if var not in self.s_vars:
+            self.scalar(var, n)
+        return var
+
     def site(self, site: Site) -> int:
         """Add a failure site; returns its number (1-based: 0 means none)."""
         self.sites.append(site)

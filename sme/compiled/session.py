@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import os
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -45,27 +44,29 @@ from ..errors import (
     UndefinedSignalError,
 )
 from ..interp import _annotate
-from ..lower.ir import BoolT, EnumT, NumT, VType
 from ..network import Network
 from ..overflow import Overflowing, resize, store
 from ..trace import UNDEFINED
 from ..types import (
     ArrayType,
-    BoolType,
-    EnumType,
-    Fixed,
-    FixedType,
-    SignalType,
     TypeMisfit,
+)
+from .batch_io import (
+    BatchPlan,
+    dummy_input,
+    is_bool_signal,
+    pack_stimulus,
+    py_input,
+    py_of_type,
+    py_value,
+    scratch_buffer,
+    signal_columns,
 )
 from .cache import load_module
 from .codegen import STOPPED, Generated, generate
 from .emit import MAX_STEPS
 from .layout import ArraySlot, SignalPlace, Site, raw
 from .views import bus_view, rows_from_raw, snapshot_function
-
-_SCRATCH = threading.local()
-"""Each thread's output buffers of ``run_batch`` (see ``_scratch``)."""
 
 RAW_A_MAX = 1024
 """Trace rows are kept as raw copies of the state when ``A`` has at most this many words
@@ -131,7 +132,7 @@ class CompiledSession(Session):
         self._run = build.module.run
         self.wide = gen.wide
         self._int = object if gen.wide else np.int64  # Python ints in wide mode
-        self._in1 = [_dummy_input(p.signal.type, self._int) for p in lay.inputs]
+        self._in1 = [dummy_input(p.signal.type, self._int) for p in lay.inputs]
         self.M = lay.new_memories()  # the big register arrays, each its own (layout.py)
         ws = self._ws = gen.workspace
         if ws is None:  # wide: Python ints, the generated functions run uncompiled
@@ -156,7 +157,7 @@ class CompiledSession(Session):
         self._monitors: dict[Bus, Any] = {}
         self._snapshot = snapshot_function(self)
         self._inputs_by_name = {p.signal.name: (p, k) for k, p in enumerate(lay.inputs)}
-        self._plans: dict[Any, _BatchPlan] = {}
+        self._plans: dict[Any, BatchPlan] = {}
         self._stopped: str | None = None
         """The failed check the session stopped on (see the module docstring)."""
         try:
@@ -329,7 +330,7 @@ class CompiledSession(Session):
 
     # -- batch -----------------------------------------------------------------------
     def _plan(self, outputs: list[str] | None,
-              dtypes: Mapping[str, npt.DTypeLike] | None) -> _BatchPlan:
+              dtypes: Mapping[str, npt.DTypeLike] | None) -> BatchPlan:
         """What ``run_batch`` records and returns for these ``outputs`` and ``dtypes``:
         made once per combination and kept (a detector board runs the same batch call for
         every acquisition; making it anew cost about a tenth of a P6M module's run)."""
@@ -355,17 +356,17 @@ class CompiledSession(Session):
             k, p = places[t.name]
             # Bools into OUTB; numbers asked for as uint16 (every value fits, result_dtypes
             # made sure) straight into OUTH, column c as -2 - c in rec; the rest into OUTI
-            out = "b" if _is_bool(t.type) else \
+            out = "b" if is_bool_signal(t.type) else \
                 "h" if kinds[t.name] == np.uint16 and not self.wide else "i"
             r = rows[out]
             rec[k] = -2 - r if out == "h" else r
-            rows[out] += _columns(p)
+            rows[out] += signal_columns(p)
             other = other or t.bus not in outs
             length = p.storage.length if isinstance(p.storage, ArraySlot) else -1
             columns.append((t.name, r, length, out, kinds[t.name]))
         rec[-1] = int(other)
         narrow = all(out != "i" or kind != self._int for _, _, _, out, kind in columns)
-        plan = _BatchPlan(rec, rows["i"], rows["b"], rows["h"], narrow, columns)
+        plan = BatchPlan(rec, rows["i"], rows["b"], rows["h"], narrow, columns)
         if key is not None and len(self._plans) < 64:
             self._plans[key] = plan
         return plan
@@ -382,7 +383,7 @@ class CompiledSession(Session):
         drv = np.zeros(max(1, len(lay.inputs)), dtype=np.int64)
         for name, arr in stimulus.items():
             place, k = by_name[name]
-            ins[k] = _pack(place.signal.type, np.asarray(arr)[:ticks], self.wide)
+            ins[k] = pack_stimulus(place.signal.type, np.asarray(arr)[:ticks], self.wide)
             drv[k] = 1
         rec = plan.rec
         # one row per tick, one column per signal (array element): a word of many lanes is
@@ -391,11 +392,11 @@ class CompiledSession(Session):
         # results are copies and OUTI is this thread's reused buffer; else results may be
         # views of a fresh OUTI.
         shape_i = (max(ticks, 1) if plan.rows_i else 1, max(plan.rows_i, 1))
-        OUTI = _scratch(shape_i, self._int) if plan.narrow else np.empty(shape_i, self._int)
+        OUTI = scratch_buffer(shape_i, self._int) if plan.narrow else np.empty(shape_i, self._int)
         OUTB = np.empty((max(ticks, 1) if plan.rows_b else 1, max(plan.rows_b, 1)),
                         dtype=np.bool_)
         # uint16 results are copied out of this thread's reused buffer (below)
-        OUTH = _scratch((max(ticks, 1) if plan.rows_h else 1, max(plan.rows_h, 1)),
+        OUTH = scratch_buffer((max(ticks, 1) if plan.rows_h else 1, max(plan.rows_h, 1)),
                         np.uint16, "outh")
         if self._stopped is not None:
             self._raise(self.tick)
@@ -411,7 +412,7 @@ class CompiledSession(Session):
             name = f"{site.owner}.{site.signal}"
             place, _ = by_name[name]
             self.poke(place.signal.bus, place.signal.spec,
-                      _py_input(place.signal.type, np.asarray(stimulus[name])[done]))
+                      py_input(place.signal.type, np.asarray(stimulus[name])[done]))
             raise BackendError(f"run_batch: input {name} at tick {done} stopped the run "
                                "but the testbench accepts it")
         result: dict[str, np.ndarray] = {}
@@ -421,98 +422,3 @@ class CompiledSession(Session):
             result[name] = np.array(got, dtype=kind) if which == "h" else \
                 np.ascontiguousarray(got, dtype=kind)
         return result
-
-
-@dataclass(frozen=True)
-class _BatchPlan:
-    """A batch call's recording: ``rec`` (the generated ``run``'s column of each signal,
-    -1 when not recorded, ``-2 - c`` for column c of ``OUTH``; its last element says
-    whether a signal off the output buses is recorded), the columns of ``OUTI`` (numbers),
-    ``OUTB`` (Bools) and ``OUTH`` (numbers asked for as ``uint16``), whether every number
-    of ``OUTI`` comes out narrower than the state (``narrow``), and each result as
-    ``(name, first column, elements or -1 for a scalar, output "i"/"b"/"h", dtype)``."""
-
-    rec: np.ndarray
-    rows_i: int
-    rows_b: int
-    rows_h: int
-    narrow: bool
-    columns: list[tuple[str, int, int, str, Any]]
-
-
-def _scratch(shape: tuple[int, int], dtype: Any, slot: str = "outi") -> np.ndarray:
-    """An uninitialised ``shape`` buffer of ``dtype``, reused by this thread's next batch
-    runs (whose results are copies out of it): a fresh buffer each run made the kernel map
-    and zero its pages each time (a P6M module's outputs of four frames as int64 are
-    3.2 MB: 800 page faults per module run, a quarter of its time)."""
-    n = shape[0] * shape[1]
-    buf: np.ndarray | None = getattr(_SCRATCH, slot, None)
-    if dtype is object:  # wide mode: Python ints are not kept alive between runs
-        return np.empty(shape, dtype=object)
-    if buf is None or buf.size < n:
-        buf = np.empty(n, dtype=dtype)
-        setattr(_SCRATCH, slot, buf)
-    return buf[:n].reshape(shape)
-
-
-def _is_bool(t: SignalType) -> bool:
-    return isinstance(t.element if isinstance(t, ArrayType) else t, BoolType)
-
-
-def _dummy_input(t: SignalType, int_type: Any = np.int64) -> np.ndarray:
-    dt = np.bool_ if _is_bool(t) else int_type
-    return np.zeros((1, t.length) if isinstance(t, ArrayType) else 1, dtype=dt)
-
-
-def _columns(place: SignalPlace) -> int:
-    st = place.storage
-    return st.length if isinstance(st, ArraySlot) else 1
-
-
-def _pack(t: SignalType, arr: np.ndarray, wide: bool = False) -> np.ndarray:
-    """A stimulus array as the compiled loop takes it: contiguous int64 raw values (Bool:
-    numpy bool; wide mode: Python ints), with no copy when it already is. Ranges are
-    checked in the loop."""
-    el = t.element if isinstance(t, ArrayType) else t
-    if isinstance(el, BoolType):
-        return np.ascontiguousarray(arr if arr.dtype == np.bool_ else arr != 0)
-    if wide:
-        flat = [int(x) for x in arr.reshape(-1)]
-        return np.array(flat, dtype=object).reshape(arr.shape)
-    if isinstance(el, EnumType):
-        values = np.ascontiguousarray(arr, dtype=np.int64)
-        bad = ~np.isin(values, np.array(el.codes, dtype=np.int64))
-        if bad.any():
-            el.from_raw(int(values[bad][0]))  # raises what the interpreter's batch raises
-        return values
-    return np.ascontiguousarray(arr, dtype=np.int64)
-
-
-def py_value(t: VType, v: int) -> Any:
-    """A raw value of IR type ``t`` as the Python value the interpreter would hold."""
-    if isinstance(t, BoolT):
-        return bool(v)
-    if isinstance(t, EnumT):
-        return EnumType(t.enum_cls).from_raw(v)
-    if isinstance(t, NumT) and t.frac:
-        return Fixed(v, t.frac)
-    return v
-
-
-def py_of_type(t: SignalType, v: int) -> Any:
-    """A raw value held in a signal of type ``t`` as its Python value."""
-    if isinstance(t, BoolType):
-        return bool(v)
-    if isinstance(t, EnumType):
-        return t.from_raw(v)
-    if isinstance(t, FixedType):
-        return Fixed(v, t.frac_bits)
-    return v
-
-
-def _py_input(t: SignalType, v: Any) -> Any:
-    if isinstance(t, ArrayType):
-        return [_py_input(t.element, x) for x in v]
-    if isinstance(t, FixedType):
-        return Fixed(int(v), t.frac_bits)
-    return int(v)

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import numpy as np
+import pytest
 
 from analysis.live import LiveReducer
 from analysis.reduce import reduce_run
@@ -64,6 +65,45 @@ def test_live_diffraction_equals_offline(acquired: AcquiredRuns) -> None:
     lags = np.asarray(live_run["primary"]["lag"].read())
     assert lags.shape == (3,) and np.all(lags >= 0)
     np.testing.assert_allclose(lags, result.lags)
+
+
+def test_the_masked_integration_is_built_when_the_mask_arrives(
+        acquired: AcquiredRuns, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plans publish the run's pixel mask before the first frame: the reducer builds
+    the integration with it then, so the first frames do not wait for it (the largest
+    part of the live lag's start on a megapixel detector); the patterns are the live
+    run's."""
+    import analysis.azint as azint
+
+    built: list[int] = []
+    real_build = azint.build
+    monkeypatch.setattr(azint, "build", lambda *a, **k: (built.append(1), real_build(*a, **k))[1])
+    docs = acquired.documents[acquired.diff_uid]
+    mask_desc = {doc["uid"] for name, doc in docs
+                 if name == "descriptor" and doc["name"] == "mask"}
+    first_frame = next(i for i, (name, doc) in enumerate(docs)
+                       if name in ("event", "event_page", "stream_datum")
+                       and doc.get("descriptor") not in mask_desc and i > 0
+                       and any(n == "stream_datum" and d.get("descriptor") in mask_desc
+                               for n, d in docs[:i]))
+    reducer = LiveReducer.for_catalog(acquired.catalog)
+    try:
+        for name, doc in docs[:first_frame]:
+            reducer(name, doc)
+        assert reducer.wait(None, timeout=60)
+        before = len(built)
+        for name, doc in docs[first_frame:]:
+            reducer(name, doc)
+        assert reducer.wait(acquired.diff_uid, timeout=60)
+    finally:
+        reducer.close()
+    assert len(built) == before, "the first frames waited for their integration's build"
+    result = reducer.results[acquired.diff_uid]
+    assert result.exit_status == "success", result.reason
+    live = acquired.catalog.run(acquired.live.results[acquired.diff_uid].derived_uid)
+    again = acquired.catalog.run(result.derived_uid)
+    np.testing.assert_array_equal(np.asarray(again["primary"]["intensity"].read()),
+                                  np.asarray(live["primary"]["intensity"].read()))
 
 
 def test_lag_is_recorded(acquired: AcquiredRuns) -> None:

@@ -128,6 +128,28 @@ def test_round_trip_in_pieces(cfg: ChainConfig) -> None:
                           "expected_frame": 6, "in_packet": False, "errors": []}
 
 
+def test_flags_and_data_of_idle_ticks_are_ignored() -> None:
+    """``first``, ``last`` and ``data`` count on valid ticks only: idle ticks full of
+    flags and garbage (inside packets and between them, fed whole or in pieces, also
+    as 0/1 integers) give the frames and counters of a clean stream."""
+    refs = packets(4, ChainConfig(threshold=100))
+    v, f, la, d = bus([x.packet for x in refs], idle_prob=0.4, seed=3)
+    rng = np.random.default_rng(4)
+    idle = ~v
+    f, la, d = f.copy(), la.copy(), d.copy()
+    f[idle] = rng.random(int(idle.sum())) < 0.5
+    la[idle] = rng.random(int(idle.sum())) < 0.5
+    d[idle] = rng.integers(0, 1 << 16, (int(idle.sum()), d.shape[1]))
+    for whole in (True, False):
+        r = Readout(P.lanes, (P.height, P.width))
+        stream = (v, f.astype(np.int64), la.astype(np.uint8), d)
+        out = r.feed(*stream) if whole else feed_in_pieces(r, stream, seed=5)
+        assert len(out) == 4
+        for frame, ref in zip(out, refs, strict=True):
+            same(frame, ref)
+        assert r.report()["stray_words"] == 0 and r.report()["corrupt"] == 0
+
+
 def test_round_trip_wide_words_and_full_size_frame() -> None:
     p = ChainParams(64, 128, 32)
     refs = packets(3, ChainConfig(binning=True), p)

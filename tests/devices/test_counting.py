@@ -12,11 +12,14 @@ from scipy import stats
 
 from devices.counting import (
     BLOCK,
+    FAST_TERMS,
+    LOW_MEAN,
     NORMAL_MIN_MEAN,
     TABLE_BITS,
     TAIL_BINS,
     TERMS,
     CounterWords,
+    KeptTerms,
     draw_counts,
     exp_neg,
     normal_quantile,
@@ -196,7 +199,7 @@ def _poisson_gof(counts: np.ndarray, mean: float, top: int | None = None) -> flo
 @pytest.mark.parametrize("mean", [0.02, 0.3, 1.0, 2.5, 6.0, 9.99])
 def test_counter_words_give_poisson_counts(mean: float) -> None:
     """Chi-square goodness of fit against scipy's Poisson law, means on both sides of the
-    branch-free terms (at 6 and 9.99 a sixth and a third of the counts are beyond TERMS).
+    branch-free terms (at 6 and 9.99 a sixth and more than half of the counts are beyond TERMS).
     The same test rejects a law with a mean 1 % off (the test can fail)."""
     n = 600_000
     c = _counts(np.full(n, mean), CounterWords(1234, int(mean * 100)))
@@ -292,15 +295,15 @@ def test_bad_flux_in_a_later_block_is_reported_at_its_index() -> None:
 def test_read_only_and_writeable_inputs_share_one_compiled_pass() -> None:
     """The scene's cached flux is read-only, a computed one writeable: both run the same
     compiled specialisation (no compile when the first frame of a scan arrives)."""
-    from devices.counting import _draw_counts
+    from devices.counting_pass import draw_pass
 
     lam = np.full(100, 3.0)
     _counts(lam, CounterWords(1, 1))
-    before = len(_draw_counts.signatures)
+    before = len(draw_pass.signatures)
     frozen = lam.copy()
     frozen.flags.writeable = False
     assert np.array_equal(_counts(frozen, CounterWords(1, 1)), _counts(lam, CounterWords(1, 1)))
-    assert len(_draw_counts.signatures) == before
+    assert len(draw_pass.signatures) == before
     assert lam.flags.writeable  # the caller's array is left as it was
 
 
@@ -361,51 +364,84 @@ def test_a_block_of_large_means_draws_as_a_mixed_block_does() -> None:
 
 
 def test_kept_terms_give_the_counts_of_computed_ones() -> None:
-    """``exps``: a pass keeps each small mean's first term, a pass told they are ready
-    reads them back (the same counts: blocks of small, mixed and only large means, a
-    count beyond TERMS), and really reads them (terms of 1 make every small mean's count
-    0)."""
+    """``kept``: a pass keeps each small mean's first term and each block's list of
+    means from LOW_MEAN on, a pass told they are ready reads them back (the same counts:
+    blocks of small means with a few larger ones listed, blocks dense with larger means,
+    blocks of only large means, counts beyond FAST_TERMS and TERMS), and really reads
+    them (first terms of 1 make every small mean's count 0)."""
     rng = np.random.default_rng(8)
-    n = BLOCK * 3 + 11
-    lam = rng.uniform(0.0, 9.0, n)
+    n = BLOCK * 4 + 11
+    lam = rng.uniform(0.0, 9.0, n)                                 # dense block
     lam[BLOCK:2 * BLOCK] = rng.uniform(10.0, 500.0, BLOCK)        # a block of large means
-    lam[2 * BLOCK::7] = rng.uniform(10.0, 500.0, lam[2 * BLOCK::7].size)  # mixed
+    lam[2 * BLOCK::7] = rng.uniform(10.0, 500.0, lam[2 * BLOCK::7].size)  # mixed, dense
+    low = slice(3 * BLOCK, 4 * BLOCK)                             # listed: small means
+    lam[low] = rng.exponential(0.2, BLOCK)
+    lam[3 * BLOCK + 2:4 * BLOCK:3] = 0.99  # counts beyond FAST_TERMS (4 in 1000)
+    lam[3 * BLOCK + 1:4 * BLOCK:61] = rng.uniform(1.0, 40.0, lam[3 * BLOCK + 1:4 * BLOCK:61].size)
+    lam[3 * BLOCK + 5] = 0.999  # below LOW_MEAN: the first FAST_TERMS terms only
     words = CounterWords(31, 4)
     plain = _counts(lam, words)
-    exps = np.empty(n)
-    n_ = lam.size
+    kept = KeptTerms(n)
 
     def draw(ready: bool) -> np.ndarray:
-        out = np.empty(n_, np.uint32)
+        out = np.empty(n, np.uint32)
         assert draw_counts(lam, 1.0, np.zeros(0, np.intp), np.zeros(0, np.intp), 1.0, 0.0,
-                           4.0 * (2**20 - 1), 2**20 - 1, words, out, exps=exps,
-                           exps_ready=ready) == -1
+                           4.0 * (2**20 - 1), 2**20 - 1, words, out, kept=kept,
+                           kept_ready=ready) == -1
         return out
 
+    assert not kept.filled
     np.testing.assert_array_equal(draw(False), plain)
+    assert kept.filled
     small = lam < NORMAL_MIN_MEAN
-    np.testing.assert_allclose(exps[small], np.exp(-lam[small]), rtol=3e-16, atol=0)
+    np.testing.assert_allclose(kept.exps[small], np.exp(-lam[small]), rtol=3e-16, atol=0)
+    listed = kept.high[kept.starts[3]:kept.starts[4]]
+    np.testing.assert_array_equal(listed, np.flatnonzero(lam[low] >= LOW_MEAN))
+    assert kept.starts[1] == kept.starts[2] == kept.starts[3] == 0  # dense, large, dense
     np.testing.assert_array_equal(draw(True), plain)
-    assert (plain[small] > TERMS).any()
-    exps[:] = 1.0
+    assert (plain[small] > TERMS).any() and (plain[low][lam[low] < LOW_MEAN] > FAST_TERMS).any()
+    kept.exps[:] = 1.0
     ones = draw(True)
     assert not ones[small].any()
     np.testing.assert_array_equal(ones[~small], plain[~small])
+
+
+def test_listed_means_follow_their_laws() -> None:
+    """Blocks of small means with a few larger ones among them (a powder pattern's
+    rings): each class drawn through its path (FAST_TERMS terms, the listed ones' TERMS
+    terms or normal draws) follows its Poisson law."""
+    n = 600_000
+    lam = np.full(n, 0.3)
+    lam[::50] = 2.5   # listed (one pixel in 50: below the dense limit)
+    lam[25::50] = 0.99  # not listed: FAST_TERMS terms and the rare continuation
+    lam[10::100] = 60.0  # listed, large
+    c = _counts(lam, CounterWords(17, 3))
+    for mean in (0.3, 2.5, 0.99):
+        assert _poisson_gof(c[lam == mean], mean) > 1e-4, mean
+    big = c[lam == 60.0].astype(float)
+    assert abs(big.mean() - 60) < 4.5 * math.sqrt(60 / big.size)
+    assert abs(big.var() / 60 - 1) < 4.5 * math.sqrt(2 / big.size)
 
 
 def test_kept_terms_are_checked() -> None:
     n = 6
     args = (np.ones(n), 1.0, np.zeros(0, np.intp), np.zeros(0, np.intp), 1.0, 0.0, 1e7,
             2**20 - 1, CounterWords(0, 0), np.empty(n, np.uint32))
-    with pytest.raises(ValueError, match=r"exps must be a flat array of 6 float64, got "
-                                         r"float32 of shape \(6,\)"):
-        draw_counts(*args, exps=np.empty(n, np.float32))
-    with pytest.raises(ValueError, match=r"exps must be a flat array of 6 float64, got "
-                                         r"float64 of shape \(5,\)"):
-        draw_counts(*args, exps=np.empty(5))
-    with pytest.raises(ValueError, match="exps_ready without exps"):
-        draw_counts(*args, exps_ready=True)
-    frozen = np.empty(n)
-    frozen.flags.writeable = False
-    with pytest.raises(ValueError, match="exps must be writeable"):
-        draw_counts(*args, exps=frozen)
+    with pytest.raises(ValueError, match=r"kept must be the KeptTerms of 6 pixels, got "
+                                         r"those of 5"):
+        draw_counts(*args, kept=KeptTerms(5))
+    with pytest.raises(ValueError, match=r"kept must be the KeptTerms of 6 pixels, got "
+                                         r"array"):
+        draw_counts(*args, kept=np.empty(n))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="kept_ready without kept terms a pass has filled"):
+        draw_counts(*args, kept_ready=True)
+    with pytest.raises(ValueError, match="kept_ready without kept terms a pass has filled"):
+        draw_counts(*args, kept=KeptTerms(n), kept_ready=True)
+    for bad in (-1, 1.5, True, 1 << 33):
+        with pytest.raises(ValueError, match="KeptTerms: n must be an int"):
+            KeptTerms(bad)  # type: ignore[arg-type]
+    flux = np.ones(n)
+    flux[4] = np.nan
+    kept = KeptTerms(n)
+    assert draw_counts(flux, *args[1:], kept=kept) == 4
+    assert not kept.filled  # (a pass that stopped at a bad flux kept nothing usable)

@@ -4,6 +4,7 @@ catalog, equal to the numpy reference model of the firmware."""
 from __future__ import annotations
 
 import re
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,7 +127,13 @@ def test_unknown_backend_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.ghdl
-def test_ghdl_backend_runs_the_exported_vhdl(setup: Any) -> None:
+def test_ghdl_backend_runs_the_exported_vhdl(setup: Any, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frames of the exported VHDL under GHDL are the reference model's; switching the
+    backend back closes the GHDL board (its build folder goes)."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     RE, catalog, beamline = setup
     det = beamline.det
     det.backend.put("ghdl")
@@ -135,6 +142,11 @@ def test_ghdl_backend_runs_the_exported_vhdl(setup: Any) -> None:
     images = catalog.run(uid)["primary"]["det_image"]
     for i, raw in enumerate(counts):
         assert np.array_equal(np.asarray(images[i]), reference_frame(raw, P, tables=det.tables).image)
+    assert list(scratch.glob("smeflow-firmware-*"))
+    det.backend.put("compiled")
+    RE(bp.count([det], 1))
+    assert det.firmware.backend == "compiled"
+    assert not list(scratch.glob("smeflow-firmware-*"))
 
 
 def test_the_beamline_fixture_is_ready(smeflow_beamline: Any) -> None:

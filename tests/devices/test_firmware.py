@@ -3,6 +3,9 @@ the same frames as counts sent directly, and link faults are caught on either pa
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -67,3 +70,54 @@ def test_the_last_packet_of_an_acquisition_lost_is_counted(kind: str, check: str
     with pytest.raises(FirmwareError, match=r"delivered 0 of 1 frames"):
         fw.inject_fault(kind)
         fw.acquire(counts[:1])
+
+
+@pytest.mark.ghdl
+def test_the_ghdl_board_numbers_and_stamps_frames_on_as_the_compiled_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each GHDL acquisition runs the VHDL from reset; the board still numbers and stamps
+    its frames on across acquisitions as the compiled board (never reset between them)
+    does, and ``close`` removes its build folder."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    counts = _counts(3)
+    seen = {}
+    for backend in ("compiled", "ghdl"):
+        fw = Firmware(P, backend)
+        try:
+            frames = fw.acquire(counts[:1]) + fw.acquire(counts[1:])
+            seen[backend] = [(f.frame_number, f.timestamp, f.image.tobytes()) for f in frames]
+            assert fw.report()["good"] == 3
+        finally:
+            fw.close()
+    assert seen["ghdl"] == seen["compiled"]
+    assert [n for n, _, _ in seen["ghdl"]] == [0, 1, 2]
+    assert not list(tmp_path.glob("smeflow-firmware-*"))
+
+
+@pytest.mark.ghdl
+def test_a_fly_scan_on_the_ghdl_board_writes_every_frame(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several firmware batches (GHDL runs) in one fly scan: each frame is the trigger's."""
+    from dataflow.hdf5 import open_frames
+    from devices.beamline import Beamline
+    from devices.fly import FlyParameters
+
+    monkeypatch.setattr("devices.fly.BATCH", 2)
+    bl = Beamline.create(tmp_path, params=P, backend="ghdl", time_scale=0.001)
+    try:
+        bl.shutter.set("open").wait(5)
+        det = bl.det
+        det.time_scale = 0.0  # (every trigger at once: batches of two frames)
+        det.stage()
+        det.prepare(FlyParameters(frames=3, exposure=0.05)).wait(5)
+        det.kickoff().wait(5)
+        det.complete().wait(300)
+        assert det.fly is not None
+        assert [f.frame_number for f in det.fly.frames] == [0, 1, 2]
+        list(det.collect_asset_docs())
+        det.unstage()
+        (path,) = sorted(tmp_path.rglob("*.h5"))
+        with open_frames(path) as r:
+            assert np.asarray(r.read()).shape == (3, P.height, P.width)
+    finally:
+        bl.close()

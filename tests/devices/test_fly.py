@@ -138,6 +138,26 @@ def test_unstage_stops_a_running_acquisition_and_keeps_only_announced_frames(
     assert fly is not None and fly._spare_links.empty() and fly._spare_slots.empty()
 
 
+def test_a_step_trigger_is_refused_while_a_fly_acquisition_runs(beamline: Beamline) -> None:
+    """A trigger() would drive the fly's firmware and readout from another thread (its
+    frame numbered among the fly's, decoded into the fly's batch arrays): refused, and
+    the fly scan completes whole; once it is done, triggering works again."""
+    det = beamline.det
+    det.stage()
+    det.prepare(FlyParameters(frames=20, exposure=0.01, period=0.05)).wait(5)
+    det.time_scale = 1.0  # (triggers over about a second)
+    det.kickoff().wait(5)
+    with pytest.raises(RuntimeError, match="trigger\\(\\) while a fly acquisition is still "
+                                           "running"):
+        det.trigger()
+    with pytest.raises(RuntimeError, match="prepare\\(\\) while a fly acquisition"):
+        det.prepare(FlyParameters(frames=2))
+    det.complete().wait(60)
+    assert det.fly is not None
+    assert [f.index for f in det.fly.frames] == list(range(20))
+    det.trigger().wait(30)
+
+
 def test_position_capture_reads_the_angle_at_each_trigger(beamline: Beamline) -> None:
     det, rot = beamline.det, beamline.rotation
     rot.prepare(ContinuousRotation(10.0, 100.0, 90.0)).wait(5)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import devices.counting as counting
+from devices.samples import frozen_image
 from devices.sensor import LinkStream, SensorModel, counting_efficiency, link_stream
 from fpga.designs.params import PIXEL_MAX, ChainParams
 from fpga.designs.reference import default_timestamps
@@ -157,8 +158,7 @@ def test_a_frozen_flux_image_draws_the_counts_of_a_fresh_one() -> None:
     rng = np.random.default_rng(3)
     image = np.where(rng.random((64, 64)) < 0.05, rng.uniform(2e3, 5e4, (64, 64)),
                      rng.uniform(0.0, 200.0, (64, 64)))  # means below and above 10 at 0.01 s
-    frozen = image.copy()
-    frozen.flags.writeable = False
+    frozen = frozen_image(image)
     kwargs = {"dead_pixels": 9, "hot_pixels": 5, "hot_rate": 2e3, "seed": 12}
     kept, fresh = SensorModel(P64, **kwargs), SensorModel(P64, **kwargs)
     steps = [(0.01, 1.0)] * 4 + [(0.02, 1.0)] * 3 + [(0.02, 0.5)] * 3 + ["threshold"] \
@@ -173,7 +173,7 @@ def test_a_frozen_flux_image_draws_the_counts_of_a_fresh_one() -> None:
         t, scale = step
         a = kept.expose(frozen, t, scale=scale)
         np.testing.assert_array_equal(a, fresh.expose(image.copy(), t, scale=scale))
-    assert kept._kept is not None and kept._kept.exps is not None  # (they were kept)
+    assert kept._kept is not None and kept._kept.terms is not None  # (they were kept)
     assert fresh._kept is None
 
 
@@ -186,15 +186,13 @@ def test_a_drifting_beam_scale_keeps_the_terms_of_each_scale(
     passes: list[tuple[bool, bool]] = []  # (terms kept, terms read back) of each pass
 
     def spy(*args: object, **kwargs: object) -> int:
-        passes.append((kwargs["exps"] is not None, bool(kwargs["exps_ready"])))
+        passes.append((kwargs["kept"] is not None, bool(kwargs["kept_ready"])))
         return counting.draw_counts(*args, **kwargs)  # type: ignore[arg-type]
 
     rng = np.random.default_rng(5)
     image = rng.uniform(0.0, 300.0, (64, 64))  # means below 3 at 0.01 s
-    frozen = image.copy()
-    frozen.flags.writeable = False
-    other = frozen[::-1].copy()
-    other.flags.writeable = False
+    frozen = frozen_image(image)
+    other = frozen_image(frozen[::-1])
     kept, fresh = SensorModel(P64, hot_pixels=3, seed=2), SensorModel(P64, hot_pixels=3, seed=2)
     scales = [1.0, 1.0, 1.0, 1.0001, 1.0001, 1.0001, 0.9998, 0.9998]
     with monkeypatch.context() as m:
@@ -217,6 +215,43 @@ def test_a_read_only_view_of_a_writeable_flux_is_not_taken_as_unchanging() -> No
         base[:] = value
         np.testing.assert_array_equal(s.expose(view, 0.01), fresh.expose(base.copy(), 0.01))
     assert s._kept is None
+
+
+def test_a_read_only_image_that_owns_its_memory_is_not_taken_as_unchanging() -> None:
+    """numpy lets the owner of an array's memory make it writeable again: a flat field
+    made read-only, exposed, changed in place and made read-only again is drawn from its
+    new means (Poisson 5, not the kept terms of Poisson 1), frame for frame the counts of
+    a writeable copy; a ``frozen_image`` cannot be changed so."""
+    kw = {"hot_pixels": 40, "hot_rate": 100.0, "dead_pixels": 10, "seed": 3}
+    s, fresh = SensorModel(P64, **kw), SensorModel(P64, **kw)  # type: ignore[arg-type]
+    image = np.full((64, 64), 100.0)
+    owner = image.copy()
+    owner.flags.writeable = False
+    for _ in range(3):
+        np.testing.assert_array_equal(s.expose(owner, 0.01), fresh.expose(image, 0.01))
+    owner.flags.writeable = True
+    owner *= 5.0
+    owner.flags.writeable = False
+    a = s.expose(owner, 0.01)
+    np.testing.assert_array_equal(a, fresh.expose(image * 5.0, 0.01))
+    live = ~(s.hot_mask | s.dead_mask)
+    assert abs(a[live].mean() - 5.0) < 0.2
+    assert s._kept is None
+    frozen = frozen_image(image)
+    assert not frozen.flags.writeable and frozen.base is not None
+    for array in (frozen, frozen.view(), frozen[::2]):
+        with pytest.raises(ValueError, match="cannot set WRITEABLE flag"):
+            array.flags.writeable = True
+
+
+@pytest.mark.parametrize("bad", [float("nan"), -1e5, float("inf"), "1"])
+def test_a_bad_hot_rate_is_refused_after_construction_too(bad: object) -> None:
+    s = SensorModel(P64, hot_pixels=40, hot_rate=100.0, seed=3)
+    with pytest.raises(ValueError, match=r"hot_rate must be (finite and >= 0|a number)"):
+        s.hot_rate = bad  # type: ignore[assignment]
+    assert s.hot_rate == 100.0
+    s.hot_rate = 0.0
+    assert not s.expose(np.zeros((64, 64)), 0.01).any()
 
 
 @pytest.mark.parametrize(("flux", "exposure", "match"), [

@@ -83,3 +83,43 @@ def test_bad_vectorised_stimulus() -> None:
         sim.run_batch({"samples.x": lambda i: 0}, 10, chunk=0)
     with pytest.raises(BackendError, match=r"'samples\.nope' is not a top-level input"):
         sim.run_batch({"samples.nope": lambda i: 0}, 10)
+
+
+@pytest.mark.parametrize("backend", ["interp", "compiled"])
+def test_a_stimulus_of_fractions_is_refused_not_truncated(backend: str) -> None:
+    """Batch values are raw integers: 1.5 was read as 1 (for a fixed-point input, raw 1
+    = 1/16 where the user meant one and a half). Floats holding whole numbers (what
+    ``np.zeros(n)`` gives) are taken as before; the rest get one error naming the tick."""
+    stim = arrays(20)
+    whole = Simulator(pipeline.build(), backend=backend, trace=False).run_batch(stim, 20)
+    floats = {k: v.astype(np.float64) for k, v in stim.items()}
+    same = Simulator(pipeline.build(), backend=backend, trace=False).run_batch(floats, 20)
+    for name in whole:
+        np.testing.assert_array_equal(same[name], whole[name])
+    for bad in (1.5, np.nan, np.inf):
+        x = floats["samples.x"].copy()
+        x[7] = bad
+        sim = Simulator(pipeline.build(), backend=backend, trace=False)
+        with pytest.raises(BackendError, match=rf"stimulus 'samples\.x' holds {bad!r} at tick "
+                                               r"7: not a whole number in the 64-bit range"):
+            sim.run_batch({**floats, "samples.x": x}, 20)
+    for bad_object in (1.5, 2.0 ** 63, "3", None):  # object arrays (a mixed pandas column)
+        x = stim["samples.x"].astype(object)
+        x[4] = bad_object
+        sim = Simulator(pipeline.build(), backend=backend, trace=False)
+        with pytest.raises(BackendError, match=r"'samples\.x' holds .* at tick 4: not a whole"):
+            sim.run_batch({**stim, "samples.x": x}, 20)
+    x = floats["samples.x"].copy()
+    x[3] = 2.0 ** 63  # (whole, but no int64 holds it: the compiled cast would wrap it)
+    with pytest.raises(BackendError, match=r"holds 9\.223372036854776e\+18 at tick 3"):
+        Simulator(pipeline.build(), backend=backend, trace=False).run_batch(
+            {**floats, "samples.x": x}, 20)
+    # chunked runs name the run's tick, not the chunk's
+    x = floats["samples.x"].copy()
+    x[13] = 0.5
+    with pytest.raises(BackendError, match=r"holds 0\.5 at tick 13"):
+        Simulator(pipeline.build(), backend=backend, trace=False).run_batch(
+            {**floats, "samples.x": lambda i: x[i]}, 20, chunk=4)
+    with pytest.raises(BackendError, match=r"'samples\.x' has dtype complex128"):
+        Simulator(pipeline.build(), backend=backend, trace=False).run_batch(
+            {**stim, "samples.x": stim["samples.x"] + 0j}, 20)

@@ -226,3 +226,39 @@ def test_batch_calls_with_other_outputs_and_dtypes_record_what_each_asks() -> No
             assert values.dtype == np.dtype((dtypes or {}).get(name, np.int64)), name
     with pytest.raises(BackendError, match=r"dtypes names 'pair\.a'"):
         sim.run_batch(stim, 256, outputs=["clamped.diff"], dtypes={"pair.a": np.uint8})
+
+
+class _Ask(Bus):
+    a: UInt[8] = 0
+    arr: Array[UInt[8], 7] = [0] * 7
+
+
+class _Got(Bus):
+    y: UInt[8] = 0
+
+
+class _Reader(Process):
+    inp: In[_Ask]
+    out: Out[_Got]
+
+    def on_tick(self) -> None:
+        self.out.y = self.inp.arr[self.inp.a % 8]
+
+
+def test_an_input_arrays_index_error_is_the_interpreters() -> None:
+    """The interpreter holds a network input's array as a tuple: an index out of range
+    there is Python's "tuple index out of range" in both backends, step and batch."""
+    def error(backend: str, batch: bool) -> str:
+        inp, out = _Ask("inp"), _Got("out")
+        sim = Simulator(Network("reads", [_Reader(name="p", inp=inp, out=out)], inputs=[inp]),
+                        backend=backend, trace=False)
+        with pytest.raises(IndexError) as info:
+            if batch:
+                sim.run_batch({"inp.a": np.array([0, 7]), "inp.arr": np.ones((2, 7), np.int64)}, 2)
+            else:
+                sim.run(stimulus=[{"inp.a": 0, "inp.arr": [1] * 7}, {"inp.a": 7, "inp.arr": [1] * 7}])
+        return str(info.value)
+
+    for batch in (False, True):
+        assert error("compiled", batch) == error("interp", batch)
+        assert "tuple index out of range" in error("compiled", batch)

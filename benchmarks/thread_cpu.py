@@ -1,0 +1,84 @@
+"""CPU time of this process's threads over a stretch of time, by what they do (Linux
+``/proc``): what ``benchmarks/endtoend.py`` and ``benchmarks/acquisition.py`` print as
+``….cpu_ms.<part>`` per frame."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+
+class ThreadCPU:
+    """CPU seconds of this process's threads over a stretch of time, by thread name
+    (Linux ``/proc``): sampled every ``every`` seconds, so a thread that ends is counted
+    up to its last sample (at most ``every`` short). ``stop()`` gives the totals since
+    ``start()``; ``until(t)`` those up to the last sample at or before the wall-clock time
+    ``t`` (``time.time()``: a stretch that ends before the work its caller waited for,
+    such as a file's digest at the run's close after its last frame)."""
+
+    GROUPS = (("sensor", "-fly-sensor"), ("firmware", "-fly-firmware"), ("writer", "-fly-writer"),
+              ("live_reducer", "smeflow-live-reducer"), ("run_engine", "bluesky-run-engine"),
+              ("tiled", "asyncio-portal"))
+    """Figure name → what the thread's name contains (the rest is ``other``)."""
+
+    def __init__(self, every: float = 0.1) -> None:
+        self.every = every
+        self._tick = os.sysconf("SC_CLK_TCK")
+        self._cpu: dict[int, float] = {}
+        self._names: dict[int, str] = {}
+        self._start: dict[int, float] = {}
+        self._history: list[tuple[float, dict[int, float]]] = []
+        """(wall time, CPU seconds by thread id) of every sample."""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="endtoend-cpu", daemon=True)
+
+    def _sample(self) -> None:
+        for t in threading.enumerate():
+            if t.native_id is not None:
+                self._names[t.native_id] = t.name
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{tid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:  # (the thread ended)
+                continue
+            self._cpu[int(tid)] = (int(fields[11]) + int(fields[12])) / self._tick
+        self._history.append((time.time(), dict(self._cpu)))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self._sample()
+
+    def start(self) -> None:
+        """Take the baseline and start sampling."""
+        self._sample()
+        self._start = dict(self._cpu)
+        self._thread.start()
+
+    def stop(self) -> dict[str, float]:
+        """CPU seconds since ``start`` by group (``GROUPS``, ``other``, ``total``)."""
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        return self._grouped(self._cpu)
+
+    def until(self, t: float) -> dict[str, float]:
+        """``stop()``'s figures up to the last sample taken at or before ``t`` (after
+        ``stop()``; the baseline's when none was)."""
+        cpu = self._start
+        for when, sample in self._history:
+            if when > t:
+                break
+            cpu = sample
+        return self._grouped(cpu)
+
+    def _grouped(self, cpu: dict[int, float]) -> dict[str, float]:
+        out = dict.fromkeys([name for name, _ in self.GROUPS] + ["other"], 0.0)
+        for tid, seconds in cpu.items():
+            used = seconds - self._start.get(tid, 0.0)
+            thread = self._names.get(tid, "")
+            group = next((name for name, part in self.GROUPS if part in thread), "other")
+            out[group] += used
+        out["total"] = sum(out.values())
+        return out
