@@ -39,6 +39,9 @@ the same application, set up here once:
   the request; pydantic keeps such models only while something refers to them, so every
   request built its model class anew (about a tenth of a metadata request's time).
   ``pin_resource_models`` builds them once and keeps them.
+- **A listing's data sources in one query**: a listing with its data sources (a
+  reduction's look-up of a run's frame files) loaded them node by node, four SQL
+  statements each; :func:`dataflow.tiled_batch.batch_data_sources` loads them per page.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ import warnings
 from typing import Any
 
 from .server_guards import SERVER_SETTINGS
+from .tiled_batch import batch_data_sources
 
 JSON_SEQ = "application/json-seq"
 """The media type of a run as a stream of bluesky documents (RFC 7464)."""
@@ -217,6 +221,7 @@ def build_tiled_app(adapter: Any, authentication: Any = None, *, quiet: bool = F
         logging.getLogger("tiled.server.app").setLevel(logging.WARNING)
     install_queries()
     pin_resource_models()
+    batch_data_sources()
     add_layout_task(adapter)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*httpx.*")  # starlette's notice
