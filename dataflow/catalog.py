@@ -376,13 +376,17 @@ class Catalog(ClientCatalog):
 
 
 def _tiled_writer(node: Any, batch_size: int | None) -> Any:
+    """A ``TiledWriter`` into ``node`` whose event pages go on whole when none of their
+    events needs rewriting (``dataflow.event_pages``)."""
     from bluesky_tiled_plugins import TiledWriter
 
+    from .event_pages import PageNormalizer
+
     if batch_size is None:
-        return TiledWriter(node)
+        return TiledWriter(node, normalizer=PageNormalizer)
     if batch_size < 1:
         raise ValueError(f"batch_size {batch_size}: must be >= 1")
-    return TiledWriter(node, batch_size=batch_size)
+    return TiledWriter(node, normalizer=PageNormalizer, batch_size=batch_size)
 
 
 __all__ = [

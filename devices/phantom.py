@@ -342,13 +342,13 @@ def _row_chords(xs: FloatArray, yr: float, coef: FloatArray, k: int,
         else:
             lo = max(int(np.floor((max(xa, xb) - x0) / dx)), 0)
             hi = min(int(np.ceil((min(xa, xb) - x0) / dx)) + 1, n_cols)
-    for j in range(lo, hi):
+    for j in range(lo, hi):  # (no branch: several columns per instruction; where the
+        # ray misses, the chord adds 0, which changes no sum)
         xr = xs[j]
         b = bx * xr + bb
         c = cxx * xr * xr + c1 * xr + cc0
         disc = b * b - a * c
-        if disc > 0.0:
-            acc[j] += scale * np.sqrt(disc)
+        acc[j] += scale * np.sqrt(disc if disc > 0.0 else 0.0)
     return lo, hi
 
 

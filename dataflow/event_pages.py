@@ -1,0 +1,49 @@
+"""The catalog writer's document normalizer, with event pages handed on whole.
+
+``TiledWriter`` passes every document through a normalizer (by default
+``bluesky_tiled_plugins``' ``RunNormalizer``) that brings older documents to the current
+schema: it renames data keys that clash with the table's own columns (``time``,
+``seq_num``), turns ``Resource``/``Datum`` references into ``StreamResource``/
+``StreamDatum`` documents and splits internal from external data. It does that event by
+event: an event page is unpacked, each event deep-copied, rewritten and checked against
+the event schema on its own (a ``jsonschema`` validation per event, in Python, holding the
+GIL). A fly scan collects hundreds of frames in a page, so that is most of what the
+RunEngine's thread does per frame while the detector's threads wait for the GIL.
+
+:class:`PageNormalizer` is that normalizer, except that an event page none of whose
+events would be rewritten — every data and timestamp key an internal key of its stream
+(declared without ``external``), none named ``time`` or ``seq_num``, nothing marked
+``filled``, no ``event`` patch — goes on as one page (checked once against the event-page
+schema, its events unpacked by the run writer): the rows written are the ones the
+event-by-event path writes. Any other page takes that path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bluesky_tiled_plugins.writing.tiled_writer import RESERVED_DATA_KEYS, RunNormalizer
+from event_model import DocumentNames
+
+__all__ = ["PageNormalizer"]
+
+
+class PageNormalizer(RunNormalizer):  # type: ignore[misc]  # (untyped library)
+    """``RunNormalizer`` that hands an event page on whole when none of its events needs
+    rewriting (see the module docstring); ``TiledWriter(normalizer=PageNormalizer)``."""
+
+    def event_page(self, doc: dict[str, Any]) -> None:
+        """Emit ``doc`` as one page when nothing in it is rewritten, else event by event."""
+        if not self._as_is(doc):
+            super().event_page(doc)
+            return
+        page = {key: value for key, value in doc.items() if key != "filled"}
+        self.emit(DocumentNames.event_page, page)
+
+    def _as_is(self, doc: dict[str, Any]) -> bool:
+        """Whether the per-event path would emit the page's events unchanged (but for
+        their ``filled``, empty here, which it drops and the run writer does not read)."""
+        if self.patches.get("event") or doc.get("filled"):
+            return False
+        keys = set(doc["data"]) | set(doc["timestamps"])
+        return keys <= self._int_keys and not keys & (self._ext_keys | set(RESERVED_DATA_KEYS))

@@ -1,0 +1,135 @@
+"""The catalog's document normalizer (``dataflow.event_pages.PageNormalizer``) against
+``bluesky_tiled_plugins``' own ``RunNormalizer``: the same documents written through each
+into a catalog read back the same, and only pages that need no rewriting skip the
+event-by-event path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from bluesky_tiled_plugins import TiledWriter
+from bluesky_tiled_plugins.writing.tiled_writer import RunNormalizer
+from event_model import compose_run
+
+from dataflow.catalog import Catalog
+from dataflow.event_pages import PageNormalizer
+
+Document = tuple[str, dict[str, Any]]
+
+
+def run_documents(n: int, extra_key: str | None = None) -> list[Document]:
+    """A run of one stream whose ``n`` events come in two pages, as a fly scan's
+    ``collect`` emits them: integers, floats, an array of 32 (stored as its own array
+    node) and an external image key that no event carries (its frames are announced by
+    stream documents). ``extra_key``: one more number under that name."""
+    run = compose_run(metadata={"plan_name": "fly_test"})
+    keys: dict[str, Any] = {
+        "roi": {"source": "sim", "dtype": "integer", "shape": []},
+        "hist": {"source": "sim", "dtype": "array", "shape": [32], "dtype_numpy": "<i8"},
+        "angle": {"source": "sim", "dtype": "number", "shape": []},
+        "image": {"source": "sim", "dtype": "array", "shape": [8, 8], "dtype_numpy": "<u2",
+                  "external": "STREAM:"},
+    }
+    if extra_key is not None:
+        keys[extra_key] = {"source": "sim", "dtype": "number", "shape": []}
+    stream = run.compose_descriptor(data_keys=keys, name="primary")
+    docs: list[Document] = [("start", dict(run.start_doc)),
+                            ("descriptor", dict(stream.descriptor_doc))]
+    rng = np.random.default_rng(7)
+    for first in (0, n // 2):
+        rows = range(first, n // 2 if first == 0 else n)
+        data: dict[str, list[Any]] = {
+            "roi": [int(v) for v in rng.integers(0, 1 << 40, len(rows))],
+            "hist": [[int(v) for v in rng.integers(0, 1000, 32)] for _ in rows],
+            "angle": [0.25 * i for i in rows],
+        }
+        if extra_key is not None:
+            data[extra_key] = [1e3 + i for i in rows]
+        stamps = {key: [1.7e9 + 0.002 * i for i in rows] for key in data}
+        docs.append(("event_page", dict(stream.compose_event_page(data=data,
+                                                                  timestamps=stamps))))
+    docs.append(("stop", dict(run.compose_stop())))
+    return docs
+
+
+def write(docs: list[Document], writer: Any) -> str:
+    for name, doc in docs:
+        writer(name, doc)
+    uid: str = docs[0][1]["uid"]
+    return uid
+
+
+def stream_columns(catalog: Catalog, uid: str) -> dict[str, np.ndarray]:
+    stream = catalog.run(uid)["primary"]
+    return {key: np.asarray(stream[key].read()) for key in stream}
+
+
+@pytest.fixture
+def catalogs(tmp_path: Path) -> Iterator[tuple[Catalog, Catalog]]:
+    ours, theirs = Catalog(tmp_path / "ours"), Catalog(tmp_path / "theirs")
+    try:
+        yield ours, theirs
+    finally:
+        ours.close()
+        theirs.close()
+
+
+@pytest.mark.parametrize("extra_key", [None, "time"])
+def test_the_catalog_stores_what_the_run_normalizer_stores(
+        catalogs: tuple[Catalog, Catalog], extra_key: str | None) -> None:
+    """Pages handed on whole (no ``extra_key``) and pages with a data key the table
+    reserves (``time``, renamed ``time_`` event by event) read back as through
+    ``RunNormalizer``."""
+    ours, theirs = catalogs
+    docs = run_documents(10, extra_key)
+    uid = write(docs, ours.writer())
+    assert write(docs, TiledWriter(theirs.client, normalizer=RunNormalizer)) == uid
+    got, want = stream_columns(ours, uid), stream_columns(theirs, uid)
+    assert sorted(got) == sorted(want)
+    assert {"roi", "hist", "angle", "ts_roi", "seq_num"} <= set(got)
+    if extra_key is not None:
+        assert {"time_", "ts_time_"} <= set(got)
+    for key, values in want.items():
+        np.testing.assert_array_equal(got[key], values, err_msg=key)
+    pages = [doc for name, doc in docs if name == "event_page"]
+    np.testing.assert_array_equal(got["hist"], [h for page in pages for h in page["data"]["hist"]])
+    np.testing.assert_array_equal(got["roi"], [v for page in pages for v in page["data"]["roi"]])
+
+
+def emitted(docs: list[Document]) -> list[str]:
+    """The names of the documents ``PageNormalizer`` passes on for ``docs``."""
+    normalizer = PageNormalizer()
+    names: list[str] = []
+    normalizer.subscribe(lambda name, doc: names.append(name))
+    for name, doc in docs:
+        normalizer(name, doc)
+    return names
+
+
+def test_pages_that_need_no_rewriting_go_on_whole() -> None:
+    assert emitted(run_documents(10)) == ["start", "descriptor", "event_page", "event_page",
+                                          "stop"]
+
+
+@pytest.mark.parametrize("case", ["reserved", "filled", "undeclared", "patched"])
+def test_other_pages_go_event_by_event(case: str) -> None:
+    """A reserved key, ``filled`` entries, a key the descriptor does not declare as
+    internal and an ``event`` patch each take ``RunNormalizer``'s own path."""
+    docs = run_documents(4, "seq_num" if case == "reserved" else None)
+    page = docs[2][1]
+    if case == "filled":
+        page["filled"] = {"angle": [True, True]}
+    elif case == "undeclared":
+        page["data"]["other"] = [1, 2]
+        page["timestamps"]["other"] = [1.0, 2.0]
+    normalizer = PageNormalizer(patches={"event": lambda doc: doc} if case == "patched"
+                                else None)
+    names: list[str] = []
+    normalizer.subscribe(lambda name, doc: names.append(name))
+    for name, doc in docs:
+        normalizer(name, doc)
+    assert names[2:4] == ["event", "event"]
