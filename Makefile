@@ -43,13 +43,16 @@ $(PY):
 
 # The demo's compiled artefacts (firmware, models, OpenCL kernels) are built once here, so
 # that the first `make demo` finds them cached; a failure there does not fail the install.
-$(STAMP): pyproject.toml | $(PY)
+$(STAMP): pyproject.toml Makefile | $(PY)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	# JupyterLab brings rfc3987-syntax, which jsonschema imports with event-model and which
 	# builds a Lark grammar at import: 1-3 s more for every smeflow command, test subprocess
 	# and Dask worker, for an "iri" format check nothing here uses (see the README)
 	$(PY) -m pip uninstall -y -q rfc3987-syntax
+	# pyopencl[pocl] brings the wheel's PoCL (LLVM 14, too old for recent CPUs): with Debian's
+	# PoCL installed it is never chosen, but every OpenCL process loads it (+21 MB resident)
+	if [ -e /etc/OpenCL/vendors/pocl.icd ]; then $(PY) -m pip uninstall -y -q pocl-binary-distribution; fi
 	-$(VENV)/bin/smeflow demo --prepare
 	@touch $(STAMP)
 
