@@ -99,6 +99,9 @@ class _Item:
     angle: float
     counts: Counts
     link: LinkStream | None
+    words: Counts | None = None
+    """The frame's words in ``link`` the sensor drew the counts into (``frame_link``'s
+    view), when it did: the stream goes back to the spare ones with it."""
 
 
 @dataclass(frozen=True)
@@ -147,9 +150,10 @@ class FlyAcquisition:
         self._reuse_links = False
         """Whether the sensor draws each frame into a one-frame link stream's words, whose
         buffers are used again once the firmware is done with them (``start`` decides)."""
-        self._spare_links: queue.SimpleQueue[LinkStream] = queue.SimpleQueue()
-        """Link streams the firmware is done with, refilled for the next frames (never
-        more than the frames in flight: the queue's, a batch's and one being built)."""
+        self._spare_links: queue.SimpleQueue[tuple[LinkStream, Counts]] = queue.SimpleQueue()
+        """Link streams the firmware is done with and their frames' words, refilled for
+        the next frames (never more than the frames in flight: the queue's, a batch's and
+        one being built)."""
         self._spare_slots: queue.SimpleQueue[npt.NDArray[np.uint16]] = queue.SimpleQueue()
         """Batch arrays the writer is done with, for the readout to decode the next
         batches' images into (never more than the batches in flight: one being decoded,
@@ -248,26 +252,25 @@ class FlyAcquisition:
             counts = det.expose(wall, self.exposure, out=into)
             if link is None:
                 link = det.firmware.link([counts])
-            if not self._put(_Item(i, wall, clock, det.angle_at(wall), counts, link)):
+            if not self._put(_Item(i, wall, clock, det.angle_at(wall), counts, link, into)):
                 return
         self._put(None)
 
     def _spare_link(self) -> tuple[LinkStream | None, Counts | None]:
         """A one-frame link stream for the next frame and its frame's words, for the
         sensor to draw the counts into (``devices.sensor_link.frame_link``): the buffers of a
-        stream the firmware is done with when there is one. ``(None, None)`` where the
+        stream the firmware is done with when there is one (made here by ``frame_link``
+        and handed back as they were: nothing to check again). ``(None, None)`` where the
         words are not one block of the frame (a GHDL board builds its own stream, a
         multi-module detector one per module, padded lines): ``Firmware.link`` then."""
-        firmware = self.det.firmware
         if not self._reuse_links:
             return None, None
         try:
-            spare: LinkStream | None = self._spare_links.get_nowait()
+            return self._spare_links.get_nowait()
         except queue.Empty:
-            spare = None
-        made = frame_link(firmware.params, reuse=spare)
-        assert made is not None  # (``_reuse_links`` says the lines are not padded)
-        return made
+            made = frame_link(self.det.firmware.params)
+            assert made is not None  # (``_reuse_links`` says the lines are not padded)
+            return made
 
     def _consume(self, n: int) -> None:
         try:
@@ -347,8 +350,9 @@ class FlyAcquisition:
         # draws into again from now on)
         last_counts: npt.NDArray[np.uint32] = counts.astype(np.uint32, copy=False)
         if self._reuse_links:
-            for link in links:
-                self._spare_links.put(link)
+            for item in batch:
+                if item.link is not None and item.words is not None:
+                    self._spare_links.put((item.link, item.words))
         indices = [self._index(frame, item) for item, frame in zip(batch, out, strict=True)]
         self._offer(self._decoded, _Decoded(batch, indices, out, images, last_counts, slots))
 

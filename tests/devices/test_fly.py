@@ -213,15 +213,20 @@ def test_frames_drawn_into_reused_link_buffers_are_the_firmware_of_their_counts(
         sent.append(np.array(counts, dtype=np.uint32))
         return counts
 
-    made: list[int] = []
-    reused: list[bool] = []
+    made: list[int] = []  # the streams frame_link made
+    used: list[int] = []  # the stream each frame was drawn into
     frame_link = fly_module.frame_link
+    spare_link = fly_module.FlyAcquisition._spare_link
 
     def tracking(params: ChainParams, reuse: Any = None) -> Any:
         got = frame_link(params, reuse=reuse)
         assert got is not None
-        reused.append(got[0] is reuse)
         made.append(id(got[0]))
+        return got
+
+    def using(self: Any) -> Any:
+        got = spare_link(self)
+        used.append(id(got[0]))
         return got
 
     readbacks: list[bool] = []
@@ -237,6 +242,7 @@ def test_frames_drawn_into_reused_link_buffers_are_the_firmware_of_their_counts(
     monkeypatch.setattr(det, "expose", recording)
     monkeypatch.setattr(det, "store_fly_frames", checking)
     monkeypatch.setattr(fly_module, "frame_link", tracking)
+    monkeypatch.setattr(fly_module.FlyAcquisition, "_spare_link", using)
     det.stage()
     n = fly_module.QUEUE_FRAMES + 3 * fly_module.BATCH
     det.prepare(FlyParameters(frames=n, exposure=0.01)).wait(5)
@@ -247,7 +253,7 @@ def test_frames_drawn_into_reused_link_buffers_are_the_firmware_of_their_counts(
     path = det.files.fly.path
     last = det.last_counts
     det.unstage()
-    assert len(sent) == n and any(reused) and len(set(made)) < n
+    assert len(sent) == len(used) == n and set(used) == set(made) and len(set(made)) < n
     assert readbacks and all(readbacks), readbacks
     # the readout decoded the batches after the first into batch arrays, used again once
     # written (the file's frames are checked below)
