@@ -75,8 +75,6 @@ def run_demo(data_dir: Path, out_dir: Path, *, projections: int = 90, backend: s
     (``smeflow proxy``), for live consumers in other processes
     (``smeflow reduce --live --zmq``)."""
     from bluesky import RunEngine
-    from bluesky.callbacks.best_effort import BestEffortCallback
-    from bluesky.utils import ProgressBarManager
 
     from analysis.live import LiveReducer
     from dataflow.catalog import Catalog
@@ -100,7 +98,10 @@ def run_demo(data_dir: Path, out_dir: Path, *, projections: int = 90, backend: s
 
         publisher = DocumentPublisher(zmq)
         RE.subscribe(publisher)  # type: ignore[no-untyped-call]
-    if not quiet:
+    if not quiet:  # (the table's module loads matplotlib: only when it is shown)
+        from bluesky.callbacks.best_effort import BestEffortCallback
+        from bluesky.utils import ProgressBarManager
+
         bec = BestEffortCallback()  # type: ignore[no-untyped-call]
         bec.disable_plots()  # type: ignore[no-untyped-call]
         RE.subscribe(bec)  # type: ignore[no-untyped-call]
@@ -261,11 +262,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"the demo's firmware, models and OpenCL kernels are compiled and cached "
               f"({took:.0f} s)")
         return 0
+    from plans.demo_memory import PeakMemory
+
     start = time.perf_counter()
     startup = process_age_s()  # interpreter start and imports, before the demo itself
+    memory = PeakMemory()  # this process and any it starts (GHDL, a kernel's linker)
     data_dir, out_dir = Path(args.data).resolve(), Path(args.output).resolve()
-    result = run_demo(data_dir, out_dir, projections=args.projections, backend=args.backend,
-                      quiet=args.quiet, zmq=args.zmq)
+    try:
+        result = run_demo(data_dir, out_dir, projections=args.projections,
+                          backend=args.backend, quiet=args.quiet, zmq=args.zmq)
+    finally:
+        peak_mb = memory.stop()
     wall = time.perf_counter() - start
     print()
     print(f"done in {wall:.0f} s")
@@ -281,7 +288,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"  smeflow catalog show {result['tomo_uid'][:8]} --data {data_dir}")
     print(f"demo.startup_s = {startup:.4g}")
     print(f"demo.wall_s = {wall:.4g}")
-    print(f"demo.peak_rss_mb = {peak_rss_mb():.4g}")
+    print(f"demo.peak_rss_mb = {peak_mb:.4g}")
     print(f"live.tomo.lag_s.max = {result['lag_max']['tomo']:.4g}")
     print(f"live.diffraction.lag_s.max = {result['lag_max']['diffraction']:.4g}")
     return 0
@@ -300,22 +307,6 @@ def process_age_s() -> float:
     except (OSError, ValueError, IndexError):
         return math.nan
     return max(0.0, uptime - started / os.sysconf("SC_CLK_TCK"))
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process, MB: Linux's ``VmHWM`` (the peak of this
-    program: ``getrusage``'s ``ru_maxrss`` survives ``exec`` and would report the peak of
-    the process that started it when that was larger), else ``ru_maxrss``."""
-    import resource
-
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def register_demo(sub: Subparsers) -> None:

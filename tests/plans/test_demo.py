@@ -245,7 +245,8 @@ def test_demo_figures_of_this_process() -> None:
     import resource
     import time
 
-    from plans.demo import peak_rss_mb, process_age_s
+    from plans.demo import process_age_s
+    from plans.demo_memory import peak_rss_mb
 
     age = process_age_s()
     with open("/proc/uptime") as f:
@@ -260,7 +261,7 @@ def test_demo_figures_of_this_process() -> None:
     import sys
 
     big = np.ones(400 * 1024 * 1024 // 8)
-    child = subprocess.run([sys.executable, "-c", "from plans.demo import peak_rss_mb; "
+    child = subprocess.run([sys.executable, "-c", "from plans.demo_memory import peak_rss_mb; "
                             "print(peak_rss_mb())"], capture_output=True, text=True,
                            timeout=120, check=True)
     assert float(child.stdout) < big.nbytes / 2**20, child.stdout

@@ -1,0 +1,116 @@
+"""The demo's peak memory: this process and every process it starts.
+
+``smeflow demo`` prints ``demo.peak_rss_mb``, the memory of the whole demo. Its own
+process's peak is exact (Linux's ``VmHWM``). A process it starts — a GHDL simulation
+with ``--backend ghdl``, a compiler or linker an OpenCL driver runs for a kernel not in
+its cache — is counted too: :class:`PeakMemory` samples the resident memory of this
+process plus all its descendants every ``interval`` seconds (``/proc``), and the figure is
+the larger of that sum and this process's own peak. The sum counts a library that two
+processes map in each (an upper bound, never less than what ran); a child that lives
+shorter than one interval can be missed. Not ``getrusage(RUSAGE_CHILDREN)``: a child's
+``ru_maxrss`` starts from the peak of the process it was forked from, so every program
+this demo starts would report the demo's own peak again.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import threading
+from pathlib import Path
+
+__all__ = ["PeakMemory", "peak_rss_mb"]
+
+_PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process, MB: Linux's ``VmHWM`` (the peak of this
+    program: ``getrusage``'s ``ru_maxrss`` survives ``exec`` and would report the peak of
+    the process that started it when that was larger), else ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _rss_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` now, MB (0 when it is gone)."""
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE_MB
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (every thread's), from ``/proc``."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in tasks:
+        try:
+            found += [int(c) for c in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process started by ``pid``, by its children or theirs (alive now)."""
+    out: list[int] = []
+    todo = _children(pid)
+    while todo:
+        child = todo.pop()
+        out.append(child)
+        todo += _children(child)
+    return out
+
+
+class PeakMemory:
+    """Peak resident memory of this process and its descendants, sampled from ``start``
+    (construction) to :meth:`stop`; see the module docstring.
+
+    Parameters
+    ----------
+    interval
+        Seconds between samples of the process tree.
+    """
+
+    def __init__(self, interval: float = 0.05) -> None:
+        if not interval > 0:
+            raise ValueError(f"interval {interval}: must be > 0 seconds")
+        self.interval = float(interval)
+        self.tree_peak_mb = 0.0
+        """Largest sampled sum of this process's and its descendants' memory, MB."""
+        self.processes_seen: set[int] = set()
+        """Descendants seen while sampling (their process ids)."""
+        self._stop = threading.Event()
+        self._pid = os.getpid()
+        self._sample()
+        self._thread = threading.Thread(target=self._run, name="smeflow-peak-memory",
+                                        daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        kids = descendants(self._pid)
+        self.processes_seen.update(kids)
+        total = _rss_mb(self._pid) + sum(_rss_mb(k) for k in kids)
+        self.tree_peak_mb = max(self.tree_peak_mb, total)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def stop(self) -> float:
+        """Stop sampling; the peak, MB: the larger of this process's own peak and the
+        largest sampled sum over the process tree."""
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        return max(peak_rss_mb(), self.tree_peak_mb)
