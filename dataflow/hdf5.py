@@ -45,6 +45,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -241,6 +242,8 @@ class FrameWriter:
         self.path = resolve_in_folder(folder, name)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.sha256: str | None = None
+        self._closed: tuple[os.stat_result, bool] | None = None
+        self._digest_lock = threading.Lock()
         self._count = 0
         self._flushed = 0
         self._announced = 0
@@ -294,8 +297,8 @@ class FrameWriter:
 
     @property
     def closed(self) -> bool:
-        """True once ``close()`` has run."""
-        return self.sha256 is not None
+        """True once the file is closed (``close()`` or ``close_file()``)."""
+        return self._closed is not None
 
     @property
     def n_frames(self) -> int:
@@ -439,33 +442,52 @@ class FrameWriter:
     # -- closing -----------------------------------------------------------------------
 
     def close(self) -> str:
-        """Flush, close the file and return its SHA-256 digest (idempotent).
+        """Flush, close the file and return its SHA-256 digest (idempotent):
+        :meth:`close_file`, then :meth:`digest`.
 
         The digest is also written to ``<file>.sha256`` in ``sha256sum`` format, unless
         another HDF5 handle in this process (the embedded catalog server, a live reader)
-        still has the file open (``open_in_process``): HDF5 then writes the file's last
-        bytes only when that handle closes, so the returned digest is *provisional* (it
-        will not match the closed file), no sidecar is written and a warning is logged.
-        Flushing before the close does not avoid this: the bytes that change are the
-        superblock's open-for-SWMR-writing flags, cleared only by the last close.
+        still had the file open when the writer closed it (``open_in_process``): HDF5
+        then writes the file's last bytes only when that handle closes, so the returned
+        digest is *provisional* (it will not match the closed file), no sidecar is
+        written and a warning is logged. Flushing before the close does not avoid this:
+        the bytes that change are the superblock's open-for-SWMR-writing flags, cleared
+        only by the last close.
         """
-        if self.sha256 is not None:
-            return self.sha256
+        self.close_file()
+        return self.digest()
+
+    def close_file(self) -> None:
+        """Flush and close the HDF5 file, no more (idempotent): its bytes are final (see
+        :meth:`close`), so :meth:`digest` may hash them in another thread while the caller
+        announces the file; a reader opening it meanwhile changes nothing."""
+        if self._closed is not None:
+            return
         self.flush()
         self._file.close()
-        taken = os.stat(self.path)
-        digest = file_sha256(self.path)
-        if open_in_process(self.path):
-            log.warning("%s: still open by another HDF5 handle in this process after the "
-                        "writer closed it; its final bytes are written when that handle "
-                        "closes, so no .sha256 sidecar was written and the digest %s is "
-                        "provisional", self.path, digest[:16])
-        elif not write_sidecar(self.path, digest, taken):
-            log.warning("%s: the file changed while the writer hashed it after closing it; "
-                        "no .sha256 sidecar was written and the digest %s is of the bytes "
-                        "read then", self.path, digest[:16])
-        self.sha256 = digest
-        return digest
+        self._closed = (os.stat(self.path), open_in_process(self.path))
+
+    def digest(self) -> str:
+        """The closed file's SHA-256 and its sidecar (:meth:`close`; idempotent, one
+        computation however many threads ask)."""
+        if self._closed is None:
+            raise ValueError(f"{self.path}: digest of a file still open; close_file() first")
+        with self._digest_lock:
+            if self.sha256 is not None:
+                return self.sha256
+            taken, shared = self._closed
+            digest = file_sha256(self.path)
+            if shared:
+                log.warning("%s: still open by another HDF5 handle in this process after "
+                            "the writer closed it; its final bytes are written when that "
+                            "handle closes, so no .sha256 sidecar was written and the "
+                            "digest %s is provisional", self.path, digest[:16])
+            elif not write_sidecar(self.path, digest, taken):
+                log.warning("%s: the file changed while the writer hashed it after closing "
+                            "it; no .sha256 sidecar was written and the digest %s is of the "
+                            "bytes read then", self.path, digest[:16])
+            self.sha256 = digest
+            return digest
 
     def __enter__(self) -> FrameWriter:
         return self

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import h5py
@@ -304,6 +305,30 @@ def test_missing_file_or_dataset_names_them(tmp_path: Path) -> None:
             r.frame(2)
         with pytest.raises(IndexError, match="row 32 out of range"):
             r.sinogram(32)
+
+
+def test_closing_in_two_halves(tmp_path: Path) -> None:
+    """``close_file`` ends the file (no more frames), ``digest`` hashes it, in any thread,
+    once; ``close`` is both and answers the same digest."""
+    from dataflow.hdf5 import file_sha256
+
+    writer = FrameWriter(tmp_path, "halves.h5", SHAPE)
+    writer.append(np.ones(SHAPE, np.uint16))
+    with pytest.raises(ValueError, match=r"halves\.h5: digest of a file still open"):
+        writer.digest()
+    writer.close_file()
+    assert writer.closed and writer.sha256 is None
+    with pytest.raises(WriterClosedError):
+        writer.append(np.ones(SHAPE, np.uint16))
+    digests: list[str] = []
+    threads = [threading.Thread(target=lambda: digests.append(writer.digest()))
+               for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert digests == [file_sha256(writer.path)] * 3 == [writer.close()] * 3
+    assert (tmp_path / "halves.h5.sha256").read_text() == f"{digests[0]}  halves.h5\n"
 
 
 def test_no_sidecar_while_another_handle_keeps_the_file_open(
