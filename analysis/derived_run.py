@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
-import itertools
 import logging
 import time
 import uuid
@@ -167,8 +166,11 @@ class DerivedRun:
         writer = volume_file(folder, name, first.shape[1:], str(self.start["raw_uid"]),
                              self.uid)
         try:
-            for slab in itertools.chain([first], slabs):
+            writer.append_many(first)
+            del first  # each slab goes once written: one on the host while the next comes
+            for slab in slabs:
                 writer.append_many(np.asarray(slab, dtype=np.float32))
+                del slab
         except BaseException:  # a slab that failed to come: no half-written volume
             discard_volume(writer)
             raise

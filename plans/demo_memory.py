@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import resource
 import threading
-from pathlib import Path
 
 __all__ = ["PeakMemory", "peak_rss_mb", "return_freed_buffers"]
 
@@ -59,7 +58,8 @@ def return_freed_buffers() -> bool:
 def _rss_mb(pid: int) -> float:
     """Resident memory of process ``pid`` now, MB (0 when it is gone)."""
     try:
-        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE_MB
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * _PAGE_MB
     except (OSError, IndexError, ValueError):
         return 0.0
 
@@ -73,7 +73,8 @@ def _children(pid: int) -> list[int]:
         return found
     for tid in tasks:
         try:
-            found += [int(c) for c in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()]
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                found += [int(c) for c in f.read().split()]
         except OSError:
             continue
     return found
