@@ -254,39 +254,6 @@ def test_derived_events_are_valid_documents_and_wrong_keys_are_refused() -> None
     assert len(docs) == 3  # start, descriptor, the one good event
 
 
-def test_a_volume_written_slab_by_slab_holds_one_slab_at_a_time(tmp_path: Path) -> None:
-    """``write_volume`` of slabs (what the live reduction writes at a run's stop) lets each
-    slab go once it is in the file: when the next one is made, no earlier one is alive
-    (two were, the first and the previous: 8 MB at the demo's 256³)."""
-    import weakref
-
-    import h5py
-
-    from analysis.derived_run import DerivedRun
-    from dataflow.hdf5_read import DEFAULT_DATASET
-
-    made: list[weakref.ref[np.ndarray]] = []
-    alive_when_made: list[int] = []
-
-    def slabs() -> Any:
-        for k in range(5):
-            alive_when_made.append(sum(ref() is not None for ref in made))
-            slab = np.full((2, 8, 8), k, np.float32)
-            made.append(weakref.ref(slab))
-            yield slab
-            del slab
-
-    docs: list[tuple[str, dict[str, Any]]] = []
-    run = DerivedRun([lambda name, doc: docs.append((name, doc))], {"raw_uid": "r" * 8})
-    path = run.write_volume(tmp_path, "volume.h5", slabs(), list(range(10)))
-    assert alive_when_made == [0] * 5
-    with h5py.File(path, "r") as f:
-        volume = f[DEFAULT_DATASET][:]
-    np.testing.assert_array_equal(volume, np.repeat(np.arange(5, dtype=np.float32), 2)
-                                  [:, None, None] * np.ones((10, 8, 8), np.float32))
-    assert [doc["data"]["row"] for name, doc in docs if name == "event"] == list(range(10))
-
-
 def test_input_digests_are_the_writers_unless_the_file_changed_since(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A derived run's input digest is its writer's (the fresh ``.sha256`` sidecar: the
