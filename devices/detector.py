@@ -317,6 +317,7 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
         self._configure()
         with self._lock:
             self._pending = None
+            self.kicked_off = False
             self.files.begin()
         staged: list[Any] = super().stage()
         return staged
@@ -328,6 +329,7 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
         try:
             if self.fly is not None:
                 self.fly.cancel()
+            self.kicked_off = False
             counters = self._counters()
             with self._lock:
                 self._pending = None

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 import numpy as np
+from bluesky.utils import NoReplayAllowed
 from ophyd.status import DeviceStatus
 
 from dataflow.packets import ReadoutFrame
@@ -38,6 +39,7 @@ class FlyHost(FlyDetector, Protocol):
     scene: Scene
     files: FrameFiles
     fly: FlyAcquisition | None
+    kicked_off: bool
     last_counts: np.ndarray | None
     _exposing: threading.Thread | None
     _lock: threading.Lock
@@ -64,12 +66,17 @@ class FlyHost(FlyDetector, Protocol):
     def _counters(self) -> dict[str, int]:
         """The readout counters now."""
 
+    def _discard_unannounced(self) -> None:
+        """Drop the frame of an earlier trigger that no event announced."""
+
 
 class FlyScans:
     """Fly-scan methods of ``FirmwareDetector`` (see the module docstring)."""
 
     fly: FlyAcquisition | None
     """The armed or last fly acquisition (``prepare`` makes one)."""
+    kicked_off: bool = False
+    """Whether a fly acquisition was kicked off since ``stage()`` (``unstage`` clears it)."""
     last_counts: np.ndarray | None
     """The sensor counts of the last exposure (what went over the link)."""
 
@@ -120,16 +127,37 @@ class FlyScans:
             raise RuntimeError(f"{self.name}: {what} while a fly acquisition is still "
                                "running; complete() (or stop the plan) first")
 
+    def pause(self: FlyHost) -> None:
+        """The RunEngine pauses (bluesky's ``Pausable``). A fly acquisition kicked off in
+        this staging cannot be taken back and replayed from the last checkpoint: its
+        frames are announced in the run as they come, and the rotation it follows goes
+        on (the RunEngine stops only what it ``set``). So it keeps acquiring into its
+        file, and ``NoReplayAllowed`` makes the RunEngine resume the plan where it was
+        (collecting the frames taken meanwhile) instead of replaying ``prepare`` and
+        ``kickoff``, which would record the first frames twice. Abort and stop end it
+        as before."""
+        if self.kicked_off:
+            raise NoReplayAllowed(f"{self.name}: a fly acquisition is running; resuming "
+                                  "continues it (its frames are already in the run)")
+
+    def resume(self: FlyHost) -> None:
+        """The RunEngine resumes (``Pausable``): nothing to restart (see :meth:`pause`)."""
+
     def kickoff(self: FlyHost) -> DeviceStatus:
         """Start the armed fly acquisition (after a step exposure still running has
-        finished); the status finishes once it runs."""
+        finished, its frame dropped if no event read it); the status finishes once it
+        runs."""
         if self.fly is None or self.fly.started is not None:
             raise RuntimeError(f"{self.name}: kickoff() needs a prepare() with "
                                "FlyParameters first")
         exposing = self._exposing
         if exposing is not None and exposing.is_alive():
             exposing.join()  # (a trigger()'s frame goes through the firmware first)
+        # A step frame no event read (a trigger() after prepare()) is dropped, as a
+        # re-trigger drops it: the fly's first collect announces the fly's frames only.
+        self._discard_unannounced()
         self.fly.start()
+        self.kicked_off = True
         status = DeviceStatus(self)
         status.set_finished()
         return status

@@ -71,7 +71,14 @@ from dataflow.packets import ReadoutFrame
 from dataflow.readout import FRAME_MOD
 
 from .firmware import Firmware
-from .fly_params import Counts, FlyDetector, FlyFrame, FlyParameters, PositionTrigger
+from .fly_params import (
+    Counts,
+    FlyDetector,
+    FlyFrame,
+    FlyParameters,
+    PositionTrigger,
+    TriggerTimes,
+)
 from .sensor_link import LinkStream, frame_link
 
 log = logging.getLogger(__name__)
@@ -163,15 +170,15 @@ class FlyAcquisition:
 
     # -- control ---------------------------------------------------------------------
 
-    def trigger_times(self, t_kickoff: float) -> list[tuple[float, float]]:
+    def trigger_times(self, t_kickoff: float) -> TriggerTimes:
         """``(wall, clock)`` of each trigger for a kickoff at ``t_kickoff``: when the
         simulation acts on it, and its time on the acquisition clock (module docstring)."""
         n = self.params.frames
         if self.params.trigger is not None:
-            return [(t, t) for t in self.params.trigger.times(n)]
+            return self.params.trigger.times(n)
         period = self.params.period if self.params.period is not None else self.exposure
         step = period * self.det.time_scale
-        return [(t_kickoff + i * step, t_kickoff + i * period) for i in range(n)]
+        return TriggerTimes(n, lambda i: (t_kickoff + i * step, t_kickoff + i * period))
 
     def start(self) -> None:
         """Compute the trigger times and start the workers."""

@@ -7,14 +7,17 @@ re-exports these names.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import numbers
+import operator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, overload
 
 import numpy as np
 import numpy.typing as npt
 
 from dataflow.packets import ReadoutFrame
+from dataflow.readout import FRAME_MOD
 
 from .firmware import Firmware
 from .rotation import RotationStage
@@ -29,17 +32,57 @@ class PositionTrigger:
     start: float
     stop: float
 
-    def angles(self, frames: int) -> list[float]:
-        """The trigger angles: bin centres ``start + (i + ½)·(stop − start)/frames``."""
-        step = (self.stop - self.start) / frames
-        return [self.start + (i + 0.5) * step for i in range(frames)]
+    def angle(self, i: int, frames: int) -> float:
+        """Trigger angle ``i`` of ``frames``: the bin centre
+        ``start + (i + ½)·(stop − start)/frames``."""
+        return self.start + (i + 0.5) * ((self.stop - self.start) / frames)
 
-    def times(self, frames: int) -> list[float]:
-        """Wall times at which the stage passes the trigger angles (its continuous
-        rotation across ``[start, stop]`` must have been started)."""
+    def angles(self, frames: int) -> list[float]:
+        """The trigger angles (:meth:`angle` of each frame)."""
+        return [self.angle(i, frames) for i in range(frames)]
+
+    def times(self, frames: int) -> TriggerTimes:
+        """Wall times at which the stage passes the trigger angles, as ``(wall, clock)``
+        pairs (the same time twice: the stage's motion is the acquisition clock); its
+        continuous rotation across ``[start, stop]`` must have been started."""
         t0, t1 = self.stage.constant_velocity_window()
         span = self.stop - self.start
-        return [t0 + (angle - self.start) / span * (t1 - t0) for angle in self.angles(frames)]
+
+        def at(i: int) -> tuple[float, float]:
+            t = t0 + (self.angle(i, frames) - self.start) / span * (t1 - t0)
+            return t, t
+
+        return TriggerTimes(frames, at)
+
+
+class TriggerTimes(Sequence[tuple[float, float]]):
+    """``(wall, clock)`` of each of ``n`` triggers, each computed when it is asked for: an
+    acquisition of many frames does not hold a pair per frame before its first one."""
+
+    def __init__(self, n: int, at: Callable[[int], tuple[float, float]]) -> None:
+        self._n, self._at = n, at
+
+    def __len__(self) -> int:
+        return self._n
+
+    @overload
+    def __getitem__(self, i: int) -> tuple[float, float]: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[tuple[float, float]]: ...
+
+    def __getitem__(self, i: int | slice) -> tuple[float, float] | list[tuple[float, float]]:
+        if isinstance(i, slice):
+            return [self._at(j) for j in range(*i.indices(self._n))]
+        j = operator.index(i)
+        if j < 0:
+            j += self._n
+        if not 0 <= j < self._n:
+            raise IndexError(f"trigger {i} of {self._n}")
+        return self._at(j)
+
+    def __iter__(self) -> Iterator[tuple[float, float]]:
+        return (self._at(j) for j in range(self._n))
 
 
 @dataclass(frozen=True)
@@ -49,7 +92,8 @@ class FlyParameters:
     Parameters
     ----------
     frames
-        Number of frames (>= 1).
+        Number of frames (from 1 to ``FRAME_MOD``, 2**32: the firmware's frame counter
+        must tell them apart).
     exposure
         Exposure per frame in seconds; ``None`` keeps the detector's ``exposure`` signal.
     period
@@ -64,16 +108,22 @@ class FlyParameters:
     trigger: PositionTrigger | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.frames, bool) or not isinstance(self.frames, int | np.integer) \
-                or self.frames < 1:
-            raise ValueError(f"FlyParameters.frames must be an int >= 1, got {self.frames!r}")
+        frames = self.frames
+        if isinstance(frames, bool) or not isinstance(frames, numbers.Integral) \
+                or not 1 <= frames <= FRAME_MOD:
+            raise ValueError(f"FlyParameters.frames must be an int >= 1 and <= {FRAME_MOD} "
+                             "(the frames the firmware's 32-bit frame counter tells apart), "
+                             f"got {frames!r}")
+        object.__setattr__(self, "frames", int(frames))
         for name in ("exposure", "period"):
             value = getattr(self, name)
-            if value is not None and not (isinstance(value, int | float) and not
-                                          isinstance(value, bool) and math.isfinite(value)
-                                          and value > 0):
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+                    or not (math.isfinite(value) and value > 0):
                 raise ValueError(f"FlyParameters.{name} must be a number > 0 s or None, "
                                  f"got {value!r}")
+            object.__setattr__(self, name, float(value))
         if self.period is not None and self.trigger is not None:
             raise ValueError("FlyParameters: give a period (internal triggers) or a trigger "
                              "(position compare), not both")
@@ -132,4 +182,5 @@ class FlyDetector(Protocol):
         the batch's last readout frame and sensor counts (for the readback signals)."""
 
 
-__all__ = ["Counts", "FlyDetector", "FlyFrame", "FlyParameters", "PositionTrigger"]
+__all__ = ["Counts", "FlyDetector", "FlyFrame", "FlyParameters", "PositionTrigger",
+           "TriggerTimes"]

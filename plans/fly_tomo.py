@@ -18,7 +18,11 @@ are the events' rotation readings, which a reconstruction should prefer.
 A suspender that trips during the rotation cannot re-take part of a continuous rotation:
 the RunEngine pauses after the rotation ends, and the frames taken without beam stay in
 the run (their ``det_roi_sum`` shows it); darks and flats are steps with checkpoints as in
-``tomo_scan``.
+``tomo_scan``. An operator's pause during the rotation does not stop it either (the
+RunEngine stops what it moved with ``set``, and the rotation was kicked off): abort and stop
+end the run with the frames taken so far; resume goes on collecting where the plan was,
+without replaying the fly (the detector's ``pause`` raises ``NoReplayAllowed``), so every
+projection is recorded once.
 """
 
 from __future__ import annotations
@@ -169,6 +173,12 @@ def _fly_tomo_scan(setup: TomoSetup, motion: ContinuousRotation,
         yield from bps.kickoff(det, wait=True)
         yield from bps.collect_while_completing([rotation, det], [det],
                                                 flush_period=flush_period, stream_name=stream)
+        # A pause during the rotation resumes here without replaying the fly (the
+        # detector's pause() says NoReplayAllowed), but the RunEngine has forgotten the
+        # completion statuses the interrupted wait held: wait for them again and collect
+        # the frames taken since (nothing to do when the rotation went through).
+        yield from bps.complete_all(rotation, det, wait=True)
+        yield from bps.collect(det, name=stream)
 
     uid: str = yield from tomo_run(setup, lambda: staged(fly(), [det]))
     return uid

@@ -16,10 +16,11 @@ Layout of the run that :func:`tomo_scan` records (what a reader relies on):
 * **Start metadata** (for reconstruction): ``plan_name="tomo_scan"``, ``plan_args``,
   ``detectors`` / ``detector``, ``motors``, ``rotation_axis`` (the rotation stage's name,
   which is also the data key of the angle), ``angles`` (degrees, projection order),
-  ``angle_units``, ``num_projections``, ``n_darks``, ``n_flats``, ``exposure`` (seconds, or
-  ``None`` when the detector's own setting was used — the descriptors' configuration then
-  holds it), ``sample_x_in``, ``sample_x_out``, ``streams``, ``image_key``, ``num_points``
-  and ``hints`` (projections are plotted against the angle).
+  ``angle_units``, ``num_projections`` (at most :data:`MAX_PROJECTIONS`), ``n_darks``,
+  ``n_flats``, ``exposure`` (seconds, or ``None`` when the detector's own setting was used —
+  the descriptors' configuration then holds it), ``sample_x_in``, ``sample_x_out``,
+  ``streams``, ``image_key``, ``num_points`` and ``hints`` (projections are plotted against
+  the angle).
 
 Order of operations: set the exposure (if given), close the shutter and take the darks,
 move the sample out and open the shutter for the flats, move the sample back in, then one
@@ -61,8 +62,8 @@ from plans.validate import (
 )
 
 __all__ = [
-    "IMAGE_KEY", "TOMO_STREAMS", "TomoSetup", "tomo_angles", "tomo_run", "tomo_scan",
-    "validate_tomo",
+    "IMAGE_KEY", "MAX_PROJECTIONS", "TOMO_STREAMS", "TomoSetup", "tomo_angles", "tomo_run",
+    "tomo_scan", "validate_tomo",
 ]
 
 PLAN = "tomo_scan"
@@ -72,6 +73,11 @@ TOMO_STREAMS = {"dark": "dark", "flat": "flat", "projection": "primary"}
 
 IMAGE_KEY = {"primary": 0, "flat": 1, "dark": 2}
 """NeXus NXtomo ``image_key`` of the frames in each stream."""
+
+MAX_PROJECTIONS = 1_000_000
+"""The most projections one tomography run takes: its start document lists every angle
+(a million of them is about 20 MB of JSON; far beyond any scan's 10⁴–10⁵), and a typo
+such as ``10**12`` must fail when the plan is made, not exhaust memory building them."""
 
 
 def tomo_angles(
@@ -187,7 +193,8 @@ def validate_tomo(
     require_movable(plan, "shutter", shutter)
     start_deg = require_within_limits(plan, "start", require_number(plan, "start", start), rotation)
     stop_deg = require_within_limits(plan, "stop", require_number(plan, "stop", stop), rotation)
-    n_proj = require_int(plan, "num_projections", num_projections, minimum=1)
+    n_proj = require_int(plan, "num_projections", num_projections, minimum=1,
+                         maximum=MAX_PROJECTIONS, why=" (the start document lists every angle)")
     if n_proj > 1 and start_deg == stop_deg:
         raise PlanArgumentError(
             plan, "stop", stop, f"different from start ({start_deg:g}) for {n_proj} projections"

@@ -83,16 +83,19 @@ class PlanMotor(Readable[Any], Movable[Any], Protocol):
     """What a plan needs from a motor: ``set`` to move and ``read``/``describe`` to record."""
 
 
-def require_int(plan: str, argument: str, value: Any, *, minimum: int) -> int:
-    """``value`` as an ``int`` that is at least ``minimum`` (bools and floats rejected)."""
-    allowed = f"an int >= {minimum}"
+def require_int(plan: str, argument: str, value: Any, *, minimum: int,
+                maximum: int | None = None, why: str = "") -> int:
+    """``value`` as an ``int`` from ``minimum`` to ``maximum`` (no bound when ``None``;
+    ``why`` says why there is one); bools and floats rejected."""
+    allowed = f"an int >= {minimum}" if maximum is None else \
+        f"an int from {minimum} to {maximum}{why}"
     if isinstance(value, bool):
         raise PlanArgumentError(plan, argument, value, allowed)
     try:
         number = operator.index(value)
     except TypeError:
         raise PlanArgumentError(plan, argument, value, allowed) from None
-    if number < minimum:
+    if number < minimum or (maximum is not None and number > maximum):
         raise PlanArgumentError(plan, argument, value, allowed)
     return number
 

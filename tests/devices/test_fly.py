@@ -33,6 +33,9 @@ def beamline(tmp_path: Path) -> Iterator[Beamline]:
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"frames": 0}, "frames must be an int >= 1"),
+    ({"frames": True}, "frames must be an int >= 1"),
+    ({"frames": 2, "exposure": True}, "exposure must be a number > 0"),
+    ({"frames": 2, "exposure": "0.1"}, "exposure must be a number > 0"),
     ({"frames": 2.0}, "frames must be an int >= 1"),
     ({"frames": 2, "exposure": -1.0}, "exposure must be a number > 0"),
     ({"frames": 2, "exposure": 0.1, "period": 0.05}, "shorter than the exposure"),
@@ -156,6 +159,57 @@ def test_a_step_trigger_is_refused_while_a_fly_acquisition_runs(beamline: Beamli
     assert det.fly is not None
     assert [f.index for f in det.fly.frames] == list(range(20))
     det.trigger().wait(30)
+
+
+def test_a_step_frame_triggered_while_armed_is_not_the_fly_scans_first_collect(
+        beamline: Beamline) -> None:
+    """prepare → trigger → kickoff: the step frame no event read is dropped at kickoff
+    (as a re-trigger drops it), so the fly's first collect announces the fly's frames,
+    all of them in the fly's file, and its readings are theirs."""
+    det = beamline.det
+    det.stage()
+    det.prepare(FlyParameters(frames=3, exposure=0.01)).wait(5)
+    det.trigger().wait(30)  # armed, not started
+    det.kickoff().wait(5)
+    det.complete().wait(60)
+    docs = list(det.collect_asset_docs())
+    resources = [d for name, d in docs if name == "stream_resource"]
+    datums = [d for name, d in docs if name == "stream_datum"]
+    assert resources and all("_fly" in r["uri"] for r in resources)
+    assert sum(d["indices"]["stop"] - d["indices"]["start"] for d in datums) == 3
+    pages = list(det.collect_pages())
+    numbers = [n for p in pages for n in p["data"][det.frame_number.name]]
+    assert len(numbers) == 3 and np.all(np.diff(numbers) == 1)
+
+
+@pytest.mark.parametrize("value", [np.float32(0.01), np.int64(1), np.float64(0.5), 2])
+def test_numpy_and_python_numbers_are_taken_as_exposure_and_period(value: object) -> None:
+    """Exposures read from numpy arrays or HDF5 attributes are numbers too; they are
+    kept as Python floats."""
+    for params in (FlyParameters(frames=2, exposure=value),  # type: ignore[arg-type]
+                   FlyParameters(frames=2, exposure=0.001, period=value)):  # type: ignore[arg-type]
+        given = params.exposure if params.period is None else params.period
+        assert type(given) is float and given == float(value)  # type: ignore[arg-type]
+
+
+def test_a_frame_count_beyond_the_frame_counter_is_refused() -> None:
+    """More frames than the firmware's 32-bit frame counter numbers apart cannot be told
+    apart: refused when the parameters are made (a typo such as 10**12 must not reach
+    kickoff, which would build a trigger per frame)."""
+    with pytest.raises(ValueError, match="frames must be an int >= 1 and <= 4294967296"):
+        FlyParameters(frames=10**12, exposure=0.01)
+
+
+def test_kickoff_of_a_long_acquisition_does_not_build_every_trigger(beamline: Beamline) -> None:
+    """The trigger times are computed as the acquisition reaches them: a billion frames
+    kick off at once, and unstage ends the acquisition."""
+    det = beamline.det
+    det.stage()
+    det.prepare(FlyParameters(frames=10**9, exposure=0.01)).wait(5)
+    det.kickoff().wait(5)
+    assert det.fly is not None and det.fly.started
+    det.unstage()
+    assert det.fly.stopped_early
 
 
 def test_position_capture_reads_the_angle_at_each_trigger(beamline: Beamline) -> None:

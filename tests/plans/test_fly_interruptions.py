@@ -75,12 +75,9 @@ def test_a_plan_failing_mid_scan_keeps_its_own_error(smeflow_beamline: Any) -> N
     assert _fly_threads() == []
 
 
-@pytest.mark.parametrize("how, status, reason", [("abort", "abort", "operator abort"),
-                                                 ("stop", "success", "")])
-def test_an_operator_abort_or_stop_mid_scan_is_recorded_as_such(
-        smeflow_beamline: Any, how: str, status: str, reason: str) -> None:
-    bl = smeflow_beamline
-    uids = _run_uids(bl)
+def _pause_mid_rotation(bl: Any) -> None:
+    """Run the fly scan and pause it immediately (bluesky's second Ctrl+C) at its sixth
+    stream datum, mid-rotation."""
     datums = {"n": 0}
 
     def pause_at_sixth_datum(name: str, doc: dict[str, Any]) -> None:
@@ -89,10 +86,22 @@ def test_an_operator_abort_or_stop_mid_scan_is_recorded_as_such(
             if datums["n"] == 6:  # (from another thread: this one is the RunEngine's)
                 threading.Thread(target=bl.RE.request_pause, kwargs={"defer": False}).start()
 
-    bl.RE.subscribe(pause_at_sixth_datum)
-    with pytest.raises(RunEngineInterrupted):
-        bl.RE(_fly(bl))
+    token = bl.RE.subscribe(pause_at_sixth_datum)
+    try:
+        with pytest.raises(RunEngineInterrupted):
+            bl.RE(_fly(bl))
+    finally:
+        bl.RE.unsubscribe(token)
     assert bl.RE.state == "paused"
+
+
+@pytest.mark.parametrize("how, status, reason", [("abort", "abort", "operator abort"),
+                                                 ("stop", "success", "")])
+def test_an_operator_abort_or_stop_mid_scan_is_recorded_as_such(
+        smeflow_beamline: Any, how: str, status: str, reason: str) -> None:
+    bl = smeflow_beamline
+    uids = _run_uids(bl)
+    _pause_mid_rotation(bl)
     if how == "abort":
         bl.RE.abort(reason)
     else:
@@ -100,4 +109,23 @@ def test_an_operator_abort_or_stop_mid_scan_is_recorded_as_such(
     stop = bl.catalog.run(uids[-1]).metadata["stop"]
     assert (stop["exit_status"], stop["reason"]) == (status, reason)
     assert 0 < _frames_agree(bl, uids[-1]) < PROJECTIONS
+    assert _fly_threads() == []
+
+
+def test_a_scan_paused_mid_rotation_then_resumed_records_every_projection_once(
+        smeflow_beamline: Any) -> None:
+    """Resume after a pause in the rotation: the rotation and the acquisition went on
+    meanwhile (nothing is replayed: replaying prepare/kickoff would record the first
+    frames twice), and the plan collects every frame — each bin once, at its angle."""
+    bl = smeflow_beamline
+    uids = _run_uids(bl)
+    _pause_mid_rotation(bl)
+    bl.RE.resume()
+    run = bl.catalog.run(uids[-1])
+    assert run.metadata["stop"]["exit_status"] == "success"
+    assert _frames_agree(bl, uids[-1]) == PROJECTIONS
+    angles = np.asarray(run["primary"].read()["rotation"])
+    np.testing.assert_allclose(angles, (np.arange(PROJECTIONS) + 0.5) * 180.0 / PROJECTIONS,
+                               atol=0.05)
+    assert run.metadata["stop"]["num_events"]["primary"] == PROJECTIONS
     assert _fly_threads() == []

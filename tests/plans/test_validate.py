@@ -136,6 +136,9 @@ def test_xy_positions(sample_x: Any, sample_y: Any) -> None:
 # -- the plans: error at call time, nothing emitted --------------------------------------
 
 
+PROJECTIONS = "an int from 1 to 1000000 (the start document lists every angle)"
+
+
 def _tomo_cases(cam: Any, rotation: Any, sample_x: Any, shutter: Any) -> list[tuple[Any, str]]:
     base = dict(det=cam, rotation=rotation, sample_x=sample_x, shutter=shutter)
 
@@ -144,8 +147,10 @@ def _tomo_cases(cam: Any, rotation: Any, sample_x: Any, shutter: Any) -> list[tu
         return lambda: tomo_scan(**args)
 
     return [
-        (call(num_projections=0), "tomo_scan: num_projections must be an int >= 1, got 0"),
-        (call(num_projections=2.5), "tomo_scan: num_projections must be an int >= 1, got 2.5"),
+        (call(num_projections=0), f"tomo_scan: num_projections must be {PROJECTIONS}, got 0"),
+        (call(num_projections=2.5), f"tomo_scan: num_projections must be {PROJECTIONS}, got 2.5"),
+        (call(num_projections=10**12),  # (a typo: refused before any angle is computed)
+         f"tomo_scan: num_projections must be {PROJECTIONS}, got 1000000000000"),
         (call(n_darks=-1), "tomo_scan: n_darks must be an int >= 0, got -1"),
         (call(n_flats=-2), "tomo_scan: n_flats must be an int >= 0, got -2"),
         (call(exposure=-0.1), "tomo_scan: exposure must be a finite number > 0, got -0.1"),
