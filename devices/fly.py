@@ -39,7 +39,11 @@ link words of the next frames (scene and sensor models, the link serialiser), on
 frames through the firmware in batches of up to :data:`BATCH` and decodes the readout,
 and one hands each decoded batch to the detector, which writes it (while the firmware
 runs the next batch: at most :data:`WRITE_BATCHES` batches wait for the writer). The
-compiled parts release the GIL.
+compiled parts release the GIL. When the firmware is faster than the sensor it finds one
+frame waiting at a time: the frames it decoded wait (up to :data:`HOLD_S`) until they
+fill a batch of :data:`BATCH` for the writer, which appends them to the file in one call
+(a whole chunk of frames: the file's per-call cost, about 0.2 ms, is paid per batch, not
+per frame) — at the end of the acquisition they go at once.
 On a single board (not GHDL) the sensor draws each frame's counts straight into the words
 of a one-frame link stream (``devices.sensor_link.frame_link``: no counts array, no copy into
 the link), and the streams the firmware is done with carry the next frames: at most the
@@ -92,6 +96,8 @@ QUEUE_FRAMES = 32
 """Count frames computed ahead of the firmware at most (the detector's buffer)."""
 WRITE_BATCHES = 1
 """Decoded batches waiting for the writer at most (besides the one it writes)."""
+HOLD_S = 0.05
+"""How long decoded frames wait at most for more to fill a batch for the writer."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +131,19 @@ class _Decoded:
     slots: npt.NDArray[np.uint16] | None
     """The batch array ``images`` is the first frames of, when the readout decoded into
     it (it goes back to the spare ones once written)."""
+
+
+@dataclass
+class _Held:
+    """Decoded frames waiting (in the first ``len(out)`` slots of ``slots``) for more to
+    fill a batch for the writer; ``since``: when the first arrived (``time.monotonic``).
+    The link of the last item is not reused before its counts are copied (``_hand_over``)."""
+
+    slots: npt.NDArray[np.uint16]
+    since: float
+    items: list[_Item]
+    indices: list[int]
+    out: list[ReadoutFrame]
 
 
 class FlyAcquisition:
@@ -167,6 +186,8 @@ class FlyAcquisition:
         ``WRITE_BATCHES`` waiting, one being written)."""
         self._image_shape: tuple[int, int] | None = None
         """The shape of the images of the last batch (the next ones', as a rule)."""
+        self._held: _Held | None = None
+        """Decoded frames waiting to fill a batch for the writer (firmware thread)."""
 
     # -- control ---------------------------------------------------------------------
 
@@ -291,13 +312,20 @@ class FlyAcquisition:
     def _consume_all(self, n: int) -> None:
         finished = False
         while not finished and not self._cancel.is_set():
+            held = self._held
+            wait = 0.1 if held is None else held.since + HOLD_S - time.monotonic()
             try:
-                first = self._queue.get(timeout=0.1)
+                if wait <= 0:
+                    raise queue.Empty
+                first = self._queue.get(timeout=wait)
             except queue.Empty:
+                if held is not None:  # no more frames in time: the writer takes these
+                    self._hand_over()
                 continue
             batch = [] if first is None else [first]
             finished = first is None
-            while not finished and len(batch) < BATCH:
+            room = BATCH - (len(held.out) if held is not None else 0)
+            while not finished and len(batch) < room:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
@@ -308,6 +336,9 @@ class FlyAcquisition:
                     batch.append(item)
             if batch:
                 self._process(batch)
+            held = self._held
+            if held is not None and (finished or len(held.out) >= BATCH):
+                self._hand_over()
         if not finished or not self._offer(self._decoded, None):
             return
         self._threads[2].join()  # the writer: done with every batch, or stopped
@@ -330,38 +361,72 @@ class FlyAcquisition:
         return index
 
     def _process(self, batch: list[_Item]) -> None:
+        """Run ``batch`` through the firmware; its frames join the held ones (decoded into
+        the next slots of their batch array) or, stacked, go to the writer at once."""
         det = self.det
         links = [item.link for item in batch if item.link is not None]
         sent = [item.counts for item in batch]
-        slots = self._slots()
+        held = self._held
+        slots = held.slots if held is not None else self._slots()
+        first = len(held.out) if held is not None else 0
         if slots is None:
             out = det.firmware.acquire(sent, links=links if len(links) == len(batch) else None)
             decoded = 0
-        else:  # the images decoded straight into a batch array
+        else:  # the images decoded straight into the batch array's next slots
             readout = det.firmware.readout
-            readout.decode_into(slots)
+            readout.decode_into(slots[first:])
             try:
                 out = det.firmware.acquire(sent,
                                            links=links if len(links) == len(batch) else None)
                 decoded = readout.decoded_into
             finally:
                 readout.decode_into(None)
+        indices = [self._index(frame, item) for item, frame in zip(batch, out, strict=True)]
         if slots is not None and decoded == len(out):
-            images = slots[:len(out)]
-        else:  # (the first batch, or the images changed shape: the batch stacked)
-            images = np.stack([frame.image for frame in out])
-            slots = None
+            self._image_shape = (int(slots.shape[1]), int(slots.shape[2]))
+            if held is None:
+                held = self._held = _Held(slots, time.monotonic(), [], [], [])
+            elif held.items:  # (its last frame is not the last any more: its link is free)
+                self._release([held.items[-1]])
+            held.items += batch
+            held.indices += indices
+            held.out += out
+            self._release(batch[:-1])
+            return
+        # (the first batch, or the images changed shape: the batch stacked, after the
+        # frames held before it)
+        images = np.stack([frame.image for frame in out]) if out else \
+            np.empty((0, 0, 0), np.uint16)
         self._image_shape = (int(images.shape[1]), int(images.shape[2])) if len(out) else None
-        counts = batch[-1].counts
-        # (a copy when the counts are the words of a link stream, whose buffers the sensor
-        # draws into again from now on)
-        last_counts: npt.NDArray[np.uint32] = counts.astype(np.uint32, copy=False)
+        if held is not None:
+            self._hand_over()
+        self._offer(self._decoded, _Decoded(batch, indices, out, images,
+                                            self._last_counts(batch), None))
+        self._release(batch)
+
+    def _last_counts(self, batch: list[_Item]) -> npt.NDArray[np.uint32]:
+        """The counts of the batch's last frame as ``uint32`` (a copy when they are the
+        words of a link stream, whose buffers the sensor draws into again once released)."""
+        counts: npt.NDArray[np.uint32] = batch[-1].counts.astype(np.uint32, copy=False)
+        return counts
+
+    def _release(self, items: list[_Item]) -> None:
+        """The items' link streams back to the spare ones (the firmware is done with them)."""
         if self._reuse_links:
-            for item in batch:
+            for item in items:
                 if item.link is not None and item.words is not None:
                     self._spare_links.put((item.link, item.words))
-        indices = [self._index(frame, item) for item, frame in zip(batch, out, strict=True)]
-        self._offer(self._decoded, _Decoded(batch, indices, out, images, last_counts, slots))
+
+    def _hand_over(self) -> None:
+        """The held frames to the writer (their last frame's counts copied first)."""
+        held, self._held = self._held, None
+        if held is None or not held.items:
+            return
+        images = held.slots[:len(held.out)]
+        decoded = _Decoded(held.items, held.indices, held.out, images,
+                           self._last_counts(held.items), held.slots)
+        self._release(held.items[-1:])
+        self._offer(self._decoded, decoded)
 
     def _slots(self) -> npt.NDArray[np.uint16] | None:
         """A ``(BATCH, rows, cols)`` array for the readout to decode the next batch into
@@ -411,5 +476,5 @@ class FlyAcquisition:
             self.max_lag = max([self.max_lag, *(now - item.wall for item in batch.items)])
 
 
-__all__ = ["BATCH", "JOIN_WARN_S", "QUEUE_FRAMES", "WRITE_BATCHES", "Counts", "FlyAcquisition",
-           "FlyDetector", "FlyFrame", "FlyParameters", "PositionTrigger"]
+__all__ = ["BATCH", "HOLD_S", "JOIN_WARN_S", "QUEUE_FRAMES", "WRITE_BATCHES", "Counts",
+           "FlyAcquisition", "FlyDetector", "FlyFrame", "FlyParameters", "PositionTrigger"]

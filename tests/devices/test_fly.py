@@ -420,3 +420,62 @@ def test_a_file_that_cannot_be_closed_does_not_leave_the_detector_staged(
     monkeypatch.setattr(FrameWriter, "close", close)
     det.stage()  # not RedundantStaging
     det.unstage()
+
+
+def test_frames_decoded_one_at_a_time_reach_the_writer_in_batches(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sensor slower than the (compiled) firmware hands it one frame at a time: the
+    decoded frames wait for more (up to HOLD_S) and the writer appends several in one
+    call, in order, each call at most BATCH frames; frames that no next frame follows in
+    time (the sensor stalls) are written without waiting for it."""
+    import devices.fly as fly_module
+
+    bl = Beamline.create(tmp_path, params=P, backend="compiled", time_scale=0.001)
+    bl.shutter.set("open").wait(5)
+    bl.use_phantom()
+    det = bl.det
+    det.time_scale = 0.0  # (all triggers at once: the sensor sets the pace)
+    monkeypatch.setattr(fly_module, "HOLD_S", 0.3)  # (a margin for a busy machine)
+    n, stall_at = 14, 7
+    expose = det.expose
+    before_stall: list[int] = []
+
+    def slow(t: float | None, exposure: float, out: Any = None) -> Any:
+        fly = det.fly
+        assert fly is not None
+        if len(sent) == stall_at:  # the frames before the stall reach the file meanwhile
+            deadline = time.monotonic() + 10
+            while len(fly.frames) < stall_at and time.monotonic() < deadline:
+                time.sleep(0.01)
+            before_stall.append(len(fly.frames))
+        else:
+            time.sleep(0.01)  # (the compiled firmware's 64×64 frame takes far less)
+        sent.append(0)
+        return expose(t, exposure, out=out)
+
+    sent: list[int] = []
+    calls: list[list[int]] = []
+    store = det.store_fly_frames
+
+    def recording(images: Any, frames: Any, last: Any, counts: Any) -> None:
+        calls.append([f.index for f in frames])
+        store(images, frames, last, counts)
+
+    monkeypatch.setattr(det, "expose", slow)
+    monkeypatch.setattr(det, "store_fly_frames", recording)
+    try:
+        det.stage()
+        det.prepare(FlyParameters(frames=n, exposure=0.01)).wait(5)
+        det.kickoff().wait(5)
+        det.complete().wait(120)
+        list(det.collect_asset_docs())  # (announced: flushed for readers)
+        path = det.files.fly.path  # type: ignore[union-attr]
+    finally:
+        det.unstage()
+        bl.close()
+    assert [i for call in calls for i in call] == list(range(n))
+    assert all(1 <= len(call) <= fly_module.BATCH for call in calls)
+    assert len(calls) < n - 2, calls  # several frames a call, not one
+    assert before_stall == [stall_at], (before_stall, calls)
+    with open_frames(path) as reader:
+        assert len(list(reader.read())) == n
