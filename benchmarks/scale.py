@@ -16,7 +16,11 @@ Each side is measured ``--repeat`` times; the best run counts (the machine is sh
 reconstructed in full (every detector row) by ``analysis.distributed.reduce_on_dask`` on
 a LocalCluster of 1 and of 2 worker processes, each running one task at a time with PoCL
 limited to one thread (``POCL_MAX_PTHREAD_COUNT=1``), so the figure is scaling, not
-thread contention: time with 1 worker / time with 2 workers (ideal 2.0). Both clusters
+thread contention: time with 1 worker / time with 2 workers (ideal 2.0), each reduction
+as ``smeflow reduce --dask`` makes it by default: its derived run (descriptor, events, the
+volume's resource and the stop document with its digest) written into the catalog.
+``dask.2workers.speedup.no_documents`` (and its ``.median``) is the same with the derived
+documents discarded (``callbacks=[]``): the reduction alone. Both clusters
 run side by side and their reductions alternate (1, 2, 1, 2, …), so a change in the
 machine's load hits both alike; each side's best run counts. ``--dask-repeat`` rounds
 (default 5); ``dask.2workers.speedup.median`` is the median of the rounds' own ratios
@@ -30,8 +34,8 @@ last task's end to the return (the speed-up is below 2 by about these: the seria
 counts in full with either cluster, the client's CPU while the workers compute slows two
 workers on two cores, not one).
 ``dask.1worker.vs_single_process`` is the single-process ``reduce_run`` (PoCL on every
-core) time over the 1-worker time. Derived documents are discarded (``callbacks=[]``);
-the derived HDF5 file is written in every case. The machine's load average is printed.
+core) time over the 1-worker time, both with the derived documents discarded; the derived
+HDF5 file is written in every case. The machine's load average is printed.
 
 Structure: one function per figure returning ``{name: value}``; ``main()`` runs them and
 prints ``name = value`` lines, so further figures (``dask.2workers.speedup``) are one more
@@ -241,38 +245,56 @@ def dask_speedup(size: int = 256, projections: int = 180, repeat: int = 5
                 cores = [w["compute_units"] for w in session.worker_info()]
                 reduce_on_dask(catalog, uid, session, rows=warm_rows, callbacks=[])
                 print(f"  {workers} worker(s), PoCL compute units {cores}  ({_load()})")
-            runs_of: dict[int, list[float]] = {1: [], 2: []}
+            # The users' path (``smeflow reduce --dask``): the derived run written into
+            # the catalog (callbacks=None); beside it the reduction alone (callbacks=[]).
+            modes: dict[str, list[Any] | None] = {"catalog": None, "no_documents": []}
+            runs_of: dict[tuple[str, int], list[float]] = {
+                (mode, w): [] for mode in modes for w in sessions}
             cpu_of: dict[int, list[float]] = {1: [], 2: []}
             summaries: dict[int, Any] = {}
             for _ in range(repeat):
-                for workers, session in sessions.items():
-                    c0, t0 = time.process_time(), time.perf_counter()
-                    summaries[workers] = reduce_on_dask(catalog, uid, session, callbacks=[])
-                    runs_of[workers].append(time.perf_counter() - t0)
-                    cpu_of[workers].append(time.process_time() - c0)
-                print(f"  runs so far: 1 worker {runs_of[1][-1]:.2f} s, 2 workers "
-                      f"{runs_of[2][-1]:.2f} s  ({_load()})")
+                for mode, callbacks in modes.items():
+                    for workers, session in sessions.items():
+                        c0, t0 = time.process_time(), time.perf_counter()
+                        summaries[workers] = reduce_on_dask(catalog, uid, session,
+                                                            callbacks=callbacks)
+                        runs_of[mode, workers].append(time.perf_counter() - t0)
+                        if mode == "catalog":
+                            cpu_of[workers].append(time.process_time() - c0)
+                print(f"  runs so far: 1 worker {runs_of['catalog', 1][-1]:.2f} s, 2 workers "
+                      f"{runs_of['catalog', 2][-1]:.2f} s; without documents "
+                      f"{runs_of['no_documents', 1][-1]:.2f} s, "
+                      f"{runs_of['no_documents', 2][-1]:.2f} s  ({_load()})")
             spans = {workers: _task_spans(session, catalog, uid)
                      for workers, session in sessions.items()}
-        times = {workers: min(runs) for workers, runs in runs_of.items()}
-        for workers, runs in runs_of.items():
-            same = ("identical to" if np.array_equal(volume(summaries[workers]), reference)
+        times = {key: min(runs) for key, runs in runs_of.items()}
+        for (mode, workers), runs in runs_of.items():
+            print(f"  {workers} worker(s), {mode:12s} {times[mode, workers]:6.2f} s  runs "
+                  f"{', '.join(f'{t:.2f}' for t in runs)}")
+        for workers, summary in summaries.items():
+            same = ("identical to" if np.array_equal(volume(summary), reference)
                     else "DIFFERS from")
-            print(f"  {workers} worker(s)        {times[workers]:6.2f} s  runs "
-                  f"{', '.join(f'{t:.2f}' for t in runs)}  ({same} the single-process volume)")
-        ratios = [a / b for a, b in zip(runs_of[1], runs_of[2], strict=True)]
-        print(f"  speed-up per round {', '.join(f'{r:.2f}' for r in ratios)}")
+            print(f"  {workers} worker(s): volume {same} the single-process volume")
+        ratios = {mode: [a / b for a, b in zip(runs_of[mode, 1], runs_of[mode, 2], strict=True)]
+                  for mode in modes}
+        for mode, values in ratios.items():
+            print(f"  speed-up per round ({mode}) {', '.join(f'{r:.2f}' for r in values)}")
         for workers, span in spans.items():
             print(f"  {workers} worker(s), one more run: {span['wall']:.2f} s, first task "
                   f"after {span['head']:.3f} s, return {span['tail']:.3f} s after the last "
                   f"task, workers' last tasks end {span['spread']:.3f} s apart; client CPU "
                   f"per run {np.median(cpu_of[workers]):.3f} s")
         print(f"  after              ({_load()})")
-    return {"dask.1worker.seconds": times[1], "dask.2workers.seconds": times[2],
+    return {"dask.1worker.seconds": times["catalog", 1],
+            "dask.2workers.seconds": times["catalog", 2],
             "dask.single_process.seconds": single,
-            "dask.2workers.speedup": times[1] / times[2],
-            "dask.2workers.speedup.median": float(np.median(ratios)),
-            "dask.1worker.vs_single_process": single / times[1],
+            "dask.2workers.speedup": times["catalog", 1] / times["catalog", 2],
+            "dask.2workers.speedup.median": float(np.median(ratios["catalog"])),
+            "dask.2workers.speedup.no_documents":
+                times["no_documents", 1] / times["no_documents", 2],
+            "dask.2workers.speedup.no_documents.median":
+                float(np.median(ratios["no_documents"])),
+            "dask.1worker.vs_single_process": single / times["no_documents", 1],
             "dask.2workers.client_cpu_s": float(np.median(cpu_of[2])),
             "dask.2workers.serial_s": spans[2]["head"] + spans[2]["tail"]}
 
@@ -288,7 +310,7 @@ def _task_spans(session: Any, catalog: Catalog, uid: str) -> dict[str, float]:
 
     t0 = time.time()
     with get_task_stream(session.client) as stream:
-        reduce_on_dask(catalog, uid, session, callbacks=[])
+        reduce_on_dask(catalog, uid, session)  # (the users' path: into the catalog)
     t1 = time.time()
     computes = [(task["worker"], span["start"], span["stop"]) for task in stream.data
                 for span in task["startstops"] if span["action"] == "compute"]
