@@ -103,6 +103,7 @@ class Readout:
         self.errors: deque[ReadoutError] = deque(maxlen=max_errors)
         self.last_frame_number: int | None = None
         self._expected = first_frame
+        self._offset = 0
         self._corrupt_since_good = 0
         self._lost_since_good = 0
         self._pending: list[npt.NDArray[Any]] = []
@@ -154,6 +155,19 @@ class Readout:
         after the firmware was reset."""
         self._expected = None if frame_number is None else frame_number % FRAME_MOD
         self._corrupt_since_good = 0
+
+    def renumber(self, offset: int) -> None:
+        """Read every later packet's frame number as its header's plus ``offset`` (mod
+        2**32): for a sender restarted from reset (its counter from 0 again) whose frames
+        the host numbers on from where they were, as if it had not been reset. Every
+        check (gaps, repeats, ``settle``), the frames returned, the errors and
+        ``report()`` then use the continued numbers."""
+        if not isinstance(offset, int) or isinstance(offset, bool):
+            raise TypeError(f"Readout.renumber: offset must be an int, got {offset!r}")
+        self._offset = offset % FRAME_MOD
+
+    def _number(self, header_number: int | None) -> int | None:
+        return None if header_number is None else (header_number + self._offset) % FRAME_MOD
 
     def settle(self, next_frame: int) -> int:
         """The sender has sent every frame numbered before ``next_frame`` (mod 2**32) and
@@ -232,8 +246,9 @@ class Readout:
             if kind == 0:  # first
                 if self._open:
                     self._take(rows(pos, i))
-                    self._fail_pending("truncated", "a new packet started before this one's "
-                                                    "last word")
+                    if self._open:  # (not cut off as "overrun" by the words just taken)
+                        self._fail_pending("truncated", "a new packet started before "
+                                                        "this one's last word")
                 else:
                     self._stray(valid_words(pos, i))
                 self._open = True
@@ -262,13 +277,22 @@ class Readout:
             self.stray_words += n
 
     def _take(self, chunk: npt.NDArray[Any]) -> None:
-        """Append words to the open packet; cut it off when it grows too long."""
+        """Append words to the open packet; cut it off when it grows too long.
+
+        The packet is cut off at the first word past ``max_packet_words`` and the words
+        after that one are stray, wherever the calls split the stream: the counters are
+        those of a stream fed one tick at a time."""
         if not len(chunk):
+            return
+        room = (None if self.max_packet_words is None
+                else self.max_packet_words - self._pending_words + 1)
+        if room is not None and len(chunk) >= room:
+            self._pending.append(chunk[:room])
+            self._fail_pending("overrun", f"no last word within {self.max_packet_words} words")
+            self._stray(len(chunk) - room)
             return
         self._pending.append(chunk)
         self._pending_words += len(chunk)
-        if self.max_packet_words is not None and self._pending_words > self.max_packet_words:
-            self._fail_pending("overrun", f"no last word within {self.max_packet_words} words")
 
     def _header_frame(self) -> int | None:
         if not self._pending:
@@ -276,7 +300,7 @@ class Readout:
         h = self._pending[0][0]
         if int(h[0]) != MAGIC:
             return None
-        return int(h[H_FRAME]) | (int(h[H_FRAME + 1]) << 16)
+        return self._number(int(h[H_FRAME]) | (int(h[H_FRAME + 1]) << 16))
 
     def _fail_pending(self, check: str, message: str) -> None:
         self._error(check, message, self._header_frame())
@@ -297,8 +321,10 @@ class Readout:
         try:
             frame = decode_packet(packet, self.lanes, self.sensor_shape, out=slot)
         except PacketError as e:
-            self._error(e.check, str(e), e.frame_number)
+            self._error(e.check, str(e), self._number(e.frame_number))
             return
+        if self._offset:
+            frame = replace(frame, frame_number=(frame.frame_number + self._offset) % FRAME_MOD)
         fn = frame.frame_number
         if self._expected is not None and fn != self._expected:
             gap = (fn - self._expected) % FRAME_MOD
