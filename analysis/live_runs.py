@@ -89,8 +89,9 @@ def _read_blocks(path: Path, dataset: str, indices: Sequence[int]
                  ) -> list[np.ndarray[Any, Any]]:
     """The frames ``indices`` as ``(k, rows, cols)`` blocks, one per run of consecutive
     frames, in order (``read_frame_stack``)."""
-    import h5py
     from h5py._objects import phil
+
+    from dataflow.regular_file import NotRegularFileError, h5_open
 
     runs = consecutive_runs(indices)
     with phil:
@@ -101,7 +102,7 @@ def _read_blocks(path: Path, dataset: str, indices: Sequence[int]
                     return [reader.frame(i)[None] for i in indices]
                 return [np.asarray(reader.read(slice(a, b))) for a, b in runs]
         try:
-            with h5py.File(path, "r", swmr=True) as f:
+            with h5_open(path, swmr=True) as f:
                 ds = f[dataset]
                 n = int(ds.shape[0])
                 bad = [i for i in indices if not 0 <= i < n]
@@ -112,8 +113,9 @@ def _read_blocks(path: Path, dataset: str, indices: Sequence[int]
         except (OSError, KeyError, RuntimeError, ValueError) as exc:
             if isinstance(exc, HDF5ReadError):
                 raise
+            why = exc.strerror if isinstance(exc, NotRegularFileError) else exc
             raise HDF5ReadError(f"{path}: cannot read frames {list(indices)} of "
-                                f"{dataset!r}: {exc}") from None
+                                f"{dataset!r}: {why}") from None
 
 
 def consecutive_runs(indices: Sequence[int]) -> list[tuple[int, int]]:

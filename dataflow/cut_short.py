@@ -45,6 +45,7 @@ from .integrity import (
     checksums_of,
     frame_crc32,
 )
+from .regular_file import open_regular
 
 _BLOCK_BYTES = 16 << 20
 """Whole frames are verified in blocks of about this many bytes."""
@@ -56,7 +57,7 @@ class _RecordedLength(io.RawIOBase):
 
     def __init__(self, path: Path, length: int) -> None:
         super().__init__()
-        self._file = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self._file = open_regular(path)
         self._size = os.fstat(self._file.fileno()).st_size
         self._length = max(length, self._size)
         self._pos = 0

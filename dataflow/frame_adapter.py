@@ -36,6 +36,7 @@ from .integrity import (
     verify_read,
     whole_frames,
 )
+from .regular_file import NotRegularFileError, h5_open
 
 T = TypeVar("T")
 DAMAGED = 422
@@ -235,8 +236,10 @@ class _open:
             return ds
         file: h5py.File | None = None
         try:
-            file = h5py.File(self.f.path, "r", swmr=self.f.swmr)
+            file = h5_open(self.f.path, swmr=self.f.swmr)
             node = file[self.f.dataset]
+        except NotRegularFileError as exc:
+            raise _refuse(str(exc)) from None
         except (OSError, RuntimeError, KeyError, ValueError) as exc:
             if file is not None:
                 file.close()
@@ -271,7 +274,7 @@ def _guard(call: Callable[[], T], path: Path, what: str) -> T:
     """``call()``, with damaged data and h5py failures answered as HTTP 422."""
     try:
         return call()
-    except HDF5ReadError as exc:  # IncompleteDataError, ChecksumError included
+    except (HDF5ReadError, NotRegularFileError) as exc:  # IncompleteDataError, ChecksumError
         raise _refuse(str(exc)) from None
     except (OSError, RuntimeError) as exc:
         raise _refuse(f"{path}: cannot {what} frames (corrupt file?): "

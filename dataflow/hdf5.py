@@ -64,6 +64,7 @@ from .integrity import (
     frame_crc32,
     write_sidecar,
 )
+from .regular_file import open_regular, same_file
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +148,11 @@ def _chunks_for(layout: Layout, frame_shape: tuple[int, int],
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 digest of a file's bytes, read in 1 MiB blocks."""
+    """Hex SHA-256 digest of a file's bytes, read in 1 MiB blocks.
+
+    Raises ``NotRegularFileError`` (an ``OSError``) for a named pipe, device or directory."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path) as f:  # a named pipe in the file's place would block
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -166,12 +169,16 @@ def open_in_process(path: str | os.PathLike[str]) -> bool:
     """
     names = {os.fsencode(path), os.fsencode(os.path.realpath(path))}
     try:
+        info: os.stat_result | None = os.stat(path)
+    except OSError:
+        info = None
+    try:
         ids = h5py.h5f.get_obj_ids(h5py.h5f.OBJ_ALL, h5py.h5f.OBJ_FILE)
     except (RuntimeError, ValueError):
         return False
     for fid in ids:
-        try:
-            if fid.name in names:
+        try:  # readers open files by descriptor (``/proc/self/fd/<n>``): compare inodes
+            if fid.name in names or (info is not None and same_file(fid, info)):
                 return True
         except (RuntimeError, ValueError):  # closed while we looked
             continue

@@ -27,6 +27,7 @@ from .integrity import (
     read_superblock,
     verify_read,
 )
+from .regular_file import NotRegularFileError, check_regular, h5_open
 
 DEFAULT_DATASET = "/entry/data/data"
 """Where the frames live inside the file (the NeXus-style path area detectors use)."""
@@ -44,8 +45,14 @@ class FrameReader:
 
     def __init__(self, path: str | os.PathLike[str], dataset: str = DEFAULT_DATASET) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
-            raise HDF5ReadError(f"{self.path}: no such frame file")
+        try:
+            check_regular(self.path)
+        except NotRegularFileError as exc:
+            raise HDF5ReadError(str(exc)) from None
+        except OSError as exc:
+            raise HDF5ReadError(f"{self.path}: no such frame file" if not
+                                self.path.exists() else
+                                f"{self.path}: cannot read: {exc.strerror or exc}") from None
         # A complete file is checked without SWMR first: HDF5 then compares the file's
         # size with the end of file its superblock records and fails at once on bad
         # metadata. In SWMR mode it skips the size check (the file may be growing) and
@@ -168,12 +175,14 @@ def read_counters(path: str | os.PathLike[str]) -> dict[str, int]:
     Raises ``HDF5ReadError`` naming the file when it cannot be read."""
     p = Path(path)
     try:
-        with h5py.File(p, "r", swmr=True) as f:
+        with h5_open(p, swmr=True) as f:
             node = f.get(COUNTERS_DATASET)
             if not isinstance(node, h5py.Dataset):
                 return {}
             names = [str(n) for n in node.attrs.get("names", [])]
             values = [int(v) for v in node[...]]
+    except NotRegularFileError as exc:
+        raise HDF5ReadError(f"{p}: cannot read counters: {exc.strerror}") from None
     except (OSError, RuntimeError, ValueError) as exc:
         raise HDF5ReadError(f"{p}: cannot read counters: {_reason(exc)}") from None
     if len(names) != len(values):
@@ -193,7 +202,9 @@ def _open_checked(path: Path, dataset: str, swmr: bool) -> tuple[h5py.File, h5py
     Raises ``HDF5ReadError`` naming the file, or ``_StillWritten`` when ``swmr`` is False
     and a writer has the file open."""
     try:
-        f = h5py.File(path, "r", swmr=swmr)
+        f = h5_open(path, swmr=swmr)
+    except NotRegularFileError as exc:
+        raise HDF5ReadError(str(exc)) from None
     except (OSError, RuntimeError) as exc:
         text = str(exc)
         if not swmr and ("already open for write" in text

@@ -43,6 +43,8 @@ from isal.isal_zlib import crc32
 
 from sme.atomic_file import atomic_write
 
+from .regular_file import NotRegularFileError, h5_open, open_regular
+
 CHECKSUMS_ATTR = "frame_crc32"
 """Attribute of a frame dataset: the path of the dataset holding each frame's CRC-32."""
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -97,7 +99,7 @@ def read_superblock(path: str | os.PathLike[str]) -> Superblock:
     """
     p = Path(path)
     try:
-        with open(p, "rb") as f:
+        with open_regular(p) as f:  # a named pipe or device is refused, not read
             size = os.fstat(f.fileno()).st_size
             offset = 0
             while offset < max(size, 1):
@@ -164,7 +166,9 @@ def check_file_size(path: str | os.PathLike[str], allow_cut_short: bool = False
     # Opened without SWMR, HDF5 checks the superblock's checksum and fails at once; in
     # SWMR mode (how Tiled reads) it would retry a damaged one for minutes.
     try:
-        h5py.File(p, "r").close()
+        h5_open(p).close()
+    except NotRegularFileError as exc:
+        raise HDF5ReadError(str(exc)) from None
     except (OSError, RuntimeError) as exc:
         text = str(exc)
         if "SWMR read access flag" not in text:  # open in this process in SWMR mode: fine

@@ -42,13 +42,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import h5py
 import numpy as np
 
 from sme.atomic_file import atomic_write
 
 from ..hdf5 import DEFAULT_DATASET, HDF5_MIMETYPE, HDF5ReadError, file_sha256, read_counters
 from ..integrity import read_sidecar, sidecar_path
+from ..regular_file import NotRegularFileError, check_regular, h5_open, open_regular
 from .errors import ProvenanceError
 from .keys import canonical_json
 
@@ -157,7 +157,9 @@ def dataset_attributes(path: str | os.PathLike[str],
         error: Exception | None = None
         for kwargs in ({}, {"swmr": True}, {"locking": False}):
             try:
-                return h5py.File(path, "r", **kwargs)
+                return h5_open(path, **kwargs)
+            except NotRegularFileError:
+                raise
             except (OSError, ValueError) as exc:
                 error = error or exc
         assert error is not None
@@ -176,8 +178,9 @@ def dataset_attributes(path: str | os.PathLike[str],
                     {"omitted": f"{size} bytes of JSON, over {MAX_ATTRIBUTE_BYTES}"}
             return out
     except (OSError, KeyError, RuntimeError, ValueError, TypeError) as exc:
+        why = exc.strerror if isinstance(exc, NotRegularFileError) else exc
         raise ProvenanceError(f"{path}: cannot read the attributes of {dataset!r}: "
-                              f"{exc}") from None
+                              f"{why}") from None
 
 
 def _file_entry(resource: Mapping[str, Any], digests: dict[Path, tuple[str, str]]
@@ -198,6 +201,7 @@ def _file_entry(resource: Mapping[str, Any], digests: dict[Path, tuple[str, str]
         entry["error"] = str(exc)
         return entry
     try:
+        check_regular(path)  # a named pipe or device in its place is refused, not read
         entry["size"] = path.stat().st_size
         if path not in digests:
             sidecar = read_sidecar(path)
@@ -286,11 +290,13 @@ def load_record_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """
     p = Path(path)
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        with open_regular(p) as f:  # a named pipe in its place is refused, not read
+            data = json.loads(f.read().decode("utf-8"))
     except FileNotFoundError:
         raise ProvenanceError(f"{p}: no such provenance record") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ProvenanceError(f"{p}: not a readable provenance record: {exc}") from None
+        why = exc.strerror if isinstance(exc, NotRegularFileError) else exc
+        raise ProvenanceError(f"{p}: not a readable provenance record: {why}") from None
     if not isinstance(data, dict):
         raise ProvenanceError(f"{p}: not a provenance record (expected a JSON object)")
     return data

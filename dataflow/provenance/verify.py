@@ -158,7 +158,7 @@ def _check_file(report: VerificationReport, kind: str, entry: Mapping[str, Any],
         why = entry.get("error") or "no digest recorded"
         report.add(Status.MISSING, kind, subject, f"not verifiable: {why}")
         return path
-    if not path.is_file():
+    if not path.exists():  # anything else in its place is refused by file_sha256
         report.add(Status.MISSING, kind, subject, "file not found")
         return path
     size = entry.get("size")

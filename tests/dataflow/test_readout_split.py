@@ -5,6 +5,7 @@ reference is the stream fed one tick at a time."""
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -67,7 +68,7 @@ def _run(stream: Stream, cuts: list[int]) -> tuple[dict[str, Any], list[tuple[An
     r = Readout(P.lanes, (P.height, P.width))
     bounds = [0, *sorted(c for c in set(cuts) if 0 < c < len(stream[0])), len(stream[0])]
     frames: list[ReadoutFrame] = []
-    for a, b in zip(bounds, bounds[1:], strict=False):
+    for a, b in pairwise(bounds):
         frames += r.feed(*(x[a:b] for x in stream))
     r.settle(N)
     return r.report(), [(fr.frame_number, fr.lost_before, fr.image.tobytes()) for fr in frames]
