@@ -7,9 +7,14 @@ through cocotb, in lock-step with the Python model (every output compared every 
 for small frames. Each GHDL acquisition starts the simulator from reset, so the
 configuration is replayed first, and the frames' numbers and time stamps (which the
 VHDL's counters start again from 0) are continued from the previous acquisitions': the
-frames of both boards carry the same numbers and time stamps, as one board that is not
-reset between acquisitions does (the readout checks each run's packets as they came).
-``close`` removes the GHDL board's build folder.
+readout reads the run's frame numbers on from the frames sent before
+(``Readout.renumber``), so the frames, the checks and ``report()`` of both boards agree,
+as one board that is not reset between acquisitions.
+
+``close`` releases the board (and removes the GHDL board's build folder): the next
+acquisition powers it up from reset and loads the configuration again, as a real
+detector closed and re-opened does — frame numbers and time stamps start again from 0
+and the readout's counters with them (docs/firmware.md, "Closing and re-opening").
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dataflow.packets import ReadoutFrame
-from dataflow.readout import FRAME_MOD, Readout
+from dataflow.readout import Readout
 from fpga.designs.chain import build
 from fpga.designs.params import ChainParams
 from fpga.designs.reference import ChainConfig, ChainTables, setup_stimulus, setup_ticks
@@ -159,14 +164,17 @@ class Firmware:
         (``report()``) and raises ``FirmwareError``, unless ``allow_loss``: then the
         frames that arrived are returned and the caller decides. ``links``: the counts'
         link words from ``link`` (together, in order), when they were built ahead."""
+        if not self._setup:  # never configured, or closed: from reset, before counting
+            self.configure(self.config)
         before = self.readout.report()
         if self.backend == "ghdl":
             outputs, ticks = self._acquire_ghdl(counts)
-            frames = [self._continued(f) for f in
+            self.readout.renumber(self._sent)  # the run's VHDL numbers its frames from 0
+            frames = [self._stamped_on(f) for f in
                       self.readout.feed_outputs(self._apply_faults(outputs))]
-            self.readout.settle(len(counts))
             self._sent += len(counts)
             self._ticks += ticks
+            self.readout.settle(self._sent)
         else:
             frames = []
             for link in links if links is not None else [link_stream(counts, self.params)]:
@@ -195,11 +203,11 @@ class Firmware:
         return self._sim.run_batch(link.stimulus(), link.ticks, outputs=PACKET_SIGNALS,
                                    dtypes=PACKET_DTYPES)
 
-    def _continued(self, frame: ReadoutFrame) -> ReadoutFrame:
-        """A GHDL run's frame numbered and stamped on from the previous runs'."""
-        return dataclasses.replace(
-            frame, frame_number=(frame.frame_number + self._sent) % FRAME_MOD,
-            timestamp=(frame.timestamp + self._ticks) % TIMESTAMP_MOD)
+    def _stamped_on(self, frame: ReadoutFrame) -> ReadoutFrame:
+        """A GHDL run's frame time-stamped on from the previous runs' (the readout
+        numbered it on)."""
+        return dataclasses.replace(frame, timestamp=(frame.timestamp + self._ticks)
+                                   % TIMESTAMP_MOD)
 
     def _acquire_ghdl(self, counts: Sequence[npt.ArrayLike]
                       ) -> tuple[dict[str, np.ndarray], int]:
@@ -208,8 +216,8 @@ class Firmware:
         from fpga.cosim import run_lockstep
         from fpga.export import export
 
-        if not self._setup:  # never configured: replay the configuration as the compiled
-            self.configure(self.config)  # board's first acquisition does
+        if not self._setup:  # never configured, or closed: replay the configuration as
+            self.configure(self.config)  # the compiled board's first acquisition does
         if self._export is None:
             self._export = Path(tempfile.mkdtemp(prefix="smeflow-firmware-"))
             export(self.network, self._export)
@@ -223,7 +231,6 @@ class Firmware:
             raise FirmwareError(f"GHDL and the Python model disagree: {result.mismatch}")
         assert result.trace is not None
         trace = result.trace
-        self.readout.expect(0)  # each GHDL run starts from reset: frame numbers from 0
         return ({name: np.asarray(trace.column(name)[1:]) for name in PACKET_SIGNALS},
                 link.ticks - self._setup_ticks)
 
@@ -232,8 +239,11 @@ class Firmware:
         return self.readout.report()
 
     def close(self) -> None:
-        """Release the simulation (``configure`` starts a new one) and remove the GHDL
-        board's build folder (the next acquisition exports the VHDL again)."""
+        """Release the board: its simulation, and the GHDL board's build folder (the next
+        acquisition exports the VHDL again). The next acquisition configures the board
+        from reset with the current configuration, on every backend: frame numbers, time
+        stamps and the readout's counters start again (as ``configure`` does)."""
+        self._setup = {}
         if self._sim is not None:
             self._sim.close()
             self._sim = None
