@@ -93,6 +93,23 @@ def frame_cam() -> type[FrameCam]:
     return FrameCam
 
 
+@pytest.fixture
+def run_with_frames(catalog: Catalog) -> tuple[Any, Path]:
+    """A run of three ``FrameCam`` frames in ``catalog`` and its one frame file."""
+    from bluesky import RunEngine
+    from bluesky.plans import count
+
+    from dataflow.catalog import check_frame_files
+
+    RE = RunEngine()
+    catalog.subscribe(RE)
+    cam = FrameCam(name="cam", folder=catalog.raw_dir)
+    (uid,) = RE(count([cam], 3))
+    run = catalog.run(uid)
+    (path,) = check_frame_files(run)
+    return run, path
+
+
 @pytest.fixture(scope="session")
 def make_test_frame() -> Callable[[int], np.ndarray]:
     """``make_test_frame(i)``: the frame number ``i`` a ``FrameCam`` writes."""

@@ -20,10 +20,8 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
-from bluesky import RunEngine
-from bluesky.plans import count
 
-from dataflow.catalog import Catalog, check_frame_files
+from dataflow.catalog import check_frame_files
 from dataflow.hdf5 import DEFAULT_DATASET, FrameWriter, HDF5ReadError, file_sha256, open_frames
 from dataflow.integrity import ChecksumError
 
@@ -137,17 +135,6 @@ def test_file_left_open_by_a_killed_writer_is_still_read(tmp_path: Path) -> None
 
 
 # -- through the catalog -------------------------------------------------------------------
-
-@pytest.fixture
-def run_with_frames(catalog: Catalog, frame_cam: Any) -> tuple[Any, Path]:
-    RE = RunEngine()
-    catalog.subscribe(RE)
-    cam = frame_cam(name="cam", folder=catalog.raw_dir)
-    (uid,) = RE(count([cam], 3))
-    run = catalog.run(uid)
-    (path,) = check_frame_files(run)
-    return run, path
-
 
 def test_check_frame_files_lists_the_good_files(run_with_frames: tuple[Any, Path]) -> None:
     run, path = run_with_frames

@@ -20,10 +20,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from bluesky import RunEngine
-from bluesky.plans import count
 
-from dataflow.catalog import Catalog, check_frame_files
+from dataflow.catalog import check_frame_files
 from dataflow.hdf5 import FrameWriter, open_frames, open_in_process
 from dataflow.regular_file import NotRegularFileError, h5_open
 
@@ -181,15 +179,10 @@ def test_h5_open_names_what_stands_in_the_files_place(tmp_path: Path) -> None:
 
 
 def test_the_catalog_refuses_a_run_file_replaced_by_a_pipe(
-        catalog: Catalog, frame_cam: Any, writer_held_fifo: Path) -> None:
+        run_with_frames: tuple[Any, Path], writer_held_fifo: Path) -> None:
     """The catalog's checks and its reader of frames (``frame_adapter``) name the pipe;
     a hang here would freeze the test process, so a watchdog ends it after 60 s."""
-    RE = RunEngine()
-    catalog.subscribe(RE)
-    cam = frame_cam(name="cam", folder=catalog.raw_dir)
-    (uid,) = RE(count([cam], 2))
-    run = catalog.run(uid)
-    (path,) = check_frame_files(run)
+    run, path = run_with_frames
     path.unlink()
     os.rename(writer_held_fifo, path)
     faulthandler.dump_traceback_later(60, exit=True)

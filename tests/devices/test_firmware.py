@@ -6,7 +6,9 @@ GHDL and compiled boards number frames and report alike, across acquisitions and
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
@@ -16,12 +18,25 @@ from devices.sensor import SensorModel
 from fpga.designs.params import ChainParams
 
 P = ChainParams(height=32, width=32, lanes=16)
+T = TypeVar("T")
 
 
 def _counts(n: int) -> list[np.ndarray]:
     sensor = SensorModel(P, seed=3)
     flux = np.linspace(0.0, 4000.0, P.height * P.width).reshape(P.height, P.width)
     return [sensor.expose(flux, 0.01) for _ in range(n)]
+
+
+def _on_both_boards(run: Callable[[Firmware], T]) -> dict[str, T]:
+    """``run(board)`` on a compiled and a GHDL board, each closed after."""
+    seen = {}
+    for backend in ("compiled", "ghdl"):
+        fw = Firmware(P, backend)
+        try:
+            seen[backend] = run(fw)
+        finally:
+            fw.close()
+    return seen
 
 
 @pytest.mark.parametrize("backend", ["interp", "compiled"])
@@ -155,23 +170,19 @@ def test_the_ghdl_boards_readout_report_is_the_compiled_boards(
     the error's message do.)"""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     counts = _counts(3)
-    reports, frames = {}, {}
-    for backend in ("compiled", "ghdl"):
-        fw = Firmware(P, backend)
-        try:
-            got = fw.acquire(counts[:1])
-            fw.inject_fault("flip")
-            got += fw.acquire(counts[1:], allow_loss=True)
-            frames[backend] = [(f.frame_number, f.timestamp, f.lost_before) for f in got]
-            reports[backend] = fw.report()
-            reports[backend]["errors"] = [(e["check"], e["frame_number"])
-                                          for e in reports[backend]["errors"]]
-        finally:
-            fw.close()
-    assert reports["ghdl"] == reports["compiled"]
-    assert frames["ghdl"] == frames["compiled"]
-    assert [f[0::2] for f in frames["ghdl"]] == [(0, 0), (2, 1)]
-    report = reports["ghdl"]
+
+    def run(fw: Firmware) -> tuple[list[tuple[int, int, int]], dict[str, Any]]:
+        got = fw.acquire(counts[:1])
+        fw.inject_fault("flip")
+        got += fw.acquire(counts[1:], allow_loss=True)
+        report = fw.report()
+        report["errors"] = [(e["check"], e["frame_number"]) for e in report["errors"]]
+        return [(f.frame_number, f.timestamp, f.lost_before) for f in got], report
+
+    seen = _on_both_boards(run)
+    assert seen["ghdl"] == seen["compiled"]
+    frames, report = seen["ghdl"]
+    assert [f[0::2] for f in frames] == [(0, 0), (2, 1)]
     assert (report["good"], report["corrupt"], report["last_frame_number"],
             report["expected_frame"]) == (2, 1, 2, 3)
     assert report["errors"] == [("crc", 1)]
@@ -184,17 +195,14 @@ def test_an_acquisition_after_close_is_numbered_alike_on_both_boards(
     time stamp, the readout's counters from the re-open)."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     counts = _counts(2)
-    seen, reports = {}, {}
-    for backend in ("compiled", "ghdl"):
-        fw = Firmware(P, backend)
-        try:
-            frames = fw.acquire(counts[:1])
-            fw.close()
-            frames += fw.acquire(counts[1:])
-            seen[backend] = [(f.frame_number, f.timestamp) for f in frames]
-            reports[backend] = fw.report()
-        finally:
-            fw.close()
+
+    def run(fw: Firmware) -> tuple[list[tuple[int, int]], dict[str, Any]]:
+        frames = fw.acquire(counts[:1])
+        fw.close()
+        frames += fw.acquire(counts[1:])
+        return [(f.frame_number, f.timestamp) for f in frames], fw.report()
+
+    seen = _on_both_boards(run)
     assert seen["ghdl"] == seen["compiled"]
-    assert seen["ghdl"][1] == seen["ghdl"][0] and seen["ghdl"][0][0] == 0
-    assert reports["ghdl"] == reports["compiled"] and reports["ghdl"]["good"] == 1
+    numbers, report = seen["ghdl"]
+    assert numbers[1] == numbers[0] and numbers[0][0] == 0 and report["good"] == 1
