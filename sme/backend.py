@@ -10,7 +10,7 @@ code or commands, nothing run yet) and opens ``Session`` objects on it. Backends
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, ClassVar
@@ -18,11 +18,11 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from .batch import check_whole_values
+from .batch import check_shape, check_unmasked, check_whole_values
 from .bus import Bus
 from .errors import BackendError, SimulationError
 from .network import Network, TracedSignal
-from .types import ArrayType, BoolType, EnumType, Fixed, FixedType, IntegerType
+from .types import ArrayType, BoolType, EnumType, Fixed, FixedType, IntegerType, SignalType
 
 
 @dataclass
@@ -96,7 +96,7 @@ class Session(ABC):
         ``dtypes`` gives for it: see ``result_dtypes``)."""
         net = self.network
         inputs = {t.name: t for t in net.traced_signals() if t.is_input}
-        check_batch_stimulus(net, inputs, stimulus, ticks)
+        check_batch_stimulus(net, {n: t.type for n, t in inputs.items()}, stimulus, ticks)
         wanted = _output_signals(net, outputs)
         kinds = result_dtypes(wanted, dtypes)
         drivers = [(self.driver(inputs[n].bus), inputs[n].spec.name, _py_values(inputs[n], a))
@@ -117,23 +117,29 @@ class Session(ABC):
 
 
 def check_batch_stimulus(
-    net: Network, inputs: Collection[str], stimulus: Mapping[str, np.ndarray], ticks: int
+    net: Network, inputs: Mapping[str, SignalType], stimulus: Mapping[str, Any], ticks: int
 ) -> None:
     """Raise ``BackendError`` when ``stimulus`` names a signal that is not one of ``inputs``
-    (the top-level input signals), holds fewer than ``ticks`` values, or holds values
-    that are not integers (batch values are raw integers: a float array is taken only when
-    every value it holds is a whole number, so 1.5 is refused, never truncated to 1 — for
-    a fixed-point input the raw value of 1.5 is ``1.5 * 2**frac``)."""
+    (the top-level input signals and their types), holds fewer than ``ticks`` values, a
+    masked value (``check_unmasked``), values of another shape than one per tick
+    (``check_shape``) or values that are not integers (batch values are raw integers: a
+    float array is taken only when every value it holds is a whole number, so 1.5 is
+    refused, never truncated to 1 — for a fixed-point input the raw value of 1.5 is
+    ``1.5 * 2**frac``)."""
     for name, arr in stimulus.items():
         if name not in inputs:
             raise BackendError(
                 f"run_batch: {name!r} is not a top-level input signal of '{net.name}'; "
                 f"inputs: {', '.join(inputs) or '-'}"
             )
-        if len(arr) < ticks:
-            raise BackendError(f"run_batch: stimulus {name!r} has {len(arr)} values, "
+        values = np.asarray(arr)
+        check_shape(name, inputs[name], values)
+        if len(values) < ticks:
+            raise BackendError(f"run_batch: stimulus {name!r} has {len(values)} values, "
                                f"need {ticks}")
-        check_whole_values(name, np.asarray(arr)[:ticks])
+        if np.ma.isMaskedArray(arr):
+            check_unmasked(name, arr[:ticks])
+        check_whole_values(name, values[:ticks])
 
 
 def _output_signals(net: Network, names: list[str] | None) -> list[TracedSignal]:
@@ -217,7 +223,7 @@ def batch_rows(network: Network, stimulus: Mapping[str, np.ndarray],
         raise BackendError(f"batch_rows: no stimulus arrays for '{network.name}', so the "
                            "number of ticks is unknown; pass ticks=")
     n = min(len(a) for a in stimulus.values()) if ticks is None else ticks
-    check_batch_stimulus(network, inputs, stimulus, n)
+    check_batch_stimulus(network, {k: t.type for k, t in inputs.items()}, stimulus, n)
     columns = {name: _py_values(inputs[name], np.asarray(arr)[:n])
                for name, arr in stimulus.items()}
     return [{name: col[i] for name, col in columns.items()} for i in range(n)]
@@ -225,8 +231,8 @@ def batch_rows(network: Network, stimulus: Mapping[str, np.ndarray],
 
 def _py_values(t: TracedSignal, arr: np.ndarray) -> list[Any]:
     ty = t.type
-    if isinstance(ty, BoolType):
-        return [bool(v) for v in arr]
+    if isinstance(ty, BoolType):  # any other number goes on to be refused, as in step mode
+        return [bool(v) if v == 0 or v == 1 else int(v) for v in arr]
     if isinstance(ty, EnumType):
         return [ty.from_raw(int(v)) for v in arr]
     if isinstance(ty, FixedType):

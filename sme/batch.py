@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .errors import BackendError
+from .types import ArrayType, SignalType
 
 CHUNK = 1 << 20
 """Ticks per chunk of a run with stimulus functions or iterators."""
@@ -42,13 +43,15 @@ class _Source:
             self.func = value
         elif isinstance(value, Iterator):
             self.iter = value
-        else:
-            self.array = np.asarray(value)
+        else:  # a masked array stays one: its mask is checked as its parts are taken
+            self.array = value if np.ma.isMaskedArray(value) else np.asarray(value)
         self.used = 0
 
     def take(self, start_tick: int, n: int) -> np.ndarray:
         if self.func is not None:
-            got = np.asarray(self.func(np.arange(start_tick, start_tick + n, dtype=np.int64)))
+            got = self.func(np.arange(start_tick, start_tick + n, dtype=np.int64))
+            check_unmasked(self.name, got, start_tick)
+            got = np.asarray(got)
             if got.ndim == 0 or (got.shape[0] == 1 and n != 1):
                 return np.broadcast_to(got, (n, *got.shape[1:])).copy()
             if got.shape[0] != n:
@@ -57,19 +60,22 @@ class _Source:
             return got
         if self.array is not None:
             part = self.array[self.used:self.used + n]
+            check_unmasked(self.name, part, start_tick)
             self.used += n
-            return part
-        return self._from_iterator(n)
+            return np.asarray(part)
+        return self._from_iterator(start_tick, n)
 
-    def _from_iterator(self, n: int) -> np.ndarray:
+    def _from_iterator(self, start_tick: int, n: int) -> np.ndarray:
         assert self.iter is not None
         have = sum(len(p) for p in self.pending)
         while have < n:
             try:
-                part = np.atleast_1d(np.asarray(next(self.iter)))
+                got = next(self.iter)
             except StopIteration:
                 raise BackendError(f"run_batch: the stimulus iterator for {self.name!r} ended "
                                    f"after {self.used + have} values") from None
+            check_unmasked(self.name, got, start_tick + have)
+            part = np.atleast_1d(np.asarray(got))
             self.pending.append(part)
             have += len(part)
         joined = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
@@ -86,6 +92,35 @@ def is_vectorised(stimulus: Mapping[str, Any]) -> bool:
 _INT64_BOUND = 2.0 ** 63
 
 
+def check_unmasked(name: str, values: Any, first: int = 0) -> None:
+    """Raise ``BackendError`` when ``values`` (stimulus of input ``name`` from tick
+    ``first`` on) is a numpy masked array with a masked element: a missing sample has no
+    value to drive, and the data under the mask is not one (numpy's ``asarray`` would
+    silently drive it)."""
+    if not np.ma.isMaskedArray(values):
+        return
+    mask = np.ma.getmaskarray(values)
+    if mask.any():
+        where = np.argwhere(mask)[0] if mask.ndim else (0,)
+        raise BackendError(
+            f"run_batch: stimulus {name!r} is masked at tick {first + int(where[0])}: a "
+            "missing sample has no value to drive; fill the masked values first "
+            "(values.filled(...))")
+
+
+def check_shape(name: str, t: SignalType, values: np.ndarray) -> None:
+    """Raise ``BackendError`` unless ``values`` holds one value of input ``name`` (of type
+    ``t``) per tick: shape ``(ticks,)`` for a scalar, ``(ticks, length)`` for an array."""
+    length = t.length if isinstance(t, ArrayType) else None
+    if values.ndim >= 1 and values.shape[1:] == (() if length is None else (length,)):
+        return
+    per_tick = "no tick axis" if values.ndim == 0 else f"shape {values.shape[1:]} per tick"
+    need = "(ticks,): one value per tick" if length is None else \
+        f"(ticks, {length}): {length} values per tick"
+    raise BackendError(f"run_batch: stimulus {name!r} has shape {values.shape} ({per_tick}); "
+                       f"input {name} ({t!r}) takes shape {need}")
+
+
 def check_whole_values(name: str, values: np.ndarray, first: int = 0) -> None:
     """Raise ``BackendError`` unless the stimulus ``values`` of input ``name`` (tick
     ``first`` on) are whole numbers: integer or bool arrays; float arrays (and object
@@ -97,8 +132,9 @@ def check_whole_values(name: str, values: np.ndarray, first: int = 0) -> None:
     if kind in "biu":
         return
     if kind == "f":
-        bad = ~np.isfinite(values) | (values != np.trunc(values)) \
-            | (np.abs(values) >= _INT64_BOUND)
+        bad = ~np.isfinite(values) | (values != np.trunc(values))
+        if float(np.finfo(values.dtype).max) >= _INT64_BOUND:  # (float16 cannot reach it)
+            bad |= np.abs(values) >= _INT64_BOUND
     elif kind == "O":
         bad = np.frompyfunc(_not_whole, 1, 1)(values).astype(bool) if values.size \
             else np.zeros(values.shape, bool)
@@ -141,7 +177,7 @@ def run_chunked(run: RunBatch, stimulus: Mapping[str, Any], ticks: int, first_ti
         n = min(chunk, ticks - done)
         taken = {s.name: s.take(first_tick + done, n) for s in sources}
         for name, values in taken.items():  # (checked here to name the run's tick)
-            check_whole_values(name, np.asarray(values)[:n], done)
+            check_whole_values(name, np.asarray(values)[:n], first_tick + done)
         got = run(taken, n, outputs)
         for name, arr in got.items():
             parts.setdefault(name, []).append(arr)
@@ -152,4 +188,5 @@ def run_chunked(run: RunBatch, stimulus: Mapping[str, Any], ticks: int, first_ti
             for name, arrs in parts.items()}
 
 
-__all__ = ["CHUNK", "check_whole_values", "is_vectorised", "run_chunked"]
+__all__ = ["CHUNK", "check_shape", "check_unmasked", "check_whole_values", "is_vectorised",
+           "run_chunked"]

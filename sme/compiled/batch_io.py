@@ -70,10 +70,40 @@ def signal_columns(place: SignalPlace) -> int:
     return st.length if isinstance(st, ArraySlot) else 1
 
 
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+def _outside_int64(v: Any) -> bool:
+    return not -_INT64_MAX - 1 <= v <= _INT64_MAX
+
+
+def first_unfit(t: SignalType, arr: np.ndarray, wide: bool = False) -> int | None:
+    """The first tick (row of ``arr``) whose stimulus value of type ``t`` ``pack_stimulus``
+    cannot pass on as it is, or None: a Bool that is not 0 or 1 (step mode refuses 2 as a
+    Bool, so a batch does not take it as True), or a number no int64 holds (a uint64 of
+    2**63 or more, a Python int beyond: a cast would wrap it to another number). The
+    session stores that value as a step would, to raise the interpreter's error."""
+    el = t.element if isinstance(t, ArrayType) else t
+    if isinstance(el, BoolType):
+        if arr.dtype == np.bool_:
+            return None
+        bad = np.asarray((arr != 0) & (arr != 1), dtype=bool)
+    elif wide or isinstance(el, EnumType):  # (enum codes: checked by pack_stimulus)
+        return None
+    elif arr.dtype.kind == "u" and arr.dtype.itemsize >= 8:
+        bad = arr > _INT64_MAX
+    elif arr.dtype.kind == "O" and arr.size:
+        bad = np.frompyfunc(_outside_int64, 1, 1)(arr).astype(bool)
+    else:
+        return None
+    rows = np.flatnonzero(bad.reshape(len(bad), -1).any(axis=1)) if bad.size else bad
+    return int(rows[0]) if len(rows) else None
+
+
 def pack_stimulus(t: SignalType, arr: np.ndarray, wide: bool = False) -> np.ndarray:
     """A stimulus array as the compiled loop takes it: contiguous int64 raw values (Bool:
     numpy bool; wide mode: Python ints), with no copy when it already is. Ranges are
-    checked in the loop."""
+    checked in the loop; values ``first_unfit`` finds must not be passed."""
     el = t.element if isinstance(t, ArrayType) else t
     if isinstance(el, BoolType):
         return np.ascontiguousarray(arr if arr.dtype == np.bool_ else arr != 0)
@@ -81,11 +111,11 @@ def pack_stimulus(t: SignalType, arr: np.ndarray, wide: bool = False) -> np.ndar
         flat = [int(x) for x in arr.reshape(-1)]
         return np.array(flat, dtype=object).reshape(arr.shape)
     if isinstance(el, EnumType):
-        values = np.ascontiguousarray(arr, dtype=np.int64)
-        bad = ~np.isin(values, np.array(el.codes, dtype=np.int64))
-        if bad.any():
-            el.from_raw(int(values[bad][0]))  # raises what the interpreter's batch raises
-        return values
+        codes = set(el.codes)
+        for v in np.unique(arr).tolist():  # (Python ints: a uint64 is not wrapped)
+            if int(v) not in codes:
+                el.from_raw(int(v))  # raises what the interpreter's batch raises
+        return np.ascontiguousarray(arr, dtype=np.int64)
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
