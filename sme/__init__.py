@@ -8,6 +8,7 @@ worked example.
 from .backend import Backend, Build, Session, backend_names, get_backend, register_backend
 from .bus import Bus
 from .errors import (
+    ArrayIndexError,
     BackendError,
     BusTypeError,
     CombinationalLoopError,
@@ -30,10 +31,10 @@ from .trace import UNDEFINED, Trace
 from .types import Array, Bool, Fixed, Int, SFix, UFix, UInt, cast
 
 __all__ = [
-    "UNDEFINED", "Array", "Backend", "BackendError", "Bool", "Build", "Bus", "BusTypeError",
-    "CombinationalLoopError", "DeclarationError", "Fixed", "In", "Int", "MultipleWritersError",
-    "Network", "NetworkError", "Out", "PortDirectionError", "Process", "SFix", "Session",
-    "SignalValueError", "SimulationError", "Simulator", "SmeError", "Trace", "UFix", "UInt",
-    "UnconnectedInputError", "UndefinedSignalError", "UnknownSignalError", "backend_names",
-    "cast", "get_backend", "register_backend", "resize", "saturate", "wrap",
+    "UNDEFINED", "Array", "ArrayIndexError", "Backend", "BackendError", "Bool", "Build", "Bus",
+    "BusTypeError", "CombinationalLoopError", "DeclarationError", "Fixed", "In", "Int",
+    "MultipleWritersError", "Network", "NetworkError", "Out", "PortDirectionError", "Process",
+    "SFix", "Session", "SignalValueError", "SimulationError", "Simulator", "SmeError", "Trace",
+    "UFix", "UInt", "UnconnectedInputError", "UndefinedSignalError", "UnknownSignalError",
+    "backend_names", "cast", "get_backend", "register_backend", "resize", "saturate", "wrap",
 ]

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from . import srcloc
 from .declare import MISSING, class_loc, defining_namespace, own_annotations
 from .errors import (
+    ArrayIndexError,
     DeclarationError,
     PortDirectionError,
     SignalValueError,
@@ -162,8 +163,8 @@ class CheckedArray(list[Any]):
             super().__setitem__(index, value)
             return
         n = len(self)
-        if not -n <= index < n:
-            raise IndexError(
+        if not 0 <= index < n:  # (no count from the end: see ArrayIndexError)
+            raise ArrayIndexError(
                 f"{self._owner}.{self._signal}[{index}]: index out of range 0..{n - 1}"
             )
         super().__setitem__(index, self._elem(value, index))

@@ -33,6 +33,22 @@ class SignalValueError(SmeError, ValueError):
         return text
 
 
+class ArrayIndexError(SmeError, IndexError):
+    """An array was indexed outside ``0..length-1``. SME arrays have no negative indexes
+    (Python's count from the end would silently read another element; the VHDL stops on
+    it, a C# SME simulation throws ``IndexOutOfRangeException``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.tick: int | None = None
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.tick is not None:
+            text += f" (tick {self.tick})"
+        return text
+
+
 class UndefinedSignalError(SmeError, RuntimeError):
     """A signal with no initial value was read before anything wrote it."""
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from .backend import Backend, Build, Session
 from .bus import Bus, reader_view, writer_view
-from .errors import SimulationError, SmeError
+from .errors import ArrayIndexError, SimulationError, SmeError
 from .network import Network
 from .process import Process
 from .trace import UNDEFINED
@@ -145,7 +145,7 @@ def _annotate(exc: SmeError, tick: int) -> None:
     if getattr(exc, "tick", None) is None:
         with contextlib.suppress(AttributeError):
             exc.tick = tick  # type: ignore[attr-defined]
-        if not hasattr(exc, "bus"):
+        if not hasattr(exc, "bus") and not isinstance(exc, ArrayIndexError):
             exc.add_note(f"(at tick {tick})")
 
 

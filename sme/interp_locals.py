@@ -1,4 +1,5 @@
-"""Annotated locals checked in the interpreter, as the other backends check them.
+"""Annotated locals and array indexes checked in the interpreter, as the other backends
+check them.
 
 A local with a signal type (``n: UInt[3] = 0``) is a promise about its range: the compiled
 backend and the VHDL translation give it that type, and a value that does not fit is an
@@ -8,6 +9,12 @@ with a value no other backend can hold. :func:`checked_on_tick` gives it a copy 
 ``on_tick`` that checks: after every statement that binds an annotated local, the local
 goes through :func:`store_local` (what the compiled backend does for such a store, with
 its very error), at the statement's own line.
+
+Python also counts a negative index from the end of a list; an SME array has no such
+index (the VHDL stops on it). So every index read, ``a[i]``, becomes
+``a[check_index(a, i, self, "a", "file:line")]``: :func:`check_index` raises the compiled
+backend's ``ArrayIndexError`` for an index outside ``0..len(a)-1``. (Writes are checked by
+the arrays a process writes, ``sme.bus.CheckedArray``.)
 """
 
 from __future__ import annotations
@@ -18,10 +25,13 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+from .errors import ArrayIndexError
 from .overflow import Overflowing, resize
 
 CHECK = "__sme_store_local__"
 """The name the rewritten ``on_tick`` calls its check by (a cell of its closure)."""
+INDEX = "__sme_check_index__"
+"""The name the rewritten ``on_tick`` calls ``check_index`` by."""
 _OUTER = "__sme_checked_locals__"
 
 
@@ -33,24 +43,43 @@ def store_local(t: Any, value: Any) -> Any:
     return resize(value, t)
 
 
+def check_index(array: Any, index: Any, proc: Any, text: str, where: str) -> Any:
+    """``index``, when it is one of ``array``'s (``0..len(array)-1``); else the
+    ``ArrayIndexError`` the compiled backend raises for it. Anything but a list or a tuple
+    (a type such as ``UInt[8]``, an array without a value yet) passes as it is."""
+    if isinstance(array, list | tuple) and not 0 <= index < len(array):
+        raise ArrayIndexError(index_message(text, index, len(array), proc.describe(), where))
+    return index
+
+
+def index_message(text: str, index: int, length: int, who: str, where: str) -> str:
+    """The message of an index read outside an array, in every backend."""
+    return f"{text}[{index}]: index out of range 0..{length - 1} (read by {who} at {where})"
+
+
 def checked_on_tick(func: Callable[..., Any]) -> Callable[..., Any] | None:
-    """``func`` (a process's ``on_tick``) with its annotated locals checked, or None when it
-    has none. Raises the front end's ``LoweringError`` when its source cannot be read."""
+    """``func`` (a process's ``on_tick``) with its annotated locals and index reads
+    checked, or None when it has neither. Raises the front end's ``LoweringError`` when its
+    source cannot be read."""
     from .lower.parse import parse_function  # (the front end is loaded when a design is)
 
     parsed = parse_function(func)
-    annotations = {node.target.id: node.annotation for node in _own_nodes(parsed.node.body)
+    own = _own_nodes(parsed.node.body)
+    annotations = {node.target.id: node.annotation for node in own
                    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)}
-    if not annotations:
+    if not annotations and not any(isinstance(n, ast.Subscript) for n in own):
         return None
     node = parsed.node
+    if node.args.args:  # (a method's first parameter: the process, for the message)
+        indexes = _Indexes(node.args.args[0].arg, parsed.file, parsed.line0)
+        node.body = [indexes.visit(s) for s in node.body]
     node.body = _checked(node.body, annotations)
     node.decorator_list = []
     code = getattr(func, "__code__", None)
     free = list(code.co_freevars) if code else []
     outer = ast.FunctionDef(
         name=_OUTER, args=ast.arguments(posonlyargs=[], args=[ast.arg(arg=n) for n in
-                                                              [*free, CHECK]],
+                                                              [*free, CHECK, INDEX]],
                                         kwonlyargs=[], kw_defaults=[], defaults=[]),
         body=[node, ast.Return(value=ast.Name(id=node.name, ctx=ast.Load()))],
         decorator_list=[], returns=None)
@@ -60,14 +89,55 @@ def checked_on_tick(func: Callable[..., Any]) -> Callable[..., Any] | None:
     ast.increment_lineno(module, parsed.line0 - 1)
     scratch: dict[str, Any] = {}
     exec(compile(module, parsed.file, "exec"), scratch)
-    inner = scratch[_OUTER](*([None] * (len(free) + 1)))
+    inner = scratch[_OUTER](*([None] * (len(free) + 2)))
     cells = dict(zip(free, getattr(func, "__closure__", None) or (), strict=False))
     cells[CHECK] = types.CellType(store_local)
+    cells[INDEX] = types.CellType(check_index)
     checked = types.FunctionType(inner.__code__, func.__globals__, inner.__name__,
                                  getattr(func, "__defaults__", None),
                                  tuple(cells[n] for n in inner.__code__.co_freevars))
     checked.__qualname__ = func.__qualname__
     return checked
+
+
+class _Indexes(ast.NodeTransformer):
+    """Rewrites every index read ``a[i]`` of a function body as
+    ``a[check_index(a, i, <process>, "a", "file:line of the statement")]``."""
+
+    def __init__(self, proc: str, file: str, line0: int) -> None:
+        self.proc, self.file, self.line0 = proc, file, line0
+        self.line = line0
+
+    def visit(self, node: ast.AST) -> Any:
+        if not isinstance(node, ast.stmt):
+            return super().visit(node)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            return node  # (another scope: not run as the process's body)
+        outer, self.line = self.line, node.lineno + self.line0 - 1
+        try:
+            return super().visit(node)
+        finally:
+            self.line = outer
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AnnAssign:
+        node.target = self.visit(node.target)  # (the annotation is a type: not an index)
+        if node.value is not None:
+            node.value = self.visit(node.value)
+        return node
+
+    def visit_Lambda(self, node: ast.Lambda) -> ast.Lambda:
+        return node
+
+    def visit_Subscript(self, node: ast.Subscript) -> ast.Subscript:
+        self.generic_visit(node)
+        if isinstance(node.ctx, ast.Load) and not isinstance(node.slice, ast.Slice):
+            args: list[ast.expr] = [
+                copy.deepcopy(node.value), node.slice, ast.Name(id=self.proc, ctx=ast.Load()),
+                ast.Constant(ast.unparse(node.value)), ast.Constant(f"{self.file}:{self.line}")]
+            node.slice = ast.copy_location(
+                ast.Call(func=ast.Name(id=INDEX, ctx=ast.Load()), args=args, keywords=[]),
+                node.slice)
+        return node
 
 
 def _own_nodes(stmts: list[ast.stmt]) -> list[ast.AST]:

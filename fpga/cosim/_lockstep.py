@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import threading
 import time
@@ -38,6 +39,10 @@ from ._ports import Port, TopLevel
 
 BENCH_MODULE = "fpga.cosim.cocotb_bench"
 _LOG_TAIL_LINES = 40
+_GHDL_STOP = re.compile(r"ghdl[\w-]*:error: (?!simulation failed)(.*)"
+                        r"|(\S+:\((?:assertion|report) (?:failure|error)\):.*)")
+"""A line in which GHDL says why it stopped the simulation: a run-time check (an index or
+a value out of bounds) or a failed assertion or report of severity failure/error."""
 _END: Any = object()
 
 
@@ -334,8 +339,10 @@ def run_lockstep(
         detail = verdict[1] if verdict is not None else (
             f"{run_error or 'the cocotb bench did not report'}"
             + (f"; {ctl.server_error!r}" if ctl.server_error else ""))
+        stopped = _ghdl_stops(log_file)
         raise LockstepError(
-            f"lock-step co-simulation of '{top}' failed to run: {detail}\n{_tail(log_file)}"
+            f"lock-step co-simulation of '{top}' failed to run: "
+            + (f"GHDL stopped: {stopped}\n" if stopped else "") + f"{detail}\n{_tail(log_file)}"
         )
     result = LockstepResult(top, passed=True, ticks=0, seconds=seconds, build_dir=bdir,
                             log_file=log_file, trace=sim.trace)
@@ -368,6 +375,18 @@ def _runner() -> Any:
             f"GHDL is not available ({exc}); install it with `apt-get install ghdl` "
             "(or `make deps`)"
         ) from None
+
+
+def _ghdl_stops(path: Path) -> str:
+    """GHDL's own words for why the simulation stopped (``index (-3) out of bounds (0 to 6)
+    at RegNeg.vhd:32``), from the log of the run, or "" when it has none: cocotb's
+    shutdown report can push them out of the log's last lines."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    found = [m.group(1) or m.group(2) for m in _GHDL_STOP.finditer(text)]
+    return "; ".join(dict.fromkeys(f.strip() for f in found))
 
 
 def _tail(path: Path) -> str:

@@ -88,10 +88,9 @@ def _rd(v, d, site, t, E):
 def _ix(i, n, d, usite, site, t, E):
     if d == 0:
         _fail(usite, 0, t, i, E)
-    j = i + n if i < 0 else i
-    if j < 0 or j >= n:
+    if i < 0 or i >= n:  # (no count from the end: SME arrays have no negative indexes)
         _fail(site, i, t, i, E)
-    return j
+    return i
 
 
 @njit(cache=True, nogil=True, inline="always")

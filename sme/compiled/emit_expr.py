@@ -244,8 +244,9 @@ class ExprEmitter:
             bt = e.base.type
             assert isinstance(bt, ArrayT)
             items = [self.const_raw(x, bt.element) for x in e.base.value]
-            isite = self.layout.site(Site("index_read", self.where(),
-                                          who="tuple index out of range"))
+            isite = self.layout.site(Site("index_read", self.where(), signal=e.text,
+                                          who=self.inst.describe if self.inst else "",
+                                          length=len(items)))
             i = self.index(e.index, len(items), '1', 0, isite)
             name, offset = self.table(items)  # i is in range for items: checked or proven
             code = f"{name}[{self.unsigned(f'{offset} + {i}' if offset else i)}]"
@@ -256,8 +257,8 @@ class ExprEmitter:
                 raise self.fail("an index into something that is not an array")
             inst = self.inst
             assert inst is not None
-            isite = self.layout.site(Site("index_read", self.where(),
-                                          who=_read_index_message(inst, e.base)))
+            isite = self.layout.site(Site("index_read", self.where(), signal=e.text,
+                                          who=inst.describe, length=st.length))
             d = st.defined or "1"
             return self.load(st, self.index(e.index, st.length, d, usite, isite))
         if isinstance(e, ir.BinOp):
@@ -404,16 +405,6 @@ I64_SPAN = (1 << 64) - 1
 def _is_pred(e: ir.Expr) -> bool:
     return isinstance(e, (ir.Compare, ir.BoolOp)) or (isinstance(e, ir.UnaryOp)
                                                      and e.op == "not")
-
-
-def _read_index_message(inst: Instance, base: ir.Expr) -> str:
-    """Python's message for an index out of range on what the interpreter holds there: a
-    latched or network-input bus array is a tuple, anything else a list."""
-    if isinstance(base, ir.PortRead) and not base.own_output:
-        pv = inst.ports[base.port]
-        if pv.read[base.signal] is not pv.write[base.signal] or pv.held_as_tuple:
-            return "tuple index out of range"
-    return "list index out of range"
 
 
 def _signal_type(t: VType) -> SignalType:

@@ -37,6 +37,7 @@ from ..backend import (
 from ..bus import Bus, SignalSpec, convert_for, misfit_error
 from ..declare import MISSING
 from ..errors import (
+    ArrayIndexError,
     BackendError,
     SignalValueError,
     SimulationError,
@@ -44,6 +45,7 @@ from ..errors import (
     UndefinedSignalError,
 )
 from ..interp import _annotate
+from ..interp_locals import index_message
 from ..network import Network
 from ..overflow import Overflowing, resize, store
 from ..trace import UNDEFINED
@@ -218,10 +220,11 @@ class CompiledSession(Session):
                 f"yet (read by {site.who}); give it a default in {type(bus).__name__} or "
                 "write it first")
         if what == "index":
-            return IndexError(f"{site.owner}.{site.signal}[{value}]: index out of range "
-                              f"0..{site.length - 1}")
+            return ArrayIndexError(f"{site.owner}.{site.signal}[{value}]: index out of range "
+                                   f"0..{site.length - 1}")
         if what == "index_read":
-            return IndexError(site.who)
+            return ArrayIndexError(index_message(site.signal, value, site.length, site.who,
+                                                 site.where))
         if what == "zerodiv":
             return ZeroDivisionError("integer division or modulo by zero")
         if what == "steps":

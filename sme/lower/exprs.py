@@ -119,7 +119,7 @@ class ExprLowering(LowererBase):
             idx = self.index_expr(node.slice, base.type.length)
             if isinstance(base, Const) and isinstance(idx, Const):
                 return Const(base.type.element, base.value[idx.value])
-            return Index(base.type.element, base, idx)
+            return Index(base.type.element, base, idx, ast.unparse(node.value))
         if isinstance(node, ast.Call):
             return self.call(node)
         if isinstance(node, ast.Yield):
@@ -148,9 +148,10 @@ class ExprLowering(LowererBase):
             raise self.type_error(node, f"an array index must be an integer, not {idx.type}")
         if isinstance(idx, Const) and length is not None:
             v = int(idx.value)
-            if not -length <= v < length:
-                raise self.type_error(node, f"index {v} is out of range 0..{length - 1}")
-            return Const(NumT.const(v % length), v % length)
+            if not 0 <= v < length:  # (no count from the end: see ArrayIndexError)
+                raise self.type_error(node, f"index {v} is out of range 0..{length - 1}" + (
+                    "; SME arrays have no negative indexes" if v < 0 else ""))
+            return Const(NumT.const(v), v)
         return idx
 
     def constant(self, v: Any, node: ast.AST, name: str | None = None) -> Expr:

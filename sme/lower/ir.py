@@ -116,10 +116,12 @@ class LocalRead(Expr):
 
 @dataclass(frozen=True)
 class Index(Expr):
-    """``base[index]`` on an array; the index is known to be in range (Python checks it)."""
+    """``base[index]`` on an array; an index outside ``0..length-1`` is an error (no count
+    from the end). ``text`` is the array as the source writes it (for that error)."""
 
     base: Expr
     index: Expr
+    text: str = field(default="", compare=False)
 
 
 BinOpName = Literal["+", "-", "*", "//", "%", "<<", ">>", "&", "|", "^"]

@@ -7,6 +7,7 @@ fails at the right tick and signal with both values; missing tools are errors, n
 from __future__ import annotations
 
 import random
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from fpga.cosim import LockstepError, LockstepMismatch, TopLevel, run_lockstep
 from fpga.export import export
 from fpga.pytest_plugin import HardwareTester
 from fpga.stimulus import random_stimulus
-from sme import Fixed, Network, wrap
+from sme import Array, Bus, Fixed, In, Network, Out, Process, UInt, wrap
 from sme.examples import counter, features, pipeline
 from sme.trace import UNDEFINED
 
@@ -160,6 +161,50 @@ def test_python_model_error_is_raised_as_is(tmp_path: Path) -> None:
     bad = [{"counter_control.valid": True}] * 3 + [{"counter_control.valid": 7}]
     with pytest.raises(SignalValueError, match=r"counter_control\.valid"):
         run_lockstep(net, tmp_path, bad)
+
+
+class _Ask(Bus):
+    a: UInt[8] = 0
+
+
+class _Got(Bus):
+    y: UInt[8] = 0
+
+
+class RegNeg(Process):
+    """Reads ``buf[a - 3]``: index -3 while a = 0 (the VHDL starts with a = 0)."""
+
+    inp: In[_Ask]
+    out: Out[_Got]
+    buf: Array[UInt[8], 7] = [1, 2, 3, 4, 5, 6, 7]
+
+    def on_tick(self) -> None:
+        self.out.y = self.buf[self.inp.a - 3]
+
+
+def _regneg(cls: type[Process]) -> Network:
+    inp, out = _Ask("inp"), _Got("out")
+    return Network("negidx", [cls(name="p", inp=inp, out=out)], inputs=[inp])
+
+
+@pytest.mark.ghdl
+def test_a_ghdl_run_time_stop_is_named_in_the_lockstep_error(tmp_path: Path) -> None:
+    """GHDL stops on an index out of bounds; its own report line is the error's first line,
+    not left in the log (where cocotb's shutdown report follows it). The Python model of
+    the same design refuses the index too (tests/sme/test_array_indexes.py), so the model
+    here reads within bounds: GHDL is the one that stops."""
+    export(_regneg(RegNeg), tmp_path)
+
+    class InBounds(RegNeg):
+        def on_tick(self) -> None:
+            self.out.y = self.buf[(self.inp.a + 4) % 7]
+
+    InBounds.__name__ = "RegNeg"
+    with pytest.raises(LockstepError) as info:
+        run_lockstep(_regneg(InBounds), tmp_path, [{"inp.a": 0}, {"inp.a": 1}])
+    head = str(info.value).splitlines()[0]
+    assert re.fullmatch(r"lock-step co-simulation of 'negidx' failed to run: GHDL stopped: "
+                        r"index \(-3\) out of bounds \(0 to 6\) at \S*RegNeg\.vhd:\d+", head), head
 
 
 # -- without GHDL ---------------------------------------------------------------------------

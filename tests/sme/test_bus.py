@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from sme import Array, Bool, Bus, DeclarationError, Int, SignalValueError, UInt
+from sme import Array, ArrayIndexError, Bool, Bus, DeclarationError, Int, SignalValueError, UInt
 from sme.bus import CheckedArray, SignalSpec, convert_for, snake_case
 from sme.overflow import saturate, wrap
 from sme.types import TypeMisfit
@@ -192,13 +192,15 @@ def make_array() -> CheckedArray:
 def test_checked_array_element_writes_are_checked() -> None:
     a = make_array()
     a[0] = 15
-    a[-1] = wrap(17)
+    a[2] = wrap(17)
     assert a == [15, 2, 1]
     with pytest.raises(SignalValueError, match=r"^bus\.taps\[1\]: 16 is out of range; "
                        r"Array\[UInt\[4\], 3\] allows 3 elements, each 0\.\.15$"):
         a[1] = 16
     with pytest.raises(IndexError, match=r"bus\.taps\[3\]: index out of range 0\.\.2"):
         a[3] = 1
+    with pytest.raises(ArrayIndexError, match=r"bus\.taps\[-1\]: index out of range 0\.\.2"):
+        a[-1] = 1  # (no count from the end, as in the VHDL)
     a[0:2] = [4, 5]
     assert a == [4, 5, 1]
     with pytest.raises(SignalValueError,
