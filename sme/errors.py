@@ -16,7 +16,20 @@ class DeclarationError(SmeError, TypeError):
     """A bus, process or type is declared in a way SME cannot accept."""
 
 
-class SignalValueError(SmeError, ValueError):
+class _AtTick(SmeError):
+    """An error whose message ends with the tick it happened at, once the simulator has
+    set ``tick``."""
+
+    tick: int | None = None
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.tick is not None:
+            text += f" (tick {self.tick})"
+        return text
+
+
+class SignalValueError(_AtTick, ValueError):
     """A value was written that does not fit the signal's type."""
 
     def __init__(self, message: str, *, bus: str, signal: str, value: object) -> None:
@@ -24,29 +37,12 @@ class SignalValueError(SmeError, ValueError):
         self.bus = bus
         self.signal = signal
         self.value = value
-        self.tick: int | None = None
-
-    def __str__(self) -> str:
-        text = super().__str__()
-        if self.tick is not None:
-            text += f" (tick {self.tick})"
-        return text
 
 
-class ArrayIndexError(SmeError, IndexError):
+class ArrayIndexError(_AtTick, IndexError):
     """An array was indexed outside ``0..length-1``. SME arrays have no negative indexes
     (Python's count from the end would silently read another element; the VHDL stops on
     it, a C# SME simulation throws ``IndexOutOfRangeException``)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.tick: int | None = None
-
-    def __str__(self) -> str:
-        text = super().__str__()
-        if self.tick is not None:
-            text += f" (tick {self.tick})"
-        return text
 
 
 class UndefinedSignalError(SmeError, RuntimeError):
