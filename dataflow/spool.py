@@ -158,13 +158,16 @@ def write_run(client: Any, docs: Sequence[Document], batch_size: int | None = No
     """
     from bluesky_tiled_plugins import TiledWriter
 
+    from .event_pages import PageNormalizer
+
     uid = docs[0][1]["uid"]
     if uid in client:
         client.delete_contents([uid], recursive=True, external_only=False)
     has_stop = any(name == "stop" for name, _ in docs)
     # an unfinished run must not leave events in the writer's batch
     size = batch_size if batch_size is not None else (None if has_stop else 1)
-    writer = TiledWriter(client) if size is None else TiledWriter(client, batch_size=size)
+    writer = TiledWriter(client, normalizer=PageNormalizer) if size is None else \
+        TiledWriter(client, normalizer=PageNormalizer, batch_size=size)
     for name, doc in docs:
         writer(name, doc)
     return writer
@@ -327,7 +330,10 @@ class SpoolingWriter:
             if run.writer is None:
                 from bluesky_tiled_plugins import TiledWriter
 
-                run.writer = TiledWriter(self.client, batch_size=self.batch_size)
+                from .event_pages import PageNormalizer
+
+                run.writer = TiledWriter(self.client, normalizer=PageNormalizer,
+                                         batch_size=self.batch_size)
             run.writer(name, doc)
         except Exception as exc:
             if is_transient(exc):
