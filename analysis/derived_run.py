@@ -139,15 +139,41 @@ class DerivedRun:
         now = time.time()
         values = {k: (v.tolist() if isinstance(v, np.ndarray | np.generic) else v)
                   for k, v in data.items()}
+        bundle = self._stream_of(stream, values)
+        doc = bundle.compose_event(data=values, timestamps=dict.fromkeys(values, now),
+                                   validate=False)
+        self._emit("event", doc)
+
+    def events(self, stream: str, columns: Mapping[str, Any]) -> None:
+        """Events of ``stream`` as one event page: ``columns`` maps each of the stream's
+        keys to its values in event order (a list, or an array whose first axis is the
+        events). The same events as :meth:`event` of each row, in one document: the
+        catalog's writer stores a page as one block (``dataflow.event_pages``), where
+        it takes each event through its schema on its own."""
+        now = time.time()
+        values = {k: (v.tolist() if isinstance(v, np.ndarray) else
+                      [x.item() if isinstance(x, np.generic) else x for x in v])
+                  for k, v in columns.items()}
+        lengths = {len(v) for v in values.values()}
+        if len(lengths) != 1 or 0 in lengths:
+            raise ReductionError(f"event page of derived stream {stream!r}: columns of "
+                                 f"lengths {sorted(lengths)}, expected one length > 0")
+        n = lengths.pop()
+        bundle = self._stream_of(stream, values)
+        doc = bundle.compose_event_page(data=values,
+                                        timestamps={k: [now] * n for k in values},
+                                        validate=False)
+        self._emit("event_page", doc)
+
+    def _stream_of(self, stream: str, values: Mapping[str, Any]) -> Any:
+        """The bundle of ``stream``, once ``values`` are known to carry its keys."""
         bundle = self._streams[stream]
         declared = {k for k, key in bundle.descriptor_doc["data_keys"].items()
                     if key.get("external") != "STREAM:"}  # (those come in stream_datum)
         if values.keys() != declared:
             raise ReductionError(f"event of derived stream {stream!r}: data keys "
                                  f"{sorted(values)}, the stream declares {sorted(declared)}")
-        doc = bundle.compose_event(data=values, timestamps=dict.fromkeys(values, now),
-                                   validate=False)
-        self._emit("event", doc)
+        return bundle
 
     def write_volume(self, folder: Path, name: str, volume: F32 | Iterable[F32],
                      rows: Sequence[int]) -> Path:
@@ -227,8 +253,7 @@ class DerivedRun:
                     doc = {**doc, "descriptor": desc["uid"],
                            "seq_nums": {"start": start + 1, "stop": stop + 1}}
                 self._emit(doc_name, doc)
-            for row in rows:
-                self.event("primary", {"row": int(row)})
+            self.events("primary", {"row": [int(row) for row in rows]})
         finally:
             wait([digest])  # (no sidecar written after the caller removed the file)
         self.outputs.append({"uri": f"file://localhost{writer.path}",
@@ -265,18 +290,22 @@ class DerivedRun:
 
     def emit_patterns(self, chunk: PatternChunk, raw_seq_nums: Sequence[int],
                       lags: Sequence[float] | None = None) -> None:
-        """One ``primary`` event per pattern (declaring the streams first if needed)."""
+        """One ``primary`` event per pattern, the chunk's in one event page (declaring
+        the streams first if needed)."""
         if not self.has_stream("primary"):
             self.declare_patterns(chunk.radial, sigma=chunk.sigma is not None,
                                   lag=lags is not None)
-        for i, seq in enumerate(raw_seq_nums):
-            data: dict[str, Any] = {"intensity": chunk.intensity[i], "raw_seq_num": int(seq)}
-            if chunk.sigma is not None:
-                data["sigma"] = chunk.sigma[i]
-            if lags is not None:
-                data["lag"] = float(lags[i])
-            self.event("primary", data)
-            self.frames += 1
+        n = len(raw_seq_nums)
+        if n == 0:
+            return
+        columns: dict[str, Any] = {"intensity": chunk.intensity[:n],
+                                   "raw_seq_num": [int(seq) for seq in raw_seq_nums]}
+        if chunk.sigma is not None:
+            columns["sigma"] = chunk.sigma[:n]
+        if lags is not None:
+            columns["lag"] = [float(lag) for lag in lags]
+        self.events("primary", columns)
+        self.frames += n
 
     def stop(self, exit_status: str = "success", reason: str = "",
              **extra: Any) -> dict[str, Any]:

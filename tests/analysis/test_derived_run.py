@@ -20,7 +20,7 @@ RAW_UID = "0123abcd-0000-4000-8000-000000000000"
 
 def test_the_volume_is_hashed_while_its_documents_go_out(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The consumer of the row events sees the volume's hashing under way (it used to
+    """The consumer of the row events (one page) sees the volume's hashing under way (it used to
     start only after the last document), the file already closed for good: the digest in
     the stop document and the sidecar are the final file's."""
     hashing, announced = threading.Event(), threading.Event()
@@ -38,17 +38,18 @@ def test_the_volume_is_hashed_while_its_documents_go_out(
         if name == "stream_resource":
             path = Path(doc["uri"].removeprefix("file://localhost"))
             seen["closed"] = not open_in_process(path)
-        elif name == "event" and "hashing" not in seen:
+        elif name == "event_page" and "hashing" not in seen:
             seen["hashing"] = hashing.wait(10)
+            seen["rows"] = (doc["data"]["row"], doc["seq_num"])
+            announced.set()
         elif name == "stop":
             seen["stop"] = doc
-        if name == "event" and doc["seq_num"] == 5:
-            announced.set()
 
     volume = np.arange(5 * 6 * 6, dtype=np.float32).reshape(5, 6, 6)
     run = DerivedRun([consumer], {"raw_uid": RAW_UID, "plan_name": "reduce"})
     stop = run.finish_volume(tmp_path, volume, [10, 11, 12, 13, 14], frames=3)
     assert seen["closed"] and seen["hashing"]
+    assert seen["rows"] == ([10, 11, 12, 13, 14], [1, 2, 3, 4, 5])  # (one page of them)
     (output,) = stop["outputs"]
     path = Path(output["uri"].removeprefix("file://localhost"))
     assert output["sha256"] == file_sha256(path) == read_sidecar(path)
@@ -111,4 +112,5 @@ def test_a_volume_written_slab_by_slab_holds_one_slab_at_a_time(tmp_path: Path) 
         volume = f[DEFAULT_DATASET][:]
     np.testing.assert_array_equal(volume, np.repeat(np.arange(5, dtype=np.float32), 2)
                                   [:, None, None] * np.ones((10, 8, 8), np.float32))
-    assert [doc["data"]["row"] for name, doc in docs if name == "event"] == list(range(10))
+    pages = [doc["data"]["row"] for name, doc in docs if name == "event_page"]
+    assert pages == [list(range(10))]

@@ -276,7 +276,7 @@ def test_a_refused_announcement_leaves_no_volume(acquired: Runs, dask_session: D
     the volume file (complete, closed, with its sidecar) goes, since no document
     references it; refused after its stream_resource went out, it stays."""
     catalog = acquired.catalog
-    for refused, kept in (("descriptor", False), ("event", True)):
+    for refused, kept in (("descriptor", False), ("event_page", True)):
         before = _derived_files(catalog)
         docs: list[str] = []
 

@@ -252,6 +252,21 @@ def test_derived_events_are_valid_documents_and_wrong_keys_are_refused() -> None
                                              r"\['intensity', 'raw_seq_num'\]"):
         run.event("primary", {"intensity": np.zeros(3)})
     assert len(docs) == 3  # start, descriptor, the one good event
+    # several events in one page: the rows' numbers follow the single event's, numpy
+    # values become lists and Python numbers, and it is a valid event page
+    run.events("primary", {"intensity": np.arange(6.0).reshape(2, 3),
+                           "raw_seq_num": [np.int64(5), 6]})
+    name, page = docs[-1]
+    assert name == "event_page" and page["seq_num"] == [2, 3]
+    assert page["data"] == {"intensity": [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]],
+                            "raw_seq_num": [5, 6]}
+    assert type(page["data"]["raw_seq_num"][0]) is int
+    schema_validators[DocumentNames.event_page].validate(page)
+    with pytest.raises(ReductionError, match=r"columns of lengths \[1, 2\]"):
+        run.events("primary", {"intensity": np.zeros((2, 3)), "raw_seq_num": [1]})
+    with pytest.raises(ReductionError, match=r"data keys \['raw_seq_num'\]"):
+        run.events("primary", {"raw_seq_num": [1]})
+    assert len(docs) == 4
 
 
 def test_input_digests_are_the_writers_unless_the_file_changed_since(
