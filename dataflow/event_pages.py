@@ -20,6 +20,7 @@ event-by-event path writes. Any other page takes that path.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from bluesky_tiled_plugins.writing.tiled_writer import RESERVED_DATA_KEYS, RunNormalizer
@@ -37,7 +38,10 @@ class PageNormalizer(RunNormalizer):  # type: ignore[misc]  # (untyped library)
         if not self._as_is(doc):
             super().event_page(doc)
             return
-        page = {key: value for key, value in doc.items() if key != "filled"}
+        # (a deep copy, as the per-event path makes of each event: the run writer keeps
+        # rows until it writes a batch, and a producer may fill its arrays again)
+        page = {key: copy.deepcopy(value) if key in ("data", "timestamps") else value
+                for key, value in doc.items() if key != "filled"}
         self.emit(DocumentNames.event_page, page)
 
     def _as_is(self, doc: dict[str, Any]) -> bool:

@@ -129,16 +129,21 @@ class FlyScans:
 
     def pause(self: FlyHost) -> None:
         """The RunEngine pauses (bluesky's ``Pausable``). A fly acquisition kicked off in
-        this staging cannot be taken back and replayed from the last checkpoint: its
-        frames are announced in the run as they come, and the rotation it follows goes
-        on (the RunEngine stops only what it ``set``). So it keeps acquiring into its
-        file, and ``NoReplayAllowed`` makes the RunEngine resume the plan where it was
-        (collecting the frames taken meanwhile) instead of replaying ``prepare`` and
-        ``kickoff``, which would record the first frames twice. Abort and stop end it
-        as before."""
-        if self.kicked_off:
-            raise NoReplayAllowed(f"{self.name}: a fly acquisition is running; resuming "
-                                  "continues it (its frames are already in the run)")
+        this staging cannot be taken back and replayed from the last checkpoint while it
+        runs or has frames not yet collected: its frames are announced in the run as they
+        come, and the rotation it follows goes on (the RunEngine stops only what it
+        ``set``). So it keeps acquiring into its file, and ``NoReplayAllowed`` makes the
+        RunEngine resume the plan where it was (collecting the frames taken meanwhile)
+        instead of replaying ``prepare`` and ``kickoff``, which would record the first
+        frames twice. Once it is done and every frame collected, pauses rewind as for
+        any step (a plan puts a checkpoint there: ``plans.fly_tomo``). Abort and stop
+        end it as before."""
+        fly = self.fly
+        if self.kicked_off and fly is not None and not (
+                fly.done.done and self._collected >= len(fly.frames)):
+            raise NoReplayAllowed(f"{self.name}: a fly acquisition is running or has "
+                                  "frames to collect; resuming continues it (its frames "
+                                  "are already in the run)")
 
     def resume(self: FlyHost) -> None:
         """The RunEngine resumes (``Pausable``): nothing to restart (see :meth:`pause`)."""

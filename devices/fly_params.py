@@ -85,6 +85,11 @@ class TriggerTimes(Sequence[tuple[float, float]]):
         return (self._at(j) for j in range(self._n))
 
 
+_SAME = 1e-6
+"""Relative difference below which a period equals its exposure (far above a float32
+value's rounding, ~6e-8: an exposure of ``np.float32(0.1)`` is 0.10000000149 s)."""
+
+
 @dataclass(frozen=True)
 class FlyParameters:
     """What the detector's ``prepare`` takes for a fly scan.
@@ -128,7 +133,7 @@ class FlyParameters:
             raise ValueError("FlyParameters: give a period (internal triggers) or a trigger "
                              "(position compare), not both")
         if self.period is not None and self.exposure is not None \
-                and self.period < self.exposure:
+                and self.period < self.exposure * (1.0 - _SAME):
             raise ValueError(f"FlyParameters.period {self.period} s is shorter than the "
                              f"exposure {self.exposure} s")
         if self.trigger is not None and self.trigger.start == self.trigger.stop:

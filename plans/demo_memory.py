@@ -3,13 +3,15 @@
 ``smeflow demo`` prints ``demo.peak_rss_mb``, the memory of the whole demo. Its own
 process's peak is exact (Linux's ``VmHWM``). A process it starts — a GHDL simulation
 with ``--backend ghdl``, a compiler or linker an OpenCL driver runs for a kernel not in
-its cache — is counted too: :class:`PeakMemory` samples the resident memory of this
-process plus all its descendants every ``interval`` seconds (``/proc``), and the figure is
-the larger of that sum and this process's own peak. The sum counts a library that two
-processes map in each (an upper bound, never less than what ran); a child that lives
-shorter than one interval can be missed. Not ``getrusage(RUSAGE_CHILDREN)``: a child's
-``ru_maxrss`` starts from the peak of the process it was forked from, so every program
-this demo starts would report the demo's own peak again.
+its cache — is counted too: :class:`PeakMemory` samples the memory of this process plus
+all its descendants every ``interval`` seconds (``/proc``), and the figure is the larger
+of that sum and this process's own peak. While there are descendants the sum is of their
+proportional set sizes (PSS: a page that several processes share counts once, split
+among them — a forked child's copy-on-write pages are the parent's memory, not more of
+it); a child that lives shorter than one interval can be missed. Not
+``getrusage(RUSAGE_CHILDREN)``: a child's ``ru_maxrss`` starts from the peak of the
+process it was forked from, so every program this demo starts would report the demo's
+own peak again.
 """
 
 from __future__ import annotations
@@ -62,6 +64,19 @@ def _rss_mb(pid: int) -> float:
             return int(f.read().split()[1]) * _PAGE_MB
     except (OSError, IndexError, ValueError):
         return 0.0
+
+
+def _pss_mb(pid: int) -> float:
+    """Proportional set size of process ``pid`` now, MB (``/proc/<pid>/smaps_rollup``;
+    its resident memory where that cannot be read, 0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, IndexError, ValueError):
+        pass
+    return _rss_mb(pid)
 
 
 def _children(pid: int) -> list[int]:
@@ -119,7 +134,9 @@ class PeakMemory:
     def _sample(self) -> None:
         kids = descendants(self._pid)
         self.processes_seen.update(kids)
-        total = _rss_mb(self._pid) + sum(_rss_mb(k) for k in kids)
+        # (PSS only with children: reading it walks the page tables, RSS is one number)
+        total = _pss_mb(self._pid) + sum(_pss_mb(k) for k in kids) if kids \
+            else _rss_mb(self._pid)
         self.tree_peak_mb = max(self.tree_peak_mb, total)
 
     def _run(self) -> None:

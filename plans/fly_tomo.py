@@ -32,7 +32,7 @@ from typing import Any
 
 from bluesky import plan_stubs as bps
 from bluesky.protocols import Movable
-from bluesky.utils import MsgGenerator
+from bluesky.utils import FailedStatus, MsgGenerator
 
 from devices.fly import FlyParameters, PositionTrigger
 from devices.rotation import ContinuousRotation, RotationStage, RunUpOutError
@@ -155,6 +155,32 @@ def _require_rotation_fits(rotation: RotationStage, start: float, stop: float,
         ) from None
 
 
+def collect_until_complete(flyers: list[Any], det: Any, flush_period: float,
+                           stream: str) -> MsgGenerator[None]:
+    """``complete`` every flyer, then collect ``det`` into ``stream`` every
+    ``flush_period`` seconds until all are complete, and once more after.
+
+    ``bluesky.plan_stubs.collect_while_completing`` waits on a status group, which the
+    RunEngine forgets when a pause interrupts the wait: resumed without a replay (the
+    detector's ``pause`` says ``NoReplayAllowed`` while it flies) it stops collecting and
+    the plan would end the fly early. This loop asks the statuses themselves, so any
+    number of pauses leave it collecting every ``flush_period``. A flyer whose status
+    fails raises ``FailedStatus`` as a wait would."""
+    statuses = []
+    for flyer in flyers:
+        status = yield from bps.complete(flyer, wait=False)
+        statuses.append(status)
+    while True:
+        done = all(status.done for status in statuses)
+        for status in statuses:
+            if status.done and not status.success:
+                raise FailedStatus(status)
+        yield from bps.collect(det, name=stream)
+        if done:
+            return
+        yield from bps.sleep(flush_period)
+
+
 def _fly_tomo_scan(setup: TomoSetup, motion: ContinuousRotation,
                    flush_period: float) -> MsgGenerator[str]:
     """The validated fly tomography plan (see :func:`fly_tomo_scan`)."""
@@ -171,14 +197,8 @@ def _fly_tomo_scan(setup: TomoSetup, motion: ContinuousRotation,
         yield from bps.declare_stream(det, name=stream, collect=True)
         yield from bps.kickoff(rotation, wait=True)
         yield from bps.kickoff(det, wait=True)
-        yield from bps.collect_while_completing([rotation, det], [det],
-                                                flush_period=flush_period, stream_name=stream)
-        # A pause during the rotation resumes here without replaying the fly (the
-        # detector's pause() says NoReplayAllowed), but the RunEngine has forgotten the
-        # completion statuses the interrupted wait held: wait for them again and collect
-        # the frames taken since (nothing to do when the rotation went through).
-        yield from bps.complete_all(rotation, det, wait=True)
-        yield from bps.collect(det, name=stream)
+        yield from collect_until_complete([rotation, det], det, flush_period, stream)
+        yield from bps.checkpoint()  # (a pause from here rewinds to after the fly)
 
     uid: str = yield from tomo_run(setup, lambda: staged(fly(), [det]))
     return uid

@@ -133,3 +133,38 @@ def test_other_pages_go_event_by_event(case: str) -> None:
     for name, doc in docs:
         normalizer(name, doc)
     assert names[2:4] == ["event", "event"]
+
+
+@pytest.mark.parametrize("kind", [RunNormalizer, PageNormalizer])
+def test_rows_handed_on_do_not_change_when_the_producer_reuses_its_buffer(kind: Any) -> None:
+    """The run writer keeps rows until it writes a batch, so what the normalizer emits
+    must not share the producer's arrays: a producer filling the same buffer for its next
+    page must not change rows already handed on (the per-event path copies each event;
+    the page path copies the page)."""
+    bundle = compose_run()
+    desc = bundle.compose_descriptor(name="primary", data_keys={
+        "spectrum": {"source": "sim", "dtype": "array", "shape": [4], "dtype_numpy": "<f8"}})
+    buffer = np.arange(8, dtype=np.float64).reshape(2, 4)
+    stamps = [1.0, 2.0]
+    page = desc.compose_event_page(data={"spectrum": buffer},
+                                   timestamps={"spectrum": stamps}, seq_num=[1, 2],
+                                   time=[1.0, 2.0])
+    received: list[Any] = []
+
+    def keep(name: str, doc: dict[str, Any]) -> None:
+        if name == "event":
+            received.append(np.array(doc["data"]["spectrum"]))
+        elif name == "event_page":
+            received.extend(doc["data"]["spectrum"])
+            received.append(doc["timestamps"]["spectrum"])
+
+    normalizer = kind()
+    normalizer.subscribe(keep)
+    normalizer.start(bundle.start_doc)
+    normalizer.descriptor(desc.descriptor_doc)
+    normalizer.event_page(page)
+    buffer[:] = -1.0  # the producer's next page, in the same buffer
+    stamps[:] = [0.0, 0.0]
+    rows = [r for r in received if not isinstance(r, list)]
+    np.testing.assert_array_equal(np.stack(rows), np.arange(8.0).reshape(2, 4))
+    assert all(r == [1.0, 2.0] for r in received if isinstance(r, list))

@@ -192,6 +192,15 @@ def test_numpy_and_python_numbers_are_taken_as_exposure_and_period(value: object
         assert type(given) is float and given == float(value)  # type: ignore[arg-type]
 
 
+def test_a_float32_exposure_equal_to_its_period_is_taken() -> None:
+    """np.float32(0.1) is 0.10000000149 s: a period of 0.1 s is that exposure, not one
+    shorter than it (a period shorter by more than rounding still is)."""
+    params = FlyParameters(frames=3, exposure=np.float32(0.1), period=0.1)  # type: ignore[arg-type]
+    assert params.period == 0.1
+    with pytest.raises(ValueError, match="shorter than the exposure"):
+        FlyParameters(frames=3, exposure=0.1, period=0.0999)
+
+
 def test_a_frame_count_beyond_the_frame_counter_is_refused() -> None:
     """More frames than the firmware's 32-bit frame counter numbers apart cannot be told
     apart: refused when the parameters are made (a typo such as 10**12 must not reach

@@ -9,9 +9,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from plans.demo_memory import PeakMemory, _rss_mb, descendants, peak_rss_mb
+from plans.demo_memory import PeakMemory, _pss_mb, descendants, peak_rss_mb
 
 HOLD_MB = 150
 # a process that, as "outer", starts another one like itself; both hold HOLD_MB touched
@@ -36,7 +37,7 @@ def test_children_and_grandchildren_count(tmp_path: Path) -> None:
     script = tmp_path / "holder.py"
     script.write_text(HOLDER)
     memory = PeakMemory(interval=0.02)
-    own = _rss_mb(os.getpid())
+    own = _pss_mb(os.getpid())  # (the tree's sum is of proportional set sizes)
     outer = subprocess.Popen([sys.executable, str(script), "outer"], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, text=True)
     try:
@@ -52,6 +53,23 @@ def test_children_and_grandchildren_count(tmp_path: Path) -> None:
     assert {outer.pid} < memory.processes_seen
     assert peak >= own + 2 * HOLD_MB * 0.95, (peak, own)
     assert peak >= peak_rss_mb()
+
+
+def test_a_forked_child_sharing_this_processs_pages_does_not_count_them_twice() -> None:
+    """A child forked from the demo (multiprocessing's "fork", a vfork before exec) maps
+    its parent's pages copy-on-write: in its resident size too, though no new memory is
+    used. The figure is about the parent's peak, not twice it."""
+    held = np.ones(300 * 2**20 // 8)  # 300 MB resident here
+    memory = PeakMemory(interval=0.02)
+    pid = os.fork()
+    if pid == 0:  # the child touches nothing and goes
+        time.sleep(0.5)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    figure = memory.stop()
+    assert pid in memory.processes_seen
+    assert figure < peak_rss_mb() + 100, (figure, peak_rss_mb())
+    del held
 
 
 def test_alone_it_is_this_processs_peak() -> None:

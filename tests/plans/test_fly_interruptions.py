@@ -5,13 +5,17 @@ the documents and the catalog agree frame for frame."""
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import numpy as np
 import pytest
+from bluesky import plan_stubs as bps
+from bluesky import preprocessors as bpp
 from bluesky.preprocessors import msg_mutator
 from bluesky.utils import RunEngineInterrupted
 
+from devices.fly import FlyParameters
 from plans import fly_tomo_scan
 
 PROJECTIONS = 60
@@ -75,24 +79,25 @@ def test_a_plan_failing_mid_scan_keeps_its_own_error(smeflow_beamline: Any) -> N
     assert _fly_threads() == []
 
 
-def _pause_mid_rotation(bl: Any) -> None:
+def _pause_mid_rotation(bl: Any, seen: list[tuple[float, str, dict[str, Any]]] | None = None
+                        ) -> None:
     """Run the fly scan and pause it immediately (bluesky's second Ctrl+C) at its sixth
-    stream datum, mid-rotation."""
+    stream datum, mid-rotation; the documents go to ``seen`` with their arrival times."""
     datums = {"n": 0}
 
     def pause_at_sixth_datum(name: str, doc: dict[str, Any]) -> None:
+        if seen is not None:
+            seen.append((time.monotonic(), name, doc))
         if name == "stream_datum":
             datums["n"] += 1
             if datums["n"] == 6:  # (from another thread: this one is the RunEngine's)
                 threading.Thread(target=bl.RE.request_pause, kwargs={"defer": False}).start()
 
-    token = bl.RE.subscribe(pause_at_sixth_datum)
-    try:
-        with pytest.raises(RunEngineInterrupted):
-            bl.RE(_fly(bl))
-    finally:
-        bl.RE.unsubscribe(token)
+    bl.RE.subscribe(pause_at_sixth_datum)
+    with pytest.raises(RunEngineInterrupted):
+        bl.RE(_fly(bl))
     assert bl.RE.state == "paused"
+    assert not bl.det.fly.done.done  # (really mid-rotation)
 
 
 @pytest.mark.parametrize("how, status, reason", [("abort", "abort", "operator abort"),
@@ -129,3 +134,90 @@ def test_a_scan_paused_mid_rotation_then_resumed_records_every_projection_once(
                                atol=0.05)
     assert run.metadata["stop"]["num_events"]["primary"] == PROJECTIONS
     assert _fly_threads() == []
+
+
+def _primary_datums(seen: list[tuple[float, str, dict[str, Any]]]) -> list[Any]:
+    desc = next(d["uid"] for _, n, d in seen if n == "descriptor" and d["name"] == "primary")
+    return [(t, d) for t, n, d in seen if n == "stream_datum" and d["descriptor"] == desc]
+
+
+def test_after_a_resume_frames_are_still_collected_every_flush_period(
+        smeflow_beamline: Any) -> None:
+    """The live reduction is fed by the plan's collections: after a resume they go on
+    every flush_period (bluesky's collect_while_completing stops collecting once a pause
+    made the RunEngine forget its status group, and the rest came in one collect)."""
+    bl = smeflow_beamline
+    seen: list[tuple[float, str, dict[str, Any]]] = []
+    _pause_mid_rotation(bl, seen)
+    before = len(_primary_datums(seen))
+    bl.RE.resume()
+    after = _primary_datums(seen)[before:]
+    assert len(after) > 1, [d["indices"] for _, d in after]
+    assert sum(d["indices"]["stop"] - d["indices"]["start"] for _, d in after) \
+        == PROJECTIONS - sum(d["indices"]["stop"] - d["indices"]["start"]
+                             for _, d in _primary_datums(seen)[:before])
+
+
+def test_a_second_pause_after_the_resume_keeps_every_projection(smeflow_beamline: Any) -> None:
+    bl = smeflow_beamline
+    uids = _run_uids(bl)
+    _pause_mid_rotation(bl)
+    threading.Timer(0.5, bl.RE.request_pause, kwargs={"defer": False}).start()
+    with pytest.raises(RunEngineInterrupted):
+        bl.RE.resume()
+    assert bl.RE.state == "paused"
+    bl.RE.resume()
+    run = bl.catalog.run(uids[-1])
+    assert run.metadata["stop"]["exit_status"] == "success"
+    assert run.metadata["stop"]["num_events"]["primary"] == PROJECTIONS
+    assert _frames_agree(bl, uids[-1]) == PROJECTIONS
+    angles = np.asarray(run["primary"].read()["rotation"])
+    np.testing.assert_allclose(angles, (np.arange(PROJECTIONS) + 0.5) * 180.0 / PROJECTIONS,
+                               atol=0.05)
+
+
+def test_a_pause_during_a_step_after_a_finished_fly_retakes_that_frame(
+        smeflow_beamline: Any) -> None:
+    """Once the fly is done and collected, a pause rewinds as for any step: in one
+    staging, a 5-frame fly then three (checkpoint, trigger_and_read) steps; a pause during
+    the second step's exposure re-takes it, and each step event's image is its own."""
+    bl, exposure, steps = smeflow_beamline, 0.3, 3
+    det = bl.det
+    det.time_scale = 1.0
+    det.exposure.put(exposure)
+    seen: list[tuple[str, dict[str, Any]]] = []
+    bl.RE.subscribe(lambda name, doc: seen.append((name, doc)))
+    primary: dict[str, str] = {}
+
+    def pause_in_second_step(name: str, doc: dict[str, Any]) -> None:
+        if name == "descriptor" and doc["name"] == "primary":
+            primary["uid"] = doc["uid"]
+        if name == "event" and doc["descriptor"] == primary.get("uid") \
+                and doc["seq_num"] == 1:
+            threading.Timer(exposure / 3, bl.RE.request_pause).start()
+
+    def body() -> Any:
+        yield from bps.prepare(det, FlyParameters(frames=5, exposure=0.01), wait=True)
+        yield from bps.declare_stream(det, name="fly", collect=True)
+        yield from bps.kickoff(det, wait=True)
+        yield from bps.complete(det, wait=True)
+        yield from bps.collect(det, name="fly")
+        for _ in range(steps):
+            yield from bps.checkpoint()
+            yield from bps.trigger_and_read([det], name="primary")
+
+    bl.RE.subscribe(pause_in_second_step)
+    with pytest.raises(RunEngineInterrupted):
+        bl.RE(bpp.run_wrapper(bpp.stage_wrapper(body(), [det])))
+    assert bl.RE.state == "paused"
+    bl.RE.resume()
+    stop = next(doc for name, doc in seen if name == "stop")
+    assert stop["exit_status"] == "success"
+    run = bl.catalog.run(stop["run_start"])
+    primary_stream = run["primary"]
+    readings = primary_stream.read()
+    images = np.asarray(primary_stream["det_image"][:]).astype(np.int64)
+    assert images.shape[0] == steps == len(readings["det_roi_sum"])
+    np.testing.assert_array_equal(images.reshape(steps, -1).sum(axis=1),
+                                  np.asarray(readings["det_roi_sum"]))
+    assert len(set(np.asarray(readings["det_frame_number"]).tolist())) == steps
