@@ -7,7 +7,11 @@ reduced live, and how far the reduction falls behind.
   HDF5 → Tiled catalog, each frame integrated to a 1D pattern by the live reducer
   (:class:`analysis.live.LiveReducer`, OpenCL) whose patterns go into the catalog as
   a derived run. The rate counts from the first trigger to the last pattern written.
-  Target ≥ 100 frames/s, floor 50.
+  Target ≥ 100 frames/s, floor 50. The triggers come at 111 Hz (``--period`` 0.009 s,
+  each frame's exposure): the figure cannot pass the trigger rate, and at 100 Hz a
+  pipeline that keeps up measures just under 100 (the last frame's latency counts), so
+  the rate asked must be above the target for the figure to show it is met; the lag
+  figures then say whether it kept up.
 * ``endtoend.lag_s.max`` / ``endtoend.lag_s.p99`` — per frame, the time its pattern was
   emitted minus the frame's trigger (everything in between: exposure simulation,
   firmware, file, the scan's periodic collection, the reduction). Target max < 1 s.
@@ -78,8 +82,13 @@ class _Times:
                 self.trigger.update(zip(doc["seq_num"], doc["data"][self.key], strict=True))
 
     def derived(self, name: str, doc: dict[str, Any]) -> None:
-        """Live reducer callback: the emission time of every pattern."""
-        if name == "event" and "raw_seq_num" in doc["data"]:
+        """Live reducer callback: the emission time of every pattern (a page of them
+        per reduced chunk, or single events)."""
+        if name == "event_page" and "raw_seq_num" in doc["data"]:
+            with self._lock:
+                self.pattern.update(zip((int(s) for s in doc["data"]["raw_seq_num"]),
+                                        (float(t) for t in doc["time"]), strict=True))
+        elif name == "event" and "raw_seq_num" in doc["data"]:
             with self._lock:
                 self.pattern[int(doc["data"]["raw_seq_num"])] = float(doc["time"])
 
@@ -228,8 +237,8 @@ def main() -> None:
     """Print the readable lines, then one ``name = value`` line per figure."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--frames", type=int, default=1000, help="frames of the scan")
-    ap.add_argument("--period", type=float, default=0.01,
-                    help="seconds between triggers (0.01: 100 frames/s asked)")
+    ap.add_argument("--period", type=float, default=0.009,
+                    help="seconds between triggers (0.009: 111 frames/s asked)")
     ap.add_argument("--skip-demo", action="store_true", help="leave out smeflow demo")
     args = ap.parse_args()
     figures: dict[str, float] = {}
