@@ -12,18 +12,8 @@ hashes the file afterwards) so the run can record what the instrument wrote. Rea
 the files back (``FrameReader``, ``open_frames``, ``read_counters``) is ``dataflow.hdf5_read``,
 whose names this module re-exports.
 
-Chunk layout (``benchmarks/h5_layout.py`` measures it): a tomography reconstruction
-reads sinograms — one detector row across all angles — while a live view reads one
-frame. Per-frame chunks ``(1, rows, cols)`` make a frame one chunk but a sinogram touches
-every chunk of the file (181 chunk lookups and scattered reads for 181 x 512 x 512). The
-default ``"tomo"`` layout is ``(8, r, cols)`` with ``r`` rows chosen so a chunk is about
-128 KiB (``(8, 16, 512)`` for 512x512 uint16): a frame read touches 32 chunks, a sinogram
-read 23. Measured on the project's 2-core machines (181 x 512 x 512, cold reads with the
-file dropped from the page cache): frame 6.5 ms vs 1.1 ms with per-frame chunks,
-sinogram 6.8 ms vs 43 ms; from the page cache about 1 ms for both vs 0.2 ms / 25 ms.
-Among ``(4, 8)``, ``(8, 8)``, ``(8, 16)``, ``(16, 8)``, ``(16, 16)`` row/frame tilings the
-reads differ by less than the run-to-run noise; ``(8, 16)`` writes fastest of them
-(about 1,400 frames/s against 1,750 with per-frame chunks).
+Chunk layout: ``dataflow.hdf5_layout`` (the default ``"tomo"`` layout serves both frame
+and sinogram reads), whose names this module re-exports.
 
 NeXus: a file whose dataset sits at ``/ENTRY/DATA/NAME`` (the default ``/entry/data/data``)
 is a NeXus file as well (``dataflow.hdf5_nexus``).
@@ -49,13 +39,14 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 import h5py
 import numpy as np
 import numpy.typing as npt
 from event_model import compose_stream_resource
 
+from .hdf5_layout import Layout, chunks_for, per_frame_chunks, tomo_chunks
 from .hdf5_nexus import write_nexus_tree
 from .hdf5_read import COUNTERS_DATASET, DEFAULT_DATASET, FrameReader, open_frames, read_counters
 from .integrity import (
@@ -69,11 +60,8 @@ from .regular_file import open_regular, same_file
 log = logging.getLogger(__name__)
 
 HDF5_MIMETYPE = "application/x-hdf5"
-TOMO_FRAMES_PER_CHUNK = 8
-TOMO_CHUNK_BYTES = 128 * 1024
 COMPRESSIONS = (None, "gzip", "lzf")
 
-Layout = Literal["tomo", "per_frame"] | tuple[int, int, int]
 Document = tuple[str, dict[str, Any]]
 
 
@@ -112,39 +100,6 @@ def resolve_in_folder(folder: str | os.PathLike[str], name: str | os.PathLike[st
         raise UnsafePathError(f"file name {text!r} resolves to {path}, outside the data "
                               f"folder {root}")
     return path
-
-
-def tomo_chunks(frame_shape: tuple[int, int], itemsize: int,
-                frames: int = TOMO_FRAMES_PER_CHUNK,
-                target_bytes: int = TOMO_CHUNK_BYTES) -> tuple[int, int, int]:
-    """Chunks ``(frames, r, cols)`` of about ``target_bytes`` serving frame and sinogram reads.
-
-    A frame read costs ``frames`` frames of I/O, a sinogram read ``r`` rows of every frame.
-    """
-    rows, cols = frame_shape
-    r = max(1, min(rows, target_bytes // max(1, frames * cols * itemsize)))
-    return (frames, r, cols)
-
-
-def per_frame_chunks(frame_shape: tuple[int, int]) -> tuple[int, int, int]:
-    """One chunk per frame ``(1, rows, cols)``: fastest live view, slowest sinograms."""
-    return (1, *frame_shape)
-
-
-def _chunks_for(layout: Layout, frame_shape: tuple[int, int],
-                itemsize: int) -> tuple[int, int, int]:
-    if layout == "tomo":
-        return tomo_chunks(frame_shape, itemsize)
-    if layout == "per_frame":
-        return per_frame_chunks(frame_shape)
-    if (isinstance(layout, tuple) and len(layout) == 3
-            and all(isinstance(c, int) and c >= 1 for c in layout)):
-        if layout[1] > frame_shape[0] or layout[2] > frame_shape[1]:
-            raise ValueError(f"layout {layout}: chunk rows/cols larger than the frame "
-                             f"{frame_shape}")
-        return layout
-    raise ValueError(f"layout {layout!r}: expected 'tomo', 'per_frame' or a chunk shape "
-                     "(frames, rows, cols) of positive ints")
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -240,7 +195,7 @@ class FrameWriter:
             raise ValueError(f"compression {compression!r}: expected one of {COMPRESSIONS}")
         self.frame_shape: tuple[int, int] = (shape[0], shape[1])
         self.dtype = np.dtype(dtype)
-        self.chunk_shape = _chunks_for(layout, self.frame_shape, self.dtype.itemsize)
+        self.chunk_shape = chunks_for(layout, self.frame_shape, self.dtype.itemsize)
         if flush_every is not None and flush_every < 1:
             raise ValueError(f"flush_every {flush_every}: must be >= 1")
         self.flush_every = flush_every or self.chunk_shape[0]
@@ -511,7 +466,7 @@ class FrameWriter:
 
 __all__ = [
     "DEFAULT_DATASET", "HDF5_MIMETYPE", "FrameMismatchError", "FrameReader", "FrameWriter",
-    "HDF5ReadError", "UnsafePathError", "WriterClosedError", "file_sha256", "open_frames",
+    "HDF5ReadError", "Layout", "UnsafePathError", "WriterClosedError", "file_sha256", "open_frames",
     "open_in_process", "per_frame_chunks", "read_counters", "resolve_in_folder",
     "tomo_chunks", "write_nexus_tree",
 ]
