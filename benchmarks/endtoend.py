@@ -83,14 +83,11 @@ class _Times:
 
     def derived(self, name: str, doc: dict[str, Any]) -> None:
         """Live reducer callback: the emission time of every pattern (a page of them
-        per reduced chunk, or single events)."""
+        per reduced chunk, ``DerivedRun.emit_patterns``)."""
         if name == "event_page" and "raw_seq_num" in doc["data"]:
             with self._lock:
                 self.pattern.update(zip((int(s) for s in doc["data"]["raw_seq_num"]),
                                         (float(t) for t in doc["time"]), strict=True))
-        elif name == "event" and "raw_seq_num" in doc["data"]:
-            with self._lock:
-                self.pattern[int(doc["data"]["raw_seq_num"])] = float(doc["time"])
 
     def lags(self) -> np.ndarray:
         """Pattern time minus trigger time, per frame (seq order)."""

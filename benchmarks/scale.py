@@ -251,13 +251,13 @@ def dask_speedup(size: int = 256, projections: int = 180, repeat: int = 5
             runs_of: dict[tuple[str, int], list[float]] = {
                 (mode, w): [] for mode in modes for w in sessions}
             cpu_of: dict[int, list[float]] = {1: [], 2: []}
-            summaries: dict[int, Any] = {}
+            summaries: dict[tuple[str, int], Any] = {}
             for _ in range(repeat):
                 for mode, callbacks in modes.items():
                     for workers, session in sessions.items():
                         c0, t0 = time.process_time(), time.perf_counter()
-                        summaries[workers] = reduce_on_dask(catalog, uid, session,
-                                                            callbacks=callbacks)
+                        summaries[mode, workers] = reduce_on_dask(catalog, uid, session,
+                                                                  callbacks=callbacks)
                         runs_of[mode, workers].append(time.perf_counter() - t0)
                         if mode == "catalog":
                             cpu_of[workers].append(time.process_time() - c0)
@@ -271,10 +271,10 @@ def dask_speedup(size: int = 256, projections: int = 180, repeat: int = 5
         for (mode, workers), runs in runs_of.items():
             print(f"  {workers} worker(s), {mode:12s} {times[mode, workers]:6.2f} s  runs "
                   f"{', '.join(f'{t:.2f}' for t in runs)}")
-        for workers, summary in summaries.items():
+        for (mode, workers), summary in summaries.items():
             same = ("identical to" if np.array_equal(volume(summary), reference)
                     else "DIFFERS from")
-            print(f"  {workers} worker(s): volume {same} the single-process volume")
+            print(f"  {workers} worker(s), {mode}: volume {same} the single-process volume")
         ratios = {mode: [a / b for a, b in zip(runs_of[mode, 1], runs_of[mode, 2], strict=True)]
                   for mode in modes}
         for mode, values in ratios.items():

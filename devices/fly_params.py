@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import operator
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, overload
@@ -72,14 +71,13 @@ class TriggerTimes(Sequence[tuple[float, float]]):
     def __getitem__(self, i: slice) -> list[tuple[float, float]]: ...
 
     def __getitem__(self, i: int | slice) -> tuple[float, float] | list[tuple[float, float]]:
-        if isinstance(i, slice):
-            return [self._at(j) for j in range(*i.indices(self._n))]
-        j = operator.index(i)
-        if j < 0:
-            j += self._n
-        if not 0 <= j < self._n:
-            raise IndexError(f"trigger {i} of {self._n}")
-        return self._at(j)
+        try:  # (a range's indexing: negative indexes, slices, bounds)
+            picked = range(self._n)[i]
+        except IndexError:
+            raise IndexError(f"trigger {i} of {self._n}") from None
+        if isinstance(picked, range):
+            return [self._at(j) for j in picked]
+        return self._at(picked)
 
     def __iter__(self) -> Iterator[tuple[float, float]]:
         return (self._at(j) for j in range(self._n))
