@@ -16,13 +16,14 @@ Start metadata added to the tomography keys: ``fly=True``, ``rotation_velocity``
 are the events' rotation readings, which a reconstruction should prefer.
 
 A suspender that trips during the rotation cannot re-take part of a continuous rotation:
-the RunEngine pauses after the rotation ends, and the frames taken without beam stay in
-the run (their ``det_roi_sum`` shows it); darks and flats are steps with checkpoints as in
-``tomo_scan``. An operator's pause during the rotation does not stop it either (the
-RunEngine stops what it moved with ``set``, and the rotation was kicked off): abort and stop
-end the run with the frames taken so far; resume goes on collecting where the plan was,
-without replaying the fly (the detector's ``pause`` raises ``NoReplayAllowed``), so every
-projection is recorded once.
+the RunEngine suspends at once, but the rotation and the detector go on while it waits for
+the beam, and on resuming the plan collects every frame (no replay, see below); the frames
+taken without beam stay in the run (their ``det_roi_sum`` shows it). Darks and flats are
+steps with checkpoints as in ``tomo_scan``. An operator's pause during the rotation does
+not stop it either (the RunEngine stops what it moved with ``set``, and the rotation was
+kicked off): abort and stop end the run with the frames taken so far; resume goes on
+collecting where the plan was, without replaying the fly (the detector's ``pause`` raises
+``NoReplayAllowed``), so every projection is recorded once.
 """
 
 from __future__ import annotations

@@ -221,3 +221,47 @@ def test_a_pause_during_a_step_after_a_finished_fly_retakes_that_frame(
     np.testing.assert_array_equal(images.reshape(steps, -1).sum(axis=1),
                                   np.asarray(readings["det_roi_sum"]))
     assert len(set(np.asarray(readings["det_frame_number"]).tolist())) == steps
+
+
+def test_a_suspender_tripped_mid_rotation_suspends_at_once_and_keeps_every_projection(
+        smeflow_beamline: Any) -> None:
+    """A suspender (beam lost) trips mid-rotation: the RunEngine suspends at once (its
+    pre-plan runs while the fly is still going), the rotation and the detector go on
+    meanwhile — a continuous rotation cannot be re-taken in part — and once the beam is
+    back the plan collects every frame, each projection once (no replay)."""
+    from bluesky.suspenders import SuspendBoolHigh
+    from ophyd import Signal
+
+    bl = smeflow_beamline
+    uids = _run_uids(bl)
+    beam_lost = Signal(name="beam_lost", value=0)
+    suspended: list[bool] = []
+
+    def note_fly_running() -> Any:
+        suspended.append(bool(bl.det.fly.done.done))
+        yield from bps.null()
+
+    bl.RE.install_suspender(SuspendBoolHigh(beam_lost, pre_plan=note_fly_running))
+    datums = {"n": 0}
+
+    def trip_at_sixth_datum(name: str, doc: dict[str, Any]) -> None:
+        if name == "stream_datum":
+            datums["n"] += 1
+            if datums["n"] == 6:  # (from another thread: this one is the RunEngine's)
+                threading.Thread(target=beam_lost.put, args=(1,)).start()
+                threading.Timer(0.4, beam_lost.put, args=(0,)).start()
+
+    bl.RE.subscribe(trip_at_sixth_datum)
+    try:
+        bl.RE(_fly(bl))
+    finally:
+        bl.RE.clear_suspenders()
+    assert suspended == [False]  # (suspended once, while the fly was running)
+    run = bl.catalog.run(uids[-1])
+    assert run.metadata["stop"]["exit_status"] == "success"
+    assert run.metadata["stop"]["num_events"]["primary"] == PROJECTIONS
+    assert _frames_agree(bl, uids[-1]) == PROJECTIONS
+    angles = np.asarray(run["primary"].read()["rotation"])
+    np.testing.assert_allclose(angles, (np.arange(PROJECTIONS) + 0.5) * 180.0 / PROJECTIONS,
+                               atol=0.05)
+    assert _fly_threads() == []
