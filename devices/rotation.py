@@ -181,6 +181,19 @@ class RotationStage(SimMotor):
         status: MoveStatus = self.set(run_up)
         return status
 
+    def pause(self) -> None:
+        """The RunEngine pauses (bluesky's ``Pausable``). A move to the run-up angle that
+        ``prepare`` started stops where it is, successfully, as the RunEngine stops the
+        moves it started with ``set``: the ``prepare`` replayed on resume then starts it
+        afresh, instead of cancelling a move whose failed status would end the run. A
+        rotation that was kicked off goes on (part of a continuous rotation cannot be
+        taken again; the detector's ``pause`` stops the replay)."""
+        if self._prepared is not None and self._fly_status is None:
+            self.stop(success=True)
+
+    def resume(self) -> None:
+        """The RunEngine resumes (``Pausable``): nothing to restart (see :meth:`pause`)."""
+
     def kickoff(self) -> MoveStatus:
         """Start the prepared rotation; the returned status is already finished (the
         stage is moving; ``complete`` follows the motion)."""

@@ -265,3 +265,37 @@ def test_a_suspender_tripped_mid_rotation_suspends_at_once_and_keeps_every_proje
     np.testing.assert_allclose(angles, (np.arange(PROJECTIONS) + 0.5) * 180.0 / PROJECTIONS,
                                atol=0.05)
     assert _fly_threads() == []
+
+
+def test_a_pause_during_the_move_to_the_run_up_angle_then_resume_completes(
+        smeflow_beamline: Any) -> None:
+    """Paused while ``prepare`` moves the stage to its run-up angle (before the fly is
+    kicked off): on resume the RunEngine rewinds to the last flat's checkpoint and
+    replays ``prepare``; the stage stopped that move on the pause, so the replay is a new
+    move, not the cancelling of one whose failure would end the run."""
+    bl = smeflow_beamline
+    bl.beamline.use_phantom()
+    uids = _run_uids(bl)
+    paused: list[bool] = []
+
+    def pause_during_run_up_move(msg: Any) -> None:
+        if not paused and msg.command == "prepare" and msg.obj is bl.rotation:
+            paused.append(True)
+            bl.rotation.time_scale = 0.05  # (a move long enough for the pause to land in)
+            threading.Thread(target=bl.RE.request_pause, kwargs={"defer": False}).start()
+
+    bl.RE.msg_hook = pause_during_run_up_move
+    try:
+        with pytest.raises(RunEngineInterrupted):
+            bl.RE(_fly(bl))
+        assert bl.RE.state == "paused"
+        assert bl.det.fly is None or bl.det.fly.started is None  # (not kicked off yet)
+        bl.rotation.time_scale = 0.001
+        bl.RE.resume()
+    finally:
+        bl.RE.msg_hook = None
+    stop = bl.catalog.run(uids[-1]).metadata["stop"]
+    assert (stop["exit_status"], stop["reason"]) == ("success", "")
+    assert stop["num_events"]["primary"] == PROJECTIONS
+    assert _frames_agree(bl, uids[-1]) == PROJECTIONS
+    assert _fly_threads() == []
