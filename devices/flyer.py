@@ -20,25 +20,32 @@ is that flyer around a :class:`~devices.detector.FirmwareDetector`:
 A plan that declares its stream (``bps.declare_stream(det, name=..., collect=True)``, as
 :func:`plans.fly_tomo_scan` does) uses the detector itself, with ``stream_resource`` and
 ``stream_datum`` documents; this wrapper exists for plans, such as ``bp.fly``, that do not.
-If a ``bp.fly`` run is aborted, a detector the flyer staged stays staged until the next
-``kickoff()`` (whose new file closes the old one) or ``unstage()``.
+If a ``bp.fly`` run is aborted, its acquisition goes on to its last frame (bluesky collects
+a flyer it kicked off but does not stop it; ``bps.stop(flyer)`` or ``unstage()`` does), and a
+detector the flyer staged stays staged until the next ``kickoff()`` (whose new file closes
+the old one) or ``unstage()``. Paused, the acquisition goes on too, and resuming records
+each of its frames once (:meth:`DetectorFlyer.pause`).
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 from ophyd.status import DeviceStatus
+from ophyd.utils import WaitTimeoutError
 
 from .detector import FirmwareDetector
-from .fly import FlyParameters
+from .fly import FlyAcquisition, FlyParameters
 
-__all__ = ["DetectorFlyer"]
+__all__ = ["END_MARGIN_S", "DetectorFlyer"]
 
 SPEC = "AD_HDF5_SWMR"
 """The ``resource`` spec of the frame files (an HDF5 file written in SWMR mode)."""
+END_MARGIN_S = 60.0
+"""How long after its last trigger an acquisition may take to end (firmware, file)."""
 
 
 class DetectorFlyer:
@@ -70,9 +77,17 @@ class DetectorFlyer:
         self._resources: dict[str, str] = {}  # file uri -> resource uid
         self._datum_ids: list[str] = []
         self._paged = 0
+        self._own: FlyAcquisition | None = None  # the acquisition this flyer kicked off
+        self._paused_fly: FlyAcquisition | None = None
 
     def kickoff(self) -> DeviceStatus:
-        """Stage the detector (unless staged), arm it and start the acquisition."""
+        """Stage the detector (unless staged), arm it and start the acquisition; replayed
+        after a pause of this flyer's acquisition (see :meth:`pause`), take it up again."""
+        fly, self._paused_fly = self._paused_fly, None
+        if fly is not None and fly is self.det.fly:
+            resumed = DeviceStatus(self)
+            resumed.set_finished()
+            return resumed
         if self.det.fly is not None and self.det.fly.started and not self.det.fly.done.done:
             raise RuntimeError(f"{self.name}: kickoff() while a fly acquisition runs")
         if not self.det.files.staged:
@@ -82,6 +97,7 @@ class DetectorFlyer:
         self._paged = 0
         self.det.prepare(self.params).wait(10)
         status: DeviceStatus = self.det.kickoff()
+        self._own = self.det.fly
         return status
 
     def complete(self) -> DeviceStatus:
@@ -99,7 +115,14 @@ class DetectorFlyer:
 
     def collect_asset_docs(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """``resource`` (once per file) and one ``datum`` per frame written since the last
-        call (the detector's own announcement, restated for an undeclared stream)."""
+        call (the detector's own announcement, restated for an undeclared stream). After a
+        pause that the RunEngine resumed without replaying ``kickoff`` (a device of the
+        plan said ``NoReplayAllowed``, as the detector does when the plan staged it), the
+        plan's wait for ``complete`` was dropped: the first collect waits for the
+        acquisition's end (its last trigger plus ``END_MARGIN_S`` at most) instead."""
+        fly, self._paused_fly = self._paused_fly, None
+        if fly is not None and fly is self.det.fly and not fly.done.done:
+            self._wait_for_end(fly)
         for name, doc in list(self.det.collect_asset_docs()):
             if name == "stream_resource":
                 uid = str(uuid.uuid4())
@@ -116,6 +139,17 @@ class DetectorFlyer:
                     self._datum_ids.append(datum_id)
                     yield "datum", {"datum_id": datum_id, "resource": resource,
                                     "datum_kwargs": {"point_number": i}}
+
+    def _wait_for_end(self, fly: FlyAcquisition) -> None:
+        """Wait for ``fly`` to finish (its error, if it failed; a clear one if it has not
+        ended ``END_MARGIN_S`` after its last trigger)."""
+        started = fly.started if fly.started is not None else time.time()
+        last_trigger = fly.trigger_times(started)[-1][0]
+        try:
+            fly.done.wait(max(0.0, last_trigger - time.time()) + END_MARGIN_S)
+        except WaitTimeoutError:
+            raise RuntimeError(f"{self.name}: the acquisition has not ended {END_MARGIN_S:g} s "
+                               "after its last trigger; nothing more is collected") from None
 
     def _uri_of(self, stream_resource_uid: str) -> str:
         """The file of the detector's ``stream_resource`` (its fly file)."""
@@ -141,7 +175,23 @@ class DetectorFlyer:
             self._staged_here = False
             self.det.unstage()
 
+    def pause(self) -> None:
+        """The RunEngine pauses (bluesky's ``Pausable``). ``bp.fly`` has no checkpoint
+        after its ``kickoff``: resumed, the RunEngine replays ``kickoff``, ``complete``
+        and their waits. The acquisition cannot be paused (its triggers go on), so the
+        replayed ``kickoff`` takes up the running (or finished, not yet collected) one
+        instead of starting a second, and the replayed wait for ``complete`` holds the
+        ``collect`` back until its last frame — every frame recorded once."""
+        fly = self.det.fly
+        if fly is not None and fly is self._own and not (
+                fly.done.done and self._paged >= len(fly.frames)):
+            self._paused_fly = fly
+
+    def resume(self) -> None:
+        """The RunEngine resumes (``Pausable``): nothing to restart (see :meth:`pause`)."""
+
     def stop(self, *, success: bool = False) -> None:
-        """Stop a running acquisition (the RunEngine calls it on abort)."""
+        """Stop a running acquisition (``bps.stop(flyer)``; see the module docstring)."""
+        self._paused_fly = None
         if self.det.fly is not None:
             self.det.fly.cancel()

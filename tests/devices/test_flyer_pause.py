@@ -1,0 +1,81 @@
+"""bluesky's own ``bp.fly`` with the detector's flyer, paused (Ctrl+C twice) during the
+acquisition and resumed: the RunEngine replays ``kickoff``/``complete`` from the last
+checkpoint, the flyer takes up the acquisition that went on meanwhile, and the run records
+every frame once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import bluesky.plans as bp
+import bluesky.preprocessors as bpp
+import numpy as np
+import pytest
+from bluesky.utils import RunEngineInterrupted
+
+from devices.fly import FlyParameters
+from devices.flyer import DetectorFlyer
+
+FRAMES = 20
+
+
+def _paused_bp_fly(bl: Any, flyer: DetectorFlyer, staged_by_plan: bool
+                   ) -> list[tuple[str, dict[str, Any]]]:
+    docs: list[tuple[str, dict[str, Any]]] = []
+    bl.RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    fired: list[bool] = []
+
+    def pause_at_complete(msg: Any) -> None:
+        if not fired and msg.command == "complete":
+            fired.append(True)
+            threading.Thread(target=bl.RE.request_pause, kwargs={"defer": False}).start()
+
+    bl.RE.msg_hook = pause_at_complete
+    plan = bp.fly([flyer])
+    try:
+        with pytest.raises(RunEngineInterrupted):
+            bl.RE(bpp.stage_wrapper(plan, [bl.det]) if staged_by_plan else plan)
+    finally:
+        bl.RE.msg_hook = None
+    assert bl.RE.state == "paused"
+    return docs
+
+
+def _every_frame_once(bl: Any, docs: list[tuple[str, dict[str, Any]]]) -> None:
+    stop = next(doc for name, doc in docs if name == "stop")
+    assert (stop["exit_status"], stop["reason"]) == ("success", "")
+    assert stop["num_events"]["primary"] == FRAMES
+    primary = bl.catalog.run(stop["run_start"])["primary"]
+    readings = primary.read()
+    numbers = np.asarray(readings["det_frame_number"])
+    assert len(numbers) == FRAMES and np.all(np.diff(numbers) == 1)
+    images = np.asarray(primary["det_image"][:]).astype(np.int64)
+    np.testing.assert_array_equal(images.reshape(FRAMES, -1).sum(axis=1),
+                                  np.asarray(readings["det_roi_sum"]))
+    assert not bl.det.files.staged
+
+
+@pytest.mark.parametrize("staged_by_plan", [False, True], ids=["flyer-stages", "plan-stages"])
+def test_bp_fly_paused_mid_acquisition_then_resumed_records_every_frame_once(
+        smeflow_beamline: Any, staged_by_plan: bool) -> None:
+    bl = smeflow_beamline
+    flyer = DetectorFlyer(bl.det, FlyParameters(frames=FRAMES, exposure=0.05))
+    docs = _paused_bp_fly(bl, flyer, staged_by_plan)
+    assert not bl.det.fly.done.done  # (paused while the acquisition runs)
+    bl.RE.resume()
+    _every_frame_once(bl, docs)
+
+
+def test_bp_fly_resumed_after_the_acquisition_ended_starts_no_second_one(
+        smeflow_beamline: Any) -> None:
+    bl = smeflow_beamline
+    flyer = DetectorFlyer(bl.det, FlyParameters(frames=FRAMES, exposure=0.01))
+    docs = _paused_bp_fly(bl, flyer, staged_by_plan=False)
+    fly = bl.det.fly
+    fly.done.wait(30)
+    time.sleep(0.05)
+    bl.RE.resume()
+    assert bl.det.fly is fly
+    _every_frame_once(bl, docs)
