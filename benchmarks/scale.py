@@ -17,8 +17,8 @@ reconstructed in full (every detector row) by ``analysis.distributed.reduce_on_d
 a LocalCluster of 1 and of 2 worker processes, each running one task at a time with PoCL
 limited to one thread (``POCL_MAX_PTHREAD_COUNT=1``), so the figure is scaling, not
 thread contention: time with 1 worker / time with 2 workers (ideal 2.0), each reduction
-as ``smeflow reduce --dask`` makes it by default: its derived run (descriptor, events, the
-volume's resource and the stop document with its digest) written into the catalog.
+as ``smeflow reduce --scheduler local`` makes it by default: its derived run (descriptor,
+events, the volume's resource and the stop document with its digest) written into the catalog.
 ``dask.2workers.speedup.no_documents`` (and its ``.median``) is the same with the derived
 documents discarded (``callbacks=[]``): the reduction alone. Both clusters
 run side by side and their reductions alternate (1, 2, 1, 2, …), so a change in the
@@ -245,8 +245,8 @@ def dask_speedup(size: int = 256, projections: int = 180, repeat: int = 5
                 cores = [w["compute_units"] for w in session.worker_info()]
                 reduce_on_dask(catalog, uid, session, rows=warm_rows, callbacks=[])
                 print(f"  {workers} worker(s), PoCL compute units {cores}  ({_load()})")
-            # The users' path (``smeflow reduce --dask``): the derived run written into
-            # the catalog (callbacks=None); beside it the reduction alone (callbacks=[]).
+            # The users' path (``smeflow reduce --scheduler local``): the derived run written
+            # into the catalog (callbacks=None); beside it the reduction alone (callbacks=[]).
             modes: dict[str, list[Any] | None] = {"catalog": None, "no_documents": []}
             runs_of: dict[tuple[str, int], list[float]] = {
                 (mode, w): [] for mode in modes for w in sessions}
