@@ -108,6 +108,8 @@ class FlyScans:
         FlyScans.refuse_while_flying(self, "prepare()")
         if self.fly is not None:  # a failed one's workers may still hold a batch to store
             self.fly.cancel()
+        value.check_exposure(float(value.exposure if value.exposure is not None
+                                   else self.exposure.get()), f"{self.name}.prepare")
         if value.exposure is not None:
             self.exposure.put(float(value.exposure))
         counters = self._counters()
@@ -161,6 +163,7 @@ class FlyScans:
         # A step frame no event read (a trigger() after prepare()) is dropped, as a
         # re-trigger drops it: the fly's first collect announces the fly's frames only.
         self._discard_unannounced()
+        self.fly.params.check_exposure(self.fly.exposure, f"{self.name}.kickoff")
         self.fly.start()
         self.kicked_off = True
         status = DeviceStatus(self)

@@ -40,6 +40,14 @@ class PositionTrigger:
         """The trigger angles (:meth:`angle` of each frame)."""
         return [self.angle(i, frames) for i in range(frames)]
 
+    def spacing(self, frames: int) -> float | None:
+        """Seconds between triggers at the velocity of the stage's prepared continuous
+        rotation (``None`` before it is prepared): the bin width over the velocity."""
+        rotation = self.stage.prepared
+        if rotation is None:
+            return None
+        return abs(self.stop - self.start) / frames / rotation.velocity
+
     def times(self, frames: int) -> TriggerTimes:
         """Wall times at which the stage passes the trigger angles, as ``(wall, clock)``
         pairs (the same time twice: the stage's motion is the acquisition clock); its
@@ -136,6 +144,20 @@ class FlyParameters:
                              f"exposure {self.exposure} s")
         if self.trigger is not None and self.trigger.start == self.trigger.stop:
             raise ValueError("FlyParameters.trigger: start and stop angles must differ")
+
+    def check_exposure(self, exposure: float, who: str) -> None:
+        """Raise ``ValueError`` if triggers come closer together than ``exposure`` s (the
+        one the acquisition takes: these parameters' or the detector's signal), which
+        would make exposures overlap — no detector takes those. Position-compare triggers
+        are checked once their stage's rotation is prepared."""
+        period = self.period
+        what = "period"
+        if self.trigger is not None:
+            period, what = self.trigger.spacing(self.frames), "position-compare trigger spacing"
+        if period is not None and period < exposure * (1.0 - _SAME):
+            raise ValueError(f"{who}: the fly acquisition's {what} {period:g} s is shorter "
+                             f"than its exposure {exposure:g} s (exposures would overlap); "
+                             "lengthen the period, slow the rotation or shorten the exposure")
 
 
 @dataclass(frozen=True)

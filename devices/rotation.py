@@ -194,6 +194,11 @@ class RotationStage(SimMotor):
     def resume(self) -> None:
         """The RunEngine resumes (``Pausable``): nothing to restart (see :meth:`pause`)."""
 
+    @property
+    def prepared(self) -> ContinuousRotation | None:
+        """The continuous rotation ``prepare`` set up (``None`` before one)."""
+        return self._prepared
+
     def kickoff(self) -> MoveStatus:
         """Start the prepared rotation; the returned status is already finished (the
         stage is moving; ``complete`` follows the motion)."""
