@@ -219,12 +219,23 @@ class ClientCatalog:
         live consumers of the catalog need; the default batches until the stop document
         (several times faster).
         """
-        return _tiled_writer(self.client, batch_size)
+        return _tiled_writer(self._with_data_sources(self.client), batch_size)
 
     def derived_writer(self, batch_size: int | None = None) -> Any:
         """A ``TiledWriter`` callback writing *derived* runs (reductions) into
         ``derived``; ``batch_size`` as for ``writer``."""
-        return _tiled_writer(self.derived, batch_size)
+        return _tiled_writer(self._with_data_sources(self.derived), batch_size)
+
+    def _with_data_sources(self, node: Any) -> Any:
+        """``node`` as a ``TiledWriter`` works on it (its data sources included), asked of
+        the catalog once: ``TiledWriter`` fetches that variation itself otherwise, one
+        catalog request per writer, and a reduction makes its writer on the path before
+        its first task (``analysis.distributed``)."""
+        cached: dict[int, tuple[Any, Any]] = self.__dict__.setdefault("_writing_nodes", {})
+        held = cached.get(id(node))
+        if held is None or held[0] is not node:
+            held = cached[id(node)] = (node, node.include_data_sources())
+        return held[1]
 
     def max_scan_id(self) -> int:
         """The highest ``scan_id`` of any run in the catalog (0 when empty)."""
@@ -308,6 +319,7 @@ class ClientCatalog:
     def close(self) -> None:
         """Close the client's context (the in-process server or the HTTP connections)."""
         client, self.client, self.derived = self.client, None, None
+        self.__dict__.pop("_writing_nodes", None)
         if client is not None:
             client.context.close()
 

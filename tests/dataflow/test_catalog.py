@@ -112,6 +112,30 @@ def test_live_writer_shows_frames_before_the_run_ends(tmp_path: Path, frame_cam:
             cat.writer(batch_size=0)
 
 
+def test_writers_fetch_the_runs_container_once(tmp_path: Path) -> None:
+    """A ``TiledWriter`` works on its container of runs with the data sources included;
+    the catalog asks the server for that node with its first writer only (a reduction
+    makes its writer on the path before its first task), and runs written by later
+    writers land where the first writer's do."""
+    with Catalog(tmp_path / "writers") as cat:
+        first = [cat.writer(), cat.derived_writer()]
+        with record_history() as history:
+            later = [cat.writer(), cat.derived_writer(), cat.derived_writer(batch_size=1)]
+        assert history.requests == []
+        RE = RunEngine()
+        uids: list[str] = []
+        for writer in [*first, *later]:
+            token = RE.subscribe(writer)
+            (uid,) = RE(count([det], 2))
+            RE.unsubscribe(token)
+            uids.append(uid)
+        raw, derived = set(cat.client), set(cat.derived)
+        assert [uid in raw for uid in uids] == [True, False, True, False, False]
+        assert [uid in derived for uid in uids] == [False, True, False, True, True]
+        for uid in uids:
+            assert len(cat.every_run[uid]["primary"]["det"].read()) == 2
+
+
 def test_queries_by_metadata_key(catalog: Catalog, filled: dict[str, Any]) -> None:
     assert list(catalog.search(plan_name="count")) == [filled["count"]]
     assert list(catalog.search(sample="Si wafer")) == [filled["scan"]]
