@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from analysis.derived_run import uri_path
 from analysis.live_runs import Frame, RunState
 from analysis.reduce import (
     AzintParams,
@@ -29,6 +30,7 @@ from analysis.reduce import (
     select_rows,
     tomo_references,
 )
+from dataflow.pixel_mask import BoolImage, read_file_mask
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +63,26 @@ def reduce_ready(run: RunState, tomo: TomoParams, azint: AzintParams) -> None:
             _prepare_azint(run, azint)
     if not ready:
         return
+    if run.mask is None and not run.file_mask_read:
+        run.file_mask_read = True
+        if not any(run.role(desc) == "mask" for desc in run.descriptors):
+            run.mask = _frame_file_mask(run, ready[0])
     if run.reduction == "tomo_fbp":
         _reduce_tomo(run, ready, tomo)
     else:
         _reduce_azint(run, ready, azint)
+
+
+def _frame_file_mask(run: RunState, frame: Frame) -> BoolImage | None:
+    """The mask the detector wrote into ``frame``'s file (NeXus ``pixel_mask``), for a
+    run that publishes no mask stream (``bp.count``); None when the file has none."""
+    path = uri_path(str(run.resources[frame.resource]["uri"]))
+    try:
+        bits = read_file_mask(path)
+    except OSError as exc:
+        raise ReductionError(f"run {run.start['uid']}: cannot read the pixel mask of "
+                             f"{path}: {exc}") from None
+    return None if bits is None else checked_mask(bits, bits.shape)
 
 
 def _prepare_azint(run: RunState, azint: AzintParams) -> None:

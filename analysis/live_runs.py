@@ -156,6 +156,8 @@ class RunState:
             {"projection": "primary"}
         self.streams["mask"] = MASK_STREAM
         self.mask: np.ndarray[Any, np.dtype[np.bool_]] | None = None
+        self.file_mask_read = False
+        """Whether the frame files were asked for a mask (a run without a mask stream)."""
         self.descriptors: dict[str, dict[str, Any]] = {}
         self.image_keys: dict[str, str] = {}
         self.resources: dict[str, dict[str, Any]] = {}

@@ -6,8 +6,11 @@ names the run and what is missing or unreadable."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Mapping
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import numpy as np
 import numpy.typing as npt
@@ -15,7 +18,9 @@ import numpy.typing as npt
 from analysis.reduce_chunks import checked_mask
 from analysis.reductions import ReductionError
 from analysis.run_nodes import RunNodes
-from dataflow.pixel_mask import MASK_STREAM
+from dataflow.pixel_mask import MASK_STREAM, read_file_mask
+
+log = logging.getLogger(__name__)
 
 TOMO_DEFAULT_STREAMS = {"dark": "dark", "flat": "flat", "projection": "primary"}
 
@@ -102,12 +107,53 @@ def run_mask(run: Any, start: Mapping[str, Any], shape: tuple[int, ...], *,
     ``present``: whether the run has the stream, when the caller already asked (asking a
     catalog costs requests, most of all for a run without one); ``nodes``: the run's
     listing (:func:`run_nodes`), which answers both.
-    ``ReductionError`` when the stream is there but unreadable or of another shape."""
+    ``ReductionError`` when the stream is there but unreadable or of another shape.
+
+    A run without the stream (a plan that does not publish it, e.g. ``bp.count``) gets the
+    mask its detector wrote into the frame files of its ``"primary"`` stream
+    (:func:`file_mask`)."""
     if not _has_mask(run, present, nodes):
-        return None
+        return file_mask(run, start, shape, nodes)
     _, node = stream_frames(run, MASK_STREAM, start, nodes)
     bits = read_node(node, f"run {start['uid']} pixel mask", slice(0, 1))
     return checked_mask(bits, shape)
+
+
+def file_mask(run: Any, start: Mapping[str, Any], shape: tuple[int, ...],
+              nodes: RunNodes | None = None, stream: str = "primary") -> BoolImage | None:
+    """The pixels the frame files of ``stream`` mark in their NeXus ``pixel_mask``
+    (``dataflow.pixel_mask.read_file_mask``; several files: a pixel masked in any), as
+    :func:`run_mask` returns it; ``None`` when the stream is missing, its files hold no
+    mask or are not on this machine (frames read through a remote catalog).
+    ``ReductionError`` when a file is there but unreadable or its mask of another shape."""
+    listed = nodes.streams if nodes is not None else None
+    if stream not in (listed if listed is not None else run):
+        return None
+    union: BoolImage | None = None
+    for uri in asset_uris(stream_frames(run, stream, start, nodes)[1]):
+        path = _local_path(uri)
+        if path is None or not path.exists():
+            log.warning("run %s: no mask stream, and its frame file %s is not on this "
+                        "machine to read the detector's pixel_mask from: reduced without "
+                        "a mask", start["uid"], uri)
+            continue
+        try:
+            bits = read_file_mask(path)
+        except OSError as exc:
+            raise ReductionError(f"run {start['uid']}: cannot read the pixel mask of "
+                                 f"{path}: {exc}") from None
+        if bits is not None:
+            mask = checked_mask(bits, shape)
+            union = mask if union is None else union | mask
+    return union
+
+
+def _local_path(uri: str) -> Path | None:
+    """The path of a ``file://`` URI on this machine, None for any other URI."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
+        return None
+    return Path(unquote(parsed.path))
 
 
 def mask_uris(run: Any, start: Mapping[str, Any], *, present: bool | None = None,

@@ -1,13 +1,15 @@
 """The NeXus tree around a frame file's dataset (``dataflow.hdf5.FrameWriter`` writes it).
 
-NeXus: a file whose dataset sits at ``/ENTRY/DATA/NAME`` (the default ``/entry/data/data``)
-is a NeXus file as well: ``ENTRY`` is an ``NXentry`` whose ``default`` plot is the
-``NXdata`` group ``DATA`` (``signal`` = the frames, ``axes`` = ``[".", ".", "."]``: frame,
-row, column by index, ``interpretation="image"``); ``/ENTRY/instrument/detector`` is an
-``NXdetector`` holding the same frames as ``data`` (a hard link, NeXus's ``target``
-attribute naming the original), the counters and the detector fields the writer is given
-(``count_time`` in s, ``x_pixel_size``/``y_pixel_size`` in m, ``description`` …), so
-NeXus readers (``nexusformat``, silx view, DAWN) open it and find the image stack.
+NeXus: a file whose dataset sits at ``/ENTRY/DATA/NAME`` (the default
+``/entry/data/data``) is a NeXus file as well: ``ENTRY`` is an ``NXentry`` whose
+``default`` plot is the ``NXdata`` group ``DATA`` (``signal`` = the frames, ``axes`` =
+``[".", ".", "."]``: frame, row, column by index, ``interpretation="image"``);
+``/ENTRY/instrument/detector`` is an ``NXdetector`` holding the same frames as ``data`` (a
+hard link, NeXus's ``target`` attribute naming the original), the counters and the
+detector fields the writer is given (``count_time`` in s,
+``x_pixel_size``/``y_pixel_size`` in m, ``description``, the ``pixel_mask`` bits of
+``dataflow.pixel_mask``, gzip-compressed …), so NeXus readers (``nexusformat``, silx view,
+DAWN) open it and find the image stack.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import h5py
+import numpy as np
 
 
 def write_nexus_tree(f: h5py.File, dataset: str, detector_fields: Mapping[str, Any]) -> bool:
@@ -45,7 +48,15 @@ def write_nexus_tree(f: h5py.File, dataset: str, detector_fields: Mapping[str, A
         units = None
         if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], str):
             value, units = value
-        node = detector.create_dataset(field, data=value)
+        node = detector.create_dataset(field, data=value, **_array_options(value))
         if units is not None:
             node.attrs["units"] = units
     return True
+
+
+def _array_options(value: Any) -> dict[str, Any]:
+    """Compression of a field that is an image (a ``pixel_mask``: mostly zeros)."""
+    if isinstance(value, np.ndarray) and value.ndim >= 2 and value.size > 1024:
+        return {"compression": "gzip", "compression_opts": 1, "shuffle": True,
+                "chunks": True}
+    return {}

@@ -22,11 +22,15 @@ bit   meaning
 
 Every reducer (live, offline, on Dask) drops the pixels whose value is not 0
 (:func:`as_bool`). Plans emit the stream before the first frame, so a live reducer has it
-when frames come.
+when frames come. A plan that does not (``bluesky.plans.count``) still records the mask:
+the detector writes it into each of its frame files at the same NeXus path, as detectors
+such as Dectris's do, and a run without a mask stream is reduced with the mask of its
+frame files (:func:`read_file_mask`).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,7 +38,7 @@ import numpy.typing as npt
 
 __all__ = ["DEAD", "GAP", "MASK_STREAM", "NOISY", "OTHER", "OVER_RESPONDING",
            "PIXEL_MASK_DATASET", "UNDER_RESPONDING", "as_bool", "bin_mask", "describe_bits",
-           "mask_key"]
+           "mask_key", "read_file_mask"]
 
 MASK_STREAM = "mask"
 """Name of the stream that carries a run's pixel mask (one event)."""
@@ -92,3 +96,21 @@ def describe_bits(mask: npt.ArrayLike) -> dict[str, int]:
     m = np.asarray(mask, dtype=np.uint32)
     return {name: int(np.count_nonzero(m & bit)) for bit, name in _NAMES.items()
             if np.any(m & bit)}
+
+
+def read_file_mask(path: str | Path) -> U32 | None:
+    """The ``pixel_mask`` bits an HDF5 file holds at :data:`PIXEL_MASK_DATASET` (a frame
+    file of the detector, or a mask stream's file), ``None`` when it has none. The file
+    may still be being written (SWMR; in this process too: read under h5py's lock, as
+    ``analysis.live_runs.read_frame_stack`` does).
+
+    Raises ``OSError`` (``NotRegularFileError`` among them) when it cannot be read."""
+    from h5py._objects import phil
+
+    from .regular_file import h5_open
+
+    with phil, h5_open(path, swmr=True) as f:
+        node = f.get(PIXEL_MASK_DATASET)
+        if node is None:
+            return None
+        return np.asarray(node, dtype=np.uint32)

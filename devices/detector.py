@@ -299,7 +299,9 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
                 "y_pixel_size": (float(pixel_y), "m"),
                 "description": f"smeflow photon-counting detector, SME firmware "
                                f"({backend} backend)",
-                "threshold_energy": (float(self.energy_threshold.get()), "keV")}}
+                "threshold_energy": (float(self.energy_threshold.get()), "keV"),
+                # (with the frames, for a plan that publishes no mask stream: bp.count)
+                "pixel_mask": self.pixel_mask_array()}}
 
     def _open_file(self, name: str) -> FrameWriter:
         """A new frame file ``name`` in the data folder for the configured frames."""
