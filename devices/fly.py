@@ -406,8 +406,11 @@ class FlyAcquisition:
 
     def _last_counts(self, batch: list[_Item]) -> npt.NDArray[np.uint32]:
         """The counts of the batch's last frame as ``uint32`` (a copy when they are the
-        words of a link stream, whose buffers the sensor draws into again once released)."""
-        counts: npt.NDArray[np.uint32] = batch[-1].counts.astype(np.uint32, copy=False)
+        words of a link stream, whose buffers the sensor draws into again once released:
+        those words are ``uint32`` too, so the cast alone would not copy them)."""
+        last = batch[-1]
+        counts: npt.NDArray[np.uint32] = last.counts.astype(
+            np.uint32, copy=last.words is not None)
         return counts
 
     def _release(self, items: list[_Item]) -> None:

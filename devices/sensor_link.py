@@ -31,7 +31,8 @@ class LinkStream:
     """Per-tick stimulus of the firmware's ``link`` bus for a sequence of frames.
 
     ``valid``, ``sof``, ``eol`` are ``bool`` arrays of length ``ticks``; ``data`` is
-    ``(ticks, lanes)`` ``int64`` (all fields 0 on idle ticks). ``sof_ticks[i]`` is the tick
+    ``(ticks, lanes)`` ``uint32`` (the compiled firmware takes its 20-bit link words so,
+    without a copy; all fields 0 on idle ticks). ``sof_ticks[i]`` is the tick
     of frame i's first word (the timestamp the firmware puts in its header),
     ``last_ticks[i]`` that of its last word.
     """
@@ -39,7 +40,7 @@ class LinkStream:
     valid: npt.NDArray[np.bool_]
     sof: npt.NDArray[np.bool_]
     eol: npt.NDArray[np.bool_]
-    data: npt.NDArray[np.int64]
+    data: npt.NDArray[np.uint32]
     sof_ticks: npt.NDArray[np.int64]
     last_ticks: npt.NDArray[np.int64]
 
@@ -75,7 +76,7 @@ def link_stream(frames: Sequence[npt.ArrayLike] | npt.NDArray[np.integer], param
     ``reuse``: a stream its caller is done with. When it has the ticks and frames this
     call makes (built for as many frames of the same ``params`` with the same idle ticks
     and no random ones), its words are overwritten with ``frames`` and it is returned —
-    no new buffers (a megapixel frame's words are 8 MB, and the pages of a fresh buffer
+    no new buffers (a megapixel frame's words are 4 MB, and the pages of a fresh buffer
     cost more than the copy); otherwise a new stream is made.
     """
     k, wpf = params.lanes, params.words_per_frame
@@ -121,7 +122,7 @@ def _layout(n_frames: int, params: ChainParams, lead_idle: int, idle_prob: float
     valid = np.zeros(total, bool)
     sof = np.zeros(total, bool)
     eol = np.zeros(total, bool)
-    data = np.zeros((total, k), np.int64)
+    data = np.zeros((total, k), np.uint32)
     valid[tick] = True
     sof[tick[starts]] = True
     eol[tick[wpl - 1::wpl]] = True
@@ -131,7 +132,7 @@ def _layout(n_frames: int, params: ChainParams, lead_idle: int, idle_prob: float
 
 
 def frame_link(params: ChainParams, reuse: LinkStream | None = None
-               ) -> tuple[LinkStream, npt.NDArray[np.int64]] | None:
+               ) -> tuple[LinkStream, npt.NDArray[np.uint32]] | None:
     """A one-frame link stream (as ``link_stream`` makes it) and its frame's words as a
     ``(height, width)`` view, for a sensor to draw the counts into (``SensorModel.expose(…,
     out=…)``): no counts array and no copy into the link. ``reuse``: a one-frame stream
@@ -159,7 +160,7 @@ def _fits(link: LinkStream, params: ChainParams, n_frames: int, lead_idle: int,
             and int(np.count_nonzero(link.valid)) == n_frames * wpf)
 
 
-def _put_words(data: npt.NDArray[np.int64], first: int, frame: npt.NDArray[np.integer],
+def _put_words(data: npt.NDArray[np.uint32], first: int, frame: npt.NDArray[np.integer],
                params: ChainParams) -> None:
     """A frame's words into ``data`` from tick ``first`` on (consecutive ticks; the lanes
     past a line's end are left as they are: 0)."""

@@ -175,7 +175,8 @@ def packetiser(p: ChainParams) -> type[Process]:
         "word": (Array[UInt[16], p.lanes], [0] * p.lanes),
         "held": (Array[UInt[16], p.lanes], [0] * p.lanes),
         "tail": (Bool, False), "err": (Bool, False),
-        "step": (UInt[bits(p.reduction_words + 1)], 0),
+        # (the step after the trailer's, reduction_words + 2, is stored too)
+        "step": (UInt[bits(p.reduction_words + 2)], 0),
         "crc": (UInt[32], INIT), "count": (UInt[32], 0), "frame": (UInt[32], 0),
     }, LANES=p.lanes, HEIGHT=p.height, WIDTH=p.width, REDUCTION_WORDS=p.reduction_words,
         WORD16=p.lanes // 8, TRAILER16=(p.lanes // 2 - 1) // 4)

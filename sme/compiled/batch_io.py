@@ -15,7 +15,7 @@ import numpy as np
 
 from ..lower.ir import BoolT, EnumT, NumT, VType
 from ..types import ArrayType, BoolType, EnumType, Fixed, FixedType, SignalType
-from .layout import ArraySlot, SignalPlace
+from .layout import ArraySlot, SignalPlace, stimulus_dtype
 
 _SCRATCH = threading.local()
 """Each thread's output buffers of ``run_batch`` (see ``scratch_buffer``)."""
@@ -36,6 +36,12 @@ class BatchPlan:
     rows_h: int
     narrow: bool
     columns: list[tuple[str, int, int, str, Any]]
+
+    @property
+    def own_h(self) -> bool:
+        """Whether one signal alone is recorded into ``OUTH`` (its result is then that
+        buffer, made for the run: no copy)."""
+        return sum(1 for column in self.columns if column[3] == "h") == 1
 
 
 def scratch_buffer(shape: tuple[int, int], dtype: Any, slot: str = "outi") -> np.ndarray:
@@ -58,9 +64,9 @@ def is_bool_signal(t: SignalType) -> bool:
     return isinstance(t.element if isinstance(t, ArrayType) else t, BoolType)
 
 
-def dummy_input(t: SignalType, int_type: Any = np.int64) -> np.ndarray:
+def dummy_input(t: SignalType, wide: bool = False) -> np.ndarray:
     """A one-tick zero stimulus of type ``t`` (what a step passes for an undriven input)."""
-    dt = np.bool_ if is_bool_signal(t) else int_type
+    dt = object if wide and not is_bool_signal(t) else stimulus_dtype(t)
     return np.zeros((1, t.length) if isinstance(t, ArrayType) else 1, dtype=dt)
 
 
@@ -80,9 +86,11 @@ def _outside_int64(v: Any) -> bool:
 def first_unfit(t: SignalType, arr: np.ndarray, wide: bool = False) -> int | None:
     """The first tick (row of ``arr``) whose stimulus value of type ``t`` ``pack_stimulus``
     cannot pass on as it is, or None: a Bool that is not 0 or 1 (step mode refuses 2 as a
-    Bool, so a batch does not take it as True), or a number no int64 holds (a uint64 of
-    2**63 or more, a Python int beyond: a cast would wrap it to another number). The
-    session stores that value as a step would, to raise the interpreter's error."""
+    Bool, so a batch does not take it as True), or a number the loop's stimulus dtype
+    (``stimulus_dtype``: int64, or 32 bits for an array of narrow words) does not hold (a
+    uint64 of 2**63 or more, a Python int beyond, a link word of 2**32 given as int64: a
+    cast would wrap it to another number). The session stores that value as a step
+    would, to raise the interpreter's error."""
     el = t.element if isinstance(t, ArrayType) else t
     if isinstance(el, BoolType):
         if arr.dtype == np.bool_:
@@ -90,6 +98,12 @@ def first_unfit(t: SignalType, arr: np.ndarray, wide: bool = False) -> int | Non
         bad = np.asarray((arr != 0) & (arr != 1), dtype=bool)
     elif wide or isinstance(el, EnumType):  # (enum codes: checked by pack_stimulus)
         return None
+    elif (narrow := stimulus_dtype(t)) != np.int64 and arr.dtype != narrow and arr.size:
+        info = np.iinfo(narrow)  # a value the loop's (32-bit) dtype cannot hold
+        if arr.dtype.kind == "O":
+            bad = np.frompyfunc(lambda v: not info.min <= v <= info.max, 1, 1)(arr).astype(bool)
+        else:
+            bad = (arr < info.min) | (arr > info.max)
     elif arr.dtype.kind == "u" and arr.dtype.itemsize >= 8:
         bad = arr > _INT64_MAX
     elif arr.dtype.kind == "O" and arr.size:
@@ -101,8 +115,9 @@ def first_unfit(t: SignalType, arr: np.ndarray, wide: bool = False) -> int | Non
 
 
 def pack_stimulus(t: SignalType, arr: np.ndarray, wide: bool = False) -> np.ndarray:
-    """A stimulus array as the compiled loop takes it: contiguous int64 raw values (Bool:
-    numpy bool; wide mode: Python ints), with no copy when it already is. Ranges are
+    """A stimulus array as the compiled loop takes it: contiguous raw values in
+    ``stimulus_dtype(t)`` (int64, 32-bit words for an array of narrow numbers, numpy bool
+    for Bools; wide mode: Python ints), with no copy when it already is. Ranges are
     checked in the loop; values ``first_unfit`` finds must not be passed."""
     el = t.element if isinstance(t, ArrayType) else t
     if isinstance(el, BoolType):
@@ -116,7 +131,7 @@ def pack_stimulus(t: SignalType, arr: np.ndarray, wide: bool = False) -> np.ndar
             if int(v) not in codes:
                 el.from_raw(int(v))  # raises what the interpreter's batch raises
         return np.ascontiguousarray(arr, dtype=np.int64)
-    return np.ascontiguousarray(arr, dtype=np.int64)
+    return np.ascontiguousarray(arr, dtype=stimulus_dtype(t))
 
 
 def py_value(t: VType, v: int) -> Any:

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..bus import Bus
 from ..errors import BackendError
 from ..lower import LoweringError, ir, lower_process
@@ -34,7 +36,16 @@ from ..network import Network
 from ..types import ArrayType, BoolType, EnumType, FixedType, IntegerType, SignalType
 from .emit import Emitter
 from .emit_expr import Instance, NeedsWide, PortView
-from .layout import ArraySlot, Layout, SignalPlace, Site, Slot, Storage, Workspace
+from .layout import (
+    ArraySlot,
+    Layout,
+    SignalPlace,
+    Site,
+    Slot,
+    Storage,
+    Workspace,
+    stimulus_dtype,
+)
 
 STOPPED = 7
 """The slot of the error record ``E`` that says a session stopped on a failed check:
@@ -105,8 +116,8 @@ def run_signature(inputs: list[SignalType], memories: list[str] | None = None) -
     memories of these dtypes, see ``layout.MEMORY_MIN``)."""
     ins = []
     for t in inputs:
-        el = t.element if isinstance(t, ArrayType) else t
-        base = "boolean" if isinstance(el, BoolType) else "int64"
+        dt = stimulus_dtype(t)
+        base = "boolean" if dt == np.bool_ else str(dt)
         ins.append(f"{base}[:, ::1]" if isinstance(t, ArrayType) else f"{base}[::1]")
     mems = [f"{dtype}[::1]" for dtype in memories or []]
     args = ["int64[::1]", "int64[::1]", *mems, *ins, "int64[::1]", "int64[:, ::1]",
@@ -366,23 +377,28 @@ def _drive(lay: Layout, place: SignalPlace, k: int, wide: bool) -> list[str]:
         bounds = (rt.lo, rt.hi)
     lines = [f"if drv[{k}]:"]
     row = "_t" if wide else "np.uint64(_t)"  # unsigned: no negative-index wrap-around
+    unsigned = not wide and stimulus_dtype(t).kind == "u"
+
+    def lane(r: str, c: str) -> str:  # (an unsigned stimulus lane computes as int64)
+        return f"np.int64(in{k}[{r}, {c}])" if unsigned else f"in{k}[{r}, {c}]"
+
     if isinstance(st, ArraySlot) and bounds is not None and bounds[0] == 0 \
             and bounds[1] & (bounds[1] + 1) == 0:
         n = lay.trip(st.length)
-        lines += [f"    _or = in{k}[{row}, 0]", f"    for _k in range(1, {n}):",
-                  f"        _or = _or | in{k}[{row}, _k]",
+        lines += [f"    _or = {lane(row, '0')}", f"    for _k in range(1, {n}):",
+                  f"        _or = _or | {lane(row, '_k')}",
                   f"    if _or < 0 or _or > {bounds[1]}:", f"        E[0] = {site}",
                   "        break", f"    for _k in range({n}):",
-                  f"        A[{st.offset} + _k] = in{k}[{row}, _k]"]
+                  f"        A[{st.offset} + _k] = {lane(row, '_k')}"]
     elif isinstance(st, ArraySlot) and bounds is not None:
         # the whole word at once: its smallest and largest lane (a reduction the compiler
         # vectorises), then one copy
-        lines += [f"    _lo = in{k}[_t, 0]", "    _hi = _lo",
-                  f"    for _k in range(1, {st.length}):", f"        _v = in{k}[_t, _k]",
+        lines += [f"    _lo = {lane('_t', '0')}", "    _hi = _lo",
+                  f"    for _k in range(1, {st.length}):", f"        _v = {lane('_t', '_k')}",
                   "        _lo = min(_lo, _v)", "        _hi = max(_hi, _v)",
                   f"    if _lo < {bounds[0]} or _hi > {bounds[1]}:", f"        E[0] = {site}",
                   "        break", f"    for _k in range({st.length}):",
-                  f"        A[{st.offset} + _k] = in{k}[_t, _k]"]
+                  f"        A[{st.offset} + _k] = {lane('_t', '_k')}"]
     elif isinstance(st, ArraySlot):
         lines += ["    _bad = False", f"    for _k in range({st.length}):",
                   f"        _v = in{k}[_t, _k]"]

@@ -322,7 +322,7 @@ def test_link_words_flags_and_gaps() -> None:
     assert not ls.sof[idle].any() and not ls.eol[idle].any() and not ls.data[idle].any()
     assert (ls.sof_ticks[1:] - ls.last_ticks[:-1] - 1).tolist() == [gap, gap]
     assert ls.ticks - 1 - ls.last_ticks[-1] == gap + 2
-    assert ls.data.dtype == np.int64 and ls.valid.dtype == bool
+    assert ls.data.dtype == np.uint32 and ls.valid.dtype == bool
 
 
 def test_link_random_idle_ticks_inside_frames() -> None:
@@ -419,7 +419,7 @@ def test_frame_link_is_the_link_of_the_counts_drawn_into_it() -> None:
     assert made is not None
     link, into = made
     counts = SensorModel(P64, hot_pixels=3, seed=4).expose(flux, 1.0, out=into)
-    assert counts is into and counts.dtype == np.int64
+    assert counts is into and counts.dtype == np.uint32
     own = SensorModel(P64, hot_pixels=3, seed=4).expose(flux, 1.0)
     np.testing.assert_array_equal(counts, own)
     want = link_stream([own], P64)
