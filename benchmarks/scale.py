@@ -32,7 +32,9 @@ scheduler included) and ``dask.2workers.serial_s`` the client's serial part of o
 2-worker reduction with its tasks recorded: time to the first task's start plus from the
 last task's end to the return (the speed-up is below 2 by about these: the serial part
 counts in full with either cluster, the client's CPU while the workers compute slows two
-workers on two cores, not one).
+workers on two cores, not one); ``dask.2workers.serial_cpu_s`` is the client process's
+CPU in those two parts (sampled every 2 ms), steadier than their wall time on a busy
+machine.
 ``dask.1worker.vs_single_process`` is the single-process ``reduce_run`` (PoCL on every
 core) time over the 1-worker time, both with the derived documents discarded; the derived
 HDF5 file is written in every case. The machine's load average is printed.
@@ -282,7 +284,8 @@ def dask_speedup(size: int = 256, projections: int = 180, repeat: int = 5
         for workers, span in spans.items():
             print(f"  {workers} worker(s), one more run: {span['wall']:.2f} s, first task "
                   f"after {span['head']:.3f} s, return {span['tail']:.3f} s after the last "
-                  f"task, workers' last tasks end {span['spread']:.3f} s apart; client CPU "
+                  f"task (client CPU {span['head_cpu']:.3f} s and {span['tail_cpu']:.3f} s), "
+                  f"workers' last tasks end {span['spread']:.3f} s apart; client CPU "
                   f"per run {np.median(cpu_of[workers]):.3f} s")
         print(f"  after              ({_load()})")
     return {"dask.1worker.seconds": times["catalog", 1],
@@ -296,7 +299,8 @@ def dask_speedup(size: int = 256, projections: int = 180, repeat: int = 5
                 float(np.median(ratios["no_documents"])),
             "dask.1worker.vs_single_process": single / times["no_documents", 1],
             "dask.2workers.client_cpu_s": float(np.median(cpu_of[2])),
-            "dask.2workers.serial_s": spans[2]["head"] + spans[2]["tail"]}
+            "dask.2workers.serial_s": spans[2]["head"] + spans[2]["tail"],
+            "dask.2workers.serial_cpu_s": spans[2]["head_cpu"] + spans[2]["tail_cpu"]}
 
 
 def _task_spans(session: Any, catalog: Catalog, uid: str) -> dict[str, float]:
@@ -308,16 +312,54 @@ def _task_spans(session: Any, catalog: Catalog, uid: str) -> dict[str, float]:
 
     from analysis.distributed import reduce_on_dask
 
-    t0 = time.time()
-    with get_task_stream(session.client) as stream:
-        reduce_on_dask(catalog, uid, session)  # (the users' path: into the catalog)
-    t1 = time.time()
+    with _CpuClock() as cpu:
+        t0 = time.time()
+        with get_task_stream(session.client) as stream:
+            reduce_on_dask(catalog, uid, session)  # (the users' path: into the catalog)
+        t1 = time.time()
     computes = [(task["worker"], span["start"], span["stop"]) for task in stream.data
                 for span in task["startstops"] if span["action"] == "compute"]
     last = {worker: max(stop for w, _, stop in computes if w == worker)
             for worker, _, _ in computes}
-    return {"wall": t1 - t0, "head": min(start for _, start, _ in computes) - t0,
-            "tail": t1 - max(last.values()), "spread": max(last.values()) - min(last.values())}
+    first, end = min(start for _, start, _ in computes), max(last.values())
+    return {"wall": t1 - t0, "head": first - t0, "tail": t1 - end,
+            "spread": end - min(last.values()),
+            "head_cpu": cpu.at(first) - cpu.at(t0), "tail_cpu": cpu.at(t1) - cpu.at(end)}
+
+
+class _CpuClock:
+    """This process's CPU time, sampled every ``period`` seconds by a thread while in the
+    ``with`` block, so that it can be read afterwards at instants learnt later (a task's
+    start and end, from the workers' clocks on this machine): the client's CPU in its
+    serial parts, which other processes' load changes far less than their wall time."""
+
+    def __init__(self, period: float = 0.002) -> None:
+        import threading
+
+        self.period = period
+        self.samples: list[tuple[float, float]] = []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while True:
+            self.samples.append((time.time(), time.process_time()))
+            if self._done.wait(self.period):
+                self.samples.append((time.time(), time.process_time()))
+                return
+
+    def __enter__(self) -> _CpuClock:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def at(self, when: float) -> float:
+        """The process's CPU seconds at wall time ``when`` (interpolated)."""
+        walls, cpus = zip(*self.samples, strict=True)
+        return float(np.interp(when, walls, cpus))
 
 
 FIGURES: list[Callable[[argparse.Namespace], dict[str, float]]] = [
