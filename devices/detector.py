@@ -320,6 +320,7 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
         with self._lock:
             self._pending = None
             self.kicked_off = False
+            self._resumed_mid_fly = None
             self.files.begin()
         staged: list[Any] = super().stage()
         return staged
@@ -332,6 +333,7 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
             if self.fly is not None:
                 self.fly.cancel()
             self.kicked_off = False
+            self._resumed_mid_fly = None
             counters = self._counters()
             with self._lock:
                 self._pending = None
@@ -469,7 +471,9 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
         event stream the RunEngine is reading the detector into (``devices.streams``;
         ``"primary"`` outside a RunEngine). In a fly scan: the frames written since the
         last call, exactly those whose readings the following ``collect_pages()``
-        returns (``index`` is not used: one device)."""
+        returns (``index`` is not used: one device); after a pause in a fly, the first
+        call waits for its end (``FlyScans.await_resumed_fly``)."""
+        self.await_resumed_fly()
         with self._lock:
             frame, self._pending = self._pending, None
             if frame is not None:

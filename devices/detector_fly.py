@@ -16,12 +16,14 @@ of it); ``devices.detector`` builds on it, never the other way round.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 from bluesky.utils import NoReplayAllowed
 from ophyd.status import DeviceStatus
+from ophyd.utils import WaitTimeoutError
 
 from dataflow.packets import ReadoutFrame
 
@@ -29,7 +31,22 @@ from .fly import Counts, FlyAcquisition, FlyDetector, FlyFrame, FlyParameters
 from .frame_files import FrameFiles
 from .samples import Scene
 
-__all__ = ["FlyHost", "FlyScans"]
+__all__ = ["END_MARGIN_S", "FlyHost", "FlyScans", "wait_for_end"]
+
+END_MARGIN_S = 60.0
+"""How long after its last trigger a fly acquisition may take to end (firmware, file)."""
+
+
+def wait_for_end(fly: FlyAcquisition, who: str) -> None:
+    """Wait for ``fly`` to finish: its error if it failed, a clear one if it has not
+    ended ``END_MARGIN_S`` after its last trigger."""
+    started = fly.started if fly.started is not None else time.time()
+    last_trigger = fly.trigger_times(started)[-1][0]
+    try:
+        fly.done.wait(max(0.0, last_trigger - time.time()) + END_MARGIN_S)
+    except WaitTimeoutError:
+        raise RuntimeError(f"{who}: the fly acquisition has not ended {END_MARGIN_S:g} s "
+                           "after its last trigger; nothing more is collected") from None
 
 
 class FlyHost(FlyDetector, Protocol):
@@ -40,6 +57,7 @@ class FlyHost(FlyDetector, Protocol):
     files: FrameFiles
     fly: FlyAcquisition | None
     kicked_off: bool
+    _resumed_mid_fly: FlyAcquisition | None
     last_counts: np.ndarray | None
     _exposing: threading.Thread | None
     _lock: threading.Lock
@@ -77,6 +95,8 @@ class FlyScans:
     """The armed or last fly acquisition (``prepare`` makes one)."""
     kicked_off: bool = False
     """Whether a fly acquisition was kicked off since ``stage()`` (``unstage`` clears it)."""
+    _resumed_mid_fly: FlyAcquisition | None = None
+    """A fly acquisition a pause interrupted, whose next collect waits for its end."""
     last_counts: np.ndarray | None
     """The sensor counts of the last exposure (what went over the link)."""
 
@@ -143,9 +163,19 @@ class FlyScans:
         fly = self.fly
         if self.kicked_off and fly is not None and not (
                 fly.done.done and self._collected >= len(fly.frames)):
+            if not fly.done.done and not fly.params.polled:
+                self._resumed_mid_fly = fly  # (see FlyParameters.polled)
             raise NoReplayAllowed(f"{self.name}: a fly acquisition is running or has "
                                   "frames to collect; resuming continues it (its frames "
                                   "are already in the run)")
+
+    def await_resumed_fly(self: FlyHost) -> None:
+        """Before a collect: wait for the end of a fly acquisition that a pause
+        interrupted (unless its plan polls, ``FlyParameters.polled``), so that the frames
+        taken after the resume are collected, not left out of the run."""
+        fly, self._resumed_mid_fly = self._resumed_mid_fly, None
+        if fly is not None and fly is self.fly and not fly.done.done:
+            wait_for_end(fly, self.name)
 
     def resume(self: FlyHost) -> None:
         """The RunEngine resumes (``Pausable``): nothing to restart (see :meth:`pause`)."""

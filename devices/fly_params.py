@@ -111,12 +111,20 @@ class FlyParameters:
         Internal triggers: seconds between frames (>= exposure; default: the exposure).
     trigger
         Position-compare triggers from a rotation stage instead of internal ones.
+    polled
+        The plan collects again and again until the acquisition completes, whatever
+        pauses happen (``plans.fly_tomo.collect_until_complete``): a collect after a
+        resume returns the frames there are. False (default, for any other plan): the
+        first collect after a resume waits for the acquisition's end — the RunEngine
+        drops a wait that a pause interrupted, so the plan's ``complete`` wait (or
+        ``collect_while_completing``'s) would otherwise end the run early.
     """
 
     frames: int
     exposure: float | None = None
     period: float | None = None
     trigger: PositionTrigger | None = None
+    polled: bool = False
 
     def __post_init__(self) -> None:
         frames = self.frames

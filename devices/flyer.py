@@ -29,23 +29,20 @@ each of its frames once (:meth:`DetectorFlyer.pause`).
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 from ophyd.status import DeviceStatus
-from ophyd.utils import WaitTimeoutError
 
 from .detector import FirmwareDetector
+from .detector_fly import wait_for_end
 from .fly import FlyAcquisition, FlyParameters
 
-__all__ = ["END_MARGIN_S", "DetectorFlyer"]
+__all__ = ["DetectorFlyer"]
 
 SPEC = "AD_HDF5_SWMR"
 """The ``resource`` spec of the frame files (an HDF5 file written in SWMR mode)."""
-END_MARGIN_S = 60.0
-"""How long after its last trigger an acquisition may take to end (firmware, file)."""
 
 
 class DetectorFlyer:
@@ -119,10 +116,10 @@ class DetectorFlyer:
         pause that the RunEngine resumed without replaying ``kickoff`` (a device of the
         plan said ``NoReplayAllowed``, as the detector does when the plan staged it), the
         plan's wait for ``complete`` was dropped: the first collect waits for the
-        acquisition's end (its last trigger plus ``END_MARGIN_S`` at most) instead."""
+        acquisition's end instead (``devices.detector_fly.wait_for_end``)."""
         fly, self._paused_fly = self._paused_fly, None
         if fly is not None and fly is self.det.fly and not fly.done.done:
-            self._wait_for_end(fly)
+            wait_for_end(fly, self.name)
         for name, doc in list(self.det.collect_asset_docs()):
             if name == "stream_resource":
                 uid = str(uuid.uuid4())
@@ -139,17 +136,6 @@ class DetectorFlyer:
                     self._datum_ids.append(datum_id)
                     yield "datum", {"datum_id": datum_id, "resource": resource,
                                     "datum_kwargs": {"point_number": i}}
-
-    def _wait_for_end(self, fly: FlyAcquisition) -> None:
-        """Wait for ``fly`` to finish (its error, if it failed; a clear one if it has not
-        ended ``END_MARGIN_S`` after its last trigger)."""
-        started = fly.started if fly.started is not None else time.time()
-        last_trigger = fly.trigger_times(started)[-1][0]
-        try:
-            fly.done.wait(max(0.0, last_trigger - time.time()) + END_MARGIN_S)
-        except WaitTimeoutError:
-            raise RuntimeError(f"{self.name}: the acquisition has not ended {END_MARGIN_S:g} s "
-                               "after its last trigger; nothing more is collected") from None
 
     def _uri_of(self, stream_resource_uid: str) -> str:
         """The file of the detector's ``stream_resource`` (its fly file)."""

@@ -193,7 +193,8 @@ def _fly_tomo_scan(setup: TomoSetup, motion: ContinuousRotation,
         trigger = PositionTrigger(rotation, motion.start, motion.stop)
         yield from bps.prepare(rotation, motion, wait=True)
         yield from bps.prepare(det, FlyParameters(frames=len(setup.angles),
-                                                  exposure=setup.exposure, trigger=trigger),
+                                                  exposure=setup.exposure, trigger=trigger,
+                                                  polled=True),
                                wait=True)
         yield from bps.declare_stream(det, name=stream, collect=True)
         yield from bps.kickoff(rotation, wait=True)

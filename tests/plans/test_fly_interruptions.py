@@ -299,3 +299,41 @@ def test_a_pause_during_the_move_to_the_run_up_angle_then_resume_completes(
     assert stop["num_events"]["primary"] == PROJECTIONS
     assert _frames_agree(bl, uids[-1]) == PROJECTIONS
     assert _fly_threads() == []
+
+
+@pytest.mark.parametrize("plan", ["collect_while_completing", "complete_then_collect"])
+def test_a_fly_paused_under_bluesky_s_own_stubs_records_every_frame(
+        smeflow_beamline: Any, plan: str) -> None:
+    """A fly written as bluesky documents it — ``collect_while_completing``, or
+    ``complete(wait=True)`` then ``collect`` — paused mid-acquisition and resumed: the
+    RunEngine drops the wait the pause interrupted (it popped the status group), so the
+    detector's next collect waits for the acquisition's end instead of the run ending
+    early with part of the frames and exit_status "success" (review R6)."""
+    bl = smeflow_beamline
+    det = bl.det
+    frames = 40
+    det.time_scale = 1.0  # (internal triggers in real time: 40 x 50 ms)
+    uids = _run_uids(bl)
+
+    def body() -> Any:
+        yield from bps.prepare(det, FlyParameters(frames=frames, exposure=0.05), wait=True)
+        yield from bps.declare_stream(det, name="primary", collect=True)
+        yield from bps.kickoff(det, wait=True)
+        if plan == "collect_while_completing":
+            yield from bps.collect_while_completing([det], [det], flush_period=0.1,
+                                                    stream_name="primary")
+        else:
+            yield from bps.complete(det, wait=True)
+            yield from bps.collect(det, name="primary")
+
+    threading.Timer(0.6, bl.RE.request_pause, kwargs={"defer": False}).start()
+    with pytest.raises(RunEngineInterrupted):
+        bl.RE(bpp.run_wrapper(bpp.stage_wrapper(body(), [det])))  # type: ignore[no-untyped-call]
+    assert bl.RE.state == "paused"
+    assert not det.fly.done.done  # (paused mid-acquisition)
+    bl.RE.resume()
+    stop = bl.catalog.run(uids[-1]).metadata["stop"]
+    assert stop["exit_status"] == "success"
+    assert stop["num_events"]["primary"] == frames
+    assert _frames_agree(bl, uids[-1]) == frames
+    assert not det.fly.stopped_early
