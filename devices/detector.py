@@ -320,7 +320,7 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
         with self._lock:
             self._pending = None
             self.kicked_off = False
-            self._resumed_mid_fly = None
+            self._paused_mid_fly = self._resumed_mid_fly = None
             self.files.begin()
         staged: list[Any] = super().stage()
         return staged
@@ -333,7 +333,7 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
             if self.fly is not None:
                 self.fly.cancel()
             self.kicked_off = False
-            self._resumed_mid_fly = None
+            self._paused_mid_fly = self._resumed_mid_fly = None
             counters = self._counters()
             with self._lock:
                 self._pending = None

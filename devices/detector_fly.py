@@ -57,6 +57,7 @@ class FlyHost(FlyDetector, Protocol):
     files: FrameFiles
     fly: FlyAcquisition | None
     kicked_off: bool
+    _paused_mid_fly: FlyAcquisition | None
     _resumed_mid_fly: FlyAcquisition | None
     last_counts: np.ndarray | None
     _exposing: threading.Thread | None
@@ -95,8 +96,11 @@ class FlyScans:
     """The armed or last fly acquisition (``prepare`` makes one)."""
     kicked_off: bool = False
     """Whether a fly acquisition was kicked off since ``stage()`` (``unstage`` clears it)."""
+    _paused_mid_fly: FlyAcquisition | None = None
+    """A running fly acquisition the RunEngine paused in (and may resume, or end)."""
     _resumed_mid_fly: FlyAcquisition | None = None
-    """A fly acquisition a pause interrupted, whose next collect waits for its end."""
+    """A fly acquisition a pause interrupted and the RunEngine resumed: the next collect
+    waits for its end."""
     last_counts: np.ndarray | None
     """The sensor counts of the last exposure (what went over the link)."""
 
@@ -164,7 +168,7 @@ class FlyScans:
         if self.kicked_off and fly is not None and not (
                 fly.done.done and self._collected >= len(fly.frames)):
             if not fly.done.done and not fly.params.polled:
-                self._resumed_mid_fly = fly  # (see FlyParameters.polled)
+                self._paused_mid_fly = fly  # (see FlyParameters.polled and resume)
             raise NoReplayAllowed(f"{self.name}: a fly acquisition is running or has "
                                   "frames to collect; resuming continues it (its frames "
                                   "are already in the run)")
@@ -178,7 +182,10 @@ class FlyScans:
             wait_for_end(fly, self.name)
 
     def resume(self: FlyHost) -> None:
-        """The RunEngine resumes (``Pausable``): nothing to restart (see :meth:`pause`)."""
+        """The RunEngine resumes (``Pausable``; not called when it aborts or stops
+        instead): nothing to restart (see :meth:`pause`), but the wait the pause
+        interrupted is gone, so the next collect waits (:meth:`await_resumed_fly`)."""
+        self._resumed_mid_fly, self._paused_mid_fly = self._paused_mid_fly, None
 
     def kickoff(self: FlyHost) -> DeviceStatus:
         """Start the armed fly acquisition (after a step exposure still running has

@@ -20,11 +20,14 @@ is that flyer around a :class:`~devices.detector.FirmwareDetector`:
 A plan that declares its stream (``bps.declare_stream(det, name=..., collect=True)``, as
 :func:`plans.fly_tomo_scan` does) uses the detector itself, with ``stream_resource`` and
 ``stream_datum`` documents; this wrapper exists for plans, such as ``bp.fly``, that do not.
-If a ``bp.fly`` run is aborted, its acquisition goes on to its last frame (bluesky collects
-a flyer it kicked off but does not stop it; ``bps.stop(flyer)`` or ``unstage()`` does), and a
-detector the flyer staged stays staged until the next ``kickoff()`` (whose new file closes
-the old one) or ``unstage()``. Paused, the acquisition goes on too, and resuming records
-each of its frames once (:meth:`DetectorFlyer.pause`).
+Paused, the acquisition goes on, and resuming records each of its frames once
+(:meth:`DetectorFlyer.pause`); aborted or stopped from the pause (Ctrl+C, then
+``RE.abort()``), the run ends with the frames taken so far, the acquisition stops and a
+detector the flyer staged is unstaged (:meth:`DetectorFlyer.collect_asset_docs`). A run
+that fails without a pause (an exception in the plan) leaves a running acquisition to its
+last frame — bluesky collects a flyer it kicked off but does not stop it;
+``bps.stop(flyer)`` or ``det.unstage()`` does — and a detector the flyer staged stays
+staged until the next ``kickoff()`` (whose new file closes the old one) or ``unstage()``.
 """
 
 from __future__ import annotations
@@ -75,12 +78,13 @@ class DetectorFlyer:
         self._datum_ids: list[str] = []
         self._paged = 0
         self._own: FlyAcquisition | None = None  # the acquisition this flyer kicked off
-        self._paused_fly: FlyAcquisition | None = None
+        self._paused_fly: FlyAcquisition | None = None  # paused in (resume or end next)
+        self._resumed_fly: FlyAcquisition | None = None  # resumed without a replay
 
     def kickoff(self) -> DeviceStatus:
         """Stage the detector (unless staged), arm it and start the acquisition; replayed
         after a pause of this flyer's acquisition (see :meth:`pause`), take it up again."""
-        fly, self._paused_fly = self._paused_fly, None
+        fly, self._paused_fly, self._resumed_fly = self._paused_fly, None, None
         if fly is not None and fly is self.det.fly:
             resumed = DeviceStatus(self)
             resumed.set_finished()
@@ -116,10 +120,16 @@ class DetectorFlyer:
         pause that the RunEngine resumed without replaying ``kickoff`` (a device of the
         plan said ``NoReplayAllowed``, as the detector does when the plan staged it), the
         plan's wait for ``complete`` was dropped: the first collect waits for the
-        acquisition's end instead (``devices.detector_fly.wait_for_end``)."""
-        fly, self._paused_fly = self._paused_fly, None
-        if fly is not None and fly is self.det.fly and not fly.done.done:
-            wait_for_end(fly, self.name)
+        acquisition's end instead (``devices.detector_fly.wait_for_end``). Paused and
+        never resumed, the RunEngine is ending the run (abort, stop, halt: it collects
+        what a flyer has): the acquisition stops here, its frames so far collected, and
+        a detector this flyer staged is unstaged by the following ``collect_pages``."""
+        resumed, paused = self._resumed_fly, self._paused_fly
+        self._resumed_fly = self._paused_fly = None
+        if resumed is not None and resumed is self.det.fly and not resumed.done.done:
+            wait_for_end(resumed, self.name)
+        elif paused is not None and paused is self.det.fly:
+            paused.cancel()
         for name, doc in list(self.det.collect_asset_docs()):
             if name == "stream_resource":
                 uid = str(uuid.uuid4())
@@ -174,10 +184,13 @@ class DetectorFlyer:
             self._paused_fly = fly
 
     def resume(self) -> None:
-        """The RunEngine resumes (``Pausable``): nothing to restart (see :meth:`pause`)."""
+        """The RunEngine resumes (``Pausable``; not called when it aborts or stops
+        instead): a replayed ``kickoff`` takes the acquisition up, else the next collect
+        waits for its end (:meth:`collect_asset_docs`)."""
+        self._resumed_fly = self._paused_fly
 
     def stop(self, *, success: bool = False) -> None:
         """Stop a running acquisition (``bps.stop(flyer)``; see the module docstring)."""
-        self._paused_fly = None
+        self._paused_fly = self._resumed_fly = None
         if self.det.fly is not None:
             self.det.fly.cancel()

@@ -79,3 +79,29 @@ def test_bp_fly_resumed_after_the_acquisition_ended_starts_no_second_one(
     bl.RE.resume()
     assert bl.det.fly is fly
     _every_frame_once(bl, docs)
+
+
+@pytest.mark.parametrize("end", ["abort", "stop"])
+def test_bp_fly_ended_from_its_pause_stops_the_acquisition_and_frees_the_detector(
+        smeflow_beamline: Any, end: str) -> None:
+    """Ctrl+C, then ``RE.abort()`` (or ``RE.stop()``): the run ends with the frames taken
+    so far (as many events as frames), the acquisition stops at once — not after its
+    2000 frames — and the detector the flyer staged is free for the next plan."""
+    bl = smeflow_beamline
+    bl.det.time_scale = 1.0  # (internal triggers in real time: 20 s)
+    flyer = DetectorFlyer(bl.det, FlyParameters(frames=2000, exposure=0.01))
+    docs = _paused_bp_fly(bl, flyer, staged_by_plan=False)
+    t0 = time.monotonic()
+    if end == "abort":
+        bl.RE.abort("operator abort")
+    else:
+        bl.RE.stop()
+    assert time.monotonic() - t0 < 10
+    fly = bl.det.fly
+    assert fly.done.done and fly.stopped_early
+    assert not bl.det.files.staged
+    stop = next(doc for name, doc in docs if name == "stop")
+    assert stop["exit_status"] == ("abort" if end == "abort" else "success")
+    assert stop["num_events"].get("primary", 0) == len(fly.frames) < 2000
+    (uid,) = bl.RE(bp.count([bl.det], 1))
+    assert bl.catalog.run(uid).metadata["stop"]["exit_status"] == "success"

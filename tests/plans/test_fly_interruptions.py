@@ -337,3 +337,29 @@ def test_a_fly_paused_under_bluesky_s_own_stubs_records_every_frame(
     assert stop["num_events"]["primary"] == frames
     assert _frames_agree(bl, uids[-1]) == frames
     assert not det.fly.stopped_early
+
+
+def test_a_fly_aborted_from_a_pause_under_bluesky_s_stubs_ends_at_once(
+        smeflow_beamline: Any) -> None:
+    """The wait after a resume (above) is for resumes only: aborted from the pause, the
+    RunEngine's clean-up collect does not wait for the acquisition's 2000 frames."""
+    bl = smeflow_beamline
+    det = bl.det
+    det.time_scale = 1.0
+    uids = _run_uids(bl)
+
+    def body() -> Any:
+        yield from bps.prepare(det, FlyParameters(frames=2000, exposure=0.01), wait=True)
+        yield from bps.declare_stream(det, name="primary", collect=True)
+        yield from bps.kickoff(det, wait=True)
+        yield from bps.complete(det, wait=True)
+        yield from bps.collect(det, name="primary")
+
+    threading.Timer(0.5, bl.RE.request_pause, kwargs={"defer": False}).start()
+    with pytest.raises(RunEngineInterrupted):
+        bl.RE(bpp.run_wrapper(bpp.stage_wrapper(body(), [det])))  # type: ignore[no-untyped-call]
+    t0 = time.monotonic()
+    bl.RE.abort("operator abort")
+    assert time.monotonic() - t0 < 10
+    assert det.fly.stopped_early
+    assert bl.catalog.run(uids[-1]).metadata["stop"]["exit_status"] == "abort"
