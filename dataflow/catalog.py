@@ -163,11 +163,16 @@ class AllRuns:
         self.nodes = [n for i, n in enumerate(nodes) if all(n is not m for m in nodes[:i])]
 
     def __getitem__(self, uid: str) -> Any:
+        from tiled.queries import KeysFilter
+
         for node in self.nodes:
-            try:
+            # asked first whether the node has it: indexing a node without it raises, and
+            # Tiled's client keeps that failed request's exception in a reference cycle
+            # (a retry future its traceback refers to) holding every caller's frame with
+            # its locals — a live reducer's whole reconstruction stayed resident until
+            # Python's cyclic collector happened to run
+            if len(node.search(KeysFilter([uid]))):
                 return node[uid]
-            except (KeyError, ValueError):
-                continue
         raise KeyError(uid)
 
 
