@@ -19,12 +19,18 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 
 Subparsers = Any
+
+DEMO_PHASES = ("catalog", "beamline", "kernels", "tomography", "diffraction", "pictures")
+"""The demo's phases, in order: the catalog opened and the live reduction subscribed; the
+beamline built (the firmware loaded); the OpenCL kernels built; each run acquired and
+reduced; the pictures drawn from the catalog."""
 
 
 def _save_png(path: Path, image: np.ndarray, title: str, *, cbar: str,
@@ -68,12 +74,15 @@ def _save_plot(path: Path, x: np.ndarray, y: np.ndarray, xlabel: str, title: str
 
 
 def run_demo(data_dir: Path, out_dir: Path, *, projections: int = 90, backend: str = "compiled",
-             quiet: bool = False, zmq: str | None = None) -> dict[str, Any]:
+             quiet: bool = False, zmq: str | None = None,
+             on_phase: Callable[[str], object] | None = None) -> dict[str, Any]:
     """Run the demonstration; returns the run uids and the files written.
 
     ``zmq``: also publish every document to the 0MQ proxy's in-address ``HOST:PORT``
     (``smeflow proxy``), for live consumers in other processes
-    (``smeflow reduce --live --zmq``)."""
+    (``smeflow reduce --live --zmq``). ``on_phase`` is called with the name of each of
+    ``DEMO_PHASES`` as it ends (``smeflow demo`` notes the memory there)."""
+    phase_done = on_phase if on_phase is not None else (lambda name: None)
     from bluesky import RunEngine
 
     from analysis.live import LiveReducer
@@ -98,6 +107,7 @@ def run_demo(data_dir: Path, out_dir: Path, *, projections: int = 90, backend: s
 
         publisher = DocumentPublisher(zmq)
         RE.subscribe(publisher)  # type: ignore[no-untyped-call]
+    phase_done("catalog")
     if not quiet:  # (the table's module loads matplotlib: only when it is shown)
         from bluesky.callbacks.best_effort import BestEffortCallback
         from bluesky.utils import ProgressBarManager
@@ -114,7 +124,9 @@ def run_demo(data_dir: Path, out_dir: Path, *, projections: int = 90, backend: s
     det = beamline.det
     files: dict[str, Path] = {}
     try:
+        phase_done("beamline")
         _warm_up(beamline, live)
+        phase_done("kernels")
         print(f"  {det.params.height}×{det.params.width} detector ready in "
               f"{time.perf_counter() - t0:.1f} s")
 
@@ -128,6 +140,7 @@ def run_demo(data_dir: Path, out_dir: Path, *, projections: int = 90, backend: s
         # run, whose frames would otherwise queue behind it (and count it as lag)
         if not live.wait(tomo_uid, timeout=300):
             raise RuntimeError(f"live reduction of run {tomo_uid} did not finish in 300 s")
+        phase_done("tomography")
         beamline.use_powder()
         positions = [(0.0, 0.0), (0.5, 0.0), (0.0, 0.5)]
         (diff_uid,) = cast(tuple[str], RE(diffraction_scan(
@@ -139,6 +152,7 @@ def run_demo(data_dir: Path, out_dir: Path, *, projections: int = 90, backend: s
                                               "geometry": beamline.geometry.to_metadata()})))
         if not live.wait(diff_uid, timeout=300):
             raise RuntimeError(f"live reduction of run {diff_uid} did not finish in 300 s")
+        phase_done("diffraction")
     finally:
         beamline.close()
         live.close()
@@ -181,6 +195,7 @@ def run_demo(data_dir: Path, out_dir: Path, *, projections: int = 90, backend: s
                                   np.asarray(patterns["axis"]["radial"][0]),
                                   np.asarray(patterns["primary"]["intensity"][0]), "2θ (deg)",
                                   "CeO2 powder pattern (live OpenCL azimuthal integration)")
+    phase_done("pictures")
     return {"tomo_uid": tomo_uid, "diffraction_uid": diff_uid, "files": files,
             "tomo_derived_uid": derived["tomo"],
             "diffraction_derived_uid": derived["diffraction"],
@@ -268,10 +283,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     startup = process_age_s()  # interpreter start and imports, before the demo itself
     memory = PeakMemory()  # this process and any it starts (GHDL, a kernel's linker)
+    memory.mark("start")  # the interpreter and the command line's imports
     data_dir, out_dir = Path(args.data).resolve(), Path(args.output).resolve()
     try:
         result = run_demo(data_dir, out_dir, projections=args.projections,
-                          backend=args.backend, quiet=args.quiet, zmq=args.zmq)
+                          backend=args.backend, quiet=args.quiet, zmq=args.zmq,
+                          on_phase=memory.mark)
     finally:
         peak_mb = memory.stop()
     wall = time.perf_counter() - start
@@ -290,6 +307,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"demo.startup_s = {startup:.4g}")
     print(f"demo.wall_s = {wall:.4g}")
     print(f"demo.peak_rss_mb = {peak_mb:.4g}")
+    print("memory at the end of each phase (MB, resident / peak so far): " + ", ".join(
+        f"{m.phase} {m.rss_mb:.0f} / {m.peak_mb:.0f}" for m in memory.phases))
+    for mark in memory.phases:  # (README: where the demo's memory goes)
+        print(f"demo.rss_mb.{mark.phase} = {mark.rss_mb:.4g}")
     print(f"live.tomo.lag_s.max = {result['lag_max']['tomo']:.4g}")
     print(f"live.diffraction.lag_s.max = {result['lag_max']['diffraction']:.4g}")
     return 0

@@ -19,8 +19,9 @@ from __future__ import annotations
 import os
 import resource
 import threading
+from typing import NamedTuple
 
-__all__ = ["PeakMemory", "peak_rss_mb", "return_freed_buffers"]
+__all__ = ["PeakMemory", "PhaseMemory", "peak_rss_mb", "return_freed_buffers"]
 
 _PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
 
@@ -106,6 +107,17 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
+class PhaseMemory(NamedTuple):
+    """The memory of a program at the end of one of its phases (:meth:`PeakMemory.mark`)."""
+
+    phase: str
+    """The phase's name."""
+    rss_mb: float
+    """This process's resident memory when the phase ended, MB."""
+    peak_mb: float
+    """The peak so far (this process's, or the sampled tree's when larger), MB."""
+
+
 class PeakMemory:
     """Peak resident memory of this process and its descendants, sampled from ``start``
     (construction) to :meth:`stop`; see the module docstring.
@@ -124,6 +136,8 @@ class PeakMemory:
         """Largest sampled sum of this process's and its descendants' memory, MB."""
         self.processes_seen: set[int] = set()
         """Descendants seen while sampling (their process ids)."""
+        self.phases: list[PhaseMemory] = []
+        """The phases :meth:`mark` noted, in order."""
         self._stop = threading.Event()
         self._pid = os.getpid()
         self._sample()
@@ -142,6 +156,16 @@ class PeakMemory:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             self._sample()
+
+    def mark(self, phase: str) -> PhaseMemory:
+        """Note that ``phase`` of the program has ended: its resident memory now and the
+        peak so far, appended to :attr:`phases` (and returned). Which phase holds what is
+        the difference of one phase's ``rss_mb`` and the previous one's; a phase whose
+        ``peak_mb`` is above the previous phase's is where the peak grew."""
+        rss = _rss_mb(self._pid)  # (a peak is at least what is resident now)
+        mark = PhaseMemory(phase, rss, max(rss, peak_rss_mb(), self.tree_peak_mb))
+        self.phases.append(mark)
+        return mark
 
     def stop(self) -> float:
         """Stop sampling; the peak, MB: the larger of this process's own peak and the

@@ -25,7 +25,7 @@ from dataflow.catalog import Catalog
 from dataflow.cli import main as catalog_main
 from devices.powder import CEO2, PowderSample
 from geometry import PoniGeometry
-from plans.demo import prepare_demo, run_demo
+from plans.demo import DEMO_PHASES, prepare_demo, run_demo
 
 
 def peak_positions(x: np.ndarray, y: np.ndarray, half_width: int = 3) -> list[float]:
@@ -44,13 +44,18 @@ def peak_positions(x: np.ndarray, y: np.ndarray, half_width: int = 3) -> list[fl
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     """``smeflow demo`` with 12 projections: its data folder and its result."""
     data = tmp_path_factory.mktemp("demo") / "smeflow-data"
-    return data, run_demo(data, data.parent / "out", projections=12, quiet=True)
+    phases: list[str] = []
+    result = run_demo(data, data.parent / "out", projections=12, quiet=True,
+                      on_phase=phases.append)
+    result["phases"] = phases
+    return data, result
 
 
 @pytest.mark.slow
 def test_demo_end_to_end(demo: tuple[Path, dict[str, Any]],
                          capsys: pytest.CaptureFixture[str]) -> None:
     data, result = demo
+    assert result["phases"] == list(DEMO_PHASES)  # each phase's end noted once, in order
     for name in ("projection", "sinogram", "reconstruction", "diffraction", "pattern"):
         path = result["files"][name]
         assert path.exists() and path.stat().st_size > 5_000, name

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from plans.demo_memory import PeakMemory, _pss_mb, descendants, peak_rss_mb
@@ -90,6 +91,27 @@ def test_alone_it_is_this_processs_peak() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True).stdout.split()
     assert out == ["[]", "True", "True"], out
+
+
+def test_marks_note_the_memory_at_the_end_of_each_phase() -> None:
+    """What ``smeflow demo`` prints per phase: a phase that ends holding 100 MiB more shows
+    them in its resident figure; once they are freed the next phase's figure falls back,
+    while the peak so far keeps them."""
+    memory = PeakMemory(interval=0.02)
+    try:
+        before = memory.mark("before")
+        held = np.ones(100 * 2**20 // 8)  # 100 MiB touched (its own mapping: freed at del)
+        holding = memory.mark("holding")
+        del held
+        after = memory.mark("after")
+    finally:
+        figure = memory.stop()
+    assert [m.phase for m in memory.phases] == ["before", "holding", "after"]
+    assert holding.rss_mb - before.rss_mb >= 95, memory.phases
+    assert after.rss_mb <= holding.rss_mb - 95, memory.phases
+    # (the kernel's peak and its resident count can differ by a few pages)
+    assert holding.peak_mb >= holding.rss_mb and after.peak_mb >= holding.rss_mb - 1
+    assert before.peak_mb <= holding.peak_mb <= after.peak_mb + 1 <= figure + 1
 
 
 def test_interval_must_be_positive() -> None:
