@@ -132,8 +132,9 @@ class FlyScans:
         FlyScans.refuse_while_flying(self, "prepare()")
         if self.fly is not None:  # a failed one's workers may still hold a batch to store
             self.fly.cancel()
-        value.check_exposure(float(value.exposure if value.exposure is not None
-                                   else self.exposure.get()), f"{self.name}.prepare")
+        if value.trigger is None:  # (position-compare spacing: at kickoff, see there)
+            value.check_exposure(float(value.exposure if value.exposure is not None
+                                       else self.exposure.get()), f"{self.name}.prepare")
         if value.exposure is not None:
             self.exposure.put(float(value.exposure))
         counters = self._counters()
@@ -200,6 +201,8 @@ class FlyScans:
         # A step frame no event read (a trigger() after prepare()) is dropped, as a
         # re-trigger drops it: the fly's first collect announces the fly's frames only.
         self._discard_unannounced()
+        # (the stage's rotation is prepared by now; at prepare() it may still be the
+        # last scan's)
         self.fly.params.check_exposure(self.fly.exposure, f"{self.name}.kickoff")
         self.fly.start()
         self.kicked_off = True

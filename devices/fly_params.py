@@ -157,7 +157,8 @@ class FlyParameters:
         """Raise ``ValueError`` if triggers come closer together than ``exposure`` s (the
         one the acquisition takes: these parameters' or the detector's signal), which
         would make exposures overlap — no detector takes those. Position-compare triggers
-        are checked once their stage's rotation is prepared."""
+        are checked against their stage's prepared rotation (the detector's kickoff asks,
+        once the scan's rotation is prepared; not before: it may be the last scan's)."""
         period = self.period
         what = "period"
         if self.trigger is not None:
