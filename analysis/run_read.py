@@ -133,9 +133,7 @@ def file_mask(run: Any, start: Mapping[str, Any], shape: tuple[int, ...],
     for uri in asset_uris(stream_frames(run, stream, start, nodes)[1]):
         path = _local_path(uri)
         if path is None or not path.exists():
-            log.warning("run %s: no mask stream, and its frame file %s is not on this "
-                        "machine to read the detector's pixel_mask from: reduced without "
-                        "a mask", start["uid"], uri)
+            _refuse_unknown_mask(run, start, stream, nodes, uri)
             continue
         try:
             bits = read_file_mask(path)
@@ -146,6 +144,28 @@ def file_mask(run: Any, start: Mapping[str, Any], shape: tuple[int, ...],
             mask = checked_mask(bits, shape)
             union = mask if union is None else union | mask
     return union
+
+
+def _refuse_unknown_mask(run: Any, start: Mapping[str, Any], stream: str,
+                         nodes: RunNodes | None, uri: str) -> None:
+    """A frame file that is not on this machine cannot give its mask: ``ReductionError``
+    when the stream's configuration says its detector masks pixels (a ``*_masked_pixels``
+    value above 0, as smeflow's detectors record), else a warning (nothing says there is a
+    mask to miss: a run of another detector, or taken before the count was recorded)."""
+    node = nodes.streams[stream] if nodes is not None else run[stream]
+    configuration = (node.metadata or {}).get("configuration") or {}
+    masked = {name: int(value) for obj in configuration.values()
+              for name, value in ((obj or {}).get("data") or {}).items()
+              if name.endswith("_masked_pixels") and isinstance(value, int) and value > 0}
+    if masked:
+        counts = ", ".join(f"{name} = {n}" for name, n in sorted(masked.items()))
+        raise ReductionError(
+            f"run {start['uid']}: no mask stream, and the frame file {uri} that holds the "
+            f"detector's pixel_mask ({counts}) is not on this machine; reduce it where the "
+            "files are (smeflow reduce --data, or --frames-from files on the catalog's "
+            "machine), or take the run with plans.with_mask(plan, det)")
+    log.warning("run %s: no mask stream, and its frame file %s is not on this machine to "
+                "read a pixel_mask from: reduced without a mask", start["uid"], uri)
 
 
 def _local_path(uri: str) -> Path | None:

@@ -145,6 +145,11 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
     frame_shape = Cpt(ReadOnlySignal, value=[0, 0], kind="config",
                       explain="the [rows, cols] of the frames the firmware sends; it "
                               "follows binning")
+    masked_pixels = Cpt(ReadOnlySignal, value=0, kind="config",
+                        explain="the pixels of the frames' pixel_mask (gaps, dead and hot "
+                                "pixels); it follows the staged configuration")
+    """How many pixels the frames' mask marks: a reducer that cannot read the mask (the
+    frame files are not on its machine) refuses a run whose detector masks some."""
 
     roi_sum = Cpt(Signal, value=0, kind="hinted")
     saturated = Cpt(Signal, value=0, kind="normal")
@@ -185,6 +190,7 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
         self.time_scale = time_scale
         self.backend.put(backend)
         self.frame_shape.put(list(self.out_shape()), force=True)
+        self.masked_pixels.put(int(np.count_nonzero(self.pixel_mask_array())), force=True)
         self.binning.subscribe(self._follow_binning, run=False)
         # Power the board on now: building the simulator (compiling or loading the compiled
         # chain) takes up to seconds, which inside stage() would block the RunEngine's loop.
@@ -290,6 +296,7 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
         self.sensor.threshold = float(self.energy_threshold.get())
         exposure = float(self.exposure.get())
         self._file_shape = self.out_shape()
+        mask = self.pixel_mask_array()
         bin_factor = 2 if config.binning else 1
         pixel_y, pixel_x = (p * bin_factor for p in pixel_pair(self.pixel_size))
         self._file_attrs = {
@@ -301,7 +308,8 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
                                f"({backend} backend)",
                 "threshold_energy": (float(self.energy_threshold.get()), "keV"),
                 # (with the frames, for a plan that publishes no mask stream: bp.count)
-                "pixel_mask": self.pixel_mask_array()}}
+                "pixel_mask": mask}}
+        self.masked_pixels.put(int(np.count_nonzero(mask)), force=True)
 
     def _open_file(self, name: str) -> FrameWriter:
         """A new frame file ``name`` in the data folder for the configured frames."""

@@ -21,6 +21,7 @@ from analysis.azint import AzimuthalIntegrator
 from analysis.live import LiveReducer
 from analysis.reduce import reduce_run
 from analysis.reduce_chunks import AzintParams, azint_chunk, geometry_from
+from analysis.reductions import ReductionError
 from analysis.run_read import run_mask
 from dataflow.catalog import Catalog
 from dataflow.pixel_mask import GAP, PIXEL_MASK_DATASET
@@ -107,3 +108,24 @@ def test_offline_and_live_reductions_leave_the_masked_pixels_out(runs: Runs) -> 
     # (the live reducer's defaults: AzintParams())
     np.testing.assert_allclose(runs.live_patterns, integrated(AzintParams(), masked),
                                rtol=1e-5)
+
+
+def test_the_run_records_how_many_pixels_its_detector_masks(runs: Runs) -> None:
+    config = runs.catalog.run(runs.plain)["primary"].metadata["configuration"]["det"]
+    assert config["data"]["det_masked_pixels"] == np.count_nonzero(runs.mask_bits) > 0
+
+
+def test_a_mask_on_another_machine_is_refused_not_left_out(
+        runs: Runs, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reduced where the frame files are not (a workstation reading the catalog over
+    HTTP): the detector recorded that it masks pixels, so the reduction refuses rather
+    than count the gaps (review R14: it logged a warning and wrote a "success" run)."""
+    import analysis.run_read
+
+    monkeypatch.setattr(analysis.run_read, "_local_path", lambda uri: None)
+    run = runs.catalog.run(runs.plain)
+    with pytest.raises(ReductionError, match=r"det_masked_pixels = \d+\) is not on this "
+                                             r"machine.*plans\.with_mask"):
+        run_mask(run, run.metadata["start"], runs.mask_bits.shape)
+    with pytest.raises(ReductionError, match="not on this machine"):
+        reduce_run(runs.catalog, runs.plain, bins=BINS)
