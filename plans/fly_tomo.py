@@ -28,7 +28,9 @@ collecting where the plan was, without replaying the fly (the detector's ``pause
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from bluesky import plan_stubs as bps
@@ -159,7 +161,7 @@ def _require_rotation_fits(rotation: RotationStage, start: float, stop: float,
 def collect_until_complete(flyers: list[Any], det: Any, flush_period: float,
                            stream: str) -> MsgGenerator[None]:
     """``complete`` every flyer, then collect ``det`` into ``stream`` every
-    ``flush_period`` seconds until all are complete, and once more after.
+    ``flush_period`` seconds until all are complete, and once more as soon as they are.
 
     ``bluesky.plan_stubs.collect_while_completing`` waits on a status group, which the
     RunEngine forgets when a pause interrupts the wait: resumed without a replay (the
@@ -179,7 +181,27 @@ def collect_until_complete(flyers: list[Any], det: Any, flush_period: float,
         yield from bps.collect(det, name=stream)
         if done:
             return
-        yield from bps.sleep(flush_period)
+        yield from bps.wait_for([_all_done_within(statuses, flush_period)])
+
+
+POLL_S = 0.01
+"""How often :func:`collect_until_complete` asks the statuses while it waits."""
+
+
+def _all_done_within(statuses: list[Any], timeout: float) -> Callable[[], Awaitable[None]]:
+    """A coroutine function (for ``bps.wait_for``) that returns when every status is done
+    or ``timeout`` s have passed, whichever is first: the last frames are collected when
+    the flyers complete, not up to a flush period later, and a pause that cancels it
+    loses nothing (the loop asks the statuses again)."""
+    async def done_or_timeout() -> None:
+        deadline = time.monotonic() + timeout
+        while not all(status.done for status in statuses):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(POLL_S, left))
+
+    return done_or_timeout
 
 
 def _fly_tomo_scan(setup: TomoSetup, motion: ContinuousRotation,
