@@ -1,7 +1,7 @@
 """Counts of one exposure of a whole frame: ``draw_counts`` checks its arguments and runs the
-compiled pass (``devices.counting_pass``, whose docstring says how the counts are drawn,
-and whose public names are re-exported here); ``KeptTerms`` holds what a pass keeps of
-its means for the next passes with the same means.
+compiled pass (``devices.counting_pass``, whose docstring says how the counts are drawn;
+its public names and those of ``devices.normal_table`` are re-exported here);
+``KeptTerms`` holds what a pass keeps of its means for the next passes with the same means.
 """
 
 from __future__ import annotations
@@ -18,17 +18,13 @@ from .counting_pass import (
     GAMMA,
     LOW_MEAN,
     NORMAL_MIN_MEAN,
-    TABLE_BITS,
-    TAIL_BINS,
     TERMS,
     CounterWords,
     draw_pass,
     exp_neg,
     mix64,
-    normal_quantile,
-    quantile_table,
-    word_to_normal,
 )
+from .normal_table import TABLE_BITS, TAIL_BINS, normal_quantile, quantile_table, word_to_normal
 
 _A = TypeVar("_A", bound=np.generic)
 

@@ -62,81 +62,16 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
+from .normal_table import (
+    TABLE_BITS,
+    TAIL_BINS,
+    table_normals,
+    tail_flags,
+    word_to_normal,
+)
+
 NORMAL_MIN_MEAN = 10.0
 """Counts with a mean at least this are drawn from the Cornish–Fisher normal expansion."""
-
-TABLE_BITS = 16
-"""log2 of the number of equal-probability bins of the normal quantile table."""
-
-TAIL_BINS = 64
-"""Bins at each end of the table where ``z`` is computed exactly instead of interpolated."""
-
-_SQRT_HALF = math.sqrt(0.5)
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-
-
-@njit(cache=True, nogil=True)
-def normal_quantile(p: float) -> float:  # pragma: no cover - compiled
-    """``Φ⁻¹(p)`` for ``0 < p < 1`` to about 1e-14: a rational first guess (error < 5e-4)
-    refined by Newton steps on ``log Φ(z) = log p`` (well conditioned in both tails)."""
-    lower = p <= 0.5
-    q = p if lower else 1.0 - p
-    t = math.sqrt(-2.0 * math.log(q))
-    z = -(t - (2.515517 + t * (0.802853 + t * 0.010328))
-          / (1.0 + t * (1.432788 + t * (0.189269 + t * 0.001308))))
-    for _ in range(6):
-        cdf = 0.5 * math.erfc(-z * _SQRT_HALF)
-        if cdf <= 0.0:
-            break
-        step = (math.log(cdf) - math.log(q)) * cdf / (_INV_SQRT_2PI * math.exp(-0.5 * z * z))
-        z -= step
-        if abs(step) < 1e-15 * (1.0 + abs(z)):
-            break
-    return z if lower else -z
-
-
-@njit(cache=True)
-def _quantile_table(bits: int) -> npt.NDArray[np.float64]:  # pragma: no cover - compiled
-    n = 1 << bits
-    table = np.empty(n + 1)
-    table[0] = -np.inf
-    table[n] = np.inf
-    for i in range(1, n):
-        table[i] = normal_quantile(i / n) if i <= n // 2 else -normal_quantile((n - i) / n)
-    return table
-
-
-_TABLE: npt.NDArray[np.float64] | None = None
-
-
-def quantile_table() -> npt.NDArray[np.float64]:
-    """``Φ⁻¹(i / 2**TABLE_BITS)`` for ``i = 0 … 2**TABLE_BITS`` (±inf at the ends),
-    computed on first use."""
-    global _TABLE
-    if _TABLE is None:
-        table = _quantile_table(TABLE_BITS)
-        table.flags.writeable = False
-        _TABLE = table
-    return _TABLE
-
-
-@njit(cache=True, nogil=True)
-def word_to_normal(word: np.uint64, table: npt.NDArray[np.float64]
-                   ) -> float:  # pragma: no cover - compiled
-    """A standard normal deviate from one uniformly random 64-bit word (see the module)."""
-    shift = np.uint64(64 - TABLE_BITS)
-    idx = word >> shift
-    if idx < np.uint64(TAIL_BINS) or idx >= np.uint64((1 << TABLE_BITS) - TAIL_BINS):
-        mantissa = word >> np.uint64(11)
-        if idx < np.uint64(TAIL_BINS):
-            return normal_quantile((np.float64(mantissa) + 0.5) * 2.0 ** -53)
-        top = np.uint64((1 << 53) - 1)
-        return -normal_quantile((np.float64(top - mantissa) + 0.5) * 2.0 ** -53)
-    frac = np.float64((word >> np.uint64(64 - TABLE_BITS - 32)) & np.uint64(0xFFFFFFFF)) \
-        * 2.0 ** -32
-    i = np.int64(idx)
-    return float(table[i] + frac * (table[i + 1] - table[i]))
-
 
 @njit(inline="always")
 def mix64(z: np.uint64) -> np.uint64:  # pragma: no cover - compiled
@@ -238,6 +173,8 @@ def draw_pass(flux: npt.NDArray[np.floating], efficiency: npt.NDArray[np.float64
     sums = np.empty(BLOCK)
     ks = np.empty(BLOCK)
     listed = np.empty(BLOCK, np.uint16)
+    flags = np.zeros(BLOCK, np.uint8)
+    groups = flags.view(np.uint64)
     scratch = (np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK),
                np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK, np.uint64),
                np.empty(BLOCK, np.intp))
@@ -288,13 +225,14 @@ def draw_pass(flux: npt.NDArray[np.floating], efficiency: npt.NDArray[np.float64
             if keep and not ready:
                 starts[block + 1] = starts[block]
             _normal_block_into(lams, words, table, float(top), m, terms, out, start)
-            shift = np.uint64(64 - TABLE_BITS)
-            for j in range(m):
-                idx = words[j] >> shift
-                if idx < np.uint64(TAIL_BINS) \
-                        or idx >= np.uint64((1 << TABLE_BITS) - TAIL_BINS):
-                    v = _normal_count(lams[j], word_to_normal(words[j], table))
-                    out[start + j] = top if v >= top else (0 if v <= 0.0 else np.uint32(v))
+            tail_flags(words, m, flags)
+            for g in range(groups.shape[0]):
+                if groups[g]:  # (8 flags a word: a block has about 4 tail words)
+                    for j in range(8 * g, min(8 * g + 8, m)):
+                        if flags[j]:
+                            v = _normal_count(lams[j], word_to_normal(words[j], table))
+                            out[start + j] = top if v >= top else (0 if v <= 0.0
+                                                                   else np.uint32(v))
             continue
         # 2. the inversion's first terms for every pixel, without a branch
         _uniforms(words, bits, us, m)
@@ -479,31 +417,14 @@ def _normal_count(lam: float, z: float) -> float:  # pragma: no cover - compiled
 
 
 @njit(inline="always")
-def _table_normals(words: npt.NDArray[np.uint64], table: npt.NDArray[np.float64], m: int,
-                   zs: npt.NDArray[np.float64]) -> None:  # pragma: no cover - compiled
-    """The ``z`` of each of the first ``m`` words into ``zs``, interpolated in the table
-    with its bin clamped out of the tails (``word_to_normal`` elsewhere; callers redo the
-    words whose bin is a tail bin). One loop without a branch."""
-    shift = np.uint64(64 - TABLE_BITS)
-    for j in range(m):
-        w = words[j]
-        i: int = min(max(int(np.int64(w >> shift)), TAIL_BINS),
-                     (1 << TABLE_BITS) - TAIL_BINS - 1)
-        frac = np.float64(np.int64((w >> np.uint64(64 - TABLE_BITS - 32))
-                                   & np.uint64(0xFFFFFFFF))) * 2.0 ** -32
-        below = table[i]
-        zs[j] = below + frac * (table[i + 1] - below)
-
-
-@njit(inline="always")
 def _normal_block(lams: npt.NDArray[np.float64], words: npt.NDArray[np.uint64],
                   table: npt.NDArray[np.float64], top: float, m: int,
                   zs: npt.NDArray[np.float64], counts: npt.NDArray[np.float64]
                   ) -> None:  # pragma: no cover - compiled
     """Counts (saturated at ``top``, as floats into ``counts``) of the ``m`` pixels of a
-    block whose means are all large (``_table_normals``; the caller redoes the pixels
+    block whose means are all large (``table_normals``; the caller redoes the pixels
     whose bin is a tail bin). Two loops without a branch."""
-    _table_normals(words, table, m, zs)
+    table_normals(words, table, m, zs)
     for j in range(m):
         counts[j] = min(max(_normal_count(lams[j], zs[j]), 0.0), top)
 
@@ -515,7 +436,7 @@ def _normal_block_into(lams: npt.NDArray[np.float64], words: npt.NDArray[np.uint
                        start: int) -> None:  # pragma: no cover - compiled
     """``_normal_block`` with the counts stored straight into ``out[start:start + m]``
     (no pass through a scratch array of floats: 7 % less time for a bright frame)."""
-    _table_normals(words, table, m, zs)
+    table_normals(words, table, m, zs)
     for j in range(m):
         out[start + j] = np.int64(min(max(_normal_count(lams[j], zs[j]), 0.0), top))
 
@@ -535,6 +456,5 @@ def _continue(lam: float, u: float, p: float, cdf: float,
             return k
 
 
-__all__ = ["BLOCK", "FAST_TERMS", "GAMMA", "LOW_MEAN", "NORMAL_MIN_MEAN", "TABLE_BITS",
-           "TAIL_BINS", "TERMS", "CounterWords", "draw_pass", "exp_neg", "mix64",
-           "normal_quantile", "quantile_table", "word_to_normal"]
+__all__ = ["BLOCK", "FAST_TERMS", "GAMMA", "LOW_MEAN", "NORMAL_MIN_MEAN", "TERMS",
+           "CounterWords", "draw_pass", "exp_neg", "mix64"]

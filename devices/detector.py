@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from ophyd import Component as Cpt
 from ophyd import Device, Signal
 from ophyd.status import DeviceStatus
@@ -380,9 +381,21 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
 
     def expose(self, t: float | None, exposure: float, out: Counts | None = None) -> Counts:
         """The sensor counts of ``exposure`` seconds of the scene as it is at time ``t``
-        (default: now), drawn into ``out`` when given (``SensorModel.expose``)."""
-        image, factor = self.scene.flux_parts(self.layout.shape, self.pixel_size, t=t)
-        counts: Counts = self.sensor.expose(image, exposure, scale=factor, out=out)
+        (default: now), drawn into ``out`` when given (``SensorModel.expose``):
+        ``count(*flux_at(t), exposure, out)``."""
+        image, factor = self.flux_at(t)
+        return self.count(image, factor, exposure, out)
+
+    def flux_at(self, t: float | None) -> tuple[npt.NDArray[np.float64], float]:
+        """The scene's flux on the sensor at time ``t`` (default: now): the sample's
+        image at nominal beam and the beam's factor now (``Scene.flux_parts``)."""
+        return self.scene.flux_parts(self.layout.shape, self.pixel_size, t=t)
+
+    def count(self, flux: npt.NDArray[np.float64], factor: float, exposure: float,
+              out: Counts | None = None) -> Counts:
+        """The sensor counts of ``exposure`` seconds of ``factor × flux`` (``flux_at``'s
+        parts), drawn into ``out`` when given (``SensorModel.expose``)."""
+        counts: Counts = self.sensor.expose(flux, exposure, scale=factor, out=out)
         return counts
 
     def publish_frame(self, frame: ReadoutFrame, now: float) -> None:

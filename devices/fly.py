@@ -34,16 +34,22 @@ frames later than the wall-clock moment they were written, as a real detector wo
 taken them. Position-compare triggers are at the (wall-clock) moments the stage passes the
 trigger angles.
 
-Three threads share the work so that both cores do some: one computes flux, counts and
-link words of the next frames (scene and sensor models, the link serialiser), one runs
-frames through the firmware in batches of up to :data:`BATCH` and decodes the readout,
-and one hands each decoded batch to the detector, which writes it (while the firmware
-runs the next batch: at most :data:`WRITE_BATCHES` batches wait for the writer). The
-compiled parts release the GIL. When the firmware is faster than the sensor it finds one
-frame waiting at a time: the frames it decoded wait (up to :data:`HOLD_S`) until they
-fill a batch of :data:`BATCH` for the writer, which appends them to the file in one call
-(a whole chunk of frames: the file's per-call cost, about 0.2 ms, is paid per batch, not
-per frame) — at the end of the acquisition they go at once.
+Four threads share the work so that both cores do some: one samples the scene at each
+trigger (the flux image of the sample as it is then, its angle), one draws each such
+image's counts into link words (the sensor model, the link serialiser), one runs frames
+through the firmware in batches of up to :data:`BATCH` and decodes the readout, and one
+hands each decoded batch to the detector, which writes it (while the firmware runs the
+next batch: at most :data:`WRITE_BATCHES` batches wait for the writer). The compiled
+parts release the GIL. Scene and sensor are two threads because together they are the
+largest stage (about half of a frame's CPU time): as one thread they needed nearly a
+whole core at 500 frames/s, and whenever the scheduler gave that core to another stage
+the pipeline stalled; apart, the scene samples the next trigger (up to
+:data:`FLUX_FRAMES` ahead) while the sensor draws the frame before.
+When the firmware is faster than the sensor it finds one frame waiting at a time: the
+frames it decoded wait (up to :data:`HOLD_S`) until they fill a batch of :data:`BATCH`
+for the writer, which appends them to the file in one call (a whole chunk of frames: the
+file's per-call cost, about 0.2 ms, is paid per batch, not per frame) — at the end of
+the acquisition they go at once.
 On a single board (not GHDL) the sensor draws each frame's counts straight into the words
 of a one-frame link stream (``devices.sensor_link.frame_link``: no counts array, no copy into
 the link), and the streams the firmware is done with carry the next frames: at most the
@@ -54,7 +60,8 @@ writer hands back once the batch is in the file.
 
 This module knows the detector only through :class:`FlyDetector` (what a fly acquisition
 needs from it); ``devices.detector`` builds on this module, never the other way round. The
-parameters and per-frame values are in ``devices.fly_params`` (re-exported here).
+parameters and per-frame values are in ``devices.fly_params`` (re-exported here), the
+records its threads pass on in ``devices.fly_records``.
 """
 
 from __future__ import annotations
@@ -64,7 +71,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -83,6 +89,7 @@ from .fly_params import (
     PositionTrigger,
     TriggerTimes,
 )
+from .fly_records import Decoded, Held, Item, Sampled
 from .sensor_link import LinkStream, frame_link
 
 log = logging.getLogger(__name__)
@@ -94,62 +101,18 @@ BATCH = 8
 """Frames the firmware takes in one simulation call at most."""
 QUEUE_FRAMES = 32
 """Count frames computed ahead of the firmware at most (the detector's buffer)."""
+FLUX_FRAMES = 2
+"""Flux images sampled ahead of the sensor at most (the scene thread's lead)."""
 WRITE_BATCHES = 1
 """Decoded batches waiting for the writer at most (besides the one it writes)."""
 HOLD_S = 0.05
 """How long decoded frames wait at most for more to fill a batch for the writer."""
 
 
-@dataclass(frozen=True)
-class _Item:
-    """A frame between the two workers."""
-
-    index: int
-    wall: float
-    """Wall-clock moment of the trigger (when the simulation acts on it)."""
-    clock: float
-    """The trigger on the acquisition clock (the frame's time stamp)."""
-    angle: float
-    counts: Counts
-    link: LinkStream | None
-    words: Counts | None = None
-    """The frame's words in ``link`` the sensor drew the counts into (``frame_link``'s
-    view), when it did: the stream goes back to the spare ones with it."""
-
-
-@dataclass(frozen=True)
-class _Decoded:
-    """A batch between the firmware and the writer."""
-
-    items: list[_Item]
-    indices: list[int]
-    """Each frame's index in the acquisition (from the firmware's frame counter)."""
-    out: list[ReadoutFrame]
-    images: npt.NDArray[np.uint16]
-    counts: npt.NDArray[np.uint32]
-    """The sensor counts of the batch's last frame (a copy: its link is reused)."""
-    slots: npt.NDArray[np.uint16] | None
-    """The batch array ``images`` is the first frames of, when the readout decoded into
-    it (it goes back to the spare ones once written)."""
-
-
-@dataclass
-class _Held:
-    """Decoded frames waiting (in the first ``len(out)`` slots of ``slots``) for more to
-    fill a batch for the writer; ``since``: when the first arrived (``time.monotonic``).
-    The link of the last item is not reused before its counts are copied (``_hand_over``)."""
-
-    slots: npt.NDArray[np.uint16]
-    since: float
-    items: list[_Item]
-    indices: list[int]
-    out: list[ReadoutFrame]
-
-
 class FlyAcquisition:
     """One armed fly acquisition of ``det`` (made by ``FirmwareDetector.prepare``).
 
-    ``start()`` launches the two worker threads; ``done`` is the status ``complete()``
+    ``start()`` launches the worker threads; ``done`` is the status ``complete()``
     returns (reported on ``device``, the ophyd device; default ``det``); ``frames``
     grows by each batch just before the detector writes it (``FlyDetector.store_fly_frames``),
     so whoever bounds its reads by the frames in the file finds a record for each;
@@ -170,9 +133,11 @@ class FlyAcquisition:
         """Whether ``cancel`` ended the acquisition before its last frame."""
         self._first_frame_number: int | None = None
         self._cancel = threading.Event()
-        self._queue: queue.Queue[_Item | None] = queue.Queue(QUEUE_FRAMES)
-        self._decoded: queue.Queue[_Decoded | None] = queue.Queue(WRITE_BATCHES)
+        self._sampled: queue.Queue[Sampled | None] = queue.Queue(FLUX_FRAMES)
+        self._queue: queue.Queue[Item | None] = queue.Queue(QUEUE_FRAMES)
+        self._decoded: queue.Queue[Decoded | None] = queue.Queue(WRITE_BATCHES)
         self._threads: list[threading.Thread] = []
+        self._writer: threading.Thread | None = None
         self._reuse_links = False
         """Whether the sensor draws each frame into a one-frame link stream's words, whose
         buffers are used again once the firmware is done with them (``start`` decides)."""
@@ -186,7 +151,7 @@ class FlyAcquisition:
         ``WRITE_BATCHES`` waiting, one being written)."""
         self._image_shape: tuple[int, int] | None = None
         """The shape of the images of the last batch (the next ones', as a rule)."""
-        self._held: _Held | None = None
+        self._held: Held | None = None
         """Decoded frames waiting to fill a batch for the writer (firmware thread)."""
 
     # -- control ---------------------------------------------------------------------
@@ -209,13 +174,16 @@ class FlyAcquisition:
                              and not firmware.params.pad)
         times = self.trigger_times(self.started)
         name = self.det.name
+        self._writer = threading.Thread(target=self._guard, args=(self._write, None),
+                                        name=f"{name}-fly-writer", daemon=True)
         self._threads = [
-            threading.Thread(target=self._guard, args=(self._produce, times),
+            threading.Thread(target=self._guard, args=(self._sample, times),
+                             name=f"{name}-fly-sensor-scene", daemon=True),
+            threading.Thread(target=self._guard, args=(self._produce, None),
                              name=f"{name}-fly-sensor", daemon=True),
             threading.Thread(target=self._guard, args=(self._consume, len(times)),
                              name=f"{name}-fly-firmware", daemon=True),
-            threading.Thread(target=self._guard, args=(self._write, None),
-                             name=f"{name}-fly-writer", daemon=True),
+            self._writer,
         ]
         for thread in self._threads:
             thread.start()
@@ -255,7 +223,7 @@ class FlyAcquisition:
             if not self.done.done:
                 self.done.set_exception(exc)
 
-    def _put(self, item: _Item | None) -> bool:
+    def _put(self, item: Item | None) -> bool:
         return self._offer(self._queue, item)
 
     def _offer(self, to: queue.Queue[Any], item: Any) -> bool:
@@ -268,7 +236,8 @@ class FlyAcquisition:
                 continue
         return False
 
-    def _produce(self, times: Sequence[tuple[float, float]]) -> None:
+    def _sample(self, times: Sequence[tuple[float, float]]) -> None:
+        """The scene thread: at each trigger, the flux image and angle of that moment."""
         det = self.det
         for i, (wall, clock) in enumerate(times):
             wait = wall - time.time()
@@ -276,13 +245,30 @@ class FlyAcquisition:
                 return
             if self._cancel.is_set():
                 return
+            flux, factor = det.flux_at(wall)
+            if not self._offer(self._sampled,
+                               Sampled(i, wall, clock, det.angle_at(wall), flux, factor)):
+                return
+        self._offer(self._sampled, None)
+
+    def _produce(self, _: None) -> None:
+        """The sensor thread: each sampled image's counts, drawn into link words."""
+        det = self.det
+        while not self._cancel.is_set():
+            try:
+                sampled = self._sampled.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if sampled is None:
+                self._put(None)
+                return
             link, into = self._spare_link()
-            counts = det.expose(wall, self.exposure, out=into)
+            counts = det.count(sampled.flux, sampled.factor, self.exposure, out=into)
             if link is None:
                 link = det.firmware.link([counts])
-            if not self._put(_Item(i, wall, clock, det.angle_at(wall), counts, link, into)):
+            if not self._put(Item(sampled.index, sampled.wall, sampled.clock, sampled.angle,
+                                   counts, link, into)):
                 return
-        self._put(None)
 
     def _spare_link(self) -> tuple[LinkStream | None, Counts | None]:
         """A one-frame link stream for the next frame and its frame's words, for the
@@ -341,14 +327,15 @@ class FlyAcquisition:
                 self._hand_over()
         if not finished or not self._offer(self._decoded, None):
             return
-        self._threads[2].join()  # the writer: done with every batch, or stopped
+        assert self._writer is not None
+        self._writer.join()  # done with every batch, or stopped
         if not self._cancel.is_set() and not self.done.done:
             if len(self.frames) != n:
                 raise RuntimeError(f"{self.det.name}: fly acquisition wrote {len(self.frames)} "
                                    f"of {n} frames")
             self.done.set_finished()
 
-    def _index(self, frame: ReadoutFrame, item: _Item) -> int:
+    def _index(self, frame: ReadoutFrame, item: Item) -> int:
         """The frame's index in the acquisition from the firmware's frame counter (it
         must be the trigger the frame was sent for: a gap means a frame went missing)."""
         if self._first_frame_number is None:
@@ -360,7 +347,7 @@ class FlyAcquisition:
                                "frame went missing on the way")
         return index
 
-    def _process(self, batch: list[_Item]) -> None:
+    def _process(self, batch: list[Item]) -> None:
         """Run ``batch`` through the firmware; its frames join the held ones (decoded into
         the next slots of their batch array) or, stacked, go to the writer at once."""
         det = self.det
@@ -385,7 +372,7 @@ class FlyAcquisition:
         if slots is not None and decoded == len(out):
             self._image_shape = (int(slots.shape[1]), int(slots.shape[2]))
             if held is None:
-                held = self._held = _Held(slots, time.monotonic(), [], [], [])
+                held = self._held = Held(slots, time.monotonic(), [], [], [])
             elif held.items:  # (its last frame is not the last any more: its link is free)
                 self._release([held.items[-1]])
             held.items += batch
@@ -400,11 +387,11 @@ class FlyAcquisition:
         self._image_shape = (int(images.shape[1]), int(images.shape[2])) if len(out) else None
         if held is not None:
             self._hand_over()
-        self._offer(self._decoded, _Decoded(batch, indices, out, images,
+        self._offer(self._decoded, Decoded(batch, indices, out, images,
                                             self._last_counts(batch), None))
         self._release(batch)
 
-    def _last_counts(self, batch: list[_Item]) -> npt.NDArray[np.uint32]:
+    def _last_counts(self, batch: list[Item]) -> npt.NDArray[np.uint32]:
         """The counts of the batch's last frame as ``uint32`` (a copy when they are the
         words of a link stream, whose buffers the sensor draws into again once released:
         those words are ``uint32`` too, so the cast alone would not copy them)."""
@@ -413,7 +400,7 @@ class FlyAcquisition:
             np.uint32, copy=last.words is not None)
         return counts
 
-    def _release(self, items: list[_Item]) -> None:
+    def _release(self, items: list[Item]) -> None:
         """The items' link streams back to the spare ones (the firmware is done with them)."""
         if self._reuse_links:
             for item in items:
@@ -426,7 +413,7 @@ class FlyAcquisition:
         if held is None or not held.items:
             return
         images = held.slots[:len(held.out)]
-        decoded = _Decoded(held.items, held.indices, held.out, images,
+        decoded = Decoded(held.items, held.indices, held.out, images,
                            self._last_counts(held.items), held.slots)
         self._release(held.items[-1:])
         self._offer(self._decoded, decoded)
@@ -479,5 +466,6 @@ class FlyAcquisition:
             self.max_lag = max([self.max_lag, *(now - item.wall for item in batch.items)])
 
 
-__all__ = ["BATCH", "HOLD_S", "JOIN_WARN_S", "QUEUE_FRAMES", "WRITE_BATCHES", "Counts",
-           "FlyAcquisition", "FlyDetector", "FlyFrame", "FlyParameters", "PositionTrigger"]
+__all__ = ["BATCH", "FLUX_FRAMES", "HOLD_S", "JOIN_WARN_S", "QUEUE_FRAMES", "WRITE_BATCHES",
+           "Counts", "FlyAcquisition", "FlyDetector", "FlyFrame", "FlyParameters",
+           "PositionTrigger"]

@@ -202,8 +202,13 @@ class FlyDetector(Protocol):
     time_scale: float
     firmware: Firmware
 
-    def expose(self, t: float, exposure: float, out: Counts | None = None) -> Counts:
-        """The sensor counts of an exposure of ``exposure`` s of the scene at time ``t``
+    def flux_at(self, t: float) -> tuple[npt.NDArray[np.float64], float]:
+        """The scene's flux on the sensor at time ``t``: an image and the factor to
+        scale it by (``count`` takes both)."""
+
+    def count(self, flux: npt.NDArray[np.float64], factor: float, exposure: float,
+              out: Counts | None = None) -> Counts:
+        """The sensor counts of an exposure of ``exposure`` s to ``factor × flux``
         (drawn into ``out`` when given, ``SensorModel.expose``)."""
 
     def angle_at(self, t: float) -> float:

@@ -37,7 +37,9 @@ def _normals(words: np.ndarray, table: np.ndarray) -> np.ndarray:  # pragma: no 
 
 
 @pytest.mark.parametrize("p", [1e-300, 1e-100, 1e-20, 1e-9, 2e-5, 0.01, 0.2, 0.5, 0.7,
-                               0.99, 1 - 1e-9, 1 - 2**-53])
+                               0.99, 1 - 1e-9, 1 - 2**-53,
+                               # where the first guess changes from the tail's to the centre's
+                               0.024249999, 0.02425, 0.024250001, 1 - 0.02425, 0.3, 0.4999])
 def test_normal_quantile_matches_scipy(p: float) -> None:
     expected = stats.norm.ppf(p)
     assert normal_quantile(p) == pytest.approx(expected, rel=1e-13, abs=1e-15)
@@ -361,6 +363,38 @@ def test_a_block_of_large_means_draws_as_a_mixed_block_does() -> None:
                         + (z * z - 1) / 6 + z * (1 - z * z) / (72 * np.sqrt(lam[:bins.size]))
                         + 0.5)
         np.testing.assert_array_equal(large[:bins.size], np.clip(want, 0, top))
+
+
+def test_tail_words_anywhere_in_a_block_are_drawn_exactly() -> None:
+    """The branch-free path finds a block's tail words by their flags, 8 at a time: tail
+    words at every offset within a group of 8, in later groups and blocks, and in a last
+    block shorter than a multiple of 8 (its last pixel among them) are each redone from
+    the exact quantile — the counts of the per-pixel path (a block with one small mean)
+    and of the expansion at ``word_to_normal``'s deviate."""
+    n = 2 * BLOCK + 13
+    rng = np.random.default_rng(11)
+    words = rng.bit_generator.random_raw(n).astype(np.uint64)
+    tails = np.array(sorted({*range(0, 8), *range(8 * 17 + 3, n, 61), n - 1, BLOCK - 1,
+                             BLOCK, 2 * BLOCK + 8}))
+    low = rng.integers(0, TAIL_BINS, tails.size).astype(np.uint64)
+    high = rng.integers((1 << TABLE_BITS) - TAIL_BINS, 1 << TABLE_BITS,
+                        tails.size).astype(np.uint64)
+    bins = np.where(rng.random(tails.size) < 0.5, low, high)
+    words[tails] = (bins << np.uint64(64 - TABLE_BITS)) | (words[tails] & np.uint64(0xFFFF))
+    lam = rng.uniform(10.0, 3000.0, n)
+    large = _counts(lam, words)
+    z = _normals(words, quantile_table())
+    want = np.floor(lam + np.sqrt(lam - 1 / 12) * z + (z * z - 1) / 6
+                    + z * (1 - z * z) / (72 * np.sqrt(lam)) + 0.5)
+    np.testing.assert_array_equal(large[tails], want[tails])
+    assert np.abs(z[tails]).min() > 3.0  # (they were tail words)
+    for block in range(3):  # each block with one small mean: the per-pixel path
+        mixed_lam = lam.copy()
+        last = min(n, (block + 1) * BLOCK) - 1
+        mixed_lam[last - 1] = 0.5
+        mixed = _counts(mixed_lam, words)
+        keep = np.arange(n) != last - 1
+        np.testing.assert_array_equal(large[keep], mixed[keep])
 
 
 def test_kept_terms_give_the_counts_of_computed_ones() -> None:

@@ -266,12 +266,12 @@ def test_frames_drawn_into_reused_link_buffers_are_the_firmware_of_their_counts(
     det = beamline.det
     det.time_scale = 0.0  # all triggers at once: the buffer is full, links come back
     sent: list[np.ndarray] = []
-    expose = det.expose
+    count = det.count
 
-    def recording(t: float | None, exposure: float, out: Any = None) -> Any:
+    def recording(flux: Any, factor: float, exposure: float, out: Any = None) -> Any:
         if len(sent) % 16 >= 8:  # at times slower than the firmware: it waits for frames
             time.sleep(0.01)
-        counts = expose(t, exposure, out=out)
+        counts = count(flux, factor, exposure, out=out)
         assert out is None or counts is out
         sent.append(np.array(counts, dtype=np.uint32))
         return counts
@@ -302,7 +302,7 @@ def test_frames_drawn_into_reused_link_buffers_are_the_firmware_of_their_counts(
         readbacks.append(np.array_equal(det.last_counts, sent[frames[-1].index]))
         batch_arrays.append(images.base)
 
-    monkeypatch.setattr(det, "expose", recording)
+    monkeypatch.setattr(det, "count", recording)
     monkeypatch.setattr(det, "store_fly_frames", checking)
     monkeypatch.setattr(fly_module, "frame_link", tracking)
     monkeypatch.setattr(fly_module.FlyAcquisition, "_spare_link", using)
@@ -345,8 +345,8 @@ def test_prepare_after_a_failed_acquisition_waits_for_its_workers(beamline: Beam
     det = beamline.det
     det.time_scale = 0.0
     det.stage()
-    store, expose = det.store_fly_frames, det.expose
-    calls = {"store": 0, "expose": 0}
+    store, count = det.store_fly_frames, det.count
+    calls = {"store": 0, "count": 0}
 
     def slow_first_store(*args: Any, **kwargs: Any) -> None:
         calls["store"] += 1
@@ -354,19 +354,19 @@ def test_prepare_after_a_failed_acquisition_waits_for_its_workers(beamline: Beam
             time.sleep(1.0)  # the writer holds the batch while the sensor fails
         store(*args, **kwargs)
 
-    def failing_expose(*args: Any, **kwargs: Any) -> Any:
-        calls["expose"] += 1
-        if calls["expose"] == 20:
+    def failing_count(*args: Any, **kwargs: Any) -> Any:
+        calls["count"] += 1
+        if calls["count"] == 20:
             raise ValueError("flux must be finite")
-        return expose(*args, **kwargs)
+        return count(*args, **kwargs)
 
     det.store_fly_frames = slow_first_store  # type: ignore[method-assign]
-    det.expose = failing_expose  # type: ignore[method-assign]
+    det.count = failing_count  # type: ignore[method-assign]
     det.prepare(FlyParameters(frames=40, exposure=0.001)).wait(5)
     det.kickoff().wait(5)
     with pytest.raises(Exception, match="flux must be finite"):
         det.complete().wait(10)
-    det.expose = expose  # type: ignore[method-assign]
+    det.count = count  # type: ignore[method-assign]
     det.prepare(FlyParameters(frames=4, exposure=0.001)).wait(5)
     assert _fly_threads() == []  # the failed acquisition's workers have ended
     det.kickoff().wait(5)
@@ -446,10 +446,10 @@ def test_frames_decoded_one_at_a_time_reach_the_writer_in_batches(
     det.time_scale = 0.0  # (all triggers at once: the sensor sets the pace)
     monkeypatch.setattr(fly_module, "HOLD_S", 0.3)  # (a margin for a busy machine)
     n, stall_at = 14, 7
-    expose = det.expose
+    count = det.count
     before_stall: list[int] = []
 
-    def slow(t: float | None, exposure: float, out: Any = None) -> Any:
+    def slow(flux: Any, factor: float, exposure: float, out: Any = None) -> Any:
         fly = det.fly
         assert fly is not None
         if len(sent) == stall_at:  # the frames before the stall reach the file meanwhile
@@ -460,7 +460,7 @@ def test_frames_decoded_one_at_a_time_reach_the_writer_in_batches(
         else:
             time.sleep(0.01)  # (the compiled firmware's 64×64 frame takes far less)
         sent.append(0)
-        return expose(t, exposure, out=out)
+        return count(flux, factor, exposure, out=out)
 
     sent: list[int] = []
     calls: list[list[int]] = []
@@ -470,7 +470,7 @@ def test_frames_decoded_one_at_a_time_reach_the_writer_in_batches(
         calls.append([f.index for f in frames])
         store(images, frames, last, counts)
 
-    monkeypatch.setattr(det, "expose", slow)
+    monkeypatch.setattr(det, "count", slow)
     monkeypatch.setattr(det, "store_fly_frames", recording)
     try:
         det.stage()

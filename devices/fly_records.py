@@ -1,0 +1,79 @@
+"""The records a fly acquisition's threads pass on (``devices.fly``): the scene at a
+trigger (scene → sensor), a frame's counts and link (sensor → firmware), a decoded batch
+(firmware → writer) and the decoded frames waiting to fill a batch (firmware thread).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from dataflow.packets import ReadoutFrame
+
+from .fly_params import Counts
+from .sensor_link import LinkStream
+
+
+@dataclass(frozen=True)
+class Sampled:
+    """The scene at a trigger, between the scene and the sensor threads."""
+
+    index: int
+    wall: float
+    clock: float
+    angle: float
+    flux: npt.NDArray[np.float64]
+    """The sample's image at nominal beam, to be scaled by ``factor`` (``flux_at``)."""
+    factor: float
+
+
+@dataclass(frozen=True)
+class Item:
+    """A frame between the sensor and the firmware threads."""
+
+    index: int
+    wall: float
+    """Wall-clock moment of the trigger (when the simulation acts on it)."""
+    clock: float
+    """The trigger on the acquisition clock (the frame's time stamp)."""
+    angle: float
+    counts: Counts
+    link: LinkStream | None
+    words: Counts | None = None
+    """The frame's words in ``link`` the sensor drew the counts into (``frame_link``'s
+    view), when it did: the stream goes back to the spare ones with it."""
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A batch between the firmware and the writer."""
+
+    items: list[Item]
+    indices: list[int]
+    """Each frame's index in the acquisition (from the firmware's frame counter)."""
+    out: list[ReadoutFrame]
+    images: npt.NDArray[np.uint16]
+    counts: npt.NDArray[np.uint32]
+    """The sensor counts of the batch's last frame (a copy: its link is reused)."""
+    slots: npt.NDArray[np.uint16] | None
+    """The batch array ``images`` is the first frames of, when the readout decoded into
+    it (it goes back to the spare ones once written)."""
+
+
+@dataclass
+class Held:
+    """Decoded frames waiting (in the first ``len(out)`` slots of ``slots``) for more to
+    fill a batch for the writer; ``since``: when the first arrived (``time.monotonic``).
+    The link of the last item is not reused before its counts are copied
+    (``FlyAcquisition._hand_over``)."""
+
+    slots: npt.NDArray[np.uint16]
+    since: float
+    items: list[Item]
+    indices: list[int]
+    out: list[ReadoutFrame]
+
+
+__all__ = ["Decoded", "Held", "Item", "Sampled"]
