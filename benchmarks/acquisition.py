@@ -31,9 +31,10 @@
 * ``fly.512.plan_cpu_ms.<part>`` — CPU milliseconds per frame of the fly scan (from the
   plan's start to the last frame in the file, not the file's digest at the run's close
   after it) by thread, as ``benchmarks/endtoend.py``
-  groups them (``sensor``, ``firmware``, ``writer``, ``run_engine``, ``tiled``,
-  ``other``, ``total``; ``benchmarks/thread_cpu.py``): beside the detector's stages,
-  what the RunEngine, the catalog and the rest take. Linux only (``/proc``).
+  groups them (``sensor``: the scene and sensor threads, ``firmware``, ``writer``,
+  ``run_engine``, ``tiled``, ``other``, ``total``; ``benchmarks/thread_cpu.py``): beside
+  the detector's stages, what the RunEngine, the catalog and the rest take. Linux only
+  (``/proc``).
 * ``step.overhead_ms`` — ``bluesky.plans.count`` with the firmware detector (256×256,
   exposure ``--step-exposure`` waited in real time): wall time per point minus the
   exposure, i.e. what the RunEngine, the readout, the HDF5 file and the catalog add per

@@ -453,7 +453,7 @@ class FlyAcquisition:
                 index=index, time=item.clock, trigger_time=item.wall, done_time=now,
                 angle=item.angle, roi_sum=int(frame.roi_sum), saturated=int(frame.saturated),
                 frame_number=int(frame.frame_number),
-                histogram=tuple(int(v) for v in frame.histogram),
+                histogram=tuple(frame.histogram.tolist()),
                 lost_before=int(frame.lost_before))
                 for index, item, frame in zip(batch.indices, batch.items, batch.out,
                                               strict=True)]

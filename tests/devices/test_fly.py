@@ -335,6 +335,50 @@ def test_frames_drawn_into_reused_link_buffers_are_the_firmware_of_their_counts(
     np.testing.assert_array_equal(last, sent[-1])
 
 
+def test_the_scene_is_sampled_while_the_sensor_draws(beamline: Beamline,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scene and sensor are two threads: while the sensor draws a frame's counts, the
+    scene is already sampled at the next trigger (up to FLUX_FRAMES ahead, never more),
+    and each frame's counts are drawn from the image sampled at its own trigger."""
+    import devices.fly as fly_module
+
+    det = beamline.det
+    det.time_scale = 0.0  # (all triggers at once: the sensor sets the pace)
+    events: list[tuple[str, int]] = []
+    flux_at, count = det.flux_at, det.count
+    images: dict[int, Any] = {}
+
+    def sampling(t: float) -> Any:
+        events.append(("sampled", len([e for e in events if e[0] == "sampled"])))
+        image, factor = flux_at(t)
+        images[len(images)] = image
+        return image, factor
+
+    def drawing(flux: Any, factor: float, exposure: float, out: Any = None) -> Any:
+        k = len([e for e in events if e[0] == "drawn"])
+        assert flux is images[k]  # the image of its own trigger
+        time.sleep(0.05)
+        events.append(("drawn", k))
+        return count(flux, factor, exposure, out=out)
+
+    monkeypatch.setattr(det, "flux_at", sampling)
+    monkeypatch.setattr(det, "count", drawing)
+    det.stage()
+    try:
+        det.prepare(FlyParameters(frames=8, exposure=0.001)).wait(5)
+        det.kickoff().wait(5)
+        det.complete().wait(60)
+    finally:
+        det.unstage()
+    order = [kind for kind, _ in events]
+    assert order.count("sampled") == order.count("drawn") == 8
+    for k in range(7):  # frame k + 1 was sampled before frame k's counts were done
+        assert events.index(("sampled", k + 1)) < events.index(("drawn", k))
+    for k in range(8):  # at most FLUX_FRAMES images (and the one in the sensor) ahead
+        ahead = events.index(("drawn", k))
+        assert sum(kind == "sampled" for kind in order[:ahead]) <= k + 2 + fly_module.FLUX_FRAMES
+
+
 def _fly_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if "-fly-" in t.name and t.is_alive()]
 
