@@ -71,7 +71,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -93,6 +93,7 @@ from .fly_records import Decoded, Held, Item, Sampled
 from .sensor_link import LinkStream, frame_link
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 JOIN_WARN_S = 5.0
 """How long ``cancel`` waits for a worker before it logs that it is still waiting."""
@@ -236,6 +237,16 @@ class FlyAcquisition:
                 continue
         return False
 
+    def _take(self, source: queue.Queue[_T | None]) -> tuple[bool, _T | None]:
+        """``(True, the next item of source)`` (``None``: the end), or ``(False, None)``
+        once cancelled first."""
+        while not self._cancel.is_set():
+            try:
+                return True, source.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        return False, None
+
     def _sample(self, times: Sequence[tuple[float, float]]) -> None:
         """The scene thread: at each trigger, the flux image and angle of that moment."""
         det = self.det
@@ -254,11 +265,10 @@ class FlyAcquisition:
     def _produce(self, _: None) -> None:
         """The sensor thread: each sampled image's counts, drawn into link words."""
         det = self.det
-        while not self._cancel.is_set():
-            try:
-                sampled = self._sampled.get(timeout=0.1)
-            except queue.Empty:
-                continue
+        while True:
+            taken, sampled = self._take(self._sampled)
+            if not taken:
+                return
             if sampled is None:
                 self._put(None)
                 return
@@ -441,12 +451,9 @@ class FlyAcquisition:
                 self._spare_slots.get_nowait()
 
     def _write_all(self) -> None:
-        while not self._cancel.is_set():
-            try:
-                batch = self._decoded.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if batch is None:
+        while True:
+            taken, batch = self._take(self._decoded)
+            if not taken or batch is None:
                 return
             now = time.time()
             frames = [FlyFrame(
