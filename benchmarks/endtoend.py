@@ -125,7 +125,7 @@ def endtoend(folder: Path, frames: int, period: float) -> dict[str, float]:
         (uid,) = RE(fly_tomo_scan(
             bl.det, bl.rotation, bl.sample_x, bl.shutter, out_position=20.0,
             exposure=period, n_darks=0, n_flats=0, num_projections=frames, start=0.0,
-            stop=180.0, flush_period=0.1,
+            stop=180.0,  # (the plan's default flush_period: the users' path)
             md={"geometry": bl.geometry.to_metadata(), "purpose": "end-to-end benchmark"}))
         if not live.wait(uid, timeout=600):
             raise SystemExit("the live reduction did not finish in 600 s")

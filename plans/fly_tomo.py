@@ -63,7 +63,7 @@ def fly_tomo_scan(
     n_darks: int = 5,
     n_flats: int = 5,
     in_position: float | None = None,
-    flush_period: float = 0.5,
+    flush_period: float = 0.1,
     md: Mapping[str, Any] | None = None,
 ) -> MsgGenerator[str]:
     """Darks, flats, then projections on the fly during one continuous rotation.
@@ -92,7 +92,10 @@ def fly_tomo_scan(
     num_projections
         Number of frames during the rotation (>= 1).
     flush_period
-        Seconds between collections of the frames taken so far (> 0).
+        Seconds between collections of the frames taken so far (> 0). Each frame waits
+        up to this long for its event, so it bounds how far a live reduction can keep up
+        (the 0.1 s default leaves most of the promised second to the reduction); a
+        longer one means fewer, larger event pages.
     md
         Extra start-document metadata.
 
