@@ -117,7 +117,9 @@ class FlyParameters:
         resume returns the frames there are. False (default, for any other plan): the
         first collect after a resume waits for the acquisition's end — the RunEngine
         drops a wait that a pause interrupted, so the plan's ``complete`` wait (or
-        ``collect_while_completing``'s) would otherwise end the run early.
+        ``collect_while_completing``'s) would otherwise end the run early. That collect
+        waits in the RunEngine's loop: a second pause (or a suspender) during it acts
+        once the acquisition has ended — a polled plan has no such wait.
     """
 
     frames: int
