@@ -43,6 +43,17 @@ def _frames_agree(bl: Any, uid: str) -> int:
     return n
 
 
+def _every_projection_once(bl: Any, uid: str) -> None:
+    """The run ended successfully with each projection once, at its bin's angle."""
+    run = bl.catalog.run(uid)
+    assert run.metadata["stop"]["exit_status"] == "success"
+    assert run.metadata["stop"]["num_events"]["primary"] == PROJECTIONS
+    assert _frames_agree(bl, uid) == PROJECTIONS
+    angles = np.asarray(run["primary"].read()["rotation"])
+    np.testing.assert_allclose(angles, (np.arange(PROJECTIONS) + 0.5) * 180.0 / PROJECTIONS,
+                               atol=0.05)
+
+
 def _fly_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if "-fly-" in t.name and t.is_alive()]
 
@@ -126,13 +137,7 @@ def test_a_scan_paused_mid_rotation_then_resumed_records_every_projection_once(
     uids = _run_uids(bl)
     _pause_mid_rotation(bl)
     bl.RE.resume()
-    run = bl.catalog.run(uids[-1])
-    assert run.metadata["stop"]["exit_status"] == "success"
-    assert _frames_agree(bl, uids[-1]) == PROJECTIONS
-    angles = np.asarray(run["primary"].read()["rotation"])
-    np.testing.assert_allclose(angles, (np.arange(PROJECTIONS) + 0.5) * 180.0 / PROJECTIONS,
-                               atol=0.05)
-    assert run.metadata["stop"]["num_events"]["primary"] == PROJECTIONS
+    _every_projection_once(bl, uids[-1])
     assert _fly_threads() == []
 
 
@@ -167,13 +172,7 @@ def test_a_second_pause_after_the_resume_keeps_every_projection(smeflow_beamline
         bl.RE.resume()
     assert bl.RE.state == "paused"
     bl.RE.resume()
-    run = bl.catalog.run(uids[-1])
-    assert run.metadata["stop"]["exit_status"] == "success"
-    assert run.metadata["stop"]["num_events"]["primary"] == PROJECTIONS
-    assert _frames_agree(bl, uids[-1]) == PROJECTIONS
-    angles = np.asarray(run["primary"].read()["rotation"])
-    np.testing.assert_allclose(angles, (np.arange(PROJECTIONS) + 0.5) * 180.0 / PROJECTIONS,
-                               atol=0.05)
+    _every_projection_once(bl, uids[-1])
 
 
 def test_a_pause_during_a_step_after_a_finished_fly_retakes_that_frame(
@@ -257,13 +256,7 @@ def test_a_suspender_tripped_mid_rotation_suspends_at_once_and_keeps_every_proje
     finally:
         bl.RE.clear_suspenders()
     assert suspended == [False]  # (suspended once, while the fly was running)
-    run = bl.catalog.run(uids[-1])
-    assert run.metadata["stop"]["exit_status"] == "success"
-    assert run.metadata["stop"]["num_events"]["primary"] == PROJECTIONS
-    assert _frames_agree(bl, uids[-1]) == PROJECTIONS
-    angles = np.asarray(run["primary"].read()["rotation"])
-    np.testing.assert_allclose(angles, (np.arange(PROJECTIONS) + 0.5) * 180.0 / PROJECTIONS,
-                               atol=0.05)
+    _every_projection_once(bl, uids[-1])
     assert _fly_threads() == []
 
 
