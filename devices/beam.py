@@ -16,12 +16,17 @@ every scan: a bluesky suspender gives up on a trip when the RunEngine's loop is 
 more than 0.1 s at that moment (a first ``stage()``, a catalog write), and the next
 update trips it again. The noise is drawn from a seeded
 generator, so a run is reproducible up to thread timing.
+
+The monitor remembers the current it published and when (the last :data:`HISTORY`
+changes, ``devices.state_history``): :meth:`BeamMonitor.beam_factor` at a wall time in the
+past is what a frame triggered then but computed later must see (``Scene.beam_factor(t)``).
 """
 
 from __future__ import annotations
 
 import math
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -29,7 +34,14 @@ from ophyd import Component as Cpt
 from ophyd import Device, Kind, Signal
 from ophyd.signal import InternalSignal
 
-__all__ = ["BeamMonitor"]
+from .state_history import StateHistory
+
+__all__ = ["HISTORY", "BeamMonitor"]
+
+HISTORY = 4096
+"""Published currents a monitor keeps for :meth:`BeamMonitor.beam_factor` at a past time
+(at least; 6.8 minutes of updates at the default ``update_period``, a beam that stays
+down or noise-free records only its changes)."""
 
 
 class BeamMonitor(Device):  # type: ignore[misc]
@@ -84,6 +96,8 @@ class BeamMonitor(Device):  # type: ignore[misc]
         self._beam_up = True
         self._restore_timer: threading.Timer | None = None
         self._halt = threading.Event()
+        self._history = StateHistory(f"beam monitor {name!r}", float(nominal_current),
+                                     time.time(), HISTORY)
         self._update()
         self._thread: threading.Thread | None = None
         if update_period is not None:
@@ -99,8 +113,15 @@ class BeamMonitor(Device):  # type: ignore[misc]
         with self._lock:
             return self._beam_up
 
-    def beam_factor(self) -> float:
-        """Current over nominal current: the factor by which photon flux scales (0 if down)."""
+    def beam_factor(self, t: float | None = None) -> float:
+        """Current over nominal current: the factor by which photon flux scales (0 if down),
+        now or at wall time ``t`` (seconds since the epoch): the current published last
+        at or before ``t``.
+
+        Raises ``devices.state_history.StateHistoryError`` for a time older than the last
+        :data:`HISTORY` changes of the current (forgotten)."""
+        if t is not None:
+            return max(self._history.at(t), 0.0) / float(self.nominal_current.get())
         with self._lock:
             if not self._beam_up:
                 return 0.0
@@ -116,7 +137,9 @@ class BeamMonitor(Device):  # type: ignore[misc]
     def _update(self) -> None:
         """Publish a fresh current and the availability flag (runs subscriptions)."""
         with self._lock:
-            self.current.put(self._sample_current(), internal=True)
+            current = self._sample_current()
+            self._history.record(current, time.time())
+            self.current.put(current, internal=True)
             flag = 1 if self._beam_up else 0
             if self.available.get() != flag or not self._beam_up:
                 self.available.put(flag, internal=True)

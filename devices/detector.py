@@ -380,15 +380,17 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
         return frame.image
 
     def expose(self, t: float | None, exposure: float, out: Counts | None = None) -> Counts:
-        """The sensor counts of ``exposure`` seconds of the scene as it is at time ``t``
-        (default: now), drawn into ``out`` when given (``SensorModel.expose``):
-        ``count(*flux_at(t), exposure, out)``."""
+        """The sensor counts of ``exposure`` seconds of the scene — motors, shutter and
+        beam — as it was at wall time ``t`` (default: now), drawn into ``out`` when given
+        (``SensorModel.expose``): ``count(*flux_at(t), exposure, out)``."""
         image, factor = self.flux_at(t)
         return self.count(image, factor, exposure, out)
 
     def flux_at(self, t: float | None) -> tuple[npt.NDArray[np.float64], float]:
-        """The scene's flux on the sensor at time ``t`` (default: now): the sample's
-        image at nominal beam and the beam's factor now (``Scene.flux_parts``)."""
+        """The scene's flux on the sensor at wall time ``t`` (default: now): the sample's
+        image at nominal beam and the beam's factor, with the motors, shutter and beam as
+        they were at ``t`` (a fly frame sampled after its trigger passes the trigger's
+        time; ``Scene.flux_parts``)."""
         return self.scene.flux_parts(self.layout.shape, self.pixel_size, t=t)
 
     def count(self, flux: npt.NDArray[np.float64], factor: float, exposure: float,

@@ -6,11 +6,13 @@ on its pixels and does the counting itself::
     scene = Scene(sample_x=sx, sample_y=sy, rotation=rot, shutter=shutter, beam=beam,
                   sample=PhantomSample(shepp_logan_3d()))
     flux = scene.flux_image((256, 256), pixel_size=20e-6)        # photons/s per pixel
-    flux = scene.flux_image((256, 256), 20e-6, t=t_mid_exposure)  # motors at wall time t
+    flux = scene.flux_image((256, 256), 20e-6, t=t_mid_exposure)  # the scene at wall time t
 
 ``flux_image`` returns a C-contiguous float64 array of the requested ``shape`` (rows,
-cols). It is zero when the shutter is not fully open or the beam is down; otherwise it is
-the sample's flux at nominal ring current times ``current / nominal_current``. Swapping
+cols). It is zero when the shutter is not fully open or the beam is down (at ``t``: a
+frame computed after its trigger sees the shutter and the beam as they were at the
+trigger, as it sees the motors there); otherwise it is the sample's flux at nominal ring
+current times ``current / nominal_current``. Swapping
 ``scene.sample`` (e.g. to a :class:`~devices.powder.PowderSample` or :class:`EmptyBeam`)
 changes the experiment without touching the detector.
 
@@ -213,11 +215,15 @@ class Scene:
             self.rotation.position_at(t),
         )
 
-    def beam_factor(self) -> float:
-        """0 with the shutter not open or no beam, else ``current / nominal_current``."""
-        if not self.shutter.is_open:
+    def beam_factor(self, t: float | None = None) -> float:
+        """0 with the shutter not open or no beam, else ``current / nominal_current``: now,
+        or at wall time ``t`` (the shutter's and the monitor's state then, which a frame
+        triggered at ``t`` but computed later must see)."""
+        if t is None:
+            return self.beam.beam_factor() if self.shutter.is_open else 0.0
+        if self.shutter.state_at(t) != "open":
             return 0.0
-        return self.beam.beam_factor()
+        return self.beam.beam_factor(t)
 
     def flux_image(
         self, shape: tuple[int, int], pixel_size: PixelSize, *, t: float | None = None
@@ -232,8 +238,8 @@ class Scene:
         pixel_size
             Pixel pitch in metres, one number or ``(pixel1, pixel2)``.
         t
-            Wall time at which to take the stage positions (default: now); shutter and
-            beam are taken as they are now.
+            Wall time at which to take the stage positions, the shutter and the beam
+            (default: now).
         """
         image, factor = self.flux_parts(shape, pixel_size, t=t)
         if factor == 1.0 and not image.flags.writeable and image.dtype == np.float64 \
@@ -248,10 +254,10 @@ class Scene:
         it: often its cached, read-only array) and the beam factor to multiply it by —
         for a detector model that folds the factor into its own pass over the pixels
         (``SensorModel.expose(image, t, scale=factor)``) instead of a copy per frame.
-        With the shutter closed or no beam: zeros and 0."""
+        With the shutter closed or no beam at ``t``: zeros and 0."""
         shape = check_shape(shape)
         pixel_pair(pixel_size)
-        factor = self.beam_factor()
+        factor = self.beam_factor(t)
         if factor == 0.0:
             return np.zeros(shape, dtype=np.float64), 0.0
         image = self.sample.flux(self.pose(t), shape, pixel_size)

@@ -4,12 +4,18 @@ The readback (read under the device's name) changes only when the blades have fi
 moving, ``actuation_time * time_scale`` wall seconds after the request; the returned
 status completes at that moment (timer thread, ``set`` never blocks). The sample models
 treat the beam as blocked unless the readback says ``"open"``.
+
+The shutter remembers when its readback changed (the last :data:`HISTORY` changes,
+``devices.state_history``): :meth:`FastShutter.state_at` answers what it read at a wall
+time in the past, which is what a frame computed after its trigger must see
+(``Scene.beam_factor(t)``).
 """
 
 from __future__ import annotations
 
 import math
 import threading
+import time
 from typing import Any
 
 from ophyd import Component as Cpt
@@ -17,10 +23,14 @@ from ophyd import Device, Kind, Signal
 from ophyd.signal import InternalSignal
 from ophyd.status import DeviceStatus
 
-__all__ = ["SHUTTER_STATES", "FastShutter"]
+from .state_history import StateHistory
+
+__all__ = ["HISTORY", "SHUTTER_STATES", "FastShutter"]
 
 SHUTTER_STATES = ("open", "closed")
 """The values :meth:`FastShutter.set` accepts and the readback reports."""
+HISTORY = 256
+"""Readback changes a shutter keeps for :meth:`FastShutter.state_at` (at least)."""
 
 
 class FastShutter(Device):  # type: ignore[misc]
@@ -66,6 +76,7 @@ class FastShutter(Device):  # type: ignore[misc]
         self.setpoint.put(initial)
         self._lock = threading.Lock()
         self._pending: tuple[threading.Timer, DeviceStatus] | None = None
+        self._history = StateHistory(f"shutter {name!r}", initial, time.time(), HISTORY)
 
     def _check_state(self, value: Any) -> str:
         if value not in SHUTTER_STATES:
@@ -83,6 +94,14 @@ class FastShutter(Device):  # type: ignore[misc]
     def is_open(self) -> bool:
         """True when the blades are fully open."""
         return self.state == "open"
+
+    def state_at(self, t: float) -> str:
+        """The state the readback had at wall time ``t`` (seconds since the epoch): the
+        exposure of a frame triggered at ``t`` but computed later sees this one.
+
+        Raises ``devices.state_history.StateHistoryError`` for a time older than the
+        last :data:`HISTORY` changes (forgotten)."""
+        return self._history.at(t)
 
     def set(self, value: Any, **kwargs: Any) -> DeviceStatus:
         """Request ``"open"`` or ``"closed"``; the status completes after actuation.
@@ -116,6 +135,7 @@ class FastShutter(Device):  # type: ignore[misc]
             if self._pending is None or self._pending[1] is not status:
                 return
             self._pending = None
+            self._history.record(target, time.time())
             self.readback.put(target, internal=True)
         status.set_finished()
 

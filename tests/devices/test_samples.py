@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 
 import numpy as np
 import pytest
@@ -178,6 +179,29 @@ def test_dark_when_the_shutter_is_closed_or_the_beam_is_down(scene, shutter, bea
     assert np.count_nonzero(scene.flux_image(SHAPE, PIXEL)) == 0
     beam.restore_beam()
     assert scene.flux_image(SHAPE, PIXEL).max() > 0
+
+
+def test_the_scene_at_a_past_time_has_the_shutter_and_beam_of_then(scene, shutter, beam):
+    """A frame computed after its trigger (a fly's sensor behind its triggers) sees the
+    shutter and the beam as they were at the trigger, as it sees the motors there."""
+    open_then = time.time()
+    shutter.set("closed").wait(timeout=1)
+    closed_then = time.time()
+    shutter.set("open").wait(timeout=1)
+    beam.drop_beam()
+    down_then = time.time()
+    beam.restore_beam()
+    now = time.time()
+    image, factor = scene.flux_parts(SHAPE, PIXEL, t=open_then)
+    assert factor == pytest.approx(1.0, abs=0.01) and image.max() > 0
+    assert scene.flux_image(SHAPE, PIXEL, t=open_then) == pytest.approx(image * factor)
+    for dark in (closed_then, down_then):
+        image, factor = scene.flux_parts(SHAPE, PIXEL, t=dark)
+        assert factor == 0.0 and not image.any()
+        assert scene.beam_factor(dark) == 0.0
+    assert scene.beam_factor(now) == pytest.approx(scene.beam_factor(), abs=0.01)
+    shutter.set("closed").wait(timeout=1)
+    assert scene.beam_factor(now) > 0.99 and scene.beam_factor() == 0.0
 
 
 def test_flux_scales_with_ring_current(scene, beam):

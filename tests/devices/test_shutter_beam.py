@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
@@ -69,6 +70,41 @@ def test_shutter_through_the_run_engine(RE, shutter):
     assert event["data"]["shutter"] == "open"
     RE(bps.mv(shutter, "closed"))
     assert shutter.state == "closed"
+
+
+def test_shutter_state_at_a_past_time_is_what_its_readback_said_then(shutter):
+    """What a fly frame computed after its trigger sees (``Scene.beam_factor(t)``)."""
+    t_closed = time.time()
+    shutter.set("open").wait(timeout=1)
+    t_open = time.time()
+    time.sleep(0.01)
+    shutter.set("closed").wait(timeout=1)
+    assert shutter.state == "closed"
+    assert shutter.state_at(t_closed) == "closed"
+    assert shutter.state_at(t_open) == "open"  # (closed now, open then)
+    assert shutter.state_at(time.time()) == "closed"
+    moving = shutter.set("open")
+    assert shutter.state_at(time.time()) == "closed"  # blades still moving: as the readback
+    moving.wait(timeout=1)
+    assert shutter.state_at(time.time()) == "open"
+
+
+def test_shutter_history_is_bounded_and_tells_when_a_time_is_forgotten():
+    from devices.shutter import HISTORY
+    from devices.state_history import StateHistoryError
+
+    fast = FastShutter(name="fast", actuation_time=0.0, time_scale=1.0)
+    try:
+        t_start = time.time()
+        for i in range(2 * HISTORY + 2):
+            fast.set("open" if i % 2 == 0 else "closed").wait(timeout=1)
+        assert len(fast._history) <= 2 * HISTORY
+        with pytest.raises(StateHistoryError, match=r"shutter 'fast': state at wall time "
+                                                    r".* before the oldest change still kept"):
+            fast.state_at(t_start)
+        assert fast.state_at(time.time()) == fast.state == "closed"
+    finally:
+        fast.destroy()
 
 
 # -- beam monitor ----------------------------------------------------------------------
@@ -169,3 +205,35 @@ def test_suspender_trips_on_beam_loss_and_resumes(RE, beam, which):
             else "ring_available is low") in interruptions[0]
     assert elapsed >= 0.4  # waited for the beam to come back
     assert beam.beam_up
+
+
+def test_beam_factor_at_a_past_time_is_the_current_published_then():
+    """A beam loss lands on the frames triggered during it, whenever they are computed."""
+    monitor = BeamMonitor(name="ring", update_period=None, nominal_current=400.0, noise=0.0)
+    try:
+        before = time.time()
+        time.sleep(0.002)
+        monitor.drop_beam()
+        time.sleep(0.002)
+        during = time.time()
+        time.sleep(0.002)
+        monitor.restore_beam()
+        assert monitor.beam_factor() == 1.0  # now
+        assert monitor.beam_factor(before) == 1.0
+        assert monitor.beam_factor(during) == 0.0  # down then, back now
+        assert monitor.beam_factor(time.time()) == 1.0
+        monitor.nominal_current.put(800.0)  # the ring at half the new nominal, then too
+        assert monitor.beam_factor(before) == 0.5
+    finally:
+        monitor.destroy()
+
+
+def test_beam_factor_at_a_time_follows_the_noisy_current(beam):
+    seen: list[tuple[float, float]] = []
+    beam.current.subscribe(lambda value, timestamp, **kw: seen.append((timestamp, value)),
+                           run=False)
+    time.sleep(0.12)
+    assert len(seen) >= 3
+    for (t0, value), (t1, _) in itertools.pairwise(seen):
+        mid = (t0 + t1) / 2  # (each value holds from its publication to the next)
+        assert beam.beam_factor(mid) == pytest.approx(value / 400.0, rel=1e-12)
