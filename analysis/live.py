@@ -5,7 +5,9 @@ but documents, so it can be subscribed to a RunEngine or fed from a 0MQ dispatch
 each raw run with a reduction (:func:`analysis.reduce.reduction_for`: tomography or
 diffraction) it
 
-1. follows ``stream_resource``/``stream_datum`` documents and reads each frame from the
+1. follows ``stream_resource``/``stream_datum`` documents (a flyer's ``resource``/``datum``
+   documents and datum ids in events, as ``bp.fly`` records them, brought to those as
+   the catalog's writer does: :mod:`analysis.live_documents`) and reads each frame from the
    announced HDF5 file (SWMR read mode, :func:`dataflow.hdf5.open_frames`) as soon as
    both its ``stream_datum`` and its event (which carries the rotation angle of a fly
    scan) have arrived; the file is opened, read and closed at once under h5py's lock, so
@@ -36,8 +38,8 @@ the raw run continues untouched.
 
 Inbox policy when full: only *frame documents* (``stream_datum``, ``event``,
 ``event_page``) count against ``capacity``; run structure documents (start,
-descriptor, stream_resource, stop) and the pixel mask's documents are always accepted,
-so a derived run always ends and never goes without its mask.
+descriptor, stream_resource, resource, datum, stop) and the pixel mask's documents are
+always accepted, so a derived run always ends and never goes without its mask.
 A frame document waits at most ``put_timeout`` seconds (holding the RunEngine's thread
 that long); if the inbox is still full it is dropped — a reduction is lost, never raw
 data, which the detector and the catalog writer handle on their own — and counted
@@ -46,7 +48,8 @@ drop the inbox sheds frame documents without waiting until it has drained to hal
 capacity, so a worker that cannot keep up costs the acquisition at most one timeout.
 A projection whose ``stream_datum`` was dropped is missing from the reconstruction
 (which is then made from the remaining angles); one whose event was dropped takes its
-angle from the start document's ``"angles"``.
+angle from the start document's ``"angles"``. A frame announced by a ``datum`` is
+named only by its event: a dropped event drops (and counts) its frame.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ import numpy as np
 from event_model import unpack_event_page
 
 from analysis.fbp import slices_per_group
+from analysis.live_documents import RunDocuments
 from analysis.live_inbox import DEFAULT_CAPACITY, DEFAULT_PUT_TIMEOUT, FRAME_DOCS, Inbox
 from analysis.live_reduction import begin_derived, complete, record_failure, reduce_ready
 from analysis.live_runs import Frame, LiveRunResult, RunState, read_frames
@@ -140,6 +144,8 @@ class LiveReducer:
         self._runs: dict[str, RunState] = {}
         self._desc_run: dict[str, str] = {}
         self._resource_run: dict[str, str] = {}
+        """``resource``/``stream_resource`` uid → run (a ``datum`` names only its resource)."""
+        self._documents: dict[str, RunDocuments] = {}
         self._mask_descriptors: dict[str, str | None] = {}
         """Descriptor uid → run of the mask streams: their documents are never dropped."""
         self._last: LiveRunResult | None = None
@@ -176,7 +182,8 @@ class LiveReducer:
                         self.dropped_documents += 1
                     # only what the count needs: a dropped document must not stay alive
                     self._inbox.put_control("_dropped", (name, {
-                        k: item[k] for k in ("descriptor", "indices") if k in item}))
+                        k: item[k] for k in ("descriptor", "indices", "seq_num")
+                        if k in item}))
             else:
                 self._inbox.put_control(name, item)
         except Exception as exc:  # pragma: no cover - deepcopy of a document
@@ -252,18 +259,32 @@ class LiveReducer:
             if name == "stop":
                 self._finish(run)
             return
+        if name == "resource":  # (its datums name only it)
+            self._resource_run[doc["uid"]] = run.start["uid"]
         try:
-            getattr(self, f"_on_{name.lstrip('_')}", self._ignore)(run, doc)
-            if run.ready and (len(run.ready) >= self.max_batch or self._inbox.empty()
-                              or name == "stop"):
+            if name == "_dropped":
+                self._on_dropped(run, doc)
+            else:
+                by_datum = name in ("event", "event_page") and \
+                    self._frames_by_datum(run, doc.get("descriptor", ""))
+                for emitted, converted in self._documents[run.start["uid"]](name, doc,
+                                                                            by_datum):
+                    self._handle(run, emitted, converted)
+            if run.ready and (len(run.ready) >= self.max_batch or self._inbox.empty()):
                 reduce_ready(run, self.tomo, self.azint)
-            if name == "stop":
-                complete(run, doc, self.callbacks, self.tomo, self.derived_dir)
-                self._finish(run)
         except Exception as exc:
             self._fail(run, exc)
             if name == "stop":
                 self._finish(run)
+
+    def _handle(self, run: RunState, name: str, doc: dict[str, Any]) -> None:
+        """One document as the catalog's writer sees it (``RunDocuments``)."""
+        getattr(self, f"_on_{name}", self._ignore)(run, doc)
+        if run.ready and (len(run.ready) >= self.max_batch or name == "stop"):
+            reduce_ready(run, self.tomo, self.azint)
+        if name == "stop":
+            complete(run, doc, self.callbacks, self.tomo, self.derived_dir)
+            self._finish(run)
 
     def _warm(self, shape: tuple[int, int], geometry: PoniGeometry | None) -> None:
         rows = list(range(shape[0])) if self.tomo.rows is None else \
@@ -292,14 +313,17 @@ class LiveReducer:
         return integrator
 
     def _ignore(self, run: RunState, doc: Any) -> None:
-        """Documents the reduction does not need (resource, datum, …)."""
+        """Documents the reduction does not need (``RunDocuments`` keeps ``resource`` and
+        ``datum`` documents and emits what they announce as ``stream_*`` documents)."""
 
     def _run_of(self, name: str, doc: Any) -> RunState | None:
         if name == "_dropped":
             inner_name, inner = doc
             return self._run_of(inner_name, inner)
-        if name in ("descriptor", "stop", "stream_resource"):
+        if name in ("descriptor", "stop", "stream_resource", "resource"):
             uid = doc.get("run_start")
+        elif name in ("datum", "datum_page"):
+            uid = self._resource_run.get(doc.get("resource", ""))
         else:
             uid = self._desc_run.get(doc.get("descriptor", ""))
         return self._runs.get(uid) if uid else None
@@ -311,6 +335,7 @@ class LiveReducer:
             self.results[doc["uid"]] = result
         run = RunState(doc, reduction, result)
         self._runs[doc["uid"]] = run
+        self._documents[doc["uid"]] = RunDocuments()
         if reduction is None:
             result.exit_status = "skipped"
             return
@@ -385,8 +410,23 @@ class LiveReducer:
 
     def _on_dropped(self, run: RunState, item: tuple[str, dict[str, Any]]) -> None:
         name, doc = item
-        if name == "stream_datum" and run.role(doc["descriptor"]) is not None:
+        desc = doc.get("descriptor", "")
+        if run.role(desc) is None:
+            return
+        if name == "stream_datum":
             run.result.dropped_frames += doc["indices"]["stop"] - doc["indices"]["start"]
+        elif name in ("event", "event_page") and self._frames_by_datum(run, desc):
+            seq = doc.get("seq_num")
+            run.result.dropped_frames += len(seq) if isinstance(seq, list) else 1
+
+    @staticmethod
+    def _frames_by_datum(run: RunState, desc: str) -> bool:
+        """Whether the frames of stream ``desc`` are named by datum ids in its events
+        (``resource``/``datum``), not by ``stream_datum`` documents."""
+        key = run.image_keys.get(desc)
+        spec = run.descriptors.get(desc, {}).get("data_keys", {}).get(key, {}) if key else {}
+        external = spec.get("external")
+        return external is not None and not str(external).startswith("STREAM:")
 
     def _on_stop(self, run: RunState, doc: dict[str, Any]) -> None:
         # frames whose event never came (dropped, or a flyer without events)
@@ -404,6 +444,9 @@ class LiveReducer:
         self._runs.pop(uid, None)
         for desc in [d for d, r in self._desc_run.items() if r == uid]:
             del self._desc_run[desc]
+        for resource in [d for d, r in self._resource_run.items() if r == uid]:
+            del self._resource_run[resource]
+        self._documents.pop(uid, None)
         with self._done:
             run.result.finished = True
             self._last = run.result
