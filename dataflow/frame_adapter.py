@@ -18,6 +18,7 @@ frames flushed intact before the disk filled up are served and the others refuse
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -270,15 +271,28 @@ def _closed(f: _FrameFile) -> bool:
         return True
 
 
+SWMR_CONFLICT_WAIT_S = 2.0
+"""How long an open waits for another handle of this process that has the file open
+without SWMR (a reader's brief checksum check, ``dataflow.hdf5_read``) to close it: HDF5
+shares one open file per process and refuses a second open with the other SWMR flag."""
+
+
 def _guard(call: Callable[[], T], path: Path, what: str) -> T:
-    """``call()``, with damaged data and h5py failures answered as HTTP 422."""
-    try:
-        return call()
-    except (HDF5ReadError, NotRegularFileError) as exc:  # IncompleteDataError, ChecksumError
-        raise _refuse(str(exc)) from None
-    except (OSError, RuntimeError) as exc:
-        raise _refuse(f"{path}: cannot {what} frames (corrupt file?): "
-                      f"{_first_line(exc)}") from None
+    """``call()``, with damaged data and h5py failures answered as HTTP 422 (an open that
+    meets this process's own non-SWMR handle of the file is tried again for up to
+    ``SWMR_CONFLICT_WAIT_S``: the catalog may serve in the process that reads the file)."""
+    deadline = time.monotonic() + SWMR_CONFLICT_WAIT_S
+    while True:
+        try:
+            return call()
+        except (HDF5ReadError, NotRegularFileError, OSError, RuntimeError) as exc:
+            if "SWMR read access flag" in str(exc) and time.monotonic() < deadline:
+                time.sleep(0.02)
+                continue
+            if isinstance(exc, (HDF5ReadError, NotRegularFileError)):  # IncompleteData…
+                raise _refuse(str(exc)) from None
+            raise _refuse(f"{path}: cannot {what} frames (corrupt file?): "
+                          f"{_first_line(exc)}") from None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -183,3 +183,19 @@ def test_a_chunk_past_the_end_is_named_once_and_found_in_one_pass(good: Path) ->
     took = time.perf_counter() - t0
     f.close()
     assert took < 1.0, f"8192 chunks checked in {took:.2f} s (chunk by chunk: ~10 s)"
+
+
+def test_the_catalog_waits_out_a_brief_non_swmr_handle_of_its_own_process(
+        run_with_frames: tuple[Any, Path]) -> None:
+    """The embedded catalog serves in the process that also reads the frame files; a
+    reader's checksum check opens a file without SWMR for a moment, and HDF5 refuses a
+    second open with the other SWMR flag: the catalog's read waits it out instead of
+    answering 422 (a Dask reduction reading through an in-process server failed so)."""
+    import threading
+
+    run, path = run_with_frames
+    held = h5py.File(path, "r")  # (no SWMR: as dataflow.integrity's check opens it)
+    threading.Timer(0.3, held.close).start()
+    frame = np.asarray(run["primary"]["cam_image"][1])
+    assert frame.shape == (40, 24)
+    assert not held.id.valid
