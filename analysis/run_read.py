@@ -123,9 +123,10 @@ def file_mask(run: Any, start: Mapping[str, Any], shape: tuple[int, ...],
               nodes: RunNodes | None = None, stream: str = "primary") -> BoolImage | None:
     """The pixels the frame files of ``stream`` mark in their NeXus ``pixel_mask``
     (``dataflow.pixel_mask.read_file_mask``; several files: a pixel masked in any), as
-    :func:`run_mask` returns it; ``None`` when the stream is missing, its files hold no
-    mask or are not on this machine (frames read through a remote catalog).
-    ``ReductionError`` when a file is there but unreadable or its mask of another shape."""
+    :func:`run_mask` returns it; ``None`` when the stream is missing or its files hold no
+    mask. ``ReductionError`` when a file is there but unreadable or its mask of another
+    shape, or not on this machine (frames read through a remote catalog) while the run's
+    configuration says its detector masks pixels (:func:`_refuse_unknown_mask`)."""
     listed = nodes.streams if nodes is not None else None
     if stream not in (listed if listed is not None else run):
         return None

@@ -166,6 +166,7 @@ class FlyScans:
         any step (a plan puts a checkpoint there: ``plans.fly_tomo``). Abort and stop
         end it as before."""
         fly = self.fly
+        self._resumed_mid_fly = None  # (a new pause: resumed or ended, it decides anew)
         if self.kicked_off and fly is not None and not (
                 fly.done.done and self._collected >= len(fly.frames)):
             if not fly.done.done and not fly.params.polled:

@@ -179,6 +179,7 @@ class DetectorFlyer:
         instead of starting a second, and the replayed wait for ``complete`` holds the
         ``collect`` back until its last frame — every frame recorded once."""
         fly = self.det.fly
+        self._resumed_fly = None  # (a new pause: resumed or ended, it decides anew)
         if fly is not None and fly is self._own and not (
                 fly.done.done and self._paged >= len(fly.frames)):
             self._paused_fly = fly
