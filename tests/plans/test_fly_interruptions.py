@@ -54,6 +54,22 @@ def _every_projection_once(bl: Any, uid: str) -> None:
                                atol=0.05)
 
 
+def _bluesky_fly(det: Any, params: FlyParameters, stream: str,
+                 collect_while_completing: bool = False) -> Any:
+    """A fly written with bluesky's own stubs, as its documentation shows one: prepare,
+    declare the stream, kick off, then ``collect_while_completing`` or
+    ``complete(wait=True)`` and one ``collect``."""
+    yield from bps.prepare(det, params, wait=True)
+    yield from bps.declare_stream(det, name=stream, collect=True)
+    yield from bps.kickoff(det, wait=True)
+    if collect_while_completing:
+        yield from bps.collect_while_completing([det], [det], flush_period=0.1,
+                                                stream_name=stream)
+    else:
+        yield from bps.complete(det, wait=True)
+        yield from bps.collect(det, name=stream)
+
+
 def _fly_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if "-fly-" in t.name and t.is_alive()]
 
@@ -196,11 +212,7 @@ def test_a_pause_during_a_step_after_a_finished_fly_retakes_that_frame(
             threading.Timer(exposure / 3, bl.RE.request_pause).start()
 
     def body() -> Any:
-        yield from bps.prepare(det, FlyParameters(frames=5, exposure=0.01), wait=True)
-        yield from bps.declare_stream(det, name="fly", collect=True)
-        yield from bps.kickoff(det, wait=True)
-        yield from bps.complete(det, wait=True)
-        yield from bps.collect(det, name="fly")
+        yield from _bluesky_fly(det, FlyParameters(frames=5, exposure=0.01), "fly")
         for _ in range(steps):
             yield from bps.checkpoint()
             yield from bps.trigger_and_read([det], name="primary")
@@ -308,20 +320,11 @@ def test_a_fly_paused_under_bluesky_s_own_stubs_records_every_frame(
     det.time_scale = 1.0  # (internal triggers in real time: 40 x 50 ms)
     uids = _run_uids(bl)
 
-    def body() -> Any:
-        yield from bps.prepare(det, FlyParameters(frames=frames, exposure=0.05), wait=True)
-        yield from bps.declare_stream(det, name="primary", collect=True)
-        yield from bps.kickoff(det, wait=True)
-        if plan == "collect_while_completing":
-            yield from bps.collect_while_completing([det], [det], flush_period=0.1,
-                                                    stream_name="primary")
-        else:
-            yield from bps.complete(det, wait=True)
-            yield from bps.collect(det, name="primary")
-
+    body = _bluesky_fly(det, FlyParameters(frames=frames, exposure=0.05), "primary",
+                        collect_while_completing=plan == "collect_while_completing")
     threading.Timer(0.6, bl.RE.request_pause, kwargs={"defer": False}).start()
     with pytest.raises(RunEngineInterrupted):
-        bl.RE(bpp.run_wrapper(bpp.stage_wrapper(body(), [det])))  # type: ignore[no-untyped-call]
+        bl.RE(bpp.run_wrapper(bpp.stage_wrapper(body, [det])))  # type: ignore[no-untyped-call]
     assert bl.RE.state == "paused"
     assert not det.fly.done.done  # (paused mid-acquisition)
     bl.RE.resume()
@@ -341,16 +344,10 @@ def test_a_fly_aborted_from_a_pause_under_bluesky_s_stubs_ends_at_once(
     det.time_scale = 1.0
     uids = _run_uids(bl)
 
-    def body() -> Any:
-        yield from bps.prepare(det, FlyParameters(frames=2000, exposure=0.01), wait=True)
-        yield from bps.declare_stream(det, name="primary", collect=True)
-        yield from bps.kickoff(det, wait=True)
-        yield from bps.complete(det, wait=True)
-        yield from bps.collect(det, name="primary")
-
+    body = _bluesky_fly(det, FlyParameters(frames=2000, exposure=0.01), "primary")
     threading.Timer(0.5, bl.RE.request_pause, kwargs={"defer": False}).start()
     with pytest.raises(RunEngineInterrupted):
-        bl.RE(bpp.run_wrapper(bpp.stage_wrapper(body(), [det])))  # type: ignore[no-untyped-call]
+        bl.RE(bpp.run_wrapper(bpp.stage_wrapper(body, [det])))  # type: ignore[no-untyped-call]
     t0 = time.monotonic()
     bl.RE.abort("operator abort")
     assert time.monotonic() - t0 < 10
