@@ -30,7 +30,8 @@ from analysis.reduce import (
     select_rows,
     tomo_references,
 )
-from dataflow.pixel_mask import BoolImage, read_file_mask
+from analysis.run_read import frame_file_mask
+from dataflow.pixel_mask import BoolImage
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +78,7 @@ def _frame_file_mask(run: RunState, frame: Frame) -> BoolImage | None:
     """The mask the detector wrote into ``frame``'s file (NeXus ``pixel_mask``), for a
     run that publishes no mask stream (``bp.count``); None when the file has none."""
     path = uri_path(str(run.resources[frame.resource]["uri"]))
-    try:
-        bits = read_file_mask(path)
-    except OSError as exc:
-        raise ReductionError(f"run {run.start['uid']}: cannot read the pixel mask of "
-                             f"{path}: {exc}") from None
+    bits = frame_file_mask(path, str(run.start["uid"]))
     return None if bits is None else checked_mask(bits, bits.shape)
 
 

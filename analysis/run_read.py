@@ -10,11 +10,11 @@ import logging
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 import numpy as np
 import numpy.typing as npt
 
+from analysis.derived_run import uri_path
 from analysis.reduce_chunks import checked_mask
 from analysis.reductions import ReductionError
 from analysis.run_nodes import RunNodes
@@ -132,15 +132,14 @@ def file_mask(run: Any, start: Mapping[str, Any], shape: tuple[int, ...],
         return None
     union: BoolImage | None = None
     for uri in asset_uris(stream_frames(run, stream, start, nodes)[1]):
-        path = _local_path(uri)
+        try:
+            path = uri_path(uri)
+        except ReductionError:  # (not a local file:// URI)
+            path = None
         if path is None or not path.exists():
             _refuse_unknown_mask(run, start, stream, nodes, uri)
             continue
-        try:
-            bits = read_file_mask(path)
-        except OSError as exc:
-            raise ReductionError(f"run {start['uid']}: cannot read the pixel mask of "
-                                 f"{path}: {exc}") from None
+        bits = frame_file_mask(path, str(start["uid"]))
         if bits is not None:
             mask = checked_mask(bits, shape)
             union = mask if union is None else union | mask
@@ -169,12 +168,15 @@ def _refuse_unknown_mask(run: Any, start: Mapping[str, Any], stream: str,
                 "read a pixel_mask from: reduced without a mask", start["uid"], uri)
 
 
-def _local_path(uri: str) -> Path | None:
-    """The path of a ``file://`` URI on this machine, None for any other URI."""
-    parsed = urlparse(uri)
-    if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
-        return None
-    return Path(unquote(parsed.path))
+def frame_file_mask(path: Path, uid: str) -> npt.NDArray[np.uint32] | None:
+    """The ``pixel_mask`` bits of a frame file (``dataflow.pixel_mask.read_file_mask``),
+    ``None`` when it has none; ``ReductionError`` naming run ``uid`` when it cannot be
+    read. The offline reductions (:func:`file_mask`) and the live one use it."""
+    try:
+        return read_file_mask(path)
+    except OSError as exc:
+        raise ReductionError(f"run {uid}: cannot read the pixel mask of {path}: "
+                             f"{exc}") from None
 
 
 def mask_uris(run: Any, start: Mapping[str, Any], *, present: bool | None = None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import bluesky.plans as bp
@@ -122,7 +123,10 @@ def test_a_mask_on_another_machine_is_refused_not_left_out(
     than count the gaps (review R14: it logged a warning and wrote a "success" run)."""
     import analysis.run_read
 
-    monkeypatch.setattr(analysis.run_read, "_local_path", lambda uri: None)
+    def another_machines(uri: str) -> Path:  # (as uri_path answers file://host/...)
+        raise ReductionError(f"input {uri!r}: not a local file:// URI")
+
+    monkeypatch.setattr(analysis.run_read, "uri_path", another_machines)
     run = runs.catalog.run(runs.plain)
     with pytest.raises(ReductionError, match=r"det_masked_pixels = \d+\) is not on this "
                                              r"machine.*plans\.with_mask"):
