@@ -23,8 +23,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import numpy as np
 from bluesky_tiled_plugins.writing.tiled_writer import RESERVED_DATA_KEYS, RunNormalizer
-from event_model import DocumentNames
+from event_model import DocumentNames, schema_validators
 
 __all__ = ["PageNormalizer"]
 
@@ -40,9 +41,10 @@ class PageNormalizer(RunNormalizer):  # type: ignore[misc]  # (untyped library)
             return
         # (a deep copy, as the per-event path makes of each event: the run writer keeps
         # rows until it writes a batch, and a producer may fill its arrays again)
-        page = {key: copy.deepcopy(value) if key in ("data", "timestamps") else value
+        page = {key: _copied(value) if key in ("data", "timestamps") else value
                 for key, value in doc.items() if key != "filled"}
-        self.emit(DocumentNames.event_page, page)
+        schema_validators[DocumentNames.event_page].validate(_outline(page))
+        self.dispatcher.process(DocumentNames.event_page, page)
 
     def _as_is(self, doc: dict[str, Any]) -> bool:
         """Whether the per-event path would emit the page's events unchanged (but for
@@ -51,3 +53,41 @@ class PageNormalizer(RunNormalizer):  # type: ignore[misc]  # (untyped library)
             return False
         keys = set(doc["data"]) | set(doc["timestamps"])
         return keys <= self._int_keys and not keys & (self._ext_keys | set(RESERVED_DATA_KEYS))
+
+
+_IMMUTABLE = (int, float, complex, str, bytes, bool, type(None), np.generic)
+
+
+def _copied(value: Any) -> Any:
+    """A deep copy of a document's values (module docstring): containers and arrays
+    copied, immutable scalars shared, anything else through ``copy.deepcopy``."""
+    if isinstance(value, _IMMUTABLE):
+        return value
+    if isinstance(value, list):
+        if all(isinstance(v, _IMMUTABLE) for v in value):
+            return list(value)
+        return [_copied(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if isinstance(value, dict):
+        return {k: _copied(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_copied(v) for v in value)
+    return copy.deepcopy(value)
+
+
+def _outline(page: dict[str, Any]) -> dict[str, Any]:
+    """``page`` as the event-page schema sees it, each array column of ``data`` and
+    ``timestamps`` an empty list (the schema asks only that they are arrays; anything
+    else stays, and fails the check as it would)."""
+    out = dict(page)
+    for key in ("data", "timestamps"):
+        columns = page.get(key)
+        if isinstance(columns, dict):
+            out[key] = {k: [] if _is_array(v) else v for k, v in columns.items()}
+    return out
+
+
+def _is_array(value: Any) -> bool:
+    """Whether the event-model schemas take ``value`` for an array (their type check)."""
+    return isinstance(value, list | tuple) or hasattr(value, "__array__")

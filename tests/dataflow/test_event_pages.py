@@ -168,3 +168,38 @@ def test_rows_handed_on_do_not_change_when_the_producer_reuses_its_buffer(kind: 
     rows = [r for r in received if not isinstance(r, list)]
     np.testing.assert_array_equal(np.stack(rows), np.arange(8.0).reshape(2, 4))
     assert all(r == [1.0, 2.0] for r in received if isinstance(r, list))
+
+
+@pytest.mark.parametrize("case", ["good", "data_not_array", "stamps_not_array", "no_time",
+                                  "seq_num_text"])
+def test_the_page_check_gives_the_event_page_schemas_verdict(case: str) -> None:
+    """The page path checks an outline of the page (its array columns emptied, to keep
+    the check's cost off the size of the data): each page the event-page schema refuses
+    is refused, with a ``ValidationError``, and a good one passes."""
+    from event_model import DocumentNames, schema_validators
+    from jsonschema import ValidationError
+
+    docs = run_documents(4)
+    page = docs[2][1]
+    if case == "data_not_array":
+        page["data"]["angle"] = 0.5
+    elif case == "stamps_not_array":
+        page["timestamps"]["roi"] = {"t": 1.0}
+    elif case == "no_time":
+        del page["time"]
+    elif case == "seq_num_text":
+        page["seq_num"] = ["1", "2"]
+    schema_ok = schema_validators[DocumentNames.event_page].is_valid(page)
+    assert schema_ok == (case == "good")
+    normalizer = PageNormalizer()
+    names: list[str] = []
+    normalizer.subscribe(lambda name, doc: names.append(name))
+    normalizer("start", docs[0][1])
+    normalizer("descriptor", docs[1][1])
+    if schema_ok:
+        normalizer("event_page", page)
+        assert names[-1] == "event_page"
+    else:
+        with pytest.raises(ValidationError):
+            normalizer("event_page", page)
+        assert names[-1] == "descriptor"
