@@ -5,7 +5,10 @@ azint.cl``):
 
 * ``hist_private`` — no pixel splitting on a CPU device with at most
   :data:`PRIVATE_MAX_BINS` bins: per-work-item histograms over contiguous slices of the
-  frame (2 bytes of bin index per pixel);
+  frame (2 bytes of bin index per pixel); a detector's unsigned 8/16-bit counts are
+  summed in one pass of 64-bit integer adds that carry the Poisson variance's count of
+  zero pixels in their high bits (exact; 1.8 -> 1.0 ms of CPU per 1 Mpix Poisson
+  frame, busy machine, against two passes when the frame has zeros);
 * ``split_private`` — bbox/full splitting of 1D patterns on a CPU device: the same, each
   pixel carrying its first bin and coefficients;
 * ``csr_sums`` — anything else (GPUs, 2D cakes, many bins): one work-item per bin over
@@ -43,6 +46,8 @@ FRAME_TYPES = {np.dtype(np.uint8): "uchar", np.dtype(np.int8): "char",
 #: The signed integer type of each pixel size (vector masks of the frame's type).
 _MASK_TYPES = {1: "char", 2: "short", 4: "int", 8: "long"}
 KINDS = ("auto", "private", "csr")
+#: Pixel types ``hist_private`` sums in packed integers, value and zero count in one add.
+_PACKED_TYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
 _ArgTypes = list[np.dtype[Any] | None]
 _U32, _F32 = np.dtype(np.uint32), np.dtype(np.float32)
 _BUF: _ArgTypes = [None]
@@ -216,7 +221,13 @@ class Engine:
                 f"-DVARIANCE={int(variance)}", f"-DCHECK_FINITE={int(dtype.kind == 'f')}",
                 *_dummy_options(dtype, dummy),
                 f"-DWIDE={int(dtype.itemsize == 8)}", f"-DMASK_T={_MASK_TYPES[dtype.itemsize]}",
-                f"-DNSUMS={_nsums(self.plan.nbins)}", f"-DPRIVATE_MAX={PRIVATE_MAX_BINS}")
+                f"-DNSUMS={_nsums(self.plan.nbins)}", f"-DPRIVATE_MAX={PRIVATE_MAX_BINS}",
+                f"-DPACK_OK={int(self._packs(dtype))}")
+
+    def _packs(self, dtype: np.dtype[Any]) -> bool:
+        """Whether ``hist_private`` may sum frames of ``dtype`` in packed integers (the
+        kernel's header): unsigned 8/16-bit pixels, fewer than 2^24 in a slice."""
+        return dtype in _PACKED_TYPES and (self.plan.matrix.npix + 7) // 8 * 8 < 1 << 24
 
     def _kernel(self, name: str, dtype: np.dtype[Any], variance: bool, dummy: Dummy | None
                 ) -> Any:

@@ -22,6 +22,8 @@
  *   WIDE           1 for 8-byte pixel types (read one by one)
  *   MASK_T         the signed integer type of FRAME_T's size (char, short, int, long)
  *   NSUMS          1, 2 or 4 private histograms the pixels alternate over (hist_private)
+ *   PACK_OK        1 when the frames are unsigned 8- or 16-bit and a slice has fewer than
+ *                  2^24 pixels: hist_private then sums in packed integers (below)
  *   WIDTH          coefficients stored per pixel (split_private)
  *
  * Kernels:
@@ -33,7 +35,10 @@
  *                  branch per 8 pixels costs as much as the histogram): pixels that do not
  *                  count add 0 (listed after, when the slice holds any), and the
  *                  variance of pixels below 1 is a second (branch-free) pass, when the
- *                  slice holds any.
+ *                  slice holds any. Packed (PACK_OK, nothing checked per pixel): one
+ *                  pass adding x + (x == 0) * 2^40 per pixel into 64-bit integers, the
+ *                  bin's sum in the low 40 bits and its zero pixels (Poisson: sum of
+ *                  1 - x over x < 1) above, both exact (a slice sums < 2^24 * 2^16).
  *   split_private  the same with pixel splitting: each pixel carries its first bin and
  *                  WIDTH coefficients (zeros where it spreads over fewer bins), the
  *                  coefficients of pixels that spread wider come in a short list after;
@@ -144,6 +149,77 @@ inline void store_partial(__global ACC_T *o, const ACC_T *h, const ACC_T *v)
    per work-item; their bin indices are ushort) */
 #if NBINS <= PRIVATE_MAX
 
+#if PACK_OK && !CHECK_FINITE && !CHECK_DUMMY
+#define PACKED 1
+#define ZERO_SHIFT 40
+#define LOW_BITS ((1UL << ZERO_SHIFT) - 1UL)
+/* a pixel's packed term: its value, plus 2^40 when it is 0 (Poisson only) */
+#if VARIANCE
+#define PACK8(x) (convert_ulong8(x) + (convert_ulong8( \
+    (x == (VEC8(FRAME_T))0) & (VEC8(MASK_T))1) << (ulong8)ZERO_SHIFT))
+#define PACK1(x) ((ulong)(x) + ((ulong)((x) == 0) << ZERO_SHIFT))
+#else
+#define PACK8(x) convert_ulong8(x)
+#define PACK1(x) ((ulong)(x))
+#endif
+/* hist_private's one pass over pixels start..stop of a frame of unsigned 8/16-bit values
+   (see the header): 8 pixels a step over NSUMS packed histograms, then the slice's sums
+   and zero counts into its output slot o */
+inline void hist_packed(__global const FRAME_T *restrict frame,
+                        __global const ushort *restrict bins, const uint start,
+                        const uint stop, __global ACC_T *o)
+{
+    ulong h[NBINS + 1];
+#if NSUMS >= 2
+    ulong h2[NBINS + 1];
+#else
+#define h2 h
+#endif
+#if NSUMS == 4
+    ulong h3[NBINS + 1], h4[NBINS + 1];
+#else
+#define h3 h
+#define h4 h2
+#endif
+    for (uint b = 0; b <= NBINS; b++) {
+        h[b] = 0UL;
+#if NSUMS >= 2
+        h2[b] = 0UL;
+#endif
+#if NSUMS == 4
+        h3[b] = 0UL;
+        h4[b] = 0UL;
+#endif
+    }
+    const uint vstop = start + (stop - start) / 8 * 8;
+    uint i = start;
+    for (; i < vstop; i += 8) {
+        const ulong8 w = PACK8(vload8(0, frame + i));
+        const ushort8 b = vload8(0, bins + i);
+        h[b.s0] += w.s0; h2[b.s1] += w.s1; h3[b.s2] += w.s2; h4[b.s3] += w.s3;
+        h[b.s4] += w.s4; h2[b.s5] += w.s5; h3[b.s6] += w.s6; h4[b.s7] += w.s7;
+    }
+    for (; i < stop; i++)
+        h[bins[i]] += PACK1(frame[i]);
+    for (uint b = 0; b < NBINS; b++) {
+        ulong t = h[b];
+#if NSUMS >= 2
+        t += h2[b];
+#endif
+#if NSUMS == 4
+        t += h3[b] + h4[b];
+#endif
+        o[b] = (ACC_T)(t & LOW_BITS);
+        o[NBINS + b] = (ACC_T)(t >> ZERO_SHIFT);  /* 0 without VARIANCE */
+    }
+}
+#undef h2
+#undef h3
+#undef h4
+#else
+#define PACKED 0
+#endif
+
 __kernel void hist_private(__global const FRAME_T *restrict frames,
                            __global const ushort *restrict bins,
                            const uint npix,
@@ -155,6 +231,10 @@ __kernel void hist_private(__global const FRAME_T *restrict frames,
                            const float delta)
 {
     PRIVATE_SETUP
+#if PACKED
+    hist_packed(frame, bins, part * chunk, min(part * chunk + chunk, npix),
+                partial + slot * 2 * NBINS);
+#else
     /* neighbouring pixels often share a bin: spreading them over NSUMS histograms keeps
        their additions independent (none waits on the store before it) */
     ACC_T h[NBINS + 1];
@@ -253,6 +333,7 @@ __kernel void hist_private(__global const FRAME_T *restrict frames,
 #else
     store_partial(partial + slot * 2 * NBINS, h, 0);
 #endif
+#endif  /* PACKED */
     STORE_BAD_COUNT
 }
 #undef h2
