@@ -23,29 +23,48 @@ A plan that declares its stream (``bps.declare_stream(det, name=..., collect=Tru
 Paused, the acquisition goes on, and resuming records each of its frames once
 (:meth:`DetectorFlyer.pause`); aborted or stopped from the pause (Ctrl+C, then
 ``RE.abort()``), the run ends with the frames taken so far, the acquisition stops and a
-detector the flyer staged is unstaged (:meth:`DetectorFlyer.collect_asset_docs`). A run
-that fails without a pause (an exception in the plan) leaves a running acquisition to its
-last frame — bluesky collects a flyer it kicked off but does not stop it;
-``bps.stop(flyer)`` or ``det.unstage()`` does — and a detector the flyer staged stays
-staged until the next ``kickoff()`` (whose new file closes the old one) or ``unstage()``.
+detector the flyer staged is unstaged (:meth:`DetectorFlyer.collect_asset_docs`).
+
+A run that fails without a pause (an exception in the plan after ``kickoff``) does not
+stop what it kicked off: bluesky ``stop()``s only what it ``set``. A run decorator closes
+the run with the failure; a run left open is closed by the RunEngine after it collects
+every flyer kicked off and not collected (logging what that collect raises). The flyer
+watches for its run's ``stop`` document (:func:`devices.streams.calling_run` finds the
+run at ``kickoff``): when the run ends, an acquisition still running stops and a detector
+the flyer staged is unstaged, free for the next plan. A collect of a running acquisition
+whose ``complete()`` was never asked for is the RunEngine's clean-up of an open run
+(bluesky's ``bp.fly`` and ``collect_while_completing`` call ``complete()`` first) or a
+plan's partial collect, which the flyer does not support: it stops the acquisition,
+unstages a detector it staged and raises :class:`CollectBeforeComplete`. A plan that
+stages the flyer (``bpp.stage_decorator([flyer])``, as ophyd-async's fly plans stage
+theirs) stops its acquisition when the flyer is unstaged.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from bluesky.run_engine import RunEngine
 from ophyd.status import DeviceStatus
 
 from .detector import FirmwareDetector
 from .detector_fly import wait_for_end
 from .fly import FlyAcquisition, FlyParameters
+from .streams import calling_run
 
-__all__ = ["DetectorFlyer"]
+log = logging.getLogger(__name__)
+
+__all__ = ["CollectBeforeComplete", "DetectorFlyer"]
 
 SPEC = "AD_HDF5_SWMR"
 """The ``resource`` spec of the frame files (an HDF5 file written in SWMR mode)."""
+
+
+class CollectBeforeComplete(RuntimeError):
+    """A collect of a running fly acquisition before its ``complete()`` (module docstring)."""
 
 
 class DetectorFlyer:
@@ -80,6 +99,28 @@ class DetectorFlyer:
         self._own: FlyAcquisition | None = None  # the acquisition this flyer kicked off
         self._paused_fly: FlyAcquisition | None = None  # paused in (resume or end next)
         self._resumed_fly: FlyAcquisition | None = None  # resumed without a replay
+        self._completing: FlyAcquisition | None = None  # complete() asked since kickoff
+        self._watch: tuple[RunEngine, int] | None = None  # subscribed to its run's stop
+
+    def stage(self) -> list[Any]:
+        """Nothing to load (``kickoff`` stages the detector unless it is staged): staging
+        the flyer makes its ``unstage`` part of the plan's clean-up."""
+        return [self]
+
+    def unstage(self) -> list[Any]:
+        """Stop this flyer's acquisition if it still runs and unstage a detector it
+        staged (a plan's clean-up: ``bpp.stage_decorator([flyer])``)."""
+        self._paused_fly = self._resumed_fly = None
+        if self._own is not None and self._own is self.det.fly:
+            self._own.cancel()
+        self._unstage_detector()
+        return [self]
+
+    def _unstage_detector(self) -> None:
+        """Unstage the detector if this flyer staged it."""
+        if self._staged_here:
+            self._staged_here = False
+            self.det.unstage()
 
     def kickoff(self) -> DeviceStatus:
         """Stage the detector (unless staged), arm it and start the acquisition; replayed
@@ -99,11 +140,51 @@ class DetectorFlyer:
         self.det.prepare(self.params).wait(10)
         status: DeviceStatus = self.det.kickoff()
         self._own = self.det.fly
+        self._completing = None
+        self._watch_run()
         return status
+
+    def _watch_run(self) -> None:
+        """Subscribe to the ``stop`` document of the run this kickoff belongs to: when it
+        comes, the run is over (module docstring) and :meth:`_run_ended` cleans up."""
+        self._unwatch()
+        found = calling_run()
+        if found is None:
+            return
+        engine, run = found
+
+        def on_stop(name: str, doc: dict[str, Any]) -> None:
+            if doc.get("run_start") != run:
+                return
+            self._unwatch()
+            try:
+                self._run_ended()
+            except Exception:  # (a callback's exception would fail the RunEngine's call)
+                log.exception("%s: could not stop the acquisition of an ended run", self.name)
+
+        self._watch = (engine, engine.subscribe(on_stop, "stop"))  # type: ignore[no-untyped-call]
+
+    def _unwatch(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch[0].unsubscribe(watch[1])  # type: ignore[no-untyped-call]
+
+    def _run_ended(self) -> None:
+        """The run of this flyer's kickoff ended: stop its acquisition if it still runs
+        (nothing will collect it) and unstage a detector this flyer staged."""
+        fly = self._own
+        if fly is not None and fly is self.det.fly and not fly.done.done:
+            log.warning("%s: the run ended while its fly acquisition ran (%d of %d "
+                        "frames); the acquisition is stopped", self.name, len(fly.frames),
+                        fly.params.frames)
+            fly.cancel()
+        self._paused_fly = self._resumed_fly = None
+        self._unstage_detector()
 
     def complete(self) -> DeviceStatus:
         """The acquisition's status: finished with its last frame in the file."""
         status: DeviceStatus = self.det.complete()
+        self._completing = self.det.fly
         return status
 
     def describe_collect(self) -> dict[str, dict[str, Any]]:
@@ -123,13 +204,27 @@ class DetectorFlyer:
         acquisition's end instead (``devices.detector_fly.wait_for_end``). Paused and
         never resumed, the RunEngine is ending the run (abort, stop, halt: it collects
         what a flyer has): the acquisition stops here, its frames so far collected, and
-        a detector this flyer staged is unstaged by the following ``collect_pages``."""
+        a detector this flyer staged is unstaged by the following ``collect_pages``.
+        Neither paused nor ``complete()`` asked for since its kickoff, a running
+        acquisition is stopped, the detector unstaged if this flyer staged it, and
+        :class:`CollectBeforeComplete` raised (module docstring)."""
         resumed, paused = self._resumed_fly, self._paused_fly
         self._resumed_fly = self._paused_fly = None
-        if resumed is not None and resumed is self.det.fly and not resumed.done.done:
+        fly = self.det.fly
+        if resumed is not None and resumed is fly and not resumed.done.done:
             wait_for_end(resumed, self.name)
-        elif paused is not None and paused is self.det.fly:
+        elif paused is not None and paused is fly:
             paused.cancel()
+        elif fly is not None and fly is self._own and fly is not self._completing \
+                and not fly.done.done:
+            fly.cancel()
+            self._unstage_detector()
+            raise CollectBeforeComplete(
+                f"{self.name}: collect() before complete() of a running fly acquisition "
+                f"({len(fly.frames)} of {fly.params.frames} frames taken); the acquisition "
+                "is stopped. Partial collects are not supported: call complete() first "
+                "(bp.fly and bps.collect_while_completing do). When the RunEngine collects "
+                "a flyer of a failed plan, this is its clean-up.")
         for name, doc in list(self.det.collect_asset_docs()):
             if name == "stream_resource":
                 uid = str(uuid.uuid4())
@@ -166,10 +261,8 @@ class DetectorFlyer:
             yield {"data": {**page["data"], self.det.image_key: ids},
                    "timestamps": {**page["timestamps"], self.det.image_key: stamps}}
         fly = self.det.fly
-        if self._staged_here and fly is not None and fly.done.done \
-                and self._paged == len(fly.frames):
-            self._staged_here = False
-            self.det.unstage()
+        if fly is not None and fly.done.done and self._paged == len(fly.frames):
+            self._unstage_detector()
 
     def pause(self) -> None:
         """The RunEngine pauses (bluesky's ``Pausable``). ``bp.fly`` has no checkpoint

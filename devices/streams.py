@@ -14,6 +14,11 @@ object that builds the event being read) holds the name of the open bundle. The 
 calls ``collect_asset_docs`` from its own ``read``, so it is on the calling thread's stack
 while a device announces its data. Outside a RunEngine bundle (a device driven by hand or
 by another orchestrator) there is no stream and the answer is ``None``.
+
+:func:`calling_run` finds, the same way, the RunEngine whose message a device is acting
+on and the run that message belongs to: a flyer kicked off in a run learns which run's
+end to watch for (``devices.flyer``), since bluesky tells a flyer nothing when a run it
+kicked off closes on a plan's failure.
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ import sys
 from types import FrameType
 
 from bluesky.bundlers import RunBundler
+from bluesky.run_engine import RunEngine
 
-__all__ = ["reading_stream"]
+__all__ = ["calling_run", "reading_stream"]
 
 
 def reading_stream() -> str | None:
@@ -36,5 +42,22 @@ def reading_stream() -> str | None:
         if isinstance(owner, RunBundler):
             name = getattr(owner, "_bundle_name", None)
             return name if isinstance(name, str) else None
+        frame = frame.f_back
+    return None
+
+
+def calling_run() -> tuple[RunEngine, str] | None:
+    """``(RunEngine, run start uid)`` of the RunEngine message the calling device is
+    acting on (its ``kickoff``, ``collect``: the engine's command keeps the message's
+    run bundler as ``current_run``), or ``None`` outside a RunEngine or a run (see the
+    module docstring)."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        engine = frame.f_locals.get("self")
+        if isinstance(engine, RunEngine):
+            run = frame.f_locals.get("current_run")
+            uid = getattr(run, "_run_start_uid", None)
+            return (engine, uid) if isinstance(run, RunBundler) and isinstance(uid, str) \
+                else None
         frame = frame.f_back
     return None
