@@ -88,7 +88,7 @@ from .frame_files import FrameFiles
 from .modular import ModularFirmware
 from .monitor_stream import MonitorStream
 from .pixel_mask import PixelMaskReader, pixel_mask_bits
-from .samples import PixelSize, Scene, pixel_pair
+from .samples import FluxBuffer, PixelSize, Scene, pixel_pair
 from .sensor import SensorModel
 from .streams import reading_stream
 
@@ -386,12 +386,13 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
         image, factor = self.flux_at(t)
         return self.count(image, factor, exposure, out)
 
-    def flux_at(self, t: float | None) -> tuple[npt.NDArray[np.float64], float]:
+    def flux_at(self, t: float | None, into: FluxBuffer | None = None
+                ) -> tuple[npt.NDArray[np.float64], float]:
         """The scene's flux on the sensor at wall time ``t`` (default: now): the sample's
         image at nominal beam and the beam's factor, with the motors, shutter and beam as
         they were at ``t`` (a fly frame sampled after its trigger passes the trigger's
-        time; ``Scene.flux_parts``)."""
-        return self.scene.flux_parts(self.layout.shape, self.pixel_size, t=t)
+        time; ``Scene.flux_parts``, drawn into ``into`` when the sample can)."""
+        return self.scene.flux_parts(self.layout.shape, self.pixel_size, t=t, into=into)
 
     def count(self, flux: npt.NDArray[np.float64], factor: float, exposure: float,
               out: Counts | None = None) -> Counts:

@@ -56,7 +56,10 @@ the link), and the streams the firmware is done with carry the next frames: at m
 frames in flight (the buffer's, a batch's, one being drawn) have buffers, and they go at
 the acquisition's end. Likewise the readout decodes each batch's images straight into a
 batch array (``Readout.decode_into``: no image copied into a stack afterwards), which the
-writer hands back once the batch is in the file.
+writer hands back once the batch is in the file, and the scene draws each flux image into
+a buffer the sensor is done with (``devices.samples.FluxBuffer``: the phantom then
+redraws only the few percent of the frame it covers, where a new image a frame cost the
+scene thread more in fresh pages and copies than the projection itself).
 
 This module knows the detector only through :class:`FlyDetector` (what a fly acquisition
 needs from it); ``devices.detector`` builds on this module, never the other way round. The
@@ -90,6 +93,7 @@ from .fly_params import (
     TriggerTimes,
 )
 from .fly_records import Decoded, Held, Item, Sampled
+from .samples import FluxBuffer
 from .sensor_link import LinkStream, frame_link
 
 log = logging.getLogger(__name__)
@@ -146,6 +150,10 @@ class FlyAcquisition:
         """Link streams the firmware is done with and their frames' words, refilled for
         the next frames (never more than the frames in flight: the queue's, a batch's and
         one being built)."""
+        self._spare_flux: queue.SimpleQueue[FluxBuffer] = queue.SimpleQueue()
+        """Flux buffers the sensor is done with, for the scene to draw the next images
+        into (never more than the images in flight: ``FLUX_FRAMES`` sampled, one being
+        drawn, one being counted)."""
         self._spare_slots: queue.SimpleQueue[npt.NDArray[np.uint16]] = queue.SimpleQueue()
         """Batch arrays the writer is done with, for the readout to decode the next
         batches' images into (never more than the batches in flight: one being decoded,
@@ -248,7 +256,8 @@ class FlyAcquisition:
         return False, None
 
     def _sample(self, times: Sequence[tuple[float, float]]) -> None:
-        """The scene thread: at each trigger, the flux image and angle of that moment."""
+        """The scene thread: at each trigger, the flux image and angle of that moment
+        (drawn into a buffer the sensor is done with, when there is one)."""
         det = self.det
         for i, (wall, clock) in enumerate(times):
             wait = wall - time.time()
@@ -256,14 +265,25 @@ class FlyAcquisition:
                 return
             if self._cancel.is_set():
                 return
-            flux, factor = det.flux_at(wall)
-            if not self._offer(self._sampled,
-                               Sampled(i, wall, clock, det.angle_at(wall), flux, factor)):
+            try:
+                buffer = self._spare_flux.get_nowait()
+            except queue.Empty:
+                buffer = FluxBuffer()
+            flux, factor = det.flux_at(wall, buffer)
+            if not self._offer(self._sampled, Sampled(i, wall, clock, det.angle_at(wall),
+                                                      flux, factor, buffer)):
                 return
         self._offer(self._sampled, None)
 
     def _produce(self, _: None) -> None:
         """The sensor thread: each sampled image's counts, drawn into link words."""
+        try:
+            self._produce_all()
+        finally:  # (the flux buffers go with the acquisition's end, not with its object)
+            while not self._spare_flux.empty():
+                self._spare_flux.get_nowait()
+
+    def _produce_all(self) -> None:
         det = self.det
         while True:
             taken, sampled = self._take(self._sampled)
@@ -274,6 +294,7 @@ class FlyAcquisition:
                 return
             link, into = self._spare_link()
             counts = det.count(sampled.flux, sampled.factor, self.exposure, out=into)
+            self._spare_flux.put(sampled.buffer)  # (its image is read: drawn into again)
             if link is None:
                 link = det.firmware.link([counts])
             if not self._put(Item(sampled.index, sampled.wall, sampled.clock, sampled.angle,

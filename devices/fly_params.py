@@ -20,6 +20,7 @@ from dataflow.readout import FRAME_MOD
 
 from .firmware import Firmware
 from .rotation import RotationStage
+from .samples import FluxBuffer
 
 
 @dataclass(frozen=True)
@@ -204,9 +205,11 @@ class FlyDetector(Protocol):
     time_scale: float
     firmware: Firmware
 
-    def flux_at(self, t: float) -> tuple[npt.NDArray[np.float64], float]:
+    def flux_at(self, t: float, into: FluxBuffer | None = None
+                ) -> tuple[npt.NDArray[np.float64], float]:
         """The scene's flux on the sensor at time ``t``: an image and the factor to
-        scale it by (``count`` takes both)."""
+        scale it by (``count`` takes both); the image may be ``into``'s (a buffer the
+        caller does not pass again while it still reads that image)."""
 
     def count(self, flux: npt.NDArray[np.float64], factor: float, exposure: float,
               out: Counts | None = None) -> Counts:

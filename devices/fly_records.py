@@ -13,6 +13,7 @@ import numpy.typing as npt
 from dataflow.packets import ReadoutFrame
 
 from .fly_params import Counts
+from .samples import FluxBuffer
 from .sensor_link import LinkStream
 
 
@@ -27,6 +28,9 @@ class Sampled:
     flux: npt.NDArray[np.float64]
     """The sample's image at nominal beam, to be scaled by ``factor`` (``flux_at``)."""
     factor: float
+    buffer: FluxBuffer
+    """The buffer ``flux`` may be drawn into: the scene thread gets it back once the
+    sensor has drawn the counts."""
 
 
 @dataclass(frozen=True)

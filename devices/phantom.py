@@ -31,6 +31,7 @@ from numba import njit
 
 from devices.samples import (
     FloatImage,
+    FluxBuffer,
     IncidentBeam,
     PixelSize,
     Pose,
@@ -214,11 +215,26 @@ class EllipsoidPhantom:
         """``incident × exp(−∫μ dl)`` per pixel (a new array of ``incident``'s shape):
         the projection in one compiled pass that keeps one row of line integrals and
         takes ``exp`` only where a ray meets the phantom (no image of the integrals)."""
-        x, y = detector_coordinates_mm(incident.shape, pixel_size)
-        out = np.empty(incident.shape, dtype=np.float64)
-        _transmit(np.ascontiguousarray(x[0]) - pose.x, np.ascontiguousarray(y[:, 0]) - pose.y,
-                  self.ray_coefficients(pose), np.ascontiguousarray(incident, np.float64), out)
+        out = np.array(incident, dtype=np.float64, order="C")
+        self.transmit_into(pose, out, pixel_size, out)
         return out
+
+    def transmit_into(self, pose: Pose, incident: FloatImage, pixel_size: PixelSize,
+                      out: FloatImage) -> tuple[int, int, int, int]:
+        """``out = incident × exp(−∫μ dl)`` where a ray meets the phantom, ``out`` left as
+        it is elsewhere (the caller put ``incident`` there: ``transmit``, or a buffer
+        drawn into before, ``PhantomSample.flux_into``). Returns the box
+        ``(row0, row1, col0, col1)`` of the pixels a ray of which meets the phantom (the
+        only ones written; empty, ``row0 >= row1``, when none does)."""
+        if out.shape != incident.shape or out.dtype != np.float64 \
+                or not out.flags.c_contiguous or not out.flags.writeable:
+            raise ValueError(f"transmit_into: out must be a writeable C-contiguous float64 "
+                             f"array of shape {incident.shape}")
+        x, y = detector_coordinates_mm(incident.shape, pixel_size)
+        box = _transmit(np.ascontiguousarray(x[0]) - pose.x,
+                        np.ascontiguousarray(y[:, 0]) - pose.y, self.ray_coefficients(pose),
+                        np.ascontiguousarray(incident, np.float64), out)
+        return int(box[0]), int(box[1]), int(box[2]), int(box[3])
 
     def sinogram(
         self,
@@ -307,6 +323,36 @@ class PhantomSample:
         """Photons/s per pixel behind the sample at nominal ring current."""
         return self.phantom.transmit(pose, self.incident.image(shape, pixel_size), pixel_size)
 
+    def flux_into(self, pose: Pose, shape: tuple[int, int], pixel_size: PixelSize,
+                  buffer: FluxBuffer) -> FloatImage:
+        """``flux`` drawn into ``buffer`` (``Scene.flux_parts(into=…)``), the same numbers:
+        the incident beam copied in when the buffer does not hold it yet, then only the
+        pixels the phantom covered last time put back to the incident beam and those it
+        covers now drawn (the phantom is a few percent of a frame, whose copy and fresh
+        pages cost more than the projection)."""
+        incident = self.incident.image(shape, pixel_size)
+        out = buffer.array(incident.shape)
+        held, buffer.held = buffer.held, None  # (nothing claimed while it is redrawn)
+        if isinstance(held, _Drawn) and held.incident is incident:
+            row0, row1, col0, col1 = held.box
+            out[row0:row1, col0:col1] = incident[row0:row1, col0:col1]
+        else:
+            out[...] = incident
+        box = self.phantom.transmit_into(pose, incident, pixel_size, out)
+        buffer.held = _Drawn(incident, box)
+        assert buffer.image is not None  # (array() made it)
+        return buffer.image
+
+
+@dataclass(frozen=True, eq=False)
+class _Drawn:
+    """What a ``FluxBuffer`` holds after ``PhantomSample.flux_into``: ``incident`` (the
+    beam's cached image, kept so that its identity means these values) but in ``box``
+    ``(row0, row1, col0, col1)``, where the phantom was drawn."""
+
+    incident: FloatImage
+    box: tuple[int, int, int, int]
+
 
 @njit(inline="always")
 def _row_chords(xs: FloatArray, yr: float, coef: FloatArray, k: int,
@@ -364,20 +410,26 @@ def _integrate_rays(xs: FloatArray, ys: FloatArray, coef: FloatArray,
 
 @njit(cache=True, nogil=True)
 def _transmit(xs: FloatArray, ys: FloatArray, coef: FloatArray, incident: FloatArray,
-              out: FloatArray) -> None:  # pragma: no cover - compiled
-    """``out = incident · exp(−Σ chord × μ)`` (the rays of ``_integrate_rays``; the same
-    sums, ellipsoid by ellipsoid): per row, the integrals in one row buffer, ``exp`` only
-    in the columns some ellipsoid's interval covers and where the sum is not 0."""
+              out: FloatArray) -> tuple[int, int, int, int]:  # pragma: no cover - compiled
+    """``out = incident · exp(−Σ chord × μ)`` where some chord is not 0 (the rays of
+    ``_integrate_rays``; the same sums, ellipsoid by ellipsoid), ``out`` untouched
+    elsewhere: per row, the integrals in one row buffer, ``exp`` only in the columns some
+    ellipsoid's interval covers and where the sum is not 0. Returns the box of rows and
+    columns those intervals cover (``transmit_into``)."""
     acc = np.zeros(xs.shape[0])
+    row0, row1, col0, col1 = ys.shape[0], 0, xs.shape[0], 0
     for i in range(ys.shape[0]):
         first, last = xs.shape[0], 0
         for k in range(coef.shape[0]):
             lo, hi = _row_chords(xs, ys[i], coef, k, acc)
             if lo < hi:
                 first, last = min(first, lo), max(last, hi)
-        out[i, :] = incident[i, :]
+        if first < last:
+            row0, row1 = min(row0, i), i + 1
+            col0, col1 = min(col0, first), max(col1, last)
         for j in range(first, last):
             t = acc[j]
             if t != 0.0:
-                out[i, j] *= np.exp(-t)
+                out[i, j] = incident[i, j] * np.exp(-t)
                 acc[j] = 0.0
+    return row0, row1, col0, col1

@@ -46,6 +46,7 @@ from devices.shutter import FastShutter
 __all__ = [
     "EmptyBeam",
     "FloatImage",
+    "FluxBuffer",
     "IncidentBeam",
     "PixelSize",
     "Pose",
@@ -149,6 +150,37 @@ def frozen_image(image: FloatImage) -> FloatImage:
     return np.frombuffer(a.tobytes(), dtype=np.float64).reshape(a.shape)
 
 
+class FluxBuffer:
+    """A float64 image that a scene's flux is drawn into frame after frame
+    (``Scene.flux_parts(into=…)``) instead of a new array each time: a fly scan samples
+    the scene a thousand times a second, and a fresh 2 MB image per frame (512×512) cost
+    more in page faults and copies than the sample's own work. A sample that can draw
+    into it (``flux_into``) refills only what differs from what it drew last time
+    (``held``, the sample's note of that); others ignore it.
+
+    ``image`` is a read-only view for the readers (the sensor); the array is written only
+    by the sample through :meth:`array`, so ``held`` stays true. Whoever passes the buffer
+    must not hand it to the scene again while a reader still uses the last image."""
+
+    def __init__(self) -> None:
+        self._array: FloatImage | None = None
+        self.image: FloatImage | None = None
+        """The last image drawn into the buffer (read-only), ``None`` before the first."""
+        self.held: object = None
+        """What the buffer holds, in the words of the sample that last drew into it."""
+
+    def array(self, shape: tuple[int, int]) -> FloatImage:
+        """The writeable image of ``shape`` (a new one, and ``held`` forgotten, when the
+        buffer has another shape or none yet)."""
+        if self._array is None or self._array.shape != shape:
+            self._array = np.empty(shape, dtype=np.float64)
+            view = self._array.view()
+            view.flags.writeable = False
+            self.image = view
+            self.held = None
+        return self._array
+
+
 @lru_cache(maxsize=16)
 def _incident_image(
     beam: IncidentBeam, shape: tuple[int, int], pixel: tuple[float, float]
@@ -248,19 +280,28 @@ class Scene:
         return np.ascontiguousarray(image * factor, dtype=np.float64)
 
     def flux_parts(
-        self, shape: tuple[int, int], pixel_size: PixelSize, *, t: float | None = None
+        self, shape: tuple[int, int], pixel_size: PixelSize, *, t: float | None = None,
+        into: FluxBuffer | None = None
     ) -> tuple[FloatImage, float]:
         """``flux_image`` as the sample's image at nominal current (as the sample returns
         it: often its cached, read-only array) and the beam factor to multiply it by —
         for a detector model that folds the factor into its own pass over the pixels
         (``SensorModel.expose(image, t, scale=factor)``) instead of a copy per frame.
-        With the shutter closed or no beam at ``t``: zeros and 0."""
+        With the shutter closed or no beam at ``t``: zeros and 0.
+
+        ``into``: a buffer for a sample that draws its image into one (``flux_into``:
+        the phantom); the image returned is then the buffer's (``FluxBuffer.image``),
+        valid until the buffer is passed here again."""
         shape = check_shape(shape)
         pixel_pair(pixel_size)
         factor = self.beam_factor(t)
         if factor == 0.0:
             return np.zeros(shape, dtype=np.float64), 0.0
-        image = self.sample.flux(self.pose(t), shape, pixel_size)
+        draw_into = getattr(self.sample, "flux_into", None) if into is not None else None
+        if draw_into is not None:
+            image = draw_into(self.pose(t), shape, pixel_size, into)
+        else:
+            image = self.sample.flux(self.pose(t), shape, pixel_size)
         if image.shape != shape:
             raise ValueError(
                 f"sample {type(self.sample).__name__} returned shape {image.shape}, "

@@ -13,6 +13,7 @@ from devices.phantom import Ellipsoid, EllipsoidPhantom, PhantomSample, shepp_lo
 from devices.powder import CEO2, SILICON, CubicCrystal, PowderSample, reflections
 from devices.samples import (
     EmptyBeam,
+    FluxBuffer,
     IncidentBeam,
     Pose,
     Scene,
@@ -375,3 +376,69 @@ def test_compiled_projection_equals_array_formulas(pose, shape):
     libm_exp = np.frompyfunc(math.exp, 1, 1)
     attenuated = image * np.where(got != 0, libm_exp(-got).astype(np.float64), 1.0)
     np.testing.assert_array_equal(sample.flux(pose, shape, PIXEL), attenuated)
+
+
+def test_flux_drawn_into_reused_buffers_is_the_flux_of_each_pose():
+    """Buffers drawn into again and again (the fly scan's scene thread) hold each pose's
+    flux to the bit: a rotation, the sample moved across and out of view (nothing of the
+    phantom left, nothing of the last pose either), a shape change and another incident
+    beam — and, with every buffer in turn, a pose that puts the phantom where the last
+    one left nothing drawn."""
+    sample = PhantomSample(shepp_logan_3d(radius=1.0, mu=2.0))
+    buffers = [FluxBuffer() for _ in range(3)]
+    poses = [Pose(angle=a) for a in np.linspace(0.0, 180.0, 7)] + [
+        Pose(0.9, 0.0, 10.0), Pose(5.0, 0.0, 10.0), Pose(-0.7, 0.4, 99.0),
+        Pose(0.0, -0.9, 150.0), Pose(0.0, 0.0, 45.0)]
+    for k, pose in enumerate(poses * 2):
+        shape = SHAPE if k < len(poses) else (40, 64)  # the second round: another shape
+        image = sample.flux_into(pose, shape, PIXEL, buffers[k % 3])
+        assert image is buffers[k % 3].image and not image.flags.writeable
+        np.testing.assert_array_equal(image, sample.flux(pose, shape, PIXEL))
+    other = PhantomSample(sample.phantom, IncidentBeam(flux_density=3e7, sigma_y=None))
+    for buffer in buffers:
+        np.testing.assert_array_equal(other.flux_into(Pose(angle=5.0), (40, 64), PIXEL, buffer),
+                                      other.flux(Pose(angle=5.0), (40, 64), PIXEL))
+    out_of_view = sample.flux_into(Pose(5.0, 0.0, 0.0), SHAPE, PIXEL, buffers[0])
+    np.testing.assert_array_equal(out_of_view, sample.incident.image(SHAPE, PIXEL))
+
+
+def test_a_buffer_written_by_someone_else_is_drawn_whole_again():
+    """The buffer's note of what it holds is the sample's: a shape change forgets it, and
+    a buffer whose note is not the phantom's (another sample drew into it) is drawn whole."""
+    sample = PhantomSample(shepp_logan_3d(radius=1.0, mu=2.0))
+    buffer = FluxBuffer()
+    sample.flux_into(Pose(angle=30.0), SHAPE, PIXEL, buffer)
+    buffer.array(SHAPE)[:] = -1.0  # (held still says: the phantom at 30 deg)
+    buffer.held = "another sample's image"
+    np.testing.assert_array_equal(sample.flux_into(Pose(angle=60.0), SHAPE, PIXEL, buffer),
+                                  sample.flux(Pose(angle=60.0), SHAPE, PIXEL))
+    buffer.array((8, 8))
+    assert buffer.held is None and buffer.image is not None and buffer.image.shape == (8, 8)
+
+
+def test_flux_parts_draw_into_a_buffer_only_for_a_sample_that_can(scene, shutter):
+    """``Scene.flux_parts(into=…)``: the phantom's image drawn into the buffer (the same
+    numbers as without it); a sample without ``flux_into`` (the empty beam) ignores it;
+    a closed shutter gives its zeros as before."""
+    buffer = FluxBuffer()
+    image, factor = scene.flux_parts(SHAPE, PIXEL, into=buffer)
+    assert image is buffer.image
+    plain, plain_factor = scene.flux_parts(SHAPE, PIXEL)
+    np.testing.assert_array_equal(image, plain)
+    assert factor == plain_factor > 0
+    scene.sample = EmptyBeam()
+    image, _ = scene.flux_parts(SHAPE, PIXEL, into=FluxBuffer())
+    assert image is EmptyBeam().incident.image(SHAPE, PIXEL)
+    shutter.set("closed").wait(5)
+    image, factor = scene.flux_parts(SHAPE, PIXEL, into=buffer)
+    assert factor == 0.0 and not image.any() and image is not buffer.image
+
+
+def test_transmit_into_refuses_an_unfit_out():
+    phantom = shepp_logan_3d()
+    incident = IncidentBeam().image(SHAPE, PIXEL)
+    for out in (np.empty((4, 4)), np.empty(SHAPE, np.float32), np.empty(SHAPE).T,
+                incident):
+        with pytest.raises(ValueError, match="transmit_into: out must be a writeable "
+                                             r"C-contiguous float64 array of shape \(48, 64\)"):
+            phantom.transmit_into(Pose(), incident, PIXEL, out)
