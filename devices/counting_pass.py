@@ -31,10 +31,14 @@ Each word decides its pixel's count:
   quantiles (a table computed once); in the ``TAIL_BINS`` outermost bins on each side
   (|z| > 3.1, 2 words in 1000), where the quantile curves too much for a straight line,
   ``z`` is computed exactly from the 53-bit uniform. The interpolated ``z`` is off by at
-  most 1e-5 (next to those bins; below 1e-7 for |z| < 2), far less than a count.
+  most 1e-5 (next to those bins; below 1e-7 for |z| < 2), far less than a count. The
+  expansion's part beyond ``λ`` is computed in single precision (``_deviation``: eight
+  pixels per instruction), with a relative error of about 1e-7, that of ``z``: a count
+  can differ from the exact expansion's only where that is within about 1e-6 of a
+  half-integer (a few pixels in a million, each off by one).
 
 A block whose means are all large (a bright image, as in transmission imaging) draws its
-normals without a branch, four pixels per instruction (the bin clamped out of the tails),
+normals without a branch, four to eight pixels per instruction (the bin clamped out of the tails),
 then redoes the few pixels whose word falls in a tail bin: the same counts as the
 per-pixel path. The pass is compiled with numpy's error model, so a float division has
 no zero-divisor branch to keep its loop from running four pixels at a time (no divisor
@@ -175,9 +179,10 @@ def draw_pass(flux: npt.NDArray[np.floating], efficiency: npt.NDArray[np.float64
     listed = np.empty(BLOCK, np.uint16)
     flags = np.zeros(BLOCK, np.uint8)
     groups = flags.view(np.uint64)
+    singles = np.empty(2 * BLOCK, np.float32)
     scratch = (np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK),
                np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK, np.uint64),
-               np.empty(BLOCK, np.intp))
+               np.empty(BLOCK, np.intp), singles)
     n = flux.shape[0]
     next_hot = next_dead = 0
     for start in range(0, n, BLOCK):
@@ -224,7 +229,7 @@ def draw_pass(flux: npt.NDArray[np.floating], efficiency: npt.NDArray[np.float64
             # a branch, four at a time, then the few words in the table's tails again
             if keep and not ready:
                 starts[block + 1] = starts[block]
-            _normal_block_into(lams, words, table, float(top), m, terms, out, start)
+            _normal_block_into(lams, words, table, float(top), m, singles, out, start)
             tail_flags(words, m, flags)
             for g in range(groups.shape[0]):
                 if groups[g]:  # (8 flags a word: a block has about 4 tail words)
@@ -359,14 +364,15 @@ def _high_means(at: npt.NDArray[np.uint16], start: int, lams: npt.NDArray[np.flo
                 scratch: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64],
                                npt.NDArray[np.float64], npt.NDArray[np.float64],
                                npt.NDArray[np.float64], npt.NDArray[np.float64],
-                               npt.NDArray[np.uint64], npt.NDArray[np.intp]]
+                               npt.NDArray[np.uint64], npt.NDArray[np.intp],
+                               npt.NDArray[np.float32]]
                 ) -> None:  # pragma: no cover - compiled
     """The counts of a block's pixels ``at`` (offsets from ``start``), whose means are
     ``LOW_MEAN`` or more: gathered into ``scratch``, the inversion's first ``TERMS``
     terms without a branch (then term after term for the counts beyond), or, for means
     of ``NORMAL_MIN_MEAN`` and more, the normal draws without a branch (the words in
     the table's tails again)."""
-    g_lam, g_u, g_first, g_p, g_cdf, g_k, g_w, bigs = scratch
+    g_lam, g_u, g_first, g_p, g_cdf, g_k, g_w, bigs, singles = scratch
     n = at.shape[0]
     for i in range(n):
         j = at[i]
@@ -389,7 +395,7 @@ def _high_means(at: npt.NDArray[np.uint16], start: int, lams: npt.NDArray[np.flo
     for b in range(n_big):  # (g_cdf: the means, g_w: the words of the large ones)
         g_cdf[b] = g_lam[bigs[b]]
         g_w[b] = words[at[bigs[b]]]
-    _normal_block(g_cdf, g_w, table, float(top), n_big, g_p, g_k)
+    _normal_block(g_cdf, g_w, table, float(top), n_big, singles, g_k)
     shift = np.uint64(64 - TABLE_BITS)
     for b in range(n_big):
         j = start + at[bigs[b]]
@@ -400,48 +406,80 @@ def _high_means(at: npt.NDArray[np.uint16], start: int, lams: npt.NDArray[np.flo
             out[j] = top if v >= top else (0 if v <= 0.0 else np.uint32(v))
 
 
+_THIRD = 1.0 / 3.0
+_F1 = np.float32(1.0)
+_F6 = np.float32(1.0 / 6.0)
+_F24 = np.float32(1.0 / 24.0)
+_F72 = np.float32(1.0 / 72.0)
+_F1152 = np.float32(1.0 / 1152.0)
+
+
+@njit(inline="always")
+def _deviation(lam: np.float32, z: np.float32) -> np.float32:  # pragma: no cover - compiled
+    """``w`` of the count ``⌊λ + ⅓ + w⌋`` of mean ``λ`` at the standard normal ``z``: the
+    Cornish–Fisher expansion (``devices.sensor``) ``λ + √(λ − 1/12)·z + (z² − 1)/6 +
+    z(1 − z²)/(72√λ)``, rounded to the nearest integer, is ``⌊λ + ⅓ + w⌋`` with
+    ``w = z·(√(λ − 1/12) + z/6 + (1 − z²)/(72√λ))``. In single precision (eight pixels
+    per instruction, where the caller's loop has no branch): its relative error, about
+    1e-7, is that of the table's ``z`` (module docstring); ``1/√λ`` correctly rounded
+    (so the same on every machine), ``√(λ − 1/12) =
+    λ·(1/√λ)·√(1 − ε)``, ``ε = 1/(12λ) <= 1/120``, from its series to ``ε²`` (the next
+    term is below 4e-8 of it)."""
+    y = _F1 / np.sqrt(lam)
+    r = y * y
+    sd = lam * y * (_F1 - r * (_F24 + r * _F1152))
+    return z * (sd + z * _F6 + (_F1 - z * z) * (y * _F72))
+
+
 @njit(inline="always")
 def _normal_count(lam: float, z: float) -> float:  # pragma: no cover - compiled
-    """The count of mean ``lam`` at the standard normal ``z`` before saturation: the
-    Cornish–Fisher expansion (``devices.sensor``) rounded down (``np.floor``, a float: four
-    pixels per instruction where the caller's loop has no branch). No double division or
-    square root (the dearest instructions of the loop, and one unit runs both): ``y =
-    1/√λ`` from its single-precision value (correctly rounded, so the same on every
-    machine; relative error below 2e-7) and one Newton step in double precision (error
-    below 1e-13), ``√(λ − 1/12) = λ·y·√(1 − ε)``, ``ε = y²/12 <= 1/120``, from its series
-    to ``ε⁴`` (off by less than 1e-12 of it), and the constant divisors as products."""
-    y = np.float64(np.float32(1.0) / np.sqrt(np.float32(lam)))
-    y *= 1.5 - (0.5 * lam) * (y * y)
-    r = y * y
-    sd = lam * y * (1.0 - r * (1.0 / 24.0 + r * (1.0 / 1152.0 + r * (1.0 / 27648.0
-                                                                + r * (5.0 / 2654208.0)))))
-    return float(np.floor(lam + sd * z + (z * z - 1.0) * (1.0 / 6.0)
-                          + z * (1.0 - z * z) * (y * (1.0 / 72.0)) + 0.5))
+    """The count of mean ``lam`` at the standard normal ``z`` before saturation,
+    ``⌊λ + ⅓ + w⌋`` (``_deviation``; ``np.floor``, a float) — what ``_normal_block``
+    computes a block at a time, to the bit."""
+    w = _deviation(np.float32(lam), np.float32(z))
+    return float(np.floor((lam + _THIRD) + np.float64(w)))
+
+
+@njit(inline="always")
+def _deviations(lams: npt.NDArray[np.float64], words: npt.NDArray[np.uint64],
+                table: npt.NDArray[np.float64], m: int,
+                scratch: npt.NDArray[np.float32]) -> None:  # pragma: no cover - compiled
+    """``_deviation`` of the first ``m`` pixels into ``scratch[:m]`` (the table's ``z``,
+    its tail bins clamped: ``table_normals``; ``scratch``: ``2 × BLOCK`` floats). Three
+    loops without a branch, the last all in single precision."""
+    zs = scratch[:BLOCK]
+    ls = scratch[BLOCK:2 * BLOCK]
+    table_normals(words, table, m, zs)
+    for j in range(m):
+        ls[j] = np.float32(lams[j])
+    for j in range(m):
+        zs[j] = _deviation(ls[j], zs[j])
 
 
 @njit(inline="always")
 def _normal_block(lams: npt.NDArray[np.float64], words: npt.NDArray[np.uint64],
                   table: npt.NDArray[np.float64], top: float, m: int,
-                  zs: npt.NDArray[np.float64], counts: npt.NDArray[np.float64]
+                  scratch: npt.NDArray[np.float32], counts: npt.NDArray[np.float64]
                   ) -> None:  # pragma: no cover - compiled
     """Counts (saturated at ``top``, as floats into ``counts``) of the ``m`` pixels of a
-    block whose means are all large (``table_normals``; the caller redoes the pixels
-    whose bin is a tail bin). Two loops without a branch."""
-    table_normals(words, table, m, zs)
+    block whose means are all large (``_deviations``; the caller redoes the pixels
+    whose bin is a tail bin)."""
+    _deviations(lams, words, table, m, scratch)
     for j in range(m):
-        counts[j] = min(max(_normal_count(lams[j], zs[j]), 0.0), top)
+        counts[j] = min(max(np.floor((lams[j] + _THIRD) + np.float64(scratch[j])), 0.0), top)
 
 
 @njit(inline="always")
 def _normal_block_into(lams: npt.NDArray[np.float64], words: npt.NDArray[np.uint64],
                        table: npt.NDArray[np.float64], top: float, m: int,
-                       zs: npt.NDArray[np.float64], out: npt.NDArray[np.uint32 | np.int64],
+                       scratch: npt.NDArray[np.float32], out: npt.NDArray[np.uint32 | np.int64],
                        start: int) -> None:  # pragma: no cover - compiled
     """``_normal_block`` with the counts stored straight into ``out[start:start + m]``
     (no pass through a scratch array of floats: 7 % less time for a bright frame)."""
-    table_normals(words, table, m, zs)
+    _deviations(lams, words, table, m, scratch)
     for j in range(m):
-        out[start + j] = np.int64(min(max(_normal_count(lams[j], zs[j]), 0.0), top))
+        out[start + j] = np.int64(min(max(np.floor((lams[j] + _THIRD)
+                                                   + np.float64(scratch[j])), 0.0), top))
 
 
 @njit(cache=True, nogil=True)
