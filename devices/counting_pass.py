@@ -428,7 +428,8 @@ def _deviation(lam: np.float32, z: np.float32) -> np.float32:  # pragma: no cove
     y = _F1 / np.sqrt(lam)
     r = y * y
     sd = lam * y * (_F1 - r * (_F24 + r * _F1152))
-    return z * (sd + z * _F6 + (_F1 - z * z) * (y * _F72))
+    w: np.float32 = z * (sd + z * _F6 + (_F1 - z * z) * (y * _F72))
+    return w
 
 
 @njit(inline="always")

@@ -137,10 +137,12 @@ def tail_flags(words: npt.NDArray[np.uint64], m: int,
 
 @njit(inline="always")
 def table_normals(words: npt.NDArray[np.uint64], table: npt.NDArray[np.float64], m: int,
-                   zs: npt.NDArray[np.float64]) -> None:  # pragma: no cover - compiled
-    """The ``z`` of each of the first ``m`` words into ``zs``, interpolated in the table
-    with its bin clamped out of the tails (``word_to_normal`` elsewhere; callers redo the
-    words whose bin is a tail bin). One loop without a branch."""
+                   zs: npt.NDArray[np.float32 | np.float64]
+                   ) -> None:  # pragma: no cover - compiled
+    """The ``z`` of each of the first ``m`` words into ``zs`` (stored in its precision),
+    interpolated in the table with its bin clamped out of the tails (``word_to_normal``
+    elsewhere; callers redo the words whose bin is a tail bin). One loop without a
+    branch."""
     shift = np.uint64(64 - TABLE_BITS)
     for j in range(m):
         w = words[j]
