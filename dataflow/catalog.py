@@ -94,7 +94,11 @@ def _open_client(root: Path, readable: Sequence[Path], quiet: bool) -> Any:
     from tiled.client import from_context
     from tiled.client.context import Context
 
-    from .inprocess import one_trip_statements, use_in_process_transport
+    from .inprocess import (
+        buffered_http_middleware,
+        one_trip_statements,
+        use_in_process_transport,
+    )
     from .tiled_app import build_tiled_app
 
     db = root / "catalog.db"
@@ -116,6 +120,7 @@ def _open_client(root: Path, readable: Sequence[Path], quiet: bool) -> Any:
         app = build_tiled_app(adapter, quiet=quiet)
         app.add_middleware(ConfinedAssets, policy=AssetPolicy.of_adapter(adapter))
         answer_refusals(app)
+        buffered_http_middleware(app)  # (answers are buffered in-process: dataflow.inprocess)
         context = Context.from_app(app)
     use_in_process_transport(context, adapter)
     return from_context(context)

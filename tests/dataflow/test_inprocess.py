@@ -25,8 +25,11 @@ from tiled.catalog.adapter import CatalogNodeAdapter
 
 from dataflow.catalog import Catalog
 from dataflow.inprocess import (
+    TILED_MIDDLEWARE,
+    BufferedHTTPMiddleware,
     InProcessTransport,
     OneTripConnection,
+    buffered_http_middleware,
     one_trip_statements,
     use_in_process_transport,
 )
@@ -71,6 +74,106 @@ def test_answers_as_testclient_does(catalog: Catalog) -> None:
         else:
             assert mine.content == theirs.content, path
     assert len(catalog.run(uid)["primary"]["det"].read()) == 2
+
+
+def test_tiled_middleware_answers_as_starlettes_layers_do(catalog: Catalog) -> None:
+    """Tiled's middleware functions run buffered in the embedded catalog and answer as
+    through starlette's streaming layers (the catalog server's): the CSRF cookie set on a
+    request without one, ``Server-Timing`` with the same metrics, a too-old client refused
+    with 400, the same status and body."""
+    from starlette.middleware.base import BaseHTTPMiddleware
+    from starlette.testclient import TestClient
+
+    from dataflow.tiled_app import build_tiled_app
+
+    app = catalog.tree.context.http_client._transport.transport.app
+    kinds = [(layer.cls, getattr(layer.kwargs.get("dispatch"), "__module__", None))
+             for layer in app.user_middleware]
+    assert (BufferedHTTPMiddleware, TILED_MIDDLEWARE) in kinds
+    assert (BaseHTTPMiddleware, TILED_MIDDLEWARE) not in kinds
+    streaming = build_tiled_app(_adapter(catalog), quiet=True)  # (as the server builds it)
+    key = {"authorization": catalog.tree.context.http_client.headers["authorization"]}
+    old = {**key, "user-agent": "python-tiled/0.1.0a90"}  # (older than Tiled supports)
+    requests = [("GET", "/api/v1/metadata/raw", key),
+                ("GET", "/api/v1/metadata/raw/no-such-run", key),
+                ("POST", "/api/v1/metadata/raw/no-such-run", key),
+                ("GET", "/api/v1/metadata/raw", {}),
+                ("GET", "/api/v1/metadata/raw", old)]
+    with TestClient(app) as buffered_client, TestClient(streaming) as streaming_client:
+        for method, path, headers in requests:
+            mine = buffered_client.request(method, path, headers=headers)
+            theirs = streaming_client.request(method, path, headers=headers)
+            assert mine.status_code == theirs.status_code, path
+            assert mine.content == theirs.content, path
+            assert ("tiled_csrf" in mine.cookies) == ("tiled_csrf" in theirs.cookies), path
+            assert _timed(mine) == _timed(theirs) != set(), path
+        statuses = [buffered_client.request(method, path, headers=headers).status_code
+                    for method, path, headers in requests]
+        assert statuses == [200, 404, 422, 401, 400]
+
+
+def _timed(answer: Any) -> set[str]:
+    """The metric names of an answer's ``Server-Timing`` header."""
+    header = answer.headers.get("server-timing", "")
+    return {part.split(";")[0] for part in header.split(", ") if part}
+
+
+def _adapter(catalog: Catalog) -> Any:
+    """A fresh Tiled adapter of ``catalog``'s folder (for a second application)."""
+    from tiled.catalog import from_uri
+
+    root = catalog.root
+    return from_uri(f"sqlite:///{root / 'catalog.db'}",
+                    writable_storage=[str(root / "storage"),
+                                      f"sqlite:///{root / 'tables.db'}"],
+                    readable_storage=[str(catalog.raw_dir)])
+
+
+def test_buffered_middleware_keeps_call_next_semantics() -> None:
+    """``call_next`` gives the inner answer whole (headers and cookies the dispatch
+    function adds are sent), raises the inner application's exception, and a dispatch
+    function may answer without calling it; only Tiled's functions are replaced."""
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.middleware.base import BaseHTTPMiddleware
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    async def ok(request: Any) -> Any:
+        return PlainTextResponse("inner" * 500, headers={"x-inner": "1"})
+
+    async def broken(request: Any) -> Any:
+        raise ValueError("inner failure")
+
+    async def dispatch(request: Any, call_next: Any) -> Any:
+        if request.url.path == "/refused":
+            return PlainTextResponse("no", status_code=403)
+        response = await call_next(request)
+        response.headers["x-outer"] = "2"
+        response.set_cookie("token", "abc")
+        return response
+
+    dispatch.__module__ = TILED_MIDDLEWARE
+
+    async def other(request: Any, call_next: Any) -> Any:
+        return await call_next(request)
+
+    app = Starlette(routes=[Route("/ok", ok), Route("/broken", broken)],
+                    middleware=[Middleware(BaseHTTPMiddleware, dispatch=dispatch),
+                                Middleware(BaseHTTPMiddleware, dispatch=other)])
+    assert buffered_http_middleware(app) == 1
+    kinds: list[Any] = [layer.cls for layer in app.user_middleware]
+    assert kinds == [BufferedHTTPMiddleware, BaseHTTPMiddleware]
+    with TestClient(app) as client:
+        answer = client.get("/ok")
+        assert (answer.status_code, answer.text) == (200, "inner" * 500)
+        assert answer.headers["x-inner"] == "1" and answer.headers["x-outer"] == "2"
+        assert answer.headers["content-length"] == str(len("inner" * 500))
+        assert answer.cookies["token"] == "abc"
+        assert client.get("/refused").status_code == 403
+        with pytest.raises(ValueError, match="inner failure"):
+            client.get("/broken")
 
 
 def test_stream_closes_skip_the_lookup_only_without_streams(
