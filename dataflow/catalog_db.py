@@ -23,8 +23,12 @@ from urllib.parse import urlparse
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SQLITE_BUSY_MS", "database_ready", "folder_lock", "wait_when_busy",
-           "write_ahead_log"]
+__all__ = ["SQLITE_BUSY_MS", "SYNCHRONOUS", "database_ready", "folder_lock",
+           "sync_at_checkpoints", "wait_when_busy", "write_ahead_log"]
+
+SYNCHRONOUS = "NORMAL"
+"""SQLite's ``synchronous`` setting on every connection to a catalog's databases (module
+docstring: synced at checkpoints, not at every commit)."""
 
 
 def _initialized(db: Path) -> bool:
@@ -132,7 +136,9 @@ def wait_when_busy(adapter: Any) -> Any:
     Two writers of one catalog — the raw run's writer and a live reducer's derived run in
     one process, or the beamline and a consumer process — otherwise meet SQLite's
     immediate "database is locked". Every pooled connection gets a busy timeout and the
-    file write-ahead logging (readers never block the writer). Returns ``adapter``.
+    file write-ahead logging (readers never block the writer); every connection to
+    either database syncs at checkpoints only (``SYNCHRONOUS``, module docstring).
+    Returns ``adapter``.
     """
     import sqlalchemy
 
@@ -145,6 +151,8 @@ def wait_when_busy(adapter: Any) -> Any:
         cursor = connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
+            with _outside_transaction(connection):  # (SQLite refuses it inside one)
+                cursor.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")
         finally:
             cursor.close()
 
@@ -155,7 +163,46 @@ def wait_when_busy(adapter: Any) -> Any:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         store_write_ahead_log(Path(path), SQLITE_BUSY_MS)  # (through the store's SQLite)
         sqlalchemy.event.listen(storage._connection_pool, "connect", patient)
+    sync_at_checkpoints(adapter)
     return adapter
+
+
+@contextmanager
+def _outside_transaction(connection: Any) -> Iterator[None]:
+    """An ADBC connection (the table store's) out of the transaction its driver keeps
+    open while not in autocommit mode, for the block; other connections as they are."""
+    adbc = getattr(connection, "adbc_connection", None)
+    if adbc is None or adbc.get_option("adbc.connection.autocommit") == "true":
+        yield
+        return
+    adbc.set_autocommit(True)  # (ends the driver's empty transaction)
+    try:
+        yield
+    finally:
+        adbc.set_autocommit(False)
+
+
+def sync_at_checkpoints(adapter: Any) -> bool:
+    """Make every connection ``adapter``'s catalog database engine opens from now on run
+    ``PRAGMA synchronous = NORMAL`` (module docstring); idempotent. False (and nothing
+    changed) when the catalog is not on SQLite."""
+    import sqlalchemy
+
+    engine = adapter.context.engine
+    if engine.dialect.name != "sqlite":
+        return False
+    target = engine.sync_engine
+    if not sqlalchemy.event.contains(target, "connect", _sync_at_checkpoints):
+        sqlalchemy.event.listen(target, "connect", _sync_at_checkpoints)
+    return True
+
+
+def _sync_at_checkpoints(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")
+    finally:
+        cursor.close()
 
 
 def write_ahead_log(db: Path, timeout: float = SQLITE_BUSY_MS / 1000) -> None:
