@@ -55,6 +55,7 @@ from ..types import (
 )
 from .batch_io import (
     BatchPlan,
+    ResultBuffers,
     dummy_input,
     first_unfit,
     is_bool_signal,
@@ -162,6 +163,7 @@ class CompiledSession(Session):
         self._inputs_by_name = {p.signal.name: (p, k) for k, p in enumerate(lay.inputs)}
         self._input_types = {p.signal.name: p.signal.type for p in lay.inputs}
         self._plans: dict[Any, BatchPlan] = {}
+        self._results = ResultBuffers()
         self._stopped: str | None = None
         """The failed check the session stopped on (see the module docstring)."""
         try:
@@ -419,11 +421,12 @@ class CompiledSession(Session):
         OUTB = np.empty((max(ticks, 1) if plan.rows_b else 1, max(plan.rows_b, 1)),
                         dtype=np.bool_)
         # One uint16 result (a detector's packet words) is recorded into an array of its
-        # own, returned as it is; several are copied out of this thread's reused buffer
-        # (below). Copying the packet words was 7 % of a P6M module's run; a fresh
-        # buffer of that size costs less (the allocator reuses its pages).
+        # own, returned as it is (copying the packet words was 7 % of a P6M module's
+        # run), in memory of an earlier run that no array uses any more (fresh memory
+        # each run was a fifth of it in page faults); several are copied out of this
+        # thread's reused buffer (below).
         own_h = plan.own_h
-        OUTH = np.empty((max(ticks, 1), plan.rows_h), np.uint16) if own_h else \
+        OUTH = self._results.take((max(ticks, 1), plan.rows_h), np.uint16) if own_h else \
             scratch_buffer((max(ticks, 1) if plan.rows_h else 1, max(plan.rows_h, 1)),
                            np.uint16, "outh")
         if self._stopped is not None:

@@ -109,3 +109,33 @@ def test_bad_dtypes(backend: str, dtypes: dict[str, object], message: str) -> No
     with pytest.raises(BackendError, match=message):
         sim.run_batch(_stimulus(10), 10, dtypes=dtypes)  # type: ignore[arg-type]
     assert sim.tick == 0  # checked before any tick runs
+
+
+def _address(a: np.ndarray) -> int:
+    return int(a.__array_interface__["data"][0])
+
+
+def test_a_dropped_uint16_result_lends_its_memory_to_the_next_run() -> None:
+    """The one uint16 result is recorded in memory of an earlier run's result once nothing
+    uses that any more (no page faults for fresh memory each run), and never while the
+    result, or any view of it, is alive: what a caller holds keeps its values."""
+    stim = _stimulus(120)
+    sim = Simulator(_net(), backend="compiled")
+    asked = {"s.copy": np.uint16}
+    want = Simulator(_net(), backend="interp").run_batch(stim, 120)["s.copy"]
+    first = sim.run_batch({n: v[:60] for n, v in stim.items()}, 60, dtypes=asked)["s.copy"]
+    where = _address(first)
+    tail = first[50:, 1:3]  # a view alone keeps the memory in use
+    del first
+    second = sim.run_batch({n: v[60:] for n, v in stim.items()}, 60, dtypes=asked)["s.copy"]
+    assert not np.shares_memory(second, tail) and _address(second) != where
+    assert np.array_equal(tail, want[50:60, 1:3])
+    assert np.array_equal(second, want[60:])
+    del tail
+    interloper = np.empty_like(second)  # (would take freed memory of that size first)
+    third = sim.run_batch({n: v[:60] for n, v in stim.items()}, 60, dtypes=asked)["s.copy"]
+    assert _address(third) == where  # the first run's memory, free again
+    assert np.array_equal(second, want[60:])  # held: not overwritten by the third run
+    smaller = sim.run_batch({n: v[:10] for n, v in stim.items()}, 10, dtypes=asked)["s.copy"]
+    assert smaller.shape == (10, LANES) and not np.shares_memory(smaller, third)
+    assert not np.shares_memory(interloper, third)
