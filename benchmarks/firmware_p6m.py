@@ -91,6 +91,7 @@ def thread_rates(counts: Sequence[np.ndarray], workers: Sequence[int], repeat: i
         fw.acquire(counts[:1])
     for _ in range(repeat):
         for k, fw in enumerate(fws):
+            frames[k] = []  # (a detector has passed on and dropped the frames it made)
             t = time.perf_counter()
             frames[k] = fw.acquire(counts)
             t_acq[k] = min(t_acq[k], time.perf_counter() - t)

@@ -36,6 +36,7 @@ from dataflow.packets import ReadoutFrame
 from dataflow.readout import ReadoutError
 from fpga.designs.layout import DetectorLayout
 from fpga.designs.reference import ChainConfig, ChainTables
+from sme.buffers import ResultBuffers
 
 from .firmware import BACKENDS, Firmware, FirmwareError
 from .sensor_link import LinkStream, link_stream
@@ -45,6 +46,9 @@ __all__ = ["ModularFirmware", "ModuleLinks"]
 T = TypeVar("T")
 
 COUNTERS = ("good", "corrupt", "dropped", "framing_errors", "stray_words")
+FRAMES_KEPT = 4
+"""Frame-sized buffers kept for the assembled frames (used again once the caller has
+dropped the frames they held: a 6M frame is 12 MB of fresh pages otherwise)."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,10 @@ class ModularFirmware:
         self.readout = _Readouts(self.boards)
         self.config = ChainConfig()
         self._pool: ThreadPoolExecutor | None = None
+        self._spare: list[LinkStream] = []
+        """The link words ``acquire`` built last (its own, done with): refilled by the
+        next one of as many frames instead of new arrays (fresh memory is page faults)."""
+        self._frames = ResultBuffers(keep=FRAMES_KEPT)
 
     # -- parallel map ----------------------------------------------------------------------
 
@@ -189,12 +197,15 @@ class ModularFirmware:
         per_frame = [self.layout.split(c) for c in counts]
         return [[parts[m] for parts in per_frame] for m in range(len(self.boards))]
 
-    def _streams(self, modules: list[list[npt.NDArray[Any]]]) -> list[LinkStream]:
-        """Every module's link words; a module's bad counts (out of the 20-bit range, say)
-        are a ``ValueError`` naming the module."""
+    def _streams(self, modules: list[list[npt.NDArray[Any]]],
+                 spare: Sequence[LinkStream] = ()) -> list[LinkStream]:
+        """Every module's link words (into ``spare[m]``, streams no one uses any more, when
+        they fit); a module's bad counts (out of the 20-bit range, say) are a
+        ``ValueError`` naming the module."""
         def one(m: int) -> LinkStream:
             try:
-                return link_stream(modules[m], self.params)
+                return link_stream(modules[m], self.params,
+                                   reuse=spare[m] if m < len(spare) else None)
             except ValueError as exc:
                 raise ValueError(f"module {m}: {exc}") from None
 
@@ -219,7 +230,8 @@ class ModularFirmware:
         module's counts are checked before any board runs, so a module's bad counts leave
         every board as it was (their frame counters stay in step)."""
         modules = self._module_counts(counts)
-        built = self._streams(modules) if links is None else []
+        spare, self._spare = self._spare, []  # (not refilled twice, should this fail)
+        built = self._streams(modules, spare) if links is None else []
 
         def one(m: int) -> list[ReadoutFrame]:
             if links is not None:
@@ -229,6 +241,8 @@ class ModularFirmware:
             return self.boards[m].acquire(modules[m], allow_loss=True, links=own)
 
         delivered = self._map(one)
+        if built:
+            self._spare = built
         frames = self._assemble(delivered)
         if not allow_loss and len(frames) != len(counts):
             errors = "; ".join(e.message for e in list(self.readout.errors)[-3:]) \
@@ -251,7 +265,9 @@ class ModularFirmware:
                 frame_number=n, timestamp=first.timestamp,
                 flags=int(np.bitwise_or.reduce([p.flags for p in parts])),
                 threshold=first.threshold,
-                image=self.layout.assemble([p.image for p in parts]),
+                image=self.layout.assemble(
+                    [p.image for p in parts],
+                    out=self._frames.take(self.layout.shape, np.uint16)),
                 roi_sum=sum(p.roi_sum for p in parts),
                 saturated=sum(p.saturated for p in parts),
                 histogram=np.sum([p.histogram for p in parts], axis=0),

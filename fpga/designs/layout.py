@@ -98,18 +98,30 @@ class DetectorLayout:
         return [a[y0:y0 + h, x0:x0 + w] for y0, x0 in self.origins()]
 
     def assemble(self, images: Sequence[npt.ArrayLike], dtype: npt.DTypeLike = np.uint16,
-                 fill: int = 0) -> npt.NDArray[Any]:
+                 fill: int = 0, out: npt.NDArray[Any] | None = None) -> npt.NDArray[Any]:
         """The detector frame of the module frames ``images`` (row-major), the gaps
-        ``fill``."""
+        ``fill``: a new array, or ``out`` (a frame-shaped array, whatever it holds: every
+        pixel is written, each once)."""
         if len(images) != self.modules:
             raise ValueError(f"{self.modules} module frames make a frame, got {len(images)}")
-        out = np.full(self.shape, fill, dtype=dtype)
         h, w = self.module.height, self.module.width
-        for m, ((y0, x0), image) in enumerate(zip(self.origins(), images, strict=True)):
-            a = np.asarray(image)
-            if a.shape != (h, w):
-                raise ValueError(f"module {m}: frame {a.shape}, a module is {(h, w)}")
-            out[y0:y0 + h, x0:x0 + w] = a
+        for m, image in enumerate(images):
+            if np.shape(image) != (h, w):
+                raise ValueError(f"module {m}: frame {np.shape(image)}, a module is {(h, w)}")
+        if out is None:
+            out = np.empty(self.shape, dtype=dtype)
+        elif out.shape != self.shape:
+            raise ValueError(f"assemble: out has shape {out.shape}, a frame is {self.shape}")
+        (rows, cols), (gr, gc) = self.grid, self.gap
+        for r in range(rows):
+            y0 = r * (h + gr)
+            if r:  # the gap rows above this module row
+                out[y0 - gr:y0] = fill
+            for c in range(1, cols):  # the gap columns between its modules
+                x0 = c * (w + gc)
+                out[y0:y0 + h, x0 - gc:x0] = fill
+        for (y0, x0), image in zip(self.origins(), images, strict=True):
+            out[y0:y0 + h, x0:x0 + w] = image
         return out
 
     def module_roi(self, roi: tuple[int, int, int, int], m: int) -> tuple[int, int, int, int]:

@@ -34,6 +34,7 @@ from ..backend import (
     check_batch_stimulus,
     result_dtypes,
 )
+from ..buffers import ResultBuffers
 from ..bus import Bus, SignalSpec, convert_for, misfit_error
 from ..declare import MISSING
 from ..errors import (
@@ -55,7 +56,6 @@ from ..types import (
 )
 from .batch_io import (
     BatchPlan,
-    ResultBuffers,
     dummy_input,
     first_unfit,
     is_bool_signal,

@@ -127,3 +127,30 @@ def test_each_module_is_its_own_board_on_its_own_data() -> None:
     frames = fw.acquire(counts, allow_loss=True)
     assert [f.frame_number for f in frames] == [2, 3] and fw.report()["good"] == 2
     assert frames[0].saturated > 0.95 * h * w  # module 4 (its unmasked pixels)
+
+
+def test_frames_held_keep_their_pixels_and_dropped_ones_lend_their_memory() -> None:
+    """The assembled frames and the link words of ``acquire`` use memory of earlier
+    acquisitions again, but only what no one holds: frames kept across later acquisitions
+    (of other counts, and of a different number of frames) keep their pixels."""
+    counts = _counts(5, seed=11)
+    fw = ModularFirmware(LAYOUT, "compiled", workers=2)
+    fw.configure(CONFIG)
+    ref = ModularFirmware(LAYOUT, "compiled", workers=1)
+    ref.configure(CONFIG)
+    want = [f.image for f in ref.acquire(counts)]
+    held = fw.acquire(counts[:2])
+    where = {f.image.__array_interface__["data"][0] for f in held}
+    second = fw.acquire(counts[2:4])
+    assert not any(np.shares_memory(a.image, b.image) for a in held for b in second)
+    third = fw.acquire(counts[4:])
+    for frame, image in zip(held + second + third, want, strict=True):
+        assert np.array_equal(frame.image, image)
+    del held
+    again = fw.acquire(counts[:2])  # frames 5 and 6: the first two frames' memory
+    assert {f.image.__array_interface__["data"][0] for f in again} == where
+    assert [f.frame_number for f in again] == [5, 6]
+    for frame, image in zip(second + third, want[2:], strict=True):
+        assert np.array_equal(frame.image, image)
+    for frame, image in zip(again, want[:2], strict=True):
+        assert np.array_equal(frame.image, image)

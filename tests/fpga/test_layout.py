@@ -44,6 +44,19 @@ def test_split_and_assemble_round_trip() -> None:
         SMALL.assemble([*parts[:2], parts[2][:, :-1], *parts[3:]])
 
 
+def test_assemble_into_a_used_frame_writes_every_pixel() -> None:
+    """``out`` may hold anything (a frame whose memory is used again): the modules and
+    every gap pixel (gap rows, gap columns, their crossings) are written."""
+    frame = np.arange(SMALL.shape[0] * SMALL.shape[1]).reshape(SMALL.shape)
+    out = np.full(SMALL.shape, 77, dtype=np.int64)
+    back = SMALL.assemble(SMALL.split(frame), fill=-1, out=out)
+    gaps = SMALL.gap_mask()
+    assert back is out
+    assert np.array_equal(out[~gaps], frame[~gaps]) and (out[gaps] == -1).all()
+    with pytest.raises(ValueError, match=r"out has shape \(15, 63\), a frame is \(15, 64\)"):
+        SMALL.assemble(SMALL.split(frame), out=out[:, :-1])
+
+
 def test_module_roi_adds_up_to_the_frame_roi() -> None:
     rng = np.random.default_rng(1)
     frame = rng.integers(0, 100, SMALL.shape)
