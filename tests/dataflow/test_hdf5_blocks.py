@@ -1,0 +1,122 @@
+"""Frames written a block of chunks at a time (``dataflow.hdf5_blocks``, the default for
+uncompressed frame files) against HDF5's own hyperslab writes of the same frames: the
+same frames read back, the same bytes in every chunk, through flushes of part-filled
+blocks, frames discarded across a block's start, edge chunks and one chunk per frame."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+import dataflow.hdf5_blocks
+from dataflow.hdf5 import DEFAULT_DATASET, FrameWriter, Layout, open_frames
+
+SHAPE = (32, 20)
+LAYOUTS: list[Layout] = ["tomo", (4, 5, 20), (3, 32, 20), "per_frame"]
+
+
+def frames(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 65535, (n, *SHAPE), dtype=np.uint16)
+
+
+def scan(w: FrameWriter) -> np.ndarray:
+    """Appends in batches of several sizes, frames announced (flushed) between them,
+    then frames discarded back to the last announcement and others appended: what a
+    detector paused mid-scan does. Returns the frames the file must hold."""
+    kept: list[np.ndarray] = []
+    for size, seed, announce in [(1, 1, False), (3, 2, True), (5, 3, False), (1, 4, True),
+                                 (8, 5, False), (2, 6, True), (6, 7, False)]:
+        batch = frames(size, seed)
+        w.append_many(batch)
+        kept.append(batch)
+        if announce:
+            list(w.asset_docs())
+    # the last 6 frames were not announced: dropped (across a block's start for k=4)
+    assert w.discard_unannounced() == 6
+    kept.pop()
+    for seed in (8, 9):
+        batch = frames(3, seed)
+        w.append_many(batch[:1])
+        w.append_many(batch[1:])
+        kept.append(batch)
+    return np.concatenate(kept)
+
+
+def chunks(path: Path) -> dict[tuple[int, ...], bytes]:
+    """Every stored chunk's bytes by offset (for frames the extent covers)."""
+    with h5py.File(path, "r") as f:
+        ds = f[DEFAULT_DATASET]
+        out: dict[tuple[int, ...], bytes] = {}
+        for i in range(ds.id.get_num_chunks()):
+            info = ds.id.get_chunk_info(i)
+            out[tuple(info.chunk_offset)] = ds.id.read_direct_chunk(info.chunk_offset)[1]
+        return out
+
+
+def write(folder: Path, name: str, layout: Layout, direct: bool,
+          monkeypatch: pytest.MonkeyPatch) -> tuple[Path, np.ndarray]:
+    with monkeypatch.context() as m:
+        if not direct:
+            m.setattr(dataflow.hdf5_blocks.ChunkBlock, "fits", staticmethod(
+                lambda *a: False))
+        with FrameWriter(folder, name, SHAPE, layout=layout) as w:
+            assert (w._block is not None) == direct
+            want = scan(w)
+    return folder / name, want
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_the_file_holds_what_hdf5s_own_writes_leave(tmp_path: Path, layout: Layout,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    ours, want = write(tmp_path, "direct.h5", layout, True, monkeypatch)
+    theirs, same = write(tmp_path, "h5py.h5", layout, False, monkeypatch)
+    np.testing.assert_array_equal(want, same)
+    with open_frames(ours) as r:  # (checksums verified on read)
+        assert len(r) == len(want) == 26
+        np.testing.assert_array_equal(r.read(), want)
+    stored, reference = chunks(ours), chunks(theirs)
+    assert sorted(stored) == sorted(reference)
+    for offset, data in reference.items():
+        # a chunk's frames past the extent are the file's business: compare the frames in it
+        k, rows, _ = h5py.File(ours, "r")[DEFAULT_DATASET].chunks
+        n = min(k, len(want) - offset[0])
+        size = n * rows * SHAPE[1] * 2
+        assert stored[offset][:size] == data[:size], offset
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_a_reader_sees_each_announced_frame_while_the_file_is_written(
+        tmp_path: Path, layout: Layout) -> None:
+    """Every frame announced is readable at once by a reader in this process (through
+    HDF5's shared file, whose chunk cache the direct writes must not leave stale) and
+    in another one (SWMR)."""
+    import subprocess
+    import sys
+
+    reader: Callable[[int], np.ndarray]
+    with FrameWriter(tmp_path, "live.h5", SHAPE, layout=layout) as w:
+        f = h5py.File(w.path, "r", swmr=True)
+        ds = f[DEFAULT_DATASET]
+        reader = lambda i: np.asarray(ds[i])  # noqa: E731
+        written: list[np.ndarray] = []
+        for seed in range(11):
+            batch = frames(1 + seed % 3, seed)
+            w.append_many(batch)
+            written.extend(batch)
+            list(w.asset_docs())
+            ds.refresh()
+            assert ds.shape[0] == len(written)
+            for i in (0, len(written) - 1, len(written) // 2):
+                np.testing.assert_array_equal(reader(i), written[i])
+        code = ("import h5py, numpy as np, sys\n"
+                f"f = h5py.File({str(w.path)!r}, 'r', swmr=True)\n"
+                f"sys.stdout.write(str(int(np.asarray(f[{DEFAULT_DATASET!r}]).sum())))\n")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert int(done.stdout) == int(np.sum(written, dtype=np.int64))
+        f.close()
