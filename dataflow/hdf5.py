@@ -218,7 +218,8 @@ class FrameWriter:
 
         frame_bytes = self.dtype.itemsize * self.frame_shape[0] * self.frame_shape[1]
         # Keep one block of chunks (chunk_shape[0] frames) in the chunk cache so each
-        # chunk is filled in memory and written whole, not read back from disk.
+        # chunk is filled in memory and written whole, not read back from disk (frames
+        # written through h5py: compressed; ChunkBlock's frame dataset has no cache).
         cache_bytes = max(1 << 20, 2 * self.chunk_shape[0] * frame_bytes)
         try:
             self._file = h5py.File(self.path, "x", libver="latest",
@@ -228,13 +229,13 @@ class FrameWriter:
                                   "overwritten, choose a new name") from None
         try:
             options = self._frames_options()
+            direct = ChunkBlock.fits(self.chunk_shape, self.frame_shape, compression, options)
             self._ds = self._file.create_dataset(
                 dataset, shape=(0, *self.frame_shape), maxshape=(None, *self.frame_shape),
                 dtype=self.dtype, chunks=self.chunk_shape, compression=compression,
-                **options)
+                **options, **(ChunkBlock.CACHE if direct else {}))
             self._block = ChunkBlock(self._ds, self.chunk_shape, self._flush_checksums) \
-                if ChunkBlock.fits(
-                self.chunk_shape, self.frame_shape, compression, options) else None
+                if direct else None
             for key, value in (attrs or {}).items():
                 self._ds.attrs[key] = value
             self._crc = self._file.create_dataset(

@@ -58,6 +58,12 @@ class ChunkBlock:
         self.block: np.ndarray[Any, Any] | None = None if self.k == 1 else np.zeros(
             (self.nr, self.k, self.r, self.cols), ds.dtype)
 
+    CACHE: dict[str, Any] = {"rdcc_nbytes": 0, "rdcc_nslots": 1}
+    """The frame dataset's chunk cache (``create_dataset`` options): none. The writer
+    does not use it, and a reader in the same process shares it (HDF5 opens a dataset
+    once per process): without it HDF5 reads just the frames asked for from each chunk,
+    with it whole chunks, allocated, cached and evicted again."""
+
     @staticmethod
     def fits(chunk_shape: tuple[int, int, int], frame_shape: tuple[int, int],
              compression: str | None, options: dict[str, Any]) -> bool:
