@@ -188,19 +188,24 @@ def draw_pass(flux: npt.NDArray[np.floating], efficiency: npt.NDArray[np.float64
     for start in range(0, n, BLOCK):
         m = min(BLOCK, n - start)
         block = start // BLOCK
+        # (the block's views: indexed from 0 by the loops' own counters, whose loads
+        # and stores the compiler then knows to be consecutive, several at a time)
+        fl = flux[start:start + m]
+        o = out[start:start + m]
         # 1. means, flux checks and words: no branch (the few hot and dead pixels after)
         ok: np.bool_ = np.bool_(True)
         if uniform:
             rate = efficiency[0] * exposure
             for j in range(m):
-                phi = np.float64(flux[start + j])
+                phi = np.float64(fl[j])
                 ok &= (phi >= 0.0) & (phi < np.inf)
                 lams[j] = rate * phi
         else:
+            ef = efficiency[start:start + m]
             for j in range(m):
-                phi = np.float64(flux[start + j])
+                phi = np.float64(fl[j])
                 ok &= (phi >= 0.0) & (phi < np.inf)
-                lams[j] = efficiency[start + j] * phi * exposure
+                lams[j] = ef[j] * phi * exposure
         while next_hot < hot.shape[0] and hot[next_hot] < start + m:
             lams[hot[next_hot] - start] += hot_counts
             next_hot += 1
@@ -214,29 +219,30 @@ def draw_pass(flux: npt.NDArray[np.floating], efficiency: npt.NDArray[np.float64
             large += lam >= NORMAL_MIN_MEAN
             n_high += lam >= LOW_MEAN
         if use_given:
+            gv = given[start:start + m]
             for j in range(m):
-                words[j] = given[start + j]
+                words[j] = gv[j]
         else:  # (a loop of its own: its 64-bit products do not run four pixels at a
             # time, the loops around it do)
             for j in range(m):
                 words[j] = mix64(base + np.uint64(start + j) * _GAMMA)
         if not ok:
             for j in range(m):
-                phi = np.float64(flux[start + j])
+                phi = np.float64(fl[j])
                 if not (phi >= 0.0 and phi < np.inf):
                     return start + j
         if large == m:  # 2a. every mean large (a bright image): the normal draws without
             # a branch, four at a time, then the few words in the table's tails again
             if keep and not ready:
                 starts[block + 1] = starts[block]
-            _normal_block_into(lams, words, table, float(top), m, singles, out, start)
+            _normal_block_into(lams, words, table, float(top), m, singles, o)
             tail_flags(words, m, flags)
             for g in range(groups.shape[0]):
                 if groups[g]:  # (8 flags a word: a block has about 4 tail words)
                     for j in range(8 * g, min(8 * g + 8, m)):
                         if flags[j]:
                             v = _normal_count(lams[j], word_to_normal(words[j], table))
-                            out[start + j] = top if v >= top else (0 if v <= 0.0
+                            o[j] = top if v >= top else (0 if v <= 0.0
                                                                    else np.uint32(v))
             continue
         # 2. the inversion's first terms for every pixel, without a branch
@@ -248,12 +254,13 @@ def draw_pass(flux: npt.NDArray[np.floating], efficiency: npt.NDArray[np.float64
             for j in range(m):
                 firsts[j] = exp_neg(min(lams[j], NORMAL_MIN_MEAN))
             if keep:
+                ex = exps[start:start + m]
                 for j in range(m):
-                    exps[start + j] = firsts[j]
+                    ex[j] = firsts[j]
         if n_high * DENSE > m:  # 2b. many larger means: every pixel TERMS terms
             rest = large + _all_terms(lams, us, first, terms, sums, ks, m)
             for j in range(m):
-                out[start + j] = min(int(ks[j]), top)
+                o[j] = min(int(ks[j]), top)
             if keep and not ready:
                 starts[block + 1] = starts[block]
             if rest == 0:
@@ -262,15 +269,15 @@ def draw_pass(flux: npt.NDArray[np.floating], efficiency: npt.NDArray[np.float64
                 lam = lams[j]
                 if lam >= NORMAL_MIN_MEAN:
                     v = _normal_count(lam, word_to_normal(words[j], table))
-                    out[start + j] = top if v >= top else (0 if v <= 0.0 else np.uint32(v))
+                    o[j] = top if v >= top else (0 if v <= 0.0 else np.uint32(v))
                 elif ks[j] > TERMS:
-                    out[start + j] = min(_continue(lam, us[j], terms[j], sums[j], TERMS),
+                    o[j] = min(_continue(lam, us[j], terms[j], sums[j], TERMS),
                                          top)
             continue
         # 2c. mostly small means: every pixel FAST_TERMS terms, then the larger ones
         beyond = _first_terms(lams, us, first, terms, sums, ks, m)
         for j in range(m):
-            out[start + j] = min(int(ks[j]), top)
+            o[j] = min(int(ks[j]), top)
         # the pixels of means from LOW_MEAN on: listed (the lists kept with the terms),
         # the inversion's first TERMS terms, or the normal draw
         if ready:
@@ -288,11 +295,11 @@ def draw_pass(flux: npt.NDArray[np.floating], efficiency: npt.NDArray[np.float64
                 starts[block + 1] = first_at + at.shape[0]
                 high[first_at:first_at + at.shape[0]] = at
         if at.shape[0]:
-            _high_means(at, start, lams, us, first, words, table, top, out, scratch)
+            _high_means(at, lams, us, first, words, table, top, o, scratch)
         if beyond:  # the few small means whose counts go beyond FAST_TERMS
             for j in range(m):
                 if ks[j] > FAST_TERMS and lams[j] < LOW_MEAN:
-                    out[start + j] = min(_continue(lams[j], us[j], terms[j], sums[j],
+                    o[j] = min(_continue(lams[j], us[j], terms[j], sums[j],
                                                    FAST_TERMS), top)
     return -1
 
@@ -357,7 +364,7 @@ _all_terms = _terms_pass(TERMS)
 
 
 @njit(nogil=True, error_model="numpy")
-def _high_means(at: npt.NDArray[np.uint16], start: int, lams: npt.NDArray[np.float64],
+def _high_means(at: npt.NDArray[np.uint16], lams: npt.NDArray[np.float64],
                 us: npt.NDArray[np.float64], first: npt.NDArray[np.float64],
                 words: npt.NDArray[np.uint64], table: npt.NDArray[np.float64], top: int,
                 out: npt.NDArray[np.uint32 | np.int64],
@@ -367,7 +374,8 @@ def _high_means(at: npt.NDArray[np.uint16], start: int, lams: npt.NDArray[np.flo
                                npt.NDArray[np.uint64], npt.NDArray[np.intp],
                                npt.NDArray[np.float32]]
                 ) -> None:  # pragma: no cover - compiled
-    """The counts of a block's pixels ``at`` (offsets from ``start``), whose means are
+    """The counts of a block's pixels ``at`` (offsets in the block, whose counts ``out``
+    is), whose means are
     ``LOW_MEAN`` or more: gathered into ``scratch``, the inversion's first ``TERMS``
     terms without a branch (then term after term for the counts beyond), or, for means
     of ``NORMAL_MIN_MEAN`` and more, the normal draws without a branch (the words in
@@ -387,9 +395,9 @@ def _high_means(at: npt.NDArray[np.uint16], start: int, lams: npt.NDArray[np.flo
             bigs[n_big] = i
             n_big += 1
         elif g_k[i] > TERMS:
-            out[start + at[i]] = min(_continue(lam, g_u[i], g_p[i], g_cdf[i], TERMS), top)
+            out[at[i]] = min(_continue(lam, g_u[i], g_p[i], g_cdf[i], TERMS), top)
         else:
-            out[start + at[i]] = min(int(g_k[i]), top)
+            out[at[i]] = min(int(g_k[i]), top)
     if n_big == 0:
         return
     for b in range(n_big):  # (g_cdf: the means, g_w: the words of the large ones)
@@ -398,7 +406,7 @@ def _high_means(at: npt.NDArray[np.uint16], start: int, lams: npt.NDArray[np.flo
     _normal_block(g_cdf, g_w, table, float(top), n_big, singles, g_k)
     shift = np.uint64(64 - TABLE_BITS)
     for b in range(n_big):
-        j = start + at[bigs[b]]
+        j = at[bigs[b]]
         out[j] = np.int64(g_k[b])
         idx = g_w[b] >> shift
         if idx < np.uint64(TAIL_BINS) or idx >= np.uint64((1 << TABLE_BITS) - TAIL_BINS):
@@ -473,14 +481,14 @@ def _normal_block(lams: npt.NDArray[np.float64], words: npt.NDArray[np.uint64],
 @njit(inline="always")
 def _normal_block_into(lams: npt.NDArray[np.float64], words: npt.NDArray[np.uint64],
                        table: npt.NDArray[np.float64], top: float, m: int,
-                       scratch: npt.NDArray[np.float32], out: npt.NDArray[np.uint32 | np.int64],
-                       start: int) -> None:  # pragma: no cover - compiled
-    """``_normal_block`` with the counts stored straight into ``out[start:start + m]``
-    (no pass through a scratch array of floats: 7 % less time for a bright frame)."""
+                       scratch: npt.NDArray[np.float32], out: npt.NDArray[np.uint32 | np.int64]
+                       ) -> None:  # pragma: no cover - compiled
+    """``_normal_block`` with the counts stored straight into ``out[:m]`` (the block's;
+    no pass through a scratch array of floats: 7 % less time for a bright frame)."""
     _deviations(lams, words, table, m, scratch)
     for j in range(m):
-        out[start + j] = np.int64(min(max(np.floor((lams[j] + _THIRD)
-                                                   + np.float64(scratch[j])), 0.0), top))
+        out[j] = np.int64(min(max(np.floor((lams[j] + _THIRD) + np.float64(scratch[j])),
+                                  0.0), top))
 
 
 @njit(cache=True, nogil=True)
