@@ -16,18 +16,31 @@ events would be rewritten — every data and timestamp key an internal key of it
 ``filled``, no ``event`` patch — goes on as one page (checked once against the event-page
 schema, its events unpacked by the run writer): the rows written are the ones the
 event-by-event path writes. Any other page takes that path.
+
+:func:`stream_form` is a whole run's documents as that normalizer hands them to the
+catalog: the form the catalog-side checks (provenance, repair) compare files and frames in,
+whichever way a run announced them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import time
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 from bluesky_tiled_plugins.writing.tiled_writer import RESERVED_DATA_KEYS, RunNormalizer
 from event_model import DocumentNames, schema_validators
 
-__all__ = ["PageNormalizer"]
+__all__ = ["ANNOUNCING", "PageNormalizer", "stream_form"]
+
+ANNOUNCING = frozenset({"resource", "datum", "datum_page"})
+"""The documents of the older way to announce frames (``bp.fly`` of a flyer that did not
+declare its stream): ``stream_form`` turns them into ``stream_resource``/``stream_datum``."""
+
+Document = tuple[str, dict[str, Any]]
 
 
 class PageNormalizer(RunNormalizer):  # type: ignore[misc]  # (untyped library)
@@ -91,3 +104,37 @@ def _outline(page: dict[str, Any]) -> dict[str, Any]:
 def _is_array(value: Any) -> bool:
     """Whether the event-model schemas take ``value`` for an array (their type check)."""
     return isinstance(value, list | tuple) or hasattr(value, "__array__")
+
+
+def stream_form(docs: Iterable[Document]) -> list[Document]:
+    """A run's documents as the catalog writer's normalizer emits them: ``resource`` and
+    ``datum`` become ``stream_resource`` and ``stream_datum`` (each after the event that
+    names its datum), external keys leave the events, reserved keys are renamed.
+
+    A run without its stop document (a killed one) is finished as the stop would finish
+    it, without a stop in the result: the frames of events whose datum came late are
+    announced; an event whose datum never came keeps no frame. Each ``stream_resource``
+    names its run (``run_start``), as a ``TiledWriter`` fed these documents needs. Raises what the
+    normalizer raises for a malformed document (``jsonschema.ValidationError``, ...).
+    """
+    out: list[Document] = []
+    start: dict[str, Any] | None = None
+
+    def emitted(name: str, doc: dict[str, Any]) -> None:
+        if name == "stream_resource" and start is not None:  # (routed by it when written)
+            doc.setdefault("run_start", start["uid"])
+        out.append((name, doc))
+
+    normalizer = PageNormalizer()
+    normalizer.subscribe(emitted)
+    stopped = False
+    for name, doc in docs:
+        start = doc if name == "start" else start
+        stopped = stopped or name == "stop"
+        normalizer(name, doc)
+    if not stopped and start is not None:
+        with contextlib.suppress(RuntimeError):  # an event naming a datum that never came
+            normalizer("stop", {"uid": f"{start['uid']}-unfinished", "time": time.time(),
+                                "run_start": start["uid"], "exit_status": "abort"})
+        out = [(name, doc) for name, doc in out if name != "stop"]
+    return out

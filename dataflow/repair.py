@@ -5,7 +5,9 @@ A run without a stop document is still being acquired, or its process died. ``re
 
 1. when the run's journal is left (``dataflow.journal``, every embedded catalog keeps
    one), the run is rewritten from it — events and frame announcements a batching writer
-   still held in memory are recovered; otherwise the catalog's copy is used as it is;
+   still held in memory are recovered; otherwise the catalog's copy is used as it is.
+   Frames announced the older way (``resource``/``datum``: ``bp.fly`` of a flyer) are
+   first brought to the form the catalog stores (``event_pages.stream_form``);
 2. every frame file the run announces is checked on disk: it must exist, be readable,
    hold every announced frame completely, and each frame must match the CRC-32 its
    writer stored (``dataflow.integrity``); announcements of frames that are not all there
@@ -29,6 +31,7 @@ from typing import Any
 
 from .disk_check import check_run_on_disk, file_path, frames_on_disk
 from .errors import CatalogError
+from .event_pages import ANNOUNCING, stream_form
 from .journal import JOURNAL_DIR, journal_of
 from .spool import Document, read_spool, write_run
 
@@ -131,6 +134,8 @@ def repair_run(catalog: Any, ref: str | int) -> RepairReport:
     if journal is not None:
         report = RepairReport(uid, "journal")
         docs = [(n, d) for n, d in read_spool(journal) if n != "stop"]
+        if any(name in ANNOUNCING for name, _ in docs):
+            docs = stream_form(docs)
         docs = _check_documents(docs, report)
         write_run(catalog.client, [*docs, ("stop", _stop(uid, report))])
     else:

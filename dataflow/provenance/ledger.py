@@ -14,7 +14,9 @@ so changing, removing, adding or reordering any document changes the chain, and 
 record (signed, when a key is configured) fixes the chain. ``verify`` recomputes the
 chain from the ledger, then compares what the catalog serves with the ledger: the start
 and stop documents, every event's data and timestamps (by ``seq_num``, per stream) and
-the number of frames announced per data key — so an edit in the catalog's database shows
+the number of frames announced per data key (frames announced by ``resource``/``datum``
+documents counted as the catalog's writer converts them, ``event_pages.stream_form``) —
+so an edit in the catalog's database shows
 too, although Tiled stores the documents in its own form (tables, merged announcements).
 """
 
@@ -31,6 +33,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from ..event_pages import ANNOUNCING, stream_form
 from ..spool import decode_document, json_default
 from .errors import ProvenanceError
 
@@ -173,6 +176,8 @@ def compare_with_catalog(docs: list[tuple[str, dict[str, Any]]], run_node: Any) 
         if mine is None or theirs is None or not _same(json.loads(document_line(kind, mine))[1],
                                                       theirs):
             problems.append(f"the {kind} document in the catalog differs from the ledger")
+    if any(name in ANNOUNCING for name, _ in docs):  # as the catalog stores them
+        docs = stream_form(docs)
     streams = {d["uid"]: d.get("name", "primary") for n, d in docs if n == "descriptor"}
     by_stream: dict[str, list[dict[str, Any]]] = {}
     for descriptor, event in _events(docs):

@@ -1,6 +1,7 @@
 """``ProvenanceRecorder``: the bluesky callback that records each run's provenance.
 
-It collects the ``stream_resource`` documents of a run (every file the run announced)
+It collects the ``stream_resource`` documents of a run (every file the run announced;
+``resource`` documents, ``bp.fly``'s older form, as the catalog's writer converts them)
 and, once the run has stopped and its files are closed, builds the record
 (``record.build_record``), signs it when given a key, and stores both copies: the
 ``<uid>.json`` file first, so the record survives an unreachable catalog, then the
@@ -28,6 +29,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ..event_pages import ANNOUNCING, PageNormalizer
 from ..hdf5 import open_in_process
 from .errors import ProvenanceError
 from .keys import load_private_key, register_signing_key, sign_record
@@ -76,6 +78,29 @@ class _OpenRun:
     start: dict[str, Any]
     ledger: LedgerWriter | None = None
     resources: list[dict[str, Any]] = field(default_factory=list)
+    descriptors: list[dict[str, Any]] = field(default_factory=list)
+    normalizer: PageNormalizer | None = None
+    """The catalog writer's conversion of ``resource``/``datum`` documents, from the first
+    one on (its ``stream_resource`` documents go to ``resources``)."""
+
+    def convert(self, name: str, doc: Mapping[str, Any]) -> None:
+        """Show ``doc`` to the conversion of the older frame announcements (started by
+        the first ``resource``/``datum``, which is shown the run so far)."""
+        if self.normalizer is None:
+            if name not in ANNOUNCING:
+                return
+            self.normalizer = PageNormalizer()
+            self.normalizer.subscribe(self._converted, "stream_resource")
+            for head in (("start", self.start), *(("descriptor", d) for d in self.descriptors)):
+                self.normalizer(*head)
+        try:
+            self.normalizer(name, doc)
+        except RuntimeError:  # at the stop: an event whose datum never came (no file)
+            if name != "stop":
+                raise
+
+    def _converted(self, name: str, doc: dict[str, Any]) -> None:
+        self.resources.append(doc)
 
 
 class ProvenanceRecorder:
@@ -170,7 +195,15 @@ class ProvenanceRecorder:
                 run.ledger.add(name, doc)
             if name == "stream_resource":
                 run.resources.append(dict(doc))
-            elif name == "stop":
+            elif name != "start":
+                if name == "descriptor":
+                    run.descriptors.append(dict(doc))
+                try:
+                    run.convert(name, doc)
+                except Exception as exc:  # (the record then lacks that file: verify says so)
+                    self._fail(uid, f"converting the frame announcements at the {name} "
+                                    "document", exc)
+            if name == "stop":
                 del self._open[str(uid)]
                 for key in [k for k, v in self._owner.items() if v == uid]:
                     del self._owner[key]
