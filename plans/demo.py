@@ -108,13 +108,12 @@ def run_demo(data_dir: Path, out_dir: Path, *, projections: int = 90, backend: s
         publisher = DocumentPublisher(zmq)
         RE.subscribe(publisher)  # type: ignore[no-untyped-call]
     phase_done("catalog")
-    if not quiet:  # (the table's module loads matplotlib: only when it is shown)
-        from bluesky.callbacks.best_effort import BestEffortCallback
+    if not quiet:  # bluesky's table, without BestEffortCallback's matplotlib (demo_table)
         from bluesky.utils import ProgressBarManager
 
-        bec = BestEffortCallback()  # type: ignore[no-untyped-call]
-        bec.disable_plots()  # type: ignore[no-untyped-call]
-        RE.subscribe(bec)  # type: ignore[no-untyped-call]
+        from plans.demo_table import ScanTable
+
+        RE.subscribe(ScanTable())  # type: ignore[no-untyped-call]
         if progress_enabled():  # bars only for a person at a terminal, not in a log file
             RE.waiting_hook = ProgressBarManager()  # type: ignore[assignment]
     t0 = time.perf_counter()
