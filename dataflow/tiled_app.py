@@ -42,6 +42,9 @@ the same application, set up here once:
 - **A listing's data sources in one query**: a listing with its data sources (a
   reduction's look-up of a run's frame files) loaded them node by node, four SQL
   statements each; :func:`dataflow.tiled_batch.batch_data_sources` loads them per page.
+- **A node by its whole path**: without an access policy a request's node is found in
+  one query, not one database session per path segment
+  (:func:`dataflow.tiled_lookup.direct_lookup`).
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from typing import Any
 
 from .server_guards import SERVER_SETTINGS
 from .tiled_batch import batch_data_sources
+from .tiled_lookup import direct_lookup
 
 JSON_SEQ = "application/json-seq"
 """The media type of a run as a stream of bluesky documents (RFC 7464)."""
@@ -222,6 +226,7 @@ def build_tiled_app(adapter: Any, authentication: Any = None, *, quiet: bool = F
     install_queries()
     pin_resource_models()
     batch_data_sources()
+    direct_lookup()
     add_layout_task(adapter)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*httpx.*")  # starlette's notice

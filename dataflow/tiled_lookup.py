@@ -1,0 +1,88 @@
+"""A catalog node found by its whole path in one query when no access policy applies.
+
+Every Tiled request names a node by its path (``/metadata/derived/<uid>/primary``), and
+Tiled's ``get_entry`` walks the path one segment at a time — for each, a database
+session with three statements (the node, its access tags, its data sources) — so that
+an access policy can filter every level on the way down. A bluesky run's nodes are two
+to four segments deep: a run's closing requests spent most of their SQL on walking, a
+third of the catalog's statements for a reduction's derived run.
+
+smeflow's catalogs have no access policy (the embedded catalog is one user's; the
+catalog server admits by API key, with every key seeing the whole catalog). Then
+nothing filters on the way and Tiled's own ``lookup_adapter`` can jump to the node
+directly: one query joining the path's nodes (``node_from_segments``), the same node.
+:func:`direct_lookup` makes the routers' ``get_entry`` do that where it gives the same
+answer — no access policy, no session state, a catalog root without search conditions,
+and a node the database holds (a path into a file's inside, a missing node, a link that
+broke or a node of another structure family than the route takes go Tiled's own way,
+so every answer and error stays Tiled's).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+__all__ = ["direct_lookup", "looked_up_directly"]
+
+_MODULES = ("tiled.server.dependencies", "tiled.server.router", "tiled.server.zarr",
+            "tiled.server.webhook_router")
+"""Where Tiled's routes find ``get_entry`` (each imported the name)."""
+
+
+def looked_up_directly(path: str, root_tree: Any, session_state: Any,
+                       access_policy: Any) -> bool:
+    """Whether a request for ``path`` may find its node in one query (module docstring)."""
+    return (access_policy is None and not session_state
+            and hasattr(root_tree, "lookup_adapter")
+            and not getattr(root_tree, "conditions", None)
+            and not getattr(root_tree, "access_filters", None)
+            and len([part for part in path.split("/") if part]) > 1)
+
+
+def direct_lookup() -> None:
+    """Make Tiled's routes look a node up by its whole path when nothing filters the way
+    (module docstring); idempotent, process-wide."""
+    import importlib
+
+    from tiled.server import dependencies
+
+    walking = dependencies.get_entry
+    if getattr(walking, "_smeflow_direct", False):
+        return
+
+    @functools.wraps(walking)
+    async def get_entry(path: str, security_scopes: Any, principal: Any,
+                        authn_access_tags: Any, authn_scopes: Any, root_tree: Any,
+                        session_state: Any, metrics: Any, structure_families: Any = None,
+                        access_policy: Any = None) -> Any:
+        if looked_up_directly(path, root_tree, session_state, access_policy):
+            entry = await _node_at(root_tree, path)
+            if entry is not None and (structure_families is None
+                                      or entry.structure_family in structure_families):
+                return entry
+        return await walking(path, security_scopes, principal, authn_access_tags,
+                             authn_scopes, root_tree, session_state, metrics,
+                             structure_families, access_policy)
+
+    get_entry._smeflow_direct = True  # type: ignore[attr-defined]
+    for name in _MODULES:
+        module = importlib.import_module(name)
+        if getattr(module, "get_entry", None) is walking:
+            setattr(module, "get_entry", get_entry)  # noqa: B010  (a module of Tiled's)
+
+
+async def _node_at(root_tree: Any, path: str) -> Any:
+    """The catalog node at ``path`` in one query, or None where Tiled's walk must answer
+    (not in the database, a broken link, the inside of a file)."""
+    from tiled.catalog.adapter import CatalogNodeAdapter
+
+    parts = [part for part in path.split("/") if part]
+    try:
+        entry = await root_tree.lookup_adapter(parts)
+    except Exception:  # (NoEntry, BrokenLink, ...: Tiled's walk gives its own answer)
+        return None
+    node = getattr(entry, "node", None)
+    if not isinstance(entry, CatalogNodeAdapter) or getattr(node, "key", None) != parts[-1]:
+        return None  # (found inside a file: Tiled's walk reads it its own way)
+    return entry
