@@ -28,6 +28,8 @@ class ThreadCPU:
         self._cpu: dict[int, float] = {}
         self._names: dict[int, str] = {}
         self._start: dict[int, float] = {}
+        self._files: dict[int, int] = {}
+        """Thread id → descriptor of its ``/proc`` stat file."""
         self._history: list[tuple[float, dict[int, float]]] = []
         """(wall time, CPU seconds by thread id) of every sample."""
         self._stop = threading.Event()
@@ -37,13 +39,19 @@ class ThreadCPU:
         for t in threading.enumerate():
             if t.native_id is not None:
                 self._names[t.native_id] = t.name
-        for tid in os.listdir("/proc/self/task"):
+        for tid in map(int, os.listdir("/proc/self/task")):
+            if tid not in self._files:  # (kept open: a sample is then a read per thread)
+                try:
+                    self._files[tid] = os.open(f"/proc/self/task/{tid}/stat", os.O_RDONLY)
+                except OSError:  # (the thread ended)
+                    continue
+        for tid, fd in list(self._files.items()):
             try:
-                with open(f"/proc/self/task/{tid}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:  # (the thread ended)
+                fields = os.pread(fd, 1024, 0).rsplit(b")", 1)[1].split()
+            except (OSError, IndexError):  # (the thread ended)
+                os.close(self._files.pop(tid))
                 continue
-            self._cpu[int(tid)] = (int(fields[11]) + int(fields[12])) / self._tick
+            self._cpu[tid] = (int(fields[11]) + int(fields[12])) / self._tick
         self._history.append((time.time(), dict(self._cpu)))
 
     def _run(self) -> None:
@@ -61,6 +69,9 @@ class ThreadCPU:
         self._stop.set()
         self._thread.join()
         self._sample()
+        for fd in self._files.values():
+            os.close(fd)
+        self._files.clear()
         return self._grouped(self._cpu)
 
     def until(self, t: float) -> dict[str, float]:
