@@ -128,7 +128,7 @@ def _reduce_tomo(run: RunState, ready: list[Frame], tomo: TomoParams) -> None:
 def _reduce_azint(run: RunState, ready: list[Frame], azint: AzintParams) -> None:
     derived = run.derived
     assert derived is not None
-    frames = run.read(ready)
+    frames = run.read(ready, reuse=True)  # (done with once azint_chunk returns)
     chunk = azint_chunk(frames, run.integrator, azint, mask=run.mask)
     now = time.time()
     lags = [run.lag(f, now) for f in ready]

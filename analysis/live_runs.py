@@ -60,10 +60,15 @@ def read_frames(path: Path, dataset: str, indices: Sequence[int]) -> list[np.nda
     return [frame for block in _read_blocks(path, dataset, indices) for frame in block]
 
 
-def read_frame_stack(path: Path, dataset: str, indices: Sequence[int]) -> np.ndarray[Any, Any]:
+def read_frame_stack(path: Path, dataset: str, indices: Sequence[int],
+                     into: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, Any]:
     """Frames ``indices`` of a frame file that may still be being written, as one array
     ``(n, rows, cols)``: consecutive frames are the array HDF5 reads them into (no copy
-    into a stack of their own).
+    into a stack of their own). ``into``: an earlier stack whose memory may be read
+    into again (its first ``n`` frames are returned) when the file is open in this
+    process and the stack has the frames' shape, type and room for them; the pages of a
+    fresh megapixel stack are each a page fault, and the live reducer reads one every
+    few frames.
 
     The file is opened, read and closed at once, holding h5py's global lock: HDF5 shares
     one open file per process, and a handle still open when the detector's writer closes
@@ -81,14 +86,15 @@ def read_frame_stack(path: Path, dataset: str, indices: Sequence[int]) -> np.nda
     """
     if len(indices) == 0:
         raise ValueError(f"read_frame_stack: no frames asked for from {path}")
-    blocks = _read_blocks(path, dataset, indices)
+    blocks = _read_blocks(path, dataset, indices, into)
     return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
 
 
-def _read_blocks(path: Path, dataset: str, indices: Sequence[int]
-                 ) -> list[np.ndarray[Any, Any]]:
+def _read_blocks(path: Path, dataset: str, indices: Sequence[int],
+                 into: np.ndarray[Any, Any] | None = None) -> list[np.ndarray[Any, Any]]:
     """The frames ``indices`` as ``(k, rows, cols)`` blocks, one per run of consecutive
-    frames, in order (``read_frame_stack``)."""
+    frames, in order (``read_frame_stack``); all of them one block of ``into`` when it
+    fits (see there)."""
     from h5py._objects import phil
 
     from dataflow.regular_file import NotRegularFileError, h5_open
@@ -109,6 +115,13 @@ def _read_blocks(path: Path, dataset: str, indices: Sequence[int]
                 if bad:
                     raise HDF5ReadError(f"{path}: frames {bad} announced but the file has "
                                         f"{n} frames")
+                if into is not None and into.dtype == ds.dtype and \
+                        into.shape[1:] == ds.shape[1:] and len(into) >= len(indices):
+                    at = 0
+                    for a, b in runs:
+                        ds.read_direct(into, np.s_[a:b], np.s_[at:at + b - a])
+                        at += b - a
+                    return [into[:at]]
                 return [np.asarray(ds[a:b]) for a, b in runs]
         except (OSError, KeyError, RuntimeError, ValueError) as exc:
             if isinstance(exc, HDF5ReadError):
@@ -175,6 +188,8 @@ class RunState:
         self.angles_from = "start"
         # diffraction
         self.integrator: Any = None
+        self._spare: np.ndarray[Any, Any] | None = None
+        """The memory the next ``read(…, reuse=True)`` reads into."""
 
     def role(self, desc_uid: str) -> str | None:
         """``"dark"``, ``"flat"``, ``"projection"`` (tomography) or ``"projection"`` for
@@ -186,16 +201,22 @@ class RunState:
                 return role
         return None
 
-    def read(self, frames: Sequence[Frame]) -> np.ndarray[Any, Any]:
-        """The frames ``(n, rows, cols)``, read file by file (see :func:`read_frames`)."""
+    def read(self, frames: Sequence[Frame], reuse: bool = False) -> np.ndarray[Any, Any]:
+        """The frames ``(n, rows, cols)``, read file by file (see :func:`read_frames`).
+        ``reuse``: into the memory of the last stack read with ``reuse`` (which the
+        caller no longer uses; ``read_frame_stack``'s ``into``)."""
         by_resource: dict[str, list[Frame]] = {}
         for f in frames:
             by_resource.setdefault(f.resource, []).append(f)
         if len(by_resource) == 1:  # one file: its frames as HDF5 reads them
             res = self.resources[next(iter(by_resource))]
             dataset = (res.get("parameters") or {}).get("dataset") or DEFAULT_DATASET
-            return read_frame_stack(uri_path(str(res["uri"])), str(dataset),
-                                    [f.index for f in frames])
+            stack = read_frame_stack(uri_path(str(res["uri"])), str(dataset),
+                                     [f.index for f in frames],
+                                     self._spare if reuse else None)
+            if reuse and (self._spare is None or len(stack) > len(self._spare)):
+                self._spare = stack
+            return stack
         got: dict[int, np.ndarray[Any, Any]] = {}
         for resource_uid, group in by_resource.items():
             res = self.resources[resource_uid]

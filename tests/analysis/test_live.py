@@ -301,5 +301,16 @@ def test_read_frames_in_any_order_while_written_and_after(tmp_path: Any) -> None
             read_frame_stack(writer.path, name, [19, 20])
         with pytest.raises(ValueError, match="no frames asked for"):
             read_frame_stack(writer.path, name, [])
+        # into an earlier stack's memory while the writer has the file open (in this
+        # process), a stack of its own otherwise and when it does not fit
+        spare = np.zeros((12, 16, 24), np.uint16)
+        got_into = read_frame_stack(writer.path, name, order, into=spare)
+        np.testing.assert_array_equal(got_into, frames[order])
+        assert np.shares_memory(got_into, spare) == (not writer.closed)
+        for other in (np.zeros((5, 16, 24), np.uint16), np.zeros((12, 16, 24), np.int32),
+                      np.zeros((12, 16, 23), np.uint16)):
+            stack = read_frame_stack(writer.path, name, order, into=other)
+            np.testing.assert_array_equal(stack, frames[order])
+            assert not np.shares_memory(stack, other)
         if not writer.closed:
             writer.close()
