@@ -21,7 +21,8 @@
 * ``fly.512.cpu_ms.<stage>`` — where a fly-scan frame's time goes: each stage of the
   detector's pipeline run alone on one thread for ``--breakdown-frames`` frames of the
   phantom at angles across 180°, CPU milliseconds per frame: ``flux`` (the phantom's
-  projection), ``sensor`` (Poisson counts, drawn into the link's words as the fly
+  projection, drawn into reused buffers as the fly's scene thread does: ``FluxBuffer``),
+  ``sensor`` (Poisson counts, drawn into the link's words as the fly
   acquisition does), ``link`` (a link stream for them: the last one, refilled),
   ``firmware`` (the compiled firmware alone), ``readout`` (decoding and checking the
   packets, the images into a batch array as the fly acquisition does), ``hdf5``
@@ -74,8 +75,8 @@ from dataflow.hdf5 import FrameWriter
 from dataflow.readout import Readout
 from devices.beamline import Beamline
 from devices.firmware import Firmware
-from devices.fly import BATCH
-from devices.samples import Pose
+from devices.fly import BATCH, FLUX_FRAMES
+from devices.samples import FluxBuffer, Pose
 from devices.sensor import LinkStream, frame_link
 from fpga.designs.params import ChainParams
 from plans import fly_tomo_scan
@@ -165,8 +166,11 @@ def fly_breakdown(folder: Path, frames: int, exposure: float) -> dict[str, float
         images = np.empty((BATCH, *det.out_shape()), np.uint16)  # (as devices.fly decodes)
         batch = 0
         link: LinkStream | None = None
+        buffers = [FluxBuffer() for _ in range(FLUX_FRAMES + 2)]  # (the most in flight)
         for k, angle in enumerate(np.linspace(0.0, 180.0, frames + 1)):
-            flux = timed("flux", sample.flux, Pose(angle=float(angle)), shape, det.pixel_size)
+            # as the scene thread does: drawn into the buffers the sensor hands back
+            flux = timed("flux", sample.flux_into, Pose(angle=float(angle)), shape,
+                         det.pixel_size, buffers[k % len(buffers)])
             # as the fly acquisition does: the counts drawn into a reused link stream's words
             made = timed("link", frame_link, det.params, link if k else None)
             assert made is not None  # (512 pixels a line: 32 words of 16 lanes)
