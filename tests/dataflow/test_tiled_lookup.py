@@ -13,7 +13,7 @@ import sqlalchemy
 from fastapi import HTTPException
 
 from dataflow.catalog import Catalog
-from dataflow.tiled_lookup import direct_lookup, looked_up_directly
+from dataflow.tiled_lookup import direct_lookup, looked_up_directly, node_from_segments
 
 
 def _lookups(catalog: Catalog) -> tuple[Any, Any, Any]:
@@ -103,3 +103,30 @@ def test_installing_twice_wraps_once(catalog: Catalog) -> None:
     assert router.get_entry is first is dependencies.get_entry
     with pytest.raises(AttributeError):
         first.__wrapped__.__wrapped__  # noqa: B018  (one layer over Tiled's own)
+
+
+def test_the_path_query_is_tiled_s_with_aliases_made_once() -> None:
+    """The same SQL and parameters as Tiled's own statement for paths of depth 0 to 5,
+    and the second statement of a depth reuses the first one's aliases."""
+    from tiled.catalog import adapter
+
+    direct_lookup()
+    assert adapter.node_from_segments is node_from_segments
+    from dataflow.tiled_lookup import _TILED_OWN
+
+    tiled_own = _TILED_OWN["node_from_segments"]
+    assert tiled_own.__module__ == "tiled.catalog.adapter"
+    for depth in range(6):
+        path = [f"k{i}-{depth}" for i in range(depth)]
+        ours, theirs = node_from_segments(path, root_id=7), tiled_own(path, root_id=7)
+        assert str(ours) == str(theirs)
+        assert ours.compile().params == theirs.compile().params
+    def first_table(statement: Any) -> Any:
+        (join,) = statement.get_final_froms()
+        while hasattr(join, "left"):
+            join = join.left
+        return join
+
+    assert first_table(node_from_segments(["a", "b"], root_id=1)) is \
+        first_table(node_from_segments(["c", "d"], root_id=2))
+    assert first_table(tiled_own(["a", "b"])) is not first_table(tiled_own(["c", "d"]))
