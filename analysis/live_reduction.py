@@ -79,7 +79,7 @@ def _frame_file_mask(run: RunState, frame: Frame) -> BoolImage | None:
     run that publishes no mask stream (``bp.count``); None when the file has none."""
     path = uri_path(str(run.resources[frame.resource]["uri"]))
     bits = frame_file_mask(path, str(run.start["uid"]))
-    return None if bits is None else checked_mask(bits, bits.shape)
+    return None if bits is None else checked_mask(bits, bits.shape)  # (frames: _fit_mask)
 
 
 def _prepare_azint(run: RunState, azint: AzintParams) -> None:
@@ -95,8 +95,16 @@ def _prepare_azint(run: RunState, azint: AzintParams) -> None:
     azint_chunk(np.zeros((1, *shape), np.uint16), run.integrator, azint, mask=run.mask)
 
 
+def _fit_mask(run: RunState, frames: np.ndarray[Any, Any]) -> None:
+    """Check the run's mask against the frames read (``ReductionError`` when another
+    shape: a mask of another detector or binning, as offline)."""
+    if run.mask is not None:
+        run.mask = checked_mask(run.mask, frames.shape[-2:])
+
+
 def _reduce_tomo(run: RunState, ready: list[Frame], tomo: TomoParams) -> None:
     stack = run.read(ready)
+    _fit_mask(run, stack)
     projections: list[Frame] = []
     images: list[np.ndarray[Any, Any]] = []
     for frame, image in zip(ready, stack, strict=True):
@@ -129,6 +137,7 @@ def _reduce_azint(run: RunState, ready: list[Frame], azint: AzintParams) -> None
     derived = run.derived
     assert derived is not None
     frames = run.read(ready, reuse=True)  # (done with once azint_chunk returns)
+    _fit_mask(run, frames)
     chunk = azint_chunk(frames, run.integrator, azint, mask=run.mask)
     now = time.time()
     lags = [run.lag(f, now) for f in ready]
