@@ -18,7 +18,7 @@ from analysis.derived_run import uri_path
 from analysis.reduce_chunks import checked_mask
 from analysis.reductions import ReductionError
 from analysis.run_nodes import RunNodes
-from dataflow.pixel_mask import MASK_STREAM, read_file_mask
+from dataflow.pixel_mask import MASK_STREAM, PixelMaskError, read_file_mask
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def frame_file_mask(path: Path, uid: str) -> npt.NDArray[np.uint32] | None:
     read. The offline reductions (:func:`file_mask`) and the live one use it."""
     try:
         return read_file_mask(path)
-    except OSError as exc:
+    except (OSError, PixelMaskError) as exc:
         raise ReductionError(f"run {uid}: cannot read the pixel mask of {path}: "
                              f"{exc}") from None
 

@@ -37,8 +37,8 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = ["DEAD", "GAP", "MASK_STREAM", "NOISY", "OTHER", "OVER_RESPONDING",
-           "PIXEL_MASK_DATASET", "UNDER_RESPONDING", "as_bool", "bin_mask", "describe_bits",
-           "mask_key", "read_file_mask"]
+           "PIXEL_MASK_DATASET", "UNDER_RESPONDING", "PixelMaskError", "as_bool", "bin_mask",
+           "describe_bits", "mask_key", "read_file_mask"]
 
 MASK_STREAM = "mask"
 """Name of the stream that carries a run's pixel mask (one event)."""
@@ -98,13 +98,23 @@ def describe_bits(mask: npt.ArrayLike) -> dict[str, int]:
             if np.any(m & bit)}
 
 
+class PixelMaskError(ValueError):
+    """A file's ``pixel_mask`` is not a NeXus bit field (names the file and dataset)."""
+
+
 def read_file_mask(path: str | Path) -> U32 | None:
     """The ``pixel_mask`` bits an HDF5 file holds at :data:`PIXEL_MASK_DATASET` (a frame
     file of the detector, or a mask stream's file), ``None`` when it has none. The file
     may still be being written (SWMR; in this process too: read under h5py's lock, as
     ``analysis.live_runs.read_frame_stack`` does).
 
-    Raises ``OSError`` (``NotRegularFileError`` among them) when it cannot be read."""
+    The dataset is read as stored and its bits kept: NeXus declares ``pixel_mask``
+    NX_INT, so a signed mask (int32 in most writers, bit 31 a virtual pixel) is the same
+    bits unsigned, never a conversion that clips negative values to 0.
+
+    Raises ``OSError`` (``NotRegularFileError`` among them) when it cannot be read, and
+    :class:`PixelMaskError` when it holds no integer bits (text, floats) or bits beyond
+    the 32 of a NeXus mask."""
     from h5py._objects import phil
 
     from .regular_file import h5_open
@@ -113,4 +123,17 @@ def read_file_mask(path: str | Path) -> U32 | None:
         node = f.get(PIXEL_MASK_DATASET)
         if node is None:
             return None
-        return np.asarray(node, dtype=np.uint32)
+        where = f"{path}: {PIXEL_MASK_DATASET}"
+        dtype = getattr(node, "dtype", None)
+        if dtype is None or dtype.kind not in "biu":
+            raise PixelMaskError(f"{where}: a pixel mask holds integer NeXus pixel_mask "
+                                 f"bits, this dataset holds {dtype or 'no array'}")
+        stored = np.asarray(node[()])
+    if stored.dtype.kind == "b":
+        return stored.astype(np.uint32)
+    if stored.dtype.kind == "i":  # the same bits, unsigned
+        stored = stored.view(stored.dtype.str.replace("i", "u"))
+    if stored.dtype.itemsize > 4 and np.any(stored > 0xFFFFFFFF):
+        raise PixelMaskError(f"{where}: values above 32 bits ({stored.dtype}); a NeXus "
+                             "pixel_mask has 32")
+    return stored.astype(np.uint32)
