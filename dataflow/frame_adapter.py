@@ -286,9 +286,15 @@ def _guard(call: Callable[[], T], path: Path, what: str) -> T:
         try:
             return call()
         except (HDF5ReadError, NotRegularFileError, OSError, RuntimeError) as exc:
-            if "SWMR read access flag" in str(exc) and time.monotonic() < deadline:
-                time.sleep(0.02)
-                continue
+            if "SWMR read access flag" in str(exc):
+                if time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    continue
+                raise _refuse(f"{path}: cannot {what} frames: another handle in this "
+                              "process has the file open without SWMR (h5py.File(path) "
+                              "in a notebook or script serving this catalog, say), and "
+                              "HDF5 opens a file once per process; close that handle, or "
+                              "open the file with h5py.File(path, 'r', swmr=True)") from None
             if isinstance(exc, (HDF5ReadError, NotRegularFileError)):  # IncompleteData…
                 raise _refuse(str(exc)) from None
             raise _refuse(f"{path}: cannot {what} frames (corrupt file?): "
