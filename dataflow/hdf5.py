@@ -53,7 +53,15 @@ from event_model import compose_stream_resource
 from .hdf5_blocks import ChunkBlock
 from .hdf5_layout import Layout, chunks_for, per_frame_chunks, tomo_chunks
 from .hdf5_nexus import write_nexus_tree
-from .hdf5_read import COUNTERS_DATASET, DEFAULT_DATASET, FrameReader, open_frames, read_counters
+from .hdf5_read import (
+    COUNTERS_DATASET,
+    DEFAULT_DATASET,
+    LOST_ATTR,
+    FrameReader,
+    open_frames,
+    read_counters,
+    read_lost,
+)
 from .integrity import (
     CHECKSUMS_ATTR,
     HDF5ReadError,
@@ -179,6 +187,11 @@ class FrameWriter:
         NeXus ``NXdetector`` fields: a name and a value, or a value and its units as a
         pair (``{"count_time": (0.1, "s"), "description": "..."}``); see the module
         docstring.
+    lost_frames
+        Keep dataset ``<dataset>_lost`` (named by the frame dataset's ``lost_frames``
+        attribute): the acquisition indices of frames that never reached the file
+        (``add_lost``; ``read_lost`` reads them), so that frame ``i`` of the file is
+        acquisition frame ``i`` plus the lost ones before it — never a silent gap.
 
     Beside the frames, dataset ``<dataset>_crc32`` holds the CRC-32 of each frame (named
     by the frame dataset's ``frame_crc32`` attribute; ``dataflow.integrity``): HDF5 keeps
@@ -192,7 +205,8 @@ class FrameWriter:
                  flush_every: int | None = None,
                  attrs: Mapping[str, Any] | None = None,
                  counters: Sequence[str] = (),
-                 detector_fields: Mapping[str, Any] | None = None) -> None:
+                 detector_fields: Mapping[str, Any] | None = None,
+                 lost_frames: bool = False) -> None:
         shape = tuple(int(n) for n in frame_shape)
         if len(shape) != 2 or min(shape) < 1:
             raise ValueError(f"frame_shape {tuple(frame_shape)}: expected (rows, cols) >= 1")
@@ -242,6 +256,11 @@ class FrameWriter:
                 f"{dataset}_crc32", shape=(0,), maxshape=(None,), dtype="<u4",
                 chunks=(max(64, self.chunk_shape[0]),))
             self._ds.attrs[CHECKSUMS_ATTR] = self._crc.name
+            self._lost: h5py.Dataset | None = None
+            if lost_frames:
+                self._lost = self._file.create_dataset(
+                    f"{dataset}_lost", shape=(0,), maxshape=(None,), dtype="<i8", chunks=(64,))
+                self._ds.attrs[LOST_ATTR] = self._lost.name
             self._counter_names = tuple(counters)
             self._counters: h5py.Dataset | None = None
             if counters:
@@ -397,6 +416,17 @@ class FrameWriter:
         self._counters[...] = row
         self._counters.flush()
 
+    def add_lost(self, indices: Sequence[int]) -> None:
+        """Record that the frames of acquisition ``indices`` were lost before reaching
+        the file (``lost_frames=True``)."""
+        self._check_open()
+        if self._lost is None:
+            raise KeyError(f"{self.path}: opened without lost_frames=True")
+        start = self._lost.shape[0]
+        self._lost.resize(start + len(indices), axis=0)
+        self._lost[start:] = np.asarray(indices, np.int64)
+        self._lost.flush()
+
     # -- bluesky documents -------------------------------------------------------------
 
     def describe_key(self, source: str = "smeflow.dataflow.hdf5") -> dict[str, Any]:
@@ -491,6 +521,6 @@ class FrameWriter:
 __all__ = [
     "DEFAULT_DATASET", "HDF5_MIMETYPE", "FrameMismatchError", "FrameReader", "FrameWriter",
     "HDF5ReadError", "Layout", "UnsafePathError", "WriterClosedError", "file_sha256", "open_frames",
-    "open_in_process", "per_frame_chunks", "read_counters", "resolve_in_folder",
+    "open_in_process", "per_frame_chunks", "read_counters", "read_lost", "resolve_in_folder",
     "tomo_chunks", "write_nexus_tree",
 ]

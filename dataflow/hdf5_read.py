@@ -1,5 +1,5 @@
 """Reading frame files back: :class:`FrameReader` (also while a writer still has the file
-open, through SWMR), :func:`open_frames` and :func:`read_counters`.
+open, through SWMR), :func:`open_frames`, :func:`read_counters` and :func:`read_lost`.
 
 Every failure of a file itself — missing, truncated, cut short by a full disk, corrupt,
 without the frame dataset — is one ``HDF5ReadError`` naming the file (and the frame where
@@ -34,6 +34,10 @@ DEFAULT_DATASET = "/entry/data/data"
 
 COUNTERS_DATASET = "/entry/instrument/detector/counters"
 """Where a file's counters (``FrameWriter(counters=...)``) live; names in attr ``names``."""
+
+LOST_ATTR = "lost_frames"
+"""The frame dataset's attribute naming the dataset of its lost frames' indices
+(``FrameWriter(lost_frames=True)``)."""
 
 
 class FrameReader:
@@ -191,6 +195,24 @@ def read_counters(path: str | os.PathLike[str]) -> dict[str, int]:
     return dict(zip(names, values, strict=True))
 
 
+def read_lost(path: str | os.PathLike[str], dataset: str = DEFAULT_DATASET) -> list[int]:
+    """The acquisition indices of the frames lost before reaching ``dataset`` of
+    ``path`` (``FrameWriter(lost_frames=True)``; empty when none were, or none recorded).
+
+    Raises ``HDF5ReadError`` naming the file when it cannot be read."""
+    p = Path(path)
+    try:
+        with h5_open(p, swmr=True) as f:
+            frames = f.get(dataset)
+            name = frames.attrs.get(LOST_ATTR) if isinstance(frames, h5py.Dataset) else None
+            node = f.get(str(name)) if name is not None else None
+            return [int(v) for v in node[...]] if isinstance(node, h5py.Dataset) else []
+    except NotRegularFileError as exc:
+        raise HDF5ReadError(f"{p}: cannot read the lost frames: {exc.strerror}") from None
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise HDF5ReadError(f"{p}: cannot read the lost frames: {_reason(exc)}") from None
+
+
 class _StillWritten(Exception):
     """A frame file that a writer still has open (only SWMR can read it)."""
 
@@ -259,4 +281,5 @@ def _reason(exc: BaseException) -> str:
     return text.replace("Unable to synchronously ", "unable to ")
 
 
-__all__ = ["COUNTERS_DATASET", "DEFAULT_DATASET", "FrameReader", "open_frames", "read_counters"]
+__all__ = ["COUNTERS_DATASET", "DEFAULT_DATASET", "LOST_ATTR", "FrameReader", "open_frames",
+           "read_counters", "read_lost"]

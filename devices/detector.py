@@ -26,8 +26,10 @@ times and the rotation angle latched at each trigger (data key: the rotation sta
 
 A step-scan frame lost on the link (a packet the readout finds corrupt, or one that never
 arrives) is re-exposed up to ``RETAKES`` times, as a detector server re-requests a frame;
-after that the trigger fails with ``FirmwareError`` and the run ends with the reason. In a
-fly scan a lost frame fails the acquisition (its status carries the readout's error).
+after that the trigger fails with ``FirmwareError`` and the run ends with the reason. A
+fly frame lost on the link is not re-taken (its trigger has passed): the acquisition goes
+on, the next frame's ``link_lost`` counts it and the fly file lists the lost frames
+(``dataflow.hdf5.read_lost``; ``devices.fly``).
 When a file is closed (``unstage``) the readout backend's counters (``READOUT_COUNTERS``:
 good, corrupt and dropped frames, framing errors, stray words, since the staging began)
 are written into the file (``dataflow.hdf5.read_counters`` reads them), so a run's files
@@ -200,7 +202,7 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
         self.files = FrameFiles(name, self._open_file)
         """The frame files: one per event stream and fly acquisition (``devices.frame_files``)."""
         self._file_shape = self.out_shape()
-        self._file_attrs: dict[str, Any] = {}
+        self._file_attrs: dict[str, Any] = {"attrs": {}, "detector_fields": {}}
         self._pending: np.ndarray | None = None
         """The frame of the last trigger until an event announces it (``collect_asset_docs``)."""
         self.last_counts: np.ndarray | None = None
@@ -295,15 +297,14 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
             old.close()  # (a GHDL board's build folder goes with it)
         self.firmware.configure(config, self.tables)
         self.sensor.threshold = float(self.energy_threshold.get())
-        exposure = float(self.exposure.get())
         self._file_shape = self.out_shape()
         mask = self.pixel_mask_array()
         bin_factor = 2 if config.binning else 1
         pixel_y, pixel_x = (p * bin_factor for p in pixel_pair(self.pixel_size))
-        self._file_attrs = {
-            "attrs": {"exposure": exposure, "backend": backend},
+        self._file_attrs = {  # (the exposure: when a file opens, ``_open_file``)
+            "attrs": {"backend": backend},
             "detector_fields": {
-                "count_time": (exposure, "s"), "x_pixel_size": (float(pixel_x), "m"),
+                "x_pixel_size": (float(pixel_x), "m"),
                 "y_pixel_size": (float(pixel_y), "m"),
                 "description": f"smeflow photon-counting detector, SME firmware "
                                f"({backend} backend)",
@@ -313,9 +314,15 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
         self.masked_pixels.put(int(np.count_nonzero(mask)), force=True)
 
     def _open_file(self, name: str) -> FrameWriter:
-        """A new frame file ``name`` in the data folder for the configured frames."""
+        """A new frame file ``name`` in the data folder for the configured frames; its
+        ``exposure`` attribute and NeXus ``count_time`` are the exposure now (a fly's,
+        set by ``prepare`` after the staging), not the staging's."""
+        exposure = float(self.exposure.get())
+        attrs, fields = self._file_attrs["attrs"], self._file_attrs["detector_fields"]
         return FrameWriter(self.folder, name, self._file_shape, data_key=self.image_key,
-                           counters=READOUT_COUNTERS, **self._file_attrs)
+                           counters=READOUT_COUNTERS, lost_frames=True,
+                           attrs={**attrs, "exposure": exposure},
+                           detector_fields={**fields, "count_time": (exposure, "s")})
 
     def _counters(self) -> dict[str, int]:
         """The readout counters now (since the firmware was configured)."""

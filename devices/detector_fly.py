@@ -31,22 +31,44 @@ from .fly import Counts, FlyAcquisition, FlyDetector, FlyFrame, FlyParameters
 from .frame_files import FrameFiles
 from .samples import Scene
 
-__all__ = ["END_MARGIN_S", "FlyHost", "FlyScans", "wait_for_end"]
+__all__ = ["STALL_S", "FlyHost", "FlyScans", "wait_for_end"]
 
-END_MARGIN_S = 60.0
-"""How long after its last trigger a fly acquisition may take to end (firmware, file)."""
+STALL_S = 60.0
+"""How long a fly acquisition may go without progress (``FlyAcquisition.progress``: a
+frame drawn or through the firmware), once the trigger of its next frame has passed,
+before a collect waiting for its end gives up (a stalled pipeline; a slow one that lags
+its triggers is waited for)."""
+_POLL_S = 0.1
 
 
 def wait_for_end(fly: FlyAcquisition, who: str) -> None:
-    """Wait for ``fly`` to finish: its error if it failed, a clear one if it has not
-    ended ``END_MARGIN_S`` after its last trigger."""
+    """Wait for ``fly`` to finish: its error if it failed. An acquisition that keeps
+    delivering frames is waited for however far it lags its triggers (a pause and resume
+    took away the plan's own wait for ``complete``); one that makes no progress for
+    ``STALL_S`` after its next frame's trigger, or whose worker threads ended without
+    finishing it, is a ``RuntimeError`` saying so."""
     started = fly.started if fly.started is not None else time.time()
-    last_trigger = fly.trigger_times(started)[-1][0]
-    try:
-        fly.done.wait(max(0.0, last_trigger - time.time()) + END_MARGIN_S)
-    except WaitTimeoutError:
-        raise RuntimeError(f"{who}: the fly acquisition has not ended {END_MARGIN_S:g} s "
-                           "after its last trigger; nothing more is collected") from None
+    times = fly.trigger_times(started)
+    seen, since = -1, time.monotonic()
+    while True:
+        try:
+            fly.done.wait(_POLL_S)
+            return
+        except WaitTimeoutError:
+            pass
+        now = time.monotonic()
+        got = len(fly.frames) + len(fly.lost)
+        if fly.progress != seen:
+            seen, since = fly.progress, now
+        due = now + times[got][0] - time.time() if got < len(times) else now
+        if not fly.workers_alive and not fly.done.done:
+            raise RuntimeError(f"{who}: the fly acquisition's threads ended after {got} of "
+                               f"{len(times)} frames without finishing it; nothing more is "
+                               "collected")
+        if now - max(since, due) > STALL_S:
+            raise RuntimeError(f"{who}: the fly acquisition has made no progress for "
+                               f"{STALL_S:g} s (it stalled after {got} of {len(times)} "
+                               "frames); nothing more is collected")
 
 
 class FlyHost(FlyDetector, Protocol):
@@ -121,6 +143,13 @@ class FlyScans:
         self.last_counts = counts if counts.dtype == np.uint32 else counts.astype(np.uint32)
         self.publish_frame(last, frames[-1].time)
 
+    def store_fly_lost(self: FlyHost, triggers: Sequence[int]) -> None:
+        """Record in the fly file that the frames of ``triggers`` were lost on the link
+        (``devices.fly`` calls it; ``dataflow.hdf5.read_lost`` reads them back)."""
+        with self._lock:
+            writer = self.files.fly
+            if writer is not None:
+                writer.add_lost(triggers)
 
     def prepare(self: FlyHost, value: FlyParameters) -> DeviceStatus:
         """Arm a fly acquisition (after ``stage()``); applies ``value.exposure``."""

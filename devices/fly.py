@@ -22,6 +22,15 @@ blur during the exposure is not modelled). A frame is never produced before its 
 when the simulation is slower than the trigger rate, frames queue in the detector's buffer
 and arrive after their triggers, which :attr:`FlyAcquisition.max_lag` records.
 
+A frame lost on the link (a packet the readout finds corrupt, or one that never arrives)
+is not re-taken — its trigger has passed — and does not end the acquisition: the frames
+are matched to their triggers by the firmware's frame counter, the lost trigger's index
+goes to :attr:`FlyAcquisition.lost` and to the file (``FlyDetector.store_fly_lost``), the
+next frame's ``lost_before`` counts it, and the acquisition ends with the frames that
+arrived. Frame ``i`` of the file is therefore trigger ``i`` plus the lost triggers before
+it; each frame's record (``FlyFrame.index``) names its trigger. An acquisition that loses
+every frame fails.
+
 Time stamps: each frame carries the time of the trigger that started its exposure on the
 acquisition's clock (:attr:`FlyFrame.time`, the ``timestamps`` of its readings). The frame
 is identified by the firmware's frame counter (frame number minus that of the
@@ -92,7 +101,7 @@ from .fly_params import (
     PositionTrigger,
     TriggerTimes,
 )
-from .fly_records import Decoded, Held, Item, Sampled
+from .fly_records import Decoded, Held, Item, Sampled, match_frames
 from .samples import FluxBuffer
 from .sensor_link import LinkStream, frame_link
 
@@ -136,6 +145,11 @@ class FlyAcquisition:
         self.started: float | None = None
         self.stopped_early = False
         """Whether ``cancel`` ended the acquisition before its last frame."""
+        self.lost: list[int] = []
+        """The triggers whose frames were lost on the link (module docstring)."""
+        self.progress = 0
+        """Frames the sensor has drawn plus frames through the firmware: grows while a
+        stage of the pipeline gets on (``devices.detector_fly.wait_for_end`` watches it)."""
         self._first_frame_number: int | None = None
         self._cancel = threading.Event()
         self._sampled: queue.Queue[Sampled | None] = queue.Queue(FLUX_FRAMES)
@@ -177,11 +191,15 @@ class FlyAcquisition:
 
     def start(self) -> None:
         """Compute the trigger times and start the workers."""
-        self.started = time.time()
+        started = time.time()
+        times = self.trigger_times(started)  # (first: a refused trigger starts nothing)
+        self.started = started
         firmware = self.det.firmware
         self._reuse_links = (type(firmware) is Firmware and firmware.backend != "ghdl"
                              and not firmware.params.pad)
-        times = self.trigger_times(self.started)
+        # (the frame counter of trigger 0: the number the firmware's next frame carries)
+        boards = getattr(firmware, "boards", None)  # (a multi-module detector's: in step)
+        self._first_frame_number = (boards[0] if boards else firmware).readout.expected_frame
         name = self.det.name
         self._writer = threading.Thread(target=self._guard, args=(self._write, None),
                                         name=f"{name}-fly-writer", daemon=True)
@@ -221,6 +239,11 @@ class FlyAcquisition:
             log.info("%s: fly acquisition stopped after %d of %d frames", self.det.name,
                      len(self.frames), self.params.frames)
             self.done.set_finished()
+
+    @property
+    def workers_alive(self) -> bool:
+        """Whether a worker thread still runs (``start`` to the acquisition's end)."""
+        return any(thread.is_alive() for thread in self._threads)
 
     # -- workers ---------------------------------------------------------------------
 
@@ -295,6 +318,7 @@ class FlyAcquisition:
             link, into = self._spare_link()
             counts = det.count(sampled.flux, sampled.factor, self.exposure, out=into)
             self._spare_flux.put(sampled.buffer)  # (its image is read: drawn into again)
+            self.progress += 1
             if link is None:
                 link = det.firmware.link([counts])
             if not self._put(Item(sampled.index, sampled.wall, sampled.clock, sampled.angle,
@@ -361,22 +385,41 @@ class FlyAcquisition:
         assert self._writer is not None
         self._writer.join()  # done with every batch, or stopped
         if not self._cancel.is_set() and not self.done.done:
-            if len(self.frames) != n:
+            if len(self.frames) + len(self.lost) != n:
                 raise RuntimeError(f"{self.det.name}: fly acquisition wrote {len(self.frames)} "
-                                   f"of {n} frames")
+                                   f"of {n} frames and lost {len(self.lost)}")
+            if not self.frames:
+                raise RuntimeError(f"{self.det.name}: every one of the {n} frames of the fly "
+                                   "acquisition was lost on the link; counters: "
+                                   f"{self.det.firmware.report()}")
+            if self.lost:
+                log.warning("%s: the fly acquisition lost %d of %d frames on the link "
+                            "(triggers %s); its file lists them", self.det.name,
+                            len(self.lost), n, self.lost)
             self.done.set_finished()
 
-    def _index(self, frame: ReadoutFrame, item: Item) -> int:
-        """The frame's index in the acquisition from the firmware's frame counter (it
-        must be the trigger the frame was sent for: a gap means a frame went missing)."""
-        if self._first_frame_number is None:
-            self._first_frame_number = frame.frame_number - item.index
-        index = (frame.frame_number - self._first_frame_number) % FRAME_MOD
-        if index != item.index:
-            raise RuntimeError(f"{self.det.name}: firmware frame {frame.frame_number} arrived "
-                               f"for trigger {item.index} (frame counter says {index}): a "
-                               "frame went missing on the way")
-        return index
+    def _match(self, batch: list[Item], out: list[ReadoutFrame]
+               ) -> tuple[list[Item], list[int]]:
+        """The items of ``batch`` whose frames arrived (``out``) and their indices
+        (``match_frames``); the others' frames were lost on the link: recorded (``lost``,
+        the file) and their links freed."""
+        if self._first_frame_number is None and out:  # (a readout taking any number)
+            self._first_frame_number = out[0].frame_number - out[0].lost_before \
+                - batch[0].index
+        first = self._first_frame_number or 0
+        arrived, indices, lost = match_frames(batch, out, first, self.det.name)
+        if lost:
+            triggers = [item.index for item in lost]
+            self.lost += triggers
+            self._release(lost)
+            numbers = {(first + i) % FRAME_MOD for i in triggers}
+            errors = [str(e) for e in self.det.firmware.readout.errors
+                      if e.frame_number in numbers]
+            log.warning("%s: the frames of fly triggers %s were lost on the link (%s); the "
+                        "acquisition goes on", self.det.name, triggers,
+                        "; ".join(errors) or "no packet arrived")
+            self.det.store_fly_lost(triggers)
+        return arrived, indices
 
     def _process(self, batch: list[Item]) -> None:
         """Run ``batch`` through the firmware; its frames join the held ones (decoded into
@@ -388,18 +431,23 @@ class FlyAcquisition:
         slots = held.slots if held is not None else self._slots()
         first = len(held.out) if held is not None else 0
         if slots is None:
-            out = det.firmware.acquire(sent, links=links if len(links) == len(batch) else None)
+            out = det.firmware.acquire(sent, links=links if len(links) == len(batch) else None,
+                                       allow_loss=True)
             decoded = 0
         else:  # the images decoded straight into the batch array's next slots
             readout = det.firmware.readout
             readout.decode_into(slots[first:])
             try:
                 out = det.firmware.acquire(sent,
-                                           links=links if len(links) == len(batch) else None)
+                                           links=links if len(links) == len(batch) else None,
+                                           allow_loss=True)
                 decoded = readout.decoded_into
             finally:
                 readout.decode_into(None)
-        indices = [self._index(frame, item) for item, frame in zip(batch, out, strict=True)]
+        self.progress += len(batch)
+        batch, indices = self._match(batch, out)
+        if not batch:  # (every frame of the batch lost: nothing to hold or write)
+            return
         if slots is not None and decoded == len(out):
             self._image_shape = (int(slots.shape[1]), int(slots.shape[2]))
             if held is None:

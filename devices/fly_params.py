@@ -51,13 +51,24 @@ class PositionTrigger:
 
     def times(self, frames: int) -> TriggerTimes:
         """Wall times at which the stage passes the trigger angles, as ``(wall, clock)``
-        pairs (the same time twice: the stage's motion is the acquisition clock); its
-        continuous rotation across ``[start, stop]`` must have been started."""
+        pairs (the same time twice: the stage's motion is the acquisition clock). The
+        stage's continuous rotation must have been started, across ``[start, stop]`` or
+        a wider range in the same direction (``ValueError`` otherwise: the triggers would
+        come at other angles, or never)."""
         t0, t1 = self.stage.constant_velocity_window()
-        span = self.stop - self.start
+        a0, a1 = self.stage.constant_velocity_range()
+        low, high = min(a0, a1), max(a0, a1)
+        slack = 1e-9 * max(1.0, abs(low), abs(high))
+        if (self.stop - self.start) * (a1 - a0) <= 0 or not (
+                low - slack <= min(self.start, self.stop)
+                and max(self.start, self.stop) <= high + slack):
+            raise ValueError(
+                f"position-compare triggers over [{self.start:g}, {self.stop:g}] deg: the "
+                f"{self.stage.name} rotation at constant velocity runs from {a0:g} to "
+                f"{a1:g} deg; the trigger range must lie within it, in the same direction")
 
         def at(i: int) -> tuple[float, float]:
-            t = t0 + (self.angle(i, frames) - self.start) / span * (t1 - t0)
+            t = t0 + (self.angle(i, frames) - a0) / (a1 - a0) * (t1 - t0)
             return t, t
 
         return TriggerTimes(frames, at)
@@ -224,6 +235,9 @@ class FlyDetector(Protocol):
                          counts: Counts) -> None:
         """Write ``images`` (the frames' images, in order); ``last`` and ``counts`` are
         the batch's last readout frame and sensor counts (for the readback signals)."""
+
+    def store_fly_lost(self, triggers: Sequence[int]) -> None:
+        """Record in the file that the frames of ``triggers`` were lost on the link."""
 
 
 __all__ = ["Counts", "FlyDetector", "FlyFrame", "FlyParameters", "PositionTrigger",

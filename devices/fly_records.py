@@ -1,6 +1,7 @@
 """The records a fly acquisition's threads pass on (``devices.fly``): the scene at a
 trigger (scene → sensor), a frame's counts and link (sensor → firmware), a decoded batch
-(firmware → writer) and the decoded frames waiting to fill a batch (firmware thread).
+(firmware → writer) and the decoded frames waiting to fill a batch (firmware thread);
+:func:`match_frames` pairs a batch's decoded frames with their items.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dataflow.packets import ReadoutFrame
+from dataflow.readout import FRAME_MOD
 
 from .fly_params import Counts
 from .samples import FluxBuffer
@@ -81,3 +83,20 @@ class Held:
 
 
 __all__ = ["Decoded", "Held", "Item", "Sampled"]
+
+
+def match_frames(batch: list[Item], out: list[ReadoutFrame], first: int, who: str
+                 ) -> tuple[list[Item], list[int], list[Item]]:
+    """``(arrived, indices, lost)``: the items of ``batch`` whose frames arrived
+    (``out``, in order), their indices in the acquisition by the firmware's frame
+    counter (``first``: the counter of index 0), and the items whose frames did not.
+    A frame for no item of the batch is a ``RuntimeError`` (``who`` names the detector)."""
+    by_index = {item.index: item for item in batch}
+    indices = [(frame.frame_number - first) % FRAME_MOD for frame in out]
+    if any(i not in by_index for i in indices) or indices != sorted(indices):
+        raise RuntimeError(f"{who}: firmware frames {[f.frame_number for f in out]} (triggers "
+                           f"{indices}) do not match the triggers of the batch "
+                           f"{sorted(by_index)}")
+    arrived = set(indices)
+    return ([by_index[i] for i in indices], indices,
+            [item for item in batch if item.index not in arrived])

@@ -93,6 +93,7 @@ class RotationStage(SimMotor):
             )
         self.max_velocity = float(max_velocity)
         self._window: tuple[float, float] | None = None
+        self._range: tuple[float, float] | None = None
         self._prepared: ContinuousRotation | None = None
         self._fly_status: MoveStatus | None = None
 
@@ -166,6 +167,7 @@ class RotationStage(SimMotor):
             status = self._run(approach.then(fly), run_out)
             t_start = self._t0_wall + (approach.duration + t_ramp) * self.time_scale
             self._window = (t_start, t_start + t_const * self.time_scale)
+            self._range = (start, stop)
         return status
 
     # -- bluesky fly protocol (prepare / kickoff / complete) ---------------------------
@@ -223,3 +225,12 @@ class RotationStage(SimMotor):
                 f"rotation stage {self.name!r}: no continuous rotation was started"
             )
         return self._window
+
+    def constant_velocity_range(self) -> tuple[float, float]:
+        """``(start, stop)`` angles of the last continuous rotation: where it passes at
+        the times of :meth:`constant_velocity_window`."""
+        if self._range is None:
+            raise RuntimeError(
+                f"rotation stage {self.name!r}: no continuous rotation was started"
+            )
+        return self._range

@@ -356,3 +356,20 @@ def test_no_sidecar_while_another_handle_keeps_the_file_open(
         alone.append(np.ones(SHAPE, np.uint16))
     assert (tmp_path / "alone.h5.sha256").read_text() == \
         f"{file_sha256(alone.path)}  alone.h5\n"
+
+
+def test_lost_frames_are_listed_in_the_file(tmp_path: Path) -> None:
+    """``lost_frames=True``: the indices given to ``add_lost`` are in the file for
+    ``read_lost``, also while it is written; without it there is no list to add to."""
+    from dataflow.hdf5 import read_lost
+
+    with FrameWriter(tmp_path, "lost.h5", (4, 4), lost_frames=True) as w:
+        w.append_many(np.zeros((3, 4, 4), np.uint16))
+        w.add_lost([1])
+        assert read_lost(w.path) == [1]
+        w.add_lost([4, 6])
+    assert read_lost(tmp_path / "lost.h5") == [1, 4, 6]
+    with FrameWriter(tmp_path, "none.h5", (4, 4)) as w, \
+            pytest.raises(KeyError, match=r"none\.h5: opened without lost_frames=True"):
+        w.add_lost([0])
+    assert read_lost(tmp_path / "none.h5") == []

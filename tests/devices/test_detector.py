@@ -377,3 +377,23 @@ def test_an_exposure_runs_from_the_trigger(tmp_path: Path) -> None:
             assert before + 0.15 <= sampled[-1] <= after + 0.15
     finally:
         beamline.close()
+
+
+def test_a_fly_file_records_the_fly_exposure_not_the_stagings(setup: Any) -> None:
+    """``bp.fly`` with ``FlyParameters(exposure=0.02)`` on a detector at 0.1 s: the flyer
+    stages, then prepares (which sets 0.02). The file's NeXus ``count_time`` and the
+    frames' ``exposure`` attribute are the frames' 0.02 s, not the staging's 0.1 s."""
+    import h5py
+
+    from devices.fly import FlyParameters
+    from devices.flyer import DetectorFlyer
+
+    RE, catalog, beamline = setup
+    det = beamline.det
+    det.exposure.put(0.1)
+    (uid,) = RE(bp.fly([DetectorFlyer(det, FlyParameters(frames=3, exposure=0.02))]))
+    assert catalog.run(uid).metadata["stop"]["exit_status"] == "success"
+    (path,) = [p for p in det.digests if "_fly" in p]
+    with h5py.File(path, "r") as f:
+        assert f["entry/instrument/detector/count_time"][()] == pytest.approx(0.02)
+        assert f["entry/data/data"].attrs["exposure"] == pytest.approx(0.02)
