@@ -18,9 +18,8 @@ and sinogram reads), whose names this module re-exports.
 NeXus: a file whose dataset sits at ``/ENTRY/DATA/NAME`` (the default ``/entry/data/data``)
 is a NeXus file as well (``dataflow.hdf5_nexus``).
 
-Uncompressed frames are written a block of chunks at a time with HDF5's direct chunk
-write (``dataflow.hdf5_blocks``), the bytes h5py's hyperslab writes would have left in the
-file, at a third of their CPU time.
+Uncompressed frames go to the file a block of chunks at a time by HDF5's direct chunk
+write (``dataflow.hdf5_blocks``): the bytes of h5py's writes at a third of their CPU.
 
 Compression is off by default: a detector at 200 frames/s of 512x512 uint16 writes
 100 MB/s, more than gzip sustains on one of the two cores, counting noise compresses
@@ -30,7 +29,8 @@ poorly, and reading a region of a frame must decompress whole chunks. ``compress
 Flushing: frames become visible to SWMR readers when flushed. The writer flushes before
 it announces frames in ``asset_docs()`` (so a ``stream_datum`` never points at frames a
 reader cannot see), whenever ``flush_every`` frames have accumulated (default: one chunk
-of frames, so each chunk is written to disk once), and on ``close()``. ``flush_every=1``
+of frames, so each chunk is written to disk once; written a block at a time, at the end
+of each block of frames), and on ``close()``. ``flush_every=1``
 makes every frame visible at once, at a cost in write rate with multi-frame chunks.
 """
 
@@ -177,7 +177,8 @@ class FrameWriter:
     compression
         ``None`` (default), ``"gzip"`` or ``"lzf"``.
     flush_every
-        Flush after this many unflushed frames; default: frames per chunk.
+        Flush after this many unflushed frames; default: at the end of each block of
+        frames per chunk (never more than a block unseen, each chunk written once).
     attrs
         Attributes stored on the dataset (strings and numbers), e.g. the exposure.
     counters
@@ -248,8 +249,10 @@ class FrameWriter:
                 dataset, shape=(0, *self.frame_shape), maxshape=(None, *self.frame_shape),
                 dtype=self.dtype, chunks=self.chunk_shape, compression=compression,
                 **options, **(ChunkBlock.CACHE if direct else {}))
-            self._block = ChunkBlock(self._ds, self.chunk_shape, self._flush_checksums) \
-                if direct else None
+            # checksums into the file before the frames' chunks: a reader never finds a
+            # frame without its CRC, a file cut short loses its last frames, not all CRCs
+            self._block = ChunkBlock(self._ds, self.chunk_shape,
+                                     lambda: self._crc.flush()) if direct else None
             for key, value in (attrs or {}).items():
                 self._ds.attrs[key] = value
             self._crc = self._file.create_dataset(
@@ -347,9 +350,20 @@ class FrameWriter:
                 self._truncate(start)
                 raise
             self._count += n
-            if self._count - self._flushed >= self.flush_every:
+            k = self.chunk_shape[0]
+            if self._block is not None and self.flush_every == k:
+                if self._count // k * k > self._flushed:  # blocks the file has whole
+                    self._flush_blocks(self._count // k * k)
+            elif self._count - self._flushed >= self.flush_every:
                 self.flush()
         return range(start, self._count)
+
+    def _flush_blocks(self, done: int) -> None:
+        """Frames up to ``done``, the end of the last block (written whole), visible: the
+        default ``flush_every`` without writing the next block's part (twice, then)."""
+        self._crc.flush()
+        self._ds.flush()
+        self._flushed = done
 
     def discard_unannounced(self) -> int:
         """Drop the frames appended since the last ``asset_docs()``; returns how many.
@@ -383,12 +397,6 @@ class FrameWriter:
             except Exception:
                 log.warning("%s: cannot shrink %s back to %d frames after a failed append",
                             self.path, ds.name, n)
-
-    def _flush_checksums(self) -> None:
-        """The checksums into the file before the frames' chunks (``ChunkBlock``): a
-        reader never finds a frame without its CRC, and a file cut short loses its last
-        frames, not the checksums of all of them."""
-        self._crc.flush()
 
     def flush(self) -> None:
         """Make every appended frame visible to SWMR readers."""

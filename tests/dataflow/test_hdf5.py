@@ -245,10 +245,16 @@ def test_swmr_reader_sees_frames_while_the_writer_is_open(tmp_path: Path,
         reader.stdin.write("\n")
         reader.stdin.flush()
         assert reader.stdout.readline().split() == ["2", str(stack[1][0, 1])]
-        w.append_many(stack[2:10])  # 8 unflushed frames: flushed by flush_every
+        # 8 unflushed frames: by default flushed at the end of each block of 8 (frames
+        # 2..7 with block 0; 8 and 9 wait for block 1's end, never more than 7 unseen)
+        w.append_many(stack[2:10])
         reader.stdin.write("\n")
         reader.stdin.flush()
-        assert reader.stdout.readline().split() == ["10", str(stack[9][0, 1])]
+        assert reader.stdout.readline().split() == ["8", str(stack[7][0, 1])]
+        w.append_many(stack[10:16])
+        reader.stdin.write("\n")
+        reader.stdin.flush()
+        assert reader.stdout.readline().split() == ["16", str(stack[15][0, 1])]
         assert not w.closed
     finally:
         reader.stdin.close()

@@ -120,3 +120,38 @@ def test_a_reader_sees_each_announced_frame_while_the_file_is_written(
         assert done.returncode == 0, done.stderr
         assert int(done.stdout) == int(np.sum(written, dtype=np.int64))
         f.close()
+
+
+class Counting:
+    """A frame dataset that notes the first frame of each chunk written to it."""
+
+    def __init__(self, ds: h5py.Dataset) -> None:
+        self.ds, self.id = ds, self  # (ChunkBlock writes through .id)
+        self.firsts: list[int] = []
+
+    def write_direct_chunk(self, offset: tuple[int, ...], data: np.ndarray) -> None:
+        self.firsts.append(offset[0])
+        self.ds.id.write_direct_chunk(offset, data)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.ds, name)
+
+
+def test_by_default_whole_blocks_are_flushed_and_nothing_twice(tmp_path: Path) -> None:
+    """With the default ``flush_every`` (a block of frames), frames appended one by one
+    become visible a whole block at a time, also after an announcement in mid-block:
+    never more than a block unflushed, and each chunk written once but for the part
+    block an announcement writes (again when full)."""
+    with FrameWriter(tmp_path, "blocks.h5", SHAPE, layout=(4, 8, 20)) as w:
+        assert w._block is not None
+        counting = Counting(w._ds)
+        w._block.ds = counting
+        seen = []
+        for i, frame in enumerate(frames(14, 3)):
+            w.append(frame)
+            if i == 5:
+                list(w.asset_docs())  # announced in mid-block: frames 4..5 written now
+            seen.append(w._ds.shape[0])
+        assert seen == [0, 0, 0, 4, 4, 6, 6, 8, 8, 8, 8, 12, 12, 12]
+    # blocks 0, 1 (part, then whole), 2 and, at the close, the part block 3: 4 chunks each
+    assert counting.firsts == [0] * 4 + [4] * 8 + [8] * 4 + [12] * 4
