@@ -36,7 +36,7 @@ from typing import Any
 
 from bluesky import plan_stubs as bps
 from bluesky.protocols import Movable
-from bluesky.utils import FailedStatus, MsgGenerator
+from bluesky.utils import FailedStatus, Msg, MsgGenerator
 
 from devices.fly import FlyParameters, PositionTrigger
 from devices.rotation import ContinuousRotation, RotationStage, RunUpOutError
@@ -182,10 +182,14 @@ def collect_until_complete(flyers: list[Any], det: Any, flush_period: float,
         for status in statuses:
             if status.done and not status.success:
                 raise FailedStatus(status)
-        yield from bps.collect(det, name=stream)
+        # (the messages bps.collect and bps.wait_for yield, yielded here: each of their
+        # Plan objects formats the stack when made, several times a second in a fly)
+        yield Msg("collect", det, stream=False, return_payload=True,  # type: ignore[no-untyped-call]
+                  name=stream)
         if done:
             return
-        yield from bps.wait_for([_all_done_within(statuses, flush_period)])
+        yield Msg("wait_for", None,  # type: ignore[no-untyped-call]
+                  [_all_done_within(statuses, flush_period)])
 
 
 POLL_S = 0.01
