@@ -62,7 +62,9 @@ import numpy as np
 import numpy.typing as npt
 from ophyd import Component as Cpt
 from ophyd import Device, Signal
+from ophyd.device import Staged
 from ophyd.status import DeviceStatus
+from ophyd.utils.errors import RedundantStaging
 
 from dataflow.hdf5 import FrameWriter
 from dataflow.packets import ReadoutFrame
@@ -331,7 +333,12 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
 
     def stage(self) -> list[Any]:
         """Load the configuration into the firmware; frames from now on go to the files
-        of this staging (one per event stream, ``devices.frame_files``)."""
+        of this staging (one per event stream, ``devices.frame_files``). Staged already,
+        ``RedundantStaging`` before anything is touched (a reset board would break a
+        running fly acquisition: its frame counter restarts)."""
+        if self._staged == Staged.yes:
+            raise RedundantStaging(f"Device {self.name} is already staged; unstage it "
+                                   "first (a fly acquisition it runs goes on meanwhile)")
         self._configure()
         with self._lock:
             self._pending = None

@@ -397,3 +397,31 @@ def test_a_fly_file_records_the_fly_exposure_not_the_stagings(setup: Any) -> Non
     with h5py.File(path, "r") as f:
         assert f["entry/instrument/detector/count_time"][()] == pytest.approx(0.02)
         assert f["entry/data/data"].attrs["exposure"] == pytest.approx(0.02)
+
+
+def test_a_second_stage_is_refused_and_leaves_a_running_fly_alone(setup: Any) -> None:
+    """``stage()`` of a staged detector (a failed plan's fly still running when the next
+    plan stages it) raises ``RedundantStaging`` before it touches the board or the files:
+    the running fly ends with all its frames, numbered without a gap."""
+    from ophyd.utils.errors import RedundantStaging
+
+    from devices.fly import FlyParameters
+
+    _, _, beamline = setup
+    det = beamline.det
+    det.time_scale = 1.0
+    det.stage()
+    try:
+        det.prepare(FlyParameters(frames=40, exposure=0.01, period=0.01)).wait(5)
+        det.kickoff().wait(5)
+        time.sleep(0.2)
+        with pytest.raises(RedundantStaging, match="Device det is already staged; unstage "
+                                                   "it first"):
+            det.stage()
+        det.complete().wait(60)
+        numbers = [f.frame_number for f in det.fly.frames]
+        assert len(numbers) == 40 and np.all(np.diff(numbers) == 1)
+    finally:
+        det.unstage()
+    det.stage()  # (unstaged, it stages again)
+    det.unstage()
