@@ -143,6 +143,9 @@ class FlyAcquisition:
         self.max_lag = 0.0
         """Largest delay (s) between a trigger and its frame reaching the file."""
         self.started: float | None = None
+        self.armed = time.time()
+        """When the acquisition was armed (``prepare``): a rotation whose constant
+        velocity ended before is not this scan's (``PositionTrigger.times``)."""
         self.stopped_early = False
         """Whether ``cancel`` ended the acquisition before its last frame."""
         self.lost: list[int] = []
@@ -184,7 +187,7 @@ class FlyAcquisition:
         simulation acts on it, and its time on the acquisition clock (module docstring)."""
         n = self.params.frames
         if self.params.trigger is not None:
-            return self.params.trigger.times(n)
+            return self.params.trigger.times(n, self.armed)
         period = self.params.period if self.params.period is not None else self.exposure
         step = period * self.det.time_scale
         return TriggerTimes(n, lambda i: (t_kickoff + i * step, t_kickoff + i * period))

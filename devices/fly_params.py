@@ -32,6 +32,21 @@ class PositionTrigger:
     start: float
     stop: float
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.stage, RotationStage):
+            raise TypeError(f"PositionTrigger.stage must be a RotationStage, got "
+                            f"{self.stage!r}")
+        for name in ("start", "stop"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+                    or not math.isfinite(value):
+                raise ValueError(f"PositionTrigger.{name} must be a finite angle in deg, "
+                                 f"got {value!r}")
+            object.__setattr__(self, name, float(value))
+        if self.start == self.stop:
+            raise ValueError("PositionTrigger: start and stop angles must differ, got "
+                             f"{self.start:g} twice")
+
     def angle(self, i: int, frames: int) -> float:
         """Trigger angle ``i`` of ``frames``: the bin centre
         ``start + (i + ½)·(stop − start)/frames``."""
@@ -49,14 +64,28 @@ class PositionTrigger:
             return None
         return abs(self.stop - self.start) / frames / rotation.velocity
 
-    def times(self, frames: int) -> TriggerTimes:
+    def times(self, frames: int, armed: float | None = None) -> TriggerTimes:
         """Wall times at which the stage passes the trigger angles, as ``(wall, clock)``
         pairs (the same time twice: the stage's motion is the acquisition clock). The
         stage's continuous rotation must have been started, across ``[start, stop]`` or
         a wider range in the same direction (``ValueError`` otherwise: the triggers would
-        come at other angles, or never)."""
-        t0, t1 = self.stage.constant_velocity_window()
-        a0, a1 = self.stage.constant_velocity_range()
+        come at other angles, or never), and not have ended before ``armed`` (when the
+        acquisition was armed, if given; ``RuntimeError``: a detector kicked off before
+        its rotation would fire on the last one's record)."""
+        name = self.stage.name
+        try:
+            t0, t1 = self.stage.constant_velocity_window()
+            a0, a1 = self.stage.constant_velocity_range()
+        except RuntimeError:
+            raise RuntimeError(f"position-compare triggers on {name}: its continuous "
+                               "rotation has not started; kick off the rotation before the "
+                               "detector") from None
+        if armed is not None and t1 < armed:
+            raise RuntimeError(f"position-compare triggers on {name}: its last continuous "
+                               f"rotation ({a0:g} to {a1:g} deg) passed its stop "
+                               f"{armed - t1:.2f} s before the acquisition was armed; "
+                               "prepare and kick off the rotation of this scan before the "
+                               "detector")
         low, high = min(a0, a1), max(a0, a1)
         slack = 1e-9 * max(1.0, abs(low), abs(high))
         if (self.stop - self.start) * (a1 - a0) <= 0 or not (
@@ -164,8 +193,9 @@ class FlyParameters:
                 and self.period < self.exposure * (1.0 - _SAME):
             raise ValueError(f"FlyParameters.period {self.period} s is shorter than the "
                              f"exposure {self.exposure} s")
-        if self.trigger is not None and self.trigger.start == self.trigger.stop:
-            raise ValueError("FlyParameters.trigger: start and stop angles must differ")
+        if self.trigger is not None and not isinstance(self.trigger, PositionTrigger):
+            raise TypeError(f"FlyParameters.trigger must be a PositionTrigger or None, got "
+                            f"{self.trigger!r}")
 
     def check_exposure(self, exposure: float, who: str) -> None:
         """Raise ``ValueError`` if triggers come closer together than ``exposure`` s (the

@@ -174,12 +174,16 @@ class RotationStage(SimMotor):
 
     def prepare(self, value: ContinuousRotation) -> MoveStatus:
         """Move to the run-up angle of the continuous rotation ``value`` (checked
-        against the limits and ``max_velocity`` now); ``kickoff`` then starts it."""
+        against the limits and ``max_velocity`` now); ``kickoff`` then starts it. The
+        last rotation's window is forgotten: until the kickoff there is none (a
+        position-compare trigger armed now must not fire on the last scan's)."""
         if not isinstance(value, ContinuousRotation):
             raise TypeError(f"{self.name}.prepare: expected ContinuousRotation, got {value!r}")
         run_up, _ = self.run_up_out(value.start, value.stop, value.velocity)
         self._prepared = value
         self._fly_status = None
+        with self._lock:  # (the last rotation's window is not this scan's)
+            self._window = self._range = None
         status: MoveStatus = self.set(run_up)
         return status
 

@@ -4,6 +4,7 @@ they cover; a trigger range the rotation does not cross is refused."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,9 +33,10 @@ def test_triggers_fire_where_the_stage_passes_their_angles(
         stage: RotationStage, rotation: tuple[float, float],
         trigger: tuple[float, float]) -> None:
     start, stop = rotation
-    stage.start_continuous(start, stop, 90.0).wait(10)
+    moving = stage.start_continuous(start, stop, 90.0)
     pt = PositionTrigger(stage, *trigger)
     times = pt.times(6)
+    moving.wait(10)
     passed = [stage.position_at(wall) for wall, _ in times]
     # (the stage's recorded motion: to within a thousandth of a degree)
     np.testing.assert_allclose(passed, pt.angles(6), atol=0.01)
@@ -48,13 +50,34 @@ def test_triggers_fire_where_the_stage_passes_their_angles(
 ])
 def test_a_trigger_range_the_rotation_does_not_cross_is_refused(
         stage: RotationStage, trigger: tuple[float, float], why: str) -> None:
-    stage.start_continuous(0.0, 180.0, 90.0).wait(10)
+    moving = stage.start_continuous(0.0, 180.0, 90.0)
     lo, hi = trigger
     with pytest.raises(ValueError, match=rf"position-compare triggers over \[{lo:g}, "
                                          rf"{hi:g}\] deg: the rot rotation at constant "
                                          r"velocity runs from 0 to 180 deg; the trigger "
                                          "range must lie within it, in the same direction"):
         PositionTrigger(stage, *trigger).times(4)
+    moving.wait(10)
+
+
+def test_triggers_on_a_rotation_not_started_or_already_over_are_refused(
+        stage: RotationStage) -> None:
+    """The review's D14: triggers taken from the last rotation's record would fire at
+    once, replaying its moments and angles."""
+    pt = PositionTrigger(stage, 0.0, 90.0)
+    with pytest.raises(RuntimeError, match="position-compare triggers on rot: its "
+                                           "continuous rotation has not started; kick off "
+                                           "the rotation before the detector"):
+        pt.times(4)
+    stage.start_continuous(0.0, 90.0, 90.0).wait(10)
+    armed = time.time()
+    with pytest.raises(RuntimeError, match=r"its last continuous rotation \(0 to 90 deg\) "
+                                           r"passed its stop [\d.]+ s before the "
+                                           "acquisition was armed"):
+        pt.times(4, armed)
+    stage.prepare(ContinuousRotation(0.0, 90.0, 90.0)).wait(10)  # (forgets the last one)
+    with pytest.raises(RuntimeError, match="has not started"):
+        pt.times(4)
 
 
 def test_frames_over_part_of_the_rotation_are_taken_at_their_bin_centres(
@@ -99,3 +122,60 @@ def test_a_refused_trigger_range_starts_no_acquisition(smeflow_beamline: Any) ->
         assert len(det.fly.frames) == 2
     finally:
         det.unstage()
+
+
+def test_a_detector_kicked_off_before_its_rotation_is_refused_then_runs(
+        smeflow_beamline: Any) -> None:
+    """The review's D14 scenario: a second scan arms the detector before it starts the
+    rotation. The kickoff is refused (not fired on the first scan's rotation); kicked
+    off after the rotation, the same acquisition takes its frames at this rotation's
+    angles, after the scan began."""
+    import time
+
+    bl = smeflow_beamline
+    det, rot = bl.det, bl.rotation
+    for scan in range(2):
+        rot.prepare(ContinuousRotation(0.0, 180.0, 90.0)).wait(10)
+        det.stage()
+        try:
+            trigger = PositionTrigger(rot, 0.0, 180.0)
+            det.prepare(FlyParameters(frames=6, exposure=0.01, trigger=trigger)).wait(5)
+            began = time.time()
+            if scan == 1:
+                with pytest.raises(RuntimeError, match="kick off the rotation before the "
+                                                       "detector"):
+                    det.kickoff()
+            rot.kickoff().wait(5)
+            det.kickoff().wait(5)
+            det.complete().wait(30)
+            rot.complete().wait(30)
+            assert min(f.trigger_time for f in det.fly.frames) >= began
+            np.testing.assert_allclose([f.angle for f in det.fly.frames],
+                                       trigger.angles(6), atol=0.5)
+        finally:
+            det.unstage()
+
+
+@pytest.mark.parametrize(("start", "stop", "message"), [
+    (0.0, float("nan"), r"PositionTrigger\.stop must be a finite angle in deg, got nan"),
+    (0.0, float("inf"), r"PositionTrigger\.stop must be a finite angle in deg, got inf"),
+    (float("-inf"), 90.0, r"PositionTrigger\.start must be a finite angle in deg, got -inf"),
+    (True, 90.0, r"PositionTrigger\.start must be a finite angle in deg, got True"),
+    ("0", 90.0, r"PositionTrigger\.start must be a finite angle in deg, got '0'"),
+    (45.0, 45, r"PositionTrigger: start and stop angles must differ, got 45 twice"),
+])
+def test_a_bad_trigger_range_is_refused_where_it_is_given(
+        stage: RotationStage, start: Any, stop: Any, message: str) -> None:
+    """The review's D15: a NaN stop ran a fly with NaN trigger times and angles."""
+    with pytest.raises(ValueError, match=message):
+        PositionTrigger(stage, start, stop)
+
+
+def test_a_trigger_that_is_not_one_is_refused_naming_it(stage: RotationStage) -> None:
+    with pytest.raises(TypeError, match=r"FlyParameters\.trigger must be a PositionTrigger "
+                                        "or None, got 'x'"):
+        FlyParameters(frames=3, trigger="x")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"PositionTrigger\.stage must be a RotationStage, "
+                                        "got 'rot'"):
+        PositionTrigger("rot", 0.0, 90.0)  # type: ignore[arg-type]
+    assert PositionTrigger(stage, 0, 90).stop == 90.0  # (integers are angles too)
