@@ -40,13 +40,17 @@ pixel size and the energy threshold.
 Configuration signals (``read_configuration``): ``exposure`` (s), ``energy_threshold``
 (keV, the sensor's comparator), ``threshold`` (counts, the firmware's zero suppression),
 ``roi`` (``[x0, y0, x1, y1]`` in output pixels), ``binning`` (2×2), ``backend`` and
-``frame_shape``. Changes apply at the next ``stage()``, as on a real detector, where the
-configuration is loaded into the firmware between acquisitions. Every value is checked
-when it is put (or ``set``, as ``bps.mv`` does) against the firmware's own limits
+``frame_shape``. They are loaded into the firmware and the sensor at ``stage()``, as on a
+real detector, where the configuration is loaded between acquisitions. Every value is
+checked when it is put (or ``set``, as ``bps.mv`` does) against the firmware's own limits
 (:class:`fpga.designs.reference.ChainConfig`), so a bad value fails at once with a
 :class:`DetectorConfigError` naming the signal and the allowed range, never later inside
-a run. ``frame_shape`` is read-only: it is the shape of the frames the firmware sends
-(``out_shape()``) and follows ``binning``.
+a run. While staged, a put that would make the recorded configuration, the firmware and
+the files disagree is refused the same way (``detector_config.refuse_while_staged``);
+``bps.configure(det, {"roi": [...]})`` loads ``roi`` and ``threshold`` into the firmware
+before the next exposure, and bluesky records them in a new descriptor. ``frame_shape``
+is read-only: it is the shape of the frames the firmware sends (``out_shape()``) and
+follows ``binning``.
 """
 
 from __future__ import annotations
@@ -74,6 +78,7 @@ from fpga.designs.params import GAIN_ONE, HIST_BINS, ChainParams
 from fpga.designs.reference import ChainConfig, ChainTables
 
 from .detector_config import (
+    LIVE_CONFIG,
     ConfigSignal,
     CountsSignal,
     DetectorConfigError,
@@ -84,6 +89,7 @@ from .detector_config import (
     check_exposure,
     check_roi,
     check_threshold,
+    refuse_while_staged,
 )
 from .detector_fly import FlyScans
 from .firmware import BACKENDS, Firmware, FirmwareError
@@ -201,6 +207,9 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
         # chain) takes up to seconds, which inside stage() would block the RunEngine's loop.
         self.firmware = self._board(backend)
         self.firmware.configure(self.chain_config(), self.tables)
+        self._counts_base = dict.fromkeys(READOUT_COUNTERS, 0)
+        """Readout counts of this staging from before the firmware's last register load."""
+        self._configuring = False
         self.files = FrameFiles(name, self._open_file)
         """The frame files: one per event stream and fly acquisition (``devices.frame_files``)."""
         self._file_shape = self.out_shape()
@@ -298,6 +307,7 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
             old, self.firmware = self.firmware, self._board(backend)
             old.close()  # (a GHDL board's build folder goes with it)
         self.firmware.configure(config, self.tables)
+        self._counts_base = dict.fromkeys(READOUT_COUNTERS, 0)
         self.sensor.threshold = float(self.energy_threshold.get())
         self._file_shape = self.out_shape()
         mask = self.pixel_mask_array()
@@ -327,9 +337,50 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
                            detector_fields={**fields, "count_time": (exposure, "s")})
 
     def _counters(self) -> dict[str, int]:
-        """The readout counters now (since the firmware was configured)."""
+        """The readout counters now (since the configuration was loaded: ``stage()``)."""
         report = self.firmware.report()
-        return {name: int(report[name]) for name in READOUT_COUNTERS}
+        return {name: int(report[name]) + self._counts_base[name] for name in READOUT_COUNTERS}
+
+    # -- configuration while staged ----------------------------------------------------
+    def guard_config_put(self, signal: Signal, value: Any) -> None:
+        """Refuse (:class:`DetectorConfigError`, naming the signal) a configuration change
+        the staging cannot take, so the recorded configuration, the firmware and the files
+        never disagree (``ConfigSignal.put`` asks before storing ``value``;
+        ``detector_config.refuse_while_staged`` says what is refused and why)."""
+        files: FrameFiles | None = self.__dict__.get("files")  # (None while built)
+        if files is not None and files.staged:
+            refuse_while_staged(self, signal, value, self._configuring)
+
+    def configure(self, d: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """ophyd's ``configure`` (``bps.configure``, after which bluesky records the new
+        configuration in a new descriptor). While staged only ``roi`` and ``threshold``
+        may change: every value is checked first (nothing is applied if one is refused),
+        then the firmware's registers are loaded after a running exposure finishes — a
+        board reset as at ``stage()``: frame numbers restart, the readout counters
+        recorded in the files go on counting from the staging."""
+        if not self.files.staged:
+            result: tuple[dict[str, Any], dict[str, Any]] = super().configure(d)
+            return result
+        for key, value in d.items():
+            signal = getattr(self, key, None)
+            if isinstance(signal, ConfigSignal) and key not in LIVE_CONFIG:
+                self.guard_config_put(signal, signal.checked(value))
+            elif isinstance(signal, ConfigSignal):
+                signal.check_value(value)
+        exposing = self._exposing
+        if exposing is not None and exposing.is_alive():
+            exposing.join()
+        before = self.chain_config()
+        self._configuring = True
+        try:
+            result = super().configure(d)
+        finally:
+            self._configuring = False
+            if self.chain_config() != before:
+                counts = self._counters()
+                self.firmware.configure(self.chain_config(), self.tables)
+                self._counts_base = counts
+        return result
 
     def stage(self) -> list[Any]:
         """Load the configuration into the firmware; frames from now on go to the files

@@ -4,7 +4,8 @@ Each configuration value is checked against the firmware's own limits
 (:class:`fpga.designs.reference.ChainConfig`, the 20-bit counters, the backends) when it
 is put or set, so a bad value fails at once with a :class:`DetectorConfigError` naming
 the signal (``det.exposure``), what it must be and the value given, never later inside a
-run. ``ReadOnlySignal`` holds values the device derives (``frame_shape``);
+run; ``refuse_while_staged`` says which changes a staged detector refuses, and why.
+``ReadOnlySignal`` holds values the device derives (``frame_shape``);
 ``CountsSignal`` declares the histogram's integer dtype, which ophyd cannot infer.
 """
 
@@ -52,7 +53,9 @@ class ConfigSignal(Signal):  # type: ignore[misc]
     ``check`` (see :data:`Check`) both validates and normalises: the stored value is the
     one it returns. ``set`` (what ``bps.mv`` calls) puts synchronously, so a bad value
     raises :class:`DetectorConfigError` at the ``set`` call instead of failing a status
-    later; ``check_value`` lets plans ask in advance (``plans.validate``).
+    later; ``check_value`` lets plans ask in advance (``plans.validate``). A parent
+    device with a ``guard_config_put(signal, value)`` method is asked before each checked
+    put (the detector refuses changes its staging cannot take).
     """
 
     def __init__(self, *, check: Check, **kwargs: Any) -> None:
@@ -71,6 +74,9 @@ class ConfigSignal(Signal):  # type: ignore[misc]
         """Check and store ``value`` (``force=True`` skips the check: internal use)."""
         if not force:
             value = self.checked(value)
+            guard = getattr(self.parent, "guard_config_put", None)
+            if guard is not None:  # (the device may refuse a change while it is staged)
+                guard(self, value)
         super().put(value, force=force, **kwargs)
 
     def set(self, value: Any, *, timeout: float | None = None,
@@ -240,3 +246,46 @@ def check_backend(signal: ConfigSignal, value: Any) -> str:
     if not isinstance(value, str) or value not in BACKENDS:
         raise _refuse(signal, "one of " + ", ".join(repr(b) for b in BACKENDS), value)
     return value
+
+
+LIVE_CONFIG = ("roi", "threshold")
+"""Firmware registers a staged detector's ``configure()`` may change (loaded between
+exposures; nothing in the files depends on them)."""
+
+
+def refuse_while_staged(det: Any, signal: Signal, value: Any, configuring: bool) -> None:
+    """Raise :class:`DetectorConfigError` if putting ``value`` on ``signal`` of the staged
+    detector ``det`` would make its recorded configuration, firmware and files disagree.
+
+    The current value always passes; nothing changes while a fly acquisition is armed or
+    running; ``exposure`` passes until a step-scan file of the staging is open (it
+    records one ``count_time``; a fly's file opens at ``prepare``); ``roi`` and
+    ``threshold`` pass inside the detector's ``configure`` (``configuring``), which loads
+    them into the firmware; the rest is refused with what to do instead."""
+    if value == signal.get():
+        return
+    name = str(signal.attr_name)
+    label = _label(signal)
+    if det.fly is not None and not det.fly.done.done:
+        raise DetectorConfigError(
+            f"{label}: cannot change while a fly acquisition of {det.name} is armed or "
+            "running (it was prepared with the configuration of then); complete() it or "
+            "unstage first")
+    steps = [w for w in det.files.open_files() if w is not det.files.fly]
+    if (name == "exposure" and not steps) or (name in LIVE_CONFIG and configuring):
+        return
+    later = "set it before staging (or unstage first)"
+    why = {
+        "exposure": f"its open frame file {steps[0].path.name if steps else ''} records "
+                    f"one count_time for all its frames; {later}",
+        "energy_threshold": "the sensor's comparator was loaded at stage() and the frame "
+                            f"files record one threshold_energy; {later}",
+        "binning": "it changes the frames' shape and the staging's frame files hold frames "
+                   f"of one shape; {later}",
+        "backend": "it replaces the firmware board (its readout counters and frame numbers "
+                   f"restart); {later}",
+    }.get(name, "the firmware's registers were loaded at stage() and bluesky keeps the "
+                "configuration its descriptor read first; use "
+                f"bps.configure({det.name}, {{{name!r}: ...}}), which loads them before the "
+                "next exposure and records them in a new descriptor, or " + later)
+    raise DetectorConfigError(f"{label}: cannot change while {det.name} is staged: {why}")
