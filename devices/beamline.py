@@ -144,8 +144,16 @@ class Beamline:
                 self.sample, self.det]
 
     def close(self) -> None:
-        """Stop motion, the beam monitor's update thread and the firmware's simulation."""
-        for motor in (self.sample_x, self.sample_y, self.rotation):
-            motor.stop()
-        self.beam.destroy()
-        self.det.firmware.close()
+        """Stop a running fly acquisition and unstage the detector (its files closed),
+        then stop motion, the beam monitor's update thread and the firmware's simulation:
+        a fly running on would drive a closed board, which re-configures from reset."""
+        try:
+            if self.det.fly is not None:
+                self.det.fly.cancel()
+            if self.det.files.staged:
+                self.det.unstage()
+        finally:
+            for motor in (self.sample_x, self.sample_y, self.rotation):
+                motor.stop()
+            self.beam.destroy()
+            self.det.firmware.close()
