@@ -8,6 +8,7 @@ buffers, and the Python value (as the interpreter holds it) of a raw state value
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,46 @@ class BatchPlan:
         """Whether one signal alone is recorded into ``OUTH`` (its result is then that
         buffer, made for the run: no copy)."""
         return sum(1 for column in self.columns if column[3] == "h") == 1
+
+
+class AsIsStimulus:
+    """The stimulus arrays a session's ``run_batch`` can hand to the compiled loop as they
+    are, recognised by what was already checked: an input's (dtype, per-tick shape) that
+    passed every check once, in the dtype the loop takes, the same stimulus again needs none
+    of them (whole values, masks, unfit values: all follow from the dtype). A board that
+    runs the same batch shape each acquisition then skips their Python (a tenth of a P6M
+    module's call, with the GIL held). Length and contiguity are checked each call; any
+    other array takes the checked path."""
+
+    def __init__(self, inputs: dict[str, tuple[SignalType, int]], wide: bool) -> None:
+        """``inputs``: each input's type and its slot in the loop's stimulus arguments."""
+        self._slots = {name: k for name, (_, k) in inputs.items()}
+        # (enums: codes checked each call; wide: Python ints) never pass as they are
+        self._dtypes = {} if wide else {
+            name: stimulus_dtype(t) for name, (t, _) in inputs.items()
+            if not isinstance(t.element if isinstance(t, ArrayType) else t, EnumType)}
+        self._seen: set[tuple[str, np.dtype[Any], int, tuple[int, ...]]] = set()
+
+    def take(self, stimulus: Mapping[str, Any], ticks: int
+             ) -> list[tuple[int, np.ndarray]] | None:
+        """Each array's slot and its first ``ticks`` values, when every one is of a kind
+        seen checked (``remember``), holds ``ticks`` values and is contiguous; else None."""
+        out = []
+        seen = self._seen
+        for name, arr in stimulus.items():
+            if type(arr) is not np.ndarray \
+                    or (name, arr.dtype, arr.ndim, arr.shape[1:]) not in seen \
+                    or len(arr) < ticks or not arr.flags.c_contiguous:
+                return None
+            out.append((self._slots[name], arr[:ticks]))
+        return out
+
+    def remember(self, stimulus: Mapping[str, Any]) -> None:
+        """Remember the kinds of ``stimulus``'s arrays that the loop takes as they are;
+        call only once all of it passed every check."""
+        for name, arr in stimulus.items():
+            if type(arr) is np.ndarray and arr.ndim >= 1 and arr.dtype == self._dtypes.get(name):
+                self._seen.add((name, arr.dtype, arr.ndim, arr.shape[1:]))
 
 
 def scratch_buffer(shape: tuple[int, int], dtype: Any, slot: str = "outi") -> np.ndarray:
