@@ -140,12 +140,36 @@ class ModularFirmware:
     # -- parallel map ----------------------------------------------------------------------
 
     def _map(self, fn: Callable[[int], T]) -> list[T]:
-        """``[fn(m) for m in modules]``, on the worker threads."""
-        if self.workers == 1 or len(self.boards) == 1:
-            return [fn(m) for m in range(len(self.boards))]
+        """``[fn(m) for m in modules]``, on the worker threads and the calling one: each
+        takes the next module when done with one (no task or wake-up per module, which
+        holds the GIL). An error stops the taking; the lowest module's is raised."""
+        n = len(self.boards)
+        if self.workers == 1 or n == 1:
+            return [fn(m) for m in range(n)]
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="smeflow-module")
-        return list(self._pool.map(fn, range(len(self.boards))))
+            self._pool = ThreadPoolExecutor(self.workers - 1,
+                                            thread_name_prefix="smeflow-module")
+        results: list[Any] = [None] * n
+        errors: dict[int, BaseException] = {}
+        modules = iter(range(n))  # (next() on it is atomic: each module is taken once)
+
+        def work() -> None:
+            for m in modules:
+                if errors:
+                    return
+                try:
+                    results[m] = fn(m)
+                except BaseException as exc:  # (re-raised below, in the caller)
+                    errors[m] = exc
+                    return
+
+        helpers = [self._pool.submit(work) for _ in range(self.workers - 1)]
+        work()
+        for helper in helpers:
+            helper.result()
+        if errors:
+            raise errors[min(errors)]
+        return results
 
     def close(self) -> None:
         """Stop the worker threads and release the boards' simulations (``configure``

@@ -154,3 +154,30 @@ def test_frames_held_keep_their_pixels_and_dropped_ones_lend_their_memory() -> N
         assert np.array_equal(frame.image, image)
     for frame, image in zip(again, want[:2], strict=True):
         assert np.array_equal(frame.image, image)
+
+
+def test_a_module_failing_on_a_worker_thread_raises_the_lowest_modules_error() -> None:
+    """The worker threads and the calling one take the modules in turn: each module runs
+    once, results come back in module order, and when modules fail the error raised is the
+    lowest module's (as the modules in order would), wherever it ran."""
+    import threading
+
+    fw = ModularFirmware(LAYOUT, "compiled", workers=3)
+    ran: list[tuple[int, str]] = []
+
+    def record(m: int) -> int:
+        ran.append((m, threading.current_thread().name))
+        return 10 * m
+
+    assert fw._map(record) == [10 * m for m in range(LAYOUT.modules)]
+    assert sorted(m for m, _ in ran) == list(range(LAYOUT.modules))
+
+    def fail(m: int) -> int:
+        if m in (2, 4):
+            raise RuntimeError(f"module {m} failed")
+        return m
+
+    for _ in range(5):
+        with pytest.raises(RuntimeError, match=r"^module 2 failed$"):
+            fw._map(fail)
+    fw.close()
