@@ -6,8 +6,8 @@ drive the inputs from their stimulus arrays ``in<k>``, run the combinational pro
 that depend on inputs, every clocked process, latch the buses they wrote (but those whose
 clocked readers all run before the writer, which the writer stores in place), run the
 combinational processes that depend on registers, and record the signals ``rec`` asks for
-into ``OUTI`` (numbers), ``OUTB`` (Bools) or ``OUTH`` (numbers the caller asked for as
-``uint16``), a row per tick — then the state is stored
+into ``OUTI`` (numbers) or ``OUTH`` (numbers the caller asked for as ``uint16``), a row
+per tick, or ``OUTB`` (Bools), a row per signal — then the state is stored
 back. Array elements live in ``A``. A failed check writes ``(site, value, tick, index)``
 into ``E`` and raises; the Python side turns the site into the interpreter's exception.
 A stimulus value that does not fit stops the loop before its tick (``run`` returns the
@@ -421,8 +421,9 @@ def _drive(lay: Layout, place: SignalPlace, k: int, wide: bool) -> list[str]:
 
 
 def _record(lay: Layout, k: int, place: SignalPlace) -> list[str]:
-    """Record signal ``k`` into its output column(s) when ``rec`` asks for it: one row per
-    tick, one column per signal (per element of an array), so that an array's elements
+    """Record signal ``k`` into its output column(s) when ``rec`` asks for it (a Bool into
+    its row(s) of ``OUTB``, a row per signal or element, so that its result is that row):
+    one row per tick, one column per signal (per element of an array), so that an array's elements
     are written together (one contiguous store of the word, not one strided store per
     element) and a tick's word comes out of a batch run without a transpose. The column
     is read from ``rec`` once (a store into the output could alias ``rec``, so in the
@@ -437,12 +438,17 @@ def _record(lay: Layout, k: int, place: SignalPlace) -> list[str]:
     boolean = isinstance(el, BoolType)
     out, conv = ("OUTB", "{} != 0") if boolean else ("OUTI", "{}")
     row, col = ("_t", "{}") if wide else ("np.uint64(_t)", "np.uint64({})")
+
+    def at(column: str, into: str) -> str:  # (OUTB is column-major: a Bool's ticks in a row)
+        c = col.format(column)
+        return f"{c}, {row}" if into == "OUTB" else f"{row}, {c}"
+
     check = ([f"    _rd(0, {st.defined}, {place.monitor_site}, t, E)"]
              if st.defined is not None else [])
     if isinstance(st, ArraySlot):
         def store(into: str) -> list[str]:
             return [f"    for _k in range({lay.trip(st.length)}):",
-                    f"        {into}[{row}, {col.format('_c + _k')}] = "
+                    f"        {into}[{at('_c + _k', into)}] = "
                     + conv.format(f"A[{st.offset} + _k]")]
         lines = [f"_c = rec[{k}]", "if _c >= 0:", *check, *store(out)]
         if not boolean and not wide:
@@ -451,7 +457,7 @@ def _record(lay: Layout, k: int, place: SignalPlace) -> list[str]:
     v = st.var
     if st.defined is not None:
         v = f"_rd({v}, {st.defined}, {place.monitor_site}, t, E)"
-    lines = [f"_c = rec[{k}]", "if _c >= 0:", f"    {out}[{row}, {col.format('_c')}] = "
+    lines = [f"_c = rec[{k}]", "if _c >= 0:", f"    {out}[{at('_c', out)}] = "
              f"{conv.format(v)}"]
     if not boolean and not wide:
         lines += ["elif _c < -1:", f"    OUTH[{row}, {col.format('-2 - _c')}] = {v}"]

@@ -77,11 +77,16 @@ def _warm() -> Simulator:
 def test_a_repeated_kind_skips_the_checks_and_gives_the_interpreters_results(
         checks: list[int]) -> None:
     comp, ref = Simulator(_net(), backend="compiled"), Simulator(_net(), backend="interp")
+    held = []
     for seed, ticks in [(0, 50), (1, 50), (2, 37), (3, 80)]:
         stim = _stimulus(80, seed)  # (longer than ticks: the first ticks are run)
         got, want = comp.run_batch(stim, ticks), ref.run_batch(stim, ticks)
         for name in want:
             assert got[name].dtype == want[name].dtype and np.array_equal(got[name], want[name])
+        assert got["s.late"].flags.c_contiguous  # (a Bool's row of the loop's output)
+        held.append((got, {name: values.copy() for name, values in want.items()}))
+    for got, want in held:  # results held are not written over by later runs
+        assert all(np.array_equal(got[name], want[name]) for name in want)
     assert len(checks) == 1  # the first run only: the others were of the same kind
     assert comp.tick == ref.tick == 50 + 50 + 37 + 80
 
