@@ -97,9 +97,10 @@ def _prepare_azint(run: RunState, azint: AzintParams) -> None:
 
 def _fit_mask(run: RunState, frames: np.ndarray[Any, Any]) -> None:
     """Check the run's mask against the frames read (``ReductionError`` when another
-    shape: a mask of another detector or binning, as offline)."""
-    if run.mask is not None:
-        run.mask = checked_mask(run.mask, frames.shape[-2:])
+    shape: a mask of another detector or binning, as offline). A mask that fits is
+    already the boolean image ``checked_mask`` makes: kept, not rebuilt per chunk."""
+    if run.mask is not None and run.mask.shape != frames.shape[-2:]:
+        checked_mask(run.mask, frames.shape[-2:])  # (raises, naming both shapes)
 
 
 def _reduce_tomo(run: RunState, ready: list[Frame], tomo: TomoParams) -> None:
