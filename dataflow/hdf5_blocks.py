@@ -54,9 +54,10 @@ class ChunkBlock:
         self.base = 0
         self.filled = 0
         self.written = 0
-        # chunk-major: block[i] is the chunk of rows i*r.. of the block's k frames
-        self.block: np.ndarray[Any, Any] | None = None if self.k == 1 else np.zeros(
-            (self.nr, self.k, self.r, self.cols), ds.dtype)
+        # chunk-major: block[i] is the chunk of rows i*r.. of the block's k frames; none
+        # when a chunk is exactly one frame (k == 1, r == rows): the frame is the chunk
+        self.block: np.ndarray[Any, Any] | None = None if self.k == 1 and self.r == rows \
+            else np.zeros((self.nr, self.k, self.r, self.cols), ds.dtype)
 
     CACHE: dict[str, Any] = {"rdcc_nbytes": 0, "rdcc_nslots": 1}
     """The frame dataset's chunk cache (``create_dataset`` options): none. The writer
@@ -80,7 +81,7 @@ class ChunkBlock:
         for frame in frames:
             if self.filled == self.k:
                 self.base, self.filled, self.written = self.base + self.k, 0, 0
-            if self.block is None:  # one chunk per frame: the frame is the chunk
+            if self.block is None:  # the frame is the chunk
                 self.before_write()
                 self._extend(self.base + 1)
                 self.ds.id.write_direct_chunk((self.base, 0, 0), np.ascontiguousarray(frame))

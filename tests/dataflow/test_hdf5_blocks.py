@@ -5,12 +5,15 @@ blocks, frames discarded across a block's start, edge chunks and one chunk per f
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import dataflow.hdf5_blocks
 from dataflow.hdf5 import DEFAULT_DATASET, FrameWriter, Layout, open_frames
@@ -155,3 +158,79 @@ def test_by_default_whole_blocks_are_flushed_and_nothing_twice(tmp_path: Path) -
         assert seen == [0, 0, 0, 4, 4, 6, 6, 8, 8, 8, 8, 12, 12, 12]
     # blocks 0, 1 (part, then whole), 2 and, at the close, the part block 3: 4 chunks each
     assert counting.firsts == [0] * 4 + [4] * 8 + [8] * 4 + [12] * 4
+
+
+@pytest.mark.parametrize("layout", [(1, 8, 64), (1, 63, 64), (2, 8, 64), (1, 64, 64)])
+def test_one_frame_chunks_of_fewer_rows_hold_the_whole_frame(tmp_path: Path,
+                                                             layout: tuple[int, int, int]
+                                                             ) -> None:
+    """Review E2: chunks of one frame but fewer rows than the frame, e.g. ``(1, 8, 64)``
+    for 64 x 64 frames, were written as one direct chunk per frame, so rows 8.. of
+    every frame never reached the file (read back as zeros by h5py)."""
+    want = np.random.default_rng(0).integers(0, 60000, (5, 64, 64), dtype=np.uint16)
+    with FrameWriter(tmp_path, "a.h5", (64, 64), layout=layout) as w:
+        assert w._block is not None
+        w.append_many(want[:3])
+        w.append(want[3])
+        w.append(want[4])
+    with h5py.File(w.path, "r") as f:
+        np.testing.assert_array_equal(f[DEFAULT_DATASET][...], want)
+    with open_frames(w.path) as r:
+        np.testing.assert_array_equal(r.read(), want)
+
+
+@st.composite
+def layouts(draw: st.DrawFn) -> tuple[tuple[int, int], tuple[int, int, int]]:
+    """A frame shape and a chunk shape ``chunks_for`` accepts for it: whole or partial
+    rows and columns, edge chunks (rows or columns not a multiple of the chunk's)."""
+    rows, cols = draw(st.integers(1, 24)), draw(st.integers(1, 24))
+    r = draw(st.one_of(st.just(rows), st.integers(1, rows)))
+    c = draw(st.one_of(st.just(cols), st.integers(1, cols)))
+    return (rows, cols), (draw(st.integers(1, 5)), r, c)
+
+
+# an append of n frames (n >= 1), an announcement (asset_docs: the frames become part of
+# the file), a discard of the frames not announced, or a flush
+STEPS = st.lists(st.one_of(st.integers(1, 7), st.sampled_from(["announce", "discard",
+                                                                "flush"])),
+                 min_size=1, max_size=12)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(layout=layouts(), steps=STEPS,
+       dtype=st.sampled_from([np.uint8, np.uint16, np.uint32, np.float32]))
+def test_every_accepted_layout_reads_back_as_written(
+        layout: tuple[tuple[int, int], tuple[int, int, int]], steps: list[int | str],
+        dtype: type) -> None:
+    """Whatever chunk shape ``chunks_for`` accepts and whichever way frames arrive
+    (batches, announcements in mid-block, discards), h5py — any HDF5 reader — and
+    smeflow's reader read back exactly the frames kept."""
+    shape, chunk = layout
+    rng = np.random.default_rng(len(steps))
+    with tempfile.TemporaryDirectory(prefix="hdf5_blocks_") as d:
+        with FrameWriter(d, "p.h5", shape, dtype=dtype, layout=chunk) as w:
+            assert w.chunk_shape == chunk
+            assert (w._block is not None) == (chunk[2] == shape[1])
+            kept: list[np.ndarray] = []
+            announced = 0
+            for step in steps:
+                if step == "announce":
+                    list(w.asset_docs())
+                    announced = len(kept)
+                elif step == "discard":
+                    w.discard_unannounced()
+                    del kept[announced:]
+                elif step == "flush":
+                    w.flush()
+                else:
+                    batch = (rng.random((int(step), *shape)) * 250).astype(dtype)
+                    w.append_many(batch) if step > 1 else w.append(batch[0])
+                    kept.extend(batch)
+        want = np.asarray(kept, dtype).reshape(-1, *shape)
+        with h5py.File(w.path, "r") as f:
+            ds = f[DEFAULT_DATASET]
+            assert ds.chunks == chunk
+            np.testing.assert_array_equal(ds[...], want)
+        if len(want):
+            with open_frames(w.path) as r:
+                np.testing.assert_array_equal(r.read(), want)
