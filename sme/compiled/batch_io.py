@@ -66,13 +66,14 @@ class AsIsStimulus:
     def take(self, stimulus: Mapping[str, Any], ticks: int
              ) -> list[tuple[int, np.ndarray]] | None:
         """Each array's slot and its first ``ticks`` values, when every one is of a kind
-        seen checked (``remember``), holds ``ticks`` values and is contiguous; else None."""
+        seen checked (``remember``), holds ``ticks`` values and is contiguous, aligned and
+        writeable (``_loop_ready``); else None."""
         out = []
         seen = self._seen
         for name, arr in stimulus.items():
             if type(arr) is not np.ndarray \
                     or (name, arr.dtype, arr.ndim, arr.shape[1:]) not in seen \
-                    or len(arr) < ticks or not arr.flags.c_contiguous:
+                    or len(arr) < ticks or not _loop_ready(arr):
                 return None
             out.append((self._slots[name], arr[:ticks]))
         return out
@@ -155,14 +156,30 @@ def first_unfit(t: SignalType, arr: np.ndarray, wide: bool = False) -> int | Non
     return int(rows[0]) if len(rows) else None
 
 
+def _loop_ready(arr: np.ndarray) -> bool:
+    """Whether the compiled loop takes ``arr`` as it is: C-contiguous, aligned and
+    writeable. The loop's compiled signatures are of writeable aligned arrays (numba
+    types a read-only one, e.g. ``np.load(mmap_mode="r")`` or ``np.frombuffer`` of
+    bytes, as another type and finds no definition for it), though it never writes
+    the stimulus."""
+    flags = arr.flags
+    return flags.c_contiguous and flags.aligned and flags.writeable
+
+
+def _for_loop(arr: np.ndarray, dtype: Any) -> np.ndarray:
+    """``arr`` as a plain ndarray of ``dtype``, copied once when the loop cannot take it
+    (``_loop_ready``)."""
+    return np.require(arr, dtype, ("C", "A", "W", "E"))
+
+
 def pack_stimulus(t: SignalType, arr: np.ndarray, wide: bool = False) -> np.ndarray:
-    """A stimulus array as the compiled loop takes it: contiguous raw values in
-    ``stimulus_dtype(t)`` (int64, 32-bit words for an array of narrow numbers, numpy bool
-    for Bools; wide mode: Python ints), with no copy when it already is. Ranges are
-    checked in the loop; values ``first_unfit`` finds must not be passed."""
+    """A stimulus array as the compiled loop takes it: contiguous, aligned, writeable raw
+    values in ``stimulus_dtype(t)`` (int64, 32-bit words for an array of narrow numbers,
+    numpy bool for Bools; wide mode: Python ints), with no copy when it already is.
+    Ranges are checked in the loop; values ``first_unfit`` finds must not be passed."""
     el = t.element if isinstance(t, ArrayType) else t
     if isinstance(el, BoolType):
-        return np.ascontiguousarray(arr if arr.dtype == np.bool_ else arr != 0)
+        return _for_loop(arr if arr.dtype == np.bool_ else arr != 0, np.bool_)
     if wide:
         flat = [int(x) for x in arr.reshape(-1)]
         return np.array(flat, dtype=object).reshape(arr.shape)
@@ -171,8 +188,8 @@ def pack_stimulus(t: SignalType, arr: np.ndarray, wide: bool = False) -> np.ndar
         for v in np.unique(arr).tolist():  # (Python ints: a uint64 is not wrapped)
             if int(v) not in codes:
                 el.from_raw(int(v))  # raises what the interpreter's batch raises
-        return np.ascontiguousarray(arr, dtype=np.int64)
-    return np.ascontiguousarray(arr, dtype=stimulus_dtype(t))
+        return _for_loop(arr, np.int64)
+    return _for_loop(arr, stimulus_dtype(t))
 
 
 def py_value(t: VType, v: int) -> Any:
