@@ -92,18 +92,36 @@ def _copied(value: Any) -> Any:
 def _outline(page: dict[str, Any]) -> dict[str, Any]:
     """``page`` as the event-page schema sees it, each array column of ``data`` and
     ``timestamps`` an empty list (the schema asks only that they are arrays; anything
-    else stays, and fails the check as it would)."""
+    else stays, and fails the check as it would, a numpy scalar or 0-d array as
+    :class:`_Unsized`)."""
     out = dict(page)
     for key in ("data", "timestamps"):
         columns = page.get(key)
         if isinstance(columns, dict):
-            out[key] = {k: [] if _is_array(v) else v for k, v in columns.items()}
+            out[key] = {k: [] if _is_array(v) else _Unsized(v) if hasattr(v, "__array__")
+                        else v for k, v in columns.items()}
     return out
 
 
 def _is_array(value: Any) -> bool:
-    """Whether the event-model schemas take ``value`` for an array (their type check)."""
-    return isinstance(value, list | tuple) or hasattr(value, "__array__")
+    """Whether the event-page schema takes ``value`` for a column: a list, a tuple or an
+    array of at least one dimension. (event-model's type check takes anything with
+    ``__array__`` for an array, then fails on a numpy scalar or 0-d array with a
+    ``TypeError`` from ``len()``: the schema's ``items`` keyword.)"""
+    return isinstance(value, list | tuple) or (hasattr(value, "__array__")
+                                               and np.ndim(value) >= 1)
+
+
+class _Unsized:
+    """A numpy scalar or 0-d array column in the outline: no array to event-model's type
+    check, so the schema refuses it with a ``ValidationError`` naming the column and
+    showing the value, as for any other column that is not an array."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
 
 
 def stream_form(docs: Iterable[Document]) -> list[Document]:

@@ -203,3 +203,43 @@ def test_the_page_check_gives_the_event_page_schemas_verdict(case: str) -> None:
         with pytest.raises(ValidationError):
             normalizer("event_page", page)
         assert names[-1] == "descriptor"
+
+
+@pytest.mark.parametrize("case", ["numpy_scalar", "zero_d_array", "zero_d_stamps",
+                                  "numpy_columns"])
+def test_a_numpy_scalar_column_is_refused_as_the_schema_refuses_it(case: str) -> None:
+    """Review E5: a data or timestamps column that is a numpy scalar or a 0-d array is
+    no array to the event-page schema (event-model's check raises on it, a ``TypeError``
+    from ``len()``); the page path passed it on, to fail later in the run writer. It is
+    now refused with a ``ValidationError`` naming the column. 1-d numpy columns pass."""
+    from event_model import DocumentNames, schema_validators
+    from jsonschema import ValidationError
+
+    docs = run_documents(4)
+    page = docs[2][1]
+    where = ["data", "angle"]
+    if case == "numpy_scalar":
+        page["data"]["angle"] = np.float64(0.5)
+    elif case == "zero_d_array":
+        where, page["data"]["roi"] = ["data", "roi"], np.array(3)
+    elif case == "zero_d_stamps":
+        where, page["timestamps"]["angle"] = ["timestamps", "angle"], np.array(1.7e9)
+    else:
+        page["data"] = {k: np.asarray(v) for k, v in page["data"].items()}
+        page["timestamps"] = {k: np.asarray(v) for k, v in page["timestamps"].items()}
+    normalizer = PageNormalizer()
+    names: list[str] = []
+    normalizer.subscribe(lambda name, doc: names.append(name))
+    normalizer("start", docs[0][1])
+    normalizer("descriptor", docs[1][1])
+    if case == "numpy_columns":
+        schema_validators[DocumentNames.event_page].validate(page)
+        normalizer("event_page", page)
+        assert names[-1] == "event_page"
+        return
+    with pytest.raises((TypeError, ValidationError)):  # (event-model's own verdict)
+        schema_validators[DocumentNames.event_page].validate(page)
+    with pytest.raises(ValidationError, match="is not of type 'array'") as refused:
+        normalizer("event_page", page)
+    assert list(refused.value.absolute_path) == where
+    assert names[-1] == "descriptor"
