@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import logging
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -118,6 +119,17 @@ class DerivedRun:
     def _emit(self, name: str, doc: Mapping[str, Any]) -> None:
         for callback in self.callbacks:
             callback(name, dict(doc))
+
+    def _flush(self) -> None:
+        """Ask the catalog writers that hold documents back
+        (:class:`~dataflow.tiled_flush.FlushableTiledWriter`, ``derived_writer()``) to
+        write them now: what the stop document would make them write, before it."""
+        flushing = sys.modules.get("dataflow.tiled_flush")  # (none made, none to flush)
+        if flushing is None:
+            return
+        for callback in self.callbacks:
+            if isinstance(callback, flushing.FlushableTiledWriter):
+                callback.flush()
 
     def descriptor(self, stream: str, data_keys: Mapping[str, Mapping[str, Any]]) -> None:
         """Declare ``stream`` with ``data_keys`` (once)."""
@@ -230,7 +242,8 @@ class DerivedRun:
     def _announce(self, writer: FrameWriter, rows: Sequence[int]) -> None:
         """The volume's documents, its file closed first and hashed while they go out
         (the SHA-256 of a 64 MB volume is ~45 ms of CPU; writing the documents into a
-        catalog is longer): only the stop document carries the digest."""
+        catalog is longer): only the stop document carries the digest, so the
+        callbacks are flushed (:meth:`_flush`) before it is waited for."""
         if writer.n_frames != len(rows):
             raise ReductionError(f"volume of {writer.n_frames} slices and {len(rows)} "
                                  "rows: expected one slice per row")
@@ -254,6 +267,7 @@ class DerivedRun:
                            "seq_nums": {"start": start + 1, "stop": stop + 1}}
                 self._emit(doc_name, doc)
             self.events("primary", {"row": [int(row) for row in rows]})
+            self._flush()  # (the catalog's writes of them beside the digest, not after)
         finally:
             wait([digest])  # (no sidecar written after the caller removed the file)
         self.outputs.append({"uri": f"file://localhost{writer.path}",

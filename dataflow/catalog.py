@@ -233,8 +233,12 @@ class ClientCatalog:
 
     def derived_writer(self, batch_size: int | None = None) -> Any:
         """A ``TiledWriter`` callback writing *derived* runs (reductions) into
-        ``derived``; ``batch_size`` as for ``writer``."""
-        return _tiled_writer(self._with_data_sources(self.derived), batch_size)
+        ``derived``; ``batch_size`` as for ``writer``. It is a
+        ``dataflow.tiled_flush.FlushableTiledWriter``: a derived run writes its rows and
+        volume registration (``flush()``) while its output file's digest is computed,
+        before the stop document that carries the digest."""
+        return _tiled_writer(self._with_data_sources(self.derived), batch_size,
+                             flushable=True)
 
     def _with_data_sources(self, node: Any) -> Any:
         """``node`` as a ``TiledWriter`` works on it (its data sources included), asked of
@@ -397,18 +401,21 @@ class Catalog(ClientCatalog):
         return f"<Catalog {self.root}>"
 
 
-def _tiled_writer(node: Any, batch_size: int | None) -> Any:
+def _tiled_writer(node: Any, batch_size: int | None, *, flushable: bool = False) -> Any:
     """A ``TiledWriter`` into ``node`` whose event pages go on whole when none of their
-    events needs rewriting (``dataflow.event_pages``)."""
+    events needs rewriting (``dataflow.event_pages``); ``flushable``: a
+    ``FlushableTiledWriter`` (``dataflow.tiled_flush``)."""
     from bluesky_tiled_plugins import TiledWriter
 
     from .event_pages import PageNormalizer
+    from .tiled_flush import FlushableTiledWriter
 
+    kind = FlushableTiledWriter if flushable else TiledWriter
     if batch_size is None:
-        return TiledWriter(node, normalizer=PageNormalizer)
+        return kind(node, normalizer=PageNormalizer)
     if batch_size < 1:
         raise ValueError(f"batch_size {batch_size}: must be >= 1")
-    return TiledWriter(node, normalizer=PageNormalizer, batch_size=batch_size)
+    return kind(node, normalizer=PageNormalizer, batch_size=batch_size)
 
 
 __all__ = [

@@ -122,6 +122,34 @@ def test_tomography_on_dask_is_the_single_process_result(
     _assert_same_derived(catalog, single.uid, dask.uid, "local")
 
 
+def test_the_derived_run_is_stored_as_tiledwriter_stores_it(
+        acquired: Runs, dask_session: DaskSession, tmp_path: Path, stored_run: Any) -> None:
+    """The users' path (the catalog's ``derived_writer()``, which writes the rows and the
+    volume's registration while the volume is hashed) stores the derived run as
+    ``bluesky_tiled_plugins``' ``TiledWriter`` stores the same documents: every node,
+    data source, value and document read back (the volume compared voxel by voxel)."""
+    from bluesky_tiled_plugins import TiledWriter
+
+    from dataflow.catalog import Catalog
+    from dataflow.event_pages import PageNormalizer
+
+    catalog = acquired.catalog
+    docs: list[tuple[str, dict[str, Any]]] = []
+    summary = reduce_on_dask(catalog, acquired.tomo_uid, dask_session, task_rows=16,
+                             callbacks=[catalog.derived_writer(),
+                                        lambda name, doc: docs.append((name, doc))])
+    with Catalog(tmp_path / "theirs", readable_storage=[catalog.raw_dir]) as theirs:
+        writer = TiledWriter(theirs.derived.include_data_sources(), normalizer=PageNormalizer)
+        for name, doc in docs:
+            writer(name, doc)
+        ours_run, their_run = catalog.derived[summary.uid], theirs.derived[summary.uid]
+        got = stored_run(ours_run, catalog.raw_dir, catalog.root)
+        want = stored_run(their_run, catalog.raw_dir, theirs.root)
+        assert got["primary", "reconstruction"]["data"].shape == (64, 64, 64)
+        stored_run.same(got, want)
+        assert list(ours_run.documents()) == list(their_run.documents())
+
+
 def test_local_workers_write_the_volume_themselves(acquired: Runs,
                                                   dask_session: DaskSession,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,113 @@
+"""A ``TiledWriter`` that can write what it holds before the stop document comes.
+
+``bluesky_tiled_plugins.TiledWriter`` keeps a run's event rows and frame announcements
+(``stream_datum``) until the stop document (or ``batch_size`` of them), then writes them
+and the stop in one go: at the stop of a reduction's derived run it creates the rows'
+table and appends to it, registers the volume's file node with an empty data source and
+sends that data source again with its frames, then writes the stop — five catalog
+requests, each costing the client as much as the reduction's last task's round trip.
+The stop document of a derived run carries the SHA-256 of its output file, which is
+computed after the file is closed, so all of that waited for the digest.
+
+:class:`FlushableTiledWriter` is ``TiledWriter`` with two differences:
+
+- :meth:`~FlushableTiledWriter.flush` writes now what the writer holds for its open
+  runs (their event rows and frame announcements), as the stop would write it; the stop
+  then writes only the stop itself. ``analysis.derived_run.DerivedRun`` calls it once
+  its volume's documents are out, so that those writes run while the volume's digest
+  is being computed (in another thread) instead of after it.
+- A file node is registered with the data source of its first frames in one request
+  (the node is created with it), not created empty and then given its data source in a
+  second request. The catalog then holds the same node, data source and assets.
+
+Everything else — normalizer, batching of events, what is stored where — is
+``TiledWriter``'s own code; the tests write the same documents through both writers and
+compare every document, table and array read back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bluesky_tiled_plugins import TiledWriter
+from bluesky_tiled_plugins.writing.consolidators import consolidator_factory
+from bluesky_tiled_plugins.writing.tiled_writer import _RunWriter
+
+__all__ = ["FlushableTiledWriter"]
+
+
+class _FlushableRunWriter(_RunWriter):  # type: ignore[misc]  # (untyped library)
+    """``TiledWriter``'s writer of one run, with :meth:`flush` and file nodes registered
+    with their first data source in one request (module docstring)."""
+
+    stopped = False
+
+    def flush(self) -> None:
+        """Write the event rows and frame announcements held so far."""
+        if self.root_node is None or self.stopped:
+            return
+        for desc_name, rows in self._internal_data_cache.items():
+            if rows:
+                self._write_internal_data(rows, desc_node=self._desc_nodes[desc_name])
+                rows.clear()
+        for sres_uid in list(self._external_data_cache):  # (in order: a file's place)
+            self._write_external_data(self._external_data_cache.pop(sres_uid))
+
+    def _write_external_data(self, doc: dict[str, Any]) -> None:
+        """Register the frames of ``doc``: a new file node with its data source in one
+        request, an existing one through ``TiledWriter``'s update."""
+        sres_uid, desc_uid = doc["stream_resource"], doc["descriptor"]
+        resource = self._stream_resource_cache.get(sres_uid)
+        desc_node = self._desc_nodes.get(desc_uid)
+        if sres_uid in self._sres_nodes or resource is None or desc_node is None or \
+                f"{desc_node.item['id']}_{resource['data_key']}" in self._sres_nodes:
+            super()._write_external_data(doc)
+            return
+        full_data_key = f"{desc_node.item['id']}_{resource['data_key']}"
+        consolidator = consolidator_factory(resource, desc_node.metadata)
+        consolidator.consume_stream_datum(doc)
+        data_source = consolidator.get_data_source()
+        node = desc_node.new(key=consolidator.data_key,
+                             structure_family=data_source.structure_family,
+                             data_sources=[data_source], metadata={}, specs=[],
+                             access_tags=self.access_tags)
+        self._consolidators[sres_uid] = self._consolidators[full_data_key] = consolidator
+        self._sres_nodes[sres_uid] = self._sres_nodes[full_data_key] = node
+
+    def stop(self, doc: dict[str, Any]) -> None:
+        """``TiledWriter``'s stop, after writing what is held (file nodes as above)."""
+        self.flush()
+        super().stop(doc)
+        self.stopped = True
+
+
+class FlushableTiledWriter(TiledWriter):  # type: ignore[misc]  # (untyped library)
+    """``TiledWriter`` (its arguments, without the backup ones) whose :meth:`flush` writes
+    what it holds for its open runs before their stop documents (module docstring)."""
+
+    def __init__(self, client: Any, **kwargs: Any) -> None:
+        for name in ("backup_directory", "backup_dictionary"):
+            if kwargs.get(name) is not None:
+                raise TypeError(f"FlushableTiledWriter: `{name}` is not supported")
+        super().__init__(client, **kwargs)
+        self._runs: list[_FlushableRunWriter] = []
+
+    def _factory(self, name: str, doc: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+        """``TiledWriter``'s factory of a run's callbacks, with a flushable run writer."""
+        writer = _FlushableRunWriter(self.client, batch_size=self._batch_size,
+                                     max_array_size=self._max_array_size,
+                                     validate=self._validate, ignore_errors=self.ignore_errors)
+        self._runs = [run for run in self._runs if not run.stopped]
+        self._runs.append(writer)
+        if not self._normalizer:
+            return [writer], []
+        normalizer = self._normalizer(patches=self.patches,
+                                      spec_to_mimetype=self.spec_to_mimetype)
+        normalizer.subscribe(writer)
+        return [normalizer], []
+
+    def flush(self) -> None:
+        """Write the event rows and frame announcements held for every open run now, as
+        their stop documents would (the stops then write only themselves)."""
+        for run in self._runs:
+            run.flush()
