@@ -98,7 +98,7 @@ from .frame_files import FrameFiles
 from .modular import ModularFirmware
 from .monitor_stream import MonitorStream
 from .pixel_mask import PixelMaskReader, pixel_mask_bits
-from .samples import FluxBuffer, PixelSize, Scene, pixel_pair
+from .samples import FluxBuffer, PixelSize, Scene, SceneState, pixel_pair
 from .sensor import SensorModel
 from .streams import reading_stream
 
@@ -451,13 +451,20 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
         image, factor = self.flux_at(t)
         return self.count(image, factor, exposure, out)
 
-    def flux_at(self, t: float | None, into: FluxBuffer | None = None
-                ) -> tuple[npt.NDArray[np.float64], float]:
+    def flux_at(self, t: float | None, into: FluxBuffer | None = None,
+                state: SceneState | None = None) -> tuple[npt.NDArray[np.float64], float]:
         """The scene's flux on the sensor at wall time ``t`` (default: now): the sample's
         image at nominal beam and the beam's factor, with the motors, shutter and beam as
         they were at ``t`` (a fly frame sampled after its trigger passes the trigger's
-        time; ``Scene.flux_parts``, drawn into ``into`` when the sample can)."""
-        return self.scene.flux_parts(self.layout.shape, self.pixel_size, t=t, into=into)
+        time; ``Scene.flux_parts``, drawn into ``into`` when the sample can). ``state``:
+        the scene's state at ``t`` taken on time (``scene_state``), used instead of the
+        devices' bounded histories."""
+        return self.scene.flux_parts(self.layout.shape, self.pixel_size, t=t, into=into,
+                                     state=state)
+
+    def scene_state(self, t: float) -> SceneState:
+        """The scene's pose and beam factor at wall time ``t`` (``Scene.state_at``)."""
+        return self.scene.state_at(t)
 
     def count(self, flux: npt.NDArray[np.float64], factor: float, exposure: float,
               out: Counts | None = None) -> Counts:

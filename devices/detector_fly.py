@@ -47,8 +47,6 @@ def wait_for_end(fly: FlyAcquisition, who: str) -> None:
     took away the plan's own wait for ``complete``); one that makes no progress for
     ``STALL_S`` after its next frame's trigger, or whose worker threads ended without
     finishing it, is a ``RuntimeError`` saying so."""
-    started = fly.started if fly.started is not None else time.time()
-    times = fly.trigger_times(started)
     seen, since = -1, time.monotonic()
     while True:
         try:
@@ -58,17 +56,19 @@ def wait_for_end(fly: FlyAcquisition, who: str) -> None:
             pass
         now = time.monotonic()
         got = len(fly.frames) + len(fly.lost)
-        if fly.progress != seen:
+        times = fly.times  # (None: waiting for its rotation, which has its own timeout)
+        if fly.progress != seen or times is None:
             seen, since = fly.progress, now
-        due = now + times[got][0] - time.time() if got < len(times) else now
+        due = now + times[got][0] - time.time() if times is not None and got < len(times) \
+            else now
         if not fly.workers_alive and not fly.done.done:
             raise RuntimeError(f"{who}: the fly acquisition's threads ended after {got} of "
-                               f"{len(times)} frames without finishing it; nothing more is "
-                               "collected")
+                               f"{fly.params.frames} frames without finishing it; nothing "
+                               "more is collected")
         if now - max(since, due) > STALL_S:
             raise RuntimeError(f"{who}: the fly acquisition has made no progress for "
-                               f"{STALL_S:g} s (it stalled after {got} of {len(times)} "
-                               "frames); nothing more is collected")
+                               f"{STALL_S:g} s (it stalled after {got} of "
+                               f"{fly.params.frames} frames); nothing more is collected")
 
 
 class FlyHost(FlyDetector, Protocol):
@@ -231,10 +231,7 @@ class FlyScans:
         # A step frame no event read (a trigger() after prepare()) is dropped, as a
         # re-trigger drops it: the fly's first collect announces the fly's frames only.
         self._discard_unannounced()
-        # (the stage's rotation is prepared by now; at prepare() it may still be the
-        # last scan's)
-        self.fly.params.check_exposure(self.fly.exposure, f"{self.name}.kickoff")
-        self.fly.start()
+        self.fly.start()  # (checks the triggers' spacing against the exposure)
         self.kicked_off = True
         status = DeviceStatus(self)
         status.set_finished()

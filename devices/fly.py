@@ -15,10 +15,17 @@ Triggers come from one of two sources:
 * position compare (:class:`PositionTrigger`): the motion controller fires when the
   rotation stage passes the middle of each of ``frames`` equal angular bins between
   ``start`` and ``stop`` during its constant-velocity window — how fly tomography is
-  triggered at beamlines (the PSO output of the rotation controller).
+  triggered at beamlines (the PSO output of the rotation controller). The detector may be
+  kicked off before the rotation (armed, as plans arm detectors before they start the
+  motion): its triggers are then computed when the rotation starts, never from the last
+  scan's rotation, and an acquisition whose rotation does not start within
+  ``ROTATION_WAIT_S`` fails saying so.
 
 Frame ``i`` is exposed around trigger ``i``: the scene is sampled at that instant (motion
-blur during the exposure is not modelled). A frame is never produced before its trigger;
+blur during the exposure is not modelled): its state (pose, shutter and beam: a few
+numbers) as soon as the trigger has passed, its flux image when the pipeline has room
+(``devices.fly_states``), so a pipeline minutes behind its triggers still sees each
+trigger's scene. A frame is never produced before its trigger;
 when the simulation is slower than the trigger rate, frames queue in the detector's buffer
 and arrive after their triggers, which :attr:`FlyAcquisition.max_lag` records.
 
@@ -102,6 +109,7 @@ from .fly_params import (
     TriggerTimes,
 )
 from .fly_records import Decoded, Held, Item, Sampled, match_frames
+from .fly_states import OnTimeStates
 from .samples import FluxBuffer
 from .sensor_link import LinkStream, frame_link
 
@@ -145,7 +153,10 @@ class FlyAcquisition:
         self.started: float | None = None
         self.armed = time.time()
         """When the acquisition was armed (``prepare``): a rotation whose constant
-        velocity ended before is not this scan's (``PositionTrigger.times``)."""
+        velocity ended before is not this scan's (``PositionTrigger.ready``)."""
+        self.times: TriggerTimes | None = None
+        """``(wall, clock)`` of each trigger: set by ``start``, or for position-compare
+        triggers armed before their rotation once the rotation starts."""
         self.stopped_early = False
         """Whether ``cancel`` ended the acquisition before its last frame."""
         self.lost: list[int] = []
@@ -182,20 +193,50 @@ class FlyAcquisition:
 
     # -- control ---------------------------------------------------------------------
 
-    def trigger_times(self, t_kickoff: float) -> TriggerTimes:
+    def _trigger_times(self, t_kickoff: float) -> TriggerTimes | None:
         """``(wall, clock)`` of each trigger for a kickoff at ``t_kickoff``: when the
-        simulation acts on it, and its time on the acquisition clock (module docstring)."""
-        n = self.params.frames
-        if self.params.trigger is not None:
-            return self.params.trigger.times(n, self.armed)
+        simulation acts on it, and its time on the acquisition clock (module docstring);
+        ``None`` for position-compare triggers whose rotation has not started (the
+        scene thread waits for it: ``_await_rotation``). Checks the triggers' spacing
+        against the exposure."""
+        n, trigger = self.params.frames, self.params.trigger
+        who = f"{self.det.name}.kickoff"
+        if trigger is not None:
+            started = trigger.ready(self.armed)
+            if started is None:  # (checked now against a rotation about to start)
+                pending = trigger.stage.pending
+                if pending is not None:
+                    self.params.check_exposure(self.exposure, who, pending)
+                return None
+            times = trigger.times(n, self.armed, started)
+            self.params.check_exposure(self.exposure, who, started.rotation)
+            return times
+        self.params.check_exposure(self.exposure, who)
         period = self.params.period if self.params.period is not None else self.exposure
         step = period * self.det.time_scale
         return TriggerTimes(n, lambda i: (t_kickoff + i * step, t_kickoff + i * period))
 
+    def _await_rotation(self) -> TriggerTimes | None:
+        """The scene thread of position-compare triggers armed before their rotation:
+        wait for the rotation to start (``PositionTrigger.wait_times``), then the
+        trigger times on it; ``None`` if cancelled first."""
+        trigger = self.params.trigger
+        assert trigger is not None
+        got = trigger.wait_times(self.params.frames, self.armed, self._cancel)
+        if got is None:
+            return None
+        times, started = got
+        self.params.check_exposure(self.exposure, f"{self.det.name}.kickoff",
+                                   started.rotation)
+        self.times = times
+        return times
+
     def start(self) -> None:
-        """Compute the trigger times and start the workers."""
+        """Compute the trigger times (for position-compare triggers whose rotation has
+        not started yet: once it starts) and start the workers."""
         started = time.time()
-        times = self.trigger_times(started)  # (first: a refused trigger starts nothing)
+        # (first: a refused trigger starts nothing)
+        self.times = times = self._trigger_times(started)
         self.started = started
         firmware = self.det.firmware
         self._reuse_links = (type(firmware) is Firmware and firmware.backend != "ghdl"
@@ -211,7 +252,7 @@ class FlyAcquisition:
                              name=f"{name}-fly-sensor-scene", daemon=True),
             threading.Thread(target=self._guard, args=(self._produce, None),
                              name=f"{name}-fly-sensor", daemon=True),
-            threading.Thread(target=self._guard, args=(self._consume, len(times)),
+            threading.Thread(target=self._guard, args=(self._consume, self.params.frames),
                              name=f"{name}-fly-firmware", daemon=True),
             self._writer,
         ]
@@ -261,14 +302,17 @@ class FlyAcquisition:
     def _put(self, item: Item | None) -> bool:
         return self._offer(self._queue, item)
 
-    def _offer(self, to: queue.Queue[Any], item: Any) -> bool:
-        """Put ``item`` into ``to`` when there is room; False if cancelled first."""
+    def _offer(self, to: queue.Queue[Any], item: Any,
+               idle: Callable[[], None] | None = None) -> bool:
+        """Put ``item`` into ``to`` when there is room; False if cancelled first.
+        ``idle`` runs every 0.1 s of waiting for room."""
         while not self._cancel.is_set():
             try:
                 to.put(item, timeout=0.1)
                 return True
             except queue.Full:
-                continue
+                if idle is not None:
+                    idle()
         return False
 
     def _take(self, source: queue.Queue[_T | None]) -> tuple[bool, _T | None]:
@@ -281,23 +325,32 @@ class FlyAcquisition:
                 continue
         return False, None
 
-    def _sample(self, times: Sequence[tuple[float, float]]) -> None:
+    def _sample(self, times: Sequence[tuple[float, float]] | None) -> None:
         """The scene thread: at each trigger, the flux image and angle of that moment
-        (drawn into a buffer the sensor is done with, when there is one)."""
+        (drawn into a buffer the sensor is done with, when there is one). The scene's
+        state at each trigger is taken as soon as the trigger passes, the image when the
+        sensor has room for it (``devices.fly_states``)."""
+        if times is None:
+            times = self._await_rotation()
+            if times is None:
+                return
         det = self.det
+        states = OnTimeStates(det, times)
         for i, (wall, clock) in enumerate(times):
             wait = wall - time.time()
             if wait > 0 and self._cancel.wait(wait):
                 return
             if self._cancel.is_set():
                 return
+            states.catch_up()
+            state, angle = states.take(i)
             try:
                 buffer = self._spare_flux.get_nowait()
             except queue.Empty:
                 buffer = FluxBuffer()
-            flux, factor = det.flux_at(wall, buffer)
-            if not self._offer(self._sampled, Sampled(i, wall, clock, det.angle_at(wall),
-                                                      flux, factor, buffer)):
+            flux, factor = det.flux_at(wall, buffer, state)
+            if not self._offer(self._sampled, Sampled(i, wall, clock, angle, flux, factor,
+                                                      buffer), idle=states.catch_up):
                 return
         self._offer(self._sampled, None)
 

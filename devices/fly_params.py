@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, overload
@@ -19,8 +20,12 @@ from dataflow.packets import ReadoutFrame
 from dataflow.readout import FRAME_MOD
 
 from .firmware import Firmware
-from .rotation import RotationStage
-from .samples import FluxBuffer
+from .rotation import ContinuousRotation, RotationStage, StartedRotation
+from .samples import FluxBuffer, SceneState
+
+ROTATION_WAIT_S = 60.0
+"""How long a detector armed with position-compare triggers waits for its rotation to
+start (``PositionTrigger.wait_times``) before its acquisition fails saying so."""
 
 
 @dataclass(frozen=True)
@@ -56,36 +61,62 @@ class PositionTrigger:
         """The trigger angles (:meth:`angle` of each frame)."""
         return [self.angle(i, frames) for i in range(frames)]
 
-    def spacing(self, frames: int) -> float | None:
-        """Seconds between triggers at the velocity of the stage's prepared continuous
-        rotation (``None`` before it is prepared): the bin width over the velocity."""
-        rotation = self.stage.prepared
+    def spacing(self, frames: int, rotation: ContinuousRotation | None = None
+                ) -> float | None:
+        """Seconds between triggers at the velocity of ``rotation`` (default: the stage's
+        prepared continuous rotation; ``None`` before one is prepared): the bin width
+        over the velocity."""
+        rotation = rotation if rotation is not None else self.stage.prepared
         if rotation is None:
             return None
         return abs(self.stop - self.start) / frames / rotation.velocity
 
-    def times(self, frames: int, armed: float | None = None) -> TriggerTimes:
+    def ready(self, armed: float) -> StartedRotation | None:
+        """The stage's rotation these triggers fire on for an acquisition armed at wall
+        time ``armed`` (``RotationStage.rotating_after``): ``None`` while it has not
+        started — the last scan's rotation, over before ``armed``, is never taken."""
+        return self.stage.rotating_after(armed)
+
+    def wait_times(self, frames: int, armed: float, cancel: threading.Event
+                   ) -> tuple[TriggerTimes, StartedRotation] | None:
+        """:meth:`times` once the stage's rotation for an acquisition armed at ``armed``
+        has started (a detector armed before its rotation waits, as a detector armed for
+        position-compare triggers waits for the motion controller's pulses), with that
+        rotation; ``None`` if ``cancel`` is set first. ``RuntimeError`` if no rotation
+        starts within ``ROTATION_WAIT_S``."""
+        started = self.stage.wait_for_rotation(armed, ROTATION_WAIT_S, cancel)
+        if started is None:
+            if cancel.is_set():
+                return None
+            raise RuntimeError(f"position-compare triggers on {self.stage.name}: no "
+                               f"continuous rotation started within {ROTATION_WAIT_S:g} s "
+                               "of the detector's kickoff; prepare and kick off the "
+                               "rotation (bps.kickoff) after arming the detector")
+        return self.times(frames, armed, started), started
+
+    def times(self, frames: int, armed: float | None = None,
+              started: StartedRotation | None = None) -> TriggerTimes:
         """Wall times at which the stage passes the trigger angles, as ``(wall, clock)``
-        pairs (the same time twice: the stage's motion is the acquisition clock). The
-        stage's continuous rotation must have been started, across ``[start, stop]`` or
-        a wider range in the same direction (``ValueError`` otherwise: the triggers would
-        come at other angles, or never), and not have ended before ``armed`` (when the
-        acquisition was armed, if given; ``RuntimeError``: a detector kicked off before
-        its rotation would fire on the last one's record)."""
+        pairs (the same time twice: the stage's motion is the acquisition clock), on
+        ``started`` (default: the stage's last continuous rotation). That rotation must
+        cross ``[start, stop]`` or a wider range in the same direction (``ValueError``
+        otherwise: the triggers would come at other angles, or never), must have started
+        and, for an acquisition armed at ``armed``, not have ended before (``RuntimeError``:
+        it is the last scan's; :meth:`wait_times` waits for this scan's)."""
         name = self.stage.name
-        try:
-            t0, t1 = self.stage.constant_velocity_window()
-            a0, a1 = self.stage.constant_velocity_range()
-        except RuntimeError:
-            raise RuntimeError(f"position-compare triggers on {name}: its continuous "
-                               "rotation has not started; kick off the rotation before the "
-                               "detector") from None
+        if started is None:
+            try:
+                started = self.stage.started_rotation()
+            except RuntimeError:
+                raise RuntimeError(f"position-compare triggers on {name}: its continuous "
+                                   "rotation has not started") from None
+        t0, t1 = started.t_start, started.t_stop
+        a0, a1 = started.rotation.start, started.rotation.stop
         if armed is not None and t1 < armed:
             raise RuntimeError(f"position-compare triggers on {name}: its last continuous "
                                f"rotation ({a0:g} to {a1:g} deg) passed its stop "
-                               f"{armed - t1:.2f} s before the acquisition was armed; "
-                               "prepare and kick off the rotation of this scan before the "
-                               "detector")
+                               f"{armed - t1:.2f} s before the acquisition was armed "
+                               "(the last scan's)")
         low, high = min(a0, a1), max(a0, a1)
         slack = 1e-9 * max(1.0, abs(low), abs(high))
         if (self.stop - self.start) * (a1 - a0) <= 0 or not (
@@ -197,16 +228,19 @@ class FlyParameters:
             raise TypeError(f"FlyParameters.trigger must be a PositionTrigger or None, got "
                             f"{self.trigger!r}")
 
-    def check_exposure(self, exposure: float, who: str) -> None:
+    def check_exposure(self, exposure: float, who: str,
+                       rotation: ContinuousRotation | None = None) -> None:
         """Raise ``ValueError`` if triggers come closer together than ``exposure`` s (the
         one the acquisition takes: these parameters' or the detector's signal), which
         would make exposures overlap — no detector takes those. Position-compare triggers
-        are checked against their stage's prepared rotation (the detector's kickoff asks,
-        once the scan's rotation is prepared; not before: it may be the last scan's)."""
+        are checked against ``rotation``, the one they fire on (the acquisition asks once
+        it knows it: the rotation started, or prepared and not started yet; the stage's
+        prepared one may otherwise be the last scan's)."""
         period = self.period
         what = "period"
         if self.trigger is not None:
-            period, what = self.trigger.spacing(self.frames), "position-compare trigger spacing"
+            period = self.trigger.spacing(self.frames, rotation)
+            what = "position-compare trigger spacing"
         if period is not None and period < exposure * (1.0 - _SAME):
             raise ValueError(f"{who}: the fly acquisition's {what} {period:g} s is shorter "
                              f"than its exposure {exposure:g} s (exposures would overlap); "
@@ -246,11 +280,16 @@ class FlyDetector(Protocol):
     time_scale: float
     firmware: Firmware
 
-    def flux_at(self, t: float, into: FluxBuffer | None = None
-                ) -> tuple[npt.NDArray[np.float64], float]:
+    def flux_at(self, t: float, into: FluxBuffer | None = None,
+                state: SceneState | None = None) -> tuple[npt.NDArray[np.float64], float]:
         """The scene's flux on the sensor at time ``t``: an image and the factor to
         scale it by (``count`` takes both); the image may be ``into``'s (a buffer the
-        caller does not pass again while it still reads that image)."""
+        caller does not pass again while it still reads that image). ``state``: the
+        scene's state at ``t`` taken then (``scene_state``), instead of asking the
+        devices' bounded histories now."""
+
+    def scene_state(self, t: float) -> SceneState:
+        """The scene's state at wall time ``t`` (pose, beam factor): a few numbers."""
 
     def count(self, flux: npt.NDArray[np.float64], factor: float, exposure: float,
               out: Counts | None = None) -> Counts:
@@ -270,5 +309,5 @@ class FlyDetector(Protocol):
         """Record in the file that the frames of ``triggers`` were lost on the link."""
 
 
-__all__ = ["Counts", "FlyDetector", "FlyFrame", "FlyParameters", "PositionTrigger",
-           "TriggerTimes"]
+__all__ = ["ROTATION_WAIT_S", "Counts", "FlyDetector", "FlyFrame", "FlyParameters",
+           "PositionTrigger", "TriggerTimes"]

@@ -11,6 +11,8 @@ wall times at which the stage passes ``start`` and ``stop``. ``prepare`` / ``kic
 from __future__ import annotations
 
 import math
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +21,7 @@ from ophyd.status import MoveStatus
 from .motion import MotorLimitError, SimMotor
 from .trajectory import Segment, Trajectory, trapezoid
 
-__all__ = ["ContinuousRotation", "RotationStage", "RunUpOutError"]
+__all__ = ["ContinuousRotation", "RotationStage", "RunUpOutError", "StartedRotation"]
 
 
 class RunUpOutError(MotorLimitError):
@@ -46,6 +48,16 @@ class ContinuousRotation:
     start: float
     stop: float
     velocity: float
+
+
+@dataclass(frozen=True)
+class StartedRotation:
+    """A continuous rotation the stage started: its ``rotation`` and the wall times
+    ``t_start`` and ``t_stop`` at which it passes ``rotation.start`` and ``.stop``."""
+
+    rotation: ContinuousRotation
+    t_start: float
+    t_stop: float
 
 
 class RotationStage(SimMotor):
@@ -92,8 +104,9 @@ class RotationStage(SimMotor):
                 f"rotation stage {name!r}: max_velocity must be > 0, got {max_velocity!r}"
             )
         self.max_velocity = float(max_velocity)
-        self._window: tuple[float, float] | None = None
-        self._range: tuple[float, float] | None = None
+        self._started: StartedRotation | None = None
+        self._starts = threading.Condition(threading.Lock())
+        """Notified whenever a continuous rotation starts (``wait_for_rotation``)."""
         self._prepared: ContinuousRotation | None = None
         self._fly_status: MoveStatus | None = None
 
@@ -166,8 +179,10 @@ class RotationStage(SimMotor):
             )
             status = self._run(approach.then(fly), run_out)
             t_start = self._t0_wall + (approach.duration + t_ramp) * self.time_scale
-            self._window = (t_start, t_start + t_const * self.time_scale)
-            self._range = (start, stop)
+            self._started = StartedRotation(ContinuousRotation(start, stop, float(velocity)),
+                                             t_start, t_start + t_const * self.time_scale)
+        with self._starts:
+            self._starts.notify_all()
         return status
 
     # -- bluesky fly protocol (prepare / kickoff / complete) ---------------------------
@@ -183,7 +198,7 @@ class RotationStage(SimMotor):
         self._prepared = value
         self._fly_status = None
         with self._lock:  # (the last rotation's window is not this scan's)
-            self._window = self._range = None
+            self._started = None
         status: MoveStatus = self.set(run_up)
         return status
 
@@ -205,6 +220,12 @@ class RotationStage(SimMotor):
         """The continuous rotation ``prepare`` set up (``None`` before one)."""
         return self._prepared
 
+    @property
+    def pending(self) -> ContinuousRotation | None:
+        """The continuous rotation ``prepare`` set up when no rotation has started
+        since (the next one ``kickoff`` starts), else ``None``."""
+        return self._prepared if self._started is None else None
+
     def kickoff(self) -> MoveStatus:
         """Start the prepared rotation; the returned status is already finished (the
         stage is moving; ``complete`` follows the motion)."""
@@ -222,19 +243,46 @@ class RotationStage(SimMotor):
             raise RuntimeError(f"{self.name}: complete() before kickoff()")
         return self._fly_status
 
-    def constant_velocity_window(self) -> tuple[float, float]:
-        """Wall times at which the last continuous rotation passed ``start`` and ``stop``."""
-        if self._window is None:
+    def started_rotation(self) -> StartedRotation:
+        """The last continuous rotation started (since the last ``prepare``), its
+        angles, velocity and window in one record."""
+        started = self._started
+        if started is None:
             raise RuntimeError(
                 f"rotation stage {self.name!r}: no continuous rotation was started"
             )
-        return self._window
+        return started
+
+    def constant_velocity_window(self) -> tuple[float, float]:
+        """Wall times at which the last continuous rotation passed ``start`` and ``stop``."""
+        started = self.started_rotation()
+        return started.t_start, started.t_stop
 
     def constant_velocity_range(self) -> tuple[float, float]:
         """``(start, stop)`` angles of the last continuous rotation: where it passes at
         the times of :meth:`constant_velocity_window`."""
-        if self._range is None:
-            raise RuntimeError(
-                f"rotation stage {self.name!r}: no continuous rotation was started"
-            )
-        return self._range
+        rotation = self.started_rotation().rotation
+        return rotation.start, rotation.stop
+
+    def rotating_after(self, t: float) -> StartedRotation | None:
+        """The continuous rotation on record if it passes ``stop`` at or after wall time
+        ``t`` (running, about to run, or started since ``t``), else ``None``: what a
+        position-compare trigger armed at ``t`` may fire on — a rotation over before
+        ``t`` is the last scan's."""
+        started = self._started
+        return started if started is not None and started.t_stop >= t else None
+
+    def wait_for_rotation(self, after: float, timeout: float,
+                          cancel: threading.Event | None = None) -> StartedRotation | None:
+        """Wait until :meth:`rotating_after` ``after`` has a rotation (one starts:
+        ``kickoff``) and return it; ``None`` after ``timeout`` seconds or once ``cancel``
+        is set. A position-compare trigger armed before its rotation (a detector kicked
+        off first: plans arm detectors, then start the motion) waits here."""
+        deadline = time.monotonic() + timeout
+        with self._starts:
+            while (started := self.rotating_after(after)) is None:
+                left = deadline - time.monotonic()
+                if left <= 0 or (cancel is not None and cancel.is_set()):
+                    return None
+                self._starts.wait(min(left, 0.1))  # (0.1 s: to see ``cancel``)
+        return started

@@ -52,6 +52,7 @@ __all__ = [
     "Pose",
     "Sample",
     "Scene",
+    "SceneState",
     "detector_coordinates_mm",
     "pixel_pair",
 ]
@@ -67,6 +68,16 @@ class Pose:
     x: float = 0.0
     y: float = 0.0
     angle: float = 0.0
+
+
+@dataclass(frozen=True)
+class SceneState:
+    """What the scene was at one moment, in a few numbers: the sample's ``pose`` and the
+    beam ``factor`` (0 with the shutter not open or no beam). A fly frame's state is
+    taken when its trigger passes, its flux image later (``Scene.flux_parts``)."""
+
+    pose: Pose
+    factor: float
 
 
 class Sample(Protocol):
@@ -257,6 +268,10 @@ class Scene:
             return 0.0
         return self.beam.beam_factor(t)
 
+    def state_at(self, t: float) -> SceneState:
+        """The pose and beam factor at wall time ``t`` (``pose``, ``beam_factor``)."""
+        return SceneState(self.pose(t), self.beam_factor(t))
+
     def flux_image(
         self, shape: tuple[int, int], pixel_size: PixelSize, *, t: float | None = None
     ) -> FloatImage:
@@ -281,7 +296,7 @@ class Scene:
 
     def flux_parts(
         self, shape: tuple[int, int], pixel_size: PixelSize, *, t: float | None = None,
-        into: FluxBuffer | None = None
+        into: FluxBuffer | None = None, state: SceneState | None = None
     ) -> tuple[FloatImage, float]:
         """``flux_image`` as the sample's image at nominal current (as the sample returns
         it: often its cached, read-only array) and the beam factor to multiply it by —
@@ -291,17 +306,21 @@ class Scene:
 
         ``into``: a buffer for a sample that draws its image into one (``flux_into``:
         the phantom); the image returned is then the buffer's (``FluxBuffer.image``),
-        valid until the buffer is passed here again."""
+        valid until the buffer is passed here again.
+
+        ``state``: the scene's state at ``t`` taken earlier (``state_at``), used instead
+        of asking the devices now (whose histories of past states are bounded)."""
         shape = check_shape(shape)
         pixel_pair(pixel_size)
-        factor = self.beam_factor(t)
+        factor = self.beam_factor(t) if state is None else state.factor
         if factor == 0.0:
             return np.zeros(shape, dtype=np.float64), 0.0
+        pose = self.pose(t) if state is None else state.pose
         draw_into = getattr(self.sample, "flux_into", None) if into is not None else None
         if draw_into is not None:
-            image = draw_into(self.pose(t), shape, pixel_size, into)
+            image = draw_into(pose, shape, pixel_size, into)
         else:
-            image = self.sample.flux(self.pose(t), shape, pixel_size)
+            image = self.sample.flux(pose, shape, pixel_size)
         if image.shape != shape:
             raise ValueError(
                 f"sample {type(self.sample).__name__} returned shape {image.shape}, "

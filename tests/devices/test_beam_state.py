@@ -48,13 +48,13 @@ def fly_with(beamline: Beamline, monkeypatch: pytest.MonkeyPatch,
     done: list[float] = []
     flux_at = det.flux_at
 
-    def flux_after_the_change(t: float | None, into: Any = None) -> Any:
+    def flux_after_the_change(t: float | None, into: Any = None, state: Any = None) -> Any:
         assert t is not None
         if len(asked) == LATE:
             before_late_frame()
             done.append(time.time())
         asked.append(t)
-        return flux_at(t, into)
+        return flux_at(t, into, state)
 
     monkeypatch.setattr(det, "flux_at", flux_after_the_change)
     det.time_scale = 0.0

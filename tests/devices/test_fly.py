@@ -348,9 +348,9 @@ def test_the_scene_is_sampled_while_the_sensor_draws(beamline: Beamline,
     flux_at, count = det.flux_at, det.count
     images: dict[int, Any] = {}
 
-    def sampling(t: float, into: Any = None) -> Any:
+    def sampling(t: float, into: Any = None, state: Any = None) -> Any:
         events.append(("sampled", len([e for e in events if e[0] == "sampled"])))
-        image, factor = flux_at(t, into)
+        image, factor = flux_at(t, into, state)
         images[len(images)] = image.copy()
         return image, factor
 

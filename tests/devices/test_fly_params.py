@@ -4,6 +4,7 @@ they cover; a trigger range the rotation does not cross is refused."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import devices.fly_params as fly_params
 from devices.fly import FlyParameters, PositionTrigger
 from devices.rotation import ContinuousRotation, RotationStage
 
@@ -63,21 +65,57 @@ def test_a_trigger_range_the_rotation_does_not_cross_is_refused(
 def test_triggers_on_a_rotation_not_started_or_already_over_are_refused(
         stage: RotationStage) -> None:
     """The review's D14: triggers taken from the last rotation's record would fire at
-    once, replaying its moments and angles."""
+    once, replaying its moments and angles. Asked for directly, the times are refused;
+    an acquisition waits for its rotation instead (``wait_times``, below)."""
     pt = PositionTrigger(stage, 0.0, 90.0)
     with pytest.raises(RuntimeError, match="position-compare triggers on rot: its "
-                                           "continuous rotation has not started; kick off "
-                                           "the rotation before the detector"):
+                                           "continuous rotation has not started"):
         pt.times(4)
     stage.start_continuous(0.0, 90.0, 90.0).wait(10)
     armed = time.time()
     with pytest.raises(RuntimeError, match=r"its last continuous rotation \(0 to 90 deg\) "
                                            r"passed its stop [\d.]+ s before the "
-                                           "acquisition was armed"):
+                                           r"acquisition was armed \(the last scan's\)"):
         pt.times(4, armed)
+    assert pt.ready(armed) is None
     stage.prepare(ContinuousRotation(0.0, 90.0, 90.0)).wait(10)  # (forgets the last one)
     with pytest.raises(RuntimeError, match="has not started"):
         pt.times(4)
+
+
+def test_triggers_armed_before_their_rotation_wait_for_it(stage: RotationStage) -> None:
+    """``wait_times`` returns the times on the rotation that starts after the arming,
+    never on the one before; ``None`` when cancelled; an error naming the wait when no
+    rotation starts in time."""
+    stage.start_continuous(0.0, 90.0, 90.0).wait(10)  # (the last scan's)
+    armed = time.time()
+    pt = PositionTrigger(stage, 0.0, 90.0)
+    got: list[Any] = []
+    waiter = threading.Thread(target=lambda: got.append(
+        pt.wait_times(4, armed, threading.Event())))
+    waiter.start()
+    time.sleep(0.3)
+    assert got == []  # (still waiting: the last rotation is over)
+    moving = stage.start_continuous(0.0, 90.0, 45.0)
+    waiter.join(10)
+    (result,) = got
+    assert result is not None
+    times, started = result
+    assert started.rotation == ContinuousRotation(0.0, 90.0, 45.0)
+    assert min(wall for wall, _ in times) > armed
+    moving.wait(10)
+    passed = [stage.position_at(wall) for wall, _ in times]
+    np.testing.assert_allclose(passed, pt.angles(4), atol=0.01)
+
+    cancel = threading.Event()
+    cancel.set()
+    assert pt.wait_times(4, time.time() + 1, cancel) is None
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fly_params, "ROTATION_WAIT_S", 0.2)
+        with pytest.raises(RuntimeError, match="position-compare triggers on rot: no "
+                                               r"continuous rotation started within 0\.2 s "
+                                               "of the detector's kickoff"):
+            pt.wait_times(4, time.time() + 1, threading.Event())
 
 
 def test_frames_over_part_of_the_rotation_are_taken_at_their_bin_centres(
@@ -124,14 +162,12 @@ def test_a_refused_trigger_range_starts_no_acquisition(smeflow_beamline: Any) ->
         det.unstage()
 
 
-def test_a_detector_kicked_off_before_its_rotation_is_refused_then_runs(
+def test_a_detector_kicked_off_before_its_rotation_waits_for_it(
         smeflow_beamline: Any) -> None:
     """The review's D14 scenario: a second scan arms the detector before it starts the
-    rotation. The kickoff is refused (not fired on the first scan's rotation); kicked
-    off after the rotation, the same acquisition takes its frames at this rotation's
-    angles, after the scan began."""
-    import time
-
+    rotation (as plans arm detectors, then start the motion). The kickoff finishes at
+    once, no frame comes before the rotation does, and the frames are taken at this
+    rotation's angles, after the scan began — never on the first scan's record."""
     bl = smeflow_beamline
     det, rot = bl.det, bl.rotation
     for scan in range(2):
@@ -142,11 +178,12 @@ def test_a_detector_kicked_off_before_its_rotation_is_refused_then_runs(
             det.prepare(FlyParameters(frames=6, exposure=0.01, trigger=trigger)).wait(5)
             began = time.time()
             if scan == 1:
-                with pytest.raises(RuntimeError, match="kick off the rotation before the "
-                                                       "detector"):
-                    det.kickoff()
+                assert det.kickoff().done
+                time.sleep(0.2)
+                assert det.fly.frames == [] and det.fly.times is None
             rot.kickoff().wait(5)
-            det.kickoff().wait(5)
+            if scan == 0:
+                det.kickoff().wait(5)
             det.complete().wait(30)
             rot.complete().wait(30)
             assert min(f.trigger_time for f in det.fly.frames) >= began
@@ -154,6 +191,98 @@ def test_a_detector_kicked_off_before_its_rotation_is_refused_then_runs(
                                        trigger.angles(6), atol=0.5)
         finally:
             det.unstage()
+
+
+def test_a_detector_armed_for_a_rotation_that_never_starts_fails_saying_so(
+        smeflow_beamline: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    bl = smeflow_beamline
+    det, rot = bl.det, bl.rotation
+    monkeypatch.setattr(fly_params, "ROTATION_WAIT_S", 0.5)
+    rot.prepare(ContinuousRotation(0.0, 90.0, 90.0)).wait(10)
+    det.stage()
+    try:
+        det.prepare(FlyParameters(frames=3, exposure=0.01,
+                                  trigger=PositionTrigger(rot, 0.0, 90.0))).wait(5)
+        det.kickoff().wait(5)
+        with pytest.raises(RuntimeError, match="no continuous rotation started within "
+                                               r"0\.5 s of the detector's kickoff; prepare "
+                                               "and kick off the rotation"):
+            det.complete().wait(10)
+        assert det.fly.frames == []
+    finally:
+        det.unstage()
+
+
+def test_a_detector_waiting_for_its_rotation_is_unstaged_cleanly(
+        smeflow_beamline: Any) -> None:
+    """Unstaged while it waits (a plan that fails before it starts the rotation): the
+    wait ends at once, nothing is written, and the detector flies again."""
+    bl = smeflow_beamline
+    det, rot = bl.det, bl.rotation
+    rot.prepare(ContinuousRotation(0.0, 90.0, 90.0)).wait(10)
+    det.stage()
+    det.prepare(FlyParameters(frames=3, exposure=0.01,
+                              trigger=PositionTrigger(rot, 0.0, 90.0))).wait(5)
+    det.kickoff().wait(5)
+    waiting = det.fly
+    began = time.monotonic()
+    det.unstage()
+    assert time.monotonic() - began < 5
+    assert waiting.stopped_early and not waiting.workers_alive and waiting.frames == []
+    det.stage()
+    try:
+        det.prepare(FlyParameters(frames=3, exposure=0.01,
+                                  trigger=PositionTrigger(rot, 0.0, 90.0))).wait(5)
+        det.kickoff().wait(5)
+        rot.kickoff().wait(5)
+        det.complete().wait(30)
+        rot.complete().wait(30)
+        assert len(det.fly.frames) == 3
+    finally:
+        det.unstage()
+
+
+def test_a_trigger_range_outside_the_rotation_that_starts_later_fails_the_acquisition(
+        smeflow_beamline: Any) -> None:
+    """Armed first, the range is checked when the rotation starts: the acquisition
+    fails with the reason (the kickoff had nothing to check it against)."""
+    bl = smeflow_beamline
+    det, rot = bl.det, bl.rotation
+    rot.prepare(ContinuousRotation(0.0, 90.0, 90.0)).wait(10)
+    det.stage()
+    try:
+        det.prepare(FlyParameters(frames=4, exposure=0.01,
+                                  trigger=PositionTrigger(rot, 0.0, 180.0))).wait(5)
+        det.kickoff().wait(5)
+        rot.kickoff().wait(5)
+        with pytest.raises(ValueError, match="the trigger range must lie within it"):
+            det.complete().wait(10)
+        rot.complete().wait(10)
+        assert det.fly.frames == []
+    finally:
+        det.unstage()
+
+
+def test_triggers_closer_than_the_exposure_on_a_rotation_that_starts_later_fail(
+        smeflow_beamline: Any) -> None:
+    """The spacing is checked against the rotation that runs (its velocity), not the
+    one prepared at the kickoff: 6 bins of 15 deg at 300 deg/s are 50 ms apart."""
+    bl = smeflow_beamline
+    det, rot = bl.det, bl.rotation
+    rot.prepare(ContinuousRotation(0.0, 90.0, 9.0)).wait(10)  # (slow: would pass)
+    det.stage()
+    try:
+        det.prepare(FlyParameters(frames=6, exposure=0.1,
+                                  trigger=PositionTrigger(rot, 0.0, 90.0))).wait(5)
+        det.kickoff().wait(5)
+        rot.prepare(ContinuousRotation(0.0, 90.0, 300.0)).wait(10)
+        rot.kickoff().wait(5)
+        with pytest.raises(ValueError, match=r"position-compare trigger spacing 0\.05 s "
+                                             r"is shorter than its exposure 0\.1 s"):
+            det.complete().wait(10)
+        rot.complete().wait(10)
+    finally:
+        det.unstage()
 
 
 @pytest.mark.parametrize(("start", "stop", "message"), [
