@@ -11,10 +11,12 @@ readout reads the run's frame numbers on from the frames sent before
 (``Readout.renumber``), so the frames, the checks and ``report()`` of both boards agree,
 as one board that is not reset between acquisitions.
 
-``close`` releases the board (and removes the GHDL board's build folder): the next
-acquisition powers it up from reset and loads the configuration again, as a real
-detector closed and re-opened does — frame numbers and time stamps start again from 0
-and the readout's counters with them (docs/firmware.md, "Closing and re-opening").
+``close`` releases the board (and removes the GHDL board's build folder). A closed board
+refuses to acquire (:class:`FirmwareClosedError`, naming ``close()``) until ``configure``
+opens it again, as a host re-opening a real detector initialises it: from reset, with the
+configuration loaded again — frame numbers and time stamps start again from 0 and the
+readout's counters with them (docs/firmware.md, "Closing and re-opening"). The detector
+configures its board at each ``stage()``.
 """
 
 from __future__ import annotations
@@ -50,6 +52,10 @@ TIMESTAMP_MOD = 1 << 48
 class FirmwareError(RuntimeError):
     """The firmware could not deliver a frame (a corrupt or missing packet, a GHDL
     mismatch); the message says which check failed."""
+
+
+class FirmwareClosedError(FirmwareError):
+    """An acquisition on a board that ``close()`` released (``configure`` opens it)."""
 
 
 class Firmware:
@@ -92,13 +98,15 @@ class Firmware:
         self._setup: dict[str, np.ndarray] = {}
         self._setup_ticks = 0
         self._faults: list[str] = []
+        self._closed = False
         self._sent = 0
         self._ticks = 0
         """Ticks of the link since the configuration (GHDL: the previous runs' after their
         configuration replay), for the GHDL runs' time stamps."""
 
     def configure(self, config: ChainConfig, tables: ChainTables | None = None) -> None:
-        """Reset the board and load ``config`` (and ``tables``, else the current ones)."""
+        """Reset the board and load ``config`` (and ``tables``, else the current ones); a
+        closed board is opened again."""
         if tables is not None:
             tables.check(self.params)
             self.tables = tables
@@ -108,6 +116,7 @@ class Firmware:
         self.readout = Readout(self.params.lanes, (self.params.height, self.params.width))
         self._sent = 0  # the board's frame counter restarts at reset
         self._ticks = 0
+        self._closed = False
         if self._sim is not None:
             self._sim.close()
             self._sim = None
@@ -163,8 +172,10 @@ class Firmware:
         back. A packet that fails a readout check is counted by the readout
         (``report()``) and raises ``FirmwareError``, unless ``allow_loss``: then the
         frames that arrived are returned and the caller decides. ``links``: the counts'
-        link words from ``link`` (together, in order), when they were built ahead."""
-        if not self._setup:  # never configured, or closed: from reset, before counting
+        link words from ``link`` (together, in order), when they were built ahead.
+        ``FirmwareClosedError`` after ``close()`` until ``configure``."""
+        self._check_open("acquire")
+        if not self._setup:  # never configured: from reset, before counting
             self.configure(self.config)
         before = self.readout.report()
         if self.backend == "ghdl":
@@ -195,6 +206,7 @@ class Firmware:
     def simulate(self, link: LinkStream) -> dict[str, np.ndarray]:
         """The firmware alone: ``link``'s words through the board, its packet outputs
         per tick (``acquire`` decodes them; benchmarks time this part)."""
+        self._check_open("simulate")
         if self._sim is None:
             if self.backend == "ghdl":
                 raise FirmwareError("simulate: the GHDL backend runs whole acquisitions only")
@@ -216,8 +228,8 @@ class Firmware:
         from fpga.cosim import run_lockstep
         from fpga.export import export
 
-        if not self._setup:  # never configured, or closed: replay the configuration as
-            self.configure(self.config)  # the compiled board's first acquisition does
+        if not self._setup:  # never configured: replay the configuration as the
+            self.configure(self.config)  # compiled board's first acquisition does
         if self._export is None:
             self._export = Path(tempfile.mkdtemp(prefix="smeflow-firmware-"))
             export(self.network, self._export)
@@ -238,11 +250,23 @@ class Firmware:
         """The readout backend's counters (good, corrupt, dropped, …)."""
         return self.readout.report()
 
+    def _check_open(self, what: str) -> None:
+        if self._closed:
+            raise FirmwareClosedError(
+                f"firmware ({self.backend}): {what}() on a board that close() released; "
+                "configure() opens it again from reset (staging its detector does)")
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` released the board (``configure`` opens it again)."""
+        return self._closed
+
     def close(self) -> None:
-        """Release the board: its simulation, and the GHDL board's build folder (the next
-        acquisition exports the VHDL again). The next acquisition configures the board
-        from reset with the current configuration, on every backend: frame numbers, time
-        stamps and the readout's counters start again (as ``configure`` does)."""
+        """Release the board: its simulation, and the GHDL board's build folder. Until
+        ``configure`` opens it again (from reset: frame numbers, time stamps and the
+        readout's counters start again; the GHDL board exports its VHDL again),
+        acquisitions are refused with ``FirmwareClosedError``. Closing twice is fine."""
+        self._closed = True
         self._setup = {}
         if self._sim is not None:
             self._sim.close()

@@ -1,7 +1,8 @@
 """The detector board: link words built ahead (as the fly scan's sensor thread does) give
 the same frames as counts sent directly, link faults are caught on either path, and the
 GHDL and compiled boards number frames and report alike, across acquisitions and after
-``close`` (which starts the board again from reset)."""
+``close`` and ``configure`` (which open the board again from reset); a closed board
+refuses to acquire."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pytest
 
-from devices.firmware import Firmware, FirmwareError
+from devices.firmware import Firmware, FirmwareClosedError, FirmwareError
 from devices.sensor import SensorModel
 from fpga.designs.params import ChainParams
 
@@ -141,10 +142,35 @@ def test_a_fly_scan_on_the_ghdl_board_writes_every_frame(
 
 
 @pytest.mark.parametrize("backend", ["interp", "compiled"])
-def test_an_acquisition_after_close_starts_from_reset(backend: str) -> None:
-    """``close`` then ``acquire``: the board is initialised again (docs/firmware.md,
-    "closing and re-opening"): frame 0 and the first time stamp again, the readout's
-    counters from the re-open — so the loss before the close is no error now."""
+def test_a_closed_board_refuses_to_acquire_until_configured_again(backend: str) -> None:
+    """The review's D8: ``acquire`` after ``close`` re-configured the board silently
+    (a fly running on under a closed beamline then failed with a misleading "frame 0
+    arrived for trigger 62"). A closed board says so, naming ``close()``; ``configure``
+    opens it again."""
+    counts = _counts(1)
+    fw = Firmware(P, backend)
+    fw.acquire(counts)
+    fw.close()
+    fw.close()  # (twice is fine)
+    assert fw.closed
+    for what, call in (("acquire", lambda: fw.acquire(counts)),
+                       ("simulate", lambda: fw.simulate(fw.link(counts)))):  # type: ignore[arg-type]
+        with pytest.raises(FirmwareClosedError, match=rf"firmware \({backend}\): {what}\(\) "
+                                                      r"on a board that close\(\) released; "
+                                                      r"configure\(\) opens it again"):
+            call()
+    fw.configure(fw.config)
+    assert not fw.closed
+    (frame,) = fw.acquire(counts)
+    assert frame.frame_number == 0
+
+
+@pytest.mark.parametrize("backend", ["interp", "compiled"])
+def test_an_acquisition_after_close_and_configure_starts_from_reset(backend: str) -> None:
+    """``close``, ``configure``, then ``acquire``: the board is initialised again
+    (docs/firmware.md, "closing and re-opening"): frame 0 and the first time stamp
+    again, the readout's counters from the re-open — so the loss before the close is no
+    error now."""
     counts = _counts(2)
     fw = Firmware(P, backend)
     (first,) = fw.acquire(counts[:1])
@@ -152,6 +178,7 @@ def test_an_acquisition_after_close_starts_from_reset(backend: str) -> None:
     assert fw.acquire(counts[1:], allow_loss=True) == []
     assert fw.report()["corrupt"] == 1
     fw.close()
+    fw.configure(fw.config)
     (again,) = fw.acquire(counts[1:])
     assert (again.frame_number, again.timestamp) == (first.frame_number, first.timestamp)
     assert again.lost_before == 0
@@ -191,14 +218,18 @@ def test_the_ghdl_boards_readout_report_is_the_compiled_boards(
 @pytest.mark.ghdl
 def test_an_acquisition_after_close_is_numbered_alike_on_both_boards(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``close`` then ``acquire``: both boards start again from reset (frame 0, the first
-    time stamp, the readout's counters from the re-open)."""
+    """``close``, ``configure`` then ``acquire``: both boards start again from reset
+    (frame 0, the first time stamp, the readout's counters from the re-open); closed,
+    both refuse."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     counts = _counts(2)
 
     def run(fw: Firmware) -> tuple[list[tuple[int, int]], dict[str, Any]]:
         frames = fw.acquire(counts[:1])
         fw.close()
+        with pytest.raises(FirmwareClosedError):
+            fw.acquire(counts[1:])
+        fw.configure(fw.config)
         frames += fw.acquire(counts[1:])
         return [(f.frame_number, f.timestamp) for f in frames], fw.report()
 
