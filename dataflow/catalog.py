@@ -50,6 +50,7 @@ from typing import Any, Protocol, Self
 from .assets import AssetPolicy, guard_adapters
 from .catalog_db import database_ready, folder_lock, wait_when_busy, write_ahead_log
 from .errors import CatalogError
+from .file_uri import check_uri_path
 from .hdf5 import FrameWriter
 from .journal import JOURNAL_DIR, JournalingWriter
 from .relocate import settle_root
@@ -365,9 +366,12 @@ class Catalog(ClientCatalog):
         if self.root.exists() and not self.root.is_dir():
             raise CatalogError(f"catalog folder {self.root} is a file, not a folder")
         self.raw_dir = self.root / "raw"
+        readable = [self.raw_dir, *(Path(p).resolve() for p in readable_storage)]
+        check_uri_path(self.root, "catalog folder", last=False)  # before anything is made
+        for path in readable[1:]:
+            check_uri_path(path, "readable storage folder")
         for folder in (self.root, self.raw_dir, self.root / "storage"):
             folder.mkdir(parents=True, exist_ok=True)
-        readable = [self.raw_dir, *(Path(p).resolve() for p in readable_storage)]
         self.tree: Any = _open_client(self.root, readable, quiet)
         """The top of the Tiled catalog (``raw`` and ``derived``)."""
         self.client, self.derived = runs_nodes(self.tree, str(self.root))

@@ -50,6 +50,7 @@ import numpy as np
 import numpy.typing as npt
 from event_model import compose_stream_resource
 
+from .file_uri import file_uri
 from .hdf5_blocks import ChunkBlock
 from .hdf5_layout import Layout, chunks_for, per_frame_chunks, tomo_chunks
 from .hdf5_nexus import write_nexus_tree
@@ -222,6 +223,7 @@ class FrameWriter:
         self.data_key = data_key
         self.dataset_path = dataset
         self.path = resolve_in_folder(folder, name)
+        uri = file_uri(self.path, UnsafePathError)  # (refused before anything is written)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.sha256: str | None = None
         self._closed: tuple[os.stat_result, bool] | None = None
@@ -278,7 +280,7 @@ class FrameWriter:
             self.path.unlink(missing_ok=True)
             raise
         bundle = compose_stream_resource(
-            mimetype=HDF5_MIMETYPE, uri=f"file://localhost{self.path}", data_key=data_key,
+            mimetype=HDF5_MIMETYPE, uri=uri, data_key=data_key,
             parameters={"dataset": dataset, "chunk_shape": self.chunk_shape, "swmr": True})
         self.stream_resource: dict[str, Any] = dict(bundle.stream_resource_doc)
         self._compose_datum = bundle.compose_stream_datum

@@ -56,6 +56,7 @@ from urllib.parse import urlsplit
 
 from .assets import AssetPolicy, guard_adapters
 from .catalog_db import database_ready, folder_lock, wait_when_busy
+from .file_uri import check_uri_path
 from .relocate import settle_root
 from .scan_id import ScanIdCounter
 from .server_config import (
@@ -168,12 +169,16 @@ def build_server_app(data_dir: str | os.PathLike[str], api_key: str, *,
     if root.exists() and not root.is_dir():
         raise ServerConfigError(f"--data {root}: a file, not a folder")
     key = check_key(api_key, "the API key")
+    extra = [Path(p).resolve() for p in readable_storage]
+    check_uri_path(root, "data folder", last=False, error=ServerConfigError)
+    for path in extra:
+        check_uri_path(path, "readable folder", error=ServerConfigError)
     uri = database_uri(database, root)  # checked before any folder is created
     raw = root / "raw"
     created = [f for f in (root, raw, root / "storage") if not f.exists()]
     for folder in (root, raw, root / "storage"):
         folder.mkdir(parents=True, exist_ok=True)
-    readable = [raw, *(Path(p).resolve() for p in readable_storage)]
+    readable = [raw, *extra]
     try:
         adapter = catalog_adapter(root, uri, readable)
     except ServerConfigError:  # leave no empty data folder behind a database refused
