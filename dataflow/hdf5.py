@@ -10,7 +10,9 @@ returns the SHA-256 digest of the file (also written next to it as ``<file>.sha2
 then writes the file's last bytes when that handle closes, and the provenance recorder
 hashes the file afterwards) so the run can record what the instrument wrote. Reading
 the files back (``FrameReader``, ``open_frames``, ``read_counters``) is ``dataflow.hdf5_read``,
-whose names this module re-exports.
+whose names this module re-exports, as it does the path and file helpers of
+``dataflow.hdf5_files`` (``resolve_in_folder``, ``file_sha256``, ``open_in_process``). The
+readout counters and lost-frame records beside the frames are ``dataflow.hdf5_records``.
 
 Chunk layout: ``dataflow.hdf5_layout`` (the default ``"tomo"`` layout serves both frame
 and sinogram reads), whose names this module re-exports.
@@ -36,12 +38,10 @@ makes every frame visible at once, at a cost in write rate with multi-frame chun
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -52,24 +52,23 @@ from event_model import compose_stream_resource
 
 from .file_uri import file_uri
 from .hdf5_blocks import ChunkBlock
+from .hdf5_files import UnsafePathError, file_sha256, open_in_process, resolve_in_folder
 from .hdf5_layout import Layout, chunks_for, per_frame_chunks, tomo_chunks
 from .hdf5_nexus import write_nexus_tree
 from .hdf5_read import (
-    COUNTERS_DATASET,
     DEFAULT_DATASET,
-    LOST_ATTR,
     FrameReader,
     open_frames,
     read_counters,
     read_lost,
 )
+from .hdf5_records import SideRecords
 from .integrity import (
     CHECKSUMS_ATTR,
     HDF5ReadError,
     frame_crc32,
     write_sidecar,
 )
-from .regular_file import open_regular, same_file
 
 log = logging.getLogger(__name__)
 
@@ -79,79 +78,12 @@ COMPRESSIONS = (None, "gzip", "lzf")
 Document = tuple[str, dict[str, Any]]
 
 
-class UnsafePathError(ValueError):
-    """A file name would leave the folder it must stay in (``../``, absolute, symlink)."""
-
-
 class FrameMismatchError(ValueError):
     """A frame's shape or dtype differs from the file's."""
 
 
 class WriterClosedError(RuntimeError):
     """A frame was written after the writer was closed."""
-
-
-def resolve_in_folder(folder: str | os.PathLike[str], name: str | os.PathLike[str]) -> Path:
-    """The absolute path of ``name`` inside ``folder``, refusing any escape.
-
-    Names come from users (sample names, scan names), so ``../x``, absolute paths and
-    symlinks pointing outside are rejected rather than followed.
-
-    Raises
-    ------
-    UnsafePathError
-        When ``name`` is empty, absolute, contains a NUL, or resolves outside ``folder``.
-    """
-    text = os.fspath(name)
-    if not text or "\x00" in text:
-        raise UnsafePathError(f"file name {text!r}: must be a non-empty name without NUL")
-    if os.path.isabs(text):
-        raise UnsafePathError(f"file name {text!r}: must be relative to the data folder "
-                              f"{os.fspath(folder)}, not an absolute path")
-    root = Path(folder).resolve()
-    path = (root / text).resolve()
-    if path == root or root not in path.parents:
-        raise UnsafePathError(f"file name {text!r} resolves to {path}, outside the data "
-                              f"folder {root}")
-    return path
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 digest of a file's bytes, read in 1 MiB blocks.
-
-    Raises ``NotRegularFileError`` (an ``OSError``) for a named pipe, device or directory."""
-    digest = hashlib.sha256()
-    with open_regular(path) as f:  # a named pipe in the file's place would block
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def open_in_process(path: str | os.PathLike[str]) -> bool:
-    """True while any HDF5 handle in this process has the file ``path`` open.
-
-    HDF5 shares one open file between all handles of a process: when the embedded
-    catalog server or a live reader has a frame file open, a writer's ``close()`` only
-    drops its own handle, and the file's last bytes (the superblock's consistency flags
-    and checksum) are written when the last handle closes. Until then a digest of the
-    file is not that of the closed file.
-    """
-    names = {os.fsencode(path), os.fsencode(os.path.realpath(path))}
-    try:
-        info: os.stat_result | None = os.stat(path)
-    except OSError:
-        info = None
-    try:
-        ids = h5py.h5f.get_obj_ids(h5py.h5f.OBJ_ALL, h5py.h5f.OBJ_FILE)
-    except (RuntimeError, ValueError):
-        return False
-    for fid in ids:
-        try:  # readers open files by descriptor (``/proc/self/fd/<n>``): compare inodes
-            if fid.name in names or (info is not None and same_file(fid, info)):
-                return True
-        except (RuntimeError, ValueError):  # closed while we looked
-            continue
-    return False
 
 
 class FrameWriter:
@@ -261,18 +193,8 @@ class FrameWriter:
                 f"{dataset}_crc32", shape=(0,), maxshape=(None,), dtype="<u4",
                 chunks=(max(64, self.chunk_shape[0]),))
             self._ds.attrs[CHECKSUMS_ATTR] = self._crc.name
-            self._lost: h5py.Dataset | None = None
-            if lost_frames:
-                self._lost = self._file.create_dataset(
-                    f"{dataset}_lost", shape=(0,), maxshape=(None,), dtype="<i8", chunks=(64,))
-                self._ds.attrs[LOST_ATTR] = self._lost.name
-            self._counter_names = tuple(counters)
-            self._counters: h5py.Dataset | None = None
-            if counters:
-                # SWMR forbids new attributes once frames are written, not dataset writes
-                self._counters = self._file.create_dataset(
-                    COUNTERS_DATASET, data=np.zeros(len(counters), np.int64))
-                self._counters.attrs["names"] = list(counters)
+            self._records = SideRecords(self._file, self.path, self._ds, dataset, counters,
+                                        lost_frames)
             write_nexus_tree(self._file, dataset, detector_fields or {})
             self._file.swmr_mode = True
         except BaseException:
@@ -304,7 +226,7 @@ class FrameWriter:
     @property
     def counter_names(self) -> tuple[str, ...]:
         """The counters declared with ``counters=`` (``set_counters`` writes them)."""
-        return self._counter_names
+        return self._records.counter_names
 
     def _check_open(self) -> None:
         if self.closed:
@@ -411,31 +333,16 @@ class FrameWriter:
 
     def set_counters(self, values: Mapping[str, int]) -> None:
         """Write the counters declared with ``counters=`` (e.g. the readout's good,
-        corrupt and dropped frames before closing); undeclared names are refused."""
+        corrupt and dropped frames before closing); undeclared names are refused
+        (``dataflow.hdf5_records``)."""
         self._check_open()
-        if self._counters is None:
-            raise KeyError(f"{self.path}: no counters were declared for this file")
-        names = list(self._counter_names)
-        unknown = sorted(set(values) - set(names))
-        if unknown:
-            raise KeyError(f"{self.path}: undeclared counter(s) {', '.join(unknown)}; "
-                           f"declared: {', '.join(names)}")
-        row = self._counters[...]
-        for name, value in values.items():
-            row[names.index(name)] = int(value)
-        self._counters[...] = row
-        self._counters.flush()
+        self._records.set_counters(values)
 
     def add_lost(self, indices: Sequence[int]) -> None:
         """Record that the frames of acquisition ``indices`` were lost before reaching
-        the file (``lost_frames=True``)."""
+        the file (``lost_frames=True``; ``dataflow.hdf5_records``)."""
         self._check_open()
-        if self._lost is None:
-            raise KeyError(f"{self.path}: opened without lost_frames=True")
-        start = self._lost.shape[0]
-        self._lost.resize(start + len(indices), axis=0)
-        self._lost[start:] = np.asarray(indices, np.int64)
-        self._lost.flush()
+        self._records.add_lost(indices)
 
     # -- bluesky documents -------------------------------------------------------------
 

@@ -1,0 +1,86 @@
+"""Where frame files go and what they hash to: the path checks and file-level helpers of
+``dataflow.hdf5`` (which re-exports these names).
+
+``resolve_in_folder`` keeps user-chosen names inside the data folder; ``file_sha256`` is
+the digest a run records of a closed file; ``open_in_process`` tells whether another HDF5
+handle of this process still has a file open (its last bytes are then not written yet).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import h5py
+
+from .regular_file import open_regular, same_file
+
+__all__ = ["UnsafePathError", "file_sha256", "open_in_process", "resolve_in_folder"]
+
+
+class UnsafePathError(ValueError):
+    """A file name would leave the folder it must stay in (``../``, absolute, symlink)."""
+
+
+def resolve_in_folder(folder: str | os.PathLike[str], name: str | os.PathLike[str]) -> Path:
+    """The absolute path of ``name`` inside ``folder``, refusing any escape.
+
+    Names come from users (sample names, scan names), so ``../x``, absolute paths and
+    symlinks pointing outside are rejected rather than followed.
+
+    Raises
+    ------
+    UnsafePathError
+        When ``name`` is empty, absolute, contains a NUL, or resolves outside ``folder``.
+    """
+    text = os.fspath(name)
+    if not text or "\x00" in text:
+        raise UnsafePathError(f"file name {text!r}: must be a non-empty name without NUL")
+    if os.path.isabs(text):
+        raise UnsafePathError(f"file name {text!r}: must be relative to the data folder "
+                              f"{os.fspath(folder)}, not an absolute path")
+    root = Path(folder).resolve()
+    path = (root / text).resolve()
+    if path == root or root not in path.parents:
+        raise UnsafePathError(f"file name {text!r} resolves to {path}, outside the data "
+                              f"folder {root}")
+    return path
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 digest of a file's bytes, read in 1 MiB blocks.
+
+    Raises ``NotRegularFileError`` (an ``OSError``) for a named pipe, device or directory."""
+    digest = hashlib.sha256()
+    with open_regular(path) as f:  # a named pipe in the file's place would block
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def open_in_process(path: str | os.PathLike[str]) -> bool:
+    """True while any HDF5 handle in this process has the file ``path`` open.
+
+    HDF5 shares one open file between all handles of a process: when the embedded
+    catalog server or a live reader has a frame file open, a writer's ``close()`` only
+    drops its own handle, and the file's last bytes (the superblock's consistency flags
+    and checksum) are written when the last handle closes. Until then a digest of the
+    file is not that of the closed file.
+    """
+    names = {os.fsencode(path), os.fsencode(os.path.realpath(path))}
+    try:
+        info: os.stat_result | None = os.stat(path)
+    except OSError:
+        info = None
+    try:
+        ids = h5py.h5f.get_obj_ids(h5py.h5f.OBJ_ALL, h5py.h5f.OBJ_FILE)
+    except (RuntimeError, ValueError):
+        return False
+    for fid in ids:
+        try:  # readers open files by descriptor (``/proc/self/fd/<n>``): compare inodes
+            if fid.name in names or (info is not None and same_file(fid, info)):
+                return True
+        except (RuntimeError, ValueError):  # closed while we looked
+            continue
+    return False
