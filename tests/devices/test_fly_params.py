@@ -193,17 +193,24 @@ def test_a_detector_kicked_off_before_its_rotation_waits_for_it(
             det.unstage()
 
 
+def _armed_first(bl: Any, velocity: float = 90.0, stop: float = 90.0, frames: int = 3,
+                 exposure: float = 0.01) -> None:
+    """Prepare a 0-90 deg rotation at ``velocity``, then stage, prepare (triggers over
+    0-``stop`` deg) and kick off the detector: armed before its rotation starts."""
+    bl.rotation.prepare(ContinuousRotation(0.0, 90.0, velocity)).wait(10)
+    bl.det.stage()
+    bl.det.prepare(FlyParameters(frames=frames, exposure=exposure,
+                                 trigger=PositionTrigger(bl.rotation, 0.0, stop))).wait(5)
+    bl.det.kickoff().wait(5)
+
+
 def test_a_detector_armed_for_a_rotation_that_never_starts_fails_saying_so(
         smeflow_beamline: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     bl = smeflow_beamline
-    det, rot = bl.det, bl.rotation
+    det = bl.det
     monkeypatch.setattr(fly_params, "ROTATION_WAIT_S", 0.5)
-    rot.prepare(ContinuousRotation(0.0, 90.0, 90.0)).wait(10)
-    det.stage()
+    _armed_first(bl)
     try:
-        det.prepare(FlyParameters(frames=3, exposure=0.01,
-                                  trigger=PositionTrigger(rot, 0.0, 90.0))).wait(5)
-        det.kickoff().wait(5)
         with pytest.raises(RuntimeError, match="no continuous rotation started within "
                                                r"0\.5 s of the detector's kickoff; prepare "
                                                "and kick off the rotation"):
@@ -219,11 +226,7 @@ def test_a_detector_waiting_for_its_rotation_is_unstaged_cleanly(
     wait ends at once, nothing is written, and the detector flies again."""
     bl = smeflow_beamline
     det, rot = bl.det, bl.rotation
-    rot.prepare(ContinuousRotation(0.0, 90.0, 90.0)).wait(10)
-    det.stage()
-    det.prepare(FlyParameters(frames=3, exposure=0.01,
-                              trigger=PositionTrigger(rot, 0.0, 90.0))).wait(5)
-    det.kickoff().wait(5)
+    _armed_first(bl)
     waiting = det.fly
     began = time.monotonic()
     det.unstage()
@@ -248,12 +251,8 @@ def test_a_trigger_range_outside_the_rotation_that_starts_later_fails_the_acquis
     fails with the reason (the kickoff had nothing to check it against)."""
     bl = smeflow_beamline
     det, rot = bl.det, bl.rotation
-    rot.prepare(ContinuousRotation(0.0, 90.0, 90.0)).wait(10)
-    det.stage()
+    _armed_first(bl, stop=180.0, frames=4)
     try:
-        det.prepare(FlyParameters(frames=4, exposure=0.01,
-                                  trigger=PositionTrigger(rot, 0.0, 180.0))).wait(5)
-        det.kickoff().wait(5)
         rot.kickoff().wait(5)
         with pytest.raises(ValueError, match="the trigger range must lie within it"):
             det.complete().wait(10)
@@ -269,12 +268,8 @@ def test_triggers_closer_than_the_exposure_on_a_rotation_that_starts_later_fail(
     one prepared at the kickoff: 6 bins of 15 deg at 300 deg/s are 50 ms apart."""
     bl = smeflow_beamline
     det, rot = bl.det, bl.rotation
-    rot.prepare(ContinuousRotation(0.0, 90.0, 9.0)).wait(10)  # (slow: would pass)
-    det.stage()
+    _armed_first(bl, velocity=9.0, frames=6, exposure=0.1)  # (slow: would pass)
     try:
-        det.prepare(FlyParameters(frames=6, exposure=0.1,
-                                  trigger=PositionTrigger(rot, 0.0, 90.0))).wait(5)
-        det.kickoff().wait(5)
         rot.prepare(ContinuousRotation(0.0, 90.0, 300.0)).wait(10)
         rot.kickoff().wait(5)
         with pytest.raises(ValueError, match=r"position-compare trigger spacing 0\.05 s "
