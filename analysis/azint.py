@@ -8,7 +8,8 @@ arguments with pyFAI's meaning and defaults — ``method`` (pixel splitting ``"n
 module gaps when None), ``dummy``/``delta_dummy`` (the detector's when None), NaN pixels
 dropped, ``correctSolidAngle``, ``polarization_factor``, ``dark``, ``flat``,
 ``normalization_factor``, ``error_model`` (None, ``"poisson"``, ``"azimuthal"``) — and return
-results that unpack like pyFAI's. Results agree with pyFAI's CSR engines bin by bin.
+results that unpack like pyFAI's. Results agree with pyFAI's CSR engines bin by bin; bins no
+pixel reaches hold :attr:`AzimuthalIntegrator.empty` (0 unless set), as pyFAI's ``ai.empty``.
 
 Everything that depends on the geometry and the configuration is built once and cached,
 keyed by all it depends on (mask, dark and flat by content): the sparse integration matrix
@@ -148,16 +149,19 @@ class AzimuthalIntegrator:
         ``"private"`` (private histograms wherever they apply: at most 4096 bins; 2D cakes
         with pixel splitting still go row by row) or ``"csr"`` — the kernel changes, not
         the result.
+    empty
+        The value of bins that no pixel reaches (pyFAI's ``ai.empty``); settable later.
     """
 
     def __init__(self, geometry: PoniGeometry, device: str | None = None,
-                 kernel: str = "auto") -> None:
+                 kernel: str = "auto", empty: float = 0.0) -> None:
         if not isinstance(geometry, PoniGeometry):
             raise TypeError(f"geometry must be a PoniGeometry, got {type(geometry).__name__}")
         if kernel not in KINDS:
             raise ValueError(f"unknown kernel {kernel!r}; valid: {', '.join(KINDS)}")
         self.geometry = geometry
         self.kernel = kernel
+        self.empty = empty
         self.rt = cl.runtime(device)
         self._compute_engine = f"OpenCL {self.rt.name}"
         self._contents = args.ContentKeys()
@@ -169,6 +173,22 @@ class AzimuthalIntegrator:
              device: str | None = None) -> AzimuthalIntegrator:
         """An integrator for the geometry of a pyFAI ``.poni`` file (``pyFAI.load``)."""
         return cls(read_poni(path, shape=shape), device=device)
+
+    @property
+    def empty(self) -> float:
+        """The value given to bins that no pixel reaches, whatever the ``dummy`` (pyFAI's
+        ``ai.empty``: 0 by default, a float32; None or 0 set it to 0)."""
+        return self._empty
+
+    @empty.setter
+    def empty(self, value: float | None) -> None:
+        if value is None:
+            value = 0.0
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer,
+                                                             np.floating)):
+            raise ValueError(f"empty must be a number (the value of empty bins), got "
+                             f"{value!r}")
+        self._empty = float(np.float32(value))
 
     def reset(self) -> None:
         """Forget every cached matrix and plan."""
@@ -209,8 +229,8 @@ class AzimuthalIntegrator:
                               azimuth_range, azim_unit or _CHI_DEG))
         return _Call(request, mask_arr, mask_key, args.image("dark", dark, g.shape),
                      args.image("flat", flat, g.shape), bool(correct_solid_angle),
-                     None if pol is None else float(pol), model, d,
-                     0.0 if d is None else d.value, float(factor))
+                     None if pol is None else float(pol), model, d, self.empty,
+                     float(factor))
 
     def _matrix(self, c: _Call) -> Matrix:
         r = c.request
@@ -341,11 +361,14 @@ class AzimuthalIntegrator:
         mask
             Non-zero where pixels are excluded; None: the detector's module gaps.
         dummy, delta_dummy
-            Pixels equal to ``dummy`` (±``delta_dummy``) do not count, and empty bins get
-            ``dummy``; None: the detector's (−2 ± 1.5 for Dectris detectors).
+            Pixels equal to ``dummy`` (±``delta_dummy``) do not count; None: the
+            detector's (−2 ± 1.5 for Dectris detectors). Bins that no pixel reaches get
+            :attr:`empty`, not the dummy (as pyFAI).
         method
-            Pixel splitting ``"no"``, ``"bbox"`` (default), ``"full"`` or a pyFAI method
-            tuple / ``IntegrationMethod``.
+            Pixel splitting ``"no"``, ``"bbox"`` (default), ``"full"``, a pyFAI method
+            tuple / ``IntegrationMethod``, or a pyFAI method name (``"csr"``,
+            ``"nosplit_csr"``, ``"full_csr"``, ``"splitpixel"``, ...: its splitting —
+            :mod:`analysis.azint_method`).
         unit
             ``2th_deg``, ``2th_rad``, ``q_nm^-1`` (default), ``q_A^-1``, ``r_mm``, ``r_m``,
             ``d*2_A^-2``, ``d*2_nm^-2``.

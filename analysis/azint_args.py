@@ -13,38 +13,13 @@ import numpy.typing as npt
 
 from analysis import devarray
 from analysis.azint_engine import FRAME_TYPES
-from analysis.azint_matrix import SPLITS
+from analysis.azint_method import split_of
 from analysis.azint_plan import ERROR_MODELS, Dummy
 from geometry import Detector, Unit, azimuthal_unit, radial_unit
 
 __all__ = ["ContentKeys", "azimuth_range", "bins", "check_frames", "digest", "dummy_of",
            "error_model",
            "image", "radial_range", "split_of", "units2d"]
-
-_ALIASES = {"no": "no", "nosplit": "no", "bbox": "bbox", "splitbbox": "bbox", "full": "full",
-            "splitpixel": "full"}
-
-
-def split_of(method: Any) -> str:
-    """The pixel splitting asked for by ``method``: ``"no"``, ``"bbox"``, ``"full"``, a
-    pyFAI method tuple such as ``("bbox", "csr", "opencl")`` (its first item chooses; the
-    algorithm and implementation are accepted — smeflow always runs a CSR-style OpenCL
-    engine), or a pyFAI ``IntegrationMethod``."""
-    candidate: Any = method
-    split = getattr(method, "split_lower", None) or getattr(method, "split", None)
-    if isinstance(split, str):
-        candidate = split
-    elif isinstance(method, (tuple, list)) and method and all(
-            isinstance(m, str) for m in method):
-        candidate = method[0]
-    if isinstance(candidate, str):
-        found = _ALIASES.get(candidate.strip().lower().replace("_", ""))
-        if found is not None:
-            return found
-    raise ValueError(f"unknown method {method!r}: give the pixel splitting "
-                     f"({', '.join(SPLITS)}) or a pyFAI method tuple such as "
-                     "('bbox', 'csr', 'opencl')")
-
 
 def error_model(model: Any) -> str | None:
     """``None``, ``"poisson"`` or ``"azimuthal"`` (pyFAI's spellings, case-insensitive)."""

@@ -21,10 +21,17 @@ the server's key in ``TILED_API_KEY``:
 
 The profile holds the server's address, never its key: Tiled reads the key from
 ``TILED_API_KEY`` (or asks for it).
+
+``open_broker``'s ``db.v2`` also takes databroker's older dict queries the way its
+tutorials mean them, as keys of the start document: ``db.v2.search({"plan_name":
+"scan"})``. bluesky-tiled-plugins 2.0.12 turns such a dict into ``Key("plan_name")`` without
+its ``start.`` prefix, so its own catalogs (``databroker.catalog[NAME]``, ``Catalog.client``)
+find nothing for it; ``Key("plan_name") == "scan"`` works on every one.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -58,7 +65,51 @@ def open_broker(catalog: ClientCatalog | str | os.PathLike[str] | None = None) -
         catalog = Catalog(catalog)
     if catalog.client is None:
         raise CatalogError(f"the catalog {catalog.where} is closed")
-    return Broker(catalog.client)
+    return Broker(dict_searching(catalog.client))
+
+
+def dict_searching(runs: Any) -> Any:
+    """``runs`` (bluesky's Tiled catalog of runs) where ``search`` takes a dict of
+    start-document keys and values, ANDed: ``{"plan_name": "scan", "num_points": 3}``.
+
+    A value that is itself a dict (a MongoDB operator such as ``{"$gt": 3}``) raises
+    ``ValueError`` naming the key: databroker 2 runs no MongoDB queries — use
+    ``databroker.queries`` (``Comparison``, ``In``, ...)."""
+    cls = _dict_search_runs()
+    if isinstance(runs, cls):
+        return runs
+    return cls(runs.context, item=runs.item, structure_clients=runs.structure_clients,
+               include_data_sources=runs._include_data_sources)
+
+
+@functools.cache
+def _dict_search_runs() -> type:
+    """The catalog-of-runs class of :func:`dict_searching` (made once, on first use: it
+    imports bluesky-tiled-plugins)."""
+    from bluesky_tiled_plugins.clients.catalog_of_bluesky_runs import CatalogOfBlueskyRuns
+    from tiled.queries import Key
+
+    class DictSearchRuns(CatalogOfBlueskyRuns):  # type: ignore[misc]
+        """bluesky's catalog of runs; a dict query means start-document keys."""
+
+        def search(self, query: Any) -> Any:
+            if not isinstance(query, dict):
+                return super().search(query)
+            found = self
+            for key, value in query.items():
+                if not isinstance(key, str) or isinstance(value, dict):
+                    raise ValueError(
+                        f"search({query!r}): {key!r}: {value!r} is no start-document key "
+                        "and value (databroker 2 runs no MongoDB operators); use "
+                        "databroker.queries (Key, Comparison, In, ...)")
+                found = found.search(Key(key) == value)  # the base adds "start."
+            return found
+
+        @property
+        def v2(self) -> Any:
+            return dict_searching(super().v2)
+
+    return DictSearchRuns
 
 
 def profile_folder() -> Path:

@@ -64,6 +64,11 @@ class Detector:
     orientation
         pyFAI's orientation of the pixel grid: 3 (pyFAI's native one), 1 (both axes
         flipped), 2 (rows flipped), 4 (columns flipped).
+    binning, max_shape
+        ``(rows, cols)`` pixels summed into one and the unbinned shape (pyFAI's
+        ``binning`` and ``max_shape``): ``shape`` is ``max_shape // binning`` and the gap
+        mask is drawn at ``max_shape`` then binned (a binned pixel is masked when any of
+        its pixels is). ``max_shape`` None: ``shape`` (unbinned).
     """
 
     name: str
@@ -77,6 +82,8 @@ class Detector:
     dummy: float | None = None
     delta_dummy: float | None = None
     orientation: int = 3
+    binning: tuple[int, int] = (1, 1)
+    max_shape: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         for name in ("pixel1", "pixel2"):
@@ -96,6 +103,16 @@ class Detector:
         if self.orientation not in (1, 2, 3, 4):
             raise DetectorError(f"detector {self.name}: orientation {self.orientation!r} is "
                                 "not supported (1, 2, 3 or 4)")
+        binning = _int_pair(self.binning)
+        if binning is None:
+            raise DetectorError(f"detector {self.name}: binning must be two positive ints "
+                                f"(rows, cols), got {self.binning!r}")
+        object.__setattr__(self, "binning", binning)
+        full = self.shape if self.max_shape is None else _int_pair(self.max_shape)
+        if full is None or (full[0] // binning[0], full[1] // binning[1]) != self.shape:
+            raise DetectorError(f"detector {self.name}: shape {self.shape} is not max_shape "
+                                f"{self.max_shape} // binning {binning}")
+        object.__setattr__(self, "max_shape", full)
 
     @property
     def is_generic(self) -> bool:
@@ -105,19 +122,24 @@ class Detector:
     @cached_property
     def mask(self) -> npt.NDArray[np.bool_]:
         """True on the pixels that do not exist (module gaps), read-only, ``shape``."""
-        mask = np.zeros(self.shape, dtype=bool)
+        assert self.max_shape is not None
+        mask: npt.NDArray[np.bool_] = np.zeros(self.max_shape, dtype=bool)
         if self.module_size is not None and self.module_gap is not None:
             for axis in (0, 1):
                 size, gap = self.module_size[axis], self.module_gap[axis]
-                for start in range(size, self.shape[axis], size + gap):
+                for start in range(size, mask.shape[axis], size + gap):
                     index = [slice(None), slice(None)]
                     index[axis] = slice(start, start + gap)
                     mask[tuple(index)] = True
             if self.centre_gap is not None:
                 first, width = self.centre_gap
                 size, gap = self.module_size[1], self.module_gap[1]
-                for middle in range(size // 2, self.shape[1], size + gap):
+                for middle in range(size // 2, mask.shape[1], size + gap):
                     mask[:, max(0, middle + first):middle + first + width] = True
+        if self.binning != (1, 1):
+            (b0, b1), (n0, n1) = self.binning, self.shape
+            mask = np.asarray(mask[:n0 * b0, :n1 * b1].reshape(n0, b0, n1, b1)
+                              .any(axis=(1, 3)))
         if self.circular:
             c0, c1 = self.shape[0] // 2, self.shape[1] // 2
             rows = np.arange(self.shape[0])[:, None] + 0.5 - c0
@@ -135,9 +157,22 @@ class Detector:
         """The ``Detector_config`` pyFAI writes for this detector (version 2.1)."""
         config: dict[str, object] = {"pixel1": self.pixel1, "pixel2": self.pixel2,
                                      "orientation": self.orientation}
-        if self.is_generic or self.shape != _table_shape(self):
-            config["max_shape"] = [self.shape[0], self.shape[1]]
+        full = self.max_shape or self.shape
+        if self.is_generic or full != _table_full_shape(self):
+            config["max_shape"] = [full[0], full[1]]
         return config
+
+
+def _int_pair(value: Any) -> tuple[int, int] | None:
+    """``value`` as two positive ints, None when it is not such a pair."""
+    try:
+        items = tuple(value)
+    except TypeError:
+        return None
+    if len(items) != 2 or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool)
+                                  and 0 < n < 2**31 for n in items):
+        return None
+    return int(items[0]), int(items[1])
 
 
 def _finite(value: float | np.floating[Any]) -> bool:
@@ -304,47 +339,96 @@ def detector_names() -> list[str]:
     return sorted(_TABLE)
 
 
-def _table_shape(det: Detector) -> tuple[int, int] | None:
+def _table_full_shape(det: Detector) -> tuple[int, int] | None:
+    """The unbinned shape of the table's detector called like ``det``."""
     entry = _TABLE.get(det.name)
-    if entry is None:
+    return None if entry is None else entry[1]
+
+
+def _binning_arg(name: str, value: Any) -> tuple[int, int] | None:
+    """pyFAI's ``binning`` (an int or ``[rows, cols]``) as a pair, None when absent."""
+    if value is None:
         return None
-    family, shape, _, _ = entry
-    if not family.binned:
-        return shape
-    return _binned_shape(det.name, family, shape, det.pixel1, det.pixel2)
+    pair = _int_pair((value, value) if isinstance(value, (int, np.integer))
+                     and not isinstance(value, bool) else value)
+    if pair is None:
+        raise DetectorError(f"detector {name}: binning must be a positive int or two "
+                            f"(rows, cols), got {value!r}")
+    return pair
 
 
-def _binning_of(name: str, family: _Family, pixel: float) -> int:
-    for b, size in family.binned:
-        if math.isclose(size, pixel, rel_tol=1e-6):
-            return b
-    sizes = ", ".join(f"{size:g}" for _, size in family.binned)
-    raise DetectorError(f"detector {name}: pixel size {pixel!r} m is none of its binned "
-                        f"pixel sizes ({sizes} m)")
+def _close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-6)
 
 
-def _binned_shape(name: str, family: _Family, full: tuple[int, int], pixel1: float,
-                  pixel2: float) -> tuple[int, int]:
-    return (full[0] // _binning_of(name, family, pixel1),
-            full[1] // _binning_of(name, family, pixel2))
+def _axis_binning(name: str, family: _Family, default: int, axis: int,
+                  pixel: float | None, binning: int | None) -> tuple[float, int]:
+    """Pixel size and binning along one axis, as pyFAI derives them.
+
+    A fixed-pixel (Dectris) detector's pixel size is its native one times the binning; a
+    binnable sensor (Perkin-Elmer, Rayonix) has one listed size per binning. An explicit
+    ``binning`` decides the size; a pixel size that says another binning is refused."""
+    sizes = dict(family.binned) if family.binned else None
+    if binning is not None:
+        if sizes is None:
+            size = family.pixel * binning
+        elif binning in sizes:
+            size = sizes[binning]
+        else:
+            raise DetectorError(f"detector {name}: binning {binning} is none of its "
+                                f"binnings ({', '.join(map(str, sizes))})")
+        unbinned = family.pixel if sizes is None else sizes[1]
+        if pixel is not None and not (_close(pixel, size) or _close(pixel, unbinned)):
+            raise DetectorError(f"detector {name}: pixel{axis} {pixel!r} m contradicts "
+                                f"binning {binning} (pixel size {size:g} m)")
+        return size, binning
+    if sizes is not None:
+        if pixel is None:
+            return sizes[default], default
+        for b, size in family.binned:
+            if _close(size, pixel):
+                return pixel, b
+        raise DetectorError(f"detector {name}: pixel size {pixel!r} m is none of its binned "
+                            f"pixel sizes ({', '.join(f'{v:g}' for v in sizes.values())} m)")
+    if pixel is None:
+        return family.pixel, 1
+    k = round(pixel / family.pixel)
+    if k < 1 or not _close(pixel, k * family.pixel):
+        raise DetectorError(f"detector {name}: pixel{axis} {pixel!r} m is neither its pixel "
+                            f"size {family.pixel:g} m nor an integer multiple of it (a "
+                            "binning)")
+    return pixel, k
 
 
 def detector(name: str, pixel1: float | None = None, pixel2: float | None = None,
              shape: tuple[int, int] | None = None, orientation: int = 3,
-             module_size: tuple[int, int] | None = None) -> Detector:
+             module_size: tuple[int, int] | None = None,
+             binning: int | tuple[int, int] | None = None) -> Detector:
     """The detector called ``name`` (pyFAI's class name or an alias).
 
-    ``pixel1``/``pixel2`` override the published pixel size (for Perkin-Elmer and Rayonix
-    detectors they choose the binning, hence the shape); ``shape`` is required for the
-    generic ``"Detector"`` and overrides a named detector's (pyFAI's ``max_shape``);
+    ``pixel1``/``pixel2`` override the published pixel size: for Dectris detectors an
+    integer multiple ``k`` of it is a binning ``k`` (pyFAI's reading of a binned
+    detector's ``.poni``), any other size is refused; for Perkin-Elmer and Rayonix
+    detectors each listed size is a binning. ``binning`` (an int or ``(rows, cols)``,
+    pyFAI's ``Detector_config`` key) chooses the binning explicitly. ``shape`` is
+    pyFAI's ``max_shape``, the unbinned shape: required for the generic ``"Detector"``,
+    an override for a named one; the detector's shape is ``max_shape // binning``.
     ``module_size`` overrides a Dectris detector's module size (pyFAI's config key).
     Unknown names raise :class:`DetectorError` with the closest known names."""
     if not isinstance(name, str):
         raise DetectorError(f"detector name must be a string, got {name!r}")
+    bins = _binning_arg(name, binning)
     if _key(name) == _key(GENERIC):
         if pixel1 is None or pixel2 is None or shape is None:
             raise DetectorError("a generic Detector needs pixel1, pixel2 and the shape "
                                 "(max_shape)")
+        if bins is not None and bins != (1, 1):  # pyFAI: pixels grow, shape shrinks
+            full = _int_pair(shape)
+            if full is None:
+                raise DetectorError(f"detector {GENERIC}: shape must be two positive ints "
+                                    f"(rows, cols), got {shape!r}")
+            return Detector(GENERIC, pixel1 * bins[0], pixel2 * bins[1],
+                            (full[0] // bins[0], full[1] // bins[1]), orientation=orientation)
         return Detector(GENERIC, pixel1, pixel2, shape, orientation=orientation)
     canonical = _KEYS.get(_key(name))
     if canonical is None:
@@ -352,19 +436,18 @@ def detector(name: str, pixel1: float | None = None, pixel2: float | None = None
         hint = f"; did you mean {', '.join(close)}?" if close else \
             f"; known detectors: {', '.join(detector_names())}"
         raise DetectorError(f"unknown detector {name!r}{hint}")
-    family, full, default, _ = _TABLE[canonical]
-    if family.binned:
-        base = dict(family.binned)[default]
-        p1 = base if pixel1 is None else pixel1
-        p2 = base if pixel2 is None else pixel2
-        own_shape = _binned_shape(canonical, family, full, p1, p2)
-    else:
-        p1 = family.pixel if pixel1 is None else pixel1
-        p2 = family.pixel if pixel2 is None else pixel2
-        own_shape = full
+    family, table_shape, default, _ = _TABLE[canonical]
+    p1, b1 = _axis_binning(canonical, family, default, 1, pixel1,
+                           None if bins is None else bins[0])
+    p2, b2 = _axis_binning(canonical, family, default, 2, pixel2,
+                           None if bins is None else bins[1])
+    full = table_shape if shape is None else _int_pair(shape)
+    if full is None:
+        raise DetectorError(f"detector {canonical}: shape must be two positive ints "
+                            f"(rows, cols), got {shape!r}")
     dummy = family.dummy or (None, None)
-    return Detector(canonical, p1, p2, own_shape if shape is None else shape,
+    return Detector(canonical, p1, p2, (full[0] // b1, full[1] // b2),
                     module_size=module_size or family.module, module_gap=family.gap,
                     centre_gap=family.centre_gap, circular=family.circular,
                     dummy=dummy[0], delta_dummy=dummy[1],
-                    orientation=orientation)
+                    orientation=orientation, binning=(b1, b2), max_shape=full)

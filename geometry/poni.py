@@ -327,8 +327,13 @@ def _make_detector(det: Detector | str | None, pixel1: float | None, pixel2: flo
                             (1024, 1024) if shape is None else shape,
                             orientation=3 if orientation is None else orientation)
         if isinstance(det, str):
-            return detector(det, pixel1, pixel2, shape,
-                            3 if orientation is None else orientation)
+            named = detector(det, pixel1, pixel2, None, 3 if orientation is None
+                             else orientation)
+            if shape is None or shape == named.shape:
+                return named
+            (b1, b2) = named.binning  # ``shape`` is the (binned) image's
+            return detector(det, pixel1, pixel2, (shape[0] * b1, shape[1] * b2),
+                            named.orientation)
     except DetectorError as exc:
         raise ValueError(f"PoniGeometry.detector: {exc}") from None
     raise ValueError(f"PoniGeometry.detector must be a Detector, a detector name or None, "

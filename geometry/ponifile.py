@@ -11,6 +11,11 @@ detector config has been written in several spellings, all read here:
   detector, whose shape and gaps come from :mod:`geometry.detectors` (current pyFAI);
 * ``{}`` with a named detector (older pyFAI).
 
+A Dectris detector whose pixel size is an integer multiple of its own is binned, as
+``pyFAI.load`` reads it: ``Detector: Pilatus1M`` with ``"pixel1": 0.000344`` is 521 × 490
+pixels of 344 µm (binning 2 × 2). A ``"binning"`` key (which pyFAI's factory also takes)
+chooses the binning explicitly; a pixel size saying another binning is refused.
+
 A file without a shape (a generic detector without ``max_shape``, version 1 files) needs
 ``shape=`` from the caller. A file without ``Wavelength`` gives ``wavelength=None``.
 """
@@ -33,7 +38,7 @@ _NUMERIC_KEYS = ("distance", "poni1", "poni2", "rot1", "rot2", "rot3", "waveleng
 _REQUIRED_KEYS = ("distance", "poni1", "poni2", "rot1", "rot2", "rot3")
 #: Detector_config keys understood (lower case, as pyFAI matches them).
 _CONFIG_KEYS = ("pixel1", "pixel2", "max_shape", "orientation", "module_size",
-                "splinefile", "sensor")
+                "binning", "splinefile", "sensor")
 _DISPLAY = {"detector_config": "Detector_config", "poni_version": "poni_version",
             "pixelsize1": "PixelSize1", "pixelsize2": "PixelSize2",
             "splinefile": "SplineFile"}
@@ -154,7 +159,8 @@ def _pair(value: Any) -> tuple[int, int] | None:
 
 def _build(where: str, name: str, pixel1: float | None, pixel2: float | None,
            file_shape: tuple[int, int] | None, given: tuple[int, int] | None,
-           orientation: int = 3, module_size: tuple[int, int] | None = None) -> Detector:
+           orientation: int = 3, module_size: tuple[int, int] | None = None,
+           binning: Any = None) -> Detector:
     """The detector, with the caller's ``shape`` where the file has none."""
     generic = name.strip().lower() == GENERIC.lower()
     if given is not None:
@@ -166,7 +172,7 @@ def _build(where: str, name: str, pixel1: float | None, pixel2: float | None,
                             "Detector without max_shape): pass shape=(rows, cols)")
         shape = given
     try:
-        det = detector(name, pixel1, pixel2, shape, orientation, module_size)
+        det = detector(name, pixel1, pixel2, shape, orientation, module_size, binning)
     except DetectorError as exc:
         raise PoniError(f"{where}: {exc}") from None
     if given is not None and det.shape != given:
@@ -227,7 +233,7 @@ def _detector_v2(lines: _Lines, shape: tuple[int, int] | None) -> Detector:
         raise PoniError(f"{where}: detector orientation {orientation!r} is not supported "
                         "(1, 2, 3 or 4)")
     return _build(lines.where("detector"), name, pixels[0], pixels[1], file_shape, shape,
-                  orientation, module)
+                  orientation, module, config.get("binning"))
 
 
 def _config_pair(config: dict[str, Any], key: str, where: str) -> tuple[int, int] | None:

@@ -248,3 +248,98 @@ def test_stack_is_n_pyfai_calls(ours: AzimuthalIntegrator, theirs: Any) -> None:
             ref = getattr(want, name)
             has = want.count > 0
             assert np.allclose(one[has], ref[has], rtol=TOL), name
+
+
+# -- user report U2: empty bins hold ai.empty, not the detector's dummy -------------------
+
+
+def _empty_bins_agree(got: Any, want: Any) -> int:
+    empty = np.asarray(want.count) == 0
+    assert np.array_equal(np.asarray(got.count) == 0, empty)
+    assert np.array_equal(got.intensity[empty], want.intensity[empty])
+    if want.sigma is not None:
+        assert np.array_equal(got.sigma[empty], want.sigma[empty])
+    return int(empty.sum())
+
+
+@pytest.fixture(scope="module")
+def pilatus_tilted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tilted, rotated Pilatus 100k as pyFAI writes it (user report U2's file)."""
+    ai = PyFAI(dist=0.1, poni1=0.03, poni2=0.04, rot1=0.02, rot2=-0.01, rot3=0.1,
+               detector=pyfai_detectors.detector_factory("Pilatus100k"), wavelength=1e-10)
+    path = tmp_path_factory.mktemp("u2") / "pilatus100k.poni"
+    ai.write(str(path))
+    return path
+
+
+@pytest.mark.parametrize("kw", [{}, {"dummy": -5.0, "delta_dummy": 0.5},
+                                {"error_model": "poisson"}])
+def test_empty_bins_of_a_dectris_pattern_hold_pyfai_s_empty(pilatus_tilted: Path,
+                                                             kw: dict[str, Any]) -> None:
+    theirs, ours = pyFAI.load(str(pilatus_tilted)), AzimuthalIntegrator.load(pilatus_tilted)
+    frame = np.random.default_rng(1).poisson(100, ours.geometry.shape).astype(np.float32)
+    want = theirs.integrate1d(frame, 100, radial_range=(0, 40), unit="2th_deg", **kw)
+    got = ours.integrate1d(frame, 100, radial_range=(0, 40), unit="2th_deg", **kw)
+    assert _empty_bins_agree(got, want) > 10
+    assert not np.any(got.intensity == -2.0)
+
+
+def test_empty_cells_of_a_dectris_cake_hold_pyfai_s_empty(pilatus_tilted: Path) -> None:
+    theirs, ours = pyFAI.load(str(pilatus_tilted)), AzimuthalIntegrator.load(pilatus_tilted)
+    frame = np.random.default_rng(2).poisson(100, ours.geometry.shape).astype(np.float32)
+    want = theirs.integrate2d(frame, 100, 90, unit="2th_deg")
+    got = ours.integrate2d(frame, 100, 90, unit="2th_deg")
+    assert _empty_bins_agree(got, want) > 1000
+    has = want.count > 0
+    assert np.allclose(got.intensity[has], want.intensity[has], rtol=TOL_SPLIT)
+    # what the report saw: the mean over χ of pyFAI's cake, empty cells counted as pyFAI's
+    assert np.allclose(got.intensity.mean(axis=0), want.intensity.mean(axis=0),
+                       rtol=TOL_SPLIT)
+
+
+@pytest.mark.parametrize("value", [-1.0, float("nan"), None])
+def test_empty_is_settable_as_pyfai_s(pilatus_tilted: Path, value: float | None) -> None:
+    theirs, ours = pyFAI.load(str(pilatus_tilted)), AzimuthalIntegrator.load(pilatus_tilted)
+    theirs.empty = value
+    ours.empty = value  # type: ignore[assignment]
+    assert ours.empty == theirs.empty or (np.isnan(ours.empty) and np.isnan(theirs.empty))
+    frame = np.random.default_rng(4).poisson(30, ours.geometry.shape).astype(np.int32)
+    kw = dict(radial_range=(0, 40), unit="2th_deg", error_model="poisson")
+    want, got = theirs.integrate1d(frame, 60, **kw), ours.integrate1d(frame, 60, **kw)
+    empty = want.count == 0
+    assert empty.sum() > 5
+    assert np.array_equal(got.intensity[empty], want.intensity[empty], equal_nan=True)
+    assert np.array_equal(got.sigma[empty], want.sigma[empty], equal_nan=True)
+    with pytest.raises(ValueError, match=r"empty must be a number .*got 'zero'"):
+        ours.empty = "zero"  # type: ignore[assignment]
+
+
+# -- user report U3: pyFAI's method names -------------------------------------------------
+
+
+@pytest.mark.parametrize("method", [
+    "csr", "lut", "nosplit_csr", "nosplit_lut", "full_csr", "full_lut", "cython", "numpy",
+    "splitpixel", "bbox", "BBox split CSR Cython", "full_histogram_cython", "csr_ocl",
+    ("no", "histogram", "cython"), ("full", "lut", "cython"), ["bbox", "csc", "python"]])
+def test_pyfai_method_names(ours: AzimuthalIntegrator, theirs: Any, method: Any) -> None:
+    """Each of pyFAI's method spellings runs the splitting pyFAI runs for it."""
+    want = theirs.integrate1d(FRAME, 40, unit="2th_deg", method=method)
+    got = ours.integrate1d(FRAME, 40, unit="2th_deg", method=method)
+    assert got.method[0] == want.method.split_lower
+    _agree(got, want, tol=TOL if got.method[0] == "no" else TOL_SPLIT)
+
+
+@pytest.mark.parametrize(("method", "message"), [
+    ("pseudo", r"'pseudo' splitting is not offered here; use 'bbox' or 'full'"),
+    (("pseudo", "csr", "cython"), r"'pseudo' splitting is not offered"),
+    ("csr_cython", r"method 'csr_cython' names no pixel splitting"),
+    ("bbox_full", r"method 'bbox_full' names two pixel splittings"),
+    ("xyz", r"unknown method 'xyz': 'xyz' is no part of a pyFAI method name"),
+    (("bbox", "fast", "cython"), r"'fast' is not a pyFAI algorithm"),
+    (("bbox", "csr", "cuda"), r"'cuda' is not a pyFAI implementation"),
+    (3, r"unknown method 3: give the pixel splitting"),
+])
+def test_methods_of_another_splitting_are_refused(ours: AzimuthalIntegrator, method: Any,
+                                                  message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ours.integrate1d(FRAME, 40, method=method)

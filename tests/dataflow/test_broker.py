@@ -186,6 +186,37 @@ def test_v2_runs_over_the_embedded_catalog(embedded: tuple[Catalog, Docs, Any]) 
     check_v2(open_broker(catalog).v2, docs, runs)
 
 
+def test_v2_dict_search_means_start_document_keys(embedded: tuple[Catalog, Docs, Any]
+                                                  ) -> None:
+    """databroker's tutorial form ``db.v2.search({"plan_name": "scan"})`` (user report U4):
+    the dict's keys are the start document's, ANDed, as databroker v1's ``db(...)`` and
+    ``Key(...)`` read them; bluesky-tiled-plugins 2.0.12 alone finds nothing for it."""
+    import warnings
+
+    from databroker.queries import Key, TimeRange
+
+    catalog, _, (count_uid, scan_uid, between, after) = embedded
+    db = open_broker(catalog)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no deprecation detour either
+        assert list(db.v2.search({"plan_name": "scan"})) == [scan_uid]
+        assert list(db.v2.search({"plan_name": "count", "sample": "Ce-O2 (batch 7)"})) \
+            == [count_uid]
+        assert list(db.v2.search({"plan_name": "count", "sample": "another"})) == []
+        assert list(db.v2.search({"start.plan_name": "scan"})) == [scan_uid]
+        assert list(db.v2.search({})) == [count_uid, scan_uid]
+        assert list(db.v2.search(TimeRange(since=between, until=after))
+                    .search({"num_points": 3})) == [scan_uid]
+        assert list(db.v2.v2.search({"plan_name": "scan"})) == [scan_uid]
+    assert list(db.v2.search(Key("plan_name") == "scan")) == [scan_uid]
+    with pytest.raises(ValueError, match=r"'num_points': \{'\$gt': 2\} is no start-document"):
+        db.v2.search({"num_points": {"$gt": 2}})
+    # what docs/catalog.md says of the plugin's own catalog: a dict finds nothing there
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert list(catalog.client.search({"plan_name": "scan"})) == []
+
+
 def test_asking_for_v2_runs_leaves_every_other_client_alone(
         embedded: tuple[Catalog, Docs, Any]) -> None:
     """``catalog.v2`` (databroker's v1 Header uses it) gives v2 runs and nothing else

@@ -89,3 +89,76 @@ def test_config_is_what_pyfai_writes() -> None:
                                 "max_shape": [10, 20]}
     theirs = pyfai_detectors.Detector(1e-4, 2e-4, max_shape=(10, 20), orientation=2)
     assert json.dumps(generic.config()) == json.dumps(theirs.get_config())
+
+
+def _binned_by_hand(full: np.ndarray, binning: tuple[int, int]) -> np.ndarray:
+    """A binned pixel is masked when any pixel it sums is (pyFAI bins masks by summing);
+    rows and columns left over by the binning are dropped, as the binned shape drops them."""
+    (b0, b1), (n0, n1) = binning, (full.shape[0] // binning[0], full.shape[1] // binning[1])
+    return full[:n0 * b0, :n1 * b1].reshape(n0, b0, n1, b1).any(axis=(1, 3))
+
+
+@pytest.mark.parametrize("binning", [(2, 2), (3, 3), (2, 1), (1, 4)])
+def test_binned_detectors_match_pyfai(binning: tuple[int, int]) -> None:
+    """Every named detector binned as pyFAI bins it, by pixel size (what a binned
+    detector's .poni holds) and by pyFAI's ``binning`` key: shape, pixel size and mask."""
+    compared = by_hand = 0
+    for name in detector_names():
+        base = detector(name)
+        try:
+            ours = detector(name, binning=binning)
+        except DetectorError as exc:  # a binnable sensor without that binning
+            assert "is none of its binnings" in str(exc), name
+            assert name.startswith(("Perkin", "Rayonix")), name
+            continue
+        theirs = pyfai_detectors.detector_factory(name, {"binning": list(binning)})
+        assert ours.shape == tuple(theirs.shape), name
+        assert (ours.pixel1, ours.pixel2) == pytest.approx((theirs.pixel1, theirs.pixel2),
+                                                           rel=1e-12), name
+        assert ours.binning == tuple(theirs.binning) and ours.max_shape == theirs.max_shape
+        if name.startswith(("Pilatus", "Eiger")):
+            by_pixel = detector(name, ours.pixel1, ours.pixel2)
+            assert by_pixel == ours, name
+        try:
+            their_mask = theirs.mask
+        except RuntimeError:  # pyFAI cannot bin a mask whose shape the binning leaves over
+            assert ours.max_shape[0] % binning[0] or ours.max_shape[1] % binning[1]
+            full = detector(name, shape=ours.max_shape) if base.binning == (1, 1) else None
+            if full is not None:
+                assert np.array_equal(ours.mask, _binned_by_hand(full.mask, binning)), name
+                by_hand += 1
+            continue
+        expected = np.zeros(theirs.shape, bool) if their_mask is None else \
+            their_mask.astype(bool)
+        assert np.array_equal(ours.mask, expected), name
+        compared += 1
+    assert compared >= 10 and by_hand >= 5
+
+
+def test_a_binned_pilatus_by_hand() -> None:
+    """The Pilatus 1M binned 2 x 2 of user report U1: 521 x 490 pixels of 344 µm; the gap
+    rows 195-211 of the full detector are binned rows 97 (195 with 194) to 105 (210-211)."""
+    det = detector("Pilatus1M", 344e-6, 344e-6)
+    assert (det.shape, det.binning, det.max_shape) == ((521, 490), (2, 2), (1043, 981))
+    assert det.mask[97:106].all() and not det.mask[96, :243].any() \
+        and not det.mask[106, :243].any()
+    assert det.mask[:, 243:247].all() and not det.mask[:97, 242].any()
+    assert det.config() == {"pixel1": 344e-6, "pixel2": 344e-6, "orientation": 3}
+    assert detector("Pilatus1M", binning=[2, 2]) == det
+    assert detector("Pilatus1M", 172e-6, 172e-6, binning=2) == det  # pyFAI: pixel grows
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    (dict(pixel1=258e-6, pixel2=258e-6),  # pyFAI keeps 258 µm pixels on 1043 x 981
+     r"pixel1 0.000258 m is neither its pixel size 0.000172 m nor an integer multiple"),
+    (dict(pixel1=100e-6, pixel2=100e-6), r"pixel1 0.0001 m is neither its pixel size"),
+    (dict(pixel1=344e-6, pixel2=344e-6, binning=4),  # pyFAI: 688 µm, the binning wins
+     r"pixel1 0.000344 m contradicts binning 4 \(pixel size 0.000688 m\)"),
+    (dict(binning=0), r"binning must be a positive int or two \(rows, cols\), got 0"),
+    (dict(binning=(2, 2, 2)), r"binning must be a positive int or two"),
+    (dict(binning=True), r"binning must be a positive int or two"),
+])
+def test_pixel_sizes_that_are_no_binning_are_refused(kwargs: dict[str, object],
+                                                     message: str) -> None:
+    with pytest.raises(DetectorError, match=message):
+        detector("Pilatus1M", **kwargs)  # type: ignore[arg-type]

@@ -196,3 +196,20 @@ def test_geometry_imports_nothing_of_the_project() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_binned_named_detector_geometry_and_metadata() -> None:
+    """A binned Dectris detector given by name and pixel size; its metadata (the run's
+    start document) gives it back, and the image shape may be said too."""
+    g = PoniGeometry(dist=0.2, poni1=0.05, poni2=0.05, detector="Eiger1M", pixel1=150e-6,
+                     pixel2=150e-6, wavelength=1e-10)
+    assert (g.shape, g.detector.binning) == ((532, 515), (2, 2))
+    assert PoniGeometry.from_metadata(g.to_metadata()) == g
+    same = PoniGeometry(dist=0.2, poni1=0.05, poni2=0.05, detector="Eiger1M", pixel1=150e-6,
+                        pixel2=150e-6, shape=(532, 515), wavelength=1e-10)
+    assert same == g
+    smaller = PoniGeometry(dist=0.2, poni1=0.05, poni2=0.05, detector="Eiger1M",
+                           pixel1=150e-6, pixel2=150e-6, shape=(500, 400))
+    assert smaller.shape == (500, 400) and smaller.detector.max_shape == (1000, 800)
+    with pytest.raises(ValueError, match=r"pixel1 0\.0001 m is neither its pixel size"):
+        PoniGeometry(dist=0.2, poni1=0.05, poni2=0.05, detector="Eiger1M", pixel1=100e-6)

@@ -226,3 +226,99 @@ def test_bad_files_name_file_and_line(tmp_path: Path, text: str, kwargs: dict[st
     with pytest.raises(PoniError, match=message) as info:
         read_poni(path, **kwargs)  # type: ignore[arg-type]
     assert str(info.value).startswith(str(path))
+
+
+#: user report U1: a Pilatus 1M binned 2 x 2 as pyFAI 2026.9 writes its .poni
+BINNED_PILATUS = """\
+# Nota: C-Order, 1 refers to the Y axis, 2 to the X axis
+# Calibration done on Sat Dec  5 19:13:30 2026
+poni_version: 2.1
+Detector: Pilatus1M
+Detector_config: {"pixel1": 0.000344, "pixel2": 0.000344, "orientation": 3}
+Distance: 0.2
+Poni1: 0.05
+Poni2: 0.05
+Rot1: 0
+Rot2: 0
+Rot3: 0
+Wavelength: 1e-10
+"""
+
+
+def _same_binned(g: PoniGeometry, path: Path) -> None:
+    """As :func:`_same_as_pyfai`; pyFAI cannot bin the gap mask of a detector whose shape
+    is no multiple of the binning (it raises), so that mask is checked by hand there."""
+    ai = pyFAI.load(str(path))
+    assert g.shape == tuple(ai.detector.shape) and g.detector.binning == ai.detector.binning
+    assert (g.pixel1, g.pixel2) == (ai.detector.pixel1, ai.detector.pixel2)
+    try:
+        theirs = ai.detector.mask.astype(bool)
+    except RuntimeError:
+        (b0, b1), (n0, n1) = g.detector.binning, g.shape
+        full = PoniGeometry(detector=g.detector.name, **TILT).detector.mask
+        theirs = full[:n0 * b0, :n1 * b1].reshape(n0, b0, n1, b1).any(axis=(1, 3))
+    assert np.array_equal(g.detector.mask, theirs)
+    d1, d2 = (i.ravel() for i in np.indices(g.shape))
+    assert np.allclose(g.tth().ravel(), ai.tth(d1, d2), rtol=0, atol=1e-9)
+    assert np.allclose(g.chi().ravel(), ai.chi(d1, d2), rtol=0, atol=1e-9)
+
+
+def test_the_binned_pilatus_of_user_report_u1(tmp_path: Path) -> None:
+    path = tmp_path / "binned.poni"
+    path.write_text(BINNED_PILATUS)
+    g = read_poni(path)
+    assert g.shape == (521, 490) and (g.pixel1, g.pixel2) == (344e-6, 344e-6)
+    _same_binned(g, path)
+    assert read_poni(path, shape=(521, 490)) == g
+    with pytest.raises(PoniError, match=r"Pilatus1M is 521 x 490, not the shape=\(1043, 981"):
+        read_poni(path, shape=(1043, 981))
+
+
+@pytest.mark.parametrize(("name", "binning"), [
+    ("Pilatus1M", (2, 2)), ("Pilatus100k", (3, 3)), ("Eiger1M", (2, 2)),
+    ("Eiger2_4M", (2, 2)), ("Eiger2CdTe_1M", (2, 2)), ("Pilatus4_1M", (2, 1)),
+    ("Rayonix133", (4, 4))])
+def test_binned_detector_files_written_by_pyfai(tmp_path: Path, name: str,
+                                                binning: tuple[int, int]) -> None:
+    theirs = pyfai_detectors.detector_factory(name, {"binning": list(binning)})
+    path = _pyfai_file(tmp_path, theirs)
+    text = path.read_text()
+    assert "max_shape" not in text and "binning" not in text  # the pixel size says it
+    g = read_poni(path)
+    assert g.detector.binning == binning
+    _same_binned(g, path)
+    ours = tmp_path / "ours.poni"
+    write_poni(g, ours)
+    assert read_poni(ours) == g
+    _same_binned(g, ours)
+
+
+@pytest.mark.parametrize("config", [
+    '{"binning": [2, 2]}', '{"binning": 2, "orientation": 3}',
+    '{"pixel1": 0.000172, "pixel2": 0.000172, "binning": [2, 2]}',
+    '{"pixel1": 0.000344, "pixel2": 0.000344, "binning": [2, 2]}'])
+def test_binning_key_in_detector_config(tmp_path: Path, config: str) -> None:
+    """pyFAI's detector factory takes ``binning`` (pyFAI itself does not write it)."""
+    path = tmp_path / "binning.poni"
+    path.write_text(BINNED_PILATUS.replace(
+        '{"pixel1": 0.000344, "pixel2": 0.000344, "orientation": 3}', config))
+    g = read_poni(path)
+    assert g.shape == (521, 490) and g.detector.binning == (2, 2)
+    _same_binned(g, path)
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ('{"pixel1": 0.000258, "pixel2": 0.000258}',
+     r":4: detector Pilatus1M: pixel1 0.000258 m is neither its pixel size 0.000172 m nor "
+     r"an integer multiple of it"),
+    ('{"pixel1": 0.000344, "pixel2": 0.000344, "binning": [4, 4]}',
+     r":4: detector Pilatus1M: pixel1 0.000344 m contradicts binning 4"),
+    ('{"binning": "2x2"}', r":4: detector Pilatus1M: binning must be a positive int"),
+])
+def test_binned_files_that_say_no_binning_are_refused(tmp_path: Path, config: str,
+                                                      message: str) -> None:
+    path = tmp_path / "bad.poni"
+    path.write_text(BINNED_PILATUS.replace(
+        '{"pixel1": 0.000344, "pixel2": 0.000344, "orientation": 3}', config))
+    with pytest.raises(PoniError, match=message):
+        read_poni(path)
