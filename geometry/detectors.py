@@ -12,6 +12,11 @@ pixel size and gap mask from the manufacturers' published specifications:
   whose pixel size selects the binning and so the shape (the round MAR133 and SX165
   masked outside their disc).
 
+A Dectris detector binned in software is described as pyFAI describes it: a pixel size
+``k`` times the native one (or pyFAI's ``binning``) makes ``max_shape // k`` pixels, the gap
+mask drawn at full resolution and binned (a binned pixel is masked when any pixel it sums
+is); a pixel size that is no such multiple is refused rather than put on the wrong grid.
+
 Names are matched like pyFAI matches them: the class name (``Eiger2_4M``) or an alias
 (``"Eiger2 4M"``), case-insensitive, spaces optional. Dectris detectors also carry
 pyFAI's default dummy value (−2, ±1.5: pixels flagged by the detector), which the
