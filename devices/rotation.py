@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -242,6 +243,19 @@ class RotationStage(SimMotor):
         if self._fly_status is None:
             raise RuntimeError(f"{self.name}: complete() before kickoff()")
         return self._fly_status
+
+    # -- bluesky's Collectable: ``bp.fly([detector flyer, stage])`` --------------------
+
+    def describe_collect(self) -> dict[str, dict[str, Any]]:
+        """No stream: the stage records nothing of its own in a fly scan (the angle at
+        each frame is in the detector's stream, latched at its trigger). With it the stage
+        is a flyer bluesky's ``bp.fly`` takes after the detector it triggers: kicked off
+        once the detector is armed, completed, and collected as nothing."""
+        return {}
+
+    def collect(self) -> Iterator[dict[str, Any]]:
+        """Nothing to collect (see :meth:`describe_collect`)."""
+        return iter(())
 
     def started_rotation(self) -> StartedRotation:
         """The last continuous rotation started (since the last ``prepare``), its

@@ -116,3 +116,34 @@ def test_arming_the_detector_first_records_the_same_frames_and_documents(
     np.testing.assert_allclose(page["data"]["rotation"],
                                [(i + 0.5) * 180.0 / FRAMES for i in range(FRAMES)],
                                atol=0.01)
+
+
+def test_bp_fly_arms_the_detector_then_starts_the_rotation(smeflow_beamline: Any) -> None:
+    """The review's E9, the plan docs/catalog.md describes: ``bp.fly`` kicks its flyers
+    off in order, so the detector's flyer is armed before the rotation starts; the run
+    succeeds with every frame at its bin's centre, triggered on this rotation, and the
+    rotation adds no stream."""
+    from bluesky import plans as bp
+
+    from devices.flyer import DetectorFlyer
+
+    bl = smeflow_beamline
+    rot = bl.rotation
+    trigger = PositionTrigger(rot, 0.0, 180.0)
+    flyer = DetectorFlyer(bl.det, FlyParameters(frames=6, exposure=0.01, trigger=trigger))
+
+    def arm_then_rotate() -> Any:
+        yield from bps.prepare(rot, ContinuousRotation(0.0, 180.0, 90.0), wait=True)
+        return (yield from bp.fly([flyer, rot]))
+
+    began = time.time()
+    (uid,) = bl.RE(arm_then_rotate())
+    run = bl.catalog.run(uid)
+    assert run.metadata["stop"]["exit_status"] == "success"
+    assert list(run) == ["primary"]
+    data = run["primary"].read()
+    np.testing.assert_allclose(np.asarray(data["rotation"]), trigger.angles(6), atol=0.5)
+    t_start, t_stop = rot.constant_velocity_window()
+    times = np.asarray(data["det_trigger_time"])
+    assert began < t_start <= times.min() and times.max() <= t_stop
+    assert np.asarray(data["det_image"]).shape == (6, 64, 64)
