@@ -138,6 +138,12 @@ class Beamline:
         self.scene.sample = self.powder
         self.det.pixel_size = DIFFRACTION_PIXEL
 
+    def detector_geometry(self) -> PoniGeometry:
+        """The geometry of the frames as the detector now reads them out: ``geometry``
+        binned 2 × 2 while ``det.binning`` is on (pixels twice as large, half the shape,
+        the same PONI) — what a diffraction run records for its reduction."""
+        return self.geometry.binned(2) if self.det.binning.get() else self.geometry
+
     def devices(self) -> list[Any]:
         """Every ophyd device, for ``%wa``-style listings and baseline readings."""
         return [self.sample_x, self.sample_y, self.rotation, self.shutter, self.beam,

@@ -134,6 +134,32 @@ class PoniGeometry:
         args.update(changes)
         return PoniGeometry(**args)
 
+    def binned(self, rows: int, cols: int | None = None) -> PoniGeometry:
+        """The same detector read out binned ``rows`` × ``cols`` (``cols``: ``rows``
+        unless given): pixels ``rows`` (``cols``) times larger, the shape divided (rows
+        and columns left over dropped), the same PONI and rotations — the geometry of a
+        frame whose pixels the readout summed in blocks (pyFAI's ``detector.binning``)."""
+        cols = rows if cols is None else cols
+        for value in (rows, cols):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+                    or value < 1:
+                raise ValueError(f"PoniGeometry.binned: binning must be positive ints, got "
+                                 f"({rows!r}, {cols!r})")
+        det = self.detector
+        if det.is_generic:
+            new = Detector(GENERIC, det.pixel1 * rows, det.pixel2 * cols,
+                           (det.shape[0] // rows, det.shape[1] // cols),
+                           orientation=det.orientation)
+        else:
+            try:
+                new = detector(det.name, shape=det.max_shape, orientation=det.orientation,
+                               module_size=det.module_size,
+                               binning=(det.binning[0] * rows, det.binning[1] * cols))
+            except DetectorError as exc:
+                raise ValueError(f"PoniGeometry.binned: {exc}") from None
+        return PoniGeometry(self.dist, self.poni1, self.poni2, self.rot1, self.rot2,
+                            self.rot3, wavelength=self.wavelength, detector=new)
+
     # -- metadata --------------------------------------------------------------------
 
     def to_metadata(self) -> dict[str, object]:

@@ -4,9 +4,11 @@
 document the sample in the beam (``"sample_in_beam"``: ``"phantom"`` or ``"powder"``,
 read when the run opens) and, when it is the powder, the detector ``"geometry"``
 (:meth:`geometry.PoniGeometry.to_metadata`) that the reduction (:mod:`analysis.reduce`)
-needs to integrate the frames. A plan whose own metadata says ``sample_in_beam`` is taken
-at its word: nothing is added to it. This is how runs queued through the queue server,
-whose users cannot pass Python objects, still carry their geometry.
+needs to integrate the frames — that of the frames as read out, binned when the detector
+bins (:meth:`devices.beamline.Beamline.detector_geometry`). A plan whose own metadata says
+``sample_in_beam`` is taken at its word: nothing is added to it. This is how runs queued
+through the queue server, whose users cannot pass Python objects, still carry their
+geometry.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def beamline_metadata(beamline: Beamline) -> Callable[[MsgGenerator[Any]], MsgGe
         sample = beamline.sample.get()
         extra: dict[str, Any] = {"sample_in_beam": sample}
         if sample == "powder":
-            extra["geometry"] = beamline.geometry.to_metadata()
+            extra["geometry"] = beamline.detector_geometry().to_metadata()
         kwargs = {**extra, **msg.kwargs}
         marked = Msg("open_run", msg.obj, *msg.args, run=msg.run, **kwargs)  # type: ignore[no-untyped-call]
         return single_gen(marked), None  # type: ignore[no-untyped-call]

@@ -148,7 +148,8 @@ def run_demo(data_dir: Path, out_dir: Path, *, projections: int = 90, backend: s
                                           exposure=0.1, shutter=beamline.shutter,
                                           md={"sample": "CeO2 powder",
                                               "purpose": "smeflow demo diffraction",
-                                              "geometry": beamline.geometry.to_metadata()})))
+                                              "geometry":
+                                                  beamline.detector_geometry().to_metadata()})))
         if not live.wait(diff_uid, timeout=300):
             raise RuntimeError(f"live reduction of run {diff_uid} did not finish in 300 s")
         phase_done("diffraction")

@@ -213,3 +213,30 @@ def test_binned_named_detector_geometry_and_metadata() -> None:
     assert smaller.shape == (500, 400) and smaller.detector.max_shape == (1000, 800)
     with pytest.raises(ValueError, match=r"pixel1 0\.0001 m is neither its pixel size"):
         PoniGeometry(dist=0.2, poni1=0.05, poni2=0.05, detector="Eiger1M", pixel1=100e-6)
+
+
+@pytest.mark.parametrize("detector", [None, "Pilatus100k", "Eiger2_1M"])
+def test_binned_geometry_is_pyfai_s_binned_detector(detector: str | None) -> None:
+    """``binned(k)`` is pyFAI's ``detector.binning = k`` on the same geometry: pixel
+    positions (so 2θ, χ) of every binned pixel, shape and pixel size."""
+    from pyFAI.detectors import Detector as PyFAIDetector
+    from pyFAI.detectors import detector_factory
+    from pyFAI.integrator.azimuthal import AzimuthalIntegrator
+
+    kw = dict(dist=0.15, poni1=0.011, poni2=0.017, rot1=0.02, rot2=-0.03, rot3=0.1,
+              wavelength=1e-10)
+    g = PoniGeometry(pixel1=100e-6, pixel2=120e-6, shape=(81, 64), **kw) if detector is None \
+        else PoniGeometry(detector=detector, **kw)
+    b = g.binned(2, 3)
+    theirs = PyFAIDetector(100e-6, 120e-6, max_shape=(81, 64)) if detector is None \
+        else detector_factory(detector)
+    theirs.binning = (2, 3)
+    ai = AzimuthalIntegrator(detector=theirs, **kw)
+    assert b.shape == tuple(theirs.shape) and (b.pixel1, b.pixel2) == pytest.approx(
+        (theirs.pixel1, theirs.pixel2), rel=1e-12)
+    d1, d2 = (i.ravel() for i in np.indices(b.shape))
+    assert np.allclose(b.tth().ravel(), ai.tth(d1, d2), rtol=0, atol=1e-9)
+    assert np.allclose(b.chi().ravel(), ai.chi(d1, d2), rtol=0, atol=1e-9)
+    assert b.binned(1) == b and PoniGeometry.from_metadata(b.to_metadata()) == b
+    with pytest.raises(ValueError, match=r"binning must be positive ints, got \(0, 0\)"):
+        g.binned(0)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import bluesky.plans as bp
+import numpy as np
 import pytest
+from bluesky import plan_stubs as bps
 from bluesky.utils import Msg
 
 from devices.beamline import IMAGING_PIXEL, Beamline
 from fpga.designs.params import ChainParams
+from geometry import PoniGeometry
 from plans.beamline_md import beamline_metadata
 
 
@@ -53,3 +57,27 @@ def test_runs_record_the_sample_and_the_powder_geometry(beamline: Beamline) -> N
     # the plan's own keys win over the beamline's
     mine = open_run_of(add(bp.count([beamline.det], md={"sample_in_beam": "told"})))
     assert mine.kwargs["sample_in_beam"] == "told"
+
+
+def test_a_binned_diffraction_run_records_the_binned_geometry(smeflow_beamline: Any) -> None:
+    """User report U7: with ``det.binning`` on, the run's geometry is that of its (32, 32)
+    frames of 344 µm — as the frame file's NeXus pixel size says — and the run reduces."""
+    from analysis.reduce import reduce_run
+    from plans.diffraction import diffraction_scan
+
+    RE, catalog, bl = smeflow_beamline.RE, smeflow_beamline.catalog, smeflow_beamline.beamline
+    RE.preprocessors.append(beamline_metadata(bl))
+    bl.use_powder()
+    RE(bps.mv(bl.shutter, "open"))
+    bl.det.binning.put(True)
+    (uid,) = RE(diffraction_scan(bl.det, bl.sample_x, bl.sample_y, [(0.0, 0.0)], num=1))
+    run = catalog.run(uid)
+    frame = np.asarray(run["primary"]["det_image"][0])
+    recorded = PoniGeometry.from_metadata(run.metadata["start"]["geometry"])
+    assert recorded.shape == frame.shape == (32, 32)
+    assert recorded == bl.geometry.binned(2) == bl.detector_geometry()
+    assert recorded.pixel1 == 2 * bl.geometry.pixel1
+    assert (recorded.poni1, recorded.poni2) == (bl.geometry.poni1, bl.geometry.poni2)
+    assert reduce_run(catalog, uid).exit_status == "success"
+    bl.det.binning.put(False)
+    assert bl.detector_geometry() is bl.geometry
