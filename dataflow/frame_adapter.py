@@ -7,7 +7,9 @@ array reads first check, for the frames a request touches, that every byte is on
 (``dataflow.integrity.check_file_size`` and ``check_frames``) and afterwards compare whole
 frames with the CRC-32 the writer stored (``verify_read``). A damaged file is answered
 with HTTP 422 naming the file and the frame (any Tiled client raises it as an error); an
-h5py failure inside the read is reported the same way instead of a bare server error.
+h5py failure inside the read is reported the same way instead of a bare server error. A
+frame index past the frames the catalog announces is the client's mistake: HTTP 400 saying
+how many frames the stream has, as Tiled answers a block index out of range.
 
 A file its writer closed but that is shorter than its superblock says (the disk filled
 up) is first opened through ``dataflow.cut_short.CutShortFile`` (without SWMR, so lost
@@ -47,6 +49,14 @@ def _refuse(detail: str) -> Exception:
     from fastapi import HTTPException
 
     return HTTPException(status_code=DAMAGED, detail=detail)
+
+
+def _out_of_range(i: int, n: int) -> Exception:
+    """A frame index past either end: the client's mistake (400), not missing data."""
+    from fastapi import HTTPException
+
+    return HTTPException(status_code=400, detail=f"index {i} out of range: the stream has "
+                                                 f"{n} frame{'' if n == 1 else 's'}")
 
 
 def _rebase(index: tuple[Any, ...], frames: range, n: int) -> tuple[Any, ...]:
@@ -159,6 +169,9 @@ def _checked_frames_class() -> type[Any]:
             When a file is cut short, the frames are read, verified and stacked here
             instead, and ``select(frames, stack)`` picks what ``read()`` would give."""
             n = int(self._structure.shape[0]) if self._structure.shape else 0
+            first = index[0] if index else Ellipsis
+            if isinstance(first, int | np.integer) and not -n <= int(first) < n:
+                raise _out_of_range(int(first), n)
             frames = frame_range(index, n) if self._plain else range(n)
             located = self._locate(frames)
             if frames and self._plain and any(f.cut_short for f, *_ in located):

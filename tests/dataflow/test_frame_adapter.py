@@ -34,3 +34,23 @@ def test_a_users_non_swmr_handle_is_named_with_the_way_out(
     assert "h5py.File(path, 'r', swmr=True)" in text and str(path) in text
     assert "corrupt" not in text
     assert np.asarray(run["primary"]["det_image"][0]).shape == (64, 64)
+
+
+def test_an_index_past_the_end_over_http_is_a_client_error(smeflow_beamline: Any) -> None:
+    """User report U10: a frame index past the run's frames, asked through Tiled's HTTP API
+    (curl, a web viewer), is answered 400 with the number of frames — as Tiled answers a
+    block index out of range — not 422 "frame 3 was never written" (data loss)."""
+    bl = smeflow_beamline
+    (uid,) = bl.RE(bp.count([bl.det], 3))
+    http = bl.catalog.client.context.http_client
+    url = f"/api/v1/array/full/raw/{uid}/primary/det_image"
+    json = {"Accept": "application/json"}
+    for index in ("3", "7", "-4"):
+        answer = http.get(url, params={"slice": index}, headers=json)
+        assert answer.status_code == 400, (index, answer.text)
+        assert "never written" not in answer.text
+    assert "index 3 out of range: the stream has 3 frames" in \
+        http.get(url, params={"slice": "3"}, headers=json).text
+    last = http.get(url, params={"slice": "2,0:2,0:2"}, headers=json)
+    assert last.status_code == 200 and np.asarray(last.json()).shape == (2, 2)
+    assert http.get(url, params={"slice": "-3"}, headers=json).status_code == 200
