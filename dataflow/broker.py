@@ -136,6 +136,14 @@ def runs_uri(url: str) -> str:
     if parts.path.rstrip("/") not in ("", "/api/v1"):
         raise CatalogError(f"--url {url!r}: give the server's address without a path, "
                            "e.g. http://127.0.0.1:8000")
+    try:
+        port = parts.port  # urlsplit raises past 65535 or for a port that is no number
+    except ValueError:
+        port = 0
+    if port == 0 or parts.netloc.endswith(":"):
+        raise CatalogError(f"--url {url!r}: expected a port number in 1…65535 (as "
+                           "`smeflow catalog serve --port` takes), e.g. "
+                           "http://127.0.0.1:8000")
     return f"{parts.scheme}://{parts.netloc}/api/v1/metadata/{RAW}"
 
 

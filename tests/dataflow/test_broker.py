@@ -313,3 +313,19 @@ def test_the_profile_holds_the_address_and_never_the_key(tmp_path: Path,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "profile name '../evil'" in err
     assert not (tmp_path.parent / "evil.yml").exists()
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:99999", "http://127.0.0.1:0",
+                                 "http://127.0.0.1:", "http://127.0.0.1:eighty"])
+def test_a_profile_url_with_an_impossible_port_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], url: str) -> None:
+    """User report U12: the port a profile names must be one ``catalog serve --port`` takes
+    (1…65535); the typo is refused when the profile is written, not when databroker
+    connects, and nothing is written."""
+    with pytest.raises(CatalogError, match=r"expected a port number in 1…65535"):
+        write_profile("beamline", url, tmp_path)
+    assert catalog_main(["profile", "beamline", "--url", url, "--dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "port number in 1…65535" in err and url in err
+    assert not any(tmp_path.iterdir())
+    assert write_profile("beamline", "http://127.0.0.1:65535", tmp_path).exists()
