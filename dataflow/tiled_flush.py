@@ -18,7 +18,9 @@ computed after the file is closed, so all of that waited for the digest.
   is being computed (in another thread) instead of after it.
 - A file node is registered with the data source of its first frames in one request
   (the node is created with it), not created empty and then given its data source in a
-  second request. The catalog then holds the same node, data source and assets.
+  second request. The catalog then holds the same node, data source and assets (a
+  server that streams changes to subscribers announces the node with its frames, where
+  ``TiledWriter``'s second request would have sent them as an update of the empty node).
 
 Everything else — normalizer, batching of events, what is stored where — is
 ``TiledWriter``'s own code; the tests write the same documents through both writers and
