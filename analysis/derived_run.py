@@ -129,7 +129,7 @@ class DerivedRun:
             return
         for callback in self.callbacks:
             if isinstance(callback, flushing.FlushableTiledWriter):
-                callback.flush()
+                callback.flush(self.uid)  # (this run only: others keep their batches)
 
     def descriptor(self, stream: str, data_keys: Mapping[str, Mapping[str, Any]]) -> None:
         """Declare ``stream`` with ``data_keys`` (once)."""

@@ -11,9 +11,9 @@ computed after the file is closed, so all of that waited for the digest.
 
 :class:`FlushableTiledWriter` is ``TiledWriter`` with two differences:
 
-- :meth:`~FlushableTiledWriter.flush` writes now what the writer holds for its open
-  runs (their event rows and frame announcements), as the stop would write it; the stop
-  then writes only the stop itself. ``analysis.derived_run.DerivedRun`` calls it once
+- :meth:`~FlushableTiledWriter.flush` writes now what the writer holds for an open run
+  (its event rows and frame announcements), as the stop would write it; the stop then
+  writes only the stop itself. ``analysis.derived_run.DerivedRun`` calls it once
   its volume's documents are out, so that those writes run while the volume's digest
   is being computed (in another thread) instead of after it.
 - A file node is registered with the data source of its first frames in one request
@@ -92,15 +92,15 @@ class FlushableTiledWriter(TiledWriter):  # type: ignore[misc]  # (untyped libra
             if kwargs.get(name) is not None:
                 raise TypeError(f"FlushableTiledWriter: `{name}` is not supported")
         super().__init__(client, **kwargs)
-        self._runs: list[_FlushableRunWriter] = []
+        self._runs: dict[str, _FlushableRunWriter] = {}  # (by start uid)
 
     def _factory(self, name: str, doc: dict[str, Any]) -> tuple[list[Any], list[Any]]:
         """``TiledWriter``'s factory of a run's callbacks, with a flushable run writer."""
         writer = _FlushableRunWriter(self.client, batch_size=self._batch_size,
                                      max_array_size=self._max_array_size,
                                      validate=self._validate, ignore_errors=self.ignore_errors)
-        self._runs = [run for run in self._runs if not run.stopped]
-        self._runs.append(writer)
+        self._runs = {uid: run for uid, run in self._runs.items() if not run.stopped}
+        self._runs[doc["uid"]] = writer
         if not self._normalizer:
             return [writer], []
         normalizer = self._normalizer(patches=self.patches,
@@ -108,8 +108,10 @@ class FlushableTiledWriter(TiledWriter):  # type: ignore[misc]  # (untyped libra
         normalizer.subscribe(writer)
         return [normalizer], []
 
-    def flush(self) -> None:
-        """Write the event rows and frame announcements held for every open run now, as
-        their stop documents would (the stops then write only themselves)."""
-        for run in self._runs:
-            run.flush()
+    def flush(self, run_uid: str | None = None) -> None:
+        """Write the event rows and frame announcements held for the open run whose start
+        document has ``run_uid`` (default: every open run) now, as its stop document would
+        (the stop then writes only itself); other runs keep their batches."""
+        for uid, run in list(self._runs.items()):
+            if run_uid is None or uid == run_uid:
+                run.flush()

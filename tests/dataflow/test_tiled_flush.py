@@ -175,3 +175,40 @@ def test_backups_are_refused(catalogs: tuple[Catalog, Catalog], tmp_path: Path) 
     ours, _ = catalogs
     with pytest.raises(TypeError, match="backup_directory"):
         FlushableTiledWriter(ours.derived, backup_directory=str(tmp_path))
+
+
+def test_a_flush_of_one_run_leaves_the_others_batches(
+        catalogs: tuple[Catalog, Catalog], stored_run: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two runs through one writer (a live reducer's): ``flush(uid)`` writes that run's
+    rows and frames only; the other's wait for its stop, and both are stored as
+    ``TiledWriter`` stores them."""
+    ours, theirs = catalogs
+    a, b = scenario(ours.raw_dir, "none"), scenario(ours.raw_dir, "none")
+    uid_a, uid_b = a[0][1]["uid"], b[0][1]["uid"]
+    flushable = ours.derived_writer()
+    plain = TiledWriter(theirs.derived.include_data_sources(), normalizer=PageNormalizer)
+    for doc_a, doc_b in zip(a[:-1], b[:-1], strict=True):
+        for writer in (flushable, plain):
+            writer(*doc_a)
+            writer(*doc_b)
+    urls: list[str] = []
+    handle = dataflow.inprocess.InProcessTransport.handle_request
+
+    def logged(self: Any, request: Any) -> Any:
+        urls.append(str(request.url.path))
+        return handle(self, request)
+
+    monkeypatch.setattr(dataflow.inprocess.InProcessTransport, "handle_request", logged)
+    flushable.flush(uid_a)
+    assert len(urls) == 6 and all(uid_a in url for url in urls)
+    urls.clear()
+    flushable(*a[-1])
+    assert not any(uid_b in url for url in urls)
+    flushable(*b[-1])
+    assert any("/register/" in url and uid_b in url for url in urls)  # (held till its stop)
+    for writer, docs in ((plain, a), (plain, b)):
+        writer(*docs[-1])
+    for uid in (uid_a, uid_b):
+        stored_run.same(stored_run(ours.derived[uid], ours.raw_dir, ours.root),
+                        stored_run(theirs.derived[uid], ours.raw_dir, theirs.root))
