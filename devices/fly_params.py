@@ -6,6 +6,7 @@ re-exports these names.
 
 from __future__ import annotations
 
+import bisect
 import math
 import numbers
 import threading
@@ -102,7 +103,9 @@ class PositionTrigger:
         cross ``[start, stop]`` or a wider range in the same direction (``ValueError``
         otherwise: the triggers would come at other angles, or never), must have started
         and, for an acquisition armed at ``armed``, not have ended before (``RuntimeError``:
-        it is the last scan's; :meth:`wait_times` waits for this scan's)."""
+        it is the last scan's; :meth:`wait_times` waits for this scan's) nor have passed
+        any trigger angle before ``armed`` (``RuntimeError``: no pulse comes for an angle
+        behind the stage)."""
         name = self.stage.name
         if started is None:
             try:
@@ -131,7 +134,17 @@ class PositionTrigger:
             t = t0 + (self.angle(i, frames) - a0) / (a1 - a0) * (t1 - t0)
             return t, t
 
-        return TriggerTimes(frames, at)
+        times = TriggerTimes(frames, at)
+        if armed is not None and times[0][0] < armed:  # (times grow with the index)
+            passed = bisect.bisect_left(range(frames), armed, key=lambda i: times[i][0])
+            last = self.angle(passed - 1, frames)
+            raise RuntimeError(
+                f"position-compare triggers on {name}: the rotation passed trigger angles "
+                f"{self.angle(0, frames):g} to {last:g} deg ({passed} of {frames} triggers) "
+                f"up to {armed - times[0][0]:.2f} s before the acquisition was armed; a "
+                "position-compare unit fires only as the stage passes: arm the detector "
+                "before the rotation reaches the trigger range")
+        return times
 
 
 class TriggerTimes(Sequence[tuple[float, float]]):

@@ -83,6 +83,51 @@ def test_triggers_on_a_rotation_not_started_or_already_over_are_refused(
         pt.times(4)
 
 
+def test_triggers_on_angles_the_rotation_passed_before_the_arming_are_refused(
+        stage: RotationStage) -> None:
+    """The review's E8: a position-compare unit fires only as the stage passes an angle;
+    armed with the stage half-way through its rotation, the triggers behind it would
+    have been 'fired' before the arming (a replay of the past). Ahead of it they pass."""
+    moving = stage.start_continuous(0.0, 360.0, 180.0)
+    t0, t1 = stage.constant_velocity_window()
+    half = (t0 + t1) / 2  # (the stage at 180 deg)
+    with pytest.raises(RuntimeError, match=r"position-compare triggers on rot: the rotation "
+                                           r"passed trigger angles 11\.25 to 78\.75 deg \(4 "
+                                           r"of 4 triggers\) up to [\d.]+ s before the "
+                                           "acquisition was armed; a position-compare unit "
+                                           "fires only as the stage passes"):
+        PositionTrigger(stage, 0.0, 90.0).times(4, half)
+    with pytest.raises(RuntimeError, match=r"trigger angles 157\.5 to 172\.5 deg \(2 of 4 "
+                                           r"triggers\)"):
+        PositionTrigger(stage, 150.0, 210.0).times(4, half)
+    ahead = PositionTrigger(stage, 190.0, 350.0).times(4, half)
+    assert min(wall for wall, _ in ahead) > half
+    moving.wait(10)
+
+
+def test_a_detector_armed_after_its_rotation_passed_the_trigger_range_is_refused(
+        smeflow_beamline: Any) -> None:
+    """The review's E8 end to end, in real time: the detector is armed for 0-90 deg
+    while its rotation is past 180 deg; the kickoff is refused, nothing runs."""
+    bl = smeflow_beamline
+    det, rot = bl.det, bl.rotation
+    rot.time_scale = 1.0
+    rot.prepare(ContinuousRotation(0.0, 360.0, 180.0)).wait(10)  # 2 s at constant velocity
+    rot.kickoff().wait(10)
+    t0, _ = rot.constant_velocity_window()
+    time.sleep(max(0.0, t0 + 1.1 - time.time()))  # (past 180 deg)
+    det.stage()
+    try:
+        det.prepare(FlyParameters(frames=4, exposure=0.01,
+                                  trigger=PositionTrigger(rot, 0.0, 90.0))).wait(5)
+        with pytest.raises(RuntimeError, match=r"passed trigger angles 11\.25 to 78\.75 deg"):
+            det.kickoff()
+        assert det.fly is not None and det.fly.started is None
+    finally:
+        det.unstage()
+        rot.complete().wait(30)
+
+
 def test_triggers_armed_before_their_rotation_wait_for_it(stage: RotationStage) -> None:
     """``wait_times`` returns the times on the rotation that starts after the arming,
     never on the one before; ``None`` when cancelled; an error naming the wait when no
