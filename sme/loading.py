@@ -32,7 +32,7 @@ from types import ModuleType
 from typing import Any
 
 from .errors import SmeError
-from .network import Network
+from .network import Network, TracedSignal
 from .trace import UNDEFINED_TEXT
 from .types import SignalType, TypeMisfit
 
@@ -244,11 +244,17 @@ def read_csv_stimulus(path: str | os.PathLike[str], network: Network
     tick, cells written as in a trace CSV (Bool ``0``/``1``, integers in decimal, enum
     members by name, fixed point as the raw integer, arrays space-separated). An empty
     cell or ``U`` leaves the signal as it was. Columns of signals that are not top-level
-    inputs are ignored, so a trace written by ``smeflow sim --csv`` replays its inputs.
+    inputs are ignored.
+
+    A file whose header is the network's whole trace — every signal, in trace order, as
+    ``smeflow sim --csv`` writes it — is read as a trace: its first row is the reset
+    state, not a tick (``sme.trace``), so its inputs must be the inputs' initial values
+    and the ticks start at the next row. A trace written by ``--csv`` thus replays its
+    inputs tick for tick.
 
     Raises ``CliError`` naming the file, line and column for a column that names no
-    signal of the network, a repeated column, a row of the wrong length or a value that
-    does not fit its signal.
+    signal of the network, a repeated column, a row of the wrong length, a value that
+    does not fit its signal or a trace's first row that is not the reset state.
     """
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -275,11 +281,16 @@ def read_csv_stimulus(path: str | os.PathLike[str], network: Network
             if header.count(name) > 1:
                 raise CliError(f"--stimulus {path}:1: column {name!r} appears twice")
         used = [(j, n) for j, n in enumerate(header) if signals[n][1]]
+        traced = network.traced_signals()
+        is_trace = header == [t.name for t in traced]
         rows: list[dict[str, Any]] = []
         for lineno, cells in enumerate(reader, start=2):
             if len(cells) != len(header):
                 raise CliError(f"--stimulus {path}:{lineno}: {len(cells)} cells, expected "
                                f"{len(header)}")
+            if is_trace and lineno == 2:  # the reset state: no tick
+                _check_reset_row(f"--stimulus {path}:2", traced, cells)
+                continue
             row: dict[str, Any] = {}
             for j, name in used:
                 cell = cells[j].strip()
@@ -296,6 +307,28 @@ def read_csv_stimulus(path: str | os.PathLike[str], network: Network
     except csv.Error as exc:
         raise CliError(f"--stimulus {path}:{reader.line_num}: {exc}") from None
     return rows
+
+
+def _check_reset_row(where: str, traced: list[TracedSignal], cells: list[str]) -> None:
+    """Raise ``CliError`` when a trace's first row (``cells``) does not hold the inputs'
+    initial values (``U`` for one without): then it is no reset state, and taking the
+    rows after it as ticks would shift every input by one."""
+    for t, cell in zip(traced, cells, strict=True):
+        if not t.is_input:
+            continue
+        want = t.type.to_text(t.spec.initial) if t.spec.has_initial else UNDEFINED_TEXT
+        got = cell.strip()
+        try:
+            same = got == want or (got not in ("", UNDEFINED_TEXT) and want != UNDEFINED_TEXT
+                                   and t.type.to_text(t.type.from_text(got)) == want)
+        except (ValueError, TypeMisfit, SmeError):
+            same = False
+        if not same:
+            raise CliError(
+                f"{where}: column {t.name} is {got!r}, not its initial value {want!r}: the "
+                "header lists every signal of the network, as a trace written by "
+                "'smeflow sim --csv' does, whose first row is the reset state; give only "
+                "the inputs' columns for a stimulus whose first row is tick 0")
 
 
 __all__ = ["CliError", "describe_exception", "import_design", "load_network", "load_object",
