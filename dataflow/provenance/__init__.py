@@ -11,7 +11,8 @@ The raw data must be traceable to the instrument. One job per module:
   ``load_record_file``, ``attach_record``).
 - ``recorder``: ``ProvenanceRecorder``, the bluesky callback that records each run once
   its files are closed.
-- ``verify``: ``verify_run`` and its ``VerificationReport`` of ``Check``s.
+- ``verify``: ``verify_run`` and its ``VerificationReport`` of ``Check``s;
+  ``verify_catalog_run``, what ``smeflow catalog verify`` runs.
 - ``cli``: ``smeflow catalog verify`` and ``smeflow catalog keygen``.
 
 Everything public is importable from ``dataflow.provenance``; see docs/provenance.md.
@@ -49,7 +50,14 @@ from .record import (
     write_record_file,
 )
 from .recorder import ProvenanceRecorder, RecorderFailure
-from .verify import Check, Status, VerificationReport, run_files, verify_run
+from .verify import (
+    Check,
+    Status,
+    VerificationReport,
+    run_files,
+    verify_catalog_run,
+    verify_run,
+)
 
 __all__ = [
     "ALGORITHM", "ERRORS_KEY", "METADATA_KEY", "RECORD_DIR_NAME", "RECORD_FORMAT", "Check",
@@ -58,6 +66,6 @@ __all__ = [
     "canonical_json", "check_signature", "dataset_attributes", "generate_key", "key_id",
     "load_private_key", "load_public_key", "load_record_file", "plain", "public_key_bytes",
     "public_key_path", "read_sidecar", "record_path", "register_provenance_commands",
-    "run_files", "sign_record", "smeflow_version", "uri_to_path", "verify_run",
-    "write_record_file",
+    "run_files", "sign_record", "smeflow_version", "uri_to_path", "verify_catalog_run",
+    "verify_run", "write_record_file",
 ]

@@ -6,17 +6,15 @@ from typing import Any
 
 from ..cli_support import add_debug, guarded, open_catalog_folder
 from .keys import generate_key, key_id, load_public_key, public_key_path
-from .record import RECORD_DIR_NAME
-from .verify import verify_run
+from .verify import verify_catalog_run
 
 
 def _cmd_verify(args: Any) -> int:
-    """``verify UID``: print the report of ``verify_run``; 0 only when every check passed."""
+    """``verify UID``: print the report of ``verify_catalog_run``; 0 only when every check
+    passed."""
     trusted = [load_public_key(p) for p in args.trusted_key] if args.trusted_key else None
     with open_catalog_folder(args) as catalog:
-        run = catalog.run(args.run)
-        report = verify_run(run, trusted_keys=trusted,
-                            record_dir=catalog.raw_dir / RECORD_DIR_NAME)
+        report = verify_catalog_run(catalog, args.run, trusted_keys=trusted)
     print("\n".join(report.lines()))
     return 0 if report.ok else 1
 

@@ -37,7 +37,15 @@ from .keys import (
     registered_signing_keys,
 )
 from .ledger import LEDGER_SUFFIX, compare_with_catalog, read_ledger
-from .record import ERRORS_KEY, METADATA_KEY, load_record_file, plain, record_path, uri_to_path
+from .record import (
+    ERRORS_KEY,
+    METADATA_KEY,
+    RECORD_DIR_NAME,
+    load_record_file,
+    plain,
+    record_path,
+    uri_to_path,
+)
 
 
 class Status(enum.StrEnum):
@@ -219,6 +227,18 @@ def _find_record(run_node: Any, uid: str, record_dir: Path | None,
     return record
 
 
+def verify_catalog_run(catalog: Any, ref: str | int, *,
+                       trusted_keys: Sequence[Ed25519PublicKey] | None = None
+                       ) -> VerificationReport:
+    """``smeflow catalog verify REF`` from Python: :func:`verify_run` of the run ``ref``
+    (uid, uid prefix or scan number) of ``catalog`` (a ``dataflow.catalog.Catalog``),
+    with the catalog's record folder ``raw_dir/provenance`` — where
+    ``ProvenanceRecorder.for_catalog`` keeps the record's copy, the document ledger and
+    the registered signing keys."""
+    return verify_run(catalog.run(ref), trusted_keys=trusted_keys,
+                      record_dir=Path(catalog.raw_dir) / RECORD_DIR_NAME)
+
+
 def verify_run(run_node: Any, *, trusted_keys: Sequence[Ed25519PublicKey] | None = None,
                record_dir: str | os.PathLike[str] | None = None) -> VerificationReport:
     """Check a run's files, digests and signature against its provenance record.
@@ -231,7 +251,9 @@ def verify_run(run_node: Any, *, trusted_keys: Sequence[Ed25519PublicKey] | None
         When given, the record must be signed by one of these keys.
     record_dir
         Folder of ``<uid>.json`` records: the fallback when the catalog metadata has no
-        record, and a second copy that must agree with it.
+        record, and a second copy that must agree with it; its document ledgers and
+        registered keys. Without it the document chain cannot be checked (an ``ERROR``):
+        :func:`verify_catalog_run` passes a catalog's own.
 
     Returns
     -------
@@ -337,7 +359,9 @@ def _check_documents(report: VerificationReport, record: Mapping[str, Any], run_
             report.notes.append("a format-1 record: the run's documents are not covered")
         return
     if record_dir is None:
-        report.add(Status.ERROR, "documents", uid, "no record folder to find the ledger in")
+        report.add(Status.ERROR, "documents", uid, "no record folder to find the ledger in: "
+                   "pass record_dir= (the catalog's raw/provenance), or verify with "
+                   "verify_catalog_run(catalog, uid) as `smeflow catalog verify` does")
         return
     name = summary.get("ledger")
     if name != f"{uid}{LEDGER_SUFFIX}":

@@ -42,6 +42,7 @@ from dataflow.provenance import (
     record_path,
     sign_record,
     uri_to_path,
+    verify_catalog_run,
     verify_run,
 )
 
@@ -403,6 +404,31 @@ def test_a_run_without_a_record_fails_verification(catalog: Catalog, frame_cam: 
     report = verify_run(catalog.run(uid), record_dir=catalog.raw_dir / "provenance")
     assert statuses(report) == [Status.NO_RECORD, Status.OK, Status.OK] and not report.ok
     assert [c.kind for c in report.checks] == ["record", "frames", "events"]
+
+
+def test_a_recorded_beamline_run_verifies_from_python_as_from_the_shell(
+        smeflow_beamline: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """User report U13: docs/provenance.md's snippet, a signed run of the beamline's
+    detector: ``verify_catalog_run`` is what ``smeflow catalog verify`` prints (all OK);
+    ``verify_run`` without the record folder says how to give it instead of failing
+    silently on the ledger."""
+    RE, catalog, det = smeflow_beamline.RE, smeflow_beamline.catalog, smeflow_beamline.det
+    key = tmp_path / "beamline.pem"
+    generate_key(key)
+    recorder = ProvenanceRecorder.for_catalog(catalog, signing_key=key)
+    recorder.subscribe(RE)
+    (uid,) = RE(count([det], 2))
+    assert recorder.wait(30)
+    report = verify_catalog_run(catalog, uid)
+    assert report.ok, "\n".join(report.lines())
+    assert {"documents", "catalog", "signature"} <= {c.kind for c in report.checks}
+    status, out, _ = cli(capsys, "verify", uid, "--data", str(catalog.root))
+    assert status == 0 and out.splitlines() == report.lines()
+    assert verify_catalog_run(catalog, uid[:8]).lines() == report.lines()
+    bare = verify_run(catalog.run(uid))
+    (failed,) = bare.failures
+    assert (failed.status, failed.kind) == (Status.ERROR, "documents")
+    assert "pass record_dir=" in failed.detail and "verify_catalog_run" in failed.detail
 
 
 # -- failures while recording never abort the scan ---------------------------------------
