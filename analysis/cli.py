@@ -7,7 +7,8 @@
     smeflow reduce --live --zmq 127.0.0.1:5578   # follow runs through the 0MQ proxy
 
 Tomography runs get a reconstruction (``--rows``: detector rows, default all),
-diffraction runs 1D patterns (``--bins``, ``--unit``); see ``analysis.reduce``. Prints
+diffraction runs 1D patterns (``--bins``, ``--unit``); the other reduction's options are
+refused, naming the run's reduction; see ``analysis.reduce``. Prints
 the derived run's uid and a summary; ``smeflow catalog show RAW_UID`` lists it under
 "derived runs". A malformed uid, an unknown run, a run with nothing to reduce or a
 missing catalog prints one line on stderr and exits 1. Registered through the
@@ -92,9 +93,9 @@ def register_reduce(sub: Subparsers) -> None:
                    help="the server's API key (default: $SMEFLOW_API_KEY)")
     p.add_argument("--rows", type=int, nargs="+", metavar="ROW",
                    help="tomography: detector rows to reconstruct (default: all)")
-    p.add_argument("--bins", type=int, default=DEFAULT_BINS,
+    p.add_argument("--bins", type=int,
                    help=f"diffraction: number of bins (default {DEFAULT_BINS})")
-    p.add_argument("--unit", default=DEFAULT_UNIT,
+    p.add_argument("--unit",
                    help=f"diffraction: 2th_deg, q_nm^-1 or r_mm (default {DEFAULT_UNIT})")
     p.add_argument("--chunk", type=int, default=DEFAULT_CHUNK_FRAMES, metavar="FRAMES",
                    help=f"frames per chunk (default {DEFAULT_CHUNK_FRAMES})")

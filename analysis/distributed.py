@@ -88,6 +88,7 @@ from analysis.reduce import (
     azint_chunk,
     azint_combine,
     check_derived_folder,
+    check_options,
     derived_md,
     file_inputs,
     geometry_from,
@@ -222,8 +223,8 @@ def azint_task(frames: Source, start: int, stop: int, geometry: Mapping[str, Any
 
 
 def reduce_on_dask(catalog: RunCatalog, ref: str | int, session: DaskSession, *,
-                   rows: Sequence[int] | None = None, bins: int = DEFAULT_BINS,
-                   unit: str = DEFAULT_UNIT, chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+                   rows: Sequence[int] | None = None, bins: int | None = None,
+                   unit: str | None = None, chunk_frames: int = DEFAULT_CHUNK_FRAMES,
                    task_rows: int = DEFAULT_TASK_ROWS,
                    callbacks: Sequence[Callback] | None = None,
                    device: str | None = None, frames_from: str | None = None
@@ -258,6 +259,7 @@ def reduce_on_dask(catalog: RunCatalog, ref: str | int, session: DaskSession, *,
         raise ReductionError("argument `frames_from`: 'tiled' needs a catalog server "
                              "(a RemoteCatalog); this catalog is embedded")
     run, start, reduction, listing = listed_run(catalog, ref)
+    check_options(reduction, start, rows, bins, unit)
     workers = session.workers
     if workers < 1:
         raise SchedulerError(f"scheduler {session.scheduler}: no workers")
@@ -270,7 +272,9 @@ def reduce_on_dask(catalog: RunCatalog, ref: str | int, session: DaskSession, *,
         return _tomo(run, start, listing, catalog, targets, session, params, chunk_frames,
                      task_rows, where, t0, url)
     return _azint(run, start, listing, catalog, targets, session,
-                  AzintParams(bins, unit, device=device), chunk_frames, where, t0, url)
+                  AzintParams(DEFAULT_BINS if bins is None else bins,
+                              DEFAULT_UNIT if unit is None else unit, device=device),
+                  chunk_frames, where, t0, url)
 
 
 def reduce_run_dask(catalog: RunCatalog, ref: str | int, scheduler: str = LOCAL,

@@ -146,6 +146,7 @@ __all__ = [
     "azint_chunk",
     "azint_combine",
     "check_derived_folder",
+    "check_options",
     "checked_mask",
     "derived_file_name",
     "derived_md",
@@ -235,8 +236,27 @@ def listed_run(catalog: RunCatalog, ref: str | int
     return run, start, reduction, nodes
 
 
+def check_options(reduction: str, start: Mapping[str, Any], rows: Sequence[int] | None,
+                  bins: int | None, unit: str | None) -> None:
+    """Refuse the options of the other reduction: ``rows`` for a run reduced as
+    diffraction patterns, ``bins``/``unit`` for a tomography run (None: not given). They
+    would be dropped without a word, and the answer not the one asked for."""
+    uid = start.get("uid")
+    if reduction == "azint1d" and rows is not None:
+        raise ReductionError(
+            f"run {uid}: --rows (rows=) is an option of tomography, but this run is reduced "
+            "as 1D diffraction patterns (azint1d: its start document has a geometry); "
+            "use --bins/--unit")
+    if reduction == "tomo_fbp" and (bins is not None or unit is not None):
+        given = "/".join(name for name, value in (("--bins", bins), ("--unit", unit))
+                         if value is not None)
+        raise ReductionError(
+            f"run {uid}: {given} is an option of diffraction, but this run is reduced as "
+            "a tomographic reconstruction (tomo_fbp); use --rows")
+
+
 def reduce_run(catalog: RunCatalog, ref: str | int, *, rows: Sequence[int] | None = None,
-               bins: int = DEFAULT_BINS, unit: str = DEFAULT_UNIT,
+               bins: int | None = None, unit: str | None = None,
                chunk_frames: int = DEFAULT_CHUNK_FRAMES,
                callbacks: Sequence[Callback] | None = None,
                device: str | None = None) -> ReductionSummary:
@@ -251,7 +271,9 @@ def reduce_run(catalog: RunCatalog, ref: str | int, *, rows: Sequence[int] | Non
     rows
         Tomography: detector rows to reconstruct (default all).
     bins, unit
-        Diffraction: number of bins and radial unit.
+        Diffraction: number of bins and radial unit (default ``DEFAULT_BINS``,
+        ``DEFAULT_UNIT``). The other reduction's options are refused
+        (:func:`check_options`).
     chunk_frames
         Frames per chunk (the unit a Dask worker would get).
     callbacks
@@ -268,6 +290,7 @@ def reduce_run(catalog: RunCatalog, ref: str | int, *, rows: Sequence[int] | Non
     if chunk_frames < 1:
         raise ReductionError(f"argument `chunk_frames`: expected >= 1, got {chunk_frames}")
     run, start, reduction, listing = listed_run(catalog, ref)
+    check_options(reduction, start, rows, bins, unit)
     targets = (callbacks if callbacks is not None else [catalog.derived_writer()])
     t0 = time.perf_counter()
     if reduction == "tomo_fbp":
@@ -276,7 +299,9 @@ def reduce_run(catalog: RunCatalog, ref: str | int, *, rows: Sequence[int] | Non
                             TomoParams(tuple(rows) if rows is not None else None,
                                        device=device), chunk_frames, t0, listing)
     return _reduce_azint(run, start, catalog, targets,
-                         AzintParams(bins, unit, device=device), chunk_frames, t0, listing)
+                         AzintParams(DEFAULT_BINS if bins is None else bins,
+                                     DEFAULT_UNIT if unit is None else unit, device=device),
+                         chunk_frames, t0, listing)
 
 
 def stop_failed(derived: DerivedRun, exc: BaseException, catalog: RunCatalog | None) -> None:

@@ -199,6 +199,33 @@ def test_reduce_command(acquired: AcquiredRuns, capsys: pytest.CaptureFixture[st
         assert message in lines[0]
 
 
+@pytest.mark.parametrize(("run", "options", "kwargs", "message"), [
+    ("diff", ["--rows", "10", "20"], {"rows": [10, 20]}, r"--rows \(rows=\) is an option "
+     r"of tomography, but this run is reduced as 1D diffraction patterns \(azint1d"),
+    ("tomo", ["--bins", "100"], {"bins": 100}, r"--bins is an option of diffraction, but "
+     r"this run is reduced as a tomographic reconstruction \(tomo_fbp\)"),
+    ("tomo", ["--bins", "100", "--unit", "r_mm"], {"bins": 100, "unit": "r_mm"},
+     r": --bins/--unit is an option of"),
+])
+def test_the_other_reductions_options_are_refused(
+        acquired: AcquiredRuns, capsys: pytest.CaptureFixture[str], run: str,
+        options: list[str], kwargs: dict[str, Any], message: str) -> None:
+    """User report U14: ``--rows`` of a diffraction run, ``--bins``/``--unit`` of a
+    tomography run were dropped without a word and the reduction ended "success"."""
+    import re
+
+    uid = acquired.diff_uid if run == "diff" else acquired.tomo_uid
+    derived = len(acquired.catalog.derived)
+    assert reduce_main([uid, "--data", str(acquired.data_dir), *options]) == 1
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert captured.out == "" and len(lines) == 1 and re.search(message, lines[0]), lines
+    assert lines[0].startswith(f"smeflow reduce: error: run {uid}: ")
+    assert len(acquired.catalog.derived) == derived  # nothing started
+    with pytest.raises(ReductionError, match=message):
+        reduce_run(acquired.catalog, uid, **kwargs)
+
+
 def test_damaged_input_is_refused_and_leaves_no_derived_run(
         acquired: AcquiredRuns, capsys: pytest.CaptureFixture[str]) -> None:
     """A flipped bit in a raw frame file used to be reduced as data (and a truncated file
