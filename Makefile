@@ -9,8 +9,9 @@ STAMP  := $(VENV)/.smeflow-installed
 # an absolute path. Debian's PoCL: the wheel's PoCL (LLVM 14) cannot compile for recent CPUs.
 # PostgreSQL: the catalog-server tests start a throwaway cluster with its initdb/postgres.
 # Redis: bluesky-queueserver keeps its plan queue there (`smeflow queue`, the queue tests).
+# gcc: `smeflow demo --prepare` links the numba functions it builds ahead of time (sme.native).
 DEBIAN_TOOLS := ghdl:ghdl yosys:yosys dot:graphviz /etc/OpenCL/vendors/pocl.icd:pocl-opencl-icd \
-                /usr/lib/postgresql:postgresql redis-server:redis-server
+                /usr/lib/postgresql:postgresql redis-server:redis-server gcc:gcc
 
 .PHONY: all setup system-deps demo test check lint typecheck bench clean
 

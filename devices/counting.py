@@ -12,6 +12,8 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
+from sme.native import native_kernel
+
 from .counting_pass import (
     BLOCK,
     FAST_TERMS,
@@ -102,7 +104,7 @@ def draw_counts(flux: npt.NDArray[np.floating], efficiency: float | npt.NDArray[
     into = _NO_KEPT if kept is None else kept
     if kept is not None and not kept_ready:
         kept.filled = False
-    bad = int(draw_pass(_read_only(flux), _read_only(eff), uniform, hot_at, dead_at,
+    bad = int(_draw_pass(_read_only(flux), _read_only(eff), uniform, hot_at, dead_at,
                            exposure * scale, exposure * hot_rate, cap, top, base,
                            _read_only(given), use_given, quantile_table(), out,
                            into.exps, into.high, into.starts, kept is not None, kept_ready))
@@ -110,6 +112,9 @@ def draw_counts(flux: npt.NDArray[np.floating], efficiency: float | npt.NDArray[
         kept.filled = True
     return bad
 
+
+_draw_pass = native_kernel(draw_pass)
+"""``draw_pass`` from the natively built module when there is one (``sme.native``)."""
 
 _NO_KEPT = KeptTerms(0)
 """What the pass gets for ``kept`` when there is none (it keeps nothing then)."""
@@ -129,7 +134,7 @@ def _pixel_indices(name: str, pixels: npt.NDArray[Any], n: int) -> npt.NDArray[n
         raise ValueError(f"draw_counts: {name} must be a mask or pixel indices, got dtype "
                          f"{pixels.dtype}")
     at = pixels.astype(np.intp, copy=False)
-    if not _sorted_below(at, n):
+    if not _sorted_below_native(at, n):
         raise ValueError(f"draw_counts: {name} indices must be sorted, distinct and in "
                          f"0 … {n - 1}")
     return _read_only(at)
@@ -145,6 +150,10 @@ def _sorted_below(at: npt.NDArray[np.intp], n: int) -> bool:  # pragma: no cover
             return False
         last = at[i]
     return True
+
+
+_sorted_below_native = native_kernel(_sorted_below)
+"""``_sorted_below`` from the natively built module when there is one (``sme.native``)."""
 
 
 def _read_only(a: npt.NDArray[_A]) -> npt.NDArray[_A]:

@@ -14,6 +14,8 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
+from sme.native import native_kernel
+
 TABLE_BITS = 16
 """log2 of the number of equal-probability bins of the normal quantile table."""
 
@@ -87,6 +89,9 @@ def _quantile_table(bits: int) -> npt.NDArray[np.float64]:  # pragma: no cover -
     return table
 
 
+_quantile_table_native = native_kernel(_quantile_table)
+"""``_quantile_table`` from the natively built module when there is one (``sme.native``)."""
+
 _TABLE: npt.NDArray[np.float64] | None = None
 
 
@@ -95,7 +100,7 @@ def quantile_table() -> npt.NDArray[np.float64]:
     computed on first use."""
     global _TABLE
     if _TABLE is None:
-        table = _quantile_table(TABLE_BITS)
+        table = _quantile_table_native(TABLE_BITS)
         table.flags.writeable = False
         _TABLE = table
     return _TABLE

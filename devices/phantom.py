@@ -37,6 +37,7 @@ from devices.samples import (
     Pose,
     detector_coordinates_mm,
 )
+from sme.native import native_kernel
 
 __all__ = ["Ellipsoid", "EllipsoidPhantom", "PhantomSample", "shepp_logan_3d"]
 
@@ -233,7 +234,7 @@ class EllipsoidPhantom:
             raise ValueError(f"transmit_into: out must be a writeable C-contiguous float64 "
                              f"array of shape {incident.shape}")
         x, y = detector_coordinates_mm(incident.shape, pixel_size)
-        box = _transmit(np.ascontiguousarray(x[0]) - pose.x,
+        box = _transmit_native(np.ascontiguousarray(x[0]) - pose.x,
                         np.ascontiguousarray(y[:, 0]) - pose.y, self.ray_coefficients(pose),
                         np.ascontiguousarray(incident, np.float64), out)
         return int(box[0]), int(box[1]), int(box[2]), int(box[3])
@@ -470,3 +471,7 @@ def _transmit(xs: FloatArray, ys: FloatArray, coef: FloatArray, incident: FloatA
         for j in range(last - first):
             row[j] = beam[j] * (parts[j] * scales[j])
     return row0, row1, col0, col1
+
+
+_transmit_native = native_kernel(_transmit)
+"""``_transmit`` from the natively built module when there is one (``sme.native``)."""

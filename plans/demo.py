@@ -216,9 +216,13 @@ def _warm_up(beamline: Any, live: Any) -> None:
 def prepare_demo(backend: str = "compiled") -> float:
     """Compile and cache everything ``smeflow demo`` compiles — the detector firmware, the
     sensor and sample models, the OpenCL kernels — on a throwaway catalog, without
-    running its scans; returns the seconds it took. ``make setup`` runs it, so that the
-    first demo finds every compiled artefact in the caches."""
+    running its scans, then build the numba functions it called into native modules
+    (``sme.native``: the demo then runs without numba's compiler, ≈ 60 MB less); returns
+    the seconds it took. ``make setup`` runs it, so that the first demo finds every
+    compiled artefact in the caches."""
     import tempfile
+
+    from sme.native_build import build_native
 
     from analysis.live import LiveReducer
     from dataflow.catalog import Catalog
@@ -232,6 +236,7 @@ def prepare_demo(backend: str = "compiled") -> float:
         det = beamline.det
         try:
             _warm_up(beamline, live)
+            beamline.shutter.set("open").wait(10)  # (closed, the samples are not drawn)
             for sample in (beamline.use_phantom, beamline.use_powder):
                 sample()
                 det.expose(None, 0.05)  # the sensor model and the sample's projection
@@ -239,6 +244,9 @@ def prepare_demo(backend: str = "compiled") -> float:
             beamline.close()
             live.close()
             catalog.close()
+    for result in build_native():
+        if result.error is not None:  # (the demo still runs: on numba's JIT)
+            print(f"no native module for {result.name}: {result.error}")
     return time.perf_counter() - t0
 
 

@@ -33,6 +33,13 @@ Why numba (and not C through the system compiler with cffi, or Cython):
 C via cffi would need ``gcc`` and Python headers on every machine that simulates, and an
 own cache and build-lock layer; its speed would be the same (both end in LLVM/GCC -O2
 code of the same loop). Cython likewise needs a C toolchain.
+
+Ahead of time: numba's first call in a process builds its compiler (≈ 50 MB) even when
+the machine code comes from its cache, so ``smeflow demo --prepare`` also builds the
+loaded simulations' ``run``/``reset``/``step`` into an extension module with numba's own
+ahead-of-time compiler (``sme.native``; ``cache.load_module`` returns its functions when
+it matches). A machine without ``gcc``, or a numba without ``numba.pycc`` (pending
+deprecation), simply keeps the JIT path.
 """
 
 from .session import CompiledBackend, CompiledBuild, CompiledSession

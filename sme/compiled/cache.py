@@ -6,6 +6,12 @@ of the module source — together with the numba, Python and machine identity �
 cache key. Each key gets a folder holding the module (``sim.py``) and numba's cache of its
 machine code (``__pycache__``, written by numba with ``cache=True``).
 
+Natively built: ``smeflow demo --prepare`` also builds the loaded simulations' functions
+into an extension module ahead of time (``sme.native``, ``sme.native_build``); when one
+matches the source and toolchain, ``load_module`` returns a module of its functions, and
+numba compiles (or loads) ``sim.py`` only for a call the native module was not built for
+— a process that simulates then never builds numba's compiler (≈ 50 MB).
+
 Concurrency: the folder's lock file is held (``fcntl.flock``) while the module is written
 and compiled, so two processes that start the same network at once compile it once; the
 second waits and then loads the machine code from the cache. Files are written to a
@@ -15,6 +21,7 @@ temporary name and renamed, so a reader never sees half a file.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import importlib.util
 import os
@@ -22,9 +29,11 @@ import platform
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from ..atomic_file import write_text_atomic
 from ..errors import BackendError
+from ..native import NativeGroup, register, toolchain_identity
 from ..progress import stage
 
 ENV_VAR = "SMEFLOW_CACHE_DIR"
@@ -52,12 +61,59 @@ def cache_key(source: str) -> str:
     return h.hexdigest()[:32]
 
 
+NATIVE_FUNCTIONS = ("run", "reset", "step")
+"""The generated module's compiled functions (``step`` only where the module has one)."""
+
+
 def load_module(source: str, cache_dir: str | os.PathLike[str] | None = None) -> ModuleType:
-    """Import the generated module, compiling it (and filling the cache) if needed.
+    """Import the generated module, compiling it (and filling the cache) if needed; or,
+    when its natively built module matches, a module of that one's functions (see the
+    module docstring).
 
     The same source in the same Python process is imported once.
     """
     key = cache_key(source)
+    group = native_group(source, cache_dir)
+    record = group.record()
+    if record is not None and {"run", "reset"} <= set(record["functions"]):
+        native = ModuleType(f"smeflow_sim_native_{key}", "natively built simulation functions")
+        for fn in NATIVE_FUNCTIONS:
+            if fn in record["functions"]:
+                setattr(native, fn, group.functions[fn])
+        return native
+    module = _load_jit(source, key, cache_dir)
+    for native_fn in group.functions.values():  # (what a native build exports)
+        native_fn._jit = getattr(module, native_fn.name, None)
+    return module
+
+
+_GROUPS: dict[tuple[str, Path], NativeGroup] = {}
+
+
+def native_group(source: str, cache_dir: str | os.PathLike[str] | None = None
+                 ) -> NativeGroup:
+    """The native group of a generated module: its functions, and where its natively built
+    module is (made once per source and cache folder in a process)."""
+    key = cache_key(source)
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    found = _GROUPS.get((key, root))
+    if found is not None:
+        return found
+    native_key = hashlib.sha256(f"{key}\0{toolchain_identity()}".encode()).hexdigest()[:32]
+    group = register(NativeGroup(f"sim_{key}", lambda: native_key, root))
+    for fn in NATIVE_FUNCTIONS:
+        group.function(fn, functools.partial(_jit_function, source, key, cache_dir, fn))
+    _GROUPS[key, root] = group
+    return group
+
+
+def _jit_function(source: str, key: str, cache_dir: str | os.PathLike[str] | None,
+                  name: str) -> Any:
+    return getattr(_load_jit(source, key, cache_dir), name)
+
+
+def _load_jit(source: str, key: str, cache_dir: str | os.PathLike[str] | None) -> ModuleType:
+    """Import ``sim.py`` through numba (see :func:`load_module`)."""
     name = f"smeflow_sim_{key}"
     found = sys.modules.get(name)
     if found is not None:

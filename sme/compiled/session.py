@@ -47,6 +47,7 @@ from ..errors import (
 )
 from ..interp import _annotate
 from ..interp_locals import index_message
+from ..native import NativeFunction
 from ..network import Network
 from ..overflow import Overflowing, resize, store
 from ..trace import UNDEFINED
@@ -153,9 +154,12 @@ class CompiledSession(Session):
             self._ticks = self.W[ws.tick:ws.tick + 1].data  # item access gives Python ints
             # the compiled entry point itself (skips the dispatcher's type matching)
             step = build.module.step
-            overloads = list(getattr(step, "overloads", {}).values())
-            entry = overloads[0].entry_point if len(overloads) == 1 else step
-            self._lean = functools.partial(entry, self.W, *self.M)
+            if isinstance(step, NativeFunction):  # (its types matched once, here)
+                self._lean = step.bind(self.W, *self.M)
+            else:
+                overloads = list(getattr(step, "overloads", {}).values())
+                entry = overloads[0].entry_point if len(overloads) == 1 else step
+                self._lean = functools.partial(entry, self.W, *self.M)
         super().__init__(build)  # sets tick = 0
         self._places = {(p.signal.bus, p.signal.spec.name): p for p in lay.places}
         self._drivers: dict[Bus, Any] = {}

@@ -311,6 +311,22 @@ def test_prepare_caches_the_demo_firmware(tmp_path: Path,
     try:
         firmware = beamline.det.firmware
         assert firmware is not None
-        assert generate(firmware.network).source in loaded[:1]
+        source = generate(firmware.network).source
+        assert source in loaded[:1]
     finally:
         beamline.close()
+    # and built natively (sme.native): the firmware and the models' compiled passes
+    import devices.counting
+    import devices.normal_table
+    import devices.phantom
+    from sme.compiled.cache import native_group
+
+    sim = native_group(source)
+    for group in (sim, devices.counting._draw_pass.group,
+                  devices.counting._sorted_below_native.group,
+                  devices.normal_table._quantile_table_native.group,
+                  devices.phantom._transmit_native.group):
+        group.reload()
+        assert group.record() is not None, (group.name, group.refused)
+    record = sim.record()
+    assert record is not None and set(record["functions"]) == {"run", "reset", "step"}
