@@ -222,11 +222,10 @@ def prepare_demo(backend: str = "compiled") -> float:
     compiled artefact in the caches."""
     import tempfile
 
-    from sme.native_build import build_native
-
     from analysis.live import LiveReducer
     from dataflow.catalog import Catalog
     from devices.beamline import Beamline
+    from sme.native_build import build_native
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="smeflow-prepare-") as tmp:
