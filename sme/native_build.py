@@ -163,6 +163,18 @@ def _wrappers_release_gil() -> Iterator[None]:
         pycc_compiler.Flags = base
 
 
+@contextmanager
+def _temporary_files_in(folder: str) -> Iterator[None]:
+    """pycc's temporary files go to ``folder`` (removed with it): its check of the C
+    compiler leaves two folders behind (numba 0.68, ``pycc.platform._gentmpfile``)."""
+    before = tempfile.tempdir
+    tempfile.tempdir = folder
+    try:
+        yield
+    finally:
+        tempfile.tempdir = before
+
+
 def build_group(group: NativeGroup, signatures: dict[str, list[Any]]) -> Path:
     """Build ``group``'s module for ``signatures`` (per function: ``(return type, argument
     types)``) into its folder; returns the module's path."""
@@ -178,7 +190,8 @@ def build_group(group: NativeGroup, signatures: dict[str, list[Any]]) -> Path:
     with open(folder / ".lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            with tempfile.TemporaryDirectory(prefix=".build-", dir=folder) as tmp:
+            with tempfile.TemporaryDirectory(prefix=".build-", dir=folder) as tmp, \
+                    _temporary_files_in(tmp):
                 cc = CC(module_name)
                 cc.output_dir = tmp
                 cc.target_cpu = "host"
