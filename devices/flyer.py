@@ -29,8 +29,8 @@ A run that fails without a pause (an exception in the plan after ``kickoff``) do
 stop what it kicked off: bluesky ``stop()``s only what it ``set``. A run decorator closes
 the run with the failure; a run left open is closed by the RunEngine after it collects
 every flyer kicked off and not collected (logging what that collect raises). The flyer
-watches for its run's ``stop`` document (:func:`devices.streams.calling_run` finds the
-run at ``kickoff``): when the run ends, an acquisition still running stops and a detector
+watches for its run's ``stop`` document (:class:`devices.streams.RunEndWatch`, armed at
+``kickoff``): when the run ends, an acquisition still running stops and a detector
 the flyer staged is unstaged, free for the next plan. A collect of a running acquisition
 whose ``complete()`` was never asked for is the RunEngine's clean-up of an open run
 (bluesky's ``bp.fly`` and ``collect_while_completing`` call ``complete()`` first) or a
@@ -47,13 +47,12 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from bluesky.run_engine import RunEngine
 from ophyd.status import DeviceStatus
 
 from .detector import FirmwareDetector
 from .detector_fly import wait_for_end
 from .fly import FlyAcquisition, FlyParameters
-from .streams import calling_run
+from .streams import RunEndWatch
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +99,7 @@ class DetectorFlyer:
         self._paused_fly: FlyAcquisition | None = None  # paused in (resume or end next)
         self._resumed_fly: FlyAcquisition | None = None  # resumed without a replay
         self._completing: FlyAcquisition | None = None  # complete() asked since kickoff
-        self._watch: tuple[RunEngine, int] | None = None  # subscribed to its run's stop
+        self._run_end = RunEndWatch(self.name, self._run_ended)  # its kickoff's run
 
     def stage(self) -> list[Any]:
         """Nothing to load (``kickoff`` stages the detector unless it is staged): staging
@@ -141,33 +140,8 @@ class DetectorFlyer:
         status: DeviceStatus = self.det.kickoff()
         self._own = self.det.fly
         self._completing = None
-        self._watch_run()
+        self._run_end.arm()
         return status
-
-    def _watch_run(self) -> None:
-        """Subscribe to the ``stop`` document of the run this kickoff belongs to: when it
-        comes, the run is over (module docstring) and :meth:`_run_ended` cleans up."""
-        self._unwatch()
-        found = calling_run()
-        if found is None:
-            return
-        engine, run = found
-
-        def on_stop(name: str, doc: dict[str, Any]) -> None:
-            if doc.get("run_start") != run:
-                return
-            self._unwatch()
-            try:
-                self._run_ended()
-            except Exception:  # (a callback's exception would fail the RunEngine's call)
-                log.exception("%s: could not stop the acquisition of an ended run", self.name)
-
-        self._watch = (engine, engine.subscribe(on_stop, "stop"))  # type: ignore[no-untyped-call]
-
-    def _unwatch(self) -> None:
-        watch, self._watch = self._watch, None
-        if watch is not None:
-            watch[0].unsubscribe(watch[1])  # type: ignore[no-untyped-call]
 
     def _run_ended(self) -> None:
         """The run of this flyer's kickoff ended: stop its acquisition if it still runs

@@ -20,6 +20,7 @@ from typing import Any
 from ophyd.status import MoveStatus
 
 from .motion import MotorLimitError, SimMotor
+from .streams import RunEndWatch
 from .trajectory import Segment, Trajectory, trapezoid
 
 __all__ = ["ContinuousRotation", "RotationStage", "RunUpOutError", "StartedRotation"]
@@ -110,6 +111,7 @@ class RotationStage(SimMotor):
         """Notified whenever a continuous rotation starts (``wait_for_rotation``)."""
         self._prepared: ContinuousRotation | None = None
         self._fly_status: MoveStatus | None = None
+        self._run_end = RunEndWatch(name, self._stop_turning)  # the kickoff's run
 
     def run_up_out(self, start: float, stop: float, velocity: float) -> tuple[float, float]:
         """Run-up and run-out angles of a continuous rotation; checks velocity, angles
@@ -229,14 +231,25 @@ class RotationStage(SimMotor):
 
     def kickoff(self) -> MoveStatus:
         """Start the prepared rotation; the returned status is already finished (the
-        stage is moving; ``complete`` follows the motion)."""
+        stage is moving; ``complete`` follows the motion). Kicked off in a run, the
+        rotation stops where it is if the run ends first (``_stop_turning``)."""
         value = self._prepared
         if value is None:
             raise RuntimeError(f"{self.name}: kickoff() needs prepare(ContinuousRotation) first")
         self._fly_status = self.start_continuous(value.start, value.stop, value.velocity)
+        self._run_end.arm()
         done = MoveStatus(self, value.start)
         done.set_finished()
         return done
+
+    def _stop_turning(self) -> None:
+        """The run this rotation was kicked off in ended (aborted, stopped, halted or
+        failed: bluesky stops only what it ``set``, and ``bp.fly`` or a user's plan may
+        have no clean-up of its own): a rotation still turning stops where it is,
+        successfully, as the RunEngine stops what it moved. At rest, nothing."""
+        status = self._fly_status
+        if status is not None and not status.done:
+            self.stop(success=True)
 
     def complete(self) -> MoveStatus:
         """Finishes when the stage is at rest after the run-out."""

@@ -23,13 +23,18 @@ kicked off closes on a plan's failure.
 
 from __future__ import annotations
 
+import logging
 import sys
+from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 from bluesky.bundlers import RunBundler
 from bluesky.run_engine import RunEngine
 
-__all__ = ["calling_run", "reading_stream"]
+__all__ = ["RunEndWatch", "calling_run", "reading_stream"]
+
+log = logging.getLogger(__name__)
 
 
 def reading_stream() -> str | None:
@@ -61,3 +66,44 @@ def calling_run() -> tuple[RunEngine, str] | None:
                 else None
         frame = frame.f_back
     return None
+
+
+class RunEndWatch:
+    """Calls ``on_end()`` once when the run a device was kicked off in ends (its ``stop``
+    document): the clean-up of something bluesky does not stop itself — it ``stop()``s
+    only what it ``set``, so a flyer or a continuous rotation kicked off in a run that
+    fails, is aborted, stopped or halted goes on unless it watches its run.
+
+    ``name`` labels the log line when ``on_end`` raises (it must not fail the RunEngine's
+    emit)."""
+
+    def __init__(self, name: str, on_end: Callable[[], None]) -> None:
+        self._name = name
+        self._on_end = on_end
+        self._watch: tuple[RunEngine, int] | None = None
+
+    def arm(self) -> None:
+        """Watch the run of the RunEngine message the caller is acting on (call it from
+        the device's ``kickoff``; :func:`calling_run`); outside a run, nothing."""
+        self.disarm()
+        found = calling_run()
+        if found is None:
+            return
+        engine, run = found
+
+        def on_stop(name: str, doc: dict[str, Any]) -> None:
+            if doc.get("run_start") != run:
+                return
+            self.disarm()
+            try:
+                self._on_end()
+            except Exception:
+                log.exception("%s: could not clean up after its run ended", self._name)
+
+        self._watch = (engine, engine.subscribe(on_stop, "stop"))  # type: ignore[no-untyped-call]
+
+    def disarm(self) -> None:
+        """Stop watching (nothing to do when the run ends)."""
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch[0].unsubscribe(watch[1])  # type: ignore[no-untyped-call]

@@ -21,8 +21,9 @@ the beam, and on resuming the plan collects every frame (no replay, see below); 
 taken without beam stay in the run (their ``det_roi_sum`` shows it). Darks and flats are
 steps with checkpoints as in ``tomo_scan``. An operator's pause during the rotation does
 not stop it either (the RunEngine stops what it moved with ``set``, and the rotation was
-kicked off): abort and stop end the run with the frames taken so far and stop the
-rotation where it is (as a failure of the plan does); resume goes on
+kicked off): abort, stop and halt end the run with the frames taken so far and stop the
+rotation where it is, as a failure of the plan does (the rotation watches the run it was
+kicked off in, ``RotationStage.kickoff``); resume goes on
 collecting where the plan was, without replaying the fly (the detector's ``pause`` raises
 ``NoReplayAllowed``), so every projection is recorded once.
 """
@@ -40,7 +41,7 @@ from bluesky.utils import FailedStatus, Msg, MsgGenerator
 
 from devices.fly import FlyParameters, PositionTrigger
 from devices.rotation import ContinuousRotation, RotationStage, RunUpOutError
-from plans.runs import staged, with_cleanup
+from plans.runs import staged
 from plans.tomo import TOMO_STREAMS, TomoSetup, tomo_run, validate_tomo
 from plans.validate import PlanArgumentError, PlanDetector, PlanMotor, require_number
 
@@ -232,15 +233,6 @@ def _fly_tomo_scan(setup: TomoSetup, motion: ContinuousRotation,
         yield from collect_until_complete([rotation, det], det, flush_period, stream)
         yield from bps.checkpoint()  # (a pause from here rewinds to after the fly)
 
-    def stop_rotation() -> MsgGenerator[None]:
-        # The RunEngine stops only what it moved with ``set`` (with success=True, at its
-        # teardown): a rotation kicked off turns on to its run-out after an abort, a stop
-        # or a failure unless the plan stops it. Called directly for the same success=True
-        # (bps.stop passes no arguments, and the failed status of the fly would fail the
-        # cleanup); at rest, after a completed fly, stop does nothing.
-        rotation.stop(success=True)
-        yield from bps.null()
-
     uid: str = yield from tomo_run(
-        setup, lambda: staged(with_cleanup(fly(), stop_rotation), [det]))
+        setup, lambda: staged(fly(), [det]))
     return uid
