@@ -27,6 +27,10 @@ class DiskCheck:
 
     events: dict[str, int] = field(default_factory=dict)
     """Events per stream in the catalog."""
+    sequence: dict[str, int] = field(default_factory=dict)
+    """Distinct ``seq_num`` values per stream: the events bluesky counts in the stop
+    document. A plan rewound by a pause or a suspender takes a reading again under the
+    ``seq_num`` it had, so a stream may hold more events than that."""
     frames: dict[str, int] = field(default_factory=dict)
     """``stream/data_key`` → frames intact on disk (of those announced)."""
     announced: dict[str, int] = field(default_factory=dict)
@@ -76,11 +80,12 @@ def frames_on_disk(path: Path, dataset: str, wanted: int) -> tuple[int, str | No
     return have, problem
 
 
-def _event_count(node: Any) -> int:
+def _seq_nums(node: Any) -> list[int]:
+    """A stream's events' ``seq_num`` values (none for a stream without a table)."""
     try:
-        return len(node["seq_num"].read()) if "seq_num" in node else 0
+        return [int(n) for n in node["seq_num"].read()] if "seq_num" in node else []
     except Exception:  # a stream whose table was never written
-        return 0
+        return []
 
 
 def check_run_on_disk(run: Any) -> DiskCheck:
@@ -90,7 +95,8 @@ def check_run_on_disk(run: Any) -> DiskCheck:
     for stream in run:
         node = run[stream]
         keys = (node.metadata or {}).get("data_keys") or {}
-        found.events[stream] = _event_count(node)
+        seq_nums = _seq_nums(node)
+        found.events[stream], found.sequence[stream] = len(seq_nums), len(set(seq_nums))
         for key, desc in keys.items():
             if not isinstance(desc, Mapping) or "external" not in desc:
                 continue
