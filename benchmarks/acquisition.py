@@ -21,7 +21,7 @@
 * ``fly.512.cpu_ms.<stage>`` — where a fly-scan frame's time goes: each stage of the
   detector's pipeline run alone on one thread for ``--breakdown-frames`` frames of the
   phantom at angles across 180°, CPU milliseconds per frame: ``flux`` (the phantom's
-  projection, drawn into reused buffers as the fly's scene thread does: ``FluxBuffer``),
+  projection, drawn into reused buffers as the fly's workers do: ``FluxBuffer``),
   ``sensor`` (Poisson counts, drawn into the link's words as the fly
   acquisition does), ``link`` (a link stream for them: the last one, refilled),
   ``firmware`` (the compiled firmware alone), ``readout`` (decoding and checking the
@@ -32,7 +32,8 @@
 * ``fly.512.plan_cpu_ms.<part>`` — CPU milliseconds per frame of the fly scan (from the
   plan's start to the last frame in the file, not the file's digest at the run's close
   after it) by thread, as ``benchmarks/endtoend.py``
-  groups them (``sensor``: the scene and sensor threads, ``firmware``, ``writer``,
+  groups them (``sensor``: the fly workers' scene and sensor stages, ``firmware``: their
+  firmware stage, ``writer``,
   ``run_engine``, ``tiled``, ``other``, ``total``; ``benchmarks/thread_cpu.py``): beside
   the detector's stages, what the RunEngine, the catalog and the rest take. Linux only
   (``/proc``).
@@ -68,14 +69,14 @@ from typing import Any
 import numpy as np
 from bluesky import RunEngine
 from bluesky import plans as bp
-from thread_cpu import ThreadCPU
+from thread_cpu import ThreadCPU, with_fly_stages
 
 from dataflow.catalog import Catalog
 from dataflow.hdf5 import FrameWriter
 from dataflow.readout import Readout
 from devices.beamline import Beamline
 from devices.firmware import Firmware
-from devices.fly import BATCH, FLUX_FRAMES
+from devices.fly import BATCH, WORKERS
 from devices.samples import FluxBuffer, Pose
 from devices.sensor import LinkStream, frame_link
 from fpga.designs.params import ChainParams
@@ -120,7 +121,8 @@ def fly_rate(folder: Path, frames: int, exposure: float) -> dict[str, float]:
         assert fly is not None and len(fly.frames) == frames
         if cpu is not None:  # (to the last frame in the file, as the rate)
             cpu.stop()
-        used = cpu.until(fly.frames[-1].done_time) if cpu is not None else {}
+        used = (with_fly_stages(cpu.until(fly.frames[-1].done_time), fly.cpu)
+                if cpu is not None else {})
         sustained = frames / (fly.frames[-1].done_time - fly.frames[0].trigger_time)
         shape = catalog.run(uid)["primary"]["det_image"].shape
         assert shape == (frames, 512, 512), shape
@@ -166,9 +168,9 @@ def fly_breakdown(folder: Path, frames: int, exposure: float) -> dict[str, float
         images = np.empty((BATCH, *det.out_shape()), np.uint16)  # (as devices.fly decodes)
         batch = 0
         link: LinkStream | None = None
-        buffers = [FluxBuffer() for _ in range(FLUX_FRAMES + 2)]  # (the most in flight)
+        buffers = [FluxBuffer() for _ in range(WORKERS)]  # (each fly worker its own)
         for k, angle in enumerate(np.linspace(0.0, 180.0, frames + 1)):
-            # as the scene thread does: drawn into the buffers the sensor hands back
+            # as the fly workers do: each frame into its worker's buffer
             flux = timed("flux", sample.flux_into, Pose(angle=float(angle)), shape,
                          det.pixel_size, buffers[k % len(buffers)])
             # as the fly acquisition does: the counts drawn into a reused link stream's words

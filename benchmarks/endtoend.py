@@ -19,8 +19,8 @@ reduced live, and how far the reduction falls behind.
   frame in the file).
 * ``endtoend.1024.cpu_ms.<part>`` — CPU milliseconds per frame over the scan (from
   before the plan to the last pattern) of the process's threads by what they do:
-  ``sensor``, ``firmware`` and ``writer`` (the fly acquisition's threads: counts,
-  firmware and readout, HDF5), ``live_reducer``,
+  ``sensor``, ``firmware`` and ``writer`` (the fly acquisition's stages: scene and
+  counts, firmware and readout, HDF5), ``live_reducer``,
   ``run_engine``, ``tiled`` (the in-process Tiled server), ``other`` (the main thread,
   OpenCL's and the HDF5/catalog helpers'), ``total``; and
   ``endtoend.1024.cpu_bound_frames_per_s`` = 2 cores × 1000 / total, the most frames/s two
@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 from bluesky import RunEngine
-from thread_cpu import ThreadCPU
+from thread_cpu import ThreadCPU, with_fly_stages
 
 from analysis.live import LiveReducer
 from dataflow.catalog import Catalog
@@ -140,7 +140,7 @@ def endtoend(folder: Path, frames: int, period: float) -> dict[str, float]:
         first_trigger = min(times.trigger.values())
         last_pattern = max(times.pattern.values())
         # (up to the last pattern: not the raw file's digest at the run's close after it)
-        used = cpu.until(last_pattern) if cpu is not None else {}
+        used = with_fly_stages(cpu.until(last_pattern), fly.cpu) if cpu is not None else {}
         detector = frames / (fly.frames[-1].done_time - fly.frames[0].trigger_time)
         patterns = catalog.run(result.derived_uid)["primary"]["intensity"]
         if patterns.shape[0] != frames:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Mapping
 
 
 class ThreadCPU:
@@ -17,10 +18,11 @@ class ThreadCPU:
     ``t`` (``time.time()``: a stretch that ends before the work its caller waited for,
     such as a file's digest at the run's close after its last frame)."""
 
-    GROUPS = (("sensor", "-fly-sensor"), ("firmware", "-fly-firmware"), ("writer", "-fly-writer"),
+    GROUPS = (("fly_workers", "-fly-worker"), ("writer", "-fly-writer"),
               ("live_reducer", "smeflow-live-reducer"), ("run_engine", "bluesky-run-engine"),
               ("tiled", "asyncio-portal"))
-    """Figure name → what the thread's name contains (the rest is ``other``)."""
+    """Figure name → what the thread's name contains (the rest is ``other``); the fly
+    workers' time goes to the stages they ran with :func:`with_fly_stages`."""
 
     def __init__(self, every: float = 0.1) -> None:
         self.every = every
@@ -93,3 +95,20 @@ class ThreadCPU:
             out[group] += used
         out["total"] = sum(out.values())
         return out
+
+
+def with_fly_stages(used: dict[str, float], stages: Mapping[str, float]) -> dict[str, float]:
+    """``used`` (``ThreadCPU``'s figures) with the fly workers' CPU seconds given to the
+    stages they ran (``devices.fly.FlyAcquisition.cpu``): ``scene`` and ``sensor`` to
+    ``sensor``, ``firmware`` (with the readout) to ``firmware``, the rest of their time
+    (choosing the next job) to ``other``: each worker thread runs every stage."""
+    out = dict(used)
+    workers = out.pop("fly_workers", 0.0)
+    sensor = stages.get("scene", 0.0) + stages.get("sensor", 0.0)
+    firmware = stages.get("firmware", 0.0)
+    split = {"sensor": sensor, "firmware": firmware}
+    rest = max(workers - sensor - firmware, 0.0)
+    ordered = {**split, **{k: v for k, v in out.items() if k not in ("other", "total")}}
+    ordered["other"] = out.get("other", 0.0) + rest
+    ordered["total"] = sum(ordered.values())
+    return ordered

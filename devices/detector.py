@@ -467,11 +467,18 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
         return self.scene.state_at(t)
 
     def count(self, flux: npt.NDArray[np.float64], factor: float, exposure: float,
-              out: Counts | None = None) -> Counts:
+              out: Counts | None = None, frame: int | None = None) -> Counts:
         """The sensor counts of ``exposure`` seconds of ``factor × flux`` (``flux_at``'s
-        parts), drawn into ``out`` when given (``SensorModel.expose``)."""
-        counts: Counts = self.sensor.expose(flux, exposure, scale=factor, out=out)
+        parts), drawn into ``out`` when given, with the noise of ``frame`` when given
+        (``SensorModel.expose``)."""
+        counts: Counts = self.sensor.expose(flux, exposure, scale=factor, out=out,
+                                            frame=frame)
         return counts
+
+    def reserve_frames(self, n: int) -> int:
+        """The sensor's noise numbers of its next ``n`` exposures (the first; a fly
+        acquisition draws its frames on several threads: ``SensorModel.reserve_frames``)."""
+        return self.sensor.reserve_frames(n)
 
     def publish_frame(self, frame: ReadoutFrame, now: float) -> None:
         """Put a frame's reductions on the readback signals (what ``read()`` returns)."""

@@ -50,32 +50,41 @@ frames later than the wall-clock moment they were written, as a real detector wo
 taken them. Position-compare triggers are at the (wall-clock) moments the stage passes the
 trigger angles.
 
-Four threads share the work so that both cores do some: one samples the scene at each
-trigger (the flux image of the sample as it is then, its angle), one draws each such
-image's counts into link words (the sensor model, the link serialiser), one runs frames
-through the firmware in batches of up to :data:`BATCH` and decodes the readout, and one
-hands each decoded batch to the detector, which writes it (while the firmware runs the
-next batch: at most :data:`WRITE_BATCHES` batches wait for the writer). The compiled
-parts release the GIL. Scene and sensor are two threads because together they are the
-largest stage (about half of a frame's CPU time): as one thread they needed nearly a
-whole core at 500 frames/s, and whenever the scheduler gave that core to another stage
-the pipeline stalled; apart, the scene samples the next trigger (up to
-:data:`FLUX_FRAMES` ahead) while the sensor draws the frame before.
-When the firmware is faster than the sensor it finds one frame waiting at a time: the
-frames it decoded wait (up to :data:`HOLD_S`) until they fill a batch of :data:`BATCH`
+Two worker threads (:data:`WORKERS`) share the detector's work, and a third writes. Each
+worker takes the next trigger that has passed, samples the scene at that moment (the
+flux image of the sample as it was then, its angle) and draws the image's counts into
+link words (the sensor model, the link serialiser); the frames it drew wait until the
+firmware takes them, in trigger order, a batch of up to :data:`BATCH` in one simulation
+call. The firmware (with the readout's decoding) is run by whichever worker finds it
+free with frames waiting for it in order, before that worker draws another: while one
+runs it, the other draws, and the frames drawn meanwhile make the next batch. At most
+:data:`QUEUE_FRAMES` frames are drawn ahead of the firmware. Each decoded batch goes to
+the writer thread, which hands it to the detector to write (at most
+:data:`WRITE_BATCHES` batches wait for it). The compiled parts release the GIL.
+Why workers that do everything rather than a thread per stage: on two cores a pipeline
+of stage threads left a core idle whenever only one stage could go on (the firmware
+waiting for the sensor's next frame, the scene for room in its queue; each hand-over a
+thread to wake), while a worker always has a frame to draw or frames to run through the
+firmware as long as the pipeline lags its triggers, so both cores work. Each frame's
+counts have the sensor noise of its place in the sequence (``reserve_frames`` at
+``start``: trigger ``i`` gets the ``i``-th number), so the frames are those drawn one
+after another, whichever worker drew them.
+When the workers draw slower than the firmware runs, it takes a frame or two at a time:
+the frames it decoded wait (up to :data:`HOLD_S`) until they fill a batch of :data:`BATCH`
 for the writer, which appends them to the file in one call (a whole chunk of frames: the
-file's per-call cost, about 0.2 ms, is paid per batch, not per frame) — at the end of
-the acquisition they go at once.
+file's per-call cost, about 0.2 ms, is paid per batch, not per frame; the writer takes
+them itself when both workers are in long draws) — at the end of the acquisition they go
+at once.
 On a single board (not GHDL) the sensor draws each frame's counts straight into the words
 of a one-frame link stream (``devices.sensor_link.frame_link``: no counts array, no copy into
 the link), and the streams the firmware is done with carry the next frames: at most the
-frames in flight (the buffer's, a batch's, one being drawn) have buffers, and they go at
+frames in flight (the buffer's, a batch's, those being drawn) have buffers, and they go at
 the acquisition's end. Likewise the readout decodes each batch's images straight into a
 batch array (``Readout.decode_into``: no image copied into a stack afterwards), which the
-writer hands back once the batch is in the file, and the scene draws each flux image into
-a buffer the sensor is done with (``devices.samples.FluxBuffer``: the phantom then
-redraws only the few percent of the frame it covers, where a new image a frame cost the
-scene thread more in fresh pages and copies than the projection itself).
+writer hands back once the batch is in the file, and each worker draws its flux images
+into one buffer of its own (``devices.samples.FluxBuffer``: the phantom then redraws only
+the few percent of the frame it covers, where a new image a frame cost more in fresh
+pages and copies than the projection itself).
 
 This module knows the detector only through :class:`FlyDetector` (what a fly acquisition
 needs from it); ``devices.detector`` builds on this module, never the other way round. The
@@ -89,8 +98,8 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -108,13 +117,12 @@ from .fly_params import (
     PositionTrigger,
     TriggerTimes,
 )
-from .fly_records import Decoded, Held, Item, Sampled, match_frames
+from .fly_records import Decoded, Held, Item, match_frames
 from .fly_states import OnTimeStates
-from .samples import FluxBuffer
+from .samples import FluxBuffer, SceneState
 from .sensor_link import LinkStream, frame_link
 
 log = logging.getLogger(__name__)
-_T = TypeVar("_T")
 
 JOIN_WARN_S = 5.0
 """How long ``cancel`` waits for a worker before it logs that it is still waiting."""
@@ -122,9 +130,9 @@ JOIN_WARN_S = 5.0
 BATCH = 8
 """Frames the firmware takes in one simulation call at most."""
 QUEUE_FRAMES = 32
-"""Count frames computed ahead of the firmware at most (the detector's buffer)."""
-FLUX_FRAMES = 2
-"""Flux images sampled ahead of the sensor at most (the scene thread's lead)."""
+"""Frames drawn ahead of the firmware at most (the detector's buffer)."""
+WORKERS = 2
+"""Worker threads that draw frames and run the firmware (one per core here)."""
 WRITE_BATCHES = 1
 """Decoded batches waiting for the writer at most (besides the one it writes)."""
 HOLD_S = 0.05
@@ -165,9 +173,32 @@ class FlyAcquisition:
         """Frames the sensor has drawn plus frames through the firmware: grows while a
         stage of the pipeline gets on (``devices.detector_fly.wait_for_end`` watches it)."""
         self._first_frame_number: int | None = None
+        self.cpu = {"scene": 0.0, "sensor": 0.0, "firmware": 0.0}
+        """CPU seconds the workers spent in each stage (sampling the scene, drawing the
+        counts, the firmware with its readout): where a frame's time goes."""
         self._cancel = threading.Event()
-        self._sampled: queue.Queue[Sampled | None] = queue.Queue(FLUX_FRAMES)
-        self._queue: queue.Queue[Item | None] = queue.Queue(QUEUE_FRAMES)
+        self._state = threading.Condition()
+        """Guards what the workers share (below, to ``_over``); notified when a frame is
+        drawn, the firmware is free again or the acquisition ends."""
+        self._states: OnTimeStates | None = None
+        """The scene's state at each trigger, taken as soon as it passes (workers take
+        them under ``_state``; ``devices.fly_states``)."""
+        self._awaiting = False
+        """Whether a worker waits for the rotation of triggers armed before it."""
+        self._noise = 0
+        """The sensor's noise number of trigger 0 (``FlyDetector.reserve_frames``)."""
+        self._next = 0
+        """The next trigger whose frame is to be drawn."""
+        self._ready: dict[int, Item] = {}
+        """Frames drawn and not yet taken by the firmware, by trigger."""
+        self._through = 0
+        """Frames taken by the firmware (the next one it takes is this trigger's)."""
+        self._firmware_busy = False
+        """Whether a worker runs the firmware stage (one at a time, in trigger order)."""
+        self._working = 0
+        """Workers still running."""
+        self._over = False
+        """Whether the last frame went through the firmware (or the acquisition ended)."""
         self._decoded: queue.Queue[Decoded | None] = queue.Queue(WRITE_BATCHES)
         self._threads: list[threading.Thread] = []
         self._writer: threading.Thread | None = None
@@ -178,10 +209,6 @@ class FlyAcquisition:
         """Link streams the firmware is done with and their frames' words, refilled for
         the next frames (never more than the frames in flight: the queue's, a batch's and
         one being built)."""
-        self._spare_flux: queue.SimpleQueue[FluxBuffer] = queue.SimpleQueue()
-        """Flux buffers the sensor is done with, for the scene to draw the next images
-        into (never more than the images in flight: ``FLUX_FRAMES`` sampled, one being
-        drawn, one being counted)."""
         self._spare_slots: queue.SimpleQueue[npt.NDArray[np.uint16]] = queue.SimpleQueue()
         """Batch arrays the writer is done with, for the readout to decode the next
         batches' images into (never more than the batches in flight: one being decoded,
@@ -189,7 +216,7 @@ class FlyAcquisition:
         self._image_shape: tuple[int, int] | None = None
         """The shape of the images of the last batch (the next ones', as a rule)."""
         self._held: Held | None = None
-        """Decoded frames waiting to fill a batch for the writer (firmware thread)."""
+        """Decoded frames waiting to fill a batch for the writer (firmware stage)."""
 
     # -- control ---------------------------------------------------------------------
 
@@ -197,7 +224,7 @@ class FlyAcquisition:
         """``(wall, clock)`` of each trigger for a kickoff at ``t_kickoff``: when the
         simulation acts on it, and its time on the acquisition clock (module docstring);
         ``None`` for position-compare triggers whose rotation has not started (the
-        scene thread waits for it: ``_await_rotation``). Checks the triggers' spacing
+        workers wait for it: ``_await_rotation``). Checks the triggers' spacing
         against the exposure."""
         n, trigger = self.params.frames, self.params.trigger
         who = f"{self.det.name}.kickoff"
@@ -217,8 +244,8 @@ class FlyAcquisition:
         return TriggerTimes(n, lambda i: (t_kickoff + i * step, t_kickoff + i * period))
 
     def _await_rotation(self) -> TriggerTimes | None:
-        """The scene thread of position-compare triggers armed before their rotation:
-        wait for the rotation to start (``PositionTrigger.wait_times``), then the
+        """A worker of position-compare triggers armed before their rotation: wait for
+        the rotation to start (``PositionTrigger.wait_times``), then the
         trigger times on it; ``None`` if cancelled first."""
         trigger = self.params.trigger
         assert trigger is not None
@@ -236,7 +263,7 @@ class FlyAcquisition:
         not started yet: once it starts) and start the workers."""
         started = time.time()
         # (first: a refused trigger starts nothing)
-        self.times = times = self._trigger_times(started)
+        self.times = self._trigger_times(started)
         self.started = started
         firmware = self.det.firmware
         self._reuse_links = (type(firmware) is Firmware and firmware.backend != "ghdl"
@@ -244,16 +271,16 @@ class FlyAcquisition:
         # (the frame counter of trigger 0: the number the firmware's next frame carries)
         boards = getattr(firmware, "boards", None)  # (a multi-module detector's: in step)
         self._first_frame_number = (boards[0] if boards else firmware).readout.expected_frame
+        # (trigger i: the noise number + i)
+        self._noise = self.det.reserve_frames(self.params.frames)
         name = self.det.name
         self._writer = threading.Thread(target=self._guard, args=(self._write, None),
                                         name=f"{name}-fly-writer", daemon=True)
+        self._working = WORKERS
         self._threads = [
-            threading.Thread(target=self._guard, args=(self._sample, times),
-                             name=f"{name}-fly-sensor-scene", daemon=True),
-            threading.Thread(target=self._guard, args=(self._produce, None),
-                             name=f"{name}-fly-sensor", daemon=True),
-            threading.Thread(target=self._guard, args=(self._consume, self.params.frames),
-                             name=f"{name}-fly-firmware", daemon=True),
+            *(threading.Thread(target=self._guard, args=(self._work, k),
+                               name=f"{name}-fly-worker-{k}", daemon=True)
+              for k in range(WORKERS)),
             self._writer,
         ]
         for thread in self._threads:
@@ -269,7 +296,7 @@ class FlyAcquisition:
         make bluesky replace the run's real outcome (the operator's abort, the plan's
         own exception) with this status's failure. An error of a worker still fails
         ``done`` when it happens."""
-        self._cancel.set()
+        self._stop_workers()
         for thread in self._threads:
             if thread is threading.current_thread():
                 continue
@@ -295,91 +322,151 @@ class FlyAcquisition:
         try:
             work(arg)
         except Exception as exc:
-            self._cancel.set()
+            self._stop_workers()
             if not self.done.done:
                 self.done.set_exception(exc)
 
-    def _put(self, item: Item | None) -> bool:
-        return self._offer(self._queue, item)
+    def _stop_workers(self) -> None:
+        """Ask every worker to end (they see it at their next step or wait)."""
+        self._cancel.set()
+        with self._state:
+            self._state.notify_all()
 
-    def _offer(self, to: queue.Queue[Any], item: Any,
-               idle: Callable[[], None] | None = None) -> bool:
-        """Put ``item`` into ``to`` when there is room; False if cancelled first.
-        ``idle`` runs every 0.1 s of waiting for room."""
+    def _offer(self, to: queue.Queue[Any], item: Any) -> bool:
+        """Put ``item`` into ``to`` when there is room; False if cancelled first."""
         while not self._cancel.is_set():
             try:
                 to.put(item, timeout=0.1)
                 return True
             except queue.Full:
-                if idle is not None:
-                    idle()
+                continue
         return False
 
-    def _take(self, source: queue.Queue[_T | None]) -> tuple[bool, _T | None]:
-        """``(True, the next item of source)`` (``None``: the end), or ``(False, None)``
-        once cancelled first."""
-        while not self._cancel.is_set():
-            try:
-                return True, source.get(timeout=0.1)
-            except queue.Empty:
-                continue
-        return False, None
-
-    def _sample(self, times: Sequence[tuple[float, float]] | None) -> None:
-        """The scene thread: at each trigger, the flux image and angle of that moment
-        (drawn into a buffer the sensor is done with, when there is one). The scene's
-        state at each trigger is taken as soon as the trigger passes, the image when the
-        sensor has room for it (``devices.fly_states``)."""
-        if times is None:
-            times = self._await_rotation()
-            if times is None:
-                return
-        det = self.det
-        states = OnTimeStates(det, times)
-        for i, (wall, clock) in enumerate(times):
-            wait = wall - time.time()
-            if wait > 0 and self._cancel.wait(wait):
-                return
-            if self._cancel.is_set():
-                return
-            states.catch_up()
-            state, angle = states.take(i)
-            try:
-                buffer = self._spare_flux.get_nowait()
-            except queue.Empty:
-                buffer = FluxBuffer()
-            flux, factor = det.flux_at(wall, buffer, state)
-            if not self._offer(self._sampled, Sampled(i, wall, clock, angle, flux, factor,
-                                                      buffer), idle=states.catch_up):
-                return
-        self._offer(self._sampled, None)
-
-    def _produce(self, _: None) -> None:
-        """The sensor thread: each sampled image's counts, drawn into link words."""
+    def _work(self, worker: int) -> None:
+        """A worker thread (``WORKERS`` of them): draws the frames whose triggers have
+        passed and runs the firmware on those drawn in order (module docstring)."""
         try:
-            self._produce_all()
-        finally:  # (the flux buffers go with the acquisition's end, not with its object)
-            while not self._spare_flux.empty():
-                self._spare_flux.get_nowait()
+            self._work_all(FluxBuffer())
+        finally:
+            with self._state:
+                self._working -= 1
+                last = self._working == 0
+                self._state.notify_all()
+            if last:  # the spare buffers go with the acquisition's end, not its object
+                for spare in (self._spare_links, self._spare_slots):
+                    while not spare.empty():
+                        spare.get_nowait()
 
-    def _produce_all(self) -> None:
-        det = self.det
+    def _work_all(self, buffer: FluxBuffer) -> None:
+        times = self._wait_for_times()
+        if times is None:
+            return
+        n = len(times)
         while True:
-            taken, sampled = self._take(self._sampled)
-            if not taken:
+            firmware, drawn = self._next_job(times)
+            if firmware is not None:
+                try:
+                    self._run_firmware(firmware, n)
+                finally:
+                    with self._state:
+                        self._firmware_busy = False
+                        self._state.notify_all()
+            elif drawn is not None:
+                self._draw(*drawn, buffer)
+            else:
                 return
-            if sampled is None:
-                self._put(None)
-                return
-            link, into = self._spare_link()
-            counts = det.count(sampled.flux, sampled.factor, self.exposure, out=into)
-            self._spare_flux.put(sampled.buffer)  # (its image is read: drawn into again)
+
+    def _wait_for_times(self) -> TriggerTimes | None:
+        """The trigger times: for position-compare triggers armed before their rotation,
+        once it starts (one worker waits for it, ``_await_rotation``; the others for that
+        one); ``None`` if cancelled first."""
+        with self._state:
+            while True:
+                if self._cancel.is_set():
+                    return None
+                if self.times is not None:
+                    if self._states is None:
+                        self._states = OnTimeStates(self.det, self.times)
+                    return self.times
+                if not self._awaiting:
+                    self._awaiting = True
+                    break
+                self._state.wait(0.1)
+        try:
+            self._await_rotation()  # (sets ``times``)
+        finally:
+            with self._state:
+                self._awaiting = False
+                self._state.notify_all()
+        return self._wait_for_times()
+
+    def _next_job(self, times: TriggerTimes) -> tuple[
+            list[Item] | None, tuple[int, float, float, SceneState, float] | None]:
+        """What this worker does next, waiting until there is something:
+        ``(batch, None)`` run the firmware on ``batch`` (the frames drawn in order, maybe
+        none: the held ones are due); ``(None, (index, wall, clock, state, angle))`` draw
+        the frame of trigger ``index`` (the scene's state and angle taken on time);
+        ``(None, None)`` end (done, or cancelled). Takes the states of the triggers
+        that have passed meanwhile."""
+        n = len(times)
+        states = self._states
+        assert states is not None
+        with self._state:
+            while True:
+                if self._cancel.is_set() or self._over:
+                    return None, None
+                now = time.time()
+                states.catch_up(now)
+                drawable = self._next < n and self._next - self._through < QUEUE_FRAMES
+                due = drawable and times[self._next][0] <= now
+                held = self._held
+                hold_left = HOLD_S if held is None else held.since + HOLD_S - time.monotonic()
+                if not self._firmware_busy:
+                    ready = 0
+                    while self._through + ready in self._ready and ready < BATCH:
+                        ready += 1
+                    # the firmware first when frames wait for it in order (drawing while
+                    # they wait could leave them there: both workers in long draws), when
+                    # the held frames are due, and for the acquisition's end
+                    if ready or hold_left <= 0 or (self._through == n and self._next == n):
+                        room = BATCH - (len(held.out) if held is not None else 0)
+                        batch = [self._ready.pop(self._through + k)
+                                 for k in range(min(ready, room))]
+                        self._through += len(batch)
+                        self._firmware_busy = True
+                        return batch, None
+                if due:
+                    index = self._next
+                    self._next += 1
+                    return None, (index, *times[index], *states.take(index))
+                # (until the next trigger or the held frames' time; a busy firmware,
+                # a frame drawn or the end notifies)
+                wait = min(0.1, times[self._next][0] - now if drawable else 0.1)
+                if not self._firmware_busy:
+                    wait = min(wait, hold_left)
+                self._state.wait(max(wait, 0.0))
+
+    def _draw(self, index: int, wall: float, clock: float, state: SceneState, angle: float,
+              buffer: FluxBuffer) -> None:
+        """The frame of trigger ``index``: the scene at ``wall`` (its ``state`` then,
+        taken on time; the image drawn into this worker's ``buffer``) and its counts,
+        drawn into link words; then ready for the firmware."""
+        det = self.det
+        t0 = time.thread_time()
+        flux, factor = det.flux_at(wall, buffer, state)
+        t1 = time.thread_time()
+        link, into = self._spare_link()
+        counts = det.count(flux, factor, self.exposure, out=into,
+                           frame=self._noise + index)
+        if link is None:
+            link = det.firmware.link([counts])
+        t2 = time.thread_time()
+        with self._state:
+            self._ready[index] = Item(index, wall, clock, angle, counts, link, into)
             self.progress += 1
-            if link is None:
-                link = det.firmware.link([counts])
-            if not self._put(Item(sampled.index, sampled.wall, sampled.clock, sampled.angle,
-                                   counts, link, into)):
-                return
+            self.cpu["scene"] += t1 - t0
+            self.cpu["sensor"] += t2 - t1
+            self._state.notify_all()
 
     def _spare_link(self) -> tuple[LinkStream | None, Counts | None]:
         """A one-frame link stream for the next frame and its frame's words, for the
@@ -397,47 +484,29 @@ class FlyAcquisition:
             assert made is not None  # (``_reuse_links`` says the lines are not padded)
             return made
 
-    def _consume(self, n: int) -> None:
-        try:
-            self._consume_all(n)
-        finally:  # the spare buffers go with the acquisition's end, not with its object
-            while not self._spare_links.empty():
-                self._spare_links.get_nowait()
-            while not self._spare_slots.empty():
-                self._spare_slots.get_nowait()
+    def _run_firmware(self, batch: list[Item], n: int) -> None:
+        """The firmware stage (one worker at a time): ``batch`` through the firmware, the
+        held frames to the writer when they fill a batch or are due, and after the last
+        frame the end of the acquisition."""
+        t0 = time.thread_time()
+        if batch:
+            self._process(batch)
+        held = self._held
+        last = self._through == n
+        if held is not None and (last or len(held.out) >= BATCH
+                                 or time.monotonic() >= held.since + HOLD_S):
+            self._hand_over()
+        with self._state:
+            self.progress += len(batch)
+            self.cpu["firmware"] += time.thread_time() - t0
+            if not last or self._over:
+                return
+            self._over = True  # (the other worker ends; this one ends the acquisition)
+        if self._offer(self._decoded, None):
+            self._finish(n)
 
-    def _consume_all(self, n: int) -> None:
-        finished = False
-        while not finished and not self._cancel.is_set():
-            held = self._held
-            wait = 0.1 if held is None else held.since + HOLD_S - time.monotonic()
-            try:
-                if wait <= 0:
-                    raise queue.Empty
-                first = self._queue.get(timeout=wait)
-            except queue.Empty:
-                if held is not None:  # no more frames in time: the writer takes these
-                    self._hand_over()
-                continue
-            batch = [] if first is None else [first]
-            finished = first is None
-            room = BATCH - (len(held.out) if held is not None else 0)
-            while not finished and len(batch) < room:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    finished = True
-                else:
-                    batch.append(item)
-            if batch:
-                self._process(batch)
-            held = self._held
-            if held is not None and (finished or len(held.out) >= BATCH):
-                self._hand_over()
-        if not finished or not self._offer(self._decoded, None):
-            return
+    def _finish(self, n: int) -> None:
+        """After the last frame went to the writer: wait for it, then end ``done``."""
         assert self._writer is not None
         self._writer.join()  # done with every batch, or stopped
         if not self._cancel.is_set() and not self.done.done:
@@ -500,7 +569,6 @@ class FlyAcquisition:
                 decoded = readout.decoded_into
             finally:
                 readout.decode_into(None)
-        self.progress += len(batch)
         batch, indices = self._match(batch, out)
         if not batch:  # (every frame of the batch lost: nothing to hold or write)
             return
@@ -544,14 +612,38 @@ class FlyAcquisition:
 
     def _hand_over(self) -> None:
         """The held frames to the writer (their last frame's counts copied first)."""
+        decoded = self._unhold()
+        if decoded is not None:
+            self._offer(self._decoded, decoded)
+
+    def _unhold(self) -> Decoded | None:
+        """The held frames as a batch for the writer (``None``: none held); their last
+        frame's counts copied and its link freed (firmware stage)."""
         held, self._held = self._held, None
         if held is None or not held.items:
-            return
+            return None
         images = held.slots[:len(held.out)]
         decoded = Decoded(held.items, held.indices, held.out, images,
-                           self._last_counts(held.items), held.slots)
+                          self._last_counts(held.items), held.slots)
         self._release(held.items[-1:])
-        self._offer(self._decoded, decoded)
+        return decoded
+
+    def _held_when_due(self) -> Decoded | None:
+        """For the writer with nothing to write: the held frames once they have waited
+        ``HOLD_S`` and the firmware stage is free (both workers may be in long draws,
+        with nobody else to hand them over); ``None`` otherwise."""
+        with self._state:
+            held = self._held
+            if (self._firmware_busy or held is None or not self._decoded.empty()
+                    or time.monotonic() < held.since + HOLD_S):
+                return None  # (a batch in the queue is older: it goes first)
+            self._firmware_busy = True
+        try:
+            return self._unhold()
+        finally:
+            with self._state:
+                self._firmware_busy = False
+                self._state.notify_all()
 
     def _slots(self) -> npt.NDArray[np.uint16] | None:
         """A ``(BATCH, rows, cols)`` array for the readout to decode the next batch into
@@ -576,28 +668,40 @@ class FlyAcquisition:
                 self._spare_slots.get_nowait()
 
     def _write_all(self) -> None:
-        while True:
-            taken, batch = self._take(self._decoded)
-            if not taken or batch is None:
-                return
-            now = time.time()
-            frames = [FlyFrame(
-                index=index, time=item.clock, trigger_time=item.wall, done_time=now,
-                angle=item.angle, roi_sum=int(frame.roi_sum), saturated=int(frame.saturated),
-                frame_number=int(frame.frame_number),
-                histogram=tuple(frame.histogram.tolist()),
-                lost_before=int(frame.lost_before))
-                for index, item, frame in zip(batch.indices, batch.items, batch.out,
-                                              strict=True)]
-            # Recorded before they are written: a reader bounds what it takes by the frames
-            # in the file, so every frame it sees in the file has its record here.
-            self.frames.extend(frames)
-            self.det.store_fly_frames(batch.images, frames, batch.out[-1], batch.counts)
-            if batch.slots is not None:  # (written: its images are in the file)
-                self._spare_slots.put(batch.slots)
-            self.max_lag = max([self.max_lag, *(now - item.wall for item in batch.items)])
+        while not self._cancel.is_set():
+            held = self._held
+            wait = 0.1 if held is None else held.since + HOLD_S - time.monotonic()
+            try:
+                batch = self._decoded.get(timeout=min(max(wait, 0.001), 0.1))
+            except queue.Empty:
+                batch = self._held_when_due()
+                if batch is None:
+                    continue
+            else:
+                if batch is None:
+                    return
+            self._store(batch)
+
+    def _store(self, batch: Decoded) -> None:
+        """A decoded batch to the detector (recorded in ``frames``, then written)."""
+        now = time.time()
+        frames = [FlyFrame(
+            index=index, time=item.clock, trigger_time=item.wall, done_time=now,
+            angle=item.angle, roi_sum=int(frame.roi_sum), saturated=int(frame.saturated),
+            frame_number=int(frame.frame_number),
+            histogram=tuple(frame.histogram.tolist()),
+            lost_before=int(frame.lost_before))
+            for index, item, frame in zip(batch.indices, batch.items, batch.out,
+                                          strict=True)]
+        # Recorded before they are written: a reader bounds what it takes by the frames
+        # in the file, so every frame it sees in the file has its record here.
+        self.frames.extend(frames)
+        self.det.store_fly_frames(batch.images, frames, batch.out[-1], batch.counts)
+        if batch.slots is not None:  # (written: its images are in the file)
+            self._spare_slots.put(batch.slots)
+        self.max_lag = max([self.max_lag, *(now - item.wall for item in batch.items)])
 
 
-__all__ = ["BATCH", "FLUX_FRAMES", "HOLD_S", "JOIN_WARN_S", "QUEUE_FRAMES", "WRITE_BATCHES",
+__all__ = ["BATCH", "HOLD_S", "JOIN_WARN_S", "QUEUE_FRAMES", "WORKERS", "WRITE_BATCHES",
            "Counts", "FlyAcquisition", "FlyDetector", "FlyFrame", "FlyParameters",
            "PositionTrigger"]

@@ -305,9 +305,14 @@ class FlyDetector(Protocol):
         """The scene's state at wall time ``t`` (pose, beam factor): a few numbers."""
 
     def count(self, flux: npt.NDArray[np.float64], factor: float, exposure: float,
-              out: Counts | None = None) -> Counts:
+              out: Counts | None = None, frame: int | None = None) -> Counts:
         """The sensor counts of an exposure of ``exposure`` s to ``factor × flux``
-        (drawn into ``out`` when given, ``SensorModel.expose``)."""
+        (drawn into ``out`` when given, with the noise of ``frame`` when given: one of
+        ``reserve_frames``'; ``SensorModel.expose``)."""
+
+    def reserve_frames(self, n: int) -> int:
+        """The sensor's noise numbers of its next ``n`` exposures (the first; the others
+        follow it), for ``count(frame=…)`` in any order (``SensorModel.reserve_frames``)."""
 
     def angle_at(self, t: float) -> float:
         """The rotation stage's angle at wall-clock time ``t`` (position capture)."""

@@ -1,6 +1,6 @@
-"""The records a fly acquisition's threads pass on (``devices.fly``): the scene at a
-trigger (scene → sensor), a frame's counts and link (sensor → firmware), a decoded batch
-(firmware → writer) and the decoded frames waiting to fill a batch (firmware thread);
+"""The records a fly acquisition's threads pass on (``devices.fly``): a frame drawn, its
+counts and link (a worker's draw → the firmware stage), a decoded batch (firmware stage →
+writer) and the decoded frames waiting to fill a batch (firmware stage);
 :func:`match_frames` pairs a batch's decoded frames with their items.
 """
 
@@ -15,29 +15,12 @@ from dataflow.packets import ReadoutFrame
 from dataflow.readout import FRAME_MOD
 
 from .fly_params import Counts
-from .samples import FluxBuffer
 from .sensor_link import LinkStream
 
 
 @dataclass(frozen=True)
-class Sampled:
-    """The scene at a trigger, between the scene and the sensor threads."""
-
-    index: int
-    wall: float
-    clock: float
-    angle: float
-    flux: npt.NDArray[np.float64]
-    """The sample's image at nominal beam, to be scaled by ``factor`` (``flux_at``)."""
-    factor: float
-    buffer: FluxBuffer
-    """The buffer ``flux`` may be drawn into: the scene thread gets it back once the
-    sensor has drawn the counts."""
-
-
-@dataclass(frozen=True)
 class Item:
-    """A frame between the sensor and the firmware threads."""
+    """A frame drawn, waiting for the firmware stage."""
 
     index: int
     wall: float
@@ -82,7 +65,7 @@ class Held:
     out: list[ReadoutFrame]
 
 
-__all__ = ["Decoded", "Held", "Item", "Sampled"]
+__all__ = ["Decoded", "Held", "Item"]
 
 
 def match_frames(batch: list[Item], out: list[ReadoutFrame], first: int, who: str

@@ -4,10 +4,11 @@ A fly frame's flux image is drawn when the pipeline has room for it, which may b
 after its trigger when the pipeline is slower than the triggers (a P6M at 19 frames/s on
 100 Hz triggers runs minutes behind). The devices answer "what was your state at time t"
 from bounded histories (``devices.state_history``: the beam monitor keeps its last 4096
-changes, 6.8 minutes of updates), so the scene thread takes each trigger's state — pose,
+changes, 6.8 minutes of updates), so the fly's workers take each trigger's state — pose,
 beam factor and latched angle, a few numbers — as soon as the trigger has passed
-(:meth:`OnTimeStates.catch_up`, whenever the thread runs: between frames and while it
-waits for room), and draws the costly image from that record later.
+(:meth:`OnTimeStates.catch_up`, whenever a worker chooses its next job: between frames
+and at least every 0.1 s while it waits), and draw the costly image from that record
+later.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ at once, ``time_scale=0``) takes them over a few frames instead of stalling on a
 
 class OnTimeStates:
     """The states of ``det``'s scene at the triggers ``times`` (``(wall, clock)`` pairs),
-    for one thread: :meth:`catch_up` takes those whose time has passed, :meth:`take`
-    hands them over in trigger order. Memory: one small record per trigger passed but
-    not yet handed over."""
+    for one thread at a time (the fly's workers take turns under their lock):
+    :meth:`catch_up` takes those whose time has passed, :meth:`take` hands them over in
+    trigger order. Memory: one small record per trigger passed but not yet handed over."""
 
     def __init__(self, det: FlyDetector, times: Sequence[tuple[float, float]]) -> None:
         self._det = det

@@ -243,22 +243,34 @@ class SensorModel:
         lam[self.dead_mask] = 0.0
         return lam
 
-    @overload
-    def expose(self, flux: npt.ArrayLike, exposure: float, *, scale: float = 1.0,
-               out: None = None) -> npt.NDArray[np.uint32]: ...
+    def reserve_frames(self, n: int) -> int:
+        """The noise numbers of the next ``n`` exposures, taken now: the first (the others
+        follow it, modulo 2**32); the next exposure without ``frame`` takes the number
+        after them. For a caller that draws those exposures in any order or on several
+        threads (``expose(…, frame=first + k)``), whose frames then have the noise they
+        would have had drawn one after the other."""
+        _count("n", n, 1 << 32)
+        with self._frame_lock:
+            first = self._frame
+            self._frame = (first + n) % (1 << 32)
+        return first
 
     @overload
     def expose(self, flux: npt.ArrayLike, exposure: float, *, scale: float = 1.0,
-               out: _Out) -> _Out: ...
+               out: None = None, frame: int | None = None) -> npt.NDArray[np.uint32]: ...
 
     @overload
     def expose(self, flux: npt.ArrayLike, exposure: float, *, scale: float = 1.0,
-               out: npt.NDArray[np.uint32 | np.int64] | None
+               out: _Out, frame: int | None = None) -> _Out: ...
+
+    @overload
+    def expose(self, flux: npt.ArrayLike, exposure: float, *, scale: float = 1.0,
+               out: npt.NDArray[np.uint32 | np.int64] | None, frame: int | None = None
                ) -> npt.NDArray[np.uint32 | np.int64]: ...
 
     def expose(self, flux: npt.ArrayLike, exposure: float, *, scale: float = 1.0,
-               out: npt.NDArray[np.uint32 | np.int64] | None = None
-               ) -> npt.NDArray[np.uint32 | np.int64]:
+               out: npt.NDArray[np.uint32 | np.int64] | None = None,
+               frame: int | None = None) -> npt.NDArray[np.uint32 | np.int64]:
         """Counts of one exposure of ``exposure`` seconds to ``scale × flux`` (photons/s
         per pixel, ``height × width``): Poisson, saturating at 2**20 − 1, with dead and hot
         pixels (one compiled pass, ``devices.counting.draw_counts``; ``scale``, e.g. the
@@ -275,7 +287,10 @@ class SensorModel:
         about 10 bytes a pixel, until another image comes; an exposure with other means
         keeps its own in the same buffers, so a beam scale that drifts every few frames
         costs one computing pass per change) and the next exposures with the same means
-        read them back instead of computing them — the same counts, 40 % less time."""
+        read them back instead of computing them — the same counts, 40 % less time.
+
+        ``frame``: the exposure's noise number, one that ``reserve_frames`` gave (default:
+        the next one); exposures of the same means and noise number have the same counts."""
         phi = self._check_flux(flux, copy=False)
         t = _positive("exposure", exposure)
         scale = _positive("scale", scale, zero_ok=True)
@@ -290,9 +305,15 @@ class SensorModel:
                              f"uint32 or int64 array, got {got}")
         else:
             counts = out
-        with self._frame_lock:  # each exposure its own noise, whichever thread asks
-            frame = self._frame
-            self._frame = (frame + 1) % (1 << 32)
+        if frame is None:
+            with self._frame_lock:  # each exposure its own noise, whichever thread asks
+                frame = self._frame
+                self._frame = (frame + 1) % (1 << 32)
+        elif isinstance(frame, bool) or not isinstance(frame, int | np.integer):
+            raise ValueError(f"expose: frame must be an int (a noise number from "
+                             f"reserve_frames), not {frame!r}")
+        else:
+            frame = int(frame) % (1 << 32)
         efficiency, hot_rate = self._pass_efficiency, self._hot_rate
         if not _frozen(phi):
             bad = self._draw(phi, efficiency, t, hot_rate, frame, counts, scale, None, False)

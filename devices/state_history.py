@@ -1,7 +1,7 @@
 """What a device's state was at a wall time in the recent past: its last changes, bounded.
 
-A fly frame is computed after its trigger — the sensor thread may run seconds behind the
-triggers while it waits for room in the firmware's queue — so the scene asks the shutter
+A fly frame is computed after its trigger — the fly's workers may run seconds behind the
+triggers when the simulation is slower than they come — so the scene asks the shutter
 and the beam monitor for their state *at the trigger's time*, as it asks the motors for
 their position (``SimMotor.position_at``). Each keeps a :class:`StateHistory`: the wall
 time of each change and the value from then on, the last ``maxlen`` changes (memory stays

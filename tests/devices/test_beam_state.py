@@ -1,5 +1,5 @@
 """Which shutter and beam a frame sees: those of its trigger's time, also when the frame is
-computed later (a fly acquisition's sensor thread runs behind its triggers whenever the
+computed later (a fly acquisition's workers run behind its triggers whenever the
 simulation is slower than the trigger rate; review R7: frames triggered with the shutter
 open were recorded dark, exit status "success")."""
 
@@ -107,8 +107,8 @@ def test_bp_fly_closing_the_shutter_after_the_last_trigger_leaves_every_frame_li
         smeflow_beamline: Any) -> None:
     """The reviewer's scenario (bluesky's ``bp.fly`` in real time): 80 frames at 100 Hz
     with the shutter open, closed 0.5 s after the last trigger, while the interpreter's
-    frames are still being computed (its sensor thread is up to the firmware queue's 32
-    frames ahead of the firmware, which is slower than the triggers)."""
+    frames are still being computed (its workers draw up to 32 frames ahead of the
+    firmware, which is slower than the triggers)."""
     bl = smeflow_beamline
     bl.det.time_scale = 1.0
     frames, period = 80, 0.01

@@ -265,16 +265,21 @@ def test_frames_drawn_into_reused_link_buffers_are_the_firmware_of_their_counts(
 
     det = beamline.det
     det.time_scale = 0.0  # all triggers at once: the buffer is full, links come back
-    sent: list[np.ndarray] = []
+    drawn: dict[int, np.ndarray] = {}  # each frame's counts by its noise number
     count = det.count
 
-    def recording(flux: Any, factor: float, exposure: float, out: Any = None) -> Any:
-        if len(sent) % 16 >= 8:  # at times slower than the firmware: it waits for frames
+    def recording(flux: Any, factor: float, exposure: float, out: Any = None,
+                  frame: int | None = None) -> Any:
+        if len(drawn) % 16 >= 8:  # at times slower than the firmware: it waits for frames
             time.sleep(0.01)
-        counts = count(flux, factor, exposure, out=out)
+        counts = count(flux, factor, exposure, out=out, frame=frame)
         assert out is None or counts is out
-        sent.append(np.array(counts, dtype=np.uint32))
+        assert frame is not None
+        drawn[frame] = np.array(counts, dtype=np.uint32)
         return counts
+
+    def sent() -> list[np.ndarray]:  # the counts in trigger order
+        return [drawn[k] for k in sorted(drawn)]
 
     made: list[int] = []  # the streams frame_link made
     used: list[int] = []  # the stream each frame was drawn into
@@ -297,9 +302,9 @@ def test_frames_drawn_into_reused_link_buffers_are_the_firmware_of_their_counts(
     store = det.store_fly_frames
 
     def checking(images: Any, frames: Any, last: Any, counts: Any) -> None:
-        time.sleep(0.03)  # the sensor thread draws meanwhile, into whatever it is given
+        time.sleep(0.03)  # the workers draw meanwhile, into whatever they are given
         store(images, frames, last, counts)  # the readback is the batch's last frame's
-        readbacks.append(np.array_equal(det.last_counts, sent[frames[-1].index]))
+        readbacks.append(np.array_equal(det.last_counts, sent()[frames[-1].index]))
         batch_arrays.append(images.base)
 
     monkeypatch.setattr(det, "count", recording)
@@ -316,7 +321,7 @@ def test_frames_drawn_into_reused_link_buffers_are_the_firmware_of_their_counts(
     path = det.files.fly.path
     last = det.last_counts
     det.unstage()
-    assert len(sent) == len(used) == n and set(used) == set(made) and len(set(made)) < n
+    assert len(drawn) == len(used) == n and set(used) == set(made) and len(set(made)) < n
     assert readbacks and all(readbacks), readbacks
     # the readout decoded the batches after the first into batch arrays, used again once
     # written (the file's frames are checked below)
@@ -325,59 +330,106 @@ def test_frames_drawn_into_reused_link_buffers_are_the_firmware_of_their_counts(
     assert len({id(a) for a in decoded}) < len(decoded)
     reference = Firmware(P, "interp")
     reference.configure(det.chain_config(), det.tables)
-    want = [frame.image for frame in reference.acquire(sent)]
+    want = [frame.image for frame in reference.acquire(sent())]
     with open_frames(path) as reader:
         got = list(reader.read())
     assert len(got) == n
     for i, (a, b) in enumerate(zip(got, want, strict=True)):
         np.testing.assert_array_equal(a, b, err_msg=f"frame {i}")
     assert last is not None and last.dtype == np.uint32
-    np.testing.assert_array_equal(last, sent[-1])
+    np.testing.assert_array_equal(last, sent()[-1])
 
 
-def test_the_scene_is_sampled_while_the_sensor_draws(beamline: Beamline,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """Scene and sensor are two threads: while the sensor draws a frame's counts, the
-    scene is already sampled at the next trigger (up to FLUX_FRAMES ahead, never more),
-    and each frame's counts are drawn from the image sampled at its own trigger."""
+def test_the_workers_draw_frames_side_by_side(beamline: Beamline,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The frames are drawn by WORKERS threads at once (never more), each from the image
+    sampled for it into its own buffer (not drawn into again before its counts are
+    done), and the file has every frame, in trigger order."""
     import devices.fly as fly_module
 
     det = beamline.det
-    det.time_scale = 0.0  # (all triggers at once: the sensor sets the pace)
-    events: list[tuple[str, int]] = []
+    det.time_scale = 0.0  # (all triggers at once: the workers set the pace)
     flux_at, count = det.flux_at, det.count
-    images: dict[int, Any] = {}
+    mine = threading.local()  # the image this thread sampled last
+    lock = threading.Lock()
+    drawing, most, frames = [0], [0], []
 
     def sampling(t: float, into: Any = None, state: Any = None) -> Any:
-        events.append(("sampled", len([e for e in events if e[0] == "sampled"])))
         image, factor = flux_at(t, into, state)
-        images[len(images)] = image.copy()
+        mine.image = image.copy()
         return image, factor
 
-    def drawing(flux: Any, factor: float, exposure: float, out: Any = None) -> Any:
-        k = len([e for e in events if e[0] == "drawn"])
-        # the image of its own trigger (its buffer not drawn into again meanwhile)
-        np.testing.assert_array_equal(flux, images[k])
+    def counting(flux: Any, factor: float, exposure: float, out: Any = None,
+                 frame: int | None = None) -> Any:
+        np.testing.assert_array_equal(flux, mine.image)
+        with lock:
+            drawing[0] += 1
+            most[0] = max(most[0], drawing[0])
         time.sleep(0.05)
-        events.append(("drawn", k))
-        return count(flux, factor, exposure, out=out)
+        np.testing.assert_array_equal(flux, mine.image)  # (its buffer left alone)
+        with lock:
+            drawing[0] -= 1
+            frames.append(frame)
+        return count(flux, factor, exposure, out=out, frame=frame)
 
     monkeypatch.setattr(det, "flux_at", sampling)
-    monkeypatch.setattr(det, "count", drawing)
+    monkeypatch.setattr(det, "count", counting)
     det.stage()
     try:
         det.prepare(FlyParameters(frames=8, exposure=0.001)).wait(5)
         det.kickoff().wait(5)
         det.complete().wait(60)
+        fly = det.fly
+        assert fly is not None
+        assert [f.index for f in fly.frames] == list(range(8))
+        assert [f.frame_number for f in fly.frames] == \
+            list(range(fly.frames[0].frame_number, fly.frames[0].frame_number + 8))
     finally:
         det.unstage()
-    order = [kind for kind, _ in events]
-    assert order.count("sampled") == order.count("drawn") == 8
-    for k in range(7):  # frame k + 1 was sampled before frame k's counts were done
-        assert events.index(("sampled", k + 1)) < events.index(("drawn", k))
-    for k in range(8):  # at most FLUX_FRAMES images (and the one in the sensor) ahead
-        ahead = events.index(("drawn", k))
-        assert sum(kind == "sampled" for kind in order[:ahead]) <= k + 2 + fly_module.FLUX_FRAMES
+    assert most[0] == fly_module.WORKERS
+    assert sorted(frames) == list(range(min(frames), min(frames) + 8))  # (noise numbers)
+
+
+def test_fly_frames_are_those_drawn_one_after_another(tmp_path: Path) -> None:
+    """Frames drawn on several threads are the frames of the same exposures drawn one
+    after another on one (each trigger's counts have the noise of its place in the
+    sequence): a fly of a still sample against a twin detector's sequential exposures
+    through the reference firmware (the beam without noise: the same flux at any time)."""
+    from devices.beam import BeamMonitor
+    from devices.firmware import Firmware
+
+    n = 12
+    fly_bl = Beamline.create(tmp_path / "fly", params=P, backend="compiled")
+    twin = Beamline.create(tmp_path / "twin", params=P, backend="compiled")
+    try:
+        for bl in (fly_bl, twin):
+            bl.use_phantom()
+            bl.shutter.set("open").wait(5)
+            bl.det.scene.beam = BeamMonitor(name="beam", noise=0.0, update_period=None)
+        det = fly_bl.det
+        det.time_scale = 0.0
+        det.stage()
+        det.prepare(FlyParameters(frames=n, exposure=0.002)).wait(5)
+        det.kickoff().wait(5)
+        det.complete().wait(60)
+        list(det.collect_asset_docs())
+        assert det.files.fly is not None
+        path = det.files.fly.path
+        det.unstage()
+        other = twin.det
+        flux, factor = other.flux_at(time.time())
+        sent = [other.count(flux, factor, 0.002) for _ in range(n)]
+        reference = Firmware(P, "interp")
+        reference.configure(other.chain_config(), other.tables)
+        want = [frame.image for frame in reference.acquire(sent)]
+        with open_frames(path) as reader:
+            got = list(reader.read())
+        assert len(got) == n
+        for i, (a, b) in enumerate(zip(got, want, strict=True)):
+            np.testing.assert_array_equal(a, b, err_msg=f"frame {i}")
+    finally:
+        fly_bl.close()
+        twin.close()
 
 
 def _fly_threads() -> list[str]:
@@ -476,38 +528,43 @@ def test_a_file_that_cannot_be_closed_does_not_leave_the_detector_staged(
     det.unstage()
 
 
-def test_frames_decoded_one_at_a_time_reach_the_writer_in_batches(
+def test_frames_decoded_a_few_at_a_time_reach_the_writer_in_batches(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A sensor slower than the (compiled) firmware hands it one frame at a time: the
-    decoded frames wait for more (up to HOLD_S) and the writer appends several in one
-    call, in order, each call at most BATCH frames; frames that no next frame follows in
-    time (the sensor stalls) are written without waiting for it."""
+    """Workers drawing slower than the (compiled) firmware hand it a few frames at a
+    time: the decoded frames wait for more (up to HOLD_S) and the writer appends several
+    in one call, in order, each call at most BATCH frames; frames that no next frame
+    follows in time (the draw of the next one stalls) are written without waiting for
+    it, by the other worker."""
     import devices.fly as fly_module
 
     bl = Beamline.create(tmp_path, params=P, backend="compiled", time_scale=0.001)
     bl.shutter.set("open").wait(5)
     bl.use_phantom()
     det = bl.det
-    det.time_scale = 0.0  # (all triggers at once: the sensor sets the pace)
+    det.time_scale = 0.0  # (all triggers at once: the workers set the pace)
     monkeypatch.setattr(fly_module, "HOLD_S", 0.3)  # (a margin for a busy machine)
     n, stall_at = 14, 7
-    count = det.count
+    count, reserve = det.count, det.reserve_frames
     before_stall: list[int] = []
+    first: list[int] = []
 
-    def slow(flux: Any, factor: float, exposure: float, out: Any = None) -> Any:
+    def reserving(frames: int) -> int:
+        first.append(reserve(frames))
+        return first[-1]
+
+    def slow(flux: Any, factor: float, exposure: float, out: Any = None,
+             frame: int | None = None) -> Any:
         fly = det.fly
-        assert fly is not None
-        if len(sent) == stall_at:  # the frames before the stall reach the file meanwhile
+        assert fly is not None and frame is not None
+        if frame - first[-1] == stall_at:  # the frames before it reach the file meanwhile
             deadline = time.monotonic() + 10
             while len(fly.frames) < stall_at and time.monotonic() < deadline:
                 time.sleep(0.01)
             before_stall.append(len(fly.frames))
         else:
             time.sleep(0.01)  # (the compiled firmware's 64×64 frame takes far less)
-        sent.append(0)
-        return count(flux, factor, exposure, out=out)
+        return count(flux, factor, exposure, out=out, frame=frame)
 
-    sent: list[int] = []
     calls: list[list[int]] = []
     store = det.store_fly_frames
 
@@ -515,6 +572,7 @@ def test_frames_decoded_one_at_a_time_reach_the_writer_in_batches(
         calls.append([f.index for f in frames])
         store(images, frames, last, counts)
 
+    monkeypatch.setattr(det, "reserve_frames", reserving)
     monkeypatch.setattr(det, "count", slow)
     monkeypatch.setattr(det, "store_fly_frames", recording)
     try:

@@ -64,8 +64,9 @@ def test_a_thread_far_behind_takes_at_most_catch_up_states_per_call(
 @pytest.fixture
 def lagging(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Beamline]:
     """The review's case scaled down: the beam monitor keeps 8 changes (0.8-1.6 s of its
-    0.1 s updates; 4096 = 6.8 min at full scale) and the sensor takes 0.1 s a frame on
-    10 ms triggers, so the pipeline falls ~5 s behind in 60 frames."""
+    0.1 s updates; 4096 = 6.8 min at full scale) and the sensor takes 0.2 s a frame on
+    10 ms triggers (two workers: 0.1 s a frame), so the pipeline falls ~5 s behind in 60
+    frames."""
     monkeypatch.setattr(devices.beam, "HISTORY", 8)
     bl = Beamline.create(tmp_path, params=ChainParams(64, 64, 16), backend="compiled",
                          time_scale=0.001)
@@ -75,7 +76,7 @@ def lagging(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Beamlin
     count = det.count
 
     def slow(*args: Any, **kwargs: Any) -> Any:
-        time.sleep(0.1)
+        time.sleep(0.2)
         return count(*args, **kwargs)
 
     monkeypatch.setattr(det, "count", slow)
