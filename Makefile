@@ -47,6 +47,10 @@ $(PY):
 $(STAMP): pyproject.toml Makefile | $(PY)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev,bench]'
+	# The checkout itself on sys.path (as a path entry, not only setuptools' editable finder,
+	# which Python asks after its own): a user's folder named plans/, sme/, analysis/... in the
+	# working folder is then a namespace portion that our regular packages win over
+	echo '$(CURDIR)' > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/smeflow_checkout.pth"
 	# JupyterLab brings rfc3987-syntax, which jsonschema imports with event-model and which
 	# builds a Lark grammar at import: 1-3 s more for every smeflow command, test subprocess
 	# and Dask worker, for an "iri" format check nothing here uses (see the README)
