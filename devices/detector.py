@@ -214,7 +214,7 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
         """The frame files: one per event stream and fly acquisition (``devices.frame_files``)."""
         self._file_shape = self.out_shape()
         self._file_attrs: dict[str, Any] = {"attrs": {}, "detector_fields": {}}
-        self._pending: np.ndarray | None = None
+        self._pending: tuple[np.ndarray, float] | None = None  # (frame, its exposure)
         """The frame of the last trigger until an event announces it (``collect_asset_docs``)."""
         self.last_counts: np.ndarray | None = None
         """The sensor counts of the last exposure (what went over the link)."""
@@ -325,11 +325,10 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
                 "pixel_mask": mask}}
         self.masked_pixels.put(int(np.count_nonzero(mask)), force=True)
 
-    def _open_file(self, name: str) -> FrameWriter:
+    def _open_file(self, name: str, exposure: float) -> FrameWriter:
         """A new frame file ``name`` in the data folder for the configured frames; its
-        ``exposure`` attribute and NeXus ``count_time`` are the exposure now (a fly's,
+        ``exposure`` attribute and NeXus ``count_time`` are its frames' exposure (a fly's,
         set by ``prepare`` after the staging), not the staging's."""
-        exposure = float(self.exposure.get())
         attrs, fields = self._file_attrs["attrs"], self._file_attrs["detector_fields"]
         return FrameWriter(self.folder, name, self._file_shape, data_key=self.image_key,
                            counters=READOUT_COUNTERS, lost_frames=True,
@@ -384,19 +383,25 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
 
     def stage(self) -> list[Any]:
         """Load the configuration into the firmware; frames from now on go to the files
-        of this staging (one per event stream, ``devices.frame_files``). Staged already,
-        ``RedundantStaging`` before anything is touched (a reset board would break a
-        running fly acquisition: its frame counter restarts)."""
+        of this staging (one per event stream, ``devices.frame_files``). ophyd's
+        ``stage_sigs`` are put first (by ``Device.stage``), so the firmware and the files
+        get their values, restored at ``unstage``. Staged already, ``RedundantStaging``
+        before anything is touched (a reset board would break a running fly acquisition:
+        its frame counter restarts)."""
         if self._staged == Staged.yes:
             raise RedundantStaging(f"Device {self.name} is already staged; unstage it "
                                    "first (a fly acquisition it runs goes on meanwhile)")
-        self._configure()
-        with self._lock:
-            self._pending = None
-            self.kicked_off = False
-            self._paused_mid_fly = self._resumed_mid_fly = None
-            self.files.begin()
         staged: list[Any] = super().stage()
+        try:
+            self._configure()
+            with self._lock:
+                self._pending = None
+                self.kicked_off = False
+                self._paused_mid_fly = self._resumed_mid_fly = None
+                self.files.begin()
+        except Exception:
+            self.unstage()  # (stage_sigs restored, as ophyd does when a stage fails)
+            raise
         return staged
 
     def unstage(self) -> list[Any]:
@@ -439,9 +444,9 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
         frame = frames[0]
         self.last_counts = counts
         with self._lock:
-            self._pending = frame.image
+            self._pending = (frame.image, exposure)
         self.publish_frame(frame, time.time())
-        self._to_monitors(frame.image)
+        self._to_monitors(frame.image, exposure)
         return frame.image
 
     def expose(self, t: float | None, exposure: float, out: Counts | None = None) -> Counts:
@@ -508,13 +513,13 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
         if monitor is None:
             super().clear_sub(cb, event_type=event_type)
 
-    def _to_monitors(self, image: np.ndarray) -> None:
+    def _to_monitors(self, image: np.ndarray, exposure: float) -> None:
         """File a frame just acquired into each monitor stream and emit its event."""
         with self._lock:
             monitors = list(self._monitors.values())
         for monitor in monitors:
             with self._lock:
-                docs = self.files.announce(monitor.stream, image, self._counters)
+                docs = self.files.announce(monitor.stream, image, self._counters, exposure)
             monitor.emit(docs)
 
     def trigger(self) -> DeviceStatus:
@@ -578,10 +583,11 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
         call waits for its end (``FlyScans.await_resumed_fly``)."""
         self.await_resumed_fly()
         with self._lock:
-            frame, self._pending = self._pending, None
-            if frame is not None:
-                docs = self.files.announce(reading_stream() or "primary", frame,
-                                           self._counters)
+            pending, self._pending = self._pending, None
+            if pending is not None:
+                image, exposure = pending
+                docs = self.files.announce(reading_stream() or "primary", image,
+                                           self._counters, exposure)
             elif self.files.fly is not None:
                 docs = list(self.files.fly.asset_docs())
                 self._announced = self.files.fly.n_frames

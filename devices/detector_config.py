@@ -258,8 +258,9 @@ def refuse_while_staged(det: Any, signal: Signal, value: Any, configuring: bool)
     detector ``det`` would make its recorded configuration, firmware and files disagree.
 
     The current value always passes; nothing changes while a fly acquisition is armed or
-    running; ``exposure`` passes until a step-scan file of the staging is open (it
-    records one ``count_time``; a fly's file opens at ``prepare``); ``roi`` and
+    running; ``exposure`` passes (each event stream's file records the exposure of its
+    first frame, and ``FrameFiles.announce`` refuses a frame of another exposure into
+    it; a fly's file opens at ``prepare``); ``roi`` and
     ``threshold`` pass inside the detector's ``configure`` (``configuring``), which loads
     them into the firmware; the rest is refused with what to do instead."""
     if value == signal.get():
@@ -271,13 +272,10 @@ def refuse_while_staged(det: Any, signal: Signal, value: Any, configuring: bool)
             f"{label}: cannot change while a fly acquisition of {det.name} is armed or "
             "running (it was prepared with the configuration of then); complete() it or "
             "unstage first")
-    steps = [w for w in det.files.open_files() if w is not det.files.fly]
-    if (name == "exposure" and not steps) or (name in LIVE_CONFIG and configuring):
+    if name == "exposure" or (name in LIVE_CONFIG and configuring):
         return
     later = "set it before staging (or unstage first)"
     why = {
-        "exposure": f"its open frame file {steps[0].path.name if steps else ''} records "
-                    f"one count_time for all its frames; {later}",
         "energy_threshold": "the sensor's comparator was loaded at stage() and the frame "
                             f"files record one threshold_energy; {later}",
         "binning": "it changes the frames' shape and the staging's frame files hold frames "

@@ -168,7 +168,7 @@ class FlyScans:
             self.exposure.put(float(value.exposure))
         counters = self._counters()
         with self._lock:
-            self.files.open_fly(counters)
+            self.files.open_fly(counters, float(self.exposure.get()))
             self.fly = FlyAcquisition(self, value, float(self.exposure.get()))
             self._collected = self._announced = 0
         status = DeviceStatus(self)

@@ -31,10 +31,15 @@ import numpy as np
 
 from dataflow.hdf5 import Document, FrameWriter
 
-__all__ = ["FrameFiles", "file_label"]
+__all__ = ["ExposureMismatch", "FrameFiles", "file_label"]
 
-OpenFile = Callable[[str], FrameWriter]
-"""Opens a new frame file by name (inside the detector's folder)."""
+OpenFile = Callable[[str, float], FrameWriter]
+"""Opens a new frame file by name (inside the detector's folder) for frames of the given
+exposure (seconds: the file's ``count_time``)."""
+
+
+class ExposureMismatch(ValueError):
+    """A frame's exposure differs from the one its stream's open file records."""
 
 
 def file_label(stream: str) -> str:
@@ -60,6 +65,7 @@ class FrameFiles:
         self._open = open_file
         self._stem: str | None = None
         self._streams: dict[str, FrameWriter] = {}
+        self._exposures: dict[str, float] = {}
         self._fly: FrameWriter | None = None
         self._flights = 0
         self.digests: dict[str, str] = {}
@@ -88,14 +94,17 @@ class FrameFiles:
         self._flights = 0
 
     def announce(self, stream: str, frame: np.ndarray,
-                 counters: Callable[[], Mapping[str, int]]) -> list[Document]:
-        """Write ``frame`` into the file of ``stream`` and return the documents that
-        announce it (``stream_resource`` the first time, then ``stream_datum``).
+                 counters: Callable[[], Mapping[str, int]], exposure: float) -> list[Document]:
+        """Write ``frame``, exposed for ``exposure`` seconds, into the file of ``stream``
+        and return the documents that announce it (``stream_resource`` the first time,
+        then ``stream_datum``).
 
         Outside a staging the frame gets a file of its own, closed at once with
-        ``counters()`` recorded in it."""
+        ``counters()`` recorded in it. A stream's file records one ``count_time``: a frame
+        of another exposure is refused (:class:`ExposureMismatch`, nothing written) —
+        each event stream of a staging may have its own exposure."""
         if self._stem is None:
-            writer = self._open(f"{self._new_stem()}_{file_label(stream)}.h5")
+            writer = self._open(f"{self._new_stem()}_{file_label(stream)}.h5", exposure)
             try:
                 writer.append(frame)
                 docs = list(writer.asset_docs())
@@ -104,20 +113,28 @@ class FrameFiles:
             return docs
         staged = self._streams.get(stream)
         if staged is None:
-            staged = self._open(f"{self._stem}_{file_label(stream)}.h5")
+            staged = self._open(f"{self._stem}_{file_label(stream)}.h5", exposure)
             self._streams[stream] = staged
+            self._exposures[stream] = exposure
+        elif exposure != self._exposures[stream]:
+            raise ExposureMismatch(
+                f"{self.device}: a frame exposed {exposure:g} s cannot go into the "
+                f"{stream!r} stream's file {staged.path.name}, which records count_time "
+                f"{self._exposures[stream]:g} s for its frames; change the exposure between "
+                "event streams, or unstage and stage again for a new file")
         staged.append(frame)
         return list(staged.asset_docs())
 
-    def open_fly(self, counters: Mapping[str, int]) -> FrameWriter:
-        """A new file for a fly acquisition (the previous one of this staging is closed)."""
+    def open_fly(self, counters: Mapping[str, int], exposure: float) -> FrameWriter:
+        """A new file for a fly acquisition of frames exposed ``exposure`` seconds (the
+        previous one of this staging is closed)."""
         if self._stem is None:
             raise RuntimeError(f"{self.device}: prepare() before stage(); stage the detector "
                                "first (bluesky plans do)")
         if self._fly is not None:
             self._close(self._fly, counters)
         self._flights += 1
-        self._fly = self._open(f"{self._stem}_fly{self._flights}.h5")
+        self._fly = self._open(f"{self._stem}_fly{self._flights}.h5", exposure)
         return self._fly
 
     def end(self, counters: Mapping[str, int]) -> list[str]:
@@ -126,6 +143,7 @@ class FrameFiles:
         disk); the first such error is raised afterwards."""
         files = self.open_files()
         self._streams.clear()
+        self._exposures.clear()
         self._fly = None
         self._stem = None
         failed: BaseException | None = None

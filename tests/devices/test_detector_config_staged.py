@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import bluesky.plan_stubs as bps
+import bluesky.plans as bp
 import bluesky.preprocessors as bpp
+import h5py
 import numpy as np
 import pytest
 from bluesky import RunEngine
@@ -18,6 +20,7 @@ from dataflow.catalog import Catalog
 from dataflow.hdf5_read import read_counters
 from devices.beamline import Beamline
 from devices.detector import DetectorConfigError
+from devices.frame_files import ExposureMismatch
 from fpga.designs.params import ChainParams
 from fpga.designs.reference import ChainConfig, reference_frame
 
@@ -80,10 +83,11 @@ def test_a_put_inside_a_staged_plan_is_refused_naming_the_signal(
     assert values(det) != before
 
 
-def test_the_same_value_and_the_exposure_before_any_file_pass(setup: Any) -> None:
+def test_the_same_value_passes_and_a_stream_keeps_one_exposure(setup: Any) -> None:
     """Putting a staged detector's current value changes nothing and is accepted; the
-    exposure may change until a step-scan file of the staging is open (it records one
-    count_time), then it is refused naming the file."""
+    exposure may change while staged, but a stream's file records one count_time: a frame
+    of another exposure read into it is refused naming both exposures and the file, and
+    nothing of it is written."""
     det = setup[2].det
     det.stage()
     try:
@@ -92,13 +96,82 @@ def test_the_same_value_and_the_exposure_before_any_file_pass(setup: Any) -> Non
         det.exposure.put(0.2)
         det.trigger().wait(10)
         list(det.collect_asset_docs())
-        with pytest.raises(DetectorConfigError,
-                           match=r"^det\.exposure: cannot change while det is staged: its "
-                                 r"open frame file det_\S+_primary\.h5 records one count_time"):
-            det.exposure.put(0.3)
-        assert det.exposure.get() == 0.2
+        det.exposure.put(0.3)
+        det.trigger().wait(10)
+        with pytest.raises(ExposureMismatch,
+                           match=r"^det: a frame exposed 0\.3 s cannot go into the 'primary' "
+                                 r"stream's file det_\S+_primary\.h5, which records "
+                                 r"count_time 0\.2 s"):
+            list(det.collect_asset_docs())
+        (writer,) = det.files.open_files()
+        assert writer.n_frames == 1
     finally:
         det.unstage()
+
+
+def file_exposures(path: str) -> list[float]:
+    """The ``exposure`` attributes in the HDF5 file at ``path``."""
+    found: list[float] = []
+    with h5py.File(path) as f:
+        f.visititems(lambda _, obj: found.extend(
+            [float(obj.attrs["exposure"])] if "exposure" in obj.attrs else []))
+    return found
+
+
+def test_each_event_stream_has_its_own_exposure(setup: Any) -> None:
+    """A dark stream at a longer exposure after the primary frames, in one staging: each
+    stream's file and descriptor record its own exposure (review E4)."""
+    RE, catalog, beamline = setup
+    det = beamline.det
+    det.exposure.put(0.01)
+
+    @bpp.run_decorator()
+    def plan() -> Any:
+        yield from bps.trigger_and_read([det])
+        yield from bps.mv(det.exposure, 0.05)
+        yield from bps.trigger_and_read([det], name="dark")
+
+    (uid,) = RE(bpp.stage_wrapper(plan(), [det]))  # type: ignore[no-untyped-call]
+    run = catalog.run(uid)
+    for stream, exposure in (("primary", 0.01), ("dark", 0.05)):
+        config = run[stream].metadata["configuration"]["det"]["data"]
+        assert float(config["det_exposure"]) == exposure
+        (path,) = [p for p in det.digests if p.endswith(f"_{stream}.h5")]
+        assert file_exposures(path) == [exposure]
+
+
+@pytest.mark.parametrize("sig, value", [("threshold", 3), ("roi", (0, 0, 8, 8)),
+                                        ("energy_threshold", 8.0), ("binning", True),
+                                        ("exposure", 0.05)])
+def test_stage_sigs_are_loaded_at_stage_and_restored(setup: Any, sig: str, value: Any) -> None:
+    """ophyd's ``stage_sigs`` (review E1): bp.count runs with the value, recorded in the
+    descriptor and obeyed by the firmware; after the run the signal has its old value."""
+    RE, catalog, beamline = setup
+    det = beamline.det
+    before = getattr(det, sig).get()
+    det.stage_sigs[sig] = value
+    (uid,) = RE(bp.count([det], 1))
+    run = catalog.run(uid)
+    config = run["primary"].metadata["configuration"]["det"]["data"]
+    assert np.array_equal(np.asarray(config[f"det_{sig}"]), np.asarray(value))
+    image = np.asarray(run["primary"]["det_image"][0]).astype(np.int64)
+    if sig == "roi":
+        roi_sum = int(np.asarray(run["primary"].read()["det_roi_sum"])[0])
+        assert roi_sum == int(image[0:8, 0:8].sum()) != int(image.sum())
+    assert image.shape == ((32, 32) if sig == "binning" else (64, 64))
+    assert np.array_equal(np.asarray(getattr(det, sig).get()), np.asarray(before))
+
+
+def test_a_stage_that_fails_restores_the_stage_sigs(setup: Any) -> None:
+    """A configuration the firmware refuses at stage() leaves the detector unstaged, its
+    stage_sigs restored (as ophyd's own stage does when one fails)."""
+    det = setup[2].det
+    det.stage_sigs["exposure"] = 0.05
+    det.stage_sigs["backend"] = "no-such-backend"
+    with pytest.raises(Exception, match="no-such-backend"):
+        det.stage()
+    assert not det.files.staged
+    assert det.exposure.get() != 0.05
 
 
 def test_configure_loads_roi_and_threshold_before_the_next_exposure(setup: Any) -> None:
