@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import re
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -34,7 +35,9 @@ import numpy as np
 from bluesky_tiled_plugins.writing.tiled_writer import RESERVED_DATA_KEYS, RunNormalizer
 from event_model import DocumentNames, schema_validators
 
-__all__ = ["ANNOUNCING", "PageNormalizer", "stream_form"]
+from .errors import CatalogError
+
+__all__ = ["ANNOUNCING", "NodeNameError", "PageNormalizer", "check_node_name", "stream_form"]
 
 ANNOUNCING = frozenset({"resource", "datum", "datum_page"})
 """The documents of the older way to announce frames (``bp.fly`` of a flyer that did not
@@ -43,9 +46,40 @@ declare its stream): ``stream_form`` turns them into ``stream_resource``/``strea
 Document = tuple[str, dict[str, Any]]
 
 
+class NodeNameError(CatalogError, ValueError):
+    """An event stream or data key whose name cannot be a catalog node's name."""
+
+
+_NOT_IN_NODE_NAMES = re.compile(r"[/?#%\\\x00-\x1f\x7f]")
+
+
+def check_node_name(name: object, what: str) -> None:
+    """Raise :class:`NodeNameError` when ``name`` cannot name a node of the catalog: Tiled
+    puts node names into its URLs unquoted, so ``/`` splits one, ``?`` and ``#`` end the
+    path and ``%41`` reads as ``A`` (the run failed at that stream's descriptor with
+    "404 No such entry ... 'q'"); backslashes and control characters likewise."""
+    if not isinstance(name, str) or not name:
+        raise NodeNameError(f"{what} {name!r}: a node name must be a non-empty string")
+    found = _NOT_IN_NODE_NAMES.search(name)
+    if found is not None:
+        raise NodeNameError(
+            f"{what} {name!r}: {found.group()!r} cannot be in a catalog node's name (Tiled "
+            "puts names into URLs unquoted); use names without '/', '?', '#', '%', "
+            "backslashes or control characters")
+
+
 class PageNormalizer(RunNormalizer):  # type: ignore[misc]  # (untyped library)
     """``RunNormalizer`` that hands an event page on whole when none of its events needs
-    rewriting (see the module docstring); ``TiledWriter(normalizer=PageNormalizer)``."""
+    rewriting (see the module docstring); ``TiledWriter(normalizer=PageNormalizer)``.
+    A descriptor whose stream or data keys cannot be named in the catalog is refused
+    (:func:`check_node_name`) before anything of the stream is written."""
+
+    def descriptor(self, doc: dict[str, Any]) -> None:
+        """Check the stream's and its data keys' names, then normalize as usual."""
+        check_node_name(doc.get("name"), "event stream")
+        for key in doc.get("data_keys") or {}:
+            check_node_name(key, f"data key of stream {doc.get('name')!r}")
+        super().descriptor(doc)
 
     def event_page(self, doc: dict[str, Any]) -> None:
         """Emit ``doc`` as one page when nothing in it is rewritten, else event by event."""
