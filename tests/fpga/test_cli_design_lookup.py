@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -74,14 +75,19 @@ def write_design(folder: Path, module: str, *, start: str = "0", imports: str = 
 
 
 @pytest.fixture
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh working folder; ``sys.path`` and ``sys.modules`` restored afterwards, and
-    the current folder *not* on the path (as under the ``smeflow`` console script)."""
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh working folder; ``sys.path`` restored afterwards and the modules loaded from
+    the folder forgotten, and the current folder *not* on the path (as under the
+    ``smeflow`` console script). (Not a copy of ``sys.modules`` put in its place: a C
+    extension imported meanwhile — pandas, through the catalog's commands — registers
+    itself in the interpreter's own dict and then cannot find its package.)"""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", [p for p in sys.path
                                       if p not in ("", ".", str(tmp_path))])
-    monkeypatch.setattr(sys, "modules", dict(sys.modules))
-    return tmp_path
+    yield tmp_path
+    for name, module in list(sys.modules.items()):
+        if str(getattr(module, "__file__", None) or "").startswith(str(tmp_path)):
+            del sys.modules[name]
 
 
 def one_error(capsys: pytest.CaptureFixture[str], command: str) -> str:
