@@ -88,8 +88,12 @@ pages and copies than the projection itself).
 
 This module knows the detector only through :class:`FlyDetector` (what a fly acquisition
 needs from it); ``devices.detector`` builds on this module, never the other way round. The
-parameters and per-frame values are in ``devices.fly_params`` (re-exported here), the
-records its threads pass on in ``devices.fly_records``.
+acquisition is built in parts, each its own module that this one builds on: the workers
+(``devices.fly_workers``), the firmware stage and the writer (``devices.fly_firmware``),
+the scene states taken on time (``devices.fly_states``), the records the threads pass on
+(``devices.fly_records``), the pipeline's limits (``devices.fly_limits``, re-exported
+here); the parameters and per-frame values are in ``devices.fly_params`` (re-exported
+here).
 """
 
 from __future__ import annotations
@@ -105,10 +109,9 @@ import numpy as np
 import numpy.typing as npt
 from ophyd.status import DeviceStatus
 
-from dataflow.packets import ReadoutFrame
-from dataflow.readout import FRAME_MOD
-
+from . import fly_limits as limits
 from .firmware import Firmware
+from .fly_limits import BATCH, HOLD_S, JOIN_WARN_S, QUEUE_FRAMES, WORKERS, WRITE_BATCHES
 from .fly_params import (
     Counts,
     FlyDetector,
@@ -117,29 +120,15 @@ from .fly_params import (
     PositionTrigger,
     TriggerTimes,
 )
-from .fly_records import Decoded, Held, Item, match_frames
+from .fly_records import Decoded, Held, Item
 from .fly_states import OnTimeStates
-from .samples import FluxBuffer, SceneState
-from .sensor_link import LinkStream, frame_link
+from .fly_workers import Workers
+from .sensor_link import LinkStream
 
 log = logging.getLogger(__name__)
 
-JOIN_WARN_S = 5.0
-"""How long ``cancel`` waits for a worker before it logs that it is still waiting."""
 
-BATCH = 8
-"""Frames the firmware takes in one simulation call at most."""
-QUEUE_FRAMES = 32
-"""Frames drawn ahead of the firmware at most (the detector's buffer)."""
-WORKERS = 2
-"""Worker threads that draw frames and run the firmware (one per core here)."""
-WRITE_BATCHES = 1
-"""Decoded batches waiting for the writer at most (besides the one it writes)."""
-HOLD_S = 0.05
-"""How long decoded frames wait at most for more to fill a batch for the writer."""
-
-
-class FlyAcquisition:
+class FlyAcquisition(Workers):
     """One armed fly acquisition of ``det`` (made by ``FirmwareDetector.prepare``).
 
     ``start()`` launches the worker threads; ``done`` is the status ``complete()``
@@ -199,7 +188,7 @@ class FlyAcquisition:
         """Workers still running."""
         self._over = False
         """Whether the last frame went through the firmware (or the acquisition ended)."""
-        self._decoded: queue.Queue[Decoded | None] = queue.Queue(WRITE_BATCHES)
+        self._decoded: queue.Queue[Decoded | None] = queue.Queue(limits.WRITE_BATCHES)
         self._threads: list[threading.Thread] = []
         self._writer: threading.Thread | None = None
         self._reuse_links = False
@@ -243,21 +232,6 @@ class FlyAcquisition:
         step = period * self.det.time_scale
         return TriggerTimes(n, lambda i: (t_kickoff + i * step, t_kickoff + i * period))
 
-    def _await_rotation(self) -> TriggerTimes | None:
-        """A worker of position-compare triggers armed before their rotation: wait for
-        the rotation to start (``PositionTrigger.wait_times``), then the
-        trigger times on it; ``None`` if cancelled first."""
-        trigger = self.params.trigger
-        assert trigger is not None
-        got = trigger.wait_times(self.params.frames, self.armed, self._cancel)
-        if got is None:
-            return None
-        times, started = got
-        self.params.check_exposure(self.exposure, f"{self.det.name}.kickoff",
-                                   started.rotation)
-        self.times = times
-        return times
-
     def start(self) -> None:
         """Compute the trigger times (for position-compare triggers whose rotation has
         not started yet: once it starts) and start the workers."""
@@ -276,11 +250,11 @@ class FlyAcquisition:
         name = self.det.name
         self._writer = threading.Thread(target=self._guard, args=(self._write, None),
                                         name=f"{name}-fly-writer", daemon=True)
-        self._working = WORKERS
+        self._working = limits.WORKERS
         self._threads = [
             *(threading.Thread(target=self._guard, args=(self._work, k),
                                name=f"{name}-fly-worker-{k}", daemon=True)
-              for k in range(WORKERS)),
+              for k in range(limits.WORKERS)),
             self._writer,
         ]
         for thread in self._threads:
@@ -300,11 +274,11 @@ class FlyAcquisition:
         for thread in self._threads:
             if thread is threading.current_thread():
                 continue
-            thread.join(JOIN_WARN_S)
+            thread.join(limits.JOIN_WARN_S)
             while thread.is_alive():  # a long firmware batch (GHDL) finishes first
                 log.warning("%s: waiting for %s to finish its batch", self.det.name,
                             thread.name)
-                thread.join(JOIN_WARN_S)
+                thread.join(limits.JOIN_WARN_S)
         if not self.done.done:
             self.stopped_early = True
             log.info("%s: fly acquisition stopped after %d of %d frames", self.det.name,
@@ -331,375 +305,6 @@ class FlyAcquisition:
         self._cancel.set()
         with self._state:
             self._state.notify_all()
-
-    def _offer(self, to: queue.Queue[Any], item: Any) -> bool:
-        """Put ``item`` into ``to`` when there is room; False if cancelled first."""
-        while not self._cancel.is_set():
-            try:
-                to.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _work(self, worker: int) -> None:
-        """A worker thread (``WORKERS`` of them): draws the frames whose triggers have
-        passed and runs the firmware on those drawn in order (module docstring)."""
-        try:
-            self._work_all(FluxBuffer())
-        finally:
-            with self._state:
-                self._working -= 1
-                last = self._working == 0
-                self._state.notify_all()
-            if last:  # the spare buffers go with the acquisition's end, not its object
-                for spare in (self._spare_links, self._spare_slots):
-                    while not spare.empty():
-                        spare.get_nowait()
-
-    def _work_all(self, buffer: FluxBuffer) -> None:
-        times = self._wait_for_times()
-        if times is None:
-            return
-        n = len(times)
-        while True:
-            firmware, drawn = self._next_job(times)
-            if firmware is not None:
-                try:
-                    self._run_firmware(firmware, n)
-                finally:
-                    with self._state:
-                        self._firmware_busy = False
-                        self._state.notify_all()
-            elif drawn is not None:
-                self._draw(*drawn, buffer)
-            else:
-                return
-
-    def _wait_for_times(self) -> TriggerTimes | None:
-        """The trigger times: for position-compare triggers armed before their rotation,
-        once it starts (one worker waits for it, ``_await_rotation``; the others for that
-        one); ``None`` if cancelled first."""
-        with self._state:
-            while True:
-                if self._cancel.is_set():
-                    return None
-                if self.times is not None:
-                    if self._states is None:
-                        self._states = OnTimeStates(self.det, self.times)
-                    return self.times
-                if not self._awaiting:
-                    self._awaiting = True
-                    break
-                self._state.wait(0.1)
-        try:
-            self._await_rotation()  # (sets ``times``)
-        finally:
-            with self._state:
-                self._awaiting = False
-                self._state.notify_all()
-        return self._wait_for_times()
-
-    def _next_job(self, times: TriggerTimes) -> tuple[
-            list[Item] | None, tuple[int, float, float, SceneState, float] | None]:
-        """What this worker does next, waiting until there is something:
-        ``(batch, None)`` run the firmware on ``batch`` (the frames drawn in order, maybe
-        none: the held ones are due); ``(None, (index, wall, clock, state, angle))`` draw
-        the frame of trigger ``index`` (the scene's state and angle taken on time);
-        ``(None, None)`` end (done, or cancelled). Takes the states of the triggers
-        that have passed meanwhile."""
-        n = len(times)
-        states = self._states
-        assert states is not None
-        with self._state:
-            while True:
-                if self._cancel.is_set() or self._over:
-                    return None, None
-                now = time.time()
-                states.catch_up(now)
-                drawable = self._next < n and self._next - self._through < QUEUE_FRAMES
-                due = drawable and times[self._next][0] <= now
-                held = self._held
-                hold_left = HOLD_S if held is None else held.since + HOLD_S - time.monotonic()
-                if not self._firmware_busy:
-                    ready = 0
-                    while self._through + ready in self._ready and ready < BATCH:
-                        ready += 1
-                    # the firmware first when frames wait for it in order (drawing while
-                    # they wait could leave them there: both workers in long draws), when
-                    # the held frames are due, and for the acquisition's end
-                    if ready or hold_left <= 0 or (self._through == n and self._next == n):
-                        room = BATCH - (len(held.out) if held is not None else 0)
-                        batch = [self._ready.pop(self._through + k)
-                                 for k in range(min(ready, room))]
-                        self._through += len(batch)
-                        self._firmware_busy = True
-                        return batch, None
-                if due:
-                    index = self._next
-                    self._next += 1
-                    return None, (index, *times[index], *states.take(index))
-                # (until the next trigger or the held frames' time; a busy firmware,
-                # a frame drawn or the end notifies)
-                wait = min(0.1, times[self._next][0] - now if drawable else 0.1)
-                if not self._firmware_busy:
-                    wait = min(wait, hold_left)
-                self._state.wait(max(wait, 0.0))
-
-    def _draw(self, index: int, wall: float, clock: float, state: SceneState, angle: float,
-              buffer: FluxBuffer) -> None:
-        """The frame of trigger ``index``: the scene at ``wall`` (its ``state`` then,
-        taken on time; the image drawn into this worker's ``buffer``) and its counts,
-        drawn into link words; then ready for the firmware."""
-        det = self.det
-        t0 = time.thread_time()
-        flux, factor = det.flux_at(wall, buffer, state)
-        t1 = time.thread_time()
-        link, into = self._spare_link()
-        counts = det.count(flux, factor, self.exposure, out=into,
-                           frame=self._noise + index)
-        if link is None:
-            link = det.firmware.link([counts])
-        t2 = time.thread_time()
-        with self._state:
-            self._ready[index] = Item(index, wall, clock, angle, counts, link, into)
-            self.progress += 1
-            self.cpu["scene"] += t1 - t0
-            self.cpu["sensor"] += t2 - t1
-            self._state.notify_all()
-
-    def _spare_link(self) -> tuple[LinkStream | None, Counts | None]:
-        """A one-frame link stream for the next frame and its frame's words, for the
-        sensor to draw the counts into (``devices.sensor_link.frame_link``): the buffers of a
-        stream the firmware is done with when there is one (made here by ``frame_link``
-        and handed back as they were: nothing to check again). ``(None, None)`` where the
-        words are not one block of the frame (a GHDL board builds its own stream, a
-        multi-module detector one per module, padded lines): ``Firmware.link`` then."""
-        if not self._reuse_links:
-            return None, None
-        try:
-            return self._spare_links.get_nowait()
-        except queue.Empty:
-            made = frame_link(self.det.firmware.params)
-            assert made is not None  # (``_reuse_links`` says the lines are not padded)
-            return made
-
-    def _run_firmware(self, batch: list[Item], n: int) -> None:
-        """The firmware stage (one worker at a time): ``batch`` through the firmware, the
-        held frames to the writer when they fill a batch or are due, and after the last
-        frame the end of the acquisition."""
-        t0 = time.thread_time()
-        if batch:
-            self._process(batch)
-        held = self._held
-        last = self._through == n
-        if held is not None and (last or len(held.out) >= BATCH
-                                 or time.monotonic() >= held.since + HOLD_S):
-            self._hand_over()
-        with self._state:
-            self.progress += len(batch)
-            self.cpu["firmware"] += time.thread_time() - t0
-            if not last or self._over:
-                return
-            self._over = True  # (the other worker ends; this one ends the acquisition)
-        if self._offer(self._decoded, None):
-            self._finish(n)
-
-    def _finish(self, n: int) -> None:
-        """After the last frame went to the writer: wait for it, then end ``done``."""
-        assert self._writer is not None
-        self._writer.join()  # done with every batch, or stopped
-        if not self._cancel.is_set() and not self.done.done:
-            if len(self.frames) + len(self.lost) != n:
-                raise RuntimeError(f"{self.det.name}: fly acquisition wrote {len(self.frames)} "
-                                   f"of {n} frames and lost {len(self.lost)}")
-            if not self.frames:
-                raise RuntimeError(f"{self.det.name}: every one of the {n} frames of the fly "
-                                   "acquisition was lost on the link; counters: "
-                                   f"{self.det.firmware.report()}")
-            if self.lost:
-                log.warning("%s: the fly acquisition lost %d of %d frames on the link "
-                            "(triggers %s); its file lists them", self.det.name,
-                            len(self.lost), n, self.lost)
-            self.done.set_finished()
-
-    def _match(self, batch: list[Item], out: list[ReadoutFrame]
-               ) -> tuple[list[Item], list[int]]:
-        """The items of ``batch`` whose frames arrived (``out``) and their indices
-        (``match_frames``); the others' frames were lost on the link: recorded (``lost``,
-        the file) and their links freed."""
-        if self._first_frame_number is None and out:  # (a readout taking any number)
-            self._first_frame_number = out[0].frame_number - out[0].lost_before \
-                - batch[0].index
-        first = self._first_frame_number or 0
-        arrived, indices, lost = match_frames(batch, out, first, self.det.name)
-        if lost:
-            triggers = [item.index for item in lost]
-            self.lost += triggers
-            self._release(lost)
-            numbers = {(first + i) % FRAME_MOD for i in triggers}
-            errors = [str(e) for e in self.det.firmware.readout.errors
-                      if e.frame_number in numbers]
-            log.warning("%s: the frames of fly triggers %s were lost on the link (%s); the "
-                        "acquisition goes on", self.det.name, triggers,
-                        "; ".join(errors) or "no packet arrived")
-            self.det.store_fly_lost(triggers)
-        return arrived, indices
-
-    def _process(self, batch: list[Item]) -> None:
-        """Run ``batch`` through the firmware; its frames join the held ones (decoded into
-        the next slots of their batch array) or, stacked, go to the writer at once."""
-        det = self.det
-        links = [item.link for item in batch if item.link is not None]
-        sent = [item.counts for item in batch]
-        held = self._held
-        slots = held.slots if held is not None else self._slots()
-        first = len(held.out) if held is not None else 0
-        if slots is None:
-            out = det.firmware.acquire(sent, links=links if len(links) == len(batch) else None,
-                                       allow_loss=True)
-            decoded = 0
-        else:  # the images decoded straight into the batch array's next slots
-            readout = det.firmware.readout
-            readout.decode_into(slots[first:])
-            try:
-                out = det.firmware.acquire(sent,
-                                           links=links if len(links) == len(batch) else None,
-                                           allow_loss=True)
-                decoded = readout.decoded_into
-            finally:
-                readout.decode_into(None)
-        batch, indices = self._match(batch, out)
-        if not batch:  # (every frame of the batch lost: nothing to hold or write)
-            return
-        if slots is not None and decoded == len(out):
-            self._image_shape = (int(slots.shape[1]), int(slots.shape[2]))
-            if held is None:
-                held = self._held = Held(slots, time.monotonic(), [], [], [])
-            elif held.items:  # (its last frame is not the last any more: its link is free)
-                self._release([held.items[-1]])
-            held.items += batch
-            held.indices += indices
-            held.out += out
-            self._release(batch[:-1])
-            return
-        # (the first batch, or the images changed shape: the batch stacked, after the
-        # frames held before it)
-        images = np.stack([frame.image for frame in out]) if out else \
-            np.empty((0, 0, 0), np.uint16)
-        self._image_shape = (int(images.shape[1]), int(images.shape[2])) if len(out) else None
-        if held is not None:
-            self._hand_over()
-        self._offer(self._decoded, Decoded(batch, indices, out, images,
-                                            self._last_counts(batch), None))
-        self._release(batch)
-
-    def _last_counts(self, batch: list[Item]) -> npt.NDArray[np.uint32]:
-        """The counts of the batch's last frame as ``uint32`` (a copy when they are the
-        words of a link stream, whose buffers the sensor draws into again once released:
-        those words are ``uint32`` too, so the cast alone would not copy them)."""
-        last = batch[-1]
-        counts: npt.NDArray[np.uint32] = last.counts.astype(
-            np.uint32, copy=last.words is not None)
-        return counts
-
-    def _release(self, items: list[Item]) -> None:
-        """The items' link streams back to the spare ones (the firmware is done with them)."""
-        if self._reuse_links:
-            for item in items:
-                if item.link is not None and item.words is not None:
-                    self._spare_links.put((item.link, item.words))
-
-    def _hand_over(self) -> None:
-        """The held frames to the writer (their last frame's counts copied first)."""
-        decoded = self._unhold()
-        if decoded is not None:
-            self._offer(self._decoded, decoded)
-
-    def _unhold(self) -> Decoded | None:
-        """The held frames as a batch for the writer (``None``: none held); their last
-        frame's counts copied and its link freed (firmware stage)."""
-        held, self._held = self._held, None
-        if held is None or not held.items:
-            return None
-        images = held.slots[:len(held.out)]
-        decoded = Decoded(held.items, held.indices, held.out, images,
-                          self._last_counts(held.items), held.slots)
-        self._release(held.items[-1:])
-        return decoded
-
-    def _held_when_due(self) -> Decoded | None:
-        """For the writer with nothing to write: the held frames once they have waited
-        ``HOLD_S`` and the firmware stage is free (both workers may be in long draws,
-        with nobody else to hand them over); ``None`` otherwise."""
-        with self._state:
-            held = self._held
-            if (self._firmware_busy or held is None or not self._decoded.empty()
-                    or time.monotonic() < held.since + HOLD_S):
-                return None  # (a batch in the queue is older: it goes first)
-            self._firmware_busy = True
-        try:
-            return self._unhold()
-        finally:
-            with self._state:
-                self._firmware_busy = False
-                self._state.notify_all()
-
-    def _slots(self) -> npt.NDArray[np.uint16] | None:
-        """A ``(BATCH, rows, cols)`` array for the readout to decode the next batch into
-        (a spare one when there is one), shaped as the last batch's images; ``None``
-        before the first batch and for a firmware of several modules (which assembles
-        its frames itself)."""
-        shape = self._image_shape
-        if shape is None or type(self.det.firmware) is not Firmware:
-            return None
-        while not self._spare_slots.empty():
-            spare = self._spare_slots.get_nowait()
-            if spare.shape[1:] == shape:
-                return spare
-        return np.empty((BATCH, *shape), np.uint16)
-
-    def _write(self, _: None) -> None:
-        """The writer thread: each decoded batch to the detector, in order."""
-        try:
-            self._write_all()
-        finally:  # (the batch arrays it handed back go with the acquisition's end)
-            while not self._spare_slots.empty():
-                self._spare_slots.get_nowait()
-
-    def _write_all(self) -> None:
-        while not self._cancel.is_set():
-            held = self._held
-            wait = 0.1 if held is None else held.since + HOLD_S - time.monotonic()
-            try:
-                batch = self._decoded.get(timeout=min(max(wait, 0.001), 0.1))
-            except queue.Empty:
-                batch = self._held_when_due()
-                if batch is None:
-                    continue
-            else:
-                if batch is None:
-                    return
-            self._store(batch)
-
-    def _store(self, batch: Decoded) -> None:
-        """A decoded batch to the detector (recorded in ``frames``, then written)."""
-        now = time.time()
-        frames = [FlyFrame(
-            index=index, time=item.clock, trigger_time=item.wall, done_time=now,
-            angle=item.angle, roi_sum=int(frame.roi_sum), saturated=int(frame.saturated),
-            frame_number=int(frame.frame_number),
-            histogram=tuple(frame.histogram.tolist()),
-            lost_before=int(frame.lost_before))
-            for index, item, frame in zip(batch.indices, batch.items, batch.out,
-                                          strict=True)]
-        # Recorded before they are written: a reader bounds what it takes by the frames
-        # in the file, so every frame it sees in the file has its record here.
-        self.frames.extend(frames)
-        self.det.store_fly_frames(batch.images, frames, batch.out[-1], batch.counts)
-        if batch.slots is not None:  # (written: its images are in the file)
-            self._spare_slots.put(batch.slots)
-        self.max_lag = max([self.max_lag, *(now - item.wall for item in batch.items)])
 
 
 __all__ = ["BATCH", "HOLD_S", "JOIN_WARN_S", "QUEUE_FRAMES", "WORKERS", "WRITE_BATCHES",

@@ -283,7 +283,9 @@ def test_frames_drawn_into_reused_link_buffers_are_the_firmware_of_their_counts(
 
     made: list[int] = []  # the streams frame_link made
     used: list[int] = []  # the stream each frame was drawn into
-    frame_link = fly_module.frame_link
+    import devices.fly_workers as workers_module
+
+    frame_link = workers_module.frame_link
     spare_link = fly_module.FlyAcquisition._spare_link
 
     def tracking(params: ChainParams, reuse: Any = None) -> Any:
@@ -309,7 +311,7 @@ def test_frames_drawn_into_reused_link_buffers_are_the_firmware_of_their_counts(
 
     monkeypatch.setattr(det, "count", recording)
     monkeypatch.setattr(det, "store_fly_frames", checking)
-    monkeypatch.setattr(fly_module, "frame_link", tracking)
+    monkeypatch.setattr(workers_module, "frame_link", tracking)
     monkeypatch.setattr(fly_module.FlyAcquisition, "_spare_link", using)
     det.stage()
     n = fly_module.QUEUE_FRAMES + 3 * fly_module.BATCH
@@ -482,9 +484,9 @@ def test_unstage_waits_for_a_long_firmware_batch(beamline: Beamline,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """A firmware batch longer than cancel's warning interval (a slow board) ends before
     unstage returns: no worker outlives it into the next staging."""
-    import devices.fly as fly
+    import devices.fly_limits as limits
 
-    monkeypatch.setattr(fly, "JOIN_WARN_S", 0.2)
+    monkeypatch.setattr(limits, "JOIN_WARN_S", 0.2)
     det = beamline.det
     det.time_scale = 0.0
     acquire = det.firmware.acquire
@@ -542,7 +544,7 @@ def test_frames_decoded_a_few_at_a_time_reach_the_writer_in_batches(
     bl.use_phantom()
     det = bl.det
     det.time_scale = 0.0  # (all triggers at once: the workers set the pace)
-    monkeypatch.setattr(fly_module, "HOLD_S", 0.3)  # (a margin for a busy machine)
+    monkeypatch.setattr(fly_module.limits, "HOLD_S", 0.3)  # (a margin for a busy machine)
     n, stall_at = 14, 7
     count, reserve = det.count, det.reserve_frames
     before_stall: list[int] = []
