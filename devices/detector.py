@@ -12,7 +12,8 @@ baseline, writes each frame to a file of its own). The event carries the firmwar
 reductions (ROI sum, saturated count, histogram, frame number) and ``link_lost``, the
 frames lost on the link before this one (re-taken, see below); the image is external data
 (``<name>_image``, announced with ``stream_resource``/``stream_datum`` from
-``collect_asset_docs``). A bluesky ``monitor`` of the detector (``monitor_during_wrapper``)
+``collect_asset_docs``; the step-scan methods are in ``devices.detector_step``). A bluesky
+``monitor`` of the detector (``monitor_during_wrapper``)
 files every frame it acquires into the monitor stream too, announced there
 (``devices.monitor_stream``). ``devices.flyer.DetectorFlyer`` makes it a flyer for
 ``bp.fly``.
@@ -55,10 +56,7 @@ follows ``binning``.
 
 from __future__ import annotations
 
-import logging
 import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +65,6 @@ import numpy.typing as npt
 from ophyd import Component as Cpt
 from ophyd import Device, Signal
 from ophyd.device import Staged
-from ophyd.status import DeviceStatus
 from ophyd.utils.errors import RedundantStaging
 
 from dataflow.hdf5 import FrameWriter
@@ -92,7 +89,8 @@ from .detector_config import (
     refuse_while_staged,
 )
 from .detector_fly import FlyScans
-from .firmware import BACKENDS, Firmware, FirmwareError
+from .detector_step import READOUT_COUNTERS, RETAKES, StepScans
+from .firmware import BACKENDS, Firmware
 from .fly import Counts, FlyAcquisition
 from .frame_files import FrameFiles
 from .modular import ModularFirmware
@@ -100,20 +98,10 @@ from .monitor_stream import MonitorStream
 from .pixel_mask import PixelMaskReader, pixel_mask_bits
 from .samples import FluxBuffer, PixelSize, Scene, SceneState, pixel_pair
 from .sensor import SensorModel
-from .streams import reading_stream
-
-log = logging.getLogger(__name__)
 
 __all__ = ["READOUT_COUNTERS", "RETAKES", "DetectorConfigError", "FirmwareDetector"]
 
-READOUT_COUNTERS = ("good", "corrupt", "dropped", "framing_errors", "stray_words")
-"""Readout counters stored in every frame file (since the firmware was configured)."""
-RETAKES = 2
-"""A step-scan frame lost on the link (corrupt or missing packet) is re-exposed this
-many times before the trigger fails; every loss stays counted in the readout counters."""
-
-
-class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
+class FirmwareDetector(StepScans, FlyScans, Device):  # type: ignore[misc]
     """A photon-counting area detector with the SME firmware in the loop.
 
     Parameters
@@ -421,34 +409,6 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
             unstaged: list[Any] = super().unstage()
         return unstaged
 
-    def acquire_frame(self, t: float | None = None) -> np.ndarray:
-        """One exposure through the firmware: the frame, published on the readback signals
-        and kept until an event announces it (then it is written, ``collect_asset_docs``)."""
-        exposure = float(self.exposure.get())
-        for attempt in range(1 + RETAKES):
-            counts = self.expose(t, exposure)
-            seen = self.firmware.readout.corrupt
-            frames = self.firmware.acquire([counts], allow_loss=True)
-            if frames:
-                break
-            corrupt = self.firmware.readout.corrupt > seen
-            errors = (self.firmware.readout.errors[-1].message if corrupt
-                      else "no packet arrived")
-            log.warning("%s: frame lost on the link (%s); %s", self.name,
-                        errors, "re-taking it" if attempt < RETAKES else
-                        "giving up")
-        else:
-            raise FirmwareError(f"{self.name}: {1 + RETAKES} exposures in a row were lost on "
-                                f"the link ({errors}); counters: "
-                                f"{ {k: self.firmware.report()[k] for k in READOUT_COUNTERS} }")
-        frame = frames[0]
-        self.last_counts = counts
-        with self._lock:
-            self._pending = (frame.image, exposure)
-        self.publish_frame(frame, time.time())
-        self._to_monitors(frame.image, exposure)
-        return frame.image
-
     def expose(self, t: float | None, exposure: float, out: Counts | None = None) -> Counts:
         """The sensor counts of ``exposure`` seconds of the scene — motors, shutter and
         beam — as it was at wall time ``t`` (default: now), drawn into ``out`` when given
@@ -512,85 +472,3 @@ class FirmwareDetector(FlyScans, Device):  # type: ignore[misc]
             monitor = self._monitors.pop(cb, None)
         if monitor is None:
             super().clear_sub(cb, event_type=event_type)
-
-    def _to_monitors(self, image: np.ndarray, exposure: float) -> None:
-        """File a frame just acquired into each monitor stream and emit its event."""
-        with self._lock:
-            monitors = list(self._monitors.values())
-        for monitor in monitors:
-            with self._lock:
-                docs = self.files.announce(monitor.stream, image, self._counters, exposure)
-            monitor.emit(docs)
-
-    def trigger(self) -> DeviceStatus:
-        """Expose one frame; the status finishes when the firmware has sent it.
-
-        The frame is written when an event announces it (``collect_asset_docs``). A frame
-        of an earlier trigger that no event announced (the plan was paused or suspended
-        and rewound before reading it) is dropped: each event's frame is its own latest
-        exposure. A detector that is not staged (in a ``SupplementalData`` baseline)
-        loads its configuration into the firmware first and writes each frame to a file
-        of its own. Refused (``RuntimeError``) while a fly acquisition runs."""
-        self.refuse_while_flying("trigger()")
-        status = DeviceStatus(self)
-        exposure = float(self.exposure.get())
-        previous = self._exposing
-        # The exposure starts now, not when its thread first runs (which on a busy machine
-        # can be milliseconds later): the frame is ready no earlier than one exposure after
-        # the trigger, and the simulation's own time falls inside that exposure.
-        start, wall = time.monotonic(), time.time()
-
-        def work() -> None:
-            nonlocal start, wall
-            if previous is not None and previous.is_alive():
-                previous.join()  # an interrupted exposure finishes (and writes) first
-                start, wall = time.monotonic(), time.time()
-            try:
-                self._discard_unannounced()
-                if not self.files.staged:
-                    self._configure()
-                self.acquire_frame(t=wall + exposure * self.time_scale / 2)
-                left = exposure * self.time_scale - (time.monotonic() - start)
-                if left > 0:
-                    time.sleep(left)
-            except Exception as exc:
-                status.set_exception(exc)
-            else:
-                status.set_finished()
-
-        self._exposing = threading.Thread(target=work, name=f"{self.name}-exposure",
-                                          daemon=True)
-        self._exposing.start()
-        return status
-
-    def _discard_unannounced(self) -> None:
-        """Drop the frame of an earlier trigger that no event announced (``trigger``)."""
-        with self._lock:
-            dropped, self._pending = self._pending, None
-        if dropped is not None:
-            log.info("%s: dropped a frame no event announced (the plan re-triggered after "
-                     "a pause or suspension)", self.name)
-
-    def collect_asset_docs(self, index: int | None = None
-                           ) -> Iterator[tuple[str, dict[str, Any]]]:
-        """``stream_resource`` (once per file) and ``stream_datum`` for new frames.
-
-        In a step scan: the frame of the last trigger, written now into the file of the
-        event stream the RunEngine is reading the detector into (``devices.streams``;
-        ``"primary"`` outside a RunEngine). In a fly scan: the frames written since the
-        last call, exactly those whose readings the following ``collect_pages()``
-        returns (``index`` is not used: one device); after a pause in a fly, the first
-        call waits for its end (``FlyScans.await_resumed_fly``)."""
-        self.await_resumed_fly()
-        with self._lock:
-            pending, self._pending = self._pending, None
-            if pending is not None:
-                image, exposure = pending
-                docs = self.files.announce(reading_stream() or "primary", image,
-                                           self._counters, exposure)
-            elif self.files.fly is not None:
-                docs = list(self.files.fly.asset_docs())
-                self._announced = self.files.fly.n_frames
-            else:
-                docs = []
-        yield from docs
