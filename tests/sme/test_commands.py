@@ -64,3 +64,25 @@ def test_console_script_exits_non_zero_on_error() -> None:
     )
     assert result.returncode == 2
     assert "smeflow sim: error:" in result.stderr
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "system"), ("mimalloc", "mimalloc")])
+def test_the_command_line_gives_arrow_malloc_unless_told_otherwise(given: str | None,
+                                                                    expected: str) -> None:
+    """``main`` sets Arrow's allocator before the commands' modules import pyarrow (its
+    mimalloc pool kept freed tables resident in ``smeflow demo``); a value in the
+    environment wins."""
+    import os
+
+    from sme.cli import ARROW_POOL_VARIABLE
+
+    env = {k: v for k, v in os.environ.items() if k != ARROW_POOL_VARIABLE}
+    if given is not None:
+        env[ARROW_POOL_VARIABLE] = given
+    code = ("import sys\nfrom sme.cli import main\n"
+            "assert 'pyarrow' not in sys.modules\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "import pyarrow\nprint(pyarrow.default_memory_pool().backend_name)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=300, check=True)
+    assert done.stdout.split()[-1] == expected
