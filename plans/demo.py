@@ -166,35 +166,7 @@ def run_demo(data_dir: Path, out_dir: Path, *, projections: int = 90, backend: s
             raise RuntimeError(f"live reduction of the {what} run failed: {res.reason}")
         derived[what] = res.derived_uid
 
-    tomo = catalog.run(tomo_uid)
-    proj = tomo["primary"]["det_image"]
-    row = proj.shape[1] // 2
-    mid = proj.shape[0] // 4
-    files["projection"] = _save_png(out_dir / "projection.png", np.asarray(proj[mid]),
-                                    f"projection {mid} (firmware output)", cbar="counts")
-    sino = np.asarray(proj[:, row, :])
-    angles = np.asarray(tomo["primary"]["rotation"].read(), dtype=float)
-    files["sinogram"] = _save_png(out_dir / "sinogram.png", sino, f"sinogram of row {row}",
-                                  cbar="counts", ylabel="rotation (deg)", aspect="auto",
-                                  extent=(-0.5, sino.shape[1] - 0.5, angles[-1], angles[0]))
-    recon = catalog.run(derived["tomo"])
-    rows = [int(r) for r in recon["primary"]["row"].read()]
-    slice_ = np.asarray(recon["primary"]["reconstruction"][rows.index(row)])
-    files["reconstruction"] = _save_png(out_dir / "reconstruction.png", slice_,
-                                        f"reconstruction of row {row} (live OpenCL FBP)",
-                                        cbar="attenuation (1/pixel)", xlabel="x (pixels)",
-                                        ylabel="y (pixels)", cmap="viridis")
-
-    diff = catalog.run(diff_uid)
-    frame = np.asarray(diff["primary"]["det_image"][0])
-    files["diffraction"] = _save_png(out_dir / "diffraction.png", np.log1p(frame),
-                                     "CeO2 diffraction frame",
-                                     cbar="log(1 + counts)", cmap="magma")
-    patterns = catalog.run(derived["diffraction"])
-    files["pattern"] = _save_plot(out_dir / "pattern.png",
-                                  np.asarray(patterns["axis"]["radial"][0]),
-                                  np.asarray(patterns["primary"]["intensity"][0]), "2θ (deg)",
-                                  "CeO2 powder pattern (live OpenCL azimuthal integration)")
+    files.update(_pictures(catalog, tomo_uid, diff_uid, derived, out_dir))
     phase_done("pictures")
     return {"tomo_uid": tomo_uid, "diffraction_uid": diff_uid, "files": files,
             "tomo_derived_uid": derived["tomo"],
@@ -203,6 +175,51 @@ def run_demo(data_dir: Path, out_dir: Path, *, projections: int = 90, backend: s
             "lag_max": {k: r.lag_max for k, r in live_results.items()},
             "lag_mean": {k: r.lag_mean for k, r in live_results.items()},
             "report": det.firmware.report() if det.firmware else {}}
+
+
+def _pictures(catalog: Any, tomo_uid: str, diff_uid: str, derived: dict[str, str],
+              out_dir: Path) -> dict[str, Path]:
+    """The demo's pictures, from the runs read back through the catalog.
+
+    Tiled's client reads arrays through dask, which asks dask.distributed for a client
+    before it takes its default scheduler (also when the scheduler is given by name):
+    importing it (≈ 10 MB, in the demo's peak) only to find none. The reads are given
+    the scheduler dask takes when there is none, as the function it is (its threads)."""
+    import dask
+    import dask.threaded
+
+    files: dict[str, Path] = {}
+    with dask.config.set(scheduler=dask.threaded.get):
+        tomo = catalog.run(tomo_uid)
+        proj = tomo["primary"]["det_image"]
+        row = proj.shape[1] // 2
+        mid = proj.shape[0] // 4
+        files["projection"] = _save_png(out_dir / "projection.png", np.asarray(proj[mid]),
+                                        f"projection {mid} (firmware output)", cbar="counts")
+        sino = np.asarray(proj[:, row, :])
+        angles = np.asarray(tomo["primary"]["rotation"].read(), dtype=float)
+        files["sinogram"] = _save_png(out_dir / "sinogram.png", sino, f"sinogram of row {row}",
+                                      cbar="counts", ylabel="rotation (deg)", aspect="auto",
+                                      extent=(-0.5, sino.shape[1] - 0.5, angles[-1], angles[0]))
+        recon = catalog.run(derived["tomo"])
+        rows = [int(r) for r in recon["primary"]["row"].read()]
+        slice_ = np.asarray(recon["primary"]["reconstruction"][rows.index(row)])
+        files["reconstruction"] = _save_png(out_dir / "reconstruction.png", slice_,
+                                            f"reconstruction of row {row} (live OpenCL FBP)",
+                                            cbar="attenuation (1/pixel)", xlabel="x (pixels)",
+                                            ylabel="y (pixels)", cmap="viridis")
+
+        diff = catalog.run(diff_uid)
+        frame = np.asarray(diff["primary"]["det_image"][0])
+        files["diffraction"] = _save_png(out_dir / "diffraction.png", np.log1p(frame),
+                                         "CeO2 diffraction frame",
+                                         cbar="log(1 + counts)", cmap="magma")
+        patterns = catalog.run(derived["diffraction"])
+        files["pattern"] = _save_plot(out_dir / "pattern.png",
+                                      np.asarray(patterns["axis"]["radial"][0]),
+                                      np.asarray(patterns["primary"]["intensity"][0]), "2θ (deg)",
+                                      "CeO2 powder pattern (live OpenCL azimuthal integration)")
+    return files
 
 
 def _warm_up(beamline: Any, live: Any) -> None:

@@ -272,6 +272,29 @@ def test_demo_figures_of_this_process() -> None:
     assert float(child.stdout) < big.nbytes / 2**20, child.stdout
 
 
+_DEMO_IMPORTS = """
+import sys
+from pathlib import Path
+from plans.demo import run_demo
+folder = Path(sys.argv[1])
+run_demo(folder / "data", folder / "out", projections=4, quiet=True)
+print(sorted(m for m in ("distributed",) if m in sys.modules))
+"""
+
+
+@pytest.mark.slow
+def test_the_demo_does_not_import_what_it_does_not_use(tmp_path: Path) -> None:
+    """The demo's process never imports dask.distributed (≈ 10 MB of its peak): its
+    pictures read the catalog's arrays with dask's threads named as a function, not by
+    the default scheduler, which imports it to look for a client."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _DEMO_IMPORTS, str(tmp_path)],
+                          capture_output=True, text=True, timeout=600, check=True)
+    assert done.stdout.splitlines()[-1] == "[]", done.stdout[-2000:]
+
+
 def test_commands_start_without_compiling_jsonschemas_iri_grammar() -> None:
     """``make setup`` leaves out rfc3987-syntax (README, "Dependencies and why"): importing
     smeflow's CLI and event-model must not build its Lark grammar (1–3 s per process)."""
