@@ -117,6 +117,8 @@ class DaskSession:
     """The ``distributed.Client``."""
     scheduler: str
     cluster: Any = None
+    cores_per_worker: int = 1
+    """Cores each worker of the local cluster computes on (its PoCL threads)."""
     _closed: bool = field(default=False, repr=False)
 
     @property
@@ -205,7 +207,7 @@ def connect(scheduler: str = LOCAL, workers: int | None = None, *,
         except BaseException:
             cluster.close()
             raise
-        return DaskSession(client, LOCAL, cluster)
+        return DaskSession(client, LOCAL, cluster, cores_per_worker)
     try:
         client = dd.Client(address, timeout=timeout, set_as_default=False)
     except (OSError, TimeoutError) as exc:

@@ -111,6 +111,9 @@ class DerivedRun:
         self.volume_referenced = False
         """Whether a volume file's ``stream_resource`` was sent (a consumer may have
         stored a reference to the file)."""
+        self.volume_declared = False
+        """Whether the volume's ``primary`` stream (descriptor, row events) was sent."""
+        self._declared_rows: list[int] = []
         self.frames = 0
         self.stop_doc: dict[str, Any] | None = None
         self._stop_sent = False
@@ -223,6 +226,37 @@ class DerivedRun:
         self.frames = frames
         return self.stop("success", frames=frames, rows=rows, **extra)
 
+    def declare_volume(self, writer: FrameWriter, rows: Sequence[int]) -> None:
+        """The ``primary`` stream of a volume whose slices ``writer`` is still receiving
+        (written by other processes: :mod:`dataflow.hdf5_reserve`): its descriptor and
+        its events (one per slice, ``row``) go out now and the catalog's writers write
+        them (:meth:`_flush`); the file is announced (``stream_resource``,
+        ``stream_datum``) by :meth:`finish_written_volume`, once every slice is in it.
+        The same documents as the announcement alone sends, in the same order: a
+        reduction spends the catalog's requests for them while its last tasks compute.
+        A reduction failing after this still ends with ``exit_status="fail"`` and no
+        ``outputs``: its ``primary`` stream has rows and no volume."""
+        self._check_volume(writer, rows)
+        self._declare(writer, rows)
+        self._flush()
+
+    def _check_volume(self, writer: FrameWriter, rows: Sequence[int]) -> None:
+        if writer.n_frames != len(rows):
+            raise ReductionError(f"volume of {writer.n_frames} slices and {len(rows)} "
+                                 "rows: expected one slice per row")
+        if self.volume_declared and [int(row) for row in rows] != self._declared_rows:
+            raise ReductionError("volume announced with other rows than it was declared "
+                                 "with")
+
+    def _declare(self, writer: FrameWriter, rows: Sequence[int]) -> None:
+        """The ``primary`` stream's descriptor and row events (:meth:`declare_volume`)."""
+        self.descriptor("primary", {
+            RECONSTRUCTION_KEY: writer.describe_key("smeflow.analysis.reduce"),
+            "row": {"source": "smeflow.analysis.reduce", "dtype": "integer", "shape": []}})
+        self._declared_rows = [int(row) for row in rows]
+        self.volume_declared = True
+        self.events("primary", {"row": self._declared_rows})
+
     def _announce_volume(self, writer: FrameWriter, rows: Sequence[int]) -> None:
         """The ``primary`` stream of a written volume (one event per slice, ``row``, the
         frames as external ``reconstruction``), the file closed and listed in
@@ -240,22 +274,21 @@ class DerivedRun:
             raise
 
     def _announce(self, writer: FrameWriter, rows: Sequence[int]) -> None:
-        """The volume's documents, its file closed first and hashed while they go out
-        (the SHA-256 of a 64 MB volume is ~45 ms of CPU; writing the documents into a
-        catalog is longer): only the stop document carries the digest, so the
-        callbacks are flushed (:meth:`_flush`) before it is waited for."""
-        if writer.n_frames != len(rows):
-            raise ReductionError(f"volume of {writer.n_frames} slices and {len(rows)} "
-                                 "rows: expected one slice per row")
-        key = writer.describe_key("smeflow.analysis.reduce")
+        """The volume's documents — the ``primary`` stream's descriptor and row events
+        unless :meth:`declare_volume` sent them, then the file's ``stream_resource`` and
+        ``stream_datum`` — its file closed first and hashed while they go out (the
+        SHA-256 of a 64 MB volume is ~45 ms of CPU; writing the documents into a catalog
+        is longer): only the stop document carries the digest, so the callbacks are
+        flushed (:meth:`_flush`) before it is waited for."""
+        self._check_volume(writer, rows)
         assets = list(writer.asset_docs())
         writer.close_file()  # (its bytes final before anyone is told of the file)
         hashing = ThreadPoolExecutor(1, thread_name_prefix="smeflow-volume-digest")
         digest = hashing.submit(writer.digest)
         hashing.shutdown(wait=False)
         try:
-            self.descriptor("primary", {RECONSTRUCTION_KEY: key, "row": {
-                "source": "smeflow.analysis.reduce", "dtype": "integer", "shape": []}})
+            if not self.volume_declared:
+                self._declare(writer, rows)
             desc = self._streams["primary"].descriptor_doc
             for doc_name, doc in assets:
                 if doc_name == "stream_resource":
@@ -266,7 +299,6 @@ class DerivedRun:
                     doc = {**doc, "descriptor": desc["uid"],
                            "seq_nums": {"start": start + 1, "stop": stop + 1}}
                 self._emit(doc_name, doc)
-            self.events("primary", {"row": [int(row) for row in rows]})
             self._flush()  # (the catalog's writes of them beside the digest, not after)
         finally:
             wait([digest])  # (no sidecar written after the caller removed the file)

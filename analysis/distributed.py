@@ -47,12 +47,16 @@ volume file's documents and digest) is serial, except the inputs' digests: a thr
 reads the raw files from the moment the listing names them, on the core the client's
 own preparation leaves idle until the tasks start. The tasks are submitted before the
 derived run is started, and blocks that come back are written as they come, while the
-workers compute the rest.
+workers compute the rest. The volume's stream (descriptor, row events) goes into the
+catalog as soon as the client has a core the local workers leave idle (at once with
+fewer workers than cores, else beside the last tasks, once a worker has none left), so
+only the file's announcement, its digest and the stop document follow the last task.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -313,7 +317,7 @@ def _tomo(run: Any, start: dict[str, Any], listing: RunNodes, catalog: RunCatalo
           callbacks: Sequence[Callback], session: DaskSession, params: TomoParams, chunk: int,
           task_rows: int, where: Mapping[str, Any], t0: float, url: str | None
           ) -> ReductionSummary:
-    names = tomo_streams(start)
+    names, workers = tomo_streams(start), int(where["workers"])
     sources = {kind: _stream_source(run, stream, start, where, url, listing)
                for kind, stream in names.items()}
     n, height, width = sources["projection"].shape
@@ -371,8 +375,8 @@ def _tomo(run: Any, start: dict[str, Any], listing: RunNodes, catalog: RunCatalo
             stop = derived.finish_volume(catalog.raw_dir, (f.result() for f in row_futures),
                                          chosen, n, angles_from=angle_source)
         else:
-            for first, future in zip(firsts, row_futures, strict=True):
-                writer.set_checksums(first, future.result())
+            _checksums_as_tasks_end(session, workers, writer, derived, chosen,
+                                    dict(zip(row_futures, firsts, strict=True)))
             stop = derived.finish_written_volume(writer, chosen, n, angles_from=angle_source)
     except BaseException as exc:  # (an interrupt too: nothing half-written stays)
         client.cancel(futures)
@@ -385,6 +389,42 @@ def _tomo(run: Any, start: dict[str, Any], listing: RunNodes, catalog: RunCatalo
     return ReductionSummary(derived.uid, start["uid"], "tomo_fbp", stop["exit_status"],
                             (len(chosen), width, width), n, time.perf_counter() - t0,
                             list(derived.outputs))
+
+
+def _client_has_a_core(session: DaskSession, workers: int, unfinished: int) -> bool:
+    """Whether the client has a core to itself while ``unfinished`` tasks remain: always
+    with workers elsewhere (a running scheduler's); with the local cluster's, once they
+    leave one of this machine's cores idle (at once when there are fewer workers than
+    cores, else once fewer tasks remain than workers)."""
+    if session.cluster is None:
+        return True
+    affinity = getattr(os, "sched_getaffinity", None)
+    cores = len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
+    return min(unfinished, workers) * session.cores_per_worker < cores
+
+
+def _checksums_as_tasks_end(session: DaskSession, workers: int,
+                            writer: ReservedFrameWriter, derived: DerivedRun,
+                            rows: Sequence[int], first_of: Mapping[Any, int]) -> None:
+    """Record each row task's checksums in ``writer`` as the task ends (``first_of``: the
+    first slice of each task's block), in whatever order they end, and declare the
+    volume's stream (:meth:`~analysis.reduce.DerivedRun.declare_volume`: its descriptor
+    and row events, written into the catalog) as soon as the client has a core the
+    workers leave idle (:func:`_client_has_a_core`): those catalog requests then run
+    beside the last tasks instead of after them, on a core no task needs (with as many
+    local workers as cores, while the last tasks run beside an idle worker). Raises the
+    first failed task's error."""
+    import distributed as dd
+
+    as_completed: Any = dd.as_completed  # (untyped)
+    unfinished = len(first_of)
+    if _client_has_a_core(session, workers, unfinished):
+        derived.declare_volume(writer, rows)
+    for future in as_completed(list(first_of), loop=session.client.loop):
+        writer.set_checksums(first_of[future], future.result())
+        unfinished -= 1
+        if not derived.volume_declared and _client_has_a_core(session, workers, unfinished):
+            derived.declare_volume(writer, rows)
 
 
 def _azint(run: Any, start: dict[str, Any], listing: RunNodes, catalog: RunCatalog,

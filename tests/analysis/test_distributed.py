@@ -300,11 +300,12 @@ def test_tasks_cancelled_from_another_thread(acquired: Runs,
 @pytest.mark.parametrize("where", ["dask", "single"])
 def test_a_refused_announcement_leaves_no_volume(acquired: Runs, dask_session: DaskSession,
                                                  where: str) -> None:
-    """The documents' consumer refuses the volume's descriptor: the reduction fails and
-    the volume file (complete, closed, with its sidecar) goes, since no document
-    references it; refused after its stream_resource went out, it stays."""
+    """The documents' consumer refuses the volume's descriptor or its row events: the
+    reduction fails and the volume file (complete, closed, with its sidecar) goes, since
+    no document references it; refused after its stream_resource went out, it stays."""
     catalog = acquired.catalog
-    for refused, kept in (("descriptor", False), ("event_page", True)):
+    for refused, kept in (("descriptor", False), ("event_page", False),
+                          ("stream_datum", True)):
         before = _derived_files(catalog)
         docs: list[str] = []
 
