@@ -406,14 +406,15 @@ def _client_has_a_core(session: DaskSession, workers: int, unfinished: int) -> b
 def _checksums_as_tasks_end(session: DaskSession, workers: int,
                             writer: ReservedFrameWriter, derived: DerivedRun,
                             rows: Sequence[int], first_of: Mapping[Any, int]) -> None:
-    """Record each row task's checksums in ``writer`` as the task ends (``first_of``: the
-    first slice of each task's block), in whatever order they end, and declare the
-    volume's stream (:meth:`~analysis.reduce.DerivedRun.declare_volume`: its descriptor
-    and row events, written into the catalog) as soon as the client has a core the
-    workers leave idle (:func:`_client_has_a_core`): those catalog requests then run
-    beside the last tasks instead of after them, on a core no task needs (with as many
-    local workers as cores, while the last tasks run beside an idle worker). Raises the
-    first failed task's error."""
+    """Wait for the row tasks (``first_of``: the first slice of each task's block, in
+    row order), declare the volume's stream (:meth:`~analysis.reduce.DerivedRun.\
+declare_volume`: its descriptor and row events, written into the catalog) as soon as
+    the client has a core the workers leave idle (:func:`_client_has_a_core`): those
+    catalog requests then run beside the last tasks instead of after them, on a core no
+    task needs (with as many local workers as cores, while the last tasks run beside an
+    idle worker); then record every task's checksums in ``writer``, fetched in one
+    request once all have ended (not one round trip per task while the workers
+    compute). Raises the first failed task's error as it fails."""
     import distributed as dd
 
     as_completed: Any = dd.as_completed  # (untyped)
@@ -421,10 +422,13 @@ def _checksums_as_tasks_end(session: DaskSession, workers: int,
     if _client_has_a_core(session, workers, unfinished):
         derived.declare_volume(writer, rows)
     for future in as_completed(list(first_of), loop=session.client.loop):
-        writer.set_checksums(first_of[future], future.result())
+        if future.status != "finished":
+            future.result()  # (the task's error, or its cancellation)
         unfinished -= 1
         if not derived.volume_declared and _client_has_a_core(session, workers, unfinished):
             derived.declare_volume(writer, rows)
+    crcs = session.client.gather(list(first_of))
+    writer.set_checksums(next(iter(first_of.values())), np.concatenate(crcs))
 
 
 def _azint(run: Any, start: dict[str, Any], listing: RunNodes, catalog: RunCatalog,

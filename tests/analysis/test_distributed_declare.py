@@ -93,20 +93,25 @@ def test_the_volume_stream_is_declared_beside_the_last_tasks(
         when: str, stored_run: Any) -> None:
     """Declared once the client has a core (here: with one task left, as on a 2-core
     machine with 2 workers; at once, as with fewer workers than cores; at the end, when
-    no core is ever free): the descriptor and row events go out before the last task's
-    checksums when declared early, the file's documents only after every checksum, in
-    the order start, descriptor, event_page, stream_resource, stream_datum, stop; and
-    the catalog holds the run the single-process reduction's documents make."""
+    no core is ever free): the descriptor and row events go out while that many tasks
+    are unfinished, the file's documents after every task ended and every checksum was
+    recorded (in one call, fetched in one request), in the order start, descriptor,
+    event_page, stream_resource, stream_datum, stop; and the catalog holds the run
+    ``TiledWriter`` stores from those documents, with the single-process volume."""
     catalog, uid = tomo
-    rule = {"idle_core": lambda session, workers, left: left <= 1,
-            "at_once": lambda session, workers, left: True,
-            "at_the_end": lambda session, workers, left: False}[when]
-    monkeypatch.setattr(distributed, "_client_has_a_core", rule)
+    verdict = {"idle_core": lambda left: left <= 1, "at_once": lambda left: True,
+               "at_the_end": lambda left: False}[when]
     seen: list[str] = []
+
+    def rule(session: DaskSession, workers: int, left: int) -> bool:
+        seen.append(f"{left} unfinished")
+        return verdict(left)
+
+    monkeypatch.setattr(distributed, "_client_has_a_core", rule)
     record = ReservedFrameWriter.set_checksums
 
     def checksums(self: ReservedFrameWriter, first: int, crcs: Any) -> None:
-        seen.append(f"checksums {first}")
+        seen.append(f"checksums {first}..{first + len(crcs) - 1}")
         record(self, first, crcs)
 
     monkeypatch.setattr(ReservedFrameWriter, "set_checksums", checksums)
@@ -122,13 +127,18 @@ def test_the_volume_stream_is_declared_beside_the_last_tasks(
     assert summary.exit_status == "success"
     assert [name for name, _ in docs] == ["start", "descriptor", "event_page",
                                           "stream_resource", "stream_datum", "stop"]
-    tasks = [i for i, name in enumerate(seen) if name.startswith("checksums")]
-    assert len(tasks) == SIZE // 8
-    declared = seen.index("descriptor"), seen.index("event_page")
-    expected = {"idle_core": tasks[-2], "at_once": -1, "at_the_end": tasks[-1]}[when]
-    assert all(i > expected for i in declared) and (when == "at_the_end" or
-                                                    all(i < tasks[-1] for i in declared))
-    assert seen.index("stream_resource") > tasks[-1]
+    tasks = SIZE // 8
+    asked = [f"{left} unfinished" for left in range(tasks, -1, -1)]
+    at = {"idle_core": 1, "at_once": tasks, "at_the_end": None}[when]
+    if at is None:  # (asked after each task, never granted: declared with the file)
+        assert seen[1:tasks + 2] == asked
+        assert seen[tasks + 2:] == [f"checksums 0..{SIZE - 1}", *[n for n, _ in docs[1:]]]
+    else:
+        i = seen.index(f"{at} unfinished")
+        assert seen[1:i + 1] == asked[:tasks - at + 1]
+        assert seen[i + 1:i + 3] == ["descriptor", "event_page"]
+        assert seen[i + 3:] == [f"checksums 0..{SIZE - 1}", "stream_resource",
+                                "stream_datum", "stop"]  # (not asked once declared)
     single = reduce_run(catalog, uid, chunk_frames=5, callbacks=[])
     with open_frames(uri_path(single.outputs[0]["uri"])) as frames:
         want = frames.read()
