@@ -288,8 +288,12 @@ def cmd_live(args: argparse.Namespace) -> int:
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with open_catalog(args.data, args.url, args.api_key_file) as catalog:
-            stats = consume(address, catalog, stop=stop, rows=args.rows, bins=args.bins,
-                            unit=args.unit, device=args.device, capacity=args.capacity,
+            # (the command line leaves --bins/--unit None when not given: a run's own
+            # reduction refuses the other's options, a live stream has runs of both)
+            stats = consume(address, catalog, stop=stop, rows=args.rows,
+                            bins=DEFAULT_BINS if args.bins is None else args.bins,
+                            unit=DEFAULT_UNIT if args.unit is None else args.unit,
+                            device=args.device, capacity=args.capacity,
                             batch_size=args.batch, throttle_s=args.throttle)
     finally:
         for sig, handler in previous.items():

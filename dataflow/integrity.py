@@ -114,8 +114,8 @@ def read_superblock(path: str | os.PathLike[str]) -> Superblock:
 
 
 def _parse_superblock(path: Path, offset: int, head: bytes, size: int) -> Superblock:
-    version = head[8]
     try:
+        version = head[8]
         if version in (0, 1):
             size_offsets = head[13]
             flags = struct.unpack_from("<I", head, 20)[0]
@@ -134,7 +134,7 @@ def _parse_superblock(path: Path, offset: int, head: bytes, size: int) -> Superb
 
 
 def _address(head: bytes, at: int, size: int) -> int:
-    if size not in (2, 4, 8):
+    if size not in (2, 4, 8) or len(head) < at + size:
         raise struct.error(size)
     return int.from_bytes(head[at:at + size], "little")
 

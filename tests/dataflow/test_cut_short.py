@@ -171,6 +171,29 @@ def test_a_damaged_superblock_fails_at_once(full: tuple[Path, int], tmp_path: Pa
     assert time.perf_counter() - t0 < 5
 
 
+@pytest.mark.parametrize("version", ["earliest", "latest"])
+def test_a_file_cut_inside_its_superblock_is_refused_naming_it(version: str,
+                                                               tmp_path: Path) -> None:
+    """A file cut anywhere inside its superblock (the signature and part of what
+    follows it) is one ``HDF5ReadError`` naming the file — never an ``IndexError`` (the
+    fuzz test's 8-byte file) nor an end-of-file address read from fewer bytes than it
+    has."""
+    whole = tmp_path / "whole.h5"
+    with h5py.File(whole, "w", libver=version) as f:
+        f["x"] = np.arange(4)
+    head = whole.read_bytes()[:96]
+    assert read_superblock(whole).version == (0 if version == "earliest" else 3)
+    cut = tmp_path / "cut.h5"
+    for n in range(8, 48):  # beyond 48 bytes both superblocks are whole
+        cut.write_bytes(head[:n])
+        try:
+            sb = read_superblock(cut)
+        except HDF5ReadError as exc:
+            assert str(exc).startswith(f"{cut}: "), exc
+        else:  # read whole: the end-of-file address is the one the file recorded
+            assert sb.end_of_file == read_superblock(whole).end_of_file, n
+
+
 def test_a_cut_file_without_frame_checksums_is_refused(tmp_path: Path) -> None:
     """Without a checksum nothing tells an intact frame of a cut file from a damaged one."""
     path, announced = fill_the_disk(tmp_path, plain=True)
