@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import enum
 import math
+import operator
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from fractions import Fraction
-from itertools import repeat
 from typing import Any, Literal, TypeVar
 
 from .errors import DeclarationError, TypeMisfit
@@ -284,6 +284,8 @@ class FixedType(SignalType):
             raw = self.raw_type.coerce(raw, overflow=overflow)
         except TypeMisfit:
             raise TypeMisfit(f"{Fixed(raw, self.frac_bits)} is out of range") from None
+        if isinstance(value, Fixed) and value.frac == self.frac_bits and value.raw == raw:
+            return value  # (values are immutable: a memory's words can share one object)
         return Fixed(raw, self.frac_bits)
 
     def describe_range(self) -> str:
@@ -305,6 +307,17 @@ class FixedType(SignalType):
 
     def __repr__(self) -> str:
         return f"{'SFix' if self.signed else 'UFix'}[{self.int_bits}, {self.frac_bits}]"
+
+
+def _shared(arr: Any, make: Callable[[int], Any]) -> tuple[Any, ...]:
+    """The elements of integer array ``arr`` as ``make(value)``, one object per distinct
+    value (values are immutable): a calibration memory's words repeat few values, and a
+    Python number per element cost a megapixel memory tens of MB."""
+    import numpy as np
+
+    distinct, where = np.unique(arr, return_inverse=True)
+    objects = [make(v) for v in distinct.tolist()]
+    return tuple(map(objects.__getitem__, where.tolist()))
 
 
 class ArrayType(SignalType):
@@ -335,6 +348,8 @@ class ArrayType(SignalType):
                 out.append(self.element.coerce(item, rounding, overflow))
             except TypeMisfit as exc:
                 raise TypeMisfit(f"element [{i}]: {exc}") from None
+        if isinstance(value, tuple) and all(map(operator.is_, out, value)):
+            return value  # (already stored as it would be: kept, not copied)
         return tuple(out)
 
     def _coerce_numpy(self, value: object) -> tuple[Any, ...] | None:
@@ -362,9 +377,9 @@ class ArrayType(SignalType):
         if int(arr.min()) << shift < lo or int(arr.max()) << shift > hi:
             return None
         if isinstance(el, IntegerType):
-            return tuple(arr.tolist())
+            return _shared(arr, lambda v: v)
         if lo >= -(1 << 63) and hi < 1 << 63:  # the raw values fit int64: shifted at once
-            return tuple(map(Fixed, (arr.astype("int64") << shift).tolist(), repeat(shift)))
+            return _shared(arr.astype("int64") << shift, lambda v: Fixed(v, shift))
         return tuple(Fixed(v << shift, shift) for v in arr.tolist())
 
     def describe_range(self) -> str:

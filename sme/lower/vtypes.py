@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,7 +169,10 @@ def raw_of(value: Any, t: VType) -> Any:
     """A Python value of a signal of IR type ``t`` as the IR's constant form: ints and
     ``Fixed`` → raw int, bool → bool, enum → member, arrays → tuple of element forms."""
     if isinstance(t, ArrayT):
-        return tuple(raw_of(v, t.element) for v in value)
+        raws = tuple(raw_of(v, t.element) for v in value)
+        # (an integer memory's words are their own raw forms: one tuple, not two)
+        return value if isinstance(value, tuple) and all(map(operator.is_, raws, value)) \
+            else raws
     if isinstance(t, NumT):
         return int(value.raw) if hasattr(value, "raw") else int(value)
     if isinstance(t, BoolT):
