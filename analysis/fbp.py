@@ -32,6 +32,8 @@ existing sum (:meth:`FilteredBackProjection.backproject`), which is what
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Any
 
 import numpy as np
@@ -115,6 +117,39 @@ def pack_stack(filtered: npt.NDArray[np.floating], spi: int) -> npt.NDArray[np.f
     return out
 
 
+@functools.lru_cache(maxsize=8)
+def circle_rows(size: int) -> npt.NDArray[np.int32]:
+    """Where each row ``i`` of a ``size × size`` circle reconstruction begins in its
+    packed form (``kernels/fbp_stack.cl``, ``PACKED``: the pixels inside the circle,
+    row after row): ``(size + 1, 2)`` int32, row ``i`` its first column inside the
+    circle and that pixel's index among the inside pixels; row ``size`` is
+    ``(0, inside pixels)``. Inside is the kernel's test, ``x² + y² <= (size//2)²``."""
+    r = size // 2
+    out = np.zeros((size + 1, 2), np.int32)
+    at = 0
+    for i in range(size):
+        half = math.isqrt(r * r - (i - r) ** 2)  # |y| <= half: (never empty, y = 0 is in)
+        lo, hi = r - half, min(r + half, size - 1)
+        out[i] = lo, at
+        at += hi - lo + 1
+    out[size] = 0, at
+    out.flags.writeable = False  # (cached)
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def circle_pixels(size: int) -> npt.NDArray[np.intp]:
+    """The flat indices ``i * size + j`` of the pixels inside the circle, in the packed
+    order of :func:`circle_rows`."""
+    rows = circle_rows(size)
+    counts = np.diff(rows[:, 1])
+    i = np.repeat(np.arange(size), counts)
+    j = np.arange(int(rows[size, 1])) - rows[:-1, 1][i] + rows[:-1, 0][i]
+    out = np.asarray(i * size + j, dtype=np.intp)
+    out.flags.writeable = False  # (cached)
+    return out
+
+
 def _angles(angles: npt.ArrayLike, n: int, degrees: bool) -> F64:
     a = np.asarray(angles, dtype=np.float64)
     if a.ndim != 1 or len(a) != n:
@@ -162,6 +197,7 @@ class FilteredBackProjection:
                                      f"got {centre!r}")
         self._device = device
         self._trig: dict[int, Any] = {}
+        self._rows: dict[int, Any] = {}
 
     @property
     def n_angles(self) -> int:
@@ -177,6 +213,14 @@ class FilteredBackProjection:
             d = to_device(rt, cs.astype(np.float32), "angles")
             if own:
                 self._trig[id(rt.context)] = d
+        return d
+
+    def _rows_on(self, rt: cl.Runtime) -> Any:
+        """:func:`circle_rows` of this width on the device (cached)."""
+        d = self._rows.get(id(rt.context))
+        if d is None:
+            d = to_device(rt, circle_rows(self.width), "rows")
+            self._rows[id(rt.context)] = d
         return d
 
     def __call__(self, sinograms: Array) -> Array:
@@ -226,16 +270,22 @@ class FilteredBackProjection:
 
     def backproject(self, sinograms: npt.ArrayLike, theta: npt.ArrayLike, *,
                     scale: float, into: Any = None, interleaved: bool = False,
-                    rt: cl.Runtime | None = None) -> Any:
+                    packed: bool = False, rt: cl.Runtime | None = None) -> Any:
         """Filter and back-project sinograms ``(slices, k, width)`` at angles ``theta``
         (radians, ``k`` of them) with the stack kernel, times ``scale``; added to the
         device array ``into`` (from an earlier call with as many slices and the same
-        ``interleaved``) when given, else into a new one. Returns the device array:
-        ``(groups * SPI, W, W)`` whose first ``slices`` planes are the slices, or with
-        ``interleaved`` ``(groups, W, W, SPI)`` (see :func:`deinterleave`), the layout
-        that a sum updated again and again reads and writes fastest."""
+        ``interleaved`` and ``packed``) when given, else into a new one. Returns the
+        device array: ``(groups * SPI, W, W)`` whose first ``slices`` planes are the
+        slices, or with ``interleaved`` ``(groups, W, W, SPI)`` (see
+        :func:`deinterleave`), the layout that a sum updated again and again reads and
+        writes fastest; with ``packed`` too (a ``circle`` plan), ``(groups, inside, SPI)``,
+        only the pixels inside the circle (:func:`circle_rows`, :func:`unpack_circle`):
+        the same values, without the zeros around them (a 21 % smaller sum)."""
         import pyopencl.array as cla
 
+        if packed and not (interleaved and self.circle):
+            raise ArrayArgumentError("argument `packed`: needs interleaved=True and a plan "
+                                     "with circle=True")
         s = np.asarray(sinograms)
         th = np.asarray(theta, dtype=np.float64)
         n, k = int(s.shape[0]), int(s.shape[1])
@@ -245,21 +295,38 @@ class FilteredBackProjection:
             rt = runtime_for(into, device=self._device)
         size = self.width
         accumulate = into is not None
-        shape = (groups, size, size, spi) if interleaved else (groups * spi, size, size)
+        rows = self._rows_on(rt)
+        shape = (groups, int(circle_rows(size)[size, 1]), spi) if packed else \
+            (groups, size, size, spi) if interleaved else (groups * spi, size, size)
         if into is None:
             into = cla.empty(rt.queue, shape, np.float32)
         elif tuple(into.shape) != shape:
             raise ArrayArgumentError(f"argument `into`: expected a sum of shape {shape}, "
                                      f"got {tuple(into.shape)}")
         d_filt = cla.to_device(rt.queue, pack_stack(filter_sinograms(s), spi))
-        options = (f"-DSPI={spi}", f"-DPPW={_PPW}", *(("-DINTERLEAVED",) if interleaved
-                                                        else ()))
+        options = (f"-DSPI={spi}", f"-DPPW={_PPW}",
+                   *(("-DINTERLEAVED",) if interleaved else ()),
+                   *(("-DPACKED",) if packed else ()))
         kernel(rt, "fbp_stack.cl", "backproject_stack", options)(
             rt.queue, (round_up(-(-size // _PPW), _LOCAL), size, groups), (_LOCAL, 1, 1),
             d_filt.data, self._trig_on(rt, th).data, np.uint32(k), np.uint32(size + 3),
             np.float32(self.centre), np.uint32(size), np.int32(self.circle),
-            np.float32(scale), np.int32(accumulate), into.data)
+            np.float32(scale), np.int32(accumulate), into.data, rows.data)
         return into
+
+
+def unpack_circle(summed: npt.NDArray[np.float32], slices: int,
+                  size: int) -> npt.NDArray[np.float32]:
+    """The ``(slices, W, W)`` planes of a packed sum ``(groups, inside, SPI)``
+    (:meth:`FilteredBackProjection.backproject` with ``packed``): its pixels in their
+    places, zero outside the circle."""
+    groups, _, spi = summed.shape
+    out = np.zeros((slices, size * size), np.float32)
+    pixels = circle_pixels(size)
+    for g in range(min(groups, -(-slices // spi))):
+        lo, hi = g * spi, min((g + 1) * spi, slices)
+        out[lo:hi, pixels] = summed[g, :, :hi - lo].T
+    return out.reshape(slices, size, size)
 
 
 def deinterleave(summed: npt.NDArray[np.float32], slices: int) -> npt.NDArray[np.float32]:

@@ -2,11 +2,13 @@
 as it arrives, so the reconstruction is always current.
 
 Filtered back-projection is a sum over projections: ``f = π / (2N) · Σ_a BP(ramp * p_a)``.
-:class:`StreamingFBP` keeps ``Σ_a`` of a stack of slices on the OpenCL device and adds
-projections (one or a few at a time) with one kernel call each
-(``kernels/fbp_stack.cl``: the slices share the geometry, so one detector position of
-all of them is one memory load); nothing is read back until :meth:`StreamingFBP.result`,
-which may be called at any time. The live lag is one projection's work, not a batch's.
+:class:`StreamingFBP` keeps ``Σ_a`` of a stack of slices on the OpenCL device (with
+``circle``, only the pixels inside the circle: the others are zero, and a 256³ sum is
+50 MB instead of 64) and adds projections (one or a few at a time) with one kernel call
+each (``kernels/fbp_stack.cl``: the slices share the geometry, so one detector position
+of all of them is one memory load); nothing is read back until
+:meth:`StreamingFBP.result`, which may be called at any time. The live lag is one
+projection's work, not a batch's.
 
 :func:`line_integrals` is the host side of each projection (numpy, a few ms for a
 256×256 frame): flat-field normalisation ``(p − dark) / (flat − dark)``, ``−log`` with a
@@ -24,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from analysis.devarray import ArrayArgumentError
-from analysis.fbp import FilteredBackProjection, deinterleave
+from analysis.fbp import FilteredBackProjection, deinterleave, unpack_circle
 
 F32 = npt.NDArray[np.float32]
 BoolImage = npt.NDArray[np.bool_]
@@ -165,7 +167,8 @@ class StreamingFBP:
             return
         sino = np.swapaxes(p, 0, 1)  # (slices, k, width): filtered along the last axis
         self._sum = self._plan.backproject(sino, np.deg2rad(a) if degrees else a,
-                                           into=self._sum, scale=1.0, interleaved=True)
+                                           into=self._sum, scale=1.0, interleaved=True,
+                                           packed=self._plan.circle)
         self._sum.finish()  # the sum is current when add returns (the lag is honest)
         self.n += int(p.shape[0])
 
@@ -175,7 +178,7 @@ class StreamingFBP:
         caller that writes them out never holds the whole volume next to the device sum."""
         if self._sum is None or self.n == 0:
             raise ArrayArgumentError("no projections added yet: nothing to reconstruct")
-        groups, _, _, spi = self._sum.shape
+        groups, spi = self._sum.shape[0], self._sum.shape[-1]
         scale = np.float32(np.pi / (2 * self.n))
         for g in range(groups):
             lo, hi = g * spi, min((g + 1) * spi, self.slices)
@@ -183,7 +186,8 @@ class StreamingFBP:
             # the view shares the sum's event list, and each copy's event holds its host
             # array: without this, up to 12 slabs (48 MB at 256³) stayed alive
             self._sum.finish()
-            slab = deinterleave(host, hi - lo)
+            slab = unpack_circle(host, hi - lo, self.width) if self._plan.circle \
+                else deinterleave(host, hi - lo)
             del host
             slab *= scale
             yield slab

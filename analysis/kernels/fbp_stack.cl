@@ -3,7 +3,9 @@
 // one detector position of all SPI slices is one contiguous load, and each pixel's sum
 // over the angles is one SPI-wide fused multiply-add per angle.
 // Build options: -DSPI=4|8|16 (slices per group), -DPPW=<pixels per work-item along a row>,
-// -DINTERLEAVED (out is [groups, size, size, SPI] instead of [slices, size, size]).
+// -DINTERLEAVED (out is [groups, size, size, SPI] instead of [slices, size, size]),
+// -DPACKED with INTERLEAVED and circle != 0 (out is [groups, inside, SPI]: only the
+// pixels inside the circle, row after row; the others are zero by definition).
 //
 // filt:  [groups, angles, stride, 2 * SPI] floats: for detector sample s (entry s + 1)
 //        the SPI values v of the filtered projections, then the SPI slopes (next - v);
@@ -13,6 +15,8 @@
 // out:   [groups * SPI, size, size]; pixel (i, j) is at x = i - size/2, y = j - size/2 and
 //        sees the detector position t = y cos - x sin + centre (scikit-image's iradon).
 //        With accumulate != 0 the sums are added to what out holds (streaming use).
+// rows:  PACKED only: per row i, (first column inside the circle, index of that pixel
+//        among a group's inside pixels); entry size is (0, inside pixels per group).
 // Global size (ceil(size / PPW), size, groups).
 
 // Vectors are at most 8 floats wide: PoCL passes a float16 to its builtins (fma, vload16,
@@ -35,7 +39,8 @@ typedef float8 vs;
 __kernel void backproject_stack(__global const float *filt, __global const float2 *trig,
                                 const uint angles, const uint stride, const float centre,
                                 const uint size, const int circle, const float scale,
-                                const int accumulate, __global float *out)
+                                const int accumulate, __global float *out,
+                                __global const int2 *rows)
 {
     const uint j0 = get_global_id(0) * PPW, i = get_global_id(1), g = get_global_id(2);
     if (j0 >= size) return;
@@ -72,7 +77,21 @@ __kernel void backproject_stack(__global const float *filt, __global const float
                 acc[p * NV + h] += fma((vs)(f), LOAD(NV + h, w), LOAD(h, w));
         }
     }
-#ifdef INTERLEAVED
+#if defined(INTERLEAVED) && defined(PACKED)
+    // out: [groups, inside, SPI], the pixels of row i from column rows[i].x on at
+    // rows[i].y (a running sum of a circle reconstruction: no zeros kept)
+    const int2 first = rows[i];
+    __global float *o = out + (size_t)g * rows[size].y * SPI;
+    for (int p = 0; p < jn; ++p) {
+        const int y = ya + p;
+        if (xi * xi + y * y > r * r) continue;  // (circle is set: PACKED needs it)
+        __global float *at = o + (size_t)(first.y + (int)j0 + p - first.x) * SPI;
+        for (int h = 0; h < NV; ++h) {
+            const vs value = acc[p * NV + h] * scale;
+            STORE(accumulate ? LOAD(h, at) + value : value, h, at);
+        }
+    }
+#elif defined(INTERLEAVED)
     // out: [groups, size, size, SPI], a pixel's SPI slices side by side (streaming sums:
     // each call reads and writes the whole sum, so it is one vector per pixel)
     __global float *o = out + (((size_t)g * size + i) * size + j0) * SPI;

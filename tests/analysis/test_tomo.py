@@ -101,7 +101,8 @@ def test_stack_equals_slices(rt: cl.Runtime, sinogram: np.ndarray, slices: int) 
     ("fbp.cl", ("-DSPI=1", "-DVW=16")),
     ("fbp.cl", ("-DSPI=1", "-DVW=8")),
     *(("fbp_stack.cl", (f"-DSPI={spi}", "-DPPW=8", *extra))
-      for spi in (4, 8, 16) for extra in ((), ("-DINTERLEAVED",))),
+      for spi in (4, 8, 16)
+      for extra in ((), ("-DINTERLEAVED",), ("-DINTERLEAVED", "-DPACKED"))),
 ])
 def test_back_projection_kernels_build_without_compiler_output(
         rt: cl.Runtime, source: str, options: tuple[str, ...]) -> None:

@@ -174,3 +174,37 @@ def test_slabs_hold_one_slab_on_the_host_at_a_time(sinogram: np.ndarray) -> None
         tracemalloc.stop()
     assert count == slices
     assert peak < 2.5 * slab_bytes, f"{peak / slab_bytes:.1f} slabs alive at once"
+
+
+@pytest.mark.parametrize("size", [7, 8, 64, 65])
+def test_circle_rows_are_the_kernels_inside_pixels(size: int) -> None:
+    """The packed sum's pixels (``fbp.circle_rows``/``circle_pixels``) are exactly those
+    the kernel keeps with ``circle``: ``x² + y² <= (size//2)²``, in row order."""
+    from analysis.fbp import circle_pixels, circle_rows
+
+    r = size // 2
+    x, y = np.mgrid[:size, :size] - r
+    inside = np.flatnonzero(x * x + y * y <= r * r)
+    np.testing.assert_array_equal(circle_pixels(size), inside)
+    assert circle_rows(size)[size, 1] == inside.size
+
+
+@pytest.mark.parametrize("slices", [3, 16, 35])
+def test_packed_running_sum_is_bitwise_the_full_one(sinogram: np.ndarray, slices: int) -> None:
+    """The running sum kept inside the circle only gives every slice bit for bit as the
+    full (groups, W, W, SPI) sum does, added one projection and a few at a time."""
+    from analysis.fbp import deinterleave
+
+    stack = np.stack([sinogram * (1 + 0.37 * k) for k in range(slices)]).astype(np.float32)
+    stream = StreamingFBP(N, slices)
+    plan = FilteredBackProjection([0.0], N)
+    full = None
+    for lo, hi in ((0, 1), (1, 2), (2, 7), (7, len(ANGLES))):
+        part = stack[:, lo:hi]
+        stream.add(part.transpose(1, 0, 2), ANGLES[lo:hi])
+        full = plan.backproject(part, np.deg2rad(ANGLES[lo:hi]), into=full, scale=1.0,
+                                interleaved=True)
+    assert full is not None
+    want = deinterleave(full.get(), slices) * np.float32(np.pi / (2 * len(ANGLES)))
+    np.testing.assert_array_equal(stream.result(), want)
+    assert stream._sum.nbytes < 0.8 * full.nbytes  # the circle only
