@@ -301,9 +301,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"the demo's firmware, models and OpenCL kernels are compiled and cached "
               f"({took:.0f} s)")
         return 0
-    from plans.demo_memory import PeakMemory, return_freed_buffers
+    from plans.demo_memory import PeakMemory, cap_malloc_arenas, return_freed_buffers
 
     return_freed_buffers()  # frames freed go back to the system (not kept in malloc's arenas)
+    cap_malloc_arenas()  # and the threads share two arenas, not one each
     start = time.perf_counter()
     startup = process_age_s()  # interpreter start and imports, before the demo itself
     memory = PeakMemory()  # this process and any it starts (GHDL, a kernel's linker)

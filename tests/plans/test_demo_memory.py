@@ -153,3 +153,54 @@ def test_freed_frames_go_back_to_the_system() -> None:
         held[mode] = float(done.stdout)
     assert held["default"] > 45, held  # all 50 MiB kept: the case it is for
     assert held["fixed"] < 30, held    # the 25 MiB still referenced, not the freed half
+
+
+_ARENAS = """
+import sys, threading
+import numpy as np
+from plans.demo_memory import cap_malloc_arenas, return_freed_buffers
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+
+return_freed_buffers()  # (as the demo: buffers of 128 KiB and more have their own mappings)
+if sys.argv[1] == "capped":
+    assert cap_malloc_arenas(2)
+THREADS = 8
+turn = [threading.Event() for _ in range(THREADS + 1)]
+done = threading.Barrier(THREADS + 1)
+kept = []
+
+def work(k):
+    small = [np.ones(16 * 1024 // 8) for _ in range(4)]  # this thread's arena is taken
+    turn[k].wait()  # one thread at a time: an arena shared with an earlier thread is reused
+    bufs = [np.ones(16 * 1024 // 8) for _ in range(200)]  # 3.2 MB of 16 KiB buffers
+    kept.append(bufs[-1])  # the last one stays: the arena cannot give back the rest
+    del bufs
+    turn[k + 1].set()
+    done.wait()
+    del small
+
+threads = [threading.Thread(target=work, args=(k,)) for k in range(THREADS)]
+for t in threads:
+    t.start()
+base = rss()
+turn[0].set()
+turn[THREADS].wait()
+print(rss() - base)
+done.wait()
+"""
+
+
+def test_threads_share_capped_arenas() -> None:
+    """With ``cap_malloc_arenas(2)`` (what ``smeflow demo`` sets), threads started later
+    share two arenas, and one thread's freed memory serves the next; with glibc's
+    default each thread has an arena of its own, which keeps what it freed."""
+    held = {}
+    for mode in ("default", "capped"):
+        done = subprocess.run([sys.executable, "-c", _ARENAS, mode], capture_output=True,
+                              text=True, timeout=120, check=True)
+        held[mode] = float(done.stdout)
+    assert held["default"] > 18, held  # ~3 MB kept by each of 8 arenas
+    assert held["capped"] < 10, held   # two arenas' worth
