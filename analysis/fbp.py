@@ -279,7 +279,7 @@ class FilteredBackProjection:
         slices, or with ``interleaved`` ``(groups, W, W, SPI)`` (see
         :func:`deinterleave`), the layout that a sum updated again and again reads and
         writes fastest; with ``packed`` too (a ``circle`` plan), ``(groups, inside, SPI)``,
-        only the pixels inside the circle (:func:`circle_rows`, :func:`unpack_circle`):
+        only the pixels inside the circle (:func:`circle_rows`, :func:`circle_pixels`):
         the same values, without the zeros around them (a 21 % smaller sum)."""
         import pyopencl.array as cla
 
@@ -313,20 +313,6 @@ class FilteredBackProjection:
             np.float32(self.centre), np.uint32(size), np.int32(self.circle),
             np.float32(scale), np.int32(accumulate), into.data, rows.data)
         return into
-
-
-def unpack_circle(summed: npt.NDArray[np.float32], slices: int,
-                  size: int) -> npt.NDArray[np.float32]:
-    """The ``(slices, W, W)`` planes of a packed sum ``(groups, inside, SPI)``
-    (:meth:`FilteredBackProjection.backproject` with ``packed``): its pixels in their
-    places, zero outside the circle."""
-    groups, _, spi = summed.shape
-    out = np.zeros((slices, size * size), np.float32)
-    pixels = circle_pixels(size)
-    for g in range(min(groups, -(-slices // spi))):
-        lo, hi = g * spi, min((g + 1) * spi, slices)
-        out[lo:hi, pixels] = summed[g, :, :hi - lo].T
-    return out.reshape(slices, size, size)
 
 
 def deinterleave(summed: npt.NDArray[np.float32], slices: int) -> npt.NDArray[np.float32]:
