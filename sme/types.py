@@ -315,9 +315,22 @@ def _shared(arr: Any, make: Callable[[int], Any]) -> tuple[Any, ...]:
     Python number per element cost a megapixel memory tens of MB."""
     import numpy as np
 
+    lo, hi = int(arr.min()), int(arr.max())
+    if hi - lo <= 1 << 16:  # (16-bit words: a table of every value in range, no sort)
+        table = [make(v) for v in range(lo, hi + 1)]
+        return tuple(map(table.__getitem__, (arr.astype(np.int64) - lo).tolist()))
     distinct, where = np.unique(arr, return_inverse=True)
     objects = [make(v) for v in distinct.tolist()]
     return tuple(map(objects.__getitem__, where.tolist()))
+
+
+def _shared_ints(arr: Any) -> tuple[int, ...]:
+    """:func:`_shared` for ints where it pays: values in a 16-bit range beyond the ints
+    Python keeps one object of anyway (-5 to 256); wider ones as ``tolist`` gives them."""
+    lo, hi = int(arr.min()), int(arr.max())
+    if (lo >= -5 and hi <= 256) or hi - lo > 1 << 16:
+        return tuple(arr.tolist())
+    return _shared(arr, int)
 
 
 class ArrayType(SignalType):
@@ -377,7 +390,7 @@ class ArrayType(SignalType):
         if int(arr.min()) << shift < lo or int(arr.max()) << shift > hi:
             return None
         if isinstance(el, IntegerType):
-            return _shared(arr, lambda v: v)
+            return _shared_ints(arr)
         if lo >= -(1 << 63) and hi < 1 << 63:  # the raw values fit int64: shifted at once
             return _shared(arr.astype("int64") << shift, lambda v: Fixed(v, shift))
         return tuple(Fixed(v << shift, shift) for v in arr.tolist())

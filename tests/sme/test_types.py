@@ -457,6 +457,8 @@ def test_wrap_and_saturate_check_the_rounding(helper: object) -> None:
     (UFix[2, 14], np.array([0, 1, 3], dtype=np.int64)),
     (SFix[4, 4], np.array([-8, -1, 7], dtype=np.int8)),
     (Bool, np.array([True, False, True])),
+    (UInt[16], np.array([300, 65535, 300], dtype=np.uint16)),  # (a table of the range)
+    (SFix[40, 4], np.array([-(1 << 30), 0, -(1 << 30)], dtype=np.int64)),  # (sorted)
 ])
 def test_a_numpy_array_converts_as_its_elements_do(element: Any, values: np.ndarray) -> None:
     got = Array[element, 3].coerce(values)
@@ -465,6 +467,8 @@ def test_a_numpy_array_converts_as_its_elements_do(element: Any, values: np.ndar
     assert [type(v) for v in got] == [type(v) for v in want]
     if isinstance(want[0], Fixed):
         assert [v.raw for v in got] == [v.raw for v in want]
+    if values[0] == values[2]:  # equal words share one (immutable) object
+        assert got[0] is got[2]
 
 
 @pytest.mark.parametrize(("element", "values", "where"), [
