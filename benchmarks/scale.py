@@ -12,7 +12,8 @@ the figure is HTTP points/s divided by embedded points/s (1.0 = HTTP costs nothi
 Each side is measured ``--repeat`` times; the best run counts (the machine is shared).
 
 ``dask.2workers.speedup``: a synthetic tomography run (``--dask-size`` square frames,
-``--dask-projections`` projections over 180°, 4 darks, 4 flats; Shepp-Logan phantom)
+``--dask-projections`` projections over 180°, 4 darks, 4 flats; Shepp-Logan phantom;
+written by ``dataflow.synthetic_run.write_tomo_run``)
 reconstructed in full (every detector row) by ``analysis.distributed.reduce_on_dask`` on
 a LocalCluster of 1 and of 2 worker processes, each running one task at a time with PoCL
 limited to one thread (``POCL_MAX_PTHREAD_COUNT=1``), so the figure is scaling, not
@@ -71,6 +72,7 @@ from dataflow.hdf5 import FrameWriter
 from dataflow.remote import RemoteCatalog
 from dataflow.server import API_KEY_ENV
 from dataflow.spool import server_reachable
+from dataflow.synthetic_run import write_tomo_run
 
 
 def write_scan(writer: Callable[[str, dict[str, Any]], None], raw: Path, points: int,
@@ -163,7 +165,7 @@ def catalog_http_vs_embedded(points: int = 100, size: int = 512, batch: int | No
             "catalog.http.vs_embedded": best_embedded / best_http}
 
 
-def write_tomo_run(catalog: Catalog, size: int, projections: int) -> str:
+def tomo_run(catalog: Catalog, size: int, projections: int) -> str:
     """A synthetic ``tomo_scan`` run (darks, flats, projections of a Shepp-Logan phantom
     whose attenuation varies with the detector row) in ``catalog``; returns its uid."""
     from skimage.data import shepp_logan_phantom
@@ -174,37 +176,12 @@ def write_tomo_run(catalog: Catalog, size: int, projections: int) -> str:
     sino = radon(phantom, angles, circle=True).T * (4.0 / size)  # (angles, cols)
     weight = 0.5 + 0.5 * np.sin(np.linspace(0.0, np.pi, size))  # per detector row
     dark, flat = 100.0, 3000.0
-    stacks = {
-        "dark": np.full((4, size, size), dark, np.uint16),
-        "flat": np.full((4, size, size), flat, np.uint16),
-        "primary": np.asarray(dark + (flat - dark) * np.exp(
+    return write_tomo_run(
+        catalog, dark=np.full((4, size, size), dark, np.uint16),
+        flat=np.full((4, size, size), flat, np.uint16),
+        primary=np.asarray(dark + (flat - dark) * np.exp(
             -sino[:, None, :] * weight[None, :, None]), dtype=np.uint16),
-    }
-    writer = catalog.writer()
-    bundle = compose_run(metadata={"plan_name": "tomo_scan", "angles": angles.tolist(),
-                                   "detector": "det", "num_projections": projections})
-    uid: str = bundle.start_doc["uid"]
-    writer("start", bundle.start_doc)
-    for stream, frames in stacks.items():
-        with FrameWriter(catalog.raw_dir, f"bench_{stream}_{uid[:8]}.h5", (size, size),
-                         data_key="det_image") as files:
-            files.append_many(frames)
-            desc = bundle.compose_descriptor(name=stream, data_keys={
-                "det_image": files.describe_key(),
-                "frame": {"source": "bench", "dtype": "integer", "shape": []}})
-            writer("descriptor", desc.descriptor_doc)
-            for name, doc in files.asset_docs():
-                if name == "stream_resource":
-                    doc = {**doc, "run_start": uid}
-                else:
-                    doc = {**doc, "descriptor": desc.descriptor_doc["uid"],
-                           "seq_nums": {"start": 1, "stop": len(frames) + 1}}
-                writer(name, doc)
-            for i in range(len(frames)):
-                writer("event", desc.compose_event(data={"frame": i},
-                                                   timestamps={"frame": 0.0}, seq_num=i + 1))
-    writer("stop", bundle.compose_stop())
-    return uid
+        angles=angles, source="bench", file_prefix="bench_")
 
 
 def _load() -> str:
@@ -227,7 +204,7 @@ def dask_speedup(size: int = 256, projections: int = 180, repeat: int = 5
     warm_rows = list(range(8))
     with tempfile.TemporaryDirectory(prefix="smeflow-dask-") as tmp, \
             Catalog(Path(tmp) / "data") as catalog:
-        uid = write_tomo_run(catalog, size, projections)
+        uid = tomo_run(catalog, size, projections)
         print(f"dask re-reduction: {projections} projections of {size}x{size} uint16, "
               f"FBP of all {size} rows")
         reduce_run(catalog, uid, rows=warm_rows, callbacks=[])

@@ -13,52 +13,31 @@ from typing import Any
 import numpy as np
 import pytest
 from bluesky_tiled_plugins import TiledWriter
-from event_model import compose_run
 
 import analysis.distributed as distributed
 from analysis.distributed import DaskSession, connect, reduce_on_dask
 from analysis.reduce import reduce_run, uri_path
 from dataflow.catalog import Catalog
 from dataflow.event_pages import PageNormalizer
-from dataflow.hdf5 import FrameWriter, open_frames
+from dataflow.hdf5 import open_frames
 from dataflow.hdf5_reserve import ReservedFrameWriter
+from dataflow.synthetic_run import write_tomo_run
 
 SIZE, PROJECTIONS = 32, 12
 
 
 def _write_tomo_run(catalog: Catalog) -> str:
-    """A small ``tomo_scan`` run (darks, flats, projections of a disc), as the
-    benchmark's synthetic run is written."""
+    """A small ``tomo_scan`` run (darks, flats, projections of a disc), written as the
+    benchmark's synthetic run is."""
     y, x = np.mgrid[:SIZE, :SIZE] - SIZE / 2
     angles = np.linspace(0.0, 180.0, PROJECTIONS, endpoint=False)
     path = np.clip((SIZE / 3) ** 2 - x**2, 0, None) ** 0.5 / SIZE  # (a disc's chords)
-    stacks = {"dark": np.full((2, SIZE, SIZE), 100, np.uint16),
-              "flat": np.full((2, SIZE, SIZE), 3000, np.uint16),
-              "primary": np.repeat((100 + 2900 * np.exp(-path * (1 + y / SIZE)))
-                                   .astype(np.uint16)[None], PROJECTIONS, axis=0)}
-    writer = catalog.writer()
-    bundle = compose_run(metadata={"plan_name": "tomo_scan", "angles": angles.tolist(),
-                                   "detector": "det", "num_projections": PROJECTIONS})
-    uid: str = bundle.start_doc["uid"]
-    writer("start", bundle.start_doc)
-    for stream, frames in stacks.items():
-        with FrameWriter(catalog.raw_dir, f"t_{stream}_{uid[:8]}.h5", (SIZE, SIZE),
-                         data_key="det_image") as files:
-            files.append_many(frames)
-            desc = bundle.compose_descriptor(name=stream, data_keys={
-                "det_image": files.describe_key(),
-                "frame": {"source": "test", "dtype": "integer", "shape": []}})
-            writer("descriptor", desc.descriptor_doc)
-            for name, doc in files.asset_docs():
-                doc = {**doc, "run_start": uid} if name == "stream_resource" else {
-                    **doc, "descriptor": desc.descriptor_doc["uid"],
-                    "seq_nums": {"start": 1, "stop": len(frames) + 1}}
-                writer(name, doc)
-            for i in range(len(frames)):
-                writer("event", desc.compose_event(data={"frame": i},
-                                                   timestamps={"frame": 0.0}, seq_num=i + 1))
-    writer("stop", bundle.compose_stop())
-    return uid
+    return write_tomo_run(
+        catalog, dark=np.full((2, SIZE, SIZE), 100, np.uint16),
+        flat=np.full((2, SIZE, SIZE), 3000, np.uint16),
+        primary=np.repeat((100 + 2900 * np.exp(-path * (1 + y / SIZE)))
+                          .astype(np.uint16)[None], PROJECTIONS, axis=0),
+        angles=angles, source="test", file_prefix="t_")
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from ophyd.sim import det
 from analysis.reduce import run_streams
 from analysis.run_nodes import RunNodes, run_nodes
 from dataflow.catalog import Catalog
-from dataflow.hdf5 import FrameWriter
+from dataflow.synthetic_run import write_frames_run
 
 
 def _count_requests(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -37,31 +37,11 @@ def _count_requests(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def _run_with_frames(catalog: Catalog, **md: Any) -> str:
     """A tomography run: ``primary``, ``dark`` and ``flat`` streams with external frames
     and a reading ``x`` (0, 1, 2, …); start ``angles`` unless ``md`` says otherwise."""
-    from event_model import compose_run
-
-    writer = catalog.writer()
-    bundle = compose_run(metadata={"plan_name": "tomo_scan", **(md or {
-        "angles": [0.0, 60.0, 120.0]})})
-    writer("start", bundle.start_doc)
-    uid: str = bundle.start_doc["uid"]
-    for stream, frames in (("primary", 3), ("dark", 2), ("flat", 2)):
-        with FrameWriter(catalog.raw_dir, f"{stream}_{uid[:8]}.h5", (4, 5),
-                         data_key="cam_image") as files:
-            files.append_many(np.arange(frames * 20, dtype=np.uint16).reshape(frames, 4, 5))
-            desc = bundle.compose_descriptor(name=stream, data_keys={
-                "cam_image": files.describe_key(),
-                "x": {"source": "test", "dtype": "number", "shape": []}})
-            writer("descriptor", desc.descriptor_doc)
-            for name, doc in files.asset_docs():
-                doc = ({**doc, "run_start": uid} if name == "stream_resource" else
-                       {**doc, "descriptor": desc.descriptor_doc["uid"],
-                        "seq_nums": {"start": 1, "stop": frames + 1}})
-                writer(name, doc)
-            for i in range(frames):
-                writer("event", desc.compose_event(data={"x": float(i)},
-                                                   timestamps={"x": 0.0}, seq_num=i + 1))
-    writer("stop", bundle.compose_stop())
-    return uid
+    stacks = {stream: np.arange(frames * 20, dtype=np.uint16).reshape(frames, 4, 5)
+              for stream, frames in (("primary", 3), ("dark", 2), ("flat", 2))}
+    return write_frames_run(catalog, {"plan_name": "tomo_scan", **(md or {
+        "angles": [0.0, 60.0, 120.0]})}, stacks, source="test", data_key="cam_image",
+        reading="x", reading_dtype="number")
 
 
 def test_streams_and_frame_arrays_in_one_request(tmp_path: Path,
