@@ -20,6 +20,8 @@ from devices.fly import FlyParameters
 from devices.flyer import DetectorFlyer
 from fpga.designs.params import ChainParams
 
+from . import fly_steps
+
 FRAMES = 12
 LATE = 5
 """The frame before whose computation the shutter closes or the beam goes."""
@@ -58,12 +60,8 @@ def fly_with(beamline: Beamline, monkeypatch: pytest.MonkeyPatch,
 
     monkeypatch.setattr(det, "flux_at", flux_after_the_change)
     det.time_scale = 0.0
-    det.stage()
-    det.prepare(FlyParameters(frames=FRAMES, exposure=0.01)).wait(5)
-    det.kickoff().wait(5)
-    det.complete().wait(60)
-    list(det.collect_asset_docs())
-    (page,) = det.collect_pages()
+    fly_steps.fly(det, FlyParameters(frames=FRAMES, exposure=0.01))
+    _, page = fly_steps.collect(det)
     return np.asarray(page["data"]["det_roi_sum"]), asked, done[0]
 
 

@@ -14,9 +14,11 @@ import pytest
 
 from dataflow.hdf5 import open_frames, read_counters
 from devices.beamline import Beamline
-from devices.fly import FlyParameters, PositionTrigger
+from devices.fly import FlyParameters
 from devices.rotation import ContinuousRotation, RotationStage
 from fpga.designs.params import ChainParams
+
+from . import fly_steps
 
 P = ChainParams(64, 64, 16)
 
@@ -63,20 +65,16 @@ def test_internal_triggers_follow_the_period(beamline: Beamline) -> None:
     """Internal triggers every period × time_scale; no frame before its trigger."""
     det = beamline.det
     det.time_scale = 0.5
-    det.stage()
-    det.prepare(FlyParameters(frames=5, exposure=0.02, period=0.1)).wait(5)
-    det.kickoff().wait(5)
-    det.complete().wait(30)
+    fly_steps.fly(det, FlyParameters(frames=5, exposure=0.02, period=0.1), 30)
     fly = det.fly
     assert fly is not None and fly.started is not None
     triggers = np.array([f.trigger_time for f in fly.frames])
     np.testing.assert_allclose(np.diff(triggers), 0.05, atol=1e-6)
     assert all(f.done_time >= f.trigger_time for f in fly.frames)
     assert fly.max_lag == max(f.done_time - f.trigger_time for f in fly.frames)
-    docs = list(det.collect_asset_docs())
+    docs, page = fly_steps.collect(det)
     assert [name for name, _ in docs] == ["stream_resource", "stream_datum"]
     assert docs[1][1]["indices"] == {"start": 0, "stop": 5}
-    (page,) = det.collect_pages()
     assert page["data"]["det_frame_number"] == [0, 1, 2, 3, 4]
     assert list(det.collect_pages()) == []  # each frame is collected once
     # time stamps: the detector clock, kickoff + k × period in detector seconds
@@ -93,12 +91,8 @@ def test_frames_of_a_fast_simulation_keep_their_own_increasing_times(beamline: B
     the detector's clock, from its firmware frame number."""
     det = beamline.det
     det.time_scale = 0.0
-    det.stage()
-    det.prepare(FlyParameters(frames=12, exposure=0.05)).wait(5)
-    det.kickoff().wait(5)
-    det.complete().wait(30)
-    list(det.collect_asset_docs())
-    (page,) = det.collect_pages()
+    fly_steps.fly(det, FlyParameters(frames=12, exposure=0.05), 30)
+    _, page = fly_steps.collect(det)
     stamps = np.array(page["timestamps"]["det_frame_number"])
     assert len(set(stamps)) == 12 and np.all(np.diff(stamps) > 0)
     np.testing.assert_allclose(np.diff(stamps), 0.05, atol=1e-6)
@@ -113,10 +107,8 @@ def test_unstage_stops_a_running_acquisition_and_keeps_only_announced_frames(
     """Frames announced by collect_asset_docs stay in the file; those written after the
     last announcement (no event will ever reference them: the plan was aborted) go."""
     det = beamline.det
-    det.stage()
-    det.prepare(FlyParameters(frames=1000, exposure=0.01, period=0.01)).wait(5)
     det.time_scale = 1.0  # 100 frames/s of triggers: the unstage comes first
-    det.kickoff().wait(5)
+    fly_steps.arm(det, FlyParameters(frames=1000, exposure=0.01, period=0.01))
     docs: list[tuple[str, dict[str, Any]]] = []
     deadline = time.monotonic() + 30
     while not docs and time.monotonic() < deadline:
@@ -146,10 +138,8 @@ def test_a_step_trigger_is_refused_while_a_fly_acquisition_runs(beamline: Beamli
     frame numbered among the fly's, decoded into the fly's batch arrays): refused, and
     the fly scan completes whole; once it is done, triggering works again."""
     det = beamline.det
-    det.stage()
-    det.prepare(FlyParameters(frames=20, exposure=0.01, period=0.05)).wait(5)
     det.time_scale = 1.0  # (triggers over about a second)
-    det.kickoff().wait(5)
+    fly_steps.arm(det, FlyParameters(frames=20, exposure=0.01, period=0.05))
     with pytest.raises(RuntimeError, match="trigger\\(\\) while a fly acquisition is still "
                                            "running"):
         det.trigger()
@@ -213,9 +203,7 @@ def test_kickoff_of_a_long_acquisition_does_not_build_every_trigger(beamline: Be
     """The trigger times are computed as the acquisition reaches them: a billion frames
     kick off at once, and unstage ends the acquisition."""
     det = beamline.det
-    det.stage()
-    det.prepare(FlyParameters(frames=10**9, exposure=0.01)).wait(5)
-    det.kickoff().wait(5)
+    fly_steps.arm(det, FlyParameters(frames=10**9, exposure=0.01))
     assert det.fly is not None and det.fly.started
     det.unstage()
     assert det.fly.stopped_early
@@ -223,14 +211,8 @@ def test_kickoff_of_a_long_acquisition_does_not_build_every_trigger(beamline: Be
 
 def test_position_capture_reads_the_angle_at_each_trigger(beamline: Beamline) -> None:
     det, rot = beamline.det, beamline.rotation
-    rot.prepare(ContinuousRotation(10.0, 100.0, 90.0)).wait(5)
-    det.stage()
-    trigger = PositionTrigger(rot, 10.0, 100.0)
-    det.prepare(FlyParameters(frames=6, exposure=0.01, trigger=trigger)).wait(5)
-    rot.kickoff().wait(5)
-    det.kickoff().wait(5)
-    det.complete().wait(30)
-    rot.complete().wait(10)
+    trigger = fly_steps.fly_on_rotation(det, rot, ContinuousRotation(10.0, 100.0, 90.0),
+                                        10.0, 100.0, frames=6)
     assert det.fly is not None
     angles = [f.angle for f in det.fly.frames]
     np.testing.assert_allclose(angles, trigger.angles(6), atol=0.05)
@@ -313,11 +295,8 @@ def test_frames_drawn_into_reused_link_buffers_are_the_firmware_of_their_counts(
     monkeypatch.setattr(det, "store_fly_frames", checking)
     monkeypatch.setattr(workers_module, "frame_link", tracking)
     monkeypatch.setattr(fly_module.FlyAcquisition, "_spare_link", using)
-    det.stage()
     n = fly_module.QUEUE_FRAMES + 3 * fly_module.BATCH
-    det.prepare(FlyParameters(frames=n, exposure=0.01)).wait(5)
-    det.kickoff().wait(5)
-    det.complete().wait(120)
+    fly_steps.fly(det, FlyParameters(frames=n, exposure=0.01), 120)
     list(det.collect_asset_docs())  # (announced: the file keeps them)
     assert det.files.fly is not None
     path = det.files.fly.path
@@ -376,11 +355,8 @@ def test_the_workers_draw_frames_side_by_side(beamline: Beamline,
 
     monkeypatch.setattr(det, "flux_at", sampling)
     monkeypatch.setattr(det, "count", counting)
-    det.stage()
     try:
-        det.prepare(FlyParameters(frames=8, exposure=0.001)).wait(5)
-        det.kickoff().wait(5)
-        det.complete().wait(60)
+        fly_steps.fly(det, FlyParameters(frames=8, exposure=0.001))
         fly = det.fly
         assert fly is not None
         assert [f.index for f in fly.frames] == list(range(8))
@@ -410,10 +386,7 @@ def test_fly_frames_are_those_drawn_one_after_another(tmp_path: Path) -> None:
             bl.det.scene.beam = BeamMonitor(name="beam", noise=0.0, update_period=None)
         det = fly_bl.det
         det.time_scale = 0.0
-        det.stage()
-        det.prepare(FlyParameters(frames=n, exposure=0.002)).wait(5)
-        det.kickoff().wait(5)
-        det.complete().wait(60)
+        fly_steps.fly(det, FlyParameters(frames=n, exposure=0.002))
         list(det.collect_asset_docs())
         assert det.files.fly is not None
         path = det.files.fly.path
@@ -498,9 +471,7 @@ def test_unstage_waits_for_a_long_firmware_batch(beamline: Beamline,
         return acquire(*args, **kwargs)
 
     monkeypatch.setattr(det.firmware, "acquire", slow_acquire)
-    det.stage()
-    det.prepare(FlyParameters(frames=8, exposure=0.001)).wait(5)
-    det.kickoff().wait(5)
+    fly_steps.arm(det, FlyParameters(frames=8, exposure=0.001))
     assert inside.wait(10)
     det.unstage()
     assert _fly_threads() == []
@@ -513,10 +484,7 @@ def test_a_file_that_cannot_be_closed_does_not_leave_the_detector_staged(
 
     det = beamline.det
     det.time_scale = 0.0
-    det.stage()
-    det.prepare(FlyParameters(frames=2, exposure=0.001)).wait(5)
-    det.kickoff().wait(5)
-    det.complete().wait(30)
+    fly_steps.fly(det, FlyParameters(frames=2, exposure=0.001), 30)
     close = FrameWriter.close
 
     def disk_full(self: FrameWriter) -> str:

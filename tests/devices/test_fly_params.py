@@ -16,6 +16,8 @@ import devices.fly_params as fly_params
 from devices.fly import FlyParameters, PositionTrigger
 from devices.rotation import ContinuousRotation, RotationStage
 
+from . import fly_steps
+
 
 @pytest.fixture
 def stage() -> Iterator[RotationStage]:
@@ -169,14 +171,8 @@ def test_frames_over_part_of_the_rotation_are_taken_at_their_bin_centres(
     the centres of 45-135's bins."""
     bl = smeflow_beamline
     det, rot = bl.det, bl.rotation
-    rot.prepare(ContinuousRotation(0.0, 180.0, 90.0)).wait(5)
-    det.stage()
-    trigger = PositionTrigger(rot, 45.0, 135.0)
-    det.prepare(FlyParameters(frames=6, exposure=0.01, trigger=trigger)).wait(5)
-    rot.kickoff().wait(5)
-    det.kickoff().wait(5)
-    det.complete().wait(30)
-    rot.complete().wait(10)
+    fly_steps.fly_on_rotation(det, rot, ContinuousRotation(0.0, 180.0, 90.0), 45.0, 135.0,
+                              frames=6)
     angles = [f.angle for f in det.fly.frames]
     # (motion 1000x real time: the latched angle is off by the stage's sampling under
     # load, far less than the 7.5 deg of triggers mapped over the wrong range)
@@ -238,23 +234,13 @@ def test_a_detector_kicked_off_before_its_rotation_waits_for_it(
             det.unstage()
 
 
-def _armed_first(bl: Any, velocity: float = 90.0, stop: float = 90.0, frames: int = 3,
-                 exposure: float = 0.01) -> None:
-    """Prepare a 0-90 deg rotation at ``velocity``, then stage, prepare (triggers over
-    0-``stop`` deg) and kick off the detector: armed before its rotation starts."""
-    bl.rotation.prepare(ContinuousRotation(0.0, 90.0, velocity)).wait(10)
-    bl.det.stage()
-    bl.det.prepare(FlyParameters(frames=frames, exposure=exposure,
-                                 trigger=PositionTrigger(bl.rotation, 0.0, stop))).wait(5)
-    bl.det.kickoff().wait(5)
-
-
 def test_a_detector_armed_for_a_rotation_that_never_starts_fails_saying_so(
         smeflow_beamline: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     bl = smeflow_beamline
-    det = bl.det
+    det, rot = bl.det, bl.rotation
     monkeypatch.setattr(fly_params, "ROTATION_WAIT_S", 0.5)
-    _armed_first(bl)
+    fly_steps.arm_before_rotation(det, rot, ContinuousRotation(0.0, 90.0, 90.0), 0.0, 90.0,
+                                  frames=3)
     try:
         with pytest.raises(RuntimeError, match="no continuous rotation started within "
                                                r"0\.5 s of the detector's kickoff; prepare "
@@ -271,17 +257,16 @@ def test_a_detector_waiting_for_its_rotation_is_unstaged_cleanly(
     wait ends at once, nothing is written, and the detector flies again."""
     bl = smeflow_beamline
     det, rot = bl.det, bl.rotation
-    _armed_first(bl)
+    fly_steps.arm_before_rotation(det, rot, ContinuousRotation(0.0, 90.0, 90.0), 0.0, 90.0,
+                                  frames=3)
     waiting = det.fly
     began = time.monotonic()
     det.unstage()
     assert time.monotonic() - began < 5
     assert waiting.stopped_early and not waiting.workers_alive and waiting.frames == []
-    det.stage()
     try:
-        det.prepare(FlyParameters(frames=3, exposure=0.01,
-                                  trigger=PositionTrigger(rot, 0.0, 90.0))).wait(5)
-        det.kickoff().wait(5)
+        fly_steps.arm(det, FlyParameters(frames=3, exposure=0.01,
+                                         trigger=PositionTrigger(rot, 0.0, 90.0)))
         rot.kickoff().wait(5)
         det.complete().wait(30)
         rot.complete().wait(30)
@@ -296,7 +281,8 @@ def test_a_trigger_range_outside_the_rotation_that_starts_later_fails_the_acquis
     fails with the reason (the kickoff had nothing to check it against)."""
     bl = smeflow_beamline
     det, rot = bl.det, bl.rotation
-    _armed_first(bl, stop=180.0, frames=4)
+    fly_steps.arm_before_rotation(det, rot, ContinuousRotation(0.0, 90.0, 90.0), 0.0, 180.0,
+                                  frames=4)
     try:
         rot.kickoff().wait(5)
         with pytest.raises(ValueError, match="the trigger range must lie within it"):
@@ -313,7 +299,8 @@ def test_triggers_closer_than_the_exposure_on_a_rotation_that_starts_later_fail(
     one prepared at the kickoff: 6 bins of 15 deg at 300 deg/s are 50 ms apart."""
     bl = smeflow_beamline
     det, rot = bl.det, bl.rotation
-    _armed_first(bl, velocity=9.0, frames=6, exposure=0.1)  # (slow: would pass)
+    fly_steps.arm_before_rotation(det, rot, ContinuousRotation(0.0, 90.0, 9.0), 0.0, 90.0,
+                                  frames=6, exposure=0.1)  # (slow: would pass)
     try:
         rot.prepare(ContinuousRotation(0.0, 90.0, 300.0)).wait(10)
         rot.kickoff().wait(5)
