@@ -48,14 +48,26 @@ def resolve_in_folder(folder: str | os.PathLike[str], name: str | os.PathLike[st
     return path
 
 
+DIGEST_BLOCK = 8 << 20
+"""Bytes read per step by :func:`file_sha256` (into one buffer reused for the file)."""
+
+
 def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 digest of a file's bytes, read in 1 MiB blocks.
+    """Hex SHA-256 digest of a file's bytes.
+
+    Read in blocks of :data:`DIGEST_BLOCK` into one buffer: the read and the hashing of a
+    block each run without the GIL, and a digest computed in a thread takes the GIL
+    back once per step — every step can wait a whole switch interval (5 ms) while
+    another thread runs Python, so 1 MiB steps made a 64 MB digest beside the catalog's
+    requests 10 times slower than alone.
 
     Raises ``NotRegularFileError`` (an ``OSError``) for a named pipe, device or directory."""
     digest = hashlib.sha256()
     with open_regular(path) as f:  # a named pipe in the file's place would block
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+        size = os.fstat(f.fileno()).st_size
+        buffer = memoryview(bytearray(max(1, min(DIGEST_BLOCK, size))))
+        while n := f.raw.readinto(buffer):
+            digest.update(buffer[:n])
     return digest.hexdigest()
 
 

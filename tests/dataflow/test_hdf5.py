@@ -337,6 +337,24 @@ def test_closing_in_two_halves(tmp_path: Path) -> None:
     assert (tmp_path / "halves.h5.sha256").read_text() == f"{digests[0]}  halves.h5\n"
 
 
+@pytest.mark.parametrize("size", [0, 1, 4095, 4096, 4097, 3 * 4096 + 5])
+def test_file_digest_is_the_sha256_of_every_byte_whatever_the_block(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int) -> None:
+    """``file_sha256`` reads in blocks into one reused buffer: an empty file, a file
+    shorter than, as long as, or a few bytes past a multiple of the block hashes as its
+    whole content does (blocks of 4 KiB here, 8 MiB by default)."""
+    import hashlib
+
+    import dataflow.hdf5_files
+    from dataflow.hdf5 import file_sha256
+
+    monkeypatch.setattr(dataflow.hdf5_files, "DIGEST_BLOCK", 4096)
+    data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()
+    path = tmp_path / "bytes.bin"
+    path.write_bytes(data)
+    assert file_sha256(path) == hashlib.sha256(data).hexdigest()
+
+
 def test_no_sidecar_while_another_handle_keeps_the_file_open(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """HDF5 finishes a file (superblock flags, checksum) only when the last handle in the
