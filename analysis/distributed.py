@@ -77,9 +77,7 @@ from analysis.dask_session import (  # re-exported
 from analysis.derived_run import derived_file_name, discard_volume, volume_file
 from analysis.file_frames import FrameSource, frame_source
 from analysis.reduce import (
-    DEFAULT_BINS,
     DEFAULT_CHUNK_FRAMES,
-    DEFAULT_UNIT,
     AzintParams,
     Callback,
     DerivedRun,
@@ -276,8 +274,7 @@ def reduce_on_dask(catalog: RunCatalog, ref: str | int, session: DaskSession, *,
         return _tomo(run, start, listing, catalog, targets, session, params, chunk_frames,
                      task_rows, where, t0, url)
     return _azint(run, start, listing, catalog, targets, session,
-                  AzintParams(DEFAULT_BINS if bins is None else bins,
-                              DEFAULT_UNIT if unit is None else unit, device=device),
+                  AzintParams.given(bins, unit, device),
                   chunk_frames, where, t0, url)
 
 

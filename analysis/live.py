@@ -112,7 +112,8 @@ class LiveReducer:
     rows
         Tomography: detector rows to reconstruct (default all).
     bins, unit
-        Diffraction: number of bins and radial unit.
+        Diffraction: number of bins and radial unit (default, or ``None``:
+        ``DEFAULT_BINS``, ``DEFAULT_UNIT``, as for ``reduce_run``).
     capacity, put_timeout
         Inbox bound (frame documents) and how long ``__call__`` may wait when it is full.
     max_batch
@@ -122,7 +123,8 @@ class LiveReducer:
     """
 
     def __init__(self, callbacks: Sequence[Callback], derived_dir: str | Path, *,
-                 rows: Sequence[int] | None = None, bins: int = 500, unit: str = "2th_deg",
+                 rows: Sequence[int] | None = None, bins: int | None = None,
+                 unit: str | None = None,
                  capacity: int = DEFAULT_CAPACITY, put_timeout: float = DEFAULT_PUT_TIMEOUT,
                  max_batch: int = DEFAULT_MAX_BATCH, device: str | None = None) -> None:
         if capacity < 1:
@@ -134,7 +136,7 @@ class LiveReducer:
         self.callbacks = list(callbacks)
         self.derived_dir = Path(derived_dir).resolve()
         self.tomo = TomoParams(tuple(rows) if rows is not None else None, device=device)
-        self.azint = AzintParams(bins, unit, device=device)
+        self.azint = AzintParams.given(bins, unit, device)
         self.put_timeout = float(put_timeout)
         self.max_batch = max_batch
         self.results: dict[str, LiveRunResult] = {}

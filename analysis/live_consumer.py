@@ -53,7 +53,6 @@ from typing import Any, TextIO
 
 from analysis.live import LiveReducer, LiveRunResult
 from analysis.live_reduction import ENDED_BY_CONSUMER
-from analysis.reduce import DEFAULT_BINS, DEFAULT_UNIT
 from dataflow.bus import DEFAULT_OUT, SETTLE_S, BusError, DocumentSubscriber, parse_address
 from dataflow.catalog import RunCatalog
 from dataflow.remote import open_catalog
@@ -124,8 +123,8 @@ class Throttle:
 
 
 def consume(address: str, catalog: RunCatalog, *, stop: threading.Event,
-            rows: Sequence[int] | None = None, bins: int = DEFAULT_BINS,
-            unit: str = DEFAULT_UNIT, device: str | None = None,
+            rows: Sequence[int] | None = None, bins: int | None = None,
+            unit: str | None = None, device: str | None = None,
             capacity: int = DEFAULT_CONSUMER_CAPACITY, put_timeout: float = 0.0,
             batch_size: int | None = DEFAULT_CONSUMER_BATCH, throttle_s: float = 0.0,
             out: TextIO | None = None,
@@ -142,7 +141,8 @@ def consume(address: str, catalog: RunCatalog, *, stop: threading.Event,
     stop
         Set it (e.g. from a signal handler) to end; see the module docstring.
     rows, bins, unit, device
-        Reduction parameters (as for ``smeflow reduce``).
+        Reduction parameters (as for ``smeflow reduce``; ``None`` for ``bins`` or
+        ``unit``: ``DEFAULT_BINS``, ``DEFAULT_UNIT``).
     capacity, put_timeout
         The reducer's inbox bound and wait (see :class:`analysis.live.LiveReducer`).
     batch_size
@@ -288,12 +288,9 @@ def cmd_live(args: argparse.Namespace) -> int:
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with open_catalog(args.data, args.url, args.api_key_file) as catalog:
-            # (the command line leaves --bins/--unit None when not given: a run's own
-            # reduction refuses the other's options, a live stream has runs of both)
-            stats = consume(address, catalog, stop=stop, rows=args.rows,
-                            bins=DEFAULT_BINS if args.bins is None else args.bins,
-                            unit=DEFAULT_UNIT if args.unit is None else args.unit,
-                            device=args.device, capacity=args.capacity,
+            # (--bins/--unit are None when not given: the defaults)
+            stats = consume(address, catalog, stop=stop, rows=args.rows, bins=args.bins,
+                            unit=args.unit, device=args.device, capacity=args.capacity,
                             batch_size=args.batch, throttle_s=args.throttle)
     finally:
         for sig, handler in previous.items():

@@ -299,8 +299,7 @@ def reduce_run(catalog: RunCatalog, ref: str | int, *, rows: Sequence[int] | Non
                             TomoParams(tuple(rows) if rows is not None else None,
                                        device=device), chunk_frames, t0, listing)
     return _reduce_azint(run, start, catalog, targets,
-                         AzintParams(DEFAULT_BINS if bins is None else bins,
-                                     DEFAULT_UNIT if unit is None else unit, device=device),
+                         AzintParams.given(bins, unit, device),
                          chunk_frames, t0, listing)
 
 

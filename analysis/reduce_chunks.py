@@ -250,6 +250,16 @@ class AzintParams:
     device: str | None = None
     method: str = "no"
 
+    @classmethod
+    def given(cls, bins: int | None, unit: str | None,
+              device: str | None = None) -> AzintParams:
+        """The parameters a caller gave, ``None`` for ``bins`` or ``unit`` meaning the
+        default (``DEFAULT_BINS``, ``DEFAULT_UNIT``), as every reduction entry point takes
+        them (a live stream or a command line has runs of both reductions, so the
+        diffraction options may be left unsaid)."""
+        return cls(DEFAULT_BINS if bins is None else bins,
+                   DEFAULT_UNIT if unit is None else unit, device=device)
+
     def __post_init__(self) -> None:
         from analysis.azint_args import split_of
         from geometry import RADIAL_UNITS as UNITS

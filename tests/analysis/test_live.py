@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from analysis.live import LiveReducer
-from analysis.reduce import reduce_run
+from analysis.live import LiveReducer, LiveRunResult
+from analysis.reduce import DEFAULT_BINS, DEFAULT_UNIT, reduce_run
 from plans import diffraction_scan
 
 from .conftest import PROJECTIONS, AcquiredRuns
@@ -151,23 +151,50 @@ def test_reduction_failures_do_not_abort_the_scan(acquired: AcquiredRuns) -> Non
     assert live.wait(uid, timeout=60) and live.results[uid].exit_status == "success"
 
 
+def _replayed(acquired: AcquiredRuns, uid: str, **options: Any) -> LiveRunResult:
+    """The result of a new reducer (``LiveReducer.for_catalog(catalog, **options)``) fed
+    the documents of the acquired run ``uid`` and closed once it has reduced it."""
+    reducer = LiveReducer.for_catalog(acquired.catalog, **options)
+    try:
+        for name, doc in acquired.documents[uid]:
+            reducer(name, doc)
+        assert reducer.wait(uid, timeout=60)
+    finally:
+        reducer.close()
+    return reducer.results[uid]
+
+
 def test_replayed_documents_reduce_like_the_live_run(acquired: AcquiredRuns) -> None:
     """Documents alone drive the reducer (as from a 0MQ proxy, files already closed)."""
     catalog = acquired.catalog
-    reducer = LiveReducer.for_catalog(catalog)
-    try:
-        for name, doc in acquired.documents[acquired.tomo_uid]:
-            reducer(name, doc)
-        assert reducer.wait(acquired.tomo_uid, timeout=60)
-    finally:
-        reducer.close()
-    replayed = reducer.results[acquired.tomo_uid]
+    replayed = _replayed(acquired, acquired.tomo_uid)
     assert replayed.exit_status == "success", replayed.reason
     first = catalog.run(acquired.live.results[acquired.tomo_uid].derived_uid)
     again = catalog.run(replayed.derived_uid)
     a = np.asarray(first["primary"]["reconstruction"][:])
     b = np.asarray(again["primary"]["reconstruction"][:])
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * np.abs(a).max())
+
+
+@pytest.mark.parametrize("unit", [None, "q_nm^-1"])
+def test_none_for_bins_or_unit_is_the_default_as_offline(acquired: AcquiredRuns,
+                                                         unit: str | None) -> None:
+    """``bins=None`` and ``unit=None`` mean ``DEFAULT_BINS`` and ``DEFAULT_UNIT``, as for
+    ``reduce_run`` (a live stream has runs of both reductions, so no caller can give the
+    diffraction options only when they apply): the replayed diffraction run is reduced
+    with them, to the offline reduction's pattern."""
+    catalog = acquired.catalog
+    result = _replayed(acquired, acquired.diff_uid, bins=None, unit=unit)
+    assert result.exit_status == "success", result.reason
+    live_run = catalog.run(result.derived_uid)
+    start = live_run.metadata["start"]
+    assert (start["bins"], start["unit"]) == (DEFAULT_BINS, unit or DEFAULT_UNIT)
+    offline = catalog.run(reduce_run(catalog, acquired.diff_uid, bins=None, unit=unit).uid)
+    radial = np.asarray(live_run["axis"]["radial"][0])
+    assert radial.shape == (DEFAULT_BINS,)
+    np.testing.assert_array_equal(radial, np.asarray(offline["axis"]["radial"][0]))
+    np.testing.assert_array_equal(np.asarray(live_run["primary"]["intensity"].read()),
+                                  np.asarray(offline["primary"]["intensity"].read()))
 
 
 def test_full_inbox_drops_reductions_without_blocking(acquired: AcquiredRuns) -> None:
@@ -250,7 +277,7 @@ def test_warming_up_for_megapixel_frames_does_not_build_their_volume() -> None:
     import sys
 
     code = """
-from analysis.live import LiveReducer
+from analysis.live import LiveReducer, LiveRunResult
 def peak():
     with open("/proc/self/status") as f:
         return next(int(l.split()[1]) for l in f if l.startswith("VmHWM")) // 1024

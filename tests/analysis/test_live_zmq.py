@@ -205,6 +205,24 @@ def stats_line(output: str) -> re.Match[str]:
     return found
 
 
+def test_consume_takes_none_for_bins_and_unit(tmp_path: Path) -> None:
+    """From Python as from the command line: ``consume(..., bins=None, unit=None)``
+    listens with the defaults (a live stream has runs of both reductions) and, stopped,
+    returns without an error."""
+    import io
+
+    from analysis.live_consumer import consume
+    from dataflow.catalog import Catalog
+
+    out = io.StringIO()
+    stop = threading.Event()
+    with Catalog(tmp_path / "data") as catalog:
+        stats = consume(f"127.0.0.1:{free_port()}", catalog, stop=stop, bins=None,
+                        unit=None, out=out, on_ready=stop.set)
+    assert READY in out.getvalue()
+    assert stats.errors == [] and stats.runs == []
+
+
 def test_consumer_reduces_a_run_like_offline(bench: Bench) -> None:
     from analysis.reduce import reduce_run
 
