@@ -11,8 +11,9 @@ The raw data must be traceable to the instrument. One job per module:
   ``load_record_file``, ``attach_record``).
 - ``recorder``: ``ProvenanceRecorder``, the bluesky callback that records each run once
   its files are closed.
-- ``verify``: ``verify_run`` and its ``VerificationReport`` of ``Check``s;
-  ``verify_catalog_run``, what ``smeflow catalog verify`` runs.
+- ``verify``: ``verify_run`` and its ``VerificationReport`` of ``Check``s and its
+  ``Outcome`` (verified, failed, unverifiable: no record); ``verify_catalog_run``, what
+  ``smeflow catalog verify`` runs.
 - ``cli``: ``smeflow catalog verify`` and ``smeflow catalog keygen``.
 
 Everything public is importable from ``dataflow.provenance``; see docs/provenance.md.
@@ -51,7 +52,9 @@ from .record import (
 )
 from .recorder import ProvenanceRecorder, RecorderFailure
 from .verify import (
+    EXIT_STATUS,
     Check,
+    Outcome,
     Status,
     VerificationReport,
     run_files,
@@ -60,8 +63,8 @@ from .verify import (
 )
 
 __all__ = [
-    "ALGORITHM", "ERRORS_KEY", "METADATA_KEY", "RECORD_DIR_NAME", "RECORD_FORMAT", "Check",
-    "KeyFileError", "ProvenanceError", "ProvenanceRecorder", "RecorderFailure",
+    "ALGORITHM", "ERRORS_KEY", "EXIT_STATUS", "METADATA_KEY", "RECORD_DIR_NAME", "RECORD_FORMAT",
+    "Check", "KeyFileError", "Outcome", "ProvenanceError", "ProvenanceRecorder", "RecorderFailure",
     "SignatureState", "Status", "VerificationReport", "attach_record", "build_record",
     "canonical_json", "check_signature", "dataset_attributes", "generate_key", "key_id",
     "load_private_key", "load_public_key", "load_record_file", "plain", "public_key_bytes",

@@ -6,17 +6,17 @@ from typing import Any
 
 from ..cli_support import add_debug, guarded, open_catalog_folder
 from .keys import generate_key, key_id, load_public_key, public_key_path
-from .verify import verify_catalog_run
+from .verify import EXIT_STATUS, verify_catalog_run
 
 
 def _cmd_verify(args: Any) -> int:
-    """``verify UID``: print the report of ``verify_catalog_run``; 0 only when every check
-    passed."""
+    """``verify UID``: print the report of ``verify_catalog_run``; exit 0 when every check
+    passed, 1 when one failed, 3 when the run has no record (``EXIT_STATUS``)."""
     trusted = [load_public_key(p) for p in args.trusted_key] if args.trusted_key else None
     with open_catalog_folder(args) as catalog:
         report = verify_catalog_run(catalog, args.run, trusted_keys=trusted)
     print("\n".join(report.lines()))
-    return 0 if report.ok else 1
+    return EXIT_STATUS[report.outcome]
 
 
 def _cmd_keygen(args: Any) -> int:
@@ -33,7 +33,8 @@ def register_provenance_commands(catalog_sub: Any) -> None:
         "verify", help="check a run's files, digests and signature",
         description="Re-hash every file of a run and compare with its provenance "
         "record; check the record's signature. Prints one line per check; exit status "
-        "0 only when every check passes.")
+        "0 when every check passes, 1 when one fails, 3 when the run has no provenance "
+        "record (unverifiable: its frames and events checked, no failure among them).")
     v.add_argument("run", metavar="UID|SCAN_ID", help="uid, uid prefix (>= 5) or scan number")
     v.add_argument("--data", metavar="DIR",
                    help="catalog folder (default: $SMEFLOW_DATA, else ./smeflow-data)")

@@ -9,6 +9,10 @@ derived runs, the inputs' digests.
 The record is taken from the run's catalog metadata, else from its ``<uid>.json`` copy;
 when both exist they must agree. ``smeflow catalog verify UID`` prints one line per
 check (``VerificationReport.lines``).
+
+A run without a record (written without the provenance recorder) is not a failed run but
+an unverifiable one (``Outcome.UNVERIFIABLE``): what needs no record (its frames on disk,
+its events) is still checked, and any of those failing makes it ``FAILED``.
 """
 
 from __future__ import annotations
@@ -63,6 +67,24 @@ class Status(enum.StrEnum):
     ERROR = "ERROR"
 
 
+class Outcome(enum.StrEnum):
+    """What a report says of the run as a whole (``smeflow catalog verify``'s summary
+    word; its exit status is ``EXIT_STATUS``)."""
+
+    VERIFIED = "VERIFIED"
+    """A record, and every check passed."""
+    FAILED = "FAILED"
+    """At least one check failed (a changed or missing file, a bad signature, ...)."""
+    UNVERIFIABLE = "UNVERIFIABLE"
+    """No record to check the files, documents and signature against; what needs none
+    (frames on disk, events) passed."""
+
+
+EXIT_STATUS = {Outcome.VERIFIED: 0, Outcome.FAILED: 1, Outcome.UNVERIFIABLE: 3}
+"""``smeflow catalog verify``'s exit status per outcome (1 also for an error such as an
+unknown run, 2 for a malformed command line)."""
+
+
 @dataclass(frozen=True)
 class Check:
     """One verified item: a file, an input, the record, or the signature."""
@@ -81,7 +103,8 @@ class Check:
 
 @dataclass
 class VerificationReport:
-    """Everything ``verify_run`` checked; ``ok`` only when every check passed."""
+    """Everything ``verify_run`` checked; ``ok`` only when every check passed (a run
+    without a record is never ``ok``, nor failed: ``unverifiable``)."""
 
     run_uid: str
     checks: list[Check] = field(default_factory=list)
@@ -93,9 +116,22 @@ class VerificationReport:
         return bool(self.checks) and all(c.ok for c in self.checks)
 
     @property
+    def unverifiable(self) -> bool:
+        """True when the run has no provenance record to verify it against."""
+        return any(c.status is Status.NO_RECORD for c in self.checks)
+
+    @property
     def failures(self) -> list[Check]:
-        """The checks that did not pass."""
-        return [c for c in self.checks if not c.ok]
+        """The checks that did not pass (a missing record is not one of them)."""
+        return [c for c in self.checks if not c.ok and c.status is not Status.NO_RECORD]
+
+    @property
+    def outcome(self) -> Outcome:
+        """``FAILED`` when a check failed, else ``VERIFIED`` when every check passed,
+        else (no record, or nothing checked) ``UNVERIFIABLE``."""
+        if self.failures:
+            return Outcome.FAILED
+        return Outcome.VERIFIED if self.ok else Outcome.UNVERIFIABLE
 
     def add(self, status: Status, kind: str, subject: str, detail: str = "",
             ok: bool | None = None) -> None:
@@ -106,10 +142,17 @@ class VerificationReport:
     def lines(self) -> list[str]:
         """One line per check, then notes, then a summary line."""
         out = [c.line() for c in self.checks] + [f"NOTE          {n}" for n in self.notes]
-        bad = len(self.failures)
-        n = len(self.checks)
-        out.append(f"run {self.run_uid}: " + (f"all {n} checks OK" if self.ok else
-                                               f"{bad} of {n} checks FAILED"))
+        bad, n, outcome = len(self.failures), len(self.checks), self.outcome
+        if outcome is Outcome.VERIFIED:
+            summary = f"all {n} checks OK"
+        elif outcome is Outcome.FAILED:
+            summary = f"{bad} of {n} checks FAILED" + \
+                ("; no provenance record" if self.unverifiable else "")
+        else:
+            others = n - sum(c.status is Status.NO_RECORD for c in self.checks)
+            summary = ("UNVERIFIABLE: no provenance record (files, documents and signature "
+                       f"not checked); the other {others} checks OK")
+        out.append(f"run {self.run_uid}: {summary}")
         return out
 
 

@@ -117,12 +117,13 @@ def test_a_killed_batching_run_is_shown_and_repaired_whole(
                 assert int(on_disk.frame(i).astype(np.int64).sum()) == int(seen[i])
     assert catalog_main(["show", uid, "--data", str(data)]) == 0
     assert "exit_status  abort (recovered)" in capsys.readouterr().out
-    # verify finds every frame on disk and the events the stop document counts (and no
-    # provenance record: none was recorded in this scan)
-    assert catalog_main(["verify", uid, "--data", str(data)]) == 1
+    # verify finds every frame on disk and the events the stop document counts, and no
+    # provenance record (none was recorded in this scan): unverifiable, exit 3
+    assert catalog_main(["verify", uid, "--data", str(data)]) == 3
     out = capsys.readouterr().out
     assert f"OK            frames    primary/det_image  {frames} frames intact on disk" in out
     assert "events, as the stop document says" in out and "NO RECORD" in out
+    assert f"run {uid}: UNVERIFIABLE: no provenance record" in out
     assert catalog_main(["repair", uid, "--data", str(data)]) == 1
     assert "has a stop document (exit_status 'abort'): nothing to repair" in \
         capsys.readouterr().err

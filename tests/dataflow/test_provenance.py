@@ -28,6 +28,7 @@ from dataflow.provenance import (
     ERRORS_KEY,
     METADATA_KEY,
     KeyFileError,
+    Outcome,
     ProvenanceError,
     ProvenanceRecorder,
     Status,
@@ -397,13 +398,39 @@ def test_derived_runs_record_and_verify_their_inputs(signed: Env) -> None:
     assert (bad.status, bad.kind) == (Status.CHANGED, "input") and str(raw) in bad.subject
 
 
-def test_a_run_without_a_record_fails_verification(catalog: Catalog, frame_cam: Any) -> None:
+def test_a_run_without_a_record_is_unverifiable_not_failed(
+        catalog: Catalog, frame_cam: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """A run written without the provenance recorder: its frames and events are checked
+    (OK) and the record's absence is ``NO RECORD``; the run is ``UNVERIFIABLE`` (exit 3),
+    not failed. A damaged frame file of such a run still fails it (exit 1)."""
+    from dataflow.catalog import check_frame_files
+
     RE = RunEngine()
     catalog.subscribe(RE)
-    (uid,) = RE(count([frame_cam(name="cam", folder=catalog.raw_dir)], 1))
+    (uid,) = RE(count([frame_cam(name="cam", folder=catalog.raw_dir)], 3))
     report = verify_run(catalog.run(uid), record_dir=catalog.raw_dir / "provenance")
-    assert statuses(report) == [Status.NO_RECORD, Status.OK, Status.OK] and not report.ok
+    assert statuses(report) == [Status.NO_RECORD, Status.OK, Status.OK]
     assert [c.kind for c in report.checks] == ["record", "frames", "events"]
+    assert not report.ok and report.failures == [] and report.unverifiable
+    assert report.outcome is Outcome.UNVERIFIABLE
+    status, out, err = cli(capsys, "verify", uid, "--data", str(catalog.root))
+    assert (status, err) == (3, "")
+    lines = out.strip().splitlines()
+    assert lines[0].startswith(f"NO RECORD     record    {uid}  no provenance record")
+    assert lines[-1] == (f"run {uid}: UNVERIFIABLE: no provenance record (files, documents "
+                         "and signature not checked); the other 2 checks OK")
+    assert lines == verify_catalog_run(catalog, uid).lines()
+
+    (path,) = check_frame_files(catalog.run(uid))
+    flip_byte(path)  # inside the second frame's pixels
+    report = verify_catalog_run(catalog, uid)
+    assert report.outcome is Outcome.FAILED and report.unverifiable and not report.ok
+    (bad,) = report.failures
+    assert (bad.status, bad.kind) == (Status.MISSING, "frames")
+    status, out, err = cli(capsys, "verify", uid, "--data", str(catalog.root))
+    assert (status, err) == (1, "")
+    assert out.strip().splitlines()[-1] == (f"run {uid}: 1 of 3 checks FAILED; no "
+                                            "provenance record")
 
 
 def test_a_recorded_beamline_run_verifies_from_python_as_from_the_shell(
