@@ -12,6 +12,8 @@ from devices.beamline import Beamline
 from devices.fly import FlyParameters
 from fpga.designs.params import ChainParams
 
+from . import fly_steps
+
 
 def test_closing_the_beamline_mid_fly_stops_it_cleanly(tmp_path: Path) -> None:
     """The review's D8: close() used to close the firmware under the running fly, whose
@@ -22,9 +24,7 @@ def test_closing_the_beamline_mid_fly_stops_it_cleanly(tmp_path: Path) -> None:
     bl.shutter.set("open").wait(5)
     det = bl.det
     det.time_scale = 1.0
-    det.stage()
-    det.prepare(FlyParameters(frames=400, exposure=0.005, period=0.005)).wait(5)
-    det.kickoff().wait(5)
+    fly_steps.arm(det, FlyParameters(frames=400, exposure=0.005, period=0.005))
     time.sleep(0.3)
     bl.close()
     fly = det.fly

@@ -22,6 +22,8 @@ from devices.beamline import Beamline
 from fpga.designs.params import ChainParams
 from fpga.designs.reference import reference_frame
 
+from . import fly_steps
+
 P = ChainParams(64, 64, 16)
 
 
@@ -410,10 +412,8 @@ def test_a_second_stage_is_refused_and_leaves_a_running_fly_alone(setup: Any) ->
     _, _, beamline = setup
     det = beamline.det
     det.time_scale = 1.0
-    det.stage()
     try:
-        det.prepare(FlyParameters(frames=40, exposure=0.01, period=0.01)).wait(5)
-        det.kickoff().wait(5)
+        fly_steps.arm(det, FlyParameters(frames=40, exposure=0.01, period=0.01))
         time.sleep(0.2)
         with pytest.raises(RedundantStaging, match="Device det is already staged; unstage "
                                                    "it first"):

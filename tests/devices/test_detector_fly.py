@@ -20,6 +20,8 @@ from devices.detector_fly import wait_for_end
 from devices.fly import FlyParameters
 from fpga.designs.params import ChainParams
 
+from . import fly_steps
+
 
 def _slow_sensor(det: Any, monkeypatch: pytest.MonkeyPatch, seconds: float,
                  hold: threading.Event | None = None, after: int = 0) -> None:
@@ -82,10 +84,8 @@ def test_a_stalled_fly_is_given_up_naming_the_stall(
     det.time_scale = 1.0
     hold = threading.Event()
     _slow_sensor(det, monkeypatch, 0.0, hold, after=3)
-    det.stage()
     try:
-        det.prepare(FlyParameters(frames=10, exposure=0.01, period=0.01)).wait(5)
-        det.kickoff().wait(5)
+        fly_steps.arm(det, FlyParameters(frames=10, exposure=0.01, period=0.01))
         deadline = time.monotonic() + 60
         while len(det.fly.frames) < 3 and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -104,10 +104,8 @@ def test_a_fly_whose_threads_ended_unfinished_is_given_up(smeflow_beamline: Any)
     """The workers gone without an end or an error (stopped from inside): no 60 s wait."""
     det = smeflow_beamline.det
     det.time_scale = 1.0
-    det.stage()
     try:
-        det.prepare(FlyParameters(frames=500, exposure=0.01, period=0.01)).wait(5)
-        det.kickoff().wait(5)
+        fly_steps.arm(det, FlyParameters(frames=500, exposure=0.01, period=0.01))
         fly = det.fly
         fly._cancel.set()  # (the workers end as a cancel ends them; done stays open)
         t0 = time.monotonic()

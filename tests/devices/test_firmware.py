@@ -18,6 +18,8 @@ from devices.firmware import Firmware, FirmwareClosedError, FirmwareError
 from devices.sensor import SensorModel
 from fpga.designs.params import ChainParams
 
+from . import fly_steps
+
 P = ChainParams(height=32, width=32, lanes=16)
 T = TypeVar("T")
 
@@ -126,10 +128,7 @@ def test_a_fly_scan_on_the_ghdl_board_writes_every_frame(
         bl.shutter.set("open").wait(5)
         det = bl.det
         det.time_scale = 0.0  # (every trigger at once: batches of two frames)
-        det.stage()
-        det.prepare(FlyParameters(frames=3, exposure=0.05)).wait(5)
-        det.kickoff().wait(5)
-        det.complete().wait(300)
+        fly_steps.fly(det, FlyParameters(frames=3, exposure=0.05), 300)
         assert det.fly is not None
         assert [f.frame_number for f in det.fly.frames] == [0, 1, 2]
         list(det.collect_asset_docs())

@@ -20,6 +20,8 @@ from devices.fly_states import OnTimeStates
 from devices.samples import Pose, SceneState
 from fpga.designs.params import ChainParams
 
+from . import fly_steps
+
 
 class Recorder:
     """A detector's scene that answers with the time it was asked about."""
@@ -96,10 +98,7 @@ def test_a_fly_lagging_longer_than_the_beam_history_completes_with_on_time_state
         return scene_state(t)
 
     monkeypatch.setattr(det, "scene_state", recorded)
-    det.stage()
-    det.prepare(FlyParameters(frames=60, exposure=0.01, period=0.01)).wait(5)
-    det.kickoff().wait(5)
-    det.complete().wait(120)
+    fly_steps.fly(det, FlyParameters(frames=60, exposure=0.01, period=0.01), 120)
     assert det.fly is not None and len(det.fly.frames) == 60
     assert det.fly.max_lag > 3.0  # (the frames were far behind their triggers...)
     assert [t for t, _ in asked] == [wall for wall, _ in det.fly.times]
