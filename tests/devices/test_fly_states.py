@@ -75,6 +75,11 @@ def lagging(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Beamlin
     bl.shutter.set("open").wait(5)
     det = bl.det
     det.time_scale = 1.0
+    # The first fly of a process pays one-time costs before its workers take a turn
+    # (numba's first dispatch builds its typing context, importing every installed numba
+    # extension: ~0.7 s here); the review's case is a pipeline running, so warm it first.
+    fly_steps.fly(det, FlyParameters(frames=2, exposure=0.01, period=0.01))
+    det.unstage()
     count = det.count
 
     def slow(*args: Any, **kwargs: Any) -> Any:
