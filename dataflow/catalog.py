@@ -65,6 +65,7 @@ from .run_queries import (  # re-exported: this module's public names since befo
     derived_beside,
     find_run,
     highest_scan_id,
+    is_full_uid,
     is_uid_like,
     parse_time,
     parse_value,
@@ -317,12 +318,18 @@ class ClientCatalog:
             except RunNotFoundError:
                 raise missing from None
 
-    def derived_runs(self, raw_uid: str) -> Any:
-        """The runs derived from raw run ``raw_uid`` (reductions: start ``raw_uid`` equal
-        to it), as a Tiled node; see ``analysis.reduce``."""
+    def derived_runs(self, raw: str | int) -> Any:
+        """The runs derived from the raw run ``raw`` (reductions: start ``raw_uid`` equal
+        to its uid), as a Tiled node; see ``analysis.reduce``. ``raw`` is what
+        :meth:`run` takes: a uid, a uid prefix or a scan number; a full uid is searched
+        as given (its raw run need not be here), anything else is looked up first and
+        raises as :meth:`run` does when no raw run matches."""
         from tiled.queries import Key
 
-        return self.derived.search(Key("raw_uid") == raw_uid)
+        uid = raw.strip().lower() if isinstance(raw, str) else ""
+        if not is_full_uid(uid):
+            uid = str(find_run(self.client, raw, self.where).metadata["start"]["uid"])
+        return self.derived.search(Key("raw_uid") == uid)
 
     @property
     def every_run(self) -> AllRuns:

@@ -182,6 +182,11 @@ def highest_scan_id(client: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
+def is_full_uid(text: str) -> bool:
+    """A whole uid as bluesky writes it (lower-case hex in groups of 8-4-4-4-12)."""
+    return _FULL_UID_RE.match(text) is not None
+
+
 def is_uid_like(ref: str | int) -> bool:
     """A string that can be (the start of) a uid."""
     return isinstance(ref, str) and _UID_RE.match(ref.strip().lower()) is not None
@@ -378,6 +383,7 @@ __all__ = [
     "derived_beside",
     "find_run",
     "highest_scan_id",
+    "is_full_uid",
     "is_uid_like",
     "parse_time",
     "parse_value",

@@ -17,6 +17,7 @@ from dataflow.catalog import (
     RAW,
     ROOT_SPEC,
     Catalog,
+    MalformedUidError,
     RunNotFoundError,
     run_details,
 )
@@ -114,3 +115,24 @@ def test_looking_a_derived_run_up_by_uid_keeps_no_caller_alive(tmp_path: Path) -
             assert ref() is None, "the lookup's exception keeps the caller's frame alive"
         finally:
             gc.enable()
+
+
+def test_derived_runs_takes_the_refs_run_takes(tmp_path: Path) -> None:
+    """``derived_runs`` finds a raw run's reductions by any reference ``run`` accepts — a
+    uid prefix, a scan number (int or text), a full uid in capitals — and refuses what
+    ``run`` refuses; it used to search ``raw_uid == ref`` and found nothing (no error) for
+    anything but the exact full uid."""
+    with Catalog(tmp_path / "data") as catalog:
+        raw = write_run(catalog.writer(), plan_name="count", scan_id=4)
+        other = write_run(catalog.writer(), plan_name="count", scan_id=5)
+        derived = write_run(catalog.derived_writer(), plan_name="reduce", raw_uid=raw)
+        for ref in (raw, raw.upper(), f" {raw} ", raw[:8], 4, "4"):
+            assert list(catalog.derived_runs(ref)) == [derived], ref
+        assert list(catalog.derived_runs(other)) == []
+        assert list(catalog.derived_runs(5)) == []
+        with pytest.raises(RunNotFoundError, match="no run with scan number 9"):
+            catalog.derived_runs(9)
+        with pytest.raises(RunNotFoundError):
+            catalog.derived_runs("abcdef")
+        with pytest.raises(MalformedUidError):
+            catalog.derived_runs("not-a-uid")
