@@ -238,7 +238,10 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     """Print one run's metadata, streams and data keys; then check that its frame files
-    can be read (a missing or damaged one is named on stderr, exit 1)."""
+    can be read (a missing or damaged one is named on stderr, exit 1). A ``--plot`` file
+    that cannot be written is refused before anything is shown."""
+    if args.plot:
+        _plot_target(args.plot)
     with open_catalog_folder(args) as catalog:
         run = catalog.run(args.run)
         print(format_details(run_details(run, catalog.derived)))
@@ -251,13 +254,19 @@ def cmd_show(args: argparse.Namespace) -> int:
             from .plot import plot_run
 
             uid = str(run.metadata["start"].get("uid", "run"))
-            target = Path(args.plot or f"{uid[:8]}.png")
-            if target.is_dir():
-                raise UsageError(f"--plot {args.plot}: is a folder; give a file name")
-            if not target.parent.resolve().is_dir():
-                raise UsageError(f"--plot {args.plot}: folder {target.parent} does not exist")
+            target = _plot_target(args.plot or f"{uid[:8]}.png")
             print(f"picture: {plot_run(run, target)}")
     return 0
+
+
+def _plot_target(path: str) -> Path:
+    """``--plot``'s file, checked (``dataflow.plot.plot_target``)."""
+    from .plot import plot_target
+
+    try:
+        return plot_target(path)[0]
+    except ValueError as exc:
+        raise UsageError(f"--plot {exc}") from None
 
 
 def cmd_repair(args: argparse.Namespace) -> int:
@@ -311,7 +320,8 @@ def register_catalog(sub: Subparsers) -> None:
     sh.add_argument("--data", metavar="DIR", help=data_help)
     sh.add_argument("--plot", nargs="?", const="", metavar="PNG",
                     help="also draw the run's main data (image, sinogram, patterns, "
-                    "reconstruction) into PNG (default: UID8.png here)")
+                    "reconstruction) into the file PNG (default: UID8.png here; PNG "
+                    "whatever its name, or the format its suffix names: .svg, .pdf, ...)")
     add_debug(sh)
     sh.set_defaults(func=guarded, catalog_func=cmd_show)
     r = catalog_sub.add_parser(

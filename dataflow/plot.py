@@ -27,7 +27,7 @@ import numpy as np
 
 from .catalog import CatalogError
 
-__all__ = ["draw_run", "plot_run"]
+__all__ = ["draw_run", "plot_run", "plot_target"]
 
 ANGLE_KEYS = ("rotation", "rotation_user_setpoint", "angle", "theta")
 UNIT_LABELS = {"2th_deg": "2θ (deg)", "q_nm^-1": "q (1/nm)", "r_mm": "r (mm)",
@@ -59,14 +59,41 @@ def _title(start: dict[str, Any]) -> str:
             f"{str(start.get('uid', ''))[:8]}")
 
 
+def plot_target(path: str | os.PathLike[str]) -> tuple[Path, str]:
+    """The file :func:`plot_run` writes for ``path``, and its format: ``path`` itself, in
+    the format its suffix names (any that matplotlib writes, in any case), PNG when it has
+    no suffix (matplotlib alone would write ``path.png`` instead).
+
+    Raises
+    ------
+    ValueError
+        ``path`` is a folder or in a folder that does not exist, or its suffix names no
+        format matplotlib writes — naming ``path``.
+    """
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    out = Path(path)
+    if out.is_dir():
+        raise ValueError(f"{path}: is a folder; give a file name")
+    if not out.parent.resolve().is_dir():
+        raise ValueError(f"{path}: folder {out.parent} does not exist")
+    fmt = out.suffix[1:].lower() or "png"
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if fmt not in formats:
+        known = ", ".join(["png", *sorted(set(formats) - {"png"})])
+        raise ValueError(f"{path}: format {fmt!r} is not one matplotlib writes ({known})")
+    return out, fmt
+
+
 def plot_run(run: Any, path: str | os.PathLike[str]) -> Path:
-    """Draw ``run`` (a Tiled node of a bluesky run) into the PNG ``path``; returns it."""
+    """Draw ``run`` (a Tiled node of a bluesky run) into the file ``path`` (PNG, or the
+    format its suffix names: :func:`plot_target`); returns it."""
     import matplotlib.pyplot as plt
 
+    out, fmt = plot_target(path)
     fig = draw_run(run)
-    out = Path(path)
     try:
-        fig.savefig(out, dpi=100)
+        fig.savefig(out, dpi=100, format=fmt)
     finally:
         plt.close(fig)
     return out
