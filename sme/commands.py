@@ -40,18 +40,22 @@ def _save(trace: Trace, csv: str | None, vcd: str | None) -> list[str]:
 
 
 def _print_trace(trace: Trace, limit: int) -> None:
-    rows = list(range(len(trace.rows)))
-    if len(rows) > limit:
-        half = limit // 2
-        print(format_table(trace, rows[:half]))
-        print(f"... {len(rows) - limit} rows not shown ...")
-        print(format_table(trace, rows[-half:]).split("\n", 1)[1])
-    else:
-        print(format_table(trace, rows))
+    """The trace as a table; of a longer one its first ceil(limit/2) and last
+    floor(limit/2) rows, in one column layout, and how many were left out between."""
+    n = len(trace.rows)
+    if n <= limit:
+        print(format_table(trace, range(n)))
+        return
+    head, tail = (limit + 1) // 2, limit // 2
+    lines = format_table(trace, [*range(head), *range(n - tail, n)]).split("\n")
+    lines.insert(1 + head, f"... {n - limit} rows not shown ...")
+    print("\n".join(lines))
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
     """Simulate a network, print its trace and optionally save CSV/VCD."""
+    if args.rows < 0:
+        raise CliError(f"--rows {args.rows}: must be >= 0")
     for path, option in ((args.csv, "--csv"), (args.vcd, "--vcd")):
         if path:
             output_file(path, option)
@@ -108,7 +112,8 @@ def register_sim(sub: Subparsers) -> None:
     p.add_argument("--backend", default="interp", help="simulation backend (default: interp)")
     p.add_argument("--csv", help="write the trace as CSV")
     p.add_argument("--vcd", help="write the trace as VCD (GTKWave)")
-    p.add_argument("--rows", type=int, default=40, help="rows of the trace to print")
+    p.add_argument("--rows", type=int, default=40,
+                   help="rows of the trace to print (default 40: the first and last 20)")
     p.add_argument("-q", "--quiet", action="store_true", help="do not print the trace")
     p.set_defaults(func=cmd_sim)
 

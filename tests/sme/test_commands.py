@@ -33,6 +33,29 @@ def test_sim_writes_csv_and_vcd(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert lines[1].split(",")[0] == "0" and lines[2].split(",")[0] == "12345"
 
 
+@pytest.mark.parametrize("limit", [0, 1, 2, 3, 4, 10, 11, 12])
+def test_sim_prints_exactly_the_rows_asked_for(limit: int,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """``--rows N`` of a longer trace prints its first ceil(N/2) and last floor(N/2) rows,
+    says how many it left out, and keeps one column layout (new-user review N3: --rows 1
+    said '10 rows not shown' and printed all 11; 0 printed all; 3 printed 2; the two
+    halves were aligned apart)."""
+    assert main(["sim", "sme.examples.counter:build", "--stimulus",
+                 "sme.examples.counter:stimulus", "--ticks", "10", "--rows", str(limit)]) == 0
+    header, *lines = capsys.readouterr().out.rstrip("\n").split("\n")
+    assert header.split() == ["tick", "counter_control.valid", "counter_control.reset",
+                              "counter_data.value"]
+    ticks = ["reset", *map(str, range(10))]  # 11 rows: the reset state, ticks 0..9
+    if limit >= len(ticks):
+        assert [line.split()[0] for line in lines] == ticks
+        return
+    head, tail = (limit + 1) // 2, limit // 2
+    assert lines[head] == f"... {len(ticks) - limit} rows not shown ..."
+    shown = lines[:head] + lines[head + 1:]
+    assert [line.split()[0] for line in shown] == ticks[:head] + ticks[len(ticks) - tail:]
+    assert all(len(line) == len(header) for line in shown)
+
+
 def test_graph_command(tmp_path: Path) -> None:
     assert main(["graph", "sme.examples.counter:build", "-o", str(tmp_path / "c.dot")]) == 0
     assert "digraph" in (tmp_path / "c.dot").read_text()
@@ -47,6 +70,8 @@ def test_graph_command(tmp_path: Path) -> None:
         (["sim", "sme.examples.counter:stimulus", "--ticks", "3"], "is not a Network"),
         (["sim", "sme.examples.counter:build"], "give --ticks N, --stimulus"),
         (["sim", "sme.examples.counter:build", "--ticks", "-1"], "--ticks -1: must be >= 0"),
+        (["sim", "sme.examples.counter:build", "--ticks", "3", "--rows", "-1"],
+         "--rows -1: must be >= 0"),
     ],
 )
 def test_bad_arguments_give_one_clear_error(
