@@ -418,15 +418,16 @@ def _tiled_writer(node: Any, batch_size: int | None, *, flushable: bool = False)
     ``FlushableTiledWriter`` (``dataflow.tiled_flush``)."""
     from bluesky_tiled_plugins import TiledWriter
 
-    from .event_pages import PageNormalizer
+    from .event_pages import TABLE_ARRAY_SIZE, PageNormalizer
     from .tiled_flush import FlushableTiledWriter
 
     kind = FlushableTiledWriter if flushable else TiledWriter
     if batch_size is None:
-        return kind(node, normalizer=PageNormalizer)
+        return kind(node, normalizer=PageNormalizer, max_array_size=TABLE_ARRAY_SIZE)
     if batch_size < 1:
         raise ValueError(f"batch_size {batch_size}: must be >= 1")
-    return kind(node, normalizer=PageNormalizer, batch_size=batch_size)
+    return kind(node, normalizer=PageNormalizer, batch_size=batch_size,
+                max_array_size=TABLE_ARRAY_SIZE)
 
 
 __all__ = [

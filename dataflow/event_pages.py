@@ -37,11 +37,19 @@ from event_model import DocumentNames, schema_validators
 
 from .errors import CatalogError
 
-__all__ = ["ANNOUNCING", "NodeNameError", "PageNormalizer", "check_node_name", "stream_form"]
+__all__ = ["ANNOUNCING", "TABLE_ARRAY_SIZE", "NodeNameError", "PageNormalizer",
+           "check_node_name", "stream_form"]
 
 ANNOUNCING = frozenset({"resource", "datum", "datum_page"})
 """The documents of the older way to announce frames (``bp.fly`` of a flyer that did not
 declare its stream): ``stream_form`` turns them into ``stream_resource``/``stream_datum``."""
+
+TABLE_ARRAY_SIZE = 0
+"""``TiledWriter(max_array_size=...)`` for every writer of smeflow's: each internal array
+data key (any length) is stored as an array node, none in the stream's table. The default
+(16) keeps arrays of up to 16 values in the table, and Tiled's SQL table store on SQLite
+has no list type: a stream with such a key failed at its first event ('Unsupported PyArrow
+type: list<item: double>'), e.g. ``smeflow reduce RUN --bins 10``."""
 
 Document = tuple[str, dict[str, Any]]
 

@@ -158,7 +158,7 @@ def write_run(client: Any, docs: Sequence[Document], batch_size: int | None = No
     """
     from bluesky_tiled_plugins import TiledWriter
 
-    from .event_pages import PageNormalizer
+    from .event_pages import TABLE_ARRAY_SIZE, PageNormalizer
 
     uid = docs[0][1]["uid"]
     if uid in client:
@@ -166,8 +166,8 @@ def write_run(client: Any, docs: Sequence[Document], batch_size: int | None = No
     has_stop = any(name == "stop" for name, _ in docs)
     # an unfinished run must not leave events in the writer's batch
     size = batch_size if batch_size is not None else (None if has_stop else 1)
-    writer = TiledWriter(client, normalizer=PageNormalizer) if size is None else \
-        TiledWriter(client, normalizer=PageNormalizer, batch_size=size)
+    writer = TiledWriter(client, normalizer=PageNormalizer, max_array_size=TABLE_ARRAY_SIZE,
+                         **({} if size is None else {"batch_size": size}))
     for name, doc in docs:
         writer(name, doc)
     return writer
@@ -330,10 +330,11 @@ class SpoolingWriter:
             if run.writer is None:
                 from bluesky_tiled_plugins import TiledWriter
 
-                from .event_pages import PageNormalizer
+                from .event_pages import TABLE_ARRAY_SIZE, PageNormalizer
 
                 run.writer = TiledWriter(self.client, normalizer=PageNormalizer,
-                                         batch_size=self.batch_size)
+                                         batch_size=self.batch_size,
+                                         max_array_size=TABLE_ARRAY_SIZE)
             run.writer(name, doc)
         except Exception as exc:
             if is_transient(exc):
