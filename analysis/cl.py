@@ -11,6 +11,7 @@ process's lifetime; pyopencl also keeps compiled binaries on disk between proces
 from __future__ import annotations
 
 import os
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -111,8 +112,20 @@ def _pick(choice: str) -> Any:
             f"no OpenCL {'' if choice == 'any' else choice.upper() + ' '}device that can "
             "compile kernels; devices:\n  " + "\n  ".join(describe_devices())
             + "\n(on a CPU too new for the wheel's PoCL, install Debian's pocl-opencl-icd)")
-    raise OpenCLUnavailable(f"unknown OpenCL device choice {choice!r} (from the argument or "
-                            f"${ENV_DEVICE}); use gpu, cpu, any or PLATFORM:DEVICE")
+    raise _unknown(choice)
+
+
+def _unknown(choice: str) -> OpenCLUnavailable:
+    return OpenCLUnavailable(f"unknown OpenCL device choice {choice!r} (from the argument or "
+                             f"${ENV_DEVICE}); use gpu, cpu, any or PLATFORM:DEVICE")
+
+
+def check_choice(device: str | None) -> None:
+    """Refuse, before any OpenCL work, a ``device`` that :func:`runtime` would not take
+    (:class:`OpenCLUnavailable` naming it); None (the environment's or the default) passes."""
+    if device is not None and re.fullmatch(r"gpu|cpu|any|\d+:\d+",
+                                           device.strip().lower()) is None:
+        raise _unknown(device)
 
 
 def runtime(device: str | None = None) -> Runtime:

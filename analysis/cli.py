@@ -66,11 +66,14 @@ def cmd_reduce(args: argparse.Namespace) -> int:
 
 def _guarded(args: argparse.Namespace) -> int:
     """Run the command; user-facing failures become one line on stderr (exit 1)."""
+    from analysis.cl import OpenCLUnavailable, check_choice
+
     try:
+        check_choice(args.device)
         if args.live or args.run is None:  # cmd_live names a missing or extra UID
             return cmd_live(args)
         return cmd_reduce(args)
-    except (CatalogError, HDF5ReadError, OSError, ValueError) as exc:
+    except (CatalogError, HDF5ReadError, OSError, ValueError, OpenCLUnavailable) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # never a traceback on the command line

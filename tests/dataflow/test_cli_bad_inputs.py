@@ -86,6 +86,9 @@ CASES: list[tuple[str, list[str], str]] = [
     ("reduce", ["reduce", "1", "--data", "{D}", "--signing-key", "{R}/no.pem"], "no.pem"),
     ("reduce", ["reduce", "--data", "{D}"], "give the run to reduce"),
     ("reduce", ["reduce", "1", "--live", "--data", "{D}"], "not both"),
+    ("reduce", ["reduce", "1", "--data", "{D}", "--device", "foo"],  # was 'internal error'
+     "error: unknown OpenCL device choice 'foo'"),
+    ("reduce", ["reduce", "--live", "--data", "{D}", "--device", "9"], "choice '9'"),
     # smeflow proxy
     ("proxy", ["proxy", "--in-address", "nonsense"], "expected HOST:PORT"),
     ("proxy", ["proxy", "--out-address", "127.0.0.1:99999"], "expected HOST:PORT"),
