@@ -52,7 +52,13 @@ from event_model import compose_stream_resource
 
 from .file_uri import file_uri
 from .hdf5_blocks import ChunkBlock
-from .hdf5_files import UnsafePathError, file_sha256, open_in_process, resolve_in_folder
+from .hdf5_files import (
+    WRITER_DIGEST_BLOCK,
+    UnsafePathError,
+    file_sha256,
+    open_in_process,
+    resolve_in_folder,
+)
 from .hdf5_layout import Layout, chunks_for, per_frame_chunks, tomo_chunks
 from .hdf5_nexus import write_nexus_tree
 from .hdf5_read import (
@@ -409,7 +415,7 @@ class FrameWriter:
             if self.sha256 is not None:
                 return self.sha256
             taken, shared = self._closed
-            digest = file_sha256(self.path)
+            digest = file_sha256(self.path, WRITER_DIGEST_BLOCK)  # (in a thread: hdf5_files)
             if shared:
                 log.warning("%s: still open by another HDF5 handle in this process after "
                             "the writer closed it; its final bytes are written when that "

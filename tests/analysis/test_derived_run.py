@@ -26,10 +26,10 @@ def test_the_volume_is_hashed_while_its_documents_go_out(
     hashing, announced = threading.Event(), threading.Event()
     hash_file = dataflow.hdf5.file_sha256
 
-    def held_hash(path: Any) -> str:
+    def held_hash(path: Any, *step: Any) -> str:
         hashing.set()
         assert announced.wait(10), "the documents never finished"
-        return hash_file(path)
+        return hash_file(path, *step)
 
     monkeypatch.setattr(dataflow.hdf5, "file_sha256", held_hash)
     seen: dict[str, Any] = {}

@@ -342,7 +342,7 @@ def test_file_digest_is_the_sha256_of_every_byte_whatever_the_block(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int) -> None:
     """``file_sha256`` reads in blocks into one reused buffer: an empty file, a file
     shorter than, as long as, or a few bytes past a multiple of the block hashes as its
-    whole content does (blocks of 4 KiB here, 8 MiB by default)."""
+    whole content does (blocks of 4 KiB here, by default and given)."""
     import hashlib
 
     import dataflow.hdf5_files
@@ -352,7 +352,7 @@ def test_file_digest_is_the_sha256_of_every_byte_whatever_the_block(
     data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()
     path = tmp_path / "bytes.bin"
     path.write_bytes(data)
-    assert file_sha256(path) == hashlib.sha256(data).hexdigest()
+    assert file_sha256(path) == file_sha256(path, 4096) == hashlib.sha256(data).hexdigest()
 
 
 def test_no_sidecar_while_another_handle_keeps_the_file_open(
