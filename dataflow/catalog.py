@@ -231,7 +231,9 @@ class ClientCatalog:
         live consumers of the catalog need; the default batches until the stop document
         (several times faster).
         """
-        return _tiled_writer(self._with_data_sources(self.client), batch_size)
+        from .event_pages import tiled_writer
+
+        return tiled_writer(self._with_data_sources(self.client), batch_size)
 
     def derived_writer(self, batch_size: int | None = None) -> Any:
         """A ``TiledWriter`` callback writing *derived* runs (reductions) into
@@ -239,7 +241,9 @@ class ClientCatalog:
         ``dataflow.tiled_flush.FlushableTiledWriter``: a derived run writes its rows and
         volume registration (``flush()``) while its output file's digest is computed,
         before the stop document that carries the digest."""
-        return _tiled_writer(self._with_data_sources(self.derived), batch_size,
+        from .event_pages import tiled_writer
+
+        return tiled_writer(self._with_data_sources(self.derived), batch_size,
                              flushable=True)
 
     def _with_data_sources(self, node: Any) -> Any:
@@ -410,24 +414,6 @@ class Catalog(ClientCatalog):
 
     def __repr__(self) -> str:
         return f"<Catalog {self.root}>"
-
-
-def _tiled_writer(node: Any, batch_size: int | None, *, flushable: bool = False) -> Any:
-    """A ``TiledWriter`` into ``node`` whose event pages go on whole when none of their
-    events needs rewriting (``dataflow.event_pages``); ``flushable``: a
-    ``FlushableTiledWriter`` (``dataflow.tiled_flush``)."""
-    from bluesky_tiled_plugins import TiledWriter
-
-    from .event_pages import TABLE_ARRAY_SIZE, PageNormalizer
-    from .tiled_flush import FlushableTiledWriter
-
-    kind = FlushableTiledWriter if flushable else TiledWriter
-    if batch_size is None:
-        return kind(node, normalizer=PageNormalizer, max_array_size=TABLE_ARRAY_SIZE)
-    if batch_size < 1:
-        raise ValueError(f"batch_size {batch_size}: must be >= 1")
-    return kind(node, normalizer=PageNormalizer, batch_size=batch_size,
-                max_array_size=TABLE_ARRAY_SIZE)
 
 
 __all__ = [

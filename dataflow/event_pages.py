@@ -38,7 +38,7 @@ from event_model import DocumentNames, schema_validators
 from .errors import CatalogError
 
 __all__ = ["ANNOUNCING", "TABLE_ARRAY_SIZE", "NodeNameError", "PageNormalizer",
-           "check_node_name", "stream_form"]
+           "check_node_name", "stream_form", "tiled_writer"]
 
 ANNOUNCING = frozenset({"resource", "datum", "datum_page"})
 """The documents of the older way to announce frames (``bp.fly`` of a flyer that did not
@@ -50,6 +50,23 @@ data key (any length) is stored as an array node, none in the stream's table. Th
 (16) keeps arrays of up to 16 values in the table, and Tiled's SQL table store on SQLite
 has no list type: a stream with such a key failed at its first event ('Unsupported PyArrow
 type: list<item: double>'), e.g. ``smeflow reduce RUN --bins 10``."""
+
+
+def tiled_writer(node: Any, batch_size: int | None = None, *, flushable: bool = False) -> Any:
+    """The ``TiledWriter`` every smeflow writer is (the catalog's, the spool's): into
+    ``node``, through :class:`PageNormalizer`, with ``max_array_size=TABLE_ARRAY_SIZE``;
+    ``batch_size`` None keeps ``TiledWriter``'s (batches until the stop document), else
+    at least 1; ``flushable``: a ``dataflow.tiled_flush.FlushableTiledWriter``. A new
+    writer option goes here, once."""
+    from bluesky_tiled_plugins import TiledWriter
+
+    from .tiled_flush import FlushableTiledWriter
+
+    kind = FlushableTiledWriter if flushable else TiledWriter
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size {batch_size}: must be >= 1")
+    sized = {} if batch_size is None else {"batch_size": batch_size}
+    return kind(node, normalizer=PageNormalizer, max_array_size=TABLE_ARRAY_SIZE, **sized)
 
 Document = tuple[str, dict[str, Any]]
 

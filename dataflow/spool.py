@@ -156,9 +156,7 @@ def write_run(client: Any, docs: Sequence[Document], batch_size: int | None = No
 
     Returns the writer, which can take the run's further documents.
     """
-    from bluesky_tiled_plugins import TiledWriter
-
-    from .event_pages import TABLE_ARRAY_SIZE, PageNormalizer
+    from .event_pages import tiled_writer
 
     uid = docs[0][1]["uid"]
     if uid in client:
@@ -166,8 +164,7 @@ def write_run(client: Any, docs: Sequence[Document], batch_size: int | None = No
     has_stop = any(name == "stop" for name, _ in docs)
     # an unfinished run must not leave events in the writer's batch
     size = batch_size if batch_size is not None else (None if has_stop else 1)
-    writer = TiledWriter(client, normalizer=PageNormalizer, max_array_size=TABLE_ARRAY_SIZE,
-                         **({} if size is None else {"batch_size": size}))
+    writer = tiled_writer(client, size)
     for name, doc in docs:
         writer(name, doc)
     return writer
@@ -328,13 +325,9 @@ class SpoolingWriter:
             return
         try:
             if run.writer is None:
-                from bluesky_tiled_plugins import TiledWriter
+                from .event_pages import tiled_writer
 
-                from .event_pages import TABLE_ARRAY_SIZE, PageNormalizer
-
-                run.writer = TiledWriter(self.client, normalizer=PageNormalizer,
-                                         batch_size=self.batch_size,
-                                         max_array_size=TABLE_ARRAY_SIZE)
+                run.writer = tiled_writer(self.client, self.batch_size)
             run.writer(name, doc)
         except Exception as exc:
             if is_transient(exc):
