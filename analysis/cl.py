@@ -38,8 +38,11 @@ class Runtime:
         return f"{self.device.platform.name.strip()} / {self.device.name.strip()}"
 
 
+Choice = str | tuple[int, int]
+"""A parsed device choice: ``"gpu"``, ``"cpu"``, ``"any"``, or ``(platform, device)``."""
+
 _LOCK = threading.Lock()
-_RUNTIMES: dict[str, Runtime] = {}
+_RUNTIMES: dict[Choice, Runtime] = {}
 _PROGRAMS: dict[tuple[int, str, tuple[str, ...]], Any] = {}
 
 
@@ -88,31 +91,41 @@ def _builds(dev: Any) -> bool:
     return True
 
 
-def _pick(choice: str) -> Any:
+def _parse(choice: str) -> Choice:
+    """``choice`` (any case, surrounding blanks ignored) as :func:`_pick` takes it; anything
+    else is :class:`OpenCLUnavailable` naming it. The one reading of a choice, so the early
+    check (:func:`check_choice`) and the pick cannot disagree."""
+    text = choice.strip().lower()
+    if text in ("gpu", "cpu", "any"):
+        return text
+    indices = re.fullmatch(r"([0-9]+):([0-9]+)", text)
+    if indices is None:
+        raise _unknown(choice)
+    return int(indices[1]), int(indices[2])
+
+
+def _pick(choice: Choice) -> Any:
     cl = _cl()
     devices = [(p, d, dev) for p, plat in enumerate(_platforms())
                for d, dev in enumerate(plat.get_devices())]
     if not devices:
         raise OpenCLUnavailable("OpenCL platforms exist but expose no device")
-    if ":" in choice:
+    if isinstance(choice, tuple):
         for p, d, dev in devices:
-            if f"{p}:{d}" == choice:
+            if (p, d) == choice:
                 return dev
-        raise OpenCLUnavailable(f"OpenCL device {choice!r} does not exist; devices:\n  "
-                                + "\n  ".join(describe_devices()))
+        raise OpenCLUnavailable(f"OpenCL device '{choice[0]}:{choice[1]}' does not exist; "
+                                "devices:\n  " + "\n  ".join(describe_devices()))
     wanted = {"gpu": cl.device_type.GPU, "cpu": cl.device_type.CPU}
-    if choice in wanted or choice == "any":
-        kinds = [wanted[choice]] if choice in wanted else [cl.device_type.GPU,
-                                                           cl.device_type.ALL]
-        for kind in kinds:
-            for _, _, dev in devices:
-                if dev.type & kind and _builds(dev):
-                    return dev
-        raise OpenCLUnavailable(
-            f"no OpenCL {'' if choice == 'any' else choice.upper() + ' '}device that can "
-            "compile kernels; devices:\n  " + "\n  ".join(describe_devices())
-            + "\n(on a CPU too new for the wheel's PoCL, install Debian's pocl-opencl-icd)")
-    raise _unknown(choice)
+    kinds = [wanted[choice]] if choice in wanted else [cl.device_type.GPU, cl.device_type.ALL]
+    for kind in kinds:
+        for _, _, dev in devices:
+            if dev.type & kind and _builds(dev):
+                return dev
+    raise OpenCLUnavailable(
+        f"no OpenCL {'' if choice == 'any' else choice.upper() + ' '}device that can "
+        "compile kernels; devices:\n  " + "\n  ".join(describe_devices())
+        + "\n(on a CPU too new for the wheel's PoCL, install Debian's pocl-opencl-icd)")
 
 
 def _unknown(choice: str) -> OpenCLUnavailable:
@@ -123,14 +136,13 @@ def _unknown(choice: str) -> OpenCLUnavailable:
 def check_choice(device: str | None) -> None:
     """Refuse, before any OpenCL work, a ``device`` that :func:`runtime` would not take
     (:class:`OpenCLUnavailable` naming it); None (the environment's or the default) passes."""
-    if device is not None and re.fullmatch(r"gpu|cpu|any|\d+:\d+",
-                                           device.strip().lower()) is None:
-        raise _unknown(device)
+    if device is not None:
+        _parse(device)
 
 
 def runtime(device: str | None = None) -> Runtime:
     """The shared runtime for ``device`` (see the module docstring for the choice)."""
-    choice = (device or os.environ.get(ENV_DEVICE) or "any").strip().lower()
+    choice = _parse(device or os.environ.get(ENV_DEVICE) or "any")
     with _LOCK:
         rt = _RUNTIMES.get(choice)
         if rt is None:

@@ -89,6 +89,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("reduce", ["reduce", "1", "--data", "{D}", "--device", "foo"],  # was 'internal error'
      "error: unknown OpenCL device choice 'foo'"),
     ("reduce", ["reduce", "--live", "--data", "{D}", "--device", "9"], "choice '9'"),
+    ("reduce", ["reduce", "1", "--data", "{D}", "--device", "\u0661:\u0660"],  # not 0-9
+     "choice '\u0661:\u0660'"),  # was 'nothing to reduce' (the check took it)
     # smeflow proxy
     ("proxy", ["proxy", "--in-address", "nonsense"], "expected HOST:PORT"),
     ("proxy", ["proxy", "--out-address", "127.0.0.1:99999"], "expected HOST:PORT"),
