@@ -11,8 +11,9 @@ diffraction runs 1D patterns (``--bins``, ``--unit``); the other reduction's opt
 refused, naming the run's reduction; see ``analysis.reduce``. Prints
 the derived run's uid and a summary; ``smeflow catalog show RAW_UID`` lists it under
 "derived runs". A malformed uid, an unknown run, a run with nothing to reduce or a
-missing catalog prints one line on stderr and exits 1. Registered through the
-``smeflow.commands`` entry-point group.
+missing catalog prints one line on stderr and exits 1; a ``--bins`` outside
+1..``MAX_BINS`` or a negative or non-finite ``--throttle``, one line and exit 2 before
+any work. Registered through the ``smeflow.commands`` entry-point group.
 """
 
 from __future__ import annotations
@@ -22,12 +23,20 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from analysis.live_consumer import add_live_arguments, cmd_live
-from analysis.reduce import DEFAULT_BINS, DEFAULT_CHUNK_FRAMES, DEFAULT_UNIT, reduce_run
+from analysis.live_consumer import add_live_arguments, check_throttle, cmd_live
+from analysis.reduce import (
+    DEFAULT_BINS,
+    DEFAULT_CHUNK_FRAMES,
+    DEFAULT_UNIT,
+    MAX_BINS,
+    check_bins,
+    reduce_run,
+)
 from dataflow.catalog import CatalogError
 from dataflow.cli import run_command
 from dataflow.hdf5 import HDF5ReadError
 from dataflow.remote import open_catalog
+from sme.loading import CliError
 
 Subparsers = Any  # argparse's _SubParsersAction is private
 PROG = "smeflow reduce"
@@ -64,15 +73,33 @@ def cmd_reduce(args: argparse.Namespace) -> int:
     return 0 if summary.exit_status == "success" else 1
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """The numeric options a reduction would only fail on later, or take silently: a
+    ``--bins`` outside 1..``MAX_BINS`` (``--bins 100000000`` got the process killed for
+    want of memory), a negative or non-finite ``--throttle`` (-1 and nan were taken as
+    none). ``CliError`` (exit 2) before any work."""
+    try:
+        if args.bins is not None:
+            check_bins(args.bins, "--bins")
+        check_throttle(args.throttle, "--throttle")
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
 def _guarded(args: argparse.Namespace) -> int:
-    """Run the command; user-facing failures become one line on stderr (exit 1)."""
+    """Run the command; user-facing failures become one line on stderr (exit 1; exit 2
+    for an option out of range, :func:`check_arguments`)."""
     from analysis.cl import OpenCLUnavailable, check_choice
 
     try:
+        check_arguments(args)
         check_choice(args.device)
         if args.live or args.run is None:  # cmd_live names a missing or extra UID
             return cmd_live(args)
         return cmd_reduce(args)
+    except CliError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
     except (CatalogError, HDF5ReadError, OSError, ValueError, OpenCLUnavailable) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
@@ -97,7 +124,8 @@ def register_reduce(sub: Subparsers) -> None:
     p.add_argument("--rows", type=int, nargs="+", metavar="ROW",
                    help="tomography: detector rows to reconstruct (default: all)")
     p.add_argument("--bins", type=int,
-                   help=f"diffraction: number of bins (default {DEFAULT_BINS})")
+                   help=f"diffraction: number of bins, 1 to {MAX_BINS} (default "
+                   f"{DEFAULT_BINS})")
     p.add_argument("--unit",
                    help=f"diffraction: 2th_deg, q_nm^-1 or r_mm (default {DEFAULT_UNIT})")
     p.add_argument("--chunk", type=int, default=DEFAULT_CHUNK_FRAMES, metavar="FRAMES",
@@ -123,4 +151,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_command("reduce", register_reduce, argv)
 
 
-__all__ = ["cmd_reduce", "main", "register_reduce"]
+__all__ = ["check_arguments", "cmd_reduce", "main", "register_reduce"]

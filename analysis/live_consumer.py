@@ -58,7 +58,8 @@ from dataflow.catalog import RunCatalog
 from dataflow.remote import open_catalog
 
 __all__ = ["DEFAULT_CONSUMER_BATCH", "DEFAULT_CONSUMER_CAPACITY", "ConsumerStats", "Throttle",
-           "add_live_arguments", "cmd_live", "consume", "peak_rss_kib", "run_line"]
+           "add_live_arguments", "check_throttle", "cmd_live", "consume", "peak_rss_kib",
+           "run_line"]
 
 DEFAULT_CONSUMER_CAPACITY = 1000
 """Frame documents the consumer's inbox holds (the reducer's default)."""
@@ -106,14 +107,20 @@ def run_line(result: LiveRunResult) -> str:
     return line
 
 
+def check_throttle(seconds: float, name: str = "throttle") -> float:
+    """``seconds`` if it is a finite number >= 0, else ``ValueError`` naming it as ``name``
+    (a negative or NaN throttle was taken as none, an infinite one failed in the run)."""
+    if not (seconds >= 0 and math.isfinite(seconds)):  # (NaN fails both)
+        raise ValueError(f"{name} {seconds}: must be a finite number of seconds >= 0")
+    return float(seconds)
+
+
 class Throttle:
     """A derived-run callback that sleeps ``seconds`` per event it sees (test aid: makes
     the reducer's worker slower than acquisition; see the module docstring)."""
 
     def __init__(self, seconds: float) -> None:
-        if not (seconds >= 0 and math.isfinite(seconds)):
-            raise ValueError(f"throttle {seconds}: must be a finite number of seconds >= 0")
-        self.seconds = float(seconds)
+        self.seconds = check_throttle(seconds)
 
     def __call__(self, name: str, doc: dict[str, Any]) -> None:
         if name == "event":
@@ -149,7 +156,7 @@ def consume(address: str, catalog: RunCatalog, *, stop: threading.Event,
         Derived events buffered by the ``TiledWriter`` before a write (bounded memory;
         None: its default, the whole run).
     throttle_s
-        Test aid: seconds slept per derived pattern event.
+        Test aid: seconds slept per derived pattern event (finite, >= 0).
     out
         Where the lines go (default ``sys.stdout``), flushed after each.
     on_ready
@@ -165,11 +172,11 @@ def consume(address: str, catalog: RunCatalog, *, stop: threading.Event,
     dataflow.bus.BusError
         ``address`` is not ``HOST:PORT``.
     ValueError
-        A reduction parameter is out of range.
+        A reduction parameter or ``throttle_s`` is out of range.
     """
     parse_address(address, "--zmq")
     stream = out if out is not None else sys.stdout
-    extra = [Throttle(throttle_s)] if throttle_s > 0 else []
+    extra = [Throttle(throttle_s)] if check_throttle(throttle_s, "throttle_s") > 0 else []
     reducer = LiveReducer.for_catalog(catalog, batch_size=batch_size, extra_callbacks=extra,
                                       rows=rows, bins=bins, unit=unit, device=device,
                                       capacity=capacity, put_timeout=put_timeout)

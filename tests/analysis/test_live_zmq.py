@@ -223,6 +223,19 @@ def test_consume_takes_none_for_bins_and_unit(tmp_path: Path) -> None:
     assert stats.errors == [] and stats.runs == []
 
 
+@pytest.mark.parametrize("throttle", [-1.0, float("nan"), float("inf")])
+def test_consume_refuses_a_throttle_out_of_range_before_listening(throttle: float) -> None:
+    """``throttle_s`` -1 and nan were taken as none (only > 0 made a ``Throttle``, which
+    checks), inf failed later; now ``ValueError`` before the catalog is touched."""
+    from analysis.live_consumer import consume
+
+    untouchable = object()  # any use of the catalog would be an AttributeError
+    with pytest.raises(ValueError, match=r"throttle_s .*: must be a finite number of "
+                                         r"seconds >= 0"):
+        consume(f"127.0.0.1:{free_port()}", untouchable, stop=threading.Event(),  # type: ignore[arg-type]
+                throttle_s=throttle)
+
+
 def test_consumer_reduces_a_run_like_offline(bench: Bench) -> None:
     from analysis.reduce import reduce_run
 

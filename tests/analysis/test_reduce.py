@@ -135,6 +135,26 @@ def test_runs_that_cannot_be_reduced(acquired: AcquiredRuns) -> None:
         derived_md({"uid": "u"}, "x", [], {}, live=False)
 
 
+def test_bins_are_bounded_before_any_work(acquired: AcquiredRuns) -> None:
+    """``smeflow reduce RUN --bins 100000000`` had the process killed for want of memory:
+    the bins had no upper bound. ``MAX_BINS`` is refused by the parameters, so by every
+    entry point, before anything is built (the command line: tests/dataflow's
+    test_cli_bad_inputs); docs/reduction.md names it."""
+    from analysis.reduce import MAX_BINS, AzintParams
+
+    assert AzintParams(bins=MAX_BINS).bins == MAX_BINS
+    for bad in (MAX_BINS + 1, 10**8):
+        with pytest.raises(ValueError, match=f"argument `bins`: {bad} bins is more than the "
+                                             f"{MAX_BINS} a reduction takes"):
+            AzintParams(bins=bad)
+    derived = len(acquired.catalog.derived)
+    with pytest.raises(ReductionError, match=f"more than the {MAX_BINS}"):
+        reduce_run(acquired.catalog, acquired.diff_uid, bins=10**8)
+    assert len(acquired.catalog.derived) == derived  # no derived run started
+    docs = Path(__file__).resolve().parents[2] / "docs" / "reduction.md"
+    assert f"`--bins` is 1 to {MAX_BINS}" in docs.read_text()
+
+
 def test_chunks_combine_to_one_reduction() -> None:
     """Splitting the frames into chunks (the Dask decomposition) changes nothing."""
     rng = np.random.default_rng(7)

@@ -91,6 +91,16 @@ CASES: list[tuple[str, list[str], str]] = [
     ("reduce", ["reduce", "--live", "--data", "{D}", "--device", "9"], "choice '9'"),
     ("reduce", ["reduce", "1", "--data", "{D}", "--device", "\u0661:\u0660"],  # not 0-9
      "choice '\u0661:\u0660'"),  # was 'nothing to reduce' (the check took it)
+    # an option out of range: exit 2 before any work (USAGE below)
+    ("reduce", ["reduce", "1", "--data", "{R}/nothing", "--bins", "100000000"],  # was killed
+     "--bins: 100000000 bins is more than the 65536"),
+    ("reduce", ["reduce", "1", "--data", "{R}/nothing", "--bins", "0"],
+     "--bins: expected an integer >= 1, got 0"),
+    ("reduce", ["reduce", "--live", "--data", "{D}", "--bins", "100000000"], "--bins: 1000"),
+    ("reduce", ["reduce", "--live", "--data", "{D}", "--throttle", "-1"],  # was taken as 0
+     "--throttle -1.0: must be a finite number of seconds >= 0"),
+    ("reduce", ["reduce", "--live", "--data", "{D}", "--throttle", "nan"], "--throttle nan"),
+    ("reduce", ["reduce", "1", "--data", "{D}", "--throttle", "inf"], "--throttle inf"),
     # smeflow proxy
     ("proxy", ["proxy", "--in-address", "nonsense"], "expected HOST:PORT"),
     ("proxy", ["proxy", "--out-address", "127.0.0.1:99999"], "expected HOST:PORT"),
@@ -138,6 +148,17 @@ def test_bad_input_is_one_line_without_traceback(
     assert lines[0].startswith(f"smeflow {command}"), lines[0]
     assert message.format(**place) in lines[0], lines[0]
     assert sorted(p.name for p in Path(place["R"]).iterdir()) == before  # nothing made
+
+
+USAGE = [argv for _, argv, message in CASES
+         if any(option in message for option in ("--bins:", "--throttle"))]
+
+
+@pytest.mark.parametrize("argv", USAGE, ids=[f"usage-{i}" for i in range(len(USAGE))])
+def test_an_option_out_of_range_is_a_usage_error(
+        place: dict[str, str], argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """Exit 2, as argparse's own errors (the cases above check the one line)."""
+    assert main([a.format(**place) for a in argv]) == 2, capsys.readouterr().err
 
 
 def test_debug_shows_the_traceback(place: dict[str, str],
