@@ -11,9 +11,11 @@ diffraction runs 1D patterns (``--bins``, ``--unit``); the other reduction's opt
 refused, naming the run's reduction; see ``analysis.reduce``. Prints
 the derived run's uid and a summary; ``smeflow catalog show RAW_UID`` lists it under
 "derived runs". A malformed uid, an unknown run, a run with nothing to reduce or a
-missing catalog prints one line on stderr and exits 1; a ``--bins`` outside
-1..``MAX_BINS`` or a negative or non-finite ``--throttle``, one line and exit 2 before
-any work. Registered through the ``smeflow.commands`` entry-point group.
+missing catalog prints one line on stderr and exits 1; a numeric option outside its
+domain (:func:`check_arguments`: ``--bins`` 1..``MAX_BINS``, ``--throttle`` finite >= 0,
+``--chunk``/``--workers``/``--capacity``/``--batch`` >= 1, ``--rows`` >= 0 and each
+once), one line and exit 2 before any work. Registered through the ``smeflow.commands``
+entry-point group.
 """
 
 from __future__ import annotations
@@ -73,17 +75,37 @@ def cmd_reduce(args: argparse.Namespace) -> int:
     return 0 if summary.exit_status == "success" else 1
 
 
+LOWEST = {"--chunk": ("chunk", 1), "--workers": ("workers", 1),
+          "--capacity": ("capacity", 1), "--batch": ("batch", 1)}
+"""The integer options of the command with a lower bound only: option -> (attribute,
+lowest value). ``--rows`` (each >= 0), ``--bins`` and ``--throttle`` have their own."""
+
+
 def check_arguments(args: argparse.Namespace) -> None:
-    """The numeric options a reduction would only fail on later, or take silently: a
-    ``--bins`` outside 1..``MAX_BINS`` (``--bins 100000000`` got the process killed for
-    want of memory), a negative or non-finite ``--throttle`` (-1 and nan were taken as
-    none). ``CliError`` (exit 2) before any work."""
+    """Every numeric option's domain, before any work: a ``--bins`` outside
+    1..``MAX_BINS`` (``--bins 100000000`` got the process killed for want of memory), a
+    negative or non-finite ``--throttle`` (-1 and nan were taken as none), a ``--chunk``,
+    ``--workers``, ``--capacity`` or ``--batch`` below 1, a negative or repeated
+    ``--rows`` ROW (each failed only after the catalog was opened, exit 1).
+    ``CliError`` (exit 2), one line ``--OPTION: ...``.
+
+    (Not argparse ``type=`` callables: argparse's own error prints the usage block before
+    its line, and every ``smeflow`` command answers a bad value in one line.)"""
     try:
         if args.bins is not None:
             check_bins(args.bins, "--bins")
         check_throttle(args.throttle, "--throttle")
     except ValueError as exc:
         raise CliError(str(exc)) from None
+    for option, (attribute, lowest) in LOWEST.items():
+        value = getattr(args, attribute)
+        if value is not None and value < lowest:
+            raise CliError(f"{option}: expected an integer >= {lowest}, got {value}")
+    for i, row in enumerate(args.rows or ()):
+        if row < 0:
+            raise CliError(f"--rows: expected detector rows >= 0, got {row}")
+        if row in args.rows[:i]:
+            raise CliError(f"--rows: row {row} given twice")
 
 
 def _guarded(args: argparse.Namespace) -> int:

@@ -56,6 +56,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
     """Simulate a network, print its trace and optionally save CSV/VCD."""
     if args.rows < 0:
         raise CliError(f"--rows {args.rows}: must be >= 0")
+    if args.ticks is not None and args.ticks < 0:  # (before the design is imported)
+        raise CliError(f"--ticks {args.ticks}: must be >= 0")
     for path, option in ((args.csv, "--csv"), (args.vcd, "--vcd")):
         if path:
             output_file(path, option)

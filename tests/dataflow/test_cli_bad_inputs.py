@@ -101,6 +101,19 @@ CASES: list[tuple[str, list[str], str]] = [
      "--throttle -1.0: must be a finite number of seconds >= 0"),
     ("reduce", ["reduce", "--live", "--data", "{D}", "--throttle", "nan"], "--throttle nan"),
     ("reduce", ["reduce", "1", "--data", "{D}", "--throttle", "inf"], "--throttle inf"),
+    # each numeric option's domain, before the catalog is opened (was 'no catalog', exit 1)
+    ("reduce", ["reduce", "1", "--data", "{R}/nothing", "--chunk", "0"],
+     "--chunk: expected an integer >= 1, got 0"),
+    ("reduce", ["reduce", "1", "--data", "{R}/nothing", "--scheduler", "local",
+                "--workers", "0"], "--workers: expected an integer >= 1, got 0"),
+    ("reduce", ["reduce", "1", "--data", "{R}/nothing", "--rows", "5", "-1"],
+     "--rows: expected detector rows >= 0, got -1"),
+    ("reduce", ["reduce", "1", "--data", "{R}/nothing", "--rows", "5", "5"],
+     "--rows: row 5 given twice"),
+    ("reduce", ["reduce", "--live", "--data", "{D}", "--capacity", "0"],  # was exit 1
+     "--capacity: expected an integer >= 1, got 0"),
+    ("reduce", ["reduce", "--live", "--data", "{D}", "--batch", "-3"],
+     "--batch: expected an integer >= 1, got -3"),
     # smeflow proxy
     ("proxy", ["proxy", "--in-address", "nonsense"], "expected HOST:PORT"),
     ("proxy", ["proxy", "--out-address", "127.0.0.1:99999"], "expected HOST:PORT"),
@@ -151,7 +164,9 @@ def test_bad_input_is_one_line_without_traceback(
 
 
 USAGE = [argv for _, argv, message in CASES
-         if any(option in message for option in ("--bins:", "--throttle"))]
+         if any(option in message for option in (
+             "--bins:", "--throttle", "--chunk:", "--workers:", "--rows:", "--capacity:",
+             "--batch:"))]
 
 
 @pytest.mark.parametrize("argv", USAGE, ids=[f"usage-{i}" for i in range(len(USAGE))])

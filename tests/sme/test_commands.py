@@ -70,6 +70,8 @@ def test_graph_command(tmp_path: Path) -> None:
         (["sim", "sme.examples.counter:stimulus", "--ticks", "3"], "is not a Network"),
         (["sim", "sme.examples.counter:build"], "give --ticks N, --stimulus"),
         (["sim", "sme.examples.counter:build", "--ticks", "-1"], "--ticks -1: must be >= 0"),
+        # refused before the design is imported (was 'cannot import module')
+        (["sim", "nosuchmodule:build", "--ticks", "-1"], "--ticks -1: must be >= 0"),
         (["sim", "sme.examples.counter:build", "--ticks", "3", "--rows", "-1"],
          "--rows -1: must be >= 0"),
     ],
