@@ -5,6 +5,8 @@
   (every ``--exposure`` seconds), so the figure is the sustained rate of the whole detector
   (scene → sensor → firmware on the compiled backend → readout → HDF5), counted from the
   first trigger to the last frame in the file; the run goes into the embedded catalog. The
+  firmware is the detector's (``fpga.designs.params.detector_params``: 32 pixels per tick,
+  16 before issue 18; ``--lanes`` builds another width, for all the figures here). The
   end-to-end rate of the plan (open to close of the run, catalog written) is printed too.
   Target ≥ 500 frames/s. The figure cannot pass the trigger rate (``fly.512.trigger_hz``,
   1/exposure), so the default exposure is 1 ms: triggers at 1 kHz, faster than the target,
@@ -79,7 +81,7 @@ from devices.firmware import Firmware
 from devices.fly import BATCH, WORKERS
 from devices.samples import FluxBuffer, Pose
 from devices.sensor import LinkStream, frame_link
-from fpga.designs.params import ChainParams
+from fpga.designs.params import ChainParams, detector_params
 from plans import fly_tomo_scan
 
 
@@ -98,16 +100,23 @@ def best_of(repeat: int, measure: Callable[[Path], dict[str, float]], key: str,
     return (min if smallest else max)(runs, key=lambda run: run[key])
 
 
-def fly_rate(folder: Path, frames: int, exposure: float) -> dict[str, float]:
+def chain(height: int, width: int, lanes: int | None) -> ChainParams:
+    """The detector's firmware (``detector_params``), or one of ``lanes`` pixels per tick."""
+    return detector_params(height, width) if lanes is None else ChainParams(height, width, lanes)
+
+
+def fly_rate(folder: Path, frames: int, exposure: float,
+             lanes: int | None = None) -> dict[str, float]:
     """Fly tomography of 512×512 frames into a fresh catalog in ``folder``."""
     catalog = Catalog(folder / "fly")
     RE: Any = RunEngine({})
     catalog.subscribe(RE)
     t0 = time.perf_counter()  # the detector builds its firmware (numba's cache) here
-    bl = Beamline.create(catalog.raw_dir, params=ChainParams(512, 512, 16),
+    bl = Beamline.create(catalog.raw_dir, params=chain(512, 512, lanes),
                          backend="compiled", time_scale=1.0)
     try:
-        print(f"beamline with 512×512 firmware ready in {time.perf_counter() - t0:.1f} s")
+        print(f"beamline with 512×512 firmware ({bl.det.params.lanes} lanes) ready in "
+              f"{time.perf_counter() - t0:.1f} s")
         bl.use_phantom()
         cpu = ThreadCPU() if os.path.isdir("/proc/self/task") else None
         if cpu is not None:
@@ -144,9 +153,10 @@ def fly_rate(folder: Path, frames: int, exposure: float) -> dict[str, float]:
         catalog.close()
 
 
-def fly_breakdown(folder: Path, frames: int, exposure: float) -> dict[str, float]:
+def fly_breakdown(folder: Path, frames: int, exposure: float,
+                  lanes: int | None = None) -> dict[str, float]:
     """CPU ms per 512×512 frame of each stage of the fly pipeline, each run alone."""
-    bl = Beamline.create(folder, params=ChainParams(512, 512, 16), backend="compiled",
+    bl = Beamline.create(folder, params=chain(512, 512, lanes), backend="compiled",
                          time_scale=1.0)
     det = bl.det
     bl.use_phantom()
@@ -175,7 +185,7 @@ def fly_breakdown(folder: Path, frames: int, exposure: float) -> dict[str, float
                          det.pixel_size, buffers[k % len(buffers)])
             # as the fly acquisition does: the counts drawn into a reused link stream's words
             made = timed("link", frame_link, det.params, link if k else None)
-            assert made is not None  # (512 pixels a line: 32 words of 16 lanes)
+            assert made is not None  # (512 pixels a line: whole words, no padding)
             link, into = made
             timed("sensor", lambda f=flux, o=into: det.sensor.expose(f, exposure, out=o))
             out = timed("firmware", board.simulate, link)
@@ -227,12 +237,14 @@ def ophyd_sim_rate(folder: Path, frames: int) -> float:
         catalog.close()
 
 
-def step_overhead(folder: Path, points: int, exposure: float) -> dict[str, float]:
+def step_overhead(folder: Path, points: int, exposure: float,
+                  lanes: int | None = None) -> dict[str, float]:
     """Per-point time of ``count`` with the firmware detector beyond its exposure (ms)."""
     catalog = Catalog(folder / "step")
     RE: Any = RunEngine({})
     catalog.subscribe(RE)
-    bl = Beamline.create(catalog.raw_dir, backend="compiled", exposure_time_scale=1.0)
+    bl = Beamline.create(catalog.raw_dir, params=chain(256, 256, lanes), backend="compiled",
+                         exposure_time_scale=1.0)
     try:
         bl.det.exposure.put(exposure)
         RE(bp.count([bl.det], 2))  # warm: firmware compiled, files and catalog opened once
@@ -275,17 +287,21 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs of the fly and step figures (the best counts)")
     ap.add_argument("--skip-h5", action="store_true", help="leave out the HDF5 layout part")
+    ap.add_argument("--lanes", type=int, default=None,
+                    help="the firmware's pixels per tick (default: the detector's, 32)")
     args = ap.parse_args()
     figures: dict[str, float] = {}
     print(f"({_load()})")
     figures.update(best_of(args.repeat, lambda folder: fly_rate(folder, args.frames,
-                                                                 args.exposure),
+                                                                 args.exposure, args.lanes),
                            "fly.512.frames_per_s"))
-    at_2ms = best_of(args.repeat, lambda folder: fly_rate(folder, args.frames, 0.002),
+    at_2ms = best_of(args.repeat, lambda folder: fly_rate(folder, args.frames, 0.002,
+                                                          args.lanes),
                      "fly.512.frames_per_s")
     figures["fly.512.at_2ms.frames_per_s"] = at_2ms["fly.512.frames_per_s"]
     with tempfile.TemporaryDirectory() as tmp:
-        figures.update(fly_breakdown(Path(tmp), args.breakdown_frames, args.exposure))
+        figures.update(fly_breakdown(Path(tmp), args.breakdown_frames, args.exposure,
+                                     args.lanes))
     print(f"  ({_load()})")
     with tempfile.TemporaryDirectory() as tmp:
         peer = ophyd_sim_rate(Path(tmp), args.peer_frames)
@@ -293,7 +309,8 @@ def main() -> None:
     figures["fly.512.ophyd_sim.frames_per_s"] = peer
     figures["fly.512.vs_ophyd_sim"] = figures["fly.512.frames_per_s"] / peer
     figures.update(best_of(args.repeat, lambda folder: step_overhead(
-        folder, args.points, args.step_exposure), "step.overhead_ms", smallest=True))
+        folder, args.points, args.step_exposure, args.lanes), "step.overhead_ms",
+        smallest=True))
     if not args.skip_h5:
         from h5_layout import measure_layouts
 

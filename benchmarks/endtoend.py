@@ -3,8 +3,10 @@ reduced live, and how far the reduction falls behind.
 
 * ``endtoend.1024.frames_per_s`` — a fly diffraction scan (the CeO2 powder turning on the
   rotation stage, as in diffraction tomography) of ``--frames`` 1024 × 1024 frames,
-  triggered every ``--period`` seconds: scene → sensor → firmware (compiled) → readout →
-  HDF5 → Tiled catalog, each frame integrated to a 1D pattern by the live reducer
+  triggered every ``--period`` seconds: scene → sensor → firmware (compiled; the
+  detector's, ``fpga.designs.params.detector_params``: 32 pixels per tick, 16 before
+  issue 18, ``--lanes`` another width) → readout → HDF5 → Tiled catalog, each frame
+  integrated to a 1D pattern by the live reducer
   (:class:`analysis.live.LiveReducer`, OpenCL) whose patterns go into the catalog as
   a derived run. The rate counts from the first trigger to the last pattern written.
   Target ≥ 100 frames/s, floor 50. The triggers come at 111 Hz (``--period`` 0.009 s,
@@ -59,7 +61,7 @@ from thread_cpu import ThreadCPU, with_fly_stages
 from analysis.live import LiveReducer
 from dataflow.catalog import Catalog
 from devices.beamline import Beamline
-from fpga.designs.params import ChainParams
+from fpga.designs.params import ChainParams, detector_params
 from plans import fly_tomo_scan
 
 SHAPE = (1024, 1024)
@@ -99,12 +101,15 @@ class _Times:
             return np.array([self.pattern[s] - self.trigger[s] for s in sorted(self.trigger)])
 
 
-def endtoend(folder: Path, frames: int, period: float) -> dict[str, float]:
-    """The fly diffraction scan with live integration; its figures."""
+def endtoend(folder: Path, frames: int, period: float,
+             lanes: int | None = None) -> dict[str, float]:
+    """The fly diffraction scan with live integration; its figures. The firmware is the
+    detector's (``detector_params``) or one of ``lanes`` pixels per tick."""
     catalog = Catalog(folder / "catalog")
     RE = RunEngine({})
     catalog.subscribe(RE)
-    bl = Beamline.create(catalog.raw_dir, params=ChainParams(*SHAPE, 16), time_scale=1.0)
+    params = detector_params(*SHAPE) if lanes is None else ChainParams(*SHAPE, lanes)
+    bl = Beamline.create(catalog.raw_dir, params=params, time_scale=1.0)
     times = _Times(bl.det.name)
     live = LiveReducer.for_catalog(catalog, extra_callbacks=(times.derived,))
     RE.subscribe(live)  # type: ignore[no-untyped-call]
@@ -116,7 +121,7 @@ def endtoend(folder: Path, frames: int, period: float) -> dict[str, float]:
         for out in (None, np.empty(SHAPE, np.int64)):  # the counting passes compiled/loaded
             bl.det.sensor.expose(np.zeros(SHAPE), period, out=out)  # (int64: fly frames)
         live.warm_up(SHAPE, bl.geometry)
-        print(f"1024×1024 firmware, sensor and OpenCL kernels ready in "
+        print(f"1024×1024 firmware ({params.lanes} lanes), sensor and OpenCL kernels ready in "
               f"{time.perf_counter() - t0:.1f} s")
         bl.use_powder()
         cpu = ThreadCPU() if os.path.isdir("/proc/self/task") else None
@@ -237,11 +242,13 @@ def main() -> None:
     ap.add_argument("--period", type=float, default=0.009,
                     help="seconds between triggers (0.009: 111 frames/s asked)")
     ap.add_argument("--skip-demo", action="store_true", help="leave out smeflow demo")
+    ap.add_argument("--lanes", type=int, default=None,
+                    help="the firmware's pixels per tick (default: the detector's, 32)")
     args = ap.parse_args()
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        figures.update(endtoend(folder, args.frames, args.period))
+        figures.update(endtoend(folder, args.frames, args.period, args.lanes))
         if not args.skip_demo:
             figures.update(demo_figures(folder))
     for name, value in figures.items():

@@ -6,6 +6,9 @@ cycle-accurately: sensor link words in, packets out, every packet word recorded.
   the cached start are reported apart). Target ≥ 100 frames/s (a 100 Hz megapixel
   detector in real time), floor 20.
 * ``firmware.1024.compiled_nochecks.frames_per_s`` — the same with ``checks=False``.
+* ``firmware.1024.lanes32.frames_per_s`` — the same as the first at 32 pixels per tick,
+  the detector's datapath (``fpga.designs.params.detector_params``; the figures above keep
+  16 lanes, comparable with their history).
 * ``firmware.256.interp.frames_per_s`` — 256×256 frames on the reference interpreter.
 * ``firmware.1024.readout.frames_per_s`` / ``firmware.1024.reference.frames_per_s`` —
   the readout backend decoding those packets and the numpy reference model, for scale.
@@ -30,7 +33,7 @@ from firmware_p6m import p6m_figures
 from dataflow.readout import Readout
 from devices.sensor import SensorModel, link_stream
 from fpga.designs.chain import build
-from fpga.designs.params import ChainParams
+from fpga.designs.params import ChainParams, detector_params
 from fpga.designs.reference import reference_frame
 from sme import Simulator
 
@@ -76,6 +79,10 @@ def main() -> None:
           f"({fps * big.words_per_frame / 1e6:.2f} M ticks/s), ready in {ready:.1f} s")
     fps_nc, _, _ = firmware_rate(big, "compiled", args.frames, checks=False)
     print(f"compiled without checks, 1024×1024: {fps_nc:.1f} frames/s")
+    wide = detector_params(big.height, big.width)
+    fps_w, ready_w, _ = firmware_rate(wide, "compiled", args.frames)
+    print(f"compiled, 1024×1024, {wide.lanes} lanes (the detector's): {fps_w:.1f} frames/s "
+          f"({fps_w * wide.words_per_frame / 1e6:.2f} M ticks/s), ready in {ready_w:.1f} s")
     fps_i, _, _ = firmware_rate(small, "interp", 2, repeat=1)
     print(f"interpreter, 256×256: {fps_i:.2f} frames/s")
 
@@ -96,6 +103,7 @@ def main() -> None:
     print(f"firmware.1024.compiled.frames_per_s = {fps:.4g}")
     print(f"firmware.1024.compiled.ready_s = {ready:.3g}")
     print(f"firmware.1024.compiled_nochecks.frames_per_s = {fps_nc:.4g}")
+    print(f"firmware.1024.lanes{wide.lanes}.frames_per_s = {fps_w:.4g}")
     print(f"firmware.256.interp.frames_per_s = {fps_i:.4g}")
     print(f"firmware.1024.readout.frames_per_s = {fps_r:.4g}")
     print(f"firmware.1024.reference.frames_per_s = {fps_ref:.4g}")

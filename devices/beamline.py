@@ -19,7 +19,7 @@ from typing import Any
 from ophyd import Kind, Signal
 
 from fpga.designs.layout import DetectorLayout
-from fpga.designs.params import ChainParams
+from fpga.designs.params import ChainParams, detector_params
 from geometry import PoniGeometry
 
 from .beam import BeamMonitor
@@ -96,10 +96,11 @@ class Beamline:
         """Build the beamline writing frames into ``folder``. Motion runs ``time_scale``
         wall seconds per physical second; exposures wait ``exposure × exposure_time_scale``.
         ``layout``: a detector of several modules (e.g. ``fpga.designs.layout.PILATUS_6M``)
-        instead of the one-chain detector of ``params``."""
+        instead of the one-chain detector of ``params`` (default
+        ``fpga.designs.params.detector_params(256, 256)``: 256×256 pixels, 32 lanes)."""
         if layout is not None and params is not None:
             raise ValueError("Beamline.create: give params or layout, not both")
-        p = layout.module if layout is not None else params or ChainParams(256, 256, 16)
+        p = layout.module if layout is not None else params or detector_params(256, 256)
         rows, cols = layout.shape if layout is not None else (p.height, p.width)
         sx = SimMotor(name="sample_x", limits=(-25.0, 25.0), velocity=10.0,
                       acceleration=100.0, time_scale=time_scale)

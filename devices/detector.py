@@ -71,7 +71,7 @@ from dataflow.hdf5 import FrameWriter
 from dataflow.packets import ReadoutFrame
 from dataflow.pixel_mask import bin_mask
 from fpga.designs.layout import DetectorLayout
-from fpga.designs.params import GAIN_ONE, HIST_BINS, ChainParams
+from fpga.designs.params import GAIN_ONE, HIST_BINS, ChainParams, detector_params
 from fpga.designs.reference import ChainConfig, ChainTables
 
 from .detector_config import (
@@ -111,7 +111,9 @@ class FirmwareDetector(StepScans, FlyScans, Device):  # type: ignore[misc]
     folder
         The data folder the HDF5 files go to (a catalog's ``raw_dir``).
     params
-        Sensor shape and pixels per tick of the firmware (256×256, 16 by default).
+        Sensor shape and pixels per tick of the firmware (default
+        ``fpga.designs.params.detector_params(256, 256)``: 256×256, 32 lanes; that function
+        gives the detector's datapath for another shape).
     layout
         A detector of several modules, each with its own firmware board
         (:class:`fpga.designs.layout.DetectorLayout`, e.g. ``PILATUS_6M``), instead of
@@ -176,7 +178,8 @@ class FirmwareDetector(StepScans, FlyScans, Device):  # type: ignore[misc]
         if layout is not None and params is not None and params != layout.module:
             raise ValueError(f"{name}: give params or a layout (whose module is the chain's "
                              "params), not both")
-        self.params = layout.module if layout is not None else params or ChainParams(256, 256, 16)
+        self.params = (layout.module if layout is not None
+                       else params or detector_params(256, 256))
         self.layout = layout or DetectorLayout.single(self.params)
         self.workers = workers
         self.pixel_size = pixel_size

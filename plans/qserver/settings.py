@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from fpga.designs.params import ChainParams
+from fpga.designs.params import detector_params
 
 __all__ = ["BACKENDS", "QueueSettings", "QueueSettingsError"]
 
@@ -47,7 +47,7 @@ class QueueSettings:
             raise QueueSettingsError(f"frame {frame!r}: expected HEIGHTxWIDTH, e.g. 256x256")
         height, width = int(match[1]), int(match[2])
         try:
-            ChainParams(height, width, lanes=16)
+            detector_params(height, width)
         except ValueError as exc:
             raise QueueSettingsError(f"frame {frame!r}: {exc}") from None
         return cls(backend, (height, width))

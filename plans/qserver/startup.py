@@ -52,7 +52,7 @@ from bluesky.protocols import Movable, Readable
 import plans
 from dataflow.catalog import Catalog
 from devices.beamline import Beamline
-from fpga.designs.params import ChainParams
+from fpga.designs.params import detector_params
 from plans.beamline_md import beamline_metadata
 from plans.qserver.settings import QueueSettings
 from plans.validate import PlanDetector, PlanMotor
@@ -96,7 +96,7 @@ _catalog = Catalog()
 RE = RunEngine({"beamline": "smeflow-sim", "source": "smeflow queue"})
 _catalog.subscribe(RE)
 _beamline = Beamline.create(_catalog.raw_dir, backend=_settings.backend,
-                            params=ChainParams(*_settings.frame, lanes=16))
+                            params=detector_params(*_settings.frame))
 RE.preprocessors.append(beamline_metadata(_beamline))
 
 det = _beamline.det

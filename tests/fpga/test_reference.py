@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from fpga.designs.params import (
+    DETECTOR_LANES,
     GAIN_ONE,
     HIST_BINS,
     MAGIC,
@@ -18,6 +19,7 @@ from fpga.designs.params import (
     Flags,
     Reg,
     Table,
+    detector_params,
 )
 from fpga.designs.reference import (
     ChainConfig,
@@ -395,3 +397,23 @@ def test_chain_params_need_an_even_lane_count() -> None:
     with pytest.raises(ValueError, match=r"ChainParams.lanes must be even .* not 17"):
         ChainParams(height=2, width=68, lanes=17)
     assert ChainParams(height=2, width=72, lanes=18).lanes == 18
+
+
+def test_detector_params_take_the_widest_datapath_the_width_allows() -> None:
+    """A one-chain detector's firmware: 32 lanes where binned words of 32 fill the line,
+    16 where only words of 16 do, and one error naming the widths that work otherwise."""
+    assert DETECTOR_LANES == (32, 16)
+    assert detector_params(256, 256) == ChainParams(256, 256, 32)
+    assert detector_params(1024, 1024) == ChainParams(1024, 1024, 32)
+    assert detector_params(64, 96) == ChainParams(64, 96, 16)    # 96 = 3 × 32, not × 64
+    assert detector_params(2, 32) == ChainParams(2, 32, 16)
+    for width, hint in ((100, "e.g. 96 or 128"), (40, "e.g. 32 or 64"), (10, "e.g. 32$")):
+        with pytest.raises(ValueError, match=rf"ChainParams.width \({width}\) must be a "
+                           rf"multiple of 32 for the detector's firmware .*{hint}"):
+            detector_params(64, width)
+    with pytest.raises(ValueError, match=r"height \(63\) must be even for the detector's"):
+        detector_params(63, 64)
+    with pytest.raises(ValueError, match=r"ChainParams\.width must be a positive int, not 0"):
+        detector_params(64, 0)
+    with pytest.raises(ValueError, match="fit 16 bits"):
+        detector_params(2, 1 << 16)

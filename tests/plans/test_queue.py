@@ -266,8 +266,10 @@ def test_queue_settings_are_checked_on_both_sides() -> None:
         QueueSettings.parse("ghdl", "64x64")
     with pytest.raises(QueueSettingsError, match="expected HEIGHTxWIDTH"):
         QueueSettings.parse("compiled", "64")
-    with pytest.raises(QueueSettingsError, match="multiple of 2 \\* lanes"):
+    with pytest.raises(QueueSettingsError, match=r"frame '64x40': ChainParams.width \(40\) "
+                       r"must be a multiple of 32 for the detector's firmware .* e.g. 32 or 64"):
         QueueSettings.parse("compiled", "64x40")
+    assert QueueSettings.parse("compiled", "64x96").frame == (64, 96)  # (the 16-lane firmware)
 
 
 def test_queue_command_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
@@ -275,8 +277,8 @@ def test_queue_command_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
                                 str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert bad_frame.returncode == 2
     assert bad_frame.stderr.strip().splitlines() == [
-        "smeflow queue: error: frame '63x64': ChainParams.height (63) must be even with the "
-        "binning stage (binning=False allows any height)"]
+        "smeflow queue: error: frame '63x64': ChainParams.height (63) must be even for the "
+        "detector's firmware (its 2×2 binning stage takes pairs of lines)"]
     a_file = tmp_path / "file"
     a_file.write_text("")
     not_a_folder = subprocess.run([SMEFLOW, "queue", "--data", str(a_file)],
