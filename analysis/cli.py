@@ -46,9 +46,8 @@ PROG = "smeflow reduce"
 
 def cmd_reduce(args: argparse.Namespace) -> int:
     """Reduce run ``args.run`` and print the derived run's uid and summary."""
-    for given, name in ((args.workers, "--workers"), (args.frames_from, "--frames-from")):
-        if given is not None and args.scheduler is None:
-            raise ValueError(f"{name} needs --scheduler local|tcp://HOST:PORT")
+    check_modes(args)
+    chunk = DEFAULT_CHUNK_FRAMES if args.chunk is None else args.chunk
     from dataflow.provenance import ProvenanceRecorder
 
     with open_catalog(args.data, args.url, args.api_key_file) as catalog:
@@ -61,11 +60,11 @@ def cmd_reduce(args: argparse.Namespace) -> int:
 
             summary = reduce_run_dask(catalog, args.run, args.scheduler, args.workers,
                                       rows=args.rows, bins=args.bins, unit=args.unit,
-                                      chunk_frames=args.chunk, device=args.device,
+                                      chunk_frames=chunk, device=args.device,
                                       frames_from=args.frames_from, callbacks=callbacks)
         else:
             summary = reduce_run(catalog, args.run, rows=args.rows, bins=args.bins,
-                                 unit=args.unit, chunk_frames=args.chunk, device=args.device,
+                                 unit=args.unit, chunk_frames=chunk, device=args.device,
                                  callbacks=callbacks)
         recorder.wait(recorder.close_timeout)
     print(summary.uid)
@@ -94,7 +93,8 @@ def check_arguments(args: argparse.Namespace) -> None:
     try:
         if args.bins is not None:
             check_bins(args.bins, "--bins")
-        check_throttle(args.throttle, "--throttle")
+        if args.throttle is not None:
+            check_throttle(args.throttle, "--throttle")
     except ValueError as exc:
         raise CliError(str(exc)) from None
     for option, (attribute, lowest) in LOWEST.items():
@@ -108,6 +108,39 @@ def check_arguments(args: argparse.Namespace) -> None:
             raise CliError(f"--rows: row {row} given twice")
 
 
+LIVE_ONLY = {"--zmq": "zmq", "--capacity": "capacity", "--batch": "batch",
+             "--throttle": "throttle"}
+"""The options of the live consumer alone (option -> attribute; None when not given)."""
+OFFLINE_ONLY = {"--chunk": "chunk", "--scheduler": "scheduler", "--workers": "workers",
+                "--frames-from": "frames_from", "--signing-key": "signing_key"}
+"""The options of an offline reduction alone: the live consumer reduces each frame as it
+arrives, in its own process, and signs no provenance record."""
+SCHEDULER_ONLY = {"--workers": "workers", "--frames-from": "frames_from"}
+
+
+def check_modes(args: argparse.Namespace) -> None:
+    """An option of the other mode is refused, not ignored: ``--zmq``, ``--capacity``,
+    ``--batch`` and ``--throttle`` need ``--live`` (they were taken and did nothing
+    offline), the options of :data:`OFFLINE_ONLY` are not with ``--live`` (ignored there),
+    ``--workers`` and ``--frames-from`` need ``--scheduler``. ``CliError`` (exit 2), one
+    line naming the option, before any work."""
+    if args.live:
+        for option, attribute in OFFLINE_ONLY.items():
+            if getattr(args, attribute) is not None:
+                raise CliError(f"{option}: not with --live (an offline reduction's option; "
+                               "the live consumer reduces each frame as it arrives, in this "
+                               "process, and signs no provenance record)")
+        return
+    for option, attribute in LIVE_ONLY.items():
+        if getattr(args, attribute) is not None:
+            raise CliError(f"{option}: needs --live (an option of the live consumer; an "
+                           "offline reduction would ignore it)")
+    if args.scheduler is None:
+        for option, attribute in SCHEDULER_ONLY.items():
+            if getattr(args, attribute) is not None:
+                raise CliError(f"{option}: needs --scheduler local|tcp://HOST:PORT")
+
+
 def _guarded(args: argparse.Namespace) -> int:
     """Run the command; user-facing failures become one line on stderr (exit 1; exit 2
     for an option out of range, :func:`check_arguments`)."""
@@ -115,6 +148,7 @@ def _guarded(args: argparse.Namespace) -> int:
 
     try:
         check_arguments(args)
+        check_modes(args)
         check_choice(args.device)
         if args.live or args.run is None:  # cmd_live names a missing or extra UID
             return cmd_live(args)
@@ -150,8 +184,9 @@ def register_reduce(sub: Subparsers) -> None:
                    f"{DEFAULT_BINS})")
     p.add_argument("--unit",
                    help=f"diffraction: 2th_deg, q_nm^-1 or r_mm (default {DEFAULT_UNIT})")
-    p.add_argument("--chunk", type=int, default=DEFAULT_CHUNK_FRAMES, metavar="FRAMES",
-                   help=f"frames per chunk (default {DEFAULT_CHUNK_FRAMES})")
+    p.add_argument("--chunk", type=int, metavar="FRAMES",  # (None: not given)
+                   help=f"not with --live: frames per chunk (default "
+                   f"{DEFAULT_CHUNK_FRAMES})")
     p.add_argument("--device", metavar="CHOICE",
                    help="OpenCL device: gpu, cpu, any or PLATFORM:DEVICE")
     p.add_argument("--scheduler", metavar="local|tcp://HOST:PORT",
@@ -163,7 +198,8 @@ def register_reduce(sub: Subparsers) -> None:
                    help="with --scheduler: the workers open the raw files (shared file "
                         "system, the default) or fetch the frames from the --url server")
     p.add_argument("--signing-key", metavar="KEY.pem",
-                   help="sign the derived run's provenance record (smeflow catalog keygen)")
+                   help="not with --live: sign the derived run's provenance record "
+                   "(smeflow catalog keygen)")
     add_live_arguments(p)
     p.set_defaults(func=_guarded)
 
@@ -173,4 +209,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_command("reduce", register_reduce, argv)
 
 
-__all__ = ["check_arguments", "cmd_reduce", "main", "register_reduce"]
+__all__ = ["LIVE_ONLY", "OFFLINE_ONLY", "check_arguments", "check_modes", "cmd_reduce",
+           "main", "register_reduce"]

@@ -256,13 +256,13 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
                    "it is acquired (runs until SIGINT/SIGTERM); no UID then")
     p.add_argument("--zmq", metavar="HOST:PORT",
                    help=f"with --live: the proxy's out-address (default {DEFAULT_OUT})")
-    p.add_argument("--capacity", type=int, default=DEFAULT_CONSUMER_CAPACITY,
+    p.add_argument("--capacity", type=int,  # (None: not given, refused without --live)
                    metavar="DOCS", help="with --live: frame documents queued before "
                    f"reductions are dropped (default {DEFAULT_CONSUMER_CAPACITY})")
-    p.add_argument("--batch", type=int, default=DEFAULT_CONSUMER_BATCH, metavar="EVENTS",
+    p.add_argument("--batch", type=int, metavar="EVENTS",
                    help="with --live: derived events buffered per catalog write (memory "
                    f"bound vs speed; default {DEFAULT_CONSUMER_BATCH})")
-    p.add_argument("--throttle", type=float, default=0.0, metavar="SECONDS",
+    p.add_argument("--throttle", type=float, metavar="SECONDS",
                    help="with --live, test aid: sleep this long per reduced diffraction "
                    "frame (simulates a slow consumer)")
 
@@ -275,10 +275,14 @@ def _check(args: argparse.Namespace) -> None:
                          "follow runs as they are acquired")
     if args.run is not None:
         raise ValueError(f"give either a run ({args.run!r}) or --live, not both")
-    if args.capacity < 1:
-        raise ValueError(f"--capacity {args.capacity}: must be >= 1")
-    if args.batch < 1:
-        raise ValueError(f"--batch {args.batch}: must be >= 1")
+    for value, option in ((args.capacity, "--capacity"), (args.batch, "--batch")):
+        if value is not None and value < 1:
+            raise ValueError(f"{option} {value}: must be >= 1")
+
+
+def _given(value: Any, default: Any) -> Any:
+    """An option's value, or its default when not given (None)."""
+    return default if value is None else value
 
 
 def cmd_live(args: argparse.Namespace) -> int:
@@ -297,8 +301,10 @@ def cmd_live(args: argparse.Namespace) -> int:
         with open_catalog(args.data, args.url, args.api_key_file) as catalog:
             # (--bins/--unit are None when not given: the defaults)
             stats = consume(address, catalog, stop=stop, rows=args.rows, bins=args.bins,
-                            unit=args.unit, device=args.device, capacity=args.capacity,
-                            batch_size=args.batch, throttle_s=args.throttle)
+                            unit=args.unit, device=args.device,
+                            capacity=_given(args.capacity, DEFAULT_CONSUMER_CAPACITY),
+                            batch_size=_given(args.batch, DEFAULT_CONSUMER_BATCH),
+                            throttle_s=_given(args.throttle, 0.0))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

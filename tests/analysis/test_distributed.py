@@ -452,11 +452,12 @@ def test_unreachable_scheduler() -> None:
 def test_command_line_errors(acquired: Runs,
                              capsys: pytest.CaptureFixture[str]) -> None:
     data = str(acquired.data_dir)
-    for extra, message in ((["--scheduler", "udp://host:1"], "expected 'local' or tcp://"),
-                           (["--workers", "2"], "--workers needs --scheduler"),
-                           (["--scheduler", "local", "--workers", "0"],
-                            "argument `workers`: expected an integer >= 1")):
-        assert reduce_main([acquired.tomo_uid[:8], "--data", data, *extra]) == 1
+    for extra, message, status in (
+            (["--scheduler", "udp://host:1"], "expected 'local' or tcp://", 1),
+            (["--workers", "2"], "--workers: needs --scheduler", 2),  # (usage errors)
+            (["--scheduler", "local", "--workers", "0"],
+             "--workers: expected an integer >= 1", 2)):
+        assert reduce_main([acquired.tomo_uid[:8], "--data", data, *extra]) == status
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
 

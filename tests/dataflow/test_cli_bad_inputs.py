@@ -82,7 +82,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("reduce", ["reduce", "zz", "--data", "{D}"], "not a uid"),
     ("reduce", ["reduce", "1", "--data", "{D}"], "nothing to reduce"),
     ("reduce", ["reduce", "1", "--data", "{R}/nothing"], "no catalog"),
-    ("reduce", ["reduce", "1", "--data", "{D}", "--workers", "2"], "--workers needs"),
+    ("reduce", ["reduce", "1", "--data", "{D}", "--workers", "2"], "--workers: needs --sch"),
     ("reduce", ["reduce", "1", "--data", "{D}", "--signing-key", "{R}/no.pem"], "no.pem"),
     ("reduce", ["reduce", "--data", "{D}"], "give the run to reduce"),
     ("reduce", ["reduce", "1", "--live", "--data", "{D}"], "not both"),
@@ -114,6 +114,25 @@ CASES: list[tuple[str, list[str], str]] = [
      "--capacity: expected an integer >= 1, got 0"),
     ("reduce", ["reduce", "--live", "--data", "{D}", "--batch", "-3"],
      "--batch: expected an integer >= 1, got -3"),
+    # an option of the other mode is refused, not ignored (the catalog not yet opened:
+    # before, the offline ones were ignored, the --live ones 'no catalog' or a hang)
+    ("reduce", ["reduce", "1", "--data", "{R}/nothing", "--throttle", "2"],
+     "--throttle: needs --live"),
+    ("reduce", ["reduce", "1", "--data", "{R}/nothing", "--capacity", "4"],
+     "--capacity: needs --live"),
+    ("reduce", ["reduce", "1", "--data", "{R}/nothing", "--batch", "4"], "--batch: needs --live"),
+    ("reduce", ["reduce", "1", "--data", "{R}/nothing", "--zmq", "127.0.0.1:5578"],
+     "--zmq: needs --live"),
+    ("reduce", ["reduce", "1", "--data", "{R}/nothing", "--frames-from", "tiled"],
+     "--frames-from: needs --scheduler"),
+    ("reduce", ["reduce", "--live", "--data", "{R}/nothing", "--chunk", "8"],
+     "--chunk: not with --live"),
+    ("reduce", ["reduce", "--live", "--data", "{R}/nothing", "--scheduler", "local"],
+     "--scheduler: not with --live"),
+    ("reduce", ["reduce", "--live", "--data", "{R}/nothing", "--workers", "2"],
+     "--workers: not with --live"),
+    ("reduce", ["reduce", "--live", "--data", "{R}/nothing", "--signing-key", "{F}"],
+     "--signing-key: not with --live"),
     # smeflow proxy
     ("proxy", ["proxy", "--in-address", "nonsense"], "expected HOST:PORT"),
     ("proxy", ["proxy", "--out-address", "127.0.0.1:99999"], "expected HOST:PORT"),
@@ -166,7 +185,7 @@ def test_bad_input_is_one_line_without_traceback(
 USAGE = [argv for _, argv, message in CASES
          if any(option in message for option in (
              "--bins:", "--throttle", "--chunk:", "--workers:", "--rows:", "--capacity:",
-             "--batch:"))]
+             "--batch:", ": needs --", ": not with --live"))]
 
 
 @pytest.mark.parametrize("argv", USAGE, ids=[f"usage-{i}" for i in range(len(USAGE))])
