@@ -270,11 +270,13 @@ class AzimuthalIntegrator:
             r_unit, a_unit = radial_unit(unit), None
         else:
             r_unit, a_unit = args.units2d(unit)
-        c = self._call(np.dtype(frames.dtype), r_unit, args.bins("npt", npt_rad)
-                       if dim == 1 else args.bins("npt_rad", npt_rad),
-                       None if dim == 1 else args.bins("npt_azim", npt_azim), a_unit, **kwargs)
-        engine = self._engine(c)
+        n_rad = args.bins("npt" if dim == 1 else "npt_rad", npt_rad)
+        n_azim = None if dim == 1 else args.bins("npt_azim", npt_azim)
         stacked = frames.ndim == 3
+        args.check_memory(f"integrate{dim}d", n_rad, n_azim,
+                          int(frames.shape[0]) if stacked else 1, self.geometry.shape)
+        c = self._call(np.dtype(frames.dtype), r_unit, n_rad, n_azim, a_unit, **kwargs)
+        engine = self._engine(c)
         if stacked and frames.shape[0] == 0:  # nothing to send to the device
             none = np.zeros((0, engine.plan.nbins))
             sums = Sums(none, None if c.error_model is None else none, none, none, none)
@@ -346,7 +348,12 @@ class AzimuthalIntegrator:
             then has a leading axis ``n``) of any of uint8–uint64, int8–int64, float32,
             float64; numpy, or a ``pyopencl.array.Array`` on this integrator's context.
         npt
-            Number of radial bins.
+            Number of radial bins. No fixed bound, but a call whose tables and results
+            would take more than half the machine's available memory is refused before
+            anything is allocated (``ValueError`` naming ``npt``, the estimate and the
+            limit): ``npt × (128 + 200 × frames)`` bytes plus 64 per detector pixel, against
+            half of ``MemAvailable`` (``/proc/meminfo``) —
+            :func:`analysis.azint_args.check_memory`.
         correctSolidAngle, polarization_factor, dark, flat, normalization_factor
             Corrections as pyFAI applies them: ``(x − dark) / (flat × polarization ×
             solid angle × normalization_factor)``, summed per bin as numerator and
@@ -392,7 +399,9 @@ class AzimuthalIntegrator:
 
         ``unit`` is a radial unit or a pair ``(radial, azimuthal)`` (χ in ``chi_deg`` by
         default, or ``chi_rad``); ``azimuth_range`` is in the azimuthal unit. Other
-        arguments as :meth:`integrate1d`; arrays come back ``(npt_azim, npt_rad)``."""
+        arguments as :meth:`integrate1d`; arrays come back ``(npt_azim, npt_rad)``. The
+        memory rule is :meth:`integrate1d`'s with ``npt_rad × npt_azim`` bins (pyFAI's
+        default cake, 500 × 360, is 180 000 bins: ≈ 59 MB for one frame)."""
         del safe
         return self._result2d(data, npt_rad, npt_azim, unit, _given(locals()),
                               reference=False)
@@ -419,7 +428,9 @@ class AzimuthalIntegrator:
         dtype = np.dtype(kwargs.pop("data_dtype", np.float32))
         kw = _kwargs(kwargs)
         kw.pop("metadata")
-        c = self._call(dtype, radial_unit(unit), args.bins("npt", npt), None, None, **kw)
+        n_rad = args.bins("npt", npt)
+        args.check_memory("plan1d", n_rad, None, 0, self.geometry.shape)
+        c = self._call(dtype, radial_unit(unit), n_rad, None, None, **kw)
         return self._engine(c).plan
 
 

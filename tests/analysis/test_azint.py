@@ -355,9 +355,12 @@ def test_integer_frames_compare_the_dummy_as_pyfai_does(ai: AzimuthalIntegrator,
     assert Dummy(0.5, 0.0).integers(np.dtype(dtype)) is None  # no integer is 0.5
 
 
-def test_too_many_bins_is_a_clear_error_before_memory_runs_out() -> None:
+def test_too_many_bins_is_a_clear_error_before_memory_runs_out(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """More bins than the device or the splitting matrix can hold: one error naming the bin
-    count, not OpenCL's INVALID_BUFFER_SIZE or a 80 GiB numpy allocation."""
+    count, not OpenCL's INVALID_BUFFER_SIZE or a 80 GiB numpy allocation (on a machine
+    whose memory would pass the call's own estimate: 1 PiB available here)."""
+    monkeypatch.setattr(azint_args, "available_memory", lambda: 2**50)
     ai = AzimuthalIntegrator(GEOMETRY)
     with pytest.raises(ValueError, match=r"100000000 bins: pixel splitting would spread 5120 "
                                          r"pixels .* use fewer bins or method='no'"):
@@ -442,3 +445,81 @@ def test_unsigned_counts_summed_packed_match_the_reference_exactly(dtype: type,
     engine = next(iter(ai._engines.values()))
     assert engine.kind == "hist" and engine._packs(np.dtype(dtype))
     assert not any(engine._packs(np.dtype(t)) for t in (np.int16, np.uint32, np.float32))
+
+
+def test_an_absurd_npt_is_refused_before_anything_is_allocated() -> None:
+    """``integrate1d(npt=10**9)`` / ``integrate2d(10**5, 10**5)`` allocated until the process
+    was killed (no fixed bound fits: pyFAI's default cake alone is 180 000 bins): now a
+    ValueError naming the request, the estimate and the limit, with the peak memory
+    unchanged. In a fresh process, its address space capped 1 GiB above what it has, so
+    that a regression fails with MemoryError instead of taking the machine's memory."""
+    import subprocess
+    import sys
+
+    code = f"""
+import resource
+import numpy as np
+from analysis.azint import AzimuthalIntegrator
+from geometry import PoniGeometry
+def status(key):
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith(key)) * 1024
+ai = AzimuthalIntegrator(PoniGeometry(**{GEOMETRY.to_metadata()!r}))
+frame = np.ones((64, 80), np.float32)
+ai.integrate1d(frame, 100, method="no")
+ai.integrate2d(frame, 50, 36, method="no")
+cap = status("VmSize") + 2**30
+resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+before = status("VmHWM")
+for call in (lambda: ai.integrate1d(frame, 10**9, method="no"),
+             lambda: ai.integrate2d(frame, 10**5, 10**5, method="no")):
+    try:
+        call()
+    except ValueError as exc:
+        print(exc)
+print((status("VmHWM") - before) // 2**20)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    one, two, grown_mb = done.stdout.strip().splitlines()
+    assert one.startswith("integrate1d: npt=1000000000 for 1 frame(s) of 64×80 pixels "
+                          "needs about 305.5 GiB of host memory, more than the "), one
+    assert "GiB a call may take (50% of the " in one and "use fewer bins" in one, one
+    assert two.startswith("integrate2d: npt_rad=100000 × npt_azim=100000 = 10000000000 "
+                          "bins for 1 frame(s)"), two
+    assert int(grown_mb) < 16, f"the refused calls grew the peak memory by {grown_mb} MB"
+
+
+def test_the_memory_rule_counts_bins_frames_and_pixels(monkeypatch: pytest.MonkeyPatch
+                                                       ) -> None:
+    """Half the available memory (here 2 GiB available): pyFAI's default cake (500 × 360)
+    passes for one frame and for 20, not for a stack of 40 (≈ 1.5 GiB of results), and the
+    refusal comes before the matrix is built."""
+    import analysis.azint as azint_module
+
+    monkeypatch.setattr(azint_args, "available_memory", lambda: 2 * 2**30)
+    assert azint_args.memory_estimate(500 * 360, 1, (64, 80)) == \
+        500 * 360 * (128 + 200) + 64 * 80 * 64
+    azint_args.check_memory("integrate2d", 500, 360, 20, (64, 80))
+    monkeypatch.setattr(azint_args, "available_memory", lambda: 0)  # small: not read
+    azint_args.check_memory("integrate2d", 500, 360, 1, (64, 80))
+    monkeypatch.setattr(azint_args, "available_memory", lambda: 2 * 2**30)
+    ai = AzimuthalIntegrator(GEOMETRY)
+    cake = ai.integrate2d(FRAME, 500, 360)
+    assert cake.intensity.shape == (360, 500)
+
+    def no_build(*_: Any) -> None:
+        raise AssertionError("the matrix was built")
+
+    monkeypatch.setattr(azint_module, "build", no_build)
+    ai.reset()
+    stack = np.zeros((40, *GEOMETRY.shape), np.float32)
+    with pytest.raises(ValueError, match=r"^integrate2d: npt_rad=500 × npt_azim=360 = "
+                                         r"180000 bins for 40 frame\(s\) of 64×80 pixels "
+                                         r"needs about 1\.4 GiB of host memory, more than "
+                                         r"the 1\.0 GiB a call may take \(50% of the 2\.0 "
+                                         r"GiB available\)"):
+        ai.integrate2d(stack, 500, 360)
+    with pytest.raises(ValueError, match=r"^plan1d: npt=10000000 for 0 frame"):
+        ai.plan1d(10**7)
