@@ -177,11 +177,11 @@ DETECTOR_LANES = (32, 16)
 """Datapath widths of a one-chain detector's firmware (``devices.FirmwareDetector``,
 ``devices.Beamline``, the queue's and the demo's), widest first: :func:`detector_params`
 takes the first the frame's width allows. Parallel pixel lanes are what real readout FPGAs
-widen; 32 lanes halve the ticks of a frame, and the simulated firmware costs 1.66 instead
-of 2.74 ms per 512×512 frame, 6.7 instead of 10.6 ms per 1024×1024 frame (compiled, one
-thread; 64 lanes would gain another 4 % at most). :class:`ChainParams` itself keeps 16 lanes
-by default: it is the firmware's build parameter, which the firmware's own tests give for
-the width they test."""
+widen; 32 lanes halve the ticks of a frame, and the simulated firmware costs 1.6 instead
+of 2.5 ms per 512×512 frame, 6.6 instead of 9.2 ms per 1024×1024 frame (compiled, one
+thread; 64 lanes gained another 5–10 %, see docs/firmware.md). :class:`ChainParams`
+itself keeps 16 lanes by default: it is the firmware's build parameter, which the
+firmware's own tests give for the width they test."""
 
 
 def detector_params(height: int, width: int) -> ChainParams:
