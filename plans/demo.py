@@ -27,6 +27,9 @@ import numpy as np
 
 Subparsers = Any
 
+DEFAULT_OUTPUT, DEFAULT_DATA, DEFAULT_PROJECTIONS = "out/demo", "smeflow-data", 90
+"""``smeflow demo``'s ``-o``, ``--data`` and ``--projections`` when not given (the parser
+leaves them None, so that ``--prepare`` can refuse them)."""
 DEMO_PHASES = ("catalog", "beamline", "kernels", "tomography", "diffraction", "pictures")
 """The demo's phases, in order: the catalog opened and the live reduction subscribed; the
 beamline built (the firmware loaded); the OpenCL kernels built; each run acquired and
@@ -266,6 +269,11 @@ def prepare_demo(backend: str = "compiled") -> float:
     return time.perf_counter() - t0
 
 
+def _given(value: Any, default: Any) -> Any:
+    """An option's value, or its default when not given (None)."""
+    return default if value is None else value
+
+
 def check_demo_args(args: argparse.Namespace) -> None:
     """Every argument of ``smeflow demo`` checked before anything is created or run.
 
@@ -277,15 +285,24 @@ def check_demo_args(args: argparse.Namespace) -> None:
     from dataflow.bus import BusError, parse_address
     from sme.cli import CliError, output_dir
 
-    if not 1 <= args.projections <= 100_000:
-        raise CliError(f"--projections {args.projections}: expected 1 … 100000 projections")
-    output_dir(args.output, "-o")
-    data = Path(args.data)
+    if args.prepare:  # it only compiles and caches: the run's options would be ignored
+        for option, value in (("-o", args.output), ("--data", args.data),
+                              ("--projections", args.projections), ("--zmq", args.zmq)):
+            if value is not None:
+                raise CliError(f"{option}: not with --prepare (which only compiles and "
+                               "caches what the demo runs, and runs nothing)")
+        return
+    projections = _given(args.projections, DEFAULT_PROJECTIONS)
+    if not 1 <= projections <= 100_000:
+        raise CliError(f"--projections {projections}: expected 1 … 100000 projections")
+    output_dir(_given(args.output, DEFAULT_OUTPUT), "-o")
+    given_data = _given(args.data, DEFAULT_DATA)
+    data = Path(given_data)
     if data.exists() and not data.is_dir():
-        raise CliError(f"--data {args.data}: is a file, not a catalog folder")
+        raise CliError(f"--data {given_data}: is a file, not a catalog folder")
     if data.is_dir() and any(data.iterdir()) and not (data / "catalog.db").exists():
-        raise CliError(f"--data {args.data}: a folder that is not a catalog (no catalog.db); "
-                       "give an empty or new folder, or a catalog")
+        raise CliError(f"--data {given_data}: a folder that is not a catalog (no "
+                       "catalog.db); give an empty or new folder, or a catalog")
     if args.zmq is not None:
         try:
             parse_address(args.zmq, "--zmq")
@@ -309,9 +326,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     startup = process_age_s()  # interpreter start and imports, before the demo itself
     memory = PeakMemory()  # this process and any it starts (GHDL, a kernel's linker)
     memory.mark("start")  # the interpreter and the command line's imports
-    data_dir, out_dir = Path(args.data).resolve(), Path(args.output).resolve()
+    data_dir = Path(_given(args.data, DEFAULT_DATA)).resolve()
+    out_dir = Path(_given(args.output, DEFAULT_OUTPUT)).resolve()
     try:
-        result = run_demo(data_dir, out_dir, projections=args.projections,
+        result = run_demo(data_dir, out_dir,
+                          projections=_given(args.projections, DEFAULT_PROJECTIONS),
                           backend=args.backend, quiet=args.quiet, zmq=args.zmq,
                           on_phase=memory.mark)
     finally:
@@ -360,9 +379,11 @@ def register_demo(sub: Subparsers) -> None:
     """``smeflow demo``: the beamline demonstration (what ``make demo`` runs)."""
     p = sub.add_parser("demo", help="simulated tomography + diffraction through the firmware "
                        "into the catalog, with pictures")
-    p.add_argument("-o", "--output", default="out/demo", help="folder for the pictures")
-    p.add_argument("--data", default="smeflow-data", help="catalog folder (default ./smeflow-data)")
-    p.add_argument("--projections", type=int, default=90, help="tomography projections")
+    p.add_argument("-o", "--output",
+                   help=f"folder for the pictures (default {DEFAULT_OUTPUT})")
+    p.add_argument("--data", help=f"catalog folder (default ./{DEFAULT_DATA})")
+    p.add_argument("--projections", type=int,
+                   help=f"tomography projections (default {DEFAULT_PROJECTIONS})")
     p.add_argument("--backend", default="compiled", choices=["compiled", "interp", "ghdl"],
                    help="firmware backend (ghdl only for small frames)")
     p.add_argument("-q", "--quiet", action="store_true", help="no live table or progress bars")

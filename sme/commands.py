@@ -14,6 +14,8 @@ from .trace import Trace, format_table
 from .vcd import write_vcd
 
 Subparsers = Any  # argparse's _SubParsersAction is private
+DEFAULT_ROWS = 40
+"""Rows of the trace ``smeflow sim`` prints unless ``--rows`` says otherwise."""
 
 
 def simulate(network: Network, ticks: int | None, stimulus: str | None,
@@ -54,8 +56,11 @@ def _print_trace(trace: Trace, limit: int) -> None:
 
 def cmd_sim(args: argparse.Namespace) -> int:
     """Simulate a network, print its trace and optionally save CSV/VCD."""
-    if args.rows < 0:
-        raise CliError(f"--rows {args.rows}: must be >= 0")
+    if args.rows is not None and args.quiet:
+        raise CliError("--rows: not with --quiet (the trace is not printed)")
+    rows = DEFAULT_ROWS if args.rows is None else args.rows
+    if rows < 0:
+        raise CliError(f"--rows {rows}: must be >= 0")
     if args.ticks is not None and args.ticks < 0:  # (before the design is imported)
         raise CliError(f"--ticks {args.ticks}: must be >= 0")
     for path, option in ((args.csv, "--csv"), (args.vcd, "--vcd")):
@@ -63,7 +68,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
             output_file(path, option)
     trace = simulate(load_network(args.network), args.ticks, args.stimulus, args.backend)
     if not args.quiet:
-        _print_trace(trace, args.rows)
+        _print_trace(trace, rows)
     for path in _save(trace, args.csv, args.vcd):
         print(f"wrote {path}")
     return 0
@@ -114,8 +119,9 @@ def register_sim(sub: Subparsers) -> None:
     p.add_argument("--backend", default="interp", help="simulation backend (default: interp)")
     p.add_argument("--csv", help="write the trace as CSV")
     p.add_argument("--vcd", help="write the trace as VCD (GTKWave)")
-    p.add_argument("--rows", type=int, default=40,
-                   help="rows of the trace to print (default 40: the first and last 20)")
+    p.add_argument("--rows", type=int,  # (None: not given, refused with --quiet)
+                   help=f"rows of the trace to print (default {DEFAULT_ROWS}: the first and "
+                   f"last {DEFAULT_ROWS // 2}; not with --quiet)")
     p.add_argument("-q", "--quiet", action="store_true", help="do not print the trace")
     p.set_defaults(func=cmd_sim)
 

@@ -140,6 +140,11 @@ CASES: list[tuple[str, list[str], str]] = [
     ("demo", ["demo", "--projections", "0", "--data", "{R}/d0", "-o", "{R}/o0"],
      "--projections 0"),
     ("demo", ["demo", "-o", "{F}", "--data", "{R}/d1"], "is a file, not a folder"),
+    # --prepare runs nothing: the run's options are refused, not ignored
+    ("demo", ["demo", "--prepare", "--projections", "9"], "--projections: not with --prepare"),
+    ("demo", ["demo", "--prepare", "--zmq", "127.0.0.1:5577"], "--zmq: not with --prepare"),
+    ("demo", ["demo", "--prepare", "-o", "{R}/o5"], "-o: not with --prepare"),
+    ("demo", ["demo", "--prepare", "--data", "{R}/d5"], "--data: not with --prepare"),
     ("demo", ["demo", "--data", "{F}", "-o", "{R}/o2"], "is a file, not a catalog folder"),
     ("demo", ["demo", "--data", "{S}", "-o", "{R}/o3"], "not a catalog"),
     ("demo", ["demo", "--zmq", "here", "--data", "{R}/d4", "-o", "{R}/o4"],

@@ -72,6 +72,9 @@ def test_graph_command(tmp_path: Path) -> None:
         (["sim", "sme.examples.counter:build", "--ticks", "-1"], "--ticks -1: must be >= 0"),
         # refused before the design is imported (was 'cannot import module')
         (["sim", "nosuchmodule:build", "--ticks", "-1"], "--ticks -1: must be >= 0"),
+        # an option the other mode ignores is refused (was taken and did nothing)
+        (["sim", "sme.examples.counter:build", "--ticks", "3", "-q", "--rows", "5"],
+         "--rows: not with --quiet"),
         (["sim", "sme.examples.counter:build", "--ticks", "3", "--rows", "-1"],
          "--rows -1: must be >= 0"),
     ],
