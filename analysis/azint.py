@@ -242,13 +242,28 @@ class AzimuthalIntegrator:
 
         return _cached(self._matrices, key, _MATRICES, make)
 
-    def _engine(self, c: _Call) -> Engine:
+    def _engine_key(self, c: _Call) -> tuple[object, ...]:
         r = c.request
         flat_key = self._contents.key("flat", c.flat)
-        key = (r.split, r.unit.name, r.npt_rad, r.npt_azim, r.radial_range,
-               r.azimuth_range, c.mask_key, flat_key, self._contents.key("dark", c.dark),
-               c.correct_solid_angle, c.polarization_factor,
-               c.dummy if flat_key is not None else None)
+        return (r.split, r.unit.name, r.npt_rad, r.npt_azim, r.radial_range,
+                r.azimuth_range, c.mask_key, flat_key, self._contents.key("dark", c.dark),
+                c.correct_solid_angle, c.polarization_factor,
+                c.dummy if flat_key is not None else None)
+
+    def _checked_engine(self, call: str, c: _Call, frames: int) -> Engine:
+        """The engine of ``c`` after :func:`analysis.azint_args.check_memory`: a cached
+        engine's tables and matrix exist already (they are in what is no longer available),
+        so only the frames' sums and results are counted for it."""
+        key = self._engine_key(c)
+        r = c.request
+        args.check_memory(call, r.npt_rad, r.npt_azim, frames, self.geometry.shape,
+                          built=key in self._engines)
+        return self._engine(c, key)
+
+    def _engine(self, c: _Call, key: tuple[object, ...] | None = None) -> Engine:
+        if key is None:
+            key = self._engine_key(c)
+
         def make() -> Engine:
             flat = None if c.flat is None else c.flat.astype(np.float32)
             norm = normalisation(self.geometry, flat, c.correct_solid_angle,
@@ -273,10 +288,9 @@ class AzimuthalIntegrator:
         n_rad = args.bins("npt" if dim == 1 else "npt_rad", npt_rad)
         n_azim = None if dim == 1 else args.bins("npt_azim", npt_azim)
         stacked = frames.ndim == 3
-        args.check_memory(f"integrate{dim}d", n_rad, n_azim,
-                          int(frames.shape[0]) if stacked else 1, self.geometry.shape)
         c = self._call(np.dtype(frames.dtype), r_unit, n_rad, n_azim, a_unit, **kwargs)
-        engine = self._engine(c)
+        engine = self._checked_engine(f"integrate{dim}d", c,
+                                      int(frames.shape[0]) if stacked else 1)
         if stacked and frames.shape[0] == 0:  # nothing to send to the device
             none = np.zeros((0, engine.plan.nbins))
             sums = Sums(none, None if c.error_model is None else none, none, none, none)
@@ -351,9 +365,9 @@ class AzimuthalIntegrator:
             Number of radial bins. No fixed bound, but a call whose tables and results
             would take more than half the machine's available memory is refused before
             anything is allocated (``ValueError`` naming ``npt``, the estimate and the
-            limit): ``npt × (128 + 200 × frames)`` bytes plus 64 per detector pixel, against
-            half of ``MemAvailable`` (``/proc/meminfo``) —
-            :func:`analysis.azint_args.check_memory`.
+            limit): ``npt × (128 + 200 × frames)`` bytes plus 64 per detector pixel (a
+            configuration already cached: ``npt × 200 × frames`` alone), against half of
+            ``MemAvailable`` (``/proc/meminfo``) — :func:`analysis.azint_args.check_memory`.
         correctSolidAngle, polarization_factor, dark, flat, normalization_factor
             Corrections as pyFAI applies them: ``(x − dark) / (flat × polarization ×
             solid angle × normalization_factor)``, summed per bin as numerator and
@@ -428,10 +442,8 @@ class AzimuthalIntegrator:
         dtype = np.dtype(kwargs.pop("data_dtype", np.float32))
         kw = _kwargs(kwargs)
         kw.pop("metadata")
-        n_rad = args.bins("npt", npt)
-        args.check_memory("plan1d", n_rad, None, 0, self.geometry.shape)
-        c = self._call(dtype, radial_unit(unit), n_rad, None, None, **kw)
-        return self._engine(c).plan
+        c = self._call(dtype, radial_unit(unit), args.bins("npt", npt), None, None, **kw)
+        return self._checked_engine("plan1d", c, 0).plan
 
 
 def _cached(cache: OrderedDict[Any, _T], key: object, keep: int, make: Callable[[], _T]

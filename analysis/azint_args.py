@@ -72,22 +72,28 @@ def available_memory() -> int:
     return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
 
 
-def memory_estimate(nbins: int, frames: int, shape: tuple[int, int]) -> int:
+def memory_estimate(nbins: int, frames: int, shape: tuple[int, int],
+                    built: bool = False) -> int:
     """Host bytes a call with ``nbins`` output bins, ``frames`` frames (0: the tables
     alone) and a detector of ``shape`` allocates: ``nbins × (TABLE_BYTES_PER_BIN + frames
-    × FRAME_BYTES_PER_BIN) + pixels × PIXEL_BYTES``."""
+    × FRAME_BYTES_PER_BIN) + pixels × PIXEL_BYTES``; ``built`` (the configuration's tables
+    and matrix are cached): ``nbins × frames × FRAME_BYTES_PER_BIN`` alone."""
+    if built:
+        return nbins * frames * FRAME_BYTES_PER_BIN
     return (nbins * (TABLE_BYTES_PER_BIN + frames * FRAME_BYTES_PER_BIN)
             + shape[0] * shape[1] * PIXEL_BYTES)
 
 
 def check_memory(call: str, npt_rad: int, npt_azim: int | None, frames: int,
-                 shape: tuple[int, int]) -> None:
+                 shape: tuple[int, int], built: bool = False) -> None:
     """``ValueError`` before anything is allocated when :func:`memory_estimate` is more than
     :data:`MEMORY_FRACTION` of :func:`available_memory` (``npt=10**9`` allocated until the
     process was killed), naming what was asked, the estimate and the limit; an estimate of
-    at most :data:`UNCHECKED_BYTES` passes unread."""
+    at most :data:`UNCHECKED_BYTES` passes unread. ``built``: the call's tables and matrix
+    exist already (a cached configuration), so only its frames' sums and results count
+    (counting the rest again refused a repeated call once they had taken the memory)."""
     nbins = npt_rad * (npt_azim or 1)
-    need = memory_estimate(nbins, frames, shape)
+    need = memory_estimate(nbins, frames, shape, built)
     if need <= UNCHECKED_BYTES:
         return
     available = available_memory()

@@ -523,3 +523,25 @@ def test_the_memory_rule_counts_bins_frames_and_pixels(monkeypatch: pytest.Monke
         ai.integrate2d(stack, 500, 360)
     with pytest.raises(ValueError, match=r"^plan1d: npt=10000000 for 0 frame"):
         ai.plan1d(10**7)
+
+
+def test_a_cached_configuration_counts_only_its_frames(monkeypatch: pytest.MonkeyPatch
+                                                       ) -> None:
+    """A configuration whose tables and matrix are cached allocates only its frames' sums
+    and results: the memory rule counted the tables and ``PIXEL_BYTES`` per pixel again on
+    every call, so a repeated call was refused once the first call's matrix (and anything
+    else) had taken the memory it left available — a large detector's second frame."""
+    monkeypatch.setattr(azint_args, "PIXEL_BYTES", 10**5)  # 64×80 pixels: ≈ 490 MiB
+    monkeypatch.setattr(azint_args, "available_memory", lambda: 2 * 2**30)  # limit 1 GiB
+    ai = AzimuthalIntegrator(GEOMETRY)
+    first = ai.integrate1d(FRAME, 100)
+    plan = ai.plan1d(100)  # (integrate1d's configuration: q_nm^-1, as pyFAI's default)
+    monkeypatch.setattr(azint_args, "available_memory", lambda: 2**29)  # limit 256 MiB
+    again = ai.integrate1d(FRAME, 100)  # was refused: 'needs about 0.5 GiB'
+    assert np.array_equal(first.intensity, again.intensity, equal_nan=True)
+    assert ai.plan1d(100) is plan
+    with pytest.raises(ValueError, match=r"^integrate1d: npt=101 for 1 frame\(s\) of 64×80 "
+                                         r"pixels needs about 0\.5 GiB"):
+        ai.integrate1d(FRAME, 101)  # a new configuration still counts its matrix
+    with pytest.raises(ValueError, match=r"^plan1d: npt=100 for 0 frame"):
+        ai.plan1d(100, unit="2th_deg")  # another configuration
