@@ -425,3 +425,29 @@ def test_a_second_stage_is_refused_and_leaves_a_running_fly_alone(setup: Any) ->
         det.unstage()
     det.stage()  # (unstaged, it stages again)
     det.unstage()
+
+
+class _BoardAsked(Exception):
+    """Raised instead of building the firmware (the test wants the params alone)."""
+
+
+def test_the_detector_defaults_to_the_32_lane_datapath(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 18: ``FirmwareDetector`` and ``Beamline.create`` (hence the demo and its
+    ``--prepare``) build ``detector_params(256, 256)``, the 32-lane datapath with the binning
+    stage, when given no params; ``ChainParams`` itself keeps 16 lanes."""
+    from devices.detector import FirmwareDetector
+
+    built: list[ChainParams] = []
+
+    def board(self: Any, backend: str) -> Any:
+        built.append(self.params)
+        raise _BoardAsked
+
+    monkeypatch.setattr(FirmwareDetector, "_board", board)
+    with pytest.raises(_BoardAsked):
+        FirmwareDetector(name="d", scene=None, folder=tmp_path)  # type: ignore[arg-type]
+    with pytest.raises(_BoardAsked):
+        Beamline.create(tmp_path)
+    assert built == [ChainParams(256, 256, 32)] * 2
+    assert ChainParams(256, 256).lanes == 16
