@@ -38,6 +38,7 @@ from dataflow.catalog import CatalogError
 from dataflow.cli import run_command
 from dataflow.hdf5 import HDF5ReadError
 from dataflow.remote import open_catalog
+from sme.cli import given
 from sme.loading import CliError
 
 Subparsers = Any  # argparse's _SubParsersAction is private
@@ -46,8 +47,7 @@ PROG = "smeflow reduce"
 
 def cmd_reduce(args: argparse.Namespace) -> int:
     """Reduce run ``args.run`` and print the derived run's uid and summary."""
-    check_modes(args)
-    chunk = DEFAULT_CHUNK_FRAMES if args.chunk is None else args.chunk
+    chunk = given(args.chunk, DEFAULT_CHUNK_FRAMES)  # (check_modes: _guarded)
     from dataflow.provenance import ProvenanceRecorder
 
     with open_catalog(args.data, args.url, args.api_key_file) as catalog:

@@ -56,6 +56,7 @@ from analysis.live_reduction import ENDED_BY_CONSUMER
 from dataflow.bus import DEFAULT_OUT, SETTLE_S, BusError, DocumentSubscriber, parse_address
 from dataflow.catalog import RunCatalog
 from dataflow.remote import open_catalog
+from sme.cli import given
 
 __all__ = ["DEFAULT_CONSUMER_BATCH", "DEFAULT_CONSUMER_CAPACITY", "ConsumerStats", "Throttle",
            "add_live_arguments", "check_throttle", "cmd_live", "consume", "peak_rss_kib",
@@ -280,11 +281,6 @@ def _check(args: argparse.Namespace) -> None:
             raise ValueError(f"{option} {value}: must be >= 1")
 
 
-def _given(value: Any, default: Any) -> Any:
-    """An option's value, or its default when not given (None)."""
-    return default if value is None else value
-
-
 def cmd_live(args: argparse.Namespace) -> int:
     """``smeflow reduce --live [--zmq HOST:PORT] [--data DIR]``: :func:`consume` until
     SIGINT or SIGTERM; exit 0 after a clean stop, 1 when receiving failed."""
@@ -302,9 +298,9 @@ def cmd_live(args: argparse.Namespace) -> int:
             # (--bins/--unit are None when not given: the defaults)
             stats = consume(address, catalog, stop=stop, rows=args.rows, bins=args.bins,
                             unit=args.unit, device=args.device,
-                            capacity=_given(args.capacity, DEFAULT_CONSUMER_CAPACITY),
-                            batch_size=_given(args.batch, DEFAULT_CONSUMER_BATCH),
-                            throttle_s=_given(args.throttle, 0.0))
+                            capacity=given(args.capacity, DEFAULT_CONSUMER_CAPACITY),
+                            batch_size=given(args.batch, DEFAULT_CONSUMER_BATCH),
+                            throttle_s=given(args.throttle, 0.0))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -25,6 +25,8 @@ from typing import Any, cast
 
 import numpy as np
 
+from sme.cli import given
+
 Subparsers = Any
 
 DEFAULT_OUTPUT, DEFAULT_DATA, DEFAULT_PROJECTIONS = "out/demo", "smeflow-data", 90
@@ -269,11 +271,6 @@ def prepare_demo(backend: str = "compiled") -> float:
     return time.perf_counter() - t0
 
 
-def _given(value: Any, default: Any) -> Any:
-    """An option's value, or its default when not given (None)."""
-    return default if value is None else value
-
-
 def check_demo_args(args: argparse.Namespace) -> None:
     """Every argument of ``smeflow demo`` checked before anything is created or run.
 
@@ -292,11 +289,11 @@ def check_demo_args(args: argparse.Namespace) -> None:
                 raise CliError(f"{option}: not with --prepare (which only compiles and "
                                "caches what the demo runs, and runs nothing)")
         return
-    projections = _given(args.projections, DEFAULT_PROJECTIONS)
+    projections = given(args.projections, DEFAULT_PROJECTIONS)
     if not 1 <= projections <= 100_000:
         raise CliError(f"--projections {projections}: expected 1 … 100000 projections")
-    output_dir(_given(args.output, DEFAULT_OUTPUT), "-o")
-    given_data = _given(args.data, DEFAULT_DATA)
+    output_dir(given(args.output, DEFAULT_OUTPUT), "-o")
+    given_data = given(args.data, DEFAULT_DATA)
     data = Path(given_data)
     if data.exists() and not data.is_dir():
         raise CliError(f"--data {given_data}: is a file, not a catalog folder")
@@ -326,11 +323,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     startup = process_age_s()  # interpreter start and imports, before the demo itself
     memory = PeakMemory()  # this process and any it starts (GHDL, a kernel's linker)
     memory.mark("start")  # the interpreter and the command line's imports
-    data_dir = Path(_given(args.data, DEFAULT_DATA)).resolve()
-    out_dir = Path(_given(args.output, DEFAULT_OUTPUT)).resolve()
+    data_dir = Path(given(args.data, DEFAULT_DATA)).resolve()
+    out_dir = Path(given(args.output, DEFAULT_OUTPUT)).resolve()
     try:
         result = run_demo(data_dir, out_dir,
-                          projections=_given(args.projections, DEFAULT_PROJECTIONS),
+                          projections=given(args.projections, DEFAULT_PROJECTIONS),
                           backend=args.backend, quiet=args.quiet, zmq=args.zmq,
                           on_phase=memory.mark)
     finally:

@@ -14,10 +14,12 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import SmeError
 from .loading import CliError, describe_exception, load_network, load_object, load_stimulus
+
+_T = TypeVar("_T")
 
 
 def _commands() -> list[Callable[[Any], None]]:
@@ -41,6 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                            help="on an error, show the Python traceback too")
     return parser
+
+
+def given(value: _T | None, default: _T) -> _T:
+    """A command-line option's value, or ``default`` when it was not given: options that
+    one mode of a command refuses default to None, so that giving one can be told from
+    leaving it out, and take their real default here."""
+    return default if value is None else value
 
 
 def output_file(path: str, option: str) -> Path:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .cli import CliError, load_network, load_stimulus, output_file
+from .cli import CliError, given, load_network, load_stimulus, output_file
 from .graph import write_graph
 from .network import Network
 from .simulator import Simulator
@@ -58,7 +58,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
     """Simulate a network, print its trace and optionally save CSV/VCD."""
     if args.rows is not None and args.quiet:
         raise CliError("--rows: not with --quiet (the trace is not printed)")
-    rows = DEFAULT_ROWS if args.rows is None else args.rows
+    rows = given(args.rows, DEFAULT_ROWS)
     if rows < 0:
         raise CliError(f"--rows {rows}: must be >= 0")
     if args.ticks is not None and args.ticks < 0:  # (before the design is imported)
