@@ -76,9 +76,10 @@ check: lint typecheck
 
 # pytest exits 5 when it collected no test: that is a failure here, as every other non-zero.
 # The suite runs on every core (pytest-xdist); tests use their own temp folders and free ports.
+# --durations: the slowest tests in every log, to see where the suite's time goes (target < 25 min).
 PYTEST_WORKERS ?= auto
 test: setup
-	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS)
+	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --durations=30
 
 bench: setup
 	$(PY) benchmarks/sim_speed.py
