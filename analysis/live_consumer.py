@@ -269,16 +269,13 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _check(args: argparse.Namespace) -> None:
+    """The run argument against ``--live`` (the options' domains and modes are
+    ``analysis.cli.check_arguments``' and ``check_modes``', run before this)."""
     if not args.live:
-        if args.zmq is not None:
-            raise ValueError("--zmq needs --live")
         raise ValueError("give the run to reduce (UID or scan number), or --live to "
                          "follow runs as they are acquired")
     if args.run is not None:
         raise ValueError(f"give either a run ({args.run!r}) or --live, not both")
-    for value, option in ((args.capacity, "--capacity"), (args.batch, "--batch")):
-        if value is not None and value < 1:
-            raise ValueError(f"{option} {value}: must be >= 1")
 
 
 def cmd_live(args: argparse.Namespace) -> int:
