@@ -21,7 +21,7 @@ import argparse
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 
@@ -271,8 +271,18 @@ def prepare_demo(backend: str = "compiled") -> float:
     return time.perf_counter() - t0
 
 
-def check_demo_args(args: argparse.Namespace) -> None:
-    """Every argument of ``smeflow demo`` checked before anything is created or run.
+class DemoRun(NamedTuple):
+    """``smeflow demo``'s run options, resolved once by :func:`check_demo_args` (a default
+    put in for each one left out, the folders made absolute) and run as they are."""
+
+    output: Path
+    data: Path
+    projections: int
+
+
+def check_demo_args(args: argparse.Namespace) -> DemoRun | None:
+    """Every argument of ``smeflow demo`` checked before anything is created or run; returns
+    the run's options as checked, or None with ``--prepare`` (which takes none of them).
 
     Raises
     ------
@@ -288,11 +298,11 @@ def check_demo_args(args: argparse.Namespace) -> None:
             if value is not None:
                 raise CliError(f"{option}: not with --prepare (which only compiles and "
                                "caches what the demo runs, and runs nothing)")
-        return
+        return None
     projections = given(args.projections, DEFAULT_PROJECTIONS)
     if not 1 <= projections <= 100_000:
         raise CliError(f"--projections {projections}: expected 1 … 100000 projections")
-    output_dir(given(args.output, DEFAULT_OUTPUT), "-o")
+    output = output_dir(given(args.output, DEFAULT_OUTPUT), "-o")
     given_data = given(args.data, DEFAULT_DATA)
     data = Path(given_data)
     if data.exists() and not data.is_dir():
@@ -305,12 +315,13 @@ def check_demo_args(args: argparse.Namespace) -> None:
             parse_address(args.zmq, "--zmq")
         except BusError as exc:
             raise CliError(str(exc)) from None
+    return DemoRun(output.resolve(), data.resolve(), projections)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """``smeflow demo``."""
-    check_demo_args(args)
-    if args.prepare:
+    run = check_demo_args(args)
+    if run is None:  # --prepare
         took = prepare_demo(args.backend)
         print(f"the demo's firmware, models and OpenCL kernels are compiled and cached "
               f"({took:.0f} s)")
@@ -323,11 +334,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     startup = process_age_s()  # interpreter start and imports, before the demo itself
     memory = PeakMemory()  # this process and any it starts (GHDL, a kernel's linker)
     memory.mark("start")  # the interpreter and the command line's imports
-    data_dir = Path(given(args.data, DEFAULT_DATA)).resolve()
-    out_dir = Path(given(args.output, DEFAULT_OUTPUT)).resolve()
+    data_dir = run.data
     try:
-        result = run_demo(data_dir, out_dir,
-                          projections=given(args.projections, DEFAULT_PROJECTIONS),
+        result = run_demo(data_dir, run.output, projections=run.projections,
                           backend=args.backend, quiet=args.quiet, zmq=args.zmq,
                           on_phase=memory.mark)
     finally:
