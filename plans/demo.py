@@ -31,7 +31,7 @@ Subparsers = Any
 
 DEFAULT_OUTPUT, DEFAULT_DATA, DEFAULT_PROJECTIONS = "out/demo", "smeflow-data", 90
 """``smeflow demo``'s ``-o``, ``--data`` and ``--projections`` when not given (the parser
-leaves them None, so that ``--prepare`` can refuse them)."""
+leaves them None, so that ``--prepare`` can refuse them; ``-q`` too, False when not given)."""
 DEMO_PHASES = ("catalog", "beamline", "kernels", "tomography", "diffraction", "pictures")
 """The demo's phases, in order: the catalog opened and the live reduction subscribed; the
 beamline built (the firmware loaded); the OpenCL kernels built; each run acquired and
@@ -278,6 +278,7 @@ class DemoRun(NamedTuple):
     output: Path
     data: Path
     projections: int
+    quiet: bool
 
 
 def check_demo_args(args: argparse.Namespace) -> DemoRun | None:
@@ -294,7 +295,8 @@ def check_demo_args(args: argparse.Namespace) -> DemoRun | None:
 
     if args.prepare:  # it only compiles and caches: the run's options would be ignored
         for option, value in (("-o", args.output), ("--data", args.data),
-                              ("--projections", args.projections), ("--zmq", args.zmq)):
+                              ("--projections", args.projections), ("--zmq", args.zmq),
+                              ("-q", args.quiet)):  # (no table or bars to leave out)
             if value is not None:
                 raise CliError(f"{option}: not with --prepare (which only compiles and "
                                "caches what the demo runs, and runs nothing)")
@@ -315,7 +317,7 @@ def check_demo_args(args: argparse.Namespace) -> DemoRun | None:
             parse_address(args.zmq, "--zmq")
         except BusError as exc:
             raise CliError(str(exc)) from None
-    return DemoRun(output.resolve(), data.resolve(), projections)
+    return DemoRun(output.resolve(), data.resolve(), projections, given(args.quiet, False))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -337,7 +339,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     data_dir = run.data
     try:
         result = run_demo(data_dir, run.output, projections=run.projections,
-                          backend=args.backend, quiet=args.quiet, zmq=args.zmq,
+                          backend=args.backend, quiet=run.quiet, zmq=args.zmq,
                           on_phase=memory.mark)
     finally:
         peak_mb = memory.stop()
@@ -392,7 +394,8 @@ def register_demo(sub: Subparsers) -> None:
                    help=f"tomography projections (default {DEFAULT_PROJECTIONS})")
     p.add_argument("--backend", default="compiled", choices=["compiled", "interp", "ghdl"],
                    help="firmware backend (ghdl only for small frames)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no live table or progress bars")
+    p.add_argument("-q", "--quiet", action="store_true", default=None,
+                   help="no live table or progress bars")
     p.add_argument("--zmq", metavar="HOST:PORT", help="also publish the documents to this "
                    "0MQ proxy in-address (smeflow proxy), for smeflow reduce --live")
     p.add_argument("--prepare", action="store_true",

@@ -145,6 +145,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("demo", ["demo", "--prepare", "--zmq", "127.0.0.1:5577"], "--zmq: not with --prepare"),
     ("demo", ["demo", "--prepare", "-o", "{R}/o5"], "-o: not with --prepare"),
     ("demo", ["demo", "--prepare", "--data", "{R}/d5"], "--data: not with --prepare"),
+    ("demo", ["demo", "--prepare", "-q"], "-q: not with --prepare"),  # was accepted, unused
     ("demo", ["demo", "--data", "{F}", "-o", "{R}/o2"], "is a file, not a catalog folder"),
     ("demo", ["demo", "--data", "{S}", "-o", "{R}/o3"], "not a catalog"),
     ("demo", ["demo", "--zmq", "here", "--data", "{R}/d4", "-o", "{R}/o4"],
@@ -190,7 +191,7 @@ def test_bad_input_is_one_line_without_traceback(
 USAGE = [argv for _, argv, message in CASES
          if any(option in message for option in (
              "--bins:", "--throttle", "--chunk:", "--workers:", "--rows:", "--capacity:",
-             "--batch:", ": needs --", ": not with --live"))]
+             "--batch:", ": needs --", ": not with --live", ": not with --prepare"))]
 
 
 @pytest.mark.parametrize("argv", USAGE, ids=[f"usage-{i}" for i in range(len(USAGE))])

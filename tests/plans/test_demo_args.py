@@ -25,9 +25,11 @@ def test_check_demo_args_returns_the_options_it_checked(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert demo.check_demo_args(parse()) == demo.DemoRun(
-        tmp_path / demo.DEFAULT_OUTPUT, tmp_path / demo.DEFAULT_DATA, demo.DEFAULT_PROJECTIONS)
-    assert demo.check_demo_args(parse("-o", "pics", "--data", "cat", "--projections", "7")) \
-        == demo.DemoRun(tmp_path / "pics", tmp_path / "cat", 7)
+        tmp_path / demo.DEFAULT_OUTPUT, tmp_path / demo.DEFAULT_DATA, demo.DEFAULT_PROJECTIONS,
+        quiet=False)
+    assert demo.check_demo_args(parse("-o", "pics", "--data", "cat", "--projections", "7",
+                                      "-q")) \
+        == demo.DemoRun(tmp_path / "pics", tmp_path / "cat", 7, quiet=True)
     assert demo.check_demo_args(parse("--prepare")) is None
 
 
@@ -45,7 +47,7 @@ def test_cmd_demo_runs_what_check_demo_args_resolved(
         return checked[-1]
 
     def run_demo(data_dir: Path, out_dir: Path, **kwargs: Any) -> Any:
-        raise _Ran(data_dir, out_dir, kwargs["projections"])
+        raise _Ran(data_dir, out_dir, kwargs["projections"], kwargs["quiet"])
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(demo, "check_demo_args", check)
@@ -53,9 +55,9 @@ def test_cmd_demo_runs_what_check_demo_args_resolved(
     # (not this test process's malloc settings)
     monkeypatch.setattr(demo_memory, "return_freed_buffers", lambda: True)
     monkeypatch.setattr(demo_memory, "cap_malloc_arenas", lambda: True)
-    for argv in ((), ("-o", "pics", "--data", "cat", "--projections", "7")):
+    for argv in ((), ("-o", "pics", "--data", "cat", "--projections", "7", "-q")):
         with pytest.raises(_Ran) as ran:
             demo.cmd_demo(parse(*argv))
         run = checked[-1]
         assert run is not None
-        assert ran.value.args == (run.data, run.output, run.projections)
+        assert ran.value.args == (run.data, run.output, run.projections, run.quiet)
