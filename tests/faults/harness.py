@@ -91,7 +91,9 @@ SCAN = textwrap.dedent('''
     catalog = Catalog(data)
     RE = RunEngine({{}})
     catalog.subscribe(RE, batch_size=batch or None)
-    recorder = ProvenanceRecorder.for_catalog(catalog)
+    # (after a failed write HDF5 cannot close the frame file: the recorder waits its
+    # close_timeout, then hashes the file as found; 5 s, not the default 60, per trial)
+    recorder = ProvenanceRecorder.for_catalog(catalog, close_timeout=5)
     recorder.subscribe(RE)
     cam = Cam(name="cam")
     cam.folder = catalog.raw_dir
