@@ -6,7 +6,6 @@ place between calls is noticed)."""
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 import numpy as np
@@ -17,6 +16,7 @@ from analysis.azint_engine import FRAME_TYPES
 from analysis.azint_method import split_of
 from analysis.azint_plan import ERROR_MODELS, Dummy
 from geometry import Detector, Unit, azimuthal_unit, radial_unit
+from sme.host_memory import MEMORY_FRACTION, available_memory
 
 __all__ = ["FRAME_BYTES_PER_BIN", "MEMORY_FRACTION", "PIXEL_BYTES", "TABLE_BYTES_PER_BIN",
            "UNCHECKED_BYTES", "ContentKeys", "available_memory", "azimuth_range", "bins",
@@ -56,24 +56,9 @@ not the peak: a first call on a fresh integrator grows the process by 310–390 
 with the default method and 120–225 with ``method="no"`` (npt=1000, 1024² and 2048²
 pixels); the per-bin parts are what a caller can make absurd, and a floor here refuses no
 detector whose matrix fits."""
-MEMORY_FRACTION = 0.5
-"""The share of the machine's available memory one call may plan to take."""
 UNCHECKED_BYTES = 64 << 20
 """Estimates up to this are not checked: reading ``/proc/meminfo`` takes ~20 µs, a tenth of
 a small frame's whole call."""
-
-
-def available_memory() -> int:
-    """Bytes of memory available to a new allocation without swapping: ``MemAvailable`` of
-    ``/proc/meminfo`` (Linux), else the free physical pages (``os.sysconf``)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
 
 
 def memory_estimate(nbins: int, frames: int, shape: tuple[int, int],

@@ -18,7 +18,7 @@ import argparse
 import time
 from typing import Any
 
-from sme.cli import CliError, load_network, load_stimulus, output_dir
+from sme.cli import CliError, check_trace_memory, load_network, load_stimulus, output_dir
 
 Subparsers = Any  # argparse's _SubParsersAction is private
 
@@ -37,6 +37,8 @@ def cmd_vhdl(args: argparse.Namespace) -> int:
     output_dir(args.output, "-o")
     network = load_network(args.network)
     ticks = args.ticks if args.ticks is not None or args.stimulus else DEFAULT_TICKS
+    if ticks is not None:
+        check_trace_memory(ticks, network)
     t0 = time.perf_counter()
     trace = record_trace(network, load_stimulus(args.stimulus, ticks, network), ticks)
     written = export(network, args.output, trace)
@@ -99,7 +101,8 @@ def register_vhdl(sub: Subparsers) -> None:
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
     p.add_argument("--ticks", type=int,
                    help=f"ticks to record (default: until the stimulus ends, or "
-                        f"{DEFAULT_TICKS} without stimulus)")
+                        f"{DEFAULT_TICKS} without stimulus); the trace keeps every tick, "
+                        "and must fit in half the available memory")
     p.add_argument("--stimulus", metavar="MODULE:FUNC|FILE.csv",
                    help="function returning an iterator of per-tick {'bus.signal': value}, "
                    "or a CSV file with a bus.signal header and one row per tick")

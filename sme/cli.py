@@ -14,10 +14,13 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import SmeError
 from .loading import CliError, describe_exception, load_network, load_object, load_stimulus
+
+if TYPE_CHECKING:
+    from .network import Network
 
 _T = TypeVar("_T")
 
@@ -50,6 +53,33 @@ def given(value: _T | None, default: _T) -> _T:
     one mode of a command refuses default to None, so that giving one can be told from
     leaving it out, and take their real default here."""
     return default if value is None else value
+
+
+def check_trace_memory(ticks: int, network: Network, option: str = "--ticks") -> None:
+    """``CliError`` before anything is simulated when the trace of ``ticks`` ticks of
+    ``network`` needs more than :data:`sme.host_memory.MEMORY_FRACTION` of the memory
+    available (its floor, :func:`sme.trace.memory_floor`): the trace keeps every row, and
+    ``--ticks 10**12`` ran on with it growing (≈ 72 bytes a tick for the counter) until
+    the machine had no memory left. The message names the limit and the most ticks that
+    fit under it."""
+    from .host_memory import MEMORY_FRACTION, available_memory
+    from .trace import ROW_BYTES, VALUE_BYTES, memory_floor
+
+    signals = len(network.traced_signals())
+    need = memory_floor(ticks + 1, signals)  # (the reset row, then one a tick)
+    available = available_memory()
+    limit = int(available * MEMORY_FRACTION)
+    if need > limit:
+        most = max(0, limit // (ROW_BYTES + signals * VALUE_BYTES) - 1)
+        raise CliError(f"{option} {ticks}: a trace of {ticks + 1} rows × {signals} signals "
+                       f"needs at least {_size(need)} of memory, more than the "
+                       f"{_size(limit)} a run may take ({MEMORY_FRACTION:.0%} of the "
+                       f"{_size(available)} available); give at most {most} ticks")
+
+
+def _size(nbytes: int) -> str:
+    """``nbytes`` in GiB, or in MiB when under one GiB."""
+    return f"{nbytes / 2**30:,.1f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
 
 
 def output_file(path: str, option: str) -> Path:
@@ -142,5 +172,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     return status
 
 
-__all__ = ["ARROW_POOL_VARIABLE", "CliError", "build_parser", "load_network", "load_object",
-           "load_stimulus", "main", "output_dir", "output_file"]
+__all__ = ["ARROW_POOL_VARIABLE", "CliError", "build_parser", "check_trace_memory",
+           "load_network", "load_object", "load_stimulus", "main", "output_dir", "output_file"]

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .cli import CliError, given, load_network, load_stimulus, output_file
+from .cli import CliError, check_trace_memory, given, load_network, load_stimulus, output_file
 from .graph import write_graph
 from .network import Network
 from .simulator import Simulator
@@ -25,6 +25,8 @@ def simulate(network: Network, ticks: int | None, stimulus: str | None,
         raise CliError("give --ticks N, --stimulus MODULE:FUNC, or both")
     if ticks is not None and ticks < 0:
         raise CliError(f"--ticks {ticks}: must be >= 0")
+    if ticks is not None:
+        check_trace_memory(ticks, network)
     stim = load_stimulus(stimulus, ticks, network)
     sim = Simulator(network, backend=backend)
     trace = sim.run(ticks, stimulus=stim)
@@ -106,7 +108,8 @@ def _add_sim_args(p: argparse.ArgumentParser) -> None:
                    help="a Network, or a function returning one: a dotted module "
                    "(found from the current folder too) or a file, e.g. "
                    "sme.examples.counter:build or path/to/design.py:build")
-    p.add_argument("--ticks", type=int, help="number of ticks (default: until stimulus ends)")
+    p.add_argument("--ticks", type=int, help="number of ticks (default: until stimulus ends); "
+                   "the trace keeps every tick, and must fit in half the available memory")
     p.add_argument("--stimulus", metavar="MODULE:FUNC|FILE.csv",
                    help="function returning an iterator of per-tick {'bus.signal': value}, "
                    "or a CSV file with a bus.signal header and one row per tick")

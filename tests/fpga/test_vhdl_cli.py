@@ -97,6 +97,30 @@ def test_bad_stimulus_and_ticks(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["vhdl", "sme.examples.counter:build", "-o", str(tmp_path), "--stimulus",
                  "sme.examples.pipeline:EXPECTED_VALID_COUNT"]) == 2
     assert "EXPECTED_VALID_COUNT' is not a function" in capsys.readouterr().err
+    # a trace that cannot fit: refused before a tick (it ran on, growing ~72 B a tick)
+    assert main(["vhdl", "sme.examples.counter:build", "-o", str(tmp_path), "--ticks",
+                 str(10**12)]) == 2
+    assert "--ticks 1000000000000: a trace of 1000000000001 rows × 3 signals needs at " \
+        "least 67,055.2 GiB of memory" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_trace_over_half_the_available_memory_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """As ``smeflow sim``'s (tests/sme/test_commands.py): with 2 MiB available the
+    counter's trace fits 14 562 ticks, not 14 563; nothing is exported."""
+    import sme.host_memory
+
+    monkeypatch.setattr(sme.host_memory, "available_memory", lambda: 2 << 20)
+    out = tmp_path / "out"
+    assert main(["vhdl", "sme.examples.counter:build", "-o", str(out), "--ticks",
+                 "14563"]) == 2
+    assert "give at most 14562 ticks" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["vhdl", "sme.examples.counter:build", "-o", str(out), "--ticks",
+                 "14562"]) == 0
+    assert "(14562 ticks, 3 signals" in capsys.readouterr().out
 
 
 @pytest.mark.ghdl

@@ -77,6 +77,10 @@ def test_graph_command(tmp_path: Path) -> None:
          "--rows: not with --quiet"),
         (["sim", "sme.examples.counter:build", "--ticks", "3", "--rows", "-1"],
          "--rows -1: must be >= 0"),
+        # a trace that cannot fit: refused before a tick (it ran on, growing ~72 B a tick)
+        (["sim", "sme.examples.counter:build", "--ticks", str(10**12), "-q"],
+         "--ticks 1000000000000: a trace of 1000000000001 rows × 3 signals needs at least "
+         "67,055.2 GiB"),
     ],
 )
 def test_bad_arguments_give_one_clear_error(
@@ -85,6 +89,23 @@ def test_bad_arguments_give_one_clear_error(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_trace_over_half_the_available_memory_is_refused(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The limit is half of what the machine has available: with 2 MiB available the
+    counter's trace (3 signals, at least 72 bytes a row, the reset row and one a tick) fits
+    14 562 ticks, not 14 563 (before, every --ticks ran, its trace growing until the machine
+    ran out)."""
+    import sme.host_memory
+
+    monkeypatch.setattr(sme.host_memory, "available_memory", lambda: 2 << 20)
+    assert main(["sim", "sme.examples.counter:build", "--ticks", "14563", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("smeflow sim: error: --ticks 14563: a trace of 14564 rows × 3 signals "
+                   "needs at least 1.0 MiB of memory, more than the 1.0 MiB a run may take "
+                   "(50% of the 2.0 MiB available); give at most 14562 ticks\n"), err
+    assert main(["sim", "sme.examples.counter:build", "--ticks", "14562", "-q"]) == 0
 
 
 def test_console_script_exits_non_zero_on_error() -> None:
