@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -36,6 +37,7 @@ from devices.samples import (
     PixelSize,
     Pose,
     detector_coordinates_mm,
+    pixel_pair,
 )
 from sme.native import native_kernel
 
@@ -120,6 +122,13 @@ class EllipsoidPhantom:
         self._c = np.stack(self._centers)
         self._cmc = np.einsum("ki,kij,kj->k", self._c, self._m, self._c) - 1.0
         self._mu = np.array([e.mu for e in self.ellipsoids], dtype=np.float64)
+        # the heights (sample y, the rotation axis) each ellipsoid spans, whatever the
+        # angle: centre ± √((M⁻¹)_yy), widened by far more than the rounding of a row's
+        # test (``_transmit`` skips the rows outside, where no ray meets it)
+        half = np.sqrt(np.linalg.inv(self._m)[:, 1, 1])
+        margin = 1e-6 * (half + np.linalg.norm(self._c, axis=1))
+        self._heights = np.stack([self._c[:, 1] - half - margin,
+                                  self._c[:, 1] + half + margin], axis=1)
 
     @property
     def radius(self) -> float:
@@ -233,10 +242,10 @@ class EllipsoidPhantom:
                 or not out.flags.c_contiguous or not out.flags.writeable:
             raise ValueError(f"transmit_into: out must be a writeable C-contiguous float64 "
                              f"array of shape {incident.shape}")
-        x, y = detector_coordinates_mm(incident.shape, pixel_size)
-        box = _transmit_native(np.ascontiguousarray(x[0]) - pose.x,
-                        np.ascontiguousarray(y[:, 0]) - pose.y, self.ray_coefficients(pose),
-                        np.ascontiguousarray(incident, np.float64), out)
+        xs, ys = _ray_axes(incident.shape, pixel_pair(pixel_size))
+        box = _transmit_native(xs - pose.x, ys - pose.y, self.ray_coefficients(pose),
+                               self._heights, np.ascontiguousarray(incident, np.float64),
+                               out)
         return int(box[0]), int(box[1]), int(box[2]), int(box[3])
 
     def sinogram(
@@ -391,13 +400,15 @@ def _row_chords(xs: FloatArray, yr: float, coef: FloatArray, k: int,
         else:
             lo = max(int(np.floor((max(xa, xb) - x0) / dx)), 0)
             hi = min(int(np.ceil((min(xa, xb) - x0) / dx)) + 1, n_cols)
-    for j in range(lo, hi):  # (no branch: several columns per instruction; where the
-        # ray misses, the chord adds 0, which changes no sum)
-        xr = xs[j]
+    cols = xs[lo:hi]  # (views indexed from 0: the loop below runs several columns per
+    sums = acc[lo:hi]  # instruction, square roots included; from lo it ran one at a time)
+    for j in range(hi - lo):  # (no branch; where the ray misses, the chord adds 0,
+        # which changes no sum)
+        xr = cols[j]
         b = bx * xr + bb
         c = cxx * xr * xr + c1 * xr + cc0
         disc = b * b - a * c
-        acc[j] += scale * np.sqrt(disc if disc > 0.0 else 0.0)
+        sums[j] += scale * np.sqrt(disc if disc > 0.0 else 0.0)
     return lo, hi
 
 
@@ -438,24 +449,36 @@ def _exp_parts(x: float) -> tuple[float, np.int64]:  # pragma: no cover - compil
 
 
 @njit(cache=True, nogil=True)
-def _transmit(xs: FloatArray, ys: FloatArray, coef: FloatArray, incident: FloatArray,
-              out: FloatArray) -> tuple[int, int, int, int]:  # pragma: no cover - compiled
+def _transmit(xs: FloatArray, ys: FloatArray, coef: FloatArray, heights: FloatArray,
+              incident: FloatArray, out: FloatArray
+              ) -> tuple[int, int, int, int]:  # pragma: no cover - compiled
     """``out = incident · exp(−Σ chord × μ)`` in the columns some ellipsoid's interval
     covers (the rays of ``_integrate_rays``; the same sums, ellipsoid by ellipsoid),
     ``out`` untouched elsewhere: per row, the integrals in one row buffer, then their
     exponentials (``_exp_parts``: ``e^0`` is 1 exactly, so a pixel whose ray misses every
     ellipsoid keeps ``incident``'s value) in two loops without a branch. Returns the box
-    of rows and columns those intervals cover (``transmit_into``)."""
+    of rows and columns those intervals cover (``transmit_into``).
+
+    ``heights[k]``: the rows ``ys`` ellipsoid ``k`` can cover (``EllipsoidPhantom``'s,
+    wider than it by far more than rounding); the others are not asked, as a ray there
+    misses it (``_row_chords`` would find no interval). Most of a frame's rows meet
+    few of the ellipsoids, and asking cost more than the chords."""
     n_cols = xs.shape[0]
     acc = np.zeros(n_cols)
     parts = np.empty(n_cols)
     bits = np.empty(n_cols, np.int64)
     scales = bits.view(np.float64)
+    # (an ellipsoid whose discriminant in X is not concave, ``_row_chords``' qa >= 0,
+    # which no ellipsoid's is but for rounding, is asked on every row)
+    everywhere = coef[:, 1] * coef[:, 1] - coef[:, 0] * coef[:, 4] >= 0.0
     row0, row1, col0, col1 = ys.shape[0], 0, n_cols, 0
     for i in range(ys.shape[0]):
         first, last = n_cols, 0
+        y = ys[i]
         for k in range(coef.shape[0]):
-            lo, hi = _row_chords(xs, ys[i], coef, k, acc)
+            if not (everywhere[k] or heights[k, 0] <= y <= heights[k, 1]):
+                continue
+            lo, hi = _row_chords(xs, y, coef, k, acc)
             if lo < hi:
                 first, last = min(first, lo), max(last, hi)
         if first >= last:
@@ -471,6 +494,17 @@ def _transmit(xs: FloatArray, ys: FloatArray, coef: FloatArray, incident: FloatA
         for j in range(last - first):
             row[j] = beam[j] * (parts[j] * scales[j])
     return row0, row1, col0, col1
+
+
+@lru_cache(maxsize=16)
+def _ray_axes(shape: tuple[int, int], pixel: tuple[float, float]
+              ) -> tuple[FloatArray, FloatArray]:
+    """The lab ``x`` of the detector's columns and ``y`` of its rows, mm
+    (``detector_coordinates_mm`` as two read-only vectors), made once per detector."""
+    x, y = detector_coordinates_mm(shape, pixel)
+    xs, ys = np.ascontiguousarray(x[0]), np.ascontiguousarray(y[:, 0])
+    xs.flags.writeable = ys.flags.writeable = False
+    return xs, ys
 
 
 _transmit_native = native_kernel(_transmit)

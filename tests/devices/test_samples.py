@@ -453,6 +453,40 @@ def test_transmit_into_refuses_an_unfit_out():
             phantom.transmit_into(Pose(), incident, PIXEL, out)
 
 
+def test_the_rows_an_ellipsoid_cannot_cover_are_skipped_without_changing_a_pixel():
+    """``_transmit`` asks each ellipsoid only on the rows within its heights (the phantom's
+    ``_heights``, the same at every angle); asking every row gives the very same image and
+    box, for tilted, off-centre ellipsoids at any pose, and the heights are those the
+    ellipsoids span: a row outside them finds no chord, one just inside does."""
+    from devices.phantom import _ray_axes, _transmit
+
+    rng = np.random.default_rng(7)
+    phantom = EllipsoidPhantom([
+        Ellipsoid(center=tuple(rng.normal(0, 0.5, 3)), semi_axes=tuple(rng.uniform(0.02, 0.6, 3)),
+                  mu=float(rng.normal(0, 1)), phi=float(rng.uniform(0, 360)),
+                  tilt=float(rng.uniform(-80, 80))) for _ in range(8)])
+    incident = rng.uniform(1e4, 2e4, (300, 256))
+    xs, ys = _ray_axes(incident.shape, (8e-6, 8e-6))
+    everywhere = np.array([[-np.inf, np.inf]] * 8)
+    for angle in np.linspace(0, 360, 13):
+        pose = Pose(float(rng.normal(0, 0.3)), float(rng.normal(0, 0.3)), float(angle))
+        coef = phantom.ray_coefficients(pose)
+        skipped, asked = np.array(incident), np.array(incident)
+        box = _transmit(xs - pose.x, ys - pose.y, coef, phantom._heights, incident, skipped)
+        assert box == _transmit(xs - pose.x, ys - pose.y, coef, everywhere, incident, asked)
+        assert np.array_equal(skipped.view(np.uint64), asked.view(np.uint64))
+    for k, (low, high) in enumerate(phantom._heights):
+        one = EllipsoidPhantom([phantom.ellipsoids[k]])
+        row = np.array([0.0])
+        for y, meets in ((low - 1e-3, False), (low + 1e-3, True), (high - 1e-3, True),
+                         (high + 1e-3, False)):
+            image = np.ones((1, 2001))
+            cols = np.linspace(-3.0, 3.0, 2001)
+            _transmit(cols, row + y, one.ray_coefficients(Pose()), everywhere[:1],
+                      np.ones((1, 2001)), image)
+            assert (image != 1.0).any() == meets, (k, y)
+
+
 @numba.njit(cache=False)
 def _exps_of_parts(x: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
     out = np.empty(x.shape[0])
