@@ -14,8 +14,8 @@ the derived run's uid and a summary; ``smeflow catalog show RAW_UID`` lists it u
 missing catalog prints one line on stderr and exits 1; a numeric option outside its
 domain (:func:`check_arguments`: ``--bins`` 1..``MAX_BINS``, ``--throttle`` finite >= 0,
 ``--chunk``/``--workers``/``--capacity``/``--batch`` >= 1, ``--rows`` >= 0 and each
-once), one line and exit 2 before any work. Registered through the ``smeflow.commands``
-entry-point group.
+once, local ``--workers`` at most 4 per core), one line and exit 2 before any work.
+Registered through the ``smeflow.commands`` entry-point group.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from analysis.dask_session import LOCAL, check_local_workers
 from analysis.live_consumer import add_live_arguments, check_throttle, cmd_live
 from analysis.reduce import (
     DEFAULT_BINS,
@@ -85,7 +86,9 @@ def check_arguments(args: argparse.Namespace) -> None:
     1..``MAX_BINS`` (``--bins 100000000`` got the process killed for want of memory), a
     negative or non-finite ``--throttle`` (-1 and nan were taken as none), a ``--chunk``,
     ``--workers``, ``--capacity`` or ``--batch`` below 1, a negative or repeated
-    ``--rows`` ROW (each failed only after the catalog was opened, exit 1).
+    ``--rows`` ROW (each failed only after the catalog was opened, exit 1), more
+    ``--workers`` than :func:`analysis.dask_session.max_local_workers` with ``--scheduler
+    local`` (``--workers 100000`` started processes until the machine ran out).
     ``CliError`` (exit 2), one line ``--OPTION: ...``.
 
     (Not argparse ``type=`` callables: argparse's own error prints the usage block before
@@ -101,6 +104,10 @@ def check_arguments(args: argparse.Namespace) -> None:
         value = getattr(args, attribute)
         if value is not None and value < lowest:
             raise CliError(f"{option}: expected an integer >= {lowest}, got {value}")
+    if args.scheduler == LOCAL and args.workers is not None:  # (tcp://: not this machine)
+        too_many = check_local_workers(args.workers, "--workers")
+        if too_many is not None:
+            raise CliError(too_many)
     for i, row in enumerate(args.rows or ()):
         if row < 0:
             raise CliError(f"--rows: expected detector rows >= 0, got {row}")
@@ -192,8 +199,8 @@ def register_reduce(sub: Subparsers) -> None:
     p.add_argument("--scheduler", metavar="local|tcp://HOST:PORT",
                    help="reduce on Dask workers: a local cluster or a running scheduler")
     p.add_argument("--workers", type=int, metavar="N",
-                   help="with --scheduler: local workers to start (default 2), or workers "
-                        "to wait for on a remote scheduler (default 1)")
+                   help="with --scheduler: local workers to start (default 2, at most 4 "
+                        "per core), or workers to wait for on a remote scheduler (default 1)")
     p.add_argument("--frames-from", choices=["files", "tiled"],
                    help="with --scheduler: the workers open the raw files (shared file "
                         "system, the default) or fetch the frames from the --url server")

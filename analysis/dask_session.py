@@ -33,6 +33,7 @@ project's 2-core machine). A setting the user changed from Dask's default is kep
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -42,12 +43,20 @@ from urllib.parse import urlparse
 from analysis.reductions import ReductionError
 
 __all__ = [
-    "LOCAL", "LOCAL_CLUSTER_CONFIG", "POCL_THREAD_VARIABLES", "DaskSession", "SchedulerError",
-    "connect", "worker_device_info", "worker_environment",
+    "LOCAL", "LOCAL_CLUSTER_CONFIG", "LOCAL_WORKERS_PER_CORE", "POCL_THREAD_VARIABLES",
+    "DaskSession", "SchedulerError", "check_local_workers", "connect", "max_local_workers",
+    "usable_cores", "worker_device_info", "worker_environment",
 ]
 
 LOCAL = "local"
 """The scheduler choice that starts a LocalCluster in this process."""
+LOCAL_WORKERS_PER_CORE = 4
+"""The most local workers per core of this machine (:func:`max_local_workers`): a local
+worker runs one task at a time on one core (``threads_per_worker=1``, PoCL on
+``cores_per_worker`` threads), so workers beyond the cores only take turns on them, each
+two more processes (a nanny and its worker) with their own memory and start-up; a few per
+core leave room to try oversubscription, ``--workers 100000`` tried to start 200 000
+processes."""
 POCL_THREAD_VARIABLES = ("POCL_MAX_PTHREAD_COUNT", "POCL_CPU_MAX_CU_COUNT")
 """PoCL's CPU thread-count variables: 3.x (Debian 12's 3.1) reads the first, later
 releases the second; each ignores the other's."""
@@ -89,6 +98,33 @@ def worker_environment(cores: int = 1) -> dict[str, str]:
     env = dict.fromkeys(POCL_THREAD_VARIABLES, str(cores))
     env["OMP_NUM_THREADS"] = str(cores)
     return env
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity where the system says, else every
+    core)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
+
+
+def max_local_workers() -> int:
+    """The most workers :func:`connect` starts on this machine (``"local"``):
+    :data:`LOCAL_WORKERS_PER_CORE` × :func:`usable_cores`. A running scheduler's workers
+    are not on this machine and not limited."""
+    return LOCAL_WORKERS_PER_CORE * usable_cores()
+
+
+def check_local_workers(workers: int, option: str = "argument `workers`") -> str | None:
+    """Why ``workers`` local workers are too many for this machine (the message, naming
+    ``option`` and the limit), or None when they are not."""
+    most = max_local_workers()
+    if workers <= most:
+        return None
+    return (f"{option}: {workers} local workers is more than the {most} this machine "
+            f"takes ({LOCAL_WORKERS_PER_CORE} per core, {usable_cores()} cores: each runs "
+            "one task at a time on one core, so more only take turns, each a process with "
+            "its own memory); a running scheduler's workers (tcp://HOST:PORT) are not "
+            "limited")
 
 
 def _check_address(scheduler: str) -> str:
@@ -195,6 +231,9 @@ def connect(scheduler: str = LOCAL, workers: int | None = None, *,
                                 or workers < 1):
         raise SchedulerError(f"argument `workers`: expected an integer >= 1, got {workers!r}")
     if address == LOCAL:
+        too_many = None if workers is None else check_local_workers(workers)
+        if too_many is not None:
+            raise SchedulerError(too_many)
         with dask.config.set({KEEP_FREED_MEMORY: None,  # (module docstring: Memory)
                               **_unless_configured(LOCAL_CLUSTER_CONFIG)}):
             cluster = dd.LocalCluster(n_workers=workers or 2, threads_per_worker=1,

@@ -443,6 +443,23 @@ def test_malformed_scheduler_address(address: str) -> None:
         connect(address)
 
 
+def test_local_workers_are_at_most_four_per_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    """More local workers than 4 per core are refused before any is started (``connect``:
+    ``SchedulerError``); a running scheduler's are not counted against this machine."""
+    import analysis.dask_session as dask_session
+
+    monkeypatch.setattr(dask_session, "usable_cores", lambda: 2)
+    assert dask_session.max_local_workers() == 8
+    assert dask_session.check_local_workers(8) is None
+    with pytest.raises(SchedulerError, match="argument `workers`: 9 local workers is more "
+                       r"than the 8 this machine takes \(4 per core, 2 cores"):
+        connect("local", 9)
+    assert dask_session.check_local_workers(9, "--workers").startswith("--workers: 9 ")
+    address = f"tcp://127.0.0.1:{_closed_port()}"  # (refused for want of a scheduler)
+    with pytest.raises(SchedulerError, match=f"scheduler {address}: cannot connect"):
+        connect(address, 9, timeout=1.0)
+
+
 def test_unreachable_scheduler() -> None:
     address = f"tcp://127.0.0.1:{_closed_port()}"
     with pytest.raises(SchedulerError, match=f"scheduler {address}: cannot connect"):

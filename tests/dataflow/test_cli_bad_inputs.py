@@ -106,6 +106,10 @@ CASES: list[tuple[str, list[str], str]] = [
      "--chunk: expected an integer >= 1, got 0"),
     ("reduce", ["reduce", "1", "--data", "{R}/nothing", "--scheduler", "local",
                 "--workers", "0"], "--workers: expected an integer >= 1, got 0"),
+    ("reduce", ["reduce", "1", "--data", "{R}/nothing", "--scheduler", "local",  # was started
+                "--workers", "100000"], "--workers: 100000 local workers is more than the"),
+    ("reduce", ["reduce", "1", "--data", "{R}/nothing", "--scheduler", "tcp://127.0.0.1:9",
+                "--workers", "100000"], "no catalog"),  # (a cluster's: not this machine's)
     ("reduce", ["reduce", "1", "--data", "{R}/nothing", "--rows", "5", "-1"],
      "--rows: expected detector rows >= 0, got -1"),
     ("reduce", ["reduce", "1", "--data", "{R}/nothing", "--rows", "5", "5"],
