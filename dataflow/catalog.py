@@ -346,8 +346,13 @@ class ClientCatalog:
         """Close the client's context (the in-process server or the HTTP connections)."""
         client, self.client, self.derived = self.client, None, None
         self.__dict__.pop("_writing_nodes", None)
+        if "tree" in self.__dict__:  # (the top node holds the context too)
+            self.tree = None
         if client is not None:
+            from .inprocess import release_app_client
+
             client.context.close()
+            release_app_client(client.context)
 
     def __enter__(self) -> Self:
         return self

@@ -44,6 +44,7 @@ Three costs of that path are not the catalog's work:
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
@@ -379,6 +380,27 @@ def buffered_http_middleware(app: Any) -> int:
     return replaced
 
 
+def release_app_client(context: Any) -> None:
+    """Let a closed ``Context.from_app`` client, and the whole application it served, be
+    freed. Tiled registers the ``TestClient``'s ``__exit__`` with the ``threading``
+    module's shutdown hooks (``threading._register_atexit``: its portal thread must stop
+    before the interpreter joins threads) and never takes it back, so every embedded
+    catalog opened and closed kept its application alive for the rest of the process:
+    about 64 000 objects (FastAPI routes, pydantic validators) each time, which every
+    full garbage collection then walks. Call after ``context.close()``, which has run that
+    ``__exit__``; a client that was not made from an app has no hook to drop."""
+    hooks = getattr(threading, "_threading_atexits", None)
+    if not isinstance(hooks, list):  # (a Python without the hook list: nothing kept)
+        return
+    http = context.http_client
+
+    def ours(hook: Any) -> bool:
+        bound = getattr(hook, "func", hook)  # (registered as functools.partial(__exit__))
+        return getattr(bound, "__self__", None) is http
+
+    hooks[:] = [hook for hook in hooks if not ours(hook)]
+
+
 __all__ = ["STREAM_CLOSE", "TILED_MIDDLEWARE", "BufferedHTTPMiddleware", "InProcessTransport",
            "OneTripConnection", "OneTripCursor", "buffered_http_middleware",
-           "one_trip_statements", "use_in_process_transport"]
+           "one_trip_statements", "release_app_client", "use_in_process_transport"]
