@@ -5,8 +5,8 @@
   (every ``--exposure`` seconds), so the figure is the sustained rate of the whole detector
   (scene → sensor → firmware on the compiled backend → readout → HDF5), counted from the
   first trigger to the last frame in the file; the run goes into the embedded catalog. The
-  firmware is the detector's (``fpga.designs.params.detector_params``: 32 pixels per tick,
-  16 before issue 18; ``--lanes`` builds another width, for all the figures here). The
+  firmware is the detector's (``fpga.designs.params.detector_params``: 64 pixels per tick,
+  16 before issue 18, then 32; ``--lanes`` builds another width, for all the figures here). The
   end-to-end rate of the plan (open to close of the run, catalog written) is printed too.
   Target ≥ 500 frames/s. The figure cannot pass the trigger rate (``fly.512.trigger_hz``,
   1/exposure), so the default exposure is 1 ms: triggers at 1 kHz, faster than the target,
@@ -288,7 +288,7 @@ def main() -> None:
                     help="runs of the fly and step figures (the best counts)")
     ap.add_argument("--skip-h5", action="store_true", help="leave out the HDF5 layout part")
     ap.add_argument("--lanes", type=int, default=None,
-                    help="the firmware's pixels per tick (default: the detector's, 32)")
+                    help="the firmware's pixels per tick (default: the detector's, 64)")
     args = ap.parse_args()
     figures: dict[str, float] = {}
     print(f"({_load()})")

@@ -4,8 +4,8 @@ reduced live, and how far the reduction falls behind.
 * ``endtoend.1024.frames_per_s`` — a fly diffraction scan (the CeO2 powder turning on the
   rotation stage, as in diffraction tomography) of ``--frames`` 1024 × 1024 frames,
   triggered every ``--period`` seconds: scene → sensor → firmware (compiled; the
-  detector's, ``fpga.designs.params.detector_params``: 32 pixels per tick, 16 before
-  issue 18, ``--lanes`` another width) → readout → HDF5 → Tiled catalog, each frame
+  detector's, ``fpga.designs.params.detector_params``: 64 pixels per tick, 16 before
+  issue 18, then 32, ``--lanes`` another width) → readout → HDF5 → Tiled catalog, each frame
   integrated to a 1D pattern by the live reducer
   (:class:`analysis.live.LiveReducer`, OpenCL) whose patterns go into the catalog as
   a derived run. The rate counts from the first trigger to the last pattern written.
@@ -243,7 +243,7 @@ def main() -> None:
                     help="seconds between triggers (0.009: 111 frames/s asked)")
     ap.add_argument("--skip-demo", action="store_true", help="leave out smeflow demo")
     ap.add_argument("--lanes", type=int, default=None,
-                    help="the firmware's pixels per tick (default: the detector's, 32)")
+                    help="the firmware's pixels per tick (default: the detector's, 64)")
     args = ap.parse_args()
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:

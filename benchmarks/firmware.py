@@ -6,7 +6,7 @@ cycle-accurately: sensor link words in, packets out, every packet word recorded.
   the cached start are reported apart). Target ≥ 100 frames/s (a 100 Hz megapixel
   detector in real time), floor 20.
 * ``firmware.1024.compiled_nochecks.frames_per_s`` — the same with ``checks=False``.
-* ``firmware.1024.lanes32.frames_per_s`` — the same as the first at 32 pixels per tick,
+* ``firmware.1024.lanes64.frames_per_s`` — the same as the first at 64 pixels per tick,
   the detector's datapath (``fpga.designs.params.detector_params``; the figures above keep
   16 lanes, comparable with their history).
 * ``firmware.256.interp.frames_per_s`` — 256×256 frames on the reference interpreter.

@@ -97,7 +97,7 @@ class Beamline:
         wall seconds per physical second; exposures wait ``exposure × exposure_time_scale``.
         ``layout``: a detector of several modules (e.g. ``fpga.designs.layout.PILATUS_6M``)
         instead of the one-chain detector of ``params`` (default
-        ``fpga.designs.params.detector_params(256, 256)``: 256×256 pixels, 32 lanes)."""
+        ``fpga.designs.params.detector_params(256, 256)``: 256×256 pixels, 64 lanes)."""
         if layout is not None and params is not None:
             raise ValueError("Beamline.create: give params or layout, not both")
         p = layout.module if layout is not None else params or detector_params(256, 256)

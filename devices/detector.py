@@ -112,7 +112,7 @@ class FirmwareDetector(StepScans, FlyScans, Device):  # type: ignore[misc]
         The data folder the HDF5 files go to (a catalog's ``raw_dir``).
     params
         Sensor shape and pixels per tick of the firmware (default
-        ``fpga.designs.params.detector_params(256, 256)``: 256×256, 32 lanes; that function
+        ``fpga.designs.params.detector_params(256, 256)``: 256×256, 64 lanes; that function
         gives the detector's datapath for another shape).
     layout
         A detector of several modules, each with its own firmware board

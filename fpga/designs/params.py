@@ -81,7 +81,7 @@ class ChainParams:
     by the reductions, cut off by the readout).
 
     ``lanes`` defaults to 16, the narrowest; a one-chain detector's firmware is
-    :func:`detector_params` (32 lanes where the width allows).
+    :func:`detector_params` (64 lanes where the width allows).
     """
 
     height: int = 64
@@ -173,21 +173,20 @@ class ChainParams:
         return self.words_per_frame
 
 
-DETECTOR_LANES = (32, 16)
+DETECTOR_LANES = (64, 32, 16)
 """Datapath widths of a one-chain detector's firmware (``devices.FirmwareDetector``,
 ``devices.Beamline``, the queue's and the demo's), widest first: :func:`detector_params`
 takes the first the frame's width allows. Parallel pixel lanes are what real readout FPGAs
-widen; 32 lanes halve the ticks of a frame, and the simulated firmware costs 1.6 instead
-of 2.5 ms per 512×512 frame, 6.6 instead of 9.2 ms per 1024×1024 frame (compiled, one
-thread; 64 lanes gained another 5–10 %, see docs/firmware.md). :class:`ChainParams`
-itself keeps 16 lanes by default: it is the firmware's build parameter, which the
-firmware's own tests give for the width they test."""
+widen; each doubling halves the ticks of a frame: the simulated firmware costs 2.5 ms per
+512×512 frame at 16 lanes, 1.5–1.6 at 32 and 1.4 at 64 (compiled, one thread, CPU time;
+see docs/firmware.md). :class:`ChainParams` itself keeps 16 lanes by default: it is the
+firmware's build parameter, which the firmware's own tests give for the width they test."""
 
 
 def detector_params(height: int, width: int) -> ChainParams:
     """The firmware of a one-chain detector of ``height`` × ``width`` pixels: the 2×2 binning
     stage and the widest of :data:`DETECTOR_LANES` whose binned words the width fills
-    (32 lanes when the width is a multiple of 64, 16 when of 32 only).
+    (64 lanes when the width is a multiple of 128, 32 when of 64, 16 when of 32 only).
 
     ``ValueError`` (one message saying which widths work) for any other width, an odd
     height, or a shape past 16 bits.

@@ -279,7 +279,8 @@ def register_queue(sub: Subparsers) -> None:
                    help="detector firmware backend (default compiled)")
     p.add_argument("--frame", default="256x256", metavar="HxW",
                    help="detector frame, rows x columns: an even height, a width that is "
-                   "a multiple of 32 (of 64: the 32-lane firmware) (default 256x256)")
+                   "a multiple of 32 (of 64: 32 lanes, of 128: the 64-lane firmware) "
+                   "(default 256x256)")
     p.add_argument("--redis", default=DEFAULT_REDIS, metavar="HOST:PORT",
                    help=f"Redis holding the queue (default {DEFAULT_REDIS}; started when "
                    "none answers on a local address)")

@@ -101,7 +101,7 @@ def test_constants_equal_the_firmware_params() -> None:
     assert int(params.Flags.BINNING) == pk.FLAG_BINNING
     assert int(params.Flags.FRAMING_ERROR) == pk.FLAG_FRAMING_ERROR
     for p in (P, ChainParams(64, 64, 16), ChainParams(1024, 1024, 16), ChainParams(64, 128, 32),
-              ChainParams(16, 96, 48)):
+              ChainParams(16, 96, 48), ChainParams(32, 256, 64)):
         assert pk.reduction_words(p.lanes) == p.reduction_words
         for binning in (False, True):
             assert pk.packet_words(*p.out_shape(binning), p.lanes) == p.packet_words(binning)
@@ -151,11 +151,12 @@ def test_flags_and_data_of_idle_ticks_are_ignored() -> None:
 
 
 def test_round_trip_wide_words_and_full_size_frame() -> None:
-    p = ChainParams(64, 128, 32)
-    refs = packets(3, ChainConfig(binning=True), p)
-    out = Readout(32, (64, 128)).feed(*bus([x.packet for x in refs], idle_prob=0.1))
-    for frame, ref in zip(out, refs, strict=True):
-        same(frame, ref)
+    for p in (ChainParams(64, 128, 32), ChainParams(32, 256, 64)):  # (the detector's widths)
+        refs = packets(3, ChainConfig(binning=True), p)
+        out = Readout(p.lanes, (p.height, p.width)).feed(*bus([x.packet for x in refs],
+                                                              idle_prob=0.1))
+        for frame, ref in zip(out, refs, strict=True):
+            same(frame, ref)
     big = ChainParams(1024, 1024, 16)
     tables = ChainTables(dark=np.full((1024, 1024), 3), gain=np.full((1024, 1024), 20000),
                          mask=np.zeros((1024, 1024), bool))

@@ -431,10 +431,10 @@ class _BoardAsked(Exception):
     """Raised instead of building the firmware (the test wants the params alone)."""
 
 
-def test_the_detector_defaults_to_the_32_lane_datapath(tmp_path: Path,
+def test_the_detector_defaults_to_the_64_lane_datapath(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 18: ``FirmwareDetector`` and ``Beamline.create`` (hence the demo and its
-    ``--prepare``) build ``detector_params(256, 256)``, the 32-lane datapath with the binning
+    ``--prepare``) build ``detector_params(256, 256)``, the 64-lane datapath with the binning
     stage, when given no params; ``ChainParams`` itself keeps 16 lanes."""
     from devices.detector import FirmwareDetector
 
@@ -449,5 +449,5 @@ def test_the_detector_defaults_to_the_32_lane_datapath(tmp_path: Path,
         FirmwareDetector(name="d", scene=None, folder=tmp_path)  # type: ignore[arg-type]
     with pytest.raises(_BoardAsked):
         Beamline.create(tmp_path)
-    assert built == [ChainParams(256, 256, 32)] * 2
+    assert built == [ChainParams(256, 256, 64)] * 2
     assert ChainParams(256, 256).lanes == 16

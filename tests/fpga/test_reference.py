@@ -400,11 +400,14 @@ def test_chain_params_need_an_even_lane_count() -> None:
 
 
 def test_detector_params_take_the_widest_datapath_the_width_allows() -> None:
-    """A one-chain detector's firmware: 32 lanes where binned words of 32 fill the line,
-    16 where only words of 16 do, and one error naming the widths that work otherwise."""
-    assert DETECTOR_LANES == (32, 16)
-    assert detector_params(256, 256) == ChainParams(256, 256, 32)
-    assert detector_params(1024, 1024) == ChainParams(1024, 1024, 32)
+    """A one-chain detector's firmware: 64 lanes where binned words of 64 fill the line,
+    32 where only words of 32 do, 16 where only words of 16 do, and one error naming the
+    widths that work otherwise."""
+    assert DETECTOR_LANES == (64, 32, 16)
+    assert detector_params(256, 256) == ChainParams(256, 256, 64)
+    assert detector_params(1024, 1024) == ChainParams(1024, 1024, 64)
+    assert detector_params(512, 512) == ChainParams(512, 512, 64)
+    assert detector_params(64, 192) == ChainParams(64, 192, 32)  # 192 = 3 × 64, not × 128
     assert detector_params(64, 96) == ChainParams(64, 96, 16)    # 96 = 3 × 32, not × 64
     assert detector_params(2, 32) == ChainParams(2, 32, 16)
     for width, hint in ((100, "e.g. 96 or 128"), (40, "e.g. 32 or 64"), (10, "e.g. 32$")):
