@@ -16,6 +16,13 @@ unchanged, only its number of queries is; a node asked for alone (its own metada
 request) takes Tiled's path as before. The listing's page is the set of nodes the
 server already chose to return (access rules applied), so no other node's data source is
 read.
+
+A node with no data sources (a run, a stream: every container) is asked for them with
+their assets too — by every request creating one, for its answer — and Tiled queries
+the database though the node was loaded with its data sources a moment before (Tiled's
+node rows load them with the row: ``lazy="selectin"``). Such a node answers ``[]`` from
+what it was loaded with; a node whose data sources were not loaded, or that has some,
+asks the database as before.
 """
 
 from __future__ import annotations
@@ -58,6 +65,19 @@ async def _load(context: Any, ids: list[int]) -> dict[int, list[Any]]:
     return found
 
 
+def _loaded_without_data_sources(node: Any) -> bool:
+    """Whether the catalog ``node`` (an ORM row) was loaded with its data sources and has
+    none (module docstring)."""
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import NoInspectionAvailable
+
+    try:
+        state = inspect(node)
+    except NoInspectionAvailable:  # (the root: not a row)
+        return False
+    return "data_sources" not in state.unloaded and not node.data_sources
+
+
 def batch_data_sources() -> bool:
     """Make listings load their nodes' data sources in one query per page (module
     docstring); process-wide, idempotent. False (nothing changed, listings as slow and
@@ -85,6 +105,8 @@ def batch_data_sources() -> bool:
         return items, next_cursor
 
     async def paged_data_sources(self: Any, include_assets: bool = False) -> Any:
+        if include_assets and _loaded_without_data_sources(self.node):
+            return []
         page: _Page | None = getattr(self, "_smeflow_page", None)
         if not include_assets or page is None:
             return await data_sources(self, include_assets)

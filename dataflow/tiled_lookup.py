@@ -22,6 +22,15 @@ child) was built from new aliases of the node table every time, and SQLAlchemy w
 each new alias's columns on its first use in a join: about 1.2–1.8 ms of CPU per
 request, more than the query. :func:`direct_lookup` also makes it use one set of aliases
 per path depth, built once: the same SQL (0.05–0.12 ms to build).
+
+A node found from the catalog's root by its path also knows its path: Tiled's
+``path_segments()`` asks the database for the node's ancestors (one statement in a
+session of its own), which every request creating a node below it makes to name the new
+node's place — four of a derived run's requests. A node found here answers it with the
+segments it was found by (the same keys: ancestors from the root down, the root's own
+excluded); any other node asks the database as before. So a node one segment deep (the
+container of runs a new run goes into) is looked up here too: the same statements as
+Tiled's walk of one segment, and its path known.
 """
 
 from __future__ import annotations
@@ -43,7 +52,7 @@ def looked_up_directly(path: str, root_tree: Any, session_state: Any,
             and hasattr(root_tree, "lookup_adapter")
             and not getattr(root_tree, "conditions", None)
             and not getattr(root_tree, "access_filters", None)
-            and len([part for part in path.split("/") if part]) > 1)
+            and any(part for part in path.split("/")))
 
 
 def direct_lookup() -> None:
@@ -75,6 +84,9 @@ def direct_lookup() -> None:
     adapter_module = importlib.import_module("tiled.catalog.adapter")
     _TILED_OWN.setdefault("node_from_segments", adapter_module.node_from_segments)
     setattr(adapter_module, "node_from_segments", node_from_segments)  # noqa: B010
+    node_adapter = adapter_module.CatalogNodeAdapter
+    _TILED_OWN.setdefault("path_segments", node_adapter.path_segments)
+    node_adapter.path_segments = _path_segments
     for name in _MODULES:
         module = importlib.import_module(name)
         if getattr(module, "get_entry", None) is walking:
@@ -94,7 +106,20 @@ async def _node_at(root_tree: Any, path: str) -> Any:
     node = getattr(entry, "node", None)
     if not isinstance(entry, CatalogNodeAdapter) or getattr(node, "key", None) != parts[-1]:
         return None  # (found inside a file: Tiled's walk reads it its own way)
+    if getattr(getattr(root_tree, "node", None), "id", None) == 0:  # (the database's root)
+        entry._smeflow_path = tuple(parts)
     return entry
+
+
+async def _path_segments(self: Any) -> list[str]:
+    """Tiled's ``CatalogNodeAdapter.path_segments``: the keys from the root down to this
+    node, without a query for a node found by its path from the root (module
+    docstring)."""
+    known: tuple[str, ...] | None = getattr(self, "_smeflow_path", None)
+    if known is not None:
+        return list(known)
+    segments: list[str] = await _TILED_OWN["path_segments"](self)
+    return segments
 
 
 _TILED_OWN: dict[str, Any] = {}

@@ -392,3 +392,45 @@ def test_a_statement_waiting_for_a_lock_leaves_the_event_loop_running(tmp_path: 
         holder.close()
     assert waited >= 0.4 and rows == 2
     assert ticks >= 10  # the loop kept running while the insert waited
+
+
+def test_a_rollback_without_a_transaction_makes_no_trip(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLAlchemy's rollbacks of a connection that only read cost no trip to its thread;
+    a rollback of an open transaction still undoes it."""
+    trips: list[Any] = []
+    original = OneTripConnection._execute
+
+    async def counting(self: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        trips.append(getattr(fn, "__name__", fn))
+        run: Any = original
+        return await run(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(OneTripConnection, "_execute", counting)
+    text = sqlalchemy.text
+
+    async def work() -> dict[str, Any]:
+        engine = _engine(tmp_path / "r.db")
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(text("CREATE TABLE t (v INTEGER)"))
+                await conn.execute(text("INSERT INTO t VALUES (1)"))
+            trips.clear()
+            async with engine.connect() as conn:  # (read only: rolled back on the way out)
+                read = (await conn.execute(text("SELECT v FROM t"))).scalars().all()
+            reading = list(trips)
+            trips.clear()
+            async with engine.connect() as conn:  # (a write left open: rolled back)
+                await conn.execute(text("INSERT INTO t VALUES (2)"))
+                await conn.rollback()
+            writing = list(trips)
+            async with engine.connect() as conn:
+                after = (await conn.execute(text("SELECT v FROM t"))).scalars().all()
+            return {"read": read, "reading": reading, "writing": writing, "after": after}
+        finally:
+            await engine.dispose()
+
+    got = asyncio.run(work())
+    assert got["read"] == [1] and got["after"] == [1]
+    assert got["reading"] == ["_run"]  # (the statement alone: two rollbacks before)
+    assert got["writing"].count("rollback") == 1

@@ -146,3 +146,34 @@ def test_reductions_find_their_files_through_it(tmp_path: Path) -> None:
             (source,) = nodes.arrays[(stream, "cam_image")].data_sources()
             assert [Path(str(a.data_uri)).name for a in source.assets] == \
                 [f"{stream}_{i}_{uid[:8]}.h5" for i in range(2)]
+
+
+def test_a_new_container_answers_its_empty_data_sources_without_a_query(
+        tmp_path: Path, statements: list[str]) -> None:
+    """Creating a container (a run, a stream) answers its data sources, none, from the
+    node Tiled loaded; a node whose data sources were not loaded still asks."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import lazyload
+    from tiled.catalog import orm
+
+    from dataflow.tiled_batch import _loaded_without_data_sources
+
+    per_node = "FROM data_sources WHERE data_sources.node_id = "
+    with Catalog(tmp_path / "c") as catalog:
+        statements.clear()
+        run = catalog.derived.create_container(key="r1", metadata={"start": {}})
+        stream = run.create_container(key="primary", metadata={})
+        created = [" ".join(s.split()) for s in statements]
+        assert stream.data_sources() == [] and run.data_sources() == []
+        assert not [s for s in created if per_node in s], created
+        assert sum(s.startswith("INSERT INTO nodes") for s in created) == 2
+        adapter = catalog.tree.context.http_client._transport.transport.app.state.root_tree
+
+        async def unloaded() -> Any:
+            async with adapter.context.session() as db:
+                return (await db.execute(select(orm.Node).where(orm.Node.key == "r1")
+                                         .options(lazyload(orm.Node.data_sources)))).scalar()
+
+        node = catalog.tree.context.http_client.portal.call(unloaded)
+        assert not _loaded_without_data_sources(node)
+        assert not _loaded_without_data_sources(adapter.node)  # (the root: not a row)

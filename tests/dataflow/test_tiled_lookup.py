@@ -83,12 +83,53 @@ def test_the_same_node_or_error_as_the_walk_in_fewer_statements(
         sqlalchemy.event.remove(engine, "before_cursor_execute", count)
 
 
+def test_a_node_found_by_its_path_knows_its_path(
+        run_with_frames: tuple[Any, Path], catalog: Catalog) -> None:
+    """``path_segments()`` of a node looked up directly is Tiled's answer, without a
+    statement; a node found by Tiled's walk asks the database as before."""
+    from tiled.catalog.adapter import CatalogNodeAdapter
+
+    from dataflow.tiled_lookup import _TILED_OWN
+
+    root, portal, direct = _lookups(catalog)
+    uid = run_with_frames[0].metadata["start"]["uid"]
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    async def find(get_entry: Any, path: str) -> Any:
+        return await get_entry(path, ["read:metadata"], None, None, set(), root, {}, {},
+                               None, None)
+
+    async def segments(entry: Any) -> tuple[Any, Any]:
+        return await entry.path_segments(), await _TILED_OWN["path_segments"](entry)
+
+    engine = root.context.engine.sync_engine
+    for path in ("raw", f"raw/{uid}", f"raw/{uid}/primary/cam_image"):
+        entry = portal.call(find, direct, path)
+        walked = portal.call(find, direct.__wrapped__, path)
+        assert isinstance(entry, CatalogNodeAdapter)
+        sqlalchemy.event.listen(engine, "before_cursor_execute", count)
+        try:
+            del statements[:]
+            known, tiled_s = portal.call(segments, entry)
+            assert len(statements) == 1  # (Tiled's own, asked for the comparison only)
+            del statements[:]
+            assert portal.call(segments, walked)[0] == tiled_s
+            assert len(statements) == 2  # (the walked node asks the database)
+        finally:
+            sqlalchemy.event.remove(engine, "before_cursor_execute", count)
+        assert known == list(tiled_s) == path.split("/")
+
+
 def test_an_access_policy_or_a_search_keeps_the_walk() -> None:
     root = SimpleNamespace(lookup_adapter=None, conditions=[], access_filters=[])
     assert looked_up_directly("raw/x/primary", root, {}, None)
     assert not looked_up_directly("raw/x/primary", root, {}, object())  # a policy filters
     assert not looked_up_directly("raw/x/primary", root, {"state": 1}, None)
-    assert not looked_up_directly("raw", root, {}, None)  # one segment: nothing to save
+    assert looked_up_directly("raw", root, {}, None)  # (one segment: its path is known)
+    assert not looked_up_directly("", root, {}, None)  # the root: Tiled's own
     searched = SimpleNamespace(lookup_adapter=None, conditions=["x"], access_filters=[])
     assert not looked_up_directly("raw/x/primary", searched, {}, None)
     assert not looked_up_directly("raw/x/primary", object(), {}, None)  # not a catalog
