@@ -303,19 +303,25 @@ def _engine(path: Path) -> Any:
     return engine
 
 
-def test_one_trip_statements_keep_sqlalchemy_semantics(tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rows, row counts, inserted ids and errors are SQLAlchemy's as before, and each
-    statement costs one trip to the connection's thread (four before)."""
-    trips: list[Any] = []
+@pytest.fixture
+def trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the calls ``OneTripConnection``s send to their threads, in order."""
+    calls: list[str] = []
     original = OneTripConnection._execute
 
     async def counting(self: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        trips.append(fn)
+        calls.append(getattr(fn, "__name__", repr(fn)))
         run: Any = original
         return await run(self, fn, *args, **kwargs)
 
     monkeypatch.setattr(OneTripConnection, "_execute", counting)
+    return calls
+
+
+def test_one_trip_statements_keep_sqlalchemy_semantics(tmp_path: Path,
+                                                       trips: list[str]) -> None:
+    """Rows, row counts, inserted ids and errors are SQLAlchemy's as before, and each
+    statement costs one trip to the connection's thread (four before)."""
     text = sqlalchemy.text
 
     async def work() -> dict[str, Any]:
@@ -395,18 +401,9 @@ def test_a_statement_waiting_for_a_lock_leaves_the_event_loop_running(tmp_path: 
 
 
 def test_a_rollback_without_a_transaction_makes_no_trip(tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+                                                        trips: list[str]) -> None:
     """SQLAlchemy's rollbacks of a connection that only read cost no trip to its thread;
     a rollback of an open transaction still undoes it."""
-    trips: list[Any] = []
-    original = OneTripConnection._execute
-
-    async def counting(self: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        trips.append(getattr(fn, "__name__", fn))
-        run: Any = original
-        return await run(self, fn, *args, **kwargs)
-
-    monkeypatch.setattr(OneTripConnection, "_execute", counting)
     text = sqlalchemy.text
 
     async def work() -> dict[str, Any]:

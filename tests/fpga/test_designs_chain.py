@@ -45,36 +45,18 @@ def test_chain_passes_its_vhdl_testbench(tmp_path: Path, make_firmware_stimulus:
 
 
 @pytest.mark.ghdl
+@pytest.mark.parametrize(("shape", "lanes", "seed"), [((64, 192), 32, 17), ((32, 256), 64, 19)])
 def test_detector_datapath_with_binning_passes_its_vhdl_testbench(
-        tmp_path: Path, make_firmware_stimulus: Any, stimulus_rows: Any) -> None:
-    """The one-chain detector's 32-lane firmware (``detector_params`` of a width that is a
-    multiple of 64 but not of 128, the 2×2 binning stage) on 64×192 frames, binned,
-    through the exported VHDL's self-checking testbench."""
-    p = detector_params(64, 192)
-    assert (p.lanes, p.binning) == (32, True)
+        tmp_path: Path, make_firmware_stimulus: Any, stimulus_rows: Any,
+        shape: tuple[int, int], lanes: int, seed: int) -> None:
+    """The one-chain detector's firmware as ``detector_params`` makes it — 32 lanes for a
+    width that is a multiple of 64 but not of 128, 64 (the widest) for a multiple of 128,
+    the 2×2 binning stage — on two binned frames, through the exported VHDL's
+    self-checking testbench."""
+    p = detector_params(*shape)
+    assert (p.lanes, p.binning) == (lanes, True)
     net = build(p)
-    rows = stimulus_rows(net, make_firmware_stimulus(p, frames=2, binning=True, seed=17))
-    trace = Simulator(net).run(stimulus=rows)
-    assert trace is not None
-    last = trace.column("packet.last")
-    assert sum(1 for v in last if v) == 2
-    assert sum(1 for v in trace.column("packet.valid") if v) == 2 * p.packet_words(True)
-    export(net, tmp_path, trace)
-    result = run_testbench(tmp_path)
-    assert result.passed, result.mismatches[:3] or result.output[-2000:]
-    assert result.ticks == len(rows)
-
-
-@pytest.mark.ghdl
-def test_detector_64_lane_datapath_passes_its_vhdl_testbench(
-        tmp_path: Path, make_firmware_stimulus: Any, stimulus_rows: Any) -> None:
-    """The one-chain detector's widest firmware (``detector_params`` of a width that is a
-    multiple of 128: 64 lanes, the 2×2 binning stage) on 32×256 frames, binned, through
-    the exported VHDL's self-checking testbench."""
-    p = detector_params(32, 256)
-    assert (p.lanes, p.binning) == (64, True)
-    net = build(p)
-    rows = stimulus_rows(net, make_firmware_stimulus(p, frames=2, binning=True, seed=19))
+    rows = stimulus_rows(net, make_firmware_stimulus(p, frames=2, binning=True, seed=seed))
     trace = Simulator(net).run(stimulus=rows)
     assert trace is not None
     last = trace.column("packet.last")
