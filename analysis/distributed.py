@@ -56,7 +56,6 @@ only the file's announcement, its digest and the stop document follow the last t
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -72,6 +71,7 @@ from analysis.dask_session import (  # re-exported
     DaskSession,
     SchedulerError,
     connect,
+    usable_cores,
     worker_environment,
 )
 from analysis.derived_run import derived_file_name, discard_volume, volume_file
@@ -395,9 +395,7 @@ def _client_has_a_core(session: DaskSession, workers: int, unfinished: int) -> b
     cores, else once fewer tasks remain than workers)."""
     if session.cluster is None:
         return True
-    affinity = getattr(os, "sched_getaffinity", None)
-    cores = len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
-    return min(unfinished, workers) * session.cores_per_worker < cores
+    return min(unfinished, workers) * session.cores_per_worker < usable_cores()
 
 
 def _checksums_as_tasks_end(session: DaskSession, workers: int,

@@ -63,14 +63,14 @@ def check_trace_memory(ticks: int, network: Network, option: str = "--ticks") ->
     the machine had no memory left. The message names the limit and the most ticks that
     fit under it."""
     from .host_memory import MEMORY_FRACTION, available_memory
-    from .trace import ROW_BYTES, VALUE_BYTES, memory_floor
+    from .trace import memory_floor
 
     signals = len(network.traced_signals())
     need = memory_floor(ticks + 1, signals)  # (the reset row, then one a tick)
     available = available_memory()
     limit = int(available * MEMORY_FRACTION)
     if need > limit:
-        most = max(0, limit // (ROW_BYTES + signals * VALUE_BYTES) - 1)
+        most = max(0, limit // memory_floor(1, signals) - 1)  # (rows that fit, less the reset)
         raise CliError(f"{option} {ticks}: a trace of {ticks + 1} rows × {signals} signals "
                        f"needs at least {_size(need)} of memory, more than the "
                        f"{_size(limit)} a run may take ({MEMORY_FRACTION:.0%} of the "

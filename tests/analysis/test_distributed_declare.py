@@ -6,6 +6,7 @@ no volume."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,7 @@ def test_the_client_takes_a_core_the_workers_leave_idle(
     """The rule: workers elsewhere leave the client its core; local workers do once
     fewer of them compute than the machine has cores (PoCL threads counted)."""
     local = DaskSession(client=None, scheduler="local", cluster=object())
-    monkeypatch.setattr(distributed.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})  # (a 2-core machine)
     has = distributed._client_has_a_core
     assert has(DaskSession(client=None, scheduler="tcp://h:1"), 8, 100)
     assert [has(local, 2, left) for left in (8, 2, 1, 0)] == [False, False, True, True]
