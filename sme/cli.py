@@ -58,28 +58,18 @@ def given(value: _T | None, default: _T) -> _T:
 def check_trace_memory(ticks: int, network: Network, option: str = "--ticks") -> None:
     """``CliError`` before anything is simulated when the trace of ``ticks`` ticks of
     ``network`` needs more than :data:`sme.host_memory.MEMORY_FRACTION` of the memory
-    available (its floor, :func:`sme.trace.memory_floor`): the trace keeps every row, and
-    ``--ticks 10**12`` ran on with it growing (≈ 72 bytes a tick for the counter) until
-    the machine had no memory left. The message names the limit and the most ticks that
-    fit under it."""
-    from .host_memory import MEMORY_FRACTION, available_memory
-    from .trace import memory_floor
+    available (its floor, :func:`sme.trace.memory_floor`; :class:`sme.trace.TraceBudget`):
+    the trace keeps every row, and ``--ticks 10**12`` ran on with it growing (≈ 72 bytes a
+    tick for the counter) until the machine had no memory left. The message names the
+    limit and the most ticks that fit under it."""
+    from .trace import TraceBudget, memory_floor, size_text
 
-    signals = len(network.traced_signals())
-    need = memory_floor(ticks + 1, signals)  # (the reset row, then one a tick)
-    available = available_memory()
-    limit = int(available * MEMORY_FRACTION)
-    if need > limit:
-        most = max(0, limit // memory_floor(1, signals) - 1)  # (rows that fit, less the reset)
-        raise CliError(f"{option} {ticks}: a trace of {ticks + 1} rows × {signals} signals "
-                       f"needs at least {_size(need)} of memory, more than the "
-                       f"{_size(limit)} a run may take ({MEMORY_FRACTION:.0%} of the "
-                       f"{_size(available)} available); give at most {most} ticks")
-
-
-def _size(nbytes: int) -> str:
-    """``nbytes`` in GiB, or in MiB when under one GiB."""
-    return f"{nbytes / 2**30:,.1f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
+    budget = TraceBudget.now(len(network.traced_signals()))
+    need = memory_floor(ticks + 1, budget.signals)  # (the reset row, then one a tick)
+    if need > budget.limit:
+        raise CliError(f"{option} {ticks}: a trace of {ticks + 1} rows × {budget.signals} "
+                       f"signals needs at least {size_text(need)} of memory, more than "
+                       f"{budget.explain()}; give at most {budget.ticks} ticks")
 
 
 def output_file(path: str, option: str) -> Path:

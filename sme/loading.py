@@ -33,7 +33,7 @@ from typing import Any
 
 from .errors import SmeError
 from .network import Network, TracedSignal
-from .trace import UNDEFINED_TEXT
+from .trace import UNDEFINED_TEXT, TraceBudget
 from .types import SignalType, TypeMisfit
 
 
@@ -208,18 +208,45 @@ def _checked(spec: str, it: Iterator[Any]) -> Iterator[Mapping[Any, Any]]:
         yield item
 
 
+def _bounded(spec: str, items: Iterable[Mapping[Any, Any]], budget: TraceBudget
+             ) -> Iterator[Mapping[Any, Any]]:
+    """``items`` while their trace fits in ``budget``; a ``CliError`` at the first item
+    past it. Without ``--ticks`` the stimulus says how long the run is, and a generator
+    that never ends (``while True: yield …``) grew the trace until the machine had no
+    memory left."""
+    it = iter(items)
+    yield from itertools.islice(it, budget.ticks)
+    if next(it, None) is not None:
+        raise CliError(f"--stimulus {spec!r}: still giving ticks after {budget.ticks}, the "
+                       f"most whose trace of {budget.signals} signals fits in "
+                       f"{budget.explain()}; give --ticks N to run a part of it")
+
+
 def load_stimulus(spec: str | None, ticks: int | None, network: Network | None = None
                   ) -> Iterable[Mapping[Any, Any]] | None:
     """A fresh stimulus iterator from ``--stimulus``, cut to ``ticks`` items when given;
     None when ``spec`` is None. ``spec`` is ``MODULE:FUNC`` (``FUNC()`` is called) or a
-    CSV file (``read_csv_stimulus``; needs ``network``)."""
+    CSV file (``read_csv_stimulus``; needs ``network``). Without ``ticks``, a stimulus
+    longer than the trace ``network``'s memory allows (:class:`sme.trace.TraceBudget`)
+    raises ``CliError`` once it passes that length."""
     if spec is None:
         return None
+    items: Iterable[Mapping[Any, Any]]
     if spec.lower().endswith(".csv"):
         if network is None:
             raise CliError(f"--stimulus {spec!r}: a CSV stimulus needs the network")
-        rows: Iterable[Mapping[Any, Any]] = read_csv_stimulus(spec, network)
-        return itertools.islice(rows, ticks) if ticks is not None else rows
+        items = read_csv_stimulus(spec, network)
+    else:
+        items = _checked(spec, _stimulus_items(spec))
+    if ticks is not None:
+        return itertools.islice(items, ticks)
+    if network is None:
+        return items
+    return _bounded(spec, items, TraceBudget.now(len(network.traced_signals())))
+
+
+def _stimulus_items(spec: str) -> Iterator[Any]:
+    """The iterator a ``MODULE:FUNC`` stimulus function returns."""
     func = load_object(spec)
     if not callable(func) or isinstance(func, type):
         raise CliError(f"--stimulus {spec!r} is not a function returning stimulus")
@@ -230,12 +257,10 @@ def load_stimulus(spec: str | None, ticks: int | None, network: Network | None =
     except Exception as exc:
         raise CliError(f"--stimulus {spec!r} raised {describe_exception(exc)}") from exc
     try:
-        it = iter(stim)
+        return iter(stim)
     except TypeError:
         raise CliError(f"--stimulus {spec!r} returned {stim!r}, not an iterable of "
                        "{'bus.signal': value} mappings") from None
-    checked = _checked(spec, it)
-    return itertools.islice(checked, ticks) if ticks is not None else checked
 
 
 def read_csv_stimulus(path: str | os.PathLike[str], network: Network

@@ -44,6 +44,40 @@ def memory_floor(rows: int, signals: int) -> int:
     return rows * (ROW_BYTES + signals * VALUE_BYTES)
 
 
+@dataclass(frozen=True)
+class TraceBudget:
+    """How long a trace of ``signals`` signals may grow on this machine: ``limit`` bytes
+    (:data:`sme.host_memory.MEMORY_FRACTION` of the ``available`` memory) and the most
+    ticks whose trace's :func:`memory_floor` fits under it (``ticks``; the reset row
+    counted). A run held to it ends with an error, not with the machine out of memory."""
+
+    signals: int
+    available: int
+    limit: int
+    ticks: int
+
+    @classmethod
+    def now(cls, signals: int) -> TraceBudget:
+        """The budget for ``signals`` signals with the memory available now."""
+        from .host_memory import MEMORY_FRACTION, available_memory
+
+        available = available_memory()
+        limit = int(available * MEMORY_FRACTION)
+        return cls(signals, available, limit, max(0, limit // memory_floor(1, signals) - 1))
+
+    def explain(self) -> str:
+        """The limit in words, for the message of a run it refuses."""
+        from .host_memory import MEMORY_FRACTION
+
+        return (f"the {size_text(self.limit)} a run may take ({MEMORY_FRACTION:.0%} of the "
+                f"{size_text(self.available)} available)")
+
+
+def size_text(nbytes: int) -> str:
+    """``nbytes`` in GiB, or in MiB when under one GiB (for messages about memory)."""
+    return f"{nbytes / 2**30:,.1f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
+
+
 class _Undefined:
     """The value of a signal that has no initial value and was never written."""
 

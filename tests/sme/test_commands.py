@@ -108,6 +108,50 @@ def test_a_trace_over_half_the_available_memory_is_refused(
     assert main(["sim", "sme.examples.counter:build", "--ticks", "14562", "-q"]) == 0
 
 
+STIMULI = """import itertools
+
+
+def forever():
+    for i in itertools.count():
+        yield {"counter_control.valid": i % 4 != 3, "counter_control.reset": False}
+
+
+def exactly():
+    for i in range(14562):
+        yield {"counter_control.valid": True, "counter_control.reset": False}
+"""
+
+
+@pytest.mark.parametrize("command", ["sim", "vhdl"])
+def test_a_stimulus_that_does_not_end_is_stopped_at_the_memory_limit(
+        command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --ticks the stimulus says how long the run is; a generator that never ended
+    ran on, its trace growing until the machine had no memory left. With 2 MiB available
+    the counter's trace fits 14 562 ticks: the endless stimulus is refused at the next
+    one (exit 2, one line, nothing exported); one of 14 562 ticks runs whole, and the
+    endless one runs with --ticks."""
+    import sme.host_memory
+
+    (tmp_path / "stim_endless.py").write_text(STIMULI)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sme.host_memory, "available_memory", lambda: 2 << 20)
+    out = tmp_path / "out"
+    args = [command, "sme.examples.counter:build",
+            *(["-q"] if command == "sim" else ["-o", str(out)])]
+    assert main([*args, "--stimulus", "stim_endless:forever"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"smeflow {command}: error: --stimulus 'stim_endless:forever': still "
+                   "giving ticks after 14562, the most whose trace of 3 signals fits in the "
+                   "1.0 MiB a run may take (50% of the 2.0 MiB available); give --ticks N "
+                   "to run a part of it\n"), err
+    assert not out.exists()
+    assert main([*args, "--stimulus", "stim_endless:exactly"]) == 0
+    if command == "vhdl":
+        assert "(14562 ticks, 3 signals" in capsys.readouterr().out
+    assert main([*args, "--stimulus", "stim_endless:forever", "--ticks", "100"]) == 0
+
+
 def test_console_script_exits_non_zero_on_error() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "sme", "sim", "nosuchmodule:build", "--ticks", "1"],
