@@ -43,7 +43,7 @@ import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
@@ -75,6 +75,9 @@ from .integrity import (
     frame_crc32,
     write_sidecar,
 )
+
+if TYPE_CHECKING:
+    from geometry import PoniGeometry
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +130,12 @@ class FrameWriter:
         NeXus ``NXdetector`` fields: a name and a value, or a value and its units as a
         pair (``{"count_time": (0.1, "s"), "description": "..."}``); see the module
         docstring.
+    start_time
+        When the first frame's exposure started (s since the epoch): the NeXus entry's
+        ``start_time``.
+    geometry
+        The run's detector geometry (:class:`geometry.PoniGeometry`, of these frames),
+        written as NXmx (``dataflow.hdf5_nxmx``).
     lost_frames
         Keep dataset ``<dataset>_lost`` (named by the frame dataset's ``lost_frames``
         attribute): the acquisition indices of frames that never reached the file
@@ -146,6 +155,7 @@ class FrameWriter:
                  attrs: Mapping[str, Any] | None = None,
                  counters: Sequence[str] = (),
                  detector_fields: Mapping[str, Any] | None = None,
+                 start_time: float | None = None, geometry: PoniGeometry | None = None,
                  lost_frames: bool = False) -> None:
         shape = tuple(int(n) for n in frame_shape)
         if len(shape) != 2 or min(shape) < 1:
@@ -201,7 +211,8 @@ class FrameWriter:
             self._ds.attrs[CHECKSUMS_ATTR] = self._crc.name
             self._records = SideRecords(self._file, self.path, self._ds, dataset, counters,
                                         lost_frames)
-            write_nexus_tree(self._file, dataset, detector_fields or {})
+            write_nexus_tree(self._file, dataset, detector_fields or {},
+                             start_time=start_time, geometry=geometry)
             self._file.swmr_mode = True
         except BaseException:
             self._file.close()

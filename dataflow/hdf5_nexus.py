@@ -9,21 +9,34 @@ hard link, NeXus's ``target`` attribute naming the original), the counters and t
 detector fields the writer is given (``count_time`` in s,
 ``x_pixel_size``/``y_pixel_size`` in m, ``description``, the ``pixel_mask`` bits of
 ``dataflow.pixel_mask``, gzip-compressed …), so NeXus readers (``nexusformat``, silx view,
-DAWN) open it and find the image stack.
+DAWN) open it and find the image stack. ``/ENTRY/start_time`` is the first frame's exposure
+start (ISO 8601, UTC, ``Z``) when the writer is told it. A run that knows its geometry
+(pyFAI's PONI parameters, :class:`geometry.PoniGeometry`) has it written as NXmx
+(``dataflow.hdf5_nxmx``: definition, beam wavelength, detector distance, beam centre and
+the chain of transformations placing it, the sample).
 """
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
 
+from .hdf5_nxmx import write_nxmx
 
-def write_nexus_tree(f: h5py.File, dataset: str, detector_fields: Mapping[str, Any]) -> bool:
-    """Make ``f`` a NeXus file around its frame ``dataset`` (see the module docstring);
-    False (nothing written) when the dataset is not at ``/ENTRY/DATA/NAME``."""
+if TYPE_CHECKING:
+    from geometry import PoniGeometry
+
+
+def write_nexus_tree(f: h5py.File, dataset: str, detector_fields: Mapping[str, Any], *,
+                     start_time: float | None = None,
+                     geometry: PoniGeometry | None = None) -> bool:
+    """Make ``f`` a NeXus file around its frame ``dataset`` (see the module docstring),
+    with ``start_time`` (s since the epoch) and the NXmx ``geometry`` when given; False
+    (nothing written) when the dataset is not at ``/ENTRY/DATA/NAME``."""
     parts = dataset.strip("/").split("/")
     if len(parts) != 3:
         return False
@@ -51,7 +64,17 @@ def write_nexus_tree(f: h5py.File, dataset: str, detector_fields: Mapping[str, A
         node = detector.create_dataset(field, data=value, **_array_options(value))
         if units is not None:
             node.attrs["units"] = units
+    if start_time is not None:
+        entry["start_time"] = iso_time(start_time)
+    if geometry is not None:
+        write_nxmx(f, entry_name, geometry)
     return True
+
+
+def iso_time(t: float) -> str:
+    """ISO 8601 in UTC with the ``Z`` suffix, microseconds (NeXus's ``NX_DATE_TIME``)."""
+    when = datetime.datetime.fromtimestamp(t, tz=datetime.UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _array_options(value: Any) -> dict[str, Any]:

@@ -1,0 +1,190 @@
+"""A frame file written with a geometry is NXmx (``dataflow.hdf5_nxmx``): the NXmx reader of
+DIALS (``nxmx``, what dxtbx reads NeXus files with) follows its chain of transformations
+to every pixel where :class:`geometry.PoniGeometry` puts it, the beam centre and distance
+are pyFAI's own (its Fit2D conversion), ``read_nxmx_geometry`` gives the geometry back,
+and nexusformat's NXmx validator finds nothing wrong but the fields the simulation does
+not know."""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import logging
+from pathlib import Path
+
+import h5py
+import numpy as np
+import nxmx
+import pytest
+from nexusformat.nexus import validate
+from pyFAI.geometry import Geometry
+
+from dataflow.hdf5 import FrameWriter
+from dataflow.hdf5_nxmx import PONI_TO_MCSTAS, read_nxmx_geometry
+from geometry import PoniGeometry
+
+SHAPE = (30, 40)  # (rows, cols): not square, so rows and columns cannot be swapped unseen
+START = 1_780_000_000.25
+
+GEOMETRIES = {  # (rot1, rot2, rot3), pyFAI orientation
+    "untilted": ((0.0, 0.0, 0.0), 3),
+    "tilted": ((0.05, -0.03, 0.1), 3),
+    "rot2 only": ((0.0, 0.1, 0.0), 3),
+    "both axes flipped": ((0.05, -0.03, 0.1), 1),
+    "rows flipped": ((0.02, 0.04, -0.3), 2),
+    "columns flipped": ((-0.04, 0.0, 0.2), 4),
+}
+
+
+def geometry(rotations: tuple[float, float, float], orientation: int = 3) -> PoniGeometry:
+    """Pixels 100 µm high and 200 µm wide, the PONI off-centre."""
+    return PoniGeometry(0.12, 0.011, 0.023, *rotations, pixel1=1e-4, pixel2=2e-4,
+                        shape=SHAPE, wavelength=0.5e-10, orientation=orientation)
+
+
+def write(path: Path, g: PoniGeometry | None, frames: int = 2) -> Path:
+    with FrameWriter(path.parent, path.name, SHAPE, start_time=START, geometry=g) as w:
+        for _ in range(frames):
+            w.append(np.zeros(SHAPE, np.uint16))
+    return path
+
+
+@pytest.mark.parametrize("name", GEOMETRIES)
+def test_the_chain_places_every_pixel_where_the_geometry_does(tmp_path: Path,
+                                                               name: str) -> None:
+    rotations, orientation = GEOMETRIES[name]
+    g = geometry(rotations, orientation)
+    path = write(tmp_path / "f.h5", g)
+    with h5py.File(path, "r") as f:
+        (entry,) = nxmx.NXmx(f).entries
+        assert entry.definition == "NXmx"
+        assert entry.start_time == datetime.datetime.fromtimestamp(START, tz=datetime.UTC)
+        (instrument,) = entry.instruments
+        (beam,) = instrument.beams
+        assert beam.incident_wavelength.to("angstrom").magnitude == pytest.approx(0.5)
+        (detector,) = instrument.detectors
+        (module,) = detector.modules
+        assert list(module.data_origin) == [0, 0] and list(module.data_size) == list(SHAPE)
+        # dxtbx's way: the module's origin and pixel axes through the whole chain
+        chain = nxmx.get_dependency_chain(module.fast_pixel_direction.depends_on)
+        placed = nxmx.get_cumulative_transformation(chain)[0]
+        origin = placed[:3, 3] * 1e-3  # (nxmx computes in mm)
+        fast = placed[:3, :3] @ module.fast_pixel_direction.vector \
+            * module.fast_pixel_direction[0].to("m").magnitude
+        slow = placed[:3, :3] @ module.slow_pixel_direction.vector \
+            * module.slow_pixel_direction[0].to("m").magnitude
+        # the detector's own depends_on is the chain the module hangs from
+        assert detector.depends_on is not None
+        assert detector.depends_on.path == chain[1].path  # (chain[0]: the module offset)
+        (sample,) = entry.samples
+        assert sample.depends_on is None  # "." : the sample at the origin
+    rows = np.arange(SHAPE[0])[:, None] + 0.5  # pixel centres
+    cols = np.arange(SHAPE[1])[None, :] + 0.5
+    nexus = origin[:, None, None] + slow[:, None, None] * rows + fast[:, None, None] * cols
+    lab = np.einsum("ij,jkl->ikl", PONI_TO_MCSTAS, np.stack(g.lab_positions()))
+    np.testing.assert_allclose(nexus, lab, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", GEOMETRIES)
+def test_the_file_gives_the_geometry_back(tmp_path: Path, name: str) -> None:
+    rotations, orientation = GEOMETRIES[name]
+    g = geometry(rotations, orientation)
+    with h5py.File(write(tmp_path / "f.h5", g), "r") as f:
+        back = read_nxmx_geometry(f, orientation=orientation)
+    for key, value in g.to_metadata().items():
+        if isinstance(value, float):
+            assert getattr(back, key) == pytest.approx(value, rel=1e-12, abs=1e-15), key
+        else:
+            assert back.to_metadata()[key] == value, key
+
+
+@pytest.mark.parametrize("rotations", [(0.0, 0.0, 0.0), (0.05, -0.03, 0.1), (0.0, 0.2, 0.0)])
+def test_beam_centre_and_distance_are_pyfai_fit2d(tmp_path: Path,
+                                                  rotations: tuple[float, float, float]) -> None:
+    """pyFAI's Fit2D conversion puts the direct beam at (centerX, centerY) pixels — X along
+    the columns (poni2), Y along the rows (poni1) — at directDist mm from the sample."""
+    g = geometry(rotations)
+    with h5py.File(write(tmp_path / "f.h5", g), "r") as f:
+        det = f["entry/instrument/detector"]
+        x, y, distance = (float(det[k][()]) for k in ("beam_center_x", "beam_center_y",
+                                                       "distance"))
+        assert det["beam_center_x"].attrs["units"] == det["beam_center_y"].attrs["units"] \
+            == "pixel"
+        assert det["distance"].attrs["units"] == "m"
+    fit2d = Geometry(g.dist, g.poni1, g.poni2, *rotations, pixel1=g.pixel1, pixel2=g.pixel2,
+                     wavelength=g.wavelength).getFit2D()
+    assert x == pytest.approx(fit2d["centerX"], rel=1e-12)
+    assert y == pytest.approx(fit2d["centerY"], rel=1e-12)
+    assert distance * 1e3 == pytest.approx(fit2d["directDist"], rel=1e-12)
+    if not any(rotations):  # untilted: the beam centre is the PONI, in pixels
+        assert (x, y, distance) == pytest.approx((g.poni2 / g.pixel2, g.poni1 / g.pixel1,
+                                                  g.dist), rel=1e-15)
+        again = PoniGeometry(distance, y * g.pixel1, x * g.pixel2, pixel1=g.pixel1,
+                             pixel2=g.pixel2, shape=SHAPE, wavelength=g.wavelength)
+        assert (again.dist, again.poni1, again.poni2) == pytest.approx(
+            (g.dist, g.poni1, g.poni2), rel=1e-15)
+
+
+def test_nexusformat_finds_only_what_the_simulation_does_not_know(tmp_path: Path) -> None:
+    """NXmx requires a few fields the simulated beamline has no value for (the sensor's
+    material and thickness, names, the end time: the module docstring); nexusformat's
+    validator names exactly those and nothing about what is written."""
+    path = write(tmp_path / "f.h5", geometry((0.05, -0.03, 0.1)))
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    keep = Keep()
+    level = validate.logger.level
+    validate.logger.addHandler(keep)
+    validate.logger.setLevel(logging.ERROR)
+    try:
+        result = validate.validate_application(str(path))
+    finally:
+        validate.logger.removeHandler(keep)
+        validate.logger.setLevel(level)
+    missing = set()
+    for before, record in itertools.pairwise(records):
+        if record.levelno == logging.ERROR:
+            assert "is not in the NeXus file" in record.getMessage(), record.getMessage()
+            missing.add(before.getMessage().strip())
+    assert missing == {
+        "Field: /entry/end_time_estimated", "Field: /entry/sample/name",
+        "Field: /entry/instrument/name",
+        "Field: /entry/instrument/detector/sensor_material",
+        "Field: /entry/instrument/detector/sensor_thickness", "Group: NXsource"}
+    assert result is not None and result[1] == len(missing)
+
+
+def test_a_file_without_a_geometry_is_no_nxmx_file(tmp_path: Path) -> None:
+    with FrameWriter(tmp_path, "f.h5", SHAPE) as w:
+        w.append(np.zeros(SHAPE, np.uint16))
+    with h5py.File(tmp_path / "f.h5", "r") as f:
+        entry = f["entry"]
+        assert "definition" not in entry and "start_time" not in entry
+        assert "sample" not in entry and "beam" not in entry["instrument"]
+        assert set(entry["instrument/detector"]) == {"data"}
+        assert nxmx.NXmx(f).entries == []
+
+
+def test_a_geometry_of_other_frames_is_refused(tmp_path: Path) -> None:
+    g = geometry((0.0, 0.0, 0.0)).replace(shape=(SHAPE[1], SHAPE[0]))
+    with pytest.raises(ValueError, match="the geometry is of 40×30 pixels, the frames 30×40"):
+        FrameWriter(tmp_path, "f.h5", SHAPE, geometry=g)
+    assert not (tmp_path / "f.h5").exists()
+
+
+def test_a_chain_pyfai_cannot_describe_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path / "f.h5", geometry((0.0, 0.0, 0.0)))
+    with h5py.File(path, "r+") as f:
+        translation = f["entry/instrument/detector/transformations/translation"]
+        translation[()] = -0.12  # behind the sample, facing away from it
+        with pytest.raises(ValueError, match="does not face the sample"):
+            read_nxmx_geometry(f)
+        translation[()] = 0.12
+        f["entry/instrument/detector/module/fast_pixel_direction"].attrs["vector"] = \
+            np.array([0.0, 1.0, 1.0])
+        with pytest.raises(ValueError, match="not perpendicular"):
+            read_nxmx_geometry(f)
