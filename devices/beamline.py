@@ -128,16 +128,19 @@ class Beamline:
         self.sample.put("phantom")
 
     def use_powder(self) -> None:
-        """Diffraction set-up: the CeO2 powder, direct detection with ``geometry``."""
+        """Diffraction set-up: the CeO2 powder, direct detection with ``geometry`` (which
+        the detector's frame files then record as NXmx: ``det.geometry``)."""
         self.sample.put("powder")
 
     def _phantom_in(self) -> None:
         self.scene.sample = self.phantom
         self.det.pixel_size = IMAGING_PIXEL
+        self.det.geometry = None  # (radiography: no diffraction geometry)
 
     def _powder_in(self) -> None:
         self.scene.sample = self.powder
         self.det.pixel_size = DIFFRACTION_PIXEL
+        self.det.geometry = self.geometry
 
     def detector_geometry(self) -> PoniGeometry:
         """The geometry of the frames as the detector now reads them out: ``geometry``

@@ -36,7 +36,9 @@ good, corrupt and dropped frames, framing errors, stray words, since the staging
 are written into the file (``dataflow.hdf5.read_counters`` reads them), so a run's files
 say what the link lost; a failed trigger's reason carries them too. Each file is a NeXus
 file (``dataflow.hdf5``) whose ``NXdetector`` records the exposure (``count_time``), the
-pixel size and the energy threshold.
+pixel size, the energy threshold, the counters' depth and the saturation value, and whose
+``start_time`` is its first frame's trigger (not for a fly file, opened before its first
+trigger); with a ``geometry`` it is NXmx (``devices.frame_nexus``).
 
 Configuration signals (``read_configuration``): ``exposure`` (s), ``energy_threshold``
 (keV, the sensor's comparator), ``threshold`` (counts, the firmware's zero suppression),
@@ -73,6 +75,7 @@ from dataflow.pixel_mask import bin_mask
 from fpga.designs.layout import DetectorLayout
 from fpga.designs.params import GAIN_ONE, HIST_BINS, ChainParams, detector_params
 from fpga.designs.reference import ChainConfig, ChainTables
+from geometry import PoniGeometry
 
 from .detector_config import (
     LIVE_CONFIG,
@@ -93,6 +96,7 @@ from .detector_step import READOUT_COUNTERS, RETAKES, StepScans
 from .firmware import BACKENDS, Firmware
 from .fly import Counts, FlyAcquisition
 from .frame_files import FrameFiles
+from .frame_nexus import detector_fields, frames_geometry
 from .modular import ModularFirmware
 from .monitor_stream import MonitorStream
 from .pixel_mask import PixelMaskReader, pixel_mask_bits
@@ -183,6 +187,10 @@ class FirmwareDetector(StepScans, FlyScans, Device):  # type: ignore[misc]
         self.layout = layout or DetectorLayout.single(self.params)
         self.workers = workers
         self.pixel_size = pixel_size
+        self.geometry: PoniGeometry | None = None
+        """Where the detector sits and the beam's wavelength (pyFAI's PONI parameters, of
+        the sensor's pixels), when known: loaded at ``stage()`` and written into the frame
+        files as NXmx (``devices.frame_nexus``; ``Beamline.use_powder`` sets it)."""
         self.sensor = sensor or SensorModel(self.layout, dead_pixels=4 * self.layout.modules,
                                             hot_pixels=2 * self.layout.modules, seed=7)
         if self.sensor.shape != self.layout.shape:
@@ -204,8 +212,10 @@ class FirmwareDetector(StepScans, FlyScans, Device):  # type: ignore[misc]
         self.files = FrameFiles(name, self._open_file)
         """The frame files: one per event stream and fly acquisition (``devices.frame_files``)."""
         self._file_shape = self.out_shape()
-        self._file_attrs: dict[str, Any] = {"attrs": {}, "detector_fields": {}}
-        self._pending: tuple[np.ndarray, float] | None = None  # (frame, its exposure)
+        self._file_attrs: dict[str, Any] = {"attrs": {}, "detector_fields": {},
+                                            "geometry": None}
+        self._pending: tuple[np.ndarray, float, float] | None = None
+        """(frame, its exposure, when that started) until an event announces it."""
         """The frame of the last trigger until an event announces it (``collect_asset_docs``)."""
         self.last_counts: np.ndarray | None = None
         """The sensor counts of the last exposure (what went over the link)."""
@@ -294,6 +304,11 @@ class FirmwareDetector(StepScans, FlyScans, Device):  # type: ignore[misc]
         ``stage()`` does, and a trigger without staging)."""
         config = self.chain_config()
         backend = str(self.backend.get())
+        bin_factor = 2 if config.binning else 1
+        pixel_y, pixel_x = (p * bin_factor for p in pixel_pair(self.pixel_size))
+        geometry = frames_geometry(self.geometry, binning=config.binning,  # (before a change)
+                                   shape=self.out_shape(), pixel=(pixel_y, pixel_x),
+                                   who=self.name)
         if self.firmware.backend != backend:
             old, self.firmware = self.firmware, self._board(backend)
             old.close()  # (a GHDL board's build folder goes with it)
@@ -302,29 +317,25 @@ class FirmwareDetector(StepScans, FlyScans, Device):  # type: ignore[misc]
         self.sensor.threshold = float(self.energy_threshold.get())
         self._file_shape = self.out_shape()
         mask = self.pixel_mask_array()
-        bin_factor = 2 if config.binning else 1
-        pixel_y, pixel_x = (p * bin_factor for p in pixel_pair(self.pixel_size))
         self._file_attrs = {  # (the exposure: when a file opens, ``_open_file``)
             "attrs": {"backend": backend},
-            "detector_fields": {
-                "x_pixel_size": (float(pixel_x), "m"),
-                "y_pixel_size": (float(pixel_y), "m"),
-                "description": f"smeflow photon-counting detector, SME firmware "
-                               f"({backend} backend)",
-                "threshold_energy": (float(self.energy_threshold.get()), "keV"),
-                # (with the frames, for a plan that publishes no mask stream: bp.count)
-                "pixel_mask": mask}}
+            "detector_fields": detector_fields(
+                pixel=(pixel_y, pixel_x), backend=backend, mask=mask,
+                energy_threshold=float(self.energy_threshold.get())),
+            "geometry": geometry}
         self.masked_pixels.put(int(np.count_nonzero(mask)), force=True)
 
-    def _open_file(self, name: str, exposure: float) -> FrameWriter:
+    def _open_file(self, name: str, exposure: float, started: float | None) -> FrameWriter:
         """A new frame file ``name`` in the data folder for the configured frames; its
         ``exposure`` attribute and NeXus ``count_time`` are its frames' exposure (a fly's,
-        set by ``prepare`` after the staging), not the staging's."""
+        set by ``prepare`` after the staging), not the staging's; ``started``: when its
+        first frame's exposure started (NeXus ``start_time``), if known."""
         attrs, fields = self._file_attrs["attrs"], self._file_attrs["detector_fields"]
         return FrameWriter(self.folder, name, self._file_shape, data_key=self.image_key,
                            counters=READOUT_COUNTERS, lost_frames=True,
                            attrs={**attrs, "exposure": exposure},
-                           detector_fields={**fields, "count_time": (exposure, "s")})
+                           detector_fields={**fields, "count_time": (exposure, "s")},
+                           start_time=started, geometry=self._file_attrs["geometry"])
 
     def _counters(self) -> dict[str, int]:
         """The readout counters now (since the configuration was loaded: ``stage()``)."""

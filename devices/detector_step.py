@@ -53,7 +53,7 @@ class StepHost(Protocol):
     time_scale: float
     exposure: Any
     last_counts: np.ndarray | None
-    _pending: tuple[np.ndarray, float] | None
+    _pending: tuple[np.ndarray, float, float] | None
     _monitors: dict[Any, MonitorStream]
     _exposing: threading.Thread | None
     _lock: threading.Lock
@@ -77,7 +77,8 @@ class StepHost(Protocol):
     def await_resumed_fly(self) -> None:
         """Wait for the end of a fly acquisition a pause interrupted."""
 
-    def acquire_frame(self, t: float | None = None) -> np.ndarray:
+    def acquire_frame(self, t: float | None = None, started: float | None = None
+                      ) -> np.ndarray:
         """One exposure through the firmware (:meth:`StepScans.acquire_frame`)."""
 
     def _to_monitors(self, image: np.ndarray, *args: Any) -> None:
@@ -90,18 +91,25 @@ class StepHost(Protocol):
 class StepScans:
     """Step-scan methods of ``FirmwareDetector`` (see the module docstring)."""
 
-    _pending: tuple[np.ndarray, float] | None
-    """The frame of the last trigger until an event announces it (``collect_asset_docs``)."""
+    _pending: tuple[np.ndarray, float, float] | None
+    """The frame of the last trigger, its exposure and the wall time that exposure
+    started, until an event announces it (``collect_asset_docs``)."""
     _exposing: threading.Thread | None
     """The thread of the last ``trigger()``'s exposure."""
     last_counts: np.ndarray | None
     """The sensor counts of the last exposure (what went over the link)."""
 
-    def acquire_frame(self: StepHost, t: float | None = None) -> np.ndarray:
+    def acquire_frame(self: StepHost, t: float | None = None,
+                      started: float | None = None) -> np.ndarray:
         """One exposure through the firmware: the frame, published on the readback signals
-        and kept until an event announces it (then it is written, ``collect_asset_docs``)."""
+        and kept until an event announces it (then it is written, ``collect_asset_docs``).
+        ``started``: the wall time the exposure started (default: now; a re-take's is
+        when it is re-taken)."""
         exposure = float(self.exposure.get())
+        started = time.time() if started is None else started
         for attempt in range(1 + RETAKES):
+            if attempt:
+                started = time.time()
             counts = self.expose(t, exposure)
             seen = self.firmware.readout.corrupt
             frames = self.firmware.acquire([counts], allow_loss=True)
@@ -120,18 +128,20 @@ class StepScans:
         frame = frames[0]
         self.last_counts = counts
         with self._lock:
-            self._pending = (frame.image, exposure)
+            self._pending = (frame.image, exposure, started)
         self.publish_frame(frame, time.time())
-        self._to_monitors(frame.image, exposure)
+        self._to_monitors(frame.image, exposure, started)
         return frame.image
 
-    def _to_monitors(self: StepHost, image: np.ndarray, exposure: float) -> None:
+    def _to_monitors(self: StepHost, image: np.ndarray, exposure: float,
+                     started: float | None = None) -> None:
         """File a frame just acquired into each monitor stream and emit its event."""
         with self._lock:
             monitors = list(self._monitors.values())
         for monitor in monitors:
             with self._lock:
-                docs = self.files.announce(monitor.stream, image, self._counters, exposure)
+                docs = self.files.announce(monitor.stream, image, self._counters, exposure,
+                                           started)
             monitor.emit(docs)
 
     def trigger(self: StepHost) -> DeviceStatus:
@@ -161,7 +171,7 @@ class StepScans:
                 self._discard_unannounced()
                 if not self.files.staged:
                     self._configure()
-                self.acquire_frame(t=wall + exposure * self.time_scale / 2)
+                self.acquire_frame(t=wall + exposure * self.time_scale / 2, started=wall)
                 left = exposure * self.time_scale - (time.monotonic() - start)
                 if left > 0:
                     time.sleep(left)
@@ -197,9 +207,9 @@ class StepScans:
         with self._lock:
             pending, self._pending = self._pending, None
             if pending is not None:
-                image, exposure = pending
+                image, exposure, started = pending
                 docs = self.files.announce(reading_stream() or "primary", image,
-                                           self._counters, exposure)
+                                           self._counters, exposure, started)
             elif self.files.fly is not None:
                 docs = list(self.files.fly.asset_docs())
                 self._announced = self.files.fly.n_frames

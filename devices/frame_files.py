@@ -33,9 +33,10 @@ from dataflow.hdf5 import Document, FrameWriter
 
 __all__ = ["ExposureMismatch", "FrameFiles", "file_label"]
 
-OpenFile = Callable[[str, float], FrameWriter]
+OpenFile = Callable[[str, float, float | None], FrameWriter]
 """Opens a new frame file by name (inside the detector's folder) for frames of the given
-exposure (seconds: the file's ``count_time``)."""
+exposure (seconds: the file's ``count_time``) whose first exposure started at the given
+wall time (its NeXus ``start_time``; None: not known when the file opens, a fly's)."""
 
 
 class ExposureMismatch(ValueError):
@@ -94,17 +95,19 @@ class FrameFiles:
         self._flights = 0
 
     def announce(self, stream: str, frame: np.ndarray,
-                 counters: Callable[[], Mapping[str, int]], exposure: float) -> list[Document]:
-        """Write ``frame``, exposed for ``exposure`` seconds, into the file of ``stream``
-        and return the documents that announce it (``stream_resource`` the first time,
-        then ``stream_datum``).
+                 counters: Callable[[], Mapping[str, int]], exposure: float,
+                 started: float | None = None) -> list[Document]:
+        """Write ``frame``, exposed for ``exposure`` seconds from wall time ``started``,
+        into the file of ``stream`` and return the documents that announce it
+        (``stream_resource`` the first time, then ``stream_datum``).
 
         Outside a staging the frame gets a file of its own, closed at once with
         ``counters()`` recorded in it. A stream's file records one ``count_time``: a frame
         of another exposure is refused (:class:`ExposureMismatch`, nothing written) —
         each event stream of a staging may have its own exposure."""
         if self._stem is None:
-            writer = self._open(f"{self._new_stem()}_{file_label(stream)}.h5", exposure)
+            writer = self._open(f"{self._new_stem()}_{file_label(stream)}.h5", exposure,
+                                started)
             try:
                 writer.append(frame)
                 docs = list(writer.asset_docs())
@@ -113,7 +116,7 @@ class FrameFiles:
             return docs
         staged = self._streams.get(stream)
         if staged is None:
-            staged = self._open(f"{self._stem}_{file_label(stream)}.h5", exposure)
+            staged = self._open(f"{self._stem}_{file_label(stream)}.h5", exposure, started)
             self._streams[stream] = staged
             self._exposures[stream] = exposure
         elif exposure != self._exposures[stream]:
@@ -134,7 +137,7 @@ class FrameFiles:
         if self._fly is not None:
             self._close(self._fly, counters)
         self._flights += 1
-        self._fly = self._open(f"{self._stem}_fly{self._flights}.h5", exposure)
+        self._fly = self._open(f"{self._stem}_fly{self._flights}.h5", exposure, None)
         return self._fly
 
     def end(self, counters: Mapping[str, int]) -> list[str]:

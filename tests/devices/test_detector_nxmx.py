@@ -1,0 +1,99 @@
+"""A diffraction run's frame files carry the geometry its reduction integrates with, as
+NXmx (``devices.frame_nexus``): read back from the file (``read_nxmx_geometry``, and DIALS'
+``nxmx`` reader for the beam centre), it is the start document's ``geometry`` — binned or
+not — and the files' ``start_time`` is their first frame's trigger."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import bluesky.plan_stubs as bps
+import bluesky.plans as bp
+import h5py
+import nxmx
+import pytest
+from bluesky import RunEngine
+
+from dataflow.hdf5_nxmx import read_nxmx_geometry
+from devices.beamline import Beamline
+from fpga.designs.params import ChainParams
+from geometry import PoniGeometry
+from plans import diffraction_scan
+from plans.beamline_md import beamline_metadata
+
+P = ChainParams(64, 64, 16)
+
+
+@pytest.fixture
+def beamline(tmp_path: Path) -> Iterator[tuple[RunEngine, Beamline, list[tuple[str, Any]]]]:
+    RE = RunEngine({})
+    bl = Beamline.create(tmp_path, params=P, backend="interp", time_scale=0.001)
+    RE.preprocessors.append(beamline_metadata(bl))
+    docs: list[tuple[str, Any]] = []
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))  # type: ignore[no-untyped-call]
+    RE(bps.mv(bl.shutter, "open"))
+    yield RE, bl, docs
+    bl.close()
+
+
+def primary_file(bl: Beamline) -> str:
+    (path,) = [p for p in bl.det.digests if p.endswith("_primary.h5")]
+    return path
+
+
+@pytest.mark.parametrize("binning", [False, True])
+def test_a_diffraction_runs_files_hold_its_geometry(beamline: Any, binning: bool) -> None:
+    RE, bl, docs = beamline
+    bl.use_powder()
+    bl.det.binning.put(binning)
+    RE(diffraction_scan(bl.det, bl.sample_x, bl.sample_y, [(0.0, 0.0), (0.5, 0.0)],
+                        exposure=0.01, shutter=bl.shutter))
+    start = next(doc for name, doc in docs if name == "start")
+    primary = next(doc["uid"] for name, doc in docs
+                   if name == "descriptor" and doc["name"] == "primary")
+    first_event = next(doc for name, doc in docs
+                       if name == "event" and doc["descriptor"] == primary)
+    run = PoniGeometry.from_metadata(start["geometry"])
+    assert run.shape == ((32, 32) if binning else (64, 64))
+    with h5py.File(primary_file(bl), "r") as f:
+        back = read_nxmx_geometry(f)
+        for key, value in run.to_metadata().items():
+            assert back.to_metadata()[key] == (pytest.approx(value, rel=1e-12)
+                                               if isinstance(value, float) else value), key
+        (entry,) = nxmx.NXmx(f).entries
+        (detector,) = entry.instruments[0].detectors
+        # the pyFAI geometry the reduction uses, from the beam centre in pixels
+        assert detector.beam_center_x.magnitude * run.pixel2 == pytest.approx(run.poni2)
+        assert detector.beam_center_y.magnitude * run.pixel1 == pytest.approx(run.poni1)
+        assert detector.distance.to("m").magnitude == pytest.approx(run.dist)
+        assert detector.saturation_value == 65534 and detector.bit_depth_readout == 20
+        # the first frame's trigger: after the run opened, before its event
+        started = entry.start_time.timestamp()
+        assert start["time"] <= started <= first_event["time"]
+        assert entry.start_time.utcoffset() == datetime.timedelta(0)
+
+
+def test_a_tomography_runs_files_have_no_diffraction_geometry(beamline: Any) -> None:
+    RE, bl, _ = beamline
+    bl.use_powder()
+    bl.use_phantom()  # back to radiography: the geometry goes with the powder
+    RE(bp.count([bl.det], 2))
+    with h5py.File(primary_file(bl), "r") as f:
+        entry = f["entry"]
+        assert "definition" not in entry and "sample" not in entry
+        assert "transformations" not in entry["instrument/detector"]
+        assert "start_time" in entry  # (every file that knows its first frame has one)
+        assert entry["instrument/detector/saturation_value"][()] == 65534
+
+
+def test_a_geometry_of_other_pixels_is_refused_at_stage(beamline: Any) -> None:
+    _, bl, _ = beamline
+    bl.use_powder()
+    bl.det.pixel_size = 2 * bl.det.pixel_size  # the geometry's pixels are now half as big
+    with pytest.raises(ValueError, match=r"det: the geometry is of 64×64 pixels of .* set "
+                                         r"geometry and pixel_size together"):
+        bl.det.stage()
+    assert not bl.det.files.staged
