@@ -18,10 +18,13 @@ Figures:
   that the catalog cannot serve intact (must be 0);
 - ``faults.silent_corruptions``: frames served without an error with other pixels than
   acquired, plus damaged files that ``verify`` passed (must be 0);
+- ``faults.crashes``: scan processes ended by a signal nobody sent them, such as a
+  segfault at exit after a full disk (must be 0);
 - ``faults.damage_detected``: damaged frames and files reported as such;
 - ``faults.seconds``: wall time of all trials.
 
-Exit status 1 when a must-be-0 figure is not 0 or a killed run is unreadable.
+Exit status 1 when a must-be-0 figure is not 0, a killed run is unreadable or a failed
+run does not say it failed.
 
 Run: ``python benchmarks/faults.py [--killed N] [--full N] [--truncated N]
 [--flipped N] [--seed S] [--dir DIR]``.
@@ -60,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     for line in figures(report):
         print(line)
     print(f"faults.seconds = {seconds:.1f}")
-    bad = (report.flushed_frames_lost or report.silent_corruptions
-           or report.killed_readable != report.killed)
+    bad = (report.flushed_frames_lost or report.silent_corruptions or report.crashes
+           or report.failures_unrecorded or report.killed_readable != report.killed)
     return 1 if bad else 0
 
 

@@ -55,7 +55,10 @@ from .hdf5_blocks import ChunkBlock
 from .hdf5_files import (
     WRITER_DIGEST_BLOCK,
     UnsafePathError,
+    close_failed_file,
+    failed_write,
     file_sha256,
+    mark_failed_write,
     open_in_process,
     resolve_in_folder,
 )
@@ -93,6 +96,10 @@ class FrameMismatchError(ValueError):
 
 class WriterClosedError(RuntimeError):
     """A frame was written after the writer was closed."""
+
+
+class FrameFileError(OSError):
+    """The frame file could not be completed (a full disk): it was let go as found."""
 
 
 class FrameWriter:
@@ -174,6 +181,8 @@ class FrameWriter:
         uri = file_uri(self.path, UnsafePathError)  # (refused before anything is written)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.sha256: str | None = None
+        self.failure: str | None = None
+        """Why the file could not be completed (see :meth:`close_file`), else ``None``."""
         self._closed: tuple[os.stat_result, bool] | None = None
         self._digest_lock = threading.Lock()
         self._count = 0
@@ -218,6 +227,7 @@ class FrameWriter:
             self._file.close()
             self.path.unlink(missing_ok=True)
             raise
+        mark_failed_write(self.path, None)  # (a new file: an old one's failure is not it)
         bundle = compose_stream_resource(
             mimetype=HDF5_MIMETYPE, uri=uri, data_key=data_key,
             parameters={"dataset": dataset, "chunk_shape": self.chunk_shape, "swmr": True})
@@ -403,6 +413,9 @@ class FrameWriter:
         written and a warning is logged. Flushing before the close does not avoid this:
         the bytes that change are the superblock's open-for-SWMR-writing flags, cleared
         only by the last close.
+
+        A file HDF5 cannot complete (a full disk) raises :class:`FrameFileError` (an
+        ``OSError``), once it is let go as found (:meth:`close_file`).
         """
         self.close_file()
         return self.digest()
@@ -410,12 +423,34 @@ class FrameWriter:
     def close_file(self) -> None:
         """Flush and close the HDF5 file, no more (idempotent): its bytes are final (see
         :meth:`close`), so :meth:`digest` may hash them in another thread while the caller
-        announces the file; a reader opening it meanwhile changes nothing."""
+        announces the file; a reader opening it meanwhile changes nothing.
+
+        A file HDF5 cannot write (a full disk) is let go as found, :class:`FrameFileError`
+        says so now and at every later call (``failure``; ``digest``: of the file as found,
+        no sidecar; ``failed_write(path)``: the provenance recorder need not wait)."""
         if self._closed is not None:
+            if self.failure is not None:
+                raise FrameFileError(self.failure)
             return
-        self.flush()
-        self._file.close()
+        try:
+            self.flush()
+            self._file.close()
+        except Exception as exc:  # HDF5 cannot write the file: a full disk
+            self._fail(exc)
         self._closed = (os.stat(self.path), open_in_process(self.path))
+
+    def _fail(self, exc: Exception) -> None:
+        """Let HDF5 go of a file it cannot complete (``close_failed_file``), mark it
+        failed (``failed_write``) and raise one error saying what happened."""
+        errno, why = close_failed_file(self._file, exc)
+        self.failure = (f"{self.path}: the frame file could not be written to the end "
+                        f"({why}); the {self._announced} frames announced before stay "
+                        "readable, the file was closed as found, without its .sha256")
+        mark_failed_write(self.path, why)
+        self._closed = (os.stat(self.path), False)
+        error = FrameFileError(self.failure)
+        error.errno = errno
+        raise error from exc
 
     def digest(self) -> str:
         """The closed file's SHA-256 and its sidecar (:meth:`close`; idempotent, one
@@ -427,7 +462,10 @@ class FrameWriter:
                 return self.sha256
             taken, shared = self._closed
             digest = file_sha256(self.path, WRITER_DIGEST_BLOCK)  # (in a thread: hdf5_files)
-            if shared:
+            if self.failure is not None:  # (no sidecar: not the file the writer meant)
+                log.warning("%s: %s; digest %s of the file as found", self.path,
+                            self.failure, digest[:16])
+            elif shared:
                 log.warning("%s: still open by another HDF5 handle in this process after "
                             "the writer closed it; its final bytes are written when that "
                             "handle closes, so no .sha256 sidecar was written and the "
@@ -453,8 +491,8 @@ class FrameWriter:
 
 
 __all__ = [
-    "DEFAULT_DATASET", "HDF5_MIMETYPE", "FrameMismatchError", "FrameReader", "FrameWriter",
-    "HDF5ReadError", "Layout", "UnsafePathError", "WriterClosedError", "file_sha256", "open_frames",
-    "open_in_process", "per_frame_chunks", "read_counters", "read_lost", "resolve_in_folder",
-    "tomo_chunks", "write_nexus_tree",
+    "DEFAULT_DATASET", "HDF5_MIMETYPE", "FrameFileError", "FrameMismatchError", "FrameReader",
+    "FrameWriter", "HDF5ReadError", "Layout", "UnsafePathError", "WriterClosedError",
+    "failed_write", "file_sha256", "open_frames", "open_in_process", "per_frame_chunks",
+    "read_counters", "read_lost", "resolve_in_folder", "tomo_chunks", "write_nexus_tree",
 ]

@@ -4,19 +4,27 @@
 ``resolve_in_folder`` keeps user-chosen names inside the data folder; ``file_sha256`` is
 the digest a run records of a closed file; ``open_in_process`` tells whether another HDF5
 handle of this process still has a file open (its last bytes are then not written yet).
+``close_failed_file`` lets go of a file HDF5 could not write (a full disk), and
+``failed_write`` tells that a file was left so (``mark_failed_write``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import re
+import threading
 from pathlib import Path
 
 import h5py
 
 from .regular_file import open_regular, same_file
 
-__all__ = ["UnsafePathError", "file_sha256", "open_in_process", "resolve_in_folder"]
+__all__ = ["UnsafePathError", "close_failed_file", "failed_write", "file_sha256",
+           "mark_failed_write", "open_in_process", "resolve_in_folder"]
+
+log = logging.getLogger(__name__)
 
 
 class UnsafePathError(ValueError):
@@ -103,3 +111,64 @@ def open_in_process(path: str | os.PathLike[str]) -> bool:
         except (RuntimeError, ValueError):  # closed while we looked
             continue
     return False
+
+
+_failed: dict[str, str] = {}
+_failed_lock = threading.Lock()
+
+
+def _key(path: str | os.PathLike[str]) -> str:
+    return os.path.realpath(path)
+
+
+def mark_failed_write(path: str | os.PathLike[str], reason: str | None) -> None:
+    """Remember (``reason``) or forget (``None``) that this process's writer of ``path``
+    could not complete it: the file holds what was written before the failure, and no
+    writer will close it properly nor write its ``.sha256`` (a full disk has no room)."""
+    with _failed_lock:
+        if reason is None:
+            _failed.pop(_key(path), None)
+        else:
+            _failed[_key(path)] = reason
+
+
+def failed_write(path: str | os.PathLike[str]) -> str | None:
+    """Why this process's writer left ``path`` incomplete (``mark_failed_write``), or
+    ``None``: a digest of such a file is of the file as found, and need not wait."""
+    with _failed_lock:
+        return _failed.get(_key(path))
+
+
+def close_failed_file(file: h5py.File, error: BaseException) -> tuple[int | None, str]:
+    """Let go of an HDF5 file that could not be written (a full disk), leaving no HDF5
+    object of it behind: its datasets and groups are closed, then the file, twice.
+    Returns the ``error`` that stopped the writer as its errno and words (the system's
+    for the errno, such as "No space left on device", else its first line).
+
+    HDF5 (1.14, 2.0) cannot close a file whose cached metadata it cannot write: the first
+    ``H5Fclose`` fails ("unable to extend file properly"), yet it has already torn the
+    file's shared state down (``H5F__dest`` goes on after errors and sets ``f->shared``
+    to NULL) while keeping its id. Anything done with that id then dereferences the
+    torn state: ``H5Fget_name`` (``FileID.name``, as ``open_in_process`` asks) or the
+    library's own shutdown at exit (``H5_term_library`` closing a dataset of the file,
+    ``H5FO_top_decr``) ends the process with SIGSEGV. Closing the id once more is what
+    HDF5 expects: ``H5VL__native_file_close`` frees a file struct whose shared state is
+    gone and the id is released. Both closes happen under h5py's lock, so no other
+    thread's h5py call sees the id in between. The file on disk keeps what was written
+    before the failure (a SWMR file: whatever the last flush made visible)."""
+    fid, name = file.id, file.filename  # (the name before: after a failed close, never)
+    with h5py._objects.phil:  # (an RLock: h5py's own calls below take it again)
+        try:
+            file.close()  # datasets and groups first (they close), then the file
+        except Exception as exc:  # expected: the disk has no room
+            log.debug("%s: HDF5 could not close the file: %s", name, exc)
+        if fid.valid:  # (H5Iis_valid: the id table only, the file struct is not read)
+            try:
+                fid.close()
+            except Exception as exc:  # nothing more can be done
+                log.warning("%s: cannot release the HDF5 file id of an unwritable file: "
+                            "%s", name, exc)
+    errno = error.errno if isinstance(error, OSError) and error.errno else None
+    if errno is None and (found := re.search(r"errno = (\d+)", str(error))):
+        errno = int(found.group(1))  # (HDF5's words: "..., errno = 28, error message...")
+    return errno, os.strerror(errno) if errno else str(error).splitlines()[0][:200]

@@ -17,7 +17,8 @@ A record, built from a run's documents by ``build_record``::
 Digests are the instrument's own: ``FrameWriter.close()`` writes ``<file>.sha256`` next
 to the file (``read_sidecar``). A file without a sidecar, or that changed after its
 sidecar was written (written to, replaced, renamed), is hashed as found
-(``"digest_source": "computed"``; a stale sidecar also adds a ``"note"``). ``attributes``
+(``"digest_source": "computed"``; a stale sidecar also adds a ``"note"``, as does a
+file its writer left incomplete, ``dataflow.hdf5.failed_write``: a full disk). ``attributes``
 are the frame dataset's HDF5 attributes that are JSON-able; ``counters`` are the
 readout counters the detector stores in the file (``dataflow.hdf5.read_counters``:
 good, corrupt and dropped frames, framing errors, stray words; ``{}`` when none), so the
@@ -46,7 +47,14 @@ import numpy as np
 
 from sme.atomic_file import atomic_write
 
-from ..hdf5 import DEFAULT_DATASET, HDF5_MIMETYPE, HDF5ReadError, file_sha256, read_counters
+from ..hdf5 import (
+    DEFAULT_DATASET,
+    HDF5_MIMETYPE,
+    HDF5ReadError,
+    failed_write,
+    file_sha256,
+    read_counters,
+)
 from ..integrity import read_sidecar, sidecar_path
 from ..regular_file import NotRegularFileError, check_regular, h5_open, open_regular
 from .errors import ProvenanceError
@@ -208,7 +216,10 @@ def _file_entry(resource: Mapping[str, Any], digests: dict[Path, tuple[str, str]
             digests[path] = (sidecar, "sidecar") if sidecar else \
                 (file_sha256(path), "computed")
         entry["sha256"], entry["digest_source"] = digests[path]
-        if entry["digest_source"] == "computed" and sidecar_state(path) == "stale":
+        if (failure := failed_write(path)) is not None:
+            entry["note"] = (f"left by a failed write ({failure}): its writer could not "
+                             "complete it; digest computed from the file as found")
+        elif entry["digest_source"] == "computed" and sidecar_state(path) == "stale":
             entry["note"] = ("file changed after its writer's digest (written, replaced "
                              "or its metadata changed after the .sha256); digest computed "
                              "from the file as closed")

@@ -30,7 +30,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..event_pages import ANNOUNCING, PageNormalizer
-from ..hdf5 import open_in_process
+from ..hdf5 import failed_write, open_in_process
 from .errors import ProvenanceError
 from .keys import load_private_key, register_signing_key, sign_record
 from .ledger import LedgerWriter
@@ -115,8 +115,10 @@ class ProvenanceRecorder:
     sidecar, or has had neither a handle nor a sidecar for a grace period (the time a
     writer needs to hash the file: ``FrameWriter`` writes no sidecar when another
     handle kept the file open past its close, and other writers write none); then it
-    hashes what is there. ``wait()`` blocks until pending records are done (tests, end
-    of a session).
+    hashes what is there. A file its writer could not complete (a full disk:
+    ``dataflow.hdf5.failed_write``) is hashed as found as soon as it is let go, and its
+    entry in the record says so. ``wait()`` blocks until pending records are done
+    (tests, end of a session).
 
     Parameters
     ----------
@@ -260,6 +262,8 @@ class ProvenanceRecorder:
             if open_in_process(path):
                 quiet_since.pop(path, None)
                 out.append(path)
+            elif failed_write(path) is not None:  # let go as found: no sidecar is coming
+                continue
             elif sidecar_state(path) == "none":
                 quiet = now - quiet_since.setdefault(path, now)
                 if quiet < _sidecar_grace(path):

@@ -12,7 +12,10 @@ catalog the way a user reads data:
   (so their data was flushed: a frame is announced only after it is flushed) that the
   catalog cannot serve intact — must be 0;
 - **silent corruptions**: a frame served without an error whose pixels differ from what
-  was acquired, or damage that neither a read nor ``verify`` reports — must be 0.
+  was acquired, or damage that neither a read nor ``verify`` reports — must be 0;
+- **crashes**: scan processes ended by a signal nobody sent them (a segfault) — must
+  be 0. A scan the full disk stopped ends with one error and exit status 1, promptly,
+  and its run (stop document, provenance record) says it failed.
 
 ``tests/faults/test_faults.py`` runs a few trials in ``make test``; ``benchmarks/
 faults.py`` runs many and prints ``faults.* = value`` lines.
@@ -45,7 +48,7 @@ def expected_frame(index: int) -> np.ndarray:
 
 
 SCAN = textwrap.dedent('''
-    import os, resource, signal, sys
+    import os, resource, signal, sys, time
     import numpy as np
     from bluesky import RunEngine, plans as bp
     from ophyd import Component, Device, Signal
@@ -91,8 +94,8 @@ SCAN = textwrap.dedent('''
     catalog = Catalog(data)
     RE = RunEngine({{}})
     catalog.subscribe(RE, batch_size=batch or None)
-    # (after a failed write HDF5 cannot close the frame file: the recorder waits its
-    # close_timeout, then hashes the file as found; 5 s, not the default 60, per trial)
+    # (the writer lets go of a frame file HDF5 could not complete and tells the recorder,
+    # which then hashes it at once; 5 s, not the default 60, if that ever broke)
     recorder = ProvenanceRecorder.for_catalog(catalog, close_timeout=5)
     recorder.subscribe(RE)
     cam = Cam(name="cam")
@@ -105,6 +108,10 @@ SCAN = textwrap.dedent('''
         RE(bp.count([cam], frames, delay=0.01))
     except Exception as exc:
         print("failed", type(exc).__name__, flush=True)
+        waited = time.monotonic()
+        recorder.wait(60)
+        print("recorder waited", time.monotonic() - waited, flush=True)
+        sys.exit(f"scan failed: {{exc}}")  # (one line on stderr, status 1: as the CLI does)
     recorder.wait(60)
 ''').format(repo=str(REPO))
 
@@ -121,6 +128,15 @@ class Report:
     """Killed runs found, repaired and read back (every frame intact or an error)."""
     flushed_frames_lost: int = 0
     silent_corruptions: int = 0
+    crashes: int = 0
+    """Scan processes ended by a signal nobody sent them (SIGSEGV at exit)."""
+    failed_exits: list[tuple[int | None, float | None, float]] = \
+        field(default_factory=list)
+    """Scans that failed (a full disk): exit status, seconds the provenance recorder
+    then took to finish the run's record, seconds from the failure reaching the plan's
+    caller to the process's end."""
+    failures_unrecorded: int = 0
+    """Failed scans whose stop document or provenance record does not say so."""
     detected: int = 0
     """Damaged frames or files reported as such (an error, a failed verify)."""
     notes: list[str] = field(default_factory=list)
@@ -133,6 +149,9 @@ class Report:
         self.killed_readable += other.killed_readable
         self.flushed_frames_lost += other.flushed_frames_lost
         self.silent_corruptions += other.silent_corruptions
+        self.crashes += other.crashes
+        self.failed_exits += other.failed_exits
+        self.failures_unrecorded += other.failures_unrecorded
         self.detected += other.detected
         self.notes += other.notes
 
@@ -143,11 +162,28 @@ def _scan(data: Path, batch: int, frames: int, fsize: int = 0) -> subprocess.Pop
                             text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
+@dataclass
+class Ended:
+    """How a trial's scan process ended."""
+
+    events: int
+    """Events it announced."""
+    status: int | None
+    """Its exit status (negative: the signal that ended it)."""
+    failed_for: float | None
+    """Seconds from the scan's failure reaching the plan's caller (its ``failed`` line)
+    to the process's end; ``None`` when the scan did not fail."""
+    recorder_wait: float | None
+    """Seconds the failed scan then waited for its provenance record."""
+    stderr: str
+
+
 def _events_until(proc: subprocess.Popen[str], stop_after: int | None,
-                  timeout: float = 300) -> int:
+                  timeout: float = 300) -> Ended:
     """Events the child announced until ``stop_after`` of them (then SIGKILL) or its end."""
     assert proc.stdout is not None
     seen = 0
+    failed_at = waited = None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
@@ -158,8 +194,22 @@ def _events_until(proc: subprocess.Popen[str], stop_after: int | None,
             if stop_after is not None and seen >= stop_after:
                 proc.send_signal(signal.SIGKILL)
                 break
-    proc.wait(60)
-    return seen
+        elif line.startswith("failed"):
+            failed_at = time.monotonic()
+        elif line.startswith("recorder waited"):
+            waited = float(line.split()[-1])
+    _, err = proc.communicate(timeout=60)
+    return Ended(seen, proc.returncode,
+                 None if failed_at is None else time.monotonic() - failed_at, waited, err)
+
+
+def _crashed(ended: Ended, report: Report, label: str, killed: bool = False) -> None:
+    """Count a scan process ended by a signal it was not sent."""
+    if ended.status is not None and ended.status < 0 and \
+            not (killed and ended.status == -signal.SIGKILL):
+        report.crashes += 1
+        report.notes.append(f"{label}: the scan process died of signal {-ended.status}: "
+                            f"{ended.stderr[-600:]}")
 
 
 def check_run(data: Path, seen: int, report: Report, label: str) -> bool:
@@ -215,8 +265,11 @@ def killed_scan(root: Path, rng: random.Random, batch: int = 0, frames: int = 40
     report = Report(attempted=1, killed=1)
     data = root / f"killed-{rng.randrange(10**9)}"
     stop_after = rng.randint(1, frames - 1)
-    seen = _events_until(_scan(data, batch, frames), stop_after)
-    if check_run(data, seen, report, f"killed after {seen} events (batch {batch})"):
+    ended = _events_until(_scan(data, batch, frames), stop_after)
+    seen = ended.events
+    label = f"killed after {seen} events (batch {batch})"
+    _crashed(ended, report, label, killed=True)
+    if check_run(data, seen, report, label):
         report.killed_readable += 1
     return report
 
@@ -231,9 +284,34 @@ def disk_full(root: Path, rng: random.Random, frames: int = 40) -> Report:
     biggest = max(p.stat().st_size for p in data.rglob("*") if p.is_file())
     frame_bytes = SHAPE[0] * SHAPE[1] * 2
     limit = biggest + frame_bytes * rng.randint(4, frames // 2)
-    seen = _events_until(_scan(data, 0, frames, fsize=limit), None)
-    check_run(data, seen, report, f"disk full after {seen} events")
+    ended = _events_until(_scan(data, 0, frames, fsize=limit), None)
+    label = f"disk full after {ended.events} events"
+    _crashed(ended, report, label)
+    if ended.failed_for is None:
+        report.notes.append(f"{label}: the scan did not fail (status {ended.status})")
+    else:
+        report.failed_exits.append((ended.status, ended.recorder_wait, ended.failed_for))
+    if check_run(data, ended.events, report, label):
+        _failure_recorded(data, report, label)
     return report
+
+
+def _failure_recorded(data: Path, report: Report, label: str) -> None:
+    """The failed run's stop document says it failed, and its provenance record says
+    its frame file was left by a failed write."""
+    from dataflow.catalog import Catalog
+    from dataflow.provenance import load_record_file, record_path
+
+    with Catalog(data) as catalog:
+        (summary,) = catalog.runs()
+        stop = catalog.run(summary.uid).metadata.get("stop") or {}
+        path = record_path(catalog.raw_dir / "provenance", summary.uid)
+    notes = [str(entry.get("note")) for entry in
+             load_record_file(path)["files"]] if path.exists() else []
+    if stop.get("exit_status") != "fail" or not any("failed write" in n for n in notes):
+        report.failures_unrecorded += 1
+        report.notes.append(f"{label}: stop {stop.get('exit_status')!r}, record notes "
+                            f"{notes}")
 
 
 def finished_run(root: Path, frames: int = 12) -> Path:
@@ -244,7 +322,7 @@ def finished_run(root: Path, frames: int = 12) -> Path:
 
     data = root / "pristine"
     if not data.exists():
-        seen = _events_until(_scan(data, 1, frames), None)
+        seen = _events_until(_scan(data, 1, frames), None).events
         assert seen == frames, f"the reference scan took {seen} of {frames} frames"
         with Catalog(data) as catalog:
             (summary,) = catalog.runs()
@@ -322,11 +400,13 @@ def figures(report: Report) -> list[str]:
             f"faults.killed_runs_readable = {report.killed_readable} of {report.killed}",
             f"faults.flushed_frames_lost = {report.flushed_frames_lost}",
             f"faults.silent_corruptions = {report.silent_corruptions}",
+            f"faults.crashes = {report.crashes}",
             f"faults.damage_detected = {report.detected}"]
 
 
 __all__ = [
     "SHAPE",
+    "Ended",
     "Report",
     "check_run",
     "damaged_file",
