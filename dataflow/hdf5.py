@@ -211,7 +211,7 @@ class FrameWriter:
             # checksums into the file before the frames' chunks: a reader never finds a
             # frame without its CRC, a file cut short loses its last frames, not all CRCs
             self._block = ChunkBlock(self._ds, self.chunk_shape,
-                                     lambda: self._crc.flush()) if direct else None
+                                     self._flush_beside) if direct else None
             for key, value in (attrs or {}).items():
                 self._ds.attrs[key] = value
             self._crc = self._file.create_dataset(
@@ -220,8 +220,10 @@ class FrameWriter:
             self._ds.attrs[CHECKSUMS_ATTR] = self._crc.name
             self._records = SideRecords(self._file, self.path, self._ds, dataset, counters,
                                         lost_frames)
-            write_nexus_tree(self._file, dataset, detector_fields or {},
-                             start_time=start_time, geometry=geometry)
+            self._beside: list[h5py.Dataset] = [self._crc]  # one value a frame, kept first
+            self._nexus = write_nexus_tree(self._file, dataset, detector_fields or {},
+                                           start_time=start_time, geometry=geometry)
+            self._before_swmr()
             self._file.swmr_mode = True
         except BaseException:
             self._file.close()
@@ -233,6 +235,9 @@ class FrameWriter:
             parameters={"dataset": dataset, "chunk_shape": self.chunk_shape, "swmr": True})
         self.stream_resource: dict[str, Any] = dict(bundle.stream_resource_doc)
         self._compose_datum = bundle.compose_stream_datum
+
+    def _before_swmr(self) -> None:
+        """Create what a subclass keeps in the file (before SWMR mode, which adds none)."""
 
     def _frames_options(self) -> dict[str, Any]:
         """More ``create_dataset`` options of the frame dataset (for subclasses)."""
@@ -312,7 +317,7 @@ class FrameWriter:
     def _flush_blocks(self, done: int) -> None:
         """Frames up to ``done``, the end of the last block (written whole), visible: the
         default ``flush_every`` without writing the next block's part (twice, then)."""
-        self._crc.flush()
+        self._flush_beside()
         self._ds.flush()
         self._flushed = done
 
@@ -325,11 +330,11 @@ class FrameWriter:
         """
         self._check_open()
         extra = self._count - self._announced
-        if extra or self._crc.shape[0] != self._announced or \
+        if extra or any(ds.shape[0] != self._announced for ds in self._beside) or \
                 self._ds.shape[0] > self._announced:
             self._truncate(self._announced)
             self._count = self._announced
-            self._crc.flush()
+            self._flush_beside()
             self._ds.flush()
             self._flushed = self._count
         return extra
@@ -339,7 +344,7 @@ class FrameWriter:
         the file must not keep frames, nor zero checksums, that were never appended).
         Best effort: when the file cannot even be resized (a full disk), the next
         ``discard_unannounced`` (run when the file is closed) tries again."""
-        for ds in (self._ds, self._crc):
+        for ds in (self._ds, *self._beside):
             try:
                 if ds is self._ds and self._block is not None:
                     self._block.forget(n)
@@ -352,11 +357,16 @@ class FrameWriter:
     def flush(self) -> None:
         """Make every appended frame visible to SWMR readers."""
         if not self.closed and self._flushed != self._count:
-            self._crc.flush()  # checksums first: a reader never sees a frame's bytes
+            self._flush_beside()  # checksums first: a reader never sees a frame's bytes
             if self._block is not None:  # before its CRC can be there
                 self._block.write_out(self._count)
             self._ds.flush()
             self._flushed = self._count
+
+    def _flush_beside(self) -> None:
+        """Flush what is kept per frame beside the frames (the checksums, ``_beside``)."""
+        for ds in self._beside:
+            ds.flush()
 
     def set_counters(self, values: Mapping[str, int]) -> None:
         """Write the counters declared with ``counters=`` (e.g. the readout's good,

@@ -13,7 +13,8 @@ DAWN) open it and find the image stack. ``/ENTRY/start_time`` is the first frame
 start (ISO 8601, UTC, ``Z``) when the writer is told it. A run that knows its geometry
 (pyFAI's PONI parameters, :class:`geometry.PoniGeometry`) has it written as NXmx
 (``dataflow.hdf5_nxmx``: definition, beam wavelength, detector distance, beam centre and
-the chain of transformations placing it, the sample).
+the chain of transformations placing it, the sample), and a rotating sample's per-frame
+angles as its goniometer axis (``dataflow.hdf5_angles.AngleFrameWriter``).
 """
 
 from __future__ import annotations

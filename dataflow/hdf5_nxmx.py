@@ -19,7 +19,10 @@ XDS's NeXus plugins and Dectris's own files follow (``write_nxmx``;
   ``module_offset`` to the first pixel's corner, ``fast_pixel_direction`` and
   ``slow_pixel_direction`` one pixel long each);
 * ``/entry/sample`` (``NXsample``): ``depends_on = "."`` — the sample at the origin, where
-  the reduction's geometry has it.
+  the reduction's geometry has it — or, in a file of frames taken while the sample
+  rotates (a fly scan's), the goniometer axis ``transformations/<stage>`` (``SampleAxis``,
+  ``write_sample_axis``; ``dataflow.hdf5_angles.AngleFrameWriter`` keeps it): one angle per
+  frame, the one latched at its trigger, deg.
 
 Coordinates: NeXus's McStas frame (z along the beam, y up, x horizontal, right-handed);
 pyFAI's lab axes (1 up, 2 horizontal, 3 along the beam, also right-handed) are x = −axis 2,
@@ -56,8 +59,8 @@ import numpy.typing as npt
 
 from geometry import PoniGeometry
 
-__all__ = ["PONI_TO_MCSTAS", "NxmxGeometry", "nxmx_geometry", "read_nxmx_geometry",
-           "write_nxmx"]
+__all__ = ["PONI_TO_MCSTAS", "NxmxGeometry", "SampleAxis", "nxmx_geometry",
+           "read_nxmx_geometry", "write_nxmx", "write_sample_axis"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -74,7 +77,18 @@ ROTATION_AXES = {"rot1": -PONI_TO_MCSTAS[:, 0], "rot2": -PONI_TO_MCSTAS[:, 1],
 """The NXmx vector about which each pyFAI rotation turns the detector right-handed by its
 angle: rot1 and rot2 are left-handed about pyFAI's axes 1 and 2, rot3 right-handed about 3."""
 
-DETECTOR = "/entry/instrument/detector"
+
+
+@dataclass(frozen=True)
+class SampleAxis:
+    """A rotation of the sample recorded frame by frame (the frame's angle at its trigger):
+    the sample's NXmx goniometer chain."""
+
+    name: str
+    """The axis's name: the rotation stage's (its data key in the run's events)."""
+    vector: tuple[float, float, float] = (0.0, 1.0, 0.0)
+    """The NeXus (McStas) axis the angle turns the sample about, right-handed: the
+    simulated stage turns it counter-clockwise seen from above (``devices.phantom``), +y."""
 
 
 @dataclass(frozen=True)
@@ -177,7 +191,29 @@ def write_nxmx(f: h5py.File, entry_name: str, g: PoniGeometry) -> None:
           offset_path)
     sample = entry.require_group("sample")
     sample.attrs["NX_class"] = "NXsample"
-    sample["depends_on"] = "."
+    if "depends_on" not in sample:  # (a rotating sample's goniometer chain stays)
+        sample["depends_on"] = "."
+
+
+def write_sample_axis(f: h5py.File, entry_name: str, axis: SampleAxis,
+                      chunk: int) -> h5py.Dataset:
+    """``/ENTRY/sample`` depending on ``axis``: its per-frame angles (deg), an empty
+    dataset the writer extends with each frame (chunks of ``chunk`` angles)."""
+    sample = f[entry_name].require_group("sample")
+    sample.attrs["NX_class"] = "NXsample"
+    axes = sample.require_group("transformations")
+    axes.attrs["NX_class"] = "NXtransformations"
+    node = axes.create_dataset(axis.name, shape=(0,), maxshape=(None,), dtype="<f8",
+                               chunks=(max(64, chunk),))
+    node.attrs["units"] = "deg"
+    node.attrs["transformation_type"] = "rotation"
+    node.attrs["vector"] = np.asarray(axis.vector, dtype=np.float64)
+    node.attrs["offset"] = np.zeros(3)
+    node.attrs["depends_on"] = "."
+    if "depends_on" in sample:
+        del sample["depends_on"]
+    sample["depends_on"] = node.name
+    return node
 
 
 def _field(group: h5py.Group, name: str, value: float, units: str) -> None:

@@ -38,7 +38,8 @@ say what the link lost; a failed trigger's reason carries them too. Each file is
 file (``dataflow.hdf5``) whose ``NXdetector`` records the exposure (``count_time``), the
 pixel size, the energy threshold, the counters' depth and the saturation value, and whose
 ``start_time`` is its first frame's trigger (not for a fly file, opened before its first
-trigger); with a ``geometry`` it is NXmx (``devices.frame_nexus``).
+trigger; a fly file keeps each frame's rotation angle as the sample's goniometer axis);
+with a ``geometry`` it is NXmx (``devices.frame_nexus``).
 
 Configuration signals (``read_configuration``): ``exposure`` (s), ``energy_threshold``
 (keV, the sensor's comparator), ``threshold`` (counts, the firmware's zero suppression),
@@ -70,6 +71,8 @@ from ophyd.device import Staged
 from ophyd.utils.errors import RedundantStaging
 
 from dataflow.hdf5 import FrameWriter
+from dataflow.hdf5_angles import AngleFrameWriter
+from dataflow.hdf5_nxmx import SampleAxis
 from dataflow.packets import ReadoutFrame
 from dataflow.pixel_mask import bin_mask
 from fpga.designs.layout import DetectorLayout
@@ -325,17 +328,21 @@ class FirmwareDetector(StepScans, FlyScans, Device):  # type: ignore[misc]
             "geometry": geometry}
         self.masked_pixels.put(int(np.count_nonzero(mask)), force=True)
 
-    def _open_file(self, name: str, exposure: float, started: float | None) -> FrameWriter:
+    def _open_file(self, name: str, exposure: float, started: float | None,
+                   fly: bool) -> FrameWriter:
         """A new frame file ``name`` in the data folder for the configured frames; its
         ``exposure`` attribute and NeXus ``count_time`` are its frames' exposure (a fly's,
         set by ``prepare`` after the staging), not the staging's; ``started``: when its
-        first frame's exposure started (NeXus ``start_time``), if known."""
+        first frame's exposure started (NeXus ``start_time``), if known; a ``fly`` file
+        keeps the rotation stage's angle at each frame's trigger (the NeXus sample's
+        goniometer axis)."""
         attrs, fields = self._file_attrs["attrs"], self._file_attrs["detector_fields"]
-        return FrameWriter(self.folder, name, self._file_shape, data_key=self.image_key,
-                           counters=READOUT_COUNTERS, lost_frames=True,
-                           attrs={**attrs, "exposure": exposure},
-                           detector_fields={**fields, "count_time": (exposure, "s")},
-                           start_time=started, geometry=self._file_attrs["geometry"])
+        options: dict[str, Any] = {"axis": SampleAxis(self.scene.rotation.name)} if fly else {}
+        return (AngleFrameWriter if fly else FrameWriter)(
+            self.folder, name, self._file_shape, data_key=self.image_key,
+            counters=READOUT_COUNTERS, lost_frames=True, attrs={**attrs, "exposure": exposure},
+            detector_fields={**fields, "count_time": (exposure, "s")}, start_time=started,
+            geometry=self._file_attrs["geometry"], **options)
 
     def _counters(self) -> dict[str, int]:
         """The readout counters now (since the configuration was loaded: ``stage()``)."""

@@ -25,6 +25,7 @@ from bluesky.utils import NoReplayAllowed
 from ophyd.status import DeviceStatus
 from ophyd.utils import WaitTimeoutError
 
+from dataflow.hdf5_angles import AngleFrameWriter
 from dataflow.packets import ReadoutFrame
 
 from .fly import Counts, FlyAcquisition, FlyDetector, FlyFrame, FlyParameters
@@ -138,7 +139,8 @@ class FlyScans:
             if writer is None:
                 raise RuntimeError(f"{self.name}: kickoff() before prepare(); stage the "
                                    "detector and prepare it first (bluesky plans do)")
-            writer.append_many(images)
+            assert isinstance(writer, AngleFrameWriter)  # (a fly file: ``_open_file``)
+            writer.append_many(images, [frame.angle for frame in frames])
         # (a copy when the counts are the words of a link stream, whose buffers are reused)
         self.last_counts = counts if counts.dtype == np.uint32 else counts.astype(np.uint32)
         self.publish_frame(last, frames[-1].time)

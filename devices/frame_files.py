@@ -33,10 +33,11 @@ from dataflow.hdf5 import Document, FrameWriter
 
 __all__ = ["ExposureMismatch", "FrameFiles", "file_label"]
 
-OpenFile = Callable[[str, float, float | None], FrameWriter]
+OpenFile = Callable[[str, float, float | None, bool], FrameWriter]
 """Opens a new frame file by name (inside the detector's folder) for frames of the given
 exposure (seconds: the file's ``count_time``) whose first exposure started at the given
-wall time (its NeXus ``start_time``; None: not known when the file opens, a fly's)."""
+wall time (its NeXus ``start_time``; None: not known when the file opens, a fly's); True
+for a fly acquisition's file, whose frames come with the sample's angle at each trigger."""
 
 
 class ExposureMismatch(ValueError):
@@ -107,7 +108,7 @@ class FrameFiles:
         each event stream of a staging may have its own exposure."""
         if self._stem is None:
             writer = self._open(f"{self._new_stem()}_{file_label(stream)}.h5", exposure,
-                                started)
+                                started, False)
             try:
                 writer.append(frame)
                 docs = list(writer.asset_docs())
@@ -116,7 +117,8 @@ class FrameFiles:
             return docs
         staged = self._streams.get(stream)
         if staged is None:
-            staged = self._open(f"{self._stem}_{file_label(stream)}.h5", exposure, started)
+            staged = self._open(f"{self._stem}_{file_label(stream)}.h5", exposure, started,
+                                False)
             self._streams[stream] = staged
             self._exposures[stream] = exposure
         elif exposure != self._exposures[stream]:
@@ -137,7 +139,7 @@ class FrameFiles:
         if self._fly is not None:
             self._close(self._fly, counters)
         self._flights += 1
-        self._fly = self._open(f"{self._stem}_fly{self._flights}.h5", exposure, None)
+        self._fly = self._open(f"{self._stem}_fly{self._flights}.h5", exposure, None, True)
         return self._fly
 
     def end(self, counters: Mapping[str, int]) -> list[str]:

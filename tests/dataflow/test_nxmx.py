@@ -19,8 +19,9 @@ import pytest
 from nexusformat.nexus import validate
 from pyFAI.geometry import Geometry
 
-from dataflow.hdf5 import FrameWriter
-from dataflow.hdf5_nxmx import PONI_TO_MCSTAS, read_nxmx_geometry
+from dataflow.hdf5 import FrameMismatchError, FrameWriter
+from dataflow.hdf5_angles import AngleFrameWriter
+from dataflow.hdf5_nxmx import PONI_TO_MCSTAS, SampleAxis, read_nxmx_geometry
 from geometry import PoniGeometry
 
 SHAPE = (30, 40)  # (rows, cols): not square, so rows and columns cannot be swapped unseen
@@ -188,3 +189,35 @@ def test_a_chain_pyfai_cannot_describe_is_refused(tmp_path: Path) -> None:
             np.array([0.0, 1.0, 1.0])
         with pytest.raises(ValueError, match="not perpendicular"):
             read_nxmx_geometry(f)
+
+
+def test_a_sample_axis_keeps_one_angle_per_frame_as_the_frames_go(tmp_path: Path) -> None:
+    """With the geometry too (a rotating diffraction scan): the sample hangs from the
+    axis, whose angles follow the frames through appends, a dropped unannounced frame and
+    close."""
+    g = geometry((0.0, 0.0, 0.0))
+    with AngleFrameWriter(tmp_path, "f.h5", SHAPE, geometry=g, axis=SampleAxis("omega")) as w:
+        w.append_many(np.zeros((3, *SHAPE), np.uint16), [0.0, 0.5, 1.0])
+        list(w.asset_docs())
+        w.append(np.zeros(SHAPE, np.uint16), 1.5)  # never announced: dropped
+        with pytest.raises(FrameMismatchError, match="2 frames with 1 sample angles"):
+            w.append_many(np.zeros((2, *SHAPE), np.uint16), [2.0])
+        with pytest.raises(FrameMismatchError, match="1 frames with no sample angles"):
+            w.append(np.zeros(SHAPE, np.uint16))
+        with pytest.raises(FrameMismatchError, match=r"frame stack shape \(2, 4, 4\)"):
+            w.append_many(np.zeros((2, 4, 4), np.uint16), [2.0, 3.0])  # (nothing kept)
+        assert w.discard_unannounced() == 1
+    with h5py.File(tmp_path / "f.h5", "r") as f:
+        assert f["entry/data/data"].shape[0] == 3
+        (entry,) = nxmx.NXmx(f).entries
+        (sample,) = entry.samples
+        assert sample.depends_on is not None
+        assert list(sample.depends_on[()].to("deg").magnitude) == [0.0, 0.5, 1.0]
+        assert sample.depends_on.transformation_type == "rotation"
+        assert list(sample.depends_on.vector) == [0.0, 1.0, 0.0]
+
+
+def test_a_sample_axis_without_the_nexus_tree_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="a sample axis needs the NeXus tree"):
+        AngleFrameWriter(tmp_path, "g.h5", SHAPE, dataset="/frames", axis=SampleAxis("phi"))
+    assert not (tmp_path / "g.h5").exists()

@@ -1,7 +1,8 @@
 """A diffraction run's frame files carry the geometry its reduction integrates with, as
 NXmx (``devices.frame_nexus``): read back from the file (``read_nxmx_geometry``, and DIALS'
 ``nxmx`` reader for the beam centre), it is the start document's ``geometry`` — binned or
-not — and the files' ``start_time`` is their first frame's trigger."""
+not — and the files' ``start_time`` is their first frame's trigger; a fly file keeps
+each frame's sample angle as the sample's goniometer axis."""
 
 from __future__ import annotations
 
@@ -19,10 +20,13 @@ from bluesky import RunEngine
 
 from dataflow.hdf5_nxmx import read_nxmx_geometry
 from devices.beamline import Beamline
+from devices.rotation import ContinuousRotation
 from fpga.designs.params import ChainParams
 from geometry import PoniGeometry
 from plans import diffraction_scan
 from plans.beamline_md import beamline_metadata
+
+from . import fly_steps
 
 P = ChainParams(64, 64, 16)
 
@@ -97,3 +101,33 @@ def test_a_geometry_of_other_pixels_is_refused_at_stage(beamline: Any) -> None:
                                          r"geometry and pixel_size together"):
         bl.det.stage()
     assert not bl.det.files.staged
+
+
+def test_a_fly_file_holds_the_sample_rotation_of_each_frame(beamline: Any) -> None:
+    """The angle the position capture latched at each trigger is the frame's value of
+    the sample's goniometer axis, named after the rotation stage, about +y (the stage
+    turns the sample counter-clockwise seen from above)."""
+    _, bl, _ = beamline
+    det, rot = bl.det, bl.rotation
+    fly_steps.fly_on_rotation(det, rot, ContinuousRotation(10.0, 100.0, 90.0), 10.0, 100.0,
+                              frames=6)
+    assert det.fly is not None
+    latched = [frame.angle for frame in det.fly.frames]
+    list(det.collect_asset_docs())
+    path = str(det.files.fly.path)  # type: ignore[union-attr]
+    det.unstage()
+    with h5py.File(path, "r") as f:
+        assert "start_time" not in f["entry"]  # (opened at prepare, before the triggers)
+        sample = f["entry/sample"]
+        assert sample["depends_on"].asstr()[()] == "/entry/sample/transformations/rotation"
+        omega = sample["transformations/rotation"]
+        assert omega.attrs["units"] == "deg"
+        assert omega.attrs["transformation_type"] == "rotation"
+        assert list(omega.attrs["vector"]) == [0.0, 1.0, 0.0]
+        assert omega.attrs["depends_on"] == "."
+        assert list(omega[()]) == latched and len(latched) == f["entry/data/data"].shape[0]
+        # DIALS' reader finds the one rotation axis and its scan
+        axes = nxmx.get_rotation_axes(nxmx.get_dependency_chain(
+            nxmx.NXsample(sample).depends_on))  # type: ignore[arg-type]
+        assert list(axes.names) == ["rotation"] and list(axes.is_scan_axis) == [True]
+        assert axes.angles[0] == pytest.approx(latched[0])
