@@ -191,7 +191,7 @@ def write_nxmx(f: h5py.File, entry_name: str, g: PoniGeometry) -> None:
           offset_path)
     sample = entry.require_group("sample")
     sample.attrs["NX_class"] = "NXsample"
-    if "depends_on" not in sample:  # (a rotating sample's goniometer chain stays)
+    if "depends_on" not in sample:  # (a goniometer axis written before stays)
         sample["depends_on"] = "."
 
 
