@@ -218,8 +218,8 @@ class FirmwareDetector(StepScans, FlyScans, Device):  # type: ignore[misc]
         self._file_attrs: dict[str, Any] = {"attrs": {}, "detector_fields": {},
                                             "geometry": None}
         self._pending: tuple[np.ndarray, float, float] | None = None
-        """(frame, its exposure, when that started) until an event announces it."""
-        """The frame of the last trigger until an event announces it (``collect_asset_docs``)."""
+        """The last trigger's frame, its exposure and when that started, until an event
+        announces it (``collect_asset_docs``)."""
         self.last_counts: np.ndarray | None = None
         """The sensor counts of the last exposure (what went over the link)."""
         self._lock = threading.Lock()
