@@ -26,11 +26,14 @@ FLUSH = ("flush", {})
 """A step of a scenario: the flushable writer's ``flush()`` (the other writer skips it)."""
 
 
-@pytest.fixture
-def catalogs(tmp_path: Path) -> Iterator[tuple[Catalog, Catalog]]:
-    """Two catalogs; the second reads the frame files of the first's ``raw/``."""
-    ours = Catalog(tmp_path / "ours")
-    theirs = Catalog(tmp_path / "theirs", readable_storage=[ours.raw_dir])
+@pytest.fixture(scope="module")
+def catalogs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Catalog, Catalog]]:
+    """Two catalogs; the second reads the frame files of the first's ``raw/``. One pair
+    per module (opening a catalog costs about a second): every test writes runs of its
+    own (new uids, files named after them) and looks them up by uid."""
+    folder = tmp_path_factory.mktemp("catalogs")
+    ours = Catalog(folder / "ours")
+    theirs = Catalog(folder / "theirs", readable_storage=[ours.raw_dir])
     try:
         yield ours, theirs
     finally:
