@@ -35,6 +35,13 @@ IMAGING_PIXEL = 20e-6
 """Effective pixel of the imaging optics (m): 256 pixels see 5.1 mm."""
 DIFFRACTION_PIXEL = 172e-6
 """Pixel of the detector looking at the rings directly (m), Pilatus-like."""
+HC_KEV_ANGSTROM = 12.398419843320026
+"""Planck's constant × the speed of light in keV·Å: a photon of λ Å has this ÷ λ keV."""
+
+
+def photon_energy(wavelength: float) -> float:
+    """The energy (keV) of a photon of ``wavelength`` metres."""
+    return HC_KEV_ANGSTROM / (wavelength * 1e10)
 
 
 class SampleChanger(Signal):  # type: ignore[misc]
@@ -82,8 +89,12 @@ class Beamline:
     geometry: PoniGeometry
     extra: dict[str, Any] = field(default_factory=dict)
     sample: SampleChanger = field(init=False)
+    imaging_energy: float = field(init=False)
+    """The beam's photon energy (keV) with the phantom in: the sensor's when the beamline
+    was built, or as last set while the phantom was in."""
 
     def __post_init__(self) -> None:
+        self.imaging_energy = self.det.sensor.photon_energy
         self.sample = SampleChanger(name="sample", value="phantom",
                                     choices={"phantom": self._phantom_in,
                                              "powder": self._powder_in})
@@ -129,15 +140,22 @@ class Beamline:
 
     def use_powder(self) -> None:
         """Diffraction set-up: the CeO2 powder, direct detection with ``geometry`` (which
-        the detector's frame files then record as NXmx: ``det.geometry``)."""
+        the detector's frame files then record as NXmx: ``det.geometry``), the beam at
+        ``geometry``'s wavelength: the sensor counts photons of that energy (0.5 Å: 24.8
+        keV), back to ``imaging_energy`` with the phantom."""
         self.sample.put("powder")
 
     def _phantom_in(self) -> None:
         self.scene.sample = self.phantom
+        self.det.sensor.photon_energy = self.imaging_energy
         self.det.pixel_size = IMAGING_PIXEL
         self.det.geometry = None  # (radiography: no diffraction geometry)
 
     def _powder_in(self) -> None:
+        if self.sample.get() == "phantom":
+            self.imaging_energy = self.det.sensor.photon_energy
+        if self.geometry.wavelength is not None:  # (the rings and the counts: one beam)
+            self.det.sensor.photon_energy = photon_energy(self.geometry.wavelength)
         self.scene.sample = self.powder
         self.det.pixel_size = DIFFRACTION_PIXEL
         self.det.geometry = self.geometry

@@ -131,3 +131,29 @@ def test_a_fly_file_holds_the_sample_rotation_of_each_frame(beamline: Any) -> No
             nxmx.NXsample(sample).depends_on))  # type: ignore[arg-type]
         assert list(axes.names) == ["rotation"] and list(axes.is_scan_axis) == [True]
         assert axes.angles[0] == pytest.approx(latched[0])
+
+
+def test_the_sensor_counts_photons_of_the_wavelength_the_files_record(beamline: Any) -> None:
+    """One beam: with the powder in, the sensor counts photons of the geometry's
+    wavelength (0.5 Å: 24.8 keV), which the frame files record as NXmx's
+    ``incident_wavelength``; it counted 12 keV photons before, so a comparator set at
+    15 keV — above 12, below 24.8 — lost every diffracted photon (the frame's sum fell
+    to its hot pixels'). The phantom brings the imaging energy back."""
+    RE, bl, _ = beamline
+    imaging = bl.det.sensor.photon_energy
+    bl.use_powder()
+    assert bl.det.sensor.photon_energy == pytest.approx(24.797, abs=1e-3)
+    sums = []
+    for threshold in (6.0, 15.0):
+        RE(bps.mv(bl.det.energy_threshold, threshold))
+        RE(diffraction_scan(bl.det, bl.sample_x, bl.sample_y, [(0.0, 0.0)], exposure=0.01,
+                            shutter=bl.shutter))
+        path = [p for p in bl.det.digests if p.endswith("_primary.h5")][-1]
+        with h5py.File(path, "r") as f:
+            wavelength = float(f["entry/instrument/beam/incident_wavelength"][()])
+            sums.append(int(f["entry/data/data"][0].astype("int64").sum()))
+        assert 12.398419843320026 / (wavelength * 1e10) == pytest.approx(
+            bl.det.sensor.photon_energy, rel=1e-12)
+    assert sums[1] == pytest.approx(sums[0], rel=0.02), sums
+    bl.use_phantom()
+    assert bl.det.sensor.photon_energy == imaging == 12.0
