@@ -11,7 +11,6 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -103,12 +102,8 @@ def test_policy_allows_only_files_inside_the_roots(tmp_path: Path, secret: Path)
 
 
 # -- registration and reading through the embedded catalog ----------------------------------
-
-@pytest.fixture
-def catalog(tmp_path: Path) -> Iterator[Catalog]:
-    with Catalog(tmp_path / "cat") as cat:
-        yield cat
-
+# (``catalog``: the module's one catalog, tests/dataflow/conftest.py; each test writes and
+# damages runs and files of its own, found by uid and by its camera's file)
 
 def test_no_scheme_registers_a_host_file(catalog: Catalog, secret: Path) -> None:
     for uri in hostile_uris(secret, catalog.raw_dir):
@@ -138,8 +133,8 @@ def good_run(catalog: Catalog, frame_cam: Any, n: int = 6) -> tuple[Any, Path]:
     catalog.subscribe(RE)
     cam = frame_cam(name="cam", folder=catalog.raw_dir)
     (uid,) = RE(count([cam], n))
-    (path,) = sorted(catalog.raw_dir.glob("cam_*.h5"), key=lambda p: p.stat().st_mtime)[-1:]
-    return catalog.run(uid)["primary"]["cam_image"], path
+    assert cam.writer is not None
+    return catalog.run(uid)["primary"]["cam_image"], cam.writer.path
 
 
 def rewrite_uri(catalog: Catalog, path: Path, uri: str) -> None:
