@@ -119,7 +119,7 @@ def _open_client(root: Path, readable: Sequence[Path], quiet: bool) -> Any:
     guard_adapters(adapter)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*httpx.*")  # starlette's notice
-        app = build_tiled_app(adapter, quiet=quiet)
+        app = build_tiled_app(adapter, quiet=quiet, metrics=False)  # (no one scrapes it)
         app.add_middleware(ConfinedAssets, policy=AssetPolicy.of_adapter(adapter))
         answer_refusals(app)
         buffered_http_middleware(app)  # (answers are buffered in-process: dataflow.inprocess)

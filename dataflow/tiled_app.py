@@ -212,13 +212,18 @@ def pin_resource_models() -> None:
                           for link in sorted(links, key=lambda cls: cls.__name__))
 
 
-def build_tiled_app(adapter: Any, authentication: Any = None, *, quiet: bool = False) -> Any:
+def build_tiled_app(adapter: Any, authentication: Any = None, *, quiet: bool = False,
+                    metrics: bool = True) -> Any:
     """The Tiled application serving ``adapter`` with smeflow's exporters and queries.
 
     ``quiet`` silences the version banner the application logs when it starts (an
-    embedded catalog would print it on every open)."""
+    embedded catalog would print it on every open). ``metrics=False`` leaves out Tiled's
+    Prometheus metrics (its ``/api/v1/metrics`` route and the middleware that counts
+    every request, about 1 ms of CPU each): the embedded catalog's, which only its own
+    process can ask, and nothing scrapes; the catalog server keeps them."""
     import logging
 
+    from tiled.config import MetricsConfig
     from tiled.server.app import build_app
 
     if quiet:  # (after the import: tiled's app module sets its logger's level on import)
@@ -230,7 +235,9 @@ def build_tiled_app(adapter: Any, authentication: Any = None, *, quiet: bool = F
     add_layout_task(adapter)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*httpx.*")  # starlette's notice
-        app = build_app(adapter, authentication, server_settings=SERVER_SETTINGS,
+        settings = SERVER_SETTINGS if metrics else {  # (Tiled's default: $TILED_METRICS_*)
+            **SERVER_SETTINGS, "metrics": MetricsConfig(prometheus=False)}
+        app = build_app(adapter, authentication, server_settings=settings,
                         serialization_registry=serialization_registry())
     return apply_settings_once(app)
 

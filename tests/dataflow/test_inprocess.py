@@ -112,6 +112,24 @@ def test_tiled_middleware_answers_as_starlettes_layers_do(catalog: Catalog) -> N
         assert statuses == [200, 404, 422, 401, 400]
 
 
+def test_only_the_catalog_server_counts_prometheus_metrics(catalog: Catalog) -> None:
+    """Tiled's Prometheus metrics (a middleware counting every request, ~1 ms of CPU
+    each, and ``/api/v1/metrics``) are left out of the embedded catalog, which nothing
+    outside its process can scrape; an application built as the catalog server builds
+    it serves them."""
+    from starlette.testclient import TestClient
+
+    from dataflow.tiled_app import build_tiled_app
+
+    key = {"authorization": catalog.tree.context.http_client.headers["authorization"]}
+    embedded = catalog.tree.context.http_client._transport.transport.app
+    served = build_tiled_app(_adapter(catalog), quiet=True)
+    with TestClient(embedded) as mine, TestClient(served) as theirs:
+        assert mine.get("/api/v1/metrics", headers=key).status_code == 404
+        answer = theirs.get("/api/v1/metrics", headers=key)
+        assert answer.status_code == 200 and "tiled_request_duration" in answer.text
+
+
 def _timed(answer: Any) -> set[str]:
     """The metric names of an answer's ``Server-Timing`` header."""
     header = answer.headers.get("server-timing", "")
