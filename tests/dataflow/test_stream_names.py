@@ -16,10 +16,18 @@ import numpy as np
 import pytest
 from event_model import compose_run
 
+from dataflow.catalog import Catalog
 from dataflow.event_pages import NodeNameError, PageNormalizer
 
 STORED = ["dark field", "Dark", "flat.1", "\u00fcn\u00efcode", "a+b", "x_y"]
 REFUSED = [("p%41", "'%'"), ("q?x", "'?'"), ("h#1", "'#'"), ("s/t", "'/'")]
+
+
+@pytest.fixture(scope="module")
+def smeflow_catalog(catalog: Catalog) -> Catalog:
+    """``smeflow_beamline`` writes into the module's one catalog (tests/dataflow/conftest.py)
+    instead of a new one per test: every test looks its own run up by uid."""
+    return catalog
 
 
 def _plan(det: Any, name: str) -> Any:
