@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -15,10 +16,19 @@ from bluesky import preprocessors as bpp
 from bluesky.preprocessors import msg_mutator
 from bluesky.utils import RunEngineInterrupted
 
+from dataflow.catalog import Catalog
 from devices.fly import FlyParameters
 from plans import fly_tomo_scan
 
 PROJECTIONS = 60
+
+
+@pytest.fixture(scope="module")
+def smeflow_catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalog]:
+    """``smeflow_beamline`` writes into one catalog per module instead of a new one per
+    test (opening one costs about a second): every test looks its own runs up by uid."""
+    with Catalog(tmp_path_factory.mktemp("smeflow-data")) as catalog:
+        yield catalog
 
 
 def _fly(bl: Any) -> Any:
