@@ -205,11 +205,7 @@ def write_sample_axis(f: h5py.File, entry_name: str, axis: SampleAxis,
     axes.attrs["NX_class"] = "NXtransformations"
     node = axes.create_dataset(axis.name, shape=(0,), maxshape=(None,), dtype="<f8",
                                chunks=(max(64, chunk),))
-    node.attrs["units"] = "deg"
-    node.attrs["transformation_type"] = "rotation"
-    node.attrs["vector"] = np.asarray(axis.vector, dtype=np.float64)
-    node.attrs["offset"] = np.zeros(3)
-    node.attrs["depends_on"] = "."
+    _axis_attrs(node, "deg", "rotation", np.asarray(axis.vector, dtype=np.float64), ".")
     if "depends_on" in sample:
         del sample["depends_on"]
     sample["depends_on"] = node.name
@@ -223,7 +219,13 @@ def _field(group: h5py.Group, name: str, value: float, units: str) -> None:
 def _axis(group: h5py.Group, name: str, value: float, units: str, kind: str,
           vector: FloatArray, depends_on: str) -> None:
     """An NXtransformations axis: ``value`` along or about ``vector``."""
-    node = group.create_dataset(name, data=float(value))
+    _axis_attrs(group.create_dataset(name, data=float(value)), units, kind, vector,
+                depends_on)
+
+
+def _axis_attrs(node: h5py.Dataset, units: str, kind: str, vector: FloatArray,
+                depends_on: str) -> None:
+    """The attributes that make ``node`` an NXtransformations axis (no offset)."""
     node.attrs["units"] = units
     node.attrs["transformation_type"] = kind
     node.attrs["vector"] = np.asarray(vector, dtype=np.float64) + 0.0  # (no -0.0)
@@ -239,9 +241,14 @@ _ANGLE = {"rad": 1.0, "deg": math.pi / 180.0, "degree": math.pi / 180.0,
           "degrees": math.pi / 180.0}
 
 
+def _text(node: h5py.HLObject, name: str, default: str) -> str:
+    """Attribute ``name`` of ``node`` as text (h5py gives bytes for some writers')."""
+    value = node.attrs.get(name, default)
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _value(node: h5py.Dataset, units: dict[str, float]) -> float:
-    unit = node.attrs.get("units", "")
-    unit = unit.decode() if isinstance(unit, bytes) else str(unit)
+    unit = _text(node, "units", "")
     if unit not in units:
         raise ValueError(f"{node.name}: units {unit!r}: expected one of {', '.join(units)}")
     return float(np.asarray(node[()]).reshape(-1)[0]) * units[unit]
@@ -256,8 +263,7 @@ def _chain(f: h5py.File, path: str) -> Iterator[h5py.Dataset]:
         seen.add(path)
         node = f[path]
         yield node
-        below = node.attrs.get("depends_on", ".")
-        below = below.decode() if isinstance(below, bytes) else str(below)
+        below = _text(node, "depends_on", ".")
         path = below if below.startswith("/") or below == "." else \
             f"{node.parent.name.rstrip('/')}/{below}"
 
@@ -267,8 +273,7 @@ def _matrix(node: h5py.Dataset) -> FloatArray:
     vector = np.asarray(node.attrs["vector"], dtype=np.float64)
     vector = vector / np.linalg.norm(vector)
     a = np.identity(4)
-    kind = node.attrs.get("transformation_type", "")
-    kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+    kind = _text(node, "transformation_type", "")
     if kind == "rotation":
         angle = _value(node, _ANGLE)
         k = np.array([[0.0, -vector[2], vector[1]], [vector[2], 0.0, -vector[0]],
@@ -294,7 +299,7 @@ def read_nxmx_geometry(f: h5py.File, entry_name: str = "entry", orientation: int
     detector = f[f"{entry_name}/instrument/detector"]
     module = next(item for item in detector.values()
                   if isinstance(item, h5py.Group)
-                  and item.attrs.get("NX_class") in ("NXdetector_module", b"NXdetector_module"))
+                  and _text(item, "NX_class", "") == "NXdetector_module")
     fast_node, slow_node = module["fast_pixel_direction"], module["slow_pixel_direction"]
     chain = list(_chain(f, fast_node.name))[1:]  # (the pixel direction's own axis left out)
     placed = np.identity(4)
