@@ -250,7 +250,11 @@ class ExprEmitter:
             i = self.index(e.index, len(items), '1', 0, isite)
             name, offset = self.table(items)  # i is in range for items: checked or proven
             code = f"{name}[{self.unsigned(f'{offset} + {i}' if offset else i)}]"
-            return code if self.table_dtypes[name] == "np.int64" else f"np.int64({code})"
+            # a narrow table's element computes as int64 (see ``memory_dtype``); a wide
+            # network's tables hold Python ints, which must stay Python ints (an np.int64
+            # would overflow, or wrap silently, beside a value beyond 64 bits)
+            dtype = self.table_dtypes[name]
+            return code if dtype in ("np.int64", "object") else f"np.int64({code})"
         if isinstance(e, ir.Index):
             st, usite = self.storage_of(e.base)
             if not isinstance(st, ArraySlot):

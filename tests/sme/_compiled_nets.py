@@ -191,3 +191,20 @@ class Wide(Process):
 def single(cls: type[Process]) -> Network:
     """A network of one process between a Num bus and an Acc bus."""
     return Network(cls.__name__.lower(), [cls(inp=Num(), out=Acc())])
+
+
+TABLE = (1, 2, 3, 200)
+
+
+class WideTable(Process):
+    """A constant table read at a run-time index beside values beyond 64 bits."""
+
+    inp: In[Num]
+    out: Out[Acc]
+    big: UInt[64] = 2**64 - 1
+    wide: UInt[128] = 0
+
+    def on_tick(self) -> None:
+        self.big = TABLE[self.inp.v % 4] ^ self.big
+        self.wide = TABLE[self.inp.v % 4] << 100
+        self.out.total = wrap(self.big + (self.wide >> 100))

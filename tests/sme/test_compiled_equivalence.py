@@ -256,6 +256,19 @@ def test_wide_intermediate_runs_exactly_on_python_ints() -> None:
     assert not generate(nets.single(nets.Overflowing)).wide
 
 
+def test_wide_network_reads_constant_tables_as_python_ints() -> None:
+    """A table read in a wide network stays a Python int. It was an ``np.int64``: XOR
+    with a 64-bit unsigned value raised OverflowError, and ``TABLE[i] << 100`` wrapped
+    to 0 silently (the AES-256 example's S-box beside its 64-bit words)."""
+    stimulus = [{"num.v": v} for v in (3, 1, 7, 0)]
+    net = nets.single(nets.WideTable)
+    assert generate(net).wide
+    ref, got = _both(lambda: nets.single(nets.WideTable), stimulus)
+    _assert_same(ref, got)
+    big = (2**64 - 1) ^ 200 ^ 2 ^ 200 ^ 1  # the table words of v % 4 = 3, 1, 3, 0
+    assert got.peek("acc.total") == (big + 1) % 1024 == 1021  # + TABLE[0] << 100 >> 100
+
+
 def test_unknown_option() -> None:
     with pytest.raises(TypeError, match="checks= and cache_dir="):
         Simulator(nets.single(nets.Overflowing), backend="compiled", fast=True)
