@@ -142,7 +142,9 @@ def _batch_stimulus(net: Network, ticks: int, seed: int) -> dict[str, np.ndarray
         else:
             rt = el.raw_type if isinstance(el, FixedType) else el
             assert isinstance(rt, IntegerType)
-            out[s.name] = rng.integers(rt.lo, rt.hi, shape, endpoint=True)
+            wide = rt.hi > np.iinfo(np.int64).max  # a UInt[64] signal: uint64 stimulus
+            out[s.name] = rng.integers(rt.lo, rt.hi, shape, endpoint=True,
+                                       dtype=np.uint64 if wide else np.int64)
     return out
 
 
