@@ -8,7 +8,8 @@ call) that an ophyd device yields from ``collect_asset_docs()``, and when closed
 returns the SHA-256 digest of the file (also written next to it as ``<file>.sha256`` in
 ``sha256sum`` format, unless another handle in this process still has the file open: HDF5
 then writes the file's last bytes when that handle closes, and the provenance recorder
-hashes the file afterwards) so the run can record what the instrument wrote. Reading
+hashes the file afterwards) so the run can record what the instrument wrote: closing and
+hashing are ``dataflow.hdf5_close`` (``FrameFileError``: a file a full disk cut short). Reading
 the files back (``FrameReader``, ``open_frames``, ``read_counters``) is ``dataflow.hdf5_read``,
 whose names this module re-exports, as it does the path and file helpers of
 ``dataflow.hdf5_files`` (``resolve_in_folder``, ``file_sha256``, ``open_in_process``). The
@@ -40,9 +41,7 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Iterator, Mapping, Sequence
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import h5py
@@ -52,10 +51,9 @@ from event_model import compose_stream_resource
 
 from .file_uri import file_uri
 from .hdf5_blocks import ChunkBlock
+from .hdf5_close import FrameFileError, WriterClosing
 from .hdf5_files import (
-    WRITER_DIGEST_BLOCK,
     UnsafePathError,
-    close_failed_file,
     failed_write,
     file_sha256,
     mark_failed_write,
@@ -76,7 +74,6 @@ from .integrity import (
     CHECKSUMS_ATTR,
     HDF5ReadError,
     frame_crc32,
-    write_sidecar,
 )
 
 if TYPE_CHECKING:
@@ -98,11 +95,7 @@ class WriterClosedError(RuntimeError):
     """A frame was written after the writer was closed."""
 
 
-class FrameFileError(OSError):
-    """The frame file could not be completed (a full disk): it was let go as found."""
-
-
-class FrameWriter:
+class FrameWriter(WriterClosing):
     """Append 2-D frames to a new SWMR HDF5 file and describe them to bluesky.
 
     Parameters
@@ -180,11 +173,7 @@ class FrameWriter:
         self.path = resolve_in_folder(folder, name)
         uri = file_uri(self.path, UnsafePathError)  # (refused before anything is written)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.sha256: str | None = None
-        self.failure: str | None = None
-        """Why the file could not be completed (see :meth:`close_file`), else ``None``."""
-        self._closed: tuple[os.stat_result, bool] | None = None
-        self._digest_lock = threading.Lock()
+        self._init_closing()
         self._count = 0
         self._flushed = 0
         self._announced = 0
@@ -244,11 +233,6 @@ class FrameWriter:
         return {}
 
     # -- writing ---------------------------------------------------------------------
-
-    @property
-    def closed(self) -> bool:
-        """True once the file is closed (``close()`` or ``close_file()``)."""
-        return self._closed is not None
 
     @property
     def n_frames(self) -> int:
@@ -408,91 +392,6 @@ class FrameWriter:
         start, self._announced = self._announced, self._count
         datum = self._compose_datum(indices={"start": start, "stop": self._count})
         yield "stream_datum", dict(datum)
-
-    # -- closing -----------------------------------------------------------------------
-
-    def close(self) -> str:
-        """Flush, close the file and return its SHA-256 digest (idempotent):
-        :meth:`close_file`, then :meth:`digest`.
-
-        The digest is also written to ``<file>.sha256`` in ``sha256sum`` format, unless
-        another HDF5 handle in this process (the embedded catalog server, a live reader)
-        still had the file open when the writer closed it (``open_in_process``): HDF5
-        then writes the file's last bytes only when that handle closes, so the returned
-        digest is *provisional* (it will not match the closed file), no sidecar is
-        written and a warning is logged. Flushing before the close does not avoid this:
-        the bytes that change are the superblock's open-for-SWMR-writing flags, cleared
-        only by the last close.
-
-        A file HDF5 cannot complete (a full disk) raises :class:`FrameFileError` (an
-        ``OSError``), once it is let go as found (:meth:`close_file`).
-        """
-        self.close_file()
-        return self.digest()
-
-    def close_file(self) -> None:
-        """Flush and close the HDF5 file, no more (idempotent): its bytes are final (see
-        :meth:`close`), so :meth:`digest` may hash them in another thread while the caller
-        announces the file; a reader opening it meanwhile changes nothing.
-
-        A file HDF5 cannot write (a full disk) is let go as found, :class:`FrameFileError`
-        says so now and at every later call (``failure``; ``digest``: of the file as found,
-        no sidecar; ``failed_write(path)``: the provenance recorder need not wait)."""
-        if self._closed is not None:
-            if self.failure is not None:
-                raise FrameFileError(self.failure)
-            return
-        try:
-            self.flush()
-            self._file.close()
-        except Exception as exc:  # HDF5 cannot write the file: a full disk
-            self._fail(exc)
-        self._closed = (os.stat(self.path), open_in_process(self.path))
-
-    def _fail(self, exc: Exception) -> None:
-        """Let HDF5 go of a file it cannot complete (``close_failed_file``), mark it
-        failed (``failed_write``) and raise one error saying what happened."""
-        errno, why = close_failed_file(self._file, exc)
-        self.failure = (f"{self.path}: the frame file could not be written to the end "
-                        f"({why}); the {self._announced} frames announced before stay "
-                        "readable, the file was closed as found, without its .sha256")
-        mark_failed_write(self.path, why)
-        self._closed = (os.stat(self.path), False)
-        error = FrameFileError(self.failure)
-        error.errno = errno
-        raise error from exc
-
-    def digest(self) -> str:
-        """The closed file's SHA-256 and its sidecar (:meth:`close`; idempotent, one
-        computation however many threads ask)."""
-        if self._closed is None:
-            raise ValueError(f"{self.path}: digest of a file still open; close_file() first")
-        with self._digest_lock:
-            if self.sha256 is not None:
-                return self.sha256
-            taken, shared = self._closed
-            digest = file_sha256(self.path, WRITER_DIGEST_BLOCK)  # (in a thread: hdf5_files)
-            if self.failure is not None:  # (no sidecar: not the file the writer meant)
-                log.warning("%s: %s; digest %s of the file as found", self.path,
-                            self.failure, digest[:16])
-            elif shared:
-                log.warning("%s: still open by another HDF5 handle in this process after "
-                            "the writer closed it; its final bytes are written when that "
-                            "handle closes, so no .sha256 sidecar was written and the "
-                            "digest %s is provisional", self.path, digest[:16])
-            elif not write_sidecar(self.path, digest, taken):
-                log.warning("%s: the file changed while the writer hashed it after closing "
-                            "it; no .sha256 sidecar was written and the digest %s is of the "
-                            "bytes read then", self.path, digest[:16])
-            self.sha256 = digest
-            return digest
-
-    def __enter__(self) -> FrameWriter:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"

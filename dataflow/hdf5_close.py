@@ -1,0 +1,148 @@
+"""Closing a frame file and hashing it: the end of a ``dataflow.hdf5.FrameWriter``.
+
+:class:`WriterClosing` is the part of ``FrameWriter`` that closes its HDF5 file
+(``close_file``), hashes the closed bytes and writes the ``<file>.sha256`` sidecar
+(``digest``; ``close`` does both), and lets go of a file HDF5 cannot complete (a full
+disk: ``close_failed_file``), raising :class:`FrameFileError` that says so. The digest
+is that of the closed file, unless another HDF5 handle in this process still has the file
+open (``open_in_process``): HDF5 then writes the file's last bytes when that handle
+closes, the digest is provisional and no sidecar is written (the provenance recorder
+hashes the file afterwards).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import h5py
+
+from .hdf5_files import (
+    WRITER_DIGEST_BLOCK,
+    close_failed_file,
+    file_sha256,
+    mark_failed_write,
+    open_in_process,
+)
+from .integrity import write_sidecar
+
+__all__ = ["FrameFileError", "WriterClosing"]
+
+log = logging.getLogger(__name__)
+
+
+class FrameFileError(OSError):
+    """The frame file could not be completed (a full disk): it was let go as found."""
+
+
+class WriterClosing:
+    """``close``, ``close_file`` and ``digest`` of a frame writer (a mixin of
+    ``dataflow.hdf5.FrameWriter``, which opens ``_file`` at ``path`` and calls
+    :meth:`_init_closing` once it is open)."""
+
+    path: Path
+    _file: h5py.File
+    _announced: int
+
+    def _init_closing(self) -> None:
+        self.sha256: str | None = None
+        self.failure: str | None = None
+        """Why the file could not be completed (see :meth:`close_file`), else ``None``."""
+        self._closed: tuple[os.stat_result, bool] | None = None
+        self._digest_lock = threading.Lock()
+
+    def flush(self) -> None:
+        """Make every appended frame visible (the writer's; called before the close)."""
+        raise NotImplementedError
+
+    @property
+    def closed(self) -> bool:
+        """True once the file is closed (``close()`` or ``close_file()``)."""
+        return self._closed is not None
+
+    def close(self) -> str:
+        """Flush, close the file and return its SHA-256 digest (idempotent):
+        :meth:`close_file`, then :meth:`digest`.
+
+        The digest is also written to ``<file>.sha256`` in ``sha256sum`` format, unless
+        another HDF5 handle in this process (the embedded catalog server, a live reader)
+        still had the file open when the writer closed it (``open_in_process``): HDF5
+        then writes the file's last bytes only when that handle closes, so the returned
+        digest is *provisional* (it will not match the closed file), no sidecar is
+        written and a warning is logged. Flushing before the close does not avoid this:
+        the bytes that change are the superblock's open-for-SWMR-writing flags, cleared
+        only by the last close.
+
+        A file HDF5 cannot complete (a full disk) raises :class:`FrameFileError` (an
+        ``OSError``), once it is let go as found (:meth:`close_file`).
+        """
+        self.close_file()
+        return self.digest()
+
+    def close_file(self) -> None:
+        """Flush and close the HDF5 file, no more (idempotent): its bytes are final (see
+        :meth:`close`), so :meth:`digest` may hash them in another thread while the caller
+        announces the file; a reader opening it meanwhile changes nothing.
+
+        A file HDF5 cannot write (a full disk) is let go as found, :class:`FrameFileError`
+        says so now and at every later call (``failure``; ``digest``: of the file as found,
+        no sidecar; ``failed_write(path)``: the provenance recorder need not wait)."""
+        if self._closed is not None:
+            if self.failure is not None:
+                raise FrameFileError(self.failure)
+            return
+        try:
+            self.flush()
+            self._file.close()
+        except Exception as exc:  # HDF5 cannot write the file: a full disk
+            self._fail(exc)
+        self._closed = (os.stat(self.path), open_in_process(self.path))
+
+    def _fail(self, exc: Exception) -> None:
+        """Let HDF5 go of a file it cannot complete (``close_failed_file``), mark it
+        failed (``failed_write``) and raise one error saying what happened."""
+        errno, why = close_failed_file(self._file, exc)
+        self.failure = (f"{self.path}: the frame file could not be written to the end "
+                        f"({why}); the {self._announced} frames announced before stay "
+                        "readable, the file was closed as found, without its .sha256")
+        mark_failed_write(self.path, why)
+        self._closed = (os.stat(self.path), False)
+        error = FrameFileError(self.failure)
+        error.errno = errno
+        raise error from exc
+
+    def digest(self) -> str:
+        """The closed file's SHA-256 and its sidecar (:meth:`close`; idempotent, one
+        computation however many threads ask)."""
+        if self._closed is None:
+            raise ValueError(f"{self.path}: digest of a file still open; close_file() first")
+        with self._digest_lock:
+            if self.sha256 is not None:
+                return self.sha256
+            taken, shared = self._closed
+            digest = file_sha256(self.path, WRITER_DIGEST_BLOCK)  # (in a thread: hdf5_files)
+            if self.failure is not None:  # (no sidecar: not the file the writer meant)
+                log.warning("%s: %s; digest %s of the file as found", self.path,
+                            self.failure, digest[:16])
+            elif shared:
+                log.warning("%s: still open by another HDF5 handle in this process after "
+                            "the writer closed it; its final bytes are written when that "
+                            "handle closes, so no .sha256 sidecar was written and the "
+                            "digest %s is provisional", self.path, digest[:16])
+            elif not write_sidecar(self.path, digest, taken):
+                log.warning("%s: the file changed while the writer hashed it after closing "
+                            "it; no .sha256 sidecar was written and the digest %s is of the "
+                            "bytes read then", self.path, digest[:16])
+            self.sha256 = digest
+            return digest
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
