@@ -83,7 +83,7 @@ def test_the_ported_and_shipped_designs_are_found() -> None:
     names = {n for n, _ in DESIGNS}
     assert {"sme.examples.statebased_counter", "sme.examples.stopwatch", "sme.examples.mips",
             "sme.examples.colorbin", "sme.examples.trader", "sme.examples.fifo",
-            "sme.examples.aes256cbc", "sme.examples.noisefilter",
+            "sme.examples.aes256cbc", "sme.examples.noisefilter", "sme.examples.dependency_cycle",
             "fpga.designs.chain"} <= names
 
 
