@@ -45,12 +45,22 @@ the same application, set up here once:
 - **A node by its whole path**: without an access policy a request's node is found in
   one query, not one database session per path segment
   (:func:`dataflow.tiled_lookup.direct_lookup`).
+- **One set of routes per process**: Tiled builds its API's routes (``get_router``, and
+  the Zarr routers) for every application, and FastAPI analyses each route's signature
+  and dependencies as it is added: about half a second, which every catalog opened in a
+  process paid again (tests open hundreds). The routes depend only on the registries
+  and the authenticators Tiled passes, and find their catalog through the request's
+  application, so ``share_api_routers`` builds them once per set of registries and
+  includes them in every application without authenticators (a server with
+  authentication builds its API router itself, as before).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import functools
+import threading
 import warnings
 from typing import Any
 
@@ -62,8 +72,10 @@ JSON_SEQ = "application/json-seq"
 """The media type of a run as a stream of bluesky documents (RFC 7464)."""
 
 
+@functools.cache
 def serialization_registry() -> Any:
-    """Tiled's default exporters plus the bluesky run exporter (``JSON_SEQ``)."""
+    """Tiled's default exporters plus the bluesky run exporter (``JSON_SEQ``): one
+    registry per process (the shared API router's key, ``share_api_routers``)."""
     from bluesky_tiled_plugins.exporters import json_seq_exporter
     from tiled.media_type_registration import default_serialization_registry
 
@@ -212,6 +224,38 @@ def pin_resource_models() -> None:
                           for link in sorted(links, key=lambda cls: cls.__name__))
 
 
+_ROUTERS: dict[tuple[int, ...], tuple[Any, tuple[Any, ...]]] = {}
+"""The API routers built (``share_api_routers``), by their registries' ids, with the
+registries (kept alive, so an id is never reused while its router is here)."""
+_ROUTERS_LOCK = threading.Lock()
+
+
+def share_api_routers() -> None:
+    """Make Tiled's applications without authenticators share their API and Zarr
+    routers, built once per set of registries (module docstring; idempotent,
+    process-wide)."""
+    import tiled.server.app as tiled_app
+
+    if getattr(tiled_app, "_smeflow_shared_routers", False):
+        return
+    build = tiled_app.get_router
+
+    def get_router(*registries: Any) -> Any:
+        *kinds, authenticators = registries
+        if authenticators:  # (their routes close over the authenticators)
+            return build(*registries)
+        key = tuple(map(id, kinds))
+        with _ROUTERS_LOCK:
+            if key not in _ROUTERS:
+                _ROUTERS[key] = (build(*registries), tuple(kinds))
+            return _ROUTERS[key][0]
+
+    tiled_app.get_router = get_router
+    tiled_app.get_zarr_router_v2 = functools.cache(tiled_app.get_zarr_router_v2)
+    tiled_app.get_zarr_router_v3 = functools.cache(tiled_app.get_zarr_router_v3)
+    tiled_app._smeflow_shared_routers = True
+
+
 def build_tiled_app(adapter: Any, authentication: Any = None, *, quiet: bool = False,
                     metrics: bool = True) -> Any:
     """The Tiled application serving ``adapter`` with smeflow's exporters and queries.
@@ -232,6 +276,7 @@ def build_tiled_app(adapter: Any, authentication: Any = None, *, quiet: bool = F
     pin_resource_models()
     batch_data_sources()
     direct_lookup()
+    share_api_routers()
     add_layout_task(adapter)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*httpx.*")  # starlette's notice
@@ -244,4 +289,4 @@ def build_tiled_app(adapter: Any, authentication: Any = None, *, quiet: bool = F
 
 __all__ = ["JSON_SEQ", "add_layout_task", "apply_settings_once", "build_tiled_app",
            "fix_structure_clients_copy", "fts5_literal", "install_queries",
-           "pin_resource_models", "serialization_registry"]
+           "pin_resource_models", "serialization_registry", "share_api_routers"]

@@ -77,3 +77,57 @@ def test_the_application_answers_with_its_settings(tmp_path: Path) -> None:
         assert get("keyofa0123456789") == 200
         assert get("keyofb0123456789") == 401
         assert client.get("/api/v1/metadata/").status_code == 401
+
+
+def test_catalogs_of_one_process_share_their_routes_and_keep_their_own_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tiled built (and FastAPI analysed) its API's routes for every catalog opened, about
+    half a second each; a second catalog now analyses none of them, and each catalog
+    still answers with its own runs only."""
+    from dataflow.run_queries import RunNotFoundError
+
+    first = Catalog(tmp_path / "first")
+    analysed: list[str] = []
+    original = fastapi.dependencies.utils.get_dependant
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        analysed.append(getattr(kwargs.get("call"), "__module__", ""))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(fastapi.dependencies.utils, "get_dependant", counting)
+    second = Catalog(tmp_path / "second")
+    try:
+        assert [m for m in analysed if m.startswith(("tiled.server.router",
+                                                     "tiled.server.zarr"))] == []
+        RE = RunEngine({})
+        first.subscribe(RE)
+        (uid,) = RE(count([det], 2))  # type: ignore[misc]
+        assert first.run(uid).metadata["start"]["uid"] == uid
+        with pytest.raises(RunNotFoundError):
+            second.run(uid)
+        assert list(second.client) == []
+    finally:
+        first.close()
+        second.close()
+
+
+def test_an_application_with_authenticators_builds_its_own_routes() -> None:
+    """Routes close over the authenticators Tiled passes: an application with any builds
+    its API router itself instead of sharing one."""
+    import tiled.server.app as tiled_app
+    from tiled.media_type_registration import (
+        default_deserialization_registry,
+        default_serialization_registry,
+    )
+    from tiled.query_registration import default_query_registry
+    from tiled.validation_registration import default_validation_registry
+
+    from dataflow.tiled_app import share_api_routers
+
+    share_api_routers()
+    registries = (default_query_registry, default_serialization_registry,
+                  default_deserialization_registry, default_validation_registry)
+    assert tiled_app.get_router(*registries, {}) is tiled_app.get_router(*registries, {})
+    with_one = {"toy": object()}
+    assert tiled_app.get_router(*registries, with_one) is not \
+        tiled_app.get_router(*registries, with_one)
