@@ -240,14 +240,14 @@ def share_api_routers() -> None:
         return
     build = tiled_app.get_router
 
-    def get_router(*registries: Any) -> Any:
-        *kinds, authenticators = registries
-        if authenticators:  # (their routes close over the authenticators)
-            return build(*registries)
+    def get_router(*registries: Any, **named: Any) -> Any:
+        if named or len(registries) != 5 or registries[-1]:  # (a call of another Tiled,
+            return build(*registries, **named)  # or routes closing over authenticators)
+        kinds = registries[:-1]
         key = tuple(map(id, kinds))
         with _ROUTERS_LOCK:
             if key not in _ROUTERS:
-                _ROUTERS[key] = (build(*registries), tuple(kinds))
+                _ROUTERS[key] = (build(*registries), kinds)
             return _ROUTERS[key][0]
 
     tiled_app.get_router = get_router
