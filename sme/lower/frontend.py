@@ -280,7 +280,9 @@ class Lowerer(LoopLowering):
         subject = self.expr(s.subject)
         if not isinstance(subject.type, EnumT):
             raise self.unsupported(s.subject, "match on a non-enum",
-                                   f"match needs an enum value, not a {subject.type}")
+                                   f"match needs an enum value, and {ast.unparse(s.subject)} "
+                                   f"is {_spelled(subject.type)}; compare it with if/elif "
+                                   "instead")
         et = subject.type
         cases: list[MatchCase] = []
         seen: set[str] = set()
@@ -344,3 +346,20 @@ def _as_load(node: ast.expr) -> ast.expr:
 
 
 __all__ = ["Lowerer", "ParsedFunction", "flatten_returns", "parse_function"]
+
+
+def _spelled(t: VType) -> str:
+    """``t`` as the user's source would name it, for messages (``an integer (UInt[8])``)."""
+    if isinstance(t, BoolT):
+        return "a Bool"
+    if isinstance(t, NumT):
+        what = "an integer" if t.frac == 0 else "a fixed-point number"
+        if t == NumT.of_width(t.width, t.signed, t.frac):
+            name = ("Int" if t.signed else "UInt") if t.frac == 0 else (
+                "SFix" if t.signed else "UFix")
+            size = t.width if t.frac == 0 else f"{t.width - t.frac}, {t.frac}"
+            return f"{what} ({name}[{size}])"
+        return what
+    if isinstance(t, ArrayT):
+        return "an array"
+    return f"a {t}"

@@ -247,3 +247,15 @@ class AnyOfScalar(Process):
 
     def on_tick(self) -> None:
         self.out.b = int(any(self.inp.a))
+
+
+class MatchOnInteger(Process):
+    inp: In[Src]
+    out: Out[Dst]
+
+    def on_tick(self) -> None:
+        match self.inp.a:  # C#'s switch on an int
+            case 0:
+                self.out.b = 1
+            case _:
+                self.out.b = 2
