@@ -53,8 +53,9 @@ class StatebasedCounterWithForLoop(Process):
 
 
 class StatebasedCounter(Process):
-    """Waits for a request, then counts with a ``while`` loop; the generator then ends and
-    starts again from the top (C#'s ``OnTickAsync`` returning)."""
+    """Waits for a request, then counts with a ``while`` loop; then the tick ends and the
+    generator starts again from the top in the next one: C#'s ``OnTickAsync`` returning
+    (``StateProcess.Run`` awaits the clock before each call) is the final ``yield``."""
 
     request: In[Control]
     result: Out[Result]
@@ -69,6 +70,9 @@ class StatebasedCounter(Process):
             self.result.valid = True
             yield
             i = i + 1
+        yield  # OnTickAsync returns: the tick ends (without it the generator would
+        # restart in this tick, one tick earlier than C#, and a count of 0 would end
+        # twice in one tick)
 
 
 def build() -> Network:
@@ -82,8 +86,8 @@ def build() -> Network:
 
 def stimulus(ticks: int = 60) -> Iterator[dict[str, Any]]:
     """The C# tester's request (count 4 after one idle tick), then others. (A request to
-    count to 0 makes the while-loop version end twice in one tick, which is an error; the
-    for-loop version waits a tick instead.)"""
+    count to 0 would spin the C# for-loop version within one tick; the port waits a tick
+    instead.)"""
     requests = {1: 4, 12: 7, 25: 1, 30: 3, 40: 11}
     for t in range(ticks):
         yield {"control.valid": t in requests, "control.count": requests.get(t, 0)}
