@@ -48,7 +48,13 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 from .assets import AssetPolicy, guard_adapters
-from .catalog_db import database_ready, folder_lock, wait_when_busy, write_ahead_log
+from .catalog_db import (
+    damage_named,
+    database_ready,
+    folder_lock,
+    wait_when_busy,
+    write_ahead_log,
+)
 from .errors import CatalogError
 from .file_uri import check_uri_path
 from .hdf5 import FrameWriter
@@ -105,15 +111,16 @@ def _open_client(root: Path, readable: Sequence[Path], quiet: bool) -> Any:
 
     db = root / "catalog.db"
     ready = database_ready(db)
-    if ready:  # moved or copied since it was written: its assets follow it
-        with folder_lock(root):
-            settle_root(root, f"sqlite:///{db}")
-            write_ahead_log(db)
-    adapter = from_uri(
-        f"sqlite:///{root / 'catalog.db'}",
-        writable_storage=[str(root / "storage"), f"sqlite:///{root / 'tables.db'}"],
-        readable_storage=[str(p) for p in readable],
-        init_if_not_exists=not ready)
+    with damage_named(db):
+        if ready:  # moved or copied since it was written: its assets follow it
+            with folder_lock(root):
+                settle_root(root, f"sqlite:///{db}")
+                write_ahead_log(db)
+        adapter = from_uri(
+            f"sqlite:///{root / 'catalog.db'}",
+            writable_storage=[str(root / "storage"), f"sqlite:///{root / 'tables.db'}"],
+            readable_storage=[str(p) for p in readable],
+            init_if_not_exists=not ready)
     one_trip_statements(adapter)  # (before its first connection; see dataflow.inprocess)
     wait_when_busy(adapter)
     guard_adapters(adapter)

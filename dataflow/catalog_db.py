@@ -14,6 +14,7 @@ import fcntl
 import logging
 import os
 import sqlite3
+import struct
 import warnings
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -21,9 +22,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from .errors import CatalogError
+
 log = logging.getLogger(__name__)
 
-__all__ = ["SQLITE_BUSY_MS", "SYNCHRONOUS", "database_ready", "folder_lock",
+__all__ = ["SQLITE_BUSY_MS", "SYNCHRONOUS", "DamagedDatabaseError", "damage_named",
+           "database_damage", "database_ready", "folder_lock",
            "sync_at_checkpoints", "wait_when_busy", "write_ahead_log"]
 
 SYNCHRONOUS = "NORMAL"
@@ -41,6 +45,78 @@ def _initialized(db: Path) -> bool:
             return bool(con.execute("SELECT COUNT(*) FROM alembic_version").fetchone()[0])
     except sqlite3.Error:
         return False
+
+
+class DamagedDatabaseError(CatalogError):
+    """A catalog database that exists but cannot be what it should be: damaged, cut
+    short, or not a database (never set up afresh in its place)."""
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def database_damage(db: Path) -> str | None:
+    """What is wrong with the existing file ``db`` as an SQLite database, or None when
+    nothing shows without reading it all.
+
+    Cheap (its first 100 bytes and its size), so it runs on every open: SQLite reads a
+    file cut short without a word as long as no query reaches the missing pages (a copy
+    one byte short answers every search). A database with a non-empty write-ahead log
+    beside it is not checked for size: another process may be checkpointing it, which
+    writes the header (the new size) before the pages that extend the file."""
+    try:
+        info = db.stat()
+        if not db.is_file():
+            return "is not a file (a folder or a device in place of the database)"
+        with db.open("rb") as file:
+            header = file.read(100)
+    except OSError as exc:
+        return f"cannot be opened ({exc.strerror or exc})"
+    if info.st_size == 0:
+        return "is empty (0 bytes)"
+    if not header.startswith(SQLITE_HEADER) or len(header) < 100:
+        return "is not an SQLite database (its first bytes are not SQLite's header)"
+    page_size = struct.unpack(">H", header[16:18])[0]
+    page_size = 65536 if page_size == 1 else page_size
+    pages, changes, valid_for = (struct.unpack(">I", header[i:i + 4])[0]
+                                 for i in (28, 24, 92))
+    wal = db.with_name(db.name + "-wal")
+    logged = wal.is_file() and wal.stat().st_size > 0
+    expected = pages * page_size
+    if changes == valid_for and not logged and info.st_size < expected:
+        return f"is cut short: {info.st_size} bytes of the {expected} its header records"
+    return None
+
+
+def _refused(db: Path, why: str) -> DamagedDatabaseError:
+    return DamagedDatabaseError(f"{db}: {why}; left as it is: restore it from a backup "
+                                "(the runs it lists are not found without it)")
+
+
+def _refuse_damaged(db: Path) -> None:
+    """Raise :class:`DamagedDatabaseError` when :func:`database_damage` finds any."""
+    why = database_damage(db)
+    if why is not None:
+        raise _refused(db, why)
+
+
+CORRUPTION = ("database disk image is malformed", "file is not a database")
+"""SQLite's messages for a database whose pages are damaged."""
+
+
+@contextmanager
+def damage_named(db: Path) -> Iterator[None]:
+    """SQLite's corruption errors (:data:`CORRUPTION`, raised by ``sqlite3`` or through
+    SQLAlchemy) inside the block as one :class:`DamagedDatabaseError` naming ``db``:
+    damage past the header that :func:`database_damage` does not see."""
+    try:
+        yield
+    except Exception as exc:
+        text = str(getattr(exc, "orig", None) or exc)
+        found = next((c for c in CORRUPTION if c in text), None)
+        if found is None:
+            raise
+        raise _refused(db, f"is damaged (SQLite: {found})") from exc
 
 
 @contextmanager
@@ -61,14 +137,20 @@ def database_ready(db: Path) -> bool:
     Creation is atomic: under a lock on its folder, the database is built in a temporary
     file and renamed into place, so two processes creating one catalog at once get one
     working database, and a process killed while creating leaves none (a half-made
-    database used to break the catalog for good). False means ``db`` exists but is not
-    a catalog Tiled set up (Tiled's own initialization then reports why)."""
+    database used to break the catalog for good). An existing ``db`` that is damaged
+    (:func:`database_damage`: empty, cut short, not SQLite, not a file) raises
+    :class:`DamagedDatabaseError` and is left as it is. False means ``db`` is an intact
+    SQLite database but not a catalog Tiled set up (Tiled's own initialization then
+    reports why)."""
+    if os.path.lexists(db):
+        _refuse_damaged(db)
     if _initialized(db):
         return True
     with folder_lock(db.parent):
         if _initialized(db):
             return True
-        if db.exists():
+        if os.path.lexists(db):
+            _refuse_damaged(db)
             return False
         for stale in db.parent.glob(f".{db.name}.*.creating"):  # left by a killed creator
             stale.unlink(missing_ok=True)

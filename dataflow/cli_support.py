@@ -8,6 +8,7 @@ Its own module so that the command modules (``dataflow.cli``, ``dataflow.server_
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,9 +28,10 @@ class UsageError(CatalogError):
 
 def open_catalog_folder(args: argparse.Namespace) -> Catalog:
     """The catalog of ``--data`` (else ``$SMEFLOW_DATA``, else ``./smeflow-data``); a
-    folder without a catalog is an error, never created."""
+    folder without a catalog is an error, never created (a damaged ``catalog.db`` is
+    named by ``Catalog``)."""
     folder = Path(args.data) if args.data else default_data_dir()
-    if not (folder / "catalog.db").is_file():
+    if not os.path.lexists(folder / "catalog.db"):
         raise CatalogError(f"no catalog in {folder.resolve()} (give --data DIR or set "
                            "SMEFLOW_DATA; a catalog is created by the first run written)")
     return Catalog(folder)

@@ -19,7 +19,12 @@ from bluesky.plans import count
 from ophyd.sim import det
 
 from dataflow.catalog import Catalog
-from dataflow.catalog_db import _initialized, database_ready, write_ahead_log
+from dataflow.catalog_db import (
+    DamagedDatabaseError,
+    _initialized,
+    database_ready,
+    write_ahead_log,
+)
 
 KILLED_CREATOR = textwrap.dedent("""
     import os, signal, sys
@@ -55,7 +60,8 @@ def test_a_database_is_created_whole_or_not_at_all(tmp_path: Path) -> None:
     assert database_ready(db)  # again: nothing to do
     other = tmp_path / "notes.db"
     other.write_text("not a catalog")
-    assert not database_ready(other)  # never overwritten; Tiled reports it
+    with pytest.raises(DamagedDatabaseError, match=r"notes\.db: is not an SQLite database"):
+        database_ready(other)  # never overwritten (test_damaged_catalog.py)
     assert other.read_text() == "not a catalog"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog.db", "notes.db"]
 

@@ -1,0 +1,110 @@
+"""A catalog folder whose ``catalog.db`` was damaged — cut short by a full disk or a killed
+copy, bytes flipped, a folder or a symlink loop in its place: one line naming the file
+and what is wrong, exit status 1, and the damaged file left as it was for recovery.
+
+Never a catalog that answers as if fewer runs (or none) were stored: an empty
+``catalog.db`` used to be set up afresh as a new, empty catalog (``no runs match``, exit
+0), and a cut one gave Tiled's initialization traceback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dataflow.catalog import Catalog
+from dataflow.cli import main
+from dataflow.errors import CatalogError
+from dataflow.synthetic_run import write_frames_run
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A closed catalog folder with two runs."""
+    folder = tmp_path_factory.mktemp("damaged") / "good"
+    frames = np.zeros((2, 4, 32), np.uint16)
+    with Catalog(folder) as catalog:
+        for _ in range(2):
+            write_frames_run(catalog, {"plan_name": "count"}, {"primary": frames},
+                             source="test")
+    assert not (folder / "catalog.db-wal").exists()  # closed: everything in catalog.db
+    return folder
+
+
+def _cut(size: int) -> Callable[[Path], None]:
+    def damage(db: Path) -> None:
+        os.truncate(db, size if size >= 0 else db.stat().st_size + size)
+    return damage
+
+
+def _flip(offset: int) -> Callable[[Path], None]:
+    def damage(db: Path) -> None:
+        data = bytearray(db.read_bytes())
+        data[offset] ^= 0xFF
+        db.write_bytes(bytes(data))
+    return damage
+
+
+def _folder(db: Path) -> None:
+    db.unlink()
+    db.mkdir()
+
+
+def _loop(db: Path) -> None:
+    db.unlink()
+    db.symlink_to(db)
+
+
+DAMAGE = {
+    "empty": (_cut(0), "is empty (0 bytes)"),
+    "header only": (_cut(100), "is cut short: 100 bytes of the"),
+    "first page": (_cut(4096), "is cut short: 4096 bytes of the"),
+    "mid-record": (_cut(10_000), "is cut short: 10000 bytes of the"),
+    "one page short": (_cut(-4096), "is cut short"),
+    "one byte short": (_cut(-1), "is cut short"),
+    "signature": (_flip(0), "is not an SQLite database"),
+    "header field": (_flip(20), "is damaged (SQLite: database disk image is malformed)"),
+    "a folder": (_folder, "is not a file"),
+    "symlink loop": (_loop, "cannot be opened"),
+}
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "-"
+
+
+@pytest.mark.parametrize("case", list(DAMAGE))
+def test_a_damaged_catalog_database_is_one_error_naming_it(
+        good: Path, tmp_path: Path, case: str, capsys: pytest.CaptureFixture[str]) -> None:
+    damage, message = DAMAGE[case]
+    folder = tmp_path / "data"
+    shutil.copytree(good, folder, symlinks=True)
+    db = folder / "catalog.db"
+    damage(db)
+    before = _digest(db)
+    status = main(["search", "--data", str(folder)])
+    out, err = capsys.readouterr()
+    assert (status, out) == (1, ""), (status, out, err)
+    assert err.startswith(f"smeflow catalog: error: {db}: {message}"), err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    with pytest.raises(CatalogError, match=re.escape(f"{db}: {message}")):
+        Catalog(folder)
+    assert _digest(db) == before  # left as it was: never set up afresh or rewritten
+    wal = folder / "catalog.db-wal"  # (SQLite may leave an empty one)
+    assert not wal.exists() or wal.stat().st_size == 0
+
+
+def test_the_good_catalog_lists_its_runs(good: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """The damage above is the only difference (else the test above tests nothing)."""
+    folder = tmp_path / "data"
+    shutil.copytree(good, folder)
+    assert main(["search", "--data", str(folder)]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("2 runs")
