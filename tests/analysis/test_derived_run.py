@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import dataflow.hdf5
+import dataflow.hdf5_close
 from analysis.derived_run import DerivedRun
 from dataflow.hdf5 import file_sha256, open_in_process
 from dataflow.integrity import read_sidecar
@@ -24,14 +25,14 @@ def test_the_volume_is_hashed_while_its_documents_go_out(
     start only after the last document), the file already closed for good: the digest in
     the stop document and the sidecar are the final file's."""
     hashing, announced = threading.Event(), threading.Event()
-    hash_file = dataflow.hdf5.file_sha256
+    hash_file = dataflow.hdf5_close.file_sha256
 
     def held_hash(path: Any, *step: Any) -> str:
         hashing.set()
         assert announced.wait(10), "the documents never finished"
         return hash_file(path, *step)
 
-    monkeypatch.setattr(dataflow.hdf5, "file_sha256", held_hash)
+    monkeypatch.setattr(dataflow.hdf5_close, "file_sha256", held_hash)
     seen: dict[str, Any] = {}
 
     def consumer(name: str, doc: dict[str, Any]) -> None:
