@@ -52,7 +52,11 @@ the same application, set up here once:
   and the authenticators Tiled passes, and find their catalog through the request's
   application, so ``share_api_routers`` builds them once per set of registries and
   includes them in every application without authenticators (a server with
-  authentication builds its API router itself, as before).
+  authentication builds its API router itself, as before). FastAPI then analysed the
+  routes once more per application, for the context of their inclusion, at its first
+  requests (another 0.2 s of CPU): ``share_inclusions`` lets the applications share the
+  inclusions too, which answer to no dependency overrides — what every such application
+  has once ``apply_settings_once`` hid Tiled's.
 """
 
 from __future__ import annotations
@@ -227,7 +231,17 @@ def pin_resource_models() -> None:
 _ROUTERS: dict[tuple[int, ...], tuple[Any, tuple[Any, ...]]] = {}
 """The API routers built (``share_api_routers``), by their registries' ids, with the
 registries (kept alive, so an id is never reused while its router is here)."""
+_SHARED: dict[int, Any] = {}
+"""Every router applications share, by id (kept alive)."""
+_INCLUSIONS: dict[tuple[int, str], Any] = {}
+"""The inclusions of shared routers that applications share (``share_inclusions``), by
+the router's id and the path prefix."""
 _ROUTERS_LOCK = threading.Lock()
+
+
+def _shared(router: Any) -> Any:
+    _SHARED[id(router)] = router
+    return router
 
 
 def share_api_routers() -> None:
@@ -247,13 +261,57 @@ def share_api_routers() -> None:
         key = tuple(map(id, kinds))
         with _ROUTERS_LOCK:
             if key not in _ROUTERS:
-                _ROUTERS[key] = (build(*registries), kinds)
+                _ROUTERS[key] = (_shared(build(*registries)), kinds)
             return _ROUTERS[key][0]
 
+    def once(build: Any) -> Any:
+        return functools.cache(lambda: _shared(build()))
+
     tiled_app.get_router = get_router
-    tiled_app.get_zarr_router_v2 = functools.cache(tiled_app.get_zarr_router_v2)
-    tiled_app.get_zarr_router_v3 = functools.cache(tiled_app.get_zarr_router_v3)
+    tiled_app.get_zarr_router_v2 = once(tiled_app.get_zarr_router_v2)
+    tiled_app.get_zarr_router_v3 = once(tiled_app.get_zarr_router_v3)
     tiled_app._smeflow_shared_routers = True
+
+
+class _NoOverrides:
+    """The dependency overrides a shared inclusion answers to: none."""
+
+    dependency_overrides: dict[Any, Any] = {}
+
+
+def share_inclusions(app: Any) -> Any:
+    """Let ``app`` include the shared routers (``share_api_routers``) through inclusions
+    shared with every other such application, so FastAPI builds each included route's
+    context (its signature and dependencies analysed again, at the first request) once
+    per process instead of once per application; returns ``app``.
+
+    FastAPI's inclusion answers to its application's dependency overrides; a shared one
+    to none, which is what an application has once ``apply_settings_once`` hid Tiled's
+    settings override. An application with any other override keeps its own inclusions,
+    as does one under a FastAPI whose inclusions are not what this expects."""
+    import dataclasses
+
+    from fastapi import routing
+
+    included = getattr(routing, "_IncludedRouter", None)
+    if included is None or app.dependency_overrides \
+            or not hasattr(app.router, "_mark_routes_changed"):
+        return app
+    routes = app.router.routes
+    with _ROUTERS_LOCK:
+        for i, route in enumerate(routes):
+            router = getattr(route, "original_router", None)
+            if type(route) is not included or id(router) not in _SHARED:
+                continue
+            context = route.include_context
+            key = (id(router), context.prefix)
+            if key not in _INCLUSIONS:
+                _INCLUSIONS[key] = included(
+                    original_router=router, include_context=dataclasses.replace(
+                        context, dependency_overrides_provider=_NoOverrides()))
+            routes[i] = _INCLUSIONS[key]
+    app.router._mark_routes_changed()
+    return app
 
 
 def build_tiled_app(adapter: Any, authentication: Any = None, *, quiet: bool = False,
@@ -284,9 +342,10 @@ def build_tiled_app(adapter: Any, authentication: Any = None, *, quiet: bool = F
             **SERVER_SETTINGS, "metrics": MetricsConfig(prometheus=False)}
         app = build_app(adapter, authentication, server_settings=settings,
                         serialization_registry=serialization_registry())
-    return apply_settings_once(app)
+    return share_inclusions(apply_settings_once(app))
 
 
 __all__ = ["JSON_SEQ", "add_layout_task", "apply_settings_once", "build_tiled_app",
            "fix_structure_clients_copy", "fts5_literal", "install_queries",
-           "pin_resource_models", "serialization_registry", "share_api_routers"]
+           "pin_resource_models", "serialization_registry", "share_api_routers",
+           "share_inclusions"]
