@@ -103,6 +103,35 @@ def _port_of(ann: Any) -> tuple[Direction, Any] | None:
     return None
 
 
+def _holds_port(ann: Any) -> bool:
+    """Whether ``ann`` is a container type of ports (``list[In[B]]``, ``tuple[In[B], ...]``)."""
+    return any(_port_of(a) is not None or _holds_port(a) for a in get_args(ann))
+
+
+def _bus_of(ann: Any) -> str:
+    """The name of the first bus class in the ports ``ann`` holds."""
+    for a in get_args(ann):
+        port = _port_of(a)
+        if port is not None:
+            return getattr(port[1], "__name__", repr(port[1]))
+        if _holds_port(a):
+            return _bus_of(a)
+    return "Bus"
+
+
+def _spelled(ann: Any) -> str:
+    """An annotation as the source spells it: ``list[In[Data]]``, ``tuple[In[Data], ...]``."""
+    port = _port_of(ann)
+    if port is not None:
+        return f"{'In' if port[0] is Direction.IN else 'Out'}[{_spelled(port[1])}]"
+    if ann is Ellipsis:
+        return "..."
+    origin, args = get_origin(ann), get_args(ann)
+    if origin is not None and args:
+        return f"{getattr(origin, '__name__', origin)}[{', '.join(map(_spelled, args))}]"
+    return getattr(ann, "__name__", repr(ann))
+
+
 class Process:
     """Base class of SME processes (clocked unless declared ``combinational=True``)."""
 
@@ -140,6 +169,12 @@ class Process:
                     )
                 _check_name("port", name, where)
                 ports[name] = PortSpec(name, direction, bus_type)
+            elif _holds_port(ann):  # C#'s ValueBus[] input: refused, not ignored
+                raise DeclarationError(
+                    f"{where}: {cls.__qualname__}.{name}: {_spelled(ann)}: a port holds one "
+                    "bus; arrays of buses are not supported: declare one port per bus "
+                    f"(in0: In[{_bus_of(ann)}], in1: In[{_bus_of(ann)}], ...) or carry the "
+                    "values as an Array signal of one bus")
             elif is_signal_type(ann):
                 _check_name("register", name, where)
                 t = cast(ann)

@@ -134,6 +134,28 @@ def test_port_of_a_non_bus_class() -> None:
     info.match(rf"{HERE}:{line}: port .*Bad\.inp: <class 'int'> is not a Bus class")
 
 
+@pytest.mark.parametrize("kind", ["list", "tuple"])
+def test_an_array_of_ports_is_refused_when_declared(kind: str) -> None:
+    """SME C#'s ``[InputBus] ValueBus[] input`` ported as a list of ports was ignored: the
+    class had no port ``inputs`` and making a process said only "unknown argument(s)
+    inputs; ports: output"."""
+    with pytest.raises(DeclarationError) as info:
+        if kind == "list":
+            ann, line = "list[In[Data]]", next_line()
+            class Bad(Process):
+                inputs: list[In[Data]]
+                output: Out[Data]
+        else:
+            ann, line = "tuple[In[Data], ...]", next_line()
+            class Bad(Process):  # type: ignore[no-redef]
+                inputs: tuple[In[Data], ...]
+                output: Out[Data]
+    info.match(rf"{HERE}:{line}: .*Bad\.inputs: {re.escape(ann)}: a port holds one bus; "
+               r"arrays of buses are not supported: declare one port per bus "
+               r"\(in0: In\[Data\], in1: In\[Data\], \.\.\.\) or carry the values as an "
+               r"Array signal of one bus")
+
+
 def test_bad_register_name_and_type() -> None:
     with pytest.raises(DeclarationError) as info:
         line = next_line()
