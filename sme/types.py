@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from fractions import Fraction
 from typing import Any, Literal, TypeVar
 
+from . import srcloc
 from .errors import DeclarationError, TypeMisfit
 from .fixed import Fixed
 
@@ -417,9 +418,22 @@ class ArrayType(SignalType):
         return f"Array[{self.element!r}, {self.length}]"
 
 
+def _located(make: Callable[[], _T]) -> _T:
+    """``make()``, its ``DeclarationError`` prefixed with the user's ``file:line`` that
+    wrote the type (``UInt[256]`` on a bus is refused at import: say where)."""
+    try:
+        return make()
+    except DeclarationError as exc:
+        where = srcloc.caller()
+        if where is srcloc.UNKNOWN or where.file.startswith("<") or str(exc).startswith(
+                f"{where}:"):  # (an evaluated string annotation: declare.py says where)
+            raise
+        raise DeclarationError(f"{where}: {exc}") from None
+
+
 class _UIntFactory:
     def __getitem__(self, width: int) -> UIntType:
-        return _cached(("u", width), lambda: UIntType(width))
+        return _located(lambda: _cached(("u", width), lambda: UIntType(width)))
 
     def __repr__(self) -> str:
         return "UInt"
@@ -427,7 +441,7 @@ class _UIntFactory:
 
 class _IntFactory:
     def __getitem__(self, width: int) -> IntType:
-        return _cached(("s", width), lambda: IntType(width))
+        return _located(lambda: _cached(("s", width), lambda: IntType(width)))
 
     def __repr__(self) -> str:
         return "Int"
@@ -438,6 +452,9 @@ class _FixFactory:
         self.signed = signed
 
     def __getitem__(self, bits: tuple[int, int]) -> FixedType:
+        return _located(lambda: self._make(bits))
+
+    def _make(self, bits: tuple[int, int]) -> FixedType:
         if not isinstance(bits, tuple) or len(bits) != 2:
             name = "SFix" if self.signed else "UFix"
             raise DeclarationError(f"{name}[...] takes two numbers: {name}[int_bits, frac_bits]")
@@ -450,6 +467,9 @@ class _FixFactory:
 
 class _ArrayFactory:
     def __getitem__(self, args: tuple[object, int]) -> ArrayType:
+        return _located(lambda: self._make(args))
+
+    def _make(self, args: tuple[object, int]) -> ArrayType:
         if not isinstance(args, tuple) or len(args) != 2:
             raise DeclarationError("Array[...] takes an element type and a length: Array[T, n]")
         element, length = cast(args[0]), args[1]

@@ -3,6 +3,7 @@
 import enum
 import math
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -85,6 +86,19 @@ def test_integer_width_must_be_1_to_128(width: object) -> None:
         UInt[width]  # type: ignore[index]
     with pytest.raises(DeclarationError, match=r"Int\[.*\]: width must be an int in 1\.\.128"):
         Int[width]  # type: ignore[index]
+
+
+def test_a_bad_type_names_the_line_that_wrote_it() -> None:
+    """A C# ``UInt256`` ported as ``key: UInt[256]`` on a bus stopped ``smeflow sim`` with
+    only "UInt[256]: width must be an int in 1..128": which file, which line?"""
+    here = __file__.rsplit("/", 1)[-1]
+    for make, message in [(lambda: UInt[256], r"UInt\[256\]: width must be an int in 1\.\.128"),
+                          (lambda: Array[UInt[8], 0], r"Array\[UInt\[8\], 0\]: length must"),
+                          (lambda: SFix[80, 49], r"SFix\[80, 49\]: total width must be")]:
+        with pytest.raises(DeclarationError, match=rf"{here}:\d+: {message}") as info:
+            make()
+        line = int(str(info.value).split(f"{here}:")[1].split(":")[0])
+        assert "lambda" in Path(__file__).read_text().splitlines()[line - 1]
 
 
 def test_integer_types_are_cached() -> None:
