@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 
+from ..declare import own_annotations
 from .context import Frame, Marked
 from .exprs import is_self
 from .ir import (
@@ -259,7 +260,8 @@ class Lowerer(LoopLowering):
                                        f"self.{node.attr} is a port; write its signals: "
                                        f"self.{node.attr}.<signal> = value")
             raise self.unsupported(node, "assignment to an attribute",
-                                   f"self.{node.attr} is not a declared register")
+                                   f"self.{node.attr} is not a declared register"
+                                   + _plain_field_hint(self.cls, node.attr))
         if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
                 and is_self(node.value.value) and node.value.attr in self.ports):
             port = node.value.attr
@@ -363,3 +365,14 @@ def _spelled(t: VType) -> str:
     if isinstance(t, ArrayT):
         return "an array"
     return f"a {t}"
+
+
+def _plain_field_hint(cls: type, name: str) -> str:
+    """Why ``name`` is no register when the class annotates it with a Python type
+    (``count: int = 0``, as C#'s ``int count = 0;``), and how to declare one."""
+    ann = own_annotations(cls).get(name)
+    if not isinstance(ann, type) or ann not in (int, bool):
+        return ""
+    example = "Bool = False" if ann is bool else "Int[32] = 0"
+    return (f": its annotation {ann.__name__} is not a signal type, so it is a class "
+            f"constant; declare a register with one: {name}: {example}")

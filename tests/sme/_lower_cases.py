@@ -259,3 +259,13 @@ class MatchOnInteger(Process):
                 self.out.b = 1
             case _:
                 self.out.b = 2
+
+
+class PlainIntField(Process):
+    inp: In[Src]
+    out: Out[Dst]
+    count: int = 0  # C#'s `int count = 0;` field, without a signal type
+
+    def on_tick(self) -> None:
+        self.count += 1
+        self.out.b = self.count

@@ -177,6 +177,9 @@ UNSUPPORTED = [
      r"'i' is the variable of the for loop at line \d+, read after the loop ended"),
     (cases.LoopVarAssigned, "assignment to a loop variable",
      r"the loop variable 'i' cannot be assigned"),
+    (cases.PlainIntField, "assignment to an attribute",  # (it said only the first part)
+     r"self\.count is not a declared register: its annotation int is not a signal type, "
+     r"so it is a class constant; declare a register with one: count: Int\[32\] = 0"),
     (cases.MatchOnInteger, "match on a non-enum",  # (it said "not a u8[0..255]")
      r"match needs an enum value, and self\.inp\.a is an integer \(UInt\[8\]\); compare "
      r"it with if/elif instead"),
