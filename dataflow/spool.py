@@ -129,22 +129,27 @@ def decode_document(line: str) -> Document:
 def read_spool(path: str | os.PathLike[str]) -> list[Document]:
     """The documents of one spool file, in order.
 
-    A last line cut short (the process died while writing it) is dropped with a warning;
-    any other unreadable line is an error naming the file and line.
+    A last line cut short (the process died while writing it: no newline after it) is
+    dropped with a warning; any other unreadable line — bytes that are not UTF-8 (a
+    flipped byte, a file saved as UTF-16 or Latin-1), a whole line that is not a
+    ``[name, doc]`` — is an error naming the file and line.
     """
     path = Path(path)
-    lines = path.read_text(encoding="utf-8").split("\n")
-    if lines and lines[-1] == "":
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
         lines.pop()
     out: list[Document] = []
     for number, line in enumerate(lines, 1):
         try:
-            name, doc = decode_document(line)
+            name, doc = decode_document(line.decode("utf-8"))
         except ValueError as exc:
-            if number == len(lines):
+            if number == len(lines) and not data.endswith(b"\n"):
                 log.warning("%s:%d: incomplete last line dropped", path, number)
                 break
-            raise SpoolError(f"{path}:{number}: not a spooled document ({exc})") from None
+            why = (f"not UTF-8 at byte {exc.start} of the line"
+                   if isinstance(exc, UnicodeDecodeError) else str(exc))
+            raise SpoolError(f"{path}:{number}: not a spooled document ({why})") from None
         out.append((name, doc))
     if not out or out[0][0] != "start":
         raise SpoolError(f"{path}: does not begin with a start document")
