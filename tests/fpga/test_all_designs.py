@@ -84,7 +84,7 @@ def test_the_ported_and_shipped_designs_are_found() -> None:
     assert {"sme.examples.statebased_counter", "sme.examples.stopwatch", "sme.examples.mips",
             "sme.examples.colorbin", "sme.examples.trader", "sme.examples.fifo",
             "sme.examples.aes256cbc", "sme.examples.noisefilter", "sme.examples.dependency_cycle",
-            "sme.examples.state_machines", "sme.examples.bitwidth",
+            "sme.examples.state_machines", "sme.examples.bitwidth", "sme.examples.nested_component",
             "fpga.designs.chain"} <= names
 
 
