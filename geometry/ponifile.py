@@ -65,12 +65,18 @@ class _Lines:
             raise PoniError(f"{path}:{bad_line}: not UTF-8 text (byte "
                             f"{content[exc.start]:#04x})") from None
         self.values: dict[str, tuple[str, int]] = {}
-        for lineno, line in enumerate(text.split("\n"), start=1):
+        lines = text.split("\n")
+        for lineno, line in enumerate(lines, start=1):
             stripped = line.strip()
             if not stripped or stripped.startswith("#"):
                 continue
             if ":" not in stripped:
                 raise PoniError(f"{path}:{lineno}: expected 'Key: value', got {stripped!r}")
+            if lineno == len(lines):  # no line break after it: cut inside its value?
+                raise PoniError(
+                    f"{path}:{lineno}: the last line {stripped!r} does not end with a line "
+                    "break: the file may be cut short inside this value (pyFAI ends every "
+                    "line with one; add it if the value is whole)")
             key, value = (part.strip() for part in stripped.split(":", 1))
             key = key.lower()
             if key == "dist":  # pyFAI's dictionary spelling

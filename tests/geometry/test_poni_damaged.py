@@ -1,0 +1,97 @@
+"""A ``.poni`` file as pyFAI writes it, then damaged — cut short at every byte, a byte
+flipped, saved as UTF-16 or Latin-1, a folder or a symlink loop in its place: the
+geometry read is the file's, or a :class:`PoniError` naming the file — never another
+geometry. A file cut inside its last value (``Wavelength: 1.03`` of ``1.0332e-10``, or
+``Rot3: 0.`` of ``0.03``) used to read as that value without a word."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from geometry import PoniError, PoniGeometry, read_poni
+
+pyFAI = pytest.importorskip("pyFAI")
+from pyFAI.integrator.azimuthal import AzimuthalIntegrator  # noqa: E402
+from pyFAI.io.ponifile import PoniFile  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def written() -> bytes:
+    """What pyFAI writes for a tilted Pilatus 1M (its own ``write``)."""
+    ai = AzimuthalIntegrator(detector="Pilatus1M", dist=0.1234567, poni1=0.05, poni2=0.06,
+                             rot1=0.01, rot2=0.02, rot3=0.03, wavelength=1.0332e-10)
+    out = io.StringIO()
+    PoniFile(ai).write(out)
+    return out.getvalue().encode()
+
+
+def _key(g: PoniGeometry) -> tuple[object, ...]:
+    return (g.dist, g.poni1, g.poni2, g.rot1, g.rot2, g.rot3, g.wavelength, g.shape,
+            g.pixel1, g.pixel2)
+
+
+def test_cut_anywhere_reads_the_file_or_fails_naming_it(written: bytes,
+                                                         tmp_path: Path) -> None:
+    path = tmp_path / "cut.poni"
+    path.write_bytes(written)
+    whole = read_poni(path)
+    assert whole.wavelength == 1.0332e-10 and whole.rot3 == 0.03
+    line_ends = {i + 1 for i, b in enumerate(written) if b == ord("\n")}
+    read = []
+    for size in range(len(written)):
+        path.write_bytes(written[:size])
+        try:
+            got = read_poni(path)
+        except PoniError as exc:
+            assert str(exc).startswith(str(path)), exc
+            continue
+        read.append(size)
+        # only a cut right after a whole line reads, and then as the lines it kept
+        # (the last, optional key gone: no wavelength, which refuses q units)
+        assert size in line_ends, (size, written[:size][-30:], _key(got))
+        assert _key(got) == (*_key(whole)[:6], None, *_key(whole)[7:])
+    assert read == [len(written) - len(written.split(b"\n")[-2]) - 1]
+
+
+def _flip(at: int) -> Callable[[bytes], bytes]:
+    return lambda data: data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
+
+
+DAMAGE: dict[str, tuple[Callable[[bytes], bytes], str]] = {
+    "empty": (lambda d: b"", r": missing key\(s\) Distance"),
+    "byte flipped in a value": (lambda d: d.replace(b"0.1234567", b"0.12\xcb4567"),
+                                r":6: not UTF-8 text \(byte 0xcb\)"),
+    "byte flipped in the header": (_flip(3), r":1: not UTF-8 text"),
+    "UTF-16": (lambda d: d.decode().encode("utf-16"), r":1: not UTF-8 text \(byte 0xff\)"),
+    "Latin-1 comment": (lambda d: d.replace(b"# Nota", "# Calibré".encode("latin-1")),
+                        r":1: not UTF-8 text \(byte 0xe9\)"),
+    "value lost its line end": (lambda d: d.rstrip(b"\n"),
+                                r":12: the last line 'Wavelength: 1.0332e-10' does not end"),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGE))
+def test_damaged_bytes_fail_naming_file_and_line(written: bytes, tmp_path: Path,
+                                                 case: str) -> None:
+    damage, message = DAMAGE[case]
+    path = tmp_path / "damaged.poni"
+    path.write_bytes(damage(written))
+    with pytest.raises(PoniError, match=f"^{path}{message}"):
+        read_poni(path)
+
+
+@pytest.mark.parametrize("kind", ["folder", "symlink loop", "missing"])
+def test_no_file_in_its_place(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "geometry.poni"
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "symlink loop":
+        path.symlink_to(path)
+    reason = {"folder": "Is a directory", "symlink loop": "Too many levels of symbolic links",
+              "missing": "No such file or directory"}[kind]
+    with pytest.raises(PoniError, match=f"^{path}: cannot read .poni file \\({reason}\\)"):
+        read_poni(path)
