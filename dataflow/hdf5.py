@@ -219,6 +219,7 @@ class FrameWriter(WriterClosing):
             self.path.unlink(missing_ok=True)
             raise
         mark_failed_write(self.path, None)  # (a new file: an old one's failure is not it)
+        self._closed_if_dropped()
         bundle = compose_stream_resource(
             mimetype=HDF5_MIMETYPE, uri=uri, data_key=data_key,
             parameters={"dataset": dataset, "chunk_shape": self.chunk_shape, "swmr": True})

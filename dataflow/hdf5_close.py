@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import weakref
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -54,6 +55,15 @@ class WriterClosing:
         """Why the file could not be completed (see :meth:`close_file`), else ``None``."""
         self._closed: tuple[os.stat_result, bool] | None = None
         self._digest_lock = threading.Lock()
+        self._dropped: weakref.finalize[..., WriterClosing] | None = None
+
+    def _closed_if_dropped(self) -> None:
+        """Once ``_file`` is open: should this writer be dropped without :meth:`close`
+        (garbage collected, or alive at interpreter exit), its file is closed then, and a
+        file HDF5 cannot complete is let go of as :meth:`close_file` does (HDF5's own
+        shutdown, or h5py's garbage collection of the file, would leave it half closed:
+        SIGSEGV at exit)."""
+        self._dropped = weakref.finalize(self, _close_dropped, self._file, self.path)
 
     def flush(self) -> None:
         """Make every appended frame visible (the writer's; called before the close)."""
@@ -95,17 +105,23 @@ class WriterClosing:
             if self.failure is not None:
                 raise FrameFileError(self.failure)
             return
-        try:
+        if self._dropped is not None:
+            self._dropped.detach()
+        try:  # (what needs room fails in the flushes, while the file id is whole)
             self.flush()
-            self._file.close()
+            self._file.flush()
         except Exception as exc:  # HDF5 cannot write the file: a full disk
             self._fail(exc)
+        try:
+            self._file.close()
+        except Exception as exc:
+            self._fail(exc, tried_close=True)
         self._closed = (os.stat(self.path), open_in_process(self.path))
 
-    def _fail(self, exc: Exception) -> None:
+    def _fail(self, exc: Exception, tried_close: bool = False) -> None:
         """Let HDF5 go of a file it cannot complete (``close_failed_file``), mark it
         failed (``failed_write``) and raise one error saying what happened."""
-        errno, why = close_failed_file(self._file, exc)
+        errno, why = close_failed_file(self._file, exc, tried_close=tried_close)
         self.failure = (f"{self.path}: the frame file could not be written to the end "
                         f"({why}); the {self._announced} frames announced before stay "
                         "readable, the file was closed as found, without its .sha256")
@@ -146,3 +162,24 @@ class WriterClosing:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def _close_dropped(file: h5py.File, path: Path) -> None:
+    """Close the file of a writer dropped without ``close()`` (its finalizer, at garbage
+    collection or at exit; ``WriterClosing._closed_if_dropped``): never raises."""
+    with h5py._objects.phil:
+        if not file.id.valid:
+            return
+        tried_close = False
+        try:
+            file.flush()  # (what needs room fails here, while the file id is whole)
+            tried_close = True
+            file.close()
+            log.warning("%s: a frame writer was dropped without close(): its file was "
+                        "closed then, without a .sha256", path)
+        except Exception as exc:  # HDF5 cannot write the file: a full disk
+            _, why = close_failed_file(file, exc, tried_close=tried_close)
+            mark_failed_write(path, why)
+            log.warning("%s: a frame writer was dropped without close() and the frame file "
+                        "could not be written to the end (%s); it was closed as found",
+                        path, why)

@@ -139,9 +139,11 @@ def failed_write(path: str | os.PathLike[str]) -> str | None:
         return _failed.get(_key(path))
 
 
-def close_failed_file(file: h5py.File, error: BaseException) -> tuple[int | None, str]:
+def close_failed_file(file: h5py.File, error: BaseException, *,
+                      tried_close: bool = False) -> tuple[int | None, str]:
     """Let go of an HDF5 file that could not be written (a full disk), leaving no HDF5
-    object of it behind: its datasets and groups are closed, then the file, twice.
+    object of it behind: its datasets and groups are closed, then the file, twice (once
+    when ``tried_close``: ``file.close()`` itself is what failed, its objects are closed).
     Returns the ``error`` that stopped the writer as its errno and words (the system's
     for the errno, such as "No space left on device", else its first line).
 
@@ -156,10 +158,13 @@ def close_failed_file(file: h5py.File, error: BaseException) -> tuple[int | None
     gone and the id is released. Both closes happen under h5py's lock, so no other
     thread's h5py call sees the id in between. The file on disk keeps what was written
     before the failure (a SWMR file: whatever the last flush made visible)."""
-    fid, name = file.id, file.filename  # (the name before: after a failed close, never)
+    fid = file.id
     with h5py._objects.phil:  # (an RLock: h5py's own calls below take it again)
+        # (the name before: after a failed close, never; nor any other call but close)
+        name = "an HDF5 file" if tried_close or not fid.valid else file.filename
         try:
-            file.close()  # datasets and groups first (they close), then the file
+            if not tried_close:
+                file.close()  # datasets and groups first (they close), then the file
         except Exception as exc:  # expected: the disk has no room
             log.debug("%s: HDF5 could not close the file: %s", name, exc)
         if fid.valid:  # (H5Iis_valid: the id table only, the file struct is not read)

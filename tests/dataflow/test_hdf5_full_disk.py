@@ -73,6 +73,55 @@ def test_a_file_hdf5_cannot_complete_is_let_go_without_a_crash(tmp_path: Path) -
     assert not sidecar_path(path).exists()
 
 
+DROPPED = textwrap.dedent('''
+    import gc, resource, signal, sys
+    import numpy as np
+    from dataflow.hdf5 import FrameWriter, failed_write
+
+    w = FrameWriter(sys.argv[1], "f.h5", (128, 128))
+    path = w.path
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail: EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (400_000, 400_000))
+    try:
+        for i in range(100):
+            w.append(np.full((128, 128), i, np.uint16))
+            list(w.asset_docs())
+    except OSError as exc:
+        print("write failed:", exc.errno, flush=True)
+    if sys.argv[2] == "collected":
+        del w
+        gc.collect()
+        print("failed_write:", failed_write(path), flush=True)
+    elif sys.argv[2] == "cycle":  # (collected at exit, after the atexit handlers)
+        w.me = w
+        del w
+''')
+
+
+@pytest.mark.parametrize("how", ["collected", "alive_at_exit", "cycle"])
+def test_a_failed_writer_dropped_without_close_is_let_go_without_a_crash(
+        tmp_path: Path, how: str) -> None:
+    """A writer whose disk filled, never closed: h5py's garbage collection of its file
+    (or HDF5's shutdown at exit) closed the file HDF5 cannot complete and left its id
+    half torn: SIGSEGV at exit, whichever way the writer went. Its finalizer lets go of
+    the file as close() does, with one warning."""
+    done = subprocess.run([sys.executable, "-c", DROPPED, str(tmp_path), how],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Exception ignored" not in done.stderr
+    assert done.stdout.splitlines()[0] == f"write failed: {errno.EFBIG}"
+    if how == "collected":
+        assert done.stdout.splitlines()[1] == "failed_write: File too large"
+    path = tmp_path / "f.h5"
+    assert done.stderr.strip() == (f"{path}: a frame writer was dropped without close() "
+                                   "and the frame file could not be written to the end "
+                                   "(File too large); it was closed as found")
+    with open_frames(path) as reader:  # the frames flushed before are intact
+        assert len(reader) >= 8
+        for i in range(8):
+            np.testing.assert_array_equal(reader.frame(i), np.full((128, 128), i))
+
+
 def test_the_recorder_hashes_a_failed_file_at_once_and_says_why(
         catalog: Catalog, frame_cam: Any) -> None:
     """A scan whose disk fills up after two frames: the run says it failed, the record
