@@ -47,6 +47,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self
 
+from . import run_files
 from .assets import AssetPolicy, guard_adapters
 from .catalog_db import (
     damage_named,
@@ -407,10 +408,13 @@ class Catalog(ClientCatalog):
 
         Every run is journaled (``dataflow.journal``) until its stop document is written,
         so a run whose process is killed can be recovered whole (``dataflow.repair``).
+        The frame files of each run are closed before its stop document
+        (``dataflow.run_files``): a file a full disk cut short fails the run.
 
         Returns the subscription token (for ``RE.unsubscribe``).
         """
         RE.scan_id_source = self.scan_ids.scan_id_source
+        run_files.install(RE)  # (a run's files closed before its stop: run_files)
         journaled = JournalingWriter(self.writer(batch_size), self.root / JOURNAL_DIR)
         token: int = RE.subscribe(journaled)
         return token

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from . import run_files
 from .catalog import (
     Catalog,
     CatalogError,
@@ -150,9 +151,11 @@ class RemoteCatalog(ClientCatalog):
 
         With ``spool_dir`` the writer is a ``SpoolingWriter`` (``batch_size`` 1 unless
         given), which keeps documents locally while the server is unreachable and sends
-        them when it is back. Returns the subscription token.
+        them when it is back. The frame files of each run are closed before its stop
+        document (``dataflow.run_files``). Returns the subscription token.
         """
         RE.scan_id_source = self.scan_id_source
+        run_files.install(RE)  # (a run's files closed before its stop: run_files)
         callback: Any
         if spool_dir is not None:
             callback = self.spooling_writer(spool_dir, batch_size=batch_size or 1)

@@ -206,6 +206,23 @@ class FlyScans:
                                   "frames to collect; resuming continues it (its frames "
                                   "are already in the run)")
 
+    def close_run_files(self: FlyHost) -> list[str]:
+        """Close the frame files of the run that ends, before its stop document (the
+        RunEngine preprocessor ``dataflow.run_files`` calls it at ``close_run``), with
+        the readout counters: a file the disk cannot complete (``FrameFileError``) then
+        fails the run. The staging goes on into new files; a fly acquisition armed or
+        still running keeps its file until ``unstage`` (a finished one's threads are
+        let end first). Returns the paths closed."""
+        if not self.files.staged:  # (a plan that staged inside its run: unstaged already)
+            return []
+        fly = self.fly
+        keep_fly = fly is not None and not fly.done.done
+        if fly is not None and not keep_fly:
+            fly.cancel()  # (done: its threads end, nothing more is stored)
+        counters = self._counters()
+        with self._lock:
+            return self.files.end_run(counters, keep_fly)
+
     def await_resumed_fly(self: FlyHost) -> None:
         """Before a collect: wait for the end of a fly acquisition that a pause
         interrupted (unless its plan polls, ``FlyParameters.polled``), so that the frames

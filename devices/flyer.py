@@ -115,6 +115,12 @@ class DetectorFlyer:
         self._unstage_detector()
         return [self]
 
+    def close_run_files(self) -> list[str]:
+        """Close the detector's files of the run that ends, before its stop document
+        (``dataflow.run_files``; ``FirmwareDetector.close_run_files``)."""
+        closed: list[str] = self.det.close_run_files()
+        return closed
+
     def _unstage_detector(self) -> None:
         """Unstage the detector if this flyer staged it."""
         if self._staged_here:

@@ -12,7 +12,8 @@ into the file of that event's stream (:func:`devices.streams.reading_stream`), s
   always agree.
 
 While the detector is staged, the files of the staging are named
-``<device>_<time>_<id>_<stream>.h5`` and closed by ``unstage``; a fly acquisition writes
+``<device>_<time>_<id>_<stream>.h5`` and closed by ``unstage`` or, before, when a run ends
+(``end_run``: before the run's stop document, ``dataflow.run_files``); a fly acquisition writes
 its frames as they come into ``<device>_<time>_<id>_fly<k>.h5`` and, when it is closed,
 frames that no ``collect`` announced are dropped. A detector read without being staged (a
 ``SupplementalData`` baseline reads devices the plan never stages) writes each frame to a
@@ -151,6 +152,25 @@ class FrameFiles:
         self._exposures.clear()
         self._fly = None
         self._stem = None
+        return self._close_all(files, counters)
+
+    def end_run(self, counters: Mapping[str, int], keep_fly: bool = False) -> list[str]:
+        """A run ends, the staging goes on: close the files open now as :meth:`end` does
+        (before the run's stop document: ``dataflow.run_files``), but the fly file when
+        ``keep_fly`` (an acquisition still writing it); frames from now on go to new
+        files, named anew."""
+        if self._stem is None:
+            return []
+        files = [*self._streams.values()]
+        if not keep_fly and self._fly is not None:
+            files.append(self._fly)
+            self._fly = None
+        self._streams.clear()
+        self._exposures.clear()
+        self._stem = self._new_stem()
+        return self._close_all(files, counters)
+
+    def _close_all(self, files: list[FrameWriter], counters: Mapping[str, int]) -> list[str]:
         failed: BaseException | None = None
         for writer in files:
             try:
