@@ -279,7 +279,9 @@ def read_csv_stimulus(path: str | os.PathLike[str], network: Network
 
     Raises ``CliError`` naming the file, line and column for a column that names no
     signal of the network, a repeated column, a row of the wrong length, a value that
-    does not fit its signal or a trace's first row that is not the reset state.
+    does not fit its signal, a trace's first row that is not the reset state, or a last
+    row without its line break (the file may be cut short inside that row: ``0,1`` cut
+    to ``0,`` would leave the second input as it was).
     """
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -294,6 +296,10 @@ def read_csv_stimulus(path: str | os.PathLike[str], network: Network
         header = next(reader, None)
         if header is None:
             raise CliError(f"--stimulus {path}:1: empty file (no header)")
+        if not text.endswith(("\n", "\r")):
+            raise CliError(f"--stimulus {path}:{len(text.splitlines())}: the last row does "
+                           "not end with a line break: the file may be cut short inside it "
+                           "(add the line break if the row is whole)")
         inputs = [t.name for t in network.traced_signals() if t.is_input]
         for j, name in enumerate(header):
             if name not in signals:
