@@ -55,7 +55,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .assets import AssetPolicy, guard_adapters
-from .catalog_db import database_ready, folder_lock, wait_when_busy
+from .catalog_db import DamagedDatabaseError, database_ready, folder_lock, wait_when_busy
 from .file_uri import check_uri_path
 from .relocate import settle_root
 from .scan_id import ScanIdCounter
@@ -181,7 +181,7 @@ def build_server_app(data_dir: str | os.PathLike[str], api_key: str, *,
     readable = [raw, *extra]
     try:
         adapter = catalog_adapter(root, uri, readable)
-    except ServerConfigError:  # leave no empty data folder behind a database refused
+    except (ServerConfigError, DamagedDatabaseError):  # no empty data folder left behind
         for folder in reversed(created):
             with contextlib.suppress(OSError):  # not empty: something was written, keep it
                 folder.rmdir()

@@ -355,8 +355,9 @@ def test_a_file_that_is_not_a_database_is_named_with_the_reason(
     assert catalog_main(["serve", "--data", str(tmp_path / "data"), "--quiet",
                          "--db", f"sqlite:///{notes}", "--port", str(_free_port())]) == 1
     err = capsys.readouterr().err
-    assert err == (f"smeflow catalog: error: cannot open catalog database sqlite:///{notes}: "
-                   "file is not a database\n")
+    assert err == (f"smeflow catalog: error: {notes}: is not an SQLite database (its first "
+                   "bytes are not SQLite's header); left as it is: restore it from a backup "
+                   "(the runs it lists are not found without it)\n")
     assert notes.read_text() == "not a database\n" * 100
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]  # no data folder left
 
