@@ -25,8 +25,9 @@ class ScanIdCounter:
     path
         The counter file (created on first use; holds one decimal number).
     initial
-        Called once, when the file does not exist yet, for the number to continue from
-        (e.g. the highest ``scan_id`` already in the catalog).
+        Called when the file is new or empty, or its number lacks its line end (cut
+        short), for the number to continue from (e.g. the highest ``scan_id`` already in
+        the catalog).
     """
 
     def __init__(self, path: str | os.PathLike[str],
@@ -35,12 +36,19 @@ class ScanIdCounter:
         self._initial = initial
 
     def _read(self, fd: int) -> int:
+        """The stored number. An empty file, or one whose number lacks the line end every
+        write puts after it (cut short: ``123`` kept as ``12``; or written by hand), is
+        never below ``initial()`` — the catalog's highest — so no stored number is handed
+        out again."""
         os.lseek(fd, 0, os.SEEK_SET)
-        text = os.read(fd, 64).decode("ascii", "replace").strip()
+        raw = os.read(fd, 64)
+        text = raw.decode("ascii", "replace").strip()
+        floor = self._initial() if self._initial is not None and not raw.endswith(
+            b"\n") else 0
         if not text:
-            return self._initial() if self._initial is not None else 0
+            return floor
         try:
-            return int(text)
+            return max(int(text), floor)
         except ValueError:
             raise ValueError(f"{self.path}: scan number file holds {text!r}, not an "
                              "integer; fix or delete it") from None

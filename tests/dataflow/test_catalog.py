@@ -272,6 +272,21 @@ def test_corrupt_counter_file_is_named(tmp_path: Path) -> None:
         ScanIdCounter(tmp_path / "scan_id").next()
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    (b"12", 124),  # "123\n" cut short: without its line end, never below the catalog's
+    (b"500", 501),  # written by hand without a line end: still the larger
+    (b"", 124),  # emptied: the catalog's highest
+    (b"12\n", 13),  # a whole line is the counter (a number handed out but never stored)
+])
+def test_a_cut_counter_file_never_hands_out_a_stored_number(tmp_path: Path, text: bytes,
+                                                             expected: int) -> None:
+    """Before: "12" (the file "123\n" cut short) handed out 13, a number the catalog's
+    runs already had (up to 123), without a word."""
+    (tmp_path / "scan_id").write_bytes(text)
+    assert ScanIdCounter(tmp_path / "scan_id", initial=lambda: 123).next() == expected
+    assert (tmp_path / "scan_id").read_bytes() == f"{expected}\n".encode()
+
+
 def test_data_folder_default_and_environment(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SMEFLOW_DATA", raising=False)
