@@ -50,6 +50,7 @@ from typing import Any, Protocol, Self
 from . import run_files
 from .assets import AssetPolicy, guard_adapters
 from .catalog_db import (
+    check_table_store,
     damage_named,
     database_ready,
     folder_lock,
@@ -112,6 +113,7 @@ def _open_client(root: Path, readable: Sequence[Path], quiet: bool) -> Any:
 
     db = root / "catalog.db"
     ready = database_ready(db)
+    check_table_store(root / "tables.db")
     with damage_named(db):
         if ready:  # moved or copied since it was written: its assets follow it
             with folder_lock(root):

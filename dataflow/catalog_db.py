@@ -26,7 +26,8 @@ from .errors import CatalogError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SQLITE_BUSY_MS", "SYNCHRONOUS", "DamagedDatabaseError", "damage_named",
+__all__ = ["SQLITE_BUSY_MS", "SYNCHRONOUS", "DamagedDatabaseError", "check_table_store",
+           "damage_named",
            "database_damage", "database_ready", "folder_lock",
            "sync_at_checkpoints", "wait_when_busy", "write_ahead_log"]
 
@@ -89,8 +90,18 @@ def database_damage(db: Path) -> str | None:
 
 
 def _refused(db: Path, why: str) -> DamagedDatabaseError:
+    what = ("the event columns of the runs" if db.name == "tables.db"
+            else "the runs it lists")
     return DamagedDatabaseError(f"{db}: {why}; left as it is: restore it from a backup "
-                                "(the runs it lists are not found without it)")
+                                f"({what} are not found without it)")
+
+
+def check_table_store(db: Path) -> None:
+    """Raise :class:`DamagedDatabaseError` when the catalog's table store ``db``
+    (``tables.db``) is damaged (:func:`database_damage`). An empty one passes: SQLite may
+    leave the file empty until the first table is written."""
+    if os.path.lexists(db) and not (db.is_file() and db.stat().st_size == 0):
+        _refuse_damaged(db)
 
 
 def _refuse_damaged(db: Path) -> None:

@@ -55,7 +55,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .assets import AssetPolicy, guard_adapters
-from .catalog_db import DamagedDatabaseError, database_ready, folder_lock, wait_when_busy
+from .catalog_db import (
+    DamagedDatabaseError,
+    check_table_store,
+    database_ready,
+    folder_lock,
+    wait_when_busy,
+)
 from .file_uri import check_uri_path
 from .relocate import settle_root
 from .scan_id import ScanIdCounter
@@ -93,6 +99,8 @@ def catalog_adapter(data_dir: Path, database: str, readable: Sequence[Path]) -> 
     if database.startswith("sqlite:///"):
         db = Path(database[len("sqlite:///"):].partition("?")[0])
         init = not database_ready(db)
+    if _tables_uri(database, data_dir).startswith("sqlite:"):
+        check_table_store(data_dir / "tables.db")
     try:
         adapter = from_uri(database, writable_storage=[str(data_dir / "storage"),
                                                        _tables_uri(database, data_dir)],

@@ -101,6 +101,27 @@ def test_a_damaged_catalog_database_is_one_error_naming_it(
     assert not wal.exists() or wal.stat().st_size == 0
 
 
+@pytest.mark.parametrize("case", ["header only", "one page short", "signature", "a folder"])
+def test_a_damaged_table_store_is_one_error_naming_it(
+        good: Path, tmp_path: Path, case: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """``tables.db`` (the event columns): a cut one gave SQLite's 'malformed' from deep
+    inside a reduction ('internal error', several lines)."""
+    damage, message = DAMAGE[case]
+    folder = tmp_path / "data"
+    shutil.copytree(good, folder)
+    db = folder / "tables.db"
+    if case == "header only":
+        damage = _cut(100)
+    damage(db)
+    before = _digest(db)
+    with pytest.raises(CatalogError, match=re.escape(f"{db}: {message}")):
+        Catalog(folder)
+    assert main(["search", "--data", str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"smeflow catalog: error: {db}: {message}"), err
+    assert _digest(db) == before
+
+
 def test_the_good_catalog_lists_its_runs(good: Path, tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     """The damage above is the only difference (else the test above tests nothing)."""
