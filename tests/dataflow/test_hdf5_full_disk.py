@@ -122,6 +122,67 @@ def test_a_failed_writer_dropped_without_close_is_let_go_without_a_crash(
             np.testing.assert_array_equal(reader.frame(i), np.full((128, 128), i))
 
 
+READER = textwrap.dedent('''
+    import os, resource, signal, sys
+    import h5py
+    import numpy as np
+    from dataflow.hdf5 import FrameFileError, FrameWriter, failed_write
+
+    w = FrameWriter(sys.argv[1], "f.h5", (128, 128))
+    w.append(np.full((128, 128), 0, np.uint16))
+    list(w.asset_docs())
+    fd = os.open(w.path, os.O_RDONLY)  # (as the catalog's adapter opens a frame file)
+    reader = h5py.File(f"/proc/self/fd/{fd}", "r", swmr=True)
+    print("reader:", reader["entry/data/data"].shape[0], flush=True)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail: EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (400_000, 400_000))
+    announced = 1
+    try:
+        for i in range(1, 100):
+            w.append(np.full((128, 128), i, np.uint16))
+            if list(w.asset_docs()):
+                announced = i + 1
+    except OSError as exc:
+        print("write failed:", exc.errno, flush=True)
+    try:
+        w.close()
+    except FrameFileError as exc:
+        print("close:", exc, flush=True)
+    print("failed_write:", failed_write(w.path), flush=True)
+    print("announced:", announced, flush=True)
+''')
+
+
+def test_a_reader_in_the_same_process_holding_the_failed_file(tmp_path: Path) -> None:
+    """A same-process reader (opened as the catalog's adapter opens a frame file) holds
+    the file when the disk fills: HDF5 shares one open file between the two handles and
+    flushes it at every close, so neither can be closed while the file cannot be written
+    (closing the reader first fails alike). No crash, and the error says so: it said
+    "the file was closed as found", which it was not. HDF5's shutdown then writes a
+    superblock ending past the file (403456 of 400000 bytes), still flagged open for
+    writing: the reader opens it as a file being written (chunks checked against the
+    file's size) instead of refusing it as truncated, and the announced frames read."""
+    done = subprocess.run([sys.executable, "-c", READER, str(tmp_path)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[:2] == ["reader: 1", f"write failed: {errno.EFBIG}"]
+    path = tmp_path / "f.h5"
+    (close,) = [line for line in lines if line.startswith("close:")]
+    assert lines[-2] == "failed_write: File too large"
+    announced = int(lines[-1].removeprefix("announced: "))
+    assert announced >= 8
+    assert close.endswith(f"{path}: the frame file could not be written to the end (File "
+                          f"too large); the {announced} frames announced before stay "
+                          "readable, another "
+                          "HDF5 handle of this process (a reader) has the file open, and "
+                          "HDF5 can close none of its handles while it cannot write the "
+                          "file: it is left as found, without its .sha256")
+    with open_frames(path) as reader:  # the frames announced before are intact
+        for i in range(announced):
+            np.testing.assert_array_equal(reader.frame(i), np.full((128, 128), i))
+
+
 def test_the_recorder_hashes_a_failed_file_at_once_and_says_why(
         catalog: Catalog, frame_cam: Any) -> None:
     """A scan whose disk fills up after two frames: the run says it failed, the record
