@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -61,7 +62,7 @@ from .hdf5_files import (
     resolve_in_folder,
 )
 from .hdf5_layout import Layout, chunks_for, per_frame_chunks, tomo_chunks
-from .hdf5_nexus import write_nexus_tree
+from .hdf5_nexus import EntryNames, write_end_time, write_nexus_tree
 from .hdf5_read import (
     DEFAULT_DATASET,
     FrameReader,
@@ -136,6 +137,8 @@ class FrameWriter(WriterClosing):
     geometry
         The run's detector geometry (:class:`geometry.PoniGeometry`, of these frames),
         written as NXmx (``dataflow.hdf5_nxmx``).
+    names
+        The instrument's, source's and sample's names (``dataflow.hdf5_nexus.EntryNames``).
     lost_frames
         Keep dataset ``<dataset>_lost`` (named by the frame dataset's ``lost_frames``
         attribute): the acquisition indices of frames that never reached the file
@@ -156,7 +159,7 @@ class FrameWriter(WriterClosing):
                  counters: Sequence[str] = (),
                  detector_fields: Mapping[str, Any] | None = None,
                  start_time: float | None = None, geometry: PoniGeometry | None = None,
-                 lost_frames: bool = False) -> None:
+                 names: EntryNames | None = None, lost_frames: bool = False) -> None:
         shape = tuple(int(n) for n in frame_shape)
         if len(shape) != 2 or min(shape) < 1:
             raise ValueError(f"frame_shape {tuple(frame_shape)}: expected (rows, cols) >= 1")
@@ -175,6 +178,7 @@ class FrameWriter(WriterClosing):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._init_closing()
         self._count = 0
+        self._last: float | None = None  # (when the last frame came: the file's end_time)
         self._flushed = 0
         self._announced = 0
         self._resource_sent = False
@@ -211,7 +215,8 @@ class FrameWriter(WriterClosing):
                                         lost_frames)
             self._beside: list[h5py.Dataset] = [self._crc]  # one value a frame, kept first
             self._nexus = write_nexus_tree(self._file, dataset, detector_fields or {},
-                                           start_time=start_time, geometry=geometry)
+                                           start_time=start_time, geometry=geometry,
+                                           names=names)
             self._before_swmr()
             self._file.swmr_mode = True
         except BaseException:
@@ -228,6 +233,12 @@ class FrameWriter(WriterClosing):
 
     def _before_swmr(self) -> None:
         """Create what a subclass keeps in the file (before SWMR mode, which adds none)."""
+
+    def _before_close(self) -> None:
+        """Complete the file before it closes (its NeXus end time; subclasses add theirs)."""
+        if self._nexus:
+            write_end_time(self._file, self.dataset_path,
+                           self._last if self._last is not None else time.time())
 
     def _frames_options(self) -> dict[str, Any]:
         """More ``create_dataset`` options of the frame dataset (for subclasses)."""
@@ -291,6 +302,7 @@ class FrameWriter(WriterClosing):
                 self._truncate(start)
                 raise
             self._count += n
+            self._last = time.time()
             k = self.chunk_shape[0]
             if self._block is not None and self.flush_every == k:
                 if self._count // k * k > self._flushed:  # blocks the file has whole

@@ -69,6 +69,9 @@ class WriterClosing:
         """Make every appended frame visible (the writer's; called before the close)."""
         raise NotImplementedError
 
+    def _before_close(self) -> None:
+        """Complete the file before it closes (the writer's: its NeXus end time…)."""
+
     @property
     def closed(self) -> bool:
         """True once the file is closed (``close()`` or ``close_file()``)."""
@@ -108,6 +111,7 @@ class WriterClosing:
         if self._dropped is not None:
             self._dropped.detach()
         try:  # (what needs room fails in the flushes, while the file id is whole)
+            self._before_close()
             self.flush()
             self._file.flush()
         except Exception as exc:  # HDF5 cannot write the file: a full disk

@@ -10,7 +10,16 @@ detector fields the writer is given (``count_time`` in s,
 ``x_pixel_size``/``y_pixel_size`` in m, ``description``, the ``pixel_mask`` bits of
 ``dataflow.pixel_mask``, gzip-compressed …), so NeXus readers (``nexusformat``, silx view,
 DAWN) open it and find the image stack. ``/ENTRY/start_time`` is the first frame's exposure
-start (ISO 8601, UTC, ``Z``) when the writer is told it. A run that knows its geometry
+start (ISO 8601, UTC, ``Z``) when the writer is told it; ``/ENTRY/end_time`` and
+``end_time_estimated`` are when the last frame reached the file (when the file closed, if
+no frame did). A file is in SWMR mode from its creation on, where HDF5 adds no dataset, so
+both are made when the file is (fixed-length strings, ``END_TIME_DTYPE``): ``end_time``
+empty and ``end_time_estimated`` the start time (the file's creation when not told), and
+written when the writer closes the file (``write_end_time``): a file its writer never
+closed keeps an empty ``end_time`` (NXmx would omit it; SWMR cannot).
+The names NXmx asks for (``EntryNames``: the instrument's at ``/ENTRY/instrument/name``,
+the source's at ``/ENTRY/source/name``, the sample's at ``/ENTRY/sample/name``) are
+written when the writer is given them. A run that knows its geometry
 (pyFAI's PONI parameters, :class:`geometry.PoniGeometry`) has it written as NXmx
 (``dataflow.hdf5_nxmx``: definition, beam wavelength, detector distance, beam centre and
 the chain of transformations placing it, the sample), and a rotating sample's per-frame
@@ -21,6 +30,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import h5py
@@ -32,12 +42,29 @@ if TYPE_CHECKING:
     from geometry import PoniGeometry
 
 
+END_TIME_DTYPE = np.dtype("S32")
+"""The end times' type: fixed-length (an ISO 8601 time in UTC is 27 bytes), which a file in
+SWMR mode can overwrite (a variable-length string lives in a heap SWMR does not allow)."""
+
+
+@dataclass(frozen=True)
+class EntryNames:
+    """The names a frame file records (NXmx requires all three); None: not written."""
+
+    instrument: str | None = None
+    """The beamline's (``/ENTRY/instrument/name``)."""
+    source: str | None = None
+    """The X-ray source's: the storage ring or facility (``/ENTRY/source/name``)."""
+    sample: str | None = None
+    """The sample's (``/ENTRY/sample/name``)."""
+
+
 def write_nexus_tree(f: h5py.File, dataset: str, detector_fields: Mapping[str, Any], *,
-                     start_time: float | None = None,
-                     geometry: PoniGeometry | None = None) -> bool:
+                     start_time: float | None = None, geometry: PoniGeometry | None = None,
+                     names: EntryNames | None = None) -> bool:
     """Make ``f`` a NeXus file around its frame ``dataset`` (see the module docstring),
-    with ``start_time`` (s since the epoch) and the NXmx ``geometry`` when given; False
-    (nothing written) when the dataset is not at ``/ENTRY/DATA/NAME``."""
+    with ``start_time`` (s since the epoch), the NXmx ``geometry`` and the ``names`` when
+    given; False (nothing written) when the dataset is not at ``/ENTRY/DATA/NAME``."""
     parts = dataset.strip("/").split("/")
     if len(parts) != 3:
         return False
@@ -67,9 +94,34 @@ def write_nexus_tree(f: h5py.File, dataset: str, detector_fields: Mapping[str, A
             node.attrs["units"] = units
     if start_time is not None:
         entry["start_time"] = iso_time(start_time)
+    entry.create_dataset("end_time", data=np.bytes_(b""), dtype=END_TIME_DTYPE)
+    estimate = iso_time(start_time if start_time is not None else
+                        datetime.datetime.now(datetime.UTC).timestamp())
+    entry.create_dataset("end_time_estimated", data=np.bytes_(estimate.encode()),
+                         dtype=END_TIME_DTYPE)
+    _write_names(entry, names or EntryNames())
     if geometry is not None:
         write_nxmx(f, entry_name, geometry)
     return True
+
+
+def _write_names(entry: h5py.Group, names: EntryNames) -> None:
+    for group, nx_class, name in (("instrument", "NXinstrument", names.instrument),
+                                  ("source", "NXsource", names.source),
+                                  ("sample", "NXsample", names.sample)):
+        if name is not None:
+            node = entry.require_group(group)
+            node.attrs["NX_class"] = nx_class
+            node["name"] = name
+
+
+def write_end_time(f: h5py.File, dataset: str, t: float) -> None:
+    """Set the end times ``write_nexus_tree`` made in ``f`` (around ``dataset``) to ``t``
+    (s since the epoch)."""
+    entry = f[dataset.strip("/").split("/")[0]]
+    when = np.bytes_(iso_time(t).encode())
+    entry["end_time"][()] = when
+    entry["end_time_estimated"][()] = when
 
 
 def iso_time(t: float) -> str:

@@ -38,13 +38,11 @@ geometries of every rotation and orientation and read them back, compare the cha
 positions with ``PoniGeometry.lab_positions`` through the NXmx reader of DIALS, ``nxmx``,
 and the beam centre and distance with pyFAI's own Fit2D conversion).
 
-Not written, because the simulation does not know them: the sensor's material and
-thickness, the instrument's and the source's names, the sample's name and the end time
-(a frame file is in SWMR mode from its first frame on, and HDF5 then adds no field to
-it); NXmx requires these, so an NXmx validator names them as missing (nexusformat's
-``validate_application`` does, and nothing else: a test checks that list), and dxtbx,
-which needs the sensor material for its parallax correction, does not build a detector
-model from these files.
+The rest of what NXmx requires is the writer's, given or not: the sensor's material and
+thickness (``NXdetector`` fields, ``devices.frame_nexus``), the instrument's, source's and
+sample's names and the end times (``dataflow.hdf5_nexus``). With them nexusformat's
+``validate_application`` finds nothing missing (tests check it, and that without them it
+names exactly those).
 """
 
 from __future__ import annotations

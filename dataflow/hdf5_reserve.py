@@ -20,6 +20,7 @@ only once every reserved frame has its checksum: a frame never written cannot be
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -81,6 +82,7 @@ class ReservedFrameWriter(FrameWriter):
                              "not all of them are reserved frames without one")
         self._crc[first:frames.stop] = values
         self._unchecked.difference_update(frames)
+        self._last = time.time()  # (frames in the file: its NeXus end time, so far)
 
     def asset_docs(self) -> Any:
         """See :meth:`FrameWriter.asset_docs`; refused while a reserved frame has no

@@ -6,7 +6,9 @@ Shepp–Logan phantom through imaging optics, 20 µm effective pixels) for tomog
 ``use_powder()`` (a CeO2 capillary, the detector looking at the diffraction rings directly
 with 172 µm pixels, PONI at the detector centre) for diffraction. The device ``sample``
 (a :class:`SampleChanger`) swaps them from a plan, ``bps.mv(beamline.sample, "powder")``,
-which is how a plan queue or a notebook changes the experiment.
+which is how a plan queue or a notebook changes the experiment. The detector's frame files
+name the beamline (:data:`BEAMLINE_NAME`, also its runs' ``beamline`` metadata), the
+source (:data:`SOURCE_NAME`) and the sample in the beam (NXmx requires the three).
 """
 
 from __future__ import annotations
@@ -35,6 +37,12 @@ IMAGING_PIXEL = 20e-6
 """Effective pixel of the imaging optics (m): 256 pixels see 5.1 mm."""
 DIFFRACTION_PIXEL = 172e-6
 """Pixel of the detector looking at the rings directly (m), Pilatus-like."""
+BEAMLINE_NAME = "smeflow-sim"
+"""The simulated beamline's name: its runs' ``beamline`` metadata (``smeflow demo``, the
+queue server's RunEngine) and its frame files' instrument (NeXus ``/entry/instrument/name``)."""
+SOURCE_NAME = "smeflow-sim storage ring (simulated)"
+"""The X-ray source the frame files name (NeXus ``/entry/source/name``): the ring whose
+current the beam monitor reads."""
 HC_KEV_ANGSTROM = 12.398419843320026
 """Planck's constant × the speed of light in keV·Å: a photon of λ Å has this ÷ λ keV."""
 
@@ -120,7 +128,8 @@ class Beamline:
         rot = RotationStage(name="rotation", time_scale=time_scale)
         shutter = FastShutter(name="shutter", actuation_time=0.01, time_scale=time_scale)
         beam = BeamMonitor(name="beam")
-        phantom = PhantomSample(shepp_logan_3d(radius=2.0, mu=1.0))
+        phantom = PhantomSample(shepp_logan_3d(radius=2.0, mu=1.0),
+                                name="3D Shepp-Logan phantom")
         geometry = PoniGeometry(dist=0.12, poni1=rows / 2 * DIFFRACTION_PIXEL,
                                 poni2=cols / 2 * DIFFRACTION_PIXEL,
                                 pixel1=DIFFRACTION_PIXEL, pixel2=DIFFRACTION_PIXEL,
@@ -132,6 +141,7 @@ class Beamline:
                                params=None if layout is not None else p, layout=layout,
                                pixel_size=IMAGING_PIXEL, backend=backend,
                                time_scale=exposure_time_scale)
+        det.instrument_name, det.source_name = BEAMLINE_NAME, SOURCE_NAME
         return cls(sx, sy, rot, shutter, beam, scene, det, phantom, powder, geometry)
 
     def use_phantom(self) -> None:

@@ -36,10 +36,11 @@ good, corrupt and dropped frames, framing errors, stray words, since the staging
 are written into the file (``dataflow.hdf5.read_counters`` reads them), so a run's files
 say what the link lost; a failed trigger's reason carries them too. Each file is a NeXus
 file (``dataflow.hdf5``) whose ``NXdetector`` records the exposure (``count_time``), the
-pixel size, the energy threshold, the counters' depth and the saturation value, and whose
-``start_time`` is its first frame's trigger (not for a fly file, opened before its first
-trigger; a fly file keeps each frame's rotation angle as the sample's goniometer axis);
-with a ``geometry`` it is NXmx (``devices.frame_nexus``).
+pixel size, the energy threshold, the sensor's material and thickness, the counters'
+depth and the saturation value; it names the beamline, the source and the sample, its
+``end_time`` is when its last frame came and its ``start_time`` its first frame's
+trigger (not for a fly file, opened before its first trigger; a fly file keeps each
+frame's rotation angle as the sample's goniometer axis); with a ``geometry`` it is NXmx (``devices.frame_nexus``).
 
 Configuration signals (``read_configuration``): ``exposure`` (s), ``energy_threshold``
 (keV, the sensor's comparator), ``threshold`` (counts, the firmware's zero suppression),
@@ -72,6 +73,7 @@ from ophyd.utils.errors import RedundantStaging
 
 from dataflow.hdf5 import FrameWriter
 from dataflow.hdf5_angles import AngleFrameWriter
+from dataflow.hdf5_nexus import EntryNames
 from dataflow.hdf5_nxmx import SampleAxis
 from dataflow.packets import ReadoutFrame
 from dataflow.pixel_mask import bin_mask
@@ -187,18 +189,26 @@ class FirmwareDetector(StepScans, FlyScans, Device):  # type: ignore[misc]
                              "params), not both")
         self.params = (layout.module if layout is not None
                        else params or detector_params(256, 256))
-        self.layout = layout or DetectorLayout.single(self.params)
+        self.layout = layout or DetectorLayout.single(
+            self.params, *([sensor.layer] if sensor is not None else []))
         self.workers = workers
         self.pixel_size = pixel_size
         self.geometry: PoniGeometry | None = None
         """Where the detector sits and the beam's wavelength (pyFAI's PONI parameters, of
         the sensor's pixels), when known: loaded at ``stage()`` and written into the frame
         files as NXmx (``devices.frame_nexus``; ``Beamline.use_powder`` sets it)."""
+        self.instrument_name: str | None = None
+        """The beamline's name, which the frame files record (``Beamline.create`` sets it)."""
+        self.source_name: str | None = None
+        """The X-ray source's name, which the frame files record (``Beamline.create``)."""
         self.sensor = sensor or SensorModel(self.layout, dead_pixels=4 * self.layout.modules,
                                             hot_pixels=2 * self.layout.modules, seed=7)
         if self.sensor.shape != self.layout.shape:
             raise ValueError(f"{name}: the sensor model is {self.sensor.shape}, the detector "
                              f"{self.layout.shape}")
+        if self.sensor.layer != self.layout.sensor:  # (the files record the model's)
+            raise ValueError(f"{name}: the sensor model's layer is {self.sensor.layer}, the "
+                             f"layout's {self.layout.sensor}")
         self.tables = tables or self.bad_pixel_tables()
         self.time_scale = time_scale
         self.backend.put(backend)
@@ -324,7 +334,8 @@ class FirmwareDetector(StepScans, FlyScans, Device):  # type: ignore[misc]
             "attrs": {"backend": backend},
             "detector_fields": detector_fields(
                 pixel=(pixel_y, pixel_x), backend=backend, mask=mask,
-                energy_threshold=float(self.energy_threshold.get())),
+                energy_threshold=float(self.energy_threshold.get()),
+                sensor=self.sensor.layer),
             "geometry": geometry}
         self.masked_pixels.put(int(np.count_nonzero(mask)), force=True)
 
@@ -335,14 +346,17 @@ class FirmwareDetector(StepScans, FlyScans, Device):  # type: ignore[misc]
         set by ``prepare`` after the staging), not the staging's; ``started``: when its
         first frame's exposure started (NeXus ``start_time``), if known; a ``fly`` file
         keeps the rotation stage's angle at each frame's trigger (the NeXus sample's
-        goniometer axis)."""
+        goniometer axis); the instrument's, the source's and the sample in the beam's names
+        (the scene's sample's ``name``)."""
         attrs, fields = self._file_attrs["attrs"], self._file_attrs["detector_fields"]
         options: dict[str, Any] = {"axis": SampleAxis(self.scene.rotation.name)} if fly else {}
         return (AngleFrameWriter if fly else FrameWriter)(
             self.folder, name, self._file_shape, data_key=self.image_key,
             counters=READOUT_COUNTERS, lost_frames=True, attrs={**attrs, "exposure": exposure},
             detector_fields={**fields, "count_time": (exposure, "s")}, start_time=started,
-            geometry=self._file_attrs["geometry"], **options)
+            geometry=self._file_attrs["geometry"], names=EntryNames(
+                self.instrument_name, self.source_name, getattr(self.scene.sample, "name",
+                                                                None)), **options)
 
     def _counters(self) -> dict[str, int]:
         """The readout counters now (since the configuration was loaded: ``stage()``)."""

@@ -1,7 +1,9 @@
 """What a detector's frame files say about it in NeXus (``dataflow.hdf5_nexus``).
 
 Every file's ``NXdetector`` records the pixel size, the description, the energy
-threshold, the ``pixel_mask`` (and, per file, the ``count_time``), and what the firmware
+threshold, the sensor's material and thickness (``sensor_material``, ``sensor_thickness``
+in m: the sensor model's ``layer``), the ``pixel_mask`` (and, per file, the
+``count_time``), and what the firmware
 makes of the counts: ``bit_depth_readout`` = 20, the depth of the sensor's pixel counters
 (``fpga.designs.params.PIXEL_BITS``), and ``saturation_value`` = 65534: the firmware
 writes a saturated pixel (a full counter, or a corrected or binned value past the 16-bit
@@ -20,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from fpga.designs.layout import SensorLayer
 from fpga.designs.params import OUT_MAX, PIXEL_BITS
 from geometry import PoniGeometry
 
@@ -30,14 +33,16 @@ SATURATION_VALUE = OUT_MAX - 1
 
 
 def detector_fields(*, pixel: tuple[float, float], backend: str, energy_threshold: float,
-                    mask: np.ndarray) -> dict[str, Any]:
+                    mask: np.ndarray, sensor: SensorLayer) -> dict[str, Any]:
     """The ``NXdetector`` fields of the frames now (``pixel``: (rows, columns) in m, binned
-    like the frames)."""
+    like the frames; ``sensor``: the sensor model's layer)."""
     return {
         "x_pixel_size": (float(pixel[1]), "m"),
         "y_pixel_size": (float(pixel[0]), "m"),
         "description": f"smeflow photon-counting detector, SME firmware ({backend} backend)",
         "threshold_energy": (float(energy_threshold), "keV"),
+        "sensor_material": sensor.material,
+        "sensor_thickness": (float(sensor.thickness), "m"),
         "bit_depth_readout": PIXEL_BITS,
         "saturation_value": SATURATION_VALUE,
         # (with the frames, for a plan that publishes no mask stream: bp.count)

@@ -326,10 +326,13 @@ class PhantomSample:
         The attenuation phantom.
     incident
         The incident beam (its image is also the flat field).
+    name
+        What the frame files call the sample (NeXus ``/entry/sample/name``).
     """
 
     phantom: EllipsoidPhantom
     incident: IncidentBeam = field(default_factory=IncidentBeam)
+    name: str = "attenuation phantom"
 
     def flux(self, pose: Pose, shape: tuple[int, int], pixel_size: PixelSize) -> FloatImage:
         """Photons/s per pixel behind the sample at nominal ring current."""

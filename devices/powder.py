@@ -248,6 +248,11 @@ class PowderSample:
         default_factory=dict, init=False, repr=False, compare=False, hash=False
     )
 
+    @property
+    def name(self) -> str:
+        """What the frame files call the sample (NeXus ``/entry/sample/name``)."""
+        return f"{self.crystal.name} powder"
+
     def __post_init__(self) -> None:
         if self.geometry.wavelength is None:
             raise ValueError("PowderSample.geometry needs a wavelength (the ring positions "

@@ -208,6 +208,8 @@ class EmptyBeam:
     """No sample in the beam: the detector sees the incident beam (a flat field)."""
 
     incident: IncidentBeam = IncidentBeam()
+    name: str = "none (empty beam)"
+    """What the frame files call the sample (NeXus ``/entry/sample/name``)."""
 
     def flux(self, pose: Pose, shape: tuple[int, int], pixel_size: PixelSize) -> FloatImage:
         """The incident beam image, independent of the pose."""

@@ -29,8 +29,11 @@ whatever thread draws them. That pass is what lets a megapixel detector keep up 
 firmware (about 10 ms per 1024×1024 frame of a diffraction pattern, most means below 10;
 6 ms when its means are those of the exposure before: ``expose``).
 
-Not modelled: charge sharing between pixels, count-rate dead time (pile-up) and the
-energy spectrum of the beam (monochromatic beam assumed).
+Not modelled: the sensor's absorption (its quantum efficiency: the flux is what reaches
+the comparators), charge sharing between pixels, count-rate dead time (pile-up) and the
+energy spectrum of the beam (monochromatic beam assumed). The sensor's material and
+thickness (``layer``: the layout's, ``fpga.designs.layout.SensorLayer``, 450 µm of silicon
+unless told) describe the detector the model stands for; the frame files record them.
 
 Defects, at positions drawn once from the seed: dead pixels always read 0; hot pixels
 count at ``hot_rate`` counts/s on top of any photons (so they saturate in long
@@ -51,7 +54,7 @@ from typing import Any, TypeVar, overload
 import numpy as np
 import numpy.typing as npt
 
-from fpga.designs.layout import DetectorLayout
+from fpga.designs.layout import PILATUS_SENSOR, DetectorLayout, SensorLayer
 from fpga.designs.params import PIXEL_MAX, ChainParams
 
 from .counting import NORMAL_MIN_MEAN, CounterWords, KeptTerms, draw_counts
@@ -125,7 +128,11 @@ class SensorModel:
     Parameters
     ----------
     params
-        Frame shape (the firmware's build parameters).
+        Frame shape (the firmware's build parameters), or the detector's layout.
+    layer
+        The sensor's material and thickness (default: ``params``'s when it is a layout,
+        else :data:`~fpga.designs.layout.PILATUS_SENSOR`); recorded, not used in the
+        counts (no absorption is modelled).
     photon_energy, threshold, energy_sigma, threshold_dispersion
         Beam energy, counting threshold, energy resolution (rms) of the pixel front end and
         rms pixel-to-pixel threshold spread after trimming, in keV (see the module text).
@@ -144,7 +151,13 @@ class SensorModel:
     def __init__(self, params: ChainParams | DetectorLayout, *, photon_energy: float = 12.0,
                  threshold: float = 6.0, energy_sigma: float = 0.5,
                  threshold_dispersion: float = 0.0, dead_pixels: int = 0, hot_pixels: int = 0,
-                 hot_rate: float = 1e6, seed: int = 0) -> None:
+                 hot_rate: float = 1e6, seed: int = 0,
+                 layer: SensorLayer | None = None) -> None:
+        if layer is not None and not isinstance(layer, SensorLayer):
+            raise ValueError(f"SensorModel: layer must be a SensorLayer, not {layer!r}")
+        self.layer = layer or (params.sensor if isinstance(params, DetectorLayout)
+                               else PILATUS_SENSOR)
+        """The sensor's material and thickness (see the module docstring)."""
         if isinstance(params, DetectorLayout):
             self.shape: tuple[int, int] = params.shape
         elif isinstance(params, ChainParams):

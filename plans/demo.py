@@ -93,13 +93,13 @@ def run_demo(data_dir: Path, out_dir: Path, *, projections: int = 90, backend: s
     from analysis.live import LiveReducer
     from dataflow.catalog import Catalog
     from dataflow.provenance import ProvenanceRecorder
-    from devices.beamline import Beamline
+    from devices.beamline import BEAMLINE_NAME, Beamline
     from plans import diffraction_scan, tomo_scan
     from sme.progress import progress_enabled
 
     out_dir.mkdir(parents=True, exist_ok=True)
     catalog = Catalog(data_dir)
-    RE = RunEngine({"beamline": "smeflow-sim", "operator": "demo"})
+    RE = RunEngine({"beamline": BEAMLINE_NAME, "operator": "demo"})
     catalog.subscribe(RE)
     # digests of every raw and derived file (with the readout counters) go into each run
     recorder = ProvenanceRecorder.for_catalog(catalog)

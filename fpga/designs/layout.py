@@ -14,6 +14,16 @@ between module rows, 2463 × 2527 pixels in all, 20-bit counters; each module's 
 takes 32 pixels per tick (a line is 16 words, its last 25 lanes padding) without the 2×2
 binning stage (a Pilatus does not bin). A single-module layout
 (:meth:`DetectorLayout.single`) is the plain detector of one chain.
+
+Every layout names its sensor (:class:`SensorLayer`: the material that absorbs the X-rays
+and its thickness), which the frame files record (NeXus ``sensor_material`` and
+``sensor_thickness``, which NXmx requires and dxtbx needs for its detector model). The
+default, and the Pilatus 6M's, is :data:`PILATUS_SENSOR`: 450 µm of silicon, the thinner
+of the two silicon sensors of Dectris's PILATUS3 X detectors (450 or 1000 µm; CdTe for
+high energies); the simulated pixels are Pilatus-like (172 µm, 20-bit counters). The
+sensor model (``devices.sensor``) counts what reaches its comparators and computes no
+absorption, so the material and thickness are a description of the detector the
+simulation stands for, taken from the same layout object the sensor model is built on.
 """
 
 from __future__ import annotations
@@ -27,17 +37,41 @@ import numpy.typing as npt
 
 from .params import ChainParams
 
-__all__ = ["PILATUS_6M", "DetectorLayout"]
+__all__ = ["PILATUS_6M", "PILATUS_SENSOR", "DetectorLayout", "SensorLayer"]
+
+
+@dataclass(frozen=True)
+class SensorLayer:
+    """The sensor of a detector: ``material`` (its chemical formula, as NeXus's
+    ``sensor_material``: ``"Si"``, ``"CdTe"``) ``thickness`` metres thick."""
+
+    material: str
+    thickness: float
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.material, str) or not self.material.strip():
+            raise ValueError(f"SensorLayer.material must be a name such as 'Si', not "
+                             f"{self.material!r}")
+        t = self.thickness
+        if isinstance(t, bool) or not isinstance(t, int | float) or not 0 < t < 0.1:
+            raise ValueError(f"SensorLayer.thickness must be metres, > 0 and < 0.1 (a "
+                             f"sensor is µm to mm thick), not {t!r}")
+
+
+PILATUS_SENSOR = SensorLayer("Si", 450e-6)
+"""450 µm of silicon: a PILATUS3 X detector's sensor (Dectris makes them 450 or 1000 µm
+thick, and with CdTe sensors for high energies)."""
 
 
 @dataclass(frozen=True)
 class DetectorLayout:
     """``grid`` (module rows, module columns) of modules built for ``module``, ``gap``
-    pixels (between module rows, between module columns) apart."""
+    pixels (between module rows, between module columns) apart, with ``sensor``."""
 
     module: ChainParams
     grid: tuple[int, int] = (1, 1)
     gap: tuple[int, int] = (0, 0)
+    sensor: SensorLayer = PILATUS_SENSOR
 
     def __post_init__(self) -> None:
         if not isinstance(self.module, ChainParams):
@@ -49,15 +83,19 @@ class DetectorLayout:
                                for n in v)):
                 raise ValueError(f"DetectorLayout.{name} must be two ints >= {low} (rows, "
                                  f"columns), not {v!r}")
+        if not isinstance(self.sensor, SensorLayer):
+            raise ValueError(f"DetectorLayout.sensor must be a SensorLayer, not "
+                             f"{self.sensor!r}")
         if self.modules > 1 and self.module.binning:
             raise ValueError("DetectorLayout: the modules of a multi-module detector are built "
                              "without the binning stage (ChainParams(..., binning=False)); a "
                              "binned module frame would not tile the detector's frame")
 
     @classmethod
-    def single(cls, params: ChainParams) -> DetectorLayout:
+    def single(cls, params: ChainParams, sensor: SensorLayer = PILATUS_SENSOR
+               ) -> DetectorLayout:
         """One module: the detector of one chain."""
-        return cls(params)
+        return cls(params, sensor=sensor)
 
     @property
     def modules(self) -> int:
@@ -139,5 +177,6 @@ class DetectorLayout:
 
 
 PILATUS_6M = DetectorLayout(ChainParams(195, 487, 32, binning=False), grid=(12, 5),
-                            gap=(17, 7))
-"""A Pilatus 6M: 2527 × 2463 pixels (rows × columns), 60 modules of 195 × 487."""
+                            gap=(17, 7), sensor=PILATUS_SENSOR)
+"""A Pilatus 6M: 2527 × 2463 pixels (rows × columns), 60 modules of 195 × 487, 450 µm of
+silicon (a PILATUS3 X 6M's thinner sensor)."""

@@ -51,7 +51,7 @@ from bluesky.protocols import Movable, Readable
 
 import plans
 from dataflow.catalog import Catalog
-from devices.beamline import Beamline
+from devices.beamline import BEAMLINE_NAME, Beamline
 from fpga.designs.params import detector_params
 from plans.beamline_md import beamline_metadata
 from plans.qserver.settings import QueueSettings
@@ -93,7 +93,7 @@ diffraction_count = _queueable(plans.diffraction_count)
 
 _settings = QueueSettings.from_environment(os.environ)
 _catalog = Catalog()
-RE = RunEngine({"beamline": "smeflow-sim", "source": "smeflow queue"})
+RE = RunEngine({"beamline": BEAMLINE_NAME, "source": "smeflow queue"})
 _catalog.subscribe(RE)
 _beamline = Beamline.create(_catalog.raw_dir, backend=_settings.backend,
                             params=detector_params(*_settings.frame))

@@ -23,13 +23,16 @@ def _stack(n: int) -> np.ndarray:
 
 
 def _tree(path: Path) -> dict[str, tuple[object, ...]]:
-    """Every dataset's shape, dtype, chunks, attributes and values, by name."""
+    """Every dataset's shape, dtype, chunks, attributes and values, by name (of the end
+    times, the value's length: when the last frame came differs between two files)."""
     out: dict[str, tuple[object, ...]] = {}
 
     def visit(name: str, node: object) -> None:
         if isinstance(node, h5py.Dataset):
             attrs = {k: str(v) for k, v in node.attrs.items()}
-            out[name] = (node.shape, node.dtype.str, node.chunks, attrs, node[()].tobytes())
+            value = node[()]
+            out[name] = (node.shape, node.dtype.str, node.chunks, attrs,
+                         len(value) if name.startswith("entry/end_time") else value.tobytes())
 
     with h5py.File(path, "r") as f:
         f.visititems(visit)

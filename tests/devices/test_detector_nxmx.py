@@ -1,12 +1,15 @@
 """A diffraction run's frame files carry the geometry its reduction integrates with, as
 NXmx (``devices.frame_nexus``): read back from the file (``read_nxmx_geometry``, and DIALS'
 ``nxmx`` reader for the beam centre), it is the start document's ``geometry`` — binned or
-not — and the files' ``start_time`` is their first frame's trigger; a fly file keeps
-each frame's sample angle as the sample's goniometer axis."""
+not — and the files' ``start_time`` is their first frame's trigger; with the sensor
+model's material and thickness and the beamline's, source's and sample's names,
+nexusformat's NXmx validator finds nothing missing; a fly file keeps each frame's sample
+angle as the sample's goniometer axis."""
 
 from __future__ import annotations
 
 import datetime
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,10 +20,14 @@ import h5py
 import nxmx
 import pytest
 from bluesky import RunEngine
+from nexusformat.nexus import validate
 
 from dataflow.hdf5_nxmx import read_nxmx_geometry
-from devices.beamline import Beamline
+from devices.beamline import BEAMLINE_NAME, SOURCE_NAME, Beamline
+from devices.detector import FirmwareDetector
 from devices.rotation import ContinuousRotation
+from devices.sensor import SensorModel
+from fpga.designs.layout import DetectorLayout, SensorLayer
 from fpga.designs.params import ChainParams
 from geometry import PoniGeometry
 from plans import diffraction_scan
@@ -78,6 +85,40 @@ def test_a_diffraction_runs_files_hold_its_geometry(beamline: Any, binning: bool
         started = entry.start_time.timestamp()
         assert start["time"] <= started <= first_event["time"]
         assert entry.start_time.utcoffset() == datetime.timedelta(0)
+        # what NXmx requires besides the geometry: the sensor model's layer, the names
+        assert (detector.sensor_material, detector.sensor_thickness.to("m").magnitude) == \
+            (bl.det.sensor.layer.material, pytest.approx(bl.det.sensor.layer.thickness))
+        assert bl.det.sensor.layer == SensorLayer("Si", 450e-6)
+        assert entry.instruments[0].name == BEAMLINE_NAME
+        assert entry.source.name == SOURCE_NAME
+        assert entry.samples[0].name == "CeO2 powder"
+        assert entry.end_time is not None and entry.end_time >= entry.start_time
+    level = validate.logger.level
+    validate.logger.setLevel(logging.CRITICAL)
+    try:
+        result = validate.validate_application(primary_file(bl))
+    finally:
+        validate.logger.setLevel(level)
+    assert result is not None and result[1] == 0  # (no error: nothing required missing)
+
+
+def test_the_files_record_the_sensor_models_layer(tmp_path: Path) -> None:
+    """The layout's sensor is the model's; a model of another sensor is refused, so what
+    the files say cannot differ from what the model is."""
+    bl = Beamline.create(tmp_path, params=P, backend="interp", time_scale=0.001)
+    try:
+        thick = SensorLayer("Si", 1000e-6)
+        det = FirmwareDetector(name="d2", scene=bl.scene, folder=tmp_path, params=P,
+                               backend="interp", sensor=SensorModel(P, layer=thick))
+        assert det.layout.sensor == det.sensor.layer == thick
+        det.firmware.close()
+        with pytest.raises(ValueError, match=r"the sensor model's layer is .*thickness=0.001\), the "
+                                             "layout's .*0.00045"):
+            FirmwareDetector(name="d3", scene=bl.scene, folder=tmp_path,
+                             layout=DetectorLayout.single(P), backend="interp",
+                             sensor=SensorModel(P, layer=thick))
+    finally:
+        bl.close()
 
 
 def test_a_tomography_runs_files_have_no_diffraction_geometry(beamline: Any) -> None:
@@ -87,7 +128,8 @@ def test_a_tomography_runs_files_have_no_diffraction_geometry(beamline: Any) -> 
     RE(bp.count([bl.det], 2))
     with h5py.File(primary_file(bl), "r") as f:
         entry = f["entry"]
-        assert "definition" not in entry and "sample" not in entry
+        assert "definition" not in entry and "depends_on" not in entry["sample"]
+        assert entry["sample/name"].asstr()[()] == "3D Shepp-Logan phantom"
         assert "transformations" not in entry["instrument/detector"]
         assert "start_time" in entry  # (every file that knows its first frame has one)
         assert entry["instrument/detector/saturation_value"][()] == 65534
@@ -157,3 +199,4 @@ def test_the_sensor_counts_photons_of_the_wavelength_the_files_record(beamline: 
     assert sums[1] == pytest.approx(sums[0], rel=0.02), sums
     bl.use_phantom()
     assert bl.det.sensor.photon_energy == imaging == 12.0
+

@@ -10,6 +10,7 @@ import pytest
 import devices.counting as counting
 from devices.samples import frozen_image
 from devices.sensor import LinkStream, SensorModel, counting_efficiency, link_stream
+from fpga.designs.layout import PILATUS_6M, PILATUS_SENSOR, DetectorLayout, SensorLayer
 from fpga.designs.params import PIXEL_MAX, ChainParams
 from fpga.designs.reference import default_timestamps
 
@@ -18,6 +19,19 @@ FLAT = np.full((64, 64), 1000.0)
 
 
 # -- counting -------------------------------------------------------------------------------
+
+def test_the_sensor_layer_is_the_layouts() -> None:
+    """The material and thickness the frame files record: the layout's, the Pilatus one
+    without a layout, or the one given; nothing of the counts depends on it."""
+    assert SensorModel(ChainParams(8, 32, 16)).layer == PILATUS_SENSOR
+    layout = DetectorLayout(PILATUS_6M.module, grid=(1, 2), gap=(0, 7),
+                            sensor=SensorLayer("CdTe", 1e-3))
+    assert SensorModel(layout).layer == SensorLayer("CdTe", 1e-3)
+    thick = SensorLayer("Si", 1000e-6)
+    assert SensorModel(layout, layer=thick).layer == thick
+    with pytest.raises(ValueError, match="layer must be a SensorLayer"):
+        SensorModel(layout, layer="Si")  # type: ignore[arg-type]
+
 
 @pytest.mark.parametrize("mean", [12.0, 100.0, 2500.0])
 def test_large_means_follow_poisson_distribution(mean: float) -> None:

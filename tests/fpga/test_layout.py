@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fpga.designs.layout import PILATUS_6M, DetectorLayout
+from fpga.designs.layout import PILATUS_6M, PILATUS_SENSOR, DetectorLayout, SensorLayer
 from fpga.designs.params import ChainParams
 
 SMALL = DetectorLayout(ChainParams(6, 20, 16, binning=False), grid=(2, 3), gap=(3, 2))
@@ -26,6 +26,23 @@ def test_pilatus_6m_geometry() -> None:
     m = PILATUS_6M.module
     assert (m.height, m.width, m.lanes, m.binning) == (195, 487, 32, False)
     assert m.pad == 25 and m.words_per_line == 16
+    assert PILATUS_6M.sensor == PILATUS_SENSOR == SensorLayer("Si", 450e-6)
+
+
+def test_a_layout_names_its_sensor() -> None:
+    """Silicon 450 µm thick unless told (a PILATUS3 X's); a sensor is a named material of a
+    thickness in metres, µm to mm."""
+    assert DetectorLayout.single(ChainParams(8, 32, 16)).sensor == PILATUS_SENSOR
+    thick = SensorLayer("Si", 1000e-6)
+    assert DetectorLayout.single(ChainParams(8, 32, 16), thick).sensor == thick
+    for material, thickness, match in (("", 450e-6, "material must be a name"),
+                                       ("Si", 450, "thickness must be metres"),
+                                       ("Si", 0.0, "thickness must be metres"),
+                                       ("Si", True, "thickness must be metres")):
+        with pytest.raises(ValueError, match=match):
+            SensorLayer(material, thickness)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="sensor must be a SensorLayer"):
+        DetectorLayout(ChainParams(8, 32, 16), sensor="Si")  # type: ignore[arg-type]
 
 
 def test_split_and_assemble_round_trip() -> None:
