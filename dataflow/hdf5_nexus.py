@@ -22,8 +22,8 @@ the source's at ``/ENTRY/source/name``, the sample's at ``/ENTRY/sample/name``) 
 written when the writer is given them. A run that knows its geometry
 (pyFAI's PONI parameters, :class:`geometry.PoniGeometry`) has it written as NXmx
 (``dataflow.hdf5_nxmx``: definition, beam wavelength, detector distance, beam centre and
-the chain of transformations placing it, the sample), and a rotating sample's per-frame
-angles as its goniometer axis (``dataflow.hdf5_angles.AngleFrameWriter``).
+the chain of transformations placing it, the sample), and the sample's stages frame by
+frame as its chain of axes (``dataflow.hdf5_angles.AngleFrameWriter``).
 """
 
 from __future__ import annotations

@@ -19,10 +19,10 @@ XDS's NeXus plugins and Dectris's own files follow (``write_nxmx``;
   ``module_offset`` to the first pixel's corner, ``fast_pixel_direction`` and
   ``slow_pixel_direction`` one pixel long each);
 * ``/entry/sample`` (``NXsample``): ``depends_on = "."`` — the sample at the origin, where
-  the reduction's geometry has it — or, in a file of frames taken while the sample
-  rotates (a fly scan's), the goniometer axis ``transformations/<stage>`` (``SampleAxis``,
-  ``write_sample_axis``; ``dataflow.hdf5_angles.AngleFrameWriter`` keeps it): one angle per
-  frame, the one latched at its trigger, deg.
+  the reduction's geometry has it — or, in a file that records the sample's stages frame
+  by frame (``dataflow.hdf5_angles.AngleFrameWriter``: the detector's, step scan or fly),
+  the chain of its axes ``transformations/<stage>`` (``SampleAxis``,
+  ``write_sample_axes``): one value per frame each, the first axis nearest the sample.
 
 Coordinates: NeXus's McStas frame (z along the beam, y up, x horizontal, right-handed);
 pyFAI's lab axes (1 up, 2 horizontal, 3 along the beam, also right-handed) are x = −axis 2,
@@ -48,7 +48,7 @@ names exactly those).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import h5py
@@ -58,7 +58,7 @@ import numpy.typing as npt
 from geometry import PoniGeometry
 
 __all__ = ["PONI_TO_MCSTAS", "NxmxGeometry", "SampleAxis", "nxmx_geometry",
-           "read_nxmx_geometry", "write_nxmx", "write_sample_axis"]
+           "read_nxmx_geometry", "write_nxmx", "write_sample_axes"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -79,14 +79,19 @@ angle: rot1 and rot2 are left-handed about pyFAI's axes 1 and 2, rot3 right-hand
 
 @dataclass(frozen=True)
 class SampleAxis:
-    """A rotation of the sample recorded frame by frame (the frame's angle at its trigger):
-    the sample's NXmx goniometer chain."""
+    """A stage of the sample recorded frame by frame (its position at the frame's
+    trigger): one axis of the sample's NXmx chain, a rotation unless told."""
 
     name: str
-    """The axis's name: the rotation stage's (its data key in the run's events)."""
+    """The axis's name: the stage's (its data key in the run's events)."""
     vector: tuple[float, float, float] = (0.0, 1.0, 0.0)
-    """The NeXus (McStas) axis the angle turns the sample about, right-handed: the
-    simulated stage turns it counter-clockwise seen from above (``devices.phantom``), +y."""
+    """The NeXus (McStas) axis the stage turns the sample about (right-handed) or moves it
+    along: the simulated rotation stage turns it counter-clockwise seen from above
+    (``devices.phantom``), +y."""
+    kind: str = "rotation"
+    """NeXus's ``transformation_type``: ``"rotation"`` or ``"translation"``."""
+    units: str = "deg"
+    """The positions' units (``"deg"``, ``"mm"``…)."""
 
 
 @dataclass(frozen=True)
@@ -193,21 +198,29 @@ def write_nxmx(f: h5py.File, entry_name: str, g: PoniGeometry) -> None:
         sample["depends_on"] = "."
 
 
-def write_sample_axis(f: h5py.File, entry_name: str, axis: SampleAxis,
-                      chunk: int) -> h5py.Dataset:
-    """``/ENTRY/sample`` depending on ``axis``: its per-frame angles (deg), an empty
-    dataset the writer extends with each frame (chunks of ``chunk`` angles)."""
+def write_sample_axes(f: h5py.File, entry_name: str, axes: Sequence[SampleAxis],
+                      chunk: int) -> list[h5py.Dataset]:
+    """``/ENTRY/sample`` depending on the chain ``axes`` (the first nearest the sample,
+    each depending on the next, the last on the origin): one empty dataset each, which
+    the writer extends with each frame's position (chunks of ``chunk`` values)."""
+    if not axes or len({axis.name for axis in axes}) != len(axes):
+        raise ValueError(f"{f.filename}: sample axes {[a.name for a in axes]}: one or more, "
+                         "each its own name")
     sample = f[entry_name].require_group("sample")
     sample.attrs["NX_class"] = "NXsample"
-    axes = sample.require_group("transformations")
-    axes.attrs["NX_class"] = "NXtransformations"
-    node = axes.create_dataset(axis.name, shape=(0,), maxshape=(None,), dtype="<f8",
-                               chunks=(max(64, chunk),))
-    _axis_attrs(node, "deg", "rotation", np.asarray(axis.vector, dtype=np.float64), ".")
+    group = sample.require_group("transformations")
+    group.attrs["NX_class"] = "NXtransformations"
+    nodes = []
+    for i, axis in enumerate(axes):
+        node = group.create_dataset(axis.name, shape=(0,), maxshape=(None,), dtype="<f8",
+                                    chunks=(chunk,))
+        below = f"{group.name}/{axes[i + 1].name}" if i + 1 < len(axes) else "."
+        _axis_attrs(node, axis.units, axis.kind, np.asarray(axis.vector, np.float64), below)
+        nodes.append(node)
     if "depends_on" in sample:
         del sample["depends_on"]
-    sample["depends_on"] = node.name
-    return node
+    sample["depends_on"] = nodes[0].name
+    return nodes
 
 
 def _field(group: h5py.Group, name: str, value: float, units: str) -> None:

@@ -39,8 +39,11 @@ file (``dataflow.hdf5``) whose ``NXdetector`` records the exposure (``count_time
 pixel size, the energy threshold, the sensor's material and thickness, the counters'
 depth and the saturation value; it names the beamline, the source and the sample, its
 ``end_time`` is when its last frame came and its ``start_time`` its first frame's
-trigger (not for a fly file, opened before its first trigger; a fly file keeps each
-frame's rotation angle as the sample's goniometer axis); with a ``geometry`` it is NXmx (``devices.frame_nexus``).
+trigger (not for a fly file, opened before its first trigger); every file keeps each
+frame's sample stages (``sample_axes``: the rotation stage's angle at the frame's
+trigger — a fly's latched angle, a step scan's readback where it stood) as the NeXus
+sample's chain (``dataflow.hdf5_angles``); with a ``geometry`` it is NXmx
+(``devices.frame_nexus``).
 
 Configuration signals (``read_configuration``): ``exposure`` (s), ``energy_threshold``
 (keV, the sensor's comparator), ``threshold`` (counts, the firmware's zero suppression),
@@ -227,9 +230,10 @@ class FirmwareDetector(StepScans, FlyScans, Device):  # type: ignore[misc]
         self._file_shape = self.out_shape()
         self._file_attrs: dict[str, Any] = {"attrs": {}, "detector_fields": {},
                                             "geometry": None}
-        self._pending: tuple[np.ndarray, float, float] | None = None
-        """The last trigger's frame, its exposure and when that started, until an event
-        announces it (``collect_asset_docs``)."""
+        self._pending: tuple[np.ndarray, float, float, tuple[float, ...]] | None = None
+        """The last trigger's frame, its exposure, when that started and the sample's
+        position then (``sample_position``), until an event announces it
+        (``collect_asset_docs``)."""
         self.last_counts: np.ndarray | None = None
         """The sensor counts of the last exposure (what went over the link)."""
         self._lock = threading.Lock()
@@ -344,19 +348,31 @@ class FirmwareDetector(StepScans, FlyScans, Device):  # type: ignore[misc]
         """A new frame file ``name`` in the data folder for the configured frames; its
         ``exposure`` attribute and NeXus ``count_time`` are its frames' exposure (a fly's,
         set by ``prepare`` after the staging), not the staging's; ``started``: when its
-        first frame's exposure started (NeXus ``start_time``), if known; a ``fly`` file
-        keeps the rotation stage's angle at each frame's trigger (the NeXus sample's
-        goniometer axis); the instrument's, the source's and the sample in the beam's names
-        (the scene's sample's ``name``)."""
+        first frame's exposure started (NeXus ``start_time``), if known; every file keeps
+        the sample's stages at each frame's trigger (``sample_axes``: the NeXus sample's
+        chain); the instrument's, the source's and the sample in the beam's names (the
+        scene's sample's ``name``). (``fly``: a fly acquisition's file, all the same.)"""
         attrs, fields = self._file_attrs["attrs"], self._file_attrs["detector_fields"]
-        options: dict[str, Any] = {"axis": SampleAxis(self.scene.rotation.name)} if fly else {}
-        return (AngleFrameWriter if fly else FrameWriter)(
+        return AngleFrameWriter(
             self.folder, name, self._file_shape, data_key=self.image_key,
             counters=READOUT_COUNTERS, lost_frames=True, attrs={**attrs, "exposure": exposure},
             detector_fields={**fields, "count_time": (exposure, "s")}, start_time=started,
             geometry=self._file_attrs["geometry"], names=EntryNames(
                 self.instrument_name, self.source_name, getattr(self.scene.sample, "name",
-                                                                None)), **options)
+                                                                None)),
+            axes=self.sample_axes())
+
+    def sample_axes(self) -> tuple[SampleAxis, ...]:
+        """The sample's stages the frame files record per frame, the first nearest the
+        sample (NeXus's chain): the rotation stage (deg, about +y: it turns the sample
+        counter-clockwise seen from above)."""
+        return (SampleAxis(self.scene.rotation.name),)
+
+    def sample_position(self, t: float | None) -> tuple[float, ...]:
+        """The sample's position on each of ``sample_axes`` at wall time ``t`` (default:
+        now): the stages' readbacks there."""
+        pose = self.scene.pose(t)
+        return (pose.angle,)
 
     def _counters(self) -> dict[str, int]:
         """The readout counters now (since the configuration was loaded: ``stage()``)."""

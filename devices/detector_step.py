@@ -53,7 +53,7 @@ class StepHost(Protocol):
     time_scale: float
     exposure: Any
     last_counts: np.ndarray | None
-    _pending: tuple[np.ndarray, float, float] | None
+    _pending: tuple[np.ndarray, float, float, tuple[float, ...]] | None
     _monitors: dict[Any, MonitorStream]
     _exposing: threading.Thread | None
     _lock: threading.Lock
@@ -64,6 +64,9 @@ class StepHost(Protocol):
 
     def publish_frame(self, frame: Any, now: float) -> None:
         """Put a frame's reductions on the readback signals."""
+
+    def sample_position(self, t: float | None) -> tuple[float, ...]:
+        """The sample's stages at wall time ``t`` (what the frame files record)."""
 
     def _counters(self) -> dict[str, int]:
         """The readout counters now."""
@@ -91,9 +94,9 @@ class StepHost(Protocol):
 class StepScans:
     """Step-scan methods of ``FirmwareDetector`` (see the module docstring)."""
 
-    _pending: tuple[np.ndarray, float, float] | None
-    """The frame of the last trigger, its exposure and the wall time that exposure
-    started, until an event announces it (``collect_asset_docs``)."""
+    _pending: tuple[np.ndarray, float, float, tuple[float, ...]] | None
+    """The frame of the last trigger, its exposure, the wall time that exposure started
+    and the sample's position then, until an event announces it (``collect_asset_docs``)."""
     _exposing: threading.Thread | None
     """The thread of the last ``trigger()``'s exposure."""
     last_counts: np.ndarray | None
@@ -104,7 +107,8 @@ class StepScans:
         """One exposure through the firmware: the frame, published on the readback signals
         and kept until an event announces it (then it is written, ``collect_asset_docs``).
         ``started``: the wall time the exposure started (default: now; a re-take's is
-        when it is re-taken)."""
+        when it is re-taken). The sample's position at ``t`` (``sample_position``: the
+        stages' readbacks when the flux was computed) goes into the file with the frame."""
         exposure = float(self.exposure.get())
         started = time.time() if started is None else started
         for attempt in range(1 + RETAKES):
@@ -127,21 +131,23 @@ class StepScans:
                                 f"{ {k: self.firmware.report()[k] for k in READOUT_COUNTERS} }")
         frame = frames[0]
         self.last_counts = counts
+        position = self.sample_position(t)
         with self._lock:
-            self._pending = (frame.image, exposure, started)
+            self._pending = (frame.image, exposure, started, position)
         self.publish_frame(frame, time.time())
-        self._to_monitors(frame.image, exposure, started)
+        self._to_monitors(frame.image, exposure, started, position)
         return frame.image
 
     def _to_monitors(self: StepHost, image: np.ndarray, exposure: float,
-                     started: float | None = None) -> None:
+                     started: float | None = None,
+                     position: tuple[float, ...] | None = None) -> None:
         """File a frame just acquired into each monitor stream and emit its event."""
         with self._lock:
             monitors = list(self._monitors.values())
         for monitor in monitors:
             with self._lock:
                 docs = self.files.announce(monitor.stream, image, self._counters, exposure,
-                                           started)
+                                           started, position)
             monitor.emit(docs)
 
     def trigger(self: StepHost) -> DeviceStatus:
@@ -207,9 +213,9 @@ class StepScans:
         with self._lock:
             pending, self._pending = self._pending, None
             if pending is not None:
-                image, exposure, started = pending
+                image, exposure, started, position = pending
                 docs = self.files.announce(reading_stream() or "primary", image,
-                                           self._counters, exposure, started)
+                                           self._counters, exposure, started, position)
             elif self.files.fly is not None:
                 docs = list(self.files.fly.asset_docs())
                 self._announced = self.files.fly.n_frames

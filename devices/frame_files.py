@@ -26,11 +26,12 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from dataflow.hdf5 import Document, FrameWriter
+from dataflow.hdf5_angles import AngleFrameWriter
 
 __all__ = ["ExposureMismatch", "FrameFiles", "file_label"]
 
@@ -38,7 +39,8 @@ OpenFile = Callable[[str, float, float | None, bool], FrameWriter]
 """Opens a new frame file by name (inside the detector's folder) for frames of the given
 exposure (seconds: the file's ``count_time``) whose first exposure started at the given
 wall time (its NeXus ``start_time``; None: not known when the file opens, a fly's); True
-for a fly acquisition's file, whose frames come with the sample's angle at each trigger."""
+for a fly acquisition's file. A file that records the sample's stages (an
+``AngleFrameWriter``) takes each frame's position from ``announce``."""
 
 
 class ExposureMismatch(ValueError):
@@ -98,10 +100,12 @@ class FrameFiles:
 
     def announce(self, stream: str, frame: np.ndarray,
                  counters: Callable[[], Mapping[str, int]], exposure: float,
-                 started: float | None = None) -> list[Document]:
-        """Write ``frame``, exposed for ``exposure`` seconds from wall time ``started``,
-        into the file of ``stream`` and return the documents that announce it
-        (``stream_resource`` the first time, then ``stream_datum``).
+                 started: float | None = None,
+                 position: Sequence[float] | None = None) -> list[Document]:
+        """Write ``frame``, exposed for ``exposure`` seconds from wall time ``started``
+        with the sample at ``position`` (one value per axis of a file that records them,
+        an ``AngleFrameWriter``), into the file of ``stream`` and return the documents
+        that announce it (``stream_resource`` the first time, then ``stream_datum``).
 
         Outside a staging the frame gets a file of its own, closed at once with
         ``counters()`` recorded in it. A stream's file records one ``count_time``: a frame
@@ -111,7 +115,7 @@ class FrameFiles:
             writer = self._open(f"{self._new_stem()}_{file_label(stream)}.h5", exposure,
                                 started, False)
             try:
-                writer.append(frame)
+                _append(writer, frame, position)
                 docs = list(writer.asset_docs())
             finally:
                 self._close(writer, counters())
@@ -128,7 +132,7 @@ class FrameFiles:
                 f"{stream!r} stream's file {staged.path.name}, which records count_time "
                 f"{self._exposures[stream]:g} s for its frames; change the exposure between "
                 "event streams, or unstage and stage again for a new file")
-        staged.append(frame)
+        _append(staged, frame, position)
         return list(staged.asset_docs())
 
     def open_fly(self, counters: Mapping[str, int], exposure: float) -> FrameWriter:
@@ -188,3 +192,11 @@ class FrameFiles:
         if writer.counter_names:
             writer.set_counters({name: int(counters[name]) for name in writer.counter_names})
         self.digests[str(writer.path)] = writer.close()
+
+
+def _append(writer: FrameWriter, frame: np.ndarray, position: Sequence[float] | None) -> None:
+    """``frame`` into ``writer``, with the sample's ``position`` when the file records it."""
+    if isinstance(writer, AngleFrameWriter):
+        writer.append(frame, position)
+    else:
+        writer.append(frame)

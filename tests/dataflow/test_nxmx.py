@@ -21,7 +21,7 @@ from nexusformat.nexus import nxload, validate
 from pyFAI.geometry import Geometry
 
 from dataflow.hdf5 import FrameMismatchError, FrameWriter
-from dataflow.hdf5_angles import AngleFrameWriter
+from dataflow.hdf5_angles import POSITIONS_BLOCK, AngleFrameWriter
 from dataflow.hdf5_nexus import EntryNames
 from dataflow.hdf5_nxmx import PONI_TO_MCSTAS, SampleAxis, read_nxmx_geometry
 from geometry import PoniGeometry
@@ -244,13 +244,15 @@ def test_a_sample_axis_keeps_one_angle_per_frame_as_the_frames_go(tmp_path: Path
     axis, whose angles follow the frames through appends, a dropped unannounced frame and
     close."""
     g = geometry((0.0, 0.0, 0.0))
-    with AngleFrameWriter(tmp_path, "f.h5", SHAPE, geometry=g, axis=SampleAxis("omega")) as w:
+    with AngleFrameWriter(tmp_path, "f.h5", SHAPE, geometry=g,
+                          axes=[SampleAxis("omega")]) as w:
         w.append_many(np.zeros((3, *SHAPE), np.uint16), [0.0, 0.5, 1.0])
         list(w.asset_docs())
         w.append(np.zeros(SHAPE, np.uint16), 1.5)  # never announced: dropped
-        with pytest.raises(FrameMismatchError, match="2 frames with 1 sample angles"):
+        with pytest.raises(FrameMismatchError, match=r"2 frames with 1x1 sample positions: "
+                                                     r"one per frame and axis \(omega \(deg"):
             w.append_many(np.zeros((2, *SHAPE), np.uint16), [2.0])
-        with pytest.raises(FrameMismatchError, match="1 frames with no sample angles"):
+        with pytest.raises(FrameMismatchError, match="1 frames with no sample positions"):
             w.append(np.zeros(SHAPE, np.uint16))
         with pytest.raises(FrameMismatchError, match=r"frame stack shape \(2, 4, 4\)"):
             w.append_many(np.zeros((2, 4, 4), np.uint16), [2.0, 3.0])  # (nothing kept)
@@ -267,6 +269,31 @@ def test_a_sample_axis_keeps_one_angle_per_frame_as_the_frames_go(tmp_path: Path
 
 def test_a_sample_axis_without_the_nexus_tree_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="a sample axis needs the NeXus tree"):
-        AngleFrameWriter(tmp_path, "g.h5", SHAPE, dataset="/frames", axis=SampleAxis("phi"))
+        AngleFrameWriter(tmp_path, "g.h5", SHAPE, dataset="/frames", axes=[SampleAxis("phi")])
     assert not (tmp_path / "g.h5").exists()
 
+
+def test_positions_go_to_the_file_a_block_at_a_time_and_at_close(tmp_path: Path) -> None:
+    """A step scan's frames come one at a time, each flushed for its event: the positions
+    are held and written a block of ``POSITIONS_BLOCK`` frames at a time and at close, and
+    a frame dropped unannounced takes its held position with it — also one already in
+    the file."""
+    w = AngleFrameWriter(tmp_path, "f.h5", SHAPE, axes=[SampleAxis("rotation")])
+    frame = np.zeros(SHAPE, np.uint16)
+    axis = "entry/sample/transformations/rotation"
+    for i in range(POSITIONS_BLOCK - 1):
+        w.append(frame, float(i))
+        list(w.asset_docs())
+    with h5py.File(w.path, "r", swmr=True) as f:
+        assert f[axis].shape == (0,) and f["entry/data/data"].shape[0] == POSITIONS_BLOCK - 1
+    w.append(frame, 99.0)
+    w.append(frame, 100.0)  # (held, never announced)
+    with h5py.File(w.path, "r", swmr=True) as f:
+        assert list(f[axis][()]) == [*range(POSITIONS_BLOCK - 1), 99.0]
+    assert w.discard_unannounced() == 2  # (99 was in the file: cut back too)
+    w.append(frame, 7.0)
+    list(w.asset_docs())
+    w.close()
+    with h5py.File(w.path, "r") as f:
+        assert list(f[axis][()]) == [*range(POSITIONS_BLOCK - 1), 7.0]
+        assert f["entry/data/data"].shape[0] == POSITIONS_BLOCK

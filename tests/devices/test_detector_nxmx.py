@@ -30,7 +30,7 @@ from devices.sensor import SensorModel
 from fpga.designs.layout import DetectorLayout, SensorLayer
 from fpga.designs.params import ChainParams
 from geometry import PoniGeometry
-from plans import diffraction_scan
+from plans import diffraction_scan, tomo_scan
 from plans.beamline_md import beamline_metadata
 
 from . import fly_steps
@@ -128,7 +128,7 @@ def test_a_tomography_runs_files_have_no_diffraction_geometry(beamline: Any) -> 
     RE(bp.count([bl.det], 2))
     with h5py.File(primary_file(bl), "r") as f:
         entry = f["entry"]
-        assert "definition" not in entry and "depends_on" not in entry["sample"]
+        assert "definition" not in entry and "beam" not in entry["instrument"]
         assert entry["sample/name"].asstr()[()] == "3D Shepp-Logan phantom"
         assert "transformations" not in entry["instrument/detector"]
         assert "start_time" in entry  # (every file that knows its first frame has one)
@@ -200,3 +200,32 @@ def test_the_sensor_counts_photons_of_the_wavelength_the_files_record(beamline: 
     bl.use_phantom()
     assert bl.det.sensor.photon_energy == imaging == 12.0
 
+
+def test_a_step_tomography_file_holds_each_frames_rotation(beamline: Any) -> None:
+    """A step scan's files keep the rotation stage's readback at each frame, as a fly
+    file keeps its latched angles: the primary stream's are the events' ``rotation``
+    readings, in order, and DIALS' reader finds the scan axis; the darks' and flats' are
+    where the stage stood."""
+    RE, bl, docs = beamline
+    RE(tomo_scan(bl.det, bl.rotation, bl.sample_x, bl.shutter, out_position=20.0,
+                          start=0.0, stop=90.0, num_projections=4, n_darks=1, n_flats=2,
+                          exposure=0.01))
+    streams = {doc["uid"]: doc["name"] for name, doc in docs if name == "descriptor"}
+    read = {}
+    for name, doc in docs:
+        if name == "event" and "rotation" in doc["data"]:  # (not the mask stream's)
+            read.setdefault(streams[doc["descriptor"]], []).append(doc["data"]["rotation"])
+    assert read["primary"] == [0.0, 30.0, 60.0, 90.0]
+    for stream in ("primary", "dark", "flat"):
+        (path,) = [p for p in bl.det.digests if p.endswith(f"_{stream}.h5")]
+        with h5py.File(path, "r") as f:
+            sample = nxmx.NXsample(f["entry/sample"])
+            assert sample.depends_on is not None
+            assert sample.depends_on.path == "/entry/sample/transformations/rotation"
+            angles = sample.depends_on[()].to("deg").magnitude
+            assert list(angles) == pytest.approx(read[stream], abs=1e-9), stream
+            assert len(angles) == f["entry/data/data"].shape[0]
+            if stream == "primary":
+                axes = nxmx.get_rotation_axes(nxmx.get_dependency_chain(sample.depends_on))
+                assert list(axes.names) == ["rotation"] and list(axes.is_scan_axis) == [True]
+                assert list(axes.axes[0]) == [0.0, 1.0, 0.0]
