@@ -22,7 +22,8 @@ XDS's NeXus plugins and Dectris's own files follow (``write_nxmx``;
   the reduction's geometry has it — or, in a file that records the sample's stages frame
   by frame (``dataflow.hdf5_angles.AngleFrameWriter``: the detector's, step scan or fly),
   the chain of its axes ``transformations/<stage>`` (``SampleAxis``,
-  ``write_sample_axes``): one value per frame each, the first axis nearest the sample.
+  ``write_sample_axes``): one value per frame each, the first axis nearest the sample (the
+  detector's: the rotation stage, on ``sample_x``, on ``sample_y``).
 
 Coordinates: NeXus's McStas frame (z along the beam, y up, x horizontal, right-handed);
 pyFAI's lab axes (1 up, 2 horizontal, 3 along the beam, also right-handed) are x = −axis 2,

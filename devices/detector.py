@@ -41,8 +41,9 @@ depth and the saturation value; it names the beamline, the source and the sample
 ``end_time`` is when its last frame came and its ``start_time`` its first frame's
 trigger (not for a fly file, opened before its first trigger); every file keeps each
 frame's sample stages (``sample_axes``: the rotation stage's angle at the frame's
-trigger — a fly's latched angle, a step scan's readback where it stood) as the NeXus
-sample's chain (``dataflow.hdf5_angles``); with a ``geometry`` it is NXmx
+trigger — a fly's latched angle, a step scan's readback where it stood — and the
+``sample_x``/``sample_y`` stages' positions) as the NeXus sample's chain
+(``dataflow.hdf5_angles``); with a ``geometry`` it is NXmx
 (``devices.frame_nexus``).
 
 Configuration signals (``read_configuration``): ``exposure`` (s), ``energy_threshold``
@@ -364,15 +365,21 @@ class FirmwareDetector(StepScans, FlyScans, Device):  # type: ignore[misc]
 
     def sample_axes(self) -> tuple[SampleAxis, ...]:
         """The sample's stages the frame files record per frame, the first nearest the
-        sample (NeXus's chain): the rotation stage (deg, about +y: it turns the sample
-        counter-clockwise seen from above)."""
-        return (SampleAxis(self.scene.rotation.name),)
+        sample (NeXus's chain: the rotation stage sits on the two translations,
+        ``devices.samples``): the rotation stage (deg, about +y: it turns the sample
+        counter-clockwise seen from above), then the ``sample_x`` and ``sample_y`` stages
+        (mm, along +x and +y: the scene's lab frame is NeXus's, x horizontal, y up, z along
+        the beam)."""
+        scene = self.scene
+        return (SampleAxis(scene.rotation.name),
+                SampleAxis(scene.sample_x.name, (1.0, 0.0, 0.0), "translation", "mm"),
+                SampleAxis(scene.sample_y.name, (0.0, 1.0, 0.0), "translation", "mm"))
 
     def sample_position(self, t: float | None) -> tuple[float, ...]:
         """The sample's position on each of ``sample_axes`` at wall time ``t`` (default:
         now): the stages' readbacks there."""
         pose = self.scene.pose(t)
-        return (pose.angle,)
+        return (pose.angle, pose.x, pose.y)
 
     def _counters(self) -> dict[str, int]:
         """The readout counters now (since the configuration was loaded: ``stage()``)."""

@@ -95,6 +95,9 @@ class FlyHost(FlyDetector, Protocol):
     frame_number: Any
     link_lost: Any
 
+    def sample_position(self, t: float | None) -> tuple[float, ...]:
+        """The sample's stages at wall time ``t`` (``FirmwareDetector.sample_position``)."""
+
     @property
     def image_key(self) -> str:
         """The data key of the frames."""
@@ -140,7 +143,9 @@ class FlyScans:
                 raise RuntimeError(f"{self.name}: kickoff() before prepare(); stage the "
                                    "detector and prepare it first (bluesky plans do)")
             assert isinstance(writer, AngleFrameWriter)  # (a fly file: ``_open_file``)
-            writer.append_many(images, [frame.angle for frame in frames])
+            # the latched angle, the translations where they stood at the trigger
+            writer.append_many(images, [(frame.angle, *self.sample_position(
+                frame.trigger_time)[1:]) for frame in frames])
         # (a copy when the counts are the words of a link stream, whose buffers are reused)
         self.last_counts = counts if counts.dtype == np.uint32 else counts.astype(np.uint32)
         self.publish_frame(last, frames[-1].time)

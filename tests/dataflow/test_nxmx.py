@@ -297,3 +297,29 @@ def test_positions_go_to_the_file_a_block_at_a_time_and_at_close(tmp_path: Path)
     with h5py.File(w.path, "r") as f:
         assert list(f[axis][()]) == [*range(POSITIONS_BLOCK - 1), 7.0]
         assert f["entry/data/data"].shape[0] == POSITIONS_BLOCK
+
+
+def test_a_chain_of_sample_axes_one_position_each_per_frame(tmp_path: Path) -> None:
+    """A rotation on a translation: each frame's positions in order of the axes, the
+    chain the first axis nearest the sample; a frame without one position per axis is
+    refused."""
+    axes = [SampleAxis("phi"), SampleAxis("tx", (1.0, 0.0, 0.0), "translation", "mm")]
+    with AngleFrameWriter(tmp_path, "f.h5", SHAPE, axes=axes) as w:
+        w.append_many(np.zeros((2, *SHAPE), np.uint16), [(90.0, 1.5), (180.0, 2.5)])
+        with pytest.raises(FrameMismatchError, match=r"1 frames with 1 sample positions: "
+                                                     r"one per frame and axis \(phi \(deg\), "
+                                                     r"tx \(mm\)\)"):
+            w.append(np.zeros(SHAPE, np.uint16), 1.0)
+    with h5py.File(tmp_path / "f.h5", "r") as f:
+        sample = nxmx.NXsample(f["entry/sample"])
+        assert sample.depends_on is not None
+        chain = nxmx.get_dependency_chain(sample.depends_on)
+        assert [t.path for t in chain] == ["/entry/sample/transformations/phi",
+                                           "/entry/sample/transformations/tx"]
+        placed = nxmx.get_cumulative_transformation(chain)  # (mm)
+        # frame 0: a quarter turn about +y, then 1.5 mm along +x: x → -z, z → +x
+        np.testing.assert_allclose(placed[0] @ [1.0, 0.0, 0.0, 1.0], [1.5, 0.0, -1.0, 1.0],
+                                   atol=1e-12)
+        np.testing.assert_allclose(placed[1][:3, 3], [2.5, 0.0, 0.0], atol=1e-12)
+    with pytest.raises(ValueError, match="each its own name"):
+        AngleFrameWriter(tmp_path, "g.h5", SHAPE, axes=[SampleAxis("a"), SampleAxis("a")])

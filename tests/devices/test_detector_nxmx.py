@@ -17,6 +17,7 @@ from typing import Any
 import bluesky.plan_stubs as bps
 import bluesky.plans as bp
 import h5py
+import numpy as np
 import nxmx
 import pytest
 from bluesky import RunEngine
@@ -166,13 +167,16 @@ def test_a_fly_file_holds_the_sample_rotation_of_each_frame(beamline: Any) -> No
         assert omega.attrs["units"] == "deg"
         assert omega.attrs["transformation_type"] == "rotation"
         assert list(omega.attrs["vector"]) == [0.0, 1.0, 0.0]
-        assert omega.attrs["depends_on"] == "."
         assert list(omega[()]) == latched and len(latched) == f["entry/data/data"].shape[0]
         # DIALS' reader finds the one rotation axis and its scan
         axes = nxmx.get_rotation_axes(nxmx.get_dependency_chain(
             nxmx.NXsample(sample).depends_on))  # type: ignore[arg-type]
         assert list(axes.names) == ["rotation"] and list(axes.is_scan_axis) == [True]
         assert axes.angles[0] == pytest.approx(latched[0])
+        # the translations the rotation stage sits on, where they stood
+        assert omega.attrs["depends_on"] == "/entry/sample/transformations/sample_x"
+        assert list(sample["transformations/sample_x"][()]) == [bl.sample_x.position] * 6
+        assert list(sample["transformations/sample_y"][()]) == [bl.sample_y.position] * 6
 
 
 def test_the_sensor_counts_photons_of_the_wavelength_the_files_record(beamline: Any) -> None:
@@ -229,3 +233,38 @@ def test_a_step_tomography_file_holds_each_frames_rotation(beamline: Any) -> Non
                 axes = nxmx.get_rotation_axes(nxmx.get_dependency_chain(sample.depends_on))
                 assert list(axes.names) == ["rotation"] and list(axes.is_scan_axis) == [True]
                 assert list(axes.axes[0]) == [0.0, 1.0, 0.0]
+            # the flats' sample out of the beam, the others in it (sample_x, mm)
+            x = f["entry/sample/transformations/sample_x"][()]
+            assert list(x) == pytest.approx([20.0 if stream == "flat" else 0.0] * len(x))
+
+
+def test_the_sample_chain_holds_its_translations(beamline: Any) -> None:
+    """The sample hangs from the rotation stage, which sits on ``sample_x`` and
+    ``sample_y``: the chain is rotation → sample_x → sample_y → origin, and the sample's
+    place at each frame (DIALS' reader through the whole chain) is the events' stage
+    readings, in mm along +x and +y."""
+    RE, bl, docs = beamline
+    bl.use_powder()
+    points = [(0.0, 0.0), (0.5, -0.25), (-1.0, 2.0)]
+    RE(diffraction_scan(bl.det, bl.sample_x, bl.sample_y, points, exposure=0.01,
+                        shutter=bl.shutter))
+    primary = next(doc["uid"] for name, doc in docs
+                   if name == "descriptor" and doc["name"] == "primary")
+    read = [(doc["data"]["sample_x"], doc["data"]["sample_y"]) for name, doc in docs
+            if name == "event" and doc["descriptor"] == primary]
+    np.testing.assert_allclose(read, points, atol=1e-9)
+    with h5py.File(primary_file(bl), "r") as f:
+        (entry,) = nxmx.NXmx(f).entries
+        (sample,) = entry.samples
+        assert sample.depends_on is not None
+        chain = nxmx.get_dependency_chain(sample.depends_on)
+        assert [t.path.split("/")[-1] for t in chain] == ["rotation", "sample_x", "sample_y"]
+        assert [t.transformation_type for t in chain] == ["rotation", "translation",
+                                                          "translation"]
+        assert [list(t.vector) for t in chain[1:]] == [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
+        placed = nxmx.get_cumulative_transformation(chain)  # (frames, 4, 4), mm
+        assert placed.shape == (len(points), 4, 4)
+        np.testing.assert_allclose(placed[:, :3, 3],
+                                   [(x, y, 0.0) for x, y in points], atol=1e-9)
+        np.testing.assert_allclose(placed[:, :3, :3], np.broadcast_to(np.eye(3),
+                                                                      (len(points), 3, 3)))
