@@ -323,3 +323,45 @@ def test_a_chain_of_sample_axes_one_position_each_per_frame(tmp_path: Path) -> N
         np.testing.assert_allclose(placed[1][:3, 3], [2.5, 0.0, 0.0], atol=1e-12)
     with pytest.raises(ValueError, match="each its own name"):
         AngleFrameWriter(tmp_path, "g.h5", SHAPE, axes=[SampleAxis("a"), SampleAxis("a")])
+
+
+MCSTAS_TO_IMGCIF = np.diag([-1.0, 1.0, -1.0])
+"""dxtbx's frame from NeXus's (dxtbx/nexus/__init__.py)."""
+
+
+@pytest.mark.parametrize("rotations", [(0.0, 0.0, 0.0), (0.05, -0.03, 0.1)])
+def test_what_dxtbx_builds_is_pyfais_fit2d(tmp_path: Path,
+                                          rotations: tuple[float, float, float]) -> None:
+    """dxtbx (not installable here: cctbx is conda's) builds its flat detector model from
+    a file as ``dxtbx.nexus.get_dxtbx_detector`` does: the pixel axes turned by the
+    chain's rotations, the origin through the whole chain, the material from its known
+    list. Done the same way through DIALS' ``nxmx``: the beam centre where dxtbx's beam
+    (along +z, NeXus) meets that panel, the distances and the pixel size are pyFAI's
+    Fit2D ones."""
+    g = geometry(rotations)
+    with h5py.File(write(tmp_path / "f.h5", g), "r") as f:
+        (entry,) = nxmx.NXmx(f).entries
+        (detector,) = entry.instruments[0].detectors
+        (module,) = detector.modules
+        chain = nxmx.get_dependency_chain(module.fast_pixel_direction.depends_on)
+        turns = [t for t in chain if t.transformation_type == "rotation"]
+        r = nxmx.get_cumulative_transformation(turns)[0, :3, :3] if turns else np.eye(3)
+        fast = MCSTAS_TO_IMGCIF @ r @ module.fast_pixel_direction.vector
+        slow = MCSTAS_TO_IMGCIF @ r @ module.slow_pixel_direction.vector
+        origin = MCSTAS_TO_IMGCIF @ nxmx.get_cumulative_transformation(chain)[0, :3, 3]
+        pixel = (module.fast_pixel_direction[()].to("mm").magnitude.item(),
+                 module.slow_pixel_direction[()].to("mm").magnitude.item())
+        assert detector.sensor_material in {"Si", "Silicon", "CdTe", "GaAs"}
+        assert detector.sensor_thickness.to("mm").magnitude == pytest.approx(0.45)
+    normal = np.cross(fast, slow)
+    beam = np.array([0.0, 0.0, -1.0])  # (dxtbx: from the sample, away from the source)
+    along = float(origin @ normal) / float(beam @ normal)  # mm to where the beam meets it
+    hit = along * beam - origin
+    fit2d = Geometry(g.dist, g.poni1, g.poni2, *rotations, pixel1=g.pixel1, pixel2=g.pixel2,
+                     wavelength=g.wavelength).getFit2D()
+    assert (hit @ fast / pixel[0], hit @ slow / pixel[1]) == pytest.approx(
+        (fit2d["centerX"], fit2d["centerY"]), rel=1e-12)
+    assert along == pytest.approx(fit2d["directDist"], rel=1e-12)
+    assert abs(float(origin @ normal)) == pytest.approx(g.dist * 1e3, rel=1e-12)
+    assert (pixel[0] * 1e3, pixel[1] * 1e3) == pytest.approx((fit2d["pixelX"],
+                                                              fit2d["pixelY"]))
