@@ -240,11 +240,12 @@ def _find_record(run_node: Any, uid: str, record_dir: Path | None,
     file_path = None
     if record_dir is not None:
         file_path = record_path(record_dir, uid)
-        if file_path.is_file():
+        if os.path.lexists(file_path):
             try:
                 file_record = load_record_file(file_path)
-            except ProvenanceError as exc:
-                report.notes.append(str(exc))
+            except ProvenanceError as exc:  # a stored copy damaged fails, as one changed
+                report.add(Status.CHANGED, "record", str(file_path),
+                           "damaged: " + str(exc).removeprefix(f"{file_path}: "))
     for err in md.get(ERRORS_KEY) or []:
         report.notes.append(f"while recording: {err}")
     record: dict[str, Any]
