@@ -11,8 +11,9 @@ are named after VHDL reserved words and the exporter's own names (``signal``, ``
 ``clk``…), process classes differ only in case. One process drives a single-port RAM
 (``sme.memory``) and reads its words back; another drives both ports of a true dual-port
 RAM from the bus every tick, so that the ports often read and write one address together
-(both writing it: port ``b``'s word is stored). Every pass of every generator yields (each body
-starts with a block that always yields), so the Python simulation never raises: the
+(both writing it: port ``b``'s word is stored). A pass may end without yielding (the body
+does not always start with a ``yield``): the end of a pass ends the tick, as in SME C#.
+No loop can run within a tick without yielding, so the Python simulation never raises: the
 interpreter, the compiled backend and GHDL must give the same trace.
 
     src = language_source(seed=3)
@@ -26,7 +27,7 @@ import random
 
 RESERVED = ("signal", "process", "begin", "end", "loop", "next", "exit", "entity", "variable",
             "when", "others", "downto", "to", "rem", "mod", "xor", "label", "buffer", "case",
-            "tick_state", "tick_loop", "tick_restarted", "clk", "rst", "st_start", "state_t")
+            "tick_state", "tick_loop", "clk", "rst", "st_start", "st_end", "state_t")
 """VHDL reserved words and names the exporter generates, used as register names."""
 CLASS_NAMES = ("Ticker", "TICKER", "TicKer", "Signal", "SIGNAL", "Entity")
 """Process class names: equal up to case, or VHDL reserved words."""
@@ -111,7 +112,9 @@ class _Body:
         return self.block(depth + 1) if self.rng.random() < 0.3 else []
 
     def on_tick(self) -> list[str]:
-        lines = [*self.update(), "yield"]  # every pass yields at least once
+        lines = [*self.update()]
+        if self.rng.random() < 0.5:  # else a pass may end without a yield: a one-tick pass
+            lines.append("yield")
         for _ in range(self.rng.randrange(1, 5)):
             lines += self.block()
         return lines

@@ -85,7 +85,7 @@ class UnconnectedInputError(NetworkError):
 
 
 class SimulationError(SmeError, RuntimeError):
-    """The simulation cannot go on (for example a generator process that never yields)."""
+    """The simulation cannot go on (for example a generator that loops in one tick)."""
 
 
 class BackendError(SmeError):

@@ -17,7 +17,7 @@ from typing import Any
 
 from .backend import Backend, Build, Session
 from .bus import Bus, reader_view, writer_view
-from .errors import ArrayIndexError, SimulationError, SmeError
+from .errors import ArrayIndexError, SmeError
 from .network import Network
 from .process import Process
 from .trace import UNDEFINED
@@ -36,17 +36,12 @@ def _runner(proc: Process, checked: Mapping[type[Process], Callable[..., Any]]
     state: list[Iterator[Any]] = [on_tick()]
 
     def run() -> None:
+        # C#'s StateProcess.Run is `while (true) { await ClockAsync(); await OnTickAsync(); }`:
+        # a pass that returns ends the tick, and the next tick starts a fresh pass at the top
         try:
             next(state[0])
         except StopIteration:
             state[0] = on_tick()
-            try:
-                next(state[0])
-            except StopIteration:
-                raise SimulationError(
-                    f"{proc.describe()}: on_tick() is a generator that returned without "
-                    "yielding; each pass must yield at least once (a yield waits one tick)"
-                ) from None
 
     return run
 

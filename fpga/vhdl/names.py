@@ -75,7 +75,7 @@ SUPPORT_NAMES = _declared(SME_PKG) | _declared(TB_PKG) | {"sme_pkg", "tb_sme_pkg
 """Functions of the support packages (``to_u``, ``sel``, ``clamp``, ``read_field`` …)."""
 
 FIXED_NAMES = frozenset({"clk", "rst", "rtl", "on_tick", "tick_loop", "tick_state",
-                         "tick_restarted", "state_t", "probes"})
+                         "state_t", "probes"})
 """Names the generated process and top-level code declares itself."""
 
 _AVOID = VHDL_RESERVED | LIBRARY_NAMES | SUPPORT_NAMES

@@ -136,11 +136,6 @@ class StmtEmitter:
                 self.put(d, f"tick_state := {target};", s)
                 self.put(d, "exit tick_loop;")
             else:
-                if s.state == 0:  # the generator ended; a second end in one tick is an error
-                    self.put(d, "assert not tick_restarted report \"" + self.ir.name
-                             + ": on_tick() is a generator that returned without yielding\" "
-                             "severity failure;")
-                    self.put(d, "tick_restarted := true;")
                 self.put(d, f"tick_state := {target};", s)
             return
         raise EmitError(f"{s.loc}: cannot emit {type(s).__name__}")
@@ -269,7 +264,6 @@ def emit_process(ir: ProcessIR, names: ProcessNames, pkg: str) -> str:
                      + (f"  -- {v.loc.short}" if v.loc else ""))
     if ir.states is not None:
         decls.append(f"variable tick_state : state_t := {names.state(0)};")
-        decls.append("variable tick_restarted : boolean;")
     out += [f"{IND * 2}{d}" for d in decls]
     out.append(f"{IND}begin")
     body = StmtEmitter(ir, ex, names)
@@ -303,7 +297,6 @@ def emit_process(ir: ProcessIR, names: ProcessNames, pkg: str) -> str:
             out.append(f"{IND * 4}null;")
         out.append(f"{IND * 3}else")
         if ir.states is not None:
-            body.put(4, "tick_restarted := false;")
             body.put(4, "tick_loop : loop")
             body.put(5, "case tick_state is")
             for st in ir.states:

@@ -36,7 +36,7 @@ class Emitter(ExprEmitter):
         pc, waited = f"pc{inst.index}", f"_w{inst.index}"
         steps = self.layout.site(Site("steps", self.where(), who=inst.describe))
         out = [f"# process {inst.name} (state machine)", f"{waited} = 0",
-               f"_r{inst.index} = 0", f"_n{inst.index} = 0", f"while {waited} == 0:",
+               f"_n{inst.index} = 0", f"while {waited} == 0:",
                f"    _n{inst.index} += 1",
                f"    if _n{inst.index} > {MAX_STEPS}:",
                f"        _fail({steps}, 0, t, 0, E)"]
@@ -107,10 +107,6 @@ class Emitter(ExprEmitter):
             lines = [f"pc{inst.index} = {s.state}"]
             if s.wait:
                 lines.append(f"_w{inst.index} = 1")
-            elif s.state == 0:  # the generator ended: a second end in one tick is an error
-                site = self.layout.site(Site("noyield", self.where(), who=inst.describe))
-                lines = [f"if _r{inst.index}:", f"    _fail({site}, 0, t, 0, E)",
-                         f"_r{inst.index} = 1", *lines]
             return lines
         raise self.fail(f"the statement {type(s).__name__}")
 

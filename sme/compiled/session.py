@@ -240,10 +240,6 @@ class CompiledSession(Session):
             return SimulationError(
                 f"{site.who}: on_tick() made {MAX_STEPS:,} state changes in one tick without "
                 "yielding (a loop that never reaches a yield?)")
-        if what == "noyield":
-            return SimulationError(
-                f"{site.who}: on_tick() is a generator that returned without yielding; "
-                "each pass must yield at least once (a yield waits one tick)")
         return BackendError(f"unknown failure site {site!r}")
 
     def _store_error(self, site: Site, value: int, index: int) -> BaseException:

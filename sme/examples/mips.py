@@ -61,103 +61,104 @@ class Cpu(Process):
     regs: Array[UInt[32], 32] = [0] * 29 + [DEPTH * 4, 0, 0]
 
     def on_tick(self) -> Any:
-        self.mem.addr = self.pc          # fetch
-        self.mem.we = False
-        yield
-        yield
-        instr = self.rdata.rdata
-        self.pc = wrap(self.pc + 1)
-        op = instr >> 26
-        rs = (instr >> 21) & 31
-        rt = (instr >> 16) & 31
-        rd = (instr >> 11) & 31
-        shamt = (instr >> 6) & 31
-        funct = instr & 63
-        imm = instr & 0xFFFF
-        ext = sext16(imm)
-        a = self.regs[rs]
-        b = self.regs[rt]
-        value: UInt[32] = 0
-        dest = 0                         # register written (0: none)
-        if instr == HALT:
-            self.status.done = True
-            while True:
-                yield
-        elif op == 0:
-            dest = rd
-            if funct == 0:
-                value = wrap(b << shamt)
-            elif funct == 2:
-                value = b >> shamt
-            elif funct == 3:
-                value = wrap(signed32(b) >> shamt)
-            elif funct == 8:
-                self.pc = wrap(a)
-                dest = 0
-            elif funct == 33:
-                value = wrap(a + b)
-            elif funct == 35:
-                value = wrap(a - b)
-            elif funct == 36:
-                value = a & b
-            elif funct == 37:
-                value = a | b
-            elif funct == 38:
-                value = a ^ b
-            elif funct == 39:
-                value = wrap(~(a | b))
-            elif funct == 42:
-                value = 1 if signed32(a) < signed32(b) else 0
-            elif funct == 43:
-                value = 1 if a < b else 0
-        elif op == 2:
-            self.pc = wrap(instr)
-        elif op == 3:
-            value = self.pc
-            dest = 31
-            self.pc = wrap(instr)
-        elif op == 4:
-            if a == b:
-                self.pc = wrap(self.pc + ext)
-        elif op == 5:
-            if a != b:
-                self.pc = wrap(self.pc + ext)
-        elif op == 9:
-            value = wrap(a + ext)
-            dest = rt
-        elif op == 10:
-            value = 1 if signed32(a) < ext else 0
-            dest = rt
-        elif op == 11:
-            value = 1 if a < wrap_to_32(ext) else 0
-            dest = rt
-        elif op == 12:
-            value = a & imm
-            dest = rt
-        elif op == 13:
-            value = a | imm
-            dest = rt
-        elif op == 14:
-            value = a ^ imm
-            dest = rt
-        elif op == 15:
-            value = imm << 16
-            dest = rt
-        elif op == 35:
-            self.mem.addr = wrap((a + ext) >> 2)
-            yield
-            yield
-            value = self.rdata.rdata
-            dest = rt
-        elif op == 43:
-            self.mem.addr = wrap((a + ext) >> 2)
-            self.mem.wdata = b
-            self.mem.we = True
-            yield
+        while True:  # the next fetch in the tick the instruction ends
+            self.mem.addr = self.pc          # fetch
             self.mem.we = False
-        if dest != 0:
-            self.regs[dest] = value
-        self.status.pc = self.pc
+            yield
+            yield
+            instr = self.rdata.rdata
+            self.pc = wrap(self.pc + 1)
+            op = instr >> 26
+            rs = (instr >> 21) & 31
+            rt = (instr >> 16) & 31
+            rd = (instr >> 11) & 31
+            shamt = (instr >> 6) & 31
+            funct = instr & 63
+            imm = instr & 0xFFFF
+            ext = sext16(imm)
+            a = self.regs[rs]
+            b = self.regs[rt]
+            value: UInt[32] = 0
+            dest = 0                         # register written (0: none)
+            if instr == HALT:
+                self.status.done = True
+                while True:
+                    yield
+            elif op == 0:
+                dest = rd
+                if funct == 0:
+                    value = wrap(b << shamt)
+                elif funct == 2:
+                    value = b >> shamt
+                elif funct == 3:
+                    value = wrap(signed32(b) >> shamt)
+                elif funct == 8:
+                    self.pc = wrap(a)
+                    dest = 0
+                elif funct == 33:
+                    value = wrap(a + b)
+                elif funct == 35:
+                    value = wrap(a - b)
+                elif funct == 36:
+                    value = a & b
+                elif funct == 37:
+                    value = a | b
+                elif funct == 38:
+                    value = a ^ b
+                elif funct == 39:
+                    value = wrap(~(a | b))
+                elif funct == 42:
+                    value = 1 if signed32(a) < signed32(b) else 0
+                elif funct == 43:
+                    value = 1 if a < b else 0
+            elif op == 2:
+                self.pc = wrap(instr)
+            elif op == 3:
+                value = self.pc
+                dest = 31
+                self.pc = wrap(instr)
+            elif op == 4:
+                if a == b:
+                    self.pc = wrap(self.pc + ext)
+            elif op == 5:
+                if a != b:
+                    self.pc = wrap(self.pc + ext)
+            elif op == 9:
+                value = wrap(a + ext)
+                dest = rt
+            elif op == 10:
+                value = 1 if signed32(a) < ext else 0
+                dest = rt
+            elif op == 11:
+                value = 1 if a < wrap_to_32(ext) else 0
+                dest = rt
+            elif op == 12:
+                value = a & imm
+                dest = rt
+            elif op == 13:
+                value = a | imm
+                dest = rt
+            elif op == 14:
+                value = a ^ imm
+                dest = rt
+            elif op == 15:
+                value = imm << 16
+                dest = rt
+            elif op == 35:
+                self.mem.addr = wrap((a + ext) >> 2)
+                yield
+                yield
+                value = self.rdata.rdata
+                dest = rt
+            elif op == 43:
+                self.mem.addr = wrap((a + ext) >> 2)
+                self.mem.wdata = b
+                self.mem.we = True
+                yield
+                self.mem.we = False
+            if dest != 0:
+                self.regs[dest] = value
+            self.status.pc = self.pc
 
 
 def wrap_to_32(x: int) -> int:

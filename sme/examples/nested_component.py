@@ -11,7 +11,7 @@ The C# component's two processes share a bus declared inside the component
 (``[SingletonBus] TickBus``); here it is one ``TickBus`` passed to both. C#'s
 ``ValueIncrementer`` has no ``[ClockedProcess]`` but keeps ``regno`` between ticks; a
 combinational process cannot hold registers in smeflow (refused, naming the register),
-so it is clocked. ``CounterTicker``'s ``OnTickAsync`` ends with its final ``yield``.
+so it is clocked. ``CounterTicker`` is literal: its return ends the tick, as C#'s does.
 
     smeflow vhdl sme.examples.nested_component:build -o out/nested \\
         --stimulus sme.examples.nested_component:stimulus --run
@@ -68,7 +68,6 @@ class CounterTicker(Process):
                 self.ticker.reset = False
         self.ticker.tick = False
         self.ticker.reset = True
-        yield
 
 
 class ValueIncrementer(Process):

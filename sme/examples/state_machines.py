@@ -5,11 +5,10 @@ one written in a tick is what the tick shows. The C# tester drives ``go1``, ``go
 ``value`` tick by tick and checks the state after each tick (``EXPECTED``: the C#
 tests' ``go1s``/``go2s``/``values``/``states`` tables, unchanged).
 
-Porting rule for C#'s ``StateProcess``: each ``await ClockAsync()`` is a ``yield``, and
-so is the end of ``OnTickAsync``. C#'s ``StateProcess.Run`` awaits the clock before each
-call of ``OnTickAsync``, so returning from it ends the tick; a smeflow generator that
-returns restarts from the top in the same tick. Hence every ``on_tick`` below ends with
-a ``yield`` (``SingleForLoop`` without it would show state 1 where C# shows 3).
+Porting rule for C#'s ``StateProcess``: each ``await ClockAsync()`` is a ``yield``; the
+rest is literal. Returning from ``on_tick`` ends the tick as returning from
+``OnTickAsync`` does (C#'s ``StateProcess.Run`` awaits the clock before each call), and
+the next tick starts again at the top.
 C#'s ``switch`` on an integer is an ``if``/``elif`` chain (``match`` takes enums) and its
 ``break`` ends the case.
 
@@ -59,7 +58,6 @@ class NestedForLoop(StateMachineTest):
                 self.result.state = 3
                 yield
                 self.result.state = 4
-        yield
 
 
 class NestedForWithinWhile(StateMachineTest):
@@ -78,7 +76,6 @@ class NestedForWithinWhile(StateMachineTest):
                 self.result.state = 5
             self.result.state = 6
         self.result.state = 7
-        yield
 
 
 class NestedIfElseStatement(StateMachineTest):
@@ -104,7 +101,6 @@ class NestedIfElseStatement(StateMachineTest):
                 self.result.state = 9
                 yield
                 self.result.state = 10
-        yield
 
 
 class NestedIfStatement(StateMachineTest):
@@ -120,7 +116,6 @@ class NestedIfStatement(StateMachineTest):
                 self.result.state = 4
             self.result.state = 5
         self.result.state = 6
-        yield
 
 
 class NestedIfWithinWhile(StateMachineTest):
@@ -138,7 +133,6 @@ class NestedIfWithinWhile(StateMachineTest):
                 self.result.state = 5
             self.result.state = 6
         self.result.state = 7
-        yield
 
 
 class NestedSwitchStatement(StateMachineTest):
@@ -170,7 +164,6 @@ class NestedSwitchStatement(StateMachineTest):
             yield
             self.result.state = 13
         self.result.state = 14
-        yield
 
 
 class NestedSwitchWithinWhile(StateMachineTest):
@@ -192,7 +185,6 @@ class NestedSwitchWithinWhile(StateMachineTest):
                 self.result.state = 7
             self.result.state = 8
         self.result.state = 9
-        yield
 
 
 class NestedWhileLoop(StateMachineTest):
@@ -211,7 +203,6 @@ class NestedWhileLoop(StateMachineTest):
                 self.result.state = 5
             self.result.state = 6
         self.result.state = 7
-        yield
 
 
 class SingleForLoop(StateMachineTest):
@@ -222,7 +213,6 @@ class SingleForLoop(StateMachineTest):
             yield
             self.result.state = 2
         self.result.state = 3
-        yield
 
 
 class SingleIfElseStatement(StateMachineTest):
@@ -237,7 +227,6 @@ class SingleIfElseStatement(StateMachineTest):
             yield
             self.result.state = 4
         self.result.state = 5
-        yield
 
 
 class SingleIfStatement(StateMachineTest):
@@ -248,7 +237,6 @@ class SingleIfStatement(StateMachineTest):
             yield
             self.result.state = 2
         self.result.state = 3
-        yield
 
 
 class SingleSwitchStatement(StateMachineTest):
@@ -273,7 +261,6 @@ class SingleSwitchStatement(StateMachineTest):
         else:
             self.result.state = 8
         self.result.state = 9
-        yield
 
 
 class SingleWhileLoop(StateMachineTest):
@@ -284,7 +271,6 @@ class SingleWhileLoop(StateMachineTest):
             yield
             self.result.state = 2
         self.result.state = 3
-        yield
 
 
 MACHINES: tuple[type[StateMachineTest], ...] = (

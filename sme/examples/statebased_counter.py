@@ -53,9 +53,9 @@ class StatebasedCounterWithForLoop(Process):
 
 
 class StatebasedCounter(Process):
-    """Waits for a request, then counts with a ``while`` loop; then the tick ends and the
-    generator starts again from the top in the next one: C#'s ``OnTickAsync`` returning
-    (``StateProcess.Run`` awaits the clock before each call) is the final ``yield``."""
+    """Waits for a request, then counts with a ``while`` loop; then ``on_tick`` returns,
+    which ends the tick (as C#'s ``OnTickAsync`` returning does), and the next tick starts
+    again from the top."""
 
     request: In[Control]
     result: Out[Result]
@@ -70,9 +70,6 @@ class StatebasedCounter(Process):
             self.result.valid = True
             yield
             i = i + 1
-        yield  # OnTickAsync returns: the tick ends (without it the generator would
-        # restart in this tick, one tick earlier than C#, and a count of 0 would end
-        # twice in one tick)
 
 
 def build() -> Network:

@@ -45,24 +45,25 @@ class Stopwatch(Process):
     output: Out[WatchOutput]
 
     def on_tick(self) -> Any:
-        self.output.running = False
-        self.output.reset = False
-        while not self.buttons.startstop and not self.buttons.reset:
-            yield
-        if self.buttons.reset:
-            self.output.reset = True       # keep resetting until the button is released
-            while self.buttons.reset:
-                yield
+        while True:
+            self.output.running = False
             self.output.reset = False
-        else:
-            self.output.running = True     # running: wait for the release ...
-            while self.buttons.startstop:
+            while not self.buttons.startstop and not self.buttons.reset:
                 yield
-            while not self.buttons.startstop:  # ... and the next press
-                yield
-            self.output.running = False    # stopped: wait for the release
-            while self.buttons.startstop:
-                yield
+            if self.buttons.reset:
+                self.output.reset = True       # keep resetting until the button is released
+                while self.buttons.reset:
+                    yield
+                self.output.reset = False
+            else:
+                self.output.running = True     # running: wait for the release ...
+                while self.buttons.startstop:
+                    yield
+                while not self.buttons.startstop:  # ... and the next press
+                    yield
+                self.output.running = False    # stopped: wait for the release
+                while self.buttons.startstop:
+                    yield
 
 
 class Counter(Process):

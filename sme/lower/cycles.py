@@ -7,9 +7,8 @@ during a tick, so a cycle whose every condition depends only on them (and consta
 never be left once entered: the lowering refuses it (``LoweringError``: a pass that never
 yields). A cycle that tests a register or a local may be left (a counter runs out), and a
 cycle may be impossible because its conditions contradict each other (``while not b:
-yield`` then ``if not b`` in the same tick): both are accepted. The interpreter's own
-run-time rule — a generator that ends twice in one tick without yielding is an error —
-is checked at run time by every backend.
+yield`` then ``if not b`` in the same tick): both are accepted. The end of a pass (a
+``return`` or the end of the body) waits for the next tick, so it is no same-tick edge.
 
 Conditions are tracked as clauses over *atoms* (Bool expressions of input signals only),
 with unit propagation; that is enough for the await-style code SME designs use.
@@ -148,7 +147,7 @@ def check_cycles(states: list[StateIR]) -> None:
                     raise LoweringError(
                         states[m].loc, "on_tick can loop without reaching a yield here "
                         "(some path through the generator never yields, and nothing it reads "
-                        "can change within the tick); every pass must yield at least once")
+                        "can change within the tick); a loop must reach a yield (or leave on_tick)")
                 continue
             stack.append((m, pure))
             visit(m, f)

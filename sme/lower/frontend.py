@@ -5,8 +5,8 @@ Passes, in order (each is a function or class that tests can use on its own):
 1. ``parse_function`` (``sme.lower.parse``): source + ``ast`` of a function, with its file
    and line offset.
 2. ``flatten_returns``: guard clauses (``if c: ...; return``) become ``if/else`` so that a
-   ``return`` only ends a branch (not in generators, where ``return`` restarts the
-   generator and becomes a jump to its first state).
+   ``return`` only ends a branch (not in generators, where ``return`` ends the pass and
+   the tick and becomes a jump to its first state at the next tick).
 3. ``Lowerer``: names resolved (ports, registers, locals, module constants, enums, helper
    functions inlined, ``wrap``/``saturate``/``resize``), every expression typed exactly
    (``sme.lower.exprs``), loops lowered (``sme.lower.loops``), calls (``sme.lower.calls``).

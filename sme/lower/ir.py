@@ -34,10 +34,11 @@ explicit state machine in which every control path of a state's body ends in a `
 State bodies hold only ``Assign``, ``If``, ``Match``, ``Goto`` and ``For`` loops that do
 not yield (whose own ``Break``/``Continue`` stay inside them). ``Goto(wait=True)`` ends the
 tick (the next tick starts in that state); ``Goto(wait=False)`` continues in that state
-within the same tick. State 0 is the entry (the top of ``on_tick``); the generator's end restarts at
-state 0 in the same tick, as the interpreter does. The lowering refuses a loop of
-``wait=False`` edges that can never be left (``sme.lower.cycles``); a backend runs
-``while not waited: run(state)``, failing a tick that restarts twice or never ends. In a
+within the same tick. State 0 is the entry (the top of ``on_tick``); the generator's end and
+its ``return`` end the tick and the next tick starts at state 0 (``Goto(0, wait=True)``), as
+in the interpreter and C#'s ``StateProcess``; no ``wait=False`` edge goes to state 0. The
+lowering refuses a loop of ``wait=False`` edges that can never be left
+(``sme.lower.cycles``); a backend runs ``while not waited: run(state)``. In a
 generator every local is persistent (it keeps its value across ticks, like a register that
 only this process sees).
 """
@@ -327,8 +328,8 @@ class Continue(Stmt):
 
 @dataclass
 class Return(Stmt):
-    """``return`` in a generator: the generator ends and restarts at its top in the same
-    tick (lowered to a ``Goto`` of state 0)."""
+    """``return`` in a generator: the pass ends, and so does the tick; the next tick starts
+    at the top (lowered to a ``Goto`` of state 0 that waits)."""
 
 
 @dataclass

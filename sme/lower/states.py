@@ -8,9 +8,14 @@ state testing its condition (the body continues into the loop's step, then back 
 head; ``break`` goes to the statements after the loop, ``continue`` to the step); a loop
 whose first pass always runs tests its condition after the step instead, so nested
 counted loops need no state that could skip every ``yield``.
-``return`` and the end of the body restart at state 0 in the same tick, as the interpreter
-restarts the generator (a ``Goto`` of state 0 without waiting is such a restart). A cycle
-of same-tick edges that can never be left is refused (``sme.lower.cycles``).
+``return`` and the end of the body end the tick: the next tick starts a fresh pass at state
+0 (a ``Goto`` of state 0 that waits), as C#'s ``StateProcess.Run`` (``while (true) { await
+ClockAsync(); await OnTickAsync(); }``) and the interpreter do. A pass may so return without
+ever yielding (a one-tick pass). The body's end is an ``end`` state that only waits for
+state 0: a same-tick edge into it becomes that wait, and a ``yield`` just before the end
+waits into it, so that the next tick does nothing but end the pass (C#'s ``await`` just
+before returning costs that tick too). A cycle of same-tick edges that can never be left
+is refused (``sme.lower.cycles``).
 """
 
 from __future__ import annotations
@@ -120,7 +125,7 @@ class _Builder:
                 out.append(Goto(s.loc, self.state_for(rest, cont, after_loc, loop), True))
                 return out
             if isinstance(s, Return):
-                out.append(Goto(s.loc, 0, False))
+                out.append(Goto(s.loc, 0, True))
                 return out
             if isinstance(s, (Break, Continue)):
                 if loop is None:
@@ -172,23 +177,28 @@ def build_states(body: list[Stmt], loc: Loc) -> list[StateIR]:
     ``LoweringError`` when some pass through the body can run without reaching a yield."""
     b = _Builder()
     entry = b.new("start", loc)
-    b.states[entry].body = b.split(body, entry, loc, None)
+    end = b.new("end", loc)
+    b.states[end].body = [Goto(loc, entry, True)]
+    b.states[entry].body = b.split(body, end, loc, None)
     states = _thread(b.states)
     check_cycles(states)
     return states
 
 
-def _retarget(stmts: list[Stmt], where: dict[int, int]) -> list[Stmt]:
+def _retarget(stmts: list[Stmt], where: dict[int, int], ends: set[int]) -> list[Stmt]:
     out: list[Stmt] = []
     for s in stmts:
         if isinstance(s, Goto):
-            out.append(Goto(s.loc, where[s.state], s.wait))
+            if not s.wait and s.state in ends:  # the pass ends: wait for a fresh one
+                out.append(Goto(s.loc, where[0], True))
+            else:
+                out.append(Goto(s.loc, where[s.state], s.wait))
         elif isinstance(s, If):
-            out.append(If(s.loc, s.cond, _retarget(s.then, where), _retarget(s.orelse, where),
-                          s.is_elif))
+            out.append(If(s.loc, s.cond, _retarget(s.then, where, ends),
+                          _retarget(s.orelse, where, ends), s.is_elif))
         elif isinstance(s, Match):
-            out.append(Match(s.loc, s.subject, [MatchCase(c.members, _retarget(c.body, where),
-                                                          c.loc) for c in s.cases]))
+            out.append(Match(s.loc, s.subject, [MatchCase(
+                c.members, _retarget(c.body, where, ends), c.loc) for c in s.cases]))
         else:
             out.append(s)
     return out
@@ -196,7 +206,8 @@ def _retarget(stmts: list[Stmt], where: dict[int, int]) -> list[Stmt]:
 
 def _thread(states: list[StateIR]) -> list[StateIR]:
     """Drop the states that only jump on (``Goto`` without waiting) and the states nothing
-    reaches, so that the VHDL ``case`` lists only states that do something."""
+    reaches, so that the VHDL ``case`` lists only states that do something. A same-tick
+    jump into a state that only waits for state 0 (the end of the pass) is that wait."""
     def final(i: int) -> int:
         seen: set[int] = set()
         while i not in seen:
@@ -208,28 +219,37 @@ def _thread(states: list[StateIR]) -> list[StateIR]:
         return i
 
     jump = {s.index: final(s.index) for s in states}
+    ends = {i for i, j in jump.items() if j != 0 and _ends(states[j].body)}
     reached, todo = {0}, [0]
     while todo:
-        for m in _targets(states[todo.pop()].body):
+        for m in _targets(states[todo.pop()].body, ends):
             if jump[m] not in reached:
                 reached.add(jump[m])
                 todo.append(jump[m])
     kept = [s for s in states if s.index in reached]
     number = {s.index: k for k, s in enumerate(kept)}
     where = {i: number[j] for i, j in jump.items() if j in number}
-    return [StateIR(number[s.index], s.name, s.loc, _retarget(s.body, where)) for s in kept]
+    return [StateIR(number[s.index], s.name, s.loc, _retarget(s.body, where, ends))
+            for s in kept]
 
 
-def _targets(stmts: list[Stmt]) -> list[int]:
+def _ends(body: list[Stmt]) -> bool:
+    """Whether a state only waits for state 0 (the end of the pass)."""
+    return len(body) == 1 and isinstance(body[0], Goto) and body[0].wait \
+        and body[0].state == 0
+
+
+def _targets(stmts: list[Stmt], ends: set[int]) -> list[int]:
+    """The states ``stmts`` go to (state 0 for a same-tick jump to the end)."""
     out: list[int] = []
     for s in stmts:
         if isinstance(s, Goto):
-            out.append(s.state)
+            out.append(0 if not s.wait and s.state in ends else s.state)
         elif isinstance(s, If):
-            out += _targets(s.then) + _targets(s.orelse)
+            out += _targets(s.then, ends) + _targets(s.orelse, ends)
         elif isinstance(s, Match):
             for c in s.cases:
-                out += _targets(c.body)
+                out += _targets(c.body, ends)
     return out
 
 

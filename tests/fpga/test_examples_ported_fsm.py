@@ -39,24 +39,6 @@ def test_every_machine_gives_the_csharp_states_in_every_backend(
     assert _states(trace) == EXPECTED_STATES
 
 
-class LiteralSingleForLoop(sm.StateMachineTest):
-    """C#'s SingleForLoop with each await a yield but no yield for the return."""
-
-    def on_tick(self) -> Any:
-        self.result.state = 0
-        for _ in range(5):
-            self.result.state = 1
-            yield
-            self.result.state = 2
-        self.result.state = 3
-
-
-def test_without_the_final_yield_the_port_restarts_within_the_tick() -> None:
-    net = Network("literal", [LiteralSingleForLoop(control=sm.Control(), result=sm.Result())])
-    trace = Simulator(net).run(12)
-    assert tuple(trace.column("result.state")[1:]) == (1,) * 12  # C#: 1, 1, 1, 1, 1, 3, ...
-
-
 # C#'s ExceptionTests. These loop within one tick on some path: refused.
 
 
@@ -73,7 +55,6 @@ class NestedIfWithinWhileWithoutAwait(sm.StateMachineTest):
                 self.result.state = 4
             self.result.state = 5
         self.result.state = 6
-        yield
 
 
 class NestedSwitchWithinWhileWithoutDefault(sm.StateMachineTest):
@@ -91,7 +72,6 @@ class NestedSwitchWithinWhileWithoutDefault(sm.StateMachineTest):
                 self.result.state = 5
             self.result.state = 6
         self.result.state = 7
-        yield
 
 
 class WhileWithoutAwait(sm.StateMachineTest):
@@ -100,7 +80,6 @@ class WhileWithoutAwait(sm.StateMachineTest):
         yield
         while self.control.go1:
             self.result.state = 1
-        yield
 
 
 LOOPS_IN_A_TICK = r"on_tick can loop without reaching a yield here"
@@ -140,7 +119,6 @@ class NestedForWithinWhileWithoutAwait(sm.StateMachineTest):
                 self.result.state = 2
                 yield
                 self.result.state = 3
-        yield
 
 
 class NestedWhileWithoutAwait(sm.StateMachineTest):
@@ -154,7 +132,6 @@ class NestedWhileWithoutAwait(sm.StateMachineTest):
             while not self.control.go2:
                 self.result.state = 3
                 yield
-        yield
 
 
 @pytest.mark.ghdl

@@ -156,6 +156,17 @@ class NoYieldPath(Process):
     out: Out[Dst]
 
     def on_tick(self):  # type: ignore[no-untyped-def]
+        while True:
+            if self.inp.flag:
+                yield
+            self.out.b = 1
+
+
+class NoYieldPass(Process):
+    inp: In[Src]
+    out: Out[Dst]
+
+    def on_tick(self):  # type: ignore[no-untyped-def]
         if self.inp.flag:
             yield
         self.out.b = 1

@@ -23,7 +23,6 @@ from sme import (
     Process,
     SFix,
     SignalValueError,
-    SimulationError,
     Simulator,
     UFix,
     UInt,
@@ -498,7 +497,7 @@ def test_readers_cannot_write_array_elements() -> None:
 
 
 # -- generators ----------------------------------------------------------------------------------
-def test_generator_yield_waits_one_tick_and_restarts_in_the_same_tick() -> None:
+def test_generator_yield_waits_one_tick_and_its_end_ends_the_tick() -> None:
     class Blink(Process):
         out: Out[Word]
 
@@ -508,11 +507,11 @@ def test_generator_yield_waits_one_tick_and_restarts_in_the_same_tick() -> None:
             self.out.value = 2
             yield
             yield
-            self.out.value = 3  # then returns: restarts at once and writes 1 in this tick
+            self.out.value = 3  # then returns: the tick ends; the next starts at the top
 
     sim = Simulator(Network("net", [Blink()]))
-    sim.run(7)
-    assert column(sim, "word.value") == [0, 1, 2, 2, 1, 2, 2, 1]
+    sim.run(8)
+    assert column(sim, "word.value") == [0, 1, 2, 2, 3, 1, 2, 2, 3]
 
 
 def test_generator_with_registers_as_a_state_machine() -> None:
@@ -528,16 +527,16 @@ def test_generator_with_registers_as_a_state_machine() -> None:
             while not self.inp.req:
                 yield
             self.sent = self.sent + 1
-            self.out.value = self.sent
-            yield
+            self.out.value = self.sent  # then returns: the tick ends
 
     sim = Simulator(Network("net", [Sender()]))
     sim.run(stimulus=[{"handshake.req": r} for r in (0, 1, 1, 0, 1)])
     assert column(sim, "word.value") == [0, 0, 1, 2, 2, 3]
 
 
-def test_generator_that_never_yields() -> None:
-    class Stuck(Process):
+def test_a_pass_that_returns_without_yielding_is_a_one_tick_pass() -> None:
+    """As C#'s OnTickAsync without an await: each call is one tick."""
+    class Count(Process):
         out: Out[Word]
         go: Bool = False
 
@@ -545,14 +544,11 @@ def test_generator_that_never_yields() -> None:
             if not self.go:
                 self.go = True
                 yield
+            self.out.value = self.out.value + 1
 
-    p = Stuck()
-    sim = Simulator(Network("net", [p]))
-    sim.step()  # first pass yields
-    with pytest.raises(SimulationError, match=r"^Stuck 'stuck' \(created at .*test_interp\.py:\d+\)"
-                       r": on_tick\(\) is a generator that returned without yielding; each pass "
-                       r"must yield at least once \(a yield waits one tick\)\n\(at tick 1\)$"):
-        sim.step()
+    sim = Simulator(Network("net", [Count()]))
+    sim.run(5)
+    assert column(sim, "word.value") == [0, 0, 1, 2, 3, 4]
 
 
 def test_generators_restart_from_the_top_in_a_new_simulation() -> None:

@@ -128,20 +128,35 @@ def test_generator_state_machine() -> None:
     assert waits
 
 
-def test_states_reject_a_pass_without_yield() -> None:
+def test_states_reject_a_loop_without_yield() -> None:
     with pytest.raises(LoweringError, match=r"_lower_cases.py:\d+:\d+: on_tick can loop "
                        r"without reaching a yield"):
         lower_process(cases.NoYieldPath)
 
 
+def test_states_accept_a_pass_without_yield() -> None:
+    """Its end waits for the next tick (C#'s OnTickAsync returning): no loop in a tick."""
+    states = lower_process(cases.NoYieldPass).states
+    assert states is not None
+    ends = [s for st in states for s in st.body if isinstance(s, Goto) and s.state == 0]
+    assert ends and all(s.wait for s in ends)
+
+
 def test_build_states_on_straight_code() -> None:
     ir = lower_process(counter.Counter)
-    states = build_states([*ir.body, Yield(ir.loc)], ir.loc)
+    # the end of the body ends the tick: the next starts at state 0 (C#'s OnTickAsync
+    # returning); a yield just before the end waits into a state that only ends the pass
+    states = build_states(ir.body, ir.loc)
     assert len(states) == 1
     last = states[0].body[-1]
     assert isinstance(last, Goto) and last.wait and last.state == 0
-    with pytest.raises(LoweringError):  # never yields: loops within a tick
-        build_states([Assign(ir.loc, LocalTarget("x"), Const(NumT.const(1), 1))], ir.loc)
+    states = build_states([*ir.body, Yield(ir.loc)], ir.loc)
+    assert [s.name for s in states] == ["start", "end"]
+    last = states[0].body[-1]
+    assert isinstance(last, Goto) and last.wait and last.state == 1
+    assert states[1].body == [Goto(ir.loc, 0, True)]
+    one = build_states([Assign(ir.loc, LocalTarget("x"), Const(NumT.const(1), 1))], ir.loc)
+    assert len(one) == 1 and one[0].body[-1] == Goto(ir.loc, 0, True)
 
 
 # -- unsupported constructs --------------------------------------------------------------
