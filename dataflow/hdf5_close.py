@@ -127,12 +127,14 @@ class WriterClosing:
         failed (``failed_write``) and raise one error saying what happened."""
         errno, why = close_failed_file(self._file, exc, tried_close=tried_close)
         held = self._file.id.valid  # (not released: another handle of the file is open)
-        left = ("another HDF5 handle of this process (a reader) has the file open, and "
-                "HDF5 can close none of its handles while it cannot write the file: it is "
-                "left as found" if held else "the file was closed as found")
+        state = (f"the {self._announced} frames announced before were written, but another "
+                 "HDF5 handle of this process (a reader) has the file open, and HDF5 can close "
+                 "none of its handles while it cannot write the file: it is left as found, "
+                 "without its .sha256, and may not be readable" if held else
+                 f"the {self._announced} frames announced before stay readable, the file was "
+                 "closed as found, without its .sha256")
         self.failure = (f"{self.path}: the frame file could not be written to the end "
-                        f"({why}); the {self._announced} frames announced before stay "
-                        f"readable, {left}, without its .sha256")
+                        f"({why}); {state}")
         mark_failed_write(self.path, why)
         self._closed = (os.stat(self.path), held)
         error = FrameFileError(self.failure)

@@ -83,10 +83,6 @@ class FrameReader:
                 self.path, dataset, swmr=False)
         except _StillWritten:
             checked = None
-        except HDF5ReadError:  # a writer that never closed it (a full disk: its last
-            if superblock is None or not superblock.open_for_write:  # metadata says more
-                raise  # than it wrote): read it as a file being written, chunks checked
-            checked = None
         try:
             self._file, self._ds = _open_checked(self.path, dataset, swmr=True)
         except HDF5ReadError as exc:
