@@ -24,19 +24,58 @@ from typing import Any
 
 from sme.atomic_file import write_text_atomic
 
+from .errors import CatalogError
+
 ROOT_FILE = "catalog-root.json"
 """``{"root": "/abs/path", "previous": ["/older/path", ...]}`` inside the catalog folder."""
 
 
+class DamagedRootFileError(CatalogError):
+    """``catalog-root.json`` is there but cannot be read as the roots it records."""
+
+
 def read_roots(folder: Path) -> tuple[Path | None, list[Path]]:
-    """The root recorded in ``folder`` (``None`` when none is) and the roots before it."""
+    """The root recorded in ``folder`` (``None`` when no file records one) and the roots
+    before it.
+
+    Raises
+    ------
+    DamagedRootFileError
+        The file is there but damaged (cut short, not JSON, not the roots): rebuilding it
+        would forget where the catalog was before, which ``verify`` needs to find the
+        files its provenance records name. One line naming the file and what is wrong;
+        the file is left as it is.
+    """
+    path = folder / ROOT_FILE
     try:
-        data = json.loads((folder / ROOT_FILE).read_text(encoding="utf-8"))
-        root = Path(data["root"])
-        previous = [Path(p) for p in data.get("previous", []) if isinstance(p, str)]
-    except (OSError, ValueError, KeyError, TypeError):
+        raw = path.read_bytes()
+    except FileNotFoundError:
         return None, []
-    return root, previous
+    except OSError as exc:
+        raise _damaged(path, f"cannot be read ({exc.strerror or exc})") from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise _damaged(path, "is not UTF-8 text") from None
+    except ValueError as exc:
+        what = "is empty (0 bytes)" if not raw.strip() else f"is not JSON ({exc})"
+        raise _damaged(path, what) from None
+    if not isinstance(data, dict):
+        raise _damaged(path, f"holds a JSON {type(data).__name__}, not an object")
+    root, previous = data.get("root"), data.get("previous")
+    if not isinstance(root, str) or not Path(root).is_absolute():
+        raise _damaged(path, f"'root' is {root!r}, not an absolute path")
+    if not isinstance(previous, list) or not all(
+            isinstance(p, str) and Path(p).is_absolute() for p in previous):
+        raise _damaged(path, f"'previous' is {previous!r}, not a list of absolute paths")
+    return Path(root), [Path(p) for p in previous]
+
+
+def _damaged(path: Path, what: str) -> DamagedRootFileError:
+    return DamagedRootFileError(
+        f"{path}: {what}; it records where this catalog folder was before ('catalog verify' "
+        "finds moved files through it), so it is not rebuilt: restore it from a copy, or "
+        "remove it to record only the present place; left as it is")
 
 
 def previous_roots(folder: str | os.PathLike[str]) -> list[Path]:
@@ -46,7 +85,8 @@ def previous_roots(folder: str | os.PathLike[str]) -> list[Path]:
 
 def _write_roots(folder: Path, root: Path, previous: list[Path]) -> None:
     write_text_atomic(folder / ROOT_FILE, json.dumps(
-        {"root": str(root), "previous": [str(p) for p in previous]}, indent=1) + "\n")
+        {"root": str(root), "previous": [str(p) for p in previous]}, indent=1) + "\n",
+        fsync=True)
 
 
 def _prefixes(old: Path, new: Path) -> list[tuple[str, str]]:
@@ -144,4 +184,5 @@ def _root_of_tables(database: str, here: Path) -> Path:
     return Path("/" + path.lstrip("/")).parent
 
 
-__all__ = ["ROOT_FILE", "previous_roots", "read_roots", "rebase_assets", "settle_root"]
+__all__ = ["ROOT_FILE", "DamagedRootFileError", "previous_roots", "read_roots", "rebase_assets",
+           "settle_root"]

@@ -63,7 +63,7 @@ from .catalog_db import (
     wait_when_busy,
 )
 from .file_uri import check_uri_path
-from .relocate import settle_root
+from .relocate import DamagedRootFileError, settle_root
 from .scan_id import ScanIdCounter
 from .server_config import (
     API_KEY_ENV,
@@ -109,6 +109,8 @@ def catalog_adapter(data_dir: Path, database: str, readable: Sequence[Path]) -> 
         with folder_lock(data_dir):  # a folder moved since: its assets follow it
             settle_root(data_dir, database)
         return guard_adapters(wait_when_busy(adapter))
+    except DamagedRootFileError as exc:  # (not the database: the file it names)
+        raise ServerConfigError(str(exc)) from None
     except Exception as exc:
         raise ServerConfigError(f"cannot open catalog database {redact(database)}: "
                                 f"{_failure_reason(exc, database)}") from None

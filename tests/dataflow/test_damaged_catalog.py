@@ -129,3 +129,67 @@ def test_the_good_catalog_lists_its_runs(good: Path, tmp_path: Path,
     shutil.copytree(good, folder)
     assert main(["search", "--data", str(folder)]) == 0
     assert capsys.readouterr().out.rstrip().endswith("2 runs")
+
+
+def _root_text(text: str) -> Callable[[str], str]:
+    return lambda _: text
+
+
+ROOT_DAMAGE: dict[str, tuple[Callable[[str], str], str]] = {
+    "empty": (_root_text(""), "is empty (0 bytes)"),
+    "cut mid-path": (lambda t: t[:len(t) // 2], "is not JSON (Unterminated string"),
+    "cut after a line": (lambda t: t[:t.index("\n", t.index('"root"')) + 1],
+                         "is not JSON (Expecting"),
+    "a byte not UTF-8": (lambda t: t.replace('"root"', '"r\udcffot"'), "is not UTF-8 text"),
+    "a list": (_root_text('["/somewhere"]\n'), "holds a JSON list, not an object"),
+    "a key edited": (lambda t: t.replace('"previous"', '"prevjous"'),
+                     "'previous' is None, not a list of absolute paths"),
+    "a relative root": (_root_text('{"root": "data", "previous": []}\n'),
+                        "'root' is 'data', not an absolute path"),
+}
+
+
+@pytest.mark.parametrize("case", list(ROOT_DAMAGE))
+def test_a_damaged_root_file_is_one_error_naming_it(
+        good: Path, tmp_path: Path, case: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """``catalog-root.json`` (where the folder was before, for ``verify``): a damaged one
+    was rebuilt silently when the folder was opened, with the present place only, or
+    after a move with the last place only — every earlier location lost, exit 0."""
+    from dataflow.relocate import ROOT_FILE
+    from dataflow.server import ServerConfigError, catalog_adapter
+
+    damage, message = ROOT_DAMAGE[case]
+    folder = tmp_path / "moved" / "data"  # (moved: opening it would rebase its assets)
+    shutil.copytree(good, folder)
+    root_file = folder / ROOT_FILE
+    text = damage(root_file.read_text(encoding="utf-8"))
+    root_file.write_bytes(text.encode("utf-8", "surrogateescape"))
+    before = {p.name: _digest(p) for p in folder.iterdir()}
+    status = main(["search", "--data", str(folder)])
+    out, err = capsys.readouterr()
+    assert (status, out) == (1, ""), (status, out, err)
+    assert err.startswith(f"smeflow catalog: error: {root_file}: {message}"), err
+    assert "it is not rebuilt" in err and err.count("\n") == 1, err
+    with pytest.raises(CatalogError, match=re.escape(f"{root_file}: {message}")):
+        Catalog(folder)
+    with pytest.raises(ServerConfigError, match=f"^{re.escape(f'{root_file}: {message}')}"):
+        catalog_adapter(folder, f"sqlite:///{folder / 'catalog.db'}", [])
+    assert {p.name: _digest(p) for p in folder.iterdir()
+            if p.name not in ("catalog.db-wal", "catalog.db-shm")} == before
+
+
+def test_a_moved_catalog_keeps_every_earlier_root(good: Path, tmp_path: Path) -> None:
+    """The good file, moved twice: both earlier places are kept (what the damage above
+    would lose)."""
+    import json
+
+    from dataflow.relocate import ROOT_FILE, previous_roots
+
+    first, second = tmp_path / "a" / "data", tmp_path / "b" / "data"
+    shutil.copytree(good, first)
+    Catalog(first).close()
+    second.parent.mkdir()
+    shutil.move(first, second)
+    Catalog(second).close()
+    assert previous_roots(second) == [first.resolve(), good.resolve()]
+    assert json.loads((second / ROOT_FILE).read_text())["root"] == str(second.resolve())
