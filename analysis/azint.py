@@ -127,7 +127,7 @@ class _Call:
     mask_key: object
     dark: npt.NDArray[Any] | None
     flat: npt.NDArray[Any] | None
-    correct_solid_angle: bool
+    correct_solid_angle: float | None
     polarization_factor: float | None
     error_model: str | None
     dummy: Dummy | None
@@ -228,7 +228,8 @@ class AzimuthalIntegrator:
                           npt_azim, args.azimuth_range(
                               azimuth_range, azim_unit or _CHI_DEG))
         return _Call(request, mask_arr, mask_key, args.image("dark", dark, g.shape),
-                     args.image("flat", flat, g.shape), bool(correct_solid_angle),
+                     args.image("flat", flat, g.shape),
+                     args.solid_angle_order(correct_solid_angle),
                      None if pol is None else float(pol), model, d, self.empty,
                      float(factor))
 
@@ -371,7 +372,9 @@ class AzimuthalIntegrator:
         correctSolidAngle, polarization_factor, dark, flat, normalization_factor
             Corrections as pyFAI applies them: ``(x − dark) / (flat × polarization ×
             solid angle × normalization_factor)``, summed per bin as numerator and
-            denominator.
+            denominator. ``correctSolidAngle`` is pyFAI's: True divides by
+            cos(incidence)³, a number > 0 by cos(incidence) to that power (1 is not
+            True), False or 0 by nothing.
         error_model
             None (pyFAI's default), ``"poisson"`` (variance max(1, x)) or ``"azimuthal"``
             (the spread within each bin).

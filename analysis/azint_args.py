@@ -21,7 +21,8 @@ from sme.host_memory import MEMORY_FRACTION, available_memory
 __all__ = ["FRAME_BYTES_PER_BIN", "MEMORY_FRACTION", "PIXEL_BYTES", "TABLE_BYTES_PER_BIN",
            "UNCHECKED_BYTES", "ContentKeys", "available_memory", "azimuth_range", "bins",
            "check_frames", "check_memory", "digest", "dummy_of", "error_model", "image",
-           "memory_estimate", "radial_range", "split_of", "units2d"]
+           "memory_estimate", "radial_range", "solid_angle_order", "split_of",
+           "units2d"]
 
 def error_model(model: Any) -> str | None:
     """``None``, ``"poisson"`` or ``"azimuthal"`` (pyFAI's spellings, case-insensitive)."""
@@ -33,6 +34,24 @@ def error_model(model: Any) -> str | None:
         return None
     raise ValueError(f"unknown error_model {model!r}; valid: "
                      + ", ".join(repr(m) for m in ERROR_MODELS))
+
+
+def solid_angle_order(value: Any) -> float | None:
+    """pyFAI's ``correctSolidAngle``: the power of cos(incidence) the signal is divided by
+    (pyFAI's ``solidAngleArray(order=...)``), or None for no correction. True is 3 (the
+    solid angle of a flat pixel), False, None and 0 are none, any other number > 0 is that
+    order (``correctSolidAngle=1`` is pyFAI's cos¹, not True's cos³)."""
+    if value is None or isinstance(value, (bool, np.bool_)):
+        return 3.0 if value else None
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        order = float(value)
+        if order == 0:
+            return None
+        if math.isfinite(order) and order > 0:
+            return order
+    raise ValueError("correctSolidAngle must be True, False or the order of the solid-angle "
+                     "correction (a finite number > 0, the power of cos(incidence) as "
+                     f"pyFAI's; True is 3), got {value!r}")
 
 
 def bins(name: str, value: Any) -> int:

@@ -120,16 +120,17 @@ class Plan:
         return bins
 
 
-def normalisation(geometry: PoniGeometry, flat: F32 | None, solid_angle: bool,
+def normalisation(geometry: PoniGeometry, flat: F32 | None, solid_angle: float | None,
                   polarization_factor: float | None) -> F32:
-    """``flat × polarization × solid angle`` per pixel, float32 in pyFAI's order."""
+    """``flat × polarization × solid angle`` per pixel, float32 in pyFAI's order;
+    ``solid_angle`` is the order of the solid-angle correction (None: none)."""
     norm = np.ones(geometry.shape, dtype=np.float32)
     if flat is not None:
         norm = norm * flat.astype(np.float32)
     if polarization_factor is not None:
         norm = norm * geometry.polarization(polarization_factor).astype(np.float32)
-    if solid_angle:
-        norm = norm * geometry.solid_angle().astype(np.float32)
+    if solid_angle is not None:
+        norm = norm * geometry.solid_angle(solid_angle).astype(np.float32)
     return np.ascontiguousarray(norm.ravel(), dtype=np.float32)
 
 

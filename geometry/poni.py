@@ -287,12 +287,13 @@ class PoniGeometry:
         p1, p2 = self._offsets()
         return self.dist / np.sqrt(self.dist * self.dist + (p1 * p1 + p2 * p2))
 
-    def solid_angle(self) -> FloatArray:
+    def solid_angle(self, order: float = 3.0) -> FloatArray:
         """Solid angle of each pixel relative to the PONI pixel, ``cos(incidence)³``.
 
         This is pyFAI's ``solidAngleArray()`` (order 3, relative), the factor that
-        ``correctSolidAngle=True`` divides the signal by."""
-        return self.cos_incidence() ** 3
+        ``correctSolidAngle=True`` divides the signal by; another ``order`` is pyFAI's
+        ``solidAngleArray(order=...)``, ``cos(incidence) ** order``."""
+        return self.cos_incidence() ** order
 
     def polarization(self, factor: float) -> FloatArray:
         """pyFAI's polarization correction for polarization ``factor`` in [−1, 1].

@@ -10,6 +10,7 @@ coverage must hold the same empty value.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -235,6 +236,38 @@ def test_pyfai_objects_as_arguments(ours: AzimuthalIntegrator, theirs: Any) -> N
     got = ours.integrate1d(FRAME, 40, unit=units.TTH_DEG, method=method)
     assert got.method == ("full", "csr", "opencl") and got.unit == "2th_deg"
     _agree(got, want, tol=TOL_SPLIT)
+
+
+@pytest.mark.parametrize("order", [True, 3, 1, 2, 0.5, 0, False])
+@pytest.mark.parametrize("dim", [1, 2])
+def test_correct_solid_angle_is_pyfais_order(ours: AzimuthalIntegrator, theirs: Any,
+                                             order: Any, dim: int) -> None:
+    """pyFAI reads a number for ``correctSolidAngle`` as the power of cos(incidence) it
+    divides by (``solidAngleArray(order=...)``; True is 3, 0 and False none): 1 is not
+    True's cos³. Before, any true value meant cos³, a different answer without an error."""
+    kw = dict(unit="2th_deg", correctSolidAngle=order, method=("no", "csr", "cython"))
+    if dim == 1:
+        want, got = theirs.integrate1d(FRAME, 50, **kw), ours.integrate1d(FRAME, 50, **kw)
+    else:
+        kw["azimuth_range"] = (-150.0, 100.0)
+        want, got = theirs.integrate2d(FRAME, 20, 12, **kw), ours.integrate2d(FRAME, 20, 12,
+                                                                              **kw)
+    _agree(got, want)
+
+
+def test_numpys_true_is_true(ours: AzimuthalIntegrator) -> None:
+    """(pyFAI reads numpy's True as order 1: ``order is True`` fails, float() gives 1.)"""
+    got = ours.integrate1d(FRAME, 50, correctSolidAngle=np.True_)
+    want = ours.integrate1d(FRAME, 50, correctSolidAngle=True)
+    np.testing.assert_array_equal(got.intensity, want.intensity)
+
+
+@pytest.mark.parametrize("order", [-1, float("nan"), float("inf"), "yes", [3]])
+def test_a_solid_angle_order_that_is_no_power_is_refused(ours: AzimuthalIntegrator,
+                                                         order: Any) -> None:
+    with pytest.raises(ValueError, match=r"correctSolidAngle must be True, False or the "
+                                         r"order .* got " + re.escape(repr(order))):
+        ours.integrate1d(FRAME, 50, correctSolidAngle=order)
 
 
 def test_stack_is_n_pyfai_calls(ours: AzimuthalIntegrator, theirs: Any) -> None:
