@@ -40,6 +40,8 @@ def _client(url: str) -> Any:
     environment)."""
     from tiled.client import from_uri
 
+    from dataflow.tiled_index import numpy_structure_clients
+
     with _LOCK:
         client = _CLIENTS.get(url)
         if client is None:
@@ -48,7 +50,8 @@ def _client(url: str) -> Any:
                 raise ReductionError(f"the catalog server {url}: this worker has no API key "
                                      f"(start it with ${API_KEY_ENV} set)")
             try:
-                client = from_uri(url, api_key=key)
+                client = from_uri(url, api_key=key,
+                                  structure_clients=numpy_structure_clients())
             except Exception as exc:
                 raise ReductionError(f"the catalog server {url}: cannot connect "
                                      f"({type(exc).__name__}: {exc})") from None

@@ -110,6 +110,7 @@ def _open_client(root: Path, readable: Sequence[Path], quiet: bool) -> Any:
         use_in_process_transport,
     )
     from .tiled_app import build_tiled_app
+    from .tiled_index import numpy_structure_clients
 
     db = root / "catalog.db"
     ready = database_ready(db)
@@ -135,7 +136,7 @@ def _open_client(root: Path, readable: Sequence[Path], quiet: bool) -> Any:
         buffered_http_middleware(app)  # (answers are buffered in-process: dataflow.inprocess)
         context = Context.from_app(app)
     use_in_process_transport(context, adapter)
-    return from_context(context)
+    return from_context(context, structure_clients=numpy_structure_clients())
 
 
 def runs_nodes(top: Any, where: str) -> tuple[Any, Any]:

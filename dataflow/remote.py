@@ -64,6 +64,8 @@ class RemoteCatalog(ClientCatalog):
                  probe_timeout: float = 2.0) -> None:
         from tiled.client import from_uri
 
+        from .tiled_index import numpy_structure_clients
+
         self.url = url.rstrip("/")
         self._key = api_key if api_key is not None else read_api_key(None)
         self._raw_dir = Path(raw_dir).resolve() if raw_dir is not None else None
@@ -73,7 +75,8 @@ class RemoteCatalog(ClientCatalog):
         import httpx
 
         try:
-            self.tree: Any = from_uri(self.url, api_key=self._key)
+            self.tree: Any = from_uri(self.url, api_key=self._key,
+                                      structure_clients=numpy_structure_clients())
         except httpx.HTTPStatusError as exc:
             code = exc.response.status_code
             if code in (401, 403):
