@@ -217,7 +217,7 @@ class AzimuthalIntegrator:
                 or factor == 0:
             raise ValueError(f"normalization_factor must be a finite non-zero number, got "
                              f"{factor!r}")
-        user_mask = args.image("mask", mask, g.shape)
+        user_mask = args.mask_image(mask, g.shape)
         if user_mask is None:
             mask_arr = g.detector.mask if g.detector.has_gaps else None
             mask_key: object = ("detector", g.detector.name) if mask_arr is not None else None
@@ -383,7 +383,8 @@ class AzimuthalIntegrator:
         azimuth_range
             ``(start, end)`` χ in degrees: only pixels in it count.
         mask
-            Non-zero where pixels are excluded; None: the detector's module gaps.
+            Non-zero where pixels are excluded; None: the detector's module gaps. A
+            float mask holding a fraction or NaN is refused (pyFAI reads 0.5 as 0).
         dummy, delta_dummy
             Pixels equal to ``dummy`` (±``delta_dummy``) do not count; None: the
             detector's (−2 ± 1.5 for Dectris detectors). Bins that no pixel reaches get

@@ -21,7 +21,7 @@ from sme.host_memory import MEMORY_FRACTION, available_memory
 __all__ = ["FRAME_BYTES_PER_BIN", "MEMORY_FRACTION", "PIXEL_BYTES", "TABLE_BYTES_PER_BIN",
            "UNCHECKED_BYTES", "ContentKeys", "available_memory", "azimuth_range", "bins",
            "check_frames", "check_memory", "digest", "dummy_of", "error_model", "image",
-           "memory_estimate", "radial_range", "solid_angle_order", "split_of",
+           "mask_image", "memory_estimate", "radial_range", "solid_angle_order", "split_of",
            "units2d"]
 
 def error_model(model: Any) -> str | None:
@@ -260,6 +260,25 @@ def image(name: str, a: Any, shape: tuple[int, int]) -> npt.NDArray[Any] | None:
                          "shape)")
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}")
+    return arr
+
+
+def mask_image(mask: Any, shape: tuple[int, int]) -> npt.NDArray[Any] | None:
+    """A mask argument (:func:`image`) whose every value says yes or no: 0 for a pixel
+    used, any other whole number for one left out. A fraction or NaN is refused, naming
+    the first such pixel: pyFAI reads its mask as int8 (0.5 and NaN count as 0, used),
+    a mask of weights is no mask, and which reading was meant cannot be told."""
+    arr = image("mask", mask, shape)
+    if arr is None or arr.dtype.kind != "f":
+        return arr
+    bad = ~np.isfinite(arr)
+    bad[~bad] = arr[~bad] != np.round(arr[~bad])
+    if bad.any():
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"mask holds {int(bad.sum())} value(s) that are not whole numbers, "
+                         f"first {float(arr[row, col])!r} at pixel (row {row}, column {col}); a "
+                         "mask is 0 where a pixel is used and non-zero where it is left "
+                         "out")
     return arr
 
 

@@ -231,6 +231,25 @@ def test_named_detector_gaps_and_dummy_apply_by_default() -> None:
     assert got.count.sum() == pytest.approx(valid.sum())
 
 
+def _mask_with(value: float, where: tuple[int, int]) -> np.ndarray:
+    """A float mask of 0s and 1s (as read from an image file) holding ``value`` once."""
+    mask = np.zeros(GEOMETRY.shape, np.float32)
+    mask[10:12] = 1.0
+    mask[where] = value
+    return mask
+
+
+def test_a_float_mask_of_whole_numbers_is_a_mask() -> None:
+    """0.0/1.0/-1.0 as a bool mask; a fraction or NaN is refused in test_bad_inputs (pyFAI
+    reads its mask as int8, so 0.5 counted as used there and as masked here, no error)."""
+    ai = AzimuthalIntegrator(GEOMETRY)
+    mask = _mask_with(-1.0, (3, 7))
+    got = ai.integrate1d(FRAME, 10, mask=mask)
+    want = ai.integrate1d(FRAME, 10, mask=mask != 0)
+    np.testing.assert_array_equal(got.intensity, want.intensity)
+    np.testing.assert_array_equal(got.count, want.count)
+
+
 def test_bad_inputs() -> None:
     ai = AzimuthalIntegrator(GEOMETRY)
     cases: list[tuple[type[Exception], str, object]] = [
@@ -247,6 +266,14 @@ def test_bad_inputs() -> None:
          lambda: ai.integrate1d(FRAME > 3, 10)),
         (ValueError, r"mask has shape \(3, 3\), expected \(64, 80\)",
          lambda: ai.integrate1d(FRAME, 10, mask=np.zeros((3, 3), bool))),
+        (ValueError, r"mask holds 1 value\(s\) that are not whole numbers, first 0.5 at "
+                     r"pixel \(row 3, column 7\); a mask is 0 where",
+         lambda: ai.integrate1d(FRAME, 10, mask=_mask_with(0.5, (3, 7)))),
+        (ValueError, r"mask holds 1 value\(s\) that are not whole numbers, first nan at "
+                     r"pixel \(row 0, column 1\)",
+         lambda: ai.integrate1d(FRAME, 10, mask=_mask_with(np.nan, (0, 1)))),
+        (ValueError, r"mask holds 1 value\(s\) that are not whole numbers, first inf",
+         lambda: ai.integrate2d(FRAME, 10, 10, mask=_mask_with(np.inf, (0, 1)))),
         (ValueError, "radial_range must be two different finite numbers",
          lambda: ai.integrate1d(FRAME, 10, radial_range=(1.0, 1.0))),
         (ValueError, r"azimuth_range \(170.0, -170.0\) crosses the χ discontinuity",
