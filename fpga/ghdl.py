@@ -62,11 +62,15 @@ class TestbenchResult:
         if self.passed:
             return f"PASS: {self.ticks} ticks, 0 mismatches"
         first = f"; first: {self.mismatches[0]}" if self.mismatches else ""
+        failure = _FAILURE.search(self.output)
+        if failure and not self.mismatches:  # (the design stopped itself: say why)
+            first = f"; {failure[1]}"
         return (f"FAIL (ghdl exit status {self.returncode}): {len(self.mismatches)} mismatches"
                 f" reported{first}")
 
 
 _MISMATCH = re.compile(r"MISMATCH tick=(\d+) signal=(\S+) expected=(\S*) got=(\S*)")
+_FAILURE = re.compile(r"^(\S+:\d+:\d+:@\S+:\(assertion failure\):.*)$", re.MULTILINE)
 _RESULT = re.compile(r"RESULT ticks=(\d+) mismatches=(\d+)")
 
 
@@ -125,7 +129,12 @@ def run_testbench(out_dir: str | os.PathLike[str], trace: str | os.PathLike[str]
     if trace is not None:
         args.append(f"-gTRACE={Path(trace).resolve()}")
     with stage(f"GHDL: running {tb}"):
-        r = _run(args, folder, timeout)
+        try:
+            r = _run(args, folder, timeout)
+        except subprocess.TimeoutExpired:
+            raise GhdlError(f"GHDL did not finish {tb} in {folder} within {timeout:g} s (a "
+                            "process that loops without waiting stops simulated time, and "
+                            "the testbench's watchdog with it)") from None
     output = r.stdout + r.stderr
     mismatches = [Mismatch(int(m[1]), m[2], m[3], m[4]) for m in _MISMATCH.finditer(output)]
     result = _RESULT.search(output)

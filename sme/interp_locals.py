@@ -15,6 +15,14 @@ index (the VHDL stops on it). So every index read, ``a[i]``, becomes
 ``a[check_index(a, i, self, "a", "file:line")]``: :func:`check_index` raises the compiled
 backend's ``ArrayIndexError`` for an index outside ``0..len(a)-1``. (Writes are checked by
 the arrays a process writes, ``sme.bus.CheckedArray``.)
+
+A generator's ``while`` loop whose test reads a register or a local passes the front end's
+check (``sme.lower.cycles``) and may still never reach a yield within a tick; the process's
+own code would then spin for ever. So each ``while`` loop counts its passes (in a local set
+to 0 where the loop is entered and after every ``yield`` in it), and the
+``cycles.MAX_STEPS``-th pass within one tick raises the ``SimulationError`` the compiled
+backend raises (:func:`spin`), naming the loop's ``file:line``: one addition and one
+comparison per loop pass.
 """
 
 from __future__ import annotations
@@ -25,13 +33,17 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from .errors import ArrayIndexError
+from .errors import ArrayIndexError, SimulationError
 from .overflow import Overflowing, resize
 
 CHECK = "__sme_store_local__"
 """The name the rewritten ``on_tick`` calls its check by (a cell of its closure)."""
 INDEX = "__sme_check_index__"
 """The name the rewritten ``on_tick`` calls ``check_index`` by."""
+SPIN = "__sme_spin__"
+"""The name the rewritten ``on_tick`` calls :func:`spin` by."""
+STEPS = "__sme_steps_"
+"""The prefix of the locals counting a generator's loop passes (one per loop)."""
 _OUTER = "__sme_checked_locals__"
 
 
@@ -52,6 +64,13 @@ def check_index(array: Any, index: Any, proc: Any, text: str, where: str) -> Any
     return index
 
 
+def spin(proc: Any, where: str) -> None:
+    """Stop a tick that went ``MAX_STEPS`` times round the loop at ``where``."""
+    from .lower.cycles import spin_message
+
+    raise SimulationError(spin_message(proc.describe(), where))
+
+
 def index_message(text: str, index: int, length: int, who: str, where: str) -> str:
     """The message of an index read outside an array, in every backend."""
     return f"{text}[{index}]: index out of range 0..{length - 1} (read by {who} at {where})"
@@ -67,19 +86,24 @@ def checked_on_tick(func: Callable[..., Any]) -> Callable[..., Any] | None:
     own = _own_nodes(parsed.node.body)
     annotations = {node.target.id: node.annotation for node in own
                    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)}
-    if not annotations and not any(isinstance(n, ast.Subscript) for n in own):
+    loops = any(isinstance(n, ast.While) for n in own) \
+        and any(isinstance(n, ast.Yield | ast.YieldFrom) for n in own)
+    if not annotations and not loops and not any(isinstance(n, ast.Subscript) for n in own):
         return None
     node = parsed.node
     if node.args.args:  # (a method's first parameter: the process, for the message)
-        indexes = _Indexes(node.args.args[0].arg, parsed.file, parsed.line0)
+        proc = node.args.args[0].arg
+        indexes = _Indexes(proc, parsed.file, parsed.line0)
         node.body = [indexes.visit(s) for s in node.body]
+        if loops:
+            node.body = _counted(node.body, proc, parsed.file, parsed.line0)
     node.body = _checked(node.body, annotations)
     node.decorator_list = []
     code = getattr(func, "__code__", None)
     free = list(code.co_freevars) if code else []
     outer = ast.FunctionDef(
         name=_OUTER, args=ast.arguments(posonlyargs=[], args=[ast.arg(arg=n) for n in
-                                                              [*free, CHECK, INDEX]],
+                                                              [*free, CHECK, INDEX, SPIN]],
                                         kwonlyargs=[], kw_defaults=[], defaults=[]),
         body=[node, ast.Return(value=ast.Name(id=node.name, ctx=ast.Load()))],
         decorator_list=[], returns=None)
@@ -89,10 +113,11 @@ def checked_on_tick(func: Callable[..., Any]) -> Callable[..., Any] | None:
     ast.increment_lineno(module, parsed.line0 - 1)
     scratch: dict[str, Any] = {}
     exec(compile(module, parsed.file, "exec"), scratch)
-    inner = scratch[_OUTER](*([None] * (len(free) + 2)))
+    inner = scratch[_OUTER](*([None] * (len(free) + 3)))
     cells = dict(zip(free, getattr(func, "__closure__", None) or (), strict=False))
     cells[CHECK] = types.CellType(store_local)
     cells[INDEX] = types.CellType(check_index)
+    cells[SPIN] = types.CellType(spin)
     checked = types.FunctionType(inner.__code__, func.__globals__, inner.__name__,
                                  getattr(func, "__defaults__", None),
                                  tuple(cells[n] for n in inner.__code__.co_freevars))
@@ -138,6 +163,54 @@ class _Indexes(ast.NodeTransformer):
                 ast.Call(func=ast.Name(id=INDEX, ctx=ast.Load()), args=args, keywords=[]),
                 node.slice)
         return node
+
+
+def _counted(stmts: list[ast.stmt], proc: str, file: str, line0: int,
+             counters: list[str] | None = None) -> list[ast.stmt]:
+    """``stmts`` with every ``while`` loop counting its passes (from 0 where the loop is
+    entered, and again after each yield inside it), stopping the tick at the
+    ``MAX_STEPS``-th pass (nested bodies too; not in nested functions or classes)."""
+    from .lower.cycles import MAX_STEPS
+
+    enclosing = counters if counters is not None else []
+    out: list[ast.stmt] = []
+    for s in stmts:
+        if isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            out.append(s)
+            continue
+        inside = enclosing
+        if isinstance(s, ast.While):
+            counter = f"{STEPS}{s.lineno}_{s.col_offset}"
+            inside = [*enclosing, counter]
+            out.append(_at(ast.parse(f"{counter} = 0").body[0], s))
+        for field in ("body", "orelse", "finalbody"):
+            inner = getattr(s, field, None)
+            if isinstance(inner, list) and inner and isinstance(inner[0], ast.stmt):
+                setattr(s, field, _counted(inner, proc, file, line0,
+                                           inside if field == "body" else enclosing))
+        for handler in getattr(s, "handlers", []):
+            handler.body = _counted(handler.body, proc, file, line0, enclosing)
+        for case in getattr(s, "cases", []):
+            case.body = _counted(case.body, proc, file, line0, enclosing)
+        if isinstance(s, ast.While):
+            where = f"{file}:{s.lineno + line0 - 1}"
+            count = ast.parse(f"{inside[-1]} += 1\nif {inside[-1]} > {MAX_STEPS}: "
+                              f"{SPIN}({proc}, {where!r})").body
+            s.body = [_at(c, s) for c in count] + s.body
+        out.append(s)
+        if enclosing and not isinstance(s, ast.While | ast.For | ast.If | ast.Match | ast.Try
+                                        | ast.With) \
+                and any(isinstance(n, ast.Yield | ast.YieldFrom) for n in _own_nodes([s])):
+            out.append(_at(ast.parse(" = ".join([*enclosing, "0"])).body[0], s))
+    return out
+
+
+def _at(stmt: ast.stmt, at: ast.AST) -> ast.stmt:
+    """``stmt`` (and everything in it) placed at ``at``'s line and column."""
+    for n in ast.walk(stmt):
+        if "lineno" in n._attributes:
+            ast.copy_location(n, at)
+    return stmt
 
 
 def _own_nodes(stmts: list[ast.stmt]) -> list[ast.AST]:

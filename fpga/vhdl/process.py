@@ -6,13 +6,17 @@ output sees it, as in the Python semantics) copied to the port after the body. A
 combinational process is a ``process (all)`` writing its ports directly (an output it does
 not write on every path holds its value, set to the initial value during reset so that row 0
 matches Python's reset evaluation). A generator becomes
-a ``case`` over its states inside a loop that runs until a state ends the tick.
+a ``case`` over its states inside a loop that runs until a state ends the tick; a state on
+a cycle of same-tick edges asserts that the tick has not made ``MAX_STEPS`` state changes (a
+loop that never reaches a yield would otherwise hang GHDL: simulated time stops with it, and
+so does the testbench's watchdog), with the message the Python backends raise.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+from sme.lower.cycles import MAX_STEPS, spin_loops, spin_message
 from sme.lower.ir import (
     Assign,
     BoolT,
@@ -202,6 +206,11 @@ def _comment_block(text: str | None, depth: int = 0) -> list[str]:
     return [f"{IND * depth}-- {ln}".rstrip() for ln in text.splitlines()]
 
 
+def _string(text: str) -> str:
+    """``text`` inside a VHDL string literal (quotes doubled, ASCII only)."""
+    return text.replace('"', '""').encode("ascii", "replace").decode()
+
+
 def emit_process(ir: ProcessIR, names: ProcessNames, pkg: str) -> str:
     """The VHDL file of one process class (entity ``names.entity``)."""
     entity, types = names.entity, names.types
@@ -262,8 +271,11 @@ def emit_process(ir: ProcessIR, names: ProcessNames, pkg: str) -> str:
     for v in ir.locals:
         decls.append(f"variable {names.var(v.name)} : {vtype(v.type)};"
                      + (f"  -- {v.loc.short}" if v.loc else ""))
+    spins = spin_loops(ir.states) if ir.states is not None else {}
     if ir.states is not None:
         decls.append(f"variable tick_state : state_t := {names.state(0)};")
+    if spins:
+        decls.append("variable tick_steps : natural := 0;  -- state changes in this tick")
     out += [f"{IND * 2}{d}" for d in decls]
     out.append(f"{IND}begin")
     body = StmtEmitter(ir, ex, names)
@@ -297,10 +309,19 @@ def emit_process(ir: ProcessIR, names: ProcessNames, pkg: str) -> str:
             out.append(f"{IND * 4}null;")
         out.append(f"{IND * 3}else")
         if ir.states is not None:
+            if spins:
+                body.put(4, "tick_steps := 0;")
             body.put(4, "tick_loop : loop")
+            if spins:
+                body.put(5, "tick_steps := tick_steps + 1;")
             body.put(5, "case tick_state is")
             for st in ir.states:
                 body.put(6, f"when {names.state(st.index)} =>  -- {st.loc.short}")
+                if st.index in spins:  # a state on a same-tick cycle: GHDL would hang
+                    loop = spins[st.index]
+                    text = spin_message(ir.name, f"{loop.file}:{loop.line}")
+                    body.put(7, f"assert tick_steps <= {MAX_STEPS} report \"{_string(text)}"
+                             "\" severity failure;")
                 body.emit(st.body, 7)
             body.put(5, "end case;")
             body.put(4, "end loop;")

@@ -12,13 +12,12 @@ This module emits statements and processes; ``emit_expr`` the expressions.
 from __future__ import annotations
 
 from ..lower import ir
+from ..lower.cycles import MAX_STEPS, spin_loops
 from ..lower.ir import ArrayT, EnumT
 from ..types import ArrayType
 from .accumulate import Known, assigned, proven_accumulations
 from .emit_expr import ExprEmitter, FastLoop, Instance
 from .layout import ArraySlot, Site, Slot, Storage
-
-MAX_STEPS = 1_000_000
 
 
 class Emitter(ExprEmitter):
@@ -34,12 +33,16 @@ class Emitter(ExprEmitter):
         if p.states is None:
             return [f"# process {inst.name}", *self.block(p.body)]
         pc, waited = f"pc{inst.index}", f"_w{inst.index}"
-        steps = self.layout.site(Site("steps", self.where(), who=inst.describe))
+        # the error names the loop of the state it stopped in (E[1] = that state)
+        spins = spin_loops(p.states)
+        lines = tuple(f"{spins.get(st.index, st.loop or st.loc).file}:"
+                      f"{spins.get(st.index, st.loop or st.loc).line}" for st in p.states)
+        steps = self.layout.site(Site("steps", self.where(), who=inst.describe, lines=lines))
         out = [f"# process {inst.name} (state machine)", f"{waited} = 0",
                f"_n{inst.index} = 0", f"while {waited} == 0:",
                f"    _n{inst.index} += 1",
                f"    if _n{inst.index} > {MAX_STEPS}:",
-               f"        _fail({steps}, 0, t, 0, E)"]
+               f"        _fail({steps}, {pc}, t, 0, E)"]
         for k, st in enumerate(p.states):
             self.loc = st.loc
             self.known = Known()

@@ -82,6 +82,7 @@ class Site:
     element: bool = False
     register: bool = False
     length: int = 0
+    lines: tuple[str, ...] = ()  # "steps": file:line of each state's loop, by state
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ from ..errors import (
 )
 from ..interp import _annotate
 from ..interp_locals import index_message
+from ..lower.cycles import spin_message
 from ..native import NativeFunction
 from ..network import Network
 from ..overflow import Overflowing, resize, store
@@ -70,7 +71,6 @@ from .batch_io import (
 )
 from .cache import load_module
 from .codegen import STOPPED, Generated, generate
-from .emit import MAX_STEPS
 from .layout import ArraySlot, SignalPlace, Site, raw
 from .views import bus_view, rows_from_raw, snapshot_function
 
@@ -237,9 +237,8 @@ class CompiledSession(Session):
         if what == "zerodiv":
             return ZeroDivisionError("integer division or modulo by zero")
         if what == "steps":
-            return SimulationError(
-                f"{site.who}: on_tick() made {MAX_STEPS:,} state changes in one tick without "
-                "yielding (a loop that never reaches a yield?)")
+            where = site.lines[value] if 0 <= value < len(site.lines) else site.where
+            return SimulationError(spin_message(site.who, where))
         return BackendError(f"unknown failure site {site!r}")
 
     def _store_error(self, site: Site, value: int, index: int) -> BaseException:

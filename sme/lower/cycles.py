@@ -25,6 +25,7 @@ from .ir import (
     Expr,
     Goto,
     If,
+    Loc,
     LocalRead,
     Match,
     PortRead,
@@ -33,6 +34,19 @@ from .ir import (
     Stmt,
     UnaryOp,
 )
+
+MAX_STEPS = 1_000_000
+"""The steps (state changes; loop passes in the interpreter) one tick of a generator may take
+before the simulation stops it with ``SimulationError`` (``spin_message``): a loop whose test
+reads a register or a local passes the check above and may still never be left."""
+
+
+def spin_message(who: str, where: str) -> str:
+    """The message of a tick stopped after ``MAX_STEPS`` steps in the loop at ``where``."""
+    return (f"{who}: on_tick() made {MAX_STEPS:,} steps in one tick without yielding, going "
+            f"round the loop at {where} (does its test read a register or a local that "
+            "nothing changes within the tick? a loop must reach a yield)")
+
 
 Literal = tuple[Expr, bool]
 Clause = frozenset[Literal]
@@ -159,4 +173,54 @@ def check_cycles(states: list[StateIR]) -> None:
         visit(s.index, frozenset())
 
 
-__all__ = ["check_cycles"]
+def _jumps(stmts: list[Stmt]) -> Iterator[int]:
+    """The states ``stmts`` may go to within the tick (any condition)."""
+    for s in stmts:
+        if isinstance(s, Goto) and not s.wait:
+            yield s.state
+        elif isinstance(s, If):
+            yield from _jumps(s.then)
+            yield from _jumps(s.orelse)
+        elif isinstance(s, Match):
+            for c in s.cases:
+                yield from _jumps(c.body)
+
+
+def spin_loops(states: list[StateIR]) -> dict[int, Loc]:
+    """For each state on a cycle of same-tick edges (where a tick may go round for ever),
+    the loop to name when it does: the outermost ``while`` of the states on its cycles
+    (``StateIR.loop``), the loop the interpreter's pass counter stops in too."""
+    edges = {s.index: set(_jumps(s.body)) for s in states}
+    index: dict[int, int] = {}
+    low: dict[int, int] = {}
+    stack: list[int] = []
+    out: dict[int, Loc] = {}
+
+    def connect(v: int) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in edges[v]:
+            if w not in index:
+                connect(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp: list[int] = []
+            while True:
+                w = stack.pop()
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1 or v in edges[v]:
+                locs = [states[k].loop or states[k].loc for k in comp]
+                outer = min(locs, key=lambda loc: (loc.line, loc.col))
+                out.update(dict.fromkeys(comp, outer))
+
+    for s in states:
+        if s.index not in index:
+            connect(s.index)
+    return out
+
+
+__all__ = ["MAX_STEPS", "check_cycles", "spin_loops", "spin_message"]

@@ -422,6 +422,9 @@ class StateIR:
     name: str
     loc: Loc
     body: list[Stmt]
+    loop: Loc | None = None
+    """The innermost ``while`` loop the state's code is in (None outside every loop): what
+    a backend names when a tick goes round a loop without yielding (``cycles.MAX_STEPS``)."""
 
 
 @dataclass

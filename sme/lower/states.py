@@ -89,6 +89,7 @@ class _Loop:
 
     exit: int
     next: int
+    loc: Loc
 
 
 class _Builder:
@@ -96,13 +97,15 @@ class _Builder:
         self.states: list[StateIR] = []
         self.names: set[str] = set()
 
-    def new(self, name: str, loc: Loc) -> int:
+    def new(self, name: str, loc: Loc, loop: _Loop | Loc | None) -> int:
+        """A new state (``loop``: the innermost ``while`` it is in, or that loop's loc)."""
         base, n = name, 1
         while name in self.names:
             n += 1
             name = f"{base}_{n}"
         self.names.add(name)
-        self.states.append(StateIR(len(self.states), name, loc, []))
+        at = loop.loc if isinstance(loop, _Loop) else loop
+        self.states.append(StateIR(len(self.states), name, loc, [], at))
         return len(self.states) - 1
 
     def state_for(self, rest: list[Stmt], cont: int, loc: Loc, loop: _Loop | None) -> int:
@@ -110,7 +113,7 @@ class _Builder:
         ``rest`` is empty)."""
         if not rest:
             return cont
-        idx = self.new(f"line{loc.line}", loc)
+        idx = self.new(f"line{loc.line}", loc, loop)
         self.states[idx].body = self.split(rest, cont, loc, loop)
         return idx
 
@@ -138,15 +141,15 @@ class _Builder:
                 # after `while True` without a break, nothing runs: no state for it
                 after = (self.state_for(rest, cont, after_loc, loop)
                          if not forever or _breaks(s.body) else cont)
-                head = self.new(f"loop{s.loc.line}", s.loc)
+                head = self.new(f"loop{s.loc.line}", s.loc, s.loc)
                 nxt = head
                 if s.step or not s.test_first:
-                    nxt = self.new(f"next{s.loc.line}", s.loc)
+                    nxt = self.new(f"next{s.loc.line}", s.loc, s.loc)
                     again = ([Goto(s.loc, head, False)] if s.test_first else
                              [If(s.loc, s.cond, [Goto(s.loc, head, False)],
                                  [Goto(s.loc, after, False)])])
                     self.states[nxt].body = [*s.step, *again]
-                body = self.split(s.body, nxt, s.loc, _Loop(after, nxt))
+                body = self.split(s.body, nxt, s.loc, _Loop(after, nxt, s.loc))
                 self.states[head].body = body if forever or not s.test_first else [
                     If(s.loc, s.cond, body, [Goto(s.loc, after, False)])]
                 out.append(Goto(s.loc, head, False))
@@ -176,8 +179,8 @@ def build_states(body: list[Stmt], loc: Loc) -> list[StateIR]:
     """The state machine of a generator body (see the module docstring). Raises
     ``LoweringError`` when some pass through the body can run without reaching a yield."""
     b = _Builder()
-    entry = b.new("start", loc)
-    end = b.new("end", loc)
+    entry = b.new("start", loc, None)
+    end = b.new("end", loc, None)
     b.states[end].body = [Goto(loc, entry, True)]
     b.states[entry].body = b.split(body, end, loc, None)
     states = _thread(b.states)
@@ -229,7 +232,7 @@ def _thread(states: list[StateIR]) -> list[StateIR]:
     kept = [s for s in states if s.index in reached]
     number = {s.index: k for k, s in enumerate(kept)}
     where = {i: number[j] for i, j in jump.items() if j in number}
-    return [StateIR(number[s.index], s.name, s.loc, _retarget(s.body, where, ends))
+    return [StateIR(number[s.index], s.name, s.loc, _retarget(s.body, where, ends), s.loop)
             for s in kept]
 
 
