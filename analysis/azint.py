@@ -160,6 +160,7 @@ class AzimuthalIntegrator:
         if kernel not in KINDS:
             raise ValueError(f"unknown kernel {kernel!r}; valid: {', '.join(KINDS)}")
         self.geometry = geometry
+        self._poni_file: tuple[PoniGeometry | None, str] = (None, "")
         self.kernel = kernel
         self.empty = empty
         self.rt = cl.runtime(device)
@@ -172,7 +173,9 @@ class AzimuthalIntegrator:
     def load(cls, path: str | os.PathLike[str], shape: tuple[int, int] | None = None,
              device: str | None = None) -> AzimuthalIntegrator:
         """An integrator for the geometry of a pyFAI ``.poni`` file (``pyFAI.load``)."""
-        return cls(read_poni(path, shape=shape), device=device)
+        integrator = cls(read_poni(path, shape=shape), device=device)
+        integrator._poni_file = (integrator.geometry, str(path))  # (named if no wavelength)
+        return integrator
 
     @property
     def empty(self) -> float:
@@ -205,8 +208,9 @@ class AzimuthalIntegrator:
         g = self.geometry
         split = args.split_of(method)
         model = args.error_model(error_model)
-        if unit.needs_wavelength and g.wavelength is None:
-            unit.values(np.zeros(1), np.zeros(1), np.ones(1), None)  # raises, naming it
+        if unit.needs_wavelength and g.wavelength is None:  # raises, naming it and the file
+            source = self._poni_file[1] if self._poni_file[0] is g else None
+            unit.values(np.zeros(1), np.zeros(1), np.ones(1), None, source)
         pol = polarization_factor
         if pol is not None and (isinstance(pol, bool) or not isinstance(
                 pol, (int, float, np.integer, np.floating)) or not -1.0 <= float(pol) <= 1.0):

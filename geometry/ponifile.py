@@ -17,7 +17,11 @@ pixels of 344 µm (binning 2 × 2). A ``"binning"`` key (which pyFAI's factory a
 chooses the binning explicitly; a pixel size saying another binning is refused.
 
 A file without a shape (a generic detector without ``max_shape``, version 1 files) needs
-``shape=`` from the caller. A file without ``Wavelength`` gives ``wavelength=None``.
+``shape=`` from the caller. A file without ``Wavelength`` gives ``wavelength=None`` (as
+pyFAI's does: the key is optional in every version, so a file cut short after its ``Rot3``
+line reads the same; q units then name the file, see ``AzimuthalIntegrator.load``). A
+version 3 file without ``Parallax``, the line pyFAI writes last, is refused as cut short
+(pyFAI logs "claim to be version 3 but contains no information about parallax").
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ class _Lines:
             raise PoniError(f"{path}:{bad_line}: not UTF-8 text (byte "
                             f"{content[exc.start]:#04x})") from None
         self.values: dict[str, tuple[str, int]] = {}
+        self.last = 0  # the number of the last line holding a key
         lines = text.split("\n")
         for lineno, line in enumerate(lines, start=1):
             stripped = line.strip()
@@ -82,6 +87,7 @@ class _Lines:
             if key == "dist":  # pyFAI's dictionary spelling
                 key = "distance"
             self.values[key] = (value, lineno)
+            self.last = lineno
 
     def __contains__(self, key: str) -> bool:
         return key in self.values
@@ -126,6 +132,10 @@ def read_poni(path: str | os.PathLike[str], shape: tuple[int, int] | None = None
         if not 1 <= version <= 3:
             raise PoniError(f"{lines.where('poni_version')}: poni_version {version:g} is not "
                             "supported (1, 2, 2.1 or 3 expected)")
+    if version >= 3 and "parallax" not in lines:  # pyFAI: "claim to be version 3 but ..."
+        raise PoniError(f"{p}: missing key(s) Parallax (poni_version {version:g} files have "
+                        "it: pyFAI writes it last, after Wavelength; the file may be cut short "
+                        f"after line {lines.last})")
     numbers = {k: lines.number(k) for k in _NUMERIC_KEYS if k in lines}
     if "parallax" in lines and lines.text("parallax").strip().lower() not in ("false", "0",
                                                                                "none", ""):

@@ -56,13 +56,18 @@ class Unit:
     formula: _Formula
     needs_wavelength: bool = False
 
-    def values(self, t1: F64, t2: F64, t3: F64, wavelength: float | None) -> F64:
-        """Internal values at lab positions ``(t1, t2, t3)`` (m, t3 along the beam)."""
+    def values(self, t1: F64, t2: F64, t3: F64, wavelength: float | None,
+               source: str | None = None) -> F64:
+        """Internal values at lab positions ``(t1, t2, t3)`` (m, t3 along the beam);
+        ``source``: the ``.poni`` file the geometry was read from, named when the
+        wavelength is missing."""
         if self.needs_wavelength:
             if wavelength is None:
+                why = ("the .poni file has no Wavelength line" if source is None else
+                       f"{source} has no Wavelength line: pyFAI writes it after Rot3 when "
+                       "known, so a file cut short after that line reads so too")
                 raise ValueError(f"unit {self.name!r} needs the wavelength, and the geometry "
-                                 "has none (the .poni file has no Wavelength line); set it "
-                                 "or use a 2th_* or r_* unit")
+                                 f"has none ({why}); set it or use a 2th_* or r_* unit")
             return self.formula(t1, t2, t3, wavelength)
         return self.formula(t1, t2, t3, 0.0)
 

@@ -2,7 +2,10 @@
 flipped, saved as UTF-16 or Latin-1, a folder or a symlink loop in its place: the
 geometry read is the file's, or a :class:`PoniError` naming the file — never another
 geometry. A file cut inside its last value (``Wavelength: 1.03`` of ``1.0332e-10``, or
-``Rot3: 0.`` of ``0.03``) used to read as that value without a word."""
+``Rot3: 0.`` of ``0.03``) used to read as that value without a word. Cut after a whole
+line, a version 3 file (``Parallax`` last) is refused as pyFAI complains of it; a 2.1 file
+cut after ``Rot3`` is a file without a wavelength, as pyFAI reads it, and a q unit then
+names the file."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import io
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from geometry import PoniError, PoniGeometry, read_poni
@@ -19,14 +23,22 @@ from pyFAI.integrator.azimuthal import AzimuthalIntegrator  # noqa: E402
 from pyFAI.io.ponifile import PoniFile  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def written() -> bytes:
-    """What pyFAI writes for a tilted Pilatus 1M (its own ``write``)."""
+def _pyfai_writes(version: float | None = None) -> bytes:
+    """What pyFAI writes for a tilted Pilatus 1M (its own ``write``; its default version
+    is 2.1, 3 adds a last line ``Parallax: False``)."""
     ai = AzimuthalIntegrator(detector="Pilatus1M", dist=0.1234567, poni1=0.05, poni2=0.06,
                              rot1=0.01, rot2=0.02, rot3=0.03, wavelength=1.0332e-10)
+    poni = PoniFile(ai)
+    if version is not None:
+        poni.API_VERSION = version
     out = io.StringIO()
-    PoniFile(ai).write(out)
+    poni.write(out)
     return out.getvalue().encode()
+
+
+@pytest.fixture(scope="module")
+def written() -> bytes:
+    return _pyfai_writes()
 
 
 def _key(g: PoniGeometry) -> tuple[object, ...]:
@@ -55,6 +67,51 @@ def test_cut_anywhere_reads_the_file_or_fails_naming_it(written: bytes,
         assert size in line_ends, (size, written[:size][-30:], _key(got))
         assert _key(got) == (*_key(whole)[:6], None, *_key(whole)[7:])
     assert read == [len(written) - len(written.split(b"\n")[-2]) - 1]
+
+
+def test_a_version_3_file_cut_after_a_whole_line_is_refused(tmp_path: Path,
+                                                             caplog: pytest.LogCaptureFixture
+                                                             ) -> None:
+    """Cut after its Rot3 or its Wavelength line, a version 3 file has no Parallax, which
+    pyFAI writes last: pyFAI logs an error and reads on (no wavelength, or the parallax
+    unknown); smeflow refuses it, naming the file, the key and the last line it has (it
+    read the file without its wavelength before)."""
+    written = _pyfai_writes(3)
+    lines = written.split(b"\n")
+    assert lines[-3:] == [b"Wavelength: 1.0332e-10", b"Parallax: False", b""]
+    path = tmp_path / "cut.poni"
+    path.write_bytes(written)
+    assert _key(read_poni(path))[6] == 1.0332e-10
+    for kept in (len(lines) - 2, len(lines) - 3):  # without Parallax; without Wavelength too
+        path.write_bytes(b"\n".join(lines[:kept]) + b"\n")
+        caplog.clear()
+        assert pyFAI.load(str(path)).dist == 0.1234567  # pyFAI reads it, logging an error
+        assert "version 3 but contains no information about parallax" in caplog.text
+        with pytest.raises(PoniError, match=f"^{path}: missing key\\(s\\) Parallax "
+                           f".*cut short after line {kept}\\)$"):
+            read_poni(path)
+
+
+def test_q_units_name_the_file_cut_before_its_wavelength(written: bytes,
+                                                         tmp_path: Path) -> None:
+    """A 2.1 file cut after Rot3 reads without a wavelength, as pyFAI's does (the key is
+    optional in every version); asked for q, pyFAI says 'wavelength is needed for q
+    calculation', smeflow's integrator names the file and the line it lacks."""
+    from analysis.azint import AzimuthalIntegrator as Ours
+
+    path = tmp_path / "cut.poni"
+    path.write_bytes(written[:written.index(b"Wavelength")])
+    assert pyFAI.load(str(path)).wavelength is None
+    with pytest.raises(ValueError, match="wavelength is needed"):
+        pyFAI.load(str(path)).integrate1d(np.ones((1043, 981)), 10, unit="q_nm^-1")
+    ours = Ours.load(path)
+    assert ours.geometry.wavelength is None
+    ours.integrate1d(np.ones(ours.geometry.shape), 10, unit="2th_deg")  # angles work
+    with pytest.raises(ValueError, match=(
+            f"^unit 'q_nm\\^-1' needs the wavelength, and the geometry has none \\({path} "
+            "has no Wavelength line: pyFAI writes it after Rot3 when known, so a file cut "
+            "short after that line reads so too\\)")):
+        ours.integrate1d(np.ones(ours.geometry.shape), 10, unit="q_nm^-1")
 
 
 def _flip(at: int) -> Callable[[bytes], bytes]:
