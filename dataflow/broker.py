@@ -57,15 +57,16 @@ def open_broker(catalog: ClientCatalog | str | os.PathLike[str] | None = None) -
     -------
     databroker.Broker
         ``db[-1]``, ``db[uid]``, ``db(plan_name=...)``, ``db.v2`` (the Tiled catalog of
-        runs, with databroker's v2 interface).
+        runs, with databroker's v2 interface); ``table()`` of a stream without events is
+        an empty table (``dataflow.broker_v1``).
     """
-    from databroker import Broker
+    from .broker_v1 import broker_class
 
     if not isinstance(catalog, ClientCatalog):
         catalog = Catalog(catalog)
     if catalog.client is None:
         raise CatalogError(f"the catalog {catalog.where} is closed")
-    return Broker(dict_searching(catalog.client))
+    return broker_class()(dict_searching(catalog.client))
 
 
 def dict_searching(runs: Any) -> Any:
