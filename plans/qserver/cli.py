@@ -10,7 +10,8 @@ profile :mod:`plans.qserver.startup` and the permissions shipped beside it, in t
 foreground. Runs go to the catalog in ``--data`` (else ``$SMEFLOW_DATA``, else
 ``./smeflow-data``); the list of plans and devices the manager offers, and Redis's
 snapshot of the queue when this command started Redis, are kept in its ``queue/``
-folder. Ctrl-C (or SIGTERM) stops the manager and then the Redis it started. Clients
+folder (a snapshot Redis cannot load is refused before Redis starts, naming it).
+Ctrl-C (or SIGTERM) stops the manager and then the Redis it started. Clients
 talk to it with ``qserver`` or :mod:`bluesky_queueserver_api`::
 
     from bluesky_queueserver_api import BPlan
@@ -131,16 +132,53 @@ def _wait_until(check: Any, timeout: float, proc: subprocess.Popen[bytes], what:
         time.sleep(0.1)
 
 
+SNAPSHOT = "queue.rdb"
+"""Redis's snapshot of the queue, in the ``queue/`` folder, when this command starts Redis."""
+
+
+def snapshot_damage(path: Path) -> str | None:
+    """What ``redis-check-rdb`` finds wrong with the Redis snapshot ``path`` (None when it
+    finds nothing, or is not installed).
+
+    Redis refuses to start on a snapshot cut short (by a full disk, a killed copy), empty
+    or of a newer Redis, printing a page of its internals and nothing naming the file."""
+    exe = shutil.which("redis-check-rdb")
+    if exe is None or not path.is_file():
+        return None
+    try:
+        out = subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=60,
+                             errors="replace")
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode == 0:
+        return None
+    lines = out.stdout.splitlines()
+    after = lines[lines.index("--- RDB ERROR DETECTED ---") + 1:] \
+        if "--- RDB ERROR DETECTED ---" in lines else lines
+    found = next((line for line in after if line.startswith("[offset ")), None)
+    if found is None:
+        return f"redis-check-rdb exited with status {out.returncode}"
+    offset, _, reason = found.removeprefix("[offset ").partition("] ")
+    return f"{reason.strip()}, at byte {offset}"
+
+
 def start_redis(port: int, folder: Path) -> subprocess.Popen[bytes]:
-    """Debian's ``redis-server`` on 127.0.0.1:``port``, its snapshot in ``folder``."""
+    """Debian's ``redis-server`` on 127.0.0.1:``port``, its snapshot in ``folder``
+    (checked first: a damaged one is a :class:`QueueError` naming it, left as it is)."""
     exe = shutil.which("redis-server")
     if exe is None:
         raise QueueError("redis-server not found: install Debian's redis-server "
                          "(apt-get install redis-server; make setup does it as root), or "
                          "point --redis at a running Redis")
+    damage = snapshot_damage(folder / SNAPSHOT)
+    if damage is not None:
+        raise QueueError(f"Redis snapshot {folder / SNAPSHOT} cannot be loaded ({damage}): "
+                         "Redis would not start on it; left as it is - move it aside to "
+                         "start with an empty queue (the plans and history it holds are then "
+                         "lost)")
     proc = subprocess.Popen(
         [exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
-         "--dbfilename", "queue.rdb", "--daemonize", "no", "--loglevel", "warning"],
+         "--dbfilename", SNAPSHOT, "--daemonize", "no", "--loglevel", "warning"],
         start_new_session=True)  # Ctrl-C reaches this command only; it stops Redis itself
     try:
         _wait_until(lambda: redis_state("127.0.0.1", port, 1.0), 20.0, proc,

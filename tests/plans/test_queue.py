@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,7 +24,15 @@ from pathlib import Path
 import pytest
 
 from dataflow.catalog import Catalog
-from plans.qserver.cli import STOP_TIMEOUT, QueueError, parse_redis, redis_state
+from plans.qserver.cli import (
+    SNAPSHOT,
+    STOP_TIMEOUT,
+    QueueError,
+    _stop,
+    parse_redis,
+    redis_state,
+    start_redis,
+)
 from plans.qserver.settings import QueueSettings, QueueSettingsError
 
 SMEFLOW = str(Path(sys.executable).with_name("smeflow"))
@@ -286,6 +295,50 @@ def test_queue_command_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
     assert not_a_folder.returncode == 1
     assert not_a_folder.stderr.strip().splitlines() == [
         f"smeflow queue: error: --data {a_file}: is a file, not a catalog folder"]
+
+
+def _redis_command(port: int, *words: str) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(b"*%d\r\n" % len(words) + b"".join(
+            b"$%d\r\n%s\r\n" % (len(w), w.encode()) for w in words))
+        return conn.recv(64)
+
+
+@pytest.mark.skipif(not (shutil.which("redis-server") and shutil.which("redis-check-rdb")),
+                    reason="Debian's redis-server (with redis-check-rdb) is not installed")
+def test_a_damaged_queue_snapshot_is_named_and_left_as_it_is(tmp_path: Path) -> None:
+    """Redis's snapshot of the queue (``queue/queue.rdb``) cut short, emptied or from a
+    newer Redis: redis-server printed a page of its internals ('Short read or OOM loading
+    DB ... RDB ERROR DETECTED') and the command said only 'redis-server on port N exited
+    with status 1 while starting'. Now one error naming the file and why, before Redis is
+    started; the file is left as it was, and the whole snapshot still loads."""
+    port = free_port()
+    proc = start_redis(port, tmp_path)
+    try:
+        assert _redis_command(port, "RPUSH", "plan_queue", '{"name": "count"}') == b":1\r\n"
+    finally:
+        _stop(proc, signal.SIGTERM)  # (Redis saves its snapshot as it stops)
+    snapshot = tmp_path / SNAPSHOT
+    whole = snapshot.read_bytes()
+    assert whole.startswith(b"REDIS") and b"plan_queue" in whole
+    for damaged, reason in [
+            (b"", r"Unexpected EOF reading RDB file, at byte 0"),
+            (whole[:len(whole) // 2], r"Unexpected EOF reading RDB file, at byte \d+"),
+            (whole[:-1], r".*, at byte \d+"),
+            (b"REDIS0099" + whole[9:], r"Can't handle RDB format version 99, at byte 9")]:
+        snapshot.write_bytes(damaged)
+        with pytest.raises(QueueError, match=(
+                f"^Redis snapshot {re.escape(str(snapshot))} cannot be loaded \\({reason}\\): "
+                "Redis would not start on it; left as it is")):
+            start_redis(free_port(), tmp_path)
+        assert snapshot.read_bytes() == damaged
+    snapshot.write_bytes(whole)
+    port = free_port()
+    proc = start_redis(port, tmp_path)
+    try:
+        assert _redis_command(port, "LLEN", "plan_queue") == b":1\r\n"
+    finally:
+        _stop(proc, signal.SIGTERM)
 
 
 @pytest.mark.slow
