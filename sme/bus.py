@@ -178,7 +178,7 @@ class CheckedArray(list[Any]):
     def _misfit(self, value: Any, reason: str) -> SignalValueError:
         return SignalValueError(
             f"{self._owner}.{self._signal}{reason}; {self._type!r} allows "
-            f"{self._type.describe_range()}",
+            f"{self._type.describe_range()}; written at {srcloc.caller()}",
             bus=self._owner, signal=self._signal, value=value,
         )
 
@@ -226,9 +226,13 @@ class PendingArray:
 
 
 def misfit_error(
-    bus_name: str, spec: SignalSpec, value: Any, exc: TypeMisfit, writer: str
+    bus_name: str, spec: SignalSpec, value: Any, exc: TypeMisfit, writer: str,
+    at: str | None = None,
 ) -> SignalValueError:
-    """The error for a value that does not fit a signal, naming bus, signal, value, range."""
+    """The error for a value that does not fit a signal, naming bus, signal, value, range,
+    the writer and (``at``) the ``file:line`` of the store."""
+    if at is not None:
+        writer = f"{writer} at {at}"
     shown = value.value if hasattr(value, "overflow") else value
     hint = ""
     if "out of range" in str(exc):
@@ -240,13 +244,16 @@ def misfit_error(
     )
 
 
-def convert_for(bus_name: str, spec: SignalSpec, value: Any, writer: str) -> Any:
+def convert_for(bus_name: str, spec: SignalSpec, value: Any, writer: str,
+                locate: bool = False) -> Any:
     """Coerce a value written to ``bus_name.spec.name``; arrays become ``CheckedArray`` (the
-    writer's own copy, so that it can go on writing single elements)."""
+    writer's own copy, so that it can go on writing single elements). ``locate``: a value
+    that does not fit names the line that stored it (the first frame outside ``sme``)."""
     try:
         v = store(spec.type, value)
     except TypeMisfit as exc:
-        raise misfit_error(bus_name, spec, value, exc, writer) from None
+        at = str(srcloc.caller()) if locate else None
+        raise misfit_error(bus_name, spec, value, exc, writer, at) from None
     if isinstance(spec.type, ArrayType):
         return CheckedArray(spec.type, v, bus_name, spec.name)
     return v
@@ -333,9 +340,11 @@ def reader_view(bus: Bus, who: Callable[[], str]) -> Any:
     return view
 
 
-def writer_view(bus: Bus, who: Callable[[], str], target: dict[str, Any]) -> Any:
+def writer_view(bus: Bus, who: Callable[[], str], target: dict[str, Any],
+                locate: bool = False) -> Any:
     """A view that checks and stores values into ``target`` (the bus's next-tick values for a
-    clocked writer, its current values for a combinational writer or a testbench)."""
+    clocked writer, its current values for a combinational writer or a testbench);
+    ``locate``: a value that does not fit names the line of the store (a process's)."""
     specs = bus._sme_signals
     ranges: dict[str, tuple[int, int]] = {
         n: (s.type.lo, s.type.hi) for n, s in specs.items() if isinstance(s.type, IntegerType)
@@ -356,7 +365,7 @@ def writer_view(bus: Bus, who: Callable[[], str], target: dict[str, Any]) -> Any
         if spec is None:
             self.__getattr__(name)  # raises UnknownSignalError
             raise AssertionError(name)
-        target[name] = convert_for(bus.name, spec, value, who())
+        target[name] = convert_for(bus.name, spec, value, who(), locate)
 
     def __getattr__(self: Any, name: str) -> Any:
         spec = specs.get(name)

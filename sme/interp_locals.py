@@ -31,10 +31,12 @@ import ast
 import copy
 import types
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import ArrayIndexError, SimulationError
 from .overflow import Overflowing, resize
+from .srcloc import SrcLoc
 
 CHECK = "__sme_store_local__"
 """The name the rewritten ``on_tick`` calls its check by (a cell of its closure)."""
@@ -47,12 +49,36 @@ STEPS = "__sme_steps_"
 _OUTER = "__sme_checked_locals__"
 
 
-def store_local(t: Any, value: Any) -> Any:
-    """``value`` as stored into a local annotated ``t``: converted, wrapped or saturated
-    when it is so marked, else ``resize``'s ``ValueError`` when it does not fit."""
-    if type(value) is Overflowing:
-        return resize(value.value, t, value.rounding, value.overflow)
-    return resize(value, t)
+def store_local(t: Any, value: Any, name: str = "", proc: Any = None, where: str = "") -> Any:
+    """``value`` as stored into the local ``name`` annotated ``t`` (in ``proc``, at
+    ``where``): converted, wrapped or saturated when it is so marked, else the
+    ``ValueError`` of :func:`local_misfit` when it does not fit."""
+    try:
+        if type(value) is Overflowing:
+            return resize(value.value, t, value.rounding, value.overflow)
+        return resize(value, t)
+    except ValueError as exc:
+        if not name:
+            raise
+        who = proc.describe() if hasattr(proc, "describe") else "on_tick"
+        raise local_misfit(name, exc, who, at_line(where)) from None
+
+
+def at_line(where: str) -> str:
+    """``file:line`` as errors name the line of a store (``SrcLoc``: relative to the
+    working folder when inside it), in every backend."""
+    file, _, line = where.rpartition(":")
+    return str(SrcLoc(file, int(line))) if file and line.isdigit() else where
+
+
+def local_misfit(name: str, exc: ValueError, who: str, where: str) -> ValueError:
+    """The error of a value that does not fit the annotated local ``name`` (``exc``:
+    ``resize``'s), naming the local, the process and the ``file:line`` of the store, in
+    every backend."""
+    text = str(exc).removeprefix("resize: ")
+    hint = ("; if the overflow is deliberate, write wrap(...) or saturate(...)"
+            if "out of range" in text else "")
+    return ValueError(f"local {name}: {text}; stored by {who} at {where}{hint}")
 
 
 def check_index(array: Any, index: Any, proc: Any, text: str, where: str) -> Any:
@@ -97,7 +123,8 @@ def checked_on_tick(func: Callable[..., Any]) -> Callable[..., Any] | None:
         node.body = [indexes.visit(s) for s in node.body]
         if loops:
             node.body = _counted(node.body, proc, parsed.file, parsed.line0)
-    node.body = _checked(node.body, annotations)
+    proc_arg = node.args.args[0].arg if node.args.args else None
+    node.body = _checked(node.body, annotations, _Where(proc_arg, parsed.file, parsed.line0))
     node.decorator_list = []
     code = getattr(func, "__code__", None)
     free = list(code.co_freevars) if code else []
@@ -236,16 +263,31 @@ def _bound(targets: list[ast.expr], annotations: dict[str, ast.expr]) -> list[st
     return names
 
 
-def _check(name: str, annotations: dict[str, ast.expr], at: ast.AST) -> ast.stmt:
-    """``name = CHECK(<its annotation>, name)`` at ``at``'s line."""
-    call = ast.Call(func=ast.Name(id=CHECK, ctx=ast.Load()),
-                    args=[copy.deepcopy(annotations[name]), ast.Name(id=name, ctx=ast.Load())],
-                    keywords=[])
+@dataclass(frozen=True)
+class _Where:
+    """What a check names: the process parameter (``self``), the file and its first line."""
+
+    proc: str | None
+    file: str
+    line0: int
+
+
+def _check(name: str, annotations: dict[str, ast.expr], at: ast.AST, where: _Where
+           ) -> ast.stmt:
+    """``name = CHECK(<its annotation>, name, "name", self, "file:line")`` at ``at``'s
+    line."""
+    line = getattr(at, "lineno", 1) + where.line0 - 1
+    args = [copy.deepcopy(annotations[name]), ast.Name(id=name, ctx=ast.Load())]
+    if where.proc is not None:
+        args += [ast.Constant(name), ast.Name(id=where.proc, ctx=ast.Load()),
+                 ast.Constant(f"{where.file}:{line}")]
+    call = ast.Call(func=ast.Name(id=CHECK, ctx=ast.Load()), args=args, keywords=[])
     return ast.copy_location(ast.Assign(targets=[ast.Name(id=name, ctx=ast.Store())],
                                         value=call), at)
 
 
-def _checked(stmts: list[ast.stmt], annotations: dict[str, ast.expr]) -> list[ast.stmt]:
+def _checked(stmts: list[ast.stmt], annotations: dict[str, ast.expr], where: _Where
+             ) -> list[ast.stmt]:
     """``stmts`` with a check after each binding of an annotated local (nested bodies too;
     a loop's target is checked as its body starts)."""
     out: list[ast.stmt] = []
@@ -255,20 +297,21 @@ def _checked(stmts: list[ast.stmt], annotations: dict[str, ast.expr]) -> list[as
             inner = getattr(s, field, None)
             if not nested_scope and isinstance(inner, list) and inner \
                     and isinstance(inner[0], ast.stmt):
-                setattr(s, field, _checked(inner, annotations))
+                setattr(s, field, _checked(inner, annotations, where))
         for handler in getattr(s, "handlers", []):
-            handler.body = _checked(handler.body, annotations)
+            handler.body = _checked(handler.body, annotations, where)
         for case in getattr(s, "cases", []):
-            case.body = _checked(case.body, annotations)
+            case.body = _checked(case.body, annotations, where)
         out.append(s)
         if isinstance(s, ast.For | ast.AsyncFor):
-            s.body = [_check(n, annotations, s) for n in _bound([s.target], annotations)] \
+            s.body = [_check(n, annotations, s, where) for n in _bound([s.target], annotations)] \
                 + s.body
         elif isinstance(s, ast.Assign):
-            out += [_check(n, annotations, s) for n in _bound(s.targets, annotations)]
+            out += [_check(n, annotations, s, where) for n in _bound(s.targets, annotations)]
         elif isinstance(s, ast.AugAssign | ast.AnnAssign) and getattr(s, "value", None):
-            out += [_check(n, annotations, s) for n in _bound([s.target], annotations)]
+            out += [_check(n, annotations, s, where) for n in _bound([s.target], annotations)]
         elif isinstance(s, ast.With | ast.AsyncWith):
             targets = [i.optional_vars for i in s.items if i.optional_vars is not None]
-            s.body = [_check(n, annotations, s) for n in _bound(targets, annotations)] + s.body
+            s.body = [_check(n, annotations, s, where)
+                      for n in _bound(targets, annotations)] + s.body
     return out

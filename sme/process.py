@@ -241,7 +241,7 @@ class Process:
                 view = reader_view(bus, who)
             else:
                 target = bus._cur if cls._sme_combinational else bus._nxt
-                view = writer_view(bus, who, target)
+                view = writer_view(bus, who, target, locate=True)
             object.__setattr__(self, port.name, view)
         self._sme_initial: dict[str, Any] = {}
         for reg in cls._sme_registers.values():
@@ -380,7 +380,8 @@ def _register_setattr(cls: type[Process]) -> Callable[[Process, str, Any], None]
             try:
                 v = store(reg.type, value)
             except TypeMisfit as exc:
-                raise misfit_error(self.name, spec, value, exc, self.describe()) from None
+                raise misfit_error(self.name, spec, value, exc, self.describe(),
+                                   str(srcloc.caller())) from None
             if isinstance(reg.type, ArrayType):
                 v = CheckedArray(reg.type, v, self.name, name)
             set_plain(self, name, v)

@@ -167,6 +167,11 @@ class Emitter(ExprEmitter):
         if isinstance(s.value, ir.Convert) and s.value.origin == "resize":
             site = Site("store", site.where)  # the resize(...) is what can fail
         if isinstance(st, Slot):
+            if isinstance(s.target, ir.LocalTarget) and site.signal == "" and (
+                    not isinstance(s.value, ir.Convert) or s.value.origin != "resize"):
+                # an annotated local: its failed store names it (``local_misfit``)
+                site = Site("store", site.where, signal=s.target.name,
+                            who=self.inst.describe if self.inst else "")
             value = s.value
             if id(s) in self.proven:  # x = x + e that cannot leave x's range
                 assert isinstance(value, ir.Convert)

@@ -396,7 +396,8 @@ class ExprEmitter:
             needs_check = False
         base = store
         if base is None or base.target_type is None:  # resize(...), or a local variable
-            base = Site("resize", self.where(), _signal_type(dst))
+            base = Site("resize", self.where(), _signal_type(dst),
+                        signal=base.signal if base else "", who=base.who if base else "")
         site = self.layout.site(replace(base, value_type=src, overflow=e.overflow,
                                         rounding=e.rounding))
         return (f"_cv({v}, {shift}, {_RND[e.rounding]}, {needs_check}, {lo}, {hi}, "

@@ -46,7 +46,7 @@ from ..errors import (
     UndefinedSignalError,
 )
 from ..interp import _annotate
-from ..interp_locals import index_message
+from ..interp_locals import at_line, index_message, local_misfit
 from ..lower.cycles import spin_message
 from ..native import NativeFunction
 from ..network import Network
@@ -216,6 +216,8 @@ class CompiledSession(Session):
                 resize(py_value(site.value_type, value), site.target_type,
                        site.rounding, site.overflow)  # type: ignore[arg-type]
             except ValueError as exc:
+                if site.signal:  # a store into an annotated local
+                    return local_misfit(site.signal, exc, site.who, at_line(site.where))
                 return exc
             return BackendError(f"{site.where}: internal: resize failed in compiled code only")
         if what in ("undefined", "undefined_tb"):
@@ -254,9 +256,10 @@ class CompiledSession(Session):
             if site.element:
                 return SignalValueError(
                     f"{site.owner}.{site.signal}[{index}]: {exc}; {t!r} allows "
-                    f"{t.describe_range()}", bus=site.owner, signal=site.signal, value=obj)
+                    f"{t.describe_range()}; written at {at_line(site.where)}", bus=site.owner,
+                    signal=site.signal, value=obj)
             spec = SignalSpec(site.signal, t, MISSING)
-            return misfit_error(site.owner, spec, obj, exc, site.who)
+            return misfit_error(site.owner, spec, obj, exc, site.who, at_line(site.where))
         return BackendError(f"{site.where}: internal: a value the interpreter accepts failed a "
                             f"check in compiled code ({obj!r} into {t!r})")
 

@@ -195,7 +195,8 @@ def test_checked_array_element_writes_are_checked() -> None:
     a[2] = wrap(17)
     assert a == [15, 2, 1]
     with pytest.raises(SignalValueError, match=r"^bus\.taps\[1\]: 16 is out of range; "
-                       r"Array\[UInt\[4\], 3\] allows 3 elements, each 0\.\.15$"):
+                       r"Array\[UInt\[4\], 3\] allows 3 elements, each 0\.\.15; written at "
+                       rf".*{HERE}:{sys._getframe().f_lineno + 1}$"):
         a[1] = 16
     with pytest.raises(IndexError, match=r"bus\.taps\[3\]: index out of range 0\.\.2"):
         a[3] = 1

@@ -451,7 +451,9 @@ def test_array_signals_clocked_element_writes_latch_at_the_tick() -> None:
     assert column(sim, "taps.taps") == [(0, 0, 0), (1, 0, 0), (2, 1, 0), (3, 2, 1), (4, 3, 2)]
     assert column(sim, "s.value") == [0, 1, 3, 6, 9]
     with pytest.raises(SignalValueError, match=r"^taps\.taps\[0\]: 16 is out of range; "
-                       r"Array\[UInt\[4\], 3\] allows 3 elements, each 0\.\.15 \(tick 4\)$"):
+                       r"Array\[UInt\[4\], 3\] allows 3 elements, each 0\.\.15; written "
+                       rf"at .*test_interp\.py:{Shift.on_tick.__code__.co_firstlineno + 3} "
+                       r"\(tick 4\)$"):
         drive(sim, "i.value", [16])
 
 

@@ -9,14 +9,17 @@ error with the same message.
 from __future__ import annotations
 
 import functools
+import inspect
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sme import Bus, In, Network, Out, Process, Simulator, UInt, saturate, wrap
 from sme.interp_locals import checked_on_tick
+from sme.srcloc import SrcLoc
 
 
 class Ctl(Bus):
@@ -86,7 +89,7 @@ def counter_of(width: int) -> type[Process]:
 
 def outcome(cls: type[Process], backend: str, xs: list[int]) -> list[int] | tuple[str, str]:
     """The outputs after each input, or the error's type and message."""
-    proc = cls(ctl=Ctl(), res=Res())
+    proc = cls(ctl=Ctl(), res=Res())  # (MADE: the line the errors name)
     sim = Simulator(Network(cls.__name__, [proc]), backend=backend, trace=False)
     got: list[int] = []
     try:
@@ -99,26 +102,47 @@ def outcome(cls: type[Process], backend: str, xs: list[int]) -> list[int] | tupl
     return got
 
 
-CASES: list[tuple[Callable[[], type[Process]], list[int], list[int] | tuple[str, str]]] = [
+def _misfit(local: str, text: str, cls: Callable[[], type[Process]], store: str
+            ) -> Callable[[], tuple[str, str]]:
+    """The error of a store into an annotated local: local, value, range, process and the
+    ``file:line`` of the store (``store``: its text in ``on_tick``)."""
+    def make() -> tuple[str, str]:
+        c = cls()
+        lines, first = inspect.getsourcelines(c.on_tick)
+        line = first + next(k for k, ln in enumerate(lines) if ln.strip() == store)
+        who = f"{c.__name__} '{c.__name__.lower()}' (created at {SrcLoc(__file__, MADE)})"
+        return ("ValueError", f"local {local}: {text}; stored by {who} at "
+                f"{SrcLoc(__file__, line)}; if the overflow is deliberate, write wrap(...) or "
+                "saturate(...)")
+    return make
+
+
+MADE = next(k + 1 for k, ln in enumerate(Path(__file__).read_text().splitlines())
+            if ln.endswith("# (MADE: the line the errors name)"))
+
+
+CASES: list[tuple[Callable[[], type[Process]], list[int],
+                  list[int] | Callable[[], tuple[str, str]]]] = [
     (lambda: Accumulates, [1, 0], [4, 0]),
-    (lambda: Accumulates, [1, 3], ("ValueError",
-                                   "resize: 9 is out of range; UInt[3] allows 0..7")),
+    (lambda: Accumulates, [1, 3], _misfit("n", "9 is out of range; UInt[3] allows 0..7",
+                                          lambda: Accumulates, "n = n + self.ctl.x")),
     (lambda: AugmentedAndWrapped, [0, 3], [77, 70]),  # 3*9 saturates at 7; 7+3+3+3 wraps to 0
-    (lambda: Stepwise, [5, 5, 5, 1], ("ValueError",
-                                      "resize: 16 is out of range; UInt[4] allows 0..15")),
+    (lambda: Stepwise, [5, 5, 5, 1], _misfit("k", "16 is out of range; UInt[4] allows 0..15",
+                                             lambda: Stepwise, "k = k + self.ctl.x")),
     (lambda: counter_of(3), [2, 1], [6, 3]),
-    (lambda: counter_of(3), [3], ("ValueError",
-                                  "resize: 9 is out of range; UInt[3] allows 0..7")),
+    (lambda: counter_of(3), [3], _misfit("c", "9 is out of range; UInt[3] allows 0..7",
+                                         lambda: counter_of(3), "c = c + self.ctl.x")),
 ]
 
 
 @pytest.mark.parametrize(("make", "xs", "want"), CASES)
 def test_interpreter_and_compiled_backend_end_alike(
         make: Callable[[], type[Process]], xs: list[int],
-        want: list[int] | tuple[str, str]) -> None:
+        want: list[int] | Callable[[], tuple[str, str]]) -> None:
     cls = make()
-    assert outcome(cls, "interp", xs) == want
-    assert outcome(cls, "compiled", xs) == want
+    expected = want if isinstance(want, list) else want()
+    assert outcome(cls, "interp", xs) == expected
+    assert outcome(cls, "compiled", xs) == expected
 
 
 def test_the_error_points_at_the_store_in_the_process_source() -> None:

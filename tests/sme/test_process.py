@@ -2,6 +2,7 @@
 
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +32,14 @@ from sme.lower import LoweringError
 from sme.process import Direction, PortSpec, RegisterSpec
 
 HERE = "test_process.py"
+
+
+def line_of(text: str) -> int:
+    """The line of this file that is ``text`` (stripped): where a store under test is."""
+    lines = Path(__file__).read_text().splitlines()
+    found = [k + 1 for k, ln in enumerate(lines) if ln.strip() == text]
+    assert len(found) == 1, found
+    return found[0]
 
 
 def next_line() -> int:
@@ -341,7 +350,8 @@ def test_register_misfit_names_process_register_value_range_and_tick() -> None:
         sim.step()
     info.match(
         rf"^grow\.n: cannot store 4 \(4 is out of range\); UInt\[2\] allows 0\.\.3; written by "
-        rf"Grow 'grow' \(created at .*{HERE}:{line}\); if the overflow is deliberate, write "
+        rf"Grow 'grow' \(created at .*{HERE}:{line}\) at .*{HERE}:{line_of('self.n = self.n + 1')}; "
+        r"if the overflow is deliberate, write "
         r"wrap\(\.\.\.\) or saturate\(\.\.\.\) \(tick 3\)$"
     )
     assert (info.value.bus, info.value.signal, info.value.value, info.value.tick) == (
@@ -399,8 +409,10 @@ def test_array_register_elements_are_checked() -> None:
     sim = Simulator(Network("net", [p]))
     sim.step()
     assert p.bins == [0, 8, 0]
+    store = line_of("self.bins[1] = self.bins[1] + 8")
     with pytest.raises(SignalValueError, match=r"^hist\.bins\[1\]: 16 is out of range; "
-                       r"Array\[UInt\[4\], 3\] allows 3 elements, each 0\.\.15 \(tick 1\)$"):
+                       r"Array\[UInt\[4\], 3\] allows 3 elements, each 0\.\.15; written at "
+                       rf".*{HERE}:{store} \(tick 1\)$"):
         sim.step()
     Simulator(Network("again", [p]))
     assert p.bins == [0, 0, 0]  # a new simulation resets registers
@@ -514,7 +526,8 @@ def test_signal_misfit_in_a_process_names_bus_signal_value_range_writer_and_tick
         run_one(p)
     info.match(
         rf"^data\.value: cannot store 256 \(256 is out of range\); UInt\[8\] allows 0\.\.255; "
-        rf"written by Source 'source' \(created at .*{HERE}:{line}\) through port 'out'; if the "
+        rf"written by Source 'source' \(created at .*{HERE}:{line}\) through port 'out' at "
+        rf".*{HERE}:{line_of('self.out.value = self.make()')}; if the "
         r"overflow is deliberate, write wrap\(\.\.\.\) or saturate\(\.\.\.\) \(tick 0\)$"
     )
 
