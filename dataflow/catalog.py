@@ -107,6 +107,7 @@ def _open_client(root: Path, readable: Sequence[Path], quiet: bool) -> Any:
     from .inprocess import (
         buffered_http_middleware,
         one_trip_statements,
+        release_when_unused,
         use_in_process_transport,
     )
     from .tiled_app import build_tiled_app
@@ -136,6 +137,7 @@ def _open_client(root: Path, readable: Sequence[Path], quiet: bool) -> Any:
         buffered_http_middleware(app)  # (answers are buffered in-process: dataflow.inprocess)
         context = Context.from_app(app)
     use_in_process_transport(context, adapter)
+    release_when_unused(context)
     return from_context(context, structure_clients=numpy_structure_clients())
 
 

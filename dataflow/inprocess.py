@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
@@ -404,18 +405,59 @@ def release_app_client(context: Any) -> None:
     about 64 000 objects (FastAPI routes, pydantic validators) each time, which every
     full garbage collection then walks. Call after ``context.close()``, which has run that
     ``__exit__``; a client that was not made from an app has no hook to drop."""
+    _drop_hooks(context.http_client)
+
+
+def release_when_unused(context: Any) -> None:
+    """Stop the application of ``Context.from_app`` client ``context`` once nothing uses
+    the context any more (the catalog and every node read from it dropped, unclosed).
+
+    Tiled's shutdown hook (``release_app_client``) is the only thing left that refers to
+    the application then, and it ran only at interpreter exit: a notebook that opened
+    catalogs and let them go (``Catalog(folder).run(-1)``, ``open_broker(folder)``
+    dropped, a catalog per loop) kept each one's three threads (its event loop, SQLite's
+    connection thread, AnyIO's worker), its open files (``catalog.db``, ``tables.db`` and
+    their journals) and its application for the rest of the process. Here the
+    application is shut down as ``context.close()`` would, in a thread of its own (the
+    garbage collector may run in one of the application's threads, which cannot join
+    itself), unless ``close()`` did it already."""
+    weakref.finalize(context, _release_unused, weakref.ref(context.http_client))
+
+
+def _release_unused(client: weakref.ref[Any]) -> None:
+    http = client()  # (alive while Tiled's hook holds it: the catalog was not closed)
+    if http is None or not _drop_hooks(http):
+        return  # closed already (or not made from an app)
+    try:
+        threading.Thread(target=http.__exit__, name=RELEASE_THREAD).start()
+    except RuntimeError:  # the interpreter is shutting down: exit it here
+        http.__exit__()
+
+
+RELEASE_THREAD = "smeflow-release-catalog"
+"""The name of the thread that stops an unused catalog's application."""
+_HOOKS_LOCK = threading.Lock()
+
+
+def _drop_hooks(http: Any) -> bool:
+    """Remove the threading shutdown hooks registered for ``http`` (a ``TestClient``);
+    whether there were any."""
     hooks = getattr(threading, "_threading_atexits", None)
     if not isinstance(hooks, list):  # (a Python without the hook list: nothing kept)
-        return
-    http = context.http_client
+        return False
 
     def ours(hook: Any) -> bool:
         bound = getattr(hook, "func", hook)  # (registered as functools.partial(__exit__))
         return getattr(bound, "__self__", None) is http
 
-    hooks[:] = [hook for hook in hooks if not ours(hook)]
+    with _HOOKS_LOCK:
+        kept = [hook for hook in hooks if not ours(hook)]
+        dropped = len(kept) != len(hooks)
+        hooks[:] = kept
+    return dropped
 
 
 __all__ = ["STREAM_CLOSE", "TILED_MIDDLEWARE", "BufferedHTTPMiddleware", "InProcessTransport",
            "OneTripConnection", "OneTripCursor", "buffered_http_middleware",
-           "one_trip_statements", "release_app_client", "use_in_process_transport"]
+           "one_trip_statements", "release_app_client", "release_when_unused",
+           "use_in_process_transport"]
