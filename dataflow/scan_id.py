@@ -6,15 +6,33 @@ catalog's folder, read and bumped under an exclusive ``flock`` so two RunEngines
 processes) writing to the same catalog never hand out the same number. Its
 ``scan_id_source`` method has the signature bluesky's ``RunEngine(scan_id_source=...)``
 expects.
+
+The file holds the number and a check of it (``123 c:884863d2``, the number's CRC-32).
+A number read with its check and its line end is the one last written, and is used as
+it is (no catalog query). Any other — cut short, emptied, a digit changed by a bad disk
+or an edit (``123`` -> ``113`` or ``193``), a file of an older smeflow, a number set by
+hand — is not trusted below the catalog's highest ``scan_id`` (``initial``): the counter
+continues from the larger of the two, so a stored number is never handed out again. A
+number *ahead* of the catalog is kept (a number set by hand to jump ahead is one; a
+changed digit cannot be told from it): the numbers between are skipped, never reused,
+and a warning names the file and both numbers. Scan numbers are unique, not contiguous.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
+import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def _check(value: int) -> str:
+    return f"c:{zlib.crc32(str(value).encode('ascii')):08x}"
 
 
 class ScanIdCounter:
@@ -23,11 +41,11 @@ class ScanIdCounter:
     Parameters
     ----------
     path
-        The counter file (created on first use; holds one decimal number).
+        The counter file (created on first use; the number and its check).
     initial
-        Called when the file is new or empty, or its number lacks its line end (cut
-        short), for the number to continue from (e.g. the highest ``scan_id`` already in
-        the catalog).
+        The number to continue from at least (e.g. the highest ``scan_id`` already in the
+        catalog) when the file's number is not the one last written: called then only
+        (see the module).
     """
 
     def __init__(self, path: str | os.PathLike[str],
@@ -36,22 +54,27 @@ class ScanIdCounter:
         self._initial = initial
 
     def _read(self, fd: int) -> int:
-        """The stored number. An empty file, or one whose number lacks the line end every
-        write puts after it (cut short: ``123`` kept as ``12``; or written by hand), is
-        never below ``initial()`` — the catalog's highest — so no stored number is handed
-        out again."""
+        """The stored number; one not as written (no check, a check that differs, no line
+        end: cut short, a digit changed, set by hand) is never below ``initial()``."""
         os.lseek(fd, 0, os.SEEK_SET)
         raw = os.read(fd, 64)
         text = raw.decode("ascii", "replace").strip()
-        floor = self._initial() if self._initial is not None and not raw.endswith(
-            b"\n") else 0
-        if not text:
-            return floor
+        number, _, check = text.partition(" ")
         try:
-            return max(int(text), floor)
+            value = int(number) if number else 0
         except ValueError:
             raise ValueError(f"{self.path}: scan number file holds {text!r}, not an "
                              "integer; fix or delete it") from None
+        if (number and raw.endswith(b"\n") and check == _check(value)) \
+                or self._initial is None:
+            return value
+        floor = self._initial()
+        if value > floor + 1:
+            log.warning("%s: scan number %d is not the one last written (%r) and is %d "
+                        "ahead of the catalog's highest, %d: continuing from it; the "
+                        "numbers between are skipped", self.path, value, text,
+                        value - floor, floor)
+        return max(value, floor)
 
     def current(self) -> int:
         """The last scan number handed out (0 when none)."""
@@ -70,7 +93,7 @@ class ScanIdCounter:
             value = max(self._read(fd), floor) + 1
             os.ftruncate(fd, 0)
             os.lseek(fd, 0, os.SEEK_SET)
-            os.write(fd, f"{value}\n".encode("ascii"))
+            os.write(fd, f"{value} {_check(value)}\n".encode("ascii"))
             os.fsync(fd)
             return value
         finally:

@@ -30,7 +30,7 @@ from dataflow.catalog import (
     default_data_dir,
     parse_time,
 )
-from dataflow.scan_id import ScanIdCounter
+from dataflow.scan_id import ScanIdCounter, _check
 
 
 @pytest.fixture(scope="module")
@@ -249,7 +249,7 @@ def test_scan_numbers_persist_across_catalog_openings(tmp_path: Path) -> None:
 
 COUNTER_CHILD = textwrap.dedent("""
     import sys
-    from dataflow.scan_id import ScanIdCounter
+    from dataflow.scan_id import ScanIdCounter, _check
     c = ScanIdCounter(sys.argv[1])
     print(" ".join(str(c.scan_id_source({})) for _ in range(40)))
 """)
@@ -276,15 +276,54 @@ def test_corrupt_counter_file_is_named(tmp_path: Path) -> None:
     (b"12", 124),  # "123\n" cut short: without its line end, never below the catalog's
     (b"500", 501),  # written by hand without a line end: still the larger
     (b"", 124),  # emptied: the catalog's highest
-    (b"12\n", 13),  # a whole line is the counter (a number handed out but never stored)
+    (b"113\n", 124),  # an older smeflow's file (no check) with a digit changed: floored
+    (b"113 " + _check(123).encode() + b"\n", 124),  # a digit changed under its check
+    (b"123 " + _check(123).encode()[:-1] + b"0\n", 124),  # the check changed
 ])
-def test_a_cut_counter_file_never_hands_out_a_stored_number(tmp_path: Path, text: bytes,
-                                                             expected: int) -> None:
-    """Before: "12" (the file "123\n" cut short) handed out 13, a number the catalog's
-    runs already had (up to 123), without a word."""
+def test_a_damaged_counter_file_never_hands_out_a_stored_number(tmp_path: Path, text: bytes,
+                                                                 expected: int) -> None:
+    """Before: "12" (the file "123\n" cut short) handed out 13, and "113\n" (a digit
+    changed) 114, numbers the catalog's runs already had (up to 123), without a word."""
     (tmp_path / "scan_id").write_bytes(text)
     assert ScanIdCounter(tmp_path / "scan_id", initial=lambda: 123).next() == expected
-    assert (tmp_path / "scan_id").read_bytes() == f"{expected}\n".encode()
+    assert (tmp_path / "scan_id").read_bytes() == f"{expected} {_check(expected)}\n".encode()
+
+
+def test_a_counter_as_written_is_trusted_and_one_ahead_kept_with_a_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    def no_query() -> int:
+        raise AssertionError("the catalog was asked for a number the file holds whole")
+
+    path = tmp_path / "scan_id"
+    path.write_bytes(b"122\n")
+    assert ScanIdCounter(path, initial=lambda: 122).next() == 123  # (rewritten with a check)
+    assert ScanIdCounter(path, initial=no_query).next() == 124
+    path.write_bytes(path.read_bytes().replace(b"124", b"194"))  # a digit changed upwards
+    with caplog.at_level("WARNING", logger="dataflow.scan_id"):
+        assert ScanIdCounter(path, initial=lambda: 124).next() == 195
+    assert caplog.messages == [
+        f"{path}: scan number 194 is not the one last written ('194 {_check(124)}') and is "
+        "70 ahead of the catalog's highest, 124: continuing from it; the numbers between "
+        "are skipped"]
+
+
+def test_a_changed_digit_in_a_catalogs_counter_is_floored_at_its_runs(tmp_path: Path) -> None:
+    """As a user meets it: three runs, the counter's 3 turned into a 1 (its check left as
+    it was): the next run is scan 4, not a second scan 2."""
+    folder = tmp_path / "flipped"
+    with Catalog(folder) as catalog:
+        RE = RunEngine()
+        catalog.subscribe(RE)
+        for _ in range(3):
+            RE(count([det], 1))
+    counter = folder / "scan_id"
+    assert counter.read_text() == f"3 {_check(3)}\n"
+    counter.write_text(counter.read_text().replace("3 ", "1 "))
+    with Catalog(folder) as catalog:
+        RE = RunEngine()
+        catalog.subscribe(RE)
+        RE(count([det], 1))
+        assert [r.scan_id for r in catalog.runs()] == [1, 2, 3, 4]
 
 
 def test_data_folder_default_and_environment(tmp_path: Path,
