@@ -3,7 +3,10 @@
 Each process writes numbered ``state`` values on its ``Result`` bus as it goes; the last
 one written in a tick is what the tick shows. The C# tester drives ``go1``, ``go2`` and
 ``value`` tick by tick and checks the state after each tick (``EXPECTED``: the C#
-tests' ``go1s``/``go2s``/``values``/``states`` tables, unchanged).
+tests' ``go1s``/``go2s``/``values``/``states`` tables, unchanged). The C# state processes
+carry no ``[ClockedProcess]``: they run after the (clocked) tester in its own tick and see
+its writes at once, so tick ``i`` here gets the tester's ``i``-th write (a clocked process
+would see it a tick later: ``sme/examples/stated_adder.py``).
 
 Porting rule for C#'s ``StateProcess``: each ``await ClockAsync()`` is a ``yield``; the
 rest is literal. Returning from ``on_tick`` ends the tick as returning from
