@@ -119,6 +119,25 @@ def _bus_of(ann: Any) -> str:
     return "Bus"
 
 
+def no_bus_arrays(bus: str) -> str:
+    """What a port declared or connected as an array of buses is told: the alternatives."""
+    return ("a port holds one bus; arrays of buses are not supported: declare one port per "
+            f"bus (in0: In[{bus}], in1: In[{bus}], ...) or carry the values as Array signals "
+            "of one bus (value: Array[Int[32], n], valid: Array[Bool, n]; see "
+            "sme/examples/array_of_buses.py)")
+
+
+def _bus_in(ann: Any) -> type[Bus] | None:
+    """The bus class a container type holds (``list[B]``, ``tuple[B, ...]``), if any."""
+    for a in get_args(ann):
+        if isinstance(a, type) and issubclass(a, Bus):
+            return a
+        inner = _bus_in(a)
+        if inner is not None:
+            return inner
+    return None
+
+
 def _spelled(ann: Any) -> str:
     """An annotation as the source spells it: ``list[In[Data]]``, ``tuple[In[Data], ...]``."""
     port = _port_of(ann)
@@ -164,6 +183,11 @@ class Process:
             if port is not None:
                 direction, bus_type = port
                 if not (isinstance(bus_type, type) and issubclass(bus_type, Bus)):
+                    held = _bus_in(bus_type)
+                    if held is not None:  # In[list[ValueBus]]: C#'s ValueBus[] input
+                        raise DeclarationError(
+                            f"{where}: {cls.__qualname__}.{name}: {_spelled(ann)}: "
+                            + no_bus_arrays(held.__name__))
                     raise DeclarationError(
                         f"{where}: port {cls.__qualname__}.{name}: {bus_type!r} is not a Bus class"
                     )
@@ -171,10 +195,8 @@ class Process:
                 ports[name] = PortSpec(name, direction, bus_type)
             elif _holds_port(ann):  # C#'s ValueBus[] input: refused, not ignored
                 raise DeclarationError(
-                    f"{where}: {cls.__qualname__}.{name}: {_spelled(ann)}: a port holds one "
-                    "bus; arrays of buses are not supported: declare one port per bus "
-                    f"(in0: In[{_bus_of(ann)}], in1: In[{_bus_of(ann)}], ...) or carry the "
-                    "values as an Array signal of one bus")
+                    f"{where}: {cls.__qualname__}.{name}: {_spelled(ann)}: "
+                    + no_bus_arrays(_bus_of(ann)))
             elif is_signal_type(ann):
                 _check_name("register", name, where)
                 t = cast(ann)
@@ -345,9 +367,13 @@ def _as_bus(given: Any, proc: Process, port: PortSpec) -> Bus:
         return given
     if isinstance(given, _ViewBase):
         return type(given)._sme_bus
+    hint = ""
+    if isinstance(given, list | tuple) and given and all(
+            isinstance(g, Bus | _ViewBase) for g in given):
+        hint = "; " + no_bus_arrays(port.bus_type.__name__)
     raise BusTypeError(
         f"{proc.src_loc}: {type(proc).__name__} port '{port.name}' needs a "
-        f"{port.bus_type.__name__} bus, got {given!r}"
+        f"{port.bus_type.__name__} bus, got {given!r}{hint}"
     )
 
 

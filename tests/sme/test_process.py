@@ -159,10 +159,38 @@ def test_an_array_of_ports_is_refused_when_declared(kind: str) -> None:
             class Bad(Process):  # type: ignore[no-redef]
                 inputs: tuple[In[Data], ...]
                 output: Out[Data]
-    info.match(rf"{HERE}:{line}: .*Bad\.inputs: {re.escape(ann)}: a port holds one bus; "
-               r"arrays of buses are not supported: declare one port per bus "
-               r"\(in0: In\[Data\], in1: In\[Data\], \.\.\.\) or carry the values as an "
-               r"Array signal of one bus")
+    info.match(rf"{HERE}:{line}: .*Bad\.inputs: {re.escape(ann)}: {re.escape(ARRAYS_OF_BUSES)}$")
+
+
+ARRAYS_OF_BUSES = (
+    "a port holds one bus; arrays of buses are not supported: declare one port per bus "
+    "(in0: In[Data], in1: In[Data], ...) or carry the values as Array signals of one bus "
+    "(value: Array[Int[32], n], valid: Array[Bool, n]; see sme/examples/array_of_buses.py)")
+
+
+def test_a_port_of_a_list_of_buses_names_the_alternatives() -> None:
+    with pytest.raises(DeclarationError) as info:
+        line = next_line()
+        class Bad(Process):
+            inputs: In[list[Data]]
+            output: Out[Data]
+    text = str(info.value)
+    assert text.startswith(f"tests/sme/{HERE}:{line}: ") or f"/{HERE}:{line}: " in text
+    assert text.endswith(f"<locals>.Bad.inputs: In[list[Data]]: {ARRAYS_OF_BUSES}")
+
+
+def test_a_list_of_buses_given_to_a_port_names_the_alternatives() -> None:
+    class Reduce(Process):
+        inputs: In[Data]
+        output: Out[Data]
+
+        def on_tick(self) -> None:
+            self.output.value = self.inputs.value
+
+    with pytest.raises(BusTypeError) as info:
+        Reduce(inputs=[Data(), Data()], output=Data())
+    assert str(info.value).endswith(f"; {ARRAYS_OF_BUSES}")
+    assert "port 'inputs' needs a Data bus, got [<Data bus" in str(info.value)
 
 
 def test_bad_register_name_and_type() -> None:
