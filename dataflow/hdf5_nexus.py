@@ -16,7 +16,8 @@ no frame did). A file is in SWMR mode from its creation on, where HDF5 adds no d
 both are made when the file is (fixed-length strings, ``END_TIME_DTYPE``): ``end_time``
 empty and ``end_time_estimated`` the start time (the file's creation when not told), and
 written when the writer closes the file (``write_end_time``): a file its writer never
-closed keeps an empty ``end_time`` (NXmx would omit it; SWMR cannot).
+closed keeps an empty ``end_time`` (NXmx would omit it; SWMR cannot). ``/ENTRY/instrument/
+time_zone`` is this machine's offset from UTC at the start (``+01:00``; NXmx recommends it).
 The names NXmx asks for (``EntryNames``: the instrument's at ``/ENTRY/instrument/name``,
 the source's at ``/ENTRY/source/name``, the sample's at ``/ENTRY/sample/name``) are
 written when the writer is given them. A run that knows its geometry
@@ -29,6 +30,7 @@ frame as its chain of axes (``dataflow.hdf5_angles.AngleFrameWriter``).
 from __future__ import annotations
 
 import datetime
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -81,6 +83,7 @@ def write_nexus_tree(f: h5py.File, dataset: str, detector_fields: Mapping[str, A
     frames.attrs["target"] = "/" + "/".join(parts)
     instrument = entry.require_group("instrument")
     instrument.attrs["NX_class"] = "NXinstrument"
+    instrument["time_zone"] = time_zone(start_time)
     detector = instrument.require_group("detector")
     detector.attrs["NX_class"] = "NXdetector"
     if "data" not in detector:
@@ -122,6 +125,14 @@ def write_end_time(f: h5py.File, dataset: str, t: float) -> None:
     when = np.bytes_(iso_time(t).encode())
     entry["end_time"][()] = when
     entry["end_time_estimated"][()] = when
+
+
+def time_zone(t: float | None = None) -> str:
+    """This machine's offset from UTC at ``t`` (s since the epoch; now when None), as ISO
+    8601 writes it (``+01:00``): NXmx's ``/ENTRY/instrument/time_zone``, the time zone the
+    file's UTC times were taken in."""
+    when = datetime.datetime.fromtimestamp(time.time() if t is None else t).astimezone()
+    return when.isoformat(timespec="seconds")[-6:]
 
 
 def iso_time(t: float) -> str:

@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 
 from .cut_short import CutShortFile, verify_stored
+from .hdf5_positions import SamplePositions, read_sample_positions
 from .integrity import (
     HDF5ReadError,
     Superblock,
@@ -159,6 +160,19 @@ class FrameReader:
             raise IndexError(f"{self.path}: row {row} out of range 0..{rows - 1}")
         return self.read(np.s_[:, row, :])
 
+    def sample_positions(self) -> SamplePositions | None:
+        """The sample's positions the file records frame by frame, paired with its frames
+        (``dataflow.hdf5_positions``: frame ``i`` has row ``i``; a file still being written,
+        or one its writer never closed, has positions for fewer frames than it holds); None
+        when it records none."""
+        try:
+            return read_sample_positions(self._file, self._ds.name, len(self), self.path)
+        except HDF5ReadError:
+            raise
+        except (OSError, RuntimeError, ValueError, KeyError) as exc:
+            raise HDF5ReadError(f"{self.path}: cannot read the sample positions (corrupt "
+                                f"file?): {_reason(exc)}") from None
+
     def close(self) -> None:
         """Close the file (idempotent)."""
         self._file.close()
@@ -281,5 +295,5 @@ def _reason(exc: BaseException) -> str:
     return text.replace("Unable to synchronously ", "unable to ")
 
 
-__all__ = ["COUNTERS_DATASET", "DEFAULT_DATASET", "LOST_ATTR", "FrameReader", "open_frames",
-           "read_counters", "read_lost"]
+__all__ = ["COUNTERS_DATASET", "DEFAULT_DATASET", "LOST_ATTR", "FrameReader", "SamplePositions",
+           "open_frames", "read_counters", "read_lost"]
