@@ -31,9 +31,10 @@ from typing import Any
 
 import numpy as np
 from ophyd import Component as Cpt
-from ophyd import Device, Kind, Signal
+from ophyd import Device, Kind
 from ophyd.signal import InternalSignal
 
+from .checked_signal import CheckedSignal, finite_number
 from .state_history import StateHistory
 
 __all__ = ["HISTORY", "BeamMonitor"]
@@ -64,8 +65,9 @@ class BeamMonitor(Device):  # type: ignore[misc]
 
     current = Cpt(InternalSignal, value=0.0, kind=Kind.hinted)
     available = Cpt(InternalSignal, value=1, kind=Kind.normal)
-    nominal_current = Cpt(Signal, value=400.0, kind=Kind.config)
-    noise = Cpt(Signal, value=0.05, kind=Kind.config)
+    nominal_current = Cpt(CheckedSignal, value=400.0, kind=Kind.config,
+                          check=finite_number("mA", 0.0, inclusive=False))
+    noise = Cpt(CheckedSignal, value=0.05, kind=Kind.config, check=finite_number("mA", 0.0))
 
     def __init__(
         self,

@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ophyd import Kind, Signal
+from ophyd import Kind
 
 from fpga.designs.layout import DetectorLayout
 from fpga.designs.params import ChainParams, detector_params
 from geometry import PoniGeometry
 
 from .beam import BeamMonitor
+from .checked_signal import CheckedSignal, SettingError
 from .detector import FirmwareDetector
 from .motion import SimMotor
 from .phantom import PhantomSample, shepp_logan_3d
@@ -52,7 +53,7 @@ def photon_energy(wavelength: float) -> float:
     return HC_KEV_ANGSTROM / (wavelength * 1e10)
 
 
-class SampleChanger(Signal):  # type: ignore[misc]
+class SampleChanger(CheckedSignal):
     """Which sample is in the beam, by name; putting a name swaps the sample.
 
     Parameters
@@ -69,16 +70,23 @@ class SampleChanger(Signal):  # type: ignore[misc]
                  **kwargs: Any) -> None:
         if value not in choices:
             raise ValueError(f"{name}: initial sample {value!r} is not one of {sorted(choices)}")
-        super().__init__(name=name, value=value, kind=Kind.config, **kwargs)
+        super().__init__(name=name, value=value, kind=Kind.config, check=_known_sample,
+                         **kwargs)
         self._choices = dict(choices)
 
-    def put(self, value: Any, **kwargs: Any) -> None:
-        """Swap to sample ``value``; an unknown name is refused before anything changes."""
-        if not isinstance(value, str) or value not in self._choices:
-            raise ValueError(f"{self.name}: no sample {value!r}; choose one of "
-                             f"{', '.join(map(repr, sorted(self._choices)))}")
+    def put(self, value: Any, *, force: bool = False, **kwargs: Any) -> None:
+        """Swap to sample ``value``; an unknown name is refused before anything changes
+        (also by ``set``, at once: ``bps.mv(sample, "typo")`` fails with this error)."""
+        value = self.checked(value)
         self._choices[value]()
-        super().put(value, **kwargs)
+        super().put(value, force=True, **kwargs)
+
+
+def _known_sample(changer: Any, value: Any) -> str:
+    if not isinstance(value, str) or value not in changer._choices:
+        raise SettingError(f"{changer.name}: no sample {value!r}; choose one of "
+                           f"{', '.join(map(repr, sorted(changer._choices)))}")
+    return value
 
 
 @dataclass

@@ -24,6 +24,8 @@ from ophyd.utils import ReadOnlyError
 
 from fpga.designs.params import PIXEL_MAX
 
+from .checked_signal import CheckedSignal
+from .checked_signal import label as _label
 from .firmware import BACKENDS
 
 
@@ -39,53 +41,13 @@ Check = Callable[["ConfigSignal", Any], Any]
 (normalised, e.g. ``1`` → ``True``) or raises :class:`DetectorConfigError`."""
 
 
-def _label(signal: Signal) -> str:
-    """``det.exposure``: the device's name and the signal's attribute, as a user types it."""
-    parent = signal.parent
-    if parent is None or not signal.attr_name:
-        return str(signal.name)
-    return f"{parent.name}.{signal.attr_name}"
-
-
-class ConfigSignal(Signal):  # type: ignore[misc]
-    """A soft configuration signal that checks every value when it is put or set.
-
-    ``check`` (see :data:`Check`) both validates and normalises: the stored value is the
-    one it returns. ``set`` (what ``bps.mv`` calls) puts synchronously, so a bad value
-    raises :class:`DetectorConfigError` at the ``set`` call instead of failing a status
-    later; ``check_value`` lets plans ask in advance (``plans.validate``). A parent
-    device with a ``guard_config_put(signal, value)`` method is asked before each checked
-    put (the detector refuses changes its staging cannot take).
-    """
-
-    def __init__(self, *, check: Check, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._check = check
-
-    def checked(self, value: Any) -> Any:
-        """``value`` as it would be stored; :class:`DetectorConfigError` if refused."""
-        return self._check(self, value)
-
-    def check_value(self, value: Any) -> None:
-        """Raise :class:`DetectorConfigError` if ``value`` would be refused."""
-        self.checked(value)
-
-    def put(self, value: Any, *, force: bool = False, **kwargs: Any) -> None:
-        """Check and store ``value`` (``force=True`` skips the check: internal use)."""
-        if not force:
-            value = self.checked(value)
-            guard = getattr(self.parent, "guard_config_put", None)
-            if guard is not None:  # (the device may refuse a change while it is staged)
-                guard(self, value)
-        super().put(value, force=force, **kwargs)
-
-    def set(self, value: Any, *, timeout: float | None = None,
-            settle_time: float | None = None, **kwargs: Any) -> Status:
-        """Put ``value`` now (a soft signal has nothing to wait for); a finished status."""
-        self.put(value)
-        status = Status(self, settle_time=settle_time)
-        status.set_finished()
-        return status
+class ConfigSignal(CheckedSignal):
+    """A configuration signal of the detector, checked when it is put or set (see
+    :class:`devices.checked_signal.CheckedSignal`): ``set`` (what ``bps.mv`` calls) puts
+    synchronously, so a bad value raises :class:`DetectorConfigError` at the ``set`` call
+    instead of failing a status later; ``check_value`` lets plans ask in advance
+    (``plans.validate``); the detector's ``guard_config_put`` refuses changes its staging
+    cannot take."""
 
 
 class ReadOnlySignal(Signal):  # type: ignore[misc]

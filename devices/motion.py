@@ -37,6 +37,7 @@ from ophyd.signal import InternalSignal
 from ophyd.status import MoveStatus
 from ophyd.utils.errors import LimitError
 
+from .checked_signal import CheckedSignal, finite_number
 from .trajectory import Trajectory, trapezoid
 
 __all__ = [
@@ -55,16 +56,12 @@ class MotorLimitError(LimitError):  # type: ignore[misc]
     """A requested position lies outside a motor's soft limits (raised before moving)."""
 
 
-class _PositiveSignal(Signal):  # type: ignore[misc]
-    """A configuration signal that only accepts finite numbers > 0."""
+def _egu(signal: Signal) -> str:
+    return str(signal.parent.egu)
 
-    def check_value(self, value: Any) -> None:
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{self.name} must be a number > 0, got {value!r}") from None
-        if not (math.isfinite(number) and number > 0):
-            raise ValueError(f"{self.name} must be a finite number > 0, got {value!r}")
+
+def _egu_per(power: str) -> Callable[[Signal], str]:
+    return lambda signal: f"{signal.parent.egu}/s{power}"
 
 
 class _Readback(InternalSignal):  # type: ignore[misc]
@@ -117,10 +114,14 @@ class SimMotor(Device, PositionerBase):  # type: ignore[misc]
 
     user_readback = Cpt(_Readback, value=0.0, kind=Kind.hinted)
     user_setpoint = Cpt(Signal, value=0.0, kind=Kind.normal)
-    velocity = Cpt(_PositiveSignal, value=1.0, kind=Kind.config)
-    acceleration = Cpt(_PositiveSignal, value=10.0, kind=Kind.config)
-    low_limit_travel = Cpt(Signal, value=0.0, kind=Kind.config)
-    high_limit_travel = Cpt(Signal, value=0.0, kind=Kind.config)
+    velocity = Cpt(CheckedSignal, value=1.0, kind=Kind.config,
+                   check=finite_number(_egu_per(""), 0.0, inclusive=False))
+    acceleration = Cpt(CheckedSignal, value=10.0, kind=Kind.config,
+                       check=finite_number(_egu_per("²"), 0.0, inclusive=False))
+    low_limit_travel = Cpt(CheckedSignal, value=0.0, kind=Kind.config,
+                           check=finite_number(_egu))
+    high_limit_travel = Cpt(CheckedSignal, value=0.0, kind=Kind.config,
+                            check=finite_number(_egu))
 
     def __init__(
         self,

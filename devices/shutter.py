@@ -23,6 +23,7 @@ from ophyd import Device, Kind, Signal
 from ophyd.signal import InternalSignal
 from ophyd.status import DeviceStatus
 
+from .checked_signal import CheckedSignal, finite_number
 from .state_history import StateHistory
 
 __all__ = ["HISTORY", "SHUTTER_STATES", "FastShutter"]
@@ -50,7 +51,8 @@ class FastShutter(Device):  # type: ignore[misc]
 
     readback = Cpt(InternalSignal, value="closed", kind=Kind.hinted)
     setpoint = Cpt(Signal, value="closed", kind=Kind.normal)
-    actuation_time = Cpt(Signal, value=0.01, kind=Kind.config)
+    actuation_time = Cpt(CheckedSignal, value=0.01, kind=Kind.config,
+                         check=finite_number("s", 0.0))
 
     def __init__(
         self,

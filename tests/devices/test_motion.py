@@ -171,7 +171,7 @@ def test_limit_error_fails_the_plan_before_any_motion(RE, sample_x):
 
 
 def test_velocity_must_be_positive(sample_x):
-    with pytest.raises(ValueError, match="sample_x_velocity must be a finite number > 0"):
+    with pytest.raises(ValueError, match=r"sample_x.velocity: must be a finite number > 0 mm/s"):
         sample_x.velocity.put(-1.0)
     with pytest.raises(ValueError, match="limits must satisfy low < high"):
         SimMotor(name="bad", limits=(1.0, -1.0))
