@@ -130,3 +130,33 @@ def test_a_fly_file_that_cannot_be_closed_fails_its_run(
     stop = docs[-1][1]
     assert stop["exit_status"] == "fail" and str(writer.path) in stop["reason"]
     assert not bl.det.files.staged
+
+
+def test_without_the_preprocessor_the_stop_says_success_and_re_raises(
+        smeflow_beamline: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/provenance.md: a RunEngine no catalog subscribed and without
+    ``run_files.install``: bluesky emits the stop at ``close_run`` and calls no device
+    there, so the stop says 'success'; the detector closes the file at ``unstage``, after
+    it, and the file's error comes out of ``RE(...)`` — visible to its caller, not in the
+    run. Installing the preprocessor fails the run."""
+    from bluesky import RunEngine
+
+    from dataflow import run_files
+
+    bl = smeflow_beamline
+    for install, status in ((False, "success"), (True, "fail")):
+        RE = RunEngine({})
+        if install:
+            run_files.install(RE)
+        opened = _failing_at_close(bl.det, monkeypatch)
+        stops: list[dict[str, Any]] = []
+
+        def keep(name: str, doc: dict[str, Any], stops: list[Any] = stops) -> None:
+            stops.append(doc)
+        with pytest.raises(FrameFileError, match="could not be written to the end"):
+            RE(bp.count([bl.det], 2), {"stop": [keep]})
+        (writer,) = opened
+        assert [stop["exit_status"] for stop in stops] == [status]
+        assert failed_write(writer.path) == "No space left on device"
+        assert not bl.det.files.staged
+        monkeypatch.undo()
