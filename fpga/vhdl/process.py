@@ -7,9 +7,10 @@ combinational process is a ``process (all)`` writing its ports directly (an outp
 not write on every path holds its value, set to the initial value during reset so that row 0
 matches Python's reset evaluation). A generator becomes
 a ``case`` over its states inside a loop that runs until a state ends the tick; a state on
-a cycle of same-tick edges asserts that the tick has not made ``MAX_STEPS`` state changes (a
-loop that never reaches a yield would otherwise hang GHDL: simulated time stops with it, and
-so does the testbench's watchdog), with the message the Python backends raise.
+a cycle of same-tick edges counts a step and asserts that the tick has not made
+``MAX_STEPS`` of them (a loop that never reaches a yield would otherwise hang GHDL:
+simulated time stops with it, and so does the testbench's watchdog), with the message the
+Python backends raise.
 """
 
 from __future__ import annotations
@@ -275,7 +276,7 @@ def emit_process(ir: ProcessIR, names: ProcessNames, pkg: str) -> str:
     if ir.states is not None:
         decls.append(f"variable tick_state : state_t := {names.state(0)};")
     if spins:
-        decls.append("variable tick_steps : natural := 0;  -- state changes in this tick")
+        decls.append("variable tick_steps : natural := 0;  -- steps round loops in this tick")
     out += [f"{IND * 2}{d}" for d in decls]
     out.append(f"{IND}begin")
     body = StmtEmitter(ir, ex, names)
@@ -312,14 +313,13 @@ def emit_process(ir: ProcessIR, names: ProcessNames, pkg: str) -> str:
             if spins:
                 body.put(4, "tick_steps := 0;")
             body.put(4, "tick_loop : loop")
-            if spins:
-                body.put(5, "tick_steps := tick_steps + 1;")
             body.put(5, "case tick_state is")
             for st in ir.states:
                 body.put(6, f"when {names.state(st.index)} =>  -- {st.loc.short}")
                 if st.index in spins:  # a state on a same-tick cycle: GHDL would hang
                     loop = spins[st.index]
                     text = spin_message(ir.name, f"{loop.file}:{loop.line}")
+                    body.put(7, "tick_steps := tick_steps + 1;")
                     body.put(7, f"assert tick_steps <= {MAX_STEPS} report \"{_string(text)}"
                              "\" severity failure;")
                 body.emit(st.body, 7)

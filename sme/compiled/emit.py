@@ -33,16 +33,21 @@ class Emitter(ExprEmitter):
         if p.states is None:
             return [f"# process {inst.name}", *self.block(p.body)]
         pc, waited = f"pc{inst.index}", f"_w{inst.index}"
-        # the error names the loop of the state it stopped in (E[1] = that state)
+        # The error names the loop the tick went round: the outermost loop of its cycle of
+        # same-tick edges (``spin_loops``). With one such loop in the process the site says
+        # it; with several, the state it stopped in (E[1]) picks one from ``lines``.
         spins = spin_loops(p.states)
-        lines = tuple(f"{spins.get(st.index, st.loop or st.loc).file}:"
-                      f"{spins.get(st.index, st.loop or st.loc).line}" for st in p.states)
-        steps = self.layout.site(Site("steps", self.where(), who=inst.describe, lines=lines))
+        loops = sorted({f"{loc.file}:{loc.line}" for loc in spins.values()})
+        lines = tuple(f"{(spins.get(st.index) or st.loop or st.loc).file}:"
+                      f"{(spins.get(st.index) or st.loop or st.loc).line}"
+                      for st in p.states) if len(loops) > 1 else ()
+        steps = self.layout.site(Site("steps", loops[0] if loops else self.where(),
+                                      who=inst.describe, lines=lines))
         out = [f"# process {inst.name} (state machine)", f"{waited} = 0",
                f"_n{inst.index} = 0", f"while {waited} == 0:",
                f"    _n{inst.index} += 1",
                f"    if _n{inst.index} > {MAX_STEPS}:",
-               f"        _fail({steps}, {pc}, t, 0, E)"]
+               f"        _fail({steps}, {pc if lines else 0}, t, 0, E)"]
         for k, st in enumerate(p.states):
             self.loc = st.loc
             self.known = Known()

@@ -67,7 +67,8 @@ class Site:
 
     ``what``: ``"store"`` (a value does not fit its signal/register), ``"resize"``,
     ``"undefined"`` (read before any value), ``"undefined_tb"`` (the testbench read it),
-    ``"index"``, ``"zerodiv"``, ``"input"`` (a stimulus value does not fit).
+    ``"index"``, ``"zerodiv"``, ``"input"`` (a stimulus value does not fit), ``"steps"`` (a
+tick went ``MAX_STEPS`` times round the loop at ``where``).
     """
 
     what: str
@@ -82,7 +83,7 @@ class Site:
     element: bool = False
     register: bool = False
     length: int = 0
-    lines: tuple[str, ...] = ()  # "steps": file:line of each state's loop, by state
+    lines: tuple[str, ...] = ()  # "steps" in a process of several loops: each state's loop
 
 
 @dataclass(frozen=True)

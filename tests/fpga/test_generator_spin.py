@@ -81,6 +81,27 @@ class Nested(Process):
                 yield
 
 
+class TwoLoops(Process):
+    """Two loops, each its own same-tick cycle: the first is left (its counter runs out),
+    the second spins from tick 1 on, and is the one named."""
+
+    inp: In[Go]
+    out: Out[Word]
+    n: UInt[8] = 0
+
+    def on_tick(self) -> Any:
+        self.n = wrap(self.n + 1)
+        while self.n < 3:
+            if self.n > 100:
+                yield
+            self.n = wrap(self.n + 1)
+        self.out.value = self.n
+        yield
+        while self.n >= 3:
+            if self.n > 100:
+                yield
+
+
 def _line(cls: type[Process], text: str, nth: int = 0) -> str:
     """``file:line`` of the ``nth`` line of ``cls.on_tick`` that is ``text``."""
     lines, first = inspect.getsourcelines(cls.on_tick)
@@ -92,6 +113,7 @@ CASES = {
     Spin: (_line(Spin, "while True:"), 0),
     SpinsLater: (_line(SpinsLater, "while self.n >= 3:"), 5),
     Nested: (_line(Nested, "while True:"), 1),
+    TwoLoops: (_line(TwoLoops, "while self.n >= 3:"), 1),
 }
 """The loop each case names, and the tick it stops in."""
 
@@ -113,7 +135,8 @@ def test_a_loop_that_never_yields_stops_with_its_line(cls: type[Process], backen
     assert time.process_time() - start < 30
     name = cls.__name__
     text = str(info.value)
-    instance = {Spin: "spin", SpinsLater: "spins_later", Nested: "nested"}[cls]
+    instance = {Spin: "spin", SpinsLater: "spins_later", Nested: "nested",
+                TwoLoops: "two_loops"}[cls]
     assert text.startswith(f"{name} '{instance}' (created at ")
     assert text.split("): ", 1)[0].endswith(f"test_generator_spin.py:{_created(cls)}")
     assert text.split("): ", 1)[1] == (
@@ -158,6 +181,10 @@ def test_only_states_on_a_same_tick_cycle_count_steps_in_vhdl(tmp_path: Path) ->
     spins = spin_loops(states)
     assert spins and {loc.line for loc in spins.values()} == {int(CASES[Nested][0].split(":")[-1])}
     assert spin_loops(lower_process(Blink).states or []) == {}
+    two = spin_loops(lower_process(TwoLoops).states or [])
+    assert {loc.line for loc in two.values()} == {
+        int(_line(TwoLoops, "while self.n < 3:").split(":")[-1]),
+        int(CASES[TwoLoops][0].split(":")[-1])}  # (two loops: the state picks the line)
     out = export(Network("blink", [Blink(out=Word())]), tmp_path / "blink")
     assert not any("tick_steps" in f.read_text() for f in out.files)  # no cycle: unchanged
     out = export(_net(Nested), tmp_path / "nested")
@@ -165,17 +192,19 @@ def test_only_states_on_a_same_tick_cycle_count_steps_in_vhdl(tmp_path: Path) ->
 
 
 @pytest.mark.ghdl
-def test_ghdl_stops_the_loop_with_the_same_message(tmp_path: Path) -> None:
-    net = _net(SpinsLater)
-    trace = Simulator(net).run(stimulus=[{"go.go": False}] * 5)  # ticks 0..4 run
+@pytest.mark.parametrize("cls", [SpinsLater, TwoLoops], ids=lambda c: c.__name__)
+def test_ghdl_stops_the_loop_with_the_same_message(cls: type[Process], tmp_path: Path) -> None:
+    net = _net(cls)
+    where, tick = CASES[cls]
+    trace = Simulator(net).run(stimulus=[{"go.go": False}] * tick)  # the ticks before it
     assert trace is not None
     ex = export(net, tmp_path / "vhdl", trace)
     rows = (ex.out_dir / "trace.csv").read_text().splitlines()
     (ex.out_dir / "trace.csv").write_text("\n".join([*rows, rows[-1], rows[-1]]) + "\n")
     result = run_testbench(ex.out_dir, timeout=300)  # (before: GHDL never finished)
     assert not result.passed and result.returncode != 0
-    assert ("(assertion failure): SpinsLater: on_tick() made 1,000,000 steps in one tick "
-            f"without yielding, going round the loop at {CASES[SpinsLater][0]} "
+    assert (f"(assertion failure): {cls.__name__}: on_tick() made 1,000,000 steps in one "
+            f"tick without yielding, going round the loop at {where} "
             "(does its test") in result.summary()
 
 
