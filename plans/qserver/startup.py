@@ -14,7 +14,8 @@ runs); everything it defines at module level is what queued plans can name:
   tomography phantom for the CeO2 powder);
 * smeflow's plans (``tomo_scan``, ``fly_tomo_scan``, ``diffraction_scan``,
   ``diffraction_count``) and the standard :mod:`bluesky.plans` and moves
-  (``count``, ``scan``, ``grid_scan``, …, ``mv``, ``mvr``, ``sleep``).
+  (``count``, ``scan``, ``grid_scan``, …, ``mv``, ``mvr``, ``sleep``), which refuse a
+  device name the queue server does not know (:mod:`plans.qserver.device_names`).
 
 ``smeflow queue`` chooses the detector's firmware backend and frame size through
 ``SMEFLOW_QUEUE_BACKEND`` (``compiled``, ``interp``) and ``SMEFLOW_QUEUE_FRAME``
@@ -33,20 +34,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bluesky import RunEngine
-from bluesky.plan_stubs import mv, mvr, sleep
-from bluesky.plans import (
-    count,
-    grid_scan,
-    list_grid_scan,
-    list_scan,
-    log_scan,
-    rel_grid_scan,
-    rel_list_grid_scan,
-    rel_list_scan,
-    rel_log_scan,
-    rel_scan,
-    scan,
-)
+from bluesky.plan_stubs import sleep
 from bluesky.protocols import Movable, Readable
 
 import plans
@@ -54,6 +42,7 @@ from dataflow.catalog import Catalog
 from devices.beamline import BEAMLINE_NAME, Beamline
 from fpga.designs.params import detector_params
 from plans.beamline_md import beamline_metadata
+from plans.qserver.device_names import naming_devices
 from plans.qserver.settings import QueueSettings
 from plans.validate import PlanDetector, PlanMotor
 
@@ -106,6 +95,24 @@ sample_y = _beamline.sample_y
 shutter = _beamline.shutter
 beam = _beamline.beam
 sample = _beamline.sample
+
+# bluesky's plans, refusing a device name the queue server did not know (it passes one as
+# text) with that name and the devices there are, not bluesky's "'str' object has no
+# attribute 'name'"
+_standard = naming_devices(lambda: [device.name for device in _beamline.devices()])
+count = _standard["count"]
+grid_scan = _standard["grid_scan"]
+list_grid_scan = _standard["list_grid_scan"]
+list_scan = _standard["list_scan"]
+log_scan = _standard["log_scan"]
+mv = _standard["mv"]
+mvr = _standard["mvr"]
+rel_grid_scan = _standard["rel_grid_scan"]
+rel_list_grid_scan = _standard["rel_list_grid_scan"]
+rel_list_scan = _standard["rel_list_scan"]
+rel_log_scan = _standard["rel_log_scan"]
+rel_scan = _standard["rel_scan"]
+scan = _standard["scan"]
 
 __all__ = [
     "RE",
