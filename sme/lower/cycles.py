@@ -39,8 +39,8 @@ MAX_STEPS = 1_000_000
 """The steps one tick of a generator may take round a loop before the simulation stops it
 with ``SimulationError`` (``spin_message``): a loop whose test reads a register or a local
 passes the check above and may still never be left. A step is a pass of a ``while`` loop in
-the interpreter, and a visit of a state on a same-tick cycle (``spin_loops``) in the compiled
-code and the VHDL."""
+the interpreter, a state change in the compiled code, and a visit of a state on a same-tick
+cycle (``spin_loops``) in the VHDL."""
 
 
 def spin_message(who: str, where: str) -> str:
