@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from analysis import azint_args as args
-from analysis import cl
+from analysis import azint_plan, cl
 from analysis.azint_engine import KINDS, Engine
 from analysis.azint_matrix import Matrix, Request, build
 from analysis.azint_plan import Dummy, Finished, Plan, Sums, finish, make_plan, normalisation
@@ -305,6 +305,9 @@ class AzimuthalIntegrator:
                                   if stacked else host[None], c.error_model, c.dummy)
         else:
             sums = engine.stack_sums(frames, c.error_model, c.dummy)
+        if dim == 2 and c.error_model == "poisson" and c.dark is not None \
+                and c.request.split != "full":  # as pyFAI's (dark_variance)
+            sums = azint_plan.add_dark_variance(sums, engine.plan, frames, c.dummy)
         div = None if reference else engine.divisors(sums, c.normalization_factor)
         return c, engine.plan, sums, finish(sums, c.empty, c.normalization_factor, div), \
             stacked

@@ -18,7 +18,7 @@ precomputed totals, no corrections — and is what the OpenCL kernels are tested
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -203,6 +203,36 @@ def reference(plan: Plan, frames: npt.NDArray[np.generic], error_model: str | No
     variance = np.stack(out["variance"]) if error_model is not None else None
     return Sums(np.stack(out["signal"]), variance, np.stack(out["norm"]),
                 np.stack(out["norm2"]), np.stack(out["count"]))
+
+
+def add_dark_variance(sums: Sums, plan: Plan, frames: Any, dummy: Dummy | None) -> Sums:
+    """``sums`` with :func:`dark_variance` added to their variance (``frames``: numpy or
+    a ``pyopencl.array.Array``, one frame or a stack)."""
+    host = frames if isinstance(frames, np.ndarray) else frames.get()
+    extra = dark_variance(plan, host.reshape(-1, plan.matrix.npix), dummy)
+    assert sums.variance is not None
+    return replace(sums, variance=sums.variance + extra)
+
+
+def dark_variance(plan: Plan, frames: npt.NDArray[np.generic], dummy: Dummy | None) -> F64:
+    """The dark's share of pyFAI's Poisson variance in a cake: ``Σ c² · max(dark, 0)``
+    over the pixels that count in each frame of ``frames`` (``(n, npix)``), per bin,
+    ``(n, nbins)``. pyFAI's ``integrate2d`` (whose CSR engines do not manage the variance)
+    takes ``max(x, 1) + max(dark, 0)`` as a pixel's variance with no or bbox splitting,
+    where its ``integrate1d`` and its full-splitting cakes take ``max(x, 1)``; the kernels
+    sum the latter, this adds the rest."""
+    assert plan.dark is not None
+    rows = plan.rows()
+    c = plan.coefs.astype(np.float64)
+    share = c * c * np.maximum(plan.dark[plan.indices].astype(np.float64), 0.0)
+    out = []
+    for frame in np.asarray(frames).reshape(len(frames), -1):
+        x32 = frame[plan.indices].astype(np.float32)
+        ok = np.isfinite(x32)
+        if dummy is not None:
+            ok &= ~dummy.flags(x32)
+        out.append(_sum(rows, np.where(ok, share, 0.0), plan.nbins))
+    return np.stack(out)
 
 
 def _azimuthal(plan: Plan, rows: npt.NDArray[np.int64], s: F64, w: F64,
