@@ -33,6 +33,7 @@ from .disk_check import check_run_on_disk, file_path, frames_on_disk
 from .errors import CatalogError
 from .event_pages import ANNOUNCING, stream_form
 from .journal import JOURNAL_DIR, journal_of
+from .killed_file import ClosedFile, close_killed_file, open_for_write, refuse_if_in_use
 from .spool import Document, read_spool, write_run
 
 RECOVERED = "recovered"
@@ -51,6 +52,10 @@ class RepairReport:
     events: dict[str, int] = field(default_factory=dict)
     frames: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    files: dict[Path, tuple[str, int]] = field(default_factory=dict, repr=False)
+    """Each frame file → (its frame dataset, its intact frames)."""
+    closed: list[ClosedFile] = field(default_factory=list)
+    """The files a killed writer had left open, closed."""
 
     def lines(self) -> list[str]:
         """The report for people, one line each."""
@@ -59,6 +64,9 @@ class RepairReport:
             out.append(f"  stream {stream}: {n} event{'s' if n != 1 else ''}")
         for key, n in sorted(self.frames.items()):
             out.append(f"  {key}: {n} frame{'s' if n != 1 else ''} complete on disk")
+        out += [f"  closed {c.path}: HDF5 consistency flags cleared"
+                f"{', empty end_time removed' if c.end_time_removed else ''}; "
+                f"{c.frames} frames unchanged; sha256 {c.sha256}" for c in self.closed]
         out += [f"  problem: {p}" for p in self.problems]
         out.append("  stop document written: exit_status abort, reason recovered")
         return out
@@ -87,6 +95,7 @@ def _check_documents(docs: list[Document], report: RepairReport) -> list[Documen
             report.problems.append(str(exc))
             continue
         complete[uid], problem = frames_on_disk(path, dataset, announced.get(uid, 0))
+        report.files[path] = (dataset, complete[uid])
         if problem:
             report.problems.append(problem)
     out: list[Document] = []
@@ -116,6 +125,21 @@ def _stop(uid: str, report: RepairReport) -> dict[str, Any]:
             "exit_status": "abort", "reason": RECOVERED, "num_events": dict(report.events)}
 
 
+def _close_files(report: RepairReport) -> None:
+    """Close the files a killed writer left open, after checking none is in use."""
+    flagged = {path: found for path, found in report.files.items() if open_for_write(path)}
+    for path in flagged:
+        refuse_if_in_use(path)
+    for path, (dataset, frames) in flagged.items():
+        try:
+            closed = close_killed_file(path, dataset, frames)
+        except (OSError, CatalogError) as exc:
+            report.problems.append(f"{path}: left marked open for write: {exc}")
+        else:
+            if closed is not None:
+                report.closed.append(closed)
+
+
 def repair_run(catalog: Any, ref: str | int) -> RepairReport:
     """Recover the run ``ref`` of the embedded ``catalog`` (see the module docstring).
 
@@ -137,16 +161,20 @@ def repair_run(catalog: Any, ref: str | int) -> RepairReport:
         if any(name in ANNOUNCING for name, _ in docs):
             docs = stream_form(docs)
         docs = _check_documents(docs, report)
+        _close_files(report)
         write_run(catalog.client, [*docs, ("stop", _stop(uid, report))])
     else:
         report = RepairReport(uid, "catalog")
         found = check_run_on_disk(run)
         report.events, report.frames, report.problems = (found.events, found.frames,
                                                          found.problems)
+        report.files = found.files
+        _close_files(report)
         run.update_metadata(metadata={"stop": _stop(uid, report)})
     catalog.run(uid).update_metadata(metadata={RECOVERY_KEY: {
         "time": datetime.now(UTC).isoformat(timespec="seconds"), "source": report.source,
-        "events": report.events, "frames": report.frames, "problems": report.problems}})
+        "events": report.events, "frames": report.frames, "problems": report.problems,
+        "files": [closed.as_metadata() for closed in report.closed]}})
     if journal is not None:
         journal.unlink(missing_ok=True)
     return report

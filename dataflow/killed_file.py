@@ -1,0 +1,212 @@
+"""Close a frame file whose writer was killed, so that every HDF5 reader opens it.
+
+A frame file is in SWMR mode from its creation on (``dataflow.hdf5``). A writer killed
+mid-scan leaves it as its last flush made it: the superblock's consistency flags still
+say "open for write", and NXmx's ``/entry/end_time`` is still the empty string the
+writer fills in at its close. h5py (without ``swmr=True``) and nexusformat's ``nxload``
+then refuse the file ("file is already open for write (may use <h5clear file> to clear
+file consistency flags)"), and DIALS' ``nxmx`` raises ``ValueError: ISO string too
+short`` on the entry's ``end_time``.
+
+``close_killed_file`` does what HDF5's ``h5clear -s --increment=0`` does, through the
+library h5py itself uses (``H5Pset`` of the private file-access property
+``clear_status_flags`` that ``h5clear`` sets, an ``H5F_ACC_RDWR`` open, and
+``H5Fincrement_filesize(file, 0)``), then removes the empty ``end_time``: NXmx's
+definition says of it "If the data collection aborts or otherwise prevents accurate
+recording of the end_time, this field should be omitted" (``end_time_estimated`` stays).
+
+The increment is not optional. A SWMR writer records the end of allocated space (EOA) in
+the superblock once, when SWMR starts; everything it writes afterwards lies beyond that
+address. HDF5 truncates a file to its EOA when it closes it, so clearing the flags alone
+(``h5clear -s``) cuts a killed scan's file back to the size it had before its first frame
+— every frame is lost (measured: 84849 → 19313 bytes for 6 frames of 64×64).
+``H5Fincrement_filesize(file, 0)`` sets the EOA to the file's size first.
+
+The work is done on a copy in the same folder, compared frame by frame with the file as
+it was (every intact frame bit for bit), then renamed over it: a repair that is killed
+or fails leaves the original as it was. A file some process still has open — this
+process's HDF5 handles (``open_in_process``), or any process of this machine whose open
+files list it (``/proc/<pid>/fd``, as ``fuser`` finds them) — is refused: a writer alive
+would go on writing into the renamed-away file, a reader would read a file changed under
+it. A writer on another machine cannot be seen from here.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .errors import CatalogError
+from .hdf5_files import file_sha256, open_in_process
+from .integrity import HDF5ReadError, read_superblock, write_sidecar
+
+_BLOCK_BYTES = 16 << 20
+"""Frames are compared in blocks of about this many bytes."""
+_SUFFIX = ".closing"
+"""The copy's name: ``<file>.closing`` beside the file."""
+
+
+@dataclass(frozen=True)
+class ClosedFile:
+    """What ``close_killed_file`` changed in one file."""
+
+    path: str
+    sha256_before: str
+    sha256: str
+    frames: int
+    """Intact frames compared bit for bit with the file before."""
+    end_time_removed: bool
+
+    def as_metadata(self) -> dict[str, object]:
+        """The run's ``recovery`` metadata entry for this file."""
+        return {"path": self.path, "sha256_before": self.sha256_before,
+                "sha256": self.sha256, "frames": self.frames,
+                "changed": "HDF5 consistency flags cleared (h5clear -s --increment=0)" +
+                           ("; empty NXmx end_time removed" if self.end_time_removed
+                            else "")}
+
+
+def open_for_write(path: Path) -> bool:
+    """Whether the superblock of ``path`` still says a writer has the file open."""
+    try:
+        return read_superblock(path).open_for_write
+    except HDF5ReadError:
+        return False  # (not an HDF5 file we can close: the frame checks report it)
+
+
+def holders(path: Path) -> list[int]:
+    """Processes of this machine (other than this one) that have ``path`` open."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return []
+    found: list[int] = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            fds = list((proc / "fd").iterdir())
+        except OSError:  # gone, or another user's
+            continue
+        for fd in fds:
+            try:
+                st = os.stat(fd)
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == (info.st_dev, info.st_ino):
+                found.append(int(proc.name))
+                break
+    return found
+
+
+def refuse_if_in_use(path: Path) -> None:
+    """Raise ``CatalogError`` naming ``path`` and who holds it, when anyone does."""
+    if open_in_process(path):
+        raise CatalogError(f"{path}: still open in this process (a catalog or reader "
+                           "holds it): close it before repairing its run")
+    pids = holders(path)
+    if pids:
+        raise CatalogError(f"{path}: still open by process{'es' if len(pids) > 1 else ''} "
+                           f"{', '.join(map(str, pids))} (its writer alive, or a reader): "
+                           "stop it before repairing the run")
+
+
+def _hdf5() -> ctypes.CDLL:
+    """The HDF5 library h5py is linked with (its symbols through h5py's own module)."""
+    lib = ctypes.CDLL(h5py.h5f.__file__)
+    lib.H5Pset.argtypes = [ctypes.c_int64, ctypes.c_char_p, ctypes.c_void_p]
+    lib.H5Pset.restype = ctypes.c_int
+    lib.H5Fincrement_filesize.argtypes = [ctypes.c_int64, ctypes.c_uint64]
+    lib.H5Fincrement_filesize.restype = ctypes.c_int
+    return lib
+
+
+def _clear_flags(path: Path) -> None:
+    """``h5clear -s --increment=0`` of ``path`` (see the module docstring)."""
+    lib = _hdf5()
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    clear = ctypes.c_bool(True)
+    if lib.H5Pset(fapl.id, b"clear_status_flags", ctypes.byref(clear)) < 0:
+        raise OSError(f"{path}: HDF5 refused the clear_status_flags property")
+    fid = h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDWR, fapl=fapl)
+    try:
+        if lib.H5Fincrement_filesize(fid.id, 0) < 0:
+            raise OSError(f"{path}: HDF5 could not set its end of allocation")
+    finally:
+        fid.close()
+
+
+def _remove_empty_end_time(path: Path, dataset: str) -> bool:
+    with h5py.File(path, "r+") as f:
+        entry = f.get(dataset.strip("/").split("/")[0])
+        node = entry.get("end_time") if isinstance(entry, h5py.Group) else None
+        if isinstance(node, h5py.Dataset) and node.shape == () and node[()] in (b"", ""):
+            del entry["end_time"]
+            return True
+    return False
+
+
+def _frames_digest(f: h5py.File, dataset: str, frames: int) -> str:
+    ds = f[dataset]
+    step = max(1, _BLOCK_BYTES // max(1, int(np.prod(ds.shape[1:])) * ds.dtype.itemsize))
+    digest = hashlib.sha256()
+    for start in range(0, frames, step):
+        digest.update(np.ascontiguousarray(ds[start:min(frames, start + step)]).data)
+    return digest.hexdigest()
+
+
+def close_killed_file(path: Path, dataset: str, frames: int) -> ClosedFile | None:
+    """Close the frame file ``path`` a killed writer left open (see the module
+    docstring); ``frames`` is how many of its frames are intact. ``None`` when the file
+    is not marked open for write (nothing to do).
+
+    Raises
+    ------
+    CatalogError
+        The file is in use (``refuse_if_in_use``).
+    OSError
+        The copy could not be made or closed, or its frames differ from the file's: the
+        file is left as it was.
+    """
+    if not open_for_write(path):
+        return None
+    refuse_if_in_use(path)
+    before = file_sha256(path)
+    copy = path.with_name(path.name + _SUFFIX)
+    copy.unlink(missing_ok=True)  # (a repair killed before left it: never the file)
+    try:
+        shutil.copyfile(path, copy)
+        shutil.copymode(path, copy)
+        with h5py.File(path, "r", swmr=True) as f:
+            want = _frames_digest(f, dataset, frames)
+        _clear_flags(copy)
+        removed = _remove_empty_end_time(copy, dataset)
+        with h5py.File(copy, "r") as f:
+            if _frames_digest(f, dataset, frames) != want:
+                raise OSError(f"{path}: its frames changed when it was closed: left as "
+                              "it was")
+        with open(copy, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(copy, path)
+    finally:
+        copy.unlink(missing_ok=True)
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(folder)  # (the rename on disk)
+    finally:
+        os.close(folder)
+    taken = os.stat(path)
+    after = file_sha256(path)
+    write_sidecar(path, after, taken)
+    return ClosedFile(str(path), before, after, frames, removed)
+
+
+__all__ = ["ClosedFile", "close_killed_file", "holders", "open_for_write",
+           "refuse_if_in_use"]

@@ -1,0 +1,139 @@
+"""``smeflow catalog repair`` closes the frame file of a killed scan, so the peers' readers
+read it as far as it got.
+
+The references are the readers themselves: h5py without SWMR and nexusformat's ``nxload``
+refuse a file HDF5 still sees open for write ("already open for write"); DIALS' ``nxmx``
+raises on the empty ``end_time`` (NXmx: "If the data collection aborts ... this field
+should be omitted"). After the repair each of them reads the frames the file held before
+it, bit for bit, and ``smeflow catalog verify`` finds the file as the repair recorded it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import nxmx
+import pytest
+from nexusformat.nexus import NeXusError, nxload
+
+from dataflow.catalog import Catalog
+from dataflow.cli import main as catalog_main
+from dataflow.hdf5_files import file_sha256
+from dataflow.hdf5_read import FrameReader
+from dataflow.integrity import read_sidecar, read_superblock
+from dataflow.killed_file import close_killed_file
+from dataflow.repair import repair_run
+from tests.dataflow.test_kill import killed_scan
+from tests.dataflow.test_killed_nxmx import check_paired, written
+
+DATA = "/entry/data/data"
+
+
+def frames_of(path: Path) -> np.ndarray:
+    """The frames of ``path`` as smeflow's reader serves them (each checked)."""
+    with FrameReader(path) as reader:
+        return np.asarray(reader.read())
+
+
+def hold(path: Path) -> subprocess.Popen[str]:
+    """Another process that has ``path`` open (a reader, or a writer still alive)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
+                             "f = open(sys.argv[1], 'rb'); print('open', flush=True)\n"
+                             "time.sleep(60)", str(path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "open"
+    return proc
+
+
+def test_a_killed_scans_file_is_closed_by_repair_and_read_by_every_reader(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "data"
+    killed_scan(data, batch_size=0)
+    with Catalog(data) as catalog:
+        (summary,) = catalog.runs()
+        uid = summary.uid
+        (path,) = catalog.raw_dir.glob("det_*.h5")
+    before, size, digest = frames_of(path), path.stat().st_size, file_sha256(path)
+    assert len(before) >= 6 and before.any()
+    assert read_superblock(path).open_for_write
+    with pytest.raises(OSError, match="already open for write"):
+        h5py.File(path, "r")
+    with pytest.raises(NeXusError, match="already open for write"):
+        nxload(str(path))
+
+    # refused while any process has the file open: nothing changes
+    holder = hold(path)
+    try:
+        assert catalog_main(["repair", uid, "--data", str(data)]) == 1
+        err = capsys.readouterr().err
+        assert f"{path}: still open by process {holder.pid}" in err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    finally:
+        holder.kill()
+        holder.wait(10)
+    with h5py.File(path, "r", swmr=True) as f, Catalog(data) as catalog:
+        assert catalog.run(uid).metadata.get("stop") is None
+        with pytest.raises(Exception, match=f"{path}: still open in this process"):
+            repair_run(catalog, uid)
+        assert f[DATA].shape[0] == len(before)
+    assert file_sha256(path) == digest and read_superblock(path).open_for_write
+
+    assert catalog_main(["repair", uid, "--data", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert (f"closed {path}: HDF5 consistency flags cleared, empty end_time removed; "
+            f"{len(before)} frames unchanged") in out
+    assert "problem" not in out
+    assert path.stat().st_size == size  # (h5clear -s alone cuts it back to its EOA)
+    assert not read_superblock(path).open_for_write
+    assert read_sidecar(path) == file_sha256(path) != digest
+    with h5py.File(path, "r") as f:  # plain h5py, no SWMR
+        np.testing.assert_array_equal(f[DATA][()], before)
+        assert "end_time" not in f["entry"] and f["entry/end_time_estimated"][()]
+    np.testing.assert_array_equal(nxload(str(path))["entry/data/data"].nxdata, before)
+    np.testing.assert_array_equal(frames_of(path), before)
+    with Catalog(data) as catalog:
+        run = catalog.run(uid)
+        (closed,) = run.metadata["recovery"]["files"]
+        assert closed["path"] == str(path) and closed["frames"] == len(before)
+        assert (closed["sha256_before"], closed["sha256"]) == (digest, file_sha256(path))
+        served = np.asarray(run["primary"]["det_image"].read())
+        np.testing.assert_array_equal(served, before[:len(served)])
+    assert catalog_main(["verify", uid, "--data", str(data)]) == 3  # (no record: unverifiable)
+    out = capsys.readouterr().out
+    assert re.search(r"OK\s+frames\s+primary/det_image\s+\d+ frames intact on disk", out)
+
+    # twice: nothing to repair, nothing changed
+    after = file_sha256(path)
+    assert catalog_main(["repair", uid, "--data", str(data)]) == 1
+    assert "nothing to repair" in capsys.readouterr().err
+    assert close_killed_file(path, DATA, len(before)) is None
+    assert file_sha256(path) == after
+
+
+def test_a_killed_nxmx_file_closed_is_read_by_nxmx_with_its_positions(tmp_path: Path) -> None:
+    path = written(tmp_path, 70, close=False)
+    with h5py.File(path, "r", swmr=True) as f:
+        before = f[DATA][()]
+        with pytest.raises(ValueError, match="ISO string"):
+            _ = nxmx.NXmx(f).entries[0].end_time
+    started = time.monotonic()
+    closed = close_killed_file(path, DATA, len(before))
+    assert closed is not None and closed.end_time_removed and time.monotonic() - started < 60
+    with h5py.File(path, "r") as f:
+        entry = nxmx.NXmx(f).entries[0]
+        assert entry.end_time is None and entry.start_time is not None
+        np.testing.assert_array_equal(entry.data[0][entry.data[0].signal][()], before)
+        chain = nxmx.get_dependency_chain(entry.samples[0].depends_on)
+        omega = next(t for t in chain if t.transformation_type == "rotation")
+        assert len(omega) == 64  # the positions the writer flushed: unchanged
+        check_paired(before[:64], np.stack(
+            [omega[()].to("degree").magnitude,
+             next(t for t in chain if t.transformation_type == "translation")[()]
+             .to("mm").magnitude], axis=1))
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == closed.sha256
