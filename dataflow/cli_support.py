@@ -56,7 +56,8 @@ def guarded(args: argparse.Namespace) -> int:
     except Exception as exc:  # never a traceback on the command line
         if getattr(args, "debug", False):
             raise
-        print(f"{PROG}: internal error: {type(exc).__name__}: {exc} (--debug shows where)",
+        first = (str(exc).strip().splitlines() or [""])[0]  # (SQLAlchemy adds its SQL)
+        print(f"{PROG}: internal error: {type(exc).__name__}: {first} (--debug shows where)",
               file=sys.stderr)
         return 1
     return status
