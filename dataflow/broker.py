@@ -37,6 +37,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from sme.atomic_file import write_text_atomic
+
 from .catalog import RAW, Catalog, CatalogError, ClientCatalog
 
 PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -187,13 +189,20 @@ def write_profile(name: str, url: str, folder: str | os.PathLike[str] | None = N
     target = Path(folder) if folder is not None else profile_folder()
     target.mkdir(parents=True, exist_ok=True)
     path = target / f"{name}.yml"
-    if path.exists() and not overwrite and path.read_text() != text:
+    if path.exists() and not overwrite and _contents(path) != text.encode():
         raise CatalogError(f"profile {path} exists with other contents; pass --force to "
                            "replace it")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    write_text_atomic(path, text, fsync=True)
     return path
+
+
+def _contents(path: Path) -> bytes:
+    """``path``'s bytes (a profile cut short or not UTF-8 is "other contents" too)."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise CatalogError(f"profile {path} cannot be read ({exc.strerror or exc}); "
+                           "move it aside") from None
 
 
 def cmd_profile(args: Any) -> int:

@@ -315,6 +315,30 @@ def test_the_profile_holds_the_address_and_never_the_key(tmp_path: Path,
     assert not (tmp_path.parent / "evil.yml").exists()
 
 
+def test_a_damaged_profile_in_the_way_is_named_and_left(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]
+                                                       ) -> None:
+    """A profile of that name cut short, not UTF-8, or a folder: one line naming it (a
+    non-UTF-8 one gave the codec's message alone, naming no file), exit 1, left as it
+    was; --force replaces a damaged file."""
+    whole = profile_text("bl", "http://127.0.0.1:8000").encode()
+    path = tmp_path / "bl.yml"
+    for damaged in (whole[:len(whole) // 2], b"\xff\xfe" + whole[2:], b""):
+        path.write_bytes(damaged)
+        assert catalog_main(["profile", "bl", "--dir", str(tmp_path)]) == 1
+        assert capsys.readouterr().err == (
+            f"smeflow catalog: error: profile {path} exists with other contents; pass "
+            "--force to replace it\n")
+        assert path.read_bytes() == damaged
+    assert catalog_main(["profile", "bl", "--dir", str(tmp_path), "--force"]) == 0
+    assert path.read_bytes() == whole
+    path.unlink()
+    path.mkdir()
+    assert catalog_main(["profile", "bl", "--dir", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == (f"smeflow catalog: error: profile {path} cannot be "
+                                       "read (Is a directory); move it aside\n")
+
+
 @pytest.mark.parametrize("url", ["http://127.0.0.1:99999", "http://127.0.0.1:0",
                                  "http://127.0.0.1:", "http://127.0.0.1:eighty"])
 def test_a_profile_url_with_an_impossible_port_is_refused(
