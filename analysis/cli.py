@@ -39,6 +39,7 @@ from dataflow.catalog import CatalogError
 from dataflow.cli import run_command
 from dataflow.hdf5 import HDF5ReadError
 from dataflow.remote import open_catalog
+from geometry import RADIAL_UNITS
 from sme.cli import given
 from sme.loading import CliError
 
@@ -190,7 +191,8 @@ def register_reduce(sub: Subparsers) -> None:
                    help=f"diffraction: number of bins, 1 to {MAX_BINS} (default "
                    f"{DEFAULT_BINS})")
     p.add_argument("--unit",
-                   help=f"diffraction: 2th_deg, q_nm^-1 or r_mm (default {DEFAULT_UNIT})")
+                   help=f"diffraction: the radial unit, one of {', '.join(RADIAL_UNITS)} "
+                   f"(pyFAI's names; default {DEFAULT_UNIT})")
     p.add_argument("--chunk", type=int, metavar="FRAMES",  # (None: not given)
                    help=f"not with --live: frames per chunk (default "
                    f"{DEFAULT_CHUNK_FRAMES})")
