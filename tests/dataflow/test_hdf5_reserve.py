@@ -32,7 +32,8 @@ def _tree(path: Path) -> dict[str, tuple[object, ...]]:
             attrs = {k: str(v) for k, v in node.attrs.items()}
             value = node[()]
             out[name] = (node.shape, node.dtype.str, node.chunks, attrs,
-                         len(value) if name.startswith("entry/end_time") else value.tobytes())
+                         len(value) if name.startswith("entry/end_time") else
+                         np.asarray(value).tobytes())  # (a scalar string is bytes)
 
     with h5py.File(path, "r") as f:
         f.visititems(visit)
