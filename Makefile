@@ -10,8 +10,10 @@ STAMP  := $(VENV)/.smeflow-installed
 # PostgreSQL: the catalog-server tests start a throwaway cluster with its initdb/postgres.
 # Redis: bluesky-queueserver keeps its plan queue there (`smeflow queue`, the queue tests).
 # gcc: `smeflow demo --prepare` links the numba functions it builds ahead of time (sme.native).
+# hdf5-tools: HDF5's own h5dump and h5clear (1.10) read and close frame files in the tests.
 DEBIAN_TOOLS := ghdl:ghdl yosys:yosys dot:graphviz /etc/OpenCL/vendors/pocl.icd:pocl-opencl-icd \
-                /usr/lib/postgresql:postgresql redis-server:redis-server gcc:gcc
+                /usr/lib/postgresql:postgresql redis-server:redis-server gcc:gcc \
+                h5dump:hdf5-tools
 
 .PHONY: all setup system-deps demo test check lint typecheck bench clean
 

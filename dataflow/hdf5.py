@@ -15,6 +15,11 @@ whose names this module re-exports, as it does the path and file helpers of
 ``dataflow.hdf5_files`` (``resolve_in_folder``, ``file_sha256``, ``open_in_process``). The
 readout counters and lost-frame records beside the frames are ``dataflow.hdf5_records``.
 
+File format: ``FILE_FORMAT``, HDF5 1.10's (the oldest with SWMR), so HDF5 1.10 to 1.14
+read the files too — Debian's and Ubuntu's ``h5dump``, DIALS' and conda's builds. With
+``libver="latest"`` h5py's HDF5 2.0 wrote a gzip-compressed ``pixel_mask`` with a layout
+message version 1.10's ``h5dump`` refuses ("bad version number for layout message").
+
 Chunk layout: ``dataflow.hdf5_layout`` (the default ``"tomo"`` layout serves both frame
 and sinogram reads), whose names this module re-exports.
 
@@ -84,6 +89,8 @@ log = logging.getLogger(__name__)
 
 HDF5_MIMETYPE = "application/x-hdf5"
 COMPRESSIONS = (None, "gzip", "lzf")
+FILE_FORMAT = ("v110", "latest")
+"""h5py's ``libver`` of frame files: HDF5 1.10's format (SWMR's least) and up."""
 
 Document = tuple[str, dict[str, Any]]
 
@@ -189,7 +196,7 @@ class FrameWriter(WriterClosing):
         # written through h5py: compressed; ChunkBlock's frame dataset has no cache).
         cache_bytes = max(1 << 20, 2 * self.chunk_shape[0] * frame_bytes)
         try:
-            self._file = h5py.File(self.path, "x", libver="latest",
+            self._file = h5py.File(self.path, "x", libver=FILE_FORMAT,
                                    rdcc_nbytes=cache_bytes, rdcc_nslots=10007, rdcc_w0=1.0)
         except FileExistsError:
             raise FileExistsError(f"{self.path}: file exists; frame files are never "
@@ -413,8 +420,8 @@ class FrameWriter(WriterClosing):
 
 
 __all__ = [
-    "DEFAULT_DATASET", "HDF5_MIMETYPE", "FrameFileError", "FrameMismatchError", "FrameReader",
-    "FrameWriter", "HDF5ReadError", "Layout", "UnsafePathError", "WriterClosedError",
+    "DEFAULT_DATASET", "FILE_FORMAT", "HDF5_MIMETYPE", "FrameFileError", "FrameMismatchError",
+    "FrameReader", "FrameWriter", "HDF5ReadError", "Layout", "UnsafePathError", "WriterClosedError",
     "failed_write", "file_sha256", "open_frames", "open_in_process", "per_frame_chunks",
     "read_counters", "read_lost", "resolve_in_folder", "tomo_chunks", "write_nexus_tree",
 ]
