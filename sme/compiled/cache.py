@@ -24,6 +24,7 @@ import fcntl
 import functools
 import hashlib
 import importlib.util
+import logging
 import os
 import platform
 import sys
@@ -37,6 +38,8 @@ from ..native import NativeGroup, register, toolchain_identity
 from ..progress import stage
 
 ENV_VAR = "SMEFLOW_CACHE_DIR"
+
+log = logging.getLogger(__name__)
 
 
 def default_cache_dir() -> Path:
@@ -129,24 +132,54 @@ def _load_jit(source: str, key: str, cache_dir: str | os.PathLike[str] | None) -
     with open(folder / ".lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            if not path.exists() or path.read_text() != source:
+            # (as bytes: a cached file damaged into no UTF-8 is replaced, as any other)
+            if not path.exists() or path.read_bytes() != source.encode("utf-8"):
                 write_text_atomic(path, source)
-            spec = importlib.util.spec_from_file_location(name, path)
-            assert spec is not None and spec.loader is not None
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            # numba's SSA pass recurses once per basic block along a path: a network of
-            # a few dozen branchy processes exceeds Python's default limit of 1000
-            limit = sys.getrecursionlimit()
-            sys.setrecursionlimit(max(limit, 100_000))
             try:
-                with stage("compiling the simulation (numba; cached afterwards)"):
-                    spec.loader.exec_module(module)  # compiles, or loads numba's cache
-            except BaseException:
-                del sys.modules[name]
-                raise
-            finally:
-                sys.setrecursionlimit(limit)
+                module = _import_compiling(name, path)
+            except Exception as exc:
+                if not _from_numba_cache(exc):
+                    raise
+                # numba's cache files cut short or damaged (a full disk, a bad disk): it
+                # cannot load them, nor does it replace them, so every later start failed
+                # the same way; they are a cache of this folder's sim.py: compile again
+                log.warning("%s: numba's cache of this simulation is damaged (%s: %s); "
+                            "compiling it again", folder / "__pycache__",
+                            type(exc).__name__, exc)
+                for cached in (folder / "__pycache__").glob("sim.*.nb[ic]"):
+                    cached.unlink(missing_ok=True)
+                module = _import_compiling(name, path)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return module
+
+
+def _import_compiling(name: str, path: Path) -> ModuleType:
+    """Import ``path`` as module ``name``: numba compiles it, or loads its cache."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    # numba's SSA pass recurses once per basic block along a path: a network of
+    # a few dozen branchy processes exceeds Python's default limit of 1000
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 100_000))
+    try:
+        with stage("compiling the simulation (numba; cached afterwards)"):
+            spec.loader.exec_module(module)  # compiles, or loads numba's cache
+    except BaseException:
+        del sys.modules[name]
+        raise
+    finally:
+        sys.setrecursionlimit(limit)
+    return module
+
+
+def _from_numba_cache(exc: BaseException) -> bool:
+    """True when ``exc`` was raised while numba loaded its cache files."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if Path(tb.tb_frame.f_code.co_filename).parts[-3:] == ("numba", "core", "caching.py"):
+            return True
+        tb = tb.tb_next
+    return False

@@ -69,3 +69,42 @@ def test_concurrent_processes_share_one_compile(tmp_path: Path) -> None:
     assert all(p.returncode == 0 for p in procs)
     assert len({r[0] for r in results}) == 1
     assert len(list((tmp_path / "compiled").iterdir())) == 1
+
+
+COUNTER = """
+import sys
+from sme import Simulator
+from sme.examples import counter
+sim = Simulator(counter.build(), backend="compiled", cache_dir=sys.argv[1])
+sim.run(stimulus=counter.stimulus(20))
+print(list(sim.trace.column("counter_data.value")))
+"""
+
+
+def test_a_damaged_cache_is_compiled_again(tmp_path: Path) -> None:
+    """A cached ``sim.py`` no longer UTF-8, or numba's machine code cut short (a full disk,
+    a bad disk): the cache is for replacing. Before, every later start failed the same
+    way ('internal error: UnicodeDecodeError', 'UnpicklingError: pickle data was
+    truncated') until the user found the cache folder and deleted it."""
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+
+    def run() -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([sys.executable, "-c", COUNTER, str(tmp_path)], env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    whole = run().stdout
+    [folder] = (tmp_path / "compiled").iterdir()
+    source = (folder / "sim.py").read_bytes()
+    (folder / "sim.py").write_bytes(source[:100] + bytes([source[100] ^ 0xFF]) + source[101:])
+    assert run().stdout == whole
+    assert (folder / "sim.py").read_bytes() == source
+    machine = sorted((folder / "__pycache__").glob("sim.*.nbc"))
+    assert machine
+    os.truncate(machine[0], 100)
+    again = run()
+    assert again.stdout == whole
+    assert (f"{folder / '__pycache__'}: numba's cache of this simulation is damaged "
+            "(UnpicklingError: pickle data was truncated); compiling it again") in again.stderr
+    assert machine[0].stat().st_size > 100
