@@ -30,7 +30,7 @@ from .fly import Counts, FlyAcquisition
 from .frame_files import FrameFiles
 from .modular import ModularFirmware
 from .monitor_stream import MonitorStream
-from .streams import reading_stream
+from .streams import described_shape, reading_stream
 
 __all__ = ["READOUT_COUNTERS", "RETAKES", "StepHost", "StepScans"]
 
@@ -47,6 +47,7 @@ class StepHost(Protocol):
     """What the step-scan methods use of the detector they are part of."""
 
     name: str
+    image_key: str
     firmware: Firmware | ModularFirmware
     files: FrameFiles
     fly: FlyAcquisition | None
@@ -89,6 +90,10 @@ class StepHost(Protocol):
 
     def _discard_unannounced(self) -> None:
         """Drop an unannounced frame (:meth:`StepScans._discard_unannounced`)."""
+
+    def _check_described_shape(self, stream: str, shape: tuple[int, ...]) -> None:
+        """Refuse a frame its stream's descriptor does not describe
+        (:meth:`StepScans._check_described_shape`)."""
 
 
 class StepScans:
@@ -191,6 +196,20 @@ class StepScans:
         exposing.start()
         return status
 
+    def _check_described_shape(self: StepHost, stream: str, shape: tuple[int, ...]) -> None:
+        """Refuse a frame whose shape is not the one the stream's descriptor gives (bluesky
+        describes the detector once per stream of a run; an unstaged detector takes a
+        binning change between two reads): nothing is announced nor written."""
+        described = described_shape(self, self.image_key)
+        if described is not None and list(shape) != described:
+            have = "×".join(map(str, shape))
+            said = "×".join(map(str, described))
+            raise ValueError(f"{self.name}: a {have} frame cannot be read into the "
+                             f"{stream!r} stream, whose descriptor gives {self.image_key} "
+                             f"{said} frames: the frame shape changed within the run "
+                             f"({self.name}.binning); change it between runs, or stage "
+                             f"{self.name}, which refuses the change")
+
     def _discard_unannounced(self: StepHost) -> None:
         """Drop the frame of an earlier trigger that no event announced (``trigger``)."""
         with self._lock:
@@ -214,8 +233,10 @@ class StepScans:
             pending, self._pending = self._pending, None
             if pending is not None:
                 image, exposure, started, position = pending
-                docs = self.files.announce(reading_stream() or "primary", image,
-                                           self._counters, exposure, started, position)
+                stream = reading_stream() or "primary"
+                self._check_described_shape(stream, image.shape)
+                docs = self.files.announce(stream, image, self._counters, exposure, started,
+                                           position)
             elif self.files.fly is not None:
                 docs = list(self.files.fly.asset_docs())
                 self._announced = self.files.fly.n_frames

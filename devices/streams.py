@@ -32,7 +32,7 @@ from typing import Any
 from bluesky.bundlers import RunBundler
 from bluesky.run_engine import RunEngine
 
-__all__ = ["RunEndWatch", "calling_run", "reading_stream"]
+__all__ = ["RunEndWatch", "calling_run", "described_shape", "reading_stream"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,24 @@ def reading_stream() -> str | None:
         if isinstance(owner, RunBundler):
             name = getattr(owner, "_bundle_name", None)
             return name if isinstance(name, str) else None
+        frame = frame.f_back
+    return None
+
+
+def described_shape(obj: Any, key: str) -> list[int] | None:
+    """The shape the descriptor of the stream ``obj`` is being read into gives its data
+    key ``key`` (bluesky describes a device once per stream of a run and keeps it in the
+    bundler's stream cache), or ``None`` outside a RunEngine bundle or without one."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, RunBundler):
+            cache = getattr(getattr(owner, "_current_stream_cache", None), "describe_cache",
+                            None)
+            described = cache.get(obj) if isinstance(cache, dict) else None
+            shape = described.get(key, {}).get("shape") if isinstance(described, dict) \
+                else None
+            return list(shape) if isinstance(shape, list | tuple) else None
         frame = frame.f_back
     return None
 
