@@ -328,8 +328,11 @@ def register_catalog(sub: Subparsers) -> None:
         "repair", help="close a run whose process was killed (stop: abort, recovered)",
         description="Recover a run without a stop document whose process was killed: "
         "rewrite it from its journal when one was left, check every frame file it "
-        "announces on disk, and write a stop document (exit_status abort, reason "
-        "recovered). A run that has a stop document is never touched.")
+        "announces on disk, close each one its killed writer left open for write "
+        "(HDF5's flags cleared as h5clear -s --increment=0 does, the empty NXmx "
+        "end_time removed; refused while any process has it open), and write a stop "
+        "document (exit_status abort, reason recovered). A run that has a stop document "
+        "is never touched.")
     r.add_argument("run", metavar="UID|SCAN_ID", help="uid, uid prefix (>= 5) or scan number")
     r.add_argument("--data", metavar="DIR", help=data_help)
     add_debug(r)
