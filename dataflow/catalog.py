@@ -43,6 +43,7 @@ import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -52,6 +53,7 @@ from .assets import AssetPolicy, guard_adapters
 from .catalog_db import (
     check_table_store,
     damage_named,
+    damaged_record,
     database_ready,
     folder_lock,
     wait_when_busy,
@@ -136,7 +138,7 @@ def _open_client(root: Path, readable: Sequence[Path], quiet: bool) -> Any:
         answer_refusals(app)
         buffered_http_middleware(app)  # (answers are buffered in-process: dataflow.inprocess)
         context = Context.from_app(app)
-    use_in_process_transport(context, adapter)
+    use_in_process_transport(context, adapter, errors=partial(damaged_record, db))
     release_when_unused(context)
     return from_context(context, structure_clients=numpy_structure_clients())
 

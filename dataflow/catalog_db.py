@@ -11,6 +11,7 @@ catalog (:mod:`dataflow.catalog`) and the catalog server (:mod:`dataflow.server`
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import sqlite3
@@ -27,7 +28,7 @@ from .errors import CatalogError
 log = logging.getLogger(__name__)
 
 __all__ = ["SQLITE_BUSY_MS", "SYNCHRONOUS", "DamagedDatabaseError", "check_pages",
-           "check_table_store", "damage_named",
+           "check_table_store", "damage_named", "damaged_record",
            "database_damage", "database_ready", "folder_lock",
            "sync_at_checkpoints", "wait_when_busy", "write_ahead_log"]
 
@@ -156,6 +157,74 @@ def damage_named(db: Path) -> Iterator[None]:
         if found is None:
             raise
         raise _refused(db, f"is damaged (SQLite: {found})") from exc
+
+
+RECORD_ERRORS = ("Could not decode to UTF-8 column", "malformed JSON")
+"""The messages of Python's ``sqlite3`` and of SQLite's JSON functions for a stored
+value that is not UTF-8 text or not JSON."""
+
+
+def damaged_record(db: Path, exc: BaseException) -> DamagedDatabaseError | None:
+    """The error naming ``db`` and its first damaged record when ``exc``, raised by a query
+    of the catalog database ``db``, comes of a stored JSON value that is not UTF-8 text or
+    not JSON (a byte changed inside a record: SQLite keeps no checksums, its page checks
+    pass such a file); None when ``exc`` is something else or no such record is found
+    (then ``exc`` stands as it is). Reads every JSON value of ``db`` (on failure only)."""
+    text = str(getattr(exc, "orig", None) or exc)
+    if not isinstance(exc, json.JSONDecodeError) and not any(m in text for m in RECORD_ERRORS):
+        return None
+    try:
+        with closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)) as con:
+            con.text_factory = bytes
+            found = _first_damaged_record(con)
+    except sqlite3.Error:
+        return None
+    return None if found is None else _refused(db, f"is damaged: {found}")
+
+
+def _first_damaged_record(con: sqlite3.Connection) -> str | None:
+    """Where the first stored JSON value that is not UTF-8 JSON text is, and what is wrong
+    with it (the nodes' first: what searches read)."""
+    tables = [bytes(row[0]).decode() for row in con.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name != 'nodes', name")]
+    for table in tables:
+        columns = [bytes(row[1]).decode() for row in con.execute(f'PRAGMA table_info("{table}")')
+                   if bytes(row[2]).decode().upper() == "JSON"]
+        for column in columns:
+            for rowid, value in con.execute(f'SELECT rowid, "{column}" FROM "{table}"'):
+                why = _not_json_text(value)
+                if why is not None:
+                    return f"the {column} of {_record_place(con, table, rowid)} {why}"
+    return None
+
+
+def _not_json_text(value: Any) -> str | None:
+    if not isinstance(value, bytes):
+        return None
+    try:
+        json.loads(value.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        return f"is not UTF-8 text (byte 0x{value[exc.start]:02x} at {exc.start})"
+    except ValueError as exc:
+        return f"is not JSON ({exc})"
+    return None
+
+
+def _record_place(con: sqlite3.Connection, table: str, rowid: int) -> str:
+    """A node as its path in the catalog (``raw/<uid>/primary``), else table and row."""
+    node = rowid if table == "nodes" else None
+    if table in ("data_sources", "revisions"):
+        row = con.execute(f'SELECT node_id FROM "{table}" WHERE rowid = ?', (rowid,)).fetchone()
+        node = row[0] if row else None
+    keys: list[str] = []
+    while node is not None and len(keys) < 64:
+        row = con.execute("SELECT parent, key FROM nodes WHERE id = ?", (node,)).fetchone()
+        if row is None or row[0] is None:
+            break
+        node, key = row
+        keys.insert(0, bytes(key).decode("utf-8", "backslashreplace"))
+    path = "/".join(keys) or "the catalog's top"
+    return path if table == "nodes" else f"{path}'s {table} record (row {rowid})"
 
 
 @contextmanager

@@ -93,12 +93,18 @@ class InProcessTransport(httpx.BaseTransport):
         gives).
     raise_server_exceptions
         Raise an exception the application raised in the caller (else answer 500).
+    errors
+        Asked for the exception to raise in its place (None: itself), e.g. one naming
+        the damaged database behind a query's failure.
     """
 
     def __init__(self, app: Any, portal: Any, fallback: httpx.BaseTransport, *,
                  keeps_streams: Callable[[], bool], state: dict[str, Any] | None = None,
-                 raise_server_exceptions: bool = True) -> None:
+                 raise_server_exceptions: bool = True,
+                 errors: Callable[[BaseException], BaseException | None] | None = None,
+                 ) -> None:
         self.app = app
+        self.errors = errors
         self.portal = portal
         self.fallback = fallback
         self.keeps_streams = keeps_streams
@@ -130,6 +136,9 @@ class InProcessTransport(httpx.BaseTransport):
         exchange = self.portal.call(_exchange, self.app, scope, body)
         if exchange.error is not None and (self.raise_server_exceptions
                                            or exchange.status is None):
+            mapped = self.errors(exchange.error) if self.errors is not None else None
+            if mapped is not None:
+                raise mapped from exchange.error
             raise exchange.error
         if exchange.status is None:
             raise RuntimeError(f"{request.method} {url.path}: the catalog application "
@@ -186,10 +195,12 @@ async def _exchange(app: Any, scope: dict[str, Any], body: bytes) -> _Exchange:
     return answer
 
 
-def use_in_process_transport(context: Any, adapter: Any) -> None:
+def use_in_process_transport(
+        context: Any, adapter: Any,
+        errors: Callable[[BaseException], BaseException | None] | None = None) -> None:
     """Route the requests of Tiled client ``context`` (made by ``Context.from_app``) through
     an ``InProcessTransport``; stream closes are answered locally while the catalog
-    ``adapter``'s server keeps no streams."""
+    ``adapter``'s server keeps no streams; ``errors`` as ``InProcessTransport`` takes."""
     http = context.http_client
     tiled_transport = http._transport  # Tiled's caching transport around TestClient's
     inner = tiled_transport.transport
@@ -204,7 +215,8 @@ def use_in_process_transport(context: Any, adapter: Any) -> None:
     tiled_transport.transport = InProcessTransport(
         inner.app, http.portal, inner, keeps_streams=keeps_streams,
         state=getattr(inner, "app_state", None),
-        raise_server_exceptions=bool(getattr(inner, "raise_server_exceptions", True)))
+        raise_server_exceptions=bool(getattr(inner, "raise_server_exceptions", True)),
+        errors=errors)
 
 
 # -- one trip per SQL statement ----------------------------------------------------------------

@@ -240,3 +240,47 @@ def test_a_damaged_page_no_search_meets_is_found_by_verify(
                    "as it is: restore it from a backup (the runs it lists are not found "
                    "without it)\n")
     assert _digest(db) == before
+
+
+RECORD_DAMAGE = {  # one byte of the second run's start document, inside its 'metadata'
+    "not UTF-8": (2, 0x80, "is not UTF-8 text (byte 0xec at {plan})"),  # 'l' ^ 0x80
+    "not JSON": (0, 0x01, "is not JSON (Expecting property name enclosed in double quotes: "
+                          "line 1 column {column} (char {char}))"),  # '"' -> '#'
+}
+
+
+@pytest.mark.parametrize("case", list(RECORD_DAMAGE))
+def test_a_damaged_record_is_one_error_naming_the_file_and_the_run(
+        good: Path, tmp_path: Path, case: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A byte flipped inside a run's metadata (SQLite keeps no checksums: the pages pass
+    quick_check) gave 'internal error: OperationalError: ... Could not decode to UTF-8
+    column 'metadata' ...' (or a bare JSON decoding error) naming no file."""
+    at, bits, message = RECORD_DAMAGE[case]
+    folder = tmp_path / "data"
+    shutil.copytree(good, folder)
+    db = folder / "catalog.db"
+    with closing(sqlite3.connect(db)) as con:
+        (uid,) = con.execute("SELECT key FROM nodes WHERE parent = (SELECT id FROM nodes "
+                             "WHERE key = 'raw' AND parent = 0) ORDER BY id DESC").fetchone()
+    _flip_in(b'"plan_name":"count"},"stop":{', at, bits)(db)
+    with closing(sqlite3.connect(db)) as con:  # (the flip is in that run's record)
+        con.text_factory = bytes
+        (blob,) = con.execute("SELECT metadata FROM nodes WHERE key = ?", (uid,)).fetchone()
+    assert blob.startswith(b'{"start":{"uid":"%s"' % uid.encode())
+    char = blob.index(b'an_name"') - 3  # where '"plan_name"' begins
+    message = message.format(plan=char + 2, column=char + 1, char=char)
+    expected = f"{db}: is damaged: the metadata of raw/{uid} {message}"
+    before: str | None = None
+    for command in (["search"], ["show", uid[:8]]):
+        status = main([*command, "--data", str(folder)])
+        out, err = capsys.readouterr()
+        assert (status, out) == (1, ""), (command, status, out, err)
+        assert err.startswith(f"smeflow catalog: error: {expected}; left as it is"), err
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+        before = before or _digest(db)  # (after the first open rebased the copy's assets)
+    with Catalog(folder) as catalog:
+        for call in (catalog.runs, lambda: catalog.run(uid[:8]),
+                     lambda: catalog.client[uid]):
+            with pytest.raises(CatalogError, match=f"^{re.escape(expected)}"):
+                call()
+    assert _digest(db) == before
