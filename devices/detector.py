@@ -47,19 +47,20 @@ trigger — a fly's latched angle, a step scan's readback where it stood — and
 (``devices.frame_nexus``).
 
 Configuration signals (``read_configuration``): ``exposure`` (s), ``energy_threshold``
-(keV, the sensor's comparator), ``threshold`` (counts, the firmware's zero suppression),
-``roi`` (``[x0, y0, x1, y1]`` in output pixels), ``binning`` (2×2), ``backend`` and
-``frame_shape``. They are loaded into the firmware and the sensor at ``stage()``, as on a
-real detector, where the configuration is loaded between acquisitions. Every value is
-checked when it is put (or ``set``, as ``bps.mv`` does) against the firmware's own limits
-(:class:`fpga.designs.reference.ChainConfig`), so a bad value fails at once with a
-:class:`DetectorConfigError` naming the signal and the allowed range, never later inside
-a run. While staged, a put that would make the recorded configuration, the firmware and
-the files disagree is refused the same way (``detector_config.refuse_while_staged``);
-``bps.configure(det, {"roi": [...]})`` loads ``roi`` and ``threshold`` into the firmware
-before the next exposure, and bluesky records them in a new descriptor. ``frame_shape``
-is read-only: it is the shape of the frames the firmware sends (``out_shape()``) and
-follows ``binning``.
+(keV, the sensor's comparator, within a PILATUS3 X's range for the sensor's material:
+2.7 – 18 keV for Si, ``detector_config.THRESHOLD_RANGES``), ``threshold`` (counts, the
+firmware's zero suppression), ``roi`` (``[x0, y0, x1, y1]`` in output pixels), ``binning``
+(2×2), ``backend`` and ``frame_shape``. They are loaded into the firmware and the sensor
+at ``stage()``, as on a real detector, where the configuration is loaded between
+acquisitions. Every value is checked when it is put (or ``set``, as ``bps.mv`` does)
+against the firmware's own limits (:class:`fpga.designs.reference.ChainConfig`), so a bad
+value fails at once with a :class:`DetectorConfigError` naming the signal and the allowed
+range, never later inside a run. While staged, a put that would make the recorded
+configuration, the firmware and the files disagree is refused the same way
+(``detector_config.refuse_while_staged``); ``bps.configure(det, {"roi": [...]})`` loads
+``roi`` and ``threshold`` into the firmware before the next exposure, and bluesky records
+them in a new descriptor. ``frame_shape`` is read-only: it is the shape of the frames the
+firmware sends (``out_shape()``) and follows ``binning``.
 """
 
 from __future__ import annotations

@@ -129,11 +129,26 @@ def check_exposure(signal: ConfigSignal, value: Any) -> float:
     return seconds
 
 
+THRESHOLD_RANGES: dict[str, tuple[float, float]] = {"Si": (2.7, 18.0), "CdTe": (8.0, 40.0)}
+"""The comparator's range (keV) by sensor material: a PILATUS3 X's adjustable threshold
+range with its silicon sensor, 2.7 – 18 keV, and with CdTe, 8 – 40 keV (Dectris's
+PILATUS3 X and PILATUS3 X CdTe specifications). The detector refuses a threshold outside
+it: set at 0 or 1e9 keV the model counted every photon or none, without an error."""
+
+
 def check_energy_threshold(signal: ConfigSignal, value: Any) -> float:
-    """The sensor's counting threshold: a finite number of keV >= 0."""
+    """The sensor's counting threshold: a finite number of keV within the range of the
+    detector's sensor material (:data:`THRESHOLD_RANGES`)."""
+    layout = getattr(signal.parent, "layout", None)
+    material = layout.sensor.material if layout is not None else "Si"
+    if material not in THRESHOLD_RANGES:
+        raise _refuse(signal, "set in a threshold range known for its sensor: none is for "
+                      f"{material!r} (known: {', '.join(sorted(THRESHOLD_RANGES))})", value)
+    low, high = THRESHOLD_RANGES[material]
     kev = _real(value)
-    if kev is None or kev < 0:
-        raise _refuse(signal, "a finite number >= 0 keV", value)
+    if kev is None or not low <= kev <= high:
+        raise _refuse(signal, f"a finite number in {low:g} … {high:g} keV (the threshold "
+                      f"range of a PILATUS3 X with a {material} sensor)", value)
     return kev
 
 

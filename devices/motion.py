@@ -25,6 +25,7 @@ itself never blocks.
 from __future__ import annotations
 
 import math
+import numbers
 import threading
 import time
 from collections.abc import Callable
@@ -243,12 +244,13 @@ class SimMotor(Device, PositionerBase):  # type: ignore[misc]
 
     def check_value(self, value: Any) -> None:
         """Raise :class:`MotorLimitError` (or ``ValueError``) for a target we cannot reach."""
-        try:
-            target = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"motor {self.name!r}: target must be a number, got {value!r}"
-            ) from None
+        # (text is refused, not read as a number: a queue item's JSON "1" or a typed
+        # string; ophyd's SoftPositioner stores such a str as its position, SynAxis fails
+        # on it with a TypeError, and neither documents a conversion)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ValueError(f"motor {self.name!r}: target must be a number (not text or a "
+                             f"bool), got {value!r}")
+        target = float(value)
         if not math.isfinite(target):
             raise ValueError(f"motor {self.name!r}: target must be finite, got {value!r}")
         low, high = self.limits

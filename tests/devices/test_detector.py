@@ -200,6 +200,10 @@ def test_link_errors_are_caught_counted_retaken_and_recorded(setup: Any) -> None
 ROI_RULE = ("must be [x0, y0, x1, y1], ints with 0 ≤ x0 < x1 ≤ 65535 and 0 ≤ y0 < y1 ≤ 65535 "
             "(x1, y1 exclusive, clipped to the frame), starting inside the 64×64 frame: "
             "x0 < 64, y0 < 64")
+#: A PILATUS3 X's adjustable threshold range with its silicon sensor (Dectris's
+#: specifications: 2.7 – 18 keV); outside it the detector counted nothing, without an error.
+SI_RANGE = ("must be a finite number in 2.7 … 18 keV (the threshold range of a PILATUS3 X "
+            "with a Si sensor)")
 
 
 @pytest.mark.parametrize(("signal", "value", "message"), [
@@ -207,7 +211,13 @@ ROI_RULE = ("must be [x0, y0, x1, y1], ints with 0 ≤ x0 < x1 ≤ 65535 and 0 �
     ("exposure", 0, "det.exposure: must be a finite number > 0 s, got 0"),
     ("exposure", float("nan"), "det.exposure: must be a finite number > 0 s, got nan"),
     ("exposure", "0.1", "det.exposure: must be a finite number > 0 s, got '0.1'"),
-    ("energy_threshold", -2.0, "det.energy_threshold: must be a finite number >= 0 keV, got -2.0"),
+    ("energy_threshold", -2.0, f"det.energy_threshold: {SI_RANGE}, got -2.0"),
+    ("energy_threshold", 0, f"det.energy_threshold: {SI_RANGE}, got 0"),
+    ("energy_threshold", 1e9, f"det.energy_threshold: {SI_RANGE}, got 1000000000.0"),
+    ("energy_threshold", 2.69, f"det.energy_threshold: {SI_RANGE}, got 2.69"),
+    ("energy_threshold", 18.01, f"det.energy_threshold: {SI_RANGE}, got 18.01"),
+    ("energy_threshold", float("nan"), f"det.energy_threshold: {SI_RANGE}, got nan"),
+    ("energy_threshold", "6", f"det.energy_threshold: {SI_RANGE}, got '6'"),
     ("threshold", -5, "det.threshold: must be an int in 0 … 1048575 counts (the firmware's "
                       "20-bit threshold register), got -5"),
     ("threshold", 1 << 20, "det.threshold: must be an int in 0 … 1048575 counts (the "
@@ -246,9 +256,11 @@ def test_good_configuration_is_stored_normalised(setup: Any) -> None:
     det.roi.put(np.array([0, 0, 0xFFFF, 0xFFFF]))
     det.roi.put((8, 4, 40, 50))
     det.binning.put(1)
-    det.energy_threshold.put(0)
+    det.energy_threshold.put(18)
+    assert det.energy_threshold.get() == 18.0
+    det.energy_threshold.put(np.float32(2.75))
     assert (det.exposure.get(), det.threshold.get(), det.roi.get(), det.binning.get(),
-            det.energy_threshold.get()) == (0.5, (1 << 20) - 1, [8, 4, 40, 50], True, 0.0)
+            det.energy_threshold.get()) == (0.5, (1 << 20) - 1, [8, 4, 40, 50], True, 2.75)
     assert det.binning.get() is True and type(det.threshold.get()) is int
     assert det.chain_config().roi == (8, 4, 40, 50)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,38 @@ def test_the_files_record_the_sensor_models_layer(tmp_path: Path) -> None:
                              layout=DetectorLayout.single(P), backend="interp",
                              sensor=SensorModel(P, layer=thick))
     finally:
+        bl.close()
+
+
+def test_the_threshold_range_is_the_sensor_materials(tmp_path: Path) -> None:
+    """A PILATUS3 X's comparator is set within 2.7 – 18 keV with a silicon sensor and
+    8 – 40 keV with CdTe (Dectris's specifications); a detector of another material has
+    no known range, and a threshold put to it is refused rather than trusted."""
+    from devices.detector_config import DetectorConfigError
+
+    bl = Beamline.create(tmp_path, params=P, backend="interp", time_scale=0.001)
+    made = []
+    try:
+        for material, good, bad, words in (
+                ("CdTe", 40.0, 6.0, "a finite number in 8 … 40 keV (the threshold range of "
+                                    "a PILATUS3 X with a CdTe sensor)"),
+                ("GaAs", None, 10.0, "set in a threshold range known for its sensor: none "
+                                     "is for 'GaAs' (known: CdTe, Si)")):
+            layer = SensorLayer(material, 1e-3)
+            det = FirmwareDetector(name="d2", scene=bl.scene, folder=tmp_path, params=P,
+                                   backend="interp", sensor=SensorModel(P, layer=layer))
+            made.append(det)
+            before = det.energy_threshold.get()
+            with pytest.raises(DetectorConfigError, match="^d2.energy_threshold: must be " +
+                               re.escape(f"{words}, got {bad!r}") + "$"):
+                RunEngine({})(bps.mv(det.energy_threshold, bad))
+            assert det.energy_threshold.get() == before
+            if good is not None:
+                RunEngine({})(bps.mv(det.energy_threshold, good))
+                assert det.energy_threshold.get() == good
+    finally:
+        for det in made:
+            det.firmware.close()
         bl.close()
 
 

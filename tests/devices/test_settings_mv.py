@@ -104,3 +104,37 @@ def test_good_settings_are_set_at_once(devices: dict[str, Any]) -> None:
     assert status.done and status.success and motor.velocity.get() == 3.0
     RE(bps.mv(devices["sample"], "powder"))
     assert devices["sample"].get() == "powder" and devices["swapped"] == ["powder"]
+
+
+#: A motor target as text (what a queue item's JSON or a typed string gives) or a bool.
+#: ophyd 1.11's own soft positioners do not coerce text: ``SoftPositioner.set("1")`` stored
+#: the string as its position, and ``SynAxis.set("1")`` failed inside its readback with
+#: ``TypeError: unsupported operand type(s) for -: 'str' and 'int'``; float("1") made ours
+#: move to 1 mm as if a number had been given.
+TEXT_TARGETS: list[Any] = ["1", "0.5", " 2 ", "nan", True]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("target", TEXT_TARGETS, ids=repr)
+def test_a_motor_target_that_is_no_number_is_refused(devices: dict[str, Any],
+                                                     target: Any) -> None:
+    motor = devices["sample_x"]
+    RunEngine({})(bps.mv(motor, 0.25))
+    words = f"motor 'sample_x': target must be a number (not text or a bool), got {target!r}"
+    with pytest.raises(ValueError, match="^" + re.escape(words) + "$"):
+        RunEngine({})(bps.mv(motor, target))
+    with pytest.raises(ValueError, match="^" + re.escape(words) + "$"):
+        motor.check_value(target)
+    with pytest.raises(ValueError, match="^" + re.escape(words) + "$"):
+        motor.set(target)
+    assert motor.position == 0.25 and motor.user_setpoint.get() == 0.25
+
+
+@pytest.mark.timeout(30)
+def test_a_motor_target_of_numpy_or_int_still_moves(devices: dict[str, Any]) -> None:
+    import numpy as np
+
+    motor = devices["sample_x"]
+    for target in (np.float32(0.5), np.int64(1), 2):
+        RunEngine({})(bps.mv(motor, target))
+        assert motor.position == pytest.approx(float(target))
