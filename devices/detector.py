@@ -89,6 +89,7 @@ from geometry import PoniGeometry
 
 from .detector_config import (
     LIVE_CONFIG,
+    THRESHOLD_RANGES,
     ConfigSignal,
     CountsSignal,
     DetectorConfigError,
@@ -196,6 +197,10 @@ class FirmwareDetector(StepScans, FlyScans, Device):  # type: ignore[misc]
                        else params or detector_params(256, 256))
         self.layout = layout or DetectorLayout.single(
             self.params, *([sensor.layer] if sensor is not None else []))
+        span = THRESHOLD_RANGES.get(self.layout.sensor.material)
+        if span is not None:  # (6 keV is below a CdTe sensor's range: start at its end)
+            self.energy_threshold.put(
+                min(max(float(self.energy_threshold.get()), span[0]), span[1]), force=True)
         self.workers = workers
         self.pixel_size = pixel_size
         self.geometry: PoniGeometry | None = None

@@ -133,7 +133,9 @@ THRESHOLD_RANGES: dict[str, tuple[float, float]] = {"Si": (2.7, 18.0), "CdTe": (
 """The comparator's range (keV) by sensor material: a PILATUS3 X's adjustable threshold
 range with its silicon sensor, 2.7 – 18 keV, and with CdTe, 8 – 40 keV (Dectris's
 PILATUS3 X and PILATUS3 X CdTe specifications). The detector refuses a threshold outside
-it: set at 0 or 1e9 keV the model counted every photon or none, without an error."""
+it: set at 0 or 1e9 keV the model counted every photon or none, without an error. A
+detector starts at 6 keV, or at its range's nearer end when 6 keV is outside it (8 keV with
+CdTe)."""
 
 
 def check_energy_threshold(signal: ConfigSignal, value: Any) -> float:

@@ -126,7 +126,8 @@ def test_the_files_record_the_sensor_models_layer(tmp_path: Path) -> None:
 def test_the_threshold_range_is_the_sensor_materials(tmp_path: Path) -> None:
     """A PILATUS3 X's comparator is set within 2.7 – 18 keV with a silicon sensor and
     8 – 40 keV with CdTe (Dectris's specifications); a detector of another material has
-    no known range, and a threshold put to it is refused rather than trusted."""
+    no known range, and a threshold put to it is refused rather than trusted. A detector
+    starts at 6 keV, or at its range's nearer end when 6 keV is outside it."""
     from devices.detector_config import DetectorConfigError
 
     bl = Beamline.create(tmp_path, params=P, backend="interp", time_scale=0.001)
@@ -142,6 +143,8 @@ def test_the_threshold_range_is_the_sensor_materials(tmp_path: Path) -> None:
                                    backend="interp", sensor=SensorModel(P, layer=layer))
             made.append(det)
             before = det.energy_threshold.get()
+            # it starts inside its range (6 keV, the Si default, is below CdTe's)
+            assert before == {"CdTe": 8.0, "GaAs": 6.0}[material]
             with pytest.raises(DetectorConfigError, match="^d2.energy_threshold: must be " +
                                re.escape(f"{words}, got {bad!r}") + "$"):
                 RunEngine({})(bps.mv(det.energy_threshold, bad))
