@@ -354,7 +354,7 @@ class AzimuthalIntegrator:
             m.radial.centres(r_unit.scale), m.azimuthal.centres(a_unit.scale),
             r_unit.name, a_unit.name)
 
-    def integrate1d(self, data: Any, npt: int, *, correctSolidAngle: bool = True,
+    def integrate1d(self, data: Any, npt: int, *, correctSolidAngle: bool | float = True,
                     error_model: str | None = None, radial_range: Any = None,
                     azimuth_range: Any = None, mask: Any = None, dummy: float | None = None,
                     delta_dummy: float | None = None, polarization_factor: float | None = None,
@@ -413,7 +413,7 @@ class AzimuthalIntegrator:
         return self._result1d(data, npt, unit, _given(locals()), reference=False)
 
     def integrate2d(self, data: Any, npt_rad: int, npt_azim: int = 360, *,
-                    correctSolidAngle: bool = True, error_model: str | None = None,
+                    correctSolidAngle: bool | float = True, error_model: str | None = None,
                     radial_range: Any = None, azimuth_range: Any = None, mask: Any = None,
                     dummy: float | None = None, delta_dummy: float | None = None,
                     polarization_factor: float | None = None, dark: Any = None,

@@ -25,10 +25,12 @@ address. HDF5 truncates a file to its EOA when it closes it, so clearing the fla
 The work is done on a copy in the same folder, compared frame by frame with the file as
 it was (every intact frame bit for bit), then renamed over it: a repair that is killed
 or fails leaves the original as it was. A file some process still has open — this
-process's HDF5 handles (``open_in_process``), or any process of this machine whose open
-files list it (``/proc/<pid>/fd``, as ``fuser`` finds them) — is refused: a writer alive
-would go on writing into the renamed-away file, a reader would read a file changed under
-it. A writer on another machine cannot be seen from here.
+process's HDF5 handles (``open_in_process``), or a process of this machine whose open
+files list it (``/proc/<pid>/fd``, as ``fuser`` finds them: the user's own processes, or
+every process when run as root) — is refused: a writer alive would go on writing into the
+renamed-away file, a reader would read a file changed under it. A writer running as
+another user (unless repair runs as root) or on another machine cannot be seen from here.
+One repair at a time closes a folder's files (a lock on the folder).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .catalog_db import folder_lock
 from .errors import CatalogError
 from .hdf5_files import file_sha256, open_in_process
 from .integrity import HDF5ReadError, read_superblock, write_sidecar
@@ -82,7 +85,8 @@ def open_for_write(path: Path) -> bool:
 
 
 def holders(path: Path) -> list[int]:
-    """Processes of this machine (other than this one) that have ``path`` open."""
+    """Processes of this machine (other than this one) that have ``path`` open, among
+    those whose open files this user may list (all of them for root)."""
     try:
         info = os.stat(path)
     except OSError:
@@ -154,7 +158,10 @@ def _remove_empty_end_time(path: Path, dataset: str) -> bool:
 
 
 def _frames_digest(f: h5py.File, dataset: str, frames: int) -> str:
-    ds = f[dataset]
+    ds = f.get(dataset)
+    if not isinstance(ds, h5py.Dataset):
+        raise OSError(f"{f.filename}: has no frame dataset {dataset!r} to compare its "
+                      "frames with: left as it was")
     step = max(1, _BLOCK_BYTES // max(1, int(np.prod(ds.shape[1:])) * ds.dtype.itemsize))
     digest = hashlib.sha256()
     for start in range(0, frames, step):
@@ -175,8 +182,13 @@ def close_killed_file(path: Path, dataset: str, frames: int) -> ClosedFile | Non
         The copy could not be made or closed, or its frames differ from the file's: the
         file is left as it was.
     """
+    with folder_lock(path.parent):  # (one repair at a time closes a folder's files)
+        return _close_locked(path, dataset, frames)
+
+
+def _close_locked(path: Path, dataset: str, frames: int) -> ClosedFile | None:
     if not open_for_write(path):
-        return None
+        return None  # (not flagged, or closed by another repair meanwhile)
     refuse_if_in_use(path)
     before = file_sha256(path)
     copy = path.with_name(path.name + _SUFFIX)

@@ -94,16 +94,18 @@ def plan(index: tuple[Any, ...], shape: tuple[int, ...]) -> tuple[list[Read], tu
     if used > len(shape):
         raise IndexError(f"too many indices for array: array is {len(shape)}-dimensional, "
                          f"but {used} were indexed")
-    ellipses = [i for i, p in enumerate(parts) if p is Ellipsis]
-    at = ellipses[0] if ellipses else len(parts)
-    if not ellipses:
-        parts.append(Ellipsis)
-    parts[at:at + 1] = [builtins.slice(None)] * (len(shape) - used)
+    # The axes no part names are read whole. A ``...`` stays in the applied index even when
+    # it stands for no axis: numpy then still counts the advanced indices on either side
+    # of it as separated, and puts their axes first.
+    fill = [builtins.slice(None)] * (len(shape) - used)
     reads: list[Read] = []
     applied: list[Any] = []
     for part in parts:
         axis = len(reads)
-        if part is None or (isinstance(part, np.ndarray) and part.ndim == 0
+        if part is Ellipsis:
+            reads.extend(fill)
+            applied.append(Ellipsis)
+        elif part is None or (isinstance(part, np.ndarray) and part.ndim == 0
                             and part.dtype == np.bool_):
             applied.append(part)  # a new axis: nothing read for it
         elif isinstance(part, builtins.slice):
@@ -128,6 +130,8 @@ def plan(index: tuple[Any, ...], shape: tuple[int, ...]) -> tuple[list[Read], tu
             picked, local = _runs(part, axis, shape[axis])
             reads.append(picked)
             applied.append(local)
+    if not any(p is Ellipsis for p in parts):
+        reads.extend(fill)
     return reads, tuple(applied)
 
 

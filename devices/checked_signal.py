@@ -18,10 +18,11 @@ import numbers
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from ophyd import Signal
 from ophyd.status import Status
 
-__all__ = ["CheckedSignal", "SettingError", "finite_number", "label"]
+__all__ = ["CheckedSignal", "SettingError", "finite_number", "finite_real", "label"]
 
 
 class SettingError(ValueError):
@@ -83,9 +84,10 @@ class CheckedSignal(Signal):  # type: ignore[misc]
         return status
 
 
-def _real(value: Any) -> float | None:
-    """``value`` as a finite float, or None (bools and strings are no numbers here)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+def finite_real(value: Any) -> float | None:
+    """``value`` as a finite float, or None (bools, numpy's too, and strings are no numbers
+    here)."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
         return None
     number = float(value)
     return number if math.isfinite(number) else None
@@ -98,7 +100,7 @@ def finite_number(unit: str | Callable[[Signal], str], low: float | None = None,
     ``inclusive``; no bound when None)."""
 
     def check(signal: CheckedSignal, value: Any) -> float:
-        number = _real(value)
+        number = finite_real(value)
         units = unit(signal) if callable(unit) else unit
         if low is None:
             allowed = f"a finite number of {units}"

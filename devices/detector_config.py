@@ -11,8 +11,6 @@ run; ``refuse_while_staged`` says which changes a staged detector refuses, and w
 
 from __future__ import annotations
 
-import math
-import numbers
 import operator
 from collections.abc import Callable
 from typing import Any
@@ -24,7 +22,7 @@ from ophyd.utils import ReadOnlyError
 
 from fpga.designs.params import PIXEL_MAX
 
-from .checked_signal import CheckedSignal
+from .checked_signal import CheckedSignal, finite_real
 from .checked_signal import label as _label
 from .firmware import BACKENDS
 
@@ -103,14 +101,6 @@ def _refuse(signal: ConfigSignal, allowed: str, value: Any) -> DetectorConfigErr
     return DetectorConfigError(f"{_label(signal)}: must be {allowed}, got {value!r}")
 
 
-def _real(value: Any) -> float | None:
-    """``value`` as a finite float, or ``None`` if it is not a finite real number."""
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
 def _int(value: Any) -> int | None:
     """``value`` as an int (numpy ints too), or ``None`` for bools, floats and others."""
     if isinstance(value, bool | np.bool_):
@@ -123,7 +113,7 @@ def _int(value: Any) -> int | None:
 
 def check_exposure(signal: ConfigSignal, value: Any) -> float:
     """Exposure time: a finite number of seconds > 0."""
-    seconds = _real(value)
+    seconds = finite_real(value)
     if seconds is None or seconds <= 0:
         raise _refuse(signal, "a finite number > 0 s", value)
     return seconds
@@ -147,7 +137,7 @@ def check_energy_threshold(signal: ConfigSignal, value: Any) -> float:
         raise _refuse(signal, "set in a threshold range known for its sensor: none is for "
                       f"{material!r} (known: {', '.join(sorted(THRESHOLD_RANGES))})", value)
     low, high = THRESHOLD_RANGES[material]
-    kev = _real(value)
+    kev = finite_real(value)
     if kev is None or not low <= kev <= high:
         raise _refuse(signal, f"a finite number in {low:g} … {high:g} keV (the threshold "
                       f"range of a PILATUS3 X with a {material} sensor)", value)

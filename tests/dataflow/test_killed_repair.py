@@ -29,7 +29,7 @@ from dataflow.hdf5_files import file_sha256
 from dataflow.hdf5_read import FrameReader
 from dataflow.integrity import read_sidecar, read_superblock
 from dataflow.killed_file import close_killed_file
-from dataflow.repair import repair_run
+from dataflow.repair import RepairReport, _close_files, repair_run
 from tests.dataflow.test_kill import killed_scan
 from tests.dataflow.test_killed_nxmx import check_paired, written
 
@@ -137,3 +137,31 @@ def test_a_killed_nxmx_file_closed_is_read_by_nxmx_with_its_positions(tmp_path: 
              next(t for t in chain if t.transformation_type == "translation")[()]
              .to("mm").magnitude], axis=1))
     assert hashlib.sha256(path.read_bytes()).hexdigest() == closed.sha256
+
+
+def test_a_flagged_file_without_its_frame_dataset_is_a_problem_named_not_a_keyerror(
+        tmp_path: Path) -> None:
+    """A file a killed writer left flagged, without the dataset the run names (a review
+    found ``KeyError 'Unable to synchronously open object'`` escaping the repair): the
+    repair names the file and the dataset among its problems, and leaves the file as it
+    was."""
+    path = tmp_path / "k.h5"
+    subprocess.run([sys.executable, "-c", (
+        "import os, sys, h5py\n"
+        "f = h5py.File(sys.argv[1], 'w', libver='latest')\n"
+        "d = f.create_dataset('entry/other', shape=(0, 4, 4), maxshape=(None, 4, 4), "
+        "dtype='u2', chunks=(1, 4, 4))\n"
+        "f.swmr_mode = True\n"
+        "d.resize((3, 4, 4)); d[:] = 7; d.flush()\n"
+        "os._exit(0)"), str(path)], check=True)
+    before = file_sha256(path)
+    with pytest.raises(OSError, match=rf"{re.escape(str(path))}: has no frame dataset "
+                                      rf"'{DATA}'"):
+        close_killed_file(path, DATA, 3)
+    report = RepairReport("uid", "catalog")
+    report.files[path] = (DATA, 3)
+    _close_files(report)
+    assert report.closed == [] and len(report.problems) == 1, report.problems
+    assert f"no frame dataset '{DATA}'" in report.problems[0]
+    assert file_sha256(path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k.h5"]

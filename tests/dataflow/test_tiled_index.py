@@ -18,14 +18,14 @@ import numpy as np
 import pytest
 from bluesky import RunEngine
 from bluesky.plans import count
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from dataflow.catalog import Catalog, check_frame_files
 from dataflow.remote import RemoteCatalog
 from dataflow.server import ServerHandle
-from dataflow.tiled_index import numpy_structure_clients
+from dataflow.tiled_index import _fetch, numpy_structure_clients, plan
 
 N_FRAMES = 5
 KEY = secrets.token_hex(16)
@@ -90,6 +90,9 @@ READ_AS_A_TUPLE = [
     ([0, 2], 3),
     ([0, 4], slice(None), 7),    # the advanced axes are apart: theirs go first (numpy)
     (Ellipsis, [0, 5, 5]),
+    (slice(None), 10, Ellipsis, [2, 5]),  # '...' for no axis still parts them: theirs first
+    ([0, 2], Ellipsis, [1, 3]),
+    (1, Ellipsis, [2, 3]),
     ([[0], [4]], [1, 2]),        # broadcast together
     np.array([0, 2]),
     np.array([True, False, True, False, True]),
@@ -156,6 +159,38 @@ def _index_parts(shape: tuple[int, ...]) -> st.SearchStrategy[Any]:
 def test_any_index_is_answered_as_numpy_answers_it(embedded: Any, data: Any) -> None:
     served, frames, _ = embedded
     same_as_numpy(served, frames, data.draw(_index_parts(frames.shape)))
+
+
+def _mixed_index(shape: tuple[int, ...]) -> st.SearchStrategy[tuple[Any, ...]]:
+    """Indices mixing ints, slices, integer lists, ``None`` and at most one ``...``."""
+    part = st.one_of(st.integers(-3, 2), st.slices(3), st.none(),
+                     st.lists(st.integers(-3, 2), min_size=1, max_size=3))
+    return st.lists(part, max_size=len(shape)).flatmap(
+        lambda parts: st.integers(0, len(parts)).flatmap(
+            lambda at: st.sampled_from([tuple(parts), (*parts[:at], Ellipsis, *parts[at:])])))
+
+
+@given(index=_mixed_index((3, 3, 3)))
+@example(index=(slice(None), 1, Ellipsis, [0, 1]))  # found by a review: '...' for no axis
+@settings(max_examples=400, deadline=None)
+def test_the_reads_and_the_applied_index_give_numpys_answer(index: tuple[Any, ...]) -> None:
+    """``plan`` alone on an in-memory array: what it reads, indexed as it says, is numpy's
+    answer, or numpy's IndexError (from the plan, or from applying it: arrays that do not
+    broadcast)."""
+    array = np.arange(27).reshape(3, 3, 3)
+
+    def planned() -> Any:
+        reads, applied = plan(index, array.shape)
+        return _fetch(lambda parts: array[parts], reads)[applied]
+
+    try:
+        expected = array[index]
+    except IndexError:
+        with pytest.raises(IndexError):
+            planned()
+        return
+    got = planned()
+    assert got.shape == expected.shape and np.array_equal(got, expected), index
 
 
 @pytest.fixture(scope="module")
