@@ -37,17 +37,21 @@ SYNCHRONOUS = "NORMAL"
 docstring: synced at checkpoints, not at every commit)."""
 
 
+def _read_only(db: Path) -> closing[sqlite3.Connection]:
+    """A read-only connection to ``db``, closed at the end of its ``with`` block."""
+    return closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True))
+
+
 def _initialized(db: Path) -> bool:
     """True when ``db`` is an SQLite database Tiled has already set up (stamped by
     alembic). Tiled initializes a catalog in a subprocess (seconds), so skip it then."""
     if not db.is_file():
         return False
     try:
-        with closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)) as con:
+        with _read_only(db) as con:
             return bool(con.execute("SELECT COUNT(*) FROM alembic_version").fetchone()[0])
     except sqlite3.Error as exc:  # damaged pages or schema: never initialized again
-        found = next((c for c in CORRUPTION if c in str(exc)), None)
-        if found is not None:
+        if any(c in str(exc) for c in CORRUPTION):
             raise _refused(db, f"is damaged (SQLite: {exc})") from None
         return False
 
@@ -134,7 +138,7 @@ def check_pages(db: Path) -> None:
         return
     _refuse_damaged(db)
     try:
-        with closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)) as con:
+        with _read_only(db) as con:
             found = [" ".join(str(row[0]).split())
                      for row in con.execute("PRAGMA quick_check(10)")]
     except sqlite3.DatabaseError as exc:
@@ -174,7 +178,7 @@ def damaged_record(db: Path, exc: BaseException) -> DamagedDatabaseError | None:
     if not isinstance(exc, json.JSONDecodeError) and not any(m in text for m in RECORD_ERRORS):
         return None
     try:
-        with closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)) as con:
+        with _read_only(db) as con:
             con.text_factory = bytes
             found = _first_damaged_record(con)
     except sqlite3.Error:
