@@ -154,7 +154,8 @@ def _checked_on_tick(cls: type[Process]) -> Callable[..., Any] | None:
 
     if cls not in _CHECKED:
         func = on_tick_function(cls)
-        _CHECKED[cls] = checked_on_tick(func) if func is not None else None
+        _CHECKED[cls] = None if func is None else checked_on_tick(
+            func, loops_only=cls._sme_simulation_only)
     return _CHECKED[cls]
 
 
@@ -173,21 +174,27 @@ class InterpBackend(Backend):
 
     def prepare(self, network: Network, **options: Any) -> Build:
         """Check that every process's ``on_tick`` is in the translatable subset (as the
-        other backends do), unless it is ``simulation_only`` or its source cannot be read
-        (typed at the prompt or run by ``exec``: then it runs unchecked)."""
+        other backends do), unless it is ``simulation_only`` (any Python: only its ``while``
+        loops are counted, :mod:`sme.interp_locals`) or its source cannot be read (typed at
+        the prompt or run by ``exec``: then it runs unchecked)."""
         if options:
             raise TypeError(f"the interp backend takes no options, got {', '.join(options)}")
         from .lower import lower_process  # the front end every backend shares
-        from .lower.errors import SourceUnavailableError
+        from .lower.errors import LoweringError, SourceUnavailableError
 
         checked: dict[type[Process], Callable[..., Any]] = {}
         for cls in dict.fromkeys(type(p) for p in network.processes):
-            if not cls._sme_simulation_only:
-                with contextlib.suppress(SourceUnavailableError):
-                    lower_process(cls)
+            if cls._sme_simulation_only:
+                with contextlib.suppress(LoweringError, SyntaxError):
                     fn = _checked_on_tick(cls)
                     if fn is not None:
                         checked[cls] = fn
+                continue
+            with contextlib.suppress(SourceUnavailableError):
+                lower_process(cls)
+                fn = _checked_on_tick(cls)
+                if fn is not None:
+                    checked[cls] = fn
         return InterpBuild(network, checked_locals=checked)
 
     def open(self, build: Build) -> Session:

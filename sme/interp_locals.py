@@ -17,9 +17,11 @@ backend's ``ArrayIndexError`` for an index outside ``0..len(a)-1``. (Writes are 
 the arrays a process writes, ``sme.bus.CheckedArray``.)
 
 A generator's ``while`` loop whose test reads a register or a local passes the front end's
-check (``sme.lower.cycles``) and may still never reach a yield within a tick; the process's
-own code would then spin for ever. So each ``while`` loop counts its passes (in a local set
-to 0 where the loop is entered and after every ``yield`` in it), and the
+check (``sme.lower.cycles``) and may still never reach a yield within a tick, and a
+``simulation_only`` process (any Python, run by the interpreter alone) may loop without
+end, generator or not; the process's own code would then spin for ever. So each ``while``
+loop counts its passes (in a local set to 0 where the loop is entered and after every
+``yield`` in it), and the
 ``cycles.MAX_STEPS``-th pass within one tick raises the ``SimulationError`` the compiled
 backend raises (:func:`spin`), naming the loop's ``file:line``: one addition and one
 comparison per loop pass.
@@ -102,25 +104,34 @@ def index_message(text: str, index: int, length: int, who: str, where: str) -> s
     return f"{text}[{index}]: index out of range 0..{length - 1} (read by {who} at {where})"
 
 
-def checked_on_tick(func: Callable[..., Any]) -> Callable[..., Any] | None:
+def checked_on_tick(func: Callable[..., Any], loops_only: bool = False
+                    ) -> Callable[..., Any] | None:
     """``func`` (a process's ``on_tick``) with its annotated locals and index reads
     checked, or None when it has neither. Raises the front end's ``LoweringError`` when its
-    source cannot be read."""
+    source cannot be read.
+
+    ``loops_only`` (a ``simulation_only`` process: any Python, which no other backend runs,
+    so neither its locals' annotations nor its indexes are SME's) only counts the passes of
+    its ``while`` loops, generator or not: a loop that is never left stops the tick with
+    the error of :func:`spin` instead of hanging the interpreter."""
     from .lower.parse import parse_function  # (the front end is loaded when a design is)
 
     parsed = parse_function(func)
     own = _own_nodes(parsed.node.body)
-    annotations = {node.target.id: node.annotation for node in own
-                   if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)}
+    annotations = {} if loops_only else {
+        node.target.id: node.annotation for node in own
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)}
     loops = any(isinstance(n, ast.While) for n in own) \
-        and any(isinstance(n, ast.Yield | ast.YieldFrom) for n in own)
-    if not annotations and not loops and not any(isinstance(n, ast.Subscript) for n in own):
+        and (loops_only or any(isinstance(n, ast.Yield | ast.YieldFrom) for n in own))
+    if not annotations and not loops and (
+            loops_only or not any(isinstance(n, ast.Subscript) for n in own)):
         return None
     node = parsed.node
     if node.args.args:  # (a method's first parameter: the process, for the message)
         proc = node.args.args[0].arg
-        indexes = _Indexes(proc, parsed.file, parsed.line0)
-        node.body = [indexes.visit(s) for s in node.body]
+        if not loops_only:
+            indexes = _Indexes(proc, parsed.file, parsed.line0)
+            node.body = [indexes.visit(s) for s in node.body]
         if loops:
             node.body = _counted(node.body, proc, parsed.file, parsed.line0)
     proc_arg = node.args.args[0].arg if node.args.args else None
@@ -128,6 +139,8 @@ def checked_on_tick(func: Callable[..., Any]) -> Callable[..., Any] | None:
     node.decorator_list = []
     code = getattr(func, "__code__", None)
     free = list(code.co_freevars) if code else []
+    if "__class__" in free:  # super(): the copy, outside the class, must keep that cell
+        node.body.insert(0, ast.Expr(ast.Name(id="__class__", ctx=ast.Load())))
     outer = ast.FunctionDef(
         name=_OUTER, args=ast.arguments(posonlyargs=[], args=[ast.arg(arg=n) for n in
                                                               [*free, CHECK, INDEX, SPIN]],
