@@ -446,6 +446,7 @@ class FirmwareDetector(StepScans, FlyScans, Device):  # type: ignore[misc]
         staged: list[Any] = super().stage()
         try:
             self._configure()
+            self.prepare_scene()
             with self._lock:
                 self._pending = None
                 self.kicked_off = False
@@ -490,6 +491,11 @@ class FirmwareDetector(StepScans, FlyScans, Device):  # type: ignore[misc]
         devices' bounded histories."""
         return self.scene.flux_parts(self.layout.shape, self.pixel_size, t=t, into=into,
                                      state=state)
+
+    def prepare_scene(self) -> None:
+        """Fill the sample's caches for this sensor now (``Scene.prepare``): at staging
+        and before a fly acquisition's first trigger, not in its first frames."""
+        self.scene.prepare(self.layout.shape, self.pixel_size)
 
     def scene_state(self, t: float) -> SceneState:
         """The scene's pose and beam factor at wall time ``t`` (``Scene.state_at``)."""

@@ -235,6 +235,7 @@ class FlyAcquisition(Workers):
     def start(self) -> None:
         """Compute the trigger times (for position-compare triggers whose rotation has
         not started yet: once it starts) and start the workers."""
+        self.det.prepare_scene()  # (the sample swapped since staging: not in frame 0's time)
         started = time.time()
         # (first: a refused trigger starts nothing)
         self.times = self._trigger_times(started)

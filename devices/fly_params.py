@@ -304,6 +304,9 @@ class FlyDetector(Protocol):
     def scene_state(self, t: float) -> SceneState:
         """The scene's state at wall time ``t`` (pose, beam factor): a few numbers."""
 
+    def prepare_scene(self) -> None:
+        """Fill the sample's caches now, before the first trigger (``Scene.prepare``)."""
+
     def count(self, flux: npt.NDArray[np.float64], factor: float, exposure: float,
               out: Counts | None = None, frame: int | None = None) -> Counts:
         """The sensor counts of an exposure of ``exposure`` s to ``factor × flux``

@@ -338,6 +338,10 @@ class PhantomSample:
         """Photons/s per pixel behind the sample at nominal ring current."""
         return self.phantom.transmit(pose, self.incident.image(shape, pixel_size), pixel_size)
 
+    def prepare(self, shape: tuple[int, int], pixel_size: PixelSize) -> None:
+        """Make the incident beam's image of ``shape`` now (``Scene.prepare``)."""
+        self.incident.image(shape, pixel_size)
+
     def flux_into(self, pose: Pose, shape: tuple[int, int], pixel_size: PixelSize,
                   buffer: FluxBuffer) -> FloatImage:
         """``flux`` drawn into ``buffer`` (``Scene.flux_parts(into=…)``), the same numbers:

@@ -330,6 +330,10 @@ class PowderSample:
         self._cache[key] = result
         return result
 
+    def prepare(self, shape: tuple[int, int], pixel_size: PixelSize) -> None:
+        """Compute the rings and background of ``shape`` now (``Scene.prepare``)."""
+        self._images(shape, pixel_size)
+
     def illuminated_fraction(self, pose: Pose) -> float:
         """Fraction of the beam width hitting the sample at stage position ``pose.x``."""
         lo = max(-self.beam_width / 2.0, pose.x - self.sample_radius)

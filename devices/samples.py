@@ -270,6 +270,18 @@ class Scene:
             return 0.0
         return self.beam.beam_factor(t)
 
+    def prepare(self, shape: tuple[int, int], pixel_size: PixelSize) -> None:
+        """Make what every frame of ``shape`` needs from the sample now, before an
+        acquisition's clock starts, not at its first frame: the sample's ``prepare`` when it
+        has one (the powder's rings: 0.6 s at 1 Mpix, paid by each worker drawing the first
+        frames at once), else its image at the present pose, once (what it caches)."""
+        shape = check_shape(shape)
+        prepare = getattr(self.sample, "prepare", None)
+        if prepare is not None:
+            prepare(shape, pixel_size)
+        else:
+            self.sample.flux(self.pose(), shape, pixel_size)
+
     def state_at(self, t: float) -> SceneState:
         """The pose and beam factor at wall time ``t`` (``pose``, ``beam_factor``)."""
         return SceneState(self.pose(t), self.beam_factor(t))
