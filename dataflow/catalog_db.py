@@ -28,7 +28,7 @@ from .errors import CatalogError
 log = logging.getLogger(__name__)
 
 __all__ = ["SQLITE_BUSY_MS", "SYNCHRONOUS", "DamagedDatabaseError", "check_pages",
-           "check_table_store", "damage_named", "damaged_record",
+           "check_table_store", "damage_named", "damage_of", "damaged_record",
            "database_damage", "database_ready", "folder_lock",
            "sync_at_checkpoints", "wait_when_busy", "write_ahead_log"]
 
@@ -161,6 +161,16 @@ def damage_named(db: Path) -> Iterator[None]:
         if found is None:
             raise
         raise _refused(db, f"is damaged (SQLite: {found})") from exc
+
+
+def damage_of(db: Path, exc: BaseException) -> DamagedDatabaseError | None:
+    """The error naming ``db`` when ``exc``, raised by a query of ``db``, comes of damage:
+    a damaged record (:func:`damaged_record`) or page (:data:`CORRUPTION`); else None."""
+    text = str(getattr(exc, "orig", None) or exc)
+    found = next((c for c in CORRUPTION if c in text), None)
+    if found is not None:
+        return _refused(db, f"is damaged (SQLite: {found})")
+    return damaged_record(db, exc)
 
 
 RECORD_ERRORS = ("Could not decode to UTF-8 column", "malformed JSON")

@@ -79,6 +79,7 @@ from .server_guards import (
     ConfinedAssets,
     LimitBodySize,
     RequireApiKey,
+    answer_damage,
     answer_refusals,
 )
 
@@ -202,6 +203,8 @@ def build_server_app(data_dir: str | os.PathLike[str], api_key: str, *,
                   methods=["POST"])
     app.add_middleware(ConfinedAssets, policy=AssetPolicy.of_adapter(adapter))
     answer_refusals(app)
+    if uri.startswith("sqlite"):  # (a damaged record: HTTP 409 naming it, not 500)
+        answer_damage(app, Path(uri.split(":///", 1)[1].partition("?")[0]))
     app.add_middleware(LimitBodySize, max_bytes=max_body)
     app.add_middleware(RequireApiKey, key=key)  # added last: runs first
     return app

@@ -23,7 +23,9 @@ import hmac
 import json
 import logging
 import re
+import threading
 from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -252,6 +254,56 @@ def answer_refusals(app: Any) -> None:
     app.add_exception_handler(RuntimeError, refused)
 
 
+def answer_damage(app: Any, db: Path) -> None:
+    """Answer a request that met a damaged record or page of the catalog database ``db``
+    with HTTP 409 and the error naming ``db`` and the node (``raw/<uid>``), and log it.
+
+    Without this such a request was an HTTP 500 "Internal server error", which Tiled's
+    client retries for 45 s and then shows without the reason. Tiled's client retries
+    every 5xx and shows the ``detail`` of a 4xx other than 404/410/429 at once; 409
+    (a conflict with the stored state) is what Tiled answers for its own
+    ``Conflicts``. Finding the record reads every JSON value of ``db``
+    (``dataflow.catalog_db.damage_of``), in a worker thread, once per state of the
+    file: requests meeting the same damage get the answer found before. Any other
+    failure stays a server error."""
+    import sqlalchemy.exc
+    from starlette.concurrency import run_in_threadpool
+    from starlette.responses import JSONResponse
+
+    from .catalog_db import damage_of
+
+    lock = threading.Lock()
+    found: dict[tuple[Any, ...], Exception | None] = {}
+
+    def diagnose(exc: Exception) -> Exception | None:
+        state = tuple(_state(db.with_name(db.name + end)) for end in ("", "-wal"))
+        with lock:
+            key = (*state, type(exc), str(getattr(exc, "orig", None) or exc)[:200])
+            if key not in found:
+                if len(found) > 64:
+                    found.clear()
+                found[key] = damage_of(db, exc)
+            return found[key]
+
+    async def damaged(request: Any, exc: Exception) -> Any:
+        error = await run_in_threadpool(diagnose, exc)
+        if error is None:
+            raise exc
+        log.error("%s %s: %s", request.method, request.url.path, error)
+        return JSONResponse({"detail": str(error)}, status_code=409)
+
+    for kind in (sqlalchemy.exc.DBAPIError, json.JSONDecodeError):
+        app.add_exception_handler(kind, damaged)
+
+
+def _state(path: Path) -> tuple[int, int]:
+    try:
+        info = path.stat()
+    except OSError:
+        return (0, -1)
+    return (info.st_mtime_ns, info.st_size)
+
+
 class MaskApiKey(logging.Filter):
     """Mask ``api_key=…`` in log records (uvicorn's access line shows the query)."""
 
@@ -270,4 +322,5 @@ for _name in ("uvicorn.access", "uvicorn.error", "tiled"):
 
 
 __all__ = ["DEFAULT_MAX_BODY", "OPEN_PATHS", "SERVER_SETTINGS", "ConfinedAssets",
-           "LimitBodySize", "MaskApiKey", "RequireApiKey", "answer_refusals"]
+           "LimitBodySize", "MaskApiKey", "RequireApiKey", "answer_damage",
+           "answer_refusals"]
