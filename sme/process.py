@@ -226,6 +226,15 @@ class Process:
             if name in cls.__dict__:
                 delattr(cls, name)
         on_tick = getattr(cls, "on_tick", None)
+        if inspect.iscoroutinefunction(on_tick) or inspect.isasyncgenfunction(on_tick):
+            # (called, it returns a coroutine that nothing awaits: the tick would do nothing)
+            code = on_tick.__code__
+            raise DeclarationError(
+                f"{srcloc.SrcLoc(code.co_filename, code.co_firstlineno)}: "
+                f"{cls.__qualname__}.on_tick is an 'async def': SME processes are "
+                "not coroutines. Port C#'s 'async Task OnTickAsync()' as a plain 'def' in "
+                "which each 'await ClockAsync()' is a 'yield' (docs/language.md, the porting "
+                "table)")
         cls._sme_generator = inspect.isgeneratorfunction(on_tick)
         if cls._sme_combinational and cls._sme_generator:
             raise DeclarationError(

@@ -143,6 +143,23 @@ def test_port_of_a_non_bus_class() -> None:
     info.match(rf"{HERE}:{line}: port .*Bad\.inp: <class 'int'> is not a Bus class")
 
 
+@pytest.mark.parametrize("simulation_only", [False, True])
+def test_an_async_on_tick_is_refused_where_it_is_defined(simulation_only: bool) -> None:
+    """SME C#'s ``async Task OnTickAsync()`` ported literally: a simulation-only process
+    with ``async def on_tick`` ran in the interpreter doing nothing (the call returned a
+    coroutine nothing awaited; a RuntimeWarning only), its outputs stayed at their initial
+    values; the other backends said only "is not a plain function"."""
+    with pytest.raises(DeclarationError) as info:
+        line = next_line() + 3
+        class Bad(Process, simulation_only=simulation_only):
+            out: Out[Data]
+
+            async def on_tick(self) -> None:
+                self.out.value = 7
+    info.match(rf"{HERE}:{line}: .*Bad\.on_tick is an 'async def': SME processes are not "
+               r"coroutines\. .*'await ClockAsync\(\)' is a 'yield'")
+
+
 @pytest.mark.parametrize("kind", ["list", "tuple"])
 def test_an_array_of_ports_is_refused_when_declared(kind: str) -> None:
     """SME C#'s ``[InputBus] ValueBus[] input`` ported as a list of ports was ignored: the
