@@ -96,6 +96,9 @@ class Lowerer(LoopLowering):
                     raise self.unsupported(s, "yield in a helper",
                                            "helper functions cannot yield")
                 return [Yield(loc)]
+            construct = _CONSTRUCTS.get(type(s.value))  # (await x, yield from g(): named)
+            if construct is not None:
+                raise self.unsupported(s.value, *construct)
             raise self.unsupported(s, "expression statement",
                                    "an expression statement has no effect in hardware; only "
                                    "assignments, if/match/for/while and yield are supported")

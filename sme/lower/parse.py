@@ -150,7 +150,9 @@ _CONSTRUCTS: dict[type, tuple[str, str]] = {
     ast.Set: ("set", "sets are not supported in on_tick"),
     ast.JoinedStr: ("f-string", "strings are not supported in on_tick"),
     ast.Await: ("await", "await is not supported in on_tick"),
-    ast.YieldFrom: ("yield from", "yield from is not supported in on_tick (use yield)"),
+    ast.YieldFrom: ("yield from", "yield from is not supported in on_tick: helpers cannot "
+                    "yield; write their waits in on_tick itself (a for loop around a bare "
+                    "yield waits that many ticks)"),
     ast.NamedExpr: ("walrus operator", "the := operator is not supported in on_tick"),
     ast.Starred: ("starred expression", "*args are not supported in on_tick"),
     ast.Slice: ("slice", "slices are not supported in on_tick (index one element)"),

@@ -23,6 +23,24 @@ class WhileLoop(Process):
             self.out.b = 1
 
 
+def _wait(ticks: int):  # type: ignore[no-untyped-def]
+    for _ in range(ticks):
+        yield
+
+
+class YieldFromHelper(Process):
+    """C#'s ``await WaitAsync(2)`` ported as ``yield from``: it said "an expression
+    statement has no effect in hardware"."""
+
+    inp: In[Src]
+    out: Out[Dst]
+
+    def on_tick(self):  # type: ignore[no-untyped-def]
+        self.out.b = 1
+        yield from _wait(2)
+        self.out.b = 2
+
+
 class TryStmt(Process):
     inp: In[Src]
     out: Out[Dst]

@@ -169,6 +169,9 @@ UNSUPPORTED = [
     (cases.ReturnInLoop, "return inside a loop",
      r"return inside a for loop is not supported here; end the loop with break"),
     (cases.TryStmt, "try statement", r"try/except is not supported in on_tick"),
+    (cases.YieldFromHelper, "yield from",
+     r"yield from is not supported in on_tick: helpers cannot yield; write their waits in "
+     r"on_tick itself \(a for loop around a bare yield waits that many ticks\)"),
     (cases.TrueDivision, "true division", r"/ is true division \(floats\); use // for integers"),
     (cases.FloatLiteral, "float", r"float values are not supported in on_tick"),
     (cases.MethodCall, "method call", r"cannot call self.helper: only module-level helper"),
