@@ -17,6 +17,11 @@ reduced live, and how far the reduction falls behind.
 * ``endtoend.lag_s.max`` / ``endtoend.lag_s.p99`` — per frame, the time its pattern was
   emitted minus the frame's trigger (everything in between: exposure simulation,
   firmware, file, the scan's periodic collection, the reduction). Target max < 1 s.
+* ``endtoend.lag_s.<part>.max`` / ``.mean`` — the lag by where a frame waits: ``detector``
+  (trigger → frame in the file), ``announce`` (→ its event received: the plan collects
+  every ``flush_period``) and ``reduce`` (→ its pattern emitted). A start-up cost shows as
+  a large ``detector`` lag at frame 0 that the pipeline then works off
+  (``endtoend.lag_s.detector.first``).
 * ``endtoend.1024.detector_frames_per_s`` — the detector alone (first trigger → last
   frame in the file).
 * ``endtoend.1024.cpu_ms.<part>`` — CPU milliseconds per frame over the scan (from
@@ -74,14 +79,18 @@ class _Times:
     def __init__(self, det: str) -> None:
         self.key = f"{det}_trigger_time"
         self.trigger: dict[int, float] = {}
+        self.received: dict[int, float] = {}
+        """When each frame's event reached the callbacks (wall clock)."""
         self.pattern: dict[int, float] = {}
         self._lock = threading.Lock()
 
     def raw(self, name: str, doc: dict[str, Any]) -> None:
         """RunEngine callback: the trigger time of every frame event."""
         if name == "event_page" and self.key in doc["data"]:
+            now = time.time()
             with self._lock:
                 self.trigger.update(zip(doc["seq_num"], doc["data"][self.key], strict=True))
+                self.received.update((seq, now) for seq in doc["seq_num"])
 
     def derived(self, name: str, doc: dict[str, Any]) -> None:
         """Live reducer callback: the emission time of every pattern (a page of them
@@ -90,6 +99,24 @@ class _Times:
             with self._lock:
                 self.pattern.update(zip((int(s) for s in doc["data"]["raw_seq_num"]),
                                         (float(t) for t in doc["time"]), strict=True))
+
+    def parts(self, frames: list[Any]) -> dict[str, float]:
+        """The lag's parts (module docstring) from the fly's frame records (in file order
+        of trigger: ``FlyFrame.index`` is the seq_num - 1)."""
+        done = {frame.index + 1: frame.done_time for frame in frames}
+        trigger = {frame.index + 1: frame.trigger_time for frame in frames}  # (wall clock)
+        with self._lock:
+            seqs = sorted(self.trigger)
+            parts = {
+                "detector": [done[s] - trigger[s] for s in seqs],
+                "announce": [self.received[s] - done[s] for s in seqs],
+                "reduce": [self.pattern[s] - self.received[s] for s in seqs],
+            }
+        out = {f"endtoend.lag_s.{name}.{stat}": float(fn(values))
+               for name, values in parts.items()
+               for stat, fn in (("max", np.max), ("mean", np.mean))}
+        out["endtoend.lag_s.detector.first"] = parts["detector"][0]
+        return out
 
     def lags(self) -> np.ndarray:
         """Pattern time minus trigger time, per frame (seq order)."""
@@ -160,6 +187,7 @@ def endtoend(folder: Path, frames: int, period: float,
             "endtoend.lag_s.mean": float(lags.mean()),
             "endtoend.1024.detector_frames_per_s": detector,
             "endtoend.live_reducer_lag_s.max": result.lag_max,
+            **times.parts(fly.frames),
         }
         print(f"fly diffraction scan, {frames} frames of 1024×1024 triggered every "
               f"{period * 1e3:g} ms: {figures['endtoend.1024.frames_per_s']:.1f} frames/s "
