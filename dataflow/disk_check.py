@@ -35,8 +35,8 @@ class DiskCheck:
     """``stream/data_key`` → frames intact on disk (of those announced)."""
     announced: dict[str, int] = field(default_factory=dict)
     """``stream/data_key`` → frames the catalog announces."""
-    files: dict[Path, tuple[str, int]] = field(default_factory=dict)
-    """Each frame file announced → (its frame dataset, its frames intact on disk)."""
+    files: dict[Path, dict[str, int]] = field(default_factory=dict)
+    """Each frame file announced → its frame datasets → their frames intact on disk."""
     problems: list[str] = field(default_factory=list)
     """Each file that is missing, short or damaged: one line naming the data key
     (``stream/data_key: ``) and the file."""
@@ -119,7 +119,8 @@ def check_run_on_disk(run: Any) -> DiskCheck:
                         continue
                     have, problem = frames_on_disk(path, dataset, announced - total)
                     total += have
-                    found.files[path] = (dataset, have)
+                    in_file = found.files.setdefault(path, {})
+                    in_file[dataset] = max(in_file.get(dataset, 0), have)
                     if problem:
                         found.problems.append(f"{name}: {problem}")
             found.frames[name] = total

@@ -22,9 +22,13 @@ address. HDF5 truncates a file to its EOA when it closes it, so clearing the fla
 — every frame is lost (measured: 84849 → 19313 bytes for 6 frames of 64×64).
 ``H5Fincrement_filesize(file, 0)`` sets the EOA to the file's size first.
 
-The work is done on a copy in the same folder, compared frame by frame with the file as
-it was (every intact frame bit for bit), then renamed over it: a repair that is killed
-or fails leaves the original as it was. A file some process still has open — this
+The work is done on a copy in the same folder, compared with the file as it was — every
+dataset and every attribute bit for bit (of a frame dataset, its intact frames), the
+empty ``end_time`` alone gone — then renamed over it: a repair that is killed or fails
+leaves the original as it was. ``before_rename`` is called with what will have changed
+once the copy is checked and before the rename, so that a caller can record it first
+(``dataflow.repair`` does: a repair killed after the rename still knows the digest the
+file had before). A file some process still has open — this
 process's HDF5 handles (``open_in_process``), or a process of this machine whose open
 files list it (``/proc/<pid>/fd``, as ``fuser`` finds them: the user's own processes, or
 every process when run as root) — is refused: a writer alive would go on writing into the
@@ -39,8 +43,10 @@ import ctypes
 import hashlib
 import os
 import shutil
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -64,16 +70,25 @@ class ClosedFile:
     sha256_before: str
     sha256: str
     frames: int
-    """Intact frames compared bit for bit with the file before."""
+    """Intact frames (of every frame dataset) compared bit for bit with the file before."""
     end_time_removed: bool
+    datasets: int = 0
+    """Datasets compared bit for bit (the frame datasets among them)."""
 
     def as_metadata(self) -> dict[str, object]:
         """The run's ``recovery`` metadata entry for this file."""
         return {"path": self.path, "sha256_before": self.sha256_before,
-                "sha256": self.sha256, "frames": self.frames,
+                "sha256": self.sha256, "frames": self.frames, "datasets": self.datasets,
                 "changed": "HDF5 consistency flags cleared (h5clear -s --increment=0)" +
                            ("; empty NXmx end_time removed" if self.end_time_removed
                             else "")}
+
+    @classmethod
+    def from_metadata(cls, entry: Mapping[str, Any]) -> ClosedFile:
+        """The inverse of ``as_metadata``."""
+        return cls(str(entry["path"]), str(entry["sha256_before"]), str(entry["sha256"]),
+                   int(entry["frames"]), "end_time removed" in str(entry.get("changed")),
+                   int(entry.get("datasets", 0)))
 
 
 def open_for_write(path: Path) -> bool:
@@ -147,46 +162,115 @@ def _clear_flags(path: Path) -> None:
         fid.close()
 
 
-def _remove_empty_end_time(path: Path, dataset: str) -> bool:
+def _remove_empty_end_time(path: Path, frames: Mapping[str, int]) -> str | None:
+    """Remove the empty ``end_time`` of the entry holding the frames; its name, if one was."""
     with h5py.File(path, "r+") as f:
-        entry = f.get(dataset.strip("/").split("/")[0])
-        node = entry.get("end_time") if isinstance(entry, h5py.Group) else None
-        if isinstance(node, h5py.Dataset) and node.shape == () and node[()] in (b"", ""):
-            del entry["end_time"]
-            return True
-    return False
+        for entry_name in sorted({name.strip("/").split("/")[0] for name in frames}):
+            entry = f.get(entry_name)
+            node = entry.get("end_time") if isinstance(entry, h5py.Group) else None
+            if isinstance(node, h5py.Dataset) and node.shape == () and \
+                    node[()] in (b"", ""):
+                del entry["end_time"]
+                return f"{entry_name}/end_time"
+    return None
 
 
-def _frames_digest(f: h5py.File, dataset: str, frames: int) -> str:
-    ds = f.get(dataset)
-    if not isinstance(ds, h5py.Dataset):
-        raise OSError(f"{f.filename}: has no frame dataset {dataset!r} to compare its "
-                      "frames with: left as it was")
-    step = max(1, _BLOCK_BYTES // max(1, int(np.prod(ds.shape[1:])) * ds.dtype.itemsize))
-    digest = hashlib.sha256()
-    for start in range(0, frames, step):
-        digest.update(np.ascontiguousarray(ds[start:min(frames, start + step)]).data)
+def _value_bytes(value: Any) -> bytes:
+    """The bytes of a value read from HDF5, with its type and shape."""
+    if isinstance(value, bytes):
+        return b"b" + value
+    if isinstance(value, str):
+        return b"s" + value.encode()
+    array = np.asarray(value)
+    head = f"{array.dtype.str}{array.shape}".encode()
+    if array.dtype.kind == "O":
+        return head + b"".join(_value_bytes(item) for item in array.ravel().tolist())
+    return head + np.ascontiguousarray(array).tobytes()
+
+
+def _attrs_digest(obj: h5py.HLObject, digest: Any) -> None:
+    for key in sorted(obj.attrs.keys()):
+        digest.update(key.encode() + b"=")
+        try:
+            digest.update(_value_bytes(obj.attrs[key]))
+        except (OSError, TypeError, ValueError) as exc:  # (same on both sides)
+            digest.update(f"unreadable {type(exc).__name__}".encode())
+
+
+def _dataset_digest(ds: h5py.Dataset, frames: int | None) -> str:
+    """sha256 of ``ds``'s type, shape, attributes and values (of a frame dataset, its first
+    ``frames`` frames); a block HDF5 cannot read counts as its error's type."""
+    digest = hashlib.sha256(f"{ds.dtype.str}{ds.shape}".encode())
+    _attrs_digest(ds, digest)
+    if ds.shape is None or ds.size == 0:
+        return digest.hexdigest()
+    if ds.ndim == 0:
+        digest.update(_value_bytes(ds[()]))
+        return digest.hexdigest()
+    count = ds.shape[0] if frames is None else min(frames, ds.shape[0])
+    row = max(1, int(np.prod(ds.shape[1:])) * ds.dtype.itemsize)
+    step = max(1, _BLOCK_BYTES // row)
+    for start in range(0, count, step):
+        try:
+            digest.update(_value_bytes(ds[start:min(count, start + step)]))
+        except (OSError, TypeError, ValueError) as exc:
+            digest.update(f"unreadable {type(exc).__name__}".encode())
     return digest.hexdigest()
 
 
-def close_killed_file(path: Path, dataset: str, frames: int) -> ClosedFile | None:
+def file_digests(f: h5py.File, frames: Mapping[str, int]) -> dict[str, str]:
+    """Every dataset and group (named with a trailing ``/``) of ``f`` → the sha256 of
+    what it holds: a group's attributes, a dataset's attributes and values (of the frame
+    datasets ``frames`` names, their first ``frames[name]`` frames: the intact ones).
+
+    Raises
+    ------
+    OSError
+        A frame dataset ``frames`` names is not in ``f``.
+    """
+    for name in frames:
+        if not isinstance(f.get(name), h5py.Dataset):
+            raise OSError(f"{f.filename}: has no frame dataset {name!r} to compare its "
+                          "frames with: left as it was")
+    counts = {name.strip("/"): n for name, n in frames.items()}
+    root = hashlib.sha256()
+    _attrs_digest(f, root)
+    out = {"/": root.hexdigest()}
+
+    def visit(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset):
+            out[name] = _dataset_digest(obj, counts.get(name))
+        elif isinstance(obj, h5py.Group):
+            group = hashlib.sha256()
+            _attrs_digest(obj, group)
+            out[f"{name}/"] = group.hexdigest()
+
+    f.visititems(visit)
+    return out
+
+
+def close_killed_file(path: Path, frames: Mapping[str, int], *,
+                      before_rename: Callable[[ClosedFile], None] | None = None
+                      ) -> ClosedFile | None:
     """Close the frame file ``path`` a killed writer left open (see the module
-    docstring); ``frames`` is how many of its frames are intact. ``None`` when the file
-    is not marked open for write (nothing to do).
+    docstring); ``frames`` gives each frame dataset of the file and how many of its
+    frames are intact. ``None`` when the file is not marked open for write (nothing to
+    do). ``before_rename`` gets what will have changed, before the file is replaced.
 
     Raises
     ------
     CatalogError
         The file is in use (``refuse_if_in_use``).
     OSError
-        The copy could not be made or closed, or its frames differ from the file's: the
-        file is left as it was.
+        The copy could not be made or closed, or a dataset of it differs from the
+        file's: the file is left as it was.
     """
     with folder_lock(path.parent):  # (one repair at a time closes a folder's files)
-        return _close_locked(path, dataset, frames)
+        return _close_locked(path, frames, before_rename)
 
 
-def _close_locked(path: Path, dataset: str, frames: int) -> ClosedFile | None:
+def _close_locked(path: Path, frames: Mapping[str, int],
+                  before_rename: Callable[[ClosedFile], None] | None) -> ClosedFile | None:
     if not open_for_write(path):
         return None  # (not flagged, or closed by another repair meanwhile)
     refuse_if_in_use(path)
@@ -197,15 +281,25 @@ def _close_locked(path: Path, dataset: str, frames: int) -> ClosedFile | None:
         shutil.copyfile(path, copy)
         shutil.copymode(path, copy)
         with h5py.File(path, "r", swmr=True) as f:
-            want = _frames_digest(f, dataset, frames)
+            want = file_digests(f, frames)
         _clear_flags(copy)
-        removed = _remove_empty_end_time(copy, dataset)
+        removed = _remove_empty_end_time(copy, frames)
+        if removed is not None:
+            want.pop(removed, None)
         with h5py.File(copy, "r") as f:
-            if _frames_digest(f, dataset, frames) != want:
-                raise OSError(f"{path}: its frames changed when it was closed: left as "
-                              "it was")
+            got = file_digests(f, frames)
+        changed = sorted(set(want) ^ set(got) | {k for k in want if want[k] != got.get(k)})
+        if changed:
+            raise OSError(f"{path}: {', '.join(changed[:3])}"
+                          f"{f' and {len(changed) - 3} more' if len(changed) > 3 else ''} "
+                          "changed when it was closed: left as it was")
         with open(copy, "rb") as fh:
             os.fsync(fh.fileno())
+        closed = ClosedFile(str(path), before, file_sha256(copy), sum(frames.values()),
+                            removed is not None,
+                            sum(1 for name in got if not name.endswith("/")))
+        if before_rename is not None:
+            before_rename(closed)
         os.replace(copy, path)
     finally:
         copy.unlink(missing_ok=True)
@@ -215,10 +309,12 @@ def _close_locked(path: Path, dataset: str, frames: int) -> ClosedFile | None:
     finally:
         os.close(folder)
     taken = os.stat(path)
-    after = file_sha256(path)
-    write_sidecar(path, after, taken)
-    return ClosedFile(str(path), before, after, frames, removed)
+    if file_sha256(path) != closed.sha256:
+        raise OSError(f"{path}: changed while it was being closed (its digest is not the "
+                      "closed copy's)")
+    write_sidecar(path, closed.sha256, taken)
+    return closed
 
 
-__all__ = ["ClosedFile", "close_killed_file", "holders", "open_for_write",
+__all__ = ["ClosedFile", "close_killed_file", "file_digests", "holders", "open_for_write",
            "refuse_if_in_use"]

@@ -62,7 +62,7 @@ def test_a_killed_scans_file_closed_is_read_by_h5dump(tmp_path: Path) -> None:
         before = f[DATA][()]
     refused = tool("h5dump", "-H", path)
     assert refused.returncode != 0  # (still marked open for write)
-    assert close_killed_file(path, DATA, len(before)) is not None
+    assert close_killed_file(path, {DATA: len(before)}) is not None
     header = tool("h5dump", "-H", path)
     assert header.returncode == 0, header.stderr
     assert '"end_time_estimated"' in header.stdout and '"end_time"' not in header.stdout

@@ -112,7 +112,7 @@ def test_a_killed_scans_file_is_closed_by_repair_and_read_by_every_reader(
     after = file_sha256(path)
     assert catalog_main(["repair", uid, "--data", str(data)]) == 1
     assert "nothing to repair" in capsys.readouterr().err
-    assert close_killed_file(path, DATA, len(before)) is None
+    assert close_killed_file(path, {DATA: len(before)}) is None
     assert file_sha256(path) == after
 
 
@@ -123,7 +123,7 @@ def test_a_killed_nxmx_file_closed_is_read_by_nxmx_with_its_positions(tmp_path: 
         with pytest.raises(ValueError, match="ISO string"):
             _ = nxmx.NXmx(f).entries[0].end_time
     started = time.monotonic()
-    closed = close_killed_file(path, DATA, len(before))
+    closed = close_killed_file(path, {DATA: len(before)})
     assert closed is not None and closed.end_time_removed and time.monotonic() - started < 60
     with h5py.File(path, "r") as f:
         entry = nxmx.NXmx(f).entries[0]
@@ -157,10 +157,10 @@ def test_a_flagged_file_without_its_frame_dataset_is_a_problem_named_not_a_keyer
     before = file_sha256(path)
     with pytest.raises(OSError, match=rf"{re.escape(str(path))}: has no frame dataset "
                                       rf"'{DATA}'"):
-        close_killed_file(path, DATA, 3)
+        close_killed_file(path, {DATA: 3})
     report = RepairReport("uid", "catalog")
-    report.files[path] = (DATA, 3)
-    _close_files(report)
+    report.files[path] = {DATA: 3}
+    _close_files(report, lambda: None)
     assert report.closed == [] and len(report.problems) == 1, report.problems
     assert f"no frame dataset '{DATA}'" in report.problems[0]
     assert file_sha256(path) == before
