@@ -92,6 +92,8 @@ def _dict_search_runs() -> type:
     from bluesky_tiled_plugins.clients.catalog_of_bluesky_runs import CatalogOfBlueskyRuns
     from tiled.queries import Key
 
+    from .run_keys import direction, start_key
+
     class DictSearchRuns(CatalogOfBlueskyRuns):  # type: ignore[misc]
         """bluesky's catalog of runs; a dict query means start-document keys."""
 
@@ -106,6 +108,20 @@ def _dict_search_runs() -> type:
                         "and value (databroker 2 runs no MongoDB operators); use "
                         "databroker.queries (Key, Comparison, In, ...)")
                 found = found.search(Key(key) == value)  # the base adds "start."
+            return found
+
+        def sort(self, *sorting: tuple[str, Any]) -> Any:
+            """Tiled's ``sort``; a key means the start document's, as a query's does, and
+            a direction is 1, -1 or Tiled's ``ASCENDING``/``DESCENDING`` (``dataflow.
+            run_keys``)."""
+            return super().sort(*[(start_key(key), direction(way)) for key, way in sorting])
+
+        def distinct(self, *keys: str, **kwargs: Any) -> Any:
+            """Tiled's ``distinct``; a key means the start document's, and the answer is
+            under the key as given (``dataflow.run_keys``)."""
+            asked = {start_key(key): key for key in keys}
+            found = super().distinct(*asked, **kwargs)
+            found["metadata"] = {asked.get(k, k): v for k, v in found["metadata"].items()}
             return found
 
         @property

@@ -64,6 +64,7 @@ from .file_uri import check_uri_path
 from .hdf5 import FrameWriter
 from .journal import JOURNAL_DIR, JournalingWriter
 from .relocate import settle_root
+from .run_keys import RunMetadataKeys
 from .run_queries import (  # re-exported: this module's public names since before the split
     DERIVED,
     LAYOUT,
@@ -135,6 +136,7 @@ def _open_client(root: Path, readable: Sequence[Path], quiet: bool) -> Any:
         warnings.filterwarnings("ignore", message=".*httpx.*")  # starlette's notice
         app = build_tiled_app(adapter, quiet=quiet, metrics=False)  # (no one scrapes it)
         app.add_middleware(ConfinedAssets, policy=AssetPolicy.of_adapter(adapter))
+        app.add_middleware(RunMetadataKeys)
         answer_refusals(app)
         buffered_http_middleware(app)  # (answers are buffered in-process: dataflow.inprocess)
         context = Context.from_app(app)

@@ -64,6 +64,7 @@ from .catalog_db import (
 )
 from .file_uri import check_uri_path
 from .relocate import DamagedRootFileError, settle_root
+from .run_keys import RunMetadataKeys
 from .scan_id import ScanIdCounter
 from .server_config import (
     API_KEY_ENV,
@@ -202,6 +203,7 @@ def build_server_app(data_dir: str | os.PathLike[str], api_key: str, *,
     app.add_route(SCAN_ID_PATH, _scan_id_endpoint(ScanIdCounter(root / "scan_id")),
                   methods=["POST"])
     app.add_middleware(ConfinedAssets, policy=AssetPolicy.of_adapter(adapter))
+    app.add_middleware(RunMetadataKeys)
     answer_refusals(app)
     if uri.startswith("sqlite"):  # (a damaged record: HTTP 409 naming it, not 500)
         answer_damage(app, Path(uri.split(":///", 1)[1].partition("?")[0]))
