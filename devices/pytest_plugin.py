@@ -9,8 +9,11 @@ catalog, and every device of ``devices.Beamline`` (registered with the HDL fixtu
         uid, = bl.RE(bp.count([bl.det], 3))
         assert bl.catalog.run(uid)["primary"]["det_image"].shape == (3, 64, 64)
 
-Frames are 64×64 on the interpreter by default (fast to start); a test that wants other
-parameters builds ``Beamline.create(...)`` itself with ``smeflow_catalog``.
+Frames are 64×64 on the interpreter by default (fast to start); a test module that wants
+other firmware parameters overrides the fixture ``smeflow_chain_params`` (smaller frames
+make the interpreter's firmware faster: a quarter of the pixels, a quarter of its ticks),
+a test that wants another beamline builds ``Beamline.create(...)`` itself with
+``smeflow_catalog``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import pytest
 if TYPE_CHECKING:
     from dataflow.catalog import Catalog
     from devices.beamline import Beamline
+    from fpga.designs.params import ChainParams
 
 
 @dataclass
@@ -51,18 +55,28 @@ def smeflow_catalog(tmp_path: Path) -> Iterator[Catalog]:
 
 
 @pytest.fixture
-def smeflow_beamline(smeflow_catalog: Catalog) -> Iterator[ReadyBeamline]:
-    """A RunEngine subscribed to ``smeflow_catalog`` and a 64×64 beamline (interpreter
-    firmware, motion 1000× faster than real time, shutter open)."""
+def smeflow_chain_params() -> ChainParams:
+    """The firmware parameters of ``smeflow_beamline``'s detector: 64×64 pixels, 16 lanes
+    (override this fixture in a test module for others)."""
+    from fpga.designs.params import ChainParams
+
+    return ChainParams(64, 64, 16)
+
+
+@pytest.fixture
+def smeflow_beamline(smeflow_catalog: Catalog,
+                     smeflow_chain_params: ChainParams) -> Iterator[ReadyBeamline]:
+    """A RunEngine subscribed to ``smeflow_catalog`` and a beamline whose detector has the
+    firmware of ``smeflow_chain_params`` (64×64 unless overridden; interpreter firmware,
+    motion 1000× faster than real time, shutter open)."""
     from bluesky import RunEngine
     from bluesky import plan_stubs as bps
 
     from devices.beamline import Beamline
-    from fpga.designs.params import ChainParams
 
     RE = RunEngine({})
     smeflow_catalog.subscribe(RE)
-    beamline = Beamline.create(smeflow_catalog.raw_dir, params=ChainParams(64, 64, 16),
+    beamline = Beamline.create(smeflow_catalog.raw_dir, params=smeflow_chain_params,
                                backend="interp", time_scale=0.001)
     RE(bps.mv(beamline.shutter, "open"))
     yield ReadyBeamline(RE, smeflow_catalog, beamline)

@@ -18,6 +18,7 @@ from bluesky.utils import RunEngineInterrupted
 
 from dataflow.catalog import Catalog
 from devices.fly import FlyParameters
+from fpga.designs.params import ChainParams
 from plans import fly_tomo_scan
 
 PROJECTIONS = 60
@@ -29,6 +30,14 @@ def smeflow_catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalo
     test (opening one costs about a second): every test looks its own runs up by uid."""
     with Catalog(tmp_path_factory.mktemp("smeflow-data")) as catalog:
         yield catalog
+
+
+@pytest.fixture
+def smeflow_chain_params() -> ChainParams:
+    """32×32 frames instead of 64×64: the interpreter's firmware, most of a fly's time
+    here, runs a quarter of the ticks per frame (what these tests check is how a scan ends
+    or goes on, which no frame size changes)."""
+    return ChainParams(32, 32, 16)
 
 
 def _fly(bl: Any) -> Any:
