@@ -331,8 +331,10 @@ def register_catalog(sub: Subparsers) -> None:
         "announces on disk, close each one its killed writer left open for write "
         "(HDF5's flags cleared as h5clear -s --increment=0 does, the empty NXmx "
         "end_time removed; refused while any process has it open), and write a stop "
-        "document (exit_status abort, reason recovered). A run that has a stop document "
-        "is never touched.")
+        "document (exit_status abort, reason recovered). A repair killed midway is "
+        "finished by the next one; a run it recovered whose files are still open for "
+        "write (repaired by an older version) gets them closed. Any other run that has "
+        "a stop document is never touched.")
     r.add_argument("run", metavar="UID|SCAN_ID", help="uid, uid prefix (>= 5) or scan number")
     r.add_argument("--data", metavar="DIR", help=data_help)
     add_debug(r)

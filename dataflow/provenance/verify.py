@@ -30,6 +30,7 @@ from sme.progress import progress
 
 from ..disk_check import check_run_on_disk
 from ..hdf5 import file_sha256
+from ..killed_file import open_for_write
 from ..relocate import previous_roots
 from .errors import ProvenanceError
 from .keys import (
@@ -59,6 +60,7 @@ class Status(enum.StrEnum):
     UNSIGNED = "UNSIGNED"
     CHANGED = "CHANGED"
     MISSING = "MISSING"
+    OPEN = "OPEN"
     ADDED = "ADDED"
     REMOVED = "REMOVED"
     BAD_SIGNATURE = "BAD SIGNATURE"
@@ -378,6 +380,10 @@ def _check_on_disk(report: VerificationReport, run_node: Any) -> None:
         report.add(Status.MISSING, "stop", uid, "no stop document: the run is incomplete "
                    "(still running, or killed: smeflow catalog repair)")
         return
+    for path in sorted(p for p in found.files if open_for_write(p)):
+        report.add(Status.OPEN, "frames", str(path), "still marked open for write (SWMR) "
+                   "by its killed writer: h5py without SWMR, nexusformat and DIALS refuse "
+                   f"it; smeflow catalog repair {uid} closes it")
     counted = stop.get("num_events") or {}
     for stream in sorted(set(counted) | set(found.events)):
         have, says = found.events.get(stream, 0), counted.get(stream)

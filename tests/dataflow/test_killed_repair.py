@@ -23,6 +23,7 @@ import nxmx
 import pytest
 from nexusformat.nexus import NeXusError, nxload
 
+from dataflow import repair as repair_module
 from dataflow.catalog import Catalog
 from dataflow.cli import main as catalog_main
 from dataflow.hdf5_files import file_sha256
@@ -165,3 +166,52 @@ def test_a_flagged_file_without_its_frame_dataset_is_a_problem_named_not_a_keyer
     assert f"no frame dataset '{DATA}'" in report.problems[0]
     assert file_sha256(path) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["k.h5"]
+
+
+def test_a_run_repaired_before_repair_closed_files_gets_its_file_closed(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs repaired before 3a40e96 have a stop document (abort, recovered) and a frame
+    file still marked open for write. ``verify`` says so and what to do; ``repair``
+    closes it and adds it to the run's ``recovery`` entry (it said 'nothing to repair',
+    and ``verify`` said nothing of it: the file stayed unreadable to h5py, nxload, DIALS).
+    """
+    data = tmp_path / "data"
+    killed_scan(data, batch_size=0)
+    with Catalog(data) as catalog:
+        (summary,) = catalog.runs()
+        uid = summary.uid
+        (path,) = catalog.raw_dir.glob("det_*.h5")
+    before, digest = frames_of(path), file_sha256(path)
+    with monkeypatch.context() as m:  # the repair of those versions: files left as found
+        m.setattr(repair_module, "_close_files", lambda report, save: None)
+        assert catalog_main(["repair", uid, "--data", str(data)]) == 0
+    capsys.readouterr()
+    with Catalog(data) as catalog:
+        md = catalog.run(uid).metadata
+        assert md["stop"]["reason"] == "recovered" and md["recovery"]["files"] == []
+    assert read_superblock(path).open_for_write and file_sha256(path) == digest
+
+    assert catalog_main(["verify", uid, "--data", str(data)]) == 1
+    out = capsys.readouterr().out
+    assert re.search(rf"OPEN\s+frames\s+{re.escape(str(path))}\s+still marked open for "
+                     rf"write .*; smeflow catalog repair {uid} closes it", out), out
+
+    assert catalog_main(["repair", uid, "--data", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert f"closed {path}: HDF5 consistency flags cleared, empty end_time removed" in out
+    assert "stop document already written (exit_status abort, reason recovered): repair " \
+           "finished" in out and "problem" not in out
+    assert not read_superblock(path).open_for_write
+    with h5py.File(path, "r") as f:  # plain h5py, no SWMR
+        np.testing.assert_array_equal(f[DATA][()], before)
+    np.testing.assert_array_equal(nxload(str(path))["entry/data/data"].nxdata, before)
+    with Catalog(data) as catalog:
+        md = catalog.run(uid).metadata
+    (closed,) = md["recovery"]["files"]
+    assert (closed["sha256_before"], closed["sha256"]) == (digest, file_sha256(path))
+    assert closed["frames"] == len(before) and md["stop"]["reason"] == "recovered"
+    assert catalog_main(["verify", uid, "--data", str(data)]) == 3  # (no record, all OK)
+    assert "OPEN" not in capsys.readouterr().out
+    assert catalog_main(["repair", uid, "--data", str(data)]) == 1
+    assert "nothing to repair" in capsys.readouterr().err
