@@ -149,10 +149,20 @@ def _free_port() -> int:
         return port
 
 
+@pytest.fixture(scope="module")
+def postgres_uri(postgres_server: Callable[[], str]) -> str:
+    """A database of its own for each test module, in the session's PostgreSQL:
+    ``postgresql://smeflow:PASSWORD@127.0.0.1:PORT/smeflow_catalog_<n>``. (One database
+    for the session let a module's runs reach the next module's searches on the same
+    xdist worker: test_run_search's counts after test_server's scan.)"""
+    return postgres_server()
+
+
 @pytest.fixture(scope="session")
-def postgres_uri() -> Iterator[str]:
+def postgres_server() -> Iterator[Callable[[], str]]:
     """A running PostgreSQL on 127.0.0.1 (free port, temporary cluster, password auth):
-    yields ``postgresql://smeflow:PASSWORD@127.0.0.1:PORT/smeflow_catalog``.
+    yields a function that creates a new database and returns its URI,
+    ``postgresql://smeflow:PASSWORD@127.0.0.1:PORT/smeflow_catalog_<n>``.
 
     The cluster lives in a fresh temporary folder (its unix socket too) and is stopped
     and deleted afterwards, also when a test fails. PostgreSQL refuses to run as root:
@@ -204,9 +214,15 @@ def postgres_uri() -> Iterator[str]:
             "start")
         started = True
         createdb = bin_dir / "createdb"
-        run(str(createdb) if createdb.is_file() else "createdb", "-h", "127.0.0.1",
-            "-p", str(port), "-U", PG_USER, PG_DATABASE)
-        yield f"postgresql://{PG_USER}:{password}@127.0.0.1:{port}/{PG_DATABASE}"
+        made = itertools.count(1)
+
+        def database() -> str:
+            name = f"{PG_DATABASE}_{next(made)}"
+            run(str(createdb) if createdb.is_file() else "createdb", "-h", "127.0.0.1",
+                "-p", str(port), "-U", PG_USER, name)
+            return f"postgresql://{PG_USER}:{password}@127.0.0.1:{port}/{name}"
+
+        yield database
     finally:
         if started:
             subprocess.run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(cluster), "-m", "fast",
