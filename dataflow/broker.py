@@ -20,7 +20,9 @@ the server's key in ``TILED_API_KEY``:
     run = databroker.catalog["NAME"].v2[uid]  # v2
 
 The profile holds the server's address, never its key: Tiled reads the key from
-``TILED_API_KEY`` (or asks for it).
+``TILED_API_KEY`` (or asks for it). It names smeflow's catalog-of-runs client
+(``dataflow.profile_client``), so its arrays index as numpy does and its sort, ``distinct``
+and dict queries mean start-document keys, as ``open_broker``'s do.
 
 ``open_broker``'s ``db.v2`` also takes databroker's older dict queries the way its
 tutorials mean them, as keys of the start document: ``db.v2.search({"plan_name":
@@ -170,12 +172,19 @@ def profile_text(name: str, url: str) -> str:
     """The YAML of a Tiled profile ``name`` for the smeflow server at ``url``."""
     import json
 
+    from .profile_client import PROFILE_CLIENTS
+
     check_profile_name(name)
     # JSON strings are YAML strings: quoting this way keeps any URL intact.
+    clients = "".join(f"    {json.dumps(spec)}: {json.dumps(path)}\n"
+                      for spec, path in PROFILE_CLIENTS.items())
     return (f"# Tiled profile written by `smeflow catalog profile` for databroker:\n"
             f"#   Broker.named({name!r}) / databroker.catalog[{name!r}]\n"
             f"# The API key is not stored here: Tiled reads it from $TILED_API_KEY.\n"
-            f"{json.dumps(name)}:\n  uri: {json.dumps(runs_uri(url))}\n")
+            f"# structure_clients: smeflow's runs and arrays (numpy's indexing), from the\n"
+            f"# Python that has smeflow installed (dataflow.profile_client).\n"
+            f"{json.dumps(name)}:\n  uri: {json.dumps(runs_uri(url))}\n"
+            f"  structure_clients:\n{clients}")
 
 
 def check_profile_name(name: str) -> str:

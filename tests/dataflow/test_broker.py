@@ -261,12 +261,18 @@ def test_databroker_reaches_a_server_through_a_profile(tmp_path: Path) -> None:
             from databroker import Broker
             db = Broker.named("beamline")
             header = db[-1]
+            frames = databroker.catalog["beamline"][{runs[1]!r}]["primary"]["det_image"]
+            last = db.v2[{runs[1]!r}]["primary"]["det_image"]
             run = databroker.catalog["beamline"].v2[{runs[1]!r}]
             print(json.dumps({{
                 "uid": header.start["uid"],
                 "roi": [int(v) for v in header.table()["det_roi_sum"]],
                 "names": [name for name, _ in run.documents()],
                 "frames": run.primary.read()["det_image"].values.tolist(),
+                "picked": frames[[0, 2]].tolist(),
+                "last": last[[-1]].tolist(),
+                "newest": [r.metadata["start"]["scan_id"]
+                           for r in db.v2.sort(("scan_id", -1)).values()],
             }}))
         """)
         env = {**os.environ, "TILED_PROFILES": str(profiles), "TILED_API_KEY": KEY}
@@ -280,6 +286,12 @@ def test_databroker_reaches_a_server_through_a_profile(tmp_path: Path) -> None:
         assert answer["names"][0] == "start" and answer["names"][-1] == "stop"
         assert answer["names"].count("event") == 3
         np.testing.assert_array_equal(answer["frames"], file_frames(docs.runs[scan_uid]))
+        # the profile's arrays index as numpy: frames 0 and 2, the last frame with its axis
+        # (Tiled's own client: row 2 of frame 0, and the last frame without it)
+        np.testing.assert_array_equal(answer["picked"], file_frames(docs.runs[scan_uid])[[0, 2]])
+        np.testing.assert_array_equal(answer["last"], file_frames(docs.runs[scan_uid])[[-1]])
+        scan_ids = [d["scan_id"] for run in docs.runs.values() for n, d in run if n == "start"]
+        assert answer["newest"] == sorted(scan_ids, reverse=True)
         # without the key the server answers nothing
         env.pop("TILED_API_KEY")
         refused = subprocess.run([sys.executable, "-c", script], env=env,
@@ -295,7 +307,9 @@ def test_the_profile_holds_the_address_and_never_the_key(tmp_path: Path,
 
     path = write_profile("bl-1.x", "http://127.0.0.1:8123/", tmp_path)
     assert yaml.safe_load(path.read_text()) == {
-        "bl-1.x": {"uri": "http://127.0.0.1:8123/api/v1/metadata/raw"}}
+        "bl-1.x": {"uri": "http://127.0.0.1:8123/api/v1/metadata/raw",
+                   "structure_clients": {
+                       "CatalogOfBlueskyRuns": "dataflow.profile_client:Runs"}}}
     assert write_profile("bl-1.x", "http://127.0.0.1:8123", tmp_path) == path  # same: fine
     with pytest.raises(CatalogError, match="exists with other contents; pass --force"):
         write_profile("bl-1.x", "http://127.0.0.1:9000", tmp_path)
