@@ -25,6 +25,8 @@ Security:
   printed or logged: Tiled's banner with the key URL is not shown, and ``api_key=`` in a
   logged request line is masked;
 - request bodies are limited (``--max-request-mb``, 64 MiB by default; HTTP 413);
+- malformed query parameters are refused with HTTP 400 naming them, and Tiled's zarr
+  routes are not served (``dataflow.server_requests``);
 - every asset URI a client registers, and every one read, must pass the catalog's
   ``AssetPolicy`` (``dataflow.assets``): ``file:`` inside the data folders only, no other
   scheme but the catalog's own table store; raw asset downloads are off.
@@ -83,6 +85,7 @@ from .server_guards import (
     answer_damage,
     answer_refusals,
 )
+from .server_requests import CheckedRequests
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -207,6 +210,7 @@ def build_server_app(data_dir: str | os.PathLike[str], api_key: str, *,
     answer_refusals(app)
     if uri.startswith("sqlite"):  # (a damaged record: HTTP 409 naming it, not 500)
         answer_damage(app, Path(uri.split(":///", 1)[1].partition("?")[0]))
+    app.add_middleware(CheckedRequests)
     app.add_middleware(LimitBodySize, max_bytes=max_body)
     app.add_middleware(RequireApiKey, key=key)  # added last: runs first
     return app

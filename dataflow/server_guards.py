@@ -270,7 +270,7 @@ def answer_damage(app: Any, db: Path) -> None:
     from starlette.concurrency import run_in_threadpool
     from starlette.responses import JSONResponse
 
-    from .catalog_db import damage_of
+    from .catalog_db import CORRUPTION, RECORD_ERRORS, damage_of
 
     lock = threading.Lock()
     found: dict[tuple[Any, ...], Exception | None] = {}
@@ -278,7 +278,9 @@ def answer_damage(app: Any, db: Path) -> None:
     def diagnose(exc: Exception) -> Exception | None:
         state = tuple(_state(db.with_name(db.name + end)) for end in ("", "-wal"))
         with lock:
-            key = (*state, type(exc), str(getattr(exc, "orig", None) or exc)[:200])
+            text = str(getattr(exc, "orig", None) or exc)
+            marks = tuple(m for m in (*CORRUPTION, *RECORD_ERRORS) if m in text)
+            key = (*state, type(exc), marks)  # (not the text: a client cannot vary it)
             if key not in found:
                 if len(found) > 64:
                     found.clear()
