@@ -92,3 +92,36 @@ def test_tables_of_several_runs_keep_the_events(runs: dict[str, Any]) -> None:
     both = db.get_table([runs["undeclared"], runs["full"], runs["declared"]])
     assert len(both) == 2
     pandas.testing.assert_frame_equal(both, runs["full"].table())
+
+
+def test_the_headers_of_a_search_read_as_those_looked_up(runs: dict[str, Any]) -> None:
+    """``db(...)`` (databroker's search) gives headers whose tables are ``db[uid]``'s: its
+    ``Results`` made them a plain databroker ``Broker``'s, whose ``table()`` raised
+    ``IndexError`` for a run without a descriptor and kept only ``time`` of a declared one."""
+    db = runs["db"]
+    found = {h.start["uid"]: h for h in db(purpose="aborted")}
+    assert set(found) == {runs["declared"].start["uid"], runs["undeclared"].start["uid"]}
+    for name in ("declared", "undeclared"):
+        for fill in (False, True):
+            pandas.testing.assert_frame_equal(found[runs[name].start["uid"]].table(fill=fill),
+                                              runs[name].table(fill=fill))
+    (zero,) = [h for h in db(plan_name="count") if h.start["uid"] == runs["zero"].start["uid"]]
+    assert zero.table().shape == (0, 0)
+
+
+def test_data_of_a_stream_without_events_yields_nothing(runs: dict[str, Any]) -> None:
+    """``header.data(field)`` yields the field of each event (databroker 1.x: ``for event in
+    self.events(...): yield event['data'][field]``), so none for a stream without events;
+    databroker 2.0.2 raised ``KeyError: 'det'`` (``KeyError: ''`` without a descriptor)."""
+    full = runs["full"]
+    assert list(full.data("det")) == list(full.table()["det"])
+    frames = list(full.data("cam_image"))
+    assert len(frames) == 2 and all(f.shape == (40, 24) for f in frames)
+    for name in ("declared", "undeclared", "zero"):
+        assert list(runs[name].data("det")) == []
+        assert list(runs[name].data("cam_image")) == []
+    with pytest.raises(KeyError, match="stream 'primary' has no field 'dte' \\(its fields: "
+                       "cam_image, cam_total, det, motor, motor_setpoint\\)"):
+        list(runs["declared"].data("dte"))
+    with pytest.raises(KeyError, match="has no field 'dte'"):
+        list(full.data("dte"))
