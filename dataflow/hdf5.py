@@ -67,7 +67,7 @@ from .hdf5_files import (
     resolve_in_folder,
 )
 from .hdf5_layout import Layout, chunks_for, per_frame_chunks, tomo_chunks
-from .hdf5_nexus import EntryNames, write_end_time, write_nexus_tree
+from .hdf5_nexus import EntryNames, write_end_time, write_nexus_tree, write_start_time
 from .hdf5_read import (
     DEFAULT_DATASET,
     FrameReader,
@@ -141,6 +141,11 @@ class FrameWriter(WriterClosing):
     start_time
         When the first frame's exposure started (s since the epoch): the NeXus entry's
         ``start_time``.
+    start_pending
+        ``start_time`` is not known when the file opens (a fly acquisition's, opened
+        before its first trigger): the entry's ``start_time`` is made empty (SWMR adds no
+        dataset later) and written by ``set_start_time`` — at the close, if it never was
+        (no frame came), the end time: NXmx requires a ``start_time``.
     geometry
         The run's detector geometry (:class:`geometry.PoniGeometry`, of these frames),
         written as NXmx (``dataflow.hdf5_nxmx``).
@@ -165,7 +170,8 @@ class FrameWriter(WriterClosing):
                  attrs: Mapping[str, Any] | None = None,
                  counters: Sequence[str] = (),
                  detector_fields: Mapping[str, Any] | None = None,
-                 start_time: float | None = None, geometry: PoniGeometry | None = None,
+                 start_time: float | None = None, start_pending: bool = False,
+                 geometry: PoniGeometry | None = None,
                  names: EntryNames | None = None, lost_frames: bool = False) -> None:
         shape = tuple(int(n) for n in frame_shape)
         if len(shape) != 2 or min(shape) < 1:
@@ -222,8 +228,10 @@ class FrameWriter(WriterClosing):
                                         lost_frames)
             self._beside: list[h5py.Dataset] = [self._crc]  # one value a frame, kept first
             self._nexus = write_nexus_tree(self._file, dataset, detector_fields or {},
-                                           start_time=start_time, geometry=geometry,
-                                           names=names)
+                                           start_time=start_time,
+                                           start_pending=start_pending and start_time is None,
+                                           geometry=geometry, names=names)
+            self._start_pending = self._nexus and start_pending and start_time is None
             self._before_swmr()
             self._file.swmr_mode = True
         except BaseException:
@@ -244,8 +252,26 @@ class FrameWriter(WriterClosing):
     def _before_close(self) -> None:
         """Complete the file before it closes (its NeXus end time; subclasses add theirs)."""
         if self._nexus:
-            write_end_time(self._file, self.dataset_path,
-                           self._last if self._last is not None else time.time())
+            end = self._last if self._last is not None else time.time()
+            if self._start_pending:  # (no frame's start was told: none came)
+                write_start_time(self._file, self.dataset_path, end)
+                self._start_pending = False
+            write_end_time(self._file, self.dataset_path, end)
+
+    @property
+    def start_pending(self) -> bool:
+        """Whether the entry's ``start_time`` waits for ``set_start_time``."""
+        return self._start_pending
+
+    def set_start_time(self, t: float) -> None:
+        """Write the pending ``start_time`` (``start_pending``): ``t``, s since the epoch,
+        when the first frame's exposure started; ``ValueError`` when none is pending."""
+        self._check_open()
+        if not self._start_pending:
+            raise ValueError(f"{self.path}: no start_time is pending (it was given when the "
+                             "file opened, written already, or the file is no NeXus file)")
+        write_start_time(self._file, self.dataset_path, t)
+        self._start_pending = False
 
     def _frames_options(self) -> dict[str, Any]:
         """More ``create_dataset`` options of the frame dataset (for subclasses)."""

@@ -10,7 +10,10 @@ detector fields the writer is given (``count_time`` in s,
 ``x_pixel_size``/``y_pixel_size`` in m, ``description``, the ``pixel_mask`` bits of
 ``dataflow.pixel_mask``, gzip-compressed …), so NeXus readers (``nexusformat``, silx view,
 DAWN) open it and find the image stack. ``/ENTRY/start_time`` is the first frame's exposure
-start (ISO 8601, UTC, ``Z``) when the writer is told it; ``/ENTRY/end_time`` and
+start (ISO 8601, UTC, ``Z``) when the writer is told it; a writer told it will learn it
+later (a fly acquisition's file, opened before its first trigger) makes it empty with the
+file (``END_TIME_DTYPE``) and writes it when told (``write_start_time``; at the close, the
+end time, if no frame's start was told: NXmx requires the field); ``/ENTRY/end_time`` and
 ``end_time_estimated`` are when the last frame reached the file (when the file closed, if
 no frame did). A file is in SWMR mode from its creation on, where HDF5 adds no dataset, so
 both are made when the file is (fixed-length strings, ``END_TIME_DTYPE``): ``end_time``
@@ -19,8 +22,9 @@ written when the writer closes the file (``write_end_time``): a file its writer 
 closed keeps an empty ``end_time`` (NXmx would omit it; SWMR cannot). ``/ENTRY/instrument/
 time_zone`` is this machine's offset from UTC at the start (``+01:00``; NXmx recommends it).
 The names NXmx asks for (``EntryNames``: the instrument's at ``/ENTRY/instrument/name``,
-the source's at ``/ENTRY/source/name``, the sample's at ``/ENTRY/sample/name``) are
-written when the writer is given them. A run that knows its geometry
+the source's at ``/ENTRY/source/name`` — in a file that is no NXmx file at
+``/ENTRY/instrument/source/name``, where NeXus's base classes have it —, the sample's at
+``/ENTRY/sample/name``) are written when the writer is given them. A run that knows its geometry
 (pyFAI's PONI parameters, :class:`geometry.PoniGeometry`) has it written as NXmx
 (``dataflow.hdf5_nxmx``: definition, beam wavelength, detector distance, beam centre and
 the chain of transformations placing it, the sample), and the sample's stages frame by
@@ -62,11 +66,13 @@ class EntryNames:
 
 
 def write_nexus_tree(f: h5py.File, dataset: str, detector_fields: Mapping[str, Any], *,
-                     start_time: float | None = None, geometry: PoniGeometry | None = None,
+                     start_time: float | None = None, start_pending: bool = False,
+                     geometry: PoniGeometry | None = None,
                      names: EntryNames | None = None) -> bool:
     """Make ``f`` a NeXus file around its frame ``dataset`` (see the module docstring),
-    with ``start_time`` (s since the epoch), the NXmx ``geometry`` and the ``names`` when
-    given; False (nothing written) when the dataset is not at ``/ENTRY/DATA/NAME``."""
+    with ``start_time`` (s since the epoch) — or, ``start_pending``, an empty one that
+    ``write_start_time`` fills —, the NXmx ``geometry`` and the ``names`` when given;
+    False (nothing written) when the dataset is not at ``/ENTRY/DATA/NAME``."""
     parts = dataset.strip("/").split("/")
     if len(parts) != 3:
         return False
@@ -97,20 +103,26 @@ def write_nexus_tree(f: h5py.File, dataset: str, detector_fields: Mapping[str, A
             node.attrs["units"] = units
     if start_time is not None:
         entry["start_time"] = iso_time(start_time)
+    elif start_pending:
+        entry.create_dataset("start_time", data=np.bytes_(b""), dtype=END_TIME_DTYPE)
     entry.create_dataset("end_time", data=np.bytes_(b""), dtype=END_TIME_DTYPE)
     estimate = iso_time(start_time if start_time is not None else
                         datetime.datetime.now(datetime.UTC).timestamp())
     entry.create_dataset("end_time_estimated", data=np.bytes_(estimate.encode()),
                          dtype=END_TIME_DTYPE)
-    _write_names(entry, names or EntryNames())
+    _write_names(entry, names or EntryNames(), nxmx=geometry is not None)
     if geometry is not None:
         write_nxmx(f, entry_name, geometry)
     return True
 
 
-def _write_names(entry: h5py.Group, names: EntryNames) -> None:
+def _write_names(entry: h5py.Group, names: EntryNames, *, nxmx: bool) -> None:
+    """The names; the source's group where NXmx has it (in the entry) in an NXmx file, else
+    where NeXus's base classes have it (in the instrument: ``NXentry`` has no ``NXsource``,
+    nexusformat's validator calls one there an error)."""
+    source = "source" if nxmx else "instrument/source"
     for group, nx_class, name in (("instrument", "NXinstrument", names.instrument),
-                                  ("source", "NXsource", names.source),
+                                  (source, "NXsource", names.source),
                                   ("sample", "NXsample", names.sample)):
         if name is not None:
             node = entry.require_group(group)
@@ -125,6 +137,13 @@ def write_end_time(f: h5py.File, dataset: str, t: float) -> None:
     when = np.bytes_(iso_time(t).encode())
     entry["end_time"][()] = when
     entry["end_time_estimated"][()] = when
+
+
+def write_start_time(f: h5py.File, dataset: str, t: float) -> None:
+    """Set the empty ``start_time`` ``write_nexus_tree(start_pending=True)`` made in ``f``
+    (around ``dataset``) to ``t`` (s since the epoch)."""
+    entry = f[dataset.strip("/").split("/")[0]]
+    entry["start_time"][()] = np.bytes_(iso_time(t).encode())
 
 
 def time_zone(t: float | None = None) -> str:

@@ -170,6 +170,8 @@ def write_nxmx(f: h5py.File, entry_name: str, g: PoniGeometry) -> None:
     detector = entry["instrument/detector"]
     if nx.beam_center is not None and nx.distance is not None:
         _field(detector, "distance", nx.distance, "m")
+        # computed from the chain below (the same PONI geometry), not measured apart
+        detector["distance_derived"] = np.True_
         _field(detector, "beam_center_x", nx.beam_center[0], "pixel")
         _field(detector, "beam_center_y", nx.beam_center[1], "pixel")
     axes = detector.create_group("transformations")

@@ -39,7 +39,8 @@ file (``dataflow.hdf5``) whose ``NXdetector`` records the exposure (``count_time
 pixel size, the energy threshold, the sensor's material and thickness, the counters'
 depth and the saturation value; it names the beamline, the source and the sample, its
 ``end_time`` is when its last frame came and its ``start_time`` its first frame's
-trigger (not for a fly file, opened before its first trigger); every file keeps each
+trigger (a fly file, opened before its first trigger, writes it when its first frame is
+stored: that frame's trigger); every file keeps each
 frame's sample stages (``sample_axes``: the rotation stage's angle at the frame's
 trigger — a fly's latched angle, a step scan's readback where it stood — and the
 ``sample_x``/``sample_y`` stages' positions) as the NeXus sample's chain
@@ -342,7 +343,7 @@ class FirmwareDetector(StepScans, FlyScans, Device):  # type: ignore[misc]
         self._file_shape = self.out_shape()
         mask = self.pixel_mask_array()
         self._file_attrs = {  # (the exposure: when a file opens, ``_open_file``)
-            "attrs": {"backend": backend},
+            "attrs": {"backend": backend, "units": "counts"},  # (NXdetector data: NX_ANY)
             "detector_fields": detector_fields(
                 pixel=(pixel_y, pixel_x), backend=backend, mask=mask,
                 energy_threshold=float(self.energy_threshold.get()),
@@ -358,13 +359,15 @@ class FirmwareDetector(StepScans, FlyScans, Device):  # type: ignore[misc]
         first frame's exposure started (NeXus ``start_time``), if known; every file keeps
         the sample's stages at each frame's trigger (``sample_axes``: the NeXus sample's
         chain); the instrument's, the source's and the sample in the beam's names (the
-        scene's sample's ``name``). (``fly``: a fly acquisition's file, all the same.)"""
+        scene's sample's ``name``). ``fly``: a fly acquisition's file, opened before its
+        first trigger: its ``start_time`` waits for the first frame stored
+        (``store_fly_frames``)."""
         attrs, fields = self._file_attrs["attrs"], self._file_attrs["detector_fields"]
         return AngleFrameWriter(
             self.folder, name, self._file_shape, data_key=self.image_key,
             counters=READOUT_COUNTERS, lost_frames=True, attrs={**attrs, "exposure": exposure},
             detector_fields={**fields, "count_time": (exposure, "s")}, start_time=started,
-            geometry=self._file_attrs["geometry"], names=EntryNames(
+            start_pending=fly, geometry=self._file_attrs["geometry"], names=EntryNames(
                 self.instrument_name, self.source_name, getattr(self.scene.sample, "name",
                                                                 None)),
             axes=self.sample_axes())

@@ -143,6 +143,8 @@ class FlyScans:
                 raise RuntimeError(f"{self.name}: kickoff() before prepare(); stage the "
                                    "detector and prepare it first (bluesky plans do)")
             assert isinstance(writer, AngleFrameWriter)  # (a fly file: ``_open_file``)
+            if writer.start_pending and frames:  # NeXus start_time: the first frame's trigger
+                writer.set_start_time(frames[0].trigger_time)
             # the latched angle, the translations where they stood at the trigger
             writer.append_many(images, [(frame.angle, *self.sample_position(
                 frame.trigger_time)[1:]) for frame in frames])

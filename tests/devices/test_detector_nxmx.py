@@ -192,11 +192,16 @@ def test_a_fly_file_holds_the_sample_rotation_of_each_frame(beamline: Any) -> No
                               frames=6)
     assert det.fly is not None
     latched = [frame.angle for frame in det.fly.frames]
+    first_trigger = det.fly.frames[0].trigger_time
     list(det.collect_asset_docs())
     path = str(det.files.fly.path)  # type: ignore[union-attr]
     det.unstage()
     with h5py.File(path, "r") as f:
-        assert "start_time" not in f["entry"]  # (opened at prepare, before the triggers)
+        # opened at prepare, before the triggers: start_time is written with the first
+        # frame, its trigger (ISO 8601, UTC)
+        started = datetime.datetime.fromisoformat(f["entry/start_time"].asstr()[()])
+        assert started.utcoffset() == datetime.timedelta(0)
+        assert started.timestamp() == pytest.approx(first_trigger, abs=1e-6)
         sample = f["entry/sample"]
         assert sample["depends_on"].asstr()[()] == "/entry/sample/transformations/rotation"
         omega = sample["transformations/rotation"]
