@@ -57,7 +57,7 @@ from event_model import compose_stream_resource
 
 from .file_uri import file_uri
 from .hdf5_blocks import ChunkBlock
-from .hdf5_close import FrameFileError, WriterClosing
+from .hdf5_close import FrameFileError, FrameWriteError, WriterClosing, write_error
 from .hdf5_files import (
     UnsafePathError,
     failed_write,
@@ -331,8 +331,10 @@ class FrameWriter(WriterClosing):
                 self._crc[start:start + n] = frame_crc32(arr)
                 if self._block is not None:  # (writes full blocks: their checksums first)
                     self._block.put(start, arr)
-            except BaseException:
+            except BaseException as exc:
                 self._truncate(start)
+                if isinstance(exc, OSError) and not isinstance(exc, FrameWriteError):
+                    raise write_error(self.path, start, n, self._announced, exc) from exc
                 raise
             self._count += n
             self._last = time.time()
@@ -387,10 +389,14 @@ class FrameWriter(WriterClosing):
     def flush(self) -> None:
         """Make every appended frame visible to SWMR readers."""
         if not self.closed and self._flushed != self._count:
-            self._flush_beside()  # checksums first: a reader never sees a frame's bytes
-            if self._block is not None:  # before its CRC can be there
-                self._block.write_out(self._count)
-            self._ds.flush()
+            try:
+                self._flush_beside()  # checksums first: a reader never sees a frame's
+                if self._block is not None:  # bytes before its CRC can be there
+                    self._block.write_out(self._count)
+                self._ds.flush()
+            except OSError as exc:  # (HDF5's text spans lines: one line naming the file)
+                raise write_error(self.path, self._flushed, self._count - self._flushed,
+                                  self._announced, exc) from exc
             self._flushed = self._count
 
     def _flush_beside(self) -> None:
@@ -446,8 +452,26 @@ class FrameWriter(WriterClosing):
 
 
 __all__ = [
-    "DEFAULT_DATASET", "FILE_FORMAT", "HDF5_MIMETYPE", "FrameFileError", "FrameMismatchError",
-    "FrameReader", "FrameWriter", "HDF5ReadError", "Layout", "UnsafePathError", "WriterClosedError",
-    "failed_write", "file_sha256", "open_frames", "open_in_process", "per_frame_chunks",
-    "read_counters", "read_lost", "resolve_in_folder", "tomo_chunks", "write_nexus_tree",
+    "DEFAULT_DATASET",
+    "FILE_FORMAT",
+    "HDF5_MIMETYPE",
+    "FrameFileError",
+    "FrameMismatchError",
+    "FrameReader",
+    "FrameWriteError",
+    "FrameWriter",
+    "HDF5ReadError",
+    "Layout",
+    "UnsafePathError",
+    "WriterClosedError",
+    "failed_write",
+    "file_sha256",
+    "open_frames",
+    "open_in_process",
+    "per_frame_chunks",
+    "read_counters",
+    "read_lost",
+    "resolve_in_folder",
+    "tomo_chunks",
+    "write_nexus_tree",
 ]

@@ -31,13 +31,30 @@ from .hdf5_files import (
 )
 from .integrity import write_sidecar
 
-__all__ = ["FrameFileError", "WriterClosing"]
+__all__ = ["FrameFileError", "FrameWriteError", "WriterClosing", "write_error"]
 
 log = logging.getLogger(__name__)
 
 
 class FrameFileError(OSError):
     """The frame file could not be completed (a full disk): it was let go as found."""
+
+
+class FrameWriteError(OSError):
+    """Frames could not be appended (a full disk): they were taken back out, the file is
+    still open with the frames appended before."""
+
+
+def write_error(path: Path, start: int, count: int, announced: int,
+                exc: OSError) -> FrameWriteError:
+    """The one-line error of an append that HDF5 could not write (its own text spans
+    lines and names buffers and offsets), with the ``errno`` of ``exc``."""
+    why = os.strerror(exc.errno) if exc.errno else (str(exc).splitlines() or ["?"])[0]
+    frames = f"frame {start}" if count == 1 else f"frames {start}-{start + count - 1}"
+    error = FrameWriteError(f"{path}: {frames} could not be written ({why}); the "
+                            f"{announced} frames announced before stay in the file")
+    error.errno = exc.errno
+    return error
 
 
 class WriterClosing:

@@ -1,0 +1,112 @@
+"""A full disk mid-scan with a frame-writing device that has no ``close_run_files()``
+(another ophyd device writing through ``FrameWriter`` and closing its file at
+``unstage``, as ``tests/dataflow/conftest.FrameCam`` does).
+
+Measured before: the frame write that failed was the flush ``asset_docs`` makes when the
+RunEngine collects the frames, and HDF5's own text became the run's stop reason: several
+lines naming a buffer address, a write size and an offset ("[Errno 27] Can't write
+unprocessed chunk data (file write failed: time = ..., buf = 0x7f..., total write size =
+...)"). Now the stop says 'fail' with one line naming the file, the frames and why, and
+what stays; the announced frames read back through the catalog, each intact.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+
+from dataflow.catalog import Catalog
+
+SHAPE = (256, 256)
+SCAN = textwrap.dedent("""
+    import resource, signal, sys
+    import numpy as np
+    from bluesky import RunEngine, plans as bp
+    from ophyd import Component, Device, Signal
+    from ophyd.status import StatusBase
+    from dataflow.catalog import Catalog
+    from dataflow.hdf5 import FrameWriter
+
+    data, limit = sys.argv[1], int(sys.argv[2])
+
+    def frame(i):
+        base = np.arange(256 * 256, dtype=np.uint32).reshape(256, 256)
+        return ((base * 7 + i * 1009) % 65521).astype(np.uint16)
+
+    class Cam(Device):  # (no close_run_files: its file is closed at unstage)
+        total = Component(Signal, value=0, kind="hinted")
+
+        def stage(self):
+            self.writer = FrameWriter(self.folder, "cam.h5", (256, 256), data_key="cam_image")
+            self.i = 0
+            return super().stage()
+
+        def unstage(self):
+            self.writer.close()
+            return super().unstage()
+
+        def trigger(self):
+            self.writer.append(frame(self.i))
+            self.total.put(int(frame(self.i).sum()))
+            self.i += 1
+            status = StatusBase()
+            status.set_finished()
+            return status
+
+        def describe(self):
+            d = super().describe()
+            d["cam_image"] = {"source": "test", "shape": [256, 256], "dtype": "array",
+                              "dtype_numpy": "<u2", "external": "STREAM:"}
+            return d
+
+        def collect_asset_docs(self):
+            yield from self.writer.asset_docs()
+
+    catalog = Catalog(data)
+    RE = RunEngine({})
+    catalog.subscribe(RE)
+    cam = Cam(name="cam")
+    cam.folder = catalog.raw_dir
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG, as a full disk gives ENOSPC
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    try:
+        RE(bp.count([cam], 40))
+    except Exception as exc:
+        sys.exit(f"scan failed: {exc}")
+""")
+
+
+def frame(i: int) -> np.ndarray:
+    base = np.arange(SHAPE[0] * SHAPE[1], dtype=np.uint32).reshape(SHAPE)
+    return ((base * 7 + i * 1009) % 65521).astype(np.uint16)
+
+
+def test_a_full_disk_fails_the_run_with_one_line_naming_the_file(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    Catalog(data).close()  # the catalog exists: the limit hits the frame file first
+    biggest = max(p.stat().st_size for p in data.rglob("*") if p.is_file())
+    limit = biggest + SHAPE[0] * SHAPE[1] * 2 * 8
+    done = subprocess.run([sys.executable, "-c", SCAN, str(data), str(limit)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    path = data / "raw" / "cam.h5"
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"scan failed: {path}: the frame file could not be written to "
+                           "the end (File too large)"), done.stderr[-2000:]
+    with Catalog(data) as catalog:
+        (summary,) = catalog.runs()
+        run = catalog.run(summary.uid)
+        stop = run.metadata["stop"]
+        frames = np.asarray(run["primary"]["cam_image"].read())
+    reason = stop["reason"]
+    assert stop["exit_status"] == "fail"
+    assert "\n" not in reason and "buf =" not in reason, reason
+    assert reason.startswith(f"{path}: frame") and "could not be written (File too large); " \
+        f"the {len(frames)} frames announced before stay in the file" in reason, reason
+    assert 1 <= len(frames) < 40
+    for i, got in enumerate(frames):
+        np.testing.assert_array_equal(got, frame(i))
