@@ -11,8 +11,9 @@ Accepted, and why (``docs/reduction.md``, "What NeXus's validator says"):
   NXmx files have it, which the validator's ``NX_DATE_TIME`` check (a whole date and time)
   refuses; no ``NXdetector_group`` (one detector: nothing to group; and NXmx names the
   dimension of its ``group_index`` ``i``, as the frames' rows, so one makes the validator
-  warn on every image field); no beam size, profile or polarization (the simulation's beam
-  has none of them).
+  warn on every image field); no beam size or profile (the simulation's beam has none);
+  no polarization (the powder model's, whose Stokes sign NXbeam and DIALS' NXmx export
+  read opposite ways).
 * Base classes: NXmx's own fields (``end_time_estimated``, ``instrument/time_zone``,
   ``detector/distance_derived``) are in no base class; ``detector/counters`` is smeflow's
   (the readout's link counters); NXmx has the ``NXsource`` in the entry, where the
