@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..catalog_db import check_pages
+from ..catalog_db import check_pages, check_records
 from ..cli_support import add_debug, guarded, open_catalog_folder
 from .keys import generate_key, key_id, load_public_key, public_key_path
 from .verify import EXIT_STATUS, verify_catalog_run
@@ -17,6 +17,7 @@ def _cmd_verify(args: Any) -> int:
     with open_catalog_folder(args) as catalog:
         for db in ("catalog.db", "tables.db"):  # every page (seconds for a large catalog)
             check_pages(catalog.root / db)
+        check_records(catalog.root / "catalog.db")  # every run's stored JSON decodes
         report = verify_catalog_run(catalog, args.run, trusted_keys=trusted)
     print("\n".join(report.lines()))
     return EXIT_STATUS[report.outcome]
@@ -34,7 +35,8 @@ def register_provenance_commands(catalog_sub: Any) -> None:
     """Add ``verify`` and ``keygen`` to the ``smeflow catalog`` sub-commands."""
     v = catalog_sub.add_parser(
         "verify", help="check a run's files, digests and signature",
-        description="Check the catalog's databases (SQLite's quick_check), re-hash "
+        description="Check the catalog's databases (SQLite's quick_check; every "
+        "run's stored metadata decodes), re-hash "
         "every file of a run and compare with its provenance "
         "record; check the record's signature. Prints one line per check; exit status "
         "0 when every check passes, 1 when one fails, 3 when the run has no provenance "

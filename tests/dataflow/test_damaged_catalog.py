@@ -284,3 +284,30 @@ def test_a_damaged_record_is_one_error_naming_the_file_and_the_run(
             with pytest.raises(CatalogError, match=f"^{re.escape(expected)}"):
                 call()
     assert _digest(db) == before
+
+
+def test_verify_of_any_run_finds_a_record_a_search_misses(
+        good: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A byte flipped inside the searched key of the second run ('plan_name' -> 'p\\xecan_name',
+    not UTF-8) makes a search for plan_name miss that run without an error: SQLite's JSON
+    functions read the record, the key no longer matches (docs/catalog.md says why the
+    search does not check). ``catalog verify`` of the first run passed such a catalog
+    (quick_check sees pages, not values); it now reads every run's record and names it."""
+    folder = tmp_path / "data"
+    shutil.copytree(good, folder)
+    db = folder / "catalog.db"
+    with closing(sqlite3.connect(db)) as con:
+        first, second = [key for (key,) in con.execute(
+            "SELECT key FROM nodes WHERE parent = (SELECT id FROM nodes WHERE key = 'raw' "
+            "AND parent = 0) ORDER BY id")]
+    _flip_in(b'"plan_name":"count"},"stop":{', 2, 0x80)(db)
+    with Catalog(folder) as catalog:  # the short answer the docs describe
+        assert list(catalog.search(plan_name="count")) == [first]
+    before = _digest(db)
+    status = main(["verify", first[:8], "--data", str(folder)])
+    out, err = capsys.readouterr()
+    assert (status, out) == (1, ""), (status, out, err)
+    assert err.startswith(f"smeflow catalog: error: {db}: is damaged: the metadata of "
+                          f"raw/{second} is not UTF-8 text (byte 0xec at "), err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert _digest(db) == before
