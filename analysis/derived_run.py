@@ -382,7 +382,8 @@ def volume_file(folder: Path, name: str, shape: Sequence[int], raw_uid: str,
 
     kind = ReservedFrameWriter if reserved else FrameWriter
     return kind(folder, name, shape, dtype=np.float32, data_key=RECONSTRUCTION_KEY,
-                layout="per_frame", attrs={"raw_uid": raw_uid, "derived_uid": derived_uid})
+                layout="per_frame", attrs={"raw_uid": raw_uid, "derived_uid": derived_uid},
+                detector=False)  # (NeXus: the entry's NXdata, no detector's frames)
 
 
 def discard_volume(writer: FrameWriter) -> None:

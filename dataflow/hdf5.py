@@ -151,6 +151,10 @@ class FrameWriter(WriterClosing):
         written as NXmx (``dataflow.hdf5_nxmx``).
     names
         The instrument's, source's and sample's names (``dataflow.hdf5_nexus.EntryNames``).
+    detector
+        The frames are a detector's (default): the NeXus ``NXdetector`` holds them too.
+        False for derived frames (a reconstruction's slices): only the entry's ``NXdata``
+        has them (``ValueError`` with ``detector_fields`` or a ``geometry``).
     lost_frames
         Keep dataset ``<dataset>_lost`` (named by the frame dataset's ``lost_frames``
         attribute): the acquisition indices of frames that never reached the file
@@ -172,7 +176,8 @@ class FrameWriter(WriterClosing):
                  detector_fields: Mapping[str, Any] | None = None,
                  start_time: float | None = None, start_pending: bool = False,
                  geometry: PoniGeometry | None = None,
-                 names: EntryNames | None = None, lost_frames: bool = False) -> None:
+                 names: EntryNames | None = None, lost_frames: bool = False,
+                 detector: bool = True) -> None:
         shape = tuple(int(n) for n in frame_shape)
         if len(shape) != 2 or min(shape) < 1:
             raise ValueError(f"frame_shape {tuple(frame_shape)}: expected (rows, cols) >= 1")
@@ -230,7 +235,8 @@ class FrameWriter(WriterClosing):
             self._nexus = write_nexus_tree(self._file, dataset, detector_fields or {},
                                            start_time=start_time,
                                            start_pending=start_pending and start_time is None,
-                                           geometry=geometry, names=names)
+                                           geometry=geometry, names=names,
+                                           detector=detector)
             self._start_pending = self._nexus and start_pending and start_time is None
             self._before_swmr()
             self._file.swmr_mode = True

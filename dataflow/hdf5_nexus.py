@@ -4,7 +4,8 @@ NeXus: a file whose dataset sits at ``/ENTRY/DATA/NAME`` (the default
 ``/entry/data/data``) is a NeXus file as well: ``ENTRY`` is an ``NXentry`` whose
 ``default`` plot is the ``NXdata`` group ``DATA`` (``signal`` = the frames, ``axes`` =
 ``[".", ".", "."]``: frame, row, column by index, ``interpretation="image"``);
-``/ENTRY/instrument/detector`` is an ``NXdetector`` holding the same frames as ``data`` (a
+``/ENTRY/instrument/detector`` (not in a file of derived frames, a reconstruction's:
+``detector=False``) is an ``NXdetector`` holding the same frames as ``data`` (a
 hard link, NeXus's ``target`` attribute naming the original), the counters and the
 detector fields the writer is given (``count_time`` in s,
 ``x_pixel_size``/``y_pixel_size`` in m, ``description``, the ``pixel_mask`` bits of
@@ -68,11 +69,17 @@ class EntryNames:
 def write_nexus_tree(f: h5py.File, dataset: str, detector_fields: Mapping[str, Any], *,
                      start_time: float | None = None, start_pending: bool = False,
                      geometry: PoniGeometry | None = None,
-                     names: EntryNames | None = None) -> bool:
+                     names: EntryNames | None = None, detector: bool = True) -> bool:
     """Make ``f`` a NeXus file around its frame ``dataset`` (see the module docstring),
     with ``start_time`` (s since the epoch) — or, ``start_pending``, an empty one that
     ``write_start_time`` fills —, the NXmx ``geometry`` and the ``names`` when given;
-    False (nothing written) when the dataset is not at ``/ENTRY/DATA/NAME``."""
+    False (nothing written) when the dataset is not at ``/ENTRY/DATA/NAME``.
+    ``detector=False``: the frames are derived data (a reconstruction's slices), no
+    detector's: no ``/ENTRY/instrument`` (``ValueError`` with ``detector_fields`` or a
+    ``geometry``, which are a detector's)."""
+    if not detector and (detector_fields or geometry is not None):
+        raise ValueError(f"{f.filename}: detector fields and a geometry are a detector's; "
+                         "derived frames have neither")
     parts = dataset.strip("/").split("/")
     if len(parts) != 3:
         return False
@@ -87,6 +94,27 @@ def write_nexus_tree(f: h5py.File, dataset: str, detector_fields: Mapping[str, A
     data.attrs["axes"] = [".", ".", "."]
     frames.attrs["interpretation"] = "image"
     frames.attrs["target"] = "/" + "/".join(parts)
+    if detector:
+        _write_detector(entry, frames, detector_fields, start_time)
+    if start_time is not None:
+        entry["start_time"] = iso_time(start_time)
+    elif start_pending:
+        entry.create_dataset("start_time", data=np.bytes_(b""), dtype=END_TIME_DTYPE)
+    entry.create_dataset("end_time", data=np.bytes_(b""), dtype=END_TIME_DTYPE)
+    estimate = iso_time(start_time if start_time is not None else
+                        datetime.datetime.now(datetime.UTC).timestamp())
+    entry.create_dataset("end_time_estimated", data=np.bytes_(estimate.encode()),
+                         dtype=END_TIME_DTYPE)
+    _write_names(entry, names or EntryNames(), nxmx=geometry is not None)
+    if geometry is not None:
+        write_nxmx(f, entry_name, geometry)
+    return True
+
+
+def _write_detector(entry: h5py.Group, frames: h5py.Dataset,
+                    detector_fields: Mapping[str, Any], start_time: float | None) -> None:
+    """``/ENTRY/instrument`` (its ``time_zone``) and its NXdetector, whose ``data`` is
+    ``frames``, with ``detector_fields``."""
     instrument = entry.require_group("instrument")
     instrument.attrs["NX_class"] = "NXinstrument"
     instrument["time_zone"] = time_zone(start_time)
@@ -101,19 +129,6 @@ def write_nexus_tree(f: h5py.File, dataset: str, detector_fields: Mapping[str, A
         node = detector.create_dataset(field, data=value, **_array_options(value))
         if units is not None:
             node.attrs["units"] = units
-    if start_time is not None:
-        entry["start_time"] = iso_time(start_time)
-    elif start_pending:
-        entry.create_dataset("start_time", data=np.bytes_(b""), dtype=END_TIME_DTYPE)
-    entry.create_dataset("end_time", data=np.bytes_(b""), dtype=END_TIME_DTYPE)
-    estimate = iso_time(start_time if start_time is not None else
-                        datetime.datetime.now(datetime.UTC).timestamp())
-    entry.create_dataset("end_time_estimated", data=np.bytes_(estimate.encode()),
-                         dtype=END_TIME_DTYPE)
-    _write_names(entry, names or EntryNames(), nxmx=geometry is not None)
-    if geometry is not None:
-        write_nxmx(f, entry_name, geometry)
-    return True
 
 
 def _write_names(entry: h5py.Group, names: EntryNames, *, nxmx: bool) -> None:

@@ -32,11 +32,13 @@ from typing import Any
 import bluesky.plan_stubs as bps
 import bluesky.plans as bp
 import h5py
+import numpy as np
 import pytest
 from bluesky import RunEngine
 from bluesky.preprocessors import monitor_during_wrapper
-from nexusformat.nexus import validate
+from nexusformat.nexus import nxload, validate
 
+from analysis.derived_run import volume_file
 from devices.beamline import Beamline
 from devices.fly import FlyParameters
 from devices.flyer import DetectorFlyer
@@ -174,3 +176,19 @@ def test_a_tomography_file_follows_the_base_classes(frame_files: dict[str, Path]
         assert "definition" not in f["entry"]
         assert f["entry/instrument/source/name"].asstr()[()]
     assert findings(validate.validate_file, path) == BASE_ACCEPTED
+
+
+def test_a_reconstruction_file_is_no_detectors(tmp_path: Path) -> None:
+    """A reconstruction's slices (``analysis.derived_run.volume_file``, the file of every
+    FBP reduction, live or on Dask) are the entry's default plot, not an ``NXdetector``'s
+    data: no instrument, and the base classes find nothing but NXmx's estimated end."""
+    writer = volume_file(tmp_path, "derived/fbp.h5", (16, 16), "raw", "derived")
+    slices = np.arange(3 * 16 * 16, dtype=np.float32).reshape(3, 16, 16)
+    writer.append_many(slices)
+    writer.close()
+    path = tmp_path / "derived/fbp.h5"
+    with h5py.File(path, "r") as f:
+        assert set(f["entry"]) == {"data", "end_time", "end_time_estimated"}
+    assert findings(validate.validate_file, path) == {
+        ("WARNING", "Field: /entry/end_time_estimated", "This field is not defined in NXentry")}
+    np.testing.assert_array_equal(nxload(str(path)).plottable_data.nxsignal.nxdata, slices)
