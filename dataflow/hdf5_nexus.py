@@ -157,8 +157,9 @@ def write_end_time(f: h5py.File, dataset: str, t: float) -> None:
 def write_start_time(f: h5py.File, dataset: str, t: float) -> None:
     """Set the empty ``start_time`` ``write_nexus_tree(start_pending=True)`` made in ``f``
     (around ``dataset``) to ``t`` (s since the epoch)."""
-    entry = f[dataset.strip("/").split("/")[0]]
-    entry["start_time"][()] = np.bytes_(iso_time(t).encode())
+    node = f[dataset.strip("/").split("/")[0]]["start_time"]
+    node[()] = np.bytes_(iso_time(t).encode())
+    node.flush()  # (SWMR readers, and a file whose writer dies, see it from now on)
 
 
 def time_zone(t: float | None = None) -> str:

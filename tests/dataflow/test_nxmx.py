@@ -207,6 +207,34 @@ def test_the_end_time_is_written_when_the_file_closes(tmp_path: Path) -> None:
         "%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def test_a_start_time_told_later_is_made_empty_and_seen_once_told(tmp_path: Path) -> None:
+    """A fly's file opens before its first trigger (``start_pending``): NXmx's required
+    ``start_time`` is made with the file (SWMR adds no dataset later), empty, and a SWMR
+    reader sees it as soon as it is told; once only. A file no frame came to gets the end
+    time at its close (the file's, as its ``end_time``)."""
+    w = FrameWriter(tmp_path, "f.h5", SHAPE, start_pending=True, geometry=geometry((0, 0, 0)))
+    assert w.start_pending
+    with h5py.File(w.path, "r", swmr=True) as f:
+        node = f["entry/start_time"]
+        assert node[()] == b""
+        w.set_start_time(START)
+        node.refresh()
+        assert node[()].decode() == "2026-05-28T20:26:40.250000Z"
+    with pytest.raises(ValueError, match="no start_time is pending"):
+        w.set_start_time(START + 1)
+    w.append(np.zeros(SHAPE, np.uint16))
+    w.close()
+    with h5py.File(w.path, "r") as f:
+        (entry,) = nxmx.NXmx(f).entries
+        assert entry.start_time.timestamp() == START
+    empty = FrameWriter(tmp_path, "g.h5", SHAPE, start_pending=True,
+                        geometry=geometry((0, 0, 0)))
+    empty.close()
+    with h5py.File(empty.path, "r") as f:
+        (entry,) = nxmx.NXmx(f).entries
+        assert entry.start_time == entry.end_time is not None
+
+
 def test_a_file_without_a_geometry_is_no_nxmx_file(tmp_path: Path) -> None:
     with FrameWriter(tmp_path, "f.h5", SHAPE) as w:
         w.append(np.zeros(SHAPE, np.uint16))
