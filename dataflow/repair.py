@@ -274,7 +274,14 @@ def _repair_locked(catalog: Any, ref: str | int, folder: Path) -> RepairReport:
 
 
 def _files(run: Any) -> list[Path]:
-    return list(check_run_on_disk(run).files)
+    """The run's frame files, as the catalog lists them (none read)."""
+    from .provenance.errors import ProvenanceError
+    from .provenance.verify import run_files
+
+    try:
+        return list(run_files(run))
+    except ProvenanceError:  # (a file that is not local: nothing of it to close)
+        return []
 
 
 def _finished(run: Any, uid: str, record: dict[str, Any] | None) -> RepairReport:
@@ -288,9 +295,13 @@ def _finished(run: Any, uid: str, record: dict[str, Any] | None) -> RepairReport
     report.events = dict(old.get("events") or found.events)
     report.frames = dict(old.get("frames") or found.frames)
     report.problems = [str(p) for p in old.get("problems") or []]
-    files = old.get("files") or []
-    report.closed = (settle(files, report.problems) if record is not None else
-                     [ClosedFile.from_metadata(e) for e in files if isinstance(e, dict)])
+    files = [e for e in old.get("files") or [] if isinstance(e, dict)]
+    report.closed = settle(files, report.problems) if record is not None else []
+    for entry in files if record is None else []:
+        try:
+            report.closed.append(ClosedFile.from_metadata(entry))
+        except (KeyError, TypeError, ValueError):
+            report.problems.append(f"a damaged entry in the run's recovery files: {entry!r}")
     report.files = found.files
     return report
 

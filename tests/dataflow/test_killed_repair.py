@@ -197,6 +197,18 @@ def test_a_run_repaired_before_repair_closed_files_gets_its_file_closed(
     assert re.search(rf"OPEN\s+frames\s+{re.escape(str(path))}\s+still marked open for "
                      rf"write .*; smeflow catalog repair {uid} closes it", out), out
 
+    # a damaged record of an unfinished repair: one error naming it, nothing changed
+    record = data / "journal" / f"{uid}.repair.json"
+    record.write_bytes(b'{"files": [1, 2')
+    assert catalog_main(["repair", uid, "--data", str(data)]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == (f"smeflow catalog: error: {record}: the record of an unfinished "
+                           "repair is damaged (not the JSON a repair writes); the frame "
+                           "files it names may be closed already: move it away and repair "
+                           "the run again"), err
+    assert read_superblock(path).open_for_write and file_sha256(path) == digest
+    record.unlink()
+
     assert catalog_main(["repair", uid, "--data", str(data)]) == 0
     out = capsys.readouterr().out
     assert f"closed {path}: HDF5 consistency flags cleared, empty end_time removed" in out
