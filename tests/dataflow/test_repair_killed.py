@@ -97,6 +97,7 @@ def leftovers(data: Path) -> list[str]:
                                    *(data / "raw").glob(".*.tmp")])
 
 
+@pytest.mark.slow  # (a repair process per step: 4-6 min under load)
 @pytest.mark.parametrize("source", ["journal", "catalog"])
 def test_a_repair_killed_at_any_step_loses_nothing_and_the_next_one_finishes_it(
         tmp_path: Path, source: str, capsys: pytest.CaptureFixture[str]) -> None:
