@@ -33,9 +33,11 @@ _INDEXED: list[type[Any]] = []
 
 def numpy_structure_clients() -> Any:
     """Tiled's "numpy" structure clients (with the ones its entry points register, e.g.
-    bluesky's runs), arrays answered by ``IndexedArrayClient``."""
+    bluesky's runs), arrays answered by ``IndexedArrayClient``, a run's streams by
+    ``dataflow.run_streams.EventStream``."""
     from tiled.client.container import DEFAULT_STRUCTURE_CLIENT_DISPATCH, Container
 
+    from .run_streams import stream_class
     from .tiled_app import fix_structure_clients_copy
 
     fix_structure_clients_copy()  # (a real copy: the defaults stay Tiled's)
@@ -44,6 +46,7 @@ def numpy_structure_clients() -> Any:
     clients = copy.copy(DEFAULT_STRUCTURE_CLIENT_DISPATCH["numpy"])
     indexed = indexed_array_client()
     clients.set("array", lambda: indexed)
+    clients.set("BlueskyEventStream", stream_class)  # columns name device and units
     return clients
 
 
