@@ -42,6 +42,7 @@ from analysis.derived_run import volume_file
 from devices.beamline import Beamline
 from devices.fly import FlyParameters
 from devices.flyer import DetectorFlyer
+from fpga.designs.layout import PILATUS_6M, DetectorLayout
 from fpga.designs.params import ChainParams
 from plans import fly_tomo_scan, tomo_scan
 from plans.beamline_md import beamline_metadata
@@ -116,7 +117,7 @@ def frame_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     ``tomo_scan`` and ``fly_tomo_scan``. Named ``<plan>/<stream>``."""
     folder = tmp_path_factory.mktemp("frames")
     RE = RunEngine({})
-    bl = Beamline.create(folder, params=P, backend="interp", time_scale=0.001)
+    bl = Beamline.create(folder, params=P, backend="compiled", time_scale=0.001)
     RE.preprocessors.append(beamline_metadata(bl))
     files: dict[str, Path] = {}
 
@@ -192,3 +193,28 @@ def test_a_reconstruction_file_is_no_detectors(tmp_path: Path) -> None:
     assert findings(validate.validate_file, path) == {
         ("WARNING", "Field: /entry/end_time_estimated", "This field is not defined in NXentry")}
     np.testing.assert_array_equal(nxload(str(path)).plottable_data.nxsignal.nxdata, slices)
+
+
+def test_a_modular_detectors_file_is_nxmx_as_a_single_ones(tmp_path: Path) -> None:
+    """Six PILATUS modules in a 2 × 3 grid with the P6M's gaps (``bp.count`` with the
+    powder): one NXdetector, one NXdetector_module spanning the frame with its gaps
+    (masked, NeXus's bit 0), as DECTRIS's files describe a PILATUS 6M — what the
+    validator says is what it says of a one-module detector's file."""
+    layout = DetectorLayout(PILATUS_6M.module, grid=(2, 3), gap=(17, 7))
+    RE = RunEngine({})
+    bl = Beamline.create(tmp_path, layout=layout, backend="compiled", time_scale=0.001)
+    RE.preprocessors.append(beamline_metadata(bl))
+    try:
+        RE(bps.mv(bl.shutter, "open"))
+        bl.use_powder()
+        RE(bp.count([bl.det], num=1))
+    finally:
+        bl.close()
+    (path,) = tmp_path.glob("det_2*_primary.h5")
+    with h5py.File(path, "r") as f:
+        assert f["entry/data/data"].shape == (1, *layout.shape)
+        assert list(f["entry/instrument/detector/module/data_size"][()]) == list(layout.shape)
+        gaps = (f["entry/instrument/detector/pixel_mask"][()] & 1).astype(bool)
+        np.testing.assert_array_equal(gaps, layout.gap_mask())
+    assert findings(validate.validate_application, path) == NXMX_ACCEPTED
+    assert findings(validate.validate_file, path) == NXMX_BASE_ACCEPTED
