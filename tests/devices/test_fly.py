@@ -21,11 +21,15 @@ from fpga.designs.params import ChainParams
 from . import fly_steps
 
 P = ChainParams(64, 64, 16)
+SMALL = ChainParams(32, 32, 16)
+"""The interpreter beamline's firmware: a quarter of P's pixels is a quarter of the
+interpreter's ticks per frame, most of a fly's time here (the compiled beamlines keep P,
+whose simulation the compiled cache holds)."""
 
 
 @pytest.fixture
 def beamline(tmp_path: Path) -> Iterator[Beamline]:
-    bl = Beamline.create(tmp_path, params=P, backend="interp", time_scale=0.001)
+    bl = Beamline.create(tmp_path, params=SMALL, backend="interp", time_scale=0.001)
     bl.shutter.set("open").wait(5)
     bl.use_phantom()
     yield bl
@@ -309,7 +313,7 @@ def test_frames_drawn_into_reused_link_buffers_are_the_firmware_of_their_counts(
     decoded = [a for a in batch_arrays[1:] if a is not None]
     assert batch_arrays[0] is None and len(decoded) == len(batch_arrays) - 1
     assert len({id(a) for a in decoded}) < len(decoded)
-    reference = Firmware(P, "interp")
+    reference = Firmware(SMALL, "interp")
     reference.configure(det.chain_config(), det.tables)
     want = [frame.image for frame in reference.acquire(sent())]
     with open_frames(path) as reader:

@@ -21,6 +21,14 @@ from devices.flyer import DetectorFlyer
 from fpga.designs.params import ChainParams
 
 
+@pytest.fixture
+def smeflow_chain_params() -> ChainParams:
+    """32×32 frames for ``smeflow_beamline``: a quarter of the interpreter firmware's ticks
+    per frame (most of a fly's time here); its frames still take far longer than a
+    trigger period, and what is tested does not depend on the frame size."""
+    return ChainParams(32, 32, 16)
+
+
 def _fly(bl: Any, frames: int, fault_after: int | None, *faults: str) -> Any:
     """Fly ``frames`` frames at 50 Hz in real time, the link faults injected before the
     kickoff (``fault_after`` None) or once that many frames are in; the finished fly."""

@@ -17,8 +17,17 @@ from bluesky.utils import RunEngineInterrupted
 
 from devices.fly import FlyParameters
 from devices.flyer import DetectorFlyer
+from fpga.designs.params import ChainParams
 
 FRAMES = 20
+
+
+@pytest.fixture
+def smeflow_chain_params() -> ChainParams:
+    """32×32 frames for ``smeflow_beamline``: a quarter of the interpreter firmware's ticks
+    per frame (most of a fly's time here); its frames still take far longer than a
+    trigger period, and what is tested does not depend on the frame size."""
+    return ChainParams(32, 32, 16)
 
 
 def _paused_bp_fly(bl: Any, flyer: DetectorFlyer, staged_by_plan: bool

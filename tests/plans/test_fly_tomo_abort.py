@@ -15,7 +15,16 @@ from bluesky.utils import RunEngineInterrupted
 from devices.fly import FlyParameters, PositionTrigger
 from devices.flyer import DetectorFlyer
 from devices.rotation import ContinuousRotation
+from fpga.designs.params import ChainParams
 from plans import fly_tomo_scan
+
+
+@pytest.fixture
+def smeflow_chain_params() -> ChainParams:
+    """32×32 frames for ``smeflow_beamline``: a quarter of the interpreter firmware's ticks
+    per frame (most of a fly's time here); its frames still take far longer than a
+    trigger period, and what is tested does not depend on the frame size."""
+    return ChainParams(32, 32, 16)
 
 
 def _pause_once_flying(bl: Any) -> None:
