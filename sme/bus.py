@@ -65,6 +65,7 @@ class Bus:
     """Base class of bus declarations; instances are the buses a network connects."""
 
     _sme_signals: ClassVar[dict[str, SignalSpec]] = {}
+    _sme_is_bus: ClassVar[bool] = True  # (``Array[B, n]`` of a bus class: sme.types)
     _sme_src_loc: ClassVar[SrcLoc]
     _sme_def_ns: ClassVar[dict[str, Any]]
 

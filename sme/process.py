@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import enum
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, TypeVar, get_args, get_origin
 
@@ -53,6 +53,7 @@ from .overflow import store
 from .types import (
     ArrayType,
     BoolType,
+    BusArrayType,
     IntegerType,
     SignalType,
     TypeMisfit,
@@ -60,7 +61,7 @@ from .types import (
     is_signal_type,
 )
 
-B = TypeVar("B", bound=Bus)
+B = TypeVar("B", bound="Bus | Sequence[Bus]")  # (a sequence: In[Array[Bus, n]])
 
 
 class Direction(enum.Enum):
@@ -71,18 +72,27 @@ class Direction(enum.Enum):
 
 
 In = Annotated[B, Direction.IN]
-"""``name: In[BusClass]`` declares a port the process reads."""
+"""``name: In[BusClass]`` declares a port the process reads; ``In[Array[BusClass, n]]`` an
+array of ``n`` buses (C#'s ``[InputBus] BusClass[] name``), read as ``self.name[i].signal``."""
 Out = Annotated[B, Direction.OUT]
-"""``name: Out[BusClass]`` declares a port the process writes."""
+"""``name: Out[BusClass]`` declares a port the process writes (``Out[Array[BusClass, n]]``:
+an array of buses)."""
 
 
 @dataclass(frozen=True)
 class PortSpec:
-    """A declared port: its name, direction and bus class."""
+    """A declared port: its name, direction and bus class; ``count`` is the number of buses
+    of an array of buses (``In[Array[B, n]]``), None for a port of one bus."""
 
     name: str
     direction: Direction
     bus_type: type[Bus]
+    count: int | None = None
+
+    def element(self, k: int) -> str:
+        """The name of bus ``k`` of an array of buses: ``name[k]`` (in messages, traces of
+        who writes what, ``Process.bus``)."""
+        return f"{self.name}[{k}]"
 
 
 @dataclass(frozen=True)
@@ -120,11 +130,10 @@ def _bus_of(ann: Any) -> str:
 
 
 def no_bus_arrays(bus: str) -> str:
-    """What a port declared or connected as an array of buses is told: the alternatives."""
-    return ("a port holds one bus; arrays of buses are not supported: declare one port per "
-            f"bus (in0: In[{bus}], in1: In[{bus}], ...) or carry the values as Array signals "
-            "of one bus (value: Array[Int[32], n], valid: Array[Bool, n]; see "
-            "sme/examples/array_of_buses.py)")
+    """What a port declared as an array of buses in another way is told: how to write it."""
+    return (f"an array of buses is declared with its length, In[Array[{bus}, n]] or "
+            f"Out[Array[{bus}, n]] (C#'s {bus}[] of n buses), and connected to a list of n "
+            f"{bus} buses; see sme/examples/array_of_buses.py")
 
 
 def _bus_in(ann: Any) -> type[Bus] | None:
@@ -182,6 +191,10 @@ class Process:
             port = _port_of(ann)
             if port is not None:
                 direction, bus_type = port
+                if isinstance(bus_type, BusArrayType):  # C#'s [InputBus] ValueBus[] input
+                    _check_name("port", name, where)
+                    ports[name] = PortSpec(name, direction, bus_type.bus, bus_type.length)
+                    continue
                 if not (isinstance(bus_type, type) and issubclass(bus_type, Bus)):
                     held = _bus_in(bus_type)
                     if held is not None:  # In[list[ValueBus]]: C#'s ValueBus[] input
@@ -197,6 +210,10 @@ class Process:
                 raise DeclarationError(
                     f"{where}: {cls.__qualname__}.{name}: {_spelled(ann)}: "
                     + no_bus_arrays(_bus_of(ann)))
+            elif isinstance(ann, BusArrayType):  # without In/Out: refused, not ignored
+                raise DeclarationError(
+                    f"{where}: {cls.__qualname__}.{name}: {ann!r} is an array of buses "
+                    f"without a direction: declare it In[{ann!r}] or Out[{ann!r}]")
             elif is_signal_type(ann):
                 _check_name("register", name, where)
                 t = cast(ann)
@@ -258,6 +275,9 @@ class Process:
         self._sme_buses: dict[str, Bus] = {}
         for port in cls._sme_ports.values():
             given = connections.pop(port.name, None)
+            if port.count is not None:
+                self._connect_array(port, given)
+                continue
             bus = port.bus_type() if given is None else _as_bus(given, self, port)
             if given is None:
                 bus.src_loc = self.src_loc
@@ -293,6 +313,44 @@ class Process:
                 f"registers: {', '.join(cls._sme_registers) or '-'}"
             )
         self._sme_reset()
+
+    def _connect_array(self, port: PortSpec, given: Any) -> None:
+        """Connect the array of buses ``port`` to ``given`` (a list or tuple of exactly
+        ``port.count`` buses of its class; None: that many new ones): ``self.<port>`` is a
+        tuple of their views, and bus ``k`` is ``self.bus("<port>[k]")``."""
+        assert port.count is not None
+        kind = f"{port.direction.name.title()}[Array[{port.bus_type.__name__}, {port.count}]]"
+        if given is None:
+            buses = [port.bus_type() for _ in range(port.count)]
+            for b in buses:
+                b.src_loc = self.src_loc
+        elif not isinstance(given, list | tuple) or len(given) != port.count:
+            got = f"{len(given)} buses" if isinstance(given, list | tuple) else repr(given)
+            raise BusTypeError(
+                f"{self.src_loc}: {type(self).__name__} port '{port.name}' is {kind}: it needs "
+                f"a list of {port.count} {port.bus_type.__name__} buses, got {got}")
+        else:
+            buses = [_as_bus(g, self, PortSpec(port.element(k), port.direction, port.bus_type))
+                     for k, g in enumerate(given)]
+        views = []
+        for k, bus in enumerate(buses):
+            element = port.element(k)
+            if type(bus) is not port.bus_type:
+                raise BusTypeError(f"{self.describe()}: port '{element}' is an element of "
+                                   f"{kind} but was connected to {bus.describe()}")
+            if port.direction is Direction.OUT and bus in buses[:k]:
+                raise BusTypeError(
+                    f"{self.describe()}: port '{port.name}' is {kind} and writes "
+                    f"{bus.describe()} as its elements {buses.index(bus)} and {k}; a bus has "
+                    "one writer, and each element of an Out array is one")
+            self._sme_buses[element] = bus
+            who = _describer(self, element)
+            if port.direction is Direction.IN:
+                views.append(reader_view(bus, who))
+            else:
+                target = bus._cur if type(self)._sme_combinational else bus._nxt
+                views.append(writer_view(bus, who, target, locate=True))
+        object.__setattr__(self, port.name, tuple(views))
 
     def on_tick(self) -> Any:
         """The process's behaviour for one clock tick (or a generator over ticks)."""
@@ -346,18 +404,21 @@ class Process:
         return cls._sme_generator
 
     def bus(self, port: str) -> Bus:
-        """The bus connected to ``port``."""
+        """The bus connected to ``port`` (``"name[k]"``: bus ``k`` of an array of buses)."""
         return self._sme_buses[port]
 
     def input_buses(self) -> dict[str, Bus]:
-        """Port name → bus, for the ports this process reads."""
+        """Port name → bus, for the ports this process reads (``name[k]`` → bus ``k`` of an
+        array of buses)."""
         ports = type(self)._sme_ports
-        return {n: b for n, b in self._sme_buses.items() if ports[n].direction is Direction.IN}
+        return {n: b for n, b in self._sme_buses.items()
+                if ports[n.split("[", 1)[0]].direction is Direction.IN}
 
     def output_buses(self) -> dict[str, Bus]:
-        """Port name → bus, for the ports this process writes."""
+        """Port name → bus, for the ports this process writes (``name[k]``: as above)."""
         ports = type(self)._sme_ports
-        return {n: b for n, b in self._sme_buses.items() if ports[n].direction is Direction.OUT}
+        return {n: b for n, b in self._sme_buses.items()
+                if ports[n.split("[", 1)[0]].direction is Direction.OUT}
 
     def initial_values(self) -> dict[str, Any]:
         """Register name → this instance's initial value (``MISSING`` when undefined)."""
@@ -379,7 +440,8 @@ def _as_bus(given: Any, proc: Process, port: PortSpec) -> Bus:
     hint = ""
     if isinstance(given, list | tuple) and given and all(
             isinstance(g, Bus | _ViewBase) for g in given):
-        hint = "; " + no_bus_arrays(port.bus_type.__name__)
+        hint = (f"; port '{port.name}' holds one bus; declare it In[Array["
+                f"{port.bus_type.__name__}, {len(given)}]] (or Out[...]) for an array of buses")
     raise BusTypeError(
         f"{proc.src_loc}: {type(proc).__name__} port '{port.name}' needs a "
         f"{port.bus_type.__name__} bus, got {given!r}{hint}"

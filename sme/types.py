@@ -465,13 +465,30 @@ class _FixFactory:
         return "SFix" if self.signed else "UFix"
 
 
+class BusArrayType:
+    """``Array[B, n]`` of a ``Bus`` class ``B``: ``n`` buses of class ``B``, the type of a
+    port (``In[Array[B, n]]``, C#'s ``[InputBus] B[] name``), never of a signal."""
+
+    def __init__(self, bus: type, length: int) -> None:
+        if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+            raise DeclarationError(f"Array[{bus.__name__}, {length!r}]: an array of buses holds "
+                                   "n >= 1 buses (an int)")
+        self.bus, self.length = bus, length
+
+    def __repr__(self) -> str:
+        return f"Array[{self.bus.__name__}, {self.length}]"
+
+
 class _ArrayFactory:
     def __getitem__(self, args: tuple[object, int]) -> ArrayType:
-        return _located(lambda: self._make(args))
+        """``Array[T, n]``; of a Bus class, a ``BusArrayType`` (a port's type only)."""
+        return _located(lambda: self._make(args))  # type: ignore[type-var,return-value]
 
-    def _make(self, args: tuple[object, int]) -> ArrayType:
+    def _make(self, args: tuple[object, int]) -> ArrayType | BusArrayType:
         if not isinstance(args, tuple) or len(args) != 2:
             raise DeclarationError("Array[...] takes an element type and a length: Array[T, n]")
+        if isinstance(args[0], type) and getattr(args[0], "_sme_is_bus", False):
+            return BusArrayType(args[0], args[1])
         element, length = cast(args[0]), args[1]
         return _cached(("a", element, length), lambda: ArrayType(element, length))
 
@@ -530,7 +547,8 @@ def is_signal_type(obj: object) -> bool:
 
 
 __all__ = [
-    "Array", "ArrayType", "Bool", "BoolType", "EnumType", "Fixed", "FixedType", "Int", "IntType",
+    "Array", "ArrayType", "Bool", "BoolType", "BusArrayType", "EnumType", "Fixed", "FixedType",
+    "Int", "IntType",
     "IntegerType", "SFix", "SignalType", "TypeMisfit", "UFix", "UInt", "UIntType", "cast",
     "is_signal_type",
 ]

@@ -57,6 +57,13 @@ def emit_top(net: Network, irs: dict[type[Process], ProcessIR], names: TopNames,
             out += [f"{IND * 2}generic map (", ",\n".join(gens), f"{IND * 2})"]
         maps = [f"{IND * 3}clk => clk", f"{IND * 3}rst => rst"]
         for port in ir.ports:
+            count = type(p).ports()[port.name].count
+            if count is not None:  # an array of buses: element k of each port is bus k's
+                for sig in port.signals:
+                    maps += [f"{IND * 3}{pn.port(port.name, sig.name)}({k}) => "
+                             f"{names.signal(p.bus(f'{port.name}[{k}]'), sig.name)}"
+                             for k in range(count)]
+                continue
             bus = p.bus(port.name)
             for sig in port.signals:
                 maps.append(f"{IND * 3}{pn.port(port.name, sig.name)} => "

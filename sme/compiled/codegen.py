@@ -290,7 +290,9 @@ def _instance(lay: Layout, net: Network, pi: int, cur: dict[tuple[Bus, str], Sto
     types = {name: spec.type for name, spec in type(proc).registers().items()}
     for name, t in types.items():
         regs[name] = lay.memory(f"r{pi}_{name}", t, initial[name])
-    return Instance(pi, proc.describe(), proc.name, pir, ports, regs, types)
+    arrays = {name: spec.count for name, spec in type(proc).ports().items()
+              if spec.count is not None}
+    return Instance(pi, proc.describe(), proc.name, pir, ports, regs, types, arrays=arrays)
 
 
 def _latched_buses(net: Network) -> set[Bus]:

@@ -11,6 +11,8 @@ This module emits statements and processes; ``emit_expr`` the expressions.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..lower import ir
 from ..lower.cycles import MAX_STEPS, spin_loops
 from ..lower.ir import ArrayT, EnumT
@@ -167,6 +169,20 @@ class Emitter(ExprEmitter):
         return inst.locals[t.name], Site("store", where)
 
     def assign(self, s: ir.Assign) -> list[str]:
+        t = s.target
+        if isinstance(t, ir.PortTarget) and self.inst and t.port in self.inst.arrays \
+                and t.index is not None:  # self.<port>[i].<signal> = value: bus i's signal
+            i = self.bus_array_index(t.index, t.port, f"self.{t.port}")
+            stores = [self.assign(replace(s, target=ir.PortTarget(f"{t.port}[{k}]", t.signal)))
+                      for k in range(self.inst.arrays[t.port])]
+            if isinstance(i, int):
+                return stores[i]
+            v = self.fresh()
+            lines = [f"{v} = {i}"]
+            for k, store in enumerate(stores):
+                lines.append(f"{'if' if k == 0 else 'elif'} {v} == {k}:")
+                lines += [f"    {ln}" for ln in store]
+            return lines
         st, site = self.target(s.target)
         index = s.target.index
         if isinstance(s.value, ir.Convert) and s.value.origin == "resize":

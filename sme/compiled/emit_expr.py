@@ -53,6 +53,8 @@ class Instance:
     registers: dict[str, Storage]
     register_types: dict[str, SignalType]
     locals: dict[str, Storage] = field(default_factory=dict)
+    arrays: dict[str, int] = field(default_factory=dict)
+    """The arrays of buses (port → its number of buses): bus ``k`` is port ``port[k]``."""
 
 
 @dataclass
@@ -255,6 +257,9 @@ class ExprEmitter:
             # would overflow, or wrap silently, beside a value beyond 64 bits)
             dtype = self.table_dtypes[name]
             return code if dtype in ("np.int64", "object") else f"np.int64({code})"
+        if isinstance(e, ir.Index) and isinstance(e.base, ir.PortRead) and self.inst \
+                and e.base.port in self.inst.arrays:
+            return self.bus_array_read(e, e.base)
         if isinstance(e, ir.Index):
             st, usite = self.storage_of(e.base)
             if not isinstance(st, ArraySlot):
@@ -292,6 +297,35 @@ class ExprEmitter:
         if isinstance(e, ir.Convert):
             return self.convert(e, self.val(e.operand))
         raise self.fail(f"the expression {type(e).__name__}")
+
+    def bus_array_index(self, e: ir.Expr, port: str, text: str) -> str | int:
+        """The index of a bus of the array of buses ``port``: an int when it is constant,
+        else its code (checked, as an array index is, with the same message)."""
+        assert self.inst is not None
+        n = self.inst.arrays[port]
+        if isinstance(e, ir.Const):
+            return int(e.value)
+        isite = self.layout.site(Site("index_read", self.where(), signal=text,
+                                      who=self.inst.describe, length=n))
+        return self.index(e, n, "1", 0, isite)
+
+    def bus_array_read(self, e: ir.Index, base: ir.PortRead) -> str:
+        """``self.<port>[i].<signal>``: the signal of bus ``i``, each bus being a port of its
+        own (``port[k]``); a run-time ``i`` picks among them (a tuple, or a chain of
+        conditions when reading a bus may fail: only the bus that is read is checked)."""
+        assert self.inst is not None
+        n = self.inst.arrays[base.port]
+        i = self.bus_array_index(e.index, base.port, e.text)
+        codes = [self.expr(ir.PortRead(e.type, f"{base.port}[{k}]", base.signal,
+                                       base.own_output)) for k in range(n)]
+        if isinstance(i, int):
+            return codes[i]
+        if not any(_CHECKS.search(c) for c in codes):
+            return f"({', '.join(codes)},)[{i}]"
+        chain = codes[-1]  # (an index that is not a plain name is computed per test: pure)
+        for k in range(n - 2, -1, -1):
+            chain = f"({codes[k]} if {i} == {k} else {chain})"
+        return chain
 
     def min_max(self, e: ir.Select) -> str | None:
         """``min(a, b)`` / ``max(a, b)`` as ``sme.lower`` writes them (``b if b < a else a``,

@@ -110,6 +110,12 @@ def _call_resize(lw: LowererBase, node: ast.Call) -> Expr:
 def _call_builtin(lw: LowererBase, f: Any, node: ast.Call) -> Expr:
     if node.keywords:
         raise lw.type_error(node, f"{f.__name__}() keyword arguments are not supported")
+    if f is len and len(node.args) == 1:
+        from .bus_arrays import length
+
+        found = length(lw, node.args[0])
+        if found is not None:
+            return found
     args = [lw.expr(a) for a in node.args]
     if f is len:
         if len(args) != 1 or not isinstance(args[0].type, ArrayT):

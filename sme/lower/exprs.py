@@ -13,6 +13,7 @@ from ..declare import MISSING
 from ..overflow import saturate, wrap
 from ..types import Fixed, SignalType, is_signal_type
 from ..types import cast as sme_cast
+from . import bus_arrays
 from . import typerules as tr
 from .calls import lower_call
 from .context import LowererBase, Marked
@@ -113,6 +114,11 @@ class ExprLowering(LowererBase):
         if isinstance(node, ast.Subscript):
             if isinstance(node.slice, ast.Slice):
                 raise self.unsupported(node.slice, *_CONSTRUCTS[ast.Slice])
+            if bus_arrays.element(self, node) is not None:
+                port = ast.unparse(node.value)
+                raise self.unsupported(node, "bus used as a value",
+                                       f"{ast.unparse(node)} is a bus of the array {port}; "
+                                       f"read its signals: {port}[i].<signal>")
             base = self.expr(node.value)
             if not isinstance(base.type, ArrayT):
                 raise self.type_error(node, f"{ast.unparse(node.value)} is not an array")
@@ -241,6 +247,11 @@ class ExprLowering(LowererBase):
             if node.attr in self.registers:
                 return RegRead(vtype_of(self.registers[node.attr].type), node.attr)
             if node.attr in self.ports:
+                if self.ports[node.attr].count is not None:
+                    raise self.unsupported(node, "array of buses used as a value",
+                                           f"self.{node.attr} is an array of buses; read a "
+                                           f"signal of one of them: self.{node.attr}[i]."
+                                           f"<signal> (len(self.{node.attr}) is its length)")
                 raise self.unsupported(node, "port used as a value",
                                        f"self.{node.attr} is a port; read its signals: "
                                        f"self.{node.attr}.<signal>")
@@ -251,10 +262,17 @@ class ExprLowering(LowererBase):
                                    f"self.{node.attr} is neither a register, a port nor a "
                                    "class constant (int, fixed point or tuple); method calls "
                                    "and other attributes are not supported")
+        element = bus_arrays.element(self, base)
+        if element is not None:
+            return bus_arrays.read(self, node, *element)
         if (isinstance(base, ast.Attribute) and is_self(base.value)
                 and base.attr in self.ports):
             port = base.attr
             bus_t = self.ports[port].bus_type
+            if self.ports[port].count is not None:
+                raise self.unsupported(node, "signal of an array of buses",
+                                       f"self.{port} is an array of buses; read the signal of "
+                                       f"one of them: self.{port}[i].{node.attr}")
             spec = bus_t.signals().get(node.attr)
             if spec is None:
                 raise self.type_error(node, f"bus {bus_t.__name__} of port '{port}' has no "

@@ -21,6 +21,7 @@ import ast
 import dataclasses
 
 from ..declare import own_annotations
+from . import bus_arrays
 from .context import Frame, Marked
 from .exprs import is_self
 from .ir import (
@@ -265,9 +266,18 @@ class Lowerer(LoopLowering):
             raise self.unsupported(node, "assignment to an attribute",
                                    f"self.{node.attr} is not a declared register"
                                    + _plain_field_hint(self.cls, node.attr))
+        element = bus_arrays.element(self, node.value) if isinstance(node, ast.Attribute) \
+            else None
+        if element is not None:
+            assert isinstance(node, ast.Attribute)
+            return bus_arrays.target(self, node, *element)
         if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
                 and is_self(node.value.value) and node.value.attr in self.ports):
             port = node.value.attr
+            if self.ports[port].count is not None:
+                raise self.unsupported(node, "signal of an array of buses",
+                                       f"self.{port} is an array of buses; write the signal of "
+                                       f"one of them: self.{port}[i].{node.attr} = value")
             spec = self.ports[port].bus_type.signals().get(node.attr)
             if spec is None:
                 raise self.type_error(node, f"bus {self.ports[port].bus_type.__name__} of port "

@@ -9,6 +9,7 @@ from typing import Any
 from ..declare import MISSING
 from ..network import Network
 from ..process import Direction, Process
+from ..types import Array
 from .context import MAX_FIXPOINT_PASSES
 from .errors import LoweringError, LoweringTypeError
 from .frontend import Lowerer, parse_function
@@ -93,6 +94,8 @@ def lower_process(cls: type[Process]) -> ProcessIR:
             SignalIR(s.name, vtype_of(s.type), s.type, _initial(s.initial, vtype_of(s.type)))
             for s in spec.bus_type.signals().values()
         )
+        if spec.count is not None:  # an array of buses: its signals are arrays (bus_arrays)
+            sigs = tuple(_bus_array_signal(s, spec.count) for s in sigs)
         for s in sigs:
             _collect_enums(s.type, enums)
         ports.append(PortIR(name, "in" if spec.direction is Direction.IN else "out",
@@ -119,6 +122,12 @@ def lower_process(cls: type[Process]) -> ProcessIR:
     )
     _CACHE[cls] = ir
     return ir
+
+
+def _bus_array_signal(s: SignalIR, count: int) -> SignalIR:
+    """Signal ``s`` of the ``count`` buses of an array of buses, as one array signal."""
+    return SignalIR(s.name, ArrayT(s.type, count), Array[s.sig_type, count],
+                    None if s.initial is None else (s.initial,) * count)
 
 
 def lower_network(network: Network) -> dict[type[Process], ProcessIR]:

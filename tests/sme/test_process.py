@@ -180,12 +180,12 @@ def test_an_array_of_ports_is_refused_when_declared(kind: str) -> None:
 
 
 ARRAYS_OF_BUSES = (
-    "a port holds one bus; arrays of buses are not supported: declare one port per bus "
-    "(in0: In[Data], in1: In[Data], ...) or carry the values as Array signals of one bus "
-    "(value: Array[Int[32], n], valid: Array[Bool, n]; see sme/examples/array_of_buses.py)")
+    "an array of buses is declared with its length, In[Array[Data, n]] or Out[Array[Data, n]] "
+    "(C#'s Data[] of n buses), and connected to a list of n Data buses; see "
+    "sme/examples/array_of_buses.py")
 
 
-def test_a_port_of_a_list_of_buses_names_the_alternatives() -> None:
+def test_a_port_of_a_list_of_buses_names_the_array_form() -> None:
     with pytest.raises(DeclarationError) as info:
         line = next_line()
         class Bad(Process):
@@ -196,7 +196,7 @@ def test_a_port_of_a_list_of_buses_names_the_alternatives() -> None:
     assert text.endswith(f"<locals>.Bad.inputs: In[list[Data]]: {ARRAYS_OF_BUSES}")
 
 
-def test_a_list_of_buses_given_to_a_port_names_the_alternatives() -> None:
+def test_a_list_of_buses_given_to_a_one_bus_port_names_the_array_form() -> None:
     class Reduce(Process):
         inputs: In[Data]
         output: Out[Data]
@@ -206,7 +206,9 @@ def test_a_list_of_buses_given_to_a_port_names_the_alternatives() -> None:
 
     with pytest.raises(BusTypeError) as info:
         Reduce(inputs=[Data(), Data()], output=Data())
-    assert str(info.value).endswith(f"; {ARRAYS_OF_BUSES}")
+    assert str(info.value).endswith(
+        "; port 'inputs' holds one bus; declare it In[Array[Data, 2]] (or Out[...]) for an "
+        "array of buses")
     assert "port 'inputs' needs a Data bus, got [<Data bus" in str(info.value)
 
 
