@@ -13,6 +13,9 @@ the same application, set up here once:
   ``application/json-seq``. Tiled has no such exporter by default (the request answers
   406); the one ``bluesky_tiled_plugins`` ships (``exporters.json_seq_exporter``) is
   registered for the ``BlueskyRun`` spec, as its docs ask a server's configuration to do.
+- **An array as HTML**: Tiled 0.2.20's ``text/html`` exporter of arrays called the PNG
+  and CSV exporters without the media type, so every such request was an HTTP 500; the
+  same exporter with the call fixed is registered in its place (``_array_html``).
 - **Full-text search with any punctuation**: Tiled hands the text of a ``FullText`` query
   to the database's own query language unchanged — SQLite's FTS5 ``MATCH`` and
   PostgreSQL's ``to_tsquery`` — so a hyphen (``sample-3``), a quote, a colon or a
@@ -85,7 +88,23 @@ def serialization_registry() -> Any:
 
     registry = copy.deepcopy(default_serialization_registry)
     registry.register("BlueskyRun", JSON_SEQ, json_seq_exporter)
+    registry.register("array", "text/html", functools.partial(_array_html, registry))
     return registry
+
+
+def _array_html(registry: Any, mimetype: str, array: Any, metadata: Any) -> str:
+    """An array as HTML: a PNG image, else a CSV table (tiled 0.2.20's ``serialize_html``
+    called both without the media type, so every ``?format=text/html`` of an array was
+    an HTTP 500); a shape neither takes is Tiled's ``UnsupportedShape`` (HTTP 406)."""
+    import base64
+
+    try:
+        png = registry.dispatch("array", "image/png")("image/png", array, metadata)
+    except Exception:  # (as Tiled's: any failure of the image falls back to the table)
+        table = registry.dispatch("array", "text/csv")("text/csv", array, metadata)
+        return f"<html><body>{bytes(table).decode()}</body></html>"
+    return (f'<html><body><img src="data:image/png;base64,'
+            f'{base64.b64encode(bytes(png)).decode()}"/></body></html>')
 
 
 def fts5_literal(text: str) -> str:

@@ -127,6 +127,33 @@ def test_a_hostile_request_is_one_clear_4xx(server: tuple[Served, str, dict[str,
     assert str(answer.json()["detail"]).startswith(detail), answer.json()
 
 
+def test_an_array_as_html_is_its_image_or_a_406(server: tuple[Served, str, dict[str, str]]
+                                               ) -> None:
+    """``?format=text/html`` (offered for every array) was an HTTP 500 for any array:
+    Tiled's exporter called the PNG and CSV exporters without the media type."""
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    served, uid, _ = server
+    target = "/api/v1/array/full/" + IMAGE.format(uid=uid) + "?format=text/html"
+    answer = _get(served, target + "&slice=3")
+    assert answer.status_code == 200, answer.text[:300]
+    found = re.fullmatch(r'<html><body><img src="data:image/png;base64,([^"]+)"/></body>'
+                         r'</html>', answer.text)
+    assert found is not None, answer.text[:300]
+    png = _get(served, target.replace("text/html", "image/png") + "&slice=3")
+    assert png.status_code == 200 and base64.b64decode(found[1]) == png.content
+    image = np.asarray(Image.open(io.BytesIO(png.content)))  # (Tiled's, scaled to 8 bits)
+    assert image.shape == FRAMES[3].shape and (np.diff(image.ravel()) >= 0).all()
+    answer = _get(served, target)  # 3-D: neither an image nor a table
+    assert answer.status_code == 406
+    assert answer.json()["detail"].startswith("The shape of this data (5, 4, 32) is "
+                                              "incompatible with the requested format")
+
+
 def test_a_deep_path_is_answered_at_once_and_keeps_no_memory(
         server: tuple[Served, str, dict[str, str]]) -> None:
     """A 5000-segment path (10 kB) took 48 s and kept 250 MB: smeflow's one-query look-up
