@@ -14,6 +14,9 @@ library h5py itself uses (``H5Pset`` of the private file-access property
 ``H5Fincrement_filesize(file, 0)``), then removes the empty ``end_time``: NXmx's
 definition says of it "If the data collection aborts or otherwise prevents accurate
 recording of the end_time, this field should be omitted" (``end_time_estimated`` stays).
+An empty ``start_time`` — a fly acquisition's file, whose writer fills it with its first
+frame, killed before any frame came — goes too: no frame was collected, so there is no
+start to record, and DIALS' reader raises on the empty string as on the end's.
 
 The increment is not optional. A SWMR writer records the end of allocated space (EOA) in
 the superblock once, when SWMR starts; everything it writes afterwards lies beyond that
@@ -24,11 +27,11 @@ address. HDF5 truncates a file to its EOA when it closes it, so clearing the fla
 
 The work is done on a copy in the same folder, compared with the file as it was — every
 dataset and every attribute bit for bit (of a frame dataset, its intact frames), the
-empty ``end_time`` alone gone — then renamed over it: a repair that is killed or fails
-leaves the original as it was. ``before_rename`` is called with what will have changed
-once the copy is checked and before the rename, so that a caller can record it first
-(``dataflow.repair`` does: a repair killed after the rename still knows the digest the
-file had before). A file some process still has open — this
+empty ``end_time`` (and ``start_time``) alone gone — then renamed over it: a repair that
+is killed or fails leaves the original as it was. ``before_rename`` is called with what
+will have changed once the copy is checked and before the rename, so that a caller can
+record it first (``dataflow.repair`` does: a repair killed after the rename still knows
+the digest the file had before). A file some process still has open — this
 process's HDF5 handles (``open_in_process``), or a process of this machine whose open
 files list it (``/proc/<pid>/fd``, as ``fuser`` finds them: the user's own processes, or
 every process when run as root) — is refused: a writer alive would go on writing into the
@@ -74,6 +77,8 @@ class ClosedFile:
     end_time_removed: bool
     datasets: int = 0
     """Datasets compared bit for bit (the frame datasets among them)."""
+    start_time_removed: bool = False
+    """An empty ``start_time`` (a fly file killed before its first frame) was removed."""
 
     def as_metadata(self) -> dict[str, object]:
         """The run's ``recovery`` metadata entry for this file."""
@@ -81,14 +86,17 @@ class ClosedFile:
                 "sha256": self.sha256, "frames": self.frames, "datasets": self.datasets,
                 "changed": "HDF5 consistency flags cleared (h5clear -s --increment=0)" +
                            ("; empty NXmx end_time removed" if self.end_time_removed
-                            else "")}
+                            else "") +
+                           ("; empty NXmx start_time removed (no frame came)"
+                            if self.start_time_removed else "")}
 
     @classmethod
     def from_metadata(cls, entry: Mapping[str, Any]) -> ClosedFile:
         """The inverse of ``as_metadata``."""
         return cls(str(entry["path"]), str(entry["sha256_before"]), str(entry["sha256"]),
                    int(entry["frames"]), "end_time removed" in str(entry.get("changed")),
-                   int(entry.get("datasets", 0)))
+                   int(entry.get("datasets", 0)),
+                   "start_time removed" in str(entry.get("changed")))
 
 
 def open_for_write(path: Path) -> bool:
@@ -162,16 +170,17 @@ def _clear_flags(path: Path) -> None:
         fid.close()
 
 
-def _remove_empty_end_time(path: Path, frames: Mapping[str, int]) -> str | None:
-    """Remove the empty ``end_time`` of the entry holding the frames; its name, if one was."""
+def _remove_empty_time(path: Path, frames: Mapping[str, int], field: str) -> str | None:
+    """Remove the empty ``field`` (``end_time``, ``start_time``) of the entry holding the
+    frames; its name, if one was."""
     with h5py.File(path, "r+") as f:
         for entry_name in sorted({name.strip("/").split("/")[0] for name in frames}):
             entry = f.get(entry_name)
-            node = entry.get("end_time") if isinstance(entry, h5py.Group) else None
+            node = entry.get(field) if isinstance(entry, h5py.Group) else None
             if isinstance(node, h5py.Dataset) and node.shape == () and \
                     node[()] in (b"", ""):
-                del entry["end_time"]
-                return f"{entry_name}/end_time"
+                del entry[field]
+                return f"{entry_name}/{field}"
     return None
 
 
@@ -283,9 +292,11 @@ def _close_locked(path: Path, frames: Mapping[str, int],
         with h5py.File(path, "r", swmr=True) as f:
             want = file_digests(f, frames)
         _clear_flags(copy)
-        removed = _remove_empty_end_time(copy, frames)
-        if removed is not None:
-            want.pop(removed, None)
+        removed = _remove_empty_time(copy, frames, "end_time")
+        unstarted = _remove_empty_time(copy, frames, "start_time")
+        for name in (removed, unstarted):
+            if name is not None:
+                want.pop(name, None)
         with h5py.File(copy, "r") as f:
             got = file_digests(f, frames)
         changed = sorted(set(want) ^ set(got) | {k for k in want if want[k] != got.get(k)})
@@ -297,7 +308,8 @@ def _close_locked(path: Path, frames: Mapping[str, int],
             os.fsync(fh.fileno())
         closed = ClosedFile(str(path), before, file_sha256(copy), sum(frames.values()),
                             removed is not None,
-                            sum(1 for name in got if not name.endswith("/")))
+                            sum(1 for name in got if not name.endswith("/")),
+                            unstarted is not None)
         if before_rename is not None:
             before_rename(closed)
         os.replace(copy, path)

@@ -98,7 +98,8 @@ class RepairReport:
         for key, n in sorted(self.frames.items()):
             out.append(f"  {key}: {n} frame{'s' if n != 1 else ''} complete on disk")
         out += [f"  closed {c.path}: HDF5 consistency flags cleared"
-                f"{', empty end_time removed' if c.end_time_removed else ''}; "
+                f"{', empty end_time removed' if c.end_time_removed else ''}"
+                f"{', empty start_time removed' if c.start_time_removed else ''}; "
                 f"{c.frames} frames unchanged ({c.datasets} datasets compared bit for "
                 f"bit); sha256 {c.sha256}" for c in self.closed]
         out += [f"  problem: {p}" for p in self.problems]

@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime
 import itertools
 import logging
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -393,3 +395,38 @@ def test_what_dxtbx_builds_is_pyfais_fit2d(tmp_path: Path,
     assert abs(float(origin @ normal)) == pytest.approx(g.dist * 1e3, rel=1e-12)
     assert (pixel[0] * 1e3, pixel[1] * 1e3) == pytest.approx((fit2d["pixelX"],
                                                               fit2d["pixelY"]))
+
+
+KILLED_BEFORE_FIRST_FRAME = """
+import os, sys
+from dataflow.hdf5 import FrameWriter
+from geometry import PoniGeometry
+g = PoniGeometry(0.12, 0.0004, 0.0006, pixel1=1e-4, pixel2=2e-4, shape=(8, 6),
+                 wavelength=0.5e-10)
+FrameWriter(sys.argv[1], "fly.h5", (8, 6), start_pending=True, geometry=g)
+os._exit(0)  # no HDF5 shutdown: what a killed process leaves
+"""
+
+
+def test_repair_removes_the_empty_start_time_of_a_fly_killed_before_its_first_frame(
+        tmp_path: Path) -> None:
+    """A fly acquisition killed before any frame came leaves ``start_time`` empty, as
+    ``end_time``: DIALS' reader raises on both. ``smeflow catalog repair``'s closing
+    removes both (no frame was collected: there is no start to record)."""
+    from dataflow.killed_file import ClosedFile, close_killed_file
+
+    done = subprocess.run([sys.executable, "-c", KILLED_BEFORE_FIRST_FRAME, str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    path = tmp_path / "fly.h5"
+    with h5py.File(path, "r", swmr=True) as f:
+        assert f["entry/start_time"][()] == b"" == f["entry/end_time"][()]
+        with pytest.raises(ValueError, match="ISO string too short"):
+            _ = nxmx.NXmx(f).entries[0].start_time
+    closed = close_killed_file(path, {"/entry/data/data": 0})
+    assert closed is not None and closed.start_time_removed and closed.end_time_removed
+    assert ClosedFile.from_metadata(closed.as_metadata()) == closed
+    with h5py.File(path, "r") as f:
+        (entry,) = nxmx.NXmx(f).entries
+        assert entry.start_time is None and entry.end_time is None
+        assert "end_time_estimated" in f["entry"]
