@@ -6,11 +6,12 @@ each raw run with a reduction (:func:`analysis.reduce.reduction_for`: tomography
 diffraction) it
 
 1. follows ``stream_resource``/``stream_datum`` documents (a flyer's ``resource``/``datum``
-   documents and datum ids in events, as ``bp.fly`` records them, brought to those as
-   the catalog's writer does: :mod:`analysis.live_documents`) and reads each frame from the
-   announced HDF5 file (SWMR read mode, :func:`dataflow.hdf5.open_frames`) as soon as
-   both its ``stream_datum`` and its event (which carries the rotation angle of a fly
-   scan) have arrived; the file is opened, read and closed at once under h5py's lock, so
+   documents and datum ids in events, as ``bp.fly`` recorded them before
+   ``dataflow.fly_streams``, brought to those as the catalog's writer does:
+   :mod:`analysis.live_documents`) and reads each frame from the announced HDF5 file
+   (SWMR read mode, :func:`dataflow.hdf5.open_frames`) as soon as both its
+   ``stream_datum`` and its event (which carries the rotation angle of a fly scan) have
+   arrived; the file is opened, read and closed at once under h5py's lock, so
    a reader never holds a raw file open when the detector closes it (:func:`read_frames`);
 2. takes the run's pixel mask from its ``"mask"`` stream (:mod:`dataflow.pixel_mask`,
    published before the first frame) and ignores those pixels in every reduction;

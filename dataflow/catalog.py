@@ -48,7 +48,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self
 
-from . import run_files
+from . import fly_streams, run_files
 from .assets import AssetPolicy, guard_adapters
 from .catalog_db import (
     check_table_store,
@@ -418,12 +418,15 @@ class Catalog(ClientCatalog):
         Every run is journaled (``dataflow.journal``) until its stop document is written,
         so a run whose process is killed can be recovered whole (``dataflow.repair``).
         The frame files of each run are closed before its stop document
-        (``dataflow.run_files``): a file a full disk cut short fails the run.
+        (``dataflow.run_files``): a file a full disk cut short fails the run. A flyer's
+        stream is declared before its kickoff (``dataflow.fly_streams``), so ``bp.fly``
+        records its frames with ``stream_resource``/``stream_datum``.
 
         Returns the subscription token (for ``RE.unsubscribe``).
         """
         RE.scan_id_source = self.scan_ids.scan_id_source
         run_files.install(RE)  # (a run's files closed before its stop: run_files)
+        fly_streams.install(RE)  # (bp.fly's flyers announce stream_*: fly_streams)
         journaled = JournalingWriter(self.writer(batch_size), self.root / JOURNAL_DIR)
         token: int = RE.subscribe(journaled)
         return token

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import run_files
+from . import fly_streams, run_files
 from .catalog import (
     Catalog,
     CatalogError,
@@ -155,10 +155,12 @@ class RemoteCatalog(ClientCatalog):
         With ``spool_dir`` the writer is a ``SpoolingWriter`` (``batch_size`` 1 unless
         given), which keeps documents locally while the server is unreachable and sends
         them when it is back. The frame files of each run are closed before its stop
-        document (``dataflow.run_files``). Returns the subscription token.
+        document (``dataflow.run_files``); a flyer's stream is declared before its kickoff
+        (``dataflow.fly_streams``). Returns the subscription token.
         """
         RE.scan_id_source = self.scan_id_source
         run_files.install(RE)  # (a run's files closed before its stop: run_files)
+        fly_streams.install(RE)  # (bp.fly's flyers announce stream_*: fly_streams)
         callback: Any
         if spool_dir is not None:
             callback = self.spooling_writer(spool_dir, batch_size=batch_size or 1)

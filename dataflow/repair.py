@@ -6,7 +6,8 @@ A run without a stop document is still being acquired, or its process died. ``re
 1. when the run's journal is left (``dataflow.journal``, every embedded catalog keeps
    one), the run is rewritten from it — events and frame announcements a batching writer
    still held in memory are recovered; otherwise the catalog's copy is used as it is.
-   Frames announced the older way (``resource``/``datum``: ``bp.fly`` of a flyer) are
+   Frames announced the older way (``resource``/``datum``: ``bp.fly`` of a flyer, before
+   ``dataflow.fly_streams``) are
    first brought to the form the catalog stores (``event_pages.stream_form``);
 2. every frame file the run announces is checked on disk: it must exist, be readable,
    hold every announced frame completely, and each frame must match the CRC-32 its

@@ -1,29 +1,33 @@
 """The firmware detector as a flyer for bluesky's ``bp.fly``.
 
-``bp.fly([flyer])`` kicks the flyer off, waits for it to complete and collects it without
-declaring a stream first, which bluesky allows only for flyers that name their streams in
-``describe_collect`` (``{stream: {data keys}}``) and announce external data with ``resource``
-and ``datum`` documents (``stream_resource`` needs a declared stream). :class:`DetectorFlyer`
-is that flyer around a :class:`~devices.detector.FirmwareDetector`:
+``bp.fly([flyer])`` kicks the flyer off, waits for it to complete and collects it.
+:class:`DetectorFlyer` is that flyer around a :class:`~devices.detector.FirmwareDetector`:
 
 * ``kickoff()`` stages the detector if nothing else did, arms it with the flyer's
   :class:`~devices.fly.FlyParameters` and starts the acquisition;
 * ``complete()`` is the detector's: finished when the last frame is in the file;
-* ``collect_asset_docs()`` announces the new frames: one ``resource`` per file (spec
-  ``AD_HDF5_SWMR``, the dataset named in its ``resource_kwargs``) and one ``datum`` per
-  frame (``point_number``), which Tiled's writer turns into the stream's image array;
+* ``describe_collect()`` gives the detector's fly data keys, the image external
+  (``"STREAM:"``), and ``collect_asset_docs()`` announces the new frames as the detector
+  does: one ``stream_resource`` per file and a ``stream_datum`` for the frames written
+  since the last collect, which Tiled's writer turns into the stream's image array;
 * ``collect_pages()`` gives the frames' readings (the firmware's reductions, trigger time
-  and time stamps of each frame, the angle latched at its trigger) and the datum ids of
-  their images; once every frame of a completed acquisition is collected, a detector the
-  flyer staged is unstaged (its file closed).
+  and time stamps of each frame, the angle latched at its trigger); once every frame of
+  a completed acquisition is collected, a detector the flyer staged is unstaged (its file
+  closed).
 
-A plan that declares its stream (``bps.declare_stream(det, name=..., collect=True)``, as
-:func:`plans.fly_tomo_scan` does) uses the detector itself, with ``stream_resource`` and
-``stream_datum`` documents; this wrapper exists for plans, such as ``bp.fly``, that do not.
-Paused, the acquisition goes on, and resuming records each of its frames once
-(:meth:`DetectorFlyer.pause`); aborted or stopped from the pause (Ctrl+C, then
-``RE.abort()``), the run ends with the frames taken so far, the acquisition stops and a
-detector the flyer staged is unstaged (:meth:`DetectorFlyer.collect_asset_docs`).
+bluesky takes ``stream_resource``/``stream_datum`` only for a declared stream
+(``bps.declare_stream(flyer, name=..., collect=True)``), which ``bp.fly`` does not
+declare: the flyer names its stream in ``collect_stream`` and the RunEngine preprocessor
+:func:`dataflow.fly_streams.declare_flyer_streams` (installed by the catalogs'
+``subscribe``) declares it before the kickoff. A kickoff in a run with no stream declared
+for the flyer fails at once, saying so. Runs that ``bp.fly`` recorded before this, with
+``resource``/``datum`` documents, stay readable (the catalog's writer converts them).
+
+Paused, the acquisition goes on and the RunEngine resumes the plan where it was, replaying
+nothing (:meth:`DetectorFlyer.pause`): each frame is recorded once. Aborted or stopped
+from the pause (Ctrl+C, then ``RE.abort()``), the run ends with the frames taken so far,
+the acquisition stops and a detector the flyer staged is unstaged
+(:meth:`DetectorFlyer.collect_asset_docs`).
 
 A run that fails without a pause (an exception in the plan after ``kickoff``) does not
 stop what it kicked off: bluesky ``stop()``s only what it ``set``. A run decorator closes
@@ -43,27 +47,28 @@ theirs) stops its acquisition when the flyer is unstaged.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from bluesky.utils import NoReplayAllowed
 from ophyd.status import DeviceStatus
 
 from .detector import FirmwareDetector
 from .detector_fly import wait_for_end
 from .fly import FlyAcquisition, FlyParameters
-from .streams import RunEndWatch
+from .streams import RunEndWatch, declared_streams
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CollectBeforeComplete", "DetectorFlyer"]
-
-SPEC = "AD_HDF5_SWMR"
-"""The ``resource`` spec of the frame files (an HDF5 file written in SWMR mode)."""
+__all__ = ["CollectBeforeComplete", "DetectorFlyer", "UndeclaredStream"]
 
 
 class CollectBeforeComplete(RuntimeError):
     """A collect of a running fly acquisition before its ``complete()`` (module docstring)."""
+
+
+class UndeclaredStream(RuntimeError):
+    """A kickoff in a run that declared no stream for the flyer (module docstring)."""
 
 
 class DetectorFlyer:
@@ -77,7 +82,8 @@ class DetectorFlyer:
         Frames, exposure and triggers of each fly acquisition.
     stream
         The event stream of the frames (default ``"primary"``: ``run.primary``,
-        ``db[-1].table()``).
+        ``db[-1].table()``), declared before the kickoff by
+        :func:`dataflow.fly_streams.declare_flyer_streams` (``collect_stream``).
     """
 
     def __init__(self, det: FirmwareDetector, params: FlyParameters, *,
@@ -92,14 +98,17 @@ class DetectorFlyer:
         self.name = f"{det.name}_flyer"
         self.parent = None
         self._staged_here = False
-        self._resources: dict[str, str] = {}  # file uri -> resource uid
-        self._datum_ids: list[str] = []
         self._paged = 0
         self._own: FlyAcquisition | None = None  # the acquisition this flyer kicked off
         self._paused_fly: FlyAcquisition | None = None  # paused in (resume or end next)
         self._resumed_fly: FlyAcquisition | None = None  # resumed without a replay
         self._completing: FlyAcquisition | None = None  # complete() asked since kickoff
         self._run_end = RunEndWatch(self.name, self._run_ended)  # its kickoff's run
+
+    @property
+    def collect_stream(self) -> str:
+        """The stream the frames go to, for ``dataflow.fly_streams`` to declare."""
+        return self.stream
 
     def stage(self) -> list[Any]:
         """Nothing to load (``kickoff`` stages the detector unless it is staged): staging
@@ -128,19 +137,16 @@ class DetectorFlyer:
             self.det.unstage()
 
     def kickoff(self) -> DeviceStatus:
-        """Stage the detector (unless staged), arm it and start the acquisition; replayed
-        after a pause of this flyer's acquisition (see :meth:`pause`), take it up again."""
-        fly, self._paused_fly, self._resumed_fly = self._paused_fly, None, None
-        if fly is not None and fly is self.det.fly:
-            resumed = DeviceStatus(self)
-            resumed.set_finished()
-            return resumed
+        """Stage the detector (unless staged), arm it and start the acquisition. In a
+        RunEngine run that declared no stream for the flyer, :class:`UndeclaredStream`
+        before anything starts."""
+        self._paused_fly = self._resumed_fly = None
+        self._check_declared()
         if self.det.fly is not None and self.det.fly.started and not self.det.fly.done.done:
             raise RuntimeError(f"{self.name}: kickoff() while a fly acquisition runs")
         if not self.det.files.staged:
             self.det.stage()
             self._staged_here = True
-        self._datum_ids = []
         self._paged = 0
         self.det.prepare(self.params).wait(10)
         status: DeviceStatus = self.det.kickoff()
@@ -148,6 +154,19 @@ class DetectorFlyer:
         self._completing = None
         self._run_end.arm()
         return status
+
+    def _check_declared(self) -> None:
+        """:class:`UndeclaredStream` if the RunEngine run of this kickoff declared no
+        stream for the flyer (outside a RunEngine, nothing to check)."""
+        declared = declared_streams(self)
+        if declared is not None and not declared:
+            raise UndeclaredStream(
+                f"{self.name}: kickoff() in a run that declared no stream for it: bluesky "
+                "records its frames (stream_resource/stream_datum) only into a declared "
+                "stream. Subscribe the RunEngine to a smeflow catalog, or add "
+                "dataflow.fly_streams.install(RE), which declares it before bp.fly's "
+                f"kickoff; or declare it in the plan: bps.declare_stream({self.name}, "
+                f"name={self.stream!r}, collect=True)")
 
     def _run_ended(self) -> None:
         """The run of this flyer's kickoff ended: stop its acquisition if it still runs
@@ -158,7 +177,7 @@ class DetectorFlyer:
                         "frames); the acquisition is stopped", self.name, len(fly.frames),
                         fly.params.frames)
             fly.cancel()
-        self._paused_fly = self._resumed_fly = None
+        self._own = self._paused_fly = self._resumed_fly = None
         self._unstage_detector()
 
     def complete(self) -> DeviceStatus:
@@ -167,19 +186,15 @@ class DetectorFlyer:
         self._completing = self.det.fly
         return status
 
-    def describe_collect(self) -> dict[str, dict[str, Any]]:
-        """``{stream: data keys}``: the detector's fly keys, the image announced by datum."""
-        keys = dict(self.det.describe_collect())
-        image = dict(keys[self.det.image_key])
-        image["external"] = "FILESTORE:"
-        keys[self.det.image_key] = image
-        return {self.stream: keys}
+    def describe_collect(self) -> dict[str, Any]:
+        """The detector's fly data keys, the image external (``"STREAM:"``)."""
+        return dict(self.det.describe_collect())
 
-    def collect_asset_docs(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        """``resource`` (once per file) and one ``datum`` per frame written since the last
-        call (the detector's own announcement, restated for an undeclared stream). After a
-        pause that the RunEngine resumed without replaying ``kickoff`` (a device of the
-        plan said ``NoReplayAllowed``, as the detector does when the plan staged it), the
+    def collect_asset_docs(self, index: int | None = None
+                           ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """``stream_resource`` (once per file) and ``stream_datum`` for the frames written
+        since the last call: the detector's own (``index`` is not used: one device).
+        After a pause the RunEngine resumed (the flyer said ``NoReplayAllowed``), the
         plan's wait for ``complete`` was dropped: the first collect waits for the
         acquisition's end instead (``devices.detector_fly.wait_for_end``). Paused and
         never resumed, the RunEngine is ending the run (abort, stop, halt: it collects
@@ -205,62 +220,40 @@ class DetectorFlyer:
                 "is stopped. Partial collects are not supported: call complete() first "
                 "(bp.fly and bps.collect_while_completing do). When the RunEngine collects "
                 "a flyer of a failed plan, this is its clean-up.")
-        for name, doc in list(self.det.collect_asset_docs()):
-            if name == "stream_resource":
-                uid = str(uuid.uuid4())
-                self._resources[doc["uri"]] = uid
-                path = doc["uri"].removeprefix("file://localhost")
-                yield "resource", {
-                    "uid": uid, "spec": SPEC, "root": "/", "resource_path": path.lstrip("/"),
-                    "resource_kwargs": {"dataset": doc["parameters"]["dataset"]},
-                    "path_semantics": "posix"}
-            elif name == "stream_datum":
-                resource = self._resources[self._uri_of(doc["stream_resource"])]
-                for i in range(doc["indices"]["start"], doc["indices"]["stop"]):
-                    datum_id = f"{resource}/{i}"
-                    self._datum_ids.append(datum_id)
-                    yield "datum", {"datum_id": datum_id, "resource": resource,
-                                    "datum_kwargs": {"point_number": i}}
-
-    def _uri_of(self, stream_resource_uid: str) -> str:
-        """The file of the detector's ``stream_resource`` (its fly file)."""
-        writer = self.det.files.fly
-        if writer is None or writer.stream_resource["uid"] != stream_resource_uid:
-            raise RuntimeError(f"{self.name}: frames announced for an unknown file")
-        return str(writer.stream_resource["uri"])
+        yield from self.det.collect_asset_docs()
 
     def collect_pages(self) -> Iterator[dict[str, Any]]:
-        """The readings of the frames announced by the last ``collect_asset_docs()``,
-        with their images' datum ids; unstages a detector the flyer staged once a
-        completed acquisition is collected."""
+        """The readings of the frames announced by the last ``collect_asset_docs()``;
+        unstages a detector the flyer staged once a completed acquisition is collected."""
         for page in self.det.collect_pages():
-            n = len(next(iter(page["data"].values())))
-            ids = self._datum_ids[self._paged:self._paged + n]
-            self._paged += n
-            stamps = next(iter(page["timestamps"].values()))
-            yield {"data": {**page["data"], self.det.image_key: ids},
-                   "timestamps": {**page["timestamps"], self.det.image_key: stamps}}
+            self._paged += len(next(iter(page["data"].values())))
+            yield page
         fly = self.det.fly
         if fly is not None and fly.done.done and self._paged == len(fly.frames):
             self._unstage_detector()
 
     def pause(self) -> None:
-        """The RunEngine pauses (bluesky's ``Pausable``). ``bp.fly`` has no checkpoint
-        after its ``kickoff``: resumed, the RunEngine replays ``kickoff``, ``complete``
-        and their waits. The acquisition cannot be paused (its triggers go on), so the
-        replayed ``kickoff`` takes up the running (or finished, not yet collected) one
-        instead of starting a second, and the replayed wait for ``complete`` holds the
-        ``collect`` back until its last frame — every frame recorded once."""
+        """The RunEngine pauses (bluesky's ``Pausable``). The acquisition cannot be paused
+        (its triggers go on) nor taken back and replayed from the last checkpoint: its
+        frames are announced in the run as they come. So once this flyer kicked off in
+        the run, ``NoReplayAllowed`` makes the RunEngine resume the plan where it was,
+        replaying neither the stream's declaration nor the kickoff (which would record a
+        second descriptor, or the frames twice); the next collect waits for the
+        acquisition's end (:meth:`resume`)."""
         fly = self.det.fly
         self._resumed_fly = None  # (a new pause: resumed or ended, it decides anew)
-        if fly is not None and fly is self._own and not (
-                fly.done.done and self._paged >= len(fly.frames)):
+        if fly is None or fly is not self._own:
+            return
+        if not (fly.done.done and self._paged >= len(fly.frames)):
             self._paused_fly = fly
+        raise NoReplayAllowed(f"{self.name}: a fly acquisition was kicked off in this run; "
+                              "resuming continues it (its frames are announced as they "
+                              "come)")
 
     def resume(self) -> None:
         """The RunEngine resumes (``Pausable``; not called when it aborts or stops
-        instead): a replayed ``kickoff`` takes the acquisition up, else the next collect
-        waits for its end (:meth:`collect_asset_docs`)."""
+        instead): the next collect waits for the acquisition's end
+        (:meth:`collect_asset_docs`)."""
         self._resumed_fly = self._paused_fly
 
     def stop(self, *, success: bool = False) -> None:

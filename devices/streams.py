@@ -18,7 +18,8 @@ by another orchestrator) there is no stream and the answer is ``None``.
 :func:`calling_run` finds, the same way, the RunEngine whose message a device is acting
 on and the run that message belongs to: a flyer kicked off in a run learns which run's
 end to watch for (``devices.flyer``), since bluesky tells a flyer nothing when a run it
-kicked off closes on a plan's failure.
+kicked off closes on a plan's failure, and :func:`declared_streams` which streams the plan
+declared for it (a flyer checks at ``kickoff`` that its frames have a declared stream).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from typing import Any
 from bluesky.bundlers import RunBundler
 from bluesky.run_engine import RunEngine
 
-__all__ = ["RunEndWatch", "calling_run", "described_shape", "reading_stream"]
+__all__ = ["RunEndWatch", "calling_run", "declared_streams", "described_shape",
+           "reading_stream"]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,24 @@ def calling_run() -> tuple[RunEngine, str] | None:
             uid = getattr(run, "_run_start_uid", None)
             return (engine, uid) if isinstance(run, RunBundler) and isinstance(uid, str) \
                 else None
+        frame = frame.f_back
+    return None
+
+
+def declared_streams(obj: Any) -> list[str] | None:
+    """The streams declared for ``obj`` alone (``bps.declare_stream(obj, name=...)``) in
+    the run of the RunEngine message the calling device is acting on (its ``kickoff``;
+    the message's run bundler keeps them), or ``None`` outside a RunEngine run or when
+    bluesky keeps them elsewhere."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        engine = frame.f_locals.get("self")
+        if isinstance(engine, RunEngine):
+            run = frame.f_locals.get("current_run")
+            names = getattr(run, "_declared_stream_names", None)
+            if not isinstance(run, RunBundler) or not isinstance(names, dict):
+                return None
+            return list(names.get(frozenset([obj]), []))
         frame = frame.f_back
     return None
 

@@ -113,3 +113,13 @@ def stored_run() -> Any:
         same = staticmethod(_same_stored)
 
     return Stored()
+
+
+@pytest.fixture
+def legacy_flyer() -> type:
+    """``DetectorFlyer`` as ``bp.fly`` recorded fly runs before it announced its frames with
+    ``stream_resource``/``stream_datum`` (``tests/dataflow/legacy_flyer.py``), for the
+    tests of readers that must keep reading such runs."""
+    from .dataflow.legacy_flyer import LegacyFlyer
+
+    return LegacyFlyer

@@ -1,7 +1,8 @@
 """Live reduction of a flyer's run: ``bp.fly([DetectorFlyer(...)])`` (docs/catalog.md's fly
-route) announces its frames with ``resource``/``datum`` documents and datum ids in its
-events, not ``stream_resource``/``stream_datum`` (review R8: the live reducer found "no
-frames arrived" where the offline reduction of the same run succeeded)."""
+route) announces its frames with ``stream_resource``/``stream_datum``; runs recorded
+before that (``legacy_flyer``) announced them with ``resource``/``datum`` documents and
+datum ids in their events (review R8: the live reducer found "no frames arrived" where the
+offline reduction of the same run succeeded). Both are reduced live as offline."""
 
 from __future__ import annotations
 
@@ -24,27 +25,42 @@ FRAMES = 6
 Documents = list[tuple[str, dict[str, Any]]]
 
 
-@pytest.fixture
-def flown(smeflow_beamline: Any) -> Iterator[tuple[Any, LiveReducer, str, Documents]]:
+def _flown(bl: Any, flyer: type) -> Iterator[tuple[Any, LiveReducer, str, Documents]]:
     """A ``bp.fly`` diffraction run reduced live: beamline, reducer, raw uid, documents."""
-    bl = smeflow_beamline
     bl.beamline.use_powder()
     live = LiveReducer.for_catalog(bl.catalog)
     docs: Documents = []
     bl.RE.subscribe(live)
     bl.RE.subscribe(lambda name, doc: docs.append((name, doc)))
-    (uid,) = bl.RE(bp.fly([DetectorFlyer(bl.det, FlyParameters(frames=FRAMES,
-                                                               exposure=0.01))],
+    (uid,) = bl.RE(bp.fly([flyer(bl.det, FlyParameters(frames=FRAMES, exposure=0.01))],
                           md={"geometry": bl.geometry.to_metadata()}))
     assert live.wait(uid, timeout=300)
     yield bl, live, uid, docs
     live.close()
 
 
+@pytest.fixture(params=["stream", "legacy"])
+def flown(smeflow_beamline: Any, legacy_flyer: type, request: pytest.FixtureRequest
+          ) -> Iterator[tuple[Any, LiveReducer, str, Documents]]:
+    """A ``bp.fly`` run of the flyer, or of the older one (``legacy_flyer``), reduced live."""
+    yield from _flown(smeflow_beamline,
+                      DetectorFlyer if request.param == "stream" else legacy_flyer)
+
+
+@pytest.fixture
+def flown_legacy(smeflow_beamline: Any, legacy_flyer: type
+                 ) -> Iterator[tuple[Any, LiveReducer, str, Documents]]:
+    """A ``bp.fly`` run recorded the older way (``resource``/``datum``), reduced live."""
+    yield from _flown(smeflow_beamline, legacy_flyer)
+
+
 def test_a_bp_fly_diffraction_run_is_reduced_live_as_offline(flown: Any) -> None:
     bl, live, uid, docs = flown
     names = {name for name, _ in docs}
-    assert {"resource", "datum"} <= names and not names & {"stream_resource", "stream_datum"}
+    older = {"resource", "datum"}
+    newer = {"stream_resource", "stream_datum"}
+    legacy = "resource" in names
+    assert (older if legacy else newer) <= names and not names & (newer if legacy else older)
     result = live.results[uid]
     assert (result.exit_status, result.frames, result.dropped_frames) == \
         ("success", FRAMES, 0), result.reason
@@ -61,10 +77,10 @@ def test_a_bp_fly_diffraction_run_is_reduced_live_as_offline(flown: Any) -> None
     assert {i["sha256"] for i in live_inputs} == {i["sha256"] for i in offline_inputs}
 
 
-def test_dropped_events_of_a_flyer_count_their_frames(flown: Any) -> None:
+def test_dropped_events_of_a_flyer_count_their_frames(flown_legacy: Any) -> None:
     """A frame announced by a datum is named only by its event: a dropped event drops
     the frame, and the derived run says so."""
-    bl, _, uid, docs = flown
+    bl, _, uid, docs = flown_legacy
     events: Documents = []  # (the same run as a RunEngine emitting events, not a page)
     for name, doc in docs:
         if name == "event_page":

@@ -39,6 +39,7 @@ from bluesky.preprocessors import monitor_during_wrapper
 from nexusformat.nexus import nxload, validate
 
 from analysis.derived_run import volume_file
+from dataflow import fly_streams
 from devices.beamline import Beamline
 from devices.fly import FlyParameters
 from devices.flyer import DetectorFlyer
@@ -119,6 +120,7 @@ def frame_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     RE = RunEngine({})
     bl = Beamline.create(folder, params=P, backend="compiled", time_scale=0.001)
     RE.preprocessors.append(beamline_metadata(bl))
+    fly_streams.install(RE)  # (bp.fly's flyer needs its stream declared; no catalog here)
     files: dict[str, Path] = {}
 
     def run(kind: str, plan: Any) -> None:

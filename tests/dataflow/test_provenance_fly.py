@@ -1,5 +1,6 @@
-"""Provenance of a ``bp.fly([DetectorFlyer])`` run: frames announced by ``resource`` and
-``datum`` documents (docs/catalog.md's fly route), which the catalog stores converted to
+"""Provenance of a ``bp.fly([DetectorFlyer])`` run (frames announced by
+``stream_resource``/``stream_datum``) and of one recorded the older way, by ``resource``
+and ``datum`` documents (``legacy_flyer``), which the catalog stores converted to
 ``stream_resource``/``stream_datum``."""
 
 from __future__ import annotations
@@ -15,17 +16,19 @@ from dataflow.provenance.record import uri_to_path
 from devices.fly import FlyParameters
 from devices.flyer import DetectorFlyer
 
+from .legacy_flyer import LegacyFlyer
+
 FRAMES = 6
 
 
-@pytest.fixture
-def fly_run(smeflow_beamline: Any) -> tuple[Any, str, str]:
+@pytest.fixture(params=[DetectorFlyer, LegacyFlyer], ids=["stream", "legacy"])
+def fly_run(smeflow_beamline: Any, request: pytest.FixtureRequest) -> tuple[Any, str, str]:
     """(beamline, bp.count uid, bp.fly uid), both recorded."""
     bl = smeflow_beamline
     recorder = ProvenanceRecorder.for_catalog(bl.catalog)
     recorder.subscribe(bl.RE)
     (count_uid,) = bl.RE(bp.count([bl.det], 2))
-    (fly_uid,) = bl.RE(bp.fly([DetectorFlyer(bl.det, FlyParameters(frames=FRAMES,
+    (fly_uid,) = bl.RE(bp.fly([request.param(bl.det, FlyParameters(frames=FRAMES,
                                                                     exposure=0.01))]))
     assert recorder.wait(60)
     assert recorder.failures == []

@@ -1,5 +1,7 @@
-"""``smeflow catalog repair`` of a killed ``bp.fly([DetectorFlyer])`` run: its frames are
-announced by ``resource``/``datum`` documents; repair checks them on disk like any."""
+"""``smeflow catalog repair`` of a killed ``bp.fly([DetectorFlyer])`` run, its frames
+announced by ``stream_resource``/``stream_datum`` documents, and of one recorded the older
+way, with ``resource``/``datum`` documents (``legacy_flyer``): repair checks them on disk
+like any."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import numpy as np
 import pytest
 from bluesky import RunEngine
 
+from dataflow import fly_streams
 from dataflow.catalog import Catalog
 from dataflow.journal import JOURNAL_DIR, JournalingWriter
 from dataflow.repair import repair_run
@@ -21,22 +24,26 @@ from devices.fly import FlyParameters
 from devices.flyer import DetectorFlyer
 from fpga.designs.params import ChainParams
 
+from .legacy_flyer import LegacyFlyer
+
 FRAMES = 6
 
 
-@pytest.fixture
-def killed_fly(tmp_path: Path) -> Iterator[tuple[Catalog, str, Path]]:
+@pytest.fixture(params=[DetectorFlyer, LegacyFlyer], ids=["stream", "legacy"])
+def killed_fly(tmp_path: Path, request: pytest.FixtureRequest
+               ) -> Iterator[tuple[Catalog, str, Path]]:
     """(catalog, uid, fly file) of a bp.fly run whose stop document never reached the
     journaling writer, as when its process is killed."""
     with Catalog(tmp_path / "data") as catalog:
         RE = RunEngine({})
+        fly_streams.install(RE)  # (as the catalog's subscribe does)
         journaled = JournalingWriter(catalog.writer(), catalog.root / JOURNAL_DIR)
         RE.subscribe(lambda name, doc: None if name == "stop" else journaled(name, doc))
         bl = Beamline.create(catalog.raw_dir, params=ChainParams(64, 64, 16),
                              backend="compiled", time_scale=0.001)
         try:
             bl.shutter.set("open").wait(5)
-            flyer = DetectorFlyer(bl.det, FlyParameters(frames=FRAMES, exposure=0.01))
+            flyer = request.param(bl.det, FlyParameters(frames=FRAMES, exposure=0.01))
             (uid,) = RE(bp.fly([flyer]))
             path = Path(next(reversed(bl.det.digests)))  # the fly file, closed last
         finally:
