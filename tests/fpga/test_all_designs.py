@@ -85,7 +85,8 @@ def test_the_ported_and_shipped_designs_are_found() -> None:
             "sme.examples.colorbin", "sme.examples.trader", "sme.examples.fifo",
             "sme.examples.aes256cbc", "sme.examples.noisefilter", "sme.examples.dependency_cycle",
             "sme.examples.state_machines", "sme.examples.bitwidth", "sme.examples.nested_component",
-            "sme.examples.stated_adder", "sme.examples.array_of_buses", "fpga.designs.chain"} <= names
+            "sme.examples.stated_adder", "sme.examples.array_of_buses", "sme.examples.memory_bus",
+            "fpga.designs.chain"} <= names
 
 
 @pytest.mark.slow
