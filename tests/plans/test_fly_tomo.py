@@ -10,7 +10,17 @@ import pytest
 
 from dataflow.hdf5 import read_counters
 from devices.samples import Pose, detector_coordinates_mm
+from fpga.designs.params import ChainParams
 from plans import PlanArgumentError, fly_tomo_scan
+
+SHAPE = (32, 32)
+
+
+@pytest.fixture
+def smeflow_chain_params() -> ChainParams:
+    """32×32 frames for ``smeflow_beamline``: a quarter of the interpreter firmware's ticks
+    per frame (most of the scan's time), still the phantom's middle on every frame."""
+    return ChainParams(*SHAPE, 16)
 
 
 def run_fly(bl: Any, **kwargs: Any) -> str:
@@ -48,12 +58,12 @@ def test_fly_tomo_records_frames_angles_and_the_tomography_layout(smeflow_beamli
     flats = np.asarray(run["flat"]["det_image"][:]).astype(float)
     det = bl.det
     good = ~(det.sensor.dead_mask | det.sensor.hot_mask)
-    assert images.shape == (24, 64, 64) and darks[:, good].max() == 0
+    assert images.shape == (24, *SHAPE) and darks[:, good].max() == 0
     np.testing.assert_array_equal(np.asarray(primary["det_roi_sum"]),
                                   images.reshape(24, -1).sum(axis=1))
     # -log(projection / flat) is the phantom's line integral at the latched angle
     flat = flats.mean(axis=0)
-    x, y = detector_coordinates_mm((64, 64), det.pixel_size)
+    x, y = detector_coordinates_mm(SHAPE, det.pixel_size)
     for i in (0, 7, 16):
         truth = bl.phantom.phantom.line_integrals_at(x, y, Pose(0.0, 0.0, measured[i]))
         got = -np.log(np.maximum(images[i][good], 1) / flat[good])
