@@ -162,9 +162,9 @@ def test_replay_after_an_outage_never_holds_up_the_caller(server: ServerHandle,
 
     with RemoteCatalog(server.url, KEY) as remote:
         writer = SpoolingWriter(remote.client, tmp_path / "spool", retry_interval=0.2)
-        docs = make_run(300 + 30)
+        docs = make_run(120 + 30)  # (120 spooled events: a replay of seconds)
         stop = docs.pop()
-        head, tail = docs[:2 + 300], docs[2 + 300:]
+        head, tail = docs[:2 + 120], docs[2 + 120:]
         writer(*head[0])
         server.stop()
         for name, doc in head[1:]:
@@ -186,6 +186,6 @@ def test_replay_after_an_outage_never_holds_up_the_caller(server: ServerHandle,
         # the caller waited for one document at most, never for the replay
         assert slowest < min(2.0, replay / 3), (slowest, replay)
         uid = docs[0][1]["uid"]
-        np.testing.assert_array_equal(events(remote, uid), np.arange(330) / 2)
+        np.testing.assert_array_equal(events(remote, uid), np.arange(150) / 2)
         assert remote.run(uid).metadata["stop"]["exit_status"] == "success"
         writer.close()
