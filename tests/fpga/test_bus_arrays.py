@@ -225,3 +225,66 @@ def test_bodies_that_use_an_array_of_buses_otherwise_are_refused(cls: type[Proce
     with pytest.raises(LoweringError, match=message) as info:
         lower_process(cls)
     assert "test_bus_arrays.py:" in str(info.value)
+
+
+class Walk(Process):
+    """A generator stepping through its input buses, one a tick, into an Out array."""
+
+    ins: In[Array[Word, 4]]
+    outs: Out[Array[Word, 2]]
+
+    def on_tick(self) -> Any:
+        for i in range(4):
+            if self.ins[i].valid:
+                self.outs[i % 2].value = self.ins[i].value
+            yield
+        self.outs[1].valid = not self.outs[1].valid
+
+
+class Split(Process, combinational=True):
+    """A combinational process writing an Out array, one bus by a run-time index."""
+
+    src: In[Word]
+    outs: Out[Array[Word, 3]]
+
+    def on_tick(self) -> None:
+        for k in range(3):
+            self.outs[k].value = self.src.value + k - 2 if self.src.value >= 2 else k
+            self.outs[k].valid = self.src.valid
+        self.outs[self.src.value % 3].valid = False
+
+
+def _states() -> Network:
+    return Network("walk_split", [
+        Walk(ins=[Word(name=f"i{k}") for k in range(4)], outs=[Word(name="o0"), Word(name="o1")]),
+        Split(src=Word(name="src"), outs=[Word(name=f"s{k}") for k in range(3)])])
+
+
+def test_a_generator_and_a_combinational_process_with_arrays() -> None:
+    stim = list(random_stimulus(_states(), 60, seed=2))
+    trace = Simulator(_states()).run(stimulus=stim)
+    assert trace is not None
+    # a pass of Walk is 5 ticks: bus i at tick 5n + i when it is valid, and at 5n + 4 the
+    # end of the loop toggles o1's valid (the end of on_tick ends that tick)
+    o0 = o1 = 0
+    o1_valid = False
+    for t, row in enumerate(stim):
+        i = t % 5
+        if i == 4:
+            o1_valid = not o1_valid
+        elif row[f"i{i}.valid"]:
+            o0, o1 = (row[f"i{i}.value"], o1) if i % 2 == 0 else (o0, row[f"i{i}.value"])
+        assert (trace.column("o0.value")[t + 1], trace.column("o1.value")[t + 1]) == (o0, o1)
+        assert trace.column("o1.valid")[t + 1] == o1_valid
+        v = row["src.value"]
+        for k in range(3):  # combinational: the same tick's row
+            assert trace.column(f"s{k}.value")[t + 1] == (v + k - 2 if v >= 2 else k)
+            assert trace.column(f"s{k}.valid")[t + 1] == (row["src.valid"] and v % 3 != k)
+    assert Simulator(_states(), backend="compiled").run(stimulus=stim).first_difference(
+        trace) is None
+
+
+@pytest.mark.ghdl
+def test_a_generator_and_a_combinational_process_with_arrays_in_ghdl(
+        sme_hw: HardwareTester) -> None:
+    sme_hw.all_backends(_states(), list(random_stimulus(_states(), 60, seed=2)))
