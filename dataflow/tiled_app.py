@@ -67,6 +67,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import json
 import threading
 import warnings
 from typing import Any
@@ -86,8 +87,20 @@ def serialization_registry() -> Any:
     from bluesky_tiled_plugins.exporters import json_seq_exporter
     from tiled.media_type_registration import default_serialization_registry
 
+    async def run_documents(mimetype: str, adapter: Any, metadata: Any,
+                            filter_for_access: Any) -> Any:
+        """bluesky-tiled-plugins 2.0.12's exporter, without the stop document it makes up
+        for a run that has none (``{"name": "stop", "doc": {}}``: a run still going, or
+        whose process was killed): ``run.documents()`` gives what the RunEngine emitted,
+        and a callback replaying it would take ``{}`` for the run's end."""
+        records = json_seq_exporter(mimetype, adapter, metadata, filter_for_access)
+        async for record in records:
+            if not metadata.get("stop") and record == _MADE_UP_STOP:
+                continue
+            yield record
+
     registry = copy.deepcopy(default_serialization_registry)
-    registry.register("BlueskyRun", JSON_SEQ, json_seq_exporter)
+    registry.register("BlueskyRun", JSON_SEQ, run_documents)
     registry.register("array", "text/html", functools.partial(_array_html, registry))
     return registry
 
@@ -105,6 +118,10 @@ def _array_html(registry: Any, mimetype: str, array: Any, metadata: Any) -> str:
         return f"<html><body>{bytes(table).decode()}</body></html>"
     return (f'<html><body><img src="data:image/png;base64,'
             f'{base64.b64encode(bytes(png)).decode()}"/></body></html>')
+
+
+_MADE_UP_STOP = "\x1e" + json.dumps({"name": "stop", "doc": {}}) + "\n"
+"""The record bluesky-tiled-plugins' exporter writes for a run without a stop document."""
 
 
 def fts5_literal(text: str) -> str:
