@@ -12,7 +12,9 @@ baseline, writes each frame to a file of its own). The event carries the firmwar
 reductions (ROI sum, saturated count, histogram, frame number) and ``link_lost``, the
 frames lost on the link before this one (re-taken, see below); the image is external data
 (``<name>_image``, announced with ``stream_resource``/``stream_datum`` from
-``collect_asset_docs``; the step-scan methods are in ``devices.detector_step``). A bluesky
+``collect_asset_docs``; the step-scan methods are in ``devices.detector_step``, what the
+sensor sees of the scene — flux, counts, the sample's stages — in
+``devices.detector_sensing``). A bluesky
 ``monitor`` of the detector (``monitor_during_wrapper``)
 files every frame it acquires into the monitor stream too, announced there
 (``devices.monitor_stream``). ``devices.flyer.DetectorFlyer`` makes it a flyer for
@@ -71,7 +73,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 from ophyd import Component as Cpt
 from ophyd import Device, Signal
 from ophyd.device import Staged
@@ -80,7 +81,6 @@ from ophyd.utils.errors import RedundantStaging
 from dataflow.hdf5 import FrameWriter
 from dataflow.hdf5_angles import AngleFrameWriter
 from dataflow.hdf5_nexus import EntryNames
-from dataflow.hdf5_nxmx import SampleAxis
 from dataflow.packets import ReadoutFrame
 from dataflow.pixel_mask import bin_mask
 from fpga.designs.layout import DetectorLayout
@@ -104,20 +104,21 @@ from .detector_config import (
     refuse_while_staged,
 )
 from .detector_fly import FlyScans
+from .detector_sensing import SceneSensing
 from .detector_step import READOUT_COUNTERS, RETAKES, StepScans
 from .firmware import BACKENDS, Firmware
-from .fly import Counts, FlyAcquisition
+from .fly import FlyAcquisition
 from .frame_files import FrameFiles
 from .frame_nexus import detector_fields, frames_geometry
 from .modular import ModularFirmware
 from .monitor_stream import MonitorStream
 from .pixel_mask import PixelMaskReader, pixel_mask_bits
-from .samples import FluxBuffer, PixelSize, Scene, SceneState, pixel_pair
+from .samples import PixelSize, Scene, pixel_pair
 from .sensor import SensorModel
 
 __all__ = ["READOUT_COUNTERS", "RETAKES", "DetectorConfigError", "FirmwareDetector"]
 
-class FirmwareDetector(StepScans, FlyScans, Device):  # type: ignore[misc]
+class FirmwareDetector(StepScans, FlyScans, SceneSensing, Device):  # type: ignore[misc]
     """A photon-counting area detector with the SME firmware in the loop.
 
     Parameters
@@ -372,24 +373,6 @@ class FirmwareDetector(StepScans, FlyScans, Device):  # type: ignore[misc]
                                                                 None)),
             axes=self.sample_axes())
 
-    def sample_axes(self) -> tuple[SampleAxis, ...]:
-        """The sample's stages the frame files record per frame, the first nearest the
-        sample (NeXus's chain: the rotation stage sits on the two translations,
-        ``devices.samples``): the rotation stage (deg, about +y: it turns the sample
-        counter-clockwise seen from above), then the ``sample_x`` and ``sample_y`` stages
-        (mm, along +x and +y: the scene's lab frame is NeXus's, x horizontal, y up, z along
-        the beam)."""
-        scene = self.scene
-        return (SampleAxis(scene.rotation.name),
-                SampleAxis(scene.sample_x.name, (1.0, 0.0, 0.0), "translation", "mm"),
-                SampleAxis(scene.sample_y.name, (0.0, 1.0, 0.0), "translation", "mm"))
-
-    def sample_position(self, t: float | None) -> tuple[float, ...]:
-        """The sample's position on each of ``sample_axes`` at wall time ``t`` (default:
-        now): the stages' readbacks there."""
-        pose = self.scene.pose(t)
-        return (pose.angle, pose.x, pose.y)
-
     def _counters(self) -> dict[str, int]:
         """The readout counters now (since the configuration was loaded: ``stage()``)."""
         report = self.firmware.report()
@@ -476,47 +459,6 @@ class FirmwareDetector(StepScans, FlyScans, Device):  # type: ignore[misc]
         finally:  # (a file that cannot be closed must not leave the detector staged)
             unstaged: list[Any] = super().unstage()
         return unstaged
-
-    def expose(self, t: float | None, exposure: float, out: Counts | None = None) -> Counts:
-        """The sensor counts of ``exposure`` seconds of the scene — motors, shutter and
-        beam — as it was at wall time ``t`` (default: now), drawn into ``out`` when given
-        (``SensorModel.expose``): ``count(*flux_at(t), exposure, out)``."""
-        image, factor = self.flux_at(t)
-        return self.count(image, factor, exposure, out)
-
-    def flux_at(self, t: float | None, into: FluxBuffer | None = None,
-                state: SceneState | None = None) -> tuple[npt.NDArray[np.float64], float]:
-        """The scene's flux on the sensor at wall time ``t`` (default: now): the sample's
-        image at nominal beam and the beam's factor, with the motors, shutter and beam as
-        they were at ``t`` (a fly frame sampled after its trigger passes the trigger's
-        time; ``Scene.flux_parts``, drawn into ``into`` when the sample can). ``state``:
-        the scene's state at ``t`` taken on time (``scene_state``), used instead of the
-        devices' bounded histories."""
-        return self.scene.flux_parts(self.layout.shape, self.pixel_size, t=t, into=into,
-                                     state=state)
-
-    def prepare_scene(self) -> None:
-        """Fill the sample's caches for this sensor now (``Scene.prepare``): at staging
-        and before a fly acquisition's first trigger, not in its first frames."""
-        self.scene.prepare(self.layout.shape, self.pixel_size)
-
-    def scene_state(self, t: float) -> SceneState:
-        """The scene's pose and beam factor at wall time ``t`` (``Scene.state_at``)."""
-        return self.scene.state_at(t)
-
-    def count(self, flux: npt.NDArray[np.float64], factor: float, exposure: float,
-              out: Counts | None = None, frame: int | None = None) -> Counts:
-        """The sensor counts of ``exposure`` seconds of ``factor × flux`` (``flux_at``'s
-        parts), drawn into ``out`` when given, with the noise of ``frame`` when given
-        (``SensorModel.expose``)."""
-        counts: Counts = self.sensor.expose(flux, exposure, scale=factor, out=out,
-                                            frame=frame)
-        return counts
-
-    def reserve_frames(self, n: int) -> int:
-        """The sensor's noise numbers of its next ``n`` exposures (the first; a fly
-        acquisition draws its frames on several threads: ``SensorModel.reserve_frames``)."""
-        return self.sensor.reserve_frames(n)
 
     def publish_frame(self, frame: ReadoutFrame, now: float) -> None:
         """Put a frame's reductions on the readback signals (what ``read()`` returns)."""
