@@ -92,3 +92,32 @@ def retry_table_setup(deadline_ms: int) -> None:
 
     init_storage._smeflow_retrying = True  # type: ignore[attr-defined]
     SQLAdapter.init_storage = classmethod(init_storage)
+
+
+def strict_table_reads() -> None:
+    """Make Tiled's SQL table reads keep Tiled's adapter contract (idempotent,
+    process-wide): a field the table lacks raises ``KeyError`` and a partition outside
+    the table's ``IndexError``, which Tiled's routes answer with HTTP 400 ("No such field
+    nope.", "Partition out of range"). tiled 0.2.20's ``SQLAdapter`` dropped unknown
+    fields silently (``?column=seq_num&column=nope`` answered ``seq_num`` alone; every
+    field unknown made "SELECT  FROM", an HTTP 500) and answered any partition number,
+    ``-1`` and ``10**11`` included, with an empty table."""
+    from tiled.adapters.sql import SQLAdapter
+
+    original = SQLAdapter._read_full_table_or_partition
+    if getattr(original, "_smeflow_strict", False):
+        return
+
+    @functools.wraps(original)
+    def read(self: Any, fields: Any = None, partition: Any = None) -> Any:
+        structure = self.structure()
+        names = set(structure.arrow_schema_decoded.names)
+        for field in fields or ():
+            if field not in names:
+                raise KeyError(field)
+        if partition is not None and not 0 <= int(partition) < structure.npartitions:
+            raise IndexError(partition)
+        return original(self, fields=fields, partition=partition)
+
+    read._smeflow_strict = True  # type: ignore[attr-defined]
+    SQLAdapter._read_full_table_or_partition = read

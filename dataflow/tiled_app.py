@@ -13,6 +13,9 @@ the same application, set up here once:
   ``application/json-seq``. Tiled has no such exporter by default (the request answers
   406); the one ``bluesky_tiled_plugins`` ships (``exporters.json_seq_exporter``) is
   registered for the ``BlueskyRun`` spec, as its docs ask a server's configuration to do.
+- **Table reads as Tiled's routes expect**: an unknown column or partition of an event
+  table is HTTP 400 (``dataflow.table_store.strict_table_reads``), not a column dropped,
+  an empty table or a 500.
 - **An array as HTML**: Tiled 0.2.20's ``text/html`` exporter of arrays called the PNG
   and CSV exporters without the media type, so every such request was an HTTP 500; the
   same exporter with the call fixed is registered in its place (``_array_html``).
@@ -73,6 +76,7 @@ import warnings
 from typing import Any
 
 from .server_guards import SERVER_SETTINGS
+from .table_store import strict_table_reads
 from .tiled_batch import batch_data_sources
 from .tiled_lookup import direct_lookup
 
@@ -367,6 +371,7 @@ def build_tiled_app(adapter: Any, authentication: Any = None, *, quiet: bool = F
     if quiet:  # (after the import: tiled's app module sets its logger's level on import)
         logging.getLogger("tiled.server.app").setLevel(logging.WARNING)
     install_queries()
+    strict_table_reads()
     pin_resource_models()
     batch_data_sources()
     direct_lookup()

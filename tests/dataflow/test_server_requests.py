@@ -63,6 +63,7 @@ def _rss_mb(pid: int) -> int:
 
 
 IMAGE = "raw/{uid}/primary/det_image"
+TABLE = "raw/{uid}/primary/internal"
 REFUSED = {  # path and query -> (status, start of the detail); what it was before
     "slice step 0 (was 500)": ("/api/v1/array/full/" + IMAGE + "?slice=::0",
                                400, "slice '::0': a step of 0"),
@@ -110,6 +111,16 @@ REFUSED = {  # path and query -> (status, start of the detail); what it was befo
                            406, "None of the media types requested"),
     "raw asset bytes": ("/api/v1/asset/bytes/" + IMAGE + "?id=1&relative_path=../../etc",
                         403, "This Tiled server is configured not to allow"),
+    "a column the table lacks (was 500: SELECT  FROM)": (
+        "/api/v1/table/full/" + TABLE + "?column=nope", 400, "No such field nope."),
+    "a known and an unknown column (was 200: the known one)": (
+        "/api/v1/table/full/" + TABLE + "?column=seq_num&column=nope", 400,
+        "No such field nope."),
+    "a partition past the end (was 200: an empty table)": (
+        "/api/v1/table/partition/" + TABLE + "?partition=100000000000", 400,
+        "Partition out of range"),
+    "a partition -1 (was 200: an empty table)": (
+        "/api/v1/table/partition/" + TABLE + "?partition=-1", 400, "Partition out of range"),
     "frame index past the end": ("/api/v1/array/full/" + IMAGE + "?slice=7", 400,
                                  "index 7 out of range: the stream has 5 frames"),
     "encoded ../ in a key": ("/api/v1/metadata/raw/%2e%2e/%2e%2e/etc/passwd", 404,
@@ -184,6 +195,9 @@ def test_the_clients_still_work_and_nothing_stored_changed(
     for index in (np.s_[::-1], np.s_[3:0:-2], np.s_[:, ::-1, ::-3], np.s_[0:10**12],
                   np.s_[-2:], np.s_[1, :, 5]):
         np.testing.assert_array_equal(image.read(slice=index), FRAMES[index])
+    table = raw[uid]["primary"].base["internal"]
+    assert table.read(["seq_num"])["seq_num"].tolist() == [1, 2, 3, 4, 5]
+    assert list(table.read().columns) == ["seq_num", "time", "frame", "ts_frame"]
     with pytest.raises(ValueError, match="step cannot be zero"):  # (the client's own)
         image.read(slice=np.s_[::0])
     assert _digests(folder) == before
