@@ -47,6 +47,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +87,8 @@ if TYPE_CHECKING:
     from geometry import PoniGeometry
 
 log = logging.getLogger(__name__)
+_ANNOUNCED: weakref.WeakSet[FrameWriter] = weakref.WeakSet()
+"""Writers whose file a run announced (``asset_docs``): ``run_end_writers``."""
 
 HDF5_MIMETYPE = "application/x-hdf5"
 COMPRESSIONS = (None, "gzip", "lzf")
@@ -101,6 +104,13 @@ class FrameMismatchError(ValueError):
 
 class WriterClosedError(RuntimeError):
     """A frame was written after the writer was closed."""
+
+
+def run_end_writers() -> list[FrameWriter]:
+    """The open writers of this process whose file a run announced and whose owner does
+    not close them at the run's end itself (``owner_closes``): ``dataflow.run_files``
+    closes them before the run's stop document."""
+    return [w for w in list(_ANNOUNCED) if not w.closed and not w.owner_closes]
 
 
 class FrameWriter(WriterClosing):
@@ -433,6 +443,13 @@ class FrameWriter(WriterClosing):
         return {"source": source, "shape": list(self.frame_shape), "dtype": "array",
                 "dtype_numpy": self.dtype.str, "external": "STREAM:"}
 
+    owner_closes = False
+    """True when the device that writes the file closes it before its run's stop
+    document itself (``close_run_files``, as smeflow's detector): else
+    ``dataflow.run_files`` closes it then, once a run announced it (``asset_docs``), so
+    that a file the disk cannot complete fails its run (a later ``close()`` returns the
+    digest; another ``append`` is refused)."""
+
     def asset_docs(self) -> Iterator[Document]:
         """Documents announcing the frames appended since the last call.
 
@@ -446,6 +463,7 @@ class FrameWriter(WriterClosing):
         self.flush()
         if not self._resource_sent:
             self._resource_sent = True
+            _ANNOUNCED.add(self)
             yield "stream_resource", dict(self.stream_resource)
         start, self._announced = self._announced, self._count
         datum = self._compose_datum(indices={"start": start, "stop": self._count})
@@ -458,26 +476,9 @@ class FrameWriter(WriterClosing):
 
 
 __all__ = [
-    "DEFAULT_DATASET",
-    "FILE_FORMAT",
-    "HDF5_MIMETYPE",
-    "FrameFileError",
-    "FrameMismatchError",
-    "FrameReader",
-    "FrameWriteError",
-    "FrameWriter",
-    "HDF5ReadError",
-    "Layout",
-    "UnsafePathError",
-    "WriterClosedError",
-    "failed_write",
-    "file_sha256",
-    "open_frames",
-    "open_in_process",
-    "per_frame_chunks",
-    "read_counters",
-    "read_lost",
-    "resolve_in_folder",
-    "tomo_chunks",
-    "write_nexus_tree",
+    "DEFAULT_DATASET", "FILE_FORMAT", "HDF5_MIMETYPE", "FrameFileError", "FrameMismatchError",
+    "FrameReader", "FrameWriteError", "FrameWriter", "HDF5ReadError", "Layout", "UnsafePathError",
+    "WriterClosedError", "failed_write", "file_sha256", "open_frames", "open_in_process",
+    "per_frame_chunks", "read_counters", "read_lost", "resolve_in_folder", "run_end_writers",
+    "tomo_chunks", "write_nexus_tree",
 ]

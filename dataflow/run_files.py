@@ -11,7 +11,10 @@ already holds a successful run whose file is not whole.
 :func:`close_files_before_stop`, a RunEngine preprocessor (:func:`install`; the catalogs'
 ``subscribe`` installs it), asks every object of the plan's messages that keeps files of
 the run open (one with a ``close_run_files()`` method, such as the firmware detector) to
-close them just before each ``close_run``. A file that cannot be closed turns the run into
+close them just before each ``close_run``, and closes every ``FrameWriter`` a run announced
+that no such device owns (``dataflow.hdf5.run_end_writers``: another ophyd device writing
+through ``FrameWriter`` that would close it at ``unstage``, after the stop). A file that
+cannot be closed turns the run into
 a failed one: its stop document says ``exit_status: 'fail'`` with the error (which names
 the file) as reason, and the error is raised into the plan (out of ``RE(...)``, after its
 clean-up). A run being closed as failed or aborted keeps its status and its plan's own
@@ -24,6 +27,8 @@ from typing import Any
 
 from bluesky import preprocessors as bpp
 from bluesky.utils import Msg, MsgGenerator
+
+from .hdf5 import run_end_writers
 
 __all__ = ["close_files_before_stop", "install"]
 
@@ -40,6 +45,11 @@ def close_files_before_stop(plan: MsgGenerator[Any]) -> MsgGenerator[Any]:
             try:
                 holder.close_run_files()
             except Exception as exc:  # (every holder's files are closed first)
+                failures.append(exc)
+        for writer in run_end_writers():  # (devices that close theirs at unstage)
+            try:
+                writer.close()
+            except Exception as exc:
                 failures.append(exc)
         if not failures:
             return (yield msg)
@@ -60,7 +70,7 @@ def close_files_before_stop(plan: MsgGenerator[Any]) -> MsgGenerator[Any]:
             return None, None
         if callable(getattr(msg.obj, "close_run_files", None)):
             holders.setdefault(id(msg.obj), msg.obj)
-        if msg.command == "close_run" and holders:
+        if msg.command == "close_run" and (holders or run_end_writers()):
             return closing(msg), None
         return None, None
 

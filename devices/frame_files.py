@@ -67,7 +67,13 @@ class FrameFiles:
 
     def __init__(self, device: str, open_file: OpenFile) -> None:
         self.device = device
-        self._open = open_file
+
+        def owned(name: str, exposure: float, started: float | None,
+                  fly: bool) -> FrameWriter:  # (closed by end_run: close_run_files)
+            writer = open_file(name, exposure, started, fly)
+            writer.owner_closes = True
+            return writer
+        self._open: OpenFile = owned
         self._stem: str | None = None
         self._streams: dict[str, FrameWriter] = {}
         self._exposures: dict[str, float] = {}

@@ -7,19 +7,27 @@ RunEngine collects the frames, and HDF5's own text became the run's stop reason:
 lines naming a buffer address, a write size and an offset ("[Errno 27] Can't write
 unprocessed chunk data (file write failed: time = ..., buf = 0x7f..., total write size =
 ...)"). Now the stop says 'fail' with one line naming the file, the frames and why, and
-what stays; the announced frames read back through the catalog, each intact.
+what stays; the announced frames read back through the catalog, each intact. A disk
+that fills at the file's last close fails the run too: the writers a run announced are
+closed before its stop document (``dataflow.run_files``), not at ``unstage`` after it.
 """
 
 from __future__ import annotations
 
+import errno
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 
 from dataflow.catalog import Catalog
+from dataflow.hdf5 import FrameFileError, failed_write
+from dataflow.integrity import read_sidecar
+from tests.dataflow.conftest import make_frame
 
 SHAPE = (256, 256)
 SCAN = textwrap.dedent("""
@@ -110,3 +118,63 @@ def test_a_full_disk_fails_the_run_with_one_line_naming_the_file(tmp_path: Path)
     assert 1 <= len(frames) < 40
     for i, got in enumerate(frames):
         np.testing.assert_array_equal(got, frame(i))
+
+
+def _cam_failing_at_close(cam: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``cam``'s next file cannot be completed when closed (the disk fills at its last
+    close: HDF5's close of the file fails once with ENOSPC)."""
+    stage = type(cam).stage
+
+    def staged(self: Any) -> list[Any]:
+        done: list[Any] = stage(self)
+        close, tried = self.writer._file.close, []
+
+        def full() -> None:
+            if not tried:
+                tried.append(True)
+                raise OSError(errno.ENOSPC, "No space left on device")
+            close()
+        self.writer._file.close = full
+        return done
+    monkeypatch.setattr(type(cam), "stage", staged)
+
+
+def test_a_file_closed_at_unstage_is_closed_before_the_stop(
+        catalog: Catalog, frame_cam: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A device that closes its FrameWriter at unstage (no close_run_files): measured
+    before, the disk filling at that close left the stop saying 'success' and the error
+    came out of RE(...) after the run. Now the run's announced writers are closed before
+    its stop (dataflow.run_files): the stop says 'fail' naming the file; a file that
+    closes well is closed, with its sidecar, at the stop, and unstage gets its digest."""
+    from bluesky import RunEngine
+    from bluesky.plans import count
+
+    RE = RunEngine({})
+    catalog.subscribe(RE)
+    cam = frame_cam(name="cam", folder=catalog.raw_dir)
+    at_stop: list[bool] = []
+
+    def watch(name: str, doc: dict[str, Any]) -> None:
+        if name == "stop":
+            at_stop.append(cam.writer.closed and read_sidecar(cam.writer.path) is not None)
+    (uid,) = RE(count([cam], 3), watch)
+    assert at_stop == [True]
+    assert catalog.run(uid).metadata["stop"]["exit_status"] == "success"
+    assert cam.digests == [read_sidecar(cam.writer.path)]
+
+    _cam_failing_at_close(cam, monkeypatch)
+    stops: list[dict[str, Any]] = []
+    with pytest.raises(FrameFileError, match="could not be written to the end"):
+        RE(count([cam], 3), {"stop": [lambda name, doc: stops.append(doc)]})
+    path = cam.writer.path
+    (stop,) = stops
+    assert stop["exit_status"] == "fail", stop
+    assert stop["reason"] == (f"{path}: the frame file could not be written to the end "
+                              "(No space left on device); the 3 frames announced before "
+                              "stay readable, the file was closed as found, without its "
+                              ".sha256")
+    assert failed_write(path) == "No space left on device"
+    run = catalog.run(stop["run_start"])
+    assert run.metadata["stop"]["exit_status"] == "fail"
+    for i, got in enumerate(np.asarray(run["primary"]["cam_image"].read())):
+        np.testing.assert_array_equal(got, make_frame(i))

@@ -512,7 +512,12 @@ def test_an_unreachable_catalog_leaves_the_record_file(tmp_path: Path,
 def test_a_file_never_closed_is_hashed_as_found_after_the_timeout(
         catalog: Catalog, frame_cam: Any) -> None:
     class LeakyCam(frame_cam):  # type: ignore[misc,valid-type]
-        def unstage(self) -> list[Any]:  # forgets to close its file
+        def stage(self) -> list[Any]:  # says it closes its file itself (run_files
+            staged: list[Any] = super().stage()  # would close it before the stop)...
+            self.writer.owner_closes = True
+            return staged
+
+        def unstage(self) -> list[Any]:  # ... and forgets to
             unstaged: list[Any] = super(frame_cam, self).unstage()
             return unstaged
 
@@ -539,6 +544,11 @@ def test_a_file_finalised_by_another_hdf5_handle_gets_its_final_digest(
     readers: list[Any] = []
 
     class WatchedCam(base):  # type: ignore[misc,valid-type]
+        def stage(self) -> list[Any]:  # closes its file at unstage itself (else
+            staged: list[Any] = super().stage()  # run_files closes it before the stop)
+            self.writer.owner_closes = True
+            return staged
+
         def unstage(self) -> list[Any]:
             path = self.writer.path
             readers.append(h5py.File(path, "r", swmr=True))
