@@ -206,6 +206,17 @@ SI_RANGE = ("must be a finite number in 2.7 … 18 keV (the threshold range of a
             "with a Si sensor)")
 
 
+@pytest.fixture(scope="module")
+def refusing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Beamline]:
+    """One beamline for every refusal case below (a beamline per case was most of their
+    time): a refused put changes nothing, which each case checks against the value it
+    found, so a put wrongly taken fails its own case."""
+    beamline = Beamline.create(tmp_path_factory.mktemp("refusals"), params=P,
+                               backend="interp", time_scale=0.001)
+    yield beamline
+    beamline.close()
+
+
 @pytest.mark.parametrize(("signal", "value", "message"), [
     ("exposure", -1, "det.exposure: must be a finite number > 0 s, got -1"),
     ("exposure", 0, "det.exposure: must be a finite number > 0 s, got 0"),
@@ -236,11 +247,11 @@ SI_RANGE = ("must be a finite number in 2.7 … 18 keV (the threshold range of a
     ("binning", 2, "det.binning: must be True or False (or 1 or 0), got 2"),
     ("backend", "vhdl", "det.backend: must be one of 'interp', 'compiled', 'ghdl', got 'vhdl'"),
 ])
-def test_bad_configuration_is_refused_when_put(setup: Any, signal: str, value: Any,
+def test_bad_configuration_is_refused_when_put(refusing: Beamline, signal: str, value: Any,
                                                message: str) -> None:
     from devices.detector import DetectorConfigError
 
-    det = setup[2].det
+    det = refusing.det
     before = getattr(det, signal).get()
     with pytest.raises(DetectorConfigError, match="^" + re.escape(message) + "$"):
         getattr(det, signal).put(value)
