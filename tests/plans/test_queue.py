@@ -191,12 +191,18 @@ def test_queue_runs_a_tomography_and_a_diffraction_series_into_the_catalog(
         RM.item_add(BPlan("mv", "sample", "powder"))
         RM.item_add(BPlan("diffraction_scan", "det", "sample_x", "sample_y",
                           [[0.0, 0.0], [0.5, 0.0]], num=2, shutter="shutter"))
+        # a start value given as text: the queue's validation accepts it (bluesky types a
+        # scan's *args Movable | Any); the plan refuses it, naming it, before its run opens
+        RM.item_add(BPlan("scan", ["det"], "sample_x", "1", 2, 3))
         RM.queue_start()
         RM.wait_for_idle(timeout=240)
         history = RM.history_get()["items"]
         assert [(h["name"], h["result"]["exit_status"]) for h in history] == [
             ("mv", "completed"), ("tomo_scan", "completed"), ("mv", "completed"),
-            ("diffraction_scan", "completed")]
+            ("diffraction_scan", "completed"), ("scan", "failed")]
+        assert "scan: args[1] (the start of sample_x) must be a number, not text (write 1 " \
+            "without quotes" in history[4]["result"]["msg"], history[4]["result"]
+        assert history[4]["result"]["run_uids"] == []
         tomo_uid, = history[1]["result"]["run_uids"]
         diff_uid, = history[3]["result"]["run_uids"]
         RM.environment_close()

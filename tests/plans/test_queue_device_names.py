@@ -116,3 +116,58 @@ def test_the_startup_profile_offers_them_as_the_queue_server_sees_bluesky_s(
         startup._beamline.close()
         startup._catalog.close()
         sys.modules.pop("plans.qserver.startup", None)
+
+
+def _texts() -> list[tuple[str, Callable[[], Any], str]]:
+    return [
+        ("scan", lambda: plans["scan"]([det], motor1, "1", 2, 3),
+         "scan: args[1] (the start of motor1) must be a number, not text (write 1 without "
+         "quotes: the queue passes JSON text as it is), got '1'"),
+        ("scan", lambda: plans["scan"]([det], motor1, 1, 2, motor2, 0, "2.5", num=3),
+         "scan: args[5] (the stop of motor2) must be a number, not text (write 2.5 without "
+         "quotes: the queue passes JSON text as it is), got '2.5'"),
+        ("rel_scan", lambda: plans["rel_scan"]([det], motor1, "-1", 1, 3),
+         "rel_scan: args[1] (the start of motor1) must be a number, not text (write -1 "
+         "without quotes: the queue passes JSON text as it is), got '-1'"),
+        ("grid_scan", lambda: plans["grid_scan"]([det], motor1, 0, 1, "2", motor2, 0, 1, 2),
+         "grid_scan: args[3] (the number of points of motor1) must be a number, not text "
+         "(write 2 without quotes: the queue passes JSON text as it is), got '2'"),
+        ("list_scan", lambda: plans["list_scan"]([det], motor1, [0, "1"]),
+         "list_scan: args[1] (the positions of motor1) must be numbers, not text (write 1 "
+         "without quotes: the queue passes JSON text as it is), got [0, '1']"),
+    ]
+
+
+TEXTS = _texts()
+
+
+@pytest.mark.parametrize(("name", "plan", "message"), TEXTS,
+                         ids=[f"{n}-{i}" for i, (n, _, _) in enumerate(TEXTS)])
+def test_a_number_given_as_text_is_named_with_its_place_before_the_run(
+        name: str, plan: Any, message: str) -> None:
+    """The queue passes ``"1"`` as text, and its validation takes it (bluesky annotates a
+    scan's ``*args`` ``Movable | Any``); bluesky's own scan then fails in numpy with a
+    ``DTypePromotionError`` and list_scan at the motor after the run opened. The queue's
+    plans say which value it is, before anything runs."""
+    from bluesky import plans as bp
+    from bluesky_queueserver.manager.profile_ops import (
+        existing_plans_and_devices_from_nspace,
+        validate_plan,
+    )
+
+    from plans.validate import PlanArgumentError
+
+    listed, devices, _, _ = existing_plans_and_devices_from_nspace(
+        nspace={"scan": bp.scan, "det": det, "motor1": motor1})
+    accepted, _ = validate_plan({"name": "scan", "args": [["det"], "motor1", "1", 2, 3]},
+                                allowed_plans=listed, allowed_devices=devices)
+    assert accepted  # (the queue cannot refuse it: hence the check at run)
+    with pytest.raises(TypeError, match="DType"):
+        RunEngine({})(bp.scan([det], motor1, "1", 2, 3))
+    documents: list[str] = []
+    RE = RunEngine({})
+    RE.subscribe(lambda kind, doc: documents.append(kind))
+    with pytest.raises(PlanArgumentError) as caught:
+        RE(plan())
+    assert str(caught.value) == message
+    assert documents == []
