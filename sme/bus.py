@@ -14,6 +14,7 @@ tick; writer views check every value against the signal's type before storing it
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -139,6 +140,33 @@ class Bus:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} bus '{self.name}'>"
+
+
+class BusArray(tuple[Any, ...]):
+    """The views of an array of buses (``In[Array[B, n]]``): a tuple whose index must lie
+    in ``0..n-1``, as for an ``Array`` signal (no count from the end: ``self.ins[-1]`` is
+    an ``ArrayIndexError``, not the last bus). ``simulation_only`` processes index it as
+    written; lowered ones are checked again by their backend."""
+
+    _name: str
+
+    def __new__(cls, views: Iterable[Any], name: str) -> BusArray:
+        made = super().__new__(cls, views)
+        made._name = name
+        return made
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return tuple(self)[index]
+        try:
+            i = operator.index(index)
+        except TypeError:
+            raise ArrayIndexError(f"{self._name}[{index!r}]: an index of an array of buses "
+                                  "must be an integer") from None
+        if not 0 <= i < len(self):
+            raise ArrayIndexError(
+                f"{self._name}[{i}]: index out of range 0..{len(self) - 1}")
+        return super().__getitem__(i)
 
 
 class CheckedArray(list[Any]):

@@ -37,6 +37,7 @@ from typing import Annotated, Any, ClassVar, TypeVar, get_args, get_origin
 from . import srcloc
 from .bus import (
     Bus,
+    BusArray,
     CheckedArray,
     PendingArray,
     SignalSpec,
@@ -317,7 +318,8 @@ class Process:
     def _connect_array(self, port: PortSpec, given: Any) -> None:
         """Connect the array of buses ``port`` to ``given`` (a list or tuple of exactly
         ``port.count`` buses of its class; None: that many new ones): ``self.<port>`` is a
-        tuple of their views, and bus ``k`` is ``self.bus("<port>[k]")``."""
+        tuple of their views (a ``BusArray``: an index outside ``0..n-1`` is an
+        ``ArrayIndexError``), and bus ``k`` is ``self.bus("<port>[k]")``."""
         assert port.count is not None
         kind = f"{port.direction.name.title()}[Array[{port.bus_type.__name__}, {port.count}]]"
         if given is None:
@@ -350,7 +352,7 @@ class Process:
             else:
                 target = bus._cur if type(self)._sme_combinational else bus._nxt
                 views.append(writer_view(bus, who, target, locate=True))
-        object.__setattr__(self, port.name, tuple(views))
+        object.__setattr__(self, port.name, BusArray(views, f"{self.name}.{port.name}"))
 
     def on_tick(self) -> Any:
         """The process's behaviour for one clock tick (or a generator over ticks)."""

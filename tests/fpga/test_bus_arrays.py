@@ -146,6 +146,38 @@ def test_an_index_past_the_array_is_one_error(backend: str, go: bool) -> None:
     assert "test_bus_arrays.py:" in str(info.value)
 
 
+class SimOnly(Process, simulation_only=True):
+    """A simulation-only process (never lowered: its Python runs as written) indexing its
+    arrays of buses from the end, or past them."""
+
+    sel: In[Sel]
+    ins: In[Array[Word, 3]]
+    outs: Out[Array[Word, 3]]
+
+    def on_tick(self) -> None:
+        i = int(self.sel.v)
+        if self.sel.go:
+            self.outs[i].value = 5
+        else:
+            self.outs[0].value = self.ins[i].value
+
+
+@pytest.mark.parametrize("index", [-1, -3, 3])
+@pytest.mark.parametrize("go", [False, True], ids=["read", "write"])
+def test_a_simulation_only_process_indexes_an_array_of_buses_as_an_array(go: bool,
+                                                                         index: int) -> None:
+    """The review's finding: its arrays were plain tuples, so ``self.outs[-1]`` wrote bus
+    2 and ``self.ins[-2]`` read bus 1 without an error (an ``Array`` signal refuses them),
+    and ``self.ins[3]`` was a bare 'tuple index out of range'."""
+    net = Network("sim_only", [SimOnly(sel=Sel(name="sel"), ins=[Word() for _ in range(3)],
+                                       outs=[Word() for _ in range(3)])])
+    with pytest.raises(ArrayIndexError) as info:
+        Simulator(net, backend="interp").run(
+            stimulus=[{"sel.v": 1, "sel.go": go}, {"sel.v": index, "sel.go": go}])
+    port = "outs" if go else "ins"
+    assert str(info.value).startswith(f"sim_only.{port}[{index}]: index out of range 0..2")
+
+
 def test_connections_are_checked() -> None:
     with pytest.raises(BusTypeError, match=r"port 'ins' is In\[Array\[Word, 3\]\]: it needs a "
                                            r"list of 3 Word buses, got 2 buses$"):
