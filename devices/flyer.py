@@ -157,10 +157,23 @@ class DetectorFlyer:
 
     def _check_declared(self) -> None:
         """:class:`UndeclaredStream` if the RunEngine run of this kickoff declared no
-        stream for the flyer (outside a RunEngine, nothing to check)."""
+        stream for the flyer alone (outside a RunEngine, nothing to check). One declared
+        with other devices is refused too, naming them: bluesky collects such a stream
+        only from devices that write stream documents alone (``WritesStreamAssets``),
+        and would fail at the collect, after the acquisition."""
         declared = declared_streams(self)
-        if declared is not None and not declared:
+        if declared is None or frozenset([self]) in declared:
+            return
+        if declared:  # (only together with other devices)
+            others = sorted({getattr(o, "name", repr(o)) for objs in declared for o in objs
+                             if o is not self})
             raise UndeclaredStream(
+                f"{self.name}: kickoff() in a run that declared its stream only together "
+                f"with {', '.join(others)}: bluesky collects a stream of several devices "
+                "from stream documents alone (WritesStreamAssets), and this flyer's frames "
+                "come with event pages of their readings; declare its stream for it alone: "
+                f"bps.declare_stream({self.name}, name={self.stream!r}, collect=True)")
+        raise UndeclaredStream(
                 f"{self.name}: kickoff() in a run that declared no stream for it: bluesky "
                 "records its frames (stream_resource/stream_datum) only into a declared "
                 "stream. Subscribe the RunEngine to a smeflow catalog, or add "

@@ -88,11 +88,12 @@ def calling_run() -> tuple[RunEngine, str] | None:
     return None
 
 
-def declared_streams(obj: Any) -> list[str] | None:
-    """The streams declared for ``obj`` alone (``bps.declare_stream(obj, name=...)``) in
-    the run of the RunEngine message the calling device is acting on (its ``kickoff``;
-    the message's run bundler keeps them), or ``None`` outside a RunEngine run or when
-    bluesky keeps them elsewhere."""
+def declared_streams(obj: Any) -> dict[frozenset[Any], list[str]] | None:
+    """The streams declared with ``obj`` (``bps.declare_stream(obj, ..., name=...)``), by
+    the set of objects declared together (bluesky's key: ``frozenset([obj])`` for ``obj``
+    alone), in the run of the RunEngine message the calling device is acting on (its
+    ``kickoff``; the message's run bundler keeps them); ``None`` outside a RunEngine run
+    or when bluesky keeps them elsewhere."""
     frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         engine = frame.f_locals.get("self")
@@ -101,7 +102,8 @@ def declared_streams(obj: Any) -> list[str] | None:
             names = getattr(run, "_declared_stream_names", None)
             if not isinstance(run, RunBundler) or not isinstance(names, dict):
                 return None
-            return list(names.get(frozenset([obj]), []))
+            return {objs: list(declared) for objs, declared in names.items()
+                    if obj in objs and declared}
         frame = frame.f_back
     return None
 

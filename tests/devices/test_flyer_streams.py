@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from bluesky import RunEngine
 from event_model import DocumentNames, schema_validators
+from ophyd.status import DeviceStatus
 
 from dataflow import fly_streams
 from dataflow.broker import open_broker
@@ -166,6 +167,44 @@ def test_a_plan_declaring_the_stream_itself_records_one_descriptor(
     RE(_declaring_fly(_flyer(bl)))
     assert _valid(docs) == ["start", "descriptor", "stream_resource", "stream_datum",
                             "event_page", "stop"]
+
+
+class _Counter:
+    """A second flyer, as a plan might declare it with the detector's."""
+
+    name = "counter"
+    parent = None
+
+    def kickoff(self) -> Any:
+        status = DeviceStatus(self)
+        status.set_finished()
+        return status
+
+    def describe_collect(self) -> dict[str, Any]:
+        return {"counter_x": {"source": "sim", "dtype": "number", "shape": []}}
+
+
+def test_a_stream_declared_with_another_device_is_named_at_the_kickoff(setup: Any) -> None:
+    """bluesky keys declared streams by the set of devices declared together, and collects
+    such a stream from stream documents alone (``WritesStreamAssets``); the flyer's
+    frames come with event pages. The kickoff said 'declared no stream for it' (the
+    review's finding); without the check, bluesky failed at the collect, after the
+    acquisition, with 'does not implement all WritesStreamAssets methods'."""
+    _, bl = setup
+    RE, _ = _engine(None)
+    flyer, before = _flyer(bl), bl.det.fly
+
+    def plan() -> Any:
+        yield from bps.open_run()
+        yield from bps.declare_stream(flyer, _Counter(), name="primary", collect=True)
+        yield from bps.kickoff(flyer, wait=True)
+        yield from bps.close_run()
+
+    with pytest.raises(UndeclaredStream, match=(
+            r"det_flyer: kickoff\(\) in a run that declared its stream only together with "
+            r"counter: .*bps\.declare_stream\(det_flyer, name='primary', collect=True\)")):
+        RE(plan())
+    assert bl.det.fly is before and not bl.det.files.staged
 
 
 class _Named:
