@@ -44,8 +44,10 @@ makes every frame visible at once, at a cost in write rate with multi-frame chun
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
+import threading
 import time
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
@@ -87,8 +89,13 @@ if TYPE_CHECKING:
     from geometry import PoniGeometry
 
 log = logging.getLogger(__name__)
-_ANNOUNCED: weakref.WeakSet[FrameWriter] = weakref.WeakSet()
-"""Writers whose file a run announced (``asset_docs``): ``run_end_writers``."""
+_ANNOUNCED: weakref.WeakKeyDictionary[FrameWriter, tuple[int, int]] = \
+    weakref.WeakKeyDictionary()
+"""Writers whose file a run announced (``asset_docs``), with the thread that announced
+it and the announcement's number (``announcement_mark``): ``run_end_writers``."""
+_ANNOUNCED_LOCK = threading.Lock()
+_ANNOUNCEMENTS = itertools.count(1)
+_LAST_ANNOUNCEMENT = 0
 
 HDF5_MIMETYPE = "application/x-hdf5"
 COMPRESSIONS = (None, "gzip", "lzf")
@@ -96,6 +103,13 @@ FILE_FORMAT = ("v110", "latest")
 """h5py's ``libver`` of frame files: HDF5 1.10's format (SWMR's least) and up."""
 
 Document = tuple[str, dict[str, Any]]
+
+
+def _note_announced(writer: FrameWriter) -> None:
+    global _LAST_ANNOUNCEMENT
+    with _ANNOUNCED_LOCK:
+        _LAST_ANNOUNCEMENT = next(_ANNOUNCEMENTS)
+        _ANNOUNCED[writer] = (threading.get_ident(), _LAST_ANNOUNCEMENT)
 
 
 class FrameMismatchError(ValueError):
@@ -106,11 +120,23 @@ class WriterClosedError(RuntimeError):
     """A frame was written after the writer was closed."""
 
 
-def run_end_writers() -> list[FrameWriter]:
-    """The open writers of this process whose file a run announced and whose owner does
-    not close them at the run's end itself (``owner_closes``): ``dataflow.run_files``
-    closes them before the run's stop document."""
-    return [w for w in list(_ANNOUNCED) if not w.closed and not w.owner_closes]
+def announcement_mark() -> int:
+    """The number of the last writer announced so far in this process: a run opened now
+    announces its writers with larger numbers (``run_end_writers(since=...)``)."""
+    with _ANNOUNCED_LOCK:
+        return _LAST_ANNOUNCEMENT
+
+
+def run_end_writers(thread: int, since: int) -> list[FrameWriter]:
+    """The open writers announced on ``thread`` (a RunEngine's: where its run collects
+    the devices' documents) after mark ``since`` (``announcement_mark`` at the run's
+    ``open_run``) whose owner does not close them at the run's end itself
+    (``owner_closes``): ``dataflow.run_files`` closes them before that run's stop
+    document. Writers another run, RunEngine or thread announced are not that run's."""
+    with _ANNOUNCED_LOCK:
+        announced = list(_ANNOUNCED.items())
+    return [w for w, (by, number) in announced
+            if by == thread and number > since and not w.closed and not w.owner_closes]
 
 
 class FrameWriter(WriterClosing):
@@ -463,7 +489,7 @@ class FrameWriter(WriterClosing):
         self.flush()
         if not self._resource_sent:
             self._resource_sent = True
-            _ANNOUNCED.add(self)
+            _note_announced(self)
             yield "stream_resource", dict(self.stream_resource)
         start, self._announced = self._announced, self._count
         datum = self._compose_datum(indices={"start": start, "stop": self._count})
@@ -478,7 +504,8 @@ class FrameWriter(WriterClosing):
 __all__ = [
     "DEFAULT_DATASET", "FILE_FORMAT", "HDF5_MIMETYPE", "FrameFileError", "FrameMismatchError",
     "FrameReader", "FrameWriteError", "FrameWriter", "HDF5ReadError", "Layout", "UnsafePathError",
-    "WriterClosedError", "failed_write", "file_sha256", "open_frames", "open_in_process",
-    "per_frame_chunks", "read_counters", "read_lost", "resolve_in_folder", "run_end_writers",
+    "WriterClosedError", "announcement_mark", "failed_write", "file_sha256", "open_frames",
+    "open_in_process", "per_frame_chunks", "read_counters", "read_lost", "resolve_in_folder",
+    "run_end_writers",
     "tomo_chunks", "write_nexus_tree",
 ]

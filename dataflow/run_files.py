@@ -13,7 +13,9 @@ already holds a successful run whose file is not whole.
 the run open (one with a ``close_run_files()`` method, such as the firmware detector) to
 close them just before each ``close_run``, and closes every ``FrameWriter`` a run announced
 that no such device owns (``dataflow.hdf5.run_end_writers``: another ophyd device writing
-through ``FrameWriter`` that would close it at ``unstage``, after the stop). A file that
+through ``FrameWriter`` that would close it at ``unstage``, after the stop), of those
+announced on the RunEngine's thread since that run's ``open_run``: another run's,
+RunEngine's or thread's (the live reducer's derived files) are left alone. A file that
 cannot be closed turns the run into
 a failed one: its stop document says ``exit_status: 'fail'`` with the error (which names
 the file) as reason, and the error is raised into the plan (out of ``RE(...)``, after its
@@ -23,12 +25,13 @@ error; the file's error is added to its reason.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from bluesky import preprocessors as bpp
 from bluesky.utils import Msg, MsgGenerator
 
-from .hdf5 import run_end_writers
+from .hdf5 import announcement_mark, run_end_writers
 
 __all__ = ["close_files_before_stop", "install"]
 
@@ -38,6 +41,12 @@ def close_files_before_stop(plan: MsgGenerator[Any]) -> MsgGenerator[Any]:
     docstring)."""
     holders: dict[int, Any] = {}  # (id -> object: devices need not be hashable)
     ours: list[Msg] = []
+    opened: dict[Any, int] = {}  # (run key -> announcement_mark at its open_run)
+    thread = threading.get_ident()  # (the RunEngine's: it runs the plan and collects)
+
+    def writers(msg: Msg) -> list[Any]:
+        since = opened.get(msg.run)
+        return [] if since is None else run_end_writers(thread, since)
 
     def closing(msg: Msg) -> MsgGenerator[Any]:
         failures: list[Exception] = []
@@ -46,7 +55,7 @@ def close_files_before_stop(plan: MsgGenerator[Any]) -> MsgGenerator[Any]:
                 holder.close_run_files()
             except Exception as exc:  # (every holder's files are closed first)
                 failures.append(exc)
-        for writer in run_end_writers():  # (devices that close theirs at unstage)
+        for writer in writers(msg):  # (devices of this run that close theirs at unstage)
             try:
                 writer.close()
             except Exception as exc:
@@ -66,11 +75,15 @@ def close_files_before_stop(plan: MsgGenerator[Any]) -> MsgGenerator[Any]:
         return result
 
     def process(msg: Msg) -> tuple[MsgGenerator[Any] | None, None]:
+        nonlocal thread
         if any(msg is mine for mine in ours):
             return None, None
         if callable(getattr(msg.obj, "close_run_files", None)):
             holders.setdefault(id(msg.obj), msg.obj)
-        if msg.command == "close_run" and (holders or run_end_writers()):
+        if msg.command == "open_run":
+            thread = threading.get_ident()
+            opened[msg.run] = announcement_mark()
+        if msg.command == "close_run" and (holders or writers(msg)):
             return closing(msg), None
         return None, None
 

@@ -178,3 +178,54 @@ def test_a_file_closed_at_unstage_is_closed_before_the_stop(
     assert run.metadata["stop"]["exit_status"] == "fail"
     for i, got in enumerate(np.asarray(run["primary"]["cam_image"].read())):
         np.testing.assert_array_equal(got, make_frame(i))
+
+
+def _announced_writer(folder: Path, name: str) -> Any:
+    from dataflow.hdf5 import FrameWriter
+
+    writer = FrameWriter(folder, name, (4, 4))
+    writer.append(np.zeros((4, 4), np.uint16))
+    list(writer.asset_docs())  # (announced: to another run, RunEngine or thread)
+    return writer
+
+
+@pytest.mark.parametrize("where", ["before the run", "on another thread"])
+def test_a_run_closes_only_the_writers_it_announced(tmp_path: Path, where: str) -> None:
+    """The review of c5f8cd7: every announced writer of the process was closed at any
+    run's close_run (another RunEngine's, a live reducer thread's, one a user keeps), so
+    its next append was refused, and its failing close failed the unrelated run."""
+    import threading
+
+    import bluesky.plans as bp
+    from bluesky import RunEngine
+    from ophyd.sim import det
+
+    from dataflow import run_files
+
+    if where == "before the run":
+        other = _announced_writer(tmp_path, "other.h5")
+    else:
+        made: list[Any] = []
+
+        def announce() -> None:
+            made.append(_announced_writer(tmp_path, "other.h5"))
+
+        thread = threading.Thread(target=announce)
+        thread.start()
+        thread.join()
+        (other,) = made
+
+    def full_disk() -> None:
+        raise OSError(errno.ENOSPC, f"{other.path}: No space left on device")
+
+    real_close, other.close = other.close, full_disk
+    RE = RunEngine({})
+    run_files.install(RE)
+    stops: list[dict[str, Any]] = []
+    RE.subscribe(lambda name, doc: stops.append(doc) if name == "stop" else None)
+    RE(bp.count([det]))
+    assert stops[-1]["exit_status"] == "success"
+    other.close = real_close
+    assert not other.closed
+    other.append(np.ones((4, 4), np.uint16))  # (still open: its owner goes on)
+    other.close()
