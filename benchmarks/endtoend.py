@@ -101,12 +101,16 @@ class _Times:
                                         (float(t) for t in doc["time"]), strict=True))
 
     def parts(self, frames: list[Any]) -> dict[str, float]:
-        """The lag's parts (module docstring) from the fly's frame records (in file order
-        of trigger: ``FlyFrame.index`` is the seq_num - 1)."""
-        done = {frame.index + 1: frame.done_time for frame in frames}
-        trigger = {frame.index + 1: frame.trigger_time for frame in frames}  # (wall clock)
+        """The lag's parts (module docstring) from the fly's frame records: the k-th
+        event of the stream is the k-th frame in the file (frames lost on the link have
+        a trigger index but no event)."""
+        written = sorted(frames, key=lambda frame: frame.index)
         with self._lock:
             seqs = sorted(self.trigger)
+            if len(seqs) != len(written):
+                raise SystemExit(f"{len(seqs)} frame events for {len(written)} frames written")
+            done = {s: frame.done_time for s, frame in zip(seqs, written, strict=True)}
+            trigger = {s: frame.trigger_time for s, frame in zip(seqs, written, strict=True)}
             parts = {
                 "detector": [done[s] - trigger[s] for s in seqs],
                 "announce": [self.received[s] - done[s] for s in seqs],
