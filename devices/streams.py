@@ -76,14 +76,22 @@ def calling_run() -> tuple[RunEngine, str] | None:
     acting on (its ``kickoff``, ``collect``: the engine's command keeps the message's
     run bundler as ``current_run``), or ``None`` outside a RunEngine or a run (see the
     module docstring)."""
-    frame: FrameType | None = sys._getframe(1)
+    found = _engine_run()
+    if found is None:
+        return None
+    engine, run = found
+    uid = getattr(run, "_run_start_uid", None)
+    return (engine, uid) if isinstance(run, RunBundler) and isinstance(uid, str) else None
+
+
+def _engine_run() -> tuple[RunEngine, Any] | None:
+    """The RunEngine whose command is on the calling thread's stack and that command's
+    ``current_run`` (its message's run bundler; whatever it is), or ``None``."""
+    frame: FrameType | None = sys._getframe(2)
     while frame is not None:
         engine = frame.f_locals.get("self")
         if isinstance(engine, RunEngine):
-            run = frame.f_locals.get("current_run")
-            uid = getattr(run, "_run_start_uid", None)
-            return (engine, uid) if isinstance(run, RunBundler) and isinstance(uid, str) \
-                else None
+            return engine, frame.f_locals.get("current_run")
         frame = frame.f_back
     return None
 
@@ -94,18 +102,15 @@ def declared_streams(obj: Any) -> dict[frozenset[Any], list[str]] | None:
     alone), in the run of the RunEngine message the calling device is acting on (its
     ``kickoff``; the message's run bundler keeps them); ``None`` outside a RunEngine run
     or when bluesky keeps them elsewhere."""
-    frame: FrameType | None = sys._getframe(1)
-    while frame is not None:
-        engine = frame.f_locals.get("self")
-        if isinstance(engine, RunEngine):
-            run = frame.f_locals.get("current_run")
-            names = getattr(run, "_declared_stream_names", None)
-            if not isinstance(run, RunBundler) or not isinstance(names, dict):
-                return None
-            return {objs: list(declared) for objs, declared in names.items()
-                    if obj in objs and declared}
-        frame = frame.f_back
-    return None
+    found = _engine_run()
+    if found is None:
+        return None
+    run = found[1]
+    names = getattr(run, "_declared_stream_names", None)
+    if not isinstance(run, RunBundler) or not isinstance(names, dict):
+        return None
+    return {objs: list(declared) for objs, declared in names.items()
+            if obj in objs and declared}
 
 
 class RunEndWatch:
