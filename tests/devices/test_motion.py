@@ -191,12 +191,14 @@ def test_stop_halts_where_it_is(slow):
     assert not slow.moving
 
 
-def test_new_move_supersedes_a_running_one(sample_x):
-    first = sample_x.set(20.0)
-    second = sample_x.set(-1.0)
-    second.wait(timeout=2)
+def test_new_move_supersedes_a_running_one(slow):
+    """(On ``slow``: the first move lasts ~0.5 s of wall time. On the 100× ``sample_x``
+    its 40 ms could end before the second ``set`` on a loaded machine.)"""
+    first = slow.set(20.0)
+    second = slow.set(-1.0)
+    second.wait(timeout=10)
     assert first.done and not first.success
-    assert sample_x.position == -1.0
+    assert slow.position == -1.0
 
 
 # -- bluesky plans ----------------------------------------------------------------------
