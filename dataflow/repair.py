@@ -276,14 +276,11 @@ def _repair_locked(catalog: Any, ref: str | int, folder: Path) -> RepairReport:
 
 
 def _files(run: Any) -> list[Path]:
-    """The run's frame files, as the catalog lists them (none read)."""
-    from .provenance.errors import ProvenanceError
+    """The run's local frame files, as the catalog lists them (none read; a file that is
+    not local has nothing a repair can close, and hides none of the others)."""
     from .provenance.verify import run_files
 
-    try:
-        return list(run_files(run))
-    except ProvenanceError:  # (a file that is not local: nothing of it to close)
-        return []
+    return list(run_files(run, local_only=True))
 
 
 def _finished(run: Any, uid: str, record: dict[str, Any] | None) -> RepairReport:

@@ -158,11 +158,13 @@ class VerificationReport:
         return out
 
 
-def run_files(run_node: Any) -> dict[Path, list[str]]:
+def run_files(run_node: Any, *, local_only: bool = False) -> dict[Path, list[str]]:
     """The external files the catalog lists for a run: local path → data keys.
 
     Works on any Tiled client node of a bluesky run (embedded or over HTTP): streams'
-    ``data_keys`` marked external, and the assets of those arrays' data sources.
+    ``data_keys`` marked external, and the assets of those arrays' data sources. An
+    asset that is not a local file raises ``ProvenanceError``, or is left out with
+    ``local_only`` (a repair closes the local files it can reach).
     """
     out: dict[Path, list[str]] = {}
     for stream_name in run_node:
@@ -174,7 +176,13 @@ def run_files(run_node: Any) -> dict[Path, list[str]]:
             sources = stream[key].include_data_sources().data_sources() or []
             for source in sources:
                 for asset in source.assets:
-                    out.setdefault(uri_to_path(asset.data_uri), []).append(str(key))
+                    try:
+                        path = uri_to_path(asset.data_uri)
+                    except ProvenanceError:
+                        if local_only:
+                            continue
+                        raise
+                    out.setdefault(path, []).append(str(key))
     return out
 
 
