@@ -44,7 +44,6 @@ makes every frame visible at once, at a cost in write rate with multi-frame chun
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import threading
@@ -94,7 +93,6 @@ _ANNOUNCED: weakref.WeakKeyDictionary[FrameWriter, tuple[int, int]] = \
 """Writers whose file a run announced (``asset_docs``), with the thread that announced
 it and the announcement's number (``announcement_mark``): ``run_end_writers``."""
 _ANNOUNCED_LOCK = threading.Lock()
-_ANNOUNCEMENTS = itertools.count(1)
 _LAST_ANNOUNCEMENT = 0
 
 HDF5_MIMETYPE = "application/x-hdf5"
@@ -108,7 +106,7 @@ Document = tuple[str, dict[str, Any]]
 def _note_announced(writer: FrameWriter) -> None:
     global _LAST_ANNOUNCEMENT
     with _ANNOUNCED_LOCK:
-        _LAST_ANNOUNCEMENT = next(_ANNOUNCEMENTS)
+        _LAST_ANNOUNCEMENT += 1
         _ANNOUNCED[writer] = (threading.get_ident(), _LAST_ANNOUNCEMENT)
 
 
