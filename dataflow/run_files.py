@@ -41,12 +41,13 @@ def close_files_before_stop(plan: MsgGenerator[Any]) -> MsgGenerator[Any]:
     docstring)."""
     holders: dict[int, Any] = {}  # (id -> object: devices need not be hashable)
     ours: list[Msg] = []
-    opened: dict[Any, int] = {}  # (run key -> announcement_mark at its open_run)
-    thread = threading.get_ident()  # (the RunEngine's: it runs the plan and collects)
+    # (run key -> the thread of its open_run, the RunEngine's that collects its devices,
+    # and announcement_mark then)
+    opened: dict[Any, tuple[int, int]] = {}
 
     def writers(msg: Msg) -> list[Any]:
-        since = opened.get(msg.run)
-        return [] if since is None else run_end_writers(thread, since)
+        at = opened.get(msg.run)
+        return [] if at is None else run_end_writers(*at)
 
     def closing(msg: Msg) -> MsgGenerator[Any]:
         failures: list[Exception] = []
@@ -75,14 +76,12 @@ def close_files_before_stop(plan: MsgGenerator[Any]) -> MsgGenerator[Any]:
         return result
 
     def process(msg: Msg) -> tuple[MsgGenerator[Any] | None, None]:
-        nonlocal thread
         if any(msg is mine for mine in ours):
             return None, None
         if callable(getattr(msg.obj, "close_run_files", None)):
             holders.setdefault(id(msg.obj), msg.obj)
         if msg.command == "open_run":
-            thread = threading.get_ident()
-            opened[msg.run] = announcement_mark()
+            opened[msg.run] = (threading.get_ident(), announcement_mark())
         if msg.command == "close_run" and (holders or writers(msg)):
             return closing(msg), None
         return None, None
