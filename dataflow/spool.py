@@ -161,11 +161,17 @@ def write_run(client: Any, docs: Sequence[Document], batch_size: int | None = No
 
     Returns the writer, which can take the run's further documents.
     """
+    import httpx
+
     from .event_pages import tiled_writer
 
     uid = docs[0][1]["uid"]
     if uid in client:
-        client.delete_contents([uid], recursive=True, external_only=False)
+        try:
+            client.delete_contents([uid], recursive=True, external_only=False)
+        except httpx.HTTPStatusError as exc:  # 404: the client sent a delete again whose
+            if exc.response.status_code != 404 or uid in client:  # answer came too late
+                raise
     has_stop = any(name == "stop" for name, _ in docs)
     # an unfinished run must not leave events in the writer's batch
     size = batch_size if batch_size is not None else (None if has_stop else 1)

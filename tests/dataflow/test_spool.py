@@ -189,3 +189,37 @@ def test_replay_after_an_outage_never_holds_up_the_caller(server: ServerHandle,
         np.testing.assert_array_equal(events(remote, uid), np.arange(150) / 2)
         assert remote.run(uid).metadata["stop"]["exit_status"] == "success"
         writer.close()
+
+
+def test_a_replay_whose_delete_answer_was_lost_is_retried_not_rejected(
+        server: ServerHandle, tmp_path: Path) -> None:
+    """Under load the server can take longer than the client waits: the Tiled client then
+    sends the request again, and a delete the server had already done answers 404 the
+    second time. The replay's delete of the run's partial copy lost its answer that way
+    (injected here: the answer of the first DELETE, already carried out, is dropped as a
+    read timeout); the run was then kept aside as refused ("rejected") instead of being
+    replayed. A run the server really refuses stays rejected
+    (test_server.test_external_files_outside_raw_are_refused)."""
+    with RemoteCatalog(server.url, KEY) as remote:
+        writer = SpoolingWriter(remote.client, tmp_path / "spool", retry_interval=3600)
+        docs = make_run(3)
+        for name, doc in docs[:2]:
+            writer(name, doc)  # live: the server holds a partial copy to delete on replay
+        server.stop()
+        for name, doc in docs[2:]:
+            writer(name, doc)
+        server.start()
+        dropped: list[str] = []
+
+        def lose_first_delete_answer(response: httpx.Response) -> None:
+            if response.request.method == "DELETE" and not dropped:
+                dropped.append(str(response.request.url))
+                raise httpx.ReadTimeout("answer lost (injected)", request=response.request)
+
+        hooks = remote.client.context.http_client.event_hooks
+        hooks["response"] = [*hooks["response"], lose_first_delete_answer]
+        assert writer.flush()
+        assert dropped and writer.replayed_runs == 1
+        assert list(tmp_path.joinpath("spool").iterdir()) == []  # nothing kept as rejected
+        np.testing.assert_array_equal(events(remote, docs[0][1]["uid"]), [0, 0.5, 1])
+        writer.close()
