@@ -56,7 +56,7 @@ from ophyd.status import DeviceStatus
 from .detector import FirmwareDetector
 from .detector_fly import wait_for_end
 from .fly import FlyAcquisition, FlyParameters
-from .streams import RunEndWatch, declared_streams
+from .streams import RunEndWatch, declared_streams, rewind_replays
 
 log = logging.getLogger(__name__)
 
@@ -252,13 +252,17 @@ class DetectorFlyer:
         the run, ``NoReplayAllowed`` makes the RunEngine resume the plan where it was,
         replaying neither the stream's declaration nor the kickoff (which would record a
         second descriptor, or the frames twice); the next collect waits for the
-        acquisition's end (:meth:`resume`)."""
+        acquisition's end (:meth:`resume`). An acquisition ended and collected before the
+        plan's last checkpoint is not replayed: the pause rewinds to that checkpoint as
+        bluesky's pauses do (a move the pause stopped is made again, not left short)."""
         fly = self.det.fly
         self._resumed_fly = None  # (a new pause: resumed or ended, it decides anew)
         if fly is None or fly is not self._own:
             return
         if not (fly.done.done and self._paged >= len(fly.frames)):
             self._paused_fly = fly
+        elif rewind_replays(self) is False:
+            return  # (ended and collected before the last checkpoint: rewind as for a step)
         raise NoReplayAllowed(f"{self.name}: a fly acquisition was kicked off in this run; "
                               "resuming continues it (its frames are announced as they "
                               "come)")

@@ -20,12 +20,14 @@ on and the run that message belongs to: a flyer kicked off in a run learns which
 end to watch for (``devices.flyer``), since bluesky tells a flyer nothing when a run it
 kicked off closes on a plan's failure, and :func:`declared_streams` which streams the plan
 declared for it (a flyer checks at ``kickoff`` that its frames have a declared stream).
+:func:`rewind_replays` tells a pausing device whether the resume would replay its messages.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections import deque
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -34,7 +36,7 @@ from bluesky.bundlers import RunBundler
 from bluesky.run_engine import RunEngine
 
 __all__ = ["RunEndWatch", "calling_run", "declared_streams", "described_shape",
-           "reading_stream"]
+           "reading_stream", "rewind_replays"]
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +96,22 @@ def _engine_run() -> tuple[RunEngine, Any] | None:
             return engine, frame.f_locals.get("current_run")
         frame = frame.f_back
     return None
+
+
+def rewind_replays(obj: Any) -> bool | None:
+    """Whether resuming the pause of the RunEngine on the calling thread's stack (a
+    device's ``pause``) would replay a message about ``obj`` (acting on it or naming it,
+    as ``declare_stream`` does): one since the last checkpoint, kept for the rewind.
+    ``None`` when no RunEngine is on the stack or bluesky keeps its messages elsewhere."""
+    found = _engine_run()
+    if found is None:
+        return None
+    cache = getattr(found[0], "_msg_cache", ())
+    if cache is None:  # (no checkpoint to rewind to: nothing is replayed)
+        return False
+    if not isinstance(cache, deque):
+        return None
+    return any(msg.obj is obj or any(arg is obj for arg in msg.args) for msg in cache)
 
 
 def declared_streams(obj: Any) -> dict[frozenset[Any], list[str]] | None:

@@ -9,6 +9,7 @@ import threading
 import time
 from typing import Any
 
+import bluesky.plan_stubs as bps
 import bluesky.plans as bp
 import bluesky.preprocessors as bpp
 import numpy as np
@@ -17,6 +18,7 @@ from bluesky.utils import RunEngineInterrupted
 
 from devices.fly import FlyParameters
 from devices.flyer import DetectorFlyer
+from devices.motion import SimMotor
 from fpga.designs.params import ChainParams
 
 FRAMES = 20
@@ -114,3 +116,49 @@ def test_bp_fly_ended_from_its_pause_stops_the_acquisition_and_frees_the_detecto
     assert stop["num_events"].get("primary", 0) == len(fly.frames) < 2000
     (uid,) = bl.RE(bp.count([bl.det], 1))
     assert bl.catalog.run(uid).metadata["stop"]["exit_status"] == "success"
+
+
+def test_a_pause_after_a_collected_fly_and_a_checkpoint_rewinds_to_it(
+        smeflow_beamline: Any) -> None:
+    """bluesky's pause stops every motor the plan set and its resume replays the plan from
+    the last checkpoint, so a stopped move is made again. The flyer said
+    ``NoReplayAllowed`` at every pause once it had flown in the run, also long after its
+    acquisition ended and was collected before that checkpoint: the RunEngine then went on
+    without rewinding and the plan read a motor stopped short (at ~0.1 of 20 mm) as if it
+    had arrived. Its frames are not in the replay, so the pause now rewinds."""
+    bl = smeflow_beamline
+    slow = SimMotor(name="slow", limits=(-100, 100), velocity=10.0, acceleration=100.0,
+                    time_scale=0.25, update_period=0.005)  # (a move of ~0.5 s wall time)
+    flyer = DetectorFlyer(bl.det, FlyParameters(frames=5, exposure=0.01))
+    docs: list[tuple[str, dict[str, Any]]] = []
+    bl.RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    fired: list[bool] = []
+
+    def pause_at_the_move(msg: Any) -> None:
+        if not fired and msg.command == "set" and msg.obj is slow:
+            fired.append(True)
+            threading.Thread(target=bl.RE.request_pause, kwargs={"defer": False}).start()
+
+    @bpp.run_decorator()
+    def plan() -> Any:
+        yield from bps.kickoff(flyer, wait=True)
+        yield from bps.complete(flyer, wait=True)
+        yield from bps.collect(flyer)
+        yield from bps.checkpoint()
+        yield from bps.mv(slow, 20.0)
+        yield from bps.trigger_and_read([slow], name="after")
+
+    bl.RE.msg_hook = pause_at_the_move
+    try:
+        with pytest.raises(RunEngineInterrupted):
+            bl.RE(plan())
+        assert slow.position < 19  # (the pause stopped the move)
+        bl.RE.resume()
+    finally:
+        bl.RE.msg_hook = None
+        slow.destroy()
+    stop = next(doc for name, doc in docs if name == "stop")
+    assert stop["exit_status"] == "success"
+    assert stop["num_events"] == {"primary": 5, "after": 1}  # (the frames once)
+    after = bl.catalog.run(stop["run_start"])["after"].read()
+    assert float(np.asarray(after["slow"])[0]) == pytest.approx(20.0)
