@@ -215,6 +215,10 @@ class EmptyBeam:
         """The incident beam image, independent of the pose."""
         return self.incident.image(shape, pixel_size)
 
+    def prepare(self, shape: tuple[int, int], pixel_size: PixelSize) -> None:
+        """Make the incident beam's image of ``shape`` now (``Scene.prepare``)."""
+        self.incident.image(shape, pixel_size)
+
 
 class Scene:
     """The beamline's sample environment: stages, shutter, beam and the current sample.
@@ -272,15 +276,15 @@ class Scene:
 
     def prepare(self, shape: tuple[int, int], pixel_size: PixelSize) -> None:
         """Make what every frame of ``shape`` needs from the sample now, before an
-        acquisition's clock starts, not at its first frame: the sample's ``prepare`` when it
-        has one (the powder's rings: 0.6 s at 1 Mpix, paid by each worker drawing the first
-        frames at once), else its image at the present pose, once (what it caches)."""
+        acquisition's clock starts, not at its first frame: the sample's ``prepare`` (the
+        powder's rings: 0.6 s at 1 Mpix, paid by each worker drawing the first frames at
+        once). Nothing with the shutter closed or no beam (dark frames use nothing of the
+        sample; a fly acquisition prepares again at its start) nor for a sample without
+        ``prepare`` (an image drawn here would be thrown away)."""
         shape = check_shape(shape)
         prepare = getattr(self.sample, "prepare", None)
-        if prepare is not None:
+        if prepare is not None and self.beam_factor() != 0.0:
             prepare(shape, pixel_size)
-        else:
-            self.sample.flux(self.pose(), shape, pixel_size)
 
     def state_at(self, t: float) -> SceneState:
         """The pose and beam factor at wall time ``t`` (``pose``, ``beam_factor``)."""

@@ -79,7 +79,9 @@ def test_a_fly_acquisition_prepares_a_sample_swapped_in_after_staging(tmp_path: 
         bl.close()
 
 
-def test_a_sample_without_prepare_draws_its_image_once_at_staging(tmp_path: Path) -> None:
+def test_a_sample_without_prepare_is_not_drawn_before_its_frames(tmp_path: Path) -> None:
+    """Staging and a fly's start drew such a sample's image at the present pose and threw
+    it away (nothing kept it): only the frames draw it now."""
     bl = _beamline(tmp_path)
     try:
         sample = _Recording(with_prepare=False)
@@ -87,8 +89,43 @@ def test_a_sample_without_prepare_draws_its_image_once_at_staging(tmp_path: Path
         fly_steps.fly(bl.det, FlyParameters(frames=2, exposure=0.005, period=0.005))
         bl.det.unstage()
         me = threading.current_thread().name
-        # staging, then the fly's start, on this thread; then the workers' two frames
-        assert sample.calls[:2] == [("flux", me), ("flux", me)]
-        assert len(sample.calls) == 4 and all(t != me for _, t in sample.calls[2:])
+        assert len(sample.calls) == 2 and all(t != me for _, t in sample.calls)  # the workers'
+    finally:
+        bl.close()
+
+
+def test_staging_with_the_shutter_closed_draws_nothing_and_darks_stay_dark(
+        tmp_path: Path) -> None:
+    """Staging prepared the sample (the powder's rings: 0.6 s at 1 Mpix) also with the
+    shutter closed, for dark frames that use nothing of it."""
+    bl = _beamline(tmp_path)
+    try:
+        bl.use_powder()
+        powder = bl.scene.sample
+        bl.shutter.set("closed").wait(5)
+        bl.det.stage()
+        try:
+            assert not powder._cache
+            bl.det.trigger().wait(30)
+            assert bl.det.roi_sum.get() == 0 and not powder._cache  # (a dark frame)
+            bl.shutter.set("open").wait(5)
+            bl.det.trigger().wait(30)
+            assert bl.det.roi_sum.get() > 0 and len(powder._cache) == 1
+        finally:
+            bl.det.unstage()
+    finally:
+        bl.close()
+
+
+def test_staging_makes_the_empty_beams_image(tmp_path: Path) -> None:
+    from devices.samples import EmptyBeam, _incident_image
+
+    bl = _beamline(tmp_path)
+    try:
+        bl.scene.sample = EmptyBeam()
+        _incident_image.cache_clear()
+        bl.det.stage()
+        bl.det.unstage()
+        assert _incident_image.cache_info().currsize == 1
     finally:
         bl.close()
