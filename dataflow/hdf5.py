@@ -77,7 +77,7 @@ from .hdf5_read import (
     read_counters,
     read_lost,
 )
-from .hdf5_records import SideRecords
+from .hdf5_records import SideRecords, write_values
 from .integrity import (
     CHECKSUMS_ATTR,
     HDF5ReadError,
@@ -367,8 +367,7 @@ class FrameWriter(WriterClosing):
                 if self._block is None:
                     self._ds.resize(start + n, axis=0)
                     self._ds[start:start + n] = arr
-                self._crc.resize(start + n, axis=0)
-                self._crc[start:start + n] = frame_crc32(arr)
+                write_values(self._crc, start, frame_crc32(arr))
                 if self._block is not None:  # (writes full blocks: their checksums first)
                     self._block.put(start, arr)
             except BaseException as exc:

@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from h5py import h5s
 
 from .hdf5 import FrameMismatchError, FrameWriter
 from .hdf5_nxmx import SampleAxis, write_sample_axes
+from .hdf5_records import write_values
 
 __all__ = ["POSITIONS_BLOCK", "AngleFrameWriter"]
 
@@ -93,15 +93,10 @@ class AngleFrameWriter(FrameWriter):
         if not self._held_n:
             return
         values = np.concatenate(self._held)
-        start, stop = self._stored, self._stored + len(values)
-        memory = h5s.create_simple((len(values),))
-        for i, node in enumerate(self._positions):  # (HDF5's own calls: a third of h5py's
-            node.id.set_extent((stop,))             # resize and slice assignment's time)
-            space = node.id.get_space()
-            space.select_hyperslab((start,), (len(values),))
-            node.id.write(memory, space, np.ascontiguousarray(values[:, i]))
+        for i, node in enumerate(self._positions):
+            write_values(node, self._stored, values[:, i])
             node.id.flush()
-        self._held, self._held_n, self._stored = [], 0, stop
+        self._held, self._held_n, self._stored = [], 0, self._stored + len(values)
 
     def _truncate(self, n: int) -> None:
         super()._truncate(n)

@@ -6,6 +6,10 @@ before they reached the file (``<dataset>_lost``, named by the frame dataset's
 
 Both datasets are made when the file is created: SWMR forbids new datasets and
 attributes once it is on, not writes to existing datasets.
+
+``write_values`` puts values into a 1-D dataset with HDF5's own calls: what the frame
+writer keeps per frame (checksums, sample positions) at a third of the CPU of h5py's
+``resize`` and slice assignment, paid at every append.
 """
 
 from __future__ import annotations
@@ -15,10 +19,23 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import numpy.typing as npt
+from h5py import h5s
 
 from .hdf5_read import COUNTERS_DATASET, LOST_ATTR
 
-__all__ = ["SideRecords"]
+__all__ = ["SideRecords", "write_values"]
+
+
+def write_values(ds: h5py.Dataset, start: int, values: npt.NDArray[np.generic]) -> None:
+    """Write ``values`` (1-D, the dataset's dtype) at ``start`` of the 1-D resizable
+    dataset ``ds``, whose extent becomes ``start + len(values)`` (h5py's ``resize`` and
+    slice assignment, through HDF5's calls: not flushed)."""
+    n = len(values)
+    ds.id.set_extent((start + n,))
+    space = ds.id.get_space()
+    space.select_hyperslab((start,), (n,))
+    ds.id.write(h5s.create_simple((n,)), space, np.ascontiguousarray(values))
 
 
 class SideRecords:

@@ -46,3 +46,24 @@ def test_the_lost_list_sits_beside_a_dataset_anywhere(tmp_path: Path) -> None:
         assert f["/scan/frames"].attrs[LOST_ATTR] == "/scan/frames_lost"
         assert list(f["/scan/frames_lost"][...]) == [2, 5]
     assert read_lost(tmp_path / "l.h5", "/scan/frames") == [2, 5]
+
+
+def test_write_values_writes_at_start_and_sets_the_extent(tmp_path: Path) -> None:
+    """``write_values`` (the frame writer's checksums and sample positions, through
+    HDF5's own calls) leaves what h5py's ``resize`` and slice assignment leave: the
+    values at ``start``, the extent ``start + n``, a shorter extent grown again, the
+    values before ``start`` kept."""
+    from dataflow.hdf5_records import write_values
+
+    with h5py.File(tmp_path / "v.h5", "w") as f:
+        ds = f.create_dataset("crc", shape=(0,), maxshape=(None,), dtype="<u4", chunks=(4,))
+        write_values(ds, 0, np.arange(6, dtype=np.uint32))
+        write_values(ds, 6, np.array([60, 70], np.uint32))
+        assert ds.shape == (8,)
+        ds.resize(5, axis=0)  # (a failed append cut back)
+        write_values(ds, 5, np.array([50, 51, 52, 53, 54], np.uint32))
+        pos = f.create_dataset("x", shape=(0,), maxshape=(None,), dtype="<f8", chunks=(64,))
+        write_values(pos, 0, np.array([[0.5, 1.0], [1.5, 2.0]])[:, 1])  # (a column: strided)
+    with h5py.File(tmp_path / "v.h5", "r") as f:
+        np.testing.assert_array_equal(f["crc"][()], [0, 1, 2, 3, 4, 50, 51, 52, 53, 54])
+        np.testing.assert_array_equal(f["x"][()], [1.0, 2.0])
