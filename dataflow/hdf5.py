@@ -178,8 +178,9 @@ class FrameWriter(WriterClosing):
     start_pending
         ``start_time`` is not known when the file opens (a fly acquisition's, opened
         before its first trigger): the entry's ``start_time`` is made empty (SWMR adds no
-        dataset later) and written by ``set_start_time`` — at the close, if it never was
-        (no frame came), the end time: NXmx requires a ``start_time``.
+        dataset later) and written with the first frames that land after
+        ``set_start_time`` — at the close, if none came, the end time: NXmx requires a
+        ``start_time``.
     geometry
         The run's detector geometry (:class:`geometry.PoniGeometry`, of these frames),
         written as NXmx (``dataflow.hdf5_nxmx``).
@@ -272,6 +273,7 @@ class FrameWriter(WriterClosing):
                                            geometry=geometry, names=names,
                                            detector=detector)
             self._start_pending = self._nexus and start_pending and start_time is None
+            self._start_at: float | None = None  # (set_start_time's, until frames land)
             self._before_swmr()
             self._file.swmr_mode = True
         except BaseException:
@@ -293,8 +295,9 @@ class FrameWriter(WriterClosing):
         """Complete the file before it closes (its NeXus end time; subclasses add theirs)."""
         if self._nexus:
             end = self._last if self._last is not None else time.time()
-            if self._start_pending:  # (no frame's start was told: none came)
-                write_start_time(self._file, self.dataset_path, end)
+            if self._start_pending:  # (the first frames' start, else none came: the end)
+                at = self._start_at if self._count and self._start_at is not None else end
+                write_start_time(self._file, self.dataset_path, at)
                 self._start_pending = False
             write_end_time(self._file, self.dataset_path, end)
 
@@ -304,14 +307,24 @@ class FrameWriter(WriterClosing):
         return self._start_pending
 
     def set_start_time(self, t: float) -> None:
-        """Write the pending ``start_time`` (``start_pending``): ``t``, s since the epoch,
-        when the first frame's exposure started; ``ValueError`` when none is pending."""
+        """The pending ``start_time`` (``start_pending``): ``t``, s since the epoch, when
+        the exposure of the first frame of the next append started (a later call before
+        frames are in the file replaces it). Written with the first frames that land in
+        the file (their flush): an append that fails, or a writer killed before, leaves
+        no start claimed for a frame that is not there. ``ValueError`` when none is
+        pending."""
         self._check_open()
         if not self._start_pending:
             raise ValueError(f"{self.path}: no start_time is pending (it was given when the "
                              "file opened, written already, or the file is no NeXus file)")
-        write_start_time(self._file, self.dataset_path, t)
-        self._start_pending = False
+        if not self._count:
+            self._start_at = t
+
+    def _land_start(self, flushed: int) -> None:
+        """Write the held ``start_time`` once frames are flushed (``set_start_time``)."""
+        if self._start_pending and self._start_at is not None and flushed:
+            write_start_time(self._file, self.dataset_path, self._start_at)
+            self._start_pending = False
 
     def _frames_options(self) -> dict[str, Any]:
         """More ``create_dataset`` options of the frame dataset (for subclasses)."""
@@ -391,6 +404,7 @@ class FrameWriter(WriterClosing):
         self._flush_beside()
         self._ds.flush()
         self._flushed = done
+        self._land_start(done)
 
     def discard_unannounced(self) -> int:
         """Drop the frames appended since the last ``asset_docs()``; returns how many.
@@ -433,6 +447,7 @@ class FrameWriter(WriterClosing):
                 if self._block is not None:  # bytes before its CRC can be there
                     self._block.write_out(self._count)
                 self._ds.flush()
+                self._land_start(self._count)
             except OSError as exc:  # (HDF5's text spans lines: one line naming the file)
                 raise write_error(self.path, self._flushed, self._count - self._flushed,
                                   self._announced, exc) from exc

@@ -212,19 +212,24 @@ def test_the_end_time_is_written_when_the_file_closes(tmp_path: Path) -> None:
 def test_a_start_time_told_later_is_made_empty_and_seen_once_told(tmp_path: Path) -> None:
     """A fly's file opens before its first trigger (``start_pending``): NXmx's required
     ``start_time`` is made with the file (SWMR adds no dataset later), empty, and a SWMR
-    reader sees it as soon as it is told; once only. A file no frame came to gets the end
-    time at its close (the file's, as its ``end_time``)."""
+    reader sees it with the first frames that land (their flush; told again before, the
+    later time counts); once only. A file no frame came to gets the end time at its
+    close (the file's, as its ``end_time``)."""
     w = FrameWriter(tmp_path, "f.h5", SHAPE, start_pending=True, geometry=geometry((0, 0, 0)))
     assert w.start_pending
     with h5py.File(w.path, "r", swmr=True) as f:
         node = f["entry/start_time"]
         assert node[()] == b""
+        w.set_start_time(START - 1)
         w.set_start_time(START)
+        node.refresh()
+        assert node[()] == b""  # (no frame in the file yet)
+        w.append(np.zeros(SHAPE, np.uint16))
+        w.flush()
         node.refresh()
         assert node[()].decode() == "2026-05-28T20:26:40.250000Z"
     with pytest.raises(ValueError, match="no start_time is pending"):
         w.set_start_time(START + 1)
-    w.append(np.zeros(SHAPE, np.uint16))
     w.close()
     with h5py.File(w.path, "r") as f:
         (entry,) = nxmx.NXmx(f).entries
