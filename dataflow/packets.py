@@ -14,7 +14,6 @@ span lanes are little-endian, 16 bits per lane.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -132,9 +131,9 @@ class ReadoutFrame:
         return bool(self.flags & FLAG_FRAMING_ERROR)
 
 
-def _join(lanes: npt.NDArray[Any]) -> int:
-    """Little-endian 16-bit lanes → int."""
-    return sum(int(v) << (16 * i) for i, v in enumerate(lanes))
+def _join(lanes: npt.NDArray[np.uint16]) -> int:
+    """Little-endian 16-bit lanes (``<u2``, as ``_as_words`` gives them) → int."""
+    return int.from_bytes(lanes.tobytes(), "little")
 
 
 def packet_from_bytes(data: bytes | bytearray | memoryview, lanes: int) -> npt.NDArray[np.uint16]:
@@ -265,8 +264,7 @@ def decode_packet(words: npt.ArrayLike, lanes: int | None = None,
     if hflags & ~FLAG_BINNING or tflags & ~FLAG_FRAMING_ERROR:
         raise PacketError("reserved", f"undefined flag bits: header {hflags:#x}, trailer "
                                       f"{tflags:#x}", fn)
-    hist = (red[R_HIST:REDUCTION_LANES:2].astype(np.int64)
-            | (red[R_HIST + 1:REDUCTION_LANES:2].astype(np.int64) << 16))
+    hist = red[R_HIST:REDUCTION_LANES].view("<u4").astype(np.int64)  # (low, high lanes)
     total = int(hist.sum())
     if total != out_h * out_w:
         raise PacketError("histogram", f"histogram counts {total} pixels, the image has "
