@@ -131,9 +131,12 @@ class ReadoutFrame:
         return bool(self.flags & FLAG_FRAMING_ERROR)
 
 
-def _join(lanes: npt.NDArray[np.uint16]) -> int:
-    """Little-endian 16-bit lanes (``<u2``, as ``_as_words`` gives them) → int."""
-    return int.from_bytes(lanes.tobytes(), "little")
+def _join(lanes: list[int]) -> int:
+    """Little-endian 16-bit lanes → int."""
+    value = 0
+    for lane in reversed(lanes):
+        value = value << 16 | lane
+    return value
 
 
 def packet_from_bytes(data: bytes | bytearray | memoryview, lanes: int) -> npt.NDArray[np.uint16]:
@@ -148,6 +151,10 @@ def packet_from_bytes(data: bytes | bytearray | memoryview, lanes: int) -> npt.N
     return np.frombuffer(buf, dtype="<u2").reshape(-1, lanes).copy()
 
 
+_WORD = np.dtype("<u2")
+"""A lane as the packet carries it (the readout's words, little-endian)."""
+
+
 def _as_words(words: npt.ArrayLike) -> npt.NDArray[np.uint16]:
     try:
         arr = np.asarray(words)
@@ -156,7 +163,7 @@ def _as_words(words: npt.ArrayLike) -> npt.NDArray[np.uint16]:
     if arr.ndim != 2:
         raise PacketError("structure", f"a packet is a 2-D (words, lanes) array, got "
                                        f"{arr.ndim}-D shape {arr.shape}")
-    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
+    if arr.dtype != _WORD and (arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer)):
         raise PacketError("structure", f"packet words must be integers, got dtype {arr.dtype}")
     if arr.shape[1] < MIN_LANES or arr.shape[1] % 2:
         raise PacketError("lanes", f"words have {arr.shape[1]} lanes, an even number of at "
@@ -164,10 +171,10 @@ def _as_words(words: npt.ArrayLike) -> npt.NDArray[np.uint16]:
     if arr.shape[0] < 2:
         raise PacketError("length", f"{arr.shape[0]} word(s): a packet has at least a header "
                                     "and a trailer")
-    if arr.dtype != np.uint16 and arr.size and (int(arr.min()) < 0 or int(arr.max()) > 0xFFFF):
+    if arr.dtype != _WORD and arr.size and (int(arr.min()) < 0 or int(arr.max()) > 0xFFFF):
         raise PacketError("range", f"lane values must be 16-bit, got {int(arr.min())} … "
                                    f"{int(arr.max())}")
-    return np.ascontiguousarray(arr, dtype="<u2")
+    return np.ascontiguousarray(arr, dtype=_WORD)
 
 
 def describe_array(a: object) -> str:
@@ -185,7 +192,7 @@ def packet_crc(words: npt.NDArray[np.uint16]) -> int:
     two (header, payload, reductions, the trailer's word count and flags), each lane
     little-endian (``zlib.crc32``'s CRC, computed by ISA-L's folding code: a megapixel
     packet in 0.1 ms instead of zlib's 0.6)."""
-    return crc32(np.ascontiguousarray(words, dtype="<u2").reshape(-1)[:-CRC_LANES].data)
+    return crc32(np.ascontiguousarray(words, dtype=_WORD).reshape(-1)[:-CRC_LANES].data)
 
 
 def decode_packet(words: npt.ArrayLike, lanes: int | None = None,
@@ -210,7 +217,7 @@ def decode_packet(words: npt.ArrayLike, lanes: int | None = None,
     PacketError
         The first check that failed, with expected and got values.
     """
-    if out is not None and (not isinstance(out, np.ndarray) or out.dtype != np.uint16
+    if out is not None and (not isinstance(out, np.ndarray) or out.dtype != _WORD
                             or out.ndim != 2 or not out.flags.c_contiguous
                             or not out.flags.writeable):
         raise ValueError(f"decode_packet: out must be a writeable C-contiguous 2-D uint16 "
@@ -219,18 +226,18 @@ def decode_packet(words: npt.ArrayLike, lanes: int | None = None,
     n, k = w.shape
     if lanes is not None and k != lanes:
         raise PacketError("lanes", f"words have {k} lanes, expected {lanes}")
-    hdr, trl = w[0], w[-1]
+    hdr, trl = w[0].tolist(), w[-1].tolist()  # (Python ints: the fields are read one by one)
     fn = _join(hdr[H_FRAME:H_FRAME + 2])
     if hdr[H_MAGIC] != MAGIC:
-        raise PacketError("magic", f"header lane 0 is {int(hdr[H_MAGIC]):#06x}, expected "
+        raise PacketError("magic", f"header lane 0 is {hdr[H_MAGIC]:#06x}, expected "
                                    f"{MAGIC:#06x}")
     if hdr[H_VERSION] >> 8 != VERSION:
-        raise PacketError("version", f"packet version {int(hdr[H_VERSION]) >> 8}, expected "
+        raise PacketError("version", f"packet version {hdr[H_VERSION] >> 8}, expected "
                                      f"{VERSION}", fn)
     if hdr[H_VERSION] & 0xFF != k:
-        raise PacketError("lanes", f"header says {int(hdr[H_VERSION]) & 0xFF} lanes, words "
+        raise PacketError("lanes", f"header says {hdr[H_VERSION] & 0xFF} lanes, words "
                                    f"have {k}", fn)
-    out_h, out_w, hflags = int(hdr[H_HEIGHT]), int(hdr[H_WIDTH]), int(hdr[H_FLAGS])
+    out_h, out_w, hflags = hdr[H_HEIGHT], hdr[H_WIDTH], hdr[H_FLAGS]
     if out_h == 0 or out_w == 0:
         raise PacketError("shape", f"output shape {out_h}×{out_w} is empty", fn)
     if sensor_shape is not None:
@@ -254,17 +261,18 @@ def decode_packet(words: npt.ArrayLike, lanes: int | None = None,
     if count != n - 1:
         raise PacketError("word_count", f"trailer counts {count} words before it, the packet "
                                         f"has {n - 1}", fn)
-    red = w[1 + n_pay:1 + n_pay + n_red].reshape(-1)
+    red_words = w[1 + n_pay:1 + n_pay + n_red].reshape(-1)
+    red = red_words.tolist()
     lines = w[1:1 + n_pay].reshape(out_h, wpl * k)
-    tflags = int(trl[T_FLAGS])
-    if (hdr[HEADER_LANES:].any() or trl[TRAILER_FIELDS:k - CRC_LANES].any()
-            or lines[:, out_w:].any()
-            or red[R_SATURATED + 2:REDUCTION_FIELDS].any() or red[REDUCTION_LANES:].any()):
+    tflags = trl[T_FLAGS]
+    if (any(hdr[HEADER_LANES:]) or any(trl[TRAILER_FIELDS:k - CRC_LANES])
+            or (out_w < wpl * k and lines[:, out_w:].any())
+            or any(red[R_SATURATED + 2:REDUCTION_FIELDS]) or any(red[REDUCTION_LANES:])):
         raise PacketError("reserved", "a reserved lane is not zero", fn)
     if hflags & ~FLAG_BINNING or tflags & ~FLAG_FRAMING_ERROR:
         raise PacketError("reserved", f"undefined flag bits: header {hflags:#x}, trailer "
                                       f"{tflags:#x}", fn)
-    hist = red[R_HIST:REDUCTION_LANES].view("<u4").astype(np.int64)  # (low, high lanes)
+    hist = red_words[R_HIST:REDUCTION_LANES].view("<u4").astype(np.int64)  # (low, high)
     total = int(hist.sum())
     if total != out_h * out_w:
         raise PacketError("histogram", f"histogram counts {total} pixels, the image has "
