@@ -9,7 +9,10 @@ frames with the CRC-32 the writer stored (``verify_read``). A damaged file is an
 with HTTP 422 naming the file and the frame (any Tiled client raises it as an error); an
 h5py failure inside the read is reported the same way instead of a bare server error. A
 frame index past the frames the catalog announces is the client's mistake: HTTP 400 saying
-how many frames the stream has, as Tiled answers a block index out of range.
+how many frames the stream has, as Tiled answers a block index out of range. A read whose
+answer would exceed Tiled's ``response_bytesize_limit`` (300 MB) is refused from the
+array's shape and dtype before anything is read, with Tiled's own HTTP 400 (Tiled checks
+the size of what it has read).
 
 A file its writer closed but that is shorter than its superblock says (the disk filled
 up) is first opened through ``dataflow.cut_short.CutShortFile`` (without SWMR, so lost
@@ -20,6 +23,7 @@ frames flushed intact before the disk filled up are served and the others refuse
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -81,6 +85,25 @@ class _FrameFile:
     swmr: bool
     cut_short: Any = None
     """The superblock of a file cut short after its writer closed it, else None."""
+
+
+def _refuse_over_limit(structure: Any, index: tuple[Any, ...]) -> None:
+    """Tiled's refusal of an answer over ``response_bytesize_limit`` (HTTP 400, its
+    words), from the array's shape and dtype before anything is read: Tiled checks the
+    size of what it read (``array/full``), after reading it whole."""
+    from fastapi import HTTPException
+    from tiled.server.settings import get_settings
+
+    limit = get_settings().response_bytesize_limit
+    try:  # (the selection's shape on a zero-byte view; a bad index is the read's to name)
+        shape = np.broadcast_to(np.empty((), np.bool_), tuple(structure.shape))[index].shape
+    except (IndexError, TypeError, ValueError):
+        return
+    size = math.prod(shape) * structure.data_type.to_numpy_dtype().itemsize
+    if size > limit:
+        raise HTTPException(status_code=400, detail=(
+            f"Response would exceed {limit}. Use slicing ('?slice=...') to request smaller "
+            f"chunks. (The selection {list(shape)} is {size} bytes.)"))
 
 
 def checked_hdf5_adapter(base: type[Any]) -> type[Any]:
@@ -146,6 +169,7 @@ def _checked_frames_class() -> type[Any]:
 
         def read(self, slice: Any = EVERYTHING) -> Any:
             index = tuple(slice) if slice else (Ellipsis,)
+            _refuse_over_limit(self._structure, index)
             n = int(self._structure.shape[0]) if self._structure.shape else 0
             return self._checked(index, lambda: super(CheckedFrames, self).read(slice),
                                  lambda frames, stack: stack[_rebase(index, frames, n)])
