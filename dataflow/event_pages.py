@@ -233,8 +233,13 @@ class PageValidator:
         self.full = full
 
     def _outline_valid(self, instance: Any) -> bool:
-        return isinstance(instance, dict) and bool(
-            self.full.is_valid(_one_of_each_kind(_outline(instance))))
+        if not isinstance(instance, dict):
+            return False
+        try:
+            outline = _one_of_each_kind(_outline(instance))
+        except Exception:  # (an odd column: the whole check gives its own verdict)
+            return False
+        return bool(self.full.is_valid(outline))
 
     def validate(self, instance: Any) -> None:
         """Raise the schema's error when it refuses ``instance``."""

@@ -428,3 +428,18 @@ def test_a_catalog_writer_installs_the_page_validator(tmp_path: Path) -> None:
         with pytest.raises((ValidationError, EventModelValidationError)):
             stream.compose_event_page(data={"x": [1.0, 2.0]}, timestamps={"x": [1.0, 2.0]},
                                       seq_num=[1, "2"])
+
+
+def test_a_column_the_outline_cannot_take_gets_the_schemas_own_verdict() -> None:
+    """A column whose ``__array__`` raises cannot be outlined: the whole page goes to
+    the schema's check, which gives its own verdict (no other error from the outline)."""
+    from dataflow.event_pages import PageValidator
+
+    class Odd:
+        def __array__(self, *args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("no array here")
+
+    full = _schema_page_validator()
+    page = dict(run_documents(4)[2][1])
+    page["data"] = {**page["data"], "roi": Odd()}
+    assert _verdict(PageValidator(full), page) == _verdict(full, page)
