@@ -33,6 +33,7 @@ import numpy.typing as npt
 from analysis import azint_args as args
 from analysis import azint_plan, cl
 from analysis.azint_engine import KINDS, Engine
+from analysis.azint_geometry import GeometryAttributes
 from analysis.azint_matrix import Matrix, Request, build
 from analysis.azint_plan import Dummy, Finished, Plan, Sums, finish, make_plan, normalisation
 from analysis.azint_plan import reference as reference_sums
@@ -135,7 +136,7 @@ class _Call:
     normalization_factor: float
 
 
-class AzimuthalIntegrator:
+class AzimuthalIntegrator(GeometryAttributes):
     """pyFAI-like azimuthal integrator running its per-frame work on OpenCL.
 
     Parameters
@@ -151,14 +152,19 @@ class AzimuthalIntegrator:
         the result.
     empty
         The value of bins that no pixel reaches (pyFAI's ``ai.empty``); settable later.
+
+    The geometry is settable as pyFAI's (``ai.wavelength = ...``, ``ai.dist``, ``ai.rot1``,
+    ``ai.energy``, ``ai.geometry``: :mod:`analysis.azint_geometry`).
     """
+
+    _PLAIN_ATTRIBUTES = frozenset({"kernel", "rt"})
 
     def __init__(self, geometry: PoniGeometry, device: str | None = None,
                  kernel: str = "auto", empty: float = 0.0) -> None:
-        if not isinstance(geometry, PoniGeometry):
-            raise TypeError(f"geometry must be a PoniGeometry, got {type(geometry).__name__}")
         if kernel not in KINDS:
             raise ValueError(f"unknown kernel {kernel!r}; valid: {', '.join(KINDS)}")
+        self._matrices: OrderedDict[tuple[object, ...], Matrix] = OrderedDict()
+        self._engines: OrderedDict[tuple[object, ...], Engine] = OrderedDict()
         self.geometry = geometry
         self._poni_file: tuple[PoniGeometry | None, str] = (None, "")
         self.kernel = kernel
@@ -166,8 +172,6 @@ class AzimuthalIntegrator:
         self.rt = cl.runtime(device)
         self._compute_engine = f"OpenCL {self.rt.name}"
         self._contents = args.ContentKeys()
-        self._matrices: OrderedDict[tuple[object, ...], Matrix] = OrderedDict()
-        self._engines: OrderedDict[tuple[object, ...], Engine] = OrderedDict()
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], shape: tuple[int, int] | None = None,

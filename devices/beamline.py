@@ -22,7 +22,7 @@ from ophyd import Kind
 
 from fpga.designs.layout import DetectorLayout
 from fpga.designs.params import ChainParams, detector_params
-from geometry import PoniGeometry
+from geometry import PoniGeometry, photon_energy
 
 from .beam import BeamMonitor
 from .checked_signal import CheckedSignal, SettingError
@@ -44,13 +44,6 @@ queue server's RunEngine) and its frame files' instrument (NeXus ``/entry/instru
 SOURCE_NAME = "smeflow-sim storage ring (simulated)"
 """The X-ray source the frame files name (NeXus ``/entry/source/name``): the ring whose
 current the beam monitor reads."""
-HC_KEV_ANGSTROM = 12.398419843320026
-"""Planck's constant × the speed of light in keV·Å: a photon of λ Å has this ÷ λ keV."""
-
-
-def photon_energy(wavelength: float) -> float:
-    """The energy (keV) of a photon of ``wavelength`` metres."""
-    return HC_KEV_ANGSTROM / (wavelength * 1e10)
 
 
 class SampleChanger(CheckedSignal):

@@ -11,8 +11,15 @@ from geometry.arm import arm_two_theta
 from geometry.detectors import Detector, DetectorError, detector, detector_names
 from geometry.poni import PoniError, PoniGeometry
 from geometry.ponifile import read_poni, write_poni
-from geometry.units import AZIMUTHAL_UNITS, RADIAL_UNITS, Unit, azimuthal_unit, radial_unit
+from geometry.units import (
+    AZIMUTHAL_UNITS,
+    RADIAL_UNITS,
+    Unit,
+    azimuthal_unit,
+    photon_energy,
+    radial_unit,
+)
 
 __all__ = ["AZIMUTHAL_UNITS", "RADIAL_UNITS", "Detector", "DetectorError", "PoniError",
            "PoniGeometry", "Unit", "arm_two_theta", "azimuthal_unit", "detector",
-           "detector_names", "radial_unit", "read_poni", "write_poni"]
+           "detector_names", "photon_energy", "radial_unit", "read_poni", "write_poni"]

@@ -15,10 +15,20 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["AZIMUTHAL_UNITS", "RADIAL_UNITS", "Unit", "azimuthal_unit", "radial_unit"]
+__all__ = ["AZIMUTHAL_UNITS", "HC_KEV_ANGSTROM", "RADIAL_UNITS", "Unit", "azimuthal_unit",
+           "photon_energy", "radial_unit"]
 
 F64 = npt.NDArray[np.float64]
+HC_KEV_ANGSTROM = 12.398419843320026
+"""Planck's constant × the speed of light in keV·Å (pyFAI's ``CONST_hc``): a photon of
+λ Å has this ÷ λ keV."""
 _Formula = Callable[[F64, F64, F64, float], F64]
+
+
+def photon_energy(wavelength: float) -> float:
+    """The energy (keV) of a photon of ``wavelength`` metres (its own inverse: the
+    wavelength in metres of a photon of that many keV)."""
+    return HC_KEV_ANGSTROM / (wavelength * 1e10)
 
 
 def _r(t1: F64, t2: F64, t3: F64, wavelength: float) -> F64:
