@@ -112,8 +112,9 @@ def checked_on_tick(func: Callable[..., Any], loops_only: bool = False
 
     ``loops_only`` (a ``simulation_only`` process: any Python, which no other backend runs,
     so neither its locals' annotations nor its indexes are SME's) only counts the passes of
-    its ``while`` loops, generator or not: a loop that is never left stops the tick with
-    the error of :func:`spin` instead of hanging the interpreter."""
+    its ``while`` and ``for`` loops (a ``for`` over an endless iterator), generator or not:
+    a loop that is never left stops the tick with the error of :func:`spin` instead of
+    hanging the interpreter."""
     from .lower.parse import parse_function  # (the front end is loaded when a design is)
 
     parsed = parse_function(func)
@@ -121,7 +122,9 @@ def checked_on_tick(func: Callable[..., Any], loops_only: bool = False
     annotations = {} if loops_only else {
         node.target.id: node.annotation for node in own
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)}
-    loops = any(isinstance(n, ast.While) for n in own) \
+    kinds: tuple[type[ast.While | ast.For], ...] = \
+        (ast.While, ast.For) if loops_only else (ast.While,)  # (any iterator: endless)
+    loops = any(isinstance(n, kinds) for n in own) \
         and (loops_only or any(isinstance(n, ast.Yield | ast.YieldFrom) for n in own))
     if not annotations and not loops and (
             loops_only or not any(isinstance(n, ast.Subscript) for n in own)):
@@ -133,7 +136,7 @@ def checked_on_tick(func: Callable[..., Any], loops_only: bool = False
             indexes = _Indexes(proc, parsed.file, parsed.line0)
             node.body = [indexes.visit(s) for s in node.body]
         if loops:
-            node.body = _counted(node.body, proc, parsed.file, parsed.line0)
+            node.body = _counted(node.body, proc, parsed.file, parsed.line0, kinds=kinds)
     proc_arg = node.args.args[0].arg if node.args.args else None
     node.body = _checked(node.body, annotations, _Where(proc_arg, parsed.file, parsed.line0))
     node.decorator_list = []
@@ -206,10 +209,13 @@ class _Indexes(ast.NodeTransformer):
 
 
 def _counted(stmts: list[ast.stmt], proc: str, file: str, line0: int,
-             counters: list[str] | None = None) -> list[ast.stmt]:
-    """``stmts`` with every ``while`` loop counting its passes (from 0 where the loop is
-    entered, and again after each yield inside it), stopping the tick at the
-    ``MAX_STEPS``-th pass (nested bodies too; not in nested functions or classes)."""
+             counters: list[str] | None = None,
+             kinds: tuple[type[ast.While | ast.For], ...] = (ast.While,)
+             ) -> list[ast.stmt]:
+    """``stmts`` with every loop of ``kinds`` (``while``; ``for`` too) counting its passes
+    (from 0 where the loop is entered, and again after each yield inside it), stopping the
+    tick at the ``MAX_STEPS``-th pass (nested bodies too; not in nested functions or
+    classes)."""
     from .lower.cycles import MAX_STEPS
 
     enclosing = counters if counters is not None else []
@@ -219,7 +225,7 @@ def _counted(stmts: list[ast.stmt], proc: str, file: str, line0: int,
             out.append(s)
             continue
         inside = enclosing
-        if isinstance(s, ast.While):
+        if isinstance(s, kinds):
             counter = f"{STEPS}{s.lineno}_{s.col_offset}"
             inside = [*enclosing, counter]
             out.append(_at(ast.parse(f"{counter} = 0").body[0], s))
@@ -227,12 +233,12 @@ def _counted(stmts: list[ast.stmt], proc: str, file: str, line0: int,
             inner = getattr(s, field, None)
             if isinstance(inner, list) and inner and isinstance(inner[0], ast.stmt):
                 setattr(s, field, _counted(inner, proc, file, line0,
-                                           inside if field == "body" else enclosing))
+                                           inside if field == "body" else enclosing, kinds))
         for handler in getattr(s, "handlers", []):
-            handler.body = _counted(handler.body, proc, file, line0, enclosing)
+            handler.body = _counted(handler.body, proc, file, line0, enclosing, kinds)
         for case in getattr(s, "cases", []):
-            case.body = _counted(case.body, proc, file, line0, enclosing)
-        if isinstance(s, ast.While):
+            case.body = _counted(case.body, proc, file, line0, enclosing, kinds)
+        if isinstance(s, kinds):
             where = f"{file}:{s.lineno + line0 - 1}"
             count = ast.parse(f"{inside[-1]} += 1\nif {inside[-1]} > {MAX_STEPS}: "
                               f"{SPIN}({proc}, {where!r})").body

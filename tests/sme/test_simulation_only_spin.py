@@ -7,6 +7,7 @@ that is left, however long, runs as before."""
 from __future__ import annotations
 
 import inspect
+import itertools
 import textwrap
 import time
 from pathlib import Path
@@ -157,3 +158,63 @@ def test_the_cli_says_so_without_a_traceback(
     assert "Traceback" not in err
     assert "Model 'model' (created at waiting.py:19): on_tick() made 1,000,000 steps" in err, err
     assert f"going round the loop at {design}:14" in err, err
+
+
+class ForEver(Process, simulation_only=True):
+    """Waits inside one tick with a ``for`` over an endless iterator, not a ``while``."""
+
+    inp: In[Go]
+    out: Out[Word]
+
+    def on_tick(self) -> None:
+        self.out.value = 5
+        for _ in itertools.count():
+            if self.inp.go:
+                break
+
+
+class YieldsForEver(Process, simulation_only=True):
+    """A generator whose ``for`` over an endless iterator yields only while a Python list
+    says so: never, from tick 2."""
+
+    inp: In[Go]
+    out: Out[Word]
+
+    def on_tick(self) -> Any:
+        ready = [True]
+        for _ in itertools.repeat(None):
+            if ready:
+                ready.pop()
+                yield
+            self.out.value = 6
+
+
+class CountsFor(Process, simulation_only=True):
+    """A ``for`` left after 999,999 passes within a tick: never stopped."""
+
+    inp: In[Go]
+    out: Out[Word]
+
+    def on_tick(self) -> None:
+        n = 0
+        for _ in range(MAX_STEPS - 1):
+            n += 1
+        self.out.value = n % 256
+
+
+@pytest.mark.parametrize(("cls", "text", "tick"), [
+    (ForEver, "for _ in itertools.count():", 0),
+    (YieldsForEver, "for _ in itertools.repeat(None):", 1)], ids=["plain", "generator"])
+def test_a_for_over_an_endless_iterator_stops_as_a_while_does(
+        cls: type[Process], text: str, tick: int) -> None:
+    net = Network("n", [cls(name="model", inp=Go(), out=Word())])
+    with pytest.raises(SimulationError) as info:
+        Simulator(net).run(stimulus=[{"go.go": False}] * 4)
+    assert str(info.value).split("): ", 1)[1] == (
+        f"on_tick() made {MAX_STEPS:,} steps in one tick without yielding, going round the "
+        f"loop at {_line(cls, text)} (does its test read a register or a local that nothing "
+        "changes within the tick? a loop must reach a yield)")
+    assert f"(at tick {tick})" in getattr(info.value, "__notes__", [])
+    trace = Simulator(Network("c", [CountsFor(inp=Go(), out=Word())])).run(
+        stimulus=[{"go.go": True}])
+    assert trace is not None and list(trace.column("word.value"))[-1] == (MAX_STEPS - 1) % 256
