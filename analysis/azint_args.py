@@ -5,6 +5,7 @@ place between calls is noticed)."""
 
 from __future__ import annotations
 
+import enum
 import math
 from typing import Any
 
@@ -25,15 +26,23 @@ __all__ = ["FRAME_BYTES_PER_BIN", "MEMORY_FRACTION", "PIXEL_BYTES", "TABLE_BYTES
            "units2d"]
 
 def error_model(model: Any) -> str | None:
-    """``None``, ``"poisson"`` or ``"azimuthal"`` (pyFAI's spellings, case-insensitive)."""
+    """``None``, ``"poisson"`` or ``"azimuthal"`` (pyFAI's spellings, case-insensitive, or
+    pyFAI's ``ErrorModel`` enum: its name); pyFAI's other models are named as not offered."""
+    given = model
+    if isinstance(model, enum.Enum):  # pyFAI's ErrorModel.POISSON
+        model = model.name
     if model is None or model is False:
         return None
-    if isinstance(model, str) and model.strip().lower() in ("poisson", "azimuthal"):
-        return model.strip().lower()
-    if isinstance(model, str) and model.strip().lower() in ("", "no", "none"):
+    name = model.strip().lower() if isinstance(model, str) else None
+    if name in ("poisson", "azimuthal"):
+        return name
+    if name in ("", "no", "none"):
         return None
-    raise ValueError(f"unknown error_model {model!r}; valid: "
-                     + ", ".join(repr(m) for m in ERROR_MODELS))
+    valid = ", ".join(repr(m) for m in ERROR_MODELS)
+    if name in ("variance", "hybrid"):
+        raise ValueError(f"error_model {given!r}: pyFAI's {name!r} error model is not "
+                         f"offered; valid: {valid}")
+    raise ValueError(f"unknown error_model {given!r}; valid: {valid}")
 
 
 def solid_angle_order(value: Any) -> float | None:

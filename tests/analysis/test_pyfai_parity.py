@@ -277,6 +277,32 @@ def test_pyfai_objects_as_arguments(ours: AzimuthalIntegrator, theirs: Any) -> N
     _agree(got, want, tol=TOL_SPLIT)
 
 
+@pytest.mark.parametrize("name", ["NO", "POISSON", "AZIMUTHAL"])
+def test_pyfais_error_model_enum_stands_for_its_name(ours: AzimuthalIntegrator, theirs: Any,
+                                                     name: str) -> None:
+    """``error_model=ErrorModel.POISSON``, as pyFAI's own code passes it, is ``"poisson"``
+    (it was refused as an unknown model)."""
+    from pyFAI.containers import ErrorModel
+
+    model = ErrorModel[name]
+    want = theirs.integrate1d(FRAME, 40, error_model=model, method=("no", "csr", "cython"))
+    got = ours.integrate1d(FRAME, 40, error_model=model, method="no")
+    assert got.error_model == (None if name == "NO" else name.lower())
+    _agree(got, want)
+
+
+@pytest.mark.parametrize("model", ["hybrid", "variance", "HYBRID", "VARIANCE"])
+def test_pyfais_error_models_not_offered_are_named(ours: AzimuthalIntegrator,
+                                                   model: str) -> None:
+    from pyFAI.containers import ErrorModel
+
+    given = ErrorModel[model] if model.isupper() else model
+    with pytest.raises(ValueError, match=rf"error_model {re.escape(repr(given))}: pyFAI's "
+                                         rf"{model.lower()!r} error model is not offered; "
+                                         r"valid: None, 'poisson', 'azimuthal'"):
+        ours.integrate1d(FRAME, 40, error_model=given)
+
+
 @pytest.mark.parametrize("order", [True, 3, 1, 2, 0.5, 0, False])
 @pytest.mark.parametrize("dim", [1, 2])
 def test_correct_solid_angle_is_pyfais_order(ours: AzimuthalIntegrator, theirs: Any,
