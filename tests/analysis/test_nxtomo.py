@@ -25,8 +25,8 @@ import h5py
 import numpy as np
 import pytest
 
-from analysis.export_cli import main as export_main
 from analysis.nxtomo import export_nxtomo
+from analysis.nxtomo_cli import export_main
 from analysis.reductions import ReductionError
 
 N_DARKS, N_FLATS, N_PROJ = 2, 1, 5
