@@ -25,6 +25,8 @@ from typing import Any
 from bluesky import preprocessors as bpp
 from bluesky.utils import Msg, MsgGenerator
 
+from .engine_hooks import add_preprocessor
+
 __all__ = ["STREAM_ATTRIBUTE", "declare_flyer_streams", "install"]
 
 STREAM_ATTRIBUTE = "collect_stream"
@@ -60,6 +62,4 @@ def declare_flyer_streams(plan: MsgGenerator[Any]) -> MsgGenerator[Any]:
 
 def install(RE: Any) -> None:
     """Add :func:`declare_flyer_streams` to ``RE``'s preprocessors (once)."""
-    preprocessors = getattr(RE, "preprocessors", None)
-    if preprocessors is not None and declare_flyer_streams not in preprocessors:
-        preprocessors.append(declare_flyer_streams)
+    add_preprocessor(RE, declare_flyer_streams)

@@ -31,6 +31,7 @@ from typing import Any
 from bluesky import preprocessors as bpp
 from bluesky.utils import Msg, MsgGenerator
 
+from .engine_hooks import add_preprocessor
 from .hdf5 import announcement_mark, run_end_writers
 
 __all__ = ["close_files_before_stop", "install"]
@@ -92,6 +93,4 @@ def close_files_before_stop(plan: MsgGenerator[Any]) -> MsgGenerator[Any]:
 
 def install(RE: Any) -> None:
     """Add :func:`close_files_before_stop` to ``RE``'s preprocessors (once)."""
-    preprocessors = getattr(RE, "preprocessors", None)
-    if preprocessors is not None and close_files_before_stop not in preprocessors:
-        preprocessors.append(close_files_before_stop)
+    add_preprocessor(RE, close_files_before_stop)
