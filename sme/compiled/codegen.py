@@ -387,7 +387,9 @@ def _drive(lay: Layout, place: SignalPlace, k: int, wide: bool) -> list[str]:
     if isinstance(st, ArraySlot) and bounds is not None and bounds[0] == 0 \
             and bounds[1] & (bounds[1] + 1) == 0:
         n = lay.trip(st.length)
-        lines += [f"    _or = {lane(row, '0')}", f"    for _k in range(1, {n}):",
+        # from lane 0 with _or = 0: a 32-lane word is two 16-lane vector steps (from
+        # lane 1, 31 lanes left a 4-lane and a scalar remainder loop: 5 % of a P6M tick)
+        lines += ["    _or = 0", f"    for _k in range({n}):",
                   f"        _or = _or | {lane(row, '_k')}",
                   f"    if _or < 0 or _or > {bounds[1]}:", f"        E[0] = {site}",
                   "        break", f"    for _k in range({n}):",

@@ -79,19 +79,21 @@ def test_every_integer_dtype_gives_the_interpreters_outputs(dtype: Any) -> None:
         np.testing.assert_array_equal(got[name], ref[name], err_msg=name)
 
 
-@pytest.mark.parametrize(("signal", "value"), [
-    ("words.data", 2**32 + 7),     # wraps to 7 in 32 bits, which fits UInt[20]
-    ("words.data", -(2**32) + 7),
-    ("words.data", -1),            # 4294967295 as uint32: out of range in the loop too
-    ("words.data", 1 << 20),       # fits 32 bits, not UInt[20]: caught in the loop
-    ("words.signed", 2**32 + 3),   # wraps to 3 in int32, which fits Int[8]
+@pytest.mark.parametrize(("signal", "value", "lane"), [
+    ("words.data", 2**32 + 7, 2),     # wraps to 7 in 32 bits, which fits UInt[20]
+    ("words.data", -(2**32) + 7, 2),
+    ("words.data", -1, 2),            # 4294967295 as uint32: out of range in the loop too
+    ("words.data", 1 << 20, 2),       # fits 32 bits, not UInt[20]: caught in the loop
+    ("words.data", 1 << 20, 0),       # (the loop's OR of the lanes starts at lane 0)
+    ("words.data", 1 << 20, 3),       # (its last lane)
+    ("words.signed", 2**32 + 3, 2),   # wraps to 3 in int32, which fits Int[8]
 ])
-def test_a_word_beyond_its_type_is_out_of_range_in_both_backends(signal: str, value: int
-                                                                  ) -> None:
+def test_a_word_beyond_its_type_is_out_of_range_in_both_backends(signal: str, value: int,
+                                                                  lane: int) -> None:
     errors = []
     for backend in ("interp", "compiled"):
         stim = words()
-        stim[signal][5, 2] = value
+        stim[signal][5, lane] = value
         sim = Simulator(words_net(), backend=backend, trace=False)
         with pytest.raises(SignalValueError) as info:
             sim.run_batch(stim, TICKS)
@@ -99,4 +101,4 @@ def test_a_word_beyond_its_type_is_out_of_range_in_both_backends(signal: str, va
     assert errors[0] == errors[1]
     message, ticks = errors[0]
     assert message.startswith(f"{signal}: cannot store [") and ticks == 5
-    assert f"(element [2]: {value} is out of range)" in message
+    assert f"(element [{lane}]: {value} is out of range)" in message

@@ -93,9 +93,12 @@ def test_copy_loops_run_to_an_opaque_trip_count() -> None:
     source = generate(_network()).source
     run = source[source.index("def run("):source.index("def reset(")]
     assert re.search(r"_len5 = S\[\d+\]", run)
-    for loop in (r"range\(0, _len5, 1\)", r"range\(2, _len5, 1\)", r"range\(_len5\)",
-                 r"range\(1, _len5\)"):  # lane copies, from lane 2, whole arrays, stimulus
-        assert re.search(loop, run), loop
+    for loop in (r"range\(0, _len5, 1\)", r"range\(2, _len5, 1\)", r"range\(_len5\)"):
+        assert re.search(loop, run), loop  # lane copies, from lane 2, whole arrays
+    # the stimulus's range check ORs every lane from lane 0, the same vector loop as the
+    # copy after it (from lane 1 it had remainder loops: 5 % of a P6M module's tick)
+    assert re.search(r"_or = 0\n *for _k in range\(_len5\):", run)
+    assert "range(1, _len5)" not in run
     assert "range(0, 5, 1)" not in run  # every lane loop of this network only copies
 
 
