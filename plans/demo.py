@@ -328,19 +328,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"the demo's firmware, models and OpenCL kernels are compiled and cached "
               f"({took:.0f} s)")
         return 0
-    from plans.demo_memory import PeakMemory, cap_malloc_arenas, return_freed_buffers
+    from plans.demo_memory import (
+        PeakMemory,
+        PhaseMemory,
+        cap_malloc_arenas,
+        page_out_libraries,
+        return_freed_buffers,
+    )
 
     return_freed_buffers()  # frames freed go back to the system (not kept in malloc's arenas)
     cap_malloc_arenas()  # and the threads share two arenas, not one each
     start = time.perf_counter()
     startup = process_age_s()  # interpreter start and imports, before the demo itself
     memory = PeakMemory()  # this process and any it starts (GHDL, a kernel's linker)
-    memory.mark("start")  # the interpreter and the command line's imports
+
+    def phase_done(phase: str) -> PhaseMemory:
+        mark = memory.mark(phase)
+        page_out_libraries()  # what loading libraries faulted in and nothing runs
+        return mark
+
+    phase_done("start")  # the interpreter and the command line's imports
     data_dir = run.data
     try:
         result = run_demo(data_dir, run.output, projections=run.projections,
                           backend=args.backend, quiet=run.quiet, zmq=args.zmq,
-                          on_phase=memory.mark)
+                          on_phase=phase_done)
     finally:
         peak_mb = memory.stop()
     wall = time.perf_counter() - start

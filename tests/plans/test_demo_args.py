@@ -55,9 +55,41 @@ def test_cmd_demo_runs_what_check_demo_args_resolved(
     # (not this test process's malloc settings)
     monkeypatch.setattr(demo_memory, "return_freed_buffers", lambda: True)
     monkeypatch.setattr(demo_memory, "cap_malloc_arenas", lambda: True)
+    monkeypatch.setattr(demo_memory, "page_out_libraries", lambda: 0)
     for argv in ((), ("-o", "pics", "--data", "cat", "--projections", "7", "-q")):
         with pytest.raises(_Ran) as ran:
             demo.cmd_demo(parse(*argv))
         run = checked[-1]
         assert run is not None
         assert ran.value.args == (run.data, run.output, run.projections, run.quiet)
+
+
+def test_cmd_demo_pages_out_the_unrun_libraries_at_each_phases_end(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``smeflow demo`` gives back llvmlite's LLVM pages (``page_out_libraries``) after
+    its imports and again as each phase ends, after noting the phase's memory: what a
+    phase faulted in again (numba compiling a call the native modules were not built
+    for) does not stay for the rest of the demo."""
+    events: list[str] = []
+
+    def run_demo(data_dir: Path, out_dir: Path, **kwargs: Any) -> Any:
+        for phase in demo.DEMO_PHASES:
+            kwargs["on_phase"](phase)
+        raise _Ran()
+
+    real_mark = demo_memory.PeakMemory.mark
+
+    def mark(self: demo_memory.PeakMemory, phase: str) -> demo_memory.PhaseMemory:
+        events.append(f"mark {phase}")
+        return real_mark(self, phase)
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(demo, "run_demo", run_demo)
+    monkeypatch.setattr(demo_memory, "return_freed_buffers", lambda: True)
+    monkeypatch.setattr(demo_memory, "cap_malloc_arenas", lambda: True)
+    monkeypatch.setattr(demo_memory, "page_out_libraries", lambda: events.append("page out"))
+    monkeypatch.setattr(demo_memory.PeakMemory, "mark", mark)
+    with pytest.raises(_Ran):
+        demo.cmd_demo(parse("-q"))
+    want = [e for phase in ("start", *demo.DEMO_PHASES) for e in (f"mark {phase}", "page out")]
+    assert events == want

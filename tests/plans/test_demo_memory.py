@@ -204,3 +204,64 @@ def test_threads_share_capped_arenas() -> None:
         held[mode] = float(done.stdout)
     assert held["default"] > 18, held  # ~3 MB kept by each of 8 arenas
     assert held["capped"] < 10, held   # two arenas' worth
+
+
+_LOADED_LLVM = """
+import ctypes, sys
+from plans.demo_memory import page_out_libraries
+
+def resident_mb(path):
+    total, ours = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()
+            if "-" in head[0] and not head[0].endswith(":"):
+                ours = line.rstrip().endswith(" " + path)
+            elif ours and head[0] == "Rss:":
+                total += int(head[1])
+    return total / 1024
+
+lib = ctypes.CDLL(sys.argv[1])  # LLVM's static constructors run: pages all over the file
+version = lib.LLVMPY_GetVersionInfo()
+loaded = resident_mb(sys.argv[1])  # (the venv's, which plans' imports load, is another)
+advised = page_out_libraries()  # (every shared library: what smeflow demo asks)
+print(loaded, resident_mb(sys.argv[1]), advised, lib.LLVMPY_GetVersionInfo() == version)
+"""
+
+
+def test_page_out_libraries_gives_back_a_loaded_librarys_pages(tmp_path: Path) -> None:
+    """What ``smeflow demo`` does at the end of each phase, here with llvmlite's LLVM,
+    which numba's import loads and the demo does not run: the pages its loading faulted
+    in leave the process, and the library still answers. On a private copy of the file
+    (a page another process maps too is left alone, and the tests' own processes map
+    the venv's)."""
+    import importlib.util
+    import shutil
+
+    spec = importlib.util.find_spec("llvmlite")  # (numba's dependency)
+    assert spec is not None and spec.origin is not None
+    real = Path(spec.origin).parent / "binding" / "libllvmlite.so"
+    copy = tmp_path / "libllvmlite.so"
+    shutil.copyfile(real, copy)
+    with open(copy, "rb") as f:  # read from the disk when loaded, as an installed library
+        os.fsync(f.fileno())
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    done = subprocess.run([sys.executable, "-c", _LOADED_LLVM, str(copy)], capture_output=True,
+                          text=True, timeout=120, check=True)
+    loaded, left, advised, answers = done.stdout.split()
+    assert float(loaded) > 20, done.stdout  # LLVM's load touches tens of MB
+    assert float(left) < 0.2 * float(loaded), done.stdout
+    assert int(advised) >= copy.stat().st_size * 0.9, done.stdout  # (every mapping of it)
+    assert answers == "True", done.stdout
+
+
+def test_page_out_libraries_by_name() -> None:
+    """Named libraries only: none advised when none of that name is mapped; the C
+    library's mappings when it is named."""
+    from plans.demo_memory import page_out_libraries
+
+    assert page_out_libraries(("libnot-loaded-here.so",)) == 0
+    with open("/proc/self/maps") as f:
+        libc = {line.split()[5].rpartition("/")[2] for line in f
+                if "/libc.so" in line or "/libc-" in line}
+    assert libc and page_out_libraries(tuple(libc)) > 0
