@@ -37,7 +37,7 @@ from analysis.azint_geometry import GeometryAttributes
 from analysis.azint_matrix import Matrix, Request, build
 from analysis.azint_plan import Dummy, Finished, Plan, Sums, finish, make_plan, normalisation
 from analysis.azint_plan import reference as reference_sums
-from geometry import PoniGeometry, Unit, radial_unit, read_poni
+from geometry import PoniGeometry, Unit, UnitName, radial_unit, read_poni
 
 __all__ = ["AzimuthalIntegrator", "Integrate1dResult", "Integrate2dResult"]
 
@@ -86,12 +86,12 @@ class _Result:
 
 @dataclass(frozen=True, repr=False)
 class Integrate1dResult(_Result):
-    """A 1D pattern (or one per frame of a stack), as pyFAI returns it: ``radial`` bin
-    centres in ``unit``; ``intensity``; ``sigma`` (the standard error of the mean, None
-    without error model); the sums behind them. Unpacks as ``x, I`` or ``x, I, sigma``."""
+    """A 1D pattern (or one per frame of a stack), as pyFAI's: ``radial`` bin centres in
+    ``unit`` (a name with pyFAI's ``label``); ``intensity``; ``sigma`` (the standard error
+    of the mean, None without error model); the sums. Unpacks as ``x, I[, sigma]``."""
 
     radial: F64
-    unit: str
+    unit: UnitName
 
     def _tuple(self) -> tuple[F64, ...]:
         base = (self.radial, self.intensity)
@@ -106,11 +106,11 @@ class Integrate2dResult(_Result):
 
     radial: F64
     azimuthal: F64
-    radial_unit: str
-    azimuthal_unit: str
+    radial_unit: UnitName
+    azimuthal_unit: UnitName
 
     @property
-    def unit(self) -> tuple[str, str]:
+    def unit(self) -> tuple[UnitName, UnitName]:
         """``(radial_unit, azimuthal_unit)``."""
         return self.radial_unit, self.azimuthal_unit
 
@@ -331,7 +331,7 @@ class AzimuthalIntegrator(GeometryAttributes):
             out(norm), out(norm2), out(fin.std), out(fin.sem),
             c.error_model, (c.request.split, "csr", "opencl"),
             "numpy reference" if reference else self._compute_engine, metadata,
-            plan.matrix.radial.centres(c.request.unit.scale), c.request.unit.name)
+            plan.matrix.radial.centres(c.request.unit.scale), UnitName(c.request.unit))
 
     def _result2d(self, data: Any, npt_rad: Any, npt_azim: Any, unit: Any,
                   kwargs: dict[str, Any], reference: bool) -> Integrate2dResult:
@@ -356,7 +356,7 @@ class AzimuthalIntegrator(GeometryAttributes):
             cake(fin.sem), c.error_model, (c.request.split, "csr", "opencl"),
             "numpy reference" if reference else self._compute_engine, metadata,
             m.radial.centres(r_unit.scale), m.azimuthal.centres(a_unit.scale),
-            r_unit.name, a_unit.name)
+            UnitName(r_unit), UnitName(a_unit))
 
     def integrate1d(self, data: Any, npt: int, *, correctSolidAngle: bool | float = True,
                     error_model: str | None = None, radial_range: Any = None,

@@ -15,11 +15,12 @@ from geometry.units import (
     AZIMUTHAL_UNITS,
     RADIAL_UNITS,
     Unit,
+    UnitName,
     azimuthal_unit,
     photon_energy,
     radial_unit,
 )
 
 __all__ = ["AZIMUTHAL_UNITS", "RADIAL_UNITS", "Detector", "DetectorError", "PoniError",
-           "PoniGeometry", "Unit", "arm_two_theta", "azimuthal_unit", "detector",
+           "PoniGeometry", "Unit", "UnitName", "arm_two_theta", "azimuthal_unit", "detector",
            "detector_names", "photon_energy", "radial_unit", "read_poni", "write_poni"]

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["AZIMUTHAL_UNITS", "HC_KEV_ANGSTROM", "RADIAL_UNITS", "Unit", "azimuthal_unit",
-           "photon_energy", "radial_unit"]
+__all__ = ["AZIMUTHAL_UNITS", "HC_KEV_ANGSTROM", "RADIAL_UNITS", "Unit", "UnitName",
+           "azimuthal_unit", "photon_energy", "radial_unit"]
 
 F64 = npt.NDArray[np.float64]
 HC_KEV_ANGSTROM = 12.398419843320026
@@ -66,6 +66,11 @@ class Unit:
     formula: _Formula
     needs_wavelength: bool = False
 
+    @property
+    def label(self) -> str:
+        """What the values are, for an axis label: ``"Scattering angle 2θ (°)"``."""
+        return _LABELS[self.name]
+
     def values(self, t1: F64, t2: F64, t3: F64, wavelength: float | None,
                source: str | None = None) -> F64:
         """Internal values at lab positions ``(t1, t2, t3)`` (m, t3 along the beam);
@@ -96,6 +101,33 @@ AZIMUTHAL_UNITS: dict[str, Unit] = {u.name: u for u in (
     Unit("chi_deg", "chi", 180.0 / math.pi, _chi),
     Unit("chi_rad", "chi", 1.0, _chi),
 )}
+
+_LABELS = {"2th_deg": "Scattering angle 2θ (°)", "2th_rad": "Scattering angle 2θ (rad)",
+           "q_nm^-1": "Scattering vector q (nm⁻¹)", "q_A^-1": "Scattering vector q (Å⁻¹)",
+           "r_mm": "Radius r (mm)", "r_m": "Radius r (m)",
+           "d*2_A^-2": "Reciprocal spacing squared d*² (Å⁻²)",
+           "d*2_nm^-2": "Reciprocal spacing squared d*² (nm⁻²)",
+           "chi_deg": "Azimuthal angle χ (°)", "chi_rad": "Azimuthal angle χ (rad)"}
+
+
+class UnitName(str):
+    """A unit's name — a str, compared and printed as the name — that also has the
+    attributes of pyFAI's ``Unit`` a result's reader uses: ``name``, ``label`` and
+    ``scale`` (pyFAI's ``jupyter.plot1d(result)`` labels its axis with
+    ``result.unit.label``)."""
+
+    label: str
+    scale: float
+
+    def __new__(cls, unit: Unit) -> UnitName:
+        out = super().__new__(cls, unit.name)
+        out.label, out.scale = unit.label, unit.scale
+        return out
+
+    @property
+    def name(self) -> str:
+        """The unit's name, as pyFAI's ``Unit.name``."""
+        return str(self)
 
 
 def _lookup(table: dict[str, Unit], kind: str, unit: object) -> Unit:
