@@ -36,6 +36,10 @@ DEMO_PHASES = ("catalog", "beamline", "kernels", "tomography", "diffraction", "p
 """The demo's phases, in order: the catalog opened and the live reduction subscribed; the
 beamline built (the firmware loaded); the OpenCL kernels built; each run acquired and
 reduced; the pictures drawn from the catalog."""
+LOADING_PHASES = ("start", "catalog", "beamline", "kernels")
+"""The phases that load the demo's libraries (the command line's imports, then those of
+``DEMO_PHASES`` before the scans): at the end of each, ``smeflow demo`` gives back the
+pages their loading faulted in (``plans.demo_memory.page_out_libraries``)."""
 
 
 def _save_png(path: Path, image: np.ndarray, title: str, *, cbar: str,
@@ -344,7 +348,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     def phase_done(phase: str) -> PhaseMemory:
         mark = memory.mark(phase)
-        page_out_libraries()  # what loading libraries faulted in and nothing runs
+        if phase in LOADING_PHASES:  # what loading libraries faulted in and nothing runs
+            page_out_libraries()  # (not during the scans: what they run would be re-read)
         return mark
 
     phase_done("start")  # the interpreter and the command line's imports
