@@ -435,6 +435,9 @@ class AzimuthalIntegrator(GeometryAttributes):
         return self._result2d(data, npt_rad, npt_azim, unit, _given(locals()),
                               reference=False)
 
+    integrate1d_ng = integrate1d  # (pyFAI's names for the same two since 2023)
+    integrate2d_ng = integrate2d
+
     def reference1d(self, data: Any, npt: int, **kwargs: Any) -> Integrate1dResult:
         """:meth:`integrate1d` computed with numpy straight from the definitions (no
         OpenCL, no precomputed sums): the kernels' reference."""

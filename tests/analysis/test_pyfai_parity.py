@@ -277,6 +277,17 @@ def test_pyfai_objects_as_arguments(ours: AzimuthalIntegrator, theirs: Any) -> N
     _agree(got, want, tol=TOL_SPLIT)
 
 
+def test_pyfais_ng_names_are_the_same_integrators(ours: AzimuthalIntegrator,
+                                                  theirs: Any) -> None:
+    """Scripts written for pyFAI 0.20 to 2023 call ``integrate1d_ng``/``integrate2d_ng``,
+    which pyFAI's ``integrate1d``/``integrate2d`` now are (it was an AttributeError)."""
+    kw = dict(unit="2th_deg", error_model="poisson", method=("no", "csr", "cython"))
+    _agree(ours.integrate1d_ng(FRAME, 40, **kw), theirs.integrate1d_ng(FRAME, 40, **kw))
+    cake = ours.integrate2d_ng(FRAME, 20, 12, **kw)
+    want = theirs.integrate2d_ng(FRAME, 20, 12, **kw)
+    np.testing.assert_allclose(cake.intensity, want.intensity, rtol=1e-5, atol=1e-9)
+
+
 @pytest.mark.parametrize("name", ["NO", "POISSON", "AZIMUTHAL"])
 def test_pyfais_error_model_enum_stands_for_its_name(ours: AzimuthalIntegrator, theirs: Any,
                                                      name: str) -> None:
