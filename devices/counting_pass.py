@@ -179,7 +179,7 @@ def draw_pass(flux: npt.NDArray[np.floating], efficiency: npt.NDArray[np.float64
     listed = np.empty(BLOCK, np.uint16)
     flags = np.zeros(BLOCK, np.uint8)
     groups = flags.view(np.uint64)
-    singles = np.empty(2 * BLOCK, np.float32)
+    singles = np.empty(4 * BLOCK, np.float32)
     scratch = (np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK),
                np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK, np.uint64),
                np.empty(BLOCK, np.intp), singles)
@@ -454,11 +454,11 @@ def _deviations(lams: npt.NDArray[np.float64], words: npt.NDArray[np.uint64],
                 table: npt.NDArray[np.float64], m: int,
                 scratch: npt.NDArray[np.float32]) -> None:  # pragma: no cover - compiled
     """``_deviation`` of the first ``m`` pixels into ``scratch[:m]`` (the table's ``z``,
-    its tail bins clamped: ``table_normals``; ``scratch``: ``2 × BLOCK`` floats). Three
+    its tail bins clamped: ``table_normals``; ``scratch``: ``4 × BLOCK`` floats). Three
     loops without a branch, the last all in single precision."""
     zs = scratch[:BLOCK]
     ls = scratch[BLOCK:2 * BLOCK]
-    table_normals(words, table, m, zs)
+    table_normals(words, table, m, zs, scratch[2 * BLOCK:].view(np.uint64))
     for j in range(m):
         ls[j] = np.float32(lams[j])
     for j in range(m):

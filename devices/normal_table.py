@@ -140,23 +140,30 @@ def tail_flags(words: npt.NDArray[np.uint64], m: int,
         flags[j] = 0
 
 
+_FRAC_ONE = np.uint64(0x3FF0000000000000)
+"""The bits of 1.0 (``table_normals`` puts a word's 32 fraction bits below them)."""
+
+
 @njit(inline="always")
 def table_normals(words: npt.NDArray[np.uint64], table: npt.NDArray[np.float64], m: int,
-                   zs: npt.NDArray[np.float32 | np.float64]
+                   zs: npt.NDArray[np.float32 | np.float64], bits: npt.NDArray[np.uint64]
                    ) -> None:  # pragma: no cover - compiled
     """The ``z`` of each of the first ``m`` words into ``zs`` (stored in its precision),
     interpolated in the table with its bin clamped out of the tails (``word_to_normal``
-    elsewhere; callers redo the words whose bin is a tail bin). One loop without a
-    branch."""
+    elsewhere; callers redo the words whose bin is a tail bin). Two loops without a
+    branch; ``bits``: scratch of ``m`` words, where the fraction ``frac·2⁻³²`` is made
+    as the double ``1 + frac·2⁻³²`` of its bits (minus 1, exact: the same number), not
+    by an integer → float conversion, which has no vector instruction here."""
     shift = np.uint64(64 - TABLE_BITS)
     for j in range(m):
-        w = words[j]
-        i: int = min(max(int(np.int64(w >> shift)), TAIL_BINS),
+        bits[j] = (((words[j] >> np.uint64(64 - TABLE_BITS - 32)) & np.uint64(0xFFFFFFFF))
+                   << np.uint64(20)) | _FRAC_ONE
+    fracs = bits.view(np.float64)
+    for j in range(m):
+        i: int = min(max(int(np.int64(words[j] >> shift)), TAIL_BINS),
                      (1 << TABLE_BITS) - TAIL_BINS - 1)
-        frac = np.float64(np.int64((w >> np.uint64(64 - TABLE_BITS - 32))
-                                   & np.uint64(0xFFFFFFFF))) * 2.0 ** -32
         below = table[i]
-        zs[j] = below + frac * (table[i + 1] - below)
+        zs[j] = below + (fracs[j] - 1.0) * (table[i + 1] - below)
 
 
 __all__ = ["TABLE_BITS", "TAIL_BINS", "normal_quantile", "quantile_table", "table_normals",

@@ -26,6 +26,7 @@ from devices.counting import (
     quantile_table,
     word_to_normal,
 )
+from devices.normal_table import table_normals
 
 
 @numba.njit(cache=False)
@@ -34,6 +35,28 @@ def _normals(words: np.ndarray, table: np.ndarray) -> np.ndarray:  # pragma: no 
     for i in range(words.shape[0]):
         out[i] = word_to_normal(words[i], table)
     return out
+
+
+def test_table_normals_are_word_to_normal_to_the_bit() -> None:
+    """The block loop's deviates (the fraction made of the word's bits) are
+    ``word_to_normal``'s to the bit, in float64 and float32, at every non-tail bin edge
+    and with the fraction's bits all 0, all 1 or random."""
+    rng = np.random.default_rng(21)
+    bins = np.concatenate([[TAIL_BINS, TAIL_BINS + 1, (1 << TABLE_BITS) // 2 - 1,
+                            (1 << TABLE_BITS) // 2, (1 << TABLE_BITS) - TAIL_BINS - 1],
+                           rng.integers(TAIL_BINS, (1 << TABLE_BITS) - TAIL_BINS, 5000)])
+    fracs = np.concatenate([[0, 0xFFFFFFFF, 1, 1 << 31],
+                            rng.integers(0, 1 << 32, bins.size - 4)])
+    rest = rng.integers(0, 1 << 16, bins.size)
+    words = ((bins.astype(np.uint64) << np.uint64(64 - TABLE_BITS))
+             | (fracs.astype(np.uint64) << np.uint64(64 - TABLE_BITS - 32))
+             | rest.astype(np.uint64))
+    table = quantile_table()
+    want = _normals(words, table)
+    for dtype in (np.float64, np.float32):
+        zs = np.empty(words.size, dtype)
+        table_normals(words, table, words.size, zs, np.empty(words.size, np.uint64))
+        np.testing.assert_array_equal(zs, want.astype(dtype))
 
 
 @pytest.mark.parametrize("p", [1e-300, 1e-100, 1e-20, 1e-9, 2e-5, 0.01, 0.2, 0.5, 0.7,
