@@ -175,7 +175,8 @@ class InterpBackend(Backend):
     def prepare(self, network: Network, **options: Any) -> Build:
         """Check that every process's ``on_tick`` is in the translatable subset (as the
         other backends do), unless it is ``simulation_only`` (any Python: only its ``while``
-        loops are counted, :mod:`sme.interp_locals`) or its source cannot be read (typed at
+        loops and its ``for`` loops over iterables without a length are counted,
+        :mod:`sme.interp_locals`) or its source cannot be read (typed at
         the prompt or run by ``exec``: then it runs unchecked)."""
         if options:
             raise TypeError(f"the interp backend takes no options, got {', '.join(options)}")

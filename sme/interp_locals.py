@@ -20,11 +20,12 @@ A generator's ``while`` loop whose test reads a register or a local passes the f
 check (``sme.lower.cycles``) and may still never reach a yield within a tick, and a
 ``simulation_only`` process (any Python, run by the interpreter alone) may loop without
 end, generator or not; the process's own code would then spin for ever. So each ``while``
-loop counts its passes (in a local set to 0 where the loop is entered and after every
-``yield`` in it), and the
-``cycles.MAX_STEPS``-th pass within one tick raises the ``SimulationError`` the compiled
-backend raises (:func:`spin`), naming the loop's ``file:line``: one addition and one
-comparison per loop pass.
+loop (and a ``simulation_only`` process's ``for`` over an iterable without a length, such
+as ``itertools.count()``) counts its passes (in a local set to 0 where the loop is entered
+and after every ``yield`` in it), and the ``cycles.MAX_STEPS``-th pass within one tick
+raises the ``SimulationError`` the compiled backend raises (:func:`spin`), naming the
+loop's ``file:line``: one addition and one comparison per loop pass. A ``for`` over a
+range, a list or an array ends, however long, and is not stopped.
 """
 
 from __future__ import annotations
@@ -215,7 +216,8 @@ def _counted(stmts: list[ast.stmt], proc: str, file: str, line0: int,
     """``stmts`` with every loop of ``kinds`` (``while``; ``for`` too) counting its passes
     (from 0 where the loop is entered, and again after each yield inside it), stopping the
     tick at the ``MAX_STEPS``-th pass (nested bodies too; not in nested functions or
-    classes)."""
+    classes). A ``for`` whose iterable has a length (evaluated once, before the loop, as
+    Python does) is not counted: it ends."""
     from .lower.cycles import MAX_STEPS
 
     enclosing = counters if counters is not None else []
@@ -228,7 +230,17 @@ def _counted(stmts: list[ast.stmt], proc: str, file: str, line0: int,
         if isinstance(s, kinds):
             counter = f"{STEPS}{s.lineno}_{s.col_offset}"
             inside = [*enclosing, counter]
-            out.append(_at(ast.parse(f"{counter} = 0").body[0], s))
+            if isinstance(s, ast.For):
+                # A for over a sized iterable (a range, a list, a frame) ends, however long:
+                # its counter starts at -inf, so it never reaches the limit.
+                over = f"{STEPS}iter{s.lineno}_{s.col_offset}"
+                out.append(_at(ast.Assign(targets=[ast.Name(id=over, ctx=ast.Store())],
+                                          value=s.iter), s))
+                s.iter = ast.copy_location(ast.Name(id=over, ctx=ast.Load()), s)
+                out.append(_at(ast.parse(f"{counter} = float('-inf') if hasattr({over}, "
+                                         "'__len__') else 0").body[0], s))
+            else:
+                out.append(_at(ast.parse(f"{counter} = 0").body[0], s))
         for field in ("body", "orelse", "finalbody"):
             inner = getattr(s, field, None)
             if isinstance(inner, list) and inner and isinstance(inner[0], ast.stmt):
@@ -247,7 +259,8 @@ def _counted(stmts: list[ast.stmt], proc: str, file: str, line0: int,
         if enclosing and not isinstance(s, ast.While | ast.For | ast.If | ast.Match | ast.Try
                                         | ast.With) \
                 and any(isinstance(n, ast.Yield | ast.YieldFrom) for n in _own_nodes([s])):
-            out.append(_at(ast.parse(" = ".join([*enclosing, "0"])).body[0], s))
+            for c in enclosing:  # (min: a sized for's -inf stays)
+                out.append(_at(ast.parse(f"{c} = min({c}, 0)").body[0], s))
     return out
 
 

@@ -190,15 +190,19 @@ class YieldsForEver(Process, simulation_only=True):
 
 
 class CountsFor(Process, simulation_only=True):
-    """A ``for`` left after 999,999 passes within a tick: never stopped."""
+    """``for`` loops over sized iterables end, however long: a range of more passes than
+    the limit within a tick, and (a generator) a list walked with a yield in it."""
 
     inp: In[Go]
     out: Out[Word]
 
-    def on_tick(self) -> None:
+    def on_tick(self) -> Any:
         n = 0
-        for _ in range(MAX_STEPS - 1):
+        for _ in range(MAX_STEPS + 10):
             n += 1
+        for _ in [1, 2]:
+            n += 1
+            yield
         self.out.value = n % 256
 
 
@@ -216,5 +220,5 @@ def test_a_for_over_an_endless_iterator_stops_as_a_while_does(
         "changes within the tick? a loop must reach a yield)")
     assert f"(at tick {tick})" in getattr(info.value, "__notes__", [])
     trace = Simulator(Network("c", [CountsFor(inp=Go(), out=Word())])).run(
-        stimulus=[{"go.go": True}])
-    assert trace is not None and list(trace.column("word.value"))[-1] == (MAX_STEPS - 1) % 256
+        stimulus=[{"go.go": True}] * 4)
+    assert trace is not None and list(trace.column("word.value"))[-1] == (MAX_STEPS + 12) % 256
