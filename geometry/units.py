@@ -129,6 +129,18 @@ class UnitName(str):
         """The unit's name, as pyFAI's ``Unit.name``."""
         return str(self)
 
+    def __reduce__(self) -> tuple[Callable[[str], UnitName], tuple[str]]:
+        # (copy, deepcopy and pickle would rebuild a str subclass from its text alone)
+        return _unit_name, (str(self),)
+
+
+def _unit_name(name: str) -> UnitName:
+    """The :class:`UnitName` of the radial or azimuthal unit ``name`` (unpickling)."""
+    for table in (RADIAL_UNITS, AZIMUTHAL_UNITS):
+        if name in table:
+            return UnitName(table[name])
+    raise ValueError(f"no unit named {name!r}")
+
 
 def _lookup(table: dict[str, Unit], kind: str, unit: object) -> Unit:
     if isinstance(unit, Unit):

@@ -59,3 +59,24 @@ def _suffix(unit: str) -> str:
     return {"2th_deg": "(°)", "chi_deg": "(°)", "2th_rad": "(rad)", "chi_rad": "(rad)",
             "q_nm^-1": "(nm⁻¹)", "q_A^-1": "(Å⁻¹)", "r_mm": "(mm)", "r_m": "(m)",
             "d*2_A^-2": "(Å⁻²)", "d*2_nm^-2": "(nm⁻²)"}[unit]
+
+
+def test_results_copy_and_pickle_with_their_units() -> None:
+    """A result (its unit a ``str`` that has pyFAI's ``label``) survives ``copy``,
+    ``deepcopy`` and pickle, as pyFAI's results do (review of 0c65d2f: its unit could not
+    be rebuilt from its text alone)."""
+    import copy
+    import pickle
+
+    import numpy as np
+
+    ai = AzimuthalIntegrator(TILTED)
+    result = ai.integrate1d(FRAME, 50, unit="q_nm^-1")
+    cake = ai.integrate2d(FRAME, 30, 12, unit=("2th_deg", "chi_deg"))
+    for again in (copy.copy(result), copy.deepcopy(result),
+                  pickle.loads(pickle.dumps(result))):
+        assert again.unit == "q_nm^-1" and again.unit.label == result.unit.label
+        assert again.unit.scale == result.unit.scale
+        np.testing.assert_array_equal(again.intensity, result.intensity)
+    back = pickle.loads(pickle.dumps(cake))
+    assert back.unit == cake.unit and back.unit[1].label == cake.unit[1].label
