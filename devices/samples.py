@@ -278,12 +278,13 @@ class Scene:
         """Make what every frame of ``shape`` needs from the sample now, before an
         acquisition's clock starts, not at its first frame: the sample's ``prepare`` (the
         powder's rings: 0.6 s at 1 Mpix, paid by each worker drawing the first frames at
-        once). Nothing with the shutter closed or no beam (dark frames use nothing of the
-        sample; a fly acquisition prepares again at its start) nor for a sample without
-        ``prepare`` (an image drawn here would be thrown away)."""
+        once). Also with the shutter closed: a plan may stage for darks, or stage and
+        then open the shutter (``diffraction_scan``); the sample keeps what it made, so
+        preparing again costs nothing. Nothing for a sample without ``prepare`` (an image
+        drawn here would be thrown away)."""
         shape = check_shape(shape)
         prepare = getattr(self.sample, "prepare", None)
-        if prepare is not None and self.beam_factor() != 0.0:
+        if prepare is not None:
             prepare(shape, pixel_size)
 
     def state_at(self, t: float) -> SceneState:
