@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -37,6 +37,7 @@ from analysis.azint_geometry import GeometryAttributes
 from analysis.azint_matrix import Matrix, Request, build
 from analysis.azint_plan import Dummy, Finished, Plan, Sums, finish, make_plan, normalisation
 from analysis.azint_plan import reference as reference_sums
+from analysis.azint_results import Integrate1dResult, Integrate2dResult
 from geometry import PoniGeometry, Unit, UnitName, radial_unit, read_poni
 
 __all__ = ["AzimuthalIntegrator", "Integrate1dResult", "Integrate2dResult"]
@@ -46,77 +47,6 @@ _T = TypeVar("_T")
 DEFAULT_METHOD = ("bbox", "csr", "cython")
 _MATRICES = 4
 _ENGINES = 8
-
-
-@dataclass(frozen=True, repr=False)
-class _Result:
-    """Arrays common to 1D and 2D results (a leading frame axis for stacks)."""
-
-    intensity: F64
-    sigma: F64 | None
-    count: F64
-    sum_signal: F64
-    sum_variance: F64 | None
-    sum_normalization: F64
-    sum_normalization2: F64
-    std: F64 | None
-    sem: F64 | None
-    error_model: str | None
-    method: tuple[str, str, str]
-    compute_engine: str
-    metadata: Any
-
-    def _tuple(self) -> tuple[F64, ...]:
-        raise NotImplementedError
-
-    def __repr__(self) -> str:
-        return (f"{type(self).__name__}(shape={self.intensity.shape}, "
-                f"npt={self.intensity.shape[-1]}, method={self.method}, "
-                f"error_model={self.error_model!r})")
-
-    def __iter__(self) -> Iterator[F64]:
-        return iter(self._tuple())
-
-    def __len__(self) -> int:
-        return len(self._tuple())
-
-    def __getitem__(self, i: int) -> F64:
-        return self._tuple()[i]
-
-
-@dataclass(frozen=True, repr=False)
-class Integrate1dResult(_Result):
-    """A 1D pattern (or one per frame of a stack), as pyFAI's: ``radial`` bin centres in
-    ``unit`` (a name with pyFAI's ``label``); ``intensity``; ``sigma`` (the standard error
-    of the mean, None without error model); the sums. Unpacks as ``x, I[, sigma]``."""
-
-    radial: F64
-    unit: UnitName
-
-    def _tuple(self) -> tuple[F64, ...]:
-        base = (self.radial, self.intensity)
-        return base if self.sigma is None else (*base, self.sigma)
-
-
-@dataclass(frozen=True, repr=False)
-class Integrate2dResult(_Result):
-    """A cake: arrays ``(npt_azim, npt_rad)`` (``(n, npt_azim, npt_rad)`` for a stack),
-    ``radial`` in ``radial_unit``, ``azimuthal`` in ``azimuthal_unit``. Unpacks as pyFAI's:
-    ``I, radial, azimuthal`` or ``I, radial, azimuthal, sigma``."""
-
-    radial: F64
-    azimuthal: F64
-    radial_unit: UnitName
-    azimuthal_unit: UnitName
-
-    @property
-    def unit(self) -> tuple[UnitName, UnitName]:
-        """``(radial_unit, azimuthal_unit)``."""
-        return self.radial_unit, self.azimuthal_unit
-
-    def _tuple(self) -> tuple[F64, ...]:
-        base = (self.intensity, self.radial, self.azimuthal)
-        return base if self.sigma is None else (*base, self.sigma)
 
 
 @dataclass(frozen=True)
@@ -157,19 +87,17 @@ class AzimuthalIntegrator(GeometryAttributes):
     ``ai.energy``, ``ai.geometry``: :mod:`analysis.azint_geometry`).
     """
 
-    _PLAIN_ATTRIBUTES = frozenset({"kernel", "rt"})
+    _PLAIN_ATTRIBUTES: frozenset[str] = frozenset()
 
     def __init__(self, geometry: PoniGeometry, device: str | None = None,
                  kernel: str = "auto", empty: float = 0.0) -> None:
-        if kernel not in KINDS:
-            raise ValueError(f"unknown kernel {kernel!r}; valid: {', '.join(KINDS)}")
         self._matrices: OrderedDict[tuple[object, ...], Matrix] = OrderedDict()
         self._engines: OrderedDict[tuple[object, ...], Engine] = OrderedDict()
         self.geometry = geometry
         self._poni_file: tuple[PoniGeometry | None, str] = (None, "")
         self.kernel = kernel
         self.empty = empty
-        self.rt = cl.runtime(device)
+        self._rt = cl.runtime(device)
         self._compute_engine = f"OpenCL {self.rt.name}"
         self._contents = args.ContentKeys()
 
@@ -180,6 +108,25 @@ class AzimuthalIntegrator(GeometryAttributes):
         integrator = cls(read_poni(path, shape=shape), device=device)
         integrator._poni_file = (integrator.geometry, str(path))  # (named if no wavelength)
         return integrator
+
+    @property
+    def rt(self) -> cl.Runtime:
+        """The OpenCL runtime (device, context, queue) chosen when the integrator was made."""
+        return self._rt
+
+    @property
+    def kernel(self) -> str:
+        """The integration kernel (one of ``analysis.azint_engine.KINDS``; ``"auto"``
+        chooses). Setting it makes the next integration use it: the plans made with the
+        old one are forgotten (the matrices stay: they do not depend on it)."""
+        return self._kernel
+
+    @kernel.setter
+    def kernel(self, kernel: str) -> None:
+        if kernel not in KINDS:
+            raise ValueError(f"unknown kernel {kernel!r}; valid: {', '.join(KINDS)}")
+        self._kernel = kernel
+        self._engines.clear()
 
     @property
     def empty(self) -> float:

@@ -83,3 +83,24 @@ def test_a_pyfai_attribute_it_does_not_have_is_refused_not_ignored(name: str) ->
                                              r": .* dist, poni1, poni2, rot1, rot2, rot3, "
                                              r"wavelength, energy"):
         setattr(ours, name, 1)
+
+
+def test_the_kernel_set_after_an_integration_is_the_next_ones() -> None:
+    """``ai.kernel = ...`` after an integration makes the next use it, as a new integrator
+    with that kernel would (review of 3880246: it was stored and the cached plans kept the
+    old one); a kernel that does not exist and a new OpenCL runtime are refused."""
+    method = ("no", "csr", "opencl")
+    ai = AzimuthalIntegrator(TILTED, kernel="private")
+    first = ai.integrate1d(FRAME, 60, method=method)
+    assert [e.kind for e in ai._engines.values()] == ["hist"]
+    ai.kernel = "csr"
+    again = ai.integrate1d(FRAME, 60, method=method)
+    fresh = AzimuthalIntegrator(TILTED, kernel="csr")
+    fresh.integrate1d(FRAME, 60, method=method)
+    assert [e.kind for e in ai._engines.values()] == [e.kind for e in fresh._engines.values()]
+    np.testing.assert_allclose(again.intensity, first.intensity, rtol=1e-5)
+    with pytest.raises(ValueError, match="unknown kernel 'fast'"):
+        ai.kernel = "fast"
+    assert ai.kernel == "csr"
+    with pytest.raises(AttributeError):
+        ai.rt = fresh.rt  # type: ignore[misc]
