@@ -9,8 +9,10 @@ ESRF's own ``nxtomo`` library: the frames in acquisition order (darks, flats,
 projections), each with its image key and the rotation stage's reading taken with it
 (the angle the position capture latched, for a fly scan's projections), the detector's
 pixel size and count time and the sample's name from the frame files, the run's start
-and end time, and the detector's pixel mask (``instrument/detector/pixel_mask``, the
-NeXus bits, from the run's ``mask`` stream or its frame files).
+and end time, the beam energy and the distance when the run has them (an imported
+scan's ``energy_keV``, ``distance_m``), and the detector's pixel mask
+(``instrument/detector/pixel_mask``, the NeXus bits, from the run's ``mask`` stream or its
+frame files).
 
 The frames are copied into the export (``instrument/detector/data``, linked as the
 entry's plot ``data/data``), so it stands alone. ``link=True`` (``--link``) leaves them in
@@ -117,6 +119,11 @@ def export_nxtomo(run: Any, path: str | Path, *, entry: str = "entry0000",
     for name in ("x_pixel_size", "y_pixel_size", "count_time"):
         if name in described:
             setattr(detector, name, described[name])
+    # (a scan imported from NXtomo keeps its beam energy and distance: dataflow.nxtomo_import)
+    if isinstance(start.get("energy_keV"), (int, float)):
+        nx.instrument.beam.incident_energy = _quantity(float(start["energy_keV"]), "keV")
+    if isinstance(start.get("distance_m"), (int, float)):
+        detector.distance = _quantity(float(start["distance_m"]), "m")
     if "sample_name" in described:
         nx.sample.name = described["sample_name"]
     if "source_name" in described:

@@ -136,8 +136,8 @@ def test_alignment_and_invalid_frames_are_left_out(tmp_path: Path) -> None:
 
 
 def test_an_export_imports_back_as_the_same_scan(mock_scan: Path, tmp_path: Path) -> None:
-    """import → ``export_nxtomo`` (copied and linked) → import: the same frames, keys and
-    angles each time."""
+    """import → ``export_nxtomo`` (copied and linked) → import: the same frames, keys,
+    angles, energy and distance each time."""
     expected = by_key(mock_scan)
     with Catalog(tmp_path / "data") as catalog:
         first = import_nxtomo(catalog, mock_scan).uid
@@ -145,6 +145,8 @@ def test_an_export_imports_back_as_the_same_scan(mock_scan: Path, tmp_path: Path
             out = export_nxtomo(catalog.run(first), tmp_path / "data" / f"x{link}.nx",
                                 link=link)
             again = catalog.run(import_nxtomo(catalog, out.path).uid)
+            start = again.metadata["start"]
+            assert (start["energy_keV"], start["distance_m"]) == (19.0, 0.5)
             for stream, key in (("dark", 2), ("flat", 1), ("primary", 0)):
                 np.testing.assert_array_equal(again[stream]["det_image"][:], expected[key][0])
                 np.testing.assert_array_equal(again[stream]["rotation"].read(),

@@ -230,7 +230,8 @@ print(loaded, resident_mb(sys.argv[1]), advised, lib.LLVMPY_GetVersionInfo() == 
 
 
 def test_page_out_libraries_gives_back_a_loaded_librarys_pages(tmp_path: Path) -> None:
-    """What ``smeflow demo`` does at the end of each phase, here with llvmlite's LLVM,
+    """What ``smeflow demo`` does at the end of each phase that loads libraries
+    (``plans.demo.LOADING_PHASES``), here with llvmlite's LLVM,
     which numba's import loads and the demo does not run: the pages its loading faulted
     in leave the process, and the library still answers. On a private copy of the file
     (a page another process maps too is left alone, and the tests' own processes map
