@@ -130,6 +130,9 @@ TERMS = 8
 those beyond these go on one term at a time."""
 BLOCK = 2048
 """Pixels per block of the compiled pass (its scratch arrays stay in the cache)."""
+_STEPS = np.arange(BLOCK, dtype=np.uint64) * _GAMMA
+"""``j·γ`` (mod 2⁶⁴) for ``j`` in a block: a block's counters ``c₀ + j`` as words
+``c₀·γ + j·γ`` with an add, not a 64-bit product (three 32-bit products in AVX2)."""
 _INV = np.array([0.0] + [1.0 / k for k in range(1, 256)])
 """``1/k``: the Poisson terms' ratios ``λ/k`` as products (a division is slower)."""
 
@@ -193,39 +196,41 @@ def draw_pass(flux: npt.NDArray[np.floating], efficiency: npt.NDArray[np.float64
         fl = flux[start:start + m]
         o = out[start:start + m]
         # 1. means, flux checks and words: no branch (the few hot and dead pixels after)
+        # (capped as they are made: a loop that only caps stores the few capped means
+        # with a masked store, slow on AMD; a hot pixel's min(min(x, cap) + h, cap) is
+        # min(x + h, cap), the same number)
         ok: np.bool_ = np.bool_(True)
         if uniform:
             rate = efficiency[0] * exposure
             for j in range(m):
                 phi = np.float64(fl[j])
                 ok &= (phi >= 0.0) & (phi < np.inf)
-                lams[j] = rate * phi
+                lams[j] = min(rate * phi, cap)
         else:
             ef = efficiency[start:start + m]
             for j in range(m):
                 phi = np.float64(fl[j])
                 ok &= (phi >= 0.0) & (phi < np.inf)
-                lams[j] = ef[j] * phi * exposure
+                lams[j] = min(ef[j] * phi * exposure, cap)
         while next_hot < hot.shape[0] and hot[next_hot] < start + m:
-            lams[hot[next_hot] - start] += hot_counts
+            lams[hot[next_hot] - start] = min(lams[hot[next_hot] - start] + hot_counts, cap)
             next_hot += 1
         while next_dead < dead.shape[0] and dead[next_dead] < start + m:
             lams[dead[next_dead] - start] = 0.0
             next_dead += 1
         large = n_high = 0
         for j in range(m):
-            lam = min(lams[j], cap)
-            lams[j] = lam
-            large += lam >= NORMAL_MIN_MEAN
-            n_high += lam >= LOW_MEAN
+            large += lams[j] >= NORMAL_MIN_MEAN
+            n_high += lams[j] >= LOW_MEAN
         if use_given:
             gv = given[start:start + m]
             for j in range(m):
                 words[j] = gv[j]
         else:  # (a loop of its own: its 64-bit products do not run four pixels at a
             # time, the loops around it do)
+            counter = base + np.uint64(start) * _GAMMA
             for j in range(m):
-                words[j] = mix64(base + np.uint64(start + j) * _GAMMA)
+                words[j] = mix64(counter + _STEPS[j])
         if not ok:
             for j in range(m):
                 phi = np.float64(fl[j])

@@ -362,6 +362,31 @@ def test_hot_and_dead_as_indices_and_one_efficiency_for_all() -> None:
         draw_counts(flux, 0.8, hot, np.zeros(3), 0.5, 1e4, 4e6, 2**20 - 1, words, out)
 
 
+def test_the_cap_bounds_the_mean_with_the_hot_counts_on_top() -> None:
+    """A mean is ``min(flux part + hot part, cap)``: pixels whose flux part, hot part or
+    their sum passes the cap draw the counts of a mean of exactly the cap from the same
+    words (the pass caps the flux part as it makes it, then a hot pixel's sum again)."""
+    n, cap = BLOCK + 40, 50.0
+    words = CounterWords(5, 9).words(n)
+    exposure, rate = 0.5, 60.0                     # hot part 30 (below the cap)
+    flux = np.full(n, cap / exposure)              # every mean exactly the cap ...
+    flux[[1, 2, BLOCK + 3]] = [1e9, 45.0, 1e300]   # ... but: far above, 22.5 + 30, above
+    hot = np.array([1, 2, 7, BLOCK + 3])           # 7: exactly the cap + 30
+    want, out = np.empty(n, np.uint32), np.empty(n, np.uint32)
+    no = np.zeros(0, np.intp)
+    assert draw_counts(np.full(n, cap / exposure), 1.0, no, no, exposure, 0.0, cap,
+                       2**20 - 1, words, want) == -1
+    assert draw_counts(flux, 1.0, hot, no, exposure, rate, cap, 2**20 - 1, words, out) == -1
+    assert np.array_equal(out, want)
+    flux[2] = 10.0                                  # 5 + 30: below the cap, drawn as 35
+    assert draw_counts(flux, 1.0, hot, no, exposure, rate, cap, 2**20 - 1, words, out) == -1
+    mean35 = np.empty(n, np.uint32)
+    assert draw_counts(np.full(n, 70.0), 1.0, no, no, exposure, 0.0, cap, 2**20 - 1, words,
+                       mean35) == -1
+    assert out[2] == mean35[2]
+    assert np.array_equal(np.delete(out, 2), np.delete(want, 2))
+
+
 def test_a_block_of_large_means_draws_as_a_mixed_block_does() -> None:
     """A block whose means are all large takes the branch-free normal draws (the table's
     tail words redone exactly); a block with one small mean takes the per-pixel path:
