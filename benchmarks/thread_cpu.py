@@ -79,17 +79,30 @@ class ThreadCPU:
     def until(self, t: float) -> dict[str, float]:
         """``stop()``'s figures up to the last sample taken at or before ``t`` (after
         ``stop()``; the baseline's when none was)."""
+        return self._grouped(self._at(t))
+
+    def between(self, t0: float, t1: float) -> dict[str, float]:
+        """``stop()``'s figures from ``t0`` to ``t1`` (wall-clock, ``time.time()``), each end
+        the last sample at or before it: a stretch inside the measured one, such as a fly
+        acquisition's first trigger to its last frame (the CPU that competed with it; a
+        sample period, ``every``, before ``t0`` may count too)."""
+        return self._grouped(self._at(t1), self._at(t0))
+
+    def _at(self, t: float) -> dict[int, float]:
+        """CPU seconds by thread id at the last sample at or before ``t``."""
         cpu = self._start
         for when, sample in self._history:
             if when > t:
                 break
             cpu = sample
-        return self._grouped(cpu)
+        return cpu
 
-    def _grouped(self, cpu: dict[int, float]) -> dict[str, float]:
+    def _grouped(self, cpu: dict[int, float],
+                 since: dict[int, float] | None = None) -> dict[str, float]:
+        base = self._start if since is None else since
         out = dict.fromkeys([name for name, _ in self.GROUPS] + ["other"], 0.0)
         for tid, seconds in cpu.items():
-            used = seconds - self._start.get(tid, 0.0)
+            used = seconds - base.get(tid, self._start.get(tid, 0.0))
             thread = self._names.get(tid, "")
             group = next((name for name, part in self.GROUPS if part in thread), "other")
             out[group] += used
