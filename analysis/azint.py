@@ -8,8 +8,9 @@ arguments with pyFAI's meaning and defaults — ``method`` (pixel splitting ``"n
 module gaps when None), ``dummy``/``delta_dummy`` (the detector's when None), NaN pixels
 dropped, ``correctSolidAngle``, ``polarization_factor``, ``dark``, ``flat``,
 ``normalization_factor``, ``error_model`` (None, ``"poisson"``, ``"azimuthal"``) — and return
-results that unpack like pyFAI's. Results agree with pyFAI's CSR engines bin by bin; bins no
-pixel reaches hold :attr:`AzimuthalIntegrator.empty` (0 unless set), as pyFAI's ``ai.empty``.
+results that unpack like pyFAI's; ``integrate_radial`` gives I(χ) over a radial range, as
+pyFAI's. Results agree with pyFAI's CSR engines bin by bin; bins no pixel reaches hold
+:attr:`AzimuthalIntegrator.empty` (0 unless set), as pyFAI's ``ai.empty``.
 
 Everything that depends on the geometry and the configuration is built once and cached,
 keyed by all it depends on (mask, dark and flat by content): the sparse integration matrix
@@ -31,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from analysis import azint_args as args
-from analysis import azint_plan, cl
+from analysis import azint_plan, azint_radial, cl
 from analysis.azint_engine import KINDS, Engine
 from analysis.azint_geometry import GeometryAttributes
 from analysis.azint_matrix import Matrix, Request, build
@@ -384,6 +385,29 @@ class AzimuthalIntegrator(GeometryAttributes):
 
     integrate1d_ng = integrate1d  # (pyFAI's names for the same two since 2023)
     integrate2d_ng = integrate2d
+
+    def integrate_radial(self, data: Any, npt: int, npt_rad: int = 100, *,
+                         correctSolidAngle: bool | float = True, radial_range: Any = None,
+                         azimuth_range: Any = None, mask: Any = None,
+                         dummy: float | None = None, delta_dummy: float | None = None,
+                         polarization_factor: float | None = None, dark: Any = None,
+                         flat: Any = None, method: Any = DEFAULT_METHOD,
+                         unit: Any = "chi_deg", radial_unit: Any = "q_nm^-1",
+                         normalization_factor: float = 1.0) -> Integrate1dResult:
+        """The intensity in ``npt`` χ bins, summed over ``radial_range`` (in
+        ``radial_unit``, cut in ``npt_rad`` bins) — pyFAI's ``integrate_radial``: a texture
+        or strain profile around a ring. ``result.radial`` is χ in ``unit`` (``chi_deg``
+        or ``chi_rad``); ``azimuth_range`` is in degrees whatever ``unit``, as pyFAI's.
+        Other arguments as :meth:`integrate2d`, of which it is the sum over the radial
+        bins (:func:`analysis.azint_radial.radial_profile`); no error model, as pyFAI."""
+        chi = azint_radial.profile_unit(unit)
+        cake = self.integrate2d(
+            data, npt_rad, npt, correctSolidAngle=correctSolidAngle,
+            radial_range=radial_range, azimuth_range=azimuth_range, mask=mask, dummy=dummy,
+            delta_dummy=delta_dummy, polarization_factor=polarization_factor, dark=dark,
+            flat=flat, method=method, unit=(radial_unit, "chi_deg"),
+            normalization_factor=normalization_factor)
+        return azint_radial.radial_profile(cake, chi, self.empty)
 
     def reference1d(self, data: Any, npt: int, **kwargs: Any) -> Integrate1dResult:
         """:meth:`integrate1d` computed with numpy straight from the definitions (no

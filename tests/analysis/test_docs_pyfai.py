@@ -43,6 +43,12 @@ def test_the_pyfai_section_runs_as_printed(tmp_path: Path, monkeypatch: pytest.M
     got = namespace["ai"].integrate1d(frame, 1000)  # type: ignore[attr-defined]
     has = want.count > 0
     assert np.allclose(got.intensity[has], want.intensity[has], rtol=1e-4)
+    kw = dict(npt_rad=20, radial_range=(10, 12))
+    want = theirs.integrate_radial(frame, 360, **kw)
+    ring = np.asarray(namespace["ring"])
+    assert ring.shape == (360,) and (ring > 0).sum() > 320  # (the gaps hide a few degrees)
+    assert np.allclose(ring, want.intensity, rtol=1e-4)
+    assert np.allclose(np.asarray(namespace["chi"]), want.radial, rtol=1e-9)
     binned = pyFAI.load(str(tmp_path / "binned.poni"))
     assert binned.detector.shape == (521, 490) and binned.detector.binning == (2, 2)
     small = namespace["small"]
