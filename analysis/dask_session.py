@@ -19,7 +19,11 @@ a few 8 MB arrays per chunk of frames and spent as much CPU in page faults (70 0
 task of 32 rows of 256², twice the task's own work) as in reconstructing. The local
 cluster's workers start without it (glibc's default: memory freed is reused, up to
 64 MB of it kept); a variable the user set in this process's environment still reaches
-them.
+them. glibc's adaptive thresholds still left some workers mapping and unmapping a heap
+for every chunk of frames (each task thread has its own arena), 8 % more CPU for the
+reduction: :mod:`analysis.worker_memory` fixes them at their 64-bit maximum in every
+local worker (:class:`~analysis.worker_memory.KeepFreedMemory`), unless the user's
+environment tunes the allocator.
 
 Background work: the local cluster has no dashboard, so its processes skip what only a
 dashboard shows (``LOCAL_CLUSTER_CONFIG``): each worker's statistical profiler, which
@@ -225,6 +229,8 @@ def connect(scheduler: str = LOCAL, workers: int | None = None, *,
     import dask
     import distributed
 
+    from analysis.worker_memory import KeepFreedMemory
+
     dd: Any = distributed  # partly typed: its constructors are untyped
     address = _check_address(scheduler)
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
@@ -244,6 +250,12 @@ def connect(scheduler: str = LOCAL, workers: int | None = None, *,
         try:
             client = dd.Client(cluster, set_as_default=False)
         except BaseException:
+            cluster.close()
+            raise
+        try:
+            client.register_plugin(KeepFreedMemory())  # (module docstring: Memory)
+        except BaseException:
+            client.close()
             cluster.close()
             raise
         return DaskSession(client, LOCAL, cluster, cores_per_worker)
