@@ -50,6 +50,14 @@
   what runs before the first trigger (staging, the run's start in the catalog, the fly's
   arming: about 0.3 ms a frame of 600), which does not slow the detector. The threads'
   CPU is sampled every 0.1 s, so up to 0.1 s before the first trigger may count too.
+* ``fly.512.window_cores_busy`` — that stretch's CPU over its wall time: on a machine
+  to itself, 2 when both cores worked all along, less when one idled (on a shared one,
+  the other processes' share is missing from it, and ``queued`` below grows).
+  ``fly.512.window_worker_ms.<part>`` — the fly workers' wall time in that stretch
+  (``WORKERS`` threads, alive all along), per frame and summed over them: ``cpu``,
+  ``queued`` (runnable, waiting for a core the other threads or processes held: the
+  scheduler's ``schedstat``) and ``blocked`` (the rest: waiting for the GIL, the
+  acquisition's lock, or for work).
 * ``step.overhead_ms`` — ``bluesky.plans.count`` with the firmware detector (256×256,
   exposure ``--step-exposure`` waited in real time): wall time per point minus the
   exposure, i.e. what the RunEngine, the readout, the HDF5 file and the catalog add per
@@ -143,9 +151,9 @@ def fly_rate(folder: Path, frames: int, exposure: float,
             cpu.stop()
         used = (with_fly_stages(cpu.until(fly.frames[-1].done_time), fly.cpu)
                 if cpu is not None else {})
-        window = (with_fly_stages(cpu.between(fly.frames[0].trigger_time,
-                                              fly.frames[-1].done_time), fly.cpu)
-                  if cpu is not None else {})
+        first, last = fly.frames[0].trigger_time, fly.frames[-1].done_time
+        raw = cpu.between(first, last) if cpu is not None else {}
+        window = with_fly_stages(raw, fly.cpu) if raw else {}
         sustained = frames / (fly.frames[-1].done_time - fly.frames[0].trigger_time)
         shape = catalog.run(uid)["primary"]["det_image"].shape
         assert shape == (frames, 512, 512), shape
@@ -167,6 +175,17 @@ def fly_rate(folder: Path, frames: int, exposure: float,
                               for name, seconds in window.items()))
             figures.update({f"fly.512.window_cpu_ms.{name}": seconds / frames * 1e3
                             for name, seconds in window.items()})
+            assert cpu is not None
+            queued = cpu.queued_between(first, last)["fly_workers"]
+            parts = {"cpu": raw["fly_workers"], "queued": queued,
+                     "blocked": WORKERS * (last - first) - raw["fly_workers"] - queued}
+            figures["fly.512.window_cores_busy"] = raw["total"] / (last - first)
+            figures.update({f"fly.512.window_worker_ms.{name}": seconds / frames * 1e3
+                            for name, seconds in parts.items()})
+            print(f"  cores busy {figures['fly.512.window_cores_busy']:.2f} of 2; the {WORKERS} "
+                  "fly workers' wall time per frame (ms): "
+                  + ", ".join(f"{name} {seconds / frames * 1e3:.2f}"
+                              for name, seconds in parts.items()))
         return figures
     finally:
         bl.close()

@@ -30,10 +30,12 @@ class ThreadCPU:
         self._cpu: dict[int, float] = {}
         self._names: dict[int, str] = {}
         self._start: dict[int, float] = {}
-        self._files: dict[int, int] = {}
-        """Thread id → descriptor of its ``/proc`` stat file."""
-        self._history: list[tuple[float, dict[int, float]]] = []
-        """(wall time, CPU seconds by thread id) of every sample."""
+        self._queued: dict[int, float] = {}
+        self._files: dict[int, tuple[int, int]] = {}
+        """Thread id → descriptors of its ``/proc`` stat and schedstat files."""
+        self._history: list[tuple[float, dict[int, float], dict[int, float]]] = []
+        """(wall time, CPU seconds, seconds runnable waiting for a CPU, by thread id) of
+        every sample."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="endtoend-cpu", daemon=True)
 
@@ -44,17 +46,26 @@ class ThreadCPU:
         for tid in map(int, os.listdir("/proc/self/task")):
             if tid not in self._files:  # (kept open: a sample is then a read per thread)
                 try:
-                    self._files[tid] = os.open(f"/proc/self/task/{tid}/stat", os.O_RDONLY)
+                    stat = os.open(f"/proc/self/task/{tid}/stat", os.O_RDONLY)
                 except OSError:  # (the thread ended)
                     continue
-        for tid, fd in list(self._files.items()):
+                try:
+                    sched = os.open(f"/proc/self/task/{tid}/schedstat", os.O_RDONLY)
+                except OSError:
+                    os.close(stat)
+                    continue
+                self._files[tid] = (stat, sched)
+        for tid, (stat, sched) in list(self._files.items()):
             try:
-                fields = os.pread(fd, 1024, 0).rsplit(b")", 1)[1].split()
+                fields = os.pread(stat, 1024, 0).rsplit(b")", 1)[1].split()
+                queued = int(os.pread(sched, 256, 0).split()[1]) / 1e9
             except (OSError, IndexError):  # (the thread ended)
-                os.close(self._files.pop(tid))
+                for fd in self._files.pop(tid):
+                    os.close(fd)
                 continue
             self._cpu[tid] = (int(fields[11]) + int(fields[12])) / self._tick
-        self._history.append((time.time(), dict(self._cpu)))
+            self._queued[tid] = queued
+        self._history.append((time.time(), dict(self._cpu), dict(self._queued)))
 
     def _run(self) -> None:
         while not self._stop.wait(self.every):
@@ -71,8 +82,9 @@ class ThreadCPU:
         self._stop.set()
         self._thread.join()
         self._sample()
-        for fd in self._files.values():
-            os.close(fd)
+        for fds in self._files.values():
+            for fd in fds:
+                os.close(fd)
         self._files.clear()
         return self._grouped(self._cpu)
 
@@ -88,14 +100,21 @@ class ThreadCPU:
         sample period, ``every``, before ``t0`` may count too)."""
         return self._grouped(self._at(t1), self._at(t0))
 
-    def _at(self, t: float) -> dict[int, float]:
-        """CPU seconds by thread id at the last sample at or before ``t``."""
-        cpu = self._start
-        for when, sample in self._history:
+    def queued_between(self, t0: float, t1: float) -> dict[str, float]:
+        """As ``between``, the seconds the threads were runnable but waiting for a CPU (the
+        scheduler's run queue, ``/proc``'s ``schedstat``): with a thread's CPU, what is left
+        of its wall time is the time it was blocked (a lock, the GIL, a wait for work)."""
+        return self._grouped(self._at(t1, queued=True), self._at(t0, queued=True))
+
+    def _at(self, t: float, queued: bool = False) -> dict[int, float]:
+        """CPU seconds (run-queue seconds with ``queued``) by thread id at the last sample
+        at or before ``t``."""
+        found = self._start if not queued else self._history[0][2] if self._history else {}
+        for when, cpu, waited in self._history:
             if when > t:
                 break
-            cpu = sample
-        return cpu
+            found = waited if queued else cpu
+        return found
 
     def _grouped(self, cpu: dict[int, float],
                  since: dict[int, float] | None = None) -> dict[str, float]:
