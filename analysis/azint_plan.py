@@ -32,7 +32,7 @@ F32 = npt.NDArray[np.float32]
 ERROR_MODELS = (None, "poisson", "azimuthal")
 
 
-def _sum(rows: npt.NDArray[np.int64], weights: F64, n: int) -> F64:
+def bin_sum(rows: npt.NDArray[np.int64], weights: F64, n: int) -> F64:
     """Per-bin sum of ``weights`` (``np.bincount`` as float64)."""
     return np.bincount(rows, weights, minlength=n).astype(np.float64)
 
@@ -155,10 +155,10 @@ def make_plan(matrix: Matrix, norm: F32, dark: F32 | None, flat: F32 | None,
     n = matrix.nbins
     sum_dark = None
     if dark is not None:
-        sum_dark = _sum(rows, c * dark[indices].astype(np.float64), n)
+        sum_dark = bin_sum(rows, c * dark[indices].astype(np.float64), n)
     return Plan(matrix, indptr, indices, coefs, norm, dark,
-                _sum(rows, w, n), _sum(rows, w * w, n),
-                _sum(rows, c, n), sum_dark)
+                bin_sum(rows, w, n), bin_sum(rows, w * w, n),
+                bin_sum(rows, c, n), sum_dark)
 
 
 @dataclass(frozen=True)
@@ -192,14 +192,14 @@ def reference(plan: Plan, frames: npt.NDArray[np.generic], error_model: str | No
         sig = x - dark if dark is not None else x
         w = np.where(ok, c * norm, 0.0)
         cv = np.where(ok, c, 0.0)
-        out["signal"].append(_sum(rows, cv * sig, n))
-        out["norm"].append(_sum(rows, w, n))
-        out["norm2"].append(_sum(rows, w * w, n))
-        out["count"].append(_sum(rows, cv, n))
+        out["signal"].append(bin_sum(rows, cv * sig, n))
+        out["norm"].append(bin_sum(rows, w, n))
+        out["norm2"].append(bin_sum(rows, w * w, n))
+        out["count"].append(bin_sum(rows, cv, n))
         if error_model == "poisson":
-            out["variance"].append(_sum(rows, cv * cv * np.maximum(1.0, x), n))
+            out["variance"].append(bin_sum(rows, cv * cv * np.maximum(1.0, x), n))
         elif error_model == "azimuthal":
-            out["variance"].append(_azimuthal(plan, rows, cv * sig, w, ok))
+            out["variance"].append(azimuthal_variance(plan, rows, cv * sig, w, ok))
     variance = np.stack(out["variance"]) if error_model is not None else None
     return Sums(np.stack(out["signal"]), variance, np.stack(out["norm"]),
                 np.stack(out["norm2"]), np.stack(out["count"]))
@@ -231,12 +231,12 @@ def dark_variance(plan: Plan, frames: npt.NDArray[np.generic], dummy: Dummy | No
         ok = np.isfinite(x32)
         if dummy is not None:
             ok &= ~dummy.flags(x32)
-        out.append(_sum(rows, np.where(ok, share, 0.0), plan.nbins))
+        out.append(bin_sum(rows, np.where(ok, share, 0.0), plan.nbins))
     return np.stack(out)
 
 
-def _azimuthal(plan: Plan, rows: npt.NDArray[np.int64], s: F64, w: F64,
-               ok: npt.NDArray[np.bool_]) -> F64:
+def azimuthal_variance(plan: Plan, rows: npt.NDArray[np.int64], s: F64, w: F64,
+                       ok: npt.NDArray[np.bool_]) -> F64:
     """pyFAI's running "azimuthal" variance of every bin, entries in CSR order:
     ``VV += ω² (S₋/Ω₋ − b)(S/Ω − b)`` with ``b = sig/norm`` of the new pixel, ``S``, ``Ω``
     the running sums of ``c·sig`` and ``ω = c·norm`` (invalid pixels skipped)."""
@@ -257,7 +257,7 @@ def _azimuthal(plan: Plan, rows: npt.NDArray[np.int64], s: F64, w: F64,
         term = w * w * (prev_s / prev_w - b) * (big_s / big_w - b)
     later = np.arange(s.size) > np.repeat(start, counts)  # not the row's first entry
     term = np.where(later, term, 0.0)
-    return _sum(rows, term, plan.nbins)
+    return bin_sum(rows, term, plan.nbins)
 
 
 @dataclass(frozen=True)
