@@ -58,6 +58,10 @@
   ``queued`` (runnable, waiting for a core the other threads or processes held: the
   scheduler's ``schedstat``) and ``blocked`` (the rest: waiting for the GIL, the
   acquisition's lock, or for work).
+  ``fly.512.window_cpu_ms.outside`` — what the machine's cores spent in that stretch
+  outside this process (``/proc/stat``): other processes, and the kernel's threads, such
+  as those writing back the dirty pages of files written before (a benchmark run just
+  before this one, or this one's own frames).
 * ``step.overhead_ms`` — ``bluesky.plans.count`` with the firmware detector (256×256,
   exposure ``--step-exposure`` waited in real time): wall time per point minus the
   exposure, i.e. what the RunEngine, the readout, the HDF5 file and the catalog add per
@@ -186,6 +190,10 @@ def fly_rate(folder: Path, frames: int, exposure: float,
                   "fly workers' wall time per frame (ms): "
                   + ", ".join(f"{name} {seconds / frames * 1e3:.2f}"
                               for name, seconds in parts.items()))
+            outside = cpu.machine_between(first, last) - raw["total"]
+            figures["fly.512.window_cpu_ms.outside"] = outside / frames * 1e3
+            print(f"  CPU per frame outside this process meanwhile (other processes, the "
+                  f"kernel's threads): {outside / frames * 1e3:.2f} ms")
         return figures
     finally:
         bl.close()

@@ -36,6 +36,9 @@ class ThreadCPU:
         self._history: list[tuple[float, dict[int, float], dict[int, float]]] = []
         """(wall time, CPU seconds, seconds runnable waiting for a CPU, by thread id) of
         every sample."""
+        self._machine: list[float] = []
+        """The machine's busy CPU seconds (every core, every process: ``/proc/stat``) at
+        each sample of ``_history``."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="endtoend-cpu", daemon=True)
 
@@ -66,6 +69,7 @@ class ThreadCPU:
             self._cpu[tid] = (int(fields[11]) + int(fields[12])) / self._tick
             self._queued[tid] = queued
         self._history.append((time.time(), dict(self._cpu), dict(self._queued)))
+        self._machine.append(_machine_busy() / self._tick)
 
     def _run(self) -> None:
         while not self._stop.wait(self.every):
@@ -106,6 +110,19 @@ class ThreadCPU:
         of its wall time is the time it was blocked (a lock, the GIL, a wait for work)."""
         return self._grouped(self._at(t1, queued=True), self._at(t0, queued=True))
 
+    def machine_between(self, t0: float, t1: float) -> float:
+        """The CPU seconds every core of the machine was busy from ``t0`` to ``t1`` (each
+        end as in ``between``): minus ``between``'s total, what other processes and the
+        kernel's own threads (writing dirty pages back, say) took from the same cores."""
+        def at(t: float) -> float:
+            busy = self._machine[0] if self._machine else 0.0
+            for (when, _, _), value in zip(self._history, self._machine, strict=True):
+                if when > t:
+                    break
+                busy = value
+            return busy
+        return at(t1) - at(t0)
+
     def _at(self, t: float, queued: bool = False) -> dict[int, float]:
         """CPU seconds (run-queue seconds with ``queued``) by thread id at the last sample
         at or before ``t``."""
@@ -127,6 +144,15 @@ class ThreadCPU:
             out[group] += used
         out["total"] = sum(out.values())
         return out
+
+
+def _machine_busy() -> int:
+    """Clock ticks every core spent busy since boot (``/proc/stat``'s first line: all but
+    idle and iowait; guest time is part of user time)."""
+    with open("/proc/stat", "rb") as f:
+        fields = [int(v) for v in f.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return user + nice + system + irq + softirq + steal
 
 
 def with_fly_stages(used: dict[str, float], stages: Mapping[str, float]) -> dict[str, float]:
