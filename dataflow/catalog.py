@@ -49,6 +49,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 from . import fly_streams, run_files
+from .asset_gate import AssetGate
 from .assets import AssetPolicy, guard_adapters
 from .catalog_db import (
     check_table_store,
@@ -405,6 +406,8 @@ class Catalog(ClientCatalog):
             check_uri_path(path, "readable storage folder")
         for folder in (self.root, self.raw_dir, self.root / "storage"):
             folder.mkdir(parents=True, exist_ok=True)
+        self.assets = AssetPolicy([*readable, self.root / "storage"])
+        """The folders the catalog reads files from (``dataflow.assets``)."""
         self.tree: Any = _open_client(self.root, readable, quiet)
         """The top of the Tiled catalog (``raw`` and ``derived``)."""
         self.client, self.derived = runs_nodes(self.tree, str(self.root))
@@ -417,6 +420,8 @@ class Catalog(ClientCatalog):
 
         Every run is journaled (``dataflow.journal``) until its stop document is written,
         so a run whose process is killed can be recovered whole (``dataflow.repair``).
+        A file announced outside the folders the catalog reads fails the run at its
+        ``resource``/``stream_resource`` document, naming it (``dataflow.asset_gate``).
         The frame files of each run are closed before its stop document
         (``dataflow.run_files``): a file a full disk cut short fails the run. A flyer's
         stream is declared before its kickoff (``dataflow.fly_streams``), so ``bp.fly``
@@ -428,7 +433,8 @@ class Catalog(ClientCatalog):
         run_files.install(RE)  # (a run's files closed before its stop: run_files)
         fly_streams.install(RE)  # (bp.fly's flyers announce stream_*: fly_streams)
         journaled = JournalingWriter(self.writer(batch_size), self.root / JOURNAL_DIR)
-        token: int = RE.subscribe(journaled)
+        gated = AssetGate(journaled, self.assets, str(self.root), str(self.raw_dir))
+        token: int = RE.subscribe(gated)
         return token
 
     def frame_writer(self, name: str, frame_shape: Sequence[int], **kwargs: Any) -> FrameWriter:
