@@ -406,19 +406,25 @@ class FrameWriter(WriterClosing):
         self._flushed = done
         self._land_start(done)
 
-    def discard_unannounced(self) -> int:
-        """Drop the frames appended since the last ``asset_docs()``; returns how many.
+    def discard_unannounced(self, keep: int = 0) -> int:
+        """Drop the frames appended since the last ``asset_docs()`` but the first
+        ``keep`` of them; returns how many were dropped.
 
         For a detector whose exposure was taken but whose event was never emitted: a
         plan rewound by a pause or a suspension triggers again, and the file must hold
-        one frame per announced index. Announced frames are never touched.
+        one frame per announced index; a fly acquisition a suspension stopped keeps the
+        frames triggered before the beam was lost (``devices.suspension``). Announced
+        frames are never touched.
         """
         self._check_open()
-        extra = self._count - self._announced
-        if extra or any(ds.shape[0] != self._announced for ds in self._beside) or \
-                self._ds.shape[0] > self._announced:
-            self._truncate(self._announced)
-            self._count = self._announced
+        end = self._announced + max(0, min(keep, self._count - self._announced))
+        if end > self._announced:
+            self.flush()  # (the frames kept are in the file before the rest go)
+        extra = self._count - end
+        if extra or any(ds.shape[0] != end for ds in self._beside) or \
+                self._ds.shape[0] > end:
+            self._truncate(end)
+            self._count = end
             self._flush_beside()
             self._ds.flush()
             self._flushed = self._count

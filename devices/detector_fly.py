@@ -31,6 +31,7 @@ from dataflow.packets import ReadoutFrame
 from .fly import Counts, FlyAcquisition, FlyDetector, FlyFrame, FlyParameters
 from .frame_files import FrameFiles
 from .samples import Scene
+from .suspension import frames_before, must_stop, suspended_fly_error, suspension
 
 __all__ = ["STALL_S", "FlyHost", "FlyScans", "wait_for_end"]
 
@@ -110,6 +111,9 @@ class FlyHost(FlyDetector, Protocol):
 
     def _counters(self) -> dict[str, int]:
         """The readout counters now."""
+
+    def stop_if_suspended(self, who: str | None = None) -> None:
+        """Stop a fly acquisition the beam loss of a suspension reaches (``FlyScans``)."""
 
     def _discard_unannounced(self) -> None:
         """Drop the frame of an earlier trigger that no event announced."""
@@ -202,9 +206,12 @@ class FlyScans:
         instead of replaying ``prepare`` and ``kickoff``, which would record the first
         frames twice. Once it is done and every frame collected, pauses rewind as for
         any step (a plan puts a checkpoint there: ``plans.fly_tomo``). Abort and stop
-        end it as before."""
+        end it as before. A suspension (a bluesky suspender tripped: the beam was lost)
+        stops a running acquisition instead and fails the run with
+        :class:`~devices.suspension.SuspendedMidFly` (``devices.suspension``)."""
         fly = self.fly
         self._resumed_mid_fly = None  # (a new pause: resumed or ended, it decides anew)
+        self.stop_if_suspended()
         if self.kicked_off and fly is not None and not (
                 fly.done.done and self._collected >= len(fly.frames)):
             if not fly.done.done and not fly.params.polled:
@@ -212,6 +219,27 @@ class FlyScans:
             raise NoReplayAllowed(f"{self.name}: a fly acquisition is running or has "
                                   "frames to collect; resuming continues it (its frames "
                                   "are already in the run)")
+
+    def stop_if_suspended(self: FlyHost, who: str | None = None) -> None:
+        """From ``pause()``: during a suspension (``devices.suspension``), stop a fly
+        acquisition whose triggers go on past the moment the beam was lost, or that took
+        frames after it; keep in its file the frames triggered before (and those already
+        announced), drop the others, and raise :class:`SuspendedMidFly` saying so, in the
+        name of ``who`` (default: the detector's)."""
+        fly, suspended = self.fly, suspension()
+        if suspended is None or fly is None or not self.kicked_off \
+                or not must_stop(suspended, fly):
+            return
+        fly.cancel()
+        self._paused_mid_fly = None
+        taken, before = len(fly.frames), frames_before(fly.frames, suspended.since)
+        with self._lock:
+            writer = self.files.fly
+            if writer is not None:
+                writer.discard_unannounced(max(0, before - self._announced))
+                del fly.frames[writer.n_frames:]
+        raise suspended_fly_error(who or self.name, suspended, taken, fly.params.frames, before,
+                                  self._announced)
 
     def close_run_files(self: FlyHost) -> list[str]:
         """Close the frame files of the run that ends, before its stop document (the

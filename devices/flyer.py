@@ -24,7 +24,10 @@ for the flyer fails at once, saying so. Runs that ``bp.fly`` recorded before thi
 ``resource``/``datum`` documents, stay readable (the catalog's writer converts them).
 
 Paused, the acquisition goes on and the RunEngine resumes the plan where it was, replaying
-nothing (:meth:`DetectorFlyer.pause`): each frame is recorded once. Aborted or stopped
+nothing (:meth:`DetectorFlyer.pause`): each frame is recorded once. Suspended (a bluesky
+suspender tripped: the beam was lost), the acquisition stops and the run fails at once,
+its stop document saying why (``devices.suspension``): frames taken without beam are
+never recorded as good ones. Aborted or stopped
 from the pause (Ctrl+C, then ``RE.abort()``), the run ends with the frames taken so far,
 the acquisition stops and a detector the flyer staged is unstaged
 (:meth:`DetectorFlyer.collect_asset_docs`).
@@ -57,10 +60,11 @@ from .detector import FirmwareDetector
 from .detector_fly import wait_for_end
 from .fly import FlyAcquisition, FlyParameters
 from .streams import RunEndWatch, declared_streams, rewind_replays
+from .suspension import SuspendedMidFly
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CollectBeforeComplete", "DetectorFlyer", "UndeclaredStream"]
+__all__ = ["CollectBeforeComplete", "DetectorFlyer", "SuspendedMidFly", "UndeclaredStream"]
 
 
 class CollectBeforeComplete(RuntimeError):
@@ -246,7 +250,10 @@ class DetectorFlyer:
             self._unstage_detector()
 
     def pause(self) -> None:
-        """The RunEngine pauses (bluesky's ``Pausable``). The acquisition cannot be paused
+        """The RunEngine pauses (bluesky's ``Pausable``). A suspension (a bluesky
+        suspender tripped) stops a running acquisition and fails the run with
+        :class:`~devices.suspension.SuspendedMidFly` (``devices.suspension``). An
+        operator's pause does not stop it: the acquisition cannot be paused
         (its triggers go on) nor taken back and replayed from the last checkpoint: its
         frames are announced in the run as they come. So once this flyer kicked off in
         the run, ``NoReplayAllowed`` makes the RunEngine resume the plan where it was,
@@ -259,6 +266,7 @@ class DetectorFlyer:
         self._resumed_fly = None  # (a new pause: resumed or ended, it decides anew)
         if fly is None or fly is not self._own:
             return
+        self.det.stop_if_suspended(self.name)
         if not (fly.done.done and self._paged >= len(fly.frames)):
             self._paused_fly = fly
         elif rewind_replays(self) is False:

@@ -15,10 +15,11 @@ Start metadata added to the tomography keys: ``fly=True``, ``rotation_velocity``
 (deg/s), ``frame_time`` (s) and ``angles`` — the nominal bin centres; the measured angles
 are the events' rotation readings, which a reconstruction should prefer.
 
-A suspender that trips during the rotation cannot re-take part of a continuous rotation:
-the RunEngine suspends at once, but the rotation and the detector go on while it waits for
-the beam, and on resuming the plan collects every frame (no replay, see below); the frames
-taken without beam stay in the run (their ``det_roi_sum`` shows it). Darks and flats are
+A suspender that trips during the rotation cannot re-take part of a continuous rotation,
+and the triggers go on without beam: the detector stops its acquisition and the run fails
+at once, its stop document saying why and how many projections were triggered before the
+loss; frames triggered after it are dropped (``devices.suspension``). One that trips after
+the last trigger leaves the run going: its frames all had beam. Darks and flats are
 steps with checkpoints as in ``tomo_scan``. An operator's pause during the rotation does
 not stop it either (the RunEngine stops what it moved with ``set``, and the rotation was
 kicked off): abort, stop and halt end the run with the frames taken so far and stop the

@@ -83,6 +83,22 @@ def test_frames_no_event_announced_can_be_discarded(tmp_path: Path) -> None:
         np.testing.assert_array_equal(r.read(), frames(4)[[0, 1, 3]])
 
 
+def test_the_first_unannounced_frames_can_be_kept(tmp_path: Path) -> None:
+    """A fly acquisition a suspension stopped keeps the frames triggered before the beam
+    was lost and drops the later ones (``devices.suspension``)."""
+    w = FrameWriter(tmp_path, "k.h5", SHAPE)
+    w.append_many(frames(2))
+    list(w.asset_docs())                    # frames 0, 1 announced
+    w.append_many(frames(6)[2:])            # 2, 3 before the loss; 4, 5 after it
+    assert w.discard_unannounced(keep=2) == 2 and w.n_frames == 4
+    assert w.discard_unannounced(keep=9) == 0     # (never more than there are)
+    (_, datum), = w.asset_docs()
+    assert datum["indices"] == {"start": 2, "stop": 4}
+    w.close()
+    with open_frames(tmp_path / "k.h5") as r:
+        np.testing.assert_array_equal(r.read(), frames(4))
+
+
 @pytest.mark.parametrize("many", [True, False])
 def test_a_failed_append_leaves_no_frame_behind(tmp_path: Path, many: bool,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:

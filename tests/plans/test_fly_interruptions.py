@@ -255,10 +255,12 @@ def test_a_pause_during_a_step_after_a_finished_fly_retakes_that_frame(
 
 def test_a_suspender_tripped_mid_rotation_suspends_at_once_and_keeps_every_projection(
         smeflow_beamline: Any) -> None:
-    """A suspender (beam lost) trips mid-rotation: the RunEngine suspends at once (its
-    pre-plan runs while the fly is still going), the rotation and the detector go on
-    meanwhile — a continuous rotation cannot be re-taken in part — and once the beam is
-    back the plan collects every frame, each projection once (no replay)."""
+    """A suspender (beam lost) trips while the detector still computes frames whose
+    triggers have all passed (the rotation runs 1000× faster than real time): the
+    RunEngine suspends at once (its pre-plan runs while the fly is still going), the
+    acquisition goes on — every frame had beam — and once the beam is back the plan
+    collects every frame, each projection once (no replay). A loss before the last
+    trigger fails the run instead: ``tests/plans/test_fly_suspend.py``."""
     from bluesky.suspenders import SuspendBoolHigh
     from ophyd import Signal
 
