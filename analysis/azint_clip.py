@@ -21,9 +21,9 @@ import numpy as np
 import numpy.typing as npt
 
 from analysis import azint_args as args
+from analysis import azint_host
 from analysis.azint_plan import Dummy, Plan, azimuthal_variance, bin_sum
 from analysis.azint_results import Integrate1dResult
-from geometry import UnitName, radial_unit
 
 if TYPE_CHECKING:
     from analysis.azint import AzimuthalIntegrator
@@ -58,9 +58,6 @@ def sigma_clip_ng(ai: AzimuthalIntegrator, data: Any, npt: int = 1024, *,
     kept pixels; ``count`` is their number (pyFAI reports at least 3 when clipping stopped
     early)."""
     del safe
-    for name, value in (("variance", variance), ("absorption", absorption)):
-        if value is not None:
-            raise ValueError(f"sigma_clip_ng: a {name} array is not offered (pass None)")
     model = args.error_model(error_model)
     if model is None:
         raise ValueError("sigma_clip_ng needs error_model='poisson' or 'azimuthal' (pyFAI's "
@@ -75,39 +72,24 @@ def sigma_clip_ng(ai: AzimuthalIntegrator, data: Any, npt: int = 1024, *,
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     if max_iter != int(max_iter):
         raise ValueError(f"max_iter must be a whole number, got {max_iter!r}")
-    frames = args.check_frames(data, ai.geometry.shape, ai.rt.context)
-    host = np.asarray(frames if isinstance(frames, np.ndarray) else frames.get())
-    r_unit = radial_unit(unit)
-    plan = ai.plan1d(npt, unit=r_unit, method="no", radial_range=radial_range,
-                     azimuth_range=azimuth_range, mask=mask, dark=dark, flat=flat,
-                     correctSolidAngle=correctSolidAngle,
-                     polarization_factor=polarization_factor, data_dtype=host.dtype,
-                     normalization_factor=normalization_factor)
-    flag = args.dummy_of(dummy, delta_dummy, ai.geometry.detector, host.dtype)
-    f = float(normalization_factor)
-    out = [_clip(plan, frame.ravel(), flag, model, float(thres), int(max_iter), ai.empty, f)
-           for frame in host.reshape(-1, *ai.geometry.shape)]
-    stacked = host.ndim == 3
-
-    def pick(k: int) -> Any:
-        return np.stack([o[k] for o in out]) if stacked else out[0][k]
-
-    return Integrate1dResult(
-        pick(0), pick(6), pick(4), pick(1), pick(5), pick(2), pick(3), pick(7), pick(6),
-        model, ("no", "csr", "numpy"), "numpy (sigma clipping)", metadata,
-        plan.radial.centres(r_unit.scale), UnitName(r_unit))
+    s = azint_host.setup(ai, "sigma_clip_ng", data, npt, "no", unit, variance, absorption,
+                         dummy, delta_dummy, radial_range=radial_range,
+                         azimuth_range=azimuth_range, mask=mask, dark=dark, flat=flat,
+                         correctSolidAngle=correctSolidAngle,
+                         polarization_factor=polarization_factor,
+                         normalization_factor=normalization_factor)
+    stats = [_clip(s.plan, frame, s.dummy, model, float(thres), int(max_iter), ai.empty,
+                   float(normalization_factor)) for frame in s.frames]
+    return azint_host.one_result(s, stats, model, "no", "numpy (sigma clipping)", metadata)
 
 
 def _clip(plan: Plan, frame: npt.NDArray[Any], flag: Dummy | None, model: str,
-          thres: float, max_iter: int, empty: float, factor: float) -> tuple[F64, ...]:
-    """One frame: intensity, Σ signal, Σ norm, Σ norm², count, Σ variance, sem, std."""
+          thres: float, max_iter: int, empty: float, factor: float) -> azint_host.Stats:
+    """One frame's statistics (:data:`analysis.azint_host.Stats`)."""
     rows, n = plan.rows(), plan.nbins
     c = plan.coefs.astype(np.float64)
     norm = plan.norm[plan.indices].astype(np.float64)
-    x32 = frame[plan.indices].astype(np.float32)
-    ok = np.isfinite(x32) & (c != 0)
-    if flag is not None:
-        ok &= ~flag.flags(x32)
+    ok, x32 = azint_host.valid(plan, frame, flag)
     x = np.where(ok, x32.astype(np.float64), 0.0)
     sig = x - plan.dark[plan.indices].astype(np.float64) if plan.dark is not None else x
     value = sig / norm  # what is compared with the bin's mean (norm is never 0 here)

@@ -62,31 +62,42 @@ def test_sigma_clip_ng_is_pyfais(ours: AzimuthalIntegrator, case: str) -> None:
         assert np.array_equal(a[~has], b[~has]), name
 
 
-def test_the_clipped_mean_is_the_background(ours: AzimuthalIntegrator) -> None:
-    """What users call it for: with hot pixels on a flat background, the clipped mean of
-    every bin is the background's mean, where integrate1d's mean is pulled up."""
+def hot_background(ai: AzimuthalIntegrator) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """A flat Poisson background (mean 100), the same with 0.5 % hot pixels, and the
+    integration arguments; checks that integrate1d's mean is pulled up by them."""
     rng = np.random.default_rng(8)
     flat = rng.poisson(100.0, TILTED.shape).astype(np.float32)
     hot = flat.copy()
     hot[rng.random(hot.shape) < 0.005] = 1e5
-    kw = dict(unit="2th_deg", correctSolidAngle=False, method="no")
+    kw: dict[str, Any] = dict(unit="2th_deg", correctSolidAngle=False, method="no")
+    assert (ai.integrate1d(hot, 30, **kw).intensity > 150).sum() > 20
+    return flat, hot, kw
+
+
+def test_the_clipped_mean_is_the_background(ours: AzimuthalIntegrator) -> None:
+    """What users call it for: with hot pixels on a flat background, the clipped mean of
+    every bin is the background's mean, where integrate1d's mean is pulled up."""
+    flat, hot, kw = hot_background(ours)
     clean = ours.integrate1d(flat, 30, **kw)
-    plain = ours.integrate1d(hot, 30, **kw)
-    clipped = ours.sigma_clip_ng(hot, 30, error_model="azimuthal", thres=3,
-                                 **{k: v for k, v in kw.items() if k != "method"})
-    assert (plain.intensity > 150).sum() > 20  # (the bins with a hot pixel)
+    clipped = ours.sigma_clip_ng(hot, 30, error_model="azimuthal", thres=3, **kw)
     np.testing.assert_allclose(clipped.intensity, clean.intensity, rtol=0.05)
     assert np.all(np.abs(clipped.intensity - 100.0) < 5 * clipped.sem + 1.0)
 
 
-def test_a_stack_is_one_call_per_frame(ours: AzimuthalIntegrator) -> None:
+@pytest.mark.parametrize(("call", "model"), [("sigma_clip_ng", "azimuthal"),
+                                             ("medfilt1d_ng", "poisson")])
+def test_a_stack_is_one_call_per_frame(ours: AzimuthalIntegrator, call: str,
+                                       model: str) -> None:
     frames = np.stack([HOT, FRAME, HOT * 2])
-    got = ours.sigma_clip_ng(frames, 30, error_model="azimuthal")
-    assert got.intensity.shape == got.count.shape == (3, 30)
+    got = getattr(ours, call)(frames, 30, error_model=model)
+    assert got.intensity.shape == got.count.shape == got.sigma.shape == (3, 30)
     for k in range(3):
-        one = ours.sigma_clip_ng(frames[k], 30, error_model="azimuthal")
+        one = getattr(ours, call)(frames[k], 30, error_model=model)
         np.testing.assert_array_equal(got.intensity[k], one.intensity)
-    assert ours.sigma_clip is not None  # pyFAI's current name for the same call
+
+
+def test_sigma_clip_is_sigma_clip_ng(ours: AzimuthalIntegrator) -> None:
+    """pyFAI's current name for the same call."""
     np.testing.assert_array_equal(ours.sigma_clip(HOT, 30, error_model="poisson").intensity,
                                   ours.sigma_clip_ng(HOT, 30, error_model="poisson").intensity)
 
