@@ -39,6 +39,9 @@ import numpy as np
 SHAPE = (128, 128)
 """Frame shape of the trials (32 KiB per frame: the frame file dominates the disk)."""
 REPO = Path(__file__).resolve().parents[2]
+CLOSE_TIMEOUT_S = 60.0
+"""The scan's provenance recorder's ``close_timeout``: how long a failed scan would wait
+for a frame file HDF5 could not close, were the writer not letting go of it."""
 
 
 def expected_frame(index: int) -> np.ndarray:
@@ -95,8 +98,8 @@ SCAN = textwrap.dedent('''
     RE = RunEngine({{}})
     catalog.subscribe(RE, batch_size=batch or None)
     # (the writer lets go of a frame file HDF5 could not complete and tells the recorder,
-    # which then hashes it at once; 5 s, not the default 60, if that ever broke)
-    recorder = ProvenanceRecorder.for_catalog(catalog, close_timeout=5)
+    # which then hashes it at once; were that broken, it would wait this long)
+    recorder = ProvenanceRecorder.for_catalog(catalog, close_timeout={close_timeout})
     recorder.subscribe(RE)
     cam = Cam(name="cam")
     cam.folder = catalog.raw_dir
@@ -113,7 +116,7 @@ SCAN = textwrap.dedent('''
         print("recorder waited", time.monotonic() - waited, flush=True)
         sys.exit(f"scan failed: {{exc}}")  # (one line on stderr, status 1: as the CLI does)
     recorder.wait(60)
-''').format(repo=str(REPO))
+''').format(repo=str(REPO), close_timeout=CLOSE_TIMEOUT_S)
 
 
 @dataclass
