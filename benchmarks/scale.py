@@ -37,6 +37,12 @@ counts in full with either cluster, the client's CPU while the workers compute s
 workers on two cores, not one); ``dask.2workers.serial_cpu_s`` is the client process's
 CPU in those two parts (sampled every 2 ms), steadier than their wall time on a busy
 machine.
+``dask.1worker.worker_cpu_s`` and ``dask.2workers.worker_cpu_s`` are the workers' processes'
+CPU per reduction (summed over the workers, medians), printed with each run's and its page
+faults: a speed-up above 2 means the 1-worker run paid for something the 2-worker run did
+not, and these say whether it was the workers' own work (a worker whose task thread's
+malloc arena mapped and unmapped a heap every chunk spent 8 % more,
+``analysis/worker_memory.py``).
 ``dask.1worker.vs_single_process`` is the single-process ``reduce_run`` (PoCL on every
 core) time over the 1-worker time, both with the derived documents discarded; the derived
 HDF5 file is written in every case. The machine's load average is printed.
@@ -233,6 +239,8 @@ def dask_speedup(size: int = 256, projections: int = 180, repeat: int = 5
             runs_of: dict[tuple[str, int], list[float]] = {
                 (mode, w): [] for mode in modes for w in sessions}
             cpu_of: dict[int, list[float]] = {1: [], 2: []}
+            worker_cpu_of: dict[int, list[float]] = {1: [], 2: []}
+            faults_of: dict[int, list[int]] = {1: [], 2: []}
             summaries: dict[tuple[str, int], Any] = {}
             for round_ in range(repeat):
                 # (1 then 2 workers, then 2 then 1: a load rising or falling through a
@@ -240,12 +248,16 @@ def dask_speedup(size: int = 256, projections: int = 180, repeat: int = 5
                 order = list(sessions.items())[::-1 if round_ % 2 else 1]
                 for mode, callbacks in modes.items():
                     for workers, session in order:
+                        w0 = _workers_usage(session)
                         c0, t0 = time.process_time(), time.perf_counter()
                         summaries[mode, workers] = reduce_on_dask(catalog, uid, session,
                                                                   callbacks=callbacks)
                         runs_of[mode, workers].append(time.perf_counter() - t0)
                         if mode == "catalog":
                             cpu_of[workers].append(time.process_time() - c0)
+                            w1 = _workers_usage(session)
+                            worker_cpu_of[workers].append(w1[0] - w0[0])
+                            faults_of[workers].append(w1[1] - w0[1])
                 print(f"  runs so far: 1 worker {runs_of['catalog', 1][-1]:.2f} s, 2 workers "
                       f"{runs_of['catalog', 2][-1]:.2f} s; without documents "
                       f"{runs_of['no_documents', 1][-1]:.2f} s, "
@@ -272,6 +284,11 @@ def dask_speedup(size: int = 256, projections: int = 180, repeat: int = 5
                   f"task (client CPU {span['head_cpu']:.3f} s and {span['tail_cpu']:.3f} s), "
                   f"workers' last tasks end {span['spread']:.3f} s apart; client CPU "
                   f"per run {np.median(cpu_of[workers]):.3f} s")
+        for workers in sessions:
+            cpus = ", ".join(f"{t:.2f}" for t in worker_cpu_of[workers])
+            print(f"  {workers} worker(s), workers' CPU per run "
+                  f"{np.median(worker_cpu_of[workers]):.3f} s (runs {cpus}), page faults "
+                  f"{', '.join(str(f) for f in faults_of[workers])}")
         print(f"  after              ({_load()})")
     return {"dask.1worker.seconds": times["catalog", 1],
             "dask.2workers.seconds": times["catalog", 2],
@@ -284,8 +301,19 @@ def dask_speedup(size: int = 256, projections: int = 180, repeat: int = 5
                 float(np.median(ratios["no_documents"])),
             "dask.1worker.vs_single_process": single / times["no_documents", 1],
             "dask.2workers.client_cpu_s": float(np.median(cpu_of[2])),
+            "dask.1worker.worker_cpu_s": float(np.median(worker_cpu_of[1])),
+            "dask.2workers.worker_cpu_s": float(np.median(worker_cpu_of[2])),
             "dask.2workers.serial_s": spans[2]["head"] + spans[2]["tail"],
             "dask.2workers.serial_cpu_s": spans[2]["head_cpu"] + spans[2]["tail_cpu"]}
+
+
+def _workers_usage(session: Any) -> tuple[float, int]:
+    """CPU seconds and minor page faults of ``session``'s worker processes so far, summed
+    (their own ``getrusage``)."""
+    import resource
+
+    usage = session.client.run(resource.getrusage, resource.RUSAGE_SELF).values()
+    return (sum(u.ru_utime + u.ru_stime for u in usage), sum(u.ru_minflt for u in usage))
 
 
 def _task_spans(session: Any, catalog: Catalog, uid: str) -> dict[str, float]:
