@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from analysis import azint_args as args
-from analysis import azint_clip, azint_median, azint_plan, azint_radial, cl
+from analysis import azint_clip, azint_median, azint_plan, azint_radial, azint_separate, cl
 from analysis.azint_engine import KINDS, Engine
 from analysis.azint_geometry import GeometryAttributes
 from analysis.azint_matrix import Matrix, Request, build
@@ -412,6 +412,7 @@ class AzimuthalIntegrator(GeometryAttributes):
     sigma_clip_ng = azint_clip.sigma_clip_ng
     sigma_clip = azint_clip.sigma_clip_ng  # (pyFAI's name for it since 2024)
     medfilt1d_ng = azint_median.medfilt1d_ng
+    separate = azint_separate.separate
 
     def reference1d(self, data: Any, npt: int, **kwargs: Any) -> Integrate1dResult:
         """:meth:`integrate1d` computed with numpy straight from the definitions (no

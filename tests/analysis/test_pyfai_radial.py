@@ -98,12 +98,12 @@ def test_a_full_rings_profile_covers_all_of_chi() -> None:
         np.testing.assert_allclose(got.radial, want.radial, rtol=1e-9, atol=1e-9)
 
 
-def _pyfai_named(g: PoniGeometry) -> Any:
+def _pyfai_named(g: PoniGeometry, name: str = "Pilatus100k") -> Any:
     import pyFAI.detectors
     from pyFAI.integrator.azimuthal import AzimuthalIntegrator as PyFAI
 
     return PyFAI(dist=g.dist, poni1=g.poni1, poni2=g.poni2, rot1=g.rot1, rot2=g.rot2,
-                 rot3=g.rot3, detector=pyFAI.detectors.detector_factory("Pilatus100k"),
+                 rot3=g.rot3, detector=pyFAI.detectors.detector_factory(name),
                  wavelength=g.wavelength)
 
 
