@@ -410,7 +410,7 @@ class AzimuthalIntegrator(GeometryAttributes):
         return azint_radial.radial_profile(cake, chi, self.empty)
 
     sigma_clip_ng = azint_clip.sigma_clip_ng
-    sigma_clip = azint_clip.sigma_clip_ng  # (pyFAI's name for it since 2024)
+    sigma_clip = azint_clip.sigma_clip_ng  # (pyFAI's current name for it)
     medfilt1d_ng = azint_median.medfilt1d_ng
     separate = azint_separate.separate
 

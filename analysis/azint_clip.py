@@ -43,7 +43,7 @@ def sigma_clip_ng(ai: AzimuthalIntegrator, data: Any, npt: int = 1024, *,
                   dummy: float | None = None, delta_dummy: float | None = None,
                   mask: Any = None, normalization_factor: float = 1.0, metadata: Any = None,
                   safe: bool = True) -> Integrate1dResult:
-    """pyFAI's ``sigma_clip_ng`` (also ``sigma_clip`` since pyFAI 2024): the sigma-clipped
+    """pyFAI's ``sigma_clip_ng`` (its ``sigma_clip`` now): the sigma-clipped
     mean of each of ``npt`` radial bins of one frame (a stack: each frame).
 
     ``thres`` is the clipping distance in standard deviations (raised to Chauvenet's

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from analysis.azint import AzimuthalIntegrator
-from tests.analysis.test_pyfai_parity import MASK, TILTED, _dirty, _pyfai
+from tests.analysis.test_pyfai_parity import MASK, TILTED, _dirty, _powder, _pyfai
+from tests.analysis.test_pyfai_radial import _pyfai_named
+from tests.analysis.test_pyfai_separate import PILATUS300K
 from tests.analysis.test_pyfai_sigma_clip import HOT, hot_background
 
 pyFAI = pytest.importorskip("pyFAI")
@@ -108,3 +110,25 @@ def test_what_is_not_offered_is_refused(ours: AzimuthalIntegrator, kw: dict[str,
                                         message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         ours.medfilt1d_ng(HOT, 30, **kw)
+
+
+@pytest.mark.parametrize("call", ["medfilt1d_ng", "sigma_clip_ng"])
+def test_a_dectris_frames_flagged_pixels_are_left_out(call: str) -> None:
+    """``dummy=None`` is the detector's dummy (-2 ± 1.5 for a Pilatus), as in
+    ``integrate1d`` — pyFAI's ``integrate1d`` too, where its ``medfilt1d_ng`` and
+    ``sigma_clip_ng`` take the flagged pixels as values of -2 (41-44 bins of 200 differ).
+    The answer is pyFAI's when told the dummy (or, for the median, whose pyFAI sort meets
+    NaN keys for them, when the flagged pixels are masked)."""
+    frame = _powder(PILATUS300K, seed=4)
+    ours = AzimuthalIntegrator(PILATUS300K)
+    gaps = ours.geometry.detector.mask
+    frame[gaps] = -1
+    frame[100:110, 100:300] = -2  # flagged pixels, as Pilatus files hold them
+    theirs = _pyfai_named(PILATUS300K, "Pilatus300k")
+    kw: dict[str, Any] = dict(method=("no", "csr", "cython"), error_model="poisson")
+    got = getattr(ours, call)(frame, 200, **kw)
+    if call == "medfilt1d_ng":
+        want = theirs.medfilt1d_ng(frame, 200, mask=gaps | (frame == -2), **kw)
+    else:
+        want = theirs.sigma_clip_ng(frame, 200, dummy=-2, delta_dummy=1.5, **kw)
+    _same(got, want)
