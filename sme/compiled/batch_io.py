@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,7 @@ class BatchPlan:
     narrow: bool
     columns: list[tuple[str, int, int, str, Any]]
 
-    @property
+    @cached_property
     def own_h(self) -> bool:
         """Whether one signal alone is recorded into ``OUTH`` (its result is then that
         buffer, made for the run: no copy)."""

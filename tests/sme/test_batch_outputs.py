@@ -139,3 +139,30 @@ def test_a_dropped_uint16_result_lends_its_memory_to_the_next_run() -> None:
     smaller = sim.run_batch({n: v[:10] for n, v in stim.items()}, 10, dtypes=asked)["s.copy"]
     assert smaller.shape == (10, LANES) and not np.shares_memory(smaller, third)
     assert not np.shares_memory(interloper, third)
+
+
+def test_repeated_batches_follow_their_arguments_as_they_change() -> None:
+    """The compiled session keeps the last call's plan and each set of driven inputs'
+    flags: a batch that drives other inputs (an undriven one keeps its value), or whose
+    ``outputs`` list or ``dtypes`` dict was changed in place since the last call, still
+    comes out as the interpreter's."""
+    sims = {b: Simulator(_net(), backend=b) for b in ("interp", "compiled")}
+    outputs = ["s.total", "s.gain"]
+    dtypes: dict[str, object] = {}
+    stim = _stimulus(60)  # (in the dtypes the compiled loop takes as they are)
+    stim["w.word"] = stim["w.word"].astype(np.uint32)
+    word = {"w.word": stim["w.word"]}
+    valid = {"w.valid": stim["w.valid"]}
+    steps = [(stim, 60), (stim, 60), (word, 40), (word, 40), (valid, 30), (stim, 20),
+             (valid, 30)]
+    for i, (s, ticks) in enumerate(steps):
+        if i == 3:
+            outputs.append("s.copy")  # (the same list object, changed in place)
+        if i == 5:
+            dtypes["s.total"] = np.uint16
+        got = {b: sim.run_batch(s, ticks, outputs=outputs, dtypes=dtypes)  # type: ignore[arg-type]
+               for b, sim in sims.items()}
+        assert set(got["compiled"]) == set(got["interp"]) == set(outputs), i
+        for name, values in got["interp"].items():
+            assert got["compiled"][name].dtype == values.dtype, (i, name)
+            assert np.array_equal(got["compiled"][name], values), (i, name)
