@@ -32,7 +32,7 @@ Each word decides its pixel's count:
   (|z| > 3.1, 2 words in 1000), where the quantile curves too much for a straight line,
   ``z`` is computed exactly from the 53-bit uniform. The interpolated ``z`` is off by at
   most 1e-5 (next to those bins; below 1e-7 for |z| < 2), far less than a count. The
-  expansion's part beyond ``λ`` is computed in single precision (``_deviation``: eight
+  expansion's part beyond ``λ`` is computed in single precision (``devices.counting_normal``: eight
   pixels per instruction), with a relative error of about 1e-7, that of ``z``: a count
   can differ from the exact expansion's only where that is within about 1e-6 of a
   half-integer (a few pixels in a million, each off by one).
@@ -66,10 +66,10 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
+from .counting_normal import normal_block, normal_block_into, normal_count
 from .normal_table import (
     TABLE_BITS,
     TAIL_BINS,
-    table_normals,
     tail_flags,
     word_to_normal,
 )
@@ -240,13 +240,13 @@ def draw_pass(flux: npt.NDArray[np.floating], efficiency: npt.NDArray[np.float64
             # a branch, four at a time, then the few words in the table's tails again
             if keep and not ready:
                 starts[block + 1] = starts[block]
-            _normal_block_into(lams, words, table, float(top), m, singles, o)
+            normal_block_into(lams, words, table, float(top), m, singles, o)
             tail_flags(words, m, flags)
             for g in range(groups.shape[0]):
                 if groups[g]:  # (8 flags a word: a block has about 4 tail words)
                     for j in range(8 * g, min(8 * g + 8, m)):
                         if flags[j]:
-                            v = _normal_count(lams[j], word_to_normal(words[j], table))
+                            v = normal_count(lams[j], word_to_normal(words[j], table))
                             o[j] = top if v >= top else (0 if v <= 0.0
                                                                    else np.uint32(v))
             continue
@@ -273,7 +273,7 @@ def draw_pass(flux: npt.NDArray[np.floating], efficiency: npt.NDArray[np.float64
             for j in range(m):  # the large means and the counts beyond TERMS
                 lam = lams[j]
                 if lam >= NORMAL_MIN_MEAN:
-                    v = _normal_count(lam, word_to_normal(words[j], table))
+                    v = normal_count(lam, word_to_normal(words[j], table))
                     o[j] = top if v >= top else (0 if v <= 0.0 else np.uint32(v))
                 elif ks[j] > TERMS:
                     o[j] = min(_continue(lam, us[j], terms[j], sums[j], TERMS),
@@ -408,101 +408,15 @@ def _high_means(at: npt.NDArray[np.uint16], lams: npt.NDArray[np.float64],
     for b in range(n_big):  # (g_cdf: the means, g_w: the words of the large ones)
         g_cdf[b] = g_lam[bigs[b]]
         g_w[b] = words[at[bigs[b]]]
-    _normal_block(g_cdf, g_w, table, float(top), n_big, singles, g_k)
+    normal_block(g_cdf, g_w, table, float(top), n_big, singles, g_k)
     shift = np.uint64(64 - TABLE_BITS)
     for b in range(n_big):
         j = at[bigs[b]]
         out[j] = np.int64(g_k[b])
         idx = g_w[b] >> shift
         if idx < np.uint64(TAIL_BINS) or idx >= np.uint64((1 << TABLE_BITS) - TAIL_BINS):
-            v = _normal_count(g_cdf[b], word_to_normal(g_w[b], table))
+            v = normal_count(g_cdf[b], word_to_normal(g_w[b], table))
             out[j] = top if v >= top else (0 if v <= 0.0 else np.uint32(v))
-
-
-_THIRD = 1.0 / 3.0
-_F1 = np.float32(1.0)
-_F6 = np.float32(1.0 / 6.0)
-_F24 = np.float32(1.0 / 24.0)
-_F72 = np.float32(1.0 / 72.0)
-_F1152 = np.float32(1.0 / 1152.0)
-
-
-@njit(inline="always")
-def _deviation(lam: np.float32, z: np.float32) -> np.float32:  # pragma: no cover - compiled
-    """``w`` of the count ``⌊λ + ⅓ + w⌋`` of mean ``λ`` at the standard normal ``z``: the
-    Cornish–Fisher expansion (``devices.sensor``) ``λ + √(λ − 1/12)·z + (z² − 1)/6 +
-    z(1 − z²)/(72√λ)``, rounded to the nearest integer, is ``⌊λ + ⅓ + w⌋`` with
-    ``w = z·(√(λ − 1/12) + z/6 + (1 − z²)/(72√λ))``. In single precision (eight pixels
-    per instruction, where the caller's loop has no branch): its relative error, about
-    1e-7, is that of the table's ``z`` (module docstring); ``1/√λ`` correctly rounded
-    (so the same on every machine), ``√(λ − 1/12) =
-    λ·(1/√λ)·√(1 − ε)``, ``ε = 1/(12λ) <= 1/120``, from its series to ``ε²`` (the next
-    term is below 4e-8 of it)."""
-    y = _F1 / np.sqrt(lam)
-    r = y * y
-    sd = lam * y * (_F1 - r * (_F24 + r * _F1152))
-    w: np.float32 = z * (sd + z * _F6 + (_F1 - z * z) * (y * _F72))
-    return w
-
-
-@njit(inline="always")
-def _normal_count(lam: float, z: float) -> float:  # pragma: no cover - compiled
-    """The count of mean ``lam`` at the standard normal ``z`` before saturation,
-    ``⌊λ + ⅓ + w⌋`` (``_deviation``; ``np.floor``, a float) — what ``_normal_block``
-    computes a block at a time, to the bit."""
-    w = _deviation(np.float32(lam), np.float32(z))
-    return float(np.floor((lam + _THIRD) + np.float64(w)))
-
-
-@njit(inline="always")
-def _deviations(lams: npt.NDArray[np.float64], words: npt.NDArray[np.uint64],
-                table: npt.NDArray[np.float64], m: int,
-                scratch: npt.NDArray[np.float32]) -> None:  # pragma: no cover - compiled
-    """``_deviation`` of the first ``m`` pixels into ``scratch[:m]`` (the table's ``z``,
-    its tail bins clamped: ``table_normals``; ``scratch``: ``4 × BLOCK`` floats). Three
-    loops without a branch, the last all in single precision."""
-    zs = scratch[:BLOCK]
-    ls = scratch[BLOCK:2 * BLOCK]
-    table_normals(words, table, m, zs, scratch[2 * BLOCK:].view(np.uint64))
-    for j in range(m):
-        ls[j] = np.float32(lams[j])
-    for j in range(m):
-        zs[j] = _deviation(ls[j], zs[j])
-
-
-@njit(inline="always")
-def _normal_block(lams: npt.NDArray[np.float64], words: npt.NDArray[np.uint64],
-                  table: npt.NDArray[np.float64], top: float, m: int,
-                  scratch: npt.NDArray[np.float32], counts: npt.NDArray[np.float64]
-                  ) -> None:  # pragma: no cover - compiled
-    """Counts (saturated at ``top``, as floats into ``counts``) of the ``m`` pixels of a
-    block whose means are all large (``_deviations``; the caller redoes the pixels
-    whose bin is a tail bin)."""
-    _deviations(lams, words, table, m, scratch)
-    for j in range(m):
-        counts[j] = min(max(np.floor((lams[j] + _THIRD) + np.float64(scratch[j])), 0.0), top)
-
-
-@njit(inline="always")
-def _normal_block_into(lams: npt.NDArray[np.float64], words: npt.NDArray[np.uint64],
-                       table: npt.NDArray[np.float64], top: float, m: int,
-                       scratch: npt.NDArray[np.float32], out: npt.NDArray[np.uint32 | np.int64]
-                       ) -> None:  # pragma: no cover - compiled
-    """``_normal_block`` with the counts stored straight into ``out[:m]`` (the block's;
-    no pass through a scratch array of floats: 7 % less time for a bright frame). Counts
-    below 2³¹ (a sensor's counters are 20 bits) go through a 32-bit integer: a double
-    becomes one four pixels per instruction, where a 64-bit integer takes AVX-512 (one
-    pixel at a time here: 0.1 ms of a 512×512 frame); the same numbers, as every count
-    is a whole number from 0 to ``top``."""
-    _deviations(lams, words, table, m, scratch)
-    if top < 2.0 ** 31:
-        for j in range(m):
-            out[j] = np.int32(min(max(np.floor((lams[j] + _THIRD) + np.float64(scratch[j])),
-                                      0.0), top))
-    else:
-        for j in range(m):
-            out[j] = np.int64(min(max(np.floor((lams[j] + _THIRD) + np.float64(scratch[j])),
-                                      0.0), top))
 
 
 @njit(cache=True, nogil=True)
