@@ -193,6 +193,8 @@ class SensorModel:
         self.hot_mask.flags.writeable = False
         self._hot_at = np.flatnonzero(self.hot_mask)   # what the counting pass takes
         self._dead_at = np.flatnonzero(self.dead_mask)
+        self._hot_at.flags.writeable = False   # (the pass would take a read-only view a frame)
+        self._dead_at.flags.writeable = False
         self._kept: _Kept | None = None
         self._kept_lock = threading.Lock()
         """Held while a pass keeps terms or reads them (their buffers are refilled when

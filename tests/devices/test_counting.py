@@ -360,6 +360,10 @@ def test_hot_and_dead_as_indices_and_one_efficiency_for_all() -> None:
     with pytest.raises(ValueError, match=r"dead must be a mask or pixel indices, got dtype "
                                          r"float64"):
         draw_counts(flux, 0.8, hot, np.zeros(3), 0.5, 1e4, 4e6, 2**20 - 1, words, out)
+    with pytest.raises(ValueError, match=r"hot must be a mask or pixel indices, got dtype "
+                                         r"timedelta64"):   # (numpy counts it an integer)
+        draw_counts(flux, 0.8, np.array([3], "m8[s]"), dead, 0.5, 1e4, 4e6, 2**20 - 1,
+                    words, out)
 
 
 def test_the_cap_bounds_the_mean_with_the_hot_counts_on_top() -> None:
