@@ -156,6 +156,10 @@ _WORD = np.dtype("<u2")
 
 
 def _as_words(words: npt.ArrayLike) -> npt.NDArray[np.uint16]:
+    if type(words) is np.ndarray and words.dtype == _WORD and words.ndim == 2 \
+            and words.flags.c_contiguous and words.shape[1] >= MIN_LANES \
+            and not words.shape[1] % 2 and words.shape[0] >= 2:
+        return words  # (the readout's packets: nothing below to check or convert)
     try:
         arr = np.asarray(words)
     except (ValueError, TypeError) as e:
@@ -227,7 +231,7 @@ def decode_packet(words: npt.ArrayLike, lanes: int | None = None,
     if lanes is not None and k != lanes:
         raise PacketError("lanes", f"words have {k} lanes, expected {lanes}")
     hdr, trl = w[0].tolist(), w[-1].tolist()  # (Python ints: the fields are read one by one)
-    fn = _join(hdr[H_FRAME:H_FRAME + 2])
+    fn = hdr[H_FRAME] | hdr[H_FRAME + 1] << 16
     if hdr[H_MAGIC] != MAGIC:
         raise PacketError("magic", f"header lane 0 is {hdr[H_MAGIC]:#06x}, expected "
                                    f"{MAGIC:#06x}")
@@ -254,10 +258,10 @@ def decode_packet(words: npt.ArrayLike, lanes: int | None = None,
         raise PacketError("length", f"{n} words, expected {1 + n_pay + n_red + 1} for a "
                                     f"{out_h}×{out_w} image", fn)
     crc = packet_crc(w)
-    got = _join(trl[k - CRC_LANES:])
+    got = trl[k - 2] | trl[k - 1] << 16  # (CRC_LANES)
     if crc != got:
         raise PacketError("crc", f"trailer CRC {got:#010x}, computed {crc:#010x}", fn)
-    count = _join(trl[T_COUNT:T_COUNT + 2])
+    count = trl[T_COUNT] | trl[T_COUNT + 1] << 16
     if count != n - 1:
         raise PacketError("word_count", f"trailer counts {count} words before it, the packet "
                                         f"has {n - 1}", fn)

@@ -570,3 +570,38 @@ def test_padded_lines_decode_and_padding_must_be_zero() -> None:
     with pytest.raises(PacketError, match="a reserved lane is not zero") as e:
         decode_packet(bad, 16, (6, 40))
     assert e.value.check == "reserved"
+
+
+@pytest.mark.parametrize("idle_prob", [0.0, 0.3])
+def test_a_packet_fed_whole_is_read_as_fed_a_tick_at_a_time(idle_prob: float) -> None:
+    """``feed`` of a call holding one whole packet (as a fly acquisition feeds a frame a
+    run) takes a shorter path: its frames, counters and errors are those of the same
+    ticks fed one at a time, with stray words before and after the packet, idle ticks in
+    it, a CRC error, a frame number that skips, a packet too long and a one-word one."""
+    refs = packets(5)
+    words = [x.packet.copy() for x in refs]
+    words[1][3, 7] ^= 1 << 9  # CRC
+    long = np.concatenate([words[4][:-1], words[4]])  # no last word within the limit
+    one_word = words[0][:1]
+    calls = [[words[0]], [np.zeros((3, P.lanes), np.uint16), words[1]], [words[2]],
+             [words[4], np.ones((2, P.lanes), np.uint16)], [long], [one_word], [words[3]]]
+    whole, ticked = Readout(P.lanes, (P.height, P.width)), Readout(P.lanes, (P.height, P.width))
+    got: list[ReadoutFrame] = []
+    want: list[ReadoutFrame] = []
+    for i, packet_words in enumerate(calls):
+        stray = frozenset(range(1, len(packet_words))) if i == 3 else \
+            frozenset({0}) if len(packet_words) > 1 else frozenset()
+        v, f, la, d = bus(packet_words, idle_prob=idle_prob, seed=i, bare=stray)
+        got += whole.feed(v, f, la, d)
+        for t in range(len(v)):
+            want += ticked.feed(v[t:t + 1], f[t:t + 1], la[t:t + 1], d[t:t + 1])
+    assert whole.report() == ticked.report()
+    assert whole.report()["corrupt_by_check"] == {"crc": 1, "overrun": 1, "length": 1,
+                                                  "sequence": 1}
+    assert whole.max_packet_words is not None  # (the words past the cut-off are stray)
+    assert whole.stray_words == 5 + len(long) - (whole.max_packet_words + 1)
+    assert whole.dropped == 1
+    assert [x.frame_number for x in got] == [x.frame_number for x in want] == [0, 2, 4]
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a.image, b.image)
+        assert (a.lost_before, a.crc, a.timestamp) == (b.lost_before, b.crc, b.timestamp)
