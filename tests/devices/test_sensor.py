@@ -273,6 +273,7 @@ def test_a_bad_hot_rate_is_refused_after_construction_too(bad: object) -> None:
     (np.where(np.eye(64) > 0, -1.0, 1.0)[::-1], 1.0, r"flux must be >= 0, got -1.0 at pixel \(y=0, x=63\)"),
     (np.full((64, 64), np.nan), 1.0, "flux must be finite"),
     (np.full((64, 64), "a"), 1.0, "flux must be a real array"),
+    (np.zeros((64, 64), "m8[s]"), 1.0, "flux must be a real array, got dtype timedelta64"),
     (FLAT, 0.0, "exposure must be finite and > 0, not 0.0"),
     (FLAT, -1.0, "exposure must be finite and > 0"),
     (FLAT, float("inf"), "exposure must be finite"),
