@@ -380,6 +380,9 @@ def test_link_from_the_sensor_model() -> None:
 @pytest.mark.parametrize(("frames", "kwargs", "match"), [
     ([np.zeros((4, 32), int)], {}, r"frames\[0\] has shape \(4, 32\), the sensor is \(4, 64\)"),
     ([np.zeros((4, 64), int), np.zeros((4, 64))], {}, r"frames\[1\] must hold integer counts"),
+    ([np.ones((4, 64), "m8[s]")], {}, r"frames\[0\] must hold integer counts, got dtype "
+                                      r"timedelta64"),
+    ([np.ones((4, 64), bool)], {}, r"frames\[0\] must hold integer counts, got dtype bool"),
     ([np.full((4, 64), PIXEL_MAX + 1)], {}, r"frames\[0\] counts must be in 0 … 1048575"),
     ([np.full((4, 64), -1)], {}, r"frames\[0\] counts must be in 0 … 1048575, got -1 … -1"),
     (np.zeros((4, 64), int), {}, r"frames must be a sequence of \(4, 64\) arrays"),
