@@ -45,6 +45,8 @@ def test_as_bool_accepts_one_frame_stacks_and_checks_the_shape() -> None:
         as_bool(m[0], (4, 4), where="run 7 mask")
     with pytest.raises(ValueError, match="integer NeXus pixel_mask bits, got dtype float64"):
         as_bool(np.zeros((3, 4)), (3, 4))
+    with pytest.raises(ValueError, match="pixel_mask bits, got dtype timedelta64"):
+        as_bool(np.zeros((3, 4), "m8[s]"), (3, 4))
 
 
 def test_describe_bits_counts_each_kind() -> None:
