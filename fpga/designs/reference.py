@@ -181,7 +181,7 @@ def _check_int(name: str, v: object, hi: int) -> None:
 
 def _int_array(name: str, a: npt.ArrayLike, hi: int) -> npt.NDArray[Any]:
     arr = np.asarray(a)
-    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
+    if arr.dtype.kind not in "iu":  # (not issubdtype, which counts timedelta64 in)
         raise ValueError(f"{name} must be an integer array, got dtype {arr.dtype}")
     if arr.size and (int(arr.min()) < 0 or int(arr.max()) > hi):
         raise ValueError(f"{name} values must be in 0 … {hi}, got {int(arr.min())} … "

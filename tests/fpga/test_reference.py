@@ -358,6 +358,8 @@ def test_input_errors() -> None:
         reference_frame(good + np.eye(2, 32, dtype=np.int64) * (PIXEL_MAX + 1), SMALL)
     with pytest.raises(ValueError, match="raw must be an integer array, got dtype float64"):
         reference_frame(good.astype(float), SMALL)
+    with pytest.raises(ValueError, match="raw must be an integer array, got dtype timedelta64"):
+        reference_frame(good.astype("m8[s]"), SMALL)
     with pytest.raises(ValueError, match=r"ChainTables.gain values must be in 0 … 65535"):
         ChainTables(dark=good, gain=good - 1, mask=good)
     with pytest.raises(ValueError, match=r"ChainTables.mask must be 2-D with the shape of dark"):
