@@ -27,9 +27,6 @@ waits for at most one document write, whatever a replay of a long run costs):
   ``replay_spool``), or a new ``SpoolingWriter`` on the same folder (its timer and
   ``flush()`` pick up the files no other live writer holds; open spool files are locked).
 
-A run written live is checked at its stop document: a stream whose columns hold more rows
-than the events sent (an append the client sent again after its answer was lost,
-``dataflow.run_rows``) has the run replayed, which replaces it.
 A run the server refuses for another reason (a 4xx: bad document, wrong key) goes to
 ``<…>.rejected.jsonl`` and is not retried automatically (``replay --rejected``).
 One spool folder per writing process.
@@ -52,7 +49,6 @@ from urllib.parse import urljoin
 import numpy as np
 
 from .errors import CatalogError
-from .run_rows import rows_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -244,19 +240,6 @@ class _Run:
     rejected: bool = False
     stopped: bool = False
     last_attempt: float = 0.0
-    streams: dict[str, str] = field(default_factory=dict)  # descriptor uid -> stream
-    events: dict[str, int] = field(default_factory=dict)  # stream -> events sent
-
-
-def _count_events(run: _Run, name: str, doc: dict[str, Any]) -> None:
-    """Note the stream of a descriptor and the events sent to each stream."""
-    if name == "descriptor":
-        run.streams[str(doc.get("uid"))] = str(doc.get("name"))
-    elif name in ("event", "event_page"):
-        stream = run.streams.get(str(doc.get("descriptor")))
-        if stream is not None:
-            n = 1 if name == "event" else len(doc.get("seq_num") or ())
-            run.events[stream] = run.events.get(stream, 0) + n
 
 
 class SpoolingWriter:
@@ -336,7 +319,6 @@ class SpoolingWriter:
         if name in {"descriptor", "stream_resource", "resource"} and "uid" in doc:
             self._owner[str(doc["uid"])] = uid
         run.lines.append(encode_document(name, doc))
-        _count_events(run, name, doc)
         if name == "stop":
             run.stopped = True
         if run.spool is None:
@@ -358,10 +340,6 @@ class SpoolingWriter:
 
                 run.writer = tiled_writer(self.client, self.batch_size)
             run.writer(name, doc)
-            why = rows_mismatch(self.client, run.uid, run.events) if name == "stop" else None
-            if why is not None:  # (a retried append: dataflow.run_rows)
-                self._to_spool(run, f"{why}; replaying the run")
-                self._wake.set()
         except Exception as exc:
             if is_transient(exc):
                 self._to_spool(run, f"{type(exc).__name__}: {exc}")

@@ -223,36 +223,3 @@ def test_a_replay_whose_delete_answer_was_lost_is_retried_not_rejected(
         assert list(tmp_path.joinpath("spool").iterdir()) == []  # nothing kept as rejected
         np.testing.assert_array_equal(events(remote, docs[0][1]["uid"]), [0, 0.5, 1])
         writer.close()
-
-
-def test_a_live_append_whose_answer_was_lost_is_replayed_not_duplicated(
-        server: ServerHandle, tmp_path: Path) -> None:
-    """The live path's twin of the lost DELETE answer: the server appended an event's row
-    (a PATCH) but its answer was lost (injected: dropped as a read timeout), and the Tiled
-    client sent it again: the server then held 4 rows of ``x`` for 3 events and 3 of
-    ``v``, the run read back inconsistent, and nothing said so but TiledWriter's log. The
-    writer now checks the columns' lengths at the stop and replays the run, which
-    replaces the server's copy: each event once."""
-    with RemoteCatalog(server.url, KEY) as remote:
-        writer = SpoolingWriter(remote.client, tmp_path / "spool", retry_interval=3600,
-                                batch_size=1)
-        dropped: list[str] = []
-
-        def lose_first_append_answer(response: httpx.Response) -> None:
-            if response.request.method == "PATCH" and not dropped:
-                dropped.append(str(response.request.url))
-                raise httpx.ReadTimeout("answer lost (injected)", request=response.request)
-
-        hooks = remote.client.context.http_client.event_hooks
-        hooks["response"] = [*hooks["response"], lose_first_append_answer]
-        docs = make_run(3)
-        for name, doc in docs:
-            writer(name, doc)
-        assert dropped, "no append (PATCH) was sent"
-        assert dict(writer.runs()) == {docs[0][1]["uid"]: "spooled"}  # (found at the stop)
-        assert writer.flush() and writer.replayed_runs == 1
-        assert list(tmp_path.joinpath("spool").iterdir()) == []  # nothing kept as rejected
-        uid = docs[0][1]["uid"]
-        np.testing.assert_array_equal(events(remote, uid), [0, 0.5, 1])
-        assert remote.run(uid).metadata["stop"]["exit_status"] == "success"
-        writer.close()
