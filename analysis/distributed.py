@@ -163,12 +163,15 @@ def tomo_rows_task(rows: Sequence[int], refs: TomoReferences, projections: Sourc
     else:
         raise ReductionError(f"references of {refs.dark.shape[0]} rows for rows {lo}..{hi - 1} "
                              f"of {height}: expected the frame's or the band's")
+    from analysis.fbp import OutputBuffers
+
     with projections.open() as files:
         def partials() -> Iterator[Any]:
+            buffers = OutputBuffers()  # each partial folded before the next overwrites it
             for start, stop in chunks:
                 yield tomo_chunk(files.read(slice(start, stop), slice(lo, hi)),
                                  angles[start:stop], band, rows=local, floor=floor,
-                                 device=device)
+                                 device=device, buffers=buffers)
 
         return tomo_combine(partials())
 

@@ -372,10 +372,14 @@ def _reduce_tomo(run: Any, start: dict[str, Any], catalog: RunCatalog,
     refs = tomo_references(read_node(nodes["dark"], "darks"), read_node(nodes["flat"], "flats"),
                            run_mask(run, start, (height, int(nodes["dark"].shape[2])),
                                     nodes=listing))
-    partials = [tomo_chunk(read_node(nodes["projection"], "projections", sl), angles[sl], refs,
-                           rows=chosen, floor=params.floor, device=params.device)
-                for sl in progress(_chunks(n, chunk), desc="reconstructing", unit="chunk")]
-    volume = tomo_combine(partials)
+    from analysis.fbp import OutputBuffers
+
+    buffers = OutputBuffers()  # the chunks' volumes in one pair of arrays, folded in turn
+    volume = tomo_combine(
+        tomo_chunk(read_node(nodes["projection"], "projections", sl), angles[sl], refs,
+                   rows=chosen, floor=params.floor, device=params.device, buffers=buffers)
+        for sl in progress(_chunks(n, chunk), desc="reconstructing", unit="chunk"))
+    del buffers
     derived = DerivedRun(callbacks, md)
     try:
         stop = derived.finish_volume(catalog.raw_dir, volume, chosen, n, angles_from=source)

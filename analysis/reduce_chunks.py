@@ -21,6 +21,7 @@ from geometry import PoniGeometry
 
 if TYPE_CHECKING:
     from analysis.azint import AzimuthalIntegrator
+    from analysis.fbp import OutputBuffers
 
 log = logging.getLogger(__name__)
 
@@ -177,16 +178,19 @@ class _RowsPrep:
 
 def tomo_chunk(projections: npt.ArrayLike, angles: npt.ArrayLike, refs: TomoReferences, *,
                rows: Sequence[int] | None = None, floor: float = 1e-6,
-               device: str | None = None) -> TomoPartial:
+               device: str | None = None, buffers: OutputBuffers | None = None
+               ) -> TomoPartial:
     """Reconstruct ``rows`` from one chunk of projections ``(k, rows, cols)`` at ``angles``
-    (degrees): a pure function of numpy arrays (a Dask task)."""
+    (degrees): a pure function of numpy arrays (a Dask task). With ``buffers`` (one per
+    reduction, see :class:`analysis.fbp.OutputBuffers`) the partial's volume is theirs:
+    fold it (:func:`tomo_combine` of a generator) before the next chunk."""
     from analysis.fbp import FilteredBackProjection
 
     p = np.asarray(projections)
     chosen = select_rows(rows, int(p.shape[1]) if p.ndim == 3 else 0)
     mu, a = _RowsPrep(refs, chosen, floor)(p, angles)
     plan = FilteredBackProjection(a, int(p.shape[2]), degrees=True, device=device)
-    volume = plan(np.ascontiguousarray(np.swapaxes(mu, 0, 1)))
+    volume = plan(np.ascontiguousarray(np.swapaxes(mu, 0, 1)), buffers=buffers)
     return TomoPartial(np.asarray(volume, dtype=np.float32), int(p.shape[0]))
 
 

@@ -3,6 +3,7 @@ checked against the numpy references, and the link raw run → derived runs."""
 
 from __future__ import annotations
 
+import resource
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 
 from analysis.azint import AzimuthalIntegrator
 from analysis.cli import main as reduce_main
-from analysis.fbp import fbp_reference
+from analysis.fbp import OutputBuffers, fbp_reference
 from analysis.reduce import (
     ReductionError,
     TomoReferences,
@@ -185,6 +186,32 @@ def test_chunks_combine_to_one_reduction() -> None:
     np.testing.assert_array_equal(split.intensity, one.intensity)
     with pytest.raises(ReductionError, match="not contiguous"):
         azint_combine([azint_chunk(proj[5:], ai, params, first=5), one])
+
+
+def test_chunks_reuse_one_volume_buffer() -> None:
+    """A reduction's chunks back-project into one device and one host volume
+    (``OutputBuffers``, as ``reduce_run`` and the Dask task pass), not a fresh 64 MiB mmap
+    each whose every page faults on first touch; the volume is bit for bit the same."""
+    rng = np.random.default_rng(3)
+    rows, width, k, chunks = 64, 512, 2, 6
+    darks = rng.integers(90, 110, (2, rows, width)).astype(np.uint16)
+    flats = rng.integers(900, 1100, (2, rows, width)).astype(np.uint16)
+    proj = rng.integers(300, 900, (k * chunks, rows, width)).astype(np.uint16)
+    angles = np.linspace(0.0, 180.0, k * chunks, endpoint=False)
+    refs = tomo_references(darks, flats)
+    fresh = tomo_combine([tomo_chunk(proj[i:i + k], angles[i:i + k], refs)
+                          for i in range(0, k * chunks, k)])
+    buffers = OutputBuffers()
+    tomo_combine(tomo_chunk(proj[:k], angles[:k], refs, buffers=buffers) for _ in range(1))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    reused = tomo_combine(tomo_chunk(proj[i:i + k], angles[i:i + k], refs, buffers=buffers)
+                          for i in range(0, k * chunks, k))
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    np.testing.assert_array_equal(reused, fresh)
+    volume_pages = rows * width * width * 4 // resource.getpagesize()
+    # the sum and one weighted partial are new per reduction (2 volumes); fresh buffers
+    # per chunk would add 2 volumes a chunk (12 here)
+    assert faults < 4 * volume_pages, (faults, volume_pages)
 
 
 def test_reduce_command(acquired: AcquiredRuns, capsys: pytest.CaptureFixture[str]) -> None:
