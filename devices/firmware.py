@@ -177,7 +177,7 @@ class Firmware:
         self._check_open("acquire")
         if not self._setup:  # never configured: from reset, before counting
             self.configure(self.config)
-        before = self.readout.report()
+        before = (self.readout.corrupt, self.readout.dropped)  # (report() copies the errors)
         if self.backend == "ghdl":
             outputs, ticks = self._acquire_ghdl(counts)
             self.readout.renumber(self._sent)  # the run's VHDL numbers its frames from 0
@@ -193,11 +193,9 @@ class Firmware:
                 frames += self.readout.feed_outputs(self._apply_faults(out))
             self._sent += len(counts)
             self.readout.settle(self._sent)
-        after = self.readout.report()
         if allow_loss:
             return frames
-        if len(frames) != len(counts) or after["corrupt"] != before["corrupt"] \
-                or after["dropped"] != before["dropped"]:
+        if len(frames) != len(counts) or (self.readout.corrupt, self.readout.dropped) != before:
             errors = "; ".join(str(e) for e in list(self.readout.errors)[-3:]) or "no packet"
             raise FirmwareError(f"firmware ({self.backend}) delivered {len(frames)} of "
                                 f"{len(counts)} frames: {errors}")
