@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +41,7 @@ KILLED_AT = textwrap.dedent("""
     import dataflow.killed_file as killed
     from dataflow.cli import main
 
-    data, at, log = sys.argv[1], int(sys.argv[2]), open(sys.argv[3], "a")
-    count = 0
+    at, count, log = 0, 0, None
 
     def step(name):
         global count
@@ -78,15 +78,62 @@ KILLED_AT = textwrap.dedent("""
         return write
 
     pages.tiled_writer = tiled_writer
-    sys.exit(main(["repair", sys.argv[4], "--data", data]))
+    # one repair per line "DATA AT LOG UID" in a process of its own, forked from this one
+    # (the imports above are done once, not once per kill); its exit code is the answer
+    for line in sys.stdin:
+        data, at_text, log_path, uid = line.rstrip("\\n").split("\\t")
+        pid = os.fork()
+        if pid == 0:  # (never back into this loop, whatever happens)
+            code = 1
+            try:
+                at, log = int(at_text), open(log_path, "a")
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, 1)
+                os.dup2(null, 2)
+                code = main(["repair", uid, "--data", data])
+            finally:
+                os._exit(code)
+        print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
 """)
 
 
-def repair_killed_at(data: Path, uid: str, at: int, log: Path) -> int:
-    """Run ``repair`` in a process that kills itself before its ``at``-th step."""
-    return subprocess.run([sys.executable, "-c", KILLED_AT, str(data), str(at), str(log),
-                           uid], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"}).returncode
+class Repairs:
+    """A process that runs ``repair`` in a child it forks, which kills itself (SIGKILL)
+    just before its ``at``-th step: every kill in a process of its own, as a separate
+    ``smeflow catalog repair`` would be, without importing Tiled and the catalog again
+    for each (about 4 s of CPU each)."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", KILLED_AT], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def killed_at(self, data: Path, uid: str, at: int, log: Path) -> int:
+        """The exit code of a repair killed before its ``at``-th step (never: 0)."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(f"{data}\t{at}\t{log}\t{uid}\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline()
+        assert answer, f"the repair process ended ({self.proc.wait(10)})"
+        return int(answer)
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(60)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+
+
+@pytest.fixture(scope="module")
+def repairs() -> Iterator[Repairs]:
+    server = Repairs()
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 def leftovers(data: Path) -> list[str]:
@@ -100,7 +147,8 @@ def leftovers(data: Path) -> list[str]:
 @pytest.mark.slow  # (a repair process per step: 4-6 min under load)
 @pytest.mark.parametrize("source", ["journal", "catalog"])
 def test_a_repair_killed_at_any_step_loses_nothing_and_the_next_one_finishes_it(
-        tmp_path: Path, source: str, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, source: str, capsys: pytest.CaptureFixture[str],
+        repairs: Repairs) -> None:
     data, template = tmp_path / "data", tmp_path / "template"
     killed_scan(data, batch_size=0 if source == "journal" else 1)
     with Catalog(data) as catalog:
@@ -115,7 +163,7 @@ def test_a_repair_killed_at_any_step_loses_nothing_and_the_next_one_finishes_it(
     shutil.copytree(data, template)
 
     # a repair never killed: what every repair must end with
-    assert repair_killed_at(data, uid, 0, tmp_path / "log") == 0
+    assert repairs.killed_at(data, uid, 0, tmp_path / "log") == 0
     steps = [line.split(" ", 1)[1] for line in
              (tmp_path / "log").read_text().splitlines()]
     after = file_sha256(path)
@@ -133,7 +181,7 @@ def test_a_repair_killed_at_any_step_loses_nothing_and_the_next_one_finishes_it(
     for at in range(first, len(steps) + 1):
         shutil.rmtree(data)
         shutil.copytree(template, data)
-        assert repair_killed_at(data, uid, at, tmp_path / f"log{at}") == -signal.SIGKILL, \
+        assert repairs.killed_at(data, uid, at, tmp_path / f"log{at}") == -signal.SIGKILL, \
             f"not killed before step {at} ({steps[at - 1]})"
         where = f"killed before step {at} of {len(steps)} ({steps[at - 1]})"
         assert file_sha256(path) in (before, after), where
