@@ -18,7 +18,9 @@ are the events' rotation readings, which a reconstruction should prefer.
 A suspender that trips during the rotation cannot re-take part of a continuous rotation,
 and the triggers go on without beam: the detector stops its acquisition and the run fails
 at once, its stop document saying why and how many projections were triggered before the
-loss; frames triggered after it are dropped (``devices.suspension``). One that trips after
+loss; frames triggered after it are dropped (``devices.suspension``), but frames already
+announced after it stay (the reason names them) and unannounced ones taken before it are
+lost at the file's close (a known defect). One that trips after
 the last trigger leaves the run going: its frames all had beam. Darks and flats are
 steps with checkpoints as in ``tomo_scan``. An operator's pause during the rotation does
 not stop it either (the RunEngine stops what it moved with ``set``, and the rotation was
