@@ -31,7 +31,7 @@ from dataflow.packets import ReadoutFrame
 from .fly import Counts, FlyAcquisition, FlyDetector, FlyFrame, FlyParameters
 from .frame_files import FrameFiles
 from .samples import Scene
-from .suspension import frames_before, must_stop, suspended_fly_error, suspension
+from .suspension import frames_before, must_stop, suspended_fly_error, suspension, watch_trips
 
 __all__ = ["STALL_S", "FlyHost", "FlyScans", "wait_for_end"]
 
@@ -285,6 +285,7 @@ class FlyScans:
         # A step frame no event read (a trigger() after prepare()) is dropped, as a
         # re-trigger drops it: the fly's first collect announces the fly's frames only.
         self._discard_unannounced()
+        watch_trips()  # (a suspension then dates the beam's loss by the reading that tripped)
         self.fly.start()  # (checks the triggers' spacing against the exposure)
         self.kicked_off = True
         status = DeviceStatus(self)

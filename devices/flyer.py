@@ -27,8 +27,7 @@ Paused, the acquisition goes on and the RunEngine resumes the plan where it was,
 nothing (:meth:`DetectorFlyer.pause`): each frame is recorded once. Suspended (a bluesky
 suspender tripped: the beam was lost), the acquisition stops and the run fails at once,
 its stop document saying why (``devices.suspension``): frames triggered after the
-suspender's signal last changed are dropped (that signal's latest reading dates the loss: a
-second low reading before the pause dates it late). Aborted or stopped
+reading that tripped the suspender are dropped. Aborted or stopped
 from the pause (Ctrl+C, then ``RE.abort()``), the run ends with the frames taken so far,
 the acquisition stops and a detector the flyer staged is unstaged
 (:meth:`DetectorFlyer.collect_asset_docs`).

@@ -13,14 +13,15 @@ raises into the plan, so the run ends at once with ``exit_status 'fail'`` and th
 error's message as its ``reason``: why the RunEngine suspended (the suspender's
 justification), how many frames were taken, and how many of them may have no beam.
 
-Which frames may have no beam: those triggered from the moment the suspender's signal
-last changed before the pause (the reading that tripped it, unless it changed again
-meanwhile), or else from the pause, which comes a few milliseconds after the trip (the
-RunEngine's loop acts on it). A plan that collected frames while flying (a polled fly
-scan) may have announced some of those already; the reason names them. An acquisition
-that ended with every frame triggered before the loss is not stopped: its run goes on as
-from an operator's pause. An operator's pause (no suspender) is not a suspension: the
-acquisition goes on (the beam is there).
+Which frames may have no beam: those triggered from the reading that tripped the
+suspender (:func:`watch_trips`, which the fly's kickoff calls, dates it; a suspender it
+did not watch is dated by its signal's latest reading), or else from the pause, which
+comes a few milliseconds after the trip (the RunEngine's loop acts on it). A plan that
+collected frames while flying (a polled fly scan) may have announced some of those
+already; the reason names them. An acquisition that ended with every frame triggered
+before the loss is not stopped: its run goes on as from an operator's pause. An
+operator's pause (no suspender) is not a suspension: the acquisition goes on (the beam
+is there).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from typing import Any
 from bluesky.run_engine import RunEngine
 
 __all__ = ["SuspendedMidFly", "Suspension", "frames_before", "must_stop", "suspended_fly_error",
-           "suspension"]
+           "suspension", "watch_trips"]
 
 
 class SuspendedMidFly(RuntimeError):
@@ -51,6 +52,50 @@ class Suspension:
 
     justification: str
     since: float
+
+
+class _TripClock:
+    """Subscribed to one suspender's signal: the time of the reading that first tripped it
+    since it last allowed a resume (``None`` while it does not trip). The signal's own
+    timestamp is its latest reading, which a monitor posting again below the floor before
+    the RunEngine pauses moves later than the loss."""
+
+    def __init__(self, suspender: Any) -> None:
+        self.suspender = suspender
+        self.first: float | None = None
+
+    def __call__(self, value: Any = None, timestamp: float | None = None,
+                 **_: Any) -> None:
+        if self.suspender._should_suspend(value):
+            if self.first is None:
+                self.first = time.time() if timestamp is None else float(timestamp)
+        elif self.suspender._should_resume(value):
+            self.first = None
+
+
+def watch_trips(engine: RunEngine | None = None) -> None:
+    """Date every suspender installed on ``engine`` (default: the RunEngine on the calling
+    thread's stack, as in a device's ``kickoff()``) by the reading that tripped it: a fly
+    device calls this when its acquisition starts, so that a later suspension dates the
+    loss right (:func:`suspension`). Each suspender is watched once, for its life."""
+    engine = engine if engine is not None else _engine_on_stack()
+    for suspender in list(getattr(engine, "_suspenders", ())):
+        signal = getattr(suspender, "_sig", None)
+        if signal is None or isinstance(getattr(suspender, "_smeflow_trips", None), _TripClock):
+            continue
+        clock = _TripClock(suspender)
+        suspender._smeflow_trips = clock
+        signal.subscribe(clock, run=True)
+
+
+def _engine_on_stack() -> RunEngine | None:
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        engine = frame.f_locals.get("self")
+        if isinstance(engine, RunEngine):
+            return engine
+        frame = frame.f_back
+    return None
 
 
 def suspension() -> Suspension | None:
@@ -69,12 +114,16 @@ def suspension() -> Suspension | None:
 
 
 def _tripped_since(engine: RunEngine, now: float) -> float:
-    """The earliest time a tripped suspender's signal last changed, at the latest ``now``."""
+    """The earliest time a tripped suspender tripped (its :func:`watch_trips` clock), else
+    its signal last changed, at the latest ``now``."""
     since = now
     for suspender in list(getattr(engine, "_suspenders", ())):
         if not getattr(suspender, "tripped", False):
             continue
-        stamp = getattr(getattr(suspender, "_sig", None), "timestamp", None)
+        clock = getattr(suspender, "_smeflow_trips", None)
+        stamp = clock.first if isinstance(clock, _TripClock) else None
+        if stamp is None:
+            stamp = getattr(getattr(suspender, "_sig", None), "timestamp", None)
         if isinstance(stamp, int | float) and not isinstance(stamp, bool) and stamp < since:
             since = float(stamp)
     return since
