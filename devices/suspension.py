@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import FrameType
@@ -88,28 +88,29 @@ def watch_trips(engine: RunEngine | None = None) -> None:
         signal.subscribe(clock, run=True)
 
 
-def _engine_on_stack() -> RunEngine | None:
+def _engine_frames() -> Iterator[tuple[FrameType, RunEngine]]:
+    """The calling thread's stack frames that run a RunEngine's method, innermost first."""
     frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         engine = frame.f_locals.get("self")
         if isinstance(engine, RunEngine):
-            return engine
+            yield frame, engine
         frame = frame.f_back
-    return None
+
+
+def _engine_on_stack() -> RunEngine | None:
+    return next((engine for _, engine in _engine_frames()), None)
 
 
 def suspension() -> Suspension | None:
     """The suspension the RunEngine on the calling thread's stack is starting (a device's
     ``pause()`` called from bluesky's ``_start_suspender``), or ``None`` (an operator's
     pause, no RunEngine, or bluesky suspending elsewhere than it does)."""
-    frame: FrameType | None = sys._getframe(1)
-    while frame is not None:
-        engine = frame.f_locals.get("self")
-        if frame.f_code.co_name == "_start_suspender" and isinstance(engine, RunEngine):
+    for frame, engine in _engine_frames():
+        if frame.f_code.co_name == "_start_suspender":
             args: tuple[Any, ...] = tuple(getattr(frame.f_locals.get("msg"), "args", ()))
             why = args[2] if len(args) > 2 and args[2] else "suspended"
             return Suspension(str(why), _tripped_since(engine, time.time()))
-        frame = frame.f_back
     return None
 
 
