@@ -167,18 +167,15 @@ def fly_rate(folder: Path, frames: int, exposure: float,
               f"({wall:.2f} s), detector lag at the end {fly.max_lag:.2f} s")
         figures = {"fly.512.frames_per_s": sustained, "fly.512.plan_frames_per_s": frames / wall,
                    "fly.512.trigger_hz": 1.0 / exposure}
-        if used:
-            print("  CPU per frame by thread, plan start → last frame in the file (ms): "
-                  + ", ".join(f"{name} {seconds / frames * 1e3:.2f}"
-                              for name, seconds in used.items()))
-            figures.update({f"fly.512.plan_cpu_ms.{name}": seconds / frames * 1e3
-                            for name, seconds in used.items()})
+        for span, key, by_thread in (("plan start", "plan", used),
+                                     ("first trigger", "window", window)):
+            if by_thread:
+                print(f"  CPU per frame by thread, {span} → last frame in the file (ms): "
+                      + ", ".join(f"{name} {seconds / frames * 1e3:.2f}"
+                                  for name, seconds in by_thread.items()))
+                figures.update({f"fly.512.{key}_cpu_ms.{name}": seconds / frames * 1e3
+                                for name, seconds in by_thread.items()})
         if window:
-            print("  CPU per frame by thread, first trigger → last frame in the file (ms): "
-                  + ", ".join(f"{name} {seconds / frames * 1e3:.2f}"
-                              for name, seconds in window.items()))
-            figures.update({f"fly.512.window_cpu_ms.{name}": seconds / frames * 1e3
-                            for name, seconds in window.items()})
             assert cpu is not None
             queued = cpu.queued_between(first, last)["fly_workers"]
             parts = {"cpu": raw["fly_workers"], "queued": queued,
