@@ -70,7 +70,8 @@ class _Lines:
                             f"{content[exc.start]:#04x})") from None
         self.values: dict[str, tuple[str, int]] = {}
         self.last = 0  # the number of the last line holding a key
-        lines = text.split("\n")
+        # universal newlines, as pyFAI reads it: \r\n (Windows) and a lone \r too
+        lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
         for lineno, line in enumerate(lines, start=1):
             stripped = line.strip()
             if not stripped or stripped.startswith("#"):

@@ -10,6 +10,7 @@ names the file."""
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -152,3 +153,24 @@ def test_no_file_in_its_place(tmp_path: Path, kind: str) -> None:
               "missing": "No such file or directory"}[kind]
     with pytest.raises(PoniError, match=f"^{path}: cannot read .poni file \\({reason}\\)"):
         read_poni(path)
+
+
+@pytest.mark.parametrize("newline", ["\r\n", "\r"], ids=["windows", "classic-mac"])
+def test_other_line_endings_read_as_pyfai_reads_them(written: bytes, tmp_path: Path,
+                                                     newline: str) -> None:
+    """A file saved with Windows (CRLF) or classic Mac (CR) line breaks: pyFAI reads it
+    with Python's universal newlines; a CR-only file used to read as one comment line
+    and fail with "missing key(s) Distance, ...", keys that are all there."""
+    unix = tmp_path / "unix.poni"
+    unix.write_bytes(written)
+    other = tmp_path / "other.poni"
+    other.write_bytes(written.replace(b"\n", newline.encode()))
+    ours = read_poni(other)
+    assert _key(ours) == _key(read_poni(unix))
+    theirs = pyFAI.load(str(other))
+    assert (ours.dist, ours.rot3, ours.wavelength, ours.shape) == (
+        theirs.dist, theirs.rot3, theirs.wavelength, theirs.detector.shape)
+    cut = written.replace(b"\n", newline.encode())[:-len(newline) - 3]  # inside Wavelength
+    other.write_bytes(cut)
+    with pytest.raises(PoniError, match=rf"^{re.escape(str(other))}:\d+: the last line 'Wavelength"):
+        read_poni(other)
