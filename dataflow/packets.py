@@ -167,7 +167,7 @@ def _as_words(words: npt.ArrayLike) -> npt.NDArray[np.uint16]:
     if arr.ndim != 2:
         raise PacketError("structure", f"a packet is a 2-D (words, lanes) array, got "
                                        f"{arr.ndim}-D shape {arr.shape}")
-    if arr.dtype != _WORD and (arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer)):
+    if arr.dtype.kind not in "iu":  # (numpy counts timedelta64 an integer: not a word)
         raise PacketError("structure", f"packet words must be integers, got dtype {arr.dtype}")
     if arr.shape[1] < MIN_LANES or arr.shape[1] % 2:
         raise PacketError("lanes", f"words have {arr.shape[1]} lanes, an even number of at "

@@ -151,8 +151,10 @@ def _as_index(part: Any) -> Any:
         array = np.asarray(part)
     except (ValueError, TypeError):
         array = np.asarray(None)
-    if array.dtype == np.bool_ or np.issubdtype(array.dtype, np.integer):
+    if array.dtype.kind in "biu":  # (not timedelta64, which numpy's issubdtype calls integer)
         return array
+    if isinstance(part, np.ndarray):
+        raise IndexError("arrays used as indices must be of integer (or boolean) type")
     raise IndexError("only integers, slices (`:`), ellipsis (`...`), numpy.newaxis (`None`) "
                      "and integer or boolean arrays are valid indices")
 

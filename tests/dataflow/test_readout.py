@@ -446,6 +446,8 @@ def test_decode_packet_messages() -> None:
         (np.zeros((3, 17), np.uint16), "lanes", "words have 17 lanes, an even number"),
         (good[:1], "length", r"1 word\(s\): a packet has at least a header and a trailer"),
         (good.astype(float), "structure", "packet words must be integers, got dtype float64"),
+        (good.astype("m8[ns]"), "structure", r"must be integers, got dtype timedelta64\[ns\]"),
+        (good.astype(bool), "structure", "packet words must be integers, got dtype bool"),
         (good.ravel(), "structure", "a packet is a 2-D"),
         (good.astype(np.int64) + 0x10000, "range", "lane values must be 16-bit"),
         (bad((0, 1, 1 << 8 | 16)), "version", "packet version 1, expected 2"),

@@ -107,6 +107,10 @@ READ_AS_A_TUPLE = [
     [N_FRAMES],
     [0, -N_FRAMES - 1],
     [0.5],
+    np.array([1], dtype="m8[s]"),  # (numpy's issubdtype calls timedelta64 an integer)
+    [np.timedelta64(1)],
+    np.array([0.5]),
+    np.array([], dtype=float),
     [slice(0, 2)],
     (0, 0, 0, 0),
     np.array([True, False]),
