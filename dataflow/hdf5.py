@@ -46,9 +46,7 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
-import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +55,7 @@ import numpy as np
 import numpy.typing as npt
 from event_model import compose_stream_resource
 
+from .announced_writers import announcement_mark, note_announced, run_end_writers
 from .file_uri import file_uri
 from .hdf5_blocks import ChunkBlock
 from .hdf5_close import FrameFileError, FrameWriteError, WriterClosing, write_error
@@ -88,12 +87,6 @@ if TYPE_CHECKING:
     from geometry import PoniGeometry
 
 log = logging.getLogger(__name__)
-_ANNOUNCED: weakref.WeakKeyDictionary[FrameWriter, tuple[int, int]] = \
-    weakref.WeakKeyDictionary()
-"""Writers whose file a run announced (``asset_docs``), with the thread that announced
-it and the announcement's number (``announcement_mark``): ``run_end_writers``."""
-_ANNOUNCED_LOCK = threading.Lock()
-_LAST_ANNOUNCEMENT = 0
 
 HDF5_MIMETYPE = "application/x-hdf5"
 COMPRESSIONS = (None, "gzip", "lzf")
@@ -103,38 +96,12 @@ FILE_FORMAT = ("v110", "latest")
 Document = tuple[str, dict[str, Any]]
 
 
-def _note_announced(writer: FrameWriter) -> None:
-    global _LAST_ANNOUNCEMENT
-    with _ANNOUNCED_LOCK:
-        _LAST_ANNOUNCEMENT += 1
-        _ANNOUNCED[writer] = (threading.get_ident(), _LAST_ANNOUNCEMENT)
-
-
 class FrameMismatchError(ValueError):
     """A frame's shape or dtype differs from the file's."""
 
 
 class WriterClosedError(RuntimeError):
     """A frame was written after the writer was closed."""
-
-
-def announcement_mark() -> int:
-    """The number of the last writer announced so far in this process: a run opened now
-    announces its writers with larger numbers (``run_end_writers(since=...)``)."""
-    with _ANNOUNCED_LOCK:
-        return _LAST_ANNOUNCEMENT
-
-
-def run_end_writers(thread: int, since: int) -> list[FrameWriter]:
-    """The open writers announced on ``thread`` (a RunEngine's: where its run collects
-    the devices' documents) after mark ``since`` (``announcement_mark`` at the run's
-    ``open_run``) whose owner does not close them at the run's end itself
-    (``owner_closes``): ``dataflow.run_files`` closes them before that run's stop
-    document. Writers another run, RunEngine or thread announced are not that run's."""
-    with _ANNOUNCED_LOCK:
-        announced = list(_ANNOUNCED.items())
-    return [w for w, (by, number) in announced
-            if by == thread and number > since and not w.closed and not w.owner_closes]
 
 
 class FrameWriter(WriterClosing):
@@ -507,7 +474,7 @@ class FrameWriter(WriterClosing):
         self.flush()
         if not self._resource_sent:
             self._resource_sent = True
-            _note_announced(self)
+            note_announced(self)
             yield "stream_resource", dict(self.stream_resource)
         start, self._announced = self._announced, self._count
         datum = self._compose_datum(indices={"start": start, "stop": self._count})

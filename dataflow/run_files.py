@@ -12,8 +12,8 @@ already holds a successful run whose file is not whole.
 ``subscribe`` installs it), asks every object of the plan's messages that keeps files of
 the run open (one with a ``close_run_files()`` method, such as the firmware detector) to
 close them just before each ``close_run``, and closes every ``FrameWriter`` a run announced
-that no such device owns (``dataflow.hdf5.run_end_writers``: another ophyd device writing
-through ``FrameWriter`` that would close it at ``unstage``, after the stop), of those
+that no such device owns (``dataflow.announced_writers.run_end_writers``: another ophyd
+device writing through ``FrameWriter`` that would close it at ``unstage``, after the stop), of those
 announced on the RunEngine's thread since that run's ``open_run``: another run's,
 RunEngine's or thread's (the live reducer's derived files) are left alone. A file that
 cannot be closed turns the run into
@@ -31,8 +31,8 @@ from typing import Any
 from bluesky import preprocessors as bpp
 from bluesky.utils import Msg, MsgGenerator
 
+from .announced_writers import announcement_mark, run_end_writers
 from .engine_hooks import add_preprocessor
-from .hdf5 import announcement_mark, run_end_writers
 
 __all__ = ["close_files_before_stop", "install"]
 
