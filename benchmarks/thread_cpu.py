@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import bisect
 import os
 import threading
 import time
@@ -93,15 +94,15 @@ class ThreadCPU:
         return self._grouped(self._cpu)
 
     def until(self, t: float) -> dict[str, float]:
-        """``stop()``'s figures up to the last sample taken at or before ``t`` (after
-        ``stop()``; the baseline's when none was)."""
+        """``stop()``'s figures up to the wall-clock time ``t`` (after ``stop()``;
+        interpolated between the samples around it, ``_at``)."""
         return self._grouped(self._at(t))
 
     def between(self, t0: float, t1: float) -> dict[str, float]:
         """``stop()``'s figures from ``t0`` to ``t1`` (wall-clock, ``time.time()``), each end
-        the last sample at or before it: a stretch inside the measured one, such as a fly
-        acquisition's first trigger to its last frame (the CPU that competed with it; a
-        sample period, ``every``, before ``t0`` may count too)."""
+        interpolated between the samples around it (``_at``): a stretch inside the measured
+        one, such as a fly acquisition's first trigger to its last frame (the CPU that
+        competed with it)."""
         return self._grouped(self._at(t1), self._at(t0))
 
     def queued_between(self, t0: float, t1: float) -> dict[str, float]:
@@ -114,24 +115,21 @@ class ThreadCPU:
         """The CPU seconds every core of the machine was busy from ``t0`` to ``t1`` (each
         end as in ``between``): minus ``between``'s total, what other processes and the
         kernel's own threads (writing dirty pages back, say) took from the same cores."""
-        def at(t: float) -> float:
-            busy = self._machine[0] if self._machine else 0.0
-            for (when, _, _), value in zip(self._history, self._machine, strict=True):
-                if when > t:
-                    break
-                busy = value
-            return busy
-        return at(t1) - at(t0)
+        machine = [{0: busy} for busy in self._machine]
+        return _interpolated(self._when(), machine, t1, {0: 0.0})[0] \
+            - _interpolated(self._when(), machine, t0, {0: 0.0})[0]
+
+    def _when(self) -> list[float]:
+        return [when for when, _, _ in self._history]
 
     def _at(self, t: float, queued: bool = False) -> dict[int, float]:
-        """CPU seconds (run-queue seconds with ``queued``) by thread id at the last sample
-        at or before ``t``."""
-        found = self._start if not queued else self._history[0][2] if self._history else {}
-        for when, cpu, waited in self._history:
-            if when > t:
-                break
-            found = waited if queued else cpu
-        return found
+        """CPU seconds (run-queue seconds with ``queued``) by thread id at the wall-clock
+        time ``t``, interpolated linearly between the samples before and after it. (The
+        last sample at or before ``t`` would count a stretch up to ``every`` short at
+        either end, and a figure divided by the stretch's exact length reads low.)"""
+        values = [waited if queued else cpu for _, cpu, waited in self._history]
+        first = self._start if not queued else values[0] if values else {}
+        return _interpolated(self._when(), values, t, first)
 
     def _grouped(self, cpu: dict[int, float],
                  since: dict[int, float] | None = None) -> dict[str, float]:
@@ -144,6 +142,23 @@ class ThreadCPU:
             out[group] += used
         out["total"] = sum(out.values())
         return out
+
+
+def _interpolated(when: list[float], values: list[dict[int, float]], t: float,
+                  before_first: dict[int, float]) -> dict[int, float]:
+    """``values`` (cumulative seconds by key, sampled at the times ``when``) at time ``t``:
+    linear between the samples around ``t``; ``before_first`` before the first sample, the
+    last sample after it. A key the earlier sample lacks (a thread started between them)
+    counts from 0."""
+    after = bisect.bisect_right(when, t)
+    if after == 0:
+        return before_first
+    if after == len(when):
+        return values[-1]
+    t0, t1 = when[after - 1], when[after]
+    a, b = values[after - 1], values[after]
+    w = (t - t0) / (t1 - t0) if t1 > t0 else 1.0
+    return {key: a.get(key, 0.0) + w * (v - a.get(key, 0.0)) for key, v in b.items()}
 
 
 def _machine_busy() -> int:
