@@ -18,9 +18,9 @@ are the events' rotation readings, which a reconstruction should prefer.
 A suspender that trips during the rotation cannot re-take part of a continuous rotation,
 and the triggers go on without beam: the detector stops its acquisition and the run fails
 at once, its stop document saying why and how many projections were triggered before the
-loss; frames triggered after it are dropped (``devices.suspension``), but frames already
-announced after it stay (the reason names them) and unannounced ones taken before it are
-lost at the file's close (a known defect). One that trips after
+loss; those are all in the run (the plan collects once more before it fails), frames
+triggered after it are dropped (``devices.suspension``), and frames already announced
+after it stay (the reason names them). One that trips after
 the last trigger leaves the run going: its frames all had beam. Darks and flats are
 steps with checkpoints as in ``tomo_scan``. An operator's pause during the rotation does
 not stop it either (the RunEngine stops what it moved with ``set``, and the rotation was
@@ -44,6 +44,7 @@ from bluesky.utils import FailedStatus, Msg, MsgGenerator
 
 from devices.fly import FlyParameters, PositionTrigger
 from devices.rotation import ContinuousRotation, RotationStage, RunUpOutError
+from devices.suspension import SuspendedMidFly
 from plans.runs import staged
 from plans.tomo import TOMO_STREAMS, TomoSetup, tomo_run, validate_tomo
 from plans.validate import PlanArgumentError, PlanDetector, PlanMotor, require_number
@@ -176,24 +177,38 @@ def collect_until_complete(flyers: list[Any], det: Any, flush_period: float,
     detector's ``pause`` says ``NoReplayAllowed`` while it flies) it stops collecting and
     the plan would end the fly early. This loop asks the statuses themselves, so any
     number of pauses leave it collecting every ``flush_period``. A flyer whose status
-    fails raises ``FailedStatus`` as a wait would."""
+    fails raises ``FailedStatus`` as a wait would.
+
+    A suspension mid-fly (:class:`~devices.suspension.SuspendedMidFly`, raised into the
+    plan here) has stopped the acquisition and kept the frames triggered before the beam
+    was lost, some of them not collected yet: they are collected once more before the
+    error goes on to fail the run, as the RunEngine's own clean-up collects a flyer a
+    failed plan never collected (which it does not do for one collected before)."""
     statuses = []
     for flyer in flyers:
         status = yield from bps.complete(flyer, wait=False)
         statuses.append(status)
-    while True:
-        done = all(status.done for status in statuses)
-        for status in statuses:
-            if status.done and not status.success:
-                raise FailedStatus(status)
-        # (the messages bps.collect and bps.wait_for yield, yielded here: each of their
-        # Plan objects formats the stack when made, several times a second in a fly)
-        yield Msg("collect", det, stream=False, return_payload=True,  # type: ignore[no-untyped-call]
-                  name=stream)
-        if done:
-            return
-        yield Msg("wait_for", None,  # type: ignore[no-untyped-call]
-                  [_all_done_within(statuses, flush_period)])
+    try:
+        while True:
+            done = all(status.done for status in statuses)
+            for status in statuses:
+                if status.done and not status.success:
+                    raise FailedStatus(status)
+            yield from _collect(det, stream)
+            if done:
+                return
+            yield Msg("wait_for", None,  # type: ignore[no-untyped-call]
+                      [_all_done_within(statuses, flush_period)])
+    except SuspendedMidFly:
+        yield from _collect(det, stream)  # (the frames with beam, whole: devices.suspension)
+        raise
+
+
+def _collect(det: Any, stream: str) -> MsgGenerator[Any]:
+    """Collect ``det`` into ``stream``: the message ``bps.collect`` yields, yielded here
+    (its Plan object formats the stack when made, several times a second in a fly)."""
+    return (yield Msg("collect", det, stream=False, return_payload=True,  # type: ignore[no-untyped-call]
+                      name=stream))
 
 
 POLL_S = 0.01

@@ -7,6 +7,7 @@ frame taken after the beam was lost is in the run as a good one."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 import bluesky.plans as bp
@@ -15,6 +16,7 @@ import pytest
 from bluesky.suspenders import SuspendFloor
 from ophyd import Signal
 
+from dataflow.hdf5_read import open_frames
 from devices.fly import FlyParameters
 from devices.flyer import DetectorFlyer, SuspendedMidFly
 from fpga.designs.params import ChainParams
@@ -73,3 +75,6 @@ def test_a_suspender_tripped_mid_fly_fails_the_run_and_keeps_only_frames_with_be
     assert images.shape[0] == kept
     np.testing.assert_array_equal(images.reshape(kept, -1).sum(axis=1),
                                   np.asarray(readings["det_roi_sum"]))
+    fly_file = next(Path(p) for p in reversed(bl.det.digests) if "_fly" in Path(p).name)
+    with open_frames(fly_file) as frames:  # (the file itself, not the catalog's first n)
+        np.testing.assert_array_equal(frames.read().astype(np.int64), images)

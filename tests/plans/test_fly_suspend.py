@@ -1,11 +1,13 @@
 """A fly tomography scan whose beam is lost mid-rotation (bluesky's ``SuspendFloor`` on a
 beam-current signal a thread drives): the rotation's triggers go on without beam, so the
-run fails at once, saying so, with only the projections triggered before the loss."""
+run fails at once, saying so, with every projection triggered before the loss (also those
+taken since the plan's last collect) and no other: events and file agree."""
 
 from __future__ import annotations
 
 import re
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,6 +15,7 @@ import pytest
 from bluesky.suspenders import SuspendFloor
 from ophyd import Signal
 
+from dataflow.hdf5_read import open_frames
 from devices.suspension import SuspendedMidFly
 from fpga.designs.params import ChainParams
 from plans import fly_tomo_scan
@@ -58,7 +61,8 @@ def test_beam_lost_mid_rotation_fails_the_run_with_the_projections_taken_before(
     n = stop["num_events"]["primary"]
     before = re.search(r"after (\d+) of 60 frames and the run fails; (\d+) of them were "
                        r"triggered before", stop["reason"])
-    assert before is not None and 0 < n <= int(before[2]) <= int(before[1]) < PROJECTIONS
+    assert before is not None and 0 < int(before[2]) <= int(before[1]) < PROJECTIONS
+    assert n == int(before[2]), f"{n} events, but the reason says {before[2]} had beam"
     primary = bl.catalog.run(stop["run_start"])["primary"]
     readings = primary.read()
     triggers = np.asarray(readings["det_trigger_time"])  # (wall clock: position compare)
@@ -66,6 +70,10 @@ def test_beam_lost_mid_rotation_fails_the_run_with_the_projections_taken_before(
     assert late == 0 or "may have no beam" in stop["reason"]
     images = np.asarray(primary["det_image"][:]).astype(np.int64)
     assert images.shape[0] == n == len(triggers)
+    fly_file = next(Path(p) for p in reversed(bl.det.digests) if "_fly" in Path(p).name)
+    with open_frames(fly_file) as frames:  # (the file itself, not the catalog's first n)
+        assert len(frames) == n
+        np.testing.assert_array_equal(frames.read().astype(np.int64), images)
     np.testing.assert_array_equal(images.reshape(n, -1).sum(axis=1),
                                   np.asarray(readings["det_roi_sum"]))
     assert np.all(np.diff(np.asarray(readings["det_frame_number"])) == 1)
