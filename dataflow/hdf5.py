@@ -86,6 +86,8 @@ from .integrity import (
 if TYPE_CHECKING:
     from geometry import PoniGeometry
 
+    from .hdf5_nxmx import IncidentBeamSize
+
 log = logging.getLogger(__name__)
 
 HDF5_MIMETYPE = "application/x-hdf5"
@@ -151,6 +153,9 @@ class FrameWriter(WriterClosing):
     geometry
         The run's detector geometry (:class:`geometry.PoniGeometry`, of these frames),
         written as NXmx (``dataflow.hdf5_nxmx``).
+    beam_size
+        The incident beam's size and profile at the sample
+        (``dataflow.hdf5_nxmx.IncidentBeamSize``), written with the NXmx ``geometry``.
     names
         The instrument's, source's and sample's names (``dataflow.hdf5_nexus.EntryNames``).
     detector
@@ -179,7 +184,7 @@ class FrameWriter(WriterClosing):
                  start_time: float | None = None, start_pending: bool = False,
                  geometry: PoniGeometry | None = None,
                  names: EntryNames | None = None, lost_frames: bool = False,
-                 detector: bool = True) -> None:
+                 detector: bool = True, beam_size: IncidentBeamSize | None = None) -> None:
         shape = tuple(int(n) for n in frame_shape)
         if len(shape) != 2 or min(shape) < 1:
             raise ValueError(f"frame_shape {tuple(frame_shape)}: expected (rows, cols) >= 1")
@@ -238,7 +243,7 @@ class FrameWriter(WriterClosing):
                                            start_time=start_time,
                                            start_pending=start_pending and start_time is None,
                                            geometry=geometry, names=names,
-                                           detector=detector)
+                                           detector=detector, beam_size=beam_size)
             self._start_pending = self._nexus and start_pending and start_time is None
             self._start_at: float | None = None  # (set_start_time's, until frames land)
             self._before_swmr()

@@ -48,6 +48,8 @@ from .hdf5_nxmx import write_nxmx
 if TYPE_CHECKING:
     from geometry import PoniGeometry
 
+    from .hdf5_nxmx import IncidentBeamSize
+
 
 END_TIME_DTYPE = np.dtype("S32")
 """The end times' type: fixed-length (an ISO 8601 time in UTC is 27 bytes), which a file in
@@ -69,10 +71,12 @@ class EntryNames:
 def write_nexus_tree(f: h5py.File, dataset: str, detector_fields: Mapping[str, Any], *,
                      start_time: float | None = None, start_pending: bool = False,
                      geometry: PoniGeometry | None = None,
-                     names: EntryNames | None = None, detector: bool = True) -> bool:
+                     names: EntryNames | None = None, detector: bool = True,
+                     beam_size: IncidentBeamSize | None = None) -> bool:
     """Make ``f`` a NeXus file around its frame ``dataset`` (see the module docstring),
     with ``start_time`` (s since the epoch) — or, ``start_pending``, an empty one that
-    ``write_start_time`` fills —, the NXmx ``geometry`` and the ``names`` when given;
+    ``write_start_time`` fills —, the NXmx ``geometry`` (with the beam's ``beam_size``
+    at the sample, written only with it) and the ``names`` when given;
     False (nothing written) when the dataset is not at ``/ENTRY/DATA/NAME``.
     ``detector=False``: the frames are derived data (a reconstruction's slices), no
     detector's: no ``/ENTRY/instrument`` (``ValueError`` with ``detector_fields`` or a
@@ -107,7 +111,7 @@ def write_nexus_tree(f: h5py.File, dataset: str, detector_fields: Mapping[str, A
                          dtype=END_TIME_DTYPE)
     _write_names(entry, names or EntryNames(), nxmx=geometry is not None)
     if geometry is not None:
-        write_nxmx(f, entry_name, geometry)
+        write_nxmx(f, entry_name, geometry, beam_size)
     return True
 
 

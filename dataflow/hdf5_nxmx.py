@@ -8,7 +8,9 @@ XDS's NeXus plugins and Dectris's own files follow (``write_nxmx``;
 ``dataflow.hdf5_nexus`` writes the rest of the tree):
 
 * ``/entry/definition`` = ``"NXmx"``;
-* ``/entry/instrument/beam`` (``NXbeam``): ``incident_wavelength`` (m);
+* ``/entry/instrument/beam`` (``NXbeam``): ``incident_wavelength`` (m) and, when the
+  beam's size at the sample is known (:class:`IncidentBeamSize`: the powder model's),
+  ``incident_beam_size`` ([x, y], m) and its ``profile``;
 * ``/entry/instrument/detector``: ``distance`` from the sample to where the direct beam
   meets the detector (m), ``beam_center_x``/``beam_center_y`` there in pixels of the data
   array (x along its columns, the fast axis; y along its rows, the slow axis; from the
@@ -51,6 +53,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import h5py
 import numpy as np
@@ -58,14 +61,41 @@ import numpy.typing as npt
 
 from geometry import PoniGeometry
 
-__all__ = ["PONI_TO_MCSTAS", "NxmxGeometry", "SampleAxis", "nxmx_geometry",
-           "read_nxmx_geometry", "write_nxmx", "write_sample_axes"]
+__all__ = ["BEAM_PROFILES", "PONI_TO_MCSTAS", "IncidentBeamSize", "NxmxGeometry",
+           "SampleAxis", "nxmx_geometry", "read_nxmx_geometry", "write_nxmx",
+           "write_sample_axes"]
 
 FloatArray = npt.NDArray[np.float64]
 
 PONI_TO_MCSTAS: FloatArray = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
 """Column k is pyFAI's lab axis k + 1 in NeXus's McStas frame: x = −axis 2, y = axis 1,
 z = axis 3 (the beam)."""
+
+BEAM_PROFILES = ("Gaussian", "Airy", "top-hat", "rectangular")
+"""NXmx's enumeration of ``/entry/instrument/beam/profile``."""
+
+
+@dataclass(frozen=True)
+class IncidentBeamSize:
+    """The incident beam at the sample as NXmx records it: ``incident_beam_size`` is
+    [x, y] (NeXus's x horizontal, y up), the FWHM of a Gaussian or Airy profile, the
+    diameter of a top hat or the widths of a rectangle, in metres; ``profile`` one of
+    :data:`BEAM_PROFILES`."""
+
+    x: float
+    y: float
+    profile: Literal["Gaussian", "Airy", "top-hat", "rectangular"]
+
+    def __post_init__(self) -> None:
+        for axis in ("x", "y"):
+            value = getattr(self, axis)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"IncidentBeamSize.{axis} must be a length > 0 m, got "
+                                 f"{value!r}")
+        if self.profile not in BEAM_PROFILES:
+            raise ValueError(f"IncidentBeamSize.profile {self.profile!r}: NXmx allows "
+                             f"{', '.join(BEAM_PROFILES)}")
+
 
 FLIPPED = {1: (0, 1), 2: (0,), 3: (), 4: (1,)}
 """The data array's axes (0: rows, 1: columns) that pyFAI's detector orientation runs
@@ -151,10 +181,11 @@ def nxmx_geometry(g: PoniGeometry) -> NxmxGeometry:
                         (rows, cols), beam_center, distance, g.wavelength)
 
 
-def write_nxmx(f: h5py.File, entry_name: str, g: PoniGeometry) -> None:
+def write_nxmx(f: h5py.File, entry_name: str, g: PoniGeometry,
+               beam_size: IncidentBeamSize | None = None) -> None:
     """Write ``g`` into ``f``'s NeXus tree at ``/ENTRY`` (whose instrument/detector group
-    ``dataflow.hdf5_nexus`` made) as NXmx; ``ValueError`` when ``g``'s shape is not the
-    frames'."""
+    ``dataflow.hdf5_nexus`` made) as NXmx, with the beam's size at the sample when known;
+    ``ValueError`` when ``g``'s shape is not the frames'."""
     entry = f[entry_name]
     frames = entry["instrument/detector/data"]
     if tuple(frames.shape[1:]) != tuple(g.shape):
@@ -167,6 +198,12 @@ def write_nxmx(f: h5py.File, entry_name: str, g: PoniGeometry) -> None:
         beam = entry.require_group("instrument/beam")
         beam.attrs["NX_class"] = "NXbeam"
         _field(beam, "incident_wavelength", g.wavelength, "m")
+    if beam_size is not None:
+        beam = entry.require_group("instrument/beam")
+        beam.attrs["NX_class"] = "NXbeam"
+        beam.create_dataset("incident_beam_size", data=np.array(
+            [beam_size.x, beam_size.y], dtype=np.float64)).attrs["units"] = "m"
+        beam["profile"] = beam_size.profile
     detector = entry["instrument/detector"]
     if nx.beam_center is not None and nx.distance is not None:
         _field(detector, "distance", nx.distance, "m")

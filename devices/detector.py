@@ -360,7 +360,8 @@ class FirmwareDetector(StepScans, FlyScans, SceneSensing, Device):  # type: igno
         first frame's exposure started (NeXus ``start_time``), if known; every file keeps
         the sample's stages at each frame's trigger (``sample_axes``: the NeXus sample's
         chain); the instrument's, the source's and the sample in the beam's names (the
-        scene's sample's ``name``). ``fly``: a fly acquisition's file, opened before its
+        scene's sample's ``name``) and, with the geometry, the beam's size at the sample
+        (the sample's ``beam_size``, NXmx). ``fly``: a fly acquisition's file, opened before its
         first trigger: its ``start_time`` waits for the first frame stored
         (``store_fly_frames``)."""
         attrs, fields = self._file_attrs["attrs"], self._file_attrs["detector_fields"]
@@ -371,6 +372,7 @@ class FirmwareDetector(StepScans, FlyScans, SceneSensing, Device):  # type: igno
             start_pending=fly, geometry=self._file_attrs["geometry"], names=EntryNames(
                 self.instrument_name, self.source_name, getattr(self.scene.sample, "name",
                                                                 None)),
+            beam_size=getattr(self.scene.sample, "beam_size", None),
             axes=self.sample_axes())
 
     def _counters(self) -> dict[str, int]:

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dataflow.hdf5_nxmx import IncidentBeamSize
 from devices.samples import (
     FloatImage,
     PixelSize,
@@ -230,6 +231,10 @@ class PowderSample:
         Isotropic displacement parameter B, Å².
     sample_radius, beam_width
         Sample (capillary) radius and beam width along x, mm.
+    beam_height
+        Beam height along y, mm: the capillary stands along y, so the whole height
+        lights it and the rings do not depend on it; the frame files record it with the
+        width (NXmx ``incident_beam_size``, :attr:`beam_size`).
     """
 
     crystal: CubicCrystal
@@ -241,6 +246,7 @@ class PowderSample:
     debye_waller_b: float = 0.5
     sample_radius: float = 0.25
     beam_width: float = 0.1
+    beam_height: float = 0.1
     _cache: dict[tuple[object, ...], tuple[FloatImage, FloatImage]] = dataclasses.field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False
     )
@@ -253,6 +259,13 @@ class PowderSample:
         """What the frame files call the sample (NeXus ``/entry/sample/name``)."""
         return f"{self.crystal.name} powder"
 
+    @property
+    def beam_size(self) -> IncidentBeamSize:
+        """The beam at the sample as the frame files record it (NXmx): its widths in m,
+        rectangular — the model lights the width evenly (:meth:`illuminated_fraction`)."""
+        return IncidentBeamSize(self.beam_width * 1e-3, self.beam_height * 1e-3,
+                                "rectangular")
+
     def __post_init__(self) -> None:
         if self.geometry.wavelength is None:
             raise ValueError("PowderSample.geometry needs a wavelength (the ring positions "
@@ -261,7 +274,7 @@ class PowderSample:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"PowderSample.{name} must be >= 0, got {value!r}")
-        for name in ("ring_width", "sample_radius", "beam_width"):
+        for name in ("ring_width", "sample_radius", "beam_width", "beam_height"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"PowderSample.{name} must be > 0, got {value!r}")

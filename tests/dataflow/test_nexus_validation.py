@@ -11,11 +11,11 @@ Accepted, and why (``docs/reduction.md``, "What NeXus's validator says"):
   NXmx files have it, which the validator's ``NX_DATE_TIME`` check (a whole date and time)
   refuses; no ``NXdetector_group`` (one detector: nothing to group; and NXmx names the
   dimension of its ``group_index`` ``i``, as the frames' rows, so one makes the validator
-  warn on every image field); no beam size or profile (the simulation's beam has none);
-  no polarization (the powder model's, whose Stokes sign NXbeam and DIALS' NXmx export
+  warn on every image field); no polarization (the powder model's, whose Stokes sign NXbeam and DIALS' NXmx export
   read opposite ways).
 * Base classes: NXmx's own fields (``end_time_estimated``, ``instrument/time_zone``,
-  ``detector/distance_derived``) are in no base class; ``detector/counters`` is smeflow's
+  ``detector/distance_derived``, ``beam/incident_beam_size``, ``beam/profile``) are in no
+  base class; ``detector/counters`` is smeflow's
   (the readout's link counters); NXmx has the ``NXsource`` in the entry, where the
   ``NXentry`` base class has none (the one error; files without NXmx have it in the
   instrument).
@@ -58,8 +58,6 @@ NXMX_ACCEPTED: set[Finding] = {
     ("WARNING", "Field: /entry/instrument/time_zone",
      "The field value is not a valid NX_DATE_TIME"),
     ("WARNING", "Group: NXdetector_group", "This recommended group is not in the NeXus file"),
-    ("WARNING", "Field: /entry/instrument/beam/incident_beam_size", MISSING),
-    ("WARNING", "Field: /entry/instrument/beam/profile", MISSING),
     ("WARNING", "Field: /entry/instrument/beam/incident_polarization_stokes", MISSING),
 }
 """What ``validate_application`` says of an NXmx frame file."""
@@ -73,6 +71,9 @@ BASE_ACCEPTED: set[Finding] = {
 NXMX_BASE_ACCEPTED: set[Finding] = BASE_ACCEPTED | {
     ("WARNING", "Field: /entry/instrument/detector/distance_derived",
      "This field is not defined in NXdetector"),
+    ("WARNING", "Field: /entry/instrument/beam/incident_beam_size",
+     "This field is not defined in NXbeam"),
+    ("WARNING", "Field: /entry/instrument/beam/profile", "This field is not defined in NXbeam"),
     ("ERROR", "NXsource: /entry/source", "NXsource is an invalid class in NXentry"),
 }
 """What ``validate_file`` says of an NXmx frame file."""

@@ -25,7 +25,12 @@ from pyFAI.geometry import Geometry
 from dataflow.hdf5 import FrameMismatchError, FrameWriter
 from dataflow.hdf5_angles import POSITIONS_BLOCK, AngleFrameWriter
 from dataflow.hdf5_nexus import EntryNames
-from dataflow.hdf5_nxmx import PONI_TO_MCSTAS, SampleAxis, read_nxmx_geometry
+from dataflow.hdf5_nxmx import (
+    PONI_TO_MCSTAS,
+    IncidentBeamSize,
+    SampleAxis,
+    read_nxmx_geometry,
+)
 from geometry import PoniGeometry
 
 SHAPE = (30, 40)  # (rows, cols): not square, so rows and columns cannot be swapped unseen
@@ -182,6 +187,29 @@ def test_nexusformat_finds_nothing_missing(tmp_path: Path) -> None:
         (detector,) = entry.instruments[0].detectors
         assert detector.sensor_material == "Si"
         assert detector.sensor_thickness.to("um").magnitude == pytest.approx(450.0)
+
+
+def test_the_beam_size_is_nxmx_incident_beam_size_and_profile(tmp_path: Path) -> None:
+    """NXmx recommends the beam's size at the sample ([x, y], a length) and its profile
+    (an enumeration); DIALS' reader gives them back, and a size or profile NXmx has no
+    words for is refused before a file is made."""
+    with FrameWriter(tmp_path, "f.h5", SHAPE, start_time=START,
+                     geometry=geometry((0.0, 0.0, 0.0)),
+                     beam_size=IncidentBeamSize(120e-6, 30e-6, "Gaussian")) as w:
+        w.append(np.zeros(SHAPE, np.uint16))
+    with h5py.File(w.path, "r") as f:
+        (entry,) = nxmx.NXmx(f).entries
+        (beam,) = entry.instruments[0].beams
+        assert beam.incident_beam_size.to("um").magnitude.tolist() == pytest.approx(
+            [120.0, 30.0])
+        assert beam.profile == "Gaussian"
+        assert beam.incident_wavelength.to("angstrom").magnitude == pytest.approx(0.5)
+    with pytest.raises(ValueError, match=r"IncidentBeamSize.profile 'flat': NXmx allows "
+                                         r"Gaussian, Airy, top-hat, rectangular"):
+        IncidentBeamSize(1e-4, 1e-4, "flat")  # type: ignore[arg-type]
+    for bad in (0.0, -1e-4, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"IncidentBeamSize.y must be a length > 0 m"):
+            IncidentBeamSize(1e-4, bad, "top-hat")
 
 
 def test_the_end_time_is_written_when_the_file_closes(tmp_path: Path) -> None:

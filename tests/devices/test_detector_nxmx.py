@@ -94,6 +94,12 @@ def test_a_diffraction_runs_files_hold_its_geometry(beamline: Any, binning: bool
         assert entry.instruments[0].name == BEAMLINE_NAME
         assert entry.source.name == SOURCE_NAME
         assert entry.samples[0].name == "CeO2 powder"
+        # NXmx's recommended beam size at the sample ([x, y]) and profile: the powder
+        # model's slit, lit evenly across its width (DIALS' reader gives them back)
+        (beam,) = entry.instruments[0].beams
+        assert beam.incident_beam_size.to("mm").magnitude.tolist() == pytest.approx(
+            [bl.powder.beam_width, bl.powder.beam_height])
+        assert beam.profile == "rectangular"
         assert entry.end_time is not None and entry.end_time >= entry.start_time
     level = validate.logger.level
     validate.logger.setLevel(logging.CRITICAL)
