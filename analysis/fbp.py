@@ -168,11 +168,15 @@ class OutputBuffers:
     reduction). Given to :meth:`FilteredBackProjection.__call__` it holds one device
     array and one host array per shape; each call overwrites them, so a result from
     the host array is valid only until the next call with these buffers.
+    ``generation`` counts the host array's hand-outs, so that a holder of an earlier
+    result can tell it was overwritten since (:meth:`holds`,
+    :func:`analysis.reduce_chunks.tomo_combine`).
     """
 
     def __init__(self) -> None:
         self._device: Any = None
         self._host: npt.NDArray[np.float32] | None = None
+        self.generation = 0
 
     def device(self, rt: cl.Runtime, shape: tuple[int, ...]) -> Any:
         """A device float32 array of ``shape`` on ``rt``'s queue (the kept one if it fits)."""
@@ -188,7 +192,12 @@ class OutputBuffers:
         h = self._host
         if h is None or h.shape != shape:
             h = self._host = np.empty(shape, np.float32)
+        self.generation += 1
         return h
+
+    def holds(self, array: npt.NDArray[Any]) -> bool:
+        """Whether ``array`` is (a view of) the host array these buffers hand out."""
+        return self._host is not None and np.shares_memory(array, self._host)
 
 
 class FilteredBackProjection:

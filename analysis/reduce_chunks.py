@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -138,10 +138,21 @@ def checked_mask(mask: npt.ArrayLike, shape: tuple[int, ...]) -> BoolImage:
 
 @dataclass(frozen=True)
 class TomoPartial:
-    """A chunk's reconstruction ``(rows, W, W)`` float32, scaled for its own ``n`` angles."""
+    """A chunk's reconstruction ``(rows, W, W)`` float32, scaled for its own ``n`` angles.
+
+    ``buffers`` and ``generation``: when ``volume`` is the host array of a reduction's
+    :class:`~analysis.fbp.OutputBuffers`, those buffers and their hand-out count when
+    it was made; a later chunk with the same buffers overwrites it, which
+    :func:`tomo_combine` refuses."""
 
     volume: F32
     n: int
+    buffers: OutputBuffers | None = field(default=None, compare=False, repr=False)
+    generation: int = 0
+
+    def overwritten(self) -> bool:
+        """Whether a later chunk reconstructed into this partial's buffers since."""
+        return self.buffers is not None and self.buffers.generation != self.generation
 
 
 class _RowsPrep:
@@ -190,8 +201,11 @@ def tomo_chunk(projections: npt.ArrayLike, angles: npt.ArrayLike, refs: TomoRefe
     chosen = select_rows(rows, int(p.shape[1]) if p.ndim == 3 else 0)
     mu, a = _RowsPrep(refs, chosen, floor)(p, angles)
     plan = FilteredBackProjection(a, int(p.shape[2]), degrees=True, device=device)
-    volume = plan(np.ascontiguousarray(np.swapaxes(mu, 0, 1)), buffers=buffers)
-    return TomoPartial(np.asarray(volume, dtype=np.float32), int(p.shape[0]))
+    volume = np.asarray(plan(np.ascontiguousarray(np.swapaxes(mu, 0, 1)), buffers=buffers),
+                        dtype=np.float32)
+    if buffers is not None and buffers.holds(volume):
+        return TomoPartial(volume, int(p.shape[0]), buffers, buffers.generation)
+    return TomoPartial(volume, int(p.shape[0]))
 
 
 def tomo_combine(partials: Iterable[TomoPartial]) -> F32:
@@ -200,11 +214,20 @@ def tomo_combine(partials: Iterable[TomoPartial]) -> F32:
     Folded in chunk order into one sum, each weighted partial in one reused buffer (the
     same float32 operations as fresh arrays per chunk, without two new volume-sized
     arrays per chunk: less memory traffic, which two workers on one machine share);
-    the partials themselves are left as they are."""
+    the partials themselves are left as they are. ``ReductionError`` for a partial whose
+    :class:`~analysis.fbp.OutputBuffers` a later chunk reconstructed into before it was
+    folded (partials of shared buffers collected in a list: each would be the last
+    chunk's volume, and the sum that volume times every chunk's weight)."""
     total: F32 | None = None
     weighted: F32 | None = None
     n = 0
-    for part in partials:
+    for index, part in enumerate(partials):
+        if part.overwritten():
+            raise ReductionError(
+                f"chunk partial {index}: its volume is the reduction's reused output buffer "
+                "and a later chunk overwrote it before it was folded; fold each partial "
+                "before reconstructing the next (tomo_combine of a generator) or give the "
+                "chunks no shared OutputBuffers")
         if total is None:
             total = part.volume * np.float32(part.n)
         else:

@@ -214,6 +214,34 @@ def test_chunks_reuse_one_volume_buffer() -> None:
     assert faults < 4 * volume_pages, (faults, volume_pages)
 
 
+def test_partials_of_shared_buffers_collected_before_folding_are_refused() -> None:
+    """Chunks reconstructed into one ``OutputBuffers`` and collected in a list before
+    ``tomo_combine`` all hold the last chunk's volume: summed, that volume times every
+    chunk's weight, divided by their total, is the last chunk's reconstruction, returned
+    as the whole run's without an error. ``tomo_combine`` refuses it; folded in turn
+    (a generator) the same chunks give the fresh buffers' volume."""
+    rng = np.random.default_rng(5)
+    rows, width, k, chunks = 8, 64, 3, 3
+    darks = rng.integers(90, 110, (2, rows, width)).astype(np.uint16)
+    flats = rng.integers(900, 1100, (2, rows, width)).astype(np.uint16)
+    proj = rng.integers(300, 900, (k * chunks, rows, width)).astype(np.uint16)
+    angles = np.linspace(0.0, 180.0, k * chunks, endpoint=False)
+    refs = tomo_references(darks, flats)
+    starts = range(0, k * chunks, k)
+    fresh = tomo_combine([tomo_chunk(proj[i:i + k], angles[i:i + k], refs) for i in starts])
+    last = tomo_chunk(proj[-k:], angles[-k:], refs).volume
+    buffers = OutputBuffers()
+    listed = [tomo_chunk(proj[i:i + k], angles[i:i + k], refs, buffers=buffers)
+              for i in starts]
+    assert all(np.array_equal(part.volume, last) for part in listed)  # the wrong sum's parts
+    assert np.abs(last - fresh).max() > 0.1 * np.abs(fresh).max()
+    with pytest.raises(ReductionError, match=r"chunk partial 0: .* a later chunk overwrote"):
+        tomo_combine(listed)
+    folded = tomo_combine(tomo_chunk(proj[i:i + k], angles[i:i + k], refs, buffers=buffers)
+                          for i in starts)
+    np.testing.assert_array_equal(folded, fresh)
+
+
 def test_reduce_command(acquired: AcquiredRuns, capsys: pytest.CaptureFixture[str]) -> None:
     data = str(acquired.data_dir)
     assert reduce_main([acquired.tomo_uid[:8], "--data", data, "--rows", "30", "31"]) == 0
