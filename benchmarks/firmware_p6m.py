@@ -17,6 +17,16 @@
   — the same runs in process CPU time (the parallel run's per frame, all threads; one
   thread's per module tick): steady on a busy machine, where the wall-clock figures
   measure the machine's load (100 frames/s on 2 cores needs at most 20 ms CPU a frame).
+* ``firmware.p6m.threads.*`` — why the thread speed-up falls short of ``--workers``, from
+  the parallel runs (the scheduler's ``schedstat`` per thread): ``running``, ``queued``
+  (runnable, waiting for a core that another thread or process held) and ``blocked``
+  (neither: waiting for the GIL, or for the other threads' last modules) as shares of
+  the threads' wall time; ``outside_cores``, the cores other processes kept busy
+  meanwhile (``/proc/stat``); ``cpu_vs_one_thread``, the parallel run's CPU per frame
+  over one thread's: above 1 when a thread's work costs more while the others run (the
+  cores' shared caches, memory and clock), which no scheduling of the modules removes;
+  ``core_cpu_vs_one_thread``, the same for work that stays in each core's own caches
+  (``benchmarks/core_scaling.py``): the cores' own part of it (hyper-threads, clock).
 * ``firmware.p6m.compiled_nochecks.frames_per_s`` — the same without the run-time checks.
 * ``firmware.p6m.acquire_frames_per_s`` — link words, firmware, readout (CRC and checks of
   every module packet) and assembly of the frame: what a detector does per frame.
@@ -38,6 +48,8 @@ from multiprocessing.shared_memory import SharedMemory
 from typing import Any
 
 import numpy as np
+from core_scaling import core_scaling
+from thread_cpu import machine_busy_s, thread_times
 
 from devices.firmware import Firmware
 from devices.modular import ModularFirmware
@@ -84,12 +96,22 @@ def thread_rates(counts: Sequence[np.ndarray], workers: Sequence[int], repeat: i
     outputs = [fw.simulate(links) for fw in fws]
     t_sim = [float("inf")] * len(fws)
     cpu_sim = [float("inf")] * len(fws)
+    spent = [dict.fromkeys(("wall", "running", "queued", "outside"), 0.0) for _ in fws]
     for _ in range(repeat):
         for k, fw in enumerate(fws):
+            before, busy = thread_times(), machine_busy_s()
             t, cpu = time.perf_counter(), time.process_time()
             fw.simulate(links)
-            t_sim[k] = min(t_sim[k], time.perf_counter() - t)
-            cpu_sim[k] = min(cpu_sim[k], time.process_time() - cpu)
+            wall, used = time.perf_counter() - t, time.process_time() - cpu
+            t_sim[k] = min(t_sim[k], wall)
+            cpu_sim[k] = min(cpu_sim[k], used)
+            after, zero = thread_times(), (0.0, 0.0)
+            ran = sum(v[0] - before.get(tid, zero)[0] for tid, v in after.items())
+            spent[k]["wall"] += wall
+            spent[k]["running"] += ran
+            spent[k]["queued"] += sum(v[1] - before.get(tid, zero)[1]
+                                      for tid, v in after.items())
+            spent[k]["outside"] += max(machine_busy_s() - busy - ran, 0.0)
     t_acq = [float("inf")] * len(fws)
     frames: list[list[Any]] = [[] for _ in fws]
     for fw in fws:
@@ -107,9 +129,21 @@ def thread_rates(counts: Sequence[np.ndarray], workers: Sequence[int], repeat: i
     ticks = sum(stream.ticks for stream in links.streams)
     return [{"sim": n / ts, "acquire": n / ta, "outputs": out, "frames": fr,
              "ns_per_tick": ts / ticks * 1e9, "cpu_ms": cs / n * 1e3,
-             "cpu_ns_per_tick": cs / ticks * 1e9}
-            for ts, cs, ta, out, fr in zip(t_sim, cpu_sim, t_acq, outputs, frames,
-                                           strict=True)]
+             "cpu_ns_per_tick": cs / ticks * 1e9, "threads": _shares(sp, w)}
+            for ts, cs, ta, out, fr, sp, w in zip(t_sim, cpu_sim, t_acq, outputs, frames,
+                                                  spent, workers, strict=True)]
+
+
+def _shares(spent: dict[str, float], workers: int) -> dict[str, float]:
+    """Where the ``workers`` threads' wall time of the firmware runs went: ``running``,
+    ``queued`` (runnable, waiting for a core), ``blocked`` (neither: the GIL, waiting for
+    the other threads' last modules), as shares of ``workers`` × the wall time; and
+    ``outside_cores``, the cores other processes kept busy meanwhile."""
+    total = workers * spent["wall"]
+    running, queued = spent["running"] / total, spent["queued"] / total
+    return {"running": running, "queued": queued,
+            "blocked": max(1.0 - running - queued, 0.0),
+            "outside_cores": spent["outside"] / spent["wall"]}
 
 
 def _worker(modules: list[int], names: tuple[str, str], n: int, conn: Connection) -> None:
@@ -208,6 +242,13 @@ def p6m_figures(frames: int, workers: int, repeat: int = 3) -> dict[str, float]:
     print(f"  firmware, {workers} threads: {par['sim']:.1f} frames/s "
           f"({par['sim'] * mpix:.0f} Mpixel/s), 1 thread {one['sim']:.1f} frames/s, "
           f"bit-exact: yes; without checks {nochecks['sim']:.1f} frames/s")
+    shares = par["threads"]
+    cpu_ratio = par["cpu_ms"] / one["cpu_ms"]
+    cores = core_scaling(workers)
+    print(f"  {workers} threads' wall time: running {shares['running']:.1%}, waiting for a "
+          f"core {shares['queued']:.1%}, blocked {shares['blocked']:.1%} (other processes "
+          f"kept {shares['outside_cores']:.2f} cores busy meanwhile); CPU per frame "
+          f"{cpu_ratio:.2f}× one thread's (work in each core's own caches: {cores:.2f}×)")
     print(f"  acquisition (link, firmware, readout, assembly): threads "
           f"{par['acquire']:.1f} frames/s, processes {proc_fps:.1f} frames/s")
     return {
@@ -217,6 +258,9 @@ def p6m_figures(frames: int, workers: int, repeat: int = 3) -> dict[str, float]:
         "firmware.p6m.cpu_ms_per_frame": par["cpu_ms"],
         "firmware.p6m.single_thread.cpu_ns_per_module_tick": one["cpu_ns_per_tick"],
         "firmware.p6m.thread_speedup": par["sim"] / one["sim"],
+        "firmware.p6m.threads.cpu_vs_one_thread": cpu_ratio,
+        "firmware.p6m.threads.core_cpu_vs_one_thread": cores,
+        **{f"firmware.p6m.threads.{name}": value for name, value in shares.items()},
         "firmware.p6m.compiled_nochecks.frames_per_s": nochecks["sim"],
         "firmware.p6m.mpixel_per_s": par["sim"] * mpix,
         "firmware.p6m.acquire_frames_per_s": par["acquire"],
