@@ -25,7 +25,7 @@ from dataflow.catalog import Catalog
 from dataflow.cli import main as catalog_main
 from devices.powder import CEO2, PowderSample
 from geometry import PoniGeometry
-from plans.demo import DEMO_PHASES, prepare_demo, run_demo
+from plans.demo import DEMO_PHASES, run_demo
 
 
 def peak_positions(x: np.ndarray, y: np.ndarray, half_width: int = 3) -> list[float]:
@@ -308,34 +308,56 @@ def test_commands_start_without_compiling_jsonschemas_iri_grammar() -> None:
     assert out == ["False", "False"], out
 
 
-def test_prepare_caches_the_demo_firmware(tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+_PREPARE = """
+import hashlib, json, sys, tempfile
+import sme.compiled.session as session
+from sme.cli import main
+
+loaded = []
+real = session.load_module
+
+def load_module(source, cache_dir=None):
+    loaded.append(hashlib.sha256(source.encode()).hexdigest())
+    return real(source, cache_dir)
+
+session.load_module = load_module
+tempfile.tempdir = sys.argv[1]  # its throwaway folder there
+code = main(["demo", "--prepare"])
+print(json.dumps({"code": code, "loaded": loaded}))
+"""
+
+
+def test_prepare_caches_the_demo_firmware(tmp_path: Path) -> None:
     """``smeflow demo --prepare`` (what ``make setup`` runs) compiles the demo's firmware
     through the on-disk cache (``tests/sme/test_compiled_cache.py``: what is loaded
-    there is kept), and leaves nothing else behind: no catalog, no temporary folder."""
-    import tempfile
+    there is kept), and leaves nothing else behind: no catalog, no temporary folder.
 
-    import sme.compiled.session as session
+    It runs in a process of its own, as ``make setup`` runs it: in this one, its build of
+    the natively compiled modules would also build every simulation other tests made here
+    and every signature they had the JIT compile (79 s on CI, 19 test designs' modules)."""
+    import hashlib
+    import json
+
     from devices.beamline import Beamline
     from sme.compiled.codegen import generate
 
-    loaded: list[str] = []
-    real = session.load_module
-
-    def load_module(source: str, cache_dir: Any = None) -> Any:
-        loaded.append(source)
-        return real(source, cache_dir)
-
-    monkeypatch.setattr(session, "load_module", load_module)
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # its throwaway folder here
-    assert prepare_demo() > 0
-    assert list(tmp_path.iterdir()) == []
+    throwaway = tmp_path / "tmp"
+    throwaway.mkdir()
+    done = subprocess.run([sys.executable, "-c", _PREPARE, str(throwaway)],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    *said, answer = done.stdout.splitlines()
+    assert re.fullmatch(r"the demo's firmware, models and OpenCL kernels are compiled and "
+                        r"cached \(\d+ s\)", said[-1]), done.stdout
+    prepared = json.loads(answer)
+    assert prepared["code"] == 0
+    assert list(throwaway.iterdir()) == []
     beamline = Beamline.create(tmp_path / "raw")  # the demo's: its firmware's source
     try:
         firmware = beamline.det.firmware
         assert firmware is not None
         source = generate(firmware.network).source
-        assert source in loaded[:1]
+        assert hashlib.sha256(source.encode()).hexdigest() in prepared["loaded"][:1]
     finally:
         beamline.close()
     # and built natively (sme.native): the firmware and the models' compiled passes
