@@ -352,6 +352,26 @@ def test_the_package_exports_beamline_as_the_readme_says() -> None:
     assert "`devices.Beamline.create(folder)`" in readme
 
 
+_PLUGIN_IMPORTS = ("import sys\nimport devices.pytest_plugin\nimport devices\n"
+                   "heavy = [m for m in ('devices.beamline', 'devices.detector', 'ophyd', "
+                   "'numba', 'dataflow.hdf5') if m in sys.modules]\n"
+                   "print(heavy, devices.SimMotor.__module__, devices.phantom.__name__, "
+                   "sorted(set(devices.__all__) - set(dir(devices))))")
+
+
+def test_the_package_imports_its_modules_only_when_they_are_asked_for() -> None:
+    """``import devices`` (what smeflow's pytest plugin entry point does in every pytest
+    process, cocotb's inside GHDL on each co-simulation among them) imports no device
+    module: each name of ``devices.__all__`` and each submodule is imported on first use.
+    It imported the whole beamline (ophyd, numba, the HDF5 writer): 4-8 s of CPU each."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _PLUGIN_IMPORTS], capture_output=True,
+                         text=True, timeout=300, check=True).stdout
+    assert out.splitlines()[-1] == "[] devices.motion devices.phantom []", out[-2000:]
+
+
 def test_the_detector_writes_nexus_files(setup: Any) -> None:
     """nexusformat opens a detector file and finds the frames as the default plot and the
     detector's exposure, pixel size and threshold in its NXdetector."""
