@@ -243,9 +243,12 @@ class EllipsoidPhantom:
             raise ValueError(f"transmit_into: out must be a writeable C-contiguous float64 "
                              f"array of shape {incident.shape}")
         xs, ys = _ray_axes(incident.shape, pixel_pair(pixel_size))
+        beam = np.ascontiguousarray(incident, np.float64)
+        if beam.flags.writeable:  # (read-only, as the beam's cached images are: one
+            beam = beam.view()  # signature of the kernel, the one built natively)
+            beam.flags.writeable = False
         box = _transmit_native(xs - pose.x, ys - pose.y, self.ray_coefficients(pose),
-                               self._heights, np.ascontiguousarray(incident, np.float64),
-                               out)
+                               self._heights, beam, out)
         return int(box[0]), int(box[1]), int(box[2]), int(box[3])
 
     def sinogram(

@@ -443,6 +443,33 @@ def test_flux_parts_draw_into_a_buffer_only_for_a_sample_that_can(scene, shutter
     assert factor == 0.0 and not image.any() and image is not buffer.image
 
 
+def test_transmit_and_flux_into_call_the_kernel_with_one_type_of_arguments(monkeypatch):
+    """The projection kernel is called with arguments of the same types whether the image
+    is a new array (``transmit``: the incident beam copied into it, a writeable array) or
+    a fly worker's buffer (``flux_into``: the beam's cached, read-only image), so the one
+    signature ``smeflow demo --prepare`` builds natively (``sme.native``) serves the fly
+    scan too; a read-only incident beam was another type, which took numba's JIT (compiled
+    or loaded on a fly's first frame)."""
+    from numba._dispatcher import compute_fingerprint
+
+    import devices.phantom as phantom_module
+
+    seen: list[tuple[bytes, ...]] = []
+    kernel = phantom_module._transmit_native
+
+    def recording(*args):
+        seen.append(tuple(compute_fingerprint(a) for a in args))
+        return kernel(*args)
+
+    monkeypatch.setattr(phantom_module, "_transmit_native", recording)
+    sample = PhantomSample(shepp_logan_3d(radius=1.0, mu=2.0))
+    sample.flux(Pose(angle=10.0), SHAPE, PIXEL)
+    sample.flux_into(Pose(angle=20.0), SHAPE, PIXEL, FluxBuffer())
+    incident = np.array(sample.incident.image(SHAPE, PIXEL))  # (a writeable one too)
+    sample.phantom.transmit_into(Pose(angle=30.0), incident, PIXEL, np.empty(SHAPE))
+    assert len(seen) == 3 and len(set(seen)) == 1, seen
+
+
 def test_transmit_into_refuses_an_unfit_out():
     phantom = shepp_logan_3d()
     incident = IncidentBeam().image(SHAPE, PIXEL)
