@@ -38,6 +38,11 @@ from ._flatten import write_wrapper
 from ._ports import Port, TopLevel
 
 BENCH_MODULE = "fpga.cosim.cocotb_bench"
+BENCH_PYTEST_ENV = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+                   "COCOTB_REWRITE_ASSERTION_FILES": "cocotb_bench.py"}
+"""cocotb sets pytest up inside GHDL to rewrite the asserts of the bench, which loaded every
+installed pytest plugin (zarr's, xdist's, hypothesis', smeflow's...) and rewrote every
+module imported after it, on each co-simulation: the bench needs neither."""
 _LOG_TAIL_LINES = 40
 _GHDL_STOP = re.compile(r"ghdl[\w-]*:error: (?!simulation failed)(.*)"
                         r"|(\S+:\((?:assertion|report) (?:failure|error)\):.*)")
@@ -315,7 +320,7 @@ def run_lockstep(
 
     thread = threading.Thread(target=serve, name="smeflow-lockstep", daemon=True)
     thread.start()
-    env = {P.ENV_VAR: P.encode_address(host, port, authkey)}
+    env = {P.ENV_VAR: P.encode_address(host, port, authkey), **BENCH_PYTEST_ENV}
     start = time.perf_counter()
     run_error: BaseException | None = None
     try:

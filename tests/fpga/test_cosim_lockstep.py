@@ -253,3 +253,26 @@ def test_top_level_ports_and_raw_values() -> None:
     any_port = next(iter(names.values()))
     assert any_port.to_raw(UNDEFINED) is None
     assert any_port.from_raw("UUUU") == "UUUU"
+
+
+@pytest.mark.ghdl
+def test_the_bench_inside_ghdl_loads_no_pytest_plugin(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """cocotb's pytest inside GHDL (for the bench's asserts) loads no installed pytest
+    plugin: each co-simulation imported zarr's, xdist's, hypothesis'... (1-8 s of CPU,
+    with smeflow's own, devices/__init__.py, the whole beamline). Seen from Python's own
+    import log of the run (``PYTHONPROFILEIMPORTTIME``, written into cocotb's log)."""
+    monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")
+    net = counter.build()
+    export(net, tmp_path)
+    result = run_lockstep(net, tmp_path, counter.stimulus(12), build_dir=tmp_path / "build")
+    assert result.passed and result.ticks == 12
+    log = (tmp_path / "build" / "lockstep.log").read_text()
+    imported = {line.rsplit("|", 1)[1].strip() for line in log.splitlines()
+                if line.startswith("import time:")}
+    # (what a plugin imports: the plugins themselves are loaded through importlib, which
+    # Python's import log does not list)
+    assert {"fpga.cosim._lockstep", "_pytest.assertion.rewrite"} <= imported
+    plugins = ("zarr", "xdist", "execnet", "_hypothesis_globals", "anyio", "platformdirs",
+               "devices")
+    assert sorted(m for m in imported if m.split(".")[0] in plugins) == []
