@@ -156,6 +156,12 @@ class FlyScans:
         self.last_counts = counts if counts.dtype == np.uint32 else counts.astype(np.uint32)
         self.publish_frame(last, frames[-1].time)
 
+    def fly_block(self: FlyHost) -> int:
+        """Frames per block of the fly file (its chunks' frames; 1 before ``prepare``)."""
+        with self._lock:
+            writer = self.files.fly
+            return 1 if writer is None else int(writer.chunk_shape[0])
+
     def store_fly_lost(self: FlyHost, triggers: Sequence[int]) -> None:
         """Record in the fly file that the frames of ``triggers`` were lost on the link
         (``devices.fly`` calls it; ``dataflow.hdf5.read_lost`` reads them back)."""

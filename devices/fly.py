@@ -74,7 +74,10 @@ the frames it decoded wait (up to :data:`HOLD_S`) until they fill a batch of :da
 for the writer, which appends them to the file in one call (a whole chunk of frames: the
 file's per-call cost, about 0.2 ms, is paid per batch, not per frame; the writer takes
 them itself when both workers are in long draws) — at the end of the acquisition they go
-at once.
+at once. A batch ends on a block of the file (the frames one chunk holds,
+``FlyDetector.fly_block``; ``devices.fly_limits.batch_end``): one that ended inside a
+block left it to be written part-filled by the next collect, which makes the frames
+visible, and again when it filled (a megapixel file's block is 16 MiB).
 On a single board (not GHDL) the sensor draws each frame's counts straight into the words
 of a one-frame link stream (``devices.sensor_link.frame_link``: no counts array, no copy into
 the link), and the streams the firmware is done with carry the next frames: at most the
@@ -206,6 +209,11 @@ class FlyAcquisition(Workers):
         """The shape of the images of the last batch (the next ones', as a rule)."""
         self._held: Held | None = None
         """Decoded frames waiting to fill a batch for the writer (firmware stage)."""
+        self._handed = 0
+        """Frames handed to the writer (the file's frames once it has written them)."""
+        self._block = 1
+        """Frames per block of the fly file (``FlyDetector.fly_block``; ``start`` asks):
+        the batches for the writer end on its blocks (``limits.batch_end``)."""
 
     # -- control ---------------------------------------------------------------------
 
@@ -248,6 +256,7 @@ class FlyAcquisition(Workers):
         self._first_frame_number = (boards[0] if boards else firmware).readout.expected_frame
         # (trigger i: the noise number + i)
         self._noise = self.det.reserve_frames(self.params.frames)
+        self._block = max(1, int(self.det.fly_block()))
         name = self.det.name
         self._writer = threading.Thread(target=self._guard, args=(self._write, None),
                                         name=f"{name}-fly-writer", daemon=True)

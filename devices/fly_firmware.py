@@ -58,6 +58,8 @@ class FirmwareStage:
     _spare_slots: queue.SimpleQueue[npt.NDArray[np.uint16]]
     _image_shape: tuple[int, int] | None
     _held: Held | None
+    _handed: int
+    _block: int
 
     def _offer(self, to: queue.Queue[Any], item: Any) -> bool:
         """Put ``item`` into ``to`` when there is room; False if cancelled first."""
@@ -78,7 +80,7 @@ class FirmwareStage:
             self._process(batch)
         held = self._held
         last = self._through == n
-        if held is not None and (last or len(held.out) >= limits.BATCH
+        if held is not None and (last or self._room() <= 0
                                  or time.monotonic() >= held.since + limits.HOLD_S):
             self._hand_over()
         with self._state:
@@ -175,6 +177,7 @@ class FirmwareStage:
         self._image_shape = (int(images.shape[1]), int(images.shape[2])) if len(out) else None
         if held is not None:
             self._hand_over()
+        self._handed += len(out)
         self._offer(self._decoded, Decoded(batch, indices, out, images,
                                             self._last_counts(batch), None))
         self._release(batch)
@@ -195,6 +198,13 @@ class FirmwareStage:
                 if item.link is not None and item.words is not None:
                     self._spare_links.put((item.link, item.words))
 
+    def _room(self) -> int:
+        """Frames the held batch can still take (all of a batch when none are held): up
+        to the batch's end, which starts where the frames handed to the writer end and
+        ends on a block of the file (``limits.batch_end``)."""
+        held = len(self._held.out) if self._held is not None else 0
+        return limits.batch_end(self._handed, self._block) - self._handed - held
+
     def _hand_over(self) -> None:
         """The held frames to the writer (their last frame's counts copied first)."""
         decoded = self._unhold()
@@ -207,6 +217,7 @@ class FirmwareStage:
         held, self._held = self._held, None
         if held is None or not held.items:
             return None
+        self._handed += len(held.out)
         images = held.slots[:len(held.out)]
         decoded = Decoded(held.items, held.indices, held.out, images,
                           self._last_counts(held.items), held.slots)

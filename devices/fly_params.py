@@ -320,6 +320,11 @@ class FlyDetector(Protocol):
     def angle_at(self, t: float) -> float:
         """The rotation stage's angle at wall-clock time ``t`` (position capture)."""
 
+    def fly_block(self) -> int:
+        """Frames per block of the armed fly acquisition's file (what one of its chunks
+        holds): the acquisition's batches for the writer end on its blocks, so the file
+        writes each block once (``devices.fly_limits.batch_end``)."""
+
     def store_fly_frames(self, images: npt.NDArray[np.uint16],
                          frames: Sequence[FlyFrame], last: ReadoutFrame,
                          counts: Counts) -> None:

@@ -143,7 +143,7 @@ class Workers(FirmwareStage):
                     # they wait could leave them there: both workers in long draws), when
                     # the held frames are due, and for the acquisition's end
                     if ready or hold_left <= 0 or (self._through == n and self._next == n):
-                        room = limits.BATCH - (len(held.out) if held is not None else 0)
+                        room = self._room()
                         batch = [self._ready.pop(self._through + k)
                                  for k in range(min(ready, room))]
                         self._through += len(batch)
