@@ -78,7 +78,8 @@ The fly-scan and step-scan figures are each measured ``--repeat`` times (fresh c
 beamline and RunEngine every time) and the best run counts, as the machine is shared; the
 load average is printed with every run.
 
-Run: ``python benchmarks/acquisition.py [--frames N] [--repeat R] [--skip-h5]``.
+Run: ``python benchmarks/acquisition.py [--frames N] [--repeat R] [--skip-h5] [--only PARTS]``;
+``--only fly,breakdown`` measures those parts alone (``SECTIONS``).
 """
 
 from __future__ import annotations
@@ -318,8 +319,25 @@ def step_overhead(folder: Path, points: int, exposure: float,
         catalog.close()
 
 
-def main() -> None:
-    """Print the readable lines, then one ``name = value`` line per figure."""
+SECTIONS = ("fly", "breakdown", "peer", "step", "h5")
+"""The parts of the benchmark, in the order they run: ``fly`` (``fly.512.frames_per_s``
+and the rest of ``fly_rate``'s figures, at ``--exposure`` and at 2 ms), ``breakdown``
+(``fly.512.cpu_ms.*``), ``peer`` (ophyd.sim's rate; ``fly.512.vs_ophyd_sim`` with
+``fly``), ``step`` (``step.*``) and ``h5`` (the HDF5 layout)."""
+
+
+def sections(text: str) -> tuple[str, ...]:
+    """``--only``'s value: names of :data:`SECTIONS`, separated by commas."""
+    names = tuple(name.strip() for name in text.split(","))
+    unknown = [name for name in names if name not in SECTIONS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"no part {', '.join(map(repr, unknown))}; choose from {', '.join(SECTIONS)}")
+    return names
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line of :func:`main`."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--frames", type=int, default=600, help="fly-scan frames")
     ap.add_argument("--exposure", type=float, default=0.001,
@@ -334,29 +352,41 @@ def main() -> None:
     ap.add_argument("--skip-h5", action="store_true", help="leave out the HDF5 layout part")
     ap.add_argument("--lanes", type=int, default=None,
                     help="the firmware's pixels per tick (default: the detector's, 64)")
-    args = ap.parse_args()
+    ap.add_argument("--only", type=sections, default=SECTIONS, metavar="PARTS",
+                    help=f"measure only these parts, comma-separated: {', '.join(SECTIONS)} "
+                         "(default: all)")
+    return ap
+
+
+def main() -> None:
+    """Print the readable lines, then one ``name = value`` line per figure."""
+    args = parser().parse_args()
     figures: dict[str, float] = {}
     print(f"({_load()})")
-    figures.update(best_of(args.repeat, lambda folder: fly_rate(folder, args.frames,
-                                                                 args.exposure, args.lanes),
-                           "fly.512.frames_per_s"))
-    at_2ms = best_of(args.repeat, lambda folder: fly_rate(folder, args.frames, 0.002,
-                                                          args.lanes),
-                     "fly.512.frames_per_s")
-    figures["fly.512.at_2ms.frames_per_s"] = at_2ms["fly.512.frames_per_s"]
-    with tempfile.TemporaryDirectory() as tmp:
-        figures.update(fly_breakdown(Path(tmp), args.breakdown_frames, args.exposure,
-                                     args.lanes))
-    print(f"  ({_load()})")
-    with tempfile.TemporaryDirectory() as tmp:
-        peer = ophyd_sim_rate(Path(tmp), args.peer_frames)
-    print(f"  ({_load()})")
-    figures["fly.512.ophyd_sim.frames_per_s"] = peer
-    figures["fly.512.vs_ophyd_sim"] = figures["fly.512.frames_per_s"] / peer
-    figures.update(best_of(args.repeat, lambda folder: step_overhead(
-        folder, args.points, args.step_exposure, args.lanes), "step.overhead_ms",
-        smallest=True))
-    if not args.skip_h5:
+    if "fly" in args.only:
+        figures.update(best_of(args.repeat, lambda folder: fly_rate(
+            folder, args.frames, args.exposure, args.lanes), "fly.512.frames_per_s"))
+        at_2ms = best_of(args.repeat, lambda folder: fly_rate(folder, args.frames, 0.002,
+                                                              args.lanes),
+                         "fly.512.frames_per_s")
+        figures["fly.512.at_2ms.frames_per_s"] = at_2ms["fly.512.frames_per_s"]
+    if "breakdown" in args.only:
+        with tempfile.TemporaryDirectory() as tmp:
+            figures.update(fly_breakdown(Path(tmp), args.breakdown_frames, args.exposure,
+                                         args.lanes))
+        print(f"  ({_load()})")
+    if "peer" in args.only:
+        with tempfile.TemporaryDirectory() as tmp:
+            peer = ophyd_sim_rate(Path(tmp), args.peer_frames)
+        print(f"  ({_load()})")
+        figures["fly.512.ophyd_sim.frames_per_s"] = peer
+        if "fly.512.frames_per_s" in figures:
+            figures["fly.512.vs_ophyd_sim"] = figures["fly.512.frames_per_s"] / peer
+    if "step" in args.only:
+        figures.update(best_of(args.repeat, lambda folder: step_overhead(
+            folder, args.points, args.step_exposure, args.lanes), "step.overhead_ms",
+            smallest=True))
+    if "h5" in args.only and not args.skip_h5:
         from h5_layout import measure_layouts
 
         print("HDF5 chunk layout of the tomography writer against per-frame chunks "
