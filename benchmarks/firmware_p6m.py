@@ -3,7 +3,7 @@
 ``python benchmarks/firmware_p6m.py [--frames N]``).
 
 * ``firmware.p6m.frames_per_s`` — 2527 × 2463 frames through the 60 module boards
-  (``devices.modular.ModularFirmware``, 195 × 487 pixels and 32 lanes each, compiled
+  (``devices.modular.ModularFirmware``, 195 × 487 pixels and 64 lanes each, compiled
   backend with its checks on) on ``--workers`` threads (default: every CPU): the firmware
   alone, link words built before the clock starts, as ``firmware.1024``. Target ≥ 100
   frames/s on 2 cores (620 Mpixel/s), floor 25. Its packets are checked equal, bit for
@@ -12,7 +12,7 @@
   thread, timed in turn with the threads' runs (each after its warm-up run, as many
   repeats), so a change of the machine's load between them does not skew the ratio;
   ``firmware.p6m.single_thread.ns_per_module_tick``: its time per tick of one module's
-  chain (a tick moves 32 pixels; 100 frames/s on 2 cores needs about 107 ns).
+  chain (a tick moves 64 pixels; 100 frames/s on 2 cores needs about 213 ns).
 * ``firmware.p6m.cpu_ms_per_frame`` and ``firmware.p6m.single_thread.cpu_ns_per_module_tick``
   — the same runs in process CPU time (the parallel run's per frame, all threads; one
   thread's per module tick): steady on a busy machine, where the wall-clock figures

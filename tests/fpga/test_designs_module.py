@@ -1,4 +1,4 @@
-"""One module of the Pilatus 6M (195 × 487 pixels, 32 lanes, lines padded to whole words,
+"""One module of the Pilatus 6M (195 × 487 pixels, 64 lanes, lines padded to whole words,
 no binning stage): the compiled firmware, the interpreter, the numpy reference and the
 readout agree bit for bit, and the module's VHDL passes its testbench in GHDL."""
 
@@ -98,7 +98,7 @@ def test_module_without_binning_stage_ignores_the_binning_register() -> None:
 
 @pytest.mark.ghdl
 def test_module_passes_its_vhdl_testbench(tmp_path: Path) -> None:
-    """One whole module frame (3,120 link words of 32 lanes) through the exported VHDL."""
+    """One whole module frame (1,560 link words of 64 lanes) through the exported VHDL."""
     stim, ticks, _, _ = stimulus(1, "mask", 6)
     net = build(P)
     trace = Simulator(net, backend="compiled").run(stimulus=batch_rows(net, stim, ticks))

@@ -24,8 +24,8 @@ def test_pilatus_6m_geometry() -> None:
     assert origins[-1] == (11 * 212, 4 * 494)
     assert not gaps[:195, :487].any() and gaps[195:212, :].all() and gaps[:, 487:494].all()
     m = PILATUS_6M.module
-    assert (m.height, m.width, m.lanes, m.binning) == (195, 487, 32, False)
-    assert m.pad == 25 and m.words_per_line == 16
+    assert (m.height, m.width, m.lanes, m.binning) == (195, 487, 64, False)
+    assert m.pad == 25 and m.words_per_line == 8
     assert PILATUS_6M.sensor == PILATUS_SENSOR == SensorLayer("Si", 450e-6)
 
 
