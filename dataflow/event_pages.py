@@ -64,16 +64,16 @@ type: list<item: double>'), e.g. ``smeflow reduce RUN --bins 10``."""
 
 def tiled_writer(node: Any, batch_size: int | None = None, *, flushable: bool = False) -> Any:
     """The ``TiledWriter`` every smeflow writer is (the catalog's, the spool's): into
-    ``node``, through :class:`PageNormalizer`, with ``max_array_size=TABLE_ARRAY_SIZE``;
+    ``node``, through :class:`PageNormalizer`, with ``max_array_size=TABLE_ARRAY_SIZE``,
+    each append of event rows carried out once (``dataflow.tiled_append``);
     ``batch_size`` None keeps ``TiledWriter``'s (batches until the stop document), else
     at least 1; ``flushable``: a ``dataflow.tiled_flush.FlushableTiledWriter``. A new
     writer option goes here, once."""
-    from bluesky_tiled_plugins import TiledWriter
-
+    from .tiled_append import AppendOnceTiledWriter
     from .tiled_flush import FlushableTiledWriter
 
     install_page_validator()
-    kind = FlushableTiledWriter if flushable else TiledWriter
+    kind = FlushableTiledWriter if flushable else AppendOnceTiledWriter
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size {batch_size}: must be >= 1")
     sized = {} if batch_size is None else {"batch_size": batch_size}

@@ -31,16 +31,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from bluesky_tiled_plugins import TiledWriter
 from bluesky_tiled_plugins.writing.consolidators import consolidator_factory
-from bluesky_tiled_plugins.writing.tiled_writer import _RunWriter
+
+from .tiled_append import AppendOnceRunWriter, AppendOnceTiledWriter
 
 __all__ = ["FlushableTiledWriter"]
 
 
-class _FlushableRunWriter(_RunWriter):  # type: ignore[misc]  # (untyped library)
-    """``TiledWriter``'s writer of one run, with :meth:`flush` and file nodes registered
-    with their first data source in one request (module docstring)."""
+class _FlushableRunWriter(AppendOnceRunWriter):
+    """``TiledWriter``'s writer of one run (its appends carried out once,
+    ``dataflow.tiled_append``), with :meth:`flush` and file nodes registered with their
+    first data source in one request (module docstring)."""
 
     stopped = False
 
@@ -83,30 +84,22 @@ class _FlushableRunWriter(_RunWriter):  # type: ignore[misc]  # (untyped library
         self.stopped = True
 
 
-class FlushableTiledWriter(TiledWriter):  # type: ignore[misc]  # (untyped library)
+class FlushableTiledWriter(AppendOnceTiledWriter):
     """``TiledWriter`` (its arguments, without the backup ones) whose :meth:`flush` writes
     what it holds for its open runs before their stop documents (module docstring)."""
 
     def __init__(self, client: Any, **kwargs: Any) -> None:
-        for name in ("backup_directory", "backup_dictionary"):
-            if kwargs.get(name) is not None:
-                raise TypeError(f"FlushableTiledWriter: `{name}` is not supported")
         super().__init__(client, **kwargs)
         self._runs: dict[str, _FlushableRunWriter] = {}  # (by start uid)
 
-    def _factory(self, name: str, doc: dict[str, Any]) -> tuple[list[Any], list[Any]]:
-        """``TiledWriter``'s factory of a run's callbacks, with a flushable run writer."""
+    def _run_writer(self, doc: dict[str, Any]) -> _FlushableRunWriter:
+        """A flushable writer of the run whose start document is ``doc``."""
         writer = _FlushableRunWriter(self.client, batch_size=self._batch_size,
                                      max_array_size=self._max_array_size,
                                      validate=self._validate, ignore_errors=self.ignore_errors)
         self._runs = {uid: run for uid, run in self._runs.items() if not run.stopped}
         self._runs[doc["uid"]] = writer
-        if not self._normalizer:
-            return [writer], []
-        normalizer = self._normalizer(patches=self.patches,
-                                      spec_to_mimetype=self.spec_to_mimetype)
-        normalizer.subscribe(writer)
-        return [normalizer], []
+        return writer
 
     def flush(self, run_uid: str | None = None) -> None:
         """Write the event rows and frame announcements held for the open run whose start

@@ -223,3 +223,46 @@ def test_a_replay_whose_delete_answer_was_lost_is_retried_not_rejected(
         assert list(tmp_path.joinpath("spool").iterdir()) == []  # nothing kept as rejected
         np.testing.assert_array_equal(events(remote, docs[0][1]["uid"]), [0, 0.5, 1])
         writer.close()
+
+
+def lose_first(method: str, when: str, lost: list[str]) -> Any:
+    """An httpx event hook losing the first ``method`` request (``when="request"``: before
+    it is sent, the server never gets it) or its answer (``"response"``: the server has
+    carried it out), as a read timeout."""
+    def hook(message: Any) -> None:
+        request = message if when == "request" else message.request
+        if request.method == method and not lost:
+            lost.append(str(request.url))
+            raise httpx.ReadTimeout("lost (injected)", request=request)
+    return hook
+
+
+@pytest.mark.parametrize("when", ["response", "request"])
+@pytest.mark.parametrize("kind", ["spooling", "subscribe"])
+def test_a_live_append_lost_or_whose_answer_was_lost_holds_each_event_once(
+        server: ServerHandle, tmp_path: Path, kind: str, when: str) -> None:
+    """The server appended an event's row (a PATCH) but its answer was lost, and
+    TiledWriter sent it again: the run held 4 rows of ``x`` for 3 events and 3 of ``v``
+    and read back inconsistent, with nothing but TiledWriter's log saying so. The writer
+    now asks the server how many rows the table holds before sending an append again:
+    each event once, written live (no replay), whether the answer was lost or the
+    request itself (then it is sent again). Both the spooling writer's live path and
+    ``RemoteCatalog.subscribe``'s writer."""
+    with RemoteCatalog(server.url, KEY) as remote:
+        lost: list[str] = []
+        hooks = remote.client.context.http_client.event_hooks
+        hooks[when] = [*hooks[when], lose_first("PATCH", when, lost)]
+        spooling = SpoolingWriter(remote.client, tmp_path / "spool", retry_interval=3600) \
+            if kind == "spooling" else None
+        writer = spooling if spooling is not None else remote.writer(1)
+        docs = make_run(3)
+        for name, doc in docs:
+            writer(name, doc)
+        assert lost, "no append (PATCH) was sent"
+        if spooling is not None:  # written live, once: nothing spooled nor replayed
+            assert list(spooling.runs()) == [] and spooling.replayed_runs == 0
+            assert spooling.pending == []
+            spooling.close()
+        uid = docs[0][1]["uid"]
+        np.testing.assert_array_equal(events(remote, uid), [0, 0.5, 1])
+        assert remote.run(uid).metadata["stop"]["exit_status"] == "success"
