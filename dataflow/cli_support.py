@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .catalog import Catalog, default_data_dir
-from .errors import CatalogError
+from .errors import CatalogError, refusal
 from .integrity import HDF5ReadError
 
 PROG = "smeflow catalog"
@@ -56,6 +56,9 @@ def guarded(args: argparse.Namespace) -> int:
     except Exception as exc:  # never a traceback on the command line
         if getattr(args, "debug", False):
             raise
+        if (refused := refusal(exc)) is not None:
+            print(f"{PROG}: error: {refused}", file=sys.stderr)
+            return 1
         first = (str(exc).strip().splitlines() or [""])[0]  # (SQLAlchemy adds its SQL)
         print(f"{PROG}: internal error: {type(exc).__name__}: {first} (--debug shows where)",
               file=sys.stderr)

@@ -199,3 +199,29 @@ def test_the_catalog_waits_out_a_brief_non_swmr_handle_of_its_own_process(
     frame = np.asarray(run["primary"]["cam_image"][1])
     assert frame.shape == (40, 24)
     assert not held.id.valid
+
+
+def test_a_frame_lost_from_a_file_that_opens_is_one_error_at_the_command_line(
+        run_with_frames: tuple[Any, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """A file cut short that still opens (its intact frames are served) and whose first
+    frame is lost: ``smeflow catalog show --plot`` shows the run, then fails with the
+    catalog's words naming the file and where its data ends — it said "internal error:
+    ClientError: 422: ... http://local-tiled-app/api/v1/array/full/..." — and writes no
+    picture."""
+    from sme.cli import main
+
+    run, path = run_with_frames
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    check_frame_files(run)  # (it opens: the check before Tiled reads it passes)
+    picture = path.parent.parent / "frame.png"
+    status = main(["catalog", "show", run.metadata["start"]["uid"], "--data",
+                   str(path.parent.parent), "--plot", str(picture)])
+    err = capsys.readouterr().err
+    assert status == 1, err
+    assert "Traceback" not in err and "internal error" not in err, err
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"smeflow catalog: error: {path}: "), line
+    assert "truncated" in line and line.endswith("(the catalog's answer, HTTP 422)"), line
+    assert "http://" not in line, line
+    assert not picture.exists()
