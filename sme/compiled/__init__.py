@@ -11,8 +11,8 @@ class a typed IR with exact value ranges; ``sme.compiled.emit`` (statements) and
 locals, adding a run-time check only where the ranges do not prove a store fits;
 ``sme.compiled.codegen`` puts every process in schedule order, the bus latches, stimulus
 and recording into one loop; ``sme.compiled.cache`` has numba compile it (once per
-network content; machine code cached on disk); ``sme.compiled.session`` runs it and
-turns a failed check into the interpreter's error.
+network content; machine code cached on disk); ``sme.compiled.session`` runs it, and
+``sme.compiled.failures`` turns a failed check into the interpreter's error.
 
 Step mode (a testbench driving and reading every tick) costs one call of the generated
 ``step(W)`` per tick on the session's one state array; ``sme.compiled.views`` gives the

@@ -35,26 +35,18 @@ from ..backend import (
     result_dtypes,
 )
 from ..buffers import ResultBuffers
-from ..bus import Bus, SignalSpec, convert_for, misfit_error
-from ..declare import MISSING
+from ..bus import Bus, SignalSpec, convert_for
 from ..errors import (
-    ArrayIndexError,
     BackendError,
-    SignalValueError,
     SimulationError,
     SmeError,
-    UndefinedSignalError,
 )
 from ..interp import _annotate
-from ..interp_locals import at_line, index_message, local_misfit
-from ..lower.cycles import spin_message
 from ..native import NativeFunction
 from ..network import Network
-from ..overflow import Overflowing, resize, store
 from ..trace import UNDEFINED
 from ..types import (
     ArrayType,
-    TypeMisfit,
 )
 from .batch_io import (
     AsIsStimulus,
@@ -65,13 +57,13 @@ from .batch_io import (
     pack_stimulus,
     py_input,
     py_of_type,
-    py_value,
     scratch_buffer,
     signal_columns,
 )
 from .cache import load_module
 from .codegen import STOPPED, Generated, generate
-from .layout import ArraySlot, SignalPlace, Site, raw
+from .failures import site_error
+from .layout import ArraySlot, SignalPlace, raw
 from .views import bus_view, rows_from_raw, snapshot_function
 
 RAW_A_MAX = 1024
@@ -201,69 +193,12 @@ class CompiledSession(Session):
         if site_no <= 0:
             raise BackendError("the compiled simulation failed without saying where")
         site = self.layout.sites[site_no - 1]
-        exc = self._error(site, value, index)
+        exc = site_error(self.network, site, value, index)
         if isinstance(exc, SmeError) and site.what not in ("undefined_tb",):
             _annotate(exc, tick)
         self._stopped = f"{type(exc).__name__} at tick {tick}"
         self.E[STOPPED] = 1
         raise exc from None
-
-    def _error(self, site: Site, value: int, index: int) -> BaseException:
-        what = site.what
-        if what == "store":
-            return self._store_error(site, value, index)
-        if what == "resize":
-            assert site.target_type is not None and site.value_type is not None
-            try:
-                resize(py_value(site.value_type, value), site.target_type,
-                       site.rounding, site.overflow)  # type: ignore[arg-type]
-            except ValueError as exc:
-                if site.signal:  # a store into an annotated local
-                    return local_misfit(site.signal, exc, site.who, at_line(site.where))
-                return exc
-            return BackendError(f"{site.where}: internal: resize failed in compiled code only")
-        if what in ("undefined", "undefined_tb"):
-            if site.register:
-                return UndefinedSignalError(
-                    f"register {site.owner}.{site.signal} has no initial value and was read "
-                    f"before anything wrote it ({site.who})")
-            bus = self.network.bus(site.owner)
-            return UndefinedSignalError(
-                f"{site.owner}.{site.signal} has no initial value and nothing has written it "
-                f"yet (read by {site.who}); give it a default in {type(bus).__name__} or "
-                "write it first")
-        if what == "index":
-            return ArrayIndexError(f"{site.owner}.{site.signal}[{value}]: index out of range "
-                                   f"0..{site.length - 1}")
-        if what == "index_read":
-            return ArrayIndexError(index_message(site.signal, value, site.length, site.who,
-                                                 site.where))
-        if what == "zerodiv":
-            return ZeroDivisionError("integer division or modulo by zero")
-        if what == "steps":
-            where = site.lines[value] if 0 <= value < len(site.lines) else site.where
-            return SimulationError(spin_message(site.who, where))
-        return BackendError(f"unknown failure site {site!r}")
-
-    def _store_error(self, site: Site, value: int, index: int) -> BaseException:
-        t = site.target_type
-        assert t is not None and site.value_type is not None
-        obj: Any = py_value(site.value_type, value)
-        if site.overflow != "error" or site.rounding != "exact":
-            obj = Overflowing(obj, site.overflow, site.rounding)  # type: ignore[arg-type]
-        element_t = t.element if isinstance(t, ArrayType) else t
-        try:
-            store(element_t, obj)
-        except TypeMisfit as exc:
-            if site.element:
-                return SignalValueError(
-                    f"{site.owner}.{site.signal}[{index}]: {exc}; {t!r} allows "
-                    f"{t.describe_range()}; written at {at_line(site.where)}", bus=site.owner,
-                    signal=site.signal, value=obj)
-            spec = SignalSpec(site.signal, t, MISSING)
-            return misfit_error(site.owner, spec, obj, exc, site.who, at_line(site.where))
-        return BackendError(f"{site.where}: internal: a value the interpreter accepts failed a "
-                            f"check in compiled code ({obj!r} into {t!r})")
 
     # -- stepping --------------------------------------------------------------------
     def step(self) -> None:
