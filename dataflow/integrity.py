@@ -49,8 +49,13 @@ CHECKSUMS_ATTR = "frame_crc32"
 """Attribute of a frame dataset: the path of the dataset holding each frame's CRC-32."""
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
 """The eight bytes an HDF5 superblock starts with."""
-_MAX_LOOKUPS = 4096
-"""Above this many chunks to look up one by one, walk the chunk index once instead."""
+WALK_STEPS = 16
+"""What a chunk visited by a walk of the chunk index costs (``H5Dchunk_iter`` with its
+Python callback), in steps of a lookup by coordinate: HDF5 (2.0) finds a chunk by
+coordinate by going through the index from its first chunk, so looking up the chunk at
+position ``i`` costs ``i + 1`` steps (measured on a 1000-frame megapixel file of 16,000
+chunks: 8 µs for the first chunk, 7.5 ms for the last, 100-140 ms for a walk of all;
+``check_frames`` picks the cheaper)."""
 
 
 class HDF5ReadError(OSError):
@@ -234,13 +239,23 @@ def check_frames(ds: h5py.Dataset, path: str | os.PathLike[str], frames: range,
     grid = [range(0, int(extent), int(c)) for extent, c in zip(ds.shape[1:], chunks[1:],
                                                                strict=True)]
     per_frame_chunk = int(np.prod([len(g) for g in grid]))
-    if len(starts) * per_frame_chunk > _MAX_LOOKUPS:
+    if _walk_is_cheaper(len(starts) * per_frame_chunk, first_chunk // cf * per_frame_chunk,
+                        -(-n // cf) * per_frame_chunk):
         _check_by_walking(dsid, p, starts, per_frame_chunk, frames, size)
         return
     for f0 in starts:
         for coord in _coords(f0, grid):
             info = dsid.get_chunk_info_by_coord(coord)
             _check_chunk(p, info.byte_offset, info.size, coord, frames, size)
+
+
+def _walk_is_cheaper(lookups: int, first: int, chunks: int) -> bool:
+    """Whether one walk of the ``chunks`` of the index costs less than looking up
+    ``lookups`` chunks one by one, the first at position ``first`` of the index and the
+    others after it (``WALK_STEPS``): a reader of a file's last frames looked up each
+    of their chunks by going through all the chunks before it (1.2 s for the last two
+    blocks of a 1000-frame megapixel file, against 0.1 s for a walk)."""
+    return lookups * (first + (lookups + 1) / 2) > WALK_STEPS * chunks
 
 
 def _coords(f0: int, grid: list[range]) -> list[tuple[int, ...]]:
