@@ -211,10 +211,14 @@ def tomo_chunk(projections: npt.ArrayLike, angles: npt.ArrayLike, refs: TomoRefe
 def tomo_combine(partials: Iterable[TomoPartial]) -> F32:
     """The reconstruction from chunk partials: ``sum_k n_k fbp_k / sum_k n_k``.
 
-    Folded in chunk order into one sum, each weighted partial in one reused buffer (the
-    same float32 operations as fresh arrays per chunk, without two new volume-sized
-    arrays per chunk: less memory traffic, which two workers on one machine share);
-    the partials themselves are left as they are. ``ReductionError`` for a partial whose
+    Folded in chunk order into one sum (the same float32 operations as fresh arrays per
+    chunk, without new volume-sized arrays per chunk: less memory traffic, which two
+    workers on one machine share). A partial in a reduction's
+    :class:`~analysis.fbp.OutputBuffers` (``tomo_chunk(..., buffers=)``) is weighted in
+    its own buffer, which the next chunk overwrites anyway, so the fold allocates only
+    the sum: such a partial's ``volume`` is no longer its reconstruction once folded.
+    Other partials are left as they are (one reused array holds each one weighted).
+    ``ReductionError`` for a partial whose
     :class:`~analysis.fbp.OutputBuffers` a later chunk reconstructed into before it was
     folded (partials of shared buffers collected in a list: each would be the last
     chunk's volume, and the sum that volume times every chunk's weight)."""
@@ -231,10 +235,14 @@ def tomo_combine(partials: Iterable[TomoPartial]) -> F32:
         if total is None:
             total = part.volume * np.float32(part.n)
         else:
-            if weighted is None:
-                weighted = np.empty_like(total)
-            np.multiply(part.volume, np.float32(part.n), out=weighted)
-            np.add(total, weighted, out=total)
+            if part.buffers is not None:
+                scratch = part.volume  # (the buffers' array: the next chunk overwrites it)
+            else:
+                if weighted is None:
+                    weighted = np.empty_like(total)
+                scratch = weighted
+            np.multiply(part.volume, np.float32(part.n), out=scratch)
+            np.add(total, scratch, out=total)
         n += part.n
     if total is None or n == 0:
         raise ReductionError("no projections to reconstruct")

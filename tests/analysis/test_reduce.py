@@ -4,6 +4,7 @@ checked against the numpy references, and the link raw run → derived runs."""
 from __future__ import annotations
 
 import resource
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -209,8 +210,8 @@ def test_chunks_reuse_one_volume_buffer() -> None:
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
     np.testing.assert_array_equal(reused, fresh)
     volume_pages = rows * width * width * 4 // resource.getpagesize()
-    # the sum and one weighted partial are new per reduction (2 volumes); fresh buffers
-    # per chunk would add 2 volumes a chunk (12 here)
+    # the sum is new per reduction (1 volume); fresh buffers per chunk would add 2
+    # volumes a chunk (12 here)
     assert faults < 4 * volume_pages, (faults, volume_pages)
 
 
@@ -240,6 +241,34 @@ def test_partials_of_shared_buffers_collected_before_folding_are_refused() -> No
     folded = tomo_combine(tomo_chunk(proj[i:i + k], angles[i:i + k], refs, buffers=buffers)
                           for i in starts)
     np.testing.assert_array_equal(folded, fresh)
+
+
+def test_folding_a_reductions_buffers_allocates_only_the_sum() -> None:
+    """Partials in a reduction's ``OutputBuffers`` are weighted in their own buffer (the
+    next chunk overwrites it anyway), so folding them allocates the sum and nothing else
+    volume-sized (it allocated a second volume for the weighted partial); the volume is
+    bit for bit the fresh arrays' one."""
+    rng = np.random.default_rng(7)
+    rows, width, k, chunks = 8, 256, 2, 4
+    darks = rng.integers(90, 110, (2, rows, width)).astype(np.uint16)
+    flats = rng.integers(900, 1100, (2, rows, width)).astype(np.uint16)
+    proj = rng.integers(300, 900, (k * chunks, rows, width)).astype(np.uint16)
+    angles = np.linspace(0.0, 180.0, k * chunks, endpoint=False)
+    refs = tomo_references(darks, flats)
+    starts = range(0, k * chunks, k)
+    fresh = tomo_combine([tomo_chunk(proj[i:i + k], angles[i:i + k], refs) for i in starts])
+    buffers = OutputBuffers()
+    tomo_chunk(proj[:k], angles[:k], refs, buffers=buffers)  # (the buffers exist)
+    volume_bytes = rows * width * width * 4
+    tracemalloc.start()
+    try:
+        folded = tomo_combine(tomo_chunk(proj[i:i + k], angles[i:i + k], refs,
+                                         buffers=buffers) for i in starts)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(folded, fresh)
+    assert volume_bytes <= peak < 1.5 * volume_bytes, (peak, volume_bytes)
 
 
 def test_reduce_command(acquired: AcquiredRuns, capsys: pytest.CaptureFixture[str]) -> None:
