@@ -21,12 +21,21 @@ from __future__ import annotations
 
 import copy
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
 
-from .assets import AssetPolicy, AssetUriError
+from .assets import AssetUriError
 
-__all__ = ["AssetGate"]
+__all__ = ["AssetGate", "AssetRefusals"]
+
+
+class AssetRefusals(Protocol):
+    """What the gate asks of a catalog's asset policy: why a URI is refused, or ``None``
+    (``dataflow.assets.AssetPolicy``; a server's, ``dataflow.remote``)."""
+
+    def refusal(self, uri: object) -> str | None:
+        """Why ``uri`` is refused, or ``None`` when the catalog may read it."""
 
 _RESOURCES = {"resource": "resource", "stream_resource": "stream_resource"}
 _DATUMS = {"datum": "resource", "stream_datum": "stream_resource"}
@@ -41,18 +50,23 @@ class AssetGate:
     writer
         The callback writing the catalog (a ``TiledWriter``, a ``JournalingWriter``).
     policy
-        The catalog's asset policy (``dataflow.assets.AssetPolicy``).
+        The catalog's asset policy (``dataflow.assets.AssetPolicy``, or a server's).
     where
-        The catalog, as the error names it (its folder).
+        The catalog, as the error names it (its folder, a server's address).
     raw_dir
         The folder its detectors' files go to, offered in the error.
+    hint
+        What else to do about a refused URI, appended to the error (default: let the
+        embedded catalog read its folder).
     """
 
-    def __init__(self, writer: Any, policy: AssetPolicy, where: str, raw_dir: str) -> None:
+    def __init__(self, writer: Any, policy: AssetRefusals, where: str, raw_dir: str, *,
+                 hint: Callable[[str], str] | None = None) -> None:
         self.writer = writer
         self.policy = policy
         self.where = where
         self.raw_dir = raw_dir
+        self.hint = hint if hint is not None else _folder_hint
         self._refused: dict[str, str] = {}
 
     def __call__(self, name: str, doc: dict[str, Any]) -> Any:
@@ -78,7 +92,7 @@ class AssetGate:
         elif doc.get("data_key"):
             what += f" (data key {doc['data_key']!r})"
         message = (f"{what}: the catalog {self.where} cannot read the data it announces: {reason}. "
-                   f"Write it under {self.raw_dir}{_folder_hint(uri)}.")
+                   f"Write it under {self.raw_dir}{self.hint(uri)}.")
         self._refused[str(doc.get("uid"))] = message
         raise AssetUriError(message)
 

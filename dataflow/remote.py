@@ -13,7 +13,10 @@ says that another RunEngine may then draw the same number).
 
 Frames are external HDF5 files the server reads itself: a beamline writing through a
 ``RemoteCatalog`` must write them into the server's ``raw/`` folder (``raw_dir`` when
-given, on the same machine or a shared file system).
+given, on the same machine or a shared file system). A run that announces a file the
+server would refuse fails at that ``resource``/``stream_resource`` document, as with the
+embedded catalog (``dataflow.asset_gate``): ``subscribe`` asks the server
+(:class:`ServerAssetPolicy`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from . import fly_streams, run_files
+from .asset_gate import AssetGate
 from .catalog import (
     Catalog,
     CatalogError,
@@ -32,10 +36,47 @@ from .catalog import (
     default_data_dir,
     runs_nodes,
 )
-from .server import API_KEY_ENV, SCAN_ID_PATH, read_api_key
+from .server import API_KEY_ENV, ASSET_CHECK_PATH, SCAN_ID_PATH, read_api_key
 from .spool import SpoolingWriter, server_reachable
 
 log = logging.getLogger(__name__)
+
+
+class ServerAssetPolicy:
+    """A catalog server's asset policy, asked per URI (``POST ASSET_CHECK_PATH``): the
+    server decides on its own file system, where the files must be.
+
+    A server that cannot be asked (a plain Tiled server: HTTP 404; or one away, while a
+    spooling writer keeps the run) refuses nothing here: the server itself still refuses
+    the file when the run is written (HTTP 403), as before."""
+
+    def __init__(self, url: str, api_key: str, timeout: float) -> None:
+        self.url = url
+        self._key = api_key
+        self.timeout = timeout
+
+    def refusal(self, uri: object) -> str | None:
+        """Why the server would refuse to register ``uri``, or ``None``."""
+        import httpx
+
+        if not isinstance(uri, str):
+            return f"asset URI {uri!r}: not a URI"
+        try:
+            response = httpx.post(self.url + ASSET_CHECK_PATH, json={"uri": uri},
+                                  headers={"Authorization": f"Apikey {self._key}"},
+                                  timeout=self.timeout)
+        except httpx.HTTPError as exc:
+            log.warning("catalog server %s: cannot check asset %s before the run is written "
+                        "(%s); the server checks it when it gets the run", self.url, uri, exc)
+            return None
+        if response.status_code in (404, 405):
+            return None
+        if response.status_code != 200:
+            log.warning("catalog server %s: checking asset %s answered HTTP %d; the server "
+                        "checks it when it gets the run", self.url, uri, response.status_code)
+            return None
+        why = response.json().get("refusal")
+        return str(why) if why is not None else None
 
 
 class RemoteCatalog(ClientCatalog):
@@ -156,7 +197,10 @@ class RemoteCatalog(ClientCatalog):
         given), which keeps documents locally while the server is unreachable and sends
         them when it is back. The frame files of each run are closed before its stop
         document (``dataflow.run_files``); a flyer's stream is declared before its kickoff
-        (``dataflow.fly_streams``). Returns the subscription token.
+        (``dataflow.fly_streams``). A file announced that the server would refuse fails
+        the run at its ``resource``/``stream_resource`` document, naming it
+        (``dataflow.asset_gate``, the server asked: :class:`ServerAssetPolicy`). Returns
+        the subscription token.
         """
         RE.scan_id_source = self.scan_id_source
         run_files.install(RE)  # (a run's files closed before its stop: run_files)
@@ -166,7 +210,10 @@ class RemoteCatalog(ClientCatalog):
             callback = self.spooling_writer(spool_dir, batch_size=batch_size or 1)
         else:
             callback = self.writer(batch_size)
-        token: int = RE.subscribe(callback)
+        raw = str(self._raw_dir) if self._raw_dir is not None else "the server's raw/ folder"
+        gated = AssetGate(callback, ServerAssetPolicy(self.url, self._key, self.probe_timeout),
+                          f"at {self.url}", raw, hint=lambda uri: "")
+        token: int = RE.subscribe(gated)
         return token
 
     @property
@@ -206,4 +253,4 @@ def open_catalog(data: str | os.PathLike[str] | None = None, url: str | None = N
     return Catalog(folder)
 
 
-__all__ = ["RemoteCatalog", "open_catalog"]
+__all__ = ["RemoteCatalog", "ServerAssetPolicy", "open_catalog"]

@@ -92,6 +92,11 @@ DEFAULT_PORT = 8000
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 SCAN_ID_PATH = "/smeflow/v1/scan_id"
 """``POST {"floor": N}`` → ``{"scan_id": M}``: the next scan number, M > N (see the module)."""
+ASSET_CHECK_PATH = "/smeflow/v1/asset_check"
+"""``POST {"uri": U}`` → ``{"refusal": why or null}``: whether the server would refuse to
+register a file at ``U`` (its ``AssetPolicy``), asked when a run announces it
+(``dataflow.remote``: a remote subscriber fails the run there, as the embedded catalog's
+``AssetGate`` does)."""
 MAX_SCAN_ID = 10**18 - 1
 """The largest scan number handed out (what SQLite's and PostgreSQL's integers hold)."""
 
@@ -205,7 +210,9 @@ def build_server_app(data_dir: str | os.PathLike[str], api_key: str, *,
                                                   allow_anonymous_access=False))
     app.add_route(SCAN_ID_PATH, _scan_id_endpoint(ScanIdCounter(root / "scan_id")),
                   methods=["POST"])
-    app.add_middleware(ConfinedAssets, policy=AssetPolicy.of_adapter(adapter))
+    policy = AssetPolicy.of_adapter(adapter)
+    app.add_route(ASSET_CHECK_PATH, _asset_check_endpoint(policy), methods=["POST"])
+    app.add_middleware(ConfinedAssets, policy=policy)
     app.add_middleware(RunMetadataKeys)
     answer_refusals(app)
     if uri.startswith("sqlite"):  # (a damaged record: HTTP 409 naming it, not 500)
@@ -238,6 +245,24 @@ def _scan_id_endpoint(counter: ScanIdCounter) -> Callable[[Any], Awaitable[Any]]
         return JSONResponse({"scan_id": value})
 
     return next_scan_id
+
+
+def _asset_check_endpoint(policy: AssetPolicy) -> Callable[[Any], Awaitable[Any]]:
+    """The handler of ``POST ASSET_CHECK_PATH``: the policy's refusal of one URI."""
+    from starlette.concurrency import run_in_threadpool
+    from starlette.responses import JSONResponse
+
+    async def asset_check(request: Any) -> Any:
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except ValueError:
+            body = None
+        uri = body.get("uri") if isinstance(body, dict) else None
+        if not isinstance(uri, str):
+            return JSONResponse({"detail": 'expected {"uri": "..."}'}, status_code=422)
+        return JSONResponse({"refusal": await run_in_threadpool(policy.refusal, uri)})
+
+    return asset_check
 
 
 # -- running -----------------------------------------------------------------------------
@@ -398,6 +423,6 @@ def serve(data_dir: str | os.PathLike[str], api_key: str, *, database: str | Non
         sock.close()
 
 
-__all__ = ["API_KEY_ENV", "DEFAULT_HOST", "DEFAULT_PORT", "SCAN_ID_PATH", "ServerConfigError",
-           "ServerHandle", "build_server_app", "catalog_adapter", "database_uri",
-           "read_api_key", "redact", "serve"]
+__all__ = ["API_KEY_ENV", "ASSET_CHECK_PATH", "DEFAULT_HOST", "DEFAULT_PORT", "SCAN_ID_PATH",
+           "ServerConfigError", "ServerHandle", "build_server_app", "catalog_adapter",
+           "database_uri", "read_api_key", "redact", "serve"]

@@ -1,11 +1,14 @@
 """ophyd.sim's ``hw().img`` through a catalog-subscribed RunEngine: its ``.npy`` files go
 to a temporary folder the catalog does not read. The run must end at the ``resource``
 document with one clear error naming the file, and a stop document (``fail``, that
-reason); with the folder made readable, the same plan stores the images as ophyd.sim
-wrote them."""
+reason), whether the catalog is embedded or a server (``RemoteCatalog.subscribe``, with
+or without a spool); with the folder made readable, the same plan stores the images as
+ophyd.sim wrote them."""
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 import bluesky.plans as bp
@@ -17,6 +20,17 @@ from ophyd.sim import hw
 from dataflow.assets import AssetUriError
 from dataflow.catalog import Catalog
 from dataflow.journal import JOURNAL_DIR
+from dataflow.remote import RemoteCatalog
+from dataflow.server import ServerHandle
+from dataflow.spool import spool_files
+
+KEY = secrets.token_hex(16)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
+    with ServerHandle(tmp_path_factory.mktemp("gate") / "data", KEY) as handle:
+        yield handle
 
 
 def test_a_file_outside_the_catalog_fails_the_run_at_its_resource(tmp_path: Path) -> None:
@@ -56,3 +70,55 @@ def test_a_readable_folder_stores_ophyd_sims_images(tmp_path: Path) -> None:
     written = sorted(folder.glob("*.npy"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
     assert len(written) == 3
     np.testing.assert_array_equal(stored, np.stack([np.load(p) for p in written]))
+
+
+@pytest.mark.parametrize("spooled", [False, True], ids=["writer", "spooling"])
+def test_a_file_outside_the_servers_folders_fails_a_remote_run_at_its_resource(
+        server: ServerHandle, tmp_path: Path, spooled: bool) -> None:
+    """The remote twin of the first test: the server refused the file only when the run
+    was written (HTTP 403 raised at the stop document, the run left without one on the
+    server; through a spool, the whole run kept aside as rejected while the scan seemed
+    to succeed)."""
+    devices = hw()
+    folder = devices.img.save_path
+    spool = tmp_path / "spool"
+    with RemoteCatalog(server.url, KEY, raw_dir=server.data_dir / "raw") as remote:
+        RE = RunEngine({})
+        remote.subscribe(RE, spool_dir=spool if spooled else None)
+        starts: list[str] = []
+        RE.subscribe(lambda name, doc: starts.append(doc["uid"]), "start")
+        with pytest.raises(AssetUriError, match=r"resource document '[0-9a-f-]+' \(spec "
+                           rf"NPY_SEQ\): the catalog at {server.url} cannot read the data it "
+                           rf"announces: asset URI file://localhost{folder}/\w+: resolves "
+                           rf"to {folder}/\w+, outside the catalog's data folders"):
+            RE(bp.count([devices.det, devices.img], 2))
+        stop = remote.client[starts[0]].metadata["stop"]
+        assert stop["exit_status"] == "fail"
+        assert f"Write it under {server.data_dir / 'raw'}." in stop["reason"]
+        assert stop["num_events"].get("primary", 0) == 0
+        if spooled:
+            assert spool_files(spool, include_rejected=True) == []  # (nothing kept aside)
+        (ok,) = RE(bp.count([devices.det], 1))
+        assert remote.client[ok].metadata["stop"]["exit_status"] == "success"
+
+
+def test_the_servers_asset_check_answers_its_policy(server: ServerHandle,
+                                                    tmp_path: Path) -> None:
+    """``POST /smeflow/v1/asset_check``: null inside ``raw/``, the policy's reason
+    outside, 422 for a body without a URI."""
+    import httpx
+
+    from dataflow.server import ASSET_CHECK_PATH
+
+    def check(body: object) -> httpx.Response:
+        return httpx.post(server.url + ASSET_CHECK_PATH, json=body,
+                          headers={"Authorization": f"Apikey {KEY}"}, timeout=30)
+
+    inside = check({"uri": f"file://localhost{server.data_dir / 'raw'}/a.h5"})
+    assert inside.status_code == 200 and inside.json() == {"refusal": None}
+    outside = check({"uri": f"file://localhost{tmp_path}/a.h5"})
+    assert outside.status_code == 200
+    assert "outside the catalog's data folders" in outside.json()["refusal"]
+    for bad in ({"uri": 5}, {}, ["x"]):
+        answer = check(bad)
+        assert answer.status_code == 422 and "uri" in answer.json()["detail"], bad
