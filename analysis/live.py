@@ -348,8 +348,9 @@ class LiveReducer:
                 run.integrator = self._integrator(geometry)
                 run.integrator.plan1d(self.azint.bins, unit=self.azint.unit,
                                       method=self.azint.method)
-                # the pattern streams are declared with the first patterns: the radial
-                # range is that of the pixels the run's mask leaves
+                # the pattern streams are declared with the mask (live_reduction's
+                # _prepare_azint), else the first patterns: the radial range is that of
+                # the pixels the run's mask leaves
                 begin_derived(run, self.callbacks, self.azint.metadata(geometry))
             else:
                 begin_derived(run, self.callbacks, self.tomo.metadata())

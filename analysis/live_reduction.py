@@ -86,13 +86,19 @@ def _prepare_azint(run: RunState, azint: AzintParams) -> None:
     """Build the run's masked integration as soon as its mask arrives (the plans publish
     it while the detector starts, before the first frame): its pixel-to-bin matrix and
     the matrix on the OpenCL device (about 0.3 s for a megapixel detector) are then ready
-    when the first frames come, instead of making them wait (the live lag's start)."""
+    when the first frames come, instead of making them wait (the live lag's start). The
+    derived run's pattern streams are declared then too (their bins are known with the
+    mask): the catalog's writer creates a node per stream, two requests that made the
+    first patterns wait 0.3 s (a busy machine)."""
     if run.integrator is None:
         return
     shape = run.integrator.geometry.shape
     if run.mask is not None and run.mask.shape != shape:
         return  # (the first frames fail with what does not match)
-    azint_chunk(np.zeros((1, *shape), np.uint16), run.integrator, azint, mask=run.mask)
+    chunk = azint_chunk(np.zeros((1, *shape), np.uint16), run.integrator, azint,
+                        mask=run.mask)
+    if run.derived is not None and not run.derived.has_stream("primary"):
+        run.derived.declare_patterns(chunk.radial, sigma=chunk.sigma is not None, lag=True)
 
 
 def _fit_mask(run: RunState, frames: np.ndarray[Any, Any]) -> None:

@@ -106,6 +106,46 @@ def test_the_masked_integration_is_built_when_the_mask_arrives(
                                   np.asarray(live["primary"]["intensity"].read()))
 
 
+def test_the_pattern_streams_are_declared_when_the_mask_arrives(
+        acquired: AcquiredRuns) -> None:
+    """With the mask (before the first frame) the derived run's ``axis`` and ``primary``
+    streams are declared: the catalog's writer creates their nodes then, not while the
+    first patterns wait for them; the derived run is the live one."""
+    docs = acquired.documents[acquired.diff_uid]
+    mask_desc = {doc["uid"] for name, doc in docs
+                 if name == "descriptor" and doc["name"] == "mask"}
+    first_frame = next(i for i, (name, doc) in enumerate(docs)
+                       if name in ("event", "event_page", "stream_datum")
+                       and doc.get("descriptor") not in mask_desc and i > 0
+                       and any(n == "stream_datum" and d.get("descriptor") in mask_desc
+                               for n, d in docs[:i]))
+    sent: list[tuple[str, dict[str, Any]]] = []
+    reducer = LiveReducer.for_catalog(acquired.catalog,
+                                      extra_callbacks=(lambda n, d: sent.append((n, d)),))
+    try:
+        for name, doc in docs[:first_frame]:
+            reducer(name, doc)
+        assert reducer.wait(None, timeout=60)
+        declared = [doc["name"] for name, doc in sent if name == "descriptor"]
+        assert declared == ["axis", "primary"]
+        assert not any(name == "event_page" for name, _ in sent)  # (no pattern yet)
+        for name, doc in docs[first_frame:]:
+            reducer(name, doc)
+        assert reducer.wait(acquired.diff_uid, timeout=60)
+    finally:
+        reducer.close()
+    assert [doc["name"] for name, doc in sent if name == "descriptor"] == ["axis", "primary"]
+    result = reducer.results[acquired.diff_uid]
+    assert result.exit_status == "success", result.reason
+    live = acquired.catalog.run(acquired.live.results[acquired.diff_uid].derived_uid)
+    again = acquired.catalog.run(result.derived_uid)
+    for key in ("intensity", "sigma", "raw_seq_num"):
+        np.testing.assert_array_equal(np.asarray(again["primary"][key].read()),
+                                      np.asarray(live["primary"][key].read()))
+    np.testing.assert_array_equal(np.asarray(again["axis"]["radial"][0]),
+                                  np.asarray(live["axis"]["radial"][0]))
+
+
 def test_lag_is_recorded(acquired: AcquiredRuns) -> None:
     for uid in (acquired.tomo_uid, acquired.diff_uid):
         result = acquired.live.results[uid]
