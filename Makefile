@@ -79,9 +79,12 @@ check: lint typecheck
 # pytest exits 5 when it collected no test: that is a failure here, as every other non-zero.
 # The suite runs on every core (pytest-xdist); tests use their own temp folders and free ports.
 # --durations: the slowest tests in every log, to see where the suite's time goes (target < 25 min).
+# PYTHONDONTWRITEBYTECODE emptied: with it set, each of the suite's Python processes (its
+# workers, the CLI, cocotb and Dask subprocesses) compiled the project's modules again
+# and pytest rewrote the tests' asserts again (7 s of CPU a worker's collection alone).
 PYTEST_WORKERS ?= auto
 test: setup
-	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --durations=30
+	PYTHONDONTWRITEBYTECODE= $(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --durations=30
 
 bench: setup
 	$(PY) benchmarks/sim_speed.py
