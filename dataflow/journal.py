@@ -6,7 +6,7 @@ until a batch fills or the stop document arrives: when the acquiring process is 
 (``kill -9``, a crash, a power cut of the control machine), the catalog keeps the start
 and descriptor documents and nothing else, although the frames are safe in their HDF5
 files. ``JournalingWriter`` writes each document to ``<journal>/<start ns>-<uid>.jsonl``
-(one ``[name, doc]`` JSON line each, the spool format of ``dataflow.spool``) before
+(one ``[name, doc]`` JSON line each, the spool format of ``dataflow.spool_files``) before
 handing it to the ``TiledWriter``, and deletes the file once the stop document has been
 written. A process killed mid-run leaves its journal behind; ``dataflow.repair`` rewrites
 the run from it and closes it with a stop document (``smeflow catalog repair UID``).
@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from .spool import SPOOL_SUFFIX, encode_document
+from .spool_files import SPOOL_SUFFIX, encode_document
 
 log = logging.getLogger(__name__)
 

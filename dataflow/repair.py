@@ -56,7 +56,8 @@ from .repair_record import (
     write_record,
 )
 from .run_queries import RunNotFoundError
-from .spool import Document, read_spool, write_run
+from .spool import write_run
+from .spool_files import Document, read_spool
 
 RECOVERED = "recovered"
 """The ``reason`` of the stop document a repair writes."""

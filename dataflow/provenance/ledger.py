@@ -34,7 +34,7 @@ from typing import IO, Any
 import numpy as np
 
 from ..event_pages import ANNOUNCING, stream_form
-from ..spool import decode_document, json_default
+from ..spool_files import decode_document, json_default
 from .errors import ProvenanceError
 
 CHAIN_VERSION = "smeflow provenance chain v1"

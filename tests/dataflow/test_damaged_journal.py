@@ -1,4 +1,4 @@
-"""Damaged run journals and spool files (``[name, doc]`` JSON lines, ``dataflow.spool``):
+"""Damaged run journals and spool files (``[name, doc]`` JSON lines, ``dataflow.spool_files``):
 a line cut short at the end of the file — the process died writing it — is dropped with a
 warning naming file and line; any other damage is one ``SpoolError`` naming file and line,
 never a document dropped without a word.
@@ -19,7 +19,7 @@ from event_model import compose_run
 from dataflow.catalog import Catalog
 from dataflow.cli import main
 from dataflow.journal import JOURNAL_DIR, JournalingWriter, journal_of
-from dataflow.spool import SpoolError, encode_document, read_spool
+from dataflow.spool_files import SpoolError, encode_document, read_spool
 
 
 def _lines() -> list[bytes]:
@@ -71,7 +71,7 @@ def test_a_damaged_spool_file_is_read_whole_or_refused_naming_the_line(
         with pytest.raises(SpoolError, match=rf"^{path}{expect}"):
             read_spool(path)
         return
-    with caplog.at_level(logging.WARNING, logger="dataflow.spool"):
+    with caplog.at_level(logging.WARNING, logger="dataflow.spool_files"):
         docs = read_spool(path)
     assert [n for n, _ in docs] == ["start", "descriptor", "event", "event", "event"][:expect]
     assert docs[0][1]["sample"] == "Å-42"
