@@ -151,6 +151,11 @@ def _read_scan(source: Path, entry: str | None) -> _Scan:
             raise NXtomoImportError(f"{where}: no such file")
         if not h5py.is_hdf5(source):
             raise NXtomoImportError(f"{where}: not an HDF5 file")
+        # opened and walked without SWMR first: a file cut short fails here at once;
+        # nxtomo's reader (silx) falls back to SWMR mode, where HDF5 retries the missing
+        # metadata without end (an HDF5 file cut short hung the import)
+        with h5py.File(source, "r") as f:
+            f.visit(lambda _: None)
         entries = [e.strip("/") for e in NXtomo.get_valid_entries(str(source))]
     except OSError as exc:
         raise NXtomoImportError(f"{where}: cannot be read ({exc})") from None

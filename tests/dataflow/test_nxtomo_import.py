@@ -20,6 +20,7 @@ import pytest
 from analysis.nxtomo import export_nxtomo
 from analysis.nxtomo_cli import import_main
 from dataflow.catalog import Catalog
+from dataflow.hdf5 import FrameWriter
 from dataflow.hdf5_files import file_sha256
 from dataflow.nxtomo_import import NXtomoImportError, import_nxtomo
 
@@ -165,6 +166,17 @@ def damaged(kind: str, mock_scan: Path, folder: Path) -> tuple[Path, str]:
         with h5py.File(path, "w") as f:
             f["entry/data"] = np.zeros((2, 4, 4))
         return path, "0 NXtomo entries (none); is it an NXtomo file?"
+    if kind in ("cut_swmr", "cut_frames"):  # HDF5 files as SWMR writers write them, cut
+        if kind == "cut_frames":  # (a smeflow frame file: this one hung the import)
+            with FrameWriter(folder, path.name, (16, 32)) as w:
+                w.append_many(np.zeros((3, 16, 32), np.uint16))
+        else:
+            with h5py.File(path, "w", libver="latest") as f:
+                f.create_dataset("entry/data/data", data=np.zeros((3, 16, 32), np.uint16),
+                                 chunks=(1, 16, 32), maxshape=(None, 16, 32))
+                f.swmr_mode = True
+        path.write_bytes(path.read_bytes()[:5000])
+        return path, "cannot be read (Unable to synchronously open file (truncated file"
     shutil.copy(mock_scan, path)
     if kind == "truncated":
         data = path.read_bytes()
@@ -201,13 +213,16 @@ def damaged(kind: str, mock_scan: Path, folder: Path) -> tuple[Path, str]:
     raise AssertionError(kind)
 
 
-KINDS = ["text", "missing", "truncated", "not_nxtomo", "short_angles", "no_darks", "odd_key",
-         "lost_source", "two_entries"]
+KINDS = ["text", "missing", "truncated", "cut_swmr", "cut_frames", "not_nxtomo",
+         "short_angles", "no_darks", "odd_key", "lost_source", "two_entries"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_damaged_file_is_refused_and_nothing_is_stored(mock_scan: Path, tmp_path: Path,
                                                          kind: str) -> None:
+    """Refused at once: an HDF5 file cut short (``cut_frames``) hung nxtomo's reader, which
+    retries it in SWMR mode (and read ``cut_swmr`` so as "0 NXtomo entries"), until the
+    import opened it without SWMR first."""
     path, message = damaged(kind, mock_scan, tmp_path)
     with Catalog(tmp_path / "data") as catalog:
         with pytest.raises(NXtomoImportError, match=re.escape(message)):
