@@ -46,9 +46,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     """Store the NXtomo scan of ``args.file`` as a run; print its uid and frames."""
-    from dataflow.nxtomo_import import import_nxtomo
+    from dataflow.nxtomo_import import check_nxtomo, import_nxtomo
 
     folder = args.data or default_data_dir()
+    check_nxtomo(args.file, args.entry)  # (a bad file creates no catalog)
     with Catalog(folder) as catalog:
         done = import_nxtomo(catalog, args.file, entry=args.entry)
         scan_id = catalog.run(done.uid).metadata["start"].get("scan_id")

@@ -41,7 +41,7 @@ from dataflow.errors import CatalogError
 from dataflow.hdf5 import FrameWriter
 from dataflow.hdf5_files import file_sha256
 
-__all__ = ["KINDS", "NXtomoImportError", "NXtomoImported", "import_nxtomo"]
+__all__ = ["KINDS", "NXtomoImportError", "NXtomoImported", "check_nxtomo", "import_nxtomo"]
 
 KINDS = {"dark": 2, "flat": 1, "primary": 0}
 """The run's streams and the ``image_key_control`` of their frames, in the run's order."""
@@ -139,6 +139,13 @@ def _store_stream(catalog: Catalog, bundle: Any, uid: str, stream: str,
             data={ROTATION: float(scan.angles[frame])}, timestamps={ROTATION: 0.0},
             seq_num=i + 1))))
     return docs
+
+
+def check_nxtomo(path: str | os.PathLike[str], entry: str | None = None) -> str:
+    """The NXtomo entry of ``path`` that :func:`import_nxtomo` would store, checked as it
+    checks it (``NXtomoImportError`` otherwise): what a command asks before it creates a
+    catalog for the scan, so that a bad file leaves nothing behind."""
+    return _read_scan(Path(path), entry).entry
 
 
 def _read_scan(source: Path, entry: str | None) -> _Scan:

@@ -245,3 +245,16 @@ def test_the_command_line(mock_scan: Path, tmp_path: Path,
     assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
     with Catalog(data) as catalog:
         assert [run.metadata["start"]["uid"] for run in catalog.client.values()] == [uid]
+
+
+def test_a_bad_file_creates_no_catalog(mock_scan: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """``smeflow import nxtomo BAD --data NEW`` made the catalog NEW before it looked at
+    the file, and left it behind empty; the file is checked first now."""
+    for kind in ("text", "cut_frames", "short_angles"):
+        path, message = damaged(kind, mock_scan, tmp_path)
+        data = tmp_path / f"data_{kind}"
+        assert import_main(["nxtomo", str(path), "--data", str(data)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"smeflow import: error: {path}") and message in err, err
+        assert not data.exists(), sorted(p.name for p in data.iterdir())
