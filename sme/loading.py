@@ -284,7 +284,7 @@ def read_csv_stimulus(path: str | os.PathLike[str], network: Network
     to ``0,`` would leave the second input as it was).
     """
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")  # (Excel starts with a BOM)
     except UnicodeDecodeError as exc:
         raise CliError(f"--stimulus {path}: not UTF-8 text ({exc.reason})") from None
     except OSError as exc:

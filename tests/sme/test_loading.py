@@ -57,6 +57,24 @@ def test_a_stimulus_of_input_columns_starts_at_tick_0(tmp_path: Path) -> None:
     assert [r["counter_control.valid"] for r in rows] == [True, True, False]
 
 
+def test_a_stimulus_saved_by_excel_reads_as_the_same_rows(tmp_path: Path) -> None:
+    """Excel's "CSV UTF-8" starts the file with a byte order mark and ends lines with
+    CRLF (what Python's csv module writes with ``encoding="utf-8-sig"``, the encoding
+    its documentation gives for Excel): the same rows as the plain file. The mark was
+    read as part of the first column's name: "no bus '\\ufeffcounter_control'"."""
+    import csv
+
+    network = load_network("sme.examples.counter:build")
+    rows = [["counter_control.valid", "counter_control.reset"], ["1", "0"], ["0", "1"]]
+    plain, excel = tmp_path / "plain.csv", tmp_path / "excel.csv"
+    plain.write_text("".join(",".join(r) + "\n" for r in rows))
+    with excel.open("w", newline="", encoding="utf-8-sig") as f:
+        csv.writer(f, dialect="excel").writerows(rows)
+    assert excel.read_bytes().startswith(b"\xef\xbb\xbfcounter_control.valid,")
+    assert b"\r\n" in excel.read_bytes()
+    assert read_csv_stimulus(excel, network) == read_csv_stimulus(plain, network)
+
+
 def test_a_whole_trace_header_over_a_row_that_is_no_reset_state_is_refused(
         tmp_path: Path) -> None:
     """A file with every signal's column reads as a trace: a first row whose inputs
