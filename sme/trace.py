@@ -241,7 +241,7 @@ class Trace:
         """
         raw = Path(path).read_bytes()
         try:
-            text = raw.decode("utf-8")
+            text = raw.decode("utf-8-sig")  # (a trace saved by Excel starts with a BOM)
         except UnicodeDecodeError as exc:
             line = raw.count(b"\n", 0, exc.start) + 1
             raise TraceFormatError(f"{path}:{line}: not UTF-8 text (byte "

@@ -115,6 +115,23 @@ def test_csv_round_trip(tmp_path: Path) -> None:
     assert back.network == "machine"
 
 
+def test_a_trace_saved_by_excel_reads_back_the_same(tmp_path: Path) -> None:
+    """Opened in Excel and saved as "CSV UTF-8": a byte order mark before the header and
+    CRLF line ends (Python's csv module writes the same with ``encoding="utf-8-sig"``);
+    the mark was read into the first column's name, and the trace refused."""
+    import csv
+
+    sim = simulate()
+    trace = sim.trace
+    assert trace is not None
+    rows = list(csv.reader(trace.write_csv(tmp_path / "t.csv").open(newline="")))
+    excel = tmp_path / "excel.csv"
+    with excel.open("w", newline="", encoding="utf-8-sig") as f:
+        csv.writer(f, dialect="excel").writerows(rows)
+    assert excel.read_bytes()[:3] == b"\xef\xbb\xbf"
+    assert Trace.read_csv(excel, like=trace) == trace
+
+
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "bad.csv"
     path.write_text(text)
