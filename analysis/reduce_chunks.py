@@ -142,8 +142,8 @@ class TomoPartial:
 
     ``buffers`` and ``generation``: when ``volume`` is the host array of a reduction's
     :class:`~analysis.fbp.OutputBuffers`, those buffers and their hand-out count when
-    it was made; a later chunk with the same buffers overwrites it, which
-    :func:`tomo_combine` refuses."""
+    it was made; a later chunk with the same buffers overwrites it, and a fold weights it
+    in place, after which :func:`tomo_combine` refuses it."""
 
     volume: F32
     n: int
@@ -151,7 +151,8 @@ class TomoPartial:
     generation: int = 0
 
     def overwritten(self) -> bool:
-        """Whether a later chunk reconstructed into this partial's buffers since."""
+        """Whether this partial's buffers changed since it was made: a later chunk
+        reconstructed into them, or :func:`tomo_combine` weighted it in place."""
         return self.buffers is not None and self.buffers.generation != self.generation
 
 
@@ -216,7 +217,8 @@ def tomo_combine(partials: Iterable[TomoPartial]) -> F32:
     workers on one machine share). A partial in a reduction's
     :class:`~analysis.fbp.OutputBuffers` (``tomo_chunk(..., buffers=)``) is weighted in
     its own buffer, which the next chunk overwrites anyway, so the fold allocates only
-    the sum: such a partial's ``volume`` is no longer its reconstruction once folded.
+    the sum: such a partial's ``volume`` is no longer its reconstruction once folded, and
+    it is marked so (``overwritten``: folding it again is refused).
     Other partials are left as they are (one reused array holds each one weighted).
     ``ReductionError`` for a partial whose
     :class:`~analysis.fbp.OutputBuffers` a later chunk reconstructed into before it was
@@ -228,15 +230,17 @@ def tomo_combine(partials: Iterable[TomoPartial]) -> F32:
     for index, part in enumerate(partials):
         if part.overwritten():
             raise ReductionError(
-                f"chunk partial {index}: its volume is the reduction's reused output buffer "
-                "and a later chunk overwrote it before it was folded; fold each partial "
-                "before reconstructing the next (tomo_combine of a generator) or give the "
-                "chunks no shared OutputBuffers")
+                f"chunk partial {index}: its volume is the reduction's reused output buffer, "
+                "changed since it was made (a later chunk overwrote it before it was folded, "
+                "or a fold weighted it in place); fold each partial once, before "
+                "reconstructing the next (tomo_combine of a generator), or give the chunks "
+                "no shared OutputBuffers")
         if total is None:
             total = part.volume * np.float32(part.n)
         else:
             if part.buffers is not None:
                 scratch = part.volume  # (the buffers' array: the next chunk overwrites it)
+                part.buffers.generation += 1  # (weighted in place: no longer this partial)
             else:
                 if weighted is None:
                     weighted = np.empty_like(total)

@@ -15,9 +15,9 @@ class ThreadCPU:
     """CPU seconds of this process's threads over a stretch of time, by thread name
     (Linux ``/proc``): sampled every ``every`` seconds, so a thread that ends is counted
     up to its last sample (at most ``every`` short). ``stop()`` gives the totals since
-    ``start()``; ``until(t)`` those up to the last sample at or before the wall-clock time
-    ``t`` (``time.time()``: a stretch that ends before the work its caller waited for,
-    such as a file's digest at the run's close after its last frame)."""
+    ``start()``; ``until(t)`` those up to the wall-clock time ``t`` (``time.time()``,
+    interpolated between the samples around it: a stretch that ends before the work its
+    caller waited for, such as a file's digest at the run's close after its last frame)."""
 
     GROUPS = (("fly_workers", "-fly-worker"), ("writer", "-fly-writer"),
               ("live_reducer", "smeflow-live-reducer"), ("run_engine", "bluesky-run-engine"),
@@ -116,8 +116,9 @@ class ThreadCPU:
         end as in ``between``): minus ``between``'s total, what other processes and the
         kernel's own threads (writing dirty pages back, say) took from the same cores."""
         machine = [{0: busy} for busy in self._machine]
-        return _interpolated(self._when(), machine, t1, {0: 0.0})[0] \
-            - _interpolated(self._when(), machine, t0, {0: 0.0})[0]
+        first = machine[0] if machine else {0: 0.0}
+        return _interpolated(self._when(), machine, t1, first)[0] \
+            - _interpolated(self._when(), machine, t0, first)[0]
 
     def _when(self) -> list[float]:
         return [when for when, _, _ in self._history]

@@ -89,7 +89,9 @@ class IncidentBeamSize:
     def __post_init__(self) -> None:
         for axis in ("x", "y"):
             value = getattr(self, axis)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            if isinstance(value, bool | np.bool_ | np.timedelta64) \
+                    or not isinstance(value, int | float | np.integer | np.floating) \
+                    or not (math.isfinite(value) and value > 0):
                 raise ValueError(f"IncidentBeamSize.{axis} must be a length > 0 m, got "
                                  f"{value!r}")
         if self.profile not in BEAM_PROFILES:

@@ -75,7 +75,16 @@ class ServerAssetPolicy:
             log.warning("catalog server %s: checking asset %s answered HTTP %d; the server "
                         "checks it when it gets the run", self.url, uri, response.status_code)
             return None
-        why = response.json().get("refusal")
+        try:
+            answer = response.json()
+        except ValueError:  # (a proxy's or login page's HTML: not the smeflow server's)
+            answer = None
+        if not isinstance(answer, dict):
+            log.warning("catalog server %s: checking asset %s answered %r, not the check's "
+                        "JSON object; the server checks it when it gets the run", self.url,
+                        uri, response.text[:80])
+            return None
+        why = answer.get("refusal")
         return str(why) if why is not None else None
 
 

@@ -234,7 +234,8 @@ class PowderSample:
     beam_height
         Beam height along y, mm: the capillary stands along y, so the whole height
         lights it and the rings do not depend on it; the frame files record it with the
-        width (NXmx ``incident_beam_size``, :attr:`beam_size`).
+        width (NXmx ``incident_beam_size``, :attr:`beam_size`). The simulation does not
+        use it: the default (0.1 mm) is an assumed value, set it to the beamline's.
     """
 
     crystal: CubicCrystal

@@ -13,6 +13,7 @@ when their traces are equal. Its CSV form is what the VHDL testbench replays:
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import os
@@ -240,9 +241,11 @@ class Trace:
             The file cannot be read at all.
         """
         raw = Path(path).read_bytes()
+        bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0  # (Excel's)
         try:
-            text = raw.decode("utf-8-sig")  # (a trace saved by Excel starts with a BOM)
+            text = raw[bom:].decode("utf-8")
         except UnicodeDecodeError as exc:
+            exc.start += bom  # (an offset in the file, not after its byte order mark)
             line = raw.count(b"\n", 0, exc.start) + 1
             raise TraceFormatError(f"{path}:{line}: not UTF-8 text (byte "
                                    f"{raw[exc.start]:#04x} at offset {exc.start})") from None

@@ -13,7 +13,7 @@ origins()[m]``, and the pixels between modules belong to none (:meth:`gap_mask`)
 between module rows, 2463 × 2527 pixels in all, 20-bit counters; each module's chain
 takes 64 pixels per tick (a line is 8 words, its last 25 lanes padding) without the 2×2
 binning stage (a Pilatus does not bin). 64 lanes rather than 32: half the ticks of a
-frame for the same per-pixel work, about 5 % less CPU per frame in the simulation
+frame for the same per-pixel work, 2–5 % less CPU per frame in the simulation
 (128 lanes gained nothing more; docs/firmware.md). A single-module layout
 (:meth:`DetectorLayout.single`) is the plain detector of one chain.
 

@@ -236,11 +236,38 @@ def test_partials_of_shared_buffers_collected_before_folding_are_refused() -> No
               for i in starts]
     assert all(np.array_equal(part.volume, last) for part in listed)  # the wrong sum's parts
     assert np.abs(last - fresh).max() > 0.1 * np.abs(fresh).max()
-    with pytest.raises(ReductionError, match=r"chunk partial 0: .* a later chunk overwrote"):
+    with pytest.raises(ReductionError, match=r"chunk partial 0: .*\(a later chunk overwrote"):
         tomo_combine(listed)
     folded = tomo_combine(tomo_chunk(proj[i:i + k], angles[i:i + k], refs, buffers=buffers)
                           for i in starts)
     np.testing.assert_array_equal(folded, fresh)
+
+
+def test_a_partial_folded_in_its_own_buffer_is_not_taken_again() -> None:
+    """The fold weights a partial of a reduction's ``OutputBuffers`` in place (its volume
+    becomes ``n`` times its reconstruction). Kept and used again — folded a second time —
+    it gave a volume ``n`` times too large without an error; it is now marked changed and
+    refused."""
+    rng = np.random.default_rng(11)
+    rows, width, k = 4, 32, 3
+    darks = rng.integers(90, 110, (2, rows, width)).astype(np.uint16)
+    flats = rng.integers(900, 1100, (2, rows, width)).astype(np.uint16)
+    proj = rng.integers(300, 900, (2 * k, rows, width)).astype(np.uint16)
+    angles = np.linspace(0.0, 180.0, 2 * k, endpoint=False)
+    refs = tomo_references(darks, flats)
+    buffers = OutputBuffers()
+    kept: list[Any] = []
+
+    def chunks() -> Any:
+        for i in range(0, 2 * k, k):
+            kept.append(tomo_chunk(proj[i:i + k], angles[i:i + k], refs, buffers=buffers))
+            yield kept[-1]
+
+    tomo_combine(chunks())
+    last = kept[-1]
+    assert last.overwritten()
+    with pytest.raises(ReductionError, match=r"chunk partial 0: .* a fold weighted it in place"):
+        tomo_combine([last])
 
 
 def test_folding_a_reductions_buffers_allocates_only_the_sum() -> None:

@@ -43,6 +43,9 @@ def test_a_stretch_between_samples_counts_its_own_cpu(t0: float, t1: float) -> N
 
 def test_outside_the_samples_the_nearest_sample_counts() -> None:
     cpu = sampled(rate=1.0)
+    cpu._machine = [busy + 46_000.0 for busy in cpu._machine]  # (busy seconds since boot)
+    assert cpu.machine_between(-5.0, 0.1) == pytest.approx(0.2)
+    assert cpu.machine_between(-5.0, 99.0) == pytest.approx(2.0)
     assert cpu.between(-5.0, 0.0)["total"] == 0.0
     assert cpu.between(0.95, 7.0)["run_engine"] == pytest.approx(0.05)
     assert cpu.until(99.0)["run_engine"] == pytest.approx(1.0)

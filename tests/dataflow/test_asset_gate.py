@@ -122,3 +122,42 @@ def test_the_servers_asset_check_answers_its_policy(server: ServerHandle,
     for bad in ({"uri": 5}, {}, ["x"]):
         answer = check(bad)
         assert answer.status_code == 422 and "uri" in answer.json()["detail"], bad
+
+
+@pytest.mark.parametrize(("body", "refused"), [
+    (b"<html><body>Sign in</body></html>", None),       # a proxy's login page
+    (b'["not", "an", "object"]', None),
+    (b'{"refusal": null}', None),
+    (b'{"refusal": "outside raw/"}', "outside raw/"),
+])
+def test_an_asset_check_answer_not_from_the_server_refuses_nothing(
+        body: bytes, refused: str | None, caplog: pytest.LogCaptureFixture) -> None:
+    """Something else answering the asset check with 200 (a proxy's or a login page's
+    HTML, JSON of another shape) is not the server's verdict: the check refuses nothing
+    and says so in the log, and the server still checks the file when it gets the run.
+    The HTML raised ``JSONDecodeError`` through the RunEngine and aborted the scan."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from dataflow.remote import ServerAssetPolicy
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), Answer) as httpd:
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        try:
+            policy = ServerAssetPolicy(f"http://127.0.0.1:{httpd.server_address[1]}", KEY, 5.0)
+            assert policy.refusal("file:///data/raw/x.h5") == refused
+        finally:
+            httpd.shutdown()
+    shaped = refused is not None or body.startswith(b"{")
+    assert shaped or "not the check's JSON object" in caplog.text

@@ -207,9 +207,11 @@ def test_the_beam_size_is_nxmx_incident_beam_size_and_profile(tmp_path: Path) ->
     with pytest.raises(ValueError, match=r"IncidentBeamSize.profile 'flat': NXmx allows "
                                          r"Gaussian, Airy, top-hat, rectangular"):
         IncidentBeamSize(1e-4, 1e-4, "flat")  # type: ignore[arg-type]
-    for bad in (0.0, -1e-4, float("nan"), float("inf")):
+    for bad in (0.0, -1e-4, float("nan"), float("inf"), True, np.timedelta64(1), "1e-4",
+                np.float32("nan"), 1j):
         with pytest.raises(ValueError, match=r"IncidentBeamSize.y must be a length > 0 m"):
             IncidentBeamSize(1e-4, bad, "top-hat")
+    assert IncidentBeamSize(np.float32(1e-4), np.int64(1), "top-hat").x == np.float32(1e-4)
 
 
 def test_the_end_time_is_written_when_the_file_closes(tmp_path: Path) -> None:

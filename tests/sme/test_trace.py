@@ -130,6 +130,13 @@ def test_a_trace_saved_by_excel_reads_back_the_same(tmp_path: Path) -> None:
         csv.writer(f, dialect="excel").writerows(rows)
     assert excel.read_bytes()[:3] == b"\xef\xbb\xbf"
     assert Trace.read_csv(excel, like=trace) == trace
+    # a byte that is not UTF-8 is named at its offset in the file, the mark counted
+    data = excel.read_bytes()
+    at = data.index(b"\n", data.index(b"\n") + 1) + 3  # (on line 3)
+    excel.write_bytes(data[:at] + b"\xff" + data[at:])
+    with pytest.raises(TraceFormatError, match=rf"excel\.csv:3: not UTF-8 text \(byte 0xff "
+                                               rf"at offset {at}\)"):
+        Trace.read_csv(excel, like=trace)
 
 
 def write(tmp_path: Path, text: str) -> Path:
