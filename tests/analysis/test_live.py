@@ -67,6 +67,20 @@ def test_live_diffraction_equals_offline(acquired: AcquiredRuns) -> None:
     np.testing.assert_allclose(lags, result.lags)
 
 
+def _mask_descriptors(docs: list[tuple[str, dict[str, Any]]]) -> set[str]:
+    return {doc["uid"] for name, doc in docs if name == "descriptor" and doc["name"] == "mask"}
+
+
+def _first_frame(docs: list[tuple[str, dict[str, Any]]]) -> int:
+    """The index of the first frame's document, after the mask's ``stream_datum``."""
+    mask_desc = _mask_descriptors(docs)
+    return next(i for i, (name, doc) in enumerate(docs)
+                if name in ("event", "event_page", "stream_datum")
+                and doc.get("descriptor") not in mask_desc and i > 0
+                and any(n == "stream_datum" and d.get("descriptor") in mask_desc
+                        for n, d in docs[:i]))
+
+
 def test_the_masked_integration_is_built_when_the_mask_arrives(
         acquired: AcquiredRuns, monkeypatch: pytest.MonkeyPatch) -> None:
     """The plans publish the run's pixel mask before the first frame: the reducer builds
@@ -79,13 +93,7 @@ def test_the_masked_integration_is_built_when_the_mask_arrives(
     real_build = azint.build
     monkeypatch.setattr(azint, "build", lambda *a, **k: (built.append(1), real_build(*a, **k))[1])
     docs = acquired.documents[acquired.diff_uid]
-    mask_desc = {doc["uid"] for name, doc in docs
-                 if name == "descriptor" and doc["name"] == "mask"}
-    first_frame = next(i for i, (name, doc) in enumerate(docs)
-                       if name in ("event", "event_page", "stream_datum")
-                       and doc.get("descriptor") not in mask_desc and i > 0
-                       and any(n == "stream_datum" and d.get("descriptor") in mask_desc
-                               for n, d in docs[:i]))
+    first_frame = _first_frame(docs)
     reducer = LiveReducer.for_catalog(acquired.catalog)
     try:
         for name, doc in docs[:first_frame]:
@@ -112,13 +120,7 @@ def test_the_pattern_streams_are_declared_when_the_mask_arrives(
     streams are declared: the catalog's writer creates their nodes then, not while the
     first patterns wait for them; the derived run is the live one."""
     docs = acquired.documents[acquired.diff_uid]
-    mask_desc = {doc["uid"] for name, doc in docs
-                 if name == "descriptor" and doc["name"] == "mask"}
-    first_frame = next(i for i, (name, doc) in enumerate(docs)
-                       if name in ("event", "event_page", "stream_datum")
-                       and doc.get("descriptor") not in mask_desc and i > 0
-                       and any(n == "stream_datum" and d.get("descriptor") in mask_desc
-                               for n, d in docs[:i]))
+    first_frame = _first_frame(docs)
     sent: list[tuple[str, dict[str, Any]]] = []
     reducer = LiveReducer.for_catalog(acquired.catalog,
                                       extra_callbacks=(lambda n, d: sent.append((n, d)),))
@@ -252,8 +254,7 @@ def test_full_inbox_drops_reductions_without_blocking(acquired: AcquiredRuns) ->
     reducer = LiveReducer([stalled_consumer, catalog.writer()], catalog.raw_dir, capacity=2,
                           put_timeout=0.05)
     docs = acquired.documents[acquired.tomo_uid]
-    mask_desc = {doc["uid"] for name, doc in docs
-                 if name == "descriptor" and doc["name"] == "mask"}
+    mask_desc = _mask_descriptors(docs)
     # the mask's documents are never dropped (a reduction without it would be wrong)
     frame_docs = sum(name in ("stream_datum", "event") and doc["descriptor"] not in mask_desc
                      for name, doc in docs)

@@ -215,19 +215,25 @@ def test_chunks_reuse_one_volume_buffer() -> None:
     assert faults < 4 * volume_pages, (faults, volume_pages)
 
 
+def _tomo_inputs(seed: int, rows: int, width: int, n: int) -> tuple[Any, Any, Any]:
+    """``n`` random projections ``(n, rows, width)``, their angles over 180° and dark/flat
+    references, for the chunk-folding tests."""
+    rng = np.random.default_rng(seed)
+    darks = rng.integers(90, 110, (2, rows, width)).astype(np.uint16)
+    flats = rng.integers(900, 1100, (2, rows, width)).astype(np.uint16)
+    proj = rng.integers(300, 900, (n, rows, width)).astype(np.uint16)
+    angles = np.linspace(0.0, 180.0, n, endpoint=False)
+    return proj, angles, tomo_references(darks, flats)
+
+
 def test_partials_of_shared_buffers_collected_before_folding_are_refused() -> None:
     """Chunks reconstructed into one ``OutputBuffers`` and collected in a list before
     ``tomo_combine`` all hold the last chunk's volume: summed, that volume times every
     chunk's weight, divided by their total, is the last chunk's reconstruction, returned
     as the whole run's without an error. ``tomo_combine`` refuses it; folded in turn
     (a generator) the same chunks give the fresh buffers' volume."""
-    rng = np.random.default_rng(5)
     rows, width, k, chunks = 8, 64, 3, 3
-    darks = rng.integers(90, 110, (2, rows, width)).astype(np.uint16)
-    flats = rng.integers(900, 1100, (2, rows, width)).astype(np.uint16)
-    proj = rng.integers(300, 900, (k * chunks, rows, width)).astype(np.uint16)
-    angles = np.linspace(0.0, 180.0, k * chunks, endpoint=False)
-    refs = tomo_references(darks, flats)
+    proj, angles, refs = _tomo_inputs(5, rows, width, k * chunks)
     starts = range(0, k * chunks, k)
     fresh = tomo_combine([tomo_chunk(proj[i:i + k], angles[i:i + k], refs) for i in starts])
     last = tomo_chunk(proj[-k:], angles[-k:], refs).volume
@@ -248,13 +254,8 @@ def test_a_partial_folded_in_its_own_buffer_is_not_taken_again() -> None:
     becomes ``n`` times its reconstruction). Kept and used again — folded a second time —
     it gave a volume ``n`` times too large without an error; it is now marked changed and
     refused."""
-    rng = np.random.default_rng(11)
     rows, width, k = 4, 32, 3
-    darks = rng.integers(90, 110, (2, rows, width)).astype(np.uint16)
-    flats = rng.integers(900, 1100, (2, rows, width)).astype(np.uint16)
-    proj = rng.integers(300, 900, (2 * k, rows, width)).astype(np.uint16)
-    angles = np.linspace(0.0, 180.0, 2 * k, endpoint=False)
-    refs = tomo_references(darks, flats)
+    proj, angles, refs = _tomo_inputs(11, rows, width, 2 * k)
     buffers = OutputBuffers()
     kept: list[Any] = []
 
@@ -275,13 +276,8 @@ def test_folding_a_reductions_buffers_allocates_only_the_sum() -> None:
     next chunk overwrites it anyway), so folding them allocates the sum and nothing else
     volume-sized (it allocated a second volume for the weighted partial); the volume is
     bit for bit the fresh arrays' one."""
-    rng = np.random.default_rng(7)
     rows, width, k, chunks = 8, 256, 2, 4
-    darks = rng.integers(90, 110, (2, rows, width)).astype(np.uint16)
-    flats = rng.integers(900, 1100, (2, rows, width)).astype(np.uint16)
-    proj = rng.integers(300, 900, (k * chunks, rows, width)).astype(np.uint16)
-    angles = np.linspace(0.0, 180.0, k * chunks, endpoint=False)
-    refs = tomo_references(darks, flats)
+    proj, angles, refs = _tomo_inputs(7, rows, width, k * chunks)
     starts = range(0, k * chunks, k)
     fresh = tomo_combine([tomo_chunk(proj[i:i + k], angles[i:i + k], refs) for i in starts])
     buffers = OutputBuffers()
