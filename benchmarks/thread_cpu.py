@@ -115,10 +115,10 @@ class ThreadCPU:
         """The CPU seconds every core of the machine was busy from ``t0`` to ``t1`` (each
         end as in ``between``): minus ``between``'s total, what other processes and the
         kernel's own threads (writing dirty pages back, say) took from the same cores."""
-        machine = [{0: busy} for busy in self._machine]
+        when, machine = self._when(), [{0: busy} for busy in self._machine]
         first = machine[0] if machine else {0: 0.0}
-        return _interpolated(self._when(), machine, t1, first)[0] \
-            - _interpolated(self._when(), machine, t0, first)[0]
+        return _interpolated(when, machine, t1, first)[0] \
+            - _interpolated(when, machine, t0, first)[0]
 
     def _when(self) -> list[float]:
         return [when for when, _, _ in self._history]

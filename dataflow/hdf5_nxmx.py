@@ -196,13 +196,12 @@ def write_nxmx(f: h5py.File, entry_name: str, g: PoniGeometry,
     nx = nxmx_geometry(g)
     detector_path = f"/{entry_name}/instrument/detector"
     entry["definition"] = "NXmx"
-    if g.wavelength is not None:
+    if g.wavelength is not None or beam_size is not None:
         beam = entry.require_group("instrument/beam")
         beam.attrs["NX_class"] = "NXbeam"
+    if g.wavelength is not None:
         _field(beam, "incident_wavelength", g.wavelength, "m")
     if beam_size is not None:
-        beam = entry.require_group("instrument/beam")
-        beam.attrs["NX_class"] = "NXbeam"
         beam.create_dataset("incident_beam_size", data=np.array(
             [beam_size.x, beam_size.y], dtype=np.float64)).attrs["units"] = "m"
         beam["profile"] = beam_size.profile

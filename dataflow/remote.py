@@ -66,26 +66,29 @@ class ServerAssetPolicy:
                                   headers={"Authorization": f"Apikey {self._key}"},
                                   timeout=self.timeout)
         except httpx.HTTPError as exc:
-            log.warning("catalog server %s: cannot check asset %s before the run is written "
-                        "(%s); the server checks it when it gets the run", self.url, uri, exc)
+            self._unasked(uri, f"cannot be asked ({exc})")
             return None
         if response.status_code in (404, 405):
             return None
         if response.status_code != 200:
-            log.warning("catalog server %s: checking asset %s answered HTTP %d; the server "
-                        "checks it when it gets the run", self.url, uri, response.status_code)
+            self._unasked(uri, f"answered HTTP {response.status_code}")
             return None
         try:
             answer = response.json()
         except ValueError:  # (a proxy's or login page's HTML: not the smeflow server's)
             answer = None
         if not isinstance(answer, dict):
-            log.warning("catalog server %s: checking asset %s answered %r, not the check's "
-                        "JSON object; the server checks it when it gets the run", self.url,
-                        uri, response.text[:80])
+            self._unasked(uri, f"answered {response.text[:80]!r}, not the check's JSON "
+                               "object")
             return None
         why = answer.get("refusal")
         return str(why) if why is not None else None
+
+    def _unasked(self, uri: str, why: str) -> None:
+        """No verdict on ``uri`` (logged): the server refuses nothing here and still checks
+        the file when it gets the run."""
+        log.warning("catalog server %s: checking asset %s before the run is written: %s; "
+                    "the server checks it when it gets the run", self.url, uri, why)
 
 
 class RemoteCatalog(ClientCatalog):

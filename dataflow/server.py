@@ -223,17 +223,24 @@ def build_server_app(data_dir: str | os.PathLike[str], api_key: str, *,
     return app
 
 
+async def _json_object(request: Any) -> dict[str, Any] | None:
+    """The JSON object a request's body holds (``{}`` for no body), or ``None`` for a body
+    that is not one: what the endpoints answer with HTTP 422."""
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
 def _scan_id_endpoint(counter: ScanIdCounter) -> Callable[[Any], Awaitable[Any]]:
     """The handler of ``POST SCAN_ID_PATH``: one number per call, never handed out twice."""
     from starlette.concurrency import run_in_threadpool
     from starlette.responses import JSONResponse
 
     async def next_scan_id(request: Any) -> Any:
-        try:
-            body = json.loads(await request.body() or b"{}")
-            floor = body.get("floor", 0) if isinstance(body, dict) else None
-        except ValueError:
-            floor = None
+        body = await _json_object(request)
+        floor = body.get("floor", 0) if body is not None else None
         if isinstance(floor, bool) or not isinstance(floor, int) \
                 or not 0 <= floor < MAX_SCAN_ID:
             return JSONResponse({"detail": f"expected {{\"floor\": N}} with N an integer "
@@ -253,11 +260,8 @@ def _asset_check_endpoint(policy: AssetPolicy) -> Callable[[Any], Awaitable[Any]
     from starlette.responses import JSONResponse
 
     async def asset_check(request: Any) -> Any:
-        try:
-            body = json.loads(await request.body() or b"{}")
-        except ValueError:
-            body = None
-        uri = body.get("uri") if isinstance(body, dict) else None
+        body = await _json_object(request)
+        uri = body.get("uri") if body is not None else None
         if not isinstance(uri, str):
             return JSONResponse({"detail": 'expected {"uri": "..."}'}, status_code=422)
         return JSONResponse({"refusal": await run_in_threadpool(policy.refusal, uri)})

@@ -101,6 +101,9 @@ class AppendOnceTiledWriter(TiledWriter):  # type: ignore[misc]  # (untyped libr
     """``TiledWriter`` (its arguments, without the backup ones) writing each run with an
     :class:`AppendOnceRunWriter` (module docstring)."""
 
+    run_writer_class: type[AppendOnceRunWriter] = AppendOnceRunWriter
+    """The class of each run's writer (a subclass adds to it: ``dataflow.tiled_flush``)."""
+
     def __init__(self, client: Any, **kwargs: Any) -> None:
         for name in ("backup_directory", "backup_dictionary"):
             if kwargs.get(name) is not None:
@@ -108,10 +111,11 @@ class AppendOnceTiledWriter(TiledWriter):  # type: ignore[misc]  # (untyped libr
         super().__init__(client, **kwargs)
 
     def _run_writer(self, doc: dict[str, Any]) -> AppendOnceRunWriter:
-        """The writer of the run whose start document is ``doc``."""
-        return AppendOnceRunWriter(self.client, batch_size=self._batch_size,
-                                   max_array_size=self._max_array_size,
-                                   validate=self._validate, ignore_errors=self.ignore_errors)
+        """The writer of the run whose start document is ``doc`` (``run_writer_class``,
+        with this writer's options)."""
+        return self.run_writer_class(self.client, batch_size=self._batch_size,
+                                     max_array_size=self._max_array_size,
+                                     validate=self._validate, ignore_errors=self.ignore_errors)
 
     def _factory(self, name: str, doc: dict[str, Any]) -> tuple[list[Any], list[Any]]:
         """``TiledWriter``'s factory of a run's callbacks, with :meth:`_run_writer`'s."""

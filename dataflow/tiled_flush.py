@@ -88,15 +88,17 @@ class FlushableTiledWriter(AppendOnceTiledWriter):
     """``TiledWriter`` (its arguments, without the backup ones) whose :meth:`flush` writes
     what it holds for its open runs before their stop documents (module docstring)."""
 
+    run_writer_class = _FlushableRunWriter
+
     def __init__(self, client: Any, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)
         self._runs: dict[str, _FlushableRunWriter] = {}  # (by start uid)
 
     def _run_writer(self, doc: dict[str, Any]) -> _FlushableRunWriter:
-        """A flushable writer of the run whose start document is ``doc``."""
-        writer = _FlushableRunWriter(self.client, batch_size=self._batch_size,
-                                     max_array_size=self._max_array_size,
-                                     validate=self._validate, ignore_errors=self.ignore_errors)
+        """A flushable writer of the run whose start document is ``doc``, kept for
+        :meth:`flush`."""
+        writer = super()._run_writer(doc)
+        assert isinstance(writer, _FlushableRunWriter)
         self._runs = {uid: run for uid, run in self._runs.items() if not run.stopped}
         self._runs[doc["uid"]] = writer
         return writer
